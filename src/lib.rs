@@ -1,0 +1,19 @@
+//! ddpm-lab: denoising diffusion probabilistic models (Ho et al. 2020, as taught by "The
+//! Annotated Diffusion Model") in candle, with a terminal lab on top.
+//!
+//! The engine (schedules, forward process, UNet, training, sampling, checkpoints) runs headless
+//! from the CLI and drives the TUI.
+
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod diffusion;
+pub mod export;
+pub mod imaging;
+pub mod model;
+pub mod rng;
+pub mod run;
+pub mod sampler;
+pub mod schedule;
+pub mod train;
+pub mod tui;
