@@ -1,1 +1,2 @@
 //! (in progress)
+pub mod lab_cmd;

@@ -1,1 +1,108 @@
-//! (in progress)
+//! The lab's terminal UI: five screens (Data, Schedules, Train, Sample, Compare) over the
+//! engine, which runs on worker threads.
+//!
+//! Layout of the module (gitui style):
+//! - [`state`]: the [`App`] and one struct per screen; actions that start work.
+//! - [`event`]: key → [`event::Command`] → state change, pure and unit-tested.
+//! - [`ui`]: views only, one file per screen or panel.
+//! - [`workers`]: the [`Engine`] interface and the messages workers send back.
+//!
+//! [`run_app`] is the main loop, generic over the ratatui backend so tests can drive the real
+//! app with a `TestBackend` and a scripted [`EventSource`].
+
+pub mod event;
+pub mod noise;
+pub mod settings;
+pub mod state;
+pub mod ui;
+pub mod workers;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use crossterm::event::Event;
+use ratatui::backend::Backend;
+use ratatui::Terminal;
+
+pub use state::App;
+pub use ui::ImageRenderer;
+pub use workers::{Engine, WorkerMsg};
+
+/// Minimum time between two redraws (at most ~30 frames per second).
+pub const FRAME_TIME: Duration = Duration::from_millis(33);
+/// Longest wait for input before the loop looks at worker messages again.
+pub const INPUT_POLL: Duration = Duration::from_millis(16);
+
+/// Where input events come from.
+pub trait EventSource {
+    /// Waits up to `timeout` for one event; `None` when none came.
+    fn poll(&mut self, timeout: Duration) -> io::Result<Option<Event>>;
+}
+
+/// Input from the real terminal.
+#[derive(Debug, Default)]
+pub struct CrosstermEvents;
+
+impl EventSource for CrosstermEvents {
+    fn poll(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
+        if crossterm::event::poll(timeout)? {
+            crossterm::event::read().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Runs the lab until it quits: handles worker messages and input, and redraws when something
+/// changed (never more often than [`FRAME_TIME`]). The UI thread never blocks on work.
+pub fn run_app<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    images: &ImageRenderer,
+    events: &mut dyn EventSource,
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let mut last_draw: Option<Instant> = None;
+    let mut last_tick = Instant::now();
+    loop {
+        app.pump();
+        let now = Instant::now();
+        app.tick(now.saturating_duration_since(last_tick));
+        last_tick = now;
+        if app.should_exit() {
+            break;
+        }
+        let due = last_draw.is_none_or(|t| now.duration_since(t) >= FRAME_TIME);
+        if app.dirty && due {
+            terminal.draw(|f| ui::draw(f, app, images))?;
+            app.dirty = false;
+            last_draw = Some(now);
+        }
+        let timeout = match last_draw {
+            Some(t) if app.dirty => FRAME_TIME.saturating_sub(now.duration_since(t)),
+            _ => INPUT_POLL,
+        }
+        .min(INPUT_POLL);
+        let mut next = events.poll(timeout)?;
+        // Take every event already waiting before drawing again.
+        while let Some(ev) = next {
+            match ev {
+                Event::Key(key) => {
+                    event::handle_key(app, key);
+                }
+                Event::Resize(..) => {
+                    terminal.autoresize()?;
+                    app.dirty = true;
+                }
+                _ => {}
+            }
+            if app.should_exit() {
+                break;
+            }
+            next = events.poll(Duration::ZERO)?;
+        }
+    }
+    Ok(())
+}

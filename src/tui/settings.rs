@@ -1,0 +1,401 @@
+//! Lab settings remembered between sessions: a JSON file in the platform's config directory
+//! (`DDPM_LAB_CONFIG_DIR` overrides the directory, which keeps tests out of the real home).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::DeviceSpec;
+use crate::schedule::BetaSchedule;
+
+/// Environment variable that replaces the config directory (used by tests and packagers).
+pub const CONFIG_DIR_ENV: &str = "DDPM_LAB_CONFIG_DIR";
+/// File name of the settings inside the config directory.
+pub const SETTINGS_FILE: &str = "settings.json";
+
+/// Datasets the Data screen cycles through (any other path can be given with `--dataset`).
+pub const BUILTIN_DATASETS: [&str; 4] = ["shapes", "fashion_mnist", "mnist", "cifar10"];
+
+/// Size presets of the UNet offered in the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelPreset {
+    /// A very small UNet that trains in seconds to minutes on a CPU.
+    #[default]
+    Tiny,
+    /// A mid-sized UNet: recognisable Fashion-MNIST samples in about ten CPU minutes.
+    Small,
+    /// The blog's `Unet(dim=28, channels=1, dim_mults=(1,2,4))` with ConvNeXt blocks.
+    Blog,
+}
+
+impl ModelPreset {
+    /// All presets, smallest first.
+    pub const ALL: [ModelPreset; 3] = [ModelPreset::Tiny, ModelPreset::Small, ModelPreset::Blog];
+
+    /// Lower-case name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelPreset::Tiny => "tiny",
+            ModelPreset::Small => "small",
+            ModelPreset::Blog => "blog",
+        }
+    }
+
+    /// One-line description of the architecture.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ModelPreset::Tiny => "dim 16 ×(1,2)",
+            ModelPreset::Small => "dim 24 ×(1,2,4)",
+            ModelPreset::Blog => "dim 28 ×(1,2,4) ConvNeXt",
+        }
+    }
+
+    /// The preset a device trains quickly: tiny on a CPU, the blog's model on a GPU.
+    pub fn for_device(device: DeviceSpec) -> Self {
+        match device {
+            DeviceSpec::Cpu => ModelPreset::Tiny,
+            _ => ModelPreset::Blog,
+        }
+    }
+}
+
+impl fmt::Display for ModelPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ModelPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ModelPreset::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown model size '{s}' (expected tiny, small or blog)"))
+    }
+}
+
+/// Loss between the target and the network output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LossChoice {
+    /// Smooth L1 (PyTorch `smooth_l1_loss`, β = 1), the blog's default.
+    #[default]
+    Huber,
+    /// Mean absolute error.
+    L1,
+    /// Mean squared error.
+    L2,
+}
+
+impl LossChoice {
+    /// All choices in menu order.
+    pub const ALL: [LossChoice; 3] = [LossChoice::Huber, LossChoice::L1, LossChoice::L2];
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossChoice::Huber => "huber",
+            LossChoice::L1 => "l1",
+            LossChoice::L2 => "l2",
+        }
+    }
+}
+
+/// What the network predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectiveChoice {
+    /// The noise ε (Ho et al., the blog).
+    #[default]
+    Eps,
+    /// The clean image x₀.
+    X0,
+    /// The velocity v = √ᾱ ε − √(1−ᾱ) x₀.
+    V,
+}
+
+impl ObjectiveChoice {
+    /// All choices in menu order.
+    pub const ALL: [ObjectiveChoice; 3] = [
+        ObjectiveChoice::Eps,
+        ObjectiveChoice::X0,
+        ObjectiveChoice::V,
+    ];
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectiveChoice::Eps => "eps",
+            ObjectiveChoice::X0 => "x0",
+            ObjectiveChoice::V => "v",
+        }
+    }
+}
+
+/// How the Compare screen shares the machine between its four runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareMode {
+    /// One schedule after the other.
+    #[default]
+    InTurn,
+    /// Alternate between the runs every few steps, so the curves grow together.
+    RoundRobin,
+}
+
+impl CompareMode {
+    /// Human-readable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CompareMode::InTurn => "in turn",
+            CompareMode::RoundRobin => "round-robin",
+        }
+    }
+}
+
+/// Everything the Train screen lets the user edit before a run starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainSettings {
+    /// Beta schedule.
+    pub schedule: BetaSchedule,
+    /// Number of diffusion steps T.
+    pub timesteps: usize,
+    /// Training loss.
+    pub loss: LossChoice,
+    /// Prediction target.
+    pub objective: ObjectiveChoice,
+    /// UNet size.
+    pub model: ModelPreset,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Optimisation steps of a run.
+    pub steps: usize,
+    /// Where to train.
+    pub device: DeviceSpec,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Steps between preview samples (0 = never).
+    pub preview_every: usize,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self::for_device(DeviceSpec::Cpu)
+    }
+}
+
+impl TrainSettings {
+    /// Settings a device trains quickly.
+    pub fn for_device(device: DeviceSpec) -> Self {
+        let model = ModelPreset::for_device(device);
+        Self {
+            schedule: BetaSchedule::Linear,
+            timesteps: 200,
+            loss: LossChoice::Huber,
+            objective: ObjectiveChoice::Eps,
+            model,
+            batch_size: if model == ModelPreset::Blog { 128 } else { 64 },
+            lr: 1e-3,
+            steps: if model == ModelPreset::Blog {
+                2345
+            } else {
+                2000
+            },
+            device,
+            seed: 42,
+            preview_every: 200,
+        }
+    }
+
+    /// The blog's configuration: its UNet, T = 200, linear schedule, Huber loss, batch 128,
+    /// lr 1e-3, 5 epochs of Fashion-MNIST (469 steps each). Keeps device and seed.
+    pub fn blog(&self) -> Self {
+        Self {
+            schedule: BetaSchedule::Linear,
+            timesteps: 200,
+            loss: LossChoice::Huber,
+            objective: ObjectiveChoice::Eps,
+            model: ModelPreset::Blog,
+            batch_size: 128,
+            lr: 1e-3,
+            steps: 5 * 469,
+            device: self.device,
+            seed: self.seed,
+            preview_every: 469,
+        }
+    }
+}
+
+/// Sampling settings of the Sample screen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SampleSettings {
+    /// Number of images drawn.
+    pub n: usize,
+    /// Use DDIM instead of ancestral DDPM sampling.
+    pub ddim: bool,
+    /// DDIM steps.
+    pub ddim_steps: usize,
+    /// DDIM eta (0 = deterministic).
+    pub eta: f64,
+    /// Seed of the initial noise.
+    pub seed: u64,
+}
+
+impl Default for SampleSettings {
+    fn default() -> Self {
+        Self {
+            n: 16,
+            ddim: false,
+            ddim_steps: 50,
+            eta: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Everything remembered between sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LabSettings {
+    /// Dataset name or path.
+    pub dataset: String,
+    /// Train screen configuration.
+    pub train: TrainSettings,
+    /// Sample screen configuration.
+    pub sample: SampleSettings,
+    /// Compare screen scheduling.
+    pub compare_mode: CompareMode,
+    /// Steps each Compare run trains.
+    pub compare_steps: usize,
+    /// Directory holding run directories (None = `runs` in the working directory).
+    pub runs_dir: Option<PathBuf>,
+}
+
+impl Default for LabSettings {
+    fn default() -> Self {
+        Self {
+            dataset: "fashion_mnist".to_string(),
+            train: TrainSettings::default(),
+            sample: SampleSettings::default(),
+            compare_mode: CompareMode::InTurn,
+            compare_steps: 500,
+            runs_dir: None,
+        }
+    }
+}
+
+/// Errors reading or writing the settings file.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// No config directory could be found (no `$HOME` and no override).
+    #[error("no config directory: set {CONFIG_DIR_ENV} or HOME")]
+    NoConfigDir,
+    /// File-system error.
+    #[error("settings file {path}: {source}")]
+    Io {
+        /// File concerned.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid settings JSON.
+    #[error("settings file {path} is not valid: {source}")]
+    Parse {
+        /// File concerned.
+        path: PathBuf,
+        /// Cause.
+        source: serde_json::Error,
+    },
+}
+
+/// Directory of the lab's config: `$DDPM_LAB_CONFIG_DIR`, else `<config_dir>/ddpm-lab`.
+pub fn config_dir() -> Result<PathBuf, SettingsError> {
+    if let Some(dir) = std::env::var_os(CONFIG_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    dirs::config_dir()
+        .map(|d| d.join("ddpm-lab"))
+        .ok_or(SettingsError::NoConfigDir)
+}
+
+impl LabSettings {
+    /// Reads `dir/settings.json`; a missing file gives the defaults.
+    pub fn load_from(dir: &Path) -> Result<Self, SettingsError> {
+        let path = dir.join(SETTINGS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|source| SettingsError::Parse {
+                path: path.clone(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(SettingsError::Io { path, source }),
+        }
+    }
+
+    /// Writes `dir/settings.json` (creating `dir`), atomically via a temporary file.
+    pub fn save_to(&self, dir: &Path) -> Result<PathBuf, SettingsError> {
+        let path = dir.join(SETTINGS_FILE);
+        let io = |source| SettingsError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = dir.join(format!("{SETTINGS_FILE}.tmp"));
+        let text = serde_json::to_string_pretty(self).expect("settings serialise");
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(path)
+    }
+
+    /// Directory holding run directories.
+    pub fn runs_root(&self) -> PathBuf {
+        self.runs_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_defaults_missing_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            LabSettings::load_from(dir.path()).unwrap(),
+            LabSettings::default()
+        );
+        let mut s = LabSettings::default();
+        s.dataset = "shapes".into();
+        s.train.timesteps = 300;
+        s.train.device = DeviceSpec::Cuda(1);
+        s.save_to(dir.path()).unwrap();
+        assert_eq!(LabSettings::load_from(dir.path()).unwrap(), s);
+        std::fs::write(dir.path().join(SETTINGS_FILE), r#"{"dataset":"mnist"}"#).unwrap();
+        let partial = LabSettings::load_from(dir.path()).unwrap();
+        assert_eq!(partial.dataset, "mnist");
+        assert_eq!(partial.train, TrainSettings::default());
+    }
+
+    #[test]
+    fn broken_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SETTINGS_FILE), "{not json").unwrap();
+        let err = LabSettings::load_from(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is not valid"), "{err}");
+    }
+
+    #[test]
+    fn blog_preset_matches_the_post() {
+        let b = TrainSettings::default().blog();
+        assert_eq!(b.model, ModelPreset::Blog);
+        assert_eq!((b.timesteps, b.batch_size, b.steps), (200, 128, 2345));
+        assert_eq!("SMALL".parse::<ModelPreset>(), Ok(ModelPreset::Small));
+    }
+}

@@ -1,0 +1,278 @@
+//! Progress of one training run as the lab displays it (shared by the Train and Compare
+//! screens): its state, loss history, timestep-bucket losses, previews and checkpoints.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+
+use crate::imaging::Image8;
+use crate::train::events::{StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
+
+/// Weight of the newest loss in the smoothed curve (exponential moving average).
+pub const SMOOTHING: f64 = 0.05;
+
+/// Lifecycle of a run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum RunState {
+    /// Nothing started yet.
+    #[default]
+    Idle,
+    /// Asked to start; waiting for the worker's `Started`.
+    Starting,
+    /// Training.
+    Running,
+    /// Paused (can resume).
+    Paused,
+    /// Asked to checkpoint and stop.
+    Stopping,
+    /// Reached its last step (or stopped); checkpoint written.
+    Finished,
+    /// Failed with a message.
+    Failed(String),
+    /// Opened from disk, not training (space continues it).
+    Opened,
+}
+
+impl RunState {
+    /// Short label for status bars.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RunState::Idle => "idle",
+            RunState::Starting => "starting",
+            RunState::Running => "running",
+            RunState::Paused => "paused",
+            RunState::Stopping => "saving",
+            RunState::Finished => "finished",
+            RunState::Failed(_) => "failed",
+            RunState::Opened => "opened",
+        }
+    }
+}
+
+/// Everything known about one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunProgress {
+    /// Lifecycle state.
+    pub state: RunState,
+    /// Run directory, once known.
+    pub run_dir: Option<PathBuf>,
+    /// Step the current session started from.
+    pub start_step: usize,
+    /// Step at which the run stops.
+    pub total_steps: usize,
+    /// Steps per epoch.
+    pub steps_per_epoch: usize,
+    /// Trainable parameters.
+    pub num_params: usize,
+    /// `(step, loss)` of every step.
+    pub losses: Vec<(f64, f64)>,
+    /// `(step, smoothed loss)` of every step.
+    pub smoothed: Vec<(f64, f64)>,
+    /// Smoothed loss per timestep bucket.
+    pub buckets: Vec<Option<f64>>,
+    /// Stats of the latest step.
+    pub last: Option<StepStats>,
+    /// Latest preview: step and images.
+    pub preview: Option<(usize, Vec<Image8>)>,
+    /// Step of the latest checkpoint.
+    pub checkpoint_step: Option<usize>,
+    /// Control channel of the worker while it runs.
+    pub commands: Option<Sender<TrainCommand>>,
+}
+
+impl RunProgress {
+    /// Steps done so far.
+    pub fn step(&self) -> usize {
+        self.last.as_ref().map_or(self.start_step, |s| s.step)
+    }
+
+    /// Whether a worker is alive for this run.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.state,
+            RunState::Starting | RunState::Running | RunState::Paused | RunState::Stopping
+        )
+    }
+
+    /// Whether steps were done since the last checkpoint.
+    pub fn unsaved(&self) -> bool {
+        self.is_active() || self.step() > self.checkpoint_step.unwrap_or(self.start_step)
+    }
+
+    /// Sends a command to the worker (ignored when none is running).
+    pub fn send(&self, cmd: TrainCommand) -> bool {
+        self.commands
+            .as_ref()
+            .is_some_and(|tx| tx.send(cmd).is_ok())
+    }
+
+    /// Clears history for a fresh start.
+    pub fn reset(&mut self) {
+        *self = RunProgress::default();
+    }
+
+    /// Loads a history read from disk (an opened run).
+    pub fn load_history(&mut self, history: &[StepStats]) {
+        for s in history {
+            self.record(s.clone());
+        }
+        self.start_step = self.step();
+    }
+
+    fn record(&mut self, s: StepStats) {
+        let x = s.step as f64;
+        self.losses.push((x, s.loss));
+        let prev = self.smoothed.last().map(|p| p.1);
+        let sm = prev.map_or(s.loss, |p| p + SMOOTHING * (s.loss - p));
+        self.smoothed.push((x, sm));
+        if self.buckets.len() != LOSS_BUCKETS {
+            self.buckets = vec![None; LOSS_BUCKETS];
+        }
+        for (b, v) in self.buckets.iter_mut().zip(&s.bucket_losses) {
+            if let Some(v) = v {
+                *b = Some(b.map_or(*v, |old| old + 4.0 * SMOOTHING * (v - old)));
+            }
+        }
+        if self.steps_per_epoch == 0 && s.epoch > 0 {
+            self.steps_per_epoch = s.step / s.epoch.max(1);
+        }
+        self.last = Some(s);
+    }
+
+    /// Applies one event of the worker.
+    pub fn apply(&mut self, event: TrainEvent) {
+        match event {
+            TrainEvent::Started {
+                run_dir,
+                start_step,
+                total_steps,
+                steps_per_epoch,
+                num_params,
+            } => {
+                self.state = RunState::Running;
+                if run_dir.is_some() {
+                    self.run_dir = run_dir;
+                }
+                self.start_step = start_step;
+                self.total_steps = total_steps;
+                self.steps_per_epoch = steps_per_epoch;
+                self.num_params = num_params;
+                if self.checkpoint_step.is_none() && start_step > 0 {
+                    self.checkpoint_step = Some(start_step);
+                }
+                // A resumed run replays nothing: drop history beyond its checkpoint.
+                self.losses.retain(|p| p.0 <= start_step as f64);
+                self.smoothed.retain(|p| p.0 <= start_step as f64);
+            }
+            TrainEvent::Step(s) => {
+                if self.state == RunState::Starting {
+                    self.state = RunState::Running;
+                }
+                self.record(s);
+            }
+            TrainEvent::Preview { step, images } => self.preview = Some((step, images)),
+            TrainEvent::Checkpointed { step, path } => {
+                self.checkpoint_step = Some(step);
+                self.run_dir = Some(path);
+            }
+            TrainEvent::Paused { .. } => {
+                if self.state != RunState::Stopping {
+                    self.state = RunState::Paused;
+                }
+            }
+            TrainEvent::Resumed { .. } => {
+                if self.state != RunState::Stopping {
+                    self.state = RunState::Running;
+                }
+            }
+            TrainEvent::Finished { step, run_dir } => {
+                self.state = RunState::Finished;
+                if run_dir.is_some() {
+                    self.run_dir = run_dir;
+                    self.checkpoint_step = Some(step);
+                }
+                self.commands = None;
+            }
+            TrainEvent::Failed { message, .. } => {
+                self.state = RunState::Failed(message);
+                self.commands = None;
+            }
+        }
+    }
+
+    /// Steps per second of the latest step, given the batch size.
+    pub fn steps_per_s(&self, batch_size: usize) -> Option<f64> {
+        let s = self.last.as_ref()?;
+        (s.images_per_s > 0.0 && batch_size > 0).then(|| s.images_per_s / batch_size as f64)
+    }
+
+    /// Estimated seconds to the last step.
+    pub fn eta_s(&self, batch_size: usize) -> Option<f64> {
+        let left = self.total_steps.saturating_sub(self.step());
+        self.steps_per_s(batch_size).map(|r| left as f64 / r)
+    }
+
+    /// Fraction of the run done, in `[0, 1]`.
+    pub fn fraction(&self) -> f64 {
+        if self.total_steps == 0 {
+            0.0
+        } else {
+            (self.step() as f64 / self.total_steps as f64).clamp(0.0, 1.0)
+        }
+    }
+
+    /// `(epoch, fraction of that epoch)` of the latest step.
+    pub fn epoch_progress(&self) -> Option<(usize, f64)> {
+        if self.steps_per_epoch == 0 {
+            return None;
+        }
+        let step = self.step();
+        let epoch = step / self.steps_per_epoch;
+        let within = step % self.steps_per_epoch;
+        Some((epoch, within as f64 / self.steps_per_epoch as f64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(i: usize, loss: f64) -> TrainEvent {
+        TrainEvent::Step(StepStats {
+            step: i,
+            epoch: 0,
+            loss,
+            images_per_s: 64.0,
+            elapsed_s: i as f64,
+            lr: 1e-3,
+            bucket_losses: vec![Some(loss); LOSS_BUCKETS],
+        })
+    }
+
+    #[test]
+    fn follows_a_run() {
+        let mut r = RunProgress::default();
+        r.apply(TrainEvent::Started {
+            run_dir: None,
+            start_step: 0,
+            total_steps: 10,
+            steps_per_epoch: 4,
+            num_params: 1000,
+        });
+        assert_eq!(r.state, RunState::Running);
+        r.apply(step(1, 1.0));
+        r.apply(step(2, 0.0));
+        assert_eq!(r.step(), 2);
+        assert!((r.smoothed[1].1 - 0.95).abs() < 1e-12);
+        assert_eq!(r.eta_s(32), Some(4.0));
+        assert_eq!(r.epoch_progress(), Some((0, 0.5)));
+        assert!(r.unsaved());
+        r.apply(TrainEvent::Paused { step: 2 });
+        assert_eq!(r.state, RunState::Paused);
+        r.apply(TrainEvent::Finished {
+            step: 2,
+            run_dir: Some("runs/x".into()),
+        });
+        assert!(!r.unsaved());
+        assert_eq!(r.checkpoint_step, Some(2));
+    }
+}

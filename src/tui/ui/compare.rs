@@ -1,0 +1,172 @@
+//! The Compare screen: one run per schedule, their loss curves overlaid, then their samples
+//! from the same noise and denoising frames side by side, stepping together.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{LegendPosition, Paragraph};
+use ratatui::Frame;
+
+use super::chart::{self, ChartOpts, Series};
+use super::image::{compose_grid, grid_cols, ImageRenderer};
+use super::sample::{draw_scrub, frame_t};
+use super::{block, theme};
+use crate::tui::state::run::RunState;
+use crate::tui::state::sample::SampleStatus;
+use crate::tui::state::App;
+
+/// Draws the Compare screen.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
+    let [top, bottom] =
+        Layout::vertical([Constraint::Percentage(40), Constraint::Min(8)]).areas(area);
+    let [status, losses] =
+        Layout::horizontal([Constraint::Length(40), Constraint::Min(30)]).areas(top);
+    draw_status(frame, status, app);
+    let series: Vec<Series> = app
+        .compare
+        .slots
+        .iter()
+        .filter(|s| !s.run.smoothed.is_empty())
+        .map(|s| Series {
+            name: s.schedule.name().to_string(),
+            color: theme::schedule_color(s.schedule),
+            points: s.run.smoothed.clone(),
+        })
+        .collect();
+    if series.is_empty() {
+        let b = block("Loss by schedule (smoothed)");
+        let inner = b.inner(losses);
+        frame.render_widget(b, losses);
+        frame.render_widget(
+            Paragraph::new("space trains one model per schedule: same data, seed and model")
+                .style(theme::label()),
+            inner,
+        );
+    } else {
+        let y_max = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .fold(0.0f64, f64::max);
+        chart::draw(
+            frame,
+            losses,
+            &series,
+            &ChartOpts {
+                title: "Loss by schedule (smoothed)".into(),
+                x_title: "step".into(),
+                y_bounds: Some([0.0, y_max.max(1e-6)]),
+                legend: Some(LegendPosition::TopRight),
+                ..ChartOpts::default()
+            },
+        );
+    }
+    draw_samples(frame, bottom, app, images);
+}
+
+fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
+    let c = &app.compare;
+    let title = format!(
+        "Runs · {} · {} steps each",
+        app.settings.compare_mode.name(),
+        app.settings.compare_steps
+    );
+    let b = block(&title);
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    let mut lines = Vec::new();
+    for (i, s) in c.slots.iter().enumerate() {
+        let color = theme::schedule_color(s.schedule);
+        let marker = if c.active == Some(i) { "▶ " } else { "  " };
+        let loss = s
+            .run
+            .smoothed
+            .last()
+            .map_or("—".to_string(), |p| format!("{:.4}", p.1));
+        let state = match &s.run.state {
+            RunState::Idle => "waiting".to_string(),
+            st => st.label().to_string(),
+        };
+        lines.push(Line::from(vec![
+            Span::raw(marker),
+            Span::styled(
+                format!("{:<10}", s.schedule.name()),
+                Style::default().fg(color).add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!(
+                "{:>5}/{:<5} ",
+                s.run.step(),
+                if s.run.total_steps > 0 {
+                    s.run.total_steps
+                } else {
+                    app.settings.compare_steps
+                }
+            )),
+            Span::styled(format!("{state:<9}"), theme::label()),
+            Span::raw(loss),
+        ]));
+    }
+    lines.push(Line::from(""));
+    let hint = if c.paused {
+        "paused: space resumes"
+    } else if c.any_active() {
+        "space pauses"
+    } else if c.all_finished() {
+        "g samples all four from the same noise"
+    } else {
+        "space starts · m mode · +/− steps"
+    };
+    lines.push(Line::styled(hint, theme::label()));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
+    let c = &app.compare;
+    let [panels, scrub] = Layout::vertical([Constraint::Min(5), Constraint::Length(3)]).areas(area);
+    let cols = Layout::horizontal(vec![
+        Constraint::Ratio(1, c.slots.len() as u32);
+        c.slots.len()
+    ])
+    .split(panels);
+    let mut longest = None;
+    for (slot, r) in c.slots.iter().zip(cols.iter()) {
+        let mut title = slot.schedule.name().to_string();
+        if let Some(f) = &slot.frames {
+            if !f.is_empty() {
+                let i = c.cursor.index.min(f.len() - 1);
+                title = format!("{title}  t = {}", frame_t(f, i));
+                if longest.is_none_or(|l: &crate::tui::workers::Frames| l.len() < f.len()) {
+                    longest = Some(f);
+                }
+            }
+        }
+        let b =
+            block(&title).border_style(Style::default().fg(theme::schedule_color(slot.schedule)));
+        let inner = b.inner(*r);
+        frame.render_widget(b, *r);
+        match (&slot.frames, &slot.sample_status) {
+            (Some(f), _) if !f.is_empty() => {
+                let i = c.cursor.index.min(f.len() - 1);
+                let imgs = &f.frames[i];
+                if let Some(grid) = compose_grid(imgs, grid_cols(imgs.len()), 1) {
+                    images.render(frame, inner, &grid);
+                }
+            }
+            (_, SampleStatus::Running { done, total }) => frame.render_widget(
+                Paragraph::new(format!("sampling {done}/{total}…")).style(theme::label()),
+                inner,
+            ),
+            (_, SampleStatus::Failed(e)) => frame.render_widget(
+                Paragraph::new(format!("failed: {e}")).style(Style::default().fg(theme::ERROR)),
+                inner,
+            ),
+            _ => frame.render_widget(
+                Paragraph::new("not sampled yet").style(theme::label()),
+                inner,
+            ),
+        }
+    }
+    match longest {
+        Some(f) => draw_scrub(frame, scrub, f, &c.cursor),
+        None => frame.render_widget(block("frames (all four step together)"), scrub),
+    }
+}

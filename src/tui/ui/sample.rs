@@ -1,0 +1,195 @@
+//! The Sample screen: sampler settings, progress, and the denoising frames (x_t beside the
+//! predicted x̂₀) with a cursor that steps and plays.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Gauge, LineGauge, Paragraph};
+use ratatui::Frame;
+
+use super::image::{compose_grid, grid_cols, ImageRenderer};
+use super::{block, theme};
+use crate::tui::state::sample::{FrameCursor, SampleStatus};
+use crate::tui::state::App;
+use crate::tui::workers::Frames;
+
+/// Draws the Sample screen.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(38), Constraint::Min(30)]).areas(area);
+    draw_settings(frame, left, app);
+    let [panels, scrub] =
+        Layout::vertical([Constraint::Min(6), Constraint::Length(3)]).areas(right);
+    let [xt, x0] =
+        Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(panels);
+    let s = &app.sample;
+    match &s.frames {
+        Some(f) if !f.is_empty() => {
+            let i = s.cursor.index.min(f.len() - 1);
+            let t = frame_t(f, i);
+            panel(
+                frame,
+                xt,
+                &format!("x_t   t = {t}"),
+                Some(&f.frames[i]),
+                images,
+            );
+            panel(frame, x0, "predicted x̂₀ at this step", f.x0_at(i), images);
+            draw_scrub(frame, scrub, f, &s.cursor);
+        }
+        _ => {
+            let msg = match &s.status {
+                SampleStatus::Running { .. } => "sampling…",
+                _ => "press g to generate samples from the trained run",
+            };
+            for (r, title) in [(xt, "x_t"), (x0, "predicted x̂₀")] {
+                let b = block(title);
+                let inner = b.inner(r);
+                frame.render_widget(b, r);
+                frame.render_widget(Paragraph::new(msg).style(theme::label()), inner);
+            }
+            frame.render_widget(block("frames"), scrub);
+        }
+    }
+}
+
+/// Timestep label of frame `i` ("noise" for the first frame, "final" after the last step).
+pub fn frame_t(f: &Frames, i: usize) -> String {
+    match f.timesteps.get(i) {
+        Some(t) => t.to_string(),
+        None if i == 0 => "T (noise)".into(),
+        None => "final".into(),
+    }
+}
+
+/// Draws a titled grid of images.
+pub fn panel(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    imgs: Option<&Vec<crate::imaging::Image8>>,
+    images: &ImageRenderer,
+) {
+    let b = block(title);
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    if let Some(grid) = imgs.and_then(|v| compose_grid(v, grid_cols(v.len()), 1)) {
+        images.render(frame, inner, &grid);
+    }
+}
+
+/// Draws the frame position bar.
+pub fn draw_scrub(frame: &mut Frame, area: Rect, f: &Frames, cursor: &FrameCursor) {
+    let b = block(if cursor.playing {
+        "frames ▶ playing (p pauses)"
+    } else {
+        "frames  ←/→ PgUp/PgDn Home/End · p play"
+    });
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    let len = f.len().max(1);
+    let ratio = if len > 1 {
+        cursor.index as f64 / (len - 1) as f64
+    } else {
+        1.0
+    };
+    frame.render_widget(
+        LineGauge::default()
+            .ratio(ratio.clamp(0.0, 1.0))
+            .label(format!(
+                "frame {}/{}  t = {}",
+                cursor.index + 1,
+                len,
+                frame_t(f, cursor.index)
+            ))
+            .filled_style(Style::default().fg(theme::ACCENT)),
+        inner,
+    );
+}
+
+fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
+    let b = block("Sampler");
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    let s = &app.settings.sample;
+    let kv = |k: &str, v: String, key: &str| {
+        Line::from(vec![
+            Span::styled(format!("{k:<9}"), theme::label()),
+            Span::styled(v, Style::default().add_modifier(Modifier::BOLD)),
+            Span::styled(format!("  {key}"), theme::label()),
+        ])
+    };
+    let sampler = if s.ddim {
+        format!("DDIM {} steps η={}", s.ddim_steps, s.eta)
+    } else {
+        format!("DDPM {} steps", app.settings.train.timesteps)
+    };
+    let mut lines = vec![
+        kv("sampler", sampler, "k [ ]"),
+        kv("images", s.n.to_string(), "+ −"),
+        kv("seed", s.seed.to_string(), "s"),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled("run      ", theme::label()),
+            Span::raw(
+                app.sample_source()
+                    .map_or("none (train or open one)".to_string(), |p| {
+                        p.display().to_string()
+                    }),
+            ),
+        ]),
+    ];
+    let [text, gauge, export] = Layout::vertical([
+        Constraint::Min(6),
+        Constraint::Length(1),
+        Constraint::Length(6),
+    ])
+    .areas(inner);
+    match &app.sample.status {
+        SampleStatus::Failed(e) => lines.push(Line::styled(
+            format!("failed: {e}"),
+            Style::default().fg(theme::ERROR),
+        )),
+        SampleStatus::Ready => lines.push(Line::styled(
+            "ready: g draws again",
+            Style::default().fg(theme::OK),
+        )),
+        _ => {}
+    }
+    lines.push(Line::styled("g generate · e export", theme::label()));
+    frame.render_widget(
+        Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: true }),
+        text,
+    );
+    if let SampleStatus::Running { done, total } = app.sample.status {
+        let ratio = if total > 0 {
+            done as f64 / total as f64
+        } else {
+            0.0
+        };
+        frame.render_widget(
+            Gauge::default()
+                .ratio(ratio.clamp(0.0, 1.0))
+                .label(format!("denoising {done}/{total}"))
+                .gauge_style(Style::default().fg(theme::ACCENT)),
+            gauge,
+        );
+    }
+    let exported = match (&app.sample.exported, app.sample.exporting) {
+        (_, true) => vec![Line::styled("exporting…", Style::default().fg(theme::WARN))],
+        (Some(Ok(paths)), _) => {
+            let mut v = vec![Line::styled("exported:", Style::default().fg(theme::OK))];
+            v.extend(paths.iter().map(|p| Line::from(p.display().to_string())));
+            v
+        }
+        (Some(Err(e)), _) => vec![Line::styled(
+            format!("export failed: {e}"),
+            Style::default().fg(theme::ERROR),
+        )],
+        (None, _) => vec![],
+    };
+    frame.render_widget(
+        Paragraph::new(exported).wrap(ratatui::widgets::Wrap { trim: false }),
+        export,
+    );
+}

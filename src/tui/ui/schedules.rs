@@ -1,0 +1,172 @@
+//! The Schedules screen: β_t, ᾱ_t and log-SNR of every schedule overlaid, and one image
+//! noised at several timesteps under each schedule, one row per schedule.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{LegendPosition, Paragraph};
+use ratatui::Frame;
+
+use super::chart::{self, ChartOpts, Series};
+use super::image::ImageRenderer;
+use super::{block, theme};
+use crate::tui::noise;
+use crate::tui::state::schedules::{SchedulesState, SIGNAL_FLAG};
+use crate::tui::state::App;
+
+/// Draws the Schedules screen.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
+    let s = &app.schedules;
+    let [charts, grid] =
+        Layout::vertical([Constraint::Percentage(38), Constraint::Min(8)]).areas(area);
+    let [c1, c2, c3] = Layout::horizontal([
+        Constraint::Ratio(1, 3),
+        Constraint::Ratio(1, 3),
+        Constraint::Ratio(1, 3),
+    ])
+    .areas(charts);
+    let t_max = (s.timesteps - 1) as f64;
+    let series = |f: &dyn Fn(usize, &crate::schedule::ScheduleTables) -> f64| -> Vec<Series> {
+        s.tables
+            .iter()
+            .map(|tab| Series {
+                name: tab.schedule.name().to_string(),
+                color: theme::schedule_color(tab.schedule),
+                points: (0..s.timesteps).map(|t| (t as f64, f(t, tab))).collect(),
+            })
+            .collect()
+    };
+    let opts = |title: String, legend: Option<LegendPosition>| ChartOpts {
+        title,
+        x_title: "t".into(),
+        x_bounds: Some([0.0, t_max]),
+        marker: Some(s.t as f64),
+        legend,
+        ..ChartOpts::default()
+    };
+    chart::draw(
+        frame,
+        c1,
+        &series(&|t, tab| tab.betas[t]),
+        &opts(
+            format!("β_t  (T = {})", s.timesteps),
+            Some(LegendPosition::TopLeft),
+        ),
+    );
+    chart::draw(
+        frame,
+        c2,
+        &series(&|t, tab| tab.alphas_cumprod[t]),
+        &ChartOpts {
+            y_bounds: Some([0.0, 1.0]),
+            ..opts(
+                format!("ᾱ_t   t = {}", s.t),
+                Some(LegendPosition::BottomLeft),
+            )
+        },
+    );
+    chart::draw(
+        frame,
+        c3,
+        &series(&|t, tab| SchedulesState::log_snr(tab, t)),
+        &opts(
+            "log SNR = ln ᾱ/(1−ᾱ)".into(),
+            Some(LegendPosition::TopRight),
+        ),
+    );
+    draw_grid(frame, grid, app, images);
+}
+
+fn draw_grid(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
+    let s = &app.schedules;
+    let b = block("x_t of one image under each schedule (same ε)   ←/→ t · +/− T · n image");
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    let label_w = 22u16;
+    let cols = s.columns();
+    let [header, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(4)]).areas(inner);
+    let [_, head_imgs] =
+        Layout::horizontal([Constraint::Length(label_w), Constraint::Min(10)]).areas(header);
+    let col_areas = Layout::horizontal(vec![Constraint::Ratio(1, cols.len() as u32); cols.len()])
+        .split(head_imgs);
+    for (i, (&t, r)) in cols.iter().zip(col_areas.iter()).enumerate() {
+        let text = if i == cols.len() - 1 {
+            format!("t = {t} (←/→)")
+        } else {
+            format!("t = {t}")
+        };
+        let style = if i == cols.len() - 1 {
+            Style::default()
+                .fg(theme::ACCENT)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            theme::label()
+        };
+        frame.render_widget(Line::styled(text, style).centered(), *r);
+    }
+    let rows = Layout::vertical(vec![
+        Constraint::Ratio(1, s.tables.len() as u32);
+        s.tables.len()
+    ])
+    .split(body);
+    let example = app
+        .data
+        .info
+        .as_ref()
+        .and_then(|i| i.examples.get(s.image_index % i.examples.len().max(1)));
+    let eps = example.map(|(img, _)| noise::noise_like(img, s.noise_seed));
+    for (tab, row) in s.tables.iter().zip(rows.iter()) {
+        let [label, imgs] =
+            Layout::horizontal([Constraint::Length(label_w), Constraint::Min(10)]).areas(*row);
+        let color = theme::schedule_color(tab.schedule);
+        let signal = tab.final_signal();
+        let ac_t = tab.alphas_cumprod[s.t];
+        let mut lines = vec![
+            Line::styled(
+                tab.schedule.name(),
+                Style::default().fg(color).add_modifier(Modifier::BOLD),
+            ),
+            Line::from(vec![
+                Span::styled("ᾱ_T ", theme::label()),
+                Span::raw(format!("{:.3e}", tab.alphas_cumprod[s.timesteps - 1])),
+            ]),
+            Line::from(vec![
+                Span::styled("√ᾱ_T ", theme::label()),
+                Span::raw(if signal >= 1e-3 {
+                    format!("{signal:.3}")
+                } else {
+                    format!("{signal:.1e}")
+                }),
+            ]),
+            Line::from(vec![
+                Span::styled("ᾱ_t ", theme::label()),
+                Span::raw(format!("{ac_t:.4}")),
+            ]),
+        ];
+        if signal > SIGNAL_FLAG {
+            lines.insert(
+                1,
+                Line::styled(
+                    format!("⚠ x_T keeps {:.0}% signal", signal * 100.0),
+                    Style::default().fg(theme::WARN),
+                ),
+            );
+        }
+        frame.render_widget(Paragraph::new(lines), label);
+        let (Some((img, _)), Some(eps)) = (example, eps.as_ref()) else {
+            if tab.schedule == s.tables[0].schedule {
+                frame.render_widget(
+                    Paragraph::new("waiting for the dataset…").style(theme::label()),
+                    imgs,
+                );
+            }
+            continue;
+        };
+        let cells = Layout::horizontal(vec![Constraint::Ratio(1, cols.len() as u32); cols.len()])
+            .split(imgs);
+        for (&t, cell) in cols.iter().zip(cells.iter()) {
+            let noised = noise::q_sample(img, tab, t, eps);
+            images.render(frame, *cell, &noised);
+        }
+    }
+}

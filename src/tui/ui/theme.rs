@@ -1,0 +1,100 @@
+//! Colours and styles shared by every screen, so the lab looks the same everywhere.
+
+use ratatui::style::{Color, Modifier, Style};
+
+use crate::schedule::BetaSchedule;
+
+/// Accent colour (titles, highlights).
+pub const ACCENT: Color = Color::Cyan;
+/// Dimmed text.
+pub const DIM: Color = Color::DarkGray;
+/// Warnings and flags.
+pub const WARN: Color = Color::Yellow;
+/// Errors.
+pub const ERROR: Color = Color::LightRed;
+/// Good news.
+pub const OK: Color = Color::Green;
+/// Raw loss curve.
+pub const RAW: Color = Color::DarkGray;
+/// Smoothed loss curve.
+pub const SMOOTH: Color = Color::LightCyan;
+
+/// Colour of a schedule in every chart (matplotlib's tab10, as in the exported charts).
+pub fn schedule_color(s: BetaSchedule) -> Color {
+    match s {
+        BetaSchedule::Linear => Color::Rgb(31, 119, 180),
+        BetaSchedule::Quadratic => Color::Rgb(255, 127, 14),
+        BetaSchedule::Cosine => Color::Rgb(44, 160, 44),
+        BetaSchedule::Sigmoid => Color::Rgb(214, 39, 40),
+    }
+}
+
+/// Style of block titles.
+pub fn title() -> Style {
+    Style::default().fg(ACCENT).add_modifier(Modifier::BOLD)
+}
+
+/// Style of labels in key/value lists.
+pub fn label() -> Style {
+    Style::default().fg(DIM)
+}
+
+/// Style of the highlighted row.
+pub fn selected() -> Style {
+    Style::default()
+        .fg(Color::Black)
+        .bg(ACCENT)
+        .add_modifier(Modifier::BOLD)
+}
+
+/// Formats seconds as `1h02m`, `3m05s` or `12s`.
+pub fn duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "—".to_string();
+    }
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Formats a byte count (`12.3 MB`).
+pub fn bytes(n: f64) -> String {
+    if n >= 1e9 {
+        format!("{:.1} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} kB", n / 1e3)
+    } else {
+        format!("{n:.0} B")
+    }
+}
+
+/// Formats a parameter count (`1.23M`, `45.6k`).
+pub fn count(n: usize) -> String {
+    let f = n as f64;
+    if f >= 1e6 {
+        format!("{:.2}M", f / 1e6)
+    } else if f >= 1e3 {
+        format!("{:.1}k", f / 1e3)
+    } else {
+        n.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats() {
+        assert_eq!(super::duration(3725.0), "1h02m");
+        assert_eq!(super::duration(185.0), "3m05s");
+        assert_eq!(super::duration(f64::NAN), "—");
+        assert_eq!(super::bytes(26_421_880.0), "26.4 MB");
+        assert_eq!(super::count(2_996_315), "3.00M");
+    }
+}

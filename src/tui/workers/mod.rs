@@ -1,0 +1,247 @@
+//! Worker threads of the lab and the messages they send to the UI thread.
+//!
+//! The app never calls slow code directly: it asks an [`Engine`] to start work on a thread, and
+//! the work reports back only through one `mpsc` channel of [`WorkerMsg`]. Tests replace the
+//! engine with a double and inject messages into the same channel, so every screen can be
+//! driven deterministically without a model.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+
+use crate::imaging::Image8;
+use crate::schedule::BetaSchedule;
+use crate::train::events::{StepStats, TrainCommand, TrainEvent};
+
+use super::settings::{SampleSettings, TrainSettings};
+
+/// Which training run a message belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The run of the Train screen (also sampled on the Sample screen).
+    Main,
+    /// One of the four runs of the Compare screen.
+    Compare(BetaSchedule),
+}
+
+/// A stage of loading a dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadStage {
+    /// Looking for the files (cache, disk).
+    Resolving,
+    /// Downloading one file.
+    Downloading {
+        /// File name.
+        file: String,
+        /// Bytes received.
+        done: u64,
+        /// Expected size, when known.
+        total: Option<u64>,
+        /// Current speed in bytes per second.
+        bytes_per_s: f64,
+    },
+    /// Decoding images.
+    Decoding,
+}
+
+/// What the Data screen shows of a loaded dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataInfo {
+    /// Dataset name.
+    pub name: String,
+    /// Where it came from (built-in, cache path, download).
+    pub source: String,
+    /// Training images.
+    pub n_train: usize,
+    /// Test images, when the dataset has a test split.
+    pub n_test: Option<usize>,
+    /// Channels, height, width.
+    pub shape: (usize, usize, usize),
+    /// Name of every label.
+    pub label_names: Vec<String>,
+    /// Training images per label.
+    pub label_counts: Vec<usize>,
+    /// A few training examples with their labels (shown in a grid, noised on Schedules).
+    pub examples: Vec<(Image8, usize)>,
+}
+
+/// Messages of the dataset loader.
+#[derive(Debug, Clone)]
+pub enum DataMsg {
+    /// Progress of the load of `name`.
+    Progress {
+        /// Dataset being loaded.
+        name: String,
+        /// Stage reached.
+        stage: LoadStage,
+    },
+    /// The dataset is ready for training.
+    Ready(Box<DataInfo>),
+    /// Loading failed.
+    Failed {
+        /// Dataset that failed.
+        name: String,
+        /// One-line reason.
+        message: String,
+    },
+}
+
+/// Every frame of a denoising run (the sampler's output, as the lab keeps it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frames {
+    /// Timestep of each frame (`frames[i]` is `x_{timesteps[i]}`).
+    pub timesteps: Vec<usize>,
+    /// `x_t` images per frame; the first is pure noise, the last the final images.
+    pub frames: Vec<Vec<Image8>>,
+    /// Predicted `x̂₀` per frame (may be one shorter than `frames`).
+    pub x0_preds: Vec<Vec<Image8>>,
+}
+
+impl Frames {
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether there is no frame at all.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Predicted x̂₀ at frame `i` (the nearest one that exists).
+    pub fn x0_at(&self, i: usize) -> Option<&Vec<Image8>> {
+        if self.x0_preds.is_empty() {
+            None
+        } else {
+            self.x0_preds.get(i.min(self.x0_preds.len() - 1))
+        }
+    }
+}
+
+/// Messages of a sampling worker.
+#[derive(Debug, Clone)]
+pub enum SampleMsg {
+    /// `done` of `total` denoising steps.
+    Progress {
+        /// Steps done.
+        done: usize,
+        /// Steps in all.
+        total: usize,
+    },
+    /// Sampling finished.
+    Done(Box<Frames>),
+    /// Sampling failed.
+    Failed(String),
+}
+
+/// Result of an epoch-time estimate (a short timed benchmark of the configuration).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    /// Configuration measured.
+    pub settings: TrainSettings,
+    /// Measured images per second, or why it could not be measured.
+    pub result: Result<f64, String>,
+}
+
+/// Everything workers report to the UI thread.
+#[derive(Debug, Clone)]
+pub enum WorkerMsg {
+    /// Dataset loading.
+    Data(DataMsg),
+    /// A training run's event.
+    Train {
+        /// Run concerned.
+        slot: Slot,
+        /// What happened.
+        event: TrainEvent,
+    },
+    /// Sampling from a run.
+    Sample {
+        /// Run sampled.
+        slot: Slot,
+        /// What happened.
+        msg: SampleMsg,
+    },
+    /// An export finished: the files written, or why it failed.
+    Exported(Result<Vec<PathBuf>, String>),
+    /// An epoch-time estimate finished.
+    Estimated(Estimate),
+}
+
+/// A request to train.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainRequest {
+    /// Configuration.
+    pub settings: TrainSettings,
+    /// Dataset (name or path) to train on; must be loaded already.
+    pub dataset: String,
+    /// Directory of the run (created, or resumed when `resume`).
+    pub run_dir: Option<PathBuf>,
+    /// Continue the run in `run_dir` from its last checkpoint.
+    pub resume: bool,
+}
+
+/// A request to sample from a trained run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRequest {
+    /// Run directory holding the checkpoint.
+    pub run_dir: PathBuf,
+    /// Sampler settings.
+    pub settings: SampleSettings,
+}
+
+/// A request to export frames (PNG grid of the final images and an animated GIF).
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    /// Frames to export.
+    pub frames: Frames,
+    /// Directory to write into.
+    pub out_dir: PathBuf,
+    /// File name stem.
+    pub stem: String,
+}
+
+/// A run found on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// Run directory.
+    pub dir: PathBuf,
+    /// Its training configuration, as far as the lab understands it.
+    pub settings: Option<TrainSettings>,
+    /// Dataset it was trained on.
+    pub dataset: Option<String>,
+    /// Steps saved in its last checkpoint.
+    pub step: usize,
+}
+
+/// A run opened from disk: its configuration and metrics so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenedRun {
+    /// What was found.
+    pub summary: RunSummary,
+    /// Its metrics history (`metrics.jsonl`).
+    pub history: Vec<StepStats>,
+}
+
+/// The slow machinery behind the lab. Each call returns at once; results arrive as
+/// [`WorkerMsg`]s on `tx`.
+pub trait Engine {
+    /// Starts loading `dataset` (a built-in name or a path).
+    fn load_dataset(&mut self, dataset: &str, tx: Sender<WorkerMsg>);
+    /// Starts a training run; returns the channel that controls it.
+    fn start_training(
+        &mut self,
+        slot: Slot,
+        req: TrainRequest,
+        tx: Sender<WorkerMsg>,
+    ) -> Result<Sender<TrainCommand>, String>;
+    /// Measures images per second of a configuration on the loaded dataset.
+    fn estimate(&mut self, settings: TrainSettings, dataset: &str, tx: Sender<WorkerMsg>);
+    /// Starts sampling.
+    fn sample(&mut self, slot: Slot, req: SampleRequest, tx: Sender<WorkerMsg>);
+    /// Starts an export.
+    fn export(&mut self, req: ExportRequest, tx: Sender<WorkerMsg>);
+    /// Runs found under the runs directory, newest first.
+    fn list_runs(&mut self) -> Vec<RunSummary>;
+    /// Reads one run's configuration and metrics.
+    fn open_run(&mut self, dir: &std::path::Path) -> Result<OpenedRun, String>;
+}

@@ -1,0 +1,171 @@
+//! End-to-end test of the real binary in tmux: start the lab on the built-in dataset, visit
+//! every tab, train a tiny model (start, pause, resume), step through sample frames, quit, and
+//! check that the process exits cleanly and leaves the terminal in cooked mode.
+//!
+//! Skips (with a notice) where tmux is not installed.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "lab"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.cmd(&["send-keys", "-t", "lab", k]);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    /// Waits until the screen satisfies `pred`; panics with the screen after `secs`.
+    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!("timed out after {secs}s waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_for(&self, text: &str, secs: u64) -> String {
+        self.wait(text, secs, |s| s.contains(text))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn frame_no(screen: &str) -> Option<usize> {
+    let i = screen.find("frame ")?;
+    let rest = &screen[i + 6..];
+    rest.split('/').next()?.trim().parse().ok()
+}
+
+#[test]
+fn lab_in_tmux_trains_samples_and_quits_cleanly() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("tmux is not installed: skipping the end-to-end test of the lab");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_ddpm-lab");
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let config = tmp.path().join("config");
+    let runs = tmp.path().join("runs");
+    std::fs::create_dir_all(&home).unwrap();
+    let script = format!(
+        "cd '{tmp}' && HOME='{home}' DDPM_LAB_CONFIG_DIR='{config}' TERM=xterm-256color '{bin}' \
+         --dataset shapes --model tiny --device cpu --timesteps 50 --steps 60 --batch-size 16 \
+         --runs-dir '{runs}' --halfblocks; echo \"EXIT=$?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*icanon'; sleep 120",
+        tmp = tmp.path().display(),
+        home = home.display(),
+        config = config.display(),
+        runs = runs.display(),
+    );
+    let tmux = Tmux {
+        socket: format!("ddpm-lab-e2e-{}", std::process::id()),
+    };
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "lab",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Data: the built-in dataset loads in the background.
+    let s = tmux.wait_for("1 Data", 10);
+    assert!(s.contains("Dataset"), "{s}");
+    tmux.wait_for("ready", 30);
+
+    // Schedules.
+    tmux.keys(&["2"]);
+    tmux.wait_for("x_T keeps", 5);
+    tmux.keys(&["Right", "+"]);
+    // Train: start, pause, resume until finished.
+    tmux.keys(&["3"]);
+    tmux.wait_for("Configuration", 5);
+    tmux.keys(&["Space"]);
+    tmux.wait("training to run", 60, |s| {
+        s.contains("RUNNING") && s.contains("loss")
+    });
+    tmux.keys(&["Space"]);
+    let paused = tmux.wait_for("PAUSED", 30);
+    assert!(paused.contains("step "), "{paused}");
+    tmux.keys(&["Space"]);
+    tmux.wait_for("FINISHED", 180);
+
+    // Sample: generate, then step through frames.
+    tmux.keys(&["4"]);
+    tmux.keys(&["g"]);
+    let s = tmux.wait("frames", 120, |s| frame_no(s).is_some());
+    let last = frame_no(&s).unwrap();
+    tmux.keys(&["Home"]);
+    tmux.wait("first frame", 5, |s| frame_no(s) == Some(1));
+    tmux.keys(&["Right", "Right", "PageDown"]);
+    tmux.wait("frame 13", 5, |s| frame_no(s) == Some(13));
+    tmux.keys(&["End"]);
+    tmux.wait("last frame", 5, |s| frame_no(s) == Some(last));
+
+    // Compare and help.
+    tmux.keys(&["5"]);
+    tmux.wait_for("Loss by schedule", 5);
+    tmux.keys(&["?"]);
+    tmux.wait_for("Keys (? or Esc closes)", 5);
+    tmux.keys(&["Escape"]);
+
+    // Quit: the run is saved, so no question; the shell sees exit status 0 and cooked mode.
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("EXIT=", 30);
+    assert!(s.contains("EXIT=0"), "{s}");
+    let s = tmux.wait("stty output", 5, |s| {
+        s.lines().any(|l| l.trim().ends_with("icanon"))
+    });
+    assert!(
+        s.lines().any(|l| l.trim() == "icanon"),
+        "terminal left in raw mode:\n{s}"
+    );
+    assert!(
+        Path::new(&config).join("settings.json").exists(),
+        "settings remembered"
+    );
+    assert!(
+        std::fs::read_dir(&runs).unwrap().count() >= 1,
+        "a run directory was written"
+    );
+}

@@ -1,0 +1,377 @@
+//! State tests of key handling (no rendering): tabs, overlays, quitting with and without an
+//! unsaved run, training control, configuration editing, sampling and the Compare scheduler.
+
+mod tui_support;
+
+use std::time::Duration;
+
+use crossterm::event::KeyCode;
+use ddpm_lab::schedule::BetaSchedule;
+use ddpm_lab::train::events::{TrainCommand, TrainEvent};
+use ddpm_lab::tui::event::{handle_key, map_key, Command};
+use ddpm_lab::tui::settings::{CompareMode, ModelPreset};
+use ddpm_lab::tui::state::run::RunState;
+use ddpm_lab::tui::state::{Lifecycle, Overlay, Tab};
+use ddpm_lab::tui::workers::{Estimate, OpenedRun, RunSummary, SampleMsg, Slot, WorkerMsg};
+use tui_support::*;
+
+#[test]
+fn tabs_switch_by_number_and_tab() {
+    let (mut app, _) = app();
+    assert_eq!(app.tab, Tab::Data);
+    handle_key(&mut app, ch('3'));
+    assert_eq!(app.tab, Tab::Train);
+    handle_key(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.tab, Tab::Sample);
+    handle_key(&mut app, key(KeyCode::Tab));
+    handle_key(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.tab, Tab::Data);
+    handle_key(&mut app, key(KeyCode::BackTab));
+    assert_eq!(app.tab, Tab::Compare);
+}
+
+#[test]
+fn help_overlay_swallows_keys() {
+    let (mut app, _) = app();
+    handle_key(&mut app, ch('?'));
+    assert_eq!(app.overlay, Overlay::Help);
+    assert_eq!(map_key(&app, ch('3')), None);
+    handle_key(&mut app, ch('?'));
+    assert_eq!(app.overlay, Overlay::None);
+}
+
+#[test]
+fn quit_without_a_run_is_immediate() {
+    let (mut app, _) = app();
+    handle_key(&mut app, ch('q'));
+    assert!(app.should_exit());
+}
+
+#[test]
+fn quit_with_a_running_run_asks_then_checkpoints() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, fake_run(0, 3, 100));
+    handle_key(&mut app, ch('q'));
+    assert_eq!(app.overlay, Overlay::ConfirmQuit);
+    handle_key(&mut app, ch('n'));
+    assert_eq!(app.overlay, Overlay::None);
+    assert!(!app.should_exit());
+    handle_key(&mut app, ch('q'));
+    handle_key(&mut app, ch('y'));
+    assert_eq!(engine.commands(Slot::Main), vec![TrainCommand::Stop]);
+    assert!(matches!(app.lifecycle, Lifecycle::ShuttingDown(_)));
+    app.tick(Duration::from_millis(100));
+    assert!(!app.should_exit());
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 4,
+            run_dir: Some("runs/x".into()),
+        }],
+    );
+    app.tick(Duration::from_millis(10));
+    assert!(app.should_exit());
+}
+
+#[test]
+fn ctrl_c_checkpoints_without_asking_and_twice_leaves() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, fake_run(0, 3, 100));
+    assert_eq!(map_key(&app, ctrl_c()), Some(Command::Interrupt));
+    handle_key(&mut app, ctrl_c());
+    assert_eq!(engine.commands(Slot::Main), vec![TrainCommand::Stop]);
+    assert_eq!(app.train.run.state, RunState::Stopping);
+    assert!(!app.should_exit());
+    handle_key(&mut app, ctrl_c());
+    assert!(app.should_exit());
+}
+
+#[test]
+fn space_starts_pauses_and_resumes() {
+    let (mut app, engine) = app();
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    assert!(app.notice.as_ref().unwrap().error, "no data yet");
+    assert!(!engine.calls().iter().any(|c| matches!(c, Call::Train(..))));
+    load_data(&mut app);
+    handle_key(&mut app, ch(' '));
+    let train = engine
+        .calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Train(Slot::Main, r) => Some(r),
+            _ => None,
+        })
+        .expect("training requested");
+    assert_eq!(train.dataset, "shapes");
+    assert_eq!(
+        train.run_dir.as_deref(),
+        Some(std::path::Path::new("runs/20260101-000000-linear"))
+    );
+    assert!(!train.resume);
+    assert_eq!(app.train.run.state, RunState::Starting);
+    feed(&mut app, Slot::Main, fake_run(0, 2, 100));
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, vec![TrainEvent::Paused { step: 2 }]);
+    assert_eq!(app.train.run.state, RunState::Paused);
+    handle_key(&mut app, ch(' '));
+    handle_key(&mut app, ch('c'));
+    assert_eq!(
+        engine.commands(Slot::Main),
+        vec![
+            TrainCommand::Pause,
+            TrainCommand::Resume,
+            TrainCommand::Checkpoint
+        ]
+    );
+}
+
+#[test]
+fn configuration_edits_only_while_idle() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    // Field 0 is the schedule.
+    handle_key(&mut app, key(KeyCode::Right));
+    assert_eq!(app.settings.train.schedule, BetaSchedule::Quadratic);
+    handle_key(&mut app, key(KeyCode::Down)); // T
+    handle_key(&mut app, key(KeyCode::Right));
+    assert_eq!(app.settings.train.timesteps, 300);
+    assert_eq!(app.schedules.timesteps, 300, "Schedules follows T");
+    handle_key(&mut app, ch('b'));
+    assert_eq!(app.settings.train.model, ModelPreset::Blog);
+    // The estimate of the quick configuration (asked when the data arrived) comes back late:
+    // the blog configuration is measured next.
+    let first = settings().train;
+    app.handle_msg(WorkerMsg::Estimated(Estimate {
+        settings: first,
+        result: Ok(500.0),
+    }));
+    assert!(engine
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Estimate(s) if s.model == ModelPreset::Blog)));
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, fake_run(0, 1, 100));
+    let before = app.settings.train.clone();
+    handle_key(&mut app, key(KeyCode::Right));
+    assert_eq!(app.settings.train, before);
+}
+
+#[test]
+fn schedules_keys_move_t_and_t_max() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    handle_key(&mut app, ch('2'));
+    handle_key(&mut app, key(KeyCode::End));
+    assert_eq!(app.schedules.t, 199);
+    handle_key(&mut app, key(KeyCode::PageUp));
+    assert_eq!(app.schedules.t, 189);
+    handle_key(&mut app, ch('-'));
+    assert_eq!(app.schedules.timesteps, 100);
+    handle_key(&mut app, ch('n'));
+    assert_eq!(app.schedules.image_index, 1);
+}
+
+#[test]
+fn dataset_switch_asks_the_engine() {
+    let (mut app, engine) = app();
+    handle_key(&mut app, ch('d'));
+    assert_eq!(app.data.requested, "fashion_mnist");
+    assert_eq!(
+        engine.calls()[..2],
+        [
+            Call::Load("shapes".into()),
+            Call::Load("fashion_mnist".into())
+        ]
+    );
+    assert_eq!(app.settings.dataset, "fashion_mnist");
+}
+
+#[test]
+fn sample_needs_a_checkpoint_then_steps_and_plays() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Sample;
+    handle_key(&mut app, ch('g'));
+    assert!(app.notice.as_ref().unwrap().error);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, fake_run(0, 5, 5));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 5,
+            run_dir: Some("runs/r".into()),
+        }],
+    );
+    app.tab = Tab::Sample;
+    handle_key(&mut app, ch('k'));
+    handle_key(&mut app, ch(']'));
+    handle_key(&mut app, ch('g'));
+    let req = engine
+        .calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Sample(Slot::Main, r) => Some(r),
+            _ => None,
+        })
+        .expect("sampling requested");
+    assert_eq!(req.run_dir, std::path::PathBuf::from("runs/r"));
+    assert!(req.settings.ddim);
+    assert_eq!(req.settings.ddim_steps, 100);
+    app.handle_msg(WorkerMsg::Sample {
+        slot: Slot::Main,
+        msg: SampleMsg::Done(Box::new(frames(4, 30))),
+    });
+    assert_eq!(app.sample.cursor.index, 30, "shows the final images first");
+    handle_key(&mut app, key(KeyCode::Home));
+    handle_key(&mut app, key(KeyCode::PageDown));
+    handle_key(&mut app, key(KeyCode::Right));
+    assert_eq!(app.sample.cursor.index, 11);
+    handle_key(&mut app, key(KeyCode::Left));
+    handle_key(&mut app, key(KeyCode::PageUp));
+    assert_eq!(app.sample.cursor.index, 0);
+    handle_key(&mut app, ch('p'));
+    app.tick(Duration::from_millis(200));
+    assert_eq!(app.sample.cursor.index, 5);
+    handle_key(&mut app, key(KeyCode::End));
+    assert_eq!(app.sample.cursor.index, 30);
+    handle_key(&mut app, ch('e'));
+    assert!(engine.calls().iter().any(|c| matches!(
+        c,
+        Call::Export(dir, stem) if dir.ends_with("runs/r/exports") && stem == "samples-ddim100-seed0"
+    )));
+    app.handle_msg(WorkerMsg::Exported(Ok(vec!["runs/r/exports/a.png".into()])));
+    assert!(app.notice.as_ref().unwrap().text.contains("a.png"));
+}
+
+#[test]
+fn compare_in_turn_starts_the_next_schedule_when_one_finishes() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Compare;
+    handle_key(&mut app, ch(' '));
+    let trains = |e: &FakeEngine| -> Vec<(Slot, std::path::PathBuf)> {
+        e.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Train(s, r) => Some((s, r.run_dir.unwrap())),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        trains(&engine),
+        vec![(
+            Slot::Compare(BetaSchedule::Linear),
+            "runs/20260101-000000-compare/linear".into()
+        )]
+    );
+    for (i, s) in ALL.iter().enumerate() {
+        feed(&mut app, Slot::Compare(*s), fake_run(0, 3, 3));
+        feed(
+            &mut app,
+            Slot::Compare(*s),
+            vec![TrainEvent::Finished {
+                step: 3,
+                run_dir: Some(format!("runs/c/{s}").into()),
+            }],
+        );
+        assert_eq!(trains(&engine).len(), (i + 2).min(4));
+    }
+    assert!(app.compare.all_finished());
+    handle_key(&mut app, ch('g'));
+    let seeds: Vec<u64> = engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Sample(Slot::Compare(_), r) => Some(r.settings.seed),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        seeds,
+        vec![0, 0, 0, 0],
+        "same initial noise for every schedule"
+    );
+}
+
+#[test]
+fn compare_round_robin_rotates_every_quantum() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Compare;
+    handle_key(&mut app, ch('m'));
+    assert_eq!(app.settings.compare_mode, CompareMode::RoundRobin);
+    handle_key(&mut app, ch(' '));
+    feed(
+        &mut app,
+        Slot::Compare(BetaSchedule::Linear),
+        fake_run(0, ddpm_lab::tui::state::compare::ROUND_ROBIN_QUANTUM, 500),
+    );
+    assert_eq!(
+        engine.commands(Slot::Compare(BetaSchedule::Linear)),
+        vec![TrainCommand::Pause]
+    );
+    assert_eq!(app.compare.active, Some(1));
+    assert!(engine
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Train(Slot::Compare(BetaSchedule::Quadratic), _))));
+    // User pause / resume goes to the active run.
+    handle_key(&mut app, ch(' '));
+    assert!(app.compare.paused);
+    assert_eq!(
+        engine.commands(Slot::Compare(BetaSchedule::Quadratic)),
+        vec![TrainCommand::Pause]
+    );
+}
+
+#[test]
+fn opening_a_run_loads_history_and_space_resumes_it() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let dir = std::path::PathBuf::from("runs/old");
+    let summary = RunSummary {
+        dir: dir.clone(),
+        settings: Some(settings().train),
+        dataset: Some("shapes".into()),
+        step: 40,
+    };
+    {
+        let mut rec = engine.0.lock().unwrap();
+        rec.runs = vec![summary.clone()];
+        rec.opened = Some(OpenedRun {
+            summary,
+            history: (1..=40).map(stats).collect(),
+        });
+    }
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('o'));
+    assert!(app.picker.is_some());
+    handle_key(&mut app, key(KeyCode::Enter));
+    assert!(app.picker.is_none());
+    assert_eq!(app.train.run.state, RunState::Opened);
+    assert_eq!(app.train.run.losses.len(), 40);
+    assert_eq!(app.sample_source(), Some(dir.clone()));
+    handle_key(&mut app, ch(' '));
+    let req = engine
+        .calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Train(Slot::Main, r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert!(req.resume);
+    assert_eq!(req.run_dir, Some(dir));
+}

@@ -1,0 +1,267 @@
+//! Test doubles for the lab's TUI tests: an engine that records what the app asks for (and
+//! keeps the command channels so tests see pauses and stops), synthetic data and a synthetic
+//! training run. Nothing here trains a model: tests inject the worker messages themselves.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use ddpm_lab::imaging::Image8;
+use ddpm_lab::schedule::BetaSchedule;
+use ddpm_lab::train::events::{StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
+use ddpm_lab::tui::settings::{LabSettings, TrainSettings};
+use ddpm_lab::tui::state::App;
+use ddpm_lab::tui::ui::{self, ImageRenderer};
+use ddpm_lab::tui::workers::{
+    DataInfo, DataMsg, Engine, ExportRequest, Frames, OpenedRun, RunSummary, SampleRequest, Slot,
+    TrainRequest, WorkerMsg,
+};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+/// What the app asked the engine for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Load(String),
+    Train(Slot, TrainRequest),
+    Estimate(TrainSettings),
+    Sample(Slot, SampleRequest),
+    Export(PathBuf, String),
+}
+
+/// Shared record of calls and the receivers of every training run's commands.
+#[derive(Default)]
+pub struct Record {
+    pub calls: Vec<Call>,
+    pub commands: Vec<(Slot, Receiver<TrainCommand>)>,
+    pub runs: Vec<RunSummary>,
+    pub opened: Option<OpenedRun>,
+}
+
+/// An engine that only records.
+#[derive(Clone, Default)]
+pub struct FakeEngine(pub Arc<Mutex<Record>>);
+
+impl FakeEngine {
+    pub fn calls(&self) -> Vec<Call> {
+        self.0.lock().unwrap().calls.clone()
+    }
+
+    /// Commands received so far by the run(s) of `slot`.
+    pub fn commands(&self, slot: Slot) -> Vec<TrainCommand> {
+        let rec = self.0.lock().unwrap();
+        rec.commands
+            .iter()
+            .filter(|(s, _)| *s == slot)
+            .flat_map(|(_, rx)| rx.try_iter().collect::<Vec<_>>())
+            .collect()
+    }
+}
+
+impl Engine for FakeEngine {
+    fn load_dataset(&mut self, dataset: &str, _tx: Sender<WorkerMsg>) {
+        self.0
+            .lock()
+            .unwrap()
+            .calls
+            .push(Call::Load(dataset.into()));
+    }
+    fn start_training(
+        &mut self,
+        slot: Slot,
+        req: TrainRequest,
+        _tx: Sender<WorkerMsg>,
+    ) -> Result<Sender<TrainCommand>, String> {
+        let (tx, rx) = channel();
+        let mut rec = self.0.lock().unwrap();
+        rec.calls.push(Call::Train(slot, req));
+        rec.commands.push((slot, rx));
+        Ok(tx)
+    }
+    fn estimate(&mut self, settings: TrainSettings, _dataset: &str, _tx: Sender<WorkerMsg>) {
+        self.0.lock().unwrap().calls.push(Call::Estimate(settings));
+    }
+    fn sample(&mut self, slot: Slot, req: SampleRequest, _tx: Sender<WorkerMsg>) {
+        self.0.lock().unwrap().calls.push(Call::Sample(slot, req));
+    }
+    fn export(&mut self, req: ExportRequest, _tx: Sender<WorkerMsg>) {
+        self.0
+            .lock()
+            .unwrap()
+            .calls
+            .push(Call::Export(req.out_dir, req.stem));
+    }
+    fn list_runs(&mut self) -> Vec<RunSummary> {
+        self.0.lock().unwrap().runs.clone()
+    }
+    fn open_run(&mut self, dir: &Path) -> Result<OpenedRun, String> {
+        self.0
+            .lock()
+            .unwrap()
+            .opened
+            .clone()
+            .filter(|o| o.summary.dir == dir)
+            .ok_or_else(|| format!("{} is not a run", dir.display()))
+    }
+}
+
+/// A deterministic 28×28 grey image: a filled square, disc or cross, by `kind`.
+pub fn shape(kind: usize, shift: usize) -> Image8 {
+    let (w, h) = (28, 28);
+    let mut pixels = vec![0u8; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (dx, dy) = (x as i32 - 14 - shift as i32 % 3, y as i32 - 14);
+            let on = match kind % 3 {
+                0 => dx.abs() < 8 && dy.abs() < 8,
+                1 => dx * dx + dy * dy < 81,
+                _ => dx.abs() < 3 || dy.abs() < 3,
+            };
+            if on {
+                pixels[y * w + x] = 230;
+            }
+        }
+    }
+    Image8 {
+        width: w,
+        height: h,
+        channels: 1,
+        pixels,
+    }
+}
+
+/// A synthetic dataset as the Data screen receives it.
+pub fn data_info() -> DataInfo {
+    DataInfo {
+        name: "shapes".into(),
+        source: "built-in (procedural)".into(),
+        n_train: 6000,
+        n_test: Some(1000),
+        shape: (1, 28, 28),
+        label_names: vec!["square".into(), "disc".into(), "cross".into()],
+        label_counts: vec![2000, 2100, 1900],
+        examples: (0..24).map(|i| (shape(i, i), i % 3)).collect(),
+    }
+}
+
+/// Settings of the tests: a tiny CPU run on the shapes dataset.
+pub fn settings() -> LabSettings {
+    LabSettings {
+        dataset: "shapes".into(),
+        runs_dir: Some(PathBuf::from("runs")),
+        ..LabSettings::default()
+    }
+}
+
+/// A fresh app with the fake engine, started, with a fixed run stamp.
+pub fn app() -> (App, FakeEngine) {
+    let engine = FakeEngine::default();
+    let mut app = App::new(settings(), Box::new(engine.clone()));
+    app.run_stamp = Box::new(|| "20260101-000000".to_string());
+    app.start();
+    (app, engine)
+}
+
+/// Delivers the synthetic dataset.
+pub fn load_data(app: &mut App) {
+    app.handle_msg(WorkerMsg::Data(DataMsg::Ready(Box::new(data_info()))));
+}
+
+/// Stats of synthetic step `i` (loss decaying from ~0.5, as in the blog).
+pub fn stats(i: usize) -> StepStats {
+    let loss = 0.05 + 0.45 * (-(i as f64) / 30.0).exp() + 0.01 * ((i * 7 % 5) as f64 - 2.0);
+    StepStats {
+        step: i,
+        epoch: (i - 1) / 50,
+        loss,
+        images_per_s: 640.0,
+        elapsed_s: i as f64 * 0.1,
+        lr: 1e-3,
+        bucket_losses: (0..LOSS_BUCKETS)
+            .map(|b| Some(loss * (1.6 - b as f64 * 0.12)))
+            .collect(),
+    }
+}
+
+/// The events of a synthetic run from step `from + 1` to `to` (Started first when `from` is 0).
+pub fn fake_run(from: usize, to: usize, total: usize) -> Vec<TrainEvent> {
+    let mut v = Vec::new();
+    if from == 0 {
+        v.push(TrainEvent::Started {
+            run_dir: Some("runs/20260101-000000-linear".into()),
+            start_step: 0,
+            total_steps: total,
+            steps_per_epoch: 50,
+            num_params: 123_456,
+        });
+    }
+    for i in from + 1..=to {
+        v.push(TrainEvent::Step(stats(i)));
+        if i % 40 == 0 {
+            v.push(TrainEvent::Preview {
+                step: i,
+                images: (0..8).map(|k| shape(k, i)).collect(),
+            });
+        }
+    }
+    v
+}
+
+/// Feeds training events of `slot` into the app.
+pub fn feed(app: &mut App, slot: Slot, events: Vec<TrainEvent>) {
+    for event in events {
+        app.handle_msg(WorkerMsg::Train { slot, event });
+    }
+}
+
+/// A synthetic denoising: `n` images, frames from noise-like to clean.
+pub fn frames(n: usize, steps: usize) -> Frames {
+    let clean: Vec<Image8> = (0..n).map(|k| shape(k, 0)).collect();
+    let frame_at = |f: usize| -> Vec<Image8> {
+        clean
+            .iter()
+            .enumerate()
+            .map(|(k, img)| {
+                let mut out = img.clone();
+                for (j, p) in out.pixels.iter_mut().enumerate() {
+                    let noise = ((j * 31 + k * 17 + f * 7) % 256) as f64;
+                    let a = f as f64 / steps as f64;
+                    *p = (a * *p as f64 + (1.0 - a) * noise).round() as u8;
+                }
+                out
+            })
+            .collect()
+    };
+    Frames {
+        timesteps: (0..=steps).map(|f| steps - f).collect(),
+        frames: (0..=steps).map(frame_at).collect(),
+        x0_preds: (0..=steps).map(|_| clean.clone()).collect(),
+    }
+}
+
+/// Renders the app into a `w`×`h` test terminal and returns the text of the screen.
+pub fn render(app: &App, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| ui::draw(f, app, &ImageRenderer::halfblocks()))
+        .unwrap();
+    format!("{}", term.backend())
+}
+
+/// Keys by name for tests.
+pub fn key(code: crossterm::event::KeyCode) -> crossterm::event::KeyEvent {
+    crossterm::event::KeyEvent::new(code, crossterm::event::KeyModifiers::NONE)
+}
+
+pub fn ch(c: char) -> crossterm::event::KeyEvent {
+    key(crossterm::event::KeyCode::Char(c))
+}
+
+pub fn ctrl_c() -> crossterm::event::KeyEvent {
+    crossterm::event::KeyEvent::new(
+        crossterm::event::KeyCode::Char('c'),
+        crossterm::event::KeyModifiers::CONTROL,
+    )
+}
+
+pub const ALL: [BetaSchedule; 4] = BetaSchedule::ALL;
