@@ -72,8 +72,9 @@ impl BetaSchedule {
                 let ac: Vec<f64> = linspace(0.0, tf, steps)
                     .into_iter()
                     .map(|x| {
-                        let v = ((x / tf + COSINE_S) / (1.0 + COSINE_S) * std::f64::consts::PI * 0.5)
-                            .cos();
+                        let v =
+                            ((x / tf + COSINE_S) / (1.0 + COSINE_S) * std::f64::consts::PI * 0.5)
+                                .cos();
                         v * v
                     })
                     .collect();
@@ -121,7 +122,13 @@ pub fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     }
     let step = (end - start) / (n - 1) as f64;
     (0..n)
-        .map(|i| if i == n - 1 { end } else { start + step * i as f64 })
+        .map(|i| {
+            if i == n - 1 {
+                end
+            } else {
+                start + step * i as f64
+            }
+        })
         .collect()
 }
 
