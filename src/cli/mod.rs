@@ -1,2 +1,68 @@
-//! (in progress)
+//! The command line: `ddpm-lab` opens the lab (TUI); subcommands run the engine headless.
+
+pub mod data_cmd;
+pub mod forward_cmd;
 pub mod lab_cmd;
+pub mod model_args;
+pub mod sample_cmd;
+pub mod schedules_cmd;
+pub mod train_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A terminal lab for denoising diffusion models (DDPM): train a UNet on Fashion-MNIST, compare
+/// beta schedules and step through denoising. Run without a command to open the lab.
+#[derive(Debug, Parser)]
+#[command(name = "ddpm-lab", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    lab: lab_cmd::LabArgs,
+}
+
+/// Headless commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a UNet (progress bar, or JSON lines with --json)
+    Train(train_cmd::TrainArgs),
+    /// Generate images from a trained run: PNG grid and denoising GIF
+    Sample(sample_cmd::SampleArgs),
+    /// Print or plot the four beta schedules and their derived tables
+    Schedules(schedules_cmd::SchedulesArgs),
+    /// Run the UNet once on tensors from a safetensors file (PyTorch parity tool)
+    Forward(forward_cmd::ForwardArgs),
+    /// Download (if needed) and summarise a dataset
+    Data(data_cmd::DataArgs),
+}
+
+/// Where runs are written by default: `$DDPM_LAB_RUNS`, else `./runs`.
+pub fn runs_root() -> PathBuf {
+    std::env::var_os("DDPM_LAB_RUNS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("runs"))
+}
+
+/// Parses the command line and runs it; errors are printed as one line on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => lab_cmd::run(cli.lab),
+        Some(Command::Train(a)) => train_cmd::run(a),
+        Some(Command::Sample(a)) => sample_cmd::run(a),
+        Some(Command::Schedules(a)) => schedules_cmd::run(a),
+        Some(Command::Forward(a)) => forward_cmd::run(a),
+        Some(Command::Data(a)) => data_cmd::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

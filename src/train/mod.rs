@@ -1,2 +1,726 @@
-//! (in progress)
+//! Training (Algorithm 1): the configuration, the step, checkpoints, and a worker thread that
+//! reports [`events::TrainEvent`]s and obeys [`events::TrainCommand`]s.
+
+pub mod adam;
+pub mod ema;
 pub mod events;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::device::DeviceSpec;
+use crate::diffusion::{p_losses, LossKind, Objective};
+use crate::imaging::Image8;
+use crate::model::{self, Unet, UnetConfig};
+use crate::rng::LabRng;
+use crate::run::{self, RunDir, RunState};
+use crate::sampler::{self, SamplerKind};
+use crate::schedule::{BetaSchedule, ScheduleTables};
+
+use adam::{Adam, AdamParams};
+use ema::Ema;
+use events::{StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
+
+/// Everything that defines a training run; saved as `config.json` in the run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// The UNet.
+    pub model: UnetConfig,
+    /// Beta schedule.
+    pub schedule: BetaSchedule,
+    /// Number of diffusion steps T.
+    pub timesteps: usize,
+    /// Loss function.
+    pub loss: LossKind,
+    /// What the network predicts.
+    pub objective: Objective,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// The step at which training stops.
+    pub steps: usize,
+    /// Seed of initialisation, batches, timesteps and noise.
+    pub seed: u64,
+    /// Device to train on.
+    pub device: DeviceSpec,
+    /// Dataset name or path (for display and for reopening the run).
+    pub dataset: String,
+    /// Side of the (square) training images.
+    pub image_size: usize,
+    /// Random horizontal flip of training images.
+    pub flip: bool,
+    /// EMA decay of the weights (`None` = no EMA).
+    pub ema_decay: Option<f64>,
+    /// Clip the global gradient norm to this value (`None` = no clipping).
+    pub grad_clip: Option<f64>,
+    /// Linear learning-rate warm-up over this many steps (0 = none).
+    pub warmup_steps: usize,
+    /// Draw preview samples every N steps (0 = never).
+    pub preview_every: usize,
+    /// Number of preview images.
+    pub preview_count: usize,
+    /// DDIM steps used for previews.
+    pub preview_steps: usize,
+    /// Write a checkpoint every N steps (0 = only at the end).
+    pub checkpoint_every: usize,
+}
+
+impl Default for TrainConfig {
+    /// The blog's setup: linear schedule, T = 200, Huber loss, batch 128, Adam 1e-3.
+    fn default() -> Self {
+        Self {
+            model: UnetConfig::blog(),
+            schedule: BetaSchedule::Linear,
+            timesteps: 200,
+            loss: LossKind::Huber,
+            objective: Objective::Noise,
+            batch_size: 128,
+            lr: 1e-3,
+            steps: 1000,
+            seed: 0,
+            device: DeviceSpec::Cpu,
+            dataset: "fashion_mnist".into(),
+            image_size: 28,
+            flip: true,
+            ema_decay: None,
+            grad_clip: None,
+            warmup_steps: 0,
+            preview_every: 0,
+            preview_count: 8,
+            preview_steps: 20,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks values that would make training meaningless or crash.
+    pub fn validate(&self) -> Result<()> {
+        if self.timesteps < 2 {
+            bail!("--timesteps must be at least 2, got {}", self.timesteps);
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("--lr must be a positive number, got {}", self.lr);
+        }
+        if let Some(d) = self.ema_decay {
+            if !(0.0..1.0).contains(&d) {
+                bail!("EMA decay must be in [0, 1), got {d}");
+            }
+        }
+        if let Some(c) = self.grad_clip {
+            if !(c.is_finite() && c > 0.0) {
+                bail!("gradient clip must be a positive number, got {c}");
+            }
+        }
+        self.model
+            .validate_for_images(self.model.channels, self.image_size, self.image_size)?;
+        Ok(())
+    }
+
+    /// The schedule tables of this run.
+    pub fn tables(&self) -> Result<ScheduleTables> {
+        Ok(ScheduleTables::new(self.schedule, self.timesteps)?)
+    }
+}
+
+/// Supplies clean training batches `(B, C, H, W)` in `[-1, 1]`, by global step.
+pub trait BatchSource: Send {
+    /// Optimisation steps per epoch.
+    fn steps_per_epoch(&self) -> usize;
+    /// The batch for global step `step` (0-based) and the epoch it belongs to.
+    fn batch(&mut self, step: usize) -> Result<(Tensor, usize)>;
+}
+
+/// A failure that stops training; the last good checkpoint stays on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The loss became NaN or infinite.
+    #[error("loss became {loss} at step {step}; training stopped (try a lower --lr or --grad-clip 1.0){kept}")]
+    NonFinite {
+        /// Step that produced it.
+        step: usize,
+        /// The value.
+        loss: f64,
+        /// Where the last good checkpoint is, if any.
+        kept: String,
+    },
+}
+
+/// A model being trained, with its optimiser and (optionally) its run directory.
+pub struct Trainer {
+    cfg: TrainConfig,
+    device: Device,
+    model: Unet,
+    varmap: VarMap,
+    opt: Adam,
+    ema: Option<Ema>,
+    tables: ScheduleTables,
+    step: usize,
+    epoch: usize,
+    elapsed_s: f64,
+    last_checkpoint: Option<usize>,
+    run: Option<RunDir>,
+}
+
+impl Trainer {
+    /// A fresh model for `cfg`. With `run_dir`, the directory is created and the config saved.
+    pub fn new(cfg: TrainConfig, run_dir: Option<&Path>) -> Result<Self> {
+        cfg.validate()?;
+        let device = cfg.device.open()?;
+        let (model, varmap) = model::new_trainable(&cfg.model, cfg.seed, &device)?;
+        let opt = Adam::new(
+            named_vars(&varmap),
+            AdamParams {
+                lr: cfg.lr,
+                ..AdamParams::default()
+            },
+        )?;
+        let ema = match cfg.ema_decay {
+            Some(d) => Some(Ema::new(&varmap, d)?),
+            None => None,
+        };
+        let run = match run_dir {
+            Some(p) => {
+                let r = RunDir::create(p)?;
+                r.save_config(&cfg)?;
+                // A new run starts a new curve.
+                r.truncate_metrics(0)?;
+                Some(r)
+            }
+            None => None,
+        };
+        Ok(Self {
+            tables: cfg.tables()?,
+            cfg,
+            device,
+            model,
+            varmap,
+            opt,
+            ema,
+            step: 0,
+            epoch: 0,
+            elapsed_s: 0.0,
+            last_checkpoint: None,
+            run,
+        })
+    }
+
+    /// Reopens a run directory to continue training. `steps`, when given, replaces the stop step;
+    /// `device` replaces the saved device.
+    pub fn resume(
+        run_dir: &Path,
+        steps: Option<usize>,
+        device: Option<DeviceSpec>,
+    ) -> Result<Self> {
+        let run = RunDir::open(run_dir)?;
+        let mut cfg = run.load_config()?;
+        if let Some(s) = steps {
+            cfg.steps = s;
+        }
+        if let Some(d) = device {
+            cfg.device = d;
+        }
+        cfg.validate()?;
+        let state = run.load_state()?;
+        let device = cfg.device.open()?;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let model = Unet::new(&cfg.model, vb)?;
+        let weights = run.load_tensors(run::WEIGHTS_FILE, &device)?;
+        load_into_varmap(&varmap, &weights, &run.file(run::WEIGHTS_FILE))?;
+        let mut opt = Adam::new(
+            named_vars(&varmap),
+            AdamParams {
+                lr: cfg.lr,
+                ..AdamParams::default()
+            },
+        )?;
+        if run.file(run::OPTIMIZER_FILE).exists() {
+            let st = run.load_tensors(run::OPTIMIZER_FILE, &device)?;
+            opt.load_state(&st).with_context(|| {
+                format!(
+                    "{} does not fit the model",
+                    run.file(run::OPTIMIZER_FILE).display()
+                )
+            })?;
+        }
+        let ema = match cfg.ema_decay {
+            Some(d) if run.file(run::EMA_FILE).exists() => Some(Ema::from_tensors(
+                d,
+                run.load_tensors(run::EMA_FILE, &device)?,
+            )),
+            Some(d) => Some(Ema::new(&varmap, d)?),
+            None => None,
+        };
+        run.truncate_metrics(state.step)?;
+        Ok(Self {
+            tables: cfg.tables()?,
+            cfg,
+            device,
+            model,
+            varmap,
+            opt,
+            ema,
+            step: state.step,
+            epoch: state.epoch,
+            elapsed_s: state.elapsed_s,
+            last_checkpoint: Some(state.step),
+            run: Some(run),
+        })
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Steps done.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The device in use.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The run directory, if saved to disk.
+    pub fn run_dir(&self) -> Option<&Path> {
+        self.run.as_ref().map(|r| r.path())
+    }
+
+    /// The trainable network (its weights are `Var`s).
+    pub fn model(&self) -> &Unet {
+        &self.model
+    }
+
+    /// The variables, by PyTorch name.
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Trainable parameters.
+    pub fn num_params(&self) -> usize {
+        model::num_params(&self.varmap)
+    }
+
+    /// One optimisation step on clean images `x0` (Algorithm 1): random t and noise from the
+    /// seed and the step number, loss, backward, (clip), Adam, (EMA).
+    pub fn train_step(&mut self, x0: &Tensor, epoch: usize) -> Result<StepStats> {
+        let started = Instant::now();
+        let n = x0.dim(0)?;
+        let mut rng = LabRng::derived(self.cfg.seed, 1_000 + self.step as u64);
+        let t = rng.uniform_indices(n, self.cfg.timesteps);
+        let noise = rng.randn(x0.dims(), &self.device)?;
+        let (loss, per_example) = p_losses(
+            &self.model,
+            &self.tables,
+            self.cfg.objective,
+            self.cfg.loss,
+            x0,
+            &t,
+            &noise,
+        )?;
+        let loss_value = loss.to_scalar::<f32>()? as f64;
+        if !loss_value.is_finite() {
+            let kept = match (&self.run, self.last_checkpoint) {
+                (Some(r), Some(s)) => format!(
+                    "; the last good checkpoint (step {s}) is kept in {}",
+                    r.path().display()
+                ),
+                _ => String::new(),
+            };
+            return Err(TrainError::NonFinite {
+                step: self.step + 1,
+                loss: loss_value,
+                kept,
+            }
+            .into());
+        }
+        let mut grads = loss.backward()?;
+        if let Some(max_norm) = self.cfg.grad_clip {
+            clip_grad_norm(&self.varmap, &mut grads, max_norm)?;
+        }
+        let lr = if self.cfg.warmup_steps > 0 {
+            self.cfg.lr * ((self.step + 1) as f64 / self.cfg.warmup_steps as f64).min(1.0)
+        } else {
+            self.cfg.lr
+        };
+        self.opt.params.lr = lr;
+        self.opt.step(&grads)?;
+        if let Some(ema) = &mut self.ema {
+            ema.update(&self.varmap)?;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        self.step += 1;
+        self.epoch = epoch;
+        self.elapsed_s += secs;
+        let per: Vec<f32> = per_example.to_vec1()?;
+        let stats = StepStats {
+            step: self.step,
+            epoch,
+            loss: loss_value,
+            images_per_s: n as f64 / secs.max(1e-9),
+            elapsed_s: self.elapsed_s,
+            lr,
+            bucket_losses: bucket_losses(&t, &per, self.cfg.timesteps),
+        };
+        if let Some(r) = &self.run {
+            r.append_metrics(&stats)?;
+        }
+        Ok(stats)
+    }
+
+    /// Writes weights, optimiser, EMA and progress to the run directory (if any).
+    pub fn checkpoint(&mut self) -> Result<Option<PathBuf>> {
+        let Some(run) = &self.run else {
+            return Ok(None);
+        };
+        let weights = var_tensors(&self.varmap);
+        for (name, t) in &weights {
+            let s = t.sqr()?.sum_all()?.to_scalar::<f32>()?;
+            if !s.is_finite() {
+                bail!("refusing to checkpoint: weight {name} is not finite; the last good checkpoint is kept");
+            }
+        }
+        run::save_tensors_atomic(&weights, &run.file(run::WEIGHTS_FILE))?;
+        run::save_tensors_atomic(&self.opt.state_tensors()?, &run.file(run::OPTIMIZER_FILE))?;
+        if let Some(ema) = &self.ema {
+            run::save_tensors_atomic(ema.tensors(), &run.file(run::EMA_FILE))?;
+        }
+        run.save_config(&self.cfg)?;
+        run.save_state(&RunState {
+            step: self.step,
+            epoch: self.epoch,
+            seed: self.cfg.seed,
+            elapsed_s: self.elapsed_s,
+        })?;
+        self.last_checkpoint = Some(self.step);
+        Ok(Some(run.path().to_path_buf()))
+    }
+
+    /// A detached copy of the network for sampling (the EMA weights when enabled).
+    pub fn sampling_model(&self) -> Result<Unet> {
+        match &self.ema {
+            Some(ema) => {
+                let vb = VarBuilder::from_tensors(ema.tensors().clone(), DType::F32, &self.device);
+                Ok(Unet::new(&self.cfg.model, vb)?)
+            }
+            None => model::detached_copy(&self.varmap, &self.cfg.model, &self.device),
+        }
+    }
+
+    /// `n` preview images drawn with DDIM from the current weights (same seed every time, so
+    /// previews show how the same noise is denoised as training goes on).
+    pub fn preview(&self, n: usize) -> Result<Vec<Image8>> {
+        let m = self.sampling_model()?;
+        let c = self.cfg.model.channels;
+        let s = self.cfg.image_size;
+        let d = sampler::sample(
+            &m,
+            &self.tables,
+            self.cfg.objective,
+            (n, c, s, s),
+            SamplerKind::Ddim {
+                steps: self.cfg.preview_steps.max(1),
+                eta: 0.0,
+            },
+            self.cfg.seed,
+            &mut |_, _| {},
+        )?;
+        Ok(d.final_images().to_vec())
+    }
+
+    /// Trains until the configured stop step, reporting to `events` and obeying `commands`.
+    /// Returns when done or stopped (after a final checkpoint) or on the first error.
+    pub fn run_loop(
+        &mut self,
+        source: &mut dyn BatchSource,
+        events: &Sender<TrainEvent>,
+        commands: &Receiver<TrainCommand>,
+    ) -> Result<()> {
+        let send = |e: TrainEvent| {
+            let _ = events.send(e);
+        };
+        send(TrainEvent::Started {
+            run_dir: self.run_dir().map(Path::to_path_buf),
+            start_step: self.step,
+            total_steps: self.cfg.steps,
+            steps_per_epoch: source.steps_per_epoch(),
+            num_params: self.num_params(),
+        });
+        let mut paused = false;
+        while self.step < self.cfg.steps {
+            // Commands: non-blocking while running, blocking while paused.
+            loop {
+                let cmd = if paused {
+                    match commands.recv_timeout(Duration::from_millis(200)) {
+                        Ok(c) => Some(c),
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => Some(TrainCommand::Stop),
+                    }
+                } else {
+                    commands.try_recv().ok()
+                };
+                match cmd {
+                    None => break,
+                    Some(TrainCommand::Pause) if !paused => {
+                        paused = true;
+                        send(TrainEvent::Paused { step: self.step });
+                    }
+                    Some(TrainCommand::Resume) if paused => {
+                        paused = false;
+                        send(TrainEvent::Resumed { step: self.step });
+                        break;
+                    }
+                    Some(TrainCommand::Checkpoint) => {
+                        if let Some(p) = self.checkpoint()? {
+                            send(TrainEvent::Checkpointed {
+                                step: self.step,
+                                path: p,
+                            });
+                        }
+                    }
+                    Some(TrainCommand::Stop) => {
+                        return self.finish(events);
+                    }
+                    Some(_) => {}
+                }
+                if !paused {
+                    break;
+                }
+            }
+            let (x0, epoch) = source.batch(self.step)?;
+            let stats = self.train_step(&x0, epoch)?;
+            send(TrainEvent::Step(stats));
+            let every = self.cfg.checkpoint_every;
+            if every > 0 && self.step % every == 0 && self.step < self.cfg.steps {
+                if let Some(p) = self.checkpoint()? {
+                    send(TrainEvent::Checkpointed {
+                        step: self.step,
+                        path: p,
+                    });
+                }
+            }
+            let pe = self.cfg.preview_every;
+            if pe > 0 && self.step % pe == 0 {
+                let images = self.preview(self.cfg.preview_count.max(1))?;
+                send(TrainEvent::Preview {
+                    step: self.step,
+                    images,
+                });
+            }
+        }
+        self.finish(events)
+    }
+
+    fn finish(&mut self, events: &Sender<TrainEvent>) -> Result<()> {
+        if let Some(p) = self.checkpoint()? {
+            let _ = events.send(TrainEvent::Checkpointed {
+                step: self.step,
+                path: p,
+            });
+        }
+        let _ = events.send(TrainEvent::Finished {
+            step: self.step,
+            run_dir: self.run_dir().map(Path::to_path_buf),
+        });
+        Ok(())
+    }
+}
+
+/// A training worker running on its own thread.
+pub struct TrainHandle {
+    /// Events from the worker.
+    pub events: Receiver<TrainEvent>,
+    /// Commands to the worker.
+    pub commands: Sender<TrainCommand>,
+    join: Option<JoinHandle<()>>,
+}
+
+impl TrainHandle {
+    /// Waits for the worker thread to end.
+    pub fn join(mut self) {
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+
+    /// Whether the worker thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.join.as_ref().map(|j| j.is_finished()).unwrap_or(true)
+    }
+}
+
+/// Runs `make` and then the training loop on a worker thread. Errors (including a failing
+/// `make`) arrive as [`TrainEvent::Failed`]; panics are caught and reported the same way.
+pub fn spawn_training<F>(make: F) -> TrainHandle
+where
+    F: FnOnce() -> Result<(Trainer, Box<dyn BatchSource>)> + Send + 'static,
+{
+    let (etx, erx) = mpsc::channel();
+    let (ctx, crx) = mpsc::channel();
+    let join = std::thread::Builder::new()
+        .name("ddpm-train".into())
+        .spawn(move || {
+            let etx2 = etx.clone();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let (mut trainer, mut source) = make()?;
+                let r = trainer.run_loop(source.as_mut(), &etx, &crx);
+                if r.is_err() {
+                    // Keep the last good checkpoint; report the step reached.
+                    return r
+                        .map_err(|e| (trainer.step(), e))
+                        .map_err(|(s, e)| e.context(format!("at step {s}")));
+                }
+                r
+            }));
+            let msg = match result {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => format!("{e:#}"),
+                Err(p) => format!(
+                    "training crashed: {}",
+                    p.downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| p.downcast_ref::<&str>().copied())
+                        .unwrap_or("panic")
+                ),
+            };
+            let _ = etx2.send(TrainEvent::Failed {
+                step: 0,
+                message: msg,
+            });
+        })
+        .expect("cannot spawn the training thread");
+    TrainHandle {
+        events: erx,
+        commands: ctx,
+        join: Some(join),
+    }
+}
+
+/// Mean loss per timestep bucket (`LOSS_BUCKETS` equal ranges of `0..T`).
+pub fn bucket_losses(t: &[usize], per_example: &[f32], timesteps: usize) -> Vec<Option<f64>> {
+    let mut sum = [0f64; LOSS_BUCKETS];
+    let mut count = [0usize; LOSS_BUCKETS];
+    for (&ti, &l) in t.iter().zip(per_example) {
+        let b = (ti * LOSS_BUCKETS / timesteps).min(LOSS_BUCKETS - 1);
+        sum[b] += l as f64;
+        count[b] += 1;
+    }
+    (0..LOSS_BUCKETS)
+        .map(|b| (count[b] > 0).then(|| sum[b] / count[b] as f64))
+        .collect()
+}
+
+/// The variables of `varmap` with their names.
+pub fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Current values of all variables by name.
+pub fn var_tensors(varmap: &VarMap) -> std::collections::HashMap<String, Tensor> {
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    data.iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect()
+}
+
+/// Sets every variable from `tensors`, naming the first missing or mis-shaped tensor.
+pub fn load_into_varmap(
+    varmap: &VarMap,
+    tensors: &std::collections::HashMap<String, Tensor>,
+    source: &Path,
+) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let t = tensors
+            .get(name)
+            .with_context(|| format!("{} lacks tensor {name}", source.display()))?;
+        if t.dims() != var.dims() {
+            bail!(
+                "{}: tensor {name} has shape {:?} but the model config needs {:?}",
+                source.display(),
+                t.dims(),
+                var.dims()
+            );
+        }
+        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+    }
+    Ok(())
+}
+
+/// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm before.
+pub fn clip_grad_norm(
+    varmap: &VarMap,
+    grads: &mut candle_core::backprop::GradStore,
+    max_norm: f64,
+) -> Result<f64> {
+    let vars = named_vars(varmap);
+    let mut total = 0f64;
+    for (_, v) in &vars {
+        if let Some(g) = grads.get(v) {
+            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = total.sqrt();
+    if norm > max_norm {
+        let scale = max_norm / (norm + 1e-6);
+        for (_, v) in &vars {
+            if let Some(g) = grads.get(v) {
+                let scaled = (g * scale)?;
+                grads.insert(v, scaled);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_average_by_timestep_range() {
+        let b = bucket_losses(&[0, 5, 199, 100], &[1.0, 3.0, 4.0, 2.0], 200);
+        assert_eq!(b.len(), LOSS_BUCKETS);
+        assert_eq!(b[0], Some(2.0));
+        assert_eq!(b[5], Some(2.0));
+        assert_eq!(b[9], Some(4.0));
+        assert_eq!(b[3], None);
+    }
+
+    #[test]
+    fn config_validation_messages() {
+        let mut c = TrainConfig::default();
+        c.validate().unwrap();
+        c.batch_size = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("batch-size"));
+        c = TrainConfig {
+            lr: -1.0,
+            ..TrainConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("--lr"));
+        c = TrainConfig {
+            image_size: 30,
+            ..TrainConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("divisible"));
+    }
+}

@@ -11,6 +11,7 @@
 //! app with a `TestBackend` and a scripted [`EventSource`].
 
 pub mod event;
+pub mod lab;
 pub mod noise;
 pub mod settings;
 pub mod state;

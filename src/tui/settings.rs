@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceSpec;
+use crate::diffusion::{LossKind, Objective};
+use crate::model::UnetConfig;
 use crate::schedule::BetaSchedule;
 
 /// Environment variable that replaces the config directory (used by tests and packagers).
@@ -43,13 +45,23 @@ impl ModelPreset {
         }
     }
 
+    /// The UNet of this preset for images with `channels` channels.
+    pub fn unet(self, channels: usize) -> UnetConfig {
+        let base = match self {
+            ModelPreset::Tiny => UnetConfig::tiny(),
+            ModelPreset::Small => UnetConfig {
+                dim: 16,
+                dim_mults: vec![1, 2, 4],
+                ..UnetConfig::default()
+            },
+            ModelPreset::Blog => UnetConfig::blog(),
+        };
+        UnetConfig { channels, ..base }
+    }
+
     /// One-line description of the architecture.
-    pub fn describe(self) -> &'static str {
-        match self {
-            ModelPreset::Tiny => "dim 16 ×(1,2)",
-            ModelPreset::Small => "dim 24 ×(1,2,4)",
-            ModelPreset::Blog => "dim 28 ×(1,2,4) ConvNeXt",
-        }
+    pub fn describe(self) -> String {
+        describe_unet(&self.unet(1))
     }
 
     /// The preset a device trains quickly: tiny on a CPU, the blog's model on a GPU.
@@ -59,6 +71,16 @@ impl ModelPreset {
             _ => ModelPreset::Blog,
         }
     }
+}
+
+/// `dim 28 ×(1,2,4)` (ConvNeXt blocks unless `resnet` is named).
+pub fn describe_unet(c: &UnetConfig) -> String {
+    let mults: Vec<String> = c.dim_mults.iter().map(|m| m.to_string()).collect();
+    let block = match c.block {
+        crate::model::BlockKind::Convnext => "",
+        crate::model::BlockKind::Resnet => " resnet",
+    };
+    format!("dim {} ×({}){block}", c.dim, mults.join(","))
 }
 
 impl fmt::Display for ModelPreset {
@@ -74,62 +96,6 @@ impl std::str::FromStr for ModelPreset {
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| format!("unknown model size '{s}' (expected tiny, small or blog)"))
-    }
-}
-
-/// Loss between the target and the network output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LossChoice {
-    /// Smooth L1 (PyTorch `smooth_l1_loss`, β = 1), the blog's default.
-    #[default]
-    Huber,
-    /// Mean absolute error.
-    L1,
-    /// Mean squared error.
-    L2,
-}
-
-impl LossChoice {
-    /// All choices in menu order.
-    pub const ALL: [LossChoice; 3] = [LossChoice::Huber, LossChoice::L1, LossChoice::L2];
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            LossChoice::Huber => "huber",
-            LossChoice::L1 => "l1",
-            LossChoice::L2 => "l2",
-        }
-    }
-}
-
-/// What the network predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ObjectiveChoice {
-    /// The noise ε (Ho et al., the blog).
-    #[default]
-    Eps,
-    /// The clean image x₀.
-    X0,
-    /// The velocity v = √ᾱ ε − √(1−ᾱ) x₀.
-    V,
-}
-
-impl ObjectiveChoice {
-    /// All choices in menu order.
-    pub const ALL: [ObjectiveChoice; 3] = [
-        ObjectiveChoice::Eps,
-        ObjectiveChoice::X0,
-        ObjectiveChoice::V,
-    ];
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ObjectiveChoice::Eps => "eps",
-            ObjectiveChoice::X0 => "x0",
-            ObjectiveChoice::V => "v",
-        }
     }
 }
 
@@ -163,11 +129,13 @@ pub struct TrainSettings {
     /// Number of diffusion steps T.
     pub timesteps: usize,
     /// Training loss.
-    pub loss: LossChoice,
+    pub loss: LossKind,
     /// Prediction target.
-    pub objective: ObjectiveChoice,
+    pub objective: Objective,
     /// UNet size.
     pub model: ModelPreset,
+    /// An explicit UNet (from model flags) that replaces the preset.
+    pub custom_model: Option<UnetConfig>,
     /// Images per batch.
     pub batch_size: usize,
     /// Adam learning rate.
@@ -195,9 +163,10 @@ impl TrainSettings {
         Self {
             schedule: BetaSchedule::Linear,
             timesteps: 200,
-            loss: LossChoice::Huber,
-            objective: ObjectiveChoice::Eps,
+            loss: LossKind::Huber,
+            objective: Objective::Noise,
             model,
+            custom_model: None,
             batch_size: if model == ModelPreset::Blog { 128 } else { 64 },
             lr: 1e-3,
             steps: if model == ModelPreset::Blog {
@@ -211,15 +180,35 @@ impl TrainSettings {
         }
     }
 
+    /// The UNet to train for images with `channels` channels.
+    pub fn unet(&self, channels: usize) -> UnetConfig {
+        match &self.custom_model {
+            Some(c) => UnetConfig {
+                channels,
+                ..c.clone()
+            },
+            None => self.model.unet(channels),
+        }
+    }
+
+    /// Name of the model shown in the lab.
+    pub fn model_name(&self) -> String {
+        match &self.custom_model {
+            Some(c) => format!("custom {}", describe_unet(c)),
+            None => self.model.name().to_string(),
+        }
+    }
+
     /// The blog's configuration: its UNet, T = 200, linear schedule, Huber loss, batch 128,
     /// lr 1e-3, 5 epochs of Fashion-MNIST (469 steps each). Keeps device and seed.
     pub fn blog(&self) -> Self {
         Self {
             schedule: BetaSchedule::Linear,
             timesteps: 200,
-            loss: LossChoice::Huber,
-            objective: ObjectiveChoice::Eps,
+            loss: LossKind::Huber,
+            objective: Objective::Noise,
             model: ModelPreset::Blog,
+            custom_model: None,
             batch_size: 128,
             lr: 1e-3,
             steps: 5 * 469,

@@ -744,7 +744,7 @@ impl App {
                 if let Err(msg) = &e.result {
                     self.notify(format!("could not estimate the speed: {msg}"), true);
                 }
-                let stale = e.settings.model != self.settings.train.model
+                let stale = e.settings.unet(1) != self.settings.train.unet(1)
                     || e.settings.batch_size != self.settings.train.batch_size
                     || e.settings.device != self.settings.train.device;
                 self.train.estimate = Some(e);

@@ -4,7 +4,9 @@
 use crate::device::DeviceSpec;
 use crate::schedule::BetaSchedule;
 
-use super::super::settings::{LossChoice, ModelPreset, ObjectiveChoice, TrainSettings};
+use crate::diffusion::{LossKind, Objective};
+
+use super::super::settings::{ModelPreset, TrainSettings};
 use super::super::workers::{Estimate, RunSummary};
 use super::run::RunProgress;
 
@@ -73,9 +75,9 @@ impl Field {
         match self {
             Field::Schedule => s.schedule.name().to_string(),
             Field::Timesteps => s.timesteps.to_string(),
-            Field::Loss => s.loss.name().to_string(),
-            Field::Objective => s.objective.name().to_string(),
-            Field::Model => s.model.name().to_string(),
+            Field::Loss => s.loss.to_string(),
+            Field::Objective => s.objective.to_string(),
+            Field::Model => s.model_name(),
             Field::Batch => s.batch_size.to_string(),
             Field::Lr => format!("{:.0e}", s.lr),
             Field::Steps => s.steps.to_string(),
@@ -98,9 +100,20 @@ impl Field {
             Field::Timesteps => {
                 s.timesteps = notch(&[10, 50, 100, 200, 300, 500, 1000], s.timesteps, dir)
             }
-            Field::Loss => s.loss = cycle(&LossChoice::ALL, s.loss, dir),
-            Field::Objective => s.objective = cycle(&ObjectiveChoice::ALL, s.objective, dir),
-            Field::Model => s.model = cycle(&ModelPreset::ALL, s.model, dir),
+            Field::Loss => {
+                s.loss = cycle(&[LossKind::Huber, LossKind::L1, LossKind::L2], s.loss, dir)
+            }
+            Field::Objective => {
+                s.objective = cycle(
+                    &[Objective::Noise, Objective::X0, Objective::V],
+                    s.objective,
+                    dir,
+                )
+            }
+            Field::Model => {
+                s.model = cycle(&ModelPreset::ALL, s.model, dir);
+                s.custom_model = None;
+            }
             Field::Batch => s.batch_size = notch(&[8, 16, 32, 64, 128, 256], s.batch_size, dir),
             Field::Lr => {
                 const LRS: [f64; 6] = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3];
@@ -195,7 +208,7 @@ impl TrainState {
     /// Seconds per epoch of `n_train` images, when the estimate matches `settings`.
     pub fn epoch_seconds(&self, settings: &TrainSettings, n_train: usize) -> Option<f64> {
         let e = self.estimate.as_ref()?;
-        let same = e.settings.model == settings.model
+        let same = e.settings.unet(1) == settings.unet(1)
             && e.settings.batch_size == settings.batch_size
             && e.settings.device == settings.device;
         match (&e.result, same) {

@@ -45,7 +45,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     spans.push(sep.clone());
     spans.extend(kv("data ", data));
     spans.push(sep.clone());
-    spans.extend(kv("model ", t.model.name().to_string()));
+    spans.extend(kv("model ", t.model_name()));
     if run.num_params > 0 {
         spans.push(Span::raw(format!(" ({})", theme::count(run.num_params))));
     }

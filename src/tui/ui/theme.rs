@@ -19,13 +19,13 @@ pub const RAW: Color = Color::DarkGray;
 /// Smoothed loss curve.
 pub const SMOOTH: Color = Color::LightCyan;
 
-/// Colour of a schedule in every chart (matplotlib's tab10, as in the exported charts).
+/// Colour of a schedule in every chart: the Okabe–Ito colours of the exported charts.
 pub fn schedule_color(s: BetaSchedule) -> Color {
     match s {
-        BetaSchedule::Linear => Color::Rgb(31, 119, 180),
-        BetaSchedule::Quadratic => Color::Rgb(255, 127, 14),
-        BetaSchedule::Cosine => Color::Rgb(44, 160, 44),
-        BetaSchedule::Sigmoid => Color::Rgb(214, 39, 40),
+        BetaSchedule::Linear => Color::Rgb(0, 114, 178),
+        BetaSchedule::Quadratic => Color::Rgb(230, 159, 0),
+        BetaSchedule::Cosine => Color::Rgb(0, 158, 115),
+        BetaSchedule::Sigmoid => Color::Rgb(204, 121, 167),
     }
 }
 

@@ -65,7 +65,7 @@ fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
         .enumerate()
         .map(|(i, f)| {
             let mut value = f.value(s);
-            if *f == Field::Model {
+            if *f == Field::Model && s.custom_model.is_none() {
                 value = format!("{value:<6}{}", s.model.describe());
             }
             let row = Row::new(vec![f.label().to_string(), value]);
@@ -314,8 +314,8 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
                     "{} T={} {} {}",
                     s.schedule,
                     s.timesteps,
-                    s.model,
-                    s.loss.name()
+                    s.model_name(),
+                    s.loss
                 )
             });
             let row = Row::new(vec![

@@ -6,11 +6,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use crate::data::{load_dataset, DatasetSpec, ImageSet, LoadOptions, LoadProgress};
+use crate::export::{save_denoise_gif, save_grid_png};
+use crate::run::{list_runs, load_checkpoint, RunDir};
+use crate::sampler::{self, SamplerKind};
 use crate::train::events::{TrainCommand, TrainEvent};
-use crate::tui::settings::TrainSettings;
+use crate::train::source::ImageSetSource;
+use crate::train::{spawn_training, BatchSource, TrainConfig, Trainer};
+use crate::tui::settings::{ModelPreset, SampleSettings, TrainSettings};
 
 use super::{
     DataInfo, DataMsg, Engine, Estimate, ExportRequest, Frames, LoadStage, OpenedRun,
@@ -18,7 +25,11 @@ use super::{
 };
 
 /// Examples kept for the Data and Schedules screens.
-pub const EXAMPLES: usize = 64;
+pub const EXAMPLES: usize = 48;
+/// Steps timed by a speed estimate (the first is a warm-up and not counted).
+pub const ESTIMATE_STEPS: usize = 4;
+/// Steps between two previews when the settings ask for them.
+pub const PREVIEW_IMAGES: usize = 8;
 
 /// The loaded dataset: its name and training images.
 #[derive(Clone)]
@@ -35,7 +46,7 @@ pub struct LabEngine {
 }
 
 impl LabEngine {
-    /// An engine writing runs under `runs_root`.
+    /// An engine listing runs under `runs_root`.
     pub fn new(runs_root: PathBuf) -> Self {
         Self {
             runs_root,
@@ -51,4 +62,378 @@ impl LabEngine {
             None => Err(format!("{dataset} is not loaded yet")),
         }
     }
+}
+
+/// The engine's training configuration for the lab's settings on `set`.
+pub fn train_config(s: &TrainSettings, dataset: &str, set: &ImageSet) -> TrainConfig {
+    TrainConfig {
+        model: s.unet(set.channels),
+        schedule: s.schedule,
+        timesteps: s.timesteps,
+        loss: s.loss,
+        objective: s.objective,
+        batch_size: s.batch_size,
+        lr: s.lr,
+        steps: s.steps,
+        seed: s.seed,
+        device: s.device,
+        dataset: dataset.to_string(),
+        image_size: set.height,
+        preview_every: s.preview_every,
+        preview_count: PREVIEW_IMAGES,
+        checkpoint_every: if s.steps > 1000 { 500 } else { 0 },
+        ..TrainConfig::default()
+    }
+}
+
+/// The lab's settings read back from a run's configuration.
+pub fn settings_of(cfg: &TrainConfig) -> TrainSettings {
+    let preset = ModelPreset::ALL
+        .into_iter()
+        .find(|p| p.unet(cfg.model.channels) == cfg.model);
+    TrainSettings {
+        schedule: cfg.schedule,
+        timesteps: cfg.timesteps,
+        loss: cfg.loss,
+        objective: cfg.objective,
+        model: preset.unwrap_or_default(),
+        custom_model: if preset.is_none() {
+            Some(cfg.model.clone())
+        } else {
+            None
+        },
+        batch_size: cfg.batch_size,
+        lr: cfg.lr,
+        steps: cfg.steps,
+        device: cfg.device,
+        seed: cfg.seed,
+        preview_every: cfg.preview_every,
+    }
+}
+
+fn data_info(ds: &crate::data::Dataset) -> DataInfo {
+    let set = &ds.train;
+    let n = set.len();
+    let step = (n / EXAMPLES).max(1);
+    let examples = (0..n)
+        .step_by(step)
+        .take(EXAMPLES)
+        .map(|i| (set.image(i), set.labels[i] as usize))
+        .collect();
+    let n_labels = ds.label_names.len().max(set.n_labels());
+    DataInfo {
+        name: ds.name.clone(),
+        source: ds.source.to_string(),
+        n_train: n,
+        n_test: ds.test.as_ref().map(|t| t.len()),
+        shape: (set.channels, set.height, set.width),
+        label_names: (0..n_labels as u32).map(|l| ds.label_name(l)).collect(),
+        label_counts: set.label_counts(n_labels),
+        examples,
+    }
+}
+
+fn sampler_kind(s: &SampleSettings) -> SamplerKind {
+    if s.ddim {
+        SamplerKind::Ddim {
+            steps: s.ddim_steps,
+            eta: s.eta,
+        }
+    } else {
+        SamplerKind::Ddpm
+    }
+}
+
+fn run_sampling(
+    req: &SampleRequest,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<Frames> {
+    let cfg = RunDir::open(&req.run_dir)?.load_config()?;
+    let device = cfg.device.open()?;
+    let loaded = load_checkpoint(&req.run_dir, &device, true)?;
+    let cfg = loaded.config;
+    let tables = cfg.tables()?;
+    let shape = (
+        req.settings.n.max(1),
+        cfg.model.channels,
+        cfg.image_size,
+        cfg.image_size,
+    );
+    let d = sampler::sample(
+        &loaded.model,
+        &tables,
+        cfg.objective,
+        shape,
+        sampler_kind(&req.settings),
+        req.settings.seed,
+        progress,
+    )?;
+    Ok(Frames {
+        timesteps: d.timesteps,
+        frames: d.frames,
+        x0_preds: d.x0_preds,
+    })
+}
+
+fn run_export(req: &ExportRequest) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(&req.out_dir)
+        .with_context(|| format!("cannot create {}", req.out_dir.display()))?;
+    let last = req.frames.frames.last().context("no frames to export")?;
+    let cols = (last.len() as f64).sqrt().ceil() as usize;
+    let png = req.out_dir.join(format!("{}.png", req.stem));
+    save_grid_png(last, cols, 4, &png)?;
+    let gif = req.out_dir.join(format!("{}.gif", req.stem));
+    save_denoise_gif(&req.frames.frames, cols, 3, 40, &gif)?;
+    Ok(vec![png, gif])
+}
+
+impl Engine for LabEngine {
+    fn load_dataset(&mut self, dataset: &str, tx: Sender<WorkerMsg>) {
+        let gen = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let generation = self.generation.clone();
+        let loaded = self.loaded.clone();
+        let name = dataset.to_string();
+        thread::Builder::new()
+            .name("ddpm-data".into())
+            .spawn(move || {
+                let current = || generation.load(Ordering::SeqCst) == gen;
+                let fail = |message: String| {
+                    let _ = tx.send(WorkerMsg::Data(DataMsg::Failed {
+                        name: name.clone(),
+                        message,
+                    }));
+                };
+                let spec: DatasetSpec = match name.parse() {
+                    Ok(s) => s,
+                    Err(e) => return fail(format!("{e}")),
+                };
+                let mut last: Option<(Instant, u64)> = None;
+                let mut speed = 0.0;
+                let mut last_sent = Instant::now() - Duration::from_secs(1);
+                let mut progress = |p: LoadProgress| {
+                    let stage = match p {
+                        LoadProgress::Resolving { .. } => LoadStage::Resolving,
+                        LoadProgress::Downloading { file, done, total } => {
+                            let now = Instant::now();
+                            if let Some((t, d)) = last {
+                                let dt = now.duration_since(t).as_secs_f64();
+                                if dt >= 0.25 {
+                                    speed = (done.saturating_sub(d)) as f64 / dt;
+                                    last = Some((now, done));
+                                }
+                            } else {
+                                last = Some((now, done));
+                            }
+                            // At most ~20 updates a second.
+                            if now.duration_since(last_sent) < Duration::from_millis(50)
+                                && done < total
+                            {
+                                return;
+                            }
+                            last_sent = now;
+                            LoadStage::Downloading {
+                                file,
+                                done,
+                                total: (total > 0).then_some(total),
+                                bytes_per_s: speed,
+                            }
+                        }
+                        LoadProgress::Decoding { .. } => LoadStage::Decoding,
+                        LoadProgress::Ready => return,
+                    };
+                    let _ = tx.send(WorkerMsg::Data(DataMsg::Progress {
+                        name: name.clone(),
+                        stage,
+                    }));
+                };
+                match load_dataset(&spec, &LoadOptions::default(), &mut progress) {
+                    Ok(ds) => {
+                        if !current() {
+                            return;
+                        }
+                        let info = DataInfo {
+                            name: name.clone(),
+                            ..data_info(&ds)
+                        };
+                        *loaded.lock().expect("dataset lock") = Some(Loaded {
+                            name: name.clone(),
+                            train: Arc::new(ds.train),
+                        });
+                        let _ = tx.send(WorkerMsg::Data(DataMsg::Ready(Box::new(info))));
+                    }
+                    Err(e) => fail(e.to_string()),
+                }
+            })
+            .expect("cannot spawn the data thread");
+    }
+
+    fn start_training(
+        &mut self,
+        slot: Slot,
+        req: TrainRequest,
+        tx: Sender<WorkerMsg>,
+    ) -> Result<Sender<TrainCommand>, String> {
+        let set = self.train_set(&req.dataset)?;
+        let mut cfg = train_config(&req.settings, &req.dataset, &set);
+        cfg.validate().map_err(|e| format!("{e:#}"))?;
+        let run_dir = req.run_dir.clone();
+        let resume = req.resume;
+        let stop_at = req.settings.steps;
+        let device = req.settings.device;
+        if resume {
+            cfg.steps = stop_at;
+        }
+        let handle = spawn_training(move || {
+            let trainer = match (&run_dir, resume) {
+                (Some(dir), true) => Trainer::resume(dir, Some(stop_at), Some(device))?,
+                (dir, _) => Trainer::new(cfg, dir.as_deref())?,
+            };
+            let c = trainer.config();
+            if c.model.channels != set.channels || c.image_size != set.height {
+                anyhow::bail!(
+                    "the data ({}×{}×{}) does not fit the run ({}×{}×{})",
+                    set.channels,
+                    set.height,
+                    set.width,
+                    c.model.channels,
+                    c.image_size,
+                    c.image_size
+                );
+            }
+            let (b, seed, flip) = (c.batch_size, c.seed, c.flip);
+            let source = ImageSetSource::new(set, b, seed, flip, trainer.device().clone());
+            Ok((trainer, Box::new(source) as Box<dyn BatchSource>))
+        });
+        let commands = handle.commands.clone();
+        thread::Builder::new()
+            .name("ddpm-train-events".into())
+            .spawn(move || {
+                for event in handle.events.iter() {
+                    if tx.send(WorkerMsg::Train { slot, event }).is_err() {
+                        // The lab is gone: stop (with a checkpoint).
+                        let _ = handle.commands.send(TrainCommand::Stop);
+                    }
+                }
+                handle.join();
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(commands)
+    }
+
+    fn estimate(&mut self, settings: TrainSettings, dataset: &str, tx: Sender<WorkerMsg>) {
+        let set = match self.train_set(dataset) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(WorkerMsg::Estimated(Estimate {
+                    settings,
+                    result: Err(e),
+                }));
+                return;
+            }
+        };
+        let mut cfg = train_config(&settings, dataset, &set);
+        cfg.steps = ESTIMATE_STEPS;
+        cfg.preview_every = 0;
+        cfg.checkpoint_every = 0;
+        thread::Builder::new()
+            .name("ddpm-estimate".into())
+            .spawn(move || {
+                let handle = spawn_training(move || {
+                    let trainer = Trainer::new(cfg, None)?;
+                    let c = trainer.config();
+                    let (b, seed, flip) = (c.batch_size, c.seed, c.flip);
+                    let source =
+                        ImageSetSource::new(set, b, seed, flip, trainer.device().clone());
+                    Ok((trainer, Box::new(source) as Box<dyn BatchSource>))
+                });
+                let mut speeds = Vec::new();
+                let mut error = None;
+                for ev in handle.events.iter() {
+                    match ev {
+                        TrainEvent::Step(s) if s.step > 1 => speeds.push(s.images_per_s),
+                        TrainEvent::Failed { message, .. } => error = Some(message),
+                        _ => {}
+                    }
+                }
+                handle.join();
+                let result = match (error, speeds.is_empty()) {
+                    (Some(e), _) => Err(e),
+                    (None, true) => Err("no step was timed".into()),
+                    (None, false) => Ok(speeds.iter().sum::<f64>() / speeds.len() as f64),
+                };
+                let _ = tx.send(WorkerMsg::Estimated(Estimate { settings, result }));
+            })
+            .expect("cannot spawn the estimate thread");
+    }
+
+    fn sample(&mut self, slot: Slot, req: SampleRequest, tx: Sender<WorkerMsg>) {
+        thread::Builder::new()
+            .name("ddpm-sample".into())
+            .spawn(move || {
+                let mut last = Instant::now() - Duration::from_secs(1);
+                let mut progress = |done: usize, total: usize| {
+                    if done == total || last.elapsed() >= Duration::from_millis(50) {
+                        last = Instant::now();
+                        let _ = tx.send(WorkerMsg::Sample {
+                            slot,
+                            msg: SampleMsg::Progress { done, total },
+                        });
+                    }
+                };
+                let msg = match run_sampling(&req, &mut progress) {
+                    Ok(frames) => SampleMsg::Done(Box::new(frames)),
+                    Err(e) => SampleMsg::Failed(format!("{e:#}")),
+                };
+                let _ = tx.send(WorkerMsg::Sample { slot, msg });
+            })
+            .expect("cannot spawn the sampling thread");
+    }
+
+    fn export(&mut self, req: ExportRequest, tx: Sender<WorkerMsg>) {
+        thread::Builder::new()
+            .name("ddpm-export".into())
+            .spawn(move || {
+                let result = run_export(&req).map_err(|e| format!("{e:#}"));
+                let _ = tx.send(WorkerMsg::Exported(result));
+            })
+            .expect("cannot spawn the export thread");
+    }
+
+    fn list_runs(&mut self) -> Vec<RunSummary> {
+        let mut dirs = list_runs(&self.runs_root);
+        // Compare runs keep one directory per schedule one level down.
+        if let Ok(entries) = std::fs::read_dir(&self.runs_root) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() && !p.join("config.json").exists() {
+                    dirs.extend(list_runs(&p));
+                }
+            }
+        }
+        dirs.iter()
+            .filter_map(|d| summary(d).ok())
+            .collect()
+    }
+
+    fn open_run(&mut self, dir: &Path) -> Result<OpenedRun, String> {
+        let s = summary(dir).map_err(|e| format!("{e:#}"))?;
+        let run = RunDir::open(dir).map_err(|e| format!("{e:#}"))?;
+        let history = run.read_metrics().map_err(|e| format!("{e:#}"))?;
+        Ok(OpenedRun {
+            summary: s,
+            history,
+        })
+    }
+}
+
+fn summary(dir: &Path) -> anyhow::Result<RunSummary> {
+    let run = RunDir::open(dir)?;
+    let cfg = run.load_config()?;
+    let step = run.load_state().map(|s| s.step).unwrap_or(0);
+    Ok(RunSummary {
+        dir: dir.to_path_buf(),
+        settings: Some(settings_of(&cfg)),
+        dataset: Some(cfg.dataset.clone()),
+        step,
+    })
 }

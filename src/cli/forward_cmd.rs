@@ -1,0 +1,65 @@
+//! `ddpm-lab forward`: runs the UNet once on tensors from a safetensors file — the parity tool
+//! for moving weights between PyTorch and ddpm-lab.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use clap::Args;
+
+use super::model_args::ModelArgs;
+use crate::device::DeviceSpec;
+use crate::model::{self, UnetConfig};
+
+/// Arguments of `ddpm-lab forward`.
+#[derive(Debug, Clone, Args)]
+pub struct ForwardArgs {
+    /// Weights (safetensors with PyTorch state_dict names)
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Input safetensors holding `x` (f32, N×C×H×W) and `t` (integer, N)
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output safetensors; receives tensor `out`
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Device: cpu, cuda[:N] or metal
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub model: ModelArgs,
+}
+
+/// Runs the command.
+pub fn run(args: ForwardArgs) -> Result<()> {
+    let device: Device = args.device.open()?;
+    let input = candle_core::safetensors::load(&args.input, &device)
+        .with_context(|| format!("cannot read {} (not a safetensors file?)", args.input.display()))?;
+    let x = input
+        .get("x")
+        .with_context(|| format!("{} has no tensor `x`", args.input.display()))?;
+    let t = input
+        .get("t")
+        .with_context(|| format!("{} has no tensor `t`", args.input.display()))?;
+    let (n, c, _h, _w) = x
+        .dims4()
+        .map_err(|_| anyhow::anyhow!("`x` must have shape N×C×H×W, got {:?}", x.dims()))?;
+    if t.dims() != [n] {
+        bail!("`t` must have shape [{n}] to match `x`, got {:?}", t.dims());
+    }
+    let x = x.to_dtype(DType::F32)?;
+    let t = t.to_dtype(DType::I64)?;
+    let mut base = UnetConfig::blog();
+    base.channels = c;
+    let cfg = args.model.apply(&base);
+    let (_, _, h, w) = x.dims4()?;
+    cfg.validate_for_images(c, h, w)?;
+    let unet = model::load_weights(&args.weights, &cfg, &device)?;
+    let out = unet.forward(&x, &t)?;
+    let mut map = HashMap::new();
+    map.insert("out".to_string(), out);
+    crate::run::save_tensors_atomic(&map, &args.out)?;
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Model flags shared by `train`, `forward` and the lab (`--dim --dim-mults --channels --block
+//! --convnext-mult --resnet-groups`).
+
+use clap::Args;
+
+use crate::model::{BlockKind, UnetConfig};
+
+/// UNet hyper-parameters on the command line (defaults: the blog's model).
+#[derive(Debug, Clone, Args, Default)]
+pub struct ModelArgs {
+    /// Base width of the UNet [default: 28]
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Width multipliers of the stages, comma-separated [default: 1,2,4]
+    #[arg(long, value_delimiter = ',')]
+    pub dim_mults: Option<Vec<usize>>,
+    /// Image channels [default: from the data, else 1]
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Residual block type: convnext or resnet [default: convnext]
+    #[arg(long)]
+    pub block: Option<BlockKind>,
+    /// Width multiplier inside ConvNeXt blocks [default: 2]
+    #[arg(long)]
+    pub convnext_mult: Option<usize>,
+    /// GroupNorm groups of ResNet blocks [default: 8, or 4 when 8 does not divide the widths]
+    #[arg(long)]
+    pub resnet_groups: Option<usize>,
+}
+
+impl ModelArgs {
+    /// Whether any model flag was given.
+    pub fn any(&self) -> bool {
+        self.dim.is_some()
+            || self.dim_mults.is_some()
+            || self.channels.is_some()
+            || self.block.is_some()
+            || self.convnext_mult.is_some()
+            || self.resnet_groups.is_some()
+    }
+
+    /// Applies the flags on top of `base`.
+    pub fn apply(&self, base: &UnetConfig) -> UnetConfig {
+        let mut c = base.clone();
+        if let Some(d) = self.dim {
+            c.dim = d;
+        }
+        if let Some(m) = &self.dim_mults {
+            c.dim_mults = m.clone();
+        }
+        if let Some(ch) = self.channels {
+            c.channels = ch;
+        }
+        if let Some(b) = self.block {
+            c.block = b;
+        }
+        if let Some(m) = self.convnext_mult {
+            c.convnext_mult = m;
+        }
+        match self.resnet_groups {
+            Some(g) => c.resnet_block_groups = g,
+            None if c.block == BlockKind::Resnet => {
+                // The blog's 8 groups do not divide dim = 28; pick the largest of 8, 4, 2, 1 that fits.
+                for g in [8, 4, 2, 1] {
+                    c.resnet_block_groups = g;
+                    if c.validate().is_ok() {
+                        break;
+                    }
+                }
+            }
+            None => {}
+        }
+        c
+    }
+}

@@ -1,0 +1,130 @@
+//! `ddpm-lab sample`: generates images from a trained run, writing a PNG grid and an animated GIF
+//! of the denoising.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::device::DeviceSpec;
+use crate::export;
+use crate::run::load_checkpoint;
+use crate::sampler::{self, SamplerKind, SamplerName};
+
+/// Arguments of `ddpm-lab sample`.
+#[derive(Debug, Clone, Args)]
+pub struct SampleArgs {
+    /// Run directory (or a weights file inside one) written by `ddpm-lab train`
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Number of images
+    #[arg(long, default_value_t = 16)]
+    pub n: usize,
+    /// Sampler: ddpm (Algorithm 2, all T steps) or ddim
+    #[arg(long, default_value = "ddpm")]
+    pub sampler: SamplerName,
+    /// DDIM steps [default: 50]
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// DDIM eta (0 = deterministic)
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+    /// Seed of the initial noise
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// PNG grid of the final images
+    #[arg(long, default_value = "samples.png")]
+    pub out: PathBuf,
+    /// Animated GIF of the denoising
+    #[arg(long)]
+    pub gif: Option<PathBuf>,
+    /// Print the grid in the terminal
+    #[arg(long)]
+    pub show: bool,
+    /// Use the raw weights even when the run has EMA weights
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Device: cpu, cuda[:N] or metal
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Print a JSON summary instead of a progress bar
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: SampleArgs) -> Result<()> {
+    if args.n == 0 {
+        anyhow::bail!("--n must be at least 1");
+    }
+    let device = args.device.open()?;
+    let loaded = load_checkpoint(&args.checkpoint, &device, !args.no_ema)?;
+    let cfg = &loaded.config;
+    let tables = cfg.tables()?;
+    let kind = match args.sampler {
+        SamplerName::Ddpm => {
+            if args.steps.is_some() {
+                eprintln!("note: --steps applies to --sampler ddim; ddpm runs all {} steps", cfg.timesteps);
+            }
+            SamplerKind::Ddpm
+        }
+        SamplerName::Ddim => {
+            let steps = args.steps.unwrap_or(50);
+            if steps == 0 || steps > cfg.timesteps {
+                anyhow::bail!("--steps must be between 1 and T = {}, got {steps}", cfg.timesteps);
+            }
+            SamplerKind::Ddim { steps, eta: args.eta }
+        }
+    };
+    let c = cfg.model.channels;
+    let s = cfg.image_size;
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    bar.set_style(
+        ProgressStyle::with_template("sampling {bar:40.cyan/blue} {pos}/{len} steps {elapsed} (eta {eta})")
+            .expect("valid template"),
+    );
+    let started = std::time::Instant::now();
+    let result = sampler::sample(&loaded.model, &tables, cfg.objective, (args.n, c, s, s), kind, args.seed, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let cols = (args.n as f64).sqrt().ceil() as usize;
+    export::save_grid_png(result.final_images(), cols, 4, &args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    if let Some(gif) = &args.gif {
+        let picks = export::pick_frames(result.frames.len(), 60);
+        let frames: Vec<_> = picks.iter().map(|&i| result.frames[i].clone()).collect();
+        export::save_denoise_gif(&frames, cols, 4, 80, gif).with_context(|| format!("cannot write {}", gif.display()))?;
+    }
+    if args.json {
+        let j = serde_json::json!({
+            "checkpoint": args.checkpoint,
+            "step": loaded.step,
+            "ema": loaded.ema,
+            "sampler": kind,
+            "n": args.n,
+            "seed": args.seed,
+            "seconds": seconds,
+            "out": args.out,
+            "gif": args.gif,
+        });
+        println!("{j}");
+    } else {
+        println!(
+            "{} image(s) from {} (step {}{}) with {kind} in {seconds:.1}s → {}{}",
+            args.n,
+            args.checkpoint.display(),
+            loaded.step,
+            if loaded.ema { ", EMA" } else { "" },
+            args.out.display(),
+            args.gif.as_ref().map(|g| format!(", {}", g.display())).unwrap_or_default()
+        );
+    }
+    if args.show {
+        export::show_inline(result.final_images(), cols)?;
+    }
+    Ok(())
+}

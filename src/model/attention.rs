@@ -1,0 +1,117 @@
+//! Self-attention layers of the UNet: full `Attention` (middle of the net), `LinearAttention`
+//! (every stage), and the `Residual(PreNorm(dim, fn))` wrapper around them.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+
+use super::layers::{conv2d, group_norm};
+
+/// Heads of both attention layers.
+pub const HEADS: usize = 4;
+/// Width of each head.
+pub const DIM_HEAD: usize = 32;
+
+/// Splits `to_qkv(x)` `(b, 3·heads·d, h, w)` into q, k, v of shape `(b, heads, d, h·w)`.
+fn split_qkv(qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, _, h, w) = qkv.dims4()?;
+    let qkv = qkv.reshape((b, 3, HEADS, DIM_HEAD, h * w))?;
+    let part = |i: usize| qkv.narrow(1, i, 1)?.squeeze(1)?.contiguous();
+    Ok((part(0)?, part(1)?, part(2)?))
+}
+
+/// `Attention(dim, heads=4, dim_head=32)`: softmax(qᵀk / √d) over positions.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    to_qkv: Conv2d,
+    to_out: Conv2d,
+}
+
+impl Attention {
+    /// Reads `to_qkv` (no bias) and `to_out` under `vb`.
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        let hidden = HEADS * DIM_HEAD;
+        Ok(Self {
+            to_qkv: conv2d(dim, hidden * 3, 1, 1, 0, 1, false, vb.pp("to_qkv"))?,
+            to_out: conv2d(hidden, dim, 1, 1, 0, 1, true, vb.pp("to_out"))?,
+        })
+    }
+}
+
+impl Module for Attention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, _, h, w) = x.dims4()?;
+        let (q, k, v) = split_qkv(&self.to_qkv.forward(x)?)?;
+        let q = (q * (DIM_HEAD as f64).powf(-0.5))?;
+        // sim[i, j] = Σ_d q[d, i] k[d, j]
+        let sim = q.transpose(2, 3)?.contiguous()?.matmul(&k)?;
+        let attn = candle_nn::ops::softmax(&sim, D::Minus1)?;
+        // out[i, d] = Σ_j attn[i, j] v[d, j]; then "b h (x y) d -> b (h d) x y"
+        let out = v.matmul(&attn.transpose(2, 3)?.contiguous()?)?; // (b, h, d, n)
+        let out = out.reshape((b, HEADS * DIM_HEAD, h, w))?;
+        self.to_out.forward(&out)
+    }
+}
+
+/// `LinearAttention(dim, heads=4, dim_head=32)`: q softmaxed over features, k over positions.
+#[derive(Debug, Clone)]
+pub struct LinearAttention {
+    to_qkv: Conv2d,
+    to_out_conv: Conv2d,
+    to_out_norm: GroupNorm,
+}
+
+impl LinearAttention {
+    /// Reads `to_qkv`, `to_out.0` (conv) and `to_out.1` (GroupNorm) under `vb`.
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        let hidden = HEADS * DIM_HEAD;
+        Ok(Self {
+            to_qkv: conv2d(dim, hidden * 3, 1, 1, 0, 1, false, vb.pp("to_qkv"))?,
+            to_out_conv: conv2d(hidden, dim, 1, 1, 0, 1, true, vb.pp("to_out").pp("0"))?,
+            to_out_norm: group_norm(1, dim, vb.pp("to_out").pp("1"))?,
+        })
+    }
+}
+
+impl Module for LinearAttention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, _, h, w) = x.dims4()?;
+        let (q, k, v) = split_qkv(&self.to_qkv.forward(x)?)?;
+        let q = candle_nn::ops::softmax(&q, D::Minus2)?;
+        let k = candle_nn::ops::softmax(&k, D::Minus1)?;
+        let q = (q * (DIM_HEAD as f64).powf(-0.5))?;
+        // context[d, e] = Σ_n k[d, n] v[e, n]
+        let context = k.matmul(&v.transpose(2, 3)?.contiguous()?)?;
+        // out[e, n] = Σ_d context[d, e] q[d, n]
+        let out = context.transpose(2, 3)?.contiguous()?.matmul(&q)?;
+        let out = out.reshape((b, HEADS * DIM_HEAD, h, w))?;
+        self.to_out_norm.forward(&self.to_out_conv.forward(&out)?)
+    }
+}
+
+/// `Residual(PreNorm(dim, fn))`: `x + fn(GroupNorm(1, dim)(x))`.
+#[derive(Debug, Clone)]
+pub struct PreNormResidual<M: Module> {
+    norm: GroupNorm,
+    inner: M,
+}
+
+impl<M: Module> PreNormResidual<M> {
+    /// Reads `fn.norm` and builds `fn.fn` with `make` under `vb` (the Residual's prefix).
+    pub fn new(
+        dim: usize,
+        vb: VarBuilder,
+        make: impl FnOnce(VarBuilder) -> Result<M>,
+    ) -> Result<Self> {
+        let pre = vb.pp("fn");
+        Ok(Self {
+            norm: group_norm(1, dim, pre.pp("norm"))?,
+            inner: make(pre.pp("fn"))?,
+        })
+    }
+}
+
+impl<M: Module> Module for PreNormResidual<M> {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.inner.forward(&self.norm.forward(x)?)? + x
+    }
+}

@@ -1,0 +1,179 @@
+//! The UNet's residual blocks: `ConvNextBlock` and `ResnetBlock` (with its inner `Block`).
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+
+use super::config::BlockKind;
+use super::layers::{add_channel_bias, conv2d, group_norm, linear, Gelu};
+
+/// `ConvNextBlock(dim, dim_out, time_emb_dim, mult)`.
+#[derive(Debug, Clone)]
+pub struct ConvNextBlock {
+    mlp: Option<Linear>,
+    ds_conv: Conv2d,
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    res_conv: Option<Conv2d>,
+}
+
+impl ConvNextBlock {
+    /// Reads `mlp.1`, `ds_conv`, `net.{0,1,3,4}` and `res_conv` under `vb`.
+    pub fn new(
+        dim: usize,
+        dim_out: usize,
+        time_emb_dim: Option<usize>,
+        mult: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let mlp = match time_emb_dim {
+            Some(td) => Some(linear(td, dim, vb.pp("mlp").pp("1"))?),
+            None => None,
+        };
+        let net = vb.pp("net");
+        let hidden = dim_out * mult;
+        Ok(Self {
+            mlp,
+            ds_conv: conv2d(dim, dim, 7, 1, 3, dim, true, vb.pp("ds_conv"))?,
+            norm1: group_norm(1, dim, net.pp("0"))?,
+            conv1: conv2d(dim, hidden, 3, 1, 1, 1, true, net.pp("1"))?,
+            norm2: group_norm(1, hidden, net.pp("3"))?,
+            conv2: conv2d(hidden, dim_out, 3, 1, 1, 1, true, net.pp("4"))?,
+            res_conv: if dim != dim_out {
+                Some(conv2d(dim, dim_out, 1, 1, 0, 1, true, vb.pp("res_conv"))?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// `net(ds_conv(x) + mlp(t)) + res_conv(x)`.
+    pub fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> Result<Tensor> {
+        let mut h = self.ds_conv.forward(x)?;
+        if let (Some(mlp), Some(t)) = (&self.mlp, t) {
+            let cond = mlp.forward(&Gelu.forward(t)?)?;
+            h = add_channel_bias(&h, &cond)?;
+        }
+        let h = self.norm1.forward(&h)?;
+        let h = Gelu.forward(&self.conv1.forward(&h)?)?;
+        let h = self.conv2.forward(&self.norm2.forward(&h)?)?;
+        let res = match &self.res_conv {
+            Some(c) => c.forward(x)?,
+            None => x.clone(),
+        };
+        h + res
+    }
+}
+
+/// `Block(dim, dim_out, groups)`: conv 3×3 → GroupNorm → SiLU.
+#[derive(Debug, Clone)]
+pub struct ResnetInnerBlock {
+    proj: Conv2d,
+    norm: GroupNorm,
+}
+
+impl ResnetInnerBlock {
+    /// Reads `proj` and `norm` under `vb`.
+    pub fn new(dim: usize, dim_out: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            proj: conv2d(dim, dim_out, 3, 1, 1, 1, true, vb.pp("proj"))?,
+            norm: group_norm(groups, dim_out, vb.pp("norm"))?,
+        })
+    }
+}
+
+impl Module for ResnetInnerBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm.forward(&self.proj.forward(x)?)?.silu()
+    }
+}
+
+/// `ResnetBlock(dim, dim_out, time_emb_dim, groups)`.
+#[derive(Debug, Clone)]
+pub struct ResnetBlock {
+    mlp: Option<Linear>,
+    block1: ResnetInnerBlock,
+    block2: ResnetInnerBlock,
+    res_conv: Option<Conv2d>,
+}
+
+impl ResnetBlock {
+    /// Reads `mlp.1`, `block1`, `block2` and `res_conv` under `vb`.
+    pub fn new(
+        dim: usize,
+        dim_out: usize,
+        time_emb_dim: Option<usize>,
+        groups: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let mlp = match time_emb_dim {
+            Some(td) => Some(linear(td, dim_out, vb.pp("mlp").pp("1"))?),
+            None => None,
+        };
+        Ok(Self {
+            mlp,
+            block1: ResnetInnerBlock::new(dim, dim_out, groups, vb.pp("block1"))?,
+            block2: ResnetInnerBlock::new(dim_out, dim_out, groups, vb.pp("block2"))?,
+            res_conv: if dim != dim_out {
+                Some(conv2d(dim, dim_out, 1, 1, 0, 1, true, vb.pp("res_conv"))?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// `block2(block1(x) + mlp(t)) + res_conv(x)`.
+    pub fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> Result<Tensor> {
+        let mut h = self.block1.forward(x)?;
+        if let (Some(mlp), Some(t)) = (&self.mlp, t) {
+            let cond = mlp.forward(&t.silu()?)?;
+            h = add_channel_bias(&h, &cond)?;
+        }
+        let h = self.block2.forward(&h)?;
+        let res = match &self.res_conv {
+            Some(c) => c.forward(x)?,
+            None => x.clone(),
+        };
+        h + res
+    }
+}
+
+/// Either block kind, as the UNet's `block_klass`.
+#[derive(Debug, Clone)]
+pub enum ResBlock {
+    /// A ConvNeXt block.
+    ConvNext(ConvNextBlock),
+    /// A ResNet block.
+    Resnet(ResnetBlock),
+}
+
+impl ResBlock {
+    /// Builds a block of `kind` (`mult` for ConvNeXt, `groups` for ResNet).
+    pub fn new(
+        kind: BlockKind,
+        dim: usize,
+        dim_out: usize,
+        time_emb_dim: Option<usize>,
+        mult: usize,
+        groups: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(match kind {
+            BlockKind::Convnext => {
+                ResBlock::ConvNext(ConvNextBlock::new(dim, dim_out, time_emb_dim, mult, vb)?)
+            }
+            BlockKind::Resnet => {
+                ResBlock::Resnet(ResnetBlock::new(dim, dim_out, time_emb_dim, groups, vb)?)
+            }
+        })
+    }
+
+    /// Runs the block with the time embedding `t` (if any).
+    pub fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> Result<Tensor> {
+        match self {
+            ResBlock::ConvNext(b) => b.forward(x, t),
+            ResBlock::Resnet(b) => b.forward(x, t),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The UNet's hyper-parameters, named as in the blog's `Unet(...)` constructor, and their
+//! validation.
+
+use serde::{Deserialize, Serialize};
+
+/// Which residual block the UNet is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockKind {
+    /// `ConvNextBlock(dim, dim_out, time_emb_dim, mult)` (the blog's default).
+    #[default]
+    Convnext,
+    /// `ResnetBlock(dim, dim_out, time_emb_dim, groups)`.
+    Resnet,
+}
+
+impl std::str::FromStr for BlockKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "convnext" => Ok(BlockKind::Convnext),
+            "resnet" => Ok(BlockKind::Resnet),
+            other => Err(format!(
+                "unknown block '{other}' (expected convnext or resnet)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for BlockKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BlockKind::Convnext => "convnext",
+            BlockKind::Resnet => "resnet",
+        })
+    }
+}
+
+/// `Unet(dim, init_dim, out_dim, dim_mults, channels, with_time_emb, resnet_block_groups,
+/// use_convnext, convnext_mult)` of the blog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UnetConfig {
+    /// Base width `dim` (also the time-embedding width).
+    pub dim: usize,
+    /// Width after `init_conv`; `None` means `dim / 3 * 2`.
+    pub init_dim: Option<usize>,
+    /// Output channels; `None` means `channels`.
+    pub out_dim: Option<usize>,
+    /// Width multipliers of the stages.
+    pub dim_mults: Vec<usize>,
+    /// Image channels (1 for Fashion-MNIST, 3 for CIFAR-10).
+    pub channels: usize,
+    /// Whether the blocks are conditioned on the timestep.
+    pub with_time_emb: bool,
+    /// GroupNorm groups of the ResNet blocks.
+    pub resnet_block_groups: usize,
+    /// ConvNeXt or ResNet blocks (`use_convnext`).
+    pub block: BlockKind,
+    /// Width multiplier inside ConvNeXt blocks.
+    pub convnext_mult: usize,
+}
+
+impl Default for UnetConfig {
+    /// The blog's `Unet(dim=28, channels=1, dim_mults=(1, 2, 4))`.
+    fn default() -> Self {
+        Self {
+            dim: 28,
+            init_dim: None,
+            out_dim: None,
+            dim_mults: vec![1, 2, 4],
+            channels: 1,
+            with_time_emb: true,
+            resnet_block_groups: 8,
+            block: BlockKind::Convnext,
+            convnext_mult: 2,
+        }
+    }
+}
+
+/// A configuration that cannot build a working UNet.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// Some value is out of range; the message says which.
+    #[error("invalid model config: {0}")]
+    Invalid(String),
+}
+
+impl UnetConfig {
+    /// The blog's configuration for 28×28 grey images.
+    pub fn blog() -> Self {
+        Self::default()
+    }
+
+    /// A small, fast configuration for tests and quick CPU runs.
+    pub fn tiny() -> Self {
+        Self {
+            dim: 8,
+            dim_mults: vec![1, 2],
+            resnet_block_groups: 2,
+            ..Self::default()
+        }
+    }
+
+    /// `init_dim` resolved.
+    pub fn init_dim(&self) -> usize {
+        self.init_dim.unwrap_or(self.dim / 3 * 2)
+    }
+
+    /// `out_dim` resolved.
+    pub fn out_dim(&self) -> usize {
+        self.out_dim.unwrap_or(self.channels)
+    }
+
+    /// Width of the time embedding (`4 · dim`), or `None` without time conditioning.
+    pub fn time_dim(&self) -> Option<usize> {
+        self.with_time_emb.then_some(self.dim * 4)
+    }
+
+    /// `[init_dim, dim·m for m in dim_mults]`.
+    pub fn dims(&self) -> Vec<usize> {
+        let mut d = vec![self.init_dim()];
+        d.extend(self.dim_mults.iter().map(|m| self.dim * m));
+        d
+    }
+
+    /// Consecutive pairs of [`Self::dims`].
+    pub fn in_out(&self) -> Vec<(usize, usize)> {
+        let d = self.dims();
+        d.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    /// How many times the image is halved on the way down.
+    pub fn downsamplings(&self) -> usize {
+        self.dim_mults.len().saturating_sub(1)
+    }
+
+    /// Checks the configuration on its own (widths, groups).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.dim < 2 || self.dim % 2 != 0 {
+            return bad(format!(
+                "dim must be an even number ≥ 2 (the sinusoidal embedding has dim/2 frequencies), got {}",
+                self.dim
+            ));
+        }
+        if self.dim == 2 {
+            return bad(
+                "dim must be at least 4 (the sinusoidal embedding divides by dim/2 − 1)".into(),
+            );
+        }
+        if self.dim_mults.is_empty() || self.dim_mults.contains(&0) {
+            return bad(format!(
+                "dim_mults must be a non-empty list of positive integers, got {:?}",
+                self.dim_mults
+            ));
+        }
+        if self.channels == 0 {
+            return bad("channels must be at least 1".into());
+        }
+        if self.init_dim() == 0 {
+            return bad(format!(
+                "init_dim resolves to 0 (dim {} is too small)",
+                self.dim
+            ));
+        }
+        if self.out_dim() == 0 {
+            return bad("out_dim must be at least 1".into());
+        }
+        match self.block {
+            BlockKind::Convnext => {
+                if self.convnext_mult == 0 {
+                    return bad("convnext_mult must be at least 1".into());
+                }
+            }
+            BlockKind::Resnet => {
+                let g = self.resnet_block_groups;
+                if g == 0 {
+                    return bad("resnet_block_groups must be at least 1".into());
+                }
+                // GroupNorm(groups, C) runs on every block's output width.
+                let mut widths: Vec<usize> = self.dims()[1..].to_vec();
+                widths.push(self.dim);
+                for w in widths {
+                    if w % g != 0 {
+                        return bad(format!(
+                            "resnet_block_groups = {g} does not divide the block width {w} \
+                             (GroupNorm({g}, {w}) is invalid; with dim = 28 use 4 groups)"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that images of `channels × size × size` fit this configuration.
+    pub fn validate_for_images(
+        &self,
+        channels: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<(), ConfigError> {
+        self.validate()?;
+        if channels != self.channels {
+            return Err(ConfigError::Invalid(format!(
+                "the data has {channels} channel(s) but the model expects {} (set --channels {channels})",
+                self.channels
+            )));
+        }
+        let f = 1usize << self.downsamplings();
+        if height % f != 0 || width % f != 0 || height == 0 || width == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "image size {height}×{width} must be divisible by 2^{} = {f} ({} downsamplings for dim_mults {:?})",
+                self.downsamplings(),
+                self.downsamplings(),
+                self.dim_mults
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blog_dims() {
+        let c = UnetConfig::blog();
+        assert_eq!(c.init_dim(), 18);
+        assert_eq!(c.dims(), vec![18, 28, 56, 112]);
+        assert_eq!(c.in_out(), vec![(18, 28), (28, 56), (56, 112)]);
+        assert_eq!(c.downsamplings(), 2);
+        c.validate_for_images(1, 28, 28).unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        let mut c = UnetConfig::blog();
+        assert!(c
+            .validate_for_images(3, 28, 28)
+            .unwrap_err()
+            .to_string()
+            .contains("channel"));
+        assert!(c
+            .validate_for_images(1, 30, 30)
+            .unwrap_err()
+            .to_string()
+            .contains("divisible"));
+        c.block = BlockKind::Resnet;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("GroupNorm(8, 28)"));
+        c.resnet_block_groups = 4;
+        c.validate().unwrap();
+        c.dim = 7;
+        assert!(c.validate().is_err());
+        c = UnetConfig::blog();
+        c.dim_mults = vec![];
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! The blog's `Unet`: init conv, time MLP, down stages, middle, up stages, final block + 1×1 conv.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Conv2d, ConvTranspose2d, VarBuilder};
+
+use super::attention::{Attention, LinearAttention, PreNormResidual};
+use super::blocks::ResBlock;
+use super::config::UnetConfig;
+use super::embedding::TimeMlp;
+use super::layers::{conv2d, conv_transpose2d};
+
+/// One down stage `downs.i`: two blocks, linear attention, and a 4×4 stride-2 conv (not in the
+/// last stage).
+#[derive(Debug, Clone)]
+struct DownStage {
+    block1: ResBlock,
+    block2: ResBlock,
+    attn: PreNormResidual<LinearAttention>,
+    down: Option<Conv2d>,
+}
+
+/// One up stage `ups.i`: two blocks (the first takes the skip connection), linear attention and
+/// a 4×4 stride-2 transposed conv.
+#[derive(Debug, Clone)]
+struct UpStage {
+    block1: ResBlock,
+    block2: ResBlock,
+    attn: PreNormResidual<LinearAttention>,
+    up: Option<ConvTranspose2d>,
+}
+
+/// The denoising network `ε_θ(x_t, t)`.
+#[derive(Debug, Clone)]
+pub struct Unet {
+    config: UnetConfig,
+    init_conv: Conv2d,
+    time_mlp: Option<TimeMlp>,
+    downs: Vec<DownStage>,
+    mid_block1: ResBlock,
+    mid_attn: PreNormResidual<Attention>,
+    mid_block2: ResBlock,
+    ups: Vec<UpStage>,
+    final_block: ResBlock,
+    final_conv: Conv2d,
+}
+
+impl Unet {
+    /// Builds the UNet, reading every parameter under its PyTorch `state_dict` name from `vb`.
+    pub fn new(config: &UnetConfig, vb: VarBuilder) -> Result<Self> {
+        config
+            .validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let c = config;
+        let init_dim = c.init_dim();
+        let time_dim = c.time_dim();
+        let in_out = c.in_out();
+        let n_res = in_out.len();
+        let block = |d_in: usize, d_out: usize, td: Option<usize>, vb: VarBuilder| {
+            ResBlock::new(
+                c.block,
+                d_in,
+                d_out,
+                td,
+                c.convnext_mult,
+                c.resnet_block_groups,
+                vb,
+            )
+        };
+
+        let init_conv = conv2d(c.channels, init_dim, 7, 1, 3, 1, true, vb.pp("init_conv"))?;
+        let time_mlp = match time_dim {
+            Some(td) => Some(TimeMlp::new(c.dim, td, vb.pp("time_mlp"))?),
+            None => None,
+        };
+
+        let mut downs = Vec::with_capacity(n_res);
+        for (i, &(d_in, d_out)) in in_out.iter().enumerate() {
+            let vb = vb.pp("downs").pp(i);
+            let is_last = i >= n_res - 1;
+            downs.push(DownStage {
+                block1: block(d_in, d_out, time_dim, vb.pp("0"))?,
+                block2: block(d_out, d_out, time_dim, vb.pp("1"))?,
+                attn: PreNormResidual::new(d_out, vb.pp("2"), |vb| {
+                    LinearAttention::new(d_out, vb)
+                })?,
+                down: if is_last {
+                    None
+                } else {
+                    Some(conv2d(d_out, d_out, 4, 2, 1, 1, true, vb.pp("3"))?)
+                },
+            });
+        }
+
+        let mid = *c.dims().last().expect("dims is never empty");
+        let mid_block1 = block(mid, mid, time_dim, vb.pp("mid_block1"))?;
+        let mid_attn = PreNormResidual::new(mid, vb.pp("mid_attn"), |vb| Attention::new(mid, vb))?;
+        let mid_block2 = block(mid, mid, time_dim, vb.pp("mid_block2"))?;
+
+        let mut ups = Vec::with_capacity(n_res.saturating_sub(1));
+        for (i, &(d_in, d_out)) in in_out[1..].iter().rev().enumerate() {
+            let vb = vb.pp("ups").pp(i);
+            let is_last = i >= n_res - 1;
+            ups.push(UpStage {
+                block1: block(d_out * 2, d_in, time_dim, vb.pp("0"))?,
+                block2: block(d_in, d_in, time_dim, vb.pp("1"))?,
+                attn: PreNormResidual::new(d_in, vb.pp("2"), |vb| LinearAttention::new(d_in, vb))?,
+                up: if is_last {
+                    None
+                } else {
+                    Some(conv_transpose2d(d_in, d_in, 4, 2, 1, vb.pp("3"))?)
+                },
+            });
+        }
+
+        let fvb = vb.pp("final_conv");
+        let final_block = block(c.dim, c.dim, None, fvb.pp("0"))?;
+        let final_conv = conv2d(c.dim, c.out_dim(), 1, 1, 0, 1, true, fvb.pp("1"))?;
+
+        Ok(Self {
+            config: c.clone(),
+            init_conv,
+            time_mlp,
+            downs,
+            mid_block1,
+            mid_attn,
+            mid_block2,
+            ups,
+            final_block,
+            final_conv,
+        })
+    }
+
+    /// The configuration this network was built from.
+    pub fn config(&self) -> &UnetConfig {
+        &self.config
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> &candle_core::Device {
+        self.init_conv.weight().device()
+    }
+
+    /// `model(x, time)`: `x` is `(N, C, H, W)` f32, `time` is `(N,)` integer timesteps.
+    pub fn forward(&self, x: &Tensor, time: &Tensor) -> Result<Tensor> {
+        let mut x = self.init_conv.forward(x)?;
+        let t = match &self.time_mlp {
+            Some(m) => Some(m.forward(time)?),
+            None => None,
+        };
+        let t = t.as_ref();
+        let mut skips = Vec::with_capacity(self.downs.len());
+        for s in &self.downs {
+            x = s.block1.forward(&x, t)?;
+            x = s.block2.forward(&x, t)?;
+            x = s.attn.forward(&x)?;
+            skips.push(x.clone());
+            if let Some(d) = &s.down {
+                x = d.forward(&x)?;
+            }
+        }
+        x = self.mid_block1.forward(&x, t)?;
+        x = self.mid_attn.forward(&x)?;
+        x = self.mid_block2.forward(&x, t)?;
+        for s in &self.ups {
+            let skip = skips.pop().expect("one skip per down stage");
+            x = Tensor::cat(&[&x, &skip], 1)?;
+            x = s.block1.forward(&x, t)?;
+            x = s.block2.forward(&x, t)?;
+            x = s.attn.forward(&x)?;
+            if let Some(u) = &s.up {
+                x = u.forward(&x)?;
+            }
+        }
+        let x = self.final_block.forward(&x, None)?;
+        self.final_conv.forward(&x)
+    }
+}

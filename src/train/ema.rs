@@ -1,0 +1,47 @@
+//! Exponential moving average of the weights (as in denoising-diffusion-pytorch), used for
+//! sampling when enabled.
+
+use std::collections::HashMap;
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarMap;
+
+/// EMA shadow weights: `ema ← decay · ema + (1 − decay) · w` after every step.
+#[derive(Debug, Clone)]
+pub struct Ema {
+    decay: f64,
+    shadow: HashMap<String, Tensor>,
+}
+
+impl Ema {
+    /// Starts the average at the current weights.
+    pub fn new(varmap: &VarMap, decay: f64) -> Result<Self> {
+        let data = varmap.data().lock().expect("varmap lock poisoned");
+        let shadow = data
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().copy()?)))
+            .collect::<Result<_>>()?;
+        Ok(Self { decay, shadow })
+    }
+
+    /// Restores saved shadow weights (names must match the model's).
+    pub fn from_tensors(decay: f64, shadow: HashMap<String, Tensor>) -> Self {
+        Self { decay, shadow }
+    }
+
+    /// Moves the average towards the current weights.
+    pub fn update(&mut self, varmap: &VarMap) -> Result<()> {
+        let data = varmap.data().lock().expect("varmap lock poisoned");
+        for (k, v) in data.iter() {
+            if let Some(s) = self.shadow.get_mut(k) {
+                *s = ((&*s * self.decay)? + (v.as_tensor().detach() * (1.0 - self.decay))?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The averaged weights by PyTorch name.
+    pub fn tensors(&self) -> &HashMap<String, Tensor> {
+        &self.shadow
+    }
+}

@@ -1,0 +1,225 @@
+//! Starting the lab: flags that preset it, remembered settings, terminal set-up and restore
+//! (normal exit, Ctrl-C, panic), graphics-protocol detection, and the main loop.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use ratatui_image::picker::Picker;
+
+use crate::device::DeviceSpec;
+use crate::diffusion::{LossKind, Objective};
+use crate::model::UnetConfig;
+use crate::schedule::BetaSchedule;
+use crate::tui::settings::{config_dir, LabSettings, ModelPreset, TrainSettings};
+use crate::tui::{run_app, ui, App, CrosstermEvents, Engine, ImageRenderer};
+
+/// Flags of the lab (the dataset, model-size and device flags of `ddpm-lab train`).
+#[derive(Args, Debug, Clone, Default, PartialEq)]
+pub struct LabOptions {
+    /// Dataset: fashion_mnist, mnist, cifar10, shapes (built-in, offline) or a path.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Model size: tiny, small or blog (default: what the device trains quickly).
+    #[arg(long)]
+    pub model: Option<ModelPreset>,
+    /// Device: cpu, cuda, cuda:N or metal.
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+    /// Beta schedule: linear, quadratic, cosine or sigmoid.
+    #[arg(long)]
+    pub schedule: Option<BetaSchedule>,
+    /// Loss: huber, l1 or l2.
+    #[arg(long)]
+    pub loss: Option<LossKind>,
+    /// What the network predicts: noise, x0 or v.
+    #[arg(long)]
+    pub objective: Option<Objective>,
+    /// Number of diffusion steps T.
+    #[arg(long)]
+    pub timesteps: Option<usize>,
+    /// Images per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimisation steps of a run.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Seed of training runs.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory holding run directories (default: ./runs).
+    #[arg(long)]
+    pub runs_dir: Option<PathBuf>,
+    /// Draw images with unicode half-blocks even where the terminal has a graphics protocol.
+    #[arg(long)]
+    pub halfblocks: bool,
+    /// Start with the remembered settings ignored (they are still saved on exit).
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+impl LabOptions {
+    /// Applies the flags on top of remembered settings (`custom_model`: an explicit UNet from
+    /// model flags, replacing the size preset).
+    pub fn apply(
+        &self,
+        s: &mut LabSettings,
+        custom_model: Option<UnetConfig>,
+    ) -> anyhow::Result<()> {
+        if let Some(d) = &self.dataset {
+            s.dataset = d.clone();
+        }
+        if let Some(device) = self.device {
+            if device != s.train.device && self.model.is_none() {
+                // A new device gets the configuration it trains quickly.
+                s.train = TrainSettings {
+                    seed: s.train.seed,
+                    ..TrainSettings::for_device(device)
+                };
+            }
+            s.train.device = device;
+        }
+        if let Some(m) = self.model {
+            s.train.model = m;
+            s.train.custom_model = None;
+        }
+        if let Some(c) = custom_model {
+            c.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+            s.train.custom_model = Some(c);
+        }
+        if let Some(l) = self.loss {
+            s.train.loss = l;
+        }
+        if let Some(o) = self.objective {
+            s.train.objective = o;
+        }
+        if let Some(x) = self.schedule {
+            s.train.schedule = x;
+        }
+        if let Some(t) = self.timesteps {
+            anyhow::ensure!(t >= 2, "--timesteps must be at least 2, got {t}");
+            s.train.timesteps = t;
+        }
+        if let Some(b) = self.batch_size {
+            anyhow::ensure!(b >= 1, "--batch-size must be at least 1");
+            s.train.batch_size = b;
+        }
+        if let Some(lr) = self.lr {
+            anyhow::ensure!(
+                lr > 0.0 && lr.is_finite(),
+                "--lr must be positive, got {lr}"
+            );
+            s.train.lr = lr;
+        }
+        if let Some(n) = self.steps {
+            anyhow::ensure!(n >= 1, "--steps must be at least 1");
+            s.train.steps = n;
+        }
+        if let Some(seed) = self.seed {
+            s.train.seed = seed;
+        }
+        if let Some(r) = &self.runs_dir {
+            s.runs_dir = Some(r.clone());
+        }
+        Ok(())
+    }
+
+    /// Remembered settings (unless `--fresh`) with the flags applied, and the config directory.
+    pub fn settings(
+        &self,
+        custom_model: Option<UnetConfig>,
+    ) -> anyhow::Result<(LabSettings, Option<PathBuf>)> {
+        let dir = config_dir().ok();
+        let mut s = match (&dir, self.fresh) {
+            (Some(d), false) => LabSettings::load_from(d).unwrap_or_else(|e| {
+                eprintln!("warning: {e}; using defaults");
+                LabSettings::default()
+            }),
+            _ => LabSettings::default(),
+        };
+        self.apply(&mut s, custom_model)
+            .context("invalid lab flags")?;
+        Ok((s, dir))
+    }
+}
+
+/// Opens the lab on the terminal with `engine` behind it, and restores the terminal when it
+/// ends (normally, on Ctrl-C, or on a panic). Settings are saved on exit.
+pub fn run_with(
+    opts: LabOptions,
+    settings: LabSettings,
+    config_dir: Option<PathBuf>,
+    engine: Box<dyn Engine>,
+) -> anyhow::Result<()> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "the lab needs an interactive terminal; use `ddpm-lab train` / `ddpm-lab sample` \
+             to run headless"
+        );
+    }
+    let mut app = App::new(settings, engine);
+    // Data loads in the background while the first frame is drawn.
+    app.start();
+    // Raw mode, alternate screen, and a panic hook that restores the terminal.
+    let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    let halfblocks = ImageRenderer::halfblocks();
+    let first = terminal
+        .draw(|f| ui::draw(f, &app, &halfblocks))
+        .map(|_| ());
+    let images = if opts.halfblocks || first.is_err() {
+        halfblocks
+    } else {
+        // Asks the terminal for kitty / iTerm2 / sixel support and its cell size in pixels.
+        Picker::from_query_stdio()
+            .map(ImageRenderer::with_picker)
+            .unwrap_or(halfblocks)
+    };
+    app.dirty = true;
+    let result = first
+        .map_err(anyhow::Error::from)
+        .and_then(|_| run_app(&mut terminal, &mut app, &images, &mut CrosstermEvents));
+    ratatui::restore();
+    if let Some(dir) = config_dir {
+        if let Err(e) = app.settings.save_to(&dir) {
+            eprintln!("warning: settings not saved: {e}");
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_remembered_settings() {
+        let mut s = LabSettings::default();
+        let args = LabOptions {
+            dataset: Some("shapes".into()),
+            device: Some(DeviceSpec::Cuda(0)),
+            steps: Some(30),
+            ..LabOptions::default()
+        };
+        args.apply(&mut s, None).unwrap();
+        assert_eq!(s.dataset, "shapes");
+        assert_eq!(
+            s.train.model,
+            ModelPreset::Blog,
+            "a GPU gets the blog's model"
+        );
+        assert_eq!(s.train.steps, 30);
+        let bad = LabOptions {
+            timesteps: Some(1),
+            ..LabOptions::default()
+        };
+        assert!(bad
+            .apply(&mut s, None)
+            .unwrap_err()
+            .to_string()
+            .contains("--timesteps"));
+    }
+}

@@ -1,0 +1,259 @@
+//! Training: gradients, overfitting a batch, deterministic resume, NaN handling.
+
+mod common;
+
+use std::sync::mpsc;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use ddpm_lab::diffusion::{p_losses, LossKind, Objective};
+use ddpm_lab::model::{self, BlockKind, UnetConfig};
+use ddpm_lab::rng::LabRng;
+use ddpm_lab::run::{RunDir, METRICS_FILE};
+use ddpm_lab::schedule::{BetaSchedule, ScheduleTables};
+use ddpm_lab::train::adam::{Adam, AdamParams};
+use ddpm_lab::train::events::TrainEvent;
+use ddpm_lab::train::{named_vars, var_tensors, BatchSource, TrainConfig, Trainer};
+
+/// Synthetic images, the same for a given step.
+struct Synthetic {
+    n: usize,
+    size: usize,
+    poison_at: Option<usize>,
+}
+
+impl BatchSource for Synthetic {
+    fn steps_per_epoch(&self) -> usize {
+        4
+    }
+    fn batch(&mut self, step: usize) -> Result<(Tensor, usize)> {
+        if Some(step) == self.poison_at {
+            let v = vec![f32::NAN; self.n * self.size * self.size];
+            return Ok((
+                Tensor::from_vec(v, (self.n, 1, self.size, self.size), &Device::Cpu)?,
+                step / 4,
+            ));
+        }
+        let mut rng = LabRng::new(10_000 + (step % 4) as u64);
+        let x = rng
+            .randn(&[self.n, 1, self.size, self.size], &Device::Cpu)?
+            .tanh()?;
+        Ok((x, step / 4))
+    }
+}
+
+fn tiny_cfg(block: BlockKind) -> TrainConfig {
+    TrainConfig {
+        model: UnetConfig {
+            block,
+            ..UnetConfig::tiny()
+        },
+        timesteps: 50,
+        batch_size: 4,
+        image_size: 8,
+        steps: 10,
+        seed: 3,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn every_parameter_receives_a_gradient() {
+    for block in [BlockKind::Convnext, BlockKind::Resnet] {
+        let cfg = UnetConfig {
+            block,
+            ..UnetConfig::tiny()
+        };
+        let (m, varmap) = model::new_trainable(&cfg, 1, &Device::Cpu).unwrap();
+        let tables = ScheduleTables::new(BetaSchedule::Linear, 50).unwrap();
+        let mut rng = LabRng::new(5);
+        let x0 = rng.randn(&[3, 1, 8, 8], &Device::Cpu).unwrap();
+        let noise = rng.randn(&[3, 1, 8, 8], &Device::Cpu).unwrap();
+        let (loss, _) = p_losses(
+            &m,
+            &tables,
+            Objective::Noise,
+            LossKind::Huber,
+            &x0,
+            &[1, 20, 49],
+            &noise,
+        )
+        .unwrap();
+        let grads = loss.backward().unwrap();
+        let vars = named_vars(&varmap);
+        assert!(vars.len() > 50, "{block}: only {} variables", vars.len());
+        for (name, var) in vars {
+            let g = grads
+                .get(&var)
+                .unwrap_or_else(|| panic!("{block}: {name} has no gradient"));
+            let s = g
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                s > 0.0 && s.is_finite(),
+                "{block}: gradient of {name} is {s}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fresh_blog_model_starts_near_the_blogs_first_loss() {
+    // The blog prints Huber loss ≈ 0.46 at step 0; candle's default init would give 2–5.
+    let (m, _) = model::new_trainable(&UnetConfig::blog(), 0, &Device::Cpu).unwrap();
+    let tables = ScheduleTables::new(BetaSchedule::Linear, 200).unwrap();
+    let mut rng = LabRng::new(1);
+    let x0 = rng
+        .randn(&[8, 1, 28, 28], &Device::Cpu)
+        .unwrap()
+        .tanh()
+        .unwrap();
+    let noise = rng.randn(&[8, 1, 28, 28], &Device::Cpu).unwrap();
+    let t = rng.uniform_indices(8, 200);
+    let (loss, _) = p_losses(
+        &m,
+        &tables,
+        Objective::Noise,
+        LossKind::Huber,
+        &x0,
+        &t,
+        &noise,
+    )
+    .unwrap();
+    let l = loss.to_scalar::<f32>().unwrap();
+    assert!((0.35..0.6).contains(&l), "first Huber loss {l}");
+}
+
+#[test]
+fn tiny_model_overfits_one_batch() {
+    for objective in [Objective::Noise, Objective::V] {
+        let (m, varmap) = model::new_trainable(&UnetConfig::tiny(), 2, &Device::Cpu).unwrap();
+        let tables = ScheduleTables::new(BetaSchedule::Cosine, 50).unwrap();
+        let mut rng = LabRng::new(9);
+        let x0 = rng
+            .randn(&[4, 1, 8, 8], &Device::Cpu)
+            .unwrap()
+            .tanh()
+            .unwrap();
+        let noise = rng.randn(&[4, 1, 8, 8], &Device::Cpu).unwrap();
+        let t = [3, 17, 30, 44];
+        let mut opt = Adam::new(
+            named_vars(&varmap),
+            AdamParams {
+                lr: 3e-3,
+                ..AdamParams::default()
+            },
+        )
+        .unwrap();
+        let mut first = None;
+        let mut last = 0.0;
+        for _ in 0..150 {
+            let (loss, _) =
+                p_losses(&m, &tables, objective, LossKind::L2, &x0, &t, &noise).unwrap();
+            last = loss.to_scalar::<f32>().unwrap();
+            first.get_or_insert(last);
+            opt.step(&loss.backward().unwrap()).unwrap();
+        }
+        let first = first.unwrap();
+        assert!(
+            last * 10.0 < first,
+            "{objective}: loss {first} → {last}, not 10× lower"
+        );
+    }
+}
+
+fn run_steps(trainer: &mut Trainer, source: &mut Synthetic) -> Vec<TrainEvent> {
+    let (etx, erx) = mpsc::channel();
+    let (_ctx, crx) = mpsc::channel();
+    trainer.run_loop(source, &etx, &crx).unwrap();
+    drop(etx);
+    erx.iter().collect()
+}
+
+#[test]
+fn resume_continues_exactly_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight_dir = dir.path().join("straight");
+    let split_dir = dir.path().join("split");
+    let mut src = Synthetic {
+        n: 4,
+        size: 8,
+        poison_at: None,
+    };
+
+    let mut straight = Trainer::new(tiny_cfg(BlockKind::Convnext), Some(&straight_dir)).unwrap();
+    run_steps(&mut straight, &mut src);
+
+    let mut first = Trainer::new(
+        TrainConfig {
+            steps: 6,
+            ..tiny_cfg(BlockKind::Convnext)
+        },
+        Some(&split_dir),
+    )
+    .unwrap();
+    run_steps(&mut first, &mut src);
+    drop(first);
+    let mut second = Trainer::resume(&split_dir, Some(10), None).unwrap();
+    assert_eq!(second.step(), 6);
+    let events = run_steps(&mut second, &mut src);
+    assert!(matches!(
+        events[0],
+        TrainEvent::Started {
+            start_step: 6,
+            total_steps: 10,
+            ..
+        }
+    ));
+
+    let a = var_tensors(straight.varmap());
+    let b = var_tensors(second.varmap());
+    for (name, t) in &a {
+        let e = common::max_abs_diff(t, &b[name]);
+        assert!(e == 0.0, "{name} differs by {e} after resume");
+    }
+    let m1 = RunDir::open(&straight_dir).unwrap().read_metrics().unwrap();
+    let m2 = RunDir::open(&split_dir).unwrap().read_metrics().unwrap();
+    assert_eq!(
+        m2.iter().map(|s| s.step).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    for (x, y) in m1.iter().zip(&m2) {
+        assert_eq!(x.loss, y.loss, "loss at step {} differs", x.step);
+    }
+    assert!(split_dir.join(METRICS_FILE).exists());
+}
+
+#[test]
+fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let cfg = TrainConfig {
+        checkpoint_every: 3,
+        ..tiny_cfg(BlockKind::Resnet)
+    };
+    let mut trainer = Trainer::new(cfg, Some(&run)).unwrap();
+    let mut src = Synthetic {
+        n: 4,
+        size: 8,
+        poison_at: Some(4),
+    };
+    let (etx, _erx) = mpsc::channel();
+    let (_ctx, crx) = mpsc::channel();
+    let err = trainer
+        .run_loop(&mut src, &etx, &crx)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NaN") && err.contains("step 5"), "{err}");
+    assert!(err.contains("last good checkpoint (step 3)"), "{err}");
+    let resumed = Trainer::resume(&run, None, None).unwrap();
+    assert_eq!(resumed.step(), 3);
+    for (name, t) in var_tensors(resumed.varmap()) {
+        let s = t.sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(s.is_finite(), "{name} is not finite in the kept checkpoint");
+    }
+}
