@@ -368,3 +368,94 @@ fn loss_chart_png_and_svg() {
         assert!(texts.iter().any(|t| t == name), "no {name} in {texts:?}");
     }
 }
+
+/// The first `n` Fashion-MNIST test images, or None (with a notice) when the shared data set
+/// is not next to the repository.
+fn fashion_mnist(n: usize) -> Option<Vec<Image8>> {
+    use std::io::Read;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/fashion-mnist/t10k-images-idx3-ubyte.gz");
+    let Ok(file) = fs::File::open(&path) else {
+        eprintln!("skipping: {} not found", path.display());
+        return None;
+    };
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut bytes)
+        .unwrap();
+    assert_eq!(&bytes[..4], &[0, 0, 8, 3], "IDX image magic");
+    Some(
+        (0..n)
+            .map(|i| Image8 {
+                width: 28,
+                height: 28,
+                channels: 1,
+                pixels: bytes[16 + i * 784..16 + (i + 1) * 784].to_vec(),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn fashion_mnist_grid_and_forward_process_gif() {
+    let Some(images) = fashion_mnist(16) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("fashion.png");
+    save_grid_png(&images, 8, 2, &png).unwrap();
+    let decoded = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(
+        (decoded.width(), decoded.height()),
+        (8 * 56 + 7 * GRID_GAP as u32, 2 * 56 + GRID_GAP as u32)
+    );
+    // Image 9 (row 1, col 1), pixel (14, 14) lands at its 2×2 block.
+    let v = images[9].get(14, 14, 0);
+    let (x, y) = (56 + GRID_GAP as u32 + 28, 56 + GRID_GAP as u32 + 28);
+    assert_eq!(decoded.get_pixel(x, y).0, [v, v, v]);
+    assert_eq!(decoded.get_pixel(x + 1, y + 1).0, [v, v, v]);
+
+    // The forward process q(x_t | x_0) at a few timesteps, as a GIF.
+    use rand::{Rng, SeedableRng};
+    let tables = ScheduleTables::new(BetaSchedule::Linear, 200).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let noise: Vec<f64> = (0..16 * 784)
+        .map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal))
+        .collect();
+    let steps = pick_frames(200, 10);
+    let frames: Vec<Vec<Image8>> = steps
+        .iter()
+        .map(|&t| {
+            let (a, b) = (
+                tables.sqrt_alphas_cumprod[t],
+                tables.sqrt_one_minus_alphas_cumprod[t],
+            );
+            images
+                .iter()
+                .enumerate()
+                .map(|(i, img)| Image8 {
+                    pixels: img
+                        .pixels
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &p)| {
+                            let x0 = p as f64 / 127.5 - 1.0;
+                            let xt = a * x0 + b * noise[i * 784 + j];
+                            ((xt.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
+                        })
+                        .collect(),
+                    ..img.clone()
+                })
+                .collect()
+        })
+        .collect();
+    let gif = dir.path().join("forward.gif");
+    save_denoise_gif(&frames, 8, 2, 200, &gif).unwrap();
+    let decoded = gif_frames(&gif);
+    assert_eq!(decoded.len(), 10 + hold_repeats(200));
+    assert_eq!(decoded[0].buffer().width(), 8 * 56 + 7 * GRID_GAP as u32);
+    if let Ok(dir) = std::env::var("DDPM_LAB_KEEP_EXPORTS") {
+        fs::copy(&png, Path::new(&dir).join("fashion.png")).unwrap();
+        fs::copy(&gif, Path::new(&dir).join("forward.gif")).unwrap();
+    }
+}

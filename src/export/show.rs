@@ -5,57 +5,66 @@
 
 use anyhow::Context;
 
-use super::grid::grid_image;
+use super::grid::{grid_image, GridLayout};
 use crate::imaging::Image8;
 
 /// Largest upscaling factor used for inline display.
 pub const MAX_INLINE_SCALE: usize = 8;
 
-/// How to print a grid of `grid_w`×`grid_h` px (at scale 1) in a terminal of
+/// How to print `n` images of `img_w`×`img_h` px in at most `cols` columns in a terminal of
 /// `term_cols`×`term_rows` cells with half-blocks (one pixel per column, two per row), keeping
 /// one row free for the prompt: returns `(scale, cols_used, rows_used)`. `scale` is the largest
-/// integer factor (≤ [`MAX_INLINE_SCALE`], ≥ 1) that fits; at scale 1 a grid that is still too
-/// large is shrunk by viuer to fit the width, which `cols_used`/`rows_used` reflect.
+/// integer factor (≤ [`MAX_INLINE_SCALE`]) whose grid fits, so viuer prints it pixel for pixel;
+/// when even scale 1 is too large, `scale` is 1 and `cols_used`/`rows_used` are the shrunk size
+/// viuer will resample the grid to (aspect ratio kept). `None` when the images cannot form a
+/// grid (see [`GridLayout::new`]).
 pub fn inline_fit(
-    grid_w: usize,
-    grid_h: usize,
+    n: usize,
+    cols: usize,
+    img_w: usize,
+    img_h: usize,
     term_cols: usize,
     term_rows: usize,
-) -> (usize, usize, usize) {
-    let cols = term_cols.max(1);
-    let px_rows = 2 * term_rows.saturating_sub(1).max(1);
-    let (gw, gh) = (grid_w.max(1), grid_h.max(1));
-    let scale = (cols / gw).min(px_rows / gh).clamp(1, MAX_INLINE_SCALE);
-    let (w, h) = (gw * scale, gh * scale);
-    if w <= cols && h <= px_rows {
-        (scale, w, h.div_ceil(2))
-    } else {
-        // Too large even at scale 1: shrink to fit, preserving the aspect ratio.
-        let (w, h) = if w * px_rows >= h * cols {
-            (cols, (h * cols / w).max(1))
-        } else {
-            ((w * px_rows / h).max(1), px_rows)
-        };
-        (1, w, h.div_ceil(2))
-    }
+) -> Option<(usize, usize, usize)> {
+    let max_w = term_cols.max(1);
+    let max_h = 2 * term_rows.saturating_sub(1).max(1);
+    let base = GridLayout::new(n, cols, img_w, img_h, 1).ok()?;
+    let fitting = (1..=MAX_INLINE_SCALE).rev().find_map(|s| {
+        let l = GridLayout::new(n, cols, img_w, img_h, s).ok()?;
+        (l.width <= max_w && l.height <= max_h).then_some((s, l))
+    });
+    Some(match fitting {
+        Some((s, l)) => (s, l.width, l.height.div_ceil(2)),
+        None => {
+            // Too large even at scale 1: shrink to fit, preserving the aspect ratio.
+            let (w, h) = (base.width, base.height);
+            let (w, h) = if w * max_h >= h * max_w {
+                (max_w, (h * max_w / w).max(1))
+            } else {
+                ((w * max_h / h).max(1), max_h)
+            };
+            (1, w, h.div_ceil(2))
+        }
+    })
 }
 
 /// Prints `images` as a grid with at most `cols` columns at the cursor position, as large as
 /// the terminal allows (see [`inline_fit`]).
 pub fn show_inline(images: &[Image8], cols: usize) -> anyhow::Result<()> {
-    let base = grid_image(images, cols, 1).context("cannot show images")?;
+    // Validates the images (empty list, mixed sizes) with a clear error.
+    grid_image(images, cols, 1).context("cannot show images")?;
     let (term_cols, term_rows) = viuer::terminal_size();
+    let (w, h) = (images[0].width, images[0].height);
     let (scale, w_cells, h_cells) = inline_fit(
-        base.width,
-        base.height,
+        images.len(),
+        cols,
+        w,
+        h,
         term_cols as usize,
         term_rows as usize,
-    );
-    let grid = if scale == 1 {
-        base
-    } else {
-        grid_image(images, cols, scale).context("cannot show images")?
-    };
+    )
+    .context("cannot show images: no grid layout")?;
+    let grid = grid_image(images, cols, scale).context("cannot show images")?;
     let img = image::DynamicImage::ImageRgb8(grid.to_rgb_image());
     let config = viuer::Config {
         absolute_offset: false,
@@ -73,26 +82,42 @@ mod tests {
 
     #[test]
     fn picks_largest_integer_scale_that_fits() {
-        // 4 Fashion-MNIST tiles in a row: 4*28 + 3*2 = 118 px wide, 28 px high.
-        assert_eq!(inline_fit(118, 28, 80, 24), (1, 80, 9));
-        assert_eq!(inline_fit(118, 28, 240, 60), (2, 236, 28));
+        // 4 Fashion-MNIST images in a row: 4*28*s + 3*2 px wide, 28*s px high.
+        assert_eq!(inline_fit(4, 4, 28, 28, 80, 24), Some((1, 80, 9)));
+        assert_eq!(inline_fit(4, 4, 28, 28, 240, 60), Some((2, 230, 28)));
         // Height-bound: 2*(24-1) = 46 px rows fit one 28 px row at scale 1 only.
-        assert_eq!(inline_fit(28, 28, 200, 24), (1, 28, 14));
-        assert_eq!(inline_fit(28, 28, 400, 100), (7, 196, 98));
-        assert_eq!(inline_fit(10, 10, 1000, 1000).0, MAX_INLINE_SCALE);
+        assert_eq!(inline_fit(1, 1, 28, 28, 200, 24), Some((1, 28, 14)));
+        assert_eq!(inline_fit(1, 1, 28, 28, 400, 100), Some((7, 196, 98)));
+        // The gap does not scale: 3 tiles of 4 px with 2 px gaps are 64 px wide at scale 5
+        // (not 5 × 16 = 80), 2 rows are 42 px high.
+        assert_eq!(inline_fit(6, 3, 4, 4, 80, 24), Some((5, 64, 21)));
+        assert_eq!(
+            inline_fit(1, 1, 2, 2, 1000, 1000).unwrap().0,
+            MAX_INLINE_SCALE
+        );
+        assert_eq!(inline_fit(0, 1, 2, 2, 80, 24), None);
     }
 
     #[test]
     fn never_exceeds_the_terminal() {
-        for (w, h) in [(5, 5), (118, 28), (300, 300), (1000, 20)] {
+        for (n, cols, w, h) in [
+            (1, 1, 5, 5),
+            (4, 4, 28, 28),
+            (64, 8, 28, 28),
+            (10, 10, 100, 2),
+        ] {
             for (tc, tr) in [(1, 1), (80, 24), (200, 50)] {
-                let (s, c, r) = inline_fit(w, h, tc, tr);
+                let (s, c, r) = inline_fit(n, cols, w, h, tc, tr).unwrap();
                 assert!(s >= 1 && c >= 1 && r >= 1);
-                assert!(c <= tc.max(1), "{w}x{h} in {tc}x{tr}: {c} cols");
+                assert!(c <= tc.max(1), "{n}x{w}x{h} in {tc}x{tr}: {c} cols");
                 assert!(
                     r <= tr.saturating_sub(1).max(1),
-                    "{w}x{h} in {tc}x{tr}: {r} rows"
+                    "{n} in {tc}x{tr}: {r} rows"
                 );
+                if s > 1 {
+                    let l = GridLayout::new(n, cols, w, h, s).unwrap();
+                    assert_eq!((c, r), (l.width, l.height.div_ceil(2)));
+                }
             }
         }
     }
