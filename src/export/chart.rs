@@ -67,9 +67,11 @@ pub fn series_colors(names: &[&str]) -> Vec<(u8, u8, u8)> {
         .enumerate()
         .all(|(i, s)| s.is_some() && by_schedule[..i].iter().all(|other| other != s));
     if distinct {
+        // Every entry is Some here, so flattening keeps one colour per name.
         by_schedule
             .into_iter()
-            .map(|s| schedule_color(s.expect("checked above")))
+            .flatten()
+            .map(schedule_color)
             .collect()
     } else {
         (0..names.len()).map(palette_color).collect()
@@ -93,11 +95,32 @@ trait Figure {
         DB::ErrorType: 'static;
 }
 
+/// Smallest chart size accepted, in pixels.
+pub const MIN_CHART_SIZE: (u32, u32) = (200, 150);
+/// Largest chart side accepted, in pixels.
+pub const MAX_CHART_SIDE: u32 = 8192;
+
+/// Checks that `size` is within [`MIN_CHART_SIZE`] … [`MAX_CHART_SIDE`].
+fn check_size((w, h): (u32, u32), path: &Path) -> Result<(), ExportError> {
+    let ok = (MIN_CHART_SIZE.0..=MAX_CHART_SIDE).contains(&w)
+        && (MIN_CHART_SIZE.1..=MAX_CHART_SIDE).contains(&h);
+    if ok {
+        Ok(())
+    } else {
+        Err(ExportError::ChartSize {
+            path: path.to_path_buf(),
+            width: w,
+            height: h,
+        })
+    }
+}
+
 /// Draws `fig` at [`SUPERSAMPLE`] times its size and downsamples it to [`Figure::size`].
 /// `path` only names the file in errors.
 fn rasterize(fig: &impl Figure, path: &Path) -> Result<image::RgbImage, ExportError> {
     ensure_fonts()?;
     let (w, h) = fig.size();
+    check_size((w, h), path)?;
     let k = SUPERSAMPLE;
     let (bw, bh) = (w * k, h * k);
     let mut pixels = vec![255u8; bw as usize * bh as usize * 3];
@@ -133,6 +156,7 @@ fn save_figure(fig: &impl Figure, path: &Path) -> Result<(), ExportError> {
     };
     ensure_fonts()?;
     let size = fig.size();
+    check_size(size, path)?;
     if svg {
         return write_atomically(path, "svg", |tmp| {
             let root = SVGBackend::new(tmp, size).into_drawing_area();
@@ -432,7 +456,16 @@ impl Figure for ScheduleChart<'_> {
             x_desc: "t".into(),
             y_desc: "βₜ".into(),
             x: x.clone(),
-            lines: self.lines(|t| t.betas.clone(), no_suffix),
+            // Non-positive betas cannot sit on a log axis: drop them (NaN is skipped).
+            lines: self.lines(
+                |t| {
+                    t.betas
+                        .iter()
+                        .map(|&b| if b > 0.0 { b } else { f64::NAN })
+                        .collect()
+                },
+                no_suffix,
+            ),
             legend: SeriesLabelPosition::LowerRight,
             caption_size: 22,
             k,
@@ -608,7 +641,7 @@ impl LossChart {
                 },
             });
         };
-        let (x_lo, x_hi) = finite_range(finite.iter().flatten().map(|p| p.0)).expect("non-empty");
+        let (x_lo, x_hi) = finite_range(finite.iter().flatten().map(|p| p.0)).unwrap_or((0.0, 1.0));
         let log_y = options.log_y && y_lo > 0.0;
         let names: Vec<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
         let colors = series_colors(&names);
@@ -776,6 +809,28 @@ mod tests {
             "{narrow:?}"
         );
         assert!(log_ticks(0.0, 1.0).is_empty());
+    }
+
+    #[test]
+    fn chart_sizes_are_checked_and_small_charts_render() {
+        let series = vec![("a".to_string(), vec![(0.0, 1.0), (1.0, 0.5)])];
+        for size in [(0, 0), (199, 400), (400, 9000)] {
+            let opts = LossChartOptions {
+                size,
+                ..Default::default()
+            };
+            let err = render_loss_chart(&series, &opts).unwrap_err();
+            assert!(matches!(err, ExportError::ChartSize { .. }), "{err}");
+        }
+        let opts = LossChartOptions {
+            size: MIN_CHART_SIZE,
+            ..Default::default()
+        };
+        let img = render_loss_chart(&series, &opts).unwrap();
+        assert_eq!((img.width, img.height), (200, 150));
+        let tables = [ScheduleTables::new(BetaSchedule::Cosine, 2).unwrap()];
+        let img = render_schedule_chart(&tables, MIN_CHART_SIZE).unwrap();
+        assert_eq!(img.pixels.len(), 200 * 150 * 3);
     }
 
     #[test]

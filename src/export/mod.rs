@@ -15,8 +15,8 @@ pub mod show;
 use std::path::PathBuf;
 
 pub use chart::{
-    save_loss_chart, save_loss_chart_with, save_schedule_chart, schedule_color, LossChartOptions,
-    SCHEDULE_COLORS,
+    render_loss_chart, render_schedule_chart, save_loss_chart, save_loss_chart_with,
+    save_schedule_chart, schedule_color, LossChartOptions, SCHEDULE_COLORS,
 };
 pub use gif::{pick_frames, save_denoise_gif};
 pub use grid::{grid_image, save_grid_png, GridError};
@@ -69,6 +69,19 @@ pub enum ExportError {
         height: usize,
         /// The limit that was hit.
         limit: &'static str,
+    },
+    /// A chart size outside the accepted range.
+    #[error(
+        "cannot export {}: a chart of {width}x{height} px is outside 200x150 … 8192x8192 px",
+        path.display()
+    )]
+    ChartSize {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
     },
     /// There is nothing to plot (no schedules, no series, or no finite points).
     #[error("cannot export {}: {what}", path.display())]
