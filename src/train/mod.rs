@@ -4,6 +4,7 @@
 pub mod adam;
 pub mod ema;
 pub mod events;
+pub mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -724,3 +725,4 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("divisible"));
     }
 }
+

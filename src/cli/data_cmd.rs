@@ -1,0 +1,139 @@
+//! `ddpm-lab data`: load (downloading if needed) a dataset and print a summary, as text or
+//! JSON, optionally with a few example images drawn in the terminal.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::data::{load_dataset, summarize, Dataset, DatasetSpec, LoadOptions, LoadProgress};
+
+/// Options of `ddpm-lab data`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// fashion_mnist, mnist, cifar10, shapes (built-in, offline), or a local path (IDX files,
+    /// parquet files, or a folder of images).
+    #[arg(long, default_value = "fashion_mnist")]
+    pub dataset: DatasetSpec,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw N training examples in the terminal (text mode only).
+    #[arg(long, value_name = "N")]
+    pub show: Option<usize>,
+    /// Resize (and centre-crop) the images to this square side.
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Convert the images to 1 (grey) or 3 (RGB) channels.
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Never use the network (also on with HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
+    /// Seed of the built-in shapes set.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl DataArgs {
+    /// The load options these arguments ask for.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            image_size: self.image_size,
+            channels: self.channels,
+            offline: self.offline,
+            seed: self.seed,
+            ..LoadOptions::default()
+        }
+    }
+}
+
+/// A console progress reporter for [`load_dataset`]: a byte bar while downloading, a spinner
+/// otherwise (indicatif draws nothing when stderr is not a terminal).
+pub fn console_progress() -> (ProgressBar, impl FnMut(LoadProgress)) {
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let spinner = ProgressStyle::with_template("{spinner} {msg}").expect("valid template");
+    let bytes = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
+    bar.set_style(spinner.clone());
+    let handle = bar.clone();
+    let mut downloading = false;
+    let report = move |p: LoadProgress| match p {
+        LoadProgress::Resolving { what } => {
+            handle.set_style(spinner.clone());
+            downloading = false;
+            handle.set_message(format!("looking up {what}"));
+        }
+        LoadProgress::Downloading { file, done, total } => {
+            if !downloading {
+                handle.set_style(bytes.clone());
+                downloading = true;
+            }
+            handle.set_message(format!("downloading {file}"));
+            handle.set_length(total.max(done));
+            handle.set_position(done);
+        }
+        LoadProgress::Decoding { split } => {
+            handle.set_style(spinner.clone());
+            downloading = false;
+            handle.set_message(format!("decoding the {split} split"));
+        }
+        LoadProgress::Ready => handle.finish_and_clear(),
+    };
+    (bar, report)
+}
+
+/// A grid of the first `n` training images (upscaled 4×), for terminal display.
+pub fn examples_grid(ds: &Dataset, n: usize) -> image::RgbImage {
+    let n = n.min(ds.train.len()).max(1);
+    let cols = n.min(8);
+    let rows = n.div_ceil(cols);
+    let (h, w) = (ds.train.height, ds.train.width);
+    let (scale, pad) = (4usize, 2usize);
+    let cw = w * scale + pad;
+    let ch = h * scale + pad;
+    let mut grid = image::RgbImage::new((cols * cw) as u32, (rows * ch) as u32);
+    for k in 0..n.min(ds.train.len()) {
+        let img = ds.train.image(k);
+        let (ox, oy) = ((k % cols) * cw, (k / cols) * ch);
+        for y in 0..h * scale {
+            for x in 0..w * scale {
+                let p = img.rgb(x / scale, y / scale);
+                grid.put_pixel((ox + x) as u32, (oy + y) as u32, image::Rgb(p));
+            }
+        }
+    }
+    grid
+}
+
+/// Runs `ddpm-lab data`.
+pub fn run(args: DataArgs) -> anyhow::Result<()> {
+    let opts = args.load_options();
+    let (bar, mut report) = console_progress();
+    let loaded = load_dataset(&args.dataset, &opts, &mut report);
+    bar.finish_and_clear();
+    let ds = loaded.with_context(|| format!("cannot load dataset {}", args.dataset))?;
+    let summary = summarize(&ds);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    print!("{}", summary.to_text());
+    if let Some(n) = args.show.filter(|&n| n > 0) {
+        let n = n.min(ds.train.len());
+        let names: Vec<String> = (0..n).map(|i| ds.label_name(ds.train.labels[i])).collect();
+        println!("first {n} training images: {}", names.join(", "));
+        let grid = image::DynamicImage::ImageRgb8(examples_grid(&ds, n));
+        let conf = viuer::Config {
+            absolute_offset: false,
+            width: Some((n.min(8) * 10) as u32),
+            ..Default::default()
+        };
+        viuer::print(&grid, &conf).context("cannot draw the examples in this terminal")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! `ddpm-lab schedules`: inspect the beta schedules — a compact table by default, every
+//! derived table as JSON (`--json`), or a chart of β_t, ᾱ_t and log-SNR (`--out`).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::{Map, Value};
+
+use crate::export::save_schedule_chart;
+use crate::schedule::{BetaSchedule, ScheduleTables};
+
+/// Above this √ᾱ at the last step, x_T still visibly carries the image (the sampler starts
+/// from pure noise, so training and sampling disagree).
+pub const SIGNAL_LEFT_THRESHOLD: f64 = 0.05;
+
+/// Arguments of `ddpm-lab schedules`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchedulesArgs {
+    /// Number of diffusion steps T.
+    #[arg(long, default_value_t = 200)]
+    pub timesteps: usize,
+    /// Schedules to show (comma-separated: linear, quadratic, cosine, sigmoid); all by default.
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub schedule: Vec<BetaSchedule>,
+    /// Print every table (betas, alphas_cumprod, posterior_variance, snr, ...) as one JSON
+    /// object keyed by schedule name.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a chart of β_t, ᾱ_t and log-SNR to this file (.png, or .svg).
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+}
+
+/// Builds the tables of `schedules` (all four when empty, in the lab's order) with `timesteps`
+/// steps.
+pub fn build_tables(
+    schedules: &[BetaSchedule],
+    timesteps: usize,
+) -> anyhow::Result<Vec<ScheduleTables>> {
+    let schedules = if schedules.is_empty() {
+        &BetaSchedule::ALL[..]
+    } else {
+        schedules
+    };
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for &s in schedules {
+        if seen.contains(&s) {
+            continue;
+        }
+        seen.push(s);
+        out.push(ScheduleTables::new(s, timesteps).with_context(|| format!("schedule {s}"))?);
+    }
+    Ok(out)
+}
+
+/// One JSON object keyed by schedule name; each value holds `timesteps` and every table of
+/// [`ScheduleTables`] (`betas`, `alphas`, `alphas_cumprod`, `alphas_cumprod_prev`,
+/// `sqrt_recip_alphas`, `sqrt_alphas_cumprod`, `sqrt_one_minus_alphas_cumprod`,
+/// `posterior_variance`, `snr`) as arrays of length T.
+pub fn schedules_json(tables: &[ScheduleTables]) -> Value {
+    let mut root = Map::new();
+    for t in tables {
+        let mut obj = Map::new();
+        obj.insert("timesteps".into(), Value::from(t.timesteps()));
+        let columns: [(&str, &Vec<f64>); 9] = [
+            ("betas", &t.betas),
+            ("alphas", &t.alphas),
+            ("alphas_cumprod", &t.alphas_cumprod),
+            ("alphas_cumprod_prev", &t.alphas_cumprod_prev),
+            ("sqrt_recip_alphas", &t.sqrt_recip_alphas),
+            ("sqrt_alphas_cumprod", &t.sqrt_alphas_cumprod),
+            (
+                "sqrt_one_minus_alphas_cumprod",
+                &t.sqrt_one_minus_alphas_cumprod,
+            ),
+            ("posterior_variance", &t.posterior_variance),
+            ("snr", &t.snr),
+        ];
+        for (name, values) in columns {
+            obj.insert(name.into(), Value::from(values.clone()));
+        }
+        root.insert(t.schedule.name().into(), Value::Object(obj));
+    }
+    Value::Object(root)
+}
+
+/// A compact human-readable summary: per schedule β_0, β_{T−1}, ᾱ_{T−1} and √ᾱ_{T−1} (the
+/// share of the image left in x_T), flagging schedules whose x_T still carries signal
+/// (√ᾱ_{T−1} > [`SIGNAL_LEFT_THRESHOLD`]).
+pub fn format_table(tables: &[ScheduleTables]) -> String {
+    let mut s = String::new();
+    let mut ts: Vec<usize> = tables.iter().map(|t| t.timesteps()).collect();
+    ts.dedup();
+    let ts: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
+    let _ = writeln!(s, "T = {}", ts.join(", "));
+    let _ = writeln!(
+        s,
+        "{:<10} {:>10} {:>10} {:>10} {:>10}",
+        "schedule", "β_0", "β_T−1", "ᾱ_T−1", "√ᾱ_T−1"
+    );
+    for t in tables {
+        let last = t.timesteps() - 1;
+        let signal = t.final_signal();
+        let flag = if signal > SIGNAL_LEFT_THRESHOLD {
+            format!(
+                "  ! x_T still carries signal: x_T = {:.2}·x_0 + {:.2}·ε",
+                signal, t.sqrt_one_minus_alphas_cumprod[last]
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "{:<10} {:>10.3e} {:>10.3e} {:>10.3e} {:>10.4}{}",
+            t.schedule.name(),
+            t.betas[0],
+            t.betas[last],
+            t.alphas_cumprod[last],
+            signal,
+            flag
+        );
+    }
+    s
+}
+
+/// Runs `ddpm-lab schedules`.
+pub fn run(args: SchedulesArgs) -> anyhow::Result<()> {
+    let tables = build_tables(&args.schedule, args.timesteps)?;
+    if let Some(path) = &args.out {
+        save_schedule_chart(&tables, path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if args.json {
+        let json = serde_json::to_string(&schedules_json(&tables))?;
+        println!("{json}");
+    } else if args.out.is_none() {
+        print!("{}", format_table(&tables));
+    }
+    Ok(())
+}

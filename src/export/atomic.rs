@@ -1,0 +1,138 @@
+//! Atomic file writes: render into a temporary sibling of the target, then rename it over the
+//! target, so readers never see a half-written file and a failed export leaves nothing behind.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::ExportError;
+
+/// Distinguishes temporary files of concurrent exports within one process.
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The directory a file path lives in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes `path` atomically. `render` receives a fresh temporary path in the same directory,
+/// ending in `.{temp_ext}` (some encoders pick the format from the extension), and must write
+/// the complete file there. On success the temporary file is renamed to `path`; on failure it
+/// is removed and the error is returned.
+pub(crate) fn write_atomically<F>(path: &Path, temp_ext: &str, render: F) -> Result<(), ExportError>
+where
+    F: FnOnce(&Path) -> Result<(), ExportError>,
+{
+    if path.is_dir() {
+        return Err(ExportError::IsADirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    let file_name = path.file_name().ok_or_else(|| ExportError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
+    })?;
+    let dir = parent_dir(path);
+    if !dir.is_dir() {
+        return Err(ExportError::NoSuchDirectory {
+            path: path.to_path_buf(),
+            dir,
+        });
+    }
+    let tmp = dir.join(format!(
+        ".{}.{}-{}.tmp.{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        temp_ext
+    ));
+    // Creating the file up front turns an unwritable directory into a plain I/O error that
+    // names the target, before any rendering work is done.
+    fs::File::create(&tmp).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let result = render(&tmp).and_then(|()| {
+        fs::rename(&tmp, path).map_err(|source| ExportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Lower-case extension of `path`, if any.
+pub(crate) fn extension(path: &Path) -> Option<String> {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+}
+
+/// Accepts `path` when its extension is one of `allowed` (lower case) or when it has none.
+pub(crate) fn check_extension(
+    path: &Path,
+    allowed: &[&str],
+    expected: &'static str,
+) -> Result<(), ExportError> {
+    match extension(path) {
+        None => Ok(()),
+        Some(ext) if allowed.contains(&ext.as_str()) => Ok(()),
+        Some(_) => Err(ExportError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            expected,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_render_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.png");
+        let err = write_atomically(&target, "png", |tmp| {
+            fs::write(tmp, b"partial").unwrap();
+            Err(ExportError::Render {
+                path: target.clone(),
+                message: "boom".into(),
+            })
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("boom"));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn success_replaces_target_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.png");
+        fs::write(&target, b"old").unwrap();
+        write_atomically(&target, "png", |tmp| {
+            assert_eq!(tmp.parent(), Some(dir.path()));
+            assert!(tmp.to_string_lossy().ends_with(".png"));
+            fs::write(tmp, b"new").map_err(|source| ExportError::Io {
+                path: tmp.to_path_buf(),
+                source,
+            })
+        })
+        .unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn extension_check() {
+        assert!(check_extension(Path::new("a.PNG"), &["png"], ".png").is_ok());
+        assert!(check_extension(Path::new("a"), &["png"], ".png").is_ok());
+        let err = check_extension(Path::new("a.jpg"), &["png"], ".png").unwrap_err();
+        assert!(err.to_string().contains("a.jpg"), "{err}");
+    }
+}

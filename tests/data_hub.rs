@@ -1,0 +1,611 @@
+//! Hub downloads against a loopback mock Hub (no network): first download, cache hit with the
+//! server gone, offline mode, 404, 500 bodies, truncated files, a server that never answers,
+//! and a dead port. The mock serves `../shared/data/fashion-mnist/hub` the way hf-hub 1.0 expects
+//! (see shared/docs/hub-protocol.md).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ddpm_lab::data::{
+    load_dataset, summarize, DataError, DataSource, DatasetSpec, LoadOptions, LoadProgress,
+};
+
+const REPO: &str = "zalando-datasets/fashion_mnist";
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+const TRAIN: &str = "fashion_mnist/train/0000.parquet";
+const TEST: &str = "fashion_mnist/test/0000.parquet";
+const TOKEN: &str = "test-token-not-real";
+
+/// The shared fixture folder, or `None` (with a notice) when this checkout has none.
+fn hub_fixture() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fashion-mnist/hub");
+    if p.join(TRAIN).is_file() && p.join(TEST).is_file() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} is absent", p.display());
+        None
+    }
+}
+
+/// What the mock does wrong.
+#[derive(Debug, Clone, Default)]
+struct Faults {
+    /// Files answered with 404 (HEAD and GET).
+    not_found: Vec<String>,
+    /// Files whose GET answers 500 with a short body (HEAD is fine).
+    get_500: Vec<String>,
+    /// Leave out Content-Length from HEAD (so only the parquet check can catch a bad body).
+    head_without_size: bool,
+    /// Files served cut to half their size (HEAD announces the cut size).
+    truncated: Vec<String>,
+    /// Accept connections and never answer.
+    hang: bool,
+}
+
+/// A request the mock saw: method, raw path, Authorization header.
+type Seen = (String, String, Option<String>);
+
+/// A loopback Hub serving the fixture folder.
+struct MockHub {
+    url: String,
+    faults: Arc<Mutex<Faults>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A 64-hex "sha256-like" ETag from the content (FNV-1a, repeated).
+fn etag(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}").repeat(4)
+}
+
+fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+    head: bool,
+) {
+    let mut out = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    let _ = stream.write_all(out.as_bytes());
+    if !head {
+        let _ = stream.write_all(body);
+    }
+    let _ = stream.flush();
+}
+
+fn handle(
+    mut stream: TcpStream,
+    root: PathBuf,
+    faults: Faults,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let mut lines = text.lines();
+    let mut first = lines.next().unwrap_or_default().split_whitespace();
+    let method = first.next().unwrap_or_default().to_string();
+    let path = first.next().unwrap_or_default().to_string();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    seen.lock().unwrap().push((
+        method.clone(),
+        path.clone(),
+        headers.get("authorization").cloned(),
+    ));
+    if faults.hang {
+        // Hold the connection open without a word until the test ends.
+        let t0 = Instant::now();
+        while !stop.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return;
+    }
+    let head = method == "HEAD";
+    let info_path = format!("/api/datasets/{REPO}/revision/refs%2Fconvert%2Fparquet");
+    let resolve_prefix = format!("/datasets/{REPO}/resolve/refs%2Fconvert%2Fparquet/");
+    if method == "GET" && path == info_path {
+        let body = serde_json::json!({
+            "id": REPO,
+            "sha": COMMIT,
+            "siblings": [{"rfilename": TRAIN}, {"rfilename": TEST}, {"rfilename": "README.md"}],
+        })
+        .to_string();
+        respond(
+            &mut stream,
+            "200 OK",
+            &[("Content-Type", "application/json".into())],
+            body.as_bytes(),
+            false,
+        );
+    } else if let Some(file) = path.strip_prefix(&resolve_prefix) {
+        let file = file.to_string();
+        let commit = ("X-Repo-Commit", COMMIT.to_string());
+        let data = std::fs::read(root.join(&file)).ok();
+        match data {
+            Some(_) if faults.not_found.contains(&file) => respond(
+                &mut stream,
+                "404 Not Found",
+                &[commit, ("X-Error-Code", "EntryNotFound".into())],
+                b"Entry not found",
+                head,
+            ),
+            None => respond(
+                &mut stream,
+                "404 Not Found",
+                &[commit],
+                b"Entry not found",
+                head,
+            ),
+            Some(mut data) => {
+                if faults.truncated.contains(&file) {
+                    data.truncate(data.len() / 2);
+                }
+                let tag = ("ETag", format!("\"{}\"", etag(&data)));
+                if !head && faults.get_500.contains(&file) {
+                    respond(
+                        &mut stream,
+                        "500 Internal Server Error",
+                        &[],
+                        b"boom",
+                        false,
+                    );
+                } else if head && faults.head_without_size {
+                    // Announce no size: HEAD with neither Content-Length nor X-Linked-Size.
+                    let out = format!(
+                        "HTTP/1.1 200 OK\r\nConnection: close\r\nETag: {}\r\nX-Repo-Commit: {COMMIT}\r\n\r\n",
+                        tag.1
+                    );
+                    let _ = stream.write_all(out.as_bytes());
+                } else {
+                    respond(
+                        &mut stream,
+                        "200 OK",
+                        &[tag, commit, ("Content-Length", data.len().to_string())],
+                        &data,
+                        head,
+                    );
+                }
+            }
+        }
+    } else {
+        respond(&mut stream, "404 Not Found", &[], b"not found", head);
+    }
+}
+
+impl MockHub {
+    fn start(root: &Path) -> MockHub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s, st, root) = (
+            faults.clone(),
+            seen.clone(),
+            stop.clone(),
+            root.to_path_buf(),
+        );
+        let thread = std::thread::spawn(move || {
+            let mut workers = Vec::new();
+            while !st.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let (fa, se, sto, ro) = (
+                            f.lock().unwrap().clone(),
+                            s.clone(),
+                            st.clone(),
+                            root.clone(),
+                        );
+                        workers.push(std::thread::spawn(move || handle(stream, ro, fa, se, sto)));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            for w in workers {
+                let _ = w.join();
+            }
+        });
+        MockHub {
+            url,
+            faults,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn set(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = faults;
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Stops the server and closes its port.
+    fn stop(mut self) -> String {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.url.clone()
+    }
+}
+
+impl Drop for MockHub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Options pointing at `endpoint` and a private cache, with an explicit dummy token (so no real
+/// token is read) and a short watchdog.
+fn opts(endpoint: &str, cache: &Path) -> LoadOptions {
+    LoadOptions {
+        endpoint: Some(endpoint.to_string()),
+        cache_dir: Some(cache.to_path_buf()),
+        token: Some(TOKEN.to_string()),
+        network_timeout: Duration::from_millis(1500),
+        retries: 0,
+        ..LoadOptions::default()
+    }
+}
+
+fn load(
+    o: &LoadOptions,
+) -> (
+    Result<ddpm_lab::data::Dataset, DataError>,
+    Vec<LoadProgress>,
+) {
+    let mut events = Vec::new();
+    let r = load_dataset(&DatasetSpec::FashionMnist, o, &mut |p| events.push(p));
+    (r, events)
+}
+
+fn snapshot(cache: &Path, file: &str) -> PathBuf {
+    cache
+        .join("datasets--zalando-datasets--fashion_mnist/snapshots")
+        .join(COMMIT)
+        .join(file)
+}
+
+fn blobs(cache: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(cache.join("datasets--zalando-datasets--fashion_mnist/blobs"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn first_download_then_cache_hit_with_server_gone() {
+    let Some(root) = hub_fixture() else { return };
+    let hub = MockHub::start(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let o = opts(&hub.url, &cache);
+
+    let (r, events) = load(&o);
+    let ds = r.expect("first download");
+    assert_eq!(ds.train.len(), 8517);
+    assert_eq!(ds.test.as_ref().map(|t| t.len()), Some(6978));
+    assert_eq!(
+        (ds.train.channels, ds.train.height, ds.train.width),
+        (1, 28, 28)
+    );
+    assert_eq!(
+        ds.train.label_counts(10),
+        vec![794, 894, 865, 860, 817, 841, 866, 870, 851, 859]
+    );
+    assert_eq!(ds.label_names[0], "T-shirt/top");
+    assert_eq!(
+        ds.source,
+        DataSource::Hub {
+            repo: REPO.into(),
+            revision: "refs/convert/parquet".into(),
+            cache_dir: cache.clone()
+        }
+    );
+    // Progress reached the full size of both files.
+    for (file, size) in [(TRAIN, 4267928u64), (TEST, 3513488)] {
+        assert!(
+            events.iter().any(|e| matches!(e, LoadProgress::Downloading { file: f, done, total } if f == file && *done == size && *total == size)),
+            "no complete progress for {file}: {events:?}"
+        );
+    }
+    assert_eq!(events.last(), Some(&LoadProgress::Ready));
+    // The standard cache layout (shared with the Python client).
+    assert!(snapshot(&cache, TRAIN).is_symlink());
+    let r = std::fs::read_to_string(
+        cache.join("datasets--zalando-datasets--fashion_mnist/refs/refs/convert/parquet"),
+    )
+    .unwrap();
+    assert_eq!(r.trim(), COMMIT);
+    // Requests: listing, then HEAD+GET per file, all with our token.
+    let seen = hub.seen();
+    assert_eq!(seen[0].0, "GET");
+    assert!(seen[0].1.starts_with(
+        "/api/datasets/zalando-datasets/fashion_mnist/revision/refs%2Fconvert%2Fparquet"
+    ));
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.0 == "GET" && s.1.contains("/resolve/"))
+            .count(),
+        2
+    );
+    assert!(seen
+        .iter()
+        .all(|s| s.2.as_deref() == Some(&*format!("Bearer {TOKEN}"))));
+    let summary = summarize(&ds);
+    assert_eq!(summary.source.kind, "hub");
+    assert_eq!(summary.splits[1].images, 6978);
+
+    // Second run: the cache answers without a single request.
+    let before = hub.seen().len();
+    let (again, _) = load(&o);
+    assert_eq!(again.expect("cache hit").train, ds.train);
+    assert_eq!(
+        hub.seen().len(),
+        before,
+        "a cached dataset touched the network"
+    );
+
+    // Third run: the server is gone; the cache answers.
+    let url = hub.stop();
+    let t0 = Instant::now();
+    let (r2, _) = load(&opts(&url, &cache));
+    let ds2 = r2.expect("cache hit with the server stopped");
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert_eq!(ds2.train, ds.train);
+    assert_eq!(ds2.test, ds.test);
+}
+
+#[test]
+fn offline_mode_uses_cache_only() {
+    let Some(root) = hub_fixture() else { return };
+    let hub = MockHub::start(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let mut o = opts(&hub.url, &cache);
+    o.offline = true;
+    let t0 = Instant::now();
+    let err = load(&o).0.unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert!(matches!(err, DataError::NotCached { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("offline") && msg.contains("--dataset shapes") && msg.contains("HF_ENDPOINT"),
+        "{msg}"
+    );
+    assert!(
+        hub.seen().is_empty(),
+        "offline mode made requests: {:?}",
+        hub.seen()
+    );
+}
+
+#[test]
+fn missing_file_404_is_a_clear_error_and_not_remembered() {
+    let Some(root) = hub_fixture() else { return };
+    let hub = MockHub::start(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    hub.set(Faults {
+        not_found: vec![TRAIN.into()],
+        ..Faults::default()
+    });
+    let err = load(&opts(&hub.url, &cache)).0.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, DataError::Hub { .. }), "{msg}");
+    assert!(msg.contains(TRAIN) && msg.contains("404"), "{msg}");
+    // hf-hub's "does not exist" marker is not kept (it would poison the Python client's cache).
+    let marker = cache
+        .join("datasets--zalando-datasets--fashion_mnist/.no_exist")
+        .join(COMMIT)
+        .join(TRAIN);
+    assert!(!marker.exists(), "{} left behind", marker.display());
+    // The mirror is repaired: the next run downloads.
+    hub.set(Faults::default());
+    let ds = load(&opts(&hub.url, &cache))
+        .0
+        .expect("after the 404 is fixed");
+    assert_eq!(ds.train.len(), 8517);
+}
+
+#[test]
+fn error_body_of_a_500_is_never_used_and_a_retry_succeeds() {
+    let Some(root) = hub_fixture() else { return };
+    let hub = MockHub::start(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    hub.set(Faults {
+        get_500: vec![TEST.into()],
+        ..Faults::default()
+    });
+    let err = load(&opts(&hub.url, &cache)).0.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, DataError::BadDownload { .. }), "{msg}");
+    assert!(msg.contains(TEST) && msg.contains("removed"), "{msg}");
+    assert!(!snapshot(&cache, TEST).exists() && !snapshot(&cache, TEST).is_symlink());
+    assert!(
+        blobs(&cache)
+            .iter()
+            .all(|b| std::fs::metadata(b).unwrap().len() > 4),
+        "the 4-byte body stayed"
+    );
+    hub.set(Faults::default());
+    let ds = load(&opts(&hub.url, &cache)).0.expect("a later good run");
+    assert_eq!(ds.test.unwrap().len(), 6978);
+}
+
+#[test]
+fn error_body_without_announced_size_is_caught_by_the_parquet_check() {
+    let Some(root) = hub_fixture() else { return };
+    let hub = MockHub::start(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    hub.set(Faults {
+        get_500: vec![TRAIN.into()],
+        head_without_size: true,
+        ..Faults::default()
+    });
+    let err = load(&opts(&hub.url, &cache)).0.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, DataError::BadDownload { .. }), "{msg}");
+    assert!(
+        msg.contains(TRAIN) && msg.contains("parquet") && msg.contains("removed"),
+        "{msg}"
+    );
+    assert!(!snapshot(&cache, TRAIN).is_symlink());
+    hub.set(Faults::default());
+    assert_eq!(
+        load(&opts(&hub.url, &cache)).0.expect("retry").train.len(),
+        8517
+    );
+}
+
+#[test]
+fn truncated_parquet_is_rejected_and_removed() {
+    let Some(root) = hub_fixture() else { return };
+    let hub = MockHub::start(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    hub.set(Faults {
+        truncated: vec![TRAIN.into()],
+        ..Faults::default()
+    });
+    let err = load(&opts(&hub.url, &cache)).0.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, DataError::BadDownload { .. }), "{msg}");
+    assert!(msg.contains(TRAIN) && msg.contains("removed"), "{msg}");
+    assert!(!snapshot(&cache, TRAIN).is_symlink());
+    // The truncated blob is gone; the good test file stays.
+    assert_eq!(blobs(&cache).len(), 1);
+    hub.set(Faults::default());
+    assert_eq!(
+        load(&opts(&hub.url, &cache)).0.expect("retry").train.len(),
+        8517
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_fails_in_bounded_time() {
+    let Some(root) = hub_fixture() else { return };
+    let hub = MockHub::start(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    hub.set(Faults {
+        hang: true,
+        ..Faults::default()
+    });
+    let mut o = opts(&hub.url, &cache);
+    o.network_timeout = Duration::from_millis(800);
+    let t0 = Instant::now();
+    let err = load(&o).0.unwrap_err();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    let msg = err.to_string();
+    assert!(matches!(err, DataError::Network { .. }), "{msg}");
+    assert!(
+        msg.contains("no answer") && msg.contains("--dataset shapes"),
+        "{msg}"
+    );
+    // Nothing was left behind that blocks a later run.
+    hub.set(Faults::default());
+    assert_eq!(
+        load(&opts(&hub.url, &cache))
+            .0
+            .expect("after the hang")
+            .train
+            .len(),
+        8517
+    );
+}
+
+#[test]
+fn a_dead_port_fails_fast_with_advice() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let err = load(&opts(
+        &format!("http://127.0.0.1:{port}"),
+        &tmp.path().join("hub"),
+    ))
+    .0
+    .unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let msg = err.to_string();
+    assert!(matches!(err, DataError::Network { .. }), "{msg}");
+    for hint in [
+        "HF_ENDPOINT",
+        "--dataset PATH",
+        "--dataset shapes",
+        "127.0.0.1",
+    ] {
+        assert!(msg.contains(hint), "missing {hint}: {msg}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cache_written_by_another_client_is_used_offline() {
+    // The layout the Python client writes: blobs, relative symlinks, refs.
+    let Some(root) = hub_fixture() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let repo = cache.join("datasets--zalando-datasets--fashion_mnist");
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::create_dir_all(repo.join("refs/refs/convert")).unwrap();
+    std::fs::write(repo.join("refs/refs/convert/parquet"), COMMIT).unwrap();
+    for f in [TRAIN, TEST] {
+        let data = std::fs::read(root.join(f)).unwrap();
+        let tag = etag(&data);
+        std::fs::write(repo.join("blobs").join(&tag), &data).unwrap();
+        let link = snapshot(&cache, f);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(format!("../../../../blobs/{tag}"), &link).unwrap();
+    }
+    let mut o = opts("http://127.0.0.1:9", &cache);
+    o.offline = true;
+    let ds = load(&o).0.expect("offline from a pre-filled cache");
+    assert_eq!(ds.train.len(), 8517);
+}
