@@ -1,1 +1,5 @@
-fn main() {}
+//! The `ddpm-lab` binary: the lab (no arguments) or a headless subcommand.
+
+fn main() -> std::process::ExitCode {
+    ddpm_lab::cli::main()
+}

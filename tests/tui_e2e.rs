@@ -79,7 +79,7 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     std::fs::create_dir_all(&home).unwrap();
     let script = format!(
         "cd '{tmp}' && HOME='{home}' DDPM_LAB_CONFIG_DIR='{config}' TERM=xterm-256color '{bin}' \
-         --dataset shapes --model tiny --device cpu --timesteps 50 --steps 60 --batch-size 16 \
+         --dataset shapes --model tiny --device cpu --timesteps 10 --steps 8 --batch-size 4 \
          --runs-dir '{runs}' --halfblocks; echo \"EXIT=$?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*icanon'; sleep 120",
         tmp = tmp.path().display(),
         home = home.display(),
@@ -132,13 +132,17 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
 
     // Sample: generate, then step through frames.
     tmux.keys(&["4"]);
+    tmux.keys(&["-", "-", "-"]); // one image: fast on any CPU
+    tmux.wait_for("images   1", 5);
     tmux.keys(&["g"]);
     let s = tmux.wait("frames", 120, |s| frame_no(s).is_some());
     let last = frame_no(&s).unwrap();
     tmux.keys(&["Home"]);
     tmux.wait("first frame", 5, |s| frame_no(s) == Some(1));
-    tmux.keys(&["Right", "Right", "PageDown"]);
-    tmux.wait("frame 13", 5, |s| frame_no(s) == Some(13));
+    tmux.keys(&["Right", "Right", "Left"]);
+    tmux.wait("frame 2", 5, |s| frame_no(s) == Some(2));
+    tmux.keys(&["PageDown"]);
+    tmux.wait("frame 11", 5, |s| frame_no(s) == Some(last.min(11)));
     tmux.keys(&["End"]);
     tmux.wait("last frame", 5, |s| frame_no(s) == Some(last));
 

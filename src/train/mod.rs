@@ -725,4 +725,3 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("divisible"));
     }
 }
-

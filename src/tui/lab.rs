@@ -118,6 +118,7 @@ impl LabOptions {
         if let Some(n) = self.steps {
             anyhow::ensure!(n >= 1, "--steps must be at least 1");
             s.train.steps = n;
+            s.compare_steps = n;
         }
         if let Some(seed) = self.seed {
             s.train.seed = seed;
@@ -189,6 +190,13 @@ pub fn run_with(
         }
     }
     result
+}
+
+/// Opens the lab with the real engine.
+pub fn run(opts: LabOptions, custom_model: Option<UnetConfig>) -> anyhow::Result<()> {
+    let (settings, config_dir) = opts.settings(custom_model)?;
+    let engine = crate::tui::workers::lab_engine::LabEngine::new(settings.runs_root());
+    run_with(opts, settings, config_dir, Box::new(engine))
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ use crate::train::{spawn_training, BatchSource, TrainConfig, Trainer};
 use crate::tui::settings::{ModelPreset, SampleSettings, TrainSettings};
 
 use super::{
-    DataInfo, DataMsg, Engine, Estimate, ExportRequest, Frames, LoadStage, OpenedRun,
-    RunSummary, SampleMsg, SampleRequest, Slot, TrainRequest, WorkerMsg,
+    DataInfo, DataMsg, Engine, Estimate, ExportRequest, Frames, LoadStage, OpenedRun, RunSummary,
+    SampleMsg, SampleRequest, Slot, TrainRequest, WorkerMsg,
 };
 
 /// Examples kept for the Data and Schedules screens.
@@ -114,10 +114,9 @@ pub fn settings_of(cfg: &TrainConfig) -> TrainSettings {
 fn data_info(ds: &crate::data::Dataset) -> DataInfo {
     let set = &ds.train;
     let n = set.len();
-    let step = (n / EXAMPLES).max(1);
-    let examples = (0..n)
-        .step_by(step)
-        .take(EXAMPLES)
+    // Spread over the set (a fixed multiplicative hash, so the same examples every time).
+    let examples = (0..EXAMPLES.min(n))
+        .map(|i| (i * 2_654_435_761 + 17) % n)
         .map(|i| (set.image(i), set.labels[i] as usize))
         .collect();
     let n_labels = ds.label_names.len().max(set.n_labels());
@@ -342,8 +341,7 @@ impl Engine for LabEngine {
                     let trainer = Trainer::new(cfg, None)?;
                     let c = trainer.config();
                     let (b, seed, flip) = (c.batch_size, c.seed, c.flip);
-                    let source =
-                        ImageSetSource::new(set, b, seed, flip, trainer.device().clone());
+                    let source = ImageSetSource::new(set, b, seed, flip, trainer.device().clone());
                     Ok((trainer, Box::new(source) as Box<dyn BatchSource>))
                 });
                 let mut speeds = Vec::new();
@@ -410,9 +408,7 @@ impl Engine for LabEngine {
                 }
             }
         }
-        dirs.iter()
-            .filter_map(|d| summary(d).ok())
-            .collect()
+        dirs.iter().filter_map(|d| summary(d).ok()).collect()
     }
 
     fn open_run(&mut self, dir: &Path) -> Result<OpenedRun, String> {

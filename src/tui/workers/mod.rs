@@ -5,6 +5,8 @@
 //! engine with a double and inject messages into the same channel, so every screen can be
 //! driven deterministically without a model.
 
+pub mod lab_engine;
+
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 
