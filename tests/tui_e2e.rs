@@ -59,35 +59,30 @@ impl Drop for Tmux {
     }
 }
 
-fn frame_no(screen: &str) -> Option<usize> {
-    let i = screen.find("frame ")?;
-    let rest = &screen[i + 6..];
-    rest.split('/').next()?.trim().parse().ok()
-}
-
-#[test]
-fn lab_in_tmux_trains_samples_and_quits_cleanly() {
+fn tmux_missing() -> bool {
     if Command::new("tmux").arg("-V").output().is_err() {
         eprintln!("tmux is not installed: skipping the end-to-end test of the lab");
-        return;
+        return true;
     }
+    false
+}
+
+/// Starts the lab in a fresh tmux server (120×40) with an isolated config dir, HOME and runs
+/// directory under `dir`; after the lab exits the pane shows `EXIT=<status>` and whether the
+/// terminal is back in canonical mode.
+fn start_lab(dir: &Path, tag: &str, flags: &str) -> Tmux {
     let bin = env!("CARGO_BIN_EXE_ddpm-lab");
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let config = tmp.path().join("config");
-    let runs = tmp.path().join("runs");
+    let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let script = format!(
-        "cd '{tmp}' && HOME='{home}' DDPM_LAB_CONFIG_DIR='{config}' TERM=xterm-256color '{bin}' \
-         --dataset shapes --model tiny --device cpu --timesteps 10 --steps 8 --batch-size 4 \
-         --runs-dir '{runs}' --halfblocks; echo \"EXIT=$?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*icanon'; sleep 120",
-        tmp = tmp.path().display(),
+        "cd '{d}' && HOME='{home}' DDPM_LAB_CONFIG_DIR='{d}/config' TERM=xterm-256color '{bin}' \
+         --runs-dir '{d}/runs' --halfblocks {flags}; echo \"EXIT=$?\"; \
+         stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*icanon'; sleep 120",
+        d = dir.display(),
         home = home.display(),
-        config = config.display(),
-        runs = runs.display(),
     );
     let tmux = Tmux {
-        socket: format!("ddpm-lab-e2e-{}", std::process::id()),
+        socket: format!("ddpm-lab-e2e-{tag}-{}", std::process::id()),
     };
     let out = tmux.cmd(&[
         "new-session",
@@ -106,6 +101,41 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
         out.status.success(),
         "tmux: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    tmux
+}
+
+/// Waits for the lab to exit and checks it exited with 0 and restored the terminal.
+fn assert_clean_exit(tmux: &Tmux) {
+    let s = tmux.wait_for("EXIT=", 60);
+    assert!(s.contains("EXIT=0"), "{s}");
+    let s = tmux.wait("stty output", 5, |s| {
+        s.lines().any(|l| l.trim().ends_with("icanon"))
+    });
+    assert!(
+        s.lines().any(|l| l.trim() == "icanon"),
+        "terminal left in raw mode:\n{s}"
+    );
+}
+
+fn frame_no(screen: &str) -> Option<usize> {
+    let i = screen.find("frame ")?;
+    let rest = &screen[i + 6..];
+    rest.split('/').next()?.trim().parse().ok()
+}
+
+#[test]
+fn lab_in_tmux_trains_samples_and_quits_cleanly() {
+    if tmux_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config");
+    let runs = tmp.path().join("runs");
+    let tmux = start_lab(
+        tmp.path(),
+        "main",
+        "--dataset shapes --model tiny --device cpu --timesteps 10 --steps 8 --batch-size 4",
     );
 
     // Data: the built-in dataset loads in the background.
@@ -155,21 +185,55 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
 
     // Quit: the run is saved, so no question; the shell sees exit status 0 and cooked mode.
     tmux.keys(&["q"]);
-    let s = tmux.wait_for("EXIT=", 30);
-    assert!(s.contains("EXIT=0"), "{s}");
-    let s = tmux.wait("stty output", 5, |s| {
-        s.lines().any(|l| l.trim().ends_with("icanon"))
-    });
-    assert!(
-        s.lines().any(|l| l.trim() == "icanon"),
-        "terminal left in raw mode:\n{s}"
-    );
-    assert!(
-        Path::new(&config).join("settings.json").exists(),
-        "settings remembered"
-    );
+    assert_clean_exit(&tmux);
+    assert!(config.join("settings.json").exists(), "settings remembered");
     assert!(
         std::fs::read_dir(&runs).unwrap().count() >= 1,
         "a run directory was written"
     );
+}
+
+#[test]
+fn ctrl_c_checkpoints_a_running_run_which_reopens_and_continues() {
+    if tmux_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let flags = "--dataset shapes --model tiny --timesteps 10 --steps 500 --batch-size 4";
+    let tmux = start_lab(tmp.path(), "ctrlc", flags);
+    tmux.wait_for("status   ready", 30);
+    tmux.keys(&["3", "Space"]);
+    tmux.wait("two steps", 120, |s| {
+        s.contains("RUNNING") && s.contains("step 2/500")
+    });
+    tmux.keys(&["C-c"]);
+    assert_clean_exit(&tmux);
+    drop(tmux);
+    let run = std::fs::read_dir(tmp.path().join("runs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run directory")
+        .path();
+    let state =
+        std::fs::read_to_string(run.join("state.json")).expect("checkpoint written on Ctrl-C");
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert!(state["step"].as_u64().unwrap() >= 2, "{state}");
+    assert!(run.join("model.safetensors").exists());
+
+    // A second session opens the run (o, Enter) and continues it (space).
+    let tmux = start_lab(tmp.path(), "reopen", flags);
+    tmux.wait_for("status   ready", 30);
+    tmux.keys(&["3", "o"]);
+    tmux.wait_for("Open a run", 10);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("OPENED", 10);
+    tmux.keys(&["Space"]);
+    tmux.wait("training continues", 120, |s| {
+        s.contains("RUNNING") && s.contains("loss")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("Quit?", 10);
+    tmux.keys(&["y"]);
+    assert_clean_exit(&tmux);
 }
