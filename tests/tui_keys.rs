@@ -363,7 +363,28 @@ fn opening_a_run_loads_history_and_space_resumes_it() {
     assert_eq!(app.train.run.state, RunState::Opened);
     assert_eq!(app.train.run.losses.len(), 40);
     assert_eq!(app.sample_source(), Some(dir.clone()));
+    // The run is watched: steps written by another process appear.
+    assert!(engine.calls().contains(&Call::Watch(dir.clone(), 40)));
+    feed(&mut app, Slot::Main, vec![TrainEvent::Step(stats(41))]);
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Checkpointed {
+            step: 41,
+            path: dir.clone(),
+        }],
+    );
+    assert_eq!(app.train.run.state, RunState::Opened);
+    assert_eq!(app.train.run.step(), 41);
+    assert_eq!(app.train.run.start_step, 41);
     handle_key(&mut app, ch(' '));
+    assert!(
+        matches!(
+            engine.0.lock().unwrap().watchers[0].try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected)
+        ),
+        "watching stops when this process continues the run"
+    );
     let req = engine
         .calls()
         .into_iter()

@@ -230,9 +230,9 @@ fn render_png(rows: &[Vec<Cell>], path: &Path, font: &str) {
                 ch => {
                     let color = rgb(cell.fg);
                     let style = TextStyle::from((font, CH - 4).into_font()).color(&color);
-                    let _ = root.draw_text(&ch.to_string(), &style, (x0, y0 + 1));
+                    let _ = root.draw_text(&ch.to_string(), &style, (x0, y0 + 2));
                     if cell.bold {
-                        let _ = root.draw_text(&ch.to_string(), &style, (x0 + 1, y0 + 1));
+                        let _ = root.draw_text(&ch.to_string(), &style, (x0 + 1, y0 + 2));
                     }
                 }
             }
@@ -341,9 +341,16 @@ fn capture_screenshots() {
     let dataset = std::env::var("SHOT_DATASET").unwrap_or_else(|_| "shapes".into());
     let extra = std::env::var("SHOT_ARGS").unwrap_or_default();
     let tmp = tempfile::tempdir().unwrap();
+    // Previews every 10 steps so the Train screen shows some.
+    std::fs::create_dir_all(tmp.path().join("cfg")).unwrap();
+    std::fs::write(
+        tmp.path().join("cfg/settings.json"),
+        r#"{"train": {"preview_every": 10}, "sample": {"n": 4}}"#,
+    )
+    .unwrap();
     let script = format!(
         "cd '{d}' && DDPM_LAB_CONFIG_DIR='{d}/cfg' TERM=xterm-256color COLORTERM=truecolor '{bin}' \
-         --fresh --halfblocks --dataset {dataset} --runs-dir '{d}/runs' {extra}; sleep 5",
+         --halfblocks --dataset {dataset} --runs-dir '{d}/runs' {extra}; sleep 5",
         d = tmp.path().display()
     );
     let t = Tmux(format!("ddpm-lab-shots-{}", std::process::id()));
@@ -371,8 +378,11 @@ fn capture_screenshots() {
     t.wait_for("FINISHED", 3600);
     t.shot("3-train", "lab-mono");
     t.keys(&["4", "g"]);
-    t.wait_for("frame ", 1800);
-    t.keys(&["Home", "PageDown", "PageDown"]);
+    t.wait_for("ready: g draws again", 1800);
+    t.keys(&["Home"]);
+    t.wait_for("frame 1/", 10);
+    t.keys(&["PageDown", "PageDown"]);
+    std::thread::sleep(Duration::from_millis(500));
     t.shot("4-sample", "lab-mono");
     t.keys(&["5", "Space"]);
     let compare_wait = std::env::var("SHOT_COMPARE_WAIT")
@@ -382,7 +392,10 @@ fn capture_screenshots() {
     t.wait_for("g samples all four", compare_wait);
     t.keys(&["g"]);
     t.wait_for("frame ", 1800);
-    t.keys(&["Home", "PageDown"]);
+    std::thread::sleep(Duration::from_secs(20));
+    t.keys(&["Home"]);
+    t.wait_for("frame 1/", 10);
+    t.keys(&["PageDown"]);
     t.shot("5-compare", "lab-mono");
     t.keys(&["?"]);
     t.shot("help", "lab-mono");

@@ -28,6 +28,7 @@ pub enum Call {
     Estimate(TrainSettings),
     Sample(Slot, SampleRequest),
     Export(PathBuf, String),
+    Watch(PathBuf, usize),
 }
 
 /// Shared record of calls and the receivers of every training run's commands.
@@ -37,6 +38,8 @@ pub struct Record {
     pub commands: Vec<(Slot, Receiver<TrainCommand>)>,
     pub runs: Vec<RunSummary>,
     pub opened: Option<OpenedRun>,
+    /// Stop channels of watchers (disconnected once the app drops its handle).
+    pub watchers: Vec<Receiver<()>>,
 }
 
 /// An engine that only records.
@@ -94,6 +97,18 @@ impl Engine for FakeEngine {
     }
     fn list_runs(&mut self) -> Vec<RunSummary> {
         self.0.lock().unwrap().runs.clone()
+    }
+    fn watch_run(
+        &mut self,
+        dir: &Path,
+        from_step: usize,
+        _tx: Sender<WorkerMsg>,
+    ) -> Option<Sender<()>> {
+        let (tx, rx) = channel();
+        let mut rec = self.0.lock().unwrap();
+        rec.calls.push(Call::Watch(dir.to_path_buf(), from_step));
+        rec.watchers.push(rx);
+        Some(tx)
     }
     fn open_run(&mut self, dir: &Path) -> Result<OpenedRun, String> {
         self.0

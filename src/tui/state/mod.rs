@@ -356,6 +356,8 @@ impl App {
             run_dir: run_dir.clone(),
             resume,
         };
+        // Stop following the run on disk: this process trains it now.
+        self.train.watch = None;
         match self.engine.start_training(Slot::Main, req, self.tx.clone()) {
             Ok(commands) => {
                 self.train.run.commands = Some(commands);
@@ -487,11 +489,14 @@ impl App {
                 }
                 let start = run.start_step;
                 self.train.opened = true;
+                self.train.watch =
+                    self.engine
+                        .watch_run(&opened.summary.dir, start, self.tx.clone());
                 self.sample.source = Some(opened.summary.dir.clone());
                 let needs = opened.summary.dataset.clone();
                 self.notify(
                     format!(
-                        "opened {} at step {start} (space continues, Sample tab draws from it)",
+                        "opened {} at step {start}: new steps appear live; space continues it here",
                         opened.summary.dir.display(),
                     ),
                     false,

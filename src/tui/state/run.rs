@@ -172,6 +172,10 @@ impl RunProgress {
             TrainEvent::Preview { step, images } => self.preview = Some((step, images)),
             TrainEvent::Checkpointed { step, path } => {
                 self.checkpoint_step = Some(step);
+                if self.state == RunState::Opened {
+                    // Saved by the process we watch: that is where a resume starts.
+                    self.start_step = step;
+                }
                 self.run_dir = Some(path);
             }
             TrainEvent::Paused { .. } => {

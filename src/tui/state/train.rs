@@ -186,6 +186,8 @@ pub struct TrainState {
     pub estimating: bool,
     /// Whether the current run was opened from disk (continue with resume).
     pub opened: bool,
+    /// Keeps the watcher of an opened run alive (dropping it stops the watcher).
+    pub watch: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl TrainState {

@@ -176,7 +176,8 @@ fn draw_counts(frame: &mut Frame, area: Rect, info: Option<&DataInfo>) {
             Line::from(vec![
                 Span::styled(format!("{name:<name_w$} "), theme::label()),
                 Span::styled("█".repeat(len), Style::default().fg(theme::ACCENT)),
-                Span::raw(format!(" {c}")),
+                Span::raw(" ".repeat(bar_w - len.min(bar_w))),
+                Span::raw(format!(" {c:>6}")),
             ])
         })
         .collect();
@@ -206,6 +207,8 @@ fn draw_examples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRendere
     };
     let cols = (inner.width / TILE.0).max(1);
     let rows = (inner.height / TILE.1).max(1);
+    // Share the spare width between the columns.
+    let tile_w = (inner.width / cols).max(TILE.0);
     for (i, (img, label)) in info
         .examples
         .iter()
@@ -213,7 +216,7 @@ fn draw_examples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRendere
         .enumerate()
     {
         let (c, r) = (i as u16 % cols, i as u16 / cols);
-        let tile = Rect::new(inner.x + c * TILE.0, inner.y + r * TILE.1, TILE.0, TILE.1)
+        let tile = Rect::new(inner.x + c * tile_w, inner.y + r * TILE.1, tile_w, TILE.1)
             .intersection(inner);
         let [pic, text] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(tile);
         let pic = Rect {

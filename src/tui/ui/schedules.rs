@@ -48,10 +48,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         frame,
         c1,
         &series(&|t, tab| tab.betas[t]),
-        &opts(
-            format!("β_t  (T = {})", s.timesteps),
-            Some(LegendPosition::TopLeft),
-        ),
+        &opts(format!("β_t  (T = {})", s.timesteps), None),
     );
     chart::draw(
         frame,
@@ -69,10 +66,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         frame,
         c3,
         &series(&|t, tab| SchedulesState::log_snr(tab, t)),
-        &opts(
-            "log SNR = ln ᾱ/(1−ᾱ)".into(),
-            Some(LegendPosition::TopRight),
-        ),
+        &opts("log SNR = ln ᾱ/(1−ᾱ)".into(), None),
     );
     draw_grid(frame, grid, app, images);
 }

@@ -211,7 +211,9 @@ pub fn loss_chart(frame: &mut Frame, area: Rect, run: &RunProgress, title: &str,
         );
         return;
     }
-    let y_max = raw.iter().map(|p| p.1).fold(0.0f64, f64::max);
+    let y_max = raw.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+    let y_min = raw.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+    let pad = ((y_max - y_min) * 0.05).max(1e-4);
     let series = vec![
         Series {
             name: "raw".into(),
@@ -231,7 +233,7 @@ pub fn loss_chart(frame: &mut Frame, area: Rect, run: &RunProgress, title: &str,
         &ChartOpts {
             title: title.to_string(),
             x_title: "step".into(),
-            y_bounds: Some([0.0, y_max.max(1e-6)]),
+            y_bounds: Some([(y_min - pad).max(0.0), y_max + pad]),
             legend: Some(LegendPosition::TopRight),
             ..ChartOpts::default()
         },

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use crate::data::{load_dataset, DatasetSpec, ImageSet, LoadOptions, LoadProgress};
 use crate::export::{save_denoise_gif, save_grid_png};
-use crate::run::{list_runs, load_checkpoint, RunDir};
+use crate::run::{list_runs, load_checkpoint, read_metrics_file, RunDir};
 use crate::sampler::{self, SamplerKind};
 use crate::train::events::{TrainCommand, TrainEvent};
 use crate::train::source::ImageSetSource;
@@ -411,6 +411,21 @@ impl Engine for LabEngine {
         dirs.iter().filter_map(|d| summary(d).ok()).collect()
     }
 
+    fn watch_run(
+        &mut self,
+        dir: &Path,
+        from_step: usize,
+        tx: Sender<WorkerMsg>,
+    ) -> Option<Sender<()>> {
+        let (stop_tx, stop_rx) = channel();
+        let dir = dir.to_path_buf();
+        thread::Builder::new()
+            .name("ddpm-watch".into())
+            .spawn(move || watch_loop(dir, from_step, tx, stop_rx))
+            .ok()?;
+        Some(stop_tx)
+    }
+
     fn open_run(&mut self, dir: &Path) -> Result<OpenedRun, String> {
         let s = summary(dir).map_err(|e| format!("{e:#}"))?;
         let run = RunDir::open(dir).map_err(|e| format!("{e:#}"))?;
@@ -419,6 +434,45 @@ impl Engine for LabEngine {
             summary: s,
             history,
         })
+    }
+}
+
+/// How often a watched run directory is read.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(1000);
+
+fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiver<()>) {
+    let slot = Slot::Main;
+    let mut saved = RunDir::open(&dir)
+        .and_then(|r| r.load_state())
+        .map_or(0, |s| s.step);
+    loop {
+        match stop.recv_timeout(WATCH_INTERVAL) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        if let Ok(stats) = read_metrics_file(&dir.join("metrics.jsonl")) {
+            let from = last;
+            for s in stats.into_iter().filter(|s| s.step > from) {
+                last = s.step;
+                let event = TrainEvent::Step(s);
+                if tx.send(WorkerMsg::Train { slot, event }).is_err() {
+                    return;
+                }
+            }
+        }
+        let step = RunDir::open(&dir)
+            .and_then(|r| r.load_state())
+            .map_or(saved, |s| s.step);
+        if step > saved {
+            saved = step;
+            let event = TrainEvent::Checkpointed {
+                step,
+                path: dir.clone(),
+            };
+            if tx.send(WorkerMsg::Train { slot, event }).is_err() {
+                return;
+            }
+        }
     }
 }
 

@@ -246,4 +246,13 @@ pub trait Engine {
     fn list_runs(&mut self) -> Vec<RunSummary>;
     /// Reads one run's configuration and metrics.
     fn open_run(&mut self, dir: &std::path::Path) -> Result<OpenedRun, String>;
+    /// Follows a run that another process (e.g. `ddpm-lab train`) may be training: steps after
+    /// `from_step` and new checkpoints arrive as `Train { slot: Main, .. }` events until the
+    /// returned handle is dropped. `None` when the engine cannot watch.
+    fn watch_run(
+        &mut self,
+        dir: &std::path::Path,
+        from_step: usize,
+        tx: Sender<WorkerMsg>,
+    ) -> Option<Sender<()>>;
 }
