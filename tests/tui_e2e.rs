@@ -76,7 +76,7 @@ fn start_lab(dir: &Path, tag: &str, flags: &str) -> Tmux {
     std::fs::create_dir_all(&home).unwrap();
     let script = format!(
         "cd '{d}' && HOME='{home}' DDPM_LAB_CONFIG_DIR='{d}/config' TERM=xterm-256color '{bin}' \
-         --runs-dir '{d}/runs' --halfblocks {flags}; echo \"EXIT=$?\"; \
+         --runs-dir '{d}/runs' {flags}; echo \"EXIT=$?\"; \
          stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*icanon'; sleep 120",
         d = dir.display(),
         home = home.display(),

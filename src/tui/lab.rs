@@ -162,23 +162,20 @@ pub fn run_with(
              to run headless"
         );
     }
+    // Ask the terminal about graphics protocols only where one is likely: the query's reader
+    // thread would otherwise keep waiting on stdin and swallow keys (tmux, plain xterm).
+    let picker = (!opts.halfblocks && graphics_terminal_likely(|k| std::env::var(k).ok()))
+        .then(Picker::from_query_stdio)
+        .and_then(Result::ok);
     let mut app = App::new(settings, engine);
     // Data loads in the background while the first frame is drawn.
     app.start();
     // Raw mode, alternate screen, and a panic hook that restores the terminal.
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
-    let halfblocks = ImageRenderer::halfblocks();
-    let first = terminal
-        .draw(|f| ui::draw(f, &app, &halfblocks))
-        .map(|_| ());
-    let images = if opts.halfblocks || first.is_err() {
-        halfblocks
-    } else {
-        // Asks the terminal for kitty / iTerm2 / sixel support and its cell size in pixels.
-        Picker::from_query_stdio()
-            .map(ImageRenderer::with_picker)
-            .unwrap_or(halfblocks)
-    };
+    let images = picker
+        .map(ImageRenderer::with_picker)
+        .unwrap_or_else(ImageRenderer::halfblocks);
+    let first = terminal.draw(|f| ui::draw(f, &app, &images)).map(|_| ());
     app.dirty = true;
     let result = first
         .map_err(anyhow::Error::from)
@@ -192,6 +189,31 @@ pub fn run_with(
     result
 }
 
+/// Whether the environment names a terminal that speaks kitty, iTerm2 or sixel graphics
+/// (and we are not inside tmux or screen, which do not pass them through by default).
+/// `DDPM_LAB_IMAGES=query` forces the query, `DDPM_LAB_IMAGES=halfblocks` skips it.
+pub fn graphics_terminal_likely(env: impl Fn(&str) -> Option<String>) -> bool {
+    match env("DDPM_LAB_IMAGES").as_deref() {
+        Some("query") => return true,
+        Some("halfblocks") => return false,
+        _ => {}
+    }
+    if env("TMUX").is_some() || env("STY").is_some() {
+        return false;
+    }
+    let term = env("TERM").unwrap_or_default().to_ascii_lowercase();
+    let program = env("TERM_PROGRAM").unwrap_or_default().to_ascii_lowercase();
+    env("KITTY_WINDOW_ID").is_some()
+        || env("WEZTERM_EXECUTABLE").is_some()
+        || env("KONSOLE_VERSION").is_some()
+        || ["kitty", "ghostty", "foot", "mlterm", "contour", "wezterm"]
+            .iter()
+            .any(|t| term.contains(t))
+        || ["iterm.app", "wezterm", "ghostty", "rio"]
+            .iter()
+            .any(|p| program == *p)
+}
+
 /// Opens the lab with the real engine.
 pub fn run(opts: LabOptions, custom_model: Option<UnetConfig>) -> anyhow::Result<()> {
     let (settings, config_dir) = opts.settings(custom_model)?;
@@ -202,6 +224,35 @@ pub fn run(opts: LabOptions, custom_model: Option<UnetConfig>) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn graphics_query_only_where_a_protocol_is_likely() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(graphics_terminal_likely(env(&[("TERM", "xterm-kitty")])));
+        assert!(graphics_terminal_likely(env(&[(
+            "TERM_PROGRAM",
+            "iTerm.app"
+        )])));
+        assert!(!graphics_terminal_likely(env(&[(
+            "TERM",
+            "xterm-256color"
+        )])));
+        assert!(!graphics_terminal_likely(env(&[
+            ("TERM", "xterm-kitty"),
+            ("TMUX", "/tmp/tmux-0/default,1,0")
+        ])));
+        assert!(graphics_terminal_likely(env(&[
+            ("TMUX", "x"),
+            ("DDPM_LAB_IMAGES", "query")
+        ])));
+    }
 
     #[test]
     fn flags_override_remembered_settings() {
