@@ -4,7 +4,7 @@
 //! The engine (schedules, forward process, UNet, training, sampling, checkpoints) runs headless
 //! from the CLI and drives the TUI.
 
-// TEMP pub mod cli;
+pub mod cli;
 pub mod data;
 pub mod device;
 pub mod diffusion;

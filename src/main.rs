@@ -1,1 +1,5 @@
-fn main() {}
+//! The `ddpm-lab` binary.
+
+fn main() -> std::process::ExitCode {
+    ddpm_lab::cli::main()
+}
