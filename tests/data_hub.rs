@@ -46,6 +46,28 @@ struct Faults {
     truncated: Vec<String>,
     /// Accept connections and never answer.
     hang: bool,
+    /// Files whose GET sends half the body and then stalls.
+    stall_get: Vec<String>,
+}
+
+/// Files below `dir`, as repository paths relative to `root`.
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            list_files(root, &p, out);
+        } else {
+            out.push(
+                p.strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/"),
+            );
+        }
+    }
 }
 
 /// A request the mock saw: method, raw path, Authorization header.
@@ -134,15 +156,23 @@ fn handle(
         return;
     }
     let head = method == "HEAD";
-    let info_path = format!("/api/datasets/{REPO}/revision/refs%2Fconvert%2Fparquet");
-    let resolve_prefix = format!("/datasets/{REPO}/resolve/refs%2Fconvert%2Fparquet/");
-    if method == "GET" && path == info_path {
-        let body = serde_json::json!({
-            "id": REPO,
-            "sha": COMMIT,
-            "siblings": [{"rfilename": TRAIN}, {"rfilename": TEST}, {"rfilename": "README.md"}],
-        })
-        .to_string();
+    // Any repository: the info route lists every file of the served folder.
+    let info_repo = path
+        .strip_prefix("/api/datasets/")
+        .and_then(|r| r.strip_suffix("/revision/refs%2Fconvert%2Fparquet"));
+    let resolved = path
+        .strip_prefix("/datasets/")
+        .and_then(|r| r.split_once("/resolve/refs%2Fconvert%2Fparquet/"))
+        .map(|(_, file)| file);
+    if let (true, Some(repo)) = (method == "GET", info_repo) {
+        let mut files = Vec::new();
+        list_files(&root, &root, &mut files);
+        files.push("README.md".to_string());
+        let siblings: Vec<_> = files
+            .iter()
+            .map(|f| serde_json::json!({"rfilename": f}))
+            .collect();
+        let body = serde_json::json!({"id": repo, "sha": COMMIT, "siblings": siblings}).to_string();
         respond(
             &mut stream,
             "200 OK",
@@ -150,7 +180,7 @@ fn handle(
             body.as_bytes(),
             false,
         );
-    } else if let Some(file) = path.strip_prefix(&resolve_prefix) {
+    } else if let Some(file) = resolved {
         let file = file.to_string();
         let commit = ("X-Repo-Commit", COMMIT.to_string());
         let data = std::fs::read(root.join(&file)).ok();
@@ -174,7 +204,20 @@ fn handle(
                     data.truncate(data.len() / 2);
                 }
                 let tag = ("ETag", format!("\"{}\"", etag(&data)));
-                if !head && faults.get_500.contains(&file) {
+                if !head && faults.stall_get.contains(&file) {
+                    // Headers and half the body, then silence.
+                    let out = format!(
+                        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                        data.len()
+                    );
+                    let _ = stream.write_all(out.as_bytes());
+                    let _ = stream.write_all(&data[..data.len() / 2]);
+                    let _ = stream.flush();
+                    let t0 = Instant::now();
+                    while !stop.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(30) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                } else if !head && faults.get_500.contains(&file) {
                     respond(
                         &mut stream,
                         "500 Internal Server Error",
@@ -608,4 +651,142 @@ fn a_cache_written_by_another_client_is_used_offline() {
     o.offline = true;
     let ds = load(&o).0.expect("offline from a pre-filled cache");
     assert_eq!(ds.train.len(), 8517);
+}
+
+#[test]
+fn a_download_that_stalls_midway_fails_in_bounded_time_and_a_retry_succeeds() {
+    let Some(root) = hub_fixture() else { return };
+    let hub = MockHub::start(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    hub.set(Faults {
+        stall_get: vec![TRAIN.into()],
+        ..Faults::default()
+    });
+    let mut o = opts(&hub.url, &cache);
+    o.network_timeout = Duration::from_millis(800);
+    let t0 = Instant::now();
+    let (r, events) = load(&o);
+    let err = r.unwrap_err();
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(matches!(err, DataError::Network { .. }), "{err}");
+    // Bytes arrived before the stall, and the gauge saw them.
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, LoadProgress::Downloading { done, .. } if *done > 0)));
+    assert!(!snapshot(&cache, TRAIN).is_symlink());
+    // The cancelled download released its lock: a retry does not wait for it.
+    hub.set(Faults::default());
+    let t1 = Instant::now();
+    assert_eq!(load(&o).0.expect("retry").train.len(), 8517);
+    assert!(
+        t1.elapsed() < Duration::from_secs(8),
+        "retry took {:?}",
+        t1.elapsed()
+    );
+}
+
+/// A parquet file in the Hub layout with an `img` struct column (as CIFAR-10 has), written
+/// with parquet's low-level writer.
+fn write_image_parquet(path: &Path, pngs: &[Vec<u8>], labels: &[i64]) {
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    let schema = "message schema { optional group img { optional binary bytes; optional binary path (UTF8); } optional int64 label; }";
+    let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+    let meta = r#"{"info":{"features":{"img":{"_type":"Image"},"label":{"names":["airplane","automobile","bird","cat","deer","dog","frog","horse","ship","truck"],"_type":"ClassLabel"}}}}"#;
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "huggingface".to_string(),
+            meta.to_string(),
+        )]))
+        .build();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = SerializedFileWriter::new(file, schema, Arc::new(props)).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let n = pngs.len();
+    let mut k = 0;
+    while let Some(mut col) = rg.next_column().unwrap() {
+        match k {
+            0 => {
+                let v: Vec<ByteArray> = pngs.iter().map(|p| ByteArray::from(p.clone())).collect();
+                col.typed::<ByteArrayType>()
+                    .write_batch(&v, Some(&vec![2; n]), None)
+                    .unwrap();
+            }
+            1 => {
+                col.typed::<ByteArrayType>()
+                    .write_batch(&[], Some(&vec![1; n]), None)
+                    .unwrap();
+            }
+            _ => {
+                col.typed::<Int64Type>()
+                    .write_batch(labels, Some(&vec![1; n]), None)
+                    .unwrap();
+            }
+        }
+        col.close().unwrap();
+        k += 1;
+    }
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+/// A 32×32 RGB PNG whose colour encodes `i`.
+fn rgb_png(i: usize) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([i as u8 * 20, x as u8 * 8, y as u8 * 8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn cifar10_layout_rgb_with_img_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = tmp.path().join("served");
+    for (split, n) in [("train", 10usize), ("test", 4)] {
+        let pngs: Vec<Vec<u8>> = (0..n).map(rgb_png).collect();
+        let labels: Vec<i64> = (0..n as i64).map(|i| i % 10).collect();
+        write_image_parquet(
+            &served.join(format!("plain_text/{split}/0000.parquet")),
+            &pngs,
+            &labels,
+        );
+    }
+    let hub = MockHub::start(&served);
+    let cache = tmp.path().join("hub");
+    let ds =
+        load_dataset(&DatasetSpec::Cifar10, &opts(&hub.url, &cache), &mut |_| {}).expect("cifar10");
+    assert_eq!(
+        (ds.train.channels, ds.train.height, ds.train.width),
+        (3, 32, 32)
+    );
+    assert_eq!(ds.train.len(), 10);
+    assert_eq!(ds.test.as_ref().unwrap().len(), 4);
+    assert_eq!(ds.label_names[9], "truck");
+    assert_eq!(ds.train.labels[3], 3);
+    // CHW: image 3 has R = 60 everywhere, G = 8x, B = 8y.
+    let p = ds.train.pixels(3);
+    assert_eq!((p[0], p[1024 + 5], p[2048 + 32 * 7]), (60, 40, 56));
+    assert!(hub
+        .seen()
+        .iter()
+        .any(|s| s.1.contains("/datasets/uoft-cs/cifar10/resolve/")));
+    // Asked for grey, the same data converts.
+    let grey = LoadOptions {
+        channels: Some(1),
+        ..opts(&hub.url, &cache)
+    };
+    let g = load_dataset(&DatasetSpec::Cifar10, &grey, &mut |_| {}).unwrap();
+    assert_eq!(g.train.channels, 1);
 }
