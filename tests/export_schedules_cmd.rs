@@ -67,6 +67,8 @@ fn build_tables_keeps_order_and_drops_repeats() {
     assert_eq!(names, [BetaSchedule::Cosine, BetaSchedule::Linear]);
     let err = build_tables(&[], 1).unwrap_err();
     assert!(format!("{err:#}").contains("at least 2"), "{err:#}");
+    let err = build_tables(&[], 10_000_000).unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
 }
 
 #[test]

@@ -14,6 +14,9 @@ use crate::schedule::{BetaSchedule, ScheduleTables};
 /// from pure noise, so training and sampling disagree).
 pub const SIGNAL_LEFT_THRESHOLD: f64 = 0.05;
 
+/// Largest `--timesteps` accepted (the tables are printed or plotted in full).
+pub const MAX_TIMESTEPS: usize = 100_000;
+
 /// Arguments of `ddpm-lab schedules`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SchedulesArgs {
@@ -32,12 +35,16 @@ pub struct SchedulesArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Builds the tables of `schedules` (all four when empty, in the lab's order) with `timesteps`
-/// steps.
+/// Builds the tables of `schedules` (all four when empty, in the lab's order, repeats dropped)
+/// with `timesteps` steps (2 ..= [`MAX_TIMESTEPS`]).
 pub fn build_tables(
     schedules: &[BetaSchedule],
     timesteps: usize,
 ) -> anyhow::Result<Vec<ScheduleTables>> {
+    anyhow::ensure!(
+        timesteps <= MAX_TIMESTEPS,
+        "--timesteps {timesteps} is too large (at most {MAX_TIMESTEPS})"
+    );
     let schedules = if schedules.is_empty() {
         &BetaSchedule::ALL[..]
     } else {
