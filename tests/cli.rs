@@ -30,13 +30,25 @@ fn ok(out: &Output) -> String {
 /// A clean failure: non-zero exit, one `error:` line, no panic.
 fn fails(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "expected failure, got success: {err}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {err}"
+    );
     assert!(!err.contains("panicked"), "panicked: {err}");
     err
 }
 
 const TINY: &[&str] = &[
-    "--dataset", "shapes", "--dim", "8", "--dim-mults", "1,2", "--batch-size", "8", "--timesteps", "20",
+    "--dataset",
+    "shapes",
+    "--dim",
+    "4",
+    "--dim-mults",
+    "1,2",
+    "--batch-size",
+    "4",
+    "--timesteps",
+    "10",
 ];
 
 #[test]
@@ -48,29 +60,59 @@ fn train_sample_and_resume() {
     args.extend_from_slice(TINY);
     args.extend_from_slice(&["--steps", "30", "--run-dir", run_s, "--json"]);
     let out = ok(&ddpm(&args, tmp.path()));
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 30);
     for key in ["step", "epoch", "loss", "images_per_s", "elapsed_s"] {
         assert!(lines[0].get(key).is_some(), "missing {key} in {}", lines[0]);
     }
     assert_eq!(lines[29]["step"], 30);
-    for f in ["config.json", "model.safetensors", "optimizer.safetensors", "state.json", "metrics.jsonl"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+        "metrics.jsonl",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
 
-    let out = ok(&ddpm(&["train", "--resume", run_s, "--steps", "40", "--json"], tmp.path()));
+    let out = ok(&ddpm(
+        &["train", "--resume", run_s, "--steps", "40", "--json"],
+        tmp.path(),
+    ));
     let steps: Vec<u64> = out
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
-    assert_eq!(steps, (31..=40).collect::<Vec<_>>(), "resume continues from step 30");
+    assert_eq!(
+        steps,
+        (31..=40).collect::<Vec<_>>(),
+        "resume continues from step 30"
+    );
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 40);
 
     let png = tmp.path().join("grid.png");
     let gif = tmp.path().join("denoise.gif");
     ok(&ddpm(
-        &["sample", "--checkpoint", run_s, "--n", "4", "--out", png.to_str().unwrap(), "--gif", gif.to_str().unwrap()],
+        &[
+            "sample",
+            "--checkpoint",
+            run_s,
+            "--n",
+            "4",
+            "--out",
+            png.to_str().unwrap(),
+            "--gif",
+            gif.to_str().unwrap(),
+        ],
         tmp.path(),
     ));
     let img = image::open(&png).unwrap();
@@ -78,7 +120,20 @@ fn train_sample_and_resume() {
     assert!(std::fs::metadata(&gif).unwrap().len() > 100);
 
     let out = ok(&ddpm(
-        &["sample", "--checkpoint", run_s, "--n", "2", "--sampler", "ddim", "--steps", "5", "--out", png.to_str().unwrap(), "--json"],
+        &[
+            "sample",
+            "--checkpoint",
+            run_s,
+            "--n",
+            "2",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "5",
+            "--out",
+            png.to_str().unwrap(),
+            "--json",
+        ],
         tmp.path(),
     ));
     let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -93,21 +148,64 @@ fn bad_input_gets_a_clear_error() {
     assert!(err.contains("--frobnicate"), "{err}");
     let err = fails(&ddpm(&["train", "--schedule", "cosinus"], d));
     assert!(err.contains("cosinus"), "{err}");
-    let err = fails(&ddpm(&["train", "--dataset", "shapes", "--batch-size", "0", "--steps", "1"], d));
+    let err = fails(&ddpm(
+        &[
+            "train",
+            "--dataset",
+            "shapes",
+            "--batch-size",
+            "0",
+            "--steps",
+            "1",
+        ],
+        d,
+    ));
     assert!(err.contains("batch-size"), "{err}");
-    let err = fails(&ddpm(&["train", "--dataset", "shapes", "--dim-mults", "1,2,4,8", "--steps", "1"], d));
+    let err = fails(&ddpm(
+        &[
+            "train",
+            "--dataset",
+            "shapes",
+            "--dim-mults",
+            "1,2,4,8",
+            "--steps",
+            "1",
+        ],
+        d,
+    ));
     assert!(err.contains("divisible"), "{err}");
-    let err = fails(&ddpm(&["train", "--dataset", "shapes", "--device", "cuda", "--steps", "1"], d));
-    assert!(err.contains("`cuda` cargo feature") || err.contains("cuda"), "{err}");
+    let err = fails(&ddpm(
+        &[
+            "train",
+            "--dataset",
+            "shapes",
+            "--device",
+            "cuda",
+            "--steps",
+            "1",
+        ],
+        d,
+    ));
+    assert!(
+        err.contains("`cuda` cargo feature") || err.contains("cuda"),
+        "{err}"
+    );
 
     let missing = d.join("nope");
-    let err = fails(&ddpm(&["sample", "--checkpoint", missing.to_str().unwrap()], d));
+    let err = fails(&ddpm(
+        &["sample", "--checkpoint", missing.to_str().unwrap()],
+        d,
+    ));
     assert!(err.contains("does not exist"), "{err}");
 
     // A corrupt checkpoint: config present, weights garbage.
     let run = d.join("corrupt");
     std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(run.join("config.json"), serde_json::to_string(&ddpm_lab::train::TrainConfig::default()).unwrap()).unwrap();
+    std::fs::write(
+        run.join("config.json"),
+        serde_json::to_string(&ddpm_lab::train::TrainConfig::default()).unwrap(),
+    )
+    .unwrap();
     std::fs::write(run.join("model.safetensors"), b"not a safetensors file").unwrap();
     let err = fails(&ddpm(&["sample", "--checkpoint", run.to_str().unwrap()], d));
     assert!(err.contains("model.safetensors"), "{err}");
@@ -124,7 +222,15 @@ fn forward_reproduces_pytorch_and_names_mismatched_weights() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.safetensors");
-    let args = ["forward", "--weights", w.to_str().unwrap(), "--input", case.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let args = [
+        "forward",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        case.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
     ok(&ddpm(&args, tmp.path()));
     let got = candle_core::safetensors::load(&out, &candle_core::Device::Cpu).unwrap();
     let want = candle_core::safetensors::load(&case, &candle_core::Device::Cpu).unwrap();
@@ -134,13 +240,19 @@ fn forward_reproduces_pytorch_and_names_mismatched_weights() {
     let mut bad: Vec<&str> = args.to_vec();
     bad.extend_from_slice(&["--dim", "32"]);
     let err = fails(&ddpm(&bad, tmp.path()));
-    assert!(err.contains("init_conv.weight"), "should name the first mismatching tensor: {err}");
+    assert!(
+        err.contains("init_conv.weight"),
+        "should name the first mismatching tensor: {err}"
+    );
 }
 
 #[test]
 fn schedules_json_has_every_schedule() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = ok(&ddpm(&["schedules", "--timesteps", "50", "--json"], tmp.path()));
+    let out = ok(&ddpm(
+        &["schedules", "--timesteps", "50", "--json"],
+        tmp.path(),
+    ));
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     for s in ["linear", "quadratic", "cosine", "sigmoid"] {
         for k in ["betas", "alphas_cumprod", "posterior_variance", "snr"] {

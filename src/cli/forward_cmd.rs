@@ -35,8 +35,12 @@ pub struct ForwardArgs {
 /// Runs the command.
 pub fn run(args: ForwardArgs) -> Result<()> {
     let device: Device = args.device.open()?;
-    let input = candle_core::safetensors::load(&args.input, &device)
-        .with_context(|| format!("cannot read {} (not a safetensors file?)", args.input.display()))?;
+    let input = candle_core::safetensors::load(&args.input, &device).with_context(|| {
+        format!(
+            "cannot read {} (not a safetensors file?)",
+            args.input.display()
+        )
+    })?;
     let x = input
         .get("x")
         .with_context(|| format!("{} has no tensor `x`", args.input.display()))?;

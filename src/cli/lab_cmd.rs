@@ -8,5 +8,7 @@ pub struct LabArgs {}
 
 /// Opens the lab.
 pub fn run(_args: LabArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the lab is not wired into this build yet; use the headless commands (ddpm-lab --help)")
+    anyhow::bail!(
+        "the lab is not wired into this build yet; use the headless commands (ddpm-lab --help)"
+    )
 }

@@ -16,7 +16,12 @@ use clap::{Parser, Subcommand};
 /// A terminal lab for denoising diffusion models (DDPM): train a UNet on Fashion-MNIST, compare
 /// beta schedules and step through denoising. Run without a command to open the lab.
 #[derive(Debug, Parser)]
-#[command(name = "ddpm-lab", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "ddpm-lab",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

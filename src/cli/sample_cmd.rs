@@ -65,30 +65,53 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let kind = match args.sampler {
         SamplerName::Ddpm => {
             if args.steps.is_some() {
-                eprintln!("note: --steps applies to --sampler ddim; ddpm runs all {} steps", cfg.timesteps);
+                eprintln!(
+                    "note: --steps applies to --sampler ddim; ddpm runs all {} steps",
+                    cfg.timesteps
+                );
             }
             SamplerKind::Ddpm
         }
         SamplerName::Ddim => {
             let steps = args.steps.unwrap_or(50);
             if steps == 0 || steps > cfg.timesteps {
-                anyhow::bail!("--steps must be between 1 and T = {}, got {steps}", cfg.timesteps);
+                anyhow::bail!(
+                    "--steps must be between 1 and T = {}, got {steps}",
+                    cfg.timesteps
+                );
             }
-            SamplerKind::Ddim { steps, eta: args.eta }
+            SamplerKind::Ddim {
+                steps,
+                eta: args.eta,
+            }
         }
     };
     let c = cfg.model.channels;
     let s = cfg.image_size;
-    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
-        ProgressStyle::with_template("sampling {bar:40.cyan/blue} {pos}/{len} steps {elapsed} (eta {eta})")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "sampling {bar:40.cyan/blue} {pos}/{len} steps {elapsed} (eta {eta})",
+        )
+        .expect("valid template"),
     );
     let started = std::time::Instant::now();
-    let result = sampler::sample(&loaded.model, &tables, cfg.objective, (args.n, c, s, s), kind, args.seed, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let result = sampler::sample(
+        &loaded.model,
+        &tables,
+        cfg.objective,
+        (args.n, c, s, s),
+        kind,
+        args.seed,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let cols = (args.n as f64).sqrt().ceil() as usize;
@@ -97,7 +120,8 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if let Some(gif) = &args.gif {
         let picks = export::pick_frames(result.frames.len(), 60);
         let frames: Vec<_> = picks.iter().map(|&i| result.frames[i].clone()).collect();
-        export::save_denoise_gif(&frames, cols, 4, 80, gif).with_context(|| format!("cannot write {}", gif.display()))?;
+        export::save_denoise_gif(&frames, cols, 4, 80, gif)
+            .with_context(|| format!("cannot write {}", gif.display()))?;
     }
     if args.json {
         let j = serde_json::json!({
@@ -120,7 +144,10 @@ pub fn run(args: SampleArgs) -> Result<()> {
             loaded.step,
             if loaded.ema { ", EMA" } else { "" },
             args.out.display(),
-            args.gif.as_ref().map(|g| format!(", {}", g.display())).unwrap_or_default()
+            args.gif
+                .as_ref()
+                .map(|g| format!(", {}", g.display()))
+                .unwrap_or_default()
         );
     }
     if args.show {

@@ -100,11 +100,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => (config_from_args(&args), None),
     };
 
+    cfg.validate_hyperparameters()?;
     // Data (downloads if needed).
     let spec: DatasetSpec = cfg.dataset.parse()?;
     let opts = LoadOptions {
-        image_size: args.image_size.or(resume_dir.as_ref().map(|_| cfg.image_size)),
-        channels: args.model.channels.or(resume_dir.as_ref().map(|_| cfg.model.channels)),
+        image_size: args
+            .image_size
+            .or(resume_dir.as_ref().map(|_| cfg.image_size)),
+        channels: args
+            .model
+            .channels
+            .or(resume_dir.as_ref().map(|_| cfg.model.channels)),
         ..LoadOptions::default()
     };
     let dataset = load_with_progress(&spec, &opts, args.json)?;
@@ -114,7 +120,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         cfg.model.channels = set.channels;
         cfg.image_size = set.height;
         if set.height != set.width {
-            bail!("training images must be square, got {}×{}", set.height, set.width);
+            bail!(
+                "training images must be square, got {}×{}",
+                set.height,
+                set.width
+            );
         }
     } else if set.channels != cfg.model.channels || set.height != cfg.image_size {
         bail!(
@@ -161,7 +171,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let _ = commands.send(TrainCommand::Stop);
     });
 
-    let bar = if json { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
@@ -171,7 +185,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut failure = None;
     for ev in handle.events.iter() {
         match ev {
-            TrainEvent::Started { run_dir, start_step, total_steps, num_params, steps_per_epoch } => {
+            TrainEvent::Started {
+                run_dir,
+                start_step,
+                total_steps,
+                num_params,
+                steps_per_epoch,
+            } => {
                 bar.set_length(total_steps as u64);
                 bar.set_position(start_step as u64);
                 bar.set_prefix("training");
@@ -200,7 +220,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     );
                 } else {
                     bar.set_position(s.step as u64);
-                    bar.set_message(format!("epoch {} loss {:.4} {:.1} img/s", s.epoch, s.loss, s.images_per_s));
+                    bar.set_message(format!(
+                        "epoch {} loss {:.4} {:.1} img/s",
+                        s.epoch, s.loss, s.images_per_s
+                    ));
                 }
             }
             TrainEvent::Checkpointed { step, path } => {
@@ -221,7 +244,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 bar.abandon();
                 failure = Some(message);
             }
-            TrainEvent::Preview { .. } | TrainEvent::Paused { .. } | TrainEvent::Resumed { .. } => {}
+            TrainEvent::Preview { .. } | TrainEvent::Paused { .. } | TrainEvent::Resumed { .. } => {
+            }
         }
     }
     handle.join();
@@ -258,11 +282,21 @@ fn config_from_args(args: &TrainArgs) -> TrainConfig {
 }
 
 /// Loads a dataset, drawing a download progress bar on stderr unless `quiet`.
-pub fn load_with_progress(spec: &DatasetSpec, opts: &LoadOptions, quiet: bool) -> Result<data::Dataset> {
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+pub fn load_with_progress(
+    spec: &DatasetSpec,
+    opts: &LoadOptions,
+    quiet: bool,
+) -> Result<data::Dataset> {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{msg} {bar:30.green/white} {bytes}/{total_bytes} ({bytes_per_sec})")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{msg} {bar:30.green/white} {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
+        .expect("valid template"),
     );
     let ds = data::load_dataset(spec, opts, &mut |p| match p {
         LoadProgress::Downloading { file, done, total } => {

@@ -25,8 +25,15 @@ pub struct ImageSetSource {
 
 impl ImageSetSource {
     /// A source of batches of `batch_size` images from `set` on `device`.
-    pub fn new(set: Arc<ImageSet>, batch_size: usize, seed: u64, flip: bool, device: Device) -> Self {
-        let steps_per_epoch = Batcher::new(set.clone(), batch_size, seed, flip, device.clone()).steps_per_epoch();
+    pub fn new(
+        set: Arc<ImageSet>,
+        batch_size: usize,
+        seed: u64,
+        flip: bool,
+        device: Device,
+    ) -> Self {
+        let steps_per_epoch =
+            Batcher::new(set.clone(), batch_size, seed, flip, device.clone()).steps_per_epoch();
         Self {
             set,
             batch_size,
@@ -48,7 +55,13 @@ impl BatchSource for ImageSetSource {
         // Restart the prefetcher whenever the trainer asks for a step out of sequence.
         let in_sequence = matches!(&self.prefetch, Some((next, _)) if *next == step);
         if !in_sequence {
-            let batcher = Batcher::new(self.set.clone(), self.batch_size, self.seed, self.flip, self.device.clone());
+            let batcher = Batcher::new(
+                self.set.clone(),
+                self.batch_size,
+                self.seed,
+                self.flip,
+                self.device.clone(),
+            );
             self.prefetch = Some((step, batcher.prefetch(step, PREFETCH_DEPTH)));
         }
         let (next, pf) = self.prefetch.as_mut().expect("prefetcher was just created");
