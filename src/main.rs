@@ -1,4 +1,4 @@
-//! The `ddpm-lab` binary: the lab (no arguments) or a headless subcommand.
+//! The `ddpm-lab` binary.
 
 fn main() -> std::process::ExitCode {
     ddpm_lab::cli::main()

@@ -56,38 +56,37 @@ pub struct RunDir {
     path: PathBuf,
 }
 
+/// Runs `write` on a temporary path next to `path`, then renames it into place, so `path` is
+/// either the old file or the complete new one, never half written.
+fn replace_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    if let Err(e) = write(&tmp) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.context(format!("cannot write {}", path.display())));
+    }
+    fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+}
+
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    {
-        let mut f =
-            fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    replace_atomically(path, |tmp| {
+        let mut f = fs::File::create(tmp)?;
         f.write_all(bytes)?;
         f.sync_all().ok();
-    }
-    fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Saves named tensors as safetensors atomically.
 pub fn save_tensors_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("tensors"),
-        std::process::id()
-    ));
-    candle_core::safetensors::save(tensors, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
-    Ok(())
+    replace_atomically(path, |tmp| {
+        Ok(candle_core::safetensors::save(tensors, tmp)?)
+    })
 }
 
 impl RunDir {

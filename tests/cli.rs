@@ -42,13 +42,13 @@ const TINY: &[&str] = &[
     "--dataset",
     "shapes",
     "--dim",
-    "8",
+    "4",
     "--dim-mults",
     "1,2",
     "--batch-size",
-    "8",
+    "4",
     "--timesteps",
-    "20",
+    "10",
 ];
 
 #[test]

@@ -3,278 +3,17 @@
 //! and a dead port. The mock serves `../shared/data/fashion-mnist/hub` the way hf-hub 1.0 expects
 //! (see shared/docs/hub-protocol.md).
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod mock_hub;
+
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ddpm_lab::data::{
     load_dataset, summarize, DataError, DataSource, DatasetSpec, LoadOptions, LoadProgress,
 };
-
-const REPO: &str = "zalando-datasets/fashion_mnist";
-const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
-const TRAIN: &str = "fashion_mnist/train/0000.parquet";
-const TEST: &str = "fashion_mnist/test/0000.parquet";
-const TOKEN: &str = "test-token-not-real";
-
-/// The shared fixture folder, or `None` (with a notice) when this checkout has none.
-fn hub_fixture() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fashion-mnist/hub");
-    if p.join(TRAIN).is_file() && p.join(TEST).is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is absent", p.display());
-        None
-    }
-}
-
-/// What the mock does wrong.
-#[derive(Debug, Clone, Default)]
-struct Faults {
-    /// Files answered with 404 (HEAD and GET).
-    not_found: Vec<String>,
-    /// Files whose GET answers 500 with a short body (HEAD is fine).
-    get_500: Vec<String>,
-    /// Leave out Content-Length from HEAD (so only the parquet check can catch a bad body).
-    head_without_size: bool,
-    /// Files served cut to half their size (HEAD announces the cut size).
-    truncated: Vec<String>,
-    /// Accept connections and never answer.
-    hang: bool,
-}
-
-/// A request the mock saw: method, raw path, Authorization header.
-type Seen = (String, String, Option<String>);
-
-/// A loopback Hub serving the fixture folder.
-struct MockHub {
-    url: String,
-    faults: Arc<Mutex<Faults>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-/// A 64-hex "sha256-like" ETag from the content (FNV-1a, repeated).
-fn etag(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}").repeat(4)
-}
-
-fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-    head: bool,
-) {
-    let mut out = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
-        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    out.push_str("\r\n");
-    let _ = stream.write_all(out.as_bytes());
-    if !head {
-        let _ = stream.write_all(body);
-    }
-    let _ = stream.flush();
-}
-
-fn handle(
-    mut stream: TcpStream,
-    root: PathBuf,
-    faults: Faults,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let mut lines = text.lines();
-    let mut first = lines.next().unwrap_or_default().split_whitespace();
-    let method = first.next().unwrap_or_default().to_string();
-    let path = first.next().unwrap_or_default().to_string();
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    seen.lock().unwrap().push((
-        method.clone(),
-        path.clone(),
-        headers.get("authorization").cloned(),
-    ));
-    if faults.hang {
-        // Hold the connection open without a word until the test ends.
-        let t0 = Instant::now();
-        while !stop.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        return;
-    }
-    let head = method == "HEAD";
-    let info_path = format!("/api/datasets/{REPO}/revision/refs%2Fconvert%2Fparquet");
-    let resolve_prefix = format!("/datasets/{REPO}/resolve/refs%2Fconvert%2Fparquet/");
-    if method == "GET" && path == info_path {
-        let body = serde_json::json!({
-            "id": REPO,
-            "sha": COMMIT,
-            "siblings": [{"rfilename": TRAIN}, {"rfilename": TEST}, {"rfilename": "README.md"}],
-        })
-        .to_string();
-        respond(
-            &mut stream,
-            "200 OK",
-            &[("Content-Type", "application/json".into())],
-            body.as_bytes(),
-            false,
-        );
-    } else if let Some(file) = path.strip_prefix(&resolve_prefix) {
-        let file = file.to_string();
-        let commit = ("X-Repo-Commit", COMMIT.to_string());
-        let data = std::fs::read(root.join(&file)).ok();
-        match data {
-            Some(_) if faults.not_found.contains(&file) => respond(
-                &mut stream,
-                "404 Not Found",
-                &[commit, ("X-Error-Code", "EntryNotFound".into())],
-                b"Entry not found",
-                head,
-            ),
-            None => respond(
-                &mut stream,
-                "404 Not Found",
-                &[commit],
-                b"Entry not found",
-                head,
-            ),
-            Some(mut data) => {
-                if faults.truncated.contains(&file) {
-                    data.truncate(data.len() / 2);
-                }
-                let tag = ("ETag", format!("\"{}\"", etag(&data)));
-                if !head && faults.get_500.contains(&file) {
-                    respond(
-                        &mut stream,
-                        "500 Internal Server Error",
-                        &[],
-                        b"boom",
-                        false,
-                    );
-                } else if head && faults.head_without_size {
-                    // Announce no size: HEAD with neither Content-Length nor X-Linked-Size.
-                    let out = format!(
-                        "HTTP/1.1 200 OK\r\nConnection: close\r\nETag: {}\r\nX-Repo-Commit: {COMMIT}\r\n\r\n",
-                        tag.1
-                    );
-                    let _ = stream.write_all(out.as_bytes());
-                } else {
-                    respond(
-                        &mut stream,
-                        "200 OK",
-                        &[tag, commit, ("Content-Length", data.len().to_string())],
-                        &data,
-                        head,
-                    );
-                }
-            }
-        }
-    } else {
-        respond(&mut stream, "404 Not Found", &[], b"not found", head);
-    }
-}
-
-impl MockHub {
-    fn start(root: &Path) -> MockHub {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let faults = Arc::new(Mutex::new(Faults::default()));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (f, s, st, root) = (
-            faults.clone(),
-            seen.clone(),
-            stop.clone(),
-            root.to_path_buf(),
-        );
-        let thread = std::thread::spawn(move || {
-            let mut workers = Vec::new();
-            while !st.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        stream.set_nonblocking(false).unwrap();
-                        let (fa, se, sto, ro) = (
-                            f.lock().unwrap().clone(),
-                            s.clone(),
-                            st.clone(),
-                            root.clone(),
-                        );
-                        workers.push(std::thread::spawn(move || handle(stream, ro, fa, se, sto)));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-            for w in workers {
-                let _ = w.join();
-            }
-        });
-        MockHub {
-            url,
-            faults,
-            seen,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn set(&self, faults: Faults) {
-        *self.faults.lock().unwrap() = faults;
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// Stops the server and closes its port.
-    fn stop(mut self) -> String {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        self.url.clone()
-    }
-}
-
-impl Drop for MockHub {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use mock_hub::*;
 
 /// Options pointing at `endpoint` and a private cache, with an explicit dummy token (so no real
 /// token is read) and a short watchdog.
@@ -608,4 +347,142 @@ fn a_cache_written_by_another_client_is_used_offline() {
     o.offline = true;
     let ds = load(&o).0.expect("offline from a pre-filled cache");
     assert_eq!(ds.train.len(), 8517);
+}
+
+#[test]
+fn a_download_that_stalls_midway_fails_in_bounded_time_and_a_retry_succeeds() {
+    let Some(root) = hub_fixture() else { return };
+    let hub = MockHub::start(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    hub.set(Faults {
+        stall_get: vec![TRAIN.into()],
+        ..Faults::default()
+    });
+    let mut o = opts(&hub.url, &cache);
+    o.network_timeout = Duration::from_millis(800);
+    let t0 = Instant::now();
+    let (r, events) = load(&o);
+    let err = r.unwrap_err();
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(matches!(err, DataError::Network { .. }), "{err}");
+    // Bytes arrived before the stall, and the gauge saw them.
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, LoadProgress::Downloading { done, .. } if *done > 0)));
+    assert!(!snapshot(&cache, TRAIN).is_symlink());
+    // The cancelled download released its lock: a retry does not wait for it.
+    hub.set(Faults::default());
+    let t1 = Instant::now();
+    assert_eq!(load(&o).0.expect("retry").train.len(), 8517);
+    assert!(
+        t1.elapsed() < Duration::from_secs(8),
+        "retry took {:?}",
+        t1.elapsed()
+    );
+}
+
+/// A parquet file in the Hub layout with an `img` struct column (as CIFAR-10 has), written
+/// with parquet's low-level writer.
+fn write_image_parquet(path: &Path, pngs: &[Vec<u8>], labels: &[i64]) {
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    let schema = "message schema { optional group img { optional binary bytes; optional binary path (UTF8); } optional int64 label; }";
+    let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+    let meta = r#"{"info":{"features":{"img":{"_type":"Image"},"label":{"names":["airplane","automobile","bird","cat","deer","dog","frog","horse","ship","truck"],"_type":"ClassLabel"}}}}"#;
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "huggingface".to_string(),
+            meta.to_string(),
+        )]))
+        .build();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = SerializedFileWriter::new(file, schema, Arc::new(props)).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let n = pngs.len();
+    let mut k = 0;
+    while let Some(mut col) = rg.next_column().unwrap() {
+        match k {
+            0 => {
+                let v: Vec<ByteArray> = pngs.iter().map(|p| ByteArray::from(p.clone())).collect();
+                col.typed::<ByteArrayType>()
+                    .write_batch(&v, Some(&vec![2; n]), None)
+                    .unwrap();
+            }
+            1 => {
+                col.typed::<ByteArrayType>()
+                    .write_batch(&[], Some(&vec![1; n]), None)
+                    .unwrap();
+            }
+            _ => {
+                col.typed::<Int64Type>()
+                    .write_batch(labels, Some(&vec![1; n]), None)
+                    .unwrap();
+            }
+        }
+        col.close().unwrap();
+        k += 1;
+    }
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+/// A 32×32 RGB PNG whose colour encodes `i`.
+fn rgb_png(i: usize) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([i as u8 * 20, x as u8 * 8, y as u8 * 8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn cifar10_layout_rgb_with_img_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = tmp.path().join("served");
+    for (split, n) in [("train", 10usize), ("test", 4)] {
+        let pngs: Vec<Vec<u8>> = (0..n).map(rgb_png).collect();
+        let labels: Vec<i64> = (0..n as i64).map(|i| i % 10).collect();
+        write_image_parquet(
+            &served.join(format!("plain_text/{split}/0000.parquet")),
+            &pngs,
+            &labels,
+        );
+    }
+    let hub = MockHub::start(&served);
+    let cache = tmp.path().join("hub");
+    let ds =
+        load_dataset(&DatasetSpec::Cifar10, &opts(&hub.url, &cache), &mut |_| {}).expect("cifar10");
+    assert_eq!(
+        (ds.train.channels, ds.train.height, ds.train.width),
+        (3, 32, 32)
+    );
+    assert_eq!(ds.train.len(), 10);
+    assert_eq!(ds.test.as_ref().unwrap().len(), 4);
+    assert_eq!(ds.label_names[9], "truck");
+    assert_eq!(ds.train.labels[3], 3);
+    // CHW: image 3 has R = 60 everywhere, G = 8x, B = 8y.
+    let p = ds.train.pixels(3);
+    assert_eq!((p[0], p[1024 + 5], p[2048 + 32 * 7]), (60, 40, 56));
+    assert!(hub
+        .seen()
+        .iter()
+        .any(|s| s.1.contains("/datasets/uoft-cs/cifar10/resolve/")));
+    // Asked for grey, the same data converts.
+    let grey = LoadOptions {
+        channels: Some(1),
+        ..opts(&hub.url, &cache)
+    };
+    let g = load_dataset(&DatasetSpec::Cifar10, &grey, &mut |_| {}).unwrap();
+    assert_eq!(g.train.channels, 1);
 }

@@ -116,3 +116,31 @@ fn data_args_defaults_and_grid() {
     // 8 columns × 2 rows of 28×4 + 2 pixels.
     assert_eq!(grid.dimensions(), (8 * 114, 2 * 114));
 }
+
+#[test]
+fn data_command_runs_on_the_builtin_set() {
+    let cli = Cli::try_parse_from(["x", "--dataset", "shapes", "--json", "--seed", "3"]).unwrap();
+    ddpm_lab::cli::data_cmd::run(cli.data).unwrap();
+    let cli = Cli::try_parse_from(["x", "--dataset", "shapes", "--channels", "2"]).unwrap();
+    let err = ddpm_lab::cli::data_cmd::run(cli.data).unwrap_err();
+    assert!(format!("{err:#}").contains("channels"), "{err:#}");
+}
+
+#[test]
+fn fallback_to_the_builtin_set_keeps_the_reason() {
+    let empty = tempfile::tempdir().unwrap();
+    let opts = LoadOptions {
+        shapes_count: 12,
+        ..LoadOptions::default()
+    };
+    let spec = DatasetSpec::Path(empty.path().to_path_buf());
+    let (ds, why) = ddpm_lab::data::load_or_builtin(&spec, &opts, &mut |_| {}).unwrap();
+    assert!(ds.is_builtin());
+    assert!(
+        matches!(why, Some(ddpm_lab::data::DataError::EmptyFolder { .. })),
+        "{why:?}"
+    );
+    let (ds, why) =
+        ddpm_lab::data::load_or_builtin(&DatasetSpec::Shapes, &opts, &mut |_| {}).unwrap();
+    assert!(ds.is_builtin() && why.is_none());
+}

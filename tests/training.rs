@@ -257,3 +257,75 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
         assert!(s.is_finite(), "{name} is not finite in the kept checkpoint");
     }
 }
+
+#[test]
+fn warmup_ema_and_gradient_clipping() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let cfg = TrainConfig {
+        steps: 6,
+        warmup_steps: 4,
+        ema_decay: Some(0.9),
+        grad_clip: Some(0.05),
+        ..tiny_cfg(BlockKind::Convnext)
+    };
+    let mut trainer = Trainer::new(cfg, Some(&run)).unwrap();
+    let events = run_steps(
+        &mut trainer,
+        &mut Synthetic {
+            n: 4,
+            size: 8,
+            poison_at: None,
+        },
+    );
+    let lrs: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Step(s) => Some(s.lr),
+            _ => None,
+        })
+        .collect();
+    let expect = [0.25e-3, 0.5e-3, 0.75e-3, 1e-3, 1e-3, 1e-3];
+    for (a, b) in lrs.iter().zip(expect) {
+        assert!((a - b).abs() < 1e-12, "lr {lrs:?}");
+    }
+    assert!(run.join("ema.safetensors").is_file());
+    let loaded = ddpm_lab::run::load_checkpoint(&run, &Device::Cpu, true).unwrap();
+    assert!(loaded.ema, "sampling prefers the EMA weights");
+    let raw = ddpm_lab::run::load_checkpoint(&run, &Device::Cpu, false).unwrap();
+    assert!(!raw.ema);
+    let x = LabRng::new(3).randn(&[1, 1, 8, 8], &Device::Cpu).unwrap();
+    let t = model::timesteps_tensor(&[5], &Device::Cpu).unwrap();
+    let d = common::max_abs_diff(
+        &loaded.model.forward(&x, &t).unwrap(),
+        &raw.model.forward(&x, &t).unwrap(),
+    );
+    assert!(d > 0.0, "EMA weights differ from the raw weights");
+}
+
+#[test]
+fn clipping_bounds_the_global_gradient_norm() {
+    let (m, varmap) = model::new_trainable(&UnetConfig::tiny(), 1, &Device::Cpu).unwrap();
+    let tables = ScheduleTables::new(BetaSchedule::Linear, 50).unwrap();
+    let mut rng = LabRng::new(5);
+    let x0 = rng.randn(&[2, 1, 8, 8], &Device::Cpu).unwrap();
+    let noise = rng.randn(&[2, 1, 8, 8], &Device::Cpu).unwrap();
+    let (loss, _) = p_losses(
+        &m,
+        &tables,
+        Objective::Noise,
+        LossKind::L2,
+        &x0,
+        &[3, 30],
+        &noise,
+    )
+    .unwrap();
+    let mut grads = loss.backward().unwrap();
+    let before = ddpm_lab::train::clip_grad_norm(&varmap, &mut grads, 0.01).unwrap();
+    assert!(
+        before > 0.01,
+        "the test needs a norm above the limit, got {before}"
+    );
+    let after = ddpm_lab::train::clip_grad_norm(&varmap, &mut grads, 1e9).unwrap();
+    assert!((after - 0.01).abs() < 1e-4, "norm after clipping {after}");
+}

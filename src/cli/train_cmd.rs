@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::model_args::ModelArgs;
-use crate::data::{self, DatasetSpec, LoadOptions, LoadProgress};
+use crate::data::{self, DatasetSpec, LoadOptions};
 use crate::device::DeviceSpec;
 use crate::diffusion::{LossKind, Objective};
 use crate::run::RunDir;
@@ -100,6 +100,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => (config_from_args(&args), None),
     };
 
+    cfg.validate_hyperparameters()?;
     // Data (downloads if needed).
     let spec: DatasetSpec = cfg.dataset.parse()?;
     let opts = LoadOptions {
@@ -280,33 +281,17 @@ fn config_from_args(args: &TrainArgs) -> TrainConfig {
     }
 }
 
-/// Loads a dataset, drawing a download progress bar on stderr unless `quiet`.
+/// Loads a dataset, showing the data command's download progress on stderr unless `quiet`.
 pub fn load_with_progress(
     spec: &DatasetSpec,
     opts: &LoadOptions,
     quiet: bool,
 ) -> Result<data::Dataset> {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} {bar:30.green/white} {bytes}/{total_bytes} ({bytes_per_sec})",
-        )
-        .expect("valid template"),
-    );
-    let ds = data::load_dataset(spec, opts, &mut |p| match p {
-        LoadProgress::Downloading { file, done, total } => {
-            bar.set_length(total);
-            bar.set_position(done);
-            bar.set_message(format!("downloading {file}"));
-        }
-        LoadProgress::Resolving { what } => bar.set_message(what),
-        LoadProgress::Decoding { split } => bar.set_message(format!("decoding {split}")),
-        LoadProgress::Ready => {}
-    })?;
+    if quiet {
+        return Ok(data::load_dataset(spec, opts, &mut |_| {})?);
+    }
+    let (bar, mut report) = super::data_cmd::console_progress();
+    let ds = data::load_dataset(spec, opts, &mut report);
     bar.finish_and_clear();
-    Ok(ds)
+    Ok(ds?)
 }

@@ -206,8 +206,9 @@ struct Panel {
     lines: Vec<Line>,
     legend: SeriesLabelPosition,
     caption_size: u32,
-    /// Supersampling factor: every length in pixels is multiplied by it.
-    k: u32,
+    /// Every length in pixels (fonts, margins, strokes) is multiplied by it: the
+    /// supersampling factor times the figure's size-dependent scale.
+    scale: f64,
 }
 
 /// Draws `panel` on `area` with `y` as the y coordinate (linear or log) and `y_fmt` for its
@@ -224,31 +225,31 @@ where
     YR: AsRangedCoord<Value = f64>,
     YR::CoordDescType: ValueFormatter<f64>,
 {
-    let k = panel.k;
+    let px = |n: u32| scaled(n, panel.scale);
     let mut chart = ChartBuilder::on(area)
-        .caption(&panel.caption, ("sans-serif", panel.caption_size * k))
-        .margin(14 * k)
-        .x_label_area_size(46 * k)
-        .y_label_area_size(78 * k)
+        .caption(&panel.caption, ("sans-serif", px(panel.caption_size)))
+        .margin(px(14))
+        .x_label_area_size(px(46))
+        .y_label_area_size(px(78))
         .build_cartesian_2d(panel.x.clone(), y)?;
     let x_fmt = |v: &f64| format_tick(*v);
     chart
         .configure_mesh()
         .x_desc(panel.x_desc.as_str())
         .y_desc(panel.y_desc.as_str())
-        .label_style(("sans-serif", 15 * k))
-        .axis_desc_style(("sans-serif", 17 * k))
-        .axis_style(BLACK.stroke_width(k))
-        .bold_line_style(BLACK.mix(0.12).stroke_width(k))
-        .light_line_style(BLACK.mix(0.04).stroke_width(k))
-        .set_all_tick_mark_size(5 * k)
+        .label_style(("sans-serif", px(15)))
+        .axis_desc_style(("sans-serif", px(17)))
+        .axis_style(BLACK.stroke_width(px(1)))
+        .bold_line_style(BLACK.mix(0.12).stroke_width(px(1)))
+        .light_line_style(BLACK.mix(0.04).stroke_width(px(1)))
+        .set_all_tick_mark_size(px(5))
         .x_label_formatter(&x_fmt)
         .y_label_formatter(y_fmt)
         .x_labels(8)
         .y_labels(8)
         .draw()?;
     for line in panel.lines.iter().filter(|l| l.faint) {
-        let style = line.color.mix(0.3).stroke_width(line.width * k);
+        let style = line.color.mix(0.3).stroke_width(px(line.width));
         chart.draw_series(LineSeries::new(line.points.iter().copied(), style))?;
     }
     for line in panel.lines.iter().filter(|l| !l.faint) {
@@ -256,13 +257,13 @@ where
         chart
             .draw_series(LineSeries::new(
                 line.points.iter().copied(),
-                color.stroke_width(line.width * k),
+                color.stroke_width(px(line.width)),
             ))?
             .label(line.label.as_str())
             .legend(move |(x, y)| {
                 PathElement::new(
-                    vec![(x, y), (x + 24 * k as i32, y)],
-                    color.stroke_width(4 * k),
+                    vec![(x, y), (x + px(24) as i32, y)],
+                    color.stroke_width(px(4)),
                 )
             });
     }
@@ -271,11 +272,23 @@ where
         .position(panel.legend.clone())
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK.mix(0.35))
-        .label_font(("sans-serif", 16 * k))
-        .legend_area_size(34 * k)
-        .margin(12 * k)
+        .label_font(("sans-serif", px(16)))
+        .legend_area_size(px(34))
+        .margin(px(12))
         .draw()?;
     Ok(())
+}
+
+/// `n` pixels at `scale`, rounded, at least 1.
+fn scaled(n: u32, scale: f64) -> u32 {
+    ((n as f64 * scale).round() as u32).max(1)
+}
+
+/// Size-dependent scale of a figure designed at `design` px shown at `size` px, so fonts and
+/// margins shrink with small in-memory charts and grow with large ones.
+fn size_scale(size: (u32, u32), design: (u32, u32)) -> f64 {
+    let s = (size.0 as f64 / design.0 as f64).min(size.1 as f64 / design.1 as f64);
+    s.clamp(0.55, 2.0)
 }
 
 /// A short tick label: integers plainly, small or large magnitudes in scientific notation.
@@ -442,9 +455,10 @@ impl Figure for ScheduleChart<'_> {
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE)?;
+        let scale = k as f64 * size_scale(self.size, SCHEDULE_CHART_SIZE);
         let body = root
-            .margin(10 * k, 0, 0, 0)
-            .titled(&self.title(), ("sans-serif", 28 * k))?;
+            .margin(scaled(10, scale), 0, 0, 0)
+            .titled(&self.title(), ("sans-serif", scaled(28, scale)))?;
         let areas = body.split_evenly((1, 3));
         let t_max = self.tables.iter().map(|t| t.timesteps()).max().unwrap_or(2);
         let x = 0.0..((t_max.max(2) - 1) as f64);
@@ -468,7 +482,7 @@ impl Figure for ScheduleChart<'_> {
             ),
             legend: SeriesLabelPosition::LowerRight,
             caption_size: 22,
-            k,
+            scale,
         };
         let (lo, hi) = finite_range(
             self.tables
@@ -496,7 +510,7 @@ impl Figure for ScheduleChart<'_> {
             ),
             legend: SeriesLabelPosition::LowerLeft,
             caption_size: 22,
-            k,
+            scale,
         };
         draw_panel(&areas[1], &alphas, 0.0..1.02, &|v| format_tick(*v))?;
 
@@ -509,7 +523,7 @@ impl Figure for ScheduleChart<'_> {
             lines: self.lines(log_snr, no_suffix),
             legend: SeriesLabelPosition::UpperRight,
             caption_size: 22,
-            k,
+            scale,
         };
         let (lo, hi) = finite_range(self.tables.iter().flat_map(log_snr)).unwrap_or((-1.0, 1.0));
         draw_panel(&areas[2], &snr, padded(lo, hi, 0.05), &|v| format_tick(*v))?;
@@ -705,7 +719,7 @@ impl Figure for LossChart {
     {
         root.fill(&WHITE)?;
         let panel = Panel {
-            k,
+            scale: k as f64 * size_scale(self.options.size, LossChartOptions::default().size),
             caption: self.options.title.clone(),
             x_desc: self.options.x_desc.clone(),
             y_desc: if self.log_y {

@@ -47,7 +47,7 @@ pub fn hold_repeats(frame_delay_ms: u32) -> usize {
 }
 
 /// Writes an animated, looping GIF to `path`: frame `i` is the grid (see
-/// [`grid_image`](super::grid_image)) of `frames[i]`, shown for `frame_delay_ms` (clamped to
+/// [`grid_image`]) of `frames[i]`, shown for `frame_delay_ms` (clamped to
 /// [`MIN_FRAME_DELAY_MS`]..=[`MAX_FRAME_DELAY_MS`]); the last frame is repeated
 /// [`hold_repeats`] more times. All frames must give grids of the same size. `path` must end
 /// in `.gif` (or have no extension); the file is replaced atomically.

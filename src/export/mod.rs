@@ -19,7 +19,7 @@ pub use chart::{
     save_schedule_chart, schedule_color, LossChartOptions, SCHEDULE_COLORS,
 };
 pub use gif::{pick_frames, save_denoise_gif};
-pub use grid::{grid_image, save_grid_png, GridError};
+pub use grid::{grid_image, save_grid_png, GridError, GridLayout};
 pub use show::show_inline;
 
 /// Why an export failed. Every variant that concerns a file names it.

@@ -106,6 +106,14 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks values that would make training meaningless or crash.
     pub fn validate(&self) -> Result<()> {
+        self.validate_hyperparameters()?;
+        self.model
+            .validate_for_images(self.model.channels, self.image_size, self.image_size)?;
+        Ok(())
+    }
+
+    /// Like [`Self::validate`] but without the image size (for checks before data is loaded).
+    pub fn validate_hyperparameters(&self) -> Result<()> {
         if self.timesteps < 2 {
             bail!("--timesteps must be at least 2, got {}", self.timesteps);
         }
@@ -125,8 +133,7 @@ impl TrainConfig {
                 bail!("gradient clip must be a positive number, got {c}");
             }
         }
-        self.model
-            .validate_for_images(self.model.channels, self.image_size, self.image_size)?;
+        self.model.validate()?;
         Ok(())
     }
 
