@@ -5,12 +5,14 @@
 //! from the CLI and drives the TUI.
 
 // TEMP pub mod cli;
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod diffusion;
 pub mod export;
 pub mod imaging;
 pub mod model;
+pub mod ops;
 pub mod rng;
 pub mod run;
 pub mod sampler;
