@@ -4,6 +4,7 @@
 use ddpm_lab::bench::{self, BenchModel, BenchOptions};
 
 fn main() -> anyhow::Result<()> {
+    ddpm_lab::ops::configure_cpu_threads();
     // cargo passes `--bench`; keep only our positional arguments.
     let args: Vec<String> = std::env::args()
         .skip(1)

@@ -63,7 +63,7 @@ impl BenchArgs {
     }
 }
 
-/// Runs the command.
+/// Runs the command. `main` should have called [`crate::ops::configure_cpu_threads`] first.
 pub fn run(args: BenchArgs) -> Result<()> {
     if args.stock_ops {
         crate::ops::set_enabled(false);

@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::scratch::with_scratch;
+use super::simd::{axpy, dot};
 use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
 
 /// The custom op: `(x (N, C, H, W), w (C, 1, k, k), b (C)) → (N, C, H', W')` with stride 1 and
@@ -69,8 +70,19 @@ impl Dims {
     }
 }
 
+// Both passes work in "padded-width" layout: an output row `oy` is stored at `oy·pw` with
+// `pw − wo` garbage columns after it, so every filter tap becomes one long contiguous axpy (or
+// dot product) over `ho·pw` elements that vectorises fully; the garbage columns are dropped
+// (forward) or held at zero (backward).
+
+/// Length of the padded-width output span touched by one tap.
+fn span(d: &Dims) -> usize {
+    (d.ho - 1) * d.pw + d.wo
+}
+
 fn forward(x: &[f32], wt: &[f32], b: &[f32], d: Dims) -> Vec<f32> {
     let (hw, ohw, kk) = (d.h * d.w, d.ho * d.wo, d.k * d.k);
+    let len = span(&d);
     let mut out = vec![0f32; d.n * d.c * ohw];
     out.par_chunks_mut(ohw)
         .zip(x.par_chunks(hw))
@@ -78,20 +90,18 @@ fn forward(x: &[f32], wt: &[f32], b: &[f32], d: Dims) -> Vec<f32> {
         .for_each(|(plane, (o, xi))| {
             let c = plane % d.c;
             let wc = &wt[c * kk..(c + 1) * kk];
-            o.fill(b[c]);
-            with_scratch(0, d.ph * d.pw, |padded| {
+            with_scratch(0, d.ph * d.pw + len, |buf| {
+                let (padded, acc) = buf.split_at_mut(d.ph * d.pw);
                 d.pad_plane(xi, padded);
-                for oy in 0..d.ho {
-                    let orow = &mut o[oy * d.wo..(oy + 1) * d.wo];
-                    for ky in 0..d.k {
-                        let prow = &padded[(oy + ky) * d.pw..(oy + ky + 1) * d.pw];
-                        for kx in 0..d.k {
-                            let wv = wc[ky * d.k + kx];
-                            for (ov, pv) in orow.iter_mut().zip(&prow[kx..kx + d.wo]) {
-                                *ov += wv * pv;
-                            }
-                        }
+                acc.fill(b[c]);
+                for ky in 0..d.k {
+                    for kx in 0..d.k {
+                        let wv = wc[ky * d.k + kx];
+                        axpy(wv, &padded[ky * d.pw + kx..][..len], acc);
                     }
+                }
+                for oy in 0..d.ho {
+                    o[oy * d.wo..(oy + 1) * d.wo].copy_from_slice(&acc[oy * d.pw..][..d.wo]);
                 }
             });
         });
@@ -101,6 +111,7 @@ fn forward(x: &[f32], wt: &[f32], b: &[f32], d: Dims) -> Vec<f32> {
 /// `(dx, dw, db)`; `dx` is empty when not needed.
 fn backward(x: &[f32], wt: &[f32], gy: &[f32], d: Dims, need_dx: bool) -> [Vec<f32>; 3] {
     let (hw, ohw, kk) = (d.h * d.w, d.ho * d.wo, d.k * d.k);
+    let len = span(&d);
     let chunks = reduction_chunks(d.n);
     let per = d.n.div_ceil(chunks);
     let chunks = d.n.div_ceil(per);
@@ -118,6 +129,7 @@ fn backward(x: &[f32], wt: &[f32], gy: &[f32], d: Dims, need_dx: bool) -> [Vec<f
     let mut partials: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
         .map(|_| (vec![0f32; d.c * kk], vec![0f32; d.c]))
         .collect();
+    let plen = d.ph * d.pw;
     dx_parts
         .into_par_iter()
         .zip(partials.par_iter_mut())
@@ -125,49 +137,45 @@ fn backward(x: &[f32], wt: &[f32], gy: &[f32], d: Dims, need_dx: bool) -> [Vec<f
         .for_each(|(chunk, (dxc, (pw, pb)))| {
             let first = chunk * per;
             let last = (first + per).min(d.n);
-            with_scratch(0, d.ph * d.pw, |padded| {
-                with_scratch(1, d.ph * d.pw, |dpad| {
-                    for i in first..last {
-                        for c in 0..d.c {
-                            let plane = i * d.c + c;
-                            let gi = &gy[plane * ohw..(plane + 1) * ohw];
-                            pb[c] += gi.iter().sum::<f32>();
-                            d.pad_plane(&x[plane * hw..(plane + 1) * hw], padded);
-                            let dwc = &mut pw[c * kk..(c + 1) * kk];
-                            let wc = &wt[c * kk..(c + 1) * kk];
-                            if need_dx {
-                                dpad.fill(0.0);
-                            }
-                            for oy in 0..d.ho {
-                                let grow = &gi[oy * d.wo..(oy + 1) * d.wo];
-                                for ky in 0..d.k {
-                                    let r = (oy + ky) * d.pw;
-                                    for kx in 0..d.k {
-                                        let prow = &padded[r + kx..r + kx + d.wo];
-                                        let s: f32 =
-                                            grow.iter().zip(prow).map(|(a, b)| a * b).sum();
-                                        dwc[ky * d.k + kx] += s;
-                                        if need_dx {
-                                            let wv = wc[ky * d.k + kx];
-                                            let drow = &mut dpad[r + kx..r + kx + d.wo];
-                                            for (dv, gv) in drow.iter_mut().zip(grow) {
-                                                *dv += wv * gv;
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                            if need_dx {
-                                let local = (i - first) * img + c * hw;
-                                let dst = &mut dxc[local..local + hw];
-                                for y in 0..d.h {
-                                    let o = (y + d.pad) * d.pw + d.pad;
-                                    dst[y * d.w..(y + 1) * d.w].copy_from_slice(&dpad[o..o + d.w]);
+            with_scratch(0, 2 * plen + len, |buf| {
+                let (padded, rest) = buf.split_at_mut(plen);
+                let (dpad, gp) = rest.split_at_mut(plen);
+                // Garbage columns of the padded-width gradient stay zero.
+                gp.fill(0.0);
+                for i in first..last {
+                    for c in 0..d.c {
+                        let plane = i * d.c + c;
+                        let gi = &gy[plane * ohw..(plane + 1) * ohw];
+                        pb[c] += gi.iter().sum::<f32>();
+                        for oy in 0..d.ho {
+                            gp[oy * d.pw..][..d.wo].copy_from_slice(&gi[oy * d.wo..][..d.wo]);
+                        }
+                        d.pad_plane(&x[plane * hw..(plane + 1) * hw], padded);
+                        let dwc = &mut pw[c * kk..(c + 1) * kk];
+                        let wc = &wt[c * kk..(c + 1) * kk];
+                        if need_dx {
+                            dpad.fill(0.0);
+                        }
+                        for ky in 0..d.k {
+                            for kx in 0..d.k {
+                                let off = ky * d.pw + kx;
+                                let src = &padded[off..off + len];
+                                dwc[ky * d.k + kx] += dot(gp, src);
+                                if need_dx {
+                                    axpy(wc[ky * d.k + kx], gp, &mut dpad[off..off + len]);
                                 }
                             }
                         }
+                        if need_dx {
+                            let local = (i - first) * img + c * hw;
+                            let dst = &mut dxc[local..local + hw];
+                            for y in 0..d.h {
+                                let o = (y + d.pad) * d.pw + d.pad;
+                                dst[y * d.w..(y + 1) * d.w].copy_from_slice(&dpad[o..o + d.w]);
+                            }
+                        }
                     }
-                })
+                }
             })
         });
     let mut it = partials.into_iter();

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::scratch::with_scratch;
 use super::sgemm::{sgemm, MatRef};
+use super::simd::{exp_sub_acc, exp_sub_sum, max_into, mul_into};
 use super::{contiguous, cpu_slice, cpu_tensor, with_f32};
 
 /// The custom op: `qkv (B, 3·heads·d, H, W) → (B, heads·d, H, W)`.
@@ -39,34 +40,36 @@ impl LinearAttentionOp {
 }
 
 /// `q̃` (softmax over d of each column, times `scale`) and `k̃` (softmax over n of each row).
-fn softmaxes(q: &[f32], k: &[f32], d: usize, n: usize, scale: f32, qs: &mut [f32], ks: &mut [f32]) {
-    // q: columns; compute per position the max and sum over d.
-    for j in 0..n {
-        let mut m = f32::NEG_INFINITY;
-        for i in 0..d {
-            m = m.max(q[i * n + j]);
-        }
-        let mut s = 0f32;
-        for i in 0..d {
-            let e = (q[i * n + j] - m).exp();
-            qs[i * n + j] = e;
-            s += e;
-        }
-        let r = scale / s;
-        for i in 0..d {
-            qs[i * n + j] *= r;
-        }
+/// `tmp` holds `2n` scratch values. Every loop runs along rows, so it vectorises.
+#[allow(clippy::too_many_arguments)]
+fn softmaxes(
+    q: &[f32],
+    k: &[f32],
+    d: usize,
+    n: usize,
+    scale: f32,
+    qs: &mut [f32],
+    ks: &mut [f32],
+    tmp: &mut [f32],
+) {
+    let (m, s) = tmp.split_at_mut(n);
+    m.copy_from_slice(&q[..n]);
+    for i in 1..d {
+        max_into(&q[i * n..(i + 1) * n], m);
+    }
+    s.fill(0.0);
+    for i in 0..d {
+        exp_sub_acc(&q[i * n..(i + 1) * n], m, &mut qs[i * n..(i + 1) * n], s);
+    }
+    s.iter_mut().for_each(|v| *v = scale / *v);
+    for i in 0..d {
+        mul_into(s, &mut qs[i * n..(i + 1) * n]);
     }
     for i in 0..d {
         let row = &k[i * n..(i + 1) * n];
         let out = &mut ks[i * n..(i + 1) * n];
-        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let mut s = 0f32;
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o = (v - m).exp();
-            s += *o;
-        }
-        let r = 1.0 / s;
+        let mx = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let r = 1.0 / exp_sub_sum(row, mx, out);
         out.iter_mut().for_each(|o| *o *= r);
     }
 }
@@ -88,10 +91,11 @@ impl CustomOp1 for LinearAttentionOp {
             let q = &qkv[base + hi * d * n..][..d * n];
             let k = &qkv[base + (h + hi) * d * n..][..d * n];
             let v = &qkv[base + (2 * h + hi) * d * n..][..d * n];
-            with_scratch(0, 2 * d * n + d * d, |buf| {
+            with_scratch(0, 2 * d * n + d * d + 2 * n, |buf| {
                 let (qs, rest) = buf.split_at_mut(d * n);
-                let (ks, c) = rest.split_at_mut(d * n);
-                softmaxes(q, k, d, n, scale, qs, ks);
+                let (ks, rest) = rest.split_at_mut(d * n);
+                let (c, tmp) = rest.split_at_mut(d * d);
+                softmaxes(q, k, d, n, scale, qs, ks, tmp);
                 // C (d×e) = k̃ (d×n) · vᵀ (n×e)
                 sgemm(
                     d,
@@ -139,13 +143,14 @@ impl CustomOp1 for LinearAttentionOp {
                             let k = &x[base + (h + hi) * d * n..][..d * n];
                             let v = &x[base + (2 * h + hi) * d * n..][..d * n];
                             let go = &g[(bi * h + hi) * d * n..][..d * n];
-                            with_scratch(0, 4 * d * n + 2 * d * d, |buf| {
+                            with_scratch(0, 4 * d * n + 2 * d * d + 2 * n, |buf| {
                                 let (qs, rest) = buf.split_at_mut(d * n);
                                 let (ks, rest) = rest.split_at_mut(d * n);
                                 let (dqs, rest) = rest.split_at_mut(d * n);
                                 let (dks, rest) = rest.split_at_mut(d * n);
-                                let (c, dc) = rest.split_at_mut(d * d);
-                                softmaxes(q, k, d, n, scale, qs, ks);
+                                let (c, rest) = rest.split_at_mut(d * d);
+                                let (dc, tmp) = rest.split_at_mut(d * d);
+                                softmaxes(q, k, d, n, scale, qs, ks, tmp);
                                 let (rows, rows_t) = (MatRef::rows, MatRef::rows_t);
                                 sgemm(d, d, n, c, d, false, rows(ks, n), rows_t(v, n), false);
                                 // dC (d×e) = q̃ (d×n) · Gᵀ (n×e)

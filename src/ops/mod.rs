@@ -18,6 +18,7 @@ pub mod group_norm;
 pub mod linear_attention;
 pub mod scratch;
 pub mod sgemm;
+pub mod simd;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -94,5 +95,18 @@ pub(crate) fn contiguous(t: &Tensor) -> Result<Tensor> {
         Ok(t.clone())
     } else {
         t.contiguous()
+    }
+}
+
+/// Makes candle's own element-wise thread pool single-threaded (`CANDLE_NUM_THREADS=1`) unless
+/// the user set `CANDLE_NUM_THREADS`. That pool busy-waits on pinned worker threads; next to
+/// the rayon pool these kernels use on the same two cores it cost ddpm-lab's training step
+/// about 40% (measured on a 2-core machine). Call it at the start of `main`, before any thread
+/// is spawned and before the first candle op (the pool is sized once, on first use).
+pub fn configure_cpu_threads() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Only called from `main` before other threads exist, so nothing reads the
+        // environment concurrently.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
