@@ -130,6 +130,11 @@ pub fn backward(
     let mut partials: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
         .map(|_| (vec![0f32; co * rows], vec![0f32; co]))
         .collect();
+    let flipped = if need_dx && !g.is_pointwise() {
+        flipped_transpose(w, g, co)
+    } else {
+        None
+    };
     dx_parts
         .into_par_iter()
         .zip(partials.par_iter_mut())
@@ -189,6 +194,24 @@ pub fn backward(
                         MatRef::rows(gi, hw),
                         false,
                     );
+                } else if let Some((tg, wf)) = &flipped {
+                    // Stride 1: dx_i = conv(gy_i, flipped Wᵀ) — a GEMM with K = Co·k·k and
+                    // no col2im (the (rows × HW) GEMM with K = Co would be memory-bound).
+                    let trows = tg.rows();
+                    with_scratch(1, trows * hw_in(&g), |gcols| {
+                        tg.im2col(gi, gcols);
+                        sgemm(
+                            g.c,
+                            hw_in(&g),
+                            trows,
+                            dxi,
+                            hw_in(&g),
+                            false,
+                            MatRef::rows(wf, trows),
+                            MatRef::rows(gcols, hw_in(&g)),
+                            false,
+                        );
+                    });
                 } else {
                     with_scratch(1, rows * hw, |dcols| {
                         sgemm(
@@ -218,6 +241,37 @@ pub fn backward(
         dw,
         db,
     }
+}
+
+/// Pixels of one input plane.
+fn hw_in(g: &ConvGeom) -> usize {
+    g.h * g.w
+}
+
+/// For a stride-1 conv, the geometry of `conv(gy, W′)` that gives the input gradient (over the
+/// `(Co, Ho, Wo)` output gradient with padding `k − 1 − p`) and `W′ (Ci × Co·k·k)`,
+/// `W′[ci, (co, a, b)] = W[co, ci, k−1−a, k−1−b]`. `None` for other strides.
+fn flipped_transpose(w: &[f32], g: ConvGeom, co: usize) -> Option<(ConvGeom, Vec<f32>)> {
+    let k = g.k;
+    if g.stride != 1 || g.pad + 1 > k {
+        return None;
+    }
+    let tg = ConvGeom::new(co, g.ho, g.wo, k, 1, k - 1 - g.pad).ok()?;
+    if tg.ho != g.h || tg.wo != g.w {
+        return None;
+    }
+    let kk = k * k;
+    let mut wf = vec![0f32; g.c * co * kk];
+    for o in 0..co {
+        for c in 0..g.c {
+            let src = &w[(o * g.c + c) * kk..][..kk];
+            let dst = &mut wf[(c * co + o) * kk..][..kk];
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = src[kk - 1 - i];
+            }
+        }
+    }
+    Some((tg, wf))
 }
 
 impl CustomOp3 for Conv2dOp {

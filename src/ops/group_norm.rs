@@ -5,6 +5,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::{group_norm_dx, scale_shift, sum_and_sq_dev, sum_and_xhat_dot};
 use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
 
 /// The custom op: `(x (N, C, …), γ (C), β (C)) → y` of `x`'s shape.
@@ -62,19 +63,19 @@ impl GroupNormOp {
     }
 }
 
-/// Mean and 1/σ of one group (two passes, f64 accumulation).
-fn stats(xg: &[f32], eps: f64) -> (f32, f32) {
+/// Mean and 1/σ of one group (two passes; 8-lane f32 partial sums, f64 totals per channel).
+fn stats(xg: &[f32], eps: f64, s: usize) -> (f32, f32) {
     let len = xg.len().max(1) as f64;
-    let mean = xg.iter().map(|&v| v as f64).sum::<f64>() / len;
-    let var = xg
-        .iter()
-        .map(|&v| {
-            let d = v as f64 - mean;
-            d * d
-        })
-        .sum::<f64>()
-        / len;
-    (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
+    let mut total = 0f64;
+    for ch in xg.chunks(s.max(1)) {
+        total += sum_and_sq_dev(ch, 0.0).0 as f64;
+    }
+    let mean = (total / len) as f32;
+    let mut sq = 0f64;
+    for ch in xg.chunks(s.max(1)) {
+        sq += sum_and_sq_dev(ch, mean).1 as f64;
+    }
+    (mean, (1.0 / (sq / len + eps).sqrt()) as f32)
 }
 
 fn forward(x: &[f32], gamma: &[f32], beta: &[f32], d: Dims, eps: f64) -> Vec<f32> {
@@ -84,17 +85,17 @@ fn forward(x: &[f32], gamma: &[f32], beta: &[f32], d: Dims, eps: f64) -> Vec<f32
         .zip(x.par_chunks(glen))
         .enumerate()
         .for_each(|(gi, (o, xg))| {
-            let (mean, rstd) = stats(xg, eps);
+            let (mean, rstd) = stats(xg, eps, d.s);
             let c0 = (gi * d.cg) % d.c;
             for j in 0..d.cg {
                 let (ga, be) = (gamma[c0 + j] * rstd, beta[c0 + j]);
                 let sh = be - mean * ga;
-                for (ov, xv) in o[j * d.s..(j + 1) * d.s]
-                    .iter_mut()
-                    .zip(&xg[j * d.s..(j + 1) * d.s])
-                {
-                    *ov = xv * ga + sh;
-                }
+                scale_shift(
+                    &xg[j * d.s..(j + 1) * d.s],
+                    ga,
+                    sh,
+                    &mut o[j * d.s..(j + 1) * d.s],
+                );
             }
         });
     out
@@ -122,20 +123,13 @@ fn backward(x: &[f32], gamma: &[f32], gy: &[f32], d: Dims, eps: f64) -> [Vec<f32
                     let off = i * img + g * glen;
                     let xg = &x[off..off + glen];
                     let gg = &gy[off..off + glen];
-                    let (mean, rstd) = stats(xg, eps);
+                    let (mean, rstd) = stats(xg, eps, d.s);
                     // Σ dx̂ and Σ dx̂·x̂ over the group, per-channel sums for dγ, dβ.
                     let (mut s1, mut s2) = (0f64, 0f64);
                     for j in 0..d.cg {
                         let c = g * d.cg + j;
-                        let (mut sg, mut sgx) = (0f32, 0f32);
-                        for (&xv, &gv) in xg[j * d.s..(j + 1) * d.s]
-                            .iter()
-                            .zip(&gg[j * d.s..(j + 1) * d.s])
-                        {
-                            let xh = (xv - mean) * rstd;
-                            sg += gv;
-                            sgx += gv * xh;
-                        }
+                        let r = j * d.s..(j + 1) * d.s;
+                        let (sg, sgx) = sum_and_xhat_dot(&xg[r.clone()], &gg[r], mean, rstd);
                         pb[c] += sg;
                         pg[c] += sgx;
                         s1 += (sg * gamma[c]) as f64;
@@ -147,12 +141,16 @@ fn backward(x: &[f32], gamma: &[f32], gy: &[f32], d: Dims, eps: f64) -> [Vec<f32
                     for j in 0..d.cg {
                         let ga = gamma[g * d.cg + j];
                         let r = j * d.s..(j + 1) * d.s;
-                        for ((dv, &xv), &gv) in
-                            dxg[r.clone()].iter_mut().zip(&xg[r.clone()]).zip(&gg[r])
-                        {
-                            let xh = (xv - mean) * rstd;
-                            *dv = rstd * (gv * ga - m1 - xh * m2);
-                        }
+                        group_norm_dx(
+                            &xg[r.clone()],
+                            &gg[r.clone()],
+                            mean,
+                            rstd,
+                            ga,
+                            m1,
+                            m2,
+                            &mut dxg[r],
+                        );
                     }
                 }
             }

@@ -123,6 +123,77 @@ dispatch! {
     }
 }
 
+dispatch! {
+    /// `Σ x` and `Σ (x − m)²` with 8 accumulators each (a fixed order).
+    fn sum_and_sq_dev(x: &[f32], m: f32) -> (f32, f32) {
+        let mut a = [0f32; 8];
+        let mut q = [0f32; 8];
+        let c = x.chunks_exact(8);
+        let r = c.remainder();
+        for v in c {
+            for l in 0..8 {
+                a[l] += v[l];
+                let d = v[l] - m;
+                q[l] += d * d;
+            }
+        }
+        let (mut s, mut sq) = (0f32, 0f32);
+        for l in 0..8 {
+            s += a[l];
+            sq += q[l];
+        }
+        for &v in r {
+            s += v;
+            sq += (v - m) * (v - m);
+        }
+        (s, sq)
+    }
+}
+
+dispatch! {
+    /// `out = x · a + b`.
+    fn scale_shift(x: &[f32], a: f32, b: f32, out: &mut [f32]) -> () {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v * a + b;
+        }
+    }
+}
+
+dispatch! {
+    /// `(Σ g, Σ g·(x − m)·r)` with 8 accumulators each.
+    fn sum_and_xhat_dot(x: &[f32], g: &[f32], m: f32, r: f32) -> (f32, f32) {
+        let mut a = [0f32; 8];
+        let mut q = [0f32; 8];
+        let (xc, gc) = (x.chunks_exact(8), g.chunks_exact(8));
+        let (xr, gr) = (xc.remainder(), gc.remainder());
+        for (xv, gv) in xc.zip(gc) {
+            for l in 0..8 {
+                a[l] += gv[l];
+                q[l] += gv[l] * ((xv[l] - m) * r);
+            }
+        }
+        let (mut s, mut sx) = (0f32, 0f32);
+        for l in 0..8 {
+            s += a[l];
+            sx += q[l];
+        }
+        for (&xv, &gv) in xr.iter().zip(gr) {
+            s += gv;
+            sx += gv * ((xv - m) * r);
+        }
+        (s, sx)
+    }
+}
+
+dispatch! {
+    /// GroupNorm input gradient: `out = r · (g·γ − m1 − (x − m)·r · m2)`.
+    fn group_norm_dx(x: &[f32], g: &[f32], m: f32, r: f32, gamma: f32, m1: f32, m2: f32, out: &mut [f32]) -> () {
+        for ((o, &xv), &gv) in out.iter_mut().zip(x).zip(g) {
+            *o = r * (gv * gamma - m1 - (xv - m) * r * m2);
+        }
+    }
+}
+
 /// `exp(x)` for `x ≤ 0` (softmax arguments) and moderate positive values: `2^k · p(r)` with
 /// `x = k·ln2 + r`, `|r| ≤ ln2/2`, and a degree-6 Taylor polynomial; below −87 it returns 0.
 #[inline(always)]
