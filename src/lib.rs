@@ -4,6 +4,7 @@
 //! The engine (schedules, forward process, UNet, training, sampling, checkpoints) runs headless
 //! from the CLI and drives the TUI.
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod device;
@@ -11,6 +12,7 @@ pub mod diffusion;
 pub mod export;
 pub mod imaging;
 pub mod model;
+pub mod ops;
 pub mod rng;
 pub mod run;
 pub mod sampler;

@@ -1,5 +1,6 @@
 //! The command line: `ddpm-lab` opens the lab (TUI); subcommands run the engine headless.
 
+pub mod bench_cmd;
 pub mod data_cmd;
 pub mod forward_cmd;
 pub mod lab_cmd;
@@ -42,6 +43,8 @@ enum Command {
     Forward(forward_cmd::ForwardArgs),
     /// Download (if needed) and summarise a dataset
     Data(data_cmd::DataArgs),
+    /// Time a training step, a forward pass and a sampling run (JSON with --json)
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// Where runs are written by default: `$DDPM_LAB_RUNS`, else `./runs`.
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Some(Command::Schedules(a)) => schedules_cmd::run(a),
         Some(Command::Forward(a)) => forward_cmd::run(a),
         Some(Command::Data(a)) => data_cmd::run(a),
+        Some(Command::Bench(a)) => bench_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,9 +2,9 @@
 //! (every stage), and the `Residual(PreNorm(dim, fn))` wrapper around them.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::layers::{conv2d, group_norm};
+use super::layers::{conv2d, group_norm, Conv2d, GroupNorm};
 
 /// Heads of both attention layers.
 pub const HEADS: usize = 4;
@@ -75,7 +75,12 @@ impl LinearAttention {
 impl Module for LinearAttention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, h, w) = x.dims4()?;
-        let (q, k, v) = split_qkv(&self.to_qkv.forward(x)?)?;
+        let qkv = self.to_qkv.forward(x)?;
+        if crate::ops::fast_path(&qkv) {
+            let out = crate::ops::linear_attention::linear_attention(&qkv, HEADS, DIM_HEAD)?;
+            return self.to_out_norm.forward(&self.to_out_conv.forward(&out)?);
+        }
+        let (q, k, v) = split_qkv(&qkv)?;
         let q = candle_nn::ops::softmax(&q, D::Minus2)?;
         let k = candle_nn::ops::softmax(&k, D::Minus1)?;
         let q = (q * (DIM_HEAD as f64).powf(-0.5))?;

@@ -1,10 +1,10 @@
 //! The UNet's residual blocks: `ConvNextBlock` and `ResnetBlock` (with its inner `Block`).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use super::config::BlockKind;
-use super::layers::{add_channel_bias, conv2d, group_norm, linear, Gelu};
+use super::layers::{add_channel_bias, conv2d, group_norm, linear, Conv2d, Gelu, GroupNorm};
 
 /// `ConvNextBlock(dim, dim_out, time_emb_dim, mult)`.
 #[derive(Debug, Clone)]

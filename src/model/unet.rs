@@ -1,13 +1,13 @@
 //! The blog's `Unet`: init conv, time MLP, down stages, middle, up stages, final block + 1×1 conv.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, ConvTranspose2d, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::attention::{Attention, LinearAttention, PreNormResidual};
 use super::blocks::ResBlock;
 use super::config::UnetConfig;
 use super::embedding::TimeMlp;
-use super::layers::{conv2d, conv_transpose2d};
+use super::layers::{conv2d, conv_transpose2d, Conv2d, ConvTranspose2d};
 
 /// One down stage `downs.i`: two blocks, linear attention, and a 4×4 stride-2 conv (not in the
 /// last stage).

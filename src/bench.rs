@@ -1,0 +1,435 @@
+//! Throughput benchmarks of the engine: one training step (forward + backward + Adam), one
+//! no-gradient forward pass and a DDPM sampling run, each timed as the median of several runs
+//! after warm-up, plus the process's peak resident memory. `ddpm-lab bench` prints them.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use crate::device::DeviceSpec;
+use crate::diffusion::Objective;
+use crate::model::{self, BlockKind, UnetConfig};
+use crate::rng::LabRng;
+use crate::sampler::{self, SamplerKind};
+use crate::schedule::{BetaSchedule, ScheduleTables};
+use crate::train::{TrainConfig, Trainer};
+
+/// The model a benchmark runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchModel {
+    /// The blog's UNet (dim 28, mults 1,2,4, ConvNeXt) on 28×28×1 images.
+    Blog,
+    /// The same UNet with ResNet blocks (GroupNorm with 4 groups).
+    Resnet,
+    /// A tiny UNet on 8×8 images (for tests and smoke runs).
+    Tiny,
+}
+
+impl BenchModel {
+    /// The UNet configuration.
+    pub fn unet_config(self) -> UnetConfig {
+        match self {
+            BenchModel::Blog => UnetConfig::blog(),
+            BenchModel::Resnet => UnetConfig {
+                block: BlockKind::Resnet,
+                resnet_block_groups: 4,
+                ..UnetConfig::blog()
+            },
+            BenchModel::Tiny => UnetConfig::tiny(),
+        }
+    }
+
+    /// Side of the square images.
+    pub fn image_size(self) -> usize {
+        match self {
+            BenchModel::Blog | BenchModel::Resnet => 28,
+            BenchModel::Tiny => 8,
+        }
+    }
+}
+
+impl fmt::Display for BenchModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BenchModel::Blog => "blog",
+            BenchModel::Resnet => "resnet",
+            BenchModel::Tiny => "tiny",
+        })
+    }
+}
+
+impl FromStr for BenchModel {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "blog" => Ok(BenchModel::Blog),
+            "resnet" => Ok(BenchModel::Resnet),
+            "tiny" => Ok(BenchModel::Tiny),
+            o => Err(format!(
+                "unknown bench config '{o}' (expected blog, resnet or tiny)"
+            )),
+        }
+    }
+}
+
+/// What to run and how often.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchOptions {
+    /// The model.
+    pub model: BenchModel,
+    /// Images per training step.
+    pub batch_size: usize,
+    /// Images per forward pass.
+    pub forward_batch: usize,
+    /// Images per sampling run.
+    pub sample_batch: usize,
+    /// Diffusion steps of the sampling run (DDPM, every step).
+    pub sample_steps: usize,
+    /// Untimed runs before timing (training steps and forward passes).
+    pub warmup: usize,
+    /// Timed training steps and forward passes (the median is reported).
+    pub repeats: usize,
+    /// Timed sampling runs (0 skips sampling).
+    pub sample_repeats: usize,
+    /// Device.
+    pub device: DeviceSpec,
+    /// Seed of weights and data.
+    pub seed: u64,
+}
+
+impl Default for BenchOptions {
+    /// The workloads of the performance issue: training at batch 128, forward at 64, 200-step
+    /// sampling of 16 images, on the CPU.
+    fn default() -> Self {
+        Self {
+            model: BenchModel::Blog,
+            batch_size: 128,
+            forward_batch: 64,
+            sample_batch: 16,
+            sample_steps: 200,
+            warmup: 1,
+            repeats: 3,
+            sample_repeats: 1,
+            device: DeviceSpec::Cpu,
+            seed: 0,
+        }
+    }
+}
+
+impl BenchOptions {
+    /// Rejects sizes that cannot run.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 || self.forward_batch == 0 || self.sample_batch == 0 {
+            bail!("batch sizes must be at least 1");
+        }
+        if self.repeats == 0 {
+            bail!("--repeats must be at least 1");
+        }
+        if self.sample_steps < 2 {
+            bail!("--sample-steps must be at least 2");
+        }
+        Ok(())
+    }
+}
+
+/// Measured figures (times in seconds, medians over the timed runs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// Model name (`blog`, `resnet`, `tiny`).
+    pub config: String,
+    /// Device name.
+    pub device: String,
+    /// Whether the custom CPU kernels were on.
+    pub custom_ops: bool,
+    /// Worker threads of the CPU kernels.
+    pub threads: usize,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Images per training step.
+    pub batch_size: usize,
+    /// Median seconds per training step.
+    pub train_step_seconds: f64,
+    /// `batch_size / train_step_seconds`.
+    pub train_images_per_s: f64,
+    /// Every timed training step.
+    pub train_runs: Vec<f64>,
+    /// Images per forward pass.
+    pub forward_batch: usize,
+    /// Median seconds per forward pass.
+    pub forward_seconds: f64,
+    /// `forward_batch / forward_seconds`.
+    pub forward_images_per_s: f64,
+    /// Every timed forward pass.
+    pub forward_runs: Vec<f64>,
+    /// Images per sampling run.
+    pub sample_batch: usize,
+    /// Denoising steps per sampling run.
+    pub sample_steps: usize,
+    /// Median seconds per sampling run (`None` when skipped).
+    pub sample_seconds: Option<f64>,
+    /// Peak resident memory of the process so far, in MiB (Linux only).
+    pub peak_rss_mb: Option<f64>,
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "config {} on {} ({} params, custom CPU ops {}, {} threads)",
+            self.config,
+            self.device,
+            self.params,
+            if self.custom_ops { "on" } else { "off" },
+            self.threads
+        )?;
+        writeln!(
+            f,
+            "train step   batch {:>4}: {:>8.3} s  {:>8.1} img/s",
+            self.batch_size, self.train_step_seconds, self.train_images_per_s
+        )?;
+        writeln!(
+            f,
+            "forward      batch {:>4}: {:>8.3} s  {:>8.1} img/s",
+            self.forward_batch, self.forward_seconds, self.forward_images_per_s
+        )?;
+        match self.sample_seconds {
+            Some(s) => writeln!(
+                f,
+                "sampling {:>4} steps, batch {:>3}: {:>8.2} s",
+                self.sample_steps, self.sample_batch, s
+            )?,
+            None => writeln!(f, "sampling: skipped")?,
+        }
+        match self.peak_rss_mb {
+            Some(m) => write!(f, "peak RSS: {m:.0} MiB"),
+            None => write!(f, "peak RSS: unavailable on this platform"),
+        }
+    }
+}
+
+/// Peak resident set size of this process in MiB (`VmHWM` of `/proc/self/status`).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The median of `v` (mean of the middle two for even lengths); 0 for an empty slice.
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    }
+}
+
+/// Runs `f` `warmup` times untimed, then `repeats` times timed (after a device sync each).
+fn time_runs(
+    device: &Device,
+    warmup: usize,
+    repeats: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    device.synchronize()?;
+    let mut out = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let t0 = Instant::now();
+        f()?;
+        device.synchronize()?;
+        out.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(out)
+}
+
+/// Random images in `[-1, 1]` of shape `(n, c, s, s)`.
+fn images(rng: &mut LabRng, n: usize, c: usize, s: usize, device: &Device) -> Result<Tensor> {
+    Ok(rng.randn(&[n, c, s, s], device)?.tanh()?)
+}
+
+/// Times training steps at `opts.batch_size`.
+pub fn bench_train(opts: &BenchOptions) -> Result<(Vec<f64>, usize)> {
+    let cfg = TrainConfig {
+        model: opts.model.unet_config(),
+        batch_size: opts.batch_size,
+        image_size: opts.model.image_size(),
+        timesteps: opts.sample_steps,
+        seed: opts.seed,
+        device: opts.device,
+        steps: usize::MAX,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(cfg, None)?;
+    let device = trainer.device().clone();
+    let s = opts.model.image_size();
+    let c = opts.model.unet_config().channels;
+    let x0 = images(
+        &mut LabRng::derived(opts.seed, 99),
+        opts.batch_size,
+        c,
+        s,
+        &device,
+    )?;
+    let runs = time_runs(&device, opts.warmup, opts.repeats, || {
+        trainer.train_step(&x0, 0)?;
+        Ok(())
+    })?;
+    Ok((runs, trainer.num_params()))
+}
+
+/// A detached (no-gradient) model with PyTorch's initialisation for `opts`.
+fn inference_model(opts: &BenchOptions) -> Result<model::Unet> {
+    let device = opts.device.open()?;
+    let cfg = opts.model.unet_config();
+    let (_, varmap) = model::new_trainable(&cfg, opts.seed, &device)?;
+    model::detached_copy(&varmap, &cfg, &device)
+}
+
+/// Times no-gradient forward passes at `opts.forward_batch`.
+pub fn bench_forward(opts: &BenchOptions) -> Result<Vec<f64>> {
+    let unet = inference_model(opts)?;
+    let device = unet.device().clone();
+    let s = opts.model.image_size();
+    let mut rng = LabRng::derived(opts.seed, 98);
+    let x = images(
+        &mut rng,
+        opts.forward_batch,
+        unet.config().channels,
+        s,
+        &device,
+    )?;
+    let t = rng.uniform_indices(opts.forward_batch, opts.sample_steps);
+    let t = model::timesteps_tensor(&t, &device)?;
+    time_runs(&device, opts.warmup, opts.repeats, || {
+        unet.forward(&x, &t)?;
+        Ok(())
+    })
+}
+
+/// Times full DDPM sampling runs (`opts.sample_steps` steps, `opts.sample_batch` images).
+pub fn bench_sample(opts: &BenchOptions) -> Result<Vec<f64>> {
+    let unet = inference_model(opts)?;
+    let device = unet.device().clone();
+    let tables = ScheduleTables::new(BetaSchedule::Linear, opts.sample_steps)?;
+    let s = opts.model.image_size();
+    let shape = (opts.sample_batch, unet.config().channels, s, s);
+    time_runs(&device, 0, opts.sample_repeats, || {
+        sampler::sample(
+            &unet,
+            &tables,
+            Objective::Noise,
+            shape,
+            SamplerKind::Ddpm,
+            opts.seed,
+            &mut |_, _| {},
+        )?;
+        Ok(())
+    })
+}
+
+/// Runs all three benchmarks (training first, so the peak memory is the training step's).
+pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
+    opts.validate()?;
+    let (train_runs, params) = bench_train(opts)?;
+    let forward_runs = bench_forward(opts)?;
+    let sample_seconds = if opts.sample_repeats > 0 {
+        Some(median(&bench_sample(opts)?))
+    } else {
+        None
+    };
+    let train = median(&train_runs);
+    let fwd = median(&forward_runs);
+    Ok(BenchReport {
+        config: opts.model.to_string(),
+        device: opts.device.to_string(),
+        custom_ops: crate::ops::enabled() && opts.device == DeviceSpec::Cpu,
+        threads: rayon::current_num_threads(),
+        params,
+        batch_size: opts.batch_size,
+        train_step_seconds: train,
+        train_images_per_s: opts.batch_size as f64 / train.max(1e-12),
+        train_runs,
+        forward_batch: opts.forward_batch,
+        forward_seconds: fwd,
+        forward_images_per_s: opts.forward_batch as f64 / fwd.max(1e-12),
+        forward_runs,
+        sample_batch: opts.sample_batch,
+        sample_steps: opts.sample_steps,
+        sample_seconds,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_lengths() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+
+    #[test]
+    fn tiny_bench_reports_every_figure() {
+        let opts = BenchOptions {
+            model: BenchModel::Tiny,
+            batch_size: 4,
+            forward_batch: 3,
+            sample_batch: 2,
+            sample_steps: 5,
+            warmup: 1,
+            repeats: 2,
+            sample_repeats: 1,
+            ..BenchOptions::default()
+        };
+        let r = run(&opts).unwrap();
+        assert_eq!(r.train_runs.len(), 2);
+        assert_eq!(r.forward_runs.len(), 2);
+        assert!(r.train_images_per_s > 0.0 && r.train_images_per_s.is_finite());
+        assert!(r.forward_images_per_s > 0.0 && r.forward_images_per_s.is_finite());
+        assert!(r.sample_seconds.unwrap() > 0.0);
+        assert!(r.params > 1000);
+        assert_eq!(r.config, "tiny");
+        if cfg!(target_os = "linux") {
+            assert!(r.peak_rss_mb.unwrap() > 1.0);
+        }
+        let json = serde_json::to_value(&r).unwrap();
+        for key in [
+            "train_images_per_s",
+            "forward_images_per_s",
+            "sample_seconds",
+            "peak_rss_mb",
+            "config",
+            "device",
+        ] {
+            assert!(json.get(key).is_some(), "json lacks {key}");
+        }
+    }
+
+    #[test]
+    fn bad_options_are_rejected() {
+        let o = BenchOptions {
+            repeats: 0,
+            ..BenchOptions::default()
+        };
+        assert!(o.validate().is_err());
+        assert!("huge".parse::<BenchModel>().is_err());
+        assert_eq!("Blog".parse::<BenchModel>(), Ok(BenchModel::Blog));
+    }
+}

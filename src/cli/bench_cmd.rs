@@ -1,0 +1,91 @@
+//! `ddpm-lab bench`: times a training step, a forward pass and a sampling run (medians after
+//! warm-up) and prints them, or one JSON object with `--json`.
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::bench::{self, BenchModel, BenchOptions};
+use crate::device::DeviceSpec;
+
+/// Arguments of `ddpm-lab bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Images per training step
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Model: blog (the blog's ConvNeXt UNet), resnet (ResNet blocks) or tiny
+    #[arg(long, default_value = "blog")]
+    pub config: BenchModel,
+    /// Device: cpu, cuda[:N] or metal
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Images per forward pass
+    #[arg(long, default_value_t = 64)]
+    pub forward_batch: usize,
+    /// Images per sampling run
+    #[arg(long, default_value_t = 16)]
+    pub sample_batch: usize,
+    /// Denoising steps per sampling run (the schedule's T)
+    #[arg(long, default_value_t = 200)]
+    pub sample_steps: usize,
+    /// Untimed warm-up runs of the training step and the forward pass
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Timed runs of the training step and the forward pass (the median is reported)
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Timed sampling runs (0 skips sampling)
+    #[arg(long, default_value_t = 1)]
+    pub sample_repeats: usize,
+    /// Use candle's stock CPU ops instead of ddpm-lab's kernels (for comparison)
+    #[arg(long)]
+    pub stock_ops: bool,
+}
+
+impl BenchArgs {
+    /// The benchmark options these arguments describe.
+    pub fn options(&self) -> BenchOptions {
+        BenchOptions {
+            model: self.config,
+            batch_size: self.batch_size,
+            forward_batch: self.forward_batch,
+            sample_batch: self.sample_batch,
+            sample_steps: self.sample_steps,
+            warmup: self.warmup,
+            repeats: self.repeats,
+            sample_repeats: self.sample_repeats,
+            device: self.device,
+            seed: 0,
+        }
+    }
+}
+
+/// Runs the command. `main` should have called [`crate::ops::configure_cpu_threads`] first.
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.stock_ops {
+        crate::ops::set_enabled(false);
+    }
+    let opts = args.options();
+    opts.validate()?;
+    if !args.json {
+        eprintln!(
+            "benchmarking {} on {}: training batch {}, forward batch {}, {}-step sampling of {} …",
+            opts.model,
+            opts.device,
+            opts.batch_size,
+            opts.forward_batch,
+            opts.sample_steps,
+            opts.sample_batch
+        );
+    }
+    let report = bench::run(&opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! `conv2d` (groups = 1, square kernel, any stride and padding, with bias) as im2col + GEMM, with
+//! a backward that computes the input gradient by GEMM + col2im and the weight gradient by GEMM
+//! (no conv-transpose loop), parallel over images.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::geometry::ConvGeom;
+use super::scratch::with_scratch;
+use super::sgemm::{sgemm, MatRef};
+use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
+
+/// The custom op: `(x (N, Ci, H, W), w (Co, Ci, k, k), b (Co)) → (N, Co, Ho, Wo)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dOp {
+    /// Stride on both axes.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub pad: usize,
+}
+
+/// `conv2d(x, w) + b` through [`Conv2dOp`]; `b = None` adds nothing. CPU `f32` only.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let co = w.dim(0)?;
+    let b = match b {
+        Some(b) => b.clone(),
+        None => Tensor::zeros(co, w.dtype(), w.device())?,
+    };
+    contiguous(x)?.apply_op3(&contiguous(w)?, &contiguous(&b)?, Conv2dOp { stride, pad })
+}
+
+impl Conv2dOp {
+    fn geometry(&self, x: &[usize], w: &[usize]) -> Result<(usize, ConvGeom, usize)> {
+        let (&[n, ci, h, wd], &[co, wci, k, k2]) = (x, w) else {
+            candle_core::bail!("conv2d: expected 4-d input and weight, got {x:?} and {w:?}");
+        };
+        if wci != ci || k != k2 {
+            candle_core::bail!("conv2d: weight {w:?} does not fit input {x:?}");
+        }
+        Ok((n, ConvGeom::new(ci, h, wd, k, self.stride, self.pad)?, co))
+    }
+}
+
+/// Forward over a contiguous batch: returns `(N, Co, Ho, Wo)` data.
+pub fn forward(x: &[f32], w: &[f32], b: &[f32], n: usize, g: ConvGeom, co: usize) -> Vec<f32> {
+    let hw = g.cols();
+    let rows = g.rows();
+    let mut out = vec![0f32; n * co * hw];
+    out.par_chunks_mut(co * hw)
+        .zip(x.par_chunks(g.image_len()))
+        .for_each(|(o, xi)| {
+            for (c, &bc) in b.iter().enumerate() {
+                o[c * hw..(c + 1) * hw].fill(bc);
+            }
+            if g.is_pointwise() {
+                sgemm(
+                    co,
+                    hw,
+                    rows,
+                    o,
+                    hw,
+                    true,
+                    MatRef::rows(w, rows),
+                    MatRef::rows(xi, hw),
+                    false,
+                );
+            } else {
+                with_scratch(0, rows * hw, |cols| {
+                    g.im2col(xi, cols);
+                    sgemm(
+                        co,
+                        hw,
+                        rows,
+                        o,
+                        hw,
+                        true,
+                        MatRef::rows(w, rows),
+                        MatRef::rows(cols, hw),
+                        false,
+                    );
+                });
+            }
+        });
+    out
+}
+
+/// The three gradients of the op.
+pub struct ConvGrads {
+    /// Input gradient `(N, Ci, H, W)` (when asked for).
+    pub dx: Option<Vec<f32>>,
+    /// Weight gradient `(Co, Ci, k, k)`.
+    pub dw: Vec<f32>,
+    /// Bias gradient `(Co)`.
+    pub db: Vec<f32>,
+}
+
+/// Backward over a contiguous batch, given the output gradient `gy` `(N, Co, Ho, Wo)`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    x: &[f32],
+    w: &[f32],
+    gy: &[f32],
+    n: usize,
+    g: ConvGeom,
+    co: usize,
+    need_dx: bool,
+) -> ConvGrads {
+    let hw = g.cols();
+    let rows = g.rows();
+    let img = g.image_len();
+    let chunks = reduction_chunks(n);
+    let per = n.div_ceil(chunks);
+    let chunks = n.div_ceil(per);
+    let mut dx = if need_dx {
+        vec![0f32; n * img]
+    } else {
+        Vec::new()
+    };
+    let dx_parts: Vec<&mut [f32]> = if need_dx {
+        dx.chunks_mut(per * img).collect()
+    } else {
+        (0..chunks).map(|_| <&mut [f32]>::default()).collect()
+    };
+    let mut partials: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
+        .map(|_| (vec![0f32; co * rows], vec![0f32; co]))
+        .collect();
+    let flipped = if need_dx && !g.is_pointwise() {
+        flipped_transpose(w, g, co)
+    } else {
+        None
+    };
+    dx_parts
+        .into_par_iter()
+        .zip(partials.par_iter_mut())
+        .enumerate()
+        .for_each(|(chunk, (dxc, (pw, pb)))| {
+            let first = chunk * per;
+            let last = (first + per).min(n);
+            for i in first..last {
+                let xi = &x[i * img..(i + 1) * img];
+                let gi = &gy[i * co * hw..(i + 1) * co * hw];
+                for (c, acc) in pb.iter_mut().enumerate() {
+                    *acc += gi[c * hw..(c + 1) * hw].iter().sum::<f32>();
+                }
+                // dW += gy_i (Co × HW) · cols_iᵀ (HW × rows)
+                if g.is_pointwise() {
+                    sgemm(
+                        co,
+                        rows,
+                        hw,
+                        pw,
+                        rows,
+                        true,
+                        MatRef::rows(gi, hw),
+                        MatRef::rows_t(xi, hw),
+                        false,
+                    );
+                } else {
+                    with_scratch(0, rows * hw, |cols| {
+                        g.im2col(xi, cols);
+                        sgemm(
+                            co,
+                            rows,
+                            hw,
+                            pw,
+                            rows,
+                            true,
+                            MatRef::rows(gi, hw),
+                            MatRef::rows_t(cols, hw),
+                            false,
+                        );
+                    });
+                }
+                if !need_dx {
+                    continue;
+                }
+                // dcols = Wᵀ (rows × Co) · gy_i (Co × HW); dx_i = col2im(dcols)
+                let dxi = &mut dxc[(i - first) * img..(i - first + 1) * img];
+                if g.is_pointwise() {
+                    sgemm(
+                        rows,
+                        hw,
+                        co,
+                        dxi,
+                        hw,
+                        false,
+                        MatRef::rows_t(w, rows),
+                        MatRef::rows(gi, hw),
+                        false,
+                    );
+                } else if let Some((tg, wf)) = &flipped {
+                    // Stride 1: dx_i = conv(gy_i, flipped Wᵀ) — a GEMM with K = Co·k·k and
+                    // no col2im (the (rows × HW) GEMM with K = Co would be memory-bound).
+                    let trows = tg.rows();
+                    with_scratch(1, trows * hw_in(&g), |gcols| {
+                        tg.im2col(gi, gcols);
+                        sgemm(
+                            g.c,
+                            hw_in(&g),
+                            trows,
+                            dxi,
+                            hw_in(&g),
+                            false,
+                            MatRef::rows(wf, trows),
+                            MatRef::rows(gcols, hw_in(&g)),
+                            false,
+                        );
+                    });
+                } else {
+                    with_scratch(1, rows * hw, |dcols| {
+                        sgemm(
+                            rows,
+                            hw,
+                            co,
+                            dcols,
+                            hw,
+                            false,
+                            MatRef::rows_t(w, rows),
+                            MatRef::rows(gi, hw),
+                            false,
+                        );
+                        g.col2im_add(dcols, dxi);
+                    });
+                }
+            }
+        });
+    let mut it = partials.into_iter();
+    let (mut dw, mut db) = it.next().unwrap_or_default();
+    for (pw, pb) in it {
+        dw.iter_mut().zip(&pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
+    }
+    ConvGrads {
+        dx: need_dx.then_some(dx),
+        dw,
+        db,
+    }
+}
+
+/// Pixels of one input plane.
+fn hw_in(g: &ConvGeom) -> usize {
+    g.h * g.w
+}
+
+/// For a stride-1 conv, the geometry of `conv(gy, W′)` that gives the input gradient (over the
+/// `(Co, Ho, Wo)` output gradient with padding `k − 1 − p`) and `W′ (Ci × Co·k·k)`,
+/// `W′[ci, (co, a, b)] = W[co, ci, k−1−a, k−1−b]`. `None` for other strides.
+fn flipped_transpose(w: &[f32], g: ConvGeom, co: usize) -> Option<(ConvGeom, Vec<f32>)> {
+    let k = g.k;
+    if g.stride != 1 || g.pad + 1 > k {
+        return None;
+    }
+    let tg = ConvGeom::new(co, g.ho, g.wo, k, 1, k - 1 - g.pad).ok()?;
+    if tg.ho != g.h || tg.wo != g.w {
+        return None;
+    }
+    let kk = k * k;
+    let mut wf = vec![0f32; g.c * co * kk];
+    for o in 0..co {
+        for c in 0..g.c {
+            let src = &w[(o * g.c + c) * kk..][..kk];
+            let dst = &mut wf[(c * co + o) * kk..][..kk];
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = src[kk - 1 - i];
+            }
+        }
+    }
+    Some((tg, wf))
+}
+
+impl CustomOp3 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "ddpm-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, g, co) = self.geometry(l1.dims(), l2.dims())?;
+        let x = cpu_slice(s1, l1, "conv2d input")?;
+        let w = cpu_slice(s2, l2, "conv2d weight")?;
+        let b = cpu_slice(s3, l3, "conv2d bias")?;
+        if b.len() != co {
+            candle_core::bail!("conv2d: bias has {} elements, expected {co}", b.len());
+        }
+        let out = forward(x, w, b, n, g, co);
+        Ok((CpuStorage::F32(out), Shape::from((n, co, g.ho, g.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, g, co) = self.geometry(x.dims(), w.dims())?;
+        let need_dx = x.track_op();
+        let grads = with_f32(x, |xs| {
+            with_f32(w, |ws| {
+                with_f32(grad, |gs| Ok(backward(xs, ws, gs, n, g, co, need_dx)))
+            })
+        })?;
+        let dx = match grads.dx {
+            Some(d) => Some(cpu_tensor(d, x.dims())?),
+            None => None,
+        };
+        Ok((
+            dx,
+            Some(cpu_tensor(grads.dw, w.dims())?),
+            Some(cpu_tensor(grads.db, &[co])?),
+        ))
+    }
+}

@@ -1,0 +1,112 @@
+//! Custom CPU kernels for the UNet's hot ops, as candle custom ops with forward and backward.
+//!
+//! candle 0.11's generic CPU paths are slow for this model's training step (the input-gradient of
+//! every conv goes through a direct conv-transpose loop, GroupNorm is a dozen small ops, depthwise
+//! convs run one conv per channel). These ops compute the same maths with im2col + GEMM and fused
+//! loops, over both cores, with fixed reduction splits so results stay deterministic.
+//!
+//! They only run on CPU `f32` tensors; [`fast_path`] tells callers when to use them, and every
+//! other device (CUDA, Metal) keeps candle's stock ops. Setting the environment variable
+//! `DDPM_LAB_STOCK_OPS=1` (or calling [`set_enabled`]) switches them off, for comparisons.
+
+pub mod conv;
+pub mod conv_transpose;
+pub mod depthwise;
+pub mod gelu;
+pub mod geometry;
+pub mod group_norm;
+pub mod linear_attention;
+pub mod scratch;
+pub mod sgemm;
+pub mod simd;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
+
+/// 0: not decided yet (read the environment), 1: on, 2: off.
+static ENABLED: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the custom ops are switched on (default on unless `DDPM_LAB_STOCK_OPS` is set to a
+/// value other than `0`).
+pub fn enabled() -> bool {
+    match ENABLED.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let off = std::env::var("DDPM_LAB_STOCK_OPS")
+                .map(|v| !v.is_empty() && v != "0")
+                .unwrap_or(false);
+            ENABLED.store(if off { 2 } else { 1 }, Ordering::Relaxed);
+            !off
+        }
+    }
+}
+
+/// Switches the custom ops on or off for the whole process (layers built before keep working:
+/// they check at every call).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether `t` can go through the custom CPU ops: they are enabled, and `t` is an `f32` tensor on
+/// the CPU.
+pub fn fast_path(t: &Tensor) -> bool {
+    enabled() && t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// Number of chunks a reduction over `n` items is split into. It depends on `n` only (never on
+/// the thread count), so partial sums are always added in the same order.
+pub(crate) fn reduction_chunks(n: usize) -> usize {
+    n.clamp(1, 8)
+}
+
+/// The contiguous `f32` data of a CPU storage seen through `layout`.
+pub(crate) fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let all = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&all[a..b]),
+        None => candle_core::bail!("{what}: expected a contiguous tensor"),
+    }
+}
+
+/// Runs `f` on the contiguous `f32` data of the CPU tensor `t` (made contiguous first if needed).
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.contiguous()?
+    };
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        Storage::Cpu(c) => f(cpu_slice(c, l, "custom op")?),
+        _ => candle_core::bail!("custom CPU op called on a non-CPU tensor"),
+    }
+}
+
+/// A CPU `f32` tensor of `shape` holding `data`.
+pub(crate) fn cpu_tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+    Tensor::from_vec(data, shape, &candle_core::Device::Cpu)
+}
+
+/// Makes `t` contiguous only when it is not already.
+pub(crate) fn contiguous(t: &Tensor) -> Result<Tensor> {
+    if t.is_contiguous() {
+        Ok(t.clone())
+    } else {
+        t.contiguous()
+    }
+}
+
+/// Makes candle's own element-wise thread pool single-threaded (`CANDLE_NUM_THREADS=1`) unless
+/// the user set `CANDLE_NUM_THREADS`. That pool busy-waits on pinned worker threads; next to
+/// the rayon pool these kernels use on the same two cores it cost ddpm-lab's training step
+/// about 40% (measured on a 2-core machine). Call it at the start of `main`, before any thread
+/// is spawned and before the first candle op (the pool is sized once, on first use).
+pub fn configure_cpu_threads() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Only called from `main` before other threads exist, so nothing reads the
+        // environment concurrently.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}

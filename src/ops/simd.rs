@@ -1,0 +1,253 @@
+//! Small vector kernels compiled twice — for the baseline target and with AVX2 — and picked at
+//! run time, like the `gemm` crate does (the crate is built for baseline x86-64, which only
+//! vectorises to 4-wide SSE2).
+
+/// Whether the CPU has AVX2 (checked once).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
+}
+
+/// Defines `pub fn $name` that runs `$body` compiled with AVX2 when the CPU has it.
+macro_rules! dispatch {
+    ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),*) -> $r:ty $body:block) => {
+        $(#[$m])*
+        pub fn $name($($a: $t),*) -> $r {
+            #[inline(always)]
+            fn generic($($a: $t),*) -> $r $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($a: $t),*) -> $r {
+                    generic($($a),*)
+                }
+                if has_avx2() {
+                    // SAFETY: the CPU supports AVX2 (checked above).
+                    return unsafe { avx2($($a),*) };
+                }
+            }
+            generic($($a),*)
+        }
+    };
+}
+
+dispatch! {
+    /// `y += a · x` over the common length.
+    fn axpy(a: f32, x: &[f32], y: &mut [f32]) -> () {
+        for (yv, xv) in y.iter_mut().zip(x) {
+            *yv += a * xv;
+        }
+    }
+}
+
+dispatch! {
+    /// `Σ a·b` over the common length, with 16 independent accumulators (a fixed order, so
+    /// results do not depend on the machine's vector width).
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let mut acc = [0f32; 16];
+        let (ac, bc) = (a[..n].chunks_exact(16), b[..n].chunks_exact(16));
+        let (ar, br) = (ac.remainder(), bc.remainder());
+        for (x, y) in ac.zip(bc) {
+            for l in 0..16 {
+                acc[l] += x[l] * y[l];
+            }
+        }
+        let mut s = 0f32;
+        for v in acc {
+            s += v;
+        }
+        for (x, y) in ar.iter().zip(br) {
+            s += x * y;
+        }
+        s
+    }
+}
+
+dispatch! {
+    /// `y = max(y, x)` element-wise.
+    fn max_into(x: &[f32], y: &mut [f32]) -> () {
+        for (yv, xv) in y.iter_mut().zip(x) {
+            *yv = yv.max(*xv);
+        }
+    }
+}
+
+dispatch! {
+    /// `y *= x` element-wise.
+    fn mul_into(x: &[f32], y: &mut [f32]) -> () {
+        for (yv, xv) in y.iter_mut().zip(x) {
+            *yv *= xv;
+        }
+    }
+}
+
+dispatch! {
+    /// `out = exp(x − m)` element-wise (m per element), `sum += out`; `exp` is a polynomial
+    /// approximation with relative error below 2e-7 that vectorises.
+    fn exp_sub_acc(x: &[f32], m: &[f32], out: &mut [f32], sum: &mut [f32]) -> () {
+        for (((o, &xv), &mv), s) in out.iter_mut().zip(x).zip(m).zip(sum.iter_mut()) {
+            let e = exp_approx(xv - mv);
+            *o = e;
+            *s += e;
+        }
+    }
+}
+
+dispatch! {
+    /// `out = exp(x − m)` for a scalar m; returns `Σ out`.
+    fn exp_sub_sum(x: &[f32], m: f32, out: &mut [f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        let (xc, oc) = (x.chunks_exact(8), out.chunks_exact_mut(8));
+        let xr = xc.remainder();
+        for (xv, ov) in xc.zip(oc) {
+            for l in 0..8 {
+                let e = exp_approx(xv[l] - m);
+                ov[l] = e;
+                acc[l] += e;
+            }
+        }
+        let mut s = 0f32;
+        for v in acc {
+            s += v;
+        }
+        let done = x.len() - xr.len();
+        for (o, &xv) in out[done..].iter_mut().zip(xr) {
+            let e = exp_approx(xv - m);
+            *o = e;
+            s += e;
+        }
+        s
+    }
+}
+
+dispatch! {
+    /// `Σ x` and `Σ (x − m)²` with 8 accumulators each (a fixed order).
+    fn sum_and_sq_dev(x: &[f32], m: f32) -> (f32, f32) {
+        let mut a = [0f32; 8];
+        let mut q = [0f32; 8];
+        let c = x.chunks_exact(8);
+        let r = c.remainder();
+        for v in c {
+            for l in 0..8 {
+                a[l] += v[l];
+                let d = v[l] - m;
+                q[l] += d * d;
+            }
+        }
+        let (mut s, mut sq) = (0f32, 0f32);
+        for l in 0..8 {
+            s += a[l];
+            sq += q[l];
+        }
+        for &v in r {
+            s += v;
+            sq += (v - m) * (v - m);
+        }
+        (s, sq)
+    }
+}
+
+dispatch! {
+    /// `out = x · a + b`.
+    fn scale_shift(x: &[f32], a: f32, b: f32, out: &mut [f32]) -> () {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v * a + b;
+        }
+    }
+}
+
+dispatch! {
+    /// `(Σ g, Σ g·(x − m)·r)` with 8 accumulators each.
+    fn sum_and_xhat_dot(x: &[f32], g: &[f32], m: f32, r: f32) -> (f32, f32) {
+        let mut a = [0f32; 8];
+        let mut q = [0f32; 8];
+        let (xc, gc) = (x.chunks_exact(8), g.chunks_exact(8));
+        let (xr, gr) = (xc.remainder(), gc.remainder());
+        for (xv, gv) in xc.zip(gc) {
+            for l in 0..8 {
+                a[l] += gv[l];
+                q[l] += gv[l] * ((xv[l] - m) * r);
+            }
+        }
+        let (mut s, mut sx) = (0f32, 0f32);
+        for l in 0..8 {
+            s += a[l];
+            sx += q[l];
+        }
+        for (&xv, &gv) in xr.iter().zip(gr) {
+            s += gv;
+            sx += gv * ((xv - m) * r);
+        }
+        (s, sx)
+    }
+}
+
+dispatch! {
+    /// GroupNorm input gradient: `out = r · (g·γ − m1 − (x − m)·r · m2)`.
+    fn group_norm_dx(x: &[f32], g: &[f32], m: f32, r: f32, gamma: f32, m1: f32, m2: f32, out: &mut [f32]) -> () {
+        for ((o, &xv), &gv) in out.iter_mut().zip(x).zip(g) {
+            *o = r * (gv * gamma - m1 - (xv - m) * r * m2);
+        }
+    }
+}
+
+/// `exp(x)` for `x ≤ 0` (softmax arguments) and moderate positive values: `2^k · p(r)` with
+/// `x = k·ln2 + r`, `|r| ≤ ln2/2`, and a degree-6 Taylor polynomial; below −87 it returns 0.
+#[inline(always)]
+pub fn exp_approx(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.0, 88.0);
+    // Round to nearest without `round()` (which is a libm call on baseline x86-64).
+    let kf = x * LOG2E + 0.5;
+    let t = kf as i32; // truncation toward zero …
+    let ki = if (t as f32) > kf { t - 1 } else { t }; // … corrected to floor
+    let k = ki as f32;
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((ki + 127) as u32) << 23);
+    p * scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_approx_is_accurate() {
+        let mut worst = 0f64;
+        let mut x = -80.0f32;
+        while x < 20.0 {
+            let want = (x as f64).exp();
+            let got = exp_approx(x) as f64;
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(exp_approx(-200.0), exp_approx(-87.0));
+    }
+
+    #[test]
+    fn kernels_match_scalar_code() {
+        let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.3).sin()).collect();
+        let mut y: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).cos()).collect();
+        let want: f32 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+        assert!((dot(&x, &y) - want).abs() < 1e-5);
+        let before = y.clone();
+        axpy(2.0, &x, &mut y);
+        for i in 0..37 {
+            assert!((y[i] - (before[i] + 2.0 * x[i])).abs() < 1e-6);
+        }
+        let mut out = vec![0f32; 37];
+        let s = exp_sub_sum(&x, 1.0, &mut out);
+        let want: f32 = x.iter().map(|v| (v - 1.0).exp()).sum();
+        assert!((s - want).abs() < 1e-5);
+    }
+}

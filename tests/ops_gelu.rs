@@ -1,0 +1,28 @@
+//! The fused GELU op against candle's `gelu_erf` and finite differences.
+
+mod ops_common;
+
+use candle_core::{Tensor, Var};
+use ddpm_lab::ops::gelu::gelu;
+use ops_common::{assert_close, check_finite_differences, grads_of, max_diff, rand};
+
+#[test]
+fn forward_is_bitwise_candles_and_backward_matches() {
+    let x = (rand(&[3, 5, 7, 11], 1) * 4.0).unwrap();
+    let xv = Var::from_tensor(&x).unwrap();
+    let ours = |t: &[Tensor]| gelu(&t[0]);
+    let theirs = |t: &[Tensor]| t[0].gelu_erf();
+    let (yo, go) = grads_of(&[xv.clone()], &ours, 2);
+    let (yt, gt) = grads_of(&[xv.clone()], &theirs, 2);
+    assert_eq!(max_diff(&yo, &yt), 0.0);
+    assert_close("dx", go.get(&xv).unwrap(), gt.get(&xv).unwrap(), 1e-5);
+}
+
+#[test]
+fn gradient_matches_finite_differences() {
+    let x = (rand(&[4, 9], 3) * 3.0).unwrap();
+    let xv = Var::from_tensor(&x).unwrap();
+    let f = |t: &[Tensor]| gelu(&t[0]);
+    let (_, g) = grads_of(&[xv.clone()], &f, 4);
+    check_finite_differences(&[x], 0, g.get(&xv).unwrap(), &f, 4, 1e-3, 1e-2);
+}
