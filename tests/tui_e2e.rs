@@ -138,8 +138,12 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
         "--dataset shapes --model tiny --device cpu --timesteps 10 --steps 8 --batch-size 4",
     );
 
-    // Data: the built-in dataset loads in the background.
+    // Data: the first frame comes at once; the built-in dataset loads in the background.
+    let started = Instant::now();
     let s = tmux.wait_for("1 Data", 10);
+    let first = started.elapsed();
+    eprintln!("first frame seen after {first:?} (tmux start and polling included)");
+    assert!(first < Duration::from_secs(5), "first frame after {first:?}");
     assert!(s.contains("Dataset"), "{s}");
     tmux.wait_for("ready", 30);
 
