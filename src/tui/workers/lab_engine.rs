@@ -27,7 +27,9 @@ use super::{
 /// Examples kept for the Data and Schedules screens.
 pub const EXAMPLES: usize = 48;
 /// Steps timed by a speed estimate (the first is a warm-up and not counted).
-pub const ESTIMATE_STEPS: usize = 4;
+pub const ESTIMATE_STEPS: usize = 3;
+/// Largest batch a speed estimate times.
+pub const ESTIMATE_BATCH: usize = 16;
 /// Steps between two previews when the settings ask for them.
 pub const PREVIEW_IMAGES: usize = 8;
 
@@ -331,6 +333,9 @@ impl Engine for LabEngine {
             }
         };
         let mut cfg = train_config(&settings, dataset, &set);
+        // Per-image cost barely depends on the batch size: time small batches so that even the
+        // blog's model is measured in seconds on a CPU.
+        cfg.batch_size = cfg.batch_size.min(ESTIMATE_BATCH);
         cfg.steps = ESTIMATE_STEPS;
         cfg.preview_every = 0;
         cfg.checkpoint_every = 0;
