@@ -143,7 +143,10 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     let s = tmux.wait_for("1 Data", 10);
     let first = started.elapsed();
     eprintln!("first frame seen after {first:?} (tmux start and polling included)");
-    assert!(first < Duration::from_secs(5), "first frame after {first:?}");
+    assert!(
+        first < Duration::from_secs(5),
+        "first frame after {first:?}"
+    );
     assert!(s.contains("Dataset"), "{s}");
     tmux.wait_for("ready", 30);
 
@@ -179,6 +182,10 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     tmux.wait("frame 11", 5, |s| frame_no(s) == Some(last.min(11)));
     tmux.keys(&["End"]);
     tmux.wait("last frame", 5, |s| frame_no(s) == Some(last));
+    // Export: a PNG grid and a GIF, paths shown.
+    tmux.keys(&["e"]);
+    let s = tmux.wait_for("exported:", 60);
+    assert!(s.contains("samples-ddpm-seed0.png"), "{s}");
 
     // Compare and help.
     tmux.keys(&["5"]);

@@ -492,3 +492,66 @@ fn summary(dir: &Path) -> anyhow::Result<RunSummary> {
         step,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DataSource, Dataset};
+
+    fn set(n: usize) -> ImageSet {
+        ImageSet {
+            images: (0..n * 28 * 28).map(|i| (i % 251) as u8).collect(),
+            labels: (0..n as u32).map(|i| i % 3).collect(),
+            channels: 1,
+            height: 28,
+            width: 28,
+        }
+    }
+
+    #[test]
+    fn settings_survive_the_run_config() {
+        let data = set(4);
+        for model in ModelPreset::ALL {
+            let s = TrainSettings {
+                model,
+                timesteps: 300,
+                ..TrainSettings::default()
+            };
+            let cfg = train_config(&s, "shapes", &data);
+            assert_eq!(cfg.model, model.unet(1));
+            assert_eq!((cfg.image_size, cfg.dataset.as_str()), (28, "shapes"));
+            assert_eq!(settings_of(&cfg), s);
+        }
+        let custom = TrainSettings {
+            custom_model: Some(crate::model::UnetConfig {
+                dim: 12,
+                ..crate::model::UnetConfig::tiny()
+            }),
+            ..TrainSettings::default()
+        };
+        assert_eq!(
+            settings_of(&train_config(&custom, "x", &data)).custom_model,
+            custom.custom_model
+        );
+    }
+
+    #[test]
+    fn data_info_summarises_the_training_split() {
+        let ds = Dataset {
+            name: "toy".into(),
+            source: DataSource::BuiltIn,
+            train: set(90),
+            test: None,
+            label_names: vec!["a".into(), "b".into(), "c".into()],
+        };
+        let info = data_info(&ds);
+        assert_eq!(info.n_train, 90);
+        assert_eq!(info.label_counts, vec![30, 30, 30]);
+        assert_eq!(info.examples.len(), EXAMPLES.min(90));
+        assert_eq!(info.shape, (1, 28, 28));
+        let (img, label) = &info.examples[1];
+        let i = (2_654_435_761usize + 17) % 90;
+        assert_eq!(img, &ds.train.image(i));
+        assert_eq!(*label, (i % 3) as usize);
+    }
+}
