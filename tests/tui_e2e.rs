@@ -138,8 +138,15 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
         "--dataset shapes --model tiny --device cpu --timesteps 10 --steps 8 --batch-size 4",
     );
 
-    // Data: the built-in dataset loads in the background.
+    // Data: the first frame comes at once; the built-in dataset loads in the background.
+    let started = Instant::now();
     let s = tmux.wait_for("1 Data", 10);
+    let first = started.elapsed();
+    eprintln!("first frame seen after {first:?} (tmux start and polling included)");
+    assert!(
+        first < Duration::from_secs(5),
+        "first frame after {first:?}"
+    );
     assert!(s.contains("Dataset"), "{s}");
     tmux.wait_for("ready", 30);
 
@@ -175,6 +182,10 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     tmux.wait("frame 11", 5, |s| frame_no(s) == Some(last.min(11)));
     tmux.keys(&["End"]);
     tmux.wait("last frame", 5, |s| frame_no(s) == Some(last));
+    // Export: a PNG grid and a GIF, paths shown.
+    tmux.keys(&["e"]);
+    let s = tmux.wait_for("exported:", 60);
+    assert!(s.contains("samples-ddpm-seed0.png"), "{s}");
 
     // Compare and help.
     tmux.keys(&["5"]);

@@ -396,3 +396,17 @@ fn opening_a_run_loads_history_and_space_resumes_it() {
     assert!(req.resume);
     assert_eq!(req.run_dir, Some(dir));
 }
+
+#[test]
+fn quitting_gives_up_waiting_after_the_grace_period() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, fake_run(0, 1, 100));
+    handle_key(&mut app, ctrl_c());
+    app.tick(ddpm_lab::tui::state::SHUTDOWN_GRACE / 2);
+    assert!(!app.should_exit());
+    app.tick(ddpm_lab::tui::state::SHUTDOWN_GRACE);
+    assert!(app.should_exit());
+}

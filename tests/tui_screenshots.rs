@@ -381,7 +381,7 @@ fn capture_screenshots() {
     t.wait_for("ready: g draws again", 1800);
     t.keys(&["Home"]);
     t.wait_for("frame 1/", 10);
-    t.keys(&["PageDown", "PageDown"]);
+    t.keys(&["PageDown"]);
     std::thread::sleep(Duration::from_millis(500));
     t.shot("4-sample", "lab-mono");
     t.keys(&["5", "Space"]);

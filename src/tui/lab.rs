@@ -135,16 +135,34 @@ impl LabOptions {
         custom_model: Option<UnetConfig>,
     ) -> anyhow::Result<(LabSettings, Option<PathBuf>)> {
         let dir = config_dir().ok();
-        let mut s = match (&dir, self.fresh) {
-            (Some(d), false) => LabSettings::load_from(d).unwrap_or_else(|e| {
+        let remembered = dir
+            .as_ref()
+            .filter(|d| !self.fresh && d.join(crate::tui::settings::SETTINGS_FILE).exists());
+        let mut s = match remembered {
+            Some(d) => LabSettings::load_from(d).unwrap_or_else(|e| {
                 eprintln!("warning: {e}; using defaults");
                 LabSettings::default()
             }),
-            _ => LabSettings::default(),
+            // First start: the configuration the best available device trains quickly.
+            None => LabSettings {
+                train: TrainSettings::for_device(best_device()),
+                ..LabSettings::default()
+            },
         };
         self.apply(&mut s, custom_model)
             .context("invalid lab flags")?;
         Ok((s, dir))
+    }
+}
+
+/// The fastest device this binary can use: CUDA or Metal when built in and present, else CPU.
+pub fn best_device() -> DeviceSpec {
+    if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() {
+        DeviceSpec::Cuda(0)
+    } else if cfg!(feature = "metal") && candle_core::utils::metal_is_available() {
+        DeviceSpec::Metal
+    } else {
+        DeviceSpec::Cpu
     }
 }
 

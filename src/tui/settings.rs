@@ -23,10 +23,10 @@ pub const BUILTIN_DATASETS: [&str; 4] = ["shapes", "fashion_mnist", "mnist", "ci
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelPreset {
-    /// A very small UNet that trains in seconds to minutes on a CPU.
+    /// A very small UNet (`UnetConfig::tiny`), the quickest to train on a CPU.
     #[default]
     Tiny,
-    /// A mid-sized UNet: recognisable Fashion-MNIST samples in about ten CPU minutes.
+    /// A mid-sized UNet (dim 16, three stages): between the tiny one and the blog's.
     Small,
     /// The blog's `Unet(dim=28, channels=1, dim_mults=(1,2,4))` with ConvNeXt blocks.
     Blog,

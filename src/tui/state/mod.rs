@@ -26,8 +26,9 @@ use sample::{FrameCursor, SampleState, SampleStatus};
 use schedules::SchedulesState;
 use train::{RunPicker, TrainState};
 
-/// How long quitting waits for running runs to write their checkpoint.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long quitting waits for running runs to finish their step and write their checkpoint
+/// (a step of a big model on a CPU can take a while; Ctrl-C again leaves at once).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(300);
 
 /// The five screens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

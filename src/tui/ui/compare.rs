@@ -43,10 +43,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             inner,
         );
     } else {
-        let y_max = series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.1))
-            .fold(0.0f64, f64::max);
+        let ys = || series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+        let y_max = ys().fold(f64::MIN, f64::max);
+        let y_min = ys().fold(f64::MAX, f64::min);
+        let pad = ((y_max - y_min) * 0.05).max(1e-4);
         chart::draw(
             frame,
             losses,
@@ -54,7 +54,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             &ChartOpts {
                 title: "Loss by schedule (smoothed)".into(),
                 x_title: "step".into(),
-                y_bounds: Some([0.0, y_max.max(1e-6)]),
+                y_bounds: Some([(y_min - pad).max(0.0), y_max + pad]),
                 legend: Some(LegendPosition::TopRight),
                 ..ChartOpts::default()
             },

@@ -11,7 +11,7 @@ use crate::tui::event::KEY_HELP;
 
 /// Draws the key table over `area`.
 pub fn draw(frame: &mut Frame, area: Rect) {
-    let r = centered(area, 96, KEY_HELP.len() as u16 + 4);
+    let r = centered(area, 112, KEY_HELP.len() as u16 + 4);
     frame.render_widget(Clear, r);
     let rows = KEY_HELP.iter().map(|k| {
         Row::new(vec![
@@ -27,7 +27,7 @@ pub fn draw(frame: &mut Frame, area: Rect) {
         rows,
         [
             Constraint::Length(10),
-            Constraint::Length(36),
+            Constraint::Length(34),
             Constraint::Min(10),
         ],
     )

@@ -27,7 +27,9 @@ use super::{
 /// Examples kept for the Data and Schedules screens.
 pub const EXAMPLES: usize = 48;
 /// Steps timed by a speed estimate (the first is a warm-up and not counted).
-pub const ESTIMATE_STEPS: usize = 4;
+pub const ESTIMATE_STEPS: usize = 3;
+/// Largest batch a speed estimate times.
+pub const ESTIMATE_BATCH: usize = 16;
 /// Steps between two previews when the settings ask for them.
 pub const PREVIEW_IMAGES: usize = 8;
 
@@ -331,6 +333,9 @@ impl Engine for LabEngine {
             }
         };
         let mut cfg = train_config(&settings, dataset, &set);
+        // Per-image cost barely depends on the batch size: time small batches so that even the
+        // blog's model is measured in seconds on a CPU.
+        cfg.batch_size = cfg.batch_size.min(ESTIMATE_BATCH);
         cfg.steps = ESTIMATE_STEPS;
         cfg.preview_every = 0;
         cfg.checkpoint_every = 0;
@@ -486,4 +491,67 @@ fn summary(dir: &Path) -> anyhow::Result<RunSummary> {
         dataset: Some(cfg.dataset.clone()),
         step,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DataSource, Dataset};
+
+    fn set(n: usize) -> ImageSet {
+        ImageSet {
+            images: (0..n * 28 * 28).map(|i| (i % 251) as u8).collect(),
+            labels: (0..n as u32).map(|i| i % 3).collect(),
+            channels: 1,
+            height: 28,
+            width: 28,
+        }
+    }
+
+    #[test]
+    fn settings_survive_the_run_config() {
+        let data = set(4);
+        for model in ModelPreset::ALL {
+            let s = TrainSettings {
+                model,
+                timesteps: 300,
+                ..TrainSettings::default()
+            };
+            let cfg = train_config(&s, "shapes", &data);
+            assert_eq!(cfg.model, model.unet(1));
+            assert_eq!((cfg.image_size, cfg.dataset.as_str()), (28, "shapes"));
+            assert_eq!(settings_of(&cfg), s);
+        }
+        let custom = TrainSettings {
+            custom_model: Some(crate::model::UnetConfig {
+                dim: 12,
+                ..crate::model::UnetConfig::tiny()
+            }),
+            ..TrainSettings::default()
+        };
+        assert_eq!(
+            settings_of(&train_config(&custom, "x", &data)).custom_model,
+            custom.custom_model
+        );
+    }
+
+    #[test]
+    fn data_info_summarises_the_training_split() {
+        let ds = Dataset {
+            name: "toy".into(),
+            source: DataSource::BuiltIn,
+            train: set(90),
+            test: None,
+            label_names: vec!["a".into(), "b".into(), "c".into()],
+        };
+        let info = data_info(&ds);
+        assert_eq!(info.n_train, 90);
+        assert_eq!(info.label_counts, vec![30, 30, 30]);
+        assert_eq!(info.examples.len(), EXAMPLES.min(90));
+        assert_eq!(info.shape, (1, 28, 28));
+        let (img, label) = &info.examples[1];
+        let i = (2_654_435_761usize + 17) % 90;
+        assert_eq!(img, &ds.train.image(i));
+        assert_eq!(*label, (i % 3) as usize);
+    }
 }
