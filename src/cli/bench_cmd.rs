@@ -89,3 +89,52 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    #[test]
+    fn defaults_are_the_issue_workloads() {
+        let o = Cli::parse_from(["bench"]).args.options();
+        assert_eq!(o, BenchOptions::default());
+    }
+
+    #[test]
+    fn flags_reach_the_options() {
+        let a = Cli::parse_from([
+            "bench",
+            "--json",
+            "--config",
+            "tiny",
+            "--batch-size",
+            "4",
+            "--sample-repeats",
+            "0",
+            "--device",
+            "cpu",
+        ])
+        .args;
+        assert!(a.json);
+        let o = a.options();
+        assert_eq!(o.model, BenchModel::Tiny);
+        assert_eq!(o.batch_size, 4);
+        assert_eq!(o.sample_repeats, 0);
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        let e = Cli::try_parse_from(["bench", "--config", "huge"]).unwrap_err();
+        assert!(e.to_string().contains("unknown bench config 'huge'"), "{e}");
+        assert!(Cli::try_parse_from(["bench", "--device", "tpu"]).is_err());
+        let zero = Cli::parse_from(["bench", "--repeats", "0"]).args;
+        assert!(zero.options().validate().is_err());
+    }
+}

@@ -47,45 +47,79 @@ impl Conv2dOp {
     }
 }
 
+/// Images per GEMM: at low resolution several images go side by side so the GEMM's N
+/// (images · Ho · Wo) reaches about 512 columns (a 7×7 map alone gives N = 49, which runs far
+/// below the GEMM's peak).
+fn group_size(hw: usize) -> usize {
+    (512 / hw.max(1)).clamp(1, 16)
+}
+
+/// Copies `m` images' `(rows, hw)` planes side by side into `dst` (`rows × m·hw`).
+fn gather(src: &[f32], rows: usize, hw: usize, m: usize, dst: &mut [f32]) {
+    let ld = m * hw;
+    for j in 0..m {
+        for r in 0..rows {
+            dst[r * ld + j * hw..][..hw].copy_from_slice(&src[(j * rows + r) * hw..][..hw]);
+        }
+    }
+}
+
+/// The inverse of [`gather`]: `dst` holds `m` images of `(rows, hw)`.
+fn scatter(src: &[f32], rows: usize, hw: usize, m: usize, dst: &mut [f32]) {
+    let ld = m * hw;
+    for j in 0..m {
+        for r in 0..rows {
+            dst[(j * rows + r) * hw..][..hw].copy_from_slice(&src[r * ld + j * hw..][..hw]);
+        }
+    }
+}
+
 /// Forward over a contiguous batch: returns `(N, Co, Ho, Wo)` data.
 pub fn forward(x: &[f32], w: &[f32], b: &[f32], n: usize, g: ConvGeom, co: usize) -> Vec<f32> {
     let hw = g.cols();
     let rows = g.rows();
+    let img = g.image_len();
+    let gs = group_size(hw);
     let mut out = vec![0f32; n * co * hw];
-    out.par_chunks_mut(co * hw)
-        .zip(x.par_chunks(g.image_len()))
-        .for_each(|(o, xi)| {
-            for (c, &bc) in b.iter().enumerate() {
-                o[c * hw..(c + 1) * hw].fill(bc);
+    out.par_chunks_mut(gs * co * hw)
+        .zip(x.par_chunks(gs * img))
+        .for_each(|(o, xs)| {
+            let m = xs.len() / img;
+            let ld = m * hw;
+            if m == 1 {
+                for (c, &bc) in b.iter().enumerate() {
+                    o[c * hw..(c + 1) * hw].fill(bc);
+                }
+                if g.is_pointwise() {
+                    let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(xs, hw));
+                    sgemm(co, hw, rows, o, hw, true, lhs, rhs, false);
+                } else {
+                    with_scratch(0, rows * hw, |cols| {
+                        g.im2col(xs, cols);
+                        let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, hw));
+                        sgemm(co, hw, rows, o, hw, true, lhs, rhs, false);
+                    });
+                }
+                return;
             }
-            if g.is_pointwise() {
-                sgemm(
-                    co,
-                    hw,
-                    rows,
-                    o,
-                    hw,
-                    true,
-                    MatRef::rows(w, rows),
-                    MatRef::rows(xi, hw),
-                    false,
-                );
-            } else {
-                with_scratch(0, rows * hw, |cols| {
-                    g.im2col(xi, cols);
-                    sgemm(
-                        co,
-                        hw,
-                        rows,
-                        o,
-                        hw,
-                        true,
-                        MatRef::rows(w, rows),
-                        MatRef::rows(cols, hw),
-                        false,
-                    );
+            with_scratch(0, rows * ld, |cols| {
+                if g.is_pointwise() {
+                    gather(xs, rows, hw, m, cols);
+                } else {
+                    for j in 0..m {
+                        g.im2col_ld(&xs[j * img..(j + 1) * img], &mut cols[j * hw..], ld);
+                    }
+                }
+                with_scratch(1, co * ld, |tmp| {
+                    let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, ld));
+                    sgemm(co, ld, rows, tmp, ld, false, lhs, rhs, false);
+                    for (c, &bc) in b.iter().enumerate() {
+                        let row = &mut tmp[c * ld..(c + 1) * ld];
+                        row.iter_mut().for_each(|v| *v += bc);
+                    }
+                    scatter(tmp, co, hw, m, o);
                 });
-            }
+            });
         });
     out
 }
@@ -114,6 +148,7 @@ pub fn backward(
     let hw = g.cols();
     let rows = g.rows();
     let img = g.image_len();
+    let gs = group_size(hw);
     let chunks = reduction_chunks(n);
     let per = n.div_ceil(chunks);
     let chunks = n.div_ceil(per);
@@ -135,6 +170,9 @@ pub fn backward(
     } else {
         None
     };
+    let trows = flipped.as_ref().map_or(0, |(tg, _)| tg.rows());
+    let ci = g.c;
+    let plane = g.h * g.w;
     dx_parts
         .into_par_iter()
         .zip(partials.par_iter_mut())
@@ -142,92 +180,87 @@ pub fn backward(
         .for_each(|(chunk, (dxc, (pw, pb)))| {
             let first = chunk * per;
             let last = (first + per).min(n);
-            for i in first..last {
-                let xi = &x[i * img..(i + 1) * img];
-                let gi = &gy[i * co * hw..(i + 1) * co * hw];
-                for (c, acc) in pb.iter_mut().enumerate() {
-                    *acc += gi[c * hw..(c + 1) * hw].iter().sum::<f32>();
-                }
-                // dW += gy_i (Co × HW) · cols_iᵀ (HW × rows)
-                if g.is_pointwise() {
-                    sgemm(
-                        co,
-                        rows,
-                        hw,
-                        pw,
-                        rows,
-                        true,
-                        MatRef::rows(gi, hw),
-                        MatRef::rows_t(xi, hw),
-                        false,
-                    );
+            let mut sub = first;
+            while sub < last {
+                let m = gs.min(last - sub);
+                let ld = m * hw;
+                let xs = &x[sub * img..(sub + m) * img];
+                let gys = &gy[sub * co * hw..(sub + m) * co * hw];
+                // Scratch 1: gathered gy (co × ld), then the dx work matrix.
+                // The flipped conv runs over input pixels: its GEMM has N = m·H·W.
+                let lt = m * plane;
+                let work = if flipped.is_some() {
+                    trows * lt + ci * lt
                 } else {
-                    with_scratch(0, rows * hw, |cols| {
-                        g.im2col(xi, cols);
-                        sgemm(
-                            co,
-                            rows,
-                            hw,
-                            pw,
-                            rows,
-                            true,
-                            MatRef::rows(gi, hw),
-                            MatRef::rows_t(cols, hw),
-                            false,
-                        );
-                    });
-                }
-                if !need_dx {
-                    continue;
-                }
-                // dcols = Wᵀ (rows × Co) · gy_i (Co × HW); dx_i = col2im(dcols)
-                let dxi = &mut dxc[(i - first) * img..(i - first + 1) * img];
-                if g.is_pointwise() {
-                    sgemm(
-                        rows,
-                        hw,
-                        co,
-                        dxi,
-                        hw,
-                        false,
-                        MatRef::rows_t(w, rows),
-                        MatRef::rows(gi, hw),
-                        false,
-                    );
-                } else if let Some((tg, wf)) = &flipped {
-                    // Stride 1: dx_i = conv(gy_i, flipped Wᵀ) — a GEMM with K = Co·k·k and
-                    // no col2im (the (rows × HW) GEMM with K = Co would be memory-bound).
-                    let trows = tg.rows();
-                    with_scratch(1, trows * hw_in(&g), |gcols| {
-                        tg.im2col(gi, gcols);
-                        sgemm(
-                            g.c,
-                            hw_in(&g),
-                            trows,
-                            dxi,
-                            hw_in(&g),
-                            false,
-                            MatRef::rows(wf, trows),
-                            MatRef::rows(gcols, hw_in(&g)),
-                            false,
-                        );
-                    });
-                } else {
-                    with_scratch(1, rows * hw, |dcols| {
-                        sgemm(
-                            rows,
-                            hw,
-                            co,
-                            dcols,
-                            hw,
-                            false,
-                            MatRef::rows_t(w, rows),
-                            MatRef::rows(gi, hw),
-                            false,
-                        );
-                        g.col2im_add(dcols, dxi);
-                    });
-                }
+                    rows * ld
+                };
+                with_scratch(1, co * ld + work, |buf| {
+                    let (gbuf, work) = buf.split_at_mut(co * ld);
+                    let gg: &[f32] = if m == 1 {
+                        gys
+                    } else {
+                        gather(gys, co, hw, m, gbuf);
+                        gbuf
+                    };
+                    for (c, acc) in pb.iter_mut().enumerate() {
+                        *acc += gg[c * ld..(c + 1) * ld].iter().sum::<f32>();
+                    }
+                    // dW += gy (Co × ld) · colsᵀ (ld × rows)
+                    if g.is_pointwise() && m == 1 {
+                        let (lhs, rhs) = (MatRef::rows(gg, ld), MatRef::rows_t(xs, ld));
+                        sgemm(co, rows, ld, pw, rows, true, lhs, rhs, false);
+                    } else {
+                        with_scratch(0, rows * ld, |cols| {
+                            if g.is_pointwise() {
+                                gather(xs, rows, hw, m, cols);
+                            } else {
+                                for j in 0..m {
+                                    let xi = &xs[j * img..(j + 1) * img];
+                                    g.im2col_ld(xi, &mut cols[j * hw..], ld);
+                                }
+                            }
+                            let (lhs, rhs) = (MatRef::rows(gg, ld), MatRef::rows_t(cols, ld));
+                            sgemm(co, rows, ld, pw, rows, true, lhs, rhs, false);
+                        });
+                    }
+                    if !need_dx {
+                        return;
+                    }
+                    let dxs = &mut dxc[(sub - first) * img..(sub - first + m) * img];
+                    if let Some((tg, wf)) = &flipped {
+                        // Stride 1: dx = conv(gy, flipped Wᵀ) — a GEMM with K = Co·k·k and no
+                        // col2im (the (rows × ld) GEMM with K = Co would be memory-bound).
+                        let (tcols, dtmp) = work.split_at_mut(trows * lt);
+                        for j in 0..m {
+                            let gi = &gys[j * co * hw..(j + 1) * co * hw];
+                            tg.im2col_ld(gi, &mut tcols[j * plane..], lt);
+                        }
+                        let (lhs, rhs) = (MatRef::rows(wf, trows), MatRef::rows(tcols, lt));
+                        if m == 1 {
+                            sgemm(ci, lt, trows, dxs, lt, false, lhs, rhs, false);
+                        } else {
+                            sgemm(ci, lt, trows, dtmp, lt, false, lhs, rhs, false);
+                            scatter(dtmp, ci, plane, m, dxs);
+                        }
+                    } else {
+                        // dcols = Wᵀ (rows × Co) · gy (Co × ld)
+                        let (lhs, rhs) = (MatRef::rows_t(w, rows), MatRef::rows(gg, ld));
+                        if g.is_pointwise() && m == 1 {
+                            sgemm(rows, ld, co, dxs, ld, false, lhs, rhs, false);
+                        } else {
+                            sgemm(rows, ld, co, work, ld, false, lhs, rhs, false);
+                            if g.is_pointwise() {
+                                scatter(work, rows, hw, m, dxs);
+                            } else {
+                                for j in 0..m {
+                                    let dxi = &mut dxs[j * img..(j + 1) * img];
+                                    g.col2im_add_ld(&work[j * hw..], ld, dxi);
+                                }
+                            }
+                        }
+                    }
+                });
+                sub += m;
             }
         });
     let mut it = partials.into_iter();
@@ -241,11 +274,6 @@ pub fn backward(
         dw,
         db,
     }
-}
-
-/// Pixels of one input plane.
-fn hw_in(g: &ConvGeom) -> usize {
-    g.h * g.w
 }
 
 /// For a stride-1 conv, the geometry of `conv(gy, W′)` that gives the input gradient (over the

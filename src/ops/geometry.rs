@@ -89,16 +89,23 @@ impl ConvGeom {
 
     /// Fills `cols` (`rows() × cols()`, row-major) from the image `x` (`(C, H, W)`).
     pub fn im2col(&self, x: &[f32], cols: &mut [f32]) {
+        self.im2col_ld(x, cols, self.cols());
+    }
+
+    /// [`Self::im2col`] into a matrix with row stride `ld ≥ cols()` (several images side by
+    /// side: pass `&mut cols[j·cols()..]` for image `j`).
+    pub fn im2col_ld(&self, x: &[f32], cols: &mut [f32], ld: usize) {
         let (k, s, p) = (self.k, self.stride, self.pad);
         let hw = self.cols();
-        assert!(x.len() >= self.image_len() && cols.len() >= self.rows() * hw);
+        assert!(ld >= hw && x.len() >= self.image_len());
+        assert!(cols.len() >= (self.rows() - 1) * ld + hw);
         for c in 0..self.c {
             let plane = &x[c * self.h * self.w..(c + 1) * self.h * self.w];
             for ky in 0..k {
                 let (ylo, yhi) = self.valid_range(ky, self.ho, self.h);
                 for kx in 0..k {
                     let row = (c * k + ky) * k + kx;
-                    let dst = &mut cols[row * hw..(row + 1) * hw];
+                    let dst = &mut cols[row * ld..row * ld + hw];
                     let (xlo, xhi) = self.valid_range(kx, self.wo, self.w);
                     for oy in 0..self.ho {
                         let drow = &mut dst[oy * self.wo..(oy + 1) * self.wo];
@@ -126,16 +133,22 @@ impl ConvGeom {
 
     /// Adds `cols` (`rows() × cols()`) back onto the image `x` (`(C, H, W)`): `x += col2im(cols)`.
     pub fn col2im_add(&self, cols: &[f32], x: &mut [f32]) {
+        self.col2im_add_ld(cols, self.cols(), x);
+    }
+
+    /// [`Self::col2im_add`] from a matrix with row stride `ld ≥ cols()`.
+    pub fn col2im_add_ld(&self, cols: &[f32], ld: usize, x: &mut [f32]) {
         let (k, s, p) = (self.k, self.stride, self.pad);
         let hw = self.cols();
-        assert!(x.len() >= self.image_len() && cols.len() >= self.rows() * hw);
+        assert!(ld >= hw && x.len() >= self.image_len());
+        assert!(cols.len() >= (self.rows() - 1) * ld + hw);
         for c in 0..self.c {
             let plane = &mut x[c * self.h * self.w..(c + 1) * self.h * self.w];
             for ky in 0..k {
                 let (ylo, yhi) = self.valid_range(ky, self.ho, self.h);
                 for kx in 0..k {
                     let row = (c * k + ky) * k + kx;
-                    let src = &cols[row * hw..(row + 1) * hw];
+                    let src = &cols[row * ld..row * ld + hw];
                     let (xlo, xhi) = self.valid_range(kx, self.wo, self.w);
                     if xlo >= xhi {
                         continue;
