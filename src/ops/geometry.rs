@@ -107,6 +107,24 @@ impl ConvGeom {
                     let row = (c * k + ky) * k + kx;
                     let dst = &mut cols[row * ld..row * ld + hw];
                     let (xlo, xhi) = self.valid_range(kx, self.wo, self.w);
+                    if s == 1 && self.wo == self.w && ylo < yhi && xlo < xhi {
+                        // Same-size output: the valid rows form one contiguous run in both the
+                        // image and the matrix row (shifted by (ky − p)·w + kx − p). Copy it in one
+                        // go, then zero the padding columns the copy wrapped into.
+                        let w = self.w;
+                        let start = ylo * w + xlo;
+                        let end = (yhi - 1) * w + xhi;
+                        let src0 = (ylo + ky - p) * w + xlo + kx - p;
+                        dst[start..end].copy_from_slice(&plane[src0..src0 + (end - start)]);
+                        dst[..ylo * w + xlo].fill(0.0);
+                        dst[end..].fill(0.0);
+                        for oy in ylo..yhi {
+                            let drow = &mut dst[oy * w..(oy + 1) * w];
+                            drow[..xlo].fill(0.0);
+                            drow[xhi..].fill(0.0);
+                        }
+                        continue;
+                    }
                     for oy in 0..self.ho {
                         let drow = &mut dst[oy * self.wo..(oy + 1) * self.wo];
                         if oy < ylo || oy >= yhi || xlo >= xhi {
@@ -204,6 +222,9 @@ mod tests {
     fn im2col_matches_naive_and_col2im_is_its_adjoint() {
         for &(c, h, w, k, s, p) in &[
             (2, 5, 6, 3, 1, 1),
+            (3, 6, 6, 3, 1, 1),
+            (2, 9, 9, 5, 1, 2),
+            (1, 4, 4, 7, 1, 3),
             (3, 7, 7, 7, 1, 3),
             (2, 8, 8, 4, 2, 1),
             (1, 5, 5, 1, 1, 0),

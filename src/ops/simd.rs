@@ -1,6 +1,6 @@
-//! Small vector kernels compiled twice — for the baseline target and with AVX2 — and picked at
-//! run time, like the `gemm` crate does (the crate is built for baseline x86-64, which only
-//! vectorises to 4-wide SSE2).
+//! Small vector kernels compiled three times — for the baseline target, with AVX2 and with
+//! AVX-512F — and picked at run time, like the `gemm` crate does (the crate is built for baseline
+//! x86-64, which only vectorises to 4-wide SSE2).
 
 /// Whether the CPU has AVX2 (checked once).
 #[cfg(target_arch = "x86_64")]
@@ -10,7 +10,17 @@ fn has_avx2() -> bool {
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
 }
 
-/// Defines `pub fn $name` that runs `$body` compiled with AVX2 when the CPU has it.
+/// Whether the CPU has AVX-512F (checked once).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
+}
+
+/// Defines `pub fn $name` that runs `$body` compiled with AVX-512F or AVX2 when the CPU has it.
+/// No kernel relies on fused multiply-adds or a reassociation, so every variant gives the same
+/// bits.
 macro_rules! dispatch {
     ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),*) -> $r:ty $body:block) => {
         $(#[$m])*
@@ -22,6 +32,14 @@ macro_rules! dispatch {
                 #[target_feature(enable = "avx2")]
                 unsafe fn avx2($($a: $t),*) -> $r {
                     generic($($a),*)
+                }
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($a: $t),*) -> $r {
+                    generic($($a),*)
+                }
+                if has_avx512() {
+                    // SAFETY: the CPU supports AVX-512F (checked above).
+                    return unsafe { avx512($($a),*) };
                 }
                 if has_avx2() {
                     // SAFETY: the CPU supports AVX2 (checked above).
