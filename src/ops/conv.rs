@@ -54,6 +54,14 @@ fn group_size(hw: usize) -> usize {
     (512 / hw.max(1)).clamp(1, 16)
 }
 
+/// Output rows per im2col band: the band's column matrix (`rows × band·wo` floats) stays within
+/// about 256 KiB, a fraction of a core's L2, but holds at least 64 columns so the GEMM stays
+/// efficient.
+fn band_rows(rows: usize, wo: usize, ho: usize) -> usize {
+    let budget = (64 * 1024) / rows.max(1);
+    (budget.max(64) / wo.max(1)).clamp(1, ho.max(1))
+}
+
 /// Copies `m` images' `(rows, hw)` planes side by side into `dst` (`rows × m·hw`).
 fn gather(src: &[f32], rows: usize, hw: usize, m: usize, dst: &mut [f32]) {
     let ld = m * hw;
@@ -94,10 +102,28 @@ pub fn forward(x: &[f32], w: &[f32], b: &[f32], n: usize, g: ConvGeom, co: usize
                     let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(xs, hw));
                     sgemm(co, hw, rows, o, hw, true, lhs, rhs, false);
                 } else {
-                    with_scratch(0, rows * hw, |cols| {
-                        g.im2col(xs, cols);
-                        let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, hw));
-                        sgemm(co, hw, rows, o, hw, true, lhs, rhs, false);
+                    // One band of output rows at a time, so the column matrix stays in L2.
+                    let band = band_rows(rows, g.wo, g.ho);
+                    with_scratch(0, rows * band * g.wo, |cols| {
+                        let mut oy0 = 0;
+                        while oy0 < g.ho {
+                            let oy1 = (oy0 + band).min(g.ho);
+                            let bw = (oy1 - oy0) * g.wo;
+                            g.im2col_band(xs, cols, bw, oy0, oy1);
+                            let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, bw));
+                            sgemm(
+                                co,
+                                bw,
+                                rows,
+                                &mut o[oy0 * g.wo..],
+                                hw,
+                                true,
+                                lhs,
+                                rhs,
+                                false,
+                            );
+                            oy0 = oy1;
+                        }
                     });
                 }
                 return;

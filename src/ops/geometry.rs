@@ -95,38 +95,50 @@ impl ConvGeom {
     /// [`Self::im2col`] into a matrix with row stride `ld ≥ cols()` (several images side by
     /// side: pass `&mut cols[j·cols()..]` for image `j`).
     pub fn im2col_ld(&self, x: &[f32], cols: &mut [f32], ld: usize) {
+        self.im2col_band(x, cols, ld, 0, self.ho);
+    }
+
+    /// The columns of [`Self::im2col`] for the output rows `oy0..oy1` only (`(oy1 − oy0)·Wo`
+    /// columns, row stride `ld`): lets a caller build and consume the matrix one cache-sized band
+    /// at a time.
+    pub fn im2col_band(&self, x: &[f32], cols: &mut [f32], ld: usize, oy0: usize, oy1: usize) {
         let (k, s, p) = (self.k, self.stride, self.pad);
-        let hw = self.cols();
-        assert!(ld >= hw && x.len() >= self.image_len());
-        assert!(cols.len() >= (self.rows() - 1) * ld + hw);
+        assert!(oy0 <= oy1 && oy1 <= self.ho);
+        let bw = (oy1 - oy0) * self.wo;
+        assert!(ld >= bw && x.len() >= self.image_len());
+        if bw == 0 {
+            return;
+        }
+        assert!(cols.len() >= (self.rows() - 1) * ld + bw);
         for c in 0..self.c {
             let plane = &x[c * self.h * self.w..(c + 1) * self.h * self.w];
             for ky in 0..k {
                 let (ylo, yhi) = self.valid_range(ky, self.ho, self.h);
+                let (ylo, yhi) = (ylo.clamp(oy0, oy1), yhi.clamp(oy0, oy1));
                 for kx in 0..k {
                     let row = (c * k + ky) * k + kx;
-                    let dst = &mut cols[row * ld..row * ld + hw];
+                    let dst = &mut cols[row * ld..row * ld + bw];
                     let (xlo, xhi) = self.valid_range(kx, self.wo, self.w);
                     if s == 1 && self.wo == self.w && ylo < yhi && xlo < xhi {
                         // Same-size output: the valid rows form one contiguous run in both the
                         // image and the matrix row (shifted by (ky − p)·w + kx − p). Copy it in one
                         // go, then zero the padding columns the copy wrapped into.
                         let w = self.w;
-                        let start = ylo * w + xlo;
-                        let end = (yhi - 1) * w + xhi;
+                        let start = (ylo - oy0) * w + xlo;
+                        let end = (yhi - 1 - oy0) * w + xhi;
                         let src0 = (ylo + ky - p) * w + xlo + kx - p;
                         dst[start..end].copy_from_slice(&plane[src0..src0 + (end - start)]);
-                        dst[..ylo * w + xlo].fill(0.0);
+                        dst[..start].fill(0.0);
                         dst[end..].fill(0.0);
                         for oy in ylo..yhi {
-                            let drow = &mut dst[oy * w..(oy + 1) * w];
+                            let drow = &mut dst[(oy - oy0) * w..(oy + 1 - oy0) * w];
                             drow[..xlo].fill(0.0);
                             drow[xhi..].fill(0.0);
                         }
                         continue;
                     }
-                    for oy in 0..self.ho {
-                        let drow = &mut dst[oy * self.wo..(oy + 1) * self.wo];
+                    for oy in oy0..oy1 {
+                        let drow = &mut dst[(oy - oy0) * self.wo..(oy + 1 - oy0) * self.wo];
                         if oy < ylo || oy >= yhi || xlo >= xhi {
                             drow.fill(0.0);
                             continue;
@@ -235,6 +247,19 @@ mod tests {
             let mut cols = vec![f32::NAN; g.rows() * g.cols()];
             g.im2col(&x, &mut cols);
             assert_eq!(cols, naive_im2col(&g, &x), "{c} {h} {w} {k} {s} {p}");
+            // Every band of output rows gives the matching columns.
+            for (oy0, oy1) in [(0, 1), (1, g.ho), (g.ho / 2, g.ho), (0, g.ho)] {
+                let bw = (oy1 - oy0) * g.wo;
+                let mut band = vec![f32::NAN; g.rows() * bw];
+                g.im2col_band(&x, &mut band, bw, oy0, oy1);
+                for r in 0..g.rows() {
+                    assert_eq!(
+                        band[r * bw..(r + 1) * bw],
+                        cols[r * g.cols() + oy0 * g.wo..r * g.cols() + oy1 * g.wo],
+                        "band {oy0}..{oy1} of {c} {h} {w} {k} {s} {p}"
+                    );
+                }
+            }
             // <im2col(x), y> == <x, col2im(y)>
             let y: Vec<f32> = (0..cols.len()).map(|i| (i as f32 * 0.3).cos()).collect();
             let mut back = vec![0.0f32; g.image_len()];
