@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::scratch::with_scratch;
-use super::simd::{axpy, dot};
+use super::simd::{axpy, dot, taps_axpy};
 use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
 
 /// The custom op: `(x (N, C, H, W), w (C, 1, k, k), b (C)) → (N, C, H', W')` with stride 1 and
@@ -83,6 +83,8 @@ fn span(d: &Dims) -> usize {
 fn forward(x: &[f32], wt: &[f32], b: &[f32], d: Dims) -> Vec<f32> {
     let (hw, ohw, kk) = (d.h * d.w, d.ho * d.wo, d.k * d.k);
     let len = span(&d);
+    // Start of each tap (ky, kx) in the padded plane, in the weight's order.
+    let offsets: Vec<usize> = (0..kk).map(|t| (t / d.k) * d.pw + t % d.k).collect();
     let mut out = vec![0f32; d.n * d.c * ohw];
     out.par_chunks_mut(ohw)
         .zip(x.par_chunks(hw))
@@ -94,12 +96,7 @@ fn forward(x: &[f32], wt: &[f32], b: &[f32], d: Dims) -> Vec<f32> {
                 let (padded, acc) = buf.split_at_mut(d.ph * d.pw);
                 d.pad_plane(xi, padded);
                 acc.fill(b[c]);
-                for ky in 0..d.k {
-                    for kx in 0..d.k {
-                        let wv = wc[ky * d.k + kx];
-                        axpy(wv, &padded[ky * d.pw + kx..][..len], acc);
-                    }
-                }
+                taps_axpy(padded, &offsets, wc, acc);
                 for oy in 0..d.ho {
                     o[oy * d.wo..(oy + 1) * d.wo].copy_from_slice(&acc[oy * d.pw..][..d.wo]);
                 }

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::simd::{group_norm_dx, scale_shift, sum_and_sq_dev, sum_and_xhat_dot};
+use super::simd::{group_norm_dx, scale_shift, sq_dev, sum, sum_and_xhat_dot};
 use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
 
 /// The custom op: `(x (N, C, …), γ (C), β (C)) → y` of `x`'s shape.
@@ -63,17 +63,17 @@ impl GroupNormOp {
     }
 }
 
-/// Mean and 1/σ of one group (two passes; 8-lane f32 partial sums, f64 totals per channel).
+/// Mean and 1/σ of one group (two passes; 32-lane f32 partial sums, f64 totals per channel).
 fn stats(xg: &[f32], eps: f64, s: usize) -> (f32, f32) {
     let len = xg.len().max(1) as f64;
     let mut total = 0f64;
     for ch in xg.chunks(s.max(1)) {
-        total += sum_and_sq_dev(ch, 0.0).0 as f64;
+        total += sum(ch) as f64;
     }
     let mean = (total / len) as f32;
     let mut sq = 0f64;
     for ch in xg.chunks(s.max(1)) {
-        sq += sum_and_sq_dev(ch, mean).1 as f64;
+        sq += sq_dev(ch, mean) as f64;
     }
     (mean, (1.0 / (sq / len + eps).sqrt()) as f32)
 }

@@ -61,6 +61,36 @@ dispatch! {
 }
 
 dispatch! {
+    /// `out[l] += Σ_t w[t] · src[off[t] + l]` for `l < out.len()`, taps added in order, one at a
+    /// time (the same bits as one [`axpy`] per tap). Blocks of 64 outputs are kept in registers
+    /// across all taps, so `out` is read and written once instead of once per tap.
+    fn taps_axpy(src: &[f32], off: &[usize], w: &[f32], out: &mut [f32]) -> () {
+        const B: usize = 64;
+        let mut blocks = out.chunks_exact_mut(B);
+        let mut base = 0;
+        for blk in &mut blocks {
+            let mut acc = [0f32; B];
+            acc.copy_from_slice(blk);
+            for (&o, &wv) in off.iter().zip(w) {
+                let s: &[f32; B] = src[o + base..o + base + B].try_into().unwrap();
+                for l in 0..B {
+                    acc[l] += wv * s[l];
+                }
+            }
+            blk.copy_from_slice(&acc);
+            base += B;
+        }
+        let rest = blocks.into_remainder();
+        let n = rest.len();
+        for (&o, &wv) in off.iter().zip(w) {
+            for (r, &v) in rest.iter_mut().zip(&src[o + base..o + base + n]) {
+                *r += wv * v;
+            }
+        }
+    }
+}
+
+dispatch! {
     /// `Σ a·b` over the common length, with 16 independent accumulators (a fixed order, so
     /// results do not depend on the machine's vector width).
     fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -142,29 +172,47 @@ dispatch! {
 }
 
 dispatch! {
-    /// `Σ x` and `Σ (x − m)²` with 8 accumulators each (a fixed order).
-    fn sum_and_sq_dev(x: &[f32], m: f32) -> (f32, f32) {
-        let mut a = [0f32; 8];
-        let mut q = [0f32; 8];
-        let c = x.chunks_exact(8);
+    /// `Σ x` with 32 accumulators (a fixed order; four independent vector chains with AVX2).
+    fn sum(x: &[f32]) -> f32 {
+        let mut a = [0f32; 32];
+        let c = x.chunks_exact(32);
         let r = c.remainder();
         for v in c {
-            for l in 0..8 {
+            for l in 0..32 {
                 a[l] += v[l];
+            }
+        }
+        let mut s = 0f32;
+        for v in a {
+            s += v;
+        }
+        for &v in r {
+            s += v;
+        }
+        s
+    }
+}
+
+dispatch! {
+    /// `Σ (x − m)²` with 32 accumulators (a fixed order).
+    fn sq_dev(x: &[f32], m: f32) -> f32 {
+        let mut q = [0f32; 32];
+        let c = x.chunks_exact(32);
+        let r = c.remainder();
+        for v in c {
+            for l in 0..32 {
                 let d = v[l] - m;
                 q[l] += d * d;
             }
         }
-        let (mut s, mut sq) = (0f32, 0f32);
-        for l in 0..8 {
-            s += a[l];
-            sq += q[l];
+        let mut s = 0f32;
+        for v in q {
+            s += v;
         }
         for &v in r {
-            s += v;
-            sq += (v - m) * (v - m);
+            s += (v - m) * (v - m);
         }
-        (s, sq)
+        s
     }
 }
 
@@ -317,8 +365,29 @@ mod tests {
             assert!((y[i] - (before[i] + 2.0 * x[i])).abs() < 1e-6);
         }
         let mut out = vec![0f32; 37];
+        let want: f32 = x.iter().sum();
+        assert!((sum(&x) - want).abs() < 1e-5);
+        let want: f32 = x.iter().map(|v| (v - 0.2) * (v - 0.2)).sum();
+        assert!((sq_dev(&x, 0.2) - want).abs() < 1e-5);
         let s = exp_sub_sum(&x, 1.0, &mut out);
         let want: f32 = x.iter().map(|v| (v - 1.0).exp()).sum();
         assert!((s - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn taps_axpy_gives_the_bits_of_one_axpy_per_tap() {
+        let src: Vec<f32> = (0..400).map(|i| (i as f32 * 0.13).sin()).collect();
+        let off = [0usize, 3, 17, 40, 41];
+        let w = [0.5f32, -1.25, 0.3, 2.0, -0.7];
+        for len in [0usize, 5, 64, 150, 300] {
+            let start: Vec<f32> = (0..len).map(|i| (i as f32 * 0.9).cos()).collect();
+            let mut want = start.clone();
+            for (&o, &wv) in off.iter().zip(&w) {
+                axpy(wv, &src[o..o + len], &mut want);
+            }
+            let mut got = start;
+            taps_axpy(&src, &off, &w, &mut got);
+            assert_eq!(got, want, "len {len}");
+        }
     }
 }
