@@ -147,7 +147,7 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     let tmux = start_lab(
         tmp.path(),
         "main",
-        "--dataset shapes --model tiny --device cpu --timesteps 10 --steps 8 --batch-size 4",
+        "--dataset shapes --model tiny --device cpu --timesteps 10 --steps 150 --batch-size 4",
     );
 
     // Data: the first frame comes at once; the built-in dataset loads in the background.
