@@ -110,8 +110,33 @@ impl ConvGeom {
             return;
         }
         assert!(cols.len() >= (self.rows() - 1) * ld + bw);
+        // A stride-s conv reads, for each tap, one of the s² polyphase components of the image
+        // (`poly[py][px][r][j] = plane[r·s + py][j·s + px]`). When a component is as wide as
+        // the output (always for s = 1 'same' convs and for the UNet's Downsample), the valid
+        // outputs of a tap form one contiguous run in both the component and the matrix row:
+        // copy it in one go, then zero the padding columns it wrapped into.
+        let (pw, ph) = (self.w.div_ceil(s), self.h.div_ceil(s));
+        let fast = pw == self.wo;
+        let mut poly = if fast && s > 1 {
+            vec![0f32; s * s * ph * pw]
+        } else {
+            Vec::new()
+        };
         for c in 0..self.c {
             let plane = &x[c * self.h * self.w..(c + 1) * self.h * self.w];
+            if fast && s > 1 {
+                for (iy, src) in plane.chunks_exact(self.w).enumerate() {
+                    for px in 0..s {
+                        let at = (((iy % s) * s + px) * ph + iy / s) * pw;
+                        for (d, &v) in poly[at..at + pw]
+                            .iter_mut()
+                            .zip(src.iter().skip(px).step_by(s))
+                        {
+                            *d = v;
+                        }
+                    }
+                }
+            }
             for ky in 0..k {
                 let (ylo, yhi) = self.valid_range(ky, self.ho, self.h);
                 let (ylo, yhi) = (ylo.clamp(oy0, oy1), yhi.clamp(oy0, oy1));
@@ -119,27 +144,44 @@ impl ConvGeom {
                     let row = (c * k + ky) * k + kx;
                     let dst = &mut cols[row * ld..row * ld + bw];
                     let (xlo, xhi) = self.valid_range(kx, self.wo, self.w);
-                    if s == 1 && self.wo == self.w && ylo < yhi && xlo < xhi {
-                        // Same-size output: the valid rows form one contiguous run in both the
-                        // image and the matrix row (shifted by (ky − p)·w + kx − p). Copy it in one
-                        // go, then zero the padding columns the copy wrapped into.
-                        let w = self.w;
+                    if ylo >= yhi || xlo >= xhi {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    if fast {
+                        // Input (iy, ix) = (oy·s + ky − p, ox·s + kx − p) lives in component
+                        // ((ky − p) mod s, (kx − p) mod s) at (oy + ⌊(ky − p)/s⌋, ox + ⌊(kx − p)/s⌋).
+                        let (dy, dx) = (ky as isize - p as isize, kx as isize - p as isize);
+                        let si = s as isize;
+                        let comp: &[f32] = if s == 1 {
+                            plane
+                        } else {
+                            let at = (dy.rem_euclid(si) as usize * s + dx.rem_euclid(si) as usize)
+                                * ph
+                                * pw;
+                            &poly[at..at + ph * pw]
+                        };
+                        let w = self.wo;
                         let start = (ylo - oy0) * w + xlo;
                         let end = (yhi - 1 - oy0) * w + xhi;
-                        let src0 = (ylo + ky - p) * w + xlo + kx - p;
-                        dst[start..end].copy_from_slice(&plane[src0..src0 + (end - start)]);
+                        let src0 = ((ylo as isize + dy.div_euclid(si)) * w as isize
+                            + xlo as isize
+                            + dx.div_euclid(si)) as usize;
+                        dst[start..end].copy_from_slice(&comp[src0..src0 + (end - start)]);
                         dst[..start].fill(0.0);
                         dst[end..].fill(0.0);
-                        for oy in ylo..yhi {
-                            let drow = &mut dst[(oy - oy0) * w..(oy + 1 - oy0) * w];
-                            drow[..xlo].fill(0.0);
-                            drow[xhi..].fill(0.0);
+                        // The padding columns (at most ⌈p/s⌉ on each side), as strided stores:
+                        // a `fill` per output row would be a memset call for one or two floats.
+                        for j in (0..xlo).chain(xhi..w) {
+                            for oy in ylo..yhi {
+                                dst[(oy - oy0) * w + j] = 0.0;
+                            }
                         }
                         continue;
                     }
                     for oy in oy0..oy1 {
                         let drow = &mut dst[(oy - oy0) * self.wo..(oy + 1 - oy0) * self.wo];
-                        if oy < ylo || oy >= yhi || xlo >= xhi {
+                        if oy < ylo || oy >= yhi {
                             drow.fill(0.0);
                             continue;
                         }
@@ -148,12 +190,8 @@ impl ConvGeom {
                         drow[..xlo].fill(0.0);
                         drow[xhi..].fill(0.0);
                         let ix0 = xlo * s + kx - p;
-                        if s == 1 {
-                            drow[xlo..xhi].copy_from_slice(&src[ix0..ix0 + (xhi - xlo)]);
-                        } else {
-                            for (j, d) in drow[xlo..xhi].iter_mut().enumerate() {
-                                *d = src[ix0 + j * s];
-                            }
+                        for (j, d) in drow[xlo..xhi].iter_mut().enumerate() {
+                            *d = src[ix0 + j * s];
                         }
                     }
                 }
@@ -241,6 +279,16 @@ mod tests {
             (2, 8, 8, 4, 2, 1),
             (1, 5, 5, 1, 1, 0),
             (2, 3, 4, 3, 2, 0),
+            // Strided convs whose polyphase components are as wide as the output (fast path),
+            // with odd sizes, h ≠ w, stride 3, padding larger than the stride; and two that
+            // are not.
+            (2, 7, 7, 3, 2, 1),
+            (2, 9, 9, 3, 3, 1),
+            (1, 10, 6, 4, 2, 1),
+            (2, 6, 6, 2, 2, 0),
+            (2, 5, 5, 5, 2, 2),
+            (2, 7, 7, 4, 2, 1),
+            (3, 8, 8, 3, 2, 0),
         ] {
             let g = ConvGeom::new(c, h, w, k, s, p).unwrap();
             let x: Vec<f32> = (0..g.image_len()).map(|i| (i as f32 * 0.7).sin()).collect();

@@ -147,11 +147,11 @@ dispatch! {
 dispatch! {
     /// `out = exp(x − m)` for a scalar m; returns `Σ out`.
     fn exp_sub_sum(x: &[f32], m: f32, out: &mut [f32]) -> f32 {
-        let mut acc = [0f32; 8];
-        let (xc, oc) = (x.chunks_exact(8), out.chunks_exact_mut(8));
+        let mut acc = [0f32; 16];
+        let (xc, oc) = (x.chunks_exact(16), out.chunks_exact_mut(16));
         let xr = xc.remainder();
         for (xv, ov) in xc.zip(oc) {
-            for l in 0..8 {
+            for l in 0..16 {
                 let e = exp_approx(xv[l] - m);
                 ov[l] = e;
                 acc[l] += e;
@@ -308,12 +308,13 @@ pub fn exp_approx(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    // Round to nearest with the 1.5·2²³ trick: the sum's low mantissa bits hold the integer, so
+    // no float → int conversion (whose NaN/saturation checks stop vectorisation) is needed.
+    const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    // Round to nearest without `round()` (which is a libm call on baseline x86-64).
-    let kf = x * LOG2E + 0.5;
-    let t = kf as i32; // truncation toward zero …
-    let ki = if (t as f32) > kf { t - 1 } else { t }; // … corrected to floor
-    let k = ki as f32;
+    let big = x * LOG2E + MAGIC;
+    let k = big - MAGIC;
+    let ki = (big.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.0
         + r * (1.0
