@@ -54,6 +54,31 @@ fn group_size(hw: usize) -> usize {
     (512 / hw.max(1)).clamp(1, 16)
 }
 
+/// [`group_size`] shrunk (down to half) so that `n` images split into groups that keep all
+/// `threads` cores busy: 16 images at 7×7 run as 8 + 8, not 10 + 6.
+fn balanced_group_size(n: usize, hw: usize, threads: usize) -> usize {
+    let gs = group_size(hw);
+    let threads = threads.max(1);
+    // The busiest core's images when the groups (the last one partial) are dealt out in turn;
+    // ties go to bigger groups.
+    let makespan = |g: usize| {
+        let groups = n.div_ceil(g);
+        (0..threads.min(groups))
+            .map(|t| {
+                (t..groups)
+                    .step_by(threads)
+                    .map(|i| g.min(n - i * g))
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    (gs.div_ceil(2)..=gs)
+        .rev()
+        .min_by_key(|&g| makespan(g))
+        .unwrap_or(gs)
+}
+
 /// Output rows per im2col band: the band's column matrix (`rows × band·wo` floats) stays within
 /// about 256 KiB, a fraction of a core's L2, but holds at least 64 columns so the GEMM stays
 /// efficient.
@@ -87,7 +112,7 @@ pub fn forward(x: &[f32], w: &[f32], b: &[f32], n: usize, g: ConvGeom, co: usize
     let hw = g.cols();
     let rows = g.rows();
     let img = g.image_len();
-    let gs = group_size(hw);
+    let gs = balanced_group_size(n, hw, rayon::current_num_threads());
     let mut out = vec![0f32; n * co * hw];
     out.par_chunks_mut(gs * co * hw)
         .zip(x.par_chunks(gs * img))
@@ -377,5 +402,24 @@ impl CustomOp3 for Conv2dOp {
             Some(cpu_tensor(grads.dw, w.dims())?),
             Some(cpu_tensor(grads.db, &[co])?),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_keep_both_cores_busy() {
+        // 7×7 maps: ten images per GEMM alone, but 16 images split as 8 + 8 on two cores.
+        assert_eq!(group_size(49), 10);
+        assert_eq!(balanced_group_size(16, 49, 2), 8);
+        assert_eq!(balanced_group_size(128, 49, 2), 8);
+        assert_eq!(balanced_group_size(64, 49, 2), 8);
+        // Already balanced, or one core: the full group.
+        assert_eq!(balanced_group_size(20, 49, 2), 10);
+        assert_eq!(balanced_group_size(16, 49, 1), 10);
+        // 28×28 maps: one image per GEMM whatever the batch.
+        assert_eq!(balanced_group_size(3, 784, 2), 1);
     }
 }
