@@ -142,6 +142,11 @@ impl Unet {
 
     /// `model(x, time)`: `x` is `(N, C, H, W)` f32, `time` is `(N,)` integer timesteps.
     pub fn forward(&self, x: &Tensor, time: &Tensor) -> Result<Tensor> {
+        crate::ops::on_pool(x.device(), || self.forward_here(x, time))
+    }
+
+    /// [`Self::forward`] on the calling thread.
+    fn forward_here(&self, x: &Tensor, time: &Tensor) -> Result<Tensor> {
         let mut x = self.init_conv.forward(x)?;
         let t = match &self.time_mlp {
             Some(m) => Some(m.forward(time)?),

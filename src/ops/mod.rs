@@ -98,6 +98,18 @@ pub(crate) fn contiguous(t: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Runs `f` on a thread of rayon's pool (directly when already on one). A model pass issues a
+/// few hundred parallel ops; started from a thread outside the pool, each would be handed to
+/// the pool and the caller put to sleep until it finishes (a futex round trip per op), while
+/// from a pool thread they run in place and only the idle worker is woken.
+/// Other devices run `f` where they are called: their work does not go through rayon.
+pub fn on_pool<R: Send>(device: &candle_core::Device, f: impl FnOnce() -> R + Send) -> R {
+    if !device.is_cpu() || rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
+}
+
 /// Process-wide CPU settings that the training step needs to be fast; call it at the start of
 /// `main`, before any thread is spawned and before the first candle op.
 ///

@@ -357,7 +357,7 @@ impl Trainer {
             }
             .into());
         }
-        let mut grads = loss.backward()?;
+        let mut grads = crate::ops::on_pool(loss.device(), || loss.backward())?;
         if let Some(max_norm) = self.cfg.grad_clip {
             clip_grad_norm(&self.varmap, &mut grads, max_norm)?;
         }
