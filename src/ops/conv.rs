@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::geometry::ConvGeom;
-use super::scratch::with_scratch;
+use super::scratch::{par_build, with_scratch};
 use super::sgemm::{sgemm, MatRef};
 use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
 
@@ -113,66 +113,63 @@ pub fn forward(x: &[f32], w: &[f32], b: &[f32], n: usize, g: ConvGeom, co: usize
     let rows = g.rows();
     let img = g.image_len();
     let gs = balanced_group_size(n, hw, rayon::current_num_threads());
-    let mut out = vec![0f32; n * co * hw];
-    out.par_chunks_mut(gs * co * hw)
-        .zip(x.par_chunks(gs * img))
-        .for_each(|(o, xs)| {
-            let m = xs.len() / img;
-            let ld = m * hw;
-            if m == 1 {
-                for (c, &bc) in b.iter().enumerate() {
-                    o[c * hw..(c + 1) * hw].fill(bc);
-                }
-                if g.is_pointwise() {
-                    let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(xs, hw));
-                    sgemm(co, hw, rows, o, hw, true, lhs, rhs, false);
-                } else {
-                    // One band of output rows at a time, so the column matrix stays in L2.
-                    let band = band_rows(rows, g.wo, g.ho);
-                    with_scratch(0, rows * band * g.wo, |cols| {
-                        let mut oy0 = 0;
-                        while oy0 < g.ho {
-                            let oy1 = (oy0 + band).min(g.ho);
-                            let bw = (oy1 - oy0) * g.wo;
-                            g.im2col_band(xs, cols, bw, oy0, oy1);
-                            let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, bw));
-                            sgemm(
-                                co,
-                                bw,
-                                rows,
-                                &mut o[oy0 * g.wo..],
-                                hw,
-                                true,
-                                lhs,
-                                rhs,
-                                false,
-                            );
-                            oy0 = oy1;
-                        }
-                    });
-                }
-                return;
+    par_build(n * co * hw, gs * co * hw, |i, o| {
+        let m = o.len() / (co * hw);
+        let xs = &x[i * gs * img..][..m * img];
+        let ld = m * hw;
+        if m == 1 {
+            for (c, &bc) in b.iter().enumerate() {
+                o[c * hw..(c + 1) * hw].fill(bc);
             }
-            with_scratch(0, rows * ld, |cols| {
-                if g.is_pointwise() {
-                    gather(xs, rows, hw, m, cols);
-                } else {
-                    for j in 0..m {
-                        g.im2col_ld(&xs[j * img..(j + 1) * img], &mut cols[j * hw..], ld);
+            if g.is_pointwise() {
+                let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(xs, hw));
+                sgemm(co, hw, rows, o, hw, true, lhs, rhs, false);
+            } else {
+                // One band of output rows at a time, so the column matrix stays in L2.
+                let band = band_rows(rows, g.wo, g.ho);
+                with_scratch(0, rows * band * g.wo, |cols| {
+                    let mut oy0 = 0;
+                    while oy0 < g.ho {
+                        let oy1 = (oy0 + band).min(g.ho);
+                        let bw = (oy1 - oy0) * g.wo;
+                        g.im2col_band(xs, cols, bw, oy0, oy1);
+                        let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, bw));
+                        sgemm(
+                            co,
+                            bw,
+                            rows,
+                            &mut o[oy0 * g.wo..],
+                            hw,
+                            true,
+                            lhs,
+                            rhs,
+                            false,
+                        );
+                        oy0 = oy1;
                     }
-                }
-                with_scratch(1, co * ld, |tmp| {
-                    let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, ld));
-                    sgemm(co, ld, rows, tmp, ld, false, lhs, rhs, false);
-                    for (c, &bc) in b.iter().enumerate() {
-                        let row = &mut tmp[c * ld..(c + 1) * ld];
-                        row.iter_mut().for_each(|v| *v += bc);
-                    }
-                    scatter(tmp, co, hw, m, o);
                 });
+            }
+            return;
+        }
+        with_scratch(0, rows * ld, |cols| {
+            if g.is_pointwise() {
+                gather(xs, rows, hw, m, cols);
+            } else {
+                for j in 0..m {
+                    g.im2col_ld(&xs[j * img..(j + 1) * img], &mut cols[j * hw..], ld);
+                }
+            }
+            with_scratch(1, co * ld, |tmp| {
+                let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, ld));
+                sgemm(co, ld, rows, tmp, ld, false, lhs, rhs, false);
+                for (c, &bc) in b.iter().enumerate() {
+                    let row = &mut tmp[c * ld..(c + 1) * ld];
+                    row.iter_mut().for_each(|v| *v += bc);
+                }
+                scatter(tmp, co, hw, m, o);
             });
         });
-    out
+    })
 }
 
 /// The three gradients of the op.

@@ -5,6 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::scratch::par_build;
 use super::simd::{gelu_bwd, gelu_fwd};
 use super::{contiguous, cpu_slice, cpu_tensor, with_f32};
 
@@ -27,10 +28,9 @@ impl CustomOp1 for GeluOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = cpu_slice(s, l, "gelu input")?;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, xi)| gelu_fwd(xi, o));
+        let out = par_build(x.len(), CHUNK, |i, o| {
+            gelu_fwd(&x[i * CHUNK..][..o.len()], o)
+        });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 

@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::scratch::with_scratch;
+use super::scratch::{par_build, with_scratch};
 use super::sgemm::{sgemm, MatRef};
 use super::simd::{exp_sub_acc, exp_sub_sum, max_into, mul_into};
 use super::{contiguous, cpu_slice, cpu_tensor, with_f32};
@@ -84,8 +84,7 @@ impl CustomOp1 for LinearAttentionOp {
         let (h, d) = (self.heads, self.dim_head);
         let scale = (d as f32).powf(-0.5);
         let qkv = cpu_slice(s, l, "linear attention input")?;
-        let mut out = vec![0f32; b * h * d * n];
-        out.par_chunks_mut(d * n).enumerate().for_each(|(bh, o)| {
+        let out = par_build(b * h * d * n, d * n, |bh, o| {
             let (bi, hi) = (bh / h, bh % h);
             let base = bi * 3 * h * d * n;
             let q = &qkv[base + hi * d * n..][..d * n];
