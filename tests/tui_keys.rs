@@ -134,6 +134,36 @@ fn space_starts_pauses_and_resumes() {
 }
 
 #[test]
+fn sampler_label_keeps_the_finished_runs_t_when_t_is_edited_for_the_next_run() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    let t0 = app.settings.train.timesteps;
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, fake_run(0, 5, 5));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 5,
+            run_dir: Some("runs/r".into()),
+        }],
+    );
+    handle_key(&mut app, key(KeyCode::Down)); // T
+    handle_key(&mut app, key(KeyCode::Right));
+    let t1 = app.settings.train.timesteps;
+    assert_ne!(t1, t0, "T was edited");
+    assert_eq!(app.sample_timesteps(), t0);
+    app.tab = Tab::Sample;
+    let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains(&format!("DDPM {t0} steps"))
+            && !screen.contains(&format!("DDPM {t1} steps")),
+        "{screen}"
+    );
+}
+
+#[test]
 fn configuration_edits_only_while_idle() {
     let (mut app, engine) = app();
     load_data(&mut app);

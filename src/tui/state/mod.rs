@@ -349,6 +349,7 @@ impl App {
         } else {
             let s = self.settings.train.schedule.name().to_string();
             self.train.run.reset();
+            self.train.run.timesteps = Some(self.settings.train.timesteps);
             Some(self.new_run_dir(&s))
         };
         let req = TrainRequest {
@@ -485,6 +486,7 @@ impl App {
                 run.state = RunState::Opened;
                 if let Some(s) = &opened.summary.settings {
                     run.total_steps = s.steps;
+                    run.timesteps = Some(s.timesteps);
                     self.settings.train = s.clone();
                     self.schedules = SchedulesState::new(s.timesteps);
                 }
@@ -521,6 +523,16 @@ impl App {
             run.run_dir.clone()
         } else {
             self.sample.source.clone()
+        }
+    }
+
+    /// T of the run the Sample screen draws from: the run's own T when it is the run of the
+    /// Train screen (editing T afterwards only prepares the next run), else the settings' T.
+    pub fn sample_timesteps(&self) -> usize {
+        let run = &self.train.run;
+        match run.timesteps {
+            Some(t) if self.sample_source().is_some() && self.sample_source() == run.run_dir => t,
+            _ => self.settings.train.timesteps,
         }
     }
 

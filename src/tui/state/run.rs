@@ -55,6 +55,8 @@ pub struct RunProgress {
     pub state: RunState,
     /// Run directory, once known.
     pub run_dir: Option<PathBuf>,
+    /// T of the run's noise schedule, once known (edits to the settings do not change it).
+    pub timesteps: Option<usize>,
     /// Step the current session started from.
     pub start_step: usize,
     /// Step at which the run stops.

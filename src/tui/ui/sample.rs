@@ -122,7 +122,7 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
     let sampler = if s.ddim {
         format!("DDIM {} steps η={}", s.ddim_steps, s.eta)
     } else {
-        format!("DDPM {} steps", app.settings.train.timesteps)
+        format!("DDPM {} steps", app.sample_timesteps())
     };
     let mut lines = vec![
         kv("sampler", sampler, "k [ ]"),
