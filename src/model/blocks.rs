@@ -4,7 +4,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use super::config::BlockKind;
-use super::layers::{add_channel_bias, conv2d, group_norm, linear, Conv2d, Gelu, GroupNorm};
+use super::layers::{add_channel_bias, conv2d, group_norm, linear, silu, Conv2d, Gelu, GroupNorm};
 
 /// `ConvNextBlock(dim, dim_out, time_emb_dim, mult)`.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ impl ResnetInnerBlock {
 
 impl Module for ResnetInnerBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.norm.forward(&self.proj.forward(x)?)?.silu()
+        silu(&self.norm.forward(&self.proj.forward(x)?)?)
     }
 }
 
@@ -127,7 +127,7 @@ impl ResnetBlock {
     pub fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> Result<Tensor> {
         let mut h = self.block1.forward(x)?;
         if let (Some(mlp), Some(t)) = (&self.mlp, t) {
-            let cond = mlp.forward(&t.silu()?)?;
+            let cond = mlp.forward(&silu(t)?)?;
             h = add_channel_bias(&h, &cond)?;
         }
         let h = self.block2.forward(&h)?;

@@ -207,6 +207,14 @@ impl Module for Gelu {
     }
 }
 
+/// PyTorch's `nn.SiLU()` / `F.silu` (the ResNet blocks' activation).
+pub fn silu(xs: &Tensor) -> Result<Tensor> {
+    if ops::fast_path(xs) {
+        return ops::silu::silu(xs);
+    }
+    xs.silu()
+}
+
 /// Adds a per-channel vector `(N, C)` to a feature map `(N, C, H, W)`
 /// (the blog's `rearrange(condition, "b c -> b c 1 1")` + add).
 pub fn add_channel_bias(x: &Tensor, v: &Tensor) -> Result<Tensor> {

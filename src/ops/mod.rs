@@ -18,6 +18,7 @@ pub mod group_norm;
 pub mod linear_attention;
 pub mod scratch;
 pub mod sgemm;
+pub mod silu;
 pub mod simd;
 
 use std::sync::atomic::{AtomicU8, Ordering};

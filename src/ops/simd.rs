@@ -301,6 +301,25 @@ dispatch! {
     }
 }
 
+dispatch! {
+    /// `out = silu(x) = x·σ(x) = x / (1 + e^(−x))`.
+    fn silu_fwd(x: &[f32], out: &mut [f32]) -> () {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v / (1.0 + exp_approx(-v));
+        }
+    }
+}
+
+dispatch! {
+    /// `dx = g · σ(x)·(1 + x·(1 − σ(x)))`.
+    fn silu_bwd(x: &[f32], g: &[f32], dx: &mut [f32]) -> () {
+        for ((d, &v), &gv) in dx.iter_mut().zip(x).zip(g) {
+            let s = 1.0 / (1.0 + exp_approx(-v));
+            *d = gv * s * (1.0 + v * (1.0 - s));
+        }
+    }
+}
+
 /// `exp(x)` for `x ≤ 0` (softmax arguments) and moderate positive values: `2^k · p(r)` with
 /// `x = k·ln2 + r`, `|r| ≤ ln2/2`, and a degree-6 Taylor polynomial; below −87 it returns 0.
 #[inline(always)]
