@@ -204,3 +204,37 @@ mod upsample_56_at_7 {
         });
     }
 }
+
+/// ConvNeXt `net.2`: GELU over 56 channels at 28×28.
+mod gelu_56_at_28 {
+    use super::*;
+
+    #[divan::bench(args = [false, true])]
+    fn ours(b: divan::Bencher, train: bool) {
+        let x = var(&[N, 56, 28, 28]);
+        b.bench(|| run(train, || ops::gelu::gelu(&x).unwrap()));
+    }
+
+    #[divan::bench(args = [false, true])]
+    fn stock(b: divan::Bencher, train: bool) {
+        let x = var(&[N, 56, 28, 28]);
+        b.bench(|| run(train, || x.gelu_erf().unwrap()));
+    }
+}
+
+/// ResNet `block1`: SiLU over 28 channels at 28×28.
+mod silu_28_at_28 {
+    use super::*;
+
+    #[divan::bench(args = [false, true])]
+    fn ours(b: divan::Bencher, train: bool) {
+        let x = var(&[N, 28, 28, 28]);
+        b.bench(|| run(train, || ops::silu::silu(&x).unwrap()));
+    }
+
+    #[divan::bench(args = [false, true])]
+    fn stock(b: divan::Bencher, train: bool) {
+        let x = var(&[N, 28, 28, 28]);
+        b.bench(|| run(train, || x.silu().unwrap()));
+    }
+}
