@@ -137,18 +137,8 @@ fn space_starts_pauses_and_resumes() {
 fn sampler_label_keeps_the_finished_runs_t_when_t_is_edited_for_the_next_run() {
     let (mut app, _engine) = app();
     load_data(&mut app);
-    app.tab = Tab::Train;
     let t0 = app.settings.train.timesteps;
-    handle_key(&mut app, ch(' '));
-    feed(&mut app, Slot::Main, fake_run(0, 5, 5));
-    feed(
-        &mut app,
-        Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 5,
-            run_dir: Some("runs/r".into()),
-        }],
-    );
+    train_main_run_to_the_end(&mut app, "runs/r");
     handle_key(&mut app, key(KeyCode::Down)); // T
     handle_key(&mut app, key(KeyCode::Right));
     let t1 = app.settings.train.timesteps;
@@ -232,17 +222,7 @@ fn sample_needs_a_checkpoint_then_steps_and_plays() {
     app.tab = Tab::Sample;
     handle_key(&mut app, ch('g'));
     assert!(app.notice.as_ref().unwrap().error);
-    app.tab = Tab::Train;
-    handle_key(&mut app, ch(' '));
-    feed(&mut app, Slot::Main, fake_run(0, 5, 5));
-    feed(
-        &mut app,
-        Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 5,
-            run_dir: Some("runs/r".into()),
-        }],
-    );
+    train_main_run_to_the_end(&mut app, "runs/r");
     app.tab = Tab::Sample;
     handle_key(&mut app, ch('k'));
     handle_key(&mut app, ch(']'));

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use ddpm_lab::imaging::Image8;
 use ddpm_lab::schedule::BetaSchedule;
 use ddpm_lab::train::events::{StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
+use ddpm_lab::tui::event::handle_key;
 use ddpm_lab::tui::settings::{LabSettings, TrainSettings};
-use ddpm_lab::tui::state::App;
+use ddpm_lab::tui::state::{App, Tab};
 use ddpm_lab::tui::ui::{self, ImageRenderer};
 use ddpm_lab::tui::workers::{
     DataInfo, DataMsg, Engine, ExportRequest, Frames, OpenedRun, RunSummary, SampleRequest, Slot,
@@ -228,6 +229,22 @@ pub fn feed(app: &mut App, slot: Slot, events: Vec<TrainEvent>) {
     for event in events {
         app.handle_msg(WorkerMsg::Train { slot, event });
     }
+}
+
+/// Starts the main run with space on the Train screen and feeds it five steps to a finish in
+/// `run_dir`.
+pub fn train_main_run_to_the_end(app: &mut App, run_dir: &str) {
+    app.tab = Tab::Train;
+    handle_key(app, ch(' '));
+    feed(app, Slot::Main, fake_run(0, 5, 5));
+    feed(
+        app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 5,
+            run_dir: Some(run_dir.into()),
+        }],
+    );
 }
 
 /// A synthetic denoising: `n` images, frames from noise-like to clean.
