@@ -530,8 +530,8 @@ impl App {
     /// Train screen (editing T afterwards only prepares the next run), else the settings' T.
     pub fn sample_timesteps(&self) -> usize {
         let run = &self.train.run;
-        match run.timesteps {
-            Some(t) if self.sample_source().is_some() && self.sample_source() == run.run_dir => t,
+        match (run.timesteps, &run.run_dir) {
+            (Some(t), Some(dir)) if self.sample_source().as_ref() == Some(dir) => t,
             _ => self.settings.train.timesteps,
         }
     }
