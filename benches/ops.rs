@@ -238,3 +238,46 @@ mod silu_28_at_28 {
         b.bench(|| run(train, || x.silu().unwrap()));
     }
 }
+
+/// The 3×3 convs at each resolution of the blog UNet, 16 images (a sampling step's batch), on
+/// raw slices: `forward` (the direct kernel where the CPU has AVX-512F) against
+/// `forward_im2col` (im2col + GEMM). Args: input side 28, 14 or 7.
+mod conv3x3_direct_vs_im2col {
+    use super::*;
+    use ddpm_lab::ops::geometry::ConvGeom;
+
+    type Args = (Vec<f32>, Vec<f32>, Vec<f32>, ConvGeom, usize);
+
+    fn args(side: usize) -> Args {
+        let (ci, co) = match side {
+            28 => (56, 28),
+            14 => (112, 56),
+            _ => (224, 112),
+        };
+        let v = |s: &[usize]| rand(s).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let g = ConvGeom::new(ci, side, side, 3, 1, 1).unwrap();
+        (
+            v(&[16, ci, side, side]),
+            v(&[co, ci, 3, 3]),
+            v(&[co]),
+            g,
+            co,
+        )
+    }
+
+    #[divan::bench(args = [28, 14, 7])]
+    fn direct(b: divan::Bencher, side: usize) {
+        let (x, w, bi, g, co) = args(side);
+        b.bench(|| ops::on_pool(&Device::Cpu, || ops::conv::forward(&x, &w, &bi, 16, g, co)));
+    }
+
+    #[divan::bench(args = [28, 14, 7])]
+    fn im2col(b: divan::Bencher, side: usize) {
+        let (x, w, bi, g, co) = args(side);
+        b.bench(|| {
+            ops::on_pool(&Device::Cpu, || {
+                ops::conv::forward_im2col(&x, &w, &bi, 16, g, co)
+            })
+        });
+    }
+}

@@ -1,10 +1,13 @@
-//! `conv2d` (groups = 1, square kernel, any stride and padding, with bias) as im2col + GEMM, with
-//! a backward that computes the input gradient by GEMM + col2im and the weight gradient by GEMM
-//! (no conv-transpose loop), parallel over images.
+//! `conv2d` (groups = 1, square kernel, any stride and padding, with bias): stride-1 convs with
+//! a kernel bigger than 1×1 through the direct kernel of [`direct_conv`] on CPUs with AVX-512F,
+//! the rest as im2col + GEMM. The backward computes the weight gradient by GEMM against im2col and
+//! the input gradient as a conv with the flipped, transposed kernel (stride 1, direct or GEMM) or
+//! by GEMM + col2im (no conv-transpose loop), parallel over images.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::direct_conv::{self, PackedWeights};
 use super::geometry::ConvGeom;
 use super::scratch::{par_build, with_scratch};
 use super::sgemm::{sgemm, MatRef};
@@ -107,8 +110,26 @@ fn scatter(src: &[f32], rows: usize, hw: usize, m: usize, dst: &mut [f32]) {
     }
 }
 
-/// Forward over a contiguous batch: returns `(N, Co, Ho, Wo)` data.
+/// Forward over a contiguous batch: returns `(N, Co, Ho, Wo)` data. Stride-1 convs with a
+/// kernel bigger than 1×1 run through the direct kernel where the CPU has it
+/// ([`direct_conv::supports`]), the rest as im2col + GEMM ([`forward_im2col`]).
 pub fn forward(x: &[f32], w: &[f32], b: &[f32], n: usize, g: ConvGeom, co: usize) -> Vec<f32> {
+    if !direct_conv::supports(&g) {
+        return forward_im2col(x, w, b, n, g, co);
+    }
+    let packed = PackedWeights::new(w, Some(b), co, g.c, g.k);
+    direct_conv::forward(x, n, &g, &packed)
+}
+
+/// [`forward`] as im2col + GEMM whatever the geometry and CPU.
+pub fn forward_im2col(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    n: usize,
+    g: ConvGeom,
+    co: usize,
+) -> Vec<f32> {
     let hw = g.cols();
     let rows = g.rows();
     let img = g.image_len();
@@ -218,7 +239,15 @@ pub fn backward(
     } else {
         None
     };
-    let trows = flipped.as_ref().map_or(0, |(tg, _)| tg.rows());
+    // The flipped conv through the direct kernel where it runs (then no im2col of gy).
+    let direct = flipped
+        .as_ref()
+        .filter(|(tg, _)| direct_conv::supports(tg))
+        .map(|(tg, wf)| PackedWeights::new(wf, None, g.c, co, tg.k));
+    let trows = match (&flipped, &direct) {
+        (Some((tg, _)), None) => tg.rows(),
+        _ => 0,
+    };
     let ci = g.c;
     let plane = g.h * g.w;
     dx_parts
@@ -237,7 +266,9 @@ pub fn backward(
                 // Scratch 1: gathered gy (co × ld), then the dx work matrix.
                 // The flipped conv runs over input pixels: its GEMM has N = m·H·W.
                 let lt = m * plane;
-                let work = if flipped.is_some() {
+                let work = if direct.is_some() {
+                    0
+                } else if flipped.is_some() {
                     trows * lt + ci * lt
                 } else {
                     rows * ld
@@ -275,7 +306,9 @@ pub fn backward(
                         return;
                     }
                     let dxs = &mut dxc[(sub - first) * img..(sub - first + m) * img];
-                    if let Some((tg, wf)) = &flipped {
+                    if let (Some((tg, _)), Some(packed)) = (&flipped, &direct) {
+                        direct_conv::conv_images(gys, m, tg, packed, dxs);
+                    } else if let Some((tg, wf)) = &flipped {
                         // Stride 1: dx = conv(gy, flipped Wᵀ) — a GEMM with K = Co·k·k and no
                         // col2im (the (rows × ld) GEMM with K = Co would be memory-bound).
                         let (tcols, dtmp) = work.split_at_mut(trows * lt);

@@ -1,0 +1,373 @@
+//! A direct stride-1 convolution for CPUs with AVX-512F: no im2col matrix and no GEMM packing.
+//!
+//! The image is copied once into zero-padded channel planes of width `pw = w + 2p`. In that
+//! "padded-width" layout the output pixel `(oy, ox)` sits at flat index `q = oy·pw + ox`, and tap
+//! `(ky, kx)` of every output reads the input at `q + ky·pw + kx`: for 16 consecutive `q` that is
+//! one contiguous vector load. The kernel holds a tile of 4 output channels × 96 flat outputs
+//! (24 AVX-512 accumulators, the shape of the `gemm` crate's own 4×6 microkernel) in registers
+//! across every input channel and tap, broadcasting one weight per channel of the tile, and
+//! stores the tile once. The `pw − wo` columns past each output row are computed and dropped.
+//!
+//! This replaces im2col + GEMM for stride-1 convs with `k > 1` (the 3×3 convs of every block) and
+//! the stride-1 input gradient (a conv with the flipped, transposed kernel): the nine-fold im2col
+//! copy and the GEMM's operand packing were a quarter of a sampling step.
+
+use super::geometry::ConvGeom;
+use std::ops::Range;
+
+use super::scratch::{par_build, with_scratch};
+
+/// Output channels per register tile.
+const CO_TILE: usize = 4;
+/// 16-float vectors per register tile.
+const MAX_VECS: usize = 6;
+/// Floats per vector.
+const LANES: usize = 16;
+
+/// Whether [`conv_image`] can run this conv here: stride 1, a kernel bigger than 1×1 (a 1×1 conv
+/// is a plain GEMM already) and a CPU with AVX-512F.
+pub fn supports(g: &ConvGeom) -> bool {
+    g.stride == 1 && g.k > 1 && has_avx512()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx512() -> bool {
+    false
+}
+
+/// Conv weights `(Co, Ci, k, k)` re-laid out for the kernel: for each tile of 4 output channels,
+/// `[ci][tap][4]` (the last tile padded with zero channels), and the bias padded alike.
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    data: Vec<f32>,
+    bias: Vec<f32>,
+    co: usize,
+    ci: usize,
+    k: usize,
+}
+
+impl PackedWeights {
+    /// Packs `w` `(co, ci, k, k)` and `bias` (`co` values, or none for zeros).
+    pub fn new(w: &[f32], bias: Option<&[f32]>, co: usize, ci: usize, k: usize) -> Self {
+        let kk = k * k;
+        assert_eq!(w.len(), co * ci * kk, "direct conv: weight size");
+        let tiles = co.div_ceil(CO_TILE);
+        let mut data = vec![0f32; tiles * ci * kk * CO_TILE];
+        for o in 0..co {
+            let (t, j) = (o / CO_TILE, o % CO_TILE);
+            for c in 0..ci {
+                for tap in 0..kk {
+                    data[((t * ci + c) * kk + tap) * CO_TILE + j] = w[(o * ci + c) * kk + tap];
+                }
+            }
+        }
+        let mut b = vec![0f32; tiles * CO_TILE];
+        if let Some(bias) = bias {
+            b[..co].copy_from_slice(&bias[..co]);
+        }
+        Self {
+            data,
+            bias: b,
+            co,
+            ci,
+            k,
+        }
+    }
+}
+
+/// Images laid side by side in one padded plane at this geometry: enough that a plane row holds
+/// about 64 floats (a 7×7 map alone computes 64 outputs of which 49 are real, and its weights
+/// would be streamed once per image). Only "same" convs (`k = 2p + 1`) share the `p` zero
+/// columns between neighbours.
+pub fn group_size(g: &ConvGeom) -> usize {
+    if g.k != 2 * g.pad + 1 {
+        return 1;
+    }
+    (64 / (g.w + g.pad)).clamp(1, 8)
+}
+
+/// Sizes of the padded-width layout of `m` images side by side.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Padded plane width: `m·(w + p) + p`.
+    pw: usize,
+    /// Columns from one image to the next (`w + p`).
+    step: usize,
+    /// Flat outputs computed per channel (`ho·pw` rounded up to whole vectors).
+    olen: usize,
+    /// Floats per padded input channel, including the slack the last vectors read past the plane.
+    cstride: usize,
+}
+
+impl Layout {
+    fn new(g: &ConvGeom, m: usize) -> Self {
+        let step = g.w + g.pad;
+        let pw = if m == 1 {
+            g.w + 2 * g.pad
+        } else {
+            m * step + g.pad
+        };
+        let ph = g.h + 2 * g.pad;
+        let olen = (g.ho * pw).div_ceil(LANES) * LANES;
+        let reach = olen + (g.k - 1) * (pw + 1);
+        let cstride = reach.max(ph * pw).div_ceil(LANES) * LANES;
+        Self {
+            pw,
+            step,
+            olen,
+            cstride,
+        }
+    }
+}
+
+fn check(x: &[f32], m: usize, g: &ConvGeom, w: &PackedWeights) {
+    assert!(
+        supports(g),
+        "direct conv: unsupported geometry {g:?} or CPU"
+    );
+    assert!(
+        w.ci == g.c && w.k == g.k,
+        "direct conv: weights do not fit {g:?}"
+    );
+    assert_eq!(x.len(), m * g.image_len(), "direct conv: input size");
+}
+
+/// `out (m, Co, Ho, Wo) = conv(x (m, Ci, H, W), w) + bias` on this thread, stride 1. Panics
+/// unless [`supports`] holds and the sizes fit `g` and `w`.
+pub fn conv_images(x: &[f32], m: usize, g: &ConvGeom, w: &PackedWeights, out: &mut [f32]) {
+    check(x, m, g, w);
+    let (img, oimg) = (g.image_len(), w.co * g.ho * g.wo);
+    assert_eq!(out.len(), m * oimg, "direct conv: output size");
+    let gs = group_size(g);
+    for (xs, os) in x.chunks(gs * img).zip(out.chunks_mut(gs * oimg)) {
+        run(xs, xs.len() / img, g, w, 0..w.co.div_ceil(CO_TILE), os);
+    }
+}
+
+/// The output channels of tiles `tiles` (4 channels each, the last tile clipped to `Co`) of one
+/// image, `out (channels, Ho, Wo)`: lets several threads share a single image.
+pub fn conv_channels(
+    x: &[f32],
+    g: &ConvGeom,
+    w: &PackedWeights,
+    tiles: Range<usize>,
+    out: &mut [f32],
+) {
+    check(x, 1, g, w);
+    let chans = (tiles.end * CO_TILE).min(w.co) - tiles.start * CO_TILE;
+    assert_eq!(out.len(), chans * g.ho * g.wo, "direct conv: output size");
+    run(x, 1, g, w, tiles, out);
+}
+
+/// `conv(x, w) + bias` over a batch of `n` images, in parallel: groups of images when there are
+/// enough to keep every core busy, otherwise one image at a time split by output channels.
+pub fn forward(x: &[f32], n: usize, g: &ConvGeom, w: &PackedWeights) -> Vec<f32> {
+    check(x, n, g, w);
+    let (img, hw) = (g.image_len(), g.ho * g.wo);
+    let oimg = w.co * hw;
+    let threads = rayon::current_num_threads().max(1);
+    if n >= threads {
+        let m = group_size(g).min(n / threads).max(1);
+        return par_build(n * oimg, m * oimg, |i, o| {
+            let k = o.len() / oimg;
+            run(
+                &x[i * m * img..][..k * img],
+                k,
+                g,
+                w,
+                0..w.co.div_ceil(CO_TILE),
+                o,
+            );
+        });
+    }
+    let tiles = w.co.div_ceil(CO_TILE);
+    let per = tiles.div_ceil(threads);
+    let mut out = vec![0f32; n * oimg];
+    for (xi, oi) in x.chunks(img).zip(out.chunks_mut(oimg)) {
+        use rayon::prelude::*;
+        oi.par_chunks_mut(per * CO_TILE * hw)
+            .enumerate()
+            .for_each(|(c, part)| {
+                let t0 = c * per;
+                run(xi, 1, g, w, t0..(t0 + per).min(tiles), part)
+            });
+    }
+    out
+}
+
+/// `m` images side by side through the kernel, output channel tiles `tiles` only;
+/// `out` is `(m, channels of tiles, Ho, Wo)`.
+fn run(x: &[f32], m: usize, g: &ConvGeom, w: &PackedWeights, tiles: Range<usize>, out: &mut [f32]) {
+    let l = Layout::new(g, m);
+    let hw = g.ho * g.wo;
+    let c0 = tiles.start * CO_TILE;
+    let chans = (tiles.end * CO_TILE).min(w.co) - c0;
+    let ntiles = tiles.len();
+    with_scratch(0, g.c * l.cstride + ntiles * CO_TILE * l.olen, |buf| {
+        let (padded, acc) = buf.split_at_mut(g.c * l.cstride);
+        pad_images(x, m, g, &l, padded);
+        let offsets: Vec<usize> = (0..g.k * g.k).map(|t| (t / g.k) * l.pw + t % g.k).collect();
+        let wlen = g.c * g.k * g.k * CO_TILE;
+        let mut q = 0;
+        while q < l.olen {
+            let nv = ((l.olen - q) / LANES).min(MAX_VECS);
+            for (i, t) in tiles.clone().enumerate() {
+                let wt = &w.data[t * wlen..(t + 1) * wlen];
+                let bt = &w.bias[t * CO_TILE..(t + 1) * CO_TILE];
+                // SAFETY: `supports` (checked by every caller) means AVX-512F. The tile reads
+                // `padded` at `c·cstride + q + off + 16·nv ≤ (c + 1)·cstride` (cstride covers
+                // `olen` plus the farthest tap) and writes `acc` at
+                // `(4i + j)·olen + q .. + 16·nv ≤ (4i + j + 1)·olen`.
+                unsafe {
+                    tile_any(
+                        nv,
+                        padded.as_ptr().add(q),
+                        l.cstride,
+                        g.c,
+                        &offsets,
+                        wt.as_ptr(),
+                        bt,
+                        acc.as_mut_ptr().add(i * CO_TILE * l.olen + q),
+                        l.olen,
+                    );
+                }
+            }
+            q += nv * LANES;
+        }
+        // Keep the `wo` real columns of each row of each image.
+        for j in 0..m {
+            for c in 0..chans {
+                let o = &mut out[(j * chans + c) * hw..][..hw];
+                let a = &acc[c * l.olen + j * l.step..];
+                for oy in 0..g.ho {
+                    o[oy * g.wo..(oy + 1) * g.wo].copy_from_slice(&a[oy * l.pw..][..g.wo]);
+                }
+            }
+        }
+    });
+}
+
+/// Writes `m` images of `x` side by side into zero-padded planes of `cstride` floats each.
+fn pad_images(x: &[f32], m: usize, g: &ConvGeom, l: &Layout, padded: &mut [f32]) {
+    let (p, plane) = (g.pad, g.h * g.w);
+    padded.fill(0.0);
+    for (c, dst) in padded.chunks_exact_mut(l.cstride).enumerate() {
+        for j in 0..m {
+            let src = &x[(j * g.c + c) * plane..][..plane];
+            for y in 0..g.h {
+                let o = (y + p) * l.pw + p + j * l.step;
+                dst[o..o + g.w].copy_from_slice(&src[y * g.w..(y + 1) * g.w]);
+            }
+        }
+    }
+}
+
+/// [`tile`] with `nv` (1 to 6) vectors.
+///
+/// # Safety
+/// AVX-512F must be available, and the pointers valid as [`tile`] describes.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+unsafe fn tile_any(
+    nv: usize,
+    x: *const f32,
+    cstride: usize,
+    ci: usize,
+    offsets: &[usize],
+    w: *const f32,
+    bias: &[f32],
+    out: *mut f32,
+    ostride: usize,
+) {
+    macro_rules! go {
+        ($n:literal) => {
+            tile::<$n>(x, cstride, ci, offsets, w, bias, out, ostride)
+        };
+    }
+    match nv {
+        6 => go!(6),
+        5 => go!(5),
+        4 => go!(4),
+        3 => go!(3),
+        2 => go!(2),
+        1 => go!(1),
+        _ => unreachable!("direct conv: tile of {nv} vectors"),
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_any(
+    _: usize,
+    _: *const f32,
+    _: usize,
+    _: usize,
+    _: &[usize],
+    _: *const f32,
+    _: &[f32],
+    _: *mut f32,
+    _: usize,
+) {
+    unreachable!("direct conv: needs x86-64 with AVX-512F")
+}
+
+/// One register tile: for `j < 4` and the `NV·16` flat outputs starting at `out`,
+/// `out[j·ostride + l] = bias[j] + Σ_c Σ_tap w[(c·taps + tap)·4 + j] · x[c·cstride + off_tap + l]`,
+/// the channels and taps accumulated in order with fused multiply-adds.
+///
+/// # Safety
+/// AVX-512F must be available; `x` must be readable at `c·cstride + off + l` for every channel
+/// `c < ci`, offset and `l < 16·NV`; `w` must hold `ci·offsets.len()·4` floats; `out` must be
+/// writable at `j·ostride + l` for `j < 4`, `l < 16·NV`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<const NV: usize>(
+    x: *const f32,
+    cstride: usize,
+    ci: usize,
+    offsets: &[usize],
+    w: *const f32,
+    bias: &[f32],
+    out: *mut f32,
+    ostride: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); NV]; CO_TILE];
+    for (j, row) in acc.iter_mut().enumerate() {
+        let b = _mm512_set1_ps(bias[j]);
+        for a in row.iter_mut() {
+            *a = b;
+        }
+    }
+    let mut wp = w;
+    for c in 0..ci {
+        let xc = x.add(c * cstride);
+        for &off in offsets {
+            let s = xc.add(off);
+            let mut xv = [_mm512_setzero_ps(); NV];
+            for (v, xr) in xv.iter_mut().enumerate() {
+                *xr = _mm512_loadu_ps(s.add(v * LANES));
+            }
+            for (j, row) in acc.iter_mut().enumerate() {
+                let wj = _mm512_set1_ps(*wp.add(j));
+                for (a, &xr) in row.iter_mut().zip(&xv) {
+                    *a = _mm512_fmadd_ps(xr, wj, *a);
+                }
+            }
+            wp = wp.add(CO_TILE);
+        }
+    }
+    for (j, row) in acc.iter().enumerate() {
+        for (v, &a) in row.iter().enumerate() {
+            _mm512_storeu_ps(out.add(j * ostride + v * LANES), a);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The direct stride-1 conv kernel (AVX-512F) against the im2col + GEMM path it replaces: every
+//! tail of a register tile, output channels that do not fill a tile of four, several images side
+//! by side in one padded plane, one image split over threads by output channels, and the
+//! stride-1 input gradient that runs through it. Skipped (with a message) on CPUs without
+//! AVX-512F, where the op keeps im2col + GEMM.
+
+mod ops_common;
+
+use ddpm_lab::ops::conv::{forward, forward_im2col};
+use ddpm_lab::ops::direct_conv::{self, PackedWeights};
+use ddpm_lab::ops::geometry::ConvGeom;
+
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    ops_common::rand(&[len], seed).to_vec1::<f32>().unwrap()
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * scale,
+            "{what}: element {i} is {x}, expected {y}"
+        );
+    }
+}
+
+fn skip() -> bool {
+    let g = ConvGeom::new(1, 3, 3, 3, 1, 1).unwrap();
+    if !direct_conv::supports(&g) {
+        eprintln!("no AVX-512F here: the direct conv kernel is not used, nothing to test");
+        return true;
+    }
+    false
+}
+
+/// (n, ci, h, w, co, k, pad)
+const CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (16, 7, 28, 28, 6, 3, 1), // 28×28, co not a multiple of 4
+    (5, 9, 14, 14, 8, 3, 1),  // several images per plane, a partial last group
+    (16, 5, 7, 7, 13, 3, 1),  // eight 7×7 images per plane
+    (3, 2, 9, 13, 5, 3, 1),   // non-square
+    (2, 3, 11, 11, 4, 7, 3),  // init conv 7×7
+    (2, 2, 6, 5, 3, 2, 0),    // even kernel, no padding (one image per plane)
+    (4, 3, 5, 8, 2, 3, 0),    // "valid" conv
+    (1, 4, 28, 28, 23, 3, 1), // one image split over threads by output channels
+    (2, 4, 1, 1, 3, 3, 1),    // 1×1 map
+];
+
+#[test]
+fn direct_forward_matches_im2col_gemm() {
+    if skip() {
+        return;
+    }
+    for (i, &(n, ci, h, w, co, k, pad)) in CASES.iter().enumerate() {
+        let g = ConvGeom::new(ci, h, w, k, 1, pad).unwrap();
+        assert!(direct_conv::supports(&g));
+        let seed = 100 * i as u64;
+        let (x, wt, b) = (
+            values(n * g.image_len(), seed),
+            values(co * ci * k * k, seed + 1),
+            values(co, seed + 2),
+        );
+        let want = forward_im2col(&x, &wt, &b, n, g, co);
+        let got = forward(&x, &wt, &b, n, g, co);
+        assert_close(&format!("case {i}: forward"), &got, &want, 1e-5);
+        // The serial entry point gives the same result.
+        let packed = PackedWeights::new(&wt, Some(&b), co, ci, k);
+        let mut serial = vec![f32::NAN; want.len()];
+        direct_conv::conv_images(&x, n, &g, &packed, &mut serial);
+        assert_close(&format!("case {i}: conv_images"), &serial, &want, 1e-5);
+    }
+}
+
+#[test]
+fn channel_ranges_of_one_image_tile_the_whole_output() {
+    if skip() {
+        return;
+    }
+    let (ci, co, side) = (5, 14, 10);
+    let g = ConvGeom::new(ci, side, side, 3, 1, 1).unwrap();
+    let (x, wt, b) = (
+        values(g.image_len(), 1),
+        values(co * ci * 9, 2),
+        values(co, 3),
+    );
+    let want = forward_im2col(&x, &wt, &b, 1, g, co);
+    let packed = PackedWeights::new(&wt, Some(&b), co, ci, 3);
+    let hw = side * side;
+    // Tiles 0..2 are channels 0..8; tiles 2..4 are channels 8..14 (the last tile clipped).
+    let mut first = vec![0f32; 8 * hw];
+    let mut second = vec![0f32; 6 * hw];
+    direct_conv::conv_channels(&x, &g, &packed, 0..2, &mut first);
+    direct_conv::conv_channels(&x, &g, &packed, 2..4, &mut second);
+    first.extend_from_slice(&second);
+    assert_close("channel ranges", &first, &want, 1e-5);
+}
+
+#[test]
+fn images_share_a_plane_only_for_same_convs() {
+    let g = |side, k, pad| ConvGeom::new(4, side, side, k, 1, pad).unwrap();
+    assert_eq!(direct_conv::group_size(&g(7, 3, 1)), 8);
+    assert_eq!(direct_conv::group_size(&g(14, 3, 1)), 4);
+    assert_eq!(direct_conv::group_size(&g(28, 3, 1)), 2);
+    // Padding that is not (k − 1)/2 would need more zero columns between images.
+    assert_eq!(direct_conv::group_size(&g(7, 3, 0)), 1);
+    assert_eq!(direct_conv::group_size(&g(7, 2, 0)), 1);
+}
+
+#[test]
+fn packed_weights_reject_a_wrong_size() {
+    let r = std::panic::catch_unwind(|| PackedWeights::new(&[0.0; 10], None, 2, 1, 3));
+    assert!(r.is_err());
+}
