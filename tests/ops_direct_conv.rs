@@ -1,5 +1,5 @@
 //! The direct stride-1 conv kernel (AVX-512F) against the im2col + GEMM path it replaces: every
-//! tail of a register tile, output channels that do not fill a tile of four, several images side
+//! tail of a register tile, input channels split in blocks, output channels that do not fill a tile of four, several images side
 //! by side in one padded plane, one image split over threads by output channels, and the
 //! stride-1 input gradient that runs through it. Skipped (with a message) on CPUs without
 //! AVX-512F, where the op keeps im2col + GEMM.
@@ -45,6 +45,8 @@ const CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (4, 3, 5, 8, 2, 3, 0),    // "valid" conv
     (1, 4, 28, 28, 23, 3, 1), // one image split over threads by output channels
     (2, 4, 1, 1, 3, 3, 1),    // 1×1 map
+    (2, 70, 28, 28, 5, 3, 1), // input channels in two L1 blocks
+    (16, 40, 7, 7, 6, 3, 1),  // two channel blocks with images side by side
 ];
 
 #[test]

@@ -214,30 +214,42 @@ fn run(x: &[f32], m: usize, g: &ConvGeom, w: &PackedWeights, tiles: Range<usize>
         let (padded, acc) = buf.split_at_mut(g.c * l.cstride);
         pad_images(x, m, g, &l, padded);
         let offsets: Vec<usize> = (0..g.k * g.k).map(|t| (t / g.k) * l.pw + t % g.k).collect();
-        let wlen = g.c * g.k * g.k * CO_TILE;
+        let kk = g.k * g.k;
+        let wlen = g.c * kk * CO_TILE;
+        // Input channels per pass: the tile's input rows of a block of channels stay in L1
+        // (about 24 KiB) while every output-channel tile reads them; later blocks add onto the
+        // partial sums stored by the earlier ones.
+        let span = MAX_VECS * LANES + (g.k - 1) * (l.pw + 1);
+        let cblock = (24 * 1024 / (4 * span)).max(8).min(g.c.max(1));
         let mut q = 0;
         while q < l.olen {
             let nv = ((l.olen - q) / LANES).min(MAX_VECS);
-            for (i, t) in tiles.clone().enumerate() {
-                let wt = &w.data[t * wlen..(t + 1) * wlen];
-                let bt = &w.bias[t * CO_TILE..(t + 1) * CO_TILE];
-                // SAFETY: `supports` (checked by every caller) means AVX-512F. The tile reads
-                // `padded` at `c·cstride + q + off + 16·nv ≤ (c + 1)·cstride` (cstride covers
-                // `olen` plus the farthest tap) and writes `acc` at
-                // `(4i + j)·olen + q .. + 16·nv ≤ (4i + j + 1)·olen`.
-                unsafe {
-                    tile_any(
-                        nv,
-                        padded.as_ptr().add(q),
-                        l.cstride,
-                        g.c,
-                        &offsets,
-                        wt.as_ptr(),
-                        bt,
-                        acc.as_mut_ptr().add(i * CO_TILE * l.olen + q),
-                        l.olen,
-                    );
+            let mut c = 0;
+            while c < g.c {
+                let cn = cblock.min(g.c - c);
+                for (i, t) in tiles.clone().enumerate() {
+                    let wt = &w.data[t * wlen + c * kk * CO_TILE..][..cn * kk * CO_TILE];
+                    let bt = &w.bias[t * CO_TILE..(t + 1) * CO_TILE];
+                    // SAFETY: `supports` (checked by every caller) means AVX-512F. The tile
+                    // reads `padded` at `(c + i)·cstride + q + off + 16·nv ≤ (c + i + 1)·cstride`
+                    // for `i < cn` (cstride covers `olen` plus the farthest tap), `wt` holds
+                    // `cn·kk·4` weights, and the tile reads and writes `acc` at
+                    // `(4i + j)·olen + q .. + 16·nv ≤ (4i + j + 1)·olen`.
+                    unsafe {
+                        tile_any(
+                            nv,
+                            padded.as_ptr().add(c * l.cstride + q),
+                            l.cstride,
+                            cn,
+                            &offsets,
+                            wt.as_ptr(),
+                            (c == 0).then_some(bt),
+                            acc.as_mut_ptr().add(i * CO_TILE * l.olen + q),
+                            l.olen,
+                        );
+                    }
                 }
+                c += cn;
             }
             q += nv * LANES;
         }
@@ -282,7 +294,7 @@ unsafe fn tile_any(
     ci: usize,
     offsets: &[usize],
     w: *const f32,
-    bias: &[f32],
+    bias: Option<&[f32]>,
     out: *mut f32,
     ostride: usize,
 ) {
@@ -311,7 +323,7 @@ unsafe fn tile_any(
     _: usize,
     _: &[usize],
     _: *const f32,
-    _: &[f32],
+    _: Option<&[f32]>,
     _: *mut f32,
     _: usize,
 ) {
@@ -319,13 +331,14 @@ unsafe fn tile_any(
 }
 
 /// One register tile: for `j < 4` and the `NV·16` flat outputs starting at `out`,
-/// `out[j·ostride + l] = bias[j] + Σ_c Σ_tap w[(c·taps + tap)·4 + j] · x[c·cstride + off_tap + l]`,
-/// the channels and taps accumulated in order with fused multiply-adds.
+/// `out[j·ostride + l] = s + Σ_c Σ_tap w[(c·taps + tap)·4 + j] · x[c·cstride + off_tap + l]`,
+/// the channels and taps accumulated in order with fused multiply-adds, where `s` is `bias[j]`
+/// or, without a bias, the value `out` already holds (a partial sum over earlier channels).
 ///
 /// # Safety
 /// AVX-512F must be available; `x` must be readable at `c·cstride + off + l` for every channel
 /// `c < ci`, offset and `l < 16·NV`; `w` must hold `ci·offsets.len()·4` floats; `out` must be
-/// writable at `j·ostride + l` for `j < 4`, `l < 16·NV`.
+/// readable (without a bias) and writable at `j·ostride + l` for `j < 4`, `l < 16·NV`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -335,16 +348,25 @@ unsafe fn tile<const NV: usize>(
     ci: usize,
     offsets: &[usize],
     w: *const f32,
-    bias: &[f32],
+    bias: Option<&[f32]>,
     out: *mut f32,
     ostride: usize,
 ) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); NV]; CO_TILE];
     for (j, row) in acc.iter_mut().enumerate() {
-        let b = _mm512_set1_ps(bias[j]);
-        for a in row.iter_mut() {
-            *a = b;
+        match bias {
+            Some(bias) => {
+                let b = _mm512_set1_ps(bias[j]);
+                for a in row.iter_mut() {
+                    *a = b;
+                }
+            }
+            None => {
+                for (v, a) in row.iter_mut().enumerate() {
+                    *a = _mm512_loadu_ps(out.add(j * ostride + v * LANES));
+                }
+            }
         }
     }
     let mut wp = w;
