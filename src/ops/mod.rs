@@ -122,7 +122,10 @@ pub fn on_pool<R: Send>(device: &candle_core::Device, f: impl FnOnce() -> R + Se
 ///   machine (the pool is sized once, on first use).
 /// - glibc's allocator keeps freed memory up to 32 MiB blocks on its heap instead of returning
 ///   it to the kernel after every op (each fresh activation buffer otherwise page-faults and is
-///   zeroed by the kernel: 10–15% of a training step).
+///   zeroed by the kernel: 10–15% of a training step), and all threads share one heap: the
+///   model's passes run on rayon workers, and with an arena per thread each kept its own freed
+///   buffers (peak RSS of a batch-128 training run 1.6–2.6 GiB from run to run, 1.6 GiB with
+///   one arena, at the same speed).
 pub fn configure_cpu_threads() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // Only called from `main` before other threads exist, so nothing reads the
@@ -134,5 +137,6 @@ pub fn configure_cpu_threads() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
