@@ -238,14 +238,16 @@ fn run(x: &[f32], m: usize, g: &ConvGeom, w: &PackedWeights, tiles: Range<usize>
                     unsafe {
                         tile_any(
                             nv,
-                            padded.as_ptr().add(c * l.cstride + q),
-                            l.cstride,
-                            cn,
-                            &offsets,
-                            wt.as_ptr(),
-                            (c == 0).then_some(bt),
-                            acc.as_mut_ptr().add(i * CO_TILE * l.olen + q),
-                            l.olen,
+                            TileArgs {
+                                x: padded.as_ptr().add(c * l.cstride + q),
+                                cstride: l.cstride,
+                                ci: cn,
+                                offsets: &offsets,
+                                w: wt.as_ptr(),
+                                bias: (c == 0).then_some(bt),
+                                out: acc.as_mut_ptr().add(i * CO_TILE * l.olen + q),
+                                ostride: l.olen,
+                            },
                         );
                     }
                 }
@@ -281,52 +283,46 @@ fn pad_images(x: &[f32], m: usize, g: &ConvGeom, l: &Layout, padded: &mut [f32])
     }
 }
 
+/// Where one register tile reads and writes (see [`tile`]).
+#[derive(Clone, Copy)]
+struct TileArgs<'a> {
+    /// First input value of channel 0 for the tile's first output.
+    x: *const f32,
+    /// Floats from one padded input channel to the next.
+    cstride: usize,
+    /// Input channels to accumulate.
+    ci: usize,
+    /// Offset of each tap from an output's flat index.
+    offsets: &'a [usize],
+    /// Packed weights of the tile's 4 output channels, `[ci][tap][4]`.
+    w: *const f32,
+    /// The 4 biases to start from, or `None` to add onto what `out` holds.
+    bias: Option<&'a [f32]>,
+    /// The tile's first output of its first channel.
+    out: *mut f32,
+    /// Floats from one output channel to the next.
+    ostride: usize,
+}
+
 /// [`tile`] with `nv` (1 to 6) vectors.
 ///
 /// # Safety
 /// AVX-512F must be available, and the pointers valid as [`tile`] describes.
-#[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
-unsafe fn tile_any(
-    nv: usize,
-    x: *const f32,
-    cstride: usize,
-    ci: usize,
-    offsets: &[usize],
-    w: *const f32,
-    bias: Option<&[f32]>,
-    out: *mut f32,
-    ostride: usize,
-) {
-    macro_rules! go {
-        ($n:literal) => {
-            tile::<$n>(x, cstride, ci, offsets, w, bias, out, ostride)
-        };
-    }
+unsafe fn tile_any(nv: usize, a: TileArgs) {
     match nv {
-        6 => go!(6),
-        5 => go!(5),
-        4 => go!(4),
-        3 => go!(3),
-        2 => go!(2),
-        1 => go!(1),
+        6 => tile::<6>(a),
+        5 => tile::<5>(a),
+        4 => tile::<4>(a),
+        3 => tile::<3>(a),
+        2 => tile::<2>(a),
+        1 => tile::<1>(a),
         _ => unreachable!("direct conv: tile of {nv} vectors"),
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_any(
-    _: usize,
-    _: *const f32,
-    _: usize,
-    _: usize,
-    _: &[usize],
-    _: *const f32,
-    _: Option<&[f32]>,
-    _: *mut f32,
-    _: usize,
-) {
+unsafe fn tile_any(_: usize, _: TileArgs) {
     unreachable!("direct conv: needs x86-64 with AVX-512F")
 }
 
@@ -341,17 +337,17 @@ unsafe fn tile_any(
 /// readable (without a bias) and writable at `j·ostride + l` for `j < 4`, `l < 16·NV`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile<const NV: usize>(
-    x: *const f32,
-    cstride: usize,
-    ci: usize,
-    offsets: &[usize],
-    w: *const f32,
-    bias: Option<&[f32]>,
-    out: *mut f32,
-    ostride: usize,
-) {
+unsafe fn tile<const NV: usize>(a: TileArgs) {
+    let TileArgs {
+        x,
+        cstride,
+        ci,
+        offsets,
+        w,
+        bias,
+        out,
+        ostride,
+    } = a;
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); NV]; CO_TILE];
     for (j, row) in acc.iter_mut().enumerate() {
