@@ -5,17 +5,20 @@
 //! `(ky, kx)` of every output reads the input at `q + ky·pw + kx`: for 16 consecutive `q` that is
 //! one contiguous vector load. The kernel holds a tile of 4 output channels × 96 flat outputs
 //! (24 AVX-512 accumulators, the shape of the `gemm` crate's own 4×6 microkernel) in registers
-//! across every input channel and tap, broadcasting one weight per channel of the tile, and
-//! stores the tile once. The `pw − wo` columns past each output row are computed and dropped.
+//! across every tap and a block of input channels whose rows stay in L1, broadcasting one weight
+//! per channel of the tile; the next block adds onto the stored partial sums. The `pw − wo`
+//! columns past each output row are computed and dropped. At low resolution several images sit
+//! side by side in one plane, sharing their zero columns ([`group_size`]).
 //!
 //! This replaces im2col + GEMM for stride-1 convs with `k > 1` (the 3×3 convs of every block) and
 //! the stride-1 input gradient (a conv with the flipped, transposed kernel): the nine-fold im2col
 //! copy and the GEMM's operand packing were a quarter of a sampling step.
 
-use super::geometry::ConvGeom;
 use std::ops::Range;
 
+use super::geometry::ConvGeom;
 use super::scratch::{par_build, with_scratch};
+use super::simd::has_avx512;
 
 /// Output channels per register tile.
 const CO_TILE: usize = 4;
@@ -24,22 +27,10 @@ const MAX_VECS: usize = 6;
 /// Floats per vector.
 const LANES: usize = 16;
 
-/// Whether [`conv_image`] can run this conv here: stride 1, a kernel bigger than 1×1 (a 1×1 conv
+/// Whether [`conv_images`] and [`forward`] can run this conv here: stride 1, a kernel bigger than 1×1 (a 1×1 conv
 /// is a plain GEMM already) and a CPU with AVX-512F.
 pub fn supports(g: &ConvGeom) -> bool {
     g.stride == 1 && g.k > 1 && has_avx512()
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn has_avx512() -> bool {
-    false
 }
 
 /// Conv weights `(Co, Ci, k, k)` re-laid out for the kernel: for each tile of 4 output channels,
@@ -80,6 +71,11 @@ impl PackedWeights {
             k,
         }
     }
+
+    /// Tiles of 4 output channels (the last one maybe partial).
+    fn tiles(&self) -> usize {
+        self.co.div_ceil(CO_TILE)
+    }
 }
 
 /// Images laid side by side in one padded plane at this geometry: enough that a plane row holds
@@ -109,11 +105,7 @@ struct Layout {
 impl Layout {
     fn new(g: &ConvGeom, m: usize) -> Self {
         let step = g.w + g.pad;
-        let pw = if m == 1 {
-            g.w + 2 * g.pad
-        } else {
-            m * step + g.pad
-        };
+        let pw = m * step + g.pad;
         let ph = g.h + 2 * g.pad;
         let olen = (g.ho * pw).div_ceil(LANES) * LANES;
         let reach = olen + (g.k - 1) * (pw + 1);
@@ -147,7 +139,7 @@ pub fn conv_images(x: &[f32], m: usize, g: &ConvGeom, w: &PackedWeights, out: &m
     assert_eq!(out.len(), m * oimg, "direct conv: output size");
     let gs = group_size(g);
     for (xs, os) in x.chunks(gs * img).zip(out.chunks_mut(gs * oimg)) {
-        run(xs, xs.len() / img, g, w, 0..w.co.div_ceil(CO_TILE), os);
+        run(xs, xs.len() / img, g, w, 0..w.tiles(), os);
     }
 }
 
@@ -177,17 +169,10 @@ pub fn forward(x: &[f32], n: usize, g: &ConvGeom, w: &PackedWeights) -> Vec<f32>
         let m = group_size(g).min(n / threads).max(1);
         return par_build(n * oimg, m * oimg, |i, o| {
             let k = o.len() / oimg;
-            run(
-                &x[i * m * img..][..k * img],
-                k,
-                g,
-                w,
-                0..w.co.div_ceil(CO_TILE),
-                o,
-            );
+            conv_images(&x[i * m * img..][..k * img], k, g, w, o);
         });
     }
-    let tiles = w.co.div_ceil(CO_TILE);
+    let tiles = w.tiles();
     let per = tiles.div_ceil(threads);
     let mut out = vec![0f32; n * oimg];
     for (xi, oi) in x.chunks(img).zip(out.chunks_mut(oimg)) {
@@ -196,7 +181,7 @@ pub fn forward(x: &[f32], n: usize, g: &ConvGeom, w: &PackedWeights) -> Vec<f32>
             .enumerate()
             .for_each(|(c, part)| {
                 let t0 = c * per;
-                run(xi, 1, g, w, t0..(t0 + per).min(tiles), part)
+                conv_channels(xi, g, w, t0..(t0 + per).min(tiles), part)
             });
     }
     out

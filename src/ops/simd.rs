@@ -12,10 +12,16 @@ fn has_avx2() -> bool {
 
 /// Whether the CPU has AVX-512F (checked once).
 #[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
+pub(crate) fn has_avx512() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
+}
+
+/// Whether the CPU has AVX-512F: never off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn has_avx512() -> bool {
+    false
 }
 
 /// Defines `pub fn $name` that runs `$body` compiled with AVX-512F or AVX2 when the CPU has it.
