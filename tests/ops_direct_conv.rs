@@ -114,3 +114,60 @@ fn packed_weights_reject_a_wrong_size() {
     let r = std::panic::catch_unwind(|| PackedWeights::new(&[0.0; 10], None, 2, 1, 3));
     assert!(r.is_err());
 }
+
+#[test]
+fn flipped_transpose_packing_is_the_flipped_swapped_kernel() {
+    if skip() {
+        return;
+    }
+    // A conv of (co → ci) channels with W′[c, o, tap] = W[o, c, k·k − 1 − tap], laid out by hand,
+    // then packed the ordinary way: the direct packing must give the same conv bit for bit
+    // (same products in the same order). Co and Ci are not multiples of the tile of four.
+    for &(co, ci, k) in &[(6, 5, 3), (3, 9, 3), (4, 2, 7)] {
+        let kk = k * k;
+        let w = values(co * ci * kk, 7);
+        let mut wf = vec![0f32; ci * co * kk];
+        for o in 0..co {
+            for c in 0..ci {
+                for tap in 0..kk {
+                    wf[(c * co + o) * kk + tap] = w[(o * ci + c) * kk + kk - 1 - tap];
+                }
+            }
+        }
+        let tg = ConvGeom::new(co, 9, 9, k, 1, k / 2).unwrap();
+        let gy = values(2 * tg.image_len(), 8);
+        let run = |p: &PackedWeights| {
+            let mut out = vec![0f32; 2 * ci * 81];
+            direct_conv::conv_images(&gy, 2, &tg, p, &mut out);
+            out
+        };
+        let by_hand = run(&PackedWeights::new(&wf, None, ci, co, k));
+        let direct = run(&PackedWeights::flipped_transpose(&w, co, ci, k));
+        assert_eq!(direct, by_hand, "co {co}, ci {ci}, k {k}");
+        assert!(direct.iter().any(|&v| v != 0.0));
+    }
+}
+
+#[test]
+fn padding_is_zero_whatever_the_scratch_held() {
+    if skip() {
+        return;
+    }
+    // The padded planes live in this thread's reused scratch buffer: fill it with NaN first, so
+    // a zero column, row or slack value that the padding step failed to write shows up.
+    for (i, &(n, ci, h, w, co, k, pad)) in CASES.iter().enumerate() {
+        let g = ConvGeom::new(ci, h, w, k, 1, pad).unwrap();
+        let seed = 300 + 10 * i as u64;
+        let (x, wt, b) = (
+            values(n * g.image_len(), seed),
+            values(co * ci * k * k, seed + 1),
+            values(co, seed + 2),
+        );
+        let want = forward_im2col(&x, &wt, &b, n, g, co);
+        ddpm_lab::ops::scratch::with_scratch(0, 1 << 20, |s| s.fill(f32::NAN));
+        let packed = PackedWeights::new(&wt, Some(&b), co, ci, k);
+        let mut got = vec![0f32; want.len()];
+        direct_conv::conv_images(&x, n, &g, &packed, &mut got);
+        assert_close(&format!("case {i}"), &got, &want, 1e-5);
+    }
+}

@@ -234,20 +234,22 @@ pub fn backward(
     let mut partials: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
         .map(|_| (vec![0f32; co * rows], vec![0f32; co]))
         .collect();
-    let flipped = if need_dx && !g.is_pointwise() {
-        flipped_transpose(w, g, co)
+    // Stride 1: dx is a conv of gy with the flipped, transposed kernel, through the direct
+    // kernel where it runs (no im2col of gy; its weights packed straight from `w`), otherwise
+    // as a GEMM over that kernel laid out as a matrix.
+    let flip_geom = if need_dx && !g.is_pointwise() {
+        flipped_geometry(g, co)
     } else {
         None
     };
-    // The flipped conv through the direct kernel where it runs (then no im2col of gy).
-    let direct = flipped
-        .as_ref()
-        .filter(|(tg, _)| direct_conv::supports(tg))
-        .map(|(tg, wf)| PackedWeights::new(wf, None, g.c, co, tg.k));
-    let trows = match (&flipped, &direct) {
-        (Some((tg, _)), None) => tg.rows(),
-        _ => 0,
+    let direct = flip_geom
+        .filter(direct_conv::supports)
+        .map(|_| PackedWeights::flipped_transpose(w, co, g.c, g.k));
+    let flipped = match (flip_geom, &direct) {
+        (Some(tg), None) => Some((tg, flipped_transpose(w, g, co))),
+        _ => None,
     };
+    let trows = flipped.as_ref().map_or(0, |(tg, _)| tg.rows());
     let ci = g.c;
     let plane = g.h * g.w;
     dx_parts
@@ -306,7 +308,7 @@ pub fn backward(
                         return;
                     }
                     let dxs = &mut dxc[(sub - first) * img..(sub - first + m) * img];
-                    if let (Some((tg, _)), Some(packed)) = (&flipped, &direct) {
+                    if let (Some(tg), Some(packed)) = (&flip_geom, &direct) {
                         direct_conv::conv_images(gys, m, tg, packed, dxs);
                     } else if let Some((tg, wf)) = &flipped {
                         // Stride 1: dx = conv(gy, flipped Wᵀ) — a GEMM with K = Co·k·k and no
@@ -357,19 +359,20 @@ pub fn backward(
     }
 }
 
-/// For a stride-1 conv, the geometry of `conv(gy, W′)` that gives the input gradient (over the
-/// `(Co, Ho, Wo)` output gradient with padding `k − 1 − p`) and `W′ (Ci × Co·k·k)`,
-/// `W′[ci, (co, a, b)] = W[co, ci, k−1−a, k−1−b]`. `None` for other strides.
-fn flipped_transpose(w: &[f32], g: ConvGeom, co: usize) -> Option<(ConvGeom, Vec<f32>)> {
+/// For a stride-1 conv, the geometry of `conv(gy, W′)` that gives the input gradient: over the
+/// `(Co, Ho, Wo)` output gradient with padding `k − 1 − p`. `None` for other strides.
+fn flipped_geometry(g: ConvGeom, co: usize) -> Option<ConvGeom> {
     let k = g.k;
     if g.stride != 1 || g.pad + 1 > k {
         return None;
     }
     let tg = ConvGeom::new(co, g.ho, g.wo, k, 1, k - 1 - g.pad).ok()?;
-    if tg.ho != g.h || tg.wo != g.w {
-        return None;
-    }
-    let kk = k * k;
+    (tg.ho == g.h && tg.wo == g.w).then_some(tg)
+}
+
+/// `W′ (Ci × Co·k·k)` for [`flipped_geometry`], `W′[ci, (co, a, b)] = W[co, ci, k−1−a, k−1−b]`.
+fn flipped_transpose(w: &[f32], g: ConvGeom, co: usize) -> Vec<f32> {
+    let kk = g.k * g.k;
     let mut wf = vec![0f32; g.c * co * kk];
     for o in 0..co {
         for c in 0..g.c {
@@ -380,7 +383,7 @@ fn flipped_transpose(w: &[f32], g: ConvGeom, co: usize) -> Option<(ConvGeom, Vec
             }
         }
     }
-    Some((tg, wf))
+    wf
 }
 
 impl CustomOp3 for Conv2dOp {

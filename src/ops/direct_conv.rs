@@ -49,16 +49,45 @@ impl PackedWeights {
     pub fn new(w: &[f32], bias: Option<&[f32]>, co: usize, ci: usize, k: usize) -> Self {
         let kk = k * k;
         assert_eq!(w.len(), co * ci * kk, "direct conv: weight size");
+        Self::pack(co, ci, k, bias, |o, c, tap| w[(o * ci + c) * kk + tap])
+    }
+
+    /// Packs the weights of the conv that gives the input gradient of a stride-1 conv with
+    /// weights `w` `(co, ci, k, k)`: `W′[c, o, tap] = W[o, c, k·k − 1 − tap]` (the kernel flipped
+    /// and its channel axes swapped, so the packed conv maps `co` channels to `ci`), no bias.
+    /// The same as [`PackedWeights::new`] on that re-laid-out array, without building it.
+    pub fn flipped_transpose(w: &[f32], co: usize, ci: usize, k: usize) -> Self {
+        let kk = k * k;
+        assert_eq!(w.len(), co * ci * kk, "direct conv: weight size");
+        Self::pack(ci, co, k, None, |c, o, tap| {
+            w[(o * ci + c) * kk + kk - 1 - tap]
+        })
+    }
+
+    /// `[tile][ci][tap][4]` from `weight(o, c, tap)`, one tile per parallel task; each task
+    /// writes its tile in order (the zero channels of a partial last tile included).
+    fn pack(
+        co: usize,
+        ci: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+        weight: impl Fn(usize, usize, usize) -> f32 + Sync,
+    ) -> Self {
+        let kk = k * k;
         let tiles = co.div_ceil(CO_TILE);
-        let mut data = vec![0f32; tiles * ci * kk * CO_TILE];
-        for o in 0..co {
-            let (t, j) = (o / CO_TILE, o % CO_TILE);
+        let tlen = ci * kk * CO_TILE;
+        let data = par_build(tiles * tlen, tlen, |t, d| {
+            let chans = CO_TILE.min(co - t * CO_TILE);
+            let mut i = 0;
             for c in 0..ci {
                 for tap in 0..kk {
-                    data[((t * ci + c) * kk + tap) * CO_TILE + j] = w[(o * ci + c) * kk + tap];
+                    for j in 0..chans {
+                        d[i + j] = weight(t * CO_TILE + j, c, tap);
+                    }
+                    i += CO_TILE;
                 }
             }
-        }
+        });
         let mut b = vec![0f32; tiles * CO_TILE];
         if let Some(bias) = bias {
             b[..co].copy_from_slice(&bias[..co]);
@@ -253,18 +282,26 @@ fn run(x: &[f32], m: usize, g: &ConvGeom, w: &PackedWeights, tiles: Range<usize>
     });
 }
 
-/// Writes `m` images of `x` side by side into zero-padded planes of `cstride` floats each.
+/// Writes `m` images of `x` side by side into zero-padded planes of `cstride` floats each. Each
+/// float is written once (the zeros only where no image goes): the buffer is scratch reused
+/// from the last call.
 fn pad_images(x: &[f32], m: usize, g: &ConvGeom, l: &Layout, padded: &mut [f32]) {
     let (p, plane) = (g.pad, g.h * g.w);
-    padded.fill(0.0);
     for (c, dst) in padded.chunks_exact_mut(l.cstride).enumerate() {
-        for j in 0..m {
-            let src = &x[(j * g.c + c) * plane..][..plane];
-            for y in 0..g.h {
-                let o = (y + p) * l.pw + p + j * l.step;
-                dst[o..o + g.w].copy_from_slice(&src[y * g.w..(y + 1) * g.w]);
+        let (top, rest) = dst.split_at_mut(p * l.pw);
+        top.fill(0.0);
+        let (rows, below) = rest.split_at_mut(g.h * l.pw);
+        for (y, row) in rows.chunks_exact_mut(l.pw).enumerate() {
+            row[..p].fill(0.0);
+            for j in 0..m {
+                let src = &x[(j * g.c + c) * plane + y * g.w..][..g.w];
+                let o = p + j * l.step;
+                row[o..o + g.w].copy_from_slice(src);
+                // The `p` zero columns after this image (the next one's left padding).
+                row[o + g.w..o + l.step].fill(0.0);
             }
         }
+        below.fill(0.0);
     }
 }
 
