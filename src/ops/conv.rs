@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::direct_conv::{self, PackedWeights};
 use super::geometry::ConvGeom;
-use super::scratch::{par_build, with_scratch};
+use super::scratch::{par_build_overwrite, with_scratch};
 use super::sgemm::{sgemm, MatRef};
 use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
 
@@ -134,63 +134,67 @@ pub fn forward_im2col(
     let rows = g.rows();
     let img = g.image_len();
     let gs = balanced_group_size(n, hw, rayon::current_num_threads());
-    par_build(n * co * hw, gs * co * hw, |i, o| {
-        let m = o.len() / (co * hw);
-        let xs = &x[i * gs * img..][..m * img];
-        let ld = m * hw;
-        if m == 1 {
-            for (c, &bc) in b.iter().enumerate() {
-                o[c * hw..(c + 1) * hw].fill(bc);
-            }
-            if g.is_pointwise() {
-                let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(xs, hw));
-                sgemm(co, hw, rows, o, hw, true, lhs, rhs, false);
-            } else {
-                // One band of output rows at a time, so the column matrix stays in L2.
-                let band = band_rows(rows, g.wo, g.ho);
-                with_scratch(0, rows * band * g.wo, |cols| {
-                    let mut oy0 = 0;
-                    while oy0 < g.ho {
-                        let oy1 = (oy0 + band).min(g.ho);
-                        let bw = (oy1 - oy0) * g.wo;
-                        g.im2col_band(xs, cols, bw, oy0, oy1);
-                        let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, bw));
-                        sgemm(
-                            co,
-                            bw,
-                            rows,
-                            &mut o[oy0 * g.wo..],
-                            hw,
-                            true,
-                            lhs,
-                            rhs,
-                            false,
-                        );
-                        oy0 = oy1;
-                    }
-                });
-            }
-            return;
-        }
-        with_scratch(0, rows * ld, |cols| {
-            if g.is_pointwise() {
-                gather(xs, rows, hw, m, cols);
-            } else {
-                for j in 0..m {
-                    g.im2col_ld(&xs[j * img..(j + 1) * img], &mut cols[j * hw..], ld);
-                }
-            }
-            with_scratch(1, co * ld, |tmp| {
-                let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, ld));
-                sgemm(co, ld, rows, tmp, ld, false, lhs, rhs, false);
+    // SAFETY: one image: the bias fill writes all `co` rows before the GEMM adds onto them;
+    // several: `scatter` writes every output of the group from the GEMM's result.
+    unsafe {
+        par_build_overwrite(n * co * hw, gs * co * hw, |i, o| {
+            let m = o.len() / (co * hw);
+            let xs = &x[i * gs * img..][..m * img];
+            let ld = m * hw;
+            if m == 1 {
                 for (c, &bc) in b.iter().enumerate() {
-                    let row = &mut tmp[c * ld..(c + 1) * ld];
-                    row.iter_mut().for_each(|v| *v += bc);
+                    o[c * hw..(c + 1) * hw].fill(bc);
                 }
-                scatter(tmp, co, hw, m, o);
+                if g.is_pointwise() {
+                    let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(xs, hw));
+                    sgemm(co, hw, rows, o, hw, true, lhs, rhs, false);
+                } else {
+                    // One band of output rows at a time, so the column matrix stays in L2.
+                    let band = band_rows(rows, g.wo, g.ho);
+                    with_scratch(0, rows * band * g.wo, |cols| {
+                        let mut oy0 = 0;
+                        while oy0 < g.ho {
+                            let oy1 = (oy0 + band).min(g.ho);
+                            let bw = (oy1 - oy0) * g.wo;
+                            g.im2col_band(xs, cols, bw, oy0, oy1);
+                            let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, bw));
+                            sgemm(
+                                co,
+                                bw,
+                                rows,
+                                &mut o[oy0 * g.wo..],
+                                hw,
+                                true,
+                                lhs,
+                                rhs,
+                                false,
+                            );
+                            oy0 = oy1;
+                        }
+                    });
+                }
+                return;
+            }
+            with_scratch(0, rows * ld, |cols| {
+                if g.is_pointwise() {
+                    gather(xs, rows, hw, m, cols);
+                } else {
+                    for j in 0..m {
+                        g.im2col_ld(&xs[j * img..(j + 1) * img], &mut cols[j * hw..], ld);
+                    }
+                }
+                with_scratch(1, co * ld, |tmp| {
+                    let (lhs, rhs) = (MatRef::rows(w, rows), MatRef::rows(cols, ld));
+                    sgemm(co, ld, rows, tmp, ld, false, lhs, rhs, false);
+                    for (c, &bc) in b.iter().enumerate() {
+                        let row = &mut tmp[c * ld..(c + 1) * ld];
+                        row.iter_mut().for_each(|v| *v += bc);
+                    }
+                    scatter(tmp, co, hw, m, o);
+                });
             });
-        });
-    })
+        })
+    }
 }
 
 /// The three gradients of the op.

@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::geometry::ConvGeom;
-use super::scratch::{par_build, with_scratch};
+use super::scratch::{par_build_overwrite, with_scratch};
 use super::sgemm::{sgemm, MatRef};
 use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
 
@@ -67,26 +67,29 @@ impl ConvTranspose2dOp {
 fn forward(x: &[f32], w: &[f32], b: &[f32], n: usize, ci: usize, g: ConvGeom) -> Vec<f32> {
     let (rows, hw, out_img) = (g.rows(), g.cols(), g.image_len());
     let plane = g.h * g.w;
-    par_build(n * out_img, out_img, |i, o| {
-        let xi = &x[i * ci * hw..][..ci * hw];
-        for (c, &bc) in b.iter().enumerate() {
-            o[c * plane..(c + 1) * plane].fill(bc);
-        }
-        with_scratch(0, rows * hw, |cols| {
-            sgemm(
-                rows,
-                hw,
-                ci,
-                cols,
-                hw,
-                false,
-                MatRef::rows_t(w, rows),
-                MatRef::rows(xi, hw),
-                false,
-            );
-            g.col2im_add(cols, o);
-        });
-    })
+    // SAFETY: the bias fill writes all `co` planes of the image before col2im adds onto them.
+    unsafe {
+        par_build_overwrite(n * out_img, out_img, |i, o| {
+            let xi = &x[i * ci * hw..][..ci * hw];
+            for (c, &bc) in b.iter().enumerate() {
+                o[c * plane..(c + 1) * plane].fill(bc);
+            }
+            with_scratch(0, rows * hw, |cols| {
+                sgemm(
+                    rows,
+                    hw,
+                    ci,
+                    cols,
+                    hw,
+                    false,
+                    MatRef::rows_t(w, rows),
+                    MatRef::rows(xi, hw),
+                    false,
+                );
+                g.col2im_add(cols, o);
+            });
+        })
+    }
 }
 
 /// `(dx, dw, db)`.

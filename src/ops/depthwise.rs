@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::scratch::{par_build, with_scratch};
+use super::scratch::{par_build_overwrite, with_scratch};
 use super::simd::{axpy, dot, taps_axpy};
 use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
 
@@ -85,20 +85,23 @@ fn forward(x: &[f32], wt: &[f32], b: &[f32], d: Dims) -> Vec<f32> {
     let len = span(&d);
     // Start of each tap (ky, kx) in the padded plane, in the weight's order.
     let offsets: Vec<usize> = (0..kk).map(|t| (t / d.k) * d.pw + t % d.k).collect();
-    par_build(d.n * d.c * ohw, ohw, |plane, o| {
-        let xi = &x[plane * hw..][..hw];
-        let c = plane % d.c;
-        let wc = &wt[c * kk..(c + 1) * kk];
-        with_scratch(0, d.ph * d.pw + len, |buf| {
-            let (padded, acc) = buf.split_at_mut(d.ph * d.pw);
-            d.pad_plane(xi, padded);
-            acc.fill(b[c]);
-            taps_axpy(padded, &offsets, wc, acc);
-            for oy in 0..d.ho {
-                o[oy * d.wo..(oy + 1) * d.wo].copy_from_slice(&acc[oy * d.pw..][..d.wo]);
-            }
-        });
-    })
+    // SAFETY: the body copies `ho` rows of `wo` floats into each `ho·wo` plane, reading none.
+    unsafe {
+        par_build_overwrite(d.n * d.c * ohw, ohw, |plane, o| {
+            let xi = &x[plane * hw..][..hw];
+            let c = plane % d.c;
+            let wc = &wt[c * kk..(c + 1) * kk];
+            with_scratch(0, d.ph * d.pw + len, |buf| {
+                let (padded, acc) = buf.split_at_mut(d.ph * d.pw);
+                d.pad_plane(xi, padded);
+                acc.fill(b[c]);
+                taps_axpy(padded, &offsets, wc, acc);
+                for oy in 0..d.ho {
+                    o[oy * d.wo..(oy + 1) * d.wo].copy_from_slice(&acc[oy * d.pw..][..d.wo]);
+                }
+            });
+        })
+    }
 }
 
 /// `(dx, dw, db)`; `dx` is empty when not needed.

@@ -17,7 +17,7 @@
 use std::ops::Range;
 
 use super::geometry::ConvGeom;
-use super::scratch::{par_build, with_scratch};
+use super::scratch::{par_build_overwrite, with_scratch};
 use super::simd::has_avx512;
 
 /// Output channels per register tile.
@@ -76,18 +76,23 @@ impl PackedWeights {
         let kk = k * k;
         let tiles = co.div_ceil(CO_TILE);
         let tlen = ci * kk * CO_TILE;
-        let data = par_build(tiles * tlen, tlen, |t, d| {
-            let chans = CO_TILE.min(co - t * CO_TILE);
-            let mut i = 0;
-            for c in 0..ci {
-                for tap in 0..kk {
-                    for j in 0..chans {
-                        d[i + j] = weight(t * CO_TILE + j, c, tap);
+        // SAFETY: each tile writes all `ci·kk·CO_TILE` of its floats (zeros past `co` in the
+        // last tile), reading none.
+        let data = unsafe {
+            par_build_overwrite(tiles * tlen, tlen, |t, d| {
+                let chans = CO_TILE.min(co - t * CO_TILE);
+                for (i, lane) in d.chunks_exact_mut(CO_TILE).enumerate() {
+                    let (c, tap) = (i / kk, i % kk);
+                    for (j, v) in lane.iter_mut().enumerate() {
+                        *v = if j < chans {
+                            weight(t * CO_TILE + j, c, tap)
+                        } else {
+                            0.0
+                        };
                     }
-                    i += CO_TILE;
                 }
-            }
-        });
+            })
+        };
         let mut b = vec![0f32; tiles * CO_TILE];
         if let Some(bias) = bias {
             b[..co].copy_from_slice(&bias[..co]);
@@ -196,10 +201,14 @@ pub fn forward(x: &[f32], n: usize, g: &ConvGeom, w: &PackedWeights) -> Vec<f32>
     let threads = rayon::current_num_threads().max(1);
     if n >= threads {
         let m = group_size(g).min(n / threads).max(1);
-        return par_build(n * oimg, m * oimg, |i, o| {
-            let k = o.len() / oimg;
-            conv_images(&x[i * m * img..][..k * img], k, g, w, o);
-        });
+        // SAFETY: `run` ends by copying every output of its images from its scratch
+        // accumulators, and reads none of `o`.
+        return unsafe {
+            par_build_overwrite(n * oimg, m * oimg, |i, o| {
+                let k = o.len() / oimg;
+                conv_images(&x[i * m * img..][..k * img], k, g, w, o);
+            })
+        };
     }
     let tiles = w.tiles();
     let per = tiles.div_ceil(threads);

@@ -4,14 +4,15 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
-use super::scratch::par_build;
+use super::scratch::par_build_overwrite;
 use super::{contiguous, cpu_slice, cpu_tensor, with_f32};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 
 /// An element-wise activation given by its two kernels: `fwd(x, out)` writes `f(x)`, and
-/// `bwd(x, dy, dx)` writes `dy · f'(x)`. Applies to CPU `f32` tensors of any shape.
+/// `bwd(x, dy, dx)` writes `dy · f'(x)`; each must write every element of its output without
+/// reading it (the output is handed out uninitialised). Applies to CPU `f32` tensors of any shape.
 #[derive(Debug, Clone, Copy)]
 pub struct ElementwiseOp {
     name: &'static str,
@@ -42,19 +43,25 @@ impl CustomOp1 for ElementwiseOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = cpu_slice(s, l, self.name)?;
-        let out = par_build(x.len(), CHUNK, |i, o| {
-            (self.fwd)(&x[i * CHUNK..][..o.len()], o)
-        });
+        // SAFETY: `fwd` writes each element of its output slice without reading it.
+        let out = unsafe {
+            par_build_overwrite(x.len(), CHUNK, |i, o| {
+                (self.fwd)(&x[i * CHUNK..][..o.len()], o)
+            })
+        };
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let dx = with_f32(x, |xs| {
             with_f32(grad, |gs| {
-                Ok(par_build(xs.len(), CHUNK, |i, d| {
-                    let r = i * CHUNK..i * CHUNK + d.len();
-                    (self.bwd)(&xs[r.clone()], &gs[r], d)
-                }))
+                // SAFETY: `bwd` writes each element of its output slice without reading it.
+                Ok(unsafe {
+                    par_build_overwrite(xs.len(), CHUNK, |i, d| {
+                        let r = i * CHUNK..i * CHUNK + d.len();
+                        (self.bwd)(&xs[r.clone()], &gs[r], d)
+                    })
+                })
             })
         })?;
         Ok(Some(cpu_tensor(dx, x.dims())?))

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::scratch::par_build;
+use super::scratch::par_build_overwrite;
 use super::simd::{group_norm_dx, scale_shift, sq_dev, sum, sum_and_xhat_dot};
 use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
 
@@ -81,21 +81,24 @@ fn stats(xg: &[f32], eps: f64, s: usize) -> (f32, f32) {
 
 fn forward(x: &[f32], gamma: &[f32], beta: &[f32], d: Dims, eps: f64) -> Vec<f32> {
     let glen = d.cg * d.s;
-    par_build(x.len(), glen, |gi, o| {
-        let xg = &x[gi * glen..][..glen];
-        let (mean, rstd) = stats(xg, eps, d.s);
-        let c0 = (gi * d.cg) % d.c;
-        for j in 0..d.cg {
-            let (ga, be) = (gamma[c0 + j] * rstd, beta[c0 + j]);
-            let sh = be - mean * ga;
-            scale_shift(
-                &xg[j * d.s..(j + 1) * d.s],
-                ga,
-                sh,
-                &mut o[j * d.s..(j + 1) * d.s],
-            );
-        }
-    })
+    // SAFETY: `scale_shift` writes the `cg` channels of `s` floats of the group, reading none.
+    unsafe {
+        par_build_overwrite(x.len(), glen, |gi, o| {
+            let xg = &x[gi * glen..][..glen];
+            let (mean, rstd) = stats(xg, eps, d.s);
+            let c0 = (gi * d.cg) % d.c;
+            for j in 0..d.cg {
+                let (ga, be) = (gamma[c0 + j] * rstd, beta[c0 + j]);
+                let sh = be - mean * ga;
+                scale_shift(
+                    &xg[j * d.s..(j + 1) * d.s],
+                    ga,
+                    sh,
+                    &mut o[j * d.s..(j + 1) * d.s],
+                );
+            }
+        })
+    }
 }
 
 /// `(dx, dγ, dβ)`.

@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::scratch::{par_build, with_scratch};
+use super::scratch::{par_build_overwrite, with_scratch};
 use super::sgemm::{sgemm, MatRef};
 use super::simd::{exp_sub_acc, exp_sub_sum, max_into, mul_into};
 use super::{contiguous, cpu_slice, cpu_tensor, with_f32};
@@ -84,43 +84,46 @@ impl CustomOp1 for LinearAttentionOp {
         let (h, d) = (self.heads, self.dim_head);
         let scale = (d as f32).powf(-0.5);
         let qkv = cpu_slice(s, l, "linear attention input")?;
-        let out = par_build(b * h * d * n, d * n, |bh, o| {
-            let (bi, hi) = (bh / h, bh % h);
-            let base = bi * 3 * h * d * n;
-            let q = &qkv[base + hi * d * n..][..d * n];
-            let k = &qkv[base + (h + hi) * d * n..][..d * n];
-            let v = &qkv[base + (2 * h + hi) * d * n..][..d * n];
-            with_scratch(0, 2 * d * n + d * d + 2 * n, |buf| {
-                let (qs, rest) = buf.split_at_mut(d * n);
-                let (ks, rest) = rest.split_at_mut(d * n);
-                let (c, tmp) = rest.split_at_mut(d * d);
-                softmaxes(q, k, d, n, scale, qs, ks, tmp);
-                // C (d×e) = k̃ (d×n) · vᵀ (n×e)
-                sgemm(
-                    d,
-                    d,
-                    n,
-                    c,
-                    d,
-                    false,
-                    MatRef::rows(ks, n),
-                    MatRef::rows_t(v, n),
-                    false,
-                );
-                // out (e×n) = Cᵀ (e×d) · q̃ (d×n)
-                sgemm(
-                    d,
-                    n,
-                    d,
-                    o,
-                    n,
-                    false,
-                    MatRef::rows_t(c, d),
-                    MatRef::rows(qs, n),
-                    false,
-                );
-            });
-        });
+        // SAFETY: the second GEMM writes all `d × n` outputs of the head without reading them.
+        let out = unsafe {
+            par_build_overwrite(b * h * d * n, d * n, |bh, o| {
+                let (bi, hi) = (bh / h, bh % h);
+                let base = bi * 3 * h * d * n;
+                let q = &qkv[base + hi * d * n..][..d * n];
+                let k = &qkv[base + (h + hi) * d * n..][..d * n];
+                let v = &qkv[base + (2 * h + hi) * d * n..][..d * n];
+                with_scratch(0, 2 * d * n + d * d + 2 * n, |buf| {
+                    let (qs, rest) = buf.split_at_mut(d * n);
+                    let (ks, rest) = rest.split_at_mut(d * n);
+                    let (c, tmp) = rest.split_at_mut(d * d);
+                    softmaxes(q, k, d, n, scale, qs, ks, tmp);
+                    // C (d×e) = k̃ (d×n) · vᵀ (n×e)
+                    sgemm(
+                        d,
+                        d,
+                        n,
+                        c,
+                        d,
+                        false,
+                        MatRef::rows(ks, n),
+                        MatRef::rows_t(v, n),
+                        false,
+                    );
+                    // out (e×n) = Cᵀ (e×d) · q̃ (d×n)
+                    sgemm(
+                        d,
+                        n,
+                        d,
+                        o,
+                        n,
+                        false,
+                        MatRef::rows_t(c, d),
+                        MatRef::rows(qs, n),
+                        false,
+                    );
+                });
+            })
+        };
         let mut shape = l.dims().to_vec();
         shape[1] = h * d;
         Ok((CpuStorage::F32(out), Shape::from(shape)))

@@ -19,17 +19,22 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
     }
 }
 
-/// Max |a − b| over all elements.
+/// Max |a − b| over all elements; NaN if any difference is NaN.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a - b)
-        .unwrap()
-        .abs()
+    let d = (a - b)
         .unwrap()
         .flatten_all()
         .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    // NaN as soon as one element is NaN: candle's `max` skips NaNs, which would let a kernel
+    // that leaves some outputs unwritten (NaN in debug builds) pass.
+    d.iter().fold(0f32, |m, v| {
+        if m.is_nan() || v.is_nan() {
+            f32::NAN
+        } else {
+            m.max(v.abs())
+        }
+    })
 }

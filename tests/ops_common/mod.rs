@@ -21,19 +21,24 @@ pub fn rand(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
-/// Max |a − b| over all elements (shapes must match).
+/// Max |a − b| over all elements (shapes must match); NaN if any difference is NaN.
 pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a - b)
-        .unwrap()
-        .abs()
+    let d = (a - b)
         .unwrap()
         .flatten_all()
         .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    // NaN as soon as one element is NaN: candle's `max` skips NaNs, which would let a kernel
+    // that leaves some outputs unwritten (NaN in debug builds) pass.
+    d.iter().fold(0f32, |m, v| {
+        if m.is_nan() || v.is_nan() {
+            f32::NAN
+        } else {
+            m.max(v.abs())
+        }
+    })
 }
 
 /// Max |a| over all elements.
