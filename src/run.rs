@@ -260,7 +260,7 @@ pub fn list_runs(root: &Path) -> Vec<PathBuf> {
             (t, p)
         })
         .collect();
-    runs.sort_by(|a, b| b.0.cmp(&a.0));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.0));
     runs.into_iter().map(|(_, p)| p).collect()
 }
 
@@ -285,31 +285,6 @@ fn civil_time(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
         ((rem / 60) % 60) as u32,
         (rem % 60) as u32,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_time_known_dates() {
-        assert_eq!(civil_time(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(civil_time(1_795_000_000), (2026, 11, 18, 11, 6, 40));
-    }
-
-    #[test]
-    fn atomic_write_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("a.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(fs::read_to_string(&p).unwrap(), "two");
-        assert_eq!(
-            fs::read_dir(d.path()).unwrap().count(),
-            1,
-            "no temp file left behind"
-        );
-    }
 }
 
 /// A network ready for sampling, with the configuration it was trained with.
@@ -370,4 +345,29 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
         step: state.step,
         ema,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_time_known_dates() {
+        assert_eq!(civil_time(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil_time(1_795_000_000), (2026, 11, 18, 11, 6, 40));
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
+    }
 }

@@ -17,10 +17,11 @@ use crate::schedule::ScheduleTables;
 const SAMPLE_STREAM: u64 = 7;
 
 /// How to walk from noise to images.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum SamplerKind {
     /// Ancestral sampling over all T steps with the posterior variance (Algorithm 2).
+    #[default]
     Ddpm,
     /// DDIM over `steps` evenly spaced timesteps; `eta = 0` is deterministic.
     Ddim {
@@ -29,12 +30,6 @@ pub enum SamplerKind {
         /// Amount of fresh noise (0 = deterministic DDIM, 1 ≈ DDPM).
         eta: f64,
     },
-}
-
-impl Default for SamplerKind {
-    fn default() -> Self {
-        SamplerKind::Ddpm
-    }
 }
 
 impl fmt::Display for SamplerKind {

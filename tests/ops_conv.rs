@@ -12,8 +12,11 @@ fn stock(x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, pad: usize) -> Resul
     y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)
 }
 
-/// (n, ci, h, w, co, k, stride, pad): the blog UNet's conv shapes, scaled down.
-const CASES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+/// (n, ci, h, w, co, k, stride, pad).
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// The blog UNet's conv shapes, scaled down.
+const CASES: &[Case] = &[
     (2, 3, 9, 9, 5, 3, 1, 1),   // ConvNeXt 3×3
     (3, 4, 7, 7, 6, 1, 1, 0),   // 1×1 (res_conv, to_qkv, to_out)
     (2, 1, 11, 11, 4, 7, 1, 3), // init_conv 7×7

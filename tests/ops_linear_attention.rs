@@ -30,8 +30,8 @@ fn forward_and_gradient_match_candle() {
         let xv = Var::from_tensor(&x).unwrap();
         let ours = move |t: &[Tensor]| linear_attention(&t[0], heads, d);
         let theirs = move |t: &[Tensor]| stock(&t[0], heads, d);
-        let (yo, go) = grads_of(&[xv.clone()], &ours, 20 + i as u64);
-        let (yt, gt) = grads_of(&[xv.clone()], &theirs, 20 + i as u64);
+        let (yo, go) = grads_of(std::slice::from_ref(&xv), &ours, 20 + i as u64);
+        let (yt, gt) = grads_of(std::slice::from_ref(&xv), &theirs, 20 + i as u64);
         assert_close(&format!("case {i} forward"), &yo, &yt, 1e-5);
         assert_close(
             &format!("case {i} dqkv"),
@@ -47,7 +47,7 @@ fn gradient_matches_finite_differences() {
     let x = rand(&[2, 3 * 2 * 3, 2, 3], 5);
     let xv = Var::from_tensor(&x).unwrap();
     let f = |t: &[Tensor]| linear_attention(&t[0], 2, 3);
-    let (_, g) = grads_of(&[xv.clone()], &f, 6);
+    let (_, g) = grads_of(std::slice::from_ref(&xv), &f, 6);
     check_finite_differences(&[x], 0, g.get(&xv).unwrap(), &f, 6, 1e-3, 1e-2);
 }
 

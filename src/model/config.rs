@@ -138,7 +138,7 @@ impl UnetConfig {
     /// Checks the configuration on its own (widths, groups).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.dim < 2 || self.dim % 2 != 0 {
+        if self.dim < 2 || !self.dim.is_multiple_of(2) {
             return bad(format!(
                 "dim must be an even number ≥ 2 (the sinusoidal embedding has dim/2 frequencies), got {}",
                 self.dim
@@ -209,7 +209,7 @@ impl UnetConfig {
             )));
         }
         let f = 1usize << self.downsamplings();
-        if height % f != 0 || width % f != 0 || height == 0 || width == 0 {
+        if !height.is_multiple_of(f) || !width.is_multiple_of(f) || height == 0 || width == 0 {
             return Err(ConfigError::Invalid(format!(
                 "image size {height}×{width} must be divisible by 2^{} = {f} ({} downsamplings for dim_mults {:?})",
                 self.downsamplings(),

@@ -118,6 +118,7 @@ const ZERO: Init = Init::Const(0.0);
 const ONE: Init = Init::Const(1.0);
 
 /// `nn.Conv2d(c_in, c_out, k, stride, padding, groups, bias)`.
+#[allow(clippy::too_many_arguments)] // PyTorch's own argument list, one to one
 pub fn conv2d(
     c_in: usize,
     c_out: usize,

@@ -30,16 +30,20 @@ pub(crate) fn has_avx512() -> bool {
 macro_rules! dispatch {
     ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),*) -> $r:ty $body:block) => {
         $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
         pub fn $name($($a: $t),*) -> $r {
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             fn generic($($a: $t),*) -> $r $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($a: $t),*) -> $r {
                     generic($($a),*)
                 }
                 #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx512($($a: $t),*) -> $r {
                     generic($($a),*)
                 }

@@ -514,7 +514,7 @@ impl Trainer {
             let stats = self.train_step(&x0, epoch)?;
             send(TrainEvent::Step(stats));
             let every = self.cfg.checkpoint_every;
-            if every > 0 && self.step % every == 0 && self.step < self.cfg.steps {
+            if every > 0 && self.step.is_multiple_of(every) && self.step < self.cfg.steps {
                 if let Some(p) = self.checkpoint()? {
                     send(TrainEvent::Checkpointed {
                         step: self.step,
@@ -523,7 +523,7 @@ impl Trainer {
                 }
             }
             let pe = self.cfg.preview_every;
-            if pe > 0 && self.step % pe == 0 {
+            if pe > 0 && self.step.is_multiple_of(pe) {
                 let images = self.preview(self.cfg.preview_count.max(1))?;
                 send(TrainEvent::Preview {
                     step: self.step,

@@ -360,8 +360,10 @@ mod tests {
             LabSettings::load_from(dir.path()).unwrap(),
             LabSettings::default()
         );
-        let mut s = LabSettings::default();
-        s.dataset = "shapes".into();
+        let mut s = LabSettings {
+            dataset: "shapes".into(),
+            ..LabSettings::default()
+        };
         s.train.timesteps = 300;
         s.train.device = DeviceSpec::Cuda(1);
         s.save_to(dir.path()).unwrap();

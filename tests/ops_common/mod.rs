@@ -135,8 +135,8 @@ pub fn check_elementwise_op(
 ) {
     let x = (rand(&[3, 5, 7, 11], 1) * 4.0).unwrap();
     let xv = Var::from_tensor(&x).unwrap();
-    let (yo, go) = grads_of(&[xv.clone()], &|t: &[Tensor]| ours(&t[0]), 2);
-    let (yt, gt) = grads_of(&[xv.clone()], &|t: &[Tensor]| theirs(&t[0]), 2);
+    let (yo, go) = grads_of(std::slice::from_ref(&xv), &|t: &[Tensor]| ours(&t[0]), 2);
+    let (yt, gt) = grads_of(std::slice::from_ref(&xv), &|t: &[Tensor]| theirs(&t[0]), 2);
     assert!(
         max_diff(&yo, &yt) < 1e-6,
         "forward differs by {}",
@@ -147,6 +147,6 @@ pub fn check_elementwise_op(
     let x = (rand(&[4, 9], 3) * 3.0).unwrap();
     let xv = Var::from_tensor(&x).unwrap();
     let f = |t: &[Tensor]| ours(&t[0]);
-    let (_, g) = grads_of(&[xv.clone()], &f, 4);
+    let (_, g) = grads_of(std::slice::from_ref(&xv), &f, 4);
     check_finite_differences(&[x], 0, g.get(&xv).unwrap(), &f, 4, 1e-3, 1e-2);
 }

@@ -552,6 +552,6 @@ mod tests {
         let (img, label) = &info.examples[1];
         let i = (2_654_435_761usize + 17) % 90;
         assert_eq!(img, &ds.train.image(i));
-        assert_eq!(*label, (i % 3) as usize);
+        assert_eq!(*label, i % 3);
     }
 }
