@@ -2,6 +2,9 @@
 //! op's output, and central finite differences.
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use candle_core::{backprop::GradStore, Device, Result, Tensor, Var};
 
 /// A deterministic pseudo-random tensor with values in about `[-1, 1]`.
@@ -22,24 +25,7 @@ pub fn rand(shape: &[usize], seed: u64) -> Tensor {
 }
 
 /// Max |a − b| over all elements (shapes must match); NaN if any difference is NaN.
-pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let d = (a - b)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    // NaN as soon as one element is NaN: candle's `max` skips NaNs, which would let a kernel
-    // that leaves some outputs unwritten (NaN in debug builds) pass.
-    d.iter().fold(0f32, |m, v| {
-        if m.is_nan() || v.is_nan() {
-            f32::NAN
-        } else {
-            m.max(v.abs())
-        }
-    })
-}
+pub use common::max_abs_diff as max_diff;
 
 /// Max |a| over all elements.
 pub fn max_abs(a: &Tensor) -> f32 {
