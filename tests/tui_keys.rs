@@ -11,7 +11,7 @@ use ddpm_lab::train::events::{TrainCommand, TrainEvent};
 use ddpm_lab::tui::event::{handle_key, map_key, Command};
 use ddpm_lab::tui::settings::{CompareMode, ModelPreset};
 use ddpm_lab::tui::state::run::RunState;
-use ddpm_lab::tui::state::{Lifecycle, Overlay, Tab};
+use ddpm_lab::tui::state::{Lifecycle, Overlay, PickerWait, Tab};
 use ddpm_lab::tui::workers::{Estimate, OpenedRun, RunSummary, SampleMsg, Slot, WorkerMsg};
 use tui_support::*;
 
@@ -366,10 +366,24 @@ fn opening_a_run_loads_history_and_space_resumes_it() {
         });
     }
     app.tab = Tab::Train;
+    // The key only asks: the list is read on a worker and the picker opens when it arrives.
     handle_key(&mut app, ch('o'));
+    assert!(app.picker.is_none());
+    assert_eq!(app.picker_wait, PickerWait::Listing);
+    handle_key(&mut app, ch('o'));
+    assert_eq!(
+        app.pump(),
+        1,
+        "a second `o` while listing asks nothing more"
+    );
     assert!(app.picker.is_some());
+    assert_eq!(app.picker_wait, PickerWait::Idle);
     handle_key(&mut app, key(KeyCode::Enter));
     assert!(app.picker.is_none());
+    assert_eq!(app.picker_wait, PickerWait::Opening(dir.clone()));
+    assert_ne!(app.train.run.state, RunState::Opened);
+    assert_eq!(app.pump(), 1);
+    assert_eq!(app.picker_wait, PickerWait::Idle);
     assert_eq!(app.train.run.state, RunState::Opened);
     assert_eq!(app.train.run.losses.len(), 40);
     assert_eq!(app.sample_source(), Some(dir.clone()));
@@ -405,6 +419,53 @@ fn opening_a_run_loads_history_and_space_resumes_it() {
         .unwrap();
     assert!(req.resume);
     assert_eq!(req.run_dir, Some(dir));
+}
+
+#[test]
+fn run_picker_answers_come_from_the_worker_and_stale_ones_are_dropped() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    let notice = |app: &ddpm_lab::tui::state::App| app.notice.clone().unwrap();
+    // No runs: an error notice and no picker.
+    handle_key(&mut app, ch('o'));
+    assert!(
+        !notice(&app).error,
+        "a progress notice while the list is read"
+    );
+    app.pump();
+    assert!(app.picker.is_none());
+    assert!(notice(&app).error && notice(&app).text.starts_with("no runs found"));
+    // A run the engine cannot read: an error notice, nothing opened, the picker free again.
+    let dir = std::path::PathBuf::from("runs/broken");
+    engine.0.lock().unwrap().runs = vec![RunSummary {
+        dir: dir.clone(),
+        settings: None,
+        dataset: None,
+        step: 3,
+    }];
+    handle_key(&mut app, ch('o'));
+    app.pump();
+    handle_key(&mut app, key(KeyCode::Enter));
+    app.pump();
+    assert!(notice(&app).error && notice(&app).text.contains("cannot open run"));
+    assert_ne!(app.train.run.state, RunState::Opened);
+    assert_eq!(app.picker_wait, PickerWait::Idle);
+    assert_eq!(
+        engine
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::ListRuns))
+            .count(),
+        2
+    );
+    assert!(engine.calls().contains(&Call::OpenRun(dir)));
+    // The list arrives after a training run was started: no picker over the running run.
+    handle_key(&mut app, ch('o'));
+    handle_key(&mut app, ch(' '));
+    app.pump();
+    assert!(app.picker.is_none());
+    assert_eq!(app.picker_wait, PickerWait::Idle);
 }
 
 #[test]

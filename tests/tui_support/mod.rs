@@ -30,6 +30,8 @@ pub enum Call {
     Sample(Slot, SampleRequest),
     Export(PathBuf, String),
     Watch(PathBuf, usize),
+    ListRuns,
+    OpenRun(PathBuf),
 }
 
 /// Shared record of calls and the receivers of every training run's commands.
@@ -96,8 +98,11 @@ impl Engine for FakeEngine {
             .calls
             .push(Call::Export(req.out_dir, req.stem));
     }
-    fn list_runs(&mut self) -> Vec<RunSummary> {
-        self.0.lock().unwrap().runs.clone()
+    /// Answers at once on `tx`, as a worker would (the app sees it on its next `pump`).
+    fn list_runs(&mut self, tx: Sender<WorkerMsg>) {
+        let mut rec = self.0.lock().unwrap();
+        rec.calls.push(Call::ListRuns);
+        let _ = tx.send(WorkerMsg::Runs(rec.runs.clone()));
     }
     fn watch_run(
         &mut self,
@@ -111,14 +116,16 @@ impl Engine for FakeEngine {
         rec.watchers.push(rx);
         Some(tx)
     }
-    fn open_run(&mut self, dir: &Path) -> Result<OpenedRun, String> {
-        self.0
-            .lock()
-            .unwrap()
+    /// Answers at once on `tx`, as a worker would.
+    fn open_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
+        let mut rec = self.0.lock().unwrap();
+        rec.calls.push(Call::OpenRun(dir.to_path_buf()));
+        let result = rec
             .opened
             .clone()
             .filter(|o| o.summary.dir == dir)
-            .ok_or_else(|| format!("{} is not a run", dir.display()))
+            .ok_or_else(|| format!("{} is not a run", dir.display()));
+        let _ = tx.send(WorkerMsg::RunOpened(result));
     }
 }
 

@@ -17,13 +17,15 @@ use crate::train::events::{TrainCommand, TrainEvent};
 
 use super::settings::{CompareMode, LabSettings};
 use super::workers::{
-    DataMsg, Engine, ExportRequest, SampleMsg, SampleRequest, Slot, TrainRequest, WorkerMsg,
+    DataMsg, Engine, ExportRequest, OpenedRun, RunSummary, SampleMsg, SampleRequest, Slot,
+    TrainRequest, WorkerMsg,
 };
 use compare::{CompareState, ROUND_ROBIN_QUANTUM};
 use data::{DataState, DataStatus};
 use run::RunState;
 use sample::{FrameCursor, SampleState, SampleStatus};
 use schedules::SchedulesState;
+pub use train::PickerWait;
 use train::{RunPicker, TrainState};
 
 /// How long quitting waits for running runs to finish their step and write their checkpoint
@@ -113,6 +115,8 @@ pub struct App {
     pub overlay: Overlay,
     /// Picker of earlier runs, when open.
     pub picker: Option<RunPicker>,
+    /// What the picker is waiting for from the engine, if anything.
+    pub picker_wait: PickerWait,
     /// Lifecycle.
     pub lifecycle: Lifecycle,
     /// Remembered settings (saved on exit).
@@ -171,6 +175,7 @@ impl App {
             tab: Tab::Data,
             overlay: Overlay::None,
             picker: None,
+            picker_wait: PickerWait::Idle,
             lifecycle: Lifecycle::Running,
             data: DataState::default(),
             schedules,
@@ -442,13 +447,37 @@ impl App {
         self.dirty = true;
     }
 
-    /// `o`: lists earlier runs.
+    /// `o`: asks the engine for the earlier runs; the picker opens when they arrive
+    /// ([`WorkerMsg::Runs`]), so a slow disk never holds up the UI.
     pub fn open_picker(&mut self) {
         if self.any_active() {
             self.notify("pause and finish the current run first", true);
             return;
         }
-        let runs = self.engine.list_runs();
+        if self.picker_wait != PickerWait::Idle {
+            return;
+        }
+        self.picker_wait = PickerWait::Listing;
+        self.engine.list_runs(self.tx.clone());
+        self.notify(
+            format!(
+                "looking for runs in {}…",
+                self.settings.runs_root().display()
+            ),
+            false,
+        );
+    }
+
+    /// The engine's list of runs: opens the picker on it.
+    fn handle_runs(&mut self, runs: Vec<RunSummary>) {
+        if self.picker_wait != PickerWait::Listing {
+            return;
+        }
+        self.picker_wait = PickerWait::Idle;
+        if self.any_active() {
+            // A run started while the list was being read.
+            return;
+        }
         if runs.is_empty() {
             self.notify(
                 format!("no runs found in {}", self.settings.runs_root().display()),
@@ -456,6 +485,7 @@ impl App {
             );
             return;
         }
+        self.notice = None;
         self.picker = Some(RunPicker { runs, selected: 0 });
         self.dirty = true;
     }
@@ -469,48 +499,70 @@ impl App {
         }
     }
 
-    /// Opens the highlighted run: loads its configuration and history; space continues it.
+    /// Opens the highlighted run: asks the engine for its configuration and history, which
+    /// arrive as [`WorkerMsg::RunOpened`]; space then continues it.
     pub fn picker_open(&mut self) {
         let Some(p) = self.picker.take() else { return };
         let Some(summary) = p.runs.get(p.selected).cloned() else {
             return;
         };
-        match self.engine.open_run(&summary.dir) {
-            Ok(opened) => {
-                let run = &mut self.train.run;
-                run.reset();
-                run.load_history(&opened.history);
-                run.start_step = opened.summary.step.max(run.step());
-                run.checkpoint_step = Some(run.start_step);
-                run.run_dir = Some(opened.summary.dir.clone());
-                run.state = RunState::Opened;
-                if let Some(s) = &opened.summary.settings {
-                    run.total_steps = s.steps;
-                    run.timesteps = Some(s.timesteps);
-                    self.settings.train = s.clone();
-                    self.schedules = SchedulesState::new(s.timesteps);
-                }
-                let start = run.start_step;
-                self.train.opened = true;
-                self.train.watch =
-                    self.engine
-                        .watch_run(&opened.summary.dir, start, self.tx.clone());
-                self.sample.source = Some(opened.summary.dir.clone());
-                let needs = opened.summary.dataset.clone();
-                self.notify(
-                    format!(
-                        "opened {} at step {start}: new steps appear live; space continues it here",
-                        opened.summary.dir.display(),
-                    ),
-                    false,
-                );
-                if let Some(ds) = needs {
-                    if ds != self.settings.dataset {
-                        self.load_dataset(&ds);
-                    }
-                }
+        self.picker_wait = PickerWait::Opening(summary.dir.clone());
+        self.engine.open_run(&summary.dir, self.tx.clone());
+        self.notify(format!("opening {}…", summary.dir.display()), false);
+    }
+
+    /// The engine's answer to [`App::picker_open`].
+    fn handle_run_opened(&mut self, result: Result<OpenedRun, String>) {
+        let PickerWait::Opening(dir) = std::mem::replace(&mut self.picker_wait, PickerWait::Idle)
+        else {
+            return;
+        };
+        let opened = match result {
+            Ok(opened) if opened.summary.dir == dir => opened,
+            Ok(_) => return,
+            Err(e) => {
+                self.notify(format!("cannot open run: {e}"), true);
+                return;
             }
-            Err(e) => self.notify(format!("cannot open run: {e}"), true),
+        };
+        if self.any_active() {
+            self.notify(
+                format!("{} not opened: a run started meanwhile", dir.display()),
+                true,
+            );
+            return;
+        }
+        let run = &mut self.train.run;
+        run.reset();
+        run.load_history(&opened.history);
+        run.start_step = opened.summary.step.max(run.step());
+        run.checkpoint_step = Some(run.start_step);
+        run.run_dir = Some(opened.summary.dir.clone());
+        run.state = RunState::Opened;
+        if let Some(s) = &opened.summary.settings {
+            run.total_steps = s.steps;
+            run.timesteps = Some(s.timesteps);
+            self.settings.train = s.clone();
+            self.schedules = SchedulesState::new(s.timesteps);
+        }
+        let start = run.start_step;
+        self.train.opened = true;
+        self.train.watch = self
+            .engine
+            .watch_run(&opened.summary.dir, start, self.tx.clone());
+        self.sample.source = Some(opened.summary.dir.clone());
+        let needs = opened.summary.dataset.clone();
+        self.notify(
+            format!(
+                "opened {} at step {start}: new steps appear live; space continues it here",
+                opened.summary.dir.display(),
+            ),
+            false,
+        );
+        if let Some(ds) = needs {
+            if ds != self.settings.dataset {
+                self.load_dataset(&ds);
+            }
         }
     }
 
@@ -745,6 +797,8 @@ impl App {
             WorkerMsg::Data(m) => self.handle_data(m),
             WorkerMsg::Train { slot, event } => self.handle_train(slot, event),
             WorkerMsg::Sample { slot, msg } => self.handle_sample(slot, msg),
+            WorkerMsg::Runs(runs) => self.handle_runs(runs),
+            WorkerMsg::RunOpened(result) => self.handle_run_opened(result),
             WorkerMsg::Exported(result) => {
                 self.sample.exporting = false;
                 match &result {

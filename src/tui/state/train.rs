@@ -173,6 +173,18 @@ pub struct RunPicker {
     pub selected: usize,
 }
 
+/// What the run picker is waiting for from the engine (the disk is read on a worker thread).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PickerWait {
+    /// Nothing asked.
+    #[default]
+    Idle,
+    /// `o` was pressed: the list of runs is being read.
+    Listing,
+    /// This run was chosen: its configuration and history are being read.
+    Opening(std::path::PathBuf),
+}
+
 /// State of the Train screen.
 #[derive(Debug, Clone, Default)]
 pub struct TrainState {

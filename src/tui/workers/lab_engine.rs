@@ -402,18 +402,17 @@ impl Engine for LabEngine {
             .expect("cannot spawn the export thread");
     }
 
-    fn list_runs(&mut self) -> Vec<RunSummary> {
-        let mut dirs = list_runs(&self.runs_root);
-        // Compare runs keep one directory per schedule one level down.
-        if let Ok(entries) = std::fs::read_dir(&self.runs_root) {
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() && !p.join("config.json").exists() {
-                    dirs.extend(list_runs(&p));
-                }
+    fn list_runs(&mut self, tx: Sender<WorkerMsg>) {
+        let root = self.runs_root.clone();
+        let spawned = thread::Builder::new().name("ddpm-list-runs".into()).spawn({
+            let tx = tx.clone();
+            move || {
+                let _ = tx.send(WorkerMsg::Runs(find_runs(&root)));
             }
+        });
+        if spawned.is_err() {
+            let _ = tx.send(WorkerMsg::Runs(Vec::new()));
         }
-        dirs.iter().filter_map(|d| summary(d).ok()).collect()
     }
 
     fn watch_run(
@@ -431,14 +430,20 @@ impl Engine for LabEngine {
         Some(stop_tx)
     }
 
-    fn open_run(&mut self, dir: &Path) -> Result<OpenedRun, String> {
-        let s = summary(dir).map_err(|e| format!("{e:#}"))?;
-        let run = RunDir::open(dir).map_err(|e| format!("{e:#}"))?;
-        let history = run.read_metrics().map_err(|e| format!("{e:#}"))?;
-        Ok(OpenedRun {
-            summary: s,
-            history,
-        })
+    fn open_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
+        let dir = dir.to_path_buf();
+        let spawned = thread::Builder::new().name("ddpm-open-run".into()).spawn({
+            let (dir, tx) = (dir.clone(), tx.clone());
+            move || {
+                let _ = tx.send(WorkerMsg::RunOpened(read_run(&dir)));
+            }
+        });
+        if let Err(e) = spawned {
+            let _ = tx.send(WorkerMsg::RunOpened(Err(format!(
+                "cannot start reading {}: {e}",
+                dir.display()
+            ))));
+        }
     }
 }
 
@@ -479,6 +484,31 @@ fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiv
             }
         }
     }
+}
+
+/// The runs under `root`, newest first, then the Compare runs kept one directory further down.
+fn find_runs(root: &Path) -> Vec<RunSummary> {
+    let mut dirs = list_runs(root);
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.join("config.json").exists() {
+                dirs.extend(list_runs(&p));
+            }
+        }
+    }
+    dirs.iter().filter_map(|d| summary(d).ok()).collect()
+}
+
+/// One run's summary and metrics history.
+fn read_run(dir: &Path) -> Result<OpenedRun, String> {
+    let s = summary(dir).map_err(|e| format!("{e:#}"))?;
+    let run = RunDir::open(dir).map_err(|e| format!("{e:#}"))?;
+    let history = run.read_metrics().map_err(|e| format!("{e:#}"))?;
+    Ok(OpenedRun {
+        summary: s,
+        history,
+    })
 }
 
 fn summary(dir: &Path) -> anyhow::Result<RunSummary> {

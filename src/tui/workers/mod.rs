@@ -167,6 +167,10 @@ pub enum WorkerMsg {
     Exported(Result<Vec<PathBuf>, String>),
     /// An epoch-time estimate finished.
     Estimated(Estimate),
+    /// The runs found under the runs directory, newest first (answer to [`Engine::list_runs`]).
+    Runs(Vec<RunSummary>),
+    /// A run read from disk, or why it could not be (answer to [`Engine::open_run`]).
+    RunOpened(Result<OpenedRun, String>),
 }
 
 /// A request to train.
@@ -242,10 +246,11 @@ pub trait Engine {
     fn sample(&mut self, slot: Slot, req: SampleRequest, tx: Sender<WorkerMsg>);
     /// Starts an export.
     fn export(&mut self, req: ExportRequest, tx: Sender<WorkerMsg>);
-    /// Runs found under the runs directory, newest first.
-    fn list_runs(&mut self) -> Vec<RunSummary>;
-    /// Reads one run's configuration and metrics.
-    fn open_run(&mut self, dir: &std::path::Path) -> Result<OpenedRun, String>;
+    /// Starts listing the runs under the runs directory: they arrive as [`WorkerMsg::Runs`].
+    fn list_runs(&mut self, tx: Sender<WorkerMsg>);
+    /// Starts reading one run's configuration and metrics: they arrive as
+    /// [`WorkerMsg::RunOpened`].
+    fn open_run(&mut self, dir: &std::path::Path, tx: Sender<WorkerMsg>);
     /// Follows a run that another process (e.g. `ddpm-lab train`) may be training: steps after
     /// `from_step` and new checkpoints arrive as `Train { slot: Main, .. }` events until the
     /// returned handle is dropped. `None` when the engine cannot watch.
