@@ -518,8 +518,7 @@ impl App {
             return;
         };
         let opened = match result {
-            Ok(opened) if opened.summary.dir == dir => opened,
-            Ok(_) => return,
+            Ok(opened) => opened,
             Err(e) => {
                 self.notify(format!("cannot open run: {e}"), true);
                 return;

@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use crate::data::{load_dataset, DatasetSpec, ImageSet, LoadOptions, LoadProgress};
 use crate::export::{save_denoise_gif, save_grid_png};
-use crate::run::{list_runs, load_checkpoint, read_metrics_file, RunDir};
+use crate::run::{list_runs, load_checkpoint, read_metrics_file, RunDir, CONFIG_FILE};
 use crate::sampler::{self, SamplerKind};
 use crate::train::events::{TrainCommand, TrainEvent};
 use crate::train::source::ImageSetSource;
@@ -404,15 +404,12 @@ impl Engine for LabEngine {
 
     fn list_runs(&mut self, tx: Sender<WorkerMsg>) {
         let root = self.runs_root.clone();
-        let spawned = thread::Builder::new().name("ddpm-list-runs".into()).spawn({
-            let tx = tx.clone();
-            move || {
+        thread::Builder::new()
+            .name("ddpm-list-runs".into())
+            .spawn(move || {
                 let _ = tx.send(WorkerMsg::Runs(find_runs(&root)));
-            }
-        });
-        if spawned.is_err() {
-            let _ = tx.send(WorkerMsg::Runs(Vec::new()));
-        }
+            })
+            .expect("cannot spawn the run-listing thread");
     }
 
     fn watch_run(
@@ -432,18 +429,12 @@ impl Engine for LabEngine {
 
     fn open_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
         let dir = dir.to_path_buf();
-        let spawned = thread::Builder::new().name("ddpm-open-run".into()).spawn({
-            let (dir, tx) = (dir.clone(), tx.clone());
-            move || {
+        thread::Builder::new()
+            .name("ddpm-open-run".into())
+            .spawn(move || {
                 let _ = tx.send(WorkerMsg::RunOpened(read_run(&dir)));
-            }
-        });
-        if let Err(e) = spawned {
-            let _ = tx.send(WorkerMsg::RunOpened(Err(format!(
-                "cannot start reading {}: {e}",
-                dir.display()
-            ))));
-        }
+            })
+            .expect("cannot spawn the run-reading thread");
     }
 }
 
@@ -492,7 +483,7 @@ fn find_runs(root: &Path) -> Vec<RunSummary> {
     if let Ok(entries) = std::fs::read_dir(root) {
         for e in entries.flatten() {
             let p = e.path();
-            if p.is_dir() && !p.join("config.json").exists() {
+            if p.is_dir() && !p.join(CONFIG_FILE).exists() {
                 dirs.extend(list_runs(&p));
             }
         }
@@ -500,19 +491,24 @@ fn find_runs(root: &Path) -> Vec<RunSummary> {
     dirs.iter().filter_map(|d| summary(d).ok()).collect()
 }
 
-/// One run's summary and metrics history.
+/// One run's summary and metrics history, the directory opened once.
 fn read_run(dir: &Path) -> Result<OpenedRun, String> {
-    let s = summary(dir).map_err(|e| format!("{e:#}"))?;
-    let run = RunDir::open(dir).map_err(|e| format!("{e:#}"))?;
-    let history = run.read_metrics().map_err(|e| format!("{e:#}"))?;
-    Ok(OpenedRun {
-        summary: s,
-        history,
-    })
+    let read = || -> anyhow::Result<OpenedRun> {
+        let run = RunDir::open(dir)?;
+        Ok(OpenedRun {
+            summary: summary_of(&run)?,
+            history: run.read_metrics()?,
+        })
+    };
+    read().map_err(|e| format!("{e:#}"))
 }
 
 fn summary(dir: &Path) -> anyhow::Result<RunSummary> {
-    let run = RunDir::open(dir)?;
+    summary_of(&RunDir::open(dir)?)
+}
+
+fn summary_of(run: &RunDir) -> anyhow::Result<RunSummary> {
+    let dir = run.path();
     let cfg = run.load_config()?;
     let step = run.load_state().map(|s| s.step).unwrap_or(0);
     Ok(RunSummary {
