@@ -26,7 +26,10 @@ pub enum BenchModel {
     Blog,
     /// The same UNet with ResNet blocks (GroupNorm with 4 groups).
     Resnet,
-    /// A tiny UNet on 8×8 images (for tests and smoke runs).
+    /// The `quick` preset's UNet (ResNet blocks, attention in the middle only) on 28×28×1
+    /// images: the lab's CPU default.
+    Quick,
+    /// A tiny UNet on 8×8 images: a smoke test of the benchmark, not a figure for 28×28 data.
     Tiny,
 }
 
@@ -40,6 +43,7 @@ impl BenchModel {
                 resnet_block_groups: 4,
                 ..UnetConfig::blog()
             },
+            BenchModel::Quick => crate::presets::Preset::Quick.unet(),
             BenchModel::Tiny => UnetConfig::tiny(),
         }
     }
@@ -47,7 +51,7 @@ impl BenchModel {
     /// Side of the square images.
     pub fn image_size(self) -> usize {
         match self {
-            BenchModel::Blog | BenchModel::Resnet => 28,
+            BenchModel::Blog | BenchModel::Resnet | BenchModel::Quick => 28,
             BenchModel::Tiny => 8,
         }
     }
@@ -58,6 +62,7 @@ impl fmt::Display for BenchModel {
         f.write_str(match self {
             BenchModel::Blog => "blog",
             BenchModel::Resnet => "resnet",
+            BenchModel::Quick => "quick",
             BenchModel::Tiny => "tiny",
         })
     }
@@ -69,9 +74,10 @@ impl FromStr for BenchModel {
         match s.trim().to_ascii_lowercase().as_str() {
             "blog" => Ok(BenchModel::Blog),
             "resnet" => Ok(BenchModel::Resnet),
+            "quick" => Ok(BenchModel::Quick),
             "tiny" => Ok(BenchModel::Tiny),
             o => Err(format!(
-                "unknown bench config '{o}' (expected blog, resnet or tiny)"
+                "unknown bench config '{o}' (expected blog, resnet, quick or tiny)"
             )),
         }
     }
@@ -140,7 +146,7 @@ impl BenchOptions {
 /// Measured figures (times in seconds, medians over the timed runs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
-    /// Model name (`blog`, `resnet`, `tiny`).
+    /// Model name (`blog`, `resnet`, `quick`, `tiny`).
     pub config: String,
     /// Device name.
     pub device: String,

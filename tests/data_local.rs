@@ -4,6 +4,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::idx;
 use ddpm_lab::data::{load_dataset, DataError, DataSource, DatasetSpec, LoadOptions};
 
 /// The shared fixture folder, or `None` (with a notice) when this checkout has none.
@@ -19,16 +22,6 @@ fn fixture() -> Option<PathBuf> {
 
 fn load_path(p: &Path, opts: &LoadOptions) -> Result<ddpm_lab::data::Dataset, DataError> {
     load_dataset(&DatasetSpec::Path(p.to_path_buf()), opts, &mut |_| {})
-}
-
-/// An IDX file: magic, dims, data.
-fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut v = magic.to_be_bytes().to_vec();
-    for d in dims {
-        v.extend_from_slice(&d.to_be_bytes());
-    }
-    v.extend_from_slice(data);
-    v
 }
 
 fn png(w: u32, h: u32, rgb: bool, seed: u8) -> Vec<u8> {

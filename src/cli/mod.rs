@@ -1,11 +1,14 @@
 //! The command line: `ddpm-lab` opens the lab (TUI); subcommands run the engine headless.
 
 pub mod bench_cmd;
+pub mod classifier_cmd;
 pub mod data_cmd;
+pub mod eval_cmd;
 pub mod forward_cmd;
 pub mod lab_cmd;
 pub mod model_args;
 pub mod sample_cmd;
+pub mod sampler_args;
 pub mod schedules_cmd;
 pub mod train_cmd;
 
@@ -45,6 +48,11 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Time a training step, a forward pass and a sampling run (JSON with --json)
     Bench(bench_cmd::BenchArgs),
+    /// Score a run's samples against real images (Fréchet distance, share recognised, classes)
+    Eval(eval_cmd::EvalArgs),
+    /// Train the classifier `eval` scores with (writes assets/classifier/)
+    #[command(hide = true)]
+    TrainClassifier(classifier_cmd::ClassifierArgs),
 }
 
 /// Where runs are written by default: `$DDPM_LAB_RUNS`, else `./runs`.
@@ -65,6 +73,8 @@ pub fn main() -> ExitCode {
         Some(Command::Forward(a)) => forward_cmd::run(a),
         Some(Command::Data(a)) => data_cmd::run(a),
         Some(Command::Bench(a)) => bench_cmd::run(a),
+        Some(Command::Eval(a)) => eval_cmd::run(a),
+        Some(Command::TrainClassifier(a)) => classifier_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,9 @@ pub struct ModelArgs {
     /// GroupNorm groups of ResNet blocks [default: 8, or 4 when 8 does not divide the widths]
     #[arg(long)]
     pub resnet_groups: Option<usize>,
+    /// Attention only in the middle of the UNet, not in every stage (cheaper; not the blog's)
+    #[arg(long)]
+    pub mid_attention_only: bool,
 }
 
 impl ModelArgs {
@@ -37,6 +40,7 @@ impl ModelArgs {
             || self.block.is_some()
             || self.convnext_mult.is_some()
             || self.resnet_groups.is_some()
+            || self.mid_attention_only
     }
 
     /// Applies the flags on top of `base`.
@@ -56,6 +60,9 @@ impl ModelArgs {
         }
         if let Some(m) = self.convnext_mult {
             c.convnext_mult = m;
+        }
+        if self.mid_attention_only {
+            c.stage_attention = false;
         }
         match self.resnet_groups {
             Some(g) => c.resnet_block_groups = g,

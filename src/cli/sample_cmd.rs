@@ -10,7 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::device::DeviceSpec;
 use crate::export;
 use crate::run::load_checkpoint;
-use crate::sampler::{self, SamplerKind, SamplerName};
+use super::sampler_args::SamplerArgs;
+use crate::sampler;
 
 /// Arguments of `ddpm-lab sample`.
 #[derive(Debug, Clone, Args)]
@@ -21,15 +22,9 @@ pub struct SampleArgs {
     /// Number of images
     #[arg(long, default_value_t = 16)]
     pub n: usize,
-    /// Sampler: ddpm (Algorithm 2, all T steps) or ddim
-    #[arg(long, default_value = "ddpm")]
-    pub sampler: SamplerName,
-    /// DDIM steps [default: 50]
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// DDIM eta (0 = deterministic)
-    #[arg(long, default_value_t = 0.0)]
-    pub eta: f64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub sampling: SamplerArgs,
     /// Seed of the initial noise
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -62,30 +57,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let loaded = load_checkpoint(&args.checkpoint, &device, !args.no_ema)?;
     let cfg = &loaded.config;
     let tables = cfg.tables()?;
-    let kind = match args.sampler {
-        SamplerName::Ddpm => {
-            if args.steps.is_some() {
-                eprintln!(
-                    "note: --steps applies to --sampler ddim; ddpm runs all {} steps",
-                    cfg.timesteps
-                );
-            }
-            SamplerKind::Ddpm
-        }
-        SamplerName::Ddim => {
-            let steps = args.steps.unwrap_or(50);
-            if steps == 0 || steps > cfg.timesteps {
-                anyhow::bail!(
-                    "--steps must be between 1 and T = {}, got {steps}",
-                    cfg.timesteps
-                );
-            }
-            SamplerKind::Ddim {
-                steps,
-                eta: args.eta,
-            }
-        }
-    };
+    let kind = args.sampling.kind(cfg.timesteps, cfg.recommended_sampler)?;
     let c = cfg.model.channels;
     let s = cfg.image_size;
     let bar = if args.json {

@@ -12,7 +12,9 @@ use crate::data::{self, DatasetSpec, LoadOptions};
 use crate::device::DeviceSpec;
 use crate::diffusion::{LossKind, Objective};
 use crate::run::RunDir;
+use crate::presets::Preset;
 use crate::schedule::BetaSchedule;
+use crate::tui::settings::ModelPreset;
 use crate::train::events::{TrainCommand, TrainEvent};
 use crate::train::source::ImageSetSource;
 use crate::train::{spawn_training, BatchSource, TrainConfig, Trainer};
@@ -23,27 +25,34 @@ pub struct TrainArgs {
     /// Dataset: fashion_mnist, mnist, cifar10, shapes (built in, offline) or a local PATH
     #[arg(long, default_value = "fashion_mnist")]
     pub dataset: String,
-    /// Beta schedule: linear, quadratic, cosine or sigmoid
-    #[arg(long, default_value = "linear")]
-    pub schedule: BetaSchedule,
-    /// Diffusion steps T
-    #[arg(long, default_value_t = 200)]
-    pub timesteps: usize,
-    /// Loss: huber, l1 or l2
-    #[arg(long, default_value = "huber")]
-    pub loss: LossKind,
-    /// What the network predicts: noise, x0 or v
-    #[arg(long, default_value = "noise")]
-    pub objective: Objective,
+    /// Recipe to start from: quick (the lab's CPU default: best samples in 10 minutes on a
+    /// 2-core CPU) or blog (the blog's setup, the default); other flags override it
+    #[arg(long)]
+    pub preset: Option<Preset>,
+    /// Model size as in the lab: tiny, small, quick or blog (model flags below override it)
+    #[arg(long = "model")]
+    pub model_size: Option<ModelPreset>,
+    /// Beta schedule: linear, quadratic, cosine or sigmoid [default: the preset's, linear]
+    #[arg(long)]
+    pub schedule: Option<BetaSchedule>,
+    /// Diffusion steps T [default: the preset's, 200]
+    #[arg(long)]
+    pub timesteps: Option<usize>,
+    /// Loss: huber, l1 or l2 [default: the preset's, huber]
+    #[arg(long)]
+    pub loss: Option<LossKind>,
+    /// What the network predicts: noise, x0 or v [default: the preset's, noise]
+    #[arg(long)]
+    pub objective: Option<Objective>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub model: ModelArgs,
-    /// Images per batch
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Adam learning rate
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    /// Images per batch [default: the preset's, 128]
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate [default: the preset's, 1e-3]
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Step at which training stops (with --resume: the new stop step)
     #[arg(long, conflicts_with = "epochs")]
     pub steps: Option<usize>,
@@ -71,9 +80,21 @@ pub struct TrainArgs {
     /// Clip the global gradient norm
     #[arg(long)]
     pub grad_clip: Option<f64>,
-    /// Linear learning-rate warm-up steps
-    #[arg(long, default_value_t = 0)]
-    pub warmup: usize,
+    /// Linear learning-rate warm-up steps [default: the preset's, 0]
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Cosine decay of the learning rate to 10% at the stop step
+    #[arg(long)]
+    pub lr_cosine: bool,
+    /// Warm the EMA up (decay min(d, (1+k)/(10+k)) at step k)
+    #[arg(long)]
+    pub ema_warmup: bool,
+    /// Min-SNR-γ loss weighting (e.g. 5)
+    #[arg(long)]
+    pub min_snr_gamma: Option<f64>,
+    /// Stop after this much training time (e.g. 10m, 90s, 1h), with a checkpoint
+    #[arg(long, value_parser = parse_duration)]
+    pub time_limit: Option<f64>,
     /// Write a checkpoint every N steps (0 = at the end only)
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: usize,
@@ -95,6 +116,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 eprintln!("note: model flags are ignored with --resume (the run's config is used)");
             }
             cfg.device = args.device;
+            // A time limit is for this invocation, not the run's future.
+            cfg.time_limit_s = args.time_limit;
             (cfg, Some(dir.clone()))
         }
         None => (config_from_args(&args), None),
@@ -141,7 +164,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     match (args.steps, args.epochs) {
         (Some(s), _) => cfg.steps = s,
         (None, Some(e)) => cfg.steps = e * steps_per_epoch,
-        (None, None) if resume_dir.is_none() => cfg.steps = steps_per_epoch,
+        (None, None) if resume_dir.is_none() && cfg.steps == 0 => cfg.steps = steps_per_epoch,
         (None, None) => {}
     }
     cfg.validate()?;
@@ -155,9 +178,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let json = args.json;
     let resume = resume_dir.is_some();
     let stop_at = cfg.steps;
+    let time_limit = cfg.time_limit_s;
     let handle = spawn_training(move || {
         let trainer = if resume {
-            Trainer::resume(&run_dir, Some(stop_at), Some(cfg.device))?
+            let mut t = Trainer::resume(&run_dir, Some(stop_at), Some(cfg.device))?;
+            t.set_time_limit(cfg.time_limit_s);
+            t
         } else {
             Trainer::new(cfg, Some(&run_dir))?
         };
@@ -234,8 +260,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
             TrainEvent::Finished { step, run_dir } => {
                 bar.finish_and_clear();
                 if !json {
+                    let why = if step < stop_at && time_limit.is_some() {
+                        " (time limit reached)"
+                    } else {
+                        ""
+                    };
                     eprintln!(
-                        "done at step {step}; run saved in {}",
+                        "done at step {step}{why}; run saved in {}",
                         run_dir.map(|p| p.display().to_string()).unwrap_or_default()
                     );
                 }
@@ -244,7 +275,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 bar.abandon();
                 failure = Some(message);
             }
-            TrainEvent::Preview { .. } | TrainEvent::Paused { .. } | TrainEvent::Resumed { .. } => {
+            TrainEvent::Preview { .. }
+            | TrainEvent::Scored { .. }
+            | TrainEvent::Paused { .. }
+            | TrainEvent::Resumed { .. } => {
             }
         }
     }
@@ -255,30 +289,84 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
 }
 
-fn config_from_args(args: &TrainArgs) -> TrainConfig {
-    let model = args.model.apply(&crate::model::UnetConfig::blog());
-    TrainConfig {
-        model,
-        schedule: args.schedule,
-        timesteps: args.timesteps,
-        loss: args.loss,
-        objective: args.objective,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        steps: args.steps.unwrap_or(0),
-        seed: args.seed,
-        device: args.device,
-        dataset: args.dataset.clone(),
-        image_size: 28,
-        flip: !args.no_flip,
-        ema_decay: args.ema,
-        grad_clip: args.grad_clip,
-        warmup_steps: args.warmup,
-        preview_every: 0,
-        preview_count: 8,
-        preview_steps: 20,
-        checkpoint_every: args.checkpoint_every,
+/// The configuration of a new run: the preset (the blog's setup when none is named), then the
+/// model size, the model flags and every other flag given on top.
+pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
+    let mut cfg = args.preset.unwrap_or(Preset::Blog).config();
+    if let Some(m) = args.model_size {
+        cfg.model = m.unet(cfg.model.channels);
     }
+    cfg.model = args.model.apply(&cfg.model);
+    if let Some(v) = args.schedule {
+        cfg.schedule = v;
+    }
+    if let Some(v) = args.timesteps {
+        cfg.timesteps = v;
+    }
+    if let Some(v) = args.loss {
+        cfg.loss = v;
+    }
+    if let Some(v) = args.objective {
+        cfg.objective = v;
+    }
+    if let Some(v) = args.batch_size {
+        cfg.batch_size = v;
+    }
+    if let Some(v) = args.lr {
+        cfg.lr = v;
+    }
+    if let Some(v) = args.warmup {
+        cfg.warmup_steps = v;
+    }
+    if args.ema.is_some() {
+        cfg.ema_decay = args.ema;
+    }
+    if args.grad_clip.is_some() {
+        cfg.grad_clip = args.grad_clip;
+    }
+    if args.time_limit.is_some() {
+        cfg.time_limit_s = args.time_limit;
+    }
+    if args.min_snr_gamma.is_some() {
+        cfg.min_snr_gamma = args.min_snr_gamma;
+    }
+    cfg.lr_cosine_decay |= args.lr_cosine;
+    cfg.ema_warmup |= args.ema_warmup;
+    // Only the quick preset names a stop step; otherwise one epoch unless told (below).
+    cfg.steps = match (args.steps, args.preset) {
+        (Some(s), _) => s,
+        (None, Some(Preset::Quick)) => cfg.steps,
+        (None, _) => 0,
+    };
+    cfg.seed = args.seed;
+    cfg.device = args.device;
+    cfg.dataset = args.dataset.clone();
+    cfg.flip = !args.no_flip;
+    cfg.checkpoint_every = args.checkpoint_every;
+    cfg
+}
+
+/// Parses a duration: `90` or `90s` (seconds), `10m`, `1.5h`.
+pub fn parse_duration(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 90s, 10m, 1.5h)"))?;
+    let secs = match unit.trim() {
+        "s" | "sec" => v,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        u => return Err(format!("unknown unit '{u}' in '{s}' (use s, m or h)")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("a time limit must be positive, got '{s}'"));
+    }
+    Ok(secs)
 }
 
 /// Loads a dataset, showing the data command's download progress on stderr unless `quiet`.

@@ -59,6 +59,10 @@ pub struct UnetConfig {
     pub block: BlockKind,
     /// Width multiplier inside ConvNeXt blocks.
     pub convnext_mult: usize,
+    /// Linear attention in every down and up stage (the blog's model); `false` keeps attention
+    /// to the middle (lowest resolution) only, which is cheaper at 28×28. Parameter names are
+    /// unchanged; the stages' `.2` attention entries are simply absent.
+    pub stage_attention: bool,
 }
 
 impl Default for UnetConfig {
@@ -74,6 +78,7 @@ impl Default for UnetConfig {
             resnet_block_groups: 8,
             block: BlockKind::Convnext,
             convnext_mult: 2,
+            stage_attention: true,
         }
     }
 }

@@ -15,7 +15,8 @@ use super::layers::{conv2d, conv_transpose2d, Conv2d, ConvTranspose2d};
 struct DownStage {
     block1: ResBlock,
     block2: ResBlock,
-    attn: PreNormResidual<LinearAttention>,
+    /// `None` when the configuration keeps attention to the middle (`stage_attention: false`).
+    attn: Option<PreNormResidual<LinearAttention>>,
     down: Option<Conv2d>,
 }
 
@@ -25,7 +26,8 @@ struct DownStage {
 struct UpStage {
     block1: ResBlock,
     block2: ResBlock,
-    attn: PreNormResidual<LinearAttention>,
+    /// `None` when the configuration keeps attention to the middle.
+    attn: Option<PreNormResidual<LinearAttention>>,
     up: Option<ConvTranspose2d>,
 }
 
@@ -80,9 +82,13 @@ impl Unet {
             downs.push(DownStage {
                 block1: block(d_in, d_out, time_dim, vb.pp("0"))?,
                 block2: block(d_out, d_out, time_dim, vb.pp("1"))?,
-                attn: PreNormResidual::new(d_out, vb.pp("2"), |vb| {
-                    LinearAttention::new(d_out, vb)
-                })?,
+                attn: if c.stage_attention {
+                    Some(PreNormResidual::new(d_out, vb.pp("2"), |vb| {
+                        LinearAttention::new(d_out, vb)
+                    })?)
+                } else {
+                    None
+                },
                 down: if is_last {
                     None
                 } else {
@@ -103,7 +109,13 @@ impl Unet {
             ups.push(UpStage {
                 block1: block(d_out * 2, d_in, time_dim, vb.pp("0"))?,
                 block2: block(d_in, d_in, time_dim, vb.pp("1"))?,
-                attn: PreNormResidual::new(d_in, vb.pp("2"), |vb| LinearAttention::new(d_in, vb))?,
+                attn: if c.stage_attention {
+                    Some(PreNormResidual::new(d_in, vb.pp("2"), |vb| {
+                        LinearAttention::new(d_in, vb)
+                    })?)
+                } else {
+                    None
+                },
                 up: if is_last {
                     None
                 } else {
@@ -157,7 +169,9 @@ impl Unet {
         for s in &self.downs {
             x = s.block1.forward(&x, t)?;
             x = s.block2.forward(&x, t)?;
-            x = s.attn.forward(&x)?;
+            if let Some(a) = &s.attn {
+                x = a.forward(&x)?;
+            }
             skips.push(x.clone());
             if let Some(d) = &s.down {
                 x = d.forward(&x)?;
@@ -171,7 +185,9 @@ impl Unet {
             x = Tensor::cat(&[&x, &skip], 1)?;
             x = s.block1.forward(&x, t)?;
             x = s.block2.forward(&x, t)?;
-            x = s.attn.forward(&x)?;
+            if let Some(a) = &s.attn {
+                x = a.forward(&x)?;
+            }
             if let Some(u) = &s.up {
                 x = u.forward(&x)?;
             }

@@ -31,10 +31,20 @@ impl Ema {
 
     /// Moves the average towards the current weights.
     pub fn update(&mut self, varmap: &VarMap) -> Result<()> {
+        self.update_with(varmap, self.decay)
+    }
+
+    /// The configured decay.
+    pub fn decay(&self) -> f64 {
+        self.decay
+    }
+
+    /// One update with `decay` in place of the configured one (EMA warm-up).
+    pub fn update_with(&mut self, varmap: &VarMap, decay: f64) -> Result<()> {
         let data = varmap.data().lock().expect("varmap lock poisoned");
         for (k, v) in data.iter() {
             if let Some(s) = self.shadow.get_mut(k) {
-                *s = ((&*s * self.decay)? + (v.as_tensor().detach() * (1.0 - self.decay))?)?;
+                *s = ((&*s * decay)? + (v.as_tensor().detach() * (1.0 - decay))?)?;
             }
         }
         Ok(())

@@ -55,6 +55,13 @@ pub enum TrainEvent {
         /// The images.
         images: Vec<Image8>,
     },
+    /// The quality of the previews drawn at `step` (scored by the lab, not the trainer).
+    Scored {
+        /// Step of the previews.
+        step: usize,
+        /// Their quality.
+        quality: crate::eval::Quality,
+    },
     /// A checkpoint was written.
     Checkpointed {
         /// Step saved.

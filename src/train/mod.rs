@@ -65,6 +65,15 @@ pub struct TrainConfig {
     pub grad_clip: Option<f64>,
     /// Linear learning-rate warm-up over this many steps (0 = none).
     pub warmup_steps: usize,
+    /// Cosine decay of the learning rate after the warm-up, down to 10 % at the stop step
+    /// (`false`: constant, the blog's).
+    pub lr_cosine_decay: bool,
+    /// Warm the EMA up: the decay at step k is `min(decay, (1 + k) / (10 + k))`, so early EMA
+    /// weights follow the model instead of lagging behind its random start.
+    pub ema_warmup: bool,
+    /// Min-SNR-γ loss weighting (Hang et al. 2023): each example's loss is weighted by
+    /// `min(SNR_t, γ)` over `SNR_t` (noise objective), `SNR_t + 1` (v) or 1 (x0).
+    pub min_snr_gamma: Option<f64>,
     /// Draw preview samples every N steps (0 = never).
     pub preview_every: usize,
     /// Number of preview images.
@@ -73,6 +82,12 @@ pub struct TrainConfig {
     pub preview_steps: usize,
     /// Write a checkpoint every N steps (0 = only at the end).
     pub checkpoint_every: usize,
+    /// Stop (with a checkpoint) after this many seconds of training in one session, pauses
+    /// excluded; `None`: run to the stop step.
+    pub time_limit_s: Option<f64>,
+    /// The sampler the run's preset recommends (`sample` and `eval` use it unless told
+    /// otherwise; `None`: DDPM, Algorithm 2).
+    pub recommended_sampler: Option<SamplerKind>,
 }
 
 impl Default for TrainConfig {
@@ -95,10 +110,15 @@ impl Default for TrainConfig {
             ema_decay: None,
             grad_clip: None,
             warmup_steps: 0,
+            lr_cosine_decay: false,
+            ema_warmup: false,
+            min_snr_gamma: None,
             preview_every: 0,
             preview_count: 8,
             preview_steps: 20,
             checkpoint_every: 0,
+            time_limit_s: None,
+            recommended_sampler: None,
         }
     }
 }
@@ -133,8 +153,26 @@ impl TrainConfig {
                 bail!("gradient clip must be a positive number, got {c}");
             }
         }
+        if let Some(g) = self.min_snr_gamma {
+            if !(g.is_finite() && g > 0.0) {
+                bail!("--min-snr-gamma must be a positive number, got {g}");
+            }
+        }
         self.model.validate()?;
         Ok(())
+    }
+
+    /// The learning rate of the step after `step` steps: warm-up, then constant or cosine decay.
+    pub fn learning_rate(&self, step: usize) -> f64 {
+        let warm = self.warmup_steps;
+        if warm > 0 && step < warm {
+            return self.lr * (step + 1) as f64 / warm as f64;
+        }
+        if !self.lr_cosine_decay || self.steps <= warm {
+            return self.lr;
+        }
+        let progress = ((step - warm) as f64 / (self.steps - warm) as f64).min(1.0);
+        self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
     }
 
     /// The schedule tables of this run.
@@ -289,6 +327,11 @@ impl Trainer {
         })
     }
 
+    /// Replaces the time limit of this session (see [`TrainConfig::time_limit_s`]).
+    pub fn set_time_limit(&mut self, seconds: Option<f64>) {
+        self.cfg.time_limit_s = seconds;
+    }
+
     /// The run's configuration.
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
@@ -341,6 +384,14 @@ impl Trainer {
             &t,
             &noise,
         )?;
+        let loss = match self.cfg.min_snr_gamma {
+            Some(gamma) => {
+                let w = min_snr_weights(&self.tables, self.cfg.objective, &t, gamma);
+                let w = Tensor::from_vec(w, n, per_example.device())?;
+                (&per_example * &w)?.mean_all()?
+            }
+            None => loss,
+        };
         let loss_value = loss.to_scalar::<f32>()? as f64;
         if !loss_value.is_finite() {
             let kept = match (&self.run, self.last_checkpoint) {
@@ -361,15 +412,17 @@ impl Trainer {
         if let Some(max_norm) = self.cfg.grad_clip {
             clip_grad_norm(&self.varmap, &mut grads, max_norm)?;
         }
-        let lr = if self.cfg.warmup_steps > 0 {
-            self.cfg.lr * ((self.step + 1) as f64 / self.cfg.warmup_steps as f64).min(1.0)
-        } else {
-            self.cfg.lr
-        };
+        let lr = self.cfg.learning_rate(self.step);
         self.opt.params.lr = lr;
         self.opt.step(&grads)?;
         if let Some(ema) = &mut self.ema {
-            ema.update(&self.varmap)?;
+            let decay = ema.decay();
+            let decay = if self.cfg.ema_warmup {
+                decay.min((1 + self.step) as f64 / (10 + self.step) as f64)
+            } else {
+                decay
+            };
+            ema.update_with(&self.varmap, decay)?;
         }
         let secs = started.elapsed().as_secs_f64();
         self.step += 1;
@@ -470,7 +523,15 @@ impl Trainer {
             num_params: self.num_params(),
         });
         let mut paused = false;
+        // Active (unpaused) wall-clock time of this session, for the time limit.
+        let mut active = Duration::ZERO;
+        let mut since = Instant::now();
         while self.step < self.cfg.steps {
+            if let Some(limit) = self.cfg.time_limit_s {
+                if (active + since.elapsed()).as_secs_f64() >= limit {
+                    return self.finish(events);
+                }
+            }
             // Commands: non-blocking while running, blocking while paused.
             loop {
                 let cmd = if paused {
@@ -486,10 +547,12 @@ impl Trainer {
                     None => break,
                     Some(TrainCommand::Pause) if !paused => {
                         paused = true;
+                        active += since.elapsed();
                         send(TrainEvent::Paused { step: self.step });
                     }
                     Some(TrainCommand::Resume) if paused => {
                         paused = false;
+                        since = Instant::now();
                         send(TrainEvent::Resumed { step: self.step });
                         break;
                     }
@@ -619,6 +682,22 @@ where
     }
 }
 
+/// Min-SNR-γ weights of examples at timesteps `t` for `objective` (Hang et al. 2023).
+pub fn min_snr_weights(tables: &ScheduleTables, objective: Objective, t: &[usize], gamma: f64) -> Vec<f32> {
+    t.iter()
+        .map(|&ti| {
+            let snr = tables.snr[ti];
+            let clipped = snr.min(gamma);
+            let w = match objective {
+                Objective::Noise => clipped / snr,
+                Objective::V => clipped / (snr + 1.0),
+                Objective::X0 => clipped,
+            };
+            w as f32
+        })
+        .collect()
+}
+
 /// Mean loss per timestep bucket (`LOSS_BUCKETS` equal ranges of `0..T`).
 pub fn bucket_losses(t: &[usize], per_example: &[f32], timesteps: usize) -> Vec<Option<f64>> {
     let mut sum = [0f64; LOSS_BUCKETS];
@@ -712,6 +791,42 @@ mod tests {
         assert_eq!(b[5], Some(2.0));
         assert_eq!(b[9], Some(4.0));
         assert_eq!(b[3], None);
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays() {
+        let c = TrainConfig {
+            lr: 1e-3,
+            warmup_steps: 10,
+            steps: 110,
+            lr_cosine_decay: true,
+            ..TrainConfig::default()
+        };
+        assert!((c.learning_rate(0) - 1e-4).abs() < 1e-12);
+        assert!((c.learning_rate(9) - 1e-3).abs() < 1e-12);
+        assert!((c.learning_rate(10) - 1e-3).abs() < 1e-12);
+        assert!((c.learning_rate(60) - 0.55e-3).abs() < 1e-12, "half way: 10% + 90%/2");
+        assert!((c.learning_rate(110) - 1e-4).abs() < 1e-12);
+        let constant = TrainConfig {
+            lr_cosine_decay: false,
+            ..c
+        };
+        assert_eq!(constant.learning_rate(60), 1e-3);
+    }
+
+    #[test]
+    fn min_snr_weights_clip_at_gamma() {
+        let tables = ScheduleTables::new(BetaSchedule::Cosine, 100).unwrap();
+        let (lo, hi) = (99, 0); // low SNR at the end, high SNR at the start
+        assert!(tables.snr[hi] > 5.0 && tables.snr[lo] < 5.0);
+        let w = min_snr_weights(&tables, Objective::Noise, &[hi, lo], 5.0);
+        assert!((w[0] as f64 - 5.0 / tables.snr[hi]).abs() < 1e-6);
+        assert_eq!(w[1], 1.0, "below γ the noise objective keeps weight 1");
+        let v = min_snr_weights(&tables, Objective::V, &[hi, lo], 5.0);
+        assert!((v[0] as f64 - 5.0 / (tables.snr[hi] + 1.0)).abs() < 1e-6);
+        assert!((v[1] as f64 - tables.snr[lo] / (tables.snr[lo] + 1.0)).abs() < 1e-6);
+        let x0 = min_snr_weights(&tables, Objective::X0, &[hi], 5.0);
+        assert_eq!(x0[0], 5.0);
     }
 
     #[test]

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::device::DeviceSpec;
 use crate::diffusion::{LossKind, Objective};
 use crate::model::UnetConfig;
+use crate::presets::Preset;
+use crate::sampler::SamplerKind;
 use crate::schedule::BetaSchedule;
+use crate::train::TrainConfig;
 
 /// Environment variable that replaces the config directory (used by tests and packagers).
 pub const CONFIG_DIR_ENV: &str = "DDPM_LAB_CONFIG_DIR";
@@ -28,19 +31,28 @@ pub enum ModelPreset {
     Tiny,
     /// A mid-sized UNet (dim 16, three stages): between the tiny one and the blog's.
     Small,
+    /// The `quick` recipe's UNet: dim 16, three stages, ResNet blocks, attention only in the
+    /// middle (the fastest to good samples on a CPU).
+    Quick,
     /// The blog's `Unet(dim=28, channels=1, dim_mults=(1,2,4))` with ConvNeXt blocks.
     Blog,
 }
 
 impl ModelPreset {
     /// All presets, smallest first.
-    pub const ALL: [ModelPreset; 3] = [ModelPreset::Tiny, ModelPreset::Small, ModelPreset::Blog];
+    pub const ALL: [ModelPreset; 4] = [
+        ModelPreset::Tiny,
+        ModelPreset::Small,
+        ModelPreset::Quick,
+        ModelPreset::Blog,
+    ];
 
     /// Lower-case name used on the command line and in files.
     pub fn name(self) -> &'static str {
         match self {
             ModelPreset::Tiny => "tiny",
             ModelPreset::Small => "small",
+            ModelPreset::Quick => "quick",
             ModelPreset::Blog => "blog",
         }
     }
@@ -54,6 +66,7 @@ impl ModelPreset {
                 dim_mults: vec![1, 2, 4],
                 ..UnetConfig::default()
             },
+            ModelPreset::Quick => Preset::Quick.unet(),
             ModelPreset::Blog => UnetConfig::blog(),
         };
         UnetConfig { channels, ..base }
@@ -64,10 +77,10 @@ impl ModelPreset {
         describe_unet(&self.unet(1))
     }
 
-    /// The preset a device trains quickly: tiny on a CPU, the blog's model on a GPU.
+    /// The preset a device trains quickly: the quick recipe's on a CPU, the blog's on a GPU.
     pub fn for_device(device: DeviceSpec) -> Self {
         match device {
-            DeviceSpec::Cpu => ModelPreset::Tiny,
+            DeviceSpec::Cpu => ModelPreset::Quick,
             _ => ModelPreset::Blog,
         }
     }
@@ -80,7 +93,8 @@ pub fn describe_unet(c: &UnetConfig) -> String {
         crate::model::BlockKind::Convnext => "",
         crate::model::BlockKind::Resnet => " resnet",
     };
-    format!("dim {} ×({}){block}", c.dim, mults.join(","))
+    let attn = if c.stage_attention { "" } else { " mid-attn" };
+    format!("dim {} ×({}){block}{attn}", c.dim, mults.join(","))
 }
 
 impl fmt::Display for ModelPreset {
@@ -95,7 +109,7 @@ impl std::str::FromStr for ModelPreset {
         ModelPreset::ALL
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("unknown model size '{s}' (expected tiny, small or blog)"))
+            .ok_or_else(|| format!("unknown model size '{s}' (expected tiny, small, quick or blog)"))
     }
 }
 
@@ -148,6 +162,22 @@ pub struct TrainSettings {
     pub seed: u64,
     /// Steps between preview samples (0 = never).
     pub preview_every: usize,
+    /// EMA decay (`None` = no EMA).
+    pub ema_decay: Option<f64>,
+    /// Warm the EMA up (see [`TrainConfig::ema_warmup`]).
+    pub ema_warmup: bool,
+    /// Linear learning-rate warm-up steps.
+    pub warmup_steps: usize,
+    /// Cosine learning-rate decay to the stop step.
+    pub lr_cosine_decay: bool,
+    /// Min-SNR-γ loss weighting.
+    pub min_snr_gamma: Option<f64>,
+    /// Gradient-norm clipping.
+    pub grad_clip: Option<f64>,
+    /// Training-time budget of one press of space, in seconds (`None` = to the stop step).
+    pub time_limit_s: Option<f64>,
+    /// The sampler the recipe recommends (the Sample screen starts with it).
+    pub recommended_sampler: Option<SamplerKind>,
 }
 
 impl Default for TrainSettings {
@@ -157,26 +187,78 @@ impl Default for TrainSettings {
 }
 
 impl TrainSettings {
-    /// Settings a device trains quickly.
+    /// Settings a device trains quickly: the `quick` recipe on a CPU, the blog's on a GPU.
     pub fn for_device(device: DeviceSpec) -> Self {
-        let model = ModelPreset::for_device(device);
+        let mut s = match ModelPreset::for_device(device) {
+            ModelPreset::Blog => Self::from_recipe(&Preset::Blog.config(), 2000),
+            _ => Self::from_recipe(&Preset::Quick.config(), 200),
+        };
+        s.device = device;
+        s.seed = 42;
+        if s.model == ModelPreset::Blog {
+            s.steps = 2345;
+        }
+        s
+    }
+
+    /// The lab's settings for a recipe's configuration (`preview_every`: steps between
+    /// previews). The model preset is the one whose UNet the recipe trains, else custom.
+    pub fn from_recipe(cfg: &TrainConfig, preview_every: usize) -> Self {
+        let preset = ModelPreset::ALL
+            .into_iter()
+            .find(|p| p.unet(cfg.model.channels) == cfg.model);
         Self {
-            schedule: BetaSchedule::Linear,
-            timesteps: 200,
-            loss: LossKind::Huber,
-            objective: Objective::Noise,
-            model,
-            custom_model: None,
-            batch_size: if model == ModelPreset::Blog { 128 } else { 64 },
-            lr: 1e-3,
-            steps: if model == ModelPreset::Blog {
-                2345
+            schedule: cfg.schedule,
+            timesteps: cfg.timesteps,
+            loss: cfg.loss,
+            objective: cfg.objective,
+            model: preset.unwrap_or_default(),
+            custom_model: if preset.is_none() {
+                Some(cfg.model.clone())
             } else {
-                2000
+                None
             },
-            device,
-            seed: 42,
-            preview_every: 200,
+            batch_size: cfg.batch_size,
+            lr: cfg.lr,
+            steps: cfg.steps,
+            device: cfg.device,
+            seed: cfg.seed,
+            preview_every,
+            ema_decay: cfg.ema_decay,
+            ema_warmup: cfg.ema_warmup,
+            warmup_steps: cfg.warmup_steps,
+            lr_cosine_decay: cfg.lr_cosine_decay,
+            min_snr_gamma: cfg.min_snr_gamma,
+            grad_clip: cfg.grad_clip,
+            time_limit_s: cfg.time_limit_s,
+            recommended_sampler: cfg.recommended_sampler,
+        }
+    }
+
+    /// The recipe part of a training configuration (everything but data, previews and
+    /// checkpoints), for images with `channels` channels.
+    pub fn recipe(&self, channels: usize) -> TrainConfig {
+        TrainConfig {
+            model: self.unet(channels),
+            schedule: self.schedule,
+            timesteps: self.timesteps,
+            loss: self.loss,
+            objective: self.objective,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            steps: self.steps,
+            seed: self.seed,
+            device: self.device,
+            ema_decay: self.ema_decay,
+            ema_warmup: self.ema_warmup,
+            warmup_steps: self.warmup_steps,
+            lr_cosine_decay: self.lr_cosine_decay,
+            min_snr_gamma: self.min_snr_gamma,
+            grad_clip: self.grad_clip,
+            time_limit_s: self.time_limit_s,
+            recommended_sampler: self.recommended_sampler,
+            preview_every: self.preview_every,
+            ..TrainConfig::default()
         }
     }
 
@@ -203,18 +285,19 @@ impl TrainSettings {
     /// lr 1e-3, 5 epochs of Fashion-MNIST (469 steps each). Keeps device and seed.
     pub fn blog(&self) -> Self {
         Self {
-            schedule: BetaSchedule::Linear,
-            timesteps: 200,
-            loss: LossKind::Huber,
-            objective: Objective::Noise,
-            model: ModelPreset::Blog,
-            custom_model: None,
-            batch_size: 128,
-            lr: 1e-3,
             steps: 5 * 469,
             device: self.device,
             seed: self.seed,
-            preview_every: 469,
+            ..Self::from_recipe(&Preset::Blog.config(), 469)
+        }
+    }
+
+    /// The quick recipe (the CPU default). Keeps device and seed.
+    pub fn quick(&self) -> Self {
+        Self {
+            device: self.device,
+            seed: self.seed,
+            ..Self::from_recipe(&Preset::Quick.config(), 200)
         }
     }
 }

@@ -38,3 +38,13 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         }
     })
 }
+
+/// An uncompressed IDX file: magic number, big-endian dimensions, then the data.
+pub fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = magic.to_be_bytes().to_vec();
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}

@@ -75,6 +75,8 @@ pub struct RunProgress {
     pub last: Option<StepStats>,
     /// Latest preview: step and images.
     pub preview: Option<(usize, Vec<Image8>)>,
+    /// Quality of the previews over the run: (step, quality), oldest first.
+    pub quality: Vec<(usize, crate::eval::Quality)>,
     /// Step of the latest checkpoint.
     pub checkpoint_step: Option<usize>,
     /// Control channel of the worker while it runs.
@@ -172,6 +174,10 @@ impl RunProgress {
                 self.record(s);
             }
             TrainEvent::Preview { step, images } => self.preview = Some((step, images)),
+            TrainEvent::Scored { step, quality } => {
+                self.quality.retain(|(s, _)| *s < step);
+                self.quality.push((step, quality));
+            }
             TrainEvent::Checkpointed { step, path } => {
                 self.checkpoint_step = Some(step);
                 if self.state == RunState::Opened {

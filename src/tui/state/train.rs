@@ -29,6 +29,8 @@ pub enum Field {
     Lr,
     /// Steps of the run.
     Steps,
+    /// Training-time budget of one press of space.
+    Budget,
     /// Device.
     Device,
     /// Seed.
@@ -39,7 +41,7 @@ pub enum Field {
 
 impl Field {
     /// Every field, in display order.
-    pub const ALL: [Field; 11] = [
+    pub const ALL: [Field; 12] = [
         Field::Schedule,
         Field::Timesteps,
         Field::Loss,
@@ -48,6 +50,7 @@ impl Field {
         Field::Batch,
         Field::Lr,
         Field::Steps,
+        Field::Budget,
         Field::Device,
         Field::Seed,
         Field::Preview,
@@ -64,6 +67,7 @@ impl Field {
             Field::Batch => "batch",
             Field::Lr => "lr",
             Field::Steps => "steps",
+            Field::Budget => "budget",
             Field::Device => "device",
             Field::Seed => "seed",
             Field::Preview => "preview every",
@@ -81,6 +85,10 @@ impl Field {
             Field::Batch => s.batch_size.to_string(),
             Field::Lr => format!("{:.0e}", s.lr),
             Field::Steps => s.steps.to_string(),
+            Field::Budget => match s.time_limit_s {
+                Some(t) => format!("{:.0} min", t / 60.0),
+                None => "none".to_string(),
+            },
             Field::Device => s.device.to_string(),
             Field::Seed => s.seed.to_string(),
             Field::Preview => {
@@ -127,11 +135,17 @@ impl Field {
             Field::Steps => {
                 s.steps = notch(
                     &[
-                        20, 100, 200, 500, 1000, 2000, 2345, 5000, 10000, 20000, 50000,
+                        20, 100, 200, 500, 650, 1000, 2000, 2345, 5000, 10000, 20000, 50000,
                     ],
                     s.steps,
                     dir,
                 )
+            }
+            Field::Budget => {
+                // Minutes; 0 = no budget.
+                let cur = s.time_limit_s.map(|t| (t / 60.0).round() as usize).unwrap_or(0);
+                let m = notch(&[0, 2, 5, 10, 20, 30, 60, 120], cur, dir);
+                s.time_limit_s = (m > 0).then_some(m as f64 * 60.0);
             }
             Field::Device => {
                 const DEVICES: [DeviceSpec; 3] =

@@ -103,6 +103,14 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             )),
             Span::styled(format!("{state:<9}"), theme::label()),
             Span::raw(loss),
+            Span::styled(
+                s.run
+                    .quality
+                    .last()
+                    .map(|(_, q)| format!("  {:.0}% recognised", q.recognised * 100.0))
+                    .unwrap_or_default(),
+                theme::label(),
+            ),
         ]));
     }
     lines.push(Line::from(""));
@@ -134,6 +142,13 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
             if !f.is_empty() {
                 let i = c.cursor.index.min(f.len() - 1);
                 title = format!("{title}  t = {}", frame_t(f, i));
+                // The score of the final images, the same for every frame.
+                if let Ok(q) = &f.quality {
+                    title = format!("{title} · {:.0}% recognised", q.recognised * 100.0);
+                    if let Some(fd) = q.frechet {
+                        title = format!("{title} · FD {}", crate::eval::score::fmt_fd(fd));
+                    }
+                }
                 if longest.is_none_or(|l: &crate::tui::workers::Frames| l.len() < f.len()) {
                     longest = Some(f);
                 }

@@ -276,20 +276,25 @@ fn bucket_chart(frame: &mut Frame, area: Rect, run: &RunProgress, timesteps: usi
 }
 
 fn draw_previews(frame: &mut Frame, area: Rect, run: &RunProgress, images: &ImageRenderer) {
-    let title = match &run.preview {
-        Some((step, _)) => format!("Samples at step {step}"),
-        None => "Samples (every N steps)".to_string(),
+    let title = match (&run.preview, run.quality.last()) {
+        (Some((step, _)), Some((qs, q))) if qs == step => {
+            format!("Samples at step {step} · {}", quality_trend(&run.quality, q))
+        }
+        (Some((step, _)), _) => format!("Samples at step {step}"),
+        (None, _) => "Samples (every N steps)".to_string(),
     };
     let b = block(&title);
     let inner = b.inner(area);
     frame.render_widget(b, area);
-    let Some((_, imgs)) = &run.preview else {
+    let Some((_, all)) = &run.preview else {
         frame.render_widget(
             Paragraph::new("previews appear here while training").style(theme::label()),
             inner,
         );
         return;
     };
+    // Up to 8 of the scored previews are shown.
+    let imgs = &all[..all.len().min(8)];
     // One row of previews when the area is wide, a square grid otherwise.
     let cols = if inner.width as usize >= imgs.len() * 2 * inner.height as usize {
         imgs.len()
@@ -299,6 +304,27 @@ fn draw_previews(frame: &mut Frame, area: Rect, run: &RunProgress, images: &Imag
     if let Some(grid) = compose_grid(imgs, cols, 1) {
         images.render(frame, inner, &grid);
     }
+}
+
+/// The latest preview score with the recognised share of the earlier ones, oldest first
+/// (`52% recognised (12→35→52) · FD 40`): the run's quality curve in one line.
+fn quality_trend(all: &[(usize, crate::eval::Quality)], last: &crate::eval::Quality) -> String {
+    let history: Vec<String> = all
+        .iter()
+        .rev()
+        .take(5)
+        .rev()
+        .map(|(_, q)| format!("{:.0}", q.recognised * 100.0))
+        .collect();
+    let fd = last
+        .frechet
+        .map(|f| format!(" · FD {}", crate::eval::score::fmt_fd(f)))
+        .unwrap_or_default();
+    format!(
+        "{:.0}% recognised ({}){fd}",
+        last.recognised * 100.0,
+        history.join("→")
+    )
 }
 
 /// Draws the picker of earlier runs over `area`.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::eval::Scorer;
 use crate::data::{load_dataset, DatasetSpec, ImageSet, LoadOptions, LoadProgress};
 use crate::export::{save_denoise_gif, save_grid_png};
 use crate::run::{list_runs, load_checkpoint, read_metrics_file, RunDir, CONFIG_FILE};
@@ -17,7 +18,7 @@ use crate::sampler::{self, SamplerKind};
 use crate::train::events::{TrainCommand, TrainEvent};
 use crate::train::source::ImageSetSource;
 use crate::train::{spawn_training, BatchSource, TrainConfig, Trainer};
-use crate::tui::settings::{ModelPreset, SampleSettings, TrainSettings};
+use crate::tui::settings::{SampleSettings, TrainSettings};
 
 use super::{
     DataInfo, DataMsg, Engine, Estimate, ExportRequest, Frames, LoadStage, OpenedRun, RunSummary,
@@ -30,8 +31,44 @@ pub const EXAMPLES: usize = 48;
 pub const ESTIMATE_STEPS: usize = 3;
 /// Largest batch a speed estimate times.
 pub const ESTIMATE_BATCH: usize = 16;
-/// Steps between two previews when the settings ask for them.
-pub const PREVIEW_IMAGES: usize = 8;
+/// Images drawn at each preview: the Train screen shows the first few, and all of them are
+/// scored for the quality curve (64 is the fewest a Fréchet distance is reported for).
+pub const PREVIEW_IMAGES: usize = crate::eval::score::MIN_FRECHET_N;
+/// File of a run's preview scores, one JSON object per preview.
+pub const QUALITY_FILE: &str = "quality.jsonl";
+
+/// The scorer of the loaded dataset, built on first use (on a worker thread: it classifies
+/// the whole training split once).
+type ScorerCache = Arc<Mutex<Option<(String, Arc<Scorer>)>>>;
+
+/// The scorer for `dataset` when it is the loaded one and a classifier fits it.
+fn scorer_for(
+    cache: &ScorerCache,
+    loaded: &Arc<Mutex<Option<Loaded>>>,
+    dataset: &str,
+) -> Result<Arc<Scorer>, String> {
+    let mut c = cache.lock().expect("scorer lock");
+    if let Some((name, s)) = c.as_ref() {
+        if name == dataset {
+            return Ok(s.clone());
+        }
+    }
+    let set = match &*loaded.lock().expect("dataset lock") {
+        Some(l) if l.name == dataset => l.train.clone(),
+        _ => return Err(format!("{dataset} is not loaded: no score")),
+    };
+    let spec = DatasetSpec::parse_unchecked(dataset);
+    let classifier = crate::eval::classifier_for(&spec).map_err(|_| {
+        format!("no quality classifier for {dataset} (only Fashion-MNIST is scored)")
+    })?;
+    if set.channels != 1 || set.height != 28 || set.width != 28 {
+        return Err(format!("{dataset} is not 28×28 grey: no score"));
+    }
+    let views: Vec<&[u8]> = (0..set.len()).map(|i| set.pixels(i)).collect();
+    let scorer = Arc::new(Scorer::new(classifier, &views).map_err(|e| format!("{e:#}"))?);
+    *c = Some((dataset.to_string(), scorer.clone()));
+    Ok(scorer)
+}
 
 /// The loaded dataset: its name and training images.
 #[derive(Clone)]
@@ -45,6 +82,7 @@ pub struct LabEngine {
     runs_root: PathBuf,
     loaded: Arc<Mutex<Option<Loaded>>>,
     generation: Arc<AtomicU64>,
+    scorer: ScorerCache,
 }
 
 impl LabEngine {
@@ -54,6 +92,7 @@ impl LabEngine {
             runs_root,
             loaded: Arc::new(Mutex::new(None)),
             generation: Arc::new(AtomicU64::new(0)),
+            scorer: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -69,48 +108,17 @@ impl LabEngine {
 /// The engine's training configuration for the lab's settings on `set`.
 pub fn train_config(s: &TrainSettings, dataset: &str, set: &ImageSet) -> TrainConfig {
     TrainConfig {
-        model: s.unet(set.channels),
-        schedule: s.schedule,
-        timesteps: s.timesteps,
-        loss: s.loss,
-        objective: s.objective,
-        batch_size: s.batch_size,
-        lr: s.lr,
-        steps: s.steps,
-        seed: s.seed,
-        device: s.device,
         dataset: dataset.to_string(),
         image_size: set.height,
-        preview_every: s.preview_every,
         preview_count: PREVIEW_IMAGES,
         checkpoint_every: if s.steps > 1000 { 500 } else { 0 },
-        ..TrainConfig::default()
+        ..s.recipe(set.channels)
     }
 }
 
 /// The lab's settings read back from a run's configuration.
 pub fn settings_of(cfg: &TrainConfig) -> TrainSettings {
-    let preset = ModelPreset::ALL
-        .into_iter()
-        .find(|p| p.unet(cfg.model.channels) == cfg.model);
-    TrainSettings {
-        schedule: cfg.schedule,
-        timesteps: cfg.timesteps,
-        loss: cfg.loss,
-        objective: cfg.objective,
-        model: preset.unwrap_or_default(),
-        custom_model: if preset.is_none() {
-            Some(cfg.model.clone())
-        } else {
-            None
-        },
-        batch_size: cfg.batch_size,
-        lr: cfg.lr,
-        steps: cfg.steps,
-        device: cfg.device,
-        seed: cfg.seed,
-        preview_every: cfg.preview_every,
-    }
+    TrainSettings::from_recipe(cfg, cfg.preview_every)
 }
 
 fn data_info(ds: &crate::data::Dataset) -> DataInfo {
@@ -148,6 +156,7 @@ fn sampler_kind(s: &SampleSettings) -> SamplerKind {
 fn run_sampling(
     req: &SampleRequest,
     progress: &mut dyn FnMut(usize, usize),
+    score: &dyn Fn(&str) -> Result<Arc<Scorer>, String>,
 ) -> anyhow::Result<Frames> {
     let cfg = RunDir::open(&req.run_dir)?.load_config()?;
     let device = cfg.device.open()?;
@@ -169,11 +178,40 @@ fn run_sampling(
         req.settings.seed,
         progress,
     )?;
+    let quality = score(&cfg.dataset)
+        .and_then(|s| s.score_images(d.final_images()).map_err(|e| format!("{e:#}")));
     Ok(Frames {
         timesteps: d.timesteps,
         frames: d.frames,
         x0_preds: d.x0_preds,
+        quality,
     })
+}
+
+/// Scores preview images and appends the score to the run's `quality.jsonl`; `None` when the
+/// data has no classifier.
+fn score_preview(
+    cache: &ScorerCache,
+    loaded: &Arc<Mutex<Option<Loaded>>>,
+    dataset: &str,
+    step: usize,
+    images: &[crate::imaging::Image8],
+    run_dir: Option<&Path>,
+) -> Option<TrainEvent> {
+    let quality = scorer_for(cache, loaded, dataset)
+        .ok()?
+        .score_images(images)
+        .ok()?;
+    if let Some(dir) = run_dir {
+        let line = serde_json::json!({ "step": step, "quality": quality }).to_string() + "\n";
+        use std::io::Write;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(QUALITY_FILE))
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+    Some(TrainEvent::Scored { step, quality })
 }
 
 fn run_export(req: &ExportRequest) -> anyhow::Result<Vec<PathBuf>> {
@@ -281,12 +319,17 @@ impl Engine for LabEngine {
         let resume = req.resume;
         let stop_at = req.settings.steps;
         let device = req.settings.device;
+        let time_limit = req.settings.time_limit_s;
         if resume {
             cfg.steps = stop_at;
         }
         let handle = spawn_training(move || {
             let trainer = match (&run_dir, resume) {
-                (Some(dir), true) => Trainer::resume(dir, Some(stop_at), Some(device))?,
+                (Some(dir), true) => {
+                    let mut t = Trainer::resume(dir, Some(stop_at), Some(device))?;
+                    t.set_time_limit(time_limit);
+                    t
+                }
                 (dir, _) => Trainer::new(cfg, dir.as_deref())?,
             };
             let c = trainer.config();
@@ -306,13 +349,28 @@ impl Engine for LabEngine {
             Ok((trainer, Box::new(source) as Box<dyn BatchSource>))
         });
         let commands = handle.commands.clone();
+        let (cache, loaded, dataset) = (self.scorer.clone(), self.loaded.clone(), req.dataset);
         thread::Builder::new()
             .name("ddpm-train-events".into())
             .spawn(move || {
+                let mut run_dir: Option<PathBuf> = None;
                 for event in handle.events.iter() {
+                    let scored = match &event {
+                        TrainEvent::Started { run_dir: d, .. } => {
+                            run_dir = d.clone();
+                            None
+                        }
+                        TrainEvent::Preview { step, images } => {
+                            score_preview(&cache, &loaded, &dataset, *step, images, run_dir.as_deref())
+                        }
+                        _ => None,
+                    };
                     if tx.send(WorkerMsg::Train { slot, event }).is_err() {
                         // The lab is gone: stop (with a checkpoint).
                         let _ = handle.commands.send(TrainCommand::Stop);
+                    }
+                    if let Some(event) = scored {
+                        let _ = tx.send(WorkerMsg::Train { slot, event });
                     }
                 }
                 handle.join();
@@ -370,6 +428,7 @@ impl Engine for LabEngine {
     }
 
     fn sample(&mut self, slot: Slot, req: SampleRequest, tx: Sender<WorkerMsg>) {
+        let (cache, loaded) = (self.scorer.clone(), self.loaded.clone());
         thread::Builder::new()
             .name("ddpm-sample".into())
             .spawn(move || {
@@ -383,7 +442,8 @@ impl Engine for LabEngine {
                         });
                     }
                 };
-                let msg = match run_sampling(&req, &mut progress) {
+                let score = |dataset: &str| scorer_for(&cache, &loaded, dataset);
+                let msg = match run_sampling(&req, &mut progress, &score) {
                     Ok(frames) => SampleMsg::Done(Box::new(frames)),
                     Err(e) => SampleMsg::Failed(format!("{e:#}")),
                 };

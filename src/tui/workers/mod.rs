@@ -96,6 +96,8 @@ pub struct Frames {
     pub frames: Vec<Vec<Image8>>,
     /// Predicted `x̂₀` per frame (may be one shorter than `frames`).
     pub x0_preds: Vec<Vec<Image8>>,
+    /// The quality of the final images (`Err`: why they could not be scored).
+    pub quality: Result<crate::eval::Quality, String>,
 }
 
 impl Frames {

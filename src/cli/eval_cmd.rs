@@ -1,0 +1,165 @@
+//! `ddpm-lab eval`: samples n images from a run and scores them against real images with the
+//! shipped classifier (Fréchet distance, share recognised, class histogram), beside the same
+//! figures for n real test images.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::sampler_args::SamplerArgs;
+use crate::data::{DatasetSpec, LoadOptions};
+use crate::device::DeviceSpec;
+use crate::eval::{self, score::fmt_fd, EvalReport, Quality, RECOGNISED_CONFIDENCE};
+use crate::export;
+use crate::run::load_checkpoint;
+
+/// Arguments of `ddpm-lab eval`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// Run directory written by `ddpm-lab train` (or the lab)
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Number of images to sample and score
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub sampling: SamplerArgs,
+    /// Seed of the initial noise
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images sampled at once
+    #[arg(long, default_value_t = 250)]
+    pub batch_size: usize,
+    /// Real images to compare with [default: the run's dataset]
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Also write a PNG grid of the first 100 samples
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Use the raw weights even when the run has EMA weights
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Device: cpu, cuda[:N] or metal
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: EvalArgs) -> Result<()> {
+    if args.n == 0 {
+        anyhow::bail!("--n must be at least 1");
+    }
+    if args.n > eval::report::MAX_EVAL_N {
+        anyhow::bail!("--n must be at most {}, got {}", eval::report::MAX_EVAL_N, args.n);
+    }
+    let device = args.device.open()?;
+    let loaded = load_checkpoint(&args.checkpoint, &device, !args.no_ema)?;
+    let cfg = &loaded.config;
+    let kind = args.sampling.kind(cfg.timesteps, cfg.recommended_sampler)?;
+    let spec: DatasetSpec = args
+        .dataset
+        .as_deref()
+        .unwrap_or(&cfg.dataset)
+        .parse()
+        .with_context(|| format!("cannot find the dataset to compare with (pass --dataset)"))?;
+    // Fails early, before sampling, when no classifier fits the data.
+    eval::classifier_for(&spec)?;
+    let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)?;
+    let scorer = eval::scorer_for(&spec, &dataset)?;
+
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.n as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("sampling {bar:40.cyan/blue} {pos}/{len} images {elapsed} (eta {eta})")
+            .expect("valid template"),
+    );
+    let started = std::time::Instant::now();
+    let samples = eval::sample_n(&loaded, kind, args.n, args.batch_size, args.seed, &mut |done, _| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    let sample_seconds = started.elapsed().as_secs_f64();
+    let report = eval::evaluate(&scorer, &dataset, &samples)?;
+    if let Some(out) = &args.out {
+        let k = samples.len().min(100);
+        export::save_grid_png(&samples[..k], (k as f64).sqrt().ceil() as usize, 4, out)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    if args.json {
+        let j = serde_json::json!({
+            "checkpoint": args.checkpoint,
+            "step": loaded.step,
+            "ema": loaded.ema,
+            "sampler": kind,
+            "n": args.n,
+            "seed": args.seed,
+            "dataset": spec.to_string(),
+            "sample_seconds": sample_seconds,
+            "recognised_confidence": RECOGNISED_CONFIDENCE,
+            "samples": report.samples,
+            "real": report.real,
+            "reference_n": report.reference_n,
+            "frechet_ratio": report.frechet_ratio,
+            "class_names": report.class_names,
+        });
+        println!("{j}");
+    } else {
+        print!("{}", table(&report));
+        println!(
+            "{} samples from {} (step {}{}) with {kind} in {sample_seconds:.1}s; Fréchet distances on the classifier's features against {} training images",
+            args.n,
+            args.checkpoint.display(),
+            loaded.step,
+            if loaded.ema { ", EMA" } else { "" },
+            report.reference_n
+        );
+    }
+    Ok(())
+}
+
+/// The report as a text table: samples beside real images, then the class histogram.
+pub fn table(r: &EvalReport) -> String {
+    let fd = |q: &Quality| q.frechet.map(fmt_fd).unwrap_or_else(|| "–".into());
+    let mut s = String::new();
+    s.push_str(&format!("{:<28} {:>10} {:>10}\n", "", "samples", "real"));
+    s.push_str(&format!("{:<28} {:>10} {:>10}\n", "images", r.samples.n, r.real.n));
+    s.push_str(&format!(
+        "{:<28} {:>10} {:>10}{}\n",
+        "Fréchet distance",
+        fd(&r.samples),
+        fd(&r.real),
+        r.frechet_ratio
+            .map(|x| format!("   ({x:.1}× real)"))
+            .unwrap_or_default()
+    ));
+    s.push_str(&format!(
+        "{:<28} {:>9.1}% {:>9.1}%\n",
+        format!("recognised (p ≥ {RECOGNISED_CONFIDENCE})"),
+        r.samples.recognised * 100.0,
+        r.real.recognised * 100.0
+    ));
+    s.push_str(&format!(
+        "{:<28} {:>10.3} {:>10.3}\n",
+        "mean confidence", r.samples.mean_confidence, r.real.mean_confidence
+    ));
+    for (i, (a, b)) in r
+        .samples
+        .class_fractions
+        .iter()
+        .zip(&r.real.class_fractions)
+        .enumerate()
+    {
+        let name = r.class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
+        s.push_str(&format!("  {:<26} {:>9.1}% {:>9.1}%\n", name, a * 100.0, b * 100.0));
+    }
+    s
+}

@@ -1,0 +1,100 @@
+//! Sampler flags shared by `sample` and `eval` (`--sampler --steps --eta`).
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use crate::sampler::{SamplerKind, SamplerName};
+
+/// How to sample; unset flags fall back to the run's recommended sampler, else DDPM.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SamplerArgs {
+    /// Sampler: ddpm (Algorithm 2, all T steps) or ddim [default: the run's recommended sampler, else ddpm]
+    #[arg(long)]
+    pub sampler: Option<SamplerName>,
+    /// DDIM steps [default: the run's recommendation, else 50]
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// DDIM eta, 0 (deterministic) to 1 [default: the run's recommendation, else 0]
+    #[arg(long)]
+    pub eta: Option<f64>,
+}
+
+impl SamplerArgs {
+    /// The sampler for a run with `timesteps` steps whose preset recommends `recommended`.
+    /// Prints a note when `--steps` is given to DDPM.
+    pub fn kind(&self, timesteps: usize, recommended: Option<SamplerKind>) -> Result<SamplerKind> {
+        if let Some(e) = self.eta {
+            if !(e.is_finite() && (0.0..=1.0).contains(&e)) {
+                bail!("--eta must be between 0 and 1, got {e}");
+            }
+        }
+        let (rec_steps, rec_eta) = match recommended {
+            Some(SamplerKind::Ddim { steps, eta }) => (Some(steps), Some(eta)),
+            _ => (None, None),
+        };
+        let name = match (self.sampler, recommended) {
+            (Some(n), _) => n,
+            (None, Some(SamplerKind::Ddim { .. })) => SamplerName::Ddim,
+            (None, _) => SamplerName::Ddpm,
+        };
+        match name {
+            SamplerName::Ddpm => {
+                if self.steps.is_some() {
+                    eprintln!("note: --steps applies to --sampler ddim; ddpm runs all {timesteps} steps");
+                }
+                Ok(SamplerKind::Ddpm)
+            }
+            SamplerName::Ddim => {
+                let steps = self.steps.or(rec_steps).unwrap_or(50);
+                if steps == 0 || steps > timesteps {
+                    bail!("--steps must be between 1 and T = {timesteps}, got {steps}");
+                }
+                Ok(SamplerKind::Ddim {
+                    steps,
+                    eta: self.eta.or(rec_eta).unwrap_or(0.0),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn falls_back_to_the_recommendation() {
+        let none = SamplerArgs::default();
+        assert_eq!(none.kind(200, None).unwrap(), SamplerKind::Ddpm);
+        let rec = Some(SamplerKind::Ddim { steps: 40, eta: 0.0 });
+        assert_eq!(none.kind(200, rec).unwrap(), SamplerKind::Ddim { steps: 40, eta: 0.0 });
+        let ddpm = SamplerArgs {
+            sampler: Some(SamplerName::Ddpm),
+            ..SamplerArgs::default()
+        };
+        assert_eq!(ddpm.kind(200, rec).unwrap(), SamplerKind::Ddpm);
+        let steps = SamplerArgs {
+            steps: Some(10),
+            ..SamplerArgs::default()
+        };
+        assert_eq!(steps.kind(200, rec).unwrap(), SamplerKind::Ddim { steps: 10, eta: 0.0 });
+        assert_eq!(steps.kind(200, None).unwrap(), SamplerKind::Ddpm, "as before: --steps alone keeps ddpm");
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let big = SamplerArgs {
+            sampler: Some(SamplerName::Ddim),
+            steps: Some(300),
+            eta: None,
+        };
+        assert!(big.kind(200, None).unwrap_err().to_string().contains("between 1 and T = 200"));
+        for eta in [f64::NAN, -0.1, 1.5] {
+            let a = SamplerArgs {
+                eta: Some(eta),
+                ..SamplerArgs::default()
+            };
+            assert!(a.kind(200, None).unwrap_err().to_string().contains("--eta"));
+        }
+    }
+}

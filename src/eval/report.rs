@@ -1,0 +1,126 @@
+//! Evaluating a trained run: sample n images, score them, and score n real test images the same
+//! way (the real-vs-real baseline a user reads the samples' score against).
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::classifier::{Classifier, IMAGE_SIZE};
+use super::score::{Quality, Scorer};
+use crate::data::{Dataset, DatasetSpec};
+use crate::imaging::Image8;
+use crate::run::LoadedModel;
+use crate::sampler::{self, SamplerKind};
+
+/// Most images one evaluation samples.
+pub const MAX_EVAL_N: usize = 50_000;
+
+/// The scores of a run's samples beside real images'.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// The generated images' quality.
+    pub samples: Quality,
+    /// The same figures for real test images (as many as samples, or all there are).
+    pub real: Quality,
+    /// Number of reference (training) images the Fréchet distances are measured against.
+    pub reference_n: usize,
+    /// `samples.frechet / real.frechet`: 1 is as good as real images.
+    pub frechet_ratio: Option<f64>,
+    /// Class names by label.
+    pub class_names: Vec<String>,
+}
+
+/// The classifier that scores images of `dataset`, or an error saying none is shipped.
+pub fn classifier_for(dataset: &DatasetSpec) -> Result<Classifier> {
+    let fashion = match dataset {
+        DatasetSpec::FashionMnist => true,
+        DatasetSpec::Path(p) => p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase().contains("fashion"))
+            .unwrap_or(false),
+        _ => false,
+    };
+    if !fashion {
+        bail!(
+            "no quality classifier for dataset '{dataset}': ddpm-lab ships one for Fashion-MNIST \
+             (grey 28×28); pass --dataset with Fashion-MNIST images"
+        );
+    }
+    Classifier::fashion_mnist(&candle_core::Device::Cpu)
+}
+
+/// A scorer whose reference is `dataset`'s training split.
+pub fn scorer_for(spec: &DatasetSpec, dataset: &Dataset) -> Result<Scorer> {
+    let classifier = classifier_for(spec)?;
+    let set = &dataset.train;
+    if set.channels != 1 || set.height != IMAGE_SIZE || set.width != IMAGE_SIZE {
+        bail!(
+            "dataset '{spec}' has {}×{}×{} images; the classifier scores grey {IMAGE_SIZE}×{IMAGE_SIZE} ones",
+            set.channels,
+            set.height,
+            set.width
+        );
+    }
+    let views: Vec<&[u8]> = (0..set.len()).map(|i| set.pixels(i)).collect();
+    Scorer::new(classifier, &views)
+}
+
+/// Samples `n` images from `loaded` in batches of `batch` (seeded by `seed` and the batch
+/// number), reporting `(images done, n)` to `progress`.
+pub fn sample_n(
+    loaded: &LoadedModel,
+    kind: SamplerKind,
+    n: usize,
+    batch: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Image8>> {
+    if n == 0 {
+        bail!("--n must be at least 1");
+    }
+    if n > MAX_EVAL_N {
+        bail!("--n must be at most {MAX_EVAL_N}, got {n}");
+    }
+    let cfg = &loaded.config;
+    let tables = cfg.tables()?;
+    let (c, s) = (cfg.model.channels, cfg.image_size);
+    let batch = batch.max(1);
+    let mut out = Vec::with_capacity(n);
+    for (k, start) in (0..n).step_by(batch).enumerate() {
+        let b = batch.min(n - start);
+        let d = sampler::sample(
+            &loaded.model,
+            &tables,
+            cfg.objective,
+            (b, c, s, s),
+            kind,
+            seed.wrapping_add(k as u64),
+            &mut |_, _| {},
+        )?;
+        out.extend_from_slice(d.final_images());
+        progress(out.len(), n);
+    }
+    Ok(out)
+}
+
+/// Scores `samples` and as many real test images (the training split when the data has no test
+/// split) against the training split.
+pub fn evaluate(scorer: &Scorer, dataset: &Dataset, samples: &[Image8]) -> Result<EvalReport> {
+    let quality = scorer.score_images(samples).context("cannot score the samples")?;
+    let real_set = dataset.test.as_ref().unwrap_or(&dataset.train);
+    let k = samples.len().min(real_set.len());
+    let real_views: Vec<&[u8]> = (0..k).map(|i| real_set.pixels(i)).collect();
+    let real = scorer.score_pixels(&real_views)?;
+    let frechet_ratio = match (quality.frechet, real.frechet) {
+        (Some(s), Some(r)) if r > 0.0 => Some(s / r),
+        _ => None,
+    };
+    let mut class_names = dataset.label_names.clone();
+    class_names.truncate(super::classifier::NUM_CLASSES);
+    Ok(EvalReport {
+        samples: quality,
+        real,
+        reference_n: scorer.reference_len(),
+        frechet_ratio,
+        class_names,
+    })
+}

@@ -1,0 +1,145 @@
+//! Training recipes by name, one place for the CLI (`ddpm-lab train --preset`) and the lab:
+//!
+//! - `quick`: the lab's CPU default, chosen by measurement (`scripts/quality-recipes.sh`, the
+//!   README's quality table) as the recipe with the best samples after 10 minutes of training on
+//!   a 2-core CPU: a UNet with ResNet blocks and attention only at the lowest resolution, the
+//!   cosine schedule with T = 1000, the v objective with min-SNR-5 weighting, Adam 2e-3 with
+//!   warm-up and cosine decay, a warmed-up EMA, and DDIM-50 sampling.
+//! - `blog`: the blog's exact setup (its UNet, linear schedule, T = 200, Huber loss, batch 128,
+//!   Adam 1e-3, DDPM sampling).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diffusion::{LossKind, Objective};
+use crate::model::{BlockKind, UnetConfig};
+use crate::sampler::SamplerKind;
+use crate::schedule::BetaSchedule;
+use crate::train::TrainConfig;
+
+/// A named training recipe: model and hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The best samples in 10 minutes on a 2-core CPU (the lab's CPU default).
+    Quick,
+    /// The blog post's setup, unchanged.
+    Blog,
+}
+
+impl Preset {
+    /// All presets.
+    pub const ALL: [Preset; 2] = [Preset::Quick, Preset::Blog];
+
+    /// Lower-case name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Quick => "quick",
+            Preset::Blog => "blog",
+        }
+    }
+
+    /// The UNet of this recipe for grey images (`channels` replaces 1 for other data).
+    pub fn unet(self) -> UnetConfig {
+        match self {
+            Preset::Quick => UnetConfig {
+                dim: 16,
+                dim_mults: vec![1, 2, 4],
+                block: BlockKind::Resnet,
+                resnet_block_groups: 8,
+                stage_attention: false,
+                ..UnetConfig::default()
+            },
+            Preset::Blog => UnetConfig::blog(),
+        }
+    }
+
+    /// The whole recipe for Fashion-MNIST (28×28 grey). `steps` is where training stops; for
+    /// `quick` it is about what a 2-core CPU trains in 10 minutes, and `time_limit_s` stops it
+    /// there on a slower machine.
+    pub fn config(self) -> TrainConfig {
+        match self {
+            Preset::Quick => TrainConfig {
+                model: self.unet(),
+                schedule: BetaSchedule::Cosine,
+                timesteps: 1000,
+                loss: LossKind::L2,
+                objective: Objective::V,
+                batch_size: 128,
+                lr: 2e-3,
+                steps: QUICK_STEPS,
+                warmup_steps: 50,
+                lr_cosine_decay: true,
+                ema_decay: Some(0.995),
+                ema_warmup: true,
+                min_snr_gamma: Some(5.0),
+                grad_clip: Some(1.0),
+                time_limit_s: Some(QUICK_MINUTES * 60.0),
+                recommended_sampler: Some(SamplerKind::Ddim {
+                    steps: 50,
+                    eta: 0.0,
+                }),
+                ..TrainConfig::default()
+            },
+            Preset::Blog => TrainConfig {
+                model: self.unet(),
+                schedule: BetaSchedule::Linear,
+                timesteps: 200,
+                loss: LossKind::Huber,
+                objective: Objective::Noise,
+                batch_size: 128,
+                lr: 1e-3,
+                ..TrainConfig::default()
+            },
+        }
+    }
+}
+
+/// Minutes of training the `quick` recipe is made for.
+pub const QUICK_MINUTES: f64 = 10.0;
+/// Steps of the `quick` recipe: what the 2-core CPU it was measured on trains in
+/// [`QUICK_MINUTES`] (its learning rate decays to 10 % there).
+pub const QUICK_STEPS: usize = 650;
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown preset '{s}' (expected quick or blog)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid_and_named() {
+        for p in Preset::ALL {
+            p.config().validate().unwrap();
+            assert_eq!(p.name().parse::<Preset>(), Ok(p));
+        }
+        assert!("fast".parse::<Preset>().is_err());
+    }
+
+    #[test]
+    fn blog_is_the_post_unchanged() {
+        let b = Preset::Blog.config();
+        assert_eq!(b.model, UnetConfig::blog());
+        assert_eq!((b.schedule, b.timesteps), (BetaSchedule::Linear, 200));
+        assert_eq!((b.loss, b.objective), (LossKind::Huber, Objective::Noise));
+        assert_eq!((b.batch_size, b.lr), (128, 1e-3));
+        assert_eq!(b.ema_decay, None);
+        assert_eq!(b.recommended_sampler, None);
+        assert!(!b.lr_cosine_decay && !b.ema_warmup && b.min_snr_gamma.is_none());
+    }
+}

@@ -1,0 +1,195 @@
+//! Sample quality: the shipped classifier against its stated accuracy, the scorer on real
+//! images, and `ddpm-lab eval` as a user runs it (a tiny run, any score; bad input).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::Device;
+use ddpm_lab::data::{load_dataset, DatasetSpec, LoadOptions};
+use ddpm_lab::eval::{self, classifier, Classifier};
+
+fn fashion() -> Option<(DatasetSpec, ddpm_lab::data::Dataset)> {
+    let dir = common::shared("data/fashion-mnist")?;
+    let spec = DatasetSpec::Path(dir);
+    let ds = load_dataset(&spec, &LoadOptions::default(), &mut |_| {}).unwrap();
+    Some((spec, ds))
+}
+
+#[test]
+fn shipped_classifier_reaches_its_stated_accuracy() {
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/classifier/fashion_mnist.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let stated = card["test_accuracy"].as_f64().unwrap();
+    assert!(stated > 0.85, "the card states {stated}");
+    let model = Classifier::fashion_mnist(&Device::Cpu).unwrap();
+    let Some((_, ds)) = fashion() else { return };
+    let test = ds.test.as_ref().unwrap();
+    assert_eq!(Some(test.len() as u64), card["test_images"].as_u64());
+    let acc = classifier::accuracy(&model, test).unwrap();
+    assert!((acc - stated).abs() < 0.002, "accuracy {acc} vs stated {stated}");
+}
+
+#[test]
+fn real_images_score_as_real() {
+    let Some((spec, ds)) = fashion() else { return };
+    let scorer = eval::scorer_for(&spec, &ds).unwrap();
+    let test = ds.test.as_ref().unwrap();
+    let views: Vec<&[u8]> = (0..1000).map(|i| test.pixels(i)).collect();
+    let real = scorer.score_pixels(&views).unwrap();
+    assert!(real.recognised > 0.7, "{real:?}");
+    let (lo, hi) = real.class_range();
+    assert!(lo > 0.04 && hi < 0.16, "every class between 4% and 16%: {real:?}");
+    // The same images in another order score the same.
+    let mut rev = views.clone();
+    rev.reverse();
+    let again = scorer.score_pixels(&rev).unwrap();
+    assert!((again.frechet.unwrap() - real.frechet.unwrap()).abs() < 1e-6 * real.frechet.unwrap());
+    assert_eq!(again.recognised, real.recognised);
+    // Blank images are far from real ones and recognised as one class at most.
+    let blank = vec![0u8; 784];
+    let blanks: Vec<&[u8]> = (0..100).map(|_| blank.as_slice()).collect();
+    let b = scorer.score_pixels(&blanks).unwrap();
+    assert!(b.frechet.unwrap() > 10.0 * real.frechet.unwrap(), "{b:?} vs {real:?}");
+    assert_eq!(b.class_range().1, 1.0, "all blank images get the same class");
+    // Too few images for a Fréchet distance: reported as none, not as a number.
+    assert!(scorer.score_pixels(&views[..10]).unwrap().frechet.is_none());
+    assert!(scorer.score_pixels(&[]).is_err());
+}
+
+#[test]
+fn other_datasets_have_no_classifier() {
+    for spec in [DatasetSpec::Shapes, DatasetSpec::Cifar10, DatasetSpec::Mnist] {
+        let err = eval::classifier_for(&spec).unwrap_err().to_string();
+        assert!(err.contains("no quality classifier"), "{err}");
+    }
+    assert!(eval::classifier_for(&DatasetSpec::FashionMnist).is_ok());
+}
+
+fn ddpm(args: &[&str], home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ddpm-lab"))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", home.join("hf-home"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+/// A small Fashion-MNIST-shaped folder (grey 28×28, ten labels) made here, so the test needs no
+/// download: `eval` picks the classifier by the folder's name.
+fn fake_fashion(root: &Path) -> PathBuf {
+    let dir = root.join("fashion-mini");
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = 80u32;
+    let pixels: Vec<u8> = (0..n as usize * 784).map(|i| ((i * 37) % 256) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    for split in ["train", "t10k"] {
+        std::fs::write(
+            dir.join(format!("{split}-images-idx3-ubyte")),
+            common::idx(2051, &[n, 28, 28], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{split}-labels-idx1-ubyte")),
+            common::idx(2049, &[n], &labels),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+#[test]
+fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = fake_fashion(tmp.path());
+    let data_s = data.to_str().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let out = ddpm(
+        &[
+            "train", "--dataset", data_s, "--dim", "4", "--dim-mults", "1,2", "--batch-size", "4",
+            "--timesteps", "10", "--steps", "2", "--run-dir", run_s,
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = ddpm(
+        &["eval", "--checkpoint", run_s, "--n", "70", "--sampler", "ddim", "--steps", "2", "--json"],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["n"], 70);
+    assert_eq!(j["samples"]["n"], 70);
+    assert!(j["samples"]["frechet"].as_f64().unwrap() >= 0.0);
+    assert_eq!(j["real"]["n"], 70, "as many real images as samples");
+    let fractions = j["samples"]["class_fractions"].as_array().unwrap();
+    assert_eq!(fractions.len(), 10);
+    let sum: f64 = fractions.iter().map(|v| v.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-9);
+    assert!(j["frechet_ratio"].as_f64().is_some());
+
+    // The table names the classes and the real baseline.
+    let out = ddpm(&["eval", "--checkpoint", run_s, "--n", "4", "--sampler", "ddim", "--steps", "2"], tmp.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("recognised") && text.contains("real"), "{text}");
+
+    let refuse = |args: &[&str], want: &str| {
+        let out = ddpm(args, tmp.path());
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    };
+    refuse(&["eval", "--checkpoint", run_s, "--n", "0"], "--n must be at least 1");
+    refuse(&["eval", "--checkpoint", run_s, "--n", "100000"], "at most");
+    refuse(&["eval", "--checkpoint", run_s, "--eta", "nan", "--sampler", "ddim"], "--eta");
+    refuse(&["eval", "--checkpoint", run_s, "--dataset", "shapes"], "no quality classifier");
+    // A run without weights.
+    let bare = tmp.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(run.join("config.json"), bare.join("config.json")).unwrap();
+    std::fs::copy(run.join("state.json"), bare.join("state.json")).unwrap();
+    refuse(&["eval", "--checkpoint", bare.to_str().unwrap()], "missing");
+    refuse(&["eval", "--checkpoint", tmp.path().join("nope").to_str().unwrap()], "does not exist");
+}
+
+#[test]
+fn preset_quick_and_time_limit_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = fake_fashion(tmp.path());
+    let run = tmp.path().join("quick");
+    // The quick preset at a 1-second budget stops early, with a checkpoint.
+    let out = ddpm(
+        &[
+            "train", "--preset", "quick", "--dataset", data.to_str().unwrap(), "--batch-size", "2",
+            "--time-limit", "1s", "--run-dir", run.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("time limit reached"), "{err}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["objective"], "v");
+    assert_eq!(cfg["model"]["block"], "resnet");
+    assert_eq!(cfg["recommended_sampler"]["kind"], "ddim");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
+    let step = state["step"].as_u64().unwrap();
+    assert!(step >= 1 && step < 650, "stopped by the budget at step {step}");
+    // `--model` names the lab's model sizes.
+    let out = ddpm(&["train", "--model", "huge", "--dataset", "shapes"], tmp.path());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tiny, small, quick or blog"));
+    let out = ddpm(&["train", "--time-limit", "soon", "--dataset", "shapes"], tmp.path());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
+}
