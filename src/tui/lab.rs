@@ -12,7 +12,7 @@ use crate::device::DeviceSpec;
 use crate::diffusion::{LossKind, Objective};
 use crate::model::UnetConfig;
 use crate::schedule::BetaSchedule;
-use crate::tui::settings::{config_dir, LabSettings, ModelPreset, TrainSettings};
+use crate::tui::settings::{config_dir, LabSettings, ModelPreset, SampleSettings, TrainSettings};
 use crate::tui::{run_app, ui, App, CrosstermEvents, Engine, ImageRenderer};
 
 /// Flags of the lab (the dataset, model-size and device flags of `ddpm-lab train`).
@@ -144,10 +144,14 @@ impl LabOptions {
                 LabSettings::default()
             }),
             // First start: the configuration the best available device trains quickly.
-            None => LabSettings {
-                train: TrainSettings::for_device(best_device()),
-                ..LabSettings::default()
-            },
+            None => {
+                let train = TrainSettings::for_device(best_device());
+                LabSettings {
+                    sample: SampleSettings::default().with_recommended(train.recommended_sampler),
+                    train,
+                    ..LabSettings::default()
+                }
+            }
         };
         self.apply(&mut s, custom_model)
             .context("invalid lab flags")?;

@@ -86,15 +86,14 @@ impl ModelPreset {
     }
 }
 
-/// `dim 28 ×(1,2,4)` (ConvNeXt blocks unless `resnet` is named).
+/// `dim 28 ×(1,2,4)` (ConvNeXt blocks unless `res` is named).
 pub fn describe_unet(c: &UnetConfig) -> String {
     let mults: Vec<String> = c.dim_mults.iter().map(|m| m.to_string()).collect();
     let block = match c.block {
         crate::model::BlockKind::Convnext => "",
-        crate::model::BlockKind::Resnet => " resnet",
+        crate::model::BlockKind::Resnet => " res",
     };
-    let attn = if c.stage_attention { "" } else { " mid-attn" };
-    format!("dim {} ×({}){block}{attn}", c.dim, mults.join(","))
+    format!("dim {} ×({}){block}", c.dim, mults.join(","))
 }
 
 impl fmt::Display for ModelPreset {
@@ -316,6 +315,25 @@ pub struct SampleSettings {
     pub eta: f64,
     /// Seed of the initial noise.
     pub seed: u64,
+}
+
+impl SampleSettings {
+    /// These settings with the sampler a recipe recommends (DDIM with its steps and eta), or
+    /// DDPM when it recommends none.
+    pub fn with_recommended(&self, recommended: Option<SamplerKind>) -> Self {
+        match recommended {
+            Some(SamplerKind::Ddim { steps, eta }) => Self {
+                ddim: true,
+                ddim_steps: steps,
+                eta,
+                ..self.clone()
+            },
+            _ => Self {
+                ddim: false,
+                ..self.clone()
+            },
+        }
+    }
 }
 
 impl Default for SampleSettings {

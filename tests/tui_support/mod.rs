@@ -169,12 +169,17 @@ pub fn data_info() -> DataInfo {
 }
 
 /// Settings of the tests: a tiny CPU run on the shapes dataset.
+/// The lab's default settings on the built-in set, with the blog's schedule (linear, T = 200)
+/// that the key tests count steps and labels with.
 pub fn settings() -> LabSettings {
-    LabSettings {
+    let mut s = LabSettings {
         dataset: "shapes".into(),
         runs_dir: Some(PathBuf::from("runs")),
         ..LabSettings::default()
-    }
+    };
+    s.train.schedule = ddpm_lab::schedule::BetaSchedule::Linear;
+    s.train.timesteps = 200;
+    s
 }
 
 /// A fresh app with the fake engine, started, with a fixed run stamp.

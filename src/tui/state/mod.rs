@@ -422,6 +422,11 @@ impl App {
                 ..super::settings::TrainSettings::for_device(t.device)
             }
         };
+        // The Sample screen follows with the sampler the recipe recommends.
+        self.settings.sample = self
+            .settings
+            .sample
+            .with_recommended(self.settings.train.recommended_sampler);
         self.notify(
             if blog {
                 "blog configuration (press E for its time per epoch)"

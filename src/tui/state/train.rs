@@ -252,7 +252,10 @@ mod tests {
 
     #[test]
     fn fields_cycle_and_clamp() {
-        let mut s = TrainSettings::default();
+        let mut s = TrainSettings {
+            schedule: BetaSchedule::Linear,
+            ..TrainSettings::default()
+        };
         Field::Schedule.adjust(&mut s, 1);
         assert_eq!(s.schedule, BetaSchedule::Quadratic);
         Field::Schedule.adjust(&mut s, -1);
@@ -272,5 +275,15 @@ mod tests {
         s.seed = 0;
         Field::Seed.adjust(&mut s, -1);
         assert_eq!(s.seed, 0);
+        // The budget: 10 minutes by default on a CPU, up a notch, down to none.
+        assert_eq!(Field::Budget.value(&s), "10 min");
+        Field::Budget.adjust(&mut s, 1);
+        assert_eq!(s.time_limit_s, Some(1200.0));
+        for _ in 0..5 {
+            Field::Budget.adjust(&mut s, -1);
+        }
+        assert_eq!((s.time_limit_s, Field::Budget.value(&s).as_str()), (None, "none"));
+        Field::Budget.adjust(&mut s, 1);
+        assert_eq!(s.time_limit_s, Some(120.0));
     }
 }

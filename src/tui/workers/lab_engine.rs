@@ -583,6 +583,7 @@ fn summary_of(run: &RunDir) -> anyhow::Result<RunSummary> {
 mod tests {
     use super::*;
     use crate::data::{DataSource, Dataset};
+    use crate::tui::settings::ModelPreset;
 
     fn set(n: usize) -> ImageSet {
         ImageSet {
