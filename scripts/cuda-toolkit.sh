@@ -76,9 +76,19 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
 fi
 
 ROOT="$CACHE/nvidia/cu13"
-# candle-kernels' build (bindgen_cuda) finds the toolkit through CUDA_ROOT / CUDA_PATH and
-# calls `nvcc` from PATH; CUDA_COMPUTE_CAP spares it asking nvidia-smi for the GPU's.
+# candle-kernels also builds a static library of its MoE/GGUF kernels and asks the linker for
+# `-lcudart`, with no search path. The wheels have no libcudart.so (only libcudart.so.13 and
+# libcudart_static.a): a folder holding libcudart.a, the static runtime, answers that request
+# without adding a run-time dependency (ddpm-lab calls none of those kernels, and the static
+# runtime would load the driver with dlopen like the rest). The C compiler that drives the
+# link reads LIBRARY_PATH.
+mkdir -p "$CACHE/link"
+ln -sfn "$ROOT/lib/libcudart_static.a" "$CACHE/link/libcudart.a"
+
+# candle-kernels' build (cudaforge) finds the toolkit through CUDA_ROOT / CUDA_PATH and calls
+# `nvcc` from PATH; CUDA_COMPUTE_CAP spares it asking nvidia-smi for the GPU's.
 printf 'export CUDA_ROOT=%q\n' "$ROOT"
 printf 'export CUDA_PATH=%q\n' "$ROOT"
 printf 'export CUDA_COMPUTE_CAP=%q\n' "$CAP"
 printf 'export PATH=%q:"$PATH"\n' "$ROOT/bin"
+printf 'export LIBRARY_PATH=%q"${LIBRARY_PATH:+:$LIBRARY_PATH}"\n' "$CACHE/link"
