@@ -15,8 +15,8 @@
 #                       else target/cuda/release/ddpm-lab, else target/release/ddpm-lab; how to
 #                       build and carry it: scripts/README.md)
 #   SHARED=dir          the shared folder with fixtures/ and data/ (default: ../shared)
-#   PYTHON=python3      python for the helpers and for PyTorch (needs torch + einops for the last
-#                       step)
+#   PYTHON=python3      python for the helpers and for PyTorch (needs torch, and einops or
+#                       gpu-bin/einops-*.whl, for the last step)
 #   BENCH_ARGS="..."    bench flags for both programs (default: --batch-size 128)
 #   TRAIN_ARGS="..."    extra train flags (default: --batch-size 128, the blog's model)
 #   TRAIN_SECONDS=30  TOTAL_SECONDS=470  PARITY_TOL=1e-4
@@ -178,7 +178,17 @@ else
   missing bench "no ddpm-lab binary"
 fi
 
-# 6. PyTorch on the same workloads and device (the speed reference).
+# 6. PyTorch on the same workloads and device (the speed reference). The blog's model needs
+# einops, which the GPU machine's python may lack and cannot download: a pure-Python wheel
+# carried in gpu-bin/ (see scripts/README.md) is importable straight from PYTHONPATH.
+if ! $PYTHON -c 'import einops' 2>/dev/null; then
+  for w in "$REPO"/gpu-bin/einops-*.whl; do
+    if [ -f "$w" ]; then
+      export PYTHONPATH="$w${PYTHONPATH:+:$PYTHONPATH}"
+      break
+    fi
+  done
+fi
 if $PYTHON -c 'import torch, einops' 2>/dev/null; then
   # shellcheck disable=SC2086
   step pytorch_bench 150 $PYTHON "$REPO/scripts/pytorch_bench.py" --device "$DEVICE" \
@@ -190,6 +200,7 @@ fi
 # The report: what this run was, then every step's result.
 GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINARY=$BIN \
   GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
+  GC_PYTHONPATH=${PYTHONPATH:-} \
   GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
@@ -198,7 +209,8 @@ e = os.environ
 json.dump({
     "started": e["GC_STARTED"], "device": e["GC_DEVICE"], "binary": e["GC_BINARY"],
     "shared": e["GC_SHARED"], "fixtures": e["GC_FIXTURES"], "dataset": e["GC_DATASET"],
-    "ld_library_path": e["GC_LD"], "train_seconds": float(e["GC_TRAIN_SECONDS"]),
+    "ld_library_path": e["GC_LD"], "pythonpath": e["GC_PYTHONPATH"],
+    "train_seconds": float(e["GC_TRAIN_SECONDS"]),
     "train_args": e["GC_TRAIN_ARGS"], "bench_args": e["GC_BENCH_ARGS"],
     "parity_tolerance": float(e["GC_TOL"]), "seconds_before_report": int(e["GC_TOTAL"]),
     "cpus": os.cpu_count(),
