@@ -138,10 +138,14 @@ def parity(work, rec, case_file, want, out_file, tol):
 
 def training(work, rec):
     """Did the loss of the smoke run fall? Compares the first and last tenth of its steps."""
-    if rec is None:
+    if rec is None or "rc" not in rec:  # never ran, or skipped for lack of time
         return rec
     rows = []
-    for line in open(os.path.join(work, "train.out"), errors="replace"):
+    try:
+        lines = open(os.path.join(work, "train.out"), errors="replace").read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
         try:
             v = json.loads(line)
         except ValueError:
