@@ -122,6 +122,10 @@ pub fn cuda_available() -> bool {
 mod cuda {
     use candle_core::cuda::cudarc;
 
+    /// cudarc's `is_culib_present` of one library: tries to dlopen each name it knows and
+    /// closes what it opened.
+    type Probe = unsafe fn() -> bool;
+
     /// Why CUDA device `ordinal` cannot be opened, or `None` when it can be tried.
     pub(super) fn unavailable(ordinal: usize) -> Option<String> {
         // SAFETY: these only try to dlopen each candidate name of the library and close it.
@@ -130,7 +134,7 @@ mod cuda {
         }
         // What CudaDevice::new loads (cuBLAS, cuBLASLt and cuRAND handles) and what compiling
         // a kernel at run time would (NVRTC): the name cudarc looks for, and the usual file.
-        let libraries: [(&str, &str, unsafe fn() -> bool); 4] = [
+        let libraries: [(&str, &str, Probe); 4] = [
             ("cuBLAS", "libcublas.so.13", cudarc::cublas::sys::is_culib_present),
             ("cuBLASLt", "libcublasLt.so.13", cudarc::cublaslt::sys::is_culib_present),
             ("cuRAND", "libcurand.so.10", cudarc::curand::sys::is_culib_present),
