@@ -5,7 +5,10 @@ forward pass, DDPM sampling over all T steps), medians after warm-up, printed as
 with the same keys as `ddpm-lab bench --json`.
 
 Usage: python3 scripts/pytorch_bench.py [--config blog|resnet|tiny] [--batch-size 128]
-       [--threads 2] [--repeats 3] [--sample-repeats 1] ...
+       [--threads 2] [--repeats 3] [--sample-repeats 1] [--device cpu|cuda[:N]] ...
+
+On a GPU (`--device cuda`) every timed run ends with `torch.cuda.synchronize()`, and the JSON
+adds the GPU's name and its peak allocated memory (`peak_gpu_mb`).
 """
 
 import argparse
@@ -370,11 +373,15 @@ class Diffusion:
 
     @torch.no_grad()
     def sample(self, model, shape):
+        # On the model's device, as in the blog's p_sample_loop.
+        device = next(model.parameters()).device
         b = shape[0]
-        img = torch.randn(shape)
+        img = torch.randn(shape, device=device)
         imgs = []
         for i in reversed(range(0, self.timesteps)):
-            img = self.p_sample(model, img, torch.full((b,), i, dtype=torch.long), i)
+            img = self.p_sample(
+                model, img, torch.full((b,), i, device=device, dtype=torch.long), i
+            )
             imgs.append(img.cpu().numpy())
         return imgs
 
@@ -395,13 +402,17 @@ def make_model(config):
     raise SystemExit(f"unknown config {config!r} (expected blog, resnet or tiny)")
 
 
-def time_runs(fn, warmup, repeats):
+def time_runs(fn, warmup, repeats, sync=lambda: None):
+    """Runs `fn` `warmup` times untimed, then `repeats` times timed; `sync` waits for queued
+    GPU work, so a run's time covers its kernels and not only their launch."""
     for _ in range(warmup):
         fn()
+    sync()
     runs = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         runs.append(time.perf_counter() - t0)
     return runs
 
@@ -424,55 +435,79 @@ def main():
     ap.add_argument("--sample-repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     a = ap.parse_args()
+
+    device = torch.device(a.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {a.device}: torch sees no CUDA device")
+
+        def sync():
+            torch.cuda.synchronize(device)
+
+    else:
+
+        def sync():
+            pass
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model, size = make_model(a.config)
+    model = model.to(device)
     diff = Diffusion(a.sample_steps)
     params = sum(p.numel() for p in model.parameters())
 
     # Training step: forward + backward + Adam (lr 1e-3), as in the blog's loop.
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x0 = torch.tanh(torch.randn(a.batch_size, 1, size, size))
+    x0 = torch.tanh(torch.randn(a.batch_size, 1, size, size)).to(device)
 
     def train_step():
         opt.zero_grad()
-        t = torch.randint(0, a.sample_steps, (a.batch_size,)).long()
+        t = torch.randint(0, a.sample_steps, (a.batch_size,)).long().to(device)
         loss = diff.p_losses(model, x0, t)
         loss.backward()
         opt.step()
         loss.item()
 
     model.train()
-    train_runs = time_runs(train_step, a.warmup, a.repeats)
+    train_runs = time_runs(train_step, a.warmup, a.repeats, sync)
 
     model.eval()
-    xf = torch.tanh(torch.randn(a.forward_batch, 1, size, size))
-    tf = torch.randint(0, a.sample_steps, (a.forward_batch,)).long()
+    xf = torch.tanh(torch.randn(a.forward_batch, 1, size, size)).to(device)
+    tf = torch.randint(0, a.sample_steps, (a.forward_batch,)).long().to(device)
 
     def forward():
         with torch.no_grad():
             model(xf, tf)
 
-    forward_runs = time_runs(forward, a.warmup, a.repeats)
+    forward_runs = time_runs(forward, a.warmup, a.repeats, sync)
 
     sample_seconds = None
     if a.sample_repeats > 0:
         runs = time_runs(
-            lambda: diff.sample(model, (a.sample_batch, 1, size, size)), 0, a.sample_repeats
+            lambda: diff.sample(model, (a.sample_batch, 1, size, size)),
+            0,
+            a.sample_repeats,
+            sync,
         )
         sample_seconds = statistics.median(runs)
 
     train = statistics.median(train_runs)
     fwd = statistics.median(forward_runs)
+    gpu = {}
+    if device.type == "cuda":
+        gpu = {
+            "gpu": torch.cuda.get_device_name(device),
+            "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / (1024 * 1024),
+        }
     print(
         json.dumps(
             {
                 "impl": "pytorch",
                 "torch": torch.__version__,
                 "config": a.config,
-                "device": "cpu",
+                "device": str(device),
                 "threads": torch.get_num_threads(),
                 "params": params,
                 "batch_size": a.batch_size,
@@ -489,6 +524,7 @@ def main():
                 "peak_rss_mb": peak_rss_mb(),
                 "machine": platform.processor() or platform.machine(),
                 "cpus": os.cpu_count(),
+                **gpu,
             }
         )
     )

@@ -79,6 +79,10 @@ impl DeviceSpec {
                          (cargo install ddpm-lab --features cuda)"
                     );
                 }
+                #[cfg(feature = "cuda")]
+                if let Some(why) = cuda::unavailable(n) {
+                    anyhow::bail!("CUDA device {n} is not available: {why}");
+                }
                 Device::new_cuda(n).map_err(|e| anyhow::anyhow!("cannot open {self}: {e}"))
             }
             DeviceSpec::Metal => {
@@ -90,6 +94,82 @@ impl DeviceSpec {
                 }
                 Device::new_metal(0).map_err(|e| anyhow::anyhow!("cannot open metal: {e}"))
             }
+        }
+    }
+}
+
+/// Whether CUDA device 0 can be opened: the binary was built with the `cuda` feature, and the
+/// NVIDIA driver, the CUDA libraries and at least one GPU are there. Cheap enough to ask once at
+/// start-up (it does not create a CUDA context).
+pub fn cuda_available() -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::unavailable(0).is_none()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        false
+    }
+}
+
+/// Checks made before opening a CUDA device.
+///
+/// The CUDA backend loads the driver (`libcuda`) and the CUDA libraries with `dlopen` the first
+/// time it needs them (cudarc's `dynamic-loading`, see `vendor/candle-core/VENDORED.md`), so one
+/// binary starts on every machine. cudarc panics when a library it needs is missing; asking
+/// first turns that into an ordinary error that names the library.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use candle_core::cuda::cudarc;
+
+    /// cudarc's `is_culib_present` of one library: tries to dlopen each name it knows and
+    /// closes what it opened.
+    type Probe = unsafe fn() -> bool;
+
+    /// Why CUDA device `ordinal` cannot be opened, or `None` when it can be tried.
+    pub(super) fn unavailable(ordinal: usize) -> Option<String> {
+        // SAFETY: these only try to dlopen each candidate name of the library and close it.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Some("no NVIDIA driver found (libcuda.so.1 could not be loaded)".into());
+        }
+        // What CudaDevice::new loads (cuBLAS, cuBLASLt and cuRAND handles) and what compiling
+        // a kernel at run time would (NVRTC): the name cudarc looks for, and the usual file.
+        let libraries: [(&str, &str, Probe); 4] = [
+            ("cuBLAS", "libcublas.so.13", cudarc::cublas::sys::is_culib_present),
+            ("cuBLASLt", "libcublasLt.so.13", cudarc::cublaslt::sys::is_culib_present),
+            ("cuRAND", "libcurand.so.10", cudarc::curand::sys::is_culib_present),
+            ("NVRTC", "libnvrtc.so.13", cudarc::nvrtc::sys::is_culib_present),
+        ];
+        let missing: Vec<String> = libraries
+            .iter()
+            // SAFETY: as above, dlopen and close.
+            .filter(|(_, _, present)| !unsafe { present() })
+            .map(|(name, file, _)| format!("{name} ({file})"))
+            .collect();
+        if !missing.is_empty() {
+            return Some(format!(
+                "the CUDA libraries {} were not found; add their folder to LD_LIBRARY_PATH \
+                 (e.g. the nvidia/cu13/lib folder of a CUDA 13 PyTorch install)",
+                missing.join(", ")
+            ));
+        }
+        // The driver is there: it says whether it sees a GPU (no GPU, or a driver too old for
+        // the CUDA version this binary was built against, gives an error here).
+        if let Err(e) = cudarc::driver::result::init() {
+            return Some(format!("the NVIDIA driver did not start: {}", describe(&e)));
+        }
+        match cudarc::driver::result::device::get_count() {
+            Ok(count) if ordinal < count.max(0) as usize => None,
+            Ok(count) => Some(format!("this machine has {count} CUDA device(s)")),
+            Err(e) => Some(format!("the driver cannot count its devices: {}", describe(&e))),
+        }
+    }
+
+    /// "no CUDA-capable device is detected (CUDA_ERROR_NO_DEVICE)": the driver's own words.
+    fn describe(e: &cudarc::driver::DriverError) -> String {
+        match e.error_string() {
+            Ok(s) => format!("{} ({:?})", s.to_string_lossy(), e.0),
+            Err(_) => format!("{:?}", e.0),
         }
     }
 }
@@ -113,5 +193,29 @@ mod tests {
     fn missing_feature_is_named() {
         let err = DeviceSpec::Cuda(0).open().unwrap_err().to_string();
         assert!(err.contains("`cuda` cargo feature"), "{err}");
+        assert!(!cuda_available());
+    }
+
+    /// A cuda build on a machine without a usable GPU (CI, a laptop) must answer "not available"
+    /// with an error, not panic inside the CUDA loader. Where a GPU is present it must open.
+    /// Run with `cargo test --features cuda --lib device`.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_open_fails_cleanly_or_opens() {
+        match DeviceSpec::Cuda(0).open() {
+            Ok(device) => {
+                assert!(device.is_cuda());
+                assert!(cuda_available());
+            }
+            Err(e) => {
+                let err = format!("{e:#}");
+                assert!(err.starts_with("CUDA device 0 is not available: "), "{err}");
+                assert!(!err.contains('\n'), "{err}");
+                assert!(!cuda_available());
+            }
+        }
+        // An ordinal past the machine's devices is an error in every case.
+        let err = DeviceSpec::Cuda(999).open().unwrap_err().to_string();
+        assert!(err.starts_with("CUDA device 999 is not available: "), "{err}");
     }
 }

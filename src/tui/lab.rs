@@ -161,7 +161,9 @@ impl LabOptions {
 
 /// The fastest device this binary can use: CUDA or Metal when built in and present, else CPU.
 pub fn best_device() -> DeviceSpec {
-    if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() {
+    // candle's `cuda_is_available()` only says the feature is compiled in; this one also asks
+    // the driver, so a cuda build on a machine without a GPU picks the CPU.
+    if crate::device::cuda_available() {
         DeviceSpec::Cuda(0)
     } else if cfg!(feature = "metal") && candle_core::utils::metal_is_available() {
         DeviceSpec::Metal

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# One visit to the GPU machine: checks and measures a cuda build of ddpm-lab there and writes
+# every result into one JSON file, OUTDIR/gpu-check.json (logs go to OUTDIR/logs/).
+#
+# Usage: scripts/gpu-check.sh OUTDIR
+#
+# In order, each step under its own `timeout`, a failed step recorded and the next one run:
+#   nvidia-smi → the binary (version, linked libraries) → parity with the PyTorch fixtures
+#   (`forward` on forward_case and on q_sample_case's x_t) → a training smoke run stopped with
+#   Ctrl-C after TRAIN_SECONDS (the loss must fall) → `ddpm-lab bench --json` → the same
+#   workloads in PyTorch (scripts/pytorch_bench.py). The whole run stays under TOTAL_SECONDS.
+#
+#   DEVICE=cuda         device for every step (DEVICE=cpu tests the script on any machine)
+#   DDPM_LAB=path       the binary (default: gpu-bin/ddpm-lab, else gpu-bin/ddpm-lab.gz unpacked,
+#                       else target/cuda/release/ddpm-lab, else target/release/ddpm-lab; how to
+#                       build and carry it: scripts/README.md)
+#   SHARED=dir          the shared folder with fixtures/ and data/ (default: ../shared)
+#   PYTHON=python3      python for the helpers and for PyTorch (needs torch, and einops or
+#                       gpu-bin/einops-*.whl, for the last step)
+#   BENCH_ARGS="..."    bench flags for both programs (default: --batch-size 128)
+#   TRAIN_ARGS="..."    extra train flags (default: --batch-size 128, the blog's model)
+#   TRAIN_SECONDS=30  TOTAL_SECONDS=470  PARITY_TOL=1e-4
+#   CUDA_LIB_DIRS=a:b   where libcublas/libcurand/libnvrtc are (default: the nvidia/*/lib folders
+#                       of PYTHON's site-packages, i.e. the libraries of the torch install)
+#
+# Tested without a GPU with:
+#   DEVICE=cpu TRAIN_SECONDS=15 TRAIN_ARGS="--dim 16 --dim-mults 1,2 --batch-size 16" \
+#   BENCH_ARGS="--config tiny --batch-size 8 --forward-batch 8 --sample-batch 2 --sample-steps 20" \
+#   scripts/gpu-check.sh /tmp/gpu-check
+set -uo pipefail
+
+if [ $# -ne 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
+  sed -n '2,29p' "$0"
+  exit 2
+fi
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$1" || exit 1
+OUTDIR=$(cd "$1" && pwd)
+mkdir -p "$OUTDIR/logs"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+DEVICE=${DEVICE:-cuda}
+PYTHON=${PYTHON:-python3}
+HELPER="$PYTHON $REPO/scripts/gpu_check.py"
+TRAIN_SECONDS=${TRAIN_SECONDS:-30}
+TOTAL_SECONDS=${TOTAL_SECONDS:-470}
+PARITY_TOL=${PARITY_TOL:-1e-4}
+BENCH_ARGS=${BENCH_ARGS:---batch-size 128}
+TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
+START=$(date +%s)
+DEADLINE=$((START + TOTAL_SECONDS))
+
+log() { echo "gpu-check: $*" >&2; }
+
+# The binary: the carried one first (gzipped, it fits the 64 MiB that travel).
+BIN=${DDPM_LAB:-}
+if [ -z "$BIN" ]; then
+  if [ -x "$REPO/gpu-bin/ddpm-lab" ]; then
+    BIN=$REPO/gpu-bin/ddpm-lab
+  elif [ -f "$REPO/gpu-bin/ddpm-lab.gz" ] &&
+    gzip -dc "$REPO/gpu-bin/ddpm-lab.gz" >"$WORK/ddpm-lab" && chmod +x "$WORK/ddpm-lab"; then
+    BIN=$WORK/ddpm-lab
+  else
+    for b in "$REPO/target/cuda/release/ddpm-lab" "$REPO/target/release/ddpm-lab"; do
+      if [ -x "$b" ]; then BIN=$b; break; fi
+    done
+  fi
+fi
+
+# The shared folder (fixtures, Fashion-MNIST): next to the repository on both machines, but
+# look in the other usual places too.
+if [ -z "${SHARED:-}" ]; then
+  for s in "$REPO/../shared" "$REPO/shared" /work/shared; do
+    if [ -d "$s/fixtures" ]; then SHARED=$(cd "$s" && pwd); break; fi
+  done
+fi
+FIX=${SHARED:+$SHARED/fixtures}
+
+# The cuda binary loads cuBLAS, cuRAND and NVRTC at run time: point it at the torch install's
+# copies (CUDA 13, the same line as the build) unless told otherwise.
+if [ "$DEVICE" != cpu ]; then
+  CUDA_LIB_DIRS=${CUDA_LIB_DIRS:-$($PYTHON "$REPO/scripts/gpu_check.py" cuda-lib-dirs 2>/dev/null)}
+  if [ -n "$CUDA_LIB_DIRS" ]; then
+    export LD_LIBRARY_PATH="$CUDA_LIB_DIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+fi
+
+# step NAME TIMEOUT CMD...: runs CMD with stdout/stderr/rc/seconds in $WORK/NAME.*, under
+# `timeout` (never past the deadline; skipped when less than 5 s are left). Never fails.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((DEADLINE - $(date +%s)))
+  if [ "$left" -lt 5 ]; then
+    echo "skipped: no time left of TOTAL_SECONDS=$TOTAL_SECONDS" >"$WORK/$name.skipped"
+    log "$name skipped (out of time)"
+    return 0
+  fi
+  [ "$limit" -le "$left" ] || limit=$left
+  log "$name (at most ${limit}s): $*"
+  printf '%s\n' "$*" >"$WORK/$name.cmd"
+  local t0 t1 rc
+  t0=$(date +%s%N)
+  timeout -k 10 "$limit" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null
+  rc=$?
+  t1=$(date +%s%N)
+  echo "$rc" >"$WORK/$name.rc"
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }' >"$WORK/$name.secs"
+  cp "$WORK/$name.out" "$OUTDIR/logs/$name.out" 2>/dev/null
+  cp "$WORK/$name.err" "$OUTDIR/logs/$name.err" 2>/dev/null
+  log "$name: rc=$rc in $(cat "$WORK/$name.secs")s"
+}
+
+# missing NAME WHY: records a step that cannot run (rc 127) without aborting.
+missing() {
+  echo "$2" >"$WORK/$1.err"
+  : >"$WORK/$1.out"
+  echo 127 >"$WORK/$1.rc"
+  echo 0 >"$WORK/$1.secs"
+  log "$1: $2"
+}
+
+# 1. The machine.
+if command -v nvidia-smi >/dev/null 2>&1; then
+  step nvidia_smi 20 nvidia-smi
+else
+  missing nvidia_smi "nvidia-smi not found"
+fi
+
+# 2. The binary: does it start, and what does it link (no libcuda with dynamic loading)?
+if [ -n "$BIN" ]; then
+  step binary 10 bash -c 'set -e; "$1" --version; ls -l "$1"; ldd "$1" || true' _ "$BIN"
+else
+  missing binary "no ddpm-lab binary: set DDPM_LAB or carry gpu-bin/ddpm-lab"
+fi
+
+# 3. Parity with the PyTorch fixtures: the UNet at init weights on forward_case's x and t, and
+# on q_sample_case's x_t and t (its eps_convnext).
+if [ -n "$BIN" ] && [ -n "$FIX" ] && [ -f "$FIX/forward_case.safetensors" ]; then
+  step parity_forward 60 "$BIN" forward --device "$DEVICE" \
+    --weights "$FIX/unet_convnext_init.safetensors" --input "$FIX/forward_case.safetensors" \
+    --out "$WORK/parity_forward.safetensors"
+  if $HELPER take "$FIX/q_sample_case.safetensors" "$WORK/q_sample_input.safetensors" x=x_t t=t \
+    2>"$WORK/take.err"; then
+    step parity_q_sample 60 "$BIN" forward --device "$DEVICE" \
+      --weights "$FIX/unet_convnext_init.safetensors" --input "$WORK/q_sample_input.safetensors" \
+      --out "$WORK/parity_q_sample.safetensors"
+  else
+    missing parity_q_sample "cannot build the input from q_sample_case: $(cat "$WORK/take.err")"
+  fi
+else
+  missing parity_forward "no binary or no fixtures (SHARED=${SHARED:-not found})"
+  missing parity_q_sample "no binary or no fixtures (SHARED=${SHARED:-not found})"
+fi
+
+# 4. Training smoke run: real Fashion-MNIST from the shared folder when there (no network on
+# the GPU machine), else the built-in shapes; stopped with SIGINT (the lab's Ctrl-C: checkpoint
+# and exit) after TRAIN_SECONDS.
+DATASET=shapes
+[ -n "${SHARED:-}" ] && [ -f "$SHARED/data/fashion-mnist/train-images-idx3-ubyte.gz" ] &&
+  DATASET=$SHARED/data/fashion-mnist
+if [ -n "$BIN" ]; then
+  # shellcheck disable=SC2086
+  step train $((TRAIN_SECONDS + 30)) bash -c \
+    'exec timeout -s INT -k 20 "$1" "${@:2}"' _ "$TRAIN_SECONDS" \
+    "$BIN" train --device "$DEVICE" --dataset "$DATASET" --steps 1000000 --json \
+    --run-dir "$WORK/smoke-run" $TRAIN_ARGS
+else
+  missing train "no ddpm-lab binary"
+fi
+
+# 5. ddpm-lab bench.
+if [ -n "$BIN" ]; then
+  # shellcheck disable=SC2086
+  step bench 150 "$BIN" bench --device "$DEVICE" --json $BENCH_ARGS
+else
+  missing bench "no ddpm-lab binary"
+fi
+
+# 6. PyTorch on the same workloads and device (the speed reference). The blog's model needs
+# einops, which the GPU machine's python may lack and cannot download: a pure-Python wheel
+# carried in gpu-bin/ (see scripts/README.md) is importable straight from PYTHONPATH.
+if ! $PYTHON -c 'import einops' 2>/dev/null; then
+  for w in "$REPO"/gpu-bin/einops-*.whl; do
+    if [ -f "$w" ]; then
+      export PYTHONPATH="$w${PYTHONPATH:+:$PYTHONPATH}"
+      break
+    fi
+  done
+fi
+if $PYTHON -c 'import torch, einops' 2>/dev/null; then
+  # shellcheck disable=SC2086
+  step pytorch_bench 150 $PYTHON "$REPO/scripts/pytorch_bench.py" --device "$DEVICE" \
+    --threads "$(nproc)" $BENCH_ARGS
+else
+  missing pytorch_bench "$PYTHON cannot import torch and einops"
+fi
+
+# The report: what this run was, then every step's result.
+GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINARY=$BIN \
+  GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
+  GC_PYTHONPATH=${PYTHONPATH:-} \
+  GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS \
+  GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
+  $PYTHON -c '
+import json, os, sys
+e = os.environ
+json.dump({
+    "started": e["GC_STARTED"], "device": e["GC_DEVICE"], "binary": e["GC_BINARY"],
+    "shared": e["GC_SHARED"], "fixtures": e["GC_FIXTURES"], "dataset": e["GC_DATASET"],
+    "ld_library_path": e["GC_LD"], "pythonpath": e["GC_PYTHONPATH"],
+    "train_seconds": float(e["GC_TRAIN_SECONDS"]),
+    "train_args": e["GC_TRAIN_ARGS"], "bench_args": e["GC_BENCH_ARGS"],
+    "parity_tolerance": float(e["GC_TOL"]), "seconds_before_report": int(e["GC_TOTAL"]),
+    "cpus": os.cpu_count(),
+}, open(sys.argv[1], "w"))
+' "$WORK/info.json"
+$HELPER report "$WORK" "$OUTDIR/gpu-check.json"

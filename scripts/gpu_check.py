@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Helpers of scripts/gpu-check.sh, standard library only (the GPU machine's python3 may lack
+numpy or safetensors outside its torch install).
+
+  gpu_check.py cuda-lib-dirs            folders of the CUDA libraries of installed NVIDIA wheels
+  gpu_check.py take CASE OUT NAME=SRC…  copy tensors of a safetensors file under new names
+  gpu_check.py report WORK OUT.json     gather the step logs of WORK into one JSON report
+"""
+
+import glob
+import json
+import math
+import os
+import socket
+import struct
+import sys
+import time
+
+# --- safetensors, read and written without dependencies ----------------------------------------
+
+FORMATS = {"F32": ("f", 4), "F64": ("d", 8), "I64": ("q", 8), "I32": ("i", 4)}
+
+
+def read_safetensors(path):
+    """{name: (dtype, shape, raw bytes)} of a safetensors file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    body = data[8 + n :]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        out[name] = (info["dtype"], info["shape"], body[begin:end])
+    return out
+
+
+def values(tensor):
+    dtype, _shape, raw = tensor
+    code, size = FORMATS[dtype]
+    return struct.unpack(f"<{len(raw) // size}{code}", raw)
+
+
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+        blobs.append(raw)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)  # the format pads the header to 8 bytes
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def max_abs_diff(a, b):
+    """Max |a - b| (NaN when any difference is NaN), or None when the shapes differ."""
+    if a[1] != b[1]:
+        return None
+    worst = 0.0
+    for x, y in zip(values(a), values(b)):
+        d = abs(x - y)
+        if math.isnan(d):
+            return float("nan")
+        worst = max(worst, d)
+    return worst
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def text(path, limit=4000):
+    """The end of a log file (its last `limit` characters), or None."""
+    try:
+        with open(path, errors="replace") as f:
+            s = f.read()
+    except OSError:
+        return None
+    return s[-limit:]
+
+
+def step_record(work, name):
+    """rc, seconds and the ends of stdout/stderr of step `name`; None if it never ran."""
+    base = os.path.join(work, name)
+    if not os.path.exists(base + ".rc"):
+        skipped = text(base + ".skipped")
+        return {"ok": False, "skipped": skipped.strip()} if skipped else None
+    rc = int(open(base + ".rc").read().strip() or -1)
+    rec = {
+        "rc": rc,
+        "timed_out": rc in (124, 137),
+        "seconds": float(open(base + ".secs").read().strip() or "nan"),
+        "command": text(base + ".cmd"),
+        "stderr_tail": text(base + ".err", 1500),
+    }
+    rec["ok"] = rc == 0
+    return rec
+
+
+def json_object(path):
+    """The last line of `path` that parses as a JSON object, or None."""
+    try:
+        lines = open(path, errors="replace").read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            v = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(v, dict):
+            return v
+    return None
+
+
+def parity(work, rec, case_file, want, out_file, tol):
+    """Compares `out` of out_file with tensor `want` of case_file."""
+    if rec is None or rec.get("rc") != 0:
+        return rec
+    try:
+        got = read_safetensors(out_file)["out"]
+        ref = read_safetensors(case_file)[want]
+        d = max_abs_diff(got, ref)
+    except Exception as e:  # a missing or unreadable file is a result too
+        rec.update(ok=False, error=f"cannot compare: {e}")
+        return rec
+    rec.update(
+        reference=f"{os.path.basename(case_file)}:{want}",
+        shape=got[1],
+        max_abs_diff=d,
+        tolerance=tol,
+        ok=d is not None and not math.isnan(d) and d <= tol,
+    )
+    return rec
+
+
+def training(work, rec):
+    """Did the loss of the smoke run fall? Compares the first and last tenth of its steps."""
+    if rec is None or "rc" not in rec:  # never ran, or skipped for lack of time
+        return rec
+    rows = []
+    try:
+        lines = open(os.path.join(work, "train.out"), errors="replace").read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            v = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(v, dict) and "loss" in v:
+            rows.append(v)
+    # Stopped by SIGINT at the time limit is the normal end: the run checkpoints and exits.
+    stopped = rec["rc"] in (0, 124, 130)
+    rec["steps"] = len(rows)
+    if len(rows) < 4:
+        rec.update(ok=False, error=f"only {len(rows)} steps logged")
+        return rec
+    k = max(2, len(rows) // 10)
+    first = sum(r["loss"] for r in rows[:k]) / k
+    last = sum(r["loss"] for r in rows[-k:]) / k
+    rec.update(
+        loss_first_mean=first,
+        loss_last_mean=last,
+        window=k,
+        loss_fell=last < first,
+        images_per_s=rows[-1].get("images_per_s"),
+        elapsed_s=rows[-1].get("elapsed_s"),
+        ok=stopped and last < first and math.isfinite(last),
+    )
+    return rec
+
+
+def report(work, out_path):
+    info = json.load(open(os.path.join(work, "info.json")))
+    steps = {}
+    steps["nvidia_smi"] = step_record(work, "nvidia_smi")
+    if steps["nvidia_smi"] is not None:
+        steps["nvidia_smi"]["output"] = text(os.path.join(work, "nvidia_smi.out"), 6000)
+    steps["binary"] = step_record(work, "binary")
+    if steps["binary"] is not None:
+        steps["binary"]["output"] = text(os.path.join(work, "binary.out"), 2000)
+    tol = float(info.get("parity_tolerance", 1e-4))
+    fx = info.get("fixtures") or ""
+    steps["parity_forward_case"] = parity(
+        work,
+        step_record(work, "parity_forward"),
+        os.path.join(fx, "forward_case.safetensors"),
+        "out_convnext",
+        os.path.join(work, "parity_forward.safetensors"),
+        tol,
+    )
+    steps["parity_q_sample_case"] = parity(
+        work,
+        step_record(work, "parity_q_sample"),
+        os.path.join(fx, "q_sample_case.safetensors"),
+        "eps_convnext",
+        os.path.join(work, "parity_q_sample.safetensors"),
+        tol,
+    )
+    steps["train_smoke"] = training(work, step_record(work, "train"))
+    for name in ("bench", "pytorch_bench"):
+        rec = step_record(work, name)
+        if rec is not None and "rc" in rec:
+            rec["result"] = json_object(os.path.join(work, name + ".out"))
+            rec["ok"] = rec["rc"] == 0 and rec["result"] is not None
+        steps[name] = rec
+
+    ratios = {}
+    ours = (steps.get("bench") or {}).get("result") or {}
+    theirs = (steps.get("pytorch_bench") or {}).get("result") or {}
+    for key in ("train_images_per_s", "forward_images_per_s"):
+        if ours.get(key) and theirs.get(key):
+            ratios[key] = ours[key] / theirs[key]
+    if ours.get("sample_seconds") and theirs.get("sample_seconds"):
+        ratios["sample_speed"] = theirs["sample_seconds"] / ours["sample_seconds"]
+
+    ran = {k: v for k, v in steps.items() if v is not None}
+    doc = {
+        "host": socket.gethostname(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **info,
+        "ok": all(v.get("ok") for v in ran.values()) and len(ran) == len(steps),
+        "failed": sorted(k for k, v in steps.items() if v is None or not v.get("ok")),
+        "ddpm_lab_over_pytorch": ratios,
+        "steps": steps,
+    }
+    tmp = out_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, out_path)
+    print(f"{out_path}: ok={doc['ok']} failed={doc['failed']}", file=sys.stderr)
+
+
+def cuda_lib_dirs():
+    """lib folders of the NVIDIA wheels on sys.path (torch's cuBLAS, cuRAND, NVRTC, ...)."""
+    dirs = []
+    for base in sys.path:
+        for d in sorted(glob.glob(os.path.join(base, "nvidia", "*", "lib"))):
+            if os.path.isdir(d) and d not in dirs:
+                dirs.append(d)
+    print(":".join(dirs))
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[1] == "cuda-lib-dirs":
+        cuda_lib_dirs()
+    elif len(argv) >= 4 and argv[1] == "take":
+        src = read_safetensors(argv[2])
+        picked = {}
+        for spec in argv[4:]:
+            new, old = spec.split("=", 1)
+            picked[new] = src[old]
+        write_safetensors(argv[3], picked)
+    elif len(argv) == 4 and argv[1] == "report":
+        report(argv[2], argv[3])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
