@@ -135,10 +135,26 @@ mod cuda {
         // What CudaDevice::new loads (cuBLAS, cuBLASLt and cuRAND handles) and what compiling
         // a kernel at run time would (NVRTC): the name cudarc looks for, and the usual file.
         let libraries: [(&str, &str, Probe); 4] = [
-            ("cuBLAS", "libcublas.so.13", cudarc::cublas::sys::is_culib_present),
-            ("cuBLASLt", "libcublasLt.so.13", cudarc::cublaslt::sys::is_culib_present),
-            ("cuRAND", "libcurand.so.10", cudarc::curand::sys::is_culib_present),
-            ("NVRTC", "libnvrtc.so.13", cudarc::nvrtc::sys::is_culib_present),
+            (
+                "cuBLAS",
+                "libcublas.so.13",
+                cudarc::cublas::sys::is_culib_present,
+            ),
+            (
+                "cuBLASLt",
+                "libcublasLt.so.13",
+                cudarc::cublaslt::sys::is_culib_present,
+            ),
+            (
+                "cuRAND",
+                "libcurand.so.10",
+                cudarc::curand::sys::is_culib_present,
+            ),
+            (
+                "NVRTC",
+                "libnvrtc.so.13",
+                cudarc::nvrtc::sys::is_culib_present,
+            ),
         ];
         let missing: Vec<String> = libraries
             .iter()
@@ -161,7 +177,10 @@ mod cuda {
         match cudarc::driver::result::device::get_count() {
             Ok(count) if ordinal < count.max(0) as usize => None,
             Ok(count) => Some(format!("this machine has {count} CUDA device(s)")),
-            Err(e) => Some(format!("the driver cannot count its devices: {}", describe(&e))),
+            Err(e) => Some(format!(
+                "the driver cannot count its devices: {}",
+                describe(&e)
+            )),
         }
     }
 
@@ -216,6 +235,9 @@ mod tests {
         }
         // An ordinal past the machine's devices is an error in every case.
         let err = DeviceSpec::Cuda(999).open().unwrap_err().to_string();
-        assert!(err.starts_with("CUDA device 999 is not available: "), "{err}");
+        assert!(
+            err.starts_with("CUDA device 999 is not available: "),
+            "{err}"
+        );
     }
 }

@@ -33,7 +33,10 @@ fn shipped_classifier_reaches_its_stated_accuracy() {
     let test = ds.test.as_ref().unwrap();
     assert_eq!(Some(test.len() as u64), card["test_images"].as_u64());
     let acc = classifier::accuracy(&model, test).unwrap();
-    assert!((acc - stated).abs() < 0.002, "accuracy {acc} vs stated {stated}");
+    assert!(
+        (acc - stated).abs() < 0.002,
+        "accuracy {acc} vs stated {stated}"
+    );
 }
 
 #[test]
@@ -45,7 +48,10 @@ fn real_images_score_as_real() {
     let real = scorer.score_pixels(&views).unwrap();
     assert!(real.recognised > 0.7, "{real:?}");
     let (lo, hi) = real.class_range();
-    assert!(lo > 0.04 && hi < 0.16, "every class between 4% and 16%: {real:?}");
+    assert!(
+        lo > 0.04 && hi < 0.16,
+        "every class between 4% and 16%: {real:?}"
+    );
     // The same images in another order score the same.
     let mut rev = views.clone();
     rev.reverse();
@@ -56,8 +62,15 @@ fn real_images_score_as_real() {
     let blank = vec![0u8; 784];
     let blanks: Vec<&[u8]> = (0..100).map(|_| blank.as_slice()).collect();
     let b = scorer.score_pixels(&blanks).unwrap();
-    assert!(b.frechet.unwrap() > 10.0 * real.frechet.unwrap(), "{b:?} vs {real:?}");
-    assert_eq!(b.class_range().1, 1.0, "all blank images get the same class");
+    assert!(
+        b.frechet.unwrap() > 10.0 * real.frechet.unwrap(),
+        "{b:?} vs {real:?}"
+    );
+    assert_eq!(
+        b.class_range().1,
+        1.0,
+        "all blank images get the same class"
+    );
     // Too few images for a Fréchet distance: reported as none, not as a number.
     assert!(scorer.score_pixels(&views[..10]).unwrap().frechet.is_none());
     assert!(scorer.score_pixels(&[]).is_err());
@@ -65,7 +78,11 @@ fn real_images_score_as_real() {
 
 #[test]
 fn other_datasets_have_no_classifier() {
-    for spec in [DatasetSpec::Shapes, DatasetSpec::Cifar10, DatasetSpec::Mnist] {
+    for spec in [
+        DatasetSpec::Shapes,
+        DatasetSpec::Cifar10,
+        DatasetSpec::Mnist,
+    ] {
         let err = eval::classifier_for(&spec).unwrap_err().to_string();
         assert!(err.contains("no quality classifier"), "{err}");
     }
@@ -88,7 +105,9 @@ fn fake_fashion(root: &Path) -> PathBuf {
     let dir = root.join("fashion-mini");
     std::fs::create_dir_all(&dir).unwrap();
     let n = 80u32;
-    let pixels: Vec<u8> = (0..n as usize * 784).map(|i| ((i * 37) % 256) as u8).collect();
+    let pixels: Vec<u8> = (0..n as usize * 784)
+        .map(|i| ((i * 37) % 256) as u8)
+        .collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
     for split in ["train", "t10k"] {
         std::fs::write(
@@ -114,18 +133,50 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
     let run_s = run.to_str().unwrap();
     let out = ddpm(
         &[
-            "train", "--dataset", data_s, "--dim", "4", "--dim-mults", "1,2", "--batch-size", "4",
-            "--timesteps", "10", "--steps", "2", "--run-dir", run_s,
+            "train",
+            "--dataset",
+            data_s,
+            "--dim",
+            "4",
+            "--dim-mults",
+            "1,2",
+            "--batch-size",
+            "4",
+            "--timesteps",
+            "10",
+            "--steps",
+            "2",
+            "--run-dir",
+            run_s,
         ],
         tmp.path(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = ddpm(
-        &["eval", "--checkpoint", run_s, "--n", "70", "--sampler", "ddim", "--steps", "2", "--json"],
+        &[
+            "eval",
+            "--checkpoint",
+            run_s,
+            "--n",
+            "70",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "2",
+            "--json",
+        ],
         tmp.path(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["n"], 70);
     assert_eq!(j["samples"]["n"], 70);
@@ -138,9 +189,25 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
     assert!(j["frechet_ratio"].as_f64().is_some());
 
     // The table names the classes and the real baseline.
-    let out = ddpm(&["eval", "--checkpoint", run_s, "--n", "4", "--sampler", "ddim", "--steps", "2"], tmp.path());
+    let out = ddpm(
+        &[
+            "eval",
+            "--checkpoint",
+            run_s,
+            "--n",
+            "4",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "2",
+        ],
+        tmp.path(),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("recognised") && text.contains("real"), "{text}");
+    assert!(
+        out.status.success() && text.contains("recognised") && text.contains("real"),
+        "{text}"
+    );
 
     let refuse = |args: &[&str], want: &str| {
         let out = ddpm(args, tmp.path());
@@ -149,17 +216,41 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
         assert!(!err.contains("panicked"), "{err}");
         assert!(err.contains(want), "{args:?}: {err}");
     };
-    refuse(&["eval", "--checkpoint", run_s, "--n", "0"], "--n must be at least 1");
+    refuse(
+        &["eval", "--checkpoint", run_s, "--n", "0"],
+        "--n must be at least 1",
+    );
     refuse(&["eval", "--checkpoint", run_s, "--n", "100000"], "at most");
-    refuse(&["eval", "--checkpoint", run_s, "--eta", "nan", "--sampler", "ddim"], "--eta");
-    refuse(&["eval", "--checkpoint", run_s, "--dataset", "shapes"], "no quality classifier");
+    refuse(
+        &[
+            "eval",
+            "--checkpoint",
+            run_s,
+            "--eta",
+            "nan",
+            "--sampler",
+            "ddim",
+        ],
+        "--eta",
+    );
+    refuse(
+        &["eval", "--checkpoint", run_s, "--dataset", "shapes"],
+        "no quality classifier",
+    );
     // A run without weights.
     let bare = tmp.path().join("bare");
     std::fs::create_dir_all(&bare).unwrap();
     std::fs::copy(run.join("config.json"), bare.join("config.json")).unwrap();
     std::fs::copy(run.join("state.json"), bare.join("state.json")).unwrap();
     refuse(&["eval", "--checkpoint", bare.to_str().unwrap()], "missing");
-    refuse(&["eval", "--checkpoint", tmp.path().join("nope").to_str().unwrap()], "does not exist");
+    refuse(
+        &[
+            "eval",
+            "--checkpoint",
+            tmp.path().join("nope").to_str().unwrap(),
+        ],
+        "does not exist",
+    );
 }
 
 #[test]
@@ -170,8 +261,17 @@ fn preset_quick_and_time_limit_from_the_cli() {
     // The quick preset at a 1-second budget stops early, with a checkpoint.
     let out = ddpm(
         &[
-            "train", "--preset", "quick", "--dataset", data.to_str().unwrap(), "--batch-size", "2",
-            "--time-limit", "1s", "--run-dir", run.to_str().unwrap(),
+            "train",
+            "--preset",
+            "quick",
+            "--dataset",
+            data.to_str().unwrap(),
+            "--batch-size",
+            "2",
+            "--time-limit",
+            "1s",
+            "--run-dir",
+            run.to_str().unwrap(),
         ],
         tmp.path(),
     );
@@ -186,10 +286,19 @@ fn preset_quick_and_time_limit_from_the_cli() {
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
     let step = state["step"].as_u64().unwrap();
-    assert!(step >= 1 && step < 650, "stopped by the budget at step {step}");
+    assert!(
+        (1..650).contains(&step),
+        "stopped by the budget at step {step}"
+    );
     // `--model` names the lab's model sizes.
-    let out = ddpm(&["train", "--model", "huge", "--dataset", "shapes"], tmp.path());
+    let out = ddpm(
+        &["train", "--model", "huge", "--dataset", "shapes"],
+        tmp.path(),
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("tiny, small, quick or blog"));
-    let out = ddpm(&["train", "--time-limit", "soon", "--dataset", "shapes"], tmp.path());
+    let out = ddpm(
+        &["train", "--time-limit", "soon", "--dataset", "shapes"],
+        tmp.path(),
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
 }

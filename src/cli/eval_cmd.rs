@@ -56,7 +56,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         anyhow::bail!("--n must be at least 1");
     }
     if args.n > eval::report::MAX_EVAL_N {
-        anyhow::bail!("--n must be at most {}, got {}", eval::report::MAX_EVAL_N, args.n);
+        anyhow::bail!(
+            "--n must be at most {}, got {}",
+            eval::report::MAX_EVAL_N,
+            args.n
+        );
     }
     let device = args.device.open()?;
     let loaded = load_checkpoint(&args.checkpoint, &device, !args.no_ema)?;
@@ -67,7 +71,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .as_deref()
         .unwrap_or(&cfg.dataset)
         .parse()
-        .with_context(|| format!("cannot find the dataset to compare with (pass --dataset)"))?;
+        .context("cannot find the dataset to compare with (pass --dataset)")?;
     // Fails early, before sampling, when no classifier fits the data.
     eval::classifier_for(&spec)?;
     let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)?;
@@ -79,13 +83,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
         ProgressBar::new(args.n as u64)
     };
     bar.set_style(
-        ProgressStyle::with_template("sampling {bar:40.cyan/blue} {pos}/{len} images {elapsed} (eta {eta})")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "sampling {bar:40.cyan/blue} {pos}/{len} images {elapsed} (eta {eta})",
+        )
+        .expect("valid template"),
     );
     let started = std::time::Instant::now();
-    let samples = eval::sample_n(&loaded, kind, args.n, args.batch_size, args.seed, &mut |done, _| {
-        bar.set_position(done as u64)
-    })?;
+    let samples = eval::sample_n(
+        &loaded,
+        kind,
+        args.n,
+        args.batch_size,
+        args.seed,
+        &mut |done, _| bar.set_position(done as u64),
+    )?;
     bar.finish_and_clear();
     let sample_seconds = started.elapsed().as_secs_f64();
     let report = eval::evaluate(&scorer, &dataset, &samples)?;
@@ -131,7 +142,10 @@ pub fn table(r: &EvalReport) -> String {
     let fd = |q: &Quality| q.frechet.map(fmt_fd).unwrap_or_else(|| "–".into());
     let mut s = String::new();
     s.push_str(&format!("{:<28} {:>10} {:>10}\n", "", "samples", "real"));
-    s.push_str(&format!("{:<28} {:>10} {:>10}\n", "images", r.samples.n, r.real.n));
+    s.push_str(&format!(
+        "{:<28} {:>10} {:>10}\n",
+        "images", r.samples.n, r.real.n
+    ));
     s.push_str(&format!(
         "{:<28} {:>10} {:>10}{}\n",
         "Fréchet distance",
@@ -158,8 +172,17 @@ pub fn table(r: &EvalReport) -> String {
         .zip(&r.real.class_fractions)
         .enumerate()
     {
-        let name = r.class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
-        s.push_str(&format!("  {:<26} {:>9.1}% {:>9.1}%\n", name, a * 100.0, b * 100.0));
+        let name = r
+            .class_names
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| i.to_string());
+        s.push_str(&format!(
+            "  {:<26} {:>9.1}% {:>9.1}%\n",
+            name,
+            a * 100.0,
+            b * 100.0
+        ));
     }
     s
 }

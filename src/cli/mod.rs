@@ -37,7 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Train a UNet (progress bar, or JSON lines with --json)
-    Train(train_cmd::TrainArgs),
+    Train(Box<train_cmd::TrainArgs>),
     /// Generate images from a trained run: PNG grid and denoising GIF
     Sample(sample_cmd::SampleArgs),
     /// Print or plot the four beta schedules and their derived tables
@@ -67,7 +67,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => lab_cmd::run(cli.lab),
-        Some(Command::Train(a)) => train_cmd::run(a),
+        Some(Command::Train(a)) => train_cmd::run(*a),
         Some(Command::Sample(a)) => sample_cmd::run(a),
         Some(Command::Schedules(a)) => schedules_cmd::run(a),
         Some(Command::Forward(a)) => forward_cmd::run(a),

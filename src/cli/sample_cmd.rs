@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::sampler_args::SamplerArgs;
 use crate::device::DeviceSpec;
 use crate::export;
 use crate::run::load_checkpoint;
-use super::sampler_args::SamplerArgs;
 use crate::sampler;
 
 /// Arguments of `ddpm-lab sample`.

@@ -40,7 +40,9 @@ impl SamplerArgs {
         match name {
             SamplerName::Ddpm => {
                 if self.steps.is_some() {
-                    eprintln!("note: --steps applies to --sampler ddim; ddpm runs all {timesteps} steps");
+                    eprintln!(
+                        "note: --steps applies to --sampler ddim; ddpm runs all {timesteps} steps"
+                    );
                 }
                 Ok(SamplerKind::Ddpm)
             }
@@ -66,8 +68,17 @@ mod tests {
     fn falls_back_to_the_recommendation() {
         let none = SamplerArgs::default();
         assert_eq!(none.kind(200, None).unwrap(), SamplerKind::Ddpm);
-        let rec = Some(SamplerKind::Ddim { steps: 40, eta: 0.0 });
-        assert_eq!(none.kind(200, rec).unwrap(), SamplerKind::Ddim { steps: 40, eta: 0.0 });
+        let rec = Some(SamplerKind::Ddim {
+            steps: 40,
+            eta: 0.0,
+        });
+        assert_eq!(
+            none.kind(200, rec).unwrap(),
+            SamplerKind::Ddim {
+                steps: 40,
+                eta: 0.0
+            }
+        );
         let ddpm = SamplerArgs {
             sampler: Some(SamplerName::Ddpm),
             ..SamplerArgs::default()
@@ -77,8 +88,18 @@ mod tests {
             steps: Some(10),
             ..SamplerArgs::default()
         };
-        assert_eq!(steps.kind(200, rec).unwrap(), SamplerKind::Ddim { steps: 10, eta: 0.0 });
-        assert_eq!(steps.kind(200, None).unwrap(), SamplerKind::Ddpm, "as before: --steps alone keeps ddpm");
+        assert_eq!(
+            steps.kind(200, rec).unwrap(),
+            SamplerKind::Ddim {
+                steps: 10,
+                eta: 0.0
+            }
+        );
+        assert_eq!(
+            steps.kind(200, None).unwrap(),
+            SamplerKind::Ddpm,
+            "as before: --steps alone keeps ddpm"
+        );
     }
 
     #[test]
@@ -88,7 +109,11 @@ mod tests {
             steps: Some(300),
             eta: None,
         };
-        assert!(big.kind(200, None).unwrap_err().to_string().contains("between 1 and T = 200"));
+        assert!(big
+            .kind(200, None)
+            .unwrap_err()
+            .to_string()
+            .contains("between 1 and T = 200"));
         for eta in [f64::NAN, -0.1, 1.5] {
             let a = SamplerArgs {
                 eta: Some(eta),

@@ -11,13 +11,13 @@ use super::model_args::ModelArgs;
 use crate::data::{self, DatasetSpec, LoadOptions};
 use crate::device::DeviceSpec;
 use crate::diffusion::{LossKind, Objective};
-use crate::run::RunDir;
 use crate::presets::Preset;
+use crate::run::RunDir;
 use crate::schedule::BetaSchedule;
-use crate::tui::settings::ModelPreset;
 use crate::train::events::{TrainCommand, TrainEvent};
 use crate::train::source::ImageSetSource;
 use crate::train::{spawn_training, BatchSource, TrainConfig, Trainer};
+use crate::tui::settings::ModelPreset;
 
 /// Arguments of `ddpm-lab train`.
 #[derive(Debug, Clone, Args)]
@@ -278,8 +278,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             TrainEvent::Preview { .. }
             | TrainEvent::Scored { .. }
             | TrainEvent::Paused { .. }
-            | TrainEvent::Resumed { .. } => {
-            }
+            | TrainEvent::Resumed { .. } => {}
         }
     }
     handle.join();

@@ -23,7 +23,8 @@ pub const IMAGE_SIZE: usize = 28;
 pub const NUM_CLASSES: usize = 10;
 
 /// The shipped Fashion-MNIST weights (safetensors).
-const FASHION_MNIST_WEIGHTS: &[u8] = include_bytes!("../../assets/classifier/fashion_mnist.safetensors");
+const FASHION_MNIST_WEIGHTS: &[u8] =
+    include_bytes!("../../assets/classifier/fashion_mnist.safetensors");
 
 /// The classifier network.
 #[derive(Debug, Clone)]
@@ -73,7 +74,10 @@ impl Classifier {
         // 7×7 → 8×8 (zero rows and columns after the ReLU change no maximum) → 4×4: candle's
         // max-pool backward assumes the pooled size divides the input.
         let h = self.conv3.forward(&h)?.relu()?;
-        let h = h.pad_with_zeros(2, 0, 1)?.pad_with_zeros(3, 0, 1)?.max_pool2d(2)?;
+        let h = h
+            .pad_with_zeros(2, 0, 1)?
+            .pad_with_zeros(3, 0, 1)?
+            .max_pool2d(2)?;
         let feats = self.fc1.forward(&h.flatten_from(1)?)?.relu()?;
         let dropped = match dropout {
             Some(p) => candle_nn::ops::dropout(&feats, p)?,
@@ -105,7 +109,11 @@ pub fn images_tensor(images: &[&[u8]], device: &Device) -> Result<Tensor> {
         }
         data.extend(im.iter().map(|&v| v as f32 / 127.5 - 1.0));
     }
-    Ok(Tensor::from_vec(data, (images.len(), 1, IMAGE_SIZE, IMAGE_SIZE), device)?)
+    Ok(Tensor::from_vec(
+        data,
+        (images.len(), 1, IMAGE_SIZE, IMAGE_SIZE),
+        device,
+    )?)
 }
 
 /// What [`train`] reports after each epoch.
@@ -151,7 +159,9 @@ pub fn train(
         let mut order: Vec<usize> = (0..train.len()).collect();
         rand::seq::SliceRandom::shuffle(order.as_mut_slice(), rng.inner());
         // Cosine decay of the learning rate over the epochs.
-        opt.set_learning_rate(2e-3 * 0.5 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / epochs as f64).cos()));
+        opt.set_learning_rate(
+            2e-3 * 0.5 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / epochs as f64).cos()),
+        );
         let (mut sum, mut count) = (0f64, 0usize);
         for chunk in order.chunks(batch) {
             let mut pixels = Vec::with_capacity(chunk.len() * px);

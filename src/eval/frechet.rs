@@ -105,9 +105,18 @@ mod tests {
     #[test]
     fn closed_form_for_diagonal_gaussians() {
         // Commuting (diagonal) covariances: d² = ‖μ₁ − μ₂‖² + Σ (√a_i − √b_i)².
-        let a = gaussian(vec![0.0, 1.0, -2.0], DMatrix::from_diagonal(&DVector::from_vec(vec![1.0, 4.0, 9.0])));
-        let b = gaussian(vec![1.0, 1.0, 0.0], DMatrix::from_diagonal(&DVector::from_vec(vec![4.0, 1.0, 0.25])));
-        let expected = (1.0 + 0.0 + 4.0) + (1.0f64 - 2.0).powi(2) + (2.0f64 - 1.0).powi(2) + (3.0f64 - 0.5).powi(2);
+        let a = gaussian(
+            vec![0.0, 1.0, -2.0],
+            DMatrix::from_diagonal(&DVector::from_vec(vec![1.0, 4.0, 9.0])),
+        );
+        let b = gaussian(
+            vec![1.0, 1.0, 0.0],
+            DMatrix::from_diagonal(&DVector::from_vec(vec![4.0, 1.0, 0.25])),
+        );
+        let expected = (1.0 + 0.0 + 4.0)
+            + (1.0f64 - 2.0).powi(2)
+            + (2.0f64 - 1.0).powi(2)
+            + (3.0f64 - 0.5).powi(2);
         let d = frechet_distance(&a, &b).unwrap();
         assert!((d - expected).abs() < 1e-10, "{d} vs {expected}");
         // Symmetric in its arguments.
@@ -119,13 +128,22 @@ mod tests {
         // Σ₁ = I: the cross term is tr(Σ₂^½), so d² = tr(Σ₂) + d − 2 tr(Σ₂^½). For
         // Σ₂ = [[2, 1], [1, 2]] (eigenvalues 3 and 1): d² = 4 + 2 − 2 (√3 + 1).
         let a = gaussian(vec![0.0, 0.0], DMatrix::identity(2, 2));
-        let b = gaussian(vec![0.0, 0.0], DMatrix::from_row_slice(2, 2, &[2.0, 1.0, 1.0, 2.0]));
+        let b = gaussian(
+            vec![0.0, 0.0],
+            DMatrix::from_row_slice(2, 2, &[2.0, 1.0, 1.0, 2.0]),
+        );
         let expected = 6.0 - 2.0 * (3f64.sqrt() + 1.0);
         let d = frechet_distance(&a, &b).unwrap();
         assert!((d - expected).abs() < 1e-10, "{d} vs {expected}");
         // A rotated pair: Σ₁ = diag(4, 1), Σ₂ = R Σ₁ Rᵀ (90°) = diag(1, 4): d² = 2 (2 − 1)².
-        let c = gaussian(vec![0.0, 0.0], DMatrix::from_row_slice(2, 2, &[4.0, 0.0, 0.0, 1.0]));
-        let e = gaussian(vec![0.0, 0.0], DMatrix::from_row_slice(2, 2, &[1.0, 0.0, 0.0, 4.0]));
+        let c = gaussian(
+            vec![0.0, 0.0],
+            DMatrix::from_row_slice(2, 2, &[4.0, 0.0, 0.0, 1.0]),
+        );
+        let e = gaussian(
+            vec![0.0, 0.0],
+            DMatrix::from_row_slice(2, 2, &[1.0, 0.0, 0.0, 4.0]),
+        );
         assert!((frechet_distance(&c, &e).unwrap() - 2.0).abs() < 1e-10);
     }
 
@@ -140,7 +158,9 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         (0..n)
             .map(|_| {
-                let z: Vec<f32> = (0..d).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+                let z: Vec<f32> = (0..d)
+                    .map(|_| rng.sample::<f32, _>(StandardNormal))
+                    .collect();
                 // Correlated features: x_i = z_i + 0.5 z_{i+1} + 0.1 i.
                 (0..d)
                     .map(|i| z[i] + 0.5 * z[(i + 1) % d] + 0.1 * i as f32)
@@ -164,9 +184,15 @@ mod tests {
         let mut shuffled = f.clone();
         shuffled.reverse();
         shuffled.swap(3, 77);
-        let (g, h) = (Gaussian::fit(&f).unwrap(), Gaussian::fit(&shuffled).unwrap());
+        let (g, h) = (
+            Gaussian::fit(&f).unwrap(),
+            Gaussian::fit(&shuffled).unwrap(),
+        );
         let o = Gaussian::fit(&other).unwrap();
-        let (d1, d2) = (frechet_distance(&g, &o).unwrap(), frechet_distance(&h, &o).unwrap());
+        let (d1, d2) = (
+            frechet_distance(&g, &o).unwrap(),
+            frechet_distance(&h, &o).unwrap(),
+        );
         assert!((d1 - d2).abs() < 1e-9 * d1.max(1.0), "{d1} vs {d2}");
     }
 
@@ -185,7 +211,10 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        assert_eq!(Gaussian::fit(&[vec![1.0]]).unwrap_err(), FrechetError::TooFew(1));
+        assert_eq!(
+            Gaussian::fit(&[vec![1.0]]).unwrap_err(),
+            FrechetError::TooFew(1)
+        );
         assert_eq!(
             Gaussian::fit(&[vec![1.0, 2.0], vec![1.0]]).unwrap_err(),
             FrechetError::Mismatch(2, 1)

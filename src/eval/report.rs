@@ -105,7 +105,9 @@ pub fn sample_n(
 /// Scores `samples` and as many real test images (the training split when the data has no test
 /// split) against the training split.
 pub fn evaluate(scorer: &Scorer, dataset: &Dataset, samples: &[Image8]) -> Result<EvalReport> {
-    let quality = scorer.score_images(samples).context("cannot score the samples")?;
+    let quality = scorer
+        .score_images(samples)
+        .context("cannot score the samples")?;
     let real_set = dataset.test.as_ref().unwrap_or(&dataset.train);
     let k = samples.len().min(real_set.len());
     let real_views: Vec<&[u8]> = (0..k).map(|i| real_set.pixels(i)).collect();

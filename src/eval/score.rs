@@ -36,7 +36,11 @@ pub struct Quality {
 impl Quality {
     /// The smallest and largest class fraction.
     pub fn class_range(&self) -> (f64, f64) {
-        let min = self.class_fractions.iter().copied().fold(f64::INFINITY, f64::min);
+        let min = self
+            .class_fractions
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
         let max = self.class_fractions.iter().copied().fold(0.0, f64::max);
         (min, max)
     }
@@ -108,7 +112,10 @@ impl Scorer {
         }
         let c = classify(&self.classifier, images, &self.device)?;
         let frechet = if images.len() >= MIN_FRECHET_N {
-            Some(frechet_distance(&Gaussian::fit(&c.features)?, &self.reference)?)
+            Some(frechet_distance(
+                &Gaussian::fit(&c.features)?,
+                &self.reference,
+            )?)
         } else {
             None
         };

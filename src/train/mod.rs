@@ -683,7 +683,12 @@ where
 }
 
 /// Min-SNR-γ weights of examples at timesteps `t` for `objective` (Hang et al. 2023).
-pub fn min_snr_weights(tables: &ScheduleTables, objective: Objective, t: &[usize], gamma: f64) -> Vec<f32> {
+pub fn min_snr_weights(
+    tables: &ScheduleTables,
+    objective: Objective,
+    t: &[usize],
+    gamma: f64,
+) -> Vec<f32> {
     t.iter()
         .map(|&ti| {
             let snr = tables.snr[ti];
@@ -805,7 +810,10 @@ mod tests {
         assert!((c.learning_rate(0) - 1e-4).abs() < 1e-12);
         assert!((c.learning_rate(9) - 1e-3).abs() < 1e-12);
         assert!((c.learning_rate(10) - 1e-3).abs() < 1e-12);
-        assert!((c.learning_rate(60) - 0.55e-3).abs() < 1e-12, "half way: 10% + 90%/2");
+        assert!(
+            (c.learning_rate(60) - 0.55e-3).abs() < 1e-12,
+            "half way: 10% + 90%/2"
+        );
         assert!((c.learning_rate(110) - 1e-4).abs() < 1e-12);
         let constant = TrainConfig {
             lr_cosine_decay: false,

@@ -108,7 +108,9 @@ impl std::str::FromStr for ModelPreset {
         ModelPreset::ALL
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("unknown model size '{s}' (expected tiny, small, quick or blog)"))
+            .ok_or_else(|| {
+                format!("unknown model size '{s}' (expected tiny, small, quick or blog)")
+            })
     }
 }
 

@@ -143,7 +143,10 @@ impl Field {
             }
             Field::Budget => {
                 // Minutes; 0 = no budget.
-                let cur = s.time_limit_s.map(|t| (t / 60.0).round() as usize).unwrap_or(0);
+                let cur = s
+                    .time_limit_s
+                    .map(|t| (t / 60.0).round() as usize)
+                    .unwrap_or(0);
                 let m = notch(&[0, 2, 5, 10, 20, 30, 60, 120], cur, dir);
                 s.time_limit_s = (m > 0).then_some(m as f64 * 60.0);
             }
@@ -282,7 +285,10 @@ mod tests {
         for _ in 0..5 {
             Field::Budget.adjust(&mut s, -1);
         }
-        assert_eq!((s.time_limit_s, Field::Budget.value(&s).as_str()), (None, "none"));
+        assert_eq!(
+            (s.time_limit_s, Field::Budget.value(&s).as_str()),
+            (None, "none")
+        );
         Field::Budget.adjust(&mut s, 1);
         assert_eq!(s.time_limit_s, Some(120.0));
     }

@@ -278,7 +278,10 @@ fn bucket_chart(frame: &mut Frame, area: Rect, run: &RunProgress, timesteps: usi
 fn draw_previews(frame: &mut Frame, area: Rect, run: &RunProgress, images: &ImageRenderer) {
     let title = match (&run.preview, run.quality.last()) {
         (Some((step, _)), Some((qs, q))) if qs == step => {
-            format!("Samples at step {step} · {}", quality_trend(&run.quality, q))
+            format!(
+                "Samples at step {step} · {}",
+                quality_trend(&run.quality, q)
+            )
         }
         (Some((step, _)), _) => format!("Samples at step {step}"),
         (None, _) => "Samples (every N steps)".to_string(),

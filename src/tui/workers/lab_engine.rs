@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::eval::Scorer;
 use crate::data::{load_dataset, DatasetSpec, ImageSet, LoadOptions, LoadProgress};
+use crate::eval::Scorer;
 use crate::export::{save_denoise_gif, save_grid_png};
 use crate::run::{list_runs, load_checkpoint, read_metrics_file, RunDir, CONFIG_FILE};
 use crate::sampler::{self, SamplerKind};
@@ -178,8 +178,10 @@ fn run_sampling(
         req.settings.seed,
         progress,
     )?;
-    let quality = score(&cfg.dataset)
-        .and_then(|s| s.score_images(d.final_images()).map_err(|e| format!("{e:#}")));
+    let quality = score(&cfg.dataset).and_then(|s| {
+        s.score_images(d.final_images())
+            .map_err(|e| format!("{e:#}"))
+    });
     Ok(Frames {
         timesteps: d.timesteps,
         frames: d.frames,
@@ -360,9 +362,14 @@ impl Engine for LabEngine {
                             run_dir = d.clone();
                             None
                         }
-                        TrainEvent::Preview { step, images } => {
-                            score_preview(&cache, &loaded, &dataset, *step, images, run_dir.as_deref())
-                        }
+                        TrainEvent::Preview { step, images } => score_preview(
+                            &cache,
+                            &loaded,
+                            &dataset,
+                            *step,
+                            images,
+                            run_dir.as_deref(),
+                        ),
                         _ => None,
                     };
                     if tx.send(WorkerMsg::Train { slot, event }).is_err() {
