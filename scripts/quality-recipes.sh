@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sample quality per training recipe at a training-time budget: trains each recipe for the
 # number of steps the 2-core reference CPU trains in that many minutes (steps per minute
-# measured there, below), then scores n samples with `ddpm-lab eval --json` (DDIM, 50 steps),
+# measured there, below), then scores n samples with `ddpm-lab eval --json` and the recipe's own
+# sampler (DDIM 50 steps for quick, DDPM for the blog's, or $SAMPLER, e.g. "--sampler ddim"),
 # appending one JSON line per recipe and budget to the results file.
 #
 #   scripts/quality-recipes.sh [--minutes 2,5,10] [--n 1000] [--out quality.jsonl] [RECIPE ...]
@@ -60,7 +61,7 @@ for r in "${picked[@]}"; do
     "$BIN" train --dataset "$DATA" ${TRAIN[$r]} --steps "$steps" --time-limit 24h \
       --checkpoint-every 0 --run-dir "$dir" --json > "$dir.train.jsonl"
     # shellcheck disable=SC2086
-    "$BIN" eval --checkpoint "$dir" --dataset "$DATA" --n "$N" --sampler ddim --steps 50 --json \
+    "$BIN" eval --checkpoint "$dir" --dataset "$DATA" --n "$N" ${SAMPLER:-} --json \
       --out "$dir.samples.png" \
       | python3 -c 'import json,sys; j=json.load(sys.stdin); j.update(recipe=sys.argv[1], minutes=float(sys.argv[2]), train_steps=int(sys.argv[3])); print(json.dumps(j))' \
         "$r" "$m" "$steps" | tee -a "$OUT"
