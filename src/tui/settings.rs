@@ -191,7 +191,7 @@ impl TrainSettings {
     /// Settings a device trains quickly: the `quick` recipe on a CPU, the blog's on a GPU.
     pub fn for_device(device: DeviceSpec) -> Self {
         let mut s = match ModelPreset::for_device(device) {
-            ModelPreset::Blog => Self::from_recipe(&Preset::Blog.config(), 2000),
+            ModelPreset::Blog => Self::from_recipe(&Preset::Blog.config(), 200),
             _ => Self::from_recipe(&Preset::Quick.config(), 200),
         };
         s.device = device;
@@ -483,6 +483,32 @@ mod tests {
         std::fs::write(dir.path().join(SETTINGS_FILE), "{not json").unwrap();
         let err = LabSettings::load_from(dir.path()).unwrap_err().to_string();
         assert!(err.contains("is not valid"), "{err}");
+    }
+
+    #[test]
+    fn device_defaults_are_the_presets() {
+        let cpu = TrainSettings::for_device(DeviceSpec::Cpu);
+        assert_eq!(cpu.model, ModelPreset::Quick);
+        assert_eq!(cpu.recipe(1).model, Preset::Quick.unet());
+        assert_eq!(cpu.time_limit_s, Some(600.0));
+        assert_eq!(
+            cpu.recommended_sampler,
+            Some(SamplerKind::Ddim {
+                steps: 50,
+                eta: 0.0
+            })
+        );
+        let sample = SampleSettings::default().with_recommended(cpu.recommended_sampler);
+        assert!(sample.ddim && sample.ddim_steps == 50);
+        // A run's settings read back from its configuration give the same recipe.
+        assert_eq!(TrainSettings::from_recipe(&cpu.recipe(1), 200), cpu);
+        let gpu = TrainSettings::for_device(DeviceSpec::Cuda(0));
+        assert_eq!((gpu.model, gpu.time_limit_s), (ModelPreset::Blog, None));
+        assert!(
+            !SampleSettings::default()
+                .with_recommended(gpu.recommended_sampler)
+                .ddim
+        );
     }
 
     #[test]
