@@ -2,19 +2,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn ddpm(args: &[&str], runs: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ddpm-lab"))
-        .args(args)
-        .env("DDPM_LAB_RUNS", runs)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", runs.join("hf-home"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs")
-}
+use common::ddpm;
 
 fn ok(out: &Output) -> String {
     assert!(

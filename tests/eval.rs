@@ -4,9 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use candle_core::Device;
+use common::ddpm;
 use ddpm_lab::data::{load_dataset, DatasetSpec, LoadOptions};
 use ddpm_lab::eval::{self, classifier, Classifier};
 
@@ -87,16 +87,6 @@ fn other_datasets_have_no_classifier() {
         assert!(err.contains("no quality classifier"), "{err}");
     }
     assert!(eval::classifier_for(&DatasetSpec::FashionMnist).is_ok());
-}
-
-fn ddpm(args: &[&str], home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ddpm-lab"))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", home.join("hf-home"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs")
 }
 
 /// A small Fashion-MNIST-shaped folder (grey 28×28, ten labels) made here, so the test needs no

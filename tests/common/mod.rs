@@ -48,3 +48,15 @@ pub fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
     v.extend_from_slice(data);
     v
 }
+
+/// Runs the real binary offline with `runs` as its runs root (and its Hub cache inside it).
+pub fn ddpm(args: &[&str], runs: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ddpm-lab"))
+        .args(args)
+        .env("DDPM_LAB_RUNS", runs)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", runs.join("hf-home"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the binary runs")
+}
