@@ -42,7 +42,7 @@ fn shipped_classifier_reaches_its_stated_accuracy() {
 #[test]
 fn real_images_score_as_real() {
     let Some((spec, ds)) = fashion() else { return };
-    let scorer = eval::scorer_for(&spec, &ds).unwrap();
+    let scorer = eval::scorer_for(&spec, &ds.train).unwrap();
     let test = ds.test.as_ref().unwrap();
     let views: Vec<&[u8]> = (0..1000).map(|i| test.pixels(i)).collect();
     let real = scorer.score_pixels(&views).unwrap();

@@ -52,16 +52,7 @@ pub struct EvalArgs {
 
 /// Runs the command.
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.n == 0 {
-        anyhow::bail!("--n must be at least 1");
-    }
-    if args.n > eval::report::MAX_EVAL_N {
-        anyhow::bail!(
-            "--n must be at most {}, got {}",
-            eval::report::MAX_EVAL_N,
-            args.n
-        );
-    }
+    eval::check_n(args.n)?;
     let device = args.device.open()?;
     let loaded = load_checkpoint(&args.checkpoint, &device, !args.no_ema)?;
     let cfg = &loaded.config;
@@ -73,9 +64,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .parse()
         .context("cannot find the dataset to compare with (pass --dataset)")?;
     // Fails early, before sampling, when no classifier fits the data.
-    eval::classifier_for(&spec)?;
+    eval::check_classifier(&spec)?;
     let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)?;
-    let scorer = eval::scorer_for(&spec, &dataset)?;
+    let scorer = eval::scorer_for(&spec, &dataset.train)?;
 
     let bar = if args.json {
         ProgressBar::hidden()

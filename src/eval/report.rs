@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::classifier::{Classifier, IMAGE_SIZE};
 use super::score::{Quality, Scorer};
-use crate::data::{Dataset, DatasetSpec};
+use crate::data::{Dataset, DatasetSpec, ImageSet};
 use crate::imaging::Image8;
 use crate::run::LoadedModel;
 use crate::sampler::{self, SamplerKind};
@@ -29,8 +29,9 @@ pub struct EvalReport {
     pub class_names: Vec<String>,
 }
 
-/// The classifier that scores images of `dataset`, or an error saying none is shipped.
-pub fn classifier_for(dataset: &DatasetSpec) -> Result<Classifier> {
+/// Whether a shipped classifier scores images of `dataset` (an error saying why not), without
+/// loading it.
+pub fn check_classifier(dataset: &DatasetSpec) -> Result<()> {
     let fashion = match dataset {
         DatasetSpec::FashionMnist => true,
         DatasetSpec::Path(p) => p
@@ -45,13 +46,29 @@ pub fn classifier_for(dataset: &DatasetSpec) -> Result<Classifier> {
              (grey 28×28); pass --dataset with Fashion-MNIST images"
         );
     }
+    Ok(())
+}
+
+/// The classifier that scores images of `dataset`, or an error saying none is shipped.
+pub fn classifier_for(dataset: &DatasetSpec) -> Result<Classifier> {
+    check_classifier(dataset)?;
     Classifier::fashion_mnist(&candle_core::Device::Cpu)
 }
 
-/// A scorer whose reference is `dataset`'s training split.
-pub fn scorer_for(spec: &DatasetSpec, dataset: &Dataset) -> Result<Scorer> {
+/// Checks an evaluation's sample count (at least 1, at most [`MAX_EVAL_N`]).
+pub fn check_n(n: usize) -> Result<()> {
+    if n == 0 {
+        bail!("--n must be at least 1");
+    }
+    if n > MAX_EVAL_N {
+        bail!("--n must be at most {MAX_EVAL_N}, got {n}");
+    }
+    Ok(())
+}
+
+/// A scorer for images of `spec` whose reference is `train` (its training split).
+pub fn scorer_for(spec: &DatasetSpec, set: &ImageSet) -> Result<Scorer> {
     let classifier = classifier_for(spec)?;
-    let set = &dataset.train;
     if set.channels != 1 || set.height != IMAGE_SIZE || set.width != IMAGE_SIZE {
         bail!(
             "dataset '{spec}' has {}×{}×{} images; the classifier scores grey {IMAGE_SIZE}×{IMAGE_SIZE} ones",
@@ -74,12 +91,7 @@ pub fn sample_n(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Image8>> {
-    if n == 0 {
-        bail!("--n must be at least 1");
-    }
-    if n > MAX_EVAL_N {
-        bail!("--n must be at most {MAX_EVAL_N}, got {n}");
-    }
+    check_n(n)?;
     let cfg = &loaded.config;
     let tables = cfg.tables()?;
     let (c, s) = (cfg.model.channels, cfg.image_size);

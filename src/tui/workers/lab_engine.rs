@@ -58,14 +58,7 @@ fn scorer_for(
         _ => return Err(format!("{dataset} is not loaded: no score")),
     };
     let spec = DatasetSpec::parse_unchecked(dataset);
-    let classifier = crate::eval::classifier_for(&spec).map_err(|_| {
-        format!("no quality classifier for {dataset} (only Fashion-MNIST is scored)")
-    })?;
-    if set.channels != 1 || set.height != 28 || set.width != 28 {
-        return Err(format!("{dataset} is not 28×28 grey: no score"));
-    }
-    let views: Vec<&[u8]> = (0..set.len()).map(|i| set.pixels(i)).collect();
-    let scorer = Arc::new(Scorer::new(classifier, &views).map_err(|e| format!("{e:#}"))?);
+    let scorer = Arc::new(crate::eval::scorer_for(&spec, &set).map_err(|e| format!("{e:#}"))?);
     *c = Some((dataset.to_string(), scorer.clone()));
     Ok(scorer)
 }
