@@ -175,8 +175,10 @@ impl RunProgress {
             }
             TrainEvent::Preview { step, images } => self.preview = Some((step, images)),
             TrainEvent::Scored { step, quality } => {
-                self.quality.retain(|(s, _)| *s < step);
-                self.quality.push((step, quality));
+                // Scores may arrive out of step order; keep the curve sorted, one per step.
+                self.quality.retain(|(s, _)| *s != step);
+                let at = self.quality.partition_point(|(s, _)| *s < step);
+                self.quality.insert(at, (step, quality));
             }
             TrainEvent::Checkpointed { step, path } => {
                 self.checkpoint_step = Some(step);
@@ -258,6 +260,26 @@ mod tests {
             lr: 1e-3,
             bucket_losses: vec![Some(loss); LOSS_BUCKETS],
         })
+    }
+
+    #[test]
+    fn preview_scores_stay_in_step_order() {
+        let q = |r: f64| crate::eval::Quality {
+            n: 64,
+            frechet: None,
+            recognised: r,
+            class_fractions: vec![0.1; 10],
+            mean_confidence: r,
+        };
+        let mut r = RunProgress::default();
+        for (step, rec) in [(400, 0.4), (200, 0.2), (600, 0.6), (400, 0.45)] {
+            r.apply(TrainEvent::Scored {
+                step,
+                quality: q(rec),
+            });
+        }
+        let curve: Vec<(usize, f64)> = r.quality.iter().map(|(s, q)| (*s, q.recognised)).collect();
+        assert_eq!(curve, vec![(200, 0.2), (400, 0.45), (600, 0.6)]);
     }
 
     #[test]

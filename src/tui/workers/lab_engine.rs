@@ -350,27 +350,36 @@ impl Engine for LabEngine {
             .spawn(move || {
                 let mut run_dir: Option<PathBuf> = None;
                 for event in handle.events.iter() {
-                    let scored = match &event {
-                        TrainEvent::Started { run_dir: d, .. } => {
-                            run_dir = d.clone();
-                            None
+                    match &event {
+                        TrainEvent::Started { run_dir: d, .. } => run_dir = d.clone(),
+                        // Scored on a thread of its own: building the scorer classifies the
+                        // whole training split once, and step events must not wait for it.
+                        TrainEvent::Preview { step, images } => {
+                            let (cache, loaded, dataset) =
+                                (cache.clone(), loaded.clone(), dataset.clone());
+                            let (step, images, dir, tx) =
+                                (*step, images.clone(), run_dir.clone(), tx.clone());
+                            let _ =
+                                thread::Builder::new()
+                                    .name("ddpm-score".into())
+                                    .spawn(move || {
+                                        if let Some(event) = score_preview(
+                                            &cache,
+                                            &loaded,
+                                            &dataset,
+                                            step,
+                                            &images,
+                                            dir.as_deref(),
+                                        ) {
+                                            let _ = tx.send(WorkerMsg::Train { slot, event });
+                                        }
+                                    });
                         }
-                        TrainEvent::Preview { step, images } => score_preview(
-                            &cache,
-                            &loaded,
-                            &dataset,
-                            *step,
-                            images,
-                            run_dir.as_deref(),
-                        ),
-                        _ => None,
-                    };
+                        _ => {}
+                    }
                     if tx.send(WorkerMsg::Train { slot, event }).is_err() {
                         // The lab is gone: stop (with a checkpoint).
                         let _ = handle.commands.send(TrainCommand::Stop);
-                    }
-                    if let Some(event) = scored {
-                        let _ = tx.send(WorkerMsg::Train { slot, event });
                     }
                 }
                 handle.join();
