@@ -6,18 +6,21 @@
 
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod data;
 pub mod device;
 pub mod diffusion;
 pub mod eval;
 pub mod export;
+pub mod files;
 pub mod imaging;
 pub mod model;
 pub mod ops;
 pub mod presets;
 pub mod rng;
-pub mod run;
+pub mod runs;
 pub mod sampler;
 pub mod schedule;
+pub mod store;
 pub mod train;
 pub mod tui;

@@ -16,7 +16,8 @@ use crate::diffusion::{LossKind, Objective};
 use crate::model::{BlockKind, UnetConfig};
 use crate::sampler::SamplerKind;
 use crate::schedule::BetaSchedule;
-use crate::train::TrainConfig;
+use crate::device::DeviceSpec;
+use crate::store::TrainConfig;
 
 /// A named training recipe: model and hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -115,6 +116,98 @@ impl std::str::FromStr for Preset {
             .into_iter()
             .find(|p| p.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| format!("unknown preset '{s}' (expected quick or blog)"))
+    }
+}
+
+/// Size presets of the UNet, the same words in the lab and in `ddpm-lab train --model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelPreset {
+    /// A very small UNet (`UnetConfig::tiny`), the quickest to train on a CPU.
+    #[default]
+    Tiny,
+    /// A mid-sized UNet (dim 16, three stages): between the tiny one and the blog's.
+    Small,
+    /// The `quick` recipe's UNet: dim 16, three stages, ResNet blocks, attention only in the
+    /// middle (the fastest to good samples on a CPU).
+    Quick,
+    /// The blog's `Unet(dim=28, channels=1, dim_mults=(1,2,4))` with ConvNeXt blocks.
+    Blog,
+}
+
+impl ModelPreset {
+    /// All presets, smallest first.
+    pub const ALL: [ModelPreset; 4] = [
+        ModelPreset::Tiny,
+        ModelPreset::Small,
+        ModelPreset::Quick,
+        ModelPreset::Blog,
+    ];
+
+    /// Lower-case name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelPreset::Tiny => "tiny",
+            ModelPreset::Small => "small",
+            ModelPreset::Quick => "quick",
+            ModelPreset::Blog => "blog",
+        }
+    }
+
+    /// The UNet of this preset for images with `channels` channels.
+    pub fn unet(self, channels: usize) -> UnetConfig {
+        let base = match self {
+            ModelPreset::Tiny => UnetConfig::tiny(),
+            ModelPreset::Small => UnetConfig {
+                dim: 16,
+                dim_mults: vec![1, 2, 4],
+                ..UnetConfig::default()
+            },
+            ModelPreset::Quick => Preset::Quick.unet(),
+            ModelPreset::Blog => UnetConfig::blog(),
+        };
+        UnetConfig { channels, ..base }
+    }
+
+    /// One-line description of the architecture.
+    pub fn describe(self) -> String {
+        describe_unet(&self.unet(1))
+    }
+
+    /// The preset a device trains quickly: the quick recipe's on a CPU, the blog's on a GPU.
+    pub fn for_device(device: DeviceSpec) -> Self {
+        match device {
+            DeviceSpec::Cpu => ModelPreset::Quick,
+            _ => ModelPreset::Blog,
+        }
+    }
+}
+
+/// `dim 28 ×(1,2,4)` (ConvNeXt blocks unless `res` is named).
+pub fn describe_unet(c: &UnetConfig) -> String {
+    let mults: Vec<String> = c.dim_mults.iter().map(|m| m.to_string()).collect();
+    let block = match c.block {
+        crate::model::BlockKind::Convnext => "",
+        crate::model::BlockKind::Resnet => " res",
+    };
+    format!("dim {} ×({}){block}", c.dim, mults.join(","))
+}
+
+impl fmt::Display for ModelPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ModelPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ModelPreset::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!("unknown model size '{s}' (expected tiny, small, quick or blog)")
+            })
     }
 }
 

@@ -32,6 +32,24 @@ pub enum SamplerKind {
     },
 }
 
+impl SamplerKind {
+    /// This sampler if it can run on a model with `timesteps` steps: DDIM needs 1 ≤ steps ≤ T
+    /// and 0 ≤ eta ≤ 1. The one check of sampler settings, for the CLI and the lab alike.
+    pub fn checked(self, timesteps: usize) -> std::result::Result<Self, String> {
+        if let SamplerKind::Ddim { steps, eta } = self {
+            if !(eta.is_finite() && (0.0..=1.0).contains(&eta)) {
+                return Err(format!("--eta must be between 0 and 1, got {eta}"));
+            }
+            if steps == 0 || steps > timesteps {
+                return Err(format!(
+                    "DDIM --steps must be between 1 and T = {timesteps}, got {steps}"
+                ));
+            }
+        }
+        Ok(self)
+    }
+}
+
 impl fmt::Display for SamplerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

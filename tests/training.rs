@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use ddpm_lab::diffusion::{p_losses, LossKind, Objective};
 use ddpm_lab::model::{self, BlockKind, UnetConfig};
 use ddpm_lab::rng::LabRng;
-use ddpm_lab::run::{RunDir, METRICS_FILE};
+use ddpm_lab::store::{RunDir, METRICS_FILE};
 use ddpm_lab::schedule::{BetaSchedule, ScheduleTables};
 use ddpm_lab::train::adam::{Adam, AdamParams};
 use ddpm_lab::train::events::TrainEvent;
@@ -290,9 +290,9 @@ fn warmup_ema_and_gradient_clipping() {
         assert!((a - b).abs() < 1e-12, "lr {lrs:?}");
     }
     assert!(run.join("ema.safetensors").is_file());
-    let loaded = ddpm_lab::run::load_checkpoint(&run, &Device::Cpu, true).unwrap();
+    let loaded = ddpm_lab::store::load_checkpoint(&run, &Device::Cpu, true).unwrap();
     assert!(loaded.ema, "sampling prefers the EMA weights");
-    let raw = ddpm_lab::run::load_checkpoint(&run, &Device::Cpu, false).unwrap();
+    let raw = ddpm_lab::store::load_checkpoint(&run, &Device::Cpu, false).unwrap();
     assert!(!raw.ema);
     let x = LabRng::new(3).randn(&[1, 1, 8, 8], &Device::Cpu).unwrap();
     let t = model::timesteps_tensor(&[5], &Device::Cpu).unwrap();

@@ -13,7 +13,7 @@ use crate::data::{DatasetSpec, LoadOptions};
 use crate::device::DeviceSpec;
 use crate::eval::{self, score::fmt_fd, EvalReport, Quality, RECOGNISED_CONFIDENCE};
 use crate::export;
-use crate::run::load_checkpoint;
+use crate::runs;
 
 /// Arguments of `ddpm-lab eval`.
 #[derive(Debug, Clone, Args)]
@@ -53,8 +53,7 @@ pub struct EvalArgs {
 /// Runs the command.
 pub fn run(args: EvalArgs) -> Result<()> {
     eval::check_n(args.n)?;
-    let device = args.device.open()?;
-    let loaded = load_checkpoint(&args.checkpoint, &device, !args.no_ema)?;
+    let loaded = runs::open_for_sampling(&args.checkpoint, Some(args.device), !args.no_ema)?;
     let cfg = &loaded.config;
     let kind = args.sampling.kind(cfg.timesteps, cfg.recommended_sampler)?;
     let spec: DatasetSpec = args
@@ -80,7 +79,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .expect("valid template"),
     );
     let started = std::time::Instant::now();
-    let samples = eval::sample_n(
+    let samples = runs::sample_images(
         &loaded,
         kind,
         args.n,

@@ -64,6 +64,6 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let out = unet.forward(&x, &t)?;
     let mut map = HashMap::new();
     map.insert("out".to_string(), out);
-    crate::run::save_tensors_atomic(&map, &args.out)?;
+    crate::store::save_tensors_atomic(&map, &args.out)?;
     Ok(())
 }

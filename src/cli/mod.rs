@@ -12,7 +12,6 @@ pub mod sampler_args;
 pub mod schedules_cmd;
 pub mod train_cmd;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -55,12 +54,6 @@ enum Command {
     TrainClassifier(classifier_cmd::ClassifierArgs),
 }
 
-/// Where runs are written by default: `$DDPM_LAB_RUNS`, else `./runs`.
-pub fn runs_root() -> PathBuf {
-    std::env::var_os("DDPM_LAB_RUNS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("runs"))
-}
 
 /// Parses the command line and runs it; errors are printed as one line on stderr.
 pub fn main() -> ExitCode {

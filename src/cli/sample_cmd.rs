@@ -10,8 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::sampler_args::SamplerArgs;
 use crate::device::DeviceSpec;
 use crate::export;
-use crate::run::load_checkpoint;
-use crate::sampler;
+use crate::runs;
 
 /// Arguments of `ddpm-lab sample`.
 #[derive(Debug, Clone, Args)]
@@ -53,13 +52,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if args.n == 0 {
         anyhow::bail!("--n must be at least 1");
     }
-    let device = args.device.open()?;
-    let loaded = load_checkpoint(&args.checkpoint, &device, !args.no_ema)?;
+    let loaded = runs::open_for_sampling(&args.checkpoint, Some(args.device), !args.no_ema)?;
     let cfg = &loaded.config;
-    let tables = cfg.tables()?;
     let kind = args.sampling.kind(cfg.timesteps, cfg.recommended_sampler)?;
-    let c = cfg.model.channels;
-    let s = cfg.image_size;
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -72,12 +67,10 @@ pub fn run(args: SampleArgs) -> Result<()> {
         .expect("valid template"),
     );
     let started = std::time::Instant::now();
-    let result = sampler::sample(
-        &loaded.model,
-        &tables,
-        cfg.objective,
-        (args.n, c, s, s),
+    let result = runs::sample_batch(
+        &loaded,
         kind,
+        args.n,
         args.seed,
         &mut |done, total| {
             bar.set_length(total as u64);

@@ -1,6 +1,6 @@
 //! Sampler flags shared by `sample` and `eval` (`--sampler --steps --eta`).
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
 use crate::sampler::{SamplerKind, SamplerName};
@@ -23,10 +23,11 @@ impl SamplerArgs {
     /// The sampler for a run with `timesteps` steps whose preset recommends `recommended`.
     /// Prints a note when `--steps` is given to DDPM.
     pub fn kind(&self, timesteps: usize, recommended: Option<SamplerKind>) -> Result<SamplerKind> {
-        if let Some(e) = self.eta {
-            if !(e.is_finite() && (0.0..=1.0).contains(&e)) {
-                bail!("--eta must be between 0 and 1, got {e}");
-            }
+        if let Some(eta) = self.eta {
+            // Checked even where DDPM ignores it: a bad value is a typo worth reporting.
+            SamplerKind::Ddim { steps: 1, eta }
+                .checked(1)
+                .map_err(anyhow::Error::msg)?;
         }
         let (rec_steps, rec_eta) = match recommended {
             Some(SamplerKind::Ddim { steps, eta }) => (Some(steps), Some(eta)),
@@ -48,13 +49,12 @@ impl SamplerArgs {
             }
             SamplerName::Ddim => {
                 let steps = self.steps.or(rec_steps).unwrap_or(50);
-                if steps == 0 || steps > timesteps {
-                    bail!("--steps must be between 1 and T = {timesteps}, got {steps}");
-                }
-                Ok(SamplerKind::Ddim {
+                SamplerKind::Ddim {
                     steps,
                     eta: self.eta.or(rec_eta).unwrap_or(0.0),
-                })
+                }
+                .checked(timesteps)
+                .map_err(anyhow::Error::msg)
             }
         }
     }

@@ -10,14 +10,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::model_args::ModelArgs;
 use crate::data::{self, DatasetSpec, LoadOptions};
 use crate::device::DeviceSpec;
-use crate::diffusion::{LossKind, Objective};
 use crate::presets::Preset;
-use crate::run::RunDir;
-use crate::schedule::BetaSchedule;
+use crate::runs::{runs_root, RecipeFlags, StopAt, TrainRequest};
 use crate::train::events::{TrainCommand, TrainEvent};
-use crate::train::source::ImageSetSource;
-use crate::train::{spawn_training, BatchSource, TrainConfig, Trainer};
-use crate::tui::settings::ModelPreset;
+use crate::store::{RunDir, TrainConfig};
+use crate::presets::ModelPreset;
 
 /// Arguments of `ddpm-lab train`.
 #[derive(Debug, Clone, Args)]
@@ -32,27 +29,12 @@ pub struct TrainArgs {
     /// Model size as in the lab: tiny, small, quick or blog (model flags below override it)
     #[arg(long = "model")]
     pub model_size: Option<ModelPreset>,
-    /// Beta schedule: linear, quadratic, cosine or sigmoid [default: the preset's, linear]
-    #[arg(long)]
-    pub schedule: Option<BetaSchedule>,
-    /// Diffusion steps T [default: the preset's, 200]
-    #[arg(long)]
-    pub timesteps: Option<usize>,
-    /// Loss: huber, l1 or l2 [default: the preset's, huber]
-    #[arg(long)]
-    pub loss: Option<LossKind>,
-    /// What the network predicts: noise, x0 or v [default: the preset's, noise]
-    #[arg(long)]
-    pub objective: Option<Objective>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub recipe: RecipeFlags,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub model: ModelArgs,
-    /// Images per batch [default: the preset's, 128]
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Adam learning rate [default: the preset's, 1e-3]
-    #[arg(long)]
-    pub lr: Option<f64>,
     /// Step at which training stops (with --resume: the new stop step)
     #[arg(long, conflicts_with = "epochs")]
     pub steps: Option<usize>,
@@ -106,90 +88,51 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+/// The run layer's request for these arguments.
+pub fn request(args: &TrainArgs) -> TrainRequest {
+    let stop = match (args.steps, args.epochs) {
+        (Some(s), _) => StopAt::Step(s),
+        (None, Some(e)) => StopAt::Epochs(e),
+        (None, None) => StopAt::Configured,
+    };
+    match &args.resume {
+        Some(dir) => TrainRequest::Resume {
+            dir: dir.clone(),
+            stop,
+            device: Some(args.device),
+            // A time limit is for this invocation, not the run's future.
+            time_limit_s: args.time_limit,
+        },
+        None => {
+            let config = config_from_args(args);
+            let dir = args.run_dir.clone().unwrap_or_else(|| {
+                RunDir::fresh_path(&runs_root(None), config.schedule.name())
+            });
+            TrainRequest::New { config, dir, stop }
+        }
+    }
+}
+
 /// Runs the command.
 pub fn run(args: TrainArgs) -> Result<()> {
-    let (cfg, resume_dir) = match &args.resume {
-        Some(dir) => {
-            let run = RunDir::open(dir)?;
-            let mut cfg = run.load_config()?;
-            if args.model.any() {
-                eprintln!("note: model flags are ignored with --resume (the run's config is used)");
-            }
-            cfg.device = args.device;
-            // A time limit is for this invocation, not the run's future.
-            cfg.time_limit_s = args.time_limit;
-            (cfg, Some(dir.clone()))
-        }
-        None => (config_from_args(&args), None),
-    };
-
-    cfg.validate_hyperparameters()?;
+    if args.resume.is_some() && args.model.any() {
+        eprintln!("note: model flags are ignored with --resume (the run's config is used)");
+    }
+    let req = request(&args);
+    let cfg = req.base_config()?;
     // Data (downloads if needed).
     let spec: DatasetSpec = cfg.dataset.parse()?;
-    let opts = LoadOptions {
-        image_size: args
-            .image_size
-            .or(resume_dir.as_ref().map(|_| cfg.image_size)),
-        channels: args
-            .model
-            .channels
-            .or(resume_dir.as_ref().map(|_| cfg.model.channels)),
+    let opts = req.load_options(LoadOptions {
+        image_size: args.image_size,
+        channels: args.model.channels,
         ..LoadOptions::default()
-    };
+    })?;
     let dataset = load_with_progress(&spec, &opts, args.json)?;
-    let set = Arc::new(dataset.train);
-    let mut cfg = cfg;
-    if resume_dir.is_none() {
-        cfg.model.channels = set.channels;
-        cfg.image_size = set.height;
-        if set.height != set.width {
-            bail!(
-                "training images must be square, got {}×{}",
-                set.height,
-                set.width
-            );
-        }
-    } else if set.channels != cfg.model.channels || set.height != cfg.image_size {
-        bail!(
-            "the data ({}×{}×{}) does not fit the run being resumed ({}×{}×{})",
-            set.channels,
-            set.height,
-            set.width,
-            cfg.model.channels,
-            cfg.image_size,
-            cfg.image_size
-        );
-    }
-    let steps_per_epoch = set.len().div_ceil(cfg.batch_size);
-    match (args.steps, args.epochs) {
-        (Some(s), _) => cfg.steps = s,
-        (None, Some(e)) => cfg.steps = e * steps_per_epoch,
-        (None, None) if resume_dir.is_none() && cfg.steps == 0 => cfg.steps = steps_per_epoch,
-        (None, None) => {}
-    }
-    cfg.validate()?;
-
-    let run_dir = match (&resume_dir, &args.run_dir) {
-        (Some(d), _) => d.clone(),
-        (None, Some(d)) => d.clone(),
-        (None, None) => RunDir::fresh_path(&super::runs_root(), cfg.schedule.name()),
-    };
-    let (batch_size, seed, flip) = (cfg.batch_size, cfg.seed, cfg.flip);
+    let prepared = req.prepare(Arc::new(dataset.train))?;
     let json = args.json;
-    let resume = resume_dir.is_some();
-    let stop_at = cfg.steps;
-    let time_limit = cfg.time_limit_s;
-    let handle = spawn_training(move || {
-        let trainer = if resume {
-            let mut t = Trainer::resume(&run_dir, Some(stop_at), Some(cfg.device))?;
-            t.set_time_limit(cfg.time_limit_s);
-            t
-        } else {
-            Trainer::new(cfg, Some(&run_dir))?
-        };
-        let source = ImageSetSource::new(set, batch_size, seed, flip, trainer.device().clone());
-        Ok((trainer, Box::new(source) as Box<dyn BatchSource>))
-    });
+    let stop_at = prepared.config().steps;
+    let time_limit = prepared.config().time_limit_s;
+    let handle = prepared.spawn();
 
     // Ctrl-C: checkpoint and stop instead of losing work.
     let commands = handle.commands.clone();
@@ -296,24 +239,7 @@ pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
         cfg.model = m.unet(cfg.model.channels);
     }
     cfg.model = args.model.apply(&cfg.model);
-    if let Some(v) = args.schedule {
-        cfg.schedule = v;
-    }
-    if let Some(v) = args.timesteps {
-        cfg.timesteps = v;
-    }
-    if let Some(v) = args.loss {
-        cfg.loss = v;
-    }
-    if let Some(v) = args.objective {
-        cfg.objective = v;
-    }
-    if let Some(v) = args.batch_size {
-        cfg.batch_size = v;
-    }
-    if let Some(v) = args.lr {
-        cfg.lr = v;
-    }
+    args.recipe.apply(&mut cfg);
     if let Some(v) = args.warmup {
         cfg.warmup_steps = v;
     }

@@ -10,6 +10,6 @@ pub mod score;
 pub use classifier::Classifier;
 pub use frechet::{frechet_distance, Gaussian};
 pub use report::{
-    check_classifier, check_n, classifier_for, evaluate, sample_n, scorer_for, EvalReport,
+    check_classifier, check_n, classifier_for, evaluate, scorer_for, EvalReport,
 };
 pub use score::{Quality, Scorer, RECOGNISED_CONFIDENCE};

@@ -8,8 +8,7 @@ use super::classifier::{Classifier, IMAGE_SIZE};
 use super::score::{Quality, Scorer};
 use crate::data::{Dataset, DatasetSpec, ImageSet};
 use crate::imaging::Image8;
-use crate::run::LoadedModel;
-use crate::sampler::{self, SamplerKind};
+
 
 /// Most images one evaluation samples.
 pub const MAX_EVAL_N: usize = 50_000;
@@ -79,39 +78,6 @@ pub fn scorer_for(spec: &DatasetSpec, set: &ImageSet) -> Result<Scorer> {
     }
     let views: Vec<&[u8]> = (0..set.len()).map(|i| set.pixels(i)).collect();
     Scorer::new(classifier, &views)
-}
-
-/// Samples `n` images from `loaded` in batches of `batch` (seeded by `seed` and the batch
-/// number), reporting `(images done, n)` to `progress`.
-pub fn sample_n(
-    loaded: &LoadedModel,
-    kind: SamplerKind,
-    n: usize,
-    batch: usize,
-    seed: u64,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<Image8>> {
-    check_n(n)?;
-    let cfg = &loaded.config;
-    let tables = cfg.tables()?;
-    let (c, s) = (cfg.model.channels, cfg.image_size);
-    let batch = batch.max(1);
-    let mut out = Vec::with_capacity(n);
-    for (k, start) in (0..n).step_by(batch).enumerate() {
-        let b = batch.min(n - start);
-        let d = sampler::sample(
-            &loaded.model,
-            &tables,
-            cfg.objective,
-            (b, c, s, s),
-            kind,
-            seed.wrapping_add(k as u64),
-            &mut |_, _| {},
-        )?;
-        out.extend_from_slice(d.final_images());
-        progress(out.len(), n);
-    }
-    Ok(out)
 }
 
 /// Scores `samples` and as many real test images (the training split when the data has no test

@@ -64,11 +64,6 @@ impl Adam {
         })
     }
 
-    /// Optimiser steps taken so far.
-    pub fn step_count(&self) -> usize {
-        self.step
-    }
-
     /// One update from the gradients in `grads`. Variables without a gradient are left alone.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;

@@ -2,33 +2,10 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
 
 use crate::imaging::Image8;
 
-/// Metrics of one optimisation step; also one line of a run's `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepStats {
-    /// Number of optimisation steps done after this one (1-based: the first step reports 1).
-    pub step: usize,
-    /// Epoch this step belongs to (0-based).
-    pub epoch: usize,
-    /// Training loss of the batch.
-    pub loss: f64,
-    /// Throughput of this step (images per second).
-    pub images_per_s: f64,
-    /// Seconds of training since the run began, summed over resumes.
-    pub elapsed_s: f64,
-    /// Learning rate used for this step.
-    pub lr: f64,
-    /// Mean loss of the batch's examples in each of [`LOSS_BUCKETS`] equal timestep ranges
-    /// (`None` where the batch had no example in that range).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bucket_losses: Vec<Option<f64>>,
-}
-
-/// Number of timestep buckets in [`StepStats::bucket_losses`].
-pub const LOSS_BUCKETS: usize = 10;
+pub use crate::store::{StepStats, LOSS_BUCKETS};
 
 /// What a training worker reports.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! Training (Algorithm 1): the configuration, the step, checkpoints, and a worker thread that
+//! Training (Algorithm 1): the step, checkpoints, and a worker thread that
 //! reports [`events::TrainEvent`]s and obeys [`events::TrainCommand`]s.
 
 pub mod adam;
@@ -14,172 +14,21 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceSpec;
-use crate::diffusion::{p_losses, LossKind, Objective};
+use crate::diffusion::{p_losses, Objective};
 use crate::imaging::Image8;
-use crate::model::{self, Unet, UnetConfig};
+use crate::model::{self, Unet};
 use crate::rng::LabRng;
-use crate::run::{self, RunDir, RunState};
 use crate::sampler::{self, SamplerKind};
-use crate::schedule::{BetaSchedule, ScheduleTables};
+use crate::schedule::ScheduleTables;
+use crate::store::{self, RunDir, RunState};
+
+pub use crate::store::TrainConfig;
 
 use adam::{Adam, AdamParams};
 use ema::Ema;
 use events::{StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
-
-/// Everything that defines a training run; saved as `config.json` in the run directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TrainConfig {
-    /// The UNet.
-    pub model: UnetConfig,
-    /// Beta schedule.
-    pub schedule: BetaSchedule,
-    /// Number of diffusion steps T.
-    pub timesteps: usize,
-    /// Loss function.
-    pub loss: LossKind,
-    /// What the network predicts.
-    pub objective: Objective,
-    /// Images per batch.
-    pub batch_size: usize,
-    /// Adam learning rate.
-    pub lr: f64,
-    /// The step at which training stops.
-    pub steps: usize,
-    /// Seed of initialisation, batches, timesteps and noise.
-    pub seed: u64,
-    /// Device to train on.
-    pub device: DeviceSpec,
-    /// Dataset name or path (for display and for reopening the run).
-    pub dataset: String,
-    /// Side of the (square) training images.
-    pub image_size: usize,
-    /// Random horizontal flip of training images.
-    pub flip: bool,
-    /// EMA decay of the weights (`None` = no EMA).
-    pub ema_decay: Option<f64>,
-    /// Clip the global gradient norm to this value (`None` = no clipping).
-    pub grad_clip: Option<f64>,
-    /// Linear learning-rate warm-up over this many steps (0 = none).
-    pub warmup_steps: usize,
-    /// Cosine decay of the learning rate after the warm-up, down to 10 % at the stop step
-    /// (`false`: constant, the blog's).
-    pub lr_cosine_decay: bool,
-    /// Warm the EMA up: the decay at step k is `min(decay, (1 + k) / (10 + k))`, so early EMA
-    /// weights follow the model instead of lagging behind its random start.
-    pub ema_warmup: bool,
-    /// Min-SNR-γ loss weighting (Hang et al. 2023): each example's loss is weighted by
-    /// `min(SNR_t, γ)` over `SNR_t` (noise objective), `SNR_t + 1` (v) or 1 (x0).
-    pub min_snr_gamma: Option<f64>,
-    /// Draw preview samples every N steps (0 = never).
-    pub preview_every: usize,
-    /// Number of preview images.
-    pub preview_count: usize,
-    /// DDIM steps used for previews.
-    pub preview_steps: usize,
-    /// Write a checkpoint every N steps (0 = only at the end).
-    pub checkpoint_every: usize,
-    /// Stop (with a checkpoint) after this many seconds of training in one session, pauses
-    /// excluded; `None`: run to the stop step.
-    pub time_limit_s: Option<f64>,
-    /// The sampler the run's preset recommends (`sample` and `eval` use it unless told
-    /// otherwise; `None`: DDPM, Algorithm 2).
-    pub recommended_sampler: Option<SamplerKind>,
-}
-
-impl Default for TrainConfig {
-    /// The blog's setup: linear schedule, T = 200, Huber loss, batch 128, Adam 1e-3.
-    fn default() -> Self {
-        Self {
-            model: UnetConfig::blog(),
-            schedule: BetaSchedule::Linear,
-            timesteps: 200,
-            loss: LossKind::Huber,
-            objective: Objective::Noise,
-            batch_size: 128,
-            lr: 1e-3,
-            steps: 1000,
-            seed: 0,
-            device: DeviceSpec::Cpu,
-            dataset: "fashion_mnist".into(),
-            image_size: 28,
-            flip: true,
-            ema_decay: None,
-            grad_clip: None,
-            warmup_steps: 0,
-            lr_cosine_decay: false,
-            ema_warmup: false,
-            min_snr_gamma: None,
-            preview_every: 0,
-            preview_count: 8,
-            preview_steps: 20,
-            checkpoint_every: 0,
-            time_limit_s: None,
-            recommended_sampler: None,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Checks values that would make training meaningless or crash.
-    pub fn validate(&self) -> Result<()> {
-        self.validate_hyperparameters()?;
-        self.model
-            .validate_for_images(self.model.channels, self.image_size, self.image_size)?;
-        Ok(())
-    }
-
-    /// Like [`Self::validate`] but without the image size (for checks before data is loaded).
-    pub fn validate_hyperparameters(&self) -> Result<()> {
-        if self.timesteps < 2 {
-            bail!("--timesteps must be at least 2, got {}", self.timesteps);
-        }
-        if self.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            bail!("--lr must be a positive number, got {}", self.lr);
-        }
-        if let Some(d) = self.ema_decay {
-            if !(0.0..1.0).contains(&d) {
-                bail!("EMA decay must be in [0, 1), got {d}");
-            }
-        }
-        if let Some(c) = self.grad_clip {
-            if !(c.is_finite() && c > 0.0) {
-                bail!("gradient clip must be a positive number, got {c}");
-            }
-        }
-        if let Some(g) = self.min_snr_gamma {
-            if !(g.is_finite() && g > 0.0) {
-                bail!("--min-snr-gamma must be a positive number, got {g}");
-            }
-        }
-        self.model.validate()?;
-        Ok(())
-    }
-
-    /// The learning rate of the step after `step` steps: warm-up, then constant or cosine decay.
-    pub fn learning_rate(&self, step: usize) -> f64 {
-        let warm = self.warmup_steps;
-        if warm > 0 && step < warm {
-            return self.lr * (step + 1) as f64 / warm as f64;
-        }
-        if !self.lr_cosine_decay || self.steps <= warm {
-            return self.lr;
-        }
-        let progress = ((step - warm) as f64 / (self.steps - warm) as f64).min(1.0);
-        self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
-    }
-
-    /// The schedule tables of this run.
-    pub fn tables(&self) -> Result<ScheduleTables> {
-        Ok(ScheduleTables::new(self.schedule, self.timesteps)?)
-    }
-}
 
 /// Supplies clean training batches `(B, C, H, W)` in `[-1, 1]`, by global step.
 pub trait BatchSource: Send {
@@ -284,8 +133,8 @@ impl Trainer {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let model = Unet::new(&cfg.model, vb)?;
-        let weights = run.load_tensors(run::WEIGHTS_FILE, &device)?;
-        load_into_varmap(&varmap, &weights, &run.file(run::WEIGHTS_FILE))?;
+        let weights = run.load_tensors(store::WEIGHTS_FILE, &device)?;
+        load_into_varmap(&varmap, &weights, &run.file(store::WEIGHTS_FILE))?;
         let mut opt = Adam::new(
             named_vars(&varmap),
             AdamParams {
@@ -293,19 +142,19 @@ impl Trainer {
                 ..AdamParams::default()
             },
         )?;
-        if run.file(run::OPTIMIZER_FILE).exists() {
-            let st = run.load_tensors(run::OPTIMIZER_FILE, &device)?;
+        if run.file(store::OPTIMIZER_FILE).exists() {
+            let st = run.load_tensors(store::OPTIMIZER_FILE, &device)?;
             opt.load_state(&st).with_context(|| {
                 format!(
                     "{} does not fit the model",
-                    run.file(run::OPTIMIZER_FILE).display()
+                    run.file(store::OPTIMIZER_FILE).display()
                 )
             })?;
         }
         let ema = match cfg.ema_decay {
-            Some(d) if run.file(run::EMA_FILE).exists() => Some(Ema::from_tensors(
+            Some(d) if run.file(store::EMA_FILE).exists() => Some(Ema::from_tensors(
                 d,
-                run.load_tensors(run::EMA_FILE, &device)?,
+                run.load_tensors(store::EMA_FILE, &device)?,
             )),
             Some(d) => Some(Ema::new(&varmap, d)?),
             None => None,
@@ -456,10 +305,10 @@ impl Trainer {
                 bail!("refusing to checkpoint: weight {name} is not finite; the last good checkpoint is kept");
             }
         }
-        run::save_tensors_atomic(&weights, &run.file(run::WEIGHTS_FILE))?;
-        run::save_tensors_atomic(&self.opt.state_tensors()?, &run.file(run::OPTIMIZER_FILE))?;
+        store::save_tensors_atomic(&weights, &run.file(store::WEIGHTS_FILE))?;
+        store::save_tensors_atomic(&self.opt.state_tensors()?, &run.file(store::OPTIMIZER_FILE))?;
         if let Some(ema) = &self.ema {
-            run::save_tensors_atomic(ema.tensors(), &run.file(run::EMA_FILE))?;
+            store::save_tensors_atomic(ema.tensors(), &run.file(store::EMA_FILE))?;
         }
         run.save_config(&self.cfg)?;
         run.save_state(&RunState {
@@ -628,11 +477,6 @@ impl TrainHandle {
             let _ = j.join();
         }
     }
-
-    /// Whether the worker thread has ended.
-    pub fn is_finished(&self) -> bool {
-        self.join.as_ref().map(|j| j.is_finished()).unwrap_or(true)
-    }
 }
 
 /// Runs `make` and then the training loop on a worker thread. Errors (including a failing
@@ -787,6 +631,7 @@ pub fn clip_grad_norm(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::BetaSchedule;
 
     #[test]
     fn buckets_average_by_timestep_range() {

@@ -9,9 +9,8 @@ use clap::Args;
 use ratatui_image::picker::Picker;
 
 use crate::device::DeviceSpec;
-use crate::diffusion::{LossKind, Objective};
 use crate::model::UnetConfig;
-use crate::schedule::BetaSchedule;
+use crate::runs::RecipeFlags;
 use crate::tui::settings::{config_dir, LabSettings, ModelPreset, SampleSettings, TrainSettings};
 use crate::tui::{run_app, ui, App, CrosstermEvents, Engine, ImageRenderer};
 
@@ -27,24 +26,9 @@ pub struct LabOptions {
     /// Device: cpu, cuda, cuda:N or metal.
     #[arg(long)]
     pub device: Option<DeviceSpec>,
-    /// Beta schedule: linear, quadratic, cosine or sigmoid.
-    #[arg(long)]
-    pub schedule: Option<BetaSchedule>,
-    /// Loss: huber, l1 or l2.
-    #[arg(long)]
-    pub loss: Option<LossKind>,
-    /// What the network predicts: noise, x0 or v.
-    #[arg(long)]
-    pub objective: Option<Objective>,
-    /// Number of diffusion steps T.
-    #[arg(long)]
-    pub timesteps: Option<usize>,
-    /// Images per batch.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Adam learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub recipe: RecipeFlags,
     /// Optimisation steps of a run.
     #[arg(long)]
     pub steps: Option<usize>,
@@ -91,29 +75,16 @@ impl LabOptions {
             c.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             s.train.custom_model = Some(c);
         }
-        if let Some(l) = self.loss {
-            s.train.loss = l;
-        }
-        if let Some(o) = self.objective {
-            s.train.objective = o;
-        }
-        if let Some(x) = self.schedule {
-            s.train.schedule = x;
-        }
-        if let Some(t) = self.timesteps {
-            anyhow::ensure!(t >= 2, "--timesteps must be at least 2, got {t}");
-            s.train.timesteps = t;
-        }
-        if let Some(b) = self.batch_size {
-            anyhow::ensure!(b >= 1, "--batch-size must be at least 1");
-            s.train.batch_size = b;
-        }
-        if let Some(lr) = self.lr {
-            anyhow::ensure!(
-                lr > 0.0 && lr.is_finite(),
-                "--lr must be positive, got {lr}"
-            );
-            s.train.lr = lr;
+        if self.recipe != RecipeFlags::default() {
+            // The same flags as `ddpm-lab train`, applied and checked the same way.
+            let mut cfg = s.train.recipe(1);
+            self.recipe.apply(&mut cfg);
+            cfg.validate_hyperparameters()?;
+            let model = s.train.model;
+            s.train = TrainSettings::from_recipe(&cfg, s.train.preview_every);
+            if s.train.custom_model.is_some() {
+                s.train.model = model;
+            }
         }
         if let Some(n) = self.steps {
             anyhow::ensure!(n >= 1, "--steps must be at least 1");
@@ -296,7 +267,10 @@ mod tests {
         );
         assert_eq!(s.train.steps, 30);
         let bad = LabOptions {
-            timesteps: Some(1),
+            recipe: RecipeFlags {
+                timesteps: Some(1),
+                ..RecipeFlags::default()
+            },
             ..LabOptions::default()
         };
         assert!(bad

@@ -1,7 +1,6 @@
 //! Lab settings remembered between sessions: a JSON file in the platform's config directory
 //! (`DDPM_LAB_CONFIG_DIR` overrides the directory, which keeps tests out of the real home).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +11,7 @@ use crate::model::UnetConfig;
 use crate::presets::Preset;
 use crate::sampler::SamplerKind;
 use crate::schedule::BetaSchedule;
-use crate::train::TrainConfig;
+use crate::store::TrainConfig;
 
 /// Environment variable that replaces the config directory (used by tests and packagers).
 pub const CONFIG_DIR_ENV: &str = "DDPM_LAB_CONFIG_DIR";
@@ -22,97 +21,7 @@ pub const SETTINGS_FILE: &str = "settings.json";
 /// Datasets the Data screen cycles through (any other path can be given with `--dataset`).
 pub const BUILTIN_DATASETS: [&str; 4] = ["shapes", "fashion_mnist", "mnist", "cifar10"];
 
-/// Size presets of the UNet offered in the lab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelPreset {
-    /// A very small UNet (`UnetConfig::tiny`), the quickest to train on a CPU.
-    #[default]
-    Tiny,
-    /// A mid-sized UNet (dim 16, three stages): between the tiny one and the blog's.
-    Small,
-    /// The `quick` recipe's UNet: dim 16, three stages, ResNet blocks, attention only in the
-    /// middle (the fastest to good samples on a CPU).
-    Quick,
-    /// The blog's `Unet(dim=28, channels=1, dim_mults=(1,2,4))` with ConvNeXt blocks.
-    Blog,
-}
-
-impl ModelPreset {
-    /// All presets, smallest first.
-    pub const ALL: [ModelPreset; 4] = [
-        ModelPreset::Tiny,
-        ModelPreset::Small,
-        ModelPreset::Quick,
-        ModelPreset::Blog,
-    ];
-
-    /// Lower-case name used on the command line and in files.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelPreset::Tiny => "tiny",
-            ModelPreset::Small => "small",
-            ModelPreset::Quick => "quick",
-            ModelPreset::Blog => "blog",
-        }
-    }
-
-    /// The UNet of this preset for images with `channels` channels.
-    pub fn unet(self, channels: usize) -> UnetConfig {
-        let base = match self {
-            ModelPreset::Tiny => UnetConfig::tiny(),
-            ModelPreset::Small => UnetConfig {
-                dim: 16,
-                dim_mults: vec![1, 2, 4],
-                ..UnetConfig::default()
-            },
-            ModelPreset::Quick => Preset::Quick.unet(),
-            ModelPreset::Blog => UnetConfig::blog(),
-        };
-        UnetConfig { channels, ..base }
-    }
-
-    /// One-line description of the architecture.
-    pub fn describe(self) -> String {
-        describe_unet(&self.unet(1))
-    }
-
-    /// The preset a device trains quickly: the quick recipe's on a CPU, the blog's on a GPU.
-    pub fn for_device(device: DeviceSpec) -> Self {
-        match device {
-            DeviceSpec::Cpu => ModelPreset::Quick,
-            _ => ModelPreset::Blog,
-        }
-    }
-}
-
-/// `dim 28 ×(1,2,4)` (ConvNeXt blocks unless `res` is named).
-pub fn describe_unet(c: &UnetConfig) -> String {
-    let mults: Vec<String> = c.dim_mults.iter().map(|m| m.to_string()).collect();
-    let block = match c.block {
-        crate::model::BlockKind::Convnext => "",
-        crate::model::BlockKind::Resnet => " res",
-    };
-    format!("dim {} ×({}){block}", c.dim, mults.join(","))
-}
-
-impl fmt::Display for ModelPreset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for ModelPreset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        ModelPreset::ALL
-            .into_iter()
-            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                format!("unknown model size '{s}' (expected tiny, small, quick or blog)")
-            })
-    }
-}
+pub use crate::presets::{describe_unet, ModelPreset};
 
 /// How the Compare screen shares the machine between its four runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -440,18 +349,15 @@ impl LabSettings {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = dir.join(format!("{SETTINGS_FILE}.tmp"));
         let text = serde_json::to_string_pretty(self).expect("settings serialise");
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        crate::files::write_bytes(&path, text.as_bytes()).map_err(io)?;
         Ok(path)
     }
 
-    /// Directory holding run directories.
+    /// Directory holding run directories (see [`crate::runs::runs_root`]: this setting, else
+    /// `$DDPM_LAB_RUNS`, else `./runs`).
     pub fn runs_root(&self) -> PathBuf {
-        self.runs_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs"))
+        crate::runs::runs_root(self.runs_dir.as_deref())
     }
 }
 

@@ -13,11 +13,10 @@ use anyhow::Context;
 use crate::data::{load_dataset, DatasetSpec, ImageSet, LoadOptions, LoadProgress};
 use crate::eval::Scorer;
 use crate::export::{save_denoise_gif, save_grid_png};
-use crate::run::{list_runs, load_checkpoint, read_metrics_file, RunDir, CONFIG_FILE};
-use crate::sampler::{self, SamplerKind};
+use crate::runs::{self, RunInfo, StopAt};
+use crate::sampler::SamplerKind;
+use crate::store::{read_metrics_file, RunDir, TrainConfig, METRICS_FILE, QUALITY_FILE};
 use crate::train::events::{TrainCommand, TrainEvent};
-use crate::train::source::ImageSetSource;
-use crate::train::{spawn_training, BatchSource, TrainConfig, Trainer};
 use crate::tui::settings::{SampleSettings, TrainSettings};
 
 use super::{
@@ -34,8 +33,6 @@ pub const ESTIMATE_BATCH: usize = 16;
 /// Images drawn at each preview: the Train screen shows the first few, and all of them are
 /// scored for the quality curve (64 is the fewest a Fréchet distance is reported for).
 pub const PREVIEW_IMAGES: usize = crate::eval::score::MIN_FRECHET_N;
-/// File of a run's preview scores, one JSON object per preview.
-pub const QUALITY_FILE: &str = "quality.jsonl";
 
 /// The scorer of the loaded dataset, built on first use (on a worker thread: it classifies
 /// the whole training split once).
@@ -151,27 +148,15 @@ fn run_sampling(
     progress: &mut dyn FnMut(usize, usize),
     score: &dyn Fn(&str) -> Result<Arc<Scorer>, String>,
 ) -> anyhow::Result<Frames> {
-    let cfg = RunDir::open(&req.run_dir)?.load_config()?;
-    let device = cfg.device.open()?;
-    let loaded = load_checkpoint(&req.run_dir, &device, true)?;
-    let cfg = loaded.config;
-    let tables = cfg.tables()?;
-    let shape = (
-        req.settings.n.max(1),
-        cfg.model.channels,
-        cfg.image_size,
-        cfg.image_size,
-    );
-    let d = sampler::sample(
-        &loaded.model,
-        &tables,
-        cfg.objective,
-        shape,
+    let loaded = runs::open_for_sampling(&req.run_dir, None, true)?;
+    let d = runs::sample_batch(
+        &loaded,
         sampler_kind(&req.settings),
+        req.settings.n.max(1),
         req.settings.seed,
         progress,
     )?;
-    let quality = score(&cfg.dataset).and_then(|s| {
+    let quality = score(&loaded.config.dataset).and_then(|s| {
         s.score_images(d.final_images())
             .map_err(|e| format!("{e:#}"))
     });
@@ -198,13 +183,9 @@ fn score_preview(
         .score_images(images)
         .ok()?;
     if let Some(dir) = run_dir {
-        let line = serde_json::json!({ "step": step, "quality": quality }).to_string() + "\n";
-        use std::io::Write;
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(QUALITY_FILE))
-            .and_then(|mut f| f.write_all(line.as_bytes()));
+        let line = serde_json::json!({ "step": step, "quality": quality });
+        // A score that cannot be saved is still shown.
+        let _ = RunDir::at(dir).append_line(QUALITY_FILE, &line);
     }
     Some(TrainEvent::Scored { step, quality })
 }
@@ -308,41 +289,27 @@ impl Engine for LabEngine {
         tx: Sender<WorkerMsg>,
     ) -> Result<Sender<TrainCommand>, String> {
         let set = self.train_set(&req.dataset)?;
-        let mut cfg = train_config(&req.settings, &req.dataset, &set);
-        cfg.validate().map_err(|e| format!("{e:#}"))?;
-        let run_dir = req.run_dir.clone();
-        let resume = req.resume;
-        let stop_at = req.settings.steps;
-        let device = req.settings.device;
-        let time_limit = req.settings.time_limit_s;
-        if resume {
-            cfg.steps = stop_at;
-        }
-        let handle = spawn_training(move || {
-            let trainer = match (&run_dir, resume) {
-                (Some(dir), true) => {
-                    let mut t = Trainer::resume(dir, Some(stop_at), Some(device))?;
-                    t.set_time_limit(time_limit);
-                    t
-                }
-                (dir, _) => Trainer::new(cfg, dir.as_deref())?,
-            };
-            let c = trainer.config();
-            if c.model.channels != set.channels || c.image_size != set.height {
-                anyhow::bail!(
-                    "the data ({}×{}×{}) does not fit the run ({}×{}×{})",
-                    set.channels,
-                    set.height,
-                    set.width,
-                    c.model.channels,
-                    c.image_size,
-                    c.image_size
-                );
-            }
-            let (b, seed, flip) = (c.batch_size, c.seed, c.flip);
-            let source = ImageSetSource::new(set, b, seed, flip, trainer.device().clone());
-            Ok((trainer, Box::new(source) as Box<dyn BatchSource>))
-        });
+        let stop = StopAt::Step(req.settings.steps);
+        let request = match (&req.run_dir, req.resume) {
+            (Some(dir), true) => runs::TrainRequest::Resume {
+                dir: dir.clone(),
+                stop,
+                device: Some(req.settings.device),
+                time_limit_s: req.settings.time_limit_s,
+            },
+            (Some(dir), false) => runs::TrainRequest::New {
+                config: train_config(&req.settings, &req.dataset, &set),
+                dir: dir.clone(),
+                stop,
+            },
+            (None, _) => runs::TrainRequest::Scratch {
+                config: train_config(&req.settings, &req.dataset, &set),
+            },
+        };
+        let handle = request
+            .prepare(set)
+            .map_err(|e| format!("{e:#}"))?
+            .spawn();
         let commands = handle.commands.clone();
         let (cache, loaded, dataset) = (self.scorer.clone(), self.loaded.clone(), req.dataset);
         thread::Builder::new()
@@ -409,13 +376,14 @@ impl Engine for LabEngine {
         thread::Builder::new()
             .name("ddpm-estimate".into())
             .spawn(move || {
-                let handle = spawn_training(move || {
-                    let trainer = Trainer::new(cfg, None)?;
-                    let c = trainer.config();
-                    let (b, seed, flip) = (c.batch_size, c.seed, c.flip);
-                    let source = ImageSetSource::new(set, b, seed, flip, trainer.device().clone());
-                    Ok((trainer, Box::new(source) as Box<dyn BatchSource>))
-                });
+                let handle = match (runs::TrainRequest::Scratch { config: cfg }).prepare(set) {
+                    Ok(p) => p.spawn(),
+                    Err(e) => {
+                        let result = Err(format!("{e:#}"));
+                        let _ = tx.send(WorkerMsg::Estimated(Estimate { settings, result }));
+                        return;
+                    }
+                };
                 let mut speeds = Vec::new();
                 let mut error = None;
                 for ev in handle.events.iter() {
@@ -520,7 +488,7 @@ fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiv
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        if let Ok(stats) = read_metrics_file(&dir.join("metrics.jsonl")) {
+        if let Ok(stats) = read_metrics_file(&dir.join(METRICS_FILE)) {
             let from = last;
             for s in stats.into_iter().filter(|s| s.step > from) {
                 last = s.step;
@@ -546,46 +514,28 @@ fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiv
     }
 }
 
-/// The runs under `root`, newest first, then the Compare runs kept one directory further down.
+/// The runs under `root` as the run picker lists them.
 fn find_runs(root: &Path) -> Vec<RunSummary> {
-    let mut dirs = list_runs(root);
-    if let Ok(entries) = std::fs::read_dir(root) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.join(CONFIG_FILE).exists() {
-                dirs.extend(list_runs(&p));
-            }
-        }
-    }
-    dirs.iter().filter_map(|d| summary(d).ok()).collect()
+    runs::find_runs(root).iter().map(summary_of).collect()
 }
 
 /// One run's summary and metrics history, the directory opened once.
 fn read_run(dir: &Path) -> Result<OpenedRun, String> {
-    let read = || -> anyhow::Result<OpenedRun> {
-        let run = RunDir::open(dir)?;
-        Ok(OpenedRun {
-            summary: summary_of(&run)?,
-            history: run.read_metrics()?,
+    RunInfo::with_history(dir)
+        .map(|(info, history)| OpenedRun {
+            summary: summary_of(&info),
+            history,
         })
-    };
-    read().map_err(|e| format!("{e:#}"))
+        .map_err(|e| format!("{e:#}"))
 }
 
-fn summary(dir: &Path) -> anyhow::Result<RunSummary> {
-    summary_of(&RunDir::open(dir)?)
-}
-
-fn summary_of(run: &RunDir) -> anyhow::Result<RunSummary> {
-    let dir = run.path();
-    let cfg = run.load_config()?;
-    let step = run.load_state().map(|s| s.step).unwrap_or(0);
-    Ok(RunSummary {
-        dir: dir.to_path_buf(),
-        settings: Some(settings_of(&cfg)),
-        dataset: Some(cfg.dataset.clone()),
-        step,
-    })
+fn summary_of(info: &RunInfo) -> RunSummary {
+    RunSummary {
+        dir: info.dir.clone(),
+        settings: Some(settings_of(&info.config)),
+        dataset: Some(info.config.dataset.clone()),
+        step: info.step,
+    }
 }
 
 #[cfg(test)]

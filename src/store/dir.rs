@@ -1,4 +1,4 @@
-//! Run directories: everything needed to inspect, resume or sample a training run.
+//! Run directories on disk: everything needed to inspect, resume or sample a training run.
 //!
 //! ```text
 //! RUN_DIR/
@@ -8,6 +8,7 @@
 //!   optimizer.safetensors Adam moments and step
 //!   state.json           step, epoch, seed, elapsed time
 //!   metrics.jsonl        one StepStats JSON object per step
+//!   quality.jsonl        the lab's preview scores, one JSON object per preview
 //! ```
 //! Every file is written atomically (temporary file + rename), so an interrupted write never
 //! leaves a half-written checkpoint behind.
@@ -19,10 +20,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::train::events::StepStats;
-use crate::train::TrainConfig;
+use super::{RunState, StepStats, TrainConfig};
 
 /// File names inside a run directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -36,19 +36,8 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "state.json";
 /// Metrics log.
 pub const METRICS_FILE: &str = "metrics.jsonl";
-
-/// Progress saved with a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-pub struct RunState {
-    /// Optimisation steps done.
-    pub step: usize,
-    /// Epoch of the last step.
-    pub epoch: usize,
-    /// Seed of the run.
-    pub seed: u64,
-    /// Training seconds so far.
-    pub elapsed_s: f64,
-}
+/// Quality scores of the lab's training previews, one JSON object per preview.
+pub const QUALITY_FILE: &str = "quality.jsonl";
 
 /// A run directory on disk.
 #[derive(Debug, Clone)]
@@ -56,37 +45,16 @@ pub struct RunDir {
     path: PathBuf,
 }
 
-/// Runs `write` on a temporary path next to `path`, then renames it into place, so `path` is
-/// either the old file or the complete new one, never half written.
-fn replace_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    if let Err(e) = write(&tmp) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e.context(format!("cannot write {}", path.display())));
-    }
-    fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
-}
-
-/// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
+/// Writes `bytes` to `path` durably (see [`crate::files::replace_with`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    replace_atomically(path, |tmp| {
-        let mut f = fs::File::create(tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all().ok();
-        Ok(())
-    })
+    crate::files::write_bytes(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Saves named tensors as safetensors atomically.
+/// Saves named tensors as safetensors durably (see [`crate::files::replace_with`]).
 pub fn save_tensors_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    replace_atomically(path, |tmp| {
-        Ok(candle_core::safetensors::save(tensors, tmp)?)
-    })
+    crate::files::replace_with(path, None, |tmp| candle_core::safetensors::save(tensors, tmp))
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 impl RunDir {
@@ -97,6 +65,14 @@ impl RunDir {
         Ok(Self {
             path: path.to_path_buf(),
         })
+    }
+
+    /// A handle on `path` without any check (for writers of side logs before the first
+    /// checkpoint, and readers that check what they need).
+    pub(crate) fn at(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+        }
     }
 
     /// Opens an existing run directory, checking that it holds a checkpoint.
@@ -124,12 +100,7 @@ impl RunDir {
 
     /// A fresh directory name under `root`: `runs/20261125-061500-linear`.
     pub fn fresh_path(root: &Path, tag: &str) -> PathBuf {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let (y, mo, d, h, mi, s) = civil_time(now);
-        let base = format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{tag}");
+        let base = format!("{}-{tag}", crate::clock::utc_stamp());
         let mut p = root.join(&base);
         let mut i = 1;
         while p.exists() {
@@ -198,14 +169,21 @@ impl RunDir {
 
     /// Appends one line to the metrics log.
     pub fn append_metrics(&self, stats: &StepStats) -> Result<()> {
-        let p = self.file(METRICS_FILE);
+        self.append_line(METRICS_FILE, stats)
+    }
+
+    /// Appends `value` as one JSON line to the log `name` (created when missing).
+    pub fn append_line(&self, name: &str, value: &impl Serialize) -> Result<()> {
+        let p = self.file(name);
+        let line = serde_json::to_string(value)? + "\n";
         let mut f = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&p)
             .with_context(|| format!("cannot append to {}", p.display()))?;
-        writeln!(f, "{}", serde_json::to_string(stats)?)?;
-        Ok(())
+        // One write per line, so a crash can tear only the last line (readers skip it).
+        f.write_all(line.as_bytes())
+            .with_context(|| format!("cannot append to {}", p.display()))
     }
 
     /// Reads the metrics log (lines that do not parse, e.g. a torn last line, are skipped).
@@ -264,98 +242,10 @@ pub fn list_runs(root: &Path) -> Vec<PathBuf> {
     runs.into_iter().map(|(_, p)| p).collect()
 }
 
-/// UTC calendar time from a Unix timestamp (days-from-civil inverse, Howard Hinnant).
-fn civil_time(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        ((rem / 60) % 60) as u32,
-        (rem % 60) as u32,
-    )
-}
-
-/// A network ready for sampling, with the configuration it was trained with.
-pub struct LoadedModel {
-    /// The network (no autograd graph).
-    pub model: crate::model::Unet,
-    /// The run's training configuration.
-    pub config: TrainConfig,
-    /// Steps the weights were trained for.
-    pub step: usize,
-    /// Whether the EMA weights were loaded.
-    pub ema: bool,
-}
-
-/// Loads a checkpoint for sampling. `path` is a run directory, or a weights file inside one
-/// (its `config.json` is read from the same folder). With `prefer_ema`, the EMA weights are
-/// used when the run has them.
-pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result<LoadedModel> {
-    if !path.exists() {
-        bail!("checkpoint {} does not exist", path.display());
-    }
-    let (dir, weights) = if path.is_dir() {
-        (path.to_path_buf(), None)
-    } else {
-        let dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        (dir, Some(path.to_path_buf()))
-    };
-    let run = RunDir { path: dir.clone() };
-    if !run.file(CONFIG_FILE).is_file() {
-        bail!(
-            "{} has no {CONFIG_FILE}: pass a run directory written by `ddpm-lab train` (for bare weights use `ddpm-lab forward`)",
-            dir.display()
-        );
-    }
-    let config = run.load_config()?;
-    let state = run.load_state()?;
-    let (file, ema) = match weights {
-        Some(w) => (w, false),
-        None if prefer_ema && run.file(EMA_FILE).is_file() => (run.file(EMA_FILE), true),
-        None => (run.file(WEIGHTS_FILE), false),
-    };
-    if !file.is_file() {
-        bail!(
-            "checkpoint {} is missing {}",
-            dir.display(),
-            file.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("weights")
-        );
-    }
-    let model = crate::model::load_weights(&file, &config.model, device)?;
-    Ok(LoadedModel {
-        model,
-        config,
-        step: state.step,
-        ema,
-    })
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_time_known_dates() {
-        assert_eq!(civil_time(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(civil_time(1_795_000_000), (2026, 11, 18, 11, 6, 40));
-    }
 
     #[test]
     fn atomic_write_replaces() {

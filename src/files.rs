@@ -1,0 +1,170 @@
+//! Durable file replacement, shared by run directories, exports and the lab's settings.
+//!
+//! A file is written under a temporary name in its own directory, flushed to disk, renamed
+//! over the target, and the directory is flushed too: after a crash or power loss the target
+//! holds either its old bytes or the complete new ones, never a mix, and the rename itself
+//! survives.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Distinguishes temporary files of concurrent writers within one process.
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Prefix of every temporary file this module creates (`.NAME.tmp-PID-N[.EXT]`).
+pub const TEMP_MARK: &str = ".tmp-";
+
+/// The directory a file path lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Flushes a directory's entries (new, renamed or removed files) to disk. A no-op where
+/// directories cannot be opened for syncing (Windows).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Whether `name` is a temporary file left by [`replace_with`] (e.g. after a crash).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARK)
+}
+
+/// Replaces `path` durably: `write` fills a fresh temporary path in the same directory (ending
+/// in `.{ext}` when `ext` is given, for encoders that pick the format from the extension);
+/// the file is then fsynced, renamed over `path`, and the directory fsynced. On failure the
+/// temporary file is removed and `path` is left as it was.
+pub fn replace_with<E>(
+    path: &Path,
+    ext: Option<&str>,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), ReplaceError<E>> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| {
+            ReplaceError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path has no file name",
+            ))
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let dir = parent_dir(path);
+    let mut tmp_name = format!(
+        ".{name}{TEMP_MARK}{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    if let Some(ext) = ext {
+        tmp_name.push('.');
+        tmp_name.push_str(ext);
+    }
+    let tmp = dir.join(tmp_name);
+    let result = write(&tmp).map_err(ReplaceError::Write).and_then(|()| {
+        // The writer may have closed the file without syncing it: reopen to flush.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| fs::rename(&tmp, path))
+            .map_err(ReplaceError::Io)
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    sync_dir(&dir).map_err(ReplaceError::Io)
+}
+
+/// Why [`replace_with`] failed: the caller's writer, or the file system.
+#[derive(Debug)]
+pub enum ReplaceError<E> {
+    /// The writer's own error.
+    Write(E),
+    /// Syncing, renaming or creating failed.
+    Io(io::Error),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for ReplaceError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Write(e) => e.fmt(f),
+            Self::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for ReplaceError<E> {}
+
+/// Writes `bytes` to `path` durably (see [`replace_with`]).
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_with(path, None, |tmp| -> io::Result<()> {
+        let mut f = fs::File::create(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })
+    .map_err(|e| match e {
+        ReplaceError::Write(e) | ReplaceError::Io(e) => e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn replaces_and_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.json");
+        write_bytes(&p, b"one").unwrap();
+        write_bytes(&p, b"two").unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(names(d.path()), vec!["a.json"]);
+    }
+
+    #[test]
+    fn a_failing_writer_keeps_the_old_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.bin");
+        write_bytes(&p, b"old").unwrap();
+        let r = replace_with(&p, Some("png"), |tmp| {
+            assert!(tmp.to_string_lossy().ends_with(".png"));
+            assert!(is_temp_name(&tmp.file_name().unwrap().to_string_lossy()));
+            fs::write(tmp, b"half").unwrap();
+            Err("disk full")
+        });
+        assert!(matches!(r, Err(ReplaceError::Write("disk full"))));
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(names(d.path()), vec!["a.bin"]);
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("nope").join("a.json");
+        assert!(write_bytes(&p, b"x").is_err());
+        assert!(!is_temp_name("a.json") && !is_temp_name(".a.json"));
+    }
+}

@@ -1,0 +1,26 @@
+//! The run layer: one way to start, resume, find and sample a run, shared by every CLI command
+//! and the lab's engine (as cargo's `ops` are shared by its commands).
+//!
+//! - [`start`]: a [`TrainRequest`] (new, resumed or throw-away run) is resolved into one
+//!   validated [`crate::store::TrainConfig`], checked against the data it will train on, and
+//!   spawned as a training worker with its batch source.
+//! - [`sample`]: a run's weights loaded for sampling, and images drawn from them.
+//! - [`list`]: the runs under a runs directory, newest first.
+//! - [`recipe`]: the recipe flags the CLI and the lab share.
+//! - [`root`]: where runs live (`$DDPM_LAB_RUNS`, else `./runs`).
+//!
+//! Below this layer sit the schema and files of a run ([`crate::store`]) and the training loop
+//! ([`crate::train`]); above it, the CLI ([`crate::cli`]) and the lab ([`crate::tui`]) only turn
+//! their users' words into requests and show what comes back.
+
+pub mod list;
+pub mod recipe;
+pub mod root;
+pub mod sample;
+pub mod start;
+
+pub use list::{find_runs, RunInfo};
+pub use recipe::RecipeFlags;
+pub use root::runs_root;
+pub use sample::{open_for_sampling, sample_batch, sample_images};
+pub use start::{check_data_fits, PreparedRun, StopAt, TrainRequest};

@@ -1,0 +1,82 @@
+//! Sampling a run: its weights loaded on a device, and images drawn from them with a checked
+//! sampler. `ddpm-lab sample`, `ddpm-lab eval` and the lab's Sample screen all come here.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::device::DeviceSpec;
+use crate::imaging::Image8;
+use crate::sampler::{self, Denoising, SamplerKind};
+use crate::store::{load_checkpoint, LoadedModel, RunDir};
+
+/// Loads the run at `path` (a run directory, or a weights file inside one) for sampling on
+/// `device` (`None`: the device the run was trained on). With `prefer_ema`, the EMA weights
+/// are used when the run has them.
+pub fn open_for_sampling(
+    path: &Path,
+    device: Option<DeviceSpec>,
+    prefer_ema: bool,
+) -> Result<LoadedModel> {
+    let device = match device {
+        Some(d) => d,
+        None => {
+            let dir = if path.is_file() {
+                crate::files::parent_dir(path)
+            } else {
+                path.to_path_buf()
+            };
+            RunDir::open(&dir)?.load_config()?.device
+        }
+    };
+    load_checkpoint(path, &device.open()?, prefer_ema)
+}
+
+/// One batch of `n` images with every intermediate frame (for grids, GIFs and the lab's
+/// frame slider). `kind` is checked against the run's T first.
+pub fn sample_batch(
+    loaded: &LoadedModel,
+    kind: SamplerKind,
+    n: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Denoising> {
+    if n == 0 {
+        bail!("--n must be at least 1");
+    }
+    let cfg = &loaded.config;
+    let kind = kind.checked(cfg.timesteps).map_err(anyhow::Error::msg)?;
+    let tables = cfg.tables()?;
+    let (c, s) = (cfg.model.channels, cfg.image_size);
+    sampler::sample(
+        &loaded.model,
+        &tables,
+        cfg.objective,
+        (n, c, s, s),
+        kind,
+        seed,
+        progress,
+    )
+    .context("sampling failed")
+}
+
+/// `n` final images drawn in batches of at most `batch` (seeds `seed`, `seed + 1`, … per
+/// batch), keeping no intermediate frames; `progress(done, n)` after each batch.
+pub fn sample_images(
+    loaded: &LoadedModel,
+    kind: SamplerKind,
+    n: usize,
+    batch: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Image8>> {
+    let batch = batch.max(1);
+    let mut out = Vec::with_capacity(n);
+    for (k, start) in (0..n).step_by(batch).enumerate() {
+        let b = batch.min(n - start);
+        let d = sample_batch(loaded, kind, b, seed.wrapping_add(k as u64), &mut |_, _| {})?;
+        out.extend_from_slice(d.final_images());
+        progress(out.len(), n);
+    }
+    Ok(out)
+}

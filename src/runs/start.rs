@@ -1,0 +1,336 @@
+//! Starting a run: a request is resolved into one validated configuration, checked against
+//! the data, and spawned as a training worker with its batch source.
+//!
+//! The CLI and the lab differ only in how they build the request and show the events.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+
+use crate::data::{ImageSet, LoadOptions};
+use crate::device::DeviceSpec;
+use crate::store::{RunDir, TrainConfig};
+use crate::train::source::ImageSetSource;
+use crate::train::{spawn_training, BatchSource, TrainHandle, Trainer};
+
+/// Where a run stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopAt {
+    /// The configuration's stop step; for a new run whose configuration names none (0), one
+    /// epoch of the data.
+    #[default]
+    Configured,
+    /// At this step (for a resumed run: the new stop step).
+    Step(usize),
+    /// After this many epochs of the data.
+    Epochs(usize),
+}
+
+/// What to train.
+#[derive(Debug, Clone)]
+pub enum TrainRequest {
+    /// A new run, saved in `dir` (created; an existing run there is started over).
+    New {
+        /// The run's configuration (its image size and channels are taken from the data).
+        config: TrainConfig,
+        /// Run directory.
+        dir: PathBuf,
+        /// Where it stops.
+        stop: StopAt,
+    },
+    /// Continue the run saved in `dir` with its own configuration.
+    Resume {
+        /// Run directory.
+        dir: PathBuf,
+        /// Where it stops now.
+        stop: StopAt,
+        /// Train on this device instead of the saved one.
+        device: Option<DeviceSpec>,
+        /// Time limit of this session (never saved as the run's own).
+        time_limit_s: Option<f64>,
+    },
+    /// A run that is not saved anywhere (speed estimates): `config.steps` steps.
+    Scratch {
+        /// The configuration (its image size and channels are taken from the data).
+        config: TrainConfig,
+    },
+}
+
+impl TrainRequest {
+    /// The configuration this request starts from: the given one, or the saved one of the
+    /// run being resumed (with the device and time limit of this session applied). Checks
+    /// everything that does not depend on the data.
+    pub fn base_config(&self) -> Result<TrainConfig> {
+        let cfg = match self {
+            TrainRequest::New { config, .. } | TrainRequest::Scratch { config } => config.clone(),
+            TrainRequest::Resume {
+                dir,
+                device,
+                time_limit_s,
+                ..
+            } => {
+                let mut cfg = RunDir::open(dir)?.load_config()?;
+                if let Some(d) = device {
+                    cfg.device = *d;
+                }
+                cfg.time_limit_s = *time_limit_s;
+                cfg
+            }
+        };
+        cfg.validate_hyperparameters()?;
+        Ok(cfg)
+    }
+
+    /// How to load the data for this request: a resumed run's own image size and channels,
+    /// else `requested`.
+    pub fn load_options(&self, requested: LoadOptions) -> Result<LoadOptions> {
+        Ok(match self {
+            TrainRequest::Resume { .. } => {
+                let cfg = self.base_config()?;
+                LoadOptions {
+                    image_size: Some(cfg.image_size),
+                    channels: Some(cfg.model.channels),
+                    ..requested
+                }
+            }
+            _ => requested,
+        })
+    }
+
+    /// Resolves the request against the training images `set`: the final configuration
+    /// (image size, channels and stop step filled in, everything validated) and the checks
+    /// that the data fits the run.
+    pub fn prepare(self, set: Arc<ImageSet>) -> Result<PreparedRun> {
+        let mut cfg = self.base_config()?;
+        let resume = matches!(self, TrainRequest::Resume { .. });
+        if resume {
+            check_data_fits(&cfg, &set)?;
+        } else {
+            if set.height != set.width {
+                bail!(
+                    "training images must be square, got {}×{}",
+                    set.height,
+                    set.width
+                );
+            }
+            cfg.model.channels = set.channels;
+            cfg.image_size = set.height;
+        }
+        let steps_per_epoch = set.len().div_ceil(cfg.batch_size.max(1));
+        let stop = match &self {
+            TrainRequest::New { stop, .. } | TrainRequest::Resume { stop, .. } => *stop,
+            TrainRequest::Scratch { .. } => StopAt::Configured,
+        };
+        match stop {
+            StopAt::Step(s) => cfg.steps = s,
+            StopAt::Epochs(e) => cfg.steps = e.saturating_mul(steps_per_epoch),
+            StopAt::Configured if !resume && cfg.steps == 0 => cfg.steps = steps_per_epoch,
+            StopAt::Configured => {}
+        }
+        cfg.validate()?;
+        let dir = match self {
+            TrainRequest::New { dir, .. } => Some(Target::New(dir)),
+            TrainRequest::Resume { dir, .. } => Some(Target::Resume(dir)),
+            TrainRequest::Scratch { .. } => None,
+        };
+        Ok(PreparedRun {
+            config: cfg,
+            target: dir,
+            set,
+        })
+    }
+}
+
+/// Checks that training images `set` fit the run configured by `cfg` (channels and size).
+pub fn check_data_fits(cfg: &TrainConfig, set: &ImageSet) -> Result<()> {
+    if set.channels != cfg.model.channels || set.height != cfg.image_size || set.width != cfg.image_size {
+        bail!(
+            "the data ({}×{}×{}) does not fit the run ({}×{}×{})",
+            set.channels,
+            set.height,
+            set.width,
+            cfg.model.channels,
+            cfg.image_size,
+            cfg.image_size
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    New(PathBuf),
+    Resume(PathBuf),
+}
+
+/// A request resolved against its data, ready to spawn.
+pub struct PreparedRun {
+    config: TrainConfig,
+    target: Option<Target>,
+    set: Arc<ImageSet>,
+}
+
+impl PreparedRun {
+    /// The final configuration the run trains with.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The run directory (`None` for a throw-away run).
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.target {
+            Some(Target::New(d) | Target::Resume(d)) => Some(d),
+            None => None,
+        }
+    }
+
+    /// Whether the run continues a saved one.
+    pub fn is_resume(&self) -> bool {
+        matches!(self.target, Some(Target::Resume(_)))
+    }
+
+    /// The trainer and its batch source, built on the calling thread.
+    pub fn build(self) -> Result<(Trainer, Box<dyn BatchSource>)> {
+        let cfg = self.config;
+        let trainer = match self.target {
+            Some(Target::Resume(dir)) => {
+                let mut t = Trainer::resume(&dir, Some(cfg.steps), Some(cfg.device))?;
+                t.set_time_limit(cfg.time_limit_s);
+                t
+            }
+            Some(Target::New(dir)) => Trainer::new(cfg, Some(&dir))?,
+            None => Trainer::new(cfg, None)?,
+        };
+        // The saved configuration was checked against the data in `prepare`; this guards a
+        // run directory changed in between.
+        check_data_fits(trainer.config(), &self.set)?;
+        let c = trainer.config();
+        let source = ImageSetSource::new(
+            self.set,
+            c.batch_size,
+            c.seed,
+            c.flip,
+            trainer.device().clone(),
+        );
+        Ok((trainer, Box::new(source)))
+    }
+
+    /// Builds the trainer on a worker thread and trains there (see [`spawn_training`]).
+    pub fn spawn(self) -> TrainHandle {
+        spawn_training(move || self.build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::UnetConfig;
+
+    fn set(n: usize, c: usize, h: usize, w: usize) -> Arc<ImageSet> {
+        Arc::new(ImageSet {
+            images: vec![128; n * c * h * w],
+            labels: vec![0; n],
+            channels: c,
+            height: h,
+            width: w,
+        })
+    }
+
+    fn tiny() -> TrainConfig {
+        TrainConfig {
+            model: UnetConfig::tiny(),
+            batch_size: 4,
+            timesteps: 10,
+            steps: 0,
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_new_run_takes_its_shape_from_the_data_and_one_epoch_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let req = TrainRequest::New {
+            config: tiny(),
+            dir: dir.path().join("r"),
+            stop: StopAt::Configured,
+        };
+        let p = req.prepare(set(10, 3, 16, 16)).unwrap();
+        assert_eq!((p.config().model.channels, p.config().image_size), (3, 16));
+        assert_eq!(p.config().steps, 3, "10 images in batches of 4");
+        assert!(!p.is_resume());
+        let epochs = TrainRequest::New {
+            config: tiny(),
+            dir: dir.path().join("r"),
+            stop: StopAt::Epochs(2),
+        };
+        assert_eq!(epochs.prepare(set(10, 1, 28, 28)).unwrap().config().steps, 6);
+        let steps = TrainRequest::Scratch {
+            config: TrainConfig { steps: 7, ..tiny() },
+        };
+        let p = steps.prepare(set(10, 1, 28, 28)).unwrap();
+        assert_eq!((p.config().steps, p.dir()), (7, None));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = |config| TrainRequest::New {
+            config,
+            dir: dir.path().join("r"),
+            stop: StopAt::Step(5),
+        };
+        let err = new(tiny()).prepare(set(4, 1, 28, 20)).err().unwrap();
+        assert!(err.to_string().contains("square"), "{err}");
+        let bad = TrainConfig {
+            timesteps: 1,
+            ..tiny()
+        };
+        assert!(new(bad).prepare(set(4, 1, 28, 28)).is_err());
+        let missing = TrainRequest::Resume {
+            dir: dir.path().join("nothing"),
+            stop: StopAt::Configured,
+            device: None,
+            time_limit_s: None,
+        };
+        let err = missing.prepare(set(4, 1, 28, 28)).err().unwrap();
+        assert!(err.to_string().contains("not a run directory"), "{err}");
+    }
+
+    #[test]
+    fn a_resumed_run_keeps_its_config_and_refuses_other_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("r");
+        let first = TrainRequest::New {
+            config: TrainConfig {
+                seed: 9,
+                ..tiny()
+            },
+            dir: run.clone(),
+            stop: StopAt::Step(2),
+        }
+        .prepare(set(8, 1, 16, 16))
+        .unwrap();
+        let (mut trainer, _) = first.build().unwrap();
+        trainer.checkpoint().unwrap();
+        let resume = |stop| TrainRequest::Resume {
+            dir: run.clone(),
+            stop,
+            device: None,
+            time_limit_s: Some(30.0),
+        };
+        let opts = resume(StopAt::Configured)
+            .load_options(LoadOptions::default())
+            .unwrap();
+        assert_eq!((opts.image_size, opts.channels), (Some(16), Some(1)));
+        let p = resume(StopAt::Step(4)).prepare(set(8, 1, 16, 16)).unwrap();
+        assert_eq!((p.config().seed, p.config().steps), (9, 4));
+        assert_eq!(p.config().time_limit_s, Some(30.0));
+        assert!(p.is_resume());
+        let err = resume(StopAt::Configured)
+            .prepare(set(8, 3, 16, 16))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("does not fit the run"), "{err}");
+    }
+}

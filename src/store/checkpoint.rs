@@ -1,0 +1,69 @@
+//! Loading a run's weights for sampling.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+
+use super::dir::{RunDir, CONFIG_FILE, EMA_FILE, WEIGHTS_FILE};
+use super::TrainConfig;
+
+/// A network ready for sampling, with the configuration it was trained with.
+pub struct LoadedModel {
+    /// The network (no autograd graph).
+    pub model: crate::model::Unet,
+    /// The run's training configuration.
+    pub config: TrainConfig,
+    /// Steps the weights were trained for.
+    pub step: usize,
+    /// Whether the EMA weights were loaded.
+    pub ema: bool,
+}
+
+/// Loads a checkpoint for sampling. `path` is a run directory, or a weights file inside one
+/// (its `config.json` is read from the same folder). With `prefer_ema`, the EMA weights are
+/// used when the run has them.
+pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result<LoadedModel> {
+    if !path.exists() {
+        bail!("checkpoint {} does not exist", path.display());
+    }
+    let (dir, weights) = if path.is_dir() {
+        (path.to_path_buf(), None)
+    } else {
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        (dir, Some(path.to_path_buf()))
+    };
+    let run = RunDir::at(&dir);
+    if !run.file(CONFIG_FILE).is_file() {
+        bail!(
+            "{} has no {CONFIG_FILE}: pass a run directory written by `ddpm-lab train` (for bare weights use `ddpm-lab forward`)",
+            dir.display()
+        );
+    }
+    let config = run.load_config()?;
+    let state = run.load_state()?;
+    let (file, ema) = match weights {
+        Some(w) => (w, false),
+        None if prefer_ema && run.file(EMA_FILE).is_file() => (run.file(EMA_FILE), true),
+        None => (run.file(WEIGHTS_FILE), false),
+    };
+    if !file.is_file() {
+        bail!(
+            "checkpoint {} is missing {}",
+            dir.display(),
+            file.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("weights")
+        );
+    }
+    let model = crate::model::load_weights(&file, &config.model, device)?;
+    Ok(LoadedModel {
+        model,
+        config,
+        step: state.step,
+        ema,
+    })
+}

@@ -1,0 +1,162 @@
+//! The configuration of a training run, saved as `config.json` in its run directory.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::device::DeviceSpec;
+use crate::diffusion::{LossKind, Objective};
+use crate::model::UnetConfig;
+use crate::sampler::SamplerKind;
+use crate::schedule::{BetaSchedule, ScheduleTables};
+
+/// Everything that defines a training run; saved as `config.json` in the run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// The UNet.
+    pub model: UnetConfig,
+    /// Beta schedule.
+    pub schedule: BetaSchedule,
+    /// Number of diffusion steps T.
+    pub timesteps: usize,
+    /// Loss function.
+    pub loss: LossKind,
+    /// What the network predicts.
+    pub objective: Objective,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// The step at which training stops.
+    pub steps: usize,
+    /// Seed of initialisation, batches, timesteps and noise.
+    pub seed: u64,
+    /// Device to train on.
+    pub device: DeviceSpec,
+    /// Dataset name or path (for display and for reopening the run).
+    pub dataset: String,
+    /// Side of the (square) training images.
+    pub image_size: usize,
+    /// Random horizontal flip of training images.
+    pub flip: bool,
+    /// EMA decay of the weights (`None` = no EMA).
+    pub ema_decay: Option<f64>,
+    /// Clip the global gradient norm to this value (`None` = no clipping).
+    pub grad_clip: Option<f64>,
+    /// Linear learning-rate warm-up over this many steps (0 = none).
+    pub warmup_steps: usize,
+    /// Cosine decay of the learning rate after the warm-up, down to 10 % at the stop step
+    /// (`false`: constant, the blog's).
+    pub lr_cosine_decay: bool,
+    /// Warm the EMA up: the decay at step k is `min(decay, (1 + k) / (10 + k))`, so early EMA
+    /// weights follow the model instead of lagging behind its random start.
+    pub ema_warmup: bool,
+    /// Min-SNR-γ loss weighting (Hang et al. 2023): each example's loss is weighted by
+    /// `min(SNR_t, γ)` over `SNR_t` (noise objective), `SNR_t + 1` (v) or 1 (x0).
+    pub min_snr_gamma: Option<f64>,
+    /// Draw preview samples every N steps (0 = never).
+    pub preview_every: usize,
+    /// Number of preview images.
+    pub preview_count: usize,
+    /// DDIM steps used for previews.
+    pub preview_steps: usize,
+    /// Write a checkpoint every N steps (0 = only at the end).
+    pub checkpoint_every: usize,
+    /// Stop (with a checkpoint) after this many seconds of training in one session, pauses
+    /// excluded; `None`: run to the stop step.
+    pub time_limit_s: Option<f64>,
+    /// The sampler the run's preset recommends (`sample` and `eval` use it unless told
+    /// otherwise; `None`: DDPM, Algorithm 2).
+    pub recommended_sampler: Option<SamplerKind>,
+}
+
+impl Default for TrainConfig {
+    /// The blog's setup: linear schedule, T = 200, Huber loss, batch 128, Adam 1e-3.
+    fn default() -> Self {
+        Self {
+            model: UnetConfig::blog(),
+            schedule: BetaSchedule::Linear,
+            timesteps: 200,
+            loss: LossKind::Huber,
+            objective: Objective::Noise,
+            batch_size: 128,
+            lr: 1e-3,
+            steps: 1000,
+            seed: 0,
+            device: DeviceSpec::Cpu,
+            dataset: "fashion_mnist".into(),
+            image_size: 28,
+            flip: true,
+            ema_decay: None,
+            grad_clip: None,
+            warmup_steps: 0,
+            lr_cosine_decay: false,
+            ema_warmup: false,
+            min_snr_gamma: None,
+            preview_every: 0,
+            preview_count: 8,
+            preview_steps: 20,
+            checkpoint_every: 0,
+            time_limit_s: None,
+            recommended_sampler: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks values that would make training meaningless or crash.
+    pub fn validate(&self) -> Result<()> {
+        self.validate_hyperparameters()?;
+        self.model
+            .validate_for_images(self.model.channels, self.image_size, self.image_size)?;
+        Ok(())
+    }
+
+    /// Like [`Self::validate`] but without the image size (for checks before data is loaded).
+    pub fn validate_hyperparameters(&self) -> Result<()> {
+        if self.timesteps < 2 {
+            bail!("--timesteps must be at least 2, got {}", self.timesteps);
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("--lr must be a positive number, got {}", self.lr);
+        }
+        if let Some(d) = self.ema_decay {
+            if !(0.0..1.0).contains(&d) {
+                bail!("EMA decay must be in [0, 1), got {d}");
+            }
+        }
+        if let Some(c) = self.grad_clip {
+            if !(c.is_finite() && c > 0.0) {
+                bail!("gradient clip must be a positive number, got {c}");
+            }
+        }
+        if let Some(g) = self.min_snr_gamma {
+            if !(g.is_finite() && g > 0.0) {
+                bail!("--min-snr-gamma must be a positive number, got {g}");
+            }
+        }
+        self.model.validate()?;
+        Ok(())
+    }
+
+    /// The learning rate of the step after `step` steps: warm-up, then constant or cosine decay.
+    pub fn learning_rate(&self, step: usize) -> f64 {
+        let warm = self.warmup_steps;
+        if warm > 0 && step < warm {
+            return self.lr * (step + 1) as f64 / warm as f64;
+        }
+        if !self.lr_cosine_decay || self.steps <= warm {
+            return self.lr;
+        }
+        let progress = ((step - warm) as f64 / (self.steps - warm) as f64).min(1.0);
+        self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+    }
+
+    /// The schedule tables of this run.
+    pub fn tables(&self) -> Result<ScheduleTables> {
+        Ok(ScheduleTables::new(self.schedule, self.timesteps)?)
+    }
+}

@@ -1,0 +1,16 @@
+//! What a run leaves on disk and how it is read back: the configuration, the per-step records,
+//! the run directory and its checkpoints. Everything above (training, the run layer, the CLI
+//! and the lab) builds on these types; nothing here knows how training works.
+
+pub mod checkpoint;
+pub mod config;
+pub mod dir;
+pub mod records;
+
+pub use checkpoint::{load_checkpoint, LoadedModel};
+pub use config::TrainConfig;
+pub use dir::{
+    list_runs, read_metrics_file, save_tensors_atomic, write_atomic, RunDir, CONFIG_FILE,
+    EMA_FILE, METRICS_FILE, OPTIMIZER_FILE, QUALITY_FILE, STATE_FILE, WEIGHTS_FILE,
+};
+pub use records::{RunState, StepStats, LOSS_BUCKETS};

@@ -1,0 +1,41 @@
+//! The records a run writes besides its weights: one line of `metrics.jsonl` per step and the
+//! progress saved with each checkpoint.
+
+use serde::{Deserialize, Serialize};
+
+/// Metrics of one optimisation step; also one line of a run's `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    /// Number of optimisation steps done after this one (1-based: the first step reports 1).
+    pub step: usize,
+    /// Epoch this step belongs to (0-based).
+    pub epoch: usize,
+    /// Training loss of the batch.
+    pub loss: f64,
+    /// Throughput of this step (images per second).
+    pub images_per_s: f64,
+    /// Seconds of training since the run began, summed over resumes.
+    pub elapsed_s: f64,
+    /// Learning rate used for this step.
+    pub lr: f64,
+    /// Mean loss of the batch's examples in each of [`LOSS_BUCKETS`] equal timestep ranges
+    /// (`None` where the batch had no example in that range).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bucket_losses: Vec<Option<f64>>,
+}
+
+/// Number of timestep buckets in [`StepStats::bucket_losses`].
+pub const LOSS_BUCKETS: usize = 10;
+
+/// Progress saved with a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunState {
+    /// Optimisation steps done.
+    pub step: usize,
+    /// Epoch of the last step.
+    pub epoch: usize,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Training seconds so far.
+    pub elapsed_s: f64,
+}
