@@ -33,20 +33,36 @@ pub enum SamplerKind {
 }
 
 impl SamplerKind {
-    /// This sampler if it can run on a model with `timesteps` steps: DDIM needs 1 ≤ steps ≤ T
-    /// and 0 ≤ eta ≤ 1. The one check of sampler settings, for the CLI and the lab alike.
+    /// This sampler made to fit a model with `timesteps` steps: DDIM needs 0 ≤ eta ≤ 1 and at
+    /// least one step, and more steps than T are clamped to T (DDIM over every timestep; see
+    /// [`Self::clamp_note`]). The one check of sampler settings, for the CLI and the lab alike.
     pub fn checked(self, timesteps: usize) -> std::result::Result<Self, String> {
-        if let SamplerKind::Ddim { steps, eta } = self {
-            if !(eta.is_finite() && (0.0..=1.0).contains(&eta)) {
-                return Err(format!("--eta must be between 0 and 1, got {eta}"));
+        match self {
+            SamplerKind::Ddim { steps, eta } => {
+                if !(eta.is_finite() && (0.0..=1.0).contains(&eta)) {
+                    return Err(format!("--eta must be between 0 and 1, got {eta}"));
+                }
+                if steps == 0 {
+                    return Err("DDIM needs at least 1 step (--steps)".into());
+                }
+                Ok(SamplerKind::Ddim {
+                    steps: steps.min(timesteps.max(1)),
+                    eta,
+                })
             }
-            if steps == 0 || steps > timesteps {
-                return Err(format!(
-                    "DDIM --steps must be between 1 and T = {timesteps}, got {steps}"
-                ));
-            }
+            SamplerKind::Ddpm => Ok(self),
         }
-        Ok(self)
+    }
+
+    /// What [`Self::checked`] changes for a model with `timesteps` steps, as a note for the
+    /// user (`None` when nothing).
+    pub fn clamp_note(self, timesteps: usize) -> Option<String> {
+        match self {
+            SamplerKind::Ddim { steps, .. } if steps > timesteps => Some(format!(
+                "DDIM {steps} steps is more than the run's T = {timesteps}: using {timesteps}"
+            )),
+            _ => None,
+        }
     }
 }
 

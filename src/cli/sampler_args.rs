@@ -49,12 +49,14 @@ impl SamplerArgs {
             }
             SamplerName::Ddim => {
                 let steps = self.steps.or(rec_steps).unwrap_or(50);
-                SamplerKind::Ddim {
+                let kind = SamplerKind::Ddim {
                     steps,
                     eta: self.eta.or(rec_eta).unwrap_or(0.0),
+                };
+                if let Some(note) = kind.clamp_note(timesteps) {
+                    eprintln!("note: {note}");
                 }
-                .checked(timesteps)
-                .map_err(anyhow::Error::msg)
+                kind.checked(timesteps).map_err(anyhow::Error::msg)
             }
         }
     }
@@ -103,17 +105,26 @@ mod tests {
     }
 
     #[test]
-    fn rejects_bad_values() {
+    fn rejects_bad_values_and_clamps_steps_to_t() {
         let big = SamplerArgs {
             sampler: Some(SamplerName::Ddim),
             steps: Some(300),
             eta: None,
         };
-        assert!(big
-            .kind(200, None)
-            .unwrap_err()
-            .to_string()
-            .contains("between 1 and T = 200"));
+        assert_eq!(
+            big.kind(200, None).unwrap(),
+            SamplerKind::Ddim {
+                steps: 200,
+                eta: 0.0
+            },
+            "more steps than T are clamped to T, as in the lab"
+        );
+        let zero = SamplerArgs {
+            sampler: Some(SamplerName::Ddim),
+            steps: Some(0),
+            eta: None,
+        };
+        assert!(zero.kind(200, None).unwrap_err().to_string().contains("at least 1"));
         for eta in [f64::NAN, -0.1, 1.5] {
             let a = SamplerArgs {
                 eta: Some(eta),

@@ -2,27 +2,16 @@
 //! target, so readers never see a half-written file and a failed export leaves nothing behind.
 
 use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+
+use crate::files::{self, ReplaceError};
 
 use super::ExportError;
 
-/// Distinguishes temporary files of concurrent exports within one process.
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// The directory a file path lives in (`.` for a bare file name).
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Writes `path` atomically. `render` receives a fresh temporary path in the same directory,
-/// ending in `.{temp_ext}` (some encoders pick the format from the extension), and must write
-/// the complete file there. On success the temporary file is renamed to `path`; on failure it
-/// is removed and the error is returned.
+/// Writes `path` atomically and durably (see [`crate::files::replace_with`]). `render`
+/// receives a fresh temporary path in the same directory, ending in `.{temp_ext}` (some
+/// encoders pick the format from the extension), and must write the complete file there. On
+/// failure the temporary file is removed and the error is returned.
 pub(crate) fn write_atomically<F>(path: &Path, temp_ext: &str, render: F) -> Result<(), ExportError>
 where
     F: FnOnce(&Path) -> Result<(), ExportError>,
@@ -32,40 +21,29 @@ where
             path: path.to_path_buf(),
         });
     }
-    let file_name = path.file_name().ok_or_else(|| ExportError::Io {
-        path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
-    })?;
-    let dir = parent_dir(path);
+    let dir = files::parent_dir(path);
     if !dir.is_dir() {
         return Err(ExportError::NoSuchDirectory {
             path: path.to_path_buf(),
             dir,
         });
     }
-    let tmp = dir.join(format!(
-        ".{}.{}-{}.tmp.{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        temp_ext
-    ));
-    // Creating the file up front turns an unwritable directory into a plain I/O error that
-    // names the target, before any rendering work is done.
-    fs::File::create(&tmp).map_err(|source| ExportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let result = render(&tmp).and_then(|()| {
-        fs::rename(&tmp, path).map_err(|source| ExportError::Io {
+    files::replace_with(path, Some(temp_ext), |tmp| {
+        // Creating the file up front turns an unwritable directory into a plain I/O error
+        // that names the target, before any rendering work is done.
+        fs::File::create(tmp).map_err(|source| ExportError::Io {
             path: path.to_path_buf(),
             source,
-        })
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+        })?;
+        render(tmp)
+    })
+    .map_err(|e| match e {
+        ReplaceError::Write(e) => e,
+        ReplaceError::Io(source) => ExportError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
 }
 
 /// Lower-case extension of `path`, if any.
