@@ -59,14 +59,19 @@ fn train_sample_and_resume() {
         assert!(lines[0].get(key).is_some(), "missing {key} in {}", lines[0]);
     }
     assert_eq!(lines[29]["step"], 30);
+    for f in ["config.json", "metrics.jsonl", "latest"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let latest = std::fs::read_to_string(run.join("latest")).unwrap();
+    assert_eq!(latest.trim(), "step-000030");
     for f in [
         "config.json",
         "model.safetensors",
         "optimizer.safetensors",
         "state.json",
-        "metrics.jsonl",
     ] {
-        assert!(run.join(f).is_file(), "{f} missing");
+        let p = run.join("checkpoints/step-000030").join(f);
+        assert!(p.is_file(), "{} missing", p.display());
     }
 
     let out = ok(&ddpm(
@@ -197,6 +202,8 @@ fn bad_input_gets_a_clear_error() {
     )
     .unwrap();
     std::fs::write(run.join("model.safetensors"), b"not a safetensors file").unwrap();
+    std::fs::write(run.join("state.json"), r#"{"step":5,"epoch":0,"seed":0,"elapsed_s":1.0}"#)
+        .unwrap();
     let err = fails(&ddpm(&["sample", "--checkpoint", run.to_str().unwrap()], d));
     assert!(err.contains("model.safetensors"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");

@@ -231,8 +231,10 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
     let bare = tmp.path().join("bare");
     std::fs::create_dir_all(&bare).unwrap();
     std::fs::copy(run.join("config.json"), bare.join("config.json")).unwrap();
-    std::fs::copy(run.join("state.json"), bare.join("state.json")).unwrap();
-    refuse(&["eval", "--checkpoint", bare.to_str().unwrap()], "missing");
+    refuse(
+        &["eval", "--checkpoint", bare.to_str().unwrap()],
+        "no complete checkpoint",
+    );
     refuse(
         &[
             "eval",
@@ -273,9 +275,12 @@ fn preset_quick_and_time_limit_from_the_cli() {
     assert_eq!(cfg["objective"], "v");
     assert_eq!(cfg["model"]["block"], "resnet");
     assert_eq!(cfg["recommended_sampler"]["kind"], "ddim");
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
-    let step = state["step"].as_u64().unwrap();
+    let step = ddpm_lab::store::RunDir::open(&run)
+        .unwrap()
+        .require_checkpoint()
+        .unwrap()
+        .state
+        .step;
     assert!(
         (1..650).contains(&step),
         "stopped by the budget at step {step}"

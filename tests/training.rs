@@ -250,6 +250,8 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
         .to_string();
     assert!(err.contains("NaN") && err.contains("step 5"), "{err}");
     assert!(err.contains("last good checkpoint (step 3)"), "{err}");
+    // One writer per run: the failed trainer lets go of the run before it is resumed.
+    drop(trainer);
     let resumed = Trainer::resume(&run, None, None).unwrap();
     assert_eq!(resumed.step(), 3);
     for (name, t) in var_tensors(resumed.varmap()) {
@@ -289,7 +291,11 @@ fn warmup_ema_and_gradient_clipping() {
     for (a, b) in lrs.iter().zip(expect) {
         assert!((a - b).abs() < 1e-12, "lr {lrs:?}");
     }
-    assert!(run.join("ema.safetensors").is_file());
+    let ck = ddpm_lab::store::RunDir::open(&run)
+        .unwrap()
+        .require_checkpoint()
+        .unwrap();
+    assert!(ck.file("ema.safetensors").is_file());
     let loaded = ddpm_lab::store::load_checkpoint(&run, &Device::Cpu, true).unwrap();
     assert!(loaded.ema, "sampling prefers the EMA weights");
     let raw = ddpm_lab::store::load_checkpoint(&run, &Device::Cpu, false).unwrap();

@@ -241,11 +241,11 @@ fn ctrl_c_checkpoints_a_running_run_which_reopens_and_continues() {
         .next()
         .expect("a run directory")
         .path();
-    let state =
-        std::fs::read_to_string(run.join("state.json")).expect("checkpoint written on Ctrl-C");
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-    assert!(state["step"].as_u64().unwrap() >= 2, "{state}");
-    assert!(run.join("model.safetensors").exists());
+    let ck = ddpm_lab::store::RunDir::open(&run)
+        .and_then(|r| r.require_checkpoint())
+        .expect("checkpoint written on Ctrl-C");
+    assert!(ck.state.step >= 2, "{:?}", ck.state);
+    assert!(ck.file("model.safetensors").exists());
 
     // A second session opens the run (o, Enter) and continues it (space).
     let tmux = start_lab(tmp.path(), "reopen", flags);

@@ -53,6 +53,10 @@ pub struct TrainArgs {
     /// Continue the run in this directory
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// With --resume: start Adam and the EMA afresh when their saved state is missing or
+    /// unreadable (otherwise resuming refuses)
+    #[arg(long, requires = "resume")]
+    pub reset_optimizer: bool,
     /// Resize local images to this size (IDX/parquet data keep their own size)
     #[arg(long)]
     pub image_size: Option<usize>,
@@ -102,6 +106,7 @@ pub fn request(args: &TrainArgs) -> TrainRequest {
             device: Some(args.device),
             // A time limit is for this invocation, not the run's future.
             time_limit_s: args.time_limit,
+            reset_optimizer: args.reset_optimizer,
         },
         None => {
             let config = config_from_args(args);
@@ -160,7 +165,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 total_steps,
                 num_params,
                 steps_per_epoch,
+                notices,
             } => {
+                for n in &notices {
+                    bar.println(format!("note: {n}"));
+                }
                 bar.set_length(total_steps as u64);
                 bar.set_position(start_step as u64);
                 bar.set_prefix("training");

@@ -28,7 +28,7 @@ impl RunInfo {
         Ok(Self {
             dir: run.path().to_path_buf(),
             config: run.load_config()?,
-            step: run.load_state().map(|s| s.step).unwrap_or(0),
+            step: run.saved_step().unwrap_or(0),
         })
     }
 

@@ -12,7 +12,7 @@ use crate::data::{ImageSet, LoadOptions};
 use crate::device::DeviceSpec;
 use crate::store::{RunDir, TrainConfig};
 use crate::train::source::ImageSetSource;
-use crate::train::{spawn_training, BatchSource, TrainHandle, Trainer};
+use crate::train::{spawn_training, BatchSource, ResumeOptions, TrainHandle, Trainer};
 
 /// Where a run stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,6 +49,9 @@ pub enum TrainRequest {
         device: Option<DeviceSpec>,
         /// Time limit of this session (never saved as the run's own).
         time_limit_s: Option<f64>,
+        /// Start Adam and the EMA afresh when their saved state is missing or unreadable
+        /// (otherwise resuming refuses).
+        reset_optimizer: bool,
     },
     /// A run that is not saved anywhere (speed estimates): `config.steps` steps.
     Scratch {
@@ -70,7 +73,7 @@ impl TrainRequest {
                 time_limit_s,
                 ..
             } => {
-                let mut cfg = RunDir::open(dir)?.load_config()?;
+                let mut cfg = RunDir::open(dir)?.require_checkpoint()?.load_config()?;
                 if let Some(d) = device {
                     cfg.device = *d;
                 }
@@ -131,7 +134,11 @@ impl TrainRequest {
         cfg.validate()?;
         let dir = match self {
             TrainRequest::New { dir, .. } => Some(Target::New(dir)),
-            TrainRequest::Resume { dir, .. } => Some(Target::Resume(dir)),
+            TrainRequest::Resume {
+                dir,
+                reset_optimizer,
+                ..
+            } => Some(Target::Resume(dir, reset_optimizer)),
             TrainRequest::Scratch { .. } => None,
         };
         Ok(PreparedRun {
@@ -161,7 +168,7 @@ pub fn check_data_fits(cfg: &TrainConfig, set: &ImageSet) -> Result<()> {
 #[derive(Debug, Clone)]
 enum Target {
     New(PathBuf),
-    Resume(PathBuf),
+    Resume(PathBuf, bool),
 }
 
 /// A request resolved against its data, ready to spawn.
@@ -180,22 +187,27 @@ impl PreparedRun {
     /// The run directory (`None` for a throw-away run).
     pub fn dir(&self) -> Option<&Path> {
         match &self.target {
-            Some(Target::New(d) | Target::Resume(d)) => Some(d),
+            Some(Target::New(d) | Target::Resume(d, _)) => Some(d),
             None => None,
         }
     }
 
     /// Whether the run continues a saved one.
     pub fn is_resume(&self) -> bool {
-        matches!(self.target, Some(Target::Resume(_)))
+        matches!(self.target, Some(Target::Resume(..)))
     }
 
     /// The trainer and its batch source, built on the calling thread.
     pub fn build(self) -> Result<(Trainer, Box<dyn BatchSource>)> {
         let cfg = self.config;
         let trainer = match self.target {
-            Some(Target::Resume(dir)) => {
-                let mut t = Trainer::resume(&dir, Some(cfg.steps), Some(cfg.device))?;
+            Some(Target::Resume(dir, reset_optimizer)) => {
+                let opts = ResumeOptions {
+                    steps: Some(cfg.steps),
+                    device: Some(cfg.device),
+                    reset_optimizer,
+                };
+                let mut t = Trainer::resume_with(&dir, opts)?;
                 t.set_time_limit(cfg.time_limit_s);
                 t
             }
@@ -292,9 +304,28 @@ mod tests {
             stop: StopAt::Configured,
             device: None,
             time_limit_s: None,
+            reset_optimizer: false,
         };
         let err = missing.prepare(set(4, 1, 28, 28)).err().unwrap();
         assert!(err.to_string().contains("not a run directory"), "{err}");
+        // A run directory whose first checkpoint never completed is refused, not step 0.
+        let fresh = dir.path().join("fresh");
+        std::fs::create_dir_all(&fresh).unwrap();
+        crate::store::RunDir::create(&fresh)
+            .unwrap()
+            .save_config(&tiny())
+            .unwrap();
+        let err = TrainRequest::Resume {
+            dir: fresh,
+            stop: StopAt::Configured,
+            device: None,
+            time_limit_s: None,
+            reset_optimizer: false,
+        }
+        .prepare(set(4, 1, 28, 28))
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("no checkpoint yet"), "{err}");
     }
 
     #[test]
@@ -318,6 +349,7 @@ mod tests {
             stop,
             device: None,
             time_limit_s: Some(30.0),
+            reset_optimizer: false,
         };
         let opts = resume(StopAt::Configured)
             .load_options(LoadOptions::default())

@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use candle_core::Device;
 
 use super::dir::{RunDir, CONFIG_FILE, EMA_FILE, WEIGHTS_FILE};
+use super::layout::Checkpoint;
 use super::TrainConfig;
 
 /// A network ready for sampling, with the configuration it was trained with.
@@ -20,8 +21,9 @@ pub struct LoadedModel {
     pub ema: bool,
 }
 
-/// Loads a checkpoint for sampling. `path` is a run directory, or a weights file inside one
-/// (its `config.json` is read from the same folder). With `prefer_ema`, the EMA weights are
+/// Loads a checkpoint for sampling. `path` is a run directory (its newest complete checkpoint
+/// is read), one checkpoint folder (`RUN/checkpoints/step-000120`), or a weights file inside
+/// either (its `config.json` is read from the same folder). With `prefer_ema`, the EMA weights are
 /// used when the run has them.
 pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result<LoadedModel> {
     if !path.exists() {
@@ -36,34 +38,40 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
             .unwrap_or_else(|| PathBuf::from("."));
         (dir, Some(path.to_path_buf()))
     };
-    let run = RunDir::at(&dir);
-    if !run.file(CONFIG_FILE).is_file() {
-        bail!(
-            "{} has no {CONFIG_FILE}: pass a run directory written by `ddpm-lab train` (for bare weights use `ddpm-lab forward`)",
-            dir.display()
-        );
-    }
-    let config = run.load_config()?;
-    let state = run.load_state()?;
+    let ck = if Checkpoint::is_checkpoint_folder(&dir) {
+        Checkpoint::open(&dir)?
+    } else {
+        let run = RunDir::at(&dir);
+        if !run.file(CONFIG_FILE).is_file() {
+            bail!(
+                "{} has no {CONFIG_FILE}: pass a run directory written by `ddpm-lab train` (for bare weights use `ddpm-lab forward`)",
+                dir.display()
+            );
+        }
+        run.require_checkpoint()?
+    };
+    let config = ck.load_config()?;
     let (file, ema) = match weights {
         Some(w) => (w, false),
-        None if prefer_ema && run.file(EMA_FILE).is_file() => (run.file(EMA_FILE), true),
-        None => (run.file(WEIGHTS_FILE), false),
+        None if prefer_ema && ck.file(EMA_FILE).is_file() => (ck.file(EMA_FILE), true),
+        None => (ck.file(WEIGHTS_FILE), false),
     };
     if !file.is_file() {
         bail!(
             "checkpoint {} is missing {}",
-            dir.display(),
+            ck.dir().display(),
             file.file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("weights")
         );
     }
+    // Refuses NaN or infinite weights instead of drawing black images from them.
+    super::dir::load_tensors(&file, &Device::Cpu)?;
     let model = crate::model::load_weights(&file, &config.model, device)?;
     Ok(LoadedModel {
         model,
         config,
-        step: state.step,
+        step: ck.state.step,
         ema,
     })
 }

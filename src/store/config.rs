@@ -160,3 +160,105 @@ impl TrainConfig {
         Ok(ScheduleTables::new(self.schedule, self.timesteps)?)
     }
 }
+
+/// Fields every `config.json` has held since the first release. A file without one is refused
+/// rather than completed with a default the run may never have used (a missing `timesteps`
+/// once became T = 200 for a run trained with T = 50). Fields added later have defaults that
+/// reproduce the behaviour of runs written before them.
+const REQUIRED_FIELDS: &[&str] = &[
+    "model",
+    "schedule",
+    "timesteps",
+    "loss",
+    "objective",
+    "batch_size",
+    "lr",
+    "steps",
+    "seed",
+    "device",
+    "dataset",
+    "image_size",
+    "flip",
+    "ema_decay",
+    "grad_clip",
+    "warmup_steps",
+];
+
+/// Fields of `model` required likewise.
+const REQUIRED_MODEL_FIELDS: &[&str] = &[
+    "dim",
+    "dim_mults",
+    "channels",
+    "block",
+    "resnet_block_groups",
+    "convnext_mult",
+];
+
+/// Parses a run's `config.json` text, refusing one that lacks a field (see
+/// [`REQUIRED_FIELDS`]) or holds a value out of range; `what` names the file in errors.
+pub fn parse_config(text: &str, what: &str) -> Result<TrainConfig> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("{what} is not valid JSON ({e})"))?;
+    let Some(obj) = value.as_object() else {
+        bail!("{what} is not a run configuration (expected a JSON object)");
+    };
+    if let Some(f) = REQUIRED_FIELDS.iter().find(|f| !obj.contains_key(**f)) {
+        bail!("{what} lacks \"{f}\": refusing to guess it (the run may have used another value)");
+    }
+    let model = obj["model"].as_object();
+    if let Some(f) = REQUIRED_MODEL_FIELDS
+        .iter()
+        .find(|f| !model.is_some_and(|m| m.contains_key(**f)))
+    {
+        bail!("{what} lacks \"model.{f}\": refusing to guess it (the run may have used another value)");
+    }
+    let cfg: TrainConfig = serde_json::from_value(value)
+        .map_err(|e| anyhow::anyhow!("{what} is not a valid run config ({e})"))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("{what}: {e:#}"))?;
+    Ok(cfg)
+}
+
+/// Reads and checks a run's `config.json` (see [`parse_config`]).
+pub fn read_config_file(path: &std::path::Path) -> Result<TrainConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {} ({e})", path.display()))?;
+    parse_config(&text, &path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_config_reads_back() {
+        let cfg = TrainConfig {
+            timesteps: 50,
+            ..TrainConfig::default()
+        };
+        let text = serde_json::to_string_pretty(&cfg).unwrap();
+        assert_eq!(parse_config(&text, "config.json").unwrap(), cfg);
+    }
+
+    #[test]
+    fn missing_fields_and_bad_values_are_refused_by_name() {
+        let cfg = TrainConfig::default();
+        let mut v = serde_json::to_value(&cfg).unwrap();
+        v.as_object_mut().unwrap().remove("timesteps");
+        let err = parse_config(&v.to_string(), "run/config.json").unwrap_err().to_string();
+        assert!(err.contains("run/config.json lacks \"timesteps\""), "{err}");
+        let err = parse_config("{}", "c.json").unwrap_err().to_string();
+        assert!(err.contains("lacks \"model\""), "{err}");
+        let mut v = serde_json::to_value(&cfg).unwrap();
+        v["model"].as_object_mut().unwrap().remove("dim");
+        assert!(parse_config(&v.to_string(), "c")
+            .unwrap_err()
+            .to_string()
+            .contains("model.dim"));
+        let mut v = serde_json::to_value(&cfg).unwrap();
+        v["timesteps"] = serde_json::json!(1);
+        assert!(parse_config(&v.to_string(), "c").is_err());
+        assert!(parse_config("[1]", "c").unwrap_err().to_string().contains("JSON object"));
+        assert!(parse_config("{", "c").unwrap_err().to_string().contains("not valid JSON"));
+    }
+}

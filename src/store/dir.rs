@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use super::{RunState, StepStats, TrainConfig};
+use super::{StepStats, TrainConfig};
 
 /// File names inside a run directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -48,6 +48,41 @@ pub struct RunDir {
 /// Writes `bytes` to `path` durably (see [`crate::files::replace_with`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::files::write_bytes(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Loads a safetensors file onto `device`, refusing one that holds a NaN or an infinity
+/// (sampling it would draw black images; resuming it would diverge at once).
+pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let tensors = candle_core::safetensors::load(path, device).with_context(|| {
+        format!("cannot read {} (missing or corrupt checkpoint)", path.display())
+    })?;
+    check_finite(&tensors, path)?;
+    Ok(tensors)
+}
+
+/// Checks that every floating-point tensor of `tensors` is finite; `source` names them in the
+/// error.
+pub fn check_finite(tensors: &HashMap<String, Tensor>, source: &Path) -> Result<()> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let t = &tensors[name];
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let s = t
+            .to_dtype(candle_core::DType::F64)?
+            .abs()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+        if !s.is_finite() {
+            bail!(
+                "{}: tensor {name} holds NaN or infinite values; refusing to use it",
+                source.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Saves named tensors as safetensors durably (see [`crate::files::replace_with`]).
@@ -86,14 +121,17 @@ impl RunDir {
         let run = Self {
             path: path.to_path_buf(),
         };
-        for f in [CONFIG_FILE, WEIGHTS_FILE] {
-            if !run.file(f).is_file() {
-                bail!(
-                    "{} is not a run directory: {} is missing",
-                    path.display(),
-                    f
-                );
-            }
+        if !run.file(CONFIG_FILE).is_file() {
+            bail!(
+                "{} is not a run directory: {CONFIG_FILE} is missing",
+                path.display()
+            );
+        }
+        if !run.file(super::layout::LATEST_FILE).is_file() && !run.file(WEIGHTS_FILE).is_file() {
+            bail!(
+                "{} has no checkpoint yet (training stopped before its first one)",
+                path.display()
+            );
         }
         Ok(run)
     }
@@ -128,43 +166,14 @@ impl RunDir {
         )
     }
 
-    /// Reads the training configuration.
+    /// Reads the training configuration (checked: see [`super::config::parse_config`]).
     pub fn load_config(&self) -> Result<TrainConfig> {
-        let p = self.file(CONFIG_FILE);
-        let text =
-            fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid run config", p.display()))
+        super::config::read_config_file(&self.file(CONFIG_FILE))
     }
 
-    /// Writes the progress file.
-    pub fn save_state(&self, st: &RunState) -> Result<()> {
-        write_atomic(
-            &self.file(STATE_FILE),
-            serde_json::to_string_pretty(st)?.as_bytes(),
-        )
-    }
-
-    /// Reads the progress file (absent → step 0).
-    pub fn load_state(&self) -> Result<RunState> {
-        let p = self.file(STATE_FILE);
-        if !p.exists() {
-            return Ok(RunState::default());
-        }
-        let text =
-            fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", p.display()))
-    }
-
-    /// Loads a safetensors file of the run onto `device`.
-    pub fn load_tensors(&self, name: &str, device: &Device) -> Result<HashMap<String, Tensor>> {
-        let p = self.file(name);
-        candle_core::safetensors::load(&p, device).with_context(|| {
-            format!(
-                "cannot read {} (missing or corrupt checkpoint)",
-                p.display()
-            )
-        })
+    /// The step of the newest complete checkpoint (0 when there is none yet).
+    pub fn saved_step(&self) -> Result<usize> {
+        Ok(self.latest_checkpoint()?.map_or(0, |c| c.state.step))
     }
 
     /// Appends one line to the metrics log.
@@ -191,21 +200,42 @@ impl RunDir {
         read_metrics_file(&self.file(METRICS_FILE))
     }
 
-    /// Drops metric lines after `step` (written after the last checkpoint), so a resumed run
-    /// continues the curve exactly where the checkpoint left it.
-    pub fn truncate_metrics(&self, step: usize) -> Result<Vec<StepStats>> {
-        let kept: Vec<StepStats> = self
-            .read_metrics()?
-            .into_iter()
-            .filter(|s| s.step <= step)
-            .collect();
-        let mut text = String::new();
-        for s in &kept {
-            text.push_str(&serde_json::to_string(s)?);
-            text.push('\n');
+    /// Drops the lines of the log `name` whose step is after `step` (written after the last
+    /// checkpoint by a run that then crashed), so a resumed run continues its history exactly
+    /// where the checkpoint left it. The file is cut at a line boundary; earlier lines are
+    /// never rewritten, so they stay byte for byte what was first written.
+    pub fn truncate_log(&self, name: &str, step: usize) -> Result<()> {
+        let p = self.file(name);
+        let bytes = match fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
+        };
+        #[derive(serde::Deserialize)]
+        struct Step {
+            step: usize,
         }
-        write_atomic(&self.file(METRICS_FILE), text.as_bytes())?;
-        Ok(kept)
+        let mut keep = 0;
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            // A torn last line (no newline) or a line after the step ends the kept part.
+            if !line.ends_with(b"\n") {
+                break;
+            }
+            match serde_json::from_slice::<Step>(line) {
+                Ok(s) if s.step > step => break,
+                _ => keep += line.len(),
+            }
+        }
+        if keep < bytes.len() {
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("cannot open {}", p.display()))?;
+            f.set_len(keep as u64)
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("cannot truncate {}", p.display()))?;
+        }
+        Ok(())
     }
 }
 

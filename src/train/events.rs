@@ -22,6 +22,8 @@ pub enum TrainEvent {
         steps_per_epoch: usize,
         /// Trainable parameters of the model.
         num_params: usize,
+        /// What opening the run cleaned up or reset (see `Trainer::notices`).
+        notices: Vec<String>,
     },
     /// One optimisation step finished.
     Step(StepStats),

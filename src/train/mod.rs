@@ -22,7 +22,7 @@ use crate::model::{self, Unet};
 use crate::rng::LabRng;
 use crate::sampler::{self, SamplerKind};
 use crate::schedule::ScheduleTables;
-use crate::store::{self, RunDir, RunState};
+use crate::store::{self, RunDir, RunLock, RunState};
 
 pub use crate::store::TrainConfig;
 
@@ -41,13 +41,15 @@ pub trait BatchSource: Send {
 /// A failure that stops training; the last good checkpoint stays on disk.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// The loss became NaN or infinite.
-    #[error("loss became {loss} at step {step}; training stopped (try a lower --lr or --grad-clip 1.0){kept}")]
+    /// The loss or the gradient became NaN or infinite.
+    #[error("{what} became {value} at step {step}; training stopped (try a lower --lr or --grad-clip 1.0){kept}")]
     NonFinite {
         /// Step that produced it.
         step: usize,
+        /// What became non-finite ("loss", "gradient norm").
+        what: &'static str,
         /// The value.
-        loss: f64,
+        value: f64,
         /// Where the last good checkpoint is, if any.
         kept: String,
     },
@@ -67,6 +69,21 @@ pub struct Trainer {
     elapsed_s: f64,
     last_checkpoint: Option<usize>,
     run: Option<RunDir>,
+    /// Held while this trainer owns its run directory (one writer per run).
+    _lock: Option<RunLock>,
+    notices: Vec<String>,
+}
+
+/// How [`Trainer::resume_with`] reopens a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResumeOptions {
+    /// The new stop step (`None`: the saved one).
+    pub steps: Option<usize>,
+    /// Train on this device instead of the saved one.
+    pub device: Option<DeviceSpec>,
+    /// Start Adam (and the EMA, from the weights) afresh when their saved state is missing or
+    /// unreadable, instead of refusing to resume.
+    pub reset_optimizer: bool,
 }
 
 impl Trainer {
@@ -86,15 +103,26 @@ impl Trainer {
             Some(d) => Some(Ema::new(&varmap, d)?),
             None => None,
         };
-        let run = match run_dir {
+        let mut notices = Vec::new();
+        let (run, lock) = match run_dir {
             Some(p) => {
                 let r = RunDir::create(p)?;
+                let lock = RunLock::acquire(r.path())?;
+                if let Some(ck) = r.latest_checkpoint().ok().flatten() {
+                    bail!(
+                        "{} already holds a run (checkpoint at step {}); continue it with --resume or pick another run directory",
+                        r.path().display(),
+                        ck.state.step
+                    );
+                }
+                notices.extend(r.remove_leftovers());
                 r.save_config(&cfg)?;
                 // A new run starts a new curve.
-                r.truncate_metrics(0)?;
-                Some(r)
+                r.truncate_log(store::METRICS_FILE, 0)?;
+                r.truncate_log(store::QUALITY_FILE, 0)?;
+                (Some(r), Some(lock))
             }
-            None => None,
+            None => (None, None),
         };
         Ok(Self {
             tables: cfg.tables()?,
@@ -109,6 +137,8 @@ impl Trainer {
             elapsed_s: 0.0,
             last_checkpoint: None,
             run,
+            _lock: lock,
+            notices,
         })
     }
 
@@ -119,22 +149,40 @@ impl Trainer {
         steps: Option<usize>,
         device: Option<DeviceSpec>,
     ) -> Result<Self> {
+        Self::resume_with(
+            run_dir,
+            ResumeOptions {
+                steps,
+                device,
+                reset_optimizer: false,
+            },
+        )
+    }
+
+    /// Reopens a run directory at its newest complete checkpoint. Refuses (one line naming the
+    /// file and the reason) what it cannot trust: no checkpoint, a config that lacks fields,
+    /// tensors with NaN or infinities, shapes that do not fit, and a missing optimizer or EMA
+    /// state unless `opts.reset_optimizer`.
+    pub fn resume_with(run_dir: &Path, opts: ResumeOptions) -> Result<Self> {
         let run = RunDir::open(run_dir)?;
-        let mut cfg = run.load_config()?;
-        if let Some(s) = steps {
+        let lock = RunLock::acquire(run.path())?;
+        let ck = run.require_checkpoint()?;
+        let mut cfg = ck.load_config()?;
+        if let Some(s) = opts.steps {
             cfg.steps = s;
         }
-        if let Some(d) = device {
+        if let Some(d) = opts.device {
             cfg.device = d;
         }
         cfg.validate()?;
-        let state = run.load_state()?;
+        let state = ck.state;
         let device = cfg.device.open()?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let model = Unet::new(&cfg.model, vb)?;
-        let weights = run.load_tensors(store::WEIGHTS_FILE, &device)?;
-        load_into_varmap(&varmap, &weights, &run.file(store::WEIGHTS_FILE))?;
+        let weights_file = ck.file(store::WEIGHTS_FILE);
+        let weights = store::load_tensors(&weights_file, &device)?;
+        load_into_varmap(&varmap, &weights, &weights_file)?;
         let mut opt = Adam::new(
             named_vars(&varmap),
             AdamParams {
@@ -142,24 +190,40 @@ impl Trainer {
                 ..AdamParams::default()
             },
         )?;
-        if run.file(store::OPTIMIZER_FILE).exists() {
-            let st = run.load_tensors(store::OPTIMIZER_FILE, &device)?;
-            opt.load_state(&st).with_context(|| {
-                format!(
-                    "{} does not fit the model",
-                    run.file(store::OPTIMIZER_FILE).display()
-                )
-            })?;
+        let mut notices = run.remove_leftovers();
+        let opt_file = ck.file(store::OPTIMIZER_FILE);
+        let restored = store::load_tensors(&opt_file, &device).and_then(|st| {
+            opt.load_state(&st)
+                .with_context(|| format!("{} does not fit the model", opt_file.display()))
+        });
+        if let Err(e) = restored {
+            if !opts.reset_optimizer {
+                return Err(e.context(
+                    "the optimizer state cannot be restored (--reset-optimizer starts Adam afresh)",
+                ));
+            }
+            notices.push(format!("Adam restarts from zero moments ({e:#})"));
         }
         let ema = match cfg.ema_decay {
-            Some(d) if run.file(store::EMA_FILE).exists() => Some(Ema::from_tensors(
-                d,
-                run.load_tensors(store::EMA_FILE, &device)?,
-            )),
-            Some(d) => Some(Ema::new(&varmap, d)?),
+            Some(d) => {
+                let ema_file = ck.file(store::EMA_FILE);
+                match store::load_tensors(&ema_file, &device) {
+                    Ok(t) => Some(Ema::from_tensors(d, t)),
+                    Err(e) if opts.reset_optimizer => {
+                        notices.push(format!("the EMA restarts from the weights ({e:#})"));
+                        Some(Ema::new(&varmap, d)?)
+                    }
+                    Err(e) => {
+                        return Err(e.context(
+                            "the EMA weights cannot be restored (--reset-optimizer restarts the EMA from the weights)",
+                        ))
+                    }
+                }
+            }
             None => None,
         };
-        run.truncate_metrics(state.step)?;
+        run.truncate_log(store::METRICS_FILE, state.step)?;
+        run.truncate_log(store::QUALITY_FILE, state.step)?;
         Ok(Self {
             tables: cfg.tables()?,
             cfg,
@@ -173,7 +237,15 @@ impl Trainer {
             elapsed_s: state.elapsed_s,
             last_checkpoint: Some(state.step),
             run: Some(run),
+            _lock: Some(lock),
+            notices,
         })
+    }
+
+    /// What opening the run cleaned up or reset, for the user (leftovers of a crash removed, an
+    /// optimizer restarted on request).
+    pub fn notices(&self) -> &[String] {
+        &self.notices
     }
 
     /// Replaces the time limit of this session (see [`TrainConfig::time_limit_s`]).
@@ -216,6 +288,16 @@ impl Trainer {
         model::num_params(&self.varmap)
     }
 
+    fn kept_note(&self) -> String {
+        match (&self.run, self.last_checkpoint) {
+            (Some(r), Some(s)) => format!(
+                "; the last good checkpoint (step {s}) is kept in {}",
+                r.path().display()
+            ),
+            _ => String::new(),
+        }
+    }
+
     /// One optimisation step on clean images `x0` (Algorithm 1): random t and noise from the
     /// seed and the step number, loss, backward, (clip), Adam, (EMA).
     pub fn train_step(&mut self, x0: &Tensor, epoch: usize) -> Result<StepStats> {
@@ -243,23 +325,28 @@ impl Trainer {
         };
         let loss_value = loss.to_scalar::<f32>()? as f64;
         if !loss_value.is_finite() {
-            let kept = match (&self.run, self.last_checkpoint) {
-                (Some(r), Some(s)) => format!(
-                    "; the last good checkpoint (step {s}) is kept in {}",
-                    r.path().display()
-                ),
-                _ => String::new(),
-            };
             return Err(TrainError::NonFinite {
                 step: self.step + 1,
-                loss: loss_value,
-                kept,
+                what: "loss",
+                value: loss_value,
+                kept: self.kept_note(),
             }
             .into());
         }
         let mut grads = crate::ops::on_pool(loss.device(), || loss.backward())?;
-        if let Some(max_norm) = self.cfg.grad_clip {
-            clip_grad_norm(&self.varmap, &mut grads, max_norm)?;
+        let norm = match self.cfg.grad_clip {
+            Some(max_norm) => clip_grad_norm(&self.varmap, &mut grads, max_norm)?,
+            None => grad_norm(&self.varmap, &grads)?,
+        };
+        if !norm.is_finite() {
+            // Stop before Adam touches weights or moments: the model stays finite.
+            return Err(TrainError::NonFinite {
+                step: self.step + 1,
+                what: "gradient norm",
+                value: norm,
+                kept: self.kept_note(),
+            }
+            .into());
         }
         let lr = self.cfg.learning_rate(self.step);
         self.opt.params.lr = lr;
@@ -293,32 +380,49 @@ impl Trainer {
         Ok(stats)
     }
 
-    /// Writes weights, optimiser, EMA and progress to the run directory (if any).
+    /// Writes weights, optimiser, EMA, configuration and progress to the run directory (if
+    /// any) as one checkpoint (see [`crate::store::layout`]). Everything is checked finite
+    /// before anything is written, so the newest checkpoint is always one training can go on
+    /// from.
     pub fn checkpoint(&mut self) -> Result<Option<PathBuf>> {
         let Some(run) = &self.run else {
             return Ok(None);
         };
         let weights = var_tensors(&self.varmap);
-        for (name, t) in &weights {
-            let s = t.sqr()?.sum_all()?.to_scalar::<f32>()?;
-            if !s.is_finite() {
-                bail!("refusing to checkpoint: weight {name} is not finite; the last good checkpoint is kept");
-            }
-        }
-        store::save_tensors_atomic(&weights, &run.file(store::WEIGHTS_FILE))?;
-        store::save_tensors_atomic(&self.opt.state_tensors()?, &run.file(store::OPTIMIZER_FILE))?;
+        let optimizer = self.opt.state_tensors()?;
+        let refuse = |what: &str, e: anyhow::Error| {
+            e.context(format!(
+                "refusing to checkpoint non-finite {what}; the last good checkpoint is kept"
+            ))
+        };
+        store::check_finite(&weights, Path::new("weights")).map_err(|e| refuse("weights", e))?;
+        store::check_finite(&optimizer, Path::new("optimizer state"))
+            .map_err(|e| refuse("optimizer state", e))?;
         if let Some(ema) = &self.ema {
-            store::save_tensors_atomic(ema.tensors(), &run.file(store::EMA_FILE))?;
+            store::check_finite(ema.tensors(), Path::new("EMA weights"))
+                .map_err(|e| refuse("EMA weights", e))?;
         }
-        run.save_config(&self.cfg)?;
-        run.save_state(&RunState {
+        let mut names = vec![store::WEIGHTS_FILE, store::OPTIMIZER_FILE];
+        if self.ema.is_some() {
+            names.push(store::EMA_FILE);
+        }
+        let state = RunState {
             step: self.step,
             epoch: self.epoch,
             seed: self.cfg.seed,
             elapsed_s: self.elapsed_s,
+        };
+        let ema = self.ema.as_ref();
+        let dir = run.write_checkpoint(&self.cfg, &state, &names, &mut |name, path| {
+            let tensors = match name {
+                store::WEIGHTS_FILE => &weights,
+                store::OPTIMIZER_FILE => &optimizer,
+                _ => ema.expect("EMA is on").tensors(),
+            };
+            Ok(candle_core::safetensors::save(tensors, path)?)
         })?;
         self.last_checkpoint = Some(self.step);
-        Ok(Some(run.path().to_path_buf()))
+        Ok(Some(dir))
     }
 
     /// A detached copy of the network for sampling (the EMA weights when enabled).
@@ -370,6 +474,7 @@ impl Trainer {
             total_steps: self.cfg.steps,
             steps_per_epoch: source.steps_per_epoch(),
             num_params: self.num_params(),
+            notices: self.notices.clone(),
         });
         let mut paused = false;
         // Active (unpaused) wall-clock time of this session, for the time limit.
@@ -600,6 +705,17 @@ pub fn load_into_varmap(
         var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
     }
     Ok(())
+}
+
+/// The global L2 norm of the gradients of `varmap`'s variables.
+pub fn grad_norm(varmap: &VarMap, grads: &candle_core::backprop::GradStore) -> Result<f64> {
+    let mut total = 0f64;
+    for (_, v) in &named_vars(varmap) {
+        if let Some(g) = grads.get(v) {
+            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    Ok(total.sqrt())
 }
 
 /// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm before.

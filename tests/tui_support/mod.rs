@@ -222,6 +222,7 @@ pub fn fake_run(from: usize, to: usize, total: usize) -> Vec<TrainEvent> {
             total_steps: total,
             steps_per_epoch: 50,
             num_params: 123_456,
+            notices: Vec::new(),
         });
     }
     for i in from + 1..=to {

@@ -151,6 +151,7 @@ impl RunProgress {
                 total_steps,
                 steps_per_epoch,
                 num_params,
+                notices: _,
             } => {
                 self.state = RunState::Running;
                 if run_dir.is_some() {
@@ -291,6 +292,7 @@ mod tests {
             total_steps: 10,
             steps_per_epoch: 4,
             num_params: 1000,
+            notices: Vec::new(),
         });
         assert_eq!(r.state, RunState::Running);
         r.apply(step(1, 1.0));

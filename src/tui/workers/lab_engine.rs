@@ -296,6 +296,7 @@ impl Engine for LabEngine {
                 stop,
                 device: Some(req.settings.device),
                 time_limit_s: req.settings.time_limit_s,
+                reset_optimizer: false,
             },
             (Some(dir), false) => runs::TrainRequest::New {
                 config: train_config(&req.settings, &req.dataset, &set),
@@ -480,9 +481,7 @@ pub const WATCH_INTERVAL: Duration = Duration::from_millis(1000);
 
 fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiver<()>) {
     let slot = Slot::Main;
-    let mut saved = RunDir::open(&dir)
-        .and_then(|r| r.load_state())
-        .map_or(0, |s| s.step);
+    let mut saved = RunDir::at(&dir).saved_step().unwrap_or(0);
     loop {
         match stop.recv_timeout(WATCH_INTERVAL) {
             Err(RecvTimeoutError::Timeout) => {}
@@ -498,9 +497,7 @@ fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiv
                 }
             }
         }
-        let step = RunDir::open(&dir)
-            .and_then(|r| r.load_state())
-            .map_or(saved, |s| s.step);
+        let step = RunDir::at(&dir).saved_step().unwrap_or(saved);
         if step > saved {
             saved = step;
             let event = TrainEvent::Checkpointed {

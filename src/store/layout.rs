@@ -1,0 +1,314 @@
+//! The checkpoint layout of a run directory, and the one way checkpoints are written.
+//!
+//! ```text
+//! RUN_DIR/
+//!   config.json                 the run's configuration (for listings; resume reads the copy
+//!                               inside the checkpoint)
+//!   metrics.jsonl, quality.jsonl
+//!   lock                        held (advisory lock) by the process training the run
+//!   latest                      name of the newest complete checkpoint, e.g. `step-000120`
+//!   checkpoints/
+//!     step-000100/              model, optimizer, ema (when on), config.json, state.json
+//!     step-000120/
+//! ```
+//!
+//! A checkpoint is written into a temporary folder (`checkpoints/.tmp-…`), every file and the
+//! folder fsynced, then renamed to its final name, and only then is `latest` switched (written
+//! durably by rename). A crash at any point leaves `latest` naming a complete checkpoint (or
+//! no checkpoint at all, before the first); readers follow `latest` only. The last
+//! [`KEEP_CHECKPOINTS`] complete checkpoints are kept; temporary folders left by a crash are
+//! removed at the next checkpoint.
+//!
+//! Run directories written before this layout (all files flat in the run directory) still
+//! load: with no `latest`, a flat `state.json` + `model.safetensors` is the checkpoint.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::dir::{
+    RunDir, CONFIG_FILE, EMA_FILE, OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE,
+};
+use super::{RunState, TrainConfig};
+use crate::files;
+
+/// Folder of a run's checkpoints.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+/// The pointer file naming the newest complete checkpoint.
+pub const LATEST_FILE: &str = "latest";
+/// Complete checkpoints kept (the newest and the one before, in case the newest is damaged
+/// later by something outside ddpm-lab).
+pub const KEEP_CHECKPOINTS: usize = 2;
+/// Prefix of temporary checkpoint folders.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// One complete checkpoint on disk.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    dir: PathBuf,
+    name: Option<String>,
+    /// Progress saved with it.
+    pub state: RunState,
+}
+
+impl Checkpoint {
+    /// A file of the checkpoint (`model.safetensors`, `optimizer.safetensors`, …).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Its folder (the run directory itself for a run in the flat layout).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its name under `checkpoints/` (`None` for the flat layout).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether `dir` is one checkpoint's folder (`…/checkpoints/step-…`).
+    pub fn is_checkpoint_folder(dir: &Path) -> bool {
+        dir.parent().and_then(Path::file_name).is_some_and(|n| n == CHECKPOINTS_DIR)
+            && dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+    }
+
+    /// Opens one checkpoint folder, checking that it is complete.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let ck = Checkpoint {
+            dir: dir.to_path_buf(),
+            name: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+            state: RunState::default(),
+        };
+        let cfg = ck.load_config()?;
+        for f in required_files(&cfg) {
+            if !ck.file(f).is_file() {
+                bail!("checkpoint {} is incomplete: {f} is missing", dir.display());
+            }
+        }
+        let state = read_state(&ck.file(STATE_FILE))?;
+        Ok(Checkpoint { state, ..ck })
+    }
+
+    /// Reads the configuration saved with the checkpoint.
+    pub fn load_config(&self) -> Result<TrainConfig> {
+        super::config::read_config_file(&self.file(CONFIG_FILE))
+    }
+}
+
+/// The folder name of the checkpoint at `step` (`k` > 0 for a second checkpoint at one step).
+fn step_name(step: usize, k: usize) -> String {
+    if k == 0 {
+        format!("step-{step:06}")
+    } else {
+        format!("step-{step:06}.{k}")
+    }
+}
+
+/// The files a complete checkpoint of a run configured by `cfg` holds.
+pub fn required_files(cfg: &TrainConfig) -> Vec<&'static str> {
+    let mut v = vec![CONFIG_FILE, WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE];
+    if cfg.ema_decay.is_some() {
+        v.push(EMA_FILE);
+    }
+    v
+}
+
+fn read_state(path: &Path) -> Result<RunState> {
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))
+}
+
+impl RunDir {
+    /// The folder holding the run's checkpoints.
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.file(CHECKPOINTS_DIR)
+    }
+
+    /// The newest complete checkpoint: the one `latest` names, or the flat layout of older
+    /// runs; `None` before the first checkpoint. A `latest` that names a missing or
+    /// incomplete checkpoint (changed outside ddpm-lab) is an error naming what is missing.
+    pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let pointer = self.file(LATEST_FILE);
+        match fs::read_to_string(&pointer) {
+            Ok(text) => {
+                let name = text.trim();
+                if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+                    bail!("{} is corrupt (names {name:?})", pointer.display());
+                }
+                let dir = self.checkpoints_dir().join(name);
+                if !dir.is_dir() {
+                    bail!(
+                        "{} names checkpoint {name}, which is missing from {}",
+                        pointer.display(),
+                        self.checkpoints_dir().display()
+                    );
+                }
+                Checkpoint::open(&dir).map(Some)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.flat_checkpoint(),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", pointer.display())),
+        }
+    }
+
+    /// The newest complete checkpoint, or an error saying there is none yet.
+    pub fn require_checkpoint(&self) -> Result<Checkpoint> {
+        self.latest_checkpoint()?.with_context(|| {
+            format!(
+                "{} has no complete checkpoint yet (training stopped before its first one)",
+                self.path().display()
+            )
+        })
+    }
+
+    /// The checkpoint of a run in the flat layout (before `checkpoints/`), if any.
+    fn flat_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        if !self.file(WEIGHTS_FILE).is_file() {
+            return Ok(None);
+        }
+        let state_file = self.file(STATE_FILE);
+        if !state_file.is_file() {
+            bail!(
+                "{} has weights but no {STATE_FILE}: the step they belong to is unknown, so the run cannot be resumed",
+                self.path().display()
+            );
+        }
+        Ok(Some(Checkpoint {
+            dir: self.path().to_path_buf(),
+            name: None,
+            state: read_state(&state_file)?,
+        }))
+    }
+
+    /// Writes a checkpoint as one unit (see the module docs): `write(file, path)` is called for
+    /// each of `names` with the path to fill; `config` and `state` are saved beside them.
+    /// Returns the checkpoint's folder. On an error nothing is switched: the previous
+    /// checkpoint stays the newest, and the temporary folder is removed.
+    pub fn write_checkpoint(
+        &self,
+        config: &TrainConfig,
+        state: &RunState,
+        names: &[&str],
+        write: &mut dyn FnMut(&str, &Path) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let root = self.checkpoints_dir();
+        fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+        let name = (0..)
+            .map(|k| step_name(state.step, k))
+            .find(|n| !root.join(n).exists())
+            .expect("a free name");
+        let tmp = root.join(format!("{TEMP_PREFIX}{name}-{}", std::process::id()));
+        let result = (|| -> Result<()> {
+            if tmp.exists() {
+                fs::remove_dir_all(&tmp)?;
+            }
+            fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+            for f in names {
+                crate::fail_point!("checkpoint-before-file", f);
+                let path = tmp.join(f);
+                write(f, &path).with_context(|| format!("cannot write {}", path.display()))?;
+                crate::fail_point!("checkpoint-before-sync", f);
+                sync_file(&path)?;
+                crate::fail_point!("checkpoint-after-file", f);
+            }
+            let cfg_json = serde_json::to_string_pretty(config)?;
+            write_synced(&tmp.join(CONFIG_FILE), cfg_json.as_bytes())?;
+            crate::fail_point!("checkpoint-after-file", CONFIG_FILE);
+            let state_json = serde_json::to_string_pretty(state)?;
+            write_synced(&tmp.join(STATE_FILE), state_json.as_bytes())?;
+            crate::fail_point!("checkpoint-after-file", STATE_FILE);
+            files::sync_dir(&tmp)?;
+            crate::fail_point!("checkpoint-before-rename", "");
+            fs::rename(&tmp, root.join(&name))
+                .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+            files::sync_dir(&root)?;
+            crate::fail_point!("checkpoint-before-switch", "");
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        files::write_bytes(&self.file(LATEST_FILE), format!("{name}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", self.file(LATEST_FILE).display()))?;
+        crate::fail_point!("checkpoint-after-switch", "");
+        // The run's own config.json follows the newest checkpoint (listings read it).
+        super::dir::write_atomic(
+            &self.file(CONFIG_FILE),
+            serde_json::to_string_pretty(config)?.as_bytes(),
+        )?;
+        self.prune_checkpoints(&name);
+        Ok(root.join(name))
+    }
+
+    /// Removes checkpoints older than the last [`KEEP_CHECKPOINTS`] (by step, `latest` always
+    /// kept) and temporary folders and files left by interrupted writes; returns a notice for
+    /// each leftover removed.
+    pub fn prune_checkpoints(&self, latest: &str) -> Vec<String> {
+        let root = self.checkpoints_dir();
+        let mut notices = self.remove_leftovers();
+        let mut complete: Vec<String> = fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("step-"))
+            .collect();
+        // Names sort by step (zero-padded), then by the `.k` suffix.
+        complete.sort_by_key(|n| sort_key(n));
+        complete.retain(|n| n != latest);
+        let keep_others = KEEP_CHECKPOINTS.saturating_sub(1);
+        let drop = complete.len().saturating_sub(keep_others);
+        for n in complete.into_iter().take(drop) {
+            if let Err(e) = fs::remove_dir_all(root.join(&n)) {
+                notices.push(format!("cannot remove old checkpoint {n}: {e}"));
+            }
+        }
+        let _ = files::sync_dir(&root);
+        notices
+    }
+
+    /// Removes temporary checkpoint folders and temporary files of interrupted writes (left by
+    /// a crash); returns a notice for each.
+    pub fn remove_leftovers(&self) -> Vec<String> {
+        let mut notices = Vec::new();
+        let root = self.checkpoints_dir();
+        for e in fs::read_dir(&root).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(TEMP_PREFIX) && fs::remove_dir_all(e.path()).is_ok() {
+                notices.push(format!(
+                    "removed an incomplete checkpoint left by an interrupted write ({n})"
+                ));
+            }
+        }
+        for e in fs::read_dir(self.path()).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if files::is_temp_name(&n) && e.path().is_file() && fs::remove_file(e.path()).is_ok() {
+                notices.push(format!("removed a temporary file left by an interrupted write ({n})"));
+            }
+        }
+        notices
+    }
+}
+
+fn sort_key(name: &str) -> (usize, usize) {
+    let rest = name.trim_start_matches("step-");
+    let (step, k) = rest.split_once('.').unwrap_or((rest, "0"));
+    (step.parse().unwrap_or(0), k.parse().unwrap_or(0))
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot flush {}", path.display()))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,98 @@
+//! One writer per run: an advisory lock on `RUN_DIR/lock`, held by the process that trains the
+//! run for as long as it trains it. The lock is the operating system's (`flock` on Unix), so it
+//! is released when the process ends, however it ends; the pid written into the file only
+//! names the holder in the error a second trainer gets.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+/// The lock file inside a run directory.
+pub const LOCK_FILE: &str = "lock";
+
+/// The exclusive right to train one run; released on drop.
+#[derive(Debug)]
+pub struct RunLock {
+    file: fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock of the run in `dir`, or says which process holds it.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    format!("pid {holder}")
+                };
+                bail!(
+                    "run {} is being trained by {who}; open it read-only (the lab follows it live) or wait until it stops",
+                    dir.display()
+                );
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self { file })
+    }
+
+    /// Whether some process holds the lock of the run in `dir` (without taking it).
+    pub fn is_held(dir: &Path) -> bool {
+        match fs::File::open(dir.join(LOCK_FILE)) {
+            Ok(f) => match f.try_lock_shared() {
+                Ok(()) => {
+                    let _ = f.unlock();
+                    false
+                }
+                Err(_) => true,
+            },
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_writer_is_refused_until_the_first_lets_go() {
+        let d = tempfile::tempdir().unwrap();
+        let first = RunLock::acquire(d.path()).unwrap();
+        assert!(RunLock::is_held(d.path()));
+        let err = RunLock::acquire(d.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        assert!(!RunLock::is_held(d.path()));
+        let _again = RunLock::acquire(d.path()).unwrap();
+    }
+}

@@ -1,0 +1,340 @@
+//! The fault suite of checkpoints: a crash (a panic at a failpoint, leaving the disk as a killed
+//! process would) or a full disk (a failpoint returning ENOSPC) at every step of a checkpoint
+//! write, then a resume that must land on a complete checkpoint, bit-exact with an
+//! uninterrupted run's weights at that step, and go on to the uninterrupted run's final
+//! weights; plus the refusals of what resume cannot trust.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use ddpm_lab::model::UnetConfig;
+use ddpm_lab::rng::LabRng;
+use ddpm_lab::store::{RunDir, CHECKPOINTS_DIR, KEEP_CHECKPOINTS, METRICS_FILE};
+use ddpm_lab::train::{var_tensors, BatchSource, ResumeOptions, TrainConfig, Trainer};
+use fail::FailScenario;
+
+/// Synthetic images, the same for a given step.
+struct Synthetic;
+
+impl BatchSource for Synthetic {
+    fn steps_per_epoch(&self) -> usize {
+        4
+    }
+    fn batch(&mut self, step: usize) -> Result<(Tensor, usize)> {
+        let x = LabRng::new(20_000 + step as u64)
+            .randn(&[4, 1, 8, 8], &Device::Cpu)?
+            .tanh()?;
+        Ok((x, step / 4))
+    }
+}
+
+const EVERY: usize = 2;
+const LAST: usize = 8;
+
+fn cfg() -> TrainConfig {
+    TrainConfig {
+        model: UnetConfig::tiny(),
+        timesteps: 20,
+        batch_size: 4,
+        image_size: 8,
+        steps: LAST,
+        seed: 11,
+        ema_decay: Some(0.9),
+        ..TrainConfig::default()
+    }
+}
+
+/// Trains to `to`, checkpointing every [`EVERY`] steps.
+fn train_to(t: &mut Trainer, to: usize) -> Result<()> {
+    while t.step() < to {
+        let (x, e) = Synthetic.batch(t.step())?;
+        t.train_step(&x, e)?;
+        if t.step() % EVERY == 0 {
+            t.checkpoint()?;
+        }
+    }
+    Ok(())
+}
+
+type Weights = HashMap<String, Vec<f32>>;
+
+fn weights(t: &Trainer) -> Weights {
+    var_tensors(t.varmap())
+        .into_iter()
+        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+/// The uninterrupted run: weights at every checkpoint step and the loss of every step.
+fn reference() -> (HashMap<usize, Weights>, Vec<f64>) {
+    let mut t = Trainer::new(cfg(), None).unwrap();
+    let mut at = HashMap::new();
+    let mut losses = Vec::new();
+    while t.step() < LAST {
+        let (x, e) = Synthetic.batch(t.step()).unwrap();
+        losses.push(t.train_step(&x, e).unwrap().loss);
+        if t.step() % EVERY == 0 {
+            at.insert(t.step(), weights(&t));
+        }
+    }
+    (at, losses)
+}
+
+/// Every temporary file or folder left anywhere in the run directory.
+fn leftovers(run: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in [run.to_path_buf(), run.join(CHECKPOINTS_DIR)] {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with('.') {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+fn step_dirs(run: &Path) -> usize {
+    std::fs::read_dir(run.join(CHECKPOINTS_DIR))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+        .count()
+}
+
+/// Failpoints of one checkpoint write, in the order they are passed, and whether the new
+/// checkpoint is complete (the pointer switched) once each is passed.
+fn failpoints() -> Vec<(String, bool)> {
+    let mut v = Vec::new();
+    for f in ["model.safetensors", "optimizer.safetensors", "ema.safetensors"] {
+        v.push((format!("checkpoint-before-file:{f}"), false));
+        v.push((format!("checkpoint-before-sync:{f}"), false));
+        v.push((format!("checkpoint-after-file:{f}"), false));
+    }
+    for f in ["config.json", "state.json"] {
+        v.push((format!("checkpoint-after-file:{f}"), false));
+    }
+    v.push(("checkpoint-before-rename:".into(), false));
+    v.push(("checkpoint-before-switch:".into(), false));
+    v.push(("checkpoint-after-switch:".into(), true));
+    v
+}
+
+#[test]
+fn a_crash_or_a_full_disk_at_any_point_of_a_checkpoint_resumes_exactly() {
+    let scenario = FailScenario::setup();
+    let (at, losses) = reference();
+    let (mut cases, mut crashes, mut exact) = (0, 0, 0);
+    for (point, switched) in failpoints() {
+        for action in ["panic(crash)", "return(No space left on device (os error 28))"] {
+            cases += 1;
+            let tmp = tempfile::tempdir().unwrap();
+            let run = tmp.path().join("run");
+            let mut t = Trainer::new(cfg(), Some(&run)).unwrap();
+            train_to(&mut t, 4).unwrap();
+            fail::cfg(&point, action).unwrap();
+            let outcome = catch_unwind(AssertUnwindSafe(|| train_to(&mut t, 6)));
+            fail::remove(&point);
+            match (&outcome, action.starts_with("panic")) {
+                (Err(_), true) => crashes += 1,
+                (Ok(Err(e)), false) => assert!(
+                    format!("{e:#}").contains("No space left"),
+                    "{point}: {e:#}"
+                ),
+                _ => panic!("{point} with {action}: the failpoint was not reached"),
+            }
+            drop(t);
+            let expect = if switched { 6 } else { 4 };
+            let mut resumed = Trainer::resume(&run, None, None)
+                .unwrap_or_else(|e| panic!("{point} {action}: resume refused: {e:#}"));
+            assert_eq!(resumed.step(), expect, "{point} {action}");
+            assert!(
+                weights(&resumed) == at[&expect],
+                "{point} {action}: weights differ from the uninterrupted run at step {expect}"
+            );
+            train_to(&mut resumed, LAST).unwrap();
+            assert!(
+                weights(&resumed) == at[&LAST],
+                "{point} {action}: the resumed run does not end where the uninterrupted one does"
+            );
+            exact += 1;
+            assert_eq!(leftovers(&run), Vec::<String>::new(), "{point} {action}");
+            assert!(step_dirs(&run) <= KEEP_CHECKPOINTS, "{point} {action}");
+            let history = RunDir::open(&run).unwrap().read_metrics().unwrap();
+            let steps: Vec<usize> = history.iter().map(|s| s.step).collect();
+            assert_eq!(steps, (1..=LAST).collect::<Vec<_>>(), "{point} {action}");
+            let got: Vec<f64> = history.iter().map(|s| s.loss).collect();
+            assert_eq!(got, losses, "{point} {action}: loss history");
+        }
+    }
+    scenario.teardown();
+    eprintln!(
+        "fault suite: {cases} cases, {crashes} crashes injected, {} full disks, {exact} exact resumes",
+        cases - crashes
+    );
+    assert_eq!(exact, cases);
+}
+
+/// A trained run at step 4 with checkpoints at 2 and 4; returns its directory.
+fn trained(tmp: &Path) -> std::path::PathBuf {
+    let run = tmp.join("run");
+    let mut t = Trainer::new(cfg(), Some(&run)).unwrap();
+    train_to(&mut t, 4).unwrap();
+    run
+}
+
+fn refused(run: &Path, opts: ResumeOptions) -> String {
+    match Trainer::resume_with(run, opts) {
+        Ok(_) => panic!("resume of {} was accepted", run.display()),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            assert!(!msg.contains('\n'), "one line: {msg}");
+            msg
+        }
+    }
+}
+
+fn latest_dir(run: &Path) -> std::path::PathBuf {
+    RunDir::open(run)
+        .unwrap()
+        .require_checkpoint()
+        .unwrap()
+        .dir()
+        .to_path_buf()
+}
+
+#[test]
+fn resume_refuses_what_it_cannot_trust() {
+    // Failpoints are process-wide: hold the scenario lock so the crash tests do not fire here.
+    let _scenario = FailScenario::setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let none = ResumeOptions::default();
+
+    // A missing state.json in the newest checkpoint.
+    let run = trained(&tmp.path().join("a"));
+    std::fs::remove_file(latest_dir(&run).join("state.json")).unwrap();
+    assert!(refused(&run, none).contains("state.json is missing"));
+
+    // A NaN in the EMA weights.
+    let run = trained(&tmp.path().join("b"));
+    let ema = latest_dir(&run).join("ema.safetensors");
+    let mut t = candle_core::safetensors::load(&ema, &Device::Cpu).unwrap();
+    let (name, first) = t.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap();
+    let nan = Tensor::full(f32::NAN, first.shape(), &Device::Cpu).unwrap();
+    t.insert(name, nan);
+    candle_core::safetensors::save(&t, &ema).unwrap();
+    let msg = refused(&run, none);
+    assert!(msg.contains("ema.safetensors") && msg.contains("NaN"), "{msg}");
+    // ... which --reset-optimizer accepts, restarting the EMA from the weights.
+    let t = Trainer::resume_with(
+        &run,
+        ResumeOptions {
+            reset_optimizer: true,
+            ..none
+        },
+    )
+    .unwrap();
+    assert!(t.notices().iter().any(|n| n.contains("EMA restarts")), "{:?}", t.notices());
+    drop(t);
+
+    // A config without timesteps.
+    let run = trained(&tmp.path().join("c"));
+    let cfg_file = latest_dir(&run).join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_file).unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("timesteps");
+    std::fs::write(&cfg_file, v.to_string()).unwrap();
+    assert!(refused(&run, none).contains("lacks \"timesteps\""));
+
+    // A pointer to a checkpoint that is gone.
+    let run = trained(&tmp.path().join("d"));
+    std::fs::remove_dir_all(latest_dir(&run)).unwrap();
+    assert!(refused(&run, none).contains("missing"));
+
+    // A run whose first checkpoint never completed.
+    let run = tmp.path().join("e").join("run");
+    let mut t = Trainer::new(cfg(), Some(&run)).unwrap();
+    let (x, e) = Synthetic.batch(0).unwrap();
+    t.train_step(&x, e).unwrap();
+    drop(t);
+    assert!(refused(&run, none).contains("no checkpoint yet"));
+
+    // Two trainers on one run: the second is refused while the first holds it.
+    let run = trained(&tmp.path().join("f"));
+    let first = Trainer::resume(&run, None, None).unwrap();
+    let msg = refused(&run, none);
+    assert!(msg.contains("being trained by pid"), "{msg}");
+    drop(first);
+    Trainer::resume(&run, None, None).unwrap();
+
+    // A new run into a directory that holds one is refused (no silent overwrite).
+    let run = trained(&tmp.path().join("g"));
+    let err = Trainer::new(cfg(), Some(&run)).err().unwrap().to_string();
+    assert!(err.contains("already holds a run"), "{err}");
+}
+
+#[test]
+fn a_run_in_the_flat_layout_still_resumes_and_a_missing_optimizer_needs_the_flag() {
+    let _scenario = FailScenario::setup();
+    let (at, _) = reference();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = trained(tmp.path());
+    // Rewrite it as runs were written before checkpoints/: every file flat, no pointer.
+    let ck = latest_dir(&run);
+    for e in std::fs::read_dir(&ck).unwrap().flatten() {
+        std::fs::copy(e.path(), run.join(e.file_name())).unwrap();
+    }
+    std::fs::remove_dir_all(run.join(CHECKPOINTS_DIR)).unwrap();
+    std::fs::remove_file(run.join("latest")).unwrap();
+    let mut t = Trainer::resume(&run, None, None).unwrap();
+    assert_eq!(t.step(), 4);
+    assert!(weights(&t) == at[&4]);
+    train_to(&mut t, LAST).unwrap();
+    assert!(weights(&t) == at[&LAST], "flat → new layout, bit-exact");
+    drop(t);
+
+    let flat = tmp.path().join("flat");
+    let run2 = trained(&flat);
+    let ck = latest_dir(&run2);
+    for e in std::fs::read_dir(&ck).unwrap().flatten() {
+        std::fs::copy(e.path(), run2.join(e.file_name())).unwrap();
+    }
+    std::fs::remove_dir_all(run2.join(CHECKPOINTS_DIR)).unwrap();
+    std::fs::remove_file(run2.join("latest")).unwrap();
+    std::fs::remove_file(run2.join("optimizer.safetensors")).unwrap();
+    let msg = refused(&run2, ResumeOptions::default());
+    assert!(msg.contains("--reset-optimizer"), "{msg}");
+    let t = Trainer::resume_with(
+        &run2,
+        ResumeOptions {
+            reset_optimizer: true,
+            ..ResumeOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(t.notices().iter().any(|n| n.contains("Adam restarts")));
+}
+
+#[test]
+fn resume_keeps_earlier_metric_lines_byte_for_byte() {
+    let _scenario = FailScenario::setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = trained(tmp.path());
+    // Two steps after the checkpoint, then a "crash" (the trainer is dropped).
+    let mut t = Trainer::resume(&run, None, None).unwrap();
+    for _ in 0..2 {
+        let (x, e) = Synthetic.batch(t.step()).unwrap();
+        t.train_step(&x, e).unwrap();
+    }
+    drop(t);
+    let before = std::fs::read(run.join(METRICS_FILE)).unwrap();
+    let t = Trainer::resume(&run, None, None).unwrap();
+    assert_eq!(t.step(), 4);
+    let after = std::fs::read(run.join(METRICS_FILE)).unwrap();
+    assert!(before.starts_with(&after), "kept lines are the first bytes, unchanged");
+    let text = String::from_utf8(after).unwrap();
+    assert_eq!(text.lines().count(), 4, "lines after the checkpoint dropped");
+}
