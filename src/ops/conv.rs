@@ -5,13 +5,13 @@
 //! by GEMM + col2im (no conv-transpose loop), parallel over images.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::direct_conv::{self, PackedWeights};
 use super::geometry::ConvGeom;
+use super::reduce::par_chunk_sum;
 use super::scratch::{par_build_overwrite, with_scratch};
 use super::sgemm::{sgemm, MatRef};
-use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
+use super::storage::{contiguous, cpu_tensor, input_weight_bias, with_f32_3};
 
 /// The custom op: `(x (N, Ci, H, W), w (Co, Ci, k, k), b (Co)) → (N, Co, Ho, Wo)`.
 #[derive(Debug, Clone, Copy)]
@@ -222,22 +222,11 @@ pub fn backward(
     let rows = g.rows();
     let img = g.image_len();
     let gs = group_size(hw);
-    let chunks = reduction_chunks(n);
-    let per = n.div_ceil(chunks);
-    let chunks = n.div_ceil(per);
     let mut dx = if need_dx {
         vec![0f32; n * img]
     } else {
         Vec::new()
     };
-    let dx_parts: Vec<&mut [f32]> = if need_dx {
-        dx.chunks_mut(per * img).collect()
-    } else {
-        (0..chunks).map(|_| <&mut [f32]>::default()).collect()
-    };
-    let mut partials: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
-        .map(|_| (vec![0f32; co * rows], vec![0f32; co]))
-        .collect();
     // Stride 1: dx is a conv of gy with the flipped, transposed kernel, through the direct
     // kernel where it runs (no im2col of gy; its weights packed straight from `w`), otherwise
     // as a GEMM over that kernel laid out as a matrix.
@@ -256,106 +245,98 @@ pub fn backward(
     let trows = flipped.as_ref().map_or(0, |(tg, _)| tg.rows());
     let ci = g.c;
     let plane = g.h * g.w;
-    dx_parts
-        .into_par_iter()
-        .zip(partials.par_iter_mut())
-        .enumerate()
-        .for_each(|(chunk, (dxc, (pw, pb)))| {
-            let first = chunk * per;
-            let last = (first + per).min(n);
-            let mut sub = first;
-            while sub < last {
-                let m = gs.min(last - sub);
-                let ld = m * hw;
-                let xs = &x[sub * img..(sub + m) * img];
-                let gys = &gy[sub * co * hw..(sub + m) * co * hw];
-                // Scratch 1: gathered gy (co × ld), then the dx work matrix.
-                // The flipped conv runs over input pixels: its GEMM has N = m·H·W.
-                let lt = m * plane;
-                let work = if direct.is_some() {
-                    0
-                } else if flipped.is_some() {
-                    trows * lt + ci * lt
+    // dW and dB, summed over chunks of images; each chunk writes its images' dx.
+    let mut dw = par_chunk_sum(n, co * rows + co, &mut dx, |images, dxc, partial| {
+        let (pw, pb) = partial.split_at_mut(co * rows);
+        let (first, last) = (images.start, images.end);
+        let mut sub = first;
+        while sub < last {
+            let m = gs.min(last - sub);
+            let ld = m * hw;
+            let xs = &x[sub * img..(sub + m) * img];
+            let gys = &gy[sub * co * hw..(sub + m) * co * hw];
+            // Scratch 1: gathered gy (co × ld), then the dx work matrix.
+            // The flipped conv runs over input pixels: its GEMM has N = m·H·W.
+            let lt = m * plane;
+            let work = if direct.is_some() {
+                0
+            } else if flipped.is_some() {
+                trows * lt + ci * lt
+            } else {
+                rows * ld
+            };
+            with_scratch(1, co * ld + work, |buf| {
+                let (gbuf, work) = buf.split_at_mut(co * ld);
+                let gg: &[f32] = if m == 1 {
+                    gys
                 } else {
-                    rows * ld
+                    gather(gys, co, hw, m, gbuf);
+                    gbuf
                 };
-                with_scratch(1, co * ld + work, |buf| {
-                    let (gbuf, work) = buf.split_at_mut(co * ld);
-                    let gg: &[f32] = if m == 1 {
-                        gys
-                    } else {
-                        gather(gys, co, hw, m, gbuf);
-                        gbuf
-                    };
-                    for (c, acc) in pb.iter_mut().enumerate() {
-                        *acc += gg[c * ld..(c + 1) * ld].iter().sum::<f32>();
-                    }
-                    // dW += gy (Co × ld) · colsᵀ (ld × rows)
-                    if g.is_pointwise() && m == 1 {
-                        let (lhs, rhs) = (MatRef::rows(gg, ld), MatRef::rows_t(xs, ld));
+                for (c, acc) in pb.iter_mut().enumerate() {
+                    *acc += gg[c * ld..(c + 1) * ld].iter().sum::<f32>();
+                }
+                // dW += gy (Co × ld) · colsᵀ (ld × rows)
+                if g.is_pointwise() && m == 1 {
+                    let (lhs, rhs) = (MatRef::rows(gg, ld), MatRef::rows_t(xs, ld));
+                    sgemm(co, rows, ld, pw, rows, true, lhs, rhs, false);
+                } else {
+                    with_scratch(0, rows * ld, |cols| {
+                        if g.is_pointwise() {
+                            gather(xs, rows, hw, m, cols);
+                        } else {
+                            for j in 0..m {
+                                let xi = &xs[j * img..(j + 1) * img];
+                                g.im2col_ld(xi, &mut cols[j * hw..], ld);
+                            }
+                        }
+                        let (lhs, rhs) = (MatRef::rows(gg, ld), MatRef::rows_t(cols, ld));
                         sgemm(co, rows, ld, pw, rows, true, lhs, rhs, false);
-                    } else {
-                        with_scratch(0, rows * ld, |cols| {
-                            if g.is_pointwise() {
-                                gather(xs, rows, hw, m, cols);
-                            } else {
-                                for j in 0..m {
-                                    let xi = &xs[j * img..(j + 1) * img];
-                                    g.im2col_ld(xi, &mut cols[j * hw..], ld);
-                                }
-                            }
-                            let (lhs, rhs) = (MatRef::rows(gg, ld), MatRef::rows_t(cols, ld));
-                            sgemm(co, rows, ld, pw, rows, true, lhs, rhs, false);
-                        });
+                    });
+                }
+                if !need_dx {
+                    return;
+                }
+                let dxs = &mut dxc[(sub - first) * img..(sub - first + m) * img];
+                if let (Some(tg), Some(packed)) = (&flip_geom, &direct) {
+                    direct_conv::conv_images(gys, m, tg, packed, dxs);
+                } else if let Some((tg, wf)) = &flipped {
+                    // Stride 1: dx = conv(gy, flipped Wᵀ) — a GEMM with K = Co·k·k and no
+                    // col2im (the (rows × ld) GEMM with K = Co would be memory-bound).
+                    let (tcols, dtmp) = work.split_at_mut(trows * lt);
+                    for j in 0..m {
+                        let gi = &gys[j * co * hw..(j + 1) * co * hw];
+                        tg.im2col_ld(gi, &mut tcols[j * plane..], lt);
                     }
-                    if !need_dx {
-                        return;
-                    }
-                    let dxs = &mut dxc[(sub - first) * img..(sub - first + m) * img];
-                    if let (Some(tg), Some(packed)) = (&flip_geom, &direct) {
-                        direct_conv::conv_images(gys, m, tg, packed, dxs);
-                    } else if let Some((tg, wf)) = &flipped {
-                        // Stride 1: dx = conv(gy, flipped Wᵀ) — a GEMM with K = Co·k·k and no
-                        // col2im (the (rows × ld) GEMM with K = Co would be memory-bound).
-                        let (tcols, dtmp) = work.split_at_mut(trows * lt);
-                        for j in 0..m {
-                            let gi = &gys[j * co * hw..(j + 1) * co * hw];
-                            tg.im2col_ld(gi, &mut tcols[j * plane..], lt);
-                        }
-                        let (lhs, rhs) = (MatRef::rows(wf, trows), MatRef::rows(tcols, lt));
-                        if m == 1 {
-                            sgemm(ci, lt, trows, dxs, lt, false, lhs, rhs, false);
-                        } else {
-                            sgemm(ci, lt, trows, dtmp, lt, false, lhs, rhs, false);
-                            scatter(dtmp, ci, plane, m, dxs);
-                        }
+                    let (lhs, rhs) = (MatRef::rows(wf, trows), MatRef::rows(tcols, lt));
+                    if m == 1 {
+                        sgemm(ci, lt, trows, dxs, lt, false, lhs, rhs, false);
                     } else {
-                        // dcols = Wᵀ (rows × Co) · gy (Co × ld)
-                        let (lhs, rhs) = (MatRef::rows_t(w, rows), MatRef::rows(gg, ld));
-                        if g.is_pointwise() && m == 1 {
-                            sgemm(rows, ld, co, dxs, ld, false, lhs, rhs, false);
+                        sgemm(ci, lt, trows, dtmp, lt, false, lhs, rhs, false);
+                        scatter(dtmp, ci, plane, m, dxs);
+                    }
+                } else {
+                    // dcols = Wᵀ (rows × Co) · gy (Co × ld)
+                    let (lhs, rhs) = (MatRef::rows_t(w, rows), MatRef::rows(gg, ld));
+                    if g.is_pointwise() && m == 1 {
+                        sgemm(rows, ld, co, dxs, ld, false, lhs, rhs, false);
+                    } else {
+                        sgemm(rows, ld, co, work, ld, false, lhs, rhs, false);
+                        if g.is_pointwise() {
+                            scatter(work, rows, hw, m, dxs);
                         } else {
-                            sgemm(rows, ld, co, work, ld, false, lhs, rhs, false);
-                            if g.is_pointwise() {
-                                scatter(work, rows, hw, m, dxs);
-                            } else {
-                                for j in 0..m {
-                                    let dxi = &mut dxs[j * img..(j + 1) * img];
-                                    g.col2im_add_ld(&work[j * hw..], ld, dxi);
-                                }
+                            for j in 0..m {
+                                let dxi = &mut dxs[j * img..(j + 1) * img];
+                                g.col2im_add_ld(&work[j * hw..], ld, dxi);
                             }
                         }
                     }
-                });
-                sub += m;
-            }
-        });
-    let mut it = partials.into_iter();
-    let (mut dw, mut db) = it.next().unwrap_or_default();
-    for (pw, pb) in it {
-        dw.iter_mut().zip(&pw).for_each(|(a, b)| *a += b);
-        db.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
-    }
+                }
+            });
+            sub += m;
+        }
+    });
+    let db = dw.split_off(co * rows);
     ConvGrads {
         dx: need_dx.then_some(dx),
         dw,
@@ -405,12 +386,7 @@ impl CustomOp3 for Conv2dOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, g, co) = self.geometry(l1.dims(), l2.dims())?;
-        let x = cpu_slice(s1, l1, "conv2d input")?;
-        let w = cpu_slice(s2, l2, "conv2d weight")?;
-        let b = cpu_slice(s3, l3, "conv2d bias")?;
-        if b.len() != co {
-            candle_core::bail!("conv2d: bias has {} elements, expected {co}", b.len());
-        }
+        let [x, w, b] = input_weight_bias("conv2d", (s1, l1), (s2, l2), (s3, l3), co)?;
         let out = forward(x, w, b, n, g, co);
         Ok((CpuStorage::F32(out), Shape::from((n, co, g.ho, g.wo))))
     }
@@ -425,10 +401,8 @@ impl CustomOp3 for Conv2dOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, g, co) = self.geometry(x.dims(), w.dims())?;
         let need_dx = x.track_op();
-        let grads = with_f32(x, |xs| {
-            with_f32(w, |ws| {
-                with_f32(grad, |gs| Ok(backward(xs, ws, gs, n, g, co, need_dx)))
-            })
+        let grads = with_f32_3(x, w, grad, |xs, ws, gs| {
+            Ok(backward(xs, ws, gs, n, g, co, need_dx))
         })?;
         let dx = match grads.dx {
             Some(d) => Some(cpu_tensor(d, x.dims())?),

@@ -3,12 +3,12 @@
 //! geometry: the output `(Co, Ho, Wo)` plays the conv input, the input `(Ci, H, W)` its output.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::geometry::ConvGeom;
+use super::reduce::par_chunk_sum;
 use super::scratch::{par_build_overwrite, with_scratch};
 use super::sgemm::{sgemm, MatRef};
-use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
+use super::storage::{contiguous, cpu_tensor, input_weight_bias, with_f32_3};
 
 /// The custom op: `(x (N, Ci, H, W), w (Ci, Co, k, k), b (Co)) → (N, Co, Ho, Wo)` with
 /// `Ho = (H − 1)·stride − 2·pad + k`.
@@ -96,60 +96,46 @@ fn forward(x: &[f32], w: &[f32], b: &[f32], n: usize, ci: usize, g: ConvGeom) ->
 fn backward(x: &[f32], w: &[f32], gy: &[f32], n: usize, ci: usize, g: ConvGeom) -> [Vec<f32>; 3] {
     let (rows, hw, out_img) = (g.rows(), g.cols(), g.image_len());
     let plane = g.h * g.w;
-    let chunks = reduction_chunks(n);
-    let per = n.div_ceil(chunks);
-    let chunks = n.div_ceil(per);
     let mut dx = vec![0f32; n * ci * hw];
-    let mut partials: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
-        .map(|_| (vec![0f32; ci * rows], vec![0f32; g.c]))
-        .collect();
-    dx.par_chunks_mut(per * ci * hw)
-        .zip(partials.par_iter_mut())
-        .enumerate()
-        .for_each(|(chunk, (dxc, (pw, pb)))| {
-            let first = chunk * per;
-            for (li, dxi) in dxc.chunks_mut(ci * hw).enumerate() {
-                let i = first + li;
-                let xi = &x[i * ci * hw..(i + 1) * ci * hw];
-                let gi = &gy[i * out_img..(i + 1) * out_img];
-                for (c, acc) in pb.iter_mut().enumerate() {
-                    *acc += gi[c * plane..(c + 1) * plane].iter().sum::<f32>();
-                }
-                with_scratch(0, rows * hw, |gcols| {
-                    g.im2col(gi, gcols);
-                    // dx_i (Ci × HW) = W (Ci × rows) · gcols (rows × HW)
-                    sgemm(
-                        ci,
-                        hw,
-                        rows,
-                        dxi,
-                        hw,
-                        false,
-                        MatRef::rows(w, rows),
-                        MatRef::rows(gcols, hw),
-                        false,
-                    );
-                    // dW (Ci × rows) += x_i (Ci × HW) · gcolsᵀ
-                    sgemm(
-                        ci,
-                        rows,
-                        hw,
-                        pw,
-                        rows,
-                        true,
-                        MatRef::rows(xi, hw),
-                        MatRef::rows_t(gcols, hw),
-                        false,
-                    );
-                });
+    // dW and dB, summed over chunks of images; each chunk writes its images' dx.
+    let mut dw = par_chunk_sum(n, ci * rows + g.c, &mut dx, |images, dxc, partial| {
+        let (pw, pb) = partial.split_at_mut(ci * rows);
+        for (i, dxi) in images.zip(dxc.chunks_mut(ci * hw)) {
+            let xi = &x[i * ci * hw..(i + 1) * ci * hw];
+            let gi = &gy[i * out_img..(i + 1) * out_img];
+            for (c, acc) in pb.iter_mut().enumerate() {
+                *acc += gi[c * plane..(c + 1) * plane].iter().sum::<f32>();
             }
-        });
-    let mut it = partials.into_iter();
-    let (mut dw, mut db) = it.next().unwrap_or_default();
-    for (p, q) in it {
-        dw.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-        db.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
-    }
+            with_scratch(0, rows * hw, |gcols| {
+                g.im2col(gi, gcols);
+                // dx_i (Ci × HW) = W (Ci × rows) · gcols (rows × HW)
+                sgemm(
+                    ci,
+                    hw,
+                    rows,
+                    dxi,
+                    hw,
+                    false,
+                    MatRef::rows(w, rows),
+                    MatRef::rows(gcols, hw),
+                    false,
+                );
+                // dW (Ci × rows) += x_i (Ci × HW) · gcolsᵀ
+                sgemm(
+                    ci,
+                    rows,
+                    hw,
+                    pw,
+                    rows,
+                    true,
+                    MatRef::rows(xi, hw),
+                    MatRef::rows_t(gcols, hw),
+                    false,
+                );
+            });
+        }
+    });
+    let db = dw.split_off(ci * rows);
     [dx, dw, db]
 }
 
@@ -168,16 +154,7 @@ impl CustomOp3 for ConvTranspose2dOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, ci, g) = self.geometry(l1.dims(), l2.dims())?;
-        let x = cpu_slice(s1, l1, "conv_transpose2d input")?;
-        let w = cpu_slice(s2, l2, "conv_transpose2d weight")?;
-        let b = cpu_slice(s3, l3, "conv_transpose2d bias")?;
-        if b.len() != g.c {
-            candle_core::bail!(
-                "conv_transpose2d: bias has {} elements, expected {}",
-                b.len(),
-                g.c
-            );
-        }
+        let [x, w, b] = input_weight_bias("conv_transpose2d", (s1, l1), (s2, l2), (s3, l3), g.c)?;
         let out = forward(x, w, b, n, ci, g);
         Ok((CpuStorage::F32(out), Shape::from((n, g.c, g.h, g.w))))
     }
@@ -191,11 +168,7 @@ impl CustomOp3 for ConvTranspose2dOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, ci, g) = self.geometry(x.dims(), w.dims())?;
-        let [dx, dw, db] = with_f32(x, |xs| {
-            with_f32(w, |ws| {
-                with_f32(grad, |gs| Ok(backward(xs, ws, gs, n, ci, g)))
-            })
-        })?;
+        let [dx, dw, db] = with_f32_3(x, w, grad, |xs, ws, gs| Ok(backward(xs, ws, gs, n, ci, g)))?;
         Ok((
             Some(cpu_tensor(dx, x.dims())?),
             Some(cpu_tensor(dw, w.dims())?),

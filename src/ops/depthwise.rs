@@ -3,11 +3,11 @@
 //! C separate convolutions.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
+use super::reduce::par_chunk_sum;
 use super::scratch::{par_build_overwrite, with_scratch};
 use super::simd::{axpy, dot, taps_axpy};
-use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
+use super::storage::{contiguous, cpu_tensor, input_weight_bias, with_f32_3};
 
 /// The custom op: `(x (N, C, H, W), w (C, 1, k, k), b (C)) → (N, C, H', W')` with stride 1 and
 /// padding `pad`.
@@ -108,78 +108,59 @@ fn forward(x: &[f32], wt: &[f32], b: &[f32], d: Dims) -> Vec<f32> {
 fn backward(x: &[f32], wt: &[f32], gy: &[f32], d: Dims, need_dx: bool) -> [Vec<f32>; 3] {
     let (hw, ohw, kk) = (d.h * d.w, d.ho * d.wo, d.k * d.k);
     let len = span(&d);
-    let chunks = reduction_chunks(d.n);
-    let per = d.n.div_ceil(chunks);
-    let chunks = d.n.div_ceil(per);
     let img = d.c * hw;
     let mut dx = if need_dx {
         vec![0f32; d.n * img]
     } else {
         Vec::new()
     };
-    let dx_parts: Vec<&mut [f32]> = if need_dx {
-        dx.chunks_mut(per * img).collect()
-    } else {
-        (0..chunks).map(|_| <&mut [f32]>::default()).collect()
-    };
-    let mut partials: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
-        .map(|_| (vec![0f32; d.c * kk], vec![0f32; d.c]))
-        .collect();
     let plen = d.ph * d.pw;
-    dx_parts
-        .into_par_iter()
-        .zip(partials.par_iter_mut())
-        .enumerate()
-        .for_each(|(chunk, (dxc, (pw, pb)))| {
-            let first = chunk * per;
-            let last = (first + per).min(d.n);
-            with_scratch(0, 2 * plen + len, |buf| {
-                let (padded, rest) = buf.split_at_mut(plen);
-                let (dpad, gp) = rest.split_at_mut(plen);
-                // Garbage columns of the padded-width gradient stay zero.
-                gp.fill(0.0);
-                for i in first..last {
-                    for c in 0..d.c {
-                        let plane = i * d.c + c;
-                        let gi = &gy[plane * ohw..(plane + 1) * ohw];
-                        pb[c] += gi.iter().sum::<f32>();
-                        for oy in 0..d.ho {
-                            gp[oy * d.pw..][..d.wo].copy_from_slice(&gi[oy * d.wo..][..d.wo]);
-                        }
-                        d.pad_plane(&x[plane * hw..(plane + 1) * hw], padded);
-                        let dwc = &mut pw[c * kk..(c + 1) * kk];
-                        let wc = &wt[c * kk..(c + 1) * kk];
-                        if need_dx {
-                            dpad.fill(0.0);
-                        }
-                        for ky in 0..d.k {
-                            for kx in 0..d.k {
-                                let off = ky * d.pw + kx;
-                                let src = &padded[off..off + len];
-                                dwc[ky * d.k + kx] += dot(gp, src);
-                                if need_dx {
-                                    axpy(wc[ky * d.k + kx], gp, &mut dpad[off..off + len]);
-                                }
-                            }
-                        }
-                        if need_dx {
-                            let local = (i - first) * img + c * hw;
-                            let dst = &mut dxc[local..local + hw];
-                            for y in 0..d.h {
-                                let o = (y + d.pad) * d.pw + d.pad;
-                                dst[y * d.w..(y + 1) * d.w].copy_from_slice(&dpad[o..o + d.w]);
+    // dW and dB, summed over chunks of images; each chunk writes its images' dx.
+    let mut dw = par_chunk_sum(d.n, d.c * kk + d.c, &mut dx, |images, dxc, partial| {
+        let (pw, pb) = partial.split_at_mut(d.c * kk);
+        let (first, last) = (images.start, images.end);
+        with_scratch(0, 2 * plen + len, |buf| {
+            let (padded, rest) = buf.split_at_mut(plen);
+            let (dpad, gp) = rest.split_at_mut(plen);
+            // Garbage columns of the padded-width gradient stay zero.
+            gp.fill(0.0);
+            for i in first..last {
+                for c in 0..d.c {
+                    let plane = i * d.c + c;
+                    let gi = &gy[plane * ohw..(plane + 1) * ohw];
+                    pb[c] += gi.iter().sum::<f32>();
+                    for oy in 0..d.ho {
+                        gp[oy * d.pw..][..d.wo].copy_from_slice(&gi[oy * d.wo..][..d.wo]);
+                    }
+                    d.pad_plane(&x[plane * hw..(plane + 1) * hw], padded);
+                    let dwc = &mut pw[c * kk..(c + 1) * kk];
+                    let wc = &wt[c * kk..(c + 1) * kk];
+                    if need_dx {
+                        dpad.fill(0.0);
+                    }
+                    for ky in 0..d.k {
+                        for kx in 0..d.k {
+                            let off = ky * d.pw + kx;
+                            let src = &padded[off..off + len];
+                            dwc[ky * d.k + kx] += dot(gp, src);
+                            if need_dx {
+                                axpy(wc[ky * d.k + kx], gp, &mut dpad[off..off + len]);
                             }
                         }
                     }
+                    if need_dx {
+                        let local = (i - first) * img + c * hw;
+                        let dst = &mut dxc[local..local + hw];
+                        for y in 0..d.h {
+                            let o = (y + d.pad) * d.pw + d.pad;
+                            dst[y * d.w..(y + 1) * d.w].copy_from_slice(&dpad[o..o + d.w]);
+                        }
+                    }
                 }
-            })
-        });
-    let mut it = partials.into_iter();
-    let (mut dw, mut db) = it.next().unwrap_or_default();
-    for (p, q) in it {
-        dw.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-        db.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
-    }
+            }
+        })
+    });
+    let db = dw.split_off(d.c * kk);
     [dx, dw, db]
 }
 
@@ -198,16 +179,7 @@ impl CustomOp3 for DepthwiseConv2dOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(l1.dims(), l2.dims(), self.pad)?;
-        let x = cpu_slice(s1, l1, "depthwise input")?;
-        let w = cpu_slice(s2, l2, "depthwise weight")?;
-        let b = cpu_slice(s3, l3, "depthwise bias")?;
-        if b.len() != d.c {
-            candle_core::bail!(
-                "depthwise conv: bias has {} elements, expected {}",
-                b.len(),
-                d.c
-            );
-        }
+        let [x, w, b] = input_weight_bias("depthwise conv", (s1, l1), (s2, l2), (s3, l3), d.c)?;
         let out = forward(x, w, b, d);
         Ok((CpuStorage::F32(out), Shape::from((d.n, d.c, d.ho, d.wo))))
     }
@@ -222,10 +194,8 @@ impl CustomOp3 for DepthwiseConv2dOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = Dims::new(x.dims(), w.dims(), self.pad)?;
         let need_dx = x.track_op();
-        let [dx, dw, db] = with_f32(x, |xs| {
-            with_f32(w, |ws| {
-                with_f32(grad, |gs| Ok(backward(xs, ws, gs, d, need_dx)))
-            })
+        let [dx, dw, db] = with_f32_3(x, w, grad, |xs, ws, gs| {
+            Ok(backward(xs, ws, gs, d, need_dx))
         })?;
         let dx = if need_dx {
             Some(cpu_tensor(dx, x.dims())?)

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use super::scratch::par_build_overwrite;
-use super::{contiguous, cpu_slice, cpu_tensor, with_f32};
+use super::storage::{contiguous, cpu_slice, cpu_tensor, with_f32};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;

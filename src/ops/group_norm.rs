@@ -3,11 +3,11 @@
 //! `dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂))`, `dx̂ = dy · γ`.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
+use super::reduce::par_chunk_sum;
 use super::scratch::par_build_overwrite;
 use super::simd::{group_norm_dx, scale_shift, sq_dev, sum, sum_and_xhat_dot};
-use super::{contiguous, cpu_slice, cpu_tensor, reduction_chunks, with_f32};
+use super::storage::{contiguous, cpu_tensor, input_weight_bias, with_f32_3};
 
 /// The custom op: `(x (N, C, …), γ (C), β (C)) → y` of `x`'s shape.
 #[derive(Debug, Clone, Copy)]
@@ -105,62 +105,48 @@ fn forward(x: &[f32], gamma: &[f32], beta: &[f32], d: Dims, eps: f64) -> Vec<f32
 fn backward(x: &[f32], gamma: &[f32], gy: &[f32], d: Dims, eps: f64) -> [Vec<f32>; 3] {
     let glen = d.cg * d.s;
     let img = d.c * d.s;
-    let chunks = reduction_chunks(d.n);
-    let per = d.n.div_ceil(chunks);
-    let chunks = d.n.div_ceil(per);
     let mut dx = vec![0f32; x.len()];
-    let mut partials: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
-        .map(|_| (vec![0f32; d.c], vec![0f32; d.c]))
-        .collect();
-    dx.par_chunks_mut(per * img)
-        .zip(partials.par_iter_mut())
-        .enumerate()
-        .for_each(|(chunk, (dxc, (pg, pb)))| {
-            let first = chunk * per;
-            for (li, dxi) in dxc.chunks_mut(img).enumerate() {
-                let i = first + li;
-                for g in 0..d.c / d.cg {
-                    let off = i * img + g * glen;
-                    let xg = &x[off..off + glen];
-                    let gg = &gy[off..off + glen];
-                    let (mean, rstd) = stats(xg, eps, d.s);
-                    // Σ dx̂ and Σ dx̂·x̂ over the group, per-channel sums for dγ, dβ.
-                    let (mut s1, mut s2) = (0f64, 0f64);
-                    for j in 0..d.cg {
-                        let c = g * d.cg + j;
-                        let r = j * d.s..(j + 1) * d.s;
-                        let (sg, sgx) = sum_and_xhat_dot(&xg[r.clone()], &gg[r], mean, rstd);
-                        pb[c] += sg;
-                        pg[c] += sgx;
-                        s1 += (sg * gamma[c]) as f64;
-                        s2 += (sgx * gamma[c]) as f64;
-                    }
-                    let len = glen as f64;
-                    let (m1, m2) = ((s1 / len) as f32, (s2 / len) as f32);
-                    let dxg = &mut dxi[g * glen..(g + 1) * glen];
-                    for j in 0..d.cg {
-                        let ga = gamma[g * d.cg + j];
-                        let r = j * d.s..(j + 1) * d.s;
-                        group_norm_dx(
-                            &xg[r.clone()],
-                            &gg[r.clone()],
-                            mean,
-                            rstd,
-                            ga,
-                            m1,
-                            m2,
-                            &mut dxg[r],
-                        );
-                    }
+    // dγ and dβ, summed over chunks of images; each chunk writes its images' dx.
+    let mut dg = par_chunk_sum(d.n, 2 * d.c, &mut dx, |images, dxc, partial| {
+        let (pg, pb) = partial.split_at_mut(d.c);
+        for (i, dxi) in images.zip(dxc.chunks_mut(img)) {
+            for g in 0..d.c / d.cg {
+                let off = i * img + g * glen;
+                let xg = &x[off..off + glen];
+                let gg = &gy[off..off + glen];
+                let (mean, rstd) = stats(xg, eps, d.s);
+                // Σ dx̂ and Σ dx̂·x̂ over the group, per-channel sums for dγ, dβ.
+                let (mut s1, mut s2) = (0f64, 0f64);
+                for j in 0..d.cg {
+                    let c = g * d.cg + j;
+                    let r = j * d.s..(j + 1) * d.s;
+                    let (sg, sgx) = sum_and_xhat_dot(&xg[r.clone()], &gg[r], mean, rstd);
+                    pb[c] += sg;
+                    pg[c] += sgx;
+                    s1 += (sg * gamma[c]) as f64;
+                    s2 += (sgx * gamma[c]) as f64;
+                }
+                let len = glen as f64;
+                let (m1, m2) = ((s1 / len) as f32, (s2 / len) as f32);
+                let dxg = &mut dxi[g * glen..(g + 1) * glen];
+                for j in 0..d.cg {
+                    let ga = gamma[g * d.cg + j];
+                    let r = j * d.s..(j + 1) * d.s;
+                    group_norm_dx(
+                        &xg[r.clone()],
+                        &gg[r.clone()],
+                        mean,
+                        rstd,
+                        ga,
+                        m1,
+                        m2,
+                        &mut dxg[r],
+                    );
                 }
             }
-        });
-    let mut it = partials.into_iter();
-    let (mut dg, mut db) = it.next().unwrap_or_default();
-    for (p, q) in it {
-        dg.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-        db.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
-    }
+        }
+    });
+    let db = dg.split_off(d.c);
     [dx, dg, db]
 }
 
@@ -179,11 +165,13 @@ impl CustomOp3 for GroupNormOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = self.dims(l1.dims())?;
-        let x = cpu_slice(s1, l1, "group_norm input")?;
-        let g = cpu_slice(s2, l2, "group_norm weight")?;
-        let b = cpu_slice(s3, l3, "group_norm bias")?;
-        if g.len() != d.c || b.len() != d.c {
-            candle_core::bail!("group_norm: weight/bias must have {} elements", d.c);
+        let [x, g, b] = input_weight_bias("group_norm", (s1, l1), (s2, l2), (s3, l3), d.c)?;
+        if g.len() != d.c {
+            candle_core::bail!(
+                "group_norm: weight has {} elements, expected {}",
+                g.len(),
+                d.c
+            );
         }
         let out = forward(x, g, b, d, self.eps);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -199,10 +187,8 @@ impl CustomOp3 for GroupNormOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = self.dims(x.dims())?;
         let eps = self.eps;
-        let [dx, dg, db] = with_f32(x, |xs| {
-            with_f32(gamma, |gs| {
-                with_f32(grad, |gy| Ok(backward(xs, gs, gy, d, eps)))
-            })
+        let [dx, dg, db] = with_f32_3(x, gamma, grad, |xs, gs, gy| {
+            Ok(backward(xs, gs, gy, d, eps))
         })?;
         Ok((
             Some(cpu_tensor(dx, x.dims())?),

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::scratch::{par_build_overwrite, with_scratch};
 use super::sgemm::{sgemm, MatRef};
 use super::simd::{exp_sub_acc, exp_sub_sum, max_into, mul_into};
-use super::{contiguous, cpu_slice, cpu_tensor, with_f32};
+use super::storage::{contiguous, cpu_slice, cpu_tensor, with_f32};
 
 /// The custom op: `qkv (B, 3·heads·d, H, W) → (B, heads·d, H, W)`.
 #[derive(Debug, Clone, Copy)]

@@ -18,14 +18,16 @@ pub mod gelu;
 pub mod geometry;
 pub mod group_norm;
 pub mod linear_attention;
+mod reduce;
 pub mod scratch;
 pub mod sgemm;
 pub mod silu;
 pub mod simd;
+mod storage;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
+use candle_core::{DType, Tensor};
 
 /// 0: not decided yet (read the environment), 1: on, 2: off.
 static ENABLED: AtomicU8 = AtomicU8::new(0);
@@ -56,49 +58,6 @@ pub fn set_enabled(on: bool) {
 /// the CPU.
 pub fn fast_path(t: &Tensor) -> bool {
     enabled() && t.device().is_cpu() && t.dtype() == DType::F32
-}
-
-/// Number of chunks a reduction over `n` items is split into. It depends on `n` only (never on
-/// the thread count), so partial sums are always added in the same order.
-pub(crate) fn reduction_chunks(n: usize) -> usize {
-    n.clamp(1, 8)
-}
-
-/// The contiguous `f32` data of a CPU storage seen through `layout`.
-pub(crate) fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let all = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&all[a..b]),
-        None => candle_core::bail!("{what}: expected a contiguous tensor"),
-    }
-}
-
-/// Runs `f` on the contiguous `f32` data of the CPU tensor `t` (made contiguous first if needed).
-pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = if t.is_contiguous() {
-        t.clone()
-    } else {
-        t.contiguous()?
-    };
-    let (s, l) = t.storage_and_layout();
-    match &*s {
-        Storage::Cpu(c) => f(cpu_slice(c, l, "custom op")?),
-        _ => candle_core::bail!("custom CPU op called on a non-CPU tensor"),
-    }
-}
-
-/// A CPU `f32` tensor of `shape` holding `data`.
-pub(crate) fn cpu_tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
-    Tensor::from_vec(data, shape, &candle_core::Device::Cpu)
-}
-
-/// Makes `t` contiguous only when it is not already.
-pub(crate) fn contiguous(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() {
-        Ok(t.clone())
-    } else {
-        t.contiguous()
-    }
 }
 
 /// Runs `f` on a thread of rayon's pool (directly when already on one). A model pass issues a
