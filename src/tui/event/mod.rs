@@ -1,5 +1,5 @@
-//! Input handling: a key becomes a [`Command`] (depending on the screen and any overlay), and a
-//! command changes the [`App`]. Both steps are pure functions of the state, tested without
+//! Input handling: a key becomes a [`Command`] (depending on the screen and any overlay), and
+//! the [`App`] routes the command to the screen it concerns. Both steps are tested without
 //! rendering.
 
 pub mod keys;
@@ -211,103 +211,9 @@ pub fn map_key(app: &App, key: KeyEvent) -> Option<Command> {
     }
 }
 
-const SAMPLE_COUNTS: [usize; 6] = [1, 4, 9, 16, 25, 36];
-const DDIM_STEPS: [usize; 7] = [10, 20, 25, 50, 100, 200, 500];
-
-fn notch(values: &[usize], cur: usize, dir: i32) -> usize {
-    if dir > 0 {
-        values.iter().copied().find(|&v| v > cur).unwrap_or(cur)
-    } else {
-        values
-            .iter()
-            .rev()
-            .copied()
-            .find(|&v| v < cur)
-            .unwrap_or(cur)
-    }
-}
-
-/// Applies a command to the app.
+/// Applies a command to the app (see [`App::apply`]).
 pub fn apply(app: &mut App, cmd: Command) {
-    app.dirty = true;
-    match cmd {
-        Command::Quit => app.request_quit(),
-        Command::Interrupt => app.begin_shutdown(),
-        Command::ConfirmQuit(true) => app.begin_shutdown(),
-        Command::ConfirmQuit(false) | Command::Close => {
-            app.overlay = Overlay::None;
-            app.picker = None;
-        }
-        Command::GoTo(tab) => app.tab = tab,
-        Command::CycleTab(d) => {
-            let n = Tab::ALL.len() as i32;
-            app.tab = Tab::ALL[(app.tab.index() as i32 + d).rem_euclid(n) as usize];
-        }
-        Command::ToggleHelp => {
-            app.overlay = if app.overlay == Overlay::Help {
-                Overlay::None
-            } else {
-                Overlay::Help
-            }
-        }
-        Command::CycleDataset(d) => app.cycle_dataset(d),
-        Command::ReloadDataset => {
-            let name = app.data.requested.clone();
-            app.load_dataset(&name);
-        }
-        Command::MoveT(d) => app.schedules.move_t(d),
-        Command::ChangeT(d) => app.schedules.change_timesteps(d),
-        Command::NextImage => {
-            let n = app.data.n_examples();
-            app.schedules.next_image(n);
-        }
-        Command::TrainToggle => app.train_toggle(),
-        Command::Checkpoint => app.train_checkpoint(),
-        Command::OpenRun => app.open_picker(),
-        Command::SelectField(d) => app.train.select(d),
-        Command::AdjustField(d) => app.train_adjust(d),
-        Command::Preset(blog) => app.train_preset(blog),
-        Command::Estimate => app.request_estimate(),
-        Command::PickerMove(d) => app.picker_move(d),
-        Command::PickerOpen => app.picker_open(),
-        Command::StepFrames(d) => cursor(app).step(d),
-        Command::FirstFrame => cursor(app).home(),
-        Command::LastFrame => cursor(app).end(),
-        Command::TogglePlay => cursor(app).toggle_play(),
-        Command::Generate => {
-            if app.tab == Tab::Compare {
-                app.compare_sample()
-            } else {
-                app.sample_generate()
-            }
-        }
-        Command::Export => app.sample_export(),
-        Command::ToggleSampler => app.settings.sample.ddim = !app.settings.sample.ddim,
-        Command::DdimSteps(d) => {
-            let s = &mut app.settings.sample;
-            s.ddim = true;
-            s.ddim_steps = notch(&DDIM_STEPS, s.ddim_steps, d);
-        }
-        Command::SampleCount(d) => {
-            let s = &mut app.settings.sample;
-            s.n = notch(&SAMPLE_COUNTS, s.n, d);
-        }
-        Command::NewSeed => {
-            let s = &mut app.settings.sample;
-            s.seed = s.seed.wrapping_add(1);
-        }
-        Command::CompareToggle => app.compare_toggle(),
-        Command::CompareMode => app.compare_toggle_mode(),
-        Command::CompareSteps(d) => app.compare_steps(d),
-    }
-}
-
-fn cursor(app: &mut App) -> &mut super::state::sample::FrameCursor {
-    if app.tab == Tab::Compare {
-        &mut app.compare.cursor
-    } else {
-        &mut app.sample.cursor
-    }
+    app.apply(cmd);
 }
 
 /// Maps and applies a key; returns whether it did anything.
