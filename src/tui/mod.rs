@@ -4,7 +4,7 @@
 //! Layout of the module (gitui style):
 //! - [`state`]: one controller per screen (its state, commands and worker messages, returning
 //!   [`state::Effect`]s) and the [`App`] that routes between them and the engine.
-//! - [`event`]: key → [`event::Command`] → state change, pure and unit-tested.
+//! - [`event`]: key → [`event::Command`] through the one key table, pure and unit-tested.
 //! - [`ui`]: views only, one file per screen or panel.
 //! - [`workers`]: the [`Engine`] interface and the messages workers send back.
 //!
