@@ -1,6 +1,6 @@
-//! The key table: the one source of what each key does ([`command`], behind `map_key`) and of
-//! the help overlay. Each row binds keys to commands and says, for people, which keys it shows
-//! and what they do.
+//! The key table: the one source of what each key does ([`command`], behind `map_key`), of the
+//! help overlay, and of README.md's key table ([`markdown_table`]). Each row binds keys to
+//! commands and says, for people, which keys it shows and what they do.
 
 use crossterm::event::KeyCode;
 
@@ -105,6 +105,18 @@ impl KeyHelp {
         self.keys
             .split_whitespace()
             .any(|token| covers(token, &name))
+    }
+
+    /// Names of the keys the row binds but does not show, each once.
+    pub fn unshown(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for b in self.bindings.iter().filter(|b| !self.shows(b.key)) {
+            let name = b.key.name();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
     }
 }
 
@@ -461,6 +473,27 @@ pub fn help_rows() -> impl Iterator<Item = &'static KeyHelp> {
     KEY_HELP.iter().filter(|row| row.scope.in_help())
 }
 
+/// README.md's key table, in Markdown: every row, with the keys it binds but does not show.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Screen | Keys | Action |\n|---|---|---|\n");
+    for row in KEY_HELP {
+        let unshown = row.unshown();
+        let also = if unshown.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = unshown.iter().map(|n| format!("`{n}`")).collect();
+            format!(" (also {})", names.join(" "))
+        };
+        out += &format!(
+            "| {} | `{}`{also} | {} |\n",
+            row.scope.label(),
+            row.keys,
+            row.action
+        );
+    }
+    out
+}
+
 /// Short hints for the status bar of a screen.
 pub fn hints(scope: &str) -> &'static str {
     match scope {
@@ -532,5 +565,34 @@ mod tests {
         assert_eq!(command(&train, ctrl('c')), Some(Command::Interrupt));
         assert_eq!(command(&[Scope::Always, Scope::Help], ch('3')), None);
         assert_eq!(help_rows().count(), 26);
+        let row = KEY_HELP.iter().find(|r| r.keys == "1-5 / Tab / Shift-Tab");
+        assert!(row.is_some_and(|r| r.unshown().is_empty()));
+    }
+
+    /// README.md's key table is [`markdown_table`]; `UPDATE_README=1` rewrites it.
+    #[test]
+    fn readme_key_table_matches_the_key_table() {
+        const START: &str = "<!-- keys:start -->\n";
+        const END: &str = "<!-- keys:end -->";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).expect("read README.md");
+        let start = readme
+            .find(START)
+            .expect("README.md has <!-- keys:start -->")
+            + START.len();
+        let end = readme.find(END).expect("README.md has <!-- keys:end -->");
+        let want = markdown_table();
+        if readme[start..end] == want {
+            return;
+        }
+        if std::env::var("UPDATE_README").as_deref() == Ok("1") {
+            let updated = format!("{}{want}{}", &readme[..start], &readme[end..]);
+            std::fs::write(&path, updated).expect("write README.md");
+            return;
+        }
+        panic!(
+            "README.md's key table differs from src/tui/event/keys.rs; regenerate it with\n  \
+             UPDATE_README=1 cargo test --lib readme_key_table\nExpected:\n{want}"
+        );
     }
 }
