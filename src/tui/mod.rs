@@ -2,8 +2,9 @@
 //! engine, which runs on worker threads.
 //!
 //! Layout of the module (gitui style):
-//! - [`state`]: the [`App`] and one struct per screen; actions that start work.
-//! - [`event`]: key → [`event::Command`] → state change, pure and unit-tested.
+//! - [`state`]: one controller per screen (its state, commands and worker messages, returning
+//!   [`state::Effect`]s) and the [`App`] that routes between them and the engine.
+//! - [`event`]: key → [`event::Command`] through the one key table, pure and unit-tested.
 //! - [`ui`]: views only, one file per screen or panel.
 //! - [`workers`]: the [`Engine`] interface and the messages workers send back.
 //!

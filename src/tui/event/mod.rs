@@ -1,14 +1,14 @@
-//! Input handling: a key becomes a [`Command`] (depending on the screen and any overlay), and a
-//! command changes the [`App`]. Both steps are pure functions of the state, tested without
-//! rendering.
+//! Input handling: a key becomes a [`Command`] through the key table (depending on the screen
+//! and any window), and the [`App`] routes the command to the screen it concerns. Both steps are
+//! tested without rendering.
 
 pub mod keys;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::state::{App, Overlay, Tab};
 
-pub use keys::{KeyHelp, KEY_HELP};
+pub use keys::{Binding, Key, KeyHelp, Scope, KEY_HELP};
 
 /// Everything a key can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,231 +83,30 @@ pub enum Command {
     CompareSteps(i32),
 }
 
-/// The command a key stands for in the app's current state (None: the key does nothing).
+/// The command a key stands for in the app's current state (None: the key does nothing): the
+/// key table ([`KEY_HELP`]) looked up in the scopes that are live, in order of precedence.
 pub fn map_key(app: &App, key: KeyEvent) -> Option<Command> {
     if key.kind == KeyEventKind::Release {
         return None;
     }
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('C')) {
-        return Some(Command::Interrupt);
-    }
-    if ctrl {
-        return None;
-    }
-    let code = key.code;
-    match app.overlay {
-        Overlay::ConfirmQuit => {
-            return match code {
-                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter | KeyCode::Char('q') => {
-                    Some(Command::ConfirmQuit(true))
-                }
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
-                    Some(Command::ConfirmQuit(false))
-                }
-                _ => None,
-            }
-        }
-        Overlay::Help => {
-            return match code {
-                KeyCode::Char('?') | KeyCode::Esc | KeyCode::Char('q') => Some(Command::Close),
-                _ => None,
-            }
-        }
-        Overlay::None => {}
-    }
-    if app.picker.is_some() {
-        return match code {
-            KeyCode::Up | KeyCode::Char('k') => Some(Command::PickerMove(-1)),
-            KeyCode::Down | KeyCode::Char('j') => Some(Command::PickerMove(1)),
-            KeyCode::Enter => Some(Command::PickerOpen),
-            KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('o') => Some(Command::Close),
-            _ => None,
-        };
-    }
-    // Global keys.
-    match code {
-        KeyCode::Char('q') => return Some(Command::Quit),
-        KeyCode::Char('?') => return Some(Command::ToggleHelp),
-        KeyCode::Tab => return Some(Command::CycleTab(1)),
-        KeyCode::BackTab => return Some(Command::CycleTab(-1)),
-        KeyCode::Char(c @ '1'..='5') => {
-            return Some(Command::GoTo(Tab::ALL[(c as u8 - b'1') as usize]))
-        }
-        _ => {}
-    }
-    match app.tab {
-        Tab::Data => match code {
-            KeyCode::Char('d') | KeyCode::Right | KeyCode::Down => Some(Command::CycleDataset(1)),
-            KeyCode::Char('D') | KeyCode::Left | KeyCode::Up => Some(Command::CycleDataset(-1)),
-            KeyCode::Char('r') => Some(Command::ReloadDataset),
-            _ => None,
-        },
-        Tab::Schedules => match code {
-            KeyCode::Left => Some(Command::MoveT(-1)),
-            KeyCode::Right => Some(Command::MoveT(1)),
-            KeyCode::PageDown => Some(Command::MoveT(10)),
-            KeyCode::PageUp => Some(Command::MoveT(-10)),
-            KeyCode::Home => Some(Command::MoveT(i64::MIN / 2)),
-            KeyCode::End => Some(Command::MoveT(i64::MAX / 2)),
-            KeyCode::Char('+') | KeyCode::Char('=') => Some(Command::ChangeT(1)),
-            KeyCode::Char('-') | KeyCode::Char('_') => Some(Command::ChangeT(-1)),
-            KeyCode::Char('n') => Some(Command::NextImage),
-            _ => None,
-        },
-        Tab::Train => match code {
-            KeyCode::Char(' ') => Some(Command::TrainToggle),
-            KeyCode::Char('c') => Some(Command::Checkpoint),
-            KeyCode::Char('o') => Some(Command::OpenRun),
-            KeyCode::Up | KeyCode::Char('k') => Some(Command::SelectField(-1)),
-            KeyCode::Down | KeyCode::Char('j') => Some(Command::SelectField(1)),
-            KeyCode::Left | KeyCode::Char('h') | KeyCode::Char('-') => {
-                Some(Command::AdjustField(-1))
-            }
-            KeyCode::Right | KeyCode::Char('l') | KeyCode::Char('+') | KeyCode::Enter => {
-                Some(Command::AdjustField(1))
-            }
-            KeyCode::Char('b') => Some(Command::Preset(true)),
-            KeyCode::Char('B') => Some(Command::Preset(false)),
-            KeyCode::Char('E') | KeyCode::Char('e') => Some(Command::Estimate),
-            _ => None,
-        },
-        Tab::Sample | Tab::Compare => {
-            let common = match code {
-                KeyCode::Left => Some(Command::StepFrames(-1)),
-                KeyCode::Right => Some(Command::StepFrames(1)),
-                KeyCode::PageUp => Some(Command::StepFrames(-10)),
-                KeyCode::PageDown => Some(Command::StepFrames(10)),
-                KeyCode::Home => Some(Command::FirstFrame),
-                KeyCode::End => Some(Command::LastFrame),
-                KeyCode::Char('p') => Some(Command::TogglePlay),
-                KeyCode::Char('g') => Some(Command::Generate),
-                KeyCode::Char('s') => Some(Command::NewSeed),
-                _ => None,
-            };
-            if common.is_some() {
-                return common;
-            }
-            if app.tab == Tab::Sample {
-                match code {
-                    KeyCode::Char('e') => Some(Command::Export),
-                    KeyCode::Char('k') => Some(Command::ToggleSampler),
-                    KeyCode::Char(']') => Some(Command::DdimSteps(1)),
-                    KeyCode::Char('[') => Some(Command::DdimSteps(-1)),
-                    KeyCode::Char('+') | KeyCode::Char('=') => Some(Command::SampleCount(1)),
-                    KeyCode::Char('-') => Some(Command::SampleCount(-1)),
-                    _ => None,
-                }
-            } else {
-                match code {
-                    KeyCode::Char(' ') => Some(Command::CompareToggle),
-                    KeyCode::Char('m') => Some(Command::CompareMode),
-                    KeyCode::Char('+') | KeyCode::Char('=') => Some(Command::CompareSteps(1)),
-                    KeyCode::Char('-') => Some(Command::CompareSteps(-1)),
-                    _ => None,
-                }
-            }
-        }
+    let key = Key {
+        code: key.code,
+        ctrl: key.modifiers.contains(KeyModifiers::CONTROL),
+    };
+    let window = match app.overlay {
+        Overlay::ConfirmQuit => Some(Scope::ConfirmQuit),
+        Overlay::Help => Some(Scope::Help),
+        Overlay::None => app.picker.is_some().then_some(Scope::Picker),
+    };
+    match window {
+        Some(w) => keys::command(&[Scope::Always, w], key),
+        None => keys::command(&[Scope::Always, Scope::Global, Scope::Screen(app.tab)], key),
     }
 }
 
-const SAMPLE_COUNTS: [usize; 6] = [1, 4, 9, 16, 25, 36];
-const DDIM_STEPS: [usize; 7] = [10, 20, 25, 50, 100, 200, 500];
-
-fn notch(values: &[usize], cur: usize, dir: i32) -> usize {
-    if dir > 0 {
-        values.iter().copied().find(|&v| v > cur).unwrap_or(cur)
-    } else {
-        values
-            .iter()
-            .rev()
-            .copied()
-            .find(|&v| v < cur)
-            .unwrap_or(cur)
-    }
-}
-
-/// Applies a command to the app.
+/// Applies a command to the app (see [`App::apply`]).
 pub fn apply(app: &mut App, cmd: Command) {
-    app.dirty = true;
-    match cmd {
-        Command::Quit => app.request_quit(),
-        Command::Interrupt => app.begin_shutdown(),
-        Command::ConfirmQuit(true) => app.begin_shutdown(),
-        Command::ConfirmQuit(false) | Command::Close => {
-            app.overlay = Overlay::None;
-            app.picker = None;
-        }
-        Command::GoTo(tab) => app.tab = tab,
-        Command::CycleTab(d) => {
-            let n = Tab::ALL.len() as i32;
-            app.tab = Tab::ALL[(app.tab.index() as i32 + d).rem_euclid(n) as usize];
-        }
-        Command::ToggleHelp => {
-            app.overlay = if app.overlay == Overlay::Help {
-                Overlay::None
-            } else {
-                Overlay::Help
-            }
-        }
-        Command::CycleDataset(d) => app.cycle_dataset(d),
-        Command::ReloadDataset => {
-            let name = app.data.requested.clone();
-            app.load_dataset(&name);
-        }
-        Command::MoveT(d) => app.schedules.move_t(d),
-        Command::ChangeT(d) => app.schedules.change_timesteps(d),
-        Command::NextImage => {
-            let n = app.data.n_examples();
-            app.schedules.next_image(n);
-        }
-        Command::TrainToggle => app.train_toggle(),
-        Command::Checkpoint => app.train_checkpoint(),
-        Command::OpenRun => app.open_picker(),
-        Command::SelectField(d) => app.train.select(d),
-        Command::AdjustField(d) => app.train_adjust(d),
-        Command::Preset(blog) => app.train_preset(blog),
-        Command::Estimate => app.request_estimate(),
-        Command::PickerMove(d) => app.picker_move(d),
-        Command::PickerOpen => app.picker_open(),
-        Command::StepFrames(d) => cursor(app).step(d),
-        Command::FirstFrame => cursor(app).home(),
-        Command::LastFrame => cursor(app).end(),
-        Command::TogglePlay => cursor(app).toggle_play(),
-        Command::Generate => {
-            if app.tab == Tab::Compare {
-                app.compare_sample()
-            } else {
-                app.sample_generate()
-            }
-        }
-        Command::Export => app.sample_export(),
-        Command::ToggleSampler => app.settings.sample.ddim = !app.settings.sample.ddim,
-        Command::DdimSteps(d) => {
-            let s = &mut app.settings.sample;
-            s.ddim = true;
-            s.ddim_steps = notch(&DDIM_STEPS, s.ddim_steps, d);
-        }
-        Command::SampleCount(d) => {
-            let s = &mut app.settings.sample;
-            s.n = notch(&SAMPLE_COUNTS, s.n, d);
-        }
-        Command::NewSeed => {
-            let s = &mut app.settings.sample;
-            s.seed = s.seed.wrapping_add(1);
-        }
-        Command::CompareToggle => app.compare_toggle(),
-        Command::CompareMode => app.compare_toggle_mode(),
-        Command::CompareSteps(d) => app.compare_steps(d),
-    }
-}
-
-fn cursor(app: &mut App) -> &mut super::state::sample::FrameCursor {
-    if app.tab == Tab::Compare {
-        &mut app.compare.cursor
-    } else {
-        &mut app.sample.cursor
-    }
+    app.apply(cmd);
 }
 
 /// Maps and applies a key; returns whether it did anything.

@@ -1,14 +1,64 @@
 //! State of the Compare screen: one run per schedule, trained in turn or round-robin, then
 //! sampled from the same noise and stepped through together.
 
-use crate::schedule::BetaSchedule;
+use std::sync::mpsc::Sender;
 
-use super::super::workers::Frames;
-use super::run::RunProgress;
+use crate::schedule::BetaSchedule;
+use crate::train::events::{TrainCommand, TrainEvent};
+
+use super::super::event::Command;
+use super::super::settings::CompareMode;
+use super::super::workers::{Frames, SampleMsg, Slot};
+use super::effect::{Ctx, Effect};
+use super::run::{RunProgress, RunState};
 use super::sample::{FrameCursor, SampleStatus};
+use super::train::notch;
 
 /// Steps a round-robin run trains before the next one takes over.
 pub const ROUND_ROBIN_QUANTUM: usize = 20;
+
+/// Steps per run that `+` / `−` step through.
+const STEPS: [usize; 8] = [20, 50, 100, 200, 500, 1000, 2000, 5000];
+
+/// What a run's event means to the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// One more training step.
+    Step,
+    /// The run finished or failed.
+    Ended,
+    /// Anything else.
+    Other,
+}
+
+impl Tick {
+    /// The tick of `event`.
+    pub fn of(event: &TrainEvent) -> Self {
+        match event {
+            TrainEvent::Step(_) => Tick::Step,
+            TrainEvent::Finished { .. } | TrainEvent::Failed { .. } => Tick::Ended,
+            _ => Tick::Other,
+        }
+    }
+}
+
+/// The scheduler's decision after an event of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Nothing changes hands.
+    Stay,
+    /// Round-robin: `from` used up its quantum; pause it and hand the machine to `to`.
+    Rotate {
+        /// The run to pause.
+        from: usize,
+        /// The run to resume or start.
+        to: usize,
+    },
+    /// The active run ended: hand the machine to this run.
+    Next(usize),
+    /// The active run ended and no run is left to train.
+    Done,
+}
 
 /// One schedule's run and samples.
 #[derive(Debug, Clone)]
@@ -71,9 +121,7 @@ impl CompareState {
 
     /// Whether every run finished.
     pub fn all_finished(&self) -> bool {
-        self.slots
-            .iter()
-            .all(|s| s.run.state == super::run::RunState::Finished)
+        self.slots.iter().all(|s| s.run.state == RunState::Finished)
     }
 
     /// The next slot after `from` (cyclically) that has not finished or failed.
@@ -82,7 +130,7 @@ impl CompareState {
         (1..=n).map(|k| (from + k) % n).find(|&i| {
             !matches!(
                 self.slots[i].run.state,
-                super::run::RunState::Finished | super::run::RunState::Failed(_)
+                RunState::Finished | RunState::Failed(_)
             )
         })
     }
@@ -94,5 +142,435 @@ impl CompareState {
             .filter_map(|s| s.frames.as_ref().map(|f| f.len()))
             .max()
             .unwrap_or(0)
+    }
+
+    /// Handles a command of the Compare screen.
+    pub fn handle(&mut self, cmd: Command, ctx: &mut Ctx) -> Vec<Effect> {
+        match cmd {
+            Command::CompareToggle => return self.toggle(ctx),
+            Command::CompareMode => {
+                if self.any_active() {
+                    return vec![Effect::error(
+                        "the mode is fixed while the comparison trains",
+                    )];
+                }
+                ctx.settings.compare_mode = match ctx.settings.compare_mode {
+                    CompareMode::InTurn => CompareMode::RoundRobin,
+                    CompareMode::RoundRobin => CompareMode::InTurn,
+                };
+            }
+            Command::CompareSteps(dir) if !self.any_active() => {
+                let steps = &mut ctx.settings.compare_steps;
+                *steps = notch(&STEPS, *steps, dir);
+            }
+            Command::Generate => return self.sample(),
+            Command::StepFrames(delta) => self.cursor.step(delta),
+            Command::FirstFrame => self.cursor.home(),
+            Command::LastFrame => self.cursor.end(),
+            Command::TogglePlay => self.cursor.toggle_play(),
+            Command::NewSeed => {
+                let s = &mut ctx.settings.sample;
+                s.seed = s.seed.wrapping_add(1);
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Space: starts a fresh comparison (one run per schedule, under one directory), or
+    /// pauses / resumes the one under way.
+    fn toggle(&mut self, ctx: &mut Ctx) -> Vec<Effect> {
+        if ctx.train_active {
+            return vec![Effect::error(
+                "the Train run is training; pause or finish it first",
+            )];
+        }
+        if let Some(i) = self.active {
+            let run = &self.slots[i].run;
+            if run.is_active() {
+                run.send(if self.paused {
+                    TrainCommand::Resume
+                } else {
+                    TrainCommand::Pause
+                });
+                self.paused = !self.paused;
+                return Vec::new();
+            }
+        }
+        if !ctx.data_ready {
+            return vec![Effect::error(
+                "the dataset is not loaded yet (see the Data screen)",
+            )];
+        }
+        *self = CompareState::default();
+        let base = ctx.new_run_dir("compare");
+        for slot in &mut self.slots {
+            slot.run.run_dir = Some(base.join(slot.schedule.name()));
+        }
+        self.start_slot(0)
+    }
+
+    fn start_slot(&self, i: usize) -> Vec<Effect> {
+        let slot = &self.slots[i];
+        vec![Effect::Train {
+            slot: Slot::Compare(slot.schedule),
+            run_dir: slot.run.run_dir.clone(),
+            resume: false,
+        }]
+    }
+
+    /// Hands the machine to slot `i`: resumes its run, or starts it.
+    fn switch_to(&mut self, i: usize) -> Vec<Effect> {
+        if self.slots[i].run.is_active() {
+            self.slots[i].run.send(TrainCommand::Resume);
+            self.active = Some(i);
+            self.since_switch = 0;
+            Vec::new()
+        } else {
+            self.start_slot(i)
+        }
+    }
+
+    /// The engine's answer to [`Effect::Train`] for the run of `schedule`.
+    pub fn on_started(
+        &mut self,
+        schedule: BetaSchedule,
+        started: Result<Sender<TrainCommand>, String>,
+    ) -> Vec<Effect> {
+        let Some(i) = self.index_of(schedule) else {
+            return Vec::new();
+        };
+        match started {
+            Ok(commands) => {
+                let run = &mut self.slots[i].run;
+                run.commands = Some(commands);
+                run.state = RunState::Starting;
+                self.active = Some(i);
+                self.since_switch = 0;
+                Vec::new()
+            }
+            Err(e) => vec![Effect::error(format!(
+                "cannot start the {schedule} run: {e}"
+            ))],
+        }
+    }
+
+    /// The scheduler: after a `tick` of run `i` (already recorded), counts the active run's
+    /// steps and decides who trains next. In turn, each run trains to its end; round-robin,
+    /// each trains [`ROUND_ROBIN_QUANTUM`] steps, then the next unfinished one takes over. A
+    /// paused comparison hands nothing on.
+    pub fn turn(&mut self, i: usize, tick: Tick, mode: CompareMode) -> Turn {
+        if self.active != Some(i) {
+            return Turn::Stay;
+        }
+        match tick {
+            Tick::Step => {
+                self.since_switch += 1;
+                if mode == CompareMode::RoundRobin
+                    && self.since_switch >= ROUND_ROBIN_QUANTUM
+                    && !self.paused
+                {
+                    if let Some(next) = self.next_unfinished(i).filter(|&n| n != i) {
+                        return Turn::Rotate { from: i, to: next };
+                    }
+                }
+                Turn::Stay
+            }
+            Tick::Ended => match self.next_unfinished(i) {
+                Some(next) if !self.paused => Turn::Next(next),
+                Some(_) => Turn::Stay,
+                None => Turn::Done,
+            },
+            Tick::Other => Turn::Stay,
+        }
+    }
+
+    /// An event of the run of `schedule`: records it and, unless the lab is quitting, carries
+    /// out the scheduler's [`turn`](Self::turn).
+    pub fn on_train(
+        &mut self,
+        schedule: BetaSchedule,
+        event: TrainEvent,
+        ctx: &Ctx,
+    ) -> Vec<Effect> {
+        let Some(i) = self.index_of(schedule) else {
+            return Vec::new();
+        };
+        let tick = Tick::of(&event);
+        self.slots[i].run.apply(event);
+        if !ctx.running {
+            return Vec::new();
+        }
+        match self.turn(i, tick, ctx.settings.compare_mode) {
+            Turn::Stay => Vec::new(),
+            Turn::Rotate { from, to } => {
+                self.slots[from].run.send(TrainCommand::Pause);
+                self.switch_to(to)
+            }
+            Turn::Next(to) => self.switch_to(to),
+            Turn::Done => {
+                self.active = None;
+                if self.all_finished() {
+                    vec![Effect::info(
+                        "all four runs finished: press g to sample them side by side",
+                    )]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+
+    /// `g`: samples every run that has a checkpoint, all from the same noise (same seed).
+    fn sample(&mut self) -> Vec<Effect> {
+        if self.any_active() {
+            return vec![Effect::error("wait for the runs to finish")];
+        }
+        let mut fx = Vec::new();
+        for slot in &mut self.slots {
+            let Some(run_dir) = slot.run.run_dir.clone() else {
+                continue;
+            };
+            if slot.run.checkpoint_step.is_none() {
+                continue;
+            }
+            slot.sample_status = SampleStatus::Running { done: 0, total: 0 };
+            slot.frames = None;
+            fx.push(Effect::Sample {
+                slot: Slot::Compare(slot.schedule),
+                run_dir,
+            });
+        }
+        if fx.is_empty() {
+            fx.push(Effect::error(
+                "no trained run to sample yet (space trains them)",
+            ));
+        } else {
+            self.cursor = FrameCursor::default();
+            fx.push(Effect::info("sampling every schedule from the same noise…"));
+        }
+        fx
+    }
+
+    /// A message of the sampling worker of `schedule`'s run; the shared cursor keeps its
+    /// frame as far as the longest sequence allows.
+    pub fn on_sample(&mut self, schedule: BetaSchedule, msg: SampleMsg) -> Vec<Effect> {
+        let Some(i) = self.index_of(schedule) else {
+            return Vec::new();
+        };
+        let slot = &mut self.slots[i];
+        match msg {
+            SampleMsg::Progress { done, total } => {
+                slot.sample_status = SampleStatus::Running { done, total }
+            }
+            SampleMsg::Done(frames) => {
+                slot.sample_status = SampleStatus::Ready;
+                slot.frames = Some(*frames);
+                let len = self.frame_len();
+                let index = self.cursor.index;
+                self.cursor = FrameCursor::new(len);
+                self.cursor.index = index.min(len.saturating_sub(1));
+            }
+            SampleMsg::Failed(e) => {
+                slot.sample_status = SampleStatus::Failed(e.clone());
+                return vec![Effect::error(format!("sampling failed: {e}"))];
+            }
+        }
+        Vec::new()
+    }
+
+    /// Asks every live run to checkpoint and stop; whether any was asked.
+    pub fn stop_all(&mut self) -> bool {
+        let mut any = false;
+        for slot in &mut self.slots {
+            any |= slot.run.stop();
+        }
+        any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::mpsc::{channel, Receiver};
+
+    use super::*;
+    use crate::train::events::StepStats;
+    use crate::tui::settings::LabSettings;
+
+    fn step(i: usize) -> TrainEvent {
+        TrainEvent::Step(StepStats {
+            step: i,
+            epoch: 0,
+            loss: 0.1,
+            images_per_s: 1.0,
+            elapsed_s: 0.0,
+            lr: 1e-3,
+            bucket_losses: Vec::new(),
+        })
+    }
+
+    fn finished(step: usize) -> TrainEvent {
+        TrainEvent::Finished {
+            step,
+            run_dir: Some(PathBuf::from("runs/x")),
+        }
+    }
+
+    /// Runs `f` with a context of a lab whose dataset is loaded and nothing else trains.
+    fn with_ctx<R>(mode: CompareMode, f: impl FnOnce(&mut Ctx) -> R) -> R {
+        let mut settings = LabSettings {
+            compare_mode: mode,
+            runs_dir: Some("runs".into()),
+            ..LabSettings::default()
+        };
+        let mut stamp = || "stamp".to_string();
+        let mut ctx = Ctx {
+            settings: &mut settings,
+            data_ready: true,
+            train_active: false,
+            compare_active: false,
+            running: true,
+            run_stamp: &mut stamp,
+        };
+        f(&mut ctx)
+    }
+
+    /// Answers the start of slot `i` as the engine would; returns the run's command receiver.
+    fn started(c: &mut CompareState, i: usize) -> Receiver<TrainCommand> {
+        let (tx, rx) = channel();
+        assert!(c.on_started(BetaSchedule::ALL[i], Ok(tx)).is_empty());
+        rx
+    }
+
+    fn starts(fx: &[Effect]) -> Vec<Slot> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Train { slot, resume, .. } => {
+                    assert!(!resume);
+                    Some(*slot)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn space_starts_the_first_schedule_under_one_directory() {
+        with_ctx(CompareMode::InTurn, |ctx| {
+            let mut c = CompareState::default();
+            let fx = c.handle(Command::CompareToggle, ctx);
+            assert!(matches!(
+                &fx[..],
+                [Effect::Train { slot: Slot::Compare(BetaSchedule::Linear), run_dir: Some(d), .. }]
+                    if d == &PathBuf::from("runs/stamp-compare/linear")
+            ));
+            let rx = started(&mut c, 0);
+            assert_eq!(c.active, Some(0));
+            // Space again pauses, then resumes, the active run.
+            assert!(c.handle(Command::CompareToggle, ctx).is_empty());
+            assert!(c.paused);
+            c.handle(Command::CompareToggle, ctx);
+            assert!(!c.paused);
+            let sent: Vec<_> = rx.try_iter().collect();
+            assert_eq!(sent, vec![TrainCommand::Pause, TrainCommand::Resume]);
+        });
+    }
+
+    #[test]
+    fn in_turn_starts_the_next_run_when_one_ends() {
+        with_ctx(CompareMode::InTurn, |ctx| {
+            let mut c = CompareState::default();
+            c.handle(Command::CompareToggle, ctx);
+            let _rx = started(&mut c, 0);
+            for i in 1..=3 * ROUND_ROBIN_QUANTUM {
+                assert!(c.on_train(BetaSchedule::Linear, step(i), ctx).is_empty());
+            }
+            let fx = c.on_train(BetaSchedule::Linear, finished(60), ctx);
+            assert_eq!(starts(&fx), vec![Slot::Compare(BetaSchedule::Quadratic)]);
+            for i in 1..4 {
+                let _rx = started(&mut c, i);
+                let fx = c.on_train(BetaSchedule::ALL[i], finished(60), ctx);
+                if i < 3 {
+                    assert_eq!(starts(&fx), vec![Slot::Compare(BetaSchedule::ALL[i + 1])]);
+                } else {
+                    assert!(
+                        matches!(&fx[..], [Effect::Notify(n)] if n.text.starts_with("all four"))
+                    );
+                }
+            }
+            assert_eq!(c.active, None);
+            assert!(c.all_finished());
+        });
+    }
+
+    #[test]
+    fn round_robin_rotates_every_quantum_and_resumes_started_runs() {
+        with_ctx(CompareMode::RoundRobin, |ctx| {
+            let mut c = CompareState::default();
+            c.handle(Command::CompareToggle, ctx);
+            let rx0 = started(&mut c, 0);
+            for i in 1..ROUND_ROBIN_QUANTUM {
+                assert!(c.on_train(BetaSchedule::Linear, step(i), ctx).is_empty());
+            }
+            let fx = c.on_train(BetaSchedule::Linear, step(ROUND_ROBIN_QUANTUM), ctx);
+            assert_eq!(
+                rx0.try_iter().collect::<Vec<_>>(),
+                vec![TrainCommand::Pause]
+            );
+            assert_eq!(starts(&fx), vec![Slot::Compare(BetaSchedule::Quadratic)]);
+            let mut rxs = vec![rx0, started(&mut c, 1)];
+            for (i, s) in BetaSchedule::ALL.iter().enumerate().skip(1) {
+                if i > 1 {
+                    rxs.push(started(&mut c, i));
+                }
+                c.slots[i].run.state = RunState::Running;
+                for k in 1..=ROUND_ROBIN_QUANTUM {
+                    c.on_train(*s, step(k), ctx);
+                }
+            }
+            // Back to the first run, which was started: resumed, not started again.
+            assert_eq!(c.active, Some(0));
+            assert_eq!(
+                rxs[0].try_iter().collect::<Vec<_>>(),
+                vec![TrainCommand::Resume]
+            );
+            assert_eq!(c.since_switch, 0);
+        });
+    }
+
+    #[test]
+    fn a_paused_comparison_or_a_quitting_lab_hands_nothing_on() {
+        let mut c = CompareState {
+            active: Some(0),
+            paused: true,
+            since_switch: ROUND_ROBIN_QUANTUM,
+            ..CompareState::default()
+        };
+        assert_eq!(c.turn(0, Tick::Step, CompareMode::RoundRobin), Turn::Stay);
+        assert_eq!(
+            c.turn(1, Tick::Ended, CompareMode::InTurn),
+            Turn::Stay,
+            "not active"
+        );
+        c.slots[0].run.state = RunState::Finished;
+        assert_eq!(c.turn(0, Tick::Ended, CompareMode::InTurn), Turn::Stay);
+        c.paused = false;
+        assert_eq!(c.turn(0, Tick::Ended, CompareMode::InTurn), Turn::Next(1));
+        for slot in &mut c.slots {
+            slot.run.state = RunState::Failed("x".into());
+        }
+        assert_eq!(c.turn(0, Tick::Ended, CompareMode::InTurn), Turn::Done);
+        with_ctx(CompareMode::InTurn, |ctx| {
+            ctx.running = false;
+            let mut c = CompareState {
+                active: Some(0),
+                ..CompareState::default()
+            };
+            assert!(c
+                .on_train(BetaSchedule::Linear, finished(3), ctx)
+                .is_empty());
+            assert_eq!(c.active, Some(0));
+        });
     }
 }

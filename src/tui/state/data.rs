@@ -1,7 +1,9 @@
 //! State of the Data screen: which dataset is loading or loaded, and what it holds.
 
+use super::super::event::Command;
 use super::super::settings::BUILTIN_DATASETS;
-use super::super::workers::{DataInfo, LoadStage};
+use super::super::workers::{DataInfo, DataMsg, LoadStage};
+use super::effect::Effect;
 
 /// Loading status of the dataset.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -46,5 +48,52 @@ impl DataState {
     /// Number of example images available.
     pub fn n_examples(&self) -> usize {
         self.info.as_ref().map_or(0, |i| i.examples.len())
+    }
+
+    /// Handles a command of the Data screen.
+    pub fn handle(&mut self, cmd: Command) -> Vec<Effect> {
+        match cmd {
+            Command::CycleDataset(dir) => vec![Effect::LoadDataset(self.neighbour(dir).into())],
+            Command::ReloadDataset => vec![Effect::LoadDataset(self.requested.clone())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Marks `name` as requested and loading (the router asks the engine for it).
+    pub fn begin_load(&mut self, name: &str) {
+        self.requested = name.to_string();
+        self.status = DataStatus::Loading(LoadStage::Resolving);
+        self.info = None;
+    }
+
+    /// Handles a message of the dataset loader; answers to earlier requests are dropped.
+    pub fn on_msg(&mut self, msg: DataMsg) -> Vec<Effect> {
+        match msg {
+            DataMsg::Progress { name, stage } => {
+                if name == self.requested {
+                    self.status = DataStatus::Loading(stage);
+                }
+                Vec::new()
+            }
+            DataMsg::Ready(info) => {
+                if info.name != self.requested
+                    && !self.requested.ends_with(info.name.as_str())
+                    && !matches!(self.status, DataStatus::Loading(_))
+                {
+                    // A late answer to an earlier request.
+                    return Vec::new();
+                }
+                self.status = DataStatus::Ready;
+                self.info = Some(*info);
+                vec![Effect::DataReady]
+            }
+            DataMsg::Failed { name, message } => {
+                if name != self.requested {
+                    return Vec::new();
+                }
+                self.status = DataStatus::Failed(message.clone());
+                vec![Effect::error(format!("dataset {name}: {message}"))]
+            }
+        }
     }
 }

@@ -109,6 +109,16 @@ impl RunProgress {
             .is_some_and(|tx| tx.send(cmd).is_ok())
     }
 
+    /// Asks a live worker to checkpoint and stop; whether it was asked.
+    pub fn stop(&mut self) -> bool {
+        if self.is_active() && self.send(TrainCommand::Stop) {
+            self.state = RunState::Stopping;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Clears history for a fresh start.
     pub fn reset(&mut self) {
         *self = RunProgress::default();

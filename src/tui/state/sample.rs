@@ -3,10 +3,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::super::workers::Frames;
+use super::super::event::Command;
+use super::super::workers::{ExportRequest, Frames, SampleMsg, Slot};
+use super::effect::{Ctx, Effect};
+use super::train::notch;
 
 /// Time between two frames while playing.
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(40);
+
+/// Numbers of images that `+` / `−` step through.
+const SAMPLE_COUNTS: [usize; 6] = [1, 4, 9, 16, 25, 36];
+/// DDIM step counts that `[` / `]` step through.
+const DDIM_STEPS: [usize; 7] = [10, 20, 25, 50, 100, 200, 500];
 
 /// Status of a sampling job.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -114,6 +122,118 @@ pub struct SampleState {
     pub exporting: bool,
     /// Result of the latest export.
     pub exported: Option<Result<Vec<PathBuf>, String>>,
+}
+
+impl SampleState {
+    /// Handles a command of the Sample screen; `source` is the run it draws from (the router
+    /// knows: the Train screen's run once it has a checkpoint).
+    pub fn handle(&mut self, cmd: Command, source: Option<PathBuf>, ctx: &mut Ctx) -> Vec<Effect> {
+        let s = &mut ctx.settings.sample;
+        match cmd {
+            Command::StepFrames(delta) => self.cursor.step(delta),
+            Command::FirstFrame => self.cursor.home(),
+            Command::LastFrame => self.cursor.end(),
+            Command::TogglePlay => self.cursor.toggle_play(),
+            Command::Generate => return self.generate(source),
+            Command::Export => return self.export(ctx),
+            Command::ToggleSampler => s.ddim = !s.ddim,
+            Command::DdimSteps(dir) => {
+                s.ddim = true;
+                s.ddim_steps = notch(&DDIM_STEPS, s.ddim_steps, dir);
+            }
+            Command::SampleCount(dir) => s.n = notch(&SAMPLE_COUNTS, s.n, dir),
+            Command::NewSeed => s.seed = s.seed.wrapping_add(1),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// `g`: samples from `source`.
+    fn generate(&mut self, source: Option<PathBuf>) -> Vec<Effect> {
+        if matches!(self.status, SampleStatus::Running { .. }) {
+            return Vec::new();
+        }
+        let Some(run_dir) = source else {
+            return vec![Effect::error(
+                "no checkpoint yet: train a run (press c for a checkpoint) or open one (o on Train)",
+            )];
+        };
+        self.status = SampleStatus::Running { done: 0, total: 0 };
+        self.source = Some(run_dir.clone());
+        self.cursor.playing = false;
+        self.exported = None;
+        vec![Effect::Sample {
+            slot: Slot::Main,
+            run_dir,
+        }]
+    }
+
+    /// `e`: exports the frames as a PNG grid and a GIF into the run's `exports` directory.
+    fn export(&mut self, ctx: &Ctx) -> Vec<Effect> {
+        let Some(frames) = &self.frames else {
+            return vec![Effect::error(
+                "nothing to export: generate samples first (g)",
+            )];
+        };
+        if self.exporting {
+            return Vec::new();
+        }
+        let out_dir = self
+            .source
+            .clone()
+            .unwrap_or_else(|| ctx.settings.runs_root())
+            .join("exports");
+        let s = &ctx.settings.sample;
+        let stem = if s.ddim {
+            format!("samples-ddim{}-seed{}", s.ddim_steps, s.seed)
+        } else {
+            format!("samples-ddpm-seed{}", s.seed)
+        };
+        let frames = frames.clone();
+        self.exporting = true;
+        vec![
+            Effect::Export(ExportRequest {
+                frames,
+                out_dir,
+                stem,
+            }),
+            Effect::info("exporting…"),
+        ]
+    }
+
+    /// A message of the sampling worker.
+    pub fn on_msg(&mut self, msg: SampleMsg) -> Vec<Effect> {
+        match msg {
+            SampleMsg::Progress { done, total } => {
+                self.status = SampleStatus::Running { done, total }
+            }
+            SampleMsg::Done(frames) => {
+                self.status = SampleStatus::Ready;
+                self.cursor = FrameCursor::new(frames.len());
+                self.cursor.end();
+                self.frames = Some(*frames);
+            }
+            SampleMsg::Failed(e) => {
+                self.status = SampleStatus::Failed(e.clone());
+                return vec![Effect::error(format!("sampling failed: {e}"))];
+            }
+        }
+        Vec::new()
+    }
+
+    /// The end of an export: the files written, or why it failed.
+    pub fn on_exported(&mut self, result: Result<Vec<PathBuf>, String>) -> Vec<Effect> {
+        self.exporting = false;
+        let notice = match &result {
+            Ok(paths) => {
+                let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                Effect::info(format!("exported {}", list.join(", ")))
+            }
+            Err(e) => Effect::error(format!("export failed: {e}")),
+        };
+        self.exported = Some(result);
+        vec![notice]
+    }
 }
 
 #[cfg(test)]

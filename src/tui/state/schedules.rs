@@ -2,6 +2,8 @@
 
 use crate::schedule::{BetaSchedule, ScheduleTables};
 
+use super::super::event::Command;
+
 /// Values of T that `+` / `−` step through.
 pub const TIMESTEP_CHOICES: [usize; 8] = [10, 50, 100, 200, 300, 500, 1000, 2000];
 
@@ -41,6 +43,16 @@ impl SchedulesState {
             .iter()
             .map(|&s| ScheduleTables::new(s, timesteps).expect("timesteps >= 2"))
             .collect()
+    }
+
+    /// Handles a command of the Schedules screen (`n_examples`: images of the dataset).
+    pub fn handle(&mut self, cmd: Command, n_examples: usize) {
+        match cmd {
+            Command::MoveT(delta) => self.move_t(delta),
+            Command::ChangeT(dir) => self.change_timesteps(dir),
+            Command::NextImage => self.next_image(n_examples),
+            _ => {}
+        }
     }
 
     /// Moves `t` by `delta`, clamped to `0 … T−1`.

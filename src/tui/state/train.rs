@@ -1,14 +1,19 @@
-//! State of the Train screen: the editable configuration, the run, the epoch estimate and the
-//! picker of earlier runs.
+//! State of the Train screen: the editable configuration, the run and the epoch estimate, and
+//! how the screen handles its keys and its run's events.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
 
 use crate::device::DeviceSpec;
-use crate::schedule::BetaSchedule;
-
 use crate::diffusion::{LossKind, Objective};
+use crate::schedule::BetaSchedule;
+use crate::train::events::{TrainCommand, TrainEvent};
 
+use super::super::event::Command;
 use super::super::settings::{ModelPreset, TrainSettings};
-use super::super::workers::{Estimate, RunSummary};
-use super::run::RunProgress;
+use super::super::workers::{Estimate, OpenedRun, Slot};
+use super::effect::{Ctx, Effect};
+use super::run::{RunProgress, RunState};
 
 /// One editable line of the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +173,8 @@ fn cycle<T: Copy + PartialEq>(all: &[T], cur: T, dir: i32) -> T {
     all[(i + dir.signum()).rem_euclid(all.len() as i32) as usize]
 }
 
-fn notch(values: &[usize], cur: usize, dir: i32) -> usize {
+/// The next value of `values` (sorted) above `cur` (`dir > 0`) or below it; `cur` at the ends.
+pub(super) fn notch(values: &[usize], cur: usize, dir: i32) -> usize {
     if dir > 0 {
         values.iter().copied().find(|&v| v > cur).unwrap_or(cur)
     } else {
@@ -179,27 +185,6 @@ fn notch(values: &[usize], cur: usize, dir: i32) -> usize {
             .find(|&v| v < cur)
             .unwrap_or(cur)
     }
-}
-
-/// The picker of earlier runs (`o`).
-#[derive(Debug, Clone, Default)]
-pub struct RunPicker {
-    /// Runs found.
-    pub runs: Vec<RunSummary>,
-    /// Highlighted row.
-    pub selected: usize,
-}
-
-/// What the run picker is waiting for from the engine (the disk is read on a worker thread).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum PickerWait {
-    /// Nothing asked.
-    #[default]
-    Idle,
-    /// `o` was pressed: the list of runs is being read.
-    Listing,
-    /// This run was chosen: its configuration and history are being read.
-    Opening(std::path::PathBuf),
 }
 
 /// State of the Train screen.
@@ -239,14 +224,235 @@ impl TrainState {
     /// Seconds per epoch of `n_train` images, when the estimate matches `settings`.
     pub fn epoch_seconds(&self, settings: &TrainSettings, n_train: usize) -> Option<f64> {
         let e = self.estimate.as_ref()?;
-        let same = e.settings.unet(1) == settings.unet(1)
-            && e.settings.batch_size == settings.batch_size
-            && e.settings.device == settings.device;
-        match (&e.result, same) {
+        match (&e.result, same_speed(&e.settings, settings)) {
             (Ok(ips), true) if *ips > 0.0 => Some(n_train as f64 / ips),
             _ => None,
         }
     }
+
+    /// Handles a command of the Train screen.
+    pub fn handle(&mut self, cmd: Command, ctx: &mut Ctx) -> Vec<Effect> {
+        match cmd {
+            Command::TrainToggle => self.toggle(ctx),
+            Command::Checkpoint => {
+                if self.run.send(TrainCommand::Checkpoint) {
+                    vec![Effect::info("checkpoint requested")]
+                } else {
+                    vec![Effect::error("no run is training")]
+                }
+            }
+            Command::SelectField(delta) => {
+                self.select(delta);
+                Vec::new()
+            }
+            Command::AdjustField(dir) => self.adjust(dir, ctx),
+            Command::Preset(blog) => self.preset(blog, ctx),
+            Command::Estimate => self.request_estimate(ctx),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Space: starts, pauses or resumes the run (an opened run continues from its checkpoint).
+    fn toggle(&mut self, ctx: &mut Ctx) -> Vec<Effect> {
+        match self.run.state {
+            RunState::Running => {
+                self.run.send(TrainCommand::Pause);
+                Vec::new()
+            }
+            RunState::Paused => {
+                self.run.send(TrainCommand::Resume);
+                Vec::new()
+            }
+            RunState::Starting | RunState::Stopping => Vec::new(),
+            RunState::Opened => self.start(true, ctx),
+            RunState::Idle | RunState::Finished | RunState::Failed(_) => self.start(false, ctx),
+        }
+    }
+
+    fn start(&mut self, resume: bool, ctx: &mut Ctx) -> Vec<Effect> {
+        if !ctx.data_ready {
+            return vec![Effect::error(
+                "the dataset is not loaded yet (see the Data screen)",
+            )];
+        }
+        if ctx.compare_active {
+            return vec![Effect::error(
+                "the Compare runs are training; pause or finish them first",
+            )];
+        }
+        let run_dir = if resume {
+            self.run.run_dir.clone()
+        } else {
+            let s = ctx.settings.train.schedule.name().to_string();
+            self.run.reset();
+            self.run.timesteps = Some(ctx.settings.train.timesteps);
+            Some(ctx.new_run_dir(&s))
+        };
+        // Stop following the run on disk: this process trains it now.
+        self.watch = None;
+        vec![Effect::Train {
+            slot: Slot::Main,
+            run_dir,
+            resume,
+        }]
+    }
+
+    /// The engine's answer to [`Effect::Train`] for this screen's run: its control channel, or
+    /// why it could not start.
+    pub fn on_started(
+        &mut self,
+        started: Result<Sender<TrainCommand>, String>,
+        run_dir: Option<PathBuf>,
+        resume: bool,
+    ) -> Vec<Effect> {
+        match started {
+            Ok(commands) => {
+                self.run.commands = Some(commands);
+                self.run.state = RunState::Starting;
+                self.run.run_dir = run_dir;
+                self.opened = false;
+                vec![Effect::info(if resume {
+                    "continuing the run…"
+                } else {
+                    "starting…"
+                })]
+            }
+            Err(e) => vec![Effect::error(format!("cannot start training: {e}"))],
+        }
+    }
+
+    fn adjust(&mut self, dir: i32, ctx: &mut Ctx) -> Vec<Effect> {
+        if !self.editable() {
+            return vec![Effect::error(
+                "the configuration is fixed while the run trains",
+            )];
+        }
+        let field = self.current_field();
+        field.adjust(&mut ctx.settings.train, dir);
+        if field == Field::Timesteps {
+            vec![Effect::Timesteps(ctx.settings.train.timesteps)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// `b`: the blog's configuration; `B`: back to the device's quick default.
+    fn preset(&mut self, blog: bool, ctx: &mut Ctx) -> Vec<Effect> {
+        if !self.editable() {
+            return vec![Effect::error(
+                "the configuration is fixed while the run trains",
+            )];
+        }
+        let settings = &mut *ctx.settings;
+        let t = &settings.train;
+        settings.train = if blog {
+            t.blog()
+        } else {
+            TrainSettings {
+                seed: t.seed,
+                ..TrainSettings::for_device(t.device)
+            }
+        };
+        // The Sample screen follows with the sampler the recipe recommends.
+        settings.sample = settings
+            .sample
+            .with_recommended(settings.train.recommended_sampler);
+        let mut fx = vec![Effect::info(if blog {
+            "blog configuration (press E for its time per epoch)"
+        } else {
+            "quick configuration for this device"
+        })];
+        fx.extend(self.request_estimate(ctx));
+        fx
+    }
+
+    /// `E`: measures images per second of the configuration, when the data is loaded and
+    /// nothing trains.
+    pub fn request_estimate(&mut self, ctx: &Ctx) -> Vec<Effect> {
+        if !ctx.data_ready || self.run.is_active() || ctx.compare_active || self.estimating {
+            return Vec::new();
+        }
+        self.estimating = true;
+        vec![Effect::Estimate]
+    }
+
+    /// The engine's estimate; measures again when the configuration changed meanwhile.
+    pub fn on_estimate(&mut self, e: Estimate, ctx: &Ctx) -> Vec<Effect> {
+        self.estimating = false;
+        let mut fx = Vec::new();
+        if let Err(msg) = &e.result {
+            fx.push(Effect::error(format!(
+                "could not estimate the speed: {msg}"
+            )));
+        }
+        let stale = !same_speed(&e.settings, &ctx.settings.train);
+        self.estimate = Some(e);
+        if stale {
+            fx.extend(self.request_estimate(ctx));
+        }
+        fx
+    }
+
+    /// An event of this screen's run (trained here or followed on disk).
+    pub fn on_event(&mut self, event: TrainEvent) -> Vec<Effect> {
+        let checkpoint = matches!(event, TrainEvent::Checkpointed { .. });
+        let failed = match &event {
+            TrainEvent::Failed { message, .. } => Some(message.clone()),
+            _ => None,
+        };
+        self.run.apply(event);
+        let mut fx = Vec::new();
+        if checkpoint {
+            let step = self.run.checkpoint_step.unwrap_or(0);
+            fx.push(Effect::info(format!("checkpoint saved at step {step}")));
+        }
+        if let Some(m) = failed {
+            fx.push(Effect::error(format!("training failed: {m}")));
+        }
+        fx
+    }
+
+    /// Shows a run read from disk: its history, and its configuration, which becomes the
+    /// settings; the run is then followed on disk, and the Sample screen draws from it.
+    pub fn open(&mut self, opened: OpenedRun, ctx: &mut Ctx) -> Vec<Effect> {
+        let dir = opened.summary.dir.clone();
+        let run = &mut self.run;
+        run.reset();
+        run.load_history(&opened.history);
+        run.start_step = opened.summary.step.max(run.step());
+        run.checkpoint_step = Some(run.start_step);
+        run.run_dir = Some(dir.clone());
+        run.state = RunState::Opened;
+        let mut fx = Vec::new();
+        if let Some(s) = &opened.summary.settings {
+            run.total_steps = s.steps;
+            run.timesteps = Some(s.timesteps);
+            ctx.settings.train = s.clone();
+            fx.push(Effect::Timesteps(s.timesteps));
+        }
+        let start = run.start_step;
+        self.opened = true;
+        fx.push(Effect::WatchRun {
+            dir: dir.clone(),
+            from_step: start,
+        });
+        fx.push(Effect::SampleFrom(dir.clone()));
+        fx.push(Effect::info(format!(
+            "opened {} at step {start}: new steps appear live; space continues it here",
+            dir.display(),
+        )));
+        if let Some(ds) = opened.summary.dataset {
+            if ds != ctx.settings.dataset {
+                fx.push(Effect::LoadDataset(ds));
+            }
+        }
+        fx
+    }
+}
+
+/// Whether two configurations train at the same speed (same network, batch and device).
+fn same_speed(a: &TrainSettings, b: &TrainSettings) -> bool {
+    a.unet(1) == b.unet(1) && a.batch_size == b.batch_size && a.device == b.device
 }
 
 #[cfg(test)]

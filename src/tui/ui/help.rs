@@ -7,15 +7,18 @@ use ratatui::widgets::{Cell, Clear, Row, Table};
 use ratatui::Frame;
 
 use super::{block, centered, theme};
-use crate::tui::event::KEY_HELP;
+use crate::tui::event::keys::help_rows;
 
 /// Draws the key table over `area`.
 pub fn draw(frame: &mut Frame, area: Rect) {
-    let r = centered(area, 112, KEY_HELP.len() as u16 + 4);
+    let r = centered(area, 112, help_rows().count() as u16 + 4);
     frame.render_widget(Clear, r);
-    let rows = KEY_HELP.iter().map(|k| {
+    let rows = help_rows().map(|k| {
         Row::new(vec![
-            Cell::from(Line::styled(k.scope, Style::default().fg(theme::DIM))),
+            Cell::from(Line::styled(
+                k.scope.label(),
+                Style::default().fg(theme::DIM),
+            )),
             Cell::from(Line::styled(
                 k.keys,
                 Style::default().add_modifier(Modifier::BOLD),

@@ -1,0 +1,228 @@
+//! What screens hand back to the router: [`Effect`]s (engine calls to make and changes that
+//! cross screens), how the router carries them out, and the [`Ctx`] through which a screen sees
+//! the rest of the lab.
+
+use std::path::PathBuf;
+
+use super::super::settings::{LabSettings, TrainSettings};
+use super::super::workers::{ExportRequest, OpenedRun, SampleRequest, Slot, TrainRequest};
+use super::picker::RunPicker;
+use super::schedules::SchedulesState;
+use super::{App, Lifecycle};
+
+/// A one-line message in the status area.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// Text.
+    pub text: String,
+    /// Whether it reports an error.
+    pub error: bool,
+}
+
+/// Something a screen asks the router to do after handling a key or a worker message. The
+/// router carries them out in order, feeding any answer back to the screen that asked.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Shows a message in the status area.
+    Notify(Notice),
+    /// Loads a dataset (a built-in name or a path); refused while a run trains.
+    LoadDataset(String),
+    /// The dataset arrived: Schedules starts again from the first example and Train measures
+    /// its configuration.
+    DataReady,
+    /// Measures the images per second of the training configuration on the engine.
+    Estimate,
+    /// Starts (or, with `resume`, continues) the run of `slot` with the current settings.
+    Train {
+        /// Run to start.
+        slot: Slot,
+        /// Its directory.
+        run_dir: Option<PathBuf>,
+        /// Continue from the run's last checkpoint.
+        resume: bool,
+    },
+    /// Samples from a run's checkpoint with the Sample settings.
+    Sample {
+        /// Run sampled.
+        slot: Slot,
+        /// Its directory.
+        run_dir: PathBuf,
+    },
+    /// Exports frames.
+    Export(ExportRequest),
+    /// Asks the engine for the runs on disk (they arrive as `WorkerMsg::Runs`).
+    ListRuns,
+    /// Asks the engine for one run (it arrives as `WorkerMsg::RunOpened`).
+    OpenRun(PathBuf),
+    /// Opens the run picker over these runs.
+    ShowPicker(RunPicker),
+    /// Shows a run read from disk on the Train screen.
+    ShowRun(Box<OpenedRun>),
+    /// Follows the Train screen's run on disk from a step.
+    WatchRun {
+        /// Run directory.
+        dir: PathBuf,
+        /// Last step already known.
+        from_step: usize,
+    },
+    /// T of the training configuration changed: Schedules follows.
+    Timesteps(usize),
+    /// The Sample screen draws from this run.
+    SampleFrom(PathBuf),
+}
+
+impl Effect {
+    /// A message.
+    pub fn info(text: impl Into<String>) -> Self {
+        Effect::Notify(Notice {
+            text: text.into(),
+            error: false,
+        })
+    }
+
+    /// An error message.
+    pub fn error(text: impl Into<String>) -> Self {
+        Effect::Notify(Notice {
+            text: text.into(),
+            error: true,
+        })
+    }
+}
+
+impl App {
+    /// Carries out effects in order (with the effects of any answer they get).
+    pub(super) fn run(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            self.run_one(effect);
+        }
+    }
+
+    fn run_one(&mut self, effect: Effect) {
+        let tx = self.tx.clone();
+        match effect {
+            Effect::Notify(n) => self.notify(n.text, n.error),
+            Effect::LoadDataset(name) => {
+                if self.any_active() {
+                    self.notify("cannot switch dataset while a run is training", true);
+                    return;
+                }
+                self.settings.dataset = name.clone();
+                self.data.begin_load(&name);
+                self.engine.load_dataset(&name, tx);
+                self.dirty = true;
+            }
+            Effect::DataReady => {
+                self.schedules.image_index = 0;
+                let effects = self.train.request_estimate(&ctx!(self));
+                self.run(effects);
+            }
+            Effect::Estimate => {
+                let dataset = self.settings.dataset.clone();
+                self.engine
+                    .estimate(self.settings.train.clone(), &dataset, tx);
+            }
+            Effect::Train {
+                slot,
+                run_dir,
+                resume,
+            } => {
+                let req = self.train_request(slot, run_dir.clone(), resume);
+                let started = self.engine.start_training(slot, req, tx);
+                let effects = match slot {
+                    Slot::Main => self.train.on_started(started, run_dir, resume),
+                    Slot::Compare(s) => self.compare.on_started(s, started),
+                };
+                self.run(effects);
+            }
+            Effect::Sample { slot, run_dir } => {
+                let settings = self.settings.sample.clone();
+                let req = SampleRequest { run_dir, settings };
+                self.engine.sample(slot, req, tx);
+            }
+            Effect::Export(req) => self.engine.export(req, tx),
+            Effect::ListRuns => self.engine.list_runs(tx),
+            Effect::OpenRun(dir) => self.engine.open_run(&dir, tx),
+            Effect::ShowPicker(picker) => {
+                self.notice = None;
+                self.picker = Some(picker);
+            }
+            Effect::ShowRun(opened) => {
+                let effects = self.train.open(*opened, &mut ctx!(self));
+                self.run(effects);
+            }
+            Effect::WatchRun { dir, from_step } => {
+                self.train.watch = self.engine.watch_run(&dir, from_step, tx);
+            }
+            Effect::Timesteps(t) => self.schedules = SchedulesState::new(t),
+            Effect::SampleFrom(dir) => self.sample.source = Some(dir),
+        }
+    }
+
+    /// The one place the lab builds a [`TrainRequest`]: the Train screen's run trains the
+    /// settings; a Compare run trains them with its schedule and the comparison's steps.
+    fn train_request(&self, slot: Slot, run_dir: Option<PathBuf>, resume: bool) -> TrainRequest {
+        let settings = match slot {
+            Slot::Main => self.settings.train.clone(),
+            Slot::Compare(schedule) => TrainSettings {
+                schedule,
+                steps: self.settings.compare_steps,
+                ..self.settings.train.clone()
+            },
+        };
+        TrainRequest {
+            settings,
+            dataset: self.settings.dataset.clone(),
+            run_dir,
+            resume,
+        }
+    }
+}
+
+/// What a screen may see and change of the rest of the lab while it handles a command or a
+/// message (the router builds one for each).
+pub struct Ctx<'a> {
+    /// Remembered settings; each screen edits its own part.
+    pub settings: &'a mut LabSettings,
+    /// The dataset is loaded.
+    pub data_ready: bool,
+    /// The Train screen's run has a live worker.
+    pub train_active: bool,
+    /// A Compare run has a live worker.
+    pub compare_active: bool,
+    /// The lab runs normally (it is not quitting).
+    pub running: bool,
+    /// Base name for new run directories.
+    pub run_stamp: &'a mut (dyn FnMut() -> String + Send),
+}
+
+impl Ctx<'_> {
+    /// A new run directory under the runs root, named after the stamp and `suffix`.
+    pub fn new_run_dir(&mut self, suffix: &str) -> PathBuf {
+        let stamp = (self.run_stamp)();
+        self.settings.runs_root().join(format!("{stamp}-{suffix}"))
+    }
+}
+
+/// A time stamp `YYYYmmdd-HHMMSS` (UTC) for run directory names.
+pub fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

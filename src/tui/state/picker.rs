@@ -1,0 +1,138 @@
+//! The picker of earlier runs (`o` on Train): the list shown, and what it waits for from the
+//! engine, which reads the disk on a worker thread.
+
+use std::path::Path;
+
+use super::super::workers::{OpenedRun, RunSummary};
+use super::effect::Effect;
+
+/// The list of earlier runs, while open.
+#[derive(Debug, Clone, Default)]
+pub struct RunPicker {
+    /// Runs found.
+    pub runs: Vec<RunSummary>,
+    /// Highlighted row.
+    pub selected: usize,
+}
+
+impl RunPicker {
+    /// Moves the highlight by `delta` rows, clamped to the list.
+    pub fn move_by(&mut self, delta: i32) {
+        let n = self.runs.len() as i32;
+        self.selected = (self.selected as i32 + delta).clamp(0, n - 1) as usize;
+    }
+}
+
+/// What the run picker is waiting for from the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PickerWait {
+    /// Nothing asked.
+    #[default]
+    Idle,
+    /// `o` was pressed: the list of runs is being read.
+    Listing,
+    /// This run was chosen: its configuration and history are being read.
+    Opening(std::path::PathBuf),
+}
+
+impl PickerWait {
+    /// `o`: asks the engine for the runs under `runs_root`; the picker opens when they arrive
+    /// ([`PickerWait::on_runs`]), so a slow disk never holds up the UI. Refused while a run
+    /// trains (`busy`); ignored while an answer is awaited.
+    pub fn request(&mut self, busy: bool, runs_root: &Path) -> Vec<Effect> {
+        if busy {
+            return vec![Effect::error("pause and finish the current run first")];
+        }
+        if *self != PickerWait::Idle {
+            return Vec::new();
+        }
+        *self = PickerWait::Listing;
+        vec![
+            Effect::ListRuns,
+            Effect::info(format!("looking for runs in {}…", runs_root.display())),
+        ]
+    }
+
+    /// The engine's list of runs: opens the picker on it, unless a run started meanwhile.
+    pub fn on_runs(&mut self, runs: Vec<RunSummary>, busy: bool, runs_root: &Path) -> Vec<Effect> {
+        if *self != PickerWait::Listing {
+            return Vec::new();
+        }
+        *self = PickerWait::Idle;
+        if busy {
+            return Vec::new();
+        }
+        if runs.is_empty() {
+            return vec![Effect::error(format!(
+                "no runs found in {}",
+                runs_root.display()
+            ))];
+        }
+        vec![Effect::ShowPicker(RunPicker { runs, selected: 0 })]
+    }
+
+    /// Enter on `picker`: asks the engine for the highlighted run's configuration and history
+    /// (they arrive at [`PickerWait::on_opened`]).
+    pub fn open(&mut self, picker: RunPicker) -> Vec<Effect> {
+        let Some(summary) = picker.runs.get(picker.selected) else {
+            return Vec::new();
+        };
+        let dir = summary.dir.clone();
+        *self = PickerWait::Opening(dir.clone());
+        let notice = Effect::info(format!("opening {}…", dir.display()));
+        vec![Effect::OpenRun(dir), notice]
+    }
+
+    /// The engine's answer to [`PickerWait::open`]: the run goes to the Train screen unless it
+    /// could not be read or a run started meanwhile (`busy`).
+    pub fn on_opened(&mut self, result: Result<OpenedRun, String>, busy: bool) -> Vec<Effect> {
+        let PickerWait::Opening(dir) = std::mem::replace(self, PickerWait::Idle) else {
+            return Vec::new();
+        };
+        match result {
+            Err(e) => vec![Effect::error(format!("cannot open run: {e}"))],
+            Ok(_) if busy => vec![Effect::error(format!(
+                "{} not opened: a run started meanwhile",
+                dir.display()
+            ))],
+            Ok(opened) => vec![Effect::ShowRun(Box::new(opened))],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(dir: &str) -> RunSummary {
+        RunSummary {
+            dir: dir.into(),
+            settings: None,
+            dataset: None,
+            step: 1,
+        }
+    }
+
+    #[test]
+    fn lists_then_opens_and_drops_stale_answers() {
+        let root = Path::new("runs");
+        let mut w = PickerWait::Idle;
+        assert!(matches!(w.request(true, root)[..], [Effect::Notify(_)]));
+        assert!(matches!(w.request(false, root)[..], [Effect::ListRuns, _]));
+        assert!(w.request(false, root).is_empty(), "already listing");
+        let fx = w.on_runs(vec![summary("runs/a"), summary("runs/b")], false, root);
+        let Ok::<[Effect; 1], _>([Effect::ShowPicker(mut p)]) = fx.try_into() else {
+            panic!("no picker")
+        };
+        p.move_by(5);
+        assert_eq!(p.selected, 1);
+        assert!(matches!(&w.open(p)[..], [Effect::OpenRun(d), _] if d == Path::new("runs/b")));
+        assert!(w.on_runs(vec![summary("runs/c")], false, root).is_empty());
+        assert!(matches!(
+            w.on_opened(Err("x".into()), false)[..],
+            [Effect::Notify(_)]
+        ));
+        assert_eq!(w, PickerWait::Idle);
+        assert!(w.on_opened(Err("late".into()), false).is_empty());
+    }
+}
