@@ -110,12 +110,12 @@ fn space_starts_pauses_and_resumes() {
             _ => None,
         })
         .expect("training requested");
-    assert_eq!(train.dataset, "shapes");
+    assert_eq!(train.dataset(), "shapes");
     assert_eq!(
-        train.run_dir.as_deref(),
-        Some(std::path::Path::new("runs/20260101-000000-linear"))
+        train.run_dir(),
+        std::path::Path::new("runs/20260101-000000-linear")
     );
-    assert!(!train.resume);
+    assert!(!train.is_resume());
     assert_eq!(app.train.run.state, RunState::Starting);
     feed(&mut app, Slot::Main, fake_run(0, 2, 100));
     handle_key(&mut app, ch(' '));
@@ -274,7 +274,7 @@ fn compare_in_turn_starts_the_next_schedule_when_one_finishes() {
         e.calls()
             .into_iter()
             .filter_map(|c| match c {
-                Call::Train(s, r) => Some((s, r.run_dir.unwrap())),
+                Call::Train(s, r) => Some((s, r.run_dir().to_path_buf())),
                 _ => None,
             })
             .collect()
@@ -417,8 +417,8 @@ fn opening_a_run_loads_history_and_space_resumes_it() {
             _ => None,
         })
         .unwrap();
-    assert!(req.resume);
-    assert_eq!(req.run_dir, Some(dir));
+    assert!(req.is_resume());
+    assert_eq!(req.run_dir(), dir.as_path());
 }
 
 #[test]

@@ -212,9 +212,15 @@ impl CompareState {
 
     fn start_slot(&self, i: usize) -> Vec<Effect> {
         let slot = &self.slots[i];
+        let Some(run_dir) = slot.run.run_dir.clone() else {
+            return vec![Effect::error(format!(
+                "the {} run has no directory",
+                slot.schedule
+            ))];
+        };
         vec![Effect::Train {
             slot: Slot::Compare(slot.schedule),
-            run_dir: slot.run.run_dir.clone(),
+            run_dir,
             resume: false,
         }]
     }
@@ -462,7 +468,7 @@ mod tests {
             let fx = c.handle(Command::CompareToggle, ctx);
             assert!(matches!(
                 &fx[..],
-                [Effect::Train { slot: Slot::Compare(BetaSchedule::Linear), run_dir: Some(d), .. }]
+                [Effect::Train { slot: Slot::Compare(BetaSchedule::Linear), run_dir: d, .. }]
                     if d == &PathBuf::from("runs/stamp-compare/linear")
             ));
             let rx = started(&mut c, 0);

@@ -37,7 +37,7 @@ pub enum Effect {
         /// Run to start.
         slot: Slot,
         /// Its directory.
-        run_dir: Option<PathBuf>,
+        run_dir: PathBuf,
         /// Continue from the run's last checkpoint.
         resume: bool,
     },
@@ -129,7 +129,7 @@ impl App {
                 let req = self.train_request(slot, run_dir.clone(), resume);
                 let started = self.engine.start_training(slot, req, tx);
                 let effects = match slot {
-                    Slot::Main => self.train.on_started(started, run_dir, resume),
+                    Slot::Main => self.train.on_started(started, Some(run_dir), resume),
                     Slot::Compare(s) => self.compare.on_started(s, started),
                 };
                 self.run(effects);
@@ -160,7 +160,7 @@ impl App {
 
     /// The one place the lab builds a [`TrainRequest`]: the Train screen's run trains the
     /// settings; a Compare run trains them with its schedule and the comparison's steps.
-    fn train_request(&self, slot: Slot, run_dir: Option<PathBuf>, resume: bool) -> TrainRequest {
+    fn train_request(&self, slot: Slot, run_dir: PathBuf, resume: bool) -> TrainRequest {
         let settings = match slot {
             Slot::Main => self.settings.train.clone(),
             Slot::Compare(schedule) => TrainSettings {
@@ -169,11 +169,19 @@ impl App {
                 ..self.settings.train.clone()
             },
         };
-        TrainRequest {
-            settings,
-            dataset: self.settings.dataset.clone(),
-            run_dir,
-            resume,
+        let dataset = self.settings.dataset.clone();
+        if resume {
+            TrainRequest::Resume {
+                settings,
+                dataset,
+                run_dir,
+            }
+        } else {
+            TrainRequest::New {
+                settings,
+                dataset,
+                run_dir,
+            }
         }
     }
 }
@@ -203,26 +211,4 @@ impl Ctx<'_> {
     }
 }
 
-/// A time stamp `YYYYmmdd-HHMMSS` (UTC) for run directory names.
-pub fn utc_stamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use crate::clock::utc_stamp;

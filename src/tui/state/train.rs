@@ -281,12 +281,15 @@ impl TrainState {
             )];
         }
         let run_dir = if resume {
-            self.run.run_dir.clone()
+            match self.run.run_dir.clone() {
+                Some(d) => d,
+                None => return vec![Effect::error("there is no run on disk to continue")],
+            }
         } else {
             let s = ctx.settings.train.schedule.name().to_string();
             self.run.reset();
             self.run.timesteps = Some(ctx.settings.train.timesteps);
-            Some(ctx.new_run_dir(&s))
+            ctx.new_run_dir(&s)
         };
         // Stop following the run on disk: this process trains it now.
         self.watch = None;
@@ -400,8 +403,14 @@ impl TrainState {
             TrainEvent::Failed { message, .. } => Some(message.clone()),
             _ => None,
         };
+        // What opening the run cleaned up or reset (e.g. a checkpoint left half-written by a
+        // crash), said once in the status line.
+        let notices = match &event {
+            TrainEvent::Started { notices, .. } => notices.clone(),
+            _ => Vec::new(),
+        };
         self.run.apply(event);
-        let mut fx = Vec::new();
+        let mut fx: Vec<Effect> = notices.into_iter().map(Effect::info).collect();
         if checkpoint {
             let step = self.run.checkpoint_step.unwrap_or(0);
             fx.push(Effect::info(format!("checkpoint saved at step {step}")));

@@ -288,23 +288,26 @@ impl Engine for LabEngine {
         req: TrainRequest,
         tx: Sender<WorkerMsg>,
     ) -> Result<Sender<TrainCommand>, String> {
-        let set = self.train_set(&req.dataset)?;
-        let stop = StopAt::Step(req.settings.steps);
-        let request = match (&req.run_dir, req.resume) {
-            (Some(dir), true) => runs::TrainRequest::Resume {
-                dir: dir.clone(),
+        let set = self.train_set(req.dataset())?;
+        let stop = StopAt::Step(req.settings().steps);
+        let request = match &req {
+            TrainRequest::Resume {
+                settings, run_dir, ..
+            } => runs::TrainRequest::Resume {
+                dir: run_dir.clone(),
                 stop,
-                device: Some(req.settings.device),
-                time_limit_s: req.settings.time_limit_s,
+                device: Some(settings.device),
+                time_limit_s: settings.time_limit_s,
                 reset_optimizer: false,
             },
-            (Some(dir), false) => runs::TrainRequest::New {
-                config: train_config(&req.settings, &req.dataset, &set),
-                dir: dir.clone(),
+            TrainRequest::New {
+                settings,
+                dataset,
+                run_dir,
+            } => runs::TrainRequest::New {
+                config: train_config(settings, dataset, &set),
+                dir: run_dir.clone(),
                 stop,
-            },
-            (None, _) => runs::TrainRequest::Scratch {
-                config: train_config(&req.settings, &req.dataset, &set),
             },
         };
         let handle = request
@@ -312,7 +315,8 @@ impl Engine for LabEngine {
             .map_err(|e| format!("{e:#}"))?
             .spawn();
         let commands = handle.commands.clone();
-        let (cache, loaded, dataset) = (self.scorer.clone(), self.loaded.clone(), req.dataset);
+        let (cache, loaded) = (self.scorer.clone(), self.loaded.clone());
+        let dataset = req.dataset().to_string();
         thread::Builder::new()
             .name("ddpm-train-events".into())
             .spawn(move || {

@@ -175,17 +175,57 @@ pub enum WorkerMsg {
     RunOpened(Result<OpenedRun, String>),
 }
 
-/// A request to train.
+/// A request to train: a new run, or the continuation of one on disk. The engine hands it to
+/// the run layer ([`crate::runs::TrainRequest`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrainRequest {
-    /// Configuration.
-    pub settings: TrainSettings,
-    /// Dataset (name or path) to train on; must be loaded already.
-    pub dataset: String,
-    /// Directory of the run (created, or resumed when `resume`).
-    pub run_dir: Option<PathBuf>,
-    /// Continue the run in `run_dir` from its last checkpoint.
-    pub resume: bool,
+pub enum TrainRequest {
+    /// A new run in `run_dir` with these settings.
+    New {
+        /// Configuration.
+        settings: TrainSettings,
+        /// Dataset (name or path) to train on; must be loaded already.
+        dataset: String,
+        /// Directory of the run (created).
+        run_dir: PathBuf,
+    },
+    /// Continue the run in `run_dir` from its newest checkpoint, with its own configuration;
+    /// the settings give only the stop step, the device and the time limit.
+    Resume {
+        /// Stop step, device and time limit.
+        settings: TrainSettings,
+        /// Dataset (name or path) the run trains on; must be loaded already.
+        dataset: String,
+        /// Directory of the run.
+        run_dir: PathBuf,
+    },
+}
+
+impl TrainRequest {
+    /// The settings of the request.
+    pub fn settings(&self) -> &TrainSettings {
+        match self {
+            TrainRequest::New { settings, .. } | TrainRequest::Resume { settings, .. } => settings,
+        }
+    }
+
+    /// The dataset trained on.
+    pub fn dataset(&self) -> &str {
+        match self {
+            TrainRequest::New { dataset, .. } | TrainRequest::Resume { dataset, .. } => dataset,
+        }
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &std::path::Path {
+        match self {
+            TrainRequest::New { run_dir, .. } | TrainRequest::Resume { run_dir, .. } => run_dir,
+        }
+    }
+
+    /// Whether it continues a run on disk.
+    pub fn is_resume(&self) -> bool {
+        matches!(self, TrainRequest::Resume { .. })
+    }
 }
 
 /// A request to sample from a trained run.
