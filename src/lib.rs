@@ -21,6 +21,7 @@ pub mod rng;
 pub mod runs;
 pub mod sampler;
 pub mod schedule;
+pub mod signals;
 pub mod store;
 pub mod train;
 pub mod tui;
