@@ -14,6 +14,7 @@ pub mod eval;
 pub mod export;
 pub mod files;
 pub mod imaging;
+pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod presets;
