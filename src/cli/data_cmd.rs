@@ -82,6 +82,7 @@ pub fn console_progress() -> (ProgressBar, impl FnMut(LoadProgress)) {
             downloading = false;
             handle.set_message(format!("decoding the {split} split"));
         }
+        LoadProgress::Notice { text } => handle.suspend(|| eprintln!("note: {text}")),
         LoadProgress::Ready => handle.finish_and_clear(),
     };
     (bar, report)

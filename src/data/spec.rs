@@ -315,6 +315,12 @@ pub enum LoadProgress {
         /// "train" or "test".
         split: String,
     },
+    /// Something the user should know that does not stop the load (a corrupt cached file
+    /// removed and fetched again); one line.
+    Notice {
+        /// The line to show.
+        text: String,
+    },
     /// The dataset is in memory.
     Ready,
 }
