@@ -57,3 +57,16 @@ fn is_ignored(signal: libc::c_int) -> bool {
 pub fn received() -> usize {
     RECEIVED.load(Ordering::SeqCst)
 }
+
+/// Restores the default action of SIGPIPE, so that a command whose stdout is closed (`ddpm-lab
+/// schedules --json | head -c 300`) ends quietly, as Unix tools do, instead of panicking in
+/// `println!` on the EPIPE error that Rust's ignored SIGPIPE turns it into. Sockets are not
+/// concerned: the standard library sends with `MSG_NOSIGNAL`.
+pub fn die_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: `signal` with a valid signal number and `SIG_DFL` only changes this process's
+    // disposition of SIGPIPE; no handler of ours is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
