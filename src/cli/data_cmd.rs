@@ -1,6 +1,7 @@
 //! `ddpm-lab data`: load (downloading if needed) a dataset and print a summary, as text or
 //! JSON, optionally with a few example images drawn in the terminal.
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -82,6 +83,7 @@ pub fn console_progress() -> (ProgressBar, impl FnMut(LoadProgress)) {
             downloading = false;
             handle.set_message(format!("decoding the {split} split"));
         }
+        LoadProgress::Notice { text } => handle.suspend(|| eprintln!("note: {text}")),
         LoadProgress::Ready => handle.finish_and_clear(),
     };
     (bar, report)
@@ -127,6 +129,11 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
         let n = n.min(ds.train.len());
         let names: Vec<String> = (0..n).map(|i| ds.label_name(ds.train.labels[i])).collect();
         println!("first {n} training images: {}", names.join(", "));
+        if !std::io::stdout().is_terminal() {
+            // viuer would write its terminal queries and escape codes into the file or pipe.
+            eprintln!("note: --show draws in a terminal and stdout is not one: no images drawn");
+            return Ok(());
+        }
         let grid = image::DynamicImage::ImageRgb8(examples_grid(&ds, n));
         let conf = viuer::Config {
             absolute_offset: false,

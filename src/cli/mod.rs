@@ -58,6 +58,12 @@ enum Command {
 /// Parses the command line and runs it; errors are printed as one line on stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A closed stdout ends a command that only prints or writes files, as it ends `cat`. Not
+    // `train` (whose trainer must checkpoint first: it stops on a closed stdout by itself) nor
+    // the lab (a terminal, with its own shutdown).
+    if !matches!(cli.command, None | Some(Command::Train(_))) {
+        crate::signals::die_on_closed_stdout();
+    }
     let result = match cli.command {
         None => lab_cmd::run(cli.lab),
         Some(Command::Train(a)) => train_cmd::run(*a),

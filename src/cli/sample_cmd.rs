@@ -1,6 +1,7 @@
 //! `ddpm-lab sample`: generates images from a trained run, writing a PNG grid and an animated GIF
 //! of the denoising.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -116,7 +117,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
         );
     }
     if args.show {
-        export::show_inline(result.final_images(), cols)?;
+        if std::io::stdout().is_terminal() {
+            export::show_inline(result.final_images(), cols)?;
+        } else {
+            // viuer would write its terminal queries and escape codes into the file or pipe.
+            eprintln!("note: --show draws in a terminal and stdout is not one: grid not drawn");
+        }
     }
     Ok(())
 }

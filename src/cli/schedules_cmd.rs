@@ -14,8 +14,8 @@ use crate::schedule::{BetaSchedule, ScheduleTables};
 /// from pure noise, so training and sampling disagree).
 pub const SIGNAL_LEFT_THRESHOLD: f64 = 0.05;
 
-/// Largest `--timesteps` accepted (the tables are printed or plotted in full).
-pub const MAX_TIMESTEPS: usize = 100_000;
+/// Largest `--timesteps` accepted (the tables are printed or plotted in full): a run's limit.
+pub use crate::store::config::MAX_TIMESTEPS;
 
 /// Arguments of `ddpm-lab schedules`.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,7 +1,9 @@
 //! `ddpm-lab train`: trains a UNet headless, with a progress bar or JSON lines.
 
+use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -12,6 +14,7 @@ use crate::data::{self, DatasetSpec, LoadOptions};
 use crate::device::DeviceSpec;
 use crate::presets::Preset;
 use crate::runs::{runs_root, RecipeFlags, StopAt, TrainRequest};
+use crate::signals;
 use crate::train::events::{TrainCommand, TrainEvent};
 use crate::store::{RunDir, TrainConfig};
 use crate::presets::ModelPreset;
@@ -118,10 +121,31 @@ pub fn request(args: &TrainArgs) -> TrainRequest {
     }
 }
 
+/// A line on stderr; a closed or hung-up terminal is not worth a panic (as `eprintln!` would),
+/// least of all while a checkpoint is being written.
+fn note(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Runs the command.
 pub fn run(args: TrainArgs) -> Result<()> {
+    // SIGINT, SIGTERM and SIGHUP, from the start: before the trainer exists there is nothing to
+    // save and the command ends at once; after, the first one checkpoints and stops, a second
+    // one ends the command at once (the last complete checkpoint stays).
+    let trainer: Arc<OnceLock<Sender<TrainCommand>>> = Arc::new(OnceLock::new());
+    let slot = Arc::clone(&trainer);
+    let _ = signals::install(move |n| match slot.get() {
+        Some(commands) if n == 1 => {
+            note(
+                "stopping: saving a checkpoint first (signal again to quit at once, keeping the \
+                 last complete checkpoint)",
+            );
+            let _ = commands.send(TrainCommand::Stop);
+        }
+        _ => std::process::exit(signals::EXIT_AT_ONCE),
+    });
     if args.resume.is_some() && args.model.any() {
-        eprintln!("note: model flags are ignored with --resume (the run's config is used)");
+        note("note: model flags are ignored with --resume (the run's config is used)");
     }
     let req = request(&args);
     let cfg = req.base_config()?;
@@ -138,12 +162,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let stop_at = prepared.config().steps;
     let time_limit = prepared.config().time_limit_s;
     let handle = prepared.spawn();
-
-    // Ctrl-C: checkpoint and stop instead of losing work.
-    let commands = handle.commands.clone();
-    let _ = ctrlc::set_handler(move || {
-        let _ = commands.send(TrainCommand::Stop);
-    });
+    let _ = trainer.set(handle.commands.clone());
+    if signals::received() > 0 {
+        // A signal came while the trainer was being set up: stop it as soon as it starts.
+        let _ = handle.commands.send(TrainCommand::Stop);
+    }
+    // JSON lines go to stdout; a reader that goes away (`| head`) stops training with a
+    // checkpoint, as a signal does.
+    let mut stdout = std::io::stdout().lock();
+    let mut stdout_closed = false;
 
     let bar = if json {
         ProgressBar::hidden()
@@ -174,28 +201,29 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 bar.set_position(start_step as u64);
                 bar.set_prefix("training");
                 if !json {
-                    eprintln!(
+                    note(&format!(
                         "{} parameters, {} steps/epoch, steps {}..{} → {}",
                         num_params,
                         steps_per_epoch,
                         start_step,
                         total_steps,
                         run_dir.map(|p| p.display().to_string()).unwrap_or_default()
-                    );
+                    ));
                 }
             }
             TrainEvent::Step(s) => {
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "step": s.step,
-                            "epoch": s.epoch,
-                            "loss": s.loss,
-                            "images_per_s": s.images_per_s,
-                            "elapsed_s": s.elapsed_s,
-                        })
-                    );
+                    let line = serde_json::json!({
+                        "step": s.step,
+                        "epoch": s.epoch,
+                        "loss": s.loss,
+                        "images_per_s": s.images_per_s,
+                        "elapsed_s": s.elapsed_s,
+                    });
+                    if !stdout_closed && writeln!(stdout, "{line}").is_err() {
+                        stdout_closed = true;
+                        let _ = handle.commands.send(TrainCommand::Stop);
+                    }
                 } else {
                     bar.set_position(s.step as u64);
                     bar.set_message(format!(
@@ -211,16 +239,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             TrainEvent::Finished { step, run_dir } => {
                 bar.finish_and_clear();
-                if !json {
+                let dir = run_dir.map(|p| p.display().to_string()).unwrap_or_default();
+                if signals::received() > 0 || stdout_closed {
+                    let why = if stdout_closed {
+                        "stdout was closed"
+                    } else {
+                        "stopped by a signal"
+                    };
+                    note(&format!(
+                        "{why}: checkpoint at step {step} saved in {dir}; continue with \
+                         `ddpm-lab train --resume {dir}`"
+                    ));
+                } else if !json {
                     let why = if step < stop_at && time_limit.is_some() {
                         " (time limit reached)"
                     } else {
                         ""
                     };
-                    eprintln!(
-                        "done at step {step}{why}; run saved in {}",
-                        run_dir.map(|p| p.display().to_string()).unwrap_or_default()
-                    );
+                    note(&format!("done at step {step}{why}; run saved in {dir}"));
                 }
             }
             TrainEvent::Failed { message, .. } => {

@@ -125,13 +125,13 @@ pub fn load_path(
         progress(LoadProgress::Decoding {
             split: "train".into(),
         });
-        let tr = idx::load_pair(&train)?.converted(opts.channels, opts.image_size);
+        let tr = idx::load_pair(&train)?.try_converted(opts.channels, opts.image_size)?;
         let te = match test {
             Some(t) => {
                 progress(LoadProgress::Decoding {
                     split: "test".into(),
                 });
-                Some(idx::load_pair(&t)?.converted(opts.channels, opts.image_size))
+                Some(idx::load_pair(&t)?.try_converted(opts.channels, opts.image_size)?)
             }
             None => None,
         };
@@ -260,6 +260,10 @@ fn decode_images(
         .iter()
         .map(|(f, _)| std::fs::read(f).map_err(|e| DataError::io(f, e)))
         .collect::<Result<_, _>>()?;
+    if let Some(s) = size {
+        // The native channels are known only once decoded: count one (refuse only the sure).
+        super::imageset::check_convert_fits(bytes.len(), channels.unwrap_or(1), s, s)?;
+    }
     let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
     let (images, c, h, w) = convert::decode_all(&refs, channels, size)
         .map_err(|f| DataError::format(&files[f.index].0, f.reason))?;

@@ -490,11 +490,31 @@ pub fn load_hub(
         what: format!("{} in the cache {}", ds.repo, fetch.cache_dir.display()),
     });
     let offline = opts.is_offline();
+    // A corrupt cached file that was removed, said again if downloading it fails.
+    let mut removed = None;
     match fetch.cached_files() {
         Some(files) => match fetch.decode(&files, "found in the cache", progress) {
             Ok(d) => return Ok(d),
             Err(e @ DataError::BadDownload { .. }) if offline => return Err(e),
-            Err(DataError::BadDownload { .. }) => {} // removed: download it again below
+            Err(DataError::BadDownload {
+                file,
+                reason,
+                removed: path,
+                ..
+            }) => {
+                progress(LoadProgress::Notice {
+                    text: format!(
+                        "the cached {file} of {} was not a valid dataset file ({reason}) and was \
+                         removed ({}); downloading it again",
+                        ds.repo,
+                        path.display()
+                    ),
+                });
+                removed = Some(format!(
+                    "the cached {file} was not a valid dataset file ({reason}) and was removed \
+                     from the cache"
+                ));
+            }
             Err(e) => return Err(e),
         },
         None if offline => {
@@ -513,16 +533,48 @@ pub fn load_hub(
         }
         None => {}
     }
-    let listing = fetch.list_files(progress)?;
-    let mut files = Vec::new();
-    for split_files in listing {
-        let mut paths = Vec::new();
-        for f in split_files {
-            let p = fetch.download(&f, progress)?;
-            paths.push((f, p));
+    let mut download = || -> Result<Dataset, DataError> {
+        let listing = fetch.list_files(progress)?;
+        let mut files = Vec::new();
+        for split_files in listing {
+            let mut paths = Vec::new();
+            for f in split_files {
+                let p = fetch.download(&f, progress)?;
+                paths.push((f, p));
+            }
+            files.push(paths);
         }
-        files.push(paths);
+        let origin = format!("downloaded from {}", fetch.endpoint);
+        fetch.decode(&files, &origin, progress)
+    };
+    download().map_err(|e| with_removed_note(e, removed.as_deref()))
+}
+
+/// `e`, saying also that a corrupt cached copy was removed before the download was tried (so
+/// that an offline user learns why a dataset that was cached is gone).
+fn with_removed_note(e: DataError, note: Option<&str>) -> DataError {
+    let Some(note) = note else { return e };
+    match e {
+        DataError::Network {
+            repo,
+            endpoint,
+            detail,
+        } => DataError::Network {
+            repo,
+            endpoint,
+            detail: format!("{detail}; {note}"),
+        },
+        DataError::Hub {
+            repo,
+            file,
+            endpoint,
+            detail,
+        } => DataError::Hub {
+            repo,
+            file,
+            endpoint,
+            detail: format!("{detail}; {note}"),
+        },
+        other => other,
     }
-    let origin = format!("downloaded from {}", fetch.endpoint);
-    fetch.decode(&files, &origin, progress)
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::imaging::Image8;
 
 use super::convert;
+use super::error::DataError;
 
 /// Images of one split, pixels u8 in N×C×H×W order (CHW per image), labels per image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,21 @@ impl ImageSet {
             .unwrap_or(0)
     }
 
+    /// [`Self::converted`], refused with a clear error when the converted set cannot fit in the
+    /// memory available (see [`check_convert_fits`]).
+    pub fn try_converted(
+        self,
+        channels: Option<usize>,
+        size: Option<usize>,
+    ) -> Result<ImageSet, DataError> {
+        let c = channels.unwrap_or(self.channels);
+        let (h, w) = size.map_or((self.height, self.width), |s| (s, s));
+        if (c, h, w) != (self.channels, self.height, self.width) {
+            check_convert_fits(self.len(), c, h, w)?;
+        }
+        Ok(self.converted(channels, size))
+    }
+
     /// This set with `channels` and a square `size` (each `None` keeps the current value):
     /// grey↔RGB conversion by luma/replication, resize and centre-crop as `image` does.
     pub fn converted(self, channels: Option<usize>, size: Option<usize>) -> ImageSet {
@@ -122,6 +138,19 @@ impl ImageSet {
             width: w,
         }
     }
+}
+
+/// Refuses converting `n` images to `c`×`h`×`w` when that cannot fit in the memory available:
+/// the converted images are assembled from per-image pieces, so both are counted.
+pub fn check_convert_fits(n: usize, c: usize, h: usize, w: usize) -> Result<(), DataError> {
+    let bytes = (n as u128)
+        .saturating_mul(c as u128)
+        .saturating_mul(h as u128)
+        .saturating_mul(w as u128)
+        .saturating_mul(2);
+    let what = format!("converting {n} images to {c}×{h}×{w} (--image-size, --channels)");
+    crate::memory::check_fits(&what, bytes, crate::memory::available_memory())
+        .map_err(|e| DataError::InvalidOption(e.to_string()))
 }
 
 /// Where a dataset came from.

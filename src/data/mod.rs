@@ -24,7 +24,7 @@ pub mod summary;
 pub use batcher::{Batch, Batcher, Prefetcher};
 pub use error::DataError;
 pub use imageset::{DataSource, Dataset, ImageSet};
-pub use spec::{DatasetSpec, HubDataset, LoadOptions, LoadProgress};
+pub use spec::{DatasetSpec, HubDataset, LoadOptions, LoadProgress, MAX_IMAGE_SIZE};
 pub use summary::{summarize, DataSummary};
 
 /// Loads a dataset: a Hub dataset (from the cache when it is there), a local path, or the

@@ -191,6 +191,10 @@ pub fn read_split(
     let Some(first_path) = paths.first() else {
         return Err(DataError::format(PathBuf::new(), "no parquet file given"));
     };
+    if let Some(s) = size {
+        // The native channels are known only once decoded: count one (refuse only the sure).
+        super::imageset::check_convert_fits(encoded.len(), channels.unwrap_or(1), s, s)?;
+    }
     let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
     let (images, c, h, w) = convert::decode_all(&refs, channels, size).map_err(|f| {
         // The shard and row the failing image came from.

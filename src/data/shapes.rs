@@ -138,12 +138,14 @@ pub fn generate(
     progress(LoadProgress::Decoding {
         split: "train".into(),
     });
-    let train = split(opts.seed, 0, opts.shapes_count).converted(opts.channels, opts.image_size);
+    let train =
+        split(opts.seed, 0, opts.shapes_count).try_converted(opts.channels, opts.image_size)?;
     progress(LoadProgress::Decoding {
         split: "test".into(),
     });
     let test_count = (opts.shapes_count / 6).max(1);
-    let test = split(opts.seed, TEST_STREAM, test_count).converted(opts.channels, opts.image_size);
+    let test =
+        split(opts.seed, TEST_STREAM, test_count).try_converted(opts.channels, opts.image_size)?;
     progress(LoadProgress::Ready);
     Ok(Dataset {
         name: "shapes".to_string(),

@@ -209,6 +209,11 @@ impl fmt::Display for DatasetSpec {
     }
 }
 
+/// Largest image side the loaders resize to (and a run may have): a 1024×1024 RGB image is
+/// 3 MB as bytes and 12 MB as floats, and the UNet's middle attention grows with the fourth
+/// power of the side.
+pub const MAX_IMAGE_SIZE: usize = 1024;
+
 /// How to load: target image geometry, network and cache settings, and the built-in set's size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -269,9 +274,9 @@ impl LoadOptions {
             }
         }
         if let Some(s) = self.image_size {
-            if !(4..=1024).contains(&s) {
+            if !(4..=MAX_IMAGE_SIZE).contains(&s) {
                 return Err(DataError::InvalidOption(format!(
-                    "image size must be between 4 and 1024 pixels, not {s}"
+                    "image size must be between 4 and {MAX_IMAGE_SIZE} pixels, not {s}"
                 )));
             }
         }
@@ -309,6 +314,12 @@ pub enum LoadProgress {
     Decoding {
         /// "train" or "test".
         split: String,
+    },
+    /// Something the user should know that does not stop the load (a corrupt cached file
+    /// removed and fetched again); one line.
+    Notice {
+        /// The line to show.
+        text: String,
     },
     /// The dataset is in memory.
     Ready,

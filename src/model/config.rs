@@ -83,6 +83,17 @@ impl Default for UnetConfig {
     }
 }
 
+/// Largest base width `dim`: 8× the 128 of Ho et al.'s CIFAR-10 UNet; at 1024 the blog's
+/// three stages already hold about 4 G parameters (16 GB of weights).
+pub const MAX_DIM: usize = 1024;
+/// Most stages (`dim_mults` entries): 7 halvings take a 1024-pixel image down to 8 pixels.
+pub const MAX_STAGES: usize = 8;
+/// Largest entry of `dim_mults` and largest `convnext_mult` (published UNets use up to 8).
+pub const MAX_MULT: usize = 64;
+/// Largest `channels` and `out_dim`: images have 1 or 3 channels (an output may double them,
+/// for a learned variance); 64 leaves room without letting a typo size a layer.
+pub const MAX_CHANNELS: usize = 64;
+
 /// A configuration that cannot build a working UNet.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
@@ -154,14 +165,43 @@ impl UnetConfig {
                 "dim must be at least 4 (the sinusoidal embedding divides by dim/2 − 1)".into(),
             );
         }
+        if self.dim > MAX_DIM {
+            return bad(format!("dim must be at most {MAX_DIM}, got {}", self.dim));
+        }
         if self.dim_mults.is_empty() || self.dim_mults.contains(&0) {
             return bad(format!(
                 "dim_mults must be a non-empty list of positive integers, got {:?}",
                 self.dim_mults
             ));
         }
+        if self.dim_mults.len() > MAX_STAGES || self.dim_mults.iter().any(|&m| m > MAX_MULT) {
+            return bad(format!(
+                "dim_mults must have at most {MAX_STAGES} entries of at most {MAX_MULT}, got {:?}",
+                self.dim_mults
+            ));
+        }
+        if self.convnext_mult > MAX_MULT {
+            return bad(format!(
+                "convnext_mult must be at most {MAX_MULT}, got {}",
+                self.convnext_mult
+            ));
+        }
         if self.channels == 0 {
             return bad("channels must be at least 1".into());
+        }
+        if self.channels > MAX_CHANNELS || self.out_dim() > MAX_CHANNELS {
+            return bad(format!(
+                "channels and out_dim must be at most {MAX_CHANNELS}, got {} and {}",
+                self.channels,
+                self.out_dim()
+            ));
+        }
+        if self.init_dim() > MAX_DIM * MAX_MULT {
+            return bad(format!(
+                "init_dim must be at most {}, got {}",
+                MAX_DIM * MAX_MULT,
+                self.init_dim()
+            ));
         }
         if self.init_dim() == 0 {
             return bad(format!(

@@ -5,6 +5,7 @@
 //!   validated [`crate::store::TrainConfig`], checked against the data it will train on, and
 //!   spawned as a training worker with its batch source.
 //! - [`sample`]: a run's weights loaded for sampling, and images drawn from them.
+//! - [`budget`]: the memory a training run or a sampling batch needs, checked before allocating.
 //! - [`list`]: the runs under a runs directory, newest first.
 //! - [`recipe`]: the recipe flags the CLI and the lab share.
 //! - [`root`]: where runs live (`$DDPM_LAB_RUNS`, else `./runs`).
@@ -13,6 +14,7 @@
 //! ([`crate::train`]); above it, the CLI ([`crate::cli`]) and the lab ([`crate::tui`]) only turn
 //! their users' words into requests and show what comes back.
 
+pub mod budget;
 pub mod list;
 pub mod recipe;
 pub mod root;

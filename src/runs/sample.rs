@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
+use super::budget;
 use crate::device::DeviceSpec;
 use crate::imaging::Image8;
 use crate::sampler::{self, Denoising, SamplerKind};
@@ -29,11 +30,24 @@ pub fn open_for_sampling(
             RunDir::open(&dir)?.load_config()?.device
         }
     };
-    load_checkpoint(path, &device.open()?, prefer_ema)
+    let loaded = load_checkpoint(path, &device.open()?, prefer_ema)?;
+    check_config(&loaded.config)
+        .with_context(|| format!("the run at {} has an unusable config.json", path.display()))?;
+    Ok(loaded)
+}
+
+/// The sizes of a run's configuration that sampling allocates by (T, image size, model): read
+/// from a file, so checked before use.
+fn check_config(cfg: &crate::store::TrainConfig) -> Result<()> {
+    cfg.validate_limits()?;
+    let s = cfg.image_size;
+    cfg.model.validate_for_images(cfg.model.channels, s, s)?;
+    Ok(())
 }
 
 /// One batch of `n` images with every intermediate frame (for grids, GIFs and the lab's
-/// frame slider). `kind` is checked against the run's T first.
+/// frame slider). `kind` is checked against the run's T first, and `n` against
+/// [`budget::MAX_SAMPLE_BATCH`] and the memory available (see [`budget::check_sampling`]).
 pub fn sample_batch(
     loaded: &LoadedModel,
     kind: SamplerKind,
@@ -41,11 +55,11 @@ pub fn sample_batch(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Denoising> {
-    if n == 0 {
-        bail!("--n must be at least 1");
-    }
     let cfg = &loaded.config;
+    check_config(cfg)?;
     let kind = kind.checked(cfg.timesteps).map_err(anyhow::Error::msg)?;
+    // Every frame is kept: refuse what cannot fit before the first one is drawn.
+    budget::check_sampling(cfg, kind, n, loaded.model.device().is_cpu())?;
     let tables = cfg.tables()?;
     let (c, s) = (cfg.model.channels, cfg.image_size);
     sampler::sample(

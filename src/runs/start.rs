@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::data::{ImageSet, LoadOptions};
 use crate::device::DeviceSpec;
@@ -81,7 +81,12 @@ impl TrainRequest {
                 cfg
             }
         };
-        cfg.validate_hyperparameters()?;
+        match self {
+            TrainRequest::Resume { dir, .. } => cfg.validate_hyperparameters().with_context(|| {
+                format!("the run at {} has an unusable config.json", dir.display())
+            })?,
+            _ => cfg.validate_hyperparameters()?,
+        }
         Ok(cfg)
     }
 
@@ -132,6 +137,8 @@ impl TrainRequest {
             StopAt::Configured => {}
         }
         cfg.validate()?;
+        // Before the trainer allocates anything sized by the batch, the model or the images.
+        super::budget::check_training(&cfg)?;
         let dir = match self {
             TrainRequest::New { dir, .. } => Some(Target::New(dir)),
             TrainRequest::Resume {

@@ -9,6 +9,21 @@ use crate::model::UnetConfig;
 use crate::sampler::SamplerKind;
 use crate::schedule::{BetaSchedule, ScheduleTables};
 
+/// Largest number of diffusion steps T: the schedule tables hold T values each, and DDPM
+/// sampling runs the network T times and keeps T + 1 frames; 100 000 is 100× the largest T in
+/// the DDPM papers (1000 to 4000).
+pub const MAX_TIMESTEPS: usize = 100_000;
+
+/// Largest side of the training images (the data loaders' limit too).
+pub const MAX_IMAGE_SIZE: usize = crate::data::MAX_IMAGE_SIZE;
+
+/// Largest batch: more than the largest built-in training set (60 000 images), so one batch is
+/// at most about one epoch; what fits in memory is checked separately (`runs::budget`).
+pub const MAX_BATCH_SIZE: usize = 65_536;
+
+/// Largest number of preview images drawn during training (a grid in the lab).
+pub const MAX_PREVIEW_COUNT: usize = 256;
+
 /// Everything that defines a training run; saved as `config.json` in the run directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -114,12 +129,7 @@ impl TrainConfig {
 
     /// Like [`Self::validate`] but without the image size (for checks before data is loaded).
     pub fn validate_hyperparameters(&self) -> Result<()> {
-        if self.timesteps < 2 {
-            bail!("--timesteps must be at least 2, got {}", self.timesteps);
-        }
-        if self.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
-        }
+        self.validate_limits()?;
         if !(self.lr.is_finite() && self.lr > 0.0) {
             bail!("--lr must be a positive number, got {}", self.lr);
         }
@@ -137,6 +147,45 @@ impl TrainConfig {
             if !(g.is_finite() && g > 0.0) {
                 bail!("--min-snr-gamma must be a positive number, got {g}");
             }
+        }
+        Ok(())
+    }
+
+    /// The bounds that keep a run's memory finite, whatever a `config.json` says: T, batch,
+    /// image size (an upper bound only: a new run's size comes from its data), preview count
+    /// and the model's widths (see [`crate::model::UnetConfig::validate`]). Checked before
+    /// anything sized by them is allocated, by [`Self::validate_hyperparameters`] and before
+    /// sampling a run.
+    pub fn validate_limits(&self) -> Result<()> {
+        if self.timesteps < 2 {
+            bail!("--timesteps must be at least 2, got {}", self.timesteps);
+        }
+        if self.timesteps > MAX_TIMESTEPS {
+            bail!(
+                "--timesteps must be at most {MAX_TIMESTEPS}, got {}",
+                self.timesteps
+            );
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        if self.batch_size > MAX_BATCH_SIZE {
+            bail!(
+                "--batch-size must be at most {MAX_BATCH_SIZE}, got {}",
+                self.batch_size
+            );
+        }
+        if self.image_size > MAX_IMAGE_SIZE {
+            bail!(
+                "--image-size must be at most {MAX_IMAGE_SIZE} pixels, got {}",
+                self.image_size
+            );
+        }
+        if self.preview_count > MAX_PREVIEW_COUNT {
+            bail!(
+                "preview_count must be at most {MAX_PREVIEW_COUNT}, got {}",
+                self.preview_count
+            );
         }
         self.model.validate()?;
         Ok(())

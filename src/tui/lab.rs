@@ -167,6 +167,15 @@ pub fn run_with(
     app.start();
     // Raw mode, alternate screen, and a panic hook that restores the terminal.
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    // SIGTERM, SIGHUP and an outside SIGINT (Ctrl-C itself is a key in raw mode): the main loop
+    // sees the first and shuts down as on Ctrl-C (running runs are checkpointed); a second one
+    // restores the terminal and exits at once.
+    let _ = crate::signals::install(|n| {
+        if n >= 2 {
+            ratatui::restore();
+            std::process::exit(crate::signals::EXIT_AT_ONCE);
+        }
+    });
     let images = picker
         .map(ImageRenderer::with_picker)
         .unwrap_or_else(ImageRenderer::halfblocks);
@@ -176,12 +185,34 @@ pub fn run_with(
         .map_err(anyhow::Error::from)
         .and_then(|_| run_app(&mut terminal, &mut app, &images, &mut CrosstermEvents));
     ratatui::restore();
+    if result.is_err() {
+        // The terminal failed (a hung-up terminal after SIGHUP cannot be drawn on): running
+        // runs are still checkpointed before the process ends.
+        finish_runs(&mut app);
+    }
     if let Some(dir) = config_dir {
         if let Err(e) = app.settings.save_to(&dir) {
             eprintln!("warning: settings not saved: {e}");
         }
     }
     result
+}
+
+/// Shuts the app down without a terminal: stops every running run with a checkpoint and waits
+/// for them (at most the app's shutdown grace period). A second signal still exits at once.
+fn finish_runs(app: &mut App) {
+    if !app.any_active() {
+        return;
+    }
+    if app.lifecycle == crate::tui::state::Lifecycle::Running {
+        app.begin_shutdown();
+    }
+    let step = std::time::Duration::from_millis(20);
+    while !app.should_exit() {
+        app.pump();
+        app.tick(step);
+        std::thread::sleep(step);
+    }
 }
 
 /// Whether the environment names a terminal that speaks kitty, iTerm2 or sixel graphics

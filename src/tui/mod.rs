@@ -56,7 +56,8 @@ impl EventSource for CrosstermEvents {
 }
 
 /// Runs the lab until it quits: handles worker messages and input, and redraws when something
-/// changed (never more often than [`FRAME_TIME`]). The UI thread never blocks on work.
+/// changed (never more often than [`FRAME_TIME`]). The UI thread never blocks on work. A
+/// termination signal counted by [`crate::signals`] starts the same shutdown as Ctrl-C.
 pub fn run_app<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
@@ -68,7 +69,15 @@ where
 {
     let mut last_draw: Option<Instant> = None;
     let mut last_tick = Instant::now();
+    let mut signals_seen = crate::signals::received();
     loop {
+        // SIGTERM, SIGHUP or SIGINT (see `crate::signals`): the shutdown of Ctrl-C.
+        let signals = crate::signals::received();
+        if signals > signals_seen {
+            signals_seen = signals;
+            app.begin_shutdown();
+            app.dirty = true;
+        }
         app.pump();
         let now = Instant::now();
         app.tick(now.saturating_duration_since(last_tick));

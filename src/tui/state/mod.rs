@@ -169,7 +169,7 @@ impl App {
 
     /// Quits: checkpoints and stops every running run, then exits once they are saved; asked
     /// twice (Ctrl-C again), leaves at once.
-    fn begin_shutdown(&mut self) {
+    pub fn begin_shutdown(&mut self) {
         if let Lifecycle::ShuttingDown(_) = self.lifecycle {
             self.lifecycle = Lifecycle::Done;
             return;

@@ -225,6 +225,8 @@ impl Engine for LabEngine {
                 let mut last: Option<(Instant, u64)> = None;
                 let mut speed = 0.0;
                 let mut last_sent = Instant::now() - Duration::from_secs(1);
+                // Shown with the dataset's source on the Data screen (failures say it too).
+                let mut notices: Vec<String> = Vec::new();
                 let mut progress = |p: LoadProgress| {
                     let stage = match p {
                         LoadProgress::Resolving { .. } => LoadStage::Resolving,
@@ -254,6 +256,10 @@ impl Engine for LabEngine {
                             }
                         }
                         LoadProgress::Decoding { .. } => LoadStage::Decoding,
+                        LoadProgress::Notice { text } => {
+                            notices.push(text);
+                            return;
+                        }
                         LoadProgress::Ready => return,
                     };
                     let _ = tx.send(WorkerMsg::Data(DataMsg::Progress {
@@ -261,15 +267,19 @@ impl Engine for LabEngine {
                         stage,
                     }));
                 };
-                match load_dataset(&spec, &LoadOptions::default(), &mut progress) {
+                let result = load_dataset(&spec, &LoadOptions::default(), &mut progress);
+                match result {
                     Ok(ds) => {
                         if !current() {
                             return;
                         }
-                        let info = DataInfo {
+                        let mut info = DataInfo {
                             name: name.clone(),
                             ..data_info(&ds)
                         };
+                        for n in &notices {
+                            info.source = format!("{} ({n})", info.source);
+                        }
                         *loaded.lock().expect("dataset lock") = Some(Loaded {
                             name: name.clone(),
                             train: Arc::new(ds.train),

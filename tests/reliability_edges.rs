@@ -1,0 +1,350 @@
+//! The edges of the real binary that used to crash or misbehave: a closed stdout, `--show`
+//! into a file, absurd or too-large values on the command line and in a run's `config.json`
+//! (refused with one line instead of "memory allocation failed", exit 134), a gzip IDX file
+//! that inflates far past its header, and a corrupt cached parquet file with no network.
+
+mod mock_hub;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use ddpm_lab::data::{load_dataset, DataError, DatasetSpec, LoadOptions, LoadProgress};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ddpm-lab");
+
+/// The binary offline, with its runs and Hub cache under `dir`.
+fn ddpm(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("DDPM_LAB_RUNS", dir.join("runs"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", dir.join("hf-home"))
+        .env("NO_COLOR", "1");
+    c
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.output().expect("run ddpm-lab")
+}
+
+/// Checks a refusal: exit status 1 (not an abort), one line on stderr holding `want`.
+fn refused(out: &Output, want: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "status {:?}: {err}", out.status);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: ") && err.contains(want), "{err}");
+    assert!(!err.contains("memory allocation"), "{err}");
+    err
+}
+
+/// A tiny trained run (2 steps, T = 20) in `dir/name`.
+fn tiny_run(dir: &Path, name: &str) -> PathBuf {
+    let run = dir.join(name);
+    let out = output(
+        ddpm(dir)
+            .args(["train", "--dataset", "shapes", "--model", "tiny"])
+            .args([
+                "--timesteps",
+                "20",
+                "--batch-size",
+                "4",
+                "--steps",
+                "2",
+                "--json",
+            ])
+            .arg("--run-dir")
+            .arg(&run),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A copy of `run` whose `config.json` (the run's and its newest checkpoint's) has `field`
+/// set to `value`.
+fn edited(run: &Path, name: &str, field: &str, value: serde_json::Value) -> PathBuf {
+    let dir = run.with_file_name(name);
+    copy_tree(run, &dir);
+    let latest = std::fs::read_to_string(dir.join("latest")).unwrap();
+    let checkpoint = dir.join("checkpoints").join(latest.trim());
+    for path in [dir.join("config.json"), checkpoint.join("config.json")] {
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        cfg[field] = value.clone();
+        std::fs::write(&path, cfg.to_string()).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_closed_stdout_ends_schedules_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = ddpm(tmp.path())
+        // Far more than a pipe holds, so the write meets the closed pipe.
+        .args(["schedules", "--json", "--timesteps", "20000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 300];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    drop(child.stdout.take()); // `| head -c 300`
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{:?}",
+            out.status
+        );
+    }
+    assert!(head.starts_with(b"{\""));
+}
+
+#[test]
+fn show_draws_only_on_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("data.txt");
+    let out = output(
+        ddpm(tmp.path())
+            .args(["data", "--dataset", "shapes", "--show", "4"])
+            .stdout(std::fs::File::create(&file).unwrap()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("stdout is not one: no images drawn"), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains('\x1b'),
+        "no escape codes in the file: {text:?}"
+    );
+    assert!(text.contains("first 4 training images"), "{text}");
+
+    let run = tiny_run(tmp.path(), "run");
+    let file = tmp.path().join("sample.txt");
+    let out = output(
+        ddpm(tmp.path())
+            .args([
+                "sample",
+                "--n",
+                "2",
+                "--sampler",
+                "ddim",
+                "--steps",
+                "2",
+                "--show",
+            ])
+            .arg("--checkpoint")
+            .arg(&run)
+            .arg("--out")
+            .arg(tmp.path().join("s.png"))
+            .stdout(std::fs::File::create(&file).unwrap()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("stdout is not one: grid not drawn"), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains('\x1b'),
+        "no escape codes in the file: {text:?}"
+    );
+    assert!(tmp.path().join("s.png").is_file());
+}
+
+#[test]
+fn absurd_training_values_are_refused_before_allocating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = |extra: &[&str]| {
+        output(
+            ddpm(tmp.path())
+                .args(["train", "--dataset", "shapes", "--steps", "2"])
+                .args(extra)
+                .arg("--run-dir")
+                .arg(tmp.path().join("r")),
+        )
+    };
+    refused(
+        &train(&["--timesteps", "1000000000"]),
+        "--timesteps must be at most 100000, got 1000000000",
+    );
+    refused(
+        &train(&["--dim", "1000000"]),
+        "dim must be at most 1024, got 1000000",
+    );
+    refused(
+        &train(&["--batch-size", "1000000000"]),
+        "--batch-size must be at most 65536, got 1000000000",
+    );
+    refused(&train(&["--dim-mults", "1,2,2,2,2,2,2,2,2"]), "dim_mults");
+    refused(&train(&["--image-size", "100000"]), "between 4 and 1024");
+    // Within the limits but beyond memory: 65 536 images a batch is ~700 GB of activations.
+    if ddpm_lab::memory::available_memory().is_some_and(|m| m < 500_000_000_000) {
+        let err = refused(
+            &train(&["--model", "tiny", "--batch-size", "65536"]),
+            "at --batch-size 65536 on 28×28 images needs about",
+        );
+        assert!(err.contains("of memory but only"), "{err}");
+    }
+}
+
+#[test]
+fn a_run_config_with_absurd_sizes_is_refused_by_sample_and_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tiny_run(tmp.path(), "run");
+    let sample = |dir: &Path, n: &str| {
+        output(
+            ddpm(tmp.path())
+                .args(["sample", "--n", n, "--checkpoint"])
+                .arg(dir)
+                .arg("--out")
+                .arg(tmp.path().join("s.png")),
+        )
+    };
+    let resume = |dir: &Path| {
+        output(
+            ddpm(tmp.path())
+                .args(["train", "--steps", "4", "--resume"])
+                .arg(dir),
+        )
+    };
+    let big_t = edited(&run, "big-t", "timesteps", 1_000_000_000.into());
+    let want = "config.json: --timesteps must be at most 100000, got 1000000000";
+    refused(&sample(&big_t, "1"), want);
+    refused(&resume(&big_t), want);
+    let big_image = edited(&run, "big-image", "image_size", 100_000.into());
+    let want = "config.json: --image-size must be at most 1024 pixels";
+    refused(&sample(&big_image, "1"), want);
+    refused(&resume(&big_image), want);
+    // 1024 px is allowed, but the tiny model's middle attention at 512×512 is terabytes.
+    if ddpm_lab::memory::available_memory().is_some() {
+        let large = edited(&run, "large", "image_size", 1024.into());
+        let err = refused(
+            &sample(&large, "1"),
+            "sampling --n 1 images of 1×1024×1024 over 20 steps (every frame kept) needs about",
+        );
+        assert!(err.contains("of memory but only"), "{err}");
+    }
+    refused(
+        &sample(&run, "100000"),
+        "--n must be at most 10000 images in one batch",
+    );
+}
+
+#[test]
+fn a_gzip_idx_longer_than_its_header_is_refused_without_inflating_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("idx");
+    std::fs::create_dir_all(&data).unwrap();
+    let header = |magic: u32, dims: &[u32]| {
+        let mut v = magic.to_be_bytes().to_vec();
+        for d in dims {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v
+    };
+    // Two 28×28 images, then 256 MB of zeros (about 250 kB compressed).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&header(0x0803, &[2, 28, 28])).unwrap();
+    gz.write_all(&[9u8; 2 * 784]).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..256 {
+        gz.write_all(&zeros).unwrap();
+    }
+    std::fs::write(
+        data.join("train-images-idx3-ubyte.gz"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
+    let mut labels = header(0x0801, &[2]);
+    labels.extend_from_slice(&[0, 1]);
+    std::fs::write(data.join("train-labels-idx1-ubyte"), labels).unwrap();
+    let started = std::time::Instant::now();
+    let out = output(ddpm(tmp.path()).arg("data").arg("--dataset").arg(&data));
+    refused(
+        &out,
+        "train-images-idx3-ubyte.gz: the gzip stream holds more than the 1584 bytes its IDX \
+         header announces",
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_corrupt_cached_parquet_with_no_network_is_reported_when_removed() {
+    let Some(root) = mock_hub::hub_fixture() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let opts = |endpoint: &str| LoadOptions {
+        endpoint: Some(endpoint.to_string()),
+        cache_dir: Some(cache.clone()),
+        token: Some(mock_hub::TOKEN.to_string()),
+        network_timeout: Duration::from_millis(1500),
+        retries: 0,
+        ..LoadOptions::default()
+    };
+    let hub = mock_hub::MockHub::start(&root);
+    load_dataset(&DatasetSpec::FashionMnist, &opts(&hub.url), &mut |_| {}).expect("download");
+    drop(hub);
+    // The cached training shard goes bad (a disk error, an interrupted copy, ...).
+    let snapshot = cache
+        .join("datasets--zalando-datasets--fashion_mnist/snapshots")
+        .join(mock_hub::COMMIT)
+        .join(mock_hub::TRAIN);
+    let blob = std::fs::canonicalize(&snapshot).unwrap();
+    std::fs::write(&blob, b"PAR1 this is not parquet PAR1").unwrap();
+    // No network: a port nothing listens on.
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let mut notices = Vec::new();
+    let err = load_dataset(&DatasetSpec::FashionMnist, &opts(&dead), &mut |p| {
+        if let LoadProgress::Notice { text } = p {
+            notices.push(text);
+        }
+    })
+    .unwrap_err();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].contains(mock_hub::TRAIN) && notices[0].contains("was removed"),
+        "{}",
+        notices[0]
+    );
+    let msg = err.to_string();
+    assert!(matches!(err, DataError::Network { .. }), "{msg}");
+    assert!(
+        msg.contains("cannot download")
+            && msg.contains(&format!(
+                "the cached {} was not a valid dataset file",
+                mock_hub::TRAIN
+            ))
+            && msg.contains("removed from the cache"),
+        "{msg}"
+    );
+    assert!(!snapshot.exists());
+}

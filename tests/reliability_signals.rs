@@ -1,0 +1,425 @@
+//! Real signals against the real binary: SIGTERM and SIGHUP during `ddpm-lab train` and during
+//! the lab in tmux. The first signal checkpoints and exits cleanly (the run samples and
+//! resumes); a second one exits at once; the lab always gives the terminal back in cooked mode.
+//!
+//! The lab tests skip (with a notice) where tmux is not installed.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ddpm-lab");
+
+/// The binary offline, with its runs and Hub cache under `dir`.
+fn ddpm(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("DDPM_LAB_RUNS", dir.join("runs"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", dir.join("hf-home"))
+        .env("NO_COLOR", "1");
+    c
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run ddpm-lab");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn send(pid: u32, signal: libc::c_int) {
+    // SAFETY: `kill` on the pid of a child this test spawned and has not reaped.
+    let r = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(r, 0, "kill({pid}, {signal})");
+}
+
+/// Starts a long tiny training run with JSON lines; the steps arrive on the receiver (read to
+/// the end on a thread, so the child never blocks on a full pipe).
+fn start_training(dir: &Path, run: &Path) -> (Child, Receiver<u64>) {
+    let mut child = ddpm(dir)
+        .args([
+            "train",
+            "--dataset",
+            "shapes",
+            "--model",
+            "tiny",
+            "--timesteps",
+            "20",
+            "--batch-size",
+            "8",
+            "--steps",
+            "100000",
+            "--checkpoint-every",
+            "0",
+            "--json",
+            "--run-dir",
+        ])
+        .arg(run)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ddpm-lab train");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+            if tx.send(v["step"].as_u64().expect("a step")).is_err() {
+                return; // the receiver is gone: close the pipe
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn wait_for_step(rx: &Receiver<u64>, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let step = rx.recv_timeout(left).expect("training steps");
+        if step >= at_least {
+            return step;
+        }
+    }
+}
+
+/// Waits for the child, at most `secs` (then kills it and fails).
+fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ddpm-lab did not exit within {secs}s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut s);
+    }
+    s
+}
+
+/// The step a run directory's checkpoint was saved at, as `sample --json` reports it.
+fn sampled_step(dir: &Path, run: &Path) -> u64 {
+    let out = run_ok(
+        ddpm(dir)
+            .args([
+                "sample",
+                "--n",
+                "1",
+                "--sampler",
+                "ddim",
+                "--steps",
+                "2",
+                "--json",
+            ])
+            .arg("--checkpoint")
+            .arg(run)
+            .arg("--out")
+            .arg(dir.join("sample.png")),
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("sample --json prints one object");
+    v["step"].as_u64().expect("the checkpoint's step")
+}
+
+/// `signal` during training: a clean exit with a checkpoint that samples and resumes.
+fn signal_checkpoints_and_resumes(signal: libc::c_int, name: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join(name);
+    let (mut child, steps) = start_training(tmp.path(), &run);
+    wait_for_step(&steps, 2);
+    send(child.id(), signal);
+    let status = wait_exit(&mut child, 60);
+    let err = stderr_of(&mut child);
+    assert!(status.success(), "{name}: {status:?}; stderr: {err}");
+    assert!(
+        err.contains("stopped by a signal: checkpoint at step"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let step = sampled_step(tmp.path(), &run);
+    assert!(step >= 2, "{name}: checkpoint at step {step}");
+    // The run continues from there.
+    let out = run_ok(
+        ddpm(tmp.path())
+            .args(["train", "--json", "--steps"])
+            .arg((step + 2).to_string())
+            .arg("--resume")
+            .arg(&run),
+    );
+    let last: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("steps after the resume");
+    assert_eq!(last["step"].as_u64(), Some(step + 2), "{last}");
+    assert_eq!(sampled_step(tmp.path(), &run), step + 2);
+}
+
+#[test]
+fn sigterm_during_train_checkpoints_exits_cleanly_and_resumes() {
+    signal_checkpoints_and_resumes(libc::SIGTERM, "term");
+}
+
+#[test]
+fn sighup_during_train_checkpoints_exits_cleanly_and_resumes() {
+    signal_checkpoints_and_resumes(libc::SIGHUP, "hup");
+}
+
+#[test]
+fn a_second_signal_ends_train_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("twice");
+    let (mut child, steps) = start_training(tmp.path(), &run);
+    wait_for_step(&steps, 2);
+    let sent = Instant::now();
+    send(child.id(), libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(30));
+    send(child.id(), libc::SIGINT);
+    let status = wait_exit(&mut child, 30);
+    let err = stderr_of(&mut child);
+    // 130 when the second signal came before the checkpoint was done (almost always), 0 when
+    // the checkpoint was quicker.
+    assert!(
+        status.code() == Some(130) || status.success(),
+        "{status:?}; stderr: {err}"
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_closed_stdout_stops_train_with_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("piped");
+    let (mut child, steps) = start_training(tmp.path(), &run);
+    wait_for_step(&steps, 2);
+    // The reader thread ends at its next line once the receiver is gone, closing the pipe.
+    drop(steps);
+    let status = wait_exit(&mut child, 60);
+    let err = stderr_of(&mut child);
+    assert!(status.success(), "{status:?}; stderr: {err}");
+    assert!(
+        err.contains("stdout was closed: checkpoint at step"),
+        "{err}"
+    );
+    assert!(sampled_step(tmp.path(), &run) >= 2);
+}
+
+// ----- the lab in tmux ----------------------------------------------------------------------
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "lab"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.cmd(&["send-keys", "-t", "lab", k]);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!("timed out after {secs}s waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The pid of the lab: the child of the pane's shell.
+    fn lab_pid(&self) -> u32 {
+        let out = self.cmd(&["list-panes", "-t", "lab", "-F", "#{pane_pid}"]);
+        let sh: u32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("pane pid");
+        let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children"))
+            .expect("the shell's children");
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the lab runs in the pane")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn tmux_missing() -> bool {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("tmux is not installed: skipping the signal tests of the lab");
+        return true;
+    }
+    false
+}
+
+/// The lab in a fresh tmux server; after it exits the pane shows `EXIT=<status>` and the
+/// terminal's `icanon` flag.
+fn start_lab(dir: &Path, tag: &str) -> Tmux {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let script = format!(
+        "cd '{d}' && HOME='{home}' DDPM_LAB_CONFIG_DIR='{d}/config' HF_HUB_OFFLINE=1 \
+         TERM=xterm-256color '{BIN}' --runs-dir '{d}/runs' --dataset shapes --model tiny \
+         --timesteps 10 --steps 20000 --batch-size 4; echo \"EXIT=$?\"; \
+         stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*icanon'; sleep 120",
+        d = dir.display(),
+        home = home.display(),
+    );
+    let tmux = Tmux {
+        socket: format!("ddpm-lab-signals-{tag}-{}", std::process::id()),
+    };
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "lab",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux
+}
+
+/// The step in the Train screen's progress gauge (`step N/TOTAL`).
+fn progress_step(screen: &str) -> Option<u64> {
+    screen.match_indices("step ").find_map(|(i, _)| {
+        let rest = &screen[i + 5..];
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if digits.is_empty() || !rest[digits.len()..].starts_with('/') {
+            return None;
+        }
+        digits.parse().ok()
+    })
+}
+
+/// Starts a run in the lab and waits for two steps.
+fn lab_training(dir: &Path, tag: &str) -> Tmux {
+    let tmux = start_lab(dir, tag);
+    tmux.wait("the data", 60, |s| s.contains("status   ready"));
+    tmux.keys(&["3", "Space"]);
+    tmux.wait("two steps", 120, |s| {
+        s.contains("RUNNING") && progress_step(s).is_some_and(|n| n >= 2)
+    });
+    tmux
+}
+
+/// The exit status the pane shows, and whether the terminal is back in canonical mode.
+fn lab_exit(tmux: &Tmux) -> (String, bool) {
+    let s = tmux.wait("the lab to exit", 60, |s| {
+        s.contains("EXIT=") && s.lines().any(|l| l.trim().ends_with("icanon"))
+    });
+    let status = s
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("EXIT="))
+        .unwrap_or_default()
+        .to_string();
+    (status, s.lines().any(|l| l.trim() == "icanon"))
+}
+
+fn the_run(dir: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run directory")
+        .path()
+}
+
+/// `signal` to the lab while it trains: the run is checkpointed, the lab exits with 0 and the
+/// terminal is restored.
+fn lab_signal_checkpoints(signal: libc::c_int, tag: &str) {
+    if tmux_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tmux = lab_training(tmp.path(), tag);
+    send(tmux.lab_pid(), signal);
+    let (status, cooked) = lab_exit(&tmux);
+    assert_eq!(status, "0", "{}", tmux.screen());
+    assert!(cooked, "terminal left in raw mode:\n{}", tmux.screen());
+    drop(tmux);
+    let run = the_run(tmp.path());
+    assert!(
+        sampled_step(tmp.path(), &run) >= 2,
+        "checkpoint written on the signal"
+    );
+}
+
+#[test]
+fn sigterm_to_the_lab_checkpoints_and_restores_the_terminal() {
+    lab_signal_checkpoints(libc::SIGTERM, "term");
+}
+
+#[test]
+fn sighup_to_the_lab_checkpoints_and_restores_the_terminal() {
+    lab_signal_checkpoints(libc::SIGHUP, "hup");
+}
+
+#[test]
+fn a_second_signal_ends_the_lab_at_once_with_the_terminal_restored() {
+    if tmux_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tmux = lab_training(tmp.path(), "twice");
+    let pid = tmux.lab_pid();
+    send(pid, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(30));
+    send(pid, libc::SIGTERM);
+    let (status, cooked) = lab_exit(&tmux);
+    assert!(status == "130" || status == "0", "{}", tmux.screen());
+    assert!(cooked, "terminal left in raw mode:\n{}", tmux.screen());
+}
