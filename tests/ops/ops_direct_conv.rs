@@ -4,7 +4,7 @@
 //! stride-1 input gradient that runs through it. Skipped (with a message) on CPUs without
 //! AVX-512F, where the op keeps im2col + GEMM.
 
-mod ops_common;
+use crate::ops_common;
 
 use ddpm_lab::ops::conv::{forward, forward_im2col};
 use ddpm_lab::ops::direct_conv::{self, PackedWeights};
