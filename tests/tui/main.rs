@@ -1,6 +1,8 @@
 //! The lab's terminal UI in one binary: key handling and views on synthetic worker messages, the
 //! main loop on a test backend, the real binary in tmux, and the README screenshots (ignored).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod tui_support;
 
 mod tui_e2e;
