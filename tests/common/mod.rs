@@ -5,18 +5,55 @@ use std::path::PathBuf;
 
 use candle_core::Tensor;
 
-/// `../shared/<rel>` next to the project, if present (CI and developers have it; a fresh user
-/// machine does not).
-pub fn shared(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
-        .join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} not found", p.display());
-        None
+/// Why a test that needs `../shared` may skip in CI too: the data sets and PyTorch fixtures are
+/// kept out of the repository, so a clone without that folder beside it cannot run these tests.
+pub const NO_SHARED: &str =
+    "this clone has no ../shared beside it (the data and fixtures are kept out of the repository)";
+
+/// Skips the calling test: writes `SKIP <test>: <why>` to stderr (past the test harness's
+/// capture, so it shows in a passing run). Under `CI=true` a skip fails the test instead, unless
+/// `expected_in_ci` says why CI may lack what the test needs; the caller returns after this.
+pub fn skip(why: &str, expected_in_ci: Option<&str>) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    match (in_ci, expected_in_ci) {
+        (true, None) => panic!("{test} would skip, which CI=true does not allow: {why}"),
+        (true, Some(reason)) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP {test}: {why} (expected in CI: {reason})"
+            );
+        }
+        (false, _) => {
+            let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+        }
     }
+}
+
+/// `../shared/<rel>` beside the project when it holds every one of `files`; otherwise the test
+/// skips (see [`skip`]) and this is `None`. Without `../shared` at all the skip is expected
+/// even in CI ([`NO_SHARED`]); a `../shared` that lacks the file fails under `CI=true`.
+pub fn shared_with(rel: &str, files: &[&str]) -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    let dir = root.join(rel);
+    let missing = std::iter::once(dir.clone())
+        .chain(files.iter().map(|f| dir.join(f)))
+        .find(|p| !p.exists());
+    match missing {
+        None => Some(dir),
+        Some(p) => {
+            let expected = (!root.is_dir()).then_some(NO_SHARED);
+            skip(&format!("{} not found", p.display()), expected);
+            None
+        }
+    }
+}
+
+/// `../shared/<rel>` (a file or folder), or `None` after skipping the test (see [`shared_with`]).
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    shared_with(rel, &[])
 }
 
 /// Max |a − b| over all elements; NaN if any difference is NaN.

@@ -17,15 +17,9 @@ pub const TRAIN: &str = "fashion_mnist/train/0000.parquet";
 pub const TEST: &str = "fashion_mnist/test/0000.parquet";
 pub const TOKEN: &str = "test-token-not-real";
 
-/// The shared fixture folder, or `None` (with a notice) when this checkout has none.
+/// The shared fixture folder, or `None` after skipping the test (see `common::shared_with`).
 pub fn hub_fixture() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fashion-mnist/hub");
-    if p.join(TRAIN).is_file() && p.join(TEST).is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is absent", p.display());
-        None
-    }
+    crate::common::shared_with("data/fashion-mnist/hub", &[TRAIN, TEST])
 }
 
 /// What the mock does wrong.

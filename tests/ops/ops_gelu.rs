@@ -1,6 +1,6 @@
 //! The fused GELU op against candle's `gelu_erf` and finite differences.
 
-mod ops_common;
+use crate::ops_common;
 
 use ddpm_lab::ops::gelu::gelu;
 use ops_common::check_elementwise_op;

@@ -369,16 +369,12 @@ fn loss_chart_png_and_svg() {
     }
 }
 
-/// The first `n` Fashion-MNIST test images, or None (with a notice) when the shared data set
-/// is not next to the repository.
+/// The first `n` Fashion-MNIST test images, or None after skipping the test when the shared
+/// data set is not next to the repository (see `common::shared`).
 fn fashion_mnist(n: usize) -> Option<Vec<Image8>> {
     use std::io::Read;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/fashion-mnist/t10k-images-idx3-ubyte.gz");
-    let Ok(file) = fs::File::open(&path) else {
-        eprintln!("skipping: {} not found", path.display());
-        return None;
-    };
+    let path = crate::common::shared("data/fashion-mnist/t10k-images-idx3-ubyte.gz")?;
+    let file = fs::File::open(&path).unwrap();
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(file)
         .read_to_end(&mut bytes)

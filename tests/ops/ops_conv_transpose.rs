@@ -1,7 +1,7 @@
 //! The GEMM + col2im conv_transpose2d op against candle's conv_transpose2d and finite
 //! differences.
 
-mod ops_common;
+use crate::ops_common;
 
 use candle_core::{Result, Tensor, Var};
 use ddpm_lab::ops::conv_transpose::conv_transpose2d;

@@ -1,6 +1,6 @@
 //! The fused SiLU op against candle's `silu` and finite differences.
 
-mod ops_common;
+use crate::ops_common;
 
 use candle_core::Tensor;
 use ddpm_lab::ops::silu::silu;

@@ -1,6 +1,6 @@
 //! Sampling: Algorithm 2 step by step, frames and x̂0 for every step, DDIM, determinism.
 
-mod common;
+use crate::common;
 
 use candle_core::{Device, Tensor};
 use ddpm_lab::diffusion::{posterior_mean, predict_x0_and_noise, Objective};

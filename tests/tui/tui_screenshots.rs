@@ -1,7 +1,7 @@
 //! Screenshots of the real lab for the README: runs the binary in tmux, visits every screen,
 //! captures each with its colours (`capture-pane -e`) and renders it to
 //! `assets/screenshots/<screen>.png` (half-blocks and braille drawn exactly, text in DejaVu
-//! Sans Mono). Run by hand: `cargo test --test tui_screenshots -- --ignored --nocapture`.
+//! Sans Mono). Run by hand: `cargo test --test tui tui_screenshots -- --ignored --nocapture`.
 //! The ANSI parser is tested on every run.
 
 use std::path::{Path, PathBuf};
@@ -325,7 +325,7 @@ fn strip(ansi: &str) -> String {
 fn capture_screenshots() {
     let font_path = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
     let Ok(bytes) = std::fs::read(font_path) else {
-        eprintln!("{font_path} missing: no screenshots");
+        crate::common::skip(&format!("{font_path} missing: no screenshots"), None);
         return;
     };
     if register_font(

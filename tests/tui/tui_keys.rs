@@ -1,7 +1,7 @@
 //! State tests of key handling (no rendering): tabs, overlays, quitting with and without an
 //! unsaved run, training control, configuration editing, sampling and the Compare scheduler.
 
-mod tui_support;
+use crate::tui_support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The fused GroupNorm op against candle-nn's GroupNorm and finite differences.
 
-mod ops_common;
+use crate::ops_common;
 
 use candle_core::{Module, Result, Tensor, Var};
 use ddpm_lab::ops::group_norm::group_norm;

@@ -1,6 +1,6 @@
 //! The headless CLI as a user runs it: the real binary, tiny configs, the built-in dataset.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

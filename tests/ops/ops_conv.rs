@@ -1,7 +1,7 @@
 //! The im2col + GEMM conv2d op against candle's own conv2d (forward and all three gradients)
 //! and against finite differences.
 
-mod ops_common;
+use crate::ops_common;
 
 use candle_core::{Result, Tensor, Var};
 use ddpm_lab::ops::conv::conv2d;

@@ -1,6 +1,6 @@
 //! The depthwise conv kernel against candle's grouped conv2d and finite differences.
 
-mod ops_common;
+use crate::ops_common;
 
 use candle_core::{Result, Tensor, Var};
 use ddpm_lab::ops::depthwise::depthwise_conv2d;

@@ -1,6 +1,6 @@
 //! Training: gradients, overfitting a batch, deterministic resume, NaN handling.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 

@@ -3,7 +3,7 @@
 //! and a dead port. The mock serves `../shared/data/fashion-mnist/hub` the way hf-hub 1.0 expects
 //! (see shared/docs/hub-protocol.md).
 
-mod mock_hub;
+use crate::mock_hub;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

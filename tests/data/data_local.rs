@@ -4,20 +4,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-mod common;
+use crate::common;
 
 use common::idx;
 use ddpm_lab::data::{load_dataset, DataError, DataSource, DatasetSpec, LoadOptions};
 
-/// The shared fixture folder, or `None` (with a notice) when this checkout has none.
+/// The shared fixture folder, or `None` after skipping the test (see `common::shared_with`).
 fn fixture() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fashion-mnist");
-    if p.join("train-images-idx3-ubyte.gz").is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is absent", p.display());
-        None
-    }
+    common::shared_with("data/fashion-mnist", &["train-images-idx3-ubyte.gz"])
 }
 
 fn load_path(p: &Path, opts: &LoadOptions) -> Result<ddpm_lab::data::Dataset, DataError> {

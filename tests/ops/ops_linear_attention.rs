@@ -1,7 +1,7 @@
 //! The fused linear-attention core against the same maths in candle's stock ops (as the blog
 //! writes it) and finite differences.
 
-mod ops_common;
+use crate::ops_common;
 
 use candle_core::{Result, Tensor, Var, D};
 use ddpm_lab::ops::linear_attention::linear_attention;

@@ -1,7 +1,7 @@
 //! Snapshot tests of every screen, drawn with ratatui's TestBackend from synthetic worker
 //! messages (a fake dataset, a fake training run, fake denoising frames).
 
-mod tui_support;
+use crate::tui_support;
 
 use crossterm::event::KeyCode;
 use ddpm_lab::train::events::TrainEvent;

@@ -1,7 +1,7 @@
 //! Sample quality: the shipped classifier against its stated accuracy, the scorer on real
 //! images, and `ddpm-lab eval` as a user runs it (a tiny run, any score; bad input).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! `ddpm-lab data` and `ddpm-lab train` against a loopback mock Hub, as a user would run them:
 //! `HF_ENDPOINT=<mock> ddpm-lab data --json` into a fresh HF_HOME, then again with the mock down.
 
-mod mock_hub;
+use crate::mock_hub;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! The real main loop (`run_app`) on a TestBackend with scripted input: it draws the first
 //! frame at once, answers keys, handles resizes and exits on `q`.
 
-mod tui_support;
+use crate::tui_support;
 
 use std::collections::VecDeque;
 use std::io;

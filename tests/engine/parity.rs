@@ -1,6 +1,6 @@
 //! Parity with the blog's PyTorch model: fixtures exported from torch (../shared/fixtures).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -2,8 +2,7 @@
 //! op's output, and central finite differences.
 #![allow(dead_code)]
 
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 
 use candle_core::{backprop::GradStore, Device, Result, Tensor, Var};
 

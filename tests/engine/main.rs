@@ -1,0 +1,12 @@
+//! Model-level tests in one binary: parity with the PyTorch fixtures, training, sampling, the
+//! schedule tables, the ResNet variant and sample quality (eval).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod eval;
+mod parity;
+mod resnet_variant;
+mod sampling;
+mod schedules;
+mod training;
