@@ -3,6 +3,9 @@
 //! write, then a resume that must land on a complete checkpoint, bit-exact with an
 //! uninterrupted run's weights at that step, and go on to the uninterrupted run's final
 //! weights; plus the refusals of what resume cannot trust.
+//!
+//! A test binary of its own: failpoints are process-wide, so a crash configured here would fire
+//! in any other test that checkpoints at the same time in the same process.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};

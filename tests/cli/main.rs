@@ -10,3 +10,5 @@ mod cli;
 mod cli_hub;
 mod export_files;
 mod export_schedules_cmd;
+mod reliability_edges;
+mod reliability_signals;

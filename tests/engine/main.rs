@@ -6,6 +6,7 @@ mod common;
 
 mod eval;
 mod parity;
+mod reliability_props;
 mod resnet_variant;
 mod sampling;
 mod schedules;

@@ -3,8 +3,6 @@
 //! (refused with one line instead of "memory allocation failed", exit 134), a gzip IDX file
 //! that inflates far past its header, and a corrupt cached parquet file with no network.
 
-mod mock_hub;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -294,7 +292,7 @@ fn a_gzip_idx_longer_than_its_header_is_refused_without_inflating_it() {
 
 #[test]
 fn a_corrupt_cached_parquet_with_no_network_is_reported_when_removed() {
-    let Some(root) = mock_hub::hub_fixture() else {
+    let Some(root) = crate::mock_hub::hub_fixture() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -302,19 +300,19 @@ fn a_corrupt_cached_parquet_with_no_network_is_reported_when_removed() {
     let opts = |endpoint: &str| LoadOptions {
         endpoint: Some(endpoint.to_string()),
         cache_dir: Some(cache.clone()),
-        token: Some(mock_hub::TOKEN.to_string()),
+        token: Some(crate::mock_hub::TOKEN.to_string()),
         network_timeout: Duration::from_millis(1500),
         retries: 0,
         ..LoadOptions::default()
     };
-    let hub = mock_hub::MockHub::start(&root);
+    let hub = crate::mock_hub::MockHub::start(&root);
     load_dataset(&DatasetSpec::FashionMnist, &opts(&hub.url), &mut |_| {}).expect("download");
     drop(hub);
     // The cached training shard goes bad (a disk error, an interrupted copy, ...).
     let snapshot = cache
         .join("datasets--zalando-datasets--fashion_mnist/snapshots")
-        .join(mock_hub::COMMIT)
-        .join(mock_hub::TRAIN);
+        .join(crate::mock_hub::COMMIT)
+        .join(crate::mock_hub::TRAIN);
     let blob = std::fs::canonicalize(&snapshot).unwrap();
     std::fs::write(&blob, b"PAR1 this is not parquet PAR1").unwrap();
     // No network: a port nothing listens on.
@@ -331,7 +329,7 @@ fn a_corrupt_cached_parquet_with_no_network_is_reported_when_removed() {
     .unwrap_err();
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(
-        notices[0].contains(mock_hub::TRAIN) && notices[0].contains("was removed"),
+        notices[0].contains(crate::mock_hub::TRAIN) && notices[0].contains("was removed"),
         "{}",
         notices[0]
     );
@@ -341,7 +339,7 @@ fn a_corrupt_cached_parquet_with_no_network_is_reported_when_removed() {
         msg.contains("cannot download")
             && msg.contains(&format!(
                 "the cached {} was not a valid dataset file",
-                mock_hub::TRAIN
+                crate::mock_hub::TRAIN
             ))
             && msg.contains("removed from the cache"),
         "{msg}"
