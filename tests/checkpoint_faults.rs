@@ -55,7 +55,7 @@ fn train_to(t: &mut Trainer, to: usize) -> Result<()> {
     while t.step() < to {
         let (x, e) = Synthetic.batch(t.step())?;
         t.train_step(&x, e)?;
-        if t.step() % EVERY == 0 {
+        if t.step().is_multiple_of(EVERY) {
             t.checkpoint()?;
         }
     }
@@ -79,7 +79,7 @@ fn reference() -> (HashMap<usize, Weights>, Vec<f64>) {
     while t.step() < LAST {
         let (x, e) = Synthetic.batch(t.step()).unwrap();
         losses.push(t.train_step(&x, e).unwrap().loss);
-        if t.step() % EVERY == 0 {
+        if t.step().is_multiple_of(EVERY) {
             at.insert(t.step(), weights(&t));
         }
     }
