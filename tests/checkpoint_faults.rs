@@ -319,6 +319,24 @@ fn a_run_in_the_flat_layout_still_resumes_and_a_missing_optimizer_needs_the_flag
     )
     .unwrap();
     assert!(t.notices().iter().any(|n| n.contains("Adam restarts")));
+    drop(t);
+
+    // The same in the checkpoint layout: a deleted optimizer state is refused, then accepted
+    // with the flag; sampling never needs it.
+    let run3 = trained(&tmp.path().join("new"));
+    std::fs::remove_file(latest_dir(&run3).join("optimizer.safetensors")).unwrap();
+    let msg = refused(&run3, ResumeOptions::default());
+    assert!(msg.contains("--reset-optimizer"), "{msg}");
+    ddpm_lab::store::load_checkpoint(&run3, &Device::Cpu, true).unwrap();
+    let t = Trainer::resume_with(
+        &run3,
+        ResumeOptions {
+            reset_optimizer: true,
+            ..ResumeOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(t.notices().iter().any(|n| n.contains("Adam restarts")));
 }
 
 #[test]

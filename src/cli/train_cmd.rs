@@ -195,7 +195,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 notices,
             } => {
                 for n in &notices {
-                    bar.println(format!("note: {n}"));
+                    bar.suspend(|| note(&format!("note: {n}")));
                 }
                 bar.set_length(total_steps as u64);
                 bar.set_position(start_step as u64);

@@ -27,9 +27,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::dir::{
-    RunDir, CONFIG_FILE, EMA_FILE, OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE,
-};
+use super::dir::{RunDir, CONFIG_FILE, STATE_FILE, WEIGHTS_FILE};
 use super::{RunState, TrainConfig};
 use crate::files;
 
@@ -81,12 +79,14 @@ impl Checkpoint {
             name: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
             state: RunState::default(),
         };
-        let cfg = ck.load_config()?;
-        for f in required_files(&cfg) {
+        for f in REQUIRED_FILES {
             if !ck.file(f).is_file() {
                 bail!("checkpoint {} is incomplete: {f} is missing", dir.display());
             }
         }
+        // Read now so that a config the run cannot use is refused when the checkpoint is
+        // opened, naming the file.
+        ck.load_config()?;
         let state = read_state(&ck.file(STATE_FILE))?;
         Ok(Checkpoint { state, ..ck })
     }
@@ -106,14 +106,10 @@ fn step_name(step: usize, k: usize) -> String {
     }
 }
 
-/// The files a complete checkpoint of a run configured by `cfg` holds.
-pub fn required_files(cfg: &TrainConfig) -> Vec<&'static str> {
-    let mut v = vec![CONFIG_FILE, WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE];
-    if cfg.ema_decay.is_some() {
-        v.push(EMA_FILE);
-    }
-    v
-}
+/// The files without which a checkpoint folder is unusable. The optimizer and EMA states are
+/// written with every checkpoint too, but only resuming needs them: it refuses when they are
+/// missing unless told to restart them (`--reset-optimizer`), while sampling does without.
+pub const REQUIRED_FILES: [&str; 3] = [CONFIG_FILE, WEIGHTS_FILE, STATE_FILE];
 
 fn read_state(path: &Path) -> Result<RunState> {
     let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
