@@ -12,11 +12,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::device::DeviceSpec;
 use crate::diffusion::{LossKind, Objective};
 use crate::model::{BlockKind, UnetConfig};
 use crate::sampler::SamplerKind;
 use crate::schedule::BetaSchedule;
-use crate::device::DeviceSpec;
 use crate::store::TrainConfig;
 
 /// A named training recipe: model and hyper-parameters.

@@ -112,7 +112,11 @@ fn step_dirs(run: &Path) -> usize {
 /// checkpoint is complete (the pointer switched) once each is passed.
 fn failpoints() -> Vec<(String, bool)> {
     let mut v = Vec::new();
-    for f in ["model.safetensors", "optimizer.safetensors", "ema.safetensors"] {
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "ema.safetensors",
+    ] {
         v.push((format!("checkpoint-before-file:{f}"), false));
         v.push((format!("checkpoint-before-sync:{f}"), false));
         v.push((format!("checkpoint-after-file:{f}"), false));
@@ -132,7 +136,10 @@ fn a_crash_or_a_full_disk_at_any_point_of_a_checkpoint_resumes_exactly() {
     let (at, losses) = reference();
     let (mut cases, mut crashes, mut exact) = (0, 0, 0);
     for (point, switched) in failpoints() {
-        for action in ["panic(crash)", "return(No space left on device (os error 28))"] {
+        for action in [
+            "panic(crash)",
+            "return(No space left on device (os error 28))",
+        ] {
             cases += 1;
             let tmp = tempfile::tempdir().unwrap();
             let run = tmp.path().join("run");
@@ -143,10 +150,9 @@ fn a_crash_or_a_full_disk_at_any_point_of_a_checkpoint_resumes_exactly() {
             fail::remove(&point);
             match (&outcome, action.starts_with("panic")) {
                 (Err(_), true) => crashes += 1,
-                (Ok(Err(e)), false) => assert!(
-                    format!("{e:#}").contains("No space left"),
-                    "{point}: {e:#}"
-                ),
+                (Ok(Err(e)), false) => {
+                    assert!(format!("{e:#}").contains("No space left"), "{point}: {e:#}")
+                }
                 _ => panic!("{point} with {action}: the failpoint was not reached"),
             }
             drop(t);
@@ -225,12 +231,19 @@ fn resume_refuses_what_it_cannot_trust() {
     let run = trained(&tmp.path().join("b"));
     let ema = latest_dir(&run).join("ema.safetensors");
     let mut t = candle_core::safetensors::load(&ema, &Device::Cpu).unwrap();
-    let (name, first) = t.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap();
+    let (name, first) = t
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
     let nan = Tensor::full(f32::NAN, first.shape(), &Device::Cpu).unwrap();
     t.insert(name, nan);
     candle_core::safetensors::save(&t, &ema).unwrap();
     let msg = refused(&run, none);
-    assert!(msg.contains("ema.safetensors") && msg.contains("NaN"), "{msg}");
+    assert!(
+        msg.contains("ema.safetensors") && msg.contains("NaN"),
+        "{msg}"
+    );
     // ... which --reset-optimizer accepts, restarting the EMA from the weights.
     let t = Trainer::resume_with(
         &run,
@@ -240,7 +253,11 @@ fn resume_refuses_what_it_cannot_trust() {
         },
     )
     .unwrap();
-    assert!(t.notices().iter().any(|n| n.contains("EMA restarts")), "{:?}", t.notices());
+    assert!(
+        t.notices().iter().any(|n| n.contains("EMA restarts")),
+        "{:?}",
+        t.notices()
+    );
     drop(t);
 
     // A config without timesteps.
@@ -355,7 +372,14 @@ fn resume_keeps_earlier_metric_lines_byte_for_byte() {
     let t = Trainer::resume(&run, None, None).unwrap();
     assert_eq!(t.step(), 4);
     let after = std::fs::read(run.join(METRICS_FILE)).unwrap();
-    assert!(before.starts_with(&after), "kept lines are the first bytes, unchanged");
+    assert!(
+        before.starts_with(&after),
+        "kept lines are the first bytes, unchanged"
+    );
     let text = String::from_utf8(after).unwrap();
-    assert_eq!(text.lines().count(), 4, "lines after the checkpoint dropped");
+    assert_eq!(
+        text.lines().count(),
+        4,
+        "lines after the checkpoint dropped"
+    );
 }

@@ -54,7 +54,6 @@ enum Command {
     TrainClassifier(classifier_cmd::ClassifierArgs),
 }
 
-
 /// Parses the command line and runs it; errors are printed as one line on stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -68,16 +68,10 @@ pub fn run(args: SampleArgs) -> Result<()> {
         .expect("valid template"),
     );
     let started = std::time::Instant::now();
-    let result = runs::sample_batch(
-        &loaded,
-        kind,
-        args.n,
-        args.seed,
-        &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-    )?;
+    let result = runs::sample_batch(&loaded, kind, args.n, args.seed, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let cols = (args.n as f64).sqrt().ceil() as usize;

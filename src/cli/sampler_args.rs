@@ -124,7 +124,11 @@ mod tests {
             steps: Some(0),
             eta: None,
         };
-        assert!(zero.kind(200, None).unwrap_err().to_string().contains("at least 1"));
+        assert!(zero
+            .kind(200, None)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
         for eta in [f64::NAN, -0.1, 1.5] {
             let a = SamplerArgs {
                 eta: Some(eta),

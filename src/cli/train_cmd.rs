@@ -12,12 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::model_args::ModelArgs;
 use crate::data::{self, DatasetSpec, LoadOptions};
 use crate::device::DeviceSpec;
+use crate::presets::ModelPreset;
 use crate::presets::Preset;
 use crate::runs::{runs_root, RecipeFlags, StopAt, TrainRequest};
 use crate::signals;
-use crate::train::events::{TrainCommand, TrainEvent};
 use crate::store::{RunDir, TrainConfig};
-use crate::presets::ModelPreset;
+use crate::train::events::{TrainCommand, TrainEvent};
 
 /// Arguments of `ddpm-lab train`.
 #[derive(Debug, Clone, Args)]
@@ -113,9 +113,10 @@ pub fn request(args: &TrainArgs) -> TrainRequest {
         },
         None => {
             let config = config_from_args(args);
-            let dir = args.run_dir.clone().unwrap_or_else(|| {
-                RunDir::fresh_path(&runs_root(None), config.schedule.name())
-            });
+            let dir = args
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| RunDir::fresh_path(&runs_root(None), config.schedule.name()));
             TrainRequest::New { config, dir, stop }
         }
     }

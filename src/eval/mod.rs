@@ -9,7 +9,5 @@ pub mod score;
 
 pub use classifier::Classifier;
 pub use frechet::{frechet_distance, Gaussian};
-pub use report::{
-    check_classifier, check_n, classifier_for, evaluate, scorer_for, EvalReport,
-};
+pub use report::{check_classifier, check_n, classifier_for, evaluate, scorer_for, EvalReport};
 pub use score::{Quality, Scorer, RECOGNISED_CONFIDENCE};

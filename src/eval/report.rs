@@ -9,7 +9,6 @@ use super::score::{Quality, Scorer};
 use crate::data::{Dataset, DatasetSpec, ImageSet};
 use crate::imaging::Image8;
 
-
 /// Most images one evaluation samples.
 pub const MAX_EVAL_N: usize = 50_000;
 

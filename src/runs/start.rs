@@ -82,9 +82,11 @@ impl TrainRequest {
             }
         };
         match self {
-            TrainRequest::Resume { dir, .. } => cfg.validate_hyperparameters().with_context(|| {
-                format!("the run at {} has an unusable config.json", dir.display())
-            })?,
+            TrainRequest::Resume { dir, .. } => {
+                cfg.validate_hyperparameters().with_context(|| {
+                    format!("the run at {} has an unusable config.json", dir.display())
+                })?
+            }
             _ => cfg.validate_hyperparameters()?,
         }
         Ok(cfg)
@@ -158,7 +160,10 @@ impl TrainRequest {
 
 /// Checks that training images `set` fit the run configured by `cfg` (channels and size).
 pub fn check_data_fits(cfg: &TrainConfig, set: &ImageSet) -> Result<()> {
-    if set.channels != cfg.model.channels || set.height != cfg.image_size || set.width != cfg.image_size {
+    if set.channels != cfg.model.channels
+        || set.height != cfg.image_size
+        || set.width != cfg.image_size
+    {
         bail!(
             "the data ({}×{}×{}) does not fit the run ({}×{}×{})",
             set.channels,
@@ -283,7 +288,10 @@ mod tests {
             dir: dir.path().join("r"),
             stop: StopAt::Epochs(2),
         };
-        assert_eq!(epochs.prepare(set(10, 1, 28, 28)).unwrap().config().steps, 6);
+        assert_eq!(
+            epochs.prepare(set(10, 1, 28, 28)).unwrap().config().steps,
+            6
+        );
         let steps = TrainRequest::Scratch {
             config: TrainConfig { steps: 7, ..tiny() },
         };
@@ -340,10 +348,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("r");
         let first = TrainRequest::New {
-            config: TrainConfig {
-                seed: 9,
-                ..tiny()
-            },
+            config: TrainConfig { seed: 9, ..tiny() },
             dir: run.clone(),
             stop: StopAt::Step(2),
         }

@@ -294,7 +294,9 @@ mod tests {
         let cfg = TrainConfig::default();
         let mut v = serde_json::to_value(&cfg).unwrap();
         v.as_object_mut().unwrap().remove("timesteps");
-        let err = parse_config(&v.to_string(), "run/config.json").unwrap_err().to_string();
+        let err = parse_config(&v.to_string(), "run/config.json")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("run/config.json lacks \"timesteps\""), "{err}");
         let err = parse_config("{}", "c.json").unwrap_err().to_string();
         assert!(err.contains("lacks \"model\""), "{err}");
@@ -307,7 +309,13 @@ mod tests {
         let mut v = serde_json::to_value(&cfg).unwrap();
         v["timesteps"] = serde_json::json!(1);
         assert!(parse_config(&v.to_string(), "c").is_err());
-        assert!(parse_config("[1]", "c").unwrap_err().to_string().contains("JSON object"));
-        assert!(parse_config("{", "c").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(parse_config("[1]", "c")
+            .unwrap_err()
+            .to_string()
+            .contains("JSON object"));
+        assert!(parse_config("{", "c")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
     }
 }

@@ -47,14 +47,18 @@ pub struct RunDir {
 
 /// Writes `bytes` to `path` durably (see [`crate::files::replace_with`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::files::write_bytes(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    crate::files::write_bytes(path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Loads a safetensors file onto `device`, refusing one that holds a NaN or an infinity
 /// (sampling it would draw black images; resuming it would diverge at once).
 pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let tensors = candle_core::safetensors::load(path, device).with_context(|| {
-        format!("cannot read {} (missing or corrupt checkpoint)", path.display())
+        format!(
+            "cannot read {} (missing or corrupt checkpoint)",
+            path.display()
+        )
     })?;
     check_finite(&tensors, path)?;
     Ok(tensors)
@@ -87,9 +91,11 @@ pub fn check_finite(tensors: &HashMap<String, Tensor>, source: &Path) -> Result<
 
 /// Saves named tensors as safetensors durably (see [`crate::files::replace_with`]).
 pub fn save_tensors_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    crate::files::replace_with(path, None, |tmp| candle_core::safetensors::save(tensors, tmp))
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("cannot write {}", path.display()))
+    crate::files::replace_with(path, None, |tmp| {
+        candle_core::safetensors::save(tensors, tmp)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 impl RunDir {
@@ -271,7 +277,6 @@ pub fn list_runs(root: &Path) -> Vec<PathBuf> {
     runs.sort_by_key(|r| std::cmp::Reverse(r.0));
     runs.into_iter().map(|(_, p)| p).collect()
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -68,8 +68,12 @@ impl Checkpoint {
 
     /// Whether `dir` is one checkpoint's folder (`…/checkpoints/step-…`).
     pub fn is_checkpoint_folder(dir: &Path) -> bool {
-        dir.parent().and_then(Path::file_name).is_some_and(|n| n == CHECKPOINTS_DIR)
-            && dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+        dir.parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == CHECKPOINTS_DIR)
+            && dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
     }
 
     /// Opens one checkpoint folder, checking that it is complete.
@@ -112,7 +116,8 @@ fn step_name(step: usize, k: usize) -> String {
 pub const REQUIRED_FILES: [&str; 3] = [CONFIG_FILE, WEIGHTS_FILE, STATE_FILE];
 
 fn read_state(path: &Path) -> Result<RunState> {
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))
 }
 
@@ -189,8 +194,7 @@ impl RunDir {
         write: &mut dyn FnMut(&str, &Path) -> Result<()>,
     ) -> Result<PathBuf> {
         let root = self.checkpoints_dir();
-        fs::create_dir_all(&root)
-            .with_context(|| format!("cannot create {}", root.display()))?;
+        fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
         let name = (0..)
             .map(|k| step_name(state.step, k))
             .find(|n| !root.join(n).exists())
@@ -282,7 +286,9 @@ impl RunDir {
         for e in fs::read_dir(self.path()).into_iter().flatten().flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if files::is_temp_name(&n) && e.path().is_file() && fs::remove_file(e.path()).is_ok() {
-                notices.push(format!("removed a temporary file left by an interrupted write ({n})"));
+                notices.push(format!(
+                    "removed a temporary file left by an interrupted write ({n})"
+                ));
             }
         }
         notices
@@ -303,7 +309,8 @@ fn sync_file(path: &Path) -> Result<()> {
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut f = fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut f =
+        fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-
 use crate::imaging::Image8;
 
 pub use crate::store::{StepStats, LOSS_BUCKETS};

@@ -202,8 +202,11 @@ fn bad_input_gets_a_clear_error() {
     )
     .unwrap();
     std::fs::write(run.join("model.safetensors"), b"not a safetensors file").unwrap();
-    std::fs::write(run.join("state.json"), r#"{"step":5,"epoch":0,"seed":0,"elapsed_s":1.0}"#)
-        .unwrap();
+    std::fs::write(
+        run.join("state.json"),
+        r#"{"step":5,"epoch":0,"seed":0,"elapsed_s":1.0}"#,
+    )
+    .unwrap();
     let err = fails(&ddpm(&["sample", "--checkpoint", run.to_str().unwrap()], d));
     assert!(err.contains("model.safetensors"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");

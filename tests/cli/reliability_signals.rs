@@ -291,7 +291,10 @@ impl Drop for Tmux {
 fn tmux_missing() -> bool {
     if Command::new("tmux").arg("-V").output().is_err() {
         // .ci/run installs tmux, so CI never skips these.
-        crate::common::skip("tmux is not installed: the signal tests of the lab need it", None);
+        crate::common::skip(
+            "tmux is not installed: the signal tests of the lab need it",
+            None,
+        );
         return true;
     }
     false

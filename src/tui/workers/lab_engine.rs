@@ -320,10 +320,7 @@ impl Engine for LabEngine {
                 stop,
             },
         };
-        let handle = request
-            .prepare(set)
-            .map_err(|e| format!("{e:#}"))?
-            .spawn();
+        let handle = request.prepare(set).map_err(|e| format!("{e:#}"))?.spawn();
         let commands = handle.commands.clone();
         let (cache, loaded) = (self.scorer.clone(), self.loaded.clone());
         let dataset = req.dataset().to_string();
