@@ -38,6 +38,41 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// The permissions `File::create` gives a new file in this process (`0666` less the umask,
+/// usually `0644`), read once. The umask is read from `/proc/self/status` where Linux has it
+/// (setting it to read it back would race with threads creating files), else assumed `022`.
+#[cfg(unix)]
+pub fn default_file_mode() -> u32 {
+    static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| {
+        let umask = fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o022);
+        0o666 & !umask
+    })
+}
+
+/// Gives a file written by a library that creates it private (safetensors writes through a
+/// `0600` temporary file) the permissions of every other file of a run (see
+/// [`default_file_mode`]). A no-op off Unix.
+pub fn use_default_mode(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(default_file_mode()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
 /// Whether `name` is a temporary file left by [`replace_with`] (e.g. after a crash).
 pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(TEMP_MARK)
@@ -74,6 +109,8 @@ pub fn replace_with<E>(
     }
     let tmp = dir.join(tmp_name);
     let result = write(&tmp).map_err(ReplaceError::Write).and_then(|()| {
+        // The same permissions whatever library wrote it (see `use_default_mode`).
+        use_default_mode(&tmp).map_err(ReplaceError::Io)?;
         // The writer may have closed the file without syncing it: reopen to flush.
         fs::OpenOptions::new()
             .write(true)

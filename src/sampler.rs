@@ -154,6 +154,21 @@ pub fn sample(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Denoising> {
+    let mut watch = |done: usize, total: usize, _: &[Image8]| progress(done, total);
+    sample_watching(model, tables, objective, shape, kind, seed, &mut watch)
+}
+
+/// [`sample`], calling `watch(done, total, x_t)` after each step with the images as they are
+/// denoised (the lab draws them while it waits).
+pub fn sample_watching(
+    model: &Unet,
+    tables: &ScheduleTables,
+    objective: Objective,
+    shape: (usize, usize, usize, usize),
+    kind: SamplerKind,
+    seed: u64,
+    watch: &mut dyn FnMut(usize, usize, &[Image8]),
+) -> Result<Denoising> {
     let device = model.device().clone();
     let (n, c, h, w) = shape;
     let mut rng = LabRng::derived(seed, SAMPLE_STREAM);
@@ -178,7 +193,7 @@ pub fn sample(
                 x0_preds.push(tensor_to_images(&x0)?);
                 frames.push(tensor_to_images(&x)?);
                 timesteps.push(t);
-                progress(k + 1, total);
+                watch(k + 1, total, frames.last().map_or(&[][..], Vec::as_slice));
             }
         }
         SamplerKind::Ddim { steps, eta } => {
@@ -205,7 +220,7 @@ pub fn sample(
                 x0_preds.push(tensor_to_images(&x0)?);
                 frames.push(tensor_to_images(&x)?);
                 timesteps.push(t);
-                progress(k + 1, total);
+                watch(k + 1, total, frames.last().map_or(&[][..], Vec::as_slice));
             }
         }
     }

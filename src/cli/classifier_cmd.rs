@@ -48,6 +48,7 @@ pub fn run(args: ClassifierArgs) -> Result<()> {
     }
     varmap
         .save(&args.out)
+        .and_then(|()| Ok(crate::files::use_default_mode(&args.out)?))
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     // Read back what was written, so the card states the shipped file's accuracy.
     let bytes = std::fs::read(&args.out)?;

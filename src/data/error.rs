@@ -120,6 +120,16 @@ impl DataError {
         }
     }
 
+    /// Whether the Hub could not be reached at all (no network, no answer in time, or offline
+    /// mode without a cached copy), as opposed to a Hub that answered or a bad file: the cases
+    /// where the built-in set may stand in.
+    pub fn hub_unreachable(&self) -> bool {
+        matches!(
+            self,
+            DataError::Network { .. } | DataError::NotCached { .. }
+        )
+    }
+
     /// Shorthand for [`DataError::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {

@@ -39,6 +39,51 @@ impl RunInfo {
     }
 }
 
+impl RunInfo {
+    /// The shell commands that go on with this run after the lab: train it further (past its
+    /// stop step when it reached it) and sample it.
+    pub fn shell_commands(&self) -> Vec<String> {
+        let dir = shell_word(&self.dir.display().to_string());
+        let mut train = format!("ddpm-lab train --resume {dir}");
+        if self.step >= self.config.steps {
+            train += &format!(" --steps {}", self.config.steps.max(1) * 2);
+        }
+        vec![train, format!("ddpm-lab sample --checkpoint {dir}")]
+    }
+}
+
+/// `s` as one shell word: unchanged when it is plain, else in single quotes.
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:+,=@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Optimisation steps per epoch, read off two consecutive steps of a metrics history where an
+/// epoch begins (`None` elsewhere). Step `n` (1-based) trains batch `n − 1`, the first of epoch
+/// `e` exactly when `n − 1 = e · steps_per_epoch`; dividing the step by the epoch instead is
+/// one step too many per epoch, and wrong altogether for a history that does not start at
+/// step 1.
+pub fn steps_per_epoch_between(prev: Option<&StepStats>, next: &StepStats) -> Option<usize> {
+    let prev = prev?;
+    let boundary = next.step == prev.step + 1 && next.epoch == prev.epoch + 1 && next.epoch > 0;
+    (boundary && (next.step - 1).is_multiple_of(next.epoch))
+        .then(|| (next.step - 1) / next.epoch)
+        .filter(|&spe| spe > 0)
+}
+
+/// Optimisation steps per epoch of a metrics history, where it crosses an epoch boundary.
+pub fn steps_per_epoch(history: &[StepStats]) -> Option<usize> {
+    history
+        .windows(2)
+        .find_map(|w| steps_per_epoch_between(Some(&w[0]), &w[1]))
+}
+
 /// The runs under `root`, newest first, then those kept one directory further down (the lab's
 /// Compare runs); folders that are not readable runs are left out.
 pub fn find_runs(root: &Path) -> Vec<RunInfo> {
@@ -52,4 +97,80 @@ pub fn find_runs(root: &Path) -> Vec<RunInfo> {
         }
     }
     dirs.iter().filter_map(|d| RunInfo::read(d).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(step: usize, epoch: usize) -> StepStats {
+        StepStats {
+            step,
+            epoch,
+            loss: 0.1,
+            images_per_s: 1.0,
+            elapsed_s: step as f64,
+            lr: 1e-3,
+            bucket_losses: Vec::new(),
+        }
+    }
+
+    /// The history the trainer writes for `steps` steps of `spe` batches an epoch, from step
+    /// `from` on (a run resumed there).
+    fn history(spe: usize, from: usize, steps: usize) -> Vec<StepStats> {
+        (from + 1..=steps)
+            .map(|n| stats(n, (n - 1) / spe))
+            .collect()
+    }
+
+    #[test]
+    fn steps_per_epoch_is_read_off_the_first_boundary() {
+        for spe in [1, 2, 67, 469] {
+            assert_eq!(
+                steps_per_epoch(&history(spe, 0, 3 * spe + 2)),
+                Some(spe),
+                "{spe}"
+            );
+            // A history that starts mid-run (resumed, or cut) gives the same answer.
+            assert_eq!(
+                steps_per_epoch(&history(spe, spe + spe / 2, 3 * spe + 2)),
+                Some(spe)
+            );
+        }
+        assert_eq!(
+            steps_per_epoch(&history(67, 0, 60)),
+            None,
+            "no boundary yet"
+        );
+        // A gap across the boundary says nothing.
+        assert_eq!(
+            steps_per_epoch_between(Some(&stats(60, 0)), &stats(70, 1)),
+            None
+        );
+    }
+
+    #[test]
+    fn shell_commands_continue_and_sample_the_run() {
+        let mut info = RunInfo {
+            dir: PathBuf::from("runs/20261202-cosine"),
+            config: TrainConfig {
+                steps: 150,
+                ..TrainConfig::default()
+            },
+            step: 100,
+        };
+        assert_eq!(
+            info.shell_commands(),
+            vec![
+                "ddpm-lab train --resume runs/20261202-cosine".to_string(),
+                "ddpm-lab sample --checkpoint runs/20261202-cosine".to_string(),
+            ]
+        );
+        info.step = 150;
+        info.dir = PathBuf::from("my runs/it's");
+        assert_eq!(
+            info.shell_commands()[0],
+            r"ddpm-lab train --resume 'my runs/it'\''s' --steps 300"
+        );
+    }
 }

@@ -55,6 +55,19 @@ pub fn sample_batch(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Denoising> {
+    let mut watch = |done: usize, total: usize, _: &[Image8]| progress(done, total);
+    sample_batch_watching(loaded, kind, n, seed, &mut watch)
+}
+
+/// [`sample_batch`], calling `watch(done, total, x_t)` after each step with the images being
+/// denoised.
+pub fn sample_batch_watching(
+    loaded: &LoadedModel,
+    kind: SamplerKind,
+    n: usize,
+    seed: u64,
+    watch: &mut dyn FnMut(usize, usize, &[Image8]),
+) -> Result<Denoising> {
     let cfg = &loaded.config;
     check_config(cfg)?;
     let kind = kind.checked(cfg.timesteps).map_err(anyhow::Error::msg)?;
@@ -62,14 +75,14 @@ pub fn sample_batch(
     budget::check_sampling(cfg, kind, n, loaded.model.device().is_cpu())?;
     let tables = cfg.tables()?;
     let (c, s) = (cfg.model.channels, cfg.image_size);
-    sampler::sample(
+    sampler::sample_watching(
         &loaded.model,
         &tables,
         cfg.objective,
         (n, c, s, s),
         kind,
         seed,
-        progress,
+        watch,
     )
     .context("sampling failed")
 }

@@ -23,6 +23,8 @@ pub const MAX_BATCH_SIZE: usize = 65_536;
 
 /// Largest number of preview images drawn during training (a grid in the lab).
 pub const MAX_PREVIEW_COUNT: usize = 256;
+/// Steps with a preview before the first regular one (see [`TrainConfig::preview_due`]).
+pub const EARLY_PREVIEWS: [usize; 3] = [25, 50, 100];
 
 /// Everything that defines a training run; saved as `config.json` in the run directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,6 +193,15 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// Whether training draws preview images after `step` steps: every `preview_every` steps,
+    /// and before the first of those at [`EARLY_PREVIEWS`] too, so shapes are seen emerging
+    /// minutes earlier (previews are DDIM with `preview_steps` steps: cheap).
+    pub fn preview_due(&self, step: usize) -> bool {
+        let every = self.preview_every;
+        every > 0
+            && (step.is_multiple_of(every) || (step < every && EARLY_PREVIEWS.contains(&step)))
+    }
+
     /// The learning rate of the step after `step` steps: warm-up, then constant or cosine decay.
     pub fn learning_rate(&self, step: usize) -> f64 {
         let warm = self.warmup_steps;
@@ -278,6 +289,28 @@ pub fn read_config_file(path: &std::path::Path) -> Result<TrainConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn previews_come_early_then_every_n_steps() {
+        let at = |every: usize| -> Vec<usize> {
+            let cfg = TrainConfig {
+                preview_every: every,
+                ..TrainConfig::default()
+            };
+            (1..=700).filter(|&s| cfg.preview_due(s)).collect()
+        };
+        assert_eq!(at(200), vec![25, 50, 100, 200, 400, 600]);
+        assert_eq!(
+            at(60),
+            vec![25, 50, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 660]
+        );
+        assert_eq!(
+            at(20).len(),
+            35,
+            "no extra previews when they come often anyway"
+        );
+        assert!(at(0).is_empty(), "never means never");
+    }
 
     #[test]
     fn a_saved_config_reads_back() {

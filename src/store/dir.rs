@@ -282,6 +282,51 @@ pub fn list_runs(root: &Path) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
+    /// Weights (written by safetensors through a private temporary file) get the mode of every
+    /// other run file: `0666` less the umask, `0644` under the usual umask.
+    #[cfg(unix)]
+    #[test]
+    fn every_run_file_has_the_same_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&d.path().join("run")).unwrap();
+        let t = Tensor::zeros(3, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let tensors = HashMap::from([("w".to_string(), t)]);
+        let state = crate::store::RunState::default();
+        let names = [crate::store::WEIGHTS_FILE, crate::store::OPTIMIZER_FILE];
+        let ck = run
+            .write_checkpoint(&TrainConfig::default(), &state, &names, &mut |_, p| {
+                Ok(candle_core::safetensors::save(&tensors, p)?)
+            })
+            .unwrap();
+        save_tensors_atomic(&tensors, &run.file("exported.safetensors")).unwrap();
+        run.append_metrics(&crate::store::StepStats {
+            step: 1,
+            epoch: 0,
+            loss: 0.5,
+            images_per_s: 1.0,
+            elapsed_s: 1.0,
+            lr: 1e-3,
+            bucket_losses: Vec::new(),
+        })
+        .unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let expected = crate::files::default_file_mode();
+        let mut files: Vec<PathBuf> = fs::read_dir(&ck)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.extend(fs::read_dir(run.path()).unwrap().map(|e| e.unwrap().path()));
+        files.retain(|p| p.is_file());
+        assert!(files.len() >= 7, "{files:?}");
+        for f in &files {
+            assert_eq!(mode(f), expected, "{}", f.display());
+        }
+        if expected == 0o644 {
+            assert_eq!(mode(&ck.join(crate::store::WEIGHTS_FILE)), 0o644);
+        }
+    }
+
     #[test]
     fn atomic_write_replaces() {
         let d = tempfile::tempdir().unwrap();

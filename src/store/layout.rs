@@ -209,6 +209,9 @@ impl RunDir {
                 crate::fail_point!("checkpoint-before-file", f);
                 let path = tmp.join(f);
                 write(f, &path).with_context(|| format!("cannot write {}", path.display()))?;
+                // Weights are written private by safetensors; every run file gets one mode.
+                crate::files::use_default_mode(&path)
+                    .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
                 crate::fail_point!("checkpoint-before-sync", f);
                 sync_file(&path)?;
                 crate::fail_point!("checkpoint-after-file", f);

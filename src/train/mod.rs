@@ -539,8 +539,7 @@ impl Trainer {
                     });
                 }
             }
-            let pe = self.cfg.preview_every;
-            if pe > 0 && self.step.is_multiple_of(pe) {
+            if self.cfg.preview_due(self.step) {
                 let images = self.preview(self.cfg.preview_count.max(1))?;
                 send(TrainEvent::Preview {
                     step: self.step,

@@ -12,6 +12,7 @@ use crate::device::DeviceSpec;
 use crate::model::UnetConfig;
 use crate::runs::RecipeFlags;
 use crate::tui::settings::{config_dir, LabSettings, ModelPreset, SampleSettings, TrainSettings};
+use crate::tui::state::{Notice, Topic};
 use crate::tui::{run_app, ui, App, CrosstermEvents, Engine, ImageRenderer};
 
 /// Flags of the lab (the dataset, model-size and device flags of `ddpm-lab train`).
@@ -100,33 +101,33 @@ impl LabOptions {
         Ok(())
     }
 
-    /// Remembered settings (unless `--fresh`) with the flags applied, and the config directory.
+    /// Remembered settings (unless `--fresh`) with the flags applied, the config directory,
+    /// and what was wrong with the remembered settings (shown in the lab: see
+    /// [`LabSettings::load_checked`]).
     pub fn settings(
         &self,
         custom_model: Option<UnetConfig>,
-    ) -> anyhow::Result<(LabSettings, Option<PathBuf>)> {
+    ) -> anyhow::Result<(LabSettings, Option<PathBuf>, Vec<String>)> {
         let dir = config_dir().ok();
         let remembered = dir
             .as_ref()
             .filter(|d| !self.fresh && d.join(crate::tui::settings::SETTINGS_FILE).exists());
-        let mut s = match remembered {
-            Some(d) => LabSettings::load_from(d).unwrap_or_else(|e| {
-                eprintln!("warning: {e}; using defaults");
-                LabSettings::default()
-            }),
-            // First start: the configuration the best available device trains quickly.
-            None => {
-                let train = TrainSettings::for_device(best_device());
-                LabSettings {
-                    sample: SampleSettings::default().with_recommended(train.recommended_sampler),
-                    train,
-                    ..LabSettings::default()
-                }
+        // First start: the configuration the best available device trains quickly.
+        let first = || {
+            let train = TrainSettings::for_device(best_device());
+            LabSettings {
+                sample: SampleSettings::default().with_recommended(train.recommended_sampler),
+                train,
+                ..LabSettings::default()
             }
+        };
+        let (mut s, problems) = match remembered {
+            Some(d) => LabSettings::load_checked(d, first()),
+            None => (first(), Vec::new()),
         };
         self.apply(&mut s, custom_model)
             .context("invalid lab flags")?;
-        Ok((s, dir))
+        Ok((s, dir, problems))
     }
 }
 
@@ -149,6 +150,7 @@ pub fn run_with(
     opts: LabOptions,
     settings: LabSettings,
     config_dir: Option<PathBuf>,
+    settings_problems: Vec<String>,
     engine: Box<dyn Engine>,
 ) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -163,6 +165,10 @@ pub fn run_with(
         .then(Picker::from_query_stdio)
         .and_then(Result::ok);
     let mut app = App::new(settings, engine);
+    if !settings_problems.is_empty() {
+        let text = format!("settings: {}", settings_problems.join("; "));
+        app.show(Notice::new(text, true).about(Topic::Sticky));
+    }
     // Data loads in the background while the first frame is drawn.
     app.start();
     // Raw mode, alternate screen, and a panic hook that restores the terminal.
@@ -195,7 +201,40 @@ pub fn run_with(
             eprintln!("warning: settings not saved: {e}");
         }
     }
+    // The terminal is restored: say where the runs are and how to go on from a shell (and
+    // again what was wrong with the settings, which the lab showed).
+    let mut message: Vec<String> = settings_problems
+        .iter()
+        .map(|p| format!("settings: {p}"))
+        .collect();
+    message.extend(exit_message(&app.session_runs()));
+    if !message.is_empty() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{}", message.join("\n"));
+    }
     result
+}
+
+/// What the lab prints when it ends: each run of the session that has a checkpoint, with the
+/// commands that continue and sample it (read from the run on disk, so they are what the
+/// run layer will find).
+pub fn exit_message(runs: &[PathBuf]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for dir in runs {
+        let Ok(info) = crate::runs::RunInfo::read(dir) else {
+            continue;
+        };
+        lines.push(format!(
+            "run saved in {} (step {} of {})",
+            info.dir.display(),
+            info.step,
+            info.config.steps
+        ));
+        let cmds = info.shell_commands();
+        lines.push(format!("  continue: {}", cmds[0]));
+        lines.push(format!("  sample:   {}", cmds[1]));
+    }
+    lines
 }
 
 /// Shuts the app down without a terminal: stops every running run with a checkpoint and waits
@@ -242,9 +281,9 @@ pub fn graphics_terminal_likely(env: impl Fn(&str) -> Option<String>) -> bool {
 
 /// Opens the lab with the real engine.
 pub fn run(opts: LabOptions, custom_model: Option<UnetConfig>) -> anyhow::Result<()> {
-    let (settings, config_dir) = opts.settings(custom_model)?;
+    let (settings, config_dir, problems) = opts.settings(custom_model)?;
     let engine = crate::tui::workers::lab_engine::LabEngine::new(settings.runs_root());
-    run_with(opts, settings, config_dir, Box::new(engine))
+    run_with(opts, settings, config_dir, problems, Box::new(engine))
 }
 
 #[cfg(test)]

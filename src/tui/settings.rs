@@ -18,6 +18,11 @@ pub const CONFIG_DIR_ENV: &str = "DDPM_LAB_CONFIG_DIR";
 /// File name of the settings inside the config directory.
 pub const SETTINGS_FILE: &str = "settings.json";
 
+/// Epochs the blog trains for.
+pub const BLOG_EPOCHS: usize = 5;
+/// Training images of the full Fashion-MNIST (the blog's 469 batches of 128 an epoch).
+pub const FASHION_MNIST_TRAIN: usize = 60_000;
+
 /// Datasets the Data screen cycles through (any other path can be given with `--dataset`).
 pub const BUILTIN_DATASETS: [&str; 4] = ["shapes", "fashion_mnist", "mnist", "cifar10"];
 
@@ -195,13 +200,22 @@ impl TrainSettings {
     }
 
     /// The blog's configuration: its UNet, T = 200, linear schedule, Huber loss, batch 128,
-    /// lr 1e-3, 5 epochs of Fashion-MNIST (469 steps each). Keeps device and seed.
+    /// lr 1e-3, 5 epochs of Fashion-MNIST (469 steps each), a preview every epoch. Keeps
+    /// device and seed.
     pub fn blog(&self) -> Self {
+        self.blog_for(FASHION_MNIST_TRAIN)
+    }
+
+    /// The blog's configuration for a dataset of `n_train` training images: 5 epochs of it,
+    /// a preview every epoch.
+    pub fn blog_for(&self, n_train: usize) -> Self {
+        let cfg = Preset::Blog.config();
+        let epoch = n_train.max(1).div_ceil(cfg.batch_size.max(1));
         Self {
-            steps: 5 * 469,
+            steps: BLOG_EPOCHS * epoch,
             device: self.device,
             seed: self.seed,
-            ..Self::from_recipe(&Preset::Blog.config(), 469)
+            ..Self::from_recipe(&cfg, epoch)
         }
     }
 
@@ -317,6 +331,9 @@ pub enum SettingsError {
     },
 }
 
+/// Where a settings file the lab could not use is kept (it would be overwritten on exit).
+pub const BAD_SETTINGS_FILE: &str = "settings.json.bad";
+
 /// Directory of the lab's config: `$DDPM_LAB_CONFIG_DIR`, else `<config_dir>/ddpm-lab`.
 pub fn config_dir() -> Result<PathBuf, SettingsError> {
     if let Some(dir) = std::env::var_os(CONFIG_DIR_ENV).filter(|d| !d.is_empty()) {
@@ -339,6 +356,180 @@ impl LabSettings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(SettingsError::Io { path, source }),
         }
+    }
+
+    /// Reads `dir/settings.json` for the lab: a missing file gives `defaults`; a file that is
+    /// not settings is moved to [`BAD_SETTINGS_FILE`] and `defaults` are used; values out of
+    /// range are put back to their defaults (see [`Self::repair`]) and the file is copied to
+    /// [`BAD_SETTINGS_FILE`]. Returns the settings and what was wrong, in the lab's words, for
+    /// the status line.
+    pub fn load_checked(dir: &Path, defaults: LabSettings) -> (Self, Vec<String>) {
+        let path = dir.join(SETTINGS_FILE);
+        let bad = dir.join(BAD_SETTINGS_FILE);
+        let kept = |ok: bool| {
+            if ok {
+                format!("the file is kept as {}", bad.display())
+            } else {
+                format!("it could not be kept as {}", bad.display())
+            }
+        };
+        match Self::load_from(dir) {
+            Ok(mut s) => {
+                let mut problems = s.repair(&defaults);
+                if !problems.is_empty() {
+                    problems.push(kept(std::fs::copy(&path, &bad).is_ok()));
+                }
+                (s, problems)
+            }
+            Err(SettingsError::Parse { source, .. }) => {
+                let moved = std::fs::rename(&path, &bad).is_ok();
+                let why = format!("{SETTINGS_FILE} is not valid ({source}): defaults used");
+                (defaults, vec![why, kept(moved)])
+            }
+            Err(e) => (defaults, vec![format!("{e}: defaults used")]),
+        }
+    }
+
+    /// Puts every value the lab cannot use back to its value in `defaults`; returns what it
+    /// changed, named as the lab's screens name it.
+    pub fn repair(&mut self, defaults: &LabSettings) -> Vec<String> {
+        use crate::store::config::{MAX_BATCH_SIZE, MAX_TIMESTEPS};
+        let mut fixes = Vec::new();
+        let mut fix = |bad: bool, what: String, range: &str, default: String| {
+            if bad {
+                fixes.push(format!("{what} is not {range}, so {default} is used"));
+            }
+            bad
+        };
+        let (t, d) = (&mut self.train, &defaults.train);
+        let pos = |x: f64| x.is_finite() && x > 0.0;
+        let opt = |x: Option<f64>| x.map_or("none".to_string(), |v| v.to_string());
+        if self.dataset.trim().is_empty() {
+            fix(
+                true,
+                "dataset \"\"".into(),
+                "a name or a path",
+                defaults.dataset.clone(),
+            );
+            self.dataset = defaults.dataset.clone();
+        }
+        let range = format!("between 2 and {MAX_TIMESTEPS}");
+        if fix(
+            !(2..=MAX_TIMESTEPS).contains(&t.timesteps),
+            format!("T = {}", t.timesteps),
+            &range,
+            d.timesteps.to_string(),
+        ) {
+            t.timesteps = d.timesteps;
+        }
+        let range = format!("between 1 and {MAX_BATCH_SIZE}");
+        if fix(
+            !(1..=MAX_BATCH_SIZE).contains(&t.batch_size),
+            format!("batch = {}", t.batch_size),
+            &range,
+            d.batch_size.to_string(),
+        ) {
+            t.batch_size = d.batch_size;
+        }
+        if fix(
+            !pos(t.lr),
+            format!("lr = {}", t.lr),
+            "a positive number",
+            d.lr.to_string(),
+        ) {
+            t.lr = d.lr;
+        }
+        if fix(
+            t.steps == 0,
+            "steps = 0".into(),
+            "at least 1",
+            d.steps.to_string(),
+        ) {
+            t.steps = d.steps;
+        }
+        if fix(
+            t.time_limit_s.is_some_and(|x| !pos(x)),
+            format!("budget = {} s", opt(t.time_limit_s)),
+            "a positive time",
+            opt(d.time_limit_s),
+        ) {
+            t.time_limit_s = d.time_limit_s;
+        }
+        if fix(
+            t.ema_decay.is_some_and(|x| !(0.0..1.0).contains(&x)),
+            format!("EMA decay = {}", opt(t.ema_decay)),
+            "in [0, 1)",
+            opt(d.ema_decay),
+        ) {
+            t.ema_decay = d.ema_decay;
+        }
+        if fix(
+            t.grad_clip.is_some_and(|x| !pos(x)),
+            format!("gradient clip = {}", opt(t.grad_clip)),
+            "a positive number",
+            opt(d.grad_clip),
+        ) {
+            t.grad_clip = d.grad_clip;
+        }
+        if fix(
+            t.min_snr_gamma.is_some_and(|x| !pos(x)),
+            format!("min-SNR γ = {}", opt(t.min_snr_gamma)),
+            "a positive number",
+            opt(d.min_snr_gamma),
+        ) {
+            t.min_snr_gamma = d.min_snr_gamma;
+        }
+        if let Some(Err(e)) = t.custom_model.as_ref().map(UnetConfig::validate) {
+            fix(
+                true,
+                format!("the custom model ({e})"),
+                "usable",
+                format!("the {} model", t.model.name()),
+            );
+            t.custom_model = None;
+        }
+        let (sm, sd) = (&mut self.sample, &defaults.sample);
+        let range = format!("between 1 and {}", crate::runs::budget::MAX_SAMPLE_BATCH);
+        if fix(
+            !(1..=crate::runs::budget::MAX_SAMPLE_BATCH).contains(&sm.n),
+            format!("images = {}", sm.n),
+            &range,
+            sd.n.to_string(),
+        ) {
+            sm.n = sd.n;
+        }
+        if fix(
+            sm.ddim_steps == 0,
+            "DDIM steps = 0".into(),
+            "at least 1",
+            sd.ddim_steps.to_string(),
+        ) {
+            sm.ddim_steps = sd.ddim_steps;
+        }
+        if fix(
+            !(0.0..=1.0).contains(&sm.eta),
+            format!("DDIM η = {}", sm.eta),
+            "between 0 and 1",
+            sd.eta.to_string(),
+        ) {
+            sm.eta = sd.eta;
+        }
+        if fix(
+            self.compare_steps == 0,
+            "Compare steps = 0".into(),
+            "at least 1",
+            defaults.compare_steps.to_string(),
+        ) {
+            self.compare_steps = defaults.compare_steps;
+        }
+        // Anything else training would refuse (the engine's own checks, in its words).
+        if let Err(e) = self.train.recipe(1).validate_hyperparameters() {
+            fixes.push(format!(
+                "the training settings are not usable ({e}), so the defaults are used"
+            ));
+            self.train = defaults.train.clone();
+        }
+        fixes
     }
 
     /// Writes `dir/settings.json` (creating `dir`), atomically via a temporary file.
@@ -395,6 +586,64 @@ mod tests {
     }
 
     #[test]
+    fn garbage_is_kept_aside_and_reported_in_the_labs_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SETTINGS_FILE);
+        std::fs::write(&path, "{not json").unwrap();
+        let (s, problems) = LabSettings::load_checked(dir.path(), LabSettings::default());
+        assert_eq!(s, LabSettings::default());
+        assert!(
+            problems[0].contains("settings.json is not valid"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("settings.json.bad"), "{problems:?}");
+        assert!(
+            !path.exists(),
+            "moved aside, so exiting cannot overwrite it"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(BAD_SETTINGS_FILE)).unwrap(),
+            "{not json"
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_are_repaired_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"{"train": {"timesteps": 1, "batch_size": 0, "lr": -1.0, "ema_decay": 1.5,
+                       "steps": 30}, "sample": {"n": 0, "eta": 3.0}, "compare_steps": 0}"#;
+        std::fs::write(dir.path().join(SETTINGS_FILE), text).unwrap();
+        let d = LabSettings::default();
+        let (s, problems) = LabSettings::load_checked(dir.path(), d.clone());
+        assert_eq!(
+            (s.train.timesteps, s.train.batch_size, s.train.lr),
+            (d.train.timesteps, d.train.batch_size, d.train.lr)
+        );
+        assert_eq!(s.train.ema_decay, d.train.ema_decay);
+        assert_eq!(s.train.steps, 30, "good values stay");
+        assert_eq!((s.sample.n, s.sample.eta), (d.sample.n, d.sample.eta));
+        assert_eq!(s.compare_steps, d.compare_steps);
+        let all = problems.join("; ");
+        assert!(all.contains("T = 1 is not between 2 and"), "{all}");
+        assert!(all.contains("batch = 0"), "{all}");
+        assert!(all.contains("EMA decay = 1.5"), "{all}");
+        assert!(!all.contains("--"), "lab wording, not flags: {all}");
+        assert!(
+            all.contains("kept as") && all.contains(BAD_SETTINGS_FILE),
+            "{all}"
+        );
+        assert!(dir.path().join(BAD_SETTINGS_FILE).exists());
+        assert!(s.train.recipe(1).validate_hyperparameters().is_ok());
+        // Good settings load without a word.
+        let dir = tempfile::tempdir().unwrap();
+        d.save_to(dir.path()).unwrap();
+        assert_eq!(
+            LabSettings::load_checked(dir.path(), d.clone()),
+            (d, Vec::new())
+        );
+    }
+
+    #[test]
     fn device_defaults_are_the_presets() {
         let cpu = TrainSettings::for_device(DeviceSpec::Cpu);
         assert_eq!(cpu.model, ModelPreset::Quick);
@@ -425,6 +674,11 @@ mod tests {
         let b = TrainSettings::default().blog();
         assert_eq!(b.model, ModelPreset::Blog);
         assert_eq!((b.timesteps, b.batch_size, b.steps), (200, 128, 2345));
+        assert_eq!(b.preview_every, 469);
+        // Five epochs of the data actually loaded: 8 517 images are 67 batches of 128.
+        let small = TrainSettings::default().blog_for(8517);
+        assert_eq!((small.steps, small.preview_every), (5 * 67, 67));
+        assert_eq!(TrainSettings::default().blog_for(0).steps, 5);
         assert_eq!("SMALL".parse::<ModelPreset>(), Ok(ModelPreset::Small));
     }
 }

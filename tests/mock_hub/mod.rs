@@ -239,7 +239,13 @@ pub fn handle(
 
 impl MockHub {
     pub fn start(root: &Path) -> MockHub {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_at(root, "127.0.0.1:0")
+    }
+
+    /// A mock listening on `addr` (`host:port`), e.g. the port of one stopped earlier, so a
+    /// client configured while the Hub was unreachable finds it back.
+    pub fn start_at(root: &Path, addr: &str) -> MockHub {
+        let listener = TcpListener::bind(addr).unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let faults = Arc::new(Mutex::new(Faults::default()));

@@ -3,10 +3,13 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../mock_hub/mod.rs"]
+mod mock_hub;
 mod tui_support;
 
 mod tui_e2e;
 mod tui_keys;
 mod tui_loop;
 mod tui_screenshots;
+mod tui_status;
 mod tui_views;

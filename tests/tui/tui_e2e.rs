@@ -87,12 +87,17 @@ fn tmux_missing() -> bool {
 /// directory under `dir`; after the lab exits the pane shows `EXIT=<status>` and whether the
 /// terminal is back in canonical mode.
 fn start_lab(dir: &Path, tag: &str, flags: &str) -> Tmux {
+    start_lab_env(dir, tag, "", flags)
+}
+
+/// [`start_lab`] with more environment variables (`env`: `NAME='value' …`).
+fn start_lab_env(dir: &Path, tag: &str, env: &str, flags: &str) -> Tmux {
     let bin = env!("CARGO_BIN_EXE_ddpm-lab");
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let script = format!(
-        "cd '{d}' && HOME='{home}' DDPM_LAB_CONFIG_DIR='{d}/config' TERM=xterm-256color '{bin}' \
-         --runs-dir '{d}/runs' {flags}; echo \"EXIT=$?\"; \
+        "cd '{d}' && HOME='{home}' DDPM_LAB_CONFIG_DIR='{d}/config' TERM=xterm-256color {env} \
+         '{bin}' --runs-dir '{d}/runs' {flags}; echo \"EXIT=$?\"; \
          stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*icanon'; sleep 120",
         d = dir.display(),
         home = home.display(),
@@ -131,6 +136,35 @@ fn assert_clean_exit(tmux: &Tmux) {
     assert!(
         s.lines().any(|l| l.trim() == "icanon"),
         "terminal left in raw mode:\n{s}"
+    );
+}
+
+/// Checks the lab's exit message (printed after the terminal is restored): the run directory
+/// and the shell commands that continue and sample the run, which name a run on disk.
+fn assert_exit_message(screen: &str, runs: &Path) {
+    let line = |prefix: &str| -> String {
+        screen
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in the exit message:\n{screen}"))
+            .to_string()
+    };
+    assert!(
+        line("run saved in").contains(&runs.display().to_string()),
+        "{screen}"
+    );
+    let cont = line("continue: ddpm-lab train --resume ");
+    let dir = cont["continue: ddpm-lab train --resume ".len()..]
+        .split(" --steps")
+        .next()
+        .unwrap();
+    ddpm_lab::store::RunDir::open(Path::new(dir))
+        .and_then(|r| r.require_checkpoint())
+        .unwrap_or_else(|e| panic!("the continue command names no saved run ({e:#}):\n{screen}"));
+    assert_eq!(
+        line("sample:   ddpm-lab sample --checkpoint "),
+        format!("sample:   ddpm-lab sample --checkpoint {dir}")
     );
 }
 
@@ -213,9 +247,11 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     tmux.wait_for("Keys (? or Esc closes)", 5);
     tmux.keys(&["Escape"]);
 
-    // Quit: the run is saved, so no question; the shell sees exit status 0 and cooked mode.
+    // Quit: the run is saved, so no question; the shell sees exit status 0 and cooked mode,
+    // after the run directory and how to go on with it.
     tmux.keys(&["q"]);
     assert_clean_exit(&tmux);
+    assert_exit_message(&tmux.screen(), &runs);
     assert!(config.join("settings.json").exists(), "settings remembered");
     assert!(
         std::fs::read_dir(&runs).unwrap().count() >= 1,
@@ -238,6 +274,7 @@ fn ctrl_c_checkpoints_a_running_run_which_reopens_and_continues() {
     });
     tmux.keys(&["C-c"]);
     assert_clean_exit(&tmux);
+    assert_exit_message(&tmux.screen(), &tmp.path().join("runs"));
     drop(tmux);
     let run = std::fs::read_dir(tmp.path().join("runs"))
         .unwrap()
@@ -266,4 +303,51 @@ fn ctrl_c_checkpoints_a_running_run_which_reopens_and_continues() {
     tmux.wait_for("Quit?", 10);
     tmux.keys(&["y"]);
     assert_clean_exit(&tmux);
+}
+
+#[test]
+fn without_a_hub_the_lab_trains_on_the_builtin_set_and_switches_when_it_answers() {
+    if tmux_missing() {
+        return;
+    }
+    let Some(root) = crate::mock_hub::hub_fixture() else {
+        return;
+    };
+    // A Hub that stopped: its port refuses connections, and the cache (under HOME) is empty.
+    let url = crate::mock_hub::MockHub::start(&root).stop();
+    let tmp = tempfile::tempdir().unwrap();
+    let env = format!("HF_ENDPOINT='{url}' HF_HUB_OFFLINE=0");
+    let flags =
+        "--dataset fashion_mnist --model tiny --device cpu --timesteps 10 --steps 30 --batch-size 4";
+    let tmux = start_lab_env(tmp.path(), "offline", &env, flags);
+    let s = tmux.wait_for("Hub unreachable: using the built-in shapes set", 90);
+    assert!(s.contains("r retries the download"), "{s}");
+    assert!(s.contains("status   ready") && s.contains("shapes"), "{s}");
+    // Space trains at once, on the built-in set.
+    tmux.keys(&["3", "Space"]);
+    tmux.wait_for("FINISHED", 180);
+    // The Hub is back: r on the Data screen downloads Fashion-MNIST and switches to it.
+    let _hub = crate::mock_hub::MockHub::start_at(&root, url.trim_start_matches("http://"));
+    tmux.keys(&["1", "r"]);
+    let s = tmux.wait("Fashion-MNIST loaded", 120, |s| {
+        s.contains("status   ready") && s.contains("name     fashion_mnist")
+    });
+    assert!(
+        !s.contains("Hub unreachable"),
+        "the fallback notice went with its cause:\n{s}"
+    );
+    tmux.keys(&["q"]);
+    assert_clean_exit(&tmux);
+    let s = tmux.screen();
+    assert_exit_message(&s, &tmp.path().join("runs"));
+    let run = s
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("run saved in "))
+        .and_then(|l| l.split(" (step").next())
+        .unwrap()
+        .to_string();
+    let cfg = ddpm_lab::store::RunDir::open(Path::new(&run))
+        .and_then(|r| r.load_config())
+        .unwrap();
+    assert_eq!(cfg.dataset, "shapes", "the run says what it trained on");
 }

@@ -9,13 +9,22 @@ use crate::train::events::{TrainCommand, TrainEvent};
 use super::super::event::Command;
 use super::super::settings::CompareMode;
 use super::super::workers::{Frames, SampleMsg, Slot};
-use super::effect::{Ctx, Effect};
+use super::effect::{Ctx, Effect, Topic};
 use super::run::{RunProgress, RunState};
 use super::sample::{FrameCursor, SampleStatus};
 use super::train::notch;
 
-/// Steps a round-robin run trains before the next one takes over.
+/// Most steps a round-robin run trains before the next one takes over.
 pub const ROUND_ROBIN_QUANTUM: usize = 20;
+/// Turns each run gets at least, round-robin: a run trains at most this fraction of its steps
+/// before the next one takes over, so the four curves grow together even on short runs.
+pub const ROUND_ROBIN_TURNS: usize = 20;
+
+/// Steps a round-robin run trains per turn when each run trains `steps` steps: a twentieth of
+/// them (at least 1, at most [`ROUND_ROBIN_QUANTUM`]).
+pub fn round_robin_quantum(steps: usize) -> usize {
+    (steps / ROUND_ROBIN_TURNS).clamp(1, ROUND_ROBIN_QUANTUM)
+}
 
 /// Steps per run that `+` / `−` step through.
 const STEPS: [usize; 8] = [20, 50, 100, 200, 500, 1000, 2000, 5000];
@@ -84,6 +93,8 @@ pub struct CompareState {
     pub paused: bool,
     /// Steps the active slot did since it took over.
     pub since_switch: usize,
+    /// Steps a run trains per turn, round-robin (see [`round_robin_quantum`]).
+    pub quantum: usize,
     /// Shared playback cursor of the four denoising sequences.
     pub cursor: FrameCursor,
 }
@@ -103,6 +114,7 @@ impl Default for CompareState {
             active: None,
             paused: false,
             since_switch: 0,
+            quantum: ROUND_ROBIN_QUANTUM,
             cursor: FrameCursor::default(),
         }
     }
@@ -202,7 +214,10 @@ impl CompareState {
                 "the dataset is not loaded yet (see the Data screen)",
             )];
         }
-        *self = CompareState::default();
+        *self = CompareState {
+            quantum: round_robin_quantum(ctx.settings.compare_steps),
+            ..CompareState::default()
+        };
         let base = ctx.new_run_dir("compare");
         for slot in &mut self.slots {
             slot.run.run_dir = Some(base.join(slot.schedule.name()));
@@ -263,8 +278,8 @@ impl CompareState {
 
     /// The scheduler: after a `tick` of run `i` (already recorded), counts the active run's
     /// steps and decides who trains next. In turn, each run trains to its end; round-robin,
-    /// each trains [`ROUND_ROBIN_QUANTUM`] steps, then the next unfinished one takes over. A
-    /// paused comparison hands nothing on.
+    /// each trains [`Self::quantum`] steps, then the next unfinished one takes over. A paused
+    /// comparison hands nothing on.
     pub fn turn(&mut self, i: usize, tick: Tick, mode: CompareMode) -> Turn {
         if self.active != Some(i) {
             return Turn::Stay;
@@ -273,7 +288,7 @@ impl CompareState {
             Tick::Step => {
                 self.since_switch += 1;
                 if mode == CompareMode::RoundRobin
-                    && self.since_switch >= ROUND_ROBIN_QUANTUM
+                    && self.since_switch >= self.quantum.max(1)
                     && !self.paused
                 {
                     if let Some(next) = self.next_unfinished(i).filter(|&n| n != i) {
@@ -353,7 +368,10 @@ impl CompareState {
             ));
         } else {
             self.cursor = FrameCursor::default();
-            fx.push(Effect::info("sampling every schedule from the same noise…"));
+            fx.push(Effect::info_about(
+                Topic::CompareSampling,
+                "sampling every schedule from the same noise…",
+            ));
         }
         fx
     }
@@ -366,7 +384,7 @@ impl CompareState {
         };
         let slot = &mut self.slots[i];
         match msg {
-            SampleMsg::Progress { done, total } => {
+            SampleMsg::Progress { done, total } | SampleMsg::Denoising { done, total, .. } => {
                 slot.sample_status = SampleStatus::Running { done, total }
             }
             SampleMsg::Done(frames) => {
@@ -434,6 +452,7 @@ mod tests {
         let mut ctx = Ctx {
             settings: &mut settings,
             data_ready: true,
+            n_train: Some(100),
             train_active: false,
             compare_active: false,
             running: true,
@@ -542,6 +561,39 @@ mod tests {
                 vec![TrainCommand::Resume]
             );
             assert_eq!(c.since_switch, 0);
+        });
+    }
+
+    #[test]
+    fn round_robin_chunks_are_small_enough_for_the_curves_to_grow_together() {
+        assert_eq!(round_robin_quantum(20), 1);
+        assert_eq!(round_robin_quantum(100), 5);
+        assert_eq!(round_robin_quantum(5000), ROUND_ROBIN_QUANTUM);
+        assert_eq!(round_robin_quantum(0), 1);
+        // Four runs of 20 steps: every run has trained before any has done a tenth of its
+        // steps, and at every moment the runs are at most one turn apart.
+        with_ctx(CompareMode::RoundRobin, |ctx| {
+            ctx.settings.compare_steps = 20;
+            let mut c = CompareState::default();
+            let fx = c.handle(Command::CompareToggle, ctx);
+            assert_eq!(starts(&fx), vec![Slot::Compare(BetaSchedule::Linear)]);
+            let mut rxs: Vec<Option<Receiver<TrainCommand>>> = vec![None, None, None, None];
+            rxs[0] = Some(started(&mut c, 0));
+            let mut done = [0usize; 4];
+            for _ in 0..80 {
+                let i = c.active.expect("a run trains");
+                c.slots[i].run.state = RunState::Running;
+                done[i] += 1;
+                let fx = c.on_train(BetaSchedule::ALL[i], step(done[i]), ctx);
+                for slot in starts(&fx) {
+                    let Slot::Compare(s) = slot else { panic!() };
+                    let j = c.index_of(s).unwrap();
+                    rxs[j] = Some(started(&mut c, j));
+                }
+                let (lo, hi) = (done.iter().min().unwrap(), done.iter().max().unwrap());
+                assert!(hi - lo <= 1, "runs drift apart: {done:?}");
+            }
+            assert_eq!(done, [20, 20, 20, 20]);
         });
     }
 

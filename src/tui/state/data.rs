@@ -3,7 +3,11 @@
 use super::super::event::Command;
 use super::super::settings::BUILTIN_DATASETS;
 use super::super::workers::{DataInfo, DataMsg, LoadStage};
-use super::effect::Effect;
+use super::effect::{Effect, Topic};
+
+/// What the lab says when a Hub dataset could not be reached and the built-in set stands in.
+pub const FALLBACK_NOTICE: &str =
+    "Hub unreachable: using the built-in shapes set; r retries the download";
 
 /// Loading status of the dataset.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -28,6 +32,8 @@ pub struct DataState {
     pub status: DataStatus,
     /// The loaded dataset, when ready.
     pub info: Option<DataInfo>,
+    /// Why the requested dataset could not be reached, while the built-in set stands in.
+    pub fallback: Option<String>,
 }
 
 impl DataState {
@@ -43,6 +49,31 @@ impl DataState {
     /// Whether a dataset is ready to train on.
     pub fn ready(&self) -> bool {
         self.status == DataStatus::Ready && self.info.is_some()
+    }
+
+    /// Whether the requested dataset failed, or the built-in set stands in for it.
+    pub fn has_problem(&self) -> bool {
+        matches!(self.status, DataStatus::Failed(_)) || self.fallback.is_some()
+    }
+
+    /// Name of the dataset loaded (what runs train on): the requested one, or the built-in
+    /// set standing in for it.
+    pub fn loaded_name(&self) -> Option<&str> {
+        self.info.as_ref().map(|i| i.name.as_str())
+    }
+
+    /// The dataset as the status bar names it.
+    pub fn label(&self) -> String {
+        let r = &self.requested;
+        match (&self.status, self.loaded_name()) {
+            (DataStatus::Idle, _) => "—".to_string(),
+            (DataStatus::Loading(_), _) => format!("{r} (loading)"),
+            (DataStatus::Ready, Some(n)) if self.fallback.is_some() => {
+                format!("{n} (no {r}: offline)")
+            }
+            (DataStatus::Ready, _) => r.clone(),
+            (DataStatus::Failed(_), _) => format!("{r} (failed)"),
+        }
     }
 
     /// Number of example images available.
@@ -64,6 +95,7 @@ impl DataState {
         self.requested = name.to_string();
         self.status = DataStatus::Loading(LoadStage::Resolving);
         self.info = None;
+        self.fallback = None;
     }
 
     /// Handles a message of the dataset loader; answers to earlier requests are dropped.
@@ -92,7 +124,22 @@ impl DataState {
                     return Vec::new();
                 }
                 self.status = DataStatus::Failed(message.clone());
-                vec![Effect::error(format!("dataset {name}: {message}"))]
+                vec![Effect::error_about(
+                    Topic::Dataset(name.clone()),
+                    format!("dataset {name}: {message}"),
+                )]
+            }
+            DataMsg::FellBack { name, reason, info } => {
+                if name != self.requested {
+                    return Vec::new();
+                }
+                self.status = DataStatus::Ready;
+                self.info = Some(*info);
+                self.fallback = Some(reason);
+                vec![
+                    Effect::DataReady,
+                    Effect::error_about(Topic::Dataset(name), FALLBACK_NOTICE),
+                ]
             }
         }
     }

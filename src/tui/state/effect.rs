@@ -10,14 +10,7 @@ use super::picker::RunPicker;
 use super::schedules::SchedulesState;
 use super::{App, Lifecycle};
 
-/// A one-line message in the status area.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Notice {
-    /// Text.
-    pub text: String,
-    /// Whether it reports an error.
-    pub error: bool,
-}
+pub use super::notice::{Notice, Topic};
 
 /// Something a screen asks the router to do after handling a key or a worker message. The
 /// router carries them out in order, feeding any answer back to the screen that asked.
@@ -72,20 +65,24 @@ pub enum Effect {
 }
 
 impl Effect {
-    /// A message.
+    /// A passing message.
     pub fn info(text: impl Into<String>) -> Self {
-        Effect::Notify(Notice {
-            text: text.into(),
-            error: false,
-        })
+        Effect::Notify(Notice::new(text, false))
     }
 
-    /// An error message.
+    /// A passing error message.
     pub fn error(text: impl Into<String>) -> Self {
-        Effect::Notify(Notice {
-            text: text.into(),
-            error: true,
-        })
+        Effect::Notify(Notice::new(text, true))
+    }
+
+    /// A message that stays while `topic` lasts.
+    pub fn info_about(topic: Topic, text: impl Into<String>) -> Self {
+        Effect::Notify(Notice::new(text, false).about(topic))
+    }
+
+    /// An error message that stays while `topic` lasts.
+    pub fn error_about(topic: Topic, text: impl Into<String>) -> Self {
+        Effect::Notify(Notice::new(text, true).about(topic))
     }
 }
 
@@ -100,7 +97,7 @@ impl App {
     fn run_one(&mut self, effect: Effect) {
         let tx = self.tx.clone();
         match effect {
-            Effect::Notify(n) => self.notify(n.text, n.error),
+            Effect::Notify(n) => self.show(n),
             Effect::LoadDataset(name) => {
                 if self.any_active() {
                     self.notify("cannot switch dataset while a run is training", true);
@@ -117,7 +114,7 @@ impl App {
                 self.run(effects);
             }
             Effect::Estimate => {
-                let dataset = self.settings.dataset.clone();
+                let dataset = self.train_dataset();
                 self.engine
                     .estimate(self.settings.train.clone(), &dataset, tx);
             }
@@ -158,6 +155,15 @@ impl App {
         }
     }
 
+    /// The dataset runs train on: the loaded one (the built-in set when it stands in for an
+    /// unreachable Hub dataset), else the one asked for.
+    pub fn train_dataset(&self) -> String {
+        match (&self.data.fallback, self.data.loaded_name()) {
+            (Some(_), Some(name)) => name.to_string(),
+            _ => self.settings.dataset.clone(),
+        }
+    }
+
     /// The one place the lab builds a [`TrainRequest`]: the Train screen's run trains the
     /// settings; a Compare run trains them with its schedule and the comparison's steps.
     fn train_request(&self, slot: Slot, run_dir: PathBuf, resume: bool) -> TrainRequest {
@@ -169,7 +175,7 @@ impl App {
                 ..self.settings.train.clone()
             },
         };
-        let dataset = self.settings.dataset.clone();
+        let dataset = self.train_dataset();
         if resume {
             TrainRequest::Resume {
                 settings,
@@ -193,6 +199,8 @@ pub struct Ctx<'a> {
     pub settings: &'a mut LabSettings,
     /// The dataset is loaded.
     pub data_ready: bool,
+    /// Training images of the loaded dataset.
+    pub n_train: Option<usize>,
     /// The Train screen's run has a live worker.
     pub train_active: bool,
     /// A Compare run has a live worker.

@@ -9,6 +9,7 @@ macro_rules! ctx {
     ($app:ident) => {
         Ctx {
             data_ready: $app.data.ready(),
+            n_train: $app.data.info.as_ref().map(|i| i.n_train),
             train_active: $app.train.run.is_active(),
             compare_active: $app.compare.any_active(),
             running: $app.lifecycle == Lifecycle::Running,
@@ -21,6 +22,7 @@ macro_rules! ctx {
 pub mod compare;
 pub mod data;
 pub mod effect;
+pub mod notice;
 pub mod picker;
 pub mod run;
 pub mod sample;
@@ -37,7 +39,7 @@ use super::settings::LabSettings;
 use super::workers::{Engine, Slot, WorkerMsg};
 use compare::CompareState;
 use data::DataState;
-pub use effect::{utc_stamp, Ctx, Effect, Notice};
+pub use effect::{utc_stamp, Ctx, Effect, Notice, Topic};
 pub use picker::{PickerWait, RunPicker};
 use sample::SampleState;
 use schedules::SchedulesState;
@@ -123,13 +125,42 @@ impl App {
         self.lifecycle == Lifecycle::Done
     }
 
-    /// Shows a message in the status area.
+    /// Shows a passing message in the status area.
     pub fn notify(&mut self, text: impl Into<String>, error: bool) {
-        self.notice = Some(Notice {
-            text: text.into(),
-            error,
-        });
+        self.show(Notice::new(text, error));
+    }
+
+    /// Shows a message in the status area (it stays while its topic lasts).
+    pub fn show(&mut self, notice: Notice) {
+        self.notice = Some(notice);
         self.dirty = true;
+    }
+
+    /// Whether the cause of `n` still lasts (see [`Topic`]).
+    pub fn notice_holds(&self, n: &Notice) -> bool {
+        let sampling = |s: &sample::SampleStatus| matches!(s, sample::SampleStatus::Running { .. });
+        match &n.topic {
+            Topic::Passing => !n.passed(),
+            Topic::TrainStart => self.train.run.state == run::RunState::Starting,
+            Topic::Dataset(name) => self.data.requested == *name && self.data.has_problem(),
+            Topic::Sampling => sampling(&self.sample.status),
+            Topic::CompareSampling => self
+                .compare
+                .slots
+                .iter()
+                .any(|s| sampling(&s.sample_status)),
+            Topic::Export => self.sample.exporting,
+            Topic::Shutdown => matches!(self.lifecycle, Lifecycle::ShuttingDown(_)),
+            Topic::Sticky => true,
+        }
+    }
+
+    /// Drops the message once its cause has ended.
+    fn expire_notice(&mut self) {
+        if self.notice.as_ref().is_some_and(|n| !self.notice_holds(n)) {
+            self.notice = None;
+            self.dirty = true;
+        }
     }
 
     /// Handles every message waiting in the channel; returns how many there were.
@@ -147,6 +178,13 @@ impl App {
         if self.sample.cursor.tick(dt) | self.compare.cursor.tick(dt) {
             self.dirty = true;
         }
+        if self.sample.tick(dt) {
+            self.dirty = true;
+        }
+        if let Some(n) = &mut self.notice {
+            n.age += dt;
+        }
+        self.expire_notice();
         if let Lifecycle::ShuttingDown(waited) = self.lifecycle {
             let waited = waited + dt;
             self.lifecycle = if waited >= SHUTDOWN_GRACE || !self.any_active() {
@@ -160,6 +198,16 @@ impl App {
     /// Whether any training worker is alive.
     pub fn any_active(&self) -> bool {
         self.train.run.is_active() || self.compare.any_active()
+    }
+
+    /// The runs this session trained or opened that have a checkpoint on disk: the Train
+    /// screen's run and the Compare runs (what the exit message tells how to go on with).
+    pub fn session_runs(&self) -> Vec<PathBuf> {
+        std::iter::once(&self.train.run)
+            .chain(self.compare.slots.iter().map(|s| &s.run))
+            .filter(|r| r.checkpoint_step.is_some())
+            .filter_map(|r| r.run_dir.clone())
+            .collect()
     }
 
     /// Whether quitting now would lose training progress.
@@ -177,9 +225,12 @@ impl App {
         self.overlay = Overlay::None;
         if self.train.run.stop() | self.compare.stop_all() {
             self.lifecycle = Lifecycle::ShuttingDown(Duration::ZERO);
-            self.notify(
-                "saving checkpoints before quitting… (Ctrl-C again to quit now)",
-                false,
+            self.show(
+                Notice::new(
+                    "saving checkpoints before quitting… (Ctrl-C again to quit now)",
+                    false,
+                )
+                .about(Topic::Shutdown),
             );
         } else {
             self.lifecycle = Lifecycle::Done;
@@ -267,6 +318,7 @@ impl App {
             },
         };
         self.run(effects);
+        self.expire_notice();
     }
 
     /// Applies one worker message: hands it to the screen it belongs to.
@@ -291,5 +343,6 @@ impl App {
             WorkerMsg::RunOpened(result) => self.picker_wait.on_opened(result, self.any_active()),
         };
         self.run(effects);
+        self.expire_notice();
     }
 }

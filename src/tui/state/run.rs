@@ -9,6 +9,9 @@ use crate::train::events::{StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
 
 /// Weight of the newest loss in the smoothed curve (exponential moving average).
 pub const SMOOTHING: f64 = 0.05;
+/// Steps over which the training speed (and so the ETA) is averaged: one step's time swings
+/// with the machine's load, the time of the last few dozen does not.
+pub const SPEED_WINDOW: usize = 50;
 
 /// Lifecycle of a run.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -81,6 +84,8 @@ pub struct RunProgress {
     pub checkpoint_step: Option<usize>,
     /// Control channel of the worker while it runs.
     pub commands: Option<Sender<TrainCommand>>,
+    /// `(step, training seconds)` of the last [`SPEED_WINDOW`] steps, for the speed.
+    recent: std::collections::VecDeque<(usize, f64)>,
 }
 
 impl RunProgress {
@@ -146,8 +151,14 @@ impl RunProgress {
                 *b = Some(b.map_or(*v, |old| old + 4.0 * SMOOTHING * (v - old)));
             }
         }
-        if self.steps_per_epoch == 0 && s.epoch > 0 {
-            self.steps_per_epoch = s.step / s.epoch.max(1);
+        if self.recent.len() == SPEED_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((s.step, s.elapsed_s));
+        if self.steps_per_epoch == 0 {
+            if let Some(spe) = crate::runs::steps_per_epoch_between(self.last.as_ref(), &s) {
+                self.steps_per_epoch = spe;
+            }
         }
         self.last = Some(s);
     }
@@ -177,6 +188,7 @@ impl RunProgress {
                 // A resumed run replays nothing: drop history beyond its checkpoint.
                 self.losses.retain(|p| p.0 <= start_step as f64);
                 self.smoothed.retain(|p| p.0 <= start_step as f64);
+                self.recent.clear();
             }
             TrainEvent::Step(s) => {
                 if self.state == RunState::Starting {
@@ -224,13 +236,34 @@ impl RunProgress {
         }
     }
 
-    /// Steps per second of the latest step, given the batch size.
+    /// Whether the run is training now (not paused, starting, stopped or only opened).
+    pub fn is_training(&self) -> bool {
+        self.state == RunState::Running
+    }
+
+    /// Steps per second over the last [`SPEED_WINDOW`] steps (the latest step's own speed
+    /// until there are two), given the batch size; `None` while the run is not training, so
+    /// a paused run shows no stale speed.
     pub fn steps_per_s(&self, batch_size: usize) -> Option<f64> {
+        if !self.is_training() {
+            return None;
+        }
+        if let (Some(a), Some(b)) = (self.recent.front(), self.recent.back()) {
+            let (steps, secs) = (b.0.saturating_sub(a.0) as f64, b.1 - a.1);
+            if steps > 0.0 && secs > 0.0 {
+                return Some(steps / secs);
+            }
+        }
         let s = self.last.as_ref()?;
         (s.images_per_s > 0.0 && batch_size > 0).then(|| s.images_per_s / batch_size as f64)
     }
 
-    /// Estimated seconds to the last step.
+    /// Images per second over the last steps (see [`Self::steps_per_s`]).
+    pub fn images_per_s(&self, batch_size: usize) -> Option<f64> {
+        self.steps_per_s(batch_size).map(|r| r * batch_size as f64)
+    }
+
+    /// Estimated seconds to the last step, at the averaged speed; `None` while not training.
     pub fn eta_s(&self, batch_size: usize) -> Option<f64> {
         let left = self.total_steps.saturating_sub(self.step());
         self.steps_per_s(batch_size).map(|r| left as f64 / r)
@@ -267,7 +300,7 @@ mod tests {
             epoch: 0,
             loss,
             images_per_s: 64.0,
-            elapsed_s: i as f64,
+            elapsed_s: i as f64 / 2.0,
             lr: 1e-3,
             bucket_losses: vec![Some(loss); LOSS_BUCKETS],
         })
@@ -309,11 +342,13 @@ mod tests {
         r.apply(step(2, 0.0));
         assert_eq!(r.step(), 2);
         assert!((r.smoothed[1].1 - 0.95).abs() < 1e-12);
+        // 2 steps a second (averaged over the steps so far), 8 steps left.
         assert_eq!(r.eta_s(32), Some(4.0));
         assert_eq!(r.epoch_progress(), Some((0, 0.5)));
         assert!(r.unsaved());
         r.apply(TrainEvent::Paused { step: 2 });
         assert_eq!(r.state, RunState::Paused);
+        assert_eq!(r.eta_s(32), None, "no ETA while paused");
         r.apply(TrainEvent::Finished {
             step: 2,
             run_dir: Some("runs/x".into()),

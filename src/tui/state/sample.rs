@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::super::event::Command;
 use super::super::workers::{ExportRequest, Frames, SampleMsg, Slot};
-use super::effect::{Ctx, Effect};
+use super::effect::{Ctx, Effect, Topic};
 use super::train::notch;
 
 /// Time between two frames while playing.
@@ -122,6 +122,10 @@ pub struct SampleState {
     pub exporting: bool,
     /// Result of the latest export.
     pub exported: Option<Result<Vec<PathBuf>, String>>,
+    /// While sampling: the images being denoised and the steps done when they were sent.
+    pub current: Option<(usize, Vec<crate::imaging::Image8>)>,
+    /// While sampling: time since it began (advanced by the app's clock).
+    pub elapsed: Duration,
 }
 
 impl SampleState {
@@ -148,6 +152,25 @@ impl SampleState {
         Vec::new()
     }
 
+    /// Advances the sampling clock; whether the screen changes (it does not by itself: the
+    /// worker's progress redraws it).
+    pub fn tick(&mut self, dt: Duration) -> bool {
+        if matches!(self.status, SampleStatus::Running { .. }) {
+            self.elapsed += dt;
+        }
+        false
+    }
+
+    /// Seconds left while sampling, from the pace so far (`None` before the first step).
+    pub fn time_left_s(&self) -> Option<f64> {
+        match self.status {
+            SampleStatus::Running { done, total } if done > 0 && total >= done => {
+                Some(self.elapsed.as_secs_f64() * (total - done) as f64 / done as f64)
+            }
+            _ => None,
+        }
+    }
+
     /// `g`: samples from `source`.
     fn generate(&mut self, source: Option<PathBuf>) -> Vec<Effect> {
         if matches!(self.status, SampleStatus::Running { .. }) {
@@ -159,6 +182,8 @@ impl SampleState {
             )];
         };
         self.status = SampleStatus::Running { done: 0, total: 0 };
+        self.current = None;
+        self.elapsed = Duration::ZERO;
         self.source = Some(run_dir.clone());
         self.cursor.playing = false;
         self.exported = None;
@@ -197,7 +222,7 @@ impl SampleState {
                 out_dir,
                 stem,
             }),
-            Effect::info("exporting…"),
+            Effect::info_about(Topic::Export, "exporting…"),
         ]
     }
 
@@ -207,14 +232,24 @@ impl SampleState {
             SampleMsg::Progress { done, total } => {
                 self.status = SampleStatus::Running { done, total }
             }
+            SampleMsg::Denoising {
+                done,
+                total,
+                images,
+            } => {
+                self.status = SampleStatus::Running { done, total };
+                self.current = Some((done, images));
+            }
             SampleMsg::Done(frames) => {
                 self.status = SampleStatus::Ready;
+                self.current = None;
                 self.cursor = FrameCursor::new(frames.len());
                 self.cursor.end();
                 self.frames = Some(*frames);
             }
             SampleMsg::Failed(e) => {
                 self.status = SampleStatus::Failed(e.clone());
+                self.current = None;
                 return vec![Effect::error(format!("sampling failed: {e}"))];
             }
         }

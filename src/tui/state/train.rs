@@ -12,7 +12,7 @@ use crate::train::events::{TrainCommand, TrainEvent};
 use super::super::event::Command;
 use super::super::settings::{ModelPreset, TrainSettings};
 use super::super::workers::{Estimate, OpenedRun, Slot};
-use super::effect::{Ctx, Effect};
+use super::effect::{Ctx, Effect, Topic};
 use super::run::{RunProgress, RunState};
 
 /// One editable line of the configuration.
@@ -314,11 +314,14 @@ impl TrainState {
                 self.run.state = RunState::Starting;
                 self.run.run_dir = run_dir;
                 self.opened = false;
-                vec![Effect::info(if resume {
-                    "continuing the run…"
-                } else {
-                    "starting…"
-                })]
+                vec![Effect::info_about(
+                    Topic::TrainStart,
+                    if resume {
+                        "continuing the run…"
+                    } else {
+                        "starting…"
+                    },
+                )]
             }
             Err(e) => vec![Effect::error(format!("cannot start training: {e}"))],
         }
@@ -346,10 +349,12 @@ impl TrainState {
                 "the configuration is fixed while the run trains",
             )];
         }
+        let n_train = ctx.n_train;
         let settings = &mut *ctx.settings;
         let t = &settings.train;
         settings.train = if blog {
-            t.blog()
+            // Five epochs of the data loaded (the blog's 2 345 steps are 5 epochs of 60 000).
+            t.blog_for(n_train.unwrap_or(super::super::settings::FASHION_MNIST_TRAIN))
         } else {
             TrainSettings {
                 seed: t.seed,
@@ -360,10 +365,14 @@ impl TrainState {
         settings.sample = settings
             .sample
             .with_recommended(settings.train.recommended_sampler);
-        let mut fx = vec![Effect::info(if blog {
-            "blog configuration (press E for its time per epoch)"
-        } else {
-            "quick configuration for this device"
+        let mut fx = vec![Effect::info(match (blog, n_train) {
+            (true, Some(n)) => format!(
+                "blog configuration: {} epochs of these {n} images = {} steps",
+                super::super::settings::BLOG_EPOCHS,
+                settings.train.steps
+            ),
+            (true, None) => "blog configuration (5 epochs of Fashion-MNIST)".to_string(),
+            (false, _) => "quick configuration for this device".to_string(),
         })];
         fx.extend(self.request_estimate(ctx));
         fx

@@ -23,6 +23,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let [xt, x0] =
         Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(panels);
     let s = &app.sample;
+    // While sampling, the images as they are being denoised.
+    if let (SampleStatus::Running { done, total }, Some((_, now))) = (&s.status, &s.current) {
+        let title = format!("x_t   denoising step {done}/{total}");
+        panel(frame, xt, &title, Some(now), images);
+        panel(frame, x0, "predicted x̂₀ (when sampling ends)", None, images);
+        frame.render_widget(block("frames"), scrub);
+        return;
+    }
     match &s.frames {
         Some(f) if !f.is_empty() => {
             let i = s.cursor.index.min(f.len() - 1);
@@ -188,7 +196,10 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
         frame.render_widget(
             Gauge::default()
                 .ratio(ratio.clamp(0.0, 1.0))
-                .label(format!("denoising {done}/{total}"))
+                .label(match app.sample.time_left_s() {
+                    Some(left) => format!("step {done}/{total} · {} left", theme::duration(left)),
+                    None => format!("step {done}/{total}"),
+                })
                 .gauge_style(Style::default().fg(theme::ACCENT)),
             gauge,
         );

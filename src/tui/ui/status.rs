@@ -10,18 +10,12 @@ use ratatui::Frame;
 use super::image::ImageRenderer;
 use super::theme;
 use crate::tui::event::keys::hints;
-use crate::tui::state::data::DataStatus;
 use crate::tui::state::{App, Lifecycle};
 
 /// Draws the two status lines.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let t = &app.settings.train;
-    let data = match &app.data.status {
-        DataStatus::Idle => "—".to_string(),
-        DataStatus::Loading(_) => format!("{} (loading)", app.data.requested),
-        DataStatus::Ready => app.data.requested.clone(),
-        DataStatus::Failed(_) => format!("{} (failed)", app.data.requested),
-    };
+    let data = app.data.label();
     let run = &app.train.run;
     let mut run_text = run.state.label().to_string();
     if run.total_steps > 0 {

@@ -155,11 +155,20 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(last) = &run.last {
         let sm = run.smoothed.last().map_or(last.loss, |p| p.1);
         lines.push(kv("loss", format!("{:.4} (smoothed {:.4})", last.loss, sm)));
-        lines.push(kv("speed", format!("{:.0} img/s", last.images_per_s)));
+        // Averaged over the last steps; nothing stale while paused.
+        let idle = match run.state {
+            RunState::Paused => "paused",
+            _ => "—",
+        };
+        let speed = run.images_per_s(batch);
+        lines.push(kv(
+            "speed",
+            speed.map_or(idle.into(), |v| format!("{v:.0} img/s")),
+        ));
         lines.push(kv("elapsed", theme::duration(last.elapsed_s)));
         lines.push(kv(
             "ETA",
-            run.eta_s(batch).map_or("—".into(), theme::duration),
+            run.eta_s(batch).map_or(idle.into(), theme::duration),
         ));
     }
     if run.num_params > 0 {

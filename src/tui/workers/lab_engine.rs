@@ -34,6 +34,9 @@ pub const ESTIMATE_BATCH: usize = 16;
 /// scored for the quality curve (64 is the fewest a Fréchet distance is reported for).
 pub const PREVIEW_IMAGES: usize = crate::eval::score::MIN_FRECHET_N;
 
+/// How often a sampling worker sends the images it is denoising.
+pub const SAMPLE_IMAGES_EVERY: Duration = Duration::from_millis(200);
+
 /// The scorer of the loaded dataset, built on first use (on a worker thread: it classifies
 /// the whole training split once).
 type ScorerCache = Arc<Mutex<Option<(String, Arc<Scorer>)>>>;
@@ -145,16 +148,16 @@ fn sampler_kind(s: &SampleSettings) -> SamplerKind {
 
 fn run_sampling(
     req: &SampleRequest,
-    progress: &mut dyn FnMut(usize, usize),
+    watch: &mut dyn FnMut(usize, usize, &[crate::imaging::Image8]),
     score: &dyn Fn(&str) -> Result<Arc<Scorer>, String>,
 ) -> anyhow::Result<Frames> {
     let loaded = runs::open_for_sampling(&req.run_dir, None, true)?;
-    let d = runs::sample_batch(
+    let d = runs::sample_batch_watching(
         &loaded,
         sampler_kind(&req.settings),
         req.settings.n.max(1),
         req.settings.seed,
-        progress,
+        watch,
     )?;
     let quality = score(&loaded.config.dataset).and_then(|s| {
         s.score_images(d.final_images())
@@ -267,24 +270,45 @@ impl Engine for LabEngine {
                         stage,
                     }));
                 };
-                let result = load_dataset(&spec, &LoadOptions::default(), &mut progress);
+                let opts = LoadOptions::default();
+                let result = load_dataset(&spec, &opts, &mut progress);
+                // A Hub dataset that cannot be reached: the built-in set stands in (the README's
+                // promise), so training can start at once; `r` on the Data screen retries.
+                let (result, fell_back) = match result {
+                    Err(e) if spec.hub().is_some() && e.hub_unreachable() => (
+                        crate::data::shapes::generate(&opts, &mut |_| {}),
+                        Some(e.to_string()),
+                    ),
+                    other => (other, None),
+                };
                 match result {
                     Ok(ds) => {
                         if !current() {
                             return;
                         }
-                        let mut info = DataInfo {
-                            name: name.clone(),
-                            ..data_info(&ds)
-                        };
+                        let mut info = data_info(&ds);
+                        if fell_back.is_none() {
+                            info.name = name.clone();
+                        } else {
+                            info.source = format!("{} (Hub unreachable; r retries)", info.source);
+                        }
                         for n in &notices {
                             info.source = format!("{} ({n})", info.source);
                         }
                         *loaded.lock().expect("dataset lock") = Some(Loaded {
-                            name: name.clone(),
+                            name: info.name.clone(),
                             train: Arc::new(ds.train),
                         });
-                        let _ = tx.send(WorkerMsg::Data(DataMsg::Ready(Box::new(info))));
+                        let info = Box::new(info);
+                        let msg = match fell_back {
+                            Some(reason) => DataMsg::FellBack {
+                                name: name.clone(),
+                                reason,
+                                info,
+                            },
+                            None => DataMsg::Ready(info),
+                        };
+                        let _ = tx.send(WorkerMsg::Data(msg));
                     }
                     Err(e) => fail(e.to_string()),
                 }
@@ -421,18 +445,27 @@ impl Engine for LabEngine {
         thread::Builder::new()
             .name("ddpm-sample".into())
             .spawn(move || {
-                let mut last = Instant::now() - Duration::from_secs(1);
-                let mut progress = |done: usize, total: usize| {
-                    if done == total || last.elapsed() >= Duration::from_millis(50) {
-                        last = Instant::now();
-                        let _ = tx.send(WorkerMsg::Sample {
-                            slot,
-                            msg: SampleMsg::Progress { done, total },
-                        });
-                    }
+                let long_ago = Instant::now() - Duration::from_secs(1);
+                let (mut last, mut last_images) = (long_ago, long_ago);
+                // Counts at most ~20 times a second, the images being denoised ~5 times.
+                let mut watch = |done: usize, total: usize, xt: &[crate::imaging::Image8]| {
+                    let msg = if done < total && last_images.elapsed() >= SAMPLE_IMAGES_EVERY {
+                        last_images = Instant::now();
+                        SampleMsg::Denoising {
+                            done,
+                            total,
+                            images: xt.to_vec(),
+                        }
+                    } else if done == total || last.elapsed() >= Duration::from_millis(50) {
+                        SampleMsg::Progress { done, total }
+                    } else {
+                        return;
+                    };
+                    last = Instant::now();
+                    let _ = tx.send(WorkerMsg::Sample { slot, msg });
                 };
                 let score = |dataset: &str| scorer_for(&cache, &loaded, dataset);
-                let msg = match run_sampling(&req, &mut progress, &score) {
+                let msg = match run_sampling(&req, &mut watch, &score) {
                     Ok(frames) => SampleMsg::Done(Box::new(frames)),
                     Err(e) => SampleMsg::Failed(format!("{e:#}")),
                 };

@@ -85,6 +85,16 @@ pub enum DataMsg {
         /// One-line reason.
         message: String,
     },
+    /// The Hub dataset `name` could not be reached (no network, not cached): the built-in
+    /// set was loaded in its place, so training can start at once.
+    FellBack {
+        /// Dataset asked for.
+        name: String,
+        /// Why it could not be loaded.
+        reason: String,
+        /// The built-in set loaded instead.
+        info: Box<DataInfo>,
+    },
 }
 
 /// Every frame of a denoising run (the sampler's output, as the lab keeps it).
@@ -130,6 +140,16 @@ pub enum SampleMsg {
         done: usize,
         /// Steps in all.
         total: usize,
+    },
+    /// Progress with the images as they are now (`x_t` after `done` steps), sent a few times
+    /// a second so the lab can draw the denoising while it runs.
+    Denoising {
+        /// Steps done.
+        done: usize,
+        /// Steps in all.
+        total: usize,
+        /// The batch after `done` steps.
+        images: Vec<Image8>,
     },
     /// Sampling finished.
     Done(Box<Frames>),

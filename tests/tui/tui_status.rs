@@ -1,0 +1,341 @@
+//! Honest status: every message of the status line goes when its cause ends, the speed and ETA
+//! are averaged and absent while paused, long work shows its progress, the offline fallback,
+//! and the numbers that must agree (epochs of a reopened run, the blog preset's steps).
+
+use crate::tui_support;
+
+use std::time::Duration;
+
+use crossterm::event::KeyCode;
+use ddpm_lab::train::events::TrainEvent;
+use ddpm_lab::tui::event::handle_key;
+use ddpm_lab::tui::state::data::{DataStatus, FALLBACK_NOTICE};
+use ddpm_lab::tui::state::notice::{PASSING_ERROR, PASSING_INFO};
+use ddpm_lab::tui::state::sample::SampleStatus;
+use ddpm_lab::tui::state::{App, Tab};
+use ddpm_lab::tui::workers::{DataMsg, OpenedRun, RunSummary, SampleMsg, Slot, WorkerMsg};
+use tui_support::*;
+
+fn notice(app: &App) -> Option<String> {
+    app.notice.as_ref().map(|n| n.text.clone())
+}
+
+#[test]
+fn starting_goes_once_the_run_trains() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    assert_eq!(notice(&app).as_deref(), Some("starting…"));
+    // Minutes of building the model: the message stays while the run starts.
+    app.tick(Duration::from_secs(120));
+    assert_eq!(notice(&app).as_deref(), Some("starting…"));
+    feed(&mut app, Slot::Main, fake_run(0, 1, 100));
+    assert_eq!(notice(&app), None, "the run trains: nothing is starting");
+}
+
+#[test]
+fn a_dataset_error_goes_when_another_dataset_is_asked_for() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Data;
+    handle_key(&mut app, ch('d')); // shapes → fashion_mnist
+    assert_eq!(app.data.requested, "fashion_mnist");
+    app.handle_msg(WorkerMsg::Data(DataMsg::Failed {
+        name: "fashion_mnist".into(),
+        message: "the Hub refused it".into(),
+    }));
+    let text = notice(&app).unwrap();
+    assert!(text.starts_with("dataset fashion_mnist:"), "{text}");
+    // It stays while it is true, however long…
+    app.tick(PASSING_ERROR * 3);
+    assert!(notice(&app).is_some());
+    // …and goes when the user switches back.
+    handle_key(&mut app, ch('D'));
+    assert_eq!(app.data.requested, "shapes");
+    assert_eq!(notice(&app), None);
+    load_data(&mut app);
+    assert_eq!(notice(&app), None);
+}
+
+#[test]
+fn a_retry_clears_the_error_it_retries() {
+    let (mut app, _engine) = app();
+    app.handle_msg(WorkerMsg::Data(DataMsg::Failed {
+        name: "shapes".into(),
+        message: "disk full".into(),
+    }));
+    assert!(notice(&app).is_some());
+    app.tab = Tab::Data;
+    handle_key(&mut app, ch('r'));
+    assert!(matches!(app.data.status, DataStatus::Loading(_)));
+    assert_eq!(notice(&app), None);
+}
+
+#[test]
+fn compare_sampling_message_goes_when_the_last_run_is_sampled() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    for slot in &mut app.compare.slots {
+        slot.run.run_dir = Some(format!("runs/c/{}", slot.schedule.name()).into());
+        slot.run.checkpoint_step = Some(20);
+    }
+    app.tab = Tab::Compare;
+    handle_key(&mut app, ch('g'));
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("sampling every schedule from the same noise…")
+    );
+    let slots: Vec<Slot> = engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Sample(s, _) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(slots.len(), 4);
+    for (k, slot) in slots.iter().enumerate() {
+        app.tick(PASSING_INFO * 2);
+        assert!(notice(&app).is_some(), "still sampling after {k} of 4");
+        app.handle_msg(WorkerMsg::Sample {
+            slot: *slot,
+            msg: SampleMsg::Done(Box::new(frames(1, 4))),
+        });
+    }
+    assert_eq!(notice(&app), None, "sampling ended");
+}
+
+#[test]
+fn passing_messages_pass() {
+    let (mut app, _engine) = app();
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('c')); // no run: an error that passes
+    assert_eq!(notice(&app).as_deref(), Some("no run is training"));
+    app.tick(PASSING_INFO);
+    assert!(notice(&app).is_some(), "errors stay longer than news");
+    app.tick(PASSING_ERROR);
+    assert_eq!(notice(&app), None);
+}
+
+#[test]
+fn paused_runs_show_no_speed_and_the_eta_is_steady() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    let batch = app.settings.train.batch_size;
+    // Step times that alternate between 0.05 s and 0.5 s (a busy machine): one step's own speed
+    // would swing the ETA tenfold from one step to the next.
+    let mut events = fake_run(0, 0, 1000);
+    let mut elapsed = 0.0;
+    for i in 1..=300 {
+        elapsed += if i % 2 == 0 { 0.05 } else { 0.5 };
+        let mut s = stats(i);
+        s.elapsed_s = elapsed;
+        s.images_per_s = batch as f64 / if i % 2 == 0 { 0.05 } else { 0.5 };
+        events.push(TrainEvent::Step(s));
+    }
+    let mut etas = Vec::new();
+    for e in events {
+        app.handle_msg(WorkerMsg::Train {
+            slot: Slot::Main,
+            event: e,
+        });
+        if app.train.run.step() > 100 {
+            etas.push(app.train.run.eta_s(batch).unwrap());
+        }
+    }
+    for w in etas.windows(2) {
+        assert!(
+            w[1] <= w[0] * 1.15 && w[1] >= w[0] * 0.85,
+            "the ETA swings: {w:?}"
+        );
+    }
+    // 700 steps left at 0.275 s a step.
+    let eta = *etas.last().unwrap();
+    assert!((eta - 700.0 * 0.275).abs() < 5.0, "{eta}");
+    let screen = render(&app, 160, 48);
+    assert!(screen.contains("img/s"), "{screen}");
+    feed(&mut app, Slot::Main, vec![TrainEvent::Paused { step: 300 }]);
+    assert_eq!(app.train.run.eta_s(batch), None);
+    assert_eq!(app.train.run.images_per_s(batch), None);
+    let screen = render(&app, 160, 48);
+    assert!(
+        !screen.contains("img/s"),
+        "no stale speed while paused:\n{screen}"
+    );
+    assert!(screen.contains("paused"), "{screen}");
+}
+
+#[test]
+fn sampling_shows_its_step_time_left_and_the_images_being_denoised() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.sample.source = Some("runs/x".into());
+    app.tab = Tab::Sample;
+    handle_key(&mut app, ch('g'));
+    assert!(matches!(app.sample.status, SampleStatus::Running { .. }));
+    app.tick(Duration::from_secs(10));
+    let images = frames(4, 2).frames[1].clone();
+    app.handle_msg(WorkerMsg::Sample {
+        slot: Slot::Main,
+        msg: SampleMsg::Denoising {
+            done: 50,
+            total: 200,
+            images,
+        },
+    });
+    assert_eq!(app.sample.time_left_s(), Some(30.0));
+    let screen = render(&app, 160, 48);
+    assert!(screen.contains("step 50/200"), "{screen}");
+    assert!(screen.contains("30s left"), "{screen}");
+    assert!(screen.contains("denoising step 50/200"), "{screen}");
+    app.handle_msg(WorkerMsg::Sample {
+        slot: Slot::Main,
+        msg: SampleMsg::Done(Box::new(frames(4, 10))),
+    });
+    assert!(app.sample.current.is_none());
+    assert_eq!(app.sample.time_left_s(), None);
+}
+
+#[test]
+fn without_the_hub_the_builtin_set_stands_in_until_a_retry_succeeds() {
+    let (mut app, engine) = app();
+    app.settings.dataset = "fashion_mnist".into();
+    app.start();
+    let mut info = data_info();
+    info.name = "shapes".into();
+    app.handle_msg(WorkerMsg::Data(DataMsg::FellBack {
+        name: "fashion_mnist".into(),
+        reason: "cannot download zalando-datasets/fashion_mnist: connection refused".into(),
+        info: Box::new(info),
+    }));
+    assert!(app.data.ready());
+    assert_eq!(notice(&app).as_deref(), Some(FALLBACK_NOTICE));
+    assert_eq!(app.data.label(), "shapes (no fashion_mnist: offline)");
+    assert_eq!(
+        app.settings.dataset, "fashion_mnist",
+        "remembered for next time"
+    );
+    // Space trains at once, on the built-in set.
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    let req = engine
+        .calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Train(Slot::Main, r) => Some(r),
+            _ => None,
+        })
+        .expect("training starts");
+    assert_eq!(req.dataset(), "shapes");
+    feed(&mut app, Slot::Main, fake_run(0, 3, 3));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 3,
+            run_dir: Some("runs/x".into()),
+        }],
+    );
+    // r retries the download; the notice goes with the fallback, and a success switches.
+    app.tab = Tab::Data;
+    handle_key(&mut app, ch('r'));
+    assert_eq!(
+        engine.calls().last(),
+        Some(&Call::Load("fashion_mnist".into()))
+    );
+    assert_eq!(notice(&app), None);
+    let mut fashion = data_info();
+    fashion.name = "fashion_mnist".into();
+    app.handle_msg(WorkerMsg::Data(DataMsg::Ready(Box::new(fashion))));
+    assert!(app.data.ready() && app.data.fallback.is_none());
+    assert_eq!(app.data.label(), "fashion_mnist");
+    assert_eq!(app.train_dataset(), "fashion_mnist");
+}
+
+#[test]
+fn the_blog_preset_is_five_epochs_of_the_loaded_data() {
+    let (mut app, _engine) = app();
+    load_data(&mut app); // 6 000 images: 47 batches of 128
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('b'));
+    assert_eq!(app.settings.train.steps, 5 * 47);
+    assert_eq!(app.settings.train.preview_every, 47);
+    let text = notice(&app).unwrap();
+    assert!(
+        text.contains("5 epochs of these 6000 images = 235 steps"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_reopened_run_counts_epochs_as_it_did_while_training() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    // Trained here: 50 steps an epoch (the worker says so), stopped at step 120 of 1000.
+    feed(&mut app, Slot::Main, fake_run(0, 120, 1000));
+    let training = (
+        app.train.run.steps_per_epoch,
+        app.train.run.epoch_progress(),
+        app.train.run.total_steps,
+    );
+    assert_eq!(training.0, 50);
+    // Reopened from disk at the same step: the same epoch and the same number of epochs.
+    let dir = std::path::PathBuf::from("runs/20260101-000000-linear");
+    let mut saved = settings().train;
+    saved.steps = 1000;
+    let summary = RunSummary {
+        dir: dir.clone(),
+        settings: Some(saved),
+        dataset: Some("shapes".into()),
+        step: 120,
+    };
+    {
+        let mut rec = engine.0.lock().unwrap();
+        rec.runs = vec![summary.clone()];
+        rec.opened = Some(OpenedRun {
+            summary,
+            history: (1..=120).map(stats).collect(),
+        });
+    }
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 120,
+            run_dir: Some(dir.clone()),
+        }],
+    );
+    handle_key(&mut app, ch('o'));
+    app.pump();
+    handle_key(&mut app, key(KeyCode::Enter));
+    app.pump();
+    let reopened = (
+        app.train.run.steps_per_epoch,
+        app.train.run.epoch_progress(),
+        app.train.run.total_steps,
+    );
+    assert_eq!(reopened, training);
+    // Also from a history that starts mid-run (a run resumed after its metrics were cut).
+    let mut r = ddpm_lab::tui::state::run::RunProgress::default();
+    r.load_history(&(77..=120).map(stats).collect::<Vec<_>>());
+    assert_eq!(r.steps_per_epoch, 50);
+}
+
+#[test]
+fn the_session_runs_are_what_the_exit_message_names() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    assert!(app.session_runs().is_empty());
+    train_main_run_to_the_end(&mut app, "runs/done");
+    assert_eq!(
+        app.session_runs(),
+        vec![std::path::PathBuf::from("runs/done")]
+    );
+    // The message reads the runs on disk: a directory that holds no run is left out.
+    assert!(ddpm_lab::tui::lab::exit_message(&app.session_runs()).is_empty());
+}
