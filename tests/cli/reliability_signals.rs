@@ -394,8 +394,16 @@ fn lab_signal_checkpoints(signal: libc::c_int, tag: &str) {
     let (status, cooked) = lab_exit(&tmux);
     assert_eq!(status, "0", "{}", tmux.screen());
     assert!(cooked, "terminal left in raw mode:\n{}", tmux.screen());
-    drop(tmux);
+    // Once the terminal is restored, the lab says where the run is and how to go on.
+    let screen = tmux.screen();
     let run = the_run(tmp.path());
+    for line in [
+        format!("continue: ddpm-lab train --resume {}", run.display()),
+        format!("sample:   ddpm-lab sample --checkpoint {}", run.display()),
+    ] {
+        assert!(screen.contains(&line), "no `{line}` on exit:\n{screen}");
+    }
+    drop(tmux);
     assert!(
         sampled_step(tmp.path(), &run) >= 2,
         "checkpoint written on the signal"
