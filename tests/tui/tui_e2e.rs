@@ -207,6 +207,10 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     // Train: start, pause, resume until finished.
     tmux.keys(&["3"]);
     tmux.wait_for("Configuration", 5);
+    // No previews (the last field, down to "never"): 64 images each, they would take longer
+    // than this whole tiny run on a busy machine.
+    tmux.keys(&["Up", "Left", "Left", "Left"]);
+    tmux.wait_for("never", 5);
     tmux.keys(&["Space"]);
     tmux.wait("training to run", 60, |s| {
         s.contains("RUNNING") && s.contains("loss")
@@ -318,7 +322,7 @@ fn without_a_hub_the_lab_trains_on_the_builtin_set_and_switches_when_it_answers(
     let tmp = tempfile::tempdir().unwrap();
     let env = format!("HF_ENDPOINT='{url}' HF_HUB_OFFLINE=0");
     let flags =
-        "--dataset fashion_mnist --model tiny --device cpu --timesteps 10 --steps 30 --batch-size 4";
+        "--dataset fashion_mnist --model tiny --device cpu --timesteps 10 --steps 20 --batch-size 4";
     let tmux = start_lab_env(tmp.path(), "offline", &env, flags);
     let s = tmux.wait_for("Hub unreachable: using the built-in shapes set", 90);
     assert!(s.contains("r retries the download"), "{s}");
