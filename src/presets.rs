@@ -245,6 +245,24 @@ mod tests {
     }
 
     #[test]
+    fn model_presets_build_and_parse() {
+        for m in ModelPreset::ALL {
+            m.unet(1).validate().unwrap();
+            assert_eq!(m.name().parse::<ModelPreset>(), Ok(m));
+        }
+        assert_eq!(ModelPreset::Current.unet(1), UnetConfig::current());
+        assert!(ModelPreset::CurrentSc.unet(3).self_condition);
+        assert_eq!(
+            ModelPreset::CurrentSc.describe(),
+            "dim 28 ×(1,2,4) current +sc"
+        );
+        assert_eq!(
+            serde_json::to_string(&ModelPreset::CurrentSc).unwrap(),
+            "\"current-sc\""
+        );
+    }
+
+    #[test]
     fn blog_is_the_post_unchanged() {
         let b = Preset::Blog.config();
         assert_eq!(b.model, UnetConfig::blog());

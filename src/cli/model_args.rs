@@ -124,3 +124,43 @@ impl ModelArgs {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unet_current_takes_the_seeds_defaults_and_back() {
+        let cur = ModelArgs {
+            unet: Some(Arch::Current),
+            ..ModelArgs::default()
+        };
+        assert!(cur.any());
+        assert_eq!(cur.apply(&UnetConfig::blog()), UnetConfig::current());
+        let lucidrains = ModelArgs {
+            dim: Some(32),
+            init_conv: Some(7),
+            resnet_groups: Some(8),
+            self_condition: true,
+            ..cur.clone()
+        }
+        .apply(&UnetConfig::blog());
+        assert_eq!(
+            (lucidrains.init_kernel(), lucidrains.resnet_block_groups),
+            (7, 8)
+        );
+        assert!(lucidrains.self_condition && lucidrains.validate().is_ok());
+        let blog = ModelArgs {
+            unet: Some(Arch::Blog),
+            ..ModelArgs::default()
+        };
+        assert_eq!(blog.apply(&UnetConfig::current()), UnetConfig::blog());
+        // A width 4 groups do not divide falls back to the largest that does.
+        let odd = ModelArgs {
+            dim: Some(6),
+            ..cur
+        }
+        .apply(&UnetConfig::blog());
+        assert_eq!(odd.resnet_block_groups, 2);
+    }
+}
