@@ -2,7 +2,7 @@
 # Runs the PyTorch reference (scripts/pytorch_bench.py, the blog's model) and `ddpm-lab bench`
 # side by side on the same workloads and prints ddpm-lab / PyTorch throughput ratios.
 #
-# Usage: scripts/compare.sh [--config blog|resnet|tiny] [--batch-size N] [--threads N]
+# Usage: scripts/compare.sh [--config blog|resnet|current|tiny] [--batch-size N] [--threads N]
 #                           [--repeats N] [--sample-repeats N] [--skip-torch]
 #   VENV=path        virtualenv for PyTorch (default: ~/.cache/ddpm-lab/venv-bench, made once)
 #   TORCH_SPEC=spec  what pip installs (default: torch, from PyPI)

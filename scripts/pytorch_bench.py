@@ -4,7 +4,7 @@ Hugging Face), timed on the same workloads (training step = forward + backward +
 forward pass, DDPM sampling over all T steps), medians after warm-up, printed as one JSON object
 with the same keys as `ddpm-lab bench --json`.
 
-Usage: python3 scripts/pytorch_bench.py [--config blog|resnet|tiny] [--batch-size 128]
+Usage: python3 scripts/pytorch_bench.py [--config blog|resnet|current|tiny] [--batch-size 128]
        [--threads 2] [--repeats 3] [--sample-repeats 1] [--device cpu|cuda[:N]] ...
 
 On a GPU (`--device cuda`) every timed run ends with `torch.cuda.synchronize()`, and the JSON
@@ -399,7 +399,13 @@ def make_model(config):
         )
     if config == "tiny":
         return Unet(dim=8, channels=1, dim_mults=(1, 2), resnet_block_groups=2), 8
-    raise SystemExit(f"unknown config {config!r} (expected blog, resnet or tiny)")
+    if config == "current":
+        # Today's blog UNet (seed 001), from the parity fixtures' script (the seed's code).
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from make_current_fixtures import Unet001
+
+        return Unet001(dim=28, channels=1, dim_mults=(1, 2, 4)), 28
+    raise SystemExit(f"unknown config {config!r} (expected blog, resnet, current or tiny)")
 
 
 def time_runs(fn, warmup, repeats, sync=lambda: None):

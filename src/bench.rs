@@ -29,6 +29,8 @@ pub enum BenchModel {
     /// The `quick` preset's UNet (ResNet blocks, attention in the middle only) on 28×28×1
     /// images: the lab's CPU default.
     Quick,
+    /// Today's blog UNet (seed 001: dim 28, mults 1,2,4, 4 groups, 1×1 init conv) on 28×28×1.
+    Current,
     /// A tiny UNet on 8×8 images: a smoke test of the benchmark, not a figure for 28×28 data.
     Tiny,
 }
@@ -44,6 +46,7 @@ impl BenchModel {
                 ..UnetConfig::blog()
             },
             BenchModel::Quick => crate::presets::Preset::Quick.unet(),
+            BenchModel::Current => UnetConfig::current(),
             BenchModel::Tiny => UnetConfig::tiny(),
         }
     }
@@ -51,7 +54,7 @@ impl BenchModel {
     /// Side of the square images.
     pub fn image_size(self) -> usize {
         match self {
-            BenchModel::Blog | BenchModel::Resnet | BenchModel::Quick => 28,
+            BenchModel::Blog | BenchModel::Resnet | BenchModel::Quick | BenchModel::Current => 28,
             BenchModel::Tiny => 8,
         }
     }
@@ -63,6 +66,7 @@ impl fmt::Display for BenchModel {
             BenchModel::Blog => "blog",
             BenchModel::Resnet => "resnet",
             BenchModel::Quick => "quick",
+            BenchModel::Current => "current",
             BenchModel::Tiny => "tiny",
         })
     }
@@ -75,9 +79,10 @@ impl FromStr for BenchModel {
             "blog" => Ok(BenchModel::Blog),
             "resnet" => Ok(BenchModel::Resnet),
             "quick" => Ok(BenchModel::Quick),
+            "current" => Ok(BenchModel::Current),
             "tiny" => Ok(BenchModel::Tiny),
             o => Err(format!(
-                "unknown bench config '{o}' (expected blog, resnet, quick or tiny)"
+                "unknown bench config '{o}' (expected blog, resnet, quick, current or tiny)"
             )),
         }
     }
@@ -146,7 +151,7 @@ impl BenchOptions {
 /// Measured figures (times in seconds, medians over the timed runs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
-    /// Model name (`blog`, `resnet`, `quick`, `tiny`).
+    /// Model name (`blog`, `resnet`, `quick`, `current`, `tiny`).
     pub config: String,
     /// Device name.
     pub device: String,

@@ -185,9 +185,36 @@ pub fn p_losses(
     t: &[usize],
     noise: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
+    p_losses_self_cond(model, tables, objective, loss, x0, t, noise, false)
+}
+
+/// [`p_losses`] as `GaussianDiffusion.p_losses` of seed 002 runs it on a step that
+/// self-conditions (`self_cond`, drawn by the caller with probability ½): the model first
+/// predicts x̂₀ from `x_t` with zeros as its condition, outside the graph (`detach`, the seed's
+/// `no_grad`; not clipped, as `clip_x_start=False` there), and is then trained with that x̂₀
+/// as `x_self_cond`. Without `self_cond` (or on a model without self-conditioning) it is
+/// exactly [`p_losses`].
+#[allow(clippy::too_many_arguments)]
+pub fn p_losses_self_cond(
+    model: &crate::model::Unet,
+    tables: &ScheduleTables,
+    objective: Objective,
+    loss: LossKind,
+    x0: &Tensor,
+    t: &[usize],
+    noise: &Tensor,
+    self_cond: bool,
+) -> Result<(Tensor, Tensor)> {
     let x_t = q_sample(tables, x0, t, noise)?;
     let tt = crate::model::timesteps_tensor(t, x0.device())?;
-    let pred = model.forward(&x_t, &tt)?;
+    let cond = if self_cond && model.self_conditioned() {
+        let first = model.forward(&x_t, &tt)?.detach();
+        let (x0_hat, _) = predict_x0_and_noise(objective, tables, &x_t, t, &first)?;
+        Some(x0_hat.detach())
+    } else {
+        None
+    };
+    let pred = model.forward_cond(&x_t, &tt, cond.as_ref())?;
     let tgt = target(objective, tables, x0, t, noise)?;
     loss_with_per_example(loss, &pred, &tgt)
 }

@@ -133,15 +133,22 @@ pub enum ModelPreset {
     Quick,
     /// The blog's `Unet(dim=28, channels=1, dim_mults=(1,2,4))` with ConvNeXt blocks.
     Blog,
+    /// Today's blog UNet (seed 001): `Unet(dim=28, channels=1, dim_mults=(1,2,4))`.
+    Current,
+    /// [`Self::Current`] with self-conditioning (seed 002's training and sampling).
+    #[serde(rename = "current-sc")]
+    CurrentSc,
 }
 
 impl ModelPreset {
     /// All presets, smallest first.
-    pub const ALL: [ModelPreset; 4] = [
+    pub const ALL: [ModelPreset; 6] = [
         ModelPreset::Tiny,
         ModelPreset::Small,
         ModelPreset::Quick,
         ModelPreset::Blog,
+        ModelPreset::Current,
+        ModelPreset::CurrentSc,
     ];
 
     /// Lower-case name used on the command line and in files.
@@ -151,6 +158,8 @@ impl ModelPreset {
             ModelPreset::Small => "small",
             ModelPreset::Quick => "quick",
             ModelPreset::Blog => "blog",
+            ModelPreset::Current => "current",
+            ModelPreset::CurrentSc => "current-sc",
         }
     }
 
@@ -165,6 +174,11 @@ impl ModelPreset {
             },
             ModelPreset::Quick => Preset::Quick.unet(),
             ModelPreset::Blog => UnetConfig::blog(),
+            ModelPreset::Current => UnetConfig::current(),
+            ModelPreset::CurrentSc => UnetConfig {
+                self_condition: true,
+                ..UnetConfig::current()
+            },
         };
         UnetConfig { channels, ..base }
     }
@@ -183,14 +197,18 @@ impl ModelPreset {
     }
 }
 
-/// `dim 28 ×(1,2,4)` (ConvNeXt blocks unless `res` is named).
+/// `dim 28 ×(1,2,4)` (the blog's first UNet with ConvNeXt blocks unless `res` is named;
+/// `current` for today's UNet, `+sc` with self-conditioning, `+var` with a learned variance).
 pub fn describe_unet(c: &UnetConfig) -> String {
     let mults: Vec<String> = c.dim_mults.iter().map(|m| m.to_string()).collect();
-    let block = match c.block {
-        crate::model::BlockKind::Convnext => "",
-        crate::model::BlockKind::Resnet => " res",
+    let block = match (c.arch, c.block) {
+        (crate::model::Arch::Current, _) => " current",
+        (_, crate::model::BlockKind::Convnext) => "",
+        (_, crate::model::BlockKind::Resnet) => " res",
     };
-    format!("dim {} ×({}){block}", c.dim, mults.join(","))
+    let sc = if c.self_condition { " +sc" } else { "" };
+    let var = if c.learned_variance { " +var" } else { "" };
+    format!("dim {} ×({}){block}{sc}{var}", c.dim, mults.join(","))
 }
 
 impl fmt::Display for ModelPreset {
@@ -206,7 +224,9 @@ impl std::str::FromStr for ModelPreset {
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
-                format!("unknown model size '{s}' (expected tiny, small, quick or blog)")
+                format!(
+                    "unknown model size '{s}' (expected tiny, small, quick, blog, current or current-sc)"
+                )
             })
     }
 }
@@ -222,6 +242,24 @@ mod tests {
             assert_eq!(p.name().parse::<Preset>(), Ok(p));
         }
         assert!("fast".parse::<Preset>().is_err());
+    }
+
+    #[test]
+    fn model_presets_build_and_parse() {
+        for m in ModelPreset::ALL {
+            m.unet(1).validate().unwrap();
+            assert_eq!(m.name().parse::<ModelPreset>(), Ok(m));
+        }
+        assert_eq!(ModelPreset::Current.unet(1), UnetConfig::current());
+        assert!(ModelPreset::CurrentSc.unet(3).self_condition);
+        assert_eq!(
+            ModelPreset::CurrentSc.describe(),
+            "dim 28 ×(1,2,4) current +sc"
+        );
+        assert_eq!(
+            serde_json::to_string(&ModelPreset::CurrentSc).unwrap(),
+            "\"current-sc\""
+        );
     }
 
     #[test]

@@ -144,6 +144,23 @@ pub fn ddim_timesteps(total: usize, steps: usize) -> Vec<(usize, i64)> {
     times.windows(2).map(|w| (w[0] as usize, w[1])).collect()
 }
 
+/// Runs `model` at `x`, `t`; a self-conditioned model gets the previous step's x̂₀ (`prev`,
+/// zeros at the first step), as seed 002's `p_sample_loop` and `ddim_sample` pass it.
+fn predict(model: &Unet, x: &Tensor, ts: &[usize], prev: Option<&Tensor>) -> Result<Tensor> {
+    let tt = timesteps_tensor(ts, x.device())?;
+    model.forward_cond(x, &tt, prev)
+}
+
+/// The x̂₀ a self-conditioned model sees at the next step: clipped to `[-1, 1]`, as the seed's
+/// samplers clip `x_start` (`clip_denoised=True`, `clip_x_start=True`) before passing it on.
+fn next_self_cond(model: &Unet, x0: &Tensor) -> Result<Option<Tensor>> {
+    if model.self_conditioned() {
+        Ok(Some(x0.clamp(-1f32, 1f32)?))
+    } else {
+        Ok(None)
+    }
+}
+
 /// Generates `shape.0` images with `model`, calling `progress(done, total)` after each step.
 pub fn sample(
     model: &Unet,
@@ -176,13 +193,16 @@ pub fn sample_watching(
     let mut frames = vec![tensor_to_images(&x)?];
     let mut x0_preds = Vec::new();
     let mut timesteps = Vec::new();
+    // The previous step's x̂₀ for a self-conditioned model.
+    let mut self_cond: Option<Tensor> = None;
     match kind {
         SamplerKind::Ddpm => {
             let total = tables.timesteps();
             for (k, t) in (0..total).rev().enumerate() {
                 let ts = vec![t; n];
-                let pred = model.forward(&x, &timesteps_tensor(&ts, &device)?)?;
+                let pred = predict(model, &x, &ts, self_cond.as_ref())?;
                 let (x0, eps) = predict_x0_and_noise(objective, tables, &x, &ts, &pred)?;
+                self_cond = next_self_cond(model, &x0)?;
                 let mean = posterior_mean(tables, &x, &ts, &eps)?;
                 x = if t == 0 {
                     mean
@@ -201,8 +221,9 @@ pub fn sample_watching(
             let total = pairs.len();
             for (k, &(t, t_next)) in pairs.iter().enumerate() {
                 let ts = vec![t; n];
-                let pred = model.forward(&x, &timesteps_tensor(&ts, &device)?)?;
+                let pred = predict(model, &x, &ts, self_cond.as_ref())?;
                 let (x0, eps) = predict_x0_and_noise(objective, tables, &x, &ts, &pred)?;
+                self_cond = next_self_cond(model, &x0)?;
                 x = if t_next < 0 {
                     x0.clone()
                 } else {

@@ -18,7 +18,8 @@ pub struct ForwardArgs {
     /// Weights (safetensors with PyTorch state_dict names)
     #[arg(long)]
     pub weights: PathBuf,
-    /// Input safetensors holding `x` (f32, N×C×H×W) and `t` (integer, N)
+    /// Input safetensors holding `x` (f32, N×C×H×W) and `t` (integer, N), and for a
+    /// self-conditioned model (`--self-condition`) optionally `x_self_cond` (like `x`)
     #[arg(long)]
     pub input: PathBuf,
     /// Output safetensors; receives tensor `out`
@@ -61,7 +62,23 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let (_, _, h, w) = x.dims4()?;
     cfg.validate_for_images(c, h, w)?;
     let unet = model::load_weights(&args.weights, &cfg, &device)?;
-    let out = unet.forward(&x, &t)?;
+    let cond = match input.get("x_self_cond") {
+        Some(c) if cfg.self_condition => {
+            if c.dims() != x.dims() {
+                bail!(
+                    "`x_self_cond` must have the shape of `x` {:?}, got {:?}",
+                    x.dims(),
+                    c.dims()
+                );
+            }
+            Some(c.to_dtype(DType::F32)?)
+        }
+        Some(_) => bail!(
+            "the input has `x_self_cond` but the model is not self-conditioned (--self-condition)"
+        ),
+        None => None,
+    };
+    let out = unet.forward_cond(&x, &t, cond.as_ref())?;
     let mut map = HashMap::new();
     map.insert("out".to_string(), out);
     crate::store::save_tensors_atomic(&map, &args.out)?;

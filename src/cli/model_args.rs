@@ -1,13 +1,17 @@
-//! Model flags shared by `train`, `forward` and the lab (`--dim --dim-mults --channels --block
-//! --convnext-mult --resnet-groups`).
+//! Model flags shared by `train`, `forward` and the lab (`--unet --dim --dim-mults --channels
+//! --block --convnext-mult --resnet-groups --init-conv --self-condition --learned-variance`).
 
 use clap::Args;
 
-use crate::model::{BlockKind, UnetConfig};
+use crate::model::{Arch, BlockKind, UnetConfig};
 
 /// UNet hyper-parameters on the command line (defaults: the blog's model).
 #[derive(Debug, Clone, Args, Default)]
 pub struct ModelArgs {
+    /// Which UNet: blog (the post's first one) or current (today's blog and
+    /// denoising-diffusion-pytorch: 1×1 init conv and 4 groups unless --init-conv/--resnet-groups)
+    #[arg(long)]
+    pub unet: Option<Arch>,
     /// Base width of the UNet [default: 28]
     #[arg(long)]
     pub dim: Option<usize>,
@@ -29,6 +33,15 @@ pub struct ModelArgs {
     /// Attention only in the middle of the UNet, not in every stage (cheaper; not the blog's)
     #[arg(long)]
     pub mid_attention_only: bool,
+    /// Kernel of the init conv (7: the first blog and lucidrains' Unet; 1: today's blog)
+    #[arg(long)]
+    pub init_conv: Option<usize>,
+    /// Self-conditioning: the UNet also sees its previous x̂0 (trained on half the steps)
+    #[arg(long)]
+    pub self_condition: bool,
+    /// Twice the output channels for a learned variance (load and forward only)
+    #[arg(long)]
+    pub learned_variance: bool,
 }
 
 impl ModelArgs {
@@ -41,11 +54,40 @@ impl ModelArgs {
             || self.convnext_mult.is_some()
             || self.resnet_groups.is_some()
             || self.mid_attention_only
+            || self.unet.is_some()
+            || self.init_conv.is_some()
+            || self.self_condition
+            || self.learned_variance
     }
 
     /// Applies the flags on top of `base`.
     pub fn apply(&self, base: &UnetConfig) -> UnetConfig {
         let mut c = base.clone();
+        let switched = self.unet.is_some_and(|a| a != base.arch);
+        if let Some(a) = self.unet {
+            c.arch = a;
+            if switched {
+                // The other UNet's own defaults (init width, init kernel, groups).
+                c.init_dim = None;
+                c.init_conv_kernel = None;
+                if a == Arch::Current {
+                    c.block = BlockKind::Resnet;
+                    c.resnet_block_groups = UnetConfig::current().resnet_block_groups;
+                } else {
+                    c.block = BlockKind::default();
+                    c.resnet_block_groups = UnetConfig::blog().resnet_block_groups;
+                }
+            }
+        }
+        if let Some(k) = self.init_conv {
+            c.init_conv_kernel = Some(k);
+        }
+        if self.self_condition {
+            c.self_condition = true;
+        }
+        if self.learned_variance {
+            c.learned_variance = true;
+        }
         if let Some(d) = self.dim {
             c.dim = d;
         }
@@ -67,8 +109,10 @@ impl ModelArgs {
         match self.resnet_groups {
             Some(g) => c.resnet_block_groups = g,
             None if c.block == BlockKind::Resnet => {
-                // The blog's 8 groups do not divide dim = 28; pick the largest of 8, 4, 2, 1 that fits.
-                for g in [8, 4, 2, 1] {
+                // The blog's 8 groups do not divide dim = 28; pick the largest of 8, 4, 2, 1 that
+                // fits (starting from the current UNet's 4 on that one).
+                let start = c.resnet_block_groups.min(8);
+                for g in [8, 4, 2, 1].into_iter().filter(|&g| g <= start) {
                     c.resnet_block_groups = g;
                     if c.validate().is_ok() {
                         break;
@@ -78,5 +122,45 @@ impl ModelArgs {
             None => {}
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unet_current_takes_the_seeds_defaults_and_back() {
+        let cur = ModelArgs {
+            unet: Some(Arch::Current),
+            ..ModelArgs::default()
+        };
+        assert!(cur.any());
+        assert_eq!(cur.apply(&UnetConfig::blog()), UnetConfig::current());
+        let lucidrains = ModelArgs {
+            dim: Some(32),
+            init_conv: Some(7),
+            resnet_groups: Some(8),
+            self_condition: true,
+            ..cur.clone()
+        }
+        .apply(&UnetConfig::blog());
+        assert_eq!(
+            (lucidrains.init_kernel(), lucidrains.resnet_block_groups),
+            (7, 8)
+        );
+        assert!(lucidrains.self_condition && lucidrains.validate().is_ok());
+        let blog = ModelArgs {
+            unet: Some(Arch::Blog),
+            ..ModelArgs::default()
+        };
+        assert_eq!(blog.apply(&UnetConfig::current()), UnetConfig::blog());
+        // A width 4 groups do not divide falls back to the largest that does.
+        let odd = ModelArgs {
+            dim: Some(6),
+            ..cur
+        }
+        .apply(&UnetConfig::blog());
+        assert_eq!(odd.resnet_block_groups, 2);
     }
 }

@@ -27,6 +27,41 @@ impl std::str::FromStr for BlockKind {
     }
 }
 
+/// Which UNet of the blog: the first version's (seeds 000/004) or today's (seed 001, the
+/// notebook and lucidrains' `denoising-diffusion-pytorch`, seed 002).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// The first version: one ConvNeXt or ResNet block kind, strided 4×4 down convs, transposed
+    /// 4×4 up convs, `init_dim = dim / 3 * 2`, a 7×7 init conv.
+    #[default]
+    Blog,
+    /// Today's: weight-standardised ResNet blocks with scale-shift time conditioning, two
+    /// blocks and two skips per stage, pixel-unshuffle downsampling, nearest upsampling,
+    /// `init_dim = dim`, a final ResNet block on `cat(x, init)`.
+    Current,
+}
+
+impl std::str::FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "blog" => Ok(Arch::Blog),
+            "current" => Ok(Arch::Current),
+            other => Err(format!("unknown UNet '{other}' (expected blog or current)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Arch::Blog => "blog",
+            Arch::Current => "current",
+        })
+    }
+}
+
 impl std::fmt::Display for BlockKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -37,15 +72,20 @@ impl std::fmt::Display for BlockKind {
 }
 
 /// `Unet(dim, init_dim, out_dim, dim_mults, channels, with_time_emb, resnet_block_groups,
-/// use_convnext, convnext_mult)` of the blog.
+/// use_convnext, convnext_mult)` of the blog, or (with `arch: current`) `Unet(dim, init_dim,
+/// out_dim, dim_mults, channels, self_condition, resnet_block_groups, learned_variance)` of
+/// today's blog and `denoising-diffusion-pytorch`. Fields added after the first version default
+/// so that older run configs load as the blog's model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UnetConfig {
+    /// Which UNet (absent in old configs: the blog's first one).
+    pub arch: Arch,
     /// Base width `dim` (also the time-embedding width).
     pub dim: usize,
-    /// Width after `init_conv`; `None` means `dim / 3 * 2`.
+    /// Width after `init_conv`; `None` means `dim / 3 * 2` (blog) or `dim` (current).
     pub init_dim: Option<usize>,
-    /// Output channels; `None` means `channels`.
+    /// Output channels; `None` means `channels` (twice that with `learned_variance`).
     pub out_dim: Option<usize>,
     /// Width multipliers of the stages.
     pub dim_mults: Vec<usize>,
@@ -53,12 +93,19 @@ pub struct UnetConfig {
     pub channels: usize,
     /// Whether the blocks are conditioned on the timestep.
     pub with_time_emb: bool,
-    /// GroupNorm groups of the ResNet blocks.
+    /// GroupNorm groups of the ResNet blocks (`current`: 4 in seed 001, 8 in seed 002).
     pub resnet_block_groups: usize,
-    /// ConvNeXt or ResNet blocks (`use_convnext`).
+    /// ConvNeXt or ResNet blocks (`use_convnext`; the blog arch only).
     pub block: BlockKind,
     /// Width multiplier inside ConvNeXt blocks.
     pub convnext_mult: usize,
+    /// Kernel of `init_conv`; `None` means 7 (blog, seed 002) or 1 (current, seed 001).
+    pub init_conv_kernel: Option<usize>,
+    /// `self_condition`: the input is `cat(x_self_cond or zeros, x)`, twice the channels.
+    pub self_condition: bool,
+    /// `learned_variance`: twice the output channels (the second half interpolates the
+    /// variance, as in improved DDPM); training and sampling here use the first half only.
+    pub learned_variance: bool,
     /// Linear attention in every down and up stage (the blog's model); `false` keeps attention
     /// to the middle (lowest resolution) only, which is cheaper at 28×28. Parameter names are
     /// unchanged; the stages' `.2` attention entries are simply absent.
@@ -69,6 +116,7 @@ impl Default for UnetConfig {
     /// The blog's `Unet(dim=28, channels=1, dim_mults=(1, 2, 4))`.
     fn default() -> Self {
         Self {
+            arch: Arch::Blog,
             dim: 28,
             init_dim: None,
             out_dim: None,
@@ -78,6 +126,9 @@ impl Default for UnetConfig {
             resnet_block_groups: 8,
             block: BlockKind::Convnext,
             convnext_mult: 2,
+            init_conv_kernel: None,
+            self_condition: false,
+            learned_variance: false,
             stage_attention: true,
         }
     }
@@ -118,14 +169,42 @@ impl UnetConfig {
         }
     }
 
+    /// Seed 001's `Unet(dim=28, channels=1, dim_mults=(1, 2, 4))` (today's blog: 1×1 init
+    /// conv, 4 groups).
+    pub fn current() -> Self {
+        Self {
+            arch: Arch::Current,
+            resnet_block_groups: 4,
+            block: BlockKind::Resnet,
+            ..Self::default()
+        }
+    }
+
     /// `init_dim` resolved.
     pub fn init_dim(&self) -> usize {
-        self.init_dim.unwrap_or(self.dim / 3 * 2)
+        self.init_dim.unwrap_or(match self.arch {
+            Arch::Blog => self.dim / 3 * 2,
+            Arch::Current => self.dim,
+        })
     }
 
     /// `out_dim` resolved.
     pub fn out_dim(&self) -> usize {
-        self.out_dim.unwrap_or(self.channels)
+        self.out_dim
+            .unwrap_or(self.channels * if self.learned_variance { 2 } else { 1 })
+    }
+
+    /// Channels `init_conv` reads: `channels`, twice that with `self_condition`.
+    pub fn input_channels(&self) -> usize {
+        self.channels * if self.self_condition { 2 } else { 1 }
+    }
+
+    /// Kernel of `init_conv` resolved (padding is `kernel / 2`).
+    pub fn init_kernel(&self) -> usize {
+        self.init_conv_kernel.unwrap_or(match self.arch {
+            Arch::Blog => 7,
+            Arch::Current => 1,
+        })
     }
 
     /// Width of the time embedding (`4 · dim`), or `None` without time conditioning.
@@ -211,6 +290,37 @@ impl UnetConfig {
         }
         if self.out_dim() == 0 {
             return bad("out_dim must be at least 1".into());
+        }
+        let k = self.init_kernel();
+        if k == 0 || k.is_multiple_of(2) || k > 15 {
+            return bad(format!(
+                "init_conv_kernel must be odd and at most 15 (1 or 7 in the seeds), got {k}"
+            ));
+        }
+        if self.arch == Arch::Current {
+            if !self.with_time_emb {
+                return bad("the current UNet always has a time embedding".into());
+            }
+            if !self.stage_attention {
+                return bad(
+                    "the current UNet has attention in every stage (--mid-attention-only is the blog UNet's)"
+                        .into(),
+                );
+            }
+            let g = self.resnet_block_groups;
+            if g == 0 {
+                return bad("resnet_block_groups must be at least 1".into());
+            }
+            // GroupNorm(groups, C) runs on every width of `dims` and on `dim` (final block).
+            let mut widths = self.dims();
+            widths.push(self.dim);
+            if let Some(w) = widths.into_iter().find(|w| w % g != 0) {
+                return bad(format!(
+                    "resnet_block_groups = {g} does not divide the block width {w} \
+                     (GroupNorm({g}, {w}) is invalid)"
+                ));
+            }
+            return Ok(());
         }
         match self.block {
             BlockKind::Convnext => {

@@ -47,6 +47,21 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// This conv's geometry and bias with another weight of the same shape (weight
+    /// standardisation derives one per forward pass); `groups` must be 1.
+    pub fn forward_with_weight(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        if ops::fast_path(x) && ops::fast_path(w) {
+            return ops::conv::conv2d(x, w, self.bias(), self.stride, self.padding);
+        }
+        let y = x.conv2d(w, self.padding, self.stride, 1, self.groups)?;
+        match self.bias() {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if ops::fast_path(x) && ops::fast_path(self.weight()) {

@@ -1,8 +1,10 @@
-//! The blog's UNet, layer by layer, with PyTorch parameter names so `state_dict`s map one to one.
+//! The blog's UNets (its first one and today's, see [`config::Arch`]), layer by layer, with
+//! PyTorch parameter names so `state_dict`s map one to one.
 
 pub mod attention;
 pub mod blocks;
 pub mod config;
+pub mod current;
 pub mod embedding;
 pub mod init;
 pub mod layers;
@@ -14,7 +16,7 @@ use anyhow::Context;
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
-pub use config::{BlockKind, UnetConfig};
+pub use config::{Arch, BlockKind, UnetConfig};
 pub use embedding::timesteps_tensor;
 pub use unet::Unet;
 

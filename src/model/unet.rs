@@ -1,11 +1,14 @@
-//! The blog's `Unet`: init conv, time MLP, down stages, middle, up stages, final block + 1×1 conv.
+//! The UNet type every caller uses ([`Unet`]), over both architectures, and the blog's first
+//! `Unet` ([`BlogUnet`]): init conv, time MLP, down stages, middle, up stages, final block +
+//! 1×1 conv.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::attention::{Attention, LinearAttention, PreNormResidual};
 use super::blocks::ResBlock;
-use super::config::UnetConfig;
+use super::config::{Arch, UnetConfig};
+use super::current::CurrentUnet;
 use super::embedding::TimeMlp;
 use super::layers::{conv2d, conv_transpose2d, Conv2d, ConvTranspose2d};
 
@@ -31,10 +34,92 @@ struct UpStage {
     up: Option<ConvTranspose2d>,
 }
 
-/// The denoising network `ε_θ(x_t, t)`.
+/// The denoising network `ε_θ(x_t, t)` (or `ε_θ(x_t, t, x̂₀)` with self-conditioning), of
+/// either architecture: train, sampling, loading and the benches go through this one type.
 #[derive(Debug, Clone)]
 pub struct Unet {
     config: UnetConfig,
+    net: Net,
+}
+
+/// The architecture-specific network behind a [`Unet`].
+#[derive(Debug, Clone)]
+enum Net {
+    Blog(BlogUnet),
+    Current(CurrentUnet),
+}
+
+impl Unet {
+    /// Builds the UNet `config.arch` names, reading every parameter under its PyTorch
+    /// `state_dict` name from `vb`.
+    pub fn new(config: &UnetConfig, vb: VarBuilder) -> Result<Self> {
+        config
+            .validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let net = match config.arch {
+            Arch::Blog => Net::Blog(BlogUnet::new(config, vb)?),
+            Arch::Current => Net::Current(CurrentUnet::new(config, vb)?),
+        };
+        Ok(Self {
+            config: config.clone(),
+            net,
+        })
+    }
+
+    /// The configuration this network was built from.
+    pub fn config(&self) -> &UnetConfig {
+        &self.config
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> &candle_core::Device {
+        match &self.net {
+            Net::Blog(n) => n.init_conv.weight().device(),
+            Net::Current(n) => n.first_weight().device(),
+        }
+    }
+
+    /// Whether the network takes an `x_self_cond` input.
+    pub fn self_conditioned(&self) -> bool {
+        self.config.self_condition
+    }
+
+    /// `model(x, time)`: `x` is `(N, C, H, W)` f32, `time` is `(N,)` integer timesteps. A
+    /// self-conditioned model sees zeros as its `x_self_cond`.
+    pub fn forward(&self, x: &Tensor, time: &Tensor) -> Result<Tensor> {
+        self.forward_cond(x, time, None)
+    }
+
+    /// `model(x, time, x_self_cond)`: with `self_condition`, the input is
+    /// `cat(x_self_cond or zeros, x)` along channels (as the seed); without, `x_self_cond` is
+    /// ignored.
+    pub fn forward_cond(
+        &self,
+        x: &Tensor,
+        time: &Tensor,
+        x_self_cond: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        crate::ops::on_pool(x.device(), || {
+            let input = if self.config.self_condition {
+                let cond = match x_self_cond {
+                    Some(c) => c.clone(),
+                    None => x.zeros_like()?,
+                };
+                Tensor::cat(&[&cond, x], 1)?
+            } else {
+                x.clone()
+            };
+            match &self.net {
+                Net::Blog(n) => n.forward(&input, time),
+                Net::Current(n) => n.forward(&input, time),
+            }
+        })
+    }
+}
+
+/// The blog's first `Unet` (seeds 000/004).
+#[derive(Debug, Clone)]
+pub struct BlogUnet {
     init_conv: Conv2d,
     time_mlp: Option<TimeMlp>,
     downs: Vec<DownStage>,
@@ -46,13 +131,10 @@ pub struct Unet {
     final_conv: Conv2d,
 }
 
-impl Unet {
-    /// Builds the UNet, reading every parameter under its PyTorch `state_dict` name from `vb`.
-    pub fn new(config: &UnetConfig, vb: VarBuilder) -> Result<Self> {
-        config
-            .validate()
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let c = config;
+impl BlogUnet {
+    /// Builds the network of `c` (validated by the caller), reading every parameter under its
+    /// PyTorch `state_dict` name from `vb`.
+    pub fn new(c: &UnetConfig, vb: VarBuilder) -> Result<Self> {
         let init_dim = c.init_dim();
         let time_dim = c.time_dim();
         let in_out = c.in_out();
@@ -69,7 +151,17 @@ impl Unet {
             )
         };
 
-        let init_conv = conv2d(c.channels, init_dim, 7, 1, 3, 1, true, vb.pp("init_conv"))?;
+        let k = c.init_kernel();
+        let init_conv = conv2d(
+            c.input_channels(),
+            init_dim,
+            k,
+            1,
+            k / 2,
+            1,
+            true,
+            vb.pp("init_conv"),
+        )?;
         let time_mlp = match time_dim {
             Some(td) => Some(TimeMlp::new(c.dim, td, vb.pp("time_mlp"))?),
             None => None,
@@ -129,7 +221,6 @@ impl Unet {
         let final_conv = conv2d(c.dim, c.out_dim(), 1, 1, 0, 1, true, fvb.pp("1"))?;
 
         Ok(Self {
-            config: c.clone(),
             init_conv,
             time_mlp,
             downs,
@@ -142,23 +233,8 @@ impl Unet {
         })
     }
 
-    /// The configuration this network was built from.
-    pub fn config(&self) -> &UnetConfig {
-        &self.config
-    }
-
-    /// The device holding the weights.
-    pub fn device(&self) -> &candle_core::Device {
-        self.init_conv.weight().device()
-    }
-
-    /// `model(x, time)`: `x` is `(N, C, H, W)` f32, `time` is `(N,)` integer timesteps.
-    pub fn forward(&self, x: &Tensor, time: &Tensor) -> Result<Tensor> {
-        crate::ops::on_pool(x.device(), || self.forward_here(x, time))
-    }
-
-    /// [`Self::forward`] on the calling thread.
-    fn forward_here(&self, x: &Tensor, time: &Tensor) -> Result<Tensor> {
+    /// `model(x, time)` on the calling thread (`x` already has `input_channels`).
+    fn forward(&self, x: &Tensor, time: &Tensor) -> Result<Tensor> {
         let mut x = self.init_conv.forward(x)?;
         let t = match &self.time_mlp {
             Some(m) => Some(m.forward(time)?),

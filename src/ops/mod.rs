@@ -19,6 +19,8 @@ pub mod geometry;
 pub mod group_norm;
 pub mod linear_attention;
 mod reduce;
+pub mod resample;
+pub mod scale_shift_silu;
 pub mod scratch;
 pub mod sgemm;
 pub mod silu;

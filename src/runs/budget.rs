@@ -29,7 +29,7 @@ pub use crate::memory::{available_memory, check_fits, human_bytes};
 
 use crate::device::DeviceSpec;
 use crate::model::attention::{DIM_HEAD, HEADS};
-use crate::model::{BlockKind, UnetConfig};
+use crate::model::{Arch, BlockKind, UnetConfig};
 use crate::sampler::SamplerKind;
 use crate::store::TrainConfig;
 
@@ -100,11 +100,20 @@ fn attention(dim: u128, linear_attention: bool) -> u128 {
 /// Number of scalar parameters of the UNet `c` builds (as [`crate::model::num_params`] counts
 /// them on a built model), without building it.
 pub fn param_count(c: &UnetConfig) -> u128 {
+    if c.arch == Arch::Current {
+        return param_count_current(c);
+    }
     let u = |v: usize| v as u128;
     let time = c.time_dim().map(u);
     let in_out = c.in_out();
     let n_res = in_out.len();
-    let mut p = conv(u(c.channels), u(c.init_dim()), 7, 1, true);
+    let mut p = conv(
+        u(c.input_channels()),
+        u(c.init_dim()),
+        u(c.init_kernel()),
+        1,
+        true,
+    );
     if let Some(t) = time {
         p = p
             .saturating_add(linear(u(c.dim), t))
@@ -143,6 +152,63 @@ pub fn param_count(c: &UnetConfig) -> u128 {
         );
     }
     p.saturating_add(block(c, u(c.dim), u(c.dim), None))
+        .saturating_add(conv(u(c.dim), u(c.out_dim()), 1, 1, true))
+}
+
+/// Parameters of today's UNet (`model::current`), layer by layer as it builds them.
+fn param_count_current(c: &UnetConfig) -> u128 {
+    let u = |v: usize| v as u128;
+    let t = u(c.dim).saturating_mul(4);
+    // ResnetBlock: mlp to scale and shift, two WS convs 3×3 with GroupNorm, res_conv.
+    let block = |d_in: u128, d_out: u128| {
+        let res = if d_in != d_out {
+            conv(d_in, d_out, 1, 1, true)
+        } else {
+            0
+        };
+        linear(t, d_out.saturating_mul(2))
+            .saturating_add(conv(d_in, d_out, 3, 1, true))
+            .saturating_add(norm(d_out))
+            .saturating_add(conv(d_out, d_out, 3, 1, true))
+            .saturating_add(norm(d_out))
+            .saturating_add(res)
+    };
+    let in_out = c.in_out();
+    let n_res = in_out.len();
+    let mut p = conv(
+        u(c.input_channels()),
+        u(c.init_dim()),
+        u(c.init_kernel()),
+        1,
+        true,
+    )
+    .saturating_add(linear(u(c.dim), t))
+    .saturating_add(linear(t, t));
+    for (i, &(d_in, d_out)) in in_out.iter().enumerate() {
+        let (d_in, d_out) = (u(d_in), u(d_out));
+        let resample = if i + 1 < n_res {
+            conv(d_in.saturating_mul(4), d_out, 1, 1, true)
+        } else {
+            conv(d_in, d_out, 3, 1, true)
+        };
+        p = p
+            .saturating_add(block(d_in, d_in).saturating_mul(2))
+            .saturating_add(attention(d_in, true))
+            .saturating_add(resample);
+    }
+    let mid = u(*c.dims().last().unwrap_or(&c.dim));
+    p = p
+        .saturating_add(block(mid, mid).saturating_mul(2))
+        .saturating_add(attention(mid, false));
+    for &(d_in, d_out) in in_out.iter().rev() {
+        let (d_in, d_out) = (u(d_in), u(d_out));
+        // Upsample's conv and the last stage's plain conv are both 3×3 d_out → d_in.
+        p = p
+            .saturating_add(block(d_out.saturating_add(d_in), d_out).saturating_mul(2))
+            .saturating_add(attention(d_out, true))
+            .saturating_add(conv(d_out, d_in, 3, 1, true));
+    }
+    p.saturating_add(block(u(c.dim) * 2, u(c.dim)))
         .saturating_add(conv(u(c.dim), u(c.out_dim()), 1, 1, true))
 }
 
@@ -213,8 +279,68 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
             a.add(p.saturating_mul(w));
         }
     };
-    a.add(px(side).saturating_mul(u(c.channels)));
+    a.add(px(side).saturating_mul(u(c.input_channels())));
     a.add(px(side).saturating_mul(u(c.init_dim())));
+    if c.arch == Arch::Current {
+        let full = |a: &mut Activations, p: u128, mid: u128| {
+            // Full attention: the (heads, p, p) similarity matrix, its transposed copy and its
+            // softmax, between the tensors of the qkv projection and the output.
+            for w in [mid, 3 * hidden, 3 * hidden, hidden] {
+                a.add(p.saturating_mul(w));
+            }
+            for _ in 0..3 {
+                a.add(heads.saturating_mul(p).saturating_mul(p));
+            }
+            for w in [hidden, hidden, mid, mid] {
+                a.add(p.saturating_mul(w));
+            }
+        };
+        // ResnetBlock: conv, norm, scale, shift, silu; conv, norm, silu; res_conv, sum.
+        let block = |a: &mut Activations, p: u128, d_out: u128| {
+            for w in [d_out; 10] {
+                a.add(p.saturating_mul(w));
+            }
+        };
+        let in_out = c.in_out();
+        let n_res = in_out.len();
+        for (i, &(d_in, d_out)) in in_out.iter().enumerate() {
+            let p = px(side);
+            block(&mut a, p, u(d_in));
+            block(&mut a, p, u(d_in));
+            linear_attention(&mut a, p, u(d_in));
+            a.skips = a
+                .skips
+                .saturating_add(p.saturating_mul(u(d_in)).saturating_mul(2));
+            if i + 1 < n_res {
+                side /= 2;
+                a.add(p.saturating_mul(u(d_in)));
+            }
+            a.add(px(side).saturating_mul(u(d_out)));
+        }
+        let mid = u(*c.dims().last().unwrap_or(&c.dim));
+        let p = px(side);
+        block(&mut a, p, mid);
+        full(&mut a, p, mid);
+        block(&mut a, p, mid);
+        for (i, &(d_in, d_out)) in in_out.iter().rev().enumerate() {
+            let p = px(side);
+            for _ in 0..2 {
+                a.add(p.saturating_mul(u(d_out) + u(d_in)));
+                block(&mut a, p, u(d_out));
+            }
+            linear_attention(&mut a, p, u(d_out));
+            if i + 1 < n_res {
+                side = side.saturating_mul(2);
+                a.add(px(side).saturating_mul(u(d_out)));
+            }
+            a.add(px(side).saturating_mul(u(d_in)));
+        }
+        let p = px(side);
+        a.add(p.saturating_mul(u(c.dim) * 2));
+        block(&mut a, p, u(c.dim));
+        a.add(p.saturating_mul(u(c.out_dim())));
+        return a;
+    }
     let in_out = c.in_out();
     let n_res = in_out.len();
     for (i, &(d_in, d_out)) in in_out.iter().enumerate() {
@@ -422,6 +548,26 @@ mod tests {
             out_dim: Some(6),
             init_dim: Some(16),
             dim_mults: vec![2],
+            ..UnetConfig::tiny()
+        });
+        configs.push(UnetConfig {
+            dim: 8,
+            dim_mults: vec![1, 2],
+            ..UnetConfig::current()
+        });
+        configs.push(UnetConfig {
+            dim: 16,
+            dim_mults: vec![1, 2, 4],
+            resnet_block_groups: 8,
+            init_conv_kernel: Some(7),
+            self_condition: true,
+            learned_variance: true,
+            ..UnetConfig::current()
+        });
+        configs.push(UnetConfig {
+            self_condition: true,
+            learned_variance: true,
+            init_conv_kernel: Some(3),
             ..UnetConfig::tiny()
         });
         for c in configs {

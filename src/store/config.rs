@@ -150,6 +150,17 @@ impl TrainConfig {
                 bail!("--min-snr-gamma must be a positive number, got {g}");
             }
         }
+        if self.model.learned_variance || self.model.out_dim() != self.model.channels {
+            // Seed 002's GaussianDiffusion refuses it too: the variance half needs the
+            // variational-bound loss of improved DDPM, which ddpm-lab does not train.
+            bail!(
+                "a model with {} output channels for {}-channel images (--learned-variance) can be \
+                 loaded and run (ddpm-lab forward) but not trained or sampled: the variance half \
+                 needs improved DDPM's variational-bound loss",
+                self.model.out_dim(),
+                self.model.channels
+            );
+        }
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::device::DeviceSpec;
-use crate::diffusion::{p_losses, Objective};
+use crate::diffusion::{p_losses_self_cond, Objective};
 use crate::imaging::Image8;
 use crate::model::{self, Unet};
 use crate::rng::LabRng;
@@ -306,7 +306,11 @@ impl Trainer {
         let mut rng = LabRng::derived(self.cfg.seed, 1_000 + self.step as u64);
         let t = rng.uniform_indices(n, self.cfg.timesteps);
         let noise = rng.randn(x0.dims(), &self.device)?;
-        let (loss, per_example) = p_losses(
+        // Self-conditioning on half of the steps (seed 002's `random() < 0.5`), drawn after t
+        // and the noise from the step's own stream: resuming replays it exactly, and runs
+        // without self-conditioning draw nothing more than before.
+        let self_cond = self.cfg.model.self_condition && rng.coin();
+        let (loss, per_example) = p_losses_self_cond(
             &self.model,
             &self.tables,
             self.cfg.objective,
@@ -314,6 +318,7 @@ impl Trainer {
             x0,
             &t,
             &noise,
+            self_cond,
         )?;
         let loss = match self.cfg.min_snr_gamma {
             Some(gamma) => {

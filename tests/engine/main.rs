@@ -4,10 +4,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod current_unet;
 mod eval;
 mod parity;
 mod reliability_props;
 mod resnet_variant;
 mod sampling;
 mod schedules;
+mod self_conditioning;
 mod training;

@@ -146,6 +146,14 @@ fn any_config() -> impl Strategy<Value = TrainConfig> {
                         },
                         convnext_mult: groups,
                         stage_attention: attention,
+                        // Today's UNet where the blocks are ResNet ones and attention is in
+                        // every stage (the only layout it has).
+                        arch: if resnet && attention && time {
+                            ddpm_lab::model::Arch::Current
+                        } else {
+                            ddpm_lab::model::Arch::Blog
+                        },
+                        ..UnetConfig::default()
                     },
                     timesteps,
                     batch_size: batch,

@@ -11,4 +11,6 @@ mod ops_direct_conv;
 mod ops_gelu;
 mod ops_group_norm;
 mod ops_linear_attention;
+mod ops_resample;
+mod ops_scale_shift_silu;
 mod ops_silu;
