@@ -8,5 +8,6 @@ mod tui_support;
 mod tui_e2e;
 mod tui_keys;
 mod tui_loop;
+mod tui_mouse;
 mod tui_screenshots;
 mod tui_views;

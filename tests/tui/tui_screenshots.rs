@@ -399,5 +399,11 @@ fn capture_screenshots() {
     t.shot("5-compare", "lab-mono");
     t.keys(&["?"]);
     t.shot("help", "lab-mono");
-    t.keys(&["Escape", "q"]);
+    // Runs: every run of this session (the Train run and the four Compare runs), all overlaid.
+    t.keys(&["Escape", "6"]);
+    t.wait_for("Runs in", 10);
+    t.keys(&["a"]);
+    t.wait_for("marked runs", 10);
+    t.shot("6-runs", "lab-mono");
+    t.keys(&["q"]);
 }
