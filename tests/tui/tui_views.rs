@@ -103,7 +103,12 @@ fn train_screen_idle_and_running() {
     feed(&mut app, Slot::Main, fake_run(0, 120, 2000));
     let running = snap_both(&app, "train_running");
     assert!(running.contains("step 120/2000"), "{running}");
-    assert!(running.contains("step 120 · 3 of 8 · ⅓ scale"), "{running}");
+    assert!(running.contains("step 120 · 2 of 8 · ½ scale"), "{running}");
+    let big = render(&app, 160, 48);
+    assert!(
+        big.contains("Samples at step 120 · 4 of 8 ─"),
+        "1:1 at 160×48:\n{big}"
+    );
     // Elapsed (12 s at 0.1 s per step) and the ETA are on screen at 80×24.
     assert!(running.contains("elapsed  12s · ETA "), "{running}");
     let eta = app.train.run.eta_s(app.settings.train.batch_size).unwrap();

@@ -53,9 +53,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let lr = lr_varies(&app.settings.train);
     let h = right.height;
     if right.width >= WIDE {
+        // Previews get 16 lines where the height allows: 28-pixel images at 1:1.
+        let previews_h = (h * 36 / 100).clamp(6, 16).max(h * 32 / 100);
+        let charts = h.saturating_sub(previews_h);
         let [full, mid, previews] = Layout::vertical([
-            Constraint::Percentage(36),
-            Constraint::Percentage(32),
+            Constraint::Length(charts * 53 / 100),
+            Constraint::Length(charts - charts * 53 / 100),
             Constraint::Min(6),
         ])
         .areas(right);
@@ -407,18 +410,25 @@ fn bucket_chart(frame: &mut Frame, area: Rect, run: &RunProgress, timesteps: usi
     }
 }
 
-/// How many of `n` previews to show in `inner`: all of them if they fit at ⅓ scale or more,
-/// else fewer and larger (at 80×24 two previews at ½ say more than eight at 1/6).
+/// How many of the previews to show in `inner`: at least four at 1:1 if they fit, else as
+/// many as fit at ½, else at ⅓, else one (at 80×24 two previews at ½ say more than eight at
+/// 1/6).
 fn previews_shown(images: &ImageRenderer, inner: Rect, all: &[crate::imaging::Image8]) -> usize {
     let n = all.len().min(8);
-    [8, 6, 4, 3, 2]
-        .into_iter()
-        .filter(|&k| k <= n)
-        .find(|&k| {
-            images
+    let fits = |k: usize, ratio: f64| {
+        k <= n
+            && images
                 .grid_fit(inner, &all[..k])
-                .is_some_and(|g| g.scale.ratio() >= 1.0 / 3.0)
-        })
+                .is_some_and(|g| g.scale.ratio() >= ratio)
+    };
+    let tries: [(f64, &[usize]); 3] = [
+        (1.0, &[8, 6, 4]),
+        (0.5, &[8, 6, 4, 3, 2]),
+        (1.0 / 3.0, &[8, 6, 4, 3, 2]),
+    ];
+    tries
+        .iter()
+        .find_map(|(ratio, counts)| counts.iter().copied().find(|&k| fits(k, *ratio)))
         .unwrap_or(n.min(1))
 }
 
