@@ -463,7 +463,7 @@ mod tests {
         let i = img(3, 1);
         let half = rescale(&i, Scale::Down(2));
         assert_eq!((half.width, half.height), (2, 1));
-        let avg = (i.get(0, 0, 0) as u32 + i.get(1, 0, 0) as u32 + 1) / 2;
+        let avg = (i.get(0, 0, 0) as u32 + i.get(1, 0, 0) as u32).div_ceil(2);
         assert_eq!(half.get(0, 0, 0) as u32, avg);
         assert_eq!(half.get(1, 0, 0), i.get(2, 0, 0));
     }
