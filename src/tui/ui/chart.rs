@@ -85,10 +85,11 @@ pub fn log_axis(lo: f64, hi: f64) -> ([f64; 2], Vec<String>) {
     ([lo as f64, hi as f64], labels)
 }
 
-/// Three labels of a linear axis: its ends and middle (whole numbers when the axis spans ten
-/// or more, as steps and timesteps do).
+/// Three labels of a linear axis: its ends and middle (whole numbers when the ends are whole,
+/// as steps and timesteps are, or when the axis spans ten or more).
 pub fn linear_labels(b: [f64; 2]) -> Vec<String> {
-    let whole = b[1] - b[0] >= 10.0;
+    let whole =
+        b[1] - b[0] >= 10.0 || (b[0].fract() == 0.0 && b[1].fract() == 0.0 && b[1] - b[0] >= 2.0);
     [b[0], (b[0] + b[1]) / 2.0, b[1]]
         .iter()
         .map(|&v| {
@@ -264,5 +265,6 @@ mod tests {
         );
         assert_eq!(linear_labels([0.0, 199.0]), ["0", "100", "199"]);
         assert_eq!(linear_labels([0.0, 0.5]), ["0", "0.250", "0.500"]);
+        assert_eq!(linear_labels([1.0, 10.0]), ["1", "6", "10"], "steps");
     }
 }
