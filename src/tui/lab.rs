@@ -171,14 +171,15 @@ pub fn run_with(
     }
     // Data loads in the background while the first frame is drawn.
     app.start();
-    // Raw mode, alternate screen, and a panic hook that restores the terminal.
+    // Raw mode, alternate screen, mouse reports, and a panic hook that restores all three.
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    let guard = TerminalGuard::enable_mouse();
     // SIGTERM, SIGHUP and an outside SIGINT (Ctrl-C itself is a key in raw mode): the main loop
     // sees the first and shuts down as on Ctrl-C (running runs are checkpointed); a second one
     // restores the terminal and exits at once.
     let _ = crate::signals::install(|n| {
         if n >= 2 {
-            ratatui::restore();
+            restore_terminal();
             std::process::exit(crate::signals::EXIT_AT_ONCE);
         }
     });
@@ -190,7 +191,7 @@ pub fn run_with(
     let result = first
         .map_err(anyhow::Error::from)
         .and_then(|_| run_app(&mut terminal, &mut app, &images, &mut CrosstermEvents));
-    ratatui::restore();
+    drop(guard);
     if result.is_err() {
         // The terminal failed (a hung-up terminal after SIGHUP cannot be drawn on): running
         // runs are still checkpointed before the process ends.
@@ -235,6 +236,39 @@ pub fn exit_message(runs: &[PathBuf]) -> Vec<String> {
         lines.push(format!("  sample:   {}", cmds[1]));
     }
     lines
+}
+
+/// Gives the terminal back: mouse reports off, then ratatui's restore (raw mode off, main
+/// screen). Safe to call more than once.
+pub fn restore_terminal() {
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+    ratatui::restore();
+}
+
+/// Holds the terminal in the lab's mode with mouse reports on: dropping it (normal exit, an
+/// error, a panic unwinding) restores the terminal, and a panic hook does the same before the
+/// panic message is printed.
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enable_mouse() -> Self {
+        // After ratatui's hook (installed by `try_init`), so ours runs first and the mouse
+        // is off before the message is printed.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+            previous(info);
+        }));
+        // Without mouse reports the lab still works by keys.
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture);
+        TerminalGuard
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
 }
 
 /// Shuts the app down without a terminal: stops every running run with a checkpoint and waits

@@ -1,10 +1,11 @@
-//! The lab's terminal UI: five screens (Data, Schedules, Train, Sample, Compare) over the
-//! engine, which runs on worker threads.
+//! The lab's terminal UI: six screens (Data, Schedules, Train, Sample, Compare, Runs) over
+//! the engine, which runs on worker threads.
 //!
 //! Layout of the module (gitui style):
 //! - [`state`]: one controller per screen (its state, commands and worker messages, returning
 //!   [`state::Effect`]s) and the [`App`] that routes between them and the engine.
-//! - [`event`]: key → [`event::Command`] through the one key table, pure and unit-tested.
+//! - [`event`]: key → [`event::Command`] through the one key table, mouse → command by the
+//!   drawn layout; pure and unit-tested.
 //! - [`ui`]: views only, one file per screen or panel.
 //! - [`workers`]: the [`Engine`] interface and the messages workers send back.
 //!
@@ -102,6 +103,11 @@ where
             match ev {
                 Event::Key(key) => {
                     event::handle_key(app, key);
+                }
+                Event::Mouse(m) => {
+                    let size = terminal.size()?;
+                    let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+                    event::handle_mouse(app, m, area);
                 }
                 Event::Resize(..) => {
                     terminal.autoresize()?;

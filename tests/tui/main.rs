@@ -10,6 +10,7 @@ mod tui_support;
 mod tui_e2e;
 mod tui_keys;
 mod tui_loop;
+mod tui_mouse;
 mod tui_screenshots;
 mod tui_status;
 mod tui_views;

@@ -248,7 +248,7 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     tmux.keys(&["5"]);
     tmux.wait_for("Loss by schedule", 5);
     tmux.keys(&["?"]);
-    tmux.wait_for("Keys (? or Esc closes)", 5);
+    tmux.wait_for("? or Esc closes", 5);
     tmux.keys(&["Escape"]);
 
     // Quit: the run is saved, so no question; the shell sees exit status 0 and cooked mode,

@@ -25,8 +25,12 @@ fn tabs_switch_by_number_and_tab() {
     assert_eq!(app.tab, Tab::Sample);
     handle_key(&mut app, key(KeyCode::Tab));
     handle_key(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.tab, Tab::Runs);
+    handle_key(&mut app, key(KeyCode::Tab));
     assert_eq!(app.tab, Tab::Data);
     handle_key(&mut app, key(KeyCode::BackTab));
+    assert_eq!(app.tab, Tab::Runs);
+    handle_key(&mut app, ch('5'));
     assert_eq!(app.tab, Tab::Compare);
 }
 

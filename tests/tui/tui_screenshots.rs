@@ -338,6 +338,35 @@ fn capture_screenshots() {
         panic!("{font_path} is not a valid font");
     }
     let bin = env!("CARGO_BIN_EXE_ddpm-lab");
+    // SHOT_RUNS_DIR=<runs directory>: only the Runs screen, over runs already on disk.
+    if let Ok(runs) = std::env::var("SHOT_RUNS_DIR") {
+        let t = Tmux(format!("ddpm-lab-shots-runs-{}", std::process::id()));
+        let script = format!(
+            "TERM=xterm-256color COLORTERM=truecolor '{bin}' --fresh --halfblocks \
+             --dataset shapes --runs-dir '{runs}'; sleep 5"
+        );
+        t.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "lab",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        t.wait_for("1 Data", 30);
+        t.keys(&["6"]);
+        t.wait_for("Runs in", 30);
+        t.keys(&["a"]);
+        t.wait_for("marked runs", 10);
+        t.shot("6-runs", "lab-mono");
+        t.keys(&["q"]);
+        return;
+    }
     let dataset = std::env::var("SHOT_DATASET").unwrap_or_else(|_| "shapes".into());
     let extra = std::env::var("SHOT_ARGS").unwrap_or_default();
     let tmp = tempfile::tempdir().unwrap();
@@ -399,5 +428,11 @@ fn capture_screenshots() {
     t.shot("5-compare", "lab-mono");
     t.keys(&["?"]);
     t.shot("help", "lab-mono");
-    t.keys(&["Escape", "q"]);
+    // Runs: every run of this session (the Train run and the four Compare runs), all overlaid.
+    t.keys(&["Escape", "6"]);
+    t.wait_for("Runs in", 10);
+    t.keys(&["a"]);
+    t.wait_for("marked runs", 10);
+    t.shot("6-runs", "lab-mono");
+    t.keys(&["q"]);
 }

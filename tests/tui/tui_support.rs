@@ -15,8 +15,8 @@ use ddpm_lab::tui::settings::{LabSettings, TrainSettings};
 use ddpm_lab::tui::state::{App, Tab};
 use ddpm_lab::tui::ui::{self, ImageRenderer};
 use ddpm_lab::tui::workers::{
-    DataInfo, DataMsg, Engine, ExportRequest, Frames, OpenedRun, RunSummary, SampleRequest, Slot,
-    TrainRequest, WorkerMsg,
+    DataInfo, DataMsg, Engine, ExportRequest, Frames, OpenedRun, RunRecord, RunSummary,
+    SampleRequest, Slot, TrainRequest, WorkerMsg,
 };
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -32,6 +32,7 @@ pub enum Call {
     Watch(PathBuf, usize),
     ListRuns,
     OpenRun(PathBuf),
+    ScanRuns,
 }
 
 /// Shared record of calls and the receivers of every training run's commands.
@@ -40,6 +41,8 @@ pub struct Record {
     pub calls: Vec<Call>,
     pub commands: Vec<(Slot, Receiver<TrainCommand>)>,
     pub runs: Vec<RunSummary>,
+    /// What `scan_runs` answers (the Runs screen's table).
+    pub records: Vec<RunRecord>,
     pub opened: Option<OpenedRun>,
     /// Stop channels of watchers (disconnected once the app drops its handle).
     pub watchers: Vec<Receiver<()>>,
@@ -117,6 +120,12 @@ impl Engine for FakeEngine {
         Some(tx)
     }
     /// Answers at once on `tx`, as a worker would.
+    fn scan_runs(&mut self, tx: Sender<WorkerMsg>) {
+        let mut rec = self.0.lock().unwrap();
+        rec.calls.push(Call::ScanRuns);
+        let _ = tx.send(WorkerMsg::RunTable(rec.records.clone()));
+    }
+    /// Answers at once on `tx`, as a worker would.
     fn open_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
         let mut rec = self.0.lock().unwrap();
         rec.calls.push(Call::OpenRun(dir.to_path_buf()));
@@ -166,6 +175,37 @@ pub fn data_info() -> DataInfo {
         label_counts: vec![2000, 2100, 1900],
         examples: (0..24).map(|i| (shape(i, i), i % 3)).collect(),
     }
+}
+
+/// Fashion-MNIST's ten labels with counts that differ (so each can be found on screen).
+pub fn data_info_ten() -> DataInfo {
+    let names = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ];
+    DataInfo {
+        name: "fashion_mnist".into(),
+        source: "Hub zalando-datasets/fashion_mnist (cache)".into(),
+        n_train: 60_000,
+        n_test: Some(10_000),
+        shape: (1, 28, 28),
+        label_names: names.iter().map(|n| n.to_string()).collect(),
+        label_counts: ten_counts(),
+        examples: (0..24).map(|i| (shape(i, i), i % 10)).collect(),
+    }
+}
+
+/// The label counts of [`data_info_ten`].
+pub fn ten_counts() -> Vec<usize> {
+    (0..10).map(|i| 5_950 + 11 * i).collect()
 }
 
 /// Settings of the tests: a tiny CPU run on the shapes dataset.

@@ -1,17 +1,37 @@
-//! Snapshot tests of every screen, drawn with ratatui's TestBackend from synthetic worker
-//! messages (a fake dataset, a fake training run, fake denoising frames).
+//! Snapshot tests of every screen and window at the advertised minimum (80×24) and at 160×48,
+//! drawn with ratatui's TestBackend from synthetic worker messages (a fake dataset, a fake
+//! training run, fake denoising frames, fake runs on disk). At 80×24 the numbers a screen is
+//! for are asserted on screen: ETA and elapsed, all ten label counts, all four ᾱ_T.
 
 use crate::tui_support;
 
 use crossterm::event::KeyCode;
+use ddpm_lab::eval::Quality;
+use ddpm_lab::schedule::{BetaSchedule, ScheduleTables};
 use ddpm_lab::train::events::TrainEvent;
 use ddpm_lab::tui::event::handle_key;
-use ddpm_lab::tui::state::Tab;
-use ddpm_lab::tui::workers::{DataMsg, LoadStage, SampleMsg, Slot, WorkerMsg};
+use ddpm_lab::tui::settings::TrainSettings;
+use ddpm_lab::tui::state::{App, Tab};
+use ddpm_lab::tui::workers::{
+    DataMsg, LoadStage, RunRecord, RunSummary, SampleMsg, Slot, WorkerMsg,
+};
 use tui_support::*;
 
-const W: u16 = 120;
-const H: u16 = 40;
+/// The advertised minimum and a roomy terminal.
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+/// Renders at both sizes and snapshots each as `{name}_{w}x{h}`; returns the 80×24 screen.
+fn snap_both(app: &App, name: &str) -> String {
+    let mut small = String::new();
+    for (w, h) in SIZES {
+        let screen = render(app, w, h);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), screen);
+        if w == 80 {
+            small = screen;
+        }
+    }
+    small
+}
 
 #[test]
 fn data_screen_while_downloading() {
@@ -25,33 +45,51 @@ fn data_screen_while_downloading() {
             bytes_per_s: 4_200_000.0,
         },
     }));
-    let screen = render(&app, W, H);
+    let screen = snap_both(&app, "data_downloading");
     assert!(screen.contains("12.5 MB / 30.9 MB · 4.2 MB/s"), "{screen}");
-    insta::assert_snapshot!(screen);
 }
 
 #[test]
-fn data_screen_ready() {
+fn data_screen_shows_all_ten_label_counts_at_80x24() {
     let (mut app, _) = app();
-    load_data(&mut app);
-    let screen = render(&app, W, H);
-    assert!(screen.contains("6000 images"));
-    assert!(screen.contains("disc"));
-    insta::assert_snapshot!(screen);
+    app.data.requested = "fashion_mnist".into();
+    app.handle_msg(WorkerMsg::Data(DataMsg::Ready(Box::new(data_info_ten()))));
+    let screen = snap_both(&app, "data_ready");
+    for count in ten_counts() {
+        assert!(screen.contains(&format!(" {count}")), "{count}:\n{screen}");
+    }
+    for name in ["T-shirt/top", "Ankle boot"] {
+        assert!(screen.contains(name), "{name}:\n{screen}");
+    }
+    assert!(screen.contains("60000 images · test 10000"), "{screen}");
+    // Four examples at half size (one 1:1 example would not fit four), and the title says so.
+    assert!(screen.contains("Examples · ½ scale"), "{screen}");
+    let big = render(&app, 160, 48);
+    assert!(big.contains("Examples · 28×28 px"), "1:1 at 160×48:\n{big}");
 }
 
 #[test]
-fn schedules_screen() {
+fn schedules_screen_shows_every_final_alpha_bar_at_80x24() {
     let (mut app, _) = app();
     load_data(&mut app);
     handle_key(&mut app, ch('2'));
     for _ in 0..20 {
         handle_key(&mut app, key(KeyCode::Right));
     }
-    let screen = render(&app, W, H);
+    let screen = snap_both(&app, "schedules");
     assert!(screen.contains("t = 120"), "{screen}");
     assert!(screen.contains("x_T keeps 36% signal"), "{screen}");
-    insta::assert_snapshot!(screen);
+    for s in BetaSchedule::ALL {
+        let tab = ScheduleTables::new(s, 200).unwrap();
+        let last = format!("{:.1e}", tab.alphas_cumprod[199]);
+        assert!(
+            screen.contains(&format!("{:<10}ᾱ_T {last}", s.name())),
+            "{s} ᾱ_T {last}:\n{screen}"
+        );
+    }
+    // β on a log axis: labelled in decades.
+    assert!(screen.contains("β_t log"), "{screen}");
+    assert!(screen.contains("1e-4"), "{screen}");
 }
 
 #[test]
@@ -59,15 +97,53 @@ fn train_screen_idle_and_running() {
     let (mut app, _) = app();
     load_data(&mut app);
     app.tab = Tab::Train;
-    let idle = render(&app, W, H);
-    assert!(idle.contains("no steps yet"));
-    insta::assert_snapshot!("train_idle", idle);
+    let idle = snap_both(&app, "train_idle");
+    assert!(idle.contains("no steps yet"), "{idle}");
     handle_key(&mut app, ch(' '));
     feed(&mut app, Slot::Main, fake_run(0, 120, 2000));
-    let running = render(&app, W, H);
+    let running = snap_both(&app, "train_running");
     assert!(running.contains("step 120/2000"), "{running}");
-    assert!(running.contains("Samples at step 120"), "{running}");
-    insta::assert_snapshot!("train_running", running);
+    assert!(running.contains("step 120 · 2 of 8 · ½ scale"), "{running}");
+    let big = render(&app, 160, 48);
+    assert!(
+        big.contains("Samples at step 120 · 4 of 8 ─"),
+        "1:1 at 160×48:\n{big}"
+    );
+    // Elapsed (12 s at 0.1 s per step) and the ETA are on screen at 80×24.
+    assert!(running.contains("elapsed  12s · ETA "), "{running}");
+    let eta = app.train.run.eta_s(app.settings.train.batch_size).unwrap();
+    let eta = ddpm_lab::tui::ui::theme::duration(eta);
+    assert!(
+        running.contains(&format!("ETA {eta}")),
+        "ETA {eta}:\n{running}"
+    );
+    // The loss-by-timestep axis reads whole numbers, not "0 2 4 6 8 1 1 1 1".
+    assert!(running.contains("0     40    80    120   160"), "{running}");
+    assert!(!running.contains("1 1 1"), "{running}");
+}
+
+#[test]
+fn train_screen_charts_the_learning_rate_when_it_varies() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    app.settings.train.warmup_steps = 100;
+    app.settings.train.lr_cosine_decay = true;
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, fake_run(0, 120, 2000));
+    let screen = snap_both(&app, "train_lr");
+    assert!(screen.contains("Learning rate"), "{screen}");
+    let plain = {
+        let (mut app, _) = tui_support::app();
+        app.settings.train.warmup_steps = 0;
+        app.settings.train.lr_cosine_decay = false;
+        app.tab = Tab::Train;
+        render(&app, 80, 24)
+    };
+    assert!(
+        !plain.contains("Learning rate"),
+        "constant lr: no chart\n{plain}"
+    );
 }
 
 #[test]
@@ -90,16 +166,19 @@ fn sample_screen_steps_through_frames() {
         slot: Slot::Main,
         msg: SampleMsg::Progress { done: 5, total: 20 },
     });
-    insta::assert_snapshot!("sample_running", render(&app, W, H));
+    snap_both(&app, "sample_running");
     app.handle_msg(WorkerMsg::Sample {
         slot: Slot::Main,
         msg: SampleMsg::Done(Box::new(frames(4, 20))),
     });
     handle_key(&mut app, key(KeyCode::Home));
     handle_key(&mut app, key(KeyCode::PageDown));
-    let screen = render(&app, W, H);
+    let screen = snap_both(&app, "sample_frames");
     assert!(screen.contains("frame 11/21"), "{screen}");
-    insta::assert_snapshot!("sample_frames", screen);
+    // Four 28×28 images do not fit 1:1 in half of 80 columns: the panels say how small.
+    assert!(screen.contains("¼ scale"), "{screen}");
+    let big = render(&app, 160, 48);
+    assert!(!big.contains(" scale"), "1:1 at 160×48:\n{big}");
 }
 
 #[test]
@@ -117,7 +196,7 @@ fn compare_screen_training_and_sampled() {
         }
         feed(&mut app, Slot::Compare(*s), run);
     }
-    insta::assert_snapshot!("compare_training", render(&app, W, H));
+    snap_both(&app, "compare_training");
     for s in ALL {
         feed(
             &mut app,
@@ -139,27 +218,149 @@ fn compare_screen_training_and_sampled() {
     for _ in 0..3 {
         handle_key(&mut app, key(KeyCode::Right));
     }
-    let screen = render(&app, W, H);
+    let screen = snap_both(&app, "compare_sampled");
     assert!(screen.contains("frame 4/11"), "{screen}");
-    insta::assert_snapshot!("compare_sampled", screen);
+    for s in ALL {
+        assert!(screen.contains(s.name()), "{s}:\n{screen}");
+    }
 }
 
 #[test]
-fn help_overlay_and_quit_question() {
+fn help_scrolls_where_it_does_not_fit_and_quit_question() {
     let (mut app, _) = app();
     load_data(&mut app);
+    app.tab = Tab::Sample;
     handle_key(&mut app, ch('?'));
-    let help = render(&app, W, H);
-    assert!(help.contains("export a PNG grid and an animated GIF"));
-    insta::assert_snapshot!("help", help);
+    let help = snap_both(&app, "help");
+    // The current screen's keys come right after the global ones.
+    assert!(help.contains("export a PNG grid"), "{help}");
+    assert!(help.contains("↑↓ PgUp/PgDn scroll"), "{help}");
+    let big = render(&app, 160, 48);
+    assert!(
+        big.contains("Keys (? or Esc closes)"),
+        "all rows fit:\n{big}"
+    );
+    for _ in 0..40 {
+        handle_key(&mut app, key(KeyCode::Down));
+    }
+    let end = render(&app, 80, 24);
+    insta::assert_snapshot!("help_scrolled_80x24", end);
+    assert!(end.contains("click a row"), "the last row:\n{end}");
     handle_key(&mut app, key(KeyCode::Esc));
     app.tab = Tab::Train;
     handle_key(&mut app, ch(' '));
     feed(&mut app, Slot::Main, fake_run(0, 5, 100));
     handle_key(&mut app, ch('q'));
-    let ask = render(&app, W, H);
-    assert!(ask.contains("A run is training."));
-    insta::assert_snapshot!("confirm_quit", ask);
+    let ask = snap_both(&app, "confirm_quit");
+    assert!(ask.contains("A run is training."), "{ask}");
+}
+
+/// A run on disk as the Runs screen gets it from the engine.
+pub fn record(name: &str, schedule: BetaSchedule, step: usize, scale: f64) -> RunRecord {
+    let settings = TrainSettings {
+        schedule,
+        steps: 400,
+        ..TrainSettings::default()
+    };
+    let curve: Vec<(f64, f64)> = (1..=step)
+        .map(|i| (i as f64, scale * stats(i).loss))
+        .collect();
+    RunRecord {
+        summary: RunSummary {
+            dir: format!("runs/{name}").into(),
+            settings: Some(settings),
+            dataset: Some("fashion_mnist".into()),
+            step,
+        },
+        last_loss: curve.last().map(|p| p.1),
+        last_step: step,
+        quality: (step >= 200).then(|| {
+            (
+                step,
+                Quality {
+                    n: 64,
+                    frechet: Some(41.5),
+                    recognised: 0.52,
+                    class_fractions: vec![0.1; 10],
+                    mean_confidence: 0.7,
+                },
+            )
+        }),
+        curve,
+    }
+}
+
+/// Four runs, one of them a Compare run one directory down.
+pub fn records() -> Vec<RunRecord> {
+    vec![
+        record(
+            "20260102-093000-cosine-long-name",
+            BetaSchedule::Cosine,
+            400,
+            1.0,
+        ),
+        record("20260101-120000-linear", BetaSchedule::Linear, 200, 1.3),
+        record(
+            "20260101-000000-compare/quadratic",
+            BetaSchedule::Quadratic,
+            60,
+            1.6,
+        ),
+        record("20251231-235959-sigmoid", BetaSchedule::Sigmoid, 0, 1.0),
+    ]
+}
+
+#[test]
+fn runs_screen_lists_runs_and_overlays_the_marked_curves() {
+    let (mut app, engine) = app();
+    engine.0.lock().unwrap().records = records();
+    handle_key(&mut app, ch('6'));
+    let reading = render(&app, 80, 24);
+    assert!(reading.contains("reading the runs"), "{reading}");
+    app.pump();
+    handle_key(&mut app, ch(' '));
+    handle_key(&mut app, key(KeyCode::Down));
+    handle_key(&mut app, key(KeyCode::Down));
+    handle_key(&mut app, ch(' '));
+    let screen = snap_both(&app, "runs");
+    assert!(screen.contains("2 marked runs"), "{screen}");
+    // Every run with its schedule, its progress and the distinctive end of its name.
+    for (end, schedule, steps) in [
+        ("cosine-long-name", "cosine", "400/400"),
+        ("120000-linear", "linear", "200/400"),
+        ("compare/quadratic", "quadratic", "60/400"),
+        ("235959-sigmoid", "sigmoid", "0/400"),
+    ] {
+        let line = screen
+            .lines()
+            .find(|l| l.contains(end))
+            .unwrap_or_else(|| panic!("{end}:\n{screen}"));
+        assert!(line.contains(schedule) && line.contains(steps), "{line}");
+    }
+    assert!(
+        screen.contains("52%"),
+        "the score of runs with one:\n{screen}"
+    );
+    let empty = {
+        let (mut app, _) = tui_support::app();
+        handle_key(&mut app, ch('6'));
+        app.pump();
+        render(&app, 80, 24)
+    };
+    assert!(empty.contains("no runs in runs yet"), "{empty}");
+}
+
+#[test]
+fn open_run_dialog_keeps_the_end_of_run_names_at_80x24() {
+    let (mut app, engine) = app();
+    engine.0.lock().unwrap().runs = records().into_iter().map(|r| r.summary).collect();
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('o'));
+    app.pump();
+    let screen = snap_both(&app, "open_run");
+    for end in ["cosine-long-name", "compare/quadratic", "235959-sigmoid"] {
+        assert!(screen.contains(end), "{end}:\n{screen}");
+    }
 }
 
 #[test]

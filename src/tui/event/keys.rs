@@ -22,6 +22,8 @@ pub enum Scope {
     Help,
     /// In the "quit?" question.
     ConfirmQuit,
+    /// The mouse (rows whose "keys" are gestures, handled by [`super::mouse`]).
+    Mouse,
 }
 
 impl Scope {
@@ -33,12 +35,16 @@ impl Scope {
             Scope::Picker => "run picker",
             Scope::Help => "help",
             Scope::ConfirmQuit => "quit?",
+            Scope::Mouse => "mouse",
         }
     }
 
     /// Whether the help overlay lists the scope (windows show their own keys).
     pub fn in_help(self) -> bool {
-        matches!(self, Scope::Always | Scope::Global | Scope::Screen(_))
+        matches!(
+            self,
+            Scope::Always | Scope::Global | Scope::Screen(_) | Scope::Mouse
+        )
     }
 }
 
@@ -169,12 +175,13 @@ const SCHEDULES: Scope = Scope::Screen(Tab::Schedules);
 const TRAIN: Scope = Scope::Screen(Tab::Train);
 const SAMPLE: Scope = Scope::Screen(Tab::Sample);
 const COMPARE: Scope = Scope::Screen(Tab::Compare);
+const RUNS: Scope = Scope::Screen(Tab::Runs);
 
 /// Every key of the lab: global keys, then each screen's, then those of the windows.
 pub const KEY_HELP: &[KeyHelp] = &[
     row(
         GLOBAL,
-        "1-5 / Tab / Shift-Tab",
+        "1-6 / Tab / Shift-Tab",
         "switch screen",
         &[
             b(ch('1'), C::GoTo(Tab::Data)),
@@ -182,6 +189,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
             b(ch('3'), C::GoTo(Tab::Train)),
             b(ch('4'), C::GoTo(Tab::Sample)),
             b(ch('5'), C::GoTo(Tab::Compare)),
+            b(ch('6'), C::GoTo(Tab::Runs)),
             b(key(K::Tab), C::CycleTab(1)),
             b(key(K::BackTab), C::CycleTab(-1)),
         ],
@@ -397,6 +405,61 @@ pub const KEY_HELP: &[KeyHelp] = &[
         ],
     ),
     row(
+        RUNS,
+        "↑ / ↓  ·  PgUp / PgDn",
+        "highlight another run  ·  ten rows on",
+        &[
+            b(key(K::Up), C::RunsMove(-1)),
+            b(ch('k'), C::RunsMove(-1)),
+            b(key(K::Down), C::RunsMove(1)),
+            b(ch('j'), C::RunsMove(1)),
+            b(key(K::PageUp), C::RunsMove(-10)),
+            b(key(K::PageDown), C::RunsMove(10)),
+            b(key(K::Home), C::RunsMove(i64::MIN / 2)),
+            b(key(K::End), C::RunsMove(i64::MAX / 2)),
+        ],
+    ),
+    row(
+        RUNS,
+        "space / Enter  ·  a",
+        "overlay the run's loss curve or remove it  ·  all / none",
+        &[
+            b(ch(' '), C::RunsToggle),
+            b(key(K::Enter), C::RunsToggle),
+            b(ch('a'), C::RunsToggleAll),
+        ],
+    ),
+    row(
+        RUNS,
+        "o  ·  r",
+        "open the run on Train (space there continues it)  ·  read the runs again",
+        &[b(ch('o'), C::RunsOpen), b(ch('r'), C::RunsRefresh)],
+    ),
+    row(
+        Scope::Mouse,
+        "click a tab",
+        "go to that screen",
+        &[],
+    ),
+    row(
+        Scope::Mouse,
+        "wheel",
+        "scroll the list of the screen or window (Runs, run picker, help, Train settings)  ·  step frames (Sample, Compare), move t (Schedules)",
+        &[],
+    ),
+    row(
+        Scope::Mouse,
+        "click / drag the frame bar",
+        "go to that frame (Sample, Compare)",
+        &[],
+    ),
+    row(
+        Scope::Mouse,
+        "click a row",
+        "highlight it (Runs, run picker, Train settings)",
+        &[],
+    ),
+    row(
         Scope::Picker,
         "↑ / ↓",
         "highlight another run",
@@ -421,6 +484,19 @@ pub const KEY_HELP: &[KeyHelp] = &[
             b(key(K::Esc), C::Close),
             b(ch('q'), C::Close),
             b(ch('o'), C::Close),
+        ],
+    ),
+    row(
+        Scope::Help,
+        "↑ / ↓  ·  PgUp / PgDn",
+        "scroll the help",
+        &[
+            b(key(K::Up), C::HelpScroll(-1)),
+            b(ch('k'), C::HelpScroll(-1)),
+            b(key(K::Down), C::HelpScroll(1)),
+            b(ch('j'), C::HelpScroll(1)),
+            b(key(K::PageUp), C::HelpScroll(-10)),
+            b(key(K::PageDown), C::HelpScroll(10)),
         ],
     ),
     row(
@@ -502,6 +578,7 @@ pub fn hints(scope: &str) -> &'static str {
         "Train" => "space start/pause · ↑↓←→ edit · b blog · c ckpt · o open",
         "Sample" => "g generate · ←/→ PgUp/PgDn frames · p play · e export",
         "Compare" => "space train all · m mode · g sample · ←/→ p frames",
+        "Runs" => "↑↓ run · space overlay · a all · o open · r reload",
         _ => "",
     }
 }
@@ -524,7 +601,7 @@ mod tests {
 
     #[test]
     fn every_shown_key_is_bound_by_its_row() {
-        for row in KEY_HELP {
+        for row in KEY_HELP.iter().filter(|r| r.scope != Scope::Mouse) {
             for token in row.keys.split_whitespace() {
                 if token == "/" || token == "·" {
                     continue;
@@ -564,8 +641,8 @@ mod tests {
         assert_eq!(command(&train, ch('g')), None);
         assert_eq!(command(&train, ctrl('c')), Some(Command::Interrupt));
         assert_eq!(command(&[Scope::Always, Scope::Help], ch('3')), None);
-        assert_eq!(help_rows().count(), 26);
-        let row = KEY_HELP.iter().find(|r| r.keys == "1-5 / Tab / Shift-Tab");
+        assert_eq!(help_rows().count(), 33);
+        let row = KEY_HELP.iter().find(|r| r.keys == "1-6 / Tab / Shift-Tab");
         assert!(row.is_some_and(|r| r.unshown().is_empty()));
     }
 

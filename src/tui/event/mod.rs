@@ -3,12 +3,14 @@
 //! tested without rendering.
 
 pub mod keys;
+pub mod mouse;
 
 use crossterm::event::{KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::state::{App, Overlay, Tab};
 
 pub use keys::{Binding, Key, KeyHelp, Scope, KEY_HELP};
+pub use mouse::handle_mouse;
 
 /// Everything a key can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +83,22 @@ pub enum Command {
     CompareMode,
     /// Compare: steps per run.
     CompareSteps(i32),
+    /// Sample / Compare: go to a frame (the mouse on the frame bar).
+    SeekFrame(usize),
+    /// Help: scroll by rows.
+    HelpScroll(i32),
+    /// Runs: move the highlight.
+    RunsMove(i64),
+    /// Runs: highlight a row (a mouse click).
+    RunsSelect(usize),
+    /// Runs: overlay the highlighted run's loss curve, or remove it.
+    RunsToggle,
+    /// Runs: overlay every run, or none.
+    RunsToggleAll,
+    /// Runs: open the highlighted run on the Train screen.
+    RunsOpen,
+    /// Runs: read the runs directory again.
+    RunsRefresh,
 }
 
 /// The command a key stands for in the app's current state (None: the key does nothing): the

@@ -45,6 +45,9 @@ pub enum Effect {
     Export(ExportRequest),
     /// Asks the engine for the runs on disk (they arrive as `WorkerMsg::Runs`).
     ListRuns,
+    /// Asks the engine for every run with its curve and score (they arrive as
+    /// `WorkerMsg::RunTable`).
+    ScanRuns,
     /// Asks the engine for one run (it arrives as `WorkerMsg::RunOpened`).
     OpenRun(PathBuf),
     /// Opens the run picker over these runs.
@@ -138,12 +141,15 @@ impl App {
             }
             Effect::Export(req) => self.engine.export(req, tx),
             Effect::ListRuns => self.engine.list_runs(tx),
+            Effect::ScanRuns => self.engine.scan_runs(tx),
             Effect::OpenRun(dir) => self.engine.open_run(&dir, tx),
             Effect::ShowPicker(picker) => {
                 self.notice = None;
                 self.picker = Some(picker);
             }
             Effect::ShowRun(opened) => {
+                // Opened from the picker (on Train) or the Runs screen: Train shows it.
+                self.tab = super::Tab::Train;
                 let effects = self.train.open(*opened, &mut ctx!(self));
                 self.run(effects);
             }

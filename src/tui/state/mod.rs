@@ -25,6 +25,7 @@ pub mod effect;
 pub mod notice;
 pub mod picker;
 pub mod run;
+pub mod runs;
 pub mod sample;
 pub mod schedules;
 pub mod tab;
@@ -41,6 +42,7 @@ use compare::CompareState;
 use data::DataState;
 pub use effect::{utc_stamp, Ctx, Effect, Notice, Topic};
 pub use picker::{PickerWait, RunPicker};
+use runs::RunsState;
 use sample::SampleState;
 use schedules::SchedulesState;
 pub use tab::{Lifecycle, Overlay, Tab};
@@ -74,6 +76,10 @@ pub struct App {
     pub sample: SampleState,
     /// Compare screen.
     pub compare: CompareState,
+    /// Runs screen.
+    pub runs: RunsState,
+    /// First row of the help window shown (it scrolls on small terminals).
+    pub help_scroll: usize,
     /// Latest message.
     pub notice: Option<Notice>,
     /// A redraw is needed.
@@ -100,6 +106,8 @@ impl App {
             train: TrainState::default(),
             sample: SampleState::default(),
             compare: CompareState::default(),
+            runs: RunsState::default(),
+            help_scroll: 0,
             notice: None,
             dirty: true,
             run_stamp: Box::new(utc_stamp),
@@ -276,21 +284,30 @@ impl App {
                 self.picker = None;
                 Vec::new()
             }
-            Command::GoTo(tab) => {
-                self.tab = tab;
-                Vec::new()
-            }
-            Command::CycleTab(d) => {
-                self.tab = self.tab.cycle(d);
-                Vec::new()
-            }
+            Command::GoTo(tab) => self.go_to(tab),
+            Command::CycleTab(d) => self.go_to(self.tab.cycle(d)),
             Command::ToggleHelp => {
                 self.overlay = match self.overlay {
                     Overlay::Help => Overlay::None,
                     _ => Overlay::Help,
                 };
+                self.help_scroll = 0;
                 Vec::new()
             }
+            Command::HelpScroll(d) => {
+                let last = super::event::keys::help_rows().count().saturating_sub(1) as i64;
+                self.help_scroll = (self.help_scroll as i64 + d as i64).clamp(0, last) as usize;
+                Vec::new()
+            }
+            Command::SeekFrame(i) => {
+                match self.tab {
+                    Tab::Sample => self.sample.cursor.seek(i),
+                    Tab::Compare => self.compare.cursor.seek(i),
+                    _ => {}
+                }
+                Vec::new()
+            }
+            Command::RunsOpen => self.open_highlighted_run(),
             Command::OpenRun => {
                 let root = self.settings.runs_root();
                 self.picker_wait.request(self.any_active(), &root)
@@ -315,10 +332,36 @@ impl App {
                     self.sample.handle(cmd, source, &mut ctx!(self))
                 }
                 Tab::Compare => self.compare.handle(cmd, &mut ctx!(self)),
+                Tab::Runs => self.runs.handle(cmd),
             },
         };
         self.run(effects);
         self.expire_notice();
+    }
+
+    /// Shows `tab`; the Runs screen reads the runs directory again each time it is shown.
+    fn go_to(&mut self, tab: Tab) -> Vec<Effect> {
+        self.tab = tab;
+        if tab == Tab::Runs {
+            self.runs.refresh()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// `o` on the Runs screen: reads the highlighted run as the picker would and shows it on
+    /// the Train screen (refused while a run trains).
+    fn open_highlighted_run(&mut self) -> Vec<Effect> {
+        if self.any_active() {
+            return vec![Effect::error("pause and finish the current run first")];
+        }
+        match self.runs.highlighted() {
+            Some(r) => self.picker_wait.open(RunPicker {
+                runs: vec![r.summary.clone()],
+                selected: 0,
+            }),
+            None => Vec::new(),
+        }
     }
 
     /// Applies one worker message: hands it to the screen it belongs to.
@@ -341,6 +384,10 @@ impl App {
                 self.picker_wait.on_runs(runs, busy, &root)
             }
             WorkerMsg::RunOpened(result) => self.picker_wait.on_opened(result, self.any_active()),
+            WorkerMsg::RunTable(runs) => {
+                self.runs.on_runs(runs);
+                Vec::new()
+            }
         };
         self.run(effects);
         self.expire_notice();

@@ -64,6 +64,14 @@ impl FrameCursor {
         self.index = (self.index as i64 + delta).clamp(0, self.len as i64 - 1) as usize;
     }
 
+    /// Goes to frame `i` (clamped) and stops playing (the mouse took over).
+    pub fn seek(&mut self, i: usize) {
+        if self.len > 0 {
+            self.index = i.min(self.len - 1);
+            self.playing = false;
+        }
+    }
+
     /// First frame.
     pub fn home(&mut self) {
         self.index = 0;

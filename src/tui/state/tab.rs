@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// The five screens.
+/// The six screens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     /// Dataset source, examples, label counts.
@@ -15,16 +15,19 @@ pub enum Tab {
     Sample,
     /// One run per schedule, compared.
     Compare,
+    /// Every run on disk, their loss curves overlaid.
+    Runs,
 }
 
 impl Tab {
-    /// Every tab, in order (number keys 1–5).
-    pub const ALL: [Tab; 5] = [
+    /// Every tab, in order (number keys 1–6).
+    pub const ALL: [Tab; 6] = [
         Tab::Data,
         Tab::Schedules,
         Tab::Train,
         Tab::Sample,
         Tab::Compare,
+        Tab::Runs,
     ];
 
     /// Title shown in the tab bar.
@@ -35,6 +38,7 @@ impl Tab {
             Tab::Train => "Train",
             Tab::Sample => "Sample",
             Tab::Compare => "Compare",
+            Tab::Runs => "Runs",
         }
     }
 

@@ -28,6 +28,10 @@ pub struct ChartOpts {
     pub title: String,
     /// X axis title.
     pub x_title: String,
+    /// Y axis title (drawn at the top of the axis; empty: none).
+    pub y_title: String,
+    /// Logarithmic y axis (decades labelled `1e-4` … `1`); values ≤ 0 are left out.
+    pub y_log: bool,
     /// Y axis bounds (None: from the data).
     pub y_bounds: Option<[f64; 2]>,
     /// X axis bounds (None: from the data).
@@ -51,6 +55,49 @@ pub fn downsample(points: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
             let x = c.iter().map(|p| p.0).sum::<f64>() / n;
             let y = c.iter().map(|p| p.1).sum::<f64>() / n;
             (x, y)
+        })
+        .collect()
+}
+
+/// Formats a power of ten compactly (`0.01`, `1`, `1e-4`).
+pub fn fmt_decade(k: i32) -> String {
+    match k {
+        -3 => "0.001".into(),
+        -2 => "0.01".into(),
+        -1 => "0.1".into(),
+        0..=4 => format!("{}", 10i64.pow(k as u32)),
+        _ => format!("1e{k}"),
+    }
+}
+
+/// Bounds of a log axis in decades and its labels: whole decades around `[lo, hi]` (log10
+/// values), at most four labels, evenly spaced (ratatui spaces labels evenly).
+pub fn log_axis(lo: f64, hi: f64) -> ([f64; 2], Vec<String>) {
+    let hi = hi.ceil() as i32;
+    let mut lo = (lo.floor() as i32).min(hi - 1);
+    let span = hi - lo;
+    // Whole decades per label, so that at most three intervals remain (span ≥ 1).
+    let step = ((span + 2) / 3).max(1);
+    lo = hi - step * ((span + step - 1) / step);
+    let labels = (0..=(hi - lo) / step)
+        .map(|i| fmt_decade(lo + i * step))
+        .collect();
+    ([lo as f64, hi as f64], labels)
+}
+
+/// Three labels of a linear axis: its ends and middle (whole numbers when the ends are whole,
+/// as steps and timesteps are, or when the axis spans ten or more).
+pub fn linear_labels(b: [f64; 2]) -> Vec<String> {
+    let whole =
+        b[1] - b[0] >= 10.0 || (b[0].fract() == 0.0 && b[1].fract() == 0.0 && b[1] - b[0] >= 2.0);
+    [b[0], (b[0] + b[1]) / 2.0, b[1]]
+        .iter()
+        .map(|&v| {
+            if whole {
+                format!("{}", v.round() as i64)
+            } else {
+                fmt_num(v)
+            }
         })
         .collect()
 }
@@ -96,13 +143,36 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
     let width = area.width.saturating_sub(10).max(4) as usize * 2;
     let mut series: Vec<Series> = series
         .iter()
-        .map(|s| Series {
-            points: downsample(&s.points, width),
-            ..s.clone()
+        .map(|s| {
+            let points: Vec<(f64, f64)> = if opts.y_log {
+                s.points
+                    .iter()
+                    .filter(|p| p.1 > 0.0)
+                    .map(|&(x, y)| (x, y.log10()))
+                    .collect()
+            } else {
+                s.points.clone()
+            };
+            Series {
+                points: downsample(&points, width),
+                ..s.clone()
+            }
         })
         .collect();
     let xb = opts.x_bounds.unwrap_or_else(|| bounds(&series, |p| p.0));
-    let yb = opts.y_bounds.unwrap_or_else(|| bounds(&series, |p| p.1));
+    let (yb, y_labels) = if opts.y_log {
+        let [lo, hi] = opts
+            .y_bounds
+            .map(|[a, b]| [a.max(f64::MIN_POSITIVE).log10(), b.log10()])
+            .unwrap_or_else(|| bounds(&series, |p| p.1));
+        log_axis(lo, hi)
+    } else {
+        let yb = opts.y_bounds.unwrap_or_else(|| bounds(&series, |p| p.1));
+        (
+            yb,
+            [yb[0], (yb[0] + yb[1]) / 2.0, yb[1]].map(fmt_num).to_vec(),
+        )
+    };
     if let Some(x) = opts.marker {
         series.push(Series {
             name: String::new(),
@@ -124,19 +194,34 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
             d
         })
         .collect();
-    let label = |v: f64| Span::styled(fmt_num(v), Style::default().fg(theme::DIM));
+    let dim = Style::default().fg(theme::DIM);
+    let label = |v: String| Span::styled(v, dim);
+    // Three x labels where they fit beside each other, else only the ends.
+    let mut x_labels = linear_labels(xb);
+    let y_label_w = y_labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let x_label_w = x_labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let graph_w = (area.width as usize).saturating_sub(3 + y_label_w);
+    if graph_w < 3 * (x_label_w + 2) {
+        x_labels.remove(1);
+    }
     let x_axis = Axis::default()
-        .title(Span::styled(
-            opts.x_title.clone(),
-            Style::default().fg(theme::DIM),
-        ))
+        .title(Span::styled(opts.x_title.clone(), dim))
         .bounds(xb)
-        .labels([label(xb[0]), label((xb[0] + xb[1]) / 2.0), label(xb[1])]);
-    let y_axis = Axis::default().bounds(yb).labels([
-        label(yb[0]),
-        label((yb[0] + yb[1]) / 2.0),
-        label(yb[1]),
-    ]);
+        .labels(x_labels.into_iter().map(label));
+    let mut y_axis = Axis::default()
+        .bounds(yb)
+        .labels(y_labels.into_iter().map(label));
+    if !opts.y_title.is_empty() {
+        y_axis = y_axis.title(Span::styled(opts.y_title.clone(), dim));
+    }
     let chart = Chart::new(datasets)
         .block(block(&opts.title))
         .x_axis(x_axis)
@@ -162,5 +247,24 @@ mod tests {
         assert_eq!(fmt_num(0.1234), "0.123");
         assert_eq!(fmt_num(200.0), "200");
         assert_eq!(fmt_num(1e-5), "1.0e-5");
+    }
+
+    #[test]
+    fn log_axes_label_whole_decades_evenly() {
+        // β of the four schedules: 1e-4 … 0.999.
+        let (b, labels) = log_axis(-4.0, -0.0004);
+        assert_eq!(b, [-4.0, 0.0]);
+        assert_eq!(labels, ["1e-4", "0.01", "1"]);
+        let (b, labels) = log_axis(-5.3, -1.7);
+        assert_eq!(b, [-7.0, -1.0]);
+        assert_eq!(labels, ["1e-7", "1e-5", "0.001", "0.1"]);
+        let (b, labels) = log_axis(-2.5, -2.1);
+        assert_eq!(
+            (b, labels),
+            ([-3.0, -2.0], vec!["0.001".to_string(), "0.01".into()])
+        );
+        assert_eq!(linear_labels([0.0, 199.0]), ["0", "100", "199"]);
+        assert_eq!(linear_labels([0.0, 0.5]), ["0", "0.250", "0.500"]);
+        assert_eq!(linear_labels([1.0, 10.0]), ["1", "6", "10"], "steps");
     }
 }

@@ -8,7 +8,7 @@ use ratatui::widgets::{LegendPosition, Paragraph};
 use ratatui::Frame;
 
 use super::chart::{self, ChartOpts, Series};
-use super::image::{compose_grid, grid_cols, ImageRenderer};
+use super::image::ImageRenderer;
 use super::sample::{draw_scrub, frame_t};
 use super::{block, theme};
 use crate::tui::state::run::RunState;
@@ -17,8 +17,7 @@ use crate::tui::state::App;
 
 /// Draws the Compare screen.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
-    let [top, bottom] =
-        Layout::vertical([Constraint::Percentage(40), Constraint::Min(8)]).areas(area);
+    let [top, bottom] = halves(area);
     let [status, losses] =
         Layout::horizontal([Constraint::Length(40), Constraint::Min(30)]).areas(top);
     draw_status(frame, status, app);
@@ -54,6 +53,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             &ChartOpts {
                 title: "Loss by schedule (smoothed)".into(),
                 x_title: "step".into(),
+                y_title: "loss".into(),
                 y_bounds: Some([(y_min - pad).max(0.0), y_max + pad]),
                 legend: Some(LegendPosition::TopRight),
                 ..ChartOpts::default()
@@ -127,9 +127,22 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
+/// The frame bar of the Compare screen in `body`.
+pub fn scrub_area(body: Rect) -> Rect {
+    samples_areas(halves(body)[1])[1]
+}
+
+fn halves(body: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Percentage(40), Constraint::Min(8)]).areas(body)
+}
+
+fn samples_areas(area: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Min(5), Constraint::Length(3)]).areas(area)
+}
+
 fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let c = &app.compare;
-    let [panels, scrub] = Layout::vertical([Constraint::Min(5), Constraint::Length(3)]).areas(area);
+    let [panels, scrub] = samples_areas(area);
     let cols = Layout::horizontal(vec![
         Constraint::Ratio(1, c.slots.len() as u32);
         c.slots.len()
@@ -154,17 +167,15 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
                 }
             }
         }
-        let b =
-            block(&title).border_style(Style::default().fg(theme::schedule_color(slot.schedule)));
-        let inner = b.inner(*r);
-        frame.render_widget(b, *r);
+        let inner = block("").inner(*r);
         match (&slot.frames, &slot.sample_status) {
             (Some(f), _) if !f.is_empty() => {
                 let i = c.cursor.index.min(f.len() - 1);
                 let imgs = &f.frames[i];
-                if let Some(grid) = compose_grid(imgs, grid_cols(imgs.len()), 1) {
-                    images.render(frame, inner, &grid);
-                }
+                let note = images
+                    .render_grid(frame, inner, imgs)
+                    .and_then(|s| s.note());
+                title = super::title_with_note(&title, note, r.width);
             }
             (_, SampleStatus::Running { done, total }) => frame.render_widget(
                 Paragraph::new(format!("sampling {done}/{total}…")).style(theme::label()),
@@ -179,6 +190,10 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
                 inner,
             ),
         }
+        // The border goes on last, its title saying how small the images are.
+        let b =
+            block(&title).border_style(Style::default().fg(theme::schedule_color(slot.schedule)));
+        frame.render_widget(b, *r);
     }
     match longest {
         Some(f) => draw_scrub(frame, scrub, f, &c.cursor),

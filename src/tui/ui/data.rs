@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Paragraph};
 use ratatui::Frame;
 
-use super::image::ImageRenderer;
+use super::image::{ImageRenderer, Scale};
 use super::{block, theme};
 use crate::tui::settings::BUILTIN_DATASETS;
 use crate::tui::state::data::DataStatus;
@@ -17,12 +17,26 @@ use crate::tui::workers::{DataInfo, LoadStage};
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let [left, right] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(area);
+    // Every label count gets its row (ten at 80×24); the source block gives way down to 7.
+    let n_labels = app.data.info.as_ref().map_or(0, |i| i.label_counts.len()) as u16;
+    let source_h = left
+        .height
+        .saturating_sub(n_labels + 2)
+        .clamp(7.min(left.height), SOURCE_HEIGHT);
     let [source, counts] =
-        Layout::vertical([Constraint::Length(13), Constraint::Min(3)]).areas(left);
+        Layout::vertical([Constraint::Length(source_h), Constraint::Min(0)]).areas(left);
     draw_source(frame, source, app);
     draw_counts(frame, counts, app.data.info.as_ref());
     draw_examples(frame, right, app, images);
 }
+
+/// Width of the text inside the Dataset block drawn over `area`.
+fn info_area_width(area: Rect) -> u16 {
+    area.width.saturating_sub(2)
+}
+
+/// Height of the Dataset block when the screen has room for it.
+const SOURCE_HEIGHT: u16 = 11;
 
 fn kv(k: &str, v: String) -> Line<'static> {
     Line::from(vec![
@@ -35,10 +49,14 @@ fn draw_source(frame: &mut Frame, area: Rect, app: &App) {
     let b = block("Dataset");
     let inner = b.inner(area);
     frame.render_widget(b, area);
+    let downloading = matches!(
+        app.data.status,
+        DataStatus::Loading(LoadStage::Downloading { .. })
+    );
     let [list, info, gauge] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Min(1),
-        Constraint::Length(1),
+        Constraint::Length(u16::from(downloading)),
     ])
     .areas(inner);
     let mut names: Vec<Span> = vec![Span::styled("d/D ", theme::label())];
@@ -86,20 +104,30 @@ fn draw_source(frame: &mut Frame, area: Rect, app: &App) {
         status,
     ]));
     if let Some(info) = &app.data.info {
-        lines.push(kv("name", info.name.clone()));
-        lines.push(kv("source", info.source.clone()));
-        lines.push(kv("train", format!("{} images", info.n_train)));
+        // Most important first: a short block (80×24) shows the first five lines.
+        if info.name != app.data.requested {
+            lines.push(kv("name", info.name.clone()));
+        }
+        let w = (info_area_width(area) as usize).saturating_sub(9);
+        lines.push(kv("source", super::ellipsize_middle(&info.source, w)));
         lines.push(kv(
-            "test",
-            info.n_test
-                .map_or("—".to_string(), |n| format!("{n} images")),
+            "train",
+            format!(
+                "{} images{}",
+                info.n_train,
+                info.n_test
+                    .map_or(String::new(), |n| format!(" · test {n}"))
+            ),
         ));
         let (c, h, w) = info.shape;
         lines.push(kv(
             "shape",
-            format!("{c}×{h}×{w} ({})", if c == 1 { "grey" } else { "RGB" }),
+            format!(
+                "{c}×{h}×{w} {} · {} labels",
+                if c == 1 { "grey" } else { "RGB" },
+                info.label_names.len()
+            ),
         ));
-        lines.push(kv("labels", info.label_names.len().to_string()));
         if let Some(secs) = app.train.epoch_seconds(&app.settings.train, info.n_train) {
             lines.push(kv(
                 "epoch",
@@ -184,14 +212,37 @@ fn draw_counts(frame: &mut Frame, area: Rect, info: Option<&DataInfo>) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// Width and height in cells of one example tile (image plus its label line).
-pub const TILE: (u16, u16) = (16, 9);
+/// Fewest examples the grid shows: images are drawn 1:1 (or larger) when this many fit, else
+/// at the largest reduced scale where they do (and the title says so).
+pub const MIN_EXAMPLES: usize = 4;
+
+/// The scale of the example tiles in `inner` and the cells of one tile (image plus its label
+/// line, a column of gap).
+fn example_tiles(
+    inner: Rect,
+    img: &crate::imaging::Image8,
+    n: usize,
+    images: &ImageRenderer,
+) -> (Scale, (u16, u16), (u16, u16)) {
+    let want = n.min(MIN_EXAMPLES);
+    let mut last = (Scale::Down(1), (0, 0), (1, 1));
+    for scale in Scale::descending(4, img.width.max(img.height)) {
+        let pic = images.cells(scale.apply(img.width), scale.apply(img.height));
+        let tile = (pic.0 + 1, pic.1 + 1);
+        let fit = (inner.width / tile.0.max(1), inner.height / tile.1.max(1));
+        last = (scale, pic, fit);
+        if (fit.0 as usize) * (fit.1 as usize) >= want {
+            break;
+        }
+    }
+    last
+}
 
 fn draw_examples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
-    let b = block("Examples");
-    let inner = b.inner(area);
-    frame.render_widget(b, area);
+    let inner = block("").inner(area);
     let Some(info) = &app.data.info else {
+        let b = block("Examples");
+        frame.render_widget(b, area);
         let msg = match &app.data.status {
             DataStatus::Failed(e) => format!(
                 "could not load {}: {e}\n\nd / D picks another dataset.",
@@ -205,10 +256,20 @@ fn draw_examples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRendere
         );
         return;
     };
-    let cols = (inner.width / TILE.0).max(1);
-    let rows = (inner.height / TILE.1).max(1);
+    let Some((first, _)) = info.examples.first() else {
+        frame.render_widget(block("Examples"), area);
+        return;
+    };
+    let (scale, pic, (cols, rows)) = example_tiles(inner, first, info.examples.len(), images);
+    let title = match scale.note() {
+        Some(n) => format!("Examples · {n}"),
+        None => format!("Examples · {}×{} px", first.width, first.height),
+    };
+    frame.render_widget(block(&title), area);
+    let (cols, rows) = (cols.max(1), rows.max(1));
     // Share the spare width between the columns.
-    let tile_w = (inner.width / cols).max(TILE.0);
+    let tile_w = inner.width / cols;
+    let tile_h = pic.1 + 1;
     for (i, (img, label)) in info
         .examples
         .iter()
@@ -216,14 +277,16 @@ fn draw_examples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRendere
         .enumerate()
     {
         let (c, r) = (i as u16 % cols, i as u16 / cols);
-        let tile = Rect::new(inner.x + c * tile_w, inner.y + r * TILE.1, tile_w, TILE.1)
+        let tile = Rect::new(inner.x + c * tile_w, inner.y + r * tile_h, tile_w, tile_h)
             .intersection(inner);
-        let [pic, text] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(tile);
-        let pic = Rect {
-            width: pic.width.saturating_sub(1),
-            ..pic
+        let [pic_area, text] =
+            Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(tile);
+        let pic_area = Rect {
+            x: pic_area.x + pic_area.width.saturating_sub(pic.0) / 2,
+            width: pic.0.min(pic_area.width),
+            ..pic_area
         };
-        images.render(frame, pic, img);
+        images.render(frame, pic_area, img);
         let name = info
             .label_names
             .get(*label)

@@ -19,21 +19,116 @@ use crate::imaging::Image8;
 /// Colour of the gaps between tiles of a grid.
 pub const GAP_GREY: u8 = 40;
 
-/// Size of `img` scaled by nearest neighbour to fit `(w, h)` pixels: an integer factor when
-/// enlarging (every source pixel the same size), a fraction when shrinking.
-pub fn fit_size(iw: usize, ih: usize, w: usize, h: usize) -> (usize, usize) {
-    if iw == 0 || ih == 0 || w == 0 || h == 0 {
-        return (0, 0);
+/// How an image is drawn: every source pixel as `k`×`k` screen pixels (`Up(1)` is 1:1), or
+/// every `k`×`k` block of source pixels averaged into one screen pixel. Only integer factors,
+/// so every source pixel keeps the same size and a reduced image can say by how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// Enlarged by an integer factor (1: one screen pixel per image pixel).
+    Up(usize),
+    /// Reduced by an integer factor.
+    Down(usize),
+}
+
+impl Scale {
+    /// Screen pixels per image pixel.
+    pub fn ratio(self) -> f64 {
+        match self {
+            Scale::Up(k) => k as f64,
+            Scale::Down(k) => 1.0 / k as f64,
+        }
     }
-    let s = (w as f64 / iw as f64).min(h as f64 / ih as f64);
-    if s >= 1.0 {
-        let k = s.floor() as usize;
-        (iw * k, ih * k)
-    } else {
-        (
-            ((iw as f64 * s).floor() as usize).max(1),
-            ((ih as f64 * s).floor() as usize).max(1),
-        )
+
+    /// Length of `n` image pixels on screen.
+    pub fn apply(self, n: usize) -> usize {
+        match self {
+            Scale::Up(k) => n * k,
+            Scale::Down(k) => n.div_ceil(k),
+        }
+    }
+
+    /// What a title says of an image drawn below 1:1 (`½ scale`); `None` at 1:1 or above.
+    pub fn note(self) -> Option<String> {
+        match self {
+            Scale::Up(_) | Scale::Down(0 | 1) => None,
+            Scale::Down(2) => Some("½ scale".into()),
+            Scale::Down(3) => Some("⅓ scale".into()),
+            Scale::Down(4) => Some("¼ scale".into()),
+            Scale::Down(k) => Some(format!("1/{k} scale")),
+        }
+    }
+
+    /// The smaller of two scales (the one to report for a panel of several images).
+    pub fn min(self, other: Scale) -> Scale {
+        if other.ratio() < self.ratio() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// Candidate scales from large to small: ×`max_up` … ×1, then ½, ⅓, … down to 1/`max_down`.
+    pub fn descending(max_up: usize, max_down: usize) -> impl Iterator<Item = Scale> {
+        (1..=max_up.max(1))
+            .rev()
+            .map(Scale::Up)
+            .chain((2..=max_down.max(1)).map(Scale::Down))
+    }
+}
+
+/// The largest [`Scale`] at which an `iw`×`ih` image fits in `w`×`h` pixels (`None`: nothing
+/// fits, or an empty image).
+pub fn fit_scale(iw: usize, ih: usize, w: usize, h: usize) -> Option<Scale> {
+    if iw == 0 || ih == 0 || w == 0 || h == 0 {
+        return None;
+    }
+    let up = (w / iw).min(h / ih);
+    if up >= 1 {
+        return Some(Scale::Up(up));
+    }
+    // The smallest k with ceil(iw / k) <= w and ceil(ih / k) <= h.
+    let k = iw.div_ceil(w).max(ih.div_ceil(h));
+    Some(Scale::Down(k))
+}
+
+/// Size of `img` scaled to fit `(w, h)` pixels by [`fit_scale`].
+pub fn fit_size(iw: usize, ih: usize, w: usize, h: usize) -> (usize, usize) {
+    match fit_scale(iw, ih, w, h) {
+        Some(s) => (s.apply(iw), s.apply(ih)),
+        None => (0, 0),
+    }
+}
+
+/// `img` at `scale`: enlarged by nearest neighbour (never blurred), or reduced by averaging
+/// each block of source pixels (a block cut by the edge averages the pixels it has).
+pub fn rescale(img: &Image8, scale: Scale) -> Image8 {
+    match scale {
+        Scale::Up(1) | Scale::Down(0 | 1) => img.clone(),
+        Scale::Up(k) => resize_nearest(img, img.width * k, img.height * k),
+        Scale::Down(k) => {
+            let (w, h, ch) = (img.width.div_ceil(k), img.height.div_ceil(k), img.channels);
+            let mut pixels = Vec::with_capacity(w * h * ch);
+            for y in 0..h {
+                for x in 0..w {
+                    for c in 0..ch {
+                        let (mut sum, mut n) = (0u32, 0u32);
+                        for sy in y * k..((y + 1) * k).min(img.height) {
+                            for sx in x * k..((x + 1) * k).min(img.width) {
+                                sum += img.get(sx, sy, c) as u32;
+                                n += 1;
+                            }
+                        }
+                        pixels.push(((sum + n / 2) / n.max(1)) as u8);
+                    }
+                }
+            }
+            Image8 {
+                width: w,
+                height: h,
+                channels: ch,
+                pixels,
+            }
+        }
     }
 }
 
@@ -55,6 +150,55 @@ pub fn resize_nearest(img: &Image8, w: usize, h: usize) -> Image8 {
         channels: img.channels,
         pixels,
     }
+}
+
+/// How a grid of tiles fits an area: its columns and the scale of every tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridFit {
+    /// Tiles per row.
+    pub cols: usize,
+    /// Scale of each tile.
+    pub scale: Scale,
+}
+
+/// Size in pixels of `n` tiles of `tw`×`th` in `cols` columns at `scale`, with one-pixel gaps
+/// at screen resolution when reduced (the gap is enlarged with the tiles).
+fn grid_pixels(n: usize, cols: usize, tw: usize, th: usize, scale: Scale) -> (usize, usize) {
+    let rows = n.div_ceil(cols);
+    match scale {
+        Scale::Up(k) => ((cols * tw + cols - 1) * k, (rows * th + rows - 1) * k),
+        Scale::Down(_) => (
+            cols * scale.apply(tw) + cols - 1,
+            rows * scale.apply(th) + rows - 1,
+        ),
+    }
+}
+
+/// The arrangement of `n` tiles of `tw`×`th` that shows them largest in `w`×`h` pixels (among
+/// equal scales, the one closest to a square grid).
+pub fn fit_grid(n: usize, tw: usize, th: usize, w: usize, h: usize) -> Option<GridFit> {
+    if n == 0 || tw == 0 || th == 0 || w == 0 || h == 0 {
+        return None;
+    }
+    let square = grid_cols(n) as i64;
+    let max_up = (w / tw).min(h / th).max(1);
+    let max_down = tw.max(th);
+    let mut best: Option<(GridFit, i64)> = None;
+    for scale in Scale::descending(max_up, max_down) {
+        for cols in 1..=n {
+            let (gw, gh) = grid_pixels(n, cols, tw, th, scale);
+            if gw <= w && gh <= h {
+                let off = (cols as i64 - square).abs();
+                if best.is_none_or(|(_, o)| off < o) {
+                    best = Some((GridFit { cols, scale }, off));
+                }
+            }
+        }
+        if best.is_some() {
+            return best.map(|(g, _)| g);
+        }
+    }
+    None
 }
 
 /// Tiles images of one size into a grid of `cols` columns separated by `gap` grey pixels.
@@ -108,16 +252,16 @@ fn rgb(c: [u8; 3]) -> Color {
 
 impl Widget for HalfBlocks<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let (w, h) = fit_size(
+        let Some(scale) = fit_scale(
             self.img.width,
             self.img.height,
             area.width as usize,
             area.height as usize * 2,
-        );
-        if w == 0 || h == 0 {
+        ) else {
             return;
-        }
-        let scaled = resize_nearest(self.img, w, h);
+        };
+        let scaled = rescale(self.img, scale);
+        let (w, h) = (scaled.width, scaled.height);
         let cells_h = h.div_ceil(2);
         let ox = area.x + (area.width - w as u16) / 2;
         let oy = area.y + (area.height - cells_h as u16) / 2;
@@ -170,14 +314,41 @@ impl ImageRenderer {
         }
     }
 
-    /// Draws `img` fitted into `area`.
-    pub fn render(&self, frame: &mut Frame, area: Rect, img: &Image8) {
-        if area.width == 0 || area.height == 0 {
-            return;
+    /// Screen pixels of one cell: 1×2 with half-blocks, the font's size with a protocol.
+    pub fn cell_pixels(&self) -> (usize, usize) {
+        match &self.picker {
+            None => (1, 2),
+            Some(p) => {
+                let fs = p.font_size();
+                (fs.width.max(1) as usize, fs.height.max(1) as usize)
+            }
         }
+    }
+
+    /// Screen pixels of `area`.
+    pub fn pixels(&self, area: Rect) -> (usize, usize) {
+        let (cw, ch) = self.cell_pixels();
+        (area.width as usize * cw, area.height as usize * ch)
+    }
+
+    /// Cells `w`×`h` screen pixels take (rounded up).
+    pub fn cells(&self, w: usize, h: usize) -> (u16, u16) {
+        let (cw, ch) = self.cell_pixels();
+        (w.div_ceil(cw) as u16, h.div_ceil(ch) as u16)
+    }
+
+    /// The scale `img` is drawn at in `area` (`None`: the area is empty).
+    pub fn scale_in(&self, area: Rect, img: &Image8) -> Option<Scale> {
+        let (w, h) = self.pixels(area);
+        fit_scale(img.width, img.height, w, h)
+    }
+
+    /// Draws `img` centred in `area` at the largest [`Scale`] that fits; returns that scale.
+    pub fn render(&self, frame: &mut Frame, area: Rect, img: &Image8) -> Option<Scale> {
+        let scale = self.scale_in(area, img)?;
         let Some(picker) = &self.picker else {
             frame.render_widget(HalfBlocks::new(img), area);
-            return;
+            return Some(scale);
         };
         let key = (hash_image(img), area.width, area.height);
         let mut cache = self.cache.borrow_mut();
@@ -185,16 +356,9 @@ impl ImageRenderer {
             if cache.len() > 256 {
                 cache.clear();
             }
-            // Upscale ourselves (nearest) to the pixel size of the area, so the protocol only
-            // ever shrinks by at most a cell and never interpolates.
-            let fs = picker.font_size();
-            let (pw, ph) = (
-                area.width as usize * fs.width as usize,
-                area.height as usize * fs.height as usize,
-            );
-            let (w, h) = fit_size(img.width, img.height, pw, ph);
-            let big = resize_nearest(img, w.max(1), h.max(1));
-            let dynimg = image::DynamicImage::ImageRgb8(big.to_rgb_image());
+            // Scale ourselves (integer factors) to the pixels of the area, so the protocol
+            // never resizes and never interpolates.
+            let dynimg = image::DynamicImage::ImageRgb8(rescale(img, scale).to_rgb_image());
             match picker.new_protocol(
                 dynimg,
                 Size::new(area.width, area.height),
@@ -206,7 +370,12 @@ impl ImageRenderer {
                 Err(_) => {
                     drop(cache);
                     frame.render_widget(HalfBlocks::new(img), area);
-                    return;
+                    return fit_scale(
+                        img.width,
+                        img.height,
+                        area.width as usize,
+                        area.height as usize * 2,
+                    );
                 }
             }
         }
@@ -221,6 +390,29 @@ impl ImageRenderer {
             size.height.min(area.height),
         );
         frame.render_widget(ratatui_image::Image::new(proto), target);
+        Some(scale)
+    }
+
+    /// How `imgs` (tiles of one size) fit `area` as a grid.
+    pub fn grid_fit(&self, area: Rect, imgs: &[Image8]) -> Option<GridFit> {
+        let first = imgs.first()?;
+        let (w, h) = self.pixels(area);
+        fit_grid(imgs.len(), first.width, first.height, w, h)
+    }
+
+    /// Draws `imgs` as a grid in `area`, each tile as large as the grid allows (reduced tiles
+    /// keep one-pixel gaps); returns the scale of the tiles.
+    pub fn render_grid(&self, frame: &mut Frame, area: Rect, imgs: &[Image8]) -> Option<Scale> {
+        let fit = self.grid_fit(area, imgs)?;
+        let grid = match fit.scale {
+            Scale::Up(_) => compose_grid(imgs, fit.cols, 1)?,
+            Scale::Down(_) => {
+                let small: Vec<Image8> = imgs.iter().map(|i| rescale(i, fit.scale)).collect();
+                compose_grid(&small, fit.cols, 1)?
+            }
+        };
+        self.render(frame, area, &grid)?;
+        Some(fit.scale)
     }
 }
 
@@ -254,6 +446,51 @@ mod tests {
         assert_eq!(big.get(0, 0, 0), i.get(0, 0, 0));
         assert_eq!(big.get(1, 1, 0), i.get(0, 0, 0));
         assert_eq!(big.get(3, 3, 0), i.get(1, 1, 0));
+    }
+
+    #[test]
+    fn scales_are_integer_factors_and_say_when_reduced() {
+        assert_eq!(fit_scale(28, 28, 28, 28), Some(Scale::Up(1)));
+        assert_eq!(fit_scale(28, 28, 85, 60), Some(Scale::Up(2)));
+        assert_eq!(fit_scale(28, 28, 27, 100), Some(Scale::Down(2)));
+        assert_eq!(fit_scale(28, 28, 14, 14), Some(Scale::Down(2)));
+        assert_eq!(fit_scale(28, 28, 13, 14), Some(Scale::Down(3)));
+        assert_eq!(fit_scale(28, 28, 0, 14), None);
+        assert_eq!(Scale::Up(1).note(), None);
+        assert_eq!(Scale::Down(2).note().as_deref(), Some("½ scale"));
+        assert_eq!(Scale::Down(6).note().as_deref(), Some("1/6 scale"));
+        // Reducing averages blocks (a cut block averages what it has).
+        let i = img(3, 1);
+        let half = rescale(&i, Scale::Down(2));
+        assert_eq!((half.width, half.height), (2, 1));
+        let avg = (i.get(0, 0, 0) as u32 + i.get(1, 0, 0) as u32).div_ceil(2);
+        assert_eq!(half.get(0, 0, 0) as u32, avg);
+        assert_eq!(half.get(1, 0, 0), i.get(2, 0, 0));
+    }
+
+    #[test]
+    fn grids_pick_the_largest_scale_then_the_squarest() {
+        // 16 tiles of 28×28 in 59×76 pixels (a Sample panel at 160×48): 4×4 at ½.
+        let g = fit_grid(16, 28, 28, 59, 76).unwrap();
+        assert_eq!(
+            g,
+            GridFit {
+                cols: 4,
+                scale: Scale::Down(2)
+            }
+        );
+        // One tile of 28×28 in 60×60: twice its size.
+        assert_eq!(fit_grid(1, 28, 28, 60, 60).unwrap().scale, Scale::Up(2));
+        // Eight previews in a wide strip: one row at 1:1.
+        let g = fit_grid(8, 28, 28, 240, 30).unwrap();
+        assert_eq!(
+            g,
+            GridFit {
+                cols: 8,
+                scale: Scale::Up(1)
+            }
+        );
+        assert_eq!(fit_grid(4, 28, 28, 0, 10), None);
     }
 
     #[test]

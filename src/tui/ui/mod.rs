@@ -5,6 +5,7 @@ pub mod compare;
 pub mod data;
 pub mod help;
 pub mod image;
+pub mod runs;
 pub mod sample;
 pub mod schedules;
 pub mod status;
@@ -24,19 +25,34 @@ pub use image::ImageRenderer;
 /// Smallest terminal the lab draws into.
 pub const MIN_SIZE: (u16, u16) = (80, 24);
 
+/// The tab bar, the screen's body and the status lines of a terminal of `area` (`None`: too
+/// small to draw the lab). Drawing and the mouse use the same rectangles.
+pub fn areas(area: Rect) -> Option<[Rect; 3]> {
+    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+        return None;
+    }
+    Some(
+        Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(0),
+            Constraint::Length(2),
+        ])
+        .areas(area),
+    )
+}
+
+/// Where the run picker is drawn over `body` with `n` runs.
+pub fn picker_area(body: Rect, n: usize) -> Rect {
+    centered(body, 100, (n as u16 + 4).min(body.height))
+}
+
 /// Draws the whole lab.
 pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
     let area = frame.area();
-    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+    let Some([tabs_area, body, status_area]) = areas(area) else {
         too_small(frame, area);
         return;
-    }
-    let [tabs_area, body, status_area] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(0),
-        Constraint::Length(2),
-    ])
-    .areas(area);
+    };
     tabs::draw(frame, tabs_area, app);
     match app.tab {
         Tab::Data => data::draw(frame, body, app, images),
@@ -44,6 +60,7 @@ pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
         Tab::Train => train::draw(frame, body, app, images),
         Tab::Sample => sample::draw(frame, body, app, images),
         Tab::Compare => compare::draw(frame, body, app, images),
+        Tab::Runs => runs::draw(frame, body, app),
     }
     status::draw(frame, status_area, app, images);
     if app.picker.is_some() {
@@ -51,7 +68,7 @@ pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
     }
     match app.overlay {
         Overlay::None => {}
-        Overlay::Help => help::draw(frame, body),
+        Overlay::Help => help::draw(frame, body, app),
         Overlay::ConfirmQuit => confirm_quit(frame, body, app),
     }
 }
@@ -87,12 +104,58 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
+/// `text` cut to `max` characters by replacing its middle with `…`, keeping more of the end
+/// (where run names differ: `…000000-linear`).
+pub fn ellipsize_middle(text: &str, max: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= max {
+        return text.to_string();
+    }
+    if max <= 1 {
+        return "…".chars().take(max).collect();
+    }
+    let keep = max - 1;
+    let head = keep / 3;
+    let tail = keep - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
+/// A block title with a note (such as `½ scale`) after it, or before it where the title would
+/// not leave room for the note in `width` columns (the note is what must stay visible).
+pub fn title_with_note(title: &str, note: Option<String>, width: u16) -> String {
+    match note {
+        None => title.to_string(),
+        Some(n) if title.chars().count() + n.chars().count() + 7 <= width as usize => {
+            format!("{title} · {n}")
+        }
+        Some(n) => format!("{n} · {title}"),
+    }
+}
+
+/// A run directory as lists show it: relative to the runs directory when inside it.
+pub fn run_name(dir: &std::path::Path, root: &std::path::Path) -> String {
+    dir.strip_prefix(root)
+        .ok()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(dir)
+        .display()
+        .to_string()
+}
+
 /// A bordered block with the lab's title style.
 pub fn block(title: &str) -> Block<'_> {
+    block_titled(Line::styled(format!(" {title} "), theme::title()))
+}
+
+/// A bordered block with a title of several styles.
+pub fn block_titled(title: Line<'_>) -> Block<'_> {
     Block::default()
         .borders(Borders::ALL)
         .border_style(Style::default().fg(theme::DIM))
-        .title(Line::styled(format!(" {title} "), theme::title()))
+        .title(title)
 }
 
 fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
@@ -118,4 +181,23 @@ fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
             .block(block("Quit?")),
         r,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_keep_their_distinctive_end() {
+        let name = "20260101-000000-compare/quadratic";
+        assert_eq!(ellipsize_middle(name, 40), name);
+        let short = ellipsize_middle(name, 16);
+        assert_eq!(short.chars().count(), 16);
+        assert!(short.ends_with("quadratic"), "{short}");
+        assert!(short.starts_with("20260"), "{short}");
+        assert_eq!(ellipsize_middle(name, 1), "…");
+        let root = std::path::Path::new("runs");
+        assert_eq!(run_name(&root.join("a/b"), root), "a/b");
+        assert_eq!(run_name(std::path::Path::new("/x/y"), root), "/x/y");
+    }
 }

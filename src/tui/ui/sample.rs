@@ -7,19 +7,25 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, LineGauge, Paragraph};
 use ratatui::Frame;
 
-use super::image::{compose_grid, grid_cols, ImageRenderer};
+use super::image::ImageRenderer;
 use super::{block, theme};
 use crate::tui::state::sample::{FrameCursor, SampleStatus};
 use crate::tui::state::App;
 use crate::tui::workers::Frames;
 
-/// Draws the Sample screen.
-pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
+/// The settings column, the two image panels' area and the frame bar of the Sample screen.
+pub fn areas(body: Rect) -> [Rect; 3] {
     let [left, right] =
-        Layout::horizontal([Constraint::Length(38), Constraint::Min(30)]).areas(area);
-    draw_settings(frame, left, app);
+        Layout::horizontal([Constraint::Length(38), Constraint::Min(30)]).areas(body);
     let [panels, scrub] =
         Layout::vertical([Constraint::Min(6), Constraint::Length(3)]).areas(right);
+    [left, panels, scrub]
+}
+
+/// Draws the Sample screen.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
+    let [left, panels, scrub] = areas(area);
+    draw_settings(frame, left, app);
     let [xt, x0] =
         Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(panels);
     let s = &app.sample;
@@ -70,7 +76,7 @@ pub fn frame_t(f: &Frames, i: usize) -> String {
     }
 }
 
-/// Draws a titled grid of images.
+/// Draws a titled grid of images (the title says when they are drawn below 1:1).
 pub fn panel(
     frame: &mut Frame,
     area: Rect,
@@ -78,20 +84,41 @@ pub fn panel(
     imgs: Option<&Vec<crate::imaging::Image8>>,
     images: &ImageRenderer,
 ) {
-    let b = block(title);
-    let inner = b.inner(area);
-    frame.render_widget(b, area);
-    if let Some(grid) = imgs.and_then(|v| compose_grid(v, grid_cols(v.len()), 1)) {
-        images.render(frame, inner, &grid);
+    let inner = block("").inner(area);
+    let scale = imgs.and_then(|v| images.render_grid(frame, inner, v));
+    let title = super::title_with_note(title, scale.and_then(|s| s.note()), area.width);
+    frame.render_widget(block(&title), area);
+}
+
+/// The part of a frame bar's line that stands for the frames (after its label): a click or
+/// drag at `x` there picks the frame [`seek_index`] gives.
+pub fn scrub_track(inner: Rect) -> Rect {
+    let label = SCRUB_LABEL.min(inner.width.saturating_sub(4));
+    Rect {
+        x: inner.x + label,
+        width: inner.width - label,
+        ..inner
     }
 }
 
-/// Draws the frame position bar.
+/// Width kept for the label of the frame bar (`frame 101/201  t = 100`).
+pub const SCRUB_LABEL: u16 = 26;
+
+/// The frame of `len` under column `x` of `track` (clamped to the ends).
+pub fn seek_index(track: Rect, x: u16, len: usize) -> usize {
+    if len <= 1 || track.width <= 1 {
+        return 0;
+    }
+    let pos = x.saturating_sub(track.x).min(track.width - 1) as f64;
+    (pos / (track.width - 1) as f64 * (len - 1) as f64).round() as usize
+}
+
+/// Draws the frame position bar: its label, then a track the mouse can click or drag.
 pub fn draw_scrub(frame: &mut Frame, area: Rect, f: &Frames, cursor: &FrameCursor) {
     let b = block(if cursor.playing {
         "frames ▶ playing (p pauses)"
     } else {
-        "frames  ←/→ PgUp/PgDn Home/End · p play"
+        "frames  ←/→ PgUp/PgDn Home/End · p play · drag"
     });
     let inner = b.inner(area);
     frame.render_widget(b, area);
@@ -101,17 +128,25 @@ pub fn draw_scrub(frame: &mut Frame, area: Rect, f: &Frames, cursor: &FrameCurso
     } else {
         1.0
     };
+    let track = scrub_track(inner);
+    frame.render_widget(
+        Line::from(format!(
+            "frame {}/{}  t = {}",
+            cursor.index + 1,
+            len,
+            frame_t(f, cursor.index)
+        )),
+        Rect {
+            width: inner.width - track.width,
+            ..inner
+        },
+    );
     frame.render_widget(
         LineGauge::default()
             .ratio(ratio.clamp(0.0, 1.0))
-            .label(format!(
-                "frame {}/{}  t = {}",
-                cursor.index + 1,
-                len,
-                frame_t(f, cursor.index)
-            ))
+            .label("")
             .filled_style(Style::default().fg(theme::ACCENT)),
-        inner,
+        track,
     );
 }
 

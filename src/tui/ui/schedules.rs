@@ -8,7 +8,7 @@ use ratatui::widgets::{LegendPosition, Paragraph};
 use ratatui::Frame;
 
 use super::chart::{self, ChartOpts, Series};
-use super::image::ImageRenderer;
+use super::image::{ImageRenderer, Scale};
 use super::{block, theme};
 use crate::tui::noise;
 use crate::tui::state::schedules::{SchedulesState, SIGNAL_FLAG};
@@ -48,7 +48,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         frame,
         c1,
         &series(&|t, tab| tab.betas[t]),
-        &opts(format!("β_t  (T = {})", s.timesteps), None),
+        // Log axis: cosine's β reaches 0.999 and would flatten the other three to one line.
+        &ChartOpts {
+            y_log: true,
+            y_title: "β".into(),
+            ..opts(format!("β_t log  T = {}", s.timesteps), None)
+        },
     );
     chart::draw(
         frame,
@@ -56,6 +61,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         &series(&|t, tab| tab.alphas_cumprod[t]),
         &ChartOpts {
             y_bounds: Some([0.0, 1.0]),
+            y_title: "ᾱ".into(),
             ..opts(
                 format!("ᾱ_t   t = {}", s.t),
                 Some(LegendPosition::BottomLeft),
@@ -66,16 +72,68 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         frame,
         c3,
         &series(&|t, tab| SchedulesState::log_snr(tab, t)),
-        &opts("log SNR = ln ᾱ/(1−ᾱ)".into(), None),
+        &ChartOpts {
+            y_title: "ln".into(),
+            ..opts("log SNR = ln ᾱ/(1−ᾱ)".into(), None)
+        },
     );
     draw_grid(frame, grid, app, images);
 }
 
+/// `√ᾱ_T` compactly (three decimals, or a power of ten when tiny).
+fn fmt_signal(signal: f64) -> String {
+    if signal >= 1e-3 {
+        format!("{signal:.3}")
+    } else {
+        format!("{signal:.1e}")
+    }
+}
+
+/// The lines beside a schedule's row, most important first (a short row shows the first
+/// ones): name and ᾱ_T, the signal left in x_T (flagged when too much), ᾱ_t at the marker.
+fn schedule_lines(tab: &crate::schedule::ScheduleTables, s: &SchedulesState) -> Vec<Line<'static>> {
+    let color = theme::schedule_color(tab.schedule);
+    let signal = tab.final_signal();
+    let ac_t = tab.alphas_cumprod[s.t];
+    let signal_line = if signal > SIGNAL_FLAG {
+        Line::styled(
+            format!("⚠ x_T keeps {:.0}% signal", signal * 100.0),
+            Style::default().fg(theme::WARN),
+        )
+    } else {
+        Line::from(vec![
+            Span::styled("√ᾱ_T ", theme::label()),
+            Span::raw(fmt_signal(signal)),
+        ])
+    };
+    vec![
+        Line::from(vec![
+            Span::styled(
+                format!("{:<10}", tab.schedule.name()),
+                Style::default().fg(color).add_modifier(Modifier::BOLD),
+            ),
+            Span::styled("ᾱ_T ", theme::label()),
+            Span::raw(format!("{:.1e}", tab.alphas_cumprod[s.timesteps - 1])),
+        ]),
+        signal_line,
+        Line::from(vec![
+            Span::styled("ᾱ_t ", theme::label()),
+            Span::raw(format!("{ac_t:.4}")),
+            Span::styled(
+                if signal > SIGNAL_FLAG {
+                    format!("  √ᾱ_T {}", fmt_signal(signal))
+                } else {
+                    String::new()
+                },
+                theme::label(),
+            ),
+        ]),
+    ]
+}
+
 fn draw_grid(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let s = &app.schedules;
-    let b = block("x_t of one image under each schedule (same ε)   ←/→ t · +/− T · n image");
-    let inner = b.inner(area);
-    frame.render_widget(b, area);
+    let inner = block("").inner(area);
     let label_w = 22u16;
     let cols = s.columns();
     let [header, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(4)]).areas(inner);
@@ -84,7 +142,7 @@ fn draw_grid(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let col_areas = Layout::horizontal(vec![Constraint::Ratio(1, cols.len() as u32); cols.len()])
         .split(head_imgs);
     for (i, (&t, r)) in cols.iter().zip(col_areas.iter()).enumerate() {
-        let text = if i == cols.len() - 1 {
+        let text = if i == cols.len() - 1 && r.width >= 14 {
             format!("t = {t} (←/→)")
         } else {
             format!("t = {t}")
@@ -109,43 +167,11 @@ fn draw_grid(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         .as_ref()
         .and_then(|i| i.examples.get(s.image_index % i.examples.len().max(1)));
     let eps = example.map(|(img, _)| noise::noise_like(img, s.noise_seed));
+    let mut scale = None;
     for (tab, row) in s.tables.iter().zip(rows.iter()) {
         let [label, imgs] =
             Layout::horizontal([Constraint::Length(label_w), Constraint::Min(10)]).areas(*row);
-        let color = theme::schedule_color(tab.schedule);
-        let signal = tab.final_signal();
-        let ac_t = tab.alphas_cumprod[s.t];
-        let mut lines = vec![
-            Line::styled(
-                tab.schedule.name(),
-                Style::default().fg(color).add_modifier(Modifier::BOLD),
-            ),
-            Line::from(vec![
-                Span::styled("ᾱ_T ", theme::label()),
-                Span::raw(format!("{:.3e}", tab.alphas_cumprod[s.timesteps - 1])),
-            ]),
-            Line::from(vec![
-                Span::styled("√ᾱ_T ", theme::label()),
-                Span::raw(if signal >= 1e-3 {
-                    format!("{signal:.3}")
-                } else {
-                    format!("{signal:.1e}")
-                }),
-            ]),
-            Line::from(vec![
-                Span::styled("ᾱ_t ", theme::label()),
-                Span::raw(format!("{ac_t:.4}")),
-            ]),
-        ];
-        if signal > SIGNAL_FLAG {
-            lines.insert(
-                1,
-                Line::styled(
-                    format!("⚠ x_T keeps {:.0}% signal", signal * 100.0),
-                    Style::default().fg(theme::WARN),
-                ),
-            );
-        }
+        let lines = schedule_lines(tab, s);
         frame.render_widget(Paragraph::new(lines), label);
         let (Some((img, _)), Some(eps)) = (example, eps.as_ref()) else {
             if tab.schedule == s.tables[0].schedule {
@@ -160,7 +186,16 @@ fn draw_grid(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             .split(imgs);
         for (&t, cell) in cols.iter().zip(cells.iter()) {
             let noised = noise::q_sample(img, tab, t, eps);
-            images.render(frame, *cell, &noised);
+            if let Some(sc) = images.render(frame, *cell, &noised) {
+                scale = Some(scale.map_or(sc, |s: Scale| s.min(sc)));
+            }
         }
     }
+    // The block goes on last: its title says how small the images had to be drawn.
+    let note = scale
+        .and_then(Scale::note)
+        .map(|n| format!(" · {n}"))
+        .unwrap_or_default();
+    let title = format!("x_t of one image under each schedule (same ε){note}   ←/→ t · n image");
+    frame.render_widget(block(&title), area);
 }

@@ -27,26 +27,52 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     if let Lifecycle::ShuttingDown(_) = app.lifecycle {
         run_text = "saving before quit".to_string();
     }
-    let sep = Span::styled(" │ ", Style::default().fg(theme::DIM));
     let kv = |k: &'static str, v: String| {
         vec![
             Span::styled(k, theme::label()),
             Span::styled(v, Style::default().add_modifier(Modifier::BOLD)),
         ]
     };
-    let mut spans = Vec::new();
-    spans.extend(kv("device ", t.device.to_string()));
-    spans.push(sep.clone());
-    spans.extend(kv("data ", data));
-    spans.push(sep.clone());
-    spans.extend(kv("model ", t.model_name()));
+    let mut model = kv("model ", t.model_name());
     if run.num_params > 0 {
-        spans.push(Span::raw(format!(" ({})", theme::count(run.num_params))));
+        model.push(Span::raw(format!(" ({})", theme::count(run.num_params))));
     }
-    spans.push(sep.clone());
-    spans.extend(kv("run ", run_text));
-    spans.push(sep);
-    spans.extend(kv("images ", images.protocol_name().to_string()));
+    // In display order, with the order in which they give way on a narrow terminal (80
+    // columns): the image protocol first, then the device, then the model.
+    let segments = [
+        (kv("device ", t.device.to_string()), 1),
+        (kv("data ", data), 3),
+        (model, 2),
+        (kv("run ", run_text), 4),
+        (kv("images ", images.protocol_name().to_string()), 0),
+    ];
+    let width = |spans: &[Span]| spans.iter().map(Span::width).sum::<usize>();
+    let mut keep: Vec<bool> = vec![true; segments.len()];
+    let total = |keep: &[bool]| -> usize {
+        let shown: Vec<usize> = segments
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .map(|((s, _), _)| width(s))
+            .collect();
+        shown.iter().sum::<usize>() + 3 * shown.len().saturating_sub(1)
+    };
+    for rank in 0..segments.len() {
+        if total(&keep) <= area.width as usize {
+            break;
+        }
+        if let Some(i) = segments.iter().position(|(_, r)| *r == rank) {
+            keep[i] = false;
+        }
+    }
+    let sep = Span::styled(" │ ", Style::default().fg(theme::DIM));
+    let mut spans = Vec::new();
+    for ((seg, _), _) in segments.into_iter().zip(&keep).filter(|(_, k)| **k) {
+        if !spans.is_empty() {
+            spans.push(sep.clone());
+        }
+        spans.extend(seg);
+    }
     let line1 = Line::from(spans);
     let line2 = match &app.notice {
         Some(n) => Line::styled(

@@ -10,8 +10,8 @@ use ratatui::widgets::{
 use ratatui::Frame;
 
 use super::chart::{self, ChartOpts, Series};
-use super::image::{compose_grid, grid_cols, ImageRenderer};
-use super::{block, centered, theme};
+use super::image::ImageRenderer;
+use super::{block, theme};
 use crate::train::events::LOSS_BUCKETS;
 use crate::tui::state::run::{RunProgress, RunState};
 use crate::tui::state::train::Field;
@@ -19,6 +19,24 @@ use crate::tui::state::App;
 
 /// Steps shown in the recent-window chart.
 pub const RECENT_WINDOW: usize = 200;
+
+/// Right-hand width from which the recent-window chart is shown beside loss by timestep.
+pub const WIDE: u16 = 70;
+
+/// Whether the learning rate changes during the run (warm-up or a decay), so it is charted.
+pub fn lr_varies(s: &crate::tui::settings::TrainSettings) -> bool {
+    s.warmup_steps > 0 || s.lr_cosine_decay
+}
+
+/// The configuration block of the Train screen in `body` (its rows are the fields, from the
+/// line under the top border).
+pub fn config_area(body: Rect) -> Rect {
+    let [left, _] = Layout::horizontal([Constraint::Length(42), Constraint::Min(30)]).areas(body);
+    Rect {
+        height: (Field::ALL.len() as u16 + 3).min(left.height),
+        ..left
+    }
+}
 
 /// Draws the Train screen.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
@@ -31,25 +49,96 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     .areas(left);
     draw_config(frame, cfg, app);
     draw_progress(frame, progress, app);
-    let [full, mid, previews] = Layout::vertical([
-        Constraint::Percentage(36),
-        Constraint::Percentage(32),
-        Constraint::Min(6),
-    ])
-    .areas(right);
-    let [recent, buckets] =
-        Layout::horizontal([Constraint::Percentage(58), Constraint::Min(20)]).areas(mid);
     let run = &app.train.run;
-    loss_chart(frame, full, run, "Loss (full history)", 0);
-    loss_chart(
+    let lr = lr_varies(&app.settings.train);
+    let h = right.height;
+    if right.width >= WIDE {
+        // Previews get 16 lines where the height allows: 28-pixel images at 1:1.
+        let previews_h = (h * 36 / 100).clamp(6, 16).max(h * 32 / 100);
+        let charts = h.saturating_sub(previews_h);
+        let [full, mid, previews] = Layout::vertical([
+            Constraint::Length(charts * 53 / 100),
+            Constraint::Length(charts - charts * 53 / 100),
+            Constraint::Min(6),
+        ])
+        .areas(right);
+        let mut cols = vec![Constraint::Percentage(58), Constraint::Min(20)];
+        if lr {
+            cols = vec![
+                Constraint::Percentage(38),
+                Constraint::Percentage(32),
+                Constraint::Min(20),
+            ];
+        }
+        let mids = Layout::horizontal(cols).split(mid);
+        loss_chart(frame, full, run, "Loss (full history)", 0);
+        loss_chart(
+            frame,
+            mids[0],
+            run,
+            &format!("Loss (last {RECENT_WINDOW} steps)"),
+            RECENT_WINDOW,
+        );
+        bucket_chart(frame, mids[1], run, app.settings.train.timesteps);
+        if lr {
+            lr_chart(frame, mids[2], app);
+        }
+        draw_previews(frame, previews, run, images);
+    } else {
+        // 80×24: the full history (with the learning rate beside it when it varies), loss by
+        // timestep across the width, and the previews below.
+        let [top, mid, previews] = Layout::vertical([
+            Constraint::Length((h * 36 / 100).max(7)),
+            Constraint::Length((h * 26 / 100).max(5)),
+            Constraint::Min(6),
+        ])
+        .areas(right);
+        if lr {
+            let [full, lr_area] =
+                Layout::horizontal([Constraint::Percentage(55), Constraint::Min(15)]).areas(top);
+            loss_chart(frame, full, run, "Loss", 0);
+            lr_chart(frame, lr_area, app);
+        } else {
+            loss_chart(frame, top, run, "Loss (full history)", 0);
+        }
+        bucket_chart(frame, mid, run, app.settings.train.timesteps);
+        draw_previews(frame, previews, run, images);
+    }
+}
+
+/// The learning rate of every step of the configured run (warm-up, then constant or cosine
+/// decay, as the trainer applies it), with a marker at the current step.
+fn lr_chart(frame: &mut Frame, area: Rect, app: &App) {
+    let s = &app.settings.train;
+    let cfg = s.recipe(1);
+    let steps = s.steps.max(1);
+    let n = 200.min(steps);
+    let points: Vec<(f64, f64)> = (0..=n)
+        .map(|i| {
+            let step = i * steps / n;
+            (step as f64, cfg.learning_rate(step.min(steps - 1)))
+        })
+        .collect();
+    let hi = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    let step = app.train.run.step();
+    chart::draw(
         frame,
-        recent,
-        run,
-        &format!("Loss (last {RECENT_WINDOW} steps)"),
-        RECENT_WINDOW,
+        area,
+        &[Series {
+            name: String::new(),
+            color: theme::WARN,
+            points,
+        }],
+        &ChartOpts {
+            title: "Learning rate".into(),
+            x_title: "step".into(),
+            y_title: "lr".into(),
+            x_bounds: Some([0.0, steps as f64]),
+            y_bounds: Some([0.0, hi * 1.05]),
+            marker: (step > 0).then_some(step as f64),
+            ..ChartOpts::default()
+        },
     );
-    bucket_chart(frame, buckets, run, app.settings.train.timesteps);
-    draw_previews(frame, previews, run, images);
 }
 
 fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
@@ -106,17 +195,19 @@ fn state_span(state: &RunState) -> Span<'static> {
 }
 
 fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
-    let b = block("Progress  (space start/pause · c ckpt · o open)");
+    let run = &app.train.run;
+    let title = Line::from(vec![
+        Span::styled(" Progress ", theme::title()),
+        state_span(&run.state),
+        Span::styled("  space · c ckpt ", theme::label()),
+    ]);
+    let b = super::block_titled(title);
     let inner = b.inner(area);
     frame.render_widget(b, area);
-    let run = &app.train.run;
     let batch = app.settings.train.batch_size;
-    let [g1, g2, text] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Length(1),
-        Constraint::Min(1),
-    ])
-    .areas(inner);
+    let [gauges, text] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    let [g1, g2] =
+        Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(gauges);
     let total = if run.total_steps > 0 {
         run.total_steps
     } else {
@@ -138,20 +229,21 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(
         Gauge::default()
             .ratio(ef)
-            .label(format!("epoch {}{epochs} · {:.0}%", epoch + 1, ef * 100.0))
+            .label(format!("epoch {}{epochs} {:.0}%", epoch + 1, ef * 100.0))
             .gauge_style(Style::default().fg(theme::SMOOTH)),
         g2,
     );
-    let mut lines = vec![Line::from(vec![
-        Span::styled("state     ", theme::label()),
-        state_span(&run.state),
-    ])];
     let kv = |k: &str, v: String| {
         Line::from(vec![
-            Span::styled(format!("{k:<10}"), theme::label()),
+            Span::styled(format!("{k:<9}"), theme::label()),
             Span::raw(v),
         ])
     };
+    // Most important first: at 80×24 the block shows three lines (loss, time, speed).
+    let mut lines = Vec::new();
+    if let RunState::Failed(m) = &run.state {
+        lines.push(Line::styled(m.clone(), Style::default().fg(theme::ERROR)));
+    }
     if let Some(last) = &run.last {
         let sm = run.smoothed.last().map_or(last.loss, |p| p.1);
         lines.push(kv("loss", format!("{:.4} (smoothed {:.4})", last.loss, sm)));
@@ -160,19 +252,17 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
             RunState::Paused => "paused",
             _ => "—",
         };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<9}", "elapsed"), theme::label()),
+            Span::raw(theme::duration(last.elapsed_s)),
+            Span::styled(" · ETA ", theme::label()),
+            Span::raw(run.eta_s(batch).map_or(idle.into(), theme::duration)),
+        ]));
         let speed = run.images_per_s(batch);
         lines.push(kv(
             "speed",
             speed.map_or(idle.into(), |v| format!("{v:.0} img/s")),
         ));
-        lines.push(kv("elapsed", theme::duration(last.elapsed_s)));
-        lines.push(kv(
-            "ETA",
-            run.eta_s(batch).map_or(idle.into(), theme::duration),
-        ));
-    }
-    if run.num_params > 0 {
-        lines.push(kv("params", theme::count(run.num_params)));
     }
     if let Some(n_train) = app.data.info.as_ref().map(|i| i.n_train) {
         let est = if app.train.estimating {
@@ -184,14 +274,18 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
         };
         lines.push(kv("estimate", est));
     }
+    if run.num_params > 0 {
+        lines.push(kv("params", theme::count(run.num_params)));
+    }
     if let Some(step) = run.checkpoint_step {
         lines.push(kv("saved", format!("step {step}")));
     }
     if let Some(dir) = &run.run_dir {
-        lines.push(kv("run dir", dir.display().to_string()));
-    }
-    if let RunState::Failed(m) = &run.state {
-        lines.push(Line::styled(m.clone(), Style::default().fg(theme::ERROR)));
+        let w = (text.width as usize).saturating_sub(9);
+        lines.push(kv(
+            "run dir",
+            super::ellipsize_middle(&dir.display().to_string(), w),
+        ));
     }
     frame.render_widget(
         Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: true }),
@@ -242,6 +336,7 @@ pub fn loss_chart(frame: &mut Frame, area: Rect, run: &RunProgress, title: &str,
         &ChartOpts {
             title: title.to_string(),
             x_title: "step".into(),
+            y_title: "loss".into(),
             y_bounds: Some([(y_min - pad).max(0.0), y_max + pad]),
             legend: Some(LegendPosition::TopRight),
             ..ChartOpts::default()
@@ -249,20 +344,49 @@ pub fn loss_chart(frame: &mut Frame, area: Rect, run: &RunProgress, title: &str,
     );
 }
 
+/// Where the labels of a bar chart's x axis go: `(x offset, text)` of every `stride`-th bar,
+/// the stride the smallest that keeps labels a space apart.
+pub fn bar_axis_labels(values: &[usize], bar: u16, gap: u16) -> Vec<(u16, String)> {
+    let texts: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    let widest = texts.iter().map(|t| t.len()).max().unwrap_or(1) as u16;
+    let pitch = (bar + gap).max(1);
+    let stride = [1u16, 2, 5, 10]
+        .into_iter()
+        .find(|k| k * pitch > widest)
+        .unwrap_or(values.len().max(1) as u16);
+    texts
+        .into_iter()
+        .enumerate()
+        .step_by(stride as usize)
+        .map(|(i, t)| (i as u16 * pitch, t))
+        .collect()
+}
+
 fn bucket_chart(frame: &mut Frame, area: Rect, run: &RunProgress, timesteps: usize) {
-    let b = block("Loss by timestep");
+    let values: Vec<f64> = run.buckets.iter().flatten().copied().collect();
+    let title = match (
+        values.iter().copied().reduce(f64::min),
+        values.iter().copied().reduce(f64::max),
+    ) {
+        (Some(lo), Some(hi)) => format!("Loss by timestep t · {lo:.2}–{hi:.2}"),
+        _ => "Loss by timestep t".to_string(),
+    };
+    let b = block(&title);
     let inner = b.inner(area);
     frame.render_widget(b, area);
-    if run.buckets.iter().all(|b| b.is_none()) {
+    if values.is_empty() {
         frame.render_widget(Paragraph::new("—").style(theme::label()), inner);
         return;
     }
-    let width = ((inner.width as usize).saturating_sub(LOSS_BUCKETS) / LOSS_BUCKETS).max(1) as u16;
+    let n = LOSS_BUCKETS as u16;
+    let gap = u16::from(inner.width >= 2 * n - 1);
+    let width = ((inner.width + gap) / n).saturating_sub(gap).max(1);
+    let [bars_area, axis] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
     let bars: Vec<Bar> = run
         .buckets
         .iter()
-        .enumerate()
-        .map(|(i, v)| {
+        .map(|v| {
             let v = v.unwrap_or(0.0);
             Bar::default()
                 .value((v * 1000.0).round() as u64)
@@ -271,7 +395,6 @@ fn bucket_chart(frame: &mut Frame, area: Rect, run: &RunProgress, timesteps: usi
                 } else {
                     String::new()
                 })
-                .label(Line::from(format!("{}", i * timesteps / LOSS_BUCKETS)))
                 .style(Style::default().fg(theme::SMOOTH))
         })
         .collect();
@@ -279,13 +402,47 @@ fn bucket_chart(frame: &mut Frame, area: Rect, run: &RunProgress, timesteps: usi
         BarChart::default()
             .data(BarGroup::default().bars(&bars))
             .bar_width(width)
-            .bar_gap(1),
-        inner,
+            .bar_gap(gap),
+        bars_area,
     );
+    // The x axis: the first t of each bucket, whole numbers, as many as fit.
+    let starts: Vec<usize> = (0..LOSS_BUCKETS)
+        .map(|i| i * timesteps / LOSS_BUCKETS)
+        .collect();
+    for (x, text) in bar_axis_labels(&starts, width, gap) {
+        if x + text.len() as u16 <= axis.width {
+            frame.render_widget(
+                Span::styled(text, theme::label()),
+                Rect::new(axis.x + x, axis.y, axis.width - x, 1),
+            );
+        }
+    }
+}
+
+/// How many of the previews to show in `inner`: at least four at 1:1 if they fit, else as
+/// many as fit at ½, else at ⅓, else one (at 80×24 two previews at ½ say more than eight at
+/// 1/6).
+fn previews_shown(images: &ImageRenderer, inner: Rect, all: &[crate::imaging::Image8]) -> usize {
+    let n = all.len().min(8);
+    let fits = |k: usize, ratio: f64| {
+        k <= n
+            && images
+                .grid_fit(inner, &all[..k])
+                .is_some_and(|g| g.scale.ratio() >= ratio)
+    };
+    let tries: [(f64, &[usize]); 3] = [
+        (1.0, &[8, 6, 4]),
+        (0.5, &[8, 6, 4, 3, 2]),
+        (1.0 / 3.0, &[8, 6, 4, 3, 2]),
+    ];
+    tries
+        .iter()
+        .find_map(|(ratio, counts)| counts.iter().copied().find(|&k| fits(k, *ratio)))
+        .unwrap_or(n.min(1))
 }
 
 fn draw_previews(frame: &mut Frame, area: Rect, run: &RunProgress, images: &ImageRenderer) {
-    let title = match (&run.preview, run.quality.last()) {
+    let mut title = match (&run.preview, run.quality.last()) {
         (Some((step, _)), Some((qs, q))) if qs == step => {
             format!(
                 "Samples at step {step} · {}",
@@ -295,27 +452,36 @@ fn draw_previews(frame: &mut Frame, area: Rect, run: &RunProgress, images: &Imag
         (Some((step, _)), _) => format!("Samples at step {step}"),
         (None, _) => "Samples (every N steps)".to_string(),
     };
-    let b = block(&title);
-    let inner = b.inner(area);
-    frame.render_widget(b, area);
+    let inner = block("").inner(area);
     let Some((_, all)) = &run.preview else {
+        frame.render_widget(block(&title), area);
         frame.render_widget(
             Paragraph::new("previews appear here while training").style(theme::label()),
             inner,
         );
         return;
     };
-    // Up to 8 of the scored previews are shown.
-    let imgs = &all[..all.len().min(8)];
-    // One row of previews when the area is wide, a square grid otherwise.
-    let cols = if inner.width as usize >= imgs.len() * 2 * inner.height as usize {
-        imgs.len()
-    } else {
-        grid_cols(imgs.len()).max(imgs.len().div_ceil(2))
-    };
-    if let Some(grid) = compose_grid(imgs, cols, 1) {
-        images.render(frame, inner, &grid);
+    let shown = previews_shown(images, inner, all);
+    if let Some(scale) = images.render_grid(frame, inner, &all[..shown]) {
+        let mut notes = Vec::new();
+        if shown < all.len().min(8) {
+            notes.push(format!("{shown} of {}", all.len().min(8)));
+        }
+        notes.extend(scale.note());
+        if !notes.is_empty() {
+            let note = notes.join(" · ");
+            title = match &run.preview {
+                // Too narrow for both: the step and the note.
+                Some((step, _))
+                    if title.chars().count() + note.chars().count() + 7 > area.width as usize =>
+                {
+                    format!("step {step} · {note}")
+                }
+                _ => format!("{title} · {note}"),
+            };
+        }
     }
+    frame.render_widget(block(&title), area);
 }
 
 /// The latest preview score with the recognised share of the earlier ones, oldest first
@@ -339,29 +505,54 @@ fn quality_trend(all: &[(usize, crate::eval::Quality)], last: &crate::eval::Qual
     )
 }
 
+/// Width of the run column of a table `inner` wide whose other columns take `others`.
+pub fn name_width(inner: u16, others: u16) -> usize {
+    inner.saturating_sub(others).max(8) as usize
+}
+
 /// Draws the picker of earlier runs over `area`.
 pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
     let Some(p) = &app.picker else { return };
-    let r = centered(area, 100, (p.runs.len() as u16 + 4).min(area.height));
+    let r = super::picker_area(area, p.runs.len());
     frame.render_widget(Clear, r);
+    let root = app.settings.runs_root();
+    let wide = r.width >= 90;
+    // Fixed columns: dataset, steps, config (shorter below 90 columns), with their spacing.
+    let (data_w, step_w, cfg_w) = if wide { (14, 11, 32) } else { (8, 6, 22) };
+    let name_w = name_width(r.width.saturating_sub(2), data_w + step_w + cfg_w + 3);
+    // Rows the table shows (borders and header take three) and the first one, so the
+    // highlighted run is always on screen.
+    let visible = r.height.saturating_sub(3).max(1) as usize;
+    let first = p.selected.saturating_sub(visible - 1);
     let rows: Vec<Row> = p
         .runs
         .iter()
         .enumerate()
+        .skip(first)
+        .take(visible)
         .map(|(i, run)| {
             let cfg = run.settings.as_ref().map_or("?".to_string(), |s| {
-                format!(
-                    "{} T={} {} {}",
-                    s.schedule,
-                    s.timesteps,
-                    s.model_name(),
-                    s.loss
-                )
+                if wide {
+                    format!(
+                        "{} T={} {} {}",
+                        s.schedule,
+                        s.timesteps,
+                        s.model_name(),
+                        s.loss
+                    )
+                } else {
+                    format!("{} T={} {}", s.schedule, s.timesteps, s.model_name())
+                }
             });
+            let dataset = run.dataset.clone().unwrap_or_else(|| "?".into());
             let row = Row::new(vec![
-                run.dir.display().to_string(),
-                run.dataset.clone().unwrap_or_else(|| "?".into()),
-                format!("step {}", run.step),
+                super::ellipsize_middle(&super::run_name(&run.dir, &root), name_w),
+                super::ellipsize_middle(&dataset, data_w as usize),
+                if wide {
+                    format!("step {}", run.step)
+                } else {
+                    run.step.to_string()
+                },
                 cfg,
             ]);
             if i == p.selected {
@@ -374,10 +565,10 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
     let table = Table::new(
         rows,
         [
-            Constraint::Min(30),
-            Constraint::Length(14),
-            Constraint::Length(11),
-            Constraint::Length(32),
+            Constraint::Length(name_w as u16),
+            Constraint::Length(data_w),
+            Constraint::Length(step_w),
+            Constraint::Min(cfg_w),
         ],
     )
     .header(Row::new(vec!["run", "dataset", "saved", "config"]).style(theme::title()))

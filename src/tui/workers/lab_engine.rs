@@ -20,8 +20,8 @@ use crate::train::events::{TrainCommand, TrainEvent};
 use crate::tui::settings::{SampleSettings, TrainSettings};
 
 use super::{
-    DataInfo, DataMsg, Engine, Estimate, ExportRequest, Frames, LoadStage, OpenedRun, RunSummary,
-    SampleMsg, SampleRequest, Slot, TrainRequest, WorkerMsg,
+    DataInfo, DataMsg, Engine, Estimate, ExportRequest, Frames, LoadStage, OpenedRun, RunRecord,
+    RunSummary, SampleMsg, SampleRequest, Slot, TrainRequest, WorkerMsg, CURVE_POINTS,
 };
 
 /// Examples kept for the Data and Schedules screens.
@@ -509,6 +509,17 @@ impl Engine for LabEngine {
         Some(stop_tx)
     }
 
+    fn scan_runs(&mut self, tx: Sender<WorkerMsg>) {
+        let root = self.runs_root.clone();
+        thread::Builder::new()
+            .name("ddpm-scan-runs".into())
+            .spawn(move || {
+                let records = runs::find_runs(&root).iter().map(record_of).collect();
+                let _ = tx.send(WorkerMsg::RunTable(records));
+            })
+            .expect("cannot spawn the run-scanning thread");
+    }
+
     fn open_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
         let dir = dir.to_path_buf();
         thread::Builder::new()
@@ -568,6 +579,41 @@ fn read_run(dir: &Path) -> Result<OpenedRun, String> {
             history,
         })
         .map_err(|e| format!("{e:#}"))
+}
+
+/// One run as the Runs screen lists it: its metrics read and smoothed as the Train screen
+/// smooths them, reduced to a chart's worth of points, and its latest preview score.
+fn record_of(info: &RunInfo) -> RunRecord {
+    let history = RunDir::at(&info.dir).read_metrics().unwrap_or_default();
+    let mut smoothed: Vec<(f64, f64)> = Vec::with_capacity(history.len());
+    for s in &history {
+        let prev = smoothed.last().map(|p| p.1);
+        let sm = prev.map_or(s.loss, |p| {
+            p + crate::tui::state::run::SMOOTHING * (s.loss - p)
+        });
+        smoothed.push((s.step as f64, sm));
+    }
+    RunRecord {
+        summary: summary_of(info),
+        last_loss: smoothed.last().map(|p| p.1),
+        last_step: history.last().map_or(0, |s| s.step),
+        quality: last_quality(&info.dir),
+        curve: crate::tui::ui::chart::downsample(&smoothed, CURVE_POINTS),
+    }
+}
+
+/// The last readable score of `quality.jsonl` (torn or foreign lines are skipped).
+pub fn last_quality(dir: &Path) -> Option<(usize, crate::eval::Quality)> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        step: usize,
+        quality: crate::eval::Quality,
+    }
+    let text = std::fs::read_to_string(dir.join(QUALITY_FILE)).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Line>(l).ok())
+        .map(|l| (l.step, l.quality))
 }
 
 fn summary_of(info: &RunInfo) -> RunSummary {

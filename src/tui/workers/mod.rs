@@ -193,6 +193,9 @@ pub enum WorkerMsg {
     Runs(Vec<RunSummary>),
     /// A run read from disk, or why it could not be (answer to [`Engine::open_run`]).
     RunOpened(Result<OpenedRun, String>),
+    /// Every run under the runs directory with its loss curve and score (answer to
+    /// [`Engine::scan_runs`]), newest first.
+    RunTable(Vec<RunRecord>),
 }
 
 /// A request to train: a new run, or the continuation of one on disk. The engine hands it to
@@ -281,6 +284,25 @@ pub struct RunSummary {
     pub step: usize,
 }
 
+/// Points a [`RunRecord`]'s loss curve is reduced to (a chart is never wider).
+pub const CURVE_POINTS: usize = 400;
+
+/// A run as the Runs screen lists it: what the picker shows, its last smoothed loss, its
+/// latest preview score and its smoothed loss curve (at most [`CURVE_POINTS`] points).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// Directory, configuration, dataset and saved step.
+    pub summary: RunSummary,
+    /// Smoothed loss at the last logged step.
+    pub last_loss: Option<f64>,
+    /// Last logged step.
+    pub last_step: usize,
+    /// The latest preview score (`quality.jsonl`): step and quality.
+    pub quality: Option<(usize, crate::eval::Quality)>,
+    /// `(step, smoothed loss)`, reduced to at most [`CURVE_POINTS`] points.
+    pub curve: Vec<(f64, f64)>,
+}
+
 /// A run opened from disk: its configuration and metrics so far.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenedRun {
@@ -313,6 +335,9 @@ pub trait Engine {
     /// Starts reading one run's configuration and metrics: they arrive as
     /// [`WorkerMsg::RunOpened`].
     fn open_run(&mut self, dir: &std::path::Path, tx: Sender<WorkerMsg>);
+    /// Starts reading every run under the runs directory with its metrics and score: they
+    /// arrive as [`WorkerMsg::RunTable`].
+    fn scan_runs(&mut self, tx: Sender<WorkerMsg>);
     /// Follows a run that another process (e.g. `ddpm-lab train`) may be training: steps after
     /// `from_step` and new checkpoints arrive as `Train { slot: Main, .. }` events until the
     /// returned handle is dropped. `None` when the engine cannot watch.

@@ -1,0 +1,182 @@
+//! State of the Runs screen: every run on disk (read on a worker), the highlighted one, and
+//! the runs whose loss curves are overlaid.
+
+use std::path::PathBuf;
+
+use super::super::event::Command;
+use super::super::workers::RunRecord;
+use super::effect::Effect;
+
+/// State of the Runs screen.
+#[derive(Debug, Clone, Default)]
+pub struct RunsState {
+    /// Runs found, newest first.
+    pub runs: Vec<RunRecord>,
+    /// Highlighted row.
+    pub selected: usize,
+    /// Runs whose curves are overlaid, in the order they were marked (their colours).
+    pub marked: Vec<PathBuf>,
+    /// A listing is on its way.
+    pub scanning: bool,
+    /// The runs were listed at least once.
+    pub scanned: bool,
+}
+
+impl RunsState {
+    /// Asks for the runs on disk again (ignored while a listing is on its way).
+    pub fn refresh(&mut self) -> Vec<Effect> {
+        if self.scanning {
+            return Vec::new();
+        }
+        self.scanning = true;
+        vec![Effect::ScanRuns]
+    }
+
+    /// The engine's list: keeps the highlight and the marks on runs that are still there.
+    pub fn on_runs(&mut self, runs: Vec<RunRecord>) {
+        let highlighted = self.highlighted().map(|r| r.summary.dir.clone());
+        self.marked
+            .retain(|d| runs.iter().any(|r| &r.summary.dir == d));
+        self.selected = highlighted
+            .and_then(|d| runs.iter().position(|r| r.summary.dir == d))
+            .unwrap_or(0);
+        self.runs = runs;
+        self.scanning = false;
+        self.scanned = true;
+    }
+
+    /// The highlighted run.
+    pub fn highlighted(&self) -> Option<&RunRecord> {
+        self.runs.get(self.selected)
+    }
+
+    /// Moves the highlight by `delta` rows, clamped to the list.
+    pub fn move_by(&mut self, delta: i64) {
+        let n = self.runs.len() as i64;
+        if n > 0 {
+            self.selected = (self.selected as i64 + delta).clamp(0, n - 1) as usize;
+        }
+    }
+
+    /// Marks or unmarks the highlighted run.
+    pub fn toggle(&mut self) {
+        let Some(dir) = self.highlighted().map(|r| r.summary.dir.clone()) else {
+            return;
+        };
+        match self.marked.iter().position(|d| *d == dir) {
+            Some(i) => {
+                self.marked.remove(i);
+            }
+            None => self.marked.push(dir),
+        }
+    }
+
+    /// Marks every run, or none when all are marked.
+    pub fn toggle_all(&mut self) {
+        if !self.runs.is_empty() && self.marked.len() == self.runs.len() {
+            self.marked.clear();
+        } else {
+            self.marked = self.runs.iter().map(|r| r.summary.dir.clone()).collect();
+        }
+    }
+
+    /// Position of `dir` among the marked runs (its colour), if marked.
+    pub fn mark_of(&self, dir: &std::path::Path) -> Option<usize> {
+        self.marked.iter().position(|d| d == dir)
+    }
+
+    /// The runs whose curves are drawn: the marked ones, or the highlighted one when none is.
+    pub fn charted(&self) -> Vec<(usize, &RunRecord)> {
+        if self.marked.is_empty() {
+            return self.highlighted().map(|r| (0, r)).into_iter().collect();
+        }
+        self.marked
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                self.runs
+                    .iter()
+                    .find(|r| &r.summary.dir == d)
+                    .map(|r| (i, r))
+            })
+            .collect()
+    }
+
+    /// Handles a command of the Runs screen (opening a run is the router's: it crosses
+    /// screens).
+    pub fn handle(&mut self, cmd: Command) -> Vec<Effect> {
+        match cmd {
+            Command::RunsMove(d) => self.move_by(d),
+            Command::RunsSelect(i) => self.selected = i.min(self.runs.len().saturating_sub(1)),
+            Command::RunsToggle => self.toggle(),
+            Command::RunsToggleAll => self.toggle_all(),
+            Command::RunsRefresh => return self.refresh(),
+            _ => {}
+        }
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::workers::RunSummary;
+
+    fn rec(dir: &str) -> RunRecord {
+        RunRecord {
+            summary: RunSummary {
+                dir: dir.into(),
+                settings: None,
+                dataset: None,
+                step: 10,
+            },
+            last_loss: Some(0.1),
+            last_step: 10,
+            quality: None,
+            curve: vec![(1.0, 0.5), (10.0, 0.1)],
+        }
+    }
+
+    #[test]
+    fn marks_overlay_and_survive_a_refresh() {
+        let mut s = RunsState::default();
+        assert!(matches!(s.refresh()[..], [Effect::ScanRuns]));
+        assert!(s.refresh().is_empty(), "one listing at a time");
+        s.on_runs(vec![rec("runs/a"), rec("runs/b"), rec("runs/c")]);
+        assert_eq!(
+            s.charted().len(),
+            1,
+            "the highlighted run when none is marked"
+        );
+        s.handle(Command::RunsMove(1));
+        s.handle(Command::RunsToggle);
+        s.handle(Command::RunsMove(5));
+        s.handle(Command::RunsToggle);
+        assert_eq!(s.selected, 2);
+        let dirs: Vec<_> = s
+            .charted()
+            .iter()
+            .map(|(i, r)| (*i, r.summary.dir.clone()))
+            .collect();
+        assert_eq!(dirs, vec![(0, "runs/b".into()), (1, "runs/c".into())]);
+        // runs/b is gone and a new run came first: the highlight stays on runs/c.
+        assert!(matches!(
+            s.handle(Command::RunsRefresh)[..],
+            [Effect::ScanRuns]
+        ));
+        s.on_runs(vec![rec("runs/d"), rec("runs/a"), rec("runs/c")]);
+        assert_eq!(
+            s.highlighted().unwrap().summary.dir,
+            PathBuf::from("runs/c")
+        );
+        assert_eq!(s.marked, vec![PathBuf::from("runs/c")]);
+        s.handle(Command::RunsToggle);
+        assert!(s.marked.is_empty());
+        s.handle(Command::RunsToggleAll);
+        assert_eq!(s.marked.len(), 3);
+        s.handle(Command::RunsToggleAll);
+        assert!(s.marked.is_empty());
+        s.handle(Command::RunsSelect(99));
+        assert_eq!(s.selected, 2);
+    }
+}

@@ -1,0 +1,249 @@
+//! The Runs screen: every run in the runs directory with its configuration, progress, last
+//! loss and latest preview score, and the loss curves of the marked runs overlaid.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{LegendPosition, Paragraph, Row, Table};
+use ratatui::Frame;
+
+use super::chart::{self, ChartOpts, Series};
+use super::{block, ellipsize_middle, run_name, theme};
+use crate::tui::state::App;
+use crate::tui::workers::RunRecord;
+
+/// Colours of overlaid curves, in the order runs are marked (Okabe–Ito, then greys).
+pub const PALETTE: [Color; 8] = [
+    Color::Rgb(0, 114, 178),
+    Color::Rgb(230, 159, 0),
+    Color::Rgb(0, 158, 115),
+    Color::Rgb(204, 121, 167),
+    Color::Rgb(86, 180, 233),
+    Color::Rgb(213, 94, 0),
+    Color::Rgb(240, 228, 66),
+    Color::Rgb(200, 200, 200),
+];
+
+/// Colour of the `i`-th marked run.
+pub fn color(i: usize) -> Color {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// The table and chart areas of the screen in `body` for `n` runs: the table takes what its
+/// rows need, at most 55% of the height (at least five lines), the chart the rest.
+pub fn layout(body: Rect, n: usize) -> (Rect, Rect) {
+    let max = (body.height as usize * 55 / 100).max(5);
+    let h = (n + 3).clamp(5, max) as u16;
+    let [table, chart] = Layout::vertical([Constraint::Length(h), Constraint::Min(0)]).areas(body);
+    (table, chart)
+}
+
+/// Rows of the table area that show runs (borders and header take three lines).
+pub fn visible_rows(table: Rect) -> usize {
+    table.height.saturating_sub(3).max(1) as usize
+}
+
+/// The first run shown, so the highlighted one is on screen.
+pub fn first_row(visible: usize, selected: usize) -> usize {
+    selected.saturating_sub(visible.max(1) - 1)
+}
+
+/// The run under screen row `y` of the table area, if any.
+pub fn run_at(table: Rect, y: u16, n: usize, selected: usize) -> Option<usize> {
+    let top = table.y + 2;
+    if y < top || y >= table.y + table.height.saturating_sub(1) {
+        return None;
+    }
+    let i = first_row(visible_rows(table), selected) + (y - top) as usize;
+    (i < n).then_some(i)
+}
+
+/// The score column: share recognised, with the Fréchet distance where wide.
+fn score(r: &RunRecord, wide: bool) -> String {
+    match &r.quality {
+        Some((_, q)) if wide => match q.frechet {
+            Some(fd) => format!(
+                "{:.0}% · FD {}",
+                q.recognised * 100.0,
+                crate::eval::score::fmt_fd(fd)
+            ),
+            None => format!("{:.0}%", q.recognised * 100.0),
+        },
+        Some((_, q)) => format!("{:.0}%", q.recognised * 100.0),
+        None => "—".into(),
+    }
+}
+
+/// Draws the Runs screen.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let s = &app.runs;
+    let root = app.settings.runs_root();
+    let (table_area, chart_area) = layout(area, s.runs.len());
+    let title = format!(
+        "Runs in {}  ({} · space overlays · o opens)",
+        root.display(),
+        s.runs.len()
+    );
+    if s.runs.is_empty() {
+        let b = block(&title);
+        let inner = b.inner(area);
+        frame.render_widget(b, area);
+        let msg = if s.scanning || !s.scanned {
+            format!("reading the runs in {}…", root.display())
+        } else {
+            format!(
+                "no runs in {} yet: train one on the Train screen (3), then r reads again",
+                root.display()
+            )
+        };
+        frame.render_widget(
+            Paragraph::new(msg)
+                .style(theme::label())
+                .wrap(ratatui::widgets::Wrap { trim: true }),
+            inner,
+        );
+        return;
+    }
+    draw_table(frame, table_area, app, &title);
+    draw_curves(frame, chart_area, app);
+}
+
+fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
+    let s = &app.runs;
+    let root = app.settings.runs_root();
+    let wide = area.width >= 120;
+    // mark, schedule, model, steps, loss, score (+ dataset when wide), with their spacing.
+    let (score_w, data_w) = if wide { (14u16, 14u16) } else { (5, 0) };
+    let fixed = 2 + 9 + 6 + 9 + 7 + score_w + data_w + if wide { 7 } else { 6 };
+    let name_w = super::train::name_width(area.width.saturating_sub(2), fixed);
+    let visible = visible_rows(area);
+    let first = first_row(visible, s.selected);
+    let rows: Vec<Row> = s
+        .runs
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(visible)
+        .map(|(i, r)| {
+            let mark = match s.mark_of(&r.summary.dir) {
+                Some(m) => Span::styled("■", Style::default().fg(color(m))),
+                None => Span::raw("·"),
+            };
+            let set = r.summary.settings.as_ref();
+            let steps = match set {
+                Some(st) if st.steps > 0 => format!("{}/{}", r.summary.step, st.steps),
+                _ => r.summary.step.to_string(),
+            };
+            let mut cells = vec![
+                Line::from(mark),
+                Line::from(ellipsize_middle(&run_name(&r.summary.dir, &root), name_w)),
+            ];
+            if wide {
+                cells.push(Line::from(ellipsize_middle(
+                    r.summary.dataset.as_deref().unwrap_or("?"),
+                    data_w as usize,
+                )));
+            }
+            cells.extend([
+                Line::from(set.map_or("?".into(), |st| st.schedule.to_string())),
+                Line::from(set.map_or("?".into(), |st| ellipsize_middle(&st.model_name(), 6))),
+                Line::from(ellipsize_middle(&steps, 9)),
+                Line::from(r.last_loss.map_or("—".into(), |l| format!("{l:.4}"))),
+                Line::from(score(r, wide)),
+            ]);
+            let row = Row::new(cells);
+            if i == s.selected {
+                row.style(theme::selected())
+            } else {
+                row
+            }
+        })
+        .collect();
+    let mut widths = vec![Constraint::Length(2), Constraint::Length(name_w as u16)];
+    let mut header = vec!["", "run"];
+    if wide {
+        widths.push(Constraint::Length(data_w));
+        header.push("dataset");
+    }
+    widths.extend([
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Length(9),
+        Constraint::Length(7),
+        Constraint::Min(score_w),
+    ]);
+    header.extend(["schedule", "model", "saved", "loss", "score"]);
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme::title()))
+        .block(block(title));
+    frame.render_widget(table, area);
+}
+
+fn draw_curves(frame: &mut Frame, area: Rect, app: &App) {
+    let s = &app.runs;
+    let root = app.settings.runs_root();
+    let charted = s.charted();
+    let series: Vec<Series> = charted
+        .iter()
+        .filter(|(_, r)| !r.curve.is_empty())
+        .map(|(i, r)| Series {
+            name: ellipsize_middle(&run_name(&r.summary.dir, &root), 18),
+            color: color(*i),
+            points: r.curve.clone(),
+        })
+        .collect();
+    let title = if s.marked.is_empty() {
+        "Loss (smoothed) of the highlighted run · space overlays runs".to_string()
+    } else {
+        format!("Loss (smoothed) of {} marked runs", s.marked.len())
+    };
+    if series.is_empty() {
+        let b = block(&title);
+        let inner = b.inner(area);
+        frame.render_widget(b, area);
+        frame.render_widget(
+            Paragraph::new("no steps logged for this run").style(theme::label()),
+            inner,
+        );
+        return;
+    }
+    let ys = || series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let y_max = ys().fold(f64::MIN, f64::max);
+    let y_min = ys().fold(f64::MAX, f64::min);
+    let pad = ((y_max - y_min) * 0.05).max(1e-4);
+    chart::draw(
+        frame,
+        area,
+        &series,
+        &ChartOpts {
+            title,
+            x_title: "step".into(),
+            y_title: "loss".into(),
+            y_bounds: Some([(y_min - pad).max(0.0), y_max + pad]),
+            legend: Some(LegendPosition::TopRight),
+            ..ChartOpts::default()
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_found_under_the_pointer() {
+        let body = Rect::new(0, 1, 80, 21);
+        let (table, chart) = layout(body, 30);
+        assert_eq!(table.height, 11, "55% of 21");
+        assert_eq!(chart.y, table.y + table.height);
+        assert_eq!(visible_rows(table), 8);
+        // Row 0 of the list is two lines below the table's top (border, header).
+        assert_eq!(run_at(table, table.y + 2, 30, 0), Some(0));
+        assert_eq!(run_at(table, table.y + 1, 30, 0), None, "the header");
+        // Scrolled so that the 13th run is the last shown.
+        assert_eq!(run_at(table, table.y + 2, 30, 12), Some(5));
+        assert_eq!(run_at(table, table.y + 9, 30, 12), Some(12));
+        assert_eq!(run_at(table, table.y + 10, 30, 12), None, "the border");
+        assert_eq!(run_at(table, table.y + 3, 1, 0), None, "past the last run");
+    }
+}
