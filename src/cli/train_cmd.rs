@@ -29,7 +29,8 @@ pub struct TrainArgs {
     /// 2-core CPU) or blog (the blog's setup, the default); other flags override it
     #[arg(long)]
     pub preset: Option<Preset>,
-    /// Model size as in the lab: tiny, small, quick or blog (model flags below override it)
+    /// Model size as in the lab: tiny, small, quick, blog, current or current-sc (model flags
+    /// below override it)
     #[arg(long = "model")]
     pub model_size: Option<ModelPreset>,
     #[command(flatten)]

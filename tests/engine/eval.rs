@@ -290,7 +290,8 @@ fn preset_quick_and_time_limit_from_the_cli() {
         &["train", "--model", "huge", "--dataset", "shapes"],
         tmp.path(),
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tiny, small, quick or blog"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("tiny, small, quick, blog, current or current-sc"));
     let out = ddpm(
         &["train", "--time-limit", "soon", "--dataset", "shapes"],
         tmp.path(),
