@@ -47,6 +47,17 @@ PER_MIN[quick-b64]=110
 TRAIN[quick-eps]="--preset quick --objective noise"
 PER_MIN[quick-eps]=65
 
+# Today's blog UNet (seed 001: two scale-shift ResNet blocks and linear attention per stage)
+# at the quick preset's width and recipe, without and with self-conditioning, and
+# self-conditioning on the quick preset's own UNet. Steps per minute: the quick preset's 65
+# times the speed ratio to it measured side by side (`train --json` images_per_s, see README).
+TRAIN[quick-current]="--preset quick --unet current"
+PER_MIN[quick-current]=${PER_MIN_QUICK_CURRENT:-28}
+TRAIN[quick-current-sc]="--preset quick --unet current --self-condition"
+PER_MIN[quick-current-sc]=${PER_MIN_QUICK_CURRENT_SC:-24}
+TRAIN[quick-sc]="--preset quick --self-condition"
+PER_MIN[quick-sc]=${PER_MIN_QUICK_SC:-56}
+
 [ ${#picked[@]} -gt 0 ] || picked=(quick blog old-tiny)
 mkdir -p "$RUNS"
 IFS=, read -r -a budgets <<< "$MINUTES"

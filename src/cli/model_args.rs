@@ -67,16 +67,18 @@ impl ModelArgs {
         if let Some(a) = self.unet {
             c.arch = a;
             if switched {
-                // The other UNet's own defaults (init width, init kernel, groups).
+                // The other UNet's own defaults (init width, init kernel, groups, attention in
+                // every stage: a preset's `stage_attention: false` is the blog UNet's lever).
                 c.init_dim = None;
                 c.init_conv_kernel = None;
-                if a == Arch::Current {
-                    c.block = BlockKind::Resnet;
-                    c.resnet_block_groups = UnetConfig::current().resnet_block_groups;
+                let other = if a == Arch::Current {
+                    UnetConfig::current()
                 } else {
-                    c.block = BlockKind::default();
-                    c.resnet_block_groups = UnetConfig::blog().resnet_block_groups;
-                }
+                    UnetConfig::blog()
+                };
+                c.block = other.block;
+                c.resnet_block_groups = other.resnet_block_groups;
+                c.stage_attention = other.stage_attention;
             }
         }
         if let Some(k) = self.init_conv {
@@ -162,5 +164,28 @@ mod tests {
         }
         .apply(&UnetConfig::blog());
         assert_eq!(odd.resnet_block_groups, 2);
+    }
+
+    #[test]
+    fn unet_current_over_the_quick_preset_is_a_valid_current_unet_of_its_width() {
+        let quick = crate::presets::Preset::Quick.unet();
+        assert!(
+            !quick.stage_attention,
+            "the preset keeps attention to the middle"
+        );
+        let c = ModelArgs {
+            unet: Some(Arch::Current),
+            ..ModelArgs::default()
+        }
+        .apply(&quick);
+        assert_eq!(
+            (c.arch, c.dim, c.dim_mults.clone()),
+            (Arch::Current, 16, vec![1, 2, 4])
+        );
+        assert!(
+            c.stage_attention,
+            "the current UNet has attention in every stage"
+        );
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
     }
 }

@@ -334,7 +334,9 @@ fn without_a_hub_the_lab_trains_on_the_builtin_set_and_switches_when_it_answers(
     let _hub = crate::mock_hub::MockHub::start_at(&root, url.trim_start_matches("http://"));
     tmux.keys(&["1", "r"]);
     let s = tmux.wait("Fashion-MNIST loaded", 120, |s| {
-        s.contains("status   ready") && s.contains("data fashion_mnist") && s.contains("8517 images")
+        s.contains("status   ready")
+            && s.contains("data fashion_mnist")
+            && s.contains("8517 images")
     });
     assert!(
         !s.contains("Hub unreachable"),
