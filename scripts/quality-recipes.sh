@@ -49,8 +49,10 @@ PER_MIN[quick-eps]=65
 
 # Today's blog UNet (seed 001: two scale-shift ResNet blocks and linear attention per stage)
 # at the quick preset's width and recipe, without and with self-conditioning, and
-# self-conditioning on the quick preset's own UNet. Steps per minute: the quick preset's 65
-# times the speed ratio to it measured side by side (`train --json` images_per_s, see README).
+# self-conditioning on the quick preset's own UNet. Steps per minute are ESTIMATES, not yet
+# measured (today's UNet has two blocks and attention per stage; self-conditioning adds a
+# no-grad forward on half the steps): before publishing a result, time each recipe beside
+# quick in one run (`train --json` images_per_s) and pass 65 × that ratio in PER_MIN_*.
 TRAIN[quick-current]="--preset quick --unet current"
 PER_MIN[quick-current]=${PER_MIN_QUICK_CURRENT:-28}
 TRAIN[quick-current-sc]="--preset quick --unet current --self-condition"

@@ -69,13 +69,13 @@ impl ModelArgs {
             if switched {
                 // The other UNet's own defaults (init width, init kernel, groups, attention in
                 // every stage: a preset's `stage_attention: false` is the blog UNet's lever).
-                c.init_dim = None;
-                c.init_conv_kernel = None;
                 let other = if a == Arch::Current {
                     UnetConfig::current()
                 } else {
                     UnetConfig::blog()
                 };
+                c.init_dim = other.init_dim;
+                c.init_conv_kernel = other.init_conv_kernel;
                 c.block = other.block;
                 c.resnet_block_groups = other.resnet_block_groups;
                 c.stage_attention = other.stage_attention;
