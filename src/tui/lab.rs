@@ -11,9 +11,10 @@ use ratatui_image::picker::Picker;
 use crate::device::DeviceSpec;
 use crate::model::UnetConfig;
 use crate::runs::RecipeFlags;
+use crate::tui::input::TerminalInput;
 use crate::tui::settings::{config_dir, LabSettings, ModelPreset, SampleSettings, TrainSettings};
 use crate::tui::state::{Notice, Topic};
-use crate::tui::{run_app, ui, App, CrosstermEvents, Engine, ImageRenderer};
+use crate::tui::{run_app, ui, App, Engine, ImageRenderer};
 
 /// Flags of the lab (the dataset, model-size and device flags of `ddpm-lab train`).
 #[derive(Args, Debug, Clone, Default, PartialEq)]
@@ -188,9 +189,10 @@ pub fn run_with(
         .unwrap_or_else(ImageRenderer::halfblocks);
     let first = terminal.draw(|f| ui::draw(f, &app, &images)).map(|_| ());
     app.dirty = true;
-    let result = first
-        .map_err(anyhow::Error::from)
-        .and_then(|_| run_app(&mut terminal, &mut app, &images, &mut CrosstermEvents));
+    let result = first.map_err(anyhow::Error::from).and_then(|_| {
+        let mut input = TerminalInput::start().context("cannot read the terminal")?;
+        run_app(&mut terminal, &mut app, &images, &mut input)
+    });
     drop(guard);
     if result.is_err() {
         // The terminal failed (a hung-up terminal after SIGHUP cannot be drawn on): running
@@ -199,7 +201,8 @@ pub fn run_with(
     }
     if let Some(dir) = config_dir {
         if let Err(e) = app.settings.save_to(&dir) {
-            eprintln!("warning: settings not saved: {e}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "warning: settings not saved: {e}");
         }
     }
     // The terminal is restored: say where the runs are and how to go on from a shell (and
@@ -239,10 +242,12 @@ pub fn exit_message(runs: &[PathBuf]) -> Vec<String> {
 }
 
 /// Gives the terminal back: mouse reports off, then ratatui's restore (raw mode off, main
-/// screen). Safe to call more than once.
+/// screen). Safe to call more than once, and silent: a terminal that has gone away cannot be
+/// restored, and `ratatui::restore` would `eprintln!` to it, which panics on the dead terminal
+/// (before the runs are checkpointed).
 pub fn restore_terminal() {
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
-    ratatui::restore();
+    let _ = ratatui::try_restore();
 }
 
 /// Holds the terminal in the lab's mode with mouse reports on: dropping it (normal exit, an

@@ -13,6 +13,7 @@
 //! app with a `TestBackend` and a scripted [`EventSource`].
 
 pub mod event;
+pub mod input;
 pub mod lab;
 pub mod noise;
 pub mod settings;
@@ -40,20 +41,6 @@ pub const INPUT_POLL: Duration = Duration::from_millis(16);
 pub trait EventSource {
     /// Waits up to `timeout` for one event; `None` when none came.
     fn poll(&mut self, timeout: Duration) -> io::Result<Option<Event>>;
-}
-
-/// Input from the real terminal.
-#[derive(Debug, Default)]
-pub struct CrosstermEvents;
-
-impl EventSource for CrosstermEvents {
-    fn poll(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
-        if crossterm::event::poll(timeout)? {
-            crossterm::event::read().map(Some)
-        } else {
-            Ok(None)
-        }
-    }
 }
 
 /// Runs the lab until it quits: handles worker messages and input, and redraws when something

@@ -435,3 +435,45 @@ fn a_second_signal_ends_the_lab_at_once_with_the_terminal_restored() {
     assert!(status == "130" || status == "0", "{}", tmux.screen());
     assert!(cooked, "terminal left in raw mode:\n{}", tmux.screen());
 }
+
+/// The terminal itself goes away while the lab trains (a closed terminal window, `tmux
+/// kill-server`, a dropped ssh session): its input hangs up and the lab gets SIGHUP. The lab
+/// checkpoints the run and ends within seconds instead of spinning on the dead terminal.
+#[test]
+fn a_terminal_that_goes_away_ends_the_lab_with_the_run_checkpointed() {
+    if tmux_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tmux = lab_training(tmp.path(), "gone");
+    let pid = tmux.lab_pid();
+    drop(tmux); // kill-server: the pane's terminal closes under the lab
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let proc_dir = format!("/proc/{pid}");
+    while Path::new(&proc_dir).exists() && Instant::now() < deadline {
+        // A zombie has exited; only its parent (the pane's shell, also gone) would reap it.
+        let state = std::fs::read_to_string(format!("{proc_dir}/stat")).unwrap_or_default();
+        if state
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let alive = std::fs::read_to_string(format!("{proc_dir}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'))
+    });
+    if alive {
+        send(pid, libc::SIGKILL);
+        panic!("the lab still runs 60 s after its terminal went away");
+    }
+    let run = the_run(tmp.path());
+    assert!(
+        sampled_step(tmp.path(), &run) >= 2,
+        "checkpoint written when the terminal went away"
+    );
+}
