@@ -175,8 +175,9 @@ fn sample_screen_steps_through_frames() {
     handle_key(&mut app, key(KeyCode::PageDown));
     let screen = snap_both(&app, "sample_frames");
     assert!(screen.contains("frame 11/21"), "{screen}");
-    // Four 28×28 images do not fit 1:1 in half of 80 columns: the panels say how small.
-    assert!(screen.contains("¼ scale"), "{screen}");
+    // Four 28×28 images do not fit 1:1 in half of 80 columns: the panels say how small, after
+    // what they show.
+    assert!(screen.contains("x_t   t = 10 · ¼"), "{screen}");
     let big = render(&app, 160, 48);
     assert!(!big.contains(" scale"), "1:1 at 160×48:\n{big}");
 }

@@ -7,7 +7,9 @@ use std::sync::mpsc::Sender;
 use crate::imaging::Image8;
 use crate::train::events::{StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
 
-/// Weight of the newest loss in the smoothed curve (exponential moving average).
+/// Weight of the newest loss in the smoothed curve: an exponential moving average, corrected
+/// for its start as TensorBoard's and Adam's are (each point is the mean of the losses so far
+/// weighted by `(1 - SMOOTHING)^age`, so the first, highest losses do not linger).
 pub const SMOOTHING: f64 = 0.05;
 /// Steps over which the training speed (and so the ETA) is averaged: one step's time swings
 /// with the machine's load, the time of the last few dozen does not.
@@ -86,6 +88,8 @@ pub struct RunProgress {
     pub commands: Option<Sender<TrainCommand>>,
     /// `(step, training seconds)` of the last [`SPEED_WINDOW`] steps, for the speed.
     recent: std::collections::VecDeque<(usize, f64)>,
+    /// The smoothed curve's running sums: `(Σ w·loss, Σ w)` with the weights of [`SMOOTHING`].
+    ema: (f64, f64),
 }
 
 impl RunProgress {
@@ -137,11 +141,17 @@ impl RunProgress {
         self.start_step = self.step();
     }
 
+    /// Adds `loss` to the smoothed curve's sums and returns the new smoothed value.
+    fn smooth(&mut self, loss: f64) -> f64 {
+        let keep = 1.0 - SMOOTHING;
+        self.ema = (keep * self.ema.0 + loss, keep * self.ema.1 + 1.0);
+        self.ema.0 / self.ema.1
+    }
+
     fn record(&mut self, s: StepStats) {
         let x = s.step as f64;
         self.losses.push((x, s.loss));
-        let prev = self.smoothed.last().map(|p| p.1);
-        let sm = prev.map_or(s.loss, |p| p + SMOOTHING * (s.loss - p));
+        let sm = self.smooth(s.loss);
         self.smoothed.push((x, sm));
         if self.buckets.len() != LOSS_BUCKETS {
             self.buckets = vec![None; LOSS_BUCKETS];
@@ -188,6 +198,10 @@ impl RunProgress {
                 // A resumed run replays nothing: drop history beyond its checkpoint.
                 self.losses.retain(|p| p.0 <= start_step as f64);
                 self.smoothed.retain(|p| p.0 <= start_step as f64);
+                self.ema = (0.0, 0.0);
+                for i in 0..self.losses.len() {
+                    self.smooth(self.losses[i].1);
+                }
                 self.recent.clear();
             }
             TrainEvent::Step(s) => {
@@ -327,6 +341,55 @@ mod tests {
     }
 
     #[test]
+    fn the_smoothed_loss_is_the_exponentially_weighted_mean_so_far() {
+        let mut r = RunProgress::default();
+        let losses: Vec<f64> = std::iter::once(10.0)
+            .chain(std::iter::repeat_n(0.2, 19))
+            .collect();
+        for (i, &l) in losses.iter().enumerate() {
+            r.apply(step(i + 1, l));
+        }
+        let n = losses.len();
+        let w = |i: usize| (1.0 - SMOOTHING).powi((n - 1 - i) as i32);
+        let expected = (0..n).map(|i| w(i) * losses[i]).sum::<f64>() / (0..n).map(w).sum::<f64>();
+        let last = r.smoothed.last().unwrap().1;
+        assert!((last - expected).abs() < 1e-12, "{last} vs {expected}");
+        // The first loss weighs 3 %, not the 38 % an average started at it would keep.
+        assert!(last < 0.5, "{last}");
+        // A constant loss smooths to itself from the first step.
+        let mut c = RunProgress::default();
+        for i in 1..=5 {
+            c.apply(step(i, 0.3));
+            assert!((c.smoothed.last().unwrap().1 - 0.3).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_smooths_on_from_its_checkpoint() {
+        let mut r = RunProgress::default();
+        for (i, l) in [1.0, 0.5, 9.0, 9.0].into_iter().enumerate() {
+            r.apply(step(i + 1, l));
+        }
+        r.apply(TrainEvent::Started {
+            run_dir: None,
+            start_step: 2,
+            total_steps: 10,
+            steps_per_epoch: 4,
+            num_params: 1000,
+            notices: Vec::new(),
+        });
+        r.apply(step(3, 0.25));
+        let mut fresh = RunProgress::default();
+        for (i, l) in [1.0, 0.5, 0.25].into_iter().enumerate() {
+            fresh.apply(step(i + 1, l));
+        }
+        assert_eq!(
+            r.smoothed, fresh.smoothed,
+            "steps 3 and 4 of before are forgotten"
+        );
+    }
+
+    #[test]
     fn follows_a_run() {
         let mut r = RunProgress::default();
         r.apply(TrainEvent::Started {
@@ -341,7 +404,8 @@ mod tests {
         r.apply(step(1, 1.0));
         r.apply(step(2, 0.0));
         assert_eq!(r.step(), 2);
-        assert!((r.smoothed[1].1 - 0.95).abs() < 1e-12);
+        // (0.95 · 1 + 0) / (0.95 + 1)
+        assert!((r.smoothed[1].1 - 0.95 / 1.95).abs() < 1e-12);
         // 2 steps a second (averaged over the steps so far), 8 steps left.
         assert_eq!(r.eta_s(32), Some(4.0));
         assert_eq!(r.epoch_progress(), Some((0, 0.5)));

@@ -123,16 +123,21 @@ pub fn ellipsize_middle(text: &str, max: usize) -> String {
     out
 }
 
-/// A block title with a note (such as `½ scale`) after it, or before it where the title would
-/// not leave room for the note in `width` columns (the note is what must stay visible).
+/// A block title with a note (such as `½ scale`) after it, for a block `width` columns wide.
+/// Where both do not fit, the note shrinks to its fraction (`quadratic · ⅓`): the title (which
+/// names what the block shows) comes first and stays whole as long as it fits at all.
 pub fn title_with_note(title: &str, note: Option<String>, width: u16) -> String {
-    match note {
-        None => title.to_string(),
-        Some(n) if title.chars().count() + n.chars().count() + 7 <= width as usize => {
-            format!("{title} · {n}")
-        }
-        Some(n) => format!("{n} · {title}"),
+    let Some(note) = note else {
+        return title.to_string();
+    };
+    // Two border cells and the spaces around the title.
+    let room = (width as usize).saturating_sub(4);
+    let full = format!("{title} · {note}");
+    if full.chars().count() <= room {
+        return full;
     }
+    let short = note.strip_suffix(" scale").unwrap_or(&note);
+    format!("{title} · {short}")
 }
 
 /// A run directory as lists show it: relative to the runs directory when inside it.
@@ -199,5 +204,21 @@ mod tests {
         let root = std::path::Path::new("runs");
         assert_eq!(run_name(&root.join("a/b"), root), "a/b");
         assert_eq!(run_name(std::path::Path::new("/x/y"), root), "/x/y");
+    }
+
+    #[test]
+    fn a_title_keeps_its_name_first_and_its_note_shrinks_to_fit() {
+        let note = || Some("⅓ scale".to_string());
+        assert_eq!(title_with_note("linear", None, 10), "linear");
+        assert_eq!(
+            title_with_note("quadratic  t = 989", note(), 40),
+            "quadratic  t = 989 · ⅓ scale"
+        );
+        // 30 columns leave 26 for the title: the full form needs 28.
+        assert_eq!(
+            title_with_note("quadratic  t = 989", note(), 30),
+            "quadratic  t = 989 · ⅓"
+        );
+        assert_eq!(title_with_note("quadratic", note(), 16), "quadratic · ⅓");
     }
 }
