@@ -6,6 +6,11 @@
 # appending one JSON line per recipe and budget to the results file.
 #
 #   scripts/quality-recipes.sh [--minutes 2,5,10] [--n 1000] [--out quality.jsonl] [RECIPE ...]
+#   scripts/quality-recipes.sh --rates [--rate-steps 20] [RECIPE ...]
+#
+# --rates measures the steps per minute of each RECIPE instead, side by side with quick on this
+# machine (quick before and after, training seconds of the steps after the first three), and
+# prints each recipe's PER_MIN on the reference scale: quick's 65 × (recipe / quick).
 #
 # Budgets are step counts, not wall-clock limits, so a result does not depend on what else the
 # machine runs (the lab's `budget` and `train --time-limit` stop on the clock instead). RECIPE
@@ -20,12 +25,16 @@ OUT=quality-results.jsonl
 DATA=${DATA:-../shared/data/fashion-mnist}
 BIN=${BIN:-target/release/ddpm-lab}
 RUNS=${RUNS:-runs/quality}
+RATES=0
+RATE_STEPS=20
 picked=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) MINUTES=$2; shift 2 ;;
     --n) N=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --rates) RATES=1; shift ;;
+    --rate-steps) RATE_STEPS=$2; shift 2 ;;
     *) picked+=("$1"); shift ;;
   esac
 done
@@ -49,22 +58,64 @@ PER_MIN[quick-eps]=65
 
 # Today's blog UNet (seed 001: two scale-shift ResNet blocks and linear attention per stage)
 # at the quick preset's width and recipe, without and with self-conditioning, and
-# self-conditioning on the quick preset's own UNet. Steps per minute are ESTIMATES, not yet
-# measured (today's UNet has two blocks and attention per stage; self-conditioning adds a
-# no-grad forward on half the steps): before publishing a result, time each recipe beside
-# quick in one run (`train --json` images_per_s) and pass 65 × that ratio in PER_MIN_*.
+# self-conditioning on the quick preset's own UNet. Steps per minute measured side by side with
+# quick by `--rates` (two runs of 20 and 30 steps on the 2-core Intel Xeon, 2026-12-03; quick
+# itself moved between 59 and 102 steps/min there, so the ratios, not the rates, carry over):
+# today's UNet 0.335× quick in both runs, with self-conditioning 0.32–0.33×, self-conditioning
+# on quick's UNet 0.77–1.05× (mean 0.91×).
 TRAIN[quick-current]="--preset quick --unet current"
-PER_MIN[quick-current]=${PER_MIN_QUICK_CURRENT:-28}
+PER_MIN[quick-current]=${PER_MIN_QUICK_CURRENT:-21.8}
 TRAIN[quick-current-sc]="--preset quick --unet current --self-condition"
-PER_MIN[quick-current-sc]=${PER_MIN_QUICK_CURRENT_SC:-24}
+PER_MIN[quick-current-sc]=${PER_MIN_QUICK_CURRENT_SC:-21.2}
 TRAIN[quick-sc]="--preset quick --self-condition"
-PER_MIN[quick-sc]=${PER_MIN_QUICK_SC:-56}
+PER_MIN[quick-sc]=${PER_MIN_QUICK_SC:-59.4}
 
 [ ${#picked[@]} -gt 0 ] || picked=(quick blog old-tiny)
 mkdir -p "$RUNS"
-IFS=, read -r -a budgets <<< "$MINUTES"
 for r in "${picked[@]}"; do
   [ -n "${TRAIN[$r]+x}" ] || { echo "unknown recipe $r (known: ${!TRAIN[*]})" >&2; exit 2; }
+done
+
+# Steps per minute of training (not counting start-up) of recipe $1 over $RATE_STEPS steps.
+rate() {
+  local dir="$RUNS/rate-$1"
+  rm -rf "$dir"
+  # shellcheck disable=SC2086
+  "$BIN" train --dataset "$DATA" ${TRAIN[$1]} --steps "$RATE_STEPS" --time-limit 24h \
+    --checkpoint-every 0 --run-dir "$dir" --json \
+    | python3 -c '
+import json, sys
+steps = [json.loads(l) for l in sys.stdin if l.startswith("{") and "\"loss\"" in l]
+a, b = steps[2], steps[-1]
+print(60 * (b["step"] - a["step"]) / (b["elapsed_s"] - a["elapsed_s"]))'
+  rm -rf "$dir"
+}
+
+if [ "$RATES" = 1 ]; then
+  echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') ($(nproc) cores), $(uptime)" >&2
+  before=$(rate quick)
+  measured=()
+  for r in "${picked[@]}"; do
+    measured+=("$r=$(rate "$r")")
+  done
+  after=$(rate quick)
+  python3 - "$before" "$after" "${PER_MIN[quick]}" "${measured[@]}" <<'PY'
+import sys
+before, after, ref = map(float, sys.argv[1:4])
+quick = (before + after) / 2
+print(f"quick here: {before:.1f} and {after:.1f} steps/min (reference scale: {ref:g})")
+print("| recipe | steps/min here | / quick | PER_MIN (reference scale) |")
+print("|---|---|---|---|")
+for pair in sys.argv[4:]:
+    name, v = pair.split("=")
+    v = float(v)
+    print(f"| {name} | {v:.1f} | {v / quick:.3f} | {ref * v / quick:.1f} |")
+PY
+  exit 0
+fi
+
+IFS=, read -r -a budgets <<< "$MINUTES"
+for r in "${picked[@]}"; do
   for m in "${budgets[@]}"; do
     steps=$(python3 -c "print(round(${PER_MIN[$r]} * $m))")
     dir="$RUNS/$r-${m}min"
