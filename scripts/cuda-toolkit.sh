@@ -17,6 +17,9 @@
 #   DDPM_LAB_CUDA_CACHE=dir  where the wheels go (default ~/.cache/ddpm-lab/cuda-13.0)
 #   CUDA_COMPUTE_CAP=NN      the compute capability to compile for (default 90)
 #   PIP_ARGS=...             extra pip arguments (an index URL, a proxy, ...)
+#   CUDAFORGE_THREADS=N      parallel nvcc runs in candle-kernels' build (default: every core;
+#                            cudaforge's own default is half of them, and nvcc is most of the
+#                            first build: 26 min of CPU for the kernels)
 #
 # Progress goes to stderr; stdout carries only the export lines. A second call finds the
 # marker file of a complete install and downloads nothing.
@@ -92,3 +95,4 @@ printf 'export CUDA_PATH=%q\n' "$ROOT"
 printf 'export CUDA_COMPUTE_CAP=%q\n' "$CAP"
 printf 'export PATH=%q:"$PATH"\n' "$ROOT/bin"
 printf 'export LIBRARY_PATH=%q"${LIBRARY_PATH:+:$LIBRARY_PATH}"\n' "$CACHE/link"
+printf 'export CUDAFORGE_THREADS=%q\n' "${CUDAFORGE_THREADS:-$(nproc 2>/dev/null || echo 2)}"
