@@ -107,6 +107,41 @@ fn compare_sampling_message_goes_when_the_last_run_is_sampled() {
 }
 
 #[test]
+fn compare_sampling_says_how_far_the_slowest_schedule_is() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    for slot in &mut app.compare.slots {
+        slot.run.run_dir = Some(format!("runs/c/{}", slot.schedule.name()).into());
+        slot.run.checkpoint_step = Some(20);
+    }
+    app.tab = Tab::Compare;
+    handle_key(&mut app, ch('g'));
+    let slots: Vec<Slot> = engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Sample(s, _) => Some(s),
+            _ => None,
+        })
+        .collect();
+    // Nothing reported yet: no step count.
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("from the same noise…"), "{screen}");
+    assert!(!screen.contains("step 0/"), "{screen}");
+    for (slot, done) in slots.iter().zip([150, 40, 90, 200]) {
+        app.handle_msg(WorkerMsg::Sample {
+            slot: *slot,
+            msg: SampleMsg::Progress { done, total: 200 },
+        });
+    }
+    let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains("sampling every schedule from the same noise… step 40/200"),
+        "{screen}"
+    );
+}
+
+#[test]
 fn passing_messages_pass() {
     let (mut app, _engine) = app();
     app.tab = Tab::Train;

@@ -10,6 +10,8 @@ use ratatui::Frame;
 use super::image::ImageRenderer;
 use super::theme;
 use crate::tui::event::keys::hints;
+use crate::tui::state::notice::Topic;
+use crate::tui::state::sample::SampleStatus;
 use crate::tui::state::{App, Lifecycle};
 
 /// Draws the two status lines.
@@ -76,7 +78,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let line1 = Line::from(spans);
     let line2 = match &app.notice {
         Some(n) => Line::styled(
-            n.text.clone(),
+            format!("{}{}", n.text, progress_of(app, &n.topic)),
             Style::default().fg(if n.error { theme::ERROR } else { theme::OK }),
         ),
         None => Line::styled(
@@ -86,4 +88,22 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     };
     let style = Style::default().bg(ratatui::style::Color::Rgb(30, 30, 40));
     frame.render_widget(Paragraph::new(vec![line1, line2]).style(style), area);
+}
+
+/// Live progress after a message about work in steps: Compare's sampling says how far its
+/// slowest schedule is (` step 12/200`); other messages get nothing.
+fn progress_of(app: &App, topic: &Topic) -> String {
+    if *topic != Topic::CompareSampling {
+        return String::new();
+    }
+    app.compare
+        .slots
+        .iter()
+        .filter_map(|s| match s.sample_status {
+            SampleStatus::Running { done, total } if total > 0 => Some((done, total)),
+            _ => None,
+        })
+        .min_by(|a, b| (a.0 * b.1).cmp(&(b.0 * a.1)))
+        .map(|(done, total)| format!(" step {done}/{total}"))
+        .unwrap_or_default()
 }
