@@ -436,6 +436,16 @@ fn a_second_signal_ends_the_lab_at_once_with_the_terminal_restored() {
     assert!(cooked, "terminal left in raw mode:\n{}", tmux.screen());
 }
 
+/// Whether process `pid` still runs: it exists and is not a zombie (an exited lab whose parent,
+/// the pane's shell, is gone too may stay a zombie until someone reaps it).
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .is_some_and(|state| state.trim_start().starts_with('Z'))
+    })
+}
+
 /// The terminal itself goes away while the lab trains (a closed terminal window, `tmux
 /// kill-server`, a dropped ssh session): its input hangs up and the lab gets SIGHUP. The lab
 /// checkpoints the run and ends within seconds instead of spinning on the dead terminal.
@@ -449,24 +459,10 @@ fn a_terminal_that_goes_away_ends_the_lab_with_the_run_checkpointed() {
     let pid = tmux.lab_pid();
     drop(tmux); // kill-server: the pane's terminal closes under the lab
     let deadline = Instant::now() + Duration::from_secs(60);
-    let proc_dir = format!("/proc/{pid}");
-    while Path::new(&proc_dir).exists() && Instant::now() < deadline {
-        // A zombie has exited; only its parent (the pane's shell, also gone) would reap it.
-        let state = std::fs::read_to_string(format!("{proc_dir}/stat")).unwrap_or_default();
-        if state
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| s.trim_start().starts_with('Z'))
-        {
-            break;
-        }
+    while runs(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let alive = std::fs::read_to_string(format!("{proc_dir}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .is_some_and(|s| s.trim_start().starts_with('Z'))
-    });
+    let alive = runs(pid);
     if alive {
         send(pid, libc::SIGKILL);
         panic!("the lab still runs 60 s after its terminal went away");

@@ -72,8 +72,9 @@ fn a_retry_clears_the_error_it_retries() {
     assert_eq!(notice(&app), None);
 }
 
-#[test]
-fn compare_sampling_message_goes_when_the_last_run_is_sampled() {
+/// An app whose four Compare runs have checkpoints, after `g` on Compare: the slots the engine
+/// was asked to sample.
+fn compare_sampling() -> (App, Vec<Slot>) {
     let (mut app, engine) = app();
     load_data(&mut app);
     for slot in &mut app.compare.slots {
@@ -82,11 +83,7 @@ fn compare_sampling_message_goes_when_the_last_run_is_sampled() {
     }
     app.tab = Tab::Compare;
     handle_key(&mut app, ch('g'));
-    assert_eq!(
-        notice(&app).as_deref(),
-        Some("sampling every schedule from the same noise…")
-    );
-    let slots: Vec<Slot> = engine
+    let slots = engine
         .calls()
         .into_iter()
         .filter_map(|c| match c {
@@ -94,6 +91,16 @@ fn compare_sampling_message_goes_when_the_last_run_is_sampled() {
             _ => None,
         })
         .collect();
+    (app, slots)
+}
+
+#[test]
+fn compare_sampling_message_goes_when_the_last_run_is_sampled() {
+    let (mut app, slots) = compare_sampling();
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("sampling every schedule from the same noise…")
+    );
     assert_eq!(slots.len(), 4);
     for (k, slot) in slots.iter().enumerate() {
         app.tick(PASSING_INFO * 2);
@@ -108,22 +115,7 @@ fn compare_sampling_message_goes_when_the_last_run_is_sampled() {
 
 #[test]
 fn compare_sampling_says_how_far_the_slowest_schedule_is() {
-    let (mut app, engine) = app();
-    load_data(&mut app);
-    for slot in &mut app.compare.slots {
-        slot.run.run_dir = Some(format!("runs/c/{}", slot.schedule.name()).into());
-        slot.run.checkpoint_step = Some(20);
-    }
-    app.tab = Tab::Compare;
-    handle_key(&mut app, ch('g'));
-    let slots: Vec<Slot> = engine
-        .calls()
-        .into_iter()
-        .filter_map(|c| match c {
-            Call::Sample(s, _) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let (mut app, slots) = compare_sampling();
     // Nothing reported yet: no step count.
     let screen = render(&app, 120, 40);
     assert!(screen.contains("from the same noise…"), "{screen}");
