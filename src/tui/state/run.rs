@@ -88,8 +88,22 @@ pub struct RunProgress {
     pub commands: Option<Sender<TrainCommand>>,
     /// `(step, training seconds)` of the last [`SPEED_WINDOW`] steps, for the speed.
     recent: std::collections::VecDeque<(usize, f64)>,
-    /// The smoothed curve's running sums: `(Σ w·loss, Σ w)` with the weights of [`SMOOTHING`].
-    ema: (f64, f64),
+    /// The smoothed curve's running sums.
+    ema: LossEma,
+}
+
+/// The running sums `(Σ w·loss, Σ w)` of the smoothed loss, with the weights of [`SMOOTHING`].
+#[derive(Debug, Clone, Default)]
+struct LossEma(f64, f64);
+
+impl LossEma {
+    /// Adds `loss` and returns the new smoothed value.
+    fn push(&mut self, loss: f64) -> f64 {
+        let keep = 1.0 - SMOOTHING;
+        self.0 = keep * self.0 + loss;
+        self.1 = keep * self.1 + 1.0;
+        self.0 / self.1
+    }
 }
 
 impl RunProgress {
@@ -141,18 +155,10 @@ impl RunProgress {
         self.start_step = self.step();
     }
 
-    /// Adds `loss` to the smoothed curve's sums and returns the new smoothed value.
-    fn smooth(&mut self, loss: f64) -> f64 {
-        let keep = 1.0 - SMOOTHING;
-        self.ema = (keep * self.ema.0 + loss, keep * self.ema.1 + 1.0);
-        self.ema.0 / self.ema.1
-    }
-
     fn record(&mut self, s: StepStats) {
         let x = s.step as f64;
         self.losses.push((x, s.loss));
-        let sm = self.smooth(s.loss);
-        self.smoothed.push((x, sm));
+        self.smoothed.push((x, self.ema.push(s.loss)));
         if self.buckets.len() != LOSS_BUCKETS {
             self.buckets = vec![None; LOSS_BUCKETS];
         }
@@ -198,9 +204,9 @@ impl RunProgress {
                 // A resumed run replays nothing: drop history beyond its checkpoint.
                 self.losses.retain(|p| p.0 <= start_step as f64);
                 self.smoothed.retain(|p| p.0 <= start_step as f64);
-                self.ema = (0.0, 0.0);
-                for i in 0..self.losses.len() {
-                    self.smooth(self.losses[i].1);
+                self.ema = LossEma::default();
+                for &(_, loss) in &self.losses {
+                    self.ema.push(loss);
                 }
                 self.recent.clear();
             }
