@@ -16,6 +16,72 @@ macro_rules! fail_point {
     };
 }
 
+/// Turns on the failpoints named in `$FAILPOINTS` (the `fail` crate's syntax:
+/// `name=actions;name=actions`, e.g. `train-step:3=panic`), so end-to-end tests can make the
+/// real binary crash or fail at a chosen point. A malformed entry is an error, not a panic.
+pub fn failpoints_from_env() -> anyhow::Result<()> {
+    let Some(spec) = std::env::var_os("FAILPOINTS") else {
+        return Ok(());
+    };
+    let spec = spec
+        .into_string()
+        .map_err(|_| anyhow::anyhow!("FAILPOINTS is not UTF-8"))?;
+    failpoints_from(&spec)
+}
+
+/// Turns on the failpoints of `spec` (`name=actions;name=actions`).
+pub fn failpoints_from(spec: &str) -> anyhow::Result<()> {
+    for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, actions) = entry
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("FAILPOINTS: `{entry}` is not name=actions"))?;
+        fail::cfg(name.trim(), actions.trim())
+            .map_err(|e| anyhow::anyhow!("FAILPOINTS: `{entry}`: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The text a panic was raised with (`panic!("...")` and formatted panics), or "panic".
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("panic")
+}
+
+/// Runs `f` on a worker thread's behalf, a panic in it returned as the error
+/// "`what` crashed: message" (so the worker can report it like any failure).
+pub fn catch_panic<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(anyhow::anyhow!(
+            "{what} crashed: {}",
+            panic_message(p.as_ref())
+        ))
+    })
+}
+
+#[cfg(test)]
+mod failpoint_tests {
+    #[test]
+    fn failpoints_are_read_and_a_bad_entry_is_an_error() {
+        super::failpoints_from("lib-test-point:1=return(from the spec); ").unwrap();
+        let hit = fail::eval("lib-test-point:1", |a| a.unwrap_or_default());
+        assert_eq!(hit.as_deref(), Some("from the spec"));
+        let no_equals = super::failpoints_from("lib-test-point:2").unwrap_err();
+        assert!(
+            no_equals.to_string().contains("not name=actions"),
+            "{no_equals}"
+        );
+        let bad_action = super::failpoints_from("lib-test-point:3=explode").unwrap_err();
+        assert!(
+            bad_action.to_string().contains("lib-test-point:3"),
+            "{bad_action}"
+        );
+        fail::remove("lib-test-point:1");
+    }
+}
+
 pub mod bench;
 pub mod cli;
 pub mod clock;

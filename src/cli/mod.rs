@@ -63,7 +63,7 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, None | Some(Command::Train(_))) {
         crate::signals::die_on_closed_stdout();
     }
-    let result = match cli.command {
+    let result = crate::failpoints_from_env().and_then(|()| match cli.command {
         None => lab_cmd::run(cli.lab),
         Some(Command::Train(a)) => train_cmd::run(*a),
         Some(Command::Sample(a)) => sample_cmd::run(a),
@@ -73,7 +73,7 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(a)) => bench_cmd::run(a),
         Some(Command::Eval(a)) => eval_cmd::run(a),
         Some(Command::TrainClassifier(a)) => classifier_cmd::run(a),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

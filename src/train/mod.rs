@@ -302,6 +302,8 @@ impl Trainer {
     /// seed and the step number, loss, backward, (clip), Adam, (EMA).
     pub fn train_step(&mut self, x0: &Tensor, epoch: usize) -> Result<StepStats> {
         let started = Instant::now();
+        // Tests make step N fail ("return(msg)") or crash ("panic") here.
+        crate::fail_point!("train-step", self.step + 1);
         let n = x0.dim(0)?;
         let mut rng = LabRng::derived(self.cfg.seed, 1_000 + self.step as u64);
         let t = rng.uniform_indices(n, self.cfg.timesteps);
@@ -614,13 +616,7 @@ where
             let msg = match result {
                 Ok(Ok(())) => return,
                 Ok(Err(e)) => format!("{e:#}"),
-                Err(p) => format!(
-                    "training crashed: {}",
-                    p.downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| p.downcast_ref::<&str>().copied())
-                        .unwrap_or("panic")
-                ),
+                Err(p) => format!("training crashed: {}", crate::panic_message(p.as_ref())),
             };
             let _ = etx2.send(TrainEvent::Failed {
                 step: 0,

@@ -14,7 +14,9 @@ use crate::runs::RecipeFlags;
 use crate::tui::input::TerminalInput;
 use crate::tui::settings::{config_dir, LabSettings, ModelPreset, SampleSettings, TrainSettings};
 use crate::tui::state::{Notice, Topic};
-use crate::tui::{run_app, ui, App, Engine, ImageRenderer};
+use crate::tui::{run_app, ui, App, Engine, EventSource, ImageRenderer};
+use ratatui::backend::{Backend, CrosstermBackend};
+use ratatui::{DefaultTerminal, Terminal};
 
 /// Flags of the lab (the dataset, model-size and device flags of `ddpm-lab train`).
 #[derive(Args, Debug, Clone, Default, PartialEq)]
@@ -173,8 +175,7 @@ pub fn run_with(
     // Data loads in the background while the first frame is drawn.
     app.start();
     // Raw mode, alternate screen, mouse reports, and a panic hook that restores all three.
-    let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
-    let guard = TerminalGuard::enable_mouse();
+    let (mut terminal, guard) = TerminalGuard::enter().context("cannot set up the terminal")?;
     // SIGTERM, SIGHUP and an outside SIGINT (Ctrl-C itself is a key in raw mode): the main loop
     // sees the first and shuts down as on Ctrl-C (running runs are checkpointed); a second one
     // restores the terminal and exits at once.
@@ -191,13 +192,18 @@ pub fn run_with(
     app.dirty = true;
     let result = first.map_err(anyhow::Error::from).and_then(|_| {
         let mut input = TerminalInput::start().context("cannot read the terminal")?;
-        run_app(&mut terminal, &mut app, &images, &mut input)
+        run_guarded(&mut terminal, &mut app, &images, &mut input)
     });
     drop(guard);
     if result.is_err() {
-        // The terminal failed (a hung-up terminal after SIGHUP cannot be drawn on): running
-        // runs are still checkpointed before the process ends.
+        // The terminal failed (a hung-up terminal after SIGHUP cannot be drawn on) or the
+        // loop panicked: running runs are still checkpointed before the process ends.
         finish_runs(&mut app);
+    }
+    // Panics of worker threads while the lab drew (each also reported inside the lab).
+    for panic in take_worker_panics() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{panic}");
     }
     if let Some(dir) = config_dir {
         if let Err(e) = app.settings.save_to(&dir) {
@@ -241,32 +247,97 @@ pub fn exit_message(runs: &[PathBuf]) -> Vec<String> {
     lines
 }
 
-/// Gives the terminal back: mouse reports off, then ratatui's restore (raw mode off, main
-/// screen). Safe to call more than once, and silent: a terminal that has gone away cannot be
-/// restored, and `ratatui::restore` would `eprintln!` to it, which panics on the dead terminal
-/// (before the runs are checkpointed).
-pub fn restore_terminal() {
-    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
-    let _ = ratatui::try_restore();
+/// The main loop ([`run_app`]) with a panic in it caught: the panic comes back as an error
+/// (its message was printed by the panic hook once the terminal was given back), so the caller
+/// can still checkpoint the running runs.
+pub fn run_guarded<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    images: &ImageRenderer,
+    events: &mut dyn EventSource,
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_app(terminal, app, images, events)
+    }));
+    looped.unwrap_or_else(|panic| {
+        Err(anyhow::anyhow!(
+            "the lab stopped on an internal error (a bug, please report it): {}",
+            crate::panic_message(panic.as_ref())
+        ))
+    })
 }
 
-/// Holds the terminal in the lab's mode with mouse reports on: dropping it (normal exit, an
-/// error, a panic unwinding) restores the terminal, and a panic hook does the same before the
-/// panic message is printed.
+/// Gives the terminal back: mouse reports off, raw mode off, main screen. Safe to call more
+/// than once, and silent: a terminal that has gone away cannot be restored, and printing that
+/// (as `ratatui::restore` does with `eprintln!`) panics on the dead terminal before the runs
+/// are checkpointed.
+pub fn restore_terminal() {
+    // Only once: leaving the alternate screen a second time moves the cursor back to where
+    // the lab started, and what is printed next (a panic's message, the exit message) would
+    // overwrite what was printed since.
+    if IN_LAB_MODE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        let _ = ratatui::try_restore();
+    }
+}
+
+/// Whether the terminal is in the lab's mode (set by [`TerminalGuard::enter`], cleared by
+/// [`restore_terminal`]).
+static IN_LAB_MODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Panic messages of worker threads raised while the lab owned the terminal.
+static WORKER_PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes the worker panics kept so far (see [`TerminalGuard::enter`]).
+fn take_worker_panics() -> Vec<String> {
+    std::mem::take(&mut *WORKER_PANICS.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Holds the terminal in the lab's mode (raw, alternate screen, mouse reports): dropping it
+/// (normal exit, an error, a panic unwinding) restores the terminal.
 struct TerminalGuard;
 
 impl TerminalGuard {
-    fn enable_mouse() -> Self {
-        // After ratatui's hook (installed by `try_init`), so ours runs first and the mouse
-        // is off before the message is printed.
+    /// Takes the terminal, after installing the lab's panic hook. A panic on this (the UI)
+    /// thread gives the terminal back silently, then prints as usual. A panic on any other
+    /// thread leaves the screen alone: its owner catches it and reports it in the lab (a
+    /// training worker's crash is a failed run, not the end of the lab), and its message is
+    /// kept for when the lab has ended. ratatui's own hook (`ratatui::try_init`) would restore
+    /// the terminal on any thread's panic and `eprintln!` when that fails.
+    fn enter() -> std::io::Result<(DefaultTerminal, Self)> {
+        let ui = std::thread::current().id();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
-            previous(info);
+            if std::thread::current().id() == ui {
+                restore_terminal();
+                previous(info);
+            } else {
+                let thread = std::thread::current();
+                let name = thread.name().unwrap_or("a worker");
+                let at = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                WORKER_PANICS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!(
+                        "thread '{name}' panicked{at}: {}",
+                        crate::panic_message(info.payload())
+                    ));
+            }
         }));
+        let guard = TerminalGuard;
+        IN_LAB_MODE.store(true, std::sync::atomic::Ordering::SeqCst);
+        crossterm::terminal::enable_raw_mode()?;
+        crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)?;
         // Without mouse reports the lab still works by keys.
         let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture);
-        TerminalGuard
+        let terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+        Ok((terminal, guard))
     }
 }
 

@@ -89,6 +89,10 @@ where
         while let Some(ev) = next {
             match ev {
                 Event::Key(key) => {
+                    // Tests make a key crash the loop (`lab-key:x=panic`) or end it with an error.
+                    if let crossterm::event::KeyCode::Char(c) = key.code {
+                        crate::fail_point!("lab-key", c);
+                    }
                     event::handle_key(app, key);
                 }
                 Event::Mouse(m) => {

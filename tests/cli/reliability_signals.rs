@@ -244,6 +244,12 @@ impl Tmux {
         String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "lab"]).stdout).into_owned()
     }
 
+    /// The pane with wrapped lines joined (long lines printed after the lab).
+    fn joined_screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-J", "-t", "lab"]).stdout)
+            .into_owned()
+    }
+
     fn keys(&self, keys: &[&str]) {
         for k in keys {
             self.cmd(&["send-keys", "-t", "lab", k]);
@@ -303,10 +309,15 @@ fn tmux_missing() -> bool {
 /// The lab in a fresh tmux server; after it exits the pane shows `EXIT=<status>` and the
 /// terminal's `icanon` flag.
 fn start_lab(dir: &Path, tag: &str) -> Tmux {
+    start_lab_with(dir, tag, "")
+}
+
+/// [`start_lab`] with `env` (`NAME='value' ...`) added to the lab's environment.
+fn start_lab_with(dir: &Path, tag: &str, env: &str) -> Tmux {
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let script = format!(
-        "cd '{d}' && HOME='{home}' DDPM_LAB_CONFIG_DIR='{d}/config' HF_HUB_OFFLINE=1 \
+        "cd '{d}' && {env} HOME='{home}' DDPM_LAB_CONFIG_DIR='{d}/config' HF_HUB_OFFLINE=1 \
          TERM=xterm-256color '{BIN}' --runs-dir '{d}/runs' --dataset shapes --model tiny \
          --timesteps 10 --steps 20000 --batch-size 4; echo \"EXIT=$?\"; \
          stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*icanon'; sleep 120",
@@ -351,7 +362,12 @@ fn progress_step(screen: &str) -> Option<u64> {
 
 /// Starts a run in the lab and waits for two steps.
 fn lab_training(dir: &Path, tag: &str) -> Tmux {
-    let tmux = start_lab(dir, tag);
+    lab_training_with(dir, tag, "")
+}
+
+/// [`lab_training`] with `env` added to the lab's environment.
+fn lab_training_with(dir: &Path, tag: &str, env: &str) -> Tmux {
+    let tmux = start_lab_with(dir, tag, env);
     tmux.wait("the data", 60, |s| s.contains("status   ready"));
     tmux.keys(&["3", "Space"]);
     tmux.wait("two steps", 120, |s| {
@@ -471,5 +487,80 @@ fn a_terminal_that_goes_away_ends_the_lab_with_the_run_checkpointed() {
     assert!(
         sampled_step(tmp.path(), &run) >= 2,
         "checkpoint written when the terminal went away"
+    );
+}
+
+/// A training worker that crashes (a panic inside step 3) is a failed run inside the lab: the
+/// lab keeps its screen (the terminal is not given back under it, and nothing is printed over
+/// it), goes on answering keys, and prints the panic once it has ended.
+#[test]
+fn a_crashing_training_worker_is_a_failed_run_and_the_lab_goes_on() {
+    if tmux_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tmux = start_lab_with(
+        tmp.path(),
+        "worker-panic",
+        "FAILPOINTS='train-step:3=panic(boom in step 3)'",
+    );
+    tmux.wait("the data", 60, |s| s.contains("status   ready"));
+    tmux.keys(&["3", "Space"]);
+    let screen = tmux.wait("the failed run", 120, |s| {
+        s.contains("training crashed: boom in step 3")
+    });
+    assert!(
+        !screen.contains("panicked"),
+        "the panic was printed over the lab:\n{screen}"
+    );
+    tmux.keys(&["2"]);
+    tmux.wait("the Schedules screen", 10, |s| s.contains("β_t"));
+    // Nothing left to save: `q` quits without asking.
+    tmux.keys(&["q"]);
+    let (status, cooked) = lab_exit(&tmux);
+    let screen = tmux.joined_screen();
+    assert_eq!(status, "0", "{screen}");
+    assert!(cooked, "terminal left in raw mode:\n{screen}");
+    assert!(
+        screen.contains("thread 'ddpm-train' panicked") && screen.contains("boom in step 3"),
+        "the worker's panic is not printed after the lab:\n{screen}"
+    );
+}
+
+/// A bug that panics the lab's own loop (here a key made to crash it) still ends with the
+/// running run checkpointed, the terminal restored, the panic's message shown and a failing
+/// exit status.
+#[test]
+fn a_panic_in_the_lab_checkpoints_the_runs_and_restores_the_terminal() {
+    if tmux_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tmux = lab_training_with(
+        tmp.path(),
+        "ui-panic",
+        "FAILPOINTS='lab-key:x=panic(ui boom)'",
+    );
+    tmux.keys(&["x"]);
+    let (status, cooked) = lab_exit(&tmux);
+    let screen = tmux.screen();
+    assert_eq!(status, "1", "{screen}");
+    assert!(cooked, "terminal left in raw mode:\n{screen}");
+    assert!(
+        screen.contains("ui boom") && screen.contains("internal error"),
+        "{screen}"
+    );
+    let run = the_run(tmp.path());
+    assert!(
+        screen.contains(&format!(
+            "continue: ddpm-lab train --resume {}",
+            run.display()
+        )),
+        "{screen}"
+    );
+    drop(tmux);
+    assert!(
+        sampled_step(tmp.path(), &run) >= 2,
+        "checkpoint written after the panic"
     );
 }

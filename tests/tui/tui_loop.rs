@@ -64,3 +64,30 @@ fn worker_messages_arrive_through_the_channel() {
     assert_eq!(app.pump(), 1);
     assert!(app.data.ready());
 }
+
+/// Input that crashes, standing in for any bug in the loop.
+struct Crashes;
+
+impl EventSource for Crashes {
+    fn poll(&mut self, _timeout: Duration) -> io::Result<Option<Event>> {
+        panic!("input boom")
+    }
+}
+
+#[test]
+fn a_panic_in_the_loop_comes_back_as_an_error_naming_it() {
+    let (mut app, _) = app();
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let err = ddpm_lab::tui::lab::run_guarded(
+        &mut term,
+        &mut app,
+        &ImageRenderer::halfblocks(),
+        &mut Crashes,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("internal error") && err.contains("input boom"),
+        "{err}"
+    );
+}

@@ -120,9 +120,13 @@ impl RunProgress {
         )
     }
 
-    /// Whether steps were done since the last checkpoint.
+    /// Whether steps were done since the last checkpoint that a checkpoint can still save. A
+    /// failed run's worker is gone: its steps since the last checkpoint are lost already, and
+    /// quitting loses nothing more.
     pub fn unsaved(&self) -> bool {
-        self.is_active() || self.step() > self.checkpoint_step.unwrap_or(self.start_step)
+        self.is_active()
+            || (!matches!(self.state, RunState::Failed(_))
+                && self.step() > self.checkpoint_step.unwrap_or(self.start_step))
     }
 
     /// Sends a command to the worker (ignored when none is running).
@@ -425,5 +429,28 @@ mod tests {
         });
         assert!(!r.unsaved());
         assert_eq!(r.checkpoint_step, Some(2));
+    }
+
+    #[test]
+    fn a_failed_run_has_nothing_left_to_save() {
+        let mut r = RunProgress::default();
+        r.apply(TrainEvent::Started {
+            run_dir: Some("runs/x".into()),
+            start_step: 0,
+            total_steps: 10,
+            steps_per_epoch: 4,
+            num_params: 1000,
+            notices: Vec::new(),
+        });
+        r.apply(step(1, 1.0));
+        r.apply(step(2, 0.5));
+        r.apply(TrainEvent::Failed {
+            step: 2,
+            message: "training crashed: boom".into(),
+        });
+        assert_eq!(r.step(), 2);
+        assert_eq!(r.checkpoint_step, None);
+        assert!(!r.is_active());
+        assert!(!r.unsaved(), "quitting cannot lose the failed run's steps");
     }
 }

@@ -271,7 +271,19 @@ impl Engine for LabEngine {
                     }));
                 };
                 let opts = LoadOptions::default();
-                let result = load_dataset(&spec, &opts, &mut progress);
+                let loaded_or_crashed =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        load_dataset(&spec, &opts, &mut progress)
+                    }));
+                let result = match loaded_or_crashed {
+                    Ok(r) => r,
+                    Err(p) => {
+                        return fail(format!(
+                            "loading crashed: {}",
+                            crate::panic_message(p.as_ref())
+                        ))
+                    }
+                };
                 // A Hub dataset that cannot be reached: the built-in set stands in (the README's
                 // promise), so training can start at once; `r` on the Data screen retries.
                 let (result, fell_back) = match result {
@@ -465,7 +477,9 @@ impl Engine for LabEngine {
                     let _ = tx.send(WorkerMsg::Sample { slot, msg });
                 };
                 let score = |dataset: &str| scorer_for(&cache, &loaded, dataset);
-                let msg = match run_sampling(&req, &mut watch, &score) {
+                let sampled =
+                    crate::catch_panic("sampling", || run_sampling(&req, &mut watch, &score));
+                let msg = match sampled {
                     Ok(frames) => SampleMsg::Done(Box::new(frames)),
                     Err(e) => SampleMsg::Failed(format!("{e:#}")),
                 };
@@ -478,7 +492,8 @@ impl Engine for LabEngine {
         thread::Builder::new()
             .name("ddpm-export".into())
             .spawn(move || {
-                let result = run_export(&req).map_err(|e| format!("{e:#}"));
+                let result = crate::catch_panic("the export", || run_export(&req))
+                    .map_err(|e| format!("{e:#}"));
                 let _ = tx.send(WorkerMsg::Exported(result));
             })
             .expect("cannot spawn the export thread");
