@@ -5,8 +5,11 @@
 # sampler (DDIM 50 steps for quick, DDPM for the blog's, or $SAMPLER, e.g. "--sampler ddim"),
 # appending one JSON line per recipe and budget to the results file.
 #
-#   scripts/quality-recipes.sh [--minutes 2,5,10] [--n 1000] [--out quality.jsonl] [RECIPE ...]
+#   scripts/quality-recipes.sh [--minutes 2,5,10] [--n 1000] [--seed 0] [--out quality.jsonl] [RECIPE ...]
 #   scripts/quality-recipes.sh --rates [--rate-steps 20] [RECIPE ...]
+#
+# --seed sets the training seed (initialisation, batches, timesteps, noise; sampling keeps eval's
+# seed) so one recipe can be compared with another over several seeds.
 #
 # --rates measures the steps per minute of each RECIPE instead, side by side with quick on this
 # machine (quick before and after, training seconds of the steps after the first three), and
@@ -27,6 +30,7 @@ BIN=${BIN:-target/release/ddpm-lab}
 RUNS=${RUNS:-runs/quality}
 RATES=0
 RATE_STEPS=20
+SEED=0
 picked=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,6 +39,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --rates) RATES=1; shift ;;
     --rate-steps) RATE_STEPS=$2; shift 2 ;;
+    --seed) SEED=$2; shift 2 ;;
     *) picked+=("$1"); shift ;;
   esac
 done
@@ -62,13 +67,14 @@ PER_MIN[quick-eps]=65
 # quick by `--rates` (two runs of 20 and 30 steps on the 2-core Intel Xeon, 2026-12-03; quick
 # itself moved between 59 and 102 steps/min there, so the ratios, not the rates, carry over):
 # today's UNet 0.335× quick in both runs, with self-conditioning 0.32–0.33×, self-conditioning
-# on quick's UNet 0.77–1.05× (mean 0.91×).
+# on quick's UNet 0.77–1.05× over four runs, then 0.844× and 0.912× in two runs of 30 steps at
+# load 0.5 (2026-12-03): 0.878× is the median of the six, 57.1 steps/min on the reference scale.
 TRAIN[quick-current]="--preset quick --unet current"
 PER_MIN[quick-current]=${PER_MIN_QUICK_CURRENT:-21.8}
 TRAIN[quick-current-sc]="--preset quick --unet current --self-condition"
 PER_MIN[quick-current-sc]=${PER_MIN_QUICK_CURRENT_SC:-21.2}
 TRAIN[quick-sc]="--preset quick --self-condition"
-PER_MIN[quick-sc]=${PER_MIN_QUICK_SC:-59.4}
+PER_MIN[quick-sc]=${PER_MIN_QUICK_SC:-57.1}
 
 [ ${#picked[@]} -gt 0 ] || picked=(quick blog old-tiny)
 mkdir -p "$RUNS"
@@ -119,15 +125,16 @@ for r in "${picked[@]}"; do
   for m in "${budgets[@]}"; do
     steps=$(python3 -c "print(round(${PER_MIN[$r]} * $m))")
     dir="$RUNS/$r-${m}min"
+    [ "$SEED" = 0 ] || dir="$dir-seed$SEED"
     rm -rf "$dir"
-    echo "== $r, $m min = $steps steps: ${TRAIN[$r]}  ($(uptime))" >&2
+    echo "== $r, $m min = $steps steps, seed $SEED: ${TRAIN[$r]}  ($(uptime))" >&2
     # shellcheck disable=SC2086
-    "$BIN" train --dataset "$DATA" ${TRAIN[$r]} --steps "$steps" --time-limit 24h \
+    "$BIN" train --dataset "$DATA" ${TRAIN[$r]} --steps "$steps" --seed "$SEED" --time-limit 24h \
       --checkpoint-every 0 --run-dir "$dir" --json > "$dir.train.jsonl"
     # shellcheck disable=SC2086
     "$BIN" eval --checkpoint "$dir" --dataset "$DATA" --n "$N" ${SAMPLER:-} --json \
       --out "$dir.samples.png" \
-      | python3 -c 'import json,sys; j=json.load(sys.stdin); j.update(recipe=sys.argv[1], minutes=float(sys.argv[2]), train_steps=int(sys.argv[3])); print(json.dumps(j))' \
-        "$r" "$m" "$steps" | tee -a "$OUT"
+      | python3 -c 'import json,sys; j=json.load(sys.stdin); j.update(recipe=sys.argv[1], minutes=float(sys.argv[2]), train_steps=int(sys.argv[3]), seed=int(sys.argv[4])); print(json.dumps(j))' \
+        "$r" "$m" "$steps" "$SEED" | tee -a "$OUT"
   done
 done
