@@ -111,6 +111,8 @@ pub struct BenchOptions {
     pub device: DeviceSpec,
     /// Seed of weights and data.
     pub seed: u64,
+    /// Let CUDA's float32 matrix products (and so convolutions) use TF32 tensor cores.
+    pub tf32: bool,
 }
 
 impl Default for BenchOptions {
@@ -128,6 +130,7 @@ impl Default for BenchOptions {
             sample_repeats: 1,
             device: DeviceSpec::Cpu,
             seed: 0,
+            tf32: false,
         }
     }
 }
@@ -144,6 +147,9 @@ impl BenchOptions {
         if self.sample_steps < 2 {
             bail!("--sample-steps must be at least 2");
         }
+        if self.tf32 && !matches!(self.device, DeviceSpec::Cuda(_)) {
+            bail!("--tf32 is for CUDA devices (it lets cuBLAS round float32 products to TF32)");
+        }
         Ok(())
     }
 }
@@ -155,6 +161,10 @@ pub struct BenchReport {
     pub config: String,
     /// Device name.
     pub device: String,
+    /// What the device is ("NVIDIA H200 · 140 GiB"; GPUs only).
+    pub device_name: Option<String>,
+    /// Whether float32 products on CUDA used TF32.
+    pub tf32: bool,
     /// Whether the custom CPU kernels were on.
     pub custom_ops: bool,
     /// Worker threads of the CPU kernels.
@@ -191,9 +201,14 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "config {} on {} ({} params, custom CPU ops {}, {} threads)",
+            "config {} on {}{}{} ({} params, custom CPU ops {}, {} threads)",
             self.config,
             self.device,
+            self.device_name
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
+            if self.tf32 { ", TF32" } else { "" },
             self.params,
             if self.custom_ops { "on" } else { "off" },
             self.threads
@@ -355,6 +370,15 @@ pub fn bench_sample(opts: &BenchOptions) -> Result<Vec<f64>> {
 /// Runs all three benchmarks (training first, so the peak memory is the training step's).
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     opts.validate()?;
+    // Process-wide in candle: set for this benchmark, put back after it.
+    let reduced_before = candle_core::cuda::gemm_reduced_precision_f32();
+    candle_core::cuda::set_gemm_reduced_precision_f32(opts.tf32);
+    let report = run_all(opts);
+    candle_core::cuda::set_gemm_reduced_precision_f32(reduced_before);
+    report
+}
+
+fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
     let (train_runs, params) = bench_train(opts)?;
     let forward_runs = bench_forward(opts)?;
     let sample_seconds = if opts.sample_repeats > 0 {
@@ -367,6 +391,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     Ok(BenchReport {
         config: opts.model.to_string(),
         device: opts.device.to_string(),
+        device_name: crate::device::describe(opts.device),
+        tf32: opts.tf32,
         custom_ops: crate::ops::enabled() && opts.device == DeviceSpec::Cpu,
         threads: rayon::current_num_threads(),
         params,
@@ -428,6 +454,8 @@ mod tests {
             "peak_rss_mb",
             "config",
             "device",
+            "device_name",
+            "tf32",
         ] {
             assert!(json.get(key).is_some(), "json lacks {key}");
         }

@@ -112,6 +112,28 @@ pub fn cuda_available() -> bool {
     }
 }
 
+/// What a device is, for people: a GPU's name and memory ("NVIDIA H200 · 140 GiB"), asked
+/// of the driver without opening the device (no CUDA context); `None` for the CPU, for Metal,
+/// and for a CUDA device this machine cannot open.
+pub fn describe(spec: DeviceSpec) -> Option<String> {
+    match spec {
+        #[cfg(feature = "cuda")]
+        DeviceSpec::Cuda(n) => {
+            if cuda::unavailable(n).is_some() {
+                return None;
+            }
+            let (name, bytes) = cuda::name_and_memory(n)?;
+            Some(gpu_label(&name, bytes))
+        }
+        _ => None,
+    }
+}
+
+/// "NAME · N GiB" (memory rounded down to whole GiB).
+pub fn gpu_label(name: &str, bytes: usize) -> String {
+    format!("{} · {} GiB", name.trim(), bytes >> 30)
+}
+
 /// Checks made before opening a CUDA device.
 ///
 /// The CUDA backend loads the driver (`libcuda`) and the CUDA libraries with `dlopen` the first
@@ -184,6 +206,17 @@ mod cuda {
         }
     }
 
+    /// The name and total memory (bytes) of device `ordinal`, after [`unavailable`] said it
+    /// can be tried.
+    pub(super) fn name_and_memory(ordinal: usize) -> Option<(String, usize)> {
+        use cudarc::driver::result::device;
+        let dev = device::get(ordinal as std::ffi::c_int).ok()?;
+        let name = device::get_name(dev).ok()?;
+        // SAFETY: `dev` comes from `device::get`.
+        let bytes = unsafe { device::total_mem(dev) }.ok()?;
+        Some((name, bytes))
+    }
+
     /// "no CUDA-capable device is detected (CUDA_ERROR_NO_DEVICE)": the driver's own words.
     fn describe(e: &cudarc::driver::DriverError) -> String {
         match e.error_string() {
@@ -205,6 +238,21 @@ mod tests {
         assert_eq!("metal".parse::<DeviceSpec>(), Ok(DeviceSpec::Metal));
         assert!("tpu".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
+    }
+
+    #[test]
+    fn gpus_are_described_by_name_and_memory() {
+        assert_eq!(
+            gpu_label("NVIDIA H200 ", 150_754_820_096),
+            "NVIDIA H200 · 140 GiB"
+        );
+        assert_eq!(describe(DeviceSpec::Cpu), None);
+        assert_eq!(describe(DeviceSpec::Metal), None);
+        // A GPU this machine cannot open is not described (CI, a laptop without CUDA).
+        if !cuda_available() {
+            assert_eq!(describe(DeviceSpec::Cuda(0)), None);
+        }
+        assert_eq!(describe(DeviceSpec::Cuda(999)), None);
     }
 
     #[cfg(not(feature = "cuda"))]

@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Use candle's stock CPU ops instead of ddpm-lab's kernels (for comparison)
     #[arg(long)]
     pub stock_ops: bool,
+    /// CUDA only: let float32 matrix products and convolutions use TF32 tensor cores (faster,
+    /// about 1e-3 relative error; off by default, as in PyTorch's matmuls)
+    #[arg(long)]
+    pub tf32: bool,
 }
 
 impl BenchArgs {
@@ -59,6 +63,7 @@ impl BenchArgs {
             sample_repeats: self.sample_repeats,
             device: self.device,
             seed: 0,
+            tf32: self.tf32,
         }
     }
 }
@@ -136,5 +141,10 @@ mod tests {
         assert!(Cli::try_parse_from(["bench", "--device", "tpu"]).is_err());
         let zero = Cli::parse_from(["bench", "--repeats", "0"]).args;
         assert!(zero.options().validate().is_err());
+        let tf32_on_cpu = Cli::parse_from(["bench", "--tf32"]).args.options();
+        let e = tf32_on_cpu.validate().unwrap_err().to_string();
+        assert!(e.contains("--tf32 is for CUDA"), "{e}");
+        let tf32 = Cli::parse_from(["bench", "--tf32", "--device", "cuda"]).args;
+        assert!(tf32.options().tf32 && tf32.options().validate().is_ok());
     }
 }

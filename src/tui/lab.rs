@@ -168,6 +168,14 @@ pub fn run_with(
         .then(Picker::from_query_stdio)
         .and_then(Result::ok);
     let mut app = App::new(settings, engine);
+    // The GPU the settings train on, and the first one (where cycling the device leads).
+    for spec in [app.settings.train.device, DeviceSpec::Cuda(0)] {
+        if let Some(name) = crate::device::describe(spec) {
+            if !app.device_names.iter().any(|(d, _)| *d == spec) {
+                app.device_names.push((spec, name));
+            }
+        }
+    }
     if !settings_problems.is_empty() {
         let text = format!("settings: {}", settings_problems.join("; "));
         app.show(Notice::new(text, true).about(Topic::Sticky));

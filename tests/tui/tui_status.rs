@@ -366,3 +366,29 @@ fn the_session_runs_are_what_the_exit_message_names() {
     // The message reads the runs on disk: a directory that holds no run is left out.
     assert!(ddpm_lab::tui::lab::exit_message(&app.session_runs()).is_empty());
 }
+
+/// On a GPU the status bar names it and its memory where the line has room; where it has not,
+/// the device keeps its short name before anything else gives way.
+#[test]
+fn the_status_bar_names_the_gpu_where_it_fits() {
+    use ddpm_lab::device::DeviceSpec;
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.settings.train.device = DeviceSpec::Cuda(0);
+    app.device_names = vec![(DeviceSpec::Cuda(0), "NVIDIA H200 · 140 GiB".into())];
+    let status = |app: &App, w: u16, h: u16| {
+        let screen = render(app, w, h);
+        screen.lines().rev().nth(1).unwrap_or_default().to_string()
+    };
+    let wide = status(&app, 160, 40);
+    assert!(
+        wide.contains("device cuda · NVIDIA H200 · 140 GiB"),
+        "{wide}"
+    );
+    let narrow = status(&app, 80, 24);
+    assert!(narrow.contains("device cuda │"), "{narrow}");
+    assert!(!narrow.contains("H200"), "{narrow}");
+    // On the CPU (or another GPU than the one described) there is nothing to add.
+    app.settings.train.device = DeviceSpec::Cuda(1);
+    assert!(!status(&app, 160, 40).contains("H200"));
+}

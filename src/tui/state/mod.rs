@@ -82,6 +82,9 @@ pub struct App {
     pub help_scroll: usize,
     /// Latest message.
     pub notice: Option<Notice>,
+    /// What the GPUs are, for the status bar ("NVIDIA H200 · 140 GiB"; see
+    /// [`crate::device::describe`]), asked once when the lab starts.
+    pub device_names: Vec<(crate::device::DeviceSpec, String)>,
     /// A redraw is needed.
     pub dirty: bool,
     /// Base name for new run directories (tests fix it; the lab uses the clock).
@@ -109,6 +112,7 @@ impl App {
             runs: RunsState::default(),
             help_scroll: 0,
             notice: None,
+            device_names: Vec::new(),
             dirty: true,
             run_stamp: Box::new(utc_stamp),
             settings,

@@ -41,16 +41,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     }
     // In display order, with the order in which they give way on a narrow terminal (80
     // columns): the image protocol first, then the device, then the model.
-    let segments = [
-        (kv("device ", t.device.to_string()), 1),
-        (kv("data ", data), 3),
-        (model, 2),
-        (kv("run ", run_text), 4),
-        (kv("images ", images.protocol_name().to_string()), 0),
-    ];
+    let build = |device: String| {
+        [
+            (kv("device ", device), 1),
+            (kv("data ", data.clone()), 3),
+            (model.clone(), 2),
+            (kv("run ", run_text.clone()), 4),
+            (kv("images ", images.protocol_name().to_string()), 0),
+        ]
+    };
     let width = |spans: &[Span]| spans.iter().map(Span::width).sum::<usize>();
-    let mut keep: Vec<bool> = vec![true; segments.len()];
-    let total = |keep: &[bool]| -> usize {
+    let total = |segments: &[(Vec<Span>, usize)], keep: &[bool]| -> usize {
         let shown: Vec<usize> = segments
             .iter()
             .zip(keep)
@@ -59,8 +60,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             .collect();
         shown.iter().sum::<usize>() + 3 * shown.len().saturating_sub(1)
     };
+    // A GPU's name and memory where everything fits with them ("cuda · NVIDIA H200 · 140 GiB").
+    let mut keep = [true; 5];
+    let short = t.device.to_string();
+    let segments = app
+        .device_names
+        .iter()
+        .find(|(d, _)| *d == t.device)
+        .map(|(_, name)| build(format!("{short} · {name}")))
+        .filter(|long| total(long, &keep) <= area.width as usize)
+        .unwrap_or_else(|| build(short));
     for rank in 0..segments.len() {
-        if total(&keep) <= area.width as usize {
+        if total(&segments, &keep) <= area.width as usize {
             break;
         }
         if let Some(i) = segments.iter().position(|(_, r)| *r == rank) {
