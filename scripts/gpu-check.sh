@@ -7,8 +7,13 @@
 # In order, each step under its own `timeout`, a failed step recorded and the next one run:
 #   nvidia-smi → the binary (version, linked libraries) → parity with the PyTorch fixtures
 #   (`forward` on forward_case and on q_sample_case's x_t) → a training smoke run stopped with
-#   Ctrl-C after TRAIN_SECONDS (the loss must fall) → `ddpm-lab bench --json` → the same
-#   workloads in PyTorch (scripts/pytorch_bench.py). The whole run stays under TOTAL_SECONDS.
+#   Ctrl-C after TRAIN_SECONDS (the loss must fall) → its checkpoint sampled with DDIM and DDPM
+#   on DEVICE and on the CPU with the same seed (the same images up to rounding) → training
+#   resumed on the CPU for 2 steps from that checkpoint, then sampled on DEVICE again →
+#   `ddpm-lab bench --json` and the same workloads in PyTorch (scripts/pytorch_bench.py), strict
+#   float32, then both with TF32 (`--tf32`); while each benchmark runs, nvidia-smi reads the
+#   GPU's used memory 10 times a second (peak over the idle reading). The whole run stays
+#   under TOTAL_SECONDS.
 #
 #   DEVICE=cuda         device for every step (DEVICE=cpu tests the script on any machine)
 #   DDPM_LAB=path       the binary (default: gpu-bin/ddpm-lab, else gpu-bin/ddpm-lab.gz unpacked,
@@ -17,7 +22,9 @@
 #   SHARED=dir          the shared folder with fixtures/ and data/ (default: ../shared)
 #   PYTHON=python3      python for the helpers and for PyTorch (needs torch, and einops or
 #                       gpu-bin/einops-*.whl, for the last step)
-#   BENCH_ARGS="..."    bench flags for both programs (default: --batch-size 128)
+#   BENCH_ARGS="..."    bench flags for both programs (default: training at batch 128, forward
+#                       and 200-step sampling at batch 256, the blog's model)
+#   TF32=1              also run both benchmarks with TF32 (TF32=0 skips them)
 #   TRAIN_ARGS="..."    extra train flags (default: --batch-size 128, the blog's model)
 #   TRAIN_SECONDS=30  TOTAL_SECONDS=470  PARITY_TOL=1e-4
 #   CUDA_LIB_DIRS=a:b   where libcublas/libcurand/libnvrtc are (default: the nvidia/*/lib folders
@@ -26,11 +33,11 @@
 # Tested without a GPU with:
 #   DEVICE=cpu TRAIN_SECONDS=15 TRAIN_ARGS="--dim 16 --dim-mults 1,2 --batch-size 16" \
 #   BENCH_ARGS="--config tiny --batch-size 8 --forward-batch 8 --sample-batch 2 --sample-steps 20" \
-#   scripts/gpu-check.sh /tmp/gpu-check
+#   TF32=0 scripts/gpu-check.sh /tmp/gpu-check
 set -uo pipefail
 
 if [ $# -ne 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,29p' "$0"
+  sed -n '2,36p' "$0"
   exit 2
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,7 +53,8 @@ HELPER="$PYTHON $REPO/scripts/gpu_check.py"
 TRAIN_SECONDS=${TRAIN_SECONDS:-30}
 TOTAL_SECONDS=${TOTAL_SECONDS:-470}
 PARITY_TOL=${PARITY_TOL:-1e-4}
-BENCH_ARGS=${BENCH_ARGS:---batch-size 128}
+BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256}
+TF32=${TF32:-1}
 TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
 START=$(date +%s)
 DEADLINE=$((START + TOTAL_SECONDS))
@@ -112,6 +120,23 @@ step() {
   log "$name: rc=$rc in $(cat "$WORK/$name.secs")s"
 }
 
+# polled NAME TIMEOUT CMD...: `step`, with the GPU's used memory (MiB) read by nvidia-smi every
+# 100 ms into $WORK/NAME.gpumem while it runs (the first reading is the idle one).
+polled() {
+  local name=$1 poller=
+  if [ "$DEVICE" != cpu ] && command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 \
+      >"$WORK/$name.gpumem" 2>/dev/null &
+    poller=$!
+    sleep 0.3
+  fi
+  step "$@"
+  if [ -n "$poller" ]; then
+    kill "$poller" 2>/dev/null
+    wait "$poller" 2>/dev/null
+  fi
+}
+
 # missing NAME WHY: records a step that cannot run (rc 127) without aborting.
 missing() {
   echo "$2" >"$WORK/$1.err"
@@ -161,24 +186,54 @@ DATASET=shapes
 [ -n "${SHARED:-}" ] && [ -f "$SHARED/data/fashion-mnist/train-images-idx3-ubyte.gz" ] &&
   DATASET=$SHARED/data/fashion-mnist
 if [ -n "$BIN" ]; then
+  # --foreground: timeout otherwise sends SIGINT to the run and then again to its own process
+  # group, and a second signal tells train to quit at once without its checkpoint.
   # shellcheck disable=SC2086
   step train $((TRAIN_SECONDS + 30)) bash -c \
-    'exec timeout -s INT -k 20 "$1" "${@:2}"' _ "$TRAIN_SECONDS" \
+    'exec timeout --foreground -s INT -k 20 "$1" "${@:2}"' _ "$TRAIN_SECONDS" \
     "$BIN" train --device "$DEVICE" --dataset "$DATASET" --steps 1000000 --json \
     --run-dir "$WORK/smoke-run" $TRAIN_ARGS
 else
   missing train "no ddpm-lab binary"
 fi
 
-# 5. ddpm-lab bench.
+# 5. Sampling, and the checkpoint across devices: the smoke run's checkpoint (written on
+# DEVICE) sampled on DEVICE and on the CPU with the same seed, by DDIM (deterministic) and by
+# DDPM (its noise comes from the same seeded generator on both); then 2 more training steps on
+# the CPU from that checkpoint, and the CPU's checkpoint sampled on DEVICE.
+RUN=$WORK/smoke-run
+if [ -n "$BIN" ] && [ -f "$RUN/latest" ]; then
+  for sampler in ddim ddpm; do
+    for side in device cpu; do
+      name=sample_${sampler}_$side
+      where=$DEVICE
+      [ "$side" = cpu ] && where=cpu
+      step "$name" 90 "$BIN" sample --checkpoint "$RUN" --device "$where" --sampler "$sampler" \
+        --n 16 --seed 7 --json --out "$WORK/$name.png"
+    done
+  done
+  saved=$(sed 's/[^0-9]//g; s/^0*//' "$RUN/latest")
+  step resume_cpu 120 "$BIN" train --resume "$RUN" --device cpu --steps "$((${saved:-0} + 2))" \
+    --json
+  step sample_after_cpu 60 "$BIN" sample --checkpoint "$RUN" --device "$DEVICE" --sampler ddim \
+    --steps 20 --n 4 --seed 7 --json --out "$WORK/sample_after_cpu.png"
+  cp "$WORK"/sample_*.png "$OUTDIR/" 2>/dev/null
+else
+  for name in sample_ddim_device sample_ddim_cpu sample_ddpm_device sample_ddpm_cpu resume_cpu \
+    sample_after_cpu; do
+    missing "$name" "no checkpoint from the training smoke run"
+  done
+fi
+
+# 6. ddpm-lab bench (strict float32).
 if [ -n "$BIN" ]; then
   # shellcheck disable=SC2086
-  step bench 150 "$BIN" bench --device "$DEVICE" --json $BENCH_ARGS
+  polled bench 150 "$BIN" bench --device "$DEVICE" --json $BENCH_ARGS
 else
   missing bench "no ddpm-lab binary"
 fi
 
-# 6. PyTorch on the same workloads and device (the speed reference). The blog's model needs
+# 7. PyTorch on the same workloads and device (the speed reference). The blog's model needs
 # einops, which the GPU machine's python may lack and cannot download: a pure-Python wheel
 # carried in gpu-bin/ (see scripts/README.md) is importable straight from PYTHONPATH.
 if ! $PYTHON -c 'import einops' 2>/dev/null; then
@@ -191,17 +246,34 @@ if ! $PYTHON -c 'import einops' 2>/dev/null; then
 fi
 if $PYTHON -c 'import torch, einops' 2>/dev/null; then
   # shellcheck disable=SC2086
-  step pytorch_bench 150 $PYTHON "$REPO/scripts/pytorch_bench.py" --device "$DEVICE" \
-    --threads "$(nproc)" $BENCH_ARGS
+  polled pytorch_bench 150 $PYTHON "$REPO/scripts/pytorch_bench.py" --device "$DEVICE" \
+    --threads "$(nproc)" --tf32 off $BENCH_ARGS
 else
   missing pytorch_bench "$PYTHON cannot import torch and einops"
+fi
+
+# 8. Both again with TF32 (CUDA only).
+if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
+  if [ -n "$BIN" ]; then
+    # shellcheck disable=SC2086
+    polled bench_tf32 150 "$BIN" bench --device "$DEVICE" --json --tf32 $BENCH_ARGS
+  else
+    missing bench_tf32 "no ddpm-lab binary"
+  fi
+  if $PYTHON -c 'import torch, einops' 2>/dev/null; then
+    # shellcheck disable=SC2086
+    polled pytorch_bench_tf32 150 $PYTHON "$REPO/scripts/pytorch_bench.py" --device "$DEVICE" \
+      --threads "$(nproc)" --tf32 on $BENCH_ARGS
+  else
+    missing pytorch_bench_tf32 "$PYTHON cannot import torch and einops"
+  fi
 fi
 
 # The report: what this run was, then every step's result.
 GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINARY=$BIN \
   GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
   GC_PYTHONPATH=${PYTHONPATH:-} \
-  GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS \
+  GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
 import json, os, sys
@@ -212,6 +284,7 @@ json.dump({
     "ld_library_path": e["GC_LD"], "pythonpath": e["GC_PYTHONPATH"],
     "train_seconds": float(e["GC_TRAIN_SECONDS"]),
     "train_args": e["GC_TRAIN_ARGS"], "bench_args": e["GC_BENCH_ARGS"],
+    "tf32_runs": e["GC_TF32"] == "1" and e["GC_DEVICE"] != "cpu",
     "parity_tolerance": float(e["GC_TOL"]), "seconds_before_report": int(e["GC_TOTAL"]),
     "cpus": os.cpu_count(),
 }, open(sys.argv[1], "w"))

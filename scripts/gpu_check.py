@@ -15,6 +15,7 @@ import socket
 import struct
 import sys
 import time
+import zlib
 
 # --- safetensors, read and written without dependencies ----------------------------------------
 
@@ -173,6 +174,131 @@ def training(work, rec):
     return rec
 
 
+# --- PNG, read without dependencies (8-bit, not interlaced: what ddpm-lab writes) -----------
+
+
+def read_png(path):
+    """(width, height, channels, pixel bytes) of an 8-bit non-interlaced PNG."""
+    data = open(path, "rb").read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG")
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        elif kind == b"IEND":
+            break
+    width, height, depth, color, _, _, interlace = header
+    if depth != 8 or interlace != 0:
+        raise ValueError(f"{path}: only 8-bit non-interlaced PNGs are read here")
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color]
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    out = bytearray()
+    prev = bytearray(stride)
+    i = 0
+    for _ in range(height):
+        kind, line = raw[i], bytearray(raw[i + 1 : i + 1 + stride])
+        i += 1 + stride
+        for x in range(stride):
+            a = line[x - channels] if x >= channels else 0
+            b = prev[x]
+            c = prev[x - channels] if x >= channels else 0
+            if kind == 1:
+                line[x] = (line[x] + a) & 255
+            elif kind == 2:
+                line[x] = (line[x] + b) & 255
+            elif kind == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                line[x] = (line[x] + pred) & 255
+        out += line
+        prev = line
+    return width, height, channels, bytes(out)
+
+
+def image_stats(pixels):
+    n = len(pixels)
+    mean = sum(pixels) / n
+    return {"mean": mean, "std": math.sqrt(sum((p - mean) ** 2 for p in pixels) / n)}
+
+
+def sampling(work, sampler):
+    """The same checkpoint and seed sampled on the device and on the CPU: both ran, both drew
+    something (not a flat grid), and how far apart their pixels are (0-255 levels)."""
+    names = [f"sample_{sampler}_device", f"sample_{sampler}_cpu"]
+    rec_device, rec_cpu = (step_record(work, n) for n in names)
+    out = {"device": rec_device, "cpu": rec_cpu}
+    if not (rec_device and rec_cpu and rec_device.get("ok") and rec_cpu.get("ok")):
+        out["ok"] = False
+        return out
+    try:
+        a, b = (read_png(os.path.join(work, n + ".png")) for n in names)
+    except Exception as e:  # a missing or unreadable grid is a result too
+        out.update(ok=False, error=f"cannot read the grids: {e}")
+        return out
+    if a[:3] != b[:3]:
+        out.update(ok=False, error=f"grids differ in size: {a[:3]} vs {b[:3]}")
+        return out
+    diffs = [abs(x - y) for x, y in zip(a[3], b[3])]
+    far = sum(d > 2 for d in diffs) / len(diffs)
+    stats = image_stats(a[3])
+    out.update(
+        device_image=stats,
+        max_level_diff=max(diffs),
+        mean_level_diff=sum(diffs) / len(diffs),
+        share_of_pixels_more_than_2_levels_apart=far,
+        # Float rounding differs between the GPU's kernels and the CPU's, and DDPM's 200 steps
+        # can amplify it; a different sampler or a broken kernel moves most pixels far.
+        same_images=far < 0.02,
+        ok=stats["std"] > 1.0,
+    )
+    return out
+
+
+def resumed(work, rec):
+    """Training resumed on the CPU from the device's checkpoint: it ran and its loss is finite."""
+    if rec is None or "rc" not in rec:
+        return rec
+    rows = []
+    for line in open(os.path.join(work, "resume_cpu.out"), errors="replace").read().splitlines():
+        try:
+            v = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(v, dict) and "loss" in v:
+            rows.append(v)
+    rec.update(
+        steps=[r.get("step") for r in rows],
+        losses=[r["loss"] for r in rows],
+        ok=rec["rc"] == 0 and bool(rows) and all(math.isfinite(r["loss"]) for r in rows),
+    )
+    return rec
+
+
+def gpu_memory(work, name):
+    """Peak used GPU memory (MiB) while step `name` ran, over the first (idle) reading."""
+    try:
+        readings = [
+            float(l) for l in open(os.path.join(work, name + ".gpumem")).read().split() if l
+        ]
+    except (OSError, ValueError):
+        return None
+    if len(readings) < 2:
+        return None
+    return {"idle_mib": readings[0], "peak_mib": max(readings),
+            "peak_over_idle_mib": max(readings) - readings[0], "readings": len(readings)}
+
+
 def report(work, out_path):
     info = json.load(open(os.path.join(work, "info.json")))
     steps = {}
@@ -201,21 +327,39 @@ def report(work, out_path):
         tol,
     )
     steps["train_smoke"] = training(work, step_record(work, "train"))
-    for name in ("bench", "pytorch_bench"):
+    for sampler in ("ddim", "ddpm"):
+        steps[f"sample_{sampler}_device_vs_cpu"] = sampling(work, sampler)
+    steps["resume_cpu"] = resumed(work, step_record(work, "resume_cpu"))
+    steps["sample_after_cpu"] = step_record(work, "sample_after_cpu")
+    benches = ["bench", "pytorch_bench"]
+    if info.get("tf32_runs"):
+        benches += ["bench_tf32", "pytorch_bench_tf32"]
+    for name in benches:
         rec = step_record(work, name)
         if rec is not None and "rc" in rec:
             rec["result"] = json_object(os.path.join(work, name + ".out"))
             rec["ok"] = rec["rc"] == 0 and rec["result"] is not None
+            rec["gpu_memory"] = gpu_memory(work, name)
         steps[name] = rec
 
-    ratios = {}
-    ours = (steps.get("bench") or {}).get("result") or {}
-    theirs = (steps.get("pytorch_bench") or {}).get("result") or {}
-    for key in ("train_images_per_s", "forward_images_per_s"):
-        if ours.get(key) and theirs.get(key):
-            ratios[key] = ours[key] / theirs[key]
-    if ours.get("sample_seconds") and theirs.get("sample_seconds"):
-        ratios["sample_speed"] = theirs["sample_seconds"] / ours["sample_seconds"]
+    def over(ours_name, theirs_name):
+        ours = (steps.get(ours_name) or {}).get("result") or {}
+        theirs = (steps.get(theirs_name) or {}).get("result") or {}
+        r = {}
+        for key in ("train_images_per_s", "forward_images_per_s"):
+            if ours.get(key) and theirs.get(key):
+                r[key] = ours[key] / theirs[key]
+        if ours.get("sample_seconds") and theirs.get("sample_seconds"):
+            r["sample_speed"] = theirs["sample_seconds"] / ours["sample_seconds"]
+        mo = (steps.get(ours_name) or {}).get("gpu_memory") or {}
+        mt = (steps.get(theirs_name) or {}).get("gpu_memory") or {}
+        if mo.get("peak_over_idle_mib") and mt.get("peak_over_idle_mib"):
+            r["gpu_memory_pytorch_over_ours"] = mt["peak_over_idle_mib"] / mo["peak_over_idle_mib"]
+        return r
+
+    ratios = over("bench", "pytorch_bench")
+    if info.get("tf32_runs"):
+        ratios = {"float32": ratios, "tf32": over("bench_tf32", "pytorch_bench_tf32")}
 
     ran = {k: v for k, v in steps.items() if v is not None}
     doc = {

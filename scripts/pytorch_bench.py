@@ -8,7 +8,9 @@ Usage: python3 scripts/pytorch_bench.py [--config blog|resnet|current|tiny] [--b
        [--threads 2] [--repeats 3] [--sample-repeats 1] [--device cpu|cuda[:N]] ...
 
 On a GPU (`--device cuda`) every timed run ends with `torch.cuda.synchronize()`, and the JSON
-adds the GPU's name and its peak allocated memory (`peak_gpu_mb`).
+adds the GPU's name, its peak allocated memory (`peak_gpu_mb`) and whether TF32 was allowed
+(`--tf32 off`, the default: strict float32 like ddpm-lab's default; `on`; or `default`,
+PyTorch's own: cuDNN convolutions in TF32, matmuls not).
 """
 
 import argparse
@@ -442,6 +444,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    ap.add_argument(
+        "--tf32",
+        choices=["off", "on", "default"],
+        default="off",
+        help="CUDA: TF32 for matmuls and cuDNN convolutions: off (strict float32, as ddpm-lab's"
+        " default), on (both, as `ddpm-lab bench --tf32`), or PyTorch's own default (cuDNN on,"
+        " matmul off)",
+    )
     a = ap.parse_args()
 
     device = torch.device(a.device)
@@ -451,6 +461,10 @@ def main():
 
         def sync():
             torch.cuda.synchronize(device)
+
+        if a.tf32 != "default":
+            torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
+            torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
 
     else:
 
@@ -505,6 +519,8 @@ def main():
     if device.type == "cuda":
         gpu = {
             "gpu": torch.cuda.get_device_name(device),
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
             "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / (1024 * 1024),
         }
     print(

@@ -10,5 +10,6 @@ mod cli;
 mod cli_hub;
 mod export_files;
 mod export_schedules_cmd;
+mod gpu_check_script;
 mod reliability_edges;
 mod reliability_signals;

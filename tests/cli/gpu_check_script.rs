@@ -1,0 +1,83 @@
+//! `scripts/gpu-check.sh`, the one prepared run on the GPU machine, run end to end with the CPU
+//! as its device on tiny sizes: every step it can take here runs and reports, so a visit to the
+//! GPU is not spent on a broken script.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ddpm-lab");
+
+#[test]
+fn the_gpu_check_script_runs_every_step_on_the_cpu() {
+    let Some(_fixtures) =
+        crate::common::shared_with("fixtures", &["unet_convnext_init.safetensors"])
+    else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
+        .arg(out.path())
+        .env("DEVICE", "cpu")
+        .env("DDPM_LAB", BIN)
+        .env("TRAIN_SECONDS", "8")
+        .env(
+            "TRAIN_ARGS",
+            "--dim 8 --dim-mults 1,2 --batch-size 8 --timesteps 10",
+        )
+        .env(
+            "BENCH_ARGS",
+            "--config tiny --batch-size 4 --forward-batch 4 --sample-batch 2 --sample-steps 5",
+        )
+        .env("TF32", "0")
+        // PyTorch is not needed here: its step is recorded as missing.
+        .env("PYTHON", "python3")
+        .status()
+        .expect("run bash");
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(out.path().join("gpu-check.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let steps = &report["steps"];
+    let ok = |name: &str| steps[name]["ok"].as_bool() == Some(true);
+    // The smoke run trained and checkpointed (its loss need not fall in 8 s of a tiny model).
+    assert!(
+        steps["train_smoke"]["steps"].as_u64().unwrap_or(0) >= 4,
+        "{}",
+        steps["train_smoke"]
+    );
+    for name in [
+        "binary",
+        "parity_forward_case",
+        "parity_q_sample_case",
+        "sample_ddim_device_vs_cpu",
+        "sample_ddpm_device_vs_cpu",
+        "resume_cpu",
+        "sample_after_cpu",
+        "bench",
+    ] {
+        assert!(
+            ok(name),
+            "{name} failed: {}\n(train: {})",
+            steps[name],
+            steps["train_smoke"]
+        );
+    }
+    for sampler in ["ddim", "ddpm"] {
+        let s = &steps[format!("sample_{sampler}_device_vs_cpu")];
+        assert_eq!(s["same_images"], true, "{s}");
+        assert_eq!(
+            s["max_level_diff"], 0,
+            "the same device gives the same grid: {s}"
+        );
+        assert!(out
+            .path()
+            .join(format!("sample_{sampler}_cpu.png"))
+            .is_file());
+    }
+    let resumed = steps["resume_cpu"]["steps"].as_array().unwrap();
+    assert_eq!(resumed.len(), 2, "{}", steps["resume_cpu"]);
+    assert!(report["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f == "nvidia_smi" || f == "pytorch_bench" || f == "train_smoke"));
+}
