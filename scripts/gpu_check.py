@@ -137,15 +137,13 @@ def parity(work, rec, case_file, want, out_file, tol):
     return rec
 
 
-def training(work, rec):
-    """Did the loss of the smoke run fall? Compares the first and last tenth of its steps."""
-    if rec is None or "rc" not in rec:  # never ran, or skipped for lack of time
-        return rec
-    rows = []
+def loss_rows(path):
+    """The step lines (JSON objects with a loss) of `train --json` output in `path`."""
     try:
-        lines = open(os.path.join(work, "train.out"), errors="replace").read().splitlines()
+        lines = open(path, errors="replace").read().splitlines()
     except OSError:
-        lines = []
+        return []
+    rows = []
     for line in lines:
         try:
             v = json.loads(line)
@@ -153,6 +151,14 @@ def training(work, rec):
             continue
         if isinstance(v, dict) and "loss" in v:
             rows.append(v)
+    return rows
+
+
+def training(work, rec):
+    """Did the loss of the smoke run fall? Compares the first and last tenth of its steps."""
+    if rec is None or "rc" not in rec:  # never ran, or skipped for lack of time
+        return rec
+    rows = loss_rows(os.path.join(work, "train.out"))
     # Stopped by SIGINT at the time limit is the normal end: the run checkpoints and exits.
     stopped = rec["rc"] in (0, 124, 130)
     rec["steps"] = len(rows)
@@ -269,14 +275,7 @@ def resumed(work, rec):
     """Training resumed on the CPU from the device's checkpoint: it ran and its loss is finite."""
     if rec is None or "rc" not in rec:
         return rec
-    rows = []
-    for line in open(os.path.join(work, "resume_cpu.out"), errors="replace").read().splitlines():
-        try:
-            v = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(v, dict) and "loss" in v:
-            rows.append(v)
+    rows = loss_rows(os.path.join(work, "resume_cpu.out"))
     rec.update(
         steps=[r.get("step") for r in rows],
         losses=[r["loss"] for r in rows],
