@@ -36,9 +36,13 @@ pub struct ModelArgs {
     /// Kernel of the init conv (7: the first blog and lucidrains' Unet; 1: today's blog)
     #[arg(long)]
     pub init_conv: Option<usize>,
-    /// Self-conditioning: the UNet also sees its previous x̂0 (trained on half the steps)
-    #[arg(long)]
+    /// Self-conditioning: the UNet also sees its previous x̂0 (trained on half the steps; the
+    /// quick preset has it)
+    #[arg(long, overrides_with = "no_self_condition")]
     pub self_condition: bool,
+    /// Without self-conditioning (for the quick preset, which has it)
+    #[arg(long, overrides_with = "self_condition")]
+    pub no_self_condition: bool,
     /// Twice the output channels for a learned variance (load and forward only)
     #[arg(long)]
     pub learned_variance: bool,
@@ -57,6 +61,7 @@ impl ModelArgs {
             || self.unet.is_some()
             || self.init_conv.is_some()
             || self.self_condition
+            || self.no_self_condition
             || self.learned_variance
     }
 
@@ -86,6 +91,9 @@ impl ModelArgs {
         }
         if self.self_condition {
             c.self_condition = true;
+        }
+        if self.no_self_condition {
+            c.self_condition = false;
         }
         if self.learned_variance {
             c.learned_variance = true;
@@ -164,6 +172,25 @@ mod tests {
         }
         .apply(&UnetConfig::blog());
         assert_eq!(odd.resnet_block_groups, 2);
+    }
+
+    #[test]
+    fn self_conditioning_can_be_turned_off_and_the_last_flag_wins() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            model: ModelArgs,
+        }
+        let quick = crate::presets::Preset::Quick.unet();
+        assert!(quick.self_condition, "the quick preset self-conditions");
+        let off = Cli::parse_from(["x", "--no-self-condition"]).model;
+        assert!(off.any());
+        assert!(!off.apply(&quick).self_condition);
+        let on_again = Cli::parse_from(["x", "--no-self-condition", "--self-condition"]).model;
+        assert!(on_again.apply(&UnetConfig::blog()).self_condition);
+        let off_again = Cli::parse_from(["x", "--self-condition", "--no-self-condition"]).model;
+        assert!(!off_again.apply(&quick).self_condition);
     }
 
     #[test]

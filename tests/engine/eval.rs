@@ -282,7 +282,7 @@ fn preset_quick_and_time_limit_from_the_cli() {
         .state
         .step;
     assert!(
-        (1..650).contains(&step),
+        (1..ddpm_lab::presets::QUICK_STEPS).contains(&step),
         "stopped by the budget at step {step}"
     );
     // `--model` names the lab's model sizes.

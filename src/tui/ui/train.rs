@@ -155,7 +155,7 @@ fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
         .map(|(i, f)| {
             let mut value = f.value(s);
             if *f == Field::Model && s.custom_model.is_none() {
-                value = format!("{value:<6}{}", s.model.describe());
+                value = format!("{value:<6}{}", s.model.describe_compact());
             }
             let row = Row::new(vec![f.label().to_string(), value]);
             if editable && i == app.train.field {
