@@ -113,6 +113,10 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Let CUDA's float32 matrix products (and so convolutions) use TF32 tensor cores.
     pub tf32: bool,
+    /// Time the training step.
+    pub train: bool,
+    /// Time the forward pass.
+    pub forward: bool,
 }
 
 impl Default for BenchOptions {
@@ -131,6 +135,8 @@ impl Default for BenchOptions {
             device: DeviceSpec::Cpu,
             seed: 0,
             tf32: false,
+            train: true,
+            forward: true,
         }
     }
 }
@@ -146,6 +152,9 @@ impl BenchOptions {
         }
         if self.sample_steps < 2 {
             bail!("--sample-steps must be at least 2");
+        }
+        if !self.train && !self.forward && self.sample_repeats == 0 {
+            bail!("nothing to time: training, the forward pass and sampling are all skipped");
         }
         if self.tf32 && !matches!(self.device, DeviceSpec::Cuda(_)) {
             bail!("--tf32 is for CUDA devices (it lets cuBLAS round float32 products to TF32)");
@@ -173,18 +182,18 @@ pub struct BenchReport {
     pub params: usize,
     /// Images per training step.
     pub batch_size: usize,
-    /// Median seconds per training step.
-    pub train_step_seconds: f64,
+    /// Median seconds per training step (`None` when skipped).
+    pub train_step_seconds: Option<f64>,
     /// `batch_size / train_step_seconds`.
-    pub train_images_per_s: f64,
+    pub train_images_per_s: Option<f64>,
     /// Every timed training step.
     pub train_runs: Vec<f64>,
     /// Images per forward pass.
     pub forward_batch: usize,
-    /// Median seconds per forward pass.
-    pub forward_seconds: f64,
+    /// Median seconds per forward pass (`None` when skipped).
+    pub forward_seconds: Option<f64>,
     /// `forward_batch / forward_seconds`.
-    pub forward_images_per_s: f64,
+    pub forward_images_per_s: Option<f64>,
     /// Every timed forward pass.
     pub forward_runs: Vec<f64>,
     /// Images per sampling run.
@@ -213,16 +222,22 @@ impl fmt::Display for BenchReport {
             if self.custom_ops { "on" } else { "off" },
             self.threads
         )?;
-        writeln!(
-            f,
-            "train step   batch {:>4}: {:>8.3} s  {:>8.1} img/s",
-            self.batch_size, self.train_step_seconds, self.train_images_per_s
-        )?;
-        writeln!(
-            f,
-            "forward      batch {:>4}: {:>8.3} s  {:>8.1} img/s",
-            self.forward_batch, self.forward_seconds, self.forward_images_per_s
-        )?;
+        match (self.train_step_seconds, self.train_images_per_s) {
+            (Some(s), Some(r)) => writeln!(
+                f,
+                "train step   batch {:>4}: {:>8.3} s  {:>8.1} img/s",
+                self.batch_size, s, r
+            )?,
+            _ => writeln!(f, "train step: skipped")?,
+        }
+        match (self.forward_seconds, self.forward_images_per_s) {
+            (Some(s), Some(r)) => writeln!(
+                f,
+                "forward      batch {:>4}: {:>8.3} s  {:>8.1} img/s",
+                self.forward_batch, s, r
+            )?,
+            _ => writeln!(f, "forward: skipped")?,
+        }
         match self.sample_seconds {
             Some(s) => writeln!(
                 f,
@@ -379,15 +394,24 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
 }
 
 fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
-    let (train_runs, params) = bench_train(opts)?;
-    let forward_runs = bench_forward(opts)?;
+    let train_runs = if opts.train {
+        bench_train(opts)?.0
+    } else {
+        Vec::new()
+    };
+    let forward_runs = if opts.forward {
+        bench_forward(opts)?
+    } else {
+        Vec::new()
+    };
     let sample_seconds = if opts.sample_repeats > 0 {
         Some(median(&bench_sample(opts)?))
     } else {
         None
     };
-    let train = median(&train_runs);
-    let fwd = median(&forward_runs);
+    let params = crate::runs::budget::param_count(&opts.model.unet_config()) as usize;
+    let train = (!train_runs.is_empty()).then(|| median(&train_runs));
+    let fwd = (!forward_runs.is_empty()).then(|| median(&forward_runs));
     Ok(BenchReport {
         config: opts.model.to_string(),
         device: opts.device.to_string(),
@@ -398,11 +422,11 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         params,
         batch_size: opts.batch_size,
         train_step_seconds: train,
-        train_images_per_s: opts.batch_size as f64 / train.max(1e-12),
+        train_images_per_s: train.map(|t| opts.batch_size as f64 / t.max(1e-12)),
         train_runs,
         forward_batch: opts.forward_batch,
         forward_seconds: fwd,
-        forward_images_per_s: opts.forward_batch as f64 / fwd.max(1e-12),
+        forward_images_per_s: fwd.map(|t| opts.forward_batch as f64 / t.max(1e-12)),
         forward_runs,
         sample_batch: opts.sample_batch,
         sample_steps: opts.sample_steps,
@@ -438,8 +462,12 @@ mod tests {
         let r = run(&opts).unwrap();
         assert_eq!(r.train_runs.len(), 2);
         assert_eq!(r.forward_runs.len(), 2);
-        assert!(r.train_images_per_s > 0.0 && r.train_images_per_s.is_finite());
-        assert!(r.forward_images_per_s > 0.0 && r.forward_images_per_s.is_finite());
+        let (train, forward) = (
+            r.train_images_per_s.unwrap(),
+            r.forward_images_per_s.unwrap(),
+        );
+        assert!(train > 0.0 && train.is_finite());
+        assert!(forward > 0.0 && forward.is_finite());
         assert!(r.sample_seconds.unwrap() > 0.0);
         assert!(r.params > 1000);
         assert_eq!(r.config, "tiny");

@@ -47,11 +47,27 @@ pub struct BenchArgs {
     /// about 1e-3 relative error; off by default, as in PyTorch's matmuls)
     #[arg(long)]
     pub tf32: bool,
+    /// Time only these workloads, comma-separated: train, forward, sample (e.g. under a
+    /// profiler) [default: all three]
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<Workload>,
+}
+
+/// A workload `bench` can time on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// The training step (forward, backward, Adam).
+    Train,
+    /// The no-gradient forward pass.
+    Forward,
+    /// DDPM sampling over every step.
+    Sample,
 }
 
 impl BenchArgs {
     /// The benchmark options these arguments describe.
     pub fn options(&self) -> BenchOptions {
+        let picked = |w: Workload| self.only.is_empty() || self.only.contains(&w);
         BenchOptions {
             model: self.config,
             batch_size: self.batch_size,
@@ -60,10 +76,16 @@ impl BenchArgs {
             sample_steps: self.sample_steps,
             warmup: self.warmup,
             repeats: self.repeats,
-            sample_repeats: self.sample_repeats,
+            sample_repeats: if picked(Workload::Sample) {
+                self.sample_repeats
+            } else {
+                0
+            },
             device: self.device,
             seed: 0,
             tf32: self.tf32,
+            train: picked(Workload::Train),
+            forward: picked(Workload::Forward),
         }
     }
 }
@@ -76,14 +98,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let opts = args.options();
     opts.validate()?;
     if !args.json {
+        let mut what = Vec::new();
+        if opts.train {
+            what.push(format!("training batch {}", opts.batch_size));
+        }
+        if opts.forward {
+            what.push(format!("forward batch {}", opts.forward_batch));
+        }
+        if opts.sample_repeats > 0 {
+            what.push(format!(
+                "{}-step sampling of {}",
+                opts.sample_steps, opts.sample_batch
+            ));
+        }
         eprintln!(
-            "benchmarking {} on {}: training batch {}, forward batch {}, {}-step sampling of {} …",
+            "benchmarking {} on {}: {} …",
             opts.model,
             opts.device,
-            opts.batch_size,
-            opts.forward_batch,
-            opts.sample_steps,
-            opts.sample_batch
+            what.join(", ")
         );
     }
     let report = bench::run(&opts)?;
@@ -132,6 +164,17 @@ mod tests {
         assert_eq!(o.model, BenchModel::Tiny);
         assert_eq!(o.batch_size, 4);
         assert_eq!(o.sample_repeats, 0);
+        assert!(o.train && o.forward);
+        let only = Cli::parse_from(["bench", "--only", "train"]).args.options();
+        assert!(only.train && !only.forward && only.sample_repeats == 0);
+        let two = Cli::parse_from(["bench", "--only", "forward,sample"])
+            .args
+            .options();
+        assert!(!two.train && two.forward && two.sample_repeats == 1);
+        assert!(Cli::try_parse_from(["bench", "--only", "backward"]).is_err());
+        let none = Cli::parse_from(["bench", "--only", "sample", "--sample-repeats", "0"]);
+        let e = none.args.options().validate().unwrap_err().to_string();
+        assert!(e.contains("nothing to time"), "{e}");
     }
 
     #[test]
