@@ -506,9 +506,12 @@ fn a_crashing_training_worker_is_a_failed_run_and_the_lab_goes_on() {
     );
     tmux.wait("the data", 60, |s| s.contains("status   ready"));
     tmux.keys(&["3", "Space"]);
-    let screen = tmux.wait("the failed run", 120, |s| {
-        s.contains("training crashed: boom in step 3")
-    });
+    // The speed estimate's own run crashes at its step 3 too: wait for the main run's state.
+    let screen = tmux.wait("the failed run", 120, |s| s.contains("run failed 2/"));
+    assert!(
+        screen.contains("training crashed: boom in step 3"),
+        "{screen}"
+    );
     assert!(
         !screen.contains("panicked"),
         "the panic was printed over the lab:\n{screen}"
