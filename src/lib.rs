@@ -50,15 +50,11 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("panic")
 }
 
-/// Runs `f` on a worker thread's behalf, a panic in it returned as the error
-/// "`what` crashed: message" (so the worker can report it like any failure).
-pub fn catch_panic<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        Err(anyhow::anyhow!(
-            "{what} crashed: {}",
-            panic_message(p.as_ref())
-        ))
-    })
+/// Runs `f`, a panic in it returned as `Err` with the panic's message, so a worker (or the
+/// lab's loop) can report it like any failure.
+pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|p| panic_message(p.as_ref()).to_string())
 }
 
 #[cfg(test)]

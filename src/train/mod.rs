@@ -602,7 +602,7 @@ where
         .name("ddpm-train".into())
         .spawn(move || {
             let etx2 = etx.clone();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let result = crate::catch_panic(move || {
                 let (mut trainer, mut source) = make()?;
                 let r = trainer.run_loop(source.as_mut(), &etx, &crx);
                 if r.is_err() {
@@ -612,11 +612,11 @@ where
                         .map_err(|(s, e)| e.context(format!("at step {s}")));
                 }
                 r
-            }));
+            });
             let msg = match result {
                 Ok(Ok(())) => return,
                 Ok(Err(e)) => format!("{e:#}"),
-                Err(p) => format!("training crashed: {}", crate::panic_message(p.as_ref())),
+                Err(panic) => format!("training crashed: {panic}"),
             };
             let _ = etx2.send(TrainEvent::Failed {
                 step: 0,

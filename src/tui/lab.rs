@@ -169,13 +169,12 @@ pub fn run_with(
         .and_then(Result::ok);
     let mut app = App::new(settings, engine);
     // The GPU the settings train on, and the first one (where cycling the device leads).
-    for spec in [app.settings.train.device, DeviceSpec::Cuda(0)] {
-        if let Some(name) = crate::device::describe(spec) {
-            if !app.device_names.iter().any(|(d, _)| *d == spec) {
-                app.device_names.push((spec, name));
-            }
-        }
-    }
+    let mut specs = vec![app.settings.train.device, DeviceSpec::Cuda(0)];
+    specs.dedup();
+    app.device_names = specs
+        .into_iter()
+        .filter_map(|spec| crate::device::describe(spec).map(|name| (spec, name)))
+        .collect();
     if !settings_problems.is_empty() {
         let text = format!("settings: {}", settings_problems.join("; "));
         app.show(Notice::new(text, true).about(Topic::Sticky));
@@ -267,13 +266,9 @@ pub fn run_guarded<B: Backend>(
 where
     B::Error: Send + Sync + 'static,
 {
-    let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_app(terminal, app, images, events)
-    }));
-    looped.unwrap_or_else(|panic| {
+    crate::catch_panic(|| run_app(terminal, app, images, events)).unwrap_or_else(|panic| {
         Err(anyhow::anyhow!(
-            "the lab stopped on an internal error (a bug, please report it): {}",
-            crate::panic_message(panic.as_ref())
+            "the lab stopped on an internal error (a bug, please report it): {panic}"
         ))
     })
 }

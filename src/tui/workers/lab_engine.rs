@@ -271,18 +271,10 @@ impl Engine for LabEngine {
                     }));
                 };
                 let opts = LoadOptions::default();
-                let loaded_or_crashed =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        load_dataset(&spec, &opts, &mut progress)
-                    }));
-                let result = match loaded_or_crashed {
+                let result = match crate::catch_panic(|| load_dataset(&spec, &opts, &mut progress))
+                {
                     Ok(r) => r,
-                    Err(p) => {
-                        return fail(format!(
-                            "loading crashed: {}",
-                            crate::panic_message(p.as_ref())
-                        ))
-                    }
+                    Err(panic) => return fail(format!("loading crashed: {panic}")),
                 };
                 // A Hub dataset that cannot be reached: the built-in set stands in (the README's
                 // promise), so training can start at once; `r` on the Data screen retries.
@@ -477,11 +469,10 @@ impl Engine for LabEngine {
                     let _ = tx.send(WorkerMsg::Sample { slot, msg });
                 };
                 let score = |dataset: &str| scorer_for(&cache, &loaded, dataset);
-                let sampled =
-                    crate::catch_panic("sampling", || run_sampling(&req, &mut watch, &score));
-                let msg = match sampled {
-                    Ok(frames) => SampleMsg::Done(Box::new(frames)),
-                    Err(e) => SampleMsg::Failed(format!("{e:#}")),
+                let msg = match crate::catch_panic(|| run_sampling(&req, &mut watch, &score)) {
+                    Ok(Ok(frames)) => SampleMsg::Done(Box::new(frames)),
+                    Ok(Err(e)) => SampleMsg::Failed(format!("{e:#}")),
+                    Err(panic) => SampleMsg::Failed(format!("sampling crashed: {panic}")),
                 };
                 let _ = tx.send(WorkerMsg::Sample { slot, msg });
             })
@@ -492,8 +483,10 @@ impl Engine for LabEngine {
         thread::Builder::new()
             .name("ddpm-export".into())
             .spawn(move || {
-                let result = crate::catch_panic("the export", || run_export(&req))
-                    .map_err(|e| format!("{e:#}"));
+                let result = match crate::catch_panic(|| run_export(&req)) {
+                    Ok(exported) => exported.map_err(|e| format!("{e:#}")),
+                    Err(panic) => Err(format!("the export crashed: {panic}")),
+                };
                 let _ = tx.send(WorkerMsg::Exported(result));
             })
             .expect("cannot spawn the export thread");
