@@ -244,7 +244,10 @@ if ! $PYTHON -c 'import einops' 2>/dev/null; then
     fi
   done
 fi
-if $PYTHON -c 'import torch, einops' 2>/dev/null; then
+# Importing torch takes seconds: asked once for both PyTorch steps.
+HAVE_TORCH=0
+$PYTHON -c 'import torch, einops' 2>/dev/null && HAVE_TORCH=1
+if [ "$HAVE_TORCH" = 1 ]; then
   # shellcheck disable=SC2086
   polled pytorch_bench 150 $PYTHON "$REPO/scripts/pytorch_bench.py" --device "$DEVICE" \
     --threads "$(nproc)" --tf32 off $BENCH_ARGS
@@ -260,7 +263,7 @@ if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
   else
     missing bench_tf32 "no ddpm-lab binary"
   fi
-  if $PYTHON -c 'import torch, einops' 2>/dev/null; then
+  if [ "$HAVE_TORCH" = 1 ]; then
     # shellcheck disable=SC2086
     polled pytorch_bench_tf32 150 $PYTHON "$REPO/scripts/pytorch_bench.py" --device "$DEVICE" \
       --threads "$(nproc)" --tf32 on $BENCH_ARGS

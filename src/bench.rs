@@ -222,22 +222,18 @@ impl fmt::Display for BenchReport {
             if self.custom_ops { "on" } else { "off" },
             self.threads
         )?;
-        match (self.train_step_seconds, self.train_images_per_s) {
-            (Some(s), Some(r)) => writeln!(
-                f,
-                "train step   batch {:>4}: {:>8.3} s  {:>8.1} img/s",
-                self.batch_size, s, r
-            )?,
-            _ => writeln!(f, "train step: skipped")?,
-        }
-        match (self.forward_seconds, self.forward_images_per_s) {
-            (Some(s), Some(r)) => writeln!(
-                f,
-                "forward      batch {:>4}: {:>8.3} s  {:>8.1} img/s",
-                self.forward_batch, s, r
-            )?,
-            _ => writeln!(f, "forward: skipped")?,
-        }
+        // One line per timed workload: seconds per run and images per second.
+        let timed =
+            |f: &mut fmt::Formatter<'_>, name: &str, batch: usize, secs: Option<f64>| match secs {
+                Some(s) => writeln!(
+                    f,
+                    "{name:<12} batch {batch:>4}: {s:>8.3} s  {:>8.1} img/s",
+                    batch as f64 / s.max(1e-12)
+                ),
+                None => writeln!(f, "{name}: skipped"),
+            };
+        timed(f, "train step", self.batch_size, self.train_step_seconds)?;
+        timed(f, "forward", self.forward_batch, self.forward_seconds)?;
         match self.sample_seconds {
             Some(s) => writeln!(
                 f,
@@ -303,7 +299,7 @@ fn images(rng: &mut LabRng, n: usize, c: usize, s: usize, device: &Device) -> Re
 }
 
 /// Times training steps at `opts.batch_size`.
-pub fn bench_train(opts: &BenchOptions) -> Result<(Vec<f64>, usize)> {
+pub fn bench_train(opts: &BenchOptions) -> Result<Vec<f64>> {
     let cfg = TrainConfig {
         model: opts.model.unet_config(),
         batch_size: opts.batch_size,
@@ -325,11 +321,10 @@ pub fn bench_train(opts: &BenchOptions) -> Result<(Vec<f64>, usize)> {
         s,
         &device,
     )?;
-    let runs = time_runs(&device, opts.warmup, opts.repeats, || {
+    time_runs(&device, opts.warmup, opts.repeats, || {
         trainer.train_step(&x0, 0)?;
         Ok(())
-    })?;
-    Ok((runs, trainer.num_params()))
+    })
 }
 
 /// A detached (no-gradient) model with PyTorch's initialisation for `opts`.
@@ -395,7 +390,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
 
 fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
     let train_runs = if opts.train {
-        bench_train(opts)?.0
+        bench_train(opts)?
     } else {
         Vec::new()
     };

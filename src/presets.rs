@@ -209,6 +209,17 @@ impl ModelPreset {
 /// `dim 28 ×(1,2,4)` (the blog's first UNet with ConvNeXt blocks unless `res` is named;
 /// `current` for today's UNet, `+sc` with self-conditioning, `+var` with a learned variance).
 pub fn describe_unet(c: &UnetConfig) -> String {
+    format!("dim {} ×{}", c.dim, unet_shape_and_options(c))
+}
+
+/// [`describe_unet`] in as few columns as it can (`16×(1,2,4) res +sc`), for the lab's
+/// configuration panel.
+pub fn describe_unet_compact(c: &UnetConfig) -> String {
+    format!("{}×{}", c.dim, unet_shape_and_options(c))
+}
+
+/// What both descriptions share after the width: `(1,2,4) res +sc`.
+fn unet_shape_and_options(c: &UnetConfig) -> String {
     let mults: Vec<String> = c.dim_mults.iter().map(|m| m.to_string()).collect();
     let block = match (c.arch, c.block) {
         (crate::model::Arch::Current, _) => " current",
@@ -217,15 +228,7 @@ pub fn describe_unet(c: &UnetConfig) -> String {
     };
     let sc = if c.self_condition { " +sc" } else { "" };
     let var = if c.learned_variance { " +var" } else { "" };
-    format!("dim {} ×({}){block}{sc}{var}", c.dim, mults.join(","))
-}
-
-/// [`describe_unet`] in as few columns as it can (`16×(1,2,4) res +sc`), for the lab's
-/// configuration panel.
-pub fn describe_unet_compact(c: &UnetConfig) -> String {
-    describe_unet(c)
-        .replacen("dim ", "", 1)
-        .replacen(" ×", "×", 1)
+    format!("({}){block}{sc}{var}", mults.join(","))
 }
 
 impl fmt::Display for ModelPreset {
