@@ -88,6 +88,10 @@ pub struct TrainArgs {
     /// Write a checkpoint every N steps (0 = at the end only)
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: usize,
+    /// Also write a checkpoint after this much training time since the last one (e.g. 2m,
+    /// 90s; off = by steps only), so a crash loses at most that much work
+    #[arg(long, value_parser = parse_interval, default_value = "2m")]
+    pub checkpoint_interval: f64,
     /// No random horizontal flips
     #[arg(long)]
     pub no_flip: bool,
@@ -315,7 +319,17 @@ pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
     cfg.dataset = args.dataset.clone();
     cfg.flip = !args.no_flip;
     cfg.checkpoint_every = args.checkpoint_every;
+    cfg.checkpoint_interval_s = Some(args.checkpoint_interval).filter(|&s| s > 0.0);
     cfg
+}
+
+/// Parses a checkpoint interval: a duration (see [`parse_duration`]), or `off` / `0` for
+/// none (given as 0).
+pub fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.trim() {
+        "off" | "0" => Ok(0.0),
+        _ => parse_duration(s),
+    }
 }
 
 /// Parses a duration: `90` or `90s` (seconds), `10m`, `1.5h`.
@@ -336,7 +350,7 @@ pub fn parse_duration(s: &str) -> Result<f64, String> {
         u => return Err(format!("unknown unit '{u}' in '{s}' (use s, m or h)")),
     };
     if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("a time limit must be positive, got '{s}'"));
+        return Err(format!("a duration must be positive, got '{s}'"));
     }
     Ok(secs)
 }
@@ -354,4 +368,38 @@ pub fn load_with_progress(
     let ds = data::load_dataset(spec, opts, &mut report);
     bar.finish_and_clear();
     Ok(ds?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    fn config(args: &[&str]) -> TrainConfig {
+        let cli =
+            Cli::try_parse_from(std::iter::once("train").chain(args.iter().copied())).unwrap();
+        config_from_args(&cli.train)
+    }
+
+    #[test]
+    fn checkpoint_interval_is_a_duration_or_off() {
+        assert_eq!(config(&[]).checkpoint_interval_s, Some(120.0));
+        let cfg = config(&["--checkpoint-interval", "90s"]);
+        assert_eq!(cfg.checkpoint_interval_s, Some(90.0));
+        for off in ["off", "0"] {
+            let cfg = config(&["--checkpoint-interval", off]);
+            assert_eq!(cfg.checkpoint_interval_s, None, "{off}");
+        }
+        let err = Cli::try_parse_from(["train", "--checkpoint-interval=-3m"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("must be positive"), "{err}");
+    }
 }

@@ -79,6 +79,10 @@ pub struct TrainConfig {
     pub preview_steps: usize,
     /// Write a checkpoint every N steps (0 = only at the end).
     pub checkpoint_every: usize,
+    /// Also write one whenever this many seconds of training (pauses excluded) have passed
+    /// since the last checkpoint, so a crash loses at most that much work whatever the pace
+    /// (`None` = by steps only).
+    pub checkpoint_interval_s: Option<f64>,
     /// Stop (with a checkpoint) after this many seconds of training in one session, pauses
     /// excluded; `None`: run to the stop step.
     pub time_limit_s: Option<f64>,
@@ -114,6 +118,7 @@ impl Default for TrainConfig {
             preview_count: 8,
             preview_steps: 20,
             checkpoint_every: 0,
+            checkpoint_interval_s: None,
             time_limit_s: None,
             recommended_sampler: None,
         }
@@ -143,6 +148,11 @@ impl TrainConfig {
         if let Some(c) = self.grad_clip {
             if !(c.is_finite() && c > 0.0) {
                 bail!("gradient clip must be a positive number, got {c}");
+            }
+        }
+        if let Some(s) = self.checkpoint_interval_s {
+            if !(s.is_finite() && s > 0.0) {
+                bail!("--checkpoint-interval must be a positive time, got {s} s");
             }
         }
         if let Some(g) = self.min_snr_gamma {

@@ -487,6 +487,8 @@ impl Trainer {
         // Active (unpaused) wall-clock time of this session, for the time limit.
         let mut active = Duration::ZERO;
         let mut since = Instant::now();
+        // Active time at the last checkpoint, for `checkpoint_interval_s`.
+        let mut checkpointed_at = Duration::ZERO;
         while self.step < self.cfg.steps {
             if let Some(limit) = self.cfg.time_limit_s {
                 if (active + since.elapsed()).as_secs_f64() >= limit {
@@ -519,6 +521,12 @@ impl Trainer {
                     }
                     Some(TrainCommand::Checkpoint) => {
                         if let Some(p) = self.checkpoint()? {
+                            checkpointed_at = active
+                                + if paused {
+                                    Duration::ZERO
+                                } else {
+                                    since.elapsed()
+                                };
                             send(TrainEvent::Checkpointed {
                                 step: self.step,
                                 path: p,
@@ -538,7 +546,14 @@ impl Trainer {
             let stats = self.train_step(&x0, epoch)?;
             send(TrainEvent::Step(stats));
             let every = self.cfg.checkpoint_every;
-            if every > 0 && self.step.is_multiple_of(every) && self.step < self.cfg.steps {
+            let now = active + since.elapsed();
+            let by_steps = every > 0 && self.step.is_multiple_of(every);
+            let by_time = self
+                .cfg
+                .checkpoint_interval_s
+                .is_some_and(|s| (now - checkpointed_at).as_secs_f64() >= s);
+            if (by_steps || by_time) && self.step < self.cfg.steps {
+                checkpointed_at = now;
                 if let Some(p) = self.checkpoint()? {
                     send(TrainEvent::Checkpointed {
                         step: self.step,

@@ -64,6 +64,12 @@ fn train_sample_and_resume() {
     }
     let latest = std::fs::read_to_string(run.join("latest")).unwrap();
     assert_eq!(latest.trim(), "step-000030");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["checkpoint_interval_s"], 120.0,
+        "a checkpoint every 2 minutes of training by default"
+    );
     for f in [
         "config.json",
         "model.safetensors",

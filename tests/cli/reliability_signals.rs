@@ -306,13 +306,8 @@ fn tmux_missing() -> bool {
     false
 }
 
-/// The lab in a fresh tmux server; after it exits the pane shows `EXIT=<status>` and the
-/// terminal's `icanon` flag.
-fn start_lab(dir: &Path, tag: &str) -> Tmux {
-    start_lab_with(dir, tag, "")
-}
-
-/// [`start_lab`] with `env` (`NAME='value' ...`) added to the lab's environment.
+/// The lab in a fresh tmux server, with `env` (`NAME='value' ...`) added to its environment;
+/// after it exits the pane shows `EXIT=<status>` and the terminal's `icanon` flag.
 fn start_lab_with(dir: &Path, tag: &str, env: &str) -> Tmux {
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();

@@ -64,6 +64,7 @@ const CONFIG_KEYS: &[&str] = &[
     "preview_count",
     "preview_steps",
     "checkpoint_every",
+    "checkpoint_interval_s",
     "time_limit_s",
     "recommended_sampler",
 ];

@@ -260,6 +260,54 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
     }
 }
 
+/// The steps at which a run of `cfg` wrote checkpoints.
+fn checkpointed_steps(cfg: TrainConfig) -> Vec<usize> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::new(cfg, Some(&dir.path().join("run"))).unwrap();
+    let mut src = Synthetic {
+        n: 4,
+        size: 8,
+        poison_at: None,
+    };
+    run_steps(&mut trainer, &mut src)
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Checkpointed { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn checkpoints_follow_training_time_as_well_as_steps() {
+    let base = TrainConfig {
+        steps: 4,
+        ..tiny_cfg(BlockKind::Resnet)
+    };
+    // Every step takes longer than a nanosecond: a checkpoint after each.
+    let each = TrainConfig {
+        checkpoint_interval_s: Some(1e-9),
+        ..base.clone()
+    };
+    assert_eq!(checkpointed_steps(each), vec![1, 2, 3, 4]);
+    // An interval never reached leaves the steps' checkpoints and the final one.
+    let never = TrainConfig {
+        checkpoint_interval_s: Some(1e6),
+        checkpoint_every: 3,
+        ..base.clone()
+    };
+    assert_eq!(checkpointed_steps(never), vec![3, 4]);
+    let bad = TrainConfig {
+        checkpoint_interval_s: Some(0.0),
+        ..base
+    };
+    let err = bad.validate_hyperparameters().unwrap_err().to_string();
+    assert!(
+        err.contains("--checkpoint-interval must be a positive time"),
+        "{err}"
+    );
+}
+
 #[test]
 fn warmup_ema_and_gradient_clipping() {
     let dir = tempfile::tempdir().unwrap();

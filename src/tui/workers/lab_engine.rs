@@ -98,6 +98,10 @@ impl LabEngine {
     }
 }
 
+/// Training time between two checkpoints of a lab run: a crash loses at most this much, and
+/// the Sample screen can draw from a run within minutes of its start.
+pub const LAB_CHECKPOINT_INTERVAL_S: f64 = 120.0;
+
 /// The engine's training configuration for the lab's settings on `set`.
 pub fn train_config(s: &TrainSettings, dataset: &str, set: &ImageSet) -> TrainConfig {
     TrainConfig {
@@ -105,6 +109,7 @@ pub fn train_config(s: &TrainSettings, dataset: &str, set: &ImageSet) -> TrainCo
         image_size: set.height,
         preview_count: PREVIEW_IMAGES,
         checkpoint_every: if s.steps > 1000 { 500 } else { 0 },
+        checkpoint_interval_s: Some(LAB_CHECKPOINT_INTERVAL_S),
         ..s.recipe(set.channels)
     }
 }
@@ -413,6 +418,7 @@ impl Engine for LabEngine {
         cfg.steps = ESTIMATE_STEPS;
         cfg.preview_every = 0;
         cfg.checkpoint_every = 0;
+        cfg.checkpoint_interval_s = None;
         thread::Builder::new()
             .name("ddpm-estimate".into())
             .spawn(move || {
@@ -661,6 +667,8 @@ mod tests {
             let cfg = train_config(&s, "shapes", &data);
             assert_eq!(cfg.model, model.unet(1));
             assert_eq!((cfg.image_size, cfg.dataset.as_str()), (28, "shapes"));
+            // A lab run is never more than two minutes of training from a checkpoint.
+            assert_eq!(cfg.checkpoint_interval_s, Some(LAB_CHECKPOINT_INTERVAL_S));
             assert_eq!(settings_of(&cfg), s);
         }
         let custom = TrainSettings {
