@@ -184,7 +184,7 @@ impl fmt::Display for DataSource {
                 cache_dir.display()
             ),
             DataSource::Local(p) => write!(f, "local {}", p.display()),
-            DataSource::BuiltIn => f.write_str("built-in procedural set (offline, no files)"),
+            DataSource::BuiltIn => f.write_str("built-in procedural set, no files"),
         }
     }
 }

@@ -327,6 +327,12 @@ fn without_a_hub_the_lab_trains_on_the_builtin_set_and_switches_when_it_answers(
     let s = tmux.wait_for("Hub unreachable: using the built-in shapes set", 90);
     assert!(s.contains("r retries the download"), "{s}");
     assert!(s.contains("status   ready") && s.contains("shapes"), "{s}");
+    // The Data screen says it whole: where the images come from, and why.
+    assert!(
+        s.contains("source   built-in procedural set, no files"),
+        "{s}"
+    );
+    assert!(s.contains("note     Hub unreachable; r retries"), "{s}");
     // Space trains at once, on the built-in set.
     tmux.keys(&["3", "Space"]);
     tmux.wait_for("FINISHED", 180);

@@ -11,7 +11,9 @@ use ddpm_lab::train::events::{TrainCommand, TrainEvent};
 use ddpm_lab::tui::event::{handle_key, map_key, Command};
 use ddpm_lab::tui::settings::{CompareMode, ModelPreset};
 use ddpm_lab::tui::state::run::RunState;
+use ddpm_lab::tui::state::sample::{NOTHING_TO_SAMPLE, NO_CHECKPOINT_YET};
 use ddpm_lab::tui::state::{Lifecycle, Overlay, PickerWait, Tab};
+use ddpm_lab::tui::workers::lab_engine::LAB_CHECKPOINT_INTERVAL_S;
 use ddpm_lab::tui::workers::{Estimate, OpenedRun, RunSummary, SampleMsg, Slot, WorkerMsg};
 use tui_support::*;
 
@@ -220,12 +222,65 @@ fn dataset_switch_asks_the_engine() {
 }
 
 #[test]
+fn a_training_run_is_sampled_from_its_first_checkpoint_on() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, fake_run(0, 30, 570));
+    app.tab = Tab::Sample;
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("runs/20260101-000000-linear"), "{screen}");
+    assert!(
+        screen.contains("waiting for its first checkpoint"),
+        "{screen}"
+    );
+    handle_key(&mut app, ch('g'));
+    let notice = app.notice.clone().unwrap();
+    assert!(notice.error);
+    assert_eq!(notice.text, NO_CHECKPOINT_YET);
+    // The notice names the lab's checkpoint interval and fits the narrowest lab.
+    let minutes = LAB_CHECKPOINT_INTERVAL_S / 60.0;
+    assert!(NO_CHECKPOINT_YET.contains(&format!(" {minutes} min ")));
+    for text in [NO_CHECKPOINT_YET, NOTHING_TO_SAMPLE] {
+        assert!(text.chars().count() <= 80, "{text}");
+    }
+    let sampled = |engine: &FakeEngine| {
+        engine
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Sample(Slot::Main, _)))
+    };
+    assert!(!sampled(&engine));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Checkpointed {
+            step: 30,
+            path: "runs/20260101-000000-linear".into(),
+        }],
+    );
+    let screen = render(&app, 80, 24);
+    assert!(
+        !screen.contains("waiting for its first checkpoint"),
+        "{screen}"
+    );
+    handle_key(&mut app, ch('g'));
+    assert!(
+        sampled(&engine),
+        "g samples the checkpoint while the run trains on"
+    );
+}
+
+#[test]
 fn sample_needs_a_checkpoint_then_steps_and_plays() {
     let (mut app, engine) = app();
     load_data(&mut app);
     app.tab = Tab::Sample;
     handle_key(&mut app, ch('g'));
-    assert!(app.notice.as_ref().unwrap().error);
+    let notice = app.notice.clone().unwrap();
+    assert!(notice.error);
+    assert_eq!(notice.text, NOTHING_TO_SAMPLE);
     train_main_run_to_the_end(&mut app, "runs/r");
     app.tab = Tab::Sample;
     handle_key(&mut app, ch('k'));

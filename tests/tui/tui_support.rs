@@ -168,6 +168,7 @@ pub fn data_info() -> DataInfo {
     DataInfo {
         name: "shapes".into(),
         source: "built-in (procedural)".into(),
+        notes: Vec::new(),
         n_train: 6000,
         n_test: Some(1000),
         shape: (1, 28, 28),
@@ -194,6 +195,7 @@ pub fn data_info_ten() -> DataInfo {
     DataInfo {
         name: "fashion_mnist".into(),
         source: "Hub zalando-datasets/fashion_mnist (cache)".into(),
+        notes: Vec::new(),
         n_train: 60_000,
         n_test: Some(10_000),
         shape: (1, 28, 28),

@@ -260,6 +260,14 @@ impl App {
         }
     }
 
+    /// The Train screen's run while the Sample screen waits for its first checkpoint (it
+    /// has none yet and no other run was sampled).
+    pub fn awaited_checkpoint(&self) -> Option<&std::path::Path> {
+        let run = &self.train.run;
+        let waiting = run.checkpoint_step.is_none() && self.sample.source.is_none();
+        run.run_dir.as_deref().filter(|_| waiting)
+    }
+
     /// T of the run the Sample screen draws from: the run's own T when it is the run of the
     /// Train screen (editing T afterwards only prepares the next run), else the settings' T.
     pub fn sample_timesteps(&self) -> usize {
@@ -332,7 +340,9 @@ impl App {
                 }
                 Tab::Train => self.train.handle(cmd, &mut ctx!(self)),
                 Tab::Sample => {
-                    let source = self.sample_source();
+                    let source = self
+                        .sample_source()
+                        .ok_or(self.awaited_checkpoint().is_some());
                     self.sample.handle(cmd, source, &mut ctx!(self))
                 }
                 Tab::Compare => self.compare.handle(cmd, &mut ctx!(self)),

@@ -136,10 +136,23 @@ pub struct SampleState {
     pub elapsed: Duration,
 }
 
+/// `g` before the Train screen's run has a checkpoint (every line of the lab fits 80 columns).
+pub const NO_CHECKPOINT_YET: &str =
+    "this run has no checkpoint yet (one every 2 min of training; c on Train: now)";
+/// `g` with no run trained or opened.
+pub const NOTHING_TO_SAMPLE: &str =
+    "nothing to sample yet: train a run (3) or open one (o on Train)";
+
 impl SampleState {
     /// Handles a command of the Sample screen; `source` is the run it draws from (the router
-    /// knows: the Train screen's run once it has a checkpoint).
-    pub fn handle(&mut self, cmd: Command, source: Option<PathBuf>, ctx: &mut Ctx) -> Vec<Effect> {
+    /// knows: the Train screen's run once it has a checkpoint), else whether that run is
+    /// waiting for its first checkpoint.
+    pub fn handle(
+        &mut self,
+        cmd: Command,
+        source: Result<PathBuf, bool>,
+        ctx: &mut Ctx,
+    ) -> Vec<Effect> {
         let s = &mut ctx.settings.sample;
         match cmd {
             Command::StepFrames(delta) => self.cursor.step(delta),
@@ -179,15 +192,15 @@ impl SampleState {
         }
     }
 
-    /// `g`: samples from `source`.
-    fn generate(&mut self, source: Option<PathBuf>) -> Vec<Effect> {
+    /// `g`: samples from `source` (see [`Self::handle`]).
+    fn generate(&mut self, source: Result<PathBuf, bool>) -> Vec<Effect> {
         if matches!(self.status, SampleStatus::Running { .. }) {
             return Vec::new();
         }
-        let Some(run_dir) = source else {
-            return vec![Effect::error(
-                "no checkpoint yet: train a run (press c for a checkpoint) or open one (o on Train)",
-            )];
+        let run_dir = match source {
+            Ok(dir) => dir,
+            Err(true) => return vec![Effect::error(NO_CHECKPOINT_YET)],
+            Err(false) => return vec![Effect::error(NOTHING_TO_SAMPLE)],
         };
         self.status = SampleStatus::Running { done: 0, total: 0 };
         self.current = None;

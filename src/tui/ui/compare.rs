@@ -38,7 +38,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         frame.render_widget(b, losses);
         frame.render_widget(
             Paragraph::new("space trains one model per schedule: same data, seed and model")
-                .style(theme::label()),
+                .style(theme::label())
+                .wrap(ratatui::widgets::Wrap { trim: true }),
             inner,
         );
     } else {

@@ -110,6 +110,7 @@ fn draw_source(frame: &mut Frame, area: Rect, app: &App) {
         }
         let w = (info_area_width(area) as usize).saturating_sub(9);
         lines.push(kv("source", super::ellipsize_middle(&info.source, w)));
+        lines.extend(info.notes.iter().map(|n| kv("note", n.clone())));
         lines.push(kv(
             "train",
             format!(

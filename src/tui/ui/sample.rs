@@ -188,13 +188,25 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
         Line::from(vec![
             Span::styled("run      ", theme::label()),
             Span::raw(
-                app.sample_source()
-                    .map_or("none (train or open one)".to_string(), |p| {
-                        p.display().to_string()
-                    }),
+                match app
+                    .sample_source()
+                    .or(app.awaited_checkpoint().map(Into::into))
+                {
+                    Some(dir) => super::ellipsize_middle(
+                        &dir.display().to_string(),
+                        (inner.width as usize).saturating_sub(9),
+                    ),
+                    None => "none: train one or open one".to_string(),
+                },
             ),
         ]),
     ];
+    if app.awaited_checkpoint().is_some() {
+        lines.push(Line::styled(
+            "         waiting for its first checkpoint",
+            theme::label(),
+        ));
+    }
     let [text, gauge, export] = Layout::vertical([
         Constraint::Min(6),
         Constraint::Length(1),

@@ -309,7 +309,9 @@ pub fn loss_chart(frame: &mut Frame, area: Rect, run: &RunProgress, title: &str,
         let inner = b.inner(area);
         frame.render_widget(b, area);
         frame.render_widget(
-            Paragraph::new("no steps yet: press space to train").style(theme::label()),
+            Paragraph::new("no steps yet: press space to train")
+                .style(theme::label())
+                .wrap(ratatui::widgets::Wrap { trim: true }),
             inner,
         );
         return;

@@ -131,6 +131,7 @@ fn data_info(ds: &crate::data::Dataset) -> DataInfo {
     DataInfo {
         name: ds.name.clone(),
         source: ds.source.to_string(),
+        notes: Vec::new(),
         n_train: n,
         n_test: ds.test.as_ref().map(|t| t.len()),
         shape: (set.channels, set.height, set.width),
@@ -299,11 +300,9 @@ impl Engine for LabEngine {
                         if fell_back.is_none() {
                             info.name = name.clone();
                         } else {
-                            info.source = format!("{} (Hub unreachable; r retries)", info.source);
+                            info.notes.push("Hub unreachable; r retries".into());
                         }
-                        for n in &notices {
-                            info.source = format!("{} ({n})", info.source);
-                        }
+                        info.notes.extend(notices);
                         *loaded.lock().expect("dataset lock") = Some(Loaded {
                             name: info.name.clone(),
                             train: Arc::new(ds.train),

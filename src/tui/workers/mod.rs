@@ -52,6 +52,9 @@ pub struct DataInfo {
     pub name: String,
     /// Where it came from (built-in, cache path, download).
     pub source: String,
+    /// What the loader had to say about it (a fallback, a cached file replaced), each shown
+    /// whole on the Data screen.
+    pub notes: Vec<String>,
     /// Training images.
     pub n_train: usize,
     /// Test images, when the dataset has a test split.
