@@ -12,7 +12,7 @@ use crate::device::DeviceSpec;
 use crate::model::UnetConfig;
 use crate::runs::RecipeFlags;
 use crate::tui::input::TerminalInput;
-use crate::tui::settings::{config_dir, LabSettings, ModelPreset, SampleSettings, TrainSettings};
+use crate::tui::settings::{config_dir, LabSettings, ModelPreset, RecipeName, TrainSettings};
 use crate::tui::state::{Notice, Topic};
 use crate::tui::{run_app, ui, App, Engine, EventSource, ImageRenderer};
 use ratatui::backend::{Backend, CrosstermBackend};
@@ -64,10 +64,8 @@ impl LabOptions {
         if let Some(device) = self.device {
             if device != s.train.device && self.model.is_none() {
                 // A new device gets the configuration it trains quickly.
-                s.train = TrainSettings {
-                    seed: s.train.seed,
-                    ..TrainSettings::for_device(device)
-                };
+                s.train.device = device;
+                s.set_recipe(RecipeName::for_device(device));
             }
             s.train.device = device;
         }
@@ -104,34 +102,47 @@ impl LabOptions {
         Ok(())
     }
 
-    /// Remembered settings (unless `--fresh`) with the flags applied, the config directory,
-    /// and what was wrong with the remembered settings (shown in the lab: see
-    /// [`LabSettings::load_checked`]).
-    pub fn settings(
-        &self,
-        custom_model: Option<UnetConfig>,
-    ) -> anyhow::Result<(LabSettings, Option<PathBuf>, Vec<String>)> {
+    /// Remembered settings (unless `--fresh`, and following their recipe where it changed
+    /// since: see [`LabSettings::follow_recipe`]) with the flags applied.
+    pub fn settings(&self, custom_model: Option<UnetConfig>) -> anyhow::Result<LabStart> {
         let dir = config_dir().ok();
         let remembered = dir
             .as_ref()
             .filter(|d| !self.fresh && d.join(crate::tui::settings::SETTINGS_FILE).exists());
         // First start: the configuration the best available device trains quickly.
         let first = || {
-            let train = TrainSettings::for_device(best_device());
-            LabSettings {
-                sample: SampleSettings::default().with_recommended(train.recommended_sampler),
-                train,
-                ..LabSettings::default()
-            }
+            let mut s = LabSettings::default();
+            s.train.device = best_device();
+            s.set_recipe(RecipeName::for_device(s.train.device));
+            s.sample = s.sample.with_recommended(s.train.recommended_sampler);
+            s
         };
-        let (mut s, problems) = match remembered {
+        let (mut settings, problems) = match remembered {
             Some(d) => LabSettings::load_checked(d, first()),
             None => (first(), Vec::new()),
         };
-        self.apply(&mut s, custom_model)
+        let updates = settings.follow_recipe();
+        self.apply(&mut settings, custom_model)
             .context("invalid lab flags")?;
-        Ok((s, dir, problems))
+        Ok(LabStart {
+            settings,
+            config_dir: dir,
+            problems,
+            updates,
+        })
     }
+}
+
+/// What the lab starts with.
+pub struct LabStart {
+    /// Its settings.
+    pub settings: LabSettings,
+    /// Where they are saved on exit (`None`: no config directory).
+    pub config_dir: Option<PathBuf>,
+    /// What was wrong with the remembered settings (see [`LabSettings::load_checked`]).
+    pub problems: Vec<String>,
+    /// Remembered settings that followed their recipe (see [`LabSettings::follow_recipe`]).
+    pub updates: Vec<String>,
 }
 
 /// The fastest device this binary can use: CUDA or Metal when built in and present, else CPU.
@@ -149,13 +160,13 @@ pub fn best_device() -> DeviceSpec {
 
 /// Opens the lab on the terminal with `engine` behind it, and restores the terminal when it
 /// ends (normally, on Ctrl-C, or on a panic). Settings are saved on exit.
-pub fn run_with(
-    opts: LabOptions,
-    settings: LabSettings,
-    config_dir: Option<PathBuf>,
-    settings_problems: Vec<String>,
-    engine: Box<dyn Engine>,
-) -> anyhow::Result<()> {
+pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> anyhow::Result<()> {
+    let LabStart {
+        settings,
+        config_dir,
+        problems: settings_problems,
+        updates,
+    } = start;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!(
             "the lab needs an interactive terminal; use `ddpm-lab train` / `ddpm-lab sample` \
@@ -178,6 +189,13 @@ pub fn run_with(
     if !settings_problems.is_empty() {
         let text = format!("settings: {}", settings_problems.join("; "));
         app.show(Notice::new(text, true).about(Topic::Sticky));
+    } else if let Some(recipe) = app.settings.recipe.as_ref().filter(|_| !updates.is_empty()) {
+        let text = format!(
+            "the {} recipe changed: {} (your own settings are kept)",
+            recipe.name.name(),
+            updates.join(", ")
+        );
+        app.show(Notice::new(text, false));
     }
     // Data loads in the background while the first frame is drawn.
     app.start();
@@ -394,9 +412,9 @@ pub fn graphics_terminal_likely(env: impl Fn(&str) -> Option<String>) -> bool {
 
 /// Opens the lab with the real engine.
 pub fn run(opts: LabOptions, custom_model: Option<UnetConfig>) -> anyhow::Result<()> {
-    let (settings, config_dir, problems) = opts.settings(custom_model)?;
-    let engine = crate::tui::workers::lab_engine::LabEngine::new(settings.runs_root());
-    run_with(opts, settings, config_dir, problems, Box::new(engine))
+    let start = opts.settings(custom_model)?;
+    let engine = crate::tui::workers::lab_engine::LabEngine::new(start.settings.runs_root());
+    run_with(opts, start, Box::new(engine))
 }
 
 #[cfg(test)]

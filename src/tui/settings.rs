@@ -104,19 +104,7 @@ impl Default for TrainSettings {
 impl TrainSettings {
     /// Settings a device trains quickly: the `quick` recipe on a CPU, the blog's on a GPU.
     pub fn for_device(device: DeviceSpec) -> Self {
-        let base = match ModelPreset::for_device(device) {
-            // 5 epochs of Fashion-MNIST, as the blog trains.
-            ModelPreset::Blog => Self {
-                steps: 2345,
-                ..Self::from_recipe(&Preset::Blog.config(), 200)
-            },
-            _ => Self::from_recipe(&Preset::Quick.config(), 200),
-        };
-        Self {
-            device,
-            seed: 42,
-            ..base
-        }
+        RecipeName::for_device(device).settings(device, 42)
     }
 
     /// The lab's settings for a recipe's configuration (`preview_every`: steps between
@@ -229,6 +217,65 @@ impl TrainSettings {
     }
 }
 
+/// A recipe the lab's Train settings are set from as a whole (first start, `b`, `B`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipeName {
+    /// The quick recipe (the CPU default).
+    Quick,
+    /// The blog's configuration: 5 epochs of a dataset of `n_train` images (the GPU default,
+    /// with Fashion-MNIST's 60 000).
+    Blog {
+        /// Training images of the dataset it was set for.
+        n_train: usize,
+    },
+}
+
+impl RecipeName {
+    /// The recipe a device trains quickly: the quick one on a CPU, the blog's on a GPU.
+    pub fn for_device(device: DeviceSpec) -> Self {
+        match ModelPreset::for_device(device) {
+            ModelPreset::Blog => RecipeName::Blog {
+                n_train: FASHION_MNIST_TRAIN,
+            },
+            _ => RecipeName::Quick,
+        }
+    }
+
+    /// This recipe's settings as they are now, on `device` with `seed`.
+    pub fn settings(self, device: DeviceSpec, seed: u64) -> TrainSettings {
+        let quick = TrainSettings {
+            device,
+            seed,
+            ..TrainSettings::from_recipe(&Preset::Quick.config(), 200)
+        };
+        match self {
+            RecipeName::Quick => quick,
+            RecipeName::Blog { n_train } => quick.blog_for(n_train),
+        }
+    }
+
+    /// Name shown in the lab.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecipeName::Quick => "quick",
+            RecipeName::Blog { .. } => "blog",
+        }
+    }
+}
+
+/// The recipe the Train settings were last set from, with its values at the time. On the next
+/// start every setting still at that value follows the recipe as it is then (see
+/// [`LabSettings::follow_recipe`]): a better default reaches a user who never changed the
+/// setting, and what the user changed is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipeBase {
+    /// Which recipe.
+    pub name: RecipeName,
+    /// Its settings when they were set.
+    pub values: TrainSettings,
+}
+
 /// Sampling settings of the Sample screen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -292,13 +339,22 @@ pub struct LabSettings {
     pub compare_steps: usize,
     /// Directory holding run directories (None = `runs` in the working directory).
     pub runs_dir: Option<PathBuf>,
+    /// The recipe the Train settings were last set from (`None` in files saved before it was
+    /// remembered: not the default's, which would hide what their recipe was).
+    #[serde(default)]
+    pub recipe: Option<RecipeBase>,
 }
 
 impl Default for LabSettings {
     fn default() -> Self {
+        let train = TrainSettings::default();
         Self {
             dataset: "fashion_mnist".to_string(),
-            train: TrainSettings::default(),
+            recipe: Some(RecipeBase {
+                name: RecipeName::Quick,
+                values: train.clone(),
+            }),
+            train,
             sample: SampleSettings::default(),
             compare_mode: CompareMode::InTurn,
             compare_steps: 500,
@@ -306,6 +362,10 @@ impl Default for LabSettings {
         }
     }
 }
+
+/// Steps of the quick recipe before 2026-12-03 (it had no self-conditioning then; its UNet is
+/// saved by name, so only the steps are left behind in settings saved then).
+const QUICK_STEPS_BEFORE_SELF_CONDITIONING: usize = 650;
 
 /// Errors reading or writing the settings file.
 #[derive(Debug, thiserror::Error)]
@@ -345,6 +405,69 @@ pub fn config_dir() -> Result<PathBuf, SettingsError> {
 }
 
 impl LabSettings {
+    /// Sets the Train settings from the recipe `name` as it is now (keeping device and seed)
+    /// and remembers it as their recipe.
+    pub fn set_recipe(&mut self, name: RecipeName) {
+        self.train = name.settings(self.train.device, self.train.seed);
+        self.recipe = Some(RecipeBase {
+            name,
+            values: self.train.clone(),
+        });
+    }
+
+    /// Every Train setting still at the value its recipe gave it takes the value the recipe
+    /// gives it now; settings the user changed are kept. Returns each change in the lab's
+    /// words (`steps 650 → 570`).
+    pub fn follow_recipe(&mut self) -> Vec<String> {
+        use serde_json::{Map, Value};
+        let Some(base) = self.recipe.clone().or_else(|| self.legacy_recipe()) else {
+            return Vec::new();
+        };
+        let now = base.name.settings(self.train.device, self.train.seed);
+        let map = |t: &TrainSettings| match serde_json::to_value(t) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let (mut mine, then, today) = (map(&self.train), map(&base.values), map(&now));
+        let show = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => "none".to_string(),
+            v => v.to_string(),
+        };
+        let mut changes = Vec::new();
+        for (key, value) in mine.iter_mut() {
+            let (Some(old), Some(new)) = (then.get(key), today.get(key)) else {
+                continue;
+            };
+            if value == old && old != new {
+                changes.push(format!("{key} {} → {}", show(old), show(new)));
+                *value = new.clone();
+            }
+        }
+        match serde_json::from_value(Value::Object(mine)) {
+            Ok(train) => self.train = train,
+            Err(_) => return Vec::new(),
+        }
+        self.recipe = Some(RecipeBase {
+            name: base.name,
+            values: now,
+        });
+        changes
+    }
+
+    /// The recipe of settings saved before recipes were remembered: the quick recipe of that
+    /// time where the model is the quick one (the blog's has not changed since).
+    fn legacy_recipe(&self) -> Option<RecipeBase> {
+        let t = &self.train;
+        (t.model == ModelPreset::Quick && t.custom_model.is_none()).then(|| RecipeBase {
+            name: RecipeName::Quick,
+            values: TrainSettings {
+                steps: QUICK_STEPS_BEFORE_SELF_CONDITIONING,
+                ..RecipeName::Quick.settings(t.device, t.seed)
+            },
+        })
+    }
+
     /// Reads `dir/settings.json`; a missing file gives the defaults.
     pub fn load_from(dir: &Path) -> Result<Self, SettingsError> {
         let path = dir.join(SETTINGS_FILE);
@@ -528,6 +651,7 @@ impl LabSettings {
                 "the training settings are not usable ({e}), so the defaults are used"
             ));
             self.train = defaults.train.clone();
+            self.recipe = defaults.recipe.clone();
         }
         fixes
     }
@@ -575,6 +699,74 @@ mod tests {
         let partial = LabSettings::load_from(dir.path()).unwrap();
         assert_eq!(partial.dataset, "mnist");
         assert_eq!(partial.train, TrainSettings::default());
+    }
+
+    /// Settings saved before recipes were remembered: the quick recipe's of the time (650
+    /// steps) with the learning rate changed by the user.
+    fn legacy_file(dir: &Path, model: &str) {
+        let mut train = serde_json::to_value(TrainSettings {
+            steps: 650,
+            lr: 5e-4,
+            ..TrainSettings::default()
+        })
+        .unwrap();
+        train["model"] = model.into();
+        let text = serde_json::json!({ "dataset": "mnist", "train": train });
+        std::fs::write(dir.join(SETTINGS_FILE), text.to_string()).unwrap();
+    }
+
+    #[test]
+    fn settings_left_at_their_recipe_follow_it_and_changed_ones_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        legacy_file(dir.path(), "quick");
+        let mut s = LabSettings::load_from(dir.path()).unwrap();
+        assert_eq!(
+            s.recipe, None,
+            "a file without a recipe does not get the default's"
+        );
+        assert_eq!(s.follow_recipe(), vec!["steps 650 → 570".to_string()]);
+        assert_eq!(
+            (s.train.steps, s.train.lr),
+            (crate::presets::QUICK_STEPS, 5e-4)
+        );
+        assert_eq!(s.dataset, "mnist");
+        // Saved again, the recipe is remembered, and nothing more follows.
+        s.save_to(dir.path()).unwrap();
+        let mut again = LabSettings::load_from(dir.path()).unwrap();
+        assert_eq!(again.recipe.as_ref().unwrap().name, RecipeName::Quick);
+        assert!(again.follow_recipe().is_empty());
+        assert_eq!(again, s);
+        // The blog's configuration has not changed: such files stay as they are.
+        legacy_file(dir.path(), "blog");
+        let mut blog = LabSettings::load_from(dir.path()).unwrap();
+        let before = blog.train.clone();
+        assert!(blog.follow_recipe().is_empty());
+        assert_eq!(blog.train, before);
+    }
+
+    #[test]
+    fn a_remembered_recipe_brings_its_new_values_to_untouched_settings() {
+        let mut s = LabSettings::default();
+        s.set_recipe(RecipeName::Blog { n_train: 1280 });
+        assert_eq!((s.train.steps, s.train.preview_every), (50, 10));
+        // As if the blog recipe had used 300 steps and no warm-up when it was set, and the
+        // user then changed the batch size and the warm-up.
+        let base = s.recipe.as_mut().unwrap();
+        base.values.steps = 300;
+        base.values.warmup_steps = 7;
+        s.train.steps = 300;
+        s.train.warmup_steps = 9;
+        s.train.batch_size = 64;
+        let changes = s.follow_recipe();
+        assert_eq!(changes, vec!["steps 300 → 50".to_string()]);
+        assert_eq!(
+            (s.train.steps, s.train.warmup_steps, s.train.batch_size),
+            (50, 9, 64)
+        );
+        assert_eq!(
+            s.recipe.unwrap().values,
+            RecipeName::Blog { n_train: 1280 }.settings(DeviceSpec::Cpu, 42)
+        );
     }
 
     #[test]

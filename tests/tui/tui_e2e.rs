@@ -363,3 +363,33 @@ fn without_a_hub_the_lab_trains_on_the_builtin_set_and_switches_when_it_answers(
         .unwrap();
     assert_eq!(cfg.dataset, "shapes", "the run says what it trained on");
 }
+
+#[test]
+fn remembered_settings_follow_their_recipe_where_the_user_left_them() {
+    if tmux_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // Settings saved by a lab from before 2026-12-03: the quick recipe had 650 steps then (and
+    // files did not say which recipe they came from); the user had changed the learning rate.
+    std::fs::create_dir_all(tmp.path().join("config")).unwrap();
+    let legacy = r#"{"dataset": "shapes", "train": {"model": "quick", "steps": 650, "lr": 0.0005,
+        "schedule": "cosine", "timesteps": 1000, "loss": "l2", "objective": "v",
+        "batch_size": 128, "device": "cpu", "seed": 42}}"#;
+    std::fs::write(tmp.path().join("config/settings.json"), legacy).unwrap();
+    let tmux = start_lab(tmp.path(), "recipe", "");
+    tmux.keys(&["3"]);
+    let s = tmux.wait_for(
+        "the quick recipe changed: steps 650 → 570 (your own settings are kept)",
+        60,
+    );
+    assert!(s.contains("steps         570"), "{s}");
+    assert!(s.contains("lr            5e-4"), "{s}");
+    tmux.keys(&["q"]);
+    assert_clean_exit(&tmux);
+    let saved = std::fs::read_to_string(tmp.path().join("config/settings.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(saved["train"]["steps"], 570);
+    assert_eq!(saved["train"]["lr"], 0.0005);
+    assert_eq!(saved["recipe"]["name"], "quick", "{saved}");
+}

@@ -10,7 +10,7 @@ use crate::schedule::BetaSchedule;
 use crate::train::events::{TrainCommand, TrainEvent};
 
 use super::super::event::Command;
-use super::super::settings::{ModelPreset, TrainSettings};
+use super::super::settings::{ModelPreset, RecipeName, TrainSettings};
 use super::super::workers::{Estimate, OpenedRun, Slot};
 use super::effect::{Ctx, Effect, Topic};
 use super::run::{RunProgress, RunState};
@@ -351,16 +351,14 @@ impl TrainState {
         }
         let n_train = ctx.n_train;
         let settings = &mut *ctx.settings;
-        let t = &settings.train;
-        settings.train = if blog {
+        settings.set_recipe(if blog {
             // Five epochs of the data loaded (the blog's 2 345 steps are 5 epochs of 60 000).
-            t.blog_for(n_train.unwrap_or(super::super::settings::FASHION_MNIST_TRAIN))
-        } else {
-            TrainSettings {
-                seed: t.seed,
-                ..TrainSettings::for_device(t.device)
+            RecipeName::Blog {
+                n_train: n_train.unwrap_or(super::super::settings::FASHION_MNIST_TRAIN),
             }
-        };
+        } else {
+            RecipeName::for_device(settings.train.device)
+        });
         // The Sample screen follows with the sampler the recipe recommends.
         settings.sample = settings
             .sample
