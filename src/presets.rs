@@ -192,9 +192,17 @@ impl ModelPreset {
         describe_unet(&self.unet(1))
     }
 
-    /// [`Self::describe`] in as few columns as it can (see [`describe_unet_compact`]).
+    /// What the preset's name does not already say, in as few columns as it can (see
+    /// [`describe_unet_compact`]): the current UNets' names say their architecture and
+    /// self-conditioning, so only their shape is left.
     pub fn describe_compact(self) -> String {
-        describe_unet_compact(&self.unet(1))
+        let c = self.unet(1);
+        match self {
+            ModelPreset::Current | ModelPreset::CurrentSc => {
+                format!("{}×({})", c.dim, dim_mults(&c))
+            }
+            _ => describe_unet_compact(&c),
+        }
     }
 
     /// The preset a device trains quickly: the quick recipe's on a CPU, the blog's on a GPU.
@@ -220,7 +228,6 @@ pub fn describe_unet_compact(c: &UnetConfig) -> String {
 
 /// What both descriptions share after the width: `(1,2,4) res +sc`.
 fn unet_shape_and_options(c: &UnetConfig) -> String {
-    let mults: Vec<String> = c.dim_mults.iter().map(|m| m.to_string()).collect();
     let block = match (c.arch, c.block) {
         (crate::model::Arch::Current, _) => " current",
         (_, crate::model::BlockKind::Convnext) => "",
@@ -228,7 +235,13 @@ fn unet_shape_and_options(c: &UnetConfig) -> String {
     };
     let sc = if c.self_condition { " +sc" } else { "" };
     let var = if c.learned_variance { " +var" } else { "" };
-    format!("({}){block}{sc}{var}", mults.join(","))
+    format!("({}){block}{sc}{var}", dim_mults(c))
+}
+
+/// The width multipliers, `1,2,4`.
+fn dim_mults(c: &UnetConfig) -> String {
+    let mults: Vec<String> = c.dim_mults.iter().map(|m| m.to_string()).collect();
+    mults.join(",")
 }
 
 impl fmt::Display for ModelPreset {

@@ -370,3 +370,36 @@ fn too_small_terminal_says_so() {
     let screen = render(&app, 60, 20);
     assert!(screen.contains("too small: 60×20"), "{screen}");
 }
+
+#[test]
+fn every_model_fits_the_configuration_panel_at_80x24() {
+    use ddpm_lab::model::{Arch, UnetConfig};
+    use ddpm_lab::tui::settings::ModelPreset;
+    let (mut app, _) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    let model_row = |app: &App| {
+        let screen = render(app, 80, 24);
+        let row = screen.lines().find(|l| l.contains("│model ")).unwrap_or("");
+        // The panel's text between its borders.
+        row.split('│').nth(1).unwrap_or("").trim_end().to_string()
+    };
+    for preset in ModelPreset::ALL {
+        app.settings.train.model = preset;
+        let row = model_row(&app);
+        let want = format!("{:<5} {}", preset.name(), preset.describe_compact());
+        assert!(row.ends_with(&want), "{preset:?}: {row:?}");
+    }
+    app.settings.train.custom_model = Some(UnetConfig {
+        dim: 64,
+        dim_mults: vec![1, 2, 4, 8],
+        arch: Arch::Current,
+        self_condition: true,
+        ..UnetConfig::default()
+    });
+    let row = model_row(&app);
+    assert!(
+        row.ends_with("model         64×(1,2,4,8) current +sc"),
+        "{row:?}"
+    );
+}

@@ -151,17 +151,23 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
     .split(panels);
     let mut longest = None;
     for (slot, r) in c.slots.iter().zip(cols.iter()) {
-        let mut title = slot.schedule.name().to_string();
+        let name = slot.schedule.name();
+        // The ways to say the title, longest first (see `title_with_note`).
+        let mut titles = vec![name.to_string()];
         if let Some(f) = &slot.frames {
             if !f.is_empty() {
                 let i = c.cursor.index.min(f.len() - 1);
-                title = format!("{title}  t = {}", frame_t(f, i));
+                let t = frame_t(f, i);
+                let (long, short) = (format!("{name}  t = {t}"), format!("{name} t={t}"));
+                titles = vec![long.clone(), short.clone()];
                 // The score of the final images, the same for every frame.
                 if let Ok(q) = &f.quality {
-                    title = format!("{title} · {:.0}% recognised", q.recognised * 100.0);
+                    let pct = format!("{:.0}%", q.recognised * 100.0);
+                    let mut scored = format!("{long} · {pct} recognised");
                     if let Some(fd) = q.frechet {
-                        title = format!("{title} · FD {}", crate::eval::score::fmt_fd(fd));
+                        scored = format!("{scored} · FD {}", crate::eval::score::fmt_fd(fd));
                     }
+                    titles = vec![scored, format!("{short} {pct}"), short];
                 }
                 if longest.is_none_or(|l: &crate::tui::workers::Frames| l.len() < f.len()) {
                     longest = Some(f);
@@ -169,14 +175,14 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
             }
         }
         let inner = block("").inner(*r);
+        let mut note = None;
         match (&slot.frames, &slot.sample_status) {
             (Some(f), _) if !f.is_empty() => {
                 let i = c.cursor.index.min(f.len() - 1);
                 let imgs = &f.frames[i];
-                let note = images
+                note = images
                     .render_grid(frame, inner, imgs)
                     .and_then(|s| s.note());
-                title = super::title_with_note(&title, note, r.width);
             }
             (_, SampleStatus::Running { done, total }) => frame.render_widget(
                 Paragraph::new(format!("sampling {done}/{total}…")).style(theme::label()),
@@ -192,6 +198,8 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
             ),
         }
         // The border goes on last, its title saying how small the images are.
+        let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+        let title = super::title_with_note(&titles, note, r.width);
         let b =
             block(&title).border_style(Style::default().fg(theme::schedule_color(slot.schedule)));
         frame.render_widget(b, *r);

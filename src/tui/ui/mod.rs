@@ -124,20 +124,26 @@ pub fn ellipsize_middle(text: &str, max: usize) -> String {
 }
 
 /// A block title with a note (such as `½ scale`) after it, for a block `width` columns wide.
-/// Where both do not fit, the note shrinks to its fraction (`quadratic · ⅓`): the title (which
-/// names what the block shows) comes first and stays whole as long as it fits at all.
-pub fn title_with_note(title: &str, note: Option<String>, width: u16) -> String {
-    let Some(note) = note else {
-        return title.to_string();
-    };
+/// `titles` are the ways to say the title, longest first: the first that fits with the whole
+/// note, or else with the note shrunk to its fraction (`quadratic · ⅓`), is used; else the
+/// shortest title with the fraction; else the shortest title alone (the note goes before the
+/// name is cut).
+pub fn title_with_note(titles: &[&str], note: Option<String>, width: u16) -> String {
     // Two border cells and the spaces around the title.
     let room = (width as usize).saturating_sub(4);
-    let full = format!("{title} · {note}");
-    if full.chars().count() <= room {
-        return full;
-    }
+    let fits = |s: &String| s.chars().count() <= room;
+    let shortest = titles.last().copied().unwrap_or_default();
+    let Some(note) = note else {
+        let fit = titles.iter().map(|t| t.to_string()).find(fits);
+        return fit.unwrap_or_else(|| shortest.to_string());
+    };
     let short = note.strip_suffix(" scale").unwrap_or(&note);
-    format!("{title} · {short}")
+    titles
+        .iter()
+        .flat_map(|t| [format!("{t} · {note}"), format!("{t} · {short}")])
+        .chain([format!("{shortest} {short}")])
+        .find(fits)
+        .unwrap_or_else(|| shortest.to_string())
 }
 
 /// A run directory as lists show it: relative to the runs directory when inside it.
@@ -209,16 +215,21 @@ mod tests {
     #[test]
     fn a_title_keeps_its_name_first_and_its_note_shrinks_to_fit() {
         let note = || Some("⅓ scale".to_string());
-        assert_eq!(title_with_note("linear", None, 10), "linear");
+        let long = ["quadratic  t = 989", "quadratic t=989"];
+        assert_eq!(title_with_note(&["linear"], None, 10), "linear");
         assert_eq!(
-            title_with_note("quadratic  t = 989", note(), 40),
+            title_with_note(&long, note(), 40),
             "quadratic  t = 989 · ⅓ scale"
         );
         // 30 columns leave 26 for the title: the full form needs 28.
-        assert_eq!(
-            title_with_note("quadratic  t = 989", note(), 30),
-            "quadratic  t = 989 · ⅓"
-        );
-        assert_eq!(title_with_note("quadratic", note(), 16), "quadratic · ⅓");
+        assert_eq!(title_with_note(&long, note(), 30), "quadratic  t = 989 · ⅓");
+        assert_eq!(title_with_note(&long, note(), 23), "quadratic t=989 · ⅓");
+        assert_eq!(title_with_note(&long, note(), 21), "quadratic t=989 ⅓");
+        // A Compare panel at 80 columns is 20 wide.
+        assert_eq!(title_with_note(&long, note(), 20), "quadratic t=989");
+        assert_eq!(title_with_note(&long, None, 20), "quadratic t=989");
+        assert_eq!(title_with_note(&["quadratic"], note(), 17), "quadratic · ⅓");
+        assert_eq!(title_with_note(&["quadratic"], note(), 16), "quadratic ⅓");
+        assert_eq!(title_with_note(&["quadratic"], note(), 12), "quadratic");
     }
 }

@@ -32,8 +32,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     // While sampling, the images as they are being denoised.
     if let (SampleStatus::Running { done, total }, Some((_, now))) = (&s.status, &s.current) {
         let title = format!("x_t   denoising step {done}/{total}");
-        panel(frame, xt, &title, Some(now), images);
-        panel(frame, x0, "predicted x̂₀ (when sampling ends)", None, images);
+        let short = format!("x_t {done}/{total}");
+        panel(frame, xt, &[&title, &short], Some(now), images);
+        let x0_titles = ["predicted x̂₀ (when sampling ends)", "x̂₀ (at the end)"];
+        panel(frame, x0, &x0_titles, None, images);
         frame.render_widget(block("frames"), scrub);
         return;
     }
@@ -41,14 +43,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         Some(f) if !f.is_empty() => {
             let i = s.cursor.index.min(f.len() - 1);
             let t = frame_t(f, i);
-            panel(
-                frame,
-                xt,
-                &format!("x_t   t = {t}"),
-                Some(&f.frames[i]),
-                images,
-            );
-            panel(frame, x0, "predicted x̂₀ at this step", f.x0_at(i), images);
+            let (title, short) = (format!("x_t   t = {t}"), format!("x_t t={t}"));
+            panel(frame, xt, &[&title, &short], Some(&f.frames[i]), images);
+            let x0_titles = ["predicted x̂₀ at this step", "x̂₀ at this step", "x̂₀"];
+            panel(frame, x0, &x0_titles, f.x0_at(i), images);
             draw_scrub(frame, scrub, f, &s.cursor);
         }
         _ => {
@@ -60,7 +58,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
                 let b = block(title);
                 let inner = b.inner(r);
                 frame.render_widget(b, r);
-                frame.render_widget(Paragraph::new(msg).style(theme::label()), inner);
+                frame.render_widget(
+                    Paragraph::new(msg)
+                        .style(theme::label())
+                        .wrap(ratatui::widgets::Wrap { trim: true }),
+                    inner,
+                );
             }
             frame.render_widget(block("frames"), scrub);
         }
@@ -76,17 +79,18 @@ pub fn frame_t(f: &Frames, i: usize) -> String {
     }
 }
 
-/// Draws a titled grid of images (the title says when they are drawn below 1:1).
+/// Draws a titled grid of images (the title says when they are drawn below 1:1; `titles`:
+/// the ways to say it, longest first, see [`super::title_with_note`]).
 pub fn panel(
     frame: &mut Frame,
     area: Rect,
-    title: &str,
+    titles: &[&str],
     imgs: Option<&Vec<crate::imaging::Image8>>,
     images: &ImageRenderer,
 ) {
     let inner = block("").inner(area);
     let scale = imgs.and_then(|v| images.render_grid(frame, inner, v));
-    let title = super::title_with_note(title, scale.and_then(|s| s.note()), area.width);
+    let title = super::title_with_note(titles, scale.and_then(|s| s.note()), area.width);
     frame.render_widget(block(&title), area);
 }
 
