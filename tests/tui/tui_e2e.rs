@@ -379,10 +379,11 @@ fn remembered_settings_follow_their_recipe_where_the_user_left_them() {
     std::fs::write(tmp.path().join("config/settings.json"), legacy).unwrap();
     let tmux = start_lab(tmp.path(), "recipe", "");
     tmux.keys(&["3"]);
-    let s = tmux.wait_for(
-        "the quick recipe changed: steps 650 → 570 (your own settings are kept)",
-        60,
-    );
+    // The notice, and the Train screen drawn whole (a capture can catch it half drawn).
+    let notice = "the quick recipe changed: steps 650 → 570 (your own settings are kept)";
+    let s = tmux.wait("the notice on the Train screen", 60, |s| {
+        s.contains(notice) && s.contains("preview every")
+    });
     assert!(s.contains("steps         570"), "{s}");
     assert!(s.contains("lr            5e-4"), "{s}");
     tmux.keys(&["q"]);

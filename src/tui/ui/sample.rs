@@ -70,6 +70,31 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     }
 }
 
+/// The run the Sample screen draws from in `width` columns: a checkpoint folder
+/// (`RUN/checkpoints/step-000120`) as `RUN · step 120`, the run's name shortened first.
+fn source_line(path: &std::path::Path, width: usize) -> String {
+    let checkpoint = || {
+        let step: usize = path
+            .file_name()?
+            .to_str()?
+            .strip_prefix("step-")?
+            .parse()
+            .ok()?;
+        let folder = path.parent()?;
+        let run = folder.parent()?;
+        (folder.file_name()? == crate::store::layout::CHECKPOINTS_DIR).then_some((run, step))
+    };
+    match checkpoint() {
+        Some((run, step)) => {
+            let step = format!(" · step {step}");
+            let room = width.saturating_sub(step.chars().count());
+            let run = super::ellipsize_middle(&run.display().to_string(), room);
+            format!("{run}{step}")
+        }
+        None => super::ellipsize_middle(&path.display().to_string(), width),
+    }
+}
+
 /// Timestep label of frame `i` ("noise" for the first frame, "final" after the last step).
 pub fn frame_t(f: &Frames, i: usize) -> String {
     match f.timesteps.get(i) {
@@ -196,10 +221,7 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
                     .sample_source()
                     .or(app.awaited_checkpoint().map(Into::into))
                 {
-                    Some(dir) => super::ellipsize_middle(
-                        &dir.display().to_string(),
-                        (inner.width as usize).saturating_sub(9),
-                    ),
+                    Some(dir) => source_line(&dir, (inner.width as usize).saturating_sub(9)),
                     None => "none: train one or open one".to_string(),
                 },
             ),
@@ -207,7 +229,7 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
     ];
     if app.awaited_checkpoint().is_some() {
         lines.push(Line::styled(
-            "         waiting for its first checkpoint",
+            "waiting for its first checkpoint",
             theme::label(),
         ));
     }
@@ -272,4 +294,21 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
         Paragraph::new(exported).wrap(ratatui::widgets::Wrap { trim: false }),
         export,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_checkpoint_is_shown_as_its_run_and_step() {
+        let ck = Path::new("runs/20261203-133009-cosine/checkpoints/step-000023");
+        assert_eq!(source_line(ck, 40), "runs/20261203-133009-cosine · step 23");
+        assert_eq!(source_line(ck, 27), "runs/…3009-cosine · step 23");
+        let run = Path::new("runs/20261203-133009-cosine");
+        assert_eq!(source_line(run, 40), "runs/20261203-133009-cosine");
+        let other = Path::new("elsewhere/step-000023");
+        assert_eq!(source_line(other, 40), "elsewhere/step-000023");
+    }
 }
