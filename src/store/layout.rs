@@ -76,6 +76,14 @@ impl Checkpoint {
                 .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
     }
 
+    /// The run directory a path stands for: the run of a checkpoint folder, else the path.
+    pub fn run_dir_of(dir: &Path) -> &Path {
+        match dir.parent().and_then(Path::parent) {
+            Some(run) if Self::is_checkpoint_folder(dir) => run,
+            _ => dir,
+        }
+    }
+
     /// Opens one checkpoint folder, checking that it is complete.
     pub fn open(dir: &Path) -> Result<Self> {
         let ck = Checkpoint {

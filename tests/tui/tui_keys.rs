@@ -273,6 +273,33 @@ fn a_training_run_is_sampled_from_its_first_checkpoint_on() {
 }
 
 #[test]
+fn a_run_that_fails_after_a_checkpoint_is_still_named_by_its_directory() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    let run = std::path::PathBuf::from("runs/20260101-000000-linear");
+    feed(&mut app, Slot::Main, fake_run(0, 30, 570));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![
+            TrainEvent::Checkpointed {
+                step: 30,
+                path: run.join("checkpoints/step-000030"),
+            },
+            TrainEvent::Failed {
+                step: 31,
+                message: "loss is NaN".into(),
+            },
+        ],
+    );
+    // The exit message, the Sample screen and a resume all go by the run's directory.
+    assert_eq!(app.session_runs(), vec![run.clone()]);
+    assert_eq!(app.sample_source(), Some(run));
+}
+
+#[test]
 fn sample_needs_a_checkpoint_then_steps_and_plays() {
     let (mut app, engine) = app();
     load_data(&mut app);

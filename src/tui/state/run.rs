@@ -233,7 +233,10 @@ impl RunProgress {
                     // Saved by the process we watch: that is where a resume starts.
                     self.start_step = step;
                 }
-                self.run_dir = Some(path);
+                // The run, not the checkpoint's folder: the exit message, sampling (its newest
+                // checkpoint) and a resume go by the run.
+                let run = crate::store::layout::Checkpoint::run_dir_of(&path);
+                self.run_dir = Some(run.to_path_buf());
             }
             TrainEvent::Paused { .. } => {
                 if self.state != RunState::Stopping {

@@ -73,16 +73,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
 /// The run the Sample screen draws from in `width` columns: a checkpoint folder
 /// (`RUN/checkpoints/step-000120`) as `RUN · step 120`, the run's name shortened first.
 fn source_line(path: &std::path::Path, width: usize) -> String {
+    use crate::store::layout::Checkpoint;
     let checkpoint = || {
-        let step: usize = path
-            .file_name()?
-            .to_str()?
-            .strip_prefix("step-")?
-            .parse()
-            .ok()?;
-        let folder = path.parent()?;
-        let run = folder.parent()?;
-        (folder.file_name()? == crate::store::layout::CHECKPOINTS_DIR).then_some((run, step))
+        let name = path.file_name()?.to_str()?.strip_prefix("step-")?;
+        let step: usize = name.split('.').next()?.parse().ok()?;
+        Checkpoint::is_checkpoint_folder(path).then(|| (Checkpoint::run_dir_of(path), step))
     };
     match checkpoint() {
         Some((run, step)) => {
@@ -308,6 +303,8 @@ mod tests {
         assert_eq!(source_line(ck, 27), "runs/…3009-cosine · step 23");
         let run = Path::new("runs/20261203-133009-cosine");
         assert_eq!(source_line(run, 40), "runs/20261203-133009-cosine");
+        let again = Path::new("runs/r/checkpoints/step-000023.1");
+        assert_eq!(source_line(again, 40), "runs/r · step 23");
         let other = Path::new("elsewhere/step-000023");
         assert_eq!(source_line(other, 40), "elsewhere/step-000023");
     }
