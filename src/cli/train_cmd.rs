@@ -89,7 +89,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: usize,
     /// Also write a checkpoint after this much training time since the last one (e.g. 2m,
-    /// 90s; off = by steps only), so a crash loses at most that much work
+    /// 90s; off = by steps only), so a crash loses at most that much work; with --resume, for
+    /// this session
     #[arg(long, value_parser = parse_interval, default_value = "2m")]
     pub checkpoint_interval: f64,
     /// No random horizontal flips
@@ -114,6 +115,7 @@ pub fn request(args: &TrainArgs) -> TrainRequest {
             device: Some(args.device),
             // A time limit is for this invocation, not the run's future.
             time_limit_s: args.time_limit,
+            checkpoint_interval_s: interval(args),
             reset_optimizer: args.reset_optimizer,
         },
         None => {
@@ -319,8 +321,13 @@ pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
     cfg.dataset = args.dataset.clone();
     cfg.flip = !args.no_flip;
     cfg.checkpoint_every = args.checkpoint_every;
-    cfg.checkpoint_interval_s = Some(args.checkpoint_interval).filter(|&s| s > 0.0);
+    cfg.checkpoint_interval_s = interval(args);
     cfg
+}
+
+/// The checkpoint interval the arguments ask for (`None`: off).
+fn interval(args: &TrainArgs) -> Option<f64> {
+    Some(args.checkpoint_interval).filter(|&s| s > 0.0)
 }
 
 /// Parses a checkpoint interval: a duration (see [`parse_duration`]), or `off` / `0` for

@@ -49,6 +49,9 @@ pub enum TrainRequest {
         device: Option<DeviceSpec>,
         /// Time limit of this session (never saved as the run's own).
         time_limit_s: Option<f64>,
+        /// Checkpoint interval of this session (see [`TrainConfig::checkpoint_interval_s`]):
+        /// runs saved before there was one get it too.
+        checkpoint_interval_s: Option<f64>,
         /// Start Adam and the EMA afresh when their saved state is missing or unreadable
         /// (otherwise resuming refuses).
         reset_optimizer: bool,
@@ -71,6 +74,7 @@ impl TrainRequest {
                 dir,
                 device,
                 time_limit_s,
+                checkpoint_interval_s,
                 ..
             } => {
                 let mut cfg = RunDir::open(dir)?.require_checkpoint()?.load_config()?;
@@ -78,6 +82,7 @@ impl TrainRequest {
                     cfg.device = *d;
                 }
                 cfg.time_limit_s = *time_limit_s;
+                cfg.checkpoint_interval_s = *checkpoint_interval_s;
                 cfg
             }
         };
@@ -221,6 +226,7 @@ impl PreparedRun {
                 };
                 let mut t = Trainer::resume_with(&dir, opts)?;
                 t.set_time_limit(cfg.time_limit_s);
+                t.set_checkpoint_interval(cfg.checkpoint_interval_s);
                 t
             }
             Some(Target::New(dir)) => Trainer::new(cfg, Some(&dir))?,
@@ -319,6 +325,7 @@ mod tests {
             stop: StopAt::Configured,
             device: None,
             time_limit_s: None,
+            checkpoint_interval_s: None,
             reset_optimizer: false,
         };
         let err = missing.prepare(set(4, 1, 28, 28)).err().unwrap();
@@ -335,6 +342,7 @@ mod tests {
             stop: StopAt::Configured,
             device: None,
             time_limit_s: None,
+            checkpoint_interval_s: None,
             reset_optimizer: false,
         }
         .prepare(set(4, 1, 28, 28))
@@ -361,6 +369,7 @@ mod tests {
             stop,
             device: None,
             time_limit_s: Some(30.0),
+            checkpoint_interval_s: Some(60.0),
             reset_optimizer: false,
         };
         let opts = resume(StopAt::Configured)
@@ -370,6 +379,7 @@ mod tests {
         let p = resume(StopAt::Step(4)).prepare(set(8, 1, 16, 16)).unwrap();
         assert_eq!((p.config().seed, p.config().steps), (9, 4));
         assert_eq!(p.config().time_limit_s, Some(30.0));
+        assert_eq!(p.config().checkpoint_interval_s, Some(60.0));
         assert!(p.is_resume());
         let err = resume(StopAt::Configured)
             .prepare(set(8, 3, 16, 16))

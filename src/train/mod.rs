@@ -248,6 +248,12 @@ impl Trainer {
         &self.notices
     }
 
+    /// Replaces the checkpoint interval of this session (see
+    /// [`TrainConfig::checkpoint_interval_s`]).
+    pub fn set_checkpoint_interval(&mut self, seconds: Option<f64>) {
+        self.cfg.checkpoint_interval_s = seconds;
+    }
+
     /// Replaces the time limit of this session (see [`TrainConfig::time_limit_s`]).
     pub fn set_time_limit(&mut self, seconds: Option<f64>) {
         self.cfg.time_limit_s = seconds;

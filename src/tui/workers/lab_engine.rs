@@ -340,6 +340,7 @@ impl Engine for LabEngine {
                 stop,
                 device: Some(settings.device),
                 time_limit_s: settings.time_limit_s,
+                checkpoint_interval_s: Some(LAB_CHECKPOINT_INTERVAL_S),
                 reset_optimizer: false,
             },
             TrainRequest::New {
