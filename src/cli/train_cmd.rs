@@ -85,7 +85,8 @@ pub struct TrainArgs {
     /// Stop after this much training time (e.g. 10m, 90s, 1h), with a checkpoint
     #[arg(long, value_parser = parse_duration)]
     pub time_limit: Option<f64>,
-    /// Write a checkpoint every N steps (0 = at the end only)
+    /// Write a checkpoint every N steps (0 = none by steps; the end and --checkpoint-interval
+    /// still write theirs)
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: usize,
     /// Also write a checkpoint after this much training time since the last one (e.g. 2m,
@@ -333,10 +334,11 @@ fn interval(args: &TrainArgs) -> Option<f64> {
 /// Parses a checkpoint interval: a duration (see [`parse_duration`]), or `off` / `0` for
 /// none (given as 0).
 pub fn parse_interval(s: &str) -> Result<f64, String> {
-    match s.trim() {
-        "off" | "0" => Ok(0.0),
-        _ => parse_duration(s),
+    let number = s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if s.trim() == "off" || number.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(0.0);
     }
+    parse_duration(s)
 }
 
 /// Parses a duration: `90` or `90s` (seconds), `10m`, `1.5h`.
@@ -399,7 +401,7 @@ mod tests {
         assert_eq!(config(&[]).checkpoint_interval_s, Some(120.0));
         let cfg = config(&["--checkpoint-interval", "90s"]);
         assert_eq!(cfg.checkpoint_interval_s, Some(90.0));
-        for off in ["off", "0"] {
+        for off in ["off", "0", "0s", "0m"] {
             let cfg = config(&["--checkpoint-interval", off]);
             assert_eq!(cfg.checkpoint_interval_s, None, "{off}");
         }

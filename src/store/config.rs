@@ -77,7 +77,8 @@ pub struct TrainConfig {
     pub preview_count: usize,
     /// DDIM steps used for previews.
     pub preview_steps: usize,
-    /// Write a checkpoint every N steps (0 = only at the end).
+    /// Write a checkpoint every N steps (0 = none by steps; the end, the time limit and
+    /// [`Self::checkpoint_interval_s`] still write theirs).
     pub checkpoint_every: usize,
     /// Also write one whenever this many seconds of training (pauses excluded) have passed
     /// since the last checkpoint, so a crash loses at most that much work whatever the pace

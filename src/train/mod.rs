@@ -68,6 +68,9 @@ pub struct Trainer {
     epoch: usize,
     elapsed_s: f64,
     last_checkpoint: Option<usize>,
+    /// The step and folder of the checkpoint this trainer wrote last: asked again at that
+    /// step (the time limit right after a timed checkpoint, `c` twice), it is not written twice.
+    written: Option<(usize, PathBuf)>,
     run: Option<RunDir>,
     /// Held while this trainer owns its run directory (one writer per run).
     _lock: Option<RunLock>,
@@ -136,6 +139,7 @@ impl Trainer {
             epoch: 0,
             elapsed_s: 0.0,
             last_checkpoint: None,
+            written: None,
             run,
             _lock: lock,
             notices,
@@ -236,6 +240,7 @@ impl Trainer {
             epoch: state.epoch,
             elapsed_s: state.elapsed_s,
             last_checkpoint: Some(state.step),
+            written: None,
             run: Some(run),
             _lock: Some(lock),
             notices,
@@ -401,6 +406,11 @@ impl Trainer {
         let Some(run) = &self.run else {
             return Ok(None);
         };
+        if let Some((step, dir)) = &self.written {
+            if *step == self.step && dir.is_dir() {
+                return Ok(Some(dir.clone()));
+            }
+        }
         let weights = var_tensors(&self.varmap);
         let optimizer = self.opt.state_tensors()?;
         let refuse = |what: &str, e: anyhow::Error| {
@@ -435,6 +445,7 @@ impl Trainer {
             Ok(candle_core::safetensors::save(tensors, path)?)
         })?;
         self.last_checkpoint = Some(self.step);
+        self.written = Some((self.step, dir.clone()));
         Ok(Some(dir))
     }
 

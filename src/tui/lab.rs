@@ -121,9 +121,17 @@ impl LabOptions {
             Some(d) => LabSettings::load_checked(d, first()),
             None => (first(), Vec::new()),
         };
-        let updates = settings.follow_recipe();
+        let changes = settings.follow_recipe();
+        let origin = settings.origin.clone();
         self.apply(&mut settings, custom_model)
             .context("invalid lab flags")?;
+        // What the flags set (a new device's recipe, `--lr`) is not the recipe's doing.
+        let updates = if settings.origin == origin {
+            let kept = settings.changes_kept(changes);
+            kept.iter().map(ToString::to_string).collect()
+        } else {
+            Vec::new()
+        };
         Ok(LabStart {
             settings,
             config_dir: dir,
@@ -189,7 +197,7 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
     if !settings_problems.is_empty() {
         let text = format!("settings: {}", settings_problems.join("; "));
         app.show(Notice::new(text, true).about(Topic::Sticky));
-    } else if let Some(recipe) = app.settings.recipe.as_ref().filter(|_| !updates.is_empty()) {
+    } else if let Some(recipe) = app.settings.recipe().filter(|_| !updates.is_empty()) {
         let text = format!(
             "the {} recipe changed: {} (your own settings are kept)",
             recipe.name.name(),

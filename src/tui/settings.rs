@@ -276,6 +276,49 @@ pub struct RecipeBase {
     pub values: TrainSettings,
 }
 
+/// Where the Train settings come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingsOrigin {
+    /// A recipe (first start, `b`, `B`, a new device), edited or not since.
+    Recipe(RecipeBase),
+    /// An opened run's configuration: they follow no recipe.
+    Run,
+}
+
+/// One setting that followed its recipe (see [`LabSettings::follow_recipe`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipeChange {
+    /// The setting's name in the settings file (`steps`).
+    pub key: String,
+    /// Its value before, as JSON.
+    pub old: serde_json::Value,
+    /// Its value now, as JSON.
+    pub new: serde_json::Value,
+}
+
+impl std::fmt::Display for RecipeChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "none".to_string(),
+            v => v.to_string(),
+        };
+        write!(f, "{} {} → {}", self.key, show(&self.old), show(&self.new))
+    }
+}
+
+/// Reads the settings' origin leniently: one the lab cannot read (a newer version's, a broken
+/// one) counts as unknown, like a file from before origins were saved, instead of making the
+/// whole file unreadable.
+fn lenient_origin<'de, D>(d: D) -> Result<Option<SettingsOrigin>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
 /// Sampling settings of the Sample screen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -339,10 +382,10 @@ pub struct LabSettings {
     pub compare_steps: usize,
     /// Directory holding run directories (None = `runs` in the working directory).
     pub runs_dir: Option<PathBuf>,
-    /// The recipe the Train settings were last set from (`None` in files saved before it was
-    /// remembered: not the default's, which would hide what their recipe was).
-    #[serde(default)]
-    pub recipe: Option<RecipeBase>,
+    /// Where the Train settings come from (`None` in files saved before it was remembered:
+    /// not the default's, which would hide what their recipe was).
+    #[serde(default, deserialize_with = "lenient_origin")]
+    pub origin: Option<SettingsOrigin>,
 }
 
 impl Default for LabSettings {
@@ -350,10 +393,10 @@ impl Default for LabSettings {
         let train = TrainSettings::default();
         Self {
             dataset: "fashion_mnist".to_string(),
-            recipe: Some(RecipeBase {
+            origin: Some(SettingsOrigin::Recipe(RecipeBase {
                 name: RecipeName::Quick,
                 values: train.clone(),
-            }),
+            })),
             train,
             sample: SampleSettings::default(),
             compare_mode: CompareMode::InTurn,
@@ -406,22 +449,41 @@ pub fn config_dir() -> Result<PathBuf, SettingsError> {
 
 impl LabSettings {
     /// Sets the Train settings from the recipe `name` as it is now (keeping device and seed)
-    /// and remembers it as their recipe.
+    /// and remembers it as their origin.
     pub fn set_recipe(&mut self, name: RecipeName) {
         self.train = name.settings(self.train.device, self.train.seed);
-        self.recipe = Some(RecipeBase {
+        self.origin = Some(SettingsOrigin::Recipe(RecipeBase {
             name,
             values: self.train.clone(),
-        });
+        }));
+    }
+
+    /// Sets the Train settings to an opened run's: they follow no recipe from now on.
+    pub fn set_from_run(&mut self, train: TrainSettings) {
+        self.train = train;
+        self.origin = Some(SettingsOrigin::Run);
+    }
+
+    /// The recipe the Train settings come from, if they come from one.
+    pub fn recipe(&self) -> Option<&RecipeBase> {
+        match &self.origin {
+            Some(SettingsOrigin::Recipe(base)) => Some(base),
+            _ => None,
+        }
     }
 
     /// Every Train setting still at the value its recipe gave it takes the value the recipe
-    /// gives it now; settings the user changed are kept. Returns each change in the lab's
-    /// words (`steps 650 → 570`).
-    pub fn follow_recipe(&mut self) -> Vec<String> {
+    /// gives it now (and the Sample screen the sampler it recommends now); settings the user
+    /// changed are kept. Returns what changed.
+    pub fn follow_recipe(&mut self) -> Vec<RecipeChange> {
         use serde_json::{Map, Value};
-        let Some(base) = self.recipe.clone().or_else(|| self.legacy_recipe()) else {
-            return Vec::new();
+        let base = match &self.origin {
+            Some(SettingsOrigin::Recipe(base)) => base.clone(),
+            Some(SettingsOrigin::Run) => return Vec::new(),
+            None => match self.legacy_recipe() {
+                Some(base) => base,
+                None => return Vec::new(),
+            },
         };
         let now = base.name.settings(self.train.device, self.train.seed);
         let map = |t: &TrainSettings| match serde_json::to_value(t) {
@@ -429,30 +491,44 @@ impl LabSettings {
             _ => Map::new(),
         };
         let (mut mine, then, today) = (map(&self.train), map(&base.values), map(&now));
-        let show = |v: &Value| match v {
-            Value::String(s) => s.clone(),
-            Value::Null => "none".to_string(),
-            v => v.to_string(),
-        };
         let mut changes = Vec::new();
         for (key, value) in mine.iter_mut() {
             let (Some(old), Some(new)) = (then.get(key), today.get(key)) else {
                 continue;
             };
             if value == old && old != new {
-                changes.push(format!("{key} {} → {}", show(old), show(new)));
+                changes.push(RecipeChange {
+                    key: key.clone(),
+                    old: old.clone(),
+                    new: new.clone(),
+                });
                 *value = new.clone();
             }
         }
-        match serde_json::from_value(Value::Object(mine)) {
-            Ok(train) => self.train = train,
-            Err(_) => return Vec::new(),
+        let Ok(train) = serde_json::from_value::<TrainSettings>(Value::Object(mine)) else {
+            return Vec::new();
+        };
+        if train.recommended_sampler != self.train.recommended_sampler {
+            self.sample = self.sample.with_recommended(train.recommended_sampler);
         }
-        self.recipe = Some(RecipeBase {
+        self.train = train;
+        self.origin = Some(SettingsOrigin::Recipe(RecipeBase {
             name: base.name,
             values: now,
-        });
+        }));
         changes
+    }
+
+    /// Those of `changes` that the Train settings still hold (flags given after
+    /// [`Self::follow_recipe`] may have set others).
+    pub fn changes_kept(&self, changes: Vec<RecipeChange>) -> Vec<RecipeChange> {
+        let Ok(serde_json::Value::Object(now)) = serde_json::to_value(&self.train) else {
+            return Vec::new();
+        };
+        changes
+            .into_iter()
+            .filter(|c| now.get(&c.key) == Some(&c.new))
+            .collect()
     }
 
     /// The recipe of settings saved before recipes were remembered: the quick recipe of that
@@ -651,7 +727,7 @@ impl LabSettings {
                 "the training settings are not usable ({e}), so the defaults are used"
             ));
             self.train = defaults.train.clone();
-            self.recipe = defaults.recipe.clone();
+            self.origin = defaults.origin.clone();
         }
         fixes
     }
@@ -721,10 +797,12 @@ mod tests {
         legacy_file(dir.path(), "quick");
         let mut s = LabSettings::load_from(dir.path()).unwrap();
         assert_eq!(
-            s.recipe, None,
-            "a file without a recipe does not get the default's"
+            s.origin, None,
+            "a file without an origin does not get the default's"
         );
-        assert_eq!(s.follow_recipe(), vec!["steps 650 → 570".to_string()]);
+        let changes = s.follow_recipe();
+        let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, vec!["steps 650 → 570".to_string()]);
         assert_eq!(
             (s.train.steps, s.train.lr),
             (crate::presets::QUICK_STEPS, 5e-4)
@@ -733,7 +811,7 @@ mod tests {
         // Saved again, the recipe is remembered, and nothing more follows.
         s.save_to(dir.path()).unwrap();
         let mut again = LabSettings::load_from(dir.path()).unwrap();
-        assert_eq!(again.recipe.as_ref().unwrap().name, RecipeName::Quick);
+        assert_eq!(again.recipe().unwrap().name, RecipeName::Quick);
         assert!(again.follow_recipe().is_empty());
         assert_eq!(again, s);
         // The blog's configuration has not changed: such files stay as they are.
@@ -742,6 +820,68 @@ mod tests {
         let before = blog.train.clone();
         assert!(blog.follow_recipe().is_empty());
         assert_eq!(blog.train, before);
+        // An origin this version cannot read counts as unknown; the rest of the file is kept.
+        legacy_file(dir.path(), "quick");
+        let path = dir.path().join(SETTINGS_FILE);
+        let mut text: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        text["origin"] = serde_json::json!({"recipe_of_the_future": 3});
+        std::fs::write(&path, text.to_string()).unwrap();
+        let future = LabSettings::load_from(dir.path()).unwrap();
+        assert_eq!((future.origin, future.dataset.as_str()), (None, "mnist"));
+    }
+
+    #[test]
+    fn an_opened_runs_settings_follow_no_recipe() {
+        let mut s = LabSettings::default();
+        let run = TrainSettings {
+            steps: 650,
+            batch_size: 64,
+            ..TrainSettings::default()
+        };
+        s.set_from_run(run.clone());
+        // Even where they equal an old recipe's values, nothing follows.
+        assert!(s.follow_recipe().is_empty());
+        assert_eq!(s.train, run);
+        assert!(s.recipe().is_none());
+    }
+
+    #[test]
+    fn a_recipes_new_sampler_reaches_the_sample_screen() {
+        let mut s = LabSettings::default();
+        let Some(SettingsOrigin::Recipe(base)) = s.origin.as_mut() else {
+            panic!("the default comes from a recipe");
+        };
+        // As if the quick recipe had recommended DDPM when it was set.
+        base.values.recommended_sampler = None;
+        s.train.recommended_sampler = None;
+        s.sample.ddim = false;
+        s.follow_recipe();
+        assert_eq!(
+            s.train.recommended_sampler,
+            TrainSettings::default().recommended_sampler
+        );
+        assert!(
+            s.sample.ddim,
+            "the Sample screen follows the recommended DDIM"
+        );
+    }
+
+    #[test]
+    fn changes_that_flags_overrode_are_not_reported() {
+        let mut s = LabSettings::default();
+        if let Some(SettingsOrigin::Recipe(base)) = s.origin.as_mut() {
+            base.values.steps = 650;
+            base.values.lr = 1e-3;
+        }
+        s.train.steps = 650;
+        s.train.lr = 1e-3;
+        let changes = s.follow_recipe();
+        assert_eq!(changes.len(), 2);
+        s.train.lr = 5e-4; // as `--lr 5e-4` would
+        let kept = s.changes_kept(changes);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].key, "steps");
     }
 
     #[test]
@@ -751,20 +891,22 @@ mod tests {
         assert_eq!((s.train.steps, s.train.preview_every), (50, 10));
         // As if the blog recipe had used 300 steps and no warm-up when it was set, and the
         // user then changed the batch size and the warm-up.
-        let base = s.recipe.as_mut().unwrap();
+        let Some(SettingsOrigin::Recipe(base)) = s.origin.as_mut() else {
+            panic!("set from a recipe");
+        };
         base.values.steps = 300;
         base.values.warmup_steps = 7;
         s.train.steps = 300;
         s.train.warmup_steps = 9;
         s.train.batch_size = 64;
-        let changes = s.follow_recipe();
+        let changes: Vec<String> = s.follow_recipe().iter().map(ToString::to_string).collect();
         assert_eq!(changes, vec!["steps 300 → 50".to_string()]);
         assert_eq!(
             (s.train.steps, s.train.warmup_steps, s.train.batch_size),
             (50, 9, 64)
         );
         assert_eq!(
-            s.recipe.unwrap().values,
+            s.recipe().unwrap().values,
             RecipeName::Blog { n_train: 1280 }.settings(DeviceSpec::Cpu, 42)
         );
     }

@@ -297,6 +297,15 @@ fn checkpoints_follow_training_time_as_well_as_steps() {
         ..base.clone()
     };
     assert_eq!(checkpointed_steps(never), vec![3, 4]);
+    // Asked twice at one step (the time limit right after a timed checkpoint, `c` twice),
+    // a checkpoint is written once: the two kept stay two different steps.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut trainer = Trainer::new(base.clone(), Some(&run)).unwrap();
+    let first = trainer.checkpoint().unwrap().unwrap();
+    assert_eq!(trainer.checkpoint().unwrap().unwrap(), first);
+    let folders = std::fs::read_dir(run.join("checkpoints")).unwrap().count();
+    assert_eq!(folders, 1, "one checkpoint folder for one step");
     let bad = TrainConfig {
         checkpoint_interval_s: Some(0.0),
         ..base

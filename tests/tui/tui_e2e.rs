@@ -392,5 +392,5 @@ fn remembered_settings_follow_their_recipe_where_the_user_left_them() {
     let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
     assert_eq!(saved["train"]["steps"], 570);
     assert_eq!(saved["train"]["lr"], 0.0005);
-    assert_eq!(saved["recipe"]["name"], "quick", "{saved}");
+    assert_eq!(saved["origin"]["recipe"]["name"], "quick", "{saved}");
 }

@@ -265,11 +265,37 @@ fn a_training_run_is_sampled_from_its_first_checkpoint_on() {
         !screen.contains("waiting for its first checkpoint"),
         "{screen}"
     );
+    assert!(screen.contains("-linear · step 30"), "{screen}");
     handle_key(&mut app, ch('g'));
     assert!(
         sampled(&engine),
         "g samples the checkpoint while the run trains on"
     );
+}
+
+#[test]
+fn a_run_that_failed_before_its_first_checkpoint_is_not_waited_for() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, fake_run(0, 10, 570));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Failed {
+            step: 11,
+            message: "loss is NaN".into(),
+        }],
+    );
+    app.tab = Tab::Sample;
+    let screen = render(&app, 80, 24);
+    assert!(
+        !screen.contains("waiting for its first checkpoint"),
+        "{screen}"
+    );
+    handle_key(&mut app, ch('g'));
+    assert_eq!(app.notice.clone().unwrap().text, NOTHING_TO_SAMPLE);
 }
 
 #[test]

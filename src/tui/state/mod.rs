@@ -261,10 +261,11 @@ impl App {
     }
 
     /// The Train screen's run while the Sample screen waits for its first checkpoint (it
-    /// has none yet and no other run was sampled).
+    /// trains, has none yet, and no other run was sampled).
     pub fn awaited_checkpoint(&self) -> Option<&std::path::Path> {
         let run = &self.train.run;
-        let waiting = run.checkpoint_step.is_none() && self.sample.source.is_none();
+        let waiting =
+            run.is_active() && run.checkpoint_step.is_none() && self.sample.source.is_none();
         run.run_dir.as_deref().filter(|_| waiting)
     }
 

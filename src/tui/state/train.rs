@@ -443,7 +443,7 @@ impl TrainState {
         if let Some(s) = &opened.summary.settings {
             run.total_steps = s.steps;
             run.timesteps = Some(s.timesteps);
-            ctx.settings.train = s.clone();
+            ctx.settings.set_from_run(s.clone());
             fx.push(Effect::Timesteps(s.timesteps));
         }
         let start = run.start_step;

@@ -70,24 +70,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     }
 }
 
-/// The run the Sample screen draws from in `width` columns: a checkpoint folder
-/// (`RUN/checkpoints/step-000120`) as `RUN · step 120`, the run's name shortened first.
-fn source_line(path: &std::path::Path, width: usize) -> String {
-    use crate::store::layout::Checkpoint;
-    let checkpoint = || {
-        let name = path.file_name()?.to_str()?.strip_prefix("step-")?;
-        let step: usize = name.split('.').next()?.parse().ok()?;
-        Checkpoint::is_checkpoint_folder(path).then(|| (Checkpoint::run_dir_of(path), step))
-    };
-    match checkpoint() {
-        Some((run, step)) => {
-            let step = format!(" · step {step}");
-            let room = width.saturating_sub(step.chars().count());
-            let run = super::ellipsize_middle(&run.display().to_string(), room);
-            format!("{run}{step}")
-        }
-        None => super::ellipsize_middle(&path.display().to_string(), width),
-    }
+/// The run the Sample screen draws from in `width` columns, with the step of the checkpoint
+/// it would sample when known (`RUN · step 120`); the run's name is shortened first.
+fn source_line(run: &std::path::Path, step: Option<usize>, width: usize) -> String {
+    let step = step.map_or(String::new(), |n| format!(" · step {n}"));
+    let room = width.saturating_sub(step.chars().count());
+    format!(
+        "{}{step}",
+        super::ellipsize_middle(&run.display().to_string(), room)
+    )
 }
 
 /// Timestep label of frame `i` ("noise" for the first frame, "final" after the last step).
@@ -216,7 +207,14 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
                     .sample_source()
                     .or(app.awaited_checkpoint().map(Into::into))
                 {
-                    Some(dir) => source_line(&dir, (inner.width as usize).saturating_sub(9)),
+                    Some(dir) => {
+                        // The Train screen's run: its newest checkpoint is what `g` samples.
+                        let run = &app.train.run;
+                        let step = run
+                            .checkpoint_step
+                            .filter(|_| run.run_dir.as_ref() == Some(&dir));
+                        source_line(&dir, step, (inner.width as usize).saturating_sub(9))
+                    }
                     None => "none: train one or open one".to_string(),
                 },
             ),
@@ -298,14 +296,15 @@ mod tests {
 
     #[test]
     fn a_checkpoint_is_shown_as_its_run_and_step() {
-        let ck = Path::new("runs/20261203-133009-cosine/checkpoints/step-000023");
-        assert_eq!(source_line(ck, 40), "runs/20261203-133009-cosine · step 23");
-        assert_eq!(source_line(ck, 27), "runs/…3009-cosine · step 23");
         let run = Path::new("runs/20261203-133009-cosine");
-        assert_eq!(source_line(run, 40), "runs/20261203-133009-cosine");
-        let again = Path::new("runs/r/checkpoints/step-000023.1");
-        assert_eq!(source_line(again, 40), "runs/r · step 23");
-        let other = Path::new("elsewhere/step-000023");
-        assert_eq!(source_line(other, 40), "elsewhere/step-000023");
+        assert_eq!(
+            source_line(run, Some(23), 40),
+            "runs/20261203-133009-cosine · step 23"
+        );
+        assert_eq!(
+            source_line(run, Some(23), 27),
+            "runs/…3009-cosine · step 23"
+        );
+        assert_eq!(source_line(run, None, 40), "runs/20261203-133009-cosine");
     }
 }
