@@ -230,7 +230,10 @@ fn a_training_run_is_sampled_from_its_first_checkpoint_on() {
     feed(&mut app, Slot::Main, fake_run(0, 30, 570));
     app.tab = Tab::Sample;
     let screen = render(&app, 80, 24);
-    assert!(screen.contains("runs/20260101-000000-linear"), "{screen}");
+    assert!(
+        screen.contains("run      20260101-000000-linear"),
+        "{screen}"
+    );
     assert!(
         screen.contains("waiting for its first checkpoint"),
         "{screen}"

@@ -70,15 +70,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     }
 }
 
-/// The run the Sample screen draws from in `width` columns, with the step of the checkpoint
+/// The run the Sample screen draws from (named as the run lists name it) in `width` columns,
+/// with the step of the checkpoint
 /// it would sample when known (`RUN · step 120`); the run's name is shortened first.
-fn source_line(run: &std::path::Path, step: Option<usize>, width: usize) -> String {
+fn source_line(run: &str, step: Option<usize>, width: usize) -> String {
     let step = step.map_or(String::new(), |n| format!(" · step {n}"));
     let room = width.saturating_sub(step.chars().count());
-    format!(
-        "{}{step}",
-        super::ellipsize_middle(&run.display().to_string(), room)
-    )
+    format!("{}{step}", super::ellipsize_middle(run, room))
 }
 
 /// Timestep label of frame `i` ("noise" for the first frame, "final" after the last step).
@@ -213,7 +211,8 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
                         let step = run
                             .checkpoint_step
                             .filter(|_| run.run_dir.as_ref() == Some(&dir));
-                        source_line(&dir, step, (inner.width as usize).saturating_sub(9))
+                        let name = super::run_name(&dir, &app.settings.runs_root());
+                        source_line(&name, step, (inner.width as usize).saturating_sub(9))
                     }
                     None => "none: train one or open one".to_string(),
                 },
@@ -292,19 +291,18 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn a_checkpoint_is_shown_as_its_run_and_step() {
-        let run = Path::new("runs/20261203-133009-cosine");
+        let run = "20261203-133009-cosine";
         assert_eq!(
             source_line(run, Some(23), 40),
-            "runs/20261203-133009-cosine · step 23"
+            "20261203-133009-cosine · step 23"
         );
         assert_eq!(
             source_line(run, Some(23), 27),
-            "runs/…3009-cosine · step 23"
+            "20261…3009-cosine · step 23"
         );
-        assert_eq!(source_line(run, None, 40), "runs/20261203-133009-cosine");
+        assert_eq!(source_line(run, None, 40), "20261203-133009-cosine");
     }
 }
