@@ -84,9 +84,27 @@ pub fn steps_per_epoch(history: &[StepStats]) -> Option<usize> {
         .find_map(|w| steps_per_epoch_between(Some(&w[0]), &w[1]))
 }
 
-/// The runs under `root`, newest first, then those kept one directory further down (the lab's
-/// Compare runs); folders that are not readable runs are left out.
+/// The runs under `root` that can be opened (they have a checkpoint), newest first, then those
+/// kept one directory further down (the lab's Compare runs); folders that are not readable
+/// runs are left out.
 pub fn find_runs(root: &Path) -> Vec<RunInfo> {
+    run_dirs(root)
+        .iter()
+        .filter_map(|d| RunInfo::read(d).ok())
+        .collect()
+}
+
+/// Like [`find_runs`], with the runs that have no checkpoint yet (training, or stopped before
+/// their first) as well: their step is 0.
+pub fn find_all_runs(root: &Path) -> Vec<RunInfo> {
+    run_dirs(root)
+        .iter()
+        .filter_map(|d| RunInfo::of(&RunDir::at(d)).ok())
+        .collect()
+}
+
+/// Every folder under `root` (and one level further down) with a run's configuration.
+fn run_dirs(root: &Path) -> Vec<PathBuf> {
     let mut dirs = list_runs(root);
     if let Ok(entries) = std::fs::read_dir(root) {
         for e in entries.flatten() {
@@ -96,7 +114,7 @@ pub fn find_runs(root: &Path) -> Vec<RunInfo> {
             }
         }
     }
-    dirs.iter().filter_map(|d| RunInfo::read(d).ok()).collect()
+    dirs
 }
 
 #[cfg(test)]
@@ -171,6 +189,49 @@ mod tests {
         assert_eq!(
             info.shell_commands()[0],
             r"ddpm-lab train --resume 'my runs/it'\''s' --steps 300"
+        );
+    }
+
+    #[test]
+    fn runs_without_a_checkpoint_are_listed_only_where_asked() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig::default();
+        // One with a checkpoint, one stopped before its first, and a Compare run below.
+        let saved = RunDir::create(&root.path().join("saved")).unwrap();
+        saved.save_config(&cfg).unwrap();
+        let state = crate::store::RunState {
+            step: 7,
+            ..Default::default()
+        };
+        let names = [crate::store::WEIGHTS_FILE, crate::store::OPTIMIZER_FILE];
+        saved
+            .write_checkpoint(&cfg, &state, &names, &mut |_, p| {
+                Ok(std::fs::write(p, b"weights")?)
+            })
+            .unwrap();
+        for dir in ["early", "compare/linear"] {
+            let run = RunDir::create(&root.path().join(dir)).unwrap();
+            run.save_config(&cfg).unwrap();
+        }
+        let names = |runs: Vec<RunInfo>| {
+            let mut v: Vec<(String, usize)> = runs
+                .iter()
+                .map(|r| {
+                    let name = r.dir.strip_prefix(root.path()).unwrap();
+                    (name.display().to_string(), r.step)
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(find_runs(root.path())), vec![("saved".into(), 7)]);
+        assert_eq!(
+            names(find_all_runs(root.path())),
+            vec![
+                ("compare/linear".into(), 0),
+                ("early".into(), 0),
+                ("saved".into(), 7)
+            ]
         );
     }
 }

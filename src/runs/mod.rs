@@ -21,7 +21,9 @@ pub mod root;
 pub mod sample;
 pub mod start;
 
-pub use list::{find_runs, shell_word, steps_per_epoch, steps_per_epoch_between, RunInfo};
+pub use list::{
+    find_all_runs, find_runs, shell_word, steps_per_epoch, steps_per_epoch_between, RunInfo,
+};
 pub use recipe::RecipeFlags;
 pub use root::runs_root;
 pub use sample::{open_for_sampling, sample_batch, sample_batch_watching, sample_images};

@@ -528,7 +528,9 @@ impl Engine for LabEngine {
         thread::Builder::new()
             .name("ddpm-scan-runs".into())
             .spawn(move || {
-                let records = runs::find_runs(&root).iter().map(record_of).collect();
+                // Runs without a checkpoint too (one training now, one that crashed early):
+                // their curves are there; opening one says why it cannot be.
+                let records = runs::find_all_runs(&root).iter().map(record_of).collect();
                 let _ = tx.send(WorkerMsg::RunTable(records));
             })
             .expect("cannot spawn the run-scanning thread");
