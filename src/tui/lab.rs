@@ -203,7 +203,8 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
             recipe.name.name(),
             updates.join(", ")
         );
-        app.show(Notice::new(text, false));
+        // Said once, so it stays until the next message rather than a few seconds.
+        app.show(Notice::new(text, false).about(Topic::Sticky));
     }
     // Data loads in the background while the first frame is drawn.
     app.start();
