@@ -574,7 +574,17 @@ impl LabSettings {
         };
         match Self::load_from(dir) {
             Ok(mut s) => {
-                let mut problems = s.repair(&defaults);
+                // A value out of range goes back to the file's own recipe where it has one
+                // (a blog configuration keeps the blog's learning rate on any machine).
+                let own = match s.recipe() {
+                    Some(base) => LabSettings {
+                        train: base.name.settings(s.train.device, s.train.seed),
+                        origin: s.origin.clone(),
+                        ..defaults
+                    },
+                    None => defaults,
+                };
+                let mut problems = s.repair(&own);
                 if !problems.is_empty() {
                     problems.push(kept(std::fs::copy(&path, &bad).is_ok()));
                 }
@@ -829,6 +839,28 @@ mod tests {
         std::fs::write(&path, text.to_string()).unwrap();
         let future = LabSettings::load_from(dir.path()).unwrap();
         assert_eq!((future.origin, future.dataset.as_str()), (None, "mnist"));
+    }
+
+    #[test]
+    fn out_of_range_values_go_back_to_the_files_own_recipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LabSettings::default();
+        s.set_recipe(RecipeName::Blog { n_train: 60_000 });
+        s.train.lr = -1.0;
+        std::fs::write(
+            dir.path().join(SETTINGS_FILE),
+            serde_json::to_string(&s).unwrap(),
+        )
+        .unwrap();
+        // This machine's first start would be the quick recipe (lr 2e-3); the file's is the
+        // blog's (1e-3).
+        let (loaded, problems) = LabSettings::load_checked(dir.path(), LabSettings::default());
+        assert_eq!(loaded.train.lr, 1e-3, "{problems:?}");
+        assert!(problems[0].contains("so 0.001 is used"), "{problems:?}");
+        assert_eq!(
+            loaded.recipe().unwrap().name,
+            RecipeName::Blog { n_train: 60_000 }
+        );
     }
 
     #[test]
