@@ -281,7 +281,7 @@ pub struct RecipeBase {
 #[serde(rename_all = "snake_case")]
 pub enum SettingsOrigin {
     /// A recipe (first start, `b`, `B`, a new device), edited or not since.
-    Recipe(RecipeBase),
+    Recipe(Box<RecipeBase>),
     /// An opened run's configuration: they follow no recipe.
     Run,
 }
@@ -393,10 +393,10 @@ impl Default for LabSettings {
         let train = TrainSettings::default();
         Self {
             dataset: "fashion_mnist".to_string(),
-            origin: Some(SettingsOrigin::Recipe(RecipeBase {
+            origin: Some(SettingsOrigin::Recipe(Box::new(RecipeBase {
                 name: RecipeName::Quick,
                 values: train.clone(),
-            })),
+            }))),
             train,
             sample: SampleSettings::default(),
             compare_mode: CompareMode::InTurn,
@@ -452,10 +452,10 @@ impl LabSettings {
     /// and remembers it as their origin.
     pub fn set_recipe(&mut self, name: RecipeName) {
         self.train = name.settings(self.train.device, self.train.seed);
-        self.origin = Some(SettingsOrigin::Recipe(RecipeBase {
+        self.origin = Some(SettingsOrigin::Recipe(Box::new(RecipeBase {
             name,
             values: self.train.clone(),
-        }));
+        })));
     }
 
     /// Sets the Train settings to an opened run's: they follow no recipe from now on.
@@ -478,7 +478,7 @@ impl LabSettings {
     pub fn follow_recipe(&mut self) -> Vec<RecipeChange> {
         use serde_json::{Map, Value};
         let base = match &self.origin {
-            Some(SettingsOrigin::Recipe(base)) => base.clone(),
+            Some(SettingsOrigin::Recipe(base)) => (**base).clone(),
             Some(SettingsOrigin::Run) => return Vec::new(),
             None => match self.legacy_recipe() {
                 Some(base) => base,
@@ -512,10 +512,10 @@ impl LabSettings {
             self.sample = self.sample.with_recommended(train.recommended_sampler);
         }
         self.train = train;
-        self.origin = Some(SettingsOrigin::Recipe(RecipeBase {
+        self.origin = Some(SettingsOrigin::Recipe(Box::new(RecipeBase {
             name: base.name,
             values: now,
-        }));
+        })));
         changes
     }
 
