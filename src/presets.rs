@@ -103,9 +103,12 @@ impl Preset {
 /// Minutes of training the `quick` recipe is made for.
 pub const QUICK_MINUTES: f64 = 10.0;
 /// Steps of the `quick` recipe: what the 2-core CPU it was measured on trains in
-/// [`QUICK_MINUTES`] (its learning rate decays to 10 % there): 650 without self-conditioning,
-/// whose extra forward pass on half the steps costs 12 %.
+/// [`QUICK_MINUTES`] (its learning rate decays to 10 % there); fewer than
+/// [`QUICK_STEPS_WITHOUT_SELF_CONDITIONING`], as self-conditioning's extra forward pass on half
+/// the steps costs 12 %.
 pub const QUICK_STEPS: usize = 570;
+/// The `quick` recipe's steps without self-conditioning (its steps before 2026-12-03).
+pub const QUICK_STEPS_WITHOUT_SELF_CONDITIONING: usize = 650;
 
 impl fmt::Display for Preset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

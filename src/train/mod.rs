@@ -68,9 +68,6 @@ pub struct Trainer {
     epoch: usize,
     elapsed_s: f64,
     last_checkpoint: Option<usize>,
-    /// The step and folder of the checkpoint this trainer wrote last: asked again at that
-    /// step (the time limit right after a timed checkpoint, `c` twice), it is not written twice.
-    written: Option<(usize, PathBuf)>,
     run: Option<RunDir>,
     /// Held while this trainer owns its run directory (one writer per run).
     _lock: Option<RunLock>,
@@ -139,7 +136,6 @@ impl Trainer {
             epoch: 0,
             elapsed_s: 0.0,
             last_checkpoint: None,
-            written: None,
             run,
             _lock: lock,
             notices,
@@ -240,7 +236,6 @@ impl Trainer {
             epoch: state.epoch,
             elapsed_s: state.elapsed_s,
             last_checkpoint: Some(state.step),
-            written: None,
             run: Some(run),
             _lock: Some(lock),
             notices,
@@ -406,9 +401,13 @@ impl Trainer {
         let Some(run) = &self.run else {
             return Ok(None);
         };
-        if let Some((step, dir)) = &self.written {
-            if *step == self.step && dir.is_dir() {
-                return Ok(Some(dir.clone()));
+        // Asked again at the step of the newest checkpoint (the time limit right after a timed
+        // checkpoint, `c` twice): it is that one, not a second copy.
+        if self.last_checkpoint == Some(self.step) {
+            if let Ok(Some(ck)) = run.latest_checkpoint() {
+                if ck.state.step == self.step {
+                    return Ok(Some(ck.dir().to_path_buf()));
+                }
             }
         }
         let weights = var_tensors(&self.varmap);
@@ -445,7 +444,6 @@ impl Trainer {
             Ok(candle_core::safetensors::save(tensors, path)?)
         })?;
         self.last_checkpoint = Some(self.step);
-        self.written = Some((self.step, dir.clone()));
         Ok(Some(dir))
     }
 
@@ -500,21 +498,19 @@ impl Trainer {
             num_params: self.num_params(),
             notices: self.notices.clone(),
         });
-        let mut paused = false;
-        // Active (unpaused) wall-clock time of this session, for the time limit.
-        let mut active = Duration::ZERO;
-        let mut since = Instant::now();
-        // Active time at the last checkpoint, for `checkpoint_interval_s`.
+        // Training time of this session, for the time limit and the checkpoint interval.
+        let mut clock = ActiveClock::start();
+        // Training time at the last checkpoint, for `checkpoint_interval_s`.
         let mut checkpointed_at = Duration::ZERO;
         while self.step < self.cfg.steps {
             if let Some(limit) = self.cfg.time_limit_s {
-                if (active + since.elapsed()).as_secs_f64() >= limit {
+                if clock.now().as_secs_f64() >= limit {
                     return self.finish(events);
                 }
             }
             // Commands: non-blocking while running, blocking while paused.
             loop {
-                let cmd = if paused {
+                let cmd = if clock.paused() {
                     match commands.recv_timeout(Duration::from_millis(200)) {
                         Ok(c) => Some(c),
                         Err(RecvTimeoutError::Timeout) => continue,
@@ -525,25 +521,18 @@ impl Trainer {
                 };
                 match cmd {
                     None => break,
-                    Some(TrainCommand::Pause) if !paused => {
-                        paused = true;
-                        active += since.elapsed();
+                    Some(TrainCommand::Pause) if !clock.paused() => {
+                        clock.pause();
                         send(TrainEvent::Paused { step: self.step });
                     }
-                    Some(TrainCommand::Resume) if paused => {
-                        paused = false;
-                        since = Instant::now();
+                    Some(TrainCommand::Resume) if clock.paused() => {
+                        clock.resume();
                         send(TrainEvent::Resumed { step: self.step });
                         break;
                     }
                     Some(TrainCommand::Checkpoint) => {
                         if let Some(p) = self.checkpoint()? {
-                            checkpointed_at = active
-                                + if paused {
-                                    Duration::ZERO
-                                } else {
-                                    since.elapsed()
-                                };
+                            checkpointed_at = clock.now();
                             send(TrainEvent::Checkpointed {
                                 step: self.step,
                                 path: p,
@@ -555,7 +544,7 @@ impl Trainer {
                     }
                     Some(_) => {}
                 }
-                if !paused {
+                if !clock.paused() {
                     break;
                 }
             }
@@ -563,7 +552,7 @@ impl Trainer {
             let stats = self.train_step(&x0, epoch)?;
             send(TrainEvent::Step(stats));
             let every = self.cfg.checkpoint_every;
-            let now = active + since.elapsed();
+            let now = clock.now();
             let by_steps = every > 0 && self.step.is_multiple_of(every);
             let by_time = self
                 .cfg
@@ -601,6 +590,41 @@ impl Trainer {
             run_dir: self.run_dir().map(Path::to_path_buf),
         });
         Ok(())
+    }
+}
+
+/// Training time of one session: wall-clock time with the pauses left out.
+struct ActiveClock {
+    /// Time before the current stretch.
+    before: Duration,
+    /// Start of the current stretch (`None` while paused).
+    since: Option<Instant>,
+}
+
+impl ActiveClock {
+    fn start() -> Self {
+        Self {
+            before: Duration::ZERO,
+            since: Some(Instant::now()),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.before + self.since.map_or(Duration::ZERO, |s| s.elapsed())
+    }
+
+    fn paused(&self) -> bool {
+        self.since.is_none()
+    }
+
+    fn pause(&mut self) {
+        if let Some(s) = self.since.take() {
+            self.before += s.elapsed();
+        }
+    }
+
+    fn resume(&mut self) {
+        self.since.get_or_insert_with(Instant::now);
     }
 }
 

@@ -206,15 +206,6 @@ impl TrainSettings {
             ..Self::from_recipe(&cfg, epoch)
         }
     }
-
-    /// The quick recipe (the CPU default). Keeps device and seed.
-    pub fn quick(&self) -> Self {
-        Self {
-            device: self.device,
-            seed: self.seed,
-            ..Self::from_recipe(&Preset::Quick.config(), 200)
-        }
-    }
 }
 
 /// A recipe the lab's Train settings are set from as a whole (first start, `b`, `B`).
@@ -251,6 +242,7 @@ impl RecipeName {
         };
         match self {
             RecipeName::Quick => quick,
+            // `blog_for` keeps only the device and the seed of what it is called on.
             RecipeName::Blog { n_train } => quick.blog_for(n_train),
         }
     }
@@ -305,6 +297,14 @@ impl std::fmt::Display for RecipeChange {
             v => v.to_string(),
         };
         write!(f, "{} {} → {}", self.key, show(&self.old), show(&self.new))
+    }
+}
+
+/// The Train settings as the settings file names their fields.
+fn fields(t: &TrainSettings) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(t) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
     }
 }
 
@@ -390,25 +390,19 @@ pub struct LabSettings {
 
 impl Default for LabSettings {
     fn default() -> Self {
-        let train = TrainSettings::default();
-        Self {
+        let mut s = Self {
             dataset: "fashion_mnist".to_string(),
-            origin: Some(SettingsOrigin::Recipe(Box::new(RecipeBase {
-                name: RecipeName::Quick,
-                values: train.clone(),
-            }))),
-            train,
+            origin: None,
+            train: TrainSettings::default(),
             sample: SampleSettings::default(),
             compare_mode: CompareMode::InTurn,
             compare_steps: 500,
             runs_dir: None,
-        }
+        };
+        s.set_recipe(RecipeName::Quick);
+        s
     }
 }
-
-/// Steps of the quick recipe before 2026-12-03 (it had no self-conditioning then; its UNet is
-/// saved by name, so only the steps are left behind in settings saved then).
-const QUICK_STEPS_BEFORE_SELF_CONDITIONING: usize = 650;
 
 /// Errors reading or writing the settings file.
 #[derive(Debug, thiserror::Error)]
@@ -476,7 +470,6 @@ impl LabSettings {
     /// gives it now (and the Sample screen the sampler it recommends now); settings the user
     /// changed are kept. Returns what changed.
     pub fn follow_recipe(&mut self) -> Vec<RecipeChange> {
-        use serde_json::{Map, Value};
         let base = match &self.origin {
             Some(SettingsOrigin::Recipe(base)) => (**base).clone(),
             Some(SettingsOrigin::Run) => return Vec::new(),
@@ -486,11 +479,7 @@ impl LabSettings {
             },
         };
         let now = base.name.settings(self.train.device, self.train.seed);
-        let map = |t: &TrainSettings| match serde_json::to_value(t) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        let (mut mine, then, today) = (map(&self.train), map(&base.values), map(&now));
+        let (mut mine, then, today) = (fields(&self.train), fields(&base.values), fields(&now));
         let mut changes = Vec::new();
         for (key, value) in mine.iter_mut() {
             let (Some(old), Some(new)) = (then.get(key), today.get(key)) else {
@@ -505,7 +494,8 @@ impl LabSettings {
                 *value = new.clone();
             }
         }
-        let Ok(train) = serde_json::from_value::<TrainSettings>(Value::Object(mine)) else {
+        let Ok(train) = serde_json::from_value::<TrainSettings>(serde_json::Value::Object(mine))
+        else {
             return Vec::new();
         };
         if train.recommended_sampler != self.train.recommended_sampler {
@@ -522,9 +512,7 @@ impl LabSettings {
     /// Those of `changes` that the Train settings still hold (flags given after
     /// [`Self::follow_recipe`] may have set others).
     pub fn changes_kept(&self, changes: Vec<RecipeChange>) -> Vec<RecipeChange> {
-        let Ok(serde_json::Value::Object(now)) = serde_json::to_value(&self.train) else {
-            return Vec::new();
-        };
+        let now = fields(&self.train);
         changes
             .into_iter()
             .filter(|c| now.get(&c.key) == Some(&c.new))
@@ -538,7 +526,8 @@ impl LabSettings {
         (t.model == ModelPreset::Quick && t.custom_model.is_none()).then(|| RecipeBase {
             name: RecipeName::Quick,
             values: TrainSettings {
-                steps: QUICK_STEPS_BEFORE_SELF_CONDITIONING,
+                // Its UNet is saved by name, so only the steps are left behind.
+                steps: crate::presets::QUICK_STEPS_WITHOUT_SELF_CONDITIONING,
                 ..RecipeName::Quick.settings(t.device, t.seed)
             },
         })

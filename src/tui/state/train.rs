@@ -86,7 +86,11 @@ impl Field {
             Field::Timesteps => s.timesteps.to_string(),
             Field::Loss => s.loss.to_string(),
             Field::Objective => s.objective.to_string(),
-            Field::Model => s.model_name(),
+            Field::Model => match &s.custom_model {
+                None => format!("{:<5} {}", s.model.name(), s.model.describe_compact()),
+                // Not a preset's name: a custom model (from model flags or an opened run).
+                Some(c) => crate::presets::describe_unet_compact(c),
+            },
             Field::Batch => s.batch_size.to_string(),
             Field::Lr => format!("{:.0e}", s.lr),
             Field::Steps => s.steps.to_string(),

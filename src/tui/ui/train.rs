@@ -153,15 +153,7 @@ fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let mut value = f.value(s);
-            if *f == Field::Model {
-                value = match &s.custom_model {
-                    None => format!("{value:<5} {}", s.model.describe_compact()),
-                    // Not a preset's name: a custom model (from model flags or an opened run).
-                    Some(c) => crate::presets::describe_unet_compact(c),
-                };
-            }
-            let row = Row::new(vec![f.label().to_string(), value]);
+            let row = Row::new(vec![f.label().to_string(), f.value(s)]);
             if editable && i == app.train.field {
                 row.style(theme::selected())
             } else {
