@@ -334,8 +334,10 @@ fn interval(args: &TrainArgs) -> Option<f64> {
 /// Parses a checkpoint interval: a duration (see [`parse_duration`]), or `off` / `0` for
 /// none (given as 0).
 pub fn parse_interval(s: &str) -> Result<f64, String> {
-    let number = s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    if s.trim() == "off" || number.trim().parse::<f64>() == Ok(0.0) {
+    if s.trim() == "off" {
+        return Ok(0.0);
+    }
+    if seconds(s)? == 0.0 {
         return Ok(0.0);
     }
     parse_duration(s)
@@ -343,6 +345,15 @@ pub fn parse_interval(s: &str) -> Result<f64, String> {
 
 /// Parses a duration: `90` or `90s` (seconds), `10m`, `1.5h`.
 pub fn parse_duration(s: &str) -> Result<f64, String> {
+    let secs = seconds(s)?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("a duration must be positive, got '{}'", s.trim()));
+    }
+    Ok(secs)
+}
+
+/// The seconds `s` says (`90`, `90s`, `10m`, `1.5h`), of any sign.
+fn seconds(s: &str) -> Result<f64, String> {
     let s = s.trim();
     let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((i, _)) => (&s[..i], &s[i..]),
@@ -358,9 +369,6 @@ pub fn parse_duration(s: &str) -> Result<f64, String> {
         "h" => v * 3600.0,
         u => return Err(format!("unknown unit '{u}' in '{s}' (use s, m or h)")),
     };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("a duration must be positive, got '{s}'"));
-    }
     Ok(secs)
 }
 
