@@ -260,13 +260,22 @@ impl App {
         }
     }
 
-    /// The Train screen's run while the Sample screen waits for its first checkpoint (it
-    /// trains, has none yet, and no other run was sampled).
-    pub fn awaited_checkpoint(&self) -> Option<&std::path::Path> {
+    /// What the Sample screen draws from: [`Self::sample_source`] with the step of its newest
+    /// checkpoint when it is the Train screen's run, else that run while it trains towards
+    /// its first checkpoint.
+    pub fn sample_target(&self) -> sample::SampleTarget {
+        use sample::SampleTarget;
         let run = &self.train.run;
-        let waiting =
-            run.is_active() && run.checkpoint_step.is_none() && self.sample.source.is_none();
-        run.run_dir.as_deref().filter(|_| waiting)
+        match (self.sample_source(), &run.run_dir) {
+            (Some(dir), _) => SampleTarget::Run {
+                step: run
+                    .checkpoint_step
+                    .filter(|_| run.run_dir.as_ref() == Some(&dir)),
+                dir,
+            },
+            (None, Some(dir)) if run.is_active() => SampleTarget::Awaiting(dir.clone()),
+            (None, _) => SampleTarget::Nothing,
+        }
     }
 
     /// T of the run the Sample screen draws from: the run's own T when it is the run of the
@@ -341,10 +350,8 @@ impl App {
                 }
                 Tab::Train => self.train.handle(cmd, &mut ctx!(self)),
                 Tab::Sample => {
-                    let source = self
-                        .sample_source()
-                        .ok_or(self.awaited_checkpoint().is_some());
-                    self.sample.handle(cmd, source, &mut ctx!(self))
+                    let target = self.sample_target();
+                    self.sample.handle(cmd, target, &mut ctx!(self))
                 }
                 Tab::Compare => self.compare.handle(cmd, &mut ctx!(self)),
                 Tab::Runs => self.runs.handle(cmd),

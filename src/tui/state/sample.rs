@@ -143,23 +143,32 @@ pub const NO_CHECKPOINT_YET: &str =
 pub const NOTHING_TO_SAMPLE: &str =
     "nothing to sample yet: train a run (3) or open one (o on Train)";
 
+/// What the Sample screen draws from (the router knows: see `App::sample_target`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleTarget {
+    /// A run with a checkpoint; `step`: its newest, when it is the Train screen's run.
+    Run {
+        /// The run's directory.
+        dir: PathBuf,
+        /// Step of the checkpoint `g` samples, when known.
+        step: Option<usize>,
+    },
+    /// The Train screen's run, training before its first checkpoint.
+    Awaiting(PathBuf),
+    /// No run trained or opened yet.
+    Nothing,
+}
+
 impl SampleState {
-    /// Handles a command of the Sample screen; `source` is the run it draws from (the router
-    /// knows: the Train screen's run once it has a checkpoint), else whether that run is
-    /// waiting for its first checkpoint.
-    pub fn handle(
-        &mut self,
-        cmd: Command,
-        source: Result<PathBuf, bool>,
-        ctx: &mut Ctx,
-    ) -> Vec<Effect> {
+    /// Handles a command of the Sample screen; `target` is what it draws from.
+    pub fn handle(&mut self, cmd: Command, target: SampleTarget, ctx: &mut Ctx) -> Vec<Effect> {
         let s = &mut ctx.settings.sample;
         match cmd {
             Command::StepFrames(delta) => self.cursor.step(delta),
             Command::FirstFrame => self.cursor.home(),
             Command::LastFrame => self.cursor.end(),
             Command::TogglePlay => self.cursor.toggle_play(),
-            Command::Generate => return self.generate(source),
+            Command::Generate => return self.generate(target),
             Command::Export => return self.export(ctx),
             Command::ToggleSampler => s.ddim = !s.ddim,
             Command::DdimSteps(dir) => {
@@ -192,15 +201,15 @@ impl SampleState {
         }
     }
 
-    /// `g`: samples from `source` (see [`Self::handle`]).
-    fn generate(&mut self, source: Result<PathBuf, bool>) -> Vec<Effect> {
+    /// `g`: samples from `target`.
+    fn generate(&mut self, target: SampleTarget) -> Vec<Effect> {
         if matches!(self.status, SampleStatus::Running { .. }) {
             return Vec::new();
         }
-        let run_dir = match source {
-            Ok(dir) => dir,
-            Err(true) => return vec![Effect::error(NO_CHECKPOINT_YET)],
-            Err(false) => return vec![Effect::error(NOTHING_TO_SAMPLE)],
+        let run_dir = match target {
+            SampleTarget::Run { dir, .. } => dir,
+            SampleTarget::Awaiting(_) => return vec![Effect::error(NO_CHECKPOINT_YET)],
+            SampleTarget::Nothing => return vec![Effect::error(NOTHING_TO_SAMPLE)],
         };
         self.status = SampleStatus::Running { done: 0, total: 0 };
         self.current = None;

@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use super::image::ImageRenderer;
 use super::{block, theme};
-use crate::tui::state::sample::{FrameCursor, SampleStatus};
+use crate::tui::state::sample::{FrameCursor, SampleStatus, SampleTarget};
 use crate::tui::state::App;
 use crate::tui::workers::Frames;
 
@@ -71,8 +71,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
 }
 
 /// The run the Sample screen draws from (named as the run lists name it) in `width` columns,
-/// with the step of the checkpoint
-/// it would sample when known (`RUN · step 120`); the run's name is shortened first.
+/// with the step of the checkpoint it would sample when known (`RUN · step 120`); the run's
+/// name is shortened first.
 fn source_line(run: &str, step: Option<usize>, width: usize) -> String {
     let step = step.map_or(String::new(), |n| format!(" · step {n}"));
     let room = width.saturating_sub(step.chars().count());
@@ -193,6 +193,12 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
     } else {
         format!("DDPM {} steps", app.sample_timesteps())
     };
+    let target = app.sample_target();
+    // The run as the run lists name it, with the step `g` would sample when known.
+    let run_line = |dir: &std::path::Path, step| {
+        let name = super::run_name(dir, &app.settings.runs_root());
+        source_line(&name, step, (inner.width as usize).saturating_sub(9))
+    };
     let mut lines = vec![
         kv("sampler", sampler, "k [ ]"),
         kv("images", s.n.to_string(), "+ −"),
@@ -200,26 +206,14 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
         Line::from(""),
         Line::from(vec![
             Span::styled("run      ", theme::label()),
-            Span::raw(
-                match app
-                    .sample_source()
-                    .or(app.awaited_checkpoint().map(Into::into))
-                {
-                    Some(dir) => {
-                        // The Train screen's run: its newest checkpoint is what `g` samples.
-                        let run = &app.train.run;
-                        let step = run
-                            .checkpoint_step
-                            .filter(|_| run.run_dir.as_ref() == Some(&dir));
-                        let name = super::run_name(&dir, &app.settings.runs_root());
-                        source_line(&name, step, (inner.width as usize).saturating_sub(9))
-                    }
-                    None => "none: train one or open one".to_string(),
-                },
-            ),
+            Span::raw(match &target {
+                SampleTarget::Run { dir, step } => run_line(dir, *step),
+                SampleTarget::Awaiting(dir) => run_line(dir, None),
+                SampleTarget::Nothing => "none: train one or open one".to_string(),
+            }),
         ]),
     ];
-    if app.awaited_checkpoint().is_some() {
+    if matches!(target, SampleTarget::Awaiting(_)) {
         lines.push(Line::styled(
             "waiting for its first checkpoint",
             theme::label(),
