@@ -62,12 +62,12 @@ impl LabOptions {
             s.dataset = d.clone();
         }
         if let Some(device) = self.device {
-            if device != s.train.device && self.model.is_none() {
+            let new = device != s.train.device;
+            s.train.device = device;
+            if new && self.model.is_none() {
                 // A new device gets the configuration it trains quickly.
-                s.train.device = device;
                 s.set_recipe(RecipeName::for_device(device));
             }
-            s.train.device = device;
         }
         if let Some(m) = self.model {
             s.train.model = m;

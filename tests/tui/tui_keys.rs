@@ -57,9 +57,7 @@ fn quit_without_a_run_is_immediate() {
 fn quit_with_a_running_run_asks_then_checkpoints() {
     let (mut app, engine) = app();
     load_data(&mut app);
-    app.tab = Tab::Train;
-    handle_key(&mut app, ch(' '));
-    feed(&mut app, Slot::Main, fake_run(0, 3, 100));
+    start_main_run(&mut app, 3, 100);
     handle_key(&mut app, ch('q'));
     assert_eq!(app.overlay, Overlay::ConfirmQuit);
     handle_key(&mut app, ch('n'));
@@ -87,9 +85,7 @@ fn quit_with_a_running_run_asks_then_checkpoints() {
 fn ctrl_c_checkpoints_without_asking_and_twice_leaves() {
     let (mut app, engine) = app();
     load_data(&mut app);
-    app.tab = Tab::Train;
-    handle_key(&mut app, ch(' '));
-    feed(&mut app, Slot::Main, fake_run(0, 3, 100));
+    start_main_run(&mut app, 3, 100);
     assert_eq!(map_key(&app, ctrl_c()), Some(Command::Interrupt));
     handle_key(&mut app, ctrl_c());
     assert_eq!(engine.commands(Slot::Main), vec![TrainCommand::Stop]);
@@ -225,9 +221,7 @@ fn dataset_switch_asks_the_engine() {
 fn a_training_run_is_sampled_from_its_first_checkpoint_on() {
     let (mut app, engine) = app();
     load_data(&mut app);
-    app.tab = Tab::Train;
-    handle_key(&mut app, ch(' '));
-    feed(&mut app, Slot::Main, fake_run(0, 30, 570));
+    start_main_run(&mut app, 30, 570);
     app.tab = Tab::Sample;
     let screen = render(&app, 80, 24);
     assert!(
@@ -280,9 +274,7 @@ fn a_training_run_is_sampled_from_its_first_checkpoint_on() {
 fn a_run_that_failed_before_its_first_checkpoint_is_not_waited_for() {
     let (mut app, _) = app();
     load_data(&mut app);
-    app.tab = Tab::Train;
-    handle_key(&mut app, ch(' '));
-    feed(&mut app, Slot::Main, fake_run(0, 10, 570));
+    start_main_run(&mut app, 10, 570);
     feed(
         &mut app,
         Slot::Main,
@@ -305,10 +297,8 @@ fn a_run_that_failed_before_its_first_checkpoint_is_not_waited_for() {
 fn a_run_that_fails_after_a_checkpoint_is_still_named_by_its_directory() {
     let (mut app, _) = app();
     load_data(&mut app);
-    app.tab = Tab::Train;
-    handle_key(&mut app, ch(' '));
+    start_main_run(&mut app, 30, 570);
     let run = std::path::PathBuf::from("runs/20260101-000000-linear");
-    feed(&mut app, Slot::Main, fake_run(0, 30, 570));
     feed(
         &mut app,
         Slot::Main,
@@ -587,9 +577,7 @@ fn run_picker_answers_come_from_the_worker_and_stale_ones_are_dropped() {
 fn quitting_gives_up_waiting_after_the_grace_period() {
     let (mut app, _) = app();
     load_data(&mut app);
-    app.tab = Tab::Train;
-    handle_key(&mut app, ch(' '));
-    feed(&mut app, Slot::Main, fake_run(0, 1, 100));
+    start_main_run(&mut app, 1, 100);
     handle_key(&mut app, ctrl_c());
     app.tick(ddpm_lab::tui::state::SHUTDOWN_GRACE / 2);
     assert!(!app.should_exit());

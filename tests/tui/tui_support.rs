@@ -286,12 +286,18 @@ pub fn feed(app: &mut App, slot: Slot, events: Vec<TrainEvent>) {
     }
 }
 
+/// Starts the main run with space on the Train screen and feeds its steps 1 to `to` of
+/// `total` (the data must be loaded).
+pub fn start_main_run(app: &mut App, to: usize, total: usize) {
+    app.tab = Tab::Train;
+    handle_key(app, ch(' '));
+    feed(app, Slot::Main, fake_run(0, to, total));
+}
+
 /// Starts the main run with space on the Train screen and feeds it five steps to a finish in
 /// `run_dir`.
 pub fn train_main_run_to_the_end(app: &mut App, run_dir: &str) {
-    app.tab = Tab::Train;
-    handle_key(app, ch(' '));
-    feed(app, Slot::Main, fake_run(0, 5, 5));
+    start_main_run(app, 5, 5);
     feed(
         app,
         Slot::Main,
