@@ -281,3 +281,52 @@ mod conv3x3_direct_vs_im2col {
         });
     }
 }
+
+/// The weight gradient of the same 3×3 convs at batch 32, on one thread: the direct kernel
+/// (`direct_conv::weight_grad_images`, AVX-512F) against im2col + GEMM per image, the path it
+/// replaces on maps of 10×10 and more (`direct_conv::weight_grad_pays`). Args: input side.
+mod conv_weight_grad {
+    use super::*;
+    use ddpm_lab::ops::direct_conv;
+    use ddpm_lab::ops::geometry::ConvGeom;
+    use ddpm_lab::ops::sgemm::{sgemm, MatRef};
+
+    type Args = (Vec<f32>, Vec<f32>, ConvGeom, usize);
+
+    fn args(side: usize) -> Args {
+        let (ci, co) = match side {
+            28 => (56, 28),
+            14 => (112, 56),
+            _ => (224, 112),
+        };
+        let v = |s: &[usize]| rand(s).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let g = ConvGeom::new(ci, side, side, 3, 1, 1).unwrap();
+        (v(&[N, ci, side, side]), v(&[N, co, side, side]), g, co)
+    }
+
+    #[divan::bench(args = [28, 14, 7])]
+    fn direct(b: divan::Bencher, side: usize) {
+        let (x, gy, g, co) = args(side);
+        if !direct_conv::supports_weight_grad(&g) {
+            return;
+        }
+        let mut dw = vec![0f32; co * g.rows()];
+        b.bench_local(|| direct_conv::weight_grad_images(&x, &gy, N, &g, co, &mut dw));
+    }
+
+    #[divan::bench(args = [28, 14, 7])]
+    fn im2col(b: divan::Bencher, side: usize) {
+        let (x, gy, g, co) = args(side);
+        let (rows, hw, img) = (g.rows(), g.cols(), g.image_len());
+        let mut dw = vec![0f32; co * rows];
+        let mut cols = vec![0f32; rows * hw];
+        b.bench_local(|| {
+            for i in 0..N {
+                g.im2col(&x[i * img..][..img], &mut cols);
+                let gi = &gy[i * co * hw..][..co * hw];
+                let (lhs, rhs) = (MatRef::rows(gi, hw), MatRef::rows_t(&cols, hw));
+                sgemm(co, rows, hw, &mut dw, rows, true, lhs, rhs, false);
+            }
+        });
+    }
+}

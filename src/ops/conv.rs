@@ -11,6 +11,7 @@ use super::geometry::ConvGeom;
 use super::reduce::par_chunk_sum;
 use super::scratch::{par_build_overwrite, with_scratch};
 use super::sgemm::{sgemm, MatRef};
+use super::simd::sum;
 use super::storage::{contiguous, cpu_tensor, input_weight_bias, with_f32_3};
 
 /// The custom op: `(x (N, Ci, H, W), w (Co, Ci, k, k), b (Co)) → (N, Co, Ho, Wo)`.
@@ -246,9 +247,25 @@ pub fn backward(
     let ci = g.c;
     let plane = g.h * g.w;
     // dW and dB, summed over chunks of images; each chunk writes its images' dx.
+    // 3×3 stride-1 convs on maps of 10×10 and more take their weight gradient from the direct
+    // kernel too, where their input gradient runs through it (or is not needed).
+    let direct_dw = direct_conv::weight_grad_pays(&g) && (!need_dx || direct.is_some());
     let mut dw = par_chunk_sum(n, co * rows + co, &mut dx, |images, dxc, partial| {
         let (pw, pb) = partial.split_at_mut(co * rows);
         let (first, last) = (images.start, images.end);
+        if direct_dw {
+            let m = last - first;
+            let xs = &x[first * img..last * img];
+            let gys = &gy[first * co * hw..last * co * hw];
+            for (c, row) in gys.chunks_exact(hw).enumerate() {
+                pb[c % co] += sum(row);
+            }
+            direct_conv::weight_grad_images(xs, gys, m, &g, co, pw);
+            if let (true, Some(tg), Some(packed)) = (need_dx, &flip_geom, &direct) {
+                direct_conv::conv_images(gys, m, tg, packed, dxc);
+            }
+            return;
+        }
         let mut sub = first;
         while sub < last {
             let m = gs.min(last - sub);

@@ -17,12 +17,14 @@ type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
 
 /// The blog UNet's conv shapes, scaled down.
 const CASES: &[Case] = &[
-    (2, 3, 9, 9, 5, 3, 1, 1),   // ConvNeXt 3×3
-    (3, 4, 7, 7, 6, 1, 1, 0),   // 1×1 (res_conv, to_qkv, to_out)
-    (2, 1, 11, 11, 4, 7, 1, 3), // init_conv 7×7
-    (2, 3, 8, 8, 3, 4, 2, 1),   // Downsample 4×4 stride 2
-    (1, 2, 7, 7, 3, 3, 2, 0),   // odd size, stride 2, no padding
-    (9, 2, 5, 5, 2, 3, 1, 1),   // more images than reduction chunks
+    (2, 3, 9, 9, 5, 3, 1, 1),    // ConvNeXt 3×3
+    (3, 4, 7, 7, 6, 1, 1, 0),    // 1×1 (res_conv, to_qkv, to_out)
+    (2, 1, 11, 11, 4, 7, 1, 3),  // init_conv 7×7
+    (2, 3, 8, 8, 3, 4, 2, 1),    // Downsample 4×4 stride 2
+    (1, 2, 7, 7, 3, 3, 2, 0),    // odd size, stride 2, no padding
+    (9, 2, 5, 5, 2, 3, 1, 1),    // more images than reduction chunks
+    (10, 3, 12, 12, 7, 3, 1, 1), // 3×3 on 12×12: the direct weight gradient (AVX-512F)
+    (3, 2, 13, 11, 4, 3, 1, 0),  // the same, "valid" (no padding)
 ];
 
 #[test]

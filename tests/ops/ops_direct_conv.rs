@@ -177,3 +177,79 @@ fn padding_is_zero_whatever_the_scratch_held() {
         assert_close(&format!("case {i}"), &got, &want, 1e-5);
     }
 }
+
+/// `dW[o, c, ky, kx] = Σ_images Σ_(y, x) gy[o, y, x] · x[c, y + ky − p, x + kx − p]`, the
+/// definition, in f64 loops.
+fn naive_weight_grad(x: &[f32], gy: &[f32], n: usize, g: &ConvGeom, co: usize) -> Vec<f32> {
+    let (k, p) = (g.k as isize, g.pad as isize);
+    let mut dw = vec![0f64; co * g.c * g.k * g.k];
+    for i in 0..n {
+        for o in 0..co {
+            for c in 0..g.c {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let mut s = 0f64;
+                        for y in 0..g.ho as isize {
+                            for xo in 0..g.wo as isize {
+                                let (iy, ix) = (y + ky - p, xo + kx - p);
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let xv = x[((i * g.c + c) * g.h + iy as usize) * g.w + ix as usize];
+                                let gv =
+                                    gy[((i * co + o) * g.ho + y as usize) * g.wo + xo as usize];
+                                s += xv as f64 * gv as f64;
+                            }
+                        }
+                        dw[((o * g.c + c) * g.k + ky as usize) * g.k + kx as usize] += s;
+                    }
+                }
+            }
+        }
+    }
+    dw.into_iter().map(|v| v as f32).collect()
+}
+
+#[test]
+fn direct_weight_gradient_matches_its_definition() {
+    if skip() {
+        return;
+    }
+    // Every 3×3 case of the forward's (tile tails, images side by side with a partial last
+    // group, "valid" convs, output channels not a multiple of the tile of three, a 1×1 map),
+    // with the scratch buffer full of NaN first so an unwritten zero of the padded layout shows.
+    let mut ran = 0;
+    for (i, &(n, ci, h, w, co, k, pad)) in CASES.iter().enumerate() {
+        let g = ConvGeom::new(ci, h, w, k, 1, pad).unwrap();
+        if !direct_conv::supports_weight_grad(&g) {
+            assert_ne!(k, 3, "case {i}: a 3×3 conv the kernel does not take");
+            continue;
+        }
+        let seed = 500 + 10 * i as u64;
+        let x = values(n * g.image_len(), seed);
+        let gy = values(n * co * g.ho * g.wo, seed + 1);
+        let want = naive_weight_grad(&x, &gy, n, &g, co);
+        ddpm_lab::ops::scratch::with_scratch(0, 1 << 20, |s| s.fill(f32::NAN));
+        // It adds onto what `dw` holds.
+        let mut got = vec![1f32; want.len()];
+        direct_conv::weight_grad_images(&x, &gy, n, &g, co, &mut got);
+        got.iter_mut().for_each(|v| *v -= 1.0);
+        assert_close(&format!("case {i}: weight gradient"), &got, &want, 1e-5);
+        ran += 1;
+    }
+    assert!(ran >= 8, "only {ran} cases ran");
+}
+
+#[test]
+fn direct_weight_gradient_is_taken_where_it_pays() {
+    let g = |side, k| ConvGeom::new(8, side, side, k, 1, k / 2).unwrap();
+    if skip() {
+        return;
+    }
+    assert!(direct_conv::weight_grad_pays(&g(28, 3)));
+    assert!(direct_conv::weight_grad_pays(&g(14, 3)));
+    assert!(direct_conv::weight_grad_pays(&g(10, 3)));
+    assert!(!direct_conv::weight_grad_pays(&g(7, 3)));
+    assert!(!direct_conv::weight_grad_pays(&g(28, 7)));
+    assert!(!direct_conv::supports_weight_grad(&g(28, 5)));
+}
