@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::scratch::{par_build_overwrite, with_scratch};
 use super::sgemm::{sgemm, MatRef};
-use super::simd::{exp_sub_acc, exp_sub_sum, max_into, mul_into};
+use super::simd::{dot, exp_sub_acc, exp_sub_sum, max_into, mul_into};
 use super::storage::{contiguous, cpu_slice, cpu_tensor, with_f32};
 
 /// The custom op: `qkv (B, 3·heads·d, H, W) → (B, heads·d, H, W)`.
@@ -166,27 +166,33 @@ impl CustomOp1 for LinearAttentionOp {
                                 // dv (e×n) = dCᵀ (e×d) · k̃ (d×n)
                                 let dv = &mut dv_all[hi * d * n..][..d * n];
                                 sgemm(d, n, d, dv, n, false, rows_t(dc, d), rows(ks, n), false);
-                                // q̃ = p·scale, p = softmax_d(q): dq = p ⊙ (dp − Σ_d p·dp), dp = dq̃·scale
+                                // q̃ = p·scale, p = softmax_d(q): dq = p ⊙ (dp − Σ_d p·dp), dp = dq̃·scale,
+                                // i.e. dq = q̃ ⊙ (dq̃ − Σ_d q̃·dq̃ / scale). Row by row, so it vectorises.
                                 let dq = &mut dq_all[hi * d * n..][..d * n];
-                                for j in 0..n {
-                                    let mut s = 0f32;
-                                    for i in 0..d {
-                                        s += qs[i * n + j] * dqs[i * n + j];
+                                let colsum = &mut tmp[..n];
+                                colsum.fill(0.0);
+                                for (qr, dqr) in qs.chunks_exact(n).zip(dqs.chunks_exact(n)) {
+                                    for ((s, &a), &b) in colsum.iter_mut().zip(qr).zip(dqr) {
+                                        *s += a * b;
                                     }
-                                    for i in 0..d {
-                                        dq[i * n + j] =
-                                            qs[i * n + j] * (dqs[i * n + j] - s / scale);
+                                }
+                                colsum.iter_mut().for_each(|s| *s /= scale);
+                                for ((o, qr), dqr) in dq
+                                    .chunks_exact_mut(n)
+                                    .zip(qs.chunks_exact(n))
+                                    .zip(dqs.chunks_exact(n))
+                                {
+                                    for (((o, &a), &b), &s) in
+                                        o.iter_mut().zip(qr).zip(dqr).zip(colsum.iter())
+                                    {
+                                        *o = a * (b - s);
                                     }
                                 }
                                 // k̃ = softmax_n(k): dk = k̃ ⊙ (dk̃ − Σ_n k̃·dk̃)
                                 let dk = &mut dk_all[hi * d * n..][..d * n];
                                 for i in 0..d {
                                     let r = i * n..(i + 1) * n;
-                                    let s: f32 = ks[r.clone()]
-                                        .iter()
-                                        .zip(&dks[r.clone()])
-                                        .map(|(a, b)| a * b)
-                                        .sum();
+                                    let s = dot(&ks[r.clone()], &dks[r.clone()]);
                                     for ((o, &kv), &dv) in
                                         dk[r.clone()].iter_mut().zip(&ks[r.clone()]).zip(&dks[r])
                                     {
