@@ -1,8 +1,9 @@
 //! `conv2d` (groups = 1, square kernel, any stride and padding, with bias): stride-1 convs with
 //! a kernel bigger than 1×1 through the direct kernel of [`direct_conv`] on CPUs with AVX-512F,
-//! the rest as im2col + GEMM. The backward computes the weight gradient by GEMM against im2col and
-//! the input gradient as a conv with the flipped, transposed kernel (stride 1, direct or GEMM) or
-//! by GEMM + col2im (no conv-transpose loop), parallel over images.
+//! the rest as im2col + GEMM. The backward computes the weight gradient by GEMM against im2col (or,
+//! for 3×3 stride-1 convs on maps of 10×10 and more, by the direct kernel's weight-gradient tile)
+//! and the input gradient as a conv with the flipped, transposed kernel (stride 1, direct or GEMM)
+//! or by GEMM + col2im (no conv-transpose loop), parallel over images.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 

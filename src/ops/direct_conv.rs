@@ -12,7 +12,8 @@
 //!
 //! This replaces im2col + GEMM for stride-1 convs with `k > 1` (the 3×3 convs of every block) and
 //! the stride-1 input gradient (a conv with the flipped, transposed kernel): the nine-fold im2col
-//! copy and the GEMM's operand packing were a quarter of a sampling step.
+//! copy and the GEMM's operand packing were a quarter of a sampling step. The weight gradient of
+//! 3×3 convs reads the same layout ([`weight_grad_images`]).
 
 use std::ops::Range;
 
