@@ -1,7 +1,8 @@
 //! `conv2d` (groups = 1, square kernel, any stride and padding, with bias): stride-1 convs with
 //! a kernel bigger than 1×1 through the direct kernel of [`direct_conv`] on CPUs with AVX-512F,
 //! the rest as im2col + GEMM. The backward computes the weight gradient by GEMM against im2col (or,
-//! for 3×3 stride-1 convs on maps of 10×10 and more, by the direct kernel's weight-gradient tile)
+//! for 3×3 stride-1 convs on maps of 10×10 and more whose input gradient also runs through the
+//! direct kernel or is not needed, by the direct kernel's weight-gradient tile)
 //! and the input gradient as a conv with the flipped, transposed kernel (stride 1, direct or GEMM)
 //! or by GEMM + col2im (no conv-transpose loop), parallel over images.
 
@@ -249,7 +250,8 @@ pub fn backward(
     let plane = g.h * g.w;
     // dW and dB, summed over chunks of images; each chunk writes its images' dx.
     // 3×3 stride-1 convs on maps of 10×10 and more take their weight gradient from the direct
-    // kernel too, where their input gradient runs through it (or is not needed).
+    // kernel too, where their input gradient also runs through the direct kernel or is not
+    // needed (a padding of 3 or more has no flipped direct conv: that stays on the GEMM path).
     let direct_dw = direct_conv::weight_grad_pays(&g) && (!need_dx || direct.is_some());
     let mut dw = par_chunk_sum(n, co * rows + co, &mut dx, |images, dxc, partial| {
         let (pw, pb) = partial.split_at_mut(co * rows);

@@ -295,6 +295,8 @@ fn run(x: &[f32], m: usize, g: &ConvGeom, w: &PackedWeights, tiles: Range<usize>
 /// Output channels per register tile of the weight-gradient kernel ([`weight_tile`]): 3 × 9 taps
 /// = 27 AVX-512 accumulators, each input vector loaded once for three of them.
 const DW_TILE: usize = 3;
+// `weight_tile` spells out three rows of accumulators.
+const _: () = assert!(DW_TILE == 3);
 
 /// Whether [`weight_grad_images`] can run this conv here: [`supports`] and a 3×3 kernel (the
 /// register tile holds nine taps).

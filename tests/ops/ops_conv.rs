@@ -86,37 +86,54 @@ fn gradients_match_finite_differences() {
 #[test]
 fn input_gradient_is_skipped_for_constant_inputs() {
     // The first conv of the UNet sees the (constant) noisy images: only dw and db are needed.
-    let x = rand(&[2, 1, 6, 6], 3);
-    let wv = Var::from_tensor(&rand(&[2, 1, 3, 3], 4)).unwrap();
-    let bv = Var::from_tensor(&rand(&[2], 5)).unwrap();
-    let y = conv2d(&x, wv.as_tensor(), Some(bv.as_tensor()), 1, 1).unwrap();
-    let g = y.sum_all().unwrap().backward().unwrap();
-    assert!(g.get(&x).is_none());
-    let want = stock(&x, wv.as_tensor(), bv.as_tensor(), 1, 1)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    assert_close("dw", g.get(&wv).unwrap(), want.get(&wv).unwrap(), 1e-5);
+    // 6×6 runs im2col + GEMM; 12×12 the direct weight gradient where the CPU has AVX-512F.
+    for (side, seed) in [(6, 3), (12, 13)] {
+        let x = rand(&[2, 1, side, side], seed);
+        let wv = Var::from_tensor(&rand(&[2, 1, 3, 3], seed + 1)).unwrap();
+        let bv = Var::from_tensor(&rand(&[2], seed + 2)).unwrap();
+        let y = conv2d(&x, wv.as_tensor(), Some(bv.as_tensor()), 1, 1).unwrap();
+        let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&x).is_none());
+        let want = stock(&x, wv.as_tensor(), bv.as_tensor(), 1, 1)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, v) in [("dw", &wv), ("db", &bv)] {
+            assert_close(
+                &format!("{side}×{side} {name}"),
+                g.get(v).unwrap(),
+                want.get(v).unwrap(),
+                1e-5,
+            );
+        }
+    }
 }
 
 #[test]
 fn results_are_bitwise_deterministic() {
-    let x = Var::from_tensor(&rand(&[16, 4, 7, 7], 1)).unwrap();
-    let w = Var::from_tensor(&rand(&[5, 4, 3, 3], 2)).unwrap();
-    let b = Var::from_tensor(&rand(&[5], 3)).unwrap();
-    let run = || {
-        let y = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), 1, 1).unwrap();
-        let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-        g.get(&w)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-    };
-    assert_eq!(run(), run());
+    // 7×7 (im2col + GEMM for dW) and 12×12 (the direct weight gradient on AVX-512F).
+    for side in [7, 12] {
+        let x = Var::from_tensor(&rand(&[16, 4, side, side], 1)).unwrap();
+        let w = Var::from_tensor(&rand(&[5, 4, 3, 3], 2)).unwrap();
+        let b = Var::from_tensor(&rand(&[5], 3)).unwrap();
+        let run = || {
+            let y = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), 1, 1).unwrap();
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            [&w, &b, &x].map(|v| {
+                g.get(v)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+        };
+        assert_eq!(run(), run(), "{side}×{side}");
+    }
 }
 
 #[test]

@@ -252,4 +252,7 @@ fn direct_weight_gradient_is_taken_where_it_pays() {
     assert!(!direct_conv::weight_grad_pays(&g(7, 3)));
     assert!(!direct_conv::weight_grad_pays(&g(28, 7)));
     assert!(!direct_conv::supports_weight_grad(&g(28, 5)));
+    // ops_conv's "valid" case: a 12×10 output.
+    let valid = ConvGeom::new(2, 14, 12, 3, 1, 0).unwrap();
+    assert!(direct_conv::weight_grad_pays(&valid));
 }
