@@ -12,13 +12,26 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ddpm-lab");
 
-/// The binary offline, with its runs and Hub cache under `dir`.
+/// The binary offline, with its runs and Hub cache under `dir`, and the three signals at their
+/// default disposition: ddpm-lab keeps a signal it was started with ignored (as under `nohup`),
+/// and a test suite started under `nohup` would otherwise pass SIGHUP's ignoring on to it.
 fn ddpm(dir: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut c = Command::new(BIN);
     c.env("DDPM_LAB_RUNS", dir.join("runs"))
         .env("HF_HUB_OFFLINE", "1")
         .env("HF_HOME", dir.join("hf-home"))
         .env("NO_COLOR", "1");
+    // SAFETY: between fork and exec the closure only calls `signal`, which is
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        c.pre_exec(|| {
+            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(s, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
     c
 }
 
