@@ -22,6 +22,22 @@ fn bias4(b: &Tensor) -> Tensor {
     b.reshape((1, b.dim(0).unwrap(), 1, 1)).unwrap()
 }
 
+/// The blog UNet's 3×3 conv at input side 28, 14 or 7: `(ci, co, geometry)`.
+fn blog_conv3x3(side: usize) -> (usize, usize, ddpm_lab::ops::geometry::ConvGeom) {
+    let (ci, co) = match side {
+        28 => (56, 28),
+        14 => (112, 56),
+        _ => (224, 112),
+    };
+    let g = ddpm_lab::ops::geometry::ConvGeom::new(ci, side, side, 3, 1, 1).unwrap();
+    (ci, co, g)
+}
+
+/// A random tensor of `shape` as a flat vector.
+fn values(shape: &[usize]) -> Vec<f32> {
+    rand(shape).flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
 /// Runs `f` forward, and backward through `Σ f(..)` when `train` is set.
 fn run(train: bool, f: impl Fn() -> Tensor) {
     let y = f();
@@ -249,17 +265,11 @@ mod conv3x3_direct_vs_im2col {
     type Args = (Vec<f32>, Vec<f32>, Vec<f32>, ConvGeom, usize);
 
     fn args(side: usize) -> Args {
-        let (ci, co) = match side {
-            28 => (56, 28),
-            14 => (112, 56),
-            _ => (224, 112),
-        };
-        let v = |s: &[usize]| rand(s).flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let g = ConvGeom::new(ci, side, side, 3, 1, 1).unwrap();
+        let (ci, co, g) = blog_conv3x3(side);
         (
-            v(&[16, ci, side, side]),
-            v(&[co, ci, 3, 3]),
-            v(&[co]),
+            values(&[16, ci, side, side]),
+            values(&[co, ci, 3, 3]),
+            values(&[co]),
             g,
             co,
         )
@@ -294,14 +304,13 @@ mod conv_weight_grad {
     type Args = (Vec<f32>, Vec<f32>, ConvGeom, usize);
 
     fn args(side: usize) -> Args {
-        let (ci, co) = match side {
-            28 => (56, 28),
-            14 => (112, 56),
-            _ => (224, 112),
-        };
-        let v = |s: &[usize]| rand(s).flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let g = ConvGeom::new(ci, side, side, 3, 1, 1).unwrap();
-        (v(&[N, ci, side, side]), v(&[N, co, side, side]), g, co)
+        let (ci, co, g) = blog_conv3x3(side);
+        (
+            values(&[N, ci, side, side]),
+            values(&[N, co, side, side]),
+            g,
+            co,
+        )
     }
 
     #[divan::bench(args = [28, 14, 7])]

@@ -304,10 +304,11 @@ pub fn supports_weight_grad(g: &ConvGeom) -> bool {
     supports(g) && g.k == 3
 }
 
-/// Whether [`weight_grad_images`] beats im2col + GEMM at this geometry: maps of 10×10 and more.
-/// Each tile ends by adding up the lanes of its 27 accumulators, which a 7×7 map's short rows do
-/// not amortise (on an AVX-512 Xeon, against im2col + GEMM: 1.2–1.4× as fast at 28×28, 1.0–1.3×
-/// at 14×14, 0.65–0.9× at 7×7; `cargo bench --bench ops -- conv_weight_grad`).
+/// Whether [`weight_grad_images`] is taken over im2col + GEMM at this geometry: maps of 10×10 and
+/// more. Each tile ends by adding up the lanes of its 27 accumulators, which a 7×7 map's short
+/// rows do not amortise (on an AVX-512 Xeon, batch 32, one thread, against im2col + GEMM: 1.6–2.1×
+/// as fast at 28×28, even at 14×14 (0.7–1.25× over five runs), 0.8× at 7×7;
+/// `cargo bench --bench ops -- conv_weight_grad`).
 pub fn weight_grad_pays(g: &ConvGeom) -> bool {
     supports_weight_grad(g) && g.ho * g.wo >= 100
 }
