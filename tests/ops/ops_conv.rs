@@ -24,7 +24,7 @@ const CASES: &[Case] = &[
     (1, 2, 7, 7, 3, 3, 2, 0),    // odd size, stride 2, no padding
     (9, 2, 5, 5, 2, 3, 1, 1),    // more images than reduction chunks
     (10, 3, 12, 12, 7, 3, 1, 1), // 3×3 on 12×12: the direct weight gradient (AVX-512F)
-    (3, 2, 13, 11, 4, 3, 1, 0),  // the same, "valid" (no padding)
+    (3, 2, 14, 12, 4, 3, 1, 0),  // the same, "valid" (no padding): a 12×10 output
 ];
 
 #[test]
