@@ -264,7 +264,7 @@ pub fn backward(
                 pb[c % co] += sum(row);
             }
             direct_conv::weight_grad_images(xs, gys, m, &g, co, pw);
-            if let (true, Some(tg), Some(packed)) = (need_dx, &flip_geom, &direct) {
+            if let (Some(tg), Some(packed)) = (&flip_geom, &direct) {
                 direct_conv::conv_images(gys, m, tg, packed, dxc);
             }
             return;

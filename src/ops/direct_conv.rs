@@ -434,9 +434,9 @@ unsafe fn weight_tile(
         (z, z, z, z, z, z, z, z, z);
     let (mut a10, mut a11, mut a12, mut a13, mut a14, mut a15, mut a16, mut a17, mut a18) =
         (z, z, z, z, z, z, z, z, z);
-    let xs: [*const f32; 9] = std::array::from_fn(|t| x.add(offsets[t]));
     let (mut a20, mut a21, mut a22, mut a23, mut a24, mut a25, mut a26, mut a27, mut a28) =
         (z, z, z, z, z, z, z, z, z);
+    let xs: [*const f32; 9] = std::array::from_fn(|t| x.add(offsets[t]));
     let (g0p, g1p, g2p) = (gy, gy.add(gstride), gy.add(2 * gstride));
     macro_rules! tap {
         ($t:expr, $q:expr, $g0:expr, $g1:expr, $g2:expr, $a:ident, $b:ident, $c:ident) => {
