@@ -12,6 +12,7 @@
 pub mod conv;
 pub mod conv_transpose;
 pub mod depthwise;
+pub mod device_conv;
 pub mod direct_conv;
 pub mod elementwise;
 pub mod gelu;

@@ -7,6 +7,7 @@ mod ops_common;
 mod ops_conv;
 mod ops_conv_transpose;
 mod ops_depthwise;
+mod ops_device_conv;
 mod ops_direct_conv;
 mod ops_gelu;
 mod ops_group_norm;

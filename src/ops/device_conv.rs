@@ -1,0 +1,212 @@
+//! Convolutions for the devices that ddpm-lab has no kernels of its own for (CUDA, Metal), made
+//! only of candle's `conv2d` (im2col and one cuBLAS / MPS matrix product there) and cheap
+//! reshapes, so that neither the forward pass nor the backward pass reaches candle's
+//! conv-transpose kernels.
+//!
+//! On those devices candle computes a conv's input gradient, and the forward pass of
+//! `nn.ConvTranspose2d`, with a direct loop of one GPU thread per output element that reads its
+//! inputs from global memory without any tiling (candle's own CPU conv-transpose is the same kind
+//! of loop, and replacing it was most of the CPU kernels' gain). Here both are the convolution
+//! they are equal to:
+//!
+//! - the input gradient of a stride-`s` conv is a stride-1 conv of the output gradient, spread
+//!   out with `s − 1` zeros between neighbours and padded by `k − 1 − p`, with the kernel
+//!   flipped in space and its two channel axes swapped ([`conv_transpose2d`]);
+//! - `ConvTranspose2d(x)` is that same conv of `x`, so its own gradients follow from
+//!   [`conv2d`]'s.
+//!
+//! The weight gradient is candle's (a conv of the input with the output gradient, both with
+//! batch and channel axes swapped), which is already im2col + one matrix product.
+//!
+//! [`conv2d`] computes its output with candle's `conv2d` and hands it to a custom op
+//! ([`GemmGradConv`]) that only attaches this backward: its forward is a copy of that output,
+//! taken only when a gradient is tracked (training); inference gets candle's conv as it is.
+//! Every function here runs on any device, so the CPU tests check the maths against candle's
+//! own gradients; the CPU itself keeps the faster kernels of [`crate::ops::conv`].
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp3, Layout, MetalStorage, Result, Shape, Tensor,
+};
+
+/// Whether [`conv2d`] (and [`conv_transpose2d`]) handle this geometry: a kernel `k` with
+/// padding of at most `k − 1` (the transposed conv pads by `k − 1 − p`).
+pub fn supports(kernel: usize, padding: usize) -> bool {
+    kernel >= 1 && padding < kernel
+}
+
+/// `conv2d(x (N, Ci, H, W), w (Co, Ci, k, k))`, stride `stride`, zero padding `padding`, no
+/// groups or dilation, no bias: candle's `conv2d` forward, with a backward built from convs
+/// ([module docs](self)). Errs unless [`supports`] holds for `w`'s kernel.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (_, _, kh, kw) = w.dims4()?;
+    if kh != kw || !supports(kh, padding) || stride == 0 {
+        candle_core::bail!(
+            "device conv: kernel {kh}×{kw}, padding {padding}, stride {stride} not supported"
+        );
+    }
+    let y = x.detach().conv2d(&w.detach(), padding, stride, 1, 1)?;
+    if !x.track_op() && !w.track_op() {
+        return Ok(y);
+    }
+    x.apply_op3(w, &y, GemmGradConv { stride, padding })
+}
+
+/// `ConvTranspose2d(x (N, Ci, h, w))` with weight `w (Ci, Co, k, k)`, stride, padding and
+/// output padding as in PyTorch: output `(N, Co, (h − 1)·s − 2p + k + op, …)`. Computed as the
+/// stride-1 [`conv2d`] of `x` spread out by the stride (plus `op` zero rows and columns at the
+/// end), padded by `k − 1 − p`, with the kernel flipped and its channel axes swapped; gradients
+/// flow to both `x` and `w`.
+pub fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+) -> Result<Tensor> {
+    let (_, _, k, k2) = w.dims4()?;
+    if k != k2 || !supports(k, padding) || stride == 0 || output_padding >= stride {
+        candle_core::bail!(
+            "device conv-transpose: kernel {k}×{k2}, padding {padding}, stride {stride}, \
+             output padding {output_padding} not supported"
+        );
+    }
+    transposed(x, w, stride, padding, (output_padding, output_padding))
+}
+
+/// [`conv_transpose2d`] with its output padding given for rows and columns apart.
+fn transposed(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    extra: (usize, usize),
+) -> Result<Tensor> {
+    let k = w.dim(2)?;
+    let spread = spread(x, stride, extra)?;
+    let flipped = w.flip(&[2, 3])?.transpose(0, 1)?.contiguous()?;
+    conv2d(&spread, &flipped, 1, k - 1 - padding)
+}
+
+/// `x (N, C, h, w)` with `s − 1` zeros between neighbouring rows and columns, and `extra.0`
+/// more zero rows and `extra.1` more zero columns after the last: `(N, C, (h − 1)·s + 1 +
+/// extra.0, (w − 1)·s + 1 + extra.1)`. Both extras are below `s`.
+fn spread(x: &Tensor, s: usize, extra: (usize, usize)) -> Result<Tensor> {
+    if s == 1 {
+        return Ok(x.clone());
+    }
+    let (n, c, h, w) = x.dims4()?;
+    let hs = (h - 1) * s + 1 + extra.0;
+    x.unsqueeze(3)?
+        .pad_with_zeros(3, 0, s - 1)?
+        .reshape((n, c, h * s, w))?
+        .narrow(2, 0, hs)?
+        .unsqueeze(4)?
+        .pad_with_zeros(4, 0, s - 1)?
+        .reshape((n, c, hs, w * s))?
+        .narrow(3, 0, (w - 1) * s + 1 + extra.1)
+}
+
+/// The custom op behind [`conv2d`]: `(x, w, y) → y` (a copy of the conv output `y` computed
+/// outside it), whose backward gives the gradients of `x` and `w` from convs.
+#[derive(Debug, Clone, Copy)]
+pub struct GemmGradConv {
+    /// Stride of the conv.
+    pub stride: usize,
+    /// Zero padding of the conv.
+    pub padding: usize,
+}
+
+/// The output of the forward pass: a copy of `y`'s storage, which must be laid out as a fresh
+/// contiguous tensor (candle's conv2d output is).
+fn copy_output<S: BackendStorage>(s: &S, l: &Layout) -> Result<(S, Shape)> {
+    if !l.is_contiguous() || l.start_offset() != 0 {
+        candle_core::bail!("device conv: the conv output is not a fresh contiguous tensor");
+    }
+    Ok((s.try_clone(l)?, l.shape().clone()))
+}
+
+impl CustomOp3 for GemmGradConv {
+    fn name(&self) -> &'static str {
+        "ddpm-gemm-grad-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        y: &CpuStorage,
+        yl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        copy_output(y, yl)
+    }
+
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+        y: &CudaStorage,
+        yl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        copy_output(y, yl)
+    }
+
+    fn metal_fwd(
+        &self,
+        _: &MetalStorage,
+        _: &Layout,
+        _: &MetalStorage,
+        _: &Layout,
+        y: &MetalStorage,
+        yl: &Layout,
+    ) -> Result<(MetalStorage, Shape)> {
+        copy_output(y, yl)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Only what is tracked (an input image needs no gradient); values only, nothing here
+        // needs a gradient of its own.
+        let (need_dx, need_dw) = (x.track_op(), w.track_op());
+        let (x, w, grad) = (x.detach(), w.detach(), grad.detach());
+        let (_, _, h, wd) = x.dims4()?;
+        let (_, _, k, _) = w.dims4()?;
+        let (_, _, ho, wo) = grad.dims4()?;
+        let (s, p) = (self.stride, self.padding);
+        let dx = if need_dx {
+            // The input rows and columns past the last output's window (`(h + 2p − k) mod s`):
+            // the transposed conv's output padding.
+            let extra = (h + 2 * p - k - (ho - 1) * s, wd + 2 * p - k - (wo - 1) * s);
+            Some(transposed(&grad, &w, s, p, extra)?)
+        } else {
+            None
+        };
+        let dw = if need_dw {
+            // candle's weight gradient: the input's channels convolved with the output
+            // gradient's, the batch as the summed axis; the conv's stride becomes a dilation.
+            let dw = x
+                .transpose(0, 1)?
+                .conv2d(&grad.transpose(0, 1)?, p, 1, s, 1)?
+                .transpose(0, 1)?;
+            let dw = if dw.dim(2)? != k || dw.dim(3)? != k {
+                dw.narrow(2, 0, k)?.narrow(3, 0, k)?
+            } else {
+                dw
+            };
+            Some(dw.contiguous()?)
+        } else {
+            None
+        };
+        Ok((dx, dw, None))
+    }
+}
