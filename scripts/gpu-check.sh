@@ -11,7 +11,8 @@
 #   on DEVICE and on the CPU with the same seed (the same images up to rounding) → training
 #   resumed on the CPU for 2 steps from that checkpoint, then sampled on DEVICE again →
 #   `ddpm-lab bench --json` and the same workloads in PyTorch (scripts/pytorch_bench.py), strict
-#   float32, then both with TF32 (`--tf32`); while each benchmark runs, nvidia-smi reads the
+#   float32, ddpm-lab's with candle's stock ops (the A/B of ops::device_conv), then both with
+#   TF32 (`--tf32`); while each benchmark runs, nvidia-smi reads the
 #   GPU's used memory 10 times a second (peak over the idle reading). The whole run stays
 #   under TOTAL_SECONDS.
 #
@@ -25,6 +26,8 @@
 #   BENCH_ARGS="..."    bench flags for both programs (default: training at batch 128, forward
 #                       and 200-step sampling at batch 256, the blog's model)
 #   TF32=1              also run both benchmarks with TF32 (TF32=0 skips them)
+#   BENCH_STOCK=1       also time ddpm-lab's training and forward pass with candle's stock ops
+#                       (DDPM_LAB_STOCK_OPS=1: no ops::device_conv; BENCH_STOCK=0 skips it)
 #   TRAIN_ARGS="..."    extra train flags (default: --batch-size 128, the blog's model)
 #   TRAIN_SECONDS=30  TOTAL_SECONDS=470  PARITY_TOL=1e-4
 #   CUDA_LIB_DIRS=a:b   where libcublas/libcurand/libnvrtc are (default: the nvidia/*/lib folders
@@ -37,7 +40,7 @@
 set -uo pipefail
 
 if [ $# -ne 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,36p' "$0"
+  sed -n '2,39p' "$0"
   exit 2
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,6 +58,7 @@ TOTAL_SECONDS=${TOTAL_SECONDS:-470}
 PARITY_TOL=${PARITY_TOL:-1e-4}
 BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256}
 TF32=${TF32:-1}
+BENCH_STOCK=${BENCH_STOCK:-1}
 TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
 START=$(date +%s)
 DEADLINE=$((START + TOTAL_SECONDS))
@@ -255,7 +259,16 @@ else
   missing pytorch_bench "$PYTHON cannot import torch and einops"
 fi
 
-# 8. Both again with TF32 (CUDA only).
+# 8. ddpm-lab again with candle's stock ops (DDPM_LAB_STOCK_OPS=1; on a GPU: the convs'
+# backward through candle's conv-transpose kernels instead of ops::device_conv), training and
+# forward only: whether the device convs pay, measured in the same visit.
+if [ "$BENCH_STOCK" = 1 ] && [ -n "$BIN" ]; then
+  # shellcheck disable=SC2086
+  polled bench_stock 150 env DDPM_LAB_STOCK_OPS=1 "$BIN" bench --device "$DEVICE" --json \
+    --only train,forward $BENCH_ARGS
+fi
+
+# 9. Both again with TF32 (CUDA only).
 if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
   if [ -n "$BIN" ]; then
     # shellcheck disable=SC2086
@@ -276,7 +289,7 @@ fi
 GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINARY=$BIN \
   GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
   GC_PYTHONPATH=${PYTHONPATH:-} \
-  GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
+  GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 GC_BENCH_STOCK=$BENCH_STOCK \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
 import json, os, sys
@@ -288,6 +301,7 @@ json.dump({
     "train_seconds": float(e["GC_TRAIN_SECONDS"]),
     "train_args": e["GC_TRAIN_ARGS"], "bench_args": e["GC_BENCH_ARGS"],
     "tf32_runs": e["GC_TF32"] == "1" and e["GC_DEVICE"] != "cpu",
+    "stock_run": e["GC_BENCH_STOCK"] == "1",
     "parity_tolerance": float(e["GC_TOL"]), "seconds_before_report": int(e["GC_TOTAL"]),
     "cpus": os.cpu_count(),
 }, open(sys.argv[1], "w"))

@@ -331,6 +331,8 @@ def report(work, out_path):
     steps["resume_cpu"] = resumed(work, step_record(work, "resume_cpu"))
     steps["sample_after_cpu"] = step_record(work, "sample_after_cpu")
     benches = ["bench", "pytorch_bench"]
+    if info.get("stock_run"):
+        benches.append("bench_stock")
     if info.get("tf32_runs"):
         benches += ["bench_tf32", "pytorch_bench_tf32"]
     for name in benches:
@@ -341,7 +343,7 @@ def report(work, out_path):
             rec["gpu_memory"] = gpu_memory(work, name)
         steps[name] = rec
 
-    def over(ours_name, theirs_name):
+    def over(ours_name, theirs_name, theirs_label="pytorch"):
         ours = (steps.get(ours_name) or {}).get("result") or {}
         theirs = (steps.get(theirs_name) or {}).get("result") or {}
         r = {}
@@ -353,12 +355,14 @@ def report(work, out_path):
         mo = (steps.get(ours_name) or {}).get("gpu_memory") or {}
         mt = (steps.get(theirs_name) or {}).get("gpu_memory") or {}
         if mo.get("peak_over_idle_mib") and mt.get("peak_over_idle_mib"):
-            r["gpu_memory_pytorch_over_ours"] = mt["peak_over_idle_mib"] / mo["peak_over_idle_mib"]
+            r[f"gpu_memory_{theirs_label}_over_ours"] = mt["peak_over_idle_mib"] / mo["peak_over_idle_mib"]
         return r
 
     ratios = over("bench", "pytorch_bench")
     if info.get("tf32_runs"):
         ratios = {"float32": ratios, "tf32": over("bench_tf32", "pytorch_bench_tf32")}
+    # ddpm-lab's own ops (ops::device_conv on a GPU) over candle's stock ones.
+    own_over_stock = over("bench", "bench_stock", "stock") if info.get("stock_run") else None
 
     ran = {k: v for k, v in steps.items() if v is not None}
     doc = {
@@ -368,6 +372,7 @@ def report(work, out_path):
         "ok": all(v.get("ok") for v in ran.values()) and len(ran) == len(steps),
         "failed": sorted(k for k, v in steps.items() if v is None or not v.get("ok")),
         "ddpm_lab_over_pytorch": ratios,
+        "own_ops_over_stock_ops": own_over_stock,
         "steps": steps,
     }
     tmp = out_path + ".tmp"

@@ -5,12 +5,14 @@
 //! them PyTorch's default initialisation from a seed.
 //!
 //! The conv and GroupNorm layers run through the custom CPU kernels of [`crate::ops`] for `f32`
-//! tensors on the CPU, and through candle-nn's stock layers on every other device.
+//! tensors on the CPU. On a GPU the convs and conv-transposes run through
+//! [`crate::ops::device_conv`], everything else through candle-nn's stock layers
+//! ([`crate::ops::route`]).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, ConvTranspose2dConfig, Init, VarBuilder};
 
-use crate::ops;
+use crate::ops::{self, Route};
 
 /// `nn.Conv2d`: a 2-D convolution with optional bias.
 #[derive(Debug, Clone)]
@@ -49,12 +51,43 @@ impl Conv2d {
 
 impl Conv2d {
     /// This conv's geometry and bias with another weight of the same shape (weight
-    /// standardisation derives one per forward pass); `groups` must be 1.
+    /// standardisation derives one per forward pass).
     pub fn forward_with_weight(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        if ops::fast_path(x) && ops::fast_path(w) {
-            return ops::conv::conv2d(x, w, self.bias(), self.stride, self.padding);
+        self.conv(x, w, ops::route(x))
+    }
+
+    /// [`Module::forward`] through the implementation `route` (tests compare them on the CPU).
+    pub fn forward_on(&self, x: &Tensor, route: Route) -> Result<Tensor> {
+        self.conv(x, self.weight(), route)
+    }
+
+    fn conv(&self, x: &Tensor, w: &Tensor, route: Route) -> Result<Tensor> {
+        match route {
+            Route::Cpu if ops::fast_path(x) && ops::fast_path(w) => {
+                if self.groups == 1 {
+                    return ops::conv::conv2d(x, w, self.bias(), self.stride, self.padding);
+                }
+                if let (true, Some(b)) = (self.is_depthwise(), self.bias()) {
+                    return ops::depthwise::depthwise_conv2d(x, w, b, self.padding);
+                }
+            }
+            Route::Device if ops::device_conv::supports(w.dim(2)?, self.padding) => {
+                if self.groups == 1 {
+                    let y = ops::device_conv::conv2d(x, w, self.stride, self.padding)?;
+                    return self.add_bias(y);
+                }
+                if self.is_depthwise() {
+                    let y = ops::device_conv::depthwise_conv2d(x, w, self.padding)?;
+                    return self.add_bias(y);
+                }
+            }
+            _ => {}
         }
         let y = x.conv2d(w, self.padding, self.stride, 1, self.groups)?;
+        self.add_bias(y)
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         match self.bias() {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
@@ -64,15 +97,7 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if ops::fast_path(x) && ops::fast_path(self.weight()) {
-            if self.groups == 1 {
-                return ops::conv::conv2d(x, self.weight(), self.bias(), self.stride, self.padding);
-            }
-            if let (true, Some(b)) = (self.is_depthwise(), self.bias()) {
-                return ops::depthwise::depthwise_conv2d(x, self.weight(), b, self.padding);
-            }
-        }
-        self.stock.forward(x)
+        self.forward_on(x, ops::route(x))
     }
 }
 
@@ -91,22 +116,26 @@ impl ConvTranspose2d {
     }
 }
 
+impl ConvTranspose2d {
+    /// [`Module::forward`] through the implementation `route` (tests compare them on the CPU).
+    pub fn forward_on(&self, x: &Tensor, route: Route) -> Result<Tensor> {
+        let (w, bias) = (self.weight(), self.stock.bias());
+        match (route, bias) {
+            (Route::Cpu, Some(b)) if ops::fast_path(x) && ops::fast_path(w) => {
+                ops::conv_transpose::conv_transpose2d(x, w, b, self.stride, self.padding)
+            }
+            (Route::Device, Some(b)) if ops::device_conv::supports(w.dim(2)?, self.padding) => {
+                ops::device_conv::conv_transpose2d(x, w, self.stride, self.padding, 0)?
+                    .broadcast_add(&b.reshape((1, (), 1, 1))?)
+            }
+            _ => self.stock.forward(x),
+        }
+    }
+}
+
 impl Module for ConvTranspose2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let (true, true, Some(b)) = (
-            ops::fast_path(x),
-            ops::fast_path(self.weight()),
-            self.stock.bias(),
-        ) {
-            return ops::conv_transpose::conv_transpose2d(
-                x,
-                self.weight(),
-                b,
-                self.stride,
-                self.padding,
-            );
-        }
-        self.stock.forward(x)
+        self.forward_on(x, ops::route(x))
     }
 }
 
@@ -236,4 +265,99 @@ pub fn silu(xs: &Tensor) -> Result<Tensor> {
 pub fn add_channel_bias(x: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (n, c) = v.dims2()?;
     x.broadcast_add(&v.reshape((n, c, 1, 1))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+    use candle_nn::VarMap;
+
+    /// The layer's output and the gradients of `Σ out · r` for the input and every parameter,
+    /// through `run`.
+    fn run_with_grads(
+        map: &VarMap,
+        x: &Var,
+        run: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> (Tensor, Vec<Tensor>) {
+        let y = run(x.as_tensor()).unwrap();
+        // Fixed weights for the output: sin(0.37·i).
+        let r = (Tensor::arange(0u32, y.elem_count() as u32, &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            * 0.37)
+            .unwrap()
+            .sin()
+            .unwrap()
+            .reshape(y.dims())
+            .unwrap();
+        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut grads = vec![g.get(x).unwrap().clone()];
+        let mut vars: Vec<(String, Var)> = map.data().lock().unwrap().clone().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, v) in vars {
+            let gv = g
+                .get(&v)
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            grads.push(gv.clone());
+        }
+        (y, grads)
+    }
+
+    fn close(what: &str, a: &Tensor, b: &Tensor) {
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+        let d = d.max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-4, "{what}: differs by {d}");
+    }
+
+    /// The GPU route of the conv layers (bias included), run on the CPU, against candle's stock
+    /// layers: same outputs, same gradients for the input, weight and bias.
+    #[test]
+    fn device_route_matches_stock_layers() {
+        let dev = Device::Cpu;
+        // (c_in, c_out, kernel, stride, padding, groups): 3×3, 1×1, the 4×4 stride-2
+        // downsampling, the 7×7 init conv, a depthwise 7×7 (the ConvNeXt blocks').
+        for (i, &(ci, co, k, s, p, g)) in [
+            (3, 4, 3, 1, 1, 1),
+            (3, 5, 1, 1, 0, 1),
+            (4, 4, 4, 2, 1, 1),
+            (2, 3, 7, 1, 3, 1),
+            (4, 4, 7, 1, 3, 4),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let map = VarMap::new();
+            let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
+            let layer = conv2d(ci, co, k, s, p, g, true, vb).unwrap();
+            for v in map.all_vars() {
+                let init = Tensor::randn(0f32, 0.5, v.dims(), &dev).unwrap();
+                v.set(&init).unwrap();
+            }
+            let x =
+                Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, ci, 8, 8), &dev).unwrap()).unwrap();
+            let (yd, gd) = run_with_grads(&map, &x, |t| layer.forward_on(t, Route::Device));
+            let (ys, gs) = run_with_grads(&map, &x, |t| layer.forward_on(t, Route::Stock));
+            close(&format!("conv {i} output"), &yd, &ys);
+            for (j, (a, b)) in gd.iter().zip(&gs).enumerate() {
+                close(&format!("conv {i} gradient {j}"), a, b);
+            }
+        }
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
+        let up = conv_transpose2d(4, 3, 4, 2, 1, vb).unwrap();
+        for v in map.all_vars() {
+            v.set(&Tensor::randn(0f32, 0.5, v.dims(), &dev).unwrap())
+                .unwrap();
+        }
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 4, 5, 5), &dev).unwrap()).unwrap();
+        let (yd, gd) = run_with_grads(&map, &x, |t| up.forward_on(t, Route::Device));
+        let (ys, gs) = run_with_grads(&map, &x, |t| up.forward_on(t, Route::Stock));
+        assert_eq!(yd.dims(), &[2, 3, 10, 10]);
+        close("conv-transpose output", &yd, &ys);
+        for (j, (a, b)) in gd.iter().zip(&gs).enumerate() {
+            close(&format!("conv-transpose gradient {j}"), a, b);
+        }
+    }
 }

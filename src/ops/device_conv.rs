@@ -74,6 +74,25 @@ pub fn conv_transpose2d(
     transposed(x, w, stride, padding, (output_padding, output_padding))
 }
 
+/// The depthwise conv `x (N, C, H, W)`, `w (C, 1, k, k)` (one filter per channel, stride 1)
+/// as one dense [`conv2d`] whose weight `(C, C, k, k)` is zero off its diagonal: C times the
+/// arithmetic of the depthwise conv, in one im2col and one matrix product. candle runs a grouped
+/// conv as one conv per group, and the blog UNet's ConvNeXt blocks have 18 to 224 channels, so
+/// that is hundreds of small GPU launches per layer, each way. The weight's gradient flows back
+/// through the diagonal (the off-diagonal entries' gradients are dropped).
+pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    let (c, per_group, _, _) = w.dims4()?;
+    if per_group != 1 || x.dim(1)? != c {
+        candle_core::bail!(
+            "device depthwise conv: weight {:?} for {} input channels",
+            w.dims(),
+            x.dim(1)?
+        );
+    }
+    let eye = Tensor::eye(c, w.dtype(), w.device())?.reshape((c, c, 1, 1))?;
+    conv2d(x, &w.broadcast_mul(&eye)?, 1, padding)
+}
+
 /// [`conv_transpose2d`] with its output padding given for rows and columns apart.
 fn transposed(
     x: &Tensor,

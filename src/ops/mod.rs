@@ -5,9 +5,11 @@
 //! convs run one conv per channel). These ops compute the same maths with im2col + GEMM and fused
 //! loops, over both cores, with fixed reduction splits so results stay deterministic.
 //!
-//! They only run on CPU `f32` tensors; [`fast_path`] tells callers when to use them, and every
-//! other device (CUDA, Metal) keeps candle's stock ops. Setting the environment variable
-//! `DDPM_LAB_STOCK_OPS=1` (or calling [`set_enabled`]) switches them off, for comparisons.
+//! They only run on CPU `f32` tensors; [`fast_path`] tells callers when to use them. On the
+//! other devices (CUDA, Metal) the convolutions go through [`device_conv`] (candle's `conv2d`
+//! only, never its conv-transpose kernels) and the rest through candle's stock ops; [`route`]
+//! says which. Setting the environment variable `DDPM_LAB_STOCK_OPS=1` (or calling
+//! [`set_enabled`]) switches all of it off, for comparisons.
 
 pub mod conv;
 pub mod conv_transpose;
@@ -61,6 +63,55 @@ pub fn set_enabled(on: bool) {
 /// the CPU.
 pub fn fast_path(t: &Tensor) -> bool {
     enabled() && t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// Which implementation a layer runs for a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// ddpm-lab's CPU kernels ([`fast_path`]: `f32` on the CPU).
+    Cpu,
+    /// Formulations made of candle ops that are fast on a GPU ([`device_conv`]): CUDA and Metal.
+    Device,
+    /// candle's stock ops: the custom ops switched off, or a CPU tensor of another dtype.
+    Stock,
+}
+
+/// 0: no forced route, else `1 + Route as u8` ([`force_route`]).
+static FORCED_ROUTE: AtomicU8 = AtomicU8::new(0);
+
+/// Makes [`route`] answer `route` for every tensor (`None`: decide by device again), for the
+/// whole process: the GPU formulations can then run, and be compared, on the CPU. A forced
+/// [`Route::Cpu`] still falls back to [`Route::Stock`] where [`fast_path`] does not hold.
+pub fn force_route(route: Option<Route>) {
+    let v = match route {
+        None => 0,
+        Some(Route::Cpu) => 1,
+        Some(Route::Device) => 2,
+        Some(Route::Stock) => 3,
+    };
+    FORCED_ROUTE.store(v, Ordering::Relaxed);
+}
+
+/// The implementation for `t`: [`Route::Cpu`] where [`fast_path`] holds, [`Route::Device`] for
+/// tensors on a GPU, [`Route::Stock`] otherwise or when the custom ops are switched off (unless
+/// [`force_route`] says otherwise).
+pub fn route(t: &Tensor) -> Route {
+    match FORCED_ROUTE.load(Ordering::Relaxed) {
+        2 => return Route::Device,
+        3 => return Route::Stock,
+        1 if fast_path(t) => return Route::Cpu,
+        1 => return Route::Stock,
+        _ => {}
+    }
+    if !enabled() {
+        Route::Stock
+    } else if !t.device().is_cpu() {
+        Route::Device
+    } else if t.dtype() == DType::F32 {
+        Route::Cpu
+    } else {
+        Route::Stock
+    }
 }
 
 /// Runs `f` on a thread of rayon's pool (directly when already on one). A model pass issues a

@@ -53,6 +53,7 @@ fn the_gpu_check_script_runs_every_step_on_the_cpu() {
         "resume_cpu",
         "sample_after_cpu",
         "bench",
+        "bench_stock",
     ] {
         assert!(
             ok(name),
@@ -73,6 +74,16 @@ fn the_gpu_check_script_runs_every_step_on_the_cpu() {
             .join(format!("sample_{sampler}_cpu.png"))
             .is_file());
     }
+    // The A/B of ddpm-lab's own ops against candle's stock ones, training and forward only.
+    assert_eq!(
+        steps["bench_stock"]["result"]["sample_seconds"],
+        serde_json::Value::Null
+    );
+    let own_over_stock = &report["own_ops_over_stock_ops"];
+    assert!(
+        own_over_stock["train_images_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{own_over_stock}"
+    );
     let resumed = steps["resume_cpu"]["steps"].as_array().unwrap();
     assert_eq!(resumed.len(), 2, "{}", steps["resume_cpu"]);
     assert!(report["failed"]

@@ -5,7 +5,7 @@
 use crate::ops_common;
 
 use candle_core::{Result, Tensor, Var};
-use ddpm_lab::ops::device_conv::{conv2d, conv_transpose2d, supports};
+use ddpm_lab::ops::device_conv::{conv2d, conv_transpose2d, depthwise_conv2d, supports};
 use ops_common::{assert_close, check_finite_differences, grads_of, max_diff, rand};
 
 fn stock_conv(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
@@ -112,6 +112,32 @@ fn conv_transpose_forward_and_gradients_match_candle() {
             );
         }
     }
+}
+
+#[test]
+fn depthwise_forward_and_gradients_match_candles_grouped_conv() {
+    // (n, c, h, w, k, pad): the ConvNeXt blocks' 7×7, a 3×3 on a non-square map, one channel.
+    for (i, &(n, c, h, w, k, p)) in [(2, 4, 8, 8, 7, 3), (1, 3, 5, 6, 3, 1), (2, 1, 4, 4, 3, 1)]
+        .iter()
+        .enumerate()
+    {
+        let seed = 900 + i as u64 * 10;
+        let xv = Var::from_tensor(&rand(&[n, c, h, w], seed)).unwrap();
+        let wv = Var::from_tensor(&rand(&[c, 1, k, k], seed + 1)).unwrap();
+        let vars = [xv.clone(), wv.clone()];
+        let ours = move |t: &[Tensor]| depthwise_conv2d(&t[0], &t[1], p);
+        let theirs = move |t: &[Tensor]| t[0].conv2d(&t[1], p, 1, 1, c);
+        let (yo, go) = grads_of(&vars, &ours, seed + 3);
+        let (yt, gt) = grads_of(&vars, &theirs, seed + 3);
+        assert_close(&format!("case {i} forward"), &yo, &yt, 1e-5);
+        for (name, v) in [("dx", &xv), ("dw", &wv)] {
+            let (a, b) = (go.get(v).unwrap(), gt.get(v).unwrap());
+            assert_eq!(a.dims(), b.dims(), "case {i} {name} shape");
+            assert_close(&format!("case {i} {name}"), a, b, 1e-5);
+        }
+    }
+    let e = depthwise_conv2d(&rand(&[1, 3, 4, 4], 1), &rand(&[4, 1, 3, 3], 2), 1).unwrap_err();
+    assert!(e.to_string().contains("3 input channels"), "{e}");
 }
 
 #[test]
