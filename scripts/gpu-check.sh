@@ -12,7 +12,7 @@
 #   resumed on the CPU for 2 steps from that checkpoint, then sampled on DEVICE again →
 #   `ddpm-lab bench --json` and the same workloads in PyTorch (scripts/pytorch_bench.py), strict
 #   float32, ddpm-lab's with candle's stock ops (the A/B of ops::device_conv), then both with
-#   TF32 (`--tf32`); while each benchmark runs, nvidia-smi reads the
+#   TF32 (`--tf32`); last, `nsys` summaries of ddpm-lab's training step; while each benchmark runs, nvidia-smi reads the
 #   GPU's used memory 10 times a second (peak over the idle reading). The whole run stays
 #   under TOTAL_SECONDS.
 #
@@ -27,7 +27,9 @@
 #                       and 200-step sampling at batch 256, the blog's model)
 #   TF32=1              also run both benchmarks with TF32 (TF32=0 skips them)
 #   BENCH_STOCK=1       also time ddpm-lab's training and forward pass with candle's stock ops
-#                       (DDPM_LAB_STOCK_OPS=1: no ops::device_conv; BENCH_STOCK=0 skips it)
+#                       (`bench --stock-ops`: no ops::device_conv; BENCH_STOCK=0 skips it)
+#   NSYS=1              last, if time is left and `nsys` is on PATH: Nsight Systems' kernel and
+#                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
 #   TRAIN_ARGS="..."    extra train flags (default: --batch-size 128, the blog's model)
 #   TRAIN_SECONDS=30  TOTAL_SECONDS=470  PARITY_TOL=1e-4
 #   CUDA_LIB_DIRS=a:b   where libcublas/libcurand/libnvrtc are (default: the nvidia/*/lib folders
@@ -40,7 +42,7 @@
 set -uo pipefail
 
 if [ $# -ne 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,39p' "$0"
+  sed -n '2,41p' "$0"
   exit 2
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,6 +61,7 @@ PARITY_TOL=${PARITY_TOL:-1e-4}
 BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256}
 TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
+NSYS=${NSYS:-1}
 TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
 START=$(date +%s)
 DEADLINE=$((START + TOTAL_SECONDS))
@@ -259,12 +262,12 @@ else
   missing pytorch_bench "$PYTHON cannot import torch and einops"
 fi
 
-# 8. ddpm-lab again with candle's stock ops (DDPM_LAB_STOCK_OPS=1; on a GPU: the convs'
-# backward through candle's conv-transpose kernels instead of ops::device_conv), training and
-# forward only: whether the device convs pay, measured in the same visit.
+# 8. ddpm-lab again with candle's stock ops (`--stock-ops`; on a GPU: the convs' backward
+# through candle's conv-transpose kernels and the depthwise convs one per channel, instead of
+# ops::device_conv), training and forward only: whether the device convs pay, in the same visit.
 if [ "$BENCH_STOCK" = 1 ] && [ -n "$BIN" ]; then
   # shellcheck disable=SC2086
-  polled bench_stock 150 env DDPM_LAB_STOCK_OPS=1 "$BIN" bench --device "$DEVICE" --json \
+  polled bench_stock 150 "$BIN" bench --device "$DEVICE" --json --stock-ops \
     --only train,forward $BENCH_ARGS
 fi
 
@@ -283,6 +286,29 @@ if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
   else
     missing pytorch_bench_tf32 "$PYTHON cannot import torch and einops"
   fi
+fi
+
+# 10. Where the GPU's time goes in ddpm-lab's training step (when Nsight Systems is there and
+# time is left): kernel and CUDA API summaries of one warm-up and two timed steps (`nsys stats`
+# report names changed in 2023.2; the old ones are tried after the new).
+if [ "$NSYS" = 1 ] && [ -n "$BIN" ] && command -v nsys >/dev/null 2>&1; then
+  # shellcheck disable=SC2086
+  step nsys_train 120 bash -c '
+    set -e
+    nsys profile -t cuda --force-overwrite true -o "$1/nsys-train" \
+      "$2" bench --device "$3" --json --only train --warmup 1 --repeats 2 "${@:4}" >/dev/null
+    found=0
+    for pair in "cuda_gpu_kern_sum gpukernsum" "cuda_api_sum cudaapisum"; do
+      for r in $pair; do
+        out=$(nsys stats -q -f csv -r "$r" "$1/nsys-train.nsys-rep" 2>/dev/null) || continue
+        [ -n "$out" ] || continue
+        echo "## $r (first 40 rows)"
+        printf "%s\n" "$out" | head -41
+        found=$((found + 1))
+        break
+      done
+    done
+    [ "$found" = 2 ]' _ "$WORK" "$BIN" "$DEVICE" $BENCH_ARGS
 fi
 
 # The report: what this run was, then every step's result.

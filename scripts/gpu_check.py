@@ -343,6 +343,12 @@ def report(work, out_path):
             rec["gpu_memory"] = gpu_memory(work, name)
         steps[name] = rec
 
+    rec = step_record(work, "nsys_train")
+    if rec is not None:
+        # Both CSV summaries as text: top kernels by GPU time, CUDA API calls by count and time.
+        rec["summaries"] = text(os.path.join(work, "nsys_train.out"), 20000)
+        steps["nsys_train"] = rec
+
     def over(ours_name, theirs_name, theirs_label="pytorch"):
         ours = (steps.get(ours_name) or {}).get("result") or {}
         theirs = (steps.get(theirs_name) or {}).get("result") or {}

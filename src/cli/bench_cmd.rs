@@ -40,7 +40,8 @@ pub struct BenchArgs {
     /// Timed sampling runs (0 skips sampling)
     #[arg(long, default_value_t = 1)]
     pub sample_repeats: usize,
-    /// Use candle's stock CPU ops instead of ddpm-lab's kernels (for comparison)
+    /// Use candle's stock ops instead of ddpm-lab's (its CPU kernels, and its convolutions on a
+    /// GPU), for comparison
     #[arg(long)]
     pub stock_ops: bool,
     /// CUDA only: let float32 matrix products and convolutions use TF32 tensor cores (faster,

@@ -14,6 +14,35 @@ fn the_gpu_check_script_runs_every_step_on_the_cpu() {
         return;
     };
     let out = tempfile::tempdir().unwrap();
+    // A stand-in for Nsight Systems: `profile` runs the command after its options and leaves a
+    // report file, `stats` prints a summary (checks how the script calls them).
+    let tools = tempfile::tempdir().unwrap();
+    let nsys = tools.path().join("nsys");
+    std::fs::write(
+        &nsys,
+        r#"#!/usr/bin/env bash
+case "$1" in
+  profile)
+    shift; o=
+    while [ "${1#-}" != "$1" ]; do [ "$1" = -o ] && o=$2; shift 2; done
+    "$@" && echo report > "$o.nsys-rep" ;;
+  stats)
+    for a in "$@"; do case "$a" in *.nsys-rep) [ -f "$a" ] || exit 1 ;; esac; done
+    echo "Time (%),Total Time (ns),Instances,Name"; echo "60.0,1200,$#,fake_kernel" ;;
+  *) exit 2 ;;
+esac
+"#,
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&nsys, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        tools.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let status = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
         .arg(out.path())
@@ -29,6 +58,7 @@ fn the_gpu_check_script_runs_every_step_on_the_cpu() {
             "--config tiny --batch-size 4 --forward-batch 4 --sample-batch 2 --sample-steps 5",
         )
         .env("TF32", "0")
+        .env("PATH", path)
         // PyTorch is not needed here: its step is recorded as missing.
         .env("PYTHON", "python3")
         .status()
@@ -54,6 +84,7 @@ fn the_gpu_check_script_runs_every_step_on_the_cpu() {
         "sample_after_cpu",
         "bench",
         "bench_stock",
+        "nsys_train",
     ] {
         assert!(
             ok(name),
@@ -83,6 +114,13 @@ fn the_gpu_check_script_runs_every_step_on_the_cpu() {
     assert!(
         own_over_stock["train_images_per_s"].as_f64().unwrap_or(0.0) > 0.0,
         "{own_over_stock}"
+    );
+    let summaries = steps["nsys_train"]["summaries"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        summaries.contains("## cuda_gpu_kern_sum") && summaries.contains("## cuda_api_sum"),
+        "{summaries}"
     );
     let resumed = steps["resume_cpu"]["steps"].as_array().unwrap();
     assert_eq!(resumed.len(), 2, "{}", steps["resume_cpu"]);
