@@ -33,11 +33,22 @@ impl Default for AdamParams {
 }
 
 /// Adam over a named set of variables.
+///
+/// The moments of all variables live in two flat tensors, and a step where every variable has
+/// a gradient runs its arithmetic once over the concatenated gradients: on a GPU that is about
+/// 3 launches per variable (gathering its gradient, subtracting and storing its update) and a
+/// dozen for the whole model, where a step per variable took 14 per variable. The arithmetic of
+/// each element is the same either way, so the results are bit for bit those of a per-variable
+/// Adam.
 #[derive(Debug)]
 pub struct Adam {
     vars: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    /// Where each variable's elements start in the flat moments (one more entry: the total).
+    offsets: Vec<usize>,
+    /// First moments of every variable, concatenated in `vars` order.
+    m: Tensor,
+    /// Second moments, likewise.
+    v: Tensor,
     step: usize,
     /// Hyper-parameters (the learning rate may be changed between steps, e.g. for warm-up).
     pub params: AdamParams,
@@ -47,16 +58,20 @@ impl Adam {
     /// Adam over `vars` (sorted by name so state files are stable).
     pub fn new(mut vars: Vec<(String, Var)>, params: AdamParams) -> Result<Self> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let m = vars
-            .iter()
-            .map(|(_, v)| v.zeros_like())
-            .collect::<Result<Vec<_>>>()?;
-        let v = vars
-            .iter()
-            .map(|(_, v)| v.zeros_like())
-            .collect::<Result<Vec<_>>>()?;
+        let mut offsets = vec![0];
+        for (_, v) in &vars {
+            offsets.push(offsets[offsets.len() - 1] + v.elem_count());
+        }
+        let (dtype, device) = match vars.first() {
+            Some((_, v)) => (v.dtype(), v.device().clone()),
+            None => (candle_core::DType::F32, candle_core::Device::Cpu),
+        };
+        let total = offsets[vars.len()];
+        let m = Tensor::zeros(total, dtype, &device)?;
+        let v = m.zeros_like()?;
         Ok(Self {
             vars,
+            offsets,
             m,
             v,
             step: 0,
@@ -64,29 +79,79 @@ impl Adam {
         })
     }
 
-    /// One update from the gradients in `grads`. Variables without a gradient are left alone.
+    /// Variable `i`'s part of a flat tensor, in its shape.
+    fn part(&self, flat: &Tensor, i: usize) -> Result<Tensor> {
+        let (start, end) = (self.offsets[i], self.offsets[i + 1]);
+        flat.narrow(0, start, end - start)?
+            .reshape(self.vars[i].1.dims())
+    }
+
+    /// One update from the gradients in `grads`. Variables without a gradient are left alone
+    /// (their moments too, as in PyTorch).
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        if self.vars.is_empty() {
+            return Ok(());
+        }
         self.step += 1;
         let p = self.params;
         let bc1 = 1.0 - p.beta1.powi(self.step as i32);
         let bc2 = 1.0 - p.beta2.powi(self.step as i32);
         let step_size = p.lr / bc1;
-        for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var) else { continue };
+        // The moments and update of a flat gradient `g` over the parameters `param`.
+        let adam = |m: &Tensor, v: &Tensor, g: Tensor, param: &dyn Fn() -> Result<Tensor>| {
             let g = if p.weight_decay != 0.0 {
-                (g + (var.as_tensor() * p.weight_decay)?)?
+                (g + (param()? * p.weight_decay)?)?
             } else {
-                g.clone()
+                g
             };
-            let m = ((&self.m[i] * p.beta1)? + (&g * (1.0 - p.beta1))?)?;
-            let v = ((&self.v[i] * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
+            let m = ((m * p.beta1)? + (&g * (1.0 - p.beta1))?)?;
+            let v = ((v * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
             // PyTorch: denom = sqrt(v) / sqrt(bc2) + eps; param -= lr / bc1 * m / denom
             let denom = ((v.sqrt()? / bc2.sqrt())? + p.eps)?;
             let update = ((&m / denom)? * step_size)?;
-            var.set(&var.as_tensor().sub(&update)?)?;
-            self.m[i] = m;
-            self.v[i] = v;
+            Ok::<_, candle_core::Error>((m, v, update))
+        };
+        let flat: Option<Vec<Tensor>> = self
+            .vars
+            .iter()
+            .map(|(_, var)| grads.get(var).map(|g| g.flatten_all()))
+            .collect::<Option<Vec<_>>>()
+            .map(|gs| gs.into_iter().collect::<Result<Vec<_>>>())
+            .transpose()?;
+        if let Some(flat) = flat {
+            let g = Tensor::cat(&flat, 0)?;
+            let params = || {
+                let ps = self
+                    .vars
+                    .iter()
+                    .map(|(_, var)| var.as_tensor().flatten_all())
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&ps, 0)
+            };
+            let (m, v, update) = adam(&self.m, &self.v, g, &params)?;
+            for (i, (_, var)) in self.vars.iter().enumerate() {
+                var.set(&var.as_tensor().sub(&self.part(&update, i)?)?)?;
+            }
+            self.m = m;
+            self.v = v;
+            return Ok(());
         }
+        // Some variable has no gradient: one at a time, then the moments put back together.
+        let (mut ms, mut vs) = (Vec::new(), Vec::new());
+        for (i, (_, var)) in self.vars.iter().enumerate() {
+            let (m, v) = (self.part(&self.m, i)?, self.part(&self.v, i)?);
+            let Some(g) = grads.get(var) else {
+                ms.push(m.flatten_all()?);
+                vs.push(v.flatten_all()?);
+                continue;
+            };
+            let (m, v, update) = adam(&m, &v, g.clone(), &|| Ok(var.as_tensor().clone()))?;
+            var.set(&var.as_tensor().sub(&update)?)?;
+            ms.push(m.flatten_all()?);
+            vs.push(v.flatten_all()?);
+        }
+        self.m = Tensor::cat(&ms, 0)?;
+        self.v = Tensor::cat(&vs, 0)?;
         Ok(())
     }
 
@@ -94,23 +159,22 @@ impl Adam {
     pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for (i, (name, _)) in self.vars.iter().enumerate() {
-            out.insert(format!("exp_avg.{name}"), self.m[i].clone());
-            out.insert(format!("exp_avg_sq.{name}"), self.v[i].clone());
+            out.insert(format!("exp_avg.{name}"), self.part(&self.m, i)?);
+            out.insert(format!("exp_avg_sq.{name}"), self.part(&self.v, i)?);
         }
-        let dev = self
-            .m
-            .first()
-            .map(|t| t.device().clone())
-            .unwrap_or(candle_core::Device::Cpu);
-        out.insert("step".into(), Tensor::new(&[self.step as i64], &dev)?);
+        out.insert(
+            "step".into(),
+            Tensor::new(&[self.step as i64], self.m.device())?,
+        );
         Ok(out)
     }
 
     /// Restores state saved by [`Self::state_tensors`]; every variable must be present with the
     /// same shape.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        for (i, (name, var)) in self.vars.iter().enumerate() {
-            for (prefix, slot) in [("exp_avg", &mut self.m[i]), ("exp_avg_sq", &mut self.v[i])] {
+        let (mut ms, mut vs) = (Vec::new(), Vec::new());
+        for (name, var) in &self.vars {
+            for (prefix, flat) in [("exp_avg", &mut ms), ("exp_avg_sq", &mut vs)] {
                 let key = format!("{prefix}.{name}");
                 let t = state.get(&key).ok_or_else(|| {
                     candle_core::Error::Msg(format!("optimizer state lacks {key}"))
@@ -122,13 +186,179 @@ impl Adam {
                         var.dims()
                     );
                 }
-                *slot = t.to_device(var.device())?.to_dtype(var.dtype())?;
+                flat.push(
+                    t.to_device(var.device())?
+                        .to_dtype(var.dtype())?
+                        .flatten_all()?,
+                );
             }
         }
         let step = state
             .get("step")
             .ok_or_else(|| candle_core::Error::Msg("optimizer state lacks step".into()))?;
         self.step = step.flatten_all()?.to_vec1::<i64>()?[0] as usize;
+        if !self.vars.is_empty() {
+            self.m = Tensor::cat(&ms, 0)?;
+            self.v = Tensor::cat(&vs, 0)?;
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The per-variable Adam this one replaced, as the reference (PyTorch's formulas).
+    fn reference_step(
+        vars: &[(String, Var)],
+        m: &mut [Tensor],
+        v: &mut [Tensor],
+        step: usize,
+        p: AdamParams,
+        grads: &GradStore,
+    ) {
+        let bc1 = 1.0 - p.beta1.powi(step as i32);
+        let bc2 = 1.0 - p.beta2.powi(step as i32);
+        for (i, (_, var)) in vars.iter().enumerate() {
+            let Some(g) = grads.get(var) else { continue };
+            let g = if p.weight_decay != 0.0 {
+                (g + (var.as_tensor() * p.weight_decay).unwrap()).unwrap()
+            } else {
+                g.clone()
+            };
+            m[i] = ((&m[i] * p.beta1).unwrap() + (&g * (1.0 - p.beta1)).unwrap()).unwrap();
+            v[i] = ((&v[i] * p.beta2).unwrap() + (g.sqr().unwrap() * (1.0 - p.beta2)).unwrap())
+                .unwrap();
+            let denom = ((v[i].sqrt().unwrap() / bc2.sqrt()).unwrap() + p.eps).unwrap();
+            let update = ((&m[i] / denom).unwrap() * (p.lr / bc1)).unwrap();
+            var.set(&var.as_tensor().sub(&update).unwrap()).unwrap();
+        }
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// Three variables; `loss(vars)` uses all but, where `skip_c`, the last.
+    fn grads(vars: &[(String, Var)], k: f64, skip_c: bool) -> GradStore {
+        let a = vars[0].1.as_tensor();
+        let b = vars[1].1.as_tensor();
+        let c = vars[2].1.as_tensor();
+        let mut loss = ((a.sqr().unwrap() * k).unwrap().sum_all().unwrap()
+            + (b.sin().unwrap().sum_all().unwrap()))
+        .unwrap();
+        if !skip_c {
+            loss = (loss + (c.exp().unwrap().sum_all().unwrap() * 0.3).unwrap()).unwrap();
+        }
+        loss.backward().unwrap()
+    }
+
+    fn fresh_vars() -> Vec<(String, Var)> {
+        let dev = Device::Cpu;
+        let t = |n: usize, s: f32| {
+            let v: Vec<f32> = (0..n).map(|i| ((i as f32 + 1.0) * s).sin()).collect();
+            Var::from_vec(v, n, &dev).unwrap()
+        };
+        vec![
+            ("a.weight".into(), t(6, 0.7)),
+            ("b.bias".into(), t(1, 1.3)),
+            ("c.weight".into(), t(10, -0.4)),
+        ]
+    }
+
+    #[test]
+    fn flat_steps_are_bit_for_bit_the_per_variable_ones() {
+        for weight_decay in [0.0, 0.01] {
+            let p = AdamParams {
+                lr: 0.05,
+                weight_decay,
+                ..AdamParams::default()
+            };
+            let ours_vars = fresh_vars();
+            let ref_vars = fresh_vars();
+            let mut opt = Adam::new(ours_vars.clone(), p).unwrap();
+            let mut m: Vec<Tensor> = ref_vars
+                .iter()
+                .map(|(_, v)| v.zeros_like().unwrap())
+                .collect();
+            let mut v = m.clone();
+            // Step 3 leaves `c` without a gradient: the per-variable fallback.
+            for step in 1..=5 {
+                let skip_c = step == 3;
+                let k = 0.5 + step as f64;
+                opt.step(&grads(&ours_vars, k, skip_c)).unwrap();
+                let g = grads(&ref_vars, k, skip_c);
+                reference_step(&ref_vars, &mut m, &mut v, step, p, &g);
+                for ((name, a), (_, b)) in ours_vars.iter().zip(&ref_vars) {
+                    assert_eq!(
+                        values(a.as_tensor()),
+                        values(b.as_tensor()),
+                        "{name} after step {step} (weight decay {weight_decay})"
+                    );
+                }
+            }
+            let state = opt.state_tensors().unwrap();
+            for (i, (name, _)) in ref_vars.iter().enumerate() {
+                assert_eq!(values(&state[&format!("exp_avg.{name}")]), values(&m[i]));
+                assert_eq!(values(&state[&format!("exp_avg_sq.{name}")]), values(&v[i]));
+            }
+        }
+    }
+
+    #[test]
+    fn first_step_moves_each_weight_by_the_learning_rate_against_its_gradient() {
+        // Step 1: m̂ = g, v̂ = g², so the update is lr · g / (|g| + ε).
+        let vars = fresh_vars();
+        let before: Vec<Vec<f32>> = vars.iter().map(|(_, v)| values(v.as_tensor())).collect();
+        let g = grads(&vars, 2.0, false);
+        let gs: Vec<Vec<f32>> = vars
+            .iter()
+            .map(|(_, v)| values(g.get(v).unwrap()))
+            .collect();
+        let mut opt = Adam::new(vars.clone(), AdamParams::default()).unwrap();
+        opt.step(&g).unwrap();
+        for (i, (name, var)) in vars.iter().enumerate() {
+            for (j, after) in values(var.as_tensor()).into_iter().enumerate() {
+                let gj = gs[i][j] as f64;
+                let want = before[i][j] as f64 - 1e-3 * gj / (gj.abs() + 1e-8);
+                assert!(
+                    (after as f64 - want).abs() < 1e-6,
+                    "{name}[{j}]: {after} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn state_round_trips_and_the_run_continues_identically() {
+        let p = AdamParams {
+            lr: 0.02,
+            ..AdamParams::default()
+        };
+        let (va, vb) = (fresh_vars(), fresh_vars());
+        let mut a = Adam::new(va.clone(), p).unwrap();
+        for k in [1.0, 2.0] {
+            a.step(&grads(&va, k, false)).unwrap();
+        }
+        // `b` takes `a`'s weights and state, then both go on.
+        for ((_, x), (_, y)) in va.iter().zip(&vb) {
+            y.set(x.as_tensor()).unwrap();
+        }
+        let mut b = Adam::new(vb.clone(), p).unwrap();
+        b.load_state(&a.state_tensors().unwrap()).unwrap();
+        for k in [3.0, 4.0] {
+            a.step(&grads(&va, k, false)).unwrap();
+            b.step(&grads(&vb, k, false)).unwrap();
+        }
+        for ((name, x), (_, y)) in va.iter().zip(&vb) {
+            assert_eq!(values(x.as_tensor()), values(y.as_tensor()), "{name}");
+        }
+        // A state missing a variable is refused and changes nothing.
+        let mut partial = a.state_tensors().unwrap();
+        partial.remove("exp_avg.b.bias");
+        let e = b.load_state(&partial).unwrap_err().to_string();
+        assert!(e.contains("exp_avg.b.bias"), "{e}");
     }
 }

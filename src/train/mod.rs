@@ -765,13 +765,28 @@ pub fn load_into_varmap(
 
 /// The global L2 norm of the gradients of `varmap`'s variables.
 pub fn grad_norm(varmap: &VarMap, grads: &candle_core::backprop::GradStore) -> Result<f64> {
-    let mut total = 0f64;
-    for (_, v) in &named_vars(varmap) {
-        if let Some(g) = grads.get(v) {
-            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
+    Ok(sum_of_squares(&named_vars(varmap), grads)?.sqrt())
+}
+
+/// `Σ g²` over every variable's gradient: one sum per variable (in f32, as PyTorch's per-tensor
+/// norms), added in f64 in name order. The per-variable sums are read back together, so a GPU
+/// waits for them once per step rather than once per variable.
+fn sum_of_squares(
+    vars: &[(String, candle_core::Var)],
+    grads: &candle_core::backprop::GradStore,
+) -> Result<f64> {
+    let mut vars: Vec<_> = vars.iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let sums = vars
+        .iter()
+        .filter_map(|(_, v)| grads.get(v))
+        .map(|g| g.sqr()?.sum_all())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    if sums.is_empty() {
+        return Ok(0.0);
     }
-    Ok(total.sqrt())
+    let sums = Tensor::stack(&sums, 0)?.to_vec1::<f32>()?;
+    Ok(sums.iter().map(|&s| s as f64).sum())
 }
 
 /// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm before.
@@ -781,13 +796,7 @@ pub fn clip_grad_norm(
     max_norm: f64,
 ) -> Result<f64> {
     let vars = named_vars(varmap);
-    let mut total = 0f64;
-    for (_, v) in &vars {
-        if let Some(g) = grads.get(v) {
-            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
-    let norm = total.sqrt();
+    let norm = sum_of_squares(&vars, grads)?.sqrt();
     if norm > max_norm {
         let scale = max_norm / (norm + 1e-6);
         for (_, v) in &vars {
