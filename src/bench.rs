@@ -174,7 +174,7 @@ pub struct BenchReport {
     pub device_name: Option<String>,
     /// Whether float32 products on CUDA used TF32.
     pub tf32: bool,
-    /// Whether the custom CPU kernels were on.
+    /// Whether ddpm-lab's own ops were on (the CPU kernels; on a GPU, its convolutions).
     pub custom_ops: bool,
     /// Worker threads of the CPU kernels.
     pub threads: usize,
