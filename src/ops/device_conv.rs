@@ -74,23 +74,57 @@ pub fn conv_transpose2d(
     transposed(x, w, stride, padding, (output_padding, output_padding))
 }
 
+/// Channels per dense conv in [`depthwise_conv2d`].
+pub const DEPTHWISE_CHANNELS_PER_CONV: usize = 64;
+
 /// The depthwise conv `x (N, C, H, W)`, `w (C, 1, k, k)` (one filter per channel, stride 1)
-/// as one dense [`conv2d`] whose weight `(C, C, k, k)` is zero off its diagonal: C times the
-/// arithmetic of the depthwise conv, in one im2col and one matrix product. candle runs a grouped
-/// conv as one conv per group, and the blog UNet's ConvNeXt blocks have 18 to 224 channels, so
-/// that is hundreds of small GPU launches per layer, each way. The weight's gradient flows back
-/// through the diagonal (the off-diagonal entries' gradients are dropped).
+/// as dense [`conv2d`]s over blocks of at most [`DEPTHWISE_CHANNELS_PER_CONV`] channels, each
+/// weight `(b, b, k, k)` zero off its diagonal. candle runs a grouped conv as one conv per group,
+/// and the blog UNet's ConvNeXt blocks have 18 to 224 channels: hundreds of small GPU launches
+/// per layer, each way. A dense block does `b` times the depthwise arithmetic in one im2col and
+/// one matrix product; blocks bound that factor. The weight's gradient flows back through the
+/// diagonal (the off-diagonal entries' gradients are dropped).
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    depthwise_conv2d_in_blocks(x, w, padding, DEPTHWISE_CHANNELS_PER_CONV)
+}
+
+/// [`depthwise_conv2d`] with blocks of at most `max_block` channels (as equal as can be).
+pub fn depthwise_conv2d_in_blocks(
+    x: &Tensor,
+    w: &Tensor,
+    padding: usize,
+    max_block: usize,
+) -> Result<Tensor> {
     let (c, per_group, _, _) = w.dims4()?;
-    if per_group != 1 || x.dim(1)? != c {
+    if per_group != 1 || x.dim(1)? != c || c == 0 || max_block == 0 {
         candle_core::bail!(
             "device depthwise conv: weight {:?} for {} input channels",
             w.dims(),
             x.dim(1)?
         );
     }
-    let eye = Tensor::eye(c, w.dtype(), w.device())?.reshape((c, c, 1, 1))?;
-    conv2d(x, &w.broadcast_mul(&eye)?, 1, padding)
+    let block = c.div_ceil(c.div_ceil(max_block));
+    let dense = |w: &Tensor| -> Result<Tensor> {
+        let b = w.dim(0)?;
+        let eye = Tensor::eye(b, w.dtype(), w.device())?.reshape((b, b, 1, 1))?;
+        w.broadcast_mul(&eye)
+    };
+    if block == c {
+        return conv2d(x, &dense(w)?, 1, padding);
+    }
+    let parts = (0..c)
+        .step_by(block)
+        .map(|c0| {
+            let b = block.min(c - c0);
+            conv2d(
+                &x.narrow(1, c0, b)?,
+                &dense(&w.narrow(0, c0, b)?)?,
+                1,
+                padding,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 1)
 }
 
 /// [`conv_transpose2d`] with its output padding given for rows and columns apart.

@@ -5,7 +5,9 @@
 use crate::ops_common;
 
 use candle_core::{Result, Tensor, Var};
-use ddpm_lab::ops::device_conv::{conv2d, conv_transpose2d, depthwise_conv2d, supports};
+use ddpm_lab::ops::device_conv::{
+    conv2d, conv_transpose2d, depthwise_conv2d, depthwise_conv2d_in_blocks, supports,
+};
 use ops_common::{assert_close, check_finite_differences, grads_of, max_diff, rand};
 
 fn stock_conv(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
@@ -134,6 +136,26 @@ fn depthwise_forward_and_gradients_match_candles_grouped_conv() {
             let (a, b) = (go.get(v).unwrap(), gt.get(v).unwrap());
             assert_eq!(a.dims(), b.dims(), "case {i} {name} shape");
             assert_close(&format!("case {i} {name}"), a, b, 1e-5);
+        }
+    }
+    // In blocks of channels: 7 as 3 + 3 + 1, 4 as 2 + 2, 5 in one.
+    for (i, &(c, max_block)) in [(7, 3), (4, 2), (5, 8)].iter().enumerate() {
+        let seed = 950 + i as u64 * 10;
+        let xv = Var::from_tensor(&rand(&[2, c, 6, 5], seed)).unwrap();
+        let wv = Var::from_tensor(&rand(&[c, 1, 3, 3], seed + 1)).unwrap();
+        let vars = [xv.clone(), wv.clone()];
+        let ours = move |t: &[Tensor]| depthwise_conv2d_in_blocks(&t[0], &t[1], 1, max_block);
+        let theirs = move |t: &[Tensor]| t[0].conv2d(&t[1], 1, 1, 1, c);
+        let (yo, go) = grads_of(&vars, &ours, seed + 3);
+        let (yt, gt) = grads_of(&vars, &theirs, seed + 3);
+        assert_close(&format!("blocks {i} forward"), &yo, &yt, 1e-5);
+        for (name, v) in [("dx", &xv), ("dw", &wv)] {
+            assert_close(
+                &format!("blocks {i} {name}"),
+                go.get(v).unwrap(),
+                gt.get(v).unwrap(),
+                1e-5,
+            );
         }
     }
     let e = depthwise_conv2d(&rand(&[1, 3, 4, 4], 1), &rand(&[4, 1, 3, 3], 2), 1).unwrap_err();
