@@ -11,10 +11,10 @@
 #   on DEVICE and on the CPU with the same seed (the same images up to rounding) → training
 #   resumed on the CPU for 2 steps from that checkpoint, then sampled on DEVICE again →
 #   `ddpm-lab bench --json` and the same workloads in PyTorch (scripts/pytorch_bench.py), strict
-#   float32, ddpm-lab's with candle's stock ops (the A/B of ops::device_conv), then both with
-#   TF32 (`--tf32`); last, `nsys` summaries of ddpm-lab's training step; while each benchmark runs, nvidia-smi reads the
-#   GPU's used memory 10 times a second (peak over the idle reading). The whole run stays
-#   under TOTAL_SECONDS.
+#   float32, then both with TF32 (`--tf32`); then, optional (not part of the report's `ok`),
+#   ddpm-lab with candle's stock ops (the A/B of ops::device_conv) and `nsys` summaries of its
+#   training step. While each benchmark runs, nvidia-smi reads the GPU's used memory 10 times a
+#   second (peak over the idle reading). The whole run stays under TOTAL_SECONDS.
 #
 #   DEVICE=cuda         device for every step (DEVICE=cpu tests the script on any machine)
 #   DDPM_LAB=path       the binary (default: gpu-bin/ddpm-lab, else gpu-bin/ddpm-lab.gz unpacked,
@@ -262,16 +262,7 @@ else
   missing pytorch_bench "$PYTHON cannot import torch and einops"
 fi
 
-# 8. ddpm-lab again with candle's stock ops (`--stock-ops`; on a GPU: the convs' backward
-# through candle's conv-transpose kernels and the depthwise convs one per channel, instead of
-# ops::device_conv), training and forward only: whether the device convs pay, in the same visit.
-if [ "$BENCH_STOCK" = 1 ] && [ -n "$BIN" ]; then
-  # shellcheck disable=SC2086
-  polled bench_stock 150 "$BIN" bench --device "$DEVICE" --json --stock-ops \
-    --only train,forward $BENCH_ARGS
-fi
-
-# 9. Both again with TF32 (CUDA only).
+# 8. Both again with TF32 (CUDA only).
 if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
   if [ -n "$BIN" ]; then
     # shellcheck disable=SC2086
@@ -288,15 +279,27 @@ if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
   fi
 fi
 
-# 10. Where the GPU's time goes in ddpm-lab's training step (when Nsight Systems is there and
-# time is left): kernel and CUDA API summaries of one warm-up and two timed steps (`nsys stats`
-# report names changed in 2023.2; the old ones are tried after the new).
+# 9. ddpm-lab again with candle's stock ops (`--stock-ops`; on a GPU: the convs' backward
+# through candle's conv-transpose kernels and the depthwise convs one per channel, instead of
+# ops::device_conv), training and forward only: whether the device convs pay, in the same visit;
+# optional (it does not decide the report's `ok`), so it runs after the comparisons with PyTorch.
+if [ "$BENCH_STOCK" = 1 ] && [ -n "$BIN" ]; then
+  # Fixed flags after BENCH_ARGS: a repeated flag takes its last value.
+  # shellcheck disable=SC2086
+  polled bench_stock 150 "$BIN" bench --device "$DEVICE" --json $BENCH_ARGS --stock-ops \
+    --only train,forward --repeats 2
+fi
+
+# 10. Where the GPU's time goes in ddpm-lab's training step (optional, like 9: when Nsight
+# Systems is there and time is left): kernel and CUDA API summaries of one warm-up and two
+# timed steps (`nsys stats` report names changed in 2023.2; the old ones are tried after the
+# new).
 if [ "$NSYS" = 1 ] && [ -n "$BIN" ] && command -v nsys >/dev/null 2>&1; then
   # shellcheck disable=SC2086
   step nsys_train 120 bash -c '
     set -e
-    nsys profile -t cuda --force-overwrite true -o "$1/nsys-train" \
-      "$2" bench --device "$3" --json --only train --warmup 1 --repeats 2 "${@:4}" >/dev/null
+    nsys profile -t cuda -s none --cpuctxsw none -f true -o "$1/nsys-train" \
+      "$2" bench --device "$3" --json "${@:4}" --only train --warmup 1 --repeats 2 >/dev/null
     found=0
     for pair in "cuda_gpu_kern_sum gpukernsum" "cuda_api_sum cudaapisum"; do
       for r in $pair; do
@@ -309,13 +312,16 @@ if [ "$NSYS" = 1 ] && [ -n "$BIN" ] && command -v nsys >/dev/null 2>&1; then
       done
     done
     [ "$found" = 2 ]' _ "$WORK" "$BIN" "$DEVICE" $BENCH_ARGS
+  # The report itself, for a closer look later (the summaries are in the JSON either way).
+  cp "$WORK/nsys-train.nsys-rep" "$OUTDIR/logs/" 2>/dev/null
 fi
 
 # The report: what this run was, then every step's result.
 GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINARY=$BIN \
   GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
   GC_PYTHONPATH=${PYTHONPATH:-} \
-  GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 GC_BENCH_STOCK=$BENCH_STOCK \
+  GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
+  GC_BENCH_STOCK=$BENCH_STOCK \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
 import json, os, sys

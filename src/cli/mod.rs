@@ -46,6 +46,8 @@ enum Command {
     /// Download (if needed) and summarise a dataset
     Data(data_cmd::DataArgs),
     /// Time a training step, a forward pass and a sampling run (JSON with --json)
+    // A flag given twice takes its last value (scripts append their own to the user's).
+    #[command(args_override_self = true)]
     Bench(bench_cmd::BenchArgs),
     /// Score a run's samples against real images (Fréchet distance, share recognised, classes)
     Eval(eval_cmd::EvalArgs),

@@ -71,7 +71,10 @@ impl Conv2d {
                     return ops::depthwise::depthwise_conv2d(x, w, b, self.padding);
                 }
             }
-            Route::Device if ops::device_conv::supports(w.dim(2)?, self.padding) => {
+            Route::Device
+                if w.dim(2)? == w.dim(3)?
+                    && ops::device_conv::supports(w.dim(2)?, self.padding) =>
+            {
                 if self.groups == 1 {
                     let y = ops::device_conv::conv2d(x, w, self.stride, self.padding)?;
                     return self.add_bias(y);
@@ -124,7 +127,10 @@ impl ConvTranspose2d {
             (Route::Cpu, Some(b)) if ops::fast_path(x) && ops::fast_path(w) => {
                 ops::conv_transpose::conv_transpose2d(x, w, b, self.stride, self.padding)
             }
-            (Route::Device, Some(b)) if ops::device_conv::supports(w.dim(2)?, self.padding) => {
+            (Route::Device, Some(b))
+                if w.dim(2)? == w.dim(3)?
+                    && ops::device_conv::supports(w.dim(2)?, self.padding) =>
+            {
                 ops::device_conv::conv_transpose2d(x, w, self.stride, self.padding, 0)?
                     .broadcast_add(&b.reshape((1, (), 1, 1))?)
             }

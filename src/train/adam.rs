@@ -89,10 +89,10 @@ impl Adam {
     /// One update from the gradients in `grads`. Variables without a gradient are left alone
     /// (their moments too, as in PyTorch).
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.step += 1;
         if self.vars.is_empty() {
             return Ok(());
         }
-        self.step += 1;
         let p = self.params;
         let bc1 = 1.0 - p.beta1.powi(self.step as i32);
         let bc2 = 1.0 - p.beta2.powi(self.step as i32);
@@ -156,16 +156,17 @@ impl Adam {
     }
 
     /// The optimiser state as named tensors (`exp_avg.<name>`, `exp_avg_sq.<name>`, `step`).
+    /// They are on the CPU: each is a view of the flat moments, and reading a view of a GPU
+    /// tensor back copies its whole buffer, so the two buffers come over once first.
     pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let cpu = candle_core::Device::Cpu;
+        let (m, v) = (self.m.to_device(&cpu)?, self.v.to_device(&cpu)?);
         let mut out = HashMap::new();
         for (i, (name, _)) in self.vars.iter().enumerate() {
-            out.insert(format!("exp_avg.{name}"), self.part(&self.m, i)?);
-            out.insert(format!("exp_avg_sq.{name}"), self.part(&self.v, i)?);
+            out.insert(format!("exp_avg.{name}"), self.part(&m, i)?);
+            out.insert(format!("exp_avg_sq.{name}"), self.part(&v, i)?);
         }
-        out.insert(
-            "step".into(),
-            Tensor::new(&[self.step as i64], self.m.device())?,
-        );
+        out.insert("step".into(), Tensor::new(&[self.step as i64], &cpu)?);
         Ok(out)
     }
 
@@ -196,11 +197,12 @@ impl Adam {
         let step = state
             .get("step")
             .ok_or_else(|| candle_core::Error::Msg("optimizer state lacks step".into()))?;
-        self.step = step.flatten_all()?.to_vec1::<i64>()?[0] as usize;
+        let step = step.flatten_all()?.to_vec1::<i64>()?[0] as usize;
         if !self.vars.is_empty() {
             self.m = Tensor::cat(&ms, 0)?;
             self.v = Tensor::cat(&vs, 0)?;
         }
+        self.step = step;
         Ok(())
     }
 }

@@ -124,6 +124,12 @@ esac
     );
     let resumed = steps["resume_cpu"]["steps"].as_array().unwrap();
     assert_eq!(resumed.len(), 2, "{}", steps["resume_cpu"]);
+    assert_eq!(
+        report["optional_failed"],
+        serde_json::json!([]),
+        "{}",
+        report
+    );
     assert!(report["failed"]
         .as_array()
         .unwrap()
