@@ -2,6 +2,8 @@
 //! the same models on the CPU kernels: the same outputs and the same gradient for every
 //! parameter. Its own test binary, as the route is switched for the whole process.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use ddpm_lab::model::{new_trainable, BlockKind, UnetConfig};
 use ddpm_lab::ops::{force_route, Route};
@@ -52,29 +54,11 @@ fn output_and_grads(config: &UnetConfig, route: Route) -> (Tensor, Vec<(String, 
     (y, grads)
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+use common::max_abs_diff as max_diff;
 
+/// Max |a|, at least 1e-3 (the scale the tolerances are relative to).
 fn scale(a: &Tensor) -> f32 {
-    a.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1e-3)
+    max_diff(a, &a.zeros_like().unwrap()).max(1e-3)
 }
 
 #[test]
