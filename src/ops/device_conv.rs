@@ -25,8 +25,10 @@
 //! own gradients; the CPU itself keeps the faster kernels of [`crate::ops::conv`].
 
 use candle_core::backend::BackendStorage;
+use std::sync::Mutex;
+
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp3, Layout, MetalStorage, Result, Shape, Tensor,
+    CpuStorage, CudaStorage, CustomOp2, Layout, MetalStorage, Result, Shape, Storage, Tensor,
 };
 
 /// Whether [`conv2d`] (and [`conv_transpose2d`]) handle this geometry: a kernel `k` with
@@ -49,7 +51,12 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
     if !x.track_op() && !w.track_op() {
         return Ok(y);
     }
-    x.apply_op3(w, &y, GemmGradConv { stride, padding })
+    let op = GemmGradConv {
+        stride,
+        padding,
+        y: Mutex::new(Some(y)),
+    };
+    x.apply_op2(w, op)
 }
 
 /// `ConvTranspose2d(x (N, Ci, h, w))` with weight `w (Ci, Co, k, k)`, stride, padding and
@@ -160,26 +167,44 @@ fn spread(x: &Tensor, s: usize, extra: (usize, usize)) -> Result<Tensor> {
         .narrow(3, 0, (w - 1) * s + 1 + extra.1)
 }
 
-/// The custom op behind [`conv2d`]: `(x, w, y) → y` (a copy of the conv output `y` computed
-/// outside it), whose backward gives the gradients of `x` and `w` from convs.
-#[derive(Debug, Clone, Copy)]
+/// The custom op behind [`conv2d`]: `(x, w) → y`, a copy of the conv output `y` computed
+/// outside it, whose backward gives the gradients of `x` and `w` from convs. The op holds `y`
+/// only until its forward pass has copied it, so a training graph keeps one copy of each conv's
+/// output, not two.
+#[derive(Debug)]
 pub struct GemmGradConv {
     /// Stride of the conv.
     pub stride: usize,
     /// Zero padding of the conv.
     pub padding: usize,
+    y: Mutex<Option<Tensor>>,
 }
 
-/// The output of the forward pass: a copy of `y`'s storage, which must be laid out as a fresh
-/// contiguous tensor (candle's conv2d output is).
-fn copy_output<S: BackendStorage>(s: &S, l: &Layout) -> Result<(S, Shape)> {
-    if !l.is_contiguous() || l.start_offset() != 0 {
-        candle_core::bail!("device conv: the conv output is not a fresh contiguous tensor");
+impl GemmGradConv {
+    /// The forward pass's output: a copy of `y`, taken from the op, which must be on the device
+    /// `pick` reads and laid out as a fresh contiguous tensor (candle's conv2d output is).
+    fn take_output<S: BackendStorage>(
+        &self,
+        pick: impl Fn(&Storage) -> Option<&S>,
+    ) -> Result<(S, Shape)> {
+        let y = self
+            .y
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("device conv: output lock poisoned".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("device conv: output taken twice".into()))?;
+        let (storage, l) = y.storage_and_layout();
+        if !l.is_contiguous() || l.start_offset() != 0 {
+            candle_core::bail!("device conv: the conv output is not a fresh contiguous tensor");
+        }
+        let s = pick(&storage).ok_or_else(|| {
+            candle_core::Error::Msg("device conv: output on another device".into())
+        })?;
+        Ok((s.try_clone(l)?, l.shape().clone()))
     }
-    Ok((s.try_clone(l)?, l.shape().clone()))
 }
 
-impl CustomOp3 for GemmGradConv {
+impl CustomOp2 for GemmGradConv {
     fn name(&self) -> &'static str {
         "ddpm-gemm-grad-conv"
     }
@@ -190,10 +215,11 @@ impl CustomOp3 for GemmGradConv {
         _: &Layout,
         _: &CpuStorage,
         _: &Layout,
-        y: &CpuStorage,
-        yl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        copy_output(y, yl)
+        self.take_output(|s| match s {
+            Storage::Cpu(s) => Some(s),
+            _ => None,
+        })
     }
 
     fn cuda_fwd(
@@ -202,10 +228,11 @@ impl CustomOp3 for GemmGradConv {
         _: &Layout,
         _: &CudaStorage,
         _: &Layout,
-        y: &CudaStorage,
-        yl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        copy_output(y, yl)
+        self.take_output(|s| match s {
+            Storage::Cuda(s) => Some(s),
+            _ => None,
+        })
     }
 
     fn metal_fwd(
@@ -214,20 +241,20 @@ impl CustomOp3 for GemmGradConv {
         _: &Layout,
         _: &MetalStorage,
         _: &Layout,
-        y: &MetalStorage,
-        yl: &Layout,
     ) -> Result<(MetalStorage, Shape)> {
-        copy_output(y, yl)
+        self.take_output(|s| match s {
+            Storage::Metal(s) => Some(s),
+            _ => None,
+        })
     }
 
     fn bwd(
         &self,
         x: &Tensor,
         w: &Tensor,
-        _y: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // Only what is tracked (an input image needs no gradient); values only, nothing here
         // needs a gradient of its own.
         let (need_dx, need_dw) = (x.track_op(), w.track_op());
@@ -260,6 +287,6 @@ impl CustomOp3 for GemmGradConv {
         } else {
             None
         };
-        Ok((dx, dw, None))
+        Ok((dx, dw))
     }
 }
