@@ -71,10 +71,7 @@ impl Conv2d {
                     return ops::depthwise::depthwise_conv2d(x, w, b, self.padding);
                 }
             }
-            Route::Device
-                if w.dim(2)? == w.dim(3)?
-                    && ops::device_conv::supports(w.dim(2)?, self.padding) =>
-            {
+            Route::Device if ops::device_conv::fits(w, self.padding) => {
                 if self.groups == 1 {
                     let y = ops::device_conv::conv2d(x, w, self.stride, self.padding)?;
                     return self.add_bias(y);
@@ -117,9 +114,7 @@ impl ConvTranspose2d {
     pub fn weight(&self) -> &Tensor {
         self.stock.weight()
     }
-}
 
-impl ConvTranspose2d {
     /// [`Module::forward`] through the implementation `route` (tests compare them on the CPU).
     pub fn forward_on(&self, x: &Tensor, route: Route) -> Result<Tensor> {
         let (w, bias) = (self.weight(), self.stock.bias());
@@ -127,10 +122,7 @@ impl ConvTranspose2d {
             (Route::Cpu, Some(b)) if ops::fast_path(x) && ops::fast_path(w) => {
                 ops::conv_transpose::conv_transpose2d(x, w, b, self.stride, self.padding)
             }
-            (Route::Device, Some(b))
-                if w.dim(2)? == w.dim(3)?
-                    && ops::device_conv::supports(w.dim(2)?, self.padding) =>
-            {
+            (Route::Device, Some(b)) if ops::device_conv::fits(w, self.padding) => {
                 ops::device_conv::conv_transpose2d(x, w, self.stride, self.padding, 0)?
                     .broadcast_add(&b.reshape((1, (), 1, 1))?)
             }

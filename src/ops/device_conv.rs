@@ -24,9 +24,9 @@
 //! Every function here runs on any device, so the CPU tests check the maths against candle's
 //! own gradients; the CPU itself keeps the faster kernels of [`crate::ops::conv`].
 
-use candle_core::backend::BackendStorage;
 use std::sync::Mutex;
 
+use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp2, Layout, MetalStorage, Result, Shape, Storage, Tensor,
 };
@@ -37,12 +37,18 @@ pub fn supports(kernel: usize, padding: usize) -> bool {
     kernel >= 1 && padding < kernel
 }
 
+/// Whether the weight `w` (`(·, ·, kh, kw)`) fits [`conv2d`], [`conv_transpose2d`] and
+/// [`depthwise_conv2d`] with this padding: a square kernel that [`supports`] it.
+pub fn fits(w: &Tensor, padding: usize) -> bool {
+    matches!(w.dims(), &[_, _, kh, kw] if kh == kw && supports(kh, padding))
+}
+
 /// `conv2d(x (N, Ci, H, W), w (Co, Ci, k, k))`, stride `stride`, zero padding `padding`, no
 /// groups or dilation, no bias: candle's `conv2d` forward, with a backward built from convs
 /// ([module docs](self)). Errs unless [`supports`] holds for `w`'s kernel.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, _, kh, kw) = w.dims4()?;
-    if kh != kw || !supports(kh, padding) || stride == 0 {
+    if !fits(w, padding) || stride == 0 {
         candle_core::bail!(
             "device conv: kernel {kh}×{kw}, padding {padding}, stride {stride} not supported"
         );
@@ -72,7 +78,7 @@ pub fn conv_transpose2d(
     output_padding: usize,
 ) -> Result<Tensor> {
     let (_, _, k, k2) = w.dims4()?;
-    if k != k2 || !supports(k, padding) || stride == 0 || output_padding >= stride {
+    if !fits(w, padding) || stride == 0 || output_padding >= stride {
         candle_core::bail!(
             "device conv-transpose: kernel {k}×{k2}, padding {padding}, stride {stride}, \
              output padding {output_padding} not supported"
@@ -116,9 +122,7 @@ pub fn depthwise_conv2d_in_blocks(
         let eye = Tensor::eye(b, w.dtype(), w.device())?.reshape((b, b, 1, 1))?;
         w.broadcast_mul(&eye)
     };
-    if block == c {
-        return conv2d(x, &dense(w)?, 1, padding);
-    }
+    // One block is one conv (`cat` of a single part is that part).
     let parts = (0..c)
         .step_by(block)
         .map(|c0| {
