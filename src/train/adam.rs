@@ -111,14 +111,12 @@ impl Adam {
             let update = ((&m / denom)? * step_size)?;
             Ok::<_, candle_core::Error>((m, v, update))
         };
-        let flat: Option<Vec<Tensor>> = self
-            .vars
-            .iter()
-            .map(|(_, var)| grads.get(var).map(|g| g.flatten_all()))
-            .collect::<Option<Vec<_>>>()
-            .map(|gs| gs.into_iter().collect::<Result<Vec<_>>>())
-            .transpose()?;
-        if let Some(flat) = flat {
+        let gs: Option<Vec<&Tensor>> = self.vars.iter().map(|(_, var)| grads.get(var)).collect();
+        if let Some(gs) = gs {
+            let flat = gs
+                .iter()
+                .map(|g| g.flatten_all())
+                .collect::<Result<Vec<_>>>()?;
             let g = Tensor::cat(&flat, 0)?;
             let params = || {
                 let ps = self
