@@ -14,6 +14,28 @@ fn stock_conv(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
     x.conv2d(w, pad, stride, 1, 1)
 }
 
+/// `ours(x, w)` and `theirs(x, w)` with `x` and `w` as variables: checks that their gradients
+/// for `x` and `w` have the same shapes and agree to 1e-5, and returns both outputs.
+fn outputs_with_matching_grads(
+    what: &str,
+    x: Tensor,
+    w: Tensor,
+    seed: u64,
+    ours: impl Fn(&[Tensor]) -> Result<Tensor>,
+    theirs: impl Fn(&[Tensor]) -> Result<Tensor>,
+) -> (Tensor, Tensor) {
+    let (xv, wv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap());
+    let vars = [xv.clone(), wv.clone()];
+    let (yo, go) = grads_of(&vars, &ours, seed);
+    let (yt, gt) = grads_of(&vars, &theirs, seed);
+    for (name, v) in [("dx", &xv), ("dw", &wv)] {
+        let (a, b) = (go.get(v).unwrap(), gt.get(v).unwrap());
+        assert_eq!(a.dims(), b.dims(), "{what} {name} shape");
+        assert_close(&format!("{what} {name}"), a, b, 1e-5);
+    }
+    (yo, yt)
+}
+
 #[test]
 fn conv_forward_and_gradients_match_candle() {
     // (n, ci, h, w, co, k, stride, pad): the blog's 3×3 and 1×1 convs, the 7×7 init conv, its
@@ -32,20 +54,16 @@ fn conv_forward_and_gradients_match_candle() {
     ];
     for (i, &(n, ci, h, w, co, k, s, p)) in cases.iter().enumerate() {
         let seed = 500 + i as u64 * 10;
-        let xv = Var::from_tensor(&rand(&[n, ci, h, w], seed)).unwrap();
-        let wv = Var::from_tensor(&rand(&[co, ci, k, k], seed + 1)).unwrap();
-        let vars = [xv.clone(), wv.clone()];
-        let ours = move |t: &[Tensor]| conv2d(&t[0], &t[1], s, p);
-        let theirs = move |t: &[Tensor]| stock_conv(&t[0], &t[1], s, p);
-        let (yo, go) = grads_of(&vars, &ours, seed + 3);
-        let (yt, gt) = grads_of(&vars, &theirs, seed + 3);
+        let (yo, yt) = outputs_with_matching_grads(
+            &format!("case {i}"),
+            rand(&[n, ci, h, w], seed),
+            rand(&[co, ci, k, k], seed + 1),
+            seed + 3,
+            move |t: &[Tensor]| conv2d(&t[0], &t[1], s, p),
+            move |t: &[Tensor]| stock_conv(&t[0], &t[1], s, p),
+        );
         // The forward pass is candle's conv itself.
         assert_eq!(max_diff(&yo, &yt), 0.0, "case {i} forward");
-        for (name, v) in [("dx", &xv), ("dw", &wv)] {
-            let (a, b) = (go.get(v).unwrap(), gt.get(v).unwrap());
-            assert_eq!(a.dims(), b.dims(), "case {i} {name} shape");
-            assert_close(&format!("case {i} {name}"), a, b, 1e-5);
-        }
     }
 }
 
@@ -96,23 +114,16 @@ fn conv_transpose_forward_and_gradients_match_candle() {
     ];
     for (i, &(n, ci, h, w, co, k, s, p, op)) in cases.iter().enumerate() {
         let seed = 700 + i as u64 * 10;
-        let xv = Var::from_tensor(&rand(&[n, ci, h, w], seed)).unwrap();
-        let wv = Var::from_tensor(&rand(&[ci, co, k, k], seed + 1)).unwrap();
-        let vars = [xv.clone(), wv.clone()];
-        let ours = move |t: &[Tensor]| conv_transpose2d(&t[0], &t[1], s, p, op);
-        let theirs = move |t: &[Tensor]| t[0].conv_transpose2d(&t[1], p, op, s, 1);
-        let (yo, go) = grads_of(&vars, &ours, seed + 3);
-        let (yt, gt) = grads_of(&vars, &theirs, seed + 3);
+        let (yo, yt) = outputs_with_matching_grads(
+            &format!("case {i}"),
+            rand(&[n, ci, h, w], seed),
+            rand(&[ci, co, k, k], seed + 1),
+            seed + 3,
+            move |t: &[Tensor]| conv_transpose2d(&t[0], &t[1], s, p, op),
+            move |t: &[Tensor]| t[0].conv_transpose2d(&t[1], p, op, s, 1),
+        );
         assert_eq!(yo.dims(), yt.dims(), "case {i} output shape");
         assert_close(&format!("case {i} forward"), &yo, &yt, 1e-5);
-        for (name, v) in [("dx", &xv), ("dw", &wv)] {
-            assert_close(
-                &format!("case {i} {name}"),
-                go.get(v).unwrap(),
-                gt.get(v).unwrap(),
-                1e-5,
-            );
-        }
     }
 }
 
@@ -124,39 +135,28 @@ fn depthwise_forward_and_gradients_match_candles_grouped_conv() {
         .enumerate()
     {
         let seed = 900 + i as u64 * 10;
-        let xv = Var::from_tensor(&rand(&[n, c, h, w], seed)).unwrap();
-        let wv = Var::from_tensor(&rand(&[c, 1, k, k], seed + 1)).unwrap();
-        let vars = [xv.clone(), wv.clone()];
-        let ours = move |t: &[Tensor]| depthwise_conv2d(&t[0], &t[1], p);
-        let theirs = move |t: &[Tensor]| t[0].conv2d(&t[1], p, 1, 1, c);
-        let (yo, go) = grads_of(&vars, &ours, seed + 3);
-        let (yt, gt) = grads_of(&vars, &theirs, seed + 3);
+        let (yo, yt) = outputs_with_matching_grads(
+            &format!("case {i}"),
+            rand(&[n, c, h, w], seed),
+            rand(&[c, 1, k, k], seed + 1),
+            seed + 3,
+            move |t: &[Tensor]| depthwise_conv2d(&t[0], &t[1], p),
+            move |t: &[Tensor]| t[0].conv2d(&t[1], p, 1, 1, c),
+        );
         assert_close(&format!("case {i} forward"), &yo, &yt, 1e-5);
-        for (name, v) in [("dx", &xv), ("dw", &wv)] {
-            let (a, b) = (go.get(v).unwrap(), gt.get(v).unwrap());
-            assert_eq!(a.dims(), b.dims(), "case {i} {name} shape");
-            assert_close(&format!("case {i} {name}"), a, b, 1e-5);
-        }
     }
     // In blocks of channels: 7 as 3 + 3 + 1, 4 as 2 + 2, 5 in one.
     for (i, &(c, max_block)) in [(7, 3), (4, 2), (5, 8)].iter().enumerate() {
         let seed = 950 + i as u64 * 10;
-        let xv = Var::from_tensor(&rand(&[2, c, 6, 5], seed)).unwrap();
-        let wv = Var::from_tensor(&rand(&[c, 1, 3, 3], seed + 1)).unwrap();
-        let vars = [xv.clone(), wv.clone()];
-        let ours = move |t: &[Tensor]| depthwise_conv2d_in_blocks(&t[0], &t[1], 1, max_block);
-        let theirs = move |t: &[Tensor]| t[0].conv2d(&t[1], 1, 1, 1, c);
-        let (yo, go) = grads_of(&vars, &ours, seed + 3);
-        let (yt, gt) = grads_of(&vars, &theirs, seed + 3);
+        let (yo, yt) = outputs_with_matching_grads(
+            &format!("blocks {i}"),
+            rand(&[2, c, 6, 5], seed),
+            rand(&[c, 1, 3, 3], seed + 1),
+            seed + 3,
+            move |t: &[Tensor]| depthwise_conv2d_in_blocks(&t[0], &t[1], 1, max_block),
+            move |t: &[Tensor]| t[0].conv2d(&t[1], 1, 1, 1, c),
+        );
         assert_close(&format!("blocks {i} forward"), &yo, &yt, 1e-5);
-        for (name, v) in [("dx", &xv), ("dw", &wv)] {
-            assert_close(
-                &format!("blocks {i} {name}"),
-                go.get(v).unwrap(),
-                gt.get(v).unwrap(),
-                1e-5,
-            );
-        }
     }
     let e = depthwise_conv2d(&rand(&[1, 3, 4, 4], 1), &rand(&[4, 1, 3, 3], 2), 1).unwrap_err();
     assert!(e.to_string().contains("3 input channels"), "{e}");
