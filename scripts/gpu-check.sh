@@ -6,7 +6,8 @@
 #
 # In order, each step under its own `timeout`, a failed step recorded and the next one run:
 #   nvidia-smi → the binary (version, linked libraries) → parity with the PyTorch fixtures
-#   (`forward` on forward_case and on q_sample_case's x_t) → a training smoke run stopped with
+#   (`forward` on forward_case and on q_sample_case's x_t) → every parameter's gradient on
+#   DEVICE against the CPU (`check-device`, both UNets) → a training smoke run stopped with
 #   Ctrl-C after TRAIN_SECONDS (the loss must fall) → its checkpoint sampled with DDIM and DDPM
 #   on DEVICE and on the CPU with the same seed (the same images up to rounding) → training
 #   resumed on the CPU for 2 steps from that checkpoint, then sampled on DEVICE again →
@@ -42,7 +43,7 @@
 set -uo pipefail
 
 if [ $# -ne 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,41p' "$0"
+  sed -n '2,42p' "$0"
   exit 2
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -184,6 +185,16 @@ if [ -n "$BIN" ] && [ -n "$FIX" ] && [ -f "$FIX/forward_case.safetensors" ]; the
 else
   missing parity_forward "no binary or no fixtures (SHARED=${SHARED:-not found})"
   missing parity_q_sample "no binary or no fixtures (SHARED=${SHARED:-not found})"
+fi
+
+# 3b. Gradients: the blog UNet's output and every parameter's gradient on DEVICE against the
+# CPU (`ddpm-lab check-device`: same weights, same inputs), then the same for today's UNet.
+if [ -n "$BIN" ]; then
+  step check_device 60 "$BIN" check-device --device "$DEVICE" --json
+  step check_device_current 60 "$BIN" check-device --device "$DEVICE" --json --unet current
+else
+  missing check_device "no ddpm-lab binary"
+  missing check_device_current "no ddpm-lab binary"
 fi
 
 # 4. Training smoke run: real Fashion-MNIST from the shared folder when there (no network on

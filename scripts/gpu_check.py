@@ -334,6 +334,12 @@ def report(work, out_path):
         os.path.join(work, "parity_q_sample.safetensors"),
         tol,
     )
+    for name in ("check_device", "check_device_current"):
+        rec = step_record(work, name)
+        if rec is not None and "rc" in rec:
+            rec["result"] = json_object(os.path.join(work, name + ".out"))
+            rec["ok"] = rec["rc"] == 0 and bool((rec["result"] or {}).get("ok"))
+        steps[name] = rec
     steps["train_smoke"] = training(work, step_record(work, "train"))
     for sampler in ("ddim", "ddpm"):
         steps[f"sample_{sampler}_device_vs_cpu"] = sampling(work, sampler)

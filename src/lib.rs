@@ -83,6 +83,7 @@ pub mod cli;
 pub mod clock;
 pub mod data;
 pub mod device;
+pub mod device_check;
 pub mod diffusion;
 pub mod eval;
 pub mod export;

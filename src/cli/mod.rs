@@ -1,6 +1,7 @@
 //! The command line: `ddpm-lab` opens the lab (TUI); subcommands run the engine headless.
 
 pub mod bench_cmd;
+pub mod check_device_cmd;
 pub mod classifier_cmd;
 pub mod data_cmd;
 pub mod eval_cmd;
@@ -49,6 +50,8 @@ enum Command {
     // A flag given twice takes its last value (scripts append their own to the user's).
     #[command(args_override_self = true)]
     Bench(bench_cmd::BenchArgs),
+    /// Check that a device (a GPU) computes the UNet's output and gradients as the CPU does
+    CheckDevice(check_device_cmd::CheckDeviceArgs),
     /// Score a run's samples against real images (Fréchet distance, share recognised, classes)
     Eval(eval_cmd::EvalArgs),
     /// Train the classifier `eval` scores with (writes assets/classifier/)
@@ -73,6 +76,7 @@ pub fn main() -> ExitCode {
         Some(Command::Forward(a)) => forward_cmd::run(a),
         Some(Command::Data(a)) => data_cmd::run(a),
         Some(Command::Bench(a)) => bench_cmd::run(a),
+        Some(Command::CheckDevice(a)) => check_device_cmd::run(a),
         Some(Command::Eval(a)) => eval_cmd::run(a),
         Some(Command::TrainClassifier(a)) => classifier_cmd::run(a),
     });

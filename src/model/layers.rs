@@ -77,6 +77,11 @@ impl Conv2d {
                     return self.add_bias(y);
                 }
                 if self.is_depthwise() {
+                    #[cfg(feature = "cuda")]
+                    if ops::cuda::depthwise::supports(x, w, self.padding) {
+                        let y = ops::cuda::depthwise::depthwise_conv2d(x, w, self.padding)?;
+                        return self.add_bias(y);
+                    }
                     let y = ops::device_conv::depthwise_conv2d(x, w, self.padding)?;
                     return self.add_bias(y);
                 }
@@ -151,6 +156,18 @@ impl Module for GroupNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if ops::fast_path(x) && ops::fast_path(&self.weight) && x.rank() >= 2 {
             return ops::group_norm::group_norm(x, &self.weight, &self.bias, self.groups, self.eps);
+        }
+        #[cfg(feature = "cuda")]
+        if ops::route(x) == ops::Route::Device
+            && ops::cuda::group_norm::supports(x, &self.weight, &self.bias, self.groups)
+        {
+            return ops::cuda::group_norm::group_norm(
+                x,
+                &self.weight,
+                &self.bias,
+                self.groups,
+                self.eps,
+            );
         }
         self.stock.forward(x)
     }

@@ -13,6 +13,8 @@
 
 pub mod conv;
 pub mod conv_transpose;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod depthwise;
 pub mod device_conv;
 pub mod direct_conv;

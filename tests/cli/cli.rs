@@ -266,3 +266,47 @@ fn schedules_json_has_every_schedule() {
         }
     }
 }
+
+#[test]
+fn check_device_compares_the_gpu_route_with_the_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // On the CPU the checked side takes the GPU route (ops::device_conv): its gradients must
+    // match the CPU kernels'.
+    let small = [
+        "--dim",
+        "8",
+        "--dim-mults",
+        "1,2",
+        "--size",
+        "16",
+        "--batch",
+        "2",
+    ];
+    let args = [&["check-device", "--device", "cpu", "--json"][..], &small].concat();
+    let out = ok(&ddpm(&args, d));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["input"], serde_json::json!([2, 1, 16, 16]), "{v}");
+    assert!(v["parameters"].as_u64().unwrap() > 50, "{v}");
+    assert!(v["output_error"].as_f64().unwrap() < 1e-4, "{v}");
+    assert!(v["worst_gradient"][1].as_f64().unwrap() < 1e-3, "{v}");
+    // The plain report names the device and the worst parameter.
+    let args = [&["check-device", "--device", "cpu"][..], &small].concat();
+    let out = ok(&ddpm(&args, d));
+    assert!(
+        out.contains("Cpu against the CPU") && out.contains("worst"),
+        "{out}"
+    );
+    // A size the UNet cannot halve, and an empty batch: one clear error each.
+    let err = fails(&ddpm(
+        &["check-device", "--device", "cpu", "--size", "15"],
+        d,
+    ));
+    assert!(err.contains("15"), "{err}");
+    let err = fails(&ddpm(
+        &["check-device", "--device", "cpu", "--batch", "0"],
+        d,
+    ));
+    assert!(err.contains("batch"), "{err}");
+}

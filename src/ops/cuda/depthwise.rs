@@ -1,0 +1,235 @@
+//! The depthwise conv on CUDA with kernels of its own (`src/ops/cuda/depthwise.cu`, compiled to
+//! PTX by `build.rs`): stride 1, a square 3×3, 5×5 or 7×7 kernel, zero padding below the kernel
+//! size, f32. The blog UNet's ConvNeXt blocks open with a depthwise 7×7 conv; without these
+//! kernels a GPU runs it as dense convs over blocks of channels
+//! ([`crate::ops::device_conv::depthwise_conv2d`]), multiplying mostly zeros.
+//!
+//! The forward pass and the input gradient are one kernel (the input gradient is the conv of the
+//! output gradient with the flipped kernel, padded by `k − 1 − p`); the weight gradient is a
+//! second kernel that sums over slices of the batch, the slices then added by candle in a fixed
+//! order, so results do not depend on scheduling.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CpuStorage, CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+use super::{blocks_for, int, ints, view};
+
+/// The kernels' PTX (compiled for compute capability 7.5; the driver compiles it for the GPU).
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/depthwise.ptx"));
+/// The name candle's device caches the loaded module under.
+const MODULE: &str = "ddpm_lab_depthwise";
+/// Threads per block; the weight-gradient kernel's reduction is written for this many.
+const THREADS: u32 = 256;
+
+/// Whether [`depthwise_conv2d`] takes `x (N, C, H, W)` and `w (C, 1, k, k)` with this padding:
+/// both f32 on a CUDA device, `k` 3, 5 or 7, padding below `k`, and the kernel not switched off
+/// ([`super::KERNELS_VAR`]).
+pub fn supports(x: &Tensor, w: &Tensor, padding: usize) -> bool {
+    let square = matches!(w.dims(), &[c, 1, kh, kw]
+        if kh == kw && matches!(kh, 3 | 5 | 7) && padding < kh && x.dims().get(1) == Some(&c));
+    square
+        && super::enabled("depthwise")
+        && x.rank() == 4
+        && x.device().is_cuda()
+        && w.device().same_device(x.device())
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+}
+
+/// The depthwise conv `x (N, C, H, W)` ⋆ `w (C, 1, k, k)`, stride 1, zero padding `padding`, no
+/// bias, with its backward; errs unless [`supports`] holds.
+pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    if !supports(x, w, padding) {
+        candle_core::bail!(
+            "CUDA depthwise conv: input {:?} and weight {:?} ({:?}, {:?}) with padding {padding} \
+             not supported",
+            x.dims(),
+            w.dims(),
+            x.dtype(),
+            x.device().location()
+        );
+    }
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        DepthwiseConv {
+            padding,
+            flip: false,
+        },
+    )
+}
+
+/// `(x, w) → y`: the conv, through `depthwise_fwd_k*`; `flip` convolves with the kernel
+/// rotated by 180° (the input gradient's conv).
+#[derive(Debug, Clone, Copy)]
+struct DepthwiseConv {
+    padding: usize,
+    flip: bool,
+}
+
+/// `(x, dy) → dw (C, 1, k, k)`'s partial sums `(C, splits, k²)`, through `depthwise_wgrad_k*`.
+#[derive(Debug, Clone, Copy)]
+struct DepthwiseWeightGrad {
+    padding: usize,
+    k: usize,
+    splits: usize,
+}
+
+impl CustomOp2 for DepthwiseConv {
+    fn name(&self) -> &'static str {
+        "ddpm-cuda-depthwise-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("the CUDA depthwise conv runs on CUDA tensors only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (n, c, h, wd) = xl.shape().dims4()?;
+        let (_, _, k, _) = wl.shape().dims4()?;
+        let p = self.padding;
+        let (ho, wo) = (h + 2 * p + 1 - k, wd + 2 * p + 1 - k);
+        let dev = xs.device().clone();
+        let total = n * c * ho * wo;
+        // SAFETY: every element is written by the kernel below.
+        let y = unsafe { dev.alloc::<f32>(total)? };
+        if total > 0 {
+            let func = dev.get_or_load_custom_func(&format!("depthwise_fwd_k{k}"), MODULE, PTX)?;
+            let (x, w) = (view(xs, xl)?, view(ws, wl)?);
+            let args = ints(&[n * c, c, h, wd, ho, wo, p, self.flip as usize])?;
+            let mut b = func.builder();
+            b.arg(&x);
+            b.arg(&w);
+            b.arg(&y);
+            for a in &args {
+                b.arg(a);
+            }
+            let cfg = LaunchConfig {
+                grid_dim: (blocks_for(total, THREADS), 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: the arguments match the kernel's signature; every index stays inside the
+            // contiguous slices sized by the shapes above.
+            unsafe { b.launch(cfg) }.w()?;
+        }
+        Ok((
+            CudaStorage::wrap_cuda_slice(y, dev),
+            Shape::from((n, c, ho, wo)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let k = w.dim(2)?;
+        let grad = grad.contiguous()?;
+        let dx = if x.track_op() {
+            let op = DepthwiseConv {
+                padding: k - 1 - self.padding,
+                flip: !self.flip,
+            };
+            Some(grad.apply_op2_no_bwd(&w.detach(), &op)?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            let dw = weight_grad(&x.detach(), &grad, self.padding, k)?;
+            Some(if self.flip {
+                dw.flip(&[2, 3])?.contiguous()?
+            } else {
+                dw
+            })
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// `dw (C, 1, k, k)` of the depthwise conv of `x` with padding `padding`, given its output
+/// gradient `dy`: partial sums over slices of the batch, then their sum.
+fn weight_grad(x: &Tensor, dy: &Tensor, padding: usize, k: usize) -> Result<Tensor> {
+    let (n, c, _, _) = x.dims4()?;
+    // Enough blocks for a few waves over the GPU's multiprocessors, each with a slice of the
+    // batch big enough to keep its threads busy.
+    let splits = (1024usize.div_ceil(c.max(1))).clamp(1, n.max(1));
+    let op = DepthwiseWeightGrad { padding, k, splits };
+    x.contiguous()?
+        .apply_op2_no_bwd(dy, &op)?
+        .sum(1)?
+        .reshape((c, 1, k, k))
+}
+
+impl CustomOp2 for DepthwiseWeightGrad {
+    fn name(&self) -> &'static str {
+        "ddpm-cuda-depthwise-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("the CUDA depthwise conv runs on CUDA tensors only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (n, c, h, wd) = xl.shape().dims4()?;
+        let (_, _, ho, wo) = gl.shape().dims4()?;
+        let (k, splits) = (self.k, self.splits);
+        let dev = xs.device().clone();
+        let len = c * splits * k * k;
+        // SAFETY: the kernel writes every (channel, slice, tap) entry once.
+        let part = unsafe { dev.alloc::<f32>(len)? };
+        if len > 0 {
+            let func =
+                dev.get_or_load_custom_func(&format!("depthwise_wgrad_k{k}"), MODULE, PTX)?;
+            let (x, g) = (view(xs, xl)?, view(gs, gl)?);
+            let args = ints(&[n, c, h, wd, ho, wo, self.padding, splits])?;
+            let mut b = func.builder();
+            b.arg(&x);
+            b.arg(&g);
+            b.arg(&part);
+            for a in &args {
+                b.arg(a);
+            }
+            let cfg = LaunchConfig {
+                grid_dim: (int(c)? as u32, int(splits)? as u32, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: as in DepthwiseConv::cuda_fwd; the grid is one block per (channel, slice).
+            unsafe { b.launch(cfg) }.w()?;
+        }
+        Ok((
+            CudaStorage::wrap_cuda_slice(part, dev),
+            Shape::from((c, splits, k * k)),
+        ))
+    }
+}

@@ -1,0 +1,361 @@
+//! GroupNorm on CUDA with kernels of its own (`src/ops/cuda/group_norm.cu`): one kernel forward,
+//! three backward (the group statistics again, per-channel sums, the input gradient), where
+//! candle-nn's GroupNorm runs a dozen element-wise ops and reductions over the whole tensor
+//! forward and twice that backward. The γ and β gradients are the per-image channel sums added
+//! over the batch by candle, in a fixed order.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
+
+use super::{int, ints, view};
+
+/// The kernels' PTX.
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/group_norm.ptx"));
+/// The name candle's device caches the loaded module under.
+const MODULE: &str = "ddpm_lab_group_norm";
+/// Threads per block of the per-group kernels.
+const GROUP_THREADS: u32 = 512;
+/// Threads per block of the per-channel kernel (spatial maps of 7×7 to 28×28 here).
+const CHANNEL_THREADS: u32 = 128;
+
+/// Whether [`group_norm`] takes `x (N, C, …)` with weight and bias of `C` values: all f32 on one
+/// CUDA device, `groups` dividing `C`, and the kernel not switched off ([`super::KERNELS_VAR`]).
+pub fn supports(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: usize) -> bool {
+    let c = x.dims().get(1).copied().unwrap_or(0);
+    super::enabled("group_norm")
+        && x.rank() >= 2
+        && groups > 0
+        && c > 0
+        && c % groups == 0
+        && weight.dims() == [c]
+        && bias.dims() == [c]
+        && x.device().is_cuda()
+        && weight.device().same_device(x.device())
+        && bias.device().same_device(x.device())
+        && [x.dtype(), weight.dtype(), bias.dtype()] == [DType::F32; 3]
+}
+
+/// `nn.GroupNorm(groups, C, eps)` of `x (N, C, …)` with `weight` and `bias` (`C`), with its
+/// backward; errs unless [`supports`] holds.
+pub fn group_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    groups: usize,
+    eps: f64,
+) -> Result<Tensor> {
+    if !supports(x, weight, bias, groups) {
+        candle_core::bail!(
+            "CUDA GroupNorm: input {:?} ({:?}), {groups} groups, weight {:?} not supported",
+            x.dims(),
+            x.dtype(),
+            weight.dims()
+        );
+    }
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        GroupNorm {
+            groups,
+            eps: eps as f32,
+        },
+    )
+}
+
+/// `(x, γ, β) → y`, through `group_norm_fwd`.
+#[derive(Debug, Clone, Copy)]
+struct GroupNorm {
+    groups: usize,
+    eps: f32,
+}
+
+/// `(N, C, S…)` as `(N, C, S)`.
+fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
+    let d = l.shape().dims();
+    match d {
+        [n, c, rest @ ..] => Ok((*n, *c, rest.iter().product())),
+        _ => candle_core::bail!("CUDA GroupNorm: input of rank {} (needs N, C, …)", d.len()),
+    }
+}
+
+impl CustomOp3 for GroupNorm {
+    fn name(&self) -> &'static str {
+        "ddpm-cuda-group-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("the CUDA GroupNorm runs on CUDA tensors only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+        bs: &CudaStorage,
+        bl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (n, c, s) = dims(xl)?;
+        let dev = xs.device().clone();
+        // SAFETY: every element is written below (one block per image and group covers all).
+        let y = unsafe { dev.alloc::<f32>(n * c * s)? };
+        let stats = unsafe { dev.alloc::<f32>(2 * n * self.groups)? };
+        if n * c * s > 0 {
+            let func = dev.get_or_load_custom_func("group_norm_fwd", MODULE, PTX)?;
+            let (x, w, b) = (view(xs, xl)?, view(ws, wl)?, view(bs, bl)?);
+            let args = ints(&[c, s, self.groups])?;
+            let mut lb = func.builder();
+            lb.arg(&x);
+            lb.arg(&w);
+            lb.arg(&b);
+            lb.arg(&y);
+            lb.arg(&stats);
+            for a in &args {
+                lb.arg(a);
+            }
+            lb.arg(&self.eps);
+            // SAFETY: the arguments match the kernel's signature; each block stays inside its
+            // image and group of the contiguous tensors sized above.
+            unsafe { lb.launch(per_group(n * self.groups)?) }.w()?;
+        }
+        Ok((CudaStorage::wrap_cuda_slice(y, dev), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (x, weight, grad) = (x.detach(), weight.detach(), grad.contiguous()?);
+        let n = x.dim(0)?;
+        let c = x.dim(1)?;
+        let stats = x.apply_op1_no_bwd(&Stats {
+            groups: self.groups,
+            eps: self.eps,
+        })?;
+        let sums = x.apply_op3_no_bwd(
+            &grad,
+            &stats,
+            &ChannelSums {
+                groups: self.groups,
+            },
+        )?;
+        let dx = {
+            let params = Tensor::cat(
+                &[
+                    stats.flatten_all()?,
+                    sums.flatten_all()?,
+                    weight.flatten_all()?,
+                ],
+                0,
+            )?;
+            x.apply_op3_no_bwd(
+                &grad,
+                &params,
+                &InputGrad {
+                    groups: self.groups,
+                },
+            )?
+        };
+        // (N, C, 2): Σ dy and Σ dy·x̂ per image and channel; β's and γ's gradients sum them.
+        let per_channel = sums.reshape((n, c, 2))?.sum(0)?;
+        let dbeta = per_channel.narrow(1, 0, 1)?.reshape(c)?;
+        let dgamma = per_channel.narrow(1, 1, 1)?.reshape(c)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// A launch of one block of [`GROUP_THREADS`] per image and group.
+fn per_group(blocks: usize) -> Result<LaunchConfig> {
+    Ok(LaunchConfig {
+        grid_dim: (int(blocks)? as u32, 1, 1),
+        block_dim: (GROUP_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+/// `x → (N·G, 2)`: mean and 1/sqrt(var + eps) per image and group, through `group_norm_stats`.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    groups: usize,
+    eps: f32,
+}
+
+impl CustomOp1 for Stats {
+    fn name(&self) -> &'static str {
+        "ddpm-cuda-group-norm-stats"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("the CUDA GroupNorm runs on CUDA tensors only")
+    }
+
+    fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (n, c, s) = dims(xl)?;
+        let dev = xs.device().clone();
+        let blocks = n * self.groups;
+        // SAFETY: one block per (image, group) writes its two values.
+        let stats = unsafe { dev.alloc::<f32>(2 * blocks)? };
+        if blocks > 0 && c * s > 0 {
+            let func = dev.get_or_load_custom_func("group_norm_stats", MODULE, PTX)?;
+            let x = view(xs, xl)?;
+            let args = ints(&[c, s, self.groups])?;
+            let mut lb = func.builder();
+            lb.arg(&x);
+            lb.arg(&stats);
+            for a in &args {
+                lb.arg(a);
+            }
+            lb.arg(&self.eps);
+            // SAFETY: as in GroupNorm::cuda_fwd.
+            unsafe { lb.launch(per_group(blocks)?) }.w()?;
+        }
+        Ok((
+            CudaStorage::wrap_cuda_slice(stats, dev),
+            Shape::from((blocks, 2)),
+        ))
+    }
+}
+
+/// `(x, dy, stats) → (N·C, 2)`: Σ dy and Σ dy·x̂ per image and channel, through
+/// `group_norm_channel_sums`.
+#[derive(Debug, Clone, Copy)]
+struct ChannelSums {
+    groups: usize,
+}
+
+impl CustomOp3 for ChannelSums {
+    fn name(&self) -> &'static str {
+        "ddpm-cuda-group-norm-channel-sums"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("the CUDA GroupNorm runs on CUDA tensors only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+        ss: &CudaStorage,
+        sl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (n, c, s) = dims(xl)?;
+        let dev = xs.device().clone();
+        // SAFETY: one block per (image, channel) writes its two sums.
+        let sums = unsafe { dev.alloc::<f32>(2 * n * c)? };
+        if n * c > 0 {
+            let func = dev.get_or_load_custom_func("group_norm_channel_sums", MODULE, PTX)?;
+            let (x, g, st) = (view(xs, xl)?, view(gs, gl)?, view(ss, sl)?);
+            let args = ints(&[c, s, self.groups])?;
+            let mut lb = func.builder();
+            lb.arg(&x);
+            lb.arg(&g);
+            lb.arg(&st);
+            lb.arg(&sums);
+            for a in &args {
+                lb.arg(a);
+            }
+            let cfg = LaunchConfig {
+                grid_dim: (int(n * c)? as u32, 1, 1),
+                block_dim: (CHANNEL_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: each block reads its own channel of x and dy and its group's statistics.
+            unsafe { lb.launch(cfg) }.w()?;
+        }
+        Ok((
+            CudaStorage::wrap_cuda_slice(sums, dev),
+            Shape::from((n * c, 2)),
+        ))
+    }
+}
+
+/// `(x, dy, params) → dx`, through `group_norm_input_grad`; `params` is the statistics, the
+/// channel sums and γ, flattened and concatenated in this order.
+#[derive(Debug, Clone, Copy)]
+struct InputGrad {
+    groups: usize,
+}
+
+impl CustomOp3 for InputGrad {
+    fn name(&self) -> &'static str {
+        "ddpm-cuda-group-norm-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("the CUDA GroupNorm runs on CUDA tensors only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+        ps: &CudaStorage,
+        pl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (n, c, s) = dims(xl)?;
+        let want = 2 * n * self.groups + 2 * n * c + c;
+        if pl.shape().elem_count() != want {
+            candle_core::bail!(
+                "CUDA GroupNorm: {} packed parameters, expected {want}",
+                pl.shape().elem_count()
+            );
+        }
+        let dev = xs.device().clone();
+        // SAFETY: one block per (image, group) writes all of its values.
+        let dx = unsafe { dev.alloc::<f32>(n * c * s)? };
+        if n * c * s > 0 {
+            let func = dev.get_or_load_custom_func("group_norm_input_grad", MODULE, PTX)?;
+            let (x, g, p) = (view(xs, xl)?, view(gs, gl)?, view(ps, pl)?);
+            let args = ints(&[n, c, s, self.groups])?;
+            let mut lb = func.builder();
+            lb.arg(&x);
+            lb.arg(&g);
+            lb.arg(&p);
+            lb.arg(&dx);
+            for a in &args {
+                lb.arg(a);
+            }
+            // SAFETY: as in GroupNorm::cuda_fwd; the packed parameters' length is checked above.
+            unsafe { lb.launch(per_group(n * self.groups)?) }.w()?;
+        }
+        Ok((CudaStorage::wrap_cuda_slice(dx, dev), xl.shape().clone()))
+    }
+}

@@ -1,0 +1,73 @@
+//! ddpm-lab's own CUDA kernels (the `.cu` files beside this module, compiled to PTX by
+//! `build.rs` and loaded by candle's device on first use), each behind a custom op with its
+//! backward, as the CPU kernels are: the depthwise conv of the blog UNet's ConvNeXt blocks
+//! ([`depthwise`]) and GroupNorm ([`group_norm`]). `ddpm-lab check-device` compares the model's
+//! gradients through them with the CPU's.
+
+pub mod depthwise;
+pub mod group_norm;
+
+use std::sync::OnceLock;
+
+use candle_core::cuda_backend::cudarc::driver::CudaView;
+use candle_core::{CudaStorage, Layout, Result};
+
+/// The environment variable that picks which of these kernels run: a comma-separated list of
+/// `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
+/// (an escape hatch, should a kernel misbehave on some GPU: `check-device` tells).
+pub const KERNELS_VAR: &str = "DDPM_LAB_CUDA_KERNELS";
+
+/// Whether kernel `name` is switched on by [`KERNELS_VAR`] (read once per process).
+pub fn enabled(name: &str) -> bool {
+    static CHOSEN: OnceLock<Option<String>> = OnceLock::new();
+    chosen(
+        CHOSEN
+            .get_or_init(|| std::env::var(KERNELS_VAR).ok())
+            .as_deref(),
+        name,
+    )
+}
+
+/// Whether the value of [`KERNELS_VAR`] (`None`: unset) switches kernel `name` on.
+fn chosen(value: Option<&str>, name: &str) -> bool {
+    value.is_none_or(|v| v.split(',').any(|k| k.trim().eq_ignore_ascii_case(name)))
+}
+
+/// The contiguous f32 data of a storage at a layout.
+fn view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(s.as_cuda_slice::<f32>()?.slice(a..b)),
+        None => candle_core::bail!("a CUDA kernel of ddpm-lab got a non-contiguous operand"),
+    }
+}
+
+/// `v` as a kernel's `int` argument, or an error for sizes past it.
+fn int(v: usize) -> Result<i32> {
+    i32::try_from(v)
+        .map_err(|_| candle_core::Error::Msg(format!("{v} is too large for a CUDA kernel's int")))
+}
+
+/// [`int`] of each.
+fn ints(vs: &[usize]) -> Result<Vec<i32>> {
+    vs.iter().map(|&v| int(v)).collect()
+}
+
+/// Blocks of `threads` for a grid-stride loop over `n` elements: one per `threads` elements, at
+/// most 65,535 (plenty to fill any GPU; the loop covers the rest).
+fn blocks_for(n: usize, threads: u32) -> u32 {
+    n.div_ceil(threads as usize).clamp(1, 65_535) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chosen;
+
+    #[test]
+    fn device_kernels_are_all_on_unless_the_variable_lists_them() {
+        assert!(chosen(None, "depthwise") && chosen(None, "group_norm"));
+        assert!(chosen(Some("depthwise"), "depthwise"));
+        assert!(!chosen(Some("depthwise"), "group_norm"));
+        assert!(chosen(Some(" Group_Norm , depthwise"), "group_norm"));
+        assert!(!chosen(Some("none"), "depthwise") && !chosen(Some(""), "group_norm"));
+    }
+}
