@@ -18,10 +18,11 @@
 #   second (peak over the idle reading). The whole run stays under TOTAL_SECONDS.
 #
 #   DEVICE=cuda         device for every step (DEVICE=cpu tests the script on any machine)
-#   DDPM_LAB=path       the binary (default: gpu-bin/ddpm-lab, else gpu-bin/ddpm-lab.gz unpacked,
-#                       else target/cuda/release/ddpm-lab, else target/release/ddpm-lab; how to
-#                       build and carry it: scripts/README.md)
-#   SHARED=dir          the shared folder with fixtures/ and data/ (default: ../shared)
+#   DDPM_LAB=path       the binary (default: gpu-bin/ddpm-lab, else gpu-bin/ddpm-lab.gz or .xz
+#                       unpacked, else target/cuda/release/ddpm-lab, else target/release/ddpm-lab;
+#                       how to build and carry it: scripts/README.md)
+#   SHARED=dir          the shared folder with fixtures/ and data/ (default: ../shared, else
+#                       ./shared: only a shared/ inside the checkout travels to the GPU machine)
 #   PYTHON=python3      python for the helpers and for PyTorch (needs torch, and einops or
 #                       gpu-bin/einops-*.whl, for the last step)
 #   BENCH_ARGS="..."    bench flags for both programs (default: training at batch 128, forward
@@ -43,7 +44,7 @@
 set -uo pipefail
 
 if [ $# -ne 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,42p' "$0"
+  sed -n '2,43p' "$0"
   exit 2
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,6 +77,10 @@ if [ -z "$BIN" ]; then
     BIN=$REPO/gpu-bin/ddpm-lab
   elif [ -f "$REPO/gpu-bin/ddpm-lab.gz" ] &&
     gzip -dc "$REPO/gpu-bin/ddpm-lab.gz" >"$WORK/ddpm-lab" && chmod +x "$WORK/ddpm-lab"; then
+    BIN=$WORK/ddpm-lab
+  elif [ -f "$REPO/gpu-bin/ddpm-lab.xz" ] &&
+    $PYTHON -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+      "$REPO/gpu-bin/ddpm-lab.xz" "$WORK/ddpm-lab" && chmod +x "$WORK/ddpm-lab"; then
     BIN=$WORK/ddpm-lab
   else
     for b in "$REPO/target/cuda/release/ddpm-lab" "$REPO/target/release/ddpm-lab"; do
