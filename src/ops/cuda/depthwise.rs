@@ -12,7 +12,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CpuStorage, CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 use super::{blocks_for, int, ints, view};
 
@@ -81,15 +81,7 @@ impl CustomOp2 for DepthwiseConv {
         "ddpm-cuda-depthwise-conv"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("the CUDA depthwise conv runs on CUDA tensors only")
-    }
+    cuda_only_cpu_fwd!(op2);
 
     fn cuda_fwd(
         &self,
@@ -183,15 +175,7 @@ impl CustomOp2 for DepthwiseWeightGrad {
         "ddpm-cuda-depthwise-weight-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("the CUDA depthwise conv runs on CUDA tensors only")
-    }
+    cuda_only_cpu_fwd!(op2);
 
     fn cuda_fwd(
         &self,

@@ -7,9 +7,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{
-    CpuStorage, CudaStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CudaStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 use super::{int, ints, view};
 
@@ -87,17 +85,7 @@ impl CustomOp3 for GroupNorm {
         "ddpm-cuda-group-norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("the CUDA GroupNorm runs on CUDA tensors only")
-    }
+    cuda_only_cpu_fwd!(op3);
 
     fn cuda_fwd(
         &self,
@@ -202,9 +190,7 @@ impl CustomOp1 for Stats {
         "ddpm-cuda-group-norm-stats"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("the CUDA GroupNorm runs on CUDA tensors only")
-    }
+    cuda_only_cpu_fwd!(op1);
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
         let (n, c, s) = dims(xl)?;
@@ -245,17 +231,7 @@ impl CustomOp3 for ChannelSums {
         "ddpm-cuda-group-norm-channel-sums"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("the CUDA GroupNorm runs on CUDA tensors only")
-    }
+    cuda_only_cpu_fwd!(op3);
 
     fn cuda_fwd(
         &self,
@@ -309,17 +285,7 @@ impl CustomOp3 for InputGrad {
         "ddpm-cuda-group-norm-input-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("the CUDA GroupNorm runs on CUDA tensors only")
-    }
+    cuda_only_cpu_fwd!(op3);
 
     fn cuda_fwd(
         &self,

@@ -4,9 +4,6 @@
 //! ([`depthwise`]) and GroupNorm ([`group_norm`]). `ddpm-lab check-device` compares the model's
 //! gradients through them with the CPU's.
 
-pub mod depthwise;
-pub mod group_norm;
-
 use std::sync::OnceLock;
 
 use candle_core::cuda_backend::cudarc::driver::CudaView;
@@ -40,6 +37,47 @@ fn view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
         None => candle_core::bail!("a CUDA kernel of ddpm-lab got a non-contiguous operand"),
     }
 }
+
+/// The `cpu_fwd` of a custom op that runs on CUDA tensors only (candle's custom-op traits have
+/// no default for it): an error naming the op. `op1`, `op2` or `op3` for `CustomOp1/2/3`.
+macro_rules! cuda_only_cpu_fwd {
+    (op1) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            candle_core::bail!("{} runs on CUDA tensors only", self.name())
+        }
+    };
+    (op2) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            candle_core::bail!("{} runs on CUDA tensors only", self.name())
+        }
+    };
+    (op3) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            candle_core::bail!("{} runs on CUDA tensors only", self.name())
+        }
+    };
+}
+// Textually in scope for the modules below.
+pub mod depthwise;
+pub mod group_norm;
 
 /// `v` as a kernel's `int` argument, or an error for sizes past it.
 fn int(v: usize) -> Result<i32> {
