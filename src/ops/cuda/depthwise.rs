@@ -17,7 +17,7 @@ use candle_core::{CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use super::{blocks_for, int, ints, view};
 
 /// The kernels' PTX (compiled for compute capability 7.5; the driver compiles it for the GPU).
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/depthwise.ptx"));
+pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/depthwise.ptx"));
 /// The name candle's device caches the loaded module under.
 const MODULE: &str = "ddpm_lab_depthwise";
 /// Threads per block; the weight-gradient kernel's reduction is written for this many.

@@ -12,7 +12,7 @@ use candle_core::{CudaStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shap
 use super::{int, ints, view};
 
 /// The kernels' PTX.
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/group_norm.ptx"));
+pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/group_norm.ptx"));
 /// The name candle's device caches the loaded module under.
 const MODULE: &str = "ddpm_lab_group_norm";
 /// Threads per block of the per-group kernels.

@@ -108,4 +108,37 @@ mod tests {
         assert!(chosen(Some(" Group_Norm , depthwise"), "group_norm"));
         assert!(!chosen(Some("none"), "depthwise") && !chosen(Some(""), "group_norm"));
     }
+
+    #[test]
+    fn device_kernels_ptx_has_every_entry_the_ops_load() {
+        // The names the custom ops pass to `get_or_load_custom_func`, against nvcc's output.
+        let depthwise = [3, 5, 7].iter().flat_map(|k| {
+            [
+                format!("depthwise_fwd_k{k}"),
+                format!("depthwise_wgrad_k{k}"),
+            ]
+        });
+        let group_norm = [
+            "group_norm_fwd",
+            "group_norm_stats",
+            "group_norm_channel_sums",
+            "group_norm_input_grad",
+        ]
+        .map(String::from);
+        for (ptx, names) in [
+            (super::depthwise::PTX, depthwise.collect::<Vec<_>>()),
+            (super::group_norm::PTX, group_norm.to_vec()),
+        ] {
+            assert!(
+                ptx.contains(".target sm_75"),
+                "PTX for compute capability 7.5"
+            );
+            for name in names {
+                assert!(
+                    ptx.contains(&format!(".entry {name}(")),
+                    "no kernel {name} in the PTX"
+                );
+            }
+        }
+    }
 }
