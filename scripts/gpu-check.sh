@@ -13,8 +13,8 @@
 #   resumed on the CPU for 2 steps from that checkpoint, then sampled on DEVICE again →
 #   `ddpm-lab bench --json` and the same workloads in PyTorch (scripts/pytorch_bench.py), strict
 #   float32, then both with TF32 (`--tf32`); then, optional (not part of the report's `ok`),
-#   ddpm-lab with candle's stock ops (the A/B of ops::device_conv) and `nsys` summaries of its
-#   training step. While each benchmark runs, nvidia-smi reads the GPU's used memory 10 times a
+#   ddpm-lab with candle's stock ops (the A/B of ops::device_conv), and `nsys` summaries and
+#   `ncu` kernel times of its training step. While each benchmark runs, nvidia-smi reads the GPU's used memory 10 times a
 #   second (peak over the idle reading). The whole run stays under TOTAL_SECONDS.
 #
 #   DEVICE=cuda         device for every step (DEVICE=cpu tests the script on any machine)
@@ -32,6 +32,8 @@
 #                       (`bench --stock-ops`: no ops::device_conv; BENCH_STOCK=0 skips it)
 #   NSYS=1              last, if time is left and `nsys` is on PATH: Nsight Systems' kernel and
 #                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
+#   NCU=1               then, likewise with `ncu` (Nsight Compute): the GPU time of each kernel
+#                       of one training step, summed by kernel (NCU=0 skips it)
 #   TRAIN_ARGS="..."    extra train flags (default: --batch-size 128, the blog's model)
 #   TRAIN_SECONDS=30  TOTAL_SECONDS=470  PARITY_TOL=1e-4
 #   CUDA_LIB_DIRS=a:b   where libcublas/libcurand/libnvrtc are (default: the nvidia/*/lib folders
@@ -44,7 +46,7 @@
 set -uo pipefail
 
 if [ $# -ne 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,43p' "$0"
+  sed -n '2,45p' "$0"
   exit 2
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -64,6 +66,7 @@ BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256
 TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
 NSYS=${NSYS:-1}
+NCU=${NCU:-1}
 TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
 START=$(date +%s)
 DEADLINE=$((START + TOTAL_SECONDS))
@@ -330,6 +333,15 @@ if [ "$NSYS" = 1 ] && [ -n "$BIN" ] && command -v nsys >/dev/null 2>&1; then
     [ "$found" = 2 ]' _ "$WORK" "$BIN" "$DEVICE" $BENCH_ARGS
   # The report itself, for a closer look later (the summaries are in the JSON either way).
   cp "$WORK/nsys-train.nsys-rep" "$OUTDIR/logs/" 2>/dev/null
+fi
+
+# 11. Nsight Compute's GPU time per kernel for one training step (optional; where nsys is
+# missing, as on the H200 machine, this is the profile). `--clock-control none` leaves the GPU's
+# clocks as they are; one metric keeps it to one replay per kernel (about 40 s on the H200).
+if [ "$NCU" = 1 ] && [ -n "$BIN" ] && command -v ncu >/dev/null 2>&1; then
+  # shellcheck disable=SC2086
+  step ncu_train 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+    "$BIN" bench --device "$DEVICE" --json $BENCH_ARGS --only train --warmup 0 --repeats 1
 fi
 
 # The report: what this run was, then every step's result.

@@ -387,9 +387,16 @@ def report(work, out_path):
     # ddpm-lab's own ops (ops::device_conv on a GPU) over candle's stock ones.
     own_over_stock = over("bench", "bench_stock", "stock") if info.get("stock_run") else None
 
-    # The stock-ops A/B and the profile are extras: they run last, when time is left, and do
+    rec = step_record(work, "ncu_train")
+    if rec is not None:
+        if "rc" in rec:
+            rec["kernels"] = ncu_kernel_times(os.path.join(work, "ncu_train.out"))
+            rec["ok"] = rec["rc"] == 0 and rec["kernels"]["launches"] > 0
+        steps["ncu_train"] = rec
+
+    # The stock-ops A/B and the profiles are extras: they run last, when time is left, and do
     # not decide whether the visit checked out.
-    optional = ("bench_stock", "nsys_train")
+    optional = ("bench_stock", "nsys_train", "ncu_train")
     required = {k: v for k, v in steps.items() if k not in optional}
     ran = {k: v for k, v in required.items() if v is not None}
     doc = {
@@ -411,6 +418,41 @@ def report(work, out_path):
         f.write("\n")
     os.replace(tmp, out_path)
     print(f"{out_path}: ok={doc['ok']} failed={doc['failed']}", file=sys.stderr)
+
+
+# ncu's --csv units of gpu__time_duration, in milliseconds.
+NCU_MS = {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0, "second": 1e3}
+
+
+def ncu_kernel_times(path, top=30):
+    """GPU time per kernel name from `ncu --metrics gpu__time_duration.sum --csv` output: the
+    number of launches, the total in ms, and the `top` kernels by time as
+    [name, ms, share of the total, launches]."""
+    import csv
+
+    try:
+        with open(path, errors="replace") as f:
+            rows = [line for line in f if line.startswith('"')]
+    except OSError:
+        rows = []
+    ms, count = {}, {}
+    for r in csv.DictReader(rows):
+        if r.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        try:
+            v = float(r["Metric Value"].replace(",", "")) * NCU_MS.get(r.get("Metric Unit"), 1e-6)
+        except (KeyError, ValueError):
+            continue
+        name = r.get("Kernel Name", "?")
+        ms[name] = ms.get(name, 0.0) + v
+        count[name] = count.get(name, 0) + 1
+    total = sum(ms.values())
+    ranked = sorted(ms.items(), key=lambda kv: -kv[1])[:top]
+    return {
+        "launches": sum(count.values()),
+        "gpu_ms": total,
+        "top": [[n, t, t / total if total else 0.0, count[n]] for n, t in ranked],
+    }
 
 
 def cuda_lib_dirs():

@@ -34,9 +34,28 @@ esac
 "#,
     )
     .unwrap();
+    // And for Nsight Compute: runs the command after its options (the training step only) and
+    // prints --csv rows of kernel times as ncu does, in two units.
+    let ncu = tools.path().join("ncu");
+    std::fs::write(
+        &ncu,
+        r#"#!/usr/bin/env bash
+while [ "${1#-}" != "$1" ]; do case "$1" in --csv) shift ;; *) shift 2 ;; esac; done
+case " $* " in *" --only train "*) ;; *) exit 3 ;; esac
+"$@" >/dev/null || exit 1
+echo '==PROF== Disconnected'
+echo '"ID","Kernel Name","Metric Name","Metric Unit","Metric Value"'
+echo '"0","im2col_f32","gpu__time_duration.sum","usecond","1,500.00"'
+echo '"1","group_norm_fwd","gpu__time_duration.sum","nsecond","1000"'
+echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
+"#,
+    )
+    .unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&nsys, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for tool in [&nsys, &ncu] {
+            std::fs::set_permissions(tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
     let path = format!(
         "{}:{}",
@@ -85,6 +104,9 @@ esac
         "bench",
         "bench_stock",
         "nsys_train",
+        "ncu_train",
+        "check_device",
+        "check_device_current",
     ] {
         assert!(
             ok(name),
@@ -121,6 +143,26 @@ esac
     assert!(
         summaries.contains("## cuda_gpu_kern_sum") && summaries.contains("## cuda_api_sum"),
         "{summaries}"
+    );
+    // ncu's rows summed by kernel, in milliseconds, the slowest first.
+    let kernels = &steps["ncu_train"]["kernels"];
+    assert_eq!(kernels["launches"], 3, "{kernels}");
+    assert!(
+        (kernels["gpu_ms"].as_f64().unwrap() - 2.001).abs() < 1e-9,
+        "{kernels}"
+    );
+    assert_eq!(kernels["top"][0][0], "im2col_f32", "{kernels}");
+    assert!(
+        (kernels["top"][0][1].as_f64().unwrap() - 2.0).abs() < 1e-9,
+        "{kernels}"
+    );
+    assert_eq!(kernels["top"][0][3], 2, "{kernels}");
+    assert_eq!(kernels["top"][1][0], "group_norm_fwd", "{kernels}");
+    // The gradients on the checked device (the GPU route, here on the CPU) matched the CPU's.
+    assert_eq!(
+        steps["check_device"]["result"]["ok"], true,
+        "{}",
+        steps["check_device"]
     );
     let resumed = steps["resume_cpu"]["steps"].as_array().unwrap();
     assert_eq!(resumed.len(), 2, "{}", steps["resume_cpu"]);
