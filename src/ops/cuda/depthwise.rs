@@ -24,14 +24,16 @@ const MODULE: &str = "ddpm_lab_depthwise";
 const THREADS: u32 = 256;
 
 /// Whether [`depthwise_conv2d`] takes `x (N, C, H, W)` and `w (C, 1, k, k)` with this padding:
-/// both f32 on a CUDA device, `k` 3, 5 or 7, padding below `k`, and the kernel not switched off
+/// both f32 on a CUDA device, `k` 3, 5 or 7, padding below `k`, a padded map that holds the
+/// kernel, and the kernel not switched off
 /// ([`super::KERNELS_VAR`]).
 pub fn supports(x: &Tensor, w: &Tensor, padding: usize) -> bool {
-    let square = matches!(w.dims(), &[c, 1, kh, kw]
-        if kh == kw && matches!(kh, 3 | 5 | 7) && padding < kh && x.dims().get(1) == Some(&c));
+    // The padded map must hold the kernel at least once (`h + 2p + 1 ≥ k`).
+    let square = matches!((w.dims(), x.dims()), (&[c, 1, kh, kw], &[_, xc, h, wd])
+        if kh == kw && matches!(kh, 3 | 5 | 7) && padding < kh && xc == c
+            && h + 2 * padding + 1 >= kh && wd + 2 * padding + 1 >= kh);
     square
         && super::enabled("depthwise")
-        && x.rank() == 4
         && x.device().is_cuda()
         && w.device().same_device(x.device())
         && x.dtype() == DType::F32

@@ -126,10 +126,12 @@ impl CustomOp3 for GroupNorm {
         &self,
         x: &Tensor,
         weight: &Tensor,
-        _bias: &Tensor,
+        bias: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Only what is tracked; every gradient needs the channel sums.
+        let need = (x.track_op(), weight.track_op(), bias.track_op());
         let (x, weight, grad) = (x.detach(), weight.detach(), grad.contiguous()?);
         let n = x.dim(0)?;
         let c = x.dim(1)?;
@@ -144,7 +146,7 @@ impl CustomOp3 for GroupNorm {
                 groups: self.groups,
             },
         )?;
-        let dx = {
+        let dx = if need.0 {
             let params = Tensor::cat(
                 &[
                     stats.flatten_all()?,
@@ -153,19 +155,21 @@ impl CustomOp3 for GroupNorm {
                 ],
                 0,
             )?;
-            x.apply_op3_no_bwd(
+            Some(x.apply_op3_no_bwd(
                 &grad,
                 &params,
                 &InputGrad {
                     groups: self.groups,
                 },
-            )?
+            )?)
+        } else {
+            None
         };
         // (N, C, 2): Σ dy and Σ dy·x̂ per image and channel; β's and γ's gradients sum them.
         let per_channel = sums.reshape((n, c, 2))?.sum(0)?;
         let dbeta = per_channel.narrow(1, 0, 1)?.reshape(c)?;
         let dgamma = per_channel.narrow(1, 1, 1)?.reshape(c)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        Ok((dx, need.1.then_some(dgamma), need.2.then_some(dbeta)))
     }
 }
 
