@@ -10,16 +10,17 @@
 //! order, so results do not depend on scheduling.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-use super::{blocks_for, int, ints, view};
+use super::{blocks, grid_stride, view, Launch, Module};
 
 /// The kernels' PTX (compiled for compute capability 7.5; the driver compiles it for the GPU).
 pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/depthwise.ptx"));
-/// The name candle's device caches the loaded module under.
-const MODULE: &str = "ddpm_lab_depthwise";
+/// The kernels of `depthwise.cu`.
+const KERNELS: Module = Module {
+    name: "ddpm_lab_depthwise",
+    ptx: PTX,
+};
 /// Threads per block; the weight-gradient kernel's reduction is written for this many.
 const THREADS: u32 = 256;
 
@@ -101,24 +102,17 @@ impl CustomOp2 for DepthwiseConv {
         // SAFETY: every element is written by the kernel below.
         let y = unsafe { dev.alloc::<f32>(total)? };
         if total > 0 {
-            let func = dev.get_or_load_custom_func(&format!("depthwise_fwd_k{k}"), MODULE, PTX)?;
-            let (x, w) = (view(xs, xl)?, view(ws, wl)?);
-            let args = ints(&[n * c, c, h, wd, ho, wo, p, self.flip as usize])?;
-            let mut b = func.builder();
-            b.arg(&x);
-            b.arg(&w);
-            b.arg(&y);
-            for a in &args {
-                b.arg(a);
-            }
-            let cfg = LaunchConfig {
-                grid_dim: (blocks_for(total, THREADS), 1, 1),
-                block_dim: (THREADS, 1, 1),
-                shared_mem_bytes: 0,
+            let launch = Launch {
+                kernel: &format!("depthwise_fwd_k{k}"),
+                cfg: grid_stride(total, THREADS),
+                inputs: &[view(xs, xl)?, view(ws, wl)?],
+                outputs: &[&y],
+                ints: &[n * c, c, h, wd, ho, wo, p, self.flip as usize],
+                floats: &[],
             };
-            // SAFETY: the arguments match the kernel's signature; every index stays inside the
-            // contiguous slices sized by the shapes above.
-            unsafe { b.launch(cfg) }.w()?;
+            // SAFETY: the parameters match `depthwise_fwd_k*`; every index stays inside the
+            // contiguous buffers sized by the shapes above.
+            unsafe { KERNELS.launch(&dev, launch) }?;
         }
         Ok((
             CudaStorage::wrap_cuda_slice(y, dev),
@@ -194,24 +188,16 @@ impl CustomOp2 for DepthwiseWeightGrad {
         // SAFETY: the kernel writes every (channel, slice, tap) entry once.
         let part = unsafe { dev.alloc::<f32>(len)? };
         if len > 0 {
-            let func =
-                dev.get_or_load_custom_func(&format!("depthwise_wgrad_k{k}"), MODULE, PTX)?;
-            let (x, g) = (view(xs, xl)?, view(gs, gl)?);
-            let args = ints(&[n, c, h, wd, ho, wo, self.padding, splits])?;
-            let mut b = func.builder();
-            b.arg(&x);
-            b.arg(&g);
-            b.arg(&part);
-            for a in &args {
-                b.arg(a);
-            }
-            let cfg = LaunchConfig {
-                grid_dim: (int(c)? as u32, int(splits)? as u32, 1),
-                block_dim: (THREADS, 1, 1),
-                shared_mem_bytes: 0,
+            let launch = Launch {
+                kernel: &format!("depthwise_wgrad_k{k}"),
+                cfg: blocks((c, splits), THREADS)?,
+                inputs: &[view(xs, xl)?, view(gs, gl)?],
+                outputs: &[&part],
+                ints: &[n, c, h, wd, ho, wo, self.padding, splits],
+                floats: &[],
             };
             // SAFETY: as in DepthwiseConv::cuda_fwd; the grid is one block per (channel, slice).
-            unsafe { b.launch(cfg) }.w()?;
+            unsafe { KERNELS.launch(&dev, launch) }?;
         }
         Ok((
             CudaStorage::wrap_cuda_slice(part, dev),

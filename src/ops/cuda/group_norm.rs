@@ -5,16 +5,18 @@
 //! over the batch by candle, in a fixed order.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::WrapErr;
+use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
 use candle_core::{CudaStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-use super::{int, ints, view};
+use super::{blocks, view, Launch, Module};
 
 /// The kernels' PTX.
 pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/group_norm.ptx"));
-/// The name candle's device caches the loaded module under.
-const MODULE: &str = "ddpm_lab_group_norm";
+/// The kernels of `group_norm.cu`.
+const KERNELS: Module = Module {
+    name: "ddpm_lab_group_norm",
+    ptx: PTX,
+};
 /// Threads per block of the per-group kernels.
 const GROUP_THREADS: u32 = 512;
 /// Threads per block of the per-channel kernel (spatial maps of 7×7 to 28×28 here).
@@ -102,22 +104,17 @@ impl CustomOp3 for GroupNorm {
         let y = unsafe { dev.alloc::<f32>(n * c * s)? };
         let stats = unsafe { dev.alloc::<f32>(2 * n * self.groups)? };
         if n * c * s > 0 {
-            let func = dev.get_or_load_custom_func("group_norm_fwd", MODULE, PTX)?;
-            let (x, w, b) = (view(xs, xl)?, view(ws, wl)?, view(bs, bl)?);
-            let args = ints(&[c, s, self.groups])?;
-            let mut lb = func.builder();
-            lb.arg(&x);
-            lb.arg(&w);
-            lb.arg(&b);
-            lb.arg(&y);
-            lb.arg(&stats);
-            for a in &args {
-                lb.arg(a);
-            }
-            lb.arg(&self.eps);
-            // SAFETY: the arguments match the kernel's signature; each block stays inside its
-            // image and group of the contiguous tensors sized above.
-            unsafe { lb.launch(per_group(n * self.groups)?) }.w()?;
+            let launch = Launch {
+                kernel: "group_norm_fwd",
+                cfg: per_group(n * self.groups)?,
+                inputs: &[view(xs, xl)?, view(ws, wl)?, view(bs, bl)?],
+                outputs: &[&y, &stats],
+                ints: &[c, s, self.groups],
+                floats: &[self.eps],
+            };
+            // SAFETY: the parameters match `group_norm_fwd`; each block stays inside its image
+            // and group of the contiguous buffers sized above.
+            unsafe { KERNELS.launch(&dev, launch) }?;
         }
         Ok((CudaStorage::wrap_cuda_slice(y, dev), xl.shape().clone()))
     }
@@ -174,12 +171,8 @@ impl CustomOp3 for GroupNorm {
 }
 
 /// A launch of one block of [`GROUP_THREADS`] per image and group.
-fn per_group(blocks: usize) -> Result<LaunchConfig> {
-    Ok(LaunchConfig {
-        grid_dim: (int(blocks)? as u32, 1, 1),
-        block_dim: (GROUP_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    })
+fn per_group(n_groups: usize) -> Result<LaunchConfig> {
+    blocks((n_groups, 1), GROUP_THREADS)
 }
 
 /// `x → (N·G, 2)`: mean and 1/sqrt(var + eps) per image and group, through `group_norm_stats`.
@@ -203,18 +196,16 @@ impl CustomOp1 for Stats {
         // SAFETY: one block per (image, group) writes its two values.
         let stats = unsafe { dev.alloc::<f32>(2 * blocks)? };
         if blocks > 0 && c * s > 0 {
-            let func = dev.get_or_load_custom_func("group_norm_stats", MODULE, PTX)?;
-            let x = view(xs, xl)?;
-            let args = ints(&[c, s, self.groups])?;
-            let mut lb = func.builder();
-            lb.arg(&x);
-            lb.arg(&stats);
-            for a in &args {
-                lb.arg(a);
-            }
-            lb.arg(&self.eps);
+            let launch = Launch {
+                kernel: "group_norm_stats",
+                cfg: per_group(blocks)?,
+                inputs: &[view(xs, xl)?],
+                outputs: &[&stats],
+                ints: &[c, s, self.groups],
+                floats: &[self.eps],
+            };
             // SAFETY: as in GroupNorm::cuda_fwd.
-            unsafe { lb.launch(per_group(blocks)?) }.w()?;
+            unsafe { KERNELS.launch(&dev, launch) }?;
         }
         Ok((
             CudaStorage::wrap_cuda_slice(stats, dev),
@@ -251,24 +242,16 @@ impl CustomOp3 for ChannelSums {
         // SAFETY: one block per (image, channel) writes its two sums.
         let sums = unsafe { dev.alloc::<f32>(2 * n * c)? };
         if n * c > 0 {
-            let func = dev.get_or_load_custom_func("group_norm_channel_sums", MODULE, PTX)?;
-            let (x, g, st) = (view(xs, xl)?, view(gs, gl)?, view(ss, sl)?);
-            let args = ints(&[c, s, self.groups])?;
-            let mut lb = func.builder();
-            lb.arg(&x);
-            lb.arg(&g);
-            lb.arg(&st);
-            lb.arg(&sums);
-            for a in &args {
-                lb.arg(a);
-            }
-            let cfg = LaunchConfig {
-                grid_dim: (int(n * c)? as u32, 1, 1),
-                block_dim: (CHANNEL_THREADS, 1, 1),
-                shared_mem_bytes: 0,
+            let launch = Launch {
+                kernel: "group_norm_channel_sums",
+                cfg: blocks((n * c, 1), CHANNEL_THREADS)?,
+                inputs: &[view(xs, xl)?, view(gs, gl)?, view(ss, sl)?],
+                outputs: &[&sums],
+                ints: &[c, s, self.groups],
+                floats: &[],
             };
             // SAFETY: each block reads its own channel of x and dy and its group's statistics.
-            unsafe { lb.launch(cfg) }.w()?;
+            unsafe { KERNELS.launch(&dev, launch) }?;
         }
         Ok((
             CudaStorage::wrap_cuda_slice(sums, dev),
@@ -312,19 +295,16 @@ impl CustomOp3 for InputGrad {
         // SAFETY: one block per (image, group) writes all of its values.
         let dx = unsafe { dev.alloc::<f32>(n * c * s)? };
         if n * c * s > 0 {
-            let func = dev.get_or_load_custom_func("group_norm_input_grad", MODULE, PTX)?;
-            let (x, g, p) = (view(xs, xl)?, view(gs, gl)?, view(ps, pl)?);
-            let args = ints(&[n, c, s, self.groups])?;
-            let mut lb = func.builder();
-            lb.arg(&x);
-            lb.arg(&g);
-            lb.arg(&p);
-            lb.arg(&dx);
-            for a in &args {
-                lb.arg(a);
-            }
+            let launch = Launch {
+                kernel: "group_norm_input_grad",
+                cfg: per_group(n * self.groups)?,
+                inputs: &[view(xs, xl)?, view(gs, gl)?, view(ps, pl)?],
+                outputs: &[&dx],
+                ints: &[n, c, s, self.groups],
+                floats: &[],
+            };
             // SAFETY: as in GroupNorm::cuda_fwd; the packed parameters' length is checked above.
-            unsafe { lb.launch(per_group(n * self.groups)?) }.w()?;
+            unsafe { KERNELS.launch(&dev, launch) }?;
         }
         Ok((CudaStorage::wrap_cuda_slice(dx, dev), xl.shape().clone()))
     }

@@ -6,8 +6,9 @@
 
 use std::sync::OnceLock;
 
-use candle_core::cuda_backend::cudarc::driver::CudaView;
-use candle_core::{CudaStorage, Layout, Result};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
 /// The environment variable that picks which of these kernels run: a comma-separated list of
 /// `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
@@ -88,6 +89,69 @@ fn int(v: usize) -> Result<i32> {
 /// [`int`] of each.
 fn ints(vs: &[usize]) -> Result<Vec<i32>> {
     vs.iter().map(|&v| int(v)).collect()
+}
+
+/// One `.cu` file's kernels: its PTX and the name candle's device caches the loaded module under.
+struct Module {
+    name: &'static str,
+    ptx: &'static str,
+}
+
+/// One launch of a kernel, its parameters in the order every kernel here takes them: input
+/// buffers, output buffers, `int`s, `float`s.
+struct Launch<'a> {
+    kernel: &'a str,
+    cfg: LaunchConfig,
+    inputs: &'a [CudaView<'a, f32>],
+    outputs: &'a [&'a CudaSlice<f32>],
+    ints: &'a [usize],
+    floats: &'a [f32],
+}
+
+impl Module {
+    /// Loads the module on `dev` if need be and launches `l` on the device's stream.
+    ///
+    /// # Safety
+    /// The parameters must match the kernel's signature, and the kernel must stay inside the
+    /// buffers for the sizes passed: each call site says why it does.
+    unsafe fn launch(&self, dev: &CudaDevice, l: Launch<'_>) -> Result<()> {
+        let func = dev.get_or_load_custom_func(l.kernel, self.name, self.ptx)?;
+        let int_args = ints(l.ints)?;
+        let mut b = func.builder();
+        for v in l.inputs {
+            b.arg(v);
+        }
+        for &o in l.outputs {
+            b.arg(o);
+        }
+        for i in &int_args {
+            b.arg(i);
+        }
+        for f in l.floats {
+            b.arg(f);
+        }
+        // SAFETY: the caller's contract above.
+        unsafe { b.launch(l.cfg) }.w()?;
+        Ok(())
+    }
+}
+
+/// A launch of `threads`-thread blocks for a grid-stride loop over `n` elements.
+fn grid_stride(n: usize, threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks_for(n, threads), 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// A launch of one `threads`-thread block per `(x, y)` of `grid`.
+fn blocks(grid: (usize, usize), threads: u32) -> Result<LaunchConfig> {
+    Ok(LaunchConfig {
+        grid_dim: (int(grid.0)? as u32, int(grid.1)? as u32, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    })
 }
 
 /// Blocks of `threads` for a grid-stride loop over `n` elements: one per `threads` elements, at
