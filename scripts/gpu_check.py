@@ -7,6 +7,7 @@ numpy or safetensors outside its torch install).
   gpu_check.py report WORK OUT.json     gather the step logs of WORK into one JSON report
 """
 
+import csv
 import glob
 import json
 import math
@@ -123,6 +124,16 @@ def json_object(path):
         if isinstance(v, dict):
             return v
     return None
+
+
+def json_step(work, name):
+    """step_record of a step that prints one JSON object, with that object as `result` (None
+    if it printed none); ok when the step exited 0 and printed one."""
+    rec = step_record(work, name)
+    if rec is not None and "rc" in rec:
+        rec["result"] = json_object(os.path.join(work, name + ".out"))
+        rec["ok"] = rec["rc"] == 0 and rec["result"] is not None
+    return rec
 
 
 def parity(work, rec, case_file, want, out_file, tol):
@@ -335,10 +346,9 @@ def report(work, out_path):
         tol,
     )
     for name in ("check_device", "check_device_current"):
-        rec = step_record(work, name)
-        if rec is not None and "rc" in rec:
-            rec["result"] = json_object(os.path.join(work, name + ".out"))
-            rec["ok"] = rec["rc"] == 0 and bool((rec["result"] or {}).get("ok"))
+        rec = json_step(work, name)
+        if rec is not None and "result" in rec:
+            rec["ok"] = rec["ok"] and (rec["result"] or {}).get("ok") is True
         steps[name] = rec
     steps["train_smoke"] = training(work, step_record(work, "train"))
     for sampler in ("ddim", "ddpm"):
@@ -351,10 +361,8 @@ def report(work, out_path):
     if info.get("tf32_runs"):
         benches += ["bench_tf32", "pytorch_bench_tf32"]
     for name in benches:
-        rec = step_record(work, name)
-        if rec is not None and "rc" in rec:
-            rec["result"] = json_object(os.path.join(work, name + ".out"))
-            rec["ok"] = rec["rc"] == 0 and rec["result"] is not None
+        rec = json_step(work, name)
+        if rec is not None and "result" in rec:
             rec["gpu_memory"] = gpu_memory(work, name)
         steps[name] = rec
 
@@ -428,8 +436,6 @@ def ncu_kernel_times(path, top=30):
     """GPU time per kernel name from `ncu --metrics gpu__time_duration.sum --csv` output: the
     number of launches, the total in ms, and the `top` kernels by time as
     [name, ms, share of the total, launches]."""
-    import csv
-
     try:
         with open(path, errors="replace") as f:
             rows = [line for line in f if line.startswith('"')]

@@ -69,7 +69,10 @@ pub fn check_device(
             g_dev.len()
         );
     }
-    for ((name, a), (_, b)) in g_dev.iter().zip(&g_cpu) {
+    for ((name, a), (cpu_name, b)) in g_dev.iter().zip(&g_cpu) {
+        if name != cpu_name {
+            anyhow::bail!("parameter {name} on the device against {cpu_name} on the CPU");
+        }
         let e = relative_error(a, b)?;
         // NaN counts as the worst.
         if e.is_nan() || e > worst.1 || worst.0.is_empty() {

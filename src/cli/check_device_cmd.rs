@@ -36,9 +36,7 @@ pub struct CheckDeviceArgs {
 /// Runs the command.
 pub fn run(args: CheckDeviceArgs) -> Result<()> {
     let device = args.device.open()?;
-    let mut base = UnetConfig::blog();
-    base.channels = args.model.channels.unwrap_or(1);
-    let config = args.model.apply(&base);
+    let config = args.model.apply(&UnetConfig::blog());
     let check = device_check::check_device(&config, &device, args.batch, args.size, args.seed)?;
     if args.json {
         println!("{}", serde_json::to_string(&check)?);
