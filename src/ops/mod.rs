@@ -11,6 +11,7 @@
 //! says which. Setting the environment variable `DDPM_LAB_STOCK_OPS=1` (or calling
 //! [`set_enabled`]) switches all of it off, for comparisons.
 
+pub mod batched_conv;
 pub mod conv;
 pub mod conv_transpose;
 #[cfg(feature = "cuda")]
