@@ -73,6 +73,11 @@ impl Conv2d {
             }
             Route::Device if ops::device_conv::fits(w, self.padding) => {
                 if self.groups == 1 {
+                    #[cfg(feature = "cuda")]
+                    if ops::cuda::conv::supports(x, w, self.stride, self.padding) {
+                        let y = ops::cuda::conv::conv2d(x, w, self.stride, self.padding)?;
+                        return self.add_bias(y);
+                    }
                     let y = ops::device_conv::conv2d(x, w, self.stride, self.padding)?;
                     return self.add_bias(y);
                 }
@@ -128,6 +133,11 @@ impl ConvTranspose2d {
                 ops::conv_transpose::conv_transpose2d(x, w, b, self.stride, self.padding)
             }
             (Route::Device, Some(b)) if ops::device_conv::fits(w, self.padding) => {
+                #[cfg(feature = "cuda")]
+                if ops::cuda::conv::supports_transposed(x, w, self.stride, self.padding) {
+                    return ops::cuda::conv::conv_transpose2d(x, w, self.stride, self.padding)?
+                        .broadcast_add(&b.reshape((1, (), 1, 1))?);
+                }
                 ops::device_conv::conv_transpose2d(x, w, self.stride, self.padding, 0)?
                     .broadcast_add(&b.reshape((1, (), 1, 1))?)
             }

@@ -165,28 +165,49 @@ impl BatchedConv {
         self.c_out * self.rows()
     }
 
-    /// `y[n] (Co, P) = W (Co, K) · col[:, n·P..] (K, P)`; `A` = col, `B` = W, `C` = y.
+    /// Whether the forward and input-gradient products use the input itself in place of its
+    /// im2col matrix: a 1×1 conv with stride 1 and no padding, whose image `n` is already the
+    /// `(C, P)` block `x[n]` (row stride `P`, `C·P` apart) and whose `dx[n]` is `dcol`'s.
+    pub fn reads_input_directly(&self) -> bool {
+        self.geom.is_pointwise()
+    }
+
+    /// Row stride of image `n`'s `(K, P)` block of `col` and elements between consecutive
+    /// images' blocks: in the batch's im2col matrix, or in `x` itself
+    /// ([`Self::reads_input_directly`]).
+    fn col_layout(&self) -> (usize, usize) {
+        if self.reads_input_directly() {
+            (self.positions(), self.geom.image_len())
+        } else {
+            (self.cols(), self.positions())
+        }
+    }
+
+    /// `y[n] (Co, P) = W (Co, K) · col[:, n·P..] (K, P)`; `A` = col (or `x`), `B` = W, `C` = y.
     pub fn forward_gemm(&self) -> Gemm {
-        let (k, p, np) = (self.rows(), self.positions(), self.cols());
+        let (k, p) = (self.rows(), self.positions());
+        let (ld, stride) = self.col_layout();
         Gemm {
             trans_a: false,
             trans_b: false,
             m: p,
             n: self.c_out,
             k,
-            lda: np,
+            lda: ld,
             ldb: k,
             ldc: p,
-            stride_a: p,
+            stride_a: stride,
             stride_b: 0,
             stride_c: self.c_out * p,
             batch: self.n,
         }
     }
 
-    /// `dcol[:, n·P..] (K, P) = Wᵀ (K, Co) · dy[n] (Co, P)`; `A` = dy, `B` = W, `C` = dcol.
+    /// `dcol[:, n·P..] (K, P) = Wᵀ (K, Co) · dy[n] (Co, P)`; `A` = dy, `B` = W, `C` = dcol (or
+    /// `dx`).
     pub fn input_grad_gemm(&self) -> Gemm {
-        let (k, p, np) = (self.rows(), self.positions(), self.cols());
+        let (k, p) = (self.rows(), self.positions());
+        let (ld, stride) = self.col_layout();
         Gemm {
             trans_a: false,
             trans_b: true,
@@ -195,10 +216,10 @@ impl BatchedConv {
             k: self.c_out,
             lda: p,
             ldb: k,
-            ldc: np,
+            ldc: ld,
             stride_a: self.c_out * p,
             stride_b: 0,
-            stride_c: p,
+            stride_c: stride,
             batch: self.n,
         }
     }
@@ -325,11 +346,18 @@ mod tests {
 
             let (xv, wv, dyv) = (flat(&x), flat(&wt), flat(&dy));
             let col = plan.im2col(&xv);
-            let ours = run(plan.forward_gemm(), &col, &wv, plan.output_len());
+            let direct = plan.reads_input_directly();
+            assert_eq!(
+                direct,
+                i == 0,
+                "case {i}: only the 1×1 conv reads x directly"
+            );
+            let a = if direct { &xv } else { &col };
+            let ours = run(plan.forward_gemm(), a, &wv, plan.output_len());
             assert_close(&ours, &flat(&y), &format!("case {i}: forward"));
 
-            let dcol = run(plan.input_grad_gemm(), &dyv, &wv, col.len());
-            let dx = plan.col2im(&dcol);
+            let dcol = run(plan.input_grad_gemm(), &dyv, &wv, a.len());
+            let dx = if direct { dcol } else { plan.col2im(&dcol) };
             // dx is the adjoint of the (linear) conv: ⟨conv(x), dy⟩ = ⟨x, dx⟩.
             let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(u, v)| (u * v) as f64).sum();
             let (lhs, rhs): (f64, f64) = (dot(&ours, &dyv), dot(&xv, &dx));
@@ -343,7 +371,11 @@ mod tests {
 
             let dyc = plan.channels_first(&dyv);
             let dw = run(plan.weight_grad_gemm(), &col, &dyc, plan.weight_len());
-            assert_close(&dw, &flat(grads.get(&wt).unwrap()), &format!("case {i}: dw"));
+            assert_close(
+                &dw,
+                &flat(grads.get(&wt).unwrap()),
+                &format!("case {i}: dw"),
+            );
         }
     }
 

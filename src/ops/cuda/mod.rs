@@ -1,7 +1,8 @@
 //! ddpm-lab's own CUDA kernels (the `.cu` files beside this module, compiled to PTX by
 //! `build.rs` and loaded by candle's device on first use), each behind a custom op with its
-//! backward, as the CPU kernels are: the depthwise conv of the blog UNet's ConvNeXt blocks
-//! ([`depthwise`]) and GroupNorm ([`group_norm`]). `ddpm-lab check-device` compares the model's
+//! backward, as the CPU kernels are: the dense conv and conv-transpose as im2col + cuBLAS
+//! ([`conv`]), the depthwise conv of the blog UNet's ConvNeXt blocks ([`depthwise`]) and
+//! GroupNorm ([`group_norm`]). `ddpm-lab check-device` compares the model's
 //! gradients through them with the CPU's.
 
 use std::sync::OnceLock;
@@ -11,7 +12,7 @@ use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
 /// The environment variable that picks which of these kernels run: a comma-separated list of
-/// `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
+/// `conv`, `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
 /// (an escape hatch, should a kernel misbehave on some GPU: `check-device` tells).
 pub const KERNELS_VAR: &str = "DDPM_LAB_CUDA_KERNELS";
 
@@ -77,6 +78,7 @@ macro_rules! cuda_only_cpu_fwd {
     };
 }
 // Textually in scope for the modules below.
+pub mod conv;
 pub mod depthwise;
 pub mod group_norm;
 
@@ -166,7 +168,7 @@ mod tests {
 
     #[test]
     fn device_kernels_are_all_on_unless_the_variable_lists_them() {
-        assert!(chosen(None, "depthwise") && chosen(None, "group_norm"));
+        assert!(chosen(None, "depthwise") && chosen(None, "group_norm") && chosen(None, "conv"));
         assert!(chosen(Some("depthwise"), "depthwise"));
         assert!(!chosen(Some("depthwise"), "group_norm"));
         assert!(chosen(Some(" Group_Norm , depthwise"), "group_norm"));
@@ -182,6 +184,7 @@ mod tests {
                 format!("depthwise_wgrad_k{k}"),
             ]
         });
+        let conv = ["conv_im2col", "conv_col2im", "conv_channels_first"].map(String::from);
         let group_norm = [
             "group_norm_fwd",
             "group_norm_stats",
@@ -190,6 +193,7 @@ mod tests {
         ]
         .map(String::from);
         for (ptx, names) in [
+            (super::conv::PTX, conv.to_vec()),
             (super::depthwise::PTX, depthwise.collect::<Vec<_>>()),
             (super::group_norm::PTX, group_norm.to_vec()),
         ] {

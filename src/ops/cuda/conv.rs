@@ -1,0 +1,486 @@
+//! The dense convolution on CUDA: im2col of the whole batch into one matrix
+//! (`src/ops/cuda/conv.cu`), then cuBLAS strided batched GEMMs, as planned and checked on the CPU
+//! by [`crate::ops::batched_conv`]. Square kernels, any stride, padding below the kernel size,
+//! f32; a 1×1 conv without stride or padding multiplies the input itself.
+//!
+//! candle's CUDA conv is im2col + a matrix product too, but its im2col does five 64-bit
+//! divisions per element (38 % of a training step on an H200), its output comes out transposed
+//! (one more copy), and its backward pass transposes both operands of every weight gradient. Here
+//! the forward product writes NCHW directly, the input gradient is a product and a col2im
+//! (`ConvTranspose2d`'s forward pass is the same two steps), and the weight gradient one product
+//! over the whole batch.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::cublas::{result as cublas, sys as cublas_sys};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, DevicePtr, DevicePtrMut};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CudaDevice, CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+use super::{grid_stride, int, view, Launch, Module};
+use crate::ops::batched_conv::{BatchedConv, Gemm};
+use crate::ops::geometry::ConvGeom;
+
+/// The kernels' PTX (compiled for compute capability 7.5; the driver compiles it for the GPU).
+pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/conv.ptx"));
+/// The kernels of `conv.cu`.
+const KERNELS: Module = Module {
+    name: "ddpm_lab_conv",
+    ptx: PTX,
+};
+/// Threads per block.
+const THREADS: u32 = 256;
+
+/// Whether [`conv2d`] takes `x (N, C, H, W)` and `w (Co, C, k, k)` with this stride and padding:
+/// f32 on one CUDA device, a square kernel that fits the padded input, padding below `k`, sizes
+/// the kernels' `int`s hold, and the kernel not switched off ([`super::KERNELS_VAR`]).
+pub fn supports(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> bool {
+    on_cuda(x, w) && conv_plan(x.dims(), w.dims(), stride, padding).is_some()
+}
+
+/// Whether [`conv_transpose2d`] takes `x (N, Ci, h, w)` and `w (Ci, Co, k, k)` with this
+/// stride and padding (as [`supports`]).
+pub fn supports_transposed(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> bool {
+    on_cuda(x, w) && transposed_plan(x.dims(), w.dims(), stride, padding).is_some()
+}
+
+fn on_cuda(x: &Tensor, w: &Tensor) -> bool {
+    super::enabled("conv")
+        && x.device().is_cuda()
+        && w.device().same_device(x.device())
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+}
+
+/// `conv2d(x (N, C, H, W), w (Co, C, k, k))`, stride `stride`, zero padding `padding`, no bias,
+/// with its backward; errs unless [`supports`] holds.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    if !supports(x, w, stride, padding) {
+        candle_core::bail!(
+            "CUDA conv: input {:?}, weight {:?}, stride {stride}, padding {padding} not supported",
+            x.dims(),
+            w.dims()
+        );
+    }
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        GemmConv(Pass::Forward { stride, padding }),
+    )
+}
+
+/// `ConvTranspose2d(x (N, Ci, h, w))` with weight `w (Ci, Co, k, k)`, stride and padding as in
+/// PyTorch (no output padding, no bias): output `(N, Co, (h − 1)·s − 2p + k, …)`, with its
+/// backward; errs unless [`supports_transposed`] holds.
+pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let plan = match transposed_plan(x.dims(), w.dims(), stride, padding) {
+        Some(plan) if on_cuda(x, w) => plan,
+        _ => candle_core::bail!(
+            "CUDA conv-transpose: input {:?}, weight {:?}, stride {stride}, padding {padding} \
+             not supported",
+            x.dims(),
+            w.dims()
+        ),
+    };
+    let pass = Pass::InputGrad {
+        stride,
+        padding,
+        h: plan.geom.h,
+        w: plan.geom.w,
+    };
+    x.contiguous()?.apply_op2(&w.contiguous()?, GemmConv(pass))
+}
+
+/// The plan of the conv of an `x` of shape `xd` with a weight of shape `wd`, if the kernels
+/// take it.
+fn conv_plan(xd: &[usize], wd: &[usize], stride: usize, padding: usize) -> Option<BatchedConv> {
+    match (xd, wd) {
+        (&[n, c, h, w], &[co, wc, k, k2]) if wc == c && k2 == k && padding < k => {
+            let geom = ConvGeom::new(c, h, w, k, stride, padding).ok()?;
+            fits(BatchedConv { n, c_out: co, geom })
+        }
+        _ => None,
+    }
+}
+
+/// The plan of the conv whose input gradient is the transposed conv of an `x` of shape `xd`
+/// with a weight of shape `wd` (`(Ci, Co, k, k)`, the conv's `(Co, C, k, k)`), if the kernels
+/// take it.
+fn transposed_plan(
+    xd: &[usize],
+    wd: &[usize],
+    stride: usize,
+    padding: usize,
+) -> Option<BatchedConv> {
+    match (xd, wd) {
+        (&[n, ci, h, w], &[wc, co, k, k2]) if wc == ci && k2 == k && padding < k && stride > 0 => {
+            let size = |v: usize| (v.checked_sub(1)? * stride + k).checked_sub(2 * padding);
+            let geom = ConvGeom::new(co, size(h)?, size(w)?, k, stride, padding).ok()?;
+            // The conv maps that size back onto exactly (h, w).
+            if (geom.ho, geom.wo) != (h, w) {
+                return None;
+            }
+            fits(BatchedConv { n, c_out: ci, geom })
+        }
+        _ => None,
+    }
+}
+
+/// `plan` if every size the kernels and cuBLAS take as an `int` fits one (and none is empty).
+fn fits(plan: BatchedConv) -> Option<BatchedConv> {
+    let sizes = [
+        plan.cols(),
+        plan.rows(),
+        plan.input_len(),
+        plan.output_len(),
+        plan.weight_len(),
+    ];
+    sizes
+        .iter()
+        .all(|&v| v > 0 && i32::try_from(v).is_ok())
+        .then_some(plan)
+}
+
+/// Which product of the conv an op computes (its operands in order).
+#[derive(Debug, Clone, Copy)]
+enum Pass {
+    /// `(x, w) → y`.
+    Forward { stride: usize, padding: usize },
+    /// `(dy, w) → dx (N, C, h, w)`: also `ConvTranspose2d`'s forward pass, with `w` its weight.
+    InputGrad {
+        stride: usize,
+        padding: usize,
+        h: usize,
+        w: usize,
+    },
+    /// `(x, dy) → dw (Co, C, k, k)`.
+    WeightGrad {
+        stride: usize,
+        padding: usize,
+        k: usize,
+    },
+}
+
+/// A [`Pass`] as a custom op. `Forward` and `InputGrad` have each other and `WeightGrad` as
+/// their gradients; `WeightGrad` is only ever applied without one.
+#[derive(Debug, Clone, Copy)]
+struct GemmConv(Pass);
+
+impl CustomOp2 for GemmConv {
+    fn name(&self) -> &'static str {
+        "ddpm-cuda-gemm-conv"
+    }
+
+    cuda_only_cpu_fwd!(op2);
+
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = s1.device().clone();
+        let unsupported = || {
+            candle_core::Error::Msg(format!(
+                "CUDA conv {:?}: operands {:?} and {:?} not supported",
+                self.0,
+                l1.dims(),
+                l2.dims()
+            ))
+        };
+        let (a, b) = (view(s1, l1)?, view(s2, l2)?);
+        let (out, shape) = match self.0 {
+            Pass::Forward { stride, padding } => {
+                let plan =
+                    conv_plan(l1.dims(), l2.dims(), stride, padding).ok_or_else(unsupported)?;
+                let g = plan.geom;
+                let shape = Shape::from((plan.n, plan.c_out, g.ho, g.wo));
+                (forward(&dev, &plan, &a, &b)?, shape)
+            }
+            Pass::InputGrad {
+                stride,
+                padding,
+                h,
+                w,
+            } => {
+                let (n, co, ho, wo) = l1.shape().dims4()?;
+                let (wco, c, k, _) = l2.shape().dims4()?;
+                let plan = conv_plan(&[n, c, h, w], &[co, c, k, k], stride, padding)
+                    .filter(|p| (p.geom.ho, p.geom.wo) == (ho, wo) && wco == co)
+                    .ok_or_else(unsupported)?;
+                (input_grad(&dev, &plan, &a, &b)?, Shape::from((n, c, h, w)))
+            }
+            Pass::WeightGrad { stride, padding, k } => {
+                let (n, c, h, w) = l1.shape().dims4()?;
+                let (dn, co, ho, wo) = l2.shape().dims4()?;
+                let plan = conv_plan(&[n, c, h, w], &[co, c, k, k], stride, padding)
+                    .filter(|p| (p.geom.ho, p.geom.wo) == (ho, wo) && dn == n)
+                    .ok_or_else(unsupported)?;
+                (
+                    weight_grad(&dev, &plan, &a, &b)?,
+                    Shape::from((co, c, k, k)),
+                )
+            }
+        };
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), shape))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        match self.0 {
+            Pass::Forward { stride, padding } => {
+                // a = x, b = w.
+                let (_, _, h, w) = a.dims4()?;
+                let k = b.dim(2)?;
+                let dx = a
+                    .track_op()
+                    .then(|| {
+                        let pass = Pass::InputGrad {
+                            stride,
+                            padding,
+                            h,
+                            w,
+                        };
+                        grad.apply_op2_no_bwd(&b.detach(), &GemmConv(pass))
+                    })
+                    .transpose()?;
+                let dw = b
+                    .track_op()
+                    .then(|| {
+                        let pass = Pass::WeightGrad { stride, padding, k };
+                        a.detach().apply_op2_no_bwd(&grad, &GemmConv(pass))
+                    })
+                    .transpose()?;
+                Ok((dx, dw))
+            }
+            Pass::InputGrad {
+                stride, padding, ..
+            } => {
+                // a = x (the transposed conv's input), b = its weight; grad is the gradient of
+                // its output, the conv's input.
+                let k = b.dim(2)?;
+                let dx = a
+                    .track_op()
+                    .then(|| {
+                        let pass = Pass::Forward { stride, padding };
+                        grad.apply_op2_no_bwd(&b.detach(), &GemmConv(pass))
+                    })
+                    .transpose()?;
+                let dw = b
+                    .track_op()
+                    .then(|| {
+                        let pass = Pass::WeightGrad { stride, padding, k };
+                        grad.apply_op2_no_bwd(&a.detach(), &GemmConv(pass))
+                    })
+                    .transpose()?;
+                Ok((dx, dw))
+            }
+            Pass::WeightGrad { .. } => {
+                candle_core::bail!("the CUDA conv's weight gradient has no gradient of its own")
+            }
+        }
+    }
+}
+
+/// `y (N, Co, Ho, Wo)` of `x` and `w`.
+fn forward(
+    dev: &CudaDevice,
+    plan: &BatchedConv,
+    x: &CudaView<f32>,
+    w: &CudaView<f32>,
+) -> Result<CudaSlice<f32>> {
+    // SAFETY: the product writes every element of y (β = 0).
+    let mut y = unsafe { dev.alloc::<f32>(plan.output_len())? };
+    if plan.reads_input_directly() {
+        gemm(dev, &plan.forward_gemm(), x, w, &mut y)?;
+    } else {
+        let col = im2col(dev, plan, x)?;
+        gemm(dev, &plan.forward_gemm(), &col.slice(..), w, &mut y)?;
+    }
+    Ok(y)
+}
+
+/// `dx (N, C, H, W)` of the output gradient `dy` and `w`.
+fn input_grad(
+    dev: &CudaDevice,
+    plan: &BatchedConv,
+    dy: &CudaView<f32>,
+    w: &CudaView<f32>,
+) -> Result<CudaSlice<f32>> {
+    if plan.reads_input_directly() {
+        // SAFETY: the product writes every element of dx (β = 0).
+        let mut dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
+        gemm(dev, &plan.input_grad_gemm(), dy, w, &mut dx)?;
+        return Ok(dx);
+    }
+    // SAFETY: the product writes every element of dcol (β = 0), col2im every element of dx.
+    let mut dcol = unsafe { dev.alloc::<f32>(plan.rows() * plan.cols())? };
+    gemm(dev, &plan.input_grad_gemm(), dy, w, &mut dcol)?;
+    let dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
+    let g = plan.geom;
+    let launch = Launch {
+        kernel: "conv_col2im",
+        cfg: grid_stride(plan.input_len(), THREADS),
+        inputs: &[dcol.slice(..)],
+        outputs: &[&dx],
+        ints: &[plan.n, g.c, g.h, g.w, g.k, g.stride, g.pad, g.ho, g.wo],
+        floats: &[],
+    };
+    // SAFETY: the parameters match `conv_col2im`; it reads dcol (K, N·Ho·Wo) and writes dx
+    // (N, C, H, W), both sized by the plan.
+    unsafe { KERNELS.launch(dev, launch) }?;
+    Ok(dx)
+}
+
+/// `dw (Co, C, k, k)` of the input `x` and the output gradient `dy`.
+fn weight_grad(
+    dev: &CudaDevice,
+    plan: &BatchedConv,
+    x: &CudaView<f32>,
+    dy: &CudaView<f32>,
+) -> Result<CudaSlice<f32>> {
+    // A 1×1 conv's im2col matrix is x with batch and channel axes swapped.
+    let col = if plan.reads_input_directly() {
+        channels_first(dev, x, plan.n, plan.geom.c, plan.positions())?
+    } else {
+        im2col(dev, plan, x)?
+    };
+    let dyc = channels_first(dev, dy, plan.n, plan.c_out, plan.positions())?;
+    // SAFETY: the product writes every element of dw (β = 0).
+    let mut dw = unsafe { dev.alloc::<f32>(plan.weight_len())? };
+    gemm(
+        dev,
+        &plan.weight_grad_gemm(),
+        &col.slice(..),
+        &dyc.slice(..),
+        &mut dw,
+    )?;
+    Ok(dw)
+}
+
+/// The batch's im2col matrix `(K, N·Ho·Wo)` of `x`.
+fn im2col(dev: &CudaDevice, plan: &BatchedConv, x: &CudaView<f32>) -> Result<CudaSlice<f32>> {
+    let (rows, cols) = (plan.rows(), plan.cols());
+    // SAFETY: the kernel writes every element of every row.
+    let col = unsafe { dev.alloc::<f32>(rows * cols)? };
+    let g = plan.geom;
+    let launch = Launch {
+        kernel: "conv_im2col",
+        cfg: candle_core::cuda_backend::cudarc::driver::LaunchConfig {
+            grid_dim: (
+                super::blocks_for(cols, THREADS),
+                int(rows.min(65_535))? as u32,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        },
+        inputs: &[x.slice(..)],
+        outputs: &[&col],
+        ints: &[plan.n, g.c, g.h, g.w, g.k, g.stride, g.pad, g.ho, g.wo],
+        floats: &[],
+    };
+    // SAFETY: the parameters match `conv_im2col`; it reads x (N, C, H, W) and writes col
+    // (K, N·Ho·Wo), both sized by the plan.
+    unsafe { KERNELS.launch(dev, launch) }?;
+    Ok(col)
+}
+
+/// `(N, C, P)` → `(C, N, P)`.
+fn channels_first(
+    dev: &CudaDevice,
+    src: &CudaView<f32>,
+    n: usize,
+    c: usize,
+    positions: usize,
+) -> Result<CudaSlice<f32>> {
+    let len = n * c * positions;
+    // SAFETY: the kernel writes every element.
+    let dst = unsafe { dev.alloc::<f32>(len)? };
+    let launch = Launch {
+        kernel: "conv_channels_first",
+        cfg: grid_stride(len, THREADS),
+        inputs: &[src.slice(..)],
+        outputs: &[&dst],
+        ints: &[n, c, positions],
+        floats: &[],
+    };
+    // SAFETY: the parameters match `conv_channels_first`; src and dst hold N·C·P elements.
+    unsafe { KERNELS.launch(dev, launch) }?;
+    Ok(dst)
+}
+
+/// `c = op(a) · op(b)` (β = 0) on the device's cuBLAS handle, in f32 (TF32 when candle's
+/// reduced-precision switch is on, as for its own matmuls), after checking every buffer holds
+/// what the product touches.
+fn gemm(
+    dev: &CudaDevice,
+    g: &Gemm,
+    a: &CudaView<f32>,
+    b: &CudaView<f32>,
+    c: &mut CudaSlice<f32>,
+) -> Result<()> {
+    if g.extent_a() > a.len() || g.extent_b() > b.len() || g.extent_c() > c.len() {
+        candle_core::bail!(
+            "CUDA conv: a product {g:?} reaches past its buffers ({}, {}, {})",
+            a.len(),
+            b.len(),
+            c.len()
+        );
+    }
+    let op = |t: bool| {
+        if t {
+            cublas_sys::cublasOperation_t::CUBLAS_OP_T
+        } else {
+            cublas_sys::cublasOperation_t::CUBLAS_OP_N
+        }
+    };
+    let compute = if candle_core::cuda_backend::gemm_reduced_precision_f32() {
+        cublas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32
+    } else {
+        cublas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F
+    };
+    let (alpha, beta) = (1f32, 0f32);
+    let wide = |v: usize| i64::try_from(v).map_err(|e| candle_core::Error::Msg(e.to_string()));
+    let blas = dev.cublas_handle();
+    let stream = dev.cuda_stream();
+    let (pa, _ga) = a.device_ptr(&stream);
+    let (pb, _gb) = b.device_ptr(&stream);
+    let (pc, _gc) = c.device_ptr_mut(&stream);
+    // SAFETY: the extents checked above keep every read and write inside a, b and c; the sizes
+    // fit cuBLAS's ints (checked by `int`), and the handle works on the device's stream.
+    unsafe {
+        cublas::gemm_strided_batched_ex(
+            *blas.handle(),
+            op(g.trans_a),
+            op(g.trans_b),
+            int(g.m)?,
+            int(g.n)?,
+            int(g.k)?,
+            &alpha as *const f32 as *const _,
+            pa as *const _,
+            cublas_sys::cudaDataType_t::CUDA_R_32F,
+            int(g.lda)?,
+            wide(g.stride_a)?,
+            pb as *const _,
+            cublas_sys::cudaDataType_t::CUDA_R_32F,
+            int(g.ldb)?,
+            wide(g.stride_b)?,
+            &beta as *const f32 as *const _,
+            pc as *mut _,
+            cublas_sys::cudaDataType_t::CUDA_R_32F,
+            int(g.ldc)?,
+            wide(g.stride_c)?,
+            int(g.batch)?,
+            compute,
+            cublas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+        )
+    }
+    .w()?;
+    Ok(())
+}
