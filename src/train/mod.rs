@@ -336,7 +336,12 @@ impl Trainer {
             }
             None => loss,
         };
-        let loss_value = loss.to_scalar::<f32>()? as f64;
+        let mut grads = crate::ops::on_pool(loss.device(), || loss.backward())?;
+        // One read from the device per step, once the backward pass is queued: the loss, each
+        // example's loss and the gradient norm together (a GPU is never idle waiting for the
+        // host to read the loss before it queues the backward pass).
+        let vars = named_vars(&self.varmap);
+        let (loss_value, per, norm) = read_step_values(&vars, &grads, &loss, &per_example)?;
         if !loss_value.is_finite() {
             return Err(TrainError::NonFinite {
                 step: self.step + 1,
@@ -346,11 +351,6 @@ impl Trainer {
             }
             .into());
         }
-        let mut grads = crate::ops::on_pool(loss.device(), || loss.backward())?;
-        let norm = match self.cfg.grad_clip {
-            Some(max_norm) => clip_grad_norm(&self.varmap, &mut grads, max_norm)?,
-            None => grad_norm(&self.varmap, &grads)?,
-        };
         if !norm.is_finite() {
             // Stop before Adam touches weights or moments: the model stays finite.
             return Err(TrainError::NonFinite {
@@ -360,6 +360,9 @@ impl Trainer {
                 kept: self.kept_note(),
             }
             .into());
+        }
+        if let Some(max_norm) = self.cfg.grad_clip {
+            clip_to(&vars, &mut grads, norm, max_norm)?;
         }
         let lr = self.cfg.learning_rate(self.step);
         self.opt.params.lr = lr;
@@ -377,7 +380,6 @@ impl Trainer {
         self.step += 1;
         self.epoch = epoch;
         self.elapsed_s += secs;
-        let per: Vec<f32> = per_example.to_vec1()?;
         let stats = StepStats {
             step: self.step,
             epoch,
@@ -775,18 +777,55 @@ fn sum_of_squares(
     vars: &[(String, candle_core::Var)],
     grads: &candle_core::backprop::GradStore,
 ) -> Result<f64> {
+    let sums = match squared_sums(vars, grads)? {
+        Some(sums) => sums.to_vec1::<f32>()?,
+        None => Vec::new(),
+    };
+    Ok(add_sums(&sums))
+}
+
+/// The per-variable `Σ g²` of [`sum_of_squares`] as one f32 tensor on the device, in name order
+/// (`None` when no variable has a gradient).
+fn squared_sums(
+    vars: &[(String, candle_core::Var)],
+    grads: &candle_core::backprop::GradStore,
+) -> Result<Option<Tensor>> {
     let mut vars: Vec<_> = vars.iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let sums = vars
         .iter()
         .filter_map(|(_, v)| grads.get(v))
-        .map(|g| g.sqr()?.sum_all())
+        .map(|g| g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F32))
         .collect::<candle_core::Result<Vec<_>>>()?;
     if sums.is_empty() {
-        return Ok(0.0);
+        return Ok(None);
     }
-    let sums = Tensor::stack(&sums, 0)?.to_vec1::<f32>()?;
-    Ok(sums.iter().map(|&s| s as f64).sum())
+    Ok(Some(Tensor::stack(&sums, 0)?))
+}
+
+/// The per-variable sums of squares added in f64, in their order.
+fn add_sums(sums: &[f32]) -> f64 {
+    sums.iter().map(|&s| s as f64).sum()
+}
+
+/// A training step's values, read from the device in one transfer: the loss, each example's
+/// loss and the global gradient norm (as [`grad_norm`]).
+fn read_step_values(
+    vars: &[(String, candle_core::Var)],
+    grads: &candle_core::backprop::GradStore,
+    loss: &Tensor,
+    per_example: &Tensor,
+) -> Result<(f64, Vec<f32>, f64)> {
+    let f32 = candle_core::DType::F32;
+    let n = per_example.elem_count();
+    let mut parts = vec![
+        loss.to_dtype(f32)?.reshape(1)?,
+        per_example.to_dtype(f32)?.flatten_all()?,
+    ];
+    parts.extend(squared_sums(vars, grads)?);
+    let values = Tensor::cat(&parts, 0)?.to_vec1::<f32>()?;
+    let (head, sums) = values.split_at(1 + n);
+    Ok((head[0] as f64, head[1..].to_vec(), add_sums(sums).sqrt()))
 }
 
 /// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm before.
@@ -797,16 +836,28 @@ pub fn clip_grad_norm(
 ) -> Result<f64> {
     let vars = named_vars(varmap);
     let norm = sum_of_squares(&vars, grads)?.sqrt();
+    clip_to(&vars, grads, norm, max_norm)?;
+    Ok(norm)
+}
+
+/// Scales the gradients of `vars`, whose global L2 norm is `norm`, to a norm of at most
+/// `max_norm` (PyTorch's `clip_grad_norm_`: by `max_norm / (norm + 1e-6)` when over it).
+fn clip_to(
+    vars: &[(String, candle_core::Var)],
+    grads: &mut candle_core::backprop::GradStore,
+    norm: f64,
+    max_norm: f64,
+) -> Result<()> {
     if norm > max_norm {
         let scale = max_norm / (norm + 1e-6);
-        for (_, v) in &vars {
+        for (_, v) in vars {
             if let Some(g) = grads.get(v) {
                 let scaled = (g * scale)?;
                 grads.insert(v, scaled);
             }
         }
     }
-    Ok(norm)
+    Ok(())
 }
 
 #[cfg(test)]
