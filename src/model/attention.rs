@@ -1,7 +1,7 @@
 //! Self-attention layers of the UNet: full `Attention` (middle of the net), `LinearAttention`
 //! (every stage), and the `Residual(PreNorm(dim, fn))` wrapper around them.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{conv2d, group_norm, Conv2d, GroupNorm};
@@ -44,7 +44,7 @@ impl Module for Attention {
         let q = (q * (DIM_HEAD as f64).powf(-0.5))?;
         // sim[i, j] = Σ_d q[d, i] k[d, j]
         let sim = q.transpose(2, 3)?.contiguous()?.matmul(&k)?;
-        let attn = candle_nn::ops::softmax(&sim, D::Minus1)?;
+        let attn = crate::ops::softmax::softmax(&sim, 3)?;
         // out[i, d] = Σ_j attn[i, j] v[d, j]; then "b h (x y) d -> b (h d) x y"
         let out = v.matmul(&attn.transpose(2, 3)?.contiguous()?)?; // (b, h, d, n)
         let out = out.reshape((b, HEADS * DIM_HEAD, h, w))?;
@@ -81,8 +81,8 @@ impl Module for LinearAttention {
             return self.to_out_norm.forward(&self.to_out_conv.forward(&out)?);
         }
         let (q, k, v) = split_qkv(&qkv)?;
-        let q = candle_nn::ops::softmax(&q, D::Minus2)?;
-        let k = candle_nn::ops::softmax(&k, D::Minus1)?;
+        let q = crate::ops::softmax::softmax(&q, 2)?;
+        let k = crate::ops::softmax::softmax(&k, 3)?;
         let q = (q * (DIM_HEAD as f64).powf(-0.5))?;
         // context[d, e] = Σ_n k[d, n] v[e, n]
         let context = k.matmul(&v.transpose(2, 3)?.contiguous()?)?;

@@ -31,6 +31,7 @@ pub mod scratch;
 pub mod sgemm;
 pub mod silu;
 pub mod simd;
+pub mod softmax;
 mod storage;
 
 use std::sync::atomic::{AtomicU8, Ordering};
