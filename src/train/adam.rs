@@ -86,52 +86,28 @@ impl Adam {
             .reshape(self.vars[i].1.dims())
     }
 
+    /// Every variable's gradient in `grads`, flattened and concatenated in this optimiser's
+    /// order: the input of [`Self::step_flat`]. `None` when some variable has no gradient.
+    pub fn flat_gradient(&self, grads: &GradStore) -> Result<Option<Tensor>> {
+        let gs: Option<Vec<&Tensor>> = self.vars.iter().map(|(_, var)| grads.get(var)).collect();
+        let Some(gs) = gs.filter(|gs| !gs.is_empty()) else {
+            return Ok(None);
+        };
+        let flat = gs
+            .iter()
+            .map(|g| g.flatten_all())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Tensor::cat(&flat, 0)?))
+    }
+
     /// One update from the gradients in `grads`. Variables without a gradient are left alone
     /// (their moments too, as in PyTorch).
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        if let Some(g) = self.flat_gradient(grads)? {
+            return self.step_flat(g);
+        }
         self.step += 1;
         if self.vars.is_empty() {
-            return Ok(());
-        }
-        let p = self.params;
-        let bc1 = 1.0 - p.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - p.beta2.powi(self.step as i32);
-        let step_size = p.lr / bc1;
-        // The moments and update of a flat gradient `g` over the parameters `param`.
-        let adam = |m: &Tensor, v: &Tensor, g: Tensor, param: &dyn Fn() -> Result<Tensor>| {
-            let g = if p.weight_decay != 0.0 {
-                (g + (param()? * p.weight_decay)?)?
-            } else {
-                g
-            };
-            let m = ((m * p.beta1)? + (&g * (1.0 - p.beta1))?)?;
-            let v = ((v * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
-            // PyTorch: denom = sqrt(v) / sqrt(bc2) + eps; param -= lr / bc1 * m / denom
-            let denom = ((v.sqrt()? / bc2.sqrt())? + p.eps)?;
-            let update = ((&m / denom)? * step_size)?;
-            Ok::<_, candle_core::Error>((m, v, update))
-        };
-        let gs: Option<Vec<&Tensor>> = self.vars.iter().map(|(_, var)| grads.get(var)).collect();
-        if let Some(gs) = gs {
-            let flat = gs
-                .iter()
-                .map(|g| g.flatten_all())
-                .collect::<Result<Vec<_>>>()?;
-            let g = Tensor::cat(&flat, 0)?;
-            let params = || {
-                let ps = self
-                    .vars
-                    .iter()
-                    .map(|(_, var)| var.as_tensor().flatten_all())
-                    .collect::<Result<Vec<_>>>()?;
-                Tensor::cat(&ps, 0)
-            };
-            let (m, v, update) = adam(&self.m, &self.v, g, &params)?;
-            for (i, (_, var)) in self.vars.iter().enumerate() {
-                var.set(&var.as_tensor().sub(&self.part(&update, i)?)?)?;
-            }
-            self.m = m;
-            self.v = v;
             return Ok(());
         }
         // Some variable has no gradient: one at a time, then the moments put back together.
@@ -143,7 +119,7 @@ impl Adam {
                 vs.push(v.flatten_all()?);
                 continue;
             };
-            let (m, v, update) = adam(&m, &v, g.clone(), &|| Ok(var.as_tensor().clone()))?;
+            let (m, v, update) = self.update(&m, &v, g.clone(), &|| Ok(var.as_tensor().clone()))?;
             var.set(&var.as_tensor().sub(&update)?)?;
             ms.push(m.flatten_all()?);
             vs.push(v.flatten_all()?);
@@ -151,6 +127,63 @@ impl Adam {
         self.m = Tensor::cat(&ms, 0)?;
         self.v = Tensor::cat(&vs, 0)?;
         Ok(())
+    }
+
+    /// One update from every variable's gradient at once, as [`Self::flat_gradient`] lays
+    /// them out (a caller that also needs the flat gradient, for its norm, builds it once).
+    pub fn step_flat(&mut self, g: Tensor) -> Result<()> {
+        let total = self.offsets[self.vars.len()];
+        if g.dims() != [total] {
+            candle_core::bail!(
+                "Adam: a flat gradient of shape {:?} for {total} parameters",
+                g.dims()
+            );
+        }
+        self.step += 1;
+        if self.vars.is_empty() {
+            return Ok(());
+        }
+        let params = || {
+            let ps = self
+                .vars
+                .iter()
+                .map(|(_, var)| var.as_tensor().flatten_all())
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::cat(&ps, 0)
+        };
+        let (m, v, update) = self.update(&self.m, &self.v, g, &params)?;
+        for (i, (_, var)) in self.vars.iter().enumerate() {
+            var.set(&var.as_tensor().sub(&self.part(&update, i)?)?)?;
+        }
+        self.m = m;
+        self.v = v;
+        Ok(())
+    }
+
+    /// The new moments and the update (to subtract) for gradient `g` over the parameters
+    /// `param` (read only with weight decay), at the current step.
+    fn update(
+        &self,
+        m: &Tensor,
+        v: &Tensor,
+        g: Tensor,
+        param: &dyn Fn() -> Result<Tensor>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let p = self.params;
+        let bc1 = 1.0 - p.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - p.beta2.powi(self.step as i32);
+        let step_size = p.lr / bc1;
+        let g = if p.weight_decay != 0.0 {
+            (g + (param()? * p.weight_decay)?)?
+        } else {
+            g
+        };
+        let m = ((m * p.beta1)? + (&g * (1.0 - p.beta1))?)?;
+        let v = ((v * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
+        // PyTorch: denom = sqrt(v) / sqrt(bc2) + eps; param -= lr / bc1 * m / denom
+        let denom = ((v.sqrt()? / bc2.sqrt())? + p.eps)?;
+        let update = ((&m / denom)? * step_size)?;
+        Ok((m, v, update))
     }
 
     /// The optimiser state as named tensors (`exp_avg.<name>`, `exp_avg_sq.<name>`, `step`).

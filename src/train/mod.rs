@@ -341,7 +341,12 @@ impl Trainer {
         // example's loss and the gradient norm together (a GPU is never idle waiting for the
         // host to read the loss before it queues the backward pass).
         let vars = named_vars(&self.varmap);
-        let (loss_value, per, norm) = read_step_values(&vars, &grads, &loss, &per_example)?;
+        // Adam's flat gradient (all of them in one tensor) serves the norm and the clipping too.
+        let flat = self.opt.flat_gradient(&grads)?;
+        let (loss_value, per, norm) = match &flat {
+            Some(g) => read_step_values_flat(g, &loss, &per_example)?,
+            None => read_step_values(&vars, &grads, &loss, &per_example)?,
+        };
         if !loss_value.is_finite() {
             return Err(TrainError::NonFinite {
                 step: self.step + 1,
@@ -361,12 +366,22 @@ impl Trainer {
             }
             .into());
         }
-        if let Some(max_norm) = self.cfg.grad_clip {
-            clip_to(&vars, &mut grads, norm, max_norm)?;
-        }
         let lr = self.cfg.learning_rate(self.step);
         self.opt.params.lr = lr;
-        self.opt.step(&grads)?;
+        let max_norm = self.cfg.grad_clip.unwrap_or(f64::INFINITY);
+        match flat {
+            Some(g) => {
+                let g = match clip_scale(norm, max_norm) {
+                    Some(scale) => (g * scale)?,
+                    None => g,
+                };
+                self.opt.step_flat(g)?;
+            }
+            None => {
+                clip_to(&vars, &mut grads, norm, max_norm)?;
+                self.opt.step(&grads)?;
+            }
+        }
         if let Some(ema) = &mut self.ema {
             let decay = ema.decay();
             let decay = if self.cfg.ema_warmup {
@@ -828,6 +843,45 @@ fn read_step_values(
     Ok((head[0] as f64, head[1..].to_vec(), add_sums(sums).sqrt()))
 }
 
+/// [`read_step_values`] with the gradients already in one flat tensor `g`: `Σ g²` as partial
+/// sums over slices of 4096 elements (one wide reduction instead of one per variable; f32
+/// within a slice, f64 across them).
+fn read_step_values_flat(
+    g: &Tensor,
+    loss: &Tensor,
+    per_example: &Tensor,
+) -> Result<(f64, Vec<f32>, f64)> {
+    const SLICE: usize = 4096;
+    let f32 = candle_core::DType::F32;
+    let n = per_example.elem_count();
+    let sq = g.to_dtype(f32)?.sqr()?;
+    let len = sq.elem_count();
+    let full = len / SLICE * SLICE;
+    let mut parts = vec![
+        loss.to_dtype(f32)?.reshape(1)?,
+        per_example.to_dtype(f32)?.flatten_all()?,
+    ];
+    if full > 0 {
+        parts.push(
+            sq.narrow(0, 0, full)?
+                .reshape((full / SLICE, SLICE))?
+                .sum(1)?,
+        );
+    }
+    if len > full {
+        parts.push(sq.narrow(0, full, len - full)?.sum_keepdim(0)?);
+    }
+    let values = Tensor::cat(&parts, 0)?.to_vec1::<f32>()?;
+    let (head, sums) = values.split_at(1 + n);
+    Ok((head[0] as f64, head[1..].to_vec(), add_sums(sums).sqrt()))
+}
+
+/// The factor that brings gradients of global norm `norm` to at most `max_norm`, as PyTorch's
+/// `clip_grad_norm_` (`max_norm / (norm + 1e-6)`), or `None` when they are within it.
+fn clip_scale(norm: f64, max_norm: f64) -> Option<f64> {
+    (norm > max_norm).then(|| max_norm / (norm + 1e-6))
+}
+
 /// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm before.
 pub fn clip_grad_norm(
     varmap: &VarMap,
@@ -848,8 +902,7 @@ fn clip_to(
     norm: f64,
     max_norm: f64,
 ) -> Result<()> {
-    if norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
+    if let Some(scale) = clip_scale(norm, max_norm) {
         for (_, v) in vars {
             if let Some(g) = grads.get(v) {
                 let scaled = (g * scale)?;
@@ -930,5 +983,54 @@ mod tests {
             ..TrainConfig::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("divisible"));
+    }
+
+    /// The step's values read through Adam's flat gradient (the trainer's path) are those of
+    /// the per-variable sums: the same loss and per-example losses, the same norm up to f32
+    /// rounding; and clipping scales by PyTorch's factor only above the limit.
+    #[test]
+    fn flat_gradient_norm_matches_the_per_variable_norm() {
+        use candle_core::{Device, Var};
+        let dev = Device::Cpu;
+        // Sizes that leave a partial slice (4096) and one that fills several.
+        let sizes = [3usize, 4096 * 2 + 17, 5000];
+        let vars: Vec<(String, Var)> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (format!("v{i}"), Var::zeros(n, DType::F32, &dev).unwrap()))
+            .collect();
+        let coeffs: Vec<Tensor> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let v: Vec<f32> = (0..n).map(|j| ((j * 7 + i) % 13) as f32 - 6.0).collect();
+                Tensor::from_vec(v, n, &dev).unwrap()
+            })
+            .collect();
+        let loss = vars
+            .iter()
+            .zip(&coeffs)
+            .map(|((_, v), c)| (v.as_tensor() * c).unwrap().sum_all().unwrap())
+            .reduce(|a, b| (a + b).unwrap())
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let per = Tensor::new(&[0.5f32, 1.5], &dev).unwrap();
+        let opt = crate::train::adam::Adam::new(vars.clone(), Default::default()).unwrap();
+        let flat = opt.flat_gradient(&grads).unwrap().unwrap();
+        let a = read_step_values(&vars, &grads, &loss, &per).unwrap();
+        let b = read_step_values_flat(&flat, &loss, &per).unwrap();
+        assert_eq!((a.0, &a.1), (b.0, &b.1));
+        let exact: f64 = coeffs
+            .iter()
+            .flat_map(|c| c.to_vec1::<f32>().unwrap())
+            .map(|v| (v as f64) * (v as f64))
+            .sum::<f64>()
+            .sqrt();
+        for norm in [a.2, b.2] {
+            assert!((norm - exact).abs() < 1e-6 * exact, "{norm} vs {exact}");
+        }
+        assert_eq!(clip_scale(exact, f64::INFINITY), None);
+        assert_eq!(clip_scale(0.5, 1.0), None);
+        assert_eq!(clip_scale(2.0, 1.0), Some(1.0 / (2.0 + 1e-6)));
     }
 }
