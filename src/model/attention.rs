@@ -19,6 +19,36 @@ fn split_qkv(qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     Ok((part(0)?, part(1)?, part(2)?))
 }
 
+/// Softmax over axis `dim`: ddpm-lab's op ([`crate::ops::softmax`]) unless the custom ops are
+/// off (then candle-nn's, as every stock op).
+fn softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
+    if crate::ops::route(x) == crate::ops::Route::Stock {
+        return candle_nn::ops::softmax(x, dim);
+    }
+    crate::ops::softmax::softmax(x, dim)
+}
+
+/// `q, k, v` (each `(b, heads, dim_head, h·w)`) of `x` through the 1×1 conv `to_qkv`.
+///
+/// On a GPU they are three convs, each with its third of the weight: the split of one conv's
+/// output would be differentiated as three `narrow`s, each padding its gradient with zeros to
+/// the full `3·hidden` channels and adding it to the others (two adds and three copies of a
+/// tensor of 3·128 channels per attention, the largest of the blog UNet's training step).
+fn qkv(to_qkv: &Conv2d, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    if crate::ops::route(x) != crate::ops::Route::Device {
+        return split_qkv(&to_qkv.forward(x)?);
+    }
+    let (b, _, h, w) = x.dims4()?;
+    let hidden = HEADS * DIM_HEAD;
+    let part = |i: usize| {
+        let wi = to_qkv.weight().narrow(0, i * hidden, hidden)?;
+        to_qkv
+            .forward_with_weight(x, &wi)?
+            .reshape((b, HEADS, DIM_HEAD, h * w))
+    };
+    Ok((part(0)?, part(1)?, part(2)?))
+}
+
 /// `Attention(dim, heads=4, dim_head=32)`: softmax(qᵀk / √d) over positions.
 #[derive(Debug, Clone)]
 pub struct Attention {
@@ -40,11 +70,11 @@ impl Attention {
 impl Module for Attention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, h, w) = x.dims4()?;
-        let (q, k, v) = split_qkv(&self.to_qkv.forward(x)?)?;
+        let (q, k, v) = qkv(&self.to_qkv, x)?;
         let q = (q * (DIM_HEAD as f64).powf(-0.5))?;
         // sim[i, j] = Σ_d q[d, i] k[d, j]
         let sim = q.transpose(2, 3)?.contiguous()?.matmul(&k)?;
-        let attn = crate::ops::softmax::softmax(&sim, 3)?;
+        let attn = softmax(&sim, 3)?;
         // out[i, d] = Σ_j attn[i, j] v[d, j]; then "b h (x y) d -> b (h d) x y"
         let out = v.matmul(&attn.transpose(2, 3)?.contiguous()?)?; // (b, h, d, n)
         let out = out.reshape((b, HEADS * DIM_HEAD, h, w))?;
@@ -75,14 +105,14 @@ impl LinearAttention {
 impl Module for LinearAttention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, h, w) = x.dims4()?;
-        let qkv = self.to_qkv.forward(x)?;
-        if crate::ops::fast_path(&qkv) {
+        if crate::ops::route(x) == crate::ops::Route::Cpu {
+            let qkv = self.to_qkv.forward(x)?;
             let out = crate::ops::linear_attention::linear_attention(&qkv, HEADS, DIM_HEAD)?;
             return self.to_out_norm.forward(&self.to_out_conv.forward(&out)?);
         }
-        let (q, k, v) = split_qkv(&qkv)?;
-        let q = crate::ops::softmax::softmax(&q, 2)?;
-        let k = crate::ops::softmax::softmax(&k, 3)?;
+        let (q, k, v) = qkv(&self.to_qkv, x)?;
+        let q = softmax(&q, 2)?;
+        let k = softmax(&k, 3)?;
         let q = (q * (DIM_HEAD as f64).powf(-0.5))?;
         // context[d, e] = Σ_n k[d, n] v[e, n]
         let context = k.matmul(&v.transpose(2, 3)?.contiguous()?)?;

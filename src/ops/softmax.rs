@@ -114,6 +114,9 @@ impl CustomOp1 for SoftmaxLastDim {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        // A softmax over an inner axis gets its gradient transposed: one copy here keeps the
+        // four ops below on candle's contiguous kernels.
+        let dy = &dy.contiguous()?;
         let dot = (dy * y)?.sum_keepdim(D::Minus1)?;
         Ok(Some((y * dy.broadcast_sub(&dot)?)?))
     }
