@@ -99,7 +99,7 @@ impl Conv2d {
 
     fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         match self.bias() {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            Some(b) => ops::channel_bias::add(&y, b),
             None => Ok(y),
         }
     }
@@ -135,11 +135,11 @@ impl ConvTranspose2d {
             (Route::Device, Some(b)) if ops::device_conv::fits(w, self.padding) => {
                 #[cfg(feature = "cuda")]
                 if ops::cuda::conv::supports_transposed(x, w, self.stride, self.padding) {
-                    return ops::cuda::conv::conv_transpose2d(x, w, self.stride, self.padding)?
-                        .broadcast_add(&b.reshape((1, (), 1, 1))?);
+                    let y = ops::cuda::conv::conv_transpose2d(x, w, self.stride, self.padding)?;
+                    return ops::channel_bias::add(&y, b);
                 }
-                ops::device_conv::conv_transpose2d(x, w, self.stride, self.padding, 0)?
-                    .broadcast_add(&b.reshape((1, (), 1, 1))?)
+                let y = ops::device_conv::conv_transpose2d(x, w, self.stride, self.padding, 0)?;
+                ops::channel_bias::add(&y, b)
             }
             _ => self.stock.forward(x),
         }
@@ -288,8 +288,8 @@ pub fn silu(xs: &Tensor) -> Result<Tensor> {
 /// Adds a per-channel vector `(N, C)` to a feature map `(N, C, H, W)`
 /// (the blog's `rearrange(condition, "b c -> b c 1 1")` + add).
 pub fn add_channel_bias(x: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let (n, c) = v.dims2()?;
-    x.broadcast_add(&v.reshape((n, c, 1, 1))?)
+    v.dims2()?;
+    ops::channel_bias::add(x, v)
 }
 
 #[cfg(test)]

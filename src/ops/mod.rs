@@ -12,6 +12,7 @@
 //! [`set_enabled`]) switches all of it off, for comparisons.
 
 pub mod batched_conv;
+pub mod channel_bias;
 pub mod conv;
 pub mod conv_transpose;
 #[cfg(feature = "cuda")]

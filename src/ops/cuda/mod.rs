@@ -12,7 +12,7 @@ use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
 /// The environment variable that picks which of these kernels run: a comma-separated list of
-/// `conv`, `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
+/// `conv`, `bias`, `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
 /// (an escape hatch, should a kernel misbehave on some GPU: `check-device` tells).
 pub const KERNELS_VAR: &str = "DDPM_LAB_CUDA_KERNELS";
 
@@ -78,6 +78,7 @@ macro_rules! cuda_only_cpu_fwd {
     };
 }
 // Textually in scope for the modules below.
+pub mod channel_bias;
 pub mod conv;
 pub mod depthwise;
 pub mod group_norm;
@@ -168,7 +169,9 @@ mod tests {
 
     #[test]
     fn device_kernels_are_all_on_unless_the_variable_lists_them() {
-        assert!(chosen(None, "depthwise") && chosen(None, "group_norm") && chosen(None, "conv"));
+        assert!(["depthwise", "group_norm", "conv", "bias"]
+            .iter()
+            .all(|k| chosen(None, k)));
         assert!(chosen(Some("depthwise"), "depthwise"));
         assert!(!chosen(Some("depthwise"), "group_norm"));
         assert!(chosen(Some(" Group_Norm , depthwise"), "group_norm"));
@@ -194,6 +197,10 @@ mod tests {
         .map(String::from);
         for (ptx, names) in [
             (super::conv::PTX, conv.to_vec()),
+            (
+                super::channel_bias::PTX,
+                vec!["channel_bias_add".to_string()],
+            ),
             (super::depthwise::PTX, depthwise.collect::<Vec<_>>()),
             (super::group_norm::PTX, group_norm.to_vec()),
         ] {
