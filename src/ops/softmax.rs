@@ -10,14 +10,17 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
 
-/// Softmax of `x` over axis `dim` (any device; f32 or f64 on the CPU, f32 on CUDA, candle-nn's
-/// composite softmax elsewhere). An axis other than the last is moved last for the op (one copy)
+/// Softmax of `x` over axis `dim` (any device; f32 or f64 on the CPU, f32 on CUDA unless
+/// `DDPM_LAB_CUDA_KERNELS` leaves `softmax` out, candle-nn's composite softmax elsewhere). An axis other than the last is moved last for the op (one copy)
 /// and back (a view).
 pub fn softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
     let last = x.rank().saturating_sub(1);
     let fused = match x.device() {
         candle_core::Device::Cpu => matches!(x.dtype(), DType::F32 | DType::F64),
-        candle_core::Device::Cuda(_) => x.dtype() == DType::F32,
+        #[cfg(feature = "cuda")]
+        candle_core::Device::Cuda(_) => {
+            x.dtype() == DType::F32 && crate::ops::cuda::enabled("softmax")
+        }
         _ => false,
     };
     if !fused || x.rank() == 0 || dim > last {

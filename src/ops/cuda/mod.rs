@@ -12,7 +12,7 @@ use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
 /// The environment variable that picks which of these kernels run: a comma-separated list of
-/// `conv`, `bias`, `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
+/// `conv`, `bias`, `softmax`, `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
 /// (an escape hatch, should a kernel misbehave on some GPU: `check-device` tells).
 pub const KERNELS_VAR: &str = "DDPM_LAB_CUDA_KERNELS";
 
