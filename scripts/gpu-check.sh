@@ -13,7 +13,8 @@
 #   resumed on the CPU for 2 steps from that checkpoint, then sampled on DEVICE again →
 #   `ddpm-lab bench --json` and the same workloads in PyTorch (scripts/pytorch_bench.py), strict
 #   float32, then both with TF32 (`--tf32`); then, optional (not part of the report's `ok`),
-#   ddpm-lab with candle's stock ops (the A/B of ops::device_conv), and `nsys` summaries and
+#   ddpm-lab with candle's stock ops (the A/B of ops::device_conv), with each of its CUDA kernels
+#   switched off in turn (KERNEL_AB), and `nsys` summaries and
 #   `ncu` kernel times of its training step. While each benchmark runs, nvidia-smi reads the GPU's used memory 10 times a
 #   second (peak over the idle reading). The whole run stays under TOTAL_SECONDS.
 #
@@ -30,6 +31,10 @@
 #   TF32=1              also run both benchmarks with TF32 (TF32=0 skips them)
 #   BENCH_STOCK=1       also time ddpm-lab's training and forward pass with candle's stock ops
 #                       (`bench --stock-ops`: no ops::device_conv; BENCH_STOCK=0 skips it)
+#   KERNEL_AB="conv bias softmax"
+#                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
+#                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS set to
+#                       the others; `own_kernel_gain` in the report); empty skips it
 #   NSYS=1              last, if time is left and `nsys` is on PATH: Nsight Systems' kernel and
 #                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
 #   NCU=1               then, likewise with `ncu` (Nsight Compute): the GPU time of each kernel
@@ -46,7 +51,7 @@
 set -uo pipefail
 
 if [ $# -ne 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,45p' "$0"
+  sed -n '2,50p' "$0"
   exit 2
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,6 +70,8 @@ PARITY_TOL=${PARITY_TOL:-1e-4}
 BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256}
 TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
+KERNEL_AB=${KERNEL_AB-conv bias softmax}
+ALL_KERNELS="conv bias softmax depthwise group_norm"
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}
 TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
@@ -309,6 +316,17 @@ if [ "$BENCH_STOCK" = 1 ] && [ -n "$BIN" ]; then
     --only train,forward --repeats 2
 fi
 
+# 9b. What each of ddpm-lab's CUDA kernels is worth, in the same visit: training and forward
+# with that kernel switched off (its fallback: candle's ops or ops::device_conv); optional.
+if [ -n "$KERNEL_AB" ] && [ -n "$BIN" ]; then
+  for k in $KERNEL_AB; do
+    others=$(printf '%s\n' $ALL_KERNELS | grep -vx "$k" | paste -sd, -)
+    # shellcheck disable=SC2086
+    polled "bench_without_$k" 120 env DDPM_LAB_CUDA_KERNELS="$others" "$BIN" bench \
+      --device "$DEVICE" --json $BENCH_ARGS --only train,forward --repeats 2
+  done
+fi
+
 # 10. Where the GPU's time goes in ddpm-lab's training step (optional, like 9: when Nsight
 # Systems is there and time is left): kernel and CUDA API summaries of one warm-up and two
 # timed steps (`nsys stats` report names changed in 2023.2; the old ones are tried after the
@@ -349,7 +367,7 @@ GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINA
   GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
   GC_PYTHONPATH=${PYTHONPATH:-} \
   GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
-  GC_BENCH_STOCK=$BENCH_STOCK \
+  GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
 import json, os, sys
@@ -362,6 +380,7 @@ json.dump({
     "train_args": e["GC_TRAIN_ARGS"], "bench_args": e["GC_BENCH_ARGS"],
     "tf32_runs": e["GC_TF32"] == "1" and e["GC_DEVICE"] != "cpu",
     "stock_run": e["GC_BENCH_STOCK"] == "1",
+    "kernel_ab": e["GC_KERNEL_AB"].split(),
     "parity_tolerance": float(e["GC_TOL"]), "seconds_before_report": int(e["GC_TOTAL"]),
     "cpus": os.cpu_count(),
 }, open(sys.argv[1], "w"))

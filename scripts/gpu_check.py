@@ -358,6 +358,8 @@ def report(work, out_path):
     benches = ["bench", "pytorch_bench"]
     if info.get("stock_run"):
         benches.append("bench_stock")
+    without = [f"bench_without_{k}" for k in info.get("kernel_ab") or []]
+    benches += without
     if info.get("tf32_runs"):
         benches += ["bench_tf32", "pytorch_bench_tf32"]
     for name in benches:
@@ -394,6 +396,10 @@ def report(work, out_path):
         ratios = {"float32": ratios, "tf32": over("bench_tf32", "pytorch_bench_tf32")}
     # ddpm-lab's own ops (ops::device_conv on a GPU) over candle's stock ones.
     own_over_stock = over("bench", "bench_stock", "stock") if info.get("stock_run") else None
+    # Each kernel's worth: ddpm-lab with it over ddpm-lab without it (above 1: it pays).
+    kernel_gain = {
+        k: over("bench", f"bench_without_{k}", "without") for k in info.get("kernel_ab") or []
+    }
 
     rec = step_record(work, "ncu_train")
     if rec is not None:
@@ -404,7 +410,7 @@ def report(work, out_path):
 
     # The stock-ops A/B and the profiles are extras: they run last, when time is left, and do
     # not decide whether the visit checked out.
-    optional = ("bench_stock", "nsys_train", "ncu_train")
+    optional = ("bench_stock", "nsys_train", "ncu_train", *without)
     required = {k: v for k, v in steps.items() if k not in optional}
     ran = {k: v for k, v in required.items() if v is not None}
     doc = {
@@ -418,6 +424,7 @@ def report(work, out_path):
         ),
         "ddpm_lab_over_pytorch": ratios,
         "own_ops_over_stock_ops": own_over_stock,
+        "own_kernel_gain": kernel_gain,
         "steps": steps,
     }
     tmp = out_path + ".tmp"

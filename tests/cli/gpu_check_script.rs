@@ -77,6 +77,7 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
             "--config tiny --batch-size 4 --forward-batch 4 --sample-batch 2 --sample-steps 5",
         )
         .env("TF32", "0")
+        .env("KERNEL_AB", "bias")
         .env("PATH", path)
         // PyTorch is not needed here: its step is recorded as missing.
         .env("PYTHON", "python3")
@@ -103,6 +104,7 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         "sample_after_cpu",
         "bench",
         "bench_stock",
+        "bench_without_bias",
         "nsys_train",
         "ncu_train",
         "check_device",
@@ -136,6 +138,11 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
     assert!(
         own_over_stock["train_images_per_s"].as_f64().unwrap_or(0.0) > 0.0,
         "{own_over_stock}"
+    );
+    let bias_gain = &report["own_kernel_gain"]["bias"];
+    assert!(
+        bias_gain["train_images_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{bias_gain}"
     );
     let summaries = steps["nsys_train"]["summaries"]
         .as_str()
