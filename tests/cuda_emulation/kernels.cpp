@@ -1,0 +1,276 @@
+// ddpm-lab's CUDA kernels run on the CPU (emulation.h) against plain loops, with the launch
+// shapes the Rust side uses (src/ops/cuda/*.rs). Built and run by tests/cuda_emulation.rs;
+// exits non-zero on the first mismatch.
+#include "emulation.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "conv.cu"
+#include "depthwise.cu"
+#include "elementwise.cu"
+#include "group_norm.cu"
+
+namespace {
+
+std::vector<float> random(size_t n, unsigned seed) {
+  std::vector<float> v(n);
+  unsigned s = seed * 2654435761u + 12345u;
+  for (auto& e : v) {
+    s ^= s << 13;
+    s ^= s >> 17;
+    s ^= s << 5;
+    e = (float)(s % 2001) / 1000.f - 1.f;
+  }
+  return v;
+}
+
+int failures = 0;
+
+void check(const std::vector<float>& got, const std::vector<double>& want, double tol,
+           const std::string& what) {
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = std::fabs(got[i] - want[i]);
+    if (!(d <= worst)) {  // NaN counts as worst
+      worst = d;
+      at = i;
+    }
+  }
+  const bool ok = got.size() == want.size() && worst <= tol;
+  std::printf("%s %s: max abs diff %.3g (at %zu)\n", ok ? "ok  " : "FAIL", what.c_str(), worst,
+              at);
+  if (!ok) ++failures;
+}
+
+// As src/ops/cuda/mod.rs: blocks for a grid-stride loop.
+unsigned blocks_for(size_t n, unsigned threads) {
+  return (unsigned)std::clamp<size_t>((n + threads - 1) / threads, 1, 65535);
+}
+
+void conv_kernels() {
+  struct G {
+    int n, c, h, w, k, s, p;
+  };
+  for (G g : {G{2, 3, 5, 6, 3, 1, 1}, G{2, 2, 8, 8, 4, 2, 1}, G{1, 2, 7, 6, 3, 2, 0},
+              G{2, 1, 9, 7, 7, 1, 3}}) {
+    const int ho = (g.h + 2 * g.p - g.k) / g.s + 1, wo = (g.w + 2 * g.p - g.k) / g.s + 1;
+    const int rows = g.c * g.k * g.k, cols = g.n * ho * wo;
+    const std::string name = "conv n" + std::to_string(g.n) + " c" + std::to_string(g.c) +
+                             " " + std::to_string(g.h) + "x" + std::to_string(g.w) + " k" +
+                             std::to_string(g.k) + " s" + std::to_string(g.s) + " p" +
+                             std::to_string(g.p);
+    const auto x = random((size_t)g.n * g.c * g.h * g.w, 1);
+    // The batch's im2col matrix: col[(c·k + ky)·k + kx, (b·Ho + oy)·Wo + ox].
+    std::vector<double> col_ref((size_t)rows * cols, 0.0);
+    for (int ci = 0; ci < g.c; ++ci)
+      for (int ky = 0; ky < g.k; ++ky)
+        for (int kx = 0; kx < g.k; ++kx)
+          for (int b = 0; b < g.n; ++b)
+            for (int oy = 0; oy < ho; ++oy)
+              for (int ox = 0; ox < wo; ++ox) {
+                const int iy = oy * g.s - g.p + ky, ix = ox * g.s - g.p + kx;
+                const size_t r = ((size_t)ci * g.k + ky) * g.k + kx;
+                const size_t j = ((size_t)b * ho + oy) * wo + ox;
+                if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
+                  col_ref[r * cols + j] = x[(((size_t)b * g.c + ci) * g.h + iy) * g.w + ix];
+              }
+    std::vector<float> col((size_t)rows * cols, NAN);
+    emu::launch({blocks_for(cols, 256), (unsigned)std::min(rows, 65535), 1}, {256, 1, 1}, [&] {
+      conv_im2col(x.data(), col.data(), g.n, g.c, g.h, g.w, g.k, g.s, g.p, ho, wo);
+    });
+    check(col, col_ref, 0, name + ": im2col");
+
+    // col2im is im2col's adjoint: every entry added back onto its pixel.
+    const auto dcol = random((size_t)rows * cols, 2);
+    std::vector<double> dx_ref((size_t)g.n * g.c * g.h * g.w, 0.0);
+    for (int r = 0; r < rows; ++r)
+      for (int j = 0; j < cols; ++j) {
+        const int kx = r % g.k, ky = (r / g.k) % g.k, ci = r / (g.k * g.k);
+        const int b = j / (ho * wo), oy = (j / wo) % ho, ox = j % wo;
+        const int iy = oy * g.s - g.p + ky, ix = ox * g.s - g.p + kx;
+        if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
+          dx_ref[(((size_t)b * g.c + ci) * g.h + iy) * g.w + ix] += dcol[(size_t)r * cols + j];
+      }
+    std::vector<float> dx(dx_ref.size(), NAN);
+    emu::launch({blocks_for(dx.size(), 256), 1, 1}, {256, 1, 1}, [&] {
+      conv_col2im(dcol.data(), dx.data(), g.n, g.c, g.h, g.w, g.k, g.s, g.p, ho, wo);
+    });
+    check(dx, dx_ref, 1e-5, name + ": col2im");
+  }
+  // (N, C, P) → (C, N, P).
+  const int n = 3, c = 4, p = 37;
+  const auto src = random((size_t)n * c * p, 3);
+  std::vector<double> want(src.size());
+  for (int b = 0; b < n; ++b)
+    for (int ci = 0; ci < c; ++ci)
+      for (int q = 0; q < p; ++q)
+        want[((size_t)ci * n + b) * p + q] = src[((size_t)b * c + ci) * p + q];
+  std::vector<float> dst(src.size(), NAN);
+  emu::launch({blocks_for(dst.size(), 256), 1, 1}, {256, 1, 1},
+              [&] { conv_channels_first(src.data(), dst.data(), n, c, p); });
+  check(dst, want, 0, "conv_channels_first");
+}
+
+void channel_bias() {
+  const int n = 3, c = 5, p = 29, total = n * c * p;
+  const auto x = random(total, 4);
+  for (int per_image = 0; per_image < 2; ++per_image) {
+    const auto b = random(per_image ? n * c : c, 5);
+    std::vector<double> want(total);
+    for (int i = 0; i < total; ++i) {
+      const int row = i / p;
+      want[i] = (double)x[i] + b[per_image ? row : row % c];
+    }
+    std::vector<float> y(total, NAN);
+    emu::launch({blocks_for(total, 256), 1, 1}, {256, 1, 1}, [&] {
+      channel_bias_add(x.data(), b.data(), y.data(), total, p, c, per_image);
+    });
+    check(y, want, 1e-6, per_image ? "channel_bias_add per image" : "channel_bias_add");
+  }
+}
+
+template <int K>
+void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, int, int, int, int,
+                           int),
+               void (*wgrad)(const float*, const float*, float*, int, int, int, int, int, int,
+                             int, int)) {
+  const int n = 3, c = 4, h = 9, w = 8;
+  for (int pad : {K / 2, K - 1}) {
+    const int ho = h + 2 * pad + 1 - K, wo = w + 2 * pad + 1 - K;
+    const auto x = random((size_t)n * c * h * w, 6);
+    const auto wt = random((size_t)c * K * K, 7);
+    for (int flip = 0; flip < 2; ++flip) {
+      std::vector<double> want((size_t)n * c * ho * wo, 0.0);
+      for (int pl = 0; pl < n * c; ++pl)
+        for (int oy = 0; oy < ho; ++oy)
+          for (int ox = 0; ox < wo; ++ox) {
+            double acc = 0;
+            for (int i = 0; i < K; ++i)
+              for (int j = 0; j < K; ++j) {
+                const int iy = oy + i - pad, ix = ox + j - pad;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                const int t = flip ? (K - 1 - i) * K + (K - 1 - j) : i * K + j;
+                acc += (double)wt[(pl % c) * K * K + t] * x[((size_t)pl * h + iy) * w + ix];
+              }
+            want[((size_t)pl * ho + oy) * wo + ox] = acc;
+          }
+      std::vector<float> y(want.size(), NAN);
+      emu::launch({blocks_for(y.size(), 256), 1, 1}, {256, 1, 1},
+                  [&] { fwd(x.data(), wt.data(), y.data(), n * c, c, h, w, ho, wo, pad, flip); });
+      check(y, want, 1e-5,
+            "depthwise_fwd_k" + std::to_string(K) + " pad " + std::to_string(pad) +
+                (flip ? " flipped" : ""));
+    }
+    // Weight gradient: partial sums over `splits` slices of the batch.
+    const auto dy = random((size_t)n * c * ho * wo, 8);
+    const int splits = 2;
+    std::vector<double> want((size_t)c * splits * K * K, 0.0);
+    for (int s = 0; s < splits; ++s) {
+      const int n0 = n * s / splits, n1 = n * (s + 1) / splits;
+      for (int b = n0; b < n1; ++b)
+        for (int ci = 0; ci < c; ++ci)
+          for (int oy = 0; oy < ho; ++oy)
+            for (int ox = 0; ox < wo; ++ox)
+              for (int i = 0; i < K; ++i)
+                for (int j = 0; j < K; ++j) {
+                  const int iy = oy + i - pad, ix = ox + j - pad;
+                  if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                  want[((size_t)ci * splits + s) * K * K + i * K + j] +=
+                      (double)dy[(((size_t)b * c + ci) * ho + oy) * wo + ox] *
+                      x[(((size_t)b * c + ci) * h + iy) * w + ix];
+                }
+    }
+    std::vector<float> part(want.size(), NAN);
+    emu::launch({(unsigned)c, (unsigned)splits, 1}, {WGRAD_THREADS, 1, 1}, [&] {
+      wgrad(x.data(), dy.data(), part.data(), n, c, h, w, ho, wo, pad, splits);
+    });
+    check(part, want, 1e-4, "depthwise_wgrad_k" + std::to_string(K) + " pad " +
+                                std::to_string(pad));
+  }
+}
+
+void group_norm() {
+  const int n = 2, c = 6, groups = 3, s = 35, cpg = c / groups, len = cpg * s;
+  const float eps = 1e-5f;
+  const auto x = random((size_t)n * c * s, 9);
+  const auto gamma = random(c, 10);
+  const auto beta = random(c, 11);
+  const auto dy = random((size_t)n * c * s, 12);
+  // Reference statistics, output and gradients in double.
+  std::vector<double> mean(n * groups), rstd(n * groups), y_ref(x.size()), dx_ref(x.size());
+  std::vector<double> sums_ref((size_t)2 * n * c, 0.0);
+  for (int ng = 0; ng < n * groups; ++ng) {
+    double m = 0, v = 0;
+    for (int i = 0; i < len; ++i) m += x[(size_t)ng * len + i];
+    m /= len;
+    for (int i = 0; i < len; ++i) v += std::pow(x[(size_t)ng * len + i] - m, 2);
+    v /= len;
+    mean[ng] = m;
+    rstd[ng] = 1 / std::sqrt(v + eps);
+    const int g = ng % groups;
+    double a = 0, b = 0;  // Σ dx̂, Σ dx̂·x̂ over the group
+    for (int i = 0; i < len; ++i) {
+      const int ch = g * cpg + i / s;
+      const size_t at = (size_t)ng * len + i;
+      const double xhat = (x[at] - m) * rstd[ng];
+      y_ref[at] = xhat * gamma[ch] + beta[ch];
+      a += dy[at] * gamma[ch];
+      b += dy[at] * gamma[ch] * xhat;
+      sums_ref[2 * ((size_t)(ng / groups) * c + ch)] += dy[at];
+      sums_ref[2 * ((size_t)(ng / groups) * c + ch) + 1] += dy[at] * xhat;
+    }
+    for (int i = 0; i < len; ++i) {
+      const int ch = g * cpg + i / s;
+      const size_t at = (size_t)ng * len + i;
+      const double xhat = (x[at] - m) * rstd[ng];
+      dx_ref[at] = rstd[ng] * (dy[at] * gamma[ch] - a / len - xhat * b / len);
+    }
+  }
+  std::vector<float> y(x.size(), NAN), stats(2 * n * groups, NAN);
+  emu::launch({(unsigned)(n * groups), 1, 1}, {512, 1, 1}, [&] {
+    group_norm_fwd(x.data(), gamma.data(), beta.data(), y.data(), stats.data(), c, s, groups,
+                   eps);
+  });
+  check(y, y_ref, 1e-5, "group_norm_fwd");
+  std::vector<double> stats_ref;
+  for (int ng = 0; ng < n * groups; ++ng) {
+    stats_ref.push_back(mean[ng]);
+    stats_ref.push_back(rstd[ng]);
+  }
+  check(stats, stats_ref, 1e-5, "group_norm_fwd stats");
+  std::vector<float> stats2(stats.size(), NAN);
+  emu::launch({(unsigned)(n * groups), 1, 1}, {512, 1, 1},
+              [&] { group_norm_stats(x.data(), stats2.data(), c, s, groups, eps); });
+  check(stats2, stats_ref, 1e-5, "group_norm_stats");
+  std::vector<float> sums(2 * n * c, NAN);
+  emu::launch({(unsigned)(n * c), 1, 1}, {128, 1, 1}, [&] {
+    group_norm_channel_sums(x.data(), dy.data(), stats.data(), sums.data(), c, s, groups);
+  });
+  check(sums, sums_ref, 1e-4, "group_norm_channel_sums");
+  // params: stats (N·G·2), channel sums (N·C·2), γ (C).
+  std::vector<float> params(stats);
+  params.insert(params.end(), sums.begin(), sums.end());
+  params.insert(params.end(), gamma.begin(), gamma.end());
+  std::vector<float> dx(x.size(), NAN);
+  emu::launch({(unsigned)(n * groups), 1, 1}, {512, 1, 1}, [&] {
+    group_norm_input_grad(x.data(), dy.data(), params.data(), dx.data(), n, c, s, groups);
+  });
+  check(dx, dx_ref, 1e-4, "group_norm_input_grad");
+}
+
+}  // namespace
+
+int main() {
+  conv_kernels();
+  channel_bias();
+  depthwise<3>(depthwise_fwd_k3, depthwise_wgrad_k3);
+  depthwise<5>(depthwise_fwd_k5, depthwise_wgrad_k5);
+  depthwise<7>(depthwise_fwd_k7, depthwise_wgrad_k7);
+  group_norm();
+  std::printf("%d failed\n", failures);
+  return failures == 0 ? 0 : 1;
+}
