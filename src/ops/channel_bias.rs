@@ -99,7 +99,7 @@ impl CustomOp2 for ChannelBias {
         bs: &candle_core::CudaStorage,
         bl: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        ops::cuda::channel_bias::channel_bias_add(xs, xl, bs, bl, self.per_image)
+        ops::cuda::elementwise::channel_bias_add(xs, xl, bs, bl, self.per_image)
     }
 
     fn bwd(

@@ -24,6 +24,7 @@ pub mod elementwise;
 pub mod gelu;
 pub mod geometry;
 pub mod group_norm;
+pub mod in_place;
 pub mod linear_attention;
 mod reduce;
 pub mod resample;

@@ -54,6 +54,15 @@ pub struct Adam {
     pub params: AdamParams,
 }
 
+/// `var −= update`: in the variable's own storage where [`crate::ops::in_place`] can (one
+/// launch on a GPU), else as a new tensor set into it; the same numbers either way.
+fn subtract(var: &Var, update: &Tensor) -> Result<()> {
+    if !crate::ops::in_place::sub_in_place(var.as_tensor(), update)? {
+        var.set(&var.as_tensor().sub(update)?)?;
+    }
+    Ok(())
+}
+
 impl Adam {
     /// Adam over `vars` (sorted by name so state files are stable).
     pub fn new(mut vars: Vec<(String, Var)>, params: AdamParams) -> Result<Self> {
@@ -120,7 +129,7 @@ impl Adam {
                 continue;
             };
             let (m, v, update) = self.update(&m, &v, g.clone(), &|| Ok(var.as_tensor().clone()))?;
-            var.set(&var.as_tensor().sub(&update)?)?;
+            subtract(var, &update)?;
             ms.push(m.flatten_all()?);
             vs.push(v.flatten_all()?);
         }
@@ -153,7 +162,7 @@ impl Adam {
         };
         let (m, v, update) = self.update(&self.m, &self.v, g, &params)?;
         for (i, (_, var)) in self.vars.iter().enumerate() {
-            var.set(&var.as_tensor().sub(&self.part(&update, i)?)?)?;
+            subtract(var, &self.part(&update, i)?)?;
         }
         self.m = m;
         self.v = v;

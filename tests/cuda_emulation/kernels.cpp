@@ -133,6 +133,16 @@ void channel_bias() {
   }
 }
 
+void in_place() {
+  const int n = 1000;
+  const auto x = random(n, 13);
+  auto y = random(n, 14);
+  std::vector<double> want(n);
+  for (int i = 0; i < n; ++i) want[i] = (double)(y[i] - x[i]);  // f32 subtraction, exact
+  emu::launch({blocks_for(n, 256), 1, 1}, {256, 1, 1}, [&] { sub_in_place(x.data(), y.data(), n); });
+  check(y, want, 0, "sub_in_place");
+}
+
 template <int K>
 void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, int, int, int, int,
                            int),
@@ -267,6 +277,7 @@ void group_norm() {
 int main() {
   conv_kernels();
   channel_bias();
+  in_place();
   depthwise<3>(depthwise_fwd_k3, depthwise_wgrad_k3);
   depthwise<5>(depthwise_fwd_k5, depthwise_wgrad_k5);
   depthwise<7>(depthwise_fwd_k7, depthwise_wgrad_k7);

@@ -15,3 +15,12 @@ extern "C" __global__ void channel_bias_add(const float* __restrict__ x,
     y[i] = x[i] + __ldg(b + (per_image ? row : row % channels));
   }
 }
+
+// `sub_in_place`: y[i] -= x[i] for i < n, in y's own buffer (a variable's weights, minus Adam's
+// update): one launch where a subtraction into a new tensor and a copy back took two.
+extern "C" __global__ void sub_in_place(const float* __restrict__ x, float* __restrict__ y,
+                                        int n) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    y[i] -= x[i];
+  }
+}

@@ -78,9 +78,9 @@ macro_rules! cuda_only_cpu_fwd {
     };
 }
 // Textually in scope for the modules below.
-pub mod channel_bias;
 pub mod conv;
 pub mod depthwise;
+pub mod elementwise;
 pub mod group_norm;
 
 /// `v` as a kernel's `int` argument, or an error for sizes past it.
@@ -198,8 +198,8 @@ mod tests {
         for (ptx, names) in [
             (super::conv::PTX, conv.to_vec()),
             (
-                super::channel_bias::PTX,
-                vec!["channel_bias_add".to_string()],
+                super::elementwise::PTX,
+                vec!["channel_bias_add".to_string(), "sub_in_place".to_string()],
             ),
             (super::depthwise::PTX, depthwise.collect::<Vec<_>>()),
             (super::group_norm::PTX, group_norm.to_vec()),

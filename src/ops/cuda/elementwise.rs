@@ -1,4 +1,4 @@
-//! The forward pass of [`crate::ops::channel_bias`] on CUDA (`elementwise.cu`).
+//! The kernels of `elementwise.cu` behind [`crate::ops::channel_bias`] and [`crate::ops::in_place`] on CUDA.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, Layout, Result, Shape};
@@ -52,4 +52,39 @@ pub fn channel_bias_add(
         unsafe { KERNELS.launch(&dev, launch) }?;
     }
     Ok((CudaStorage::wrap_cuda_slice(y, dev), xl.shape().clone()))
+}
+
+/// `y −= x` in `y`'s buffer (`y` and `x` contiguous f32 of `n` elements, `y` from its start).
+pub fn sub_in_place(
+    ys: &mut CudaStorage,
+    yl: &Layout,
+    xs: &CudaStorage,
+    xl: &Layout,
+) -> Result<()> {
+    let n = yl.shape().elem_count();
+    if yl.contiguous_offsets() != Some((0, n)) || xl.shape().elem_count() != n {
+        candle_core::bail!(
+            "CUDA in-place subtract: {:?} from {:?} (a whole contiguous tensor)",
+            xl.dims(),
+            yl.dims()
+        );
+    }
+    super::int(n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let dev = ys.device().clone();
+    let x = view(xs, xl)?;
+    let y = ys.as_cuda_slice_mut::<f32>()?;
+    let launch = Launch {
+        kernel: "sub_in_place",
+        cfg: grid_stride(n, THREADS),
+        inputs: &[x],
+        outputs: &[&*y],
+        ints: &[n],
+        floats: &[],
+    };
+    // SAFETY: the parameters match `sub_in_place`; x holds n elements and y at least n from its
+    // start (checked above).
+    unsafe { KERNELS.launch(&dev, launch) }
 }
