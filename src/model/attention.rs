@@ -73,10 +73,11 @@ impl Module for Attention {
         let (q, k, v) = qkv(&self.to_qkv, x)?;
         let q = (q * (DIM_HEAD as f64).powf(-0.5))?;
         // sim[i, j] = Σ_d q[d, i] k[d, j]
-        let sim = q.transpose(2, 3)?.contiguous()?.matmul(&k)?;
+        // cuBLAS (and candle's CPU matmul) take the transposed operands as they are.
+        let sim = q.t()?.matmul(&k)?;
         let attn = softmax(&sim, 3)?;
         // out[i, d] = Σ_j attn[i, j] v[d, j]; then "b h (x y) d -> b (h d) x y"
-        let out = v.matmul(&attn.transpose(2, 3)?.contiguous()?)?; // (b, h, d, n)
+        let out = v.matmul(&attn.t()?)?; // (b, h, d, n)
         let out = out.reshape((b, HEADS * DIM_HEAD, h, w))?;
         self.to_out.forward(&out)
     }
@@ -115,9 +116,9 @@ impl Module for LinearAttention {
         let k = softmax(&k, 3)?;
         let q = (q * (DIM_HEAD as f64).powf(-0.5))?;
         // context[d, e] = Σ_n k[d, n] v[e, n]
-        let context = k.matmul(&v.transpose(2, 3)?.contiguous()?)?;
+        let context = k.matmul(&v.t()?)?;
         // out[e, n] = Σ_d context[d, e] q[d, n]
-        let out = context.transpose(2, 3)?.contiguous()?.matmul(&q)?;
+        let out = context.t()?.matmul(&q)?;
         let out = out.reshape((b, HEADS * DIM_HEAD, h, w))?;
         self.to_out_norm.forward(&self.to_out_conv.forward(&out)?)
     }
