@@ -273,6 +273,10 @@ impl Module for Gelu {
         if ops::fast_path(xs) {
             return ops::gelu::gelu(xs);
         }
+        #[cfg(feature = "cuda")]
+        if ops::route(xs) == Route::Device && ops::cuda::elementwise::supports_gelu(xs) {
+            return ops::cuda::elementwise::gelu(xs);
+        }
         xs.gelu_erf()
     }
 }

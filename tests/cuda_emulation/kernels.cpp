@@ -143,6 +143,25 @@ void in_place() {
   check(y, want, 0, "sub_in_place");
 }
 
+void gelu() {
+  const int n = 2000;
+  auto x = random(n, 15);
+  for (auto& v : x) v *= 6.f;  // well into both tails
+  const auto dy = random(n, 16);
+  std::vector<double> y_ref(n), dx_ref(n);
+  for (int i = 0; i < n; ++i) {
+    const double v = x[i], cdf = 0.5 * (1 + std::erf(v / std::sqrt(2.0)));
+    y_ref[i] = v * cdf;
+    dx_ref[i] = dy[i] * (cdf + v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI));
+  }
+  std::vector<float> y(n, NAN), dx(n, NAN);
+  emu::launch({blocks_for(n, 256), 1, 1}, {256, 1, 1}, [&] { gelu_fwd(x.data(), y.data(), n); });
+  check(y, y_ref, 1e-6, "gelu_fwd");
+  emu::launch({blocks_for(n, 256), 1, 1}, {256, 1, 1},
+              [&] { gelu_bwd(x.data(), dy.data(), dx.data(), n); });
+  check(dx, dx_ref, 1e-6, "gelu_bwd");
+}
+
 template <int K>
 void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, int, int, int, int,
                            int),
@@ -278,6 +297,7 @@ int main() {
   conv_kernels();
   channel_bias();
   in_place();
+  gelu();
   depthwise<3>(depthwise_fwd_k3, depthwise_wgrad_k3);
   depthwise<5>(depthwise_fwd_k5, depthwise_wgrad_k5);
   depthwise<7>(depthwise_fwd_k7, depthwise_wgrad_k7);

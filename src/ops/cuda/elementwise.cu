@@ -24,3 +24,22 @@ extern "C" __global__ void sub_in_place(const float* __restrict__ x, float* __re
     y[i] -= x[i];
   }
 }
+
+// `gelu_fwd`: y = x·Φ(x) = 0.5·x·(1 + erf(x/√2)), PyTorch's nn.GELU(); `gelu_bwd`:
+// dx = dy·(Φ(x) + x·φ(x)) in one pass (candle differentiates its gelu_erf with a dozen ops).
+extern "C" __global__ void gelu_fwd(const float* __restrict__ x, float* __restrict__ y, int n) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const float v = x[i];
+    y[i] = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+  }
+}
+
+extern "C" __global__ void gelu_bwd(const float* __restrict__ x, const float* __restrict__ dy,
+                                    float* __restrict__ dx, int n) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const float v = x[i];
+    const float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
+    const float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
+    dx[i] = dy[i] * (cdf + v * pdf);
+  }
+}

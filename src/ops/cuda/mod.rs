@@ -12,7 +12,7 @@ use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
 /// The environment variable that picks which of these kernels run: a comma-separated list of
-/// `conv`, `bias`, `softmax`, `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
+/// `conv`, `bias`, `softmax`, `gelu`, `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
 /// (an escape hatch, should a kernel misbehave on some GPU: `check-device` tells).
 pub const KERNELS_VAR: &str = "DDPM_LAB_CUDA_KERNELS";
 
@@ -169,9 +169,11 @@ mod tests {
 
     #[test]
     fn device_kernels_are_all_on_unless_the_variable_lists_them() {
-        assert!(["depthwise", "group_norm", "conv", "bias"]
-            .iter()
-            .all(|k| chosen(None, k)));
+        assert!(
+            ["depthwise", "group_norm", "conv", "bias", "softmax", "gelu"]
+                .iter()
+                .all(|k| chosen(None, k))
+        );
         assert!(chosen(Some("depthwise"), "depthwise"));
         assert!(!chosen(Some("depthwise"), "group_norm"));
         assert!(chosen(Some(" Group_Norm , depthwise"), "group_norm"));
@@ -199,7 +201,9 @@ mod tests {
             (super::conv::PTX, conv.to_vec()),
             (
                 super::elementwise::PTX,
-                vec!["channel_bias_add".to_string(), "sub_in_place".to_string()],
+                ["channel_bias_add", "sub_in_place", "gelu_fwd", "gelu_bwd"]
+                    .map(String::from)
+                    .to_vec(),
             ),
             (super::depthwise::PTX, depthwise.collect::<Vec<_>>()),
             (super::group_norm::PTX, group_norm.to_vec()),
