@@ -5,7 +5,9 @@
 //! over the batch by candle, in a fixed order.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
+use std::sync::Mutex;
+
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, LaunchConfig};
 use candle_core::{CudaStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 use super::{blocks, view, Launch, Module};
@@ -62,15 +64,19 @@ pub fn group_norm(
         GroupNorm {
             groups,
             eps: eps as f32,
+            stats: Mutex::new(None),
         },
     )
 }
 
-/// `(x, γ, β) → y`, through `group_norm_fwd`.
-#[derive(Debug, Clone, Copy)]
+/// `(x, γ, β) → y`, through `group_norm_fwd`, which also writes each image's and group's mean
+/// and 1/std: kept in `stats` for the backward pass (taken once; a second backward pass
+/// recomputes them).
+#[derive(Debug)]
 struct GroupNorm {
     groups: usize,
     eps: f32,
+    stats: Mutex<Option<CudaSlice<f32>>>,
 }
 
 /// `(N, C, S…)` as `(N, C, S)`.
@@ -115,6 +121,7 @@ impl CustomOp3 for GroupNorm {
             // SAFETY: the parameters match `group_norm_fwd`; each block stays inside its image
             // and group of the contiguous buffers sized above.
             unsafe { KERNELS.launch(&dev, launch) }?;
+            *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
         }
         Ok((CudaStorage::wrap_cuda_slice(y, dev), xl.shape().clone()))
     }
@@ -132,9 +139,11 @@ impl CustomOp3 for GroupNorm {
         let (x, weight, grad) = (x.detach(), weight.detach(), grad.contiguous()?);
         let n = x.dim(0)?;
         let c = x.dim(1)?;
+        let kept = self.stats.lock().unwrap_or_else(|e| e.into_inner()).take();
         let stats = x.apply_op1_no_bwd(&Stats {
             groups: self.groups,
             eps: self.eps,
+            kept: Mutex::new(kept),
         })?;
         let sums = x.apply_op3_no_bwd(
             &grad,
@@ -175,11 +184,13 @@ fn per_group(n_groups: usize) -> Result<LaunchConfig> {
     blocks((n_groups, 1), GROUP_THREADS)
 }
 
-/// `x → (N·G, 2)`: mean and 1/sqrt(var + eps) per image and group, through `group_norm_stats`.
-#[derive(Debug, Clone, Copy)]
+/// `x → (N·G, 2)`: mean and 1/sqrt(var + eps) per image and group: the forward pass's, when
+/// `kept` holds them, else through `group_norm_stats`.
+#[derive(Debug)]
 struct Stats {
     groups: usize,
     eps: f32,
+    kept: Mutex<Option<CudaSlice<f32>>>,
 }
 
 impl CustomOp1 for Stats {
@@ -193,6 +204,13 @@ impl CustomOp1 for Stats {
         let (n, c, s) = dims(xl)?;
         let dev = xs.device().clone();
         let blocks = n * self.groups;
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stats) = kept.filter(|s| s.len() == 2 * blocks) {
+            return Ok((
+                CudaStorage::wrap_cuda_slice(stats, dev),
+                Shape::from((blocks, 2)),
+            ));
+        }
         // SAFETY: one block per (image, group) writes its two values.
         let stats = unsafe { dev.alloc::<f32>(2 * blocks)? };
         if blocks > 0 && c * s > 0 {
