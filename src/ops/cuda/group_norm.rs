@@ -1,12 +1,13 @@
-//! GroupNorm on CUDA with kernels of its own (`src/ops/cuda/group_norm.cu`): one kernel forward,
-//! three backward (the group statistics again, per-channel sums, the input gradient), where
+//! GroupNorm on CUDA with kernels of its own (`src/ops/cuda/group_norm.cu`): one kernel forward
+//! (which also keeps the group statistics for the backward pass), two backward (per-channel
+//! sums, the input gradient), where
 //! candle-nn's GroupNorm runs a dozen element-wise ops and reductions over the whole tensor
 //! forward and twice that backward. The γ and β gradients are the per-image channel sums added
 //! over the batch by candle, in a fixed order.
 
-use candle_core::backend::BackendStorage;
 use std::sync::Mutex;
 
+use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, LaunchConfig};
 use candle_core::{CudaStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
