@@ -322,13 +322,12 @@ fn input_grad(
     let mut dcol = unsafe { dev.alloc::<f32>(plan.rows() * plan.cols())? };
     gemm(dev, &plan.input_grad_gemm(), dy, w, &mut dcol)?;
     let dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
-    let g = plan.geom;
     let launch = Launch {
         kernel: "conv_col2im",
         cfg: grid_stride(plan.input_len(), THREADS),
         inputs: &[dcol.slice(..)],
         outputs: &[&dx],
-        ints: &[plan.n, g.c, g.h, g.w, g.k, g.stride, g.pad, g.ho, g.wo],
+        ints: &geometry_ints(plan),
         floats: &[],
     };
     // SAFETY: the parameters match `conv_col2im`; it reads dcol (K, N·Ho·Wo) and writes dx
@@ -368,7 +367,6 @@ fn im2col(dev: &CudaDevice, plan: &BatchedConv, x: &CudaView<f32>) -> Result<Cud
     let (rows, cols) = (plan.rows(), plan.cols());
     // SAFETY: the kernel writes every element of every row.
     let col = unsafe { dev.alloc::<f32>(rows * cols)? };
-    let g = plan.geom;
     let launch = Launch {
         kernel: "conv_im2col",
         cfg: candle_core::cuda_backend::cudarc::driver::LaunchConfig {
@@ -382,13 +380,20 @@ fn im2col(dev: &CudaDevice, plan: &BatchedConv, x: &CudaView<f32>) -> Result<Cud
         },
         inputs: &[x.slice(..)],
         outputs: &[&col],
-        ints: &[plan.n, g.c, g.h, g.w, g.k, g.stride, g.pad, g.ho, g.wo],
+        ints: &geometry_ints(plan),
         floats: &[],
     };
     // SAFETY: the parameters match `conv_im2col`; it reads x (N, C, H, W) and writes col
     // (K, N·Ho·Wo), both sized by the plan.
     unsafe { KERNELS.launch(dev, launch) }?;
     Ok(col)
+}
+
+/// The `int`s that `conv_im2col` and `conv_col2im` take, in their order:
+/// `n, c, h, w, k, stride, pad, ho, wo`.
+fn geometry_ints(plan: &BatchedConv) -> [usize; 9] {
+    let g = plan.geom;
+    [plan.n, g.c, g.h, g.w, g.k, g.stride, g.pad, g.ho, g.wo]
 }
 
 /// `(N, C, P)` → `(C, N, P)`.
