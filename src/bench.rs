@@ -163,6 +163,19 @@ impl BenchOptions {
     }
 }
 
+/// ddpm-lab's own CUDA kernels that run on `device` (none off CUDA, or with the custom ops off).
+fn cuda_kernels(device: DeviceSpec) -> Vec<String> {
+    #[cfg(feature = "cuda")]
+    if matches!(device, DeviceSpec::Cuda(_)) && crate::ops::enabled() {
+        return crate::ops::cuda::enabled_kernels()
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+    }
+    let _ = device;
+    Vec::new()
+}
+
 /// Measured figures (times in seconds, medians over the timed runs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
@@ -176,6 +189,8 @@ pub struct BenchReport {
     pub tf32: bool,
     /// Whether ddpm-lab's own ops were on (the CPU kernels; on a GPU, its convolutions).
     pub custom_ops: bool,
+    /// ddpm-lab's CUDA kernels that ran (`DDPM_LAB_CUDA_KERNELS`; empty off CUDA).
+    pub cuda_kernels: Vec<String>,
     /// Worker threads of the CPU kernels.
     pub threads: usize,
     /// Trainable parameters.
@@ -232,6 +247,9 @@ impl fmt::Display for BenchReport {
                 ),
                 None => writeln!(f, "{name}: skipped"),
             };
+        if !self.cuda_kernels.is_empty() {
+            writeln!(f, "CUDA kernels: {}", self.cuda_kernels.join(", "))?;
+        }
         timed(f, "train step", self.batch_size, self.train_step_seconds)?;
         timed(f, "forward", self.forward_batch, self.forward_seconds)?;
         match self.sample_seconds {
@@ -413,6 +431,7 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         device_name: crate::device::describe(opts.device),
         tf32: opts.tf32,
         custom_ops: crate::ops::enabled() && opts.device == DeviceSpec::Cpu,
+        cuda_kernels: cuda_kernels(opts.device),
         threads: rayon::current_num_threads(),
         params,
         batch_size: opts.batch_size,

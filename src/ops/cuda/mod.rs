@@ -16,6 +16,18 @@ use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 /// (an escape hatch, should a kernel misbehave on some GPU: `check-device` tells).
 pub const KERNELS_VAR: &str = "DDPM_LAB_CUDA_KERNELS";
 
+/// Every kernel name that [`KERNELS_VAR`] lists.
+pub const KERNEL_NAMES: &[&str] = &["conv", "bias", "softmax", "gelu", "depthwise", "group_norm"];
+
+/// The kernels of [`KERNEL_NAMES`] switched on by [`KERNELS_VAR`].
+pub fn enabled_kernels() -> Vec<&'static str> {
+    KERNEL_NAMES
+        .iter()
+        .copied()
+        .filter(|k| enabled(k))
+        .collect()
+}
+
 /// Whether kernel `name` is switched on by [`KERNELS_VAR`] (read once per process).
 pub fn enabled(name: &str) -> bool {
     static CHOSEN: OnceLock<Option<String>> = OnceLock::new();
@@ -169,11 +181,7 @@ mod tests {
 
     #[test]
     fn device_kernels_are_all_on_unless_the_variable_lists_them() {
-        assert!(
-            ["depthwise", "group_norm", "conv", "bias", "softmax", "gelu"]
-                .iter()
-                .all(|k| chosen(None, k))
-        );
+        assert!(super::KERNEL_NAMES.iter().all(|k| chosen(None, k)));
         assert!(chosen(Some("depthwise"), "depthwise"));
         assert!(!chosen(Some("depthwise"), "group_norm"));
         assert!(chosen(Some(" Group_Norm , depthwise"), "group_norm"));
