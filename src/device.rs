@@ -112,6 +112,23 @@ pub fn cuda_available() -> bool {
     }
 }
 
+/// Lets CUDA's float32 matrix products (cuBLAS: candle's matmuls and ddpm-lab's convs) use
+/// TF32 tensor cores for the rest of the process when `on` (faster on Ampere and newer GPUs,
+/// about 1e-3 relative error; off by default, as PyTorch's matmuls). An error for another
+/// device, where it would silently do nothing.
+pub fn use_tf32(device: DeviceSpec, on: bool) -> anyhow::Result<()> {
+    if on && !matches!(device, DeviceSpec::Cuda(_)) {
+        anyhow::bail!(
+            "--tf32 is for CUDA devices (it lets cuBLAS round float32 products to TF32); this \
+             run is on {device}"
+        );
+    }
+    if on {
+        candle_core::cuda::set_gemm_reduced_precision_f32(true);
+    }
+    Ok(())
+}
+
 /// What a device is, for people: a GPU's name and memory ("NVIDIA H200 · 140 GiB"), asked
 /// of the driver without opening the device (no CUDA context); `None` for the CPU, for Metal,
 /// and for a CUDA device this machine cannot open.

@@ -43,6 +43,10 @@ pub struct SampleArgs {
     /// Device: cpu, cuda[:N] or metal
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// CUDA only: let float32 matrix products and convolutions use TF32 tensor cores (faster,
+    /// about 1e-3 relative error; off by default, as in PyTorch's matmuls)
+    #[arg(long)]
+    pub tf32: bool,
     /// Print a JSON summary instead of a progress bar
     #[arg(long)]
     pub json: bool,
@@ -50,6 +54,7 @@ pub struct SampleArgs {
 
 /// Runs the command.
 pub fn run(args: SampleArgs) -> Result<()> {
+    crate::device::use_tf32(args.device, args.tf32)?;
     if args.n == 0 {
         anyhow::bail!("--n must be at least 1");
     }

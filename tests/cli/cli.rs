@@ -149,6 +149,16 @@ fn bad_input_gets_a_clear_error() {
     assert!(err.contains("--frobnicate"), "{err}");
     let err = fails(&ddpm(&["train", "--schedule", "cosinus"], d));
     assert!(err.contains("cosinus"), "{err}");
+    // TF32 is a CUDA setting: asked for on the CPU it is an error, not silently nothing.
+    let missing = d.join("no-such-run");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        &["train", "--tf32", "--device", "cpu"][..],
+        &["sample", "--checkpoint", missing, "--tf32"][..],
+    ] {
+        let err = fails(&ddpm(args, d));
+        assert!(err.contains("--tf32 is for CUDA"), "{args:?}: {err}");
+    }
     let err = fails(&ddpm(
         &[
             "train",
