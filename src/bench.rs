@@ -156,10 +156,7 @@ impl BenchOptions {
         if !self.train && !self.forward && self.sample_repeats == 0 {
             bail!("nothing to time: training, the forward pass and sampling are all skipped");
         }
-        if self.tf32 && !matches!(self.device, DeviceSpec::Cuda(_)) {
-            bail!("--tf32 is for CUDA devices (it lets cuBLAS round float32 products to TF32)");
-        }
-        Ok(())
+        crate::device::check_tf32(self.device, self.tf32)
     }
 }
 

@@ -112,17 +112,23 @@ pub fn cuda_available() -> bool {
     }
 }
 
-/// Lets CUDA's float32 matrix products (cuBLAS: candle's matmuls and ddpm-lab's convs) use
-/// TF32 tensor cores for the rest of the process when `on` (faster on Ampere and newer GPUs,
-/// about 1e-3 relative error; off by default, as PyTorch's matmuls). An error for another
-/// device, where it would silently do nothing.
-pub fn use_tf32(device: DeviceSpec, on: bool) -> anyhow::Result<()> {
+/// Whether TF32 (`on`) may be asked for on `device`: only on CUDA.
+pub fn check_tf32(device: DeviceSpec, on: bool) -> anyhow::Result<()> {
     if on && !matches!(device, DeviceSpec::Cuda(_)) {
         anyhow::bail!(
             "--tf32 is for CUDA devices (it lets cuBLAS round float32 products to TF32); this \
              run is on {device}"
         );
     }
+    Ok(())
+}
+
+/// Lets CUDA's float32 matrix products (cuBLAS: candle's matmuls and ddpm-lab's convs) use
+/// TF32 tensor cores for the rest of the process when `on` (faster on Ampere and newer GPUs,
+/// about 1e-3 relative error; off by default, as PyTorch's matmuls). An error for another
+/// device, where it would silently do nothing.
+pub fn use_tf32(device: DeviceSpec, on: bool) -> anyhow::Result<()> {
+    check_tf32(device, on)?;
     if on {
         candle_core::cuda::set_gemm_reduced_precision_f32(true);
     }
