@@ -165,6 +165,20 @@ impl BatchedConv {
         self.c_out * self.rows()
     }
 
+    /// The images per chunk when the batch is processed in chunks whose im2col matrix holds at
+    /// most `max_col` elements: at least one image, at most the batch. A chunk is this plan
+    /// with `n` set to its size ([`Self::with_batch`]), its operands the chunk's images; the
+    /// weight gradient adds the chunks' products (β = 1 after the first).
+    pub fn images_per_chunk(&self, max_col: usize) -> usize {
+        let per_image = self.rows() * self.positions();
+        (max_col / per_image.max(1)).clamp(1, self.n.max(1))
+    }
+
+    /// This conv over a batch of `n` images (a chunk of this one).
+    pub fn with_batch(&self, n: usize) -> BatchedConv {
+        BatchedConv { n, ..*self }
+    }
+
     /// Whether the forward and input-gradient products use the input itself in place of its
     /// im2col matrix: a 1×1 conv with stride 1 and no padding, whose image `n` is already the
     /// `(C, P)` block `x[n]` (row stride `P`, `C·P` apart) and whose `dx[n]` is `dcol`'s.
@@ -409,6 +423,62 @@ mod tests {
         let xc = plan.channels_first(&xv);
         let dw = run(plan.weight_grad_gemm(), &dycol, &xc, plan.weight_len());
         assert_close(&dw, &flat(grads.get(&wt).unwrap()), "dw");
+    }
+
+    /// The three passes over chunks of the batch (as the CUDA conv runs them when the im2col
+    /// matrix would be large) give what the whole batch gives.
+    #[test]
+    fn batched_conv_in_chunks_matches_the_whole_batch() {
+        let (n, c, co, h, w, k, s, p) = (5, 3, 4, 6, 7, 3, 1, 1);
+        let plan = BatchedConv {
+            n,
+            c_out: co,
+            geom: ConvGeom::new(c, h, w, k, s, p).unwrap(),
+        };
+        let (img, out) = (plan.geom.image_len(), co * plan.positions());
+        let (x, wt) = (rand(&[n, c, h, w], 21), rand(&[co, c, k, k], 22));
+        let dy = rand(&[n, co, plan.geom.ho, plan.geom.wo], 23);
+        let (xv, wv, dyv) = (flat(&x), flat(&wt), flat(&dy));
+        let whole_y = run(
+            plan.forward_gemm(),
+            &plan.im2col(&xv),
+            &wv,
+            plan.output_len(),
+        );
+        let whole_dx = plan.col2im(&run(
+            plan.input_grad_gemm(),
+            &dyv,
+            &wv,
+            plan.rows() * plan.cols(),
+        ));
+        let whole_dw = run(
+            plan.weight_grad_gemm(),
+            &plan.im2col(&xv),
+            &plan.channels_first(&dyv),
+            plan.weight_len(),
+        );
+        // Two images per chunk: chunks of 2, 2 and 1.
+        let per = plan.images_per_chunk(2 * plan.rows() * plan.positions() + 1);
+        assert_eq!(per, 2);
+        assert_eq!(plan.images_per_chunk(0), 1);
+        assert_eq!(plan.images_per_chunk(usize::MAX), n);
+        let (mut y, mut dx, mut dw) = (Vec::new(), Vec::new(), vec![0f32; plan.weight_len()]);
+        for n0 in (0..n).step_by(per) {
+            let chunk = plan.with_batch(per.min(n - n0));
+            let xs = &xv[n0 * img..(n0 + chunk.n) * img];
+            let dys = &dyv[n0 * out..(n0 + chunk.n) * out];
+            let col = chunk.im2col(xs);
+            y.extend(run(chunk.forward_gemm(), &col, &wv, chunk.output_len()));
+            let dcol = run(chunk.input_grad_gemm(), dys, &wv, col.len());
+            dx.extend(chunk.col2im(&dcol));
+            let beta = if n0 == 0 { 0.0 } else { 1.0 };
+            chunk
+                .weight_grad_gemm()
+                .reference(&col, &chunk.channels_first(dys), &mut dw, beta);
+        }
+        assert_close(&y, &whole_y, "forward");
+        assert_close(&dx, &whole_dx, "dx");
+        assert_close(&dw, &whole_dw, "dw");
     }
 
     #[test]

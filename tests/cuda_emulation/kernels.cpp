@@ -97,9 +97,23 @@ void conv_kernels() {
       }
     std::vector<float> dx(dx_ref.size(), NAN);
     emu::launch({blocks_for(dx.size(), 256), 1, 1}, {256, 1, 1}, [&] {
-      conv_col2im(dcol.data(), dx.data(), g.n, g.c, g.h, g.w, g.k, g.s, g.p, ho, wo);
+      conv_col2im(dcol.data(), dx.data(), g.n, g.c, g.h, g.w, g.k, g.s, g.p, ho, wo, 0);
     });
     check(dx, dx_ref, 1e-5, name + ": col2im");
+    // A chunk's col2im writes from its first image on and nothing before it.
+    const size_t image = (size_t)g.c * g.h * g.w;
+    std::vector<float> dx_at(dx_ref.size() + image, NAN);
+    emu::launch({blocks_for(dx.size(), 256), 1, 1}, {256, 1, 1}, [&] {
+      conv_col2im(dcol.data(), dx_at.data(), g.n, g.c, g.h, g.w, g.k, g.s, g.p, ho, wo, 1);
+    });
+    const bool before_untouched =
+        std::all_of(dx_at.begin(), dx_at.begin() + image, [](float v) { return std::isnan(v); });
+    if (!before_untouched) {
+      std::printf("FAIL %s: col2im at image 1 wrote before it\n", name.c_str());
+      ++failures;
+    }
+    check(std::vector<float>(dx_at.begin() + image, dx_at.end()), dx_ref, 1e-5,
+          name + ": col2im at image 1");
   }
   // (N, C, P) → (C, N, P).
   const int n = 3, c = 4, p = 37;

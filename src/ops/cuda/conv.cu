@@ -5,7 +5,7 @@
 //   col[(c·k + ky)·k + kx, (n·Ho + oy)·Wo + ox] = x[n, c, oy·s − p + ky, ox·s − p + kx], 0 off
 //   the image. One block row per matrix row (grid y), threads along its columns, so writes are
 //   coalesced and reads are too for s = 1.
-// - `conv_col2im`: its adjoint, x[n, c, iy, ix] = Σ over the taps (ky, kx) that reach (iy, ix)
+// - `conv_col2im`: its adjoint (for a chunk of n images, written from image `first_image` of x), x[n, c, iy, ix] = Σ over the taps (ky, kx) that reach (iy, ix)
 //   of col[(c·k + ky)·k + kx, (n·Ho + oy)·Wo + ox], with oy·s = iy + p − ky (likewise x). One
 //   thread per input element, a fixed order of taps: no atomics, the same sums on every run.
 // - `conv_channels_first`: (N, C, P) → (C, N, P), the layout of the weight gradient's product.
@@ -42,7 +42,7 @@ extern "C" __global__ void conv_im2col(const float* __restrict__ x, float* __res
 
 extern "C" __global__ void conv_col2im(const float* __restrict__ col, float* __restrict__ x,
                                        int n, int c, int h, int w, int k, int stride, int pad,
-                                       int ho, int wo) {
+                                       int ho, int wo, int first_image) {
   const int cols = n * ho * wo;
   const int plane = h * w;
   const int total = n * c * plane;
@@ -68,7 +68,7 @@ extern "C" __global__ void conv_col2im(const float* __restrict__ col, float* __r
         acc += __ldg(rowp + (long)kx * cols + ox);
       }
     }
-    x[i] = acc;
+    x[(long)first_image * c * plane + i] = acc;
   }
 }
 

@@ -12,7 +12,9 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cublas::{result as cublas, sys as cublas_sys};
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, DevicePtr, DevicePtrMut};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
+};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
@@ -287,6 +289,29 @@ impl CustomOp2 for GemmConv {
     }
 }
 
+/// The most elements an im2col matrix (or its gradient) takes at once: a larger batch is
+/// processed in chunks of images (256 MiB of f32, 169 images of a 28×28 3×3 conv over 56
+/// channels), which bounds the conv's scratch memory on small GPUs and at large batches.
+const MAX_COL: usize = 64 << 20;
+
+/// The chunks of `plan`'s batch for [`MAX_COL`]: `(first image, the chunk's plan)`.
+fn chunks(plan: &BatchedConv) -> impl Iterator<Item = (usize, BatchedConv)> + '_ {
+    let per = plan.images_per_chunk(MAX_COL);
+    (0..plan.n)
+        .step_by(per)
+        .map(move |n0| (n0, plan.with_batch(per.min(plan.n - n0))))
+}
+
+/// Images `n0..n0 + n` of a batch buffer whose images hold `per_image` elements each.
+fn images<'a>(
+    buf: &'a CudaView<'a, f32>,
+    n0: usize,
+    n: usize,
+    per_image: usize,
+) -> CudaView<'a, f32> {
+    buf.slice(n0 * per_image..(n0 + n) * per_image)
+}
+
 /// `y (N, Co, Ho, Wo)` of `x` and `w`.
 fn forward(
     dev: &CudaDevice,
@@ -294,13 +319,26 @@ fn forward(
     x: &CudaView<f32>,
     w: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
-    // SAFETY: the product writes every element of y (β = 0).
+    // SAFETY: the products write every element of y (β = 0), chunk by chunk.
     let mut y = unsafe { dev.alloc::<f32>(plan.output_len())? };
     if plan.reads_input_directly() {
-        gemm(dev, &plan.forward_gemm(), x, w, &mut y)?;
-    } else {
-        let col = im2col(dev, plan, x)?;
-        gemm(dev, &plan.forward_gemm(), &col.slice(..), w, &mut y)?;
+        gemm(dev, &plan.forward_gemm(), x, w, &mut y.slice_mut(..), 0.0)?;
+        return Ok(y);
+    }
+    let (img, out) = (plan.geom.image_len(), plan.c_out * plan.positions());
+    let mut col = None;
+    for (n0, chunk) in chunks(plan) {
+        let col = col_buffer(dev, &mut col, &chunk)?;
+        im2col(dev, &chunk, &images(x, n0, chunk.n, img), col)?;
+        let mut y_chunk = y.slice_mut(n0 * out..(n0 + chunk.n) * out);
+        gemm(
+            dev,
+            &chunk.forward_gemm(),
+            &col.slice(..),
+            w,
+            &mut y_chunk,
+            0.0,
+        )?;
     }
     Ok(y)
 }
@@ -312,61 +350,120 @@ fn input_grad(
     dy: &CudaView<f32>,
     w: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
+    // SAFETY: the products (1×1) or col2im write every element of dx, chunk by chunk.
+    let mut dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
     if plan.reads_input_directly() {
-        // SAFETY: the product writes every element of dx (β = 0).
-        let mut dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
-        gemm(dev, &plan.input_grad_gemm(), dy, w, &mut dx)?;
+        gemm(
+            dev,
+            &plan.input_grad_gemm(),
+            dy,
+            w,
+            &mut dx.slice_mut(..),
+            0.0,
+        )?;
         return Ok(dx);
     }
-    // SAFETY: the product writes every element of dcol (β = 0), col2im every element of dx.
-    let mut dcol = unsafe { dev.alloc::<f32>(plan.rows() * plan.cols())? };
-    gemm(dev, &plan.input_grad_gemm(), dy, w, &mut dcol)?;
-    let dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
-    let launch = Launch {
-        kernel: "conv_col2im",
-        cfg: grid_stride(plan.input_len(), THREADS),
-        inputs: &[dcol.slice(..)],
-        outputs: &[&dx],
-        ints: &geometry_ints(plan),
-        floats: &[],
-    };
-    // SAFETY: the parameters match `conv_col2im`; it reads dcol (K, N·Ho·Wo) and writes dx
-    // (N, C, H, W), both sized by the plan.
-    unsafe { KERNELS.launch(dev, launch) }?;
+    let out = plan.c_out * plan.positions();
+    let mut dcol = None;
+    for (n0, chunk) in chunks(plan) {
+        let dcol = col_buffer(dev, &mut dcol, &chunk)?;
+        let dy_chunk = images(dy, n0, chunk.n, out);
+        gemm(
+            dev,
+            &chunk.input_grad_gemm(),
+            &dy_chunk,
+            w,
+            &mut dcol.slice_mut(..),
+            0.0,
+        )?;
+        let mut ints = geometry_ints(&chunk).to_vec();
+        ints.push(n0);
+        let launch = Launch {
+            kernel: "conv_col2im",
+            cfg: grid_stride(chunk.input_len(), THREADS),
+            inputs: &[dcol.slice(..)],
+            outputs: &[&dx],
+            ints: &ints,
+            floats: &[],
+        };
+        // SAFETY: the parameters match `conv_col2im`; it reads the chunk's dcol (K, n·Ho·Wo)
+        // and writes images n0.. n0 + n of dx (N, C, H, W), inside the buffers sized by the
+        // plans.
+        unsafe { KERNELS.launch(dev, launch) }?;
+    }
     Ok(dx)
 }
 
-/// `dw (Co, C, k, k)` of the input `x` and the output gradient `dy`.
+/// `dw (Co, C, k, k)` of the input `x` and the output gradient `dy`: the chunks' products added
+/// (β = 1 after the first).
 fn weight_grad(
     dev: &CudaDevice,
     plan: &BatchedConv,
     x: &CudaView<f32>,
     dy: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
-    // A 1×1 conv's im2col matrix is x with batch and channel axes swapped.
-    let col = if plan.reads_input_directly() {
-        channels_first(dev, x, plan.n, plan.geom.c, plan.positions())?
-    } else {
-        im2col(dev, plan, x)?
-    };
-    let dyc = channels_first(dev, dy, plan.n, plan.c_out, plan.positions())?;
-    // SAFETY: the product writes every element of dw (β = 0).
+    // SAFETY: the first chunk's product writes every element of dw (β = 0).
     let mut dw = unsafe { dev.alloc::<f32>(plan.weight_len())? };
-    gemm(
-        dev,
-        &plan.weight_grad_gemm(),
-        &col.slice(..),
-        &dyc.slice(..),
-        &mut dw,
-    )?;
+    let (img, out) = (plan.geom.image_len(), plan.c_out * plan.positions());
+    // A 1×1 conv's im2col matrix is x with batch and channel axes swapped: no larger than x.
+    let parts: Vec<(usize, BatchedConv)> = if plan.reads_input_directly() {
+        vec![(0, *plan)]
+    } else {
+        chunks(plan).collect()
+    };
+    let mut col = None;
+    for (i, (n0, chunk)) in parts.into_iter().enumerate() {
+        let x_chunk = images(x, n0, chunk.n, img);
+        let owned;
+        let col: &CudaSlice<f32> = if chunk.reads_input_directly() {
+            owned = channels_first(dev, &x_chunk, chunk.n, chunk.geom.c, chunk.positions())?;
+            &owned
+        } else {
+            let col = col_buffer(dev, &mut col, &chunk)?;
+            im2col(dev, &chunk, &x_chunk, col)?;
+            col
+        };
+        let dy_chunk = images(dy, n0, chunk.n, out);
+        let dyc = channels_first(dev, &dy_chunk, chunk.n, chunk.c_out, chunk.positions())?;
+        let beta = if i == 0 { 0.0 } else { 1.0 };
+        gemm(
+            dev,
+            &chunk.weight_grad_gemm(),
+            &col.slice(..),
+            &dyc.slice(..),
+            &mut dw.slice_mut(..),
+            beta,
+        )?;
+    }
     Ok(dw)
 }
 
-/// The batch's im2col matrix `(K, N·Ho·Wo)` of `x`.
-fn im2col(dev: &CudaDevice, plan: &BatchedConv, x: &CudaView<f32>) -> Result<CudaSlice<f32>> {
+/// The im2col buffer for `chunk`, allocated on first use at the size of the first (largest)
+/// chunk and reused by the next chunks (the stream runs them in order).
+fn col_buffer<'a>(
+    dev: &CudaDevice,
+    buf: &'a mut Option<CudaSlice<f32>>,
+    chunk: &BatchedConv,
+) -> Result<&'a mut CudaSlice<f32>> {
+    let need = chunk.rows() * chunk.cols();
+    if buf.as_ref().is_none_or(|b| b.len() < need) {
+        // SAFETY: every user writes the elements it reads (im2col, or a product with β = 0).
+        *buf = Some(unsafe { dev.alloc::<f32>(need)? });
+    }
+    Ok(buf.as_mut().expect("allocated above"))
+}
+
+/// The im2col matrix `(K, n·Ho·Wo)` of the images `x` of `plan` into the start of `col`.
+fn im2col(
+    dev: &CudaDevice,
+    plan: &BatchedConv,
+    x: &CudaView<f32>,
+    col: &CudaSlice<f32>,
+) -> Result<()> {
     let (rows, cols) = (plan.rows(), plan.cols());
-    // SAFETY: the kernel writes every element of every row.
-    let col = unsafe { dev.alloc::<f32>(rows * cols)? };
+    if col.len() < rows * cols || x.len() < plan.input_len() {
+        candle_core::bail!("CUDA conv: im2col buffers too small for {plan:?}");
+    }
     let launch = Launch {
         kernel: "conv_im2col",
         cfg: candle_core::cuda_backend::cudarc::driver::LaunchConfig {
@@ -379,14 +476,13 @@ fn im2col(dev: &CudaDevice, plan: &BatchedConv, x: &CudaView<f32>) -> Result<Cud
             shared_mem_bytes: 0,
         },
         inputs: &[x.slice(..)],
-        outputs: &[&col],
+        outputs: &[col],
         ints: &geometry_ints(plan),
         floats: &[],
     };
-    // SAFETY: the parameters match `conv_im2col`; it reads x (N, C, H, W) and writes col
-    // (K, N·Ho·Wo), both sized by the plan.
-    unsafe { KERNELS.launch(dev, launch) }?;
-    Ok(col)
+    // SAFETY: the parameters match `conv_im2col`; it reads x (n, C, H, W) and writes the first
+    // K·n·Ho·Wo elements of col, both checked above.
+    unsafe { KERNELS.launch(dev, launch) }
 }
 
 /// The `int`s that `conv_im2col` and `conv_col2im` take, in their order:
@@ -420,7 +516,7 @@ fn channels_first(
     Ok(dst)
 }
 
-/// `c = op(a) · op(b)` (β = 0) on the device's cuBLAS handle, in f32 (TF32 when candle's
+/// `c = op(a) · op(b) + β·c` (β 0 or 1; 0 never reads c) on the device's cuBLAS handle, in f32 (TF32 when candle's
 /// reduced-precision switch is on, as for its own matmuls), after checking every buffer holds
 /// what the product touches.
 fn gemm(
@@ -428,7 +524,8 @@ fn gemm(
     g: &Gemm,
     a: &CudaView<f32>,
     b: &CudaView<f32>,
-    c: &mut CudaSlice<f32>,
+    c: &mut CudaViewMut<f32>,
+    beta: f32,
 ) -> Result<()> {
     if g.extent_a() > a.len() || g.extent_b() > b.len() || g.extent_c() > c.len() {
         candle_core::bail!(
@@ -450,7 +547,7 @@ fn gemm(
     } else {
         cublas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F
     };
-    let (alpha, beta) = (1f32, 0f32);
+    let alpha = 1f32;
     let wide = |v: usize| i64::try_from(v).map_err(|e| candle_core::Error::Msg(e.to_string()));
     let blas = dev.cublas_handle();
     let stream = dev.cuda_stream();
