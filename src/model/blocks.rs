@@ -50,11 +50,13 @@ impl ConvNextBlock {
 
     /// `net(ds_conv(x) + mlp(t)) + res_conv(x)`.
     pub fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> Result<Tensor> {
-        let mut h = self.ds_conv.forward(x)?;
-        if let (Some(mlp), Some(t)) = (&self.mlp, t) {
-            let cond = mlp.forward(&Gelu.forward(t)?)?;
-            h = add_channel_bias(&h, &cond)?;
-        }
+        let h = match (&self.mlp, t) {
+            (Some(mlp), Some(t)) => {
+                let cond = mlp.forward(&Gelu.forward(t)?)?;
+                self.ds_conv.forward_plus_channel_bias(x, &cond)?
+            }
+            _ => self.ds_conv.forward(x)?,
+        };
         let h = self.norm1.forward(&h)?;
         let h = Gelu.forward(&self.conv1.forward(&h)?)?;
         let h = self.conv2.forward(&self.norm2.forward(&h)?)?;

@@ -71,23 +71,8 @@ impl Conv2d {
                     return ops::depthwise::depthwise_conv2d(x, w, b, self.padding);
                 }
             }
-            Route::Device if ops::device_conv::fits(w, self.padding) => {
-                if self.groups == 1 {
-                    #[cfg(feature = "cuda")]
-                    if ops::cuda::conv::supports(x, w, self.stride, self.padding) {
-                        let y = ops::cuda::conv::conv2d(x, w, self.stride, self.padding)?;
-                        return self.add_bias(y);
-                    }
-                    let y = ops::device_conv::conv2d(x, w, self.stride, self.padding)?;
-                    return self.add_bias(y);
-                }
-                if self.is_depthwise() {
-                    #[cfg(feature = "cuda")]
-                    if ops::cuda::depthwise::supports(x, w, self.padding) {
-                        let y = ops::cuda::depthwise::depthwise_conv2d(x, w, self.padding)?;
-                        return self.add_bias(y);
-                    }
-                    let y = ops::device_conv::depthwise_conv2d(x, w, self.padding)?;
+            Route::Device => {
+                if let Some(y) = self.device_conv_without_bias(x, w)? {
                     return self.add_bias(y);
                 }
             }
@@ -95,6 +80,44 @@ impl Conv2d {
         }
         let y = x.conv2d(w, self.padding, self.stride, 1, self.groups)?;
         self.add_bias(y)
+    }
+
+    /// The conv without its bias on the GPU route, where it has one (`None`: the stock conv).
+    fn device_conv_without_bias(&self, x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+        if !ops::device_conv::fits(w, self.padding) {
+            return Ok(None);
+        }
+        if self.groups == 1 {
+            #[cfg(feature = "cuda")]
+            if ops::cuda::conv::supports(x, w, self.stride, self.padding) {
+                return ops::cuda::conv::conv2d(x, w, self.stride, self.padding).map(Some);
+            }
+            return ops::device_conv::conv2d(x, w, self.stride, self.padding).map(Some);
+        }
+        if self.is_depthwise() {
+            #[cfg(feature = "cuda")]
+            if ops::cuda::depthwise::supports(x, w, self.padding) {
+                return ops::cuda::depthwise::depthwise_conv2d(x, w, self.padding).map(Some);
+            }
+            return ops::device_conv::depthwise_conv2d(x, w, self.padding).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// This conv plus a per-image, per-channel `extra (N, C_out)` (a block's time embedding):
+    /// on the GPU route one add of the bias and `extra` together over the output (one pass
+    /// instead of two); elsewhere the conv, then [`add_channel_bias`].
+    pub fn forward_plus_channel_bias(&self, x: &Tensor, extra: &Tensor) -> Result<Tensor> {
+        if ops::route(x) == Route::Device {
+            if let Some(y) = self.device_conv_without_bias(x, self.weight())? {
+                let b = match self.bias() {
+                    Some(b) => extra.broadcast_add(&b.unsqueeze(0)?)?,
+                    None => extra.clone(),
+                };
+                return add_channel_bias(&y, &b);
+            }
+        }
+        add_channel_bias(&self.forward(x)?, extra)
     }
 
     fn add_bias(&self, y: Tensor) -> Result<Tensor> {
