@@ -3,19 +3,26 @@
 //! runs ddpm-lab's CPU kernels (checked against PyTorch by the parity tests); the device side
 //! runs whatever that device runs in training (on a GPU: candle's ops and ddpm-lab's GPU
 //! kernels). On the CPU itself the device side takes the GPU route (`ops::device_conv`) so that
-//! its maths is checked anywhere. `ddpm-lab check-device` prints the result.
+//! its maths is checked anywhere. Then one Adam step from those gradients on the device, against
+//! the same step replayed on the CPU from the device's own gradients: the optimiser's mechanics
+//! on the device (its flat gradient, its in-place updates), not the gradients again.
+//! `ddpm-lab check-device` prints the result.
 
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use crate::model::{new_trainable, UnetConfig};
 use crate::ops::{force_route, Route};
+use crate::train::adam::{Adam, AdamParams};
 
 /// Tolerance of the output, relative to its largest magnitude.
 pub const OUTPUT_TOLERANCE: f32 = 1e-4;
 /// Tolerance of each parameter's gradient, relative to that gradient's largest magnitude (a sum
 /// over the batch and the image of products in another order: looser than the output).
 pub const GRADIENT_TOLERANCE: f32 = 1e-3;
+/// Tolerance of each parameter's Adam step on the device against the same step on the CPU from
+/// the same gradients, relative to the step's largest magnitude (element-wise maths only).
+pub const OPTIMIZER_TOLERANCE: f32 = 1e-4;
 
 /// The comparison's result.
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +39,9 @@ pub struct DeviceCheck {
     pub worst_gradient: (String, f32),
     /// Parameters whose relative gradient error is over [`GRADIENT_TOLERANCE`].
     pub gradients_over_tolerance: Vec<(String, f32)>,
+    /// The worst parameter's Adam step on the device against the CPU's replay of it: its name
+    /// and max |device − cpu| over the step's max magnitude.
+    pub worst_optimizer_step: (String, f32),
     /// Output and every gradient within tolerance.
     pub ok: bool,
 }
@@ -57,8 +67,18 @@ pub fn check_device(
     let reference = run(config, &Device::Cpu, Some(Route::Cpu), batch, size, seed);
     let checked = run(config, device, device_route, batch, size, seed);
     force_route(None);
-    let (y_cpu, g_cpu) = reference?;
-    let (y_dev, g_dev) = checked?;
+    let Run {
+        output: y_cpu,
+        grads: g_cpu,
+        ..
+    } = reference?;
+    let Run {
+        output: y_dev,
+        grads: g_dev,
+        before,
+        after,
+    } = checked?;
+    let worst_step = optimizer_step_error(&before, &g_dev, &after)?;
     let output_error = relative_error(&y_dev, &y_cpu)?;
     let mut worst = (String::new(), 0f32);
     let mut over = Vec::new();
@@ -85,16 +105,61 @@ pub fn check_device(
     Ok(DeviceCheck {
         device: format!("{:?}", device.location()),
         input: [batch, config.channels, size, size],
-        ok: output_error <= OUTPUT_TOLERANCE && over.is_empty(),
+        ok: output_error <= OUTPUT_TOLERANCE
+            && over.is_empty()
+            && worst_step.1 <= OPTIMIZER_TOLERANCE,
         output_error,
         parameters: g_cpu.len(),
         worst_gradient: worst,
         gradients_over_tolerance: over,
+        worst_optimizer_step: worst_step,
     })
 }
 
-/// The UNet's output on the fixed inputs and the gradient of `Σ out · r` (a fixed `r`) for
-/// every parameter, by name, on `device` with its layers on `route` (`None`: the device's own).
+/// One side's results, every tensor on the CPU and by parameter name (sorted).
+struct Run {
+    /// The UNet's output.
+    output: Tensor,
+    /// Each parameter's gradient.
+    grads: Vec<(String, Tensor)>,
+    /// Each parameter before the Adam step.
+    before: Vec<(String, Tensor)>,
+    /// Each parameter after one Adam step from `grads`.
+    after: Vec<(String, Tensor)>,
+}
+
+/// The worst parameter's Adam step from `before` with gradients `grads` as taken on a device
+/// (`after`) against the same step on the CPU: its name and relative error (NaN counts as the
+/// worst).
+fn optimizer_step_error(
+    before: &[(String, Tensor)],
+    grads: &[(String, Tensor)],
+    after: &[(String, Tensor)],
+) -> anyhow::Result<(String, f32)> {
+    let vars = before
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), candle_core::Var::from_tensor(t)?)))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let mut adam = Adam::new(vars.clone(), AdamParams::default())?;
+    let flat = grads
+        .iter()
+        .map(|(_, g)| g.flatten_all())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    adam.step_flat(Tensor::cat(&flat, 0)?)?;
+    let mut worst = (String::new(), 0f32);
+    for (((name, var), (_, b)), (_, a)) in vars.iter().zip(before).zip(after) {
+        let replayed = (var.as_tensor() - b)?;
+        let e = relative_error(&(a - b)?, &replayed)?;
+        if e.is_nan() || e > worst.1 || worst.0.is_empty() {
+            worst = (name.clone(), e);
+        }
+    }
+    Ok(worst)
+}
+
+/// The UNet's output on the fixed inputs, the gradient of `Σ out · r` (a fixed `r`) for every
+/// parameter, and the parameters before and after one Adam step from those gradients, on
+/// `device` with its layers on `route` (`None`: the device's own).
 fn run(
     config: &UnetConfig,
     device: &Device,
@@ -102,7 +167,7 @@ fn run(
     batch: usize,
     size: usize,
     seed: u64,
-) -> anyhow::Result<(Tensor, Vec<(String, Tensor)>)> {
+) -> anyhow::Result<Run> {
     force_route(route);
     let (model, varmap) = new_trainable(config, seed, device)?;
     let x = wave(&[batch, config.channels, size, size], 0.731)?
@@ -112,17 +177,31 @@ fn run(
     let t = Tensor::new(t.as_slice(), device)?;
     let y = model.forward(&x, &t)?;
     let r = wave(y.dims(), 0.37)?.cos()?.to_device(device)?;
-    let grads = (&y * &r)?.sum_all()?.backward()?;
+    let store = (&y * &r)?.sum_all()?.backward()?;
     let mut vars: Vec<_> = varmap.data().lock().unwrap().clone().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let grads = vars
-        .into_iter()
-        .map(|(name, v)| match grads.get(&v) {
-            Some(g) => Ok((name, g.to_device(&Device::Cpu)?)),
+        .iter()
+        .map(|(name, v)| match store.get(v) {
+            Some(g) => Ok((name.clone(), g.to_device(&Device::Cpu)?)),
             None => anyhow::bail!("no gradient for {name} on {:?}", device.location()),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((y.to_device(&Device::Cpu)?, grads))
+    let values = |vars: &[(String, candle_core::Var)]| {
+        vars.iter()
+            // A copy: on the CPU `to_device` shares the storage that Adam updates in place.
+            .map(|(name, v)| Ok((name.clone(), v.as_tensor().to_device(&Device::Cpu)?.copy()?)))
+            .collect::<candle_core::Result<Vec<_>>>()
+    };
+    let before = values(&vars)?;
+    Adam::new(vars.clone(), AdamParams::default())?.step(&store)?;
+    let after = values(&vars)?;
+    Ok(Run {
+        output: y.to_device(&Device::Cpu)?,
+        grads,
+        before,
+        after,
+    })
 }
 
 /// `0, step, 2·step, …` shaped `dims`, on the CPU (inputs are made there, so that both sides
@@ -155,6 +234,60 @@ fn relative_error(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device whose Adam step matches the CPU's replay passes; one that skipped a parameter's
+    /// update, or half-applied it, is caught and named.
+    #[test]
+    fn optimizer_step_error_names_a_parameter_the_device_updated_wrongly() {
+        let dev = Device::Cpu;
+        let before = vec![
+            (
+                "a".to_string(),
+                Tensor::new(&[0.5f32, -0.25, 1.0], &dev).unwrap(),
+            ),
+            (
+                "b".to_string(),
+                Tensor::new(&[[0.1f32, 0.2], [0.3, 0.4]], &dev).unwrap(),
+            ),
+        ];
+        let grads = vec![
+            (
+                "a".to_string(),
+                Tensor::new(&[1f32, -2.0, 0.5], &dev).unwrap(),
+            ),
+            (
+                "b".to_string(),
+                Tensor::new(&[[0.3f32, -0.1], [0.0, 2.0]], &dev).unwrap(),
+            ),
+        ];
+        // The right step, taken here as a device would.
+        let vars: Vec<_> = before
+            .iter()
+            .map(|(n, t)| (n.clone(), candle_core::Var::from_tensor(t).unwrap()))
+            .collect();
+        let mut adam = Adam::new(vars.clone(), AdamParams::default()).unwrap();
+        let flat: Vec<_> = grads
+            .iter()
+            .map(|(_, g)| g.flatten_all().unwrap())
+            .collect();
+        adam.step_flat(Tensor::cat(&flat, 0).unwrap()).unwrap();
+        let right: Vec<_> = vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().copy().unwrap()))
+            .collect();
+        let (_, e) = optimizer_step_error(&before, &grads, &right).unwrap();
+        assert!(e < 1e-6, "{e}");
+        // "b" not updated at all; then "a" with half its step.
+        let skipped = vec![right[0].clone(), before[1].clone()];
+        let (name, e) = optimizer_step_error(&before, &grads, &skipped).unwrap();
+        assert_eq!(name, "b");
+        assert!(e > 0.9, "{e}");
+        let half_a = ((&right[0].1 + &before[0].1).unwrap() * 0.5).unwrap();
+        let half = vec![("a".to_string(), half_a), right[1].clone()];
+        let (name, e) = optimizer_step_error(&before, &grads, &half).unwrap();
+        assert_eq!(name, "a");
+        assert!(e > OPTIMIZER_TOLERANCE, "{e}");
+    }
 
     #[test]
     fn relative_error_is_the_largest_difference_over_the_largest_reference() {

@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::model_args::ModelArgs;
 use crate::device::DeviceSpec;
-use crate::device_check::{self, GRADIENT_TOLERANCE, OUTPUT_TOLERANCE};
+use crate::device_check::{self, GRADIENT_TOLERANCE, OPTIMIZER_TOLERANCE, OUTPUT_TOLERANCE};
 use crate::model::UnetConfig;
 
 /// Arguments of `ddpm-lab check-device`.
@@ -54,6 +54,11 @@ pub fn run(args: CheckDeviceArgs) -> Result<()> {
         for (name, e) in &check.gradients_over_tolerance {
             println!("  over tolerance: {name} {e:.2e}");
         }
+        println!(
+            "one Adam step from those gradients against the CPU's: worst {} at {:.2e} \
+             (tolerance {OPTIMIZER_TOLERANCE:.0e})",
+            check.worst_optimizer_step.0, check.worst_optimizer_step.1
+        );
     }
     if !check.ok {
         bail!("{} does not compute what the CPU computes", check.device);
