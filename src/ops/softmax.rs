@@ -23,7 +23,10 @@ pub fn softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
         }
         _ => false,
     };
-    if !fused || x.rank() == 0 || dim > last {
+    // candle's CUDA kernel takes one block per row (grid x) and an `int` row length.
+    let rows = x.elem_count() / x.dims().get(dim).copied().unwrap_or(1).max(1);
+    let fits = rows <= i32::MAX as usize && x.elem_count() <= i32::MAX as usize;
+    if !fused || !fits || x.rank() == 0 || dim > last {
         return candle_nn::ops::softmax(x, dim);
     }
     if dim == last {
