@@ -88,17 +88,9 @@ impl Conv2d {
             return Ok(None);
         }
         if self.groups == 1 {
-            #[cfg(feature = "cuda")]
-            if ops::cuda::conv::supports(x, w, self.stride, self.padding) {
-                return ops::cuda::conv::conv2d(x, w, self.stride, self.padding).map(Some);
-            }
             return ops::device_conv::conv2d(x, w, self.stride, self.padding).map(Some);
         }
         if self.is_depthwise() {
-            #[cfg(feature = "cuda")]
-            if ops::cuda::depthwise::supports(x, w, self.padding) {
-                return ops::cuda::depthwise::depthwise_conv2d(x, w, self.padding).map(Some);
-            }
             return ops::device_conv::depthwise_conv2d(x, w, self.padding).map(Some);
         }
         Ok(None)
@@ -156,11 +148,6 @@ impl ConvTranspose2d {
                 ops::conv_transpose::conv_transpose2d(x, w, b, self.stride, self.padding)
             }
             (Route::Device, Some(b)) if ops::device_conv::fits(w, self.padding) => {
-                #[cfg(feature = "cuda")]
-                if ops::cuda::conv::supports_transposed(x, w, self.stride, self.padding) {
-                    let y = ops::cuda::conv::conv_transpose2d(x, w, self.stride, self.padding)?;
-                    return ops::channel_bias::add(&y, b);
-                }
                 let y = ops::device_conv::conv_transpose2d(x, w, self.stride, self.padding, 0)?;
                 ops::channel_bias::add(&y, b)
             }

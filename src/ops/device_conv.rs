@@ -18,6 +18,10 @@
 //! The weight gradient is candle's (a conv of the input with the output gradient, both with
 //! batch and channel axes swapped), which is already im2col + one matrix product.
 //!
+//! On CUDA each of [`conv2d`], [`conv_transpose2d`] and [`depthwise_conv2d`] hands the tensors
+//! to ddpm-lab's own kernels ([`crate::ops::cuda`]) where they take them, and falls back to the
+//! formulations below otherwise (or when `DDPM_LAB_CUDA_KERNELS` switches a kernel off).
+//!
 //! [`conv2d`] computes its output with candle's `conv2d` and hands it to a custom op
 //! ([`GemmGradConv`]) that only attaches this backward: its forward is a copy of that output,
 //! taken only when a gradient is tracked (training); inference gets candle's conv as it is.
@@ -47,6 +51,10 @@ pub fn fits(w: &Tensor, padding: usize) -> bool {
 /// groups or dilation, no bias: candle's `conv2d` forward, with a backward built from convs
 /// ([module docs](self)). Errs unless [`supports`] holds for `w`'s kernel.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if crate::ops::cuda::conv::supports(x, w, stride, padding) {
+        return crate::ops::cuda::conv::conv2d(x, w, stride, padding);
+    }
     let (_, _, kh, kw) = w.dims4()?;
     if !fits(w, padding) || stride == 0 {
         candle_core::bail!(
@@ -77,6 +85,10 @@ pub fn conv_transpose2d(
     padding: usize,
     output_padding: usize,
 ) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if output_padding == 0 && crate::ops::cuda::conv::supports_transposed(x, w, stride, padding) {
+        return crate::ops::cuda::conv::conv_transpose2d(x, w, stride, padding);
+    }
     let (_, _, k, k2) = w.dims4()?;
     if !fits(w, padding) || stride == 0 || output_padding >= stride {
         candle_core::bail!(
@@ -98,6 +110,10 @@ pub const DEPTHWISE_CHANNELS_PER_CONV: usize = 64;
 /// one matrix product; blocks bound that factor. The weight's gradient flows back through the
 /// diagonal (the off-diagonal entries' gradients are dropped).
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if crate::ops::cuda::depthwise::supports(x, w, padding) {
+        return crate::ops::cuda::depthwise::depthwise_conv2d(x, w, padding);
+    }
     depthwise_conv2d_in_blocks(x, w, padding, DEPTHWISE_CHANNELS_PER_CONV)
 }
 
