@@ -343,10 +343,11 @@ impl Trainer {
         let vars = named_vars(&self.varmap);
         // Adam's flat gradient (all of them in one tensor) serves the norm and the clipping too.
         let flat = self.opt.flat_gradient(&grads)?;
-        let (loss_value, per, norm) = match &flat {
-            Some(g) => read_step_values_flat(g, &loss, &per_example)?,
-            None => read_step_values(&vars, &grads, &loss, &per_example)?,
+        let sums = match &flat {
+            Some(g) => flat_squared_sums(g)?,
+            None => squared_sums(&vars, &grads)?,
         };
+        let (loss_value, per, norm) = read_step_values(&loss, &per_example, sums)?;
         if !loss_value.is_finite() {
             return Err(TrainError::NonFinite {
                 step: self.step + 1,
@@ -780,11 +781,6 @@ pub fn load_into_varmap(
     Ok(())
 }
 
-/// The global L2 norm of the gradients of `varmap`'s variables.
-pub fn grad_norm(varmap: &VarMap, grads: &candle_core::backprop::GradStore) -> Result<f64> {
-    Ok(sum_of_squares(&named_vars(varmap), grads)?.sqrt())
-}
-
 /// `Σ g²` over every variable's gradient: one sum per variable (in f32, as PyTorch's per-tensor
 /// norms), added in f64 in name order. The per-variable sums are read back together, so a GPU
 /// waits for them once per step rather than once per variable.
@@ -824,12 +820,12 @@ fn add_sums(sums: &[f32]) -> f64 {
 }
 
 /// A training step's values, read from the device in one transfer: the loss, each example's
-/// loss and the global gradient norm (as [`grad_norm`]).
+/// loss and the global gradient norm from `sums`, partial sums of squares that add up to it
+/// ([`squared_sums`] or [`flat_squared_sums`]; f32 each, added in f64 here).
 fn read_step_values(
-    vars: &[(String, candle_core::Var)],
-    grads: &candle_core::backprop::GradStore,
     loss: &Tensor,
     per_example: &Tensor,
+    sums: Option<Tensor>,
 ) -> Result<(f64, Vec<f32>, f64)> {
     let f32 = candle_core::DType::F32;
     let n = per_example.elem_count();
@@ -837,30 +833,20 @@ fn read_step_values(
         loss.to_dtype(f32)?.reshape(1)?,
         per_example.to_dtype(f32)?.flatten_all()?,
     ];
-    parts.extend(squared_sums(vars, grads)?);
+    parts.extend(sums);
     let values = Tensor::cat(&parts, 0)?.to_vec1::<f32>()?;
     let (head, sums) = values.split_at(1 + n);
     Ok((head[0] as f64, head[1..].to_vec(), add_sums(sums).sqrt()))
 }
 
-/// [`read_step_values`] with the gradients already in one flat tensor `g`: `Σ g²` as partial
-/// sums over slices of 4096 elements (one wide reduction instead of one per variable; f32
-/// within a slice, f64 across them).
-fn read_step_values_flat(
-    g: &Tensor,
-    loss: &Tensor,
-    per_example: &Tensor,
-) -> Result<(f64, Vec<f32>, f64)> {
+/// `Σ g²` of a flat gradient `g` as partial sums over slices of 4096 elements: one wide
+/// reduction, where [`squared_sums`] takes one per variable (`None` when `g` is empty).
+fn flat_squared_sums(g: &Tensor) -> Result<Option<Tensor>> {
     const SLICE: usize = 4096;
-    let f32 = candle_core::DType::F32;
-    let n = per_example.elem_count();
-    let sq = g.to_dtype(f32)?.sqr()?;
+    let sq = g.to_dtype(candle_core::DType::F32)?.sqr()?;
     let len = sq.elem_count();
     let full = len / SLICE * SLICE;
-    let mut parts = vec![
-        loss.to_dtype(f32)?.reshape(1)?,
-        per_example.to_dtype(f32)?.flatten_all()?,
-    ];
+    let mut parts = Vec::new();
     if full > 0 {
         parts.push(
             sq.narrow(0, 0, full)?
@@ -871,9 +857,10 @@ fn read_step_values_flat(
     if len > full {
         parts.push(sq.narrow(0, full, len - full)?.sum_keepdim(0)?);
     }
-    let values = Tensor::cat(&parts, 0)?.to_vec1::<f32>()?;
-    let (head, sums) = values.split_at(1 + n);
-    Ok((head[0] as f64, head[1..].to_vec(), add_sums(sums).sqrt()))
+    Ok(match parts.len() {
+        0 => None,
+        _ => Some(Tensor::cat(&parts, 0)?),
+    })
 }
 
 /// The factor that brings gradients of global norm `norm` to at most `max_norm`, as PyTorch's
@@ -1017,8 +1004,8 @@ mod tests {
         let per = Tensor::new(&[0.5f32, 1.5], &dev).unwrap();
         let opt = crate::train::adam::Adam::new(vars.clone(), Default::default()).unwrap();
         let flat = opt.flat_gradient(&grads).unwrap().unwrap();
-        let a = read_step_values(&vars, &grads, &loss, &per).unwrap();
-        let b = read_step_values_flat(&flat, &loss, &per).unwrap();
+        let a = read_step_values(&loss, &per, squared_sums(&vars, &grads).unwrap()).unwrap();
+        let b = read_step_values(&loss, &per, flat_squared_sums(&flat).unwrap()).unwrap();
         assert_eq!((a.0, &a.1), (b.0, &b.1));
         let exact: f64 = coeffs
             .iter()
