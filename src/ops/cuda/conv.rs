@@ -405,16 +405,11 @@ fn weight_grad(
     // SAFETY: the first chunk's product writes every element of dw (β = 0).
     let mut dw = unsafe { dev.alloc::<f32>(plan.weight_len())? };
     let (img, out) = (plan.geom.image_len(), plan.c_out * plan.positions());
-    // A 1×1 conv's im2col matrix is x with batch and channel axes swapped: no larger than x.
-    let parts: Vec<(usize, BatchedConv)> = if plan.reads_input_directly() {
-        vec![(0, *plan)]
-    } else {
-        chunks(plan).collect()
-    };
     let mut col = None;
-    for (i, (n0, chunk)) in parts.into_iter().enumerate() {
+    for (i, (n0, chunk)) in chunks(plan).enumerate() {
         let x_chunk = images(x, n0, chunk.n, img);
         let owned;
+        // A 1×1 conv's im2col matrix is x with batch and channel axes swapped.
         let col: &CudaSlice<f32> = if chunk.reads_input_directly() {
             owned = channels_first(dev, &x_chunk, chunk.n, chunk.geom.c, chunk.positions())?;
             &owned
