@@ -33,8 +33,8 @@
 #                       (`bench --stock-ops`: no ops::device_conv; BENCH_STOCK=0 skips it)
 #   KERNEL_AB="conv bias softmax gelu"
 #                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
-#                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS set to
-#                       the others; `own_kernel_gain` in the report); empty skips it
+#                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS=-name;
+#                       `own_kernel_gain` in the report); empty skips it
 #   NSYS=1              last, if time is left and `nsys` is on PATH: Nsight Systems' kernel and
 #                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
 #   NCU=1               then, likewise with `ncu` (Nsight Compute): the GPU time of each kernel
@@ -71,7 +71,6 @@ BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256
 TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
 KERNEL_AB=${KERNEL_AB-conv bias softmax gelu}
-ALL_KERNELS="conv bias softmax gelu depthwise group_norm"
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}
 TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
@@ -320,9 +319,8 @@ fi
 # with that kernel switched off (its fallback: candle's ops or ops::device_conv); optional.
 if [ -n "$KERNEL_AB" ] && [ -n "$BIN" ]; then
   for k in $KERNEL_AB; do
-    others=$(printf '%s\n' $ALL_KERNELS | grep -vx "$k" | paste -sd, -)
     # shellcheck disable=SC2086
-    polled "bench_without_$k" 120 env DDPM_LAB_CUDA_KERNELS="$others" "$BIN" bench \
+    polled "bench_without_$k" 120 env DDPM_LAB_CUDA_KERNELS="-$k" "$BIN" bench \
       --device "$DEVICE" --json $BENCH_ARGS --only train,forward --repeats 2
   done
 fi

@@ -11,9 +11,10 @@ use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfi
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
-/// The environment variable that picks which of these kernels run: a comma-separated list of
-/// `conv`, `bias`, `softmax`, `gelu`, `depthwise` and `group_norm`, or `none` (unset: all). The others fall back to candle's ops
-/// (an escape hatch, should a kernel misbehave on some GPU: `check-device` tells).
+/// The environment variable that picks which of these kernels run ([`KERNEL_NAMES`]): a
+/// comma-separated list of the ones to run (`none`: none of them), or of `-name`s to leave out
+/// of all of them (unset: all). The others fall back to candle's ops (an escape hatch, should a
+/// kernel misbehave on some GPU: `check-device` tells).
 pub const KERNELS_VAR: &str = "DDPM_LAB_CUDA_KERNELS";
 
 /// Every kernel name that [`KERNELS_VAR`] lists.
@@ -41,7 +42,21 @@ pub fn enabled(name: &str) -> bool {
 
 /// Whether the value of [`KERNELS_VAR`] (`None`: unset) switches kernel `name` on.
 fn chosen(value: Option<&str>, name: &str) -> bool {
-    value.is_none_or(|v| v.split(',').any(|k| k.trim().eq_ignore_ascii_case(name)))
+    let Some(value) = value else {
+        return true;
+    };
+    let items: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect();
+    let (left_out, listed): (Vec<&str>, Vec<&str>) = items.iter().partition(|k| k.starts_with('-'));
+    if left_out.iter().any(|k| k[1..].eq_ignore_ascii_case(name)) {
+        return false;
+    }
+    // Only `-name`s: every other kernel runs.
+    (listed.is_empty() && !left_out.is_empty())
+        || listed.iter().any(|k| k.eq_ignore_ascii_case(name))
 }
 
 /// The contiguous f32 data of a storage at a layout.
@@ -186,6 +201,10 @@ mod tests {
         assert!(!chosen(Some("depthwise"), "group_norm"));
         assert!(chosen(Some(" Group_Norm , depthwise"), "group_norm"));
         assert!(!chosen(Some("none"), "depthwise") && !chosen(Some(""), "group_norm"));
+        // `-name`s leave those out of all of them.
+        assert!(!chosen(Some("-bias"), "bias") && !chosen(Some(" -Bias "), "bias"));
+        assert!(chosen(Some("-bias"), "conv") && chosen(Some("-bias,-gelu"), "softmax"));
+        assert!(!chosen(Some("-bias,-gelu"), "gelu"));
     }
 
     #[test]
