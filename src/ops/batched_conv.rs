@@ -155,9 +155,14 @@ impl BatchedConv {
         self.n * self.geom.image_len()
     }
 
+    /// Elements of one output image `(Co, Ho, Wo)`.
+    pub fn output_image_len(&self) -> usize {
+        self.c_out * self.positions()
+    }
+
     /// Elements of the output `(N, Co, Ho, Wo)`.
     pub fn output_len(&self) -> usize {
-        self.n * self.c_out * self.positions()
+        self.n * self.output_image_len()
     }
 
     /// Elements of the weight `(Co, C, k, k)`.
@@ -435,7 +440,7 @@ mod tests {
             c_out: co,
             geom: ConvGeom::new(c, h, w, k, s, p).unwrap(),
         };
-        let (img, out) = (plan.geom.image_len(), co * plan.positions());
+        let (img, out) = (plan.geom.image_len(), plan.output_image_len());
         let (x, wt) = (rand(&[n, c, h, w], 21), rand(&[co, c, k, k], 22));
         let dy = rand(&[n, co, plan.geom.ho, plan.geom.wo], 23);
         let (xv, wv, dyv) = (flat(&x), flat(&wt), flat(&dy));

@@ -325,7 +325,7 @@ fn forward(
         gemm(dev, &plan.forward_gemm(), x, w, &mut y.slice_mut(..), 0.0)?;
         return Ok(y);
     }
-    let (img, out) = (plan.geom.image_len(), plan.c_out * plan.positions());
+    let (img, out) = (plan.geom.image_len(), plan.output_image_len());
     let mut col = None;
     for (n0, chunk) in chunks(plan) {
         let col = col_buffer(dev, &mut col, &chunk)?;
@@ -363,7 +363,7 @@ fn input_grad(
         )?;
         return Ok(dx);
     }
-    let out = plan.c_out * plan.positions();
+    let out = plan.output_image_len();
     let mut dcol = None;
     for (n0, chunk) in chunks(plan) {
         let dcol = col_buffer(dev, &mut dcol, &chunk)?;
@@ -404,7 +404,7 @@ fn weight_grad(
 ) -> Result<CudaSlice<f32>> {
     // SAFETY: the first chunk's product writes every element of dw (β = 0).
     let mut dw = unsafe { dev.alloc::<f32>(plan.weight_len())? };
-    let (img, out) = (plan.geom.image_len(), plan.c_out * plan.positions());
+    let (img, out) = (plan.geom.image_len(), plan.output_image_len());
     let mut col = None;
     for (i, (n0, chunk)) in chunks(plan).enumerate() {
         let x_chunk = images(x, n0, chunk.n, img);
