@@ -79,10 +79,16 @@ void conv_kernels() {
                   col_ref[r * cols + j] = x[(((size_t)b * g.c + ci) * g.h + iy) * g.w + ix];
               }
     std::vector<float> col((size_t)rows * cols, NAN);
-    emu::launch({blocks_for(cols, 256), (unsigned)std::min(rows, 65535), 1}, {256, 1, 1}, [&] {
+    emu::launch({blocks_for(cols, 256), (unsigned)std::min(g.c, 65535), 1}, {256, 1, 1}, [&] {
       conv_im2col(x.data(), col.data(), g.n, g.c, g.h, g.w, g.k, g.s, g.p, ho, wo);
     });
     check(col, col_ref, 0, name + ": im2col");
+    // Fewer block rows than channels (as past 65 535 channels): the kernel loops over them.
+    std::fill(col.begin(), col.end(), NAN);
+    emu::launch({1, 1, 1}, {32, 1, 1}, [&] {
+      conv_im2col(x.data(), col.data(), g.n, g.c, g.h, g.w, g.k, g.s, g.p, ho, wo);
+    });
+    check(col, col_ref, 0, name + ": im2col, one block");
 
     // col2im is im2col's adjoint: every entry added back onto its pixel.
     const auto dcol = random((size_t)rows * cols, 2);

@@ -3,8 +3,10 @@
 //
 // - `conv_im2col`: the batch's im2col matrix col (K = C·k² rows, N·Ho·Wo columns, row-major):
 //   col[(c·k + ky)·k + kx, (n·Ho + oy)·Wo + ox] = x[n, c, oy·s − p + ky, ox·s − p + kx], 0 off
-//   the image. One block row per matrix row (grid y), threads along its columns, so writes are
-//   coalesced and reads are too for s = 1.
+//   the image. One thread per column and input channel (channels along grid y): it works out
+//   its image and position once and writes that channel's k² rows, so the index arithmetic
+//   (integer divisions) is paid once per k² elements. Threads run along the columns, so every
+//   row's writes are coalesced, and reads are too for s = 1.
 // - `conv_col2im`: its adjoint (for a chunk of n images, written from image `first_image` of x), x[n, c, iy, ix] = Σ over the taps (ky, kx) that reach (iy, ix)
 //   of col[(c·k + ky)·k + kx, (n·Ho + oy)·Wo + ox], with oy·s = iy + p − ky (likewise x). One
 //   thread per input element, a fixed order of taps: no atomics, the same sums on every run.
@@ -18,24 +20,26 @@ extern "C" __global__ void conv_im2col(const float* __restrict__ x, float* __res
                                        int ho, int wo) {
   const int cols = n * ho * wo;
   const int positions = ho * wo;
-  const int rows = c * k * k;
-  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
-    const int kx = r % k;
-    const int ky = (r / k) % k;
-    const int ci = r / (k * k);
-    float* out = col + (long)r * cols;
-    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += gridDim.x * blockDim.x) {
-      const int b = j / positions;
-      const int q = j - b * positions;
-      const int oy = q / wo;
-      const int ox = q - oy * wo;
-      const int iy = oy * stride - pad + ky;
-      const int ix = ox * stride - pad + kx;
-      float v = 0.f;
-      if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
-        v = __ldg(x + ((long)(b * c + ci) * h + iy) * w + ix);
+  for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += gridDim.x * blockDim.x) {
+    // The column's image and position, found once for all the k² taps of every channel.
+    const int b = j / positions;
+    const int q = j - b * positions;
+    const int oy = q / wo;
+    const int y0 = oy * stride - pad;
+    const int x0 = (q - oy * wo) * stride - pad;
+    for (int ci = blockIdx.y; ci < c; ci += gridDim.y) {
+      const float* plane = x + (long)(b * c + ci) * h * w;
+      float* out = col + (long)ci * k * k * cols + j;
+      for (int ky = 0; ky < k; ++ky) {
+        const int iy = y0 + ky;
+        const bool row_inside = iy >= 0 && iy < h;
+        for (int kx = 0; kx < k; ++kx) {
+          const int ix = x0 + kx;
+          float v = 0.f;
+          if (row_inside && ix >= 0 && ix < w) v = __ldg(plane + iy * w + ix);
+          out[(long)(ky * k + kx) * cols] = v;
+        }
       }
-      out[j] = v;
     }
   }
 }

@@ -464,7 +464,8 @@ fn im2col(
         cfg: candle_core::cuda_backend::cudarc::driver::LaunchConfig {
             grid_dim: (
                 super::blocks_for(cols, THREADS),
-                int(rows.min(65_535))? as u32,
+                // One block row per input channel (the kernel loops past 65 535).
+                int(plan.geom.c.min(65_535))? as u32,
                 1,
             ),
             block_dim: (THREADS, 1, 1),
