@@ -18,6 +18,7 @@ pub mod conv_transpose;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod depthwise;
+pub mod depthwise_tiles;
 pub mod device_conv;
 pub mod direct_conv;
 pub mod elementwise;

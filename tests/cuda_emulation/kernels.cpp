@@ -184,7 +184,7 @@ void gelu() {
 
 template <int K>
 void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, int, int, int, int,
-                           int),
+                           int, int, int, int, int),
                void (*wgrad)(const float*, const float*, float*, int, int, int, int, int, int,
                              int, int)) {
   const int n = 3, c = 4, h = 9, w = 8;
@@ -207,12 +207,27 @@ void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, in
               }
             want[((size_t)pl * ho + oy) * wo + ox] = acc;
           }
-      std::vector<float> y(want.size(), NAN);
-      emu::launch({blocks_for(y.size(), 256), 1, 1}, {256, 1, 1},
-                  [&] { fwd(x.data(), wt.data(), y.data(), n * c, c, h, w, ho, wo, pad, flip); });
-      check(y, want, 1e-5,
-            "depthwise_fwd_k" + std::to_string(K) + " pad " + std::to_string(pad) +
-                (flip ? " flipped" : ""));
+      // Tiles as src/ops/depthwise_tiles.rs plans them for these sizes (the whole map, every
+      // plane in one block), then small tiles with ragged edges, a block of planes that does
+      // not divide them, and fewer block rows than blocks of planes (the kernel loops).
+      struct Tiles {
+        int tile_h, tile_w, planes, grid_y;
+        unsigned threads;
+      };
+      for (Tiles t : {Tiles{ho, wo, n * c, 1, 256}, Tiles{4, 3, 5, 1, 64},
+                      Tiles{2, 5, 1, 7, 32}}) {
+        const int tiles_x = (wo + t.tile_w - 1) / t.tile_w;
+        const int tiles_y = (ho + t.tile_h - 1) / t.tile_h;
+        std::vector<float> y(want.size(), NAN);
+        emu::launch({(unsigned)(tiles_x * tiles_y), (unsigned)t.grid_y, 1}, {t.threads, 1, 1}, [&] {
+          fwd(x.data(), wt.data(), y.data(), n * c, c, h, w, ho, wo, pad, flip, t.tile_h,
+              t.tile_w, tiles_x, t.planes);
+        });
+        check(y, want, 1e-5,
+              "depthwise_fwd_k" + std::to_string(K) + " pad " + std::to_string(pad) +
+                  (flip ? " flipped" : "") + " tiles " + std::to_string(t.tile_h) + "x" +
+                  std::to_string(t.tile_w) + " planes " + std::to_string(t.planes));
+      }
     }
     // Weight gradient: partial sums over `splits` slices of the batch.
     const auto dy = random((size_t)n * c * ho * wo, 8);

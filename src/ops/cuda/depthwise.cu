@@ -5,10 +5,14 @@
 // k² copies of the input through memory and multiplies mostly zeros. These kernels do the
 // arithmetic the conv needs and nothing more:
 //
-// - `depthwise_fwd_k{3,5,7}`: y[n,c,oy,ox] = Σ_ij w[c,i,j] · x[n,c,oy+i−p,ox+j−p], one thread per
-//   output element. With `flip` set it uses w[c,k−1−i,k−1−j]: the input gradient of a depthwise
-//   conv with padding p is this conv of the output gradient with the flipped kernel and padding
-//   k−1−p.
+// - `depthwise_fwd_k{3,5,7}`: y[n,c,oy,ox] = Σ_ij w[c,i,j] · x[n,c,oy+i−p,ox+j−p]. A block
+//   takes a tile_h × tile_w tile of the output (grid x: tiles_x tiles per row) in
+//   `planes_per_block` planes at once (grid y, looping past the grid): it stages their input
+//   tiles with the k−1 halo (zeros off the map) and their kernels in shared memory, then each
+//   thread sums its outputs' k² taps from there, with no bounds tests and no 64-bit
+//   divisions. The taps are added in the same order as a direct loop. With `flip` set it uses
+//   w[c,k−1−i,k−1−j]: the input gradient of a depthwise conv with padding p is this conv of the
+//   output gradient with the flipped kernel and padding k−1−p.
 // - `depthwise_wgrad_k{3,5,7}`: the weight gradient dw[c,i,j] = Σ_{n,oy,ox} dy[n,c,oy,ox] ·
 //   x[n,c,oy+i−p,ox+j−p], as partial sums over `splits` slices of the batch:
 //   part[c, s, i·k+j]. Each thread keeps all k² sums in registers over its share of the slice's
@@ -17,35 +21,67 @@
 //
 // The caller passes contiguous tensors; `long` indices keep planes of any batch size in range.
 
+// Shared-memory floats for the input tiles of one `depthwise_fwd` block, and the most planes a
+// block takes (their kernels sit in shared memory too). src/ops/depthwise_tiles.rs plans tiles
+// within these (`DepthwiseTiles`).
+#define DW_TILE_FLOATS 4096
+#define DW_MAX_PLANES 32
+
 template <int K>
 __device__ __forceinline__ void depthwise_fwd(const float* __restrict__ x,
                                               const float* __restrict__ w,
                                               float* __restrict__ y, int n_planes, int channels,
-                                              int h, int wd, int ho, int wo, int pad, int flip) {
-  const long total = (long)n_planes * ho * wo;
-  for (long idx = (long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-       idx += (long)gridDim.x * blockDim.x) {
-    const int ox = (int)(idx % wo);
-    const long t = idx / wo;
-    const int oy = (int)(t % ho);
-    const long plane = t / ho;  // n·C + c
-    const int c = (int)(plane % channels);
-    const float* xp = x + plane * h * wd;
-    const float* wp = w + c * K * K;
-    float acc = 0.f;
-#pragma unroll
-    for (int i = 0; i < K; ++i) {
-      const int iy = oy + i - pad;
-      if (iy < 0 || iy >= h) continue;
-#pragma unroll
-      for (int j = 0; j < K; ++j) {
-        const int ix = ox + j - pad;
-        if (ix < 0 || ix >= wd) continue;
-        const float wv = flip ? wp[(K - 1 - i) * K + (K - 1 - j)] : wp[i * K + j];
-        acc = fmaf(wv, __ldg(xp + iy * wd + ix), acc);
-      }
+                                              int h, int wd, int ho, int wo, int pad, int flip,
+                                              int tile_h, int tile_w, int tiles_x,
+                                              int planes_per_block) {
+  __shared__ float tile[DW_TILE_FLOATS];
+  __shared__ float taps[DW_MAX_PLANES * K * K];
+  const int in_w = tile_w + K - 1;
+  const int in_len = (tile_h + K - 1) * in_w;
+  const int out_len = tile_h * tile_w;
+  const int ty0 = (int)(blockIdx.x / tiles_x) * tile_h;
+  const int tx0 = (int)(blockIdx.x % tiles_x) * tile_w;
+  for (long p0 = (long)blockIdx.y * planes_per_block; p0 < n_planes;
+       p0 += (long)gridDim.y * planes_per_block) {
+    const long left = n_planes - p0;
+    const int planes = left < planes_per_block ? (int)left : planes_per_block;
+    // The planes' input tiles with their halo, zero off the map, and their kernels (flipped
+    // here for the input gradient).
+    for (int t = threadIdx.x; t < planes * in_len; t += blockDim.x) {
+      const int pl = t / in_len;
+      const int r = t - pl * in_len;
+      const int iy = ty0 - pad + r / in_w;
+      const int ix = tx0 - pad + r % in_w;
+      float v = 0.f;
+      if (iy >= 0 && iy < h && ix >= 0 && ix < wd) v = __ldg(x + ((p0 + pl) * h + iy) * wd + ix);
+      tile[t] = v;
     }
-    y[idx] = acc;
+    for (int t = threadIdx.x; t < planes * K * K; t += blockDim.x) {
+      const int pl = t / (K * K);
+      const int tap = t - pl * K * K;
+      const int c = (int)((p0 + pl) % channels);
+      taps[t] = __ldg(w + c * K * K + (flip ? K * K - 1 - tap : tap));
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < planes * out_len; t += blockDim.x) {
+      const int pl = t / out_len;
+      const int r = t - pl * out_len;
+      const int ry = r / tile_w;
+      const int rx = r - ry * tile_w;
+      const int oy = ty0 + ry;
+      const int ox = tx0 + rx;
+      if (oy >= ho || ox >= wo) continue;
+      const float* src = tile + pl * in_len + ry * in_w + rx;
+      const float* tp = taps + pl * K * K;
+      float acc = 0.f;
+#pragma unroll
+      for (int i = 0; i < K; ++i) {
+#pragma unroll
+        for (int j = 0; j < K; ++j) acc = fmaf(tp[i * K + j], src[i * in_w + j], acc);
+      }
+      y[((p0 + pl) * ho + oy) * wo + ox] = acc;
+    }
+    __syncthreads();  // before the next planes overwrite the tiles
   }
 }
 
@@ -62,14 +98,16 @@ __device__ __forceinline__ void depthwise_wgrad(const float* __restrict__ x,
   const int s = blockIdx.y;
   const int n0 = (int)((long)n * s / splits);
   const int n1 = (int)((long)n * (s + 1) / splits);
-  const long plane = (long)ho * wo;
-  const long count = (long)(n1 - n0) * plane;
+  // The caller checks that n·Ho·Wo fits an int.
+  const int plane = ho * wo;
+  const int count = (n1 - n0) * plane;
   float acc[K * K];
 #pragma unroll
   for (int t = 0; t < K * K; ++t) acc[t] = 0.f;
-  for (long q = threadIdx.x; q < count; q += blockDim.x) {
-    const long img = n0 + q / plane;
-    const int r = (int)(q % plane);
+  for (int q = threadIdx.x; q < count; q += blockDim.x) {
+    const int di = q / plane;
+    const long img = n0 + di;
+    const int r = q - di * plane;
     const int oy = r / wo;
     const int ox = r % wo;
     const float g = __ldg(dy + (img * channels + c) * plane + r);
@@ -105,10 +143,12 @@ __device__ __forceinline__ void depthwise_wgrad(const float* __restrict__ x,
 }
 
 #define DEPTHWISE_KERNELS(K)                                                                  \
-  extern "C" __global__ void depthwise_fwd_k##K(const float* x, const float* w, float* y,    \
-                                                int n_planes, int channels, int h, int wd,   \
-                                                int ho, int wo, int pad, int flip) {         \
-    depthwise_fwd<K>(x, w, y, n_planes, channels, h, wd, ho, wo, pad, flip);                 \
+  extern "C" __global__ void depthwise_fwd_k##K(                                             \
+      const float* x, const float* w, float* y, int n_planes, int channels, int h, int wd,    \
+      int ho, int wo, int pad, int flip, int tile_h, int tile_w, int tiles_x,                 \
+      int planes_per_block) {                                                                 \
+    depthwise_fwd<K>(x, w, y, n_planes, channels, h, wd, ho, wo, pad, flip, tile_h, tile_w,  \
+                     tiles_x, planes_per_block);                                              \
   }                                                                                           \
   extern "C" __global__ void __launch_bounds__(WGRAD_THREADS)                                 \
       depthwise_wgrad_k##K(const float* x, const float* dy, float* part, int n, int channels, \

@@ -12,7 +12,8 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-use super::{blocks, grid_stride, view, Launch, Module};
+use super::{blocks, view, Launch, Module};
+use crate::ops::depthwise_tiles::{DepthwiseTiles, TILE_FLOATS};
 
 /// The kernels' PTX (compiled for compute capability 7.5; the driver compiles it for the GPU).
 pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/depthwise.ptx"));
@@ -30,9 +31,12 @@ const THREADS: u32 = 256;
 /// ([`super::KERNELS_VAR`]).
 pub fn supports(x: &Tensor, w: &Tensor, padding: usize) -> bool {
     // The padded map must hold the kernel at least once (`h + 2p + 1 ≥ k`).
-    let square = matches!((w.dims(), x.dims()), (&[c, 1, kh, kw], &[_, xc, h, wd])
+    // The weight gradient indexes one channel's positions over the batch with an `int`, for
+    // this conv and for its input gradient's (whose maps are at most the padded size).
+    let square = matches!((w.dims(), x.dims()), (&[c, 1, kh, kw], &[n, xc, h, wd])
         if kh == kw && matches!(kh, 3 | 5 | 7) && padding < kh && xc == c
-            && h + 2 * padding + 1 >= kh && wd + 2 * padding + 1 >= kh);
+            && h + 2 * padding + 1 >= kh && wd + 2 * padding + 1 >= kh
+            && n * (h + 2 * padding) * (wd + 2 * padding) < i32::MAX as usize - 1024);
     square
         && super::enabled("depthwise")
         && x.device().is_cuda()
@@ -101,13 +105,29 @@ impl CustomOp2 for DepthwiseConv {
         let total = n * c * ho * wo;
         // SAFETY: every element is written by the kernel below.
         let y = unsafe { dev.alloc::<f32>(total)? };
-        if total > 0 {
+        if let Some(t) = DepthwiseTiles::plan(n * c, ho, wo, k) {
+            if t.staged_floats(k) > TILE_FLOATS {
+                candle_core::bail!("CUDA depthwise conv: tiles {t:?} overflow shared memory");
+            }
             let launch = Launch {
                 kernel: &format!("depthwise_fwd_k{k}"),
-                cfg: grid_stride(total, THREADS),
+                cfg: blocks((t.grid_x(), t.grid_y), THREADS)?,
                 inputs: &[view(xs, xl)?, view(ws, wl)?],
                 outputs: &[&y],
-                ints: &[n * c, c, h, wd, ho, wo, p, self.flip as usize],
+                ints: &[
+                    n * c,
+                    c,
+                    h,
+                    wd,
+                    ho,
+                    wo,
+                    p,
+                    self.flip as usize,
+                    t.tile_h,
+                    t.tile_w,
+                    t.tiles_x,
+                    t.planes_per_block,
+                ],
                 floats: &[],
             };
             // SAFETY: the parameters match `depthwise_fwd_k*`; every index stays inside the
