@@ -12,7 +12,13 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: &[&str] = &["conv", "depthwise", "elementwise", "group_norm"];
+const KERNELS: &[&str] = &[
+    "conv",
+    "depthwise",
+    "elementwise",
+    "group_norm",
+    "multi_tensor",
+];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");

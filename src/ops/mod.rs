@@ -27,6 +27,7 @@ pub mod geometry;
 pub mod group_norm;
 pub mod in_place;
 pub mod linear_attention;
+pub mod multi_tensor;
 mod reduce;
 pub mod resample;
 pub mod scale_shift_silu;

@@ -35,11 +35,11 @@ impl Default for AdamParams {
 /// Adam over a named set of variables.
 ///
 /// The moments of all variables live in two flat tensors, and a step where every variable has
-/// a gradient runs its arithmetic once over the concatenated gradients: on a GPU that is about
-/// 3 launches per variable (gathering its gradient, subtracting and storing its update) and a
-/// dozen for the whole model, where a step per variable took 14 per variable. The arithmetic of
-/// each element is the same either way, so the results are bit for bit those of a per-variable
-/// Adam.
+/// a gradient runs its arithmetic once over the concatenated gradients. On CUDA the gradients
+/// are gathered and the update subtracted from the variables by multi-tensor kernels
+/// ([`crate::ops::multi_tensor`]): about 15 launches for the whole model, where a step per
+/// variable took 14 per variable. The arithmetic of each element is the same either way, so
+/// the results are bit for bit those of a per-variable Adam.
 #[derive(Debug)]
 pub struct Adam {
     vars: Vec<(String, Var)>,
@@ -102,11 +102,8 @@ impl Adam {
         let Some(gs) = gs.filter(|gs| !gs.is_empty()) else {
             return Ok(None);
         };
-        let flat = gs
-            .iter()
-            .map(|g| g.flatten_all())
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Tensor::cat(&flat, 0)?))
+        let gs: Vec<Tensor> = gs.into_iter().cloned().collect();
+        Ok(Some(crate::ops::multi_tensor::concat_flat(&gs)?))
     }
 
     /// One update from the gradients in `grads`. Variables without a gradient are left alone
@@ -152,17 +149,17 @@ impl Adam {
         if self.vars.is_empty() {
             return Ok(());
         }
-        let params = || {
-            let ps = self
-                .vars
-                .iter()
-                .map(|(_, var)| var.as_tensor().flatten_all())
-                .collect::<Result<Vec<_>>>()?;
-            Tensor::cat(&ps, 0)
-        };
+        let tensors: Vec<Tensor> = self
+            .vars
+            .iter()
+            .map(|(_, var)| var.as_tensor().clone())
+            .collect();
+        let params = || crate::ops::multi_tensor::concat_flat(&tensors);
         let (m, v, update) = self.update(&self.m, &self.v, g, &params)?;
-        for (i, (_, var)) in self.vars.iter().enumerate() {
-            subtract(var, &self.part(&update, i)?)?;
+        if !crate::ops::multi_tensor::sub_each_in_place(&tensors, &update)? {
+            for (i, (_, var)) in self.vars.iter().enumerate() {
+                subtract(var, &self.part(&update, i)?)?;
+            }
         }
         self.m = m;
         self.v = v;

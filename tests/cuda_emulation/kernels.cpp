@@ -12,6 +12,7 @@
 #include "depthwise.cu"
 #include "elementwise.cu"
 #include "group_norm.cu"
+#include "multi_tensor.cu"
 
 namespace {
 
@@ -326,6 +327,42 @@ void group_norm() {
   check(dx, dx_ref, 1e-4, "group_norm_input_grad");
 }
 
+// Gathering tensors into one flat buffer and subtracting its parts from them, through a table
+// with an empty tensor among them (its start repeats), by a full grid and by one small block.
+void multi_tensor() {
+  const std::vector<int> lens = {5, 0, 300, 1, 77};
+  std::vector<std::vector<float>> ts;
+  for (size_t k = 0; k < lens.size(); ++k) ts.push_back(random(lens[k], 20 + k));
+  std::vector<double> want;
+  for (const auto& t : ts) want.insert(want.end(), t.begin(), t.end());
+  const int total = (int)want.size();
+  for (unsigned grid : {blocks_for(total, 256), 1u}) {
+    const unsigned threads = grid == 1 ? 32 : 256;
+    auto work = ts;
+    TensorTable table{};
+    table.count = (int)work.size();
+    int start = 0;
+    for (size_t k = 0; k < work.size(); ++k) {
+      table.ptrs[k] = work[k].data();
+      table.starts[k] = start;
+      start += lens[k];
+    }
+    table.starts[work.size()] = start;
+    std::vector<float> flat(total, NAN);
+    emu::launch({grid, 1, 1}, {threads, 1, 1}, [&] { multi_tensor_gather(table, flat.data()); });
+    check(flat, want, 0, "multi_tensor_gather, " + std::to_string(grid) + " blocks");
+    // Subtract a distinct value from each element: every element must get its own.
+    const auto update = random(total, 30);
+    std::vector<double> after;
+    for (int i = 0; i < total; ++i) after.push_back((float)want[i] - update[i]);
+    emu::launch({grid, 1, 1}, {threads, 1, 1},
+                [&] { multi_tensor_sub(table, update.data()); });
+    std::vector<float> got;
+    for (const auto& t : work) got.insert(got.end(), t.begin(), t.end());
+    check(got, after, 0, "multi_tensor_sub, " + std::to_string(grid) + " blocks");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -337,6 +374,7 @@ int main() {
   depthwise<5>(depthwise_fwd_k5, depthwise_wgrad_k5);
   depthwise<7>(depthwise_fwd_k7, depthwise_wgrad_k7);
   group_norm();
+  multi_tensor();
   std::printf("%d failed\n", failures);
   return failures == 0 ? 0 : 1;
 }

@@ -18,7 +18,15 @@ use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 pub const KERNELS_VAR: &str = "DDPM_LAB_CUDA_KERNELS";
 
 /// Every kernel name that [`KERNELS_VAR`] lists.
-pub const KERNEL_NAMES: &[&str] = &["conv", "bias", "softmax", "gelu", "depthwise", "group_norm"];
+pub const KERNEL_NAMES: &[&str] = &[
+    "conv",
+    "bias",
+    "softmax",
+    "gelu",
+    "depthwise",
+    "group_norm",
+    "multi_tensor",
+];
 
 /// The kernels of [`KERNEL_NAMES`] switched on by [`KERNELS_VAR`].
 pub fn enabled_kernels() -> Vec<&'static str> {
@@ -109,6 +117,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
 pub mod group_norm;
+pub mod multi_tensor;
 
 /// `v` as a kernel's `int` argument, or an error for sizes past it.
 fn int(v: usize) -> Result<i32> {
@@ -207,6 +216,16 @@ mod tests {
         assert!(!chosen(Some("-bias,-gelu"), "gelu"));
     }
 
+    /// The table Rust passes by value is the size of the kernels' first parameter.
+    #[test]
+    fn device_multi_tensor_table_is_the_kernels_parameter() {
+        let bytes = std::mem::size_of::<super::multi_tensor::TensorTable>();
+        for kernel in ["multi_tensor_gather", "multi_tensor_sub"] {
+            let param = format!(".param .align 8 .b8 {kernel}_param_0[{bytes}]");
+            assert!(super::multi_tensor::PTX.contains(&param), "{param}");
+        }
+    }
+
     #[test]
     fn device_kernels_ptx_has_every_entry_the_ops_load() {
         // The names the custom ops pass to `get_or_load_custom_func`, against nvcc's output.
@@ -234,6 +253,12 @@ mod tests {
             ),
             (super::depthwise::PTX, depthwise.collect::<Vec<_>>()),
             (super::group_norm::PTX, group_norm.to_vec()),
+            (
+                super::multi_tensor::PTX,
+                ["multi_tensor_gather", "multi_tensor_sub"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
         ] {
             assert!(
                 ptx.contains(".target sm_75"),

@@ -1,0 +1,57 @@
+//! Operations over a list of tensors at once (Adam's step touches every variable): on CUDA one
+//! launch per [`crate::ops::cuda::multi_tensor::MAX_TENSORS`] tensors (`multi_tensor.cu`),
+//! elsewhere candle's ops tensor by tensor, with the same numbers.
+
+use candle_core::{Result, Tensor};
+
+/// Every tensor of `ts` flattened, concatenated in order into one 1-D tensor (no gradient
+/// tracking: for gradients and weights as data). Errs for an empty list.
+pub fn concat_flat(ts: &[Tensor]) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if crate::ops::cuda::multi_tensor::supports(ts) {
+        return crate::ops::cuda::multi_tensor::gather(ts);
+    }
+    let flat = ts
+        .iter()
+        .map(Tensor::flatten_all)
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&flat, 0)
+}
+
+/// `t −= flat[part t]` for every `t` of `ts` in one pass, in `t`'s own storage, where `flat`
+/// lays the parts out as [`concat_flat`] does: `Ok(true)` when done so (CUDA), `Ok(false)`
+/// without touching anything when the caller should subtract tensor by tensor.
+///
+/// The tensors must not share storage with each other or with `flat`.
+pub fn sub_each_in_place(ts: &[Tensor], flat: &Tensor) -> Result<bool> {
+    #[cfg(feature = "cuda")]
+    if crate::ops::cuda::multi_tensor::supports(ts)
+        && ts
+            .iter()
+            .all(|t| t.layout().contiguous_offsets() == Some((0, t.elem_count())))
+    {
+        crate::ops::cuda::multi_tensor::sub_each(ts, flat)?;
+        return Ok(true);
+    }
+    let _ = (ts, flat);
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn concat_flat_lays_tensors_out_in_order() {
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[[1f32, 2.], [3., 4.]], &dev).unwrap();
+        let b = Tensor::new(&[5f32], &dev).unwrap();
+        let c = Tensor::new(&[[6f32, 7., 8.]], &dev).unwrap().t().unwrap();
+        let flat = super::concat_flat(&[a, b, c]).unwrap();
+        assert_eq!(
+            flat.to_vec1::<f32>().unwrap(),
+            [1., 2., 3., 4., 5., 6., 7., 8.]
+        );
+        assert!(super::concat_flat(&[]).is_err());
+    }
+}
