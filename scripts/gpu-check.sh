@@ -31,7 +31,7 @@
 #   TF32=1              also run both benchmarks with TF32 (TF32=0 skips them)
 #   BENCH_STOCK=1       also time ddpm-lab's training and forward pass with candle's stock ops
 #                       (`bench --stock-ops`: no ops::device_conv; BENCH_STOCK=0 skips it)
-#   KERNEL_AB="conv bias softmax gelu"
+#   KERNEL_AB="conv bias softmax gelu depthwise multi_tensor"
 #                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
 #                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS=-name;
 #                       `own_kernel_gain` in the report); empty skips it
@@ -70,7 +70,7 @@ PARITY_TOL=${PARITY_TOL:-1e-4}
 BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256}
 TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
-KERNEL_AB=${KERNEL_AB-conv bias softmax gelu}
+KERNEL_AB=${KERNEL_AB-conv bias softmax gelu depthwise multi_tensor}
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}
 TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
