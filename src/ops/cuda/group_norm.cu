@@ -15,6 +15,9 @@
 //   dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), the two means over the group taken from the
 //   channel sums: mean(dx̂) = Σ_c γ[c]·Σ dy / L and mean(dx̂·x̂) = Σ_c γ[c]·Σ dy·x̂ / L.
 //   Its `params` input packs stats (N·G·2), the channel sums (N·C·2) and γ (C), in this order.
+//
+// Indices within one image are `int`s (the caller checks that C·S fits one, with room for a
+// block's stride): a 64-bit division per element cost more than the memory traffic.
 
 // Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
 __device__ __forceinline__ float block_sum(float v) {
@@ -39,12 +42,12 @@ __device__ __forceinline__ float block_sum(float v) {
 }
 
 // Mean and 1/sqrt(var + eps) of the group at xg, L values long.
-__device__ __forceinline__ float2 group_stats(const float* __restrict__ xg, long len, float eps) {
+__device__ __forceinline__ float2 group_stats(const float* __restrict__ xg, int len, float eps) {
   float s = 0.f;
-  for (long i = threadIdx.x; i < len; i += blockDim.x) s += xg[i];
+  for (int i = threadIdx.x; i < len; i += blockDim.x) s += xg[i];
   const float mean = block_sum(s) / (float)len;
   float q = 0.f;
-  for (long i = threadIdx.x; i < len; i += blockDim.x) {
+  for (int i = threadIdx.x; i < len; i += blockDim.x) {
     const float d = xg[i] - mean;
     q = fmaf(d, d, q);
   }
@@ -60,12 +63,12 @@ extern "C" __global__ void group_norm_fwd(const float* __restrict__ x,
   const int ng = blockIdx.x;
   const int g = ng % groups;
   const int cpg = channels / groups;
-  const long len = (long)cpg * spatial;
+  const int len = cpg * spatial;
   const float* xg = x + (long)ng * len;
   float* yg = y + (long)ng * len;
   const float2 st = group_stats(xg, len, eps);
-  for (long i = threadIdx.x; i < len; i += blockDim.x) {
-    const int c = g * cpg + (int)(i / spatial);
+  for (int i = threadIdx.x; i < len; i += blockDim.x) {
+    const int c = g * cpg + i / spatial;
     yg[i] = fmaf((xg[i] - st.x) * st.y, gamma[c], beta[c]);
   }
   if (threadIdx.x == 0) {
@@ -77,7 +80,7 @@ extern "C" __global__ void group_norm_fwd(const float* __restrict__ x,
 extern "C" __global__ void group_norm_stats(const float* __restrict__ x, float* __restrict__ stats,
                                             int channels, int spatial, int groups, float eps) {
   const int ng = blockIdx.x;
-  const long len = (long)(channels / groups) * spatial;
+  const int len = (channels / groups) * spatial;
   const float2 st = group_stats(x + (long)ng * len, len, eps);
   if (threadIdx.x == 0) {
     stats[2 * ng] = st.x;
@@ -121,7 +124,7 @@ extern "C" __global__ void group_norm_input_grad(const float* __restrict__ x,
   const int n = ng / groups;
   const int g = ng % groups;
   const int cpg = channels / groups;
-  const long len = (long)cpg * spatial;
+  const int len = cpg * spatial;
   const float* stats = params;
   const float* sums = params + 2L * n_images * groups;
   const float* gamma = sums + 2L * n_images * channels;
@@ -139,8 +142,8 @@ extern "C" __global__ void group_norm_input_grad(const float* __restrict__ x,
   const float* xg = x + (long)ng * len;
   const float* dg = dy + (long)ng * len;
   float* og = dx + (long)ng * len;
-  for (long i = threadIdx.x; i < len; i += blockDim.x) {
-    const int c = g * cpg + (int)(i / spatial);
+  for (int i = threadIdx.x; i < len; i += blockDim.x) {
+    const int c = g * cpg + i / spatial;
     const float xhat = (xg[i] - mean) * rstd;
     og[i] = rstd * (dg[i] * gamma[c] - mean_dxhat - xhat * mean_dxhat_xhat);
   }

@@ -26,11 +26,14 @@ const GROUP_THREADS: u32 = 512;
 const CHANNEL_THREADS: u32 = 128;
 
 /// Whether [`group_norm`] takes `x (N, C, …)` with weight and bias of `C` values: all f32 on one
-/// CUDA device, `groups` dividing `C`, and the kernel not switched off ([`super::KERNELS_VAR`]).
+/// CUDA device, `groups` dividing `C`, one image's `C·S` values within the kernels' `int`
+/// indices, and the kernel not switched off ([`super::KERNELS_VAR`]).
 pub fn supports(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: usize) -> bool {
     let c = x.dims().get(1).copied().unwrap_or(0);
+    let image = x.elem_count() / x.dims().first().copied().unwrap_or(1).max(1);
     super::enabled("group_norm")
         && x.rank() >= 2
+        && image < i32::MAX as usize - 1024
         && groups > 0
         && c > 0
         && c % groups == 0
