@@ -296,7 +296,7 @@ void group_norm() {
     }
   }
   std::vector<float> y(x.size(), NAN), stats(2 * n * groups, NAN);
-  emu::launch({(unsigned)(n * groups), 1, 1}, {512, 1, 1}, [&] {
+  emu::launch({(unsigned)(n * groups), 1, 1}, {GN_GROUP_THREADS, 1, 1}, [&] {
     group_norm_fwd(x.data(), gamma.data(), beta.data(), y.data(), stats.data(), c, s, groups,
                    eps);
   });
@@ -308,7 +308,7 @@ void group_norm() {
   }
   check(stats, stats_ref, 1e-5, "group_norm_fwd stats");
   std::vector<float> stats2(stats.size(), NAN);
-  emu::launch({(unsigned)(n * groups), 1, 1}, {512, 1, 1},
+  emu::launch({(unsigned)(n * groups), 1, 1}, {GN_GROUP_THREADS, 1, 1},
               [&] { group_norm_stats(x.data(), stats2.data(), c, s, groups, eps); });
   check(stats2, stats_ref, 1e-5, "group_norm_stats");
   std::vector<float> sums(2 * n * c, NAN);
@@ -321,7 +321,7 @@ void group_norm() {
   params.insert(params.end(), sums.begin(), sums.end());
   params.insert(params.end(), gamma.begin(), gamma.end());
   std::vector<float> dx(x.size(), NAN);
-  emu::launch({(unsigned)(n * groups), 1, 1}, {512, 1, 1}, [&] {
+  emu::launch({(unsigned)(n * groups), 1, 1}, {GN_GROUP_THREADS, 1, 1}, [&] {
     group_norm_input_grad(x.data(), dy.data(), params.data(), dx.data(), n, c, s, groups);
   });
   check(dx, dx_ref, 1e-4, "group_norm_input_grad");

@@ -19,6 +19,10 @@
 // Indices within one image are `int`s (the caller checks that C·S fits one, with room for a
 // block's stride): a 64-bit division per element cost more than the memory traffic.
 
+// Threads per block of the per-group kernels (GROUP_THREADS in group_norm.rs): a block per
+// group of one image is few blocks for a small batch, so each is made as wide as a block can be.
+#define GN_GROUP_THREADS 1024
+
 // Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
 __device__ __forceinline__ float block_sum(float v) {
   __shared__ float warp_sums[32];
@@ -55,7 +59,7 @@ __device__ __forceinline__ float2 group_stats(const float* __restrict__ xg, int 
   return make_float2(mean, 1.f / sqrtf(var + eps));
 }
 
-extern "C" __global__ void group_norm_fwd(const float* __restrict__ x,
+extern "C" __global__ void __launch_bounds__(GN_GROUP_THREADS) group_norm_fwd(const float* __restrict__ x,
                                           const float* __restrict__ gamma,
                                           const float* __restrict__ beta, float* __restrict__ y,
                                           float* __restrict__ stats, int channels, int spatial,
@@ -77,7 +81,7 @@ extern "C" __global__ void group_norm_fwd(const float* __restrict__ x,
   }
 }
 
-extern "C" __global__ void group_norm_stats(const float* __restrict__ x, float* __restrict__ stats,
+extern "C" __global__ void __launch_bounds__(GN_GROUP_THREADS) group_norm_stats(const float* __restrict__ x, float* __restrict__ stats,
                                             int channels, int spatial, int groups, float eps) {
   const int ng = blockIdx.x;
   const int len = (channels / groups) * spatial;
@@ -115,7 +119,7 @@ extern "C" __global__ void group_norm_channel_sums(const float* __restrict__ x,
   }
 }
 
-extern "C" __global__ void group_norm_input_grad(const float* __restrict__ x,
+extern "C" __global__ void __launch_bounds__(GN_GROUP_THREADS) group_norm_input_grad(const float* __restrict__ x,
                                                  const float* __restrict__ dy,
                                                  const float* __restrict__ params,
                                                  float* __restrict__ dx, int n_images,

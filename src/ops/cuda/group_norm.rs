@@ -20,8 +20,10 @@ const KERNELS: Module = Module {
     name: "ddpm_lab_group_norm",
     ptx: PTX,
 };
-/// Threads per block of the per-group kernels.
-const GROUP_THREADS: u32 = 512;
+/// Threads per block of the per-group kernels (`GN_GROUP_THREADS` in group_norm.cu, which
+/// bounds their registers for it): one block per group of one image is few blocks for a small
+/// batch (128 at batch 128 for the blog UNet's `GroupNorm(1, C)`), so each is as wide as can be.
+pub(super) const GROUP_THREADS: u32 = 1024;
 /// Threads per block of the per-channel kernel (spatial maps of 7×7 to 28×28 here).
 const CHANNEL_THREADS: u32 = 128;
 

@@ -216,6 +216,17 @@ mod tests {
         assert!(!chosen(Some("-bias,-gelu"), "gelu"));
     }
 
+    /// Kernels compiled with `__launch_bounds__` for a block size are launched with that size.
+    #[test]
+    fn device_block_sizes_match_the_launch_bounds() {
+        let cu = include_str!("group_norm.cu");
+        let define = format!(
+            "#define GN_GROUP_THREADS {}\n",
+            super::group_norm::GROUP_THREADS
+        );
+        assert!(cu.contains(&define), "{define}");
+    }
+
     /// The table Rust passes by value is the size of the kernels' first parameter.
     #[test]
     fn device_multi_tensor_table_is_the_kernels_parameter() {
