@@ -216,6 +216,57 @@ mod tests {
         assert!(!chosen(Some("-bias,-gelu"), "gelu"));
     }
 
+    /// Every kernel assembles for the H200 (sm_90) with `ptxas`, nvcc's assembler (beside it
+    /// in CUDA's `bin`), without spilling registers to local memory: a kernel whose registers
+    /// or shared memory do not fit its launch bounds, or that spills in its inner loop, shows
+    /// here rather than on a GPU visit.
+    #[test]
+    fn device_kernels_assemble_for_sm_90_without_spills() {
+        let ptxas = ["CUDA_ROOT", "CUDA_PATH"]
+            .iter()
+            .filter_map(std::env::var_os)
+            .map(|root| std::path::PathBuf::from(root).join("bin").join("ptxas"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| "ptxas".into());
+        let dir = tempfile::tempdir().unwrap();
+        for (name, ptx) in [
+            ("conv", super::conv::PTX),
+            ("depthwise", super::depthwise::PTX),
+            ("elementwise", super::elementwise::PTX),
+            ("group_norm", super::group_norm::PTX),
+            ("multi_tensor", super::multi_tensor::PTX),
+        ] {
+            let path = dir.path().join(format!("{name}.ptx"));
+            std::fs::write(&path, ptx).unwrap();
+            let out = std::process::Command::new(&ptxas)
+                .args(["-arch=sm_90", "-v", "-o"])
+                .arg(dir.path().join(format!("{name}.cubin")))
+                .arg(&path)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot run {} (CUDA's ptxas, installed with nvcc by \
+                         scripts/cuda-toolkit.sh): {e}",
+                        ptxas.display()
+                    )
+                });
+            let report = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "ptxas failed on {name}.ptx:\n{report}"
+            );
+            let entries = report.matches("Compiling entry function").count();
+            assert!(entries > 0, "{name}.ptx: no kernels in\n{report}");
+            assert_eq!(
+                report
+                    .matches(" 0 bytes spill stores, 0 bytes spill loads")
+                    .count(),
+                entries,
+                "{name}.ptx spills registers:\n{report}"
+            );
+        }
+    }
+
     /// Kernels compiled with `__launch_bounds__` for a block size are launched with that size.
     #[test]
     fn device_block_sizes_match_the_launch_bounds() {
