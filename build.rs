@@ -18,6 +18,7 @@ const KERNELS: &[&str] = &[
     "elementwise",
     "group_norm",
     "multi_tensor",
+    "softmax",
 ];
 
 fn main() {

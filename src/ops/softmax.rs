@@ -2,17 +2,17 @@
 //!
 //! candle-nn's `softmax` is five ops (max, subtract, exp, sum, divide) and autograd differentiates
 //! each, `max` included (an equality mask against the broadcast maximum): about fifteen kernels
-//! per softmax on a GPU, a tenth of the blog UNet's attention time. Here the forward pass is one
-//! kernel on CUDA (candle's own fused `softmax_f32`, the one `candle_nn::ops::softmax_last_dim`
-//! launches) or one loop on the CPU, and the backward pass is `dx = y ⊙ (dy − Σ dy ⊙ y)` over the
-//! axis: four ops.
+//! per softmax on a GPU, a tenth of the blog UNet's attention time. Here each way is one kernel
+//! on CUDA or one loop on the CPU, over any axis in place (no transposed copies): forward,
+//! candle's own fused `softmax_f32` over the last axis (the one
+//! `candle_nn::ops::softmax_last_dim` launches) or `softmax.cu` over an inner one; backward,
+//! `dx = y ⊙ (dy − Σ dy ⊙ y)` over the axis (`softmax.cu`).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// Softmax of `x` over axis `dim` (any device; f32 or f64 on the CPU, f32 on CUDA unless
-/// `DDPM_LAB_CUDA_KERNELS` leaves `softmax` out, candle-nn's composite softmax elsewhere). An axis other than the last is moved last for the op (one copy)
-/// and back (a view).
+/// `DDPM_LAB_CUDA_KERNELS` leaves `softmax` out, candle-nn's composite softmax elsewhere).
 pub fn softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
     let last = x.rank().saturating_sub(1);
     let fused = match x.device() {
@@ -23,47 +23,67 @@ pub fn softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
         }
         _ => false,
     };
-    // candle's CUDA kernel takes one block per row (grid x) and an `int` row length.
-    let rows = x.elem_count() / x.dims().get(dim).copied().unwrap_or(1).max(1);
-    let fits = rows <= i32::MAX as usize && x.elem_count() <= i32::MAX as usize;
+    // The CUDA kernels index with `int`s (rows and sizes).
+    let fits = x.elem_count() <= i32::MAX as usize;
     if !fused || !fits || x.rank() == 0 || dim > last {
         return candle_nn::ops::softmax(x, dim);
     }
-    if dim == last {
-        return x.contiguous()?.apply_op1(SoftmaxLastDim);
-    }
-    x.transpose(dim, last)?
-        .contiguous()?
-        .apply_op1(SoftmaxLastDim)?
-        .transpose(dim, last)
+    x.contiguous()?.apply_op1(Softmax { dim })
 }
 
-/// Softmax over the last axis of a contiguous tensor, with its backward.
-#[derive(Debug, Clone, Copy)]
-struct SoftmaxLastDim;
+/// A contiguous shape seen as `(outer, axis, inner)` around axis `dim`.
+fn geometry(shape: &Shape, dim: usize) -> (usize, usize, usize) {
+    let dims = shape.dims();
+    let outer = dims[..dim].iter().product();
+    let inner = dims[dim + 1..].iter().product();
+    (outer, dims[dim], inner)
+}
 
-impl CustomOp1 for SoftmaxLastDim {
+/// Softmax over axis `dim` of a contiguous tensor, with its backward ([`SoftmaxGrad`]).
+#[derive(Debug, Clone, Copy)]
+struct Softmax {
+    dim: usize,
+}
+
+/// `(y, dy) → dx = y ⊙ (dy − Σ_dim dy ⊙ y)`: the gradient of [`Softmax`] from its output `y`.
+#[derive(Debug, Clone, Copy)]
+struct SoftmaxGrad {
+    dim: usize,
+}
+
+/// Runs `f(base)` for the start of every line along the axis of an `(outer, axis, inner)`
+/// geometry (its elements `inner` apart).
+fn for_each_line(outer: usize, axis: usize, inner: usize, mut f: impl FnMut(usize)) {
+    for o in 0..outer {
+        for i in 0..inner {
+            f(o * axis * inner + i);
+        }
+    }
+}
+
+impl CustomOp1 for Softmax {
     fn name(&self) -> &'static str {
-        "ddpm-softmax-last-dim"
+        "ddpm-softmax"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        // Each row: the maximum subtracted, exponentials, their sum divided out.
-        macro_rules! rows {
-            ($src:expr, $cols:expr, $t:ty) => {{
-                let (src, cols): (&[$t], usize) = ($src, $cols);
+        // Each line: the maximum subtracted, exponentials, their sum divided out.
+        macro_rules! lines {
+            ($src:expr, $t:ty, $g:expr) => {{
+                let (src, (outer, axis, inner)): (&[$t], _) = ($src, $g);
                 let mut out = vec![0 as $t; src.len()];
-                for (x, y) in src.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
-                    let max = x.iter().fold(<$t>::NEG_INFINITY, |m, &v| m.max(v));
+                for_each_line(outer, axis, inner, |base| {
+                    let at = |a: usize| base + a * inner;
+                    let max = (0..axis).fold(<$t>::NEG_INFINITY, |m, a| m.max(src[at(a)]));
                     let mut sum = 0 as $t;
-                    for (o, &v) in y.iter_mut().zip(x) {
-                        *o = (v - max).exp();
-                        sum += *o;
+                    for a in 0..axis {
+                        out[at(a)] = (src[at(a)] - max).exp();
+                        sum += out[at(a)];
                     }
-                    for o in y.iter_mut() {
-                        *o /= sum;
+                    for a in 0..axis {
+                        out[at(a)] /= sum;
                     }
-                }
+                });
                 out
             }};
         }
@@ -71,10 +91,10 @@ impl CustomOp1 for SoftmaxLastDim {
             candle_core::bail!("softmax: the input must be contiguous");
         };
         let shape = layout.shape().clone();
-        let cols = shape.dims().last().copied().unwrap_or(1).max(1);
+        let g = geometry(&shape, self.dim);
         let out = match storage {
-            CpuStorage::F32(v) => CpuStorage::F32(rows!(&v[a..b], cols, f32)),
-            CpuStorage::F64(v) => CpuStorage::F64(rows!(&v[a..b], cols, f64)),
+            CpuStorage::F32(v) => CpuStorage::F32(lines!(&v[a..b], f32, g)),
+            CpuStorage::F64(v) => CpuStorage::F64(lines!(&v[a..b], f64, g)),
             s => candle_core::bail!("softmax: {:?} on the CPU is not supported", s.dtype()),
         };
         Ok((out, shape))
@@ -86,6 +106,10 @@ impl CustomOp1 for SoftmaxLastDim {
         storage: &candle_core::CudaStorage,
         layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (outer, axis, inner) = geometry(layout.shape(), self.dim);
+        if inner > 1 {
+            return crate::ops::cuda::softmax::inner_forward(storage, layout, outer, axis, inner);
+        }
         use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
         use candle_core::cuda_backend::{kernels, WrapErr};
 
@@ -96,19 +120,18 @@ impl CustomOp1 for SoftmaxLastDim {
         let dev = storage.device().clone();
         let shape = layout.shape().clone();
         let el = shape.elem_count();
-        let cols = shape.dims().last().copied().unwrap_or(1).max(1);
         // SAFETY: the kernel writes every element (one warp per row).
         let dst = unsafe { dev.alloc::<f32>(el)? };
         if el > 0 {
             // As candle_nn::ops::softmax_last_dim launches candle's kernel: one block of one
             // warp per row.
             let cfg = LaunchConfig {
-                grid_dim: ((el / cols) as u32, 1, 1),
+                grid_dim: (outer as u32, 1, 1),
                 block_dim: (1, 32, 1),
                 shared_mem_bytes: 0,
             };
             let func = dev.get_or_load_func("softmax_f32", &kernels::REDUCE)?;
-            let n_cols = i32::try_from(cols).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let n_cols = i32::try_from(axis).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             let mut builder = func.builder();
             builder.arg(&src);
             builder.arg(&dst);
@@ -120,11 +143,65 @@ impl CustomOp1 for SoftmaxLastDim {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        // A softmax over an inner axis gets its gradient transposed: one copy here keeps the
-        // four ops below on candle's contiguous kernels.
-        let dy = &dy.contiguous()?;
-        let dot = (dy * y)?.sum_keepdim(D::Minus1)?;
-        Ok(Some((y * dy.broadcast_sub(&dot)?)?))
+        let op = SoftmaxGrad { dim: self.dim };
+        Ok(Some(y.apply_op2_no_bwd(&dy.contiguous()?, &op)?))
+    }
+}
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "ddpm-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ys: &CpuStorage,
+        yl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        macro_rules! lines {
+            ($y:expr, $g:expr, $t:ty, $geom:expr) => {{
+                let (y, g, (outer, axis, inner)): (&[$t], &[$t], _) = ($y, $g, $geom);
+                let mut out = vec![0 as $t; y.len()];
+                for_each_line(outer, axis, inner, |base| {
+                    let at = |a: usize| base + a * inner;
+                    let dot = (0..axis).fold(0 as $t, |s, a| s + g[at(a)] * y[at(a)]);
+                    for a in 0..axis {
+                        out[at(a)] = y[at(a)] * (g[at(a)] - dot);
+                    }
+                });
+                out
+            }};
+        }
+        let (Some((y0, y1)), Some((g0, g1))) = (yl.contiguous_offsets(), gl.contiguous_offsets())
+        else {
+            candle_core::bail!("softmax gradient: the operands must be contiguous");
+        };
+        let shape = yl.shape().clone();
+        let geom = geometry(&shape, self.dim);
+        let out = match (ys, gs) {
+            (CpuStorage::F32(y), CpuStorage::F32(g)) => {
+                CpuStorage::F32(lines!(&y[y0..y1], &g[g0..g1], f32, geom))
+            }
+            (CpuStorage::F64(y), CpuStorage::F64(g)) => {
+                CpuStorage::F64(lines!(&y[y0..y1], &g[g0..g1], f64, geom))
+            }
+            _ => candle_core::bail!("softmax gradient: f32 or f64 operands of one dtype"),
+        };
+        Ok((out, shape))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        ys: &candle_core::CudaStorage,
+        yl: &Layout,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (outer, axis, inner) = geometry(yl.shape(), self.dim);
+        crate::ops::cuda::softmax::backward(ys, yl, gs, gl, outer, axis, inner)
     }
 }
 

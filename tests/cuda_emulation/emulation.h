@@ -3,10 +3,10 @@
 //
 // A launch runs its blocks one after another; the threads of a block are OS threads, so that
 // __syncthreads() is a barrier across them and a `__shared__` array (a function-local `static`
-// here) is shared by them and by no other running block. __shfl_down_sync exchanges values
-// through a per-warp buffer between two per-warp barriers. A thread that returns drops out of
-// its barriers, as an exited thread does on a GPU. Only what the kernels use is emulated: 1-D
-// blocks of whole warps, f32 shuffles, the intrinsics below.
+// here) is shared by them and by no other running block. __shfl_down_sync and __shfl_xor_sync
+// exchange values through a per-warp buffer between two per-warp barriers. A thread that returns
+// drops out of its barriers, as an exited thread does on a GPU. Only what the kernels use is
+// emulated: 1-D blocks of whole warps, f32 shuffles, the intrinsics below.
 #pragma once
 
 #include <barrier>
@@ -79,6 +79,14 @@ inline void __syncthreads() { emu::block_barrier->arrive_and_wait(); }
 template <class T>
 T __ldg(const T* p) {
   return *p;
+}
+inline float __shfl_xor_sync(unsigned, float v, int mask) {
+  const unsigned lane = threadIdx.x % 32;
+  emu::warp_slots[lane] = v;
+  emu::warp_barrier->arrive_and_wait();
+  const float r = emu::warp_slots[lane ^ mask];
+  emu::warp_barrier->arrive_and_wait();
+  return r;
 }
 inline float __shfl_down_sync(unsigned, float v, int delta) {
   const unsigned lane = threadIdx.x % 32;

@@ -13,6 +13,7 @@
 #include "elementwise.cu"
 #include "group_norm.cu"
 #include "multi_tensor.cu"
+#include "softmax.cu"
 
 namespace {
 
@@ -363,6 +364,64 @@ void multi_tensor() {
   }
 }
 
+// Softmax over an inner axis (forward and backward) and the backward over rows, against the
+// formulas in double: y = exp(x − max)/Σ, dx = y ⊙ (dy − Σ dy ⊙ y).
+void softmax() {
+  const int outer = 3, axis = 5, inner = 7, total = outer * axis * inner;
+  const auto x = random(total, 40);
+  const auto dy = random(total, 41);
+  auto reference = [&](int in) {
+    std::vector<double> y(total), dx(total);
+    for (int o = 0; o < total / (axis * in); ++o)
+      for (int i = 0; i < in; ++i) {
+        auto at = [&](int a) { return ((size_t)o * axis + a) * in + i; };
+        double m = -INFINITY, s = 0, dot = 0;
+        for (int a = 0; a < axis; ++a) m = std::max(m, (double)x[at(a)]);
+        for (int a = 0; a < axis; ++a) s += std::exp(x[at(a)] - m);
+        for (int a = 0; a < axis; ++a) y[at(a)] = std::exp(x[at(a)] - m) / s;
+        for (int a = 0; a < axis; ++a) dot += dy[at(a)] * y[at(a)];
+        for (int a = 0; a < axis; ++a) dx[at(a)] = y[at(a)] * (dy[at(a)] - dot);
+      }
+    return std::make_pair(y, dx);
+  };
+  const auto [y_ref, dx_ref] = reference(inner);
+  for (unsigned grid : {blocks_for(outer * inner, 256), 1u}) {
+    const unsigned threads = grid == 1 ? 32 : 256;
+    const std::string how = ", " + std::to_string(grid) + " blocks";
+    std::vector<float> y(total, NAN), dx(total, NAN);
+    emu::launch({grid, 1, 1}, {threads, 1, 1},
+                [&] { softmax_inner_fwd(x.data(), y.data(), outer, axis, inner); });
+    check(y, y_ref, 1e-6, "softmax_inner_fwd" + how);
+    // The backward pass from the exact y, so that only its own arithmetic is compared.
+    const std::vector<float> yf(y_ref.begin(), y_ref.end());
+    emu::launch({grid, 1, 1}, {threads, 1, 1}, [&] {
+      softmax_inner_bwd(yf.data(), dy.data(), dx.data(), outer, axis, inner);
+    });
+    check(dx, dx_ref, 1e-6, "softmax_inner_bwd" + how);
+  }
+  // Rows (inner = 1): the same numbers as 3 rows of 35, more than a warp and not a multiple.
+  const int rows = 3, cols = total / rows;
+  std::vector<double> rdx(total);
+  std::vector<float> ry(total);
+  for (int r = 0; r < rows; ++r) {
+    double s = 0, m = -INFINITY, dot = 0;
+    std::vector<double> e(cols);
+    for (int j = 0; j < cols; ++j) m = std::max(m, (double)x[r * cols + j]);
+    for (int j = 0; j < cols; ++j) s += e[j] = std::exp(x[r * cols + j] - m);
+    for (int j = 0; j < cols; ++j) ry[r * cols + j] = (float)(e[j] / s);
+    for (int j = 0; j < cols; ++j) dot += (double)dy[r * cols + j] * ry[r * cols + j];
+    for (int j = 0; j < cols; ++j)
+      rdx[r * cols + j] = ry[r * cols + j] * (dy[r * cols + j] - dot);
+  }
+  // As the Rust side launches (8 warps a block, a block per 8 rows), then 2 warps for 3 rows.
+  for (auto [grid, threads] : {std::pair{1u, 256u}, std::pair{1u, 64u}}) {
+    std::vector<float> dx(total, NAN);
+    emu::launch({grid, 1, 1}, {threads, 1, 1},
+                [&] { softmax_rows_bwd(ry.data(), dy.data(), dx.data(), rows, cols); });
+    check(dx, rdx, 1e-6, "softmax_rows_bwd, " + std::to_string(threads / 32) + " warps");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -375,6 +434,7 @@ int main() {
   depthwise<7>(depthwise_fwd_k7, depthwise_wgrad_k7);
   group_norm();
   multi_tensor();
+  softmax();
   std::printf("%d failed\n", failures);
   return failures == 0 ? 0 : 1;
 }

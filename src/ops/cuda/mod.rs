@@ -118,6 +118,7 @@ pub mod depthwise;
 pub mod elementwise;
 pub mod group_norm;
 pub mod multi_tensor;
+pub mod softmax;
 
 /// `v` as a kernel's `int` argument, or an error for sizes past it.
 fn int(v: usize) -> Result<i32> {
@@ -235,6 +236,7 @@ mod tests {
             ("elementwise", super::elementwise::PTX),
             ("group_norm", super::group_norm::PTX),
             ("multi_tensor", super::multi_tensor::PTX),
+            ("softmax", super::softmax::PTX),
         ] {
             let path = dir.path().join(format!("{name}.ptx"));
             std::fs::write(&path, ptx).unwrap();
@@ -318,6 +320,12 @@ mod tests {
             (
                 super::multi_tensor::PTX,
                 ["multi_tensor_gather", "multi_tensor_sub"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            (
+                super::softmax::PTX,
+                ["softmax_inner_fwd", "softmax_inner_bwd", "softmax_rows_bwd"]
                     .map(String::from)
                     .to_vec(),
             ),
