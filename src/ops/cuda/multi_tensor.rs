@@ -37,8 +37,8 @@ pub(super) struct TensorTable {
 unsafe impl DeviceRepr for TensorTable {}
 
 /// Whether [`gather`] and [`sub_each`] take `ts`: f32 tensors on one CUDA device, each
-/// contiguous, their total within the kernels' `int`, and the kernels not switched off
-/// ([`super::KERNELS_VAR`]: `multi_tensor`).
+/// contiguous, their total above 0 and within the kernels' `int`, and the kernels not switched
+/// off ([`super::KERNELS_VAR`]: `multi_tensor`).
 pub fn supports(ts: &[Tensor]) -> bool {
     let Some(first) = ts.first() else {
         return false;
@@ -50,7 +50,7 @@ pub fn supports(ts: &[Tensor]) -> bool {
                 && t.device().same_device(first.device())
                 && t.layout().contiguous_offsets().is_some()
         })
-        && super::int(ts.iter().map(Tensor::elem_count).sum()).is_ok()
+        && matches!(ts.iter().map(Tensor::elem_count).sum(), n if n > 0 && super::int(n).is_ok())
 }
 
 /// `ts`, each flattened, concatenated into one new 1-D tensor; errs unless [`supports`] holds.
@@ -89,7 +89,10 @@ pub fn gather(ts: &[Tensor]) -> Result<Tensor> {
 /// The tensors must not share buffers with each other or with `flat` (variables do not).
 pub fn sub_each(ts: &[Tensor], flat: &Tensor) -> Result<()> {
     let total = checked_total(ts)?;
-    if flat.dims() != [total] || !supports(std::slice::from_ref(flat)) {
+    if flat.dims() != [total]
+        || !supports(std::slice::from_ref(flat))
+        || !flat.device().same_device(ts[0].device())
+    {
         candle_core::bail!(
             "CUDA multi-tensor subtract: a flat {:?} {:?} for {total} elements",
             flat.dims(),
