@@ -1,4 +1,5 @@
-//! Operations over a list of tensors at once (Adam's step touches every variable): on CUDA one
+//! Operations over a list of tensors at once (Adam's step and the EMA update touch every
+//! variable): on CUDA one
 //! launch per [`crate::ops::cuda::multi_tensor::MAX_TENSORS`] tensors (`multi_tensor.cu`),
 //! elsewhere candle's ops tensor by tensor, with the same numbers.
 
@@ -35,6 +36,17 @@ pub fn sub_each_in_place(ts: &[Tensor], flat: &Tensor) -> Result<bool> {
     }
     let _ = (ts, flat);
     Ok(false)
+}
+
+/// `a_k·keep + b_k·(1 − keep)` for every pair `(a_k, b_k)` (same shapes), as new tensors:
+/// `Some` when done in one pass (CUDA), `None` when the caller should go pair by pair.
+pub fn lerp_each(a: &[Tensor], b: &[Tensor], keep: f64) -> Result<Option<Vec<Tensor>>> {
+    #[cfg(feature = "cuda")]
+    if crate::ops::cuda::multi_tensor::supports(a) && crate::ops::cuda::multi_tensor::supports(b) {
+        return crate::ops::cuda::multi_tensor::lerp(a, b, keep).map(Some);
+    }
+    let _ = (a, b, keep);
+    Ok(None)
 }
 
 #[cfg(test)]

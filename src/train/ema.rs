@@ -40,12 +40,30 @@ impl Ema {
     }
 
     /// One update with `decay` in place of the configured one (EMA warm-up).
+    ///
+    /// Each shadow tensor is replaced by a new one, never written in place: the lab samples from
+    /// [`Self::tensors`] while training goes on. On CUDA all of them are computed in one pass
+    /// ([`crate::ops::multi_tensor::lerp_each`]) instead of three ops per variable.
     pub fn update_with(&mut self, varmap: &VarMap, decay: f64) -> Result<()> {
         let data = varmap.data().lock().expect("varmap lock poisoned");
+        let (mut names, mut shadows, mut weights) = (Vec::new(), Vec::new(), Vec::new());
         for (k, v) in data.iter() {
-            if let Some(s) = self.shadow.get_mut(k) {
-                *s = ((&*s * decay)? + (v.as_tensor().detach() * (1.0 - decay))?)?;
+            if let Some(s) = self.shadow.get(k) {
+                names.push(k.clone());
+                shadows.push(s.clone());
+                weights.push(v.as_tensor().detach());
             }
+        }
+        let moved = match crate::ops::multi_tensor::lerp_each(&shadows, &weights, decay)? {
+            Some(moved) => moved,
+            None => shadows
+                .iter()
+                .zip(&weights)
+                .map(|(s, w)| (s * decay)? + (w * (1.0 - decay))?)
+                .collect::<Result<Vec<_>>>()?,
+        };
+        for (name, t) in names.into_iter().zip(moved) {
+            self.shadow.insert(name, t);
         }
         Ok(())
     }

@@ -344,7 +344,7 @@ void multi_tensor() {
     table.count = (int)work.size();
     int start = 0;
     for (size_t k = 0; k < work.size(); ++k) {
-      table.ptrs[k] = work[k].data();
+      table.a[k] = work[k].data();
       table.starts[k] = start;
       start += lens[k];
     }
@@ -361,6 +361,27 @@ void multi_tensor() {
     std::vector<float> got;
     for (const auto& t : work) got.insert(got.end(), t.begin(), t.end());
     check(got, after, 0, "multi_tensor_sub, " + std::to_string(grid) + " blocks");
+    // out = a·keep + b·take into separate buffers, the a's untouched.
+    auto others = ts;
+    for (size_t k = 0; k < others.size(); ++k) others[k] = random(lens[k], 50 + k);
+    std::vector<std::vector<float>> outs;
+    for (int len : lens) outs.emplace_back(len, NAN);
+    for (size_t k = 0; k < work.size(); ++k) {
+      table.b[k] = others[k].data();
+      table.out[k] = outs[k].data();
+    }
+    const float keep = 0.75f, take = 0.25f;
+    emu::launch({grid, 1, 1}, {threads, 1, 1}, [&] { multi_tensor_lerp(table, keep, take); });
+    std::vector<double> lerp_want;
+    std::vector<float> lerp_got, a_now;
+    for (size_t k = 0; k < work.size(); ++k)
+      for (int j = 0; j < lens[k]; ++j) {
+        lerp_want.push_back((double)work[k][j] * keep + (double)others[k][j] * take);
+        lerp_got.push_back(outs[k][j]);
+        a_now.push_back(work[k][j]);
+      }
+    check(lerp_got, lerp_want, 1e-6, "multi_tensor_lerp, " + std::to_string(grid) + " blocks");
+    check(a_now, after, 0, "multi_tensor_lerp leaves its operands");
   }
 }
 

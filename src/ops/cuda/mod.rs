@@ -284,7 +284,11 @@ mod tests {
     #[test]
     fn device_multi_tensor_table_is_the_kernels_parameter() {
         let bytes = std::mem::size_of::<super::multi_tensor::TensorTable>();
-        for kernel in ["multi_tensor_gather", "multi_tensor_sub"] {
+        for kernel in [
+            "multi_tensor_gather",
+            "multi_tensor_sub",
+            "multi_tensor_lerp",
+        ] {
             let param = format!(".param .align 8 .b8 {kernel}_param_0[{bytes}]");
             assert!(super::multi_tensor::PTX.contains(&param), "{param}");
         }
@@ -319,9 +323,13 @@ mod tests {
             (super::group_norm::PTX, group_norm.to_vec()),
             (
                 super::multi_tensor::PTX,
-                ["multi_tensor_gather", "multi_tensor_sub"]
-                    .map(String::from)
-                    .to_vec(),
+                [
+                    "multi_tensor_gather",
+                    "multi_tensor_sub",
+                    "multi_tensor_lerp",
+                ]
+                .map(String::from)
+                .to_vec(),
             ),
             (
                 super::softmax::PTX,

@@ -1,13 +1,14 @@
 //! The kernels of `multi_tensor.cu` behind [`crate::ops::multi_tensor`]: gathering many tensors
-//! into one flat tensor, and subtracting a flat tensor's parts from many tensors in place, each
-//! in one launch per [`MAX_TENSORS`] tensors instead of one per tensor.
+//! into one flat tensor, subtracting a flat tensor's parts from many tensors in place, and
+//! `a·keep + b·(1 − keep)` over many pairs, each in one launch per [`MAX_TENSORS`] tensors
+//! instead of one or more per tensor.
 
 use candle_core::cuda_backend::cudarc::driver::{
-    DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg,
+    CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, PushKernelArg, SyncOnDrop,
 };
 use candle_core::cuda_backend::WrapErr;
 use candle_core::op::BackpropOp;
-use candle_core::{CudaStorage, DType, Result, Storage, Tensor};
+use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result, Storage, StorageRef, Tensor};
 
 use super::{grid_stride, Module};
 
@@ -21,13 +22,16 @@ const KERNELS: Module = Module {
 /// Threads per block.
 const THREADS: u32 = 256;
 /// The most tensors one launch takes (`MT_MAX_TENSORS` in multi_tensor.cu).
-pub const MAX_TENSORS: usize = 128;
+pub const MAX_TENSORS: usize = 64;
 
-/// `multi_tensor.cu`'s `TensorTable`, passed by value as a kernel parameter.
+/// `multi_tensor.cu`'s `TensorTable`, passed by value as a kernel parameter: up to three
+/// pointer lists (unused ones stay 0) over the same lengths.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(super) struct TensorTable {
-    ptrs: [u64; MAX_TENSORS],
+    a: [u64; MAX_TENSORS],
+    b: [u64; MAX_TENSORS],
+    out: [u64; MAX_TENSORS],
     starts: [i32; MAX_TENSORS + 1],
     count: i32,
 }
@@ -36,7 +40,33 @@ pub(super) struct TensorTable {
 // pointers, then `int`s), which the driver copies into the kernel's parameters.
 unsafe impl DeviceRepr for TensorTable {}
 
-/// Whether [`gather`] and [`sub_each`] take `ts`: f32 tensors on one CUDA device, each
+impl TensorTable {
+    /// The table of tensors with these lengths and pointers (`b` and `out` may be empty).
+    fn new(lens: &[usize], a: &[u64], b: &[u64], out: &[u64]) -> Result<Self> {
+        if lens.len() > MAX_TENSORS || a.len() != lens.len() {
+            candle_core::bail!("CUDA multi-tensor op: a table of {} tensors", lens.len());
+        }
+        let mut t = Self {
+            a: [0; MAX_TENSORS],
+            b: [0; MAX_TENSORS],
+            out: [0; MAX_TENSORS],
+            starts: [0; MAX_TENSORS + 1],
+            count: lens.len() as i32,
+        };
+        t.a[..a.len()].copy_from_slice(a);
+        t.b[..b.len()].copy_from_slice(b);
+        t.out[..out.len()].copy_from_slice(out);
+        let mut start = 0;
+        for (k, len) in lens.iter().enumerate() {
+            t.starts[k] = super::int(start)?;
+            start += len;
+        }
+        t.starts[lens.len()] = super::int(start)?;
+        Ok(t)
+    }
+}
+
+/// Whether the multi-tensor kernels take `ts`: f32 tensors on one CUDA device, each
 /// contiguous, their total above 0 and within the kernels' `int`, and the kernels not switched
 /// off ([`super::KERNELS_VAR`]: `multi_tensor`).
 pub fn supports(ts: &[Tensor]) -> bool {
@@ -62,16 +92,16 @@ pub fn gather(ts: &[Tensor]) -> Result<Tensor> {
     let mut flat = unsafe { dev.alloc::<f32>(total)? };
     let mut base = 0;
     for chunk in ts.chunks(MAX_TENSORS) {
-        let n = chunk.iter().map(Tensor::elem_count).sum::<usize>();
-        if n > 0 {
-            let mut out = flat.slice_mut(base..base + n);
-            let (out_ptr, _sync) = out.device_ptr_mut(&stream);
-            with_table(chunk, |table| {
-                // SAFETY: the table holds `chunk`'s buffers, each with as many elements as
-                // its starts say (checked by `with_table`), and `out` holds their total.
-                unsafe { launch(&dev, "multi_tensor_gather", table, out_ptr, n) }
-            })?;
-        }
+        let guards = locks(chunk);
+        let (a, _reads) = pointers(&guards, &stream)?;
+        let lens = lengths(chunk);
+        let n: usize = lens.iter().sum();
+        let mut out = flat.slice_mut(base..base + n);
+        let (out_ptr, _write) = out.device_ptr_mut(&stream);
+        let table = TensorTable::new(&lens, &a, &[], &[])?;
+        // SAFETY: the table holds the chunk's live buffers with their lengths, and `out` the
+        // chunk's total; the kernel only reads the table's buffers.
+        unsafe { launch(&dev, "multi_tensor_gather", &table, n, &[out_ptr], &[]) }?;
         base += n;
     }
     Ok(Tensor::from_storage(
@@ -105,24 +135,71 @@ pub fn sub_each(ts: &[Tensor], flat: &Tensor) -> Result<()> {
     let Storage::Cuda(fs) = &*storage else {
         candle_core::bail!("CUDA multi-tensor subtract: flat is not on CUDA");
     };
-    let (start, _) = layout
-        .contiguous_offsets()
-        .expect("supports() checked contiguity");
-    let mut base = start;
+    let Some((mut base, _)) = layout.contiguous_offsets() else {
+        candle_core::bail!("CUDA multi-tensor subtract: flat is not contiguous");
+    };
     for chunk in ts.chunks(MAX_TENSORS) {
-        let n = chunk.iter().map(Tensor::elem_count).sum::<usize>();
-        if n > 0 {
-            let part = fs.as_cuda_slice::<f32>()?.slice(base..base + n);
-            let (part_ptr, _sync) = part.device_ptr(&stream);
-            with_table(chunk, |table| {
-                // SAFETY: as in `gather`; `part` holds the chunk's total, and the kernel writes
-                // only the tables' buffers, which hold the tensors' own elements.
-                unsafe { launch(&dev, "multi_tensor_sub", table, part_ptr, n) }
-            })?;
-        }
+        let guards = locks(chunk);
+        let (a, _reads) = pointers(&guards, &stream)?;
+        let lens = lengths(chunk);
+        let n: usize = lens.iter().sum();
+        let part = fs.as_cuda_slice::<f32>()?.slice(base..base + n);
+        let (part_ptr, _read) = part.device_ptr(&stream);
+        let table = TensorTable::new(&lens, &a, &[], &[])?;
+        // SAFETY: as in `gather`; `part` holds the chunk's total, and the kernel writes only
+        // the table's buffers, each the tensor's own elements, none overlapping another or
+        // `flat` (the caller's contract). candle runs a device's work on one stream, so the
+        // writes are ordered with every other use of these buffers.
+        unsafe { launch(&dev, "multi_tensor_sub", &table, n, &[part_ptr], &[]) }?;
         base += n;
     }
     Ok(())
+}
+
+/// `a_k·keep + b_k·(1 − keep)` for every pair, as new tensors in `a`'s shapes; errs unless
+/// [`supports`] holds for `a` and for `b` and each pair has one shape on one device.
+pub fn lerp(a: &[Tensor], b: &[Tensor], keep: f64) -> Result<Vec<Tensor>> {
+    checked_total(a)?;
+    checked_total(b)?;
+    if a.len() != b.len()
+        || a.iter().zip(b).any(|(x, y)| x.dims() != y.dims())
+        || !a[0].device().same_device(b[0].device())
+    {
+        candle_core::bail!("CUDA multi-tensor lerp: operands of different shapes or devices");
+    }
+    let dev = cuda_device(&a[0])?;
+    let stream = dev.cuda_stream();
+    let mut outs = Vec::with_capacity(a.len());
+    for (ca, cb) in a.chunks(MAX_TENSORS).zip(b.chunks(MAX_TENSORS)) {
+        let lens = lengths(ca);
+        // SAFETY: the launch below writes every element of every output (its whole length).
+        let mut bufs = lens
+            .iter()
+            .map(|&n| unsafe { dev.alloc::<f32>(n) })
+            .collect::<Result<Vec<CudaSlice<f32>>>>()?;
+        {
+            let (ga, gb) = (locks(ca), locks(cb));
+            let (pa, _ra) = pointers(&ga, &stream)?;
+            let (pb, _rb) = pointers(&gb, &stream)?;
+            let (po, _writes): (Vec<u64>, Vec<_>) =
+                bufs.iter_mut().map(|s| s.device_ptr_mut(&stream)).unzip();
+            let table = TensorTable::new(&lens, &pa, &pb, &po)?;
+            let n: usize = lens.iter().sum();
+            let floats = [keep as f32, (1.0 - keep) as f32];
+            // SAFETY: the table holds the pairs' live buffers and the new outputs, all with the
+            // lengths its starts say; the kernel writes only the new outputs.
+            unsafe { launch(&dev, "multi_tensor_lerp", &table, n, &[], &floats) }?;
+        }
+        for (buf, t) in bufs.into_iter().zip(ca) {
+            outs.push(Tensor::from_storage(
+                Storage::Cuda(CudaStorage::wrap_cuda_slice(buf, dev.clone())),
+                t.shape().clone(),
+                BackpropOp::none(),
+                false,
+            ));
+        }
+    }
+    Ok(outs)
 }
 
 /// The tensors' total length, after checking [`supports`].
@@ -130,14 +207,14 @@ fn checked_total(ts: &[Tensor]) -> Result<usize> {
     if !supports(ts) {
         candle_core::bail!(
             "CUDA multi-tensor op: {} tensors that are not all contiguous f32 on one CUDA device \
-             (or too many elements for an int)",
+             (or no elements, or too many for an int)",
             ts.len()
         );
     }
     Ok(ts.iter().map(Tensor::elem_count).sum())
 }
 
-fn cuda_device(t: &Tensor) -> Result<candle_core::CudaDevice> {
+fn cuda_device(t: &Tensor) -> Result<CudaDevice> {
     match t.device() {
         candle_core::Device::Cuda(d) => Ok(d.clone()),
         _ => candle_core::bail!(
@@ -147,58 +224,61 @@ fn cuda_device(t: &Tensor) -> Result<candle_core::CudaDevice> {
     }
 }
 
-/// Calls `f` with the table of `chunk` (at most [`MAX_TENSORS`] contiguous f32 CUDA tensors),
-/// their buffers' read locks held throughout.
-fn with_table(chunk: &[Tensor], f: impl FnOnce(&TensorTable) -> Result<()>) -> Result<()> {
-    if chunk.len() > MAX_TENSORS {
-        candle_core::bail!("CUDA multi-tensor op: {} tensors in one table", chunk.len());
-    }
-    let stream = cuda_device(&chunk[0])?.cuda_stream();
-    let guards: Vec<_> = chunk.iter().map(Tensor::storage_and_layout).collect();
-    let mut table = TensorTable {
-        ptrs: [0; MAX_TENSORS],
-        starts: [0; MAX_TENSORS + 1],
-        count: chunk.len() as i32,
-    };
-    let mut syncs = Vec::with_capacity(chunk.len());
-    let mut start = 0usize;
-    for (k, (storage, layout)) in guards.iter().enumerate() {
+fn lengths(ts: &[Tensor]) -> Vec<usize> {
+    ts.iter().map(Tensor::elem_count).collect()
+}
+
+/// The tensors' storages, read-locked while their pointers are in use.
+fn locks(ts: &[Tensor]) -> Vec<(StorageRef<'_>, &Layout)> {
+    ts.iter().map(Tensor::storage_and_layout).collect()
+}
+
+/// The device pointer of each locked contiguous f32 CUDA tensor's first element, and the
+/// guards that order their use on `stream` (held until after the launch).
+fn pointers<'a>(
+    guards: &'a [(StorageRef<'a>, &'a Layout)],
+    stream: &'a CudaStream,
+) -> Result<(Vec<u64>, Vec<SyncOnDrop<'a>>)> {
+    let mut ptrs = Vec::with_capacity(guards.len());
+    let mut syncs = Vec::with_capacity(guards.len());
+    for (storage, layout) in guards {
         let Storage::Cuda(s) = &**storage else {
             candle_core::bail!("CUDA multi-tensor op: a tensor not on CUDA");
         };
         let Some((a, b)) = layout.contiguous_offsets() else {
             candle_core::bail!("CUDA multi-tensor op: a non-contiguous tensor");
         };
-        let view = s.as_cuda_slice::<f32>()?.slice(a..b);
-        let (ptr, sync) = view.view_ptr(&stream);
-        table.ptrs[k] = ptr;
-        table.starts[k] = super::int(start)?;
+        let (ptr, sync) = s.as_cuda_slice::<f32>()?.slice(a..b).view_ptr(stream);
+        ptrs.push(ptr);
         syncs.push(sync);
-        start += b - a;
     }
-    table.starts[chunk.len()] = super::int(start)?;
-    f(&table)
+    Ok((ptrs, syncs))
 }
 
-/// Launches `kernel(table, flat)` over `n` flat elements.
+/// Launches `kernel(table, ptrs…, floats…)` over `n` flat elements.
 ///
 /// # Safety
-/// `table` must hold live buffers of as many f32 elements as its starts say, and `flat` (a
-/// device pointer) at least `n` = the table's total; for `multi_tensor_sub`, the table's
-/// buffers must not overlap `flat` or each other.
+/// The table's lists must hold live buffers of as many f32 elements as its starts say, each
+/// pointer of `ptrs` a buffer of at least `n` elements, and the parameters must match the
+/// kernel's; buffers the kernel writes must not overlap any other it touches.
 unsafe fn launch(
-    dev: &candle_core::CudaDevice,
+    dev: &CudaDevice,
     kernel: &str,
     table: &TensorTable,
-    flat: u64,
     n: usize,
+    ptrs: &[u64],
+    floats: &[f32],
 ) -> Result<()> {
     let func = dev.get_or_load_custom_func(kernel, KERNELS.name, KERNELS.ptx)?;
-    let cfg: LaunchConfig = grid_stride(n, THREADS);
     let mut b = func.builder();
     b.arg(table);
-    b.arg(&flat);
-    // SAFETY: the caller's contract; the parameters match the kernels' (table, float*).
-    unsafe { b.launch(cfg) }.w()?;
+    for p in ptrs {
+        b.arg(p);
+    }
+    for f in floats {
+        b.arg(f);
+    }
+    // SAFETY: the caller's contract.
+    unsafe { b.launch(grid_stride(n, THREADS)) }.w()?;
     Ok(())
 }
