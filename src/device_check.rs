@@ -5,7 +5,8 @@
 //! kernels). On the CPU itself the device side takes the GPU route (`ops::device_conv`) so that
 //! its maths is checked anywhere. Then one Adam step from those gradients on the device, against
 //! the same step replayed on the CPU from the device's own gradients: the optimiser's mechanics
-//! on the device (its flat gradient, its in-place updates), not the gradients again.
+//! on the device (its flat gradient, its in-place updates), not the gradients again; and one
+//! EMA update of the weights across that step, against its replay on the CPU.
 //! `ddpm-lab check-device` prints the result.
 
 use candle_core::{DType, Device, Tensor};
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::model::{new_trainable, UnetConfig};
 use crate::ops::{force_route, Route};
 use crate::train::adam::{Adam, AdamParams};
+use crate::train::ema::Ema;
 
 /// Tolerance of the output, relative to its largest magnitude.
 pub const OUTPUT_TOLERANCE: f32 = 1e-4;
@@ -23,6 +25,11 @@ pub const GRADIENT_TOLERANCE: f32 = 1e-3;
 /// Tolerance of each parameter's Adam step on the device against the same step on the CPU from
 /// the same gradients, relative to the step's largest magnitude (element-wise maths only).
 pub const OPTIMIZER_TOLERANCE: f32 = 1e-4;
+/// Tolerance of each shadow weight after one EMA update on the device against the update
+/// replayed on the CPU, relative to its largest magnitude (two products and a sum per element).
+pub const EMA_TOLERANCE: f32 = 1e-5;
+/// The EMA decay of the check (far from 1, so that a step's weights weigh in the average).
+const EMA_DECAY: f64 = 0.75;
 
 /// The comparison's result.
 #[derive(Debug, Clone, Serialize)]
@@ -42,7 +49,11 @@ pub struct DeviceCheck {
     /// The worst parameter's Adam step on the device against the CPU's replay of it: its name
     /// and max |device − cpu| over the step's max magnitude.
     pub worst_optimizer_step: (String, f32),
-    /// Output and every gradient within tolerance.
+    /// The worst shadow weight after one EMA update (decay 0.75) on the device, from the
+    /// weights before and after the Adam step, against the CPU's replay: its name and max
+    /// |device − cpu| over its max magnitude.
+    pub worst_ema_update: (String, f32),
+    /// Output, every gradient, the Adam step and the EMA update within tolerance.
     pub ok: bool,
 }
 
@@ -77,8 +88,10 @@ pub fn check_device(
         grads: g_dev,
         before,
         after,
+        ema,
     } = checked?;
     let worst_step = optimizer_step_error(&before, &g_dev, &after)?;
+    let worst_ema = ema_update_error(&before, &after, &ema)?;
     let output_error = relative_error(&y_dev, &y_cpu)?;
     let mut worst = (String::new(), 0f32);
     let mut over = Vec::new();
@@ -107,12 +120,14 @@ pub fn check_device(
         input: [batch, config.channels, size, size],
         ok: output_error <= OUTPUT_TOLERANCE
             && over.is_empty()
-            && worst_step.1 <= OPTIMIZER_TOLERANCE,
+            && worst_step.1 <= OPTIMIZER_TOLERANCE
+            && worst_ema.1 <= EMA_TOLERANCE,
         output_error,
         parameters: g_cpu.len(),
         worst_gradient: worst,
         gradients_over_tolerance: over,
         worst_optimizer_step: worst_step,
+        worst_ema_update: worst_ema,
     })
 }
 
@@ -126,6 +141,8 @@ struct Run {
     before: Vec<(String, Tensor)>,
     /// Each parameter after one Adam step from `grads`.
     after: Vec<(String, Tensor)>,
+    /// Each shadow weight of an EMA started at `before` and updated once at `after`.
+    ema: Vec<(String, Tensor)>,
 }
 
 /// The worst parameter's Adam step from `before` with gradients `grads` as taken on a device
@@ -157,8 +174,34 @@ fn optimizer_step_error(
     Ok(worst)
 }
 
+/// The worst shadow weight of an EMA update on a device (`ema`, from `before` towards `after`,
+/// decay [`EMA_DECAY`]) against the same update on the CPU: its name and relative error (NaN
+/// counts as the worst).
+fn ema_update_error(
+    before: &[(String, Tensor)],
+    after: &[(String, Tensor)],
+    ema: &[(String, Tensor)],
+) -> anyhow::Result<(String, f32)> {
+    if ema.len() != before.len() {
+        anyhow::bail!("{} EMA weights for {} parameters", ema.len(), before.len());
+    }
+    let mut worst = (String::new(), 0f32);
+    for (((name, b), (_, a)), (ema_name, e)) in before.iter().zip(after).zip(ema) {
+        if name != ema_name {
+            anyhow::bail!("EMA weight {ema_name} against parameter {name}");
+        }
+        let replayed = ((b * EMA_DECAY)? + (a * (1.0 - EMA_DECAY))?)?;
+        let err = relative_error(e, &replayed)?;
+        if err.is_nan() || err > worst.1 || worst.0.is_empty() {
+            worst = (name.clone(), err);
+        }
+    }
+    Ok(worst)
+}
+
 /// The UNet's output on the fixed inputs, the gradient of `Σ out · r` (a fixed `r`) for every
-/// parameter, and the parameters before and after one Adam step from those gradients, on
+/// parameter, the parameters before and after one Adam step from those gradients, and an EMA
+/// of the weights across that step, on
 /// `device` with its layers on `route` (`None`: the device's own).
 fn run(
     config: &UnetConfig,
@@ -194,13 +237,23 @@ fn run(
             .collect::<candle_core::Result<Vec<_>>>()
     };
     let before = values(&vars)?;
+    let mut ema_weights = Ema::new(&varmap, EMA_DECAY)?;
     Adam::new(vars.clone(), AdamParams::default())?.step(&store)?;
     let after = values(&vars)?;
+    ema_weights.update(&varmap)?;
+    let ema = vars
+        .iter()
+        .map(|(name, _)| match ema_weights.tensors().get(name) {
+            Some(t) => Ok((name.clone(), t.to_device(&Device::Cpu)?)),
+            None => anyhow::bail!("no EMA weight for {name}"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Run {
         output: y.to_device(&Device::Cpu)?,
         grads,
         before,
         after,
+        ema,
     })
 }
 
@@ -287,6 +340,38 @@ mod tests {
         let (name, e) = optimizer_step_error(&before, &grads, &half).unwrap();
         assert_eq!(name, "a");
         assert!(e > OPTIMIZER_TOLERANCE, "{e}");
+    }
+
+    /// An EMA update that matches the CPU's replay passes; one that left a weight's shadow
+    /// where it was, or that used the decay the wrong way round, is caught and named.
+    #[test]
+    fn ema_update_error_names_a_weight_the_device_averaged_wrongly() {
+        let dev = Device::Cpu;
+        let t = |v: &[f32]| Tensor::new(v, &dev).unwrap();
+        let before = vec![
+            ("a".to_string(), t(&[1.0, -2.0])),
+            ("b".to_string(), t(&[0.5])),
+        ];
+        let after = vec![
+            ("a".to_string(), t(&[3.0, 2.0])),
+            ("b".to_string(), t(&[-0.5])),
+        ];
+        // 0.75·before + 0.25·after.
+        let right = vec![
+            ("a".to_string(), t(&[1.5, -1.0])),
+            ("b".to_string(), t(&[0.25])),
+        ];
+        let (_, e) = ema_update_error(&before, &after, &right).unwrap();
+        assert!(e < 1e-7, "{e}");
+        let stale = vec![right[0].clone(), before[1].clone()];
+        let (name, e) = ema_update_error(&before, &after, &stale).unwrap();
+        assert_eq!(name, "b");
+        assert!(e > EMA_TOLERANCE, "{e}");
+        let swapped = vec![("a".to_string(), t(&[2.5, 1.0])), right[1].clone()];
+        let (name, e) = ema_update_error(&before, &after, &swapped).unwrap();
+        assert_eq!(name, "a");
+        assert!(e > EMA_TOLERANCE, "{e}");
+        assert!(ema_update_error(&before, &after, &right[..1]).is_err());
     }
 
     #[test]

@@ -6,7 +6,9 @@ use clap::Args;
 
 use super::model_args::ModelArgs;
 use crate::device::DeviceSpec;
-use crate::device_check::{self, GRADIENT_TOLERANCE, OPTIMIZER_TOLERANCE, OUTPUT_TOLERANCE};
+use crate::device_check::{
+    self, EMA_TOLERANCE, GRADIENT_TOLERANCE, OPTIMIZER_TOLERANCE, OUTPUT_TOLERANCE,
+};
 use crate::model::UnetConfig;
 
 /// Arguments of `ddpm-lab check-device`.
@@ -58,6 +60,11 @@ pub fn run(args: CheckDeviceArgs) -> Result<()> {
             "one Adam step from those gradients against the CPU's: worst {} at {:.2e} \
              (tolerance {OPTIMIZER_TOLERANCE:.0e})",
             check.worst_optimizer_step.0, check.worst_optimizer_step.1
+        );
+        println!(
+            "one EMA update across that step against the CPU's: worst {} at {:.2e} \
+             (tolerance {EMA_TOLERANCE:.0e})",
+            check.worst_ema_update.0, check.worst_ema_update.1
         );
     }
     if !check.ok {

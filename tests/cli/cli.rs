@@ -301,11 +301,13 @@ fn check_device_compares_the_gpu_route_with_the_cpu() {
     assert!(v["parameters"].as_u64().unwrap() > 50, "{v}");
     assert!(v["output_error"].as_f64().unwrap() < 1e-4, "{v}");
     assert!(v["worst_gradient"][1].as_f64().unwrap() < 1e-3, "{v}");
+    assert!(v["worst_optimizer_step"][1].as_f64().unwrap() < 1e-4, "{v}");
+    assert!(v["worst_ema_update"][1].as_f64().unwrap() < 1e-5, "{v}");
     // The plain report names the device and the worst parameter.
     let args = [&["check-device", "--device", "cpu"][..], &small].concat();
     let out = ok(&ddpm(&args, d));
     assert!(
-        out.contains("Cpu against the CPU") && out.contains("worst"),
+        out.contains("Cpu against the CPU") && out.contains("worst") && out.contains("EMA update"),
         "{out}"
     );
     // A size the UNet cannot halve, and an empty batch: one clear error each.
