@@ -7,9 +7,11 @@
 //   its image and position once and writes that channel's k² rows, so the index arithmetic
 //   (integer divisions) is paid once per k² elements. Threads run along the columns, so every
 //   row's writes are coalesced, and reads are too for s = 1.
-// - `conv_col2im`: its adjoint (for a chunk of n images, written from image `first_image` of x), x[n, c, iy, ix] = Σ over the taps (ky, kx) that reach (iy, ix)
-//   of col[(c·k + ky)·k + kx, (n·Ho + oy)·Wo + ox], with oy·s = iy + p − ky (likewise x). One
+// - `conv_col2im`: its adjoint (for a chunk of n images, written from image `first_image` of
+//   x), x[n, c, iy, ix] = Σ over the taps (ky, kx) that reach (iy, ix) of
+//   col[(c·k + ky)·k + kx, (n·Ho + oy)·Wo + ox], with oy·s = iy + p − ky (likewise x). One
 //   thread per input element, a fixed order of taps: no atomics, the same sums on every run.
+//   Stride 1 takes a path without the per-tap divisions that find oy and ox.
 // - `conv_channels_first`: (N, C, P) → (C, N, P), the layout of the weight gradient's product.
 //
 // candle's own im2col spends most of its time on 64-bit divisions; here the caller checks that
@@ -58,18 +60,34 @@ extern "C" __global__ void conv_col2im(const float* __restrict__ col, float* __r
     const int iy = q / w;
     const int ix = q - iy * w;
     float acc = 0.f;
-    for (int ky = 0; ky < k; ++ky) {
-      const int ty = iy + pad - ky;  // oy·s
-      if (ty < 0) break;             // larger ky only lowers it
-      const int oy = ty / stride;
-      if (oy * stride != ty || oy >= ho) continue;
-      const float* rowp = col + (long)((ci * k + ky) * k) * cols + (b * ho + oy) * wo;
-      for (int kx = 0; kx < k; ++kx) {
-        const int tx = ix + pad - kx;  // ox·s
-        if (tx < 0) break;
-        const int ox = tx / stride;
-        if (ox * stride != tx || ox >= wo) continue;
-        acc += __ldg(rowp + (long)kx * cols + ox);
+    if (stride == 1) {
+      // The same taps in the same order, without a division per tap (most convs here).
+      for (int ky = 0; ky < k; ++ky) {
+        const int oy = iy + pad - ky;
+        if (oy < 0) break;  // larger ky only lowers it
+        if (oy >= ho) continue;
+        const float* rowp = col + (long)((ci * k + ky) * k) * cols + (b * ho + oy) * wo;
+        for (int kx = 0; kx < k; ++kx) {
+          const int ox = ix + pad - kx;
+          if (ox < 0) break;
+          if (ox >= wo) continue;
+          acc += __ldg(rowp + (long)kx * cols + ox);
+        }
+      }
+    } else {
+      for (int ky = 0; ky < k; ++ky) {
+        const int ty = iy + pad - ky;  // oy·s
+        if (ty < 0) break;             // larger ky only lowers it
+        const int oy = ty / stride;
+        if (oy * stride != ty || oy >= ho) continue;
+        const float* rowp = col + (long)((ci * k + ky) * k) * cols + (b * ho + oy) * wo;
+        for (int kx = 0; kx < k; ++kx) {
+          const int tx = ix + pad - kx;  // ox·s
+          if (tx < 0) break;
+          const int ox = tx / stride;
+          if (ox * stride != tx || ox >= wo) continue;
+          acc += __ldg(rowp + (long)kx * cols + ox);
+        }
       }
     }
     x[(long)first_image * c * plane + i] = acc;
