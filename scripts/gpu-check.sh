@@ -14,9 +14,10 @@
 #   `ddpm-lab bench --json` and the same workloads in PyTorch (scripts/pytorch_bench.py), strict
 #   float32, then both with TF32 (`--tf32`); then, optional (not part of the report's `ok`),
 #   ddpm-lab with candle's stock ops (the A/B of ops::device_conv), with each of its CUDA kernels
-#   switched off in turn (KERNEL_AB), and `nsys` summaries and
-#   `ncu` kernel times of its training step. While each benchmark runs, nvidia-smi reads the GPU's used memory 10 times a
-#   second (peak over the idle reading). The whole run stays under TOTAL_SECONDS.
+#   switched off in turn (KERNEL_AB), `nsys` summaries and `ncu` kernel times of its training
+#   step, and `ncu` kernel times of PyTorch's. While each benchmark runs, nvidia-smi reads the
+#   GPU's used memory 10 times a second (peak over the idle reading). The whole run stays under
+#   TOTAL_SECONDS.
 #
 #   DEVICE=cuda         device for every step (DEVICE=cpu tests the script on any machine)
 #   DDPM_LAB=path       the binary (default: gpu-bin/ddpm-lab, else gpu-bin/ddpm-lab.gz or .xz
@@ -38,7 +39,8 @@
 #   NSYS=1              last, if time is left and `nsys` is on PATH: Nsight Systems' kernel and
 #                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
 #   NCU=1               then, likewise with `ncu` (Nsight Compute): the GPU time of each kernel
-#                       of one training step, summed by kernel (NCU=0 skips it)
+#                       of one training step, summed by kernel, of ddpm-lab and then of PyTorch
+#                       (NCU=0 skips both)
 #   TRAIN_ARGS="..."    extra train flags (default: --batch-size 128, the blog's model)
 #   TRAIN_SECONDS=30  TOTAL_SECONDS=470  PARITY_TOL=1e-4
 #   CUDA_LIB_DIRS=a:b   where libcublas/libcurand/libnvrtc are (default: the nvidia/*/lib folders
@@ -358,6 +360,14 @@ if [ "$NCU" = 1 ] && [ -n "$BIN" ] && command -v ncu >/dev/null 2>&1; then
   # shellcheck disable=SC2086
   step ncu_train 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
     "$BIN" bench --device "$DEVICE" --json $BENCH_ARGS --only train --warmup 0 --repeats 1
+fi
+# 12. The same for PyTorch's training step: which kernels cuDNN and cuBLAS run for the same
+# model, and how long each takes, the target per op (optional, like 11).
+if [ "$NCU" = 1 ] && [ "$HAVE_TORCH" = 1 ] && command -v ncu >/dev/null 2>&1; then
+  # shellcheck disable=SC2086
+  step ncu_torch_train 150 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+    $PYTHON "$REPO/scripts/pytorch_bench.py" --device "$DEVICE" --threads "$(nproc)" \
+    --tf32 off $BENCH_ARGS --only train --warmup 0 --repeats 1
 fi
 
 # The report: what this run was, then every step's result.

@@ -401,16 +401,17 @@ def report(work, out_path):
         k: over("bench", f"bench_without_{k}", "without") for k in info.get("kernel_ab") or []
     }
 
-    rec = step_record(work, "ncu_train")
-    if rec is not None:
-        if "rc" in rec:
-            rec["kernels"] = ncu_kernel_times(os.path.join(work, "ncu_train.out"))
-            rec["ok"] = rec["rc"] == 0 and rec["kernels"]["launches"] > 0
-        steps["ncu_train"] = rec
+    for name in ("ncu_train", "ncu_torch_train"):
+        rec = step_record(work, name)
+        if rec is not None:
+            if "rc" in rec:
+                rec["kernels"] = ncu_kernel_times(os.path.join(work, f"{name}.out"))
+                rec["ok"] = rec["rc"] == 0 and rec["kernels"]["launches"] > 0
+            steps[name] = rec
 
     # The stock-ops A/B and the profiles are extras: they run last, when time is left, and do
     # not decide whether the visit checked out.
-    optional = ("bench_stock", "nsys_train", "ncu_train", *without)
+    optional = ("bench_stock", "nsys_train", "ncu_train", "ncu_torch_train", *without)
     required = {k: v for k, v in steps.items() if k not in optional}
     ran = {k: v for k, v in required.items() if v is not None}
     doc = {

@@ -440,6 +440,12 @@ def main():
     ap.add_argument("--sample-steps", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--only",
+        default="train,forward,sample",
+        help="which workloads to run, comma-separated (as `ddpm-lab bench --only`): train,"
+        " forward, sample; the others are reported as null",
+    )
     ap.add_argument("--sample-repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -453,6 +459,10 @@ def main():
         " matmul off)",
     )
     a = ap.parse_args()
+    only = {w.strip() for w in a.only.split(",") if w.strip()}
+    unknown = only - {"train", "forward", "sample"}
+    if unknown or not only:
+        raise SystemExit(f"--only {a.only}: expected some of train, forward, sample")
 
     device = torch.device(a.device)
     if device.type == "cuda":
@@ -491,7 +501,7 @@ def main():
         loss.item()
 
     model.train()
-    train_runs = time_runs(train_step, a.warmup, a.repeats, sync)
+    train_runs = time_runs(train_step, a.warmup, a.repeats, sync) if "train" in only else []
 
     model.eval()
     xf = torch.tanh(torch.randn(a.forward_batch, 1, size, size)).to(device)
@@ -501,10 +511,10 @@ def main():
         with torch.no_grad():
             model(xf, tf)
 
-    forward_runs = time_runs(forward, a.warmup, a.repeats, sync)
+    forward_runs = time_runs(forward, a.warmup, a.repeats, sync) if "forward" in only else []
 
     sample_seconds = None
-    if a.sample_repeats > 0:
+    if a.sample_repeats > 0 and "sample" in only:
         runs = time_runs(
             lambda: diff.sample(model, (a.sample_batch, 1, size, size)),
             0,
@@ -513,8 +523,8 @@ def main():
         )
         sample_seconds = statistics.median(runs)
 
-    train = statistics.median(train_runs)
-    fwd = statistics.median(forward_runs)
+    train = statistics.median(train_runs) if train_runs else None
+    fwd = statistics.median(forward_runs) if forward_runs else None
     gpu = {}
     if device.type == "cuda":
         gpu = {
@@ -534,11 +544,11 @@ def main():
                 "params": params,
                 "batch_size": a.batch_size,
                 "train_step_seconds": train,
-                "train_images_per_s": a.batch_size / train,
+                "train_images_per_s": a.batch_size / train if train else None,
                 "train_runs": train_runs,
                 "forward_batch": a.forward_batch,
                 "forward_seconds": fwd,
-                "forward_images_per_s": a.forward_batch / fwd,
+                "forward_images_per_s": a.forward_batch / fwd if fwd else None,
                 "forward_runs": forward_runs,
                 "sample_batch": a.sample_batch,
                 "sample_steps": a.sample_steps,
