@@ -1,6 +1,7 @@
 //! Throughput benchmarks of the engine: one training step (forward + backward + Adam), one
 //! no-gradient forward pass and a DDPM sampling run, each timed as the median of several runs
-//! after warm-up, plus the process's peak resident memory. `ddpm-lab bench` prints them.
+//! after warm-up, plus the process's peak resident memory and, on a GPU, each workload's peak
+//! GPU memory. `ddpm-lab bench` prints them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -216,6 +217,13 @@ pub struct BenchReport {
     pub sample_seconds: Option<f64>,
     /// Peak resident memory of the process so far, in MiB (Linux only).
     pub peak_rss_mb: Option<f64>,
+    /// The GPU's peak used memory (device-wide, as `nvidia-smi` shows it, the CUDA context
+    /// included) while the training steps ran, in MiB; `None` off CUDA or when skipped.
+    pub peak_gpu_mb_train: Option<f64>,
+    /// Likewise while the forward passes ran.
+    pub peak_gpu_mb_forward: Option<f64>,
+    /// Likewise while sampling ran.
+    pub peak_gpu_mb_sample: Option<f64>,
 }
 
 impl fmt::Display for BenchReport {
@@ -257,11 +265,70 @@ impl fmt::Display for BenchReport {
             )?,
             None => writeln!(f, "sampling: skipped")?,
         }
+        let gpu = [
+            ("train", self.peak_gpu_mb_train),
+            ("forward", self.peak_gpu_mb_forward),
+            ("sampling", self.peak_gpu_mb_sample),
+        ];
+        let gpu: Vec<String> = gpu
+            .iter()
+            .filter_map(|(name, mb)| mb.map(|m| format!("{name} {m:.0} MiB")))
+            .collect();
+        if !gpu.is_empty() {
+            writeln!(f, "peak GPU memory (device-wide): {}", gpu.join(", "))?;
+        }
         match self.peak_rss_mb {
             Some(m) => write!(f, "peak RSS: {m:.0} MiB"),
             None => write!(f, "peak RSS: unavailable on this platform"),
         }
     }
+}
+
+/// The peak of a GPU's used memory while a workload runs: a thread reads it every 2 ms until
+/// [`PeakWatch::finish`].
+struct PeakWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl PeakWatch {
+    /// Starts watching `spec`'s memory; `None` where there is no [`MemoryProbe`] to read.
+    ///
+    /// [`MemoryProbe`]: crate::device::MemoryProbe
+    fn start(spec: DeviceSpec) -> Option<Self> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let probe = crate::device::MemoryProbe::new(spec)?;
+        let first = probe.used_bytes()?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = first;
+            loop {
+                let done = stopped.load(Ordering::Acquire);
+                peak = peak.max(probe.used_bytes().unwrap_or(0));
+                if done {
+                    return peak;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        Some(Self { stop, thread })
+    }
+
+    /// Stops watching: the peak in MiB.
+    fn finish(self) -> Option<f64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let peak = self.thread.join().ok()?;
+        Some(peak as f64 / (1024.0 * 1024.0))
+    }
+}
+
+/// Runs `f` while a [`PeakWatch`] reads `spec`'s memory: its result and the peak in MiB.
+fn watching<T>(spec: DeviceSpec, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
+    let watch = PeakWatch::start(spec);
+    let out = f();
+    let peak = watch.and_then(PeakWatch::finish);
+    Ok((out?, peak))
 }
 
 /// Peak resident set size of this process in MiB (`VmHWM` of `/proc/self/status`).
@@ -404,20 +471,21 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
 }
 
 fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
-    let train_runs = if opts.train {
-        bench_train(opts)?
+    let (train_runs, peak_gpu_mb_train) = if opts.train {
+        watching(opts.device, || bench_train(opts))?
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
-    let forward_runs = if opts.forward {
-        bench_forward(opts)?
+    let (forward_runs, peak_gpu_mb_forward) = if opts.forward {
+        watching(opts.device, || bench_forward(opts))?
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
-    let sample_seconds = if opts.sample_repeats > 0 {
-        Some(median(&bench_sample(opts)?))
+    let (sample_seconds, peak_gpu_mb_sample) = if opts.sample_repeats > 0 {
+        let (runs, peak) = watching(opts.device, || bench_sample(opts))?;
+        (Some(median(&runs)), peak)
     } else {
-        None
+        (None, None)
     };
     let params = crate::runs::budget::param_count(&opts.model.unet_config()) as usize;
     let train = (!train_runs.is_empty()).then(|| median(&train_runs));
@@ -443,6 +511,9 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         sample_steps: opts.sample_steps,
         sample_seconds,
         peak_rss_mb: peak_rss_mb(),
+        peak_gpu_mb_train,
+        peak_gpu_mb_forward,
+        peak_gpu_mb_sample,
     })
 }
 
@@ -485,12 +556,17 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(r.peak_rss_mb.unwrap() > 1.0);
         }
+        // No GPU memory to watch on the CPU.
+        assert_eq!(r.peak_gpu_mb_train, None);
         let json = serde_json::to_value(&r).unwrap();
         for key in [
             "train_images_per_s",
             "forward_images_per_s",
             "sample_seconds",
             "peak_rss_mb",
+            "peak_gpu_mb_train",
+            "peak_gpu_mb_forward",
+            "peak_gpu_mb_sample",
             "config",
             "device",
             "device_name",

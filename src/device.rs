@@ -152,6 +152,44 @@ pub fn describe(spec: DeviceSpec) -> Option<String> {
     }
 }
 
+/// A GPU's used memory, device-wide (what `nvidia-smi` shows: every process's allocations and
+/// contexts), read as often as a caller likes: the benchmark samples it for each workload's
+/// peak. Only CUDA devices have one.
+pub struct MemoryProbe {
+    #[cfg(feature = "cuda")]
+    ctx: std::sync::Arc<candle_core::cuda::cudarc::driver::CudaContext>,
+}
+
+impl MemoryProbe {
+    /// The probe of `spec`'s memory; `None` off CUDA or when the device cannot be opened.
+    pub fn new(spec: DeviceSpec) -> Option<Self> {
+        match spec {
+            #[cfg(feature = "cuda")]
+            DeviceSpec::Cuda(n) => {
+                if cuda::unavailable(n).is_some() {
+                    return None;
+                }
+                // The device's primary context: the one candle's CudaDevice works in.
+                let ctx = candle_core::cuda::cudarc::driver::CudaContext::new(n).ok()?;
+                Some(Self { ctx })
+            }
+            _ => None,
+        }
+    }
+
+    /// Bytes of the device's memory in use now (total minus free); `None` if the driver does
+    /// not say.
+    pub fn used_bytes(&self) -> Option<usize> {
+        #[cfg(feature = "cuda")]
+        {
+            let (free, total) = self.ctx.mem_get_info().ok()?;
+            Some(total.saturating_sub(free))
+        }
+        #[cfg(not(feature = "cuda"))]
+        None
+    }
+}
+
 /// "NAME · N GiB" (memory rounded down to whole GiB).
 pub fn gpu_label(name: &str, bytes: usize) -> String {
     format!("{} · {} GiB", name.trim(), bytes >> 30)

@@ -282,3 +282,24 @@ unsafe fn launch(
     unsafe { b.launch(grid_stride(n, THREADS)) }.w()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{TensorTable, MAX_TENSORS};
+
+    #[test]
+    fn device_multi_tensor_table_starts_follow_the_lengths() {
+        let t = TensorTable::new(&[5, 0, 3], &[10, 20, 30], &[], &[7, 8, 9]).unwrap();
+        assert_eq!(t.count, 3);
+        assert_eq!(&t.starts[..4], &[0, 5, 5, 8]);
+        assert_eq!(&t.a[..3], &[10, 20, 30]);
+        assert_eq!(&t.out[..3], &[7, 8, 9]);
+        assert!(t.b.iter().all(|&p| p == 0));
+        let many = vec![1; MAX_TENSORS + 1];
+        assert!(
+            TensorTable::new(&many, &many.iter().map(|_| 1).collect::<Vec<_>>(), &[], &[]).is_err()
+        );
+        // The total must fit the kernels' int.
+        assert!(TensorTable::new(&[i32::MAX as usize, 1], &[1, 2], &[], &[]).is_err());
+    }
+}
