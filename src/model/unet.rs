@@ -42,11 +42,12 @@ pub struct Unet {
     net: Net,
 }
 
-/// The architecture-specific network behind a [`Unet`].
+/// The architecture-specific network behind a [`Unet`] (boxed: the two differ in size by
+/// hundreds of bytes, and a `Unet` is made once).
 #[derive(Debug, Clone)]
 enum Net {
-    Blog(BlogUnet),
-    Current(CurrentUnet),
+    Blog(Box<BlogUnet>),
+    Current(Box<CurrentUnet>),
 }
 
 impl Unet {
@@ -57,8 +58,8 @@ impl Unet {
             .validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let net = match config.arch {
-            Arch::Blog => Net::Blog(BlogUnet::new(config, vb)?),
-            Arch::Current => Net::Current(CurrentUnet::new(config, vb)?),
+            Arch::Blog => Net::Blog(Box::new(BlogUnet::new(config, vb)?)),
+            Arch::Current => Net::Current(Box::new(CurrentUnet::new(config, vb)?)),
         };
         Ok(Self {
             config: config.clone(),
