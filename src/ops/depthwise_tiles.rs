@@ -1,12 +1,16 @@
 //! How the CUDA depthwise conv (`src/ops/cuda/depthwise.cu`, `depthwise_fwd_k*`) splits its
 //! output into blocks: each block stages a `tile_h × tile_w` output tile's input (with the
 //! `k − 1` halo) for several planes at once in shared memory. Plain arithmetic, so it is planned
-//! and tested on any machine; the CUDA side launches what [`DepthwiseTiles::plan`] says.
+//! and tested on any machine; the CUDA side launches what [`DepthwiseTiles::plan`] says. The
+//! weight gradient stages one image's planes when [`wgrad_staged`] says they fit.
 
 /// Shared-memory floats for one block's input tiles (`DW_TILE_FLOATS` in depthwise.cu).
 pub const TILE_FLOATS: usize = 4096;
 /// The most planes one block takes (`DW_MAX_PLANES` in depthwise.cu).
 pub const MAX_PLANES: usize = 32;
+/// Shared-memory floats for one image's padded input plane and output-gradient plane in the
+/// weight-gradient kernels (`DW_WGRAD_STAGE_FLOATS` in depthwise.cu).
+pub const WGRAD_STAGE_FLOATS: usize = 4096;
 /// The largest output tile side: a 32×32 tile with a 7×7 kernel's halo is 1,444 floats.
 const MAX_TILE: usize = 32;
 /// Outputs a block aims for: small maps (14×14, 7×7) put several planes in one block, so that
@@ -71,6 +75,13 @@ impl DepthwiseTiles {
     }
 }
 
+/// Whether the weight-gradient kernels stage an image's input plane (`h × w`, padded by `pad`
+/// on each side) and its output-gradient plane (`ho × wo`) in shared memory: when both fit
+/// [`WGRAD_STAGE_FLOATS`] (maps up to 42×42 with a 7×7 kernel and padding 3).
+pub fn wgrad_staged(h: usize, w: usize, ho: usize, wo: usize, pad: usize) -> bool {
+    (h + 2 * pad) * (w + 2 * pad) + ho * wo <= WGRAD_STAGE_FLOATS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,11 +143,24 @@ mod tests {
         assert_eq!(DepthwiseTiles::plan(0, 7, 7, 7), None);
     }
 
+    #[test]
+    fn the_weight_gradient_stages_the_model_s_maps_and_not_large_ones() {
+        // The blog UNet's 7×7 depthwise convs (padding 3) at 28×28, 14×14 and 7×7.
+        for s in [28, 14, 7] {
+            assert!(wgrad_staged(s, s, s, s, 3), "{s}");
+        }
+        assert!(wgrad_staged(40, 40, 40, 40, 3));
+        assert!(!wgrad_staged(64, 64, 64, 64, 3));
+    }
+
     /// The constants are the ones depthwise.cu sizes its shared arrays with.
     #[test]
     fn limits_match_the_cuda_source() {
         let cu = include_str!("cuda/depthwise.cu");
         assert!(cu.contains(&format!("#define DW_TILE_FLOATS {TILE_FLOATS}\n")));
         assert!(cu.contains(&format!("#define DW_MAX_PLANES {MAX_PLANES}\n")));
+        assert!(cu.contains(&format!(
+            "#define DW_WGRAD_STAGE_FLOATS {WGRAD_STAGE_FLOATS}\n"
+        )));
     }
 }

@@ -188,7 +188,7 @@ template <int K>
 void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, int, int, int, int,
                            int, int, int, int, int),
                void (*wgrad)(const float*, const float*, float*, int, int, int, int, int, int,
-                             int, int)) {
+                             int, int, int)) {
   const int n = 3, c = 4, h = 9, w = 8;
   for (int pad : {K / 2, K - 1}) {
     const int ho = h + 2 * pad + 1 - K, wo = w + 2 * pad + 1 - K;
@@ -250,12 +250,16 @@ void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, in
                       x[(((size_t)b * c + ci) * h + iy) * w + ix];
                 }
     }
-    std::vector<float> part(want.size(), NAN);
-    emu::launch({(unsigned)c, (unsigned)splits, 1}, {WGRAD_THREADS, 1, 1}, [&] {
-      wgrad(x.data(), dy.data(), part.data(), n, c, h, w, ho, wo, pad, splits);
-    });
-    check(part, want, 1e-4, "depthwise_wgrad_k" + std::to_string(K) + " pad " +
-                                std::to_string(pad));
+    // Both paths: taps read from global memory, and from the staged planes.
+    for (int staged = 0; staged < 2; ++staged) {
+      std::vector<float> part(want.size(), NAN);
+      emu::launch({(unsigned)c, (unsigned)splits, 1}, {WGRAD_THREADS, 1, 1}, [&] {
+        wgrad(x.data(), dy.data(), part.data(), n, c, h, w, ho, wo, pad, splits, staged);
+      });
+      check(part, want, 1e-4,
+            "depthwise_wgrad_k" + std::to_string(K) + " pad " + std::to_string(pad) +
+                (staged ? " staged" : ""));
+    }
   }
 }
 

@@ -17,7 +17,10 @@
 //   x[n,c,oy+i−p,ox+j−p], as partial sums over `splits` slices of the batch:
 //   part[c, s, i·k+j]. Each thread keeps all k² sums in registers over its share of the slice's
 //   positions; a warp then a block reduction gives the slice's sums. The caller adds the slices
-//   (a fixed order: the result does not depend on scheduling).
+//   (a fixed order: the result does not depend on scheduling). With `staged` set (the caller
+//   checks that an image's padded input plane and output-gradient plane fit
+//   DW_WGRAD_STAGE_FLOATS), the block stages both planes of one image at a time in shared
+//   memory and reads the taps from there, without bounds tests.
 //
 // The caller passes contiguous tensors; `long` indices keep planes of any batch size in range.
 
@@ -87,13 +90,16 @@ __device__ __forceinline__ void depthwise_fwd(const float* __restrict__ x,
 
 // Threads per block of the weight-gradient kernels (the reduction assumes a multiple of 32).
 #define WGRAD_THREADS 256
+// Shared-memory floats for one image's zero-padded input plane and output-gradient plane in the
+// weight-gradient kernels' staged path (src/ops/depthwise_tiles.rs: WGRAD_STAGE_FLOATS).
+#define DW_WGRAD_STAGE_FLOATS 4096
 
 template <int K>
 __device__ __forceinline__ void depthwise_wgrad(const float* __restrict__ x,
                                                 const float* __restrict__ dy,
                                                 float* __restrict__ part, int n, int channels,
                                                 int h, int wd, int ho, int wo, int pad,
-                                                int splits) {
+                                                int splits, int staged) {
   const int c = blockIdx.x;
   const int s = blockIdx.y;
   const int n0 = (int)((long)n * s / splits);
@@ -104,7 +110,39 @@ __device__ __forceinline__ void depthwise_wgrad(const float* __restrict__ x,
   float acc[K * K];
 #pragma unroll
   for (int t = 0; t < K * K; ++t) acc[t] = 0.f;
-  for (int q = threadIdx.x; q < count; q += blockDim.x) {
+  __shared__ float stage[DW_WGRAD_STAGE_FLOATS];
+  if (staged) {
+    // One image at a time: its input plane with a zero border of `pad` (rows and columns
+    // −pad .. h+pad−1 hold every tap of every output) and its output-gradient plane, then each
+    // thread's positions from there, with no bounds tests.
+    const int pw = wd + 2 * pad;
+    const int padded = (h + 2 * pad) * pw;
+    float* xs = stage;
+    float* gs = stage + padded;
+    for (int img = n0; img < n1; ++img) {
+      const float* xp = x + ((long)img * channels + c) * h * wd;
+      const float* dp = dy + ((long)img * channels + c) * plane;
+      for (int t = threadIdx.x; t < padded; t += blockDim.x) {
+        const int iy = t / pw - pad;
+        const int ix = t % pw - pad;
+        xs[t] = (iy >= 0 && iy < h && ix >= 0 && ix < wd) ? __ldg(xp + iy * wd + ix) : 0.f;
+      }
+      for (int t = threadIdx.x; t < plane; t += blockDim.x) gs[t] = __ldg(dp + t);
+      __syncthreads();
+      for (int r = threadIdx.x; r < plane; r += blockDim.x) {
+        const int oy = r / wo;
+        const float g = gs[r];
+        const float* src = xs + oy * pw + (r - oy * wo);
+#pragma unroll
+        for (int i = 0; i < K; ++i) {
+#pragma unroll
+          for (int j = 0; j < K; ++j) acc[i * K + j] = fmaf(g, src[i * pw + j], acc[i * K + j]);
+        }
+      }
+      __syncthreads();  // before the next image overwrites the planes
+    }
+  }
+  for (int q = staged ? count : threadIdx.x; q < count; q += blockDim.x) {
     const int di = q / plane;
     const long img = n0 + di;
     const int r = q - di * plane;
@@ -152,8 +190,8 @@ __device__ __forceinline__ void depthwise_wgrad(const float* __restrict__ x,
   }                                                                                           \
   extern "C" __global__ void __launch_bounds__(WGRAD_THREADS)                                 \
       depthwise_wgrad_k##K(const float* x, const float* dy, float* part, int n, int channels, \
-                           int h, int wd, int ho, int wo, int pad, int splits) {              \
-    depthwise_wgrad<K>(x, dy, part, n, channels, h, wd, ho, wo, pad, splits);                 \
+                           int h, int wd, int ho, int wo, int pad, int splits, int staged) {  \
+    depthwise_wgrad<K>(x, dy, part, n, channels, h, wd, ho, wo, pad, splits, staged);         \
   }
 
 DEPTHWISE_KERNELS(3)

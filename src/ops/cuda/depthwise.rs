@@ -13,7 +13,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 use super::{blocks, view, Launch, Module};
-use crate::ops::depthwise_tiles::{DepthwiseTiles, TILE_FLOATS};
+use crate::ops::depthwise_tiles::{wgrad_staged, DepthwiseTiles, TILE_FLOATS};
 
 /// The kernels' PTX (compiled for compute capability 7.5; the driver compiles it for the GPU).
 pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/depthwise.ptx"));
@@ -213,7 +213,17 @@ impl CustomOp2 for DepthwiseWeightGrad {
                 cfg: blocks((c, splits), THREADS)?,
                 inputs: &[view(xs, xl)?, view(gs, gl)?],
                 outputs: &[&part],
-                ints: &[n, c, h, wd, ho, wo, self.padding, splits],
+                ints: &[
+                    n,
+                    c,
+                    h,
+                    wd,
+                    ho,
+                    wo,
+                    self.padding,
+                    splits,
+                    wgrad_staged(h, wd, ho, wo, self.padding) as usize,
+                ],
                 floats: &[],
             };
             // SAFETY: as in DepthwiseConv::cuda_fwd; the grid is one block per (channel, slice).
