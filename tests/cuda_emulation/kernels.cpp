@@ -263,8 +263,9 @@ void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, in
   }
 }
 
-void group_norm() {
-  const int n = 2, c = 6, groups = 3, s = 35, cpg = c / groups, len = cpg * s;
+// GroupNorm with `groups` groups of 6 channels over 35 positions (more than a warp).
+void group_norm(int groups) {
+  const int n = 2, c = 6, s = 35, cpg = c / groups, len = cpg * s;
   const float eps = 1e-5f;
   const auto x = random((size_t)n * c * s, 9);
   const auto gamma = random(c, 10);
@@ -316,20 +317,21 @@ void group_norm() {
   emu::launch({(unsigned)(n * groups), 1, 1}, {GN_GROUP_THREADS, 1, 1},
               [&] { group_norm_stats(x.data(), stats2.data(), c, s, groups, eps); });
   check(stats2, stats_ref, 1e-5, "group_norm_stats");
-  std::vector<float> sums(2 * n * c, NAN);
-  emu::launch({(unsigned)(n * c), 1, 1}, {128, 1, 1}, [&] {
-    group_norm_channel_sums(x.data(), dy.data(), stats.data(), sums.data(), c, s, groups);
-  });
-  check(sums, sums_ref, 1e-4, "group_norm_channel_sums");
-  // params: stats (N·G·2), channel sums (N·C·2), γ (C).
-  std::vector<float> params(stats);
-  params.insert(params.end(), sums.begin(), sums.end());
-  params.insert(params.end(), gamma.begin(), gamma.end());
-  std::vector<float> dx(x.size(), NAN);
-  emu::launch({(unsigned)(n * groups), 1, 1}, {GN_GROUP_THREADS, 1, 1}, [&] {
-    group_norm_input_grad(x.data(), dy.data(), params.data(), dx.data(), n, c, s, groups);
-  });
-  check(dx, dx_ref, 1e-4, "group_norm_input_grad");
+  // The backward pass: dx, then the channel sums, in one buffer; as launched (a block of
+  // GN_GROUP_THREADS per image and group), and with 2 warps, each then looping over channels.
+  for (unsigned threads : {(unsigned)GN_GROUP_THREADS, 64u}) {
+    std::vector<float> out(x.size() + 2 * n * c, NAN);
+    emu::launch({(unsigned)(n * groups), 1, 1}, {threads, 1, 1}, [&] {
+      group_norm_backward(x.data(), dy.data(), stats.data(), gamma.data(), out.data(), n, c, s,
+                          groups);
+    });
+    const std::string how =
+        " (" + std::to_string(groups) + " groups, " + std::to_string(threads) + " threads)";
+    check(std::vector<float>(out.begin(), out.begin() + x.size()), dx_ref, 1e-4,
+          "group_norm_backward dx" + how);
+    check(std::vector<float>(out.begin() + x.size(), out.end()), sums_ref, 1e-4,
+          "group_norm_backward channel sums" + how);
+  }
 }
 
 // Gathering tensors into one flat buffer and subtracting its parts from them, through a table
@@ -457,7 +459,8 @@ int main() {
   depthwise<3>(depthwise_fwd_k3, depthwise_wgrad_k3);
   depthwise<5>(depthwise_fwd_k5, depthwise_wgrad_k5);
   depthwise<7>(depthwise_fwd_k7, depthwise_wgrad_k7);
-  group_norm();
+  group_norm(3);
+  group_norm(1);
   multi_tensor();
   softmax();
   std::printf("%d failed\n", failures);

@@ -8,13 +8,15 @@
 // - `group_norm_fwd`: one block per (n, g): mean, then variance around it (two passes, as
 //   PyTorch's CPU kernel, so that a large mean costs no precision), then
 //   y = (x − mean)·rstd·γ[c] + β[c]; writes (mean, rstd) per (n, g) to `stats`.
-// - `group_norm_stats`: the same mean and rstd without y (the backward pass recomputes them).
-// - `group_norm_channel_sums`: one block per (n, c): Σ dy and Σ dy·x̂ over S, the per-image
-//   parts of β's and γ's gradients (summed over n by the caller, in a fixed order).
-// - `group_norm_input_grad`: one block per (n, g): with dx̂ = dy·γ,
-//   dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), the two means over the group taken from the
-//   channel sums: mean(dx̂) = Σ_c γ[c]·Σ dy / L and mean(dx̂·x̂) = Σ_c γ[c]·Σ dy·x̂ / L.
-//   Its `params` input packs stats (N·G·2), the channel sums (N·C·2) and γ (C), in this order.
+// - `group_norm_stats`: the same mean and rstd without y (when the backward pass does not have
+//   the forward pass's).
+// - `group_norm_backward`: one block per (n, g), from x, dy, the statistics and γ. First Σ dy
+//   and Σ dy·x̂ of each channel of the group (a warp per channel), written to the output after
+//   dx: the per-image parts of β's and γ's gradients (summed over n by the caller, in a fixed
+//   order). Then, with dx̂ = dy·γ, dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), the two means
+//   over the group from those sums: mean(dx̂) = Σ_c γ[c]·Σ dy / L and
+//   mean(dx̂·x̂) = Σ_c γ[c]·Σ dy·x̂ / L. One launch where a per-channel kernel, three copies to
+//   pack its inputs and an input-gradient kernel took five.
 //
 // Indices within one image are `int`s (the caller checks that C·S fits one, with room for a
 // block's stride): a 64-bit division per element cost more than the memory traffic.
@@ -92,60 +94,53 @@ extern "C" __global__ void __launch_bounds__(GN_GROUP_THREADS) group_norm_stats(
   }
 }
 
-extern "C" __global__ void group_norm_channel_sums(const float* __restrict__ x,
-                                                   const float* __restrict__ dy,
-                                                   const float* __restrict__ stats,
-                                                   float* __restrict__ sums, int channels,
-                                                   int spatial, int groups) {
-  const int nc = blockIdx.x;
-  const int n = nc / channels;
-  const int c = nc % channels;
-  const int ng = n * groups + c / (channels / groups);
-  const float mean = stats[2 * ng];
-  const float rstd = stats[2 * ng + 1];
-  const float* xc = x + (long)nc * spatial;
-  const float* dc = dy + (long)nc * spatial;
-  float s_dy = 0.f, s_dyx = 0.f;
-  for (int i = threadIdx.x; i < spatial; i += blockDim.x) {
-    const float d = dc[i];
-    s_dy += d;
-    s_dyx = fmaf(d, (xc[i] - mean) * rstd, s_dyx);
-  }
-  s_dy = block_sum(s_dy);
-  s_dyx = block_sum(s_dyx);
-  if (threadIdx.x == 0) {
-    sums[2 * nc] = s_dy;
-    sums[2 * nc + 1] = s_dyx;
-  }
-}
-
-extern "C" __global__ void __launch_bounds__(GN_GROUP_THREADS) group_norm_input_grad(const float* __restrict__ x,
-                                                 const float* __restrict__ dy,
-                                                 const float* __restrict__ params,
-                                                 float* __restrict__ dx, int n_images,
-                                                 int channels, int spatial, int groups) {
+extern "C" __global__ void __launch_bounds__(GN_GROUP_THREADS)
+    group_norm_backward(const float* __restrict__ x, const float* __restrict__ dy,
+                        const float* __restrict__ stats, const float* __restrict__ gamma,
+                        float* __restrict__ out, int n_images, int channels, int spatial,
+                        int groups) {
   const int ng = blockIdx.x;
   const int n = ng / groups;
   const int g = ng % groups;
   const int cpg = channels / groups;
   const int len = cpg * spatial;
-  const float* stats = params;
-  const float* sums = params + 2L * n_images * groups;
-  const float* gamma = sums + 2L * n_images * channels;
   const float mean = stats[2 * ng];
   const float rstd = stats[2 * ng + 1];
+  const float* xg = x + (long)ng * len;
+  const float* dg = dy + (long)ng * len;
+  float* sums = out + (long)n_images * channels * spatial;
+  // Σ dy and Σ dy·x̂ of each channel of the group, a warp per channel; lane 0 keeps
+  // Σ_c γ[c]·Σ dy and Σ_c γ[c]·Σ dy·x̂ over the warp's channels.
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int warps = blockDim.x >> 5;
   float a = 0.f, b = 0.f;
-  for (int ci = threadIdx.x; ci < cpg; ci += blockDim.x) {
-    const int c = g * cpg + ci;
-    const long nc = (long)n * channels + c;
-    a = fmaf(gamma[c], sums[2 * nc], a);
-    b = fmaf(gamma[c], sums[2 * nc + 1], b);
+  for (int ci = warp; ci < cpg; ci += warps) {
+    const float* xc = xg + ci * spatial;
+    const float* dc = dg + ci * spatial;
+    float s_dy = 0.f, s_dyx = 0.f;
+    for (int i = lane; i < spatial; i += 32) {
+      const float d = dc[i];
+      s_dy += d;
+      s_dyx = fmaf(d, (xc[i] - mean) * rstd, s_dyx);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      s_dy += __shfl_down_sync(0xffffffffu, s_dy, off);
+      s_dyx += __shfl_down_sync(0xffffffffu, s_dyx, off);
+    }
+    if (lane == 0) {
+      const int c = g * cpg + ci;
+      const long nc = (long)n * channels + c;
+      sums[2 * nc] = s_dy;
+      sums[2 * nc + 1] = s_dyx;
+      a = fmaf(gamma[c], s_dy, a);
+      b = fmaf(gamma[c], s_dyx, b);
+    }
   }
   const float mean_dxhat = block_sum(a) / (float)len;
   const float mean_dxhat_xhat = block_sum(b) / (float)len;
-  const float* xg = x + (long)ng * len;
-  const float* dg = dy + (long)ng * len;
-  float* og = dx + (long)ng * len;
+  float* og = out + (long)ng * len;
   for (int i = threadIdx.x; i < len; i += blockDim.x) {
     const int c = g * cpg + i / spatial;
     const float xhat = (xg[i] - mean) * rstd;

@@ -1,6 +1,6 @@
 //! GroupNorm on CUDA with kernels of its own (`src/ops/cuda/group_norm.cu`): one kernel forward
-//! (which also keeps the group statistics for the backward pass), two backward (per-channel
-//! sums, the input gradient), where
+//! (which also keeps the group statistics for the backward pass), one backward (per-channel
+//! sums and the input gradient together), where
 //! candle-nn's GroupNorm runs a dozen element-wise ops and reductions over the whole tensor
 //! forward and twice that backward. The γ and β gradients are the per-image channel sums added
 //! over the batch by candle, in a fixed order.
@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, LaunchConfig};
-use candle_core::{CudaStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 use super::{blocks, view, Launch, Module};
 
@@ -24,8 +24,6 @@ const KERNELS: Module = Module {
 /// bounds their registers for it): one block per group of one image is few blocks for a small
 /// batch (128 at batch 128 for the blog UNet's `GroupNorm(1, C)`), so each is as wide as can be.
 pub(super) const GROUP_THREADS: u32 = 1024;
-/// Threads per block of the per-channel kernel (spatial maps of 7×7 to 28×28 here).
-const CHANNEL_THREADS: u32 = 128;
 
 /// Whether [`group_norm`] takes `x (N, C, …)` with weight and bias of `C` values: all f32 on one
 /// CUDA device, `groups` dividing `C`, one image's `C·S` values within the kernels' `int`
@@ -140,45 +138,32 @@ impl CustomOp3 for GroupNorm {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // Only what is tracked; every gradient needs the channel sums.
+        // The kernel gives dx and the channel sums together (dx is needed in practice: a
+        // GroupNorm's input is an activation).
         let need = (x.track_op(), weight.track_op(), bias.track_op());
         let (x, weight, grad) = (x.detach(), weight.detach(), grad.contiguous()?);
-        let n = x.dim(0)?;
-        let c = x.dim(1)?;
+        let (n, c) = (x.dim(0)?, x.dim(1)?);
+        let len = x.elem_count();
         let kept = self.stats.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let stats = x.apply_op1_no_bwd(&Stats {
-            groups: self.groups,
-            eps: self.eps,
-            kept: Mutex::new(kept),
-        })?;
-        let sums = x.apply_op3_no_bwd(
+        let packed = x.apply_op3_no_bwd(
             &grad,
-            &stats,
-            &ChannelSums {
+            &weight,
+            &Backward {
                 groups: self.groups,
+                eps: self.eps,
+                kept: Mutex::new(kept),
             },
         )?;
         let dx = if need.0 {
-            let params = Tensor::cat(
-                &[
-                    stats.flatten_all()?,
-                    sums.flatten_all()?,
-                    weight.flatten_all()?,
-                ],
-                0,
-            )?;
-            Some(x.apply_op3_no_bwd(
-                &grad,
-                &params,
-                &InputGrad {
-                    groups: self.groups,
-                },
-            )?)
+            Some(packed.narrow(0, 0, len)?.reshape(x.shape())?)
         } else {
             None
         };
         // (N, C, 2): Σ dy and Σ dy·x̂ per image and channel; β's and γ's gradients sum them.
-        let per_channel = sums.reshape((n, c, 2))?.sum(0)?;
+        let per_channel = packed
+            .narrow(0, len, 2 * n * c)?
+            .reshape((n, c, 2))?
+            .sum(0)?;
         let dbeta = per_channel.narrow(1, 0, 1)?.reshape(c)?;
         let dgamma = per_channel.narrow(1, 1, 1)?.reshape(c)?;
         Ok((dx, need.1.then_some(dgamma), need.2.then_some(dbeta)))
@@ -190,64 +175,19 @@ fn per_group(n_groups: usize) -> Result<LaunchConfig> {
     blocks((n_groups, 1), GROUP_THREADS)
 }
 
-/// `x → (N·G, 2)`: mean and 1/sqrt(var + eps) per image and group: the forward pass's, when
-/// `kept` holds them, else through `group_norm_stats`.
+/// `(x, dy, γ) → [dx, then (N·C, 2) channel sums]` flattened into one tensor, through
+/// `group_norm_backward`, with the forward pass's statistics when `kept` holds them (else
+/// `group_norm_stats` first).
 #[derive(Debug)]
-struct Stats {
+struct Backward {
     groups: usize,
     eps: f32,
     kept: Mutex<Option<CudaSlice<f32>>>,
 }
 
-impl CustomOp1 for Stats {
+impl CustomOp3 for Backward {
     fn name(&self) -> &'static str {
-        "ddpm-cuda-group-norm-stats"
-    }
-
-    cuda_only_cpu_fwd!(op1);
-
-    fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
-        let (n, c, s) = dims(xl)?;
-        let dev = xs.device().clone();
-        let blocks = n * self.groups;
-        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(stats) = kept.filter(|s| s.len() == 2 * blocks) {
-            return Ok((
-                CudaStorage::wrap_cuda_slice(stats, dev),
-                Shape::from((blocks, 2)),
-            ));
-        }
-        // SAFETY: one block per (image, group) writes its two values.
-        let stats = unsafe { dev.alloc::<f32>(2 * blocks)? };
-        if blocks > 0 && c * s > 0 {
-            let launch = Launch {
-                kernel: "group_norm_stats",
-                cfg: per_group(blocks)?,
-                inputs: &[view(xs, xl)?],
-                outputs: &[&stats],
-                ints: &[c, s, self.groups],
-                floats: &[self.eps],
-            };
-            // SAFETY: as in GroupNorm::cuda_fwd.
-            unsafe { KERNELS.launch(&dev, launch) }?;
-        }
-        Ok((
-            CudaStorage::wrap_cuda_slice(stats, dev),
-            Shape::from((blocks, 2)),
-        ))
-    }
-}
-
-/// `(x, dy, stats) → (N·C, 2)`: Σ dy and Σ dy·x̂ per image and channel, through
-/// `group_norm_channel_sums`.
-#[derive(Debug, Clone, Copy)]
-struct ChannelSums {
-    groups: usize,
-}
-
-impl CustomOp3 for ChannelSums {
-    fn name(&self) -> &'static str {
-        "ddpm-cuda-group-norm-channel-sums"
+        "ddpm-cuda-group-norm-backward"
     }
 
     cuda_only_cpu_fwd!(op3);
@@ -258,78 +198,57 @@ impl CustomOp3 for ChannelSums {
         xl: &Layout,
         gs: &CudaStorage,
         gl: &Layout,
-        ss: &CudaStorage,
-        sl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
         let (n, c, s) = dims(xl)?;
-        let dev = xs.device().clone();
-        // SAFETY: one block per (image, channel) writes its two sums.
-        let sums = unsafe { dev.alloc::<f32>(2 * n * c)? };
-        if n * c > 0 {
-            let launch = Launch {
-                kernel: "group_norm_channel_sums",
-                cfg: blocks((n * c, 1), CHANNEL_THREADS)?,
-                inputs: &[view(xs, xl)?, view(gs, gl)?, view(ss, sl)?],
-                outputs: &[&sums],
-                ints: &[c, s, self.groups],
-                floats: &[],
-            };
-            // SAFETY: each block reads its own channel of x and dy and its group's statistics.
-            unsafe { KERNELS.launch(&dev, launch) }?;
-        }
-        Ok((
-            CudaStorage::wrap_cuda_slice(sums, dev),
-            Shape::from((n * c, 2)),
-        ))
-    }
-}
-
-/// `(x, dy, params) → dx`, through `group_norm_input_grad`; `params` is the statistics, the
-/// channel sums and γ, flattened and concatenated in this order.
-#[derive(Debug, Clone, Copy)]
-struct InputGrad {
-    groups: usize,
-}
-
-impl CustomOp3 for InputGrad {
-    fn name(&self) -> &'static str {
-        "ddpm-cuda-group-norm-input-grad"
-    }
-
-    cuda_only_cpu_fwd!(op3);
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        xl: &Layout,
-        gs: &CudaStorage,
-        gl: &Layout,
-        ps: &CudaStorage,
-        pl: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        let (n, c, s) = dims(xl)?;
-        let want = 2 * n * self.groups + 2 * n * c + c;
-        if pl.shape().elem_count() != want {
+        if gl.shape() != xl.shape() || wl.shape().elem_count() != c {
             candle_core::bail!(
-                "CUDA GroupNorm: {} packed parameters, expected {want}",
-                pl.shape().elem_count()
+                "CUDA GroupNorm backward: dy {:?} and γ {:?} for x {:?}",
+                gl.dims(),
+                wl.dims(),
+                xl.dims()
             );
         }
         let dev = xs.device().clone();
-        // SAFETY: one block per (image, group) writes all of its values.
-        let dx = unsafe { dev.alloc::<f32>(n * c * s)? };
-        if n * c * s > 0 {
-            let launch = Launch {
-                kernel: "group_norm_input_grad",
-                cfg: per_group(n * self.groups)?,
-                inputs: &[view(xs, xl)?, view(gs, gl)?, view(ps, pl)?],
-                outputs: &[&dx],
-                ints: &[n, c, s, self.groups],
-                floats: &[],
-            };
-            // SAFETY: as in GroupNorm::cuda_fwd; the packed parameters' length is checked above.
-            unsafe { KERNELS.launch(&dev, launch) }?;
+        let blocks = n * self.groups;
+        let total = n * c * s + 2 * n * c;
+        // SAFETY: one block per (image, group) writes its part of dx and its channels' sums.
+        let out = unsafe { dev.alloc::<f32>(total)? };
+        if n * c * s == 0 {
+            return Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(total)));
         }
-        Ok((CudaStorage::wrap_cuda_slice(dx, dev), xl.shape().clone()))
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let stats = match kept.filter(|k| k.len() == 2 * blocks) {
+            Some(stats) => stats,
+            None => {
+                // SAFETY: one block per (image, group) writes its two values.
+                let stats = unsafe { dev.alloc::<f32>(2 * blocks)? };
+                let launch = Launch {
+                    kernel: "group_norm_stats",
+                    cfg: per_group(blocks)?,
+                    inputs: &[view(xs, xl)?],
+                    outputs: &[&stats],
+                    ints: &[c, s, self.groups],
+                    floats: &[self.eps],
+                };
+                // SAFETY: as in GroupNorm::cuda_fwd.
+                unsafe { KERNELS.launch(&dev, launch) }?;
+                stats
+            }
+        };
+        let launch = Launch {
+            kernel: "group_norm_backward",
+            cfg: per_group(blocks)?,
+            inputs: &[view(xs, xl)?, view(gs, gl)?, stats.slice(..), view(ws, wl)?],
+            outputs: &[&out],
+            ints: &[n, c, s, self.groups],
+            floats: &[],
+        };
+        // SAFETY: the parameters match `group_norm_backward`; each block reads its image and
+        // group of x and dy (shapes checked equal), its statistics (2·N·G) and γ (C), and
+        // writes its part of dx and its channels' sums, all inside `out` (N·C·S + 2·N·C).
+        unsafe { KERNELS.launch(&dev, launch) }?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(total)))
     }
 }

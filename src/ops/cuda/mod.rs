@@ -304,13 +304,8 @@ mod tests {
             ]
         });
         let conv = ["conv_im2col", "conv_col2im", "conv_channels_first"].map(String::from);
-        let group_norm = [
-            "group_norm_fwd",
-            "group_norm_stats",
-            "group_norm_channel_sums",
-            "group_norm_input_grad",
-        ]
-        .map(String::from);
+        let group_norm =
+            ["group_norm_fwd", "group_norm_stats", "group_norm_backward"].map(String::from);
         for (ptx, names) in [
             (super::conv::PTX, conv.to_vec()),
             (
