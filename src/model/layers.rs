@@ -72,6 +72,13 @@ impl Conv2d {
                 }
             }
             Route::Device => {
+                if let (1, Some(b)) = (self.groups, self.bias()) {
+                    let fused =
+                        ops::device_conv::conv2d_with_bias(x, w, b, self.stride, self.padding)?;
+                    if let Some(y) = fused {
+                        return Ok(y);
+                    }
+                }
                 if let Some(y) = self.device_conv_without_bias(x, w)? {
                     return self.add_bias(y);
                 }

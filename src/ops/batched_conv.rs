@@ -486,6 +486,49 @@ mod tests {
         assert_close(&dw, &whole_dw, "dw");
     }
 
+    /// The CUDA conv with a bias fills the output with it (`conv_bias_fill`) and runs the
+    /// forward products with β = 1, chunk by chunk: conv + bias, for the 1×1 conv that reads
+    /// its input directly and for an im2col one in chunks of 2, 2 and 1 images.
+    #[test]
+    fn forward_products_over_a_bias_filled_output_add_the_conv_to_it() {
+        for (n, c, co, h, w, k, s, p) in [(2, 3, 4, 5, 5, 1, 1, 0), (5, 2, 3, 6, 5, 3, 1, 1)] {
+            let plan = BatchedConv {
+                n,
+                c_out: co,
+                geom: ConvGeom::new(c, h, w, k, s, p).unwrap(),
+            };
+            let (x, wt, b) = (
+                rand(&[n, c, h, w], 31),
+                rand(&[co, c, k, k], 32),
+                rand(&[co], 33),
+            );
+            let want = x
+                .conv2d(&wt, p, s, 1, 1)
+                .unwrap()
+                .broadcast_add(&b.reshape((1, co, 1, 1)).unwrap())
+                .unwrap();
+            let (xv, wv, bv) = (flat(&x), flat(&wt), flat(&b));
+            // As conv_bias_fill: y[n, c, p] = b[c].
+            let positions = plan.positions();
+            let mut y: Vec<f32> = (0..plan.output_len())
+                .map(|i| bv[(i / positions) % co])
+                .collect();
+            if plan.reads_input_directly() {
+                plan.forward_gemm().reference(&xv, &wv, &mut y, 1.0);
+            } else {
+                let (img, out) = (plan.geom.image_len(), plan.output_image_len());
+                let per = plan.images_per_chunk(2 * plan.rows() * positions + 1);
+                for n0 in (0..n).step_by(per) {
+                    let chunk = plan.with_batch(per.min(n - n0));
+                    let col = chunk.im2col(&xv[n0 * img..(n0 + chunk.n) * img]);
+                    let part = &mut y[n0 * out..(n0 + chunk.n) * out];
+                    chunk.forward_gemm().reference(&col, &wv, part, 1.0);
+                }
+            }
+            assert_close(&y, &flat(&want), &format!("{k}×{k} conv + bias"));
+        }
+    }
+
     #[test]
     fn gemm_extents_cover_exactly_the_last_element() {
         let g = Gemm {

@@ -111,18 +111,32 @@ impl CustomOp2 for ChannelBias {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dx = x.track_op().then(|| dy.clone());
         let db = if b.track_op() {
-            let dims = x.dims();
-            let rows = dims[0] * dims[1];
-            let positions = x.elem_count() / rows.max(1);
-            let ones = Tensor::ones((positions, 1), dy.dtype(), dy.device())?;
-            // Σ over positions as one product; then over the batch for a bias per channel.
-            let sums = dy.contiguous()?.reshape((rows, positions))?.matmul(&ones)?;
-            let sums = sums.reshape((dims[0], dims[1]))?;
-            Some(if self.per_image { sums } else { sums.sum(0)? }.reshape(b.dims())?)
+            Some(bias_grad(dy, self.per_image)?.reshape(b.dims())?)
         } else {
             None
         };
         Ok((dx, db))
+    }
+}
+
+/// The gradient of a bias added per channel (`(C)`) or per image and channel (`(N, C)`,
+/// `per_image`) to an output whose gradient is `dy (N, C, …)`: `dy` summed over the positions
+/// as one matrix product with ones, then over the batch for a bias per channel.
+pub fn bias_grad(dy: &Tensor, per_image: bool) -> Result<Tensor> {
+    let dims = dy.dims();
+    let (n, c) = match dims {
+        [n, c, ..] => (*n, *c),
+        _ => candle_core::bail!("bias gradient: output gradient {dims:?} has no channel axis"),
+    };
+    let rows = n * c;
+    let positions = dy.elem_count() / rows.max(1);
+    let ones = Tensor::ones((positions, 1), dy.dtype(), dy.device())?;
+    let sums = dy.contiguous()?.reshape((rows, positions))?.matmul(&ones)?;
+    let sums = sums.reshape((n, c))?;
+    if per_image {
+        Ok(sums)
+    } else {
+        sums.sum(0)
     }
 }
 

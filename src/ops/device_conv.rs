@@ -73,6 +73,24 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
     x.apply_op2(w, op)
 }
 
+/// [`conv2d`] plus a bias per output channel in one op, where the device has one (ddpm-lab's
+/// CUDA conv: the bias is written before the product adds into it); `None` where the caller
+/// should run [`conv2d`] and add the bias itself.
+pub fn conv2d_with_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if crate::ops::cuda::conv::supports_with_bias(x, w, b, stride, padding) {
+        return crate::ops::cuda::conv::conv2d_with_bias(x, w, b, stride, padding).map(Some);
+    }
+    let _ = (x, w, b, stride, padding);
+    Ok(None)
+}
+
 /// `ConvTranspose2d(x (N, Ci, h, w))` with weight `w (Ci, Co, k, k)`, stride, padding and
 /// output padding as in PyTorch: output `(N, Co, (h − 1)·s − 2p + k + op, …)`. Computed as the
 /// stride-1 [`conv2d`] of `x` spread out by the stride (plus `op` zero rows and columns at the

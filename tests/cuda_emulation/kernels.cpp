@@ -135,6 +135,16 @@ void conv_kernels() {
   emu::launch({blocks_for(dst.size(), 256), 1, 1}, {256, 1, 1},
               [&] { conv_channels_first(src.data(), dst.data(), n, c, p); });
   check(dst, want, 0, "conv_channels_first");
+  // The bias written over (N, Co, P) before the forward product adds into it.
+  const auto bias = random(c, 4);
+  std::vector<double> filled(src.size());
+  for (size_t i = 0; i < filled.size(); ++i) filled[i] = bias[(i / p) % c];
+  for (unsigned grid : {blocks_for(filled.size(), 256), 1u}) {
+    std::vector<float> y(filled.size(), NAN);
+    emu::launch({grid, 1, 1}, {grid == 1 ? 32u : 256u, 1, 1},
+                [&] { conv_bias_fill(bias.data(), y.data(), n * c * p, p, c); });
+    check(y, filled, 0, "conv_bias_fill, " + std::to_string(grid) + " blocks");
+  }
 }
 
 void channel_bias() {

@@ -13,6 +13,9 @@
 //   thread per input element, a fixed order of taps: no atomics, the same sums on every run.
 //   Stride 1 takes a path without the per-tap divisions that find oy and ox.
 // - `conv_channels_first`: (N, C, P) → (C, N, P), the layout of the weight gradient's product.
+// - `conv_bias_fill`: y[n, c, p] = b[c], written before the forward product adds into y
+//   (β = 1): the bias costs no pass of its own over the output, and the conv output without
+//   it is never a tensor that autograd keeps.
 //
 // candle's own im2col spends most of its time on 64-bit divisions; here the caller checks that
 // N·Ho·Wo, N·C·H·W and the other sizes fit an int, and only a matrix row's offset is 64-bit.
@@ -105,5 +108,12 @@ extern "C" __global__ void conv_channels_first(const float* __restrict__ src,
     const int ci = t / n;
     const int b = t - ci * n;
     dst[i] = __ldg(src + (b * c + ci) * positions + q);
+  }
+}
+
+extern "C" __global__ void conv_bias_fill(const float* __restrict__ b, float* __restrict__ y,
+                                          int total, int positions, int channels) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    y[i] = __ldg(b + (i / positions) % channels);
   }
 }

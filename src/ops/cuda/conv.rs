@@ -16,7 +16,9 @@ use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
 };
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CudaDevice, CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CudaDevice, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
 
 use super::{grid_stride, int, view, Launch, Module};
 use crate::ops::batched_conv::{BatchedConv, Gemm};
@@ -66,6 +68,48 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
     x.contiguous()?.apply_op2(
         &w.contiguous()?,
         GemmConv(Pass::Forward { stride, padding }),
+    )
+}
+
+/// Whether [`conv2d_with_bias`] takes `x`, `w` and the bias `b`: [`supports`], and `b` a
+/// contiguous f32 vector of `Co` values on the same device.
+pub fn supports_with_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> bool {
+    supports(x, w, stride, padding)
+        && b.dims() == [w.dims()[0]]
+        && b.dtype() == DType::F32
+        && b.device().same_device(x.device())
+}
+
+/// `conv2d(x, w) + b[c]` in one op: the output is filled with the bias and the forward product
+/// adds into it, so there is no separate pass for the bias and no bias-less output for
+/// autograd to keep; `b`'s gradient is `dy` summed over the batch and positions. Errs unless
+/// [`supports_with_bias`] holds.
+pub fn conv2d_with_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    if !supports_with_bias(x, w, b, stride, padding) {
+        candle_core::bail!(
+            "CUDA conv with bias: input {:?}, weight {:?}, bias {:?}, stride {stride}, padding \
+             {padding} not supported",
+            x.dims(),
+            w.dims(),
+            b.dims()
+        );
+    }
+    x.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        GemmConvBias { stride, padding },
     )
 }
 
@@ -196,7 +240,7 @@ impl CustomOp2 for GemmConv {
                     conv_plan(l1.dims(), l2.dims(), stride, padding).ok_or_else(unsupported)?;
                 let g = plan.geom;
                 let shape = Shape::from((plan.n, plan.c_out, g.ho, g.wo));
-                (forward(&dev, &plan, &a, &b)?, shape)
+                (forward(&dev, &plan, &a, &b, None)?, shape)
             }
             Pass::InputGrad {
                 stride,
@@ -289,6 +333,89 @@ impl CustomOp2 for GemmConv {
     }
 }
 
+/// `(x, w, b) → conv2d(x, w) + b` ([`conv2d_with_bias`]); its gradients are the conv's
+/// ([`GemmConv`]'s passes) and the bias's.
+#[derive(Debug, Clone, Copy)]
+struct GemmConvBias {
+    stride: usize,
+    padding: usize,
+}
+
+impl CustomOp3 for GemmConvBias {
+    fn name(&self) -> &'static str {
+        "ddpm-cuda-gemm-conv-bias"
+    }
+
+    cuda_only_cpu_fwd!(op3);
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+        bs: &CudaStorage,
+        bl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = xs.device().clone();
+        let plan = conv_plan(xl.dims(), wl.dims(), self.stride, self.padding)
+            .filter(|p| bl.shape().elem_count() == p.c_out)
+            .ok_or_else(|| {
+                candle_core::Error::Msg(format!(
+                    "CUDA conv with bias: operands {:?}, {:?} and {:?} not supported",
+                    xl.dims(),
+                    wl.dims(),
+                    bl.dims()
+                ))
+            })?;
+        let g = plan.geom;
+        let (x, w, b) = (view(xs, xl)?, view(ws, wl)?, view(bs, bl)?);
+        let y = forward(&dev, &plan, &x, &w, Some(&b))?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(y, dev),
+            Shape::from((plan.n, plan.c_out, g.ho, g.wo)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let (stride, padding) = (self.stride, self.padding);
+        let (_, _, h, wd) = x.dims4()?;
+        let k = w.dim(2)?;
+        let dx = x
+            .track_op()
+            .then(|| {
+                let pass = Pass::InputGrad {
+                    stride,
+                    padding,
+                    h,
+                    w: wd,
+                };
+                grad.apply_op2_no_bwd(&w.detach(), &GemmConv(pass))
+            })
+            .transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| {
+                let pass = Pass::WeightGrad { stride, padding, k };
+                x.detach().apply_op2_no_bwd(&grad, &GemmConv(pass))
+            })
+            .transpose()?;
+        let db = b
+            .track_op()
+            .then(|| crate::ops::channel_bias::bias_grad(&grad, false))
+            .transpose()?;
+        Ok((dx, dw, db))
+    }
+}
+
 /// The most elements an im2col matrix (or its gradient) takes at once: a larger batch is
 /// processed in chunks of images (256 MiB of f32, 169 images of a 28×28 3×3 conv over 56
 /// channels), which bounds the conv's scratch memory on small GPUs and at large batches.
@@ -312,17 +439,26 @@ fn images<'a>(
     buf.slice(n0 * per_image..(n0 + n) * per_image)
 }
 
-/// `y (N, Co, Ho, Wo)` of `x` and `w`.
+/// `y (N, Co, Ho, Wo)` of `x` and `w`, plus `bias[c]` when given (`Co` values).
 fn forward(
     dev: &CudaDevice,
     plan: &BatchedConv,
     x: &CudaView<f32>,
     w: &CudaView<f32>,
+    bias: Option<&CudaView<f32>>,
 ) -> Result<CudaSlice<f32>> {
-    // SAFETY: the products write every element of y (β = 0), chunk by chunk.
+    // SAFETY: the products write every element of y, chunk by chunk: with β = 0, or with β = 1
+    // over the bias that `bias_fill` wrote into every element first.
     let mut y = unsafe { dev.alloc::<f32>(plan.output_len())? };
+    let beta = match bias {
+        Some(b) => {
+            bias_fill(dev, plan, b, &y)?;
+            1.0
+        }
+        None => 0.0,
+    };
     if plan.reads_input_directly() {
-        gemm(dev, &plan.forward_gemm(), x, w, &mut y.slice_mut(..), 0.0)?;
+        gemm(dev, &plan.forward_gemm(), x, w, &mut y.slice_mut(..), beta)?;
         return Ok(y);
     }
     let (img, out) = (plan.geom.image_len(), plan.output_image_len());
@@ -337,10 +473,34 @@ fn forward(
             &col.slice(..),
             w,
             &mut y_chunk,
-            0.0,
+            beta,
         )?;
     }
     Ok(y)
+}
+
+/// `y[n, c, p] = b[c]` over the whole output of `plan` (`b` holds `Co` values).
+fn bias_fill(
+    dev: &CudaDevice,
+    plan: &BatchedConv,
+    b: &CudaView<f32>,
+    y: &CudaSlice<f32>,
+) -> Result<()> {
+    let total = plan.output_len();
+    if b.len() < plan.c_out || y.len() < total {
+        candle_core::bail!("CUDA conv: bias or output buffer too small for {plan:?}");
+    }
+    let launch = Launch {
+        kernel: "conv_bias_fill",
+        cfg: grid_stride(total, THREADS),
+        inputs: &[b.slice(..)],
+        outputs: &[y],
+        ints: &[total, plan.positions(), plan.c_out],
+        floats: &[],
+    };
+    // SAFETY: the parameters match `conv_bias_fill`; it writes y's first `total` elements and
+    // reads b below `Co` (both checked above); `total` fits an int (`fits`).
+    unsafe { KERNELS.launch(dev, launch) }
 }
 
 /// `dx (N, C, H, W)` of the output gradient `dy` and `w`.

@@ -303,7 +303,13 @@ mod tests {
                 format!("depthwise_wgrad_k{k}"),
             ]
         });
-        let conv = ["conv_im2col", "conv_col2im", "conv_channels_first"].map(String::from);
+        let conv = [
+            "conv_im2col",
+            "conv_col2im",
+            "conv_channels_first",
+            "conv_bias_fill",
+        ]
+        .map(String::from);
         let group_norm =
             ["group_norm_fwd", "group_norm_stats", "group_norm_backward"].map(String::from);
         for (ptx, names) in [
