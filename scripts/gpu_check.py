@@ -440,10 +440,42 @@ def report(work, out_path):
 NCU_MS = {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0, "second": 1e3}
 
 
+# What a kernel is, by its name, for comparing two profiles (ddpm-lab's and PyTorch's) op by op:
+# the first category whose patterns match (lower-case substrings), else "other".
+KERNEL_CATEGORIES = [
+    ("conv data movement", ("im2col", "col2im", "channels_first", "bias_fill")),
+    ("conv (cuDNN)", ("convolve", "conv2d", "winograd", "implicit", "dgrad", "wgrad_alg",
+                      "fprop", "cudnn")),
+    ("matrix products", ("gemm", "gemv", "splitk", "cutlass", "xmma")),
+    ("depthwise conv", ("depthwise",)),
+    # PyTorch's GroupNorm: RowwiseMoments, ComputeFusedParams, GammaBetaBackward, ...
+    ("normalisation", ("group_norm", "layer_norm", "batch_norm", "norm_", "moments",
+                       "fusedparams", "gammabeta", "internalgradients")),
+    ("softmax", ("softmax",)),
+    ("optimiser and EMA", ("multi_tensor", "adam", "foreach", "lerp")),
+    ("reductions", ("reduce", "sum", "max", "min", "mean")),
+    ("copies", ("copy", "cat", "memcpy", "memset", "const_set", "fill")),
+    # candle's unary kernels are u<op>_<dtype>, its binary ones b<op>_<dtype>.
+    ("element-wise", ("elementwise", "unary", "binary", "affine", "gelu", "silu", "badd", "bmul",
+                      "bsub", "bdiv", "bmaximum", "bminimum", "uexp", "usqr", "usqrt", "uerf",
+                      "uneg", "uabs", "utanh", "usin", "ucos", "urecip", "cast_", "where_",
+                      "eq_", "ne_", "lt_", "le_", "gt_", "ge_", "bias", "add", "mul")),
+]
+
+
+def kernel_category(name):
+    n = name.lower()
+    for cat, patterns in KERNEL_CATEGORIES:
+        if any(p in n for p in patterns):
+            return cat
+    return "other"
+
+
 def ncu_kernel_times(path, top=30):
     """GPU time per kernel name from `ncu --metrics gpu__time_duration.sum --csv` output: the
-    number of launches, the total in ms, and the `top` kernels by time as
-    [name, ms, share of the total, launches]."""
+    number of launches, the total in ms, the `top` kernels by time as
+    [name, ms, share of the total, launches], and the time and launches per category
+    (`kernel_category`) as {category: [ms, launches]}."""
     try:
         with open(path, errors="replace") as f:
             rows = [line for line in f if line.startswith('"')]
@@ -462,10 +494,16 @@ def ncu_kernel_times(path, top=30):
         count[name] = count.get(name, 0) + 1
     total = sum(ms.values())
     ranked = sorted(ms.items(), key=lambda kv: -kv[1])[:top]
+    categories = {}
+    for name, t in ms.items():
+        entry = categories.setdefault(kernel_category(name), [0.0, 0])
+        entry[0] += t
+        entry[1] += count[name]
     return {
         "launches": sum(count.values()),
         "gpu_ms": total,
         "top": [[n, t, t / total if total else 0.0, count[n]] for n, t in ranked],
+        "categories": dict(sorted(categories.items(), key=lambda kv: -kv[1][0])),
     }
 
 

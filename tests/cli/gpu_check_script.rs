@@ -165,6 +165,10 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
     );
     assert_eq!(kernels["top"][0][3], 2, "{kernels}");
     assert_eq!(kernels["top"][1][0], "group_norm_fwd", "{kernels}");
+    // And by what they are, to set against PyTorch's profile (`ncu_torch_train`).
+    let categories = &kernels["categories"];
+    assert_eq!(categories["conv data movement"][1], 2, "{kernels}");
+    assert_eq!(categories["normalisation"][1], 1, "{kernels}");
     // The gradients on the checked device (the GPU route, here on the CPU) matched the CPU's.
     assert_eq!(
         steps["check_device"]["result"]["ok"], true,
