@@ -279,31 +279,8 @@ impl CustomOp2 for GemmConv {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         match self.0 {
-            Pass::Forward { stride, padding } => {
-                // a = x, b = w.
-                let (_, _, h, w) = a.dims4()?;
-                let k = b.dim(2)?;
-                let dx = a
-                    .track_op()
-                    .then(|| {
-                        let pass = Pass::InputGrad {
-                            stride,
-                            padding,
-                            h,
-                            w,
-                        };
-                        grad.apply_op2_no_bwd(&b.detach(), &GemmConv(pass))
-                    })
-                    .transpose()?;
-                let dw = b
-                    .track_op()
-                    .then(|| {
-                        let pass = Pass::WeightGrad { stride, padding, k };
-                        a.detach().apply_op2_no_bwd(&grad, &GemmConv(pass))
-                    })
-                    .transpose()?;
-                Ok((dx, dw))
-            }
+            // a = x, b = w.
+            Pass::Forward { stride, padding } => conv_grads(a, b, &grad, stride, padding),
             Pass::InputGrad {
                 stride, padding, ..
             } => {
@@ -386,34 +363,46 @@ impl CustomOp3 for GemmConvBias {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let (stride, padding) = (self.stride, self.padding);
-        let (_, _, h, wd) = x.dims4()?;
-        let k = w.dim(2)?;
-        let dx = x
-            .track_op()
-            .then(|| {
-                let pass = Pass::InputGrad {
-                    stride,
-                    padding,
-                    h,
-                    w: wd,
-                };
-                grad.apply_op2_no_bwd(&w.detach(), &GemmConv(pass))
-            })
-            .transpose()?;
-        let dw = w
-            .track_op()
-            .then(|| {
-                let pass = Pass::WeightGrad { stride, padding, k };
-                x.detach().apply_op2_no_bwd(&grad, &GemmConv(pass))
-            })
-            .transpose()?;
+        let (dx, dw) = conv_grads(x, w, &grad, self.stride, self.padding)?;
         let db = b
             .track_op()
             .then(|| crate::ops::channel_bias::bias_grad(&grad, false))
             .transpose()?;
         Ok((dx, dw, db))
     }
+}
+
+/// The gradients of `conv2d(x, w)` (stride, padding) for its output gradient `grad`
+/// (contiguous): `dx` and `dw` through [`GemmConv`]'s passes, each only if tracked.
+fn conv_grads(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let (_, _, h, wd) = x.dims4()?;
+    let k = w.dim(2)?;
+    let dx = x
+        .track_op()
+        .then(|| {
+            let pass = Pass::InputGrad {
+                stride,
+                padding,
+                h,
+                w: wd,
+            };
+            grad.apply_op2_no_bwd(&w.detach(), &GemmConv(pass))
+        })
+        .transpose()?;
+    let dw = w
+        .track_op()
+        .then(|| {
+            let pass = Pass::WeightGrad { stride, padding, k };
+            x.detach().apply_op2_no_bwd(grad, &GemmConv(pass))
+        })
+        .transpose()?;
+    Ok((dx, dw))
 }
 
 /// The most elements an im2col matrix (or its gradient) takes at once: a larger batch is
