@@ -158,11 +158,8 @@ fn optimizer_step_error(
         .map(|(name, t)| Ok((name.clone(), candle_core::Var::from_tensor(t)?)))
         .collect::<candle_core::Result<Vec<_>>>()?;
     let mut adam = Adam::new(vars.clone(), AdamParams::default())?;
-    let flat = grads
-        .iter()
-        .map(|(_, g)| g.flatten_all())
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    adam.step_flat(Tensor::cat(&flat, 0)?)?;
+    let gs: Vec<Tensor> = grads.iter().map(|(_, g)| g.clone()).collect();
+    adam.step_flat(crate::ops::multi_tensor::concat_flat(&gs)?)?;
     let mut worst = (String::new(), 0f32);
     for (((name, var), (_, b)), (_, a)) in vars.iter().zip(before).zip(after) {
         let replayed = (var.as_tensor() - b)?;
@@ -319,11 +316,9 @@ mod tests {
             .map(|(n, t)| (n.clone(), candle_core::Var::from_tensor(t).unwrap()))
             .collect();
         let mut adam = Adam::new(vars.clone(), AdamParams::default()).unwrap();
-        let flat: Vec<_> = grads
-            .iter()
-            .map(|(_, g)| g.flatten_all().unwrap())
-            .collect();
-        adam.step_flat(Tensor::cat(&flat, 0).unwrap()).unwrap();
+        let gs: Vec<Tensor> = grads.iter().map(|(_, g)| g.clone()).collect();
+        adam.step_flat(crate::ops::multi_tensor::concat_flat(&gs).unwrap())
+            .unwrap();
         let right: Vec<_> = vars
             .iter()
             .map(|(n, v)| (n.clone(), v.as_tensor().copy().unwrap()))
