@@ -5,6 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{conv2d, group_norm, Conv2d, GroupNorm};
+use crate::ops::softmax::softmax;
 
 /// Heads of both attention layers.
 pub const HEADS: usize = 4;
@@ -17,15 +18,6 @@ fn split_qkv(qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     let qkv = qkv.reshape((b, 3, HEADS, DIM_HEAD, h * w))?;
     let part = |i: usize| qkv.narrow(1, i, 1)?.squeeze(1)?.contiguous();
     Ok((part(0)?, part(1)?, part(2)?))
-}
-
-/// Softmax over axis `dim`: ddpm-lab's op ([`crate::ops::softmax`]) unless the custom ops are
-/// off (then candle-nn's, as every stock op).
-fn softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
-    if crate::ops::route(x) == crate::ops::Route::Stock {
-        return candle_nn::ops::softmax(x, dim);
-    }
-    crate::ops::softmax::softmax(x, dim)
 }
 
 /// `q, k, v` (each `(b, heads, dim_head, h·w)`) of `x` through the 1×1 conv `to_qkv`.

@@ -12,17 +12,20 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// Softmax of `x` over axis `dim` (any device; f32 or f64 on the CPU, f32 on CUDA unless
-/// `DDPM_LAB_CUDA_KERNELS` leaves `softmax` out, candle-nn's composite softmax elsewhere).
+/// `DDPM_LAB_CUDA_KERNELS` leaves `softmax` out; candle-nn's composite softmax elsewhere, and
+/// when the custom ops are off, [`crate::ops::Route::Stock`]).
 pub fn softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
     let last = x.rank().saturating_sub(1);
-    let fused = match x.device() {
-        candle_core::Device::Cpu => matches!(x.dtype(), DType::F32 | DType::F64),
-        #[cfg(feature = "cuda")]
-        candle_core::Device::Cuda(_) => {
-            x.dtype() == DType::F32 && crate::ops::cuda::enabled("softmax")
-        }
-        _ => false,
-    };
+    let stock = crate::ops::route(x) == crate::ops::Route::Stock;
+    let fused = !stock
+        && match x.device() {
+            candle_core::Device::Cpu => matches!(x.dtype(), DType::F32 | DType::F64),
+            #[cfg(feature = "cuda")]
+            candle_core::Device::Cuda(_) => {
+                x.dtype() == DType::F32 && crate::ops::cuda::enabled("softmax")
+            }
+            _ => false,
+        };
     // The CUDA kernels index with `int`s (rows and sizes).
     let fits = x.elem_count() <= i32::MAX as usize;
     if !fused || !fits || x.rank() == 0 || dim > last {
