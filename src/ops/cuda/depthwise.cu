@@ -141,23 +141,27 @@ __device__ __forceinline__ void depthwise_wgrad(const float* __restrict__ x,
       }
       __syncthreads();  // before the next image overwrites the planes
     }
-  }
-  for (int q = staged ? count : threadIdx.x; q < count; q += blockDim.x) {
-    const int di = q / plane;
-    const long img = n0 + di;
-    const int r = q - di * plane;
-    const int oy = r / wo;
-    const int ox = r % wo;
-    const float g = __ldg(dy + (img * channels + c) * plane + r);
-    const float* xp = x + (img * channels + c) * h * wd;
+  } else {
+    // Taps read from global memory, tested against the map's edges.
+    for (int q = threadIdx.x; q < count; q += blockDim.x) {
+      const int di = q / plane;
+      const long img = n0 + di;
+      const int r = q - di * plane;
+      const int oy = r / wo;
+      const int ox = r % wo;
+      const float g = __ldg(dy + (img * channels + c) * plane + r);
+      const float* xp = x + (img * channels + c) * h * wd;
 #pragma unroll
-    for (int i = 0; i < K; ++i) {
-      const int iy = oy + i - pad;
-      const bool row = iy >= 0 && iy < h;
+      for (int i = 0; i < K; ++i) {
+        const int iy = oy + i - pad;
+        const bool row = iy >= 0 && iy < h;
 #pragma unroll
-      for (int j = 0; j < K; ++j) {
-        const int ix = ox + j - pad;
-        if (row && ix >= 0 && ix < wd) acc[i * K + j] = fmaf(g, __ldg(xp + iy * wd + ix), acc[i * K + j]);
+        for (int j = 0; j < K; ++j) {
+          const int ix = ox + j - pad;
+          if (row && ix >= 0 && ix < wd) {
+            acc[i * K + j] = fmaf(g, __ldg(xp + iy * wd + ix), acc[i * K + j]);
+          }
+        }
       }
     }
   }
