@@ -17,6 +17,7 @@ const KERNELS: &[&str] = &[
     "depthwise",
     "elementwise",
     "group_norm",
+    "implicit_conv",
     "multi_tensor",
     "softmax",
 ];

@@ -13,7 +13,8 @@
 #   resumed on the CPU for 2 steps from that checkpoint, then sampled on DEVICE again →
 #   `ddpm-lab bench --json` and the same workloads in PyTorch (scripts/pytorch_bench.py), strict
 #   float32, then both with TF32 (`--tf32`); then, optional (not part of the report's `ok`),
-#   ddpm-lab with candle's stock ops (the A/B of ops::device_conv), with each of its CUDA kernels
+#   the gradients and the training and forward times with each other conv algorithm
+#   (CONV_ALGOS), ddpm-lab with candle's stock ops (the A/B of ops::device_conv), with each of its CUDA kernels
 #   switched off in turn (KERNEL_AB), `nsys` summaries and `ncu` kernel times of its training
 #   step, and `ncu` kernel times of PyTorch's. While each benchmark runs, nvidia-smi reads the
 #   GPU's used memory 10 times a second (peak over the idle reading). The whole run stays under
@@ -32,6 +33,10 @@
 #   TF32=1              also run both benchmarks with TF32 (TF32=0 skips them)
 #   BENCH_STOCK=1       also time ddpm-lab's training and forward pass with candle's stock ops
 #                       (`bench --stock-ops`: no ops::device_conv; BENCH_STOCK=0 skips it)
+#   CONV_ALGOS="implicit implicit-m32 implicit-m64"
+#                       then, for each conv algorithm listed (DDPM_LAB_CONV_ALGO; the default is
+#                       im2col), `check-device` with the first, and ddpm-lab's training and
+#                       forward pass with each (`conv_algo_gain`: over im2col); empty skips it
 #   KERNEL_AB="conv bias softmax gelu depthwise multi_tensor"
 #                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
 #                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS=-name;
@@ -72,6 +77,7 @@ PARITY_TOL=${PARITY_TOL:-1e-4}
 BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256}
 TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
+CONV_ALGOS=${CONV_ALGOS-implicit implicit-m32 implicit-m64}
 KERNEL_AB=${KERNEL_AB-conv bias softmax gelu depthwise multi_tensor}
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}
@@ -306,6 +312,20 @@ if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
   fi
 fi
 
+# 8b. The CUDA conv's other algorithms (DDPM_LAB_CONV_ALGO): the gradients through the first
+# against the CPU's, then training and forward with each, to set against `bench` (im2col);
+# optional, like 9.
+if [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ]; then
+  first_algo=${CONV_ALGOS%% *}
+  step "check_device_conv_$first_algo" 60 env DDPM_LAB_CONV_ALGO="$first_algo" "$BIN" \
+    check-device --device "$DEVICE" --json
+  for a in $CONV_ALGOS; do
+    # shellcheck disable=SC2086
+    polled "bench_conv_$a" 120 env DDPM_LAB_CONV_ALGO="$a" "$BIN" bench \
+      --device "$DEVICE" --json $BENCH_ARGS --only train,forward --repeats 2
+  done
+fi
+
 # 9. ddpm-lab again with candle's stock ops (`--stock-ops`; on a GPU: the convs' backward
 # through candle's conv-transpose kernels and the depthwise convs one per channel, instead of
 # ops::device_conv), training and forward only: whether the device convs pay, in the same visit;
@@ -375,7 +395,7 @@ GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINA
   GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
   GC_PYTHONPATH=${PYTHONPATH:-} \
   GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
-  GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB \
+  GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB GC_CONV_ALGOS=$CONV_ALGOS \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
 import json, os, sys
@@ -389,6 +409,7 @@ json.dump({
     "tf32_runs": e["GC_TF32"] == "1" and e["GC_DEVICE"] != "cpu",
     "stock_run": e["GC_BENCH_STOCK"] == "1",
     "kernel_ab": e["GC_KERNEL_AB"].split(),
+    "conv_algos": e["GC_CONV_ALGOS"].split(),
     "parity_tolerance": float(e["GC_TOL"]), "seconds_before_report": int(e["GC_TOTAL"]),
     "cpus": os.cpu_count(),
 }, open(sys.argv[1], "w"))

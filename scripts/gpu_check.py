@@ -345,7 +345,9 @@ def report(work, out_path):
         os.path.join(work, "parity_q_sample.safetensors"),
         tol,
     )
-    for name in ("check_device", "check_device_current"):
+    algos = info.get("conv_algos") or []
+    algo_checks = [f"check_device_conv_{a}" for a in algos[:1]]
+    for name in ("check_device", "check_device_current", *algo_checks):
         rec = json_step(work, name)
         if rec is not None and "result" in rec:
             rec["ok"] = rec["ok"] and (rec["result"] or {}).get("ok") is True
@@ -360,6 +362,8 @@ def report(work, out_path):
         benches.append("bench_stock")
     without = [f"bench_without_{k}" for k in info.get("kernel_ab") or []]
     benches += without
+    algo_benches = [f"bench_conv_{a}" for a in algos]
+    benches += algo_benches
     if info.get("tf32_runs"):
         benches += ["bench_tf32", "pytorch_bench_tf32"]
     for name in benches:
@@ -401,6 +405,9 @@ def report(work, out_path):
         k: over("bench", f"bench_without_{k}", "without") for k in info.get("kernel_ab") or []
     }
 
+    # Each other conv algorithm over im2col, the default (above 1: it is faster).
+    conv_algo_gain = {a: over(f"bench_conv_{a}", "bench", "im2col") for a in algos}
+
     for name in ("ncu_train", "ncu_torch_train"):
         rec = step_record(work, name)
         if rec is not None:
@@ -411,7 +418,15 @@ def report(work, out_path):
 
     # The stock-ops A/B and the profiles are extras: they run last, when time is left, and do
     # not decide whether the visit checked out.
-    optional = ("bench_stock", "nsys_train", "ncu_train", "ncu_torch_train", *without)
+    optional = (
+        "bench_stock",
+        "nsys_train",
+        "ncu_train",
+        "ncu_torch_train",
+        *without,
+        *algo_checks,
+        *algo_benches,
+    )
     required = {k: v for k, v in steps.items() if k not in optional}
     ran = {k: v for k, v in required.items() if v is not None}
     doc = {
@@ -426,6 +441,7 @@ def report(work, out_path):
         "ddpm_lab_over_pytorch": ratios,
         "own_ops_over_stock_ops": own_over_stock,
         "own_kernel_gain": kernel_gain,
+        "conv_algo_gain": conv_algo_gain,
         "steps": steps,
     }
     tmp = out_path + ".tmp"

@@ -174,6 +174,15 @@ fn cuda_kernels(device: DeviceSpec) -> Vec<String> {
     Vec::new()
 }
 
+/// The CUDA conv's algorithm on `device`, where ddpm-lab's CUDA conv runs there.
+fn conv_algo(device: DeviceSpec) -> Option<String> {
+    cuda_kernels(device).iter().any(|k| k == "conv").then(|| {
+        crate::ops::implicit_conv::ConvAlgo::current()
+            .name()
+            .to_string()
+    })
+}
+
 /// Measured figures (times in seconds, medians over the timed runs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
@@ -189,6 +198,9 @@ pub struct BenchReport {
     pub custom_ops: bool,
     /// ddpm-lab's CUDA kernels that ran (`DDPM_LAB_CUDA_KERNELS`; empty off CUDA).
     pub cuda_kernels: Vec<String>,
+    /// The CUDA conv's algorithm (`DDPM_LAB_CONV_ALGO`: `im2col` or an `implicit` variant;
+    /// `None` where ddpm-lab's CUDA conv does not run).
+    pub conv_algo: Option<String>,
     /// Worker threads of the CPU kernels.
     pub threads: usize,
     /// Trainable parameters.
@@ -254,6 +266,9 @@ impl fmt::Display for BenchReport {
             };
         if !self.cuda_kernels.is_empty() {
             writeln!(f, "CUDA kernels: {}", self.cuda_kernels.join(", "))?;
+        }
+        if let Some(algo) = &self.conv_algo {
+            writeln!(f, "CUDA conv: {algo}")?;
         }
         timed(f, "train step", self.batch_size, self.train_step_seconds)?;
         timed(f, "forward", self.forward_batch, self.forward_seconds)?;
@@ -497,6 +512,7 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         tf32: opts.tf32,
         custom_ops: crate::ops::enabled() && opts.device == DeviceSpec::Cpu,
         cuda_kernels: cuda_kernels(opts.device),
+        conv_algo: conv_algo(opts.device),
         threads: rayon::current_num_threads(),
         params,
         batch_size: opts.batch_size,

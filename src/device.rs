@@ -83,6 +83,10 @@ impl DeviceSpec {
                 if let Some(why) = cuda::unavailable(n) {
                     anyhow::bail!("CUDA device {n} is not available: {why}");
                 }
+                #[cfg(feature = "cuda")]
+                if let Some(why) = crate::ops::cuda::settings_error() {
+                    anyhow::bail!("{why}");
+                }
                 Device::new_cuda(n).map_err(|e| anyhow::anyhow!("cannot open {self}: {e}"))
             }
             DeviceSpec::Metal => {

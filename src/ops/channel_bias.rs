@@ -50,7 +50,7 @@ fn supports(x: &Tensor, b: &Tensor) -> bool {
         && b.device().same_device(x.device())
         && x.dtype() == DType::F32
         && b.dtype() == DType::F32
-        && x.elem_count() <= i32::MAX as usize
+        && x.elem_count() <= ops::DEVICE_LEN_MAX
 }
 
 /// `(x, b) → x + b`, `b` flat: `C` values, or `N·C` with `per_image`.

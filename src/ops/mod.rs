@@ -25,6 +25,7 @@ pub mod elementwise;
 pub mod gelu;
 pub mod geometry;
 pub mod group_norm;
+pub mod implicit_conv;
 pub mod in_place;
 pub mod linear_attention;
 pub mod multi_tensor;
@@ -72,6 +73,10 @@ pub fn set_enabled(on: bool) {
 pub fn fast_path(t: &Tensor) -> bool {
     enabled() && t.device().is_cpu() && t.dtype() == DType::F32
 }
+
+/// The most elements ddpm-lab's CUDA kernels take in one grid-stride loop: its `int` index
+/// plus one stride (at most 65,535 blocks of 1,024 threads) must stay below `i32::MAX`.
+pub const DEVICE_LEN_MAX: usize = i32::MAX as usize - 65_535 * 1_024;
 
 /// Which implementation a layer runs for a tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

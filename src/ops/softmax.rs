@@ -27,7 +27,7 @@ pub fn softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
             _ => false,
         };
     // The CUDA kernels index with `int`s (rows and sizes).
-    let fits = x.elem_count() <= i32::MAX as usize;
+    let fits = x.elem_count() <= crate::ops::DEVICE_LEN_MAX;
     if !fused || !fits || x.rank() == 0 || dim > last {
         return candle_nn::ops::softmax(x, dim);
     }

@@ -78,6 +78,7 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         )
         .env("TF32", "0")
         .env("KERNEL_AB", "bias")
+        .env("CONV_ALGOS", "implicit")
         .env("PATH", path)
         // PyTorch is not needed here: its step is recorded as missing.
         .env("PYTHON", "python3")
@@ -105,6 +106,8 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         "bench",
         "bench_stock",
         "bench_without_bias",
+        "check_device_conv_implicit",
+        "bench_conv_implicit",
         "nsys_train",
         "ncu_train",
         "check_device",
@@ -129,6 +132,15 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
             .join(format!("sample_{sampler}_cpu.png"))
             .is_file());
     }
+    // The implicit conv against im2col: both ratios, from training and forward runs only.
+    let gain = &report["conv_algo_gain"]["implicit"];
+    assert!(
+        gain["train_images_per_s"].as_f64().is_some_and(|r| r > 0.0)
+            && gain["forward_images_per_s"]
+                .as_f64()
+                .is_some_and(|r| r > 0.0),
+        "{report}"
+    );
     // The A/B of ddpm-lab's own ops against candle's stock ones, training and forward only.
     assert_eq!(
         steps["bench_stock"]["result"]["sample_seconds"],

@@ -21,6 +21,9 @@ struct dim3 {
 struct float2 {
   float x, y;
 };
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
 inline float2 make_float2(float x, float y) { return {x, y}; }
 
 namespace emu {
@@ -72,6 +75,7 @@ void launch(dim3 grid, dim3 block, F kernel) {
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __launch_bounds__(n)
+#define __align__(n) __attribute__((aligned(n)))
 // Shared by every thread of the (one) running block.
 #define __shared__ static
 

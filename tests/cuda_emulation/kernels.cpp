@@ -12,6 +12,7 @@
 #include "depthwise.cu"
 #include "elementwise.cu"
 #include "group_norm.cu"
+#include "implicit_conv.cu"
 #include "multi_tensor.cu"
 #include "softmax.cu"
 
@@ -219,17 +220,29 @@ void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, in
               }
             want[((size_t)pl * ho + oy) * wo + ox] = acc;
           }
-      // Tiles as src/ops/depthwise_tiles.rs plans them for these sizes (the whole map, every
-      // plane in one block), then small tiles with ragged edges, a block of planes that does
-      // not divide them, and fewer block rows than blocks of planes (the kernel loops).
+      // Tiles as DepthwiseTiles::plan (src/ops/depthwise_tiles.rs) plans them for these sizes
+      // (the whole map, as many planes as 1,024 outputs or the shared tile allow), then small
+      // tiles with ragged edges, a block of planes that does not divide them, and fewer block
+      // rows than blocks of planes (the kernel loops).
       struct Tiles {
         int tile_h, tile_w, planes, grid_y;
         unsigned threads;
       };
-      for (Tiles t : {Tiles{ho, wo, n * c, 1, 256}, Tiles{4, 3, 5, 1, 64},
-                      Tiles{2, 5, 1, 7, 32}}) {
+      const int planned = std::max(
+          1, std::min({(1024 + ho * wo - 1) / (ho * wo), DW_TILE_FLOATS / ((ho + K - 1) * (wo + K - 1)),
+                       DW_MAX_PLANES, n * c}));
+      for (Tiles t : {Tiles{ho, wo, planned, (n * c + planned - 1) / planned, 256},
+                      Tiles{4, 3, 5, 1, 64}, Tiles{2, 5, 1, 7, 32}}) {
         const int tiles_x = (wo + t.tile_w - 1) / t.tile_w;
         const int tiles_y = (ho + t.tile_h - 1) / t.tile_h;
+        // The kernel trusts the plan: its tiles must fit the shared tile.
+        const int tile_in = (t.tile_h + K - 1) * (t.tile_w + K - 1);
+        if (t.planes * tile_in > DW_TILE_FLOATS || t.planes > DW_MAX_PLANES) {
+          std::printf("FAIL depthwise_fwd_k%d: %d planes of %d floats overflow the tile\n", K,
+                      t.planes, tile_in);
+          ++failures;
+          continue;
+        }
         std::vector<float> y(want.size(), NAN);
         emu::launch({(unsigned)(tiles_x * tiles_y), (unsigned)t.grid_y, 1}, {t.threads, 1, 1}, [&] {
           fwd(x.data(), wt.data(), y.data(), n * c, c, h, w, ho, wo, pad, flip, t.tile_h,
@@ -459,10 +472,100 @@ void softmax() {
   }
 }
 
+// The implicit-GEMM conv against a direct loop: the forward conv (with and without a bias) and,
+// with `flip`, the input gradient of a stride-1 conv, as src/ops/cuda/conv.rs launches them
+// (128 threads; grid x: tiles of 128 columns, y: tiles of BM channels). The shapes leave
+// partial tiles in both directions and taps off every edge.
+// f32 round-off grows with the sums' size: a tolerance of 2e-6 of the largest |value|.
+double scaled_tol(const std::vector<double>& want) {
+  double top = 1;
+  for (double v : want) top = std::max(top, std::fabs(v));
+  return 2e-6 * top;
+}
+
+using ImplicitConv = void (*)(const float*, const float*, const float*, float*, int, int, int,
+                              int, int, int, int, int, int, int, int);
+void implicit_conv(ImplicitConv kernel, int ks, int bm, const std::string& kname) {
+  struct G {
+    int n, c, h, w, m, s, p;
+  };
+  for (G g : {G{2, 3, 5, 6, 5, 1, 1}, G{3, 4, 9, 10, 70, 1, 1}, G{2, 2, 8, 7, 6, 2, 1},
+              G{1, 3, 6, 6, 33, 1, 0}, G{2, 2, 7, 9, 4, 2, 0}}) {
+    const int ho = (g.h + 2 * g.p - ks) / g.s + 1, wo = (g.w + 2 * g.p - ks) / g.s + 1;
+    if (ho < 1 || wo < 1) continue;
+    const int cols = g.n * ho * wo;
+    const std::string name = kname + " n" + std::to_string(g.n) + " c" + std::to_string(g.c) +
+                             " " + std::to_string(g.h) + "x" + std::to_string(g.w) + " m" +
+                             std::to_string(g.m) + " s" + std::to_string(g.s) + " p" +
+                             std::to_string(g.p);
+    const auto x = random((size_t)g.n * g.c * g.h * g.w, 21);
+    const auto w = random((size_t)g.m * g.c * ks * ks, 22);
+    const auto bias = random(g.m, 23);
+    std::vector<double> y_ref((size_t)g.n * g.m * ho * wo, 0.0);
+    for (int b = 0; b < g.n; ++b)
+      for (int mo = 0; mo < g.m; ++mo)
+        for (int oy = 0; oy < ho; ++oy)
+          for (int ox = 0; ox < wo; ++ox) {
+            double acc = 0;
+            for (int ci = 0; ci < g.c; ++ci)
+              for (int ky = 0; ky < ks; ++ky)
+                for (int kx = 0; kx < ks; ++kx) {
+                  const int iy = oy * g.s - g.p + ky, ix = ox * g.s - g.p + kx;
+                  if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
+                    acc += (double)w[(((size_t)mo * g.c + ci) * ks + ky) * ks + kx] *
+                           x[(((size_t)b * g.c + ci) * g.h + iy) * g.w + ix];
+                }
+            y_ref[(((size_t)b * g.m + mo) * ho + oy) * wo + ox] = acc;
+          }
+    const dim3 grid{(unsigned)((cols + 127) / 128), (unsigned)((g.m + bm - 1) / bm), 1};
+    for (int has_bias = 0; has_bias < 2; ++has_bias) {
+      std::vector<double> want = y_ref;
+      if (has_bias)
+        for (size_t i = 0; i < want.size(); ++i) want[i] += bias[(i / (ho * wo)) % g.m];
+      std::vector<float> y(want.size(), NAN);
+      emu::launch(grid, {128, 1, 1}, [&] {
+        kernel(x.data(), w.data(), has_bias ? bias.data() : w.data(), y.data(), g.n, g.c, g.h,
+               g.w, g.m, g.s, g.p, ho, wo, 0, has_bias);
+      });
+      check(y, want, scaled_tol(want), name + (has_bias ? ": forward with bias" : ": forward"));
+    }
+    if (g.s != 1) continue;
+    // The input gradient: dx[b, ci] = Σ w[mo, ci, ky, kx] · dy[b, mo, iy + p − ky, ix + p − kx],
+    // the conv of dy (m channels, ho × wo) with the flipped kernel and padding ks − 1 − p.
+    const auto dy = random(y_ref.size(), 24);
+    std::vector<double> dx_ref(x.size(), 0.0);
+    for (int b = 0; b < g.n; ++b)
+      for (int mo = 0; mo < g.m; ++mo)
+        for (int oy = 0; oy < ho; ++oy)
+          for (int ox = 0; ox < wo; ++ox)
+            for (int ci = 0; ci < g.c; ++ci)
+              for (int ky = 0; ky < ks; ++ky)
+                for (int kx = 0; kx < ks; ++kx) {
+                  const int iy = oy - g.p + ky, ix = ox - g.p + kx;
+                  if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
+                    dx_ref[(((size_t)b * g.c + ci) * g.h + iy) * g.w + ix] +=
+                        (double)w[(((size_t)mo * g.c + ci) * ks + ky) * ks + kx] *
+                        dy[(((size_t)b * g.m + mo) * ho + oy) * wo + ox];
+                }
+    const int dcols = g.n * g.h * g.w;
+    std::vector<float> dx(x.size(), NAN);
+    emu::launch({(unsigned)((dcols + 127) / 128), (unsigned)((g.c + bm - 1) / bm), 1},
+                {128, 1, 1}, [&] {
+                  kernel(dy.data(), w.data(), w.data(), dx.data(), g.n, g.m, ho, wo, g.c, 1,
+                         ks - 1 - g.p, g.h, g.w, 1, 0);
+                });
+    check(dx, dx_ref, scaled_tol(dx_ref), name + ": input gradient (flip)");
+  }
+}
+
 }  // namespace
 
 int main() {
   conv_kernels();
+  implicit_conv(conv_implicit_k3_m32, 3, 32, "conv_implicit_k3_m32");
+  implicit_conv(conv_implicit_k3_m64, 3, 64, "conv_implicit_k3_m64");
+  implicit_conv(conv_implicit_k4_m32, 4, 32, "conv_implicit_k4_m32");
+  implicit_conv(conv_implicit_k4_m64, 4, 64, "conv_implicit_k4_m64");
   channel_bias();
   in_place();
   gelu();

@@ -23,6 +23,7 @@ use candle_core::{
 use super::{grid_stride, int, view, Launch, Module};
 use crate::ops::batched_conv::{BatchedConv, Gemm};
 use crate::ops::geometry::ConvGeom;
+use crate::ops::implicit_conv::{ConvAlgo, ImplicitConv};
 
 /// The kernels' PTX (compiled for compute capability 7.5; the driver compiles it for the GPU).
 pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/conv.ptx"));
@@ -33,6 +34,13 @@ const KERNELS: Module = Module {
 };
 /// Threads per block.
 const THREADS: u32 = 256;
+/// The implicit-GEMM kernels' PTX (`implicit_conv.cu`, planned by [`crate::ops::implicit_conv`]).
+pub(super) const IMPLICIT_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/implicit_conv.ptx"));
+/// The kernels of `implicit_conv.cu`.
+const IMPLICIT_KERNELS: Module = Module {
+    name: "ddpm_lab_implicit_conv",
+    ptx: IMPLICIT_PTX,
+};
 
 /// Whether [`conv2d`] takes `x (N, C, H, W)` and `w (Co, C, k, k)` with this stride and padding:
 /// f32 on one CUDA device, a square kernel that fits the padded input, padding below `k`, sizes
@@ -170,7 +178,8 @@ fn transposed_plan(
     }
 }
 
-/// `plan` if every size the kernels and cuBLAS take as an `int` fits one (and none is empty).
+/// `plan` if every size the kernels and cuBLAS take as an `int` fits one, with room for a
+/// grid-stride loop's last step ([`super::grid_len`]), and none is empty.
 fn fits(plan: BatchedConv) -> Option<BatchedConv> {
     let sizes = [
         plan.cols(),
@@ -181,7 +190,7 @@ fn fits(plan: BatchedConv) -> Option<BatchedConv> {
     ];
     sizes
         .iter()
-        .all(|&v| v > 0 && i32::try_from(v).is_ok())
+        .all(|&v| v > 0 && super::grid_len(v).is_ok())
         .then_some(plan)
 }
 
@@ -436,6 +445,10 @@ fn forward(
     w: &CudaView<f32>,
     bias: Option<&CudaView<f32>>,
 ) -> Result<CudaSlice<f32>> {
+    let ic = ImplicitConv::forward(plan);
+    if let Some(tile) = ic.channel_tile(ConvAlgo::current()) {
+        return implicit(dev, &ic, tile, x, w, bias);
+    }
     // SAFETY: the products write every element of y, chunk by chunk: with β = 0, or with β = 1
     // over the bias that `bias_fill` wrote into every element first.
     let mut y = unsafe { dev.alloc::<f32>(plan.output_len())? };
@@ -465,6 +478,50 @@ fn forward(
             beta,
         )?;
     }
+    Ok(y)
+}
+
+/// The conv `ic` through the implicit-GEMM kernel with channel tile `tile`: `x` its input
+/// `(n, c, h, w)`, `w` its weight (`(m, c, k, k)`, or `(c, m, k, k)` read flipped), plus
+/// `bias[m]` when given; a new `(n, m, ho, wo)` buffer.
+fn implicit(
+    dev: &CudaDevice,
+    ic: &ImplicitConv,
+    tile: usize,
+    x: &CudaView<f32>,
+    w: &CudaView<f32>,
+    bias: Option<&CudaView<f32>>,
+) -> Result<CudaSlice<f32>> {
+    let out_len = ic.cols() * ic.m;
+    if x.len() < ic.n * ic.c * ic.h * ic.w
+        || w.len() < ic.m * ic.c * ic.k * ic.k
+        || bias.is_some_and(|b| b.len() < ic.m)
+    {
+        candle_core::bail!("CUDA implicit conv: operands too small for {ic:?}");
+    }
+    // SAFETY: the blocks' tiles cover every (channel, column) of the output, each written once.
+    let y = unsafe { dev.alloc::<f32>(out_len)? };
+    let (gx, gy) = ic.grid(tile);
+    if gy > 65_535 {
+        candle_core::bail!("CUDA implicit conv: {} output channels are too many", ic.m);
+    }
+    let launch = Launch {
+        kernel: &ic.kernel(tile),
+        cfg: candle_core::cuda_backend::cudarc::driver::LaunchConfig {
+            grid_dim: (int(gx)? as u32, gy as u32, 1),
+            block_dim: (crate::ops::implicit_conv::THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        },
+        // Without a bias the kernel never reads its bias pointer: the weight stands in.
+        inputs: &[x.slice(..), w.slice(..), bias.unwrap_or(w).slice(..)],
+        outputs: &[&y],
+        ints: &ic.ints(bias.is_some()),
+        floats: &[],
+    };
+    // SAFETY: the parameters match `conv_implicit_k{k}_m{tile}` (x, w, bias, y, then the ints of
+    // `ImplicitConv::ints`); it reads x and w within the sizes checked above, bias below m, and
+    // writes y's n·m·ho·wo elements; the plan's sizes fit an int (`fits`), the grid's x too.
+    unsafe { IMPLICIT_KERNELS.launch(dev, launch) }?;
     Ok(y)
 }
 
@@ -499,6 +556,11 @@ fn input_grad(
     dy: &CudaView<f32>,
     w: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
+    if let Some(ic) = ImplicitConv::input_grad(plan) {
+        if let Some(tile) = ic.channel_tile(ConvAlgo::current()) {
+            return implicit(dev, &ic, tile, dy, w, None);
+        }
+    }
     // SAFETY: the products (1×1) or col2im write every element of dx, chunk by chunk.
     let mut dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
     if plan.reads_input_directly() {

@@ -22,8 +22,9 @@ const KERNELS: Module = Module {
     name: "ddpm_lab_depthwise",
     ptx: PTX,
 };
-/// Threads per block; the weight-gradient kernel's reduction is written for this many.
-const THREADS: u32 = 256;
+/// Threads per block; the weight-gradient kernel's reduction is written for this many
+/// (`WGRAD_THREADS` in depthwise.cu).
+pub(super) const THREADS: u32 = 256;
 
 /// Whether [`depthwise_conv2d`] takes `x (N, C, H, W)` and `w (C, 1, k, k)` with this padding:
 /// both f32 on a CUDA device, `k` 3, 5 or 7, padding below `k`, a padded map that holds the

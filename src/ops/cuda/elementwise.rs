@@ -29,7 +29,7 @@ pub fn channel_bias_add(
     let total = xl.shape().elem_count();
     let positions = total / (n * c).max(1);
     let want = if per_image { n * c } else { c };
-    if bl.shape().elem_count() != want || super::int(total).is_err() {
+    if bl.shape().elem_count() != want || super::grid_len(total).is_err() {
         candle_core::bail!(
             "CUDA channel bias: input {dims:?} with a bias of {:?}",
             bl.dims()
@@ -69,7 +69,7 @@ pub fn sub_in_place(
             yl.dims()
         );
     }
-    super::int(n)?;
+    super::grid_len(n)?;
     if n == 0 {
         return Ok(());
     }
@@ -95,7 +95,7 @@ pub fn supports_gelu(x: &Tensor) -> bool {
     super::enabled("gelu")
         && x.device().is_cuda()
         && x.dtype() == DType::F32
-        && super::int(x.elem_count()).is_ok()
+        && super::grid_len(x.elem_count()).is_ok()
 }
 
 /// PyTorch's `nn.GELU()` (the erf form) with its backward in one kernel each way; errs unless

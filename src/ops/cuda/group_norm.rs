@@ -213,11 +213,13 @@ impl CustomOp3 for Backward {
         let dev = xs.device().clone();
         let blocks = n * self.groups;
         let total = n * c * s + 2 * n * c;
-        // SAFETY: one block per (image, group) writes its part of dx and its channels' sums.
-        let out = unsafe { dev.alloc::<f32>(total)? };
         if n * c * s == 0 {
+            // No positions: dx is empty and every channel's sums are 0.
+            let out = dev.alloc_zeros::<f32>(total)?;
             return Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(total)));
         }
+        // SAFETY: one block per (image, group) writes its part of dx and its channels' sums.
+        let out = unsafe { dev.alloc::<f32>(total)? };
         let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
         let stats = match kept.filter(|k| k.len() == 2 * blocks) {
             Some(stats) => stats,

@@ -37,6 +37,39 @@ pub fn enabled_kernels() -> Vec<&'static str> {
         .collect()
 }
 
+/// What is wrong with this process's settings of the CUDA kernels ([`KERNELS_VAR`] and
+/// [`crate::ops::implicit_conv::ALGO_VAR`]), if anything: a kernel name that is not one of
+/// [`KERNEL_NAMES`], or an unknown conv algorithm. Checked when a CUDA device is opened, so a
+/// typo is an error rather than a setting silently ignored.
+pub fn settings_error() -> Option<String> {
+    let kernels = std::env::var(KERNELS_VAR).ok();
+    let algo = std::env::var(crate::ops::implicit_conv::ALGO_VAR).ok();
+    settings_problem(kernels.as_deref(), algo.as_deref())
+}
+
+/// [`settings_error`] for these values of the two variables (`None`: unset).
+fn settings_problem(kernels: Option<&str>, algo: Option<&str>) -> Option<String> {
+    if let Some(value) = kernels {
+        let unknown: Vec<&str> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && !k.eq_ignore_ascii_case("none"))
+            .filter(|k| {
+                let name = k.strip_prefix('-').unwrap_or(k);
+                !KERNEL_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Some(format!(
+                "{KERNELS_VAR}={value}: unknown kernel {} (the kernels: none, {})",
+                unknown.join(", "),
+                KERNEL_NAMES.join(", ")
+            ));
+        }
+    }
+    crate::ops::implicit_conv::ConvAlgo::parse(algo).err()
+}
+
 /// Whether kernel `name` is switched on by [`KERNELS_VAR`] (read once per process).
 pub fn enabled(name: &str) -> bool {
     static CHOSEN: OnceLock<Option<String>> = OnceLock::new();
@@ -126,6 +159,16 @@ fn int(v: usize) -> Result<i32> {
         .map_err(|_| candle_core::Error::Msg(format!("{v} is too large for a CUDA kernel's int")))
 }
 
+/// `n`, the length a grid-stride loop of a kernel here covers, as its `int`: at most
+/// [`crate::ops::DEVICE_LEN_MAX`], so that the loop's index plus one stride (up to 65,535
+/// blocks of 1,024 threads) never passes `i32::MAX`.
+fn grid_len(n: usize) -> Result<i32> {
+    if n > crate::ops::DEVICE_LEN_MAX {
+        candle_core::bail!("{n} elements are too many for one CUDA kernel of ddpm-lab");
+    }
+    int(n)
+}
+
 /// [`int`] of each.
 fn ints(vs: &[usize]) -> Result<Vec<i32>> {
     vs.iter().map(|&v| int(v)).collect()
@@ -205,6 +248,21 @@ mod tests {
     use super::chosen;
 
     #[test]
+    fn device_settings_with_a_typo_are_an_error_that_names_the_choices() {
+        use super::settings_problem;
+        assert_eq!(settings_problem(None, None), None);
+        assert_eq!(settings_problem(Some("none"), Some("implicit")), None);
+        assert_eq!(
+            settings_problem(Some(" -GELU, conv "), Some("im2col")),
+            None
+        );
+        let err = settings_problem(Some("-gleu,conv"), None).unwrap();
+        assert!(err.contains("-gleu") && err.contains("group_norm"), "{err}");
+        let err = settings_problem(None, Some("implict")).unwrap();
+        assert!(err.contains("DDPM_LAB_CONV_ALGO=implict"), "{err}");
+    }
+
+    #[test]
     fn device_kernels_are_all_on_unless_the_variable_lists_them() {
         assert!(super::KERNEL_NAMES.iter().all(|k| chosen(None, k)));
         assert!(chosen(Some("depthwise"), "depthwise"));
@@ -235,6 +293,7 @@ mod tests {
             ("depthwise", super::depthwise::PTX),
             ("elementwise", super::elementwise::PTX),
             ("group_norm", super::group_norm::PTX),
+            ("implicit_conv", super::conv::IMPLICIT_PTX),
             ("multi_tensor", super::multi_tensor::PTX),
             ("softmax", super::softmax::PTX),
         ] {
@@ -272,12 +331,21 @@ mod tests {
     /// Kernels compiled with `__launch_bounds__` for a block size are launched with that size.
     #[test]
     fn device_block_sizes_match_the_launch_bounds() {
-        let cu = include_str!("group_norm.cu");
-        let define = format!(
-            "#define GN_GROUP_THREADS {}\n",
-            super::group_norm::GROUP_THREADS
-        );
-        assert!(cu.contains(&define), "{define}");
+        for (cu, define) in [
+            (
+                include_str!("group_norm.cu"),
+                format!(
+                    "#define GN_GROUP_THREADS {}\n",
+                    super::group_norm::GROUP_THREADS
+                ),
+            ),
+            (
+                include_str!("depthwise.cu"),
+                format!("#define WGRAD_THREADS {}\n", super::depthwise::THREADS),
+            ),
+        ] {
+            assert!(cu.contains(&define), "{define}");
+        }
     }
 
     /// The table Rust passes by value is the size of the kernels' first parameter.
@@ -312,6 +380,14 @@ mod tests {
         .map(String::from);
         let group_norm =
             ["group_norm_fwd", "group_norm_stats", "group_norm_backward"].map(String::from);
+        // Every kernel the implicit conv's plan can name.
+        let implicit = crate::ops::implicit_conv::KERNEL_SIZES
+            .iter()
+            .flat_map(|&k| {
+                crate::ops::implicit_conv::CHANNEL_TILES
+                    .iter()
+                    .map(move |&m| format!("conv_implicit_k{k}_m{m}"))
+            });
         for (ptx, names) in [
             (super::conv::PTX, conv.to_vec()),
             (
@@ -322,6 +398,7 @@ mod tests {
             ),
             (super::depthwise::PTX, depthwise.collect::<Vec<_>>()),
             (super::group_norm::PTX, group_norm.to_vec()),
+            (super::conv::IMPLICIT_PTX, implicit.collect::<Vec<_>>()),
             (
                 super::multi_tensor::PTX,
                 [

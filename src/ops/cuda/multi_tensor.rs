@@ -80,7 +80,7 @@ pub fn supports(ts: &[Tensor]) -> bool {
                 && t.device().same_device(first.device())
                 && t.layout().contiguous_offsets().is_some()
         })
-        && matches!(ts.iter().map(Tensor::elem_count).sum(), n if n > 0 && super::int(n).is_ok())
+        && matches!(ts.iter().map(Tensor::elem_count).sum(), n if n > 0 && super::grid_len(n).is_ok())
 }
 
 /// `ts`, each flattened, concatenated into one new 1-D tensor; errs unless [`supports`] holds.

@@ -99,6 +99,6 @@ fn check(l: &Layout, outer: usize, axis: usize, inner: usize) -> Result<()> {
             l.dims()
         );
     }
-    super::int(total)?;
+    super::grid_len(total)?;
     Ok(())
 }

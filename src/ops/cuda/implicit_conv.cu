@@ -1,0 +1,171 @@
+// A dense convolution as an implicit GEMM (f32, NCHW, square KS×KS kernel, any stride, zero
+// padding): the product of im2col and cuBLAS (conv.cu, src/ops/cuda/conv.rs) without ever
+// writing the im2col matrix, which for the 3×3 convs of the blog UNet is 9× the size of their
+// input and costs more memory traffic than their arithmetic.
+//
+// As a matrix product, out[m, j] = Σ_k A[m, k] · B[k, j] + bias[m] with
+//   m = output channel (M of them), j = (image, oy, ox) a column (n·Ho·Wo of them),
+//   k = (ci, ky, kx) (C·KS² of them), A[m, k] = w[m, ci, ky, kx] (the weight as it lies), and
+//   B[k, j] = x[image, ci, oy·s − p + ky, ox·s − p + kx] (0 off the image), read from x on the fly.
+// With `flip` set, A[m, k] = w[ci, m, KS−1−ky, KS−1−kx] (w then has shape (C, M, KS, KS)): the
+// input gradient of a stride-1 conv with padding p is this conv of the output gradient with
+// padding KS−1−p.
+//
+// `conv_implicit_k{KS}_m{BM}`: a block of 128 threads computes a BM × 128 tile of out (grid x:
+// tiles of 128 columns, grid y: tiles of BM channels). Its K loop takes one input channel per
+// step, that is KS² rows of A and B: each thread loads the KS² taps of its own column (so its
+// image, position and which taps fall off the image are worked out once per block, and no
+// division is left in the loop) and a share of the A tile, into registers while the block
+// multiplies the previous step's tiles from shared memory (two buffers, one barrier per step).
+// Each thread keeps a TM × 8 tile of out in registers, its rows and columns split in groups of
+// four half a tile apart, so that its float4 reads of shared memory are free of bank conflicts.
+// Every k is added in the same order (ci, then ky, kx) for every output.
+//
+// The caller checks that n·C·H·W, n·M·Ho·Wo and n·Ho·Wo fit an int.
+
+#define IC_THREADS 128
+#define IC_BN 128
+
+template <int KS, int BM, int TM>
+__device__ __forceinline__ void implicit_conv(const float* __restrict__ x,
+                                              const float* __restrict__ wt,
+                                              const float* __restrict__ bias,
+                                              float* __restrict__ y, int n, int c, int h, int w,
+                                              int m, int stride, int pad, int ho, int wo,
+                                              int flip, int has_bias) {
+  constexpr int BK = KS * KS;        // one input channel per step
+  constexpr int TN = 8;              // columns per thread
+  constexpr int COLS_T = IC_BN / TN; // threads along the columns (16)
+  static_assert((BM / TM) * COLS_T == IC_THREADS, "the threads cover the tile");
+  static_assert(TM == 4 || TM == 8, "rows in one or two groups of four");
+  constexpr int A_LOADS = (BM * BK + IC_THREADS - 1) / IC_THREADS;
+  __shared__ __align__(16) float As[2][BK][BM];
+  __shared__ __align__(16) float Bs[2][BK][IC_BN];
+
+  const int tid = threadIdx.x;
+  const int positions = ho * wo;
+  const int cols = n * positions;
+  const int plane = h * w;
+  const int kdim = c * BK;
+  const int j0 = blockIdx.x * IC_BN;
+  const int m0 = blockIdx.y * BM;
+
+  // This thread's column of B: its image, position and the taps that fall inside the image.
+  const int j = j0 + tid;
+  const float* img = x;
+  int base = 0;
+  unsigned inside = 0;  // bit ky·KS + kx: tap (ky, kx) reads the image
+  if (j < cols) {
+    const int b = j / positions;
+    const int q = j - b * positions;
+    const int oy = q / wo;
+    const int iy0 = oy * stride - pad;
+    const int ix0 = (q - oy * wo) * stride - pad;
+    img = x + (long)b * c * plane;
+    base = iy0 * w + ix0;
+#pragma unroll
+    for (int ky = 0; ky < KS; ++ky)
+#pragma unroll
+      for (int kx = 0; kx < KS; ++kx)
+        if (iy0 + ky >= 0 && iy0 + ky < h && ix0 + kx >= 0 && ix0 + kx < w)
+          inside |= 1u << (ky * KS + kx);
+  }
+
+  float a_next[A_LOADS];
+  float b_next[BK];
+  // Step `ci`'s tiles into registers: this thread's KS² taps, and its share of A (element e of
+  // the BM × BK tile at row e % BM, so that the stores to As are conflict-free).
+  auto load = [&](int ci) {
+    const float* src = img + ci * plane + base;
+#pragma unroll
+    for (int r = 0; r < BK; ++r)
+      b_next[r] = (inside >> r) & 1u ? __ldg(src + (r / KS) * w + r % KS) : 0.f;
+#pragma unroll
+    for (int i = 0; i < A_LOADS; ++i) {
+      const int e = tid + i * IC_THREADS;
+      const int am = e % BM, r = e / BM;
+      float v = 0.f;
+      if (e < BM * BK && m0 + am < m) {
+        v = flip ? __ldg(wt + ((long)ci * m + m0 + am) * BK + (BK - 1 - r))
+                 : __ldg(wt + (long)(m0 + am) * kdim + ci * BK + r);
+      }
+      a_next[i] = v;
+    }
+  };
+  auto store = [&](int buf) {
+#pragma unroll
+    for (int r = 0; r < BK; ++r) Bs[buf][r][tid] = b_next[r];
+#pragma unroll
+    for (int i = 0; i < A_LOADS; ++i) {
+      const int e = tid + i * IC_THREADS;
+      if (e < BM * BK) As[buf][e / BM][e % BM] = a_next[i];
+    }
+  };
+
+  const int tx = tid % COLS_T, ty = tid / COLS_T;
+  // Row i of this thread's tile: rows ty·4.. and, for TM = 8, BM/2 + ty·4..; columns likewise.
+  auto row_of = [&](int i) { return (i < 4 ? 0 : BM / 2) + ty * 4 + (i & 3); };
+  auto col_of = [&](int jj) { return (jj < 4 ? 0 : IC_BN / 2) + tx * 4 + (jj & 3); };
+
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int jj = 0; jj < TN; ++jj) acc[i][jj] = 0.f;
+
+  load(0);
+  store(0);
+  __syncthreads();
+  for (int ci = 0; ci < c; ++ci) {
+    const int buf = ci & 1;
+    if (ci + 1 < c) load(ci + 1);
+#pragma unroll
+    for (int r = 0; r < BK; ++r) {
+      float a[TM], bv[TN];
+#pragma unroll
+      for (int g = 0; g < TM / 4; ++g) {
+        const float4 v = *reinterpret_cast<const float4*>(&As[buf][r][g * (BM / 2) + ty * 4]);
+        a[4 * g] = v.x, a[4 * g + 1] = v.y, a[4 * g + 2] = v.z, a[4 * g + 3] = v.w;
+      }
+#pragma unroll
+      for (int g = 0; g < 2; ++g) {
+        const float4 v = *reinterpret_cast<const float4*>(&Bs[buf][r][g * (IC_BN / 2) + tx * 4]);
+        bv[4 * g] = v.x, bv[4 * g + 1] = v.y, bv[4 * g + 2] = v.z, bv[4 * g + 3] = v.w;
+      }
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int jj = 0; jj < TN; ++jj) acc[i][jj] = fmaf(a[i], bv[jj], acc[i][jj]);
+    }
+    if (ci + 1 < c) store(buf ^ 1);
+    __syncthreads();
+  }
+
+  // out[m, j] → y[image, m, position]; off the tile's edges nothing is written.
+#pragma unroll
+  for (int jj = 0; jj < TN; ++jj) {
+    const int col = j0 + col_of(jj);
+    if (col >= cols) continue;
+    const int b = col / positions;
+    float* out = y + (long)b * m * positions + (col - b * positions);
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int row = m0 + row_of(i);
+      if (row < m) out[(long)row * positions] = acc[i][jj] + (has_bias ? __ldg(bias + row) : 0.f);
+    }
+  }
+}
+
+#define IMPLICIT_CONV(KS, BM, TM)                                                              \
+  extern "C" __global__ void __launch_bounds__(IC_THREADS) conv_implicit_k##KS##_m##BM(       \
+      const float* __restrict__ x, const float* __restrict__ wt,                              \
+      const float* __restrict__ bias, float* __restrict__ y, int n, int c, int h, int w, int m, \
+      int stride, int pad, int ho, int wo, int flip, int has_bias) {                          \
+    implicit_conv<KS, BM, TM>(x, wt, bias, y, n, c, h, w, m, stride, pad, ho, wo, flip,       \
+                              has_bias);                                                      \
+  }
+
+IMPLICIT_CONV(3, 32, 4)
+IMPLICIT_CONV(3, 64, 8)
+IMPLICIT_CONV(4, 32, 4)
+IMPLICIT_CONV(4, 64, 8)

@@ -1,0 +1,369 @@
+//! The dense conv as an implicit GEMM (`src/ops/cuda/implicit_conv.cu`): the plan of each launch
+//! (which kernel, its grid, the conv it computes for a pass of a [`BatchedConv`]) and a CPU
+//! reference of exactly the kernel's sums, so that the tests here check the plan against the
+//! im2col route's maths on any machine. The kernels themselves are checked against plain loops
+//! under emulation (`tests/cuda_emulation.rs`).
+//!
+//! Which algorithm the CUDA conv uses is a setting ([`ALGO_VAR`]): im2col + cuBLAS until the
+//! implicit kernels are measured faster on a GPU.
+
+use crate::ops::batched_conv::BatchedConv;
+
+/// The environment variable that picks the CUDA conv's algorithm ([`ConvAlgo::parse`]).
+pub const ALGO_VAR: &str = "DDPM_LAB_CONV_ALGO";
+
+/// Threads per block of the implicit kernels (`IC_THREADS` in implicit_conv.cu).
+pub const THREADS: u32 = 128;
+/// Output columns (image positions) per block (`IC_BN`).
+pub const COLS_PER_BLOCK: usize = 128;
+/// The channel tiles (`BM`) the kernels are built for.
+pub const CHANNEL_TILES: [usize; 2] = [32, 64];
+/// The kernel sizes they are built for.
+pub const KERNEL_SIZES: [usize; 2] = [3, 4];
+
+/// How the CUDA conv computes its forward product and a stride-1 conv's input gradient (the
+/// weight gradient is im2col + cuBLAS either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// im2col of the batch into one matrix, then cuBLAS (the default).
+    Im2col,
+    /// The implicit GEMM, with its channel tile chosen per conv (`None`) or fixed.
+    Implicit(Option<usize>),
+}
+
+impl ConvAlgo {
+    /// The algorithm [`ALGO_VAR`]'s value names: `im2col`, `implicit`, `implicit-m32` or
+    /// `implicit-m64` (unset: `im2col`).
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        let Some(v) = value.map(str::trim) else {
+            return Ok(ConvAlgo::Im2col);
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "" | "im2col" => Ok(ConvAlgo::Im2col),
+            "implicit" => Ok(ConvAlgo::Implicit(None)),
+            "implicit-m32" => Ok(ConvAlgo::Implicit(Some(32))),
+            "implicit-m64" => Ok(ConvAlgo::Implicit(Some(64))),
+            _ => Err(format!(
+                "{ALGO_VAR}={v}: expected im2col, implicit, implicit-m32 or implicit-m64"
+            )),
+        }
+    }
+
+    /// The setting of this process ([`ALGO_VAR`], read once; a value [`Self::parse`] rejects
+    /// counts as unset here: opening a CUDA device reports it, see
+    /// [`crate::ops::cuda::settings_error`]).
+    pub fn current() -> Self {
+        static ALGO: std::sync::OnceLock<ConvAlgo> = std::sync::OnceLock::new();
+        *ALGO.get_or_init(|| {
+            Self::parse(std::env::var(ALGO_VAR).ok().as_deref()).unwrap_or(ConvAlgo::Im2col)
+        })
+    }
+
+    /// Its name as [`Self::parse`] takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvAlgo::Im2col => "im2col",
+            ConvAlgo::Implicit(None) => "implicit",
+            ConvAlgo::Implicit(Some(32)) => "implicit-m32",
+            ConvAlgo::Implicit(Some(_)) => "implicit-m64",
+        }
+    }
+}
+
+/// One launch of an implicit-GEMM kernel: the conv of an input `(n, c, h, w)` with a `k × k`
+/// kernel to an output `(n, m, ho, wo)`, stride and zero padding as given. With `flip`, the
+/// weight is `(c, m, k, k)` and is read flipped (the input gradient of a stride-1 conv).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImplicitConv {
+    /// Images.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub m: usize,
+    /// Kernel size.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding.
+    pub pad: usize,
+    /// Output height.
+    pub ho: usize,
+    /// Output width.
+    pub wo: usize,
+    /// Whether the weight is read as `w[ci, m, k−1−ky, k−1−kx]`.
+    pub flip: bool,
+}
+
+impl ImplicitConv {
+    /// The forward product of `plan`: `x (N, C, H, W)` → `y (N, Co, Ho, Wo)`.
+    pub fn forward(plan: &BatchedConv) -> Self {
+        let g = plan.geom;
+        ImplicitConv {
+            n: plan.n,
+            c: g.c,
+            h: g.h,
+            w: g.w,
+            m: plan.c_out,
+            k: g.k,
+            stride: g.stride,
+            pad: g.pad,
+            ho: g.ho,
+            wo: g.wo,
+            flip: false,
+        }
+    }
+
+    /// The input gradient of `plan` when its stride is 1: `dy (N, Co, Ho, Wo)` → `dx (N, C, H, W)`,
+    /// the conv of `dy` with the flipped, transposed weight and padding `k − 1 − p`.
+    pub fn input_grad(plan: &BatchedConv) -> Option<Self> {
+        let g = plan.geom;
+        if g.stride != 1 || g.pad >= g.k {
+            return None;
+        }
+        Some(ImplicitConv {
+            n: plan.n,
+            c: plan.c_out,
+            h: g.ho,
+            w: g.wo,
+            m: g.c,
+            k: g.k,
+            stride: 1,
+            pad: g.k - 1 - g.pad,
+            ho: g.h,
+            wo: g.w,
+            flip: true,
+        })
+    }
+
+    /// Output columns: `n·ho·wo`.
+    pub fn cols(&self) -> usize {
+        self.n * self.ho * self.wo
+    }
+
+    /// The channel tile `algo` takes for this conv, if a kernel is built for it: for `implicit`,
+    /// 32 when the output channels fit one tile of 32, else 64.
+    pub fn channel_tile(&self, algo: ConvAlgo) -> Option<usize> {
+        let ConvAlgo::Implicit(tile) = algo else {
+            return None;
+        };
+        if !KERNEL_SIZES.contains(&self.k) || self.c == 0 || self.cols() == 0 || self.m == 0 {
+            return None;
+        }
+        let tile = tile.unwrap_or(if self.m <= 32 { 32 } else { 64 });
+        CHANNEL_TILES.contains(&tile).then_some(tile)
+    }
+
+    /// The kernel for a channel tile: `conv_implicit_k{k}_m{tile}`.
+    pub fn kernel(&self, tile: usize) -> String {
+        format!("conv_implicit_k{}_m{tile}", self.k)
+    }
+
+    /// The grid for a channel tile: (column tiles, channel tiles).
+    pub fn grid(&self, tile: usize) -> (usize, usize) {
+        (
+            self.cols().div_ceil(COLS_PER_BLOCK),
+            self.m.div_ceil(tile.max(1)),
+        )
+    }
+
+    /// The `int`s the kernels take after their four pointers, in order:
+    /// `n, c, h, w, m, stride, pad, ho, wo, flip, has_bias`.
+    pub fn ints(&self, has_bias: bool) -> [usize; 11] {
+        [
+            self.n,
+            self.c,
+            self.h,
+            self.w,
+            self.m,
+            self.stride,
+            self.pad,
+            self.ho,
+            self.wo,
+            usize::from(self.flip),
+            usize::from(has_bias),
+        ]
+    }
+
+    /// The kernel's sums on the CPU, in its order (input channel, then the taps row by row),
+    /// plus `bias[m]` when given: `x (n, c, h, w)` and the weight (`(m, c, k, k)`, or with
+    /// `flip` `(c, m, k, k)`) to `(n, m, ho, wo)`.
+    pub fn reference(&self, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        let (k, kk) = (self.k, self.k * self.k);
+        let mut y = vec![0f32; self.n * self.m * self.ho * self.wo];
+        for b in 0..self.n {
+            for mo in 0..self.m {
+                for oy in 0..self.ho {
+                    for ox in 0..self.wo {
+                        let mut acc = 0f32;
+                        for ci in 0..self.c {
+                            for r in 0..kk {
+                                let (ky, kx) = (r / k, r % k);
+                                let iy = (oy * self.stride + ky).checked_sub(self.pad);
+                                let ix = (ox * self.stride + kx).checked_sub(self.pad);
+                                let (Some(iy), Some(ix)) = (iy, ix) else {
+                                    continue;
+                                };
+                                if iy >= self.h || ix >= self.w {
+                                    continue;
+                                }
+                                let wv = if self.flip {
+                                    weight[(ci * self.m + mo) * kk + (kk - 1 - r)]
+                                } else {
+                                    weight[(mo * self.c + ci) * kk + r]
+                                };
+                                acc = wv.mul_add(
+                                    x[((b * self.c + ci) * self.h + iy) * self.w + ix],
+                                    acc,
+                                );
+                            }
+                        }
+                        let out = ((b * self.m + mo) * self.ho + oy) * self.wo + ox;
+                        y[out] = acc + bias.map_or(0.0, |bs| bs[mo]);
+                    }
+                }
+            }
+        }
+        y
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::geometry::ConvGeom;
+
+    fn rand(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (j, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() < 1e-4, "{what}: element {j}: {x} vs {y}");
+        }
+    }
+
+    /// `n` images of `(c, h, w)` to `co` channels: `(k, stride, pad)` as given.
+    fn plan(n: usize, (c, h, w): (usize, usize, usize), co: usize, ksp: [usize; 3]) -> BatchedConv {
+        BatchedConv {
+            n,
+            c_out: co,
+            geom: ConvGeom::new(c, h, w, ksp[0], ksp[1], ksp[2]).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_algorithm_setting_parses_and_rejects_with_the_choices() {
+        assert_eq!(ConvAlgo::parse(None), Ok(ConvAlgo::Im2col));
+        assert_eq!(ConvAlgo::parse(Some(" IM2COL ")), Ok(ConvAlgo::Im2col));
+        assert_eq!(
+            ConvAlgo::parse(Some("implicit")),
+            Ok(ConvAlgo::Implicit(None))
+        );
+        assert_eq!(
+            ConvAlgo::parse(Some("implicit-m32")),
+            Ok(ConvAlgo::Implicit(Some(32)))
+        );
+        assert_eq!(
+            ConvAlgo::parse(Some("implicit-m64")),
+            Ok(ConvAlgo::Implicit(Some(64)))
+        );
+        let err = ConvAlgo::parse(Some("implicit-m128")).unwrap_err();
+        assert!(
+            err.contains(ALGO_VAR) && err.contains("implicit-m64"),
+            "{err}"
+        );
+        for a in [
+            ConvAlgo::Im2col,
+            ConvAlgo::Implicit(None),
+            ConvAlgo::Implicit(Some(32)),
+            ConvAlgo::Implicit(Some(64)),
+        ] {
+            assert_eq!(ConvAlgo::parse(Some(a.name())), Ok(a));
+        }
+    }
+
+    #[test]
+    fn the_forward_plan_is_the_im2col_routes_product() {
+        for (p, bias) in [
+            (plan(2, (3, 6, 5), 4, [3, 1, 1]), true),
+            (plan(2, (2, 8, 8), 5, [4, 2, 1]), false),
+            (plan(1, (3, 7, 6), 6, [3, 2, 0]), true),
+        ] {
+            let x = rand(p.input_len(), 1);
+            let w = rand(p.weight_len(), 2);
+            let b = rand(p.c_out, 3);
+            // im2col + the forward GEMM, as the CUDA route runs them, then the bias.
+            let col = p.im2col(&x);
+            let mut want = vec![0f32; p.output_len()];
+            p.forward_gemm().reference(&col, &w, &mut want, 0.0);
+            if bias {
+                for (i, v) in want.iter_mut().enumerate() {
+                    *v += b[(i / p.positions()) % p.c_out];
+                }
+            }
+            let ic = ImplicitConv::forward(&p);
+            assert_eq!((ic.ho, ic.wo), (p.geom.ho, p.geom.wo));
+            let got = ic.reference(&x, &w, bias.then_some(&b[..]));
+            assert_close(&got, &want, &format!("{p:?}"));
+        }
+    }
+
+    #[test]
+    fn the_input_gradient_plan_is_the_im2col_routes_product() {
+        for p in [
+            plan(2, (3, 6, 5), 4, [3, 1, 1]),
+            plan(2, (2, 7, 7), 3, [3, 1, 0]),
+            plan(1, (2, 6, 6), 5, [4, 1, 2]),
+        ] {
+            let dy = rand(p.output_len(), 4);
+            let w = rand(p.weight_len(), 5);
+            // The GEMM into the column gradient, then col2im.
+            let mut dcol = vec![0f32; p.rows() * p.cols()];
+            p.input_grad_gemm().reference(&dy, &w, &mut dcol, 0.0);
+            let want = p.col2im(&dcol);
+            let ic = ImplicitConv::input_grad(&p).unwrap();
+            assert_eq!(
+                (ic.n, ic.m, ic.ho, ic.wo),
+                (p.n, p.geom.c, p.geom.h, p.geom.w)
+            );
+            assert_close(&ic.reference(&dy, &w, None), &want, &format!("{p:?}"));
+        }
+        // Stride 2 has no implicit input gradient (col2im keeps it).
+        assert_eq!(
+            ImplicitConv::input_grad(&plan(1, (2, 8, 8), 3, [4, 2, 1])),
+            None
+        );
+    }
+
+    #[test]
+    fn kernels_grids_and_tiles_follow_the_setting() {
+        let ic = ImplicitConv::forward(&plan(256, (56, 28, 28), 28, [3, 1, 1]));
+        assert_eq!(ic.channel_tile(ConvAlgo::Im2col), None);
+        assert_eq!(ic.channel_tile(ConvAlgo::Implicit(None)), Some(32));
+        assert_eq!(ic.channel_tile(ConvAlgo::Implicit(Some(64))), Some(64));
+        assert_eq!(ic.kernel(32), "conv_implicit_k3_m32");
+        // 256·28·28 columns in tiles of 128; 28 channels in one tile.
+        assert_eq!(ic.grid(32), (1568, 1));
+        let wide = ImplicitConv::forward(&plan(8, (112, 7, 7), 224, [3, 1, 1]));
+        assert_eq!(wide.channel_tile(ConvAlgo::Implicit(None)), Some(64));
+        assert_eq!(wide.grid(64), (4, 4));
+        assert_eq!(wide.ints(true), [8, 112, 7, 7, 224, 1, 1, 7, 7, 0, 1]);
+        // No kernel for a 7×7 or 1×1 conv.
+        let init = ImplicitConv::forward(&plan(8, (1, 28, 28), 18, [7, 1, 3]));
+        assert_eq!(init.channel_tile(ConvAlgo::Implicit(None)), None);
+    }
+}
