@@ -20,6 +20,11 @@ pub const COLS_PER_BLOCK: usize = 128;
 pub const CHANNEL_TILES: [usize; 2] = [32, 64];
 /// The kernel sizes they are built for.
 pub const KERNEL_SIZES: [usize; 2] = [3, 4];
+/// The fewest blocks for which `implicit` (the tile chosen per conv) takes the implicit kernel:
+/// two per SM of an H200. With fewer (small maps at small batches, e.g. 7×7 at batch 128) most
+/// SMs would hold one block of four warps or none, too few to hide memory latency; im2col +
+/// cuBLAS (which splits K) runs those. `implicit-m32`/`-m64` take the kernel regardless.
+pub const MIN_BLOCKS: usize = 264;
 
 /// How the CUDA conv computes its forward product and a stride-1 conv's input gradient (the
 /// weight gradient is im2col + cuBLAS either way).
@@ -146,16 +151,23 @@ impl ImplicitConv {
     }
 
     /// The channel tile `algo` takes for this conv, if a kernel is built for it: for `implicit`,
-    /// 32 when the output channels fit one tile of 32, else 64.
+    /// 32 when the output channels fit one tile of 32, else 64, and none when the grid would
+    /// have fewer than [`MIN_BLOCKS`] blocks.
     pub fn channel_tile(&self, algo: ConvAlgo) -> Option<usize> {
-        let ConvAlgo::Implicit(tile) = algo else {
+        let ConvAlgo::Implicit(fixed) = algo else {
             return None;
         };
         if !KERNEL_SIZES.contains(&self.k) || self.c == 0 || self.cols() == 0 || self.m == 0 {
             return None;
         }
-        let tile = tile.unwrap_or(if self.m <= 32 { 32 } else { 64 });
-        CHANNEL_TILES.contains(&tile).then_some(tile)
+        match fixed {
+            Some(tile) => CHANNEL_TILES.contains(&tile).then_some(tile),
+            None => {
+                let tile = if self.m <= 32 { 32 } else { 64 };
+                let (gx, gy) = self.grid(tile);
+                (gx * gy >= MIN_BLOCKS).then_some(tile)
+            }
+        }
     }
 
     /// The kernel for a channel tile: `conv_implicit_k{k}_m{tile}`.
@@ -359,8 +371,14 @@ mod tests {
         // 256·28·28 columns in tiles of 128; 28 channels in one tile.
         assert_eq!(ic.grid(32), (1568, 1));
         let wide = ImplicitConv::forward(&plan(8, (112, 7, 7), 224, [3, 1, 1]));
-        assert_eq!(wide.channel_tile(ConvAlgo::Implicit(None)), Some(64));
+        assert_eq!(wide.channel_tile(ConvAlgo::Implicit(Some(64))), Some(64));
         assert_eq!(wide.grid(64), (4, 4));
+        // 16 blocks: too few for `implicit`, which leaves the conv to im2col.
+        assert_eq!(wide.channel_tile(ConvAlgo::Implicit(None)), None);
+        // 7×7 maps at batch 256: 98 column tiles, 4 channel tiles.
+        let deep = ImplicitConv::forward(&plan(256, (112, 7, 7), 224, [3, 1, 1]));
+        assert_eq!(deep.grid(64), (98, 4));
+        assert_eq!(deep.channel_tile(ConvAlgo::Implicit(None)), Some(64));
         assert_eq!(wide.ints(true), [8, 112, 7, 7, 224, 1, 1, 7, 7, 0, 1]);
         // No kernel for a 7×7 or 1×1 conv.
         let init = ImplicitConv::forward(&plan(8, (1, 28, 28), 18, [7, 1, 3]));
