@@ -33,7 +33,7 @@
 #   TF32=1              also run both benchmarks with TF32 (TF32=0 skips them)
 #   BENCH_STOCK=1       also time ddpm-lab's training and forward pass with candle's stock ops
 #                       (`bench --stock-ops`: no ops::device_conv; BENCH_STOCK=0 skips it)
-#   CONV_ALGOS="implicit implicit-m32 implicit-m64"
+#   CONV_ALGOS="implicit implicit-fwd implicit-m32 implicit-m64"
 #                       then, for each conv algorithm listed (DDPM_LAB_CONV_ALGO; the default is
 #                       im2col), `check-device` with the first, and ddpm-lab's training and
 #                       forward pass with each (`conv_algo_gain`: over im2col); empty skips it
@@ -77,7 +77,7 @@ PARITY_TOL=${PARITY_TOL:-1e-4}
 BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256}
 TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
-CONV_ALGOS=${CONV_ALGOS-implicit implicit-m32 implicit-m64}
+CONV_ALGOS=${CONV_ALGOS-implicit implicit-fwd implicit-m32 implicit-m64}
 KERNEL_AB=${KERNEL_AB-conv bias softmax gelu depthwise multi_tensor}
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}

@@ -26,32 +26,92 @@ pub const KERNEL_SIZES: [usize; 2] = [3, 4];
 /// cuBLAS (which splits K) runs those. `implicit-m32`/`-m64` take the kernel regardless.
 pub const MIN_BLOCKS: usize = 264;
 
-/// How the CUDA conv computes its forward product and a stride-1 conv's input gradient (the
-/// weight gradient is im2col + cuBLAS either way).
+/// Blocks the weight gradient's slices aim for: four per SM of an H200.
+pub const WGRAD_TARGET_BLOCKS: usize = 528;
+/// The fewest columns a slice of the weight gradient takes (fewer slices otherwise).
+pub const WGRAD_MIN_SLICE: usize = 128;
+
+/// One launch of the implicit weight gradient: its channel tile, grid (tiles of 128 weight
+/// columns, tiles of channels, slices) and columns per slice. With more than one slice,
+/// `conv_implicit_sum_splits` adds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WgradPlan {
+    /// The channel tile (32 or 64).
+    pub tile: usize,
+    /// The grid: (column tiles, channel tiles, slices).
+    pub grid: (usize, usize, usize),
+    /// Output columns per slice (a multiple of 8).
+    pub slice: usize,
+}
+
+/// How the CUDA conv computes its products: its forward product, a stride-1 conv's input
+/// gradient and its weight gradient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvAlgo {
     /// im2col of the batch into one matrix, then cuBLAS (the default).
     Im2col,
-    /// The implicit GEMM, with its channel tile chosen per conv (`None`) or fixed.
-    Implicit(Option<usize>),
+    /// The implicit GEMM, with its channel tile chosen per conv (`tile` `None`) or fixed; the
+    /// weight gradient too when `weight_grad` is set (else im2col + cuBLAS).
+    Implicit {
+        /// The channel tile (32 or 64) of every launch, or `None`: per conv.
+        tile: Option<usize>,
+        /// Whether the weight gradient is implicit too.
+        weight_grad: bool,
+    },
 }
 
+/// Every algorithm and its name, as [`ALGO_VAR`] takes them.
+const ALGOS: [(&str, ConvAlgo); 5] = [
+    ("im2col", ConvAlgo::Im2col),
+    (
+        "implicit",
+        ConvAlgo::Implicit {
+            tile: None,
+            weight_grad: true,
+        },
+    ),
+    (
+        "implicit-fwd",
+        ConvAlgo::Implicit {
+            tile: None,
+            weight_grad: false,
+        },
+    ),
+    (
+        "implicit-m32",
+        ConvAlgo::Implicit {
+            tile: Some(32),
+            weight_grad: true,
+        },
+    ),
+    (
+        "implicit-m64",
+        ConvAlgo::Implicit {
+            tile: Some(64),
+            weight_grad: true,
+        },
+    ),
+];
+
 impl ConvAlgo {
-    /// The algorithm [`ALGO_VAR`]'s value names: `im2col`, `implicit`, `implicit-m32` or
-    /// `implicit-m64` (unset: `im2col`).
+    /// The algorithm [`ALGO_VAR`]'s value names (unset: `im2col`): `im2col`; `implicit` (every
+    /// product, tiles per conv); `implicit-fwd` (the forward product and input gradient only);
+    /// `implicit-m32`, `implicit-m64` (every product, that channel tile throughout).
     pub fn parse(value: Option<&str>) -> Result<Self, String> {
         let Some(v) = value.map(str::trim) else {
             return Ok(ConvAlgo::Im2col);
         };
-        match v.to_ascii_lowercase().as_str() {
-            "" | "im2col" => Ok(ConvAlgo::Im2col),
-            "implicit" => Ok(ConvAlgo::Implicit(None)),
-            "implicit-m32" => Ok(ConvAlgo::Implicit(Some(32))),
-            "implicit-m64" => Ok(ConvAlgo::Implicit(Some(64))),
-            _ => Err(format!(
-                "{ALGO_VAR}={v}: expected im2col, implicit, implicit-m32 or implicit-m64"
-            )),
+        if v.is_empty() {
+            return Ok(ConvAlgo::Im2col);
         }
+        ALGOS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(v))
+            .map(|&(_, algo)| algo)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ALGOS.iter().map(|(name, _)| *name).collect();
+                format!("{ALGO_VAR}={v}: expected one of {}", names.join(", "))
+            })
     }
 
     /// The setting of this process ([`ALGO_VAR`], read once; a value [`Self::parse`] rejects
@@ -66,12 +126,10 @@ impl ConvAlgo {
 
     /// Its name as [`Self::parse`] takes it.
     pub fn name(self) -> &'static str {
-        match self {
-            ConvAlgo::Im2col => "im2col",
-            ConvAlgo::Implicit(None) => "implicit",
-            ConvAlgo::Implicit(Some(32)) => "implicit-m32",
-            ConvAlgo::Implicit(Some(_)) => "implicit-m64",
-        }
+        ALGOS
+            .iter()
+            .find(|(_, algo)| *algo == self)
+            .map_or("implicit", |(name, _)| name)
     }
 }
 
@@ -154,7 +212,7 @@ impl ImplicitConv {
     /// 32 when the output channels fit one tile of 32, else 64, and none when the grid would
     /// have fewer than [`MIN_BLOCKS`] blocks.
     pub fn channel_tile(&self, algo: ConvAlgo) -> Option<usize> {
-        let ConvAlgo::Implicit(fixed) = algo else {
+        let ConvAlgo::Implicit { tile: fixed, .. } = algo else {
             return None;
         };
         if !KERNEL_SIZES.contains(&self.k) || self.c == 0 || self.cols() == 0 || self.m == 0 {
@@ -168,6 +226,108 @@ impl ImplicitConv {
                 (gx * gy >= MIN_BLOCKS).then_some(tile)
             }
         }
+    }
+
+    /// Columns of the weight gradient: `c·k²`.
+    pub fn kdim(&self) -> usize {
+        self.c * self.k * self.k
+    }
+
+    /// The launch of the implicit weight gradient of this (forward, unflipped) conv that `algo`
+    /// takes, if any: the channel tile as for the forward product, and slices of the columns
+    /// enough for about [`WGRAD_TARGET_BLOCKS`] blocks, of at least [`WGRAD_MIN_SLICE`]
+    /// columns each (a multiple of 8), so that there is no empty slice.
+    pub fn weight_grad_plan(&self, algo: ConvAlgo) -> Option<WgradPlan> {
+        let ConvAlgo::Implicit {
+            tile,
+            weight_grad: true,
+        } = algo
+        else {
+            return None;
+        };
+        let cols = self.cols();
+        if self.flip || !KERNEL_SIZES.contains(&self.k) || self.c == 0 || cols == 0 || self.m == 0 {
+            return None;
+        }
+        let tile = tile.unwrap_or(if self.m <= 32 { 32 } else { 64 });
+        if !CHANNEL_TILES.contains(&tile) {
+            return None;
+        }
+        let tiles = self.kdim().div_ceil(COLS_PER_BLOCK) * self.m.div_ceil(tile);
+        let wanted = WGRAD_TARGET_BLOCKS.div_ceil(tiles);
+        let splits = wanted.clamp(1, (cols / WGRAD_MIN_SLICE).max(1));
+        let slice = cols.div_ceil(splits).next_multiple_of(8);
+        let splits = cols.div_ceil(slice);
+        let plan = WgradPlan {
+            tile,
+            grid: (
+                self.kdim().div_ceil(COLS_PER_BLOCK),
+                self.m.div_ceil(tile),
+                splits,
+            ),
+            slice,
+        };
+        (plan.grid.1 <= 65_535
+            && plan.grid.2 <= 65_535
+            && splits * self.m * self.kdim() <= crate::ops::DEVICE_LEN_MAX)
+            .then_some(plan)
+    }
+
+    /// The weight-gradient kernel for a channel tile: `conv_implicit_wgrad_k{k}_m{tile}`.
+    pub fn weight_grad_kernel(&self, tile: usize) -> String {
+        format!("conv_implicit_wgrad_k{}_m{tile}", self.k)
+    }
+
+    /// The `int`s the weight-gradient kernels take after their three pointers, in order:
+    /// `n, c, h, w, m, stride, pad, ho, wo, slice`.
+    pub fn weight_grad_ints(&self, slice: usize) -> [usize; 10] {
+        [
+            self.n,
+            self.c,
+            self.h,
+            self.w,
+            self.m,
+            self.stride,
+            self.pad,
+            self.ho,
+            self.wo,
+            slice,
+        ]
+    }
+
+    /// The weight-gradient kernels' sums on the CPU, in their order: each slice of `slice`
+    /// columns summed in column order, then the slices added in order. `x (n, c, h, w)`,
+    /// `dy (n, m, ho, wo)` to `dw (m, c, k, k)`.
+    pub fn weight_grad_reference(&self, x: &[f32], dy: &[f32], slice: usize) -> Vec<f32> {
+        let (k, kk, kdim, p) = (self.k, self.k * self.k, self.kdim(), self.ho * self.wo);
+        let cols = self.cols();
+        let mut dw = vec![0f32; self.m * kdim];
+        let mut part = vec![0f32; self.m * kdim];
+        for start in (0..cols).step_by(slice.max(1)) {
+            part.iter_mut().for_each(|v| *v = 0.0);
+            for j in start..cols.min(start + slice) {
+                let (b, q) = (j / p, j % p);
+                let (oy, ox) = (q / self.wo, q % self.wo);
+                for mo in 0..self.m {
+                    let g = dy[(b * self.m + mo) * p + q];
+                    for kc in 0..kdim {
+                        let (ci, r) = (kc / kk, kc % kk);
+                        let iy = (oy * self.stride + r / k).checked_sub(self.pad);
+                        let ix = (ox * self.stride + r % k).checked_sub(self.pad);
+                        let (Some(iy), Some(ix)) = (iy, ix) else {
+                            continue;
+                        };
+                        if iy < self.h && ix < self.w {
+                            let xv = x[((b * self.c + ci) * self.h + iy) * self.w + ix];
+                            let at = &mut part[mo * kdim + kc];
+                            *at = g.mul_add(xv, *at);
+                        }
+                    }
+                }
+            }
+            dw.iter_mut().zip(&part).for_each(|(d, v)| *d += v);
+        }
+        dw
     }
 
     /// The kernel for a channel tile: `conv_implicit_k{k}_m{tile}`.
@@ -277,34 +437,40 @@ mod tests {
         }
     }
 
+    const AUTO: ConvAlgo = ConvAlgo::Implicit {
+        tile: None,
+        weight_grad: true,
+    };
+
+    fn fixed(tile: usize) -> ConvAlgo {
+        ConvAlgo::Implicit {
+            tile: Some(tile),
+            weight_grad: true,
+        }
+    }
+
     #[test]
     fn the_algorithm_setting_parses_and_rejects_with_the_choices() {
         assert_eq!(ConvAlgo::parse(None), Ok(ConvAlgo::Im2col));
         assert_eq!(ConvAlgo::parse(Some(" IM2COL ")), Ok(ConvAlgo::Im2col));
+        assert_eq!(ConvAlgo::parse(Some("implicit")), Ok(AUTO));
         assert_eq!(
-            ConvAlgo::parse(Some("implicit")),
-            Ok(ConvAlgo::Implicit(None))
+            ConvAlgo::parse(Some("implicit-fwd")),
+            Ok(ConvAlgo::Implicit {
+                tile: None,
+                weight_grad: false
+            })
         );
-        assert_eq!(
-            ConvAlgo::parse(Some("implicit-m32")),
-            Ok(ConvAlgo::Implicit(Some(32)))
-        );
-        assert_eq!(
-            ConvAlgo::parse(Some("implicit-m64")),
-            Ok(ConvAlgo::Implicit(Some(64)))
-        );
+        assert_eq!(ConvAlgo::parse(Some("implicit-m32")), Ok(fixed(32)));
+        assert_eq!(ConvAlgo::parse(Some("Implicit-M64")), Ok(fixed(64)));
         let err = ConvAlgo::parse(Some("implicit-m128")).unwrap_err();
         assert!(
-            err.contains(ALGO_VAR) && err.contains("implicit-m64"),
+            err.contains(ALGO_VAR) && err.contains("implicit-fwd") && err.contains("implicit-m64"),
             "{err}"
         );
-        for a in [
-            ConvAlgo::Im2col,
-            ConvAlgo::Implicit(None),
-            ConvAlgo::Implicit(Some(32)),
-            ConvAlgo::Implicit(Some(64)),
-        ] {
-            assert_eq!(ConvAlgo::parse(Some(a.name())), Ok(a));
+        for (name, algo) in ALGOS {
+            assert_eq!(algo.name(), name);
+            assert_eq!(ConvAlgo::parse(Some(name)), Ok(algo));
         }
     }
 
@@ -365,23 +531,74 @@ mod tests {
     fn kernels_grids_and_tiles_follow_the_setting() {
         let ic = ImplicitConv::forward(&plan(256, (56, 28, 28), 28, [3, 1, 1]));
         assert_eq!(ic.channel_tile(ConvAlgo::Im2col), None);
-        assert_eq!(ic.channel_tile(ConvAlgo::Implicit(None)), Some(32));
-        assert_eq!(ic.channel_tile(ConvAlgo::Implicit(Some(64))), Some(64));
+        assert_eq!(ic.channel_tile(AUTO), Some(32));
+        assert_eq!(ic.channel_tile(fixed(64)), Some(64));
         assert_eq!(ic.kernel(32), "conv_implicit_k3_m32");
         // 256·28·28 columns in tiles of 128; 28 channels in one tile.
         assert_eq!(ic.grid(32), (1568, 1));
         let wide = ImplicitConv::forward(&plan(8, (112, 7, 7), 224, [3, 1, 1]));
-        assert_eq!(wide.channel_tile(ConvAlgo::Implicit(Some(64))), Some(64));
+        assert_eq!(wide.channel_tile(fixed(64)), Some(64));
         assert_eq!(wide.grid(64), (4, 4));
         // 16 blocks: too few for `implicit`, which leaves the conv to im2col.
-        assert_eq!(wide.channel_tile(ConvAlgo::Implicit(None)), None);
+        assert_eq!(wide.channel_tile(AUTO), None);
         // 7×7 maps at batch 256: 98 column tiles, 4 channel tiles.
         let deep = ImplicitConv::forward(&plan(256, (112, 7, 7), 224, [3, 1, 1]));
         assert_eq!(deep.grid(64), (98, 4));
-        assert_eq!(deep.channel_tile(ConvAlgo::Implicit(None)), Some(64));
+        assert_eq!(deep.channel_tile(AUTO), Some(64));
         assert_eq!(wide.ints(true), [8, 112, 7, 7, 224, 1, 1, 7, 7, 0, 1]);
         // No kernel for a 7×7 or 1×1 conv.
         let init = ImplicitConv::forward(&plan(8, (1, 28, 28), 18, [7, 1, 3]));
-        assert_eq!(init.channel_tile(ConvAlgo::Implicit(None)), None);
+        assert_eq!(init.channel_tile(AUTO), None);
+    }
+
+    #[test]
+    fn the_weight_gradient_plan_is_the_im2col_routes_product() {
+        for p in [
+            plan(2, (3, 6, 5), 4, [3, 1, 1]),
+            plan(2, (2, 8, 8), 5, [4, 2, 1]),
+            plan(3, (2, 7, 6), 40, [3, 2, 0]),
+        ] {
+            let x = rand(p.input_len(), 6);
+            let dy = rand(p.output_len(), 7);
+            // im2col, dy with batch and channels swapped, one GEMM.
+            let mut want = vec![0f32; p.weight_len()];
+            p.weight_grad_gemm()
+                .reference(&p.im2col(&x), &p.channels_first(&dy), &mut want, 0.0);
+            let ic = ImplicitConv::forward(&p);
+            for slice in [8, 16, ic.cols().next_multiple_of(8)] {
+                let got = ic.weight_grad_reference(&x, &dy, slice);
+                assert_close(&got, &want, &format!("{p:?}, slices of {slice}"));
+            }
+        }
+    }
+
+    #[test]
+    fn weight_gradient_slices_fill_the_gpu_without_an_empty_one() {
+        // The blog UNet's 28×28 conv from 56 to 28 channels at batch 128: 4 × 1 tiles.
+        let ic = ImplicitConv::forward(&plan(128, (56, 28, 28), 28, [3, 1, 1]));
+        let w = ic.weight_grad_plan(AUTO).unwrap();
+        assert_eq!((w.tile, w.grid.0, w.grid.1), (32, 4, 1));
+        // About the target (slices rounded up to 8 columns may leave one out).
+        let blocks = w.grid.0 * w.grid.1 * w.grid.2;
+        assert!(blocks * 10 >= WGRAD_TARGET_BLOCKS * 9, "{w:?}");
+        assert_eq!(w.slice % 8, 0);
+        assert!(w.slice >= WGRAD_MIN_SLICE);
+        // Every slice holds columns: the last starts before the end.
+        assert!((w.grid.2 - 1) * w.slice < ic.cols(), "{w:?}");
+        assert!(w.grid.2 * w.slice >= ic.cols(), "{w:?}");
+        assert_eq!(ic.weight_grad_kernel(w.tile), "conv_implicit_wgrad_k3_m32");
+        // A small conv: one slice of all its columns.
+        let tiny = ImplicitConv::forward(&plan(1, (2, 5, 5), 3, [3, 1, 1]));
+        let t = tiny.weight_grad_plan(fixed(64)).unwrap();
+        assert_eq!((t.tile, t.grid, t.slice), (64, (1, 1, 1), 32));
+        // Not with `implicit-fwd`, nor for kernels without a build, nor flipped.
+        let fwd_only = ConvAlgo::Implicit {
+            tile: None,
+            weight_grad: false,
+        };
+        assert_eq!(ic.weight_grad_plan(fwd_only), None);
+        assert_eq!(ic.weight_grad_plan(ConvAlgo::Im2col), None);
+        let init = ImplicitConv::forward(&plan(8, (1, 28, 28), 18, [7, 1, 3]));
+        assert_eq!(init.weight_grad_plan(AUTO), None);
     }
 }

@@ -558,6 +558,61 @@ void implicit_conv(ImplicitConv kernel, int ks, int bm, const std::string& kname
   }
 }
 
+// The implicit weight gradient over `splits` slices of the columns, then their sum in order,
+// against a direct loop (grid x: tiles of 128 k's, y: of BM channels, z: slices).
+using ImplicitWgrad = void (*)(const float*, const float*, float*, int, int, int, int, int, int,
+                               int, int, int, int);
+void implicit_wgrad(ImplicitWgrad kernel, int ks, int bm, const std::string& kname) {
+  struct G {
+    int n, c, h, w, m, s, p, splits;
+  };
+  for (G g : {G{2, 3, 5, 6, 5, 1, 1, 3}, G{2, 16, 6, 5, 70, 1, 1, 2}, G{2, 2, 8, 7, 6, 2, 1, 1},
+              G{1, 3, 6, 6, 33, 1, 0, 40}}) {
+    const int ho = (g.h + 2 * g.p - ks) / g.s + 1, wo = (g.w + 2 * g.p - ks) / g.s + 1;
+    const int cols = g.n * ho * wo, kdim = g.c * ks * ks;
+    const std::string name = kname + " n" + std::to_string(g.n) + " c" + std::to_string(g.c) +
+                             " " + std::to_string(g.h) + "x" + std::to_string(g.w) + " m" +
+                             std::to_string(g.m) + " s" + std::to_string(g.s) + " p" +
+                             std::to_string(g.p) + " splits " + std::to_string(g.splits);
+    const auto x = random((size_t)g.n * g.c * g.h * g.w, 25);
+    const auto dy = random((size_t)g.n * g.m * ho * wo, 26);
+    // Slices of `slice` columns (a multiple of 8, as the Rust side cuts them); the last may be
+    // short or, with more slices than columns need, empty.
+    const int slice = ((cols + g.splits - 1) / g.splits + 7) / 8 * 8;
+    std::vector<double> part_ref((size_t)g.splits * g.m * kdim, 0.0), dw_ref((size_t)g.m * kdim);
+    for (int sl = 0; sl < g.splits; ++sl)
+      for (int j = sl * slice; j < std::min(cols, (sl + 1) * slice); ++j) {
+        const int b = j / (ho * wo), oy = (j / wo) % ho, ox = j % wo;
+        for (int mo = 0; mo < g.m; ++mo)
+          for (int k = 0; k < kdim; ++k) {
+            const int ci = k / (ks * ks), ky = (k / ks) % ks, kx = k % ks;
+            const int iy = oy * g.s - g.p + ky, ix = ox * g.s - g.p + kx;
+            if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+            part_ref[((size_t)sl * g.m + mo) * kdim + k] +=
+                (double)dy[(((size_t)b * g.m + mo) * ho + oy) * wo + ox] *
+                x[(((size_t)b * g.c + ci) * g.h + iy) * g.w + ix];
+          }
+      }
+    for (size_t i = 0; i < dw_ref.size(); ++i) {
+      double acc = 0;
+      for (int sl = 0; sl < g.splits; ++sl) acc += part_ref[sl * dw_ref.size() + i];
+      dw_ref[i] = acc;
+    }
+    std::vector<float> part(part_ref.size(), NAN), dw(dw_ref.size(), NAN);
+    emu::launch({(unsigned)((kdim + 127) / 128), (unsigned)((g.m + bm - 1) / bm),
+                 (unsigned)g.splits},
+                {128, 1, 1}, [&] {
+                  kernel(x.data(), dy.data(), part.data(), g.n, g.c, g.h, g.w, g.m, g.s, g.p,
+                         ho, wo, slice);
+                });
+    check(part, part_ref, scaled_tol(part_ref), name + ": slices");
+    emu::launch({blocks_for(dw.size(), 256), 1, 1}, {256, 1, 1}, [&] {
+      conv_implicit_sum_splits(part.data(), dw.data(), (int)dw.size(), g.splits);
+    });
+    check(dw, dw_ref, scaled_tol(dw_ref), name + ": sum of the slices");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -566,6 +621,10 @@ int main() {
   implicit_conv(conv_implicit_k3_m64, 3, 64, "conv_implicit_k3_m64");
   implicit_conv(conv_implicit_k4_m32, 4, 32, "conv_implicit_k4_m32");
   implicit_conv(conv_implicit_k4_m64, 4, 64, "conv_implicit_k4_m64");
+  implicit_wgrad(conv_implicit_wgrad_k3_m32, 3, 32, "conv_implicit_wgrad_k3_m32");
+  implicit_wgrad(conv_implicit_wgrad_k3_m64, 3, 64, "conv_implicit_wgrad_k3_m64");
+  implicit_wgrad(conv_implicit_wgrad_k4_m32, 4, 32, "conv_implicit_wgrad_k4_m32");
+  implicit_wgrad(conv_implicit_wgrad_k4_m64, 4, 64, "conv_implicit_wgrad_k4_m64");
   channel_bias();
   in_place();
   gelu();

@@ -525,6 +525,58 @@ fn implicit(
     Ok(y)
 }
 
+/// `dw (m, c, k, k)` of the conv `ic` (unflipped) from its input `x` and output gradient `dy`
+/// through the implicit weight-gradient kernel, slice by slice as `wp` plans, then the slices
+/// added in order.
+fn implicit_weight_grad(
+    dev: &CudaDevice,
+    ic: &ImplicitConv,
+    wp: &crate::ops::implicit_conv::WgradPlan,
+    x: &CudaView<f32>,
+    dy: &CudaView<f32>,
+) -> Result<CudaSlice<f32>> {
+    let len = ic.m * ic.kdim();
+    let (gx, gy, splits) = wp.grid;
+    if x.len() < ic.n * ic.c * ic.h * ic.w || dy.len() < ic.cols() * ic.m {
+        candle_core::bail!("CUDA implicit weight gradient: operands too small for {ic:?}");
+    }
+    // SAFETY: every block writes its (channel, column) tile of its slice, an empty one zeros.
+    let part = unsafe { dev.alloc::<f32>(splits * len)? };
+    let launch = Launch {
+        kernel: &ic.weight_grad_kernel(wp.tile),
+        cfg: candle_core::cuda_backend::cudarc::driver::LaunchConfig {
+            grid_dim: (int(gx)? as u32, int(gy)? as u32, int(splits)? as u32),
+            block_dim: (crate::ops::implicit_conv::THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        },
+        inputs: &[x.slice(..), dy.slice(..)],
+        outputs: &[&part],
+        ints: &ic.weight_grad_ints(wp.slice),
+        floats: &[],
+    };
+    // SAFETY: the parameters match `conv_implicit_wgrad_k{k}_m{tile}` (x, dy, part, then the
+    // ints of `ImplicitConv::weight_grad_ints`); it reads x and dy within the sizes checked
+    // above and writes part's splits·m·c·k² elements (an int: `weight_grad_plan`).
+    unsafe { IMPLICIT_KERNELS.launch(dev, launch) }?;
+    if splits == 1 {
+        return Ok(part);
+    }
+    // SAFETY: the kernel writes every element of dw.
+    let dw = unsafe { dev.alloc::<f32>(len)? };
+    let launch = Launch {
+        kernel: "conv_implicit_sum_splits",
+        cfg: grid_stride(len, THREADS),
+        inputs: &[part.slice(..)],
+        outputs: &[&dw],
+        ints: &[len, splits],
+        floats: &[],
+    };
+    // SAFETY: the parameters match `conv_implicit_sum_splits`; it reads part's splits·len
+    // elements and writes dw's len.
+    unsafe { IMPLICIT_KERNELS.launch(dev, launch) }?;
+    Ok(dw)
+}
+
 /// `y[n, c, p] = b[c]` over the whole output of `plan` (`b` holds `Co` values).
 fn bias_fill(
     dev: &CudaDevice,
@@ -613,6 +665,10 @@ fn weight_grad(
     x: &CudaView<f32>,
     dy: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
+    let ic = ImplicitConv::forward(plan);
+    if let Some(wp) = ic.weight_grad_plan(ConvAlgo::current()) {
+        return implicit_weight_grad(dev, &ic, &wp, x, dy);
+    }
     // SAFETY: the first chunk's product writes every element of dw (β = 0).
     let mut dw = unsafe { dev.alloc::<f32>(plan.weight_len())? };
     let (img, out) = (plan.geom.image_len(), plan.output_image_len());

@@ -21,10 +21,51 @@
 // four half a tile apart, so that its float4 reads of shared memory are free of bank conflicts.
 // Every k is added in the same order (ci, then ky, kx) for every output.
 //
-// The caller checks that n·C·H·W, n·M·Ho·Wo and n·Ho·Wo fit an int.
+// `conv_implicit_wgrad_k{KS}_m{BM}`: the weight gradient, the same kind of product with the
+// roles turned: dw[m, k] = Σ_j dy[m, j] · B[k, j], rows m of dy, columns k = (ci, ky, kx) of
+// the weight, the sum over the n·Ho·Wo columns j. A block computes a BM × 128 tile of dw over
+// one slice of the j's (grid z: `splits` slices, grid x: tiles of 128 k's, y: of BM channels),
+// eight j's per step, and writes its sums to part[slice, m, k]; `conv_implicit_sum_splits`
+// then adds the slices in order (no atomics: the same sums on every run). Each thread gathers
+// the taps of its own k and walks the step's j's (image, position) by increments, the same
+// for every thread, so there is no division in the loop.
+//
+// The caller checks that n·C·H·W, n·M·Ho·Wo, n·Ho·Wo and splits·M·C·KS² fit an int.
 
 #define IC_THREADS 128
 #define IC_BN 128
+// j's per step of the weight gradient, and the padding of its A tile's rows (so that a warp's
+// stores to it, eight j's of four channels, fall in 32 different banks).
+#define IC_WG_BJ 8
+#define IC_WG_PAD 4
+
+// acc[i][jj] += Σ_r A[r][row i] · B[r][col jj] over the R rows of two shared tiles, A's rows
+// `a_stride` floats apart. Thread (tx, ty) of the 16 × (BM/TM) threads owns rows ty·4.. (and
+// BM/2 + ty·4.. when TM = 8) and columns tx·4.. and 64 + tx·4..: float4 reads, no bank
+// conflicts.
+template <int R, int BM, int TM, int A_STRIDE>
+__device__ __forceinline__ void tile_fma(const float* __restrict__ as,
+                                         const float* __restrict__ bs, int tx, int ty,
+                                         float (&acc)[TM][8]) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    float a[TM], bv[8];
+#pragma unroll
+    for (int g = 0; g < TM / 4; ++g) {
+      const float4 v = *reinterpret_cast<const float4*>(as + r * A_STRIDE + g * (BM / 2) + ty * 4);
+      a[4 * g] = v.x, a[4 * g + 1] = v.y, a[4 * g + 2] = v.z, a[4 * g + 3] = v.w;
+    }
+#pragma unroll
+    for (int g = 0; g < 2; ++g) {
+      const float4 v = *reinterpret_cast<const float4*>(bs + r * IC_BN + g * (IC_BN / 2) + tx * 4);
+      bv[4 * g] = v.x, bv[4 * g + 1] = v.y, bv[4 * g + 2] = v.z, bv[4 * g + 3] = v.w;
+    }
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj) acc[i][jj] = fmaf(a[i], bv[jj], acc[i][jj]);
+  }
+}
 
 template <int KS, int BM, int TM>
 __device__ __forceinline__ void implicit_conv(const float* __restrict__ x,
@@ -119,24 +160,7 @@ __device__ __forceinline__ void implicit_conv(const float* __restrict__ x,
   for (int ci = 0; ci < c; ++ci) {
     const int buf = ci & 1;
     if (ci + 1 < c) load(ci + 1);
-#pragma unroll
-    for (int r = 0; r < BK; ++r) {
-      float a[TM], bv[TN];
-#pragma unroll
-      for (int g = 0; g < TM / 4; ++g) {
-        const float4 v = *reinterpret_cast<const float4*>(&As[buf][r][g * (BM / 2) + ty * 4]);
-        a[4 * g] = v.x, a[4 * g + 1] = v.y, a[4 * g + 2] = v.z, a[4 * g + 3] = v.w;
-      }
-#pragma unroll
-      for (int g = 0; g < 2; ++g) {
-        const float4 v = *reinterpret_cast<const float4*>(&Bs[buf][r][g * (IC_BN / 2) + tx * 4]);
-        bv[4 * g] = v.x, bv[4 * g + 1] = v.y, bv[4 * g + 2] = v.z, bv[4 * g + 3] = v.w;
-      }
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int jj = 0; jj < TN; ++jj) acc[i][jj] = fmaf(a[i], bv[jj], acc[i][jj]);
-    }
+    tile_fma<BK, BM, TM, BM>(&As[buf][0][0], &Bs[buf][0][0], tx, ty, acc);
     if (ci + 1 < c) store(buf ^ 1);
     __syncthreads();
   }
@@ -169,3 +193,148 @@ IMPLICIT_CONV(3, 32, 4)
 IMPLICIT_CONV(3, 64, 8)
 IMPLICIT_CONV(4, 32, 4)
 IMPLICIT_CONV(4, 64, 8)
+
+template <int KS, int BM, int TM>
+__device__ __forceinline__ void implicit_wgrad(const float* __restrict__ x,
+                                               const float* __restrict__ dy,
+                                               float* __restrict__ part, int n, int c, int h,
+                                               int w, int m, int stride, int pad, int ho, int wo,
+                                               int slice) {
+  constexpr int KK = KS * KS;
+  constexpr int BJ = IC_WG_BJ;
+  constexpr int AS = BM + IC_WG_PAD;
+  constexpr int A_LOADS = BM * BJ / IC_THREADS;
+  static_assert(A_LOADS * IC_THREADS == BM * BJ, "the A tile splits evenly");
+  static_assert((BM / TM) * (IC_BN / 8) == IC_THREADS, "the threads cover the tile");
+  __shared__ __align__(16) float As[2][BJ][AS];
+  __shared__ __align__(16) float Bs[2][BJ][IC_BN];
+
+  const int tid = threadIdx.x;
+  const int positions = ho * wo;
+  const int cols = n * positions;
+  const int kdim = c * KK;
+  const int k0 = blockIdx.x * IC_BN;
+  const int m0 = blockIdx.y * BM;
+  const int j_begin = blockIdx.z * slice;
+  const int j_end = cols - j_begin < slice ? cols : j_begin + slice;
+
+  // This thread's k of B: its input channel and tap.
+  const int kb = k0 + tid;
+  const bool k_ok = kb < kdim;
+  const int ci = k_ok ? kb / KK : 0;
+  const int ky = (kb - ci * KK) / KS;
+  const int kx = kb - ci * KK - ky * KS;
+  const float* xc = x + (long)ci * h * w;
+
+  // The step's first j as (image, oy, ox), advanced by increments (uniform over the block).
+  int jb = j_begin / positions;
+  int joy = (j_begin - jb * positions) / wo;
+  int jox = j_begin - jb * positions - joy * wo;
+
+  float a_next[A_LOADS];
+  float b_next[BJ];
+  // Step j0's tiles into registers: this thread's k at the 8 j's, and its share of dy (element
+  // e of the BM × 8 tile at channel e / 8, j e % 8: eight consecutive positions per channel).
+  auto load = [&](int j0) {
+    int b = jb, oy = joy, ox = jox;
+#pragma unroll
+    for (int r = 0; r < BJ; ++r) {
+      float v = 0.f;
+      if (j0 + r < j_end) {
+        const int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+        if (k_ok && iy >= 0 && iy < h && ix >= 0 && ix < w)
+          v = __ldg(xc + (long)b * c * h * w + iy * w + ix);
+#pragma unroll
+        for (int i = 0; i < A_LOADS; ++i) {
+          const int e = tid + i * IC_THREADS;
+          if ((e & (BJ - 1)) == r) {
+            const int am = e / BJ;
+            a_next[i] = m0 + am < m
+                            ? __ldg(dy + ((long)b * m + m0 + am) * positions + oy * wo + ox)
+                            : 0.f;
+          }
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < A_LOADS; ++i)
+          if (((tid + i * IC_THREADS) & (BJ - 1)) == r) a_next[i] = 0.f;
+      }
+      b_next[r] = v;
+      if (++ox == wo) {
+        ox = 0;
+        if (++oy == ho) {
+          oy = 0;
+          ++b;
+        }
+      }
+    }
+    jb = b, joy = oy, jox = ox;
+  };
+  auto store = [&](int buf) {
+#pragma unroll
+    for (int r = 0; r < BJ; ++r) Bs[buf][r][tid] = b_next[r];
+#pragma unroll
+    for (int i = 0; i < A_LOADS; ++i) {
+      const int e = tid + i * IC_THREADS;
+      As[buf][e & (BJ - 1)][e / BJ] = a_next[i];
+    }
+  };
+
+  const int tx = tid % (IC_BN / 8), ty = tid / (IC_BN / 8);
+  float acc[TM][8];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj) acc[i][jj] = 0.f;
+
+  if (j_begin < j_end) {
+    load(j_begin);
+    store(0);
+    __syncthreads();
+    int buf = 0;
+    for (int j0 = j_begin; j0 < j_end; j0 += BJ) {
+      const bool more = j0 + BJ < j_end;
+      if (more) load(j0 + BJ);
+      tile_fma<BJ, BM, TM, AS>(&As[buf][0][0], &Bs[buf][0][0], tx, ty, acc);
+      if (more) store(buf ^ 1);
+      __syncthreads();
+      buf ^= 1;
+    }
+  }
+
+  // part[slice, m, k]; an empty slice writes its zeros too.
+  float* out = part + (long)blockIdx.z * m * kdim;
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int row = m0 + (i < 4 ? 0 : BM / 2) + ty * 4 + (i & 3);
+    if (row >= m) continue;
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj) {
+      const int col = k0 + (jj < 4 ? 0 : IC_BN / 2) + tx * 4 + (jj & 3);
+      if (col < kdim) out[(long)row * kdim + col] = acc[i][jj];
+    }
+  }
+}
+
+#define IMPLICIT_WGRAD(KS, BM, TM)                                                             \
+  extern "C" __global__ void __launch_bounds__(IC_THREADS) conv_implicit_wgrad_k##KS##_m##BM( \
+      const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ part,     \
+      int n, int c, int h, int w, int m, int stride, int pad, int ho, int wo, int slice) {     \
+    implicit_wgrad<KS, BM, TM>(x, dy, part, n, c, h, w, m, stride, pad, ho, wo, slice);        \
+  }
+
+IMPLICIT_WGRAD(3, 32, 4)
+IMPLICIT_WGRAD(3, 64, 8)
+IMPLICIT_WGRAD(4, 32, 4)
+IMPLICIT_WGRAD(4, 64, 8)
+
+// dw[i] = Σ_s part[s, i] for s = 0, 1, …, splits − 1 in that order.
+extern "C" __global__ void conv_implicit_sum_splits(const float* __restrict__ part,
+                                                    float* __restrict__ dw, int len,
+                                                    int splits) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < len; i += gridDim.x * blockDim.x) {
+    float acc = 0.f;
+    for (int s = 0; s < splits; ++s) acc += __ldg(part + (long)s * len + i);
+    dw[i] = acc;
+  }
+}

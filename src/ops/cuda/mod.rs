@@ -386,8 +386,14 @@ mod tests {
             .flat_map(|&k| {
                 crate::ops::implicit_conv::CHANNEL_TILES
                     .iter()
-                    .map(move |&m| format!("conv_implicit_k{k}_m{m}"))
-            });
+                    .flat_map(move |&m| {
+                        [
+                            format!("conv_implicit_k{k}_m{m}"),
+                            format!("conv_implicit_wgrad_k{k}_m{m}"),
+                        ]
+                    })
+            })
+            .chain(["conv_implicit_sum_splits".to_string()]);
         for (ptx, names) in [
             (super::conv::PTX, conv.to_vec()),
             (
