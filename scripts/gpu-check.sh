@@ -35,8 +35,8 @@
 #                       (`bench --stock-ops`: no ops::device_conv; BENCH_STOCK=0 skips it)
 #   CONV_ALGOS="implicit implicit-fwd implicit-m32 implicit-m64"
 #                       then, for each conv algorithm listed (DDPM_LAB_CONV_ALGO; the default is
-#                       im2col), `check-device` with the first, and ddpm-lab's training and
-#                       forward pass with each (`conv_algo_gain`: over im2col); empty skips it
+#                       im2col), `check-device` with it, then ddpm-lab's training and forward
+#                       pass with each (`conv_algo_gain`: over im2col); empty skips it
 #   KERNEL_AB="conv bias softmax gelu depthwise multi_tensor"
 #                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
 #                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS=-name;
@@ -312,13 +312,16 @@ if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
   fi
 fi
 
-# 8b. The CUDA conv's other algorithms (DDPM_LAB_CONV_ALGO): the gradients through the first
+# 8b. The CUDA conv's other algorithms (DDPM_LAB_CONV_ALGO): the gradients through each
 # against the CPU's, then training and forward with each, to set against `bench` (im2col);
 # optional, like 9.
 if [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ]; then
-  first_algo=${CONV_ALGOS%% *}
-  step "check_device_conv_$first_algo" 60 env DDPM_LAB_CONV_ALGO="$first_algo" "$BIN" \
-    check-device --device "$DEVICE" --json
+  # The gradients first: `implicit` leaves small grids (as check-device's batch makes) to
+  # im2col, `implicit-m32`/`-m64` run every conv they can through the implicit kernels.
+  for a in $CONV_ALGOS; do
+    step "check_device_conv_$a" 60 env DDPM_LAB_CONV_ALGO="$a" "$BIN" \
+      check-device --device "$DEVICE" --json
+  done
   for a in $CONV_ALGOS; do
     # shellcheck disable=SC2086
     polled "bench_conv_$a" 120 env DDPM_LAB_CONV_ALGO="$a" "$BIN" bench \

@@ -346,7 +346,7 @@ def report(work, out_path):
         tol,
     )
     algos = info.get("conv_algos") or []
-    algo_checks = [f"check_device_conv_{a}" for a in algos[:1]]
+    algo_checks = [f"check_device_conv_{a}" for a in algos]
     for name in ("check_device", "check_device_current", *algo_checks):
         rec = json_step(work, name)
         if rec is not None and "result" in rec:
