@@ -280,7 +280,14 @@ impl ImplicitConv {
 
     /// The `int`s the weight-gradient kernels take after their three pointers, in order:
     /// `n, c, h, w, m, stride, pad, ho, wo, slice`.
-    pub fn weight_grad_ints(&self, slice: usize) -> [usize; 10] {
+    pub fn weight_grad_ints(&self, slice: usize) -> Vec<usize> {
+        let mut ints = self.geometry().to_vec();
+        ints.push(slice);
+        ints
+    }
+
+    /// `n, c, h, w, m, stride, pad, ho, wo`: the `int`s every kernel here takes first.
+    fn geometry(&self) -> [usize; 9] {
         [
             self.n,
             self.c,
@@ -291,7 +298,6 @@ impl ImplicitConv {
             self.pad,
             self.ho,
             self.wo,
-            slice,
         ]
     }
 
@@ -345,20 +351,10 @@ impl ImplicitConv {
 
     /// The `int`s the kernels take after their four pointers, in order:
     /// `n, c, h, w, m, stride, pad, ho, wo, flip, has_bias`.
-    pub fn ints(&self, has_bias: bool) -> [usize; 11] {
-        [
-            self.n,
-            self.c,
-            self.h,
-            self.w,
-            self.m,
-            self.stride,
-            self.pad,
-            self.ho,
-            self.wo,
-            usize::from(self.flip),
-            usize::from(has_bias),
-        ]
+    pub fn ints(&self, has_bias: bool) -> Vec<usize> {
+        let mut ints = self.geometry().to_vec();
+        ints.extend([usize::from(self.flip), usize::from(has_bias)]);
+        ints
     }
 
     /// The kernel's sums on the CPU, in its order (input channel, then the taps row by row),
@@ -587,6 +583,10 @@ mod tests {
         assert!((w.grid.2 - 1) * w.slice < ic.cols(), "{w:?}");
         assert!(w.grid.2 * w.slice >= ic.cols(), "{w:?}");
         assert_eq!(ic.weight_grad_kernel(w.tile), "conv_implicit_wgrad_k3_m32");
+        assert_eq!(
+            ic.weight_grad_ints(w.slice),
+            [128, 56, 28, 28, 28, 1, 1, 28, 28, w.slice]
+        );
         // A small conv: one slice of all its columns.
         let tiny = ImplicitConv::forward(&plan(1, (2, 5, 5), 3, [3, 1, 1]));
         let t = tiny.weight_grad_plan(fixed(64)).unwrap();
