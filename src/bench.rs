@@ -198,8 +198,10 @@ pub struct BenchReport {
     pub custom_ops: bool,
     /// ddpm-lab's CUDA kernels that ran (`DDPM_LAB_CUDA_KERNELS`; empty off CUDA).
     pub cuda_kernels: Vec<String>,
-    /// The CUDA conv's algorithm (`DDPM_LAB_CONV_ALGO`: `im2col` or an `implicit` variant;
-    /// `None` where ddpm-lab's CUDA conv does not run).
+    /// The CUDA conv's algorithm as set (`DDPM_LAB_CONV_ALGO`: `im2col` or an `implicit`
+    /// variant; `None` where ddpm-lab's CUDA conv does not run). The setting, not a count of
+    /// what ran: `implicit` still leaves small grids to im2col (`ops::implicit_conv::MIN_BLOCKS`),
+    /// and 1×1 and 7×7 convs have no implicit kernel.
     pub conv_algo: Option<String>,
     /// Worker threads of the CPU kernels.
     pub threads: usize,

@@ -218,14 +218,16 @@ impl ImplicitConv {
         if !KERNEL_SIZES.contains(&self.k) || self.c == 0 || self.cols() == 0 || self.m == 0 {
             return None;
         }
-        match fixed {
-            Some(tile) => CHANNEL_TILES.contains(&tile).then_some(tile),
+        let tile = match fixed {
+            Some(tile) => CHANNEL_TILES.contains(&tile).then_some(tile)?,
             None => {
                 let tile = if self.m <= 32 { 32 } else { 64 };
                 let (gx, gy) = self.grid(tile);
-                (gx * gy >= MIN_BLOCKS).then_some(tile)
+                (gx * gy >= MIN_BLOCKS).then_some(tile)?
             }
-        }
+        };
+        // The grid's y holds the channel tiles.
+        (self.grid(tile).1 <= 65_535).then_some(tile)
     }
 
     /// Columns of the weight gradient: `c·k²`.

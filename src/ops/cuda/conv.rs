@@ -501,14 +501,12 @@ fn implicit(
     }
     // SAFETY: the blocks' tiles cover every (channel, column) of the output, each written once.
     let y = unsafe { dev.alloc::<f32>(out_len)? };
+    // `channel_tile` keeps the grid's y within 65,535.
     let (gx, gy) = ic.grid(tile);
-    if gy > 65_535 {
-        candle_core::bail!("CUDA implicit conv: {} output channels are too many", ic.m);
-    }
     let launch = Launch {
         kernel: &ic.kernel(tile),
         cfg: candle_core::cuda_backend::cudarc::driver::LaunchConfig {
-            grid_dim: (int(gx)? as u32, gy as u32, 1),
+            grid_dim: (int(gx)? as u32, int(gy)? as u32, 1),
             block_dim: (crate::ops::implicit_conv::THREADS, 1, 1),
             shared_mem_bytes: 0,
         },

@@ -343,6 +343,20 @@ mod tests {
                 include_str!("depthwise.cu"),
                 format!("#define WGRAD_THREADS {}\n", super::depthwise::THREADS),
             ),
+            (
+                include_str!("implicit_conv.cu"),
+                format!(
+                    "#define IC_THREADS {}\n",
+                    crate::ops::implicit_conv::THREADS
+                ),
+            ),
+            (
+                include_str!("implicit_conv.cu"),
+                format!(
+                    "#define IC_BN {}\n",
+                    crate::ops::implicit_conv::COLS_PER_BLOCK
+                ),
+            ),
         ] {
             assert!(cu.contains(&define), "{define}");
         }
