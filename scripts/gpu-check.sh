@@ -316,8 +316,8 @@ fi
 # against the CPU's, then training and forward with each, to set against `bench` (im2col);
 # optional, like 9.
 if [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ]; then
-  # The gradients first: `implicit` leaves small grids (as check-device's batch makes) to
-  # im2col, `implicit-m32`/`-m64` run every conv they can through the implicit kernels.
+  # The gradients first: check-device's small batch takes the channel slices, and each
+  # algorithm its own kernels (the channel tile, the weight gradient or not).
   for a in $CONV_ALGOS; do
     step "check_device_conv_$a" 60 env DDPM_LAB_CONV_ALGO="$a" "$BIN" \
       check-device --device "$DEVICE" --json

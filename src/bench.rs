@@ -199,9 +199,8 @@ pub struct BenchReport {
     /// ddpm-lab's CUDA kernels that ran (`DDPM_LAB_CUDA_KERNELS`; empty off CUDA).
     pub cuda_kernels: Vec<String>,
     /// The CUDA conv's algorithm as set (`DDPM_LAB_CONV_ALGO`: `im2col` or an `implicit`
-    /// variant; `None` where ddpm-lab's CUDA conv does not run). The setting, not a count of
-    /// what ran: `implicit` still leaves small grids to im2col (`ops::implicit_conv::MIN_BLOCKS`),
-    /// and 1×1 and 7×7 convs have no implicit kernel.
+    /// variant; `None` where ddpm-lab's CUDA conv does not run). The setting: 1×1 and 7×7 convs
+    /// have no implicit kernel, and a stride-2 conv's input gradient stays im2col's col2im.
     pub conv_algo: Option<String>,
     /// Worker threads of the CPU kernels.
     pub threads: usize,

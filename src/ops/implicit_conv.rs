@@ -20,11 +20,28 @@ pub const COLS_PER_BLOCK: usize = 128;
 pub const CHANNEL_TILES: [usize; 2] = [32, 64];
 /// The kernel sizes they are built for.
 pub const KERNEL_SIZES: [usize; 2] = [3, 4];
-/// The fewest blocks for which `implicit` (the tile chosen per conv) takes the implicit kernel:
-/// two per SM of an H200. With fewer (small maps at small batches, e.g. 7×7 at batch 128) most
-/// SMs would hold one block of four warps or none, too few to hide memory latency; im2col +
-/// cuBLAS (which splits K) runs those. `implicit-m32`/`-m64` take the kernel regardless.
+/// The fewest blocks a forward launch takes in one pass over the input channels: two per SM of
+/// an H200. With fewer (small maps at small batches, e.g. 7×7 at batch 128: 49 column tiles),
+/// most SMs would hold one block of four warps or none, too few to hide memory latency, so the
+/// channels are cut into slices (grid z) whose partial sums a second kernel adds.
 pub const MIN_BLOCKS: usize = 264;
+/// Blocks a forward launch in channel slices aims for: four per SM of an H200.
+pub const SPLIT_TARGET_BLOCKS: usize = 528;
+/// The fewest input channels in a slice (72 rows of the product for a 3×3 kernel).
+pub const MIN_SLICE_CHANNELS: usize = 8;
+
+/// One launch of the forward (or input-gradient) kernel: its channel tile, grid (column tiles,
+/// channel tiles, channel slices) and input channels per slice. With more than one slice, the
+/// kernel writes partial sums that `conv_implicit_sum_splits` adds, with the bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardPlan {
+    /// The channel tile (32 or 64).
+    pub tile: usize,
+    /// The grid: (column tiles, channel tiles, channel slices).
+    pub grid: (usize, usize, usize),
+    /// Input channels per slice (all of them with one slice).
+    pub c_slice: usize,
+}
 
 /// Blocks the weight gradient's slices aim for: four per SM of an H200.
 pub const WGRAD_TARGET_BLOCKS: usize = 528;
@@ -208,10 +225,11 @@ impl ImplicitConv {
         self.n * self.ho * self.wo
     }
 
-    /// The channel tile `algo` takes for this conv, if a kernel is built for it: for `implicit`,
-    /// 32 when the output channels fit one tile of 32, else 64, and none when the grid would
-    /// have fewer than [`MIN_BLOCKS`] blocks.
-    pub fn channel_tile(&self, algo: ConvAlgo) -> Option<usize> {
+    /// The launch `algo` takes for this conv, if a kernel is built for it: the channel tile
+    /// (for `implicit` 32 when the output channels fit one tile of 32, else 64), and, when the
+    /// tiles make fewer than [`MIN_BLOCKS`] blocks, slices of at least [`MIN_SLICE_CHANNELS`]
+    /// input channels enough for about [`SPLIT_TARGET_BLOCKS`].
+    pub fn forward_plan(&self, algo: ConvAlgo) -> Option<ForwardPlan> {
         let ConvAlgo::Implicit { tile: fixed, .. } = algo else {
             return None;
         };
@@ -220,14 +238,28 @@ impl ImplicitConv {
         }
         let tile = match fixed {
             Some(tile) => CHANNEL_TILES.contains(&tile).then_some(tile)?,
-            None => {
-                let tile = if self.m <= 32 { 32 } else { 64 };
-                let (gx, gy) = self.grid(tile);
-                (gx * gy >= MIN_BLOCKS).then_some(tile)?
-            }
+            None if self.m <= 32 => 32,
+            None => 64,
         };
+        let (gx, gy) = self.grid(tile);
+        let tiles = gx * gy;
+        let mut splits = 1;
+        if tiles < MIN_BLOCKS {
+            let most = (self.c / MIN_SLICE_CHANNELS).max(1);
+            splits = SPLIT_TARGET_BLOCKS.div_ceil(tiles).min(most);
+        }
+        let c_slice = self.c.div_ceil(splits);
+        let mut splits = self.c.div_ceil(c_slice);
+        let mut c_slice = c_slice;
+        if splits * self.cols() * self.m > crate::ops::DEVICE_LEN_MAX {
+            (splits, c_slice) = (1, self.c);
+        }
         // The grid's y holds the channel tiles.
-        (self.grid(tile).1 <= 65_535).then_some(tile)
+        (gy <= 65_535).then_some(ForwardPlan {
+            tile,
+            grid: (gx, gy, splits),
+            c_slice,
+        })
     }
 
     /// Columns of the weight gradient: `c·k²`.
@@ -352,48 +384,60 @@ impl ImplicitConv {
     }
 
     /// The `int`s the kernels take after their four pointers, in order:
-    /// `n, c, h, w, m, stride, pad, ho, wo, flip, has_bias`.
-    pub fn ints(&self, has_bias: bool) -> Vec<usize> {
+    /// `n, c, h, w, m, stride, pad, ho, wo, flip, has_bias, c_slice`.
+    pub fn ints(&self, has_bias: bool, c_slice: usize) -> Vec<usize> {
         let mut ints = self.geometry().to_vec();
-        ints.extend([usize::from(self.flip), usize::from(has_bias)]);
+        ints.extend([usize::from(self.flip), usize::from(has_bias), c_slice]);
         ints
     }
 
-    /// The kernel's sums on the CPU, in its order (input channel, then the taps row by row),
-    /// plus `bias[m]` when given: `x (n, c, h, w)` and the weight (`(m, c, k, k)`, or with
-    /// `flip` `(c, m, k, k)`) to `(n, m, ho, wo)`.
-    pub fn reference(&self, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    /// The kernels' sums on the CPU, in their order: in each slice of `c_slice` input channels,
+    /// channel by channel, the taps row by row; then the slices added in order, then `bias[m]`
+    /// when given. `x (n, c, h, w)` and the weight (`(m, c, k, k)`, or with `flip`
+    /// `(c, m, k, k)`) to `(n, m, ho, wo)`.
+    pub fn reference(
+        &self,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        c_slice: usize,
+    ) -> Vec<f32> {
         let (k, kk) = (self.k, self.k * self.k);
         let mut y = vec![0f32; self.n * self.m * self.ho * self.wo];
+        let c_slice = c_slice.max(1);
         for b in 0..self.n {
             for mo in 0..self.m {
                 for oy in 0..self.ho {
                     for ox in 0..self.wo {
-                        let mut acc = 0f32;
-                        for ci in 0..self.c {
-                            for r in 0..kk {
-                                let (ky, kx) = (r / k, r % k);
-                                let iy = (oy * self.stride + ky).checked_sub(self.pad);
-                                let ix = (ox * self.stride + kx).checked_sub(self.pad);
-                                let (Some(iy), Some(ix)) = (iy, ix) else {
-                                    continue;
-                                };
-                                if iy >= self.h || ix >= self.w {
-                                    continue;
+                        let mut total = 0f32;
+                        for c0 in (0..self.c).step_by(c_slice) {
+                            let mut acc = 0f32;
+                            for ci in c0..self.c.min(c0 + c_slice) {
+                                for r in 0..kk {
+                                    let (ky, kx) = (r / k, r % k);
+                                    let iy = (oy * self.stride + ky).checked_sub(self.pad);
+                                    let ix = (ox * self.stride + kx).checked_sub(self.pad);
+                                    let (Some(iy), Some(ix)) = (iy, ix) else {
+                                        continue;
+                                    };
+                                    if iy >= self.h || ix >= self.w {
+                                        continue;
+                                    }
+                                    let wv = if self.flip {
+                                        weight[(ci * self.m + mo) * kk + (kk - 1 - r)]
+                                    } else {
+                                        weight[(mo * self.c + ci) * kk + r]
+                                    };
+                                    acc = wv.mul_add(
+                                        x[((b * self.c + ci) * self.h + iy) * self.w + ix],
+                                        acc,
+                                    );
                                 }
-                                let wv = if self.flip {
-                                    weight[(ci * self.m + mo) * kk + (kk - 1 - r)]
-                                } else {
-                                    weight[(mo * self.c + ci) * kk + r]
-                                };
-                                acc = wv.mul_add(
-                                    x[((b * self.c + ci) * self.h + iy) * self.w + ix],
-                                    acc,
-                                );
                             }
+                            total += acc;
                         }
                         let out = ((b * self.m + mo) * self.ho + oy) * self.wo + ox;
-                        y[out] = acc + bias.map_or(0.0, |bs| bs[mo]);
+                        y[out] = total + bias.map_or(0.0, |bs| bs[mo]);
                     }
                 }
             }
@@ -493,8 +537,10 @@ mod tests {
             }
             let ic = ImplicitConv::forward(&p);
             assert_eq!((ic.ho, ic.wo), (p.geom.ho, p.geom.wo));
-            let got = ic.reference(&x, &w, bias.then_some(&b[..]));
-            assert_close(&got, &want, &format!("{p:?}"));
+            for c_slice in [p.geom.c, 1, 2] {
+                let got = ic.reference(&x, &w, bias.then_some(&b[..]), c_slice);
+                assert_close(&got, &want, &format!("{p:?} in slices of {c_slice}"));
+            }
         }
     }
 
@@ -516,7 +562,10 @@ mod tests {
                 (ic.n, ic.m, ic.ho, ic.wo),
                 (p.n, p.geom.c, p.geom.h, p.geom.w)
             );
-            assert_close(&ic.reference(&dy, &w, None), &want, &format!("{p:?}"));
+            for c_slice in [ic.c, 1] {
+                let got = ic.reference(&dy, &w, None, c_slice);
+                assert_close(&got, &want, &format!("{p:?} in slices of {c_slice}"));
+            }
         }
         // Stride 2 has no implicit input gradient (col2im keeps it).
         assert_eq!(
@@ -526,27 +575,45 @@ mod tests {
     }
 
     #[test]
-    fn kernels_grids_and_tiles_follow_the_setting() {
+    fn kernels_grids_tiles_and_slices_follow_the_setting() {
         let ic = ImplicitConv::forward(&plan(256, (56, 28, 28), 28, [3, 1, 1]));
-        assert_eq!(ic.channel_tile(ConvAlgo::Im2col), None);
-        assert_eq!(ic.channel_tile(AUTO), Some(32));
-        assert_eq!(ic.channel_tile(fixed(64)), Some(64));
+        assert_eq!(ic.forward_plan(ConvAlgo::Im2col), None);
+        // 256·28·28 columns in tiles of 128; 28 channels in one tile; no slices.
+        let fp = ic.forward_plan(AUTO).unwrap();
+        assert_eq!(
+            fp,
+            ForwardPlan {
+                tile: 32,
+                grid: (1568, 1, 1),
+                c_slice: 56
+            }
+        );
+        assert_eq!(ic.forward_plan(fixed(64)).unwrap().tile, 64);
         assert_eq!(ic.kernel(32), "conv_implicit_k3_m32");
-        // 256·28·28 columns in tiles of 128; 28 channels in one tile.
-        assert_eq!(ic.grid(32), (1568, 1));
-        let wide = ImplicitConv::forward(&plan(8, (112, 7, 7), 224, [3, 1, 1]));
-        assert_eq!(wide.channel_tile(fixed(64)), Some(64));
-        assert_eq!(wide.grid(64), (4, 4));
-        // 16 blocks: too few for `implicit`, which leaves the conv to im2col.
-        assert_eq!(wide.channel_tile(AUTO), None);
-        // 7×7 maps at batch 256: 98 column tiles, 4 channel tiles.
-        let deep = ImplicitConv::forward(&plan(256, (112, 7, 7), 224, [3, 1, 1]));
-        assert_eq!(deep.grid(64), (98, 4));
-        assert_eq!(deep.channel_tile(AUTO), Some(64));
-        assert_eq!(wide.ints(true), [8, 112, 7, 7, 224, 1, 1, 7, 7, 0, 1]);
+        assert_eq!(
+            ic.ints(true, 56),
+            [256, 56, 28, 28, 28, 1, 1, 28, 28, 0, 1, 56]
+        );
+        // 7×7 maps at batch 128: 49 column tiles × 4 channel tiles, so the 112 input channels
+        // go in slices: 3 of 38, 38 and 36 (588 blocks).
+        let deep = ImplicitConv::forward(&plan(128, (112, 7, 7), 224, [3, 1, 1]));
+        let dp = deep.forward_plan(AUTO).unwrap();
+        assert_eq!(
+            dp,
+            ForwardPlan {
+                tile: 64,
+                grid: (49, 4, 3),
+                c_slice: 38
+            }
+        );
+        // Every slice holds channels.
+        assert!((dp.grid.2 - 1) * dp.c_slice < deep.c);
+        // A tiny conv: slices of at least 8 channels, so none here.
+        let wide = ImplicitConv::forward(&plan(8, (7, 7, 7), 224, [3, 1, 1]));
+        assert_eq!(wide.forward_plan(fixed(64)).unwrap().grid, (4, 4, 1));
         // No kernel for a 7×7 or 1×1 conv.
         let init = ImplicitConv::forward(&plan(8, (1, 28, 28), 18, [7, 1, 3]));
-        assert_eq!(init.channel_tile(AUTO), None);
+        assert_eq!(init.forward_plan(AUTO), None);
     }
 
     #[test]

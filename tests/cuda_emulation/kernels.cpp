@@ -484,7 +484,7 @@ double scaled_tol(const std::vector<double>& want) {
 }
 
 using ImplicitConv = void (*)(const float*, const float*, const float*, float*, int, int, int,
-                              int, int, int, int, int, int, int, int);
+                              int, int, int, int, int, int, int, int, int);
 void implicit_conv(ImplicitConv kernel, int ks, int bm, const std::string& kname) {
   struct G {
     int n, c, h, w, m, s, p;
@@ -525,9 +525,28 @@ void implicit_conv(ImplicitConv kernel, int ks, int bm, const std::string& kname
       std::vector<float> y(want.size(), NAN);
       emu::launch(grid, {128, 1, 1}, [&] {
         kernel(x.data(), w.data(), has_bias ? bias.data() : w.data(), y.data(), g.n, g.c, g.h,
-               g.w, g.m, g.s, g.p, ho, wo, 0, has_bias);
+               g.w, g.m, g.s, g.p, ho, wo, 0, has_bias, g.c);
       });
       check(y, want, scaled_tol(want), name + (has_bias ? ": forward with bias" : ": forward"));
+    }
+    // Split K: slices of c_slice input channels (grid z) into partial outputs, then their sum
+    // in order with the bias, as the Rust side launches them for small maps.
+    for (int c_slice : {1, 3}) {
+      const int splits = (g.c + c_slice - 1) / c_slice;
+      if (splits < 2) continue;
+      std::vector<double> want = y_ref;
+      for (size_t i = 0; i < want.size(); ++i) want[i] += bias[(i / (ho * wo)) % g.m];
+      std::vector<float> part(want.size() * splits, NAN), y(want.size(), NAN);
+      emu::launch({grid.x, grid.y, (unsigned)splits}, {128, 1, 1}, [&] {
+        kernel(x.data(), w.data(), w.data(), part.data(), g.n, g.c, g.h, g.w, g.m, g.s, g.p, ho,
+               wo, 0, 0, c_slice);
+      });
+      emu::launch({blocks_for(y.size(), 256), 1, 1}, {256, 1, 1}, [&] {
+        conv_implicit_sum_splits(part.data(), bias.data(), y.data(), (int)y.size(), splits,
+                                 ho * wo, g.m, 1);
+      });
+      check(y, want, scaled_tol(want),
+            name + ": forward in " + std::to_string(splits) + " channel slices, with bias");
     }
     if (g.s != 1) continue;
     // The input gradient: dx[b, ci] = Σ w[mo, ci, ky, kx] · dy[b, mo, iy + p − ky, ix + p − kx],
@@ -552,7 +571,7 @@ void implicit_conv(ImplicitConv kernel, int ks, int bm, const std::string& kname
     emu::launch({(unsigned)((dcols + 127) / 128), (unsigned)((g.c + bm - 1) / bm), 1},
                 {128, 1, 1}, [&] {
                   kernel(dy.data(), w.data(), w.data(), dx.data(), g.n, g.m, ho, wo, g.c, 1,
-                         ks - 1 - g.p, g.h, g.w, 1, 0);
+                         ks - 1 - g.p, g.h, g.w, 1, 0, g.m);
                 });
     check(dx, dx_ref, scaled_tol(dx_ref), name + ": input gradient (flip)");
   }
@@ -607,7 +626,8 @@ void implicit_wgrad(ImplicitWgrad kernel, int ks, int bm, const std::string& kna
                 });
     check(part, part_ref, scaled_tol(part_ref), name + ": slices");
     emu::launch({blocks_for(dw.size(), 256), 1, 1}, {256, 1, 1}, [&] {
-      conv_implicit_sum_splits(part.data(), dw.data(), (int)dw.size(), g.splits);
+      conv_implicit_sum_splits(part.data(), part.data(), dw.data(), (int)dw.size(), g.splits, 1,
+                               1, 0);
     });
     check(dw, dw_ref, scaled_tol(dw_ref), name + ": sum of the slices");
   }

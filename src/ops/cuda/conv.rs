@@ -446,8 +446,8 @@ fn forward(
     bias: Option<&CudaView<f32>>,
 ) -> Result<CudaSlice<f32>> {
     let ic = ImplicitConv::forward(plan);
-    if let Some(tile) = ic.channel_tile(ConvAlgo::current()) {
-        return implicit(dev, &ic, tile, x, w, bias);
+    if let Some(fp) = ic.forward_plan(ConvAlgo::current()) {
+        return implicit(dev, &ic, &fp, x, w, bias);
     }
     // SAFETY: the products write every element of y, chunk by chunk: with β = 0, or with β = 1
     // over the bias that `bias_fill` wrote into every element first.
@@ -481,13 +481,14 @@ fn forward(
     Ok(y)
 }
 
-/// The conv `ic` through the implicit-GEMM kernel with channel tile `tile`: `x` its input
+/// The conv `ic` through the implicit-GEMM kernel as `fp` plans it: `x` its input
 /// `(n, c, h, w)`, `w` its weight (`(m, c, k, k)`, or `(c, m, k, k)` read flipped), plus
-/// `bias[m]` when given; a new `(n, m, ho, wo)` buffer.
+/// `bias[m]` when given; a new `(n, m, ho, wo)` buffer. With channel slices, the kernel writes
+/// each slice's partial sums and [`sum_splits`] adds them and the bias.
 fn implicit(
     dev: &CudaDevice,
     ic: &ImplicitConv,
-    tile: usize,
+    fp: &crate::ops::implicit_conv::ForwardPlan,
     x: &CudaView<f32>,
     w: &CudaView<f32>,
     bias: Option<&CudaView<f32>>,
@@ -499,28 +500,76 @@ fn implicit(
     {
         candle_core::bail!("CUDA implicit conv: operands too small for {ic:?}");
     }
-    // SAFETY: the blocks' tiles cover every (channel, column) of the output, each written once.
-    let y = unsafe { dev.alloc::<f32>(out_len)? };
-    // `channel_tile` keeps the grid's y within 65,535.
-    let (gx, gy) = ic.grid(tile);
+    // `forward_plan` keeps the grid's y within 65,535 and splits·n·m·ho·wo within an int.
+    let (gx, gy, splits) = fp.grid;
+    // SAFETY: the blocks' tiles cover every (channel, column) of each slice's output, each
+    // written once.
+    let y = unsafe { dev.alloc::<f32>(splits * out_len)? };
+    // Only a single pass adds the bias itself; `sum_splits` adds it after slices.
+    let kernel_bias = bias.filter(|_| splits == 1);
     let launch = Launch {
-        kernel: &ic.kernel(tile),
+        kernel: &ic.kernel(fp.tile),
         cfg: candle_core::cuda_backend::cudarc::driver::LaunchConfig {
-            grid_dim: (int(gx)? as u32, int(gy)? as u32, 1),
+            grid_dim: (int(gx)? as u32, int(gy)? as u32, int(splits)? as u32),
             block_dim: (crate::ops::implicit_conv::THREADS, 1, 1),
             shared_mem_bytes: 0,
         },
         // Without a bias the kernel never reads its bias pointer: the weight stands in.
-        inputs: &[x.slice(..), w.slice(..), bias.unwrap_or(w).slice(..)],
+        inputs: &[x.slice(..), w.slice(..), kernel_bias.unwrap_or(w).slice(..)],
         outputs: &[&y],
-        ints: &ic.ints(bias.is_some()),
+        ints: &ic.ints(kernel_bias.is_some(), fp.c_slice),
         floats: &[],
     };
     // SAFETY: the parameters match `conv_implicit_k{k}_m{tile}` (x, w, bias, y, then the ints of
     // `ImplicitConv::ints`); it reads x and w within the sizes checked above, bias below m, and
-    // writes y's n·m·ho·wo elements; the plan's sizes fit an int (`fits`), the grid's x too.
+    // writes the splits·n·m·ho·wo elements of y; the plan's sizes fit an int (`fits`), the
+    // grid's x too.
     unsafe { IMPLICIT_KERNELS.launch(dev, launch) }?;
-    Ok(y)
+    if splits == 1 {
+        return Ok(y);
+    }
+    let per_channel = bias.map(|b| (b, ic.ho * ic.wo, ic.m));
+    sum_splits(dev, &y, splits, out_len, per_channel)
+}
+
+/// `Σ_s part[s·len..(s + 1)·len]` in order of `s`, into a new buffer of `len`, plus
+/// `bias[(i / positions) % channels]` when given as `(bias, positions, channels)` (an NCHW
+/// output's channel bias).
+fn sum_splits(
+    dev: &CudaDevice,
+    part: &CudaSlice<f32>,
+    splits: usize,
+    len: usize,
+    bias: Option<(&CudaView<f32>, usize, usize)>,
+) -> Result<CudaSlice<f32>> {
+    if part.len() < splits * len || bias.is_some_and(|(b, _, c)| b.len() < c) {
+        candle_core::bail!("CUDA implicit conv: {splits} slices of {len} past their buffers");
+    }
+    // SAFETY: the kernel writes every element of out.
+    let out = unsafe { dev.alloc::<f32>(len)? };
+    let (b, positions, channels) = match bias {
+        Some((b, p, c)) => (b.slice(..), p.max(1), c.max(1)),
+        None => (part.slice(..), 1, 1),
+    };
+    let launch = Launch {
+        kernel: "conv_implicit_sum_splits",
+        cfg: grid_stride(len, THREADS),
+        inputs: &[part.slice(..), b],
+        outputs: &[&out],
+        ints: &[
+            len,
+            splits,
+            positions,
+            channels,
+            usize::from(bias.is_some()),
+        ],
+        floats: &[],
+    };
+    // SAFETY: the parameters match `conv_implicit_sum_splits`; it reads part's splits·len
+    // elements and, with a bias, its channels below `channels` (checked above), and writes
+    // out's len (an int, as every size of the plans).
+    unsafe { IMPLICIT_KERNELS.launch(dev, launch) }?;
+    Ok(out)
 }
 
 /// `dw (m, c, k, k)` of the conv `ic` (unflipped) from its input `x` and output gradient `dy`
@@ -559,20 +608,7 @@ fn implicit_weight_grad(
     if splits == 1 {
         return Ok(part);
     }
-    // SAFETY: the kernel writes every element of dw.
-    let dw = unsafe { dev.alloc::<f32>(len)? };
-    let launch = Launch {
-        kernel: "conv_implicit_sum_splits",
-        cfg: grid_stride(len, THREADS),
-        inputs: &[part.slice(..)],
-        outputs: &[&dw],
-        ints: &[len, splits],
-        floats: &[],
-    };
-    // SAFETY: the parameters match `conv_implicit_sum_splits`; it reads part's splits·len
-    // elements and writes dw's len.
-    unsafe { IMPLICIT_KERNELS.launch(dev, launch) }?;
-    Ok(dw)
+    sum_splits(dev, &part, splits, len, None)
 }
 
 /// `y[n, c, p] = b[c]` over the whole output of `plan` (`b` holds `Co` values).
@@ -607,8 +643,8 @@ fn input_grad(
     w: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
     if let Some(ic) = ImplicitConv::input_grad(plan) {
-        if let Some(tile) = ic.channel_tile(ConvAlgo::current()) {
-            return implicit(dev, &ic, tile, dy, w, None);
+        if let Some(fp) = ic.forward_plan(ConvAlgo::current()) {
+            return implicit(dev, &ic, &fp, dy, w, None);
         }
     }
     // SAFETY: the products (1×1) or col2im write every element of dx, chunk by chunk.

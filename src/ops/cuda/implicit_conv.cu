@@ -19,7 +19,10 @@
 // multiplies the previous step's tiles from shared memory (two buffers, one barrier per step).
 // Each thread keeps a TM × 8 tile of out in registers, its rows and columns split in groups of
 // four half a tile apart, so that its float4 reads of shared memory are free of bank conflicts.
-// Every k is added in the same order (ci, then ky, kx) for every output.
+// Every k is added in the same order (ci, then ky, kx) for every output. Where the tiles alone
+// would leave the GPU idle (small maps), the input channels are cut into `c_slice`-channel
+// slices (grid z) whose partial sums land at z·n·M·Ho·Wo, and `conv_implicit_sum_splits` adds
+// them in order (and the bias); with one slice the kernel writes the output and bias itself.
 //
 // `conv_implicit_wgrad_k{KS}_m{BM}`: the weight gradient, the same kind of product with the
 // roles turned: dw[m, k] = Σ_j dy[m, j] · B[k, j], rows m of dy, columns k = (ci, ky, kx) of
@@ -73,7 +76,7 @@ __device__ __forceinline__ void implicit_conv(const float* __restrict__ x,
                                               const float* __restrict__ bias,
                                               float* __restrict__ y, int n, int c, int h, int w,
                                               int m, int stride, int pad, int ho, int wo,
-                                              int flip, int has_bias) {
+                                              int flip, int has_bias, int c_slice) {
   constexpr int BK = KS * KS;        // one input channel per step
   constexpr int TN = 8;              // columns per thread
   constexpr int COLS_T = IC_BN / TN; // threads along the columns (16)
@@ -154,24 +157,31 @@ __device__ __forceinline__ void implicit_conv(const float* __restrict__ x,
 #pragma unroll
     for (int jj = 0; jj < TN; ++jj) acc[i][jj] = 0.f;
 
-  load(0);
-  store(0);
-  __syncthreads();
-  for (int ci = 0; ci < c; ++ci) {
-    const int buf = ci & 1;
-    if (ci + 1 < c) load(ci + 1);
-    tile_fma<BK, BM, TM, BM>(&As[buf][0][0], &Bs[buf][0][0], tx, ty, acc);
-    if (ci + 1 < c) store(buf ^ 1);
+  // This block's slice of the input channels (grid z; all of them with one slice).
+  const int c0 = blockIdx.z * c_slice;
+  const int c1 = c - c0 < c_slice ? c : c0 + c_slice;
+  if (c0 < c1) {
+    load(c0);
+    store(0);
     __syncthreads();
+    for (int ci = c0; ci < c1; ++ci) {
+      const int buf = (ci - c0) & 1;
+      if (ci + 1 < c1) load(ci + 1);
+      tile_fma<BK, BM, TM, BM>(&As[buf][0][0], &Bs[buf][0][0], tx, ty, acc);
+      if (ci + 1 < c1) store(buf ^ 1);
+      __syncthreads();
+    }
   }
 
-  // out[m, j] → y[image, m, position]; off the tile's edges nothing is written.
+  // out[m, j] → y[image, m, position] (slice z's partial sums at z·n·m·Ho·Wo); off the tile's
+  // edges nothing is written.
+  float* yz = y + (long)blockIdx.z * cols * m;
 #pragma unroll
   for (int jj = 0; jj < TN; ++jj) {
     const int col = j0 + col_of(jj);
     if (col >= cols) continue;
     const int b = col / positions;
-    float* out = y + (long)b * m * positions + (col - b * positions);
+    float* out = yz + (long)b * m * positions + (col - b * positions);
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       const int row = m0 + row_of(i);
@@ -184,9 +194,9 @@ __device__ __forceinline__ void implicit_conv(const float* __restrict__ x,
   extern "C" __global__ void __launch_bounds__(IC_THREADS) conv_implicit_k##KS##_m##BM(       \
       const float* __restrict__ x, const float* __restrict__ wt,                              \
       const float* __restrict__ bias, float* __restrict__ y, int n, int c, int h, int w, int m, \
-      int stride, int pad, int ho, int wo, int flip, int has_bias) {                          \
+      int stride, int pad, int ho, int wo, int flip, int has_bias, int c_slice) {             \
     implicit_conv<KS, BM, TM>(x, wt, bias, y, n, c, h, w, m, stride, pad, ho, wo, flip,       \
-                              has_bias);                                                      \
+                              has_bias, c_slice);                                             \
   }
 
 IMPLICIT_CONV(3, 32, 4)
@@ -328,13 +338,16 @@ IMPLICIT_WGRAD(3, 64, 8)
 IMPLICIT_WGRAD(4, 32, 4)
 IMPLICIT_WGRAD(4, 64, 8)
 
-// dw[i] = Σ_s part[s, i] for s = 0, 1, …, splits − 1 in that order.
+// out[i] = Σ_s part[s, i] for s = 0, 1, …, splits − 1 in that order, plus, with `has_bias`,
+// bias[(i / positions) % channels] (an NCHW output's channel).
 extern "C" __global__ void conv_implicit_sum_splits(const float* __restrict__ part,
-                                                    float* __restrict__ dw, int len,
-                                                    int splits) {
+                                                    const float* __restrict__ bias,
+                                                    float* __restrict__ out, int len, int splits,
+                                                    int positions, int channels, int has_bias) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < len; i += gridDim.x * blockDim.x) {
     float acc = 0.f;
     for (int s = 0; s < splits; ++s) acc += __ldg(part + (long)s * len + i);
-    dw[i] = acc;
+    if (has_bias) acc += __ldg(bias + (i / positions) % channels);
+    out[i] = acc;
   }
 }
