@@ -44,8 +44,8 @@
 #   NSYS=1              last, if time is left and `nsys` is on PATH: Nsight Systems' kernel and
 #                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
 #   NCU=1               then, likewise with `ncu` (Nsight Compute): the GPU time of each kernel
-#                       of one training step, summed by kernel, of ddpm-lab and then of PyTorch
-#                       (NCU=0 skips both)
+#                       of one training step, summed by kernel, of ddpm-lab and then of PyTorch,
+#                       then of ddpm-lab with the first of CONV_ALGOS (NCU=0 skips them)
 #   TRAIN_ARGS="..."    extra train flags (default: --batch-size 128, the blog's model)
 #   TRAIN_SECONDS=30  TOTAL_SECONDS=470  PARITY_TOL=1e-4
 #   CUDA_LIB_DIRS=a:b   where libcublas/libcurand/libnvrtc are (default: the nvidia/*/lib folders
@@ -391,6 +391,15 @@ if [ "$NCU" = 1 ] && [ "$HAVE_TORCH" = 1 ] && command -v ncu >/dev/null 2>&1; th
   step ncu_torch_train 150 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
     $PYTHON "$REPO/scripts/pytorch_bench.py" --device "$DEVICE" --threads "$(nproc)" \
     --tf32 off $BENCH_ARGS --only train --warmup 0 --repeats 1
+fi
+
+# 13. And ddpm-lab's training step again with the first of CONV_ALGOS (optional, like 11): the
+# implicit conv kernels' times per launch, to tune them by.
+if [ "$NCU" = 1 ] && [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ] && command -v ncu >/dev/null 2>&1; then
+  # shellcheck disable=SC2086
+  step ncu_train_conv_algo 120 env DDPM_LAB_CONV_ALGO="${CONV_ALGOS%% *}" ncu --clock-control none \
+    --metrics gpu__time_duration.sum --csv \
+    "$BIN" bench --device "$DEVICE" --json $BENCH_ARGS --only train --warmup 0 --repeats 1
 fi
 
 # The report: what this run was, then every step's result.

@@ -408,7 +408,7 @@ def report(work, out_path):
     # Each other conv algorithm over im2col, the default (above 1: it is faster).
     conv_algo_gain = {a: over(f"bench_conv_{a}", "bench", "im2col") for a in algos}
 
-    for name in ("ncu_train", "ncu_torch_train"):
+    for name in ("ncu_train", "ncu_torch_train", "ncu_train_conv_algo"):
         rec = step_record(work, name)
         if rec is not None:
             if "rc" in rec:
@@ -423,6 +423,7 @@ def report(work, out_path):
         "nsys_train",
         "ncu_train",
         "ncu_torch_train",
+        "ncu_train_conv_algo",
         *without,
         *algo_checks,
         *algo_benches,

@@ -110,6 +110,7 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         "bench_conv_implicit",
         "nsys_train",
         "ncu_train",
+        "ncu_train_conv_algo",
         "check_device",
         "check_device_current",
     ] {
