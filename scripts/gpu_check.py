@@ -451,6 +451,14 @@ def report(work, out_path):
         f.write("\n")
     os.replace(tmp, out_path)
     print(f"{out_path}: ok={doc['ok']} failed={doc['failed']}", file=sys.stderr)
+    # The figures a visit is for, on one screen (the JSON has the rest).
+    print(f"optional_failed={doc['optional_failed']}", file=sys.stderr)
+    for label, table in (
+        ("over pytorch", ratios),
+        ("own kernel gain", kernel_gain),
+        ("conv algo gain (over im2col)", conv_algo_gain),
+    ):
+        print(f"{label}: {json.dumps(table, sort_keys=True)}", file=sys.stderr)
 
 
 # ncu's --csv units of gpu__time_duration, in milliseconds.
