@@ -23,7 +23,9 @@ pub const KERNEL_SIZES: [usize; 2] = [3, 4];
 /// The fewest blocks a forward launch takes in one pass over the input channels: two per SM of
 /// an H200. With fewer (small maps at small batches, e.g. 7×7 at batch 128: 49 column tiles),
 /// most SMs would hold one block of four warps or none, too few to hide memory latency, so the
-/// channels are cut into slices (grid z) whose partial sums a second kernel adds.
+/// channels are cut into slices (grid z) whose partial sums a second kernel adds. A conv with
+/// fewer than two slices' worth of input channels ([`MIN_SLICE_CHANNELS`]) runs in one pass,
+/// however few its blocks.
 pub const MIN_BLOCKS: usize = 264;
 /// Blocks a forward launch in channel slices aims for: four per SM of an H200.
 pub const SPLIT_TARGET_BLOCKS: usize = 528;

@@ -490,7 +490,7 @@ void implicit_conv(ImplicitConv kernel, int ks, int bm, const std::string& kname
     int n, c, h, w, m, s, p;
   };
   for (G g : {G{2, 3, 5, 6, 5, 1, 1}, G{3, 4, 9, 10, 70, 1, 1}, G{2, 2, 8, 7, 6, 2, 1},
-              G{1, 3, 6, 6, 33, 1, 0}, G{2, 2, 7, 9, 4, 2, 0}}) {
+              G{1, 3, 6, 6, 33, 1, 0}, G{2, 2, 7, 9, 4, 2, 0}, G{2, 20, 5, 6, 17, 1, 1}}) {
     const int ho = (g.h + 2 * g.p - ks) / g.s + 1, wo = (g.w + 2 * g.p - ks) / g.s + 1;
     if (ho < 1 || wo < 1) continue;
     const int cols = g.n * ho * wo;
@@ -531,7 +531,8 @@ void implicit_conv(ImplicitConv kernel, int ks, int bm, const std::string& kname
     }
     // Split K: slices of c_slice input channels (grid z) into partial outputs, then their sum
     // in order with the bias, as the Rust side launches them for small maps.
-    for (int c_slice : {1, 3}) {
+    // (Rust's slices hold at least 8 channels; smaller ones start slices on odd channels.)
+    for (int c_slice : {1, 3, 8}) {
       const int splits = (g.c + c_slice - 1) / c_slice;
       if (splits < 2) continue;
       std::vector<double> want = y_ref;
@@ -574,6 +575,24 @@ void implicit_conv(ImplicitConv kernel, int ks, int bm, const std::string& kname
                          ks - 1 - g.p, g.h, g.w, 1, 0, g.m);
                 });
     check(dx, dx_ref, scaled_tol(dx_ref), name + ": input gradient (flip)");
+    // The input gradient in slices of dy's channels, summed without a bias.
+    for (int c_slice : {3, 8}) {
+      const int splits = (g.m + c_slice - 1) / c_slice;
+      if (splits < 2) continue;
+      std::vector<float> part(dx.size() * splits, NAN), dxs(dx.size(), NAN);
+      emu::launch({(unsigned)((dcols + 127) / 128), (unsigned)((g.c + bm - 1) / bm),
+                   (unsigned)splits},
+                  {128, 1, 1}, [&] {
+                    kernel(dy.data(), w.data(), w.data(), part.data(), g.n, g.m, ho, wo, g.c, 1,
+                           ks - 1 - g.p, g.h, g.w, 1, 0, c_slice);
+                  });
+      emu::launch({blocks_for(dxs.size(), 256), 1, 1}, {256, 1, 1}, [&] {
+        conv_implicit_sum_splits(part.data(), part.data(), dxs.data(), (int)dxs.size(), splits,
+                                 1, 1, 0);
+      });
+      check(dxs, dx_ref, scaled_tol(dx_ref),
+            name + ": input gradient (flip) in " + std::to_string(splits) + " channel slices");
+    }
   }
 }
 
