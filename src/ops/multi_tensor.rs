@@ -38,15 +38,17 @@ pub fn sub_each_in_place(ts: &[Tensor], flat: &Tensor) -> Result<bool> {
     Ok(false)
 }
 
-/// `a_k·keep + b_k·(1 − keep)` for every pair `(a_k, b_k)` (same shapes), as new tensors:
-/// `Some` when done in one pass (CUDA), `None` when the caller should go pair by pair.
-pub fn lerp_each(a: &[Tensor], b: &[Tensor], keep: f64) -> Result<Option<Vec<Tensor>>> {
+/// `a_k·keep + b_k·(1 − keep)` for every pair `(a_k, b_k)` (same shapes), as new tensors: in
+/// one pass on CUDA, pair by pair elsewhere.
+pub fn lerp_each(a: &[Tensor], b: &[Tensor], keep: f64) -> Result<Vec<Tensor>> {
     #[cfg(feature = "cuda")]
     if crate::ops::cuda::multi_tensor::supports(a) && crate::ops::cuda::multi_tensor::supports(b) {
-        return crate::ops::cuda::multi_tensor::lerp(a, b, keep).map(Some);
+        return crate::ops::cuda::multi_tensor::lerp(a, b, keep);
     }
-    let _ = (a, b, keep);
-    Ok(None)
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a * keep)? + (b * (1.0 - keep))?)
+        .collect()
 }
 
 #[cfg(test)]

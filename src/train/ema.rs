@@ -54,14 +54,7 @@ impl Ema {
                 weights.push(v.as_tensor().detach());
             }
         }
-        let moved = match crate::ops::multi_tensor::lerp_each(&shadows, &weights, decay)? {
-            Some(moved) => moved,
-            None => shadows
-                .iter()
-                .zip(&weights)
-                .map(|(s, w)| (s * decay)? + (w * (1.0 - decay))?)
-                .collect::<Result<Vec<_>>>()?,
-        };
+        let moved = crate::ops::multi_tensor::lerp_each(&shadows, &weights, decay)?;
         for (name, t) in names.into_iter().zip(moved) {
             self.shadow.insert(name, t);
         }
