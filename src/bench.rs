@@ -174,9 +174,9 @@ fn cuda_kernels(device: DeviceSpec) -> Vec<String> {
     Vec::new()
 }
 
-/// The CUDA conv's algorithm on `device`, where ddpm-lab's CUDA conv runs there.
-fn conv_algo(device: DeviceSpec) -> Option<String> {
-    cuda_kernels(device).iter().any(|k| k == "conv").then(|| {
+/// The CUDA conv's algorithm, where ddpm-lab's CUDA conv is among the `cuda_kernels` that run.
+fn conv_algo(cuda_kernels: &[String]) -> Option<String> {
+    cuda_kernels.iter().any(|k| k == "conv").then(|| {
         crate::ops::implicit_conv::ConvAlgo::current()
             .name()
             .to_string()
@@ -504,6 +504,7 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         (None, None)
     };
     let params = crate::runs::budget::param_count(&opts.model.unet_config()) as usize;
+    let cuda_kernels = cuda_kernels(opts.device);
     let train = (!train_runs.is_empty()).then(|| median(&train_runs));
     let fwd = (!forward_runs.is_empty()).then(|| median(&forward_runs));
     Ok(BenchReport {
@@ -512,8 +513,8 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         device_name: crate::device::describe(opts.device),
         tf32: opts.tf32,
         custom_ops: crate::ops::enabled() && opts.device == DeviceSpec::Cpu,
-        cuda_kernels: cuda_kernels(opts.device),
-        conv_algo: conv_algo(opts.device),
+        conv_algo: conv_algo(&cuda_kernels),
+        cuda_kernels,
         threads: rayon::current_num_threads(),
         params,
         batch_size: opts.batch_size,

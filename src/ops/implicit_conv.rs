@@ -245,17 +245,18 @@ impl ImplicitConv {
         };
         let (gx, gy) = self.grid(tile);
         let tiles = gx * gy;
-        let mut splits = 1;
-        if tiles < MIN_BLOCKS {
+        // Slices only where the tiles are few: such an output holds under tiles·128·64
+        // elements, so all slices' partial sums (about SPLIT_TARGET_BLOCKS tiles' worth) stay
+        // far inside an int; one pass writes just the output, which `fits` bounds.
+        let wanted = if tiles < MIN_BLOCKS {
             let most = (self.c / MIN_SLICE_CHANNELS).max(1);
-            splits = SPLIT_TARGET_BLOCKS.div_ceil(tiles).min(most);
-        }
-        let c_slice = self.c.div_ceil(splits);
-        let mut splits = self.c.div_ceil(c_slice);
-        let mut c_slice = c_slice;
-        if splits * self.cols() * self.m > crate::ops::DEVICE_LEN_MAX {
-            (splits, c_slice) = (1, self.c);
-        }
+            SPLIT_TARGET_BLOCKS.div_ceil(tiles).min(most)
+        } else {
+            1
+        };
+        let c_slice = self.c.div_ceil(wanted);
+        // No empty slice: as many as the slices of `c_slice` channels need.
+        let splits = self.c.div_ceil(c_slice);
         // The grid's y holds the channel tiles.
         (gy <= 65_535).then_some(ForwardPlan {
             tile,

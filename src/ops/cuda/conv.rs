@@ -500,8 +500,8 @@ fn implicit(
     {
         candle_core::bail!("CUDA implicit conv: operands too small for {ic:?}");
     }
-    // `forward_plan` keeps the grid's y within 65,535 and splits·n·m·ho·wo within an int (a
-    // check that only a single pass could reach: slices are planned for small outputs).
+    // `forward_plan` keeps the grid's y within 65,535 and splits·n·m·ho·wo within an int
+    // (slices only for small outputs).
     let (gx, gy, splits) = fp.grid;
     // SAFETY: the blocks' tiles cover every (channel, column) of each slice's output, each
     // written once.
