@@ -33,10 +33,11 @@
 #   TF32=1              also run both benchmarks with TF32 (TF32=0 skips them)
 #   BENCH_STOCK=1       also time ddpm-lab's training and forward pass with candle's stock ops
 #                       (`bench --stock-ops`: no ops::device_conv; BENCH_STOCK=0 skips it)
-#   CONV_ALGOS="implicit implicit-fwd implicit-m32 implicit-m64"
+#   CONV_ALGOS="auto implicit implicit-fwd implicit-m32 implicit-m64"
 #                       then, for each conv algorithm listed (DDPM_LAB_CONV_ALGO; the default is
 #                       im2col), `check-device` with it, then ddpm-lab's training and forward
-#                       pass with each (`conv_algo_gain`: over im2col); empty skips it
+#                       pass with each (`conv_algo_gain`: over im2col; with `auto`, each conv
+#                       shape's timings: `conv_tuning`); empty skips it
 #   KERNEL_AB="conv bias softmax gelu depthwise multi_tensor"
 #                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
 #                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS=-name;
@@ -45,7 +46,7 @@
 #                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
 #   NCU=1               then, likewise with `ncu` (Nsight Compute): the GPU time of each kernel
 #                       of one training step, summed by kernel, of ddpm-lab and then of PyTorch,
-#                       then of ddpm-lab with the first of CONV_ALGOS (NCU=0 skips them)
+#                       then of ddpm-lab with NCU_CONV_ALGO=implicit (NCU=0 skips them)
 #   TRAIN_ARGS="..."    extra train flags (default: --batch-size 128, the blog's model)
 #   TRAIN_SECONDS=30  TOTAL_SECONDS=470  PARITY_TOL=1e-4
 #   CUDA_LIB_DIRS=a:b   where libcublas/libcurand/libnvrtc are (default: the nvidia/*/lib folders
@@ -58,7 +59,7 @@
 set -uo pipefail
 
 if [ $# -ne 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,50p' "$0"
+  awk 'NR > 1 { if (!/^#/) exit; print }' "$0"
   exit 2
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -77,7 +78,8 @@ PARITY_TOL=${PARITY_TOL:-1e-4}
 BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256}
 TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
-CONV_ALGOS=${CONV_ALGOS-implicit implicit-fwd implicit-m32 implicit-m64}
+CONV_ALGOS=${CONV_ALGOS-auto implicit implicit-fwd implicit-m32 implicit-m64}
+NCU_CONV_ALGO=${NCU_CONV_ALGO-implicit}
 KERNEL_AB=${KERNEL_AB-conv bias softmax gelu depthwise multi_tensor}
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}
@@ -393,11 +395,12 @@ if [ "$NCU" = 1 ] && [ "$HAVE_TORCH" = 1 ] && command -v ncu >/dev/null 2>&1; th
     --tf32 off $BENCH_ARGS --only train --warmup 0 --repeats 1
 fi
 
-# 13. And ddpm-lab's training step again with the first of CONV_ALGOS (optional, like 11): the
-# implicit conv kernels' times per launch, to tune them by.
-if [ "$NCU" = 1 ] && [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ] && command -v ncu >/dev/null 2>&1; then
+# 13. And ddpm-lab's training step again with NCU_CONV_ALGO (optional, like 11): the implicit
+# conv kernels' times per launch, to tune them by (not `auto`: with no warm-up step, its timing
+# runs would be in the profile).
+if [ "$NCU" = 1 ] && [ -n "$NCU_CONV_ALGO" ] && [ -n "$BIN" ] && command -v ncu >/dev/null 2>&1; then
   # shellcheck disable=SC2086
-  step ncu_train_conv_algo 120 env DDPM_LAB_CONV_ALGO="${CONV_ALGOS%% *}" ncu --clock-control none \
+  step ncu_train_conv_algo 120 env DDPM_LAB_CONV_ALGO="$NCU_CONV_ALGO" ncu --clock-control none \
     --metrics gpu__time_duration.sum --csv \
     "$BIN" bench --device "$DEVICE" --json $BENCH_ARGS --only train --warmup 0 --repeats 1
 fi

@@ -5,6 +5,7 @@ numpy or safetensors outside its torch install).
   gpu_check.py cuda-lib-dirs            folders of the CUDA libraries of installed NVIDIA wheels
   gpu_check.py take CASE OUT NAME=SRC…  copy tensors of a safetensors file under new names
   gpu_check.py report WORK OUT.json     gather the step logs of WORK into one JSON report
+  gpu_check.py conv-tuning BENCH.json   the summary of a `bench --json` run's conv_tuning
 """
 
 import csv
@@ -407,6 +408,8 @@ def report(work, out_path):
 
     # Each other conv algorithm over im2col, the default (above 1: it is faster).
     conv_algo_gain = {a: over(f"bench_conv_{a}", "bench", "im2col") for a in algos}
+    # `auto`'s timings shape by shape: which algorithm each product of each conv kept.
+    tuning = conv_tuning((steps.get("bench_conv_auto") or {}).get("result"))
 
     for name in ("ncu_train", "ncu_torch_train", "ncu_train_conv_algo"):
         rec = step_record(work, name)
@@ -443,6 +446,7 @@ def report(work, out_path):
         "own_ops_over_stock_ops": own_over_stock,
         "own_kernel_gain": kernel_gain,
         "conv_algo_gain": conv_algo_gain,
+        "conv_tuning": tuning,
         "steps": steps,
     }
     tmp = out_path + ".tmp"
@@ -457,6 +461,7 @@ def report(work, out_path):
         ("over pytorch", ratios),
         ("own kernel gain", kernel_gain),
         ("conv algo gain (over im2col)", conv_algo_gain),
+        ("conv tuning (auto)", tuning),
     ):
         print(f"{label}: {json.dumps(table, sort_keys=True)}", file=sys.stderr)
 
@@ -532,6 +537,25 @@ def ncu_kernel_times(path, top=30):
     }
 
 
+def conv_tuning(bench):
+    """The summary of `bench --json`'s `conv_tuning` (DDPM_LAB_CONV_ALGO=auto), per product:
+    the conv shapes timed, how many kept each algorithm, and the milliseconds of one run of
+    every shape summed for each candidate (a shape missing a candidate counts its im2col time)
+    and for the ones kept. Each shape counts once, however often a step runs it."""
+    out = {}
+    for r in (bench or {}).get("conv_tuning") or []:
+        p = out.setdefault(r["product"], {"shapes": 0, "kept": {}, "ms": {}, "kept_ms": 0.0})
+        p["shapes"] += 1
+        p["kept"][r["chosen"]] = p["kept"].get(r["chosen"], 0) + 1
+        p["kept_ms"] += r["times_ms"][r["chosen"]]
+    names = sorted({a for r in (bench or {}).get("conv_tuning") or [] for a in r["times_ms"]})
+    for r in (bench or {}).get("conv_tuning") or []:
+        ms = out[r["product"]]["ms"]
+        for a in names:
+            ms[a] = ms.get(a, 0.0) + r["times_ms"].get(a, r["times_ms"]["im2col"])
+    return out
+
+
 def cuda_lib_dirs():
     """lib folders of the NVIDIA wheels on sys.path (torch's cuBLAS, cuRAND, NVRTC, ...)."""
     dirs = []
@@ -552,6 +576,9 @@ def main(argv):
             new, old = spec.split("=", 1)
             picked[new] = src[old]
         write_safetensors(argv[3], picked)
+    elif len(argv) == 3 and argv[1] == "conv-tuning":
+        with open(argv[2]) as f:
+            print(json.dumps(conv_tuning(json.load(f)), sort_keys=True))
     elif len(argv) == 4 and argv[1] == "report":
         report(argv[2], argv[3])
     else:

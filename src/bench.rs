@@ -202,6 +202,9 @@ pub struct BenchReport {
     /// variant; `None` where ddpm-lab's CUDA conv does not run). The setting: 1×1 and 7×7 convs
     /// have no implicit kernel, and a stride-2 conv's input gradient stays im2col's col2im.
     pub conv_algo: Option<String>,
+    /// With `auto`: each conv shape and product the process timed, every candidate's
+    /// milliseconds per run and the one kept (empty otherwise).
+    pub conv_tuning: Vec<crate::ops::conv_tuner::TuneRecord>,
     /// Worker threads of the CPU kernels.
     pub threads: usize,
     /// Trainable parameters.
@@ -269,7 +272,18 @@ impl fmt::Display for BenchReport {
             writeln!(f, "CUDA kernels: {}", self.cuda_kernels.join(", "))?;
         }
         if let Some(algo) = &self.conv_algo {
-            writeln!(f, "CUDA conv: {algo}")?;
+            write!(f, "CUDA conv: {algo}")?;
+            if !self.conv_tuning.is_empty() {
+                let chosen = crate::ops::conv_tuner::chosen_counts(&self.conv_tuning);
+                let chosen: Vec<String> = chosen.iter().map(|(a, n)| format!("{n} {a}")).collect();
+                write!(
+                    f,
+                    " ({} shapes timed, kept: {})",
+                    self.conv_tuning.len(),
+                    chosen.join(", ")
+                )?;
+            }
+            writeln!(f)?;
         }
         timed(f, "train step", self.batch_size, self.train_step_seconds)?;
         timed(f, "forward", self.forward_batch, self.forward_seconds)?;
@@ -514,6 +528,7 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         tf32: opts.tf32,
         custom_ops: crate::ops::enabled() && opts.device == DeviceSpec::Cpu,
         conv_algo: conv_algo(&cuda_kernels),
+        conv_tuning: crate::ops::conv_tuner::TUNER.records(),
         cuda_kernels,
         threads: rayon::current_num_threads(),
         params,

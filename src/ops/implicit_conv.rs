@@ -5,7 +5,8 @@
 //! under emulation (`tests/cuda_emulation.rs`).
 //!
 //! Which algorithm the CUDA conv uses is a setting ([`ALGO_VAR`]): im2col + cuBLAS until the
-//! implicit kernels are measured faster on a GPU.
+//! implicit kernels are measured faster on a GPU, or `auto`, which times the candidates of each
+//! conv shape on its first use ([`crate::ops::conv_tuner`]).
 
 use crate::ops::batched_conv::BatchedConv;
 
@@ -69,6 +70,10 @@ pub struct WgradPlan {
 pub enum ConvAlgo {
     /// im2col of the batch into one matrix, then cuBLAS (the default).
     Im2col,
+    /// Per conv shape and product, the fastest of im2col and the implicit GEMM's channel tiles,
+    /// timed on the shape's first use ([`crate::ops::conv_tuner`]), as PyTorch's
+    /// `cudnn.benchmark` does.
+    Auto,
     /// The implicit GEMM, with its channel tile chosen per conv (`tile` `None`) or fixed; the
     /// weight gradient too when `weight_grad` is set (else im2col + cuBLAS).
     Implicit {
@@ -80,8 +85,9 @@ pub enum ConvAlgo {
 }
 
 /// Every algorithm and its name, as [`ALGO_VAR`] takes them.
-const ALGOS: [(&str, ConvAlgo); 5] = [
+const ALGOS: [(&str, ConvAlgo); 6] = [
     ("im2col", ConvAlgo::Im2col),
+    ("auto", ConvAlgo::Auto),
     (
         "implicit",
         ConvAlgo::Implicit {
@@ -113,9 +119,10 @@ const ALGOS: [(&str, ConvAlgo); 5] = [
 ];
 
 impl ConvAlgo {
-    /// The algorithm [`ALGO_VAR`]'s value names (unset: `im2col`): `im2col`; `implicit` (every
-    /// product, tiles per conv); `implicit-fwd` (the forward product and input gradient only);
-    /// `implicit-m32`, `implicit-m64` (every product, that channel tile throughout).
+    /// The algorithm [`ALGO_VAR`]'s value names (unset: `im2col`): `im2col`; `auto` (timed per
+    /// shape); `implicit` (every product, tiles per conv); `implicit-fwd` (the forward product
+    /// and input gradient only); `implicit-m32`, `implicit-m64` (every product, that channel
+    /// tile throughout).
     pub fn parse(value: Option<&str>) -> Result<Self, String> {
         let Some(v) = value.map(str::trim) else {
             return Ok(ConvAlgo::Im2col);
@@ -155,7 +162,7 @@ impl ConvAlgo {
 /// One launch of an implicit-GEMM kernel: the conv of an input `(n, c, h, w)` with a `k × k`
 /// kernel to an output `(n, m, ho, wo)`, stride and zero padding as given. With `flip`, the
 /// weight is `(c, m, k, k)` and is read flipped (the input gradient of a stride-1 conv).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ImplicitConv {
     /// Images.
     pub n: usize,
@@ -482,7 +489,7 @@ mod tests {
         }
     }
 
-    const AUTO: ConvAlgo = ConvAlgo::Implicit {
+    const PER_CONV: ConvAlgo = ConvAlgo::Implicit {
         tile: None,
         weight_grad: true,
     };
@@ -498,7 +505,8 @@ mod tests {
     fn the_algorithm_setting_parses_and_rejects_with_the_choices() {
         assert_eq!(ConvAlgo::parse(None), Ok(ConvAlgo::Im2col));
         assert_eq!(ConvAlgo::parse(Some(" IM2COL ")), Ok(ConvAlgo::Im2col));
-        assert_eq!(ConvAlgo::parse(Some("implicit")), Ok(AUTO));
+        assert_eq!(ConvAlgo::parse(Some("auto")), Ok(ConvAlgo::Auto));
+        assert_eq!(ConvAlgo::parse(Some("implicit")), Ok(PER_CONV));
         assert_eq!(
             ConvAlgo::parse(Some("implicit-fwd")),
             Ok(ConvAlgo::Implicit {
@@ -582,7 +590,7 @@ mod tests {
         let ic = ImplicitConv::forward(&plan(256, (56, 28, 28), 28, [3, 1, 1]));
         assert_eq!(ic.forward_plan(ConvAlgo::Im2col), None);
         // 256·28·28 columns in tiles of 128; 28 channels in one tile; no slices.
-        let fp = ic.forward_plan(AUTO).unwrap();
+        let fp = ic.forward_plan(PER_CONV).unwrap();
         assert_eq!(
             fp,
             ForwardPlan {
@@ -600,7 +608,7 @@ mod tests {
         // 7×7 maps at batch 128: 49 column tiles × 4 channel tiles, so the 112 input channels
         // go in slices: 3 of 38, 38 and 36 (588 blocks).
         let deep = ImplicitConv::forward(&plan(128, (112, 7, 7), 224, [3, 1, 1]));
-        let dp = deep.forward_plan(AUTO).unwrap();
+        let dp = deep.forward_plan(PER_CONV).unwrap();
         assert_eq!(
             dp,
             ForwardPlan {
@@ -616,7 +624,7 @@ mod tests {
         assert_eq!(wide.forward_plan(fixed(64)).unwrap().grid, (4, 4, 1));
         // No kernel for a 7×7 or 1×1 conv.
         let init = ImplicitConv::forward(&plan(8, (1, 28, 28), 18, [7, 1, 3]));
-        assert_eq!(init.forward_plan(AUTO), None);
+        assert_eq!(init.forward_plan(PER_CONV), None);
     }
 
     #[test]
@@ -644,7 +652,7 @@ mod tests {
     fn weight_gradient_slices_fill_the_gpu_without_an_empty_one() {
         // The blog UNet's 28×28 conv from 56 to 28 channels at batch 128: 4 × 1 tiles.
         let ic = ImplicitConv::forward(&plan(128, (56, 28, 28), 28, [3, 1, 1]));
-        let w = ic.weight_grad_plan(AUTO).unwrap();
+        let w = ic.weight_grad_plan(PER_CONV).unwrap();
         assert_eq!((w.tile, w.grid.0, w.grid.1), (32, 4, 1));
         // About the target (slices rounded up to 8 columns may leave one out).
         let blocks = w.grid.0 * w.grid.1 * w.grid.2;
@@ -671,6 +679,6 @@ mod tests {
         assert_eq!(ic.weight_grad_plan(fwd_only), None);
         assert_eq!(ic.weight_grad_plan(ConvAlgo::Im2col), None);
         let init = ImplicitConv::forward(&plan(8, (1, 28, 28), 18, [7, 1, 3]));
-        assert_eq!(init.weight_grad_plan(AUTO), None);
+        assert_eq!(init.weight_grad_plan(PER_CONV), None);
     }
 }

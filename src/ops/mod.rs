@@ -15,6 +15,7 @@ pub mod batched_conv;
 pub mod channel_bias;
 pub mod conv;
 pub mod conv_transpose;
+pub mod conv_tuner;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod depthwise;

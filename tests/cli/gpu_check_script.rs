@@ -78,7 +78,7 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         )
         .env("TF32", "0")
         .env("KERNEL_AB", "bias")
-        .env("CONV_ALGOS", "implicit")
+        .env("CONV_ALGOS", "implicit auto")
         .env("PATH", path)
         // PyTorch is not needed here: its step is recorded as missing.
         .env("PYTHON", "python3")
@@ -108,6 +108,8 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         "bench_without_bias",
         "check_device_conv_implicit",
         "bench_conv_implicit",
+        "check_device_conv_auto",
+        "bench_conv_auto",
         "nsys_train",
         "ncu_train",
         "ncu_train_conv_algo",
@@ -142,6 +144,12 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
                 .is_some_and(|r| r > 0.0),
         "{report}"
     );
+    // `auto` on the CPU times nothing (no CUDA conv): an empty table, reported as such.
+    assert_eq!(
+        steps["bench_conv_auto"]["result"]["conv_algo"],
+        serde_json::Value::Null
+    );
+    assert_eq!(report["conv_tuning"], serde_json::json!({}), "{report}");
     // The A/B of ddpm-lab's own ops against candle's stock ones, training and forward only.
     assert_eq!(
         steps["bench_stock"]["result"]["sample_seconds"],
@@ -201,4 +209,52 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         .unwrap()
         .iter()
         .all(|f| f == "nvidia_smi" || f == "pytorch_bench" || f == "train_smoke"));
+}
+
+/// `gpu_check.py conv-tuning` sums `bench --json`'s per-shape timings of `auto` per product.
+#[test]
+fn the_conv_tuning_summary_adds_each_candidates_times_per_product() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = dir.path().join("bench.json");
+    let shape = |product: &str, c: u32, hw: u32, times: serde_json::Value, chosen: &str| {
+        serde_json::json!({
+            "product": product, "n": 128, "c": c, "h": hw, "w": hw, "m": c, "k": 3,
+            "stride": 1, "pad": 1, "times_ms": times, "chosen": chosen,
+        })
+    };
+    let doc = serde_json::json!({ "conv_tuning": [
+        shape("forward", 56, 28,
+              serde_json::json!({"im2col": 2.0, "implicit-m32": 1.0, "implicit-m64": 1.5}),
+              "implicit-m32"),
+        // A shape without one candidate counts its im2col time for it.
+        shape("forward", 112, 7,
+              serde_json::json!({"im2col": 0.5, "implicit-m64": 0.75}), "im2col"),
+        shape("weight_grad", 56, 28,
+              serde_json::json!({"im2col": 3.0, "implicit-m32": 2.0, "implicit-m64": 2.5}),
+              "implicit-m32"),
+    ]});
+    std::fs::write(&bench, doc.to_string()).unwrap();
+    let out = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu_check.py"))
+        .arg("conv-tuning")
+        .arg(&bench)
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "{out:?}");
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = serde_json::json!({
+        "forward": {
+            "shapes": 2,
+            "kept": {"im2col": 1, "implicit-m32": 1},
+            "ms": {"im2col": 2.5, "implicit-m32": 1.5, "implicit-m64": 2.25},
+            "kept_ms": 1.5,
+        },
+        "weight_grad": {
+            "shapes": 1,
+            "kept": {"implicit-m32": 1},
+            "ms": {"im2col": 3.0, "implicit-m32": 2.0, "implicit-m64": 2.5},
+            "kept_ms": 2.0,
+        },
+    });
+    assert_eq!(got, want);
 }

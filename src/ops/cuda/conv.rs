@@ -22,6 +22,7 @@ use candle_core::{
 
 use super::{grid_stride, int, view, Launch, Module};
 use crate::ops::batched_conv::{BatchedConv, Gemm};
+use crate::ops::conv_tuner::{Product, TUNER};
 use crate::ops::geometry::ConvGeom;
 use crate::ops::implicit_conv::{ConvAlgo, ImplicitConv};
 
@@ -437,6 +438,44 @@ fn images<'a>(
     buf.slice(n0 * per_image..(n0 + n) * per_image)
 }
 
+/// Untimed runs of a candidate before `auto` times it (the first launch of a kernel loads its
+/// module and allocates).
+const TUNE_WARMUP: usize = 1;
+/// Timed runs of a candidate; `auto` compares their mean.
+const TUNE_RUNS: usize = 3;
+
+/// The algorithm for `product` of `ic`: the setting ([`ConvAlgo::current`]), or for `auto` the
+/// tuner's choice for this shape, which on its first use times `run` with each candidate.
+fn resolve(
+    dev: &CudaDevice,
+    product: Product,
+    ic: &ImplicitConv,
+    run: impl Fn(ConvAlgo) -> Result<CudaSlice<f32>>,
+) -> Result<ConvAlgo> {
+    match ConvAlgo::current() {
+        ConvAlgo::Auto => TUNER.choose(product, ic, |algo| time_ms(dev, || run(algo))),
+        algo => Ok(algo),
+    }
+}
+
+/// Milliseconds per run of `run` on `dev`'s stream (CUDA events around [`TUNE_RUNS`] runs,
+/// after [`TUNE_WARMUP`] untimed ones). Each run's output is dropped.
+fn time_ms(dev: &CudaDevice, run: impl Fn() -> Result<CudaSlice<f32>>) -> Result<f64> {
+    use candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags;
+    for _ in 0..TUNE_WARMUP {
+        drop(run()?);
+    }
+    let stream = dev.cuda_stream();
+    // Timing events (cudarc's default disables timing).
+    let flags = Some(CUevent_flags::CU_EVENT_DEFAULT);
+    let start = stream.record_event(flags).w()?;
+    for _ in 0..TUNE_RUNS {
+        drop(run()?);
+    }
+    let end = stream.record_event(flags).w()?;
+    Ok(f64::from(start.elapsed_ms(&end).w()?) / TUNE_RUNS as f64)
+}
+
 /// `y (N, Co, Ho, Wo)` of `x` and `w`, plus `bias[c]` when given (`Co` values).
 fn forward(
     dev: &CudaDevice,
@@ -446,8 +485,22 @@ fn forward(
     bias: Option<&CudaView<f32>>,
 ) -> Result<CudaSlice<f32>> {
     let ic = ImplicitConv::forward(plan);
-    if let Some(fp) = ic.forward_plan(ConvAlgo::current()) {
-        return implicit(dev, &ic, &fp, x, w, bias);
+    let run = |algo| forward_by(dev, plan, &ic, algo, x, w, bias);
+    run(resolve(dev, Product::Forward, &ic, run)?)
+}
+
+/// [`forward`] by `algo` (`ic` is the plan's implicit conv).
+fn forward_by(
+    dev: &CudaDevice,
+    plan: &BatchedConv,
+    ic: &ImplicitConv,
+    algo: ConvAlgo,
+    x: &CudaView<f32>,
+    w: &CudaView<f32>,
+    bias: Option<&CudaView<f32>>,
+) -> Result<CudaSlice<f32>> {
+    if let Some(fp) = ic.forward_plan(algo) {
+        return implicit(dev, ic, &fp, x, w, bias);
     }
     // SAFETY: the products write every element of y, chunk by chunk: with β = 0, or with β = 1
     // over the bias that `bias_fill` wrote into every element first.
@@ -643,9 +696,25 @@ fn input_grad(
     dy: &CudaView<f32>,
     w: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
-    if let Some(ic) = ImplicitConv::input_grad(plan) {
-        if let Some(fp) = ic.forward_plan(ConvAlgo::current()) {
-            return implicit(dev, &ic, &fp, dy, w, None);
+    let Some(ic) = ImplicitConv::input_grad(plan) else {
+        return input_grad_by(dev, plan, None, dy, w);
+    };
+    let run = |algo: ConvAlgo| input_grad_by(dev, plan, Some((&ic, algo)), dy, w);
+    run(resolve(dev, Product::InputGrad, &ic, run)?)
+}
+
+/// [`input_grad`] by `algo` for its implicit conv `ic` (a stride-1 conv's), else im2col's
+/// products and col2im.
+fn input_grad_by(
+    dev: &CudaDevice,
+    plan: &BatchedConv,
+    implicit_conv: Option<(&ImplicitConv, ConvAlgo)>,
+    dy: &CudaView<f32>,
+    w: &CudaView<f32>,
+) -> Result<CudaSlice<f32>> {
+    if let Some((ic, algo)) = implicit_conv {
+        if let Some(fp) = ic.forward_plan(algo) {
+            return implicit(dev, ic, &fp, dy, w, None);
         }
     }
     // SAFETY: the products (1×1) or col2im write every element of dx, chunk by chunk.
@@ -692,8 +761,7 @@ fn input_grad(
     Ok(dx)
 }
 
-/// `dw (Co, C, k, k)` of the input `x` and the output gradient `dy`: the chunks' products added
-/// (β = 1 after the first).
+/// `dw (Co, C, k, k)` of the input `x` and the output gradient `dy`.
 fn weight_grad(
     dev: &CudaDevice,
     plan: &BatchedConv,
@@ -701,8 +769,22 @@ fn weight_grad(
     dy: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
     let ic = ImplicitConv::forward(plan);
-    if let Some(wp) = ic.weight_grad_plan(ConvAlgo::current()) {
-        return implicit_weight_grad(dev, &ic, &wp, x, dy);
+    let run = |algo| weight_grad_by(dev, plan, &ic, algo, x, dy);
+    run(resolve(dev, Product::WeightGrad, &ic, run)?)
+}
+
+/// [`weight_grad`] by `algo` (`ic` is the plan's implicit conv): the implicit kernel, or the
+/// products of im2col's chunks added (β = 1 after the first).
+fn weight_grad_by(
+    dev: &CudaDevice,
+    plan: &BatchedConv,
+    ic: &ImplicitConv,
+    algo: ConvAlgo,
+    x: &CudaView<f32>,
+    dy: &CudaView<f32>,
+) -> Result<CudaSlice<f32>> {
+    if let Some(wp) = ic.weight_grad_plan(algo) {
+        return implicit_weight_grad(dev, ic, &wp, x, dy);
     }
     // SAFETY: the first chunk's product writes every element of dw (β = 0).
     let mut dw = unsafe { dev.alloc::<f32>(plan.weight_len())? };

@@ -1,0 +1,370 @@
+//! `DDPM_LAB_CONV_ALGO=auto`: for each conv shape and each of its products (the forward
+//! product, the input gradient, the weight gradient), the CUDA conv times its algorithms on the
+//! shape's first use and keeps the fastest for the rest of the process, as PyTorch's
+//! `torch.backends.cudnn.benchmark` does for cuDNN. The choice is made here, without a device,
+//! so that the CPU tests check it with made-up timings; the CUDA conv (`ops::cuda::conv`) gives
+//! the timer (CUDA events around a few runs of each candidate).
+//!
+//! Every candidate computes the same product (the plans' tests and `check-device` check each),
+//! so the choice changes the speed and the order of the float sums, not the maths: two
+//! processes may choose differently and so differ in the last bits, as with cuDNN's benchmark
+//! mode. A fixed algorithm (`im2col`, `implicit`, ...) keeps a run bit for bit repeatable.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::ops::implicit_conv::{ConvAlgo, ImplicitConv, CHANNEL_TILES};
+
+/// The products of a conv that have more than one algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Product {
+    /// `y` from `x` and `w` (with its bias).
+    Forward,
+    /// `dx` from `dy` and `w` (a stride-1 conv: the flipped conv of `dy`).
+    InputGrad,
+    /// `dw` from `x` and `dy`.
+    WeightGrad,
+}
+
+impl Product {
+    /// Its name in reports: `forward`, `input_grad`, `weight_grad`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Product::Forward => "forward",
+            Product::InputGrad => "input_grad",
+            Product::WeightGrad => "weight_grad",
+        }
+    }
+}
+
+/// The algorithms that can compute `product` of the implicit conv `conv` (for the input
+/// gradient, [`ImplicitConv::input_grad`]'s flipped conv): im2col first, which a tie keeps,
+/// then each channel tile that the implicit kernels plan a launch for.
+pub fn candidates(product: Product, conv: &ImplicitConv) -> Vec<ConvAlgo> {
+    let mut out = vec![ConvAlgo::Im2col];
+    for tile in CHANNEL_TILES {
+        let algo = ConvAlgo::Implicit {
+            tile: Some(tile),
+            weight_grad: true,
+        };
+        let planned = match product {
+            Product::WeightGrad => conv.weight_grad_plan(algo).is_some(),
+            Product::Forward | Product::InputGrad => conv.forward_plan(algo).is_some(),
+        };
+        if planned {
+            out.push(algo);
+        }
+    }
+    out
+}
+
+/// One shape's timings and choice.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    product: Product,
+    conv: ImplicitConv,
+    /// Milliseconds per run of each candidate, in [`candidates`] order.
+    times_ms: Vec<(ConvAlgo, f64)>,
+    chosen: ConvAlgo,
+}
+
+/// A shape's timings as `ddpm-lab bench --json` reports them (`conv_tuning`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TuneRecord {
+    /// `forward`, `input_grad` or `weight_grad`.
+    pub product: &'static str,
+    /// The conv the product computes: images, input channels, height, width, output channels,
+    /// kernel size, stride, padding (for the input gradient, the flipped conv of `dy`: its
+    /// "input channels" are the forward conv's output channels).
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub m: usize,
+    /// Kernel size.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding.
+    pub pad: usize,
+    /// Milliseconds per run of each candidate, by [`ConvAlgo::name`].
+    pub times_ms: BTreeMap<&'static str, f64>,
+    /// The candidate kept.
+    pub chosen: &'static str,
+}
+
+/// The choices of one process: one entry per (product, conv), in the order first met.
+#[derive(Debug, Default)]
+pub struct Tuner {
+    entries: Mutex<Vec<Entry>>,
+}
+
+impl Tuner {
+    /// An empty table.
+    pub const fn new() -> Self {
+        Tuner {
+            entries: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The algorithm for `product` of `conv`: the one chosen before, or, on the first call for
+    /// this shape, the candidate that `time` (milliseconds per run of an algorithm) finds
+    /// fastest; a timing that is not a number counts as the slowest. With one candidate nothing
+    /// is timed. An error from `time` is returned and nothing is kept, so the next call times
+    /// again.
+    pub fn choose<E>(
+        &self,
+        product: Product,
+        conv: &ImplicitConv,
+        mut time: impl FnMut(ConvAlgo) -> Result<f64, E>,
+    ) -> Result<ConvAlgo, E> {
+        if let Some(algo) = self.lookup(product, conv) {
+            return Ok(algo);
+        }
+        let candidates = candidates(product, conv);
+        if candidates.len() == 1 {
+            return Ok(candidates[0]);
+        }
+        // The lock is not held while timing: a GPU run takes milliseconds, and another thread's
+        // convs (the lab samples previews beside training) should not wait on it.
+        let mut times_ms = Vec::with_capacity(candidates.len());
+        for &algo in &candidates {
+            times_ms.push((algo, time(algo)?));
+        }
+        let chosen = fastest(&times_ms);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // Another thread may have timed the same shape meanwhile: the first choice stays, so
+        // that a process uses one algorithm per shape.
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.product == product && e.conv == *conv)
+        {
+            return Ok(e.chosen);
+        }
+        entries.push(Entry {
+            product,
+            conv: *conv,
+            times_ms,
+            chosen,
+        });
+        Ok(chosen)
+    }
+
+    /// The algorithm chosen for this shape, if it has been timed.
+    fn lookup(&self, product: Product, conv: &ImplicitConv) -> Option<ConvAlgo> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|e| e.product == product && e.conv == *conv)
+            .map(|e| e.chosen)
+    }
+
+    /// Every shape timed so far, in the order first met.
+    pub fn records(&self) -> Vec<TuneRecord> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .map(|e| TuneRecord {
+                product: e.product.name(),
+                n: e.conv.n,
+                c: e.conv.c,
+                h: e.conv.h,
+                w: e.conv.w,
+                m: e.conv.m,
+                k: e.conv.k,
+                stride: e.conv.stride,
+                pad: e.conv.pad,
+                times_ms: e.times_ms.iter().map(|&(a, t)| (a.name(), t)).collect(),
+                chosen: e.chosen.name(),
+            })
+            .collect()
+    }
+}
+
+/// The candidate with the smallest time; the first of equals; NaN as the slowest.
+fn fastest(times_ms: &[(ConvAlgo, f64)]) -> ConvAlgo {
+    let key = |t: f64| if t.is_nan() { f64::INFINITY } else { t };
+    let mut best = times_ms[0];
+    for &(algo, t) in &times_ms[1..] {
+        if key(t) < key(best.1) {
+            best = (algo, t);
+        }
+    }
+    best.0
+}
+
+/// How many of `records` kept each algorithm, by name.
+pub fn chosen_counts(records: &[TuneRecord]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for r in records {
+        *counts.entry(r.chosen).or_default() += 1;
+    }
+    counts
+}
+
+/// The process's table, which the CUDA conv fills and `bench` reports.
+pub static TUNER: Tuner = Tuner::new();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(n: usize, c: usize, hw: usize, m: usize, k: usize) -> ImplicitConv {
+        ImplicitConv {
+            n,
+            c,
+            h: hw,
+            w: hw,
+            m,
+            k,
+            stride: 1,
+            pad: 1,
+            ho: hw + 2 - k + 1,
+            wo: hw + 2 - k + 1,
+            flip: false,
+        }
+    }
+
+    const M32: ConvAlgo = ConvAlgo::Implicit {
+        tile: Some(32),
+        weight_grad: true,
+    };
+    const M64: ConvAlgo = ConvAlgo::Implicit {
+        tile: Some(64),
+        weight_grad: true,
+    };
+
+    #[test]
+    fn candidates_are_im2col_then_the_tiles_that_have_a_plan() {
+        let c = conv(8, 56, 28, 56, 3);
+        assert_eq!(
+            candidates(Product::Forward, &c),
+            [ConvAlgo::Im2col, M32, M64]
+        );
+        assert_eq!(
+            candidates(Product::WeightGrad, &c),
+            [ConvAlgo::Im2col, M32, M64]
+        );
+        // A 7×7 kernel has no implicit kernel; neither has a flipped conv's weight gradient.
+        assert_eq!(
+            candidates(Product::Forward, &conv(8, 1, 28, 28, 7)),
+            [ConvAlgo::Im2col]
+        );
+        let flipped = ImplicitConv { flip: true, ..c };
+        assert_eq!(
+            candidates(Product::WeightGrad, &flipped),
+            [ConvAlgo::Im2col]
+        );
+        // The plans never launch for `auto` itself: the conv resolves it first.
+        assert_eq!(c.forward_plan(ConvAlgo::Auto), None);
+        assert_eq!(c.weight_grad_plan(ConvAlgo::Auto), None);
+    }
+
+    #[test]
+    fn the_fastest_is_chosen_once_per_shape_and_product() {
+        let tuner = Tuner::new();
+        let c = conv(8, 56, 28, 56, 3);
+        let calls = std::cell::RefCell::new(Vec::new());
+        let timer = |algo: ConvAlgo| -> Result<f64, String> {
+            calls.borrow_mut().push(algo);
+            Ok(match algo {
+                ConvAlgo::Im2col => 2.0,
+                a if a == M32 => 1.5,
+                _ => 1.0,
+            })
+        };
+        assert_eq!(tuner.choose(Product::Forward, &c, timer), Ok(M64));
+        assert_eq!(*calls.borrow(), [ConvAlgo::Im2col, M32, M64]);
+        // Remembered: no timing the second time.
+        assert_eq!(tuner.choose(Product::Forward, &c, timer), Ok(M64));
+        assert_eq!(calls.borrow().len(), 3);
+        // Another product, or another batch, is another shape.
+        let other = ImplicitConv { n: 16, ..c };
+        let slow_tiles = |algo: ConvAlgo| -> Result<f64, String> {
+            Ok(if algo == ConvAlgo::Im2col { 1.0 } else { 3.0 })
+        };
+        assert_eq!(
+            tuner.choose(Product::WeightGrad, &c, slow_tiles),
+            Ok(ConvAlgo::Im2col)
+        );
+        assert_eq!(
+            tuner.choose(Product::Forward, &other, slow_tiles),
+            Ok(ConvAlgo::Im2col)
+        );
+        let records = tuner.records();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].product, "forward");
+        assert_eq!(records[0].chosen, "implicit-m64");
+        assert_eq!(
+            records[0].times_ms,
+            BTreeMap::from([
+                ("im2col", 2.0),
+                ("implicit-m32", 1.5),
+                ("implicit-m64", 1.0)
+            ])
+        );
+        assert_eq!(
+            (records[0].n, records[0].c, records[0].h, records[0].m),
+            (8, 56, 28, 56)
+        );
+        assert_eq!(records[1].product, "weight_grad");
+        assert_eq!(records[1].chosen, "im2col");
+        assert_eq!(records[2].n, 16);
+        assert_eq!(
+            chosen_counts(&records),
+            BTreeMap::from([("im2col", 2), ("implicit-m64", 1)])
+        );
+    }
+
+    #[test]
+    fn ties_keep_im2col_and_nan_counts_as_slowest() {
+        let tuner = Tuner::new();
+        let c = conv(4, 28, 14, 28, 3);
+        let flat = |_: ConvAlgo| -> Result<f64, String> { Ok(1.0) };
+        assert_eq!(
+            tuner.choose(Product::Forward, &c, flat),
+            Ok(ConvAlgo::Im2col)
+        );
+        let nan_first = |algo: ConvAlgo| -> Result<f64, String> {
+            Ok(if algo == ConvAlgo::Im2col {
+                f64::NAN
+            } else {
+                5.0
+            })
+        };
+        assert_eq!(tuner.choose(Product::InputGrad, &c, nan_first), Ok(M32));
+    }
+
+    #[test]
+    fn a_single_candidate_is_not_timed_and_an_error_keeps_nothing() {
+        let tuner = Tuner::new();
+        let never = |_: ConvAlgo| -> Result<f64, String> { panic!("timed a single candidate") };
+        assert_eq!(
+            tuner.choose(Product::Forward, &conv(4, 1, 28, 28, 7), never),
+            Ok(ConvAlgo::Im2col)
+        );
+        let c = conv(4, 28, 14, 28, 3);
+        let failing = |algo: ConvAlgo| -> Result<f64, String> {
+            if algo == M64 {
+                Err("launch failed".into())
+            } else {
+                Ok(1.0)
+            }
+        };
+        assert_eq!(
+            tuner.choose(Product::Forward, &c, failing),
+            Err("launch failed".to_string())
+        );
+        assert!(tuner.records().is_empty());
+        // The next call times again.
+        let fine =
+            |algo: ConvAlgo| -> Result<f64, String> { Ok(if algo == M32 { 0.5 } else { 1.0 }) };
+        assert_eq!(tuner.choose(Product::Forward, &c, fine), Ok(M32));
+    }
+}
