@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -175,8 +176,104 @@ pub fn sample(
     sample_watching(model, tables, objective, shape, kind, seed, &mut watch)
 }
 
+/// At most this many steps' images wait on a GPU before one copy brings them to the host.
+const MAX_PENDING_STEPS: usize = 16;
+/// And they wait at most about this long, so that the lab's view of the denoising keeps moving.
+const MAX_PENDING_TIME: Duration = Duration::from_millis(200);
+
+/// The images of each step (x̂₀ and x_t) on their way to the host, and the `watch` calls made
+/// once they are there. On the CPU every step is converted at once. On a GPU the steps' tensors
+/// wait (up to [`MAX_PENDING_STEPS`] or [`MAX_PENDING_TIME`]) and go over in one copy, since
+/// each copy waits for the device to finish everything queued, which would leave it idle
+/// twice a step while the host converts images and queues the next step.
+struct Frames {
+    batched: bool,
+    n: usize,
+    total: usize,
+    pending: Vec<(usize, Tensor, Tensor)>,
+    since: Instant,
+    frames: Vec<Vec<Image8>>,
+    x0_preds: Vec<Vec<Image8>>,
+    timesteps: Vec<usize>,
+}
+
+impl Frames {
+    /// A recorder of `total` steps of `n` images, starting from the noise `x_t`.
+    fn new(x_t: &Tensor, total: usize, batched: bool) -> Result<Self> {
+        Ok(Frames {
+            batched,
+            n: x_t.dim(0)?,
+            total,
+            pending: Vec::new(),
+            since: Instant::now(),
+            frames: vec![tensor_to_images(x_t)?],
+            x0_preds: Vec::new(),
+            timesteps: Vec::with_capacity(total),
+        })
+    }
+
+    /// Step `t`'s estimate `x0` and result `x`; converted now, or with the next batch.
+    fn push(
+        &mut self,
+        t: usize,
+        x0: &Tensor,
+        x: &Tensor,
+        watch: &mut dyn FnMut(usize, usize, &[Image8]),
+    ) -> Result<()> {
+        self.pending.push((t, x0.clone(), x.clone()));
+        let last = self.timesteps.len() + self.pending.len() == self.total;
+        if !self.batched
+            || last
+            || self.pending.len() >= MAX_PENDING_STEPS
+            || self.since.elapsed() >= MAX_PENDING_TIME
+        {
+            self.flush(watch)?;
+        }
+        Ok(())
+    }
+
+    /// Converts the waiting steps (one copy of all their images), then calls `watch` for each.
+    fn flush(&mut self, watch: &mut dyn FnMut(usize, usize, &[Image8])) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let tensors: Vec<&Tensor> = self.pending.iter().flat_map(|(_, a, b)| [a, b]).collect();
+        let images = tensor_to_images(&Tensor::cat(&tensors, 0)?)?;
+        let mut chunks = images.chunks(self.n.max(1));
+        for (t, _, _) in self.pending.drain(..) {
+            let (Some(x0), Some(x)) = (chunks.next(), chunks.next()) else {
+                candle_core::bail!("sampler: a step's images are missing from the copy");
+            };
+            self.x0_preds.push(x0.to_vec());
+            self.frames.push(x.to_vec());
+            self.timesteps.push(t);
+            watch(self.timesteps.len(), self.total, x);
+        }
+        self.since = Instant::now();
+        Ok(())
+    }
+
+    /// The run's record, with `images` its final batch.
+    fn finish(
+        mut self,
+        images: Tensor,
+        watch: &mut dyn FnMut(usize, usize, &[Image8]),
+    ) -> Result<Denoising> {
+        self.flush(watch)?;
+        let mut x0_preds = self.x0_preds;
+        x0_preds.push(self.frames.last().cloned().unwrap_or_default());
+        Ok(Denoising {
+            timesteps: self.timesteps,
+            frames: self.frames,
+            x0_preds,
+            images,
+        })
+    }
+}
+
 /// [`sample`], calling `watch(done, total, x_t)` after each step with the images as they are
-/// denoised (the lab draws them while it waits).
+/// denoised (the lab draws them while it waits). On a GPU the calls come in small bursts
+/// ([`Frames`]).
 pub fn sample_watching(
     model: &Unet,
     tables: &ScheduleTables,
@@ -186,19 +283,36 @@ pub fn sample_watching(
     seed: u64,
     watch: &mut dyn FnMut(usize, usize, &[Image8]),
 ) -> Result<Denoising> {
+    let batched = !model.device().is_cpu();
+    sample_recorded(model, tables, objective, shape, kind, seed, watch, batched)
+}
+
+/// [`sample_watching`] with the images copied step by step (`batched` false) or in batches.
+#[allow(clippy::too_many_arguments)]
+fn sample_recorded(
+    model: &Unet,
+    tables: &ScheduleTables,
+    objective: Objective,
+    shape: (usize, usize, usize, usize),
+    kind: SamplerKind,
+    seed: u64,
+    watch: &mut dyn FnMut(usize, usize, &[Image8]),
+    batched: bool,
+) -> Result<Denoising> {
     let device = model.device().clone();
     let (n, c, h, w) = shape;
     let mut rng = LabRng::derived(seed, SAMPLE_STREAM);
     let mut x = rng.randn(&[n, c, h, w], &device)?;
-    let mut frames = vec![tensor_to_images(&x)?];
-    let mut x0_preds = Vec::new();
-    let mut timesteps = Vec::new();
+    let total = match kind {
+        SamplerKind::Ddpm => tables.timesteps(),
+        SamplerKind::Ddim { steps, .. } => ddim_timesteps(tables.timesteps(), steps).len(),
+    };
+    let mut record = Frames::new(&x, total, batched)?;
     // The previous step's x̂₀ for a self-conditioned model.
     let mut self_cond: Option<Tensor> = None;
     match kind {
         SamplerKind::Ddpm => {
-            let total = tables.timesteps();
-            for (k, t) in (0..total).rev().enumerate() {
+            for t in (0..total).rev() {
                 let ts = vec![t; n];
                 let pred = predict(model, &x, &ts, self_cond.as_ref())?;
                 let (x0, eps) = predict_x0_and_noise(objective, tables, &x, &ts, &pred)?;
@@ -210,16 +324,11 @@ pub fn sample_watching(
                     let z = rng.randn(&[n, c, h, w], &device)?;
                     (mean + (z * tables.posterior_variance[t].sqrt())?)?
                 };
-                x0_preds.push(tensor_to_images(&x0)?);
-                frames.push(tensor_to_images(&x)?);
-                timesteps.push(t);
-                watch(k + 1, total, frames.last().map_or(&[][..], Vec::as_slice));
+                record.push(t, &x0, &x, watch)?;
             }
         }
         SamplerKind::Ddim { steps, eta } => {
-            let pairs = ddim_timesteps(tables.timesteps(), steps);
-            let total = pairs.len();
-            for (k, &(t, t_next)) in pairs.iter().enumerate() {
+            for (t, t_next) in ddim_timesteps(tables.timesteps(), steps) {
                 let ts = vec![t; n];
                 let pred = predict(model, &x, &ts, self_cond.as_ref())?;
                 let (x0, eps) = predict_x0_and_noise(objective, tables, &x, &ts, &pred)?;
@@ -238,25 +347,110 @@ pub fn sample_watching(
                     }
                     next
                 };
-                x0_preds.push(tensor_to_images(&x0)?);
-                frames.push(tensor_to_images(&x)?);
-                timesteps.push(t);
-                watch(k + 1, total, frames.last().map_or(&[][..], Vec::as_slice));
+                record.push(t, &x0, &x, watch)?;
             }
         }
     }
-    x0_preds.push(frames.last().cloned().unwrap_or_default());
-    Ok(Denoising {
-        timesteps,
-        frames,
-        x0_preds,
-        images: x,
-    })
+    record.finish(x, watch)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `watch` call: (done, total, the images).
+    type Calls = Vec<(usize, usize, Vec<Image8>)>;
+
+    fn run(kind: SamplerKind, batched: bool) -> (Denoising, Calls) {
+        let cfg = crate::model::UnetConfig::tiny();
+        let (model, _vars) =
+            crate::model::new_trainable(&cfg, 3, &candle_core::Device::Cpu).unwrap();
+        let tables = ScheduleTables::new(crate::schedule::BetaSchedule::Linear, 40).unwrap();
+        let mut calls = Vec::new();
+        let mut watch = |done: usize, total: usize, x: &[Image8]| {
+            calls.push((done, total, x.to_vec()));
+        };
+        let d = sample_recorded(
+            &model,
+            &tables,
+            Objective::Noise,
+            (3, 1, 8, 8),
+            kind,
+            11,
+            &mut watch,
+            batched,
+        )
+        .unwrap();
+        (d, calls)
+    }
+
+    #[test]
+    fn batched_copies_record_the_same_steps_and_calls_as_step_by_step() {
+        for kind in [SamplerKind::Ddpm, SamplerKind::Ddim { steps: 7, eta: 0.5 }] {
+            let (a, calls_a) = run(kind, false);
+            let (b, calls_b) = run(kind, true);
+            let total = a.timesteps.len();
+            assert_eq!(total, if kind == SamplerKind::Ddpm { 40 } else { 7 });
+            // 40 steps take three copies of up to 16 steps; the calls are the same.
+            assert_eq!(calls_a, calls_b, "{kind:?}");
+            assert_eq!(calls_a.len(), total);
+            assert_eq!(a.timesteps, b.timesteps);
+            assert_eq!(a.frames, b.frames);
+            assert_eq!(a.x0_preds, b.x0_preds);
+            assert_eq!(a.frames.len(), total + 1);
+            assert_eq!(a.x0_preds.len(), total + 1);
+            // Against the tensors themselves: the last frame, the last call and the repeated
+            // last estimate are the generated batch, and each call shows its step's frame.
+            let last = tensor_to_images(&b.images).unwrap();
+            assert_eq!(b.frames[total], last);
+            assert_eq!(b.x0_preds[total], last);
+            assert_eq!(calls_b[total - 1], (total, total, last));
+            for (k, call) in calls_b.iter().enumerate() {
+                assert_eq!((call.0, &call.2), (k + 1, &b.frames[k + 1]));
+            }
+            assert_ne!(a.frames[1], a.frames[2]);
+        }
+    }
+
+    #[test]
+    fn the_recorder_keeps_each_steps_estimate_and_sample_apart_and_in_order() {
+        let dev = candle_core::Device::Cpu;
+        let full = |v: f32| Tensor::full(v, (2, 1, 2, 2), &dev).unwrap();
+        // The pixel of v: ((v + 1)·127.5).round().
+        let pixel = |v: f32| ((v + 1.0) * 127.5).round() as u8;
+        for batched in [false, true] {
+            let total = 20;
+            let mut rec = Frames::new(&full(0.0), total, batched).unwrap();
+            let mut calls = Vec::new();
+            let mut watch = |done: usize, all: usize, x: &[Image8]| {
+                calls.push((done, all, x.len(), x[1].pixels[3]));
+            };
+            for k in 0..total {
+                let x0 = full(-0.9 + 0.01 * k as f32);
+                let x = full(0.5 - 0.02 * k as f32);
+                rec.push(100 - k, &x0, &x, &mut watch).unwrap();
+            }
+            // The last step flushes: every call is made by then, not left to `finish`.
+            assert_eq!(calls.len(), total);
+            let d = rec
+                .finish(full(0.25), &mut |_, _, _| {
+                    panic!("a call after the last step")
+                })
+                .unwrap();
+            assert_eq!(d.timesteps, (0..total).map(|k| 100 - k).collect::<Vec<_>>());
+            assert_eq!(d.frames[0][0].pixels, [pixel(0.0); 4]);
+            for k in 0..total {
+                let x = 0.5 - 0.02 * k as f32;
+                let x0 = -0.9 + 0.01 * k as f32;
+                assert_eq!(d.frames[k + 1].len(), 2);
+                assert_eq!(d.frames[k + 1][1].pixels, [pixel(x); 4], "step {k}");
+                assert_eq!(d.x0_preds[k][0].pixels, [pixel(x0); 4], "step {k}");
+                assert_eq!(calls[k], (k + 1, total, 2, pixel(x)));
+            }
+            assert_eq!(calls.len(), total);
+            assert_eq!(d.x0_preds[total], d.frames[total]);
+        }
+    }
 
     #[test]
     fn ddim_pairs_cover_the_schedule() {
