@@ -439,15 +439,14 @@ mod tests {
                 .unwrap();
             assert_eq!(d.timesteps, (0..total).map(|k| 100 - k).collect::<Vec<_>>());
             assert_eq!(d.frames[0][0].pixels, [pixel(0.0); 4]);
-            for k in 0..total {
+            for (k, call) in calls.iter().enumerate() {
                 let x = 0.5 - 0.02 * k as f32;
                 let x0 = -0.9 + 0.01 * k as f32;
                 assert_eq!(d.frames[k + 1].len(), 2);
                 assert_eq!(d.frames[k + 1][1].pixels, [pixel(x); 4], "step {k}");
                 assert_eq!(d.x0_preds[k][0].pixels, [pixel(x0); 4], "step {k}");
-                assert_eq!(calls[k], (k + 1, total, 2, pixel(x)));
+                assert_eq!(*call, (k + 1, total, 2, pixel(x)));
             }
-            assert_eq!(calls.len(), total);
             assert_eq!(d.x0_preds[total], d.frames[total]);
         }
     }
