@@ -65,6 +65,7 @@ pub fn candidates(product: Product, conv: &ImplicitConv) -> Vec<ConvAlgo> {
 struct Entry {
     product: Product,
     conv: ImplicitConv,
+    tf32: bool,
     /// Milliseconds per run of each candidate, in [`candidates`] order.
     times_ms: Vec<(ConvAlgo, f64)>,
     chosen: ConvAlgo,
@@ -93,6 +94,8 @@ pub struct TuneRecord {
     pub stride: usize,
     /// Zero padding.
     pub pad: usize,
+    /// Whether cuBLAS could use TF32 (`--tf32`): im2col's products then run on tensor cores.
+    pub tf32: bool,
     /// Milliseconds per run of each candidate, by [`ConvAlgo::name`].
     pub times_ms: BTreeMap<&'static str, f64>,
     /// The candidate kept.
@@ -113,8 +116,9 @@ impl Tuner {
         }
     }
 
-    /// The algorithm for `product` of `conv`: the one chosen before, or, on the first call for
-    /// this shape, the candidate that `time` (milliseconds per run of an algorithm) finds
+    /// The algorithm for `product` of `conv` with TF32 products allowed or not (`tf32`: it
+    /// changes im2col's speed, so it is part of the shape): the one chosen before, or, on the
+    /// first call for this shape, the candidate that `time` (milliseconds per run of an algorithm) finds
     /// fastest; a timing that is not a number counts as the slowest. With one candidate nothing
     /// is timed. An error from `time` is returned and nothing is kept, so the next call times
     /// again.
@@ -122,9 +126,10 @@ impl Tuner {
         &self,
         product: Product,
         conv: &ImplicitConv,
+        tf32: bool,
         mut time: impl FnMut(ConvAlgo) -> Result<f64, E>,
     ) -> Result<ConvAlgo, E> {
-        if let Some(algo) = self.lookup(product, conv) {
+        if let Some(algo) = self.lookup(product, conv, tf32) {
             return Ok(algo);
         }
         let candidates = candidates(product, conv);
@@ -141,15 +146,13 @@ impl Tuner {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         // Another thread may have timed the same shape meanwhile: the first choice stays, so
         // that a process uses one algorithm per shape.
-        if let Some(e) = entries
-            .iter()
-            .find(|e| e.product == product && e.conv == *conv)
-        {
+        if let Some(e) = entries.iter().find(|e| e.is(product, conv, tf32)) {
             return Ok(e.chosen);
         }
         entries.push(Entry {
             product,
             conv: *conv,
+            tf32,
             times_ms,
             chosen,
         });
@@ -157,11 +160,11 @@ impl Tuner {
     }
 
     /// The algorithm chosen for this shape, if it has been timed.
-    fn lookup(&self, product: Product, conv: &ImplicitConv) -> Option<ConvAlgo> {
+    fn lookup(&self, product: Product, conv: &ImplicitConv, tf32: bool) -> Option<ConvAlgo> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .iter()
-            .find(|e| e.product == product && e.conv == *conv)
+            .find(|e| e.is(product, conv, tf32))
             .map(|e| e.chosen)
     }
 
@@ -180,10 +183,18 @@ impl Tuner {
                 k: e.conv.k,
                 stride: e.conv.stride,
                 pad: e.conv.pad,
+                tf32: e.tf32,
                 times_ms: e.times_ms.iter().map(|&(a, t)| (a.name(), t)).collect(),
                 chosen: e.chosen.name(),
             })
             .collect()
+    }
+}
+
+impl Entry {
+    /// Whether this entry is the shape `(product, conv, tf32)`.
+    fn is(&self, product: Product, conv: &ImplicitConv, tf32: bool) -> bool {
+        self.product == product && self.conv == *conv && self.tf32 == tf32
     }
 }
 
@@ -279,10 +290,10 @@ mod tests {
                 _ => 1.0,
             })
         };
-        assert_eq!(tuner.choose(Product::Forward, &c, timer), Ok(M64));
+        assert_eq!(tuner.choose(Product::Forward, &c, false, timer), Ok(M64));
         assert_eq!(*calls.borrow(), [ConvAlgo::Im2col, M32, M64]);
         // Remembered: no timing the second time.
-        assert_eq!(tuner.choose(Product::Forward, &c, timer), Ok(M64));
+        assert_eq!(tuner.choose(Product::Forward, &c, false, timer), Ok(M64));
         assert_eq!(calls.borrow().len(), 3);
         // Another product, or another batch, is another shape.
         let other = ImplicitConv { n: 16, ..c };
@@ -290,11 +301,11 @@ mod tests {
             Ok(if algo == ConvAlgo::Im2col { 1.0 } else { 3.0 })
         };
         assert_eq!(
-            tuner.choose(Product::WeightGrad, &c, slow_tiles),
+            tuner.choose(Product::WeightGrad, &c, false, slow_tiles),
             Ok(ConvAlgo::Im2col)
         );
         assert_eq!(
-            tuner.choose(Product::Forward, &other, slow_tiles),
+            tuner.choose(Product::Forward, &other, false, slow_tiles),
             Ok(ConvAlgo::Im2col)
         );
         let records = tuner.records();
@@ -316,6 +327,14 @@ mod tests {
         assert_eq!(records[1].product, "weight_grad");
         assert_eq!(records[1].chosen, "im2col");
         assert_eq!(records[2].n, 16);
+        assert!(records.iter().all(|r| !r.tf32));
+        // TF32 products make it another shape, timed anew.
+        assert_eq!(
+            tuner.choose(Product::Forward, &c, true, slow_tiles),
+            Ok(ConvAlgo::Im2col)
+        );
+        assert_eq!(tuner.records().len(), 4);
+        assert!(tuner.records()[3].tf32);
         assert_eq!(
             chosen_counts(&records),
             BTreeMap::from([("im2col", 2), ("implicit-m64", 1)])
@@ -328,7 +347,7 @@ mod tests {
         let c = conv(4, 28, 14, 28, 3);
         let flat = |_: ConvAlgo| -> Result<f64, String> { Ok(1.0) };
         assert_eq!(
-            tuner.choose(Product::Forward, &c, flat),
+            tuner.choose(Product::Forward, &c, false, flat),
             Ok(ConvAlgo::Im2col)
         );
         let nan_first = |algo: ConvAlgo| -> Result<f64, String> {
@@ -338,7 +357,10 @@ mod tests {
                 5.0
             })
         };
-        assert_eq!(tuner.choose(Product::InputGrad, &c, nan_first), Ok(M32));
+        assert_eq!(
+            tuner.choose(Product::InputGrad, &c, false, nan_first),
+            Ok(M32)
+        );
     }
 
     #[test]
@@ -346,7 +368,7 @@ mod tests {
         let tuner = Tuner::new();
         let never = |_: ConvAlgo| -> Result<f64, String> { panic!("timed a single candidate") };
         assert_eq!(
-            tuner.choose(Product::Forward, &conv(4, 1, 28, 28, 7), never),
+            tuner.choose(Product::Forward, &conv(4, 1, 28, 28, 7), false, never),
             Ok(ConvAlgo::Im2col)
         );
         let c = conv(4, 28, 14, 28, 3);
@@ -358,13 +380,13 @@ mod tests {
             }
         };
         assert_eq!(
-            tuner.choose(Product::Forward, &c, failing),
+            tuner.choose(Product::Forward, &c, false, failing),
             Err("launch failed".to_string())
         );
         assert!(tuner.records().is_empty());
         // The next call times again.
         let fine =
             |algo: ConvAlgo| -> Result<f64, String> { Ok(if algo == M32 { 0.5 } else { 1.0 }) };
-        assert_eq!(tuner.choose(Product::Forward, &c, fine), Ok(M32));
+        assert_eq!(tuner.choose(Product::Forward, &c, false, fine), Ok(M32));
     }
 }

@@ -453,7 +453,10 @@ fn resolve(
     run: impl Fn(ConvAlgo) -> Result<CudaSlice<f32>>,
 ) -> Result<ConvAlgo> {
     match ConvAlgo::current() {
-        ConvAlgo::Auto => TUNER.choose(product, ic, |algo| time_ms(dev, || run(algo))),
+        ConvAlgo::Auto => {
+            let tf32 = candle_core::cuda::gemm_reduced_precision_f32();
+            TUNER.choose(product, ic, tf32, |algo| time_ms(dev, || run(algo)))
+        }
         algo => Ok(algo),
     }
 }
