@@ -107,10 +107,7 @@ pub fn check_device(
             anyhow::bail!("parameter {name} on the device against {cpu_name} on the CPU");
         }
         let e = relative_error(a, b)?;
-        // NaN counts as the worst.
-        if e.is_nan() || e > worst.1 || worst.0.is_empty() {
-            worst = (name.clone(), e);
-        }
+        keep_worst(&mut worst, name, e);
         if e.is_nan() || e > GRADIENT_TOLERANCE {
             over.push((name.clone(), e));
         }
@@ -163,10 +160,7 @@ fn optimizer_step_error(
     let mut worst = (String::new(), 0f32);
     for (((name, var), (_, b)), (_, a)) in vars.iter().zip(before).zip(after) {
         let replayed = (var.as_tensor() - b)?;
-        let e = relative_error(&(a - b)?, &replayed)?;
-        if e.is_nan() || e > worst.1 || worst.0.is_empty() {
-            worst = (name.clone(), e);
-        }
+        keep_worst(&mut worst, name, relative_error(&(a - b)?, &replayed)?);
     }
     Ok(worst)
 }
@@ -188,12 +182,16 @@ fn ema_update_error(
             anyhow::bail!("EMA weight {ema_name} against parameter {name}");
         }
         let replayed = ((b * EMA_DECAY)? + (a * (1.0 - EMA_DECAY))?)?;
-        let err = relative_error(e, &replayed)?;
-        if err.is_nan() || err > worst.1 || worst.0.is_empty() {
-            worst = (name.clone(), err);
-        }
+        keep_worst(&mut worst, name, relative_error(e, &replayed)?);
     }
     Ok(worst)
+}
+
+/// `worst` becomes `(name, e)` if `e` is larger, NaN (which counts as the worst) or the first.
+fn keep_worst(worst: &mut (String, f32), name: &str, e: f32) {
+    if e.is_nan() || e > worst.1 || worst.0.is_empty() {
+        *worst = (name.to_string(), e);
+    }
 }
 
 /// The UNet's output on the fixed inputs, the gradient of `Σ out · r` (a fixed `r`) for every
