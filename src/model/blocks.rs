@@ -50,9 +50,15 @@ impl ConvNextBlock {
 
     /// `net(ds_conv(x) + mlp(t)) + res_conv(x)`.
     pub fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> Result<Tensor> {
-        let h = match (&self.mlp, t) {
-            (Some(mlp), Some(t)) => {
-                let cond = mlp.forward(&Gelu.forward(t)?)?;
+        let t_act = t.map(|t| Gelu.forward(t)).transpose()?;
+        self.forward_activated(x, t_act.as_ref())
+    }
+
+    /// [`Self::forward`] given `GELU(t)`, the first layer of `mlp` ([`time_activation`]).
+    pub fn forward_activated(&self, x: &Tensor, t_act: Option<&Tensor>) -> Result<Tensor> {
+        let h = match (&self.mlp, t_act) {
+            (Some(mlp), Some(t_act)) => {
+                let cond = mlp.forward(t_act)?;
                 self.ds_conv.forward_plus_channel_bias(x, &cond)?
             }
             _ => self.ds_conv.forward(x)?,
@@ -127,9 +133,15 @@ impl ResnetBlock {
 
     /// `block2(block1(x) + mlp(t)) + res_conv(x)`.
     pub fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> Result<Tensor> {
+        let t_act = t.map(silu).transpose()?;
+        self.forward_activated(x, t_act.as_ref())
+    }
+
+    /// [`Self::forward`] given `SiLU(t)`, the first layer of `mlp` ([`time_activation`]).
+    pub fn forward_activated(&self, x: &Tensor, t_act: Option<&Tensor>) -> Result<Tensor> {
         let mut h = self.block1.forward(x)?;
-        if let (Some(mlp), Some(t)) = (&self.mlp, t) {
-            let cond = mlp.forward(&silu(t)?)?;
+        if let (Some(mlp), Some(t_act)) = (&self.mlp, t_act) {
+            let cond = mlp.forward(t_act)?;
             h = add_channel_bias(&h, &cond)?;
         }
         let h = self.block2.forward(&h)?;
@@ -138,6 +150,18 @@ impl ResnetBlock {
             None => x.clone(),
         };
         h + res
+    }
+}
+
+/// The first layer of the time MLP of every block of `kind` (`mlp = Sequential(act, Linear)`
+/// over the UNet's one time embedding): GELU for ConvNeXt, SiLU for ResNet. The UNet applies it
+/// once per forward pass and hands the result to each block ([`ResBlock::forward_activated`]),
+/// where PyTorch's blocks each apply it to the same tensor again (the same values; the
+/// embedding's gradient adds the blocks' before the activation's backward instead of after).
+pub fn time_activation(kind: BlockKind, t: &Tensor) -> Result<Tensor> {
+    match kind {
+        BlockKind::Convnext => Gelu.forward(t),
+        BlockKind::Resnet => silu(t),
     }
 }
 
@@ -176,6 +200,14 @@ impl ResBlock {
         match self {
             ResBlock::ConvNext(b) => b.forward(x, t),
             ResBlock::Resnet(b) => b.forward(x, t),
+        }
+    }
+
+    /// Runs the block with [`time_activation`] of the time embedding (if any).
+    pub fn forward_activated(&self, x: &Tensor, t_act: Option<&Tensor>) -> Result<Tensor> {
+        match self {
+            ResBlock::ConvNext(b) => b.forward_activated(x, t_act),
+            ResBlock::Resnet(b) => b.forward_activated(x, t_act),
         }
     }
 }

@@ -120,7 +120,13 @@ impl ScaleShiftResnetBlock {
 
     /// `block2(block1(x, scale_shift(t))) + res_conv(x)`.
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        let emb = self.mlp.forward(&silu(t)?)?;
+        self.forward_activated(x, &silu(t)?)
+    }
+
+    /// [`Self::forward`] given `SiLU(t)`, the first layer of `mlp`, which the UNet computes
+    /// once for all its blocks.
+    pub fn forward_activated(&self, x: &Tensor, t_act: &Tensor) -> Result<Tensor> {
+        let emb = self.mlp.forward(t_act)?;
         let half = emb.dim(1)? / 2;
         // `chunk(2, dim=1)`: scale first, then shift.
         let scale = emb.narrow(1, 0, half)?;
@@ -299,29 +305,34 @@ impl CurrentUnet {
     pub fn forward(&self, x: &Tensor, time: &Tensor) -> Result<Tensor> {
         let mut x = self.init_conv.forward(x)?;
         let r = x.clone();
-        let t = self.time_mlp.forward(time)?;
+        // Every block's time MLP starts with SiLU of this same embedding.
+        let t = silu(&self.time_mlp.forward(time)?)?;
         let mut h = Vec::with_capacity(self.downs.len() * 2);
         for s in &self.downs {
-            x = s.block1.forward(&x, &t)?;
+            x = s.block1.forward_activated(&x, &t)?;
             h.push(x.clone());
-            x = s.block2.forward(&x, &t)?;
+            x = s.block2.forward_activated(&x, &t)?;
             x = s.attn.forward(&x)?;
             h.push(x.clone());
             x = s.resample.forward(&x)?;
         }
-        x = self.mid_block1.forward(&x, &t)?;
+        x = self.mid_block1.forward_activated(&x, &t)?;
         x = self.mid_attn.forward(&x)?;
-        x = self.mid_block2.forward(&x, &t)?;
+        x = self.mid_block2.forward_activated(&x, &t)?;
         for s in &self.ups {
             let skip = h.pop().expect("two skips per down stage");
-            x = s.block1.forward(&Tensor::cat(&[&x, &skip], 1)?, &t)?;
+            x = s
+                .block1
+                .forward_activated(&Tensor::cat(&[&x, &skip], 1)?, &t)?;
             let skip = h.pop().expect("two skips per down stage");
-            x = s.block2.forward(&Tensor::cat(&[&x, &skip], 1)?, &t)?;
+            x = s
+                .block2
+                .forward_activated(&Tensor::cat(&[&x, &skip], 1)?, &t)?;
             x = s.attn.forward(&x)?;
             x = s.resample.forward(&x)?;
         }
         let x = Tensor::cat(&[&x, &r], 1)?;
-        let x = self.final_res_block.forward(&x, &t)?;
+        let x = self.final_res_block.forward_activated(&x, &t)?;
         self.final_conv.forward(&x)
     }
 }

@@ -6,8 +6,8 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::attention::{Attention, LinearAttention, PreNormResidual};
-use super::blocks::ResBlock;
-use super::config::{Arch, UnetConfig};
+use super::blocks::{time_activation, ResBlock};
+use super::config::{Arch, BlockKind, UnetConfig};
 use super::current::CurrentUnet;
 use super::embedding::TimeMlp;
 use super::layers::{conv2d, conv_transpose2d, Conv2d, ConvTranspose2d};
@@ -123,6 +123,8 @@ impl Unet {
 pub struct BlogUnet {
     init_conv: Conv2d,
     time_mlp: Option<TimeMlp>,
+    /// The blocks' kind, whose activation starts every block's time MLP.
+    block: BlockKind,
     downs: Vec<DownStage>,
     mid_block1: ResBlock,
     mid_attn: PreNormResidual<Attention>,
@@ -224,6 +226,7 @@ impl BlogUnet {
         Ok(Self {
             init_conv,
             time_mlp,
+            block: c.block,
             downs,
             mid_block1,
             mid_attn,
@@ -237,15 +240,16 @@ impl BlogUnet {
     /// `model(x, time)` on the calling thread (`x` already has `input_channels`).
     fn forward(&self, x: &Tensor, time: &Tensor) -> Result<Tensor> {
         let mut x = self.init_conv.forward(x)?;
+        // The blocks' time MLPs all start with the same activation of the same embedding.
         let t = match &self.time_mlp {
-            Some(m) => Some(m.forward(time)?),
+            Some(m) => Some(time_activation(self.block, &m.forward(time)?)?),
             None => None,
         };
         let t = t.as_ref();
         let mut skips = Vec::with_capacity(self.downs.len());
         for s in &self.downs {
-            x = s.block1.forward(&x, t)?;
-            x = s.block2.forward(&x, t)?;
+            x = s.block1.forward_activated(&x, t)?;
+            x = s.block2.forward_activated(&x, t)?;
             if let Some(a) = &s.attn {
                 x = a.forward(&x)?;
             }
@@ -254,14 +258,14 @@ impl BlogUnet {
                 x = d.forward(&x)?;
             }
         }
-        x = self.mid_block1.forward(&x, t)?;
+        x = self.mid_block1.forward_activated(&x, t)?;
         x = self.mid_attn.forward(&x)?;
-        x = self.mid_block2.forward(&x, t)?;
+        x = self.mid_block2.forward_activated(&x, t)?;
         for s in &self.ups {
             let skip = skips.pop().expect("one skip per down stage");
             x = Tensor::cat(&[&x, &skip], 1)?;
-            x = s.block1.forward(&x, t)?;
-            x = s.block2.forward(&x, t)?;
+            x = s.block1.forward_activated(&x, t)?;
+            x = s.block2.forward_activated(&x, t)?;
             if let Some(a) = &s.attn {
                 x = a.forward(&x)?;
             }
@@ -269,7 +273,7 @@ impl BlogUnet {
                 x = u.forward(&x)?;
             }
         }
-        let x = self.final_block.forward(&x, None)?;
+        let x = self.final_block.forward_activated(&x, None)?;
         self.final_conv.forward(&x)
     }
 }
