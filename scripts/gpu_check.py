@@ -408,6 +408,9 @@ def report(work, out_path):
 
     # Each other conv algorithm over im2col, the default (above 1: it is faster).
     conv_algo_gain = {a: over(f"bench_conv_{a}", "bench", "im2col") for a in algos}
+    # The host's share of each run of ddpm-lab's benchmark: near 1, the host's kernel launches
+    # bound the workload rather than the GPU.
+    host_queue_share = queue_share((steps.get("bench") or {}).get("result"))
     # `auto`'s timings shape by shape: which algorithm each product of each conv kept.
     tuning = conv_tuning((steps.get("bench_conv_auto") or {}).get("result"))
 
@@ -447,6 +450,7 @@ def report(work, out_path):
         "own_kernel_gain": kernel_gain,
         "conv_algo_gain": conv_algo_gain,
         "conv_tuning": tuning,
+        "host_queue_share": host_queue_share,
         "steps": steps,
     }
     tmp = out_path + ".tmp"
@@ -462,6 +466,7 @@ def report(work, out_path):
         ("own kernel gain", kernel_gain),
         ("conv algo gain (over im2col)", conv_algo_gain),
         ("conv tuning (auto)", tuning),
+        ("host queue share of ddpm-lab's runs", host_queue_share),
     ):
         print(f"{label}: {json.dumps(table, sort_keys=True)}", file=sys.stderr)
 
@@ -535,6 +540,18 @@ def ncu_kernel_times(path, top=30):
         "top": [[n, t, t / total if total else 0.0, count[n]] for n, t in ranked],
         "categories": dict(sorted(categories.items(), key=lambda kv: -kv[1][0])),
     }
+
+
+def queue_share(bench):
+    """Of `bench --json`'s workloads, the seconds until the host had queued a run over the
+    seconds until the device had finished it (medians; near 1: launch-bound)."""
+    r = bench or {}
+    pairs = {
+        "train": ("train_queued_seconds", "train_step_seconds"),
+        "forward": ("forward_queued_seconds", "forward_seconds"),
+        "sample": ("sample_queued_seconds", "sample_seconds"),
+    }
+    return {k: r[q] / r[w] for k, (q, w) in pairs.items() if r.get(q) and r.get(w)}
 
 
 def conv_tuning(bench):

@@ -217,6 +217,10 @@ pub struct BenchReport {
     pub train_images_per_s: Option<f64>,
     /// Every timed training step.
     pub train_runs: Vec<f64>,
+    /// Median seconds until the host had queued a training step (see [`Runs::queued`]; the
+    /// step reads its loss from the device once, after queuing the backward pass, so this
+    /// includes the wait for the forward and backward passes).
+    pub train_queued_seconds: Option<f64>,
     /// Images per forward pass.
     pub forward_batch: usize,
     /// Median seconds per forward pass (`None` when skipped).
@@ -225,12 +229,18 @@ pub struct BenchReport {
     pub forward_images_per_s: Option<f64>,
     /// Every timed forward pass.
     pub forward_runs: Vec<f64>,
+    /// Median seconds until the host had queued a forward pass ([`Runs::queued`]): close to
+    /// `forward_seconds` on a GPU, the host's kernel launches were the bottleneck.
+    pub forward_queued_seconds: Option<f64>,
     /// Images per sampling run.
     pub sample_batch: usize,
     /// Denoising steps per sampling run.
     pub sample_steps: usize,
     /// Median seconds per sampling run (`None` when skipped).
     pub sample_seconds: Option<f64>,
+    /// Median seconds until the host had queued a sampling run ([`Runs::queued`]; it waits for
+    /// the device whenever it copies the steps' images).
+    pub sample_queued_seconds: Option<f64>,
     /// Peak resident memory of the process so far, in MiB (Linux only).
     pub peak_rss_mb: Option<f64>,
     /// The GPU's peak used memory (device-wide, as `nvidia-smi` shows it, the CUDA context
@@ -294,6 +304,24 @@ impl fmt::Display for BenchReport {
                 self.sample_steps, self.sample_batch, s
             )?,
             None => writeln!(f, "sampling: skipped")?,
+        }
+        if self.device != "cpu" {
+            // How much of each workload's time the host spent queuing it (near 100 %: bound
+            // by kernel launches, not by the GPU).
+            let shares = [
+                ("train", self.train_queued_seconds, self.train_step_seconds),
+                ("forward", self.forward_queued_seconds, self.forward_seconds),
+                ("sampling", self.sample_queued_seconds, self.sample_seconds),
+            ];
+            let shares: Vec<String> = shares
+                .iter()
+                .filter_map(|&(name, q, w)| {
+                    Some(format!("{name} {:.0}%", 100.0 * q? / w?.max(1e-12)))
+                })
+                .collect();
+            if !shares.is_empty() {
+                writeln!(f, "host queuing time (of each run): {}", shares.join(", "))?;
+            }
         }
         let gpu = [
             ("train", self.peak_gpu_mb_train),
@@ -384,23 +412,35 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The seconds of each timed run of a workload.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Runs {
+    /// Until the device had finished the run.
+    pub wall: Vec<f64>,
+    /// Until the host had queued it (before the final device sync; the same as `wall` on the
+    /// CPU). On a GPU, a queue time close to the wall time means the host, launching kernels,
+    /// was the bottleneck rather than the GPU running them.
+    pub queued: Vec<f64>,
+}
+
 /// Runs `f` `warmup` times untimed, then `repeats` times timed (after a device sync each).
 fn time_runs(
     device: &Device,
     warmup: usize,
     repeats: usize,
     mut f: impl FnMut() -> Result<()>,
-) -> Result<Vec<f64>> {
+) -> Result<Runs> {
     for _ in 0..warmup {
         f()?;
     }
     device.synchronize()?;
-    let mut out = Vec::with_capacity(repeats);
+    let mut out = Runs::default();
     for _ in 0..repeats {
         let t0 = Instant::now();
         f()?;
+        out.queued.push(t0.elapsed().as_secs_f64());
         device.synchronize()?;
-        out.push(t0.elapsed().as_secs_f64());
+        out.wall.push(t0.elapsed().as_secs_f64());
     }
     Ok(out)
 }
@@ -411,7 +451,7 @@ fn images(rng: &mut LabRng, n: usize, c: usize, s: usize, device: &Device) -> Re
 }
 
 /// Times training steps at `opts.batch_size`.
-pub fn bench_train(opts: &BenchOptions) -> Result<Vec<f64>> {
+pub fn bench_train(opts: &BenchOptions) -> Result<Runs> {
     let cfg = TrainConfig {
         model: opts.model.unet_config(),
         batch_size: opts.batch_size,
@@ -448,7 +488,7 @@ fn inference_model(opts: &BenchOptions) -> Result<model::Unet> {
 }
 
 /// Times no-gradient forward passes at `opts.forward_batch`.
-pub fn bench_forward(opts: &BenchOptions) -> Result<Vec<f64>> {
+pub fn bench_forward(opts: &BenchOptions) -> Result<Runs> {
     let unet = inference_model(opts)?;
     let device = unet.device().clone();
     let s = opts.model.image_size();
@@ -469,7 +509,7 @@ pub fn bench_forward(opts: &BenchOptions) -> Result<Vec<f64>> {
 }
 
 /// Times full DDPM sampling runs (`opts.sample_steps` steps, `opts.sample_batch` images).
-pub fn bench_sample(opts: &BenchOptions) -> Result<Vec<f64>> {
+pub fn bench_sample(opts: &BenchOptions) -> Result<Runs> {
     let unet = inference_model(opts)?;
     let device = unet.device().clone();
     let tables = ScheduleTables::new(BetaSchedule::Linear, opts.sample_steps)?;
@@ -504,23 +544,23 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
     let (train_runs, peak_gpu_mb_train) = if opts.train {
         watching(opts.device, || bench_train(opts))?
     } else {
-        (Vec::new(), None)
+        (Runs::default(), None)
     };
     let (forward_runs, peak_gpu_mb_forward) = if opts.forward {
         watching(opts.device, || bench_forward(opts))?
     } else {
-        (Vec::new(), None)
+        (Runs::default(), None)
     };
-    let (sample_seconds, peak_gpu_mb_sample) = if opts.sample_repeats > 0 {
-        let (runs, peak) = watching(opts.device, || bench_sample(opts))?;
-        (Some(median(&runs)), peak)
+    let (sample_runs, peak_gpu_mb_sample) = if opts.sample_repeats > 0 {
+        watching(opts.device, || bench_sample(opts))?
     } else {
-        (None, None)
+        (Runs::default(), None)
     };
+    let median_of = |v: &[f64]| (!v.is_empty()).then(|| median(v));
     let params = crate::runs::budget::param_count(&opts.model.unet_config()) as usize;
     let cuda_kernels = cuda_kernels(opts.device);
-    let train = (!train_runs.is_empty()).then(|| median(&train_runs));
-    let fwd = (!forward_runs.is_empty()).then(|| median(&forward_runs));
+    let train = median_of(&train_runs.wall);
+    let fwd = median_of(&forward_runs.wall);
     Ok(BenchReport {
         config: opts.model.to_string(),
         device: opts.device.to_string(),
@@ -535,14 +575,17 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         batch_size: opts.batch_size,
         train_step_seconds: train,
         train_images_per_s: train.map(|t| opts.batch_size as f64 / t.max(1e-12)),
-        train_runs,
+        train_queued_seconds: median_of(&train_runs.queued),
+        train_runs: train_runs.wall,
         forward_batch: opts.forward_batch,
         forward_seconds: fwd,
         forward_images_per_s: fwd.map(|t| opts.forward_batch as f64 / t.max(1e-12)),
-        forward_runs,
+        forward_queued_seconds: median_of(&forward_runs.queued),
+        forward_runs: forward_runs.wall,
         sample_batch: opts.sample_batch,
         sample_steps: opts.sample_steps,
-        sample_seconds,
+        sample_seconds: median_of(&sample_runs.wall),
+        sample_queued_seconds: median_of(&sample_runs.queued),
         peak_rss_mb: peak_rss_mb(),
         peak_gpu_mb_train,
         peak_gpu_mb_forward,
@@ -584,6 +627,15 @@ mod tests {
         assert!(train > 0.0 && train.is_finite());
         assert!(forward > 0.0 && forward.is_finite());
         assert!(r.sample_seconds.unwrap() > 0.0);
+        // Queued before the final sync: never after the run ended.
+        for (queued, wall) in [
+            (r.train_queued_seconds, r.train_step_seconds),
+            (r.forward_queued_seconds, r.forward_seconds),
+            (r.sample_queued_seconds, r.sample_seconds),
+        ] {
+            let (queued, wall) = (queued.unwrap(), wall.unwrap());
+            assert!(queued > 0.0 && queued <= wall, "{queued} > {wall}");
+        }
         assert!(r.params > 1000);
         assert_eq!(r.config, "tiny");
         if cfg!(target_os = "linux") {
@@ -591,11 +643,27 @@ mod tests {
         }
         // No GPU memory to watch on the CPU.
         assert_eq!(r.peak_gpu_mb_train, None);
+        // The host's share of each run is shown for a GPU (on the CPU it is all of it).
+        assert!(!r.to_string().contains("host queuing"), "{r}");
+        let on_gpu = BenchReport {
+            device: "cuda".into(),
+            train_queued_seconds: Some(0.25),
+            train_step_seconds: Some(1.0),
+            forward_queued_seconds: Some(0.5),
+            forward_seconds: Some(0.5),
+            ..r.clone()
+        };
+        let text = on_gpu.to_string();
+        assert!(
+            text.contains("host queuing time (of each run): train 25%, forward 100%, sampling"),
+            "{text}"
+        );
         let json = serde_json::to_value(&r).unwrap();
         for key in [
             "train_images_per_s",
             "forward_images_per_s",
             "sample_seconds",
+            "forward_queued_seconds",
             "peak_rss_mb",
             "peak_gpu_mb_train",
             "peak_gpu_mb_forward",

@@ -150,6 +150,11 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         serde_json::Value::Null
     );
     assert_eq!(report["conv_tuning"], serde_json::json!({}), "{report}");
+    // The host's share of each run (on the CPU the host does all the work: near 1, never over).
+    for workload in ["train", "forward", "sample"] {
+        let share = report["host_queue_share"][workload].as_f64().unwrap_or(0.0);
+        assert!(share > 0.5 && share <= 1.0, "{workload}: {report}");
+    }
     // The A/B of ddpm-lab's own ops against candle's stock ones, training and forward only.
     assert_eq!(
         steps["bench_stock"]["result"]["sample_seconds"],
