@@ -72,6 +72,19 @@ pub struct Trainer {
     /// Held while this trainer owns its run directory (one writer per run).
     _lock: Option<RunLock>,
     notices: Vec<String>,
+    /// The next step's random draws, made while the device ran this step's backward pass.
+    next_draws: Option<StepDraws>,
+}
+
+/// A training step's random draws, all from its own stream (seed and step number): the
+/// timesteps, then the noise, then (with self-conditioning) the coin.
+struct StepDraws {
+    /// The step (0-based) and batch shape they are for.
+    step: usize,
+    dims: Vec<usize>,
+    t: Vec<usize>,
+    noise: Tensor,
+    self_cond: bool,
 }
 
 /// How [`Trainer::resume_with`] reopens a run.
@@ -139,6 +152,7 @@ impl Trainer {
             run,
             _lock: lock,
             notices,
+            next_draws: None,
         })
     }
 
@@ -239,6 +253,7 @@ impl Trainer {
             run: Some(run),
             _lock: Some(lock),
             notices,
+            next_draws: None,
         })
     }
 
@@ -311,13 +326,11 @@ impl Trainer {
         // Tests make step N fail ("return(msg)") or crash ("panic") here.
         crate::fail_point!("train-step", self.step + 1);
         let n = x0.dim(0)?;
-        let mut rng = LabRng::derived(self.cfg.seed, 1_000 + self.step as u64);
-        let t = rng.uniform_indices(n, self.cfg.timesteps);
-        let noise = rng.randn(x0.dims(), &self.device)?;
-        // Self-conditioning on half of the steps (seed 002's `random() < 0.5`), drawn after t
-        // and the noise from the step's own stream: resuming replays it exactly, and runs
-        // without self-conditioning draw nothing more than before.
-        let self_cond = self.cfg.model.self_condition && rng.coin();
+        let draws = match self.next_draws.take() {
+            Some(d) if d.step == self.step && d.dims == x0.dims() => d,
+            _ => self.draws(self.step, x0.dims())?,
+        };
+        let (t, noise, self_cond) = (draws.t, draws.noise, draws.self_cond);
         let (loss, per_example) = p_losses_self_cond(
             &self.model,
             &self.tables,
@@ -337,6 +350,9 @@ impl Trainer {
             None => loss,
         };
         let mut grads = crate::ops::on_pool(loss.device(), || loss.backward())?;
+        // The next step's draws (host work: some 10⁵ normals) while a GPU runs this step,
+        // before the read below waits for it. Unused if the next batch has another shape.
+        self.next_draws = Some(self.draws(self.step + 1, x0.dims())?);
         // One read from the device per step, once the backward pass is queued: the loss, each
         // example's loss and the gradient norm together (a GPU is never idle waiting for the
         // host to read the loss before it queues the backward pass).
@@ -409,6 +425,24 @@ impl Trainer {
             r.append_metrics(&stats)?;
         }
         Ok(stats)
+    }
+
+    /// Step `step`'s random draws for a batch of shape `dims`, from its own stream.
+    fn draws(&self, step: usize, dims: &[usize]) -> Result<StepDraws> {
+        let mut rng = LabRng::derived(self.cfg.seed, 1_000 + step as u64);
+        let t = rng.uniform_indices(dims[0], self.cfg.timesteps);
+        let noise = rng.randn(dims, &self.device)?;
+        // Self-conditioning on half of the steps (seed 002's `random() < 0.5`), drawn after t
+        // and the noise from the step's own stream: resuming replays it exactly, and runs
+        // without self-conditioning draw nothing more than before.
+        let self_cond = self.cfg.model.self_condition && rng.coin();
+        Ok(StepDraws {
+            step,
+            dims: dims.to_vec(),
+            t,
+            noise,
+            self_cond,
+        })
     }
 
     /// Writes weights, optimiser, EMA, configuration and progress to the run directory (if
