@@ -38,6 +38,8 @@
 #                       im2col), `check-device` with it, then ddpm-lab's training and forward
 #                       pass with each (`conv_algo_gain`: over im2col; with `auto`, each conv
 #                       shape's timings: `conv_tuning`); empty skips it
+#   NCU_CONV_ALGO=implicit  the conv algorithm of the last Nsight Compute profile (see NCU);
+#                       empty skips that profile
 #   KERNEL_AB="conv bias softmax gelu depthwise multi_tensor"
 #                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
 #                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS=-name;

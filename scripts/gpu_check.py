@@ -408,8 +408,8 @@ def report(work, out_path):
 
     # Each other conv algorithm over im2col, the default (above 1: it is faster).
     conv_algo_gain = {a: over(f"bench_conv_{a}", "bench", "im2col") for a in algos}
-    # The host's share of each run of ddpm-lab's benchmark: near 1, the host's kernel launches
-    # bound the workload rather than the GPU.
+    # The host's share of ddpm-lab's forward pass: near 1, the host's kernel launches bound it
+    # rather than the GPU.
     host_queue_share = queue_share((steps.get("bench") or {}).get("result"))
     # `auto`'s timings shape by shape: which algorithm each product of each conv kept.
     tuning = conv_tuning((steps.get("bench_conv_auto") or {}).get("result"))
@@ -466,7 +466,7 @@ def report(work, out_path):
         ("own kernel gain", kernel_gain),
         ("conv algo gain (over im2col)", conv_algo_gain),
         ("conv tuning (auto)", tuning),
-        ("host queue share of ddpm-lab's runs", host_queue_share),
+        ("host queue share of ddpm-lab's forward pass", host_queue_share),
     ):
         print(f"{label}: {json.dumps(table, sort_keys=True)}", file=sys.stderr)
 
@@ -543,33 +543,38 @@ def ncu_kernel_times(path, top=30):
 
 
 def queue_share(bench):
-    """Of `bench --json`'s workloads, the seconds until the host had queued a run over the
-    seconds until the device had finished it (medians; near 1: launch-bound)."""
+    """Of `bench --json`'s forward pass, the seconds until the host had queued it over the
+    seconds until the device had finished it (medians; near 1: launch-bound). The training
+    step and sampling read from the device along the way, so theirs say nothing of it."""
     r = bench or {}
-    pairs = {
-        "train": ("train_queued_seconds", "train_step_seconds"),
-        "forward": ("forward_queued_seconds", "forward_seconds"),
-        "sample": ("sample_queued_seconds", "sample_seconds"),
-    }
-    return {k: r[q] / r[w] for k, (q, w) in pairs.items() if r.get(q) and r.get(w)}
+    q, w = r.get("forward_queued_seconds"), r.get("forward_seconds")
+    return {"forward": q / w} if q and w else {}
 
 
 def conv_tuning(bench):
     """The summary of `bench --json`'s `conv_tuning` (DDPM_LAB_CONV_ALGO=auto), per product:
-    the conv shapes timed, how many kept each algorithm, and the milliseconds of one run of
-    every shape summed for each candidate (a shape missing a candidate counts its im2col time)
-    and for the ones kept. Each shape counts once, however often a step runs it."""
+    the conv shapes timed, how many kept each algorithm, how many runs of each failed, and the
+    milliseconds of one run of every shape summed for each candidate (a shape without a time
+    for a candidate counts its im2col time, else the kept one's) and for the ones kept. Each
+    shape counts once, however often a step runs it."""
+    records = (bench or {}).get("conv_tuning") or []
     out = {}
-    for r in (bench or {}).get("conv_tuning") or []:
-        p = out.setdefault(r["product"], {"shapes": 0, "kept": {}, "ms": {}, "kept_ms": 0.0})
+    for r in records:
+        p = out.setdefault(
+            r["product"], {"shapes": 0, "kept": {}, "failed": {}, "ms": {}, "kept_ms": 0.0}
+        )
         p["shapes"] += 1
         p["kept"][r["chosen"]] = p["kept"].get(r["chosen"], 0) + 1
+        for a in r.get("failed") or []:
+            p["failed"][a] = p["failed"].get(a, 0) + 1
         p["kept_ms"] += r["times_ms"][r["chosen"]]
-    names = sorted({a for r in (bench or {}).get("conv_tuning") or [] for a in r["times_ms"]})
-    for r in (bench or {}).get("conv_tuning") or []:
+    names = sorted({a for r in records for a in r["times_ms"]})
+    for r in records:
         ms = out[r["product"]]["ms"]
+        times = r["times_ms"]
+        fallback = times.get("im2col", times[r["chosen"]])
         for a in names:
-            ms[a] = ms.get(a, 0.0) + r["times_ms"].get(a, r["times_ms"]["im2col"])
+            ms[a] = ms.get(a, 0.0) + times.get(a, fallback)
     return out
 
 

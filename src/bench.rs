@@ -198,8 +198,8 @@ pub struct BenchReport {
     pub custom_ops: bool,
     /// ddpm-lab's CUDA kernels that ran (`DDPM_LAB_CUDA_KERNELS`; empty off CUDA).
     pub cuda_kernels: Vec<String>,
-    /// The CUDA conv's algorithm as set (`DDPM_LAB_CONV_ALGO`: `im2col` or an `implicit`
-    /// variant; `None` where ddpm-lab's CUDA conv does not run). The setting: 1×1 and 7×7 convs
+    /// The CUDA conv's algorithm as set (`DDPM_LAB_CONV_ALGO`: `im2col`, `auto` or an
+    /// `implicit` variant; `None` where ddpm-lab's CUDA conv does not run). The setting: 1×1 and 7×7 convs
     /// have no implicit kernel, and a stride-2 conv's input gradient stays im2col's col2im.
     pub conv_algo: Option<String>,
     /// With `auto`: each conv shape and product the process timed, every candidate's
@@ -219,7 +219,7 @@ pub struct BenchReport {
     pub train_runs: Vec<f64>,
     /// Median seconds until the host had queued a training step (see [`Runs::queued`]; the
     /// step reads its loss from the device once, after queuing the backward pass, so this
-    /// includes the wait for the forward and backward passes).
+    /// includes the wait for the forward and backward passes: no launch-bound reading).
     pub train_queued_seconds: Option<f64>,
     /// Images per forward pass.
     pub forward_batch: usize,
@@ -239,7 +239,8 @@ pub struct BenchReport {
     /// Median seconds per sampling run (`None` when skipped).
     pub sample_seconds: Option<f64>,
     /// Median seconds until the host had queued a sampling run ([`Runs::queued`]; it waits for
-    /// the device whenever it copies the steps' images).
+    /// the device whenever it copies the steps' images, the last time at its end: no
+    /// launch-bound reading).
     pub sample_queued_seconds: Option<f64>,
     /// Peak resident memory of the process so far, in MiB (Linux only).
     pub peak_rss_mb: Option<f64>,
@@ -305,23 +306,19 @@ impl fmt::Display for BenchReport {
             )?,
             None => writeln!(f, "sampling: skipped")?,
         }
-        if self.device != "cpu" {
-            // How much of each workload's time the host spent queuing it (near 100 %: bound
-            // by kernel launches, not by the GPU).
-            let shares = [
-                ("train", self.train_queued_seconds, self.train_step_seconds),
-                ("forward", self.forward_queued_seconds, self.forward_seconds),
-                ("sampling", self.sample_queued_seconds, self.sample_seconds),
-            ];
-            let shares: Vec<String> = shares
-                .iter()
-                .filter_map(|&(name, q, w)| {
-                    Some(format!("{name} {:.0}%", 100.0 * q? / w?.max(1e-12)))
-                })
-                .collect();
-            if !shares.is_empty() {
-                writeln!(f, "host queuing time (of each run): {}", shares.join(", "))?;
-            }
+        // On a GPU, how much of a forward pass the host spent queuing it (near 100 %: bound by
+        // kernel launches, not by the GPU). Only the forward pass has no device read inside;
+        // the training step and sampling wait for the device along the way.
+        if let (true, Some(q), Some(w)) = (
+            self.device != "cpu",
+            self.forward_queued_seconds,
+            self.forward_seconds,
+        ) {
+            writeln!(
+                f,
+                "host queuing time of a forward pass: {:.0}% of it",
+                100.0 * q / w.max(1e-12)
+            )?;
         }
         let gpu = [
             ("train", self.peak_gpu_mb_train),
@@ -515,6 +512,11 @@ pub fn bench_sample(opts: &BenchOptions) -> Result<Runs> {
     let tables = ScheduleTables::new(BetaSchedule::Linear, opts.sample_steps)?;
     let s = opts.model.image_size();
     let shape = (opts.sample_batch, unet.config().channels, s, s);
+    // One untimed forward pass at the sampling batch instead of a whole untimed run: it loads
+    // the kernels and, with `DDPM_LAB_CONV_ALGO=auto`, times the convs of that batch size.
+    let warm = LabRng::derived(opts.seed, 97).randn(&[shape.0, shape.1, s, s], &device)?;
+    let t = model::timesteps_tensor(&vec![opts.sample_steps - 1; shape.0], &device)?;
+    unet.forward(&warm, &t)?;
     time_runs(&device, 0, opts.sample_repeats, || {
         sampler::sample(
             &unet,
@@ -655,7 +657,7 @@ mod tests {
         };
         let text = on_gpu.to_string();
         assert!(
-            text.contains("host queuing time (of each run): train 25%, forward 100%, sampling"),
+            text.contains("host queuing time of a forward pass: 100% of it"),
             "{text}"
         );
         let json = serde_json::to_value(&r).unwrap();

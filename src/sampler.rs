@@ -180,14 +180,20 @@ pub fn sample(
 const MAX_PENDING_STEPS: usize = 16;
 /// And they wait at most about this long, so that the lab's view of the denoising keeps moving.
 const MAX_PENDING_TIME: Duration = Duration::from_millis(200);
+/// And hold at most about this many values (64 MiB of f32; the copy takes as much again on the
+/// device and on the host), so that a large batch (`--n 10000`) copies every step or two.
+const MAX_PENDING_VALUES: usize = 1 << 24;
 
 /// The images of each step (x̂₀ and x_t) on their way to the host, and the `watch` calls made
 /// once they are there. On the CPU every step is converted at once. On a GPU the steps' tensors
-/// wait (up to [`MAX_PENDING_STEPS`] or [`MAX_PENDING_TIME`]) and go over in one copy, since
+/// wait (up to [`MAX_PENDING_STEPS`], [`MAX_PENDING_TIME`] or [`MAX_PENDING_VALUES`]) and go
+/// over in one copy, since
 /// each copy waits for the device to finish everything queued, which would leave it idle
 /// twice a step while the host converts images and queues the next step.
 struct Frames {
     batched: bool,
+    /// [`MAX_PENDING_VALUES`] (a field, so that a test can make it small).
+    max_values: usize,
     n: usize,
     total: usize,
     pending: Vec<(usize, Tensor, Tensor)>,
@@ -202,6 +208,7 @@ impl Frames {
     fn new(x_t: &Tensor, total: usize, batched: bool) -> Result<Self> {
         Ok(Frames {
             batched,
+            max_values: MAX_PENDING_VALUES,
             n: x_t.dim(0)?,
             total,
             pending: Vec::new(),
@@ -222,9 +229,12 @@ impl Frames {
     ) -> Result<()> {
         self.pending.push((t, x0.clone(), x.clone()));
         let last = self.timesteps.len() + self.pending.len() == self.total;
+        // The values the next step would add (it pushes as many as this one).
+        let values = (self.pending.len() + 1) * (x0.elem_count() + x.elem_count());
         if !self.batched
             || last
             || self.pending.len() >= MAX_PENDING_STEPS
+            || values > self.max_values
             || self.since.elapsed() >= MAX_PENDING_TIME
         {
             self.flush(watch)?;
@@ -449,6 +459,27 @@ mod tests {
             }
             assert_eq!(d.x0_preds[total], d.frames[total]);
         }
+    }
+
+    #[test]
+    fn large_batches_are_copied_before_they_pass_the_cap() {
+        let dev = candle_core::Device::Cpu;
+        let full = |v: f32| Tensor::full(v, (2, 1, 2, 2), &dev).unwrap();
+        let mut rec = Frames::new(&full(0.0), 10, true).unwrap();
+        // Two steps' x̂₀ and x_t hold 32 values: past a cap of 24, each step goes at once.
+        rec.max_values = 24;
+        let mut calls = 0;
+        for k in 0..3 {
+            rec.push(9 - k, &full(0.1), &full(0.2), &mut |_, _, _| calls += 1)
+                .unwrap();
+            assert_eq!(calls, k + 1);
+        }
+        // Under the cap they wait (for the step count or the time limit, restarted here).
+        rec.max_values = 1000;
+        rec.since = Instant::now();
+        rec.push(6, &full(0.1), &full(0.2), &mut |_, _, _| calls += 1)
+            .unwrap();
+        assert_eq!(calls, 3);
     }
 
     #[test]

@@ -66,8 +66,10 @@ struct Entry {
     product: Product,
     conv: ImplicitConv,
     tf32: bool,
-    /// Milliseconds per run of each candidate, in [`candidates`] order.
+    /// Milliseconds per run of each candidate that ran, in [`candidates`] order.
     times_ms: Vec<(ConvAlgo, f64)>,
+    /// The candidates whose run failed.
+    failed: Vec<ConvAlgo>,
     chosen: ConvAlgo,
 }
 
@@ -96,8 +98,10 @@ pub struct TuneRecord {
     pub pad: usize,
     /// Whether cuBLAS could use TF32 (`--tf32`): im2col's products then run on tensor cores.
     pub tf32: bool,
-    /// Milliseconds per run of each candidate, by [`ConvAlgo::name`].
+    /// Milliseconds per run of each candidate that ran, by [`ConvAlgo::name`].
     pub times_ms: BTreeMap<&'static str, f64>,
+    /// The candidates whose run failed (left out of the choice).
+    pub failed: Vec<&'static str>,
     /// The candidate kept.
     pub chosen: &'static str,
 }
@@ -106,6 +110,8 @@ pub struct TuneRecord {
 #[derive(Debug, Default)]
 pub struct Tuner {
     entries: Mutex<Vec<Entry>>,
+    /// Held while a shape is timed.
+    timing: Mutex<()>,
 }
 
 impl Tuner {
@@ -113,15 +119,18 @@ impl Tuner {
     pub const fn new() -> Self {
         Tuner {
             entries: Mutex::new(Vec::new()),
+            timing: Mutex::new(()),
         }
     }
 
     /// The algorithm for `product` of `conv` with TF32 products allowed or not (`tf32`: it
     /// changes im2col's speed, so it is part of the shape): the one chosen before, or, on the
-    /// first call for this shape, the candidate that `time` (milliseconds per run of an algorithm) finds
-    /// fastest; a timing that is not a number counts as the slowest. With one candidate nothing
-    /// is timed. An error from `time` is returned and nothing is kept, so the next call times
-    /// again.
+    /// first call for this shape, the candidate that `time` (milliseconds per run of an
+    /// algorithm) finds fastest; a timing that is not a number counts as the slowest. With one
+    /// candidate nothing is timed. A candidate whose run fails (say, im2col's column matrix
+    /// does not fit in memory where the implicit kernel needs none) is left out and named in
+    /// the record; if every candidate fails, the first error is returned and nothing is kept,
+    /// so the next call times again.
     pub fn choose<E>(
         &self,
         product: Product,
@@ -136,13 +145,28 @@ impl Tuner {
         if candidates.len() == 1 {
             return Ok(candidates[0]);
         }
-        // The lock is not held while timing: a GPU run takes milliseconds, and another thread's
-        // convs (the lab samples previews beside training) should not wait on it.
-        let mut times_ms = Vec::with_capacity(candidates.len());
-        for &algo in &candidates {
-            times_ms.push((algo, time(algo)?));
+        // One shape is timed at a time, so that two threads' timings do not run side by side
+        // and disturb each other; the table's lock is not held meanwhile, so lookups and
+        // other threads' convs of known shapes go on.
+        let _timing = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(algo) = self.lookup(product, conv, tf32) {
+            return Ok(algo);
         }
-        let chosen = fastest(&times_ms);
+        let mut times_ms = Vec::with_capacity(candidates.len());
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for &algo in &candidates {
+            match time(algo) {
+                Ok(t) => times_ms.push((algo, t)),
+                Err(e) => {
+                    failed.push(algo);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let Some(chosen) = fastest(&times_ms) else {
+            return Err(first_error.expect("every candidate failed, so one error was kept"));
+        };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         // Another thread may have timed the same shape meanwhile: the first choice stays, so
         // that a process uses one algorithm per shape.
@@ -154,6 +178,7 @@ impl Tuner {
             conv: *conv,
             tf32,
             times_ms,
+            failed,
             chosen,
         });
         Ok(chosen)
@@ -185,6 +210,7 @@ impl Tuner {
                 pad: e.conv.pad,
                 tf32: e.tf32,
                 times_ms: e.times_ms.iter().map(|&(a, t)| (a.name(), t)).collect(),
+                failed: e.failed.iter().map(|a| a.name()).collect(),
                 chosen: e.chosen.name(),
             })
             .collect()
@@ -198,16 +224,18 @@ impl Entry {
     }
 }
 
-/// The candidate with the smallest time; the first of equals; NaN as the slowest.
-fn fastest(times_ms: &[(ConvAlgo, f64)]) -> ConvAlgo {
+/// The candidate with the smallest time; the first of equals; NaN as the slowest; `None`
+/// for no candidate.
+fn fastest(times_ms: &[(ConvAlgo, f64)]) -> Option<ConvAlgo> {
     let key = |t: f64| if t.is_nan() { f64::INFINITY } else { t };
-    let mut best = times_ms[0];
-    for &(algo, t) in &times_ms[1..] {
+    let (&first, rest) = times_ms.split_first()?;
+    let mut best = first;
+    for &(algo, t) in rest {
         if key(t) < key(best.1) {
             best = (algo, t);
         }
     }
-    best.0
+    Some(best.0)
 }
 
 /// How many of `records` kept each algorithm, by name.
@@ -364,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn a_single_candidate_is_not_timed_and_an_error_keeps_nothing() {
+    fn a_single_candidate_is_not_timed_and_failed_candidates_are_left_out() {
         let tuner = Tuner::new();
         let never = |_: ConvAlgo| -> Result<f64, String> { panic!("timed a single candidate") };
         assert_eq!(
@@ -372,21 +400,37 @@ mod tests {
             Ok(ConvAlgo::Im2col)
         );
         let c = conv(4, 28, 14, 28, 3);
-        let failing = |algo: ConvAlgo| -> Result<f64, String> {
-            if algo == M64 {
-                Err("launch failed".into())
-            } else {
-                Ok(1.0)
+        // A candidate that fails is left out: here im2col, as when its column matrix does not
+        // fit in memory.
+        let im2col_fails = |algo: ConvAlgo| -> Result<f64, String> {
+            match algo {
+                ConvAlgo::Im2col => Err("out of memory".into()),
+                a if a == M32 => Ok(2.0),
+                _ => Ok(1.0),
             }
         };
         assert_eq!(
-            tuner.choose(Product::Forward, &c, false, failing),
-            Err("launch failed".to_string())
+            tuner.choose(Product::WeightGrad, &c, false, im2col_fails),
+            Ok(M64)
         );
-        assert!(tuner.records().is_empty());
+        let records = tuner.records();
+        assert_eq!(records[0].failed, ["im2col"]);
+        assert_eq!(
+            records[0].times_ms,
+            BTreeMap::from([("implicit-m32", 2.0), ("implicit-m64", 1.0)])
+        );
+        // When every candidate fails, the first error comes back and nothing is kept.
+        let all_fail =
+            |algo: ConvAlgo| -> Result<f64, String> { Err(format!("{} failed", algo.name())) };
+        assert_eq!(
+            tuner.choose(Product::Forward, &c, false, all_fail),
+            Err("im2col failed".to_string())
+        );
+        assert_eq!(tuner.records().len(), 1);
         // The next call times again.
         let fine =
             |algo: ConvAlgo| -> Result<f64, String> { Ok(if algo == M32 { 0.5 } else { 1.0 }) };
         assert_eq!(tuner.choose(Product::Forward, &c, false, fine), Ok(M32));
+        assert_eq!(tuner.records()[1].failed, Vec::<&str>::new());
     }
 }
