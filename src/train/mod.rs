@@ -940,6 +940,37 @@ mod tests {
     use crate::schedule::BetaSchedule;
 
     #[test]
+    fn each_step_prepares_the_next_steps_draws_for_its_batch_shape() {
+        let cfg = TrainConfig {
+            model: crate::model::UnetConfig::tiny(),
+            timesteps: 50,
+            batch_size: 3,
+            image_size: 8,
+            steps: 10,
+            seed: 5,
+            ..TrainConfig::default()
+        };
+        let mut trainer = Trainer::new(cfg, None).unwrap();
+        let x0 = LabRng::new(1)
+            .randn(&[3, 1, 8, 8], &candle_core::Device::Cpu)
+            .unwrap();
+        for step in 1..=2 {
+            trainer.train_step(&x0, 0).unwrap();
+            let next = trainer.next_draws.as_ref().expect("drawn during the step");
+            // For the step that comes next and this batch's shape: the next call takes them.
+            assert_eq!((next.step, next.dims.as_slice()), (step, x0.dims()));
+            // And they are the draws that step would make itself.
+            let fresh = trainer.draws(step, x0.dims()).unwrap();
+            assert_eq!(next.t, fresh.t);
+            let (a, b) = (
+                next.noise.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                fresh.noise.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
     fn buckets_average_by_timestep_range() {
         let b = bucket_losses(&[0, 5, 199, 100], &[1.0, 3.0, 4.0, 2.0], 200);
         assert_eq!(b.len(), LOSS_BUCKETS);
