@@ -78,24 +78,11 @@ struct Entry {
 pub struct TuneRecord {
     /// `forward`, `input_grad` or `weight_grad`.
     pub product: &'static str,
-    /// The conv the product computes: images, input channels, height, width, output channels,
-    /// kernel size, stride, padding (for the input gradient, the flipped conv of `dy`: its
-    /// "input channels" are the forward conv's output channels).
-    pub n: usize,
-    /// Input channels.
-    pub c: usize,
-    /// Input height.
-    pub h: usize,
-    /// Input width.
-    pub w: usize,
-    /// Output channels.
-    pub m: usize,
-    /// Kernel size.
-    pub k: usize,
-    /// Stride.
-    pub stride: usize,
-    /// Zero padding.
-    pub pad: usize,
+    /// The conv the product computes (for the input gradient, the flipped conv of `dy`: its
+    /// input channels `c` are the forward conv's output channels), its fields at the top level
+    /// of the record (`n`, `c`, `h`, `w`, `m`, `k`, `stride`, `pad`, `ho`, `wo`, `flip`).
+    #[serde(flatten)]
+    pub conv: ImplicitConv,
     /// Whether cuBLAS could use TF32 (`--tf32`): im2col's products then run on tensor cores.
     pub tf32: bool,
     /// Milliseconds per run of each candidate that ran, by [`ConvAlgo::name`].
@@ -200,14 +187,7 @@ impl Tuner {
             .iter()
             .map(|e| TuneRecord {
                 product: e.product.name(),
-                n: e.conv.n,
-                c: e.conv.c,
-                h: e.conv.h,
-                w: e.conv.w,
-                m: e.conv.m,
-                k: e.conv.k,
-                stride: e.conv.stride,
-                pad: e.conv.pad,
+                conv: e.conv,
                 tf32: e.tf32,
                 times_ms: e.times_ms.iter().map(|&(a, t)| (a.name(), t)).collect(),
                 failed: e.failed.iter().map(|a| a.name()).collect(),
@@ -348,13 +328,15 @@ mod tests {
                 ("implicit-m64", 1.0)
             ])
         );
+        assert_eq!(records[0].conv, c);
+        let json = serde_json::to_value(&records[0]).unwrap();
         assert_eq!(
-            (records[0].n, records[0].c, records[0].h, records[0].m),
-            (8, 56, 28, 56)
+            [&json["n"], &json["c"], &json["h"], &json["m"], &json["k"]],
+            [8, 56, 28, 56, 3].map(serde_json::Value::from).each_ref()
         );
         assert_eq!(records[1].product, "weight_grad");
         assert_eq!(records[1].chosen, "im2col");
-        assert_eq!(records[2].n, 16);
+        assert_eq!(records[2].conv.n, 16);
         assert!(records.iter().all(|r| !r.tf32));
         // TF32 products make it another shape, timed anew.
         assert_eq!(

@@ -162,7 +162,7 @@ impl ConvAlgo {
 /// One launch of an implicit-GEMM kernel: the conv of an input `(n, c, h, w)` with a `k × k`
 /// kernel to an output `(n, m, ho, wo)`, stride and zero padding as given. With `flip`, the
 /// weight is `(c, m, k, k)` and is read flipped (the input gradient of a stride-1 conv).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct ImplicitConv {
     /// Images.
     pub n: usize,
