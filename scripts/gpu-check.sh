@@ -36,8 +36,9 @@
 #   CONV_ALGOS="auto implicit implicit-fwd implicit-m32 implicit-m64"
 #                       then, for each conv algorithm listed (DDPM_LAB_CONV_ALGO; the default is
 #                       im2col), `check-device` with it, then ddpm-lab's training and forward
-#                       pass with each (`conv_algo_gain`: over im2col; with `auto`, each conv
-#                       shape's timings: `conv_tuning`); empty skips it
+#                       pass with each (`conv_algo_gain`: over im2col; `auto` also samples,
+#                       as `bench` does, and gives each conv shape's timings: `conv_tuning`);
+#                       empty skips it
 #   NCU_CONV_ALGO=implicit  the conv algorithm of the last Nsight Compute profile (see NCU);
 #                       empty skips that profile
 #   KERNEL_AB="conv bias softmax gelu depthwise multi_tensor"
@@ -327,9 +328,13 @@ if [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ]; then
       check-device --device "$DEVICE" --json
   done
   for a in $CONV_ALGOS; do
+    # `auto` runs the whole benchmark, sampling too, as the `bench` step does: should it win,
+    # the visit has every figure of README's table with it.
+    only="--only train,forward --repeats 2"
+    [ "$a" = auto ] && only=""
     # shellcheck disable=SC2086
-    polled "bench_conv_$a" 120 env DDPM_LAB_CONV_ALGO="$a" "$BIN" bench \
-      --device "$DEVICE" --json $BENCH_ARGS --only train,forward --repeats 2
+    polled "bench_conv_$a" 150 env DDPM_LAB_CONV_ALGO="$a" "$BIN" bench \
+      --device "$DEVICE" --json $BENCH_ARGS $only
   done
 fi
 

@@ -408,6 +408,8 @@ def report(work, out_path):
 
     # Each other conv algorithm over im2col, the default (above 1: it is faster).
     conv_algo_gain = {a: over(f"bench_conv_{a}", "bench", "im2col") for a in algos}
+    # And `auto`, which runs the whole benchmark, over PyTorch: the table should it win.
+    auto_over_pytorch = over("bench_conv_auto", "pytorch_bench") if "auto" in algos else None
     # The host's share of ddpm-lab's forward pass: near 1, the host's kernel launches bound it
     # rather than the GPU.
     host_queue_share = queue_share((steps.get("bench") or {}).get("result"))
@@ -449,6 +451,7 @@ def report(work, out_path):
         "own_ops_over_stock_ops": own_over_stock,
         "own_kernel_gain": kernel_gain,
         "conv_algo_gain": conv_algo_gain,
+        "auto_over_pytorch": auto_over_pytorch,
         "conv_tuning": tuning,
         "host_queue_share": host_queue_share,
         "steps": steps,
@@ -465,6 +468,7 @@ def report(work, out_path):
         ("over pytorch", ratios),
         ("own kernel gain", kernel_gain),
         ("conv algo gain (over im2col)", conv_algo_gain),
+        ("auto over pytorch", auto_over_pytorch),
         ("conv tuning (auto)", tuning),
         ("host queue share of ddpm-lab's forward pass", host_queue_share),
     ):

@@ -144,6 +144,16 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
                 .is_some_and(|r| r > 0.0),
         "{report}"
     );
+    // `auto` runs the whole benchmark, sampling too (the others training and forward only).
+    assert!(
+        steps["bench_conv_auto"]["result"]["sample_seconds"].as_f64().is_some(),
+        "{}",
+        steps["bench_conv_auto"]
+    );
+    assert_eq!(
+        steps["bench_conv_implicit"]["result"]["sample_seconds"],
+        serde_json::Value::Null
+    );
     // `auto` on the CPU times nothing (no CUDA conv): an empty table, reported as such.
     assert_eq!(
         steps["bench_conv_auto"]["result"]["conv_algo"],
