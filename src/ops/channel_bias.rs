@@ -130,7 +130,7 @@ pub fn bias_grad(dy: &Tensor, per_image: bool) -> Result<Tensor> {
     };
     let rows = n * c;
     let positions = dy.elem_count() / rows.max(1);
-    let ones = Tensor::ones((positions, 1), dy.dtype(), dy.device())?;
+    let ones = ones_column(positions, dy.dtype(), dy.device())?;
     let sums = dy.contiguous()?.reshape((rows, positions))?.matmul(&ones)?;
     let sums = sums.reshape((n, c))?;
     if per_image {
@@ -138,6 +138,34 @@ pub fn bias_grad(dy: &Tensor, per_image: bool) -> Result<Tensor> {
     } else {
         sums.sum(0)
     }
+}
+
+/// The most ones [`ones_column`] keeps per device and dtype (a 64×64 map's positions).
+const KEPT_ONES: usize = 4096;
+
+/// A `(len, 1)` column of ones on `device`: a view of one kept per device and dtype (up to
+/// [`KEPT_ONES`]), so that the bias gradients of a step do not each fill a new one (on a GPU,
+/// one launch and one allocation less per bias).
+fn ones_column(len: usize, dtype: DType, device: &candle_core::Device) -> Result<Tensor> {
+    use std::sync::Mutex;
+    static KEPT: Mutex<Vec<Tensor>> = Mutex::new(Vec::new());
+    if len > KEPT_ONES {
+        return Tensor::ones((len, 1), dtype, device);
+    }
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let ones = match kept
+        .iter()
+        .find(|t| t.dtype() == dtype && t.device().same_device(device))
+    {
+        Some(t) => t.clone(),
+        None => {
+            let t = Tensor::ones((KEPT_ONES, 1), dtype, device)?;
+            kept.push(t.clone());
+            t
+        }
+    };
+    drop(kept);
+    ones.narrow(0, 0, len)
 }
 
 #[cfg(test)]
@@ -149,6 +177,22 @@ mod tests {
     /// The op on the CPU (what the GPU route runs there; [`super::add`] picks it by route,
     /// which only a test binary of its own may force) for both bias shapes, against candle's
     /// broadcast add: the sum and both gradients.
+    #[test]
+    fn ones_columns_are_ones_of_the_asked_length_kept_or_not() {
+        let dev = Device::Cpu;
+        for len in [1, 49, 784, super::KEPT_ONES, super::KEPT_ONES + 1] {
+            for _ in 0..2 {
+                let ones = super::ones_column(len, candle_core::DType::F32, &dev).unwrap();
+                assert_eq!(ones.dims(), [len, 1]);
+                assert!(ones.is_contiguous());
+                let v = ones.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert!(v.iter().all(|&x| x == 1.0), "{len}");
+            }
+        }
+        let f64_ones = super::ones_column(3, candle_core::DType::F64, &dev).unwrap();
+        assert_eq!(f64_ones.dtype(), candle_core::DType::F64);
+    }
+
     #[test]
     fn channel_bias_matches_broadcast_add_and_its_gradients() {
         let dev = Device::Cpu;

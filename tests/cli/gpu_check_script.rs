@@ -146,7 +146,9 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
     );
     // `auto` runs the whole benchmark, sampling too (the others training and forward only).
     assert!(
-        steps["bench_conv_auto"]["result"]["sample_seconds"].as_f64().is_some(),
+        steps["bench_conv_auto"]["result"]["sample_seconds"]
+            .as_f64()
+            .is_some(),
         "{}",
         steps["bench_conv_auto"]
     );
