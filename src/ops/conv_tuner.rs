@@ -154,12 +154,9 @@ impl Tuner {
         let Some(chosen) = fastest(&times_ms) else {
             return Err(first_error.expect("every candidate failed, so one error was kept"));
         };
+        // Entries are only added under the timing lock, held since the lookup above found
+        // none: no other thread can have added this shape meanwhile.
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        // Another thread may have timed the same shape meanwhile: the first choice stays, so
-        // that a process uses one algorithm per shape.
-        if let Some(e) = entries.iter().find(|e| e.is(product, conv, tf32)) {
-            return Ok(e.chosen);
-        }
         entries.push(Entry {
             product,
             conv: *conv,
