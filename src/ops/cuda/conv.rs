@@ -20,7 +20,7 @@ use candle_core::{
     CudaDevice, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
 };
 
-use super::{grid_stride, int, view, Launch, Module};
+use super::{blocks3, grid_stride, int, view, Launch, Module};
 use crate::ops::batched_conv::{BatchedConv, Gemm};
 use crate::ops::conv_tuner::{Product, TUNER};
 use crate::ops::geometry::ConvGeom;
@@ -558,7 +558,7 @@ fn implicit(
     }
     // `forward_plan` keeps the grid's y within 65,535 and splits·n·m·ho·wo within an int
     // (slices only for small outputs).
-    let (gx, gy, splits) = fp.grid;
+    let splits = fp.grid.2;
     // SAFETY: the blocks' tiles cover every (channel, column) of each slice's output, each
     // written once.
     let y = unsafe { dev.alloc::<f32>(splits * out_len)? };
@@ -566,11 +566,7 @@ fn implicit(
     let kernel_bias = bias.filter(|_| splits == 1);
     let launch = Launch {
         kernel: &ic.kernel(fp.tile),
-        cfg: candle_core::cuda_backend::cudarc::driver::LaunchConfig {
-            grid_dim: (int(gx)? as u32, int(gy)? as u32, int(splits)? as u32),
-            block_dim: (crate::ops::implicit_conv::THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        },
+        cfg: blocks3(fp.grid, crate::ops::implicit_conv::THREADS)?,
         // Without a bias the kernel never reads its bias pointer: the weight stands in.
         inputs: &[x.slice(..), w.slice(..), kernel_bias.unwrap_or(w).slice(..)],
         outputs: &[&y],
@@ -640,7 +636,7 @@ fn implicit_weight_grad(
     dy: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
     let len = ic.m * ic.kdim();
-    let (gx, gy, splits) = wp.grid;
+    let splits = wp.grid.2;
     if x.len() < ic.n * ic.c * ic.h * ic.w || dy.len() < ic.cols() * ic.m {
         candle_core::bail!("CUDA implicit weight gradient: operands too small for {ic:?}");
     }
@@ -648,11 +644,7 @@ fn implicit_weight_grad(
     let part = unsafe { dev.alloc::<f32>(splits * len)? };
     let launch = Launch {
         kernel: &ic.weight_grad_kernel(wp.tile),
-        cfg: candle_core::cuda_backend::cudarc::driver::LaunchConfig {
-            grid_dim: (int(gx)? as u32, int(gy)? as u32, int(splits)? as u32),
-            block_dim: (crate::ops::implicit_conv::THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        },
+        cfg: blocks3(wp.grid, crate::ops::implicit_conv::THREADS)?,
         inputs: &[x.slice(..), dy.slice(..)],
         outputs: &[&part],
         ints: &ic.weight_grad_ints(wp.slice),

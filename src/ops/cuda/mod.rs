@@ -50,10 +50,8 @@ pub fn settings_error() -> Option<String> {
 /// [`settings_error`] for these values of the two variables (`None`: unset).
 fn settings_problem(kernels: Option<&str>, algo: Option<&str>) -> Option<String> {
     if let Some(value) = kernels {
-        let unknown: Vec<&str> = value
-            .split(',')
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && !k.eq_ignore_ascii_case("none"))
+        let unknown: Vec<&str> = listed(value)
+            .filter(|k| !k.eq_ignore_ascii_case("none"))
             .filter(|k| {
                 let name = k.strip_prefix('-').unwrap_or(k);
                 !KERNEL_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
@@ -86,11 +84,7 @@ fn chosen(value: Option<&str>, name: &str) -> bool {
     let Some(value) = value else {
         return true;
     };
-    let items: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .collect();
+    let items: Vec<&str> = listed(value).collect();
     let (left_out, listed): (Vec<&str>, Vec<&str>) = items.iter().partition(|k| k.starts_with('-'));
     if left_out.iter().any(|k| k[1..].eq_ignore_ascii_case(name)) {
         return false;
@@ -98,6 +92,11 @@ fn chosen(value: Option<&str>, name: &str) -> bool {
     // Only `-name`s: every other kernel runs.
     (listed.is_empty() && !left_out.is_empty())
         || listed.iter().any(|k| k.eq_ignore_ascii_case(name))
+}
+
+/// The items of a value of [`KERNELS_VAR`]: comma-separated, trimmed, empty ones skipped.
+fn listed(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|k| !k.is_empty())
 }
 
 /// The contiguous f32 data of a storage at a layout.
@@ -230,8 +229,17 @@ fn grid_stride(n: usize, threads: u32) -> LaunchConfig {
 
 /// A launch of one `threads`-thread block per `(x, y)` of `grid`.
 fn blocks(grid: (usize, usize), threads: u32) -> Result<LaunchConfig> {
+    blocks3((grid.0, grid.1, 1), threads)
+}
+
+/// A launch of one `threads`-thread block per `(x, y, z)` of `grid`.
+fn blocks3(grid: (usize, usize, usize), threads: u32) -> Result<LaunchConfig> {
     Ok(LaunchConfig {
-        grid_dim: (int(grid.0)? as u32, int(grid.1)? as u32, 1),
+        grid_dim: (
+            int(grid.0)? as u32,
+            int(grid.1)? as u32,
+            int(grid.2)? as u32,
+        ),
         block_dim: (threads, 1, 1),
         shared_mem_bytes: 0,
     })
