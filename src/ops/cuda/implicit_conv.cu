@@ -42,6 +42,17 @@
 #define IC_WG_BJ 8
 #define IC_WG_PAD 4
 
+// The tile row of a thread's row i (its rows ty·4.., and BM/2 + ty·4.. from i = 4) and the
+// tile column of its column jj (tx·4.., and 64 + tx·4.. from jj = 4): the layout of tile_fma's
+// sums, which the kernels' epilogues write out.
+template <int BM>
+__device__ __forceinline__ int tile_row(int i, int ty) {
+  return (i < 4 ? 0 : BM / 2) + ty * 4 + (i & 3);
+}
+__device__ __forceinline__ int tile_col(int jj, int tx) {
+  return (jj < 4 ? 0 : IC_BN / 2) + tx * 4 + (jj & 3);
+}
+
 // acc[i][jj] += Σ_r A[r][row i] · B[r][col jj] over the R rows of two shared tiles, A's rows
 // `a_stride` floats apart. Thread (tx, ty) of the 16 × (BM/TM) threads owns rows ty·4.. (and
 // BM/2 + ty·4.. when TM = 8) and columns tx·4.. and 64 + tx·4..: float4 reads, no bank
@@ -147,9 +158,6 @@ __device__ __forceinline__ void implicit_conv(const float* __restrict__ x,
   };
 
   const int tx = tid % COLS_T, ty = tid / COLS_T;
-  // Row i of this thread's tile: rows ty·4.. and, for TM = 8, BM/2 + ty·4..; columns likewise.
-  auto row_of = [&](int i) { return (i < 4 ? 0 : BM / 2) + ty * 4 + (i & 3); };
-  auto col_of = [&](int jj) { return (jj < 4 ? 0 : IC_BN / 2) + tx * 4 + (jj & 3); };
 
   float acc[TM][TN];
 #pragma unroll
@@ -178,13 +186,13 @@ __device__ __forceinline__ void implicit_conv(const float* __restrict__ x,
   float* yz = y + (long)blockIdx.z * cols * m;
 #pragma unroll
   for (int jj = 0; jj < TN; ++jj) {
-    const int col = j0 + col_of(jj);
+    const int col = j0 + tile_col(jj, tx);
     if (col >= cols) continue;
     const int b = col / positions;
     float* out = yz + (long)b * m * positions + (col - b * positions);
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-      const int row = m0 + row_of(i);
+      const int row = m0 + tile_row<BM>(i, ty);
       if (row < m) out[(long)row * positions] = acc[i][jj] + (has_bias ? __ldg(bias + row) : 0.f);
     }
   }
@@ -316,11 +324,11 @@ __device__ __forceinline__ void implicit_wgrad(const float* __restrict__ x,
   float* out = part + (long)blockIdx.z * m * kdim;
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
-    const int row = m0 + (i < 4 ? 0 : BM / 2) + ty * 4 + (i & 3);
+    const int row = m0 + tile_row<BM>(i, ty);
     if (row >= m) continue;
 #pragma unroll
     for (int jj = 0; jj < 8; ++jj) {
-      const int col = k0 + (jj < 4 ? 0 : IC_BN / 2) + tx * 4 + (jj & 3);
+      const int col = k0 + tile_col(jj, tx);
       if (col < kdim) out[(long)row * kdim + col] = acc[i][jj];
     }
   }
