@@ -48,13 +48,8 @@ impl ConvNextBlock {
         })
     }
 
-    /// `net(ds_conv(x) + mlp(t)) + res_conv(x)`.
-    pub fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> Result<Tensor> {
-        let t_act = t.map(|t| Gelu.forward(t)).transpose()?;
-        self.forward_activated(x, t_act.as_ref())
-    }
-
-    /// [`Self::forward`] given `GELU(t)`, the first layer of `mlp` ([`time_activation`]).
+    /// `net(ds_conv(x) + mlp(t)) + res_conv(x)`, given `GELU(t)`, the first layer of `mlp`,
+    /// which the UNet applies once for all its blocks ([`time_activation`]).
     pub fn forward_activated(&self, x: &Tensor, t_act: Option<&Tensor>) -> Result<Tensor> {
         let h = match (&self.mlp, t_act) {
             (Some(mlp), Some(t_act)) => {
@@ -193,14 +188,6 @@ impl ResBlock {
                 ResBlock::Resnet(ResnetBlock::new(dim, dim_out, time_emb_dim, groups, vb)?)
             }
         })
-    }
-
-    /// Runs the block with the time embedding `t` (if any).
-    pub fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> Result<Tensor> {
-        match self {
-            ResBlock::ConvNext(b) => b.forward(x, t),
-            ResBlock::Resnet(b) => b.forward(x, t),
-        }
     }
 
     /// Runs the block with [`time_activation`] of the time embedding (if any).

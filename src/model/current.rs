@@ -118,13 +118,8 @@ impl ScaleShiftResnetBlock {
         })
     }
 
-    /// `block2(block1(x, scale_shift(t))) + res_conv(x)`.
-    pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        self.forward_activated(x, &silu(t)?)
-    }
-
-    /// [`Self::forward`] given `SiLU(t)`, the first layer of `mlp`, which the UNet computes
-    /// once for all its blocks.
+    /// `block2(block1(x, scale_shift(t))) + res_conv(x)`, given `SiLU(t)`, the first layer of
+    /// `mlp`, which the UNet computes once for all its blocks.
     pub fn forward_activated(&self, x: &Tensor, t_act: &Tensor) -> Result<Tensor> {
         let emb = self.mlp.forward(t_act)?;
         let half = emb.dim(1)? / 2;
