@@ -199,8 +199,9 @@ pub struct BenchReport {
     /// ddpm-lab's CUDA kernels that ran (`DDPM_LAB_CUDA_KERNELS`; empty off CUDA).
     pub cuda_kernels: Vec<String>,
     /// The CUDA conv's algorithm as set (`DDPM_LAB_CONV_ALGO`: `im2col`, `auto` or an
-    /// `implicit` variant; `None` where ddpm-lab's CUDA conv does not run). The setting: 1×1 and 7×7 convs
-    /// have no implicit kernel, and a stride-2 conv's input gradient stays im2col's col2im.
+    /// `implicit` variant; `None` where ddpm-lab's CUDA conv does not run). The setting: 1×1
+    /// and 7×7 convs have no implicit kernel, and a stride-2 conv's input gradient stays
+    /// im2col's col2im.
     pub conv_algo: Option<String>,
     /// With `auto`: each conv shape and product the process timed, every candidate's
     /// milliseconds per run and the one kept (empty otherwise).
