@@ -13,6 +13,7 @@
 #   resumed on the CPU for 2 steps from that checkpoint, then sampled on DEVICE again →
 #   `ddpm-lab bench --json` and the same workloads in PyTorch (scripts/pytorch_bench.py), strict
 #   float32, then both with TF32 (`--tf32`); then, optional (not part of the report's `ok`),
+#   the training and forward times with each CUDA device setting undone in turn (CUDA_AB),
 #   the gradients and the training and forward times with each other conv algorithm
 #   (CONV_ALGOS), ddpm-lab with candle's stock ops (the A/B of ops::device_conv), with each of its CUDA kernels
 #   switched off in turn (KERNEL_AB), `nsys` summaries and `ncu` kernel times of its training
@@ -33,6 +34,12 @@
 #   TF32=1              also run both benchmarks with TF32 (TF32=0 skips them)
 #   BENCH_STOCK=1       also time ddpm-lab's training and forward pass with candle's stock ops
 #                       (`bench --stock-ops`: no ops::device_conv; BENCH_STOCK=0 skips it)
+#   CUDA_AB="pool=release stream=per-thread"
+#                       then, for each NAME=VALUE listed, ddpm-lab's training and forward pass
+#                       with DDPM_LAB_CUDA_<NAME>=VALUE (CUDA's memory pool giving freed memory
+#                       back at each sync; candle's per-thread stream with cudarc's events per
+#                       allocation), to set against ddpm-lab's defaults (`cuda_setup_gain`);
+#                       empty skips it
 #   CONV_ALGOS="auto implicit implicit-fwd implicit-m32 implicit-m64"
 #                       then, for each conv algorithm listed (DDPM_LAB_CONV_ALGO; the default is
 #                       im2col), `check-device` with it, then ddpm-lab's training and forward
@@ -81,6 +88,7 @@ PARITY_TOL=${PARITY_TOL:-1e-4}
 BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256}
 TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
+CUDA_AB=${CUDA_AB-pool=release stream=per-thread}
 CONV_ALGOS=${CONV_ALGOS-auto implicit implicit-fwd implicit-m32 implicit-m64}
 NCU_CONV_ALGO=${NCU_CONV_ALGO-implicit}
 KERNEL_AB=${KERNEL_AB-conv bias softmax gelu depthwise multi_tensor}
@@ -317,6 +325,19 @@ if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
   fi
 fi
 
+# 8a. ddpm-lab's CUDA device settings (src/device.rs), each undone in turn: training and
+# forward with that setting as candle and CUDA have it, to set against `bench`; optional, like 9.
+if [ -n "$CUDA_AB" ] && [ -n "$BIN" ]; then
+  for setting in $CUDA_AB; do
+    name=${setting%%=*}
+    value=${setting#*=}
+    var=DDPM_LAB_CUDA_$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')
+    # shellcheck disable=SC2086
+    polled "bench_cuda_$(printf '%s' "$setting" | tr '=-' '__')" 120 env "$var=$value" "$BIN" \
+      bench --device "$DEVICE" --json $BENCH_ARGS --only train,forward --repeats 2
+  done
+fi
+
 # 8b. The CUDA conv's other algorithms (DDPM_LAB_CONV_ALGO): the gradients through each
 # against the CPU's, then training and forward with each, to set against `bench` (im2col);
 # optional, like 9.
@@ -418,6 +439,7 @@ GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINA
   GC_PYTHONPATH=${PYTHONPATH:-} \
   GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
   GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB GC_CONV_ALGOS=$CONV_ALGOS \
+  GC_CUDA_AB=$CUDA_AB \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
 import json, os, sys
@@ -431,6 +453,7 @@ json.dump({
     "tf32_runs": e["GC_TF32"] == "1" and e["GC_DEVICE"] != "cpu",
     "stock_run": e["GC_BENCH_STOCK"] == "1",
     "kernel_ab": e["GC_KERNEL_AB"].split(),
+    "cuda_ab": e["GC_CUDA_AB"].split(),
     "conv_algos": e["GC_CONV_ALGOS"].split(),
     "parity_tolerance": float(e["GC_TOL"]), "seconds_before_report": int(e["GC_TOTAL"]),
     "cpus": os.cpu_count(),

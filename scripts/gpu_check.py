@@ -319,6 +319,11 @@ def gpu_memory(work, name):
             "peak_over_idle_mib": max(readings) - readings[0], "readings": len(readings)}
 
 
+def cuda_ab_step(setting):
+    """The step name gpu-check.sh gives the bench with CUDA_AB's NAME=VALUE `setting`."""
+    return "bench_cuda_" + setting.replace("=", "_").replace("-", "_")
+
+
 def report(work, out_path):
     info = json.load(open(os.path.join(work, "info.json")))
     steps = {}
@@ -363,6 +368,8 @@ def report(work, out_path):
         benches.append("bench_stock")
     without = [f"bench_without_{k}" for k in info.get("kernel_ab") or []]
     benches += without
+    setups = {s: cuda_ab_step(s) for s in info.get("cuda_ab") or []}
+    benches += setups.values()
     algo_benches = [f"bench_conv_{a}" for a in algos]
     benches += algo_benches
     if info.get("tf32_runs"):
@@ -406,6 +413,10 @@ def report(work, out_path):
         k: over("bench", f"bench_without_{k}", "without") for k in info.get("kernel_ab") or []
     }
 
+    # Each CUDA device setting's worth: ddpm-lab's defaults over that one undone (above 1: the
+    # default pays).
+    setup_gain = {s: over("bench", step, "other") for s, step in setups.items()}
+
     # Each other conv algorithm over im2col, the default (above 1: it is faster).
     conv_algo_gain = {a: over(f"bench_conv_{a}", "bench", "im2col") for a in algos}
     # And `auto`, which runs the whole benchmark, over PyTorch: the table should it win.
@@ -433,6 +444,7 @@ def report(work, out_path):
         "ncu_torch_train",
         "ncu_train_conv_algo",
         *without,
+        *setups.values(),
         *algo_checks,
         *algo_benches,
     )
@@ -450,6 +462,7 @@ def report(work, out_path):
         "ddpm_lab_over_pytorch": ratios,
         "own_ops_over_stock_ops": own_over_stock,
         "own_kernel_gain": kernel_gain,
+        "cuda_setup_gain": setup_gain,
         "conv_algo_gain": conv_algo_gain,
         "auto_over_pytorch": auto_over_pytorch,
         "conv_tuning": tuning,
@@ -467,6 +480,7 @@ def report(work, out_path):
     for label, table in (
         ("over pytorch", ratios),
         ("own kernel gain", kernel_gain),
+        ("cuda setup gain (defaults over each undone)", setup_gain),
         ("conv algo gain (over im2col)", conv_algo_gain),
         ("auto over pytorch", auto_over_pytorch),
         ("conv tuning (auto)", tuning),

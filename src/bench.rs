@@ -379,8 +379,13 @@ impl PeakWatch {
     }
 }
 
-/// Runs `f` while a [`PeakWatch`] reads `spec`'s memory: its result and the peak in MiB.
+/// Runs `f` while a [`PeakWatch`] reads `spec`'s memory: its result and the peak in MiB. The
+/// memory that CUDA's pool kept from the workload before is given back first, so the peak is
+/// this workload's own.
 fn watching<T>(spec: DeviceSpec, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
+    if spec != DeviceSpec::Cpu {
+        crate::device::release_cached_memory(&spec.open()?)?;
+    }
     let watch = PeakWatch::start(spec);
     let out = f();
     let peak = watch.and_then(PeakWatch::finish);

@@ -72,23 +72,7 @@ impl DeviceSpec {
     pub fn open(self) -> anyhow::Result<Device> {
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
-            DeviceSpec::Cuda(n) => {
-                if !cfg!(feature = "cuda") {
-                    anyhow::bail!(
-                        "device '{self}' needs a binary built with the `cuda` cargo feature \
-                         (cargo install ddpm-lab --features cuda)"
-                    );
-                }
-                #[cfg(feature = "cuda")]
-                if let Some(why) = cuda::unavailable(n) {
-                    anyhow::bail!("CUDA device {n} is not available: {why}");
-                }
-                #[cfg(feature = "cuda")]
-                if let Some(why) = crate::ops::cuda::settings_error() {
-                    anyhow::bail!("{why}");
-                }
-                Device::new_cuda(n).map_err(|e| anyhow::anyhow!("cannot open {self}: {e}"))
-            }
+            DeviceSpec::Cuda(n) => open_cuda(n),
             DeviceSpec::Metal => {
                 if !cfg!(feature = "metal") {
                     anyhow::bail!(
@@ -99,6 +83,131 @@ impl DeviceSpec {
                 Device::new_metal(0).map_err(|e| anyhow::anyhow!("cannot open metal: {e}"))
             }
         }
+    }
+}
+
+/// Opens CUDA device `n` (the one this process opened before, if any), or says why it cannot.
+#[cfg(feature = "cuda")]
+fn open_cuda(n: usize) -> anyhow::Result<Device> {
+    if let Some(why) = cuda::unavailable(n) {
+        anyhow::bail!("CUDA device {n} is not available: {why}");
+    }
+    if let Some(why) = crate::ops::cuda::settings_error() {
+        anyhow::bail!("{why}");
+    }
+    let setup = CudaSetup::from_env().map_err(anyhow::Error::msg)?;
+    opened_once(&cuda::OPENED, n, || {
+        cuda::open(n, setup)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", DeviceSpec::Cuda(n)))
+    })
+}
+
+/// What `--device cuda` says in a binary built without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(n: usize) -> anyhow::Result<Device> {
+    anyhow::bail!(
+        "device '{}' needs a binary built with the `cuda` cargo feature \
+         (cargo install ddpm-lab --features cuda)",
+        DeviceSpec::Cuda(n)
+    )
+}
+
+/// The value kept for `key` in `cache`, or, the first time, what `open` makes of it (kept only
+/// when it succeeds, so a failed opening is tried again). One lock for all keys: openings are
+/// rare, and two threads never open the same key twice.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn opened_once<K: PartialEq + Copy, V: Clone, E>(
+    cache: &std::sync::Mutex<Vec<(K, V)>>,
+    key: K,
+    open: impl FnOnce() -> Result<V, E>,
+) -> Result<V, E> {
+    let mut kept = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, v)) = kept.iter().find(|(k, _)| *k == key) {
+        return Ok(v.clone());
+    }
+    let v = open()?;
+    kept.push((key, v.clone()));
+    Ok(v)
+}
+
+/// The environment variable that says what CUDA's memory pool does with the memory a run
+/// frees: `keep` (the default) holds it for the next allocations, as PyTorch's caching
+/// allocator does; `release` gives it back to the driver at every synchronisation, CUDA's own
+/// default (the pool's release threshold is 0), so a training step, which reads its loss back,
+/// maps its memory again each time.
+pub const CUDA_POOL_VAR: &str = "DDPM_LAB_CUDA_POOL";
+
+/// The environment variable that picks the stream a CUDA device's work goes to: `shared` (the
+/// default), one stream of its own that every thread of the process queues to, in order, so a
+/// tensor made on one thread is ready when another uses it; or `per-thread`, candle's default,
+/// CUDA's per-thread default stream, where cudarc makes two CUDA events for every allocation
+/// and destroys them at its free, to order streams it never has to order here.
+pub const CUDA_STREAM_VAR: &str = "DDPM_LAB_CUDA_STREAM";
+
+/// How a CUDA device is set up when it is opened: [`CUDA_POOL_VAR`] and [`CUDA_STREAM_VAR`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CudaSetup {
+    /// The memory pool keeps what is freed (release threshold: all of it).
+    pub keep_pool: bool,
+    /// One stream shared by every thread, without cudarc's per-allocation events.
+    pub shared_stream: bool,
+}
+
+impl Default for CudaSetup {
+    fn default() -> Self {
+        Self {
+            keep_pool: true,
+            shared_stream: true,
+        }
+    }
+}
+
+impl CudaSetup {
+    /// The setup the two variables ask for (`None`: unset, the default), or what is wrong with
+    /// a value.
+    pub fn parse(pool: Option<&str>, stream: Option<&str>) -> Result<Self, String> {
+        let mut setup = Self::default();
+        match pool.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("keep") => {}
+            Some("release") => setup.keep_pool = false,
+            Some(v) => {
+                return Err(format!(
+                    "{CUDA_POOL_VAR}={v}: expected keep (the default) or release"
+                ))
+            }
+        }
+        match stream.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("shared") => {}
+            Some("per-thread") => setup.shared_stream = false,
+            Some(v) => {
+                return Err(format!(
+                    "{CUDA_STREAM_VAR}={v}: expected shared (the default) or per-thread"
+                ))
+            }
+        }
+        Ok(setup)
+    }
+
+    /// The setup of this process's environment.
+    pub fn from_env() -> Result<Self, String> {
+        let pool = std::env::var(CUDA_POOL_VAR).ok();
+        let stream = std::env::var(CUDA_STREAM_VAR).ok();
+        Self::parse(pool.as_deref(), stream.as_deref())
+    }
+}
+
+/// Gives the memory that CUDA's pool keeps for reuse (see [`CUDA_POOL_VAR`]) back to the
+/// driver, once `device` has finished its queued work, as `torch.cuda.empty_cache()` does: the
+/// benchmark calls it between workloads so that each one's peak memory is its own. Nothing to
+/// do off CUDA.
+pub fn release_cached_memory(device: &Device) -> anyhow::Result<()> {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => {
+            device.synchronize()?;
+            cuda::trim_pool(device)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -208,6 +317,78 @@ pub fn gpu_label(name: &str, bytes: usize) -> String {
 #[cfg(feature = "cuda")]
 mod cuda {
     use candle_core::cuda::cudarc;
+    use candle_core::Device;
+
+    use super::CudaSetup;
+
+    /// The CUDA devices this process has opened, by ordinal. candle makes a device of its own
+    /// at each `Device::new_cuda*` (its own stream, cuBLAS and cuRAND handles and loaded
+    /// modules, whose tensors cannot be mixed with another's), so the trainer, the sampler,
+    /// the benchmark's workloads and the lab's workers share the one opened first.
+    pub(super) static OPENED: std::sync::Mutex<Vec<(usize, Device)>> =
+        std::sync::Mutex::new(Vec::new());
+
+    /// Opens CUDA device `ordinal` as `setup` says (see [`super::CUDA_POOL_VAR`] and
+    /// [`super::CUDA_STREAM_VAR`]).
+    pub(super) fn open(ordinal: usize, setup: CudaSetup) -> candle_core::Result<Device> {
+        let device = if setup.shared_stream {
+            let device = Device::new_cuda_with_stream(ordinal)?;
+            // SAFETY: cudarc's events order the uses of an allocation across its streams; this
+            // device has one stream, which every thread queues to, and ddpm-lab makes no other.
+            unsafe { device.as_cuda_device()?.disable_event_tracking() };
+            device
+        } else {
+            Device::new_cuda(ordinal)?
+        };
+        if setup.keep_pool {
+            if let Some(pool) = pool_of(&device)? {
+                let mut keep_all = u64::MAX;
+                // SAFETY: a valid pool, and this attribute's value is a cuuint64_t.
+                unsafe {
+                    cudarc::driver::result::mem_pool::set_attribute(
+                        pool,
+                        cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                        (&mut keep_all as *mut u64).cast(),
+                    )
+                }
+                .map_err(candle_core::Error::wrap)?;
+            }
+        }
+        Ok(device)
+    }
+
+    /// The memory pool that the allocations on `device` come from (`cuMemAllocAsync`), or
+    /// `None` where the GPU has no memory pools (cudarc then allocates synchronously).
+    fn pool_of(device: &Device) -> candle_core::Result<Option<cudarc::driver::sys::CUmemoryPool>> {
+        use cudarc::driver::{result, sys};
+        let ctx = device.as_cuda_device()?.cuda_stream().context().clone();
+        let dev = ctx.cu_device();
+        // SAFETY: `dev` is the device of a context cudarc opened.
+        let pools = unsafe {
+            result::device::get_attribute(
+                dev,
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED,
+            )
+        }
+        .map_err(candle_core::Error::wrap)?;
+        if pools == 0 {
+            return Ok(None);
+        }
+        // SAFETY: as above.
+        let pool =
+            unsafe { result::device::get_mem_pool(dev) }.map_err(candle_core::Error::wrap)?;
+        Ok(Some(pool))
+    }
+
+    /// Gives the unused memory of `device`'s pool back to the driver.
+    pub(super) fn trim_pool(device: &Device) -> anyhow::Result<()> {
+        if let Some(pool) = pool_of(device)? {
+            // SAFETY: a valid pool.
+            unsafe { cudarc::driver::result::mem_pool::trim_to(pool, 0) }
+                .map_err(|e| anyhow::anyhow!("cannot release the CUDA pool's memory: {e}"))?;
+        }
+        Ok(())
+    }
 
     /// cudarc's `is_culib_present` of one library: tries to dlopen each name it knows and
     /// closes what it opened.
@@ -294,6 +475,65 @@ mod cuda {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each key is opened once, by one thread even when several ask at once, and every caller
+    /// gets what that opening made; a failed opening is not kept, so the next call tries again.
+    #[test]
+    fn each_key_is_opened_once_and_failures_are_retried() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let cache: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+        let openings = AtomicUsize::new(0);
+        let open = |key: usize| {
+            opened_once(&cache, key, || {
+                let n = openings.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(format!("device {key}, opening {n}"))
+            })
+        };
+        let got: Vec<String> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..8).map(|_| s.spawn(|| open(0).unwrap())).collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(openings.load(Ordering::SeqCst), 1);
+        assert!(got.iter().all(|g| g == "device 0, opening 0"), "{got:?}");
+        assert_eq!(open(1).unwrap(), "device 1, opening 1");
+        assert_eq!(open(0).unwrap(), "device 0, opening 0");
+
+        let failed = opened_once(&cache, 2, || Err::<String, _>("no such GPU"));
+        assert_eq!(failed, Err("no such GPU"));
+        assert_eq!(open(2).unwrap(), "device 2, opening 2");
+        assert_eq!(openings.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn cuda_setup_defaults_and_errors() {
+        let default = CudaSetup::parse(None, None).unwrap();
+        assert_eq!(
+            default,
+            CudaSetup {
+                keep_pool: true,
+                shared_stream: true
+            }
+        );
+        assert_eq!(CudaSetup::parse(Some("keep"), Some("shared")), Ok(default));
+        assert_eq!(
+            CudaSetup::parse(Some(" Release "), Some("per-thread")),
+            Ok(CudaSetup {
+                keep_pool: false,
+                shared_stream: false
+            })
+        );
+        let err = CudaSetup::parse(Some("free"), None).unwrap_err();
+        assert!(
+            err.contains("DDPM_LAB_CUDA_POOL=free") && err.contains("release"),
+            "{err}"
+        );
+        let err = CudaSetup::parse(None, Some("thread")).unwrap_err();
+        assert!(
+            err.contains("DDPM_LAB_CUDA_STREAM=thread") && err.contains("per-thread"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn parses_devices() {

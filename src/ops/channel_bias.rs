@@ -143,11 +143,11 @@ pub fn bias_grad(dy: &Tensor, per_image: bool) -> Result<Tensor> {
 /// The most ones [`ones_column`] keeps per device and dtype (a 64×64 map's positions).
 const KEPT_ONES: usize = 4096;
 
-/// A `(len, 1)` column of ones on `device`: a view of one kept per dtype for the device last
-/// asked (up to [`KEPT_ONES`]), so that the bias gradients of a step do not each fill a new
-/// one (on a GPU, one launch and one allocation less per bias). Another device replaces it:
-/// each opening of a CUDA device is a device of its own to candle, and a kept tensor would
-/// keep that device (its streams, handles and modules) alive for good.
+/// A `(len, 1)` column of ones on `device`: a view of one kept per device and dtype (up to
+/// [`KEPT_ONES`]), so that the bias gradients of a step do not each fill a new one (on a GPU,
+/// one launch and one allocation less per bias). They stay few: `DeviceSpec::open` opens each
+/// CUDA device once per process. A new column is waited for before it is kept, so that it is
+/// filled before any thread's product reads it, whichever stream that thread queues to.
 fn ones_column(len: usize, dtype: DType, device: &candle_core::Device) -> Result<Tensor> {
     use std::sync::Mutex;
     static KEPT: Mutex<Vec<Tensor>> = Mutex::new(Vec::new());
@@ -162,7 +162,7 @@ fn ones_column(len: usize, dtype: DType, device: &candle_core::Device) -> Result
         Some(t) => t.clone(),
         None => {
             let t = Tensor::ones((KEPT_ONES, 1), dtype, device)?;
-            kept.retain(|k| k.dtype() != dtype);
+            device.synchronize()?;
             kept.push(t.clone());
             t
         }

@@ -78,6 +78,7 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         )
         .env("TF32", "0")
         .env("KERNEL_AB", "bias")
+        .env("CUDA_AB", "stream=per-thread")
         .env("CONV_ALGOS", "implicit auto")
         .env("PATH", path)
         // PyTorch is not needed here: its step is recorded as missing.
@@ -106,6 +107,7 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         "bench",
         "bench_stock",
         "bench_without_bias",
+        "bench_cuda_stream_per_thread",
         "check_device_conv_implicit",
         "bench_conv_implicit",
         "check_device_conv_auto",
@@ -187,6 +189,17 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
     assert!(
         bias_gain["train_images_per_s"].as_f64().unwrap_or(0.0) > 0.0,
         "{bias_gain}"
+    );
+    // The A/B of a CUDA device setting (read only where a CUDA device opens: here it runs
+    // the same bench again), training and forward only.
+    let setup_gain = &report["cuda_setup_gain"]["stream=per-thread"];
+    assert!(
+        setup_gain["forward_images_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+    assert_eq!(
+        steps["bench_cuda_stream_per_thread"]["result"]["sample_seconds"],
+        serde_json::Value::Null
     );
     let summaries = steps["nsys_train"]["summaries"]
         .as_str()
