@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::{posterior_mean, predict_x0_and_noise, Objective};
@@ -281,6 +281,59 @@ impl Frames {
     }
 }
 
+/// The fresh noise of a run's steps, drawn from the sampler's generator in the order the steps
+/// take it (so the values are those of one draw per step), but made and sent to the device a
+/// few steps at a time: up to [`MAX_PENDING_STEPS`] steps' worth (and [`MAX_PENDING_VALUES`]
+/// values) when `batched`. A copy from the host's ordinary (pageable) memory to a GPU may wait
+/// for the work queued before it, as a copy back does; one every step would drain the device
+/// every step. Each step takes a view of its part.
+struct StepNoise {
+    rng: LabRng,
+    shape: [usize; 4],
+    per_upload: usize,
+    /// The most draws the run can still ask for.
+    left: usize,
+    /// The steps' noise made last, `(k, n, c, h, w)`, and how many of its steps were taken.
+    chunk: Option<(Tensor, usize)>,
+    device: Device,
+}
+
+impl StepNoise {
+    /// Noise of `shape` for at most `draws` steps, from `rng` (after the run's first draw).
+    fn new(rng: LabRng, shape: [usize; 4], draws: usize, batched: bool, device: &Device) -> Self {
+        let per_step = shape.iter().product::<usize>().max(1);
+        let per_upload = if batched {
+            (MAX_PENDING_VALUES / per_step).clamp(1, MAX_PENDING_STEPS)
+        } else {
+            1
+        };
+        Self {
+            rng,
+            shape,
+            per_upload,
+            left: draws,
+            chunk: None,
+            device: device.clone(),
+        }
+    }
+
+    /// The next step's noise.
+    fn take(&mut self) -> Result<Tensor> {
+        let (chunk, taken) = match self.chunk.take() {
+            Some((chunk, taken)) if taken < chunk.dim(0)? => (chunk, taken),
+            _ => {
+                let k = self.per_upload.min(self.left).max(1);
+                let [n, c, h, w] = self.shape;
+                (self.rng.randn(&[k, n, c, h, w], &self.device)?, 0)
+            }
+        };
+        let z = chunk.get(taken)?;
+        self.chunk = Some((chunk, taken + 1));
+        self.left = self.left.saturating_sub(1);
+        Ok(z)
+    }
+}
+
 /// [`sample`], calling `watch(done, total, x_t)` after each step with the images as they are
 /// denoised (the lab draws them while it waits). On a GPU the calls come in small bursts
 /// ([`Frames`]).
@@ -318,6 +371,8 @@ fn sample_recorded(
         SamplerKind::Ddim { steps, .. } => ddim_timesteps(tables.timesteps(), steps).len(),
     };
     let mut record = Frames::new(&x, total, batched)?;
+    // Every step but the last may add noise.
+    let mut noise = StepNoise::new(rng, [n, c, h, w], total.saturating_sub(1), batched, &device);
     // The previous step's x̂₀ for a self-conditioned model.
     let mut self_cond: Option<Tensor> = None;
     match kind {
@@ -331,7 +386,7 @@ fn sample_recorded(
                 x = if t == 0 {
                     mean
                 } else {
-                    let z = rng.randn(&[n, c, h, w], &device)?;
+                    let z = noise.take()?;
                     (mean + (z * tables.posterior_variance[t].sqrt())?)?
                 };
                 record.push(t, &x0, &x, watch)?;
@@ -352,7 +407,7 @@ fn sample_recorded(
                     let coef = (1.0 - a_next - sigma * sigma).max(0.0).sqrt();
                     let mut next = ((&x0 * a_next.sqrt())? + (&eps * coef)?)?;
                     if sigma > 0.0 {
-                        let z = rng.randn(&[n, c, h, w], &device)?;
+                        let z = noise.take()?;
                         next = (next + (z * sigma)?)?;
                     }
                     next
@@ -392,6 +447,39 @@ mod tests {
         )
         .unwrap();
         (d, calls)
+    }
+
+    /// The noise drawn a few steps at a time is the noise of one draw per step, in order,
+    /// whatever the chunk size, to the last (partial) chunk.
+    #[test]
+    fn step_noise_in_chunks_is_the_noise_of_one_draw_per_step() {
+        let dev = candle_core::Device::Cpu;
+        let shape = [2, 1, 3, 3];
+        let mut one_by_one = LabRng::derived(5, 1);
+        let want: Vec<Vec<f32>> = (0..11)
+            .map(|_| {
+                let z = one_by_one.randn(&shape, &dev).unwrap();
+                z.flatten_all().unwrap().to_vec1().unwrap()
+            })
+            .collect();
+        for batched in [false, true] {
+            let mut noise = StepNoise::new(LabRng::derived(5, 1), shape, 11, batched, &dev);
+            assert_eq!(
+                noise.per_upload,
+                if batched { MAX_PENDING_STEPS } else { 1 }
+            );
+            // A chunk of 4 steps, so that the last of 11 is partial.
+            noise.per_upload = noise.per_upload.min(4);
+            for (k, w) in want.iter().enumerate() {
+                let z = noise.take().unwrap();
+                assert_eq!(z.dims(), shape, "step {k}");
+                assert_eq!(
+                    &z.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    w,
+                    "step {k}"
+                );
+            }
+        }
     }
 
     #[test]
