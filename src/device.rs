@@ -166,26 +166,10 @@ impl CudaSetup {
     /// The setup the two variables ask for (`None`: unset, the default), or what is wrong with
     /// a value.
     pub fn parse(pool: Option<&str>, stream: Option<&str>) -> Result<Self, String> {
-        let mut setup = Self::default();
-        match pool.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("keep") => {}
-            Some("release") => setup.keep_pool = false,
-            Some(v) => {
-                return Err(format!(
-                    "{CUDA_POOL_VAR}={v}: expected keep (the default) or release"
-                ))
-            }
-        }
-        match stream.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("shared") => {}
-            Some("per-thread") => setup.shared_stream = false,
-            Some(v) => {
-                return Err(format!(
-                    "{CUDA_STREAM_VAR}={v}: expected shared (the default) or per-thread"
-                ))
-            }
-        }
-        Ok(setup)
+        Ok(Self {
+            keep_pool: !picks_other(CUDA_POOL_VAR, pool, "keep", "release")?,
+            shared_stream: !picks_other(CUDA_STREAM_VAR, stream, "shared", "per-thread")?,
+        })
     }
 
     /// The setup of this process's environment.
@@ -193,6 +177,19 @@ impl CudaSetup {
         let pool = std::env::var(CUDA_POOL_VAR).ok();
         let stream = std::env::var(CUDA_STREAM_VAR).ok();
         Self::parse(pool.as_deref(), stream.as_deref())
+    }
+}
+
+/// Whether `value` of variable `var` (`None`: unset) picks `other` rather than `default`, or
+/// what is wrong with it (any case, spaces around it ignored).
+fn picks_other(var: &str, value: Option<&str>, default: &str, other: &str) -> Result<bool, String> {
+    match value.map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if v == default => Ok(false),
+        Some(v) if v == other => Ok(true),
+        Some(v) => Err(format!(
+            "{var}={v}: expected {default} (the default) or {other}"
+        )),
     }
 }
 
