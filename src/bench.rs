@@ -383,7 +383,7 @@ impl PeakWatch {
 /// memory that CUDA's pool kept from the workload before is given back first, so the peak is
 /// this workload's own.
 fn watching<T>(spec: DeviceSpec, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
-    if spec != DeviceSpec::Cpu {
+    if matches!(spec, DeviceSpec::Cuda(_)) {
         crate::device::release_cached_memory(&spec.open()?)?;
     }
     let watch = PeakWatch::start(spec);

@@ -96,10 +96,17 @@ fn open_cuda(n: usize) -> anyhow::Result<Device> {
         anyhow::bail!("{why}");
     }
     let setup = CudaSetup::from_env().map_err(anyhow::Error::msg)?;
-    opened_once(&cuda::OPENED, n, || {
+    let open = || {
         cuda::open(n, setup)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", DeviceSpec::Cuda(n)))
-    })
+    };
+    if setup.shared_stream {
+        opened_once(&cuda::OPENED, n, open)
+    } else {
+        // candle's way throughout: a device of its own per opening, so that no two threads
+        // share a cuBLAS handle whose per-thread stream is a different stream in each.
+        open()
+    }
 }
 
 /// What `--device cuda` says in a binary built without the `cuda` feature.
@@ -139,9 +146,11 @@ pub const CUDA_POOL_VAR: &str = "DDPM_LAB_CUDA_POOL";
 
 /// The environment variable that picks the stream a CUDA device's work goes to: `shared` (the
 /// default), one stream of its own that every thread of the process queues to, in order, so a
-/// tensor made on one thread is ready when another uses it; or `per-thread`, candle's default,
-/// CUDA's per-thread default stream, where cudarc makes two CUDA events for every allocation
-/// and destroys them at its free, to order streams it never has to order here.
+/// tensor made on one thread is ready when another uses it, on the one device each GPU is
+/// opened as for the whole process; or `per-thread`, candle's default, CUDA's per-thread
+/// default stream, where cudarc makes two CUDA events for every allocation and destroys them
+/// at its free, to order streams it never has to order here, on a new device at each opening
+/// (as ddpm-lab did before).
 pub const CUDA_STREAM_VAR: &str = "DDPM_LAB_CUDA_STREAM";
 
 /// How a CUDA device is set up when it is opened: [`CUDA_POOL_VAR`] and [`CUDA_STREAM_VAR`].
@@ -149,7 +158,8 @@ pub const CUDA_STREAM_VAR: &str = "DDPM_LAB_CUDA_STREAM";
 pub struct CudaSetup {
     /// The memory pool keeps what is freed (release threshold: all of it).
     pub keep_pool: bool,
-    /// One stream shared by every thread, without cudarc's per-allocation events.
+    /// One stream shared by every thread, without cudarc's per-allocation events, and one
+    /// device per GPU for the process.
     pub shared_stream: bool,
 }
 
@@ -183,12 +193,14 @@ impl CudaSetup {
 /// Whether `value` of variable `var` (`None`: unset) picks `other` rather than `default`, or
 /// what is wrong with it (any case, spaces around it ignored).
 fn picks_other(var: &str, value: Option<&str>, default: &str, other: &str) -> Result<bool, String> {
-    match value.map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(false),
-        Some(v) if v == default => Ok(false),
-        Some(v) if v == other => Ok(true),
-        Some(v) => Err(format!(
-            "{var}={v}: expected {default} (the default) or {other}"
+    let Some(value) = value else {
+        return Ok(false);
+    };
+    match value.trim().to_ascii_lowercase() {
+        v if v == default => Ok(false),
+        v if v == other => Ok(true),
+        _ => Err(format!(
+            "{var}={value}: expected {default} (the default) or {other}"
         )),
     }
 }
@@ -318,10 +330,11 @@ mod cuda {
 
     use super::CudaSetup;
 
-    /// The CUDA devices this process has opened, by ordinal. candle makes a device of its own
-    /// at each `Device::new_cuda*` (its own stream, cuBLAS and cuRAND handles and loaded
-    /// modules, whose tensors cannot be mixed with another's), so the trainer, the sampler,
-    /// the benchmark's workloads and the lab's workers share the one opened first.
+    /// The CUDA devices this process has opened with a shared stream, by ordinal. candle makes
+    /// a device of its own at each `Device::new_cuda*` (its own stream, cuBLAS and cuRAND
+    /// handles and loaded modules, whose tensors cannot be mixed with another's), so the
+    /// trainer, the sampler, the benchmark's workloads and the lab's workers share the one
+    /// opened first.
     pub(super) static OPENED: std::sync::Mutex<Vec<(usize, Device)>> =
         std::sync::Mutex::new(Vec::new());
 
@@ -520,9 +533,9 @@ mod tests {
                 shared_stream: false
             })
         );
-        let err = CudaSetup::parse(Some("free"), None).unwrap_err();
+        let err = CudaSetup::parse(Some("Free"), None).unwrap_err();
         assert!(
-            err.contains("DDPM_LAB_CUDA_POOL=free") && err.contains("release"),
+            err.contains("DDPM_LAB_CUDA_POOL=Free") && err.contains("release"),
             "{err}"
         );
         let err = CudaSetup::parse(None, Some("thread")).unwrap_err();

@@ -143,11 +143,14 @@ pub fn bias_grad(dy: &Tensor, per_image: bool) -> Result<Tensor> {
 /// The most ones [`ones_column`] keeps per device and dtype (a 64×64 map's positions).
 const KEPT_ONES: usize = 4096;
 
-/// A `(len, 1)` column of ones on `device`: a view of one kept per device and dtype (up to
-/// [`KEPT_ONES`]), so that the bias gradients of a step do not each fill a new one (on a GPU,
-/// one launch and one allocation less per bias). They stay few: `DeviceSpec::open` opens each
-/// CUDA device once per process. A new column is waited for before it is kept, so that it is
-/// filled before any thread's product reads it, whichever stream that thread queues to.
+/// A `(len, 1)` column of ones on `device`: a view of one kept per dtype for the device last
+/// asked (up to [`KEPT_ONES`]), so that the bias gradients of a step do not each fill a new
+/// one (on a GPU, one launch and one allocation less per bias). `DeviceSpec::open` opens each
+/// GPU once per process, so it is kept for the run; with `DDPM_LAB_CUDA_STREAM=per-thread`
+/// each opening is a device of its own to candle, and another device's column replaces it
+/// rather than keep that device (its stream, handles and modules) alive for good. A new
+/// column is waited for before it is kept, so that it is filled before any thread's product
+/// reads it, whichever stream that thread queues to.
 fn ones_column(len: usize, dtype: DType, device: &candle_core::Device) -> Result<Tensor> {
     use std::sync::Mutex;
     static KEPT: Mutex<Vec<Tensor>> = Mutex::new(Vec::new());
@@ -163,6 +166,7 @@ fn ones_column(len: usize, dtype: DType, device: &candle_core::Device) -> Result
         None => {
             let t = Tensor::ones((KEPT_ONES, 1), dtype, device)?;
             device.synchronize()?;
+            kept.retain(|k| k.dtype() != dtype);
             kept.push(t.clone());
             t
         }
