@@ -5,21 +5,21 @@
 # Usage: scripts/gpu-check.sh OUTDIR
 #
 # In order, each step under its own `timeout`, a failed step recorded and the next one run:
-#   nvidia-smi → the binary (version, linked libraries) → parity with the PyTorch fixtures
-#   (`forward` on forward_case and on q_sample_case's x_t) → every parameter's gradient on
-#   DEVICE against the CPU (`check-device`, both UNets) → a training smoke run stopped with
-#   Ctrl-C after TRAIN_SECONDS (the loss must fall) → its checkpoint sampled with DDIM and DDPM
-#   on DEVICE and on the CPU with the same seed (the same images up to rounding) → training
-#   resumed on the CPU for 2 steps from that checkpoint, then sampled on DEVICE again →
-#   `ddpm-lab bench --json` and the same workloads in PyTorch (scripts/pytorch_bench.py), strict
-#   float32, then both with TF32 (`--tf32`); then, optional (not part of the report's `ok`),
-#   the training and forward times with each CUDA device setting undone in turn (CUDA_AB),
-#   the gradients and the training and forward times with each other conv algorithm
-#   (CONV_ALGOS), ddpm-lab with candle's stock ops (the A/B of ops::device_conv), with each of its CUDA kernels
-#   switched off in turn (KERNEL_AB), `nsys` summaries and `ncu` kernel times of its training
-#   step, and `ncu` kernel times of PyTorch's. While each benchmark runs, nvidia-smi reads the
-#   GPU's used memory 10 times a second (peak over the idle reading). The whole run stays under
-#   TOTAL_SECONDS.
+#   nvidia-smi → the binary (version, linked libraries) → every parameter's gradient on DEVICE
+#   against the CPU (`check-device`, both UNets; should it fail with ddpm-lab's CUDA setup and pass
+#   with CUDA's own, the rest runs with CUDA's own) → parity with the PyTorch fixtures (`forward` on
+#   forward_case and on q_sample_case's x_t) → a training smoke run stopped with Ctrl-C after
+#   TRAIN_SECONDS (the loss must fall) → its checkpoint sampled with DDIM and DDPM on DEVICE and on
+#   the CPU with the same seed (the same images up to rounding) → training resumed on the CPU for 2
+#   steps from that checkpoint, then sampled on DEVICE again → `ddpm-lab bench --json` and the same
+#   workloads in PyTorch (scripts/pytorch_bench.py), strict float32, then both with TF32 (`--tf32`);
+#   then, optional (not part of the report's `ok`), the training and forward times with each CUDA
+#   device setting undone in turn (CUDA_AB), the gradients and the training and forward times with
+#   each other conv algorithm (CONV_ALGOS), ddpm-lab with candle's stock ops (the A/B of
+#   ops::device_conv), with each of its CUDA kernels switched off in turn (KERNEL_AB), `nsys`
+#   summaries and `ncu` kernel times of its training step, and `ncu` kernel times of PyTorch's.
+#   While each benchmark runs, nvidia-smi reads the GPU's used memory 10 times a second (peak over
+#   the idle reading). The whole run stays under TOTAL_SECONDS.
 #
 #   DEVICE=cuda         device for every step (DEVICE=cpu tests the script on any machine)
 #   DDPM_LAB=path       the binary (default: gpu-bin/ddpm-lab, else gpu-bin/ddpm-lab.gz or .xz
@@ -203,7 +203,30 @@ else
   missing binary "no ddpm-lab binary: set DDPM_LAB or carry gpu-bin/ddpm-lab"
 fi
 
-# 3. Parity with the PyTorch fixtures: the UNet at init weights on forward_case's x and t, and
+# 3. Gradients: the blog UNet's output and every parameter's gradient on DEVICE against the
+# CPU (`ddpm-lab check-device`: same weights, same inputs), then the same for today's UNet.
+# The first GPU work of the run: should it fail with ddpm-lab's CUDA setup (src/device.rs: one
+# shared stream without cudarc's events, a pool that keeps freed memory) and pass with CUDA's
+# and candle's own, the rest of the run takes theirs (`cuda_setup_fallback` in the report).
+SETUP_FALLBACK=0
+if [ -n "$BIN" ]; then
+  step check_device 60 "$BIN" check-device --device "$DEVICE" --json
+  if [ "$DEVICE" != cpu ] && [ "$(cat "$WORK/check_device.rc" 2>/dev/null)" != 0 ]; then
+    step check_device_cuda_setup_undone 60 env DDPM_LAB_CUDA_STREAM=per-thread \
+      DDPM_LAB_CUDA_POOL=release "$BIN" check-device --device "$DEVICE" --json
+    if [ "$(cat "$WORK/check_device_cuda_setup_undone.rc" 2>/dev/null)" = 0 ]; then
+      export DDPM_LAB_CUDA_STREAM=per-thread DDPM_LAB_CUDA_POOL=release
+      SETUP_FALLBACK=1
+      log "check-device failed with ddpm-lab's CUDA setup and passed with CUDA's own: using it"
+    fi
+  fi
+  step check_device_current 60 "$BIN" check-device --device "$DEVICE" --json --unet current
+else
+  missing check_device "no ddpm-lab binary"
+  missing check_device_current "no ddpm-lab binary"
+fi
+
+# 3b. Parity with the PyTorch fixtures: the UNet at init weights on forward_case's x and t, and
 # on q_sample_case's x_t and t (its eps_convnext).
 if [ -n "$BIN" ] && [ -n "$FIX" ] && [ -f "$FIX/forward_case.safetensors" ]; then
   step parity_forward 60 "$BIN" forward --device "$DEVICE" \
@@ -220,16 +243,6 @@ if [ -n "$BIN" ] && [ -n "$FIX" ] && [ -f "$FIX/forward_case.safetensors" ]; the
 else
   missing parity_forward "no binary or no fixtures (SHARED=${SHARED:-not found})"
   missing parity_q_sample "no binary or no fixtures (SHARED=${SHARED:-not found})"
-fi
-
-# 3b. Gradients: the blog UNet's output and every parameter's gradient on DEVICE against the
-# CPU (`ddpm-lab check-device`: same weights, same inputs), then the same for today's UNet.
-if [ -n "$BIN" ]; then
-  step check_device 60 "$BIN" check-device --device "$DEVICE" --json
-  step check_device_current 60 "$BIN" check-device --device "$DEVICE" --json --unet current
-else
-  missing check_device "no ddpm-lab binary"
-  missing check_device_current "no ddpm-lab binary"
 fi
 
 # 4. Training smoke run: real Fashion-MNIST from the shared folder when there (no network on
@@ -439,7 +452,7 @@ GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINA
   GC_PYTHONPATH=${PYTHONPATH:-} \
   GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
   GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB GC_CONV_ALGOS=$CONV_ALGOS \
-  GC_CUDA_AB=$CUDA_AB \
+  GC_CUDA_AB=$CUDA_AB GC_SETUP_FALLBACK=$SETUP_FALLBACK \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
 import json, os, sys
@@ -454,6 +467,7 @@ json.dump({
     "stock_run": e["GC_BENCH_STOCK"] == "1",
     "kernel_ab": e["GC_KERNEL_AB"].split(),
     "cuda_ab": e["GC_CUDA_AB"].split(),
+    "cuda_setup_fallback": e["GC_SETUP_FALLBACK"] == "1",
     "conv_algos": e["GC_CONV_ALGOS"].split(),
     "parity_tolerance": float(e["GC_TOL"]), "seconds_before_report": int(e["GC_TOTAL"]),
     "cpus": os.cpu_count(),

@@ -353,11 +353,14 @@ def report(work, out_path):
     )
     algos = info.get("conv_algos") or []
     algo_checks = [f"check_device_conv_{a}" for a in algos]
-    for name in ("check_device", "check_device_current", *algo_checks):
+    for name in ("check_device", "check_device_current", "check_device_cuda_setup_undone",
+                 *algo_checks):
         rec = json_step(work, name)
         if rec is not None and "result" in rec:
             rec["ok"] = rec["ok"] and (rec["result"] or {}).get("ok") is True
-        steps[name] = rec
+        # The check with the CUDA setup undone runs only when the first one failed.
+        if rec is not None or name != "check_device_cuda_setup_undone":
+            steps[name] = rec
     steps["train_smoke"] = training(work, step_record(work, "train"))
     for sampler in ("ddim", "ddpm"):
         steps[f"sample_{sampler}_device_vs_cpu"] = sampling(work, sampler)
@@ -445,6 +448,7 @@ def report(work, out_path):
         "ncu_train_conv_algo",
         *without,
         *setups.values(),
+        "check_device_cuda_setup_undone",
         *algo_checks,
         *algo_benches,
     )

@@ -192,6 +192,9 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
     );
     // The A/B of a CUDA device setting (read only where a CUDA device opens: here it runs
     // the same bench again), training and forward only.
+    // The first check passed, so the run kept ddpm-lab's CUDA setup and never tried without.
+    assert_eq!(report["cuda_setup_fallback"], false, "{report}");
+    assert!(steps.get("check_device_cuda_setup_undone").is_none());
     let setup_gain = &report["cuda_setup_gain"]["stream=per-thread"];
     assert!(
         setup_gain["forward_images_per_s"].as_f64().unwrap_or(0.0) > 0.0,
