@@ -66,7 +66,7 @@ struct Entry {
     product: Product,
     conv: ImplicitConv,
     tf32: bool,
-    /// Milliseconds per run of each candidate that ran, in [`candidates`] order.
+    /// Milliseconds of the fastest run of each candidate that ran, in [`candidates`] order.
     times_ms: Vec<(ConvAlgo, f64)>,
     /// The candidates whose run failed.
     failed: Vec<ConvAlgo>,
@@ -85,7 +85,7 @@ pub struct TuneRecord {
     pub conv: ImplicitConv,
     /// Whether cuBLAS could use TF32 (`--tf32`): im2col's products then run on tensor cores.
     pub tf32: bool,
-    /// Milliseconds per run of each candidate that ran, by [`ConvAlgo::name`].
+    /// Milliseconds of the fastest run of each candidate that ran, by [`ConvAlgo::name`].
     pub times_ms: BTreeMap<&'static str, f64>,
     /// The candidates whose run failed (left out of the choice).
     pub failed: Vec<&'static str>,
