@@ -198,6 +198,9 @@ pub struct BenchReport {
     pub custom_ops: bool,
     /// ddpm-lab's CUDA kernels that ran (`DDPM_LAB_CUDA_KERNELS`; empty off CUDA).
     pub cuda_kernels: Vec<String>,
+    /// How the CUDA device was set up (`DDPM_LAB_CUDA_STREAM`, `DDPM_LAB_CUDA_POOL`: e.g.
+    /// `stream=shared pool=keep`; `None` off CUDA).
+    pub cuda_setup: Option<String>,
     /// The CUDA conv's algorithm as set (`DDPM_LAB_CONV_ALGO`: `im2col`, `auto` or an
     /// `implicit` variant; `None` where ddpm-lab's CUDA conv does not run). The setting: 1×1
     /// and 7×7 convs have no implicit kernel, and a stride-2 conv's input gradient stays
@@ -282,6 +285,9 @@ impl fmt::Display for BenchReport {
             };
         if !self.cuda_kernels.is_empty() {
             writeln!(f, "CUDA kernels: {}", self.cuda_kernels.join(", "))?;
+        }
+        if let Some(setup) = &self.cuda_setup {
+            writeln!(f, "CUDA device: {setup}")?;
         }
         if let Some(algo) = &self.conv_algo {
             write!(f, "CUDA conv: {algo}")?;
@@ -576,6 +582,10 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         tf32: opts.tf32,
         custom_ops: crate::ops::enabled() && opts.device == DeviceSpec::Cpu,
         conv_algo: conv_algo(&cuda_kernels),
+        cuda_setup: matches!(opts.device, DeviceSpec::Cuda(_))
+            .then(|| crate::device::CudaSetup::from_env().ok())
+            .flatten()
+            .map(|setup| setup.to_string()),
         conv_tuning: crate::ops::conv_tuner::TUNER.records(),
         cuda_kernels,
         threads: rayon::current_num_threads(),
@@ -680,6 +690,7 @@ mod tests {
             "device",
             "device_name",
             "tf32",
+            "cuda_setup",
         ] {
             assert!(json.get(key).is_some(), "json lacks {key}");
         }

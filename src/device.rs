@@ -172,6 +172,19 @@ impl Default for CudaSetup {
     }
 }
 
+impl fmt::Display for CudaSetup {
+    /// `stream=shared pool=keep`: the two settings, as the variables name them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stream = if self.shared_stream {
+            "shared"
+        } else {
+            "per-thread"
+        };
+        let pool = if self.keep_pool { "keep" } else { "release" };
+        write!(f, "stream={stream} pool={pool}")
+    }
+}
+
 impl CudaSetup {
     /// The setup the two variables ask for (`None`: unset, the default), or what is wrong with
     /// a value.
@@ -532,6 +545,13 @@ mod tests {
                 keep_pool: false,
                 shared_stream: false
             })
+        );
+        assert_eq!(default.to_string(), "stream=shared pool=keep");
+        assert_eq!(
+            CudaSetup::parse(Some("release"), Some("per-thread"))
+                .unwrap()
+                .to_string(),
+            "stream=per-thread pool=release"
         );
         let err = CudaSetup::parse(Some("Free"), None).unwrap_err();
         assert!(
