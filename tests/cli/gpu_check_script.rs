@@ -250,6 +250,95 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         .all(|f| f == "nvidia_smi" || f == "pytorch_bench" || f == "train_smoke"));
 }
 
+/// Should the first check fail with ddpm-lab's CUDA setup and pass with it undone, the rest of
+/// the visit runs with it undone and the report says so: here with a stand-in binary whose
+/// `check-device` fails unless `DDPM_LAB_CUDA_STREAM` is set, which logs what each call saw.
+#[test]
+fn a_first_check_that_fails_only_with_the_cuda_setup_runs_the_visit_without_it() {
+    let out = tempfile::tempdir().unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    let log = tools.path().join("calls.log");
+    let stand_in = tools.path().join("ddpm-lab");
+    std::fs::write(
+        &stand_in,
+        format!(
+            r#"#!/usr/bin/env bash
+echo "${{DDPM_LAB_CUDA_STREAM:-unset}} ${{DDPM_LAB_CUDA_POOL:-unset}} $1" >> "{log}"
+if [ "$1" = check-device ] && [ -z "${{DDPM_LAB_CUDA_STREAM:-}}" ]; then
+  echo "gradients differ" >&2; exit 1
+fi
+exec "{BIN}" "$@"
+"#,
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let status = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
+        .arg(out.path())
+        .env("DEVICE", "cpu")
+        .env("DDPM_LAB", &stand_in)
+        .env("SHARED", tools.path())
+        .env("TRAIN_SECONDS", "3")
+        .env(
+            "TRAIN_ARGS",
+            "--dim 8 --dim-mults 1,2 --batch-size 4 --timesteps 10",
+        )
+        .env(
+            "BENCH_ARGS",
+            "--config tiny --batch-size 2 --forward-batch 2 --sample-batch 1 --sample-steps 3",
+        )
+        .env("TF32", "0")
+        .env("BENCH_STOCK", "0")
+        .env("CONV_ALGOS", "")
+        .env("KERNEL_AB", "")
+        .env("CUDA_AB", "")
+        .env("NSYS", "0")
+        .env("NCU", "0")
+        .env("PYTHON", "python3")
+        .status()
+        .expect("run bash");
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(out.path().join("gpu-check.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let steps = &report["steps"];
+    assert_eq!(report["cuda_setup_fallback"], true, "{report}");
+    assert_eq!(steps["check_device"]["ok"], false, "{report}");
+    assert_eq!(
+        steps["check_device_cuda_setup_undone"]["ok"], true,
+        "{report}"
+    );
+    // The failed check stays in the report's failures; the one that passed is optional.
+    let failed = report["failed"].as_array().unwrap();
+    assert!(failed.iter().any(|f| f == "check_device"), "{report}");
+    assert_eq!(report["optional_failed"], serde_json::json!([]), "{report}");
+    // Every call after the first check saw both settings undone, training and the benchmark
+    // too.
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    let first = calls
+        .iter()
+        .position(|c| c.ends_with(" check-device"))
+        .expect("check-device ran");
+    assert_eq!(calls[first], "unset unset check-device", "{calls:?}");
+    assert!(
+        calls[first + 1..]
+            .iter()
+            .all(|c| c.starts_with("per-thread release ")),
+        "{calls:?}"
+    );
+    for command in ["train", "sample", "bench"] {
+        assert!(
+            calls.iter().any(|c| c.ends_with(&format!(" {command}"))),
+            "{command}: {calls:?}"
+        );
+    }
+}
+
 /// `gpu_check.py conv-tuning` sums `bench --json`'s per-shape timings of `auto` per product.
 #[test]
 fn the_conv_tuning_summary_adds_each_candidates_times_per_product() {
