@@ -712,13 +712,16 @@ where
             let etx2 = etx.clone();
             let result = crate::catch_panic(move || {
                 let (mut trainer, mut source) = make()?;
-                let r = trainer.run_loop(source.as_mut(), &etx, &crx);
-                if r.is_err() {
-                    // Keep the last good checkpoint; report the step reached.
-                    return r
-                        .map_err(|e| (trainer.step(), e))
-                        .map_err(|(s, e)| e.context(format!("at step {s}")));
-                }
+                // Keep the last good checkpoint; report the step reached.
+                let r = trainer
+                    .run_loop(source.as_mut(), &etx, &crx)
+                    .map_err(|e| e.context(format!("at step {}", trainer.step())));
+                // The memory the run held, back to the GPU's driver (the pool keeps what is
+                // freed; the lab may sit idle, or another process want the GPU). Nothing to do
+                // off CUDA.
+                let device = trainer.device().clone();
+                drop((trainer, source));
+                let _ = crate::device::release_cached_memory(&device);
                 r
             });
             let msg = match result {
