@@ -444,21 +444,23 @@ const TUNE_WARMUP: usize = 1;
 /// Timed runs of a candidate; `auto` compares the fastest of them.
 const TUNE_RUNS: usize = 3;
 
-/// The algorithm for `product` of `ic`: the setting ([`ConvAlgo::current`]), or for `auto` the
-/// tuner's choice for this shape, which on its first use times `run` with each candidate.
-fn resolve(
+/// `run` (`product` of `ic`) by its algorithm: the setting ([`ConvAlgo::current`]), or for
+/// `auto` the tuner's choice for this shape, which on its first use times `run` with each
+/// candidate.
+fn run_tuned(
     dev: &CudaDevice,
     product: Product,
     ic: &ImplicitConv,
     run: impl Fn(ConvAlgo) -> Result<CudaSlice<f32>>,
-) -> Result<ConvAlgo> {
-    match ConvAlgo::current() {
+) -> Result<CudaSlice<f32>> {
+    let algo = match ConvAlgo::current() {
         ConvAlgo::Auto => {
             let tf32 = candle_core::cuda::gemm_reduced_precision_f32();
-            TUNER.choose(product, ic, tf32, |algo| time_ms(dev, || run(algo)))
+            TUNER.choose(product, ic, tf32, |algo| time_ms(dev, || run(algo)))?
         }
-        algo => Ok(algo),
-    }
+        algo => algo,
+    };
+    run(algo)
 }
 
 /// Milliseconds of the fastest of [`TUNE_RUNS`] runs of `run` on `dev`'s stream, each between
@@ -494,8 +496,9 @@ fn forward(
     bias: Option<&CudaView<f32>>,
 ) -> Result<CudaSlice<f32>> {
     let ic = ImplicitConv::forward(plan);
-    let run = |algo| forward_by(dev, plan, &ic, algo, x, w, bias);
-    run(resolve(dev, Product::Forward, &ic, run)?)
+    run_tuned(dev, Product::Forward, &ic, |algo| {
+        forward_by(dev, plan, &ic, algo, x, w, bias)
+    })
 }
 
 /// [`forward`] by `algo` (`ic` is the plan's implicit conv).
@@ -700,8 +703,9 @@ fn input_grad(
     let Some(ic) = ImplicitConv::input_grad(plan) else {
         return input_grad_by(dev, plan, None, dy, w);
     };
-    let run = |algo: ConvAlgo| input_grad_by(dev, plan, Some((&ic, algo)), dy, w);
-    run(resolve(dev, Product::InputGrad, &ic, run)?)
+    run_tuned(dev, Product::InputGrad, &ic, |algo| {
+        input_grad_by(dev, plan, Some((&ic, algo)), dy, w)
+    })
 }
 
 /// [`input_grad`] by `algo` for its implicit conv `ic` (a stride-1 conv's), else im2col's
@@ -770,8 +774,9 @@ fn weight_grad(
     dy: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
     let ic = ImplicitConv::forward(plan);
-    let run = |algo| weight_grad_by(dev, plan, &ic, algo, x, dy);
-    run(resolve(dev, Product::WeightGrad, &ic, run)?)
+    run_tuned(dev, Product::WeightGrad, &ic, |algo| {
+        weight_grad_by(dev, plan, &ic, algo, x, dy)
+    })
 }
 
 /// [`weight_grad`] by `algo` (`ic` is the plan's implicit conv): the implicit kernel, or the
