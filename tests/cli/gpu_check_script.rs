@@ -6,6 +6,31 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ddpm-lab");
 
+/// Runs `scripts/gpu-check.sh` into `out` with the CPU as its device, no TF32 runs and
+/// `python3` (PyTorch is not needed: its steps are recorded as missing), plus `env`; the
+/// report it wrote.
+fn run_script(out: &std::path::Path, env: &[(&str, &str)]) -> serde_json::Value {
+    let status = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
+        .arg(out)
+        .env("DEVICE", "cpu")
+        .env("TF32", "0")
+        .env("PYTHON", "python3")
+        .envs(env.iter().copied())
+        .status()
+        .expect("run bash");
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(out.join("gpu-check.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Writes the script `text` to `path`, executable.
+fn write_executable(path: &std::path::Path, text: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 #[test]
 fn the_gpu_check_script_runs_every_step_on_the_cpu() {
     let Some(_fixtures) =
@@ -18,7 +43,7 @@ fn the_gpu_check_script_runs_every_step_on_the_cpu() {
     // report file, `stats` prints a summary (checks how the script calls them).
     let tools = tempfile::tempdir().unwrap();
     let nsys = tools.path().join("nsys");
-    std::fs::write(
+    write_executable(
         &nsys,
         r#"#!/usr/bin/env bash
 case "$1" in
@@ -32,12 +57,11 @@ case "$1" in
   *) exit 2 ;;
 esac
 "#,
-    )
-    .unwrap();
+    );
     // And for Nsight Compute: runs the command after its options (the training step only) and
     // prints --csv rows of kernel times as ncu does, in two units.
     let ncu = tools.path().join("ncu");
-    std::fs::write(
+    write_executable(
         &ncu,
         r#"#!/usr/bin/env bash
 while [ "${1#-}" != "$1" ]; do case "$1" in --csv) shift ;; *) shift 2 ;; esac; done
@@ -49,45 +73,31 @@ echo '"0","im2col_f32","gpu__time_duration.sum","usecond","1,500.00"'
 echo '"1","group_norm_fwd","gpu__time_duration.sum","nsecond","1000"'
 echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
 "#,
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        for tool in [&nsys, &ncu] {
-            std::fs::set_permissions(tool, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-    }
+    );
     let path = format!(
         "{}:{}",
         tools.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let status = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
-        .arg(out.path())
-        .env("DEVICE", "cpu")
-        .env("DDPM_LAB", BIN)
-        .env("TRAIN_SECONDS", "8")
-        .env(
-            "TRAIN_ARGS",
-            "--dim 8 --dim-mults 1,2 --batch-size 8 --timesteps 10",
-        )
-        .env(
-            "BENCH_ARGS",
-            "--config tiny --batch-size 4 --forward-batch 4 --sample-batch 2 --sample-steps 5",
-        )
-        .env("TF32", "0")
-        .env("KERNEL_AB", "bias")
-        .env("CUDA_AB", "stream=per-thread")
-        .env("CONV_ALGOS", "implicit auto")
-        .env("PATH", path)
-        // PyTorch is not needed here: its step is recorded as missing.
-        .env("PYTHON", "python3")
-        .status()
-        .expect("run bash");
-    assert!(status.success(), "{status:?}");
-    let text = std::fs::read_to_string(out.path().join("gpu-check.json")).unwrap();
-    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let report = run_script(
+        out.path(),
+        &[
+            ("DDPM_LAB", BIN),
+            ("TRAIN_SECONDS", "8"),
+            (
+                "TRAIN_ARGS",
+                "--dim 8 --dim-mults 1,2 --batch-size 8 --timesteps 10",
+            ),
+            (
+                "BENCH_ARGS",
+                "--config tiny --batch-size 4 --forward-batch 4 --sample-batch 2 --sample-steps 5",
+            ),
+            ("KERNEL_AB", "bias"),
+            ("CUDA_AB", "stream=per-thread"),
+            ("CONV_ALGOS", "implicit auto"),
+            ("PATH", &path),
+        ],
+    );
     let steps = &report["steps"];
     let ok = |name: &str| steps[name]["ok"].as_bool() == Some(true);
     // The smoke run trained and checkpointed (its loss need not fall in 8 s of a tiny model).
@@ -259,7 +269,7 @@ fn a_first_check_that_fails_only_with_the_cuda_setup_runs_the_visit_without_it()
     let tools = tempfile::tempdir().unwrap();
     let log = tools.path().join("calls.log");
     let stand_in = tools.path().join("ddpm-lab");
-    std::fs::write(
+    write_executable(
         &stand_in,
         format!(
             r#"#!/usr/bin/env bash
@@ -271,40 +281,29 @@ exec "{BIN}" "$@"
 "#,
             log = log.display()
         ),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let status = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
-        .arg(out.path())
-        .env("DEVICE", "cpu")
-        .env("DDPM_LAB", &stand_in)
-        .env("SHARED", tools.path())
-        .env("TRAIN_SECONDS", "3")
-        .env(
-            "TRAIN_ARGS",
-            "--dim 8 --dim-mults 1,2 --batch-size 4 --timesteps 10",
-        )
-        .env(
-            "BENCH_ARGS",
-            "--config tiny --batch-size 2 --forward-batch 2 --sample-batch 1 --sample-steps 3",
-        )
-        .env("TF32", "0")
-        .env("BENCH_STOCK", "0")
-        .env("CONV_ALGOS", "")
-        .env("KERNEL_AB", "")
-        .env("CUDA_AB", "")
-        .env("NSYS", "0")
-        .env("NCU", "0")
-        .env("PYTHON", "python3")
-        .status()
-        .expect("run bash");
-    assert!(status.success(), "{status:?}");
-    let text = std::fs::read_to_string(out.path().join("gpu-check.json")).unwrap();
-    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    );
+    let report = run_script(
+        out.path(),
+        &[
+            ("DDPM_LAB", stand_in.to_str().unwrap()),
+            ("SHARED", tools.path().to_str().unwrap()),
+            ("TRAIN_SECONDS", "3"),
+            (
+                "TRAIN_ARGS",
+                "--dim 8 --dim-mults 1,2 --batch-size 4 --timesteps 10",
+            ),
+            (
+                "BENCH_ARGS",
+                "--config tiny --batch-size 2 --forward-batch 2 --sample-batch 1 --sample-steps 3",
+            ),
+            ("BENCH_STOCK", "0"),
+            ("CONV_ALGOS", ""),
+            ("KERNEL_AB", ""),
+            ("CUDA_AB", ""),
+            ("NSYS", "0"),
+            ("NCU", "0"),
+        ],
+    );
     let steps = &report["steps"];
     assert_eq!(report["cuda_setup_fallback"], true, "{report}");
     assert_eq!(steps["check_device"]["ok"], false, "{report}");
