@@ -7,7 +7,8 @@
 # In order, each step under its own `timeout`, a failed step recorded and the next one run:
 #   nvidia-smi → the binary (version, linked libraries) → every parameter's gradient on DEVICE
 #   against the CPU (`check-device`, both UNets; should it fail with ddpm-lab's CUDA setup and pass
-#   with CUDA's own, the rest runs with CUDA's own) → parity with the PyTorch fixtures (`forward` on
+#   with CUDA's own, the rest runs with CUDA's own; should it fail with both and pass without
+#   ddpm-lab's kernels, the ones that fail alone are left out of the rest) → parity with the PyTorch fixtures (`forward` on
 #   forward_case and on q_sample_case's x_t) → a training smoke run stopped with Ctrl-C after
 #   TRAIN_SECONDS (the loss must fall) → its checkpoint sampled with DDIM and DDPM on DEVICE and on
 #   the CPU with the same seed (the same images up to rounding) → training resumed on the CPU for 2
@@ -52,6 +53,9 @@
 #                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
 #                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS=-name;
 #                       `own_kernel_gain` in the report); empty skips it
+#   KERNEL_NAMES="conv bias softmax gelu depthwise group_norm multi_tensor"
+#                       the kernels checked one at a time when the first check fails
+#                       (`kernels_left_out` in the report: those that failed alone)
 #   NSYS=1              last, if time is left and `nsys` is on PATH: Nsight Systems' kernel and
 #                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
 #   NCU=1               then, likewise with `ncu` (Nsight Compute): the GPU time of each kernel
@@ -92,6 +96,7 @@ CUDA_AB=${CUDA_AB-pool=release stream=per-thread}
 CONV_ALGOS=${CONV_ALGOS-auto implicit implicit-fwd implicit-m32 implicit-m64}
 NCU_CONV_ALGO=${NCU_CONV_ALGO-implicit}
 KERNEL_AB=${KERNEL_AB-conv bias softmax gelu depthwise multi_tensor}
+KERNEL_NAMES=${KERNEL_NAMES:-conv bias softmax gelu depthwise group_norm multi_tensor}
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}
 TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
@@ -210,6 +215,7 @@ fi
 # and candle's own, the rest of the run takes theirs (`cuda_setup_fallback` in the report).
 # (On the CPU the two variables change nothing, so a failure there stays a failure.)
 SETUP_FALLBACK=0
+KERNELS_LEFT_OUT=
 if [ -n "$BIN" ]; then
   step check_device 60 "$BIN" check-device --device "$DEVICE" --json
   if [ "$(cat "$WORK/check_device.rc" 2>/dev/null)" != 0 ]; then
@@ -219,6 +225,26 @@ if [ -n "$BIN" ]; then
       export DDPM_LAB_CUDA_STREAM=per-thread DDPM_LAB_CUDA_POOL=release
       SETUP_FALLBACK=1
       log "check-device failed with ddpm-lab's CUDA setup and passed with CUDA's own: using it"
+    fi
+  fi
+  # Still failing: find ddpm-lab's kernels at fault. With none of them first; should that pass,
+  # each kernel alone, and those that fail alone are left out for the rest of the run (all of
+  # them, should each pass alone), checked once more together (`kernels_left_out` in the report).
+  # Each check takes about a second on the GPU.
+  if [ "$(cat "$WORK/check_device.rc" 2>/dev/null)" != 0 ] && [ "$SETUP_FALLBACK" = 0 ]; then
+    step check_device_kernels_none 60 env DDPM_LAB_CUDA_KERNELS=none "$BIN" check-device \
+      --device "$DEVICE" --json
+    if [ "$(cat "$WORK/check_device_kernels_none.rc" 2>/dev/null)" = 0 ]; then
+      for k in $KERNEL_NAMES; do
+        step "check_device_kernel_$k" 60 env DDPM_LAB_CUDA_KERNELS="$k" "$BIN" check-device \
+          --device "$DEVICE" --json
+        [ "$(cat "$WORK/check_device_kernel_$k.rc" 2>/dev/null)" = 0 ] || KERNELS_LEFT_OUT="$KERNELS_LEFT_OUT,-$k"
+      done
+      KERNELS_LEFT_OUT=${KERNELS_LEFT_OUT#,}
+      export DDPM_LAB_CUDA_KERNELS=${KERNELS_LEFT_OUT:-none}
+      KERNELS_LEFT_OUT=$DDPM_LAB_CUDA_KERNELS
+      log "check-device passes without ddpm-lab's kernels: the run goes on with DDPM_LAB_CUDA_KERNELS=$DDPM_LAB_CUDA_KERNELS"
+      step check_device_kernels_left_out 60 "$BIN" check-device --device "$DEVICE" --json
     fi
   fi
   step check_device_current 60 "$BIN" check-device --device "$DEVICE" --json --unet current
@@ -388,8 +414,12 @@ fi
 # with that kernel switched off (its fallback: candle's ops or ops::device_conv); optional.
 if [ -n "$KERNEL_AB" ] && [ -n "$BIN" ]; then
   for k in $KERNEL_AB; do
+    # The kernels a failed check left out (step 3) stay out; one of them has nothing to time.
+    case ",$KERNELS_LEFT_OUT," in *",-$k,"* | ,none,) continue ;; esac
+    off="-$k"
+    [ -n "$KERNELS_LEFT_OUT" ] && off="$KERNELS_LEFT_OUT,-$k"
     # shellcheck disable=SC2086
-    polled "bench_without_$k" 120 env DDPM_LAB_CUDA_KERNELS="-$k" "$BIN" bench \
+    polled "bench_without_$k" 120 env DDPM_LAB_CUDA_KERNELS="$off" "$BIN" bench \
       --device "$DEVICE" --json $BENCH_ARGS --only train,forward --repeats 2
   done
 fi
@@ -452,8 +482,8 @@ GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINA
   GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
   GC_PYTHONPATH=${PYTHONPATH:-} \
   GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
-  GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB GC_CONV_ALGOS=$CONV_ALGOS \
-  GC_CUDA_AB=$CUDA_AB GC_SETUP_FALLBACK=$SETUP_FALLBACK \
+  GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB GC_KERNEL_NAMES=$KERNEL_NAMES GC_CONV_ALGOS=$CONV_ALGOS \
+  GC_CUDA_AB=$CUDA_AB GC_SETUP_FALLBACK=$SETUP_FALLBACK GC_KERNELS_LEFT_OUT=$KERNELS_LEFT_OUT \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
 import json, os, sys
@@ -467,8 +497,11 @@ json.dump({
     "tf32_runs": e["GC_TF32"] == "1" and e["GC_DEVICE"] != "cpu",
     "stock_run": e["GC_BENCH_STOCK"] == "1",
     "kernel_ab": e["GC_KERNEL_AB"].split(),
+    "kernel_names": e["GC_KERNEL_NAMES"].split(),
     "cuda_ab": e["GC_CUDA_AB"].split(),
     "cuda_setup_fallback": e["GC_SETUP_FALLBACK"] == "1",
+    "kernels_left_out": [k.lstrip("-") for k in e["GC_KERNELS_LEFT_OUT"].split(",") if k]
+    if e["GC_KERNELS_LEFT_OUT"] != "none" else e["GC_KERNEL_NAMES"].split(),
     "conv_algos": e["GC_CONV_ALGOS"].split(),
     "parity_tolerance": float(e["GC_TOL"]), "seconds_before_report": int(e["GC_TOTAL"]),
     "cpus": os.cpu_count(),

@@ -353,13 +353,19 @@ def report(work, out_path):
     )
     algos = info.get("conv_algos") or []
     algo_checks = [f"check_device_conv_{a}" for a in algos]
-    for name in ("check_device", "check_device_current", "check_device_cuda_setup_undone",
-                 *algo_checks):
+    # The checks that look for a fault when the first check fails (the CUDA setup undone, then
+    # ddpm-lab's kernels: none, each alone, the faulty ones left out) run only then.
+    fault_checks = [
+        "check_device_cuda_setup_undone",
+        "check_device_kernels_none",
+        *[f"check_device_kernel_{k}" for k in info.get("kernel_names") or []],
+        "check_device_kernels_left_out",
+    ]
+    for name in ("check_device", "check_device_current", *fault_checks, *algo_checks):
         rec = json_step(work, name)
         if rec is not None and "result" in rec:
             rec["ok"] = rec["ok"] and (rec["result"] or {}).get("ok") is True
-        # The check with the CUDA setup undone runs only when the first one failed.
-        if rec is not None or name != "check_device_cuda_setup_undone":
+        if rec is not None or name not in fault_checks:
             steps[name] = rec
     steps["train_smoke"] = training(work, step_record(work, "train"))
     for sampler in ("ddim", "ddpm"):
@@ -369,7 +375,9 @@ def report(work, out_path):
     benches = ["bench", "pytorch_bench"]
     if info.get("stock_run"):
         benches.append("bench_stock")
-    without = [f"bench_without_{k}" for k in info.get("kernel_ab") or []]
+    # A kernel a failed check left out has no A/B: the visit ran without it.
+    left_out = set(info.get("kernels_left_out") or [])
+    without = [f"bench_without_{k}" for k in info.get("kernel_ab") or [] if k not in left_out]
     benches += without
     setups = {s: cuda_ab_step(s) for s in info.get("cuda_ab") or []}
     benches += setups.values()
@@ -413,7 +421,8 @@ def report(work, out_path):
     own_over_stock = over("bench", "bench_stock", "stock") if info.get("stock_run") else None
     # Each kernel's worth: ddpm-lab with it over ddpm-lab without it (above 1: it pays).
     kernel_gain = {
-        k: over("bench", f"bench_without_{k}", "without") for k in info.get("kernel_ab") or []
+        k: over("bench", f"bench_without_{k}", "without")
+        for k in info.get("kernel_ab") or [] if k not in left_out
     }
 
     # Each CUDA device setting's worth: ddpm-lab's defaults over that one undone (above 1: the
@@ -448,7 +457,7 @@ def report(work, out_path):
         "ncu_train_conv_algo",
         *without,
         *setups.values(),
-        "check_device_cuda_setup_undone",
+        *fault_checks,
         *algo_checks,
         *algo_benches,
     )
@@ -481,6 +490,8 @@ def report(work, out_path):
     print(f"{out_path}: ok={doc['ok']} failed={doc['failed']}", file=sys.stderr)
     # The figures a visit is for, on one screen (the JSON has the rest).
     print(f"optional_failed={doc['optional_failed']}", file=sys.stderr)
+    print(f"cuda_setup_fallback={doc.get('cuda_setup_fallback')} "
+          f"kernels_left_out={doc.get('kernels_left_out')}", file=sys.stderr)
     for label, table in (
         ("over pytorch", ratios),
         ("own kernel gain", kernel_gain),

@@ -338,6 +338,111 @@ exec "{BIN}" "$@"
     }
 }
 
+/// Should the first check fail with or without the CUDA setup, but pass without ddpm-lab's
+/// kernels, each kernel is checked alone and the ones that fail alone stay out for the rest of
+/// the visit: here with a stand-in binary whose `check-device` fails while `softmax` is on.
+#[test]
+fn a_first_check_that_fails_with_one_kernel_runs_the_visit_without_it() {
+    let out = tempfile::tempdir().unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    let log = tools.path().join("calls.log");
+    let stand_in = tools.path().join("ddpm-lab");
+    write_executable(
+        &stand_in,
+        format!(
+            r#"#!/usr/bin/env bash
+k=${{DDPM_LAB_CUDA_KERNELS-unset}}
+echo "$k $1" >> "{log}"
+on=0
+case ",$k," in
+  ,unset,) on=1 ;;
+  *,-softmax,*) ;;
+  *,softmax,*) on=1 ;;
+  ,-*) on=1 ;;
+esac
+if [ "$1" = check-device ] && [ $on = 1 ]; then
+  echo "gradients differ" >&2; exit 1
+fi
+exec "{BIN}" "$@"
+"#,
+            log = log.display()
+        ),
+    );
+    let report = run_script(
+        out.path(),
+        &[
+            ("DDPM_LAB", stand_in.to_str().unwrap()),
+            ("SHARED", tools.path().to_str().unwrap()),
+            ("TRAIN_SECONDS", "3"),
+            (
+                "TRAIN_ARGS",
+                "--dim 8 --dim-mults 1,2 --batch-size 4 --timesteps 10",
+            ),
+            (
+                "BENCH_ARGS",
+                "--config tiny --batch-size 2 --forward-batch 2 --sample-batch 1 --sample-steps 3",
+            ),
+            ("BENCH_STOCK", "0"),
+            ("CONV_ALGOS", ""),
+            ("KERNEL_AB", "bias softmax"),
+            ("CUDA_AB", ""),
+            ("NSYS", "0"),
+            ("NCU", "0"),
+        ],
+    );
+    let steps = &report["steps"];
+    assert_eq!(report["cuda_setup_fallback"], false, "{report}");
+    assert_eq!(
+        report["kernels_left_out"],
+        serde_json::json!(["softmax"]),
+        "{report}"
+    );
+    assert_eq!(steps["check_device_kernels_none"]["ok"], true, "{report}");
+    assert_eq!(
+        steps["check_device_kernel_softmax"]["ok"], false,
+        "{report}"
+    );
+    assert_eq!(steps["check_device_kernel_gelu"]["ok"], true, "{report}");
+    assert_eq!(
+        steps["check_device_kernels_left_out"]["ok"], true,
+        "{report}"
+    );
+    // The faults found are recorded, and the first check stays a failure.
+    let failed = report["failed"].as_array().unwrap();
+    assert!(failed.iter().any(|f| f == "check_device"), "{report}");
+    assert_eq!(
+        report["optional_failed"],
+        serde_json::json!([
+            "check_device_cuda_setup_undone",
+            "check_device_kernel_softmax"
+        ]),
+        "{report}"
+    );
+    // After the search, every call ran without softmax; the kernel A/B times bias off beside
+    // it, and does not time softmax (it is off already).
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    let last_check = calls
+        .iter()
+        .position(|c| *c == "-softmax check-device")
+        .expect("the check with softmax left out ran");
+    let after = &calls[last_check..];
+    assert!(
+        after
+            .iter()
+            .all(|c| c.starts_with("-softmax ") || c.starts_with("-softmax,-bias ")),
+        "{calls:?}"
+    );
+    assert!(after.contains(&"-softmax,-bias bench"), "{calls:?}");
+    for command in ["train", "sample", "bench"] {
+        assert!(
+            after.iter().any(|c| *c == format!("-softmax {command}")),
+            "{command}: {calls:?}"
+        );
+    }
+    assert!(steps.get("bench_without_softmax").is_none(), "{report}");
+}
+
 /// `gpu_check.py conv-tuning` sums `bench --json`'s per-shape timings of `auto` per product.
 #[test]
 fn the_conv_tuning_summary_adds_each_candidates_times_per_product() {

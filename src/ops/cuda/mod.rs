@@ -270,6 +270,21 @@ mod tests {
         assert!(err.contains("DDPM_LAB_CONV_ALGO=implict"), "{err}");
     }
 
+    /// `scripts/gpu-check.sh` searches these kernels, one at a time, when the first check of a
+    /// visit fails: its list is this one.
+    #[test]
+    fn device_kernels_searched_by_the_gpu_check_script_are_every_kernel() {
+        let script =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
+                .unwrap();
+        let line = script
+            .lines()
+            .find_map(|l| l.strip_prefix("KERNEL_NAMES=${KERNEL_NAMES:-"))
+            .expect("a KERNEL_NAMES default");
+        let names: Vec<&str> = line.trim_end_matches('}').split_whitespace().collect();
+        assert_eq!(names, super::KERNEL_NAMES);
+    }
+
     #[test]
     fn device_kernels_are_all_on_unless_the_variable_lists_them() {
         assert!(super::KERNEL_NAMES.iter().all(|k| chosen(None, k)));
