@@ -21,6 +21,7 @@ pub mod cuda;
 pub mod depthwise;
 pub mod depthwise_tiles;
 pub mod device_conv;
+pub mod device_linear_attention;
 pub mod direct_conv;
 pub mod elementwise;
 pub mod gelu;

@@ -15,23 +15,52 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape
 /// `DDPM_LAB_CUDA_KERNELS` leaves `softmax` out; candle-nn's composite softmax elsewhere, and
 /// when the custom ops are off, [`crate::ops::Route::Stock`]).
 pub fn softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
-    let last = x.rank().saturating_sub(1);
-    let stock = crate::ops::route(x) == crate::ops::Route::Stock;
-    let fused = !stock
-        && match x.device() {
-            candle_core::Device::Cpu => matches!(x.dtype(), DType::F32 | DType::F64),
-            #[cfg(feature = "cuda")]
-            candle_core::Device::Cuda(_) => {
-                x.dtype() == DType::F32 && crate::ops::cuda::enabled("softmax")
-            }
-            _ => false,
-        };
-    // The CUDA kernels index with `int`s (rows and sizes).
-    let fits = x.elem_count() <= crate::ops::DEVICE_LEN_MAX;
-    if !fused || !fits || x.rank() == 0 || dim > last {
+    if !fused(x, dim) {
         return candle_nn::ops::softmax(x, dim);
     }
     x.contiguous()?.apply_op1(Softmax { dim })
+}
+
+/// Whether [`softmax`] of `x` over `dim` runs as one op here (else candle-nn's composite).
+pub(crate) fn fused(x: &Tensor, dim: usize) -> bool {
+    let stock = crate::ops::route(x) == crate::ops::Route::Stock;
+    let supported = match x.device() {
+        candle_core::Device::Cpu => matches!(x.dtype(), DType::F32 | DType::F64),
+        #[cfg(feature = "cuda")]
+        candle_core::Device::Cuda(_) => {
+            x.dtype() == DType::F32 && crate::ops::cuda::enabled("softmax")
+        }
+        _ => false,
+    };
+    // The CUDA kernels index with `int`s (rows and sizes).
+    let fits = x.elem_count() <= crate::ops::DEVICE_LEN_MAX;
+    !stock && supported && fits && dim < x.rank()
+}
+
+/// `dx = y ⊙ (dy − Σ_dim dy ⊙ y)`: the gradient through a softmax over `dim` from its output
+/// `y`, as one op without a backward of its own. Where [`fused`] holds for `y`.
+pub(crate) fn softmax_backward(y: &Tensor, dy: &Tensor, dim: usize) -> Result<Tensor> {
+    y.contiguous()?
+        .apply_op2_no_bwd(&dy.contiguous()?, &SoftmaxGrad { dim })
+}
+
+/// [`Softmax`]'s forward pass on a backend's storage, for ops built of several (CPU and CUDA).
+pub(crate) trait SoftmaxStorage: BackendStorage {
+    /// The softmax over `dim` of the contiguous data at `layout`, a contiguous new storage.
+    fn softmax(&self, layout: &Layout, dim: usize) -> Result<Self>;
+}
+
+impl SoftmaxStorage for CpuStorage {
+    fn softmax(&self, layout: &Layout, dim: usize) -> Result<Self> {
+        Ok(Softmax { dim }.cpu_fwd(self, layout)?.0)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl SoftmaxStorage for candle_core::CudaStorage {
+    fn softmax(&self, layout: &Layout, dim: usize) -> Result<Self> {
+        Ok(Softmax { dim }.cuda_fwd(self, layout)?.0)
+    }
 }
 
 /// A contiguous shape seen as `(outer, axis, inner)` around axis `dim`.
