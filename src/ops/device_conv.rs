@@ -32,7 +32,8 @@ use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp2, Layout, MetalStorage, Result, Shape, Storage, Tensor,
+    CpuStorage, CudaStorage, CustomOp2, CustomOp3, Layout, MetalStorage, Result, Shape, Storage,
+    Tensor,
 };
 
 /// Whether [`conv2d`] (and [`conv_transpose2d`]) handle this geometry: a kernel `k` with
@@ -74,8 +75,10 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
 }
 
 /// [`conv2d`] plus a bias per output channel in one op, where the device has one (ddpm-lab's
-/// CUDA conv: the bias is written before the product adds into it); `None` where the caller
-/// should run [`conv2d`] and add the bias itself.
+/// CUDA conv: the bias is written before the product adds into it; on the CPU, the GPU route's
+/// stand-in, candle's conv and add behind one op, so that the training graph is the one CUDA
+/// builds: no bias-less output kept); `None` where the caller should run [`conv2d`] and add the
+/// bias itself.
 pub fn conv2d_with_bias(
     x: &Tensor,
     w: &Tensor,
@@ -87,8 +90,20 @@ pub fn conv2d_with_bias(
     if crate::ops::cuda::conv::supports_with_bias(x, w, b, stride, padding) {
         return crate::ops::cuda::conv::conv2d_with_bias(x, w, b, stride, padding).map(Some);
     }
-    let _ = (x, w, b, stride, padding);
-    Ok(None)
+    if !x.device().is_cpu() || !fits(w, padding) || stride == 0 || b.dims() != [w.dim(0)?] {
+        return Ok(None);
+    }
+    let y = x.detach().conv2d(&w.detach(), padding, stride, 1, 1)?;
+    let y = y.broadcast_add(&b.detach().reshape((1, b.elem_count(), 1, 1))?)?;
+    if !x.track_op() && !w.track_op() && !b.track_op() {
+        return Ok(Some(y));
+    }
+    let op = GemmGradConvBias(GemmGradConv {
+        stride,
+        padding,
+        y: Mutex::new(Some(y)),
+    });
+    x.apply_op3(w, b, op).map(Some)
 }
 
 /// `ConvTranspose2d(x (N, Ci, h, w))` with weight `w (Ci, Co, k, k)`, stride, padding and
@@ -239,6 +254,50 @@ impl GemmGradConv {
             candle_core::Error::Msg("device conv: output on another device".into())
         })?;
         Ok((s.try_clone(l)?, l.shape().clone()))
+    }
+}
+
+/// [`GemmGradConv`] with the bias: `(x, w, b) → y`, `y` computed outside it with the bias
+/// added ([`conv2d_with_bias`] on the CPU); the bias's gradient is the output gradient's sum
+/// per channel.
+#[derive(Debug)]
+struct GemmGradConvBias(GemmGradConv);
+
+impl CustomOp3 for GemmGradConvBias {
+    fn name(&self) -> &'static str {
+        "ddpm-gemm-grad-conv-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.0.take_output(|s| match s {
+            Storage::Cpu(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = self.0.bwd(x, w, res, grad)?;
+        let db = if b.track_op() {
+            Some(crate::ops::channel_bias::bias_grad(&grad.detach(), false)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
     }
 }
 

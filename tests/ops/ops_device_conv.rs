@@ -6,7 +6,8 @@ use crate::ops_common;
 
 use candle_core::{Result, Tensor, Var};
 use ddpm_lab::ops::device_conv::{
-    conv2d, conv_transpose2d, depthwise_conv2d, depthwise_conv2d_in_blocks, supports,
+    conv2d, conv2d_with_bias, conv_transpose2d, depthwise_conv2d, depthwise_conv2d_in_blocks,
+    supports,
 };
 use ops_common::{assert_close, check_finite_differences, grads_of, max_diff, rand};
 
@@ -65,6 +66,46 @@ fn conv_forward_and_gradients_match_candle() {
         // The forward pass is candle's conv itself.
         assert_eq!(max_diff(&yo, &yt), 0.0, "case {i} forward");
     }
+}
+
+/// The conv with its bias in one op (on the CPU, the GPU route's stand-in: the graph CUDA
+/// builds) against candle's conv plus a broadcast bias: the output and the gradients of the
+/// input, the weight and the bias; and nothing where its geometry does not fit.
+#[test]
+fn conv_with_bias_in_one_op_matches_candles_conv_plus_bias() {
+    for (i, &(n, ci, h, w, co, k, s, p)) in [
+        (2, 3, 6, 6, 4, 3, 1, 1),
+        (2, 2, 8, 8, 3, 4, 2, 1),
+        (1, 3, 5, 7, 2, 1, 1, 0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 900 + i as u64 * 10;
+        let vars = [
+            Var::from_tensor(&rand(&[n, ci, h, w], seed)).unwrap(),
+            Var::from_tensor(&rand(&[co, ci, k, k], seed + 1)).unwrap(),
+            Var::from_tensor(&rand(&[co], seed + 2)).unwrap(),
+        ];
+        let ours = move |t: &[Tensor]| {
+            Ok(conv2d_with_bias(&t[0], &t[1], &t[2], s, p)?.expect("fits on the CPU"))
+        };
+        let theirs = move |t: &[Tensor]| {
+            stock_conv(&t[0], &t[1], s, p)?.broadcast_add(&t[2].reshape((1, co, 1, 1))?)
+        };
+        let (yo, go) = grads_of(&vars, &ours, seed + 3);
+        let (yt, gt) = grads_of(&vars, &theirs, seed + 3);
+        assert_eq!(max_diff(&yo, &yt), 0.0, "case {i} forward");
+        for (name, v) in ["dx", "dw", "db"].iter().zip(&vars) {
+            let (a, b) = (go.get(v).unwrap(), gt.get(v).unwrap());
+            assert_eq!(a.dims(), b.dims(), "case {i} {name} shape");
+            assert_close(&format!("case {i} {name}"), a, b, 1e-5);
+        }
+    }
+    // A kernel wider than its padding allows is left to the caller.
+    let x = rand(&[1, 1, 4, 4], 1);
+    let none = conv2d_with_bias(&x, &rand(&[1, 1, 3, 3], 2), &rand(&[1], 3), 1, 3).unwrap();
+    assert!(none.is_none());
 }
 
 #[test]
