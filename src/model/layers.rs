@@ -104,15 +104,24 @@ impl Conv2d {
     }
 
     /// This conv plus a per-image, per-channel `extra (N, C_out)` (a block's time embedding):
-    /// on the GPU route one add of the bias and `extra` together over the output (one pass
-    /// instead of two); elsewhere the conv, then [`add_channel_bias`].
+    /// on the GPU route the bias and `extra` are added together, by the depthwise conv's own
+    /// kernel where the device has it, else in one pass over the output (one pass instead of
+    /// two); elsewhere the conv, then [`add_channel_bias`].
     pub fn forward_plus_channel_bias(&self, x: &Tensor, extra: &Tensor) -> Result<Tensor> {
         if ops::route(x) == Route::Device {
-            if let Some(y) = self.device_conv_without_bias(x, self.weight())? {
-                let b = match self.bias() {
-                    Some(b) => extra.broadcast_add(&b.unsqueeze(0)?)?,
-                    None => extra.clone(),
-                };
+            let (w, padding) = (self.weight(), self.padding);
+            let b = match self.bias() {
+                Some(b) => extra.broadcast_add(&b.unsqueeze(0)?)?,
+                None => extra.clone(),
+            };
+            // A depthwise conv adds them as it writes its output, where the device can.
+            if self.is_depthwise() {
+                let fused = ops::device_conv::depthwise_conv2d_plus_plane_bias(x, w, &b, padding)?;
+                if let Some(y) = fused {
+                    return Ok(y);
+                }
+            }
+            if let Some(y) = self.device_conv_without_bias(x, w)? {
                 return add_channel_bias(&y, &b);
             }
         }

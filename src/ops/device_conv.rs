@@ -150,6 +150,25 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor
     depthwise_conv2d_in_blocks(x, w, padding, DEPTHWISE_CHANNELS_PER_CONV)
 }
 
+/// [`depthwise_conv2d`] plus `b[n, c]` (a bias per image and channel: a ConvNeXt block's conv
+/// bias plus its time embedding) in one op, where the device has one (ddpm-lab's CUDA depthwise
+/// kernel adds it as it writes the output, so the bias-less output is never made or kept);
+/// `None` where the caller should run [`depthwise_conv2d`] and add `b` itself.
+pub fn depthwise_conv2d_plus_plane_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    padding: usize,
+) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if crate::ops::cuda::depthwise::supports_plane_bias(x, w, b, padding) {
+        return crate::ops::cuda::depthwise::depthwise_conv2d_plus_plane_bias(x, w, b, padding)
+            .map(Some);
+    }
+    let _ = (x, w, b, padding);
+    Ok(None)
+}
+
 /// [`depthwise_conv2d`] with blocks of at most `max_block` channels (as equal as can be).
 pub fn depthwise_conv2d_in_blocks(
     x: &Tensor,

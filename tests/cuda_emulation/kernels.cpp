@@ -196,8 +196,8 @@ void gelu() {
 }
 
 template <int K>
-void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, int, int, int, int,
-                           int, int, int, int, int),
+void depthwise(void (*fwd)(const float*, const float*, const float*, float*, int, int, int, int,
+                           int, int, int, int, int, int, int, int, int),
                void (*wgrad)(const float*, const float*, float*, int, int, int, int, int, int,
                              int, int, int)) {
   const int n = 3, c = 4, h = 9, w = 8;
@@ -205,7 +205,11 @@ void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, in
     const int ho = h + 2 * pad + 1 - K, wo = w + 2 * pad + 1 - K;
     const auto x = random((size_t)n * c * h * w, 6);
     const auto wt = random((size_t)c * K * K, 7);
-    for (int flip = 0; flip < 2; ++flip) {
+    // The per-plane bias (a ConvNeXt block's conv bias plus its image's time embedding).
+    const auto plane_bias = random((size_t)n * c, 13);
+    // Without a bias, flipped and not (the forward pass and the input gradient); with one.
+    for (int variant = 0; variant < 3; ++variant) {
+      const int flip = variant == 1, has_bias = variant == 2;
       std::vector<double> want((size_t)n * c * ho * wo, 0.0);
       for (int pl = 0; pl < n * c; ++pl)
         for (int oy = 0; oy < ho; ++oy)
@@ -218,7 +222,7 @@ void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, in
                 const int t = flip ? (K - 1 - i) * K + (K - 1 - j) : i * K + j;
                 acc += (double)wt[(pl % c) * K * K + t] * x[((size_t)pl * h + iy) * w + ix];
               }
-            want[((size_t)pl * ho + oy) * wo + ox] = acc;
+            want[((size_t)pl * ho + oy) * wo + ox] = acc + (has_bias ? plane_bias[pl] : 0.0);
           }
       // Tiles as DepthwiseTiles::plan (src/ops/depthwise_tiles.rs) plans them for these sizes
       // (the whole map, as many planes as 1,024 outputs or the shared tile allow), then small
@@ -245,12 +249,13 @@ void depthwise(void (*fwd)(const float*, const float*, float*, int, int, int, in
         }
         std::vector<float> y(want.size(), NAN);
         emu::launch({(unsigned)(tiles_x * tiles_y), (unsigned)t.grid_y, 1}, {t.threads, 1, 1}, [&] {
-          fwd(x.data(), wt.data(), y.data(), n * c, c, h, w, ho, wo, pad, flip, t.tile_h,
-              t.tile_w, tiles_x, t.planes);
+          // Without a bias the kernel never reads its pointer: the weight stands in.
+          fwd(x.data(), wt.data(), has_bias ? plane_bias.data() : wt.data(), y.data(), n * c, c,
+              h, w, ho, wo, pad, flip, t.tile_h, t.tile_w, tiles_x, t.planes, has_bias);
         });
         check(y, want, 1e-5,
               "depthwise_fwd_k" + std::to_string(K) + " pad " + std::to_string(pad) +
-                  (flip ? " flipped" : "") + " tiles " + std::to_string(t.tile_h) + "x" +
+                  (flip ? " flipped" : "") + (has_bias ? " with plane bias" : "") + " tiles " + std::to_string(t.tile_h) + "x" +
                   std::to_string(t.tile_w) + " planes " + std::to_string(t.planes));
       }
     }

@@ -12,7 +12,9 @@
 //   thread sums its outputs' k² taps from there, with no bounds tests and no 64-bit
 //   divisions. The taps are added in the same order as a direct loop. With `flip` set it uses
 //   w[c,k−1−i,k−1−j]: the input gradient of a depthwise conv with padding p is this conv of the
-//   output gradient with the flipped kernel and padding k−1−p.
+//   output gradient with the flipped kernel and padding k−1−p. With `has_bias` set it adds
+//   plane_bias[plane] to every output of a plane (plane = n·C + c: the ConvNeXt blocks' conv
+//   bias plus their image's time embedding, in the same pass).
 // - `depthwise_wgrad_k{3,5,7}`: the weight gradient dw[c,i,j] = Σ_{n,oy,ox} dy[n,c,oy,ox] ·
 //   x[n,c,oy+i−p,ox+j−p], as partial sums over `splits` slices of the batch:
 //   part[c, s, i·k+j]. Each thread keeps all k² sums in registers over its share of the slice's
@@ -33,10 +35,11 @@
 template <int K>
 __device__ __forceinline__ void depthwise_fwd(const float* __restrict__ x,
                                               const float* __restrict__ w,
+                                              const float* __restrict__ plane_bias,
                                               float* __restrict__ y, int n_planes, int channels,
                                               int h, int wd, int ho, int wo, int pad, int flip,
                                               int tile_h, int tile_w, int tiles_x,
-                                              int planes_per_block) {
+                                              int planes_per_block, int has_bias) {
   __shared__ float tile[DW_TILE_FLOATS];
   __shared__ float taps[DW_MAX_PLANES * K * K];
   const int in_w = tile_w + K - 1;
@@ -82,6 +85,7 @@ __device__ __forceinline__ void depthwise_fwd(const float* __restrict__ x,
 #pragma unroll
         for (int j = 0; j < K; ++j) acc = fmaf(tp[i * K + j], src[i * in_w + j], acc);
       }
+      if (has_bias) acc += __ldg(plane_bias + p0 + pl);
       y[((p0 + pl) * ho + oy) * wo + ox] = acc;
     }
     __syncthreads();  // before the next planes overwrite the tiles
@@ -186,11 +190,11 @@ __device__ __forceinline__ void depthwise_wgrad(const float* __restrict__ x,
 
 #define DEPTHWISE_KERNELS(K)                                                                  \
   extern "C" __global__ void depthwise_fwd_k##K(                                             \
-      const float* x, const float* w, float* y, int n_planes, int channels, int h, int wd,    \
-      int ho, int wo, int pad, int flip, int tile_h, int tile_w, int tiles_x,                 \
-      int planes_per_block) {                                                                 \
-    depthwise_fwd<K>(x, w, y, n_planes, channels, h, wd, ho, wo, pad, flip, tile_h, tile_w,  \
-                     tiles_x, planes_per_block);                                              \
+      const float* x, const float* w, const float* plane_bias, float* y, int n_planes,        \
+      int channels, int h, int wd, int ho, int wo, int pad, int flip, int tile_h, int tile_w, \
+      int tiles_x, int planes_per_block, int has_bias) {                                      \
+    depthwise_fwd<K>(x, w, plane_bias, y, n_planes, channels, h, wd, ho, wo, pad, flip,       \
+                     tile_h, tile_w, tiles_x, planes_per_block, has_bias);                    \
   }                                                                                           \
   extern "C" __global__ void __launch_bounds__(WGRAD_THREADS)                                 \
       depthwise_wgrad_k##K(const float* x, const float* dy, float* part, int n, int channels, \

@@ -10,7 +10,7 @@
 //! order, so results do not depend on scheduling.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 use super::{blocks, view, Launch, Module};
 use crate::ops::depthwise_tiles::{wgrad_staged, DepthwiseTiles, TILE_FLOATS};
@@ -68,12 +68,54 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor
     )
 }
 
+/// Whether [`depthwise_conv2d_plus_plane_bias`] takes these: [`supports`] for `x` and `w`, and
+/// `b` an f32 `(N, C)` on their device.
+pub fn supports_plane_bias(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize) -> bool {
+    supports(x, w, padding)
+        && b.dims() == &x.dims()[..2]
+        && b.dtype() == DType::F32
+        && b.device().same_device(x.device())
+}
+
+/// The depthwise conv of `x (N, C, H, W)` with `w (C, 1, k, k)` plus `b[n, c]` on every output
+/// of image n's channel c (a ConvNeXt block's conv bias plus that image's time embedding), in
+/// one kernel: the conv's bias-less output is never made, nor kept for the backward pass. Errs
+/// unless [`supports_plane_bias`] holds.
+pub fn depthwise_conv2d_plus_plane_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    padding: usize,
+) -> Result<Tensor> {
+    if !supports_plane_bias(x, w, b, padding) {
+        candle_core::bail!(
+            "CUDA depthwise conv with a bias per image and channel: input {:?}, weight {:?}, \
+             bias {:?} with padding {padding} not supported",
+            x.dims(),
+            w.dims(),
+            b.dims()
+        );
+    }
+    x.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        DepthwiseConvPlaneBias { padding },
+    )
+}
+
 /// `(x, w) → y`: the conv, through `depthwise_fwd_k*`; `flip` convolves with the kernel
 /// rotated by 180° (the input gradient's conv).
 #[derive(Debug, Clone, Copy)]
 struct DepthwiseConv {
     padding: usize,
     flip: bool,
+}
+
+/// `(x, w, b) → y + b[n, c]`: [`DepthwiseConv`] (not flipped) with a bias per plane, added by
+/// the same kernel.
+#[derive(Debug, Clone, Copy)]
+struct DepthwiseConvPlaneBias {
+    padding: usize,
 }
 
 /// `(x, dy) → dw (C, 1, k, k)`'s partial sums `(C, splits, k²)`, through `depthwise_wgrad_k*`.
@@ -98,47 +140,7 @@ impl CustomOp2 for DepthwiseConv {
         ws: &CudaStorage,
         wl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let (n, c, h, wd) = xl.shape().dims4()?;
-        let (_, _, k, _) = wl.shape().dims4()?;
-        let p = self.padding;
-        let (ho, wo) = (h + 2 * p + 1 - k, wd + 2 * p + 1 - k);
-        let dev = xs.device().clone();
-        let total = n * c * ho * wo;
-        // SAFETY: every element is written by the kernel below.
-        let y = unsafe { dev.alloc::<f32>(total)? };
-        if let Some(t) = DepthwiseTiles::plan(n * c, ho, wo, k) {
-            if t.staged_floats(k) > TILE_FLOATS {
-                candle_core::bail!("CUDA depthwise conv: tiles {t:?} overflow shared memory");
-            }
-            let launch = Launch {
-                kernel: &format!("depthwise_fwd_k{k}"),
-                cfg: blocks((t.grid_x(), t.grid_y), THREADS)?,
-                inputs: &[view(xs, xl)?, view(ws, wl)?],
-                outputs: &[&y],
-                ints: &[
-                    n * c,
-                    c,
-                    h,
-                    wd,
-                    ho,
-                    wo,
-                    p,
-                    self.flip as usize,
-                    t.tile_h,
-                    t.tile_w,
-                    t.tiles_x,
-                    t.planes_per_block,
-                ],
-                floats: &[],
-            };
-            // SAFETY: the parameters match `depthwise_fwd_k*`; every index stays inside the
-            // contiguous buffers sized by the shapes above.
-            unsafe { KERNELS.launch(&dev, launch) }?;
-        }
-        Ok((
-            CudaStorage::wrap_cuda_slice(y, dev),
-            Shape::from((n, c, ho, wo)),
-        ))
+        forward((xs, xl), (ws, wl), None, self.padding, self.flip)
     }
 
     fn bwd(
@@ -148,29 +150,146 @@ impl CustomOp2 for DepthwiseConv {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let k = w.dim(2)?;
-        let grad = grad.contiguous()?;
-        let dx = if x.track_op() {
-            let op = DepthwiseConv {
-                padding: k - 1 - self.padding,
-                flip: !self.flip,
-            };
-            Some(grad.apply_op2_no_bwd(&w.detach(), &op)?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            let dw = weight_grad(&x.detach(), &grad, self.padding, k)?;
-            Some(if self.flip {
-                dw.flip(&[2, 3])?.contiguous()?
-            } else {
-                dw
-            })
-        } else {
-            None
-        };
-        Ok((dx, dw))
+        conv_grads(x, w, &grad.contiguous()?, self.padding, self.flip)
     }
+}
+
+impl CustomOp3 for DepthwiseConvPlaneBias {
+    fn name(&self) -> &'static str {
+        "ddpm-cuda-depthwise-conv-plane-bias"
+    }
+
+    cuda_only_cpu_fwd!(op3);
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+        bs: &CudaStorage,
+        bl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        forward((xs, xl), (ws, wl), Some((bs, bl)), self.padding, false)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let (dx, dw) = conv_grads(x, w, &grad, self.padding, false)?;
+        let db = if b.track_op() {
+            Some(crate::ops::channel_bias::bias_grad(&grad, true)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+/// The depthwise conv of `x` with `w` (rotated by 180° with `flip`), zero padding `padding`,
+/// plus `plane_bias[n·C + c]` on each plane when given, through `depthwise_fwd_k*`.
+fn forward(
+    (xs, xl): (&CudaStorage, &Layout),
+    (ws, wl): (&CudaStorage, &Layout),
+    plane_bias: Option<(&CudaStorage, &Layout)>,
+    padding: usize,
+    flip: bool,
+) -> Result<(CudaStorage, Shape)> {
+    let (n, c, h, wd) = xl.shape().dims4()?;
+    let (_, _, k, _) = wl.shape().dims4()?;
+    let p = padding;
+    if plane_bias.is_some_and(|(_, bl)| bl.shape().elem_count() != n * c) {
+        candle_core::bail!(
+            "CUDA depthwise conv: a bias per plane needs {} values",
+            n * c
+        );
+    }
+    let (ho, wo) = (h + 2 * p + 1 - k, wd + 2 * p + 1 - k);
+    let dev = xs.device().clone();
+    let total = n * c * ho * wo;
+    // SAFETY: every element is written by the kernel below.
+    let y = unsafe { dev.alloc::<f32>(total)? };
+    if let Some(t) = DepthwiseTiles::plan(n * c, ho, wo, k) {
+        if t.staged_floats(k) > TILE_FLOATS {
+            candle_core::bail!("CUDA depthwise conv: tiles {t:?} overflow shared memory");
+        }
+        let launch = Launch {
+            kernel: &format!("depthwise_fwd_k{k}"),
+            cfg: blocks((t.grid_x(), t.grid_y), THREADS)?,
+            // Without a bias the kernel never reads its pointer: the weight stands in.
+            inputs: &[
+                view(xs, xl)?,
+                view(ws, wl)?,
+                match plane_bias {
+                    Some((bs, bl)) => view(bs, bl)?,
+                    None => view(ws, wl)?,
+                },
+            ],
+            outputs: &[&y],
+            ints: &[
+                n * c,
+                c,
+                h,
+                wd,
+                ho,
+                wo,
+                p,
+                flip as usize,
+                t.tile_h,
+                t.tile_w,
+                t.tiles_x,
+                t.planes_per_block,
+                plane_bias.is_some() as usize,
+            ],
+            floats: &[],
+        };
+        // SAFETY: the parameters match `depthwise_fwd_k*`; every index stays inside the
+        // contiguous buffers sized by the shapes above (the plane bias: n·c values,
+        // checked above, read only with has_bias).
+        unsafe { KERNELS.launch(&dev, launch) }?;
+    }
+    Ok((
+        CudaStorage::wrap_cuda_slice(y, dev),
+        Shape::from((n, c, ho, wo)),
+    ))
+}
+
+/// The gradients of `x` and `w` (those tracked) of their depthwise conv with padding `padding`
+/// (the kernel rotated with `flip`), given the output gradient `grad` (contiguous).
+fn conv_grads(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    padding: usize,
+    flip: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let k = w.dim(2)?;
+    let dx = if x.track_op() {
+        let op = DepthwiseConv {
+            padding: k - 1 - padding,
+            flip: !flip,
+        };
+        Some(grad.apply_op2_no_bwd(&w.detach(), &op)?)
+    } else {
+        None
+    };
+    let dw = if w.track_op() {
+        let dw = weight_grad(&x.detach(), grad, padding, k)?;
+        Some(if flip {
+            dw.flip(&[2, 3])?.contiguous()?
+        } else {
+            dw
+        })
+    } else {
+        None
+    };
+    Ok((dx, dw))
 }
 
 /// `dw (C, 1, k, k)` of the depthwise conv of `x` with padding `padding`, given its output

@@ -399,6 +399,28 @@ mod tests {
         }
     }
 
+    /// The number of parameters of kernel `name` in `ptx`.
+    fn ptx_params(ptx: &str, name: &str) -> usize {
+        let start = ptx
+            .find(&format!(".entry {name}("))
+            .unwrap_or_else(|| panic!("no kernel {name} in the PTX"));
+        let list = &ptx[start..];
+        let end = list.find(')').expect("a parameter list");
+        list[..end].matches(".param").count()
+    }
+
+    /// The depthwise launches pass the kernels' parameters: x, w, the plane bias (or the
+    /// weight in its place), y and 13 ints; x, dy, the partial sums and 9 ints.
+    #[test]
+    fn device_depthwise_launches_match_the_kernels_parameters() {
+        for k in [3, 5, 7] {
+            let fwd = ptx_params(super::depthwise::PTX, &format!("depthwise_fwd_k{k}"));
+            assert_eq!(fwd, 3 + 1 + 13, "depthwise_fwd_k{k}");
+            let wgrad = ptx_params(super::depthwise::PTX, &format!("depthwise_wgrad_k{k}"));
+            assert_eq!(wgrad, 2 + 1 + 9, "depthwise_wgrad_k{k}");
+        }
+    }
+
     #[test]
     fn device_kernels_ptx_has_every_entry_the_ops_load() {
         // The names the custom ops pass to `get_or_load_custom_func`, against nvcc's output.
