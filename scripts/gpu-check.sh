@@ -6,9 +6,10 @@
 #
 # In order, each step under its own `timeout`, a failed step recorded and the next one run:
 #   nvidia-smi → the binary (version, linked libraries) → every parameter's gradient on DEVICE
-#   against the CPU (`check-device`, both UNets; should it fail with ddpm-lab's CUDA setup and pass
-#   with CUDA's own, the rest runs with CUDA's own; should it fail with both and pass without
-#   ddpm-lab's kernels, the ones that fail alone are left out of the rest) → parity with the PyTorch fixtures (`forward` on
+#   against the CPU (`check-device`, both UNets, then the blog's at CHECK_LARGE_BATCH; should the
+#   first fail with ddpm-lab's CUDA setup and pass with CUDA's own, the rest runs with CUDA's own;
+#   should it, or the large one alone, fail and pass without ddpm-lab's kernels, the ones that
+#   fail alone are left out of the rest) → parity with the PyTorch fixtures (`forward` on
 #   forward_case and on q_sample_case's x_t) → a training smoke run stopped with Ctrl-C after
 #   TRAIN_SECONDS (the loss must fall) → its checkpoint sampled with DDIM and DDPM on DEVICE and on
 #   the CPU with the same seed (the same images up to rounding) → training resumed on the CPU for 2
@@ -56,6 +57,8 @@
 #   KERNEL_NAMES="conv bias softmax gelu depthwise group_norm multi_tensor"
 #                       the kernels checked one at a time when the first check fails
 #                       (`kernels_left_out` in the report: those that failed alone)
+#   CHECK_LARGE_BATCH=256  the batch of the last gradient check (the benchmarks' largest);
+#                       empty skips it
 #   NSYS=1              last, if time is left and `nsys` is on PATH: Nsight Systems' kernel and
 #                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
 #   NCU=1               then, likewise with `ncu` (Nsight Compute): the GPU time of each kernel
@@ -97,6 +100,7 @@ CONV_ALGOS=${CONV_ALGOS-auto implicit implicit-fwd implicit-m32 implicit-m64}
 NCU_CONV_ALGO=${NCU_CONV_ALGO-implicit}
 KERNEL_AB=${KERNEL_AB-conv bias softmax gelu depthwise multi_tensor}
 KERNEL_NAMES=${KERNEL_NAMES:-conv bias softmax gelu depthwise group_norm multi_tensor}
+CHECK_LARGE_BATCH=${CHECK_LARGE_BATCH-256}
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}
 TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
@@ -209,45 +213,62 @@ else
 fi
 
 # 3. Gradients: the blog UNet's output and every parameter's gradient on DEVICE against the
-# CPU (`ddpm-lab check-device`: same weights, same inputs), then the same for today's UNet.
+# CPU (`ddpm-lab check-device`: same weights, same inputs), then the same for today's UNet,
+# then the blog UNet again at the benchmarks' batch (CHECK_LARGE_BATCH: the kernels' paths for
+# large sizes, such as the conv's chunks and grids of several waves).
 # The first GPU work of the run: should it fail with ddpm-lab's CUDA setup (src/device.rs: one
 # shared stream without cudarc's events, a pool that keeps freed memory) and pass with CUDA's
 # and candle's own, the rest of the run takes theirs (`cuda_setup_fallback` in the report).
 # (On the CPU the two variables change nothing, so a failure there stays a failure.)
 SETUP_FALLBACK=0
 KERNELS_LEFT_OUT=
+
+# passed NAME: whether step NAME ran and exited 0.
+passed() { [ "$(cat "$WORK/$1.rc" 2>/dev/null)" = 0 ]; }
+
+# search_kernels ARGS...: after a failed check-device ARGS, finds ddpm-lab's kernels at fault.
+# With none of them first; should that pass, each kernel alone, and those that fail alone are
+# left out for the rest of the run (all of them, should each pass alone), checked once more
+# together (`kernels_left_out` in the report). Each small check takes about a second on the GPU.
+search_kernels() {
+  step check_device_kernels_none 120 env DDPM_LAB_CUDA_KERNELS=none "$BIN" check-device \
+    --device "$DEVICE" --json "$@"
+  passed check_device_kernels_none || return 0
+  local k
+  for k in $KERNEL_NAMES; do
+    step "check_device_kernel_$k" 120 env DDPM_LAB_CUDA_KERNELS="$k" "$BIN" check-device \
+      --device "$DEVICE" --json "$@"
+    passed "check_device_kernel_$k" || KERNELS_LEFT_OUT="$KERNELS_LEFT_OUT,-$k"
+  done
+  KERNELS_LEFT_OUT=${KERNELS_LEFT_OUT#,}
+  export DDPM_LAB_CUDA_KERNELS=${KERNELS_LEFT_OUT:-none}
+  KERNELS_LEFT_OUT=$DDPM_LAB_CUDA_KERNELS
+  log "check-device passes without ddpm-lab's kernels: the run goes on with DDPM_LAB_CUDA_KERNELS=$DDPM_LAB_CUDA_KERNELS"
+  step check_device_kernels_left_out 120 "$BIN" check-device --device "$DEVICE" --json "$@"
+}
+
 if [ -n "$BIN" ]; then
   step check_device 60 "$BIN" check-device --device "$DEVICE" --json
-  if [ "$(cat "$WORK/check_device.rc" 2>/dev/null)" != 0 ]; then
+  if ! passed check_device; then
     step check_device_cuda_setup_undone 60 env DDPM_LAB_CUDA_STREAM=per-thread \
       DDPM_LAB_CUDA_POOL=release "$BIN" check-device --device "$DEVICE" --json
-    if [ "$(cat "$WORK/check_device_cuda_setup_undone.rc" 2>/dev/null)" = 0 ]; then
+    if passed check_device_cuda_setup_undone; then
       export DDPM_LAB_CUDA_STREAM=per-thread DDPM_LAB_CUDA_POOL=release
       SETUP_FALLBACK=1
       log "check-device failed with ddpm-lab's CUDA setup and passed with CUDA's own: using it"
-    fi
-  fi
-  # Still failing: find ddpm-lab's kernels at fault. With none of them first; should that pass,
-  # each kernel alone, and those that fail alone are left out for the rest of the run (all of
-  # them, should each pass alone), checked once more together (`kernels_left_out` in the report).
-  # Each check takes about a second on the GPU.
-  if [ "$(cat "$WORK/check_device.rc" 2>/dev/null)" != 0 ] && [ "$SETUP_FALLBACK" = 0 ]; then
-    step check_device_kernels_none 60 env DDPM_LAB_CUDA_KERNELS=none "$BIN" check-device \
-      --device "$DEVICE" --json
-    if [ "$(cat "$WORK/check_device_kernels_none.rc" 2>/dev/null)" = 0 ]; then
-      for k in $KERNEL_NAMES; do
-        step "check_device_kernel_$k" 60 env DDPM_LAB_CUDA_KERNELS="$k" "$BIN" check-device \
-          --device "$DEVICE" --json
-        [ "$(cat "$WORK/check_device_kernel_$k.rc" 2>/dev/null)" = 0 ] || KERNELS_LEFT_OUT="$KERNELS_LEFT_OUT,-$k"
-      done
-      KERNELS_LEFT_OUT=${KERNELS_LEFT_OUT#,}
-      export DDPM_LAB_CUDA_KERNELS=${KERNELS_LEFT_OUT:-none}
-      KERNELS_LEFT_OUT=$DDPM_LAB_CUDA_KERNELS
-      log "check-device passes without ddpm-lab's kernels: the run goes on with DDPM_LAB_CUDA_KERNELS=$DDPM_LAB_CUDA_KERNELS"
-      step check_device_kernels_left_out 60 "$BIN" check-device --device "$DEVICE" --json
+    else
+      search_kernels
     fi
   fi
   step check_device_current 60 "$BIN" check-device --device "$DEVICE" --json --unet current
+  if [ -n "$CHECK_LARGE_BATCH" ]; then
+    step check_device_large 120 "$BIN" check-device --device "$DEVICE" --json \
+      --batch "$CHECK_LARGE_BATCH"
+    # Right at a few images, wrong at many: the kernels' large-size paths.
+    if ! passed check_device_large && passed check_device; then
+      search_kernels --batch "$CHECK_LARGE_BATCH"
+    fi
+  fi
 else
   missing check_device "no ddpm-lab binary"
   missing check_device_current "no ddpm-lab binary"
@@ -482,7 +503,7 @@ GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINA
   GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
   GC_PYTHONPATH=${PYTHONPATH:-} \
   GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
-  GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB GC_KERNEL_NAMES=$KERNEL_NAMES GC_CONV_ALGOS=$CONV_ALGOS \
+  GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB GC_KERNEL_NAMES=$KERNEL_NAMES GC_CHECK_LARGE_BATCH=$CHECK_LARGE_BATCH GC_CONV_ALGOS=$CONV_ALGOS \
   GC_CUDA_AB=$CUDA_AB GC_SETUP_FALLBACK=$SETUP_FALLBACK GC_KERNELS_LEFT_OUT=$KERNELS_LEFT_OUT \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
@@ -498,6 +519,7 @@ json.dump({
     "stock_run": e["GC_BENCH_STOCK"] == "1",
     "kernel_ab": e["GC_KERNEL_AB"].split(),
     "kernel_names": e["GC_KERNEL_NAMES"].split(),
+    "check_large_batch": int(e["GC_CHECK_LARGE_BATCH"] or 0) or None,
     "cuda_ab": e["GC_CUDA_AB"].split(),
     "cuda_setup_fallback": e["GC_SETUP_FALLBACK"] == "1",
     "kernels_left_out": [k.lstrip("-") for k in e["GC_KERNELS_LEFT_OUT"].split(",") if k]

@@ -361,7 +361,8 @@ def report(work, out_path):
         *[f"check_device_kernel_{k}" for k in info.get("kernel_names") or []],
         "check_device_kernels_left_out",
     ]
-    for name in ("check_device", "check_device_current", *fault_checks, *algo_checks):
+    large = ["check_device_large"] if info.get("check_large_batch") else []
+    for name in ("check_device", "check_device_current", *large, *fault_checks, *algo_checks):
         rec = json_step(work, name)
         if rec is not None and "result" in rec:
             rec["ok"] = rec["ok"] and (rec["result"] or {}).get("ok") is True

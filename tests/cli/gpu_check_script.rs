@@ -94,6 +94,7 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
             ),
             ("KERNEL_AB", "bias"),
             ("CUDA_AB", "stream=per-thread"),
+            ("CHECK_LARGE_BATCH", "6"),
             ("CONV_ALGOS", "implicit auto"),
             ("PATH", &path),
         ],
@@ -239,12 +240,16 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
     let categories = &kernels["categories"];
     assert_eq!(categories["conv data movement"][1], 2, "{kernels}");
     assert_eq!(categories["normalisation"][1], 1, "{kernels}");
-    // The gradients on the checked device (the GPU route, here on the CPU) matched the CPU's.
+    // The gradients on the checked device (the GPU route, here on the CPU) matched the CPU's,
+    // at the first check's batch and at CHECK_LARGE_BATCH's.
     assert_eq!(
         steps["check_device"]["result"]["ok"], true,
         "{}",
         steps["check_device"]
     );
+    let large = &steps["check_device_large"]["result"];
+    assert_eq!(large["ok"], true, "{large}");
+    assert_eq!(large["input"][0], 6, "{large}");
     let resumed = steps["resume_cpu"]["steps"].as_array().unwrap();
     assert_eq!(resumed.len(), 2, "{}", steps["resume_cpu"]);
     assert_eq!(
@@ -302,6 +307,7 @@ exec "{BIN}" "$@"
             ("CUDA_AB", ""),
             ("NSYS", "0"),
             ("NCU", "0"),
+            ("CHECK_LARGE_BATCH", ""),
         ],
     );
     let steps = &report["steps"];
@@ -343,6 +349,19 @@ exec "{BIN}" "$@"
 /// the visit: here with a stand-in binary whose `check-device` fails while `softmax` is on.
 #[test]
 fn a_first_check_that_fails_with_one_kernel_runs_the_visit_without_it() {
+    visit_with_a_faulty_softmax(false);
+}
+
+/// The same when only the check at the benchmarks' batch fails (a kernel's path for large
+/// sizes): the search runs at that batch.
+#[test]
+fn a_large_check_that_fails_with_one_kernel_runs_the_visit_without_it() {
+    visit_with_a_faulty_softmax(true);
+}
+
+/// A visit with a stand-in binary whose `check-device` fails while the `softmax` kernel is on
+/// (with `only_large`, only when given `--batch`), logging what each call saw.
+fn visit_with_a_faulty_softmax(only_large: bool) {
     let out = tempfile::tempdir().unwrap();
     let tools = tempfile::tempdir().unwrap();
     let log = tools.path().join("calls.log");
@@ -352,7 +371,9 @@ fn a_first_check_that_fails_with_one_kernel_runs_the_visit_without_it() {
         format!(
             r#"#!/usr/bin/env bash
 k=${{DDPM_LAB_CUDA_KERNELS-unset}}
-echo "$k $1" >> "{log}"
+large=0
+case " $* " in *" --batch "*) large=1 ;; esac
+echo "$k $1 $large" >> "{log}"
 on=0
 case ",$k," in
   ,unset,) on=1 ;;
@@ -360,12 +381,13 @@ case ",$k," in
   *,softmax,*) on=1 ;;
   ,-*) on=1 ;;
 esac
-if [ "$1" = check-device ] && [ $on = 1 ]; then
+if [ "$1" = check-device ] && [ $on = 1 ] && [ {only_large} = 0 -o $large = 1 ]; then
   echo "gradients differ" >&2; exit 1
 fi
 exec "{BIN}" "$@"
 "#,
-            log = log.display()
+            log = log.display(),
+            only_large = only_large as u8,
         ),
     );
     let report = run_script(
@@ -386,6 +408,7 @@ exec "{BIN}" "$@"
             ("CONV_ALGOS", ""),
             ("KERNEL_AB", "bias softmax"),
             ("CUDA_AB", ""),
+            ("CHECK_LARGE_BATCH", "3"),
             ("NSYS", "0"),
             ("NCU", "0"),
         ],
@@ -407,24 +430,41 @@ exec "{BIN}" "$@"
         steps["check_device_kernels_left_out"]["ok"], true,
         "{report}"
     );
-    // The faults found are recorded, and the first check stays a failure.
+    // The faults found are recorded, and the check that failed stays a failure.
     let failed = report["failed"].as_array().unwrap();
-    assert!(failed.iter().any(|f| f == "check_device"), "{report}");
+    let (first, setup_checked) = if only_large {
+        ("check_device_large", vec![])
+    } else {
+        ("check_device", vec!["check_device_cuda_setup_undone"])
+    };
+    assert!(failed.iter().any(|f| f == first), "{report}");
+    assert_eq!(
+        failed.iter().any(|f| f == "check_device"),
+        !only_large,
+        "{report}"
+    );
+    let optional_failed: Vec<&str> = setup_checked
+        .into_iter()
+        .chain(["check_device_kernel_softmax"])
+        .collect();
     assert_eq!(
         report["optional_failed"],
-        serde_json::json!([
-            "check_device_cuda_setup_undone",
-            "check_device_kernel_softmax"
-        ]),
+        serde_json::json!(optional_failed),
         "{report}"
+    );
+    // The search ran at the failed check's batch.
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    let large = if only_large { "1" } else { "0" };
+    assert!(
+        calls.contains(&format!("softmax check-device {large}").as_str()),
+        "{calls:?}"
     );
     // After the search, every call ran without softmax; the kernel A/B times bias off beside
     // it, and does not time softmax (it is off already).
-    let calls = std::fs::read_to_string(&log).unwrap();
-    let calls: Vec<&str> = calls.lines().collect();
     let last_check = calls
         .iter()
-        .position(|c| *c == "-softmax check-device")
+        .position(|c| *c == format!("-softmax check-device {large}"))
         .expect("the check with softmax left out ran");
     let after = &calls[last_check..];
     assert!(
@@ -433,10 +473,10 @@ exec "{BIN}" "$@"
             .all(|c| c.starts_with("-softmax ") || c.starts_with("-softmax,-bias ")),
         "{calls:?}"
     );
-    assert!(after.contains(&"-softmax,-bias bench"), "{calls:?}");
+    assert!(after.contains(&"-softmax,-bias bench 0"), "{calls:?}");
     for command in ["train", "sample", "bench"] {
         assert!(
-            after.iter().any(|c| *c == format!("-softmax {command}")),
+            after.iter().any(|c| *c == format!("-softmax {command} 0")),
             "{command}: {calls:?}"
         );
     }
