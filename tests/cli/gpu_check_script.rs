@@ -24,6 +24,37 @@ fn run_script(out: &std::path::Path, env: &[(&str, &str)]) -> serde_json::Value 
     serde_json::from_str(&text).unwrap()
 }
 
+/// [`run_script`] with the stand-in binary `stand_in` (no shared folder beside it: no fixtures,
+/// the built-in dataset), a few seconds of training, tiny benchmarks and none of the optional
+/// steps, plus `env`.
+fn run_stand_in(
+    out: &std::path::Path,
+    stand_in: &std::path::Path,
+    env: &[(&str, &str)],
+) -> serde_json::Value {
+    let shared = stand_in.parent().unwrap().to_str().unwrap();
+    let quick = [
+        ("DDPM_LAB", stand_in.to_str().unwrap()),
+        ("SHARED", shared),
+        ("TRAIN_SECONDS", "3"),
+        (
+            "TRAIN_ARGS",
+            "--dim 8 --dim-mults 1,2 --batch-size 4 --timesteps 10",
+        ),
+        (
+            "BENCH_ARGS",
+            "--config tiny --batch-size 2 --forward-batch 2 --sample-batch 1 --sample-steps 3",
+        ),
+        ("BENCH_STOCK", "0"),
+        ("CONV_ALGOS", ""),
+        ("CUDA_AB", ""),
+        ("NSYS", "0"),
+        ("NCU", "0"),
+    ];
+    let all: Vec<(&str, &str)> = quick.iter().chain(env).copied().collect();
+    run_script(out, &all)
+}
+
 /// Writes the script `text` to `path`, executable.
 fn write_executable(path: &std::path::Path, text: impl AsRef<[u8]>) {
     use std::os::unix::fs::PermissionsExt;
@@ -287,28 +318,10 @@ exec "{BIN}" "$@"
             log = log.display()
         ),
     );
-    let report = run_script(
+    let report = run_stand_in(
         out.path(),
-        &[
-            ("DDPM_LAB", stand_in.to_str().unwrap()),
-            ("SHARED", tools.path().to_str().unwrap()),
-            ("TRAIN_SECONDS", "3"),
-            (
-                "TRAIN_ARGS",
-                "--dim 8 --dim-mults 1,2 --batch-size 4 --timesteps 10",
-            ),
-            (
-                "BENCH_ARGS",
-                "--config tiny --batch-size 2 --forward-batch 2 --sample-batch 1 --sample-steps 3",
-            ),
-            ("BENCH_STOCK", "0"),
-            ("CONV_ALGOS", ""),
-            ("KERNEL_AB", ""),
-            ("CUDA_AB", ""),
-            ("NSYS", "0"),
-            ("NCU", "0"),
-            ("CHECK_LARGE_BATCH", ""),
-        ],
+        &stand_in,
+        &[("KERNEL_AB", ""), ("CHECK_LARGE_BATCH", "")],
     );
     let steps = &report["steps"];
     assert_eq!(report["cuda_setup_fallback"], true, "{report}");
@@ -390,28 +403,10 @@ exec "{BIN}" "$@"
             only_large = only_large as u8,
         ),
     );
-    let report = run_script(
+    let report = run_stand_in(
         out.path(),
-        &[
-            ("DDPM_LAB", stand_in.to_str().unwrap()),
-            ("SHARED", tools.path().to_str().unwrap()),
-            ("TRAIN_SECONDS", "3"),
-            (
-                "TRAIN_ARGS",
-                "--dim 8 --dim-mults 1,2 --batch-size 4 --timesteps 10",
-            ),
-            (
-                "BENCH_ARGS",
-                "--config tiny --batch-size 2 --forward-batch 2 --sample-batch 1 --sample-steps 3",
-            ),
-            ("BENCH_STOCK", "0"),
-            ("CONV_ALGOS", ""),
-            ("KERNEL_AB", "bias softmax"),
-            ("CUDA_AB", ""),
-            ("CHECK_LARGE_BATCH", "3"),
-            ("NSYS", "0"),
-            ("NCU", "0"),
-        ],
+        &stand_in,
+        &[("KERNEL_AB", "bias softmax"), ("CHECK_LARGE_BATCH", "3")],
     );
     let steps = &report["steps"];
     assert_eq!(report["cuda_setup_fallback"], false, "{report}");

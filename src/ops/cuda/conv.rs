@@ -89,10 +89,7 @@ pub fn supports_with_bias(
     stride: usize,
     padding: usize,
 ) -> bool {
-    supports(x, w, stride, padding)
-        && b.dims() == [w.dims()[0]]
-        && b.dtype() == DType::F32
-        && b.device().same_device(x.device())
+    supports(x, w, stride, padding) && super::f32_beside(b, x, &w.dims()[..1])
 }
 
 /// `conv2d(x, w) + b[c]` in one op: the output is filled with the bias and the forward product

@@ -71,10 +71,7 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor
 /// Whether [`depthwise_conv2d_plus_plane_bias`] takes these: [`supports`] for `x` and `w`, and
 /// `b` an f32 `(N, C)` on their device.
 pub fn supports_plane_bias(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize) -> bool {
-    supports(x, w, padding)
-        && b.dims() == &x.dims()[..2]
-        && b.dtype() == DType::F32
-        && b.device().same_device(x.device())
+    supports(x, w, padding) && super::f32_beside(b, x, &x.dims()[..2])
 }
 
 /// The depthwise conv of `x (N, C, H, W)` with `w (C, 1, k, k)` plus `b[n, c]` on every output

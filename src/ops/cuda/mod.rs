@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CudaDevice, CudaStorage, Layout, Result};
+use candle_core::{CudaDevice, CudaStorage, Layout, Result, Tensor};
 
 /// The environment variable that picks which of these kernels run ([`KERNEL_NAMES`]): a
 /// comma-separated list of the ones to run (`none`: none of them), or of `-name`s to leave out
@@ -97,6 +97,11 @@ fn chosen(value: Option<&str>, name: &str) -> bool {
 /// The items of a value of [`KERNELS_VAR`]: comma-separated, trimmed, empty ones skipped.
 fn listed(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|k| !k.is_empty())
+}
+
+/// Whether `t` is an f32 tensor of shape `dims` on `x`'s device (a bias for a kernel on `x`).
+fn f32_beside(t: &Tensor, x: &Tensor, dims: &[usize]) -> bool {
+    t.dims() == dims && t.dtype() == candle_core::DType::F32 && t.device().same_device(x.device())
 }
 
 /// The contiguous f32 data of a storage at a layout.
