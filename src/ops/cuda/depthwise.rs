@@ -31,6 +31,11 @@ pub(super) const THREADS: u32 = 256;
 /// kernel, and the kernel not switched off
 /// ([`super::KERNELS_VAR`]).
 pub fn supports(x: &Tensor, w: &Tensor, padding: usize) -> bool {
+    fits(x, w, padding) && super::enabled("depthwise")
+}
+
+/// [`supports`] but for the kernel's switch: shapes, types and device.
+fn fits(x: &Tensor, w: &Tensor, padding: usize) -> bool {
     // The padded map must hold the kernel at least once (`h + 2p + 1 ≥ k`).
     // The weight gradient indexes one channel's positions over the batch with an `int`, for
     // this conv and for its input gradient's (whose maps are at most the padded size).
@@ -39,7 +44,6 @@ pub fn supports(x: &Tensor, w: &Tensor, padding: usize) -> bool {
             && h + 2 * padding + 1 >= kh && wd + 2 * padding + 1 >= kh
             && n * (h + 2 * padding) * (wd + 2 * padding) < i32::MAX as usize - 1024);
     square
-        && super::enabled("depthwise")
         && x.device().is_cuda()
         && w.device().same_device(x.device())
         && x.dtype() == DType::F32
@@ -68,10 +72,14 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor
     )
 }
 
-/// Whether [`depthwise_conv2d_plus_plane_bias`] takes these: [`supports`] for `x` and `w`, and
-/// `b` an f32 `(N, C)` on their device.
+/// Whether [`depthwise_conv2d_plus_plane_bias`] takes these: the shapes and types [`supports`]
+/// takes for `x` and `w`, `b` an f32 `(N, C)` on their device, and the kernel switched on as
+/// `depthwise_bias` ([`super::KERNELS_VAR`]; on its own, so that a fault in it leaves the plain
+/// depthwise kernel in use).
 pub fn supports_plane_bias(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize) -> bool {
-    supports(x, w, padding) && super::f32_beside(b, x, &x.dims()[..2])
+    fits(x, w, padding)
+        && super::enabled("depthwise_bias")
+        && super::f32_beside(b, x, &x.dims()[..2])
 }
 
 /// The depthwise conv of `x (N, C, H, W)` with `w (C, 1, k, k)` plus `b[n, c]` on every output

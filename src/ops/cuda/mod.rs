@@ -24,6 +24,7 @@ pub const KERNEL_NAMES: &[&str] = &[
     "softmax",
     "gelu",
     "depthwise",
+    "depthwise_bias",
     "group_norm",
     "multi_tensor",
 ];
