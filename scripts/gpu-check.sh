@@ -50,11 +50,12 @@
 #                       empty skips it
 #   NCU_CONV_ALGO=implicit  the conv algorithm of the last Nsight Compute profile (see NCU);
 #                       empty skips that profile
-#   KERNEL_AB="conv bias softmax gelu depthwise depthwise_bias multi_tensor"
+#   KERNEL_AB="conv bias softmax linear_attention gelu depthwise depthwise_bias multi_tensor"
 #                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
 #                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS=-name;
 #                       `own_kernel_gain` in the report); empty skips it
-#   KERNEL_NAMES="conv bias softmax gelu depthwise depthwise_bias group_norm multi_tensor"
+#   KERNEL_NAMES="conv bias softmax linear_attention gelu depthwise depthwise_bias group_norm
+#                       multi_tensor"
 #                       the kernels checked one at a time when the first check fails
 #                       (`kernels_left_out` in the report: those that failed alone)
 #   CHECK_LARGE_BATCH=256  the batch of the last gradient check (the benchmarks' largest);
@@ -98,8 +99,8 @@ BENCH_STOCK=${BENCH_STOCK:-1}
 CUDA_AB=${CUDA_AB-pool=release stream=per-thread}
 CONV_ALGOS=${CONV_ALGOS-auto implicit implicit-fwd implicit-m32 implicit-m64}
 NCU_CONV_ALGO=${NCU_CONV_ALGO-implicit}
-KERNEL_AB=${KERNEL_AB-conv bias softmax gelu depthwise depthwise_bias multi_tensor}
-KERNEL_NAMES=${KERNEL_NAMES:-conv bias softmax gelu depthwise depthwise_bias group_norm multi_tensor}
+KERNEL_AB=${KERNEL_AB-conv bias softmax linear_attention gelu depthwise depthwise_bias multi_tensor}
+KERNEL_NAMES=${KERNEL_NAMES:-conv bias softmax linear_attention gelu depthwise depthwise_bias group_norm multi_tensor}
 CHECK_LARGE_BATCH=${CHECK_LARGE_BATCH-256}
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}

@@ -13,13 +13,15 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::softmax::{fused, softmax, softmax_backward, SoftmaxStorage};
+use super::softmax::{fits_kernels, softmax, softmax_backward, SoftmaxStorage};
 
 /// `out (B, heads, d, n)` of `q`, `k` and `v` (each `(B, heads, d, n)`) with the query scale
-/// `scale`: one op where ddpm-lab's softmax is one op for `q` ([`fused`]), else the same maths
-/// through separate candle ops.
+/// `scale`: one op where its softmax kernels run for `q` ([`fits_kernels`]; on CUDA, switched on
+/// as `linear_attention`, on its own, so that a fault in it leaves the plain softmax kernel in
+/// use), else the same maths through separate ops.
 pub fn linear_attention_core(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
-    if q.rank() == 4 && q.dims() == k.dims() && q.dims() == v.dims() && fused(q, 2) {
+    let same = q.rank() == 4 && q.dims() == k.dims() && q.dims() == v.dims();
+    if same && fits_kernels(q, 2, "linear_attention") {
         let c = |t: &Tensor| t.contiguous();
         return c(q)?.apply_op3(&c(k)?, &c(v)?, LinearAttentionCore { scale });
     }

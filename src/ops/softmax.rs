@@ -22,15 +22,25 @@ pub fn softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
 }
 
 /// Whether [`softmax`] of `x` over `dim` runs as one op here (else candle-nn's composite).
-pub(crate) fn fused(x: &Tensor, dim: usize) -> bool {
+fn fused(x: &Tensor, dim: usize) -> bool {
+    fits_kernels(x, dim, "softmax")
+}
+
+/// Whether an op built of these softmax kernels runs for `x` over `dim`: not on candle's stock
+/// route, a CPU tensor of f32 or f64, or an f32 CUDA tensor with `kernel` switched on
+/// ([`crate::ops::cuda::KERNELS_VAR`]), within the CUDA kernels' sizes.
+pub(crate) fn fits_kernels(x: &Tensor, dim: usize, kernel: &str) -> bool {
     let stock = crate::ops::route(x) == crate::ops::Route::Stock;
     let supported = match x.device() {
         candle_core::Device::Cpu => matches!(x.dtype(), DType::F32 | DType::F64),
         #[cfg(feature = "cuda")]
         candle_core::Device::Cuda(_) => {
-            x.dtype() == DType::F32 && crate::ops::cuda::enabled("softmax")
+            x.dtype() == DType::F32 && crate::ops::cuda::enabled(kernel)
         }
-        _ => false,
+        _ => {
+            let _ = kernel;
+            false
+        }
     };
     // The CUDA kernels index with `int`s (rows and sizes).
     let fits = x.elem_count() <= crate::ops::DEVICE_LEN_MAX;
@@ -38,7 +48,7 @@ pub(crate) fn fused(x: &Tensor, dim: usize) -> bool {
 }
 
 /// `dx = y ⊙ (dy − Σ_dim dy ⊙ y)`: the gradient through a softmax over `dim` from its output
-/// `y`, as one op without a backward of its own. Where [`fused`] holds for `y`.
+/// `y`, as one op without a backward of its own. Where [`fits_kernels`] holds for `y`.
 pub(crate) fn softmax_backward(y: &Tensor, dy: &Tensor, dim: usize) -> Result<Tensor> {
     y.contiguous()?
         .apply_op2_no_bwd(&dy.contiguous()?, &SoftmaxGrad { dim })

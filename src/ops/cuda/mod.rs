@@ -22,6 +22,7 @@ pub const KERNEL_NAMES: &[&str] = &[
     "conv",
     "bias",
     "softmax",
+    "linear_attention",
     "gelu",
     "depthwise",
     "depthwise_bias",
