@@ -349,7 +349,10 @@ impl Trainer {
             }
             None => loss,
         };
-        let mut grads = crate::ops::on_pool(loss.device(), || loss.backward())?;
+        // Each activation's memory goes as soon as the rest of the pass no longer reads it
+        // (the vendored candle-core's `backward_releasing`; `loss` and `per_example`, read
+        // below, are kept).
+        let mut grads = crate::ops::on_pool(loss.device(), || loss.backward_releasing())?;
         // The next step's draws (host work: some 10⁵ normals) while a GPU runs this step,
         // before the read below waits for it. Unused if the next batch has another shape.
         self.next_draws = Some(self.draws(self.step + 1, x0.dims())?);

@@ -163,7 +163,29 @@ impl Tensor {
     }
 
     pub fn backward(&self) -> Result<GradStore> {
+        self.backward_with(false)
+    }
+
+    /// [`Tensor::backward`], releasing the memory of each node of the graph (of 64 KiB or more)
+    /// as soon as the rest of the backward pass no longer reads it, as PyTorch frees what a node saved once the node
+    /// has run: once a node's own gradient step has run, every later step is an ancestor's, which
+    /// reads its own inputs and output only. A storage is released (replaced by a one-element
+    /// one) when every tensor on it is a node of this graph whose step has run, none is a
+    /// variable, and nothing outside the graph holds any of them or the storage (reference
+    /// counts), so a tensor the caller keeps is never released. The peak memory of the backward
+    /// pass then falls as it goes instead of holding every activation until the graph is
+    /// dropped. The graph cannot be differentiated a second time.
+    pub fn backward_releasing(&self) -> Result<GradStore> {
+        self.backward_with(true)
+    }
+
+    fn backward_with(&self, release: bool) -> Result<GradStore> {
         let sorted_nodes = self.sorted_nodes();
+        let mut releaser = if release {
+            Some(Releaser::new(&sorted_nodes))
+        } else {
+            None
+        };
         let mut grads = GradStore::new();
         grads.insert(self, self.ones_like()?.contiguous()?);
         for node in sorted_nodes.iter() {
@@ -681,8 +703,134 @@ impl Tensor {
                     }
                 };
             }
+            if let Some(releaser) = releaser.as_mut() {
+                releaser.step_done(node)?;
+            }
         }
         Ok(grads)
+    }
+}
+
+/// The arguments of an op, each as often as the op holds it.
+fn op_args(op: &Op) -> Vec<&Tensor> {
+    match op {
+        Op::IndexAdd(t1, t2, t3, _)
+        | Op::Scatter(t1, t2, t3, _)
+        | Op::ScatterAdd(t1, t2, t3, _)
+        | Op::CustomOp3(t1, t2, t3, _)
+        | Op::WhereCond(t1, t2, t3) => vec![t1, t2, t3],
+        Op::Conv1D {
+            arg: lhs,
+            kernel: rhs,
+            ..
+        }
+        | Op::ConvTranspose1D {
+            arg: lhs,
+            kernel: rhs,
+            ..
+        }
+        | Op::Conv2D {
+            arg: lhs,
+            kernel: rhs,
+            ..
+        }
+        | Op::ConvTranspose2D {
+            arg: lhs,
+            kernel: rhs,
+            ..
+        }
+        | Op::CustomOp2(lhs, rhs, _)
+        | Op::Binary(lhs, rhs, _)
+        | Op::Gather(lhs, rhs, _)
+        | Op::IndexSelect(lhs, rhs, _)
+        | Op::Matmul(lhs, rhs)
+        | Op::SliceScatter0(lhs, rhs, _) => vec![lhs, rhs],
+        Op::Cat(args, _) => args.iter().collect(),
+        Op::Affine { arg, .. }
+        | Op::Unary(arg, _)
+        | Op::Cmp(arg, _)
+        | Op::Reduce(arg, _, _)
+        | Op::AvgPool2D { arg, .. }
+        | Op::MaxPool2D { arg, .. }
+        | Op::UpsampleNearest1D { arg, .. }
+        | Op::UpsampleNearest2D { arg, .. }
+        | Op::UpsampleBilinear2D { arg, .. }
+        | Op::ToDType(arg)
+        | Op::Copy(arg)
+        | Op::Broadcast(arg)
+        | Op::Narrow(arg, _, _, _)
+        | Op::Reshape(arg)
+        | Op::ToDevice(arg)
+        | Op::Transpose(arg, _, _)
+        | Op::Permute(arg, _)
+        | Op::Elu(arg, _)
+        | Op::Powf(arg, _)
+        | Op::CustomOp1(arg, _) => vec![arg],
+    }
+}
+
+/// The smallest storage [`Tensor::backward_releasing`] releases, in bytes.
+const RELEASE_MIN_BYTES: usize = 1 << 16;
+
+/// What [`Tensor::backward_releasing`] needs to know to release a storage: how often the graph
+/// itself holds each node (as an op's argument), and which of the graph's nodes share each
+/// storage, with those whose gradient step has run.
+struct Releaser<'a> {
+    held_by_graph: HashMap<TensorId, usize>,
+    on_storage: HashMap<usize, (Vec<&'a Tensor>, usize)>,
+}
+
+impl<'a> Releaser<'a> {
+    fn new(nodes: &[&'a Tensor]) -> Self {
+        let mut held_by_graph: HashMap<TensorId, usize> = HashMap::new();
+        let mut on_storage: HashMap<usize, (Vec<&'a Tensor>, usize)> = HashMap::new();
+        for node in nodes {
+            if let Some(op) = node.op() {
+                for arg in op_args(op) {
+                    *held_by_graph.entry(arg.id()).or_default() += 1;
+                }
+            }
+            on_storage
+                .entry(node.storage_key())
+                .or_default()
+                .0
+                .push(node);
+        }
+        Self {
+            held_by_graph,
+            on_storage,
+        }
+    }
+
+    /// After `node`'s gradient step: releases its storage if no later step, and nothing outside
+    /// the graph, can read it.
+    fn step_done(&mut self, node: &Tensor) -> Result<()> {
+        let Some((sharers, done)) = self.on_storage.get_mut(&node.storage_key()) else {
+            return Ok(());
+        };
+        *done += 1;
+        if *done < sharers.len() || sharers.iter().any(|t| t.is_variable()) {
+            return Ok(());
+        }
+        // Every tensor on the storage is one of these nodes, and each is held only by the
+        // graph's ops (a tensor the caller keeps, or one held by anything else, counts more).
+        if node.storage_sharers() != sharers.len() {
+            return Ok(());
+        }
+        let held = |t: &Tensor| self.held_by_graph.get(&t.id()).copied().unwrap_or(0);
+        if sharers.iter().any(|t| t.handles() != held(t)) {
+            return Ok(());
+        }
+        // Small storages stay: their memory is little, and a release costs an allocation of
+        // the one-element stand-in (a driver call on a GPU).
+        if node.elem_count() * node.dtype().size_in_bytes() < RELEASE_MIN_BYTES {
+            return Ok(());
+        }
+        // SAFETY: the stand-in is never read: nothing reads this storage after this point.
+        let one = crate::Shape::from(1usize);
+        let stand_in = unsafe { node.device().alloc_uninit(&one, node.dtype())? };
+        *node.storage_mut() = stand_in;
+        Ok(())
     }
 }
 

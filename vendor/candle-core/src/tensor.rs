@@ -2781,6 +2781,16 @@ impl Tensor {
         (storage, &self.layout)
     }
 
+    /// How many tensors share this tensor's storage (views and detached copies included).
+    pub(crate) fn storage_sharers(&self) -> usize {
+        Arc::strong_count(&self.storage)
+    }
+
+    /// How many handles to this tensor exist (clones, and the ops that hold it as an argument).
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+
     /// Unique key for this tensor's storage. Equal keys mean the tensors share the same allocation.
     #[inline]
     pub(crate) fn storage_key(&self) -> usize {

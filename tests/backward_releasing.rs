@@ -1,0 +1,123 @@
+//! `Tensor::backward_releasing` (the vendored candle-core's backward pass that releases each
+//! node's memory once the rest of the pass no longer reads it, which training uses) against
+//! candle's `backward`: the same gradient for every parameter of each UNet on both routes, the
+//! tensors the caller holds left intact, and a lower peak of memory. Its own test binary: it
+//! counts every allocation (a counting global allocator) and switches the route for the whole
+//! process, so it holds one test.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use candle_core::{DType, Device, Tensor};
+use ddpm_lab::model::{new_trainable, BlockKind, UnetConfig};
+use ddpm_lab::ops::{force_route, Route};
+
+/// The system allocator, counting the bytes alive and their peak.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only counters are updated.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        System.dealloc(p, layout);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Every value of `t`, on the CPU.
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// One backward pass of `config`'s UNet (weights from one seed, fixed inputs) with candle's
+/// backward or the releasing one: every parameter's gradient by name, the model's output
+/// (held by the caller through the pass) and a view of it, and the peak of bytes alive during
+/// the backward pass over those alive before it.
+#[allow(clippy::type_complexity)]
+fn pass(
+    config: &UnetConfig,
+    releasing: bool,
+) -> (Vec<(String, Vec<f32>)>, Vec<f32>, Vec<f32>, Vec<f32>, usize) {
+    let dev = Device::Cpu;
+    let (model, varmap) = new_trainable(config, 5, &dev).unwrap();
+    let x = (Tensor::arange(0f32, 8.0 * 16.0 * 16.0, &dev).unwrap() * 0.37)
+        .unwrap()
+        .sin()
+        .unwrap()
+        .reshape((8, 1, 16, 16))
+        .unwrap();
+    let t = Tensor::new(&[3u32, 17, 60, 150, 7, 299, 1, 42], &dev).unwrap();
+    let y = model.forward(&x, &t).unwrap();
+    let view = y.reshape((8, 256)).unwrap();
+    let r = y.ones_like().unwrap().affine(0.5, 0.25).unwrap();
+    let y_before = values(&y);
+    let loss = (&y * &r).unwrap().sum_all().unwrap();
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let grads = if releasing {
+        loss.backward_releasing().unwrap()
+    } else {
+        loss.backward().unwrap()
+    };
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let mut vars: Vec<_> = varmap.data().lock().unwrap().clone().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let grads = vars
+        .iter()
+        .map(|(name, v)| (name.clone(), values(grads.get(v).expect("a gradient"))))
+        .collect();
+    assert_eq!(y.dtype(), DType::F32);
+    (grads, y_before, values(&y), values(&view), peak)
+}
+
+#[test]
+fn the_releasing_backward_pass_gives_the_same_gradients_in_less_memory() {
+    let blog = UnetConfig {
+        dim: 8,
+        dim_mults: vec![1, 2],
+        resnet_block_groups: 2,
+        ..UnetConfig::default()
+    };
+    let resnet = UnetConfig {
+        block: BlockKind::Resnet,
+        ..blog.clone()
+    };
+    let current = UnetConfig {
+        dim: 8,
+        dim_mults: vec![1, 2],
+        ..UnetConfig::current()
+    };
+    for route in [Route::Cpu, Route::Device] {
+        force_route(Some(route));
+        for (name, config) in [("blog", &blog), ("resnet", &resnet), ("current", &current)] {
+            let what = format!("{name} on {route:?}");
+            let (g_plain, _, _, _, peak_plain) = pass(config, false);
+            let (g_released, y_before, y_after, view, peak_released) = pass(config, true);
+            assert!(g_plain.len() > 50, "{what}: {} gradients", g_plain.len());
+            // The same sums in the same order: equal to the last bit.
+            assert_eq!(g_plain, g_released, "{what}: the gradients differ");
+            // The output the caller holds, and its view, are never released.
+            assert_eq!(y_before, y_after, "{what}: the held output changed");
+            assert_eq!(y_before, view, "{what}: the held view changed");
+            assert!(
+                (peak_released as f64) < 0.9 * peak_plain as f64,
+                "{what}: peak {peak_released} bytes releasing, {peak_plain} not"
+            );
+        }
+    }
+    force_route(None);
+}
