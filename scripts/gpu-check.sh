@@ -60,6 +60,9 @@
 #                       (`kernels_left_out` in the report: those that failed alone)
 #   CHECK_LARGE_BATCH=256  the batch of the last gradient check (the benchmarks' largest);
 #                       empty skips it
+#   BACKWARD_AB=1       also time the training step with candle's own backward pass
+#                       (DDPM_LAB_BACKWARD=plain), its speed and peak memory against
+#                       ddpm-lab's releasing one (`backward_release_gain`; 0 skips it)
 #   NSYS=1              last, if time is left and `nsys` is on PATH: Nsight Systems' kernel and
 #                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
 #   NCU=1               then, likewise with `ncu` (Nsight Compute): the GPU time of each kernel
@@ -102,6 +105,7 @@ NCU_CONV_ALGO=${NCU_CONV_ALGO-implicit}
 KERNEL_AB=${KERNEL_AB-conv bias softmax linear_attention gelu depthwise depthwise_bias multi_tensor}
 KERNEL_NAMES=${KERNEL_NAMES:-conv bias softmax linear_attention gelu depthwise depthwise_bias group_norm multi_tensor}
 CHECK_LARGE_BATCH=${CHECK_LARGE_BATCH-256}
+BACKWARD_AB=${BACKWARD_AB:-1}
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}
 TRAIN_ARGS=${TRAIN_ARGS:---batch-size 128}
@@ -400,6 +404,15 @@ if [ -n "$CUDA_AB" ] && [ -n "$BIN" ]; then
   done
 fi
 
+# 8a'. Training's backward pass as candle has it (DDPM_LAB_BACKWARD=plain: every activation held
+# to the pass's end) against ddpm-lab's, which releases each once the pass is done with it:
+# the step's time and peak GPU memory (`backward_release_gain`); optional, like 9.
+if [ "$BACKWARD_AB" = 1 ] && [ -n "$BIN" ]; then
+  # shellcheck disable=SC2086
+  polled bench_backward_plain 120 env DDPM_LAB_BACKWARD=plain "$BIN" bench --device "$DEVICE" \
+    --json $BENCH_ARGS --only train --repeats 2
+fi
+
 # 8b. The CUDA conv's other algorithms (DDPM_LAB_CONV_ALGO): the gradients through each
 # against the CPU's, then training and forward with each, to set against `bench` (im2col);
 # optional, like 9.
@@ -504,7 +517,7 @@ GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINA
   GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
   GC_PYTHONPATH=${PYTHONPATH:-} \
   GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
-  GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB GC_KERNEL_NAMES=$KERNEL_NAMES GC_CHECK_LARGE_BATCH=$CHECK_LARGE_BATCH GC_CONV_ALGOS=$CONV_ALGOS \
+  GC_BENCH_STOCK=$BENCH_STOCK GC_KERNEL_AB=$KERNEL_AB GC_KERNEL_NAMES=$KERNEL_NAMES GC_CHECK_LARGE_BATCH=$CHECK_LARGE_BATCH GC_BACKWARD_AB=$BACKWARD_AB GC_CONV_ALGOS=$CONV_ALGOS \
   GC_CUDA_AB=$CUDA_AB GC_SETUP_FALLBACK=$SETUP_FALLBACK GC_KERNELS_LEFT_OUT=$KERNELS_LEFT_OUT \
   GC_TOL=$PARITY_TOL GC_TOTAL=$(($(date +%s) - START)) \
   $PYTHON -c '
@@ -521,6 +534,7 @@ json.dump({
     "kernel_ab": e["GC_KERNEL_AB"].split(),
     "kernel_names": e["GC_KERNEL_NAMES"].split(),
     "check_large_batch": int(e["GC_CHECK_LARGE_BATCH"] or 0) or None,
+    "backward_ab": e["GC_BACKWARD_AB"] == "1",
     "cuda_ab": e["GC_CUDA_AB"].split(),
     "cuda_setup_fallback": e["GC_SETUP_FALLBACK"] == "1",
     "kernels_left_out": [k.lstrip("-") for k in e["GC_KERNELS_LEFT_OUT"].split(",") if k]

@@ -384,6 +384,8 @@ def report(work, out_path):
     benches += setups.values()
     algo_benches = [f"bench_conv_{a}" for a in algos]
     benches += algo_benches
+    if info.get("backward_ab"):
+        benches.append("bench_backward_plain")
     if info.get("tf32_runs"):
         benches += ["bench_tf32", "pytorch_bench_tf32"]
     for name in benches:
@@ -413,6 +415,11 @@ def report(work, out_path):
             r[f"gpu_memory_{theirs_label}_over_ours"] = (
                 mt["peak_over_idle_mib"] / mo["peak_over_idle_mib"]
             )
+        # The training step's own peak, as `bench` measures it (device-wide, that workload only).
+        if ours.get("peak_gpu_mb_train") and theirs.get("peak_gpu_mb_train"):
+            r[f"peak_gpu_mb_train_{theirs_label}_over_ours"] = (
+                theirs["peak_gpu_mb_train"] / ours["peak_gpu_mb_train"]
+            )
         return r
 
     ratios = over("bench", "pytorch_bench")
@@ -429,6 +436,10 @@ def report(work, out_path):
     # Each CUDA device setting's worth: ddpm-lab's defaults over that one undone (above 1: the
     # default pays).
     setup_gain = {s: over("bench", step, "other") for s, step in setups.items()}
+    # The releasing backward pass over candle's own (above 1: it pays; memory: plain over ours).
+    backward_gain = (
+        over("bench", "bench_backward_plain", "plain") if info.get("backward_ab") else None
+    )
 
     # Each other conv algorithm over im2col, the default (above 1: it is faster).
     conv_algo_gain = {a: over(f"bench_conv_{a}", "bench", "im2col") for a in algos}
@@ -452,6 +463,7 @@ def report(work, out_path):
     # not decide whether the visit checked out.
     optional = (
         "bench_stock",
+        "bench_backward_plain",
         "nsys_train",
         "ncu_train",
         "ncu_torch_train",
@@ -477,6 +489,7 @@ def report(work, out_path):
         "own_ops_over_stock_ops": own_over_stock,
         "own_kernel_gain": kernel_gain,
         "cuda_setup_gain": setup_gain,
+        "backward_release_gain": backward_gain,
         "conv_algo_gain": conv_algo_gain,
         "auto_over_pytorch": auto_over_pytorch,
         "conv_tuning": tuning,
@@ -497,6 +510,7 @@ def report(work, out_path):
         ("over pytorch", ratios),
         ("own kernel gain", kernel_gain),
         ("cuda setup gain (defaults over each undone)", setup_gain),
+        ("backward release gain (over candle's own backward pass)", backward_gain),
         ("conv algo gain (over im2col)", conv_algo_gain),
         ("auto over pytorch", auto_over_pytorch),
         ("conv tuning (auto)", tuning),

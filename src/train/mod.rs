@@ -99,10 +99,32 @@ pub struct ResumeOptions {
     pub reset_optimizer: bool,
 }
 
+/// The environment variable that picks training's backward pass: `release` (the default: each
+/// activation's memory released once the rest of the pass no longer reads it) or `plain`
+/// (candle's own pass, which holds them all to its end), for comparisons. The gradients are the
+/// same.
+pub const BACKWARD_VAR: &str = "DDPM_LAB_BACKWARD";
+
+/// Whether training's backward pass releases as it goes ([`BACKWARD_VAR`]); a value other than
+/// `release` or `plain` is an error.
+fn releasing_backward() -> Result<bool> {
+    backward_choice(std::env::var(BACKWARD_VAR).ok().as_deref())
+}
+
+/// [`releasing_backward`] for this value of [`BACKWARD_VAR`] (`None`: unset).
+fn backward_choice(value: Option<&str>) -> Result<bool> {
+    match value.map(str::trim) {
+        None | Some("release") => Ok(true),
+        Some("plain") => Ok(false),
+        Some(other) => bail!("{BACKWARD_VAR}={other}: expected release (the default) or plain"),
+    }
+}
+
 impl Trainer {
     /// A fresh model for `cfg`. With `run_dir`, the directory is created and the config saved.
     pub fn new(cfg: TrainConfig, run_dir: Option<&Path>) -> Result<Self> {
         cfg.validate()?;
+        releasing_backward()?;
         let device = cfg.device.open()?;
         let (model, varmap) = model::new_trainable(&cfg.model, cfg.seed, &device)?;
         let opt = Adam::new(
@@ -189,6 +211,7 @@ impl Trainer {
             cfg.device = d;
         }
         cfg.validate()?;
+        releasing_backward()?;
         let state = ck.state;
         let device = cfg.device.open()?;
         let varmap = VarMap::new();
@@ -351,8 +374,12 @@ impl Trainer {
         };
         // Each activation's memory goes as soon as the rest of the pass no longer reads it
         // (the vendored candle-core's `backward_releasing`; `loss` and `per_example`, read
-        // below, are kept).
-        let mut grads = crate::ops::on_pool(loss.device(), || loss.backward_releasing())?;
+        // below, are kept), unless DDPM_LAB_BACKWARD=plain.
+        let mut grads = if releasing_backward()? {
+            crate::ops::on_pool(loss.device(), || loss.backward_releasing())?
+        } else {
+            crate::ops::on_pool(loss.device(), || loss.backward())?
+        };
         // The next step's draws (host work: some 10⁵ normals) while a GPU runs this step,
         // before the read below waits for it. Unused if the next batch has another shape.
         self.next_draws = Some(self.draws(self.step + 1, x0.dims())?);
@@ -944,6 +971,18 @@ fn clip_to(
 mod tests {
     use super::*;
     use crate::schedule::BetaSchedule;
+
+    #[test]
+    fn the_backward_pass_is_the_releasing_one_unless_told_plain_and_a_typo_is_an_error() {
+        assert!(backward_choice(None).unwrap());
+        assert!(backward_choice(Some("release")).unwrap());
+        assert!(!backward_choice(Some(" plain ")).unwrap());
+        let err = backward_choice(Some("plane")).unwrap_err().to_string();
+        assert!(
+            err.contains("DDPM_LAB_BACKWARD=plane") && err.contains("plain"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn each_step_prepares_the_next_steps_draws_for_its_batch_shape() {

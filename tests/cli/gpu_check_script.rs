@@ -48,6 +48,7 @@ fn run_stand_in(
         ("BENCH_STOCK", "0"),
         ("CONV_ALGOS", ""),
         ("CUDA_AB", ""),
+        ("BACKWARD_AB", "0"),
         ("NSYS", "0"),
         ("NCU", "0"),
     ];
@@ -244,6 +245,16 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
     );
     assert_eq!(
         steps["bench_cuda_stream_per_thread"]["result"]["sample_seconds"],
+        serde_json::Value::Null
+    );
+    // The A/B of the releasing backward pass against candle's own: training only.
+    let backward_gain = &report["backward_release_gain"];
+    assert!(
+        backward_gain["train_images_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+    assert_eq!(
+        steps["bench_backward_plain"]["result"]["forward_seconds"],
         serde_json::Value::Null
     );
     let summaries = steps["nsys_train"]["summaries"]
