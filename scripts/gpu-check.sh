@@ -52,12 +52,15 @@
 #                       empty skips that profile
 #   KERNEL_AB="conv bias softmax linear_attention gelu depthwise depthwise_bias multi_tensor"
 #                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
-#                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS=-name;
-#                       `own_kernel_gain` in the report); empty skips it
+#                       and forward pass with that one switched off (DDPM_LAB_CUDA_KERNELS=-name,
+#                       which leaves out the kernels that need it too: -depthwise times both
+#                       depthwise kernels; `own_kernel_gain` in the report); empty skips it
 #   KERNEL_NAMES="conv bias softmax linear_attention gelu depthwise depthwise_bias group_norm
 #                       multi_tensor"
 #                       the kernels checked one at a time when the first check fails
-#                       (`kernels_left_out` in the report: those that failed alone)
+#                       (`kernels_left_out` in the report: those that failed alone), each with
+#                       the kernel it needs (KERNEL_NEEDS below: a kernel that runs another's
+#                       is off while that one is)
 #   CHECK_LARGE_BATCH=256  the batch of the last gradient check (the benchmarks' largest);
 #                       empty skips it
 #   BACKWARD_AB=1       also time the training step with candle's own backward pass
@@ -105,6 +108,10 @@ NCU_CONV_ALGO=${NCU_CONV_ALGO-implicit}
 KERNEL_AB=${KERNEL_AB-conv bias softmax linear_attention gelu depthwise depthwise_bias multi_tensor}
 KERNEL_NAMES=${KERNEL_NAMES:-conv bias softmax linear_attention gelu depthwise depthwise_bias group_norm multi_tensor}
 CHECK_LARGE_BATCH=${CHECK_LARGE_BATCH-256}
+# Kernels that run another's kernels, each with the one it needs (ops::cuda::KERNEL_NEEDS; a test
+# holds the two equal): `-depthwise` leaves the depthwise conv with a bias out too, and checking
+# `depthwise_bias` alone means `DDPM_LAB_CUDA_KERNELS=depthwise,depthwise_bias`.
+KERNEL_NEEDS="depthwise_bias:depthwise linear_attention:softmax"
 BACKWARD_AB=${BACKWARD_AB:-1}
 NSYS=${NSYS:-1}
 NCU=${NCU:-1}
@@ -113,6 +120,21 @@ START=$(date +%s)
 DEADLINE=$((START + TOTAL_SECONDS))
 
 log() { echo "gpu-check: $*" >&2; }
+
+case $CHECK_LARGE_BATCH in
+  '' | *[!0-9]* | 0)
+    [ -z "$CHECK_LARGE_BATCH" ] ||
+      log "CHECK_LARGE_BATCH=$CHECK_LARGE_BATCH is not a batch size: the large check is skipped"
+    CHECK_LARGE_BATCH= ;;
+esac
+
+# needs_of KERNEL: the kernel KERNEL needs (KERNEL_NEEDS), or nothing.
+needs_of() {
+  local pair
+  for pair in $KERNEL_NEEDS; do
+    [ "${pair%%:*}" != "$1" ] || echo "${pair#*:}"
+  done
+}
 
 # The binary: the carried one first (gzipped, it fits the 64 MiB that travel).
 BIN=${DDPM_LAB:-}
@@ -231,25 +253,38 @@ KERNELS_LEFT_OUT=
 # passed NAME: whether step NAME ran and exited 0.
 passed() { [ "$(cat "$WORK/$1.rc" 2>/dev/null)" = 0 ]; }
 
-# search_kernels ARGS...: after a failed check-device ARGS, finds ddpm-lab's kernels at fault.
-# With none of them first; should that pass, each kernel alone, and those that fail alone are
-# left out for the rest of the run (all of them, should each pass alone), checked once more
-# together (`kernels_left_out` in the report). Each small check takes about a second on the GPU.
+# search_kernels SUFFIX LIMIT ARGS...: after a failed check-device ARGS, finds ddpm-lab's
+# kernels at fault, each check a step named check_deviceSUFFIX_... of at most LIMIT seconds.
+# With none of them first; should that pass, each kernel alone (with the kernel it needs), and
+# those that fail alone are left out for the rest of the run (all of them, should each pass
+# alone), with those an earlier search left out, checked once more together
+# (`kernels_left_out` in the report). Each small check takes about a second on the GPU.
 search_kernels() {
-  step check_device_kernels_none 120 env DDPM_LAB_CUDA_KERNELS=none "$BIN" check-device \
-    --device "$DEVICE" --json "$@"
-  passed check_device_kernels_none || return 0
-  local k
+  local suffix=$1 limit=$2
+  shift 2
+  step "check_device${suffix}_kernels_none" "$limit" env DDPM_LAB_CUDA_KERNELS=none "$BIN" \
+    check-device --device "$DEVICE" --json "$@"
+  passed "check_device${suffix}_kernels_none" || return 0
+  local k needs found=
   for k in $KERNEL_NAMES; do
-    step "check_device_kernel_$k" 120 env DDPM_LAB_CUDA_KERNELS="$k" "$BIN" check-device \
-      --device "$DEVICE" --json "$@"
-    passed "check_device_kernel_$k" || KERNELS_LEFT_OUT="$KERNELS_LEFT_OUT,-$k"
+    needs=$(needs_of "$k")
+    # A kernel whose needed one failed is off with it: nothing to check.
+    case "$found," in *",-$needs,"*) [ -z "$needs" ] || continue ;; esac
+    step "check_device${suffix}_kernel_$k" "$limit" \
+      env DDPM_LAB_CUDA_KERNELS="${needs:+$needs,}$k" "$BIN" check-device --device "$DEVICE" \
+      --json "$@"
+    passed "check_device${suffix}_kernel_$k" || found="$found,-$k"
   done
-  KERNELS_LEFT_OUT=${KERNELS_LEFT_OUT#,}
-  export DDPM_LAB_CUDA_KERNELS=${KERNELS_LEFT_OUT:-none}
-  KERNELS_LEFT_OUT=$DDPM_LAB_CUDA_KERNELS
+  if [ -z "$found" ]; then
+    KERNELS_LEFT_OUT=none
+  else
+    KERNELS_LEFT_OUT="${KERNELS_LEFT_OUT:+$KERNELS_LEFT_OUT}$found"
+    KERNELS_LEFT_OUT=${KERNELS_LEFT_OUT#,}
+  fi
+  export DDPM_LAB_CUDA_KERNELS=$KERNELS_LEFT_OUT
   log "check-device passes without ddpm-lab's kernels: the run goes on with DDPM_LAB_CUDA_KERNELS=$DDPM_LAB_CUDA_KERNELS"
-  step check_device_kernels_left_out 120 "$BIN" check-device --device "$DEVICE" --json "$@"
+  step "check_device${suffix}_kernels_left_out" "$limit" "$BIN" check-device --device "$DEVICE" \
+    --json "$@"
 }
 
 if [ -n "$BIN" ]; then
@@ -262,16 +297,19 @@ if [ -n "$BIN" ]; then
       SETUP_FALLBACK=1
       log "check-device failed with ddpm-lab's CUDA setup and passed with CUDA's own: using it"
     else
-      search_kernels
+      search_kernels "" 120
     fi
   fi
   step check_device_current 60 "$BIN" check-device --device "$DEVICE" --json --unet current
   if [ -n "$CHECK_LARGE_BATCH" ]; then
     step check_device_large 120 "$BIN" check-device --device "$DEVICE" --json \
       --batch "$CHECK_LARGE_BATCH"
-    # Right at a few images, wrong at many: the kernels' large-size paths.
-    if ! passed check_device_large && passed check_device; then
-      search_kernels --batch "$CHECK_LARGE_BATCH"
+    # Right at a few images, wrong at many: the kernels' large-size paths (also after the
+    # first check's search, which may have left out another kernel). Each of the search's
+    # checks gets at most twice the large check's time: it is the same check.
+    if ! passed check_device_large && [ "$KERNELS_LEFT_OUT" != none ]; then
+      search_kernels _large "$(awk -v s="$(cat "$WORK/check_device_large.secs")" \
+        'BEGIN { l = int(2 * s) + 15; print (l > 120 ? 120 : l) }')" --batch "$CHECK_LARGE_BATCH"
     fi
   fi
 else

@@ -355,11 +355,15 @@ def report(work, out_path):
     algo_checks = [f"check_device_conv_{a}" for a in algos]
     # The checks that look for a fault when the first check fails (the CUDA setup undone, then
     # ddpm-lab's kernels: none, each alone, the faulty ones left out) run only then.
-    fault_checks = [
-        "check_device_cuda_setup_undone",
-        "check_device_kernels_none",
-        *[f"check_device_kernel_{k}" for k in info.get("kernel_names") or []],
-        "check_device_kernels_left_out",
+    # (`_large`: the same search after the check at the benchmarks' batch failed.)
+    fault_checks = ["check_device_cuda_setup_undone"] + [
+        name
+        for at in ("", "_large")
+        for name in (
+            f"check_device{at}_kernels_none",
+            *[f"check_device{at}_kernel_{k}" for k in info.get("kernel_names") or []],
+            f"check_device{at}_kernels_left_out",
+        )
     ]
     large = ["check_device_large"] if info.get("check_large_batch") else []
     for name in ("check_device", "check_device_current", *large, *fault_checks, *algo_checks):

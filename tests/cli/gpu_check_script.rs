@@ -426,16 +426,21 @@ exec "{BIN}" "$@"
         serde_json::json!(["softmax"]),
         "{report}"
     );
-    assert_eq!(steps["check_device_kernels_none"]["ok"], true, "{report}");
-    assert_eq!(
-        steps["check_device_kernel_softmax"]["ok"], false,
-        "{report}"
-    );
-    assert_eq!(steps["check_device_kernel_gelu"]["ok"], true, "{report}");
-    assert_eq!(
-        steps["check_device_kernels_left_out"]["ok"], true,
-        "{report}"
-    );
+    // The search's steps are named after the check that failed.
+    let search = if only_large {
+        "check_device_large"
+    } else {
+        "check_device"
+    };
+    let step = |name: &str| &steps[format!("{search}_{name}")];
+    assert_eq!(step("kernels_none")["ok"], true, "{report}");
+    assert_eq!(step("kernel_softmax")["ok"], false, "{report}");
+    assert_eq!(step("kernel_gelu")["ok"], true, "{report}");
+    // The depthwise conv with a bias is checked with the depthwise kernels it runs; the linear
+    // attention's core runs the softmax kernels, off already: it is not checked.
+    assert_eq!(step("kernel_depthwise_bias")["ok"], true, "{report}");
+    assert!(step("kernel_linear_attention").is_null(), "{report}");
+    assert_eq!(step("kernels_left_out")["ok"], true, "{report}");
     // The faults found are recorded, and the check that failed stays a failure.
     let failed = report["failed"].as_array().unwrap();
     let (first, setup_checked) = if only_large {
@@ -449,9 +454,10 @@ exec "{BIN}" "$@"
         !only_large,
         "{report}"
     );
-    let optional_failed: Vec<&str> = setup_checked
+    let optional_failed: Vec<String> = setup_checked
         .into_iter()
-        .chain(["check_device_kernel_softmax"])
+        .map(String::from)
+        .chain([format!("{search}_kernel_softmax")])
         .collect();
     assert_eq!(
         report["optional_failed"],
@@ -464,6 +470,10 @@ exec "{BIN}" "$@"
     let large = if only_large { "1" } else { "0" };
     assert!(
         calls.contains(&format!("softmax check-device {large}").as_str()),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&format!("depthwise,depthwise_bias check-device {large}").as_str()),
         "{calls:?}"
     );
     // After the search, every call ran without softmax; the kernel A/B times bias off beside

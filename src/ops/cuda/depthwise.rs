@@ -75,7 +75,7 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor
 /// Whether [`depthwise_conv2d_plus_plane_bias`] takes these: the shapes and types [`supports`]
 /// takes for `x` and `w`, `b` an f32 `(N, C)` on their device, and the kernel switched on as
 /// `depthwise_bias` ([`super::KERNELS_VAR`]; on its own, so that a fault in it leaves the plain
-/// depthwise kernel in use).
+/// depthwise kernel in use, and only with `depthwise`, whose kernels it runs).
 pub fn supports_plane_bias(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize) -> bool {
     fits(x, w, padding)
         && super::enabled("depthwise_bias")

@@ -30,6 +30,16 @@ pub const KERNEL_NAMES: &[&str] = &[
     "multi_tensor",
 ];
 
+/// Kernels that run another's kernels too, each with the one it needs: the depthwise conv with a
+/// bias per image and channel is the depthwise kernels with a bias, and the linear attention's
+/// core runs the softmax kernels. Each is on only while the one it needs is, so that leaving
+/// `depthwise` or `softmax` out (`-depthwise`, as `gpu-check.sh` does with a faulty kernel)
+/// leaves all of that kernel's code out.
+pub const KERNEL_NEEDS: &[(&str, &str)] = &[
+    ("depthwise_bias", "depthwise"),
+    ("linear_attention", "softmax"),
+];
+
 /// The kernels of [`KERNEL_NAMES`] switched on by [`KERNELS_VAR`].
 pub fn enabled_kernels() -> Vec<&'static str> {
     KERNEL_NAMES
@@ -70,7 +80,8 @@ fn settings_problem(kernels: Option<&str>, algo: Option<&str>) -> Option<String>
     crate::ops::implicit_conv::ConvAlgo::parse(algo).err()
 }
 
-/// Whether kernel `name` is switched on by [`KERNELS_VAR`] (read once per process).
+/// Whether kernel `name` is switched on by [`KERNELS_VAR`] (read once per process), and the
+/// kernel it needs ([`KERNEL_NEEDS`]) too.
 pub fn enabled(name: &str) -> bool {
     static CHOSEN: OnceLock<Option<String>> = OnceLock::new();
     chosen(
@@ -81,8 +92,18 @@ pub fn enabled(name: &str) -> bool {
     )
 }
 
-/// Whether the value of [`KERNELS_VAR`] (`None`: unset) switches kernel `name` on.
+/// Whether the value of [`KERNELS_VAR`] (`None`: unset) switches kernel `name` on, with the
+/// kernel it needs.
 fn chosen(value: Option<&str>, name: &str) -> bool {
+    let needed = KERNEL_NEEDS
+        .iter()
+        .find(|(k, _)| *k == name)
+        .is_none_or(|&(_, needs)| chosen_alone(value, needs));
+    needed && chosen_alone(value, name)
+}
+
+/// Whether the value of [`KERNELS_VAR`] names kernel `name` on, whatever it needs.
+fn chosen_alone(value: Option<&str>, name: &str) -> bool {
     let Some(value) = value else {
         return true;
     };
@@ -303,6 +324,45 @@ mod tests {
         assert!(!chosen(Some("-bias"), "bias") && !chosen(Some(" -Bias "), "bias"));
         assert!(chosen(Some("-bias"), "conv") && chosen(Some("-bias,-gelu"), "softmax"));
         assert!(!chosen(Some("-bias,-gelu"), "gelu"));
+    }
+
+    /// A kernel that runs another's is off with that one: `-depthwise` leaves the depthwise
+    /// conv with a bias out too, and `depthwise_bias` alone runs nothing.
+    #[test]
+    fn device_kernels_are_off_with_the_kernel_they_need() {
+        for &(kernel, needs) in super::KERNEL_NEEDS {
+            assert!(super::KERNEL_NAMES.contains(&kernel) && super::KERNEL_NAMES.contains(&needs));
+            assert!(chosen(None, kernel));
+            assert!(
+                !chosen(Some(&format!("-{needs}")), kernel),
+                "{kernel} without {needs}"
+            );
+            assert!(chosen(Some(&format!("-{needs}")), "conv"));
+            assert!(!chosen(Some(kernel), kernel), "{kernel} listed alone");
+            assert!(chosen(Some(&format!("{needs},{kernel}")), kernel));
+            assert!(chosen(Some(&format!("{needs},{kernel}")), needs));
+            assert!(!chosen(Some(&format!("-{kernel}")), kernel));
+            assert!(chosen(Some(&format!("-{kernel}")), needs));
+        }
+    }
+
+    /// `scripts/gpu-check.sh` checks each kernel with the kernel it needs (`with_needs`): its
+    /// table is [`super::KERNEL_NEEDS`].
+    #[test]
+    fn device_kernel_needs_in_the_gpu_check_script_are_the_crates() {
+        let script =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
+                .unwrap();
+        let line = script
+            .lines()
+            .find_map(|l| l.strip_prefix("KERNEL_NEEDS=\""))
+            .expect("a KERNEL_NEEDS line");
+        let pairs: Vec<(&str, &str)> = line
+            .trim_end_matches('"')
+            .split_whitespace()
+            .map(|p| p.split_once(':').expect("kernel:needs"))
+            .collect();
+        assert_eq!(pairs, super::KERNEL_NEEDS);
     }
 
     /// Every kernel assembles for the H200 (sm_90) with `ptxas`, nvcc's assembler (beside it
