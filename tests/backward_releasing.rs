@@ -118,6 +118,69 @@ fn the_releasing_backward_pass_gives_the_same_gradients_in_less_memory() {
                 "{what}: peak {peak_released} bytes releasing, {peak_plain} not"
             );
         }
+        kept_tensors_stay(route);
     }
     force_route(None);
+}
+
+/// What the caller keeps of a model's output through a releasing backward pass.
+#[derive(Debug, Clone, Copy)]
+enum Kept {
+    /// The output itself: held by one handle more than the graph gives it.
+    Output,
+    /// A view of it (a reshape), the output's own handle dropped: the view's op holds it.
+    View,
+    /// A detached copy, the output's own handle dropped: the copy shares its storage only.
+    Detached,
+}
+
+/// Each kind of tensor the caller may keep of a model output (large enough to be released,
+/// and pinned by nothing else: the loss's backward reads neither it nor its storage) is left
+/// intact by the releasing pass; one it released would no longer read back.
+fn kept_tensors_stay(route: Route) {
+    let dev = Device::Cpu;
+    let config = UnetConfig {
+        dim: 8,
+        dim_mults: vec![1, 2],
+        resnet_block_groups: 2,
+        ..UnetConfig::default()
+    };
+    let (model, _) = new_trainable(&config, 5, &dev).unwrap();
+    // 16 × 32 × 32 floats: 64 KiB, the smallest storage the pass releases.
+    let x = (Tensor::arange(0f32, 16.0 * 32.0 * 32.0, &dev).unwrap() * 0.37)
+        .unwrap()
+        .sin()
+        .unwrap()
+        .reshape((16, 1, 32, 32))
+        .unwrap();
+    let t: Vec<u32> = (0..16).map(|i| i * 17 % 300).collect();
+    let t = Tensor::new(t.as_slice(), &dev).unwrap();
+    for kept in [Kept::Output, Kept::View, Kept::Detached] {
+        let y = model.forward(&x, &t).unwrap();
+        assert_eq!(y.elem_count() * 4, 1 << 16);
+        let before = values(&y);
+        // affine's and sum's backward passes read neither their input nor its storage.
+        let loss = y.affine(0.5, 0.25).unwrap().sum_all().unwrap();
+        // The caller's own handle to `y` goes, but for `Output`.
+        let held = match kept {
+            Kept::Output => y,
+            Kept::View => {
+                let view = y.reshape((16, 1024)).unwrap();
+                drop(y);
+                view
+            }
+            Kept::Detached => {
+                let copy = y.detach();
+                drop(y);
+                copy
+            }
+        };
+        loss.backward_releasing().unwrap();
+        drop(loss);
+        assert_eq!(
+            values(&held),
+            before,
+            "{route:?}: the kept {kept:?} changed"
+        );
+    }
 }

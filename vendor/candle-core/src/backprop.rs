@@ -167,14 +167,16 @@ impl Tensor {
     }
 
     /// [`Tensor::backward`], releasing the memory of each node of the graph (of 64 KiB or more)
-    /// as soon as the rest of the backward pass no longer reads it, as PyTorch frees what a node saved once the node
-    /// has run: once a node's own gradient step has run, every later step is an ancestor's, which
-    /// reads its own inputs and output only. A storage is released (replaced by a one-element
+    /// as soon as the rest of the backward pass no longer reads it, as PyTorch frees what a node
+    /// saved once the node has run: a step reads its node's inputs and output only, and the steps
+    /// run in topological order, so once the steps of every node on a storage have run, no later
+    /// step reads that storage. A storage is released (replaced by a one-element
     /// one) when every tensor on it is a node of this graph whose step has run, none is a
     /// variable, and nothing outside the graph holds any of them or the storage (reference
     /// counts), so a tensor the caller keeps is never released. The peak memory of the backward
     /// pass then falls as it goes instead of holding every activation until the graph is
-    /// dropped. The graph cannot be differentiated a second time.
+    /// dropped. The graph cannot be differentiated a second time, nor its released tensors read
+    /// (they keep their shape on the one-element storage), also after a pass that failed partway.
     pub fn backward_releasing(&self) -> Result<GradStore> {
         self.backward_with(true)
     }
