@@ -255,6 +255,14 @@ pub struct BenchReport {
     pub peak_gpu_mb_forward: Option<f64>,
     /// Likewise while sampling ran.
     pub peak_gpu_mb_sample: Option<f64>,
+    /// The ops a training step runs (`candle_core::census`; on a GPU each is one kernel launch
+    /// or more, and PyTorch eager launches 504 kernels for the blog UNet's step: `scripts/roofline.py`).
+    pub ops_train_step: Option<f64>,
+    /// The ops a forward pass runs (PyTorch eager: 218 launches, the blog UNet).
+    pub ops_forward: Option<f64>,
+    /// The ops a DDPM sampling step runs, its run's setup shared out over its steps (PyTorch
+    /// eager: 231 launches, the blog UNet).
+    pub ops_sample_step: Option<f64>,
 }
 
 impl fmt::Display for BenchReport {
@@ -312,6 +320,18 @@ impl fmt::Display for BenchReport {
                 self.sample_steps, self.sample_batch, s
             )?,
             None => writeln!(f, "sampling: skipped")?,
+        }
+        let ops: Vec<String> = [
+            ("train step", self.ops_train_step),
+            ("forward", self.ops_forward),
+            ("sampling step", self.ops_sample_step),
+        ]
+        .iter()
+        .filter_map(|(what, n)| n.map(|n| format!("{what} {n:.0}")))
+        .collect();
+        if !ops.is_empty() {
+            // Each is a kernel launch or more on a GPU.
+            writeln!(f, "ops per pass: {}", ops.join(", "))?;
         }
         // On a GPU, how much of a forward pass the host spent queuing it (near 100 %: bound by
         // kernel launches, not by the GPU). Only the forward pass has no device read inside;
@@ -430,6 +450,18 @@ pub struct Runs {
     /// CPU). On a GPU, a queue time close to the wall time means the host, launching kernels,
     /// was the bottleneck rather than the GPU running them.
     pub queued: Vec<f64>,
+    /// The ops one run (one step, for sampling) runs, counted in one more run after the timed
+    /// ones ([`ops_of`]).
+    pub ops: Option<f64>,
+}
+
+/// How many ops `f` runs (`candle_core::census`: every op that writes a storage, and each of
+/// ddpm-lab's multi-tensor launches; on a GPU each is one kernel launch or more).
+fn ops_of(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    candle_core::census::open();
+    let result = f();
+    let counts = candle_core::census::close();
+    result.map(|()| counts.values().sum::<usize>() as f64)
 }
 
 /// Runs `f` `warmup` times untimed, then `repeats` times timed (after a device sync each).
@@ -482,10 +514,12 @@ pub fn bench_train(opts: &BenchOptions) -> Result<Runs> {
         s,
         &device,
     )?;
-    time_runs(&device, opts.warmup, opts.repeats, || {
+    let mut runs = time_runs(&device, opts.warmup, opts.repeats, || {
         trainer.train_step(&x0, 0)?;
         Ok(())
-    })
+    })?;
+    runs.ops = Some(ops_of(|| trainer.train_step(&x0, 0).map(|_| ()))?);
+    Ok(runs)
 }
 
 /// A detached (no-gradient) model with PyTorch's initialisation for `opts`.
@@ -511,10 +545,12 @@ pub fn bench_forward(opts: &BenchOptions) -> Result<Runs> {
     )?;
     let t = rng.uniform_indices(opts.forward_batch, opts.sample_steps);
     let t = model::timesteps_tensor(&t, &device)?;
-    time_runs(&device, opts.warmup, opts.repeats, || {
+    let mut runs = time_runs(&device, opts.warmup, opts.repeats, || {
         unet.forward(&x, &t)?;
         Ok(())
-    })
+    })?;
+    runs.ops = Some(ops_of(|| Ok(unet.forward(&x, &t).map(|_| ())?))?);
+    Ok(runs)
 }
 
 /// Times full DDPM sampling runs (`opts.sample_steps` steps, `opts.sample_batch` images).
@@ -529,7 +565,7 @@ pub fn bench_sample(opts: &BenchOptions) -> Result<Runs> {
     let warm = LabRng::derived(opts.seed, 97).randn(&[shape.0, shape.1, s, s], &device)?;
     let t = model::timesteps_tensor(&vec![opts.sample_steps - 1; shape.0], &device)?;
     unet.forward(&warm, &t)?;
-    time_runs(&device, 0, opts.sample_repeats, || {
+    let mut runs = time_runs(&device, 0, opts.sample_repeats, || {
         sampler::sample(
             &unet,
             &tables,
@@ -540,8 +576,29 @@ pub fn bench_sample(opts: &BenchOptions) -> Result<Runs> {
             &mut |_, _| {},
         )?;
         Ok(())
-    })
+    })?;
+    // Per step: a short run of the same sampler, its setup shared out over its steps.
+    let steps = SAMPLE_OPS_STEPS.min(opts.sample_steps);
+    let short = ScheduleTables::new(BetaSchedule::Linear, steps)?;
+    let ops = ops_of(|| {
+        let kind = SamplerKind::Ddpm;
+        sampler::sample(
+            &unet,
+            &short,
+            Objective::Noise,
+            shape,
+            kind,
+            opts.seed,
+            &mut |_, _| {},
+        )?;
+        Ok(())
+    })?;
+    runs.ops = Some(ops / steps as f64);
+    Ok(runs)
 }
+
+/// The steps of the sampling run whose ops [`bench_sample`] counts.
+const SAMPLE_OPS_STEPS: usize = 10;
 
 /// Runs all three benchmarks (training first, so the peak memory is the training step's).
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
@@ -608,6 +665,9 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         peak_gpu_mb_train,
         peak_gpu_mb_forward,
         peak_gpu_mb_sample,
+        ops_train_step: train_runs.ops,
+        ops_forward: forward_runs.ops,
+        ops_sample_step: sample_runs.ops,
     })
 }
 
@@ -638,6 +698,11 @@ mod tests {
         let r = run(&opts).unwrap();
         assert_eq!(r.train_runs.len(), 2);
         assert_eq!(r.forward_runs.len(), 2);
+        // A model of a few dozen layers runs a few hundred ops, more to train than to infer.
+        let (train, forward) = (r.ops_train_step.unwrap(), r.ops_forward.unwrap());
+        assert!(forward > 20.0 && train > 2.0 * forward, "{train} {forward}");
+        let step = r.ops_sample_step.unwrap();
+        assert!(step > forward && step < forward + 20.0, "{step} {forward}");
         let (train, forward) = (
             r.train_images_per_s.unwrap(),
             r.forward_images_per_s.unwrap(),
@@ -686,6 +751,9 @@ mod tests {
             "peak_gpu_mb_train",
             "peak_gpu_mb_forward",
             "peak_gpu_mb_sample",
+            "ops_train_step",
+            "ops_forward",
+            "ops_sample_step",
             "config",
             "device",
             "device_name",

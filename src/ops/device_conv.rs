@@ -62,17 +62,24 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
             "device conv: kernel {kh}×{kw}, padding {padding}, stride {stride} not supported"
         );
     }
-    let y = x.detach().conv2d(&w.detach(), padding, stride, 1, 1)?;
-    if !x.track_op() && !w.track_op() {
-        return Ok(y);
-    }
-    let op = GemmGradConv {
-        stride,
-        padding,
-        y: Mutex::new(Some(y)),
-    };
-    x.apply_op2(w, op)
+    crate::ops::stand_in(CUDA_CONV, x.device(), || {
+        let y = x.detach().conv2d(&w.detach(), padding, stride, 1, 1)?;
+        if !x.track_op() && !w.track_op() {
+            return Ok(y);
+        }
+        let op = GemmGradConv {
+            stride,
+            padding,
+            y: Mutex::new(Some(y)),
+        };
+        x.apply_op2(w, op)
+    })
 }
+
+/// The name ddpm-lab's CUDA conv counts under in a census of ops (`candle_core::census`), which
+/// the formulations here stand in for on the CPU: each of its products (forward, input
+/// gradient, weight gradient) is one op there.
+const CUDA_CONV: &str = "ddpm-cuda-gemm-conv";
 
 /// [`conv2d`] plus a bias per output channel in one op, where the device has one (ddpm-lab's
 /// CUDA conv: the bias is written before the product adds into it; on the CPU, the GPU route's
@@ -93,17 +100,30 @@ pub fn conv2d_with_bias(
     if !x.device().is_cpu() || !fits(w, padding) || stride == 0 || b.dims() != [w.dim(0)?] {
         return Ok(None);
     }
+    crate::ops::stand_in("ddpm-cuda-gemm-conv-bias", x.device(), || {
+        conv2d_with_bias_on_cpu(x, w, b, stride, padding).map(Some)
+    })
+}
+
+/// [`conv2d_with_bias`] on the CPU: candle's conv and add behind [`GemmGradConvBias`].
+fn conv2d_with_bias_on_cpu(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
     let y = x.detach().conv2d(&w.detach(), padding, stride, 1, 1)?;
     let y = y.broadcast_add(&b.detach().reshape((1, b.elem_count(), 1, 1))?)?;
     if !x.track_op() && !w.track_op() && !b.track_op() {
-        return Ok(Some(y));
+        return Ok(y);
     }
     let op = GemmGradConvBias(GemmGradConv {
         stride,
         padding,
         y: Mutex::new(Some(y)),
     });
-    x.apply_op3(w, b, op).map(Some)
+    x.apply_op3(w, b, op)
 }
 
 /// `ConvTranspose2d(x (N, Ci, h, w))` with weight `w (Ci, Co, k, k)`, stride, padding and
@@ -129,7 +149,9 @@ pub fn conv_transpose2d(
              output padding {output_padding} not supported"
         );
     }
-    transposed(x, w, stride, padding, (output_padding, output_padding))
+    crate::ops::stand_in("ddpm-cuda-gemm-conv", x.device(), || {
+        transposed(x, w, stride, padding, (output_padding, output_padding))
+    })
 }
 
 /// Channels per dense conv in [`depthwise_conv2d`].
@@ -147,7 +169,9 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor
     if crate::ops::cuda::depthwise::supports(x, w, padding) {
         return crate::ops::cuda::depthwise::depthwise_conv2d(x, w, padding);
     }
-    depthwise_conv2d_in_blocks(x, w, padding, DEPTHWISE_CHANNELS_PER_CONV)
+    crate::ops::stand_in("ddpm-cuda-depthwise-conv", x.device(), || {
+        depthwise_conv2d_in_blocks(x, w, padding, DEPTHWISE_CHANNELS_PER_CONV)
+    })
 }
 
 /// [`depthwise_conv2d`] plus `b[n, c]` (a bias per image and channel: a ConvNeXt block's conv
@@ -383,23 +407,27 @@ impl CustomOp2 for GemmGradConv {
             // The input rows and columns past the last output's window (`(h + 2p − k) mod s`):
             // the transposed conv's output padding.
             let extra = (h + 2 * p - k - (ho - 1) * s, wd + 2 * p - k - (wo - 1) * s);
-            Some(transposed(&grad, &w, s, p, extra)?)
+            Some(crate::ops::stand_in(CUDA_CONV, grad.device(), || {
+                transposed(&grad, &w, s, p, extra)
+            })?)
         } else {
             None
         };
         let dw = if need_dw {
             // candle's weight gradient: the input's channels convolved with the output
             // gradient's, the batch as the summed axis; the conv's stride becomes a dilation.
-            let dw = x
-                .transpose(0, 1)?
-                .conv2d(&grad.transpose(0, 1)?, p, 1, s, 1)?
-                .transpose(0, 1)?;
-            let dw = if dw.dim(2)? != k || dw.dim(3)? != k {
-                dw.narrow(2, 0, k)?.narrow(3, 0, k)?
-            } else {
-                dw
-            };
-            Some(dw.contiguous()?)
+            Some(crate::ops::stand_in(CUDA_CONV, x.device(), || {
+                let dw = x
+                    .transpose(0, 1)?
+                    .conv2d(&grad.transpose(0, 1)?, p, 1, s, 1)?
+                    .transpose(0, 1)?;
+                let dw = if dw.dim(2)? != k || dw.dim(3)? != k {
+                    dw.narrow(2, 0, k)?.narrow(3, 0, k)?
+                } else {
+                    dw
+                };
+                dw.contiguous()
+            })?)
         } else {
             None
         };

@@ -129,6 +129,22 @@ pub fn route(t: &Tensor) -> Route {
     }
 }
 
+/// Runs `f`, a composite of candle ops that stands in on the CPU for `cuda_op`, one op of
+/// ddpm-lab's CUDA kernels, as that one op in a census of the ops a pass runs
+/// (`candle_core::census`, `examples/op_census.rs`), so that a census on the CPU counts what
+/// CUDA would run. On other devices (Metal runs these composites for real) it only runs `f`.
+pub(crate) fn stand_in<R>(
+    cuda_op: &'static str,
+    device: &candle_core::Device,
+    f: impl FnOnce() -> R,
+) -> R {
+    if device.is_cpu() {
+        candle_core::census::as_one(cuda_op, f)
+    } else {
+        f()
+    }
+}
+
 /// Runs `f` on a thread of rayon's pool (directly when already on one). A model pass issues a
 /// few hundred parallel ops; started from a thread outside the pool, each would be handed to
 /// the pool and the caller put to sleep until it finishes (a futex round trip per op), while
