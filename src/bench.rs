@@ -256,12 +256,12 @@ pub struct BenchReport {
     /// Likewise while sampling ran.
     pub peak_gpu_mb_sample: Option<f64>,
     /// The ops a training step runs (`candle_core::census`; on a GPU each is one kernel launch
-    /// or more, and PyTorch eager launches 504 kernels for the blog UNet's step: `scripts/roofline.py`).
+    /// or more; PyTorch eager runs 504 for the blog UNet's step: `scripts/roofline.py`).
     pub ops_train_step: Option<f64>,
-    /// The ops a forward pass runs (PyTorch eager: 218 launches, the blog UNet).
+    /// The ops a forward pass runs (PyTorch eager: 218, the blog UNet).
     pub ops_forward: Option<f64>,
     /// The ops a DDPM sampling step runs, its run's setup shared out over its steps (PyTorch
-    /// eager: 231 launches, the blog UNet).
+    /// eager: 231, the blog UNet).
     pub ops_sample_step: Option<f64>,
 }
 
@@ -698,11 +698,10 @@ mod tests {
         let r = run(&opts).unwrap();
         assert_eq!(r.train_runs.len(), 2);
         assert_eq!(r.forward_runs.len(), 2);
-        // A model of a few dozen layers runs a few hundred ops, more to train than to infer.
-        let (train, forward) = (r.ops_train_step.unwrap(), r.ops_forward.unwrap());
-        assert!(forward > 20.0 && train > 2.0 * forward, "{train} {forward}");
-        let step = r.ops_sample_step.unwrap();
-        assert!(step > forward && step < forward + 20.0, "{step} {forward}");
+        // The op counts themselves are checked in tests/op_census.rs: the census counts the
+        // ops of every thread, and this binary's other tests run beside this one.
+        assert!(r.ops_train_step.is_some() && r.ops_forward.is_some());
+        assert!(r.ops_sample_step.is_some());
         let (train, forward) = (
             r.train_images_per_s.unwrap(),
             r.forward_images_per_s.unwrap(),

@@ -1,10 +1,13 @@
 //! The vendored candle-core's op census (`candle_core::census`), which `examples/op_census`
-//! uses to count the ops, and so the GPU kernel launches, of each workload. Its own test
-//! binary: the census counts the ops of every thread of the process, so it holds one test.
+//! and `ddpm-lab bench` use to count the ops, and so the GPU kernel launches, of each
+//! workload. Its own test binary: the census counts the ops of every thread of the process, so
+//! it holds one test.
 
 use std::collections::BTreeMap;
 
 use candle_core::{census, Device, Tensor};
+use ddpm_lab::bench::{BenchModel, BenchOptions};
+use ddpm_lab::model;
 
 #[test]
 fn the_census_counts_each_op_once_under_its_name_while_open() {
@@ -60,5 +63,47 @@ fn the_census_counts_each_op_once_under_its_name_while_open() {
         [("mul", 1), ("sqr", 1)]
             .into_iter()
             .collect::<BTreeMap<_, _>>()
+    );
+
+    bench_counts_the_ops_of_each_workload();
+}
+
+/// `ddpm-lab bench`'s op counts: its forward pass's is that of the same model's forward pass
+/// counted here, and a training step and a sampling step run more.
+fn bench_counts_the_ops_of_each_workload() {
+    let opts = BenchOptions {
+        model: BenchModel::Tiny,
+        batch_size: 4,
+        forward_batch: 3,
+        sample_batch: 2,
+        sample_steps: 5,
+        warmup: 1,
+        repeats: 1,
+        sample_repeats: 1,
+        ..BenchOptions::default()
+    };
+    let report = ddpm_lab::bench::run(&opts).unwrap();
+    let dev = Device::Cpu;
+    let config = opts.model.unet_config();
+    let (_, varmap) = model::new_trainable(&config, opts.seed, &dev).unwrap();
+    let unet = model::detached_copy(&varmap, &config, &dev).unwrap();
+    let s = opts.model.image_size();
+    let x = Tensor::zeros((3, config.channels, s, s), candle_core::DType::F32, &dev).unwrap();
+    let t = model::timesteps_tensor(&[0, 1, 2], &dev).unwrap();
+    census::open();
+    unet.forward(&x, &t).unwrap();
+    let forward: usize = census::close().values().sum();
+    assert!(forward > 20, "{forward} ops");
+    assert_eq!(report.ops_forward, Some(forward as f64));
+    let train = report.ops_train_step.unwrap();
+    assert!(
+        train > 2.0 * forward as f64,
+        "{train} ops to train, {forward} to infer"
+    );
+    // A sampling step is a forward pass and the step's few ops (its run's setup shared out).
+    let step = report.ops_sample_step.unwrap();
+    assert!(
+        step > forward as f64 && step < forward as f64 + 20.0,
+        "{step} {forward}"
     );
 }
