@@ -9,11 +9,13 @@
 //! workloads run at batch 4: a forward pass without gradients, a training step (the second:
 //! the first makes Adam's moments), and a DDPM sampling run of 20 steps, divided by 20.
 //!
-//! Two differences from CUDA remain on the CPU stand-in: Adam and the EMA run candle's ops
-//! tensor by tensor (CUDA's multi-tensor kernels launch a few kernels for all the variables,
-//! outside any candle op), and a ConvNeXt block's depthwise conv adds its bias in a second op
-//! (CUDA's kernel adds it as it writes). `scripts/roofline.py` counts PyTorch eager's launches
-//! for the same workloads.
+//! Where a composite of candle ops stands in on the CPU for one of ddpm-lab's CUDA ops (the
+//! convs and their gradients, the depthwise conv with its bias, GroupNorm's backward pass, the
+//! multi-tensor kernels of Adam and the EMA), it counts as that one op (`ops::stand_in`). What
+//! still differs from CUDA: the backward passes of the transposed and the depthwise convs'
+//! stand-ins are made of candle's ops (a few dozen more per training step than CUDA's two ops
+//! each), and each of CUDA's convs is two launches (its column matrix and its product).
+//! `scripts/roofline.py` counts PyTorch eager's ops for the same workloads.
 
 use std::collections::BTreeMap;
 

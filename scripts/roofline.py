@@ -14,7 +14,8 @@ launch them on a GPU:
 - the bytes each op reads and writes (every tensor argument and result once, a broadcast
   argument by the memory it spans, views left out since they launch nothing): what an eager run
   moves through device memory, cache reuse left out;
-- the ops that launch a kernel (views left out).
+- the ops that launch kernels (views left out): each one launch or more (a conv's backward pass
+  is one op that runs cuDNN's data and weight gradients and the bias's sum).
 
 From these, at the given rates (default: the H200's datasheet float32 rate of 67 TFLOP/s and
 TF32's 495, and the 4.3 TB/s a device-to-device copy moved on one here), the time of each op is
@@ -60,11 +61,11 @@ def is_view(func):
 
 
 class Traffic(TorchDispatchMode):
-    """Counts, per op name, the kernels launched and the bytes read and written."""
+    """Counts, per op name, the ops that launch kernels and the bytes they read and write."""
 
     def __init__(self):
         super().__init__()
-        self.launches = Counter()
+        self.ops = Counter()
         self.bytes = Counter()
         self.col_bytes = 0
 
@@ -88,7 +89,7 @@ class Traffic(TorchDispatchMode):
             and all(t.untyped_storage().data_ptr() in in_ptrs for t in outs)
         ):
             return out
-        self.launches[name] += 1
+        self.ops[name] += 1
         self.bytes[name] += sum(spanned_bytes(t) for t in ins.values())
         self.bytes[name] += sum(spanned_bytes(t) for t in outs)
         if name in ("convolution", "convolution_backward"):
@@ -205,7 +206,7 @@ def main():
             flops_by_name[op.__name__ if hasattr(op, "__name__") else str(op)] += f
         flops = sum(flops_by_name.values())
         total_bytes = sum(traffic.bytes.values())
-        launches = sum(traffic.launches.values())
+        ops = sum(traffic.ops.values())
 
         def roofline(rate):
             s = 0.0
@@ -218,7 +219,7 @@ def main():
             "runs": times,
             "gflop": flops * times / 1e9,
             "gb_moved": total_bytes * times / 1e9,
-            "kernel_launches": launches * times,
+            "ops": ops * times,
             "arithmetic_floor_s": flops * times / (a.tflops * 1e12),
             "bytes_floor_s": total_bytes * times / bw,
             "roofline_s": roofline(a.tflops * 1e12) * times,
@@ -226,7 +227,7 @@ def main():
             "im2col_extra_gb": traffic.col_bytes * times / 1e9,
             "im2col_extra_s": traffic.col_bytes * times / bw,
             "top_bytes": [
-                [op, round(b * times / 1e9, 3), traffic.launches[op] * times]
+                [op, round(b * times / 1e9, 3), traffic.ops[op] * times]
                 for op, b in traffic.bytes.most_common(8)
             ],
         }
@@ -253,13 +254,13 @@ def main():
         f"TF32 {a.tf32_tflops:g}, {a.tb_per_s:g} TB/s"
     )
     print(
-        f"{'workload':<22}{'GFLOP':>9}{'GB':>9}{'launches':>10}{'flop floor':>12}"
+        f"{'workload':<22}{'GFLOP':>9}{'GB':>9}{'ops':>10}{'flop floor':>12}"
         f"{'byte floor':>12}{'roofline':>10}{'TF32':>10}{'+im2col':>10}"
     )
     for name, r in results.items():
         label = f"{name} b{r['batch']}" + (f" ×{r['runs']}" if r["runs"] > 1 else "")
         print(
-            f"{label:<22}{r['gflop']:>9.1f}{r['gb_moved']:>9.2f}{r['kernel_launches']:>10}"
+            f"{label:<22}{r['gflop']:>9.1f}{r['gb_moved']:>9.2f}{r['ops']:>10}"
             f"{ms(r['arithmetic_floor_s']):>12}{ms(r['bytes_floor_s']):>12}"
             f"{ms(r['roofline_s']):>10}{ms(r['roofline_tf32_s']):>10}{ms(r['im2col_extra_s']):>10}"
         )
