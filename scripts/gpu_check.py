@@ -452,6 +452,8 @@ def report(work, out_path):
     # The host's share of ddpm-lab's forward pass: near 1, the host's kernel launches bound it
     # rather than the GPU.
     host_queue_share = queue_share((steps.get("bench") or {}).get("result"))
+    # How many ops each workload ran (on a GPU, each a kernel launch or more).
+    ops = op_counts((steps.get("bench") or {}).get("result"))
     # `auto`'s timings shape by shape: which algorithm each product of each conv kept.
     tuning = conv_tuning((steps.get("bench_conv_auto") or {}).get("result"))
 
@@ -498,6 +500,7 @@ def report(work, out_path):
         "auto_over_pytorch": auto_over_pytorch,
         "conv_tuning": tuning,
         "host_queue_share": host_queue_share,
+        "op_counts": ops,
         "steps": steps,
     }
     tmp = out_path + ".tmp"
@@ -519,6 +522,7 @@ def report(work, out_path):
         ("auto over pytorch", auto_over_pytorch),
         ("conv tuning (auto)", tuning),
         ("host queue share of ddpm-lab's forward pass", host_queue_share),
+        ("ops per workload", ops),
     ):
         print(f"{label}: {json.dumps(table, sort_keys=True)}", file=sys.stderr)
 
@@ -601,6 +605,21 @@ def queue_share(bench):
     r = bench or {}
     q, w = r.get("forward_queued_seconds"), r.get("forward_seconds")
     return {"forward": q / w} if q and w else {}
+
+
+# PyTorch eager's ops for the blog UNet's workloads (scripts/roofline.py, PyTorch 2.15): the
+# counts ddpm-lab's are set beside. Each op is a kernel launch or more on either side.
+PYTORCH_OPS = {"train_step": 504, "forward": 218, "sample_step": 231}
+
+
+def op_counts(bench):
+    """`bench --json`'s ops per training step, forward pass and sampling step (the op census:
+    each one kernel launch or more), with PyTorch eager's for the blog UNet beside them."""
+    r = bench or {}
+    ours = {k: r.get(f"ops_{k}") for k in PYTORCH_OPS if r.get(f"ops_{k}") is not None}
+    if not ours:
+        return {}
+    return {"ddpm_lab": ours, "pytorch_eager_blog_unet": PYTORCH_OPS}
 
 
 def conv_tuning(bench):
