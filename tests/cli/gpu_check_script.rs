@@ -223,7 +223,12 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
     for workload in ["train_step", "forward", "sample_step"] {
         let n = ops["ddpm_lab"][workload].as_f64().unwrap_or(0.0);
         assert!(n > 10.0, "{workload}: {report}");
-        assert!(ops["pytorch_eager_blog_unet"][workload].as_u64().unwrap_or(0) > 200);
+        assert!(
+            ops["pytorch_eager_blog_unet"][workload]
+                .as_u64()
+                .unwrap_or(0)
+                > 200
+        );
     }
     // The A/B of ddpm-lab's own ops against candle's stock ones, training and forward only.
     assert_eq!(
