@@ -114,24 +114,26 @@ impl Conv2d {
                 Some(b) => extra.broadcast_add(&b.unsqueeze(0)?)?,
                 None => extra.clone(),
             };
-            // A depthwise conv adds them as it writes its output, where the device can (on the
-            // CPU, the conv and the add stand in for that one op).
+            // A depthwise conv adds them as it writes its output, where the device can.
             if self.is_depthwise() {
                 let fused = ops::device_conv::depthwise_conv2d_plus_plane_bias(x, w, &b, padding)?;
                 if let Some(y) = fused {
                     return Ok(y);
                 }
-                let stand_in = || match self.device_conv_without_bias(x, w)? {
-                    Some(y) => add_channel_bias(&y, &b).map(Some),
-                    None => Ok(None),
-                };
-                let plane = "ddpm-cuda-depthwise-conv-plane-bias";
-                if let Some(y) = ops::stand_in(plane, x.device(), stand_in)? {
-                    return Ok(y);
-                }
             }
-            if let Some(y) = self.device_conv_without_bias(x, w)? {
-                return add_channel_bias(&y, &b);
+            let conv_and_add = || match self.device_conv_without_bias(x, w)? {
+                Some(y) => add_channel_bias(&y, &b).map(Some),
+                None => Ok(None),
+            };
+            // Elsewhere a depthwise conv and the add stand in for that one op.
+            let y = if self.is_depthwise() {
+                let plane = ops::cuda_op_names::DEPTHWISE_CONV_PLANE_BIAS;
+                ops::stand_in(plane, x.device(), conv_and_add)?
+            } else {
+                conv_and_add()?
+            };
+            if let Some(y) = y {
+                return Ok(y);
             }
         }
         add_channel_bias(&self.forward(x)?, extra)

@@ -30,6 +30,8 @@
 
 use std::sync::Mutex;
 
+use crate::ops::cuda_op_names::{DEPTHWISE_CONV, GEMM_CONV, GEMM_CONV_BIAS};
+
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp2, CustomOp3, Layout, MetalStorage, Result, Shape, Storage,
@@ -62,7 +64,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
             "device conv: kernel {kh}×{kw}, padding {padding}, stride {stride} not supported"
         );
     }
-    crate::ops::stand_in(CUDA_CONV, x.device(), || {
+    crate::ops::stand_in(GEMM_CONV, x.device(), || {
         let y = x.detach().conv2d(&w.detach(), padding, stride, 1, 1)?;
         if !x.track_op() && !w.track_op() {
             return Ok(y);
@@ -75,11 +77,6 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
         x.apply_op2(w, op)
     })
 }
-
-/// The name ddpm-lab's CUDA conv counts under in a census of ops (`candle_core::census`), which
-/// the formulations here stand in for on the CPU: each of its products (forward, input
-/// gradient, weight gradient) is one op there.
-const CUDA_CONV: &str = "ddpm-cuda-gemm-conv";
 
 /// [`conv2d`] plus a bias per output channel in one op, where the device has one (ddpm-lab's
 /// CUDA conv: the bias is written before the product adds into it; on the CPU, the GPU route's
@@ -100,7 +97,7 @@ pub fn conv2d_with_bias(
     if !x.device().is_cpu() || !fits(w, padding) || stride == 0 || b.dims() != [w.dim(0)?] {
         return Ok(None);
     }
-    crate::ops::stand_in("ddpm-cuda-gemm-conv-bias", x.device(), || {
+    crate::ops::stand_in(GEMM_CONV_BIAS, x.device(), || {
         conv2d_with_bias_on_cpu(x, w, b, stride, padding).map(Some)
     })
 }
@@ -149,7 +146,7 @@ pub fn conv_transpose2d(
              output padding {output_padding} not supported"
         );
     }
-    crate::ops::stand_in("ddpm-cuda-gemm-conv", x.device(), || {
+    crate::ops::stand_in(GEMM_CONV, x.device(), || {
         transposed(x, w, stride, padding, (output_padding, output_padding))
     })
 }
@@ -169,7 +166,7 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor
     if crate::ops::cuda::depthwise::supports(x, w, padding) {
         return crate::ops::cuda::depthwise::depthwise_conv2d(x, w, padding);
     }
-    crate::ops::stand_in("ddpm-cuda-depthwise-conv", x.device(), || {
+    crate::ops::stand_in(DEPTHWISE_CONV, x.device(), || {
         depthwise_conv2d_in_blocks(x, w, padding, DEPTHWISE_CHANNELS_PER_CONV)
     })
 }
@@ -407,7 +404,7 @@ impl CustomOp2 for GemmGradConv {
             // The input rows and columns past the last output's window (`(h + 2p − k) mod s`):
             // the transposed conv's output padding.
             let extra = (h + 2 * p - k - (ho - 1) * s, wd + 2 * p - k - (wo - 1) * s);
-            Some(crate::ops::stand_in(CUDA_CONV, grad.device(), || {
+            Some(crate::ops::stand_in(GEMM_CONV, grad.device(), || {
                 transposed(&grad, &w, s, p, extra)
             })?)
         } else {
@@ -416,7 +413,7 @@ impl CustomOp2 for GemmGradConv {
         let dw = if need_dw {
             // candle's weight gradient: the input's channels convolved with the output
             // gradient's, the batch as the summed axis; the conv's stride becomes a dilation.
-            Some(crate::ops::stand_in(CUDA_CONV, x.device(), || {
+            Some(crate::ops::stand_in(GEMM_CONV, x.device(), || {
                 let dw = x
                     .transpose(0, 1)?
                     .conv2d(&grad.transpose(0, 1)?, p, 1, s, 1)?

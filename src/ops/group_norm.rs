@@ -188,7 +188,8 @@ impl CustomOp3 for GroupNormOp {
         let d = self.dims(x.dims())?;
         let eps = self.eps;
         // One kernel on CUDA (ddpm-lab's GroupNorm backward), as its stand-in on the CPU.
-        crate::ops::stand_in("ddpm-cuda-group-norm-backward", x.device(), || {
+        let name = crate::ops::cuda_op_names::GROUP_NORM_BACKWARD;
+        crate::ops::stand_in(name, x.device(), || {
             let [dx, dg, db] = with_f32_3(x, gamma, grad, |xs, gs, gy| {
                 Ok(backward(xs, gs, gy, d, eps))
             })?;

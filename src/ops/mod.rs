@@ -129,6 +129,22 @@ pub fn route(t: &Tensor) -> Route {
     }
 }
 
+/// The names of ddpm-lab's CUDA ops that composites of candle ops stand in for elsewhere
+/// ([`stand_in`]): each CUDA op's `name()` and its stand-in's census entry, so that a census
+/// counts them alike on any device.
+pub mod cuda_op_names {
+    /// The dense conv's products (forward, input gradient, weight gradient; `cuda::conv`).
+    pub const GEMM_CONV: &str = "ddpm-cuda-gemm-conv";
+    /// The dense conv with its bias (`cuda::conv`).
+    pub const GEMM_CONV_BIAS: &str = "ddpm-cuda-gemm-conv-bias";
+    /// The depthwise conv (`cuda::depthwise`).
+    pub const DEPTHWISE_CONV: &str = "ddpm-cuda-depthwise-conv";
+    /// The depthwise conv with a bias per image and channel (`cuda::depthwise`).
+    pub const DEPTHWISE_CONV_PLANE_BIAS: &str = "ddpm-cuda-depthwise-conv-plane-bias";
+    /// GroupNorm's backward pass (`cuda::group_norm`).
+    pub const GROUP_NORM_BACKWARD: &str = "ddpm-cuda-group-norm-backward";
+}
+
 /// Runs `f`, a composite of candle ops that stands in on the CPU for `cuda_op`, one op of
 /// ddpm-lab's CUDA kernels, as that one op in a census of the ops a pass runs
 /// (`candle_core::census`, `examples/op_census.rs`), so that a census on the CPU counts what

@@ -219,7 +219,7 @@ struct GemmConv(Pass);
 
 impl CustomOp2 for GemmConv {
     fn name(&self) -> &'static str {
-        "ddpm-cuda-gemm-conv"
+        crate::ops::cuda_op_names::GEMM_CONV
     }
 
     cuda_only_cpu_fwd!(op2);
@@ -327,7 +327,7 @@ struct GemmConvBias {
 
 impl CustomOp3 for GemmConvBias {
     fn name(&self) -> &'static str {
-        "ddpm-cuda-gemm-conv-bias"
+        crate::ops::cuda_op_names::GEMM_CONV_BIAS
     }
 
     cuda_only_cpu_fwd!(op3);

@@ -133,7 +133,7 @@ struct DepthwiseWeightGrad {
 
 impl CustomOp2 for DepthwiseConv {
     fn name(&self) -> &'static str {
-        "ddpm-cuda-depthwise-conv"
+        crate::ops::cuda_op_names::DEPTHWISE_CONV
     }
 
     cuda_only_cpu_fwd!(op2);
@@ -161,7 +161,7 @@ impl CustomOp2 for DepthwiseConv {
 
 impl CustomOp3 for DepthwiseConvPlaneBias {
     fn name(&self) -> &'static str {
-        "ddpm-cuda-depthwise-conv-plane-bias"
+        crate::ops::cuda_op_names::DEPTHWISE_CONV_PLANE_BIAS
     }
 
     cuda_only_cpu_fwd!(op3);

@@ -187,7 +187,7 @@ struct Backward {
 
 impl CustomOp3 for Backward {
     fn name(&self) -> &'static str {
-        "ddpm-cuda-group-norm-backward"
+        crate::ops::cuda_op_names::GROUP_NORM_BACKWARD
     }
 
     cuda_only_cpu_fwd!(op3);
