@@ -19,7 +19,8 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{census, Device};
+use candle_core::Device;
+use ddpm_lab::bench::ops_by_name as counted;
 use ddpm_lab::device::DeviceSpec;
 use ddpm_lab::model;
 use ddpm_lab::ops::{force_route, Route};
@@ -32,16 +33,6 @@ use ddpm_lab::train::Trainer;
 const BATCH: usize = 4;
 const SAMPLE_STEPS: usize = 20;
 const TIMESTEPS: usize = 200;
-
-/// The ops `f` runs, by name.
-fn counted(
-    f: impl FnOnce() -> anyhow::Result<()>,
-) -> anyhow::Result<BTreeMap<&'static str, usize>> {
-    census::open();
-    let result = f();
-    let counts = census::close();
-    result.map(|()| counts)
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -455,13 +455,21 @@ pub struct Runs {
     pub ops: Option<f64>,
 }
 
-/// How many ops `f` runs (`candle_core::census`: every op that writes a storage, and each of
-/// ddpm-lab's multi-tensor launches; on a GPU each is one kernel launch or more).
-fn ops_of(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+/// The ops `f` runs, by name (`candle_core::census`: every op that writes a storage, and each
+/// of ddpm-lab's multi-tensor launches; on a GPU each is one kernel launch or more). The
+/// census counts every thread's ops: nothing else should run meanwhile.
+pub fn ops_by_name(
+    f: impl FnOnce() -> Result<()>,
+) -> Result<std::collections::BTreeMap<&'static str, usize>> {
     candle_core::census::open();
     let result = f();
     let counts = candle_core::census::close();
-    result.map(|()| counts.values().sum::<usize>() as f64)
+    result.map(|()| counts)
+}
+
+/// How many ops `f` runs ([`ops_by_name`], summed).
+fn ops_of(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    Ok(ops_by_name(f)?.values().sum::<usize>() as f64)
 }
 
 /// Runs `f` `warmup` times untimed, then `repeats` times timed (after a device sync each).

@@ -43,6 +43,17 @@ fn values(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
 
+/// `n` fixed one-channel `size`×`size` images on the CPU (a sine of their index).
+fn images(n: usize, size: usize) -> Tensor {
+    let len = (n * size * size) as f32;
+    (Tensor::arange(0f32, len, &Device::Cpu).unwrap() * 0.37)
+        .unwrap()
+        .sin()
+        .unwrap()
+        .reshape((n, 1, size, size))
+        .unwrap()
+}
+
 /// One backward pass of `config`'s UNet (weights from one seed, fixed inputs) with candle's
 /// backward or the releasing one: every parameter's gradient by name, the model's output
 /// (held by the caller through the pass) and a view of it, and the peak of bytes alive during
@@ -54,12 +65,7 @@ fn pass(
 ) -> (Vec<(String, Vec<f32>)>, Vec<f32>, Vec<f32>, Vec<f32>, usize) {
     let dev = Device::Cpu;
     let (model, varmap) = new_trainable(config, 5, &dev).unwrap();
-    let x = (Tensor::arange(0f32, 8.0 * 16.0 * 16.0, &dev).unwrap() * 0.37)
-        .unwrap()
-        .sin()
-        .unwrap()
-        .reshape((8, 1, 16, 16))
-        .unwrap();
+    let x = images(8, 16);
     let t = Tensor::new(&[3u32, 17, 60, 150, 7, 299, 1, 42], &dev).unwrap();
     let y = model.forward(&x, &t).unwrap();
     let view = y.reshape((8, 256)).unwrap();
@@ -147,12 +153,7 @@ fn kept_tensors_stay(route: Route) {
     };
     let (model, _) = new_trainable(&config, 5, &dev).unwrap();
     // 16 × 32 × 32 floats: 64 KiB, the smallest storage the pass releases.
-    let x = (Tensor::arange(0f32, 16.0 * 32.0 * 32.0, &dev).unwrap() * 0.37)
-        .unwrap()
-        .sin()
-        .unwrap()
-        .reshape((16, 1, 32, 32))
-        .unwrap();
+    let x = images(16, 32);
     let t: Vec<u32> = (0..16).map(|i| i * 17 % 300).collect();
     let t = Tensor::new(t.as_slice(), &dev).unwrap();
     for kept in [Kept::Output, Kept::View, Kept::Detached] {
