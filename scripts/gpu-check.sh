@@ -42,12 +42,12 @@
 #                       back at each sync; candle's per-thread stream with cudarc's events per
 #                       allocation), to set against ddpm-lab's defaults (`cuda_setup_gain`);
 #                       empty skips it
-#   CONV_ALGOS="auto implicit implicit-fwd implicit-m32 implicit-m64"
+#   CONV_ALGOS="cudnn auto implicit implicit-fwd implicit-m32 implicit-m64"
 #                       then, for each conv algorithm listed (DDPM_LAB_CONV_ALGO; the default is
 #                       im2col), `check-device` with it, then ddpm-lab's training and forward
-#                       pass with each (`conv_algo_gain`: over im2col; `auto` also samples,
-#                       as `bench` does, and gives each conv shape's timings: `conv_tuning`);
-#                       empty skips it
+#                       pass with each (`conv_algo_gain`: over im2col; `cudnn` and `auto` also
+#                       sample, as `bench` does, for `conv_algo_over_pytorch`, and `auto` gives
+#                       each conv shape's timings: `conv_tuning`); empty skips it
 #   NCU_CONV_ALGO=implicit  the conv algorithm of the last Nsight Compute profile (see NCU);
 #                       empty skips that profile
 #   KERNEL_AB="conv bias softmax linear_attention gelu depthwise depthwise_bias multi_tensor"
@@ -103,7 +103,7 @@ BENCH_ARGS=${BENCH_ARGS:---batch-size 128 --forward-batch 256 --sample-batch 256
 TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
 CUDA_AB=${CUDA_AB-pool=release stream=per-thread}
-CONV_ALGOS=${CONV_ALGOS-auto implicit implicit-fwd implicit-m32 implicit-m64}
+CONV_ALGOS=${CONV_ALGOS-cudnn auto implicit implicit-fwd implicit-m32 implicit-m64}
 NCU_CONV_ALGO=${NCU_CONV_ALGO-implicit}
 KERNEL_AB=${KERNEL_AB-conv bias softmax linear_attention gelu depthwise depthwise_bias multi_tensor}
 KERNEL_NAMES=${KERNEL_NAMES:-conv bias softmax linear_attention gelu depthwise depthwise_bias group_norm multi_tensor}
@@ -462,10 +462,10 @@ if [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ]; then
       check-device --device "$DEVICE" --json
   done
   for a in $CONV_ALGOS; do
-    # `auto` runs the whole benchmark, sampling too, as the `bench` step does: should it win,
-    # the visit has every figure of README's table with it.
+    # `cudnn` and `auto` run the whole benchmark, sampling too, as the `bench` step does: should
+    # one win, the visit has every figure of README's table with it.
     only="--only train,forward --repeats 2"
-    [ "$a" = auto ] && only=""
+    case $a in cudnn | auto) only="" ;; esac
     # shellcheck disable=SC2086
     polled "bench_conv_$a" 150 env DDPM_LAB_CONV_ALGO="$a" "$BIN" bench \
       --device "$DEVICE" --json $BENCH_ARGS $only

@@ -447,8 +447,13 @@ def report(work, out_path):
 
     # Each other conv algorithm over im2col, the default (above 1: it is faster).
     conv_algo_gain = {a: over(f"bench_conv_{a}", "bench", "im2col") for a in algos}
-    # And `auto`, which runs the whole benchmark, over PyTorch: the table should it win.
-    auto_over_pytorch = over("bench_conv_auto", "pytorch_bench") if "auto" in algos else None
+    # And `cudnn` and `auto`, which run the whole benchmark, over PyTorch: the table should one
+    # win.
+    algo_over_pytorch = {
+        a: over(f"bench_conv_{a}", "pytorch_bench") for a in ("cudnn", "auto") if a in algos
+    }
+    # The cuDNN the `cudnn` algorithm runs (null where it does not load).
+    cudnn = ((steps.get("bench") or {}).get("result") or {}).get("cudnn")
     # The host's share of ddpm-lab's forward pass: near 1, the host's kernel launches bound it
     # rather than the GPU.
     host_queue_share = queue_share((steps.get("bench") or {}).get("result"))
@@ -497,7 +502,8 @@ def report(work, out_path):
         "cuda_setup_gain": setup_gain,
         "backward_release_gain": backward_gain,
         "conv_algo_gain": conv_algo_gain,
-        "auto_over_pytorch": auto_over_pytorch,
+        "conv_algo_over_pytorch": algo_over_pytorch,
+        "cudnn": cudnn,
         "conv_tuning": tuning,
         "host_queue_share": host_queue_share,
         "op_counts": ops,
@@ -512,14 +518,14 @@ def report(work, out_path):
     # The figures a visit is for, on one screen (the JSON has the rest).
     print(f"optional_failed={doc['optional_failed']}", file=sys.stderr)
     print(f"cuda_setup_fallback={doc.get('cuda_setup_fallback')} "
-          f"kernels_left_out={doc.get('kernels_left_out')}", file=sys.stderr)
+          f"kernels_left_out={doc.get('kernels_left_out')} cudnn={cudnn}", file=sys.stderr)
     for label, table in (
         ("over pytorch", ratios),
         ("own kernel gain", kernel_gain),
         ("cuda setup gain (defaults over each undone)", setup_gain),
         ("backward release gain (over candle's own backward pass)", backward_gain),
         ("conv algo gain (over im2col)", conv_algo_gain),
-        ("auto over pytorch", auto_over_pytorch),
+        ("cudnn and auto over pytorch", algo_over_pytorch),
         ("conv tuning (auto)", tuning),
         ("host queue share of ddpm-lab's forward pass", host_queue_share),
         ("ops per workload", ops),

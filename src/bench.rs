@@ -183,6 +183,18 @@ fn conv_algo(cuda_kernels: &[String]) -> Option<String> {
     })
 }
 
+/// The version of the cuDNN that ddpm-lab's CUDA conv can use (`DDPM_LAB_CONV_ALGO=cudnn`,
+/// or among `auto`'s candidates), where that conv runs (`cuda_kernels` holds `conv`) and cuDNN
+/// loads.
+fn cudnn_version(cuda_kernels: &[String]) -> Option<String> {
+    #[cfg(feature = "cuda")]
+    if cuda_kernels.iter().any(|k| k == "conv") {
+        return crate::ops::cuda::cudnn::version();
+    }
+    let _ = cuda_kernels;
+    None
+}
+
 /// Measured figures (times in seconds, medians over the timed runs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
@@ -201,11 +213,14 @@ pub struct BenchReport {
     /// How the CUDA device was set up (`DDPM_LAB_CUDA_STREAM`, `DDPM_LAB_CUDA_POOL`: e.g.
     /// `stream=shared pool=keep`; `None` off CUDA).
     pub cuda_setup: Option<String>,
-    /// The CUDA conv's algorithm as set (`DDPM_LAB_CONV_ALGO`: `im2col`, `auto` or an
+    /// The CUDA conv's algorithm as set (`DDPM_LAB_CONV_ALGO`: `im2col`, `auto`, `cudnn` or an
     /// `implicit` variant; `None` where ddpm-lab's CUDA conv does not run). The setting: 1×1
     /// and 7×7 convs have no implicit kernel, and a stride-2 conv's input gradient stays
-    /// im2col's col2im.
+    /// im2col's col2im unless the algorithm is `cudnn` (or `auto` chose it).
     pub conv_algo: Option<String>,
+    /// The cuDNN that the CUDA conv's `cudnn` algorithm would run (`9.28.1`), if it loads
+    /// (`None` too where ddpm-lab's CUDA conv does not run).
+    pub cudnn: Option<String>,
     /// With `auto`: each conv shape and product the process timed, every candidate's
     /// milliseconds per run and the one kept (empty otherwise).
     pub conv_tuning: Vec<crate::ops::conv_tuner::TuneRecord>,
@@ -308,6 +323,9 @@ impl fmt::Display for BenchReport {
                     self.conv_tuning.len(),
                     chosen.join(", ")
                 )?;
+            }
+            if let Some(v) = &self.cudnn {
+                write!(f, "; cuDNN {v}")?;
             }
             writeln!(f)?;
         }
@@ -647,6 +665,7 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         tf32: opts.tf32,
         custom_ops: crate::ops::enabled() && opts.device == DeviceSpec::Cpu,
         conv_algo: conv_algo(&cuda_kernels),
+        cudnn: cudnn_version(&cuda_kernels),
         cuda_setup: matches!(opts.device, DeviceSpec::Cuda(_))
             .then(|| crate::device::CudaSetup::from_env().ok())
             .flatten()
@@ -766,6 +785,7 @@ mod tests {
             "device_name",
             "tf32",
             "cuda_setup",
+            "cudnn",
         ] {
             assert!(json.get(key).is_some(), "json lacks {key}");
         }

@@ -124,7 +124,7 @@ fn extent(rows: usize, cols: usize, ld: usize, stride: usize, batch: usize) -> u
 
 /// A conv over a batch of `n` images to `c_out` channels: its per-image geometry and the GEMMs of
 /// each pass ([module docs](self)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BatchedConv {
     /// Images in the batch.
     pub n: usize,

@@ -22,7 +22,8 @@ use crate::ops::implicit_conv::{ConvAlgo, ImplicitConv, CHANNEL_TILES};
 pub enum Product {
     /// `y` from `x` and `w` (with its bias).
     Forward,
-    /// `dx` from `dy` and `w` (a stride-1 conv: the flipped conv of `dy`).
+    /// `dx` from `dy` and `w`: for a stride-1 conv keyed by the flipped conv of `dy`
+    /// ([`ImplicitConv::input_grad`]), for a strided one by its forward conv (unflipped).
     InputGrad,
     /// `dw` from `x` and `dy`.
     WeightGrad,
@@ -40,11 +41,13 @@ impl Product {
 }
 
 /// The algorithms that can compute `product` of the implicit conv `conv` (for the input
-/// gradient, [`ImplicitConv::input_grad`]'s flipped conv): im2col first, which a tie keeps,
-/// then each channel tile that the implicit kernels plan a launch for.
-pub fn candidates(product: Product, conv: &ImplicitConv) -> Vec<ConvAlgo> {
+/// gradient, see [`Product::InputGrad`]): im2col first, which a tie keeps, then each channel
+/// tile that the implicit kernels plan a launch for (for the input gradient only a stride-1
+/// conv's, the flipped conv), then cuDNN when its library loads (`cudnn`).
+pub fn candidates(product: Product, conv: &ImplicitConv, cudnn: bool) -> Vec<ConvAlgo> {
     let mut out = vec![ConvAlgo::Im2col];
-    for tile in CHANNEL_TILES {
+    let implicit = product != Product::InputGrad || conv.flip;
+    for tile in CHANNEL_TILES.into_iter().filter(|_| implicit) {
         let algo = ConvAlgo::Implicit {
             tile: Some(tile),
             weight_grad: true,
@@ -56,6 +59,9 @@ pub fn candidates(product: Product, conv: &ImplicitConv) -> Vec<ConvAlgo> {
         if planned {
             out.push(algo);
         }
+    }
+    if cudnn {
+        out.push(ConvAlgo::Cudnn);
     }
     out
 }
@@ -112,8 +118,8 @@ impl Tuner {
 
     /// The algorithm for `product` of `conv` with TF32 products allowed or not (`tf32`: it
     /// changes im2col's speed, so it is part of the shape): the one chosen before, or, on the
-    /// first call for this shape, the candidate that `time` (milliseconds per run of an
-    /// algorithm) finds fastest; a timing that is not a number counts as the slowest. With one
+    /// first call for this shape, the [`candidates`] (cuDNN among them when `cudnn`) that `time`
+    /// (milliseconds per run of an algorithm) finds fastest; a timing that is not a number counts as the slowest. With one
     /// candidate nothing is timed. A candidate whose run fails (say, im2col's column matrix
     /// does not fit in memory where the implicit kernel needs none) is left out and named in
     /// the record; if every candidate fails, the first error is returned and nothing is kept,
@@ -123,12 +129,13 @@ impl Tuner {
         product: Product,
         conv: &ImplicitConv,
         tf32: bool,
+        cudnn: bool,
         mut time: impl FnMut(ConvAlgo) -> Result<f64, E>,
     ) -> Result<ConvAlgo, E> {
         if let Some(algo) = self.lookup(product, conv, tf32) {
             return Ok(algo);
         }
-        let candidates = candidates(product, conv);
+        let candidates = candidates(product, conv, cudnn);
         if candidates.len() == 1 {
             return Ok(candidates[0]);
         }
@@ -257,25 +264,54 @@ mod tests {
     };
 
     #[test]
-    fn candidates_are_im2col_then_the_tiles_that_have_a_plan() {
+    fn candidates_are_im2col_then_the_tiles_that_have_a_plan_then_cudnn() {
         let c = conv(8, 56, 28, 56, 3);
         assert_eq!(
-            candidates(Product::Forward, &c),
+            candidates(Product::Forward, &c, false),
             [ConvAlgo::Im2col, M32, M64]
         );
         assert_eq!(
-            candidates(Product::WeightGrad, &c),
+            candidates(Product::WeightGrad, &c, false),
             [ConvAlgo::Im2col, M32, M64]
+        );
+        assert_eq!(
+            candidates(Product::WeightGrad, &c, true),
+            [ConvAlgo::Im2col, M32, M64, ConvAlgo::Cudnn]
         );
         // A 7×7 kernel has no implicit kernel; neither has a flipped conv's weight gradient.
         assert_eq!(
-            candidates(Product::Forward, &conv(8, 1, 28, 28, 7)),
+            candidates(Product::Forward, &conv(8, 1, 28, 28, 7), false),
             [ConvAlgo::Im2col]
+        );
+        assert_eq!(
+            candidates(Product::Forward, &conv(8, 1, 28, 28, 7), true),
+            [ConvAlgo::Im2col, ConvAlgo::Cudnn]
         );
         let flipped = ImplicitConv { flip: true, ..c };
         assert_eq!(
-            candidates(Product::WeightGrad, &flipped),
+            candidates(Product::WeightGrad, &flipped, false),
             [ConvAlgo::Im2col]
+        );
+        // The input gradient: the implicit kernels compute a stride-1 conv's (keyed by the
+        // flipped conv), not a strided conv's (keyed by its forward conv); cuDNN both.
+        assert_eq!(
+            candidates(Product::InputGrad, &flipped, true),
+            [ConvAlgo::Im2col, M32, M64, ConvAlgo::Cudnn]
+        );
+        let strided = ImplicitConv {
+            stride: 2,
+            ho: 14,
+            wo: 14,
+            ..c
+        };
+        assert!(strided.forward_plan(M32).is_some());
+        assert_eq!(
+            candidates(Product::InputGrad, &strided, false),
+            [ConvAlgo::Im2col]
+        );
+        assert_eq!(
+            candidates(Product::InputGrad, &strided, true),
+            [ConvAlgo::Im2col, ConvAlgo::Cudnn]
         );
         // The plans never launch for `auto` itself: the conv resolves it first.
         assert_eq!(c.forward_plan(ConvAlgo::Auto), None);
@@ -295,10 +331,16 @@ mod tests {
                 _ => 1.0,
             })
         };
-        assert_eq!(tuner.choose(Product::Forward, &c, false, timer), Ok(M64));
+        assert_eq!(
+            tuner.choose(Product::Forward, &c, false, false, timer),
+            Ok(M64)
+        );
         assert_eq!(*calls.borrow(), [ConvAlgo::Im2col, M32, M64]);
         // Remembered: no timing the second time.
-        assert_eq!(tuner.choose(Product::Forward, &c, false, timer), Ok(M64));
+        assert_eq!(
+            tuner.choose(Product::Forward, &c, false, false, timer),
+            Ok(M64)
+        );
         assert_eq!(calls.borrow().len(), 3);
         // Another product, or another batch, is another shape.
         let other = ImplicitConv { n: 16, ..c };
@@ -306,11 +348,11 @@ mod tests {
             Ok(if algo == ConvAlgo::Im2col { 1.0 } else { 3.0 })
         };
         assert_eq!(
-            tuner.choose(Product::WeightGrad, &c, false, slow_tiles),
+            tuner.choose(Product::WeightGrad, &c, false, false, slow_tiles),
             Ok(ConvAlgo::Im2col)
         );
         assert_eq!(
-            tuner.choose(Product::Forward, &other, false, slow_tiles),
+            tuner.choose(Product::Forward, &other, false, false, slow_tiles),
             Ok(ConvAlgo::Im2col)
         );
         let records = tuner.records();
@@ -337,7 +379,7 @@ mod tests {
         assert!(records.iter().all(|r| !r.tf32));
         // TF32 products make it another shape, timed anew.
         assert_eq!(
-            tuner.choose(Product::Forward, &c, true, slow_tiles),
+            tuner.choose(Product::Forward, &c, true, false, slow_tiles),
             Ok(ConvAlgo::Im2col)
         );
         assert_eq!(tuner.records().len(), 4);
@@ -346,6 +388,19 @@ mod tests {
             chosen_counts(&records),
             BTreeMap::from([("im2col", 2), ("implicit-m64", 1)])
         );
+        // With cuDNN loaded it is timed last, and kept when fastest.
+        let cudnn_fastest = |algo: ConvAlgo| -> Result<f64, String> {
+            Ok(if algo == ConvAlgo::Cudnn { 0.25 } else { 1.0 })
+        };
+        let wide = ImplicitConv { m: 128, ..c };
+        assert_eq!(
+            tuner.choose(Product::Forward, &wide, false, true, cudnn_fastest),
+            Ok(ConvAlgo::Cudnn)
+        );
+        let last = tuner.records().pop().unwrap();
+        assert_eq!(last.chosen, "cudnn");
+        assert_eq!(last.times_ms.len(), 4);
+        assert_eq!(last.times_ms["cudnn"], 0.25);
     }
 
     #[test]
@@ -354,7 +409,7 @@ mod tests {
         let c = conv(4, 28, 14, 28, 3);
         let flat = |_: ConvAlgo| -> Result<f64, String> { Ok(1.0) };
         assert_eq!(
-            tuner.choose(Product::Forward, &c, false, flat),
+            tuner.choose(Product::Forward, &c, false, false, flat),
             Ok(ConvAlgo::Im2col)
         );
         let nan_first = |algo: ConvAlgo| -> Result<f64, String> {
@@ -365,7 +420,13 @@ mod tests {
             })
         };
         assert_eq!(
-            tuner.choose(Product::InputGrad, &c, false, nan_first),
+            tuner.choose(
+                Product::InputGrad,
+                &ImplicitConv { flip: true, ..c },
+                false,
+                false,
+                nan_first
+            ),
             Ok(M32)
         );
     }
@@ -375,7 +436,13 @@ mod tests {
         let tuner = Tuner::new();
         let never = |_: ConvAlgo| -> Result<f64, String> { panic!("timed a single candidate") };
         assert_eq!(
-            tuner.choose(Product::Forward, &conv(4, 1, 28, 28, 7), false, never),
+            tuner.choose(
+                Product::Forward,
+                &conv(4, 1, 28, 28, 7),
+                false,
+                false,
+                never
+            ),
             Ok(ConvAlgo::Im2col)
         );
         let c = conv(4, 28, 14, 28, 3);
@@ -389,7 +456,7 @@ mod tests {
             }
         };
         assert_eq!(
-            tuner.choose(Product::WeightGrad, &c, false, im2col_fails),
+            tuner.choose(Product::WeightGrad, &c, false, false, im2col_fails),
             Ok(M64)
         );
         let records = tuner.records();
@@ -402,14 +469,17 @@ mod tests {
         let all_fail =
             |algo: ConvAlgo| -> Result<f64, String> { Err(format!("{} failed", algo.name())) };
         assert_eq!(
-            tuner.choose(Product::Forward, &c, false, all_fail),
+            tuner.choose(Product::Forward, &c, false, false, all_fail),
             Err("im2col failed".to_string())
         );
         assert_eq!(tuner.records().len(), 1);
         // The next call times again.
         let fine =
             |algo: ConvAlgo| -> Result<f64, String> { Ok(if algo == M32 { 0.5 } else { 1.0 }) };
-        assert_eq!(tuner.choose(Product::Forward, &c, false, fine), Ok(M32));
+        assert_eq!(
+            tuner.choose(Product::Forward, &c, false, false, fine),
+            Ok(M32)
+        );
         assert_eq!(tuner.records()[1].failed, Vec::<&str>::new());
     }
 }

@@ -8,7 +8,7 @@
 use candle_core::Result;
 
 /// The shape of one 2-D convolution (square kernel, same stride and padding on both axes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConvGeom {
     /// Input channels.
     pub c: usize,

@@ -5,8 +5,8 @@
 //! under emulation (`tests/cuda_emulation.rs`).
 //!
 //! Which algorithm the CUDA conv uses is a setting ([`ALGO_VAR`]): im2col + cuBLAS until the
-//! implicit kernels are measured faster on a GPU, or `auto`, which times the candidates of each
-//! conv shape on its first use ([`crate::ops::conv_tuner`]).
+//! implicit kernels or cuDNN are measured faster on a GPU, either of those, or `auto`, which
+//! times the candidates of each conv shape on its first use ([`crate::ops::conv_tuner`]).
 
 use crate::ops::batched_conv::BatchedConv;
 
@@ -70,10 +70,13 @@ pub struct WgradPlan {
 pub enum ConvAlgo {
     /// im2col of the batch into one matrix, then cuBLAS (the default).
     Im2col,
-    /// Per conv shape and product, the fastest of im2col and the implicit GEMM's channel tiles,
-    /// timed on the shape's first use ([`crate::ops::conv_tuner`]), as PyTorch's
-    /// `cudnn.benchmark` does.
+    /// Per conv shape and product, the fastest of im2col, the implicit GEMM's channel tiles and
+    /// cuDNN (where its library loads), timed on the shape's first use
+    /// ([`crate::ops::conv_tuner`]), as PyTorch's `cudnn.benchmark` does.
     Auto,
+    /// cuDNN's convolution calls (`src/ops/cuda/cudnn.rs`), each product with the algorithm
+    /// cuDNN's heuristics rank first, as PyTorch's convs run with `cudnn.benchmark` off.
+    Cudnn,
     /// The implicit GEMM, with its channel tile chosen per conv (`tile` `None`) or fixed; the
     /// weight gradient too when `weight_grad` is set (else im2col + cuBLAS).
     Implicit {
@@ -85,9 +88,10 @@ pub enum ConvAlgo {
 }
 
 /// Every algorithm and its name, as [`ALGO_VAR`] takes them.
-const ALGOS: [(&str, ConvAlgo); 6] = [
+const ALGOS: [(&str, ConvAlgo); 7] = [
     ("im2col", ConvAlgo::Im2col),
     ("auto", ConvAlgo::Auto),
+    ("cudnn", ConvAlgo::Cudnn),
     (
         "implicit",
         ConvAlgo::Implicit {
@@ -120,7 +124,7 @@ const ALGOS: [(&str, ConvAlgo); 6] = [
 
 impl ConvAlgo {
     /// The algorithm [`ALGO_VAR`]'s value names (unset: `im2col`): `im2col`; `auto` (timed per
-    /// shape); `implicit` (every product, tiles per conv); `implicit-fwd` (the forward product
+    /// shape); `cudnn`; `implicit` (every product, tiles per conv); `implicit-fwd` (the forward product
     /// and input gradient only); `implicit-m32`, `implicit-m64` (every product, that channel
     /// tile throughout).
     pub fn parse(value: Option<&str>) -> Result<Self, String> {
@@ -506,6 +510,7 @@ mod tests {
         assert_eq!(ConvAlgo::parse(None), Ok(ConvAlgo::Im2col));
         assert_eq!(ConvAlgo::parse(Some(" IM2COL ")), Ok(ConvAlgo::Im2col));
         assert_eq!(ConvAlgo::parse(Some("auto")), Ok(ConvAlgo::Auto));
+        assert_eq!(ConvAlgo::parse(Some("cuDNN")), Ok(ConvAlgo::Cudnn));
         assert_eq!(ConvAlgo::parse(Some("implicit")), Ok(PER_CONV));
         assert_eq!(
             ConvAlgo::parse(Some("implicit-fwd")),
@@ -518,7 +523,10 @@ mod tests {
         assert_eq!(ConvAlgo::parse(Some("Implicit-M64")), Ok(fixed(64)));
         let err = ConvAlgo::parse(Some("implicit-m128")).unwrap_err();
         assert!(
-            err.contains(ALGO_VAR) && err.contains("implicit-fwd") && err.contains("implicit-m64"),
+            err.contains(ALGO_VAR)
+                && err.contains("cudnn")
+                && err.contains("implicit-fwd")
+                && err.contains("implicit-m64"),
             "{err}"
         );
         for (name, algo) in ALGOS {

@@ -127,7 +127,7 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
             ("KERNEL_AB", "bias"),
             ("CUDA_AB", "stream=per-thread"),
             ("CHECK_LARGE_BATCH", "6"),
-            ("CONV_ALGOS", "implicit auto"),
+            ("CONV_ALGOS", "implicit auto cudnn"),
             ("PATH", &path),
         ],
     );
@@ -155,6 +155,8 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         "bench_conv_implicit",
         "check_device_conv_auto",
         "bench_conv_auto",
+        "check_device_conv_cudnn",
+        "bench_conv_cudnn",
         "nsys_train",
         "ncu_train",
         "ncu_train_conv_algo",
@@ -189,14 +191,19 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
                 .is_some_and(|r| r > 0.0),
         "{report}"
     );
-    // `auto` runs the whole benchmark, sampling too (the others training and forward only).
-    assert!(
-        steps["bench_conv_auto"]["result"]["sample_seconds"]
-            .as_f64()
-            .is_some(),
-        "{}",
-        steps["bench_conv_auto"]
-    );
+    // `auto` and `cudnn` run the whole benchmark, sampling too (the others training and
+    // forward only), and are set against PyTorch's (no PyTorch here: no ratios).
+    for a in ["auto", "cudnn"] {
+        let bench = &steps[format!("bench_conv_{a}")];
+        assert!(
+            bench["result"]["sample_seconds"].as_f64().is_some(),
+            "{bench}"
+        );
+        assert!(report["conv_algo_over_pytorch"][a].is_object(), "{report}");
+    }
+    assert!(report["conv_algo_over_pytorch"].get("implicit").is_none());
+    // The CPU has no cuDNN to report.
+    assert_eq!(report["cudnn"], serde_json::Value::Null, "{report}");
     assert_eq!(
         steps["bench_conv_implicit"]["result"]["sample_seconds"],
         serde_json::Value::Null

@@ -453,7 +453,8 @@ fn run_tuned(
     let algo = match ConvAlgo::current() {
         ConvAlgo::Auto => {
             let tf32 = candle_core::cuda::gemm_reduced_precision_f32();
-            TUNER.choose(product, ic, tf32, |algo| time_ms(dev, || run(algo)))?
+            let cudnn = super::cudnn::available();
+            TUNER.choose(product, ic, tf32, cudnn, |algo| time_ms(dev, || run(algo)))?
         }
         algo => algo,
     };
@@ -508,6 +509,9 @@ fn forward_by(
     w: &CudaView<f32>,
     bias: Option<&CudaView<f32>>,
 ) -> Result<CudaSlice<f32>> {
+    if algo == ConvAlgo::Cudnn {
+        return super::cudnn::forward(dev, plan, x, w, bias);
+    }
     if let Some(fp) = ic.forward_plan(algo) {
         return implicit(dev, ic, &fp, x, w, bias);
     }
@@ -667,7 +671,7 @@ fn implicit_weight_grad(
 }
 
 /// `y[n, c, p] = b[c]` over the whole output of `plan` (`b` holds `Co` values).
-fn bias_fill(
+pub(super) fn bias_fill(
     dev: &CudaDevice,
     plan: &BatchedConv,
     b: &CudaView<f32>,
@@ -690,31 +694,37 @@ fn bias_fill(
     unsafe { KERNELS.launch(dev, launch) }
 }
 
-/// `dx (N, C, H, W)` of the output gradient `dy` and `w`.
+/// `dx (N, C, H, W)` of the output gradient `dy` and `w`. A stride-1 conv's is the flipped
+/// conv of `dy` ([`ImplicitConv::input_grad`]), which the implicit kernels compute too, and is
+/// tuned under that conv; a strided conv's under its forward conv.
 fn input_grad(
     dev: &CudaDevice,
     plan: &BatchedConv,
     dy: &CudaView<f32>,
     w: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
-    let Some(ic) = ImplicitConv::input_grad(plan) else {
-        return input_grad_by(dev, plan, None, dy, w);
-    };
-    run_tuned(dev, Product::InputGrad, &ic, |algo| {
-        input_grad_by(dev, plan, Some((&ic, algo)), dy, w)
+    let flipped = ImplicitConv::input_grad(plan);
+    let key = flipped.unwrap_or_else(|| ImplicitConv::forward(plan));
+    run_tuned(dev, Product::InputGrad, &key, |algo| {
+        input_grad_by(dev, plan, flipped.as_ref(), algo, dy, w)
     })
 }
 
-/// [`input_grad`] by `algo` for its implicit conv `ic` (a stride-1 conv's), else im2col's
-/// products and col2im.
+/// [`input_grad`] by `algo`: cuDNN, the implicit kernel of the flipped conv `flipped` (a
+/// stride-1 conv's), or im2col's products and col2im (also for an implicit `algo` without a
+/// flipped conv).
 fn input_grad_by(
     dev: &CudaDevice,
     plan: &BatchedConv,
-    implicit_conv: Option<(&ImplicitConv, ConvAlgo)>,
+    flipped: Option<&ImplicitConv>,
+    algo: ConvAlgo,
     dy: &CudaView<f32>,
     w: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
-    if let Some((ic, algo)) = implicit_conv {
+    if algo == ConvAlgo::Cudnn {
+        return super::cudnn::input_grad(dev, plan, dy, w);
+    }
+    if let Some(ic) = flipped {
         if let Some(fp) = ic.forward_plan(algo) {
             return implicit(dev, ic, &fp, dy, w, None);
         }
@@ -786,6 +796,9 @@ fn weight_grad_by(
     x: &CudaView<f32>,
     dy: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
+    if algo == ConvAlgo::Cudnn {
+        return super::cudnn::weight_grad(dev, plan, x, dy);
+    }
     if let Some(wp) = ic.weight_grad_plan(algo) {
         return implicit_weight_grad(dev, ic, &wp, x, dy);
     }

@@ -56,7 +56,17 @@ pub fn enabled_kernels() -> Vec<&'static str> {
 pub fn settings_error() -> Option<String> {
     let kernels = std::env::var(KERNELS_VAR).ok();
     let algo = std::env::var(crate::ops::implicit_conv::ALGO_VAR).ok();
-    settings_problem(kernels.as_deref(), algo.as_deref())
+    settings_problem(kernels.as_deref(), algo.as_deref()).or_else(|| {
+        let wants_cudnn = crate::ops::implicit_conv::ConvAlgo::current()
+            == crate::ops::implicit_conv::ConvAlgo::Cudnn;
+        (wants_cudnn && !cudnn::available()).then(|| {
+            format!(
+                "{}=cudnn: {}",
+                crate::ops::implicit_conv::ALGO_VAR,
+                cudnn::unavailable_message()
+            )
+        })
+    })
 }
 
 /// [`settings_error`] for these values of the two variables (`None`: unset).
@@ -174,6 +184,7 @@ macro_rules! cuda_only_cpu_fwd {
 }
 // Textually in scope for the modules below.
 pub mod conv;
+pub mod cudnn;
 pub mod depthwise;
 pub mod elementwise;
 pub mod group_norm;
