@@ -46,7 +46,8 @@
 #                       then, for each conv algorithm listed (DDPM_LAB_CONV_ALGO; the default is
 #                       im2col), `check-device` with it, then ddpm-lab's training and forward
 #                       pass with each (`conv_algo_gain`: over im2col; `cudnn` and `auto` also
-#                       sample, as `bench` does, for `conv_algo_over_pytorch`, and `auto` gives
+#                       sample, as `bench` does, for `conv_algo_over_pytorch`, `cudnn` runs
+#                       again with TF32 when TF32=1 (`cudnn_tf32` there), and `auto` gives
 #                       each conv shape's timings: `conv_tuning`); empty skips it
 #   NCU_CONV_ALGO=implicit  the conv algorithm of the last Nsight Compute profile (see NCU);
 #                       empty skips that profile
@@ -455,10 +456,20 @@ fi
 # against the CPU's, then training and forward with each, to set against `bench` (im2col);
 # optional, like 9.
 if [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ]; then
+  # cuDNN explains its own errors on stderr (the step's log) should a call fail.
+  algo_env() {
+    echo "DDPM_LAB_CONV_ALGO=$1"
+    if [ "$1" = cudnn ]; then
+      echo CUDNN_LOGLEVEL_DBG=1
+      echo CUDNN_LOGERR_DBG=1
+      echo CUDNN_LOGDEST_DBG=stderr
+    fi
+  }
   # The gradients first: check-device's small batch takes the channel slices, and each
   # algorithm its own kernels (the channel tile, the weight gradient or not).
   for a in $CONV_ALGOS; do
-    step "check_device_conv_$a" 60 env DDPM_LAB_CONV_ALGO="$a" "$BIN" \
+    # shellcheck disable=SC2046
+    step "check_device_conv_$a" 60 env $(algo_env "$a") "$BIN" \
       check-device --device "$DEVICE" --json
   done
   for a in $CONV_ALGOS; do
@@ -466,10 +477,20 @@ if [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ]; then
     # one win, the visit has every figure of README's table with it.
     only="--only train,forward --repeats 2"
     case $a in cudnn | auto) only="" ;; esac
-    # shellcheck disable=SC2086
-    polled "bench_conv_$a" 150 env DDPM_LAB_CONV_ALGO="$a" "$BIN" bench \
+    # shellcheck disable=SC2086,SC2046
+    polled "bench_conv_$a" 150 env $(algo_env "$a") "$BIN" bench \
       --device "$DEVICE" --json $BENCH_ARGS $only
   done
+  # cuDNN with TF32 too (its default math, tensor cores), beside PyTorch's TF32 run.
+  case " $CONV_ALGOS " in
+    *" cudnn "*)
+      if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
+        # shellcheck disable=SC2086,SC2046
+        polled bench_conv_cudnn_tf32 150 env $(algo_env cudnn) "$BIN" bench \
+          --device "$DEVICE" --json $BENCH_ARGS --tf32 --only train,forward --repeats 2
+      fi
+      ;;
+  esac
 fi
 
 # 9. ddpm-lab again with candle's stock ops (`--stock-ops`; on a GPU: the convs' backward

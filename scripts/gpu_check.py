@@ -387,6 +387,8 @@ def report(work, out_path):
     setups = {s: cuda_ab_step(s) for s in info.get("cuda_ab") or []}
     benches += setups.values()
     algo_benches = [f"bench_conv_{a}" for a in algos]
+    if "cudnn" in algos and info.get("tf32_runs"):
+        algo_benches.append("bench_conv_cudnn_tf32")
     benches += algo_benches
     if info.get("backward_ab"):
         benches.append("bench_backward_plain")
@@ -452,6 +454,8 @@ def report(work, out_path):
     algo_over_pytorch = {
         a: over(f"bench_conv_{a}", "pytorch_bench") for a in ("cudnn", "auto") if a in algos
     }
+    if "cudnn" in algos and info.get("tf32_runs"):
+        algo_over_pytorch["cudnn_tf32"] = over("bench_conv_cudnn_tf32", "pytorch_bench_tf32")
     # The cuDNN the `cudnn` algorithm runs (null where it does not load).
     cudnn = ((steps.get("bench") or {}).get("result") or {}).get("cudnn")
     # The host's share of ddpm-lab's forward pass: near 1, the host's kernel launches bound it

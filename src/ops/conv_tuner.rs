@@ -84,8 +84,9 @@ struct Entry {
 pub struct TuneRecord {
     /// `forward`, `input_grad` or `weight_grad`.
     pub product: &'static str,
-    /// The conv the product computes (for the input gradient, the flipped conv of `dy`: its
-    /// input channels `c` are the forward conv's output channels), its fields at the top level
+    /// The conv the product computes (for a stride-1 conv's input gradient, the flipped conv of
+    /// `dy`, `flip` true: its input channels `c` are the forward conv's output channels; for a
+    /// strided conv's, the forward conv itself, `flip` false), its fields at the top level
     /// of the record (`n`, `c`, `h`, `w`, `m`, `k`, `stride`, `pad`, `ho`, `wo`, `flip`).
     #[serde(flatten)]
     pub conv: ImplicitConv,

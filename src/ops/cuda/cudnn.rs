@@ -2,65 +2,107 @@
 //! of `auto`): the forward product (`cudnnConvolutionForward`, after the bias is written, as the
 //! im2col route adds into it), the input gradient (`cudnnConvolutionBackwardData`, also
 //! `ConvTranspose2d`'s forward pass) and the weight gradient (`cudnnConvolutionBackwardFilter`).
-//! These are the calls PyTorch's conv and its backward make. candle's own cuDNN conv (its `cudnn`
-//! feature) covers only the forward product and takes weight gradients as convs with image-sized
-//! kernels, four times slower than im2col on an H200, so it is not used.
+//! These are the operations PyTorch's conv and its backward run through cuDNN (PyTorch 2 reaches
+//! them through cuDNN's graph API, whose engines may differ from the ones chosen here). candle's
+//! own cuDNN conv (its `cudnn` feature) covers only the forward product and takes weight
+//! gradients as convs with image-sized kernels, four times slower than im2col on an H200, so it
+//! is not used.
 //!
 //! Each product runs the algorithm cuDNN's heuristics rank first for its shape
-//! (`cudnnGet…Algorithm_v7`), as PyTorch does with `cudnn.benchmark` off: the first that cuDNN
-//! supports and whose workspace can be allocated, run with strict float32 math
-//! (`CUDNN_FMA_MATH`) unless TF32 is on (`--tf32`, as for cuBLAS). The ranking is asked once per shape and kept.
-//! Like PyTorch's default, that may be an algorithm whose sums use atomics, so two runs can
-//! differ in the last bits; `im2col` keeps a run repeatable.
+//! (`cudnnGet…Algorithm_v7`), as PyTorch's v7 path does with `cudnn.benchmark` off: the first
+//! that cuDNN supports, whose workspace can be allocated and that cuDNN agrees to run for the
+//! operands (one it refuses is dropped from the shape's ranking and the next runs), with strict
+//! float32 math (`CUDNN_FMA_MATH`) unless TF32 is on (`--tf32`, as for cuBLAS). The ranking is
+//! asked once per shape and kept. Like PyTorch's default, that may be an algorithm whose sums
+//! use atomics, so two runs can differ in the last bits; `im2col` keeps a run repeatable.
 //!
-//! cuDNN is loaded at run time (cudarc's `dynamic-loading`), from `libcudnn.so.9` (or another name
-//! cudarc tries) on the library path, e.g. the `nvidia/cudnn/lib` folder of a PyTorch install
+//! cuDNN 9 is loaded at run time (cudarc's `dynamic-loading`), from `libcudnn.so.9` (or another
+//! name cudarc tries) on the library path, e.g. the `nvidia/cudnn/lib` folder of a PyTorch install
 //! (`gpu-check.sh` puts those on `LD_LIBRARY_PATH`). Without it [`available`] is false, `auto`
 //! leaves cuDNN out, and `cudnn` is an error when a CUDA device opens.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::fmt::Debug;
 use std::rc::Rc;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, SyncOnDrop,
 };
-use candle_core::cuda_backend::WrapErr;
+use candle_core::cuda_backend::{DeviceId, WrapErr};
 use candle_core::{CudaDevice, Result};
 use cudarc::cudnn::{result, result::CudnnError, sys};
 
 use crate::ops::batched_conv::BatchedConv;
 use crate::ops::conv_tuner::Product;
 
-/// Whether cuDNN's library loads in this process (looked for once).
+/// The cuDNN major version that cudarc's bindings (`cudnn-09021`) are for.
+const MAJOR: usize = 9;
+
+/// The version number of the cuDNN that loads under cudarc's names, if one does (looked for
+/// once). cuDNN 9 numbers its versions major·10000 + minor·100 + patch (cuDNN 8: major·1000 + …).
+fn loaded_version() -> Option<usize> {
+    static VERSION: OnceLock<Option<usize>> = OnceLock::new();
+    // SAFETY: opens the library under the names cudarc knows; `cudnnGetVersion` takes nothing
+    // and returns a size_t in every cuDNN.
+    *VERSION.get_or_init(|| unsafe { sys::is_culib_present() }.then(result::get_version))
+}
+
+/// Whether a cuDNN 9 loads in this process. The bindings are cuDNN 9's, so another major
+/// version (say a system cuDNN 8 found first as `libcudnn.so`) counts as none: its status codes
+/// and enums differ.
 pub fn available() -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    // SAFETY: only tries to open the library under the names cudarc knows; nothing is called.
-    *FOUND.get_or_init(|| unsafe { sys::is_culib_present() })
+    loaded_version().is_some_and(is_cudnn_9)
 }
 
-/// The loaded cuDNN's version (`9.28.1`), if it loads.
+/// Whether a `cudnnGetVersion` number is a cuDNN 9's.
+fn is_cudnn_9(v: usize) -> bool {
+    v / 10_000 == MAJOR
+}
+
+/// A cuDNN 9 version number as `major.minor.patch`.
+fn version_name(v: usize) -> String {
+    format!("{}.{}.{}", v / 10_000, v / 100 % 100, v % 100)
+}
+
+/// The loaded cuDNN 9's version (`9.28.1`), if it loads.
 pub fn version() -> Option<String> {
-    available().then(|| {
-        // cuDNN 9 numbers its versions major·10000 + minor·100 + patch.
-        let v = result::get_version();
-        format!("{}.{}.{}", v / 10_000, v / 100 % 100, v % 100)
-    })
+    loaded_version()
+        .filter(|&v| is_cudnn_9(v))
+        .map(version_name)
 }
 
-/// The error for a cuDNN conv asked for where the library does not load.
+/// The error for a cuDNN conv asked for where no cuDNN 9 loads.
 pub fn unavailable_message() -> String {
-    "cuDNN is not on the library path (libcudnn.so.9: PyTorch installs it under \
-     site-packages/nvidia/cudnn/lib; add that folder to LD_LIBRARY_PATH), so the CUDA conv \
-     cannot use it: set DDPM_LAB_CONV_ALGO to im2col, implicit or auto"
-        .to_string()
+    let found = match loaded_version() {
+        Some(v) => format!("the cuDNN that loads reports version number {v}, not a cuDNN 9"),
+        None => "cuDNN 9 is not on the library path".to_string(),
+    };
+    format!(
+        "{found} (libcudnn.so.9: PyTorch installs it under site-packages/nvidia/cudnn/lib; put          that folder first on LD_LIBRARY_PATH), so the CUDA conv cannot use it: set          DDPM_LAB_CONV_ALGO to im2col, implicit or auto"
+    )
 }
 
 /// A cuDNN error as candle's, with what was being done.
 fn cudnn_err(what: &str) -> impl Fn(CudnnError) -> candle_core::Error + '_ {
-    move |e| candle_core::Error::Msg(format!("cuDNN {what}: {e:?}"))
+    move |e| candle_core::Error::Msg(format!("cuDNN {what}: {:?}{}", e.0, last_error()))
+}
+
+/// cuDNN's message about its last error on this thread (`: …`), or nothing.
+fn last_error() -> String {
+    let mut buf = [0 as c_char; 512];
+    // SAFETY: cuDNN writes at most `len` bytes, NUL included, into the buffer.
+    unsafe { sys::cudnnGetLastErrorString(buf.as_mut_ptr(), buf.len()) };
+    buf[buf.len() - 1] = 0;
+    // SAFETY: the buffer ends in a NUL (set above).
+    let msg = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+    if msg.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", msg.trim())
+    }
 }
 
 /// A cuDNN handle that queues on one device's stream, owned by the thread that made it (cuDNN
@@ -68,7 +110,7 @@ fn cudnn_err(what: &str) -> impl Fn(CudnnError) -> candle_core::Error + '_ {
 struct Handle {
     raw: sys::cudnnHandle_t,
     /// Keeps the stream (and its context) alive as long as the handle queues on it.
-    _stream: Arc<CudaStream>,
+    stream: Arc<CudaStream>,
 }
 
 impl Handle {
@@ -76,30 +118,31 @@ impl Handle {
         let stream = dev.cuda_stream();
         stream.context().bind_to_thread().w()?;
         let raw = result::create_handle().map_err(cudnn_err("handle"))?;
-        let handle = Handle {
-            raw,
-            _stream: stream.clone(),
-        };
+        let handle = Handle { raw, stream };
         // SAFETY: the handle was just created; the stream lives as long as the handle (held
         // above). cuDNN's stream type is the driver's stream under another name.
-        unsafe { result::set_stream(handle.raw, stream.cu_stream() as sys::cudaStream_t) }
+        unsafe { result::set_stream(handle.raw, handle.stream.cu_stream() as sys::cudaStream_t) }
             .map_err(cudnn_err("stream"))?;
         Ok(handle)
     }
 }
 
 impl Drop for Handle {
+    /// Destroys the handle (cuDNN waits for the device first: a thread that ran cuDNN convs
+    /// waits for the GPU as it exits). A failure at exit has nowhere to go.
     fn drop(&mut self) {
-        // SAFETY: created by `Handle::new` and destroyed once, here. A failure at exit has
-        // nowhere to go.
+        // SAFETY: created by `Handle::new` and destroyed once, here.
         let _ = unsafe { result::destroy_handle(self.raw) };
     }
 }
 
+/// A thread's handle for one device, or why it could not be made (kept, so that a failure is
+/// reported once per device rather than retried for every conv).
+type ThreadHandle = std::result::Result<Rc<Handle>, String>;
+
 thread_local! {
     /// This thread's handle for each device it has run a cuDNN conv on.
-    static HANDLES: RefCell<Vec<(candle_core::cuda_backend::DeviceId, Rc<Handle>)>> =
-        const { RefCell::new(Vec::new()) };
+    static HANDLES: RefCell<Vec<(DeviceId, ThreadHandle)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// This thread's handle for `dev`, made on first use.
@@ -107,15 +150,24 @@ fn handle(dev: &CudaDevice) -> Result<Rc<Handle>> {
     if !available() {
         candle_core::bail!("{}", unavailable_message());
     }
-    HANDLES.with(|handles| {
-        let mut handles = handles.borrow_mut();
-        if let Some((_, h)) = handles.iter().find(|(id, _)| *id == dev.id()) {
-            return Ok(h.clone());
-        }
-        let h = Rc::new(Handle::new(dev)?);
-        handles.push((dev.id(), h.clone()));
-        Ok(h)
-    })
+    let found = HANDLES
+        .try_with(|handles| {
+            let mut handles = handles.borrow_mut();
+            // A handle whose device is gone (nothing else holds its stream) is of no more use:
+            // with DDPM_LAB_CUDA_STREAM=per-thread every opening is a device of its own.
+            handles.retain(|(_, h)| match h {
+                Ok(h) => Arc::strong_count(&h.stream) > 1,
+                Err(_) => true,
+            });
+            if let Some((_, h)) = handles.iter().find(|(id, _)| *id == dev.id()) {
+                return h.clone();
+            }
+            let h = Handle::new(dev).map(Rc::new).map_err(|e| e.to_string());
+            handles.push((dev.id(), h.clone()));
+            h
+        })
+        .map_err(|_| candle_core::Error::Msg("cuDNN: the thread is exiting".into()))?;
+    found.map_err(|e| candle_core::Error::Msg(format!("cuDNN handle: {e}")))
 }
 
 /// A descriptor that cuDNN allocates, freed on drop.
@@ -245,7 +297,8 @@ impl ConvDescriptors {
     }
 }
 
-/// One algorithm cuDNN ranked for a shape: the algorithm, its workspace in bytes and its math.
+/// One algorithm cuDNN ranked for a shape: the algorithm, its workspace in bytes and the math
+/// it runs with.
 #[derive(Debug, Clone, Copy)]
 struct Ranked<A> {
     algo: A,
@@ -254,12 +307,7 @@ struct Ranked<A> {
 }
 
 /// A shape as the rankings are kept: the device, the product, the conv and TF32.
-type Key = (
-    candle_core::cuda_backend::DeviceId,
-    Product,
-    BatchedConv,
-    bool,
-);
+type Key = (DeviceId, Product, BatchedConv, bool);
 
 /// Each shape's ranking.
 type Table<A> = HashMap<Key, Arc<[Ranked<A>]>>;
@@ -267,7 +315,7 @@ type Table<A> = HashMap<Key, Arc<[Ranked<A>]>>;
 /// The rankings asked so far, per product's algorithm type.
 struct Rankings<A>(LazyLock<Mutex<Table<A>>>);
 
-impl<A: Copy> Rankings<A> {
+impl<A: Copy + PartialEq> Rankings<A> {
     const fn new() -> Self {
         Rankings(LazyLock::new(|| Mutex::new(HashMap::new())))
     }
@@ -282,18 +330,20 @@ impl<A: Copy> Rankings<A> {
             return Ok(r.clone());
         }
         let ranked: Arc<[Ranked<A>]> = rank()?.into();
-        if ranked.is_empty() {
-            candle_core::bail!(
-                "cuDNN has no algorithm for the conv {:?} ({:?})",
-                key.2,
-                key.1
-            );
-        }
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, ranked.clone());
         Ok(ranked)
+    }
+
+    /// Leaves `algo` out of `key`'s ranking: cuDNN refused to run it for the shape.
+    fn drop_algo(&self, key: &Key, algo: A) {
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = table.get_mut(key) {
+            let rest: Vec<Ranked<A>> = r.iter().filter(|x| x.algo != algo).copied().collect();
+            *r = rest.into();
+        }
     }
 }
 
@@ -301,25 +351,51 @@ static FORWARD: Rankings<sys::cudnnConvolutionFwdAlgo_t> = Rankings::new();
 static INPUT_GRAD: Rankings<sys::cudnnConvolutionBwdDataAlgo_t> = Rankings::new();
 static WEIGHT_GRAD: Rankings<sys::cudnnConvolutionBwdFilterAlgo_t> = Rankings::new();
 
-/// The algorithms of a `cudnnGet…Algorithm_v7` answer that can run: supported (status
-/// success), in cuDNN's order, each with its workspace as `size(algo)` gives it. With `tf32`
-/// each keeps the math cuDNN ranked it with; without, only algorithms ranked with FMA or the
-/// default math are kept (not tensor-op math), and each runs with `CUDNN_FMA_MATH`, which keeps
-/// the default math's algorithms off TF32.
-macro_rules! usable {
-    ($perfs:expr, $returned:expr, $tf32:expr, $size:expr) => {{
-        use sys::cudnnMathType_t::{CUDNN_DEFAULT_MATH, CUDNN_FMA_MATH};
+/// The ranking of a `cudnnGet…Algorithm_v7` answer (`perfs`, the first `returned` filled):
+/// the algorithms cuDNN supports for the shape, in its order, each with the math it will run
+/// with and its workspace under that math (`size(algo)`, asked with the math set on `d`; an
+/// algorithm whose size cannot be asked is left out). With `tf32` an algorithm keeps the math
+/// cuDNN ranked it with (TF32 tensor cores allowed, never a conversion to half precision);
+/// without, only those ranked with FMA or the default math are kept, and they run with
+/// `CUDNN_FMA_MATH`, which keeps the default math's off TF32. Should none be left, `default`
+/// (the algorithm PyTorch falls back on) stands alone.
+macro_rules! ranking {
+    ($perfs:expr, $returned:expr, $tf32:expr, $d:expr, $size:expr, $default:expr) => {{
+        use sys::cudnnMathType_t::{CUDNN_DEFAULT_MATH, CUDNN_FMA_MATH, CUDNN_TENSOR_OP_MATH};
         let returned = usize::try_from($returned).unwrap_or(0).min($perfs.len());
         let mut out = Vec::new();
         for p in &$perfs[..returned] {
-            let strict_ok = matches!(p.mathType, CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH);
-            if p.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS && ($tf32 || strict_ok) {
+            if p.status != sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
+                continue;
+            }
+            let math = match (p.mathType, $tf32) {
+                (CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH, false) => CUDNN_FMA_MATH,
+                (m @ (CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH | CUDNN_TENSOR_OP_MATH), true) => m,
+                _ => continue,
+            };
+            if $d.set_math(math).is_err() {
+                continue;
+            }
+            if let Ok(bytes) = $size(p.algo) {
                 out.push(Ranked {
                     algo: p.algo,
-                    workspace: $size(p.algo)?,
-                    math: if $tf32 { p.mathType } else { CUDNN_FMA_MATH },
+                    workspace: bytes,
+                    math,
                 });
             }
+        }
+        if out.is_empty() {
+            let math = if $tf32 {
+                CUDNN_DEFAULT_MATH
+            } else {
+                CUDNN_FMA_MATH
+            };
+            $d.set_math(math)?;
+            out.push(Ranked {
+                algo: $default,
+                workspace: $size($default)?,
+                math,
+            });
         }
         out
     }};
@@ -332,23 +408,6 @@ fn workspace(dev: &CudaDevice, bytes: usize) -> Option<Option<CudaSlice<u8>>> {
     }
     // SAFETY: cuDNN's scratch; nothing reads it before cuDNN writes it.
     unsafe { dev.alloc::<u8>(bytes) }.ok().map(Some)
-}
-
-/// The first of `ranked` whose workspace can be allocated, with that workspace (as PyTorch moves
-/// on to the next algorithm when one's workspace does not fit).
-fn first_that_fits<A: Copy>(
-    dev: &CudaDevice,
-    ranked: &[Ranked<A>],
-) -> Result<(Ranked<A>, Option<CudaSlice<u8>>)> {
-    for r in ranked {
-        if let Some(ws) = workspace(dev, r.workspace) {
-            return Ok((*r, ws));
-        }
-    }
-    candle_core::bail!(
-        "cuDNN conv: no algorithm's workspace fits in GPU memory ({} bytes the least)",
-        ranked.iter().map(|r| r.workspace).min().unwrap_or(0)
-    )
 }
 
 /// The device pointer of a workspace (null for none), its size, and the guard to hold until
@@ -367,6 +426,65 @@ fn workspace_ptr<'a>(
     }
 }
 
+/// Whether cuDNN refused to start an algorithm for these operands (not supported for them, or a
+/// pointer's alignment), so that the next in the ranking may run; other errors are errors.
+fn refused(e: &CudnnError) -> bool {
+    (3000..4000).contains(&(e.0 as u32))
+        || e.0 == sys::cudnnStatus_t::CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER
+}
+
+/// Runs `call(algo, workspace, workspace bytes)` (one cuDNN call of `what` for the shape `key`)
+/// with the first algorithm of `ranked` whose workspace can be allocated and that cuDNN does
+/// not refuse ([`refused`]: it is then dropped from the shape's ranking), its math set on `d`.
+fn run_ranked<A: Copy + PartialEq + Debug>(
+    dev: &CudaDevice,
+    rankings: &Rankings<A>,
+    key: &Key,
+    ranked: &[Ranked<A>],
+    d: &ConvDescriptors,
+    what: &str,
+    mut call: impl FnMut(A, *mut c_void, usize) -> std::result::Result<(), CudnnError>,
+) -> Result<()> {
+    let stream = dev.cuda_stream();
+    let mut skipped = Vec::new();
+    for r in ranked {
+        let Some(mut ws) = workspace(dev, r.workspace) else {
+            skipped.push(format!(
+                "{:?}: {} bytes of workspace not allocated",
+                r.algo, r.workspace
+            ));
+            continue;
+        };
+        d.set_math(r.math)?;
+        let (ws_ptr, ws_len, _ws_guard) = workspace_ptr(&mut ws, &stream);
+        match call(r.algo, ws_ptr, ws_len) {
+            Ok(()) => return Ok(()),
+            Err(e) if refused(&e) => {
+                skipped.push(format!("{:?}: {:?}{}", r.algo, e.0, last_error()));
+                rankings.drop_algo(key, r.algo);
+            }
+            Err(e) => candle_core::bail!(
+                "cuDNN {what} of {:?} with {:?} ({:?}, {} bytes of workspace): {:?}{}",
+                key.2,
+                r.algo,
+                r.math,
+                r.workspace,
+                e.0,
+                last_error()
+            ),
+        }
+    }
+    candle_core::bail!(
+        "cuDNN {what} of {:?}: no algorithm ran ({})",
+        key.2,
+        if skipped.is_empty() {
+            "none left in the ranking".to_string()
+        } else {
+            skipped.join("; ")
+        }
+    )
+}
+
 fn check_len(what: &str, have: usize, need: usize, plan: &BatchedConv) -> Result<()> {
     if have < need {
         candle_core::bail!("cuDNN conv: {what} holds {have} values, {plan:?} needs {need}");
@@ -383,14 +501,15 @@ pub fn forward(
     w: &CudaView<f32>,
     bias: Option<&CudaView<f32>>,
 ) -> Result<CudaSlice<f32>> {
+    use sys::cudnnConvolutionFwdAlgo_t as Algo;
     check_len("x", x.len(), plan.input_len(), plan)?;
     check_len("w", w.len(), plan.weight_len(), plan)?;
     let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
     let h = handle(dev)?;
     let d = ConvDescriptors::new(plan, tf32)?;
-    let ranked = FORWARD.get((dev.id(), Product::Forward, *plan, tf32), || {
-        const COUNT: usize =
-            sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_COUNT as usize;
+    let key = (dev.id(), Product::Forward, *plan, tf32);
+    let ranked = FORWARD.get(key, || {
+        const COUNT: usize = Algo::CUDNN_CONVOLUTION_FWD_ALGO_COUNT as usize;
         // SAFETY: all-zero is a valid value of every field (algorithm 0, success, ...); cuDNN
         // overwrites the first `returned`.
         let mut perfs: [sys::cudnnConvolutionFwdAlgoPerf_t; COUNT] = unsafe { std::mem::zeroed() };
@@ -418,7 +537,8 @@ pub fn forward(
             }
             .map_err(cudnn_err("forward workspace"))
         };
-        Ok(usable!(perfs, returned, tf32, size))
+        let default = Algo::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+        Ok(ranking!(perfs, returned, tf32, d, size, default))
     })?;
     // SAFETY: cuDNN writes every element of y (β = 0), or adds into the bias written over every
     // element first (β = 1).
@@ -430,37 +550,43 @@ pub fn forward(
         }
         None => 0.0,
     };
-    let (choice, mut ws) = first_that_fits(dev, &ranked)?;
-    d.set_math(choice.math)?;
-    let stream = dev.cuda_stream();
     let alpha: f32 = 1.0;
     // The pointers' guards end before the output is returned.
     {
+        let stream = dev.cuda_stream();
         let (px, _gx) = x.device_ptr(&stream);
         let (pw, _gw) = w.device_ptr(&stream);
-        let (wsp, wsl, _gws) = workspace_ptr(&mut ws, &stream);
         let (py, _gy) = y.device_ptr_mut(&stream);
-        // SAFETY: the descriptors describe x, w and y as they are (contiguous f32 NCHW, lengths
-        // checked above and allocated for the plan); the workspace holds what the algorithm asked
-        // for; all on the handle's stream.
-        unsafe {
-            result::convolution_forward(
-                h.raw,
-                &alpha as *const f32 as *const c_void,
-                d.x.0,
-                px as *const c_void,
-                d.w.0,
-                pw as *const c_void,
-                d.conv.0,
-                choice.algo,
-                wsp,
-                wsl,
-                &beta as *const f32 as *const c_void,
-                d.y.0,
-                py as *mut c_void,
-            )
-        }
-        .map_err(cudnn_err("forward"))?;
+        run_ranked(
+            dev,
+            &FORWARD,
+            &key,
+            &ranked,
+            &d,
+            "forward",
+            |algo, ws, ws_len| {
+                // SAFETY: the descriptors describe x, w and y as they are (contiguous f32 NCHW,
+                // lengths checked above and allocated for the plan); the workspace holds what the
+                // algorithm asked for under its math; all on the handle's stream.
+                unsafe {
+                    result::convolution_forward(
+                        h.raw,
+                        &alpha as *const f32 as *const c_void,
+                        d.x.0,
+                        px as *const c_void,
+                        d.w.0,
+                        pw as *const c_void,
+                        d.conv.0,
+                        algo,
+                        ws,
+                        ws_len,
+                        &beta as *const f32 as *const c_void,
+                        d.y.0,
+                        py as *mut c_void,
+                    )
+                }
+            },
+        )?;
     }
     Ok(y)
 }
@@ -472,14 +598,15 @@ pub fn input_grad(
     dy: &CudaView<f32>,
     w: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
+    use sys::cudnnConvolutionBwdDataAlgo_t as Algo;
     check_len("dy", dy.len(), plan.output_len(), plan)?;
     check_len("w", w.len(), plan.weight_len(), plan)?;
     let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
     let h = handle(dev)?;
     let d = ConvDescriptors::new(plan, tf32)?;
-    let ranked = INPUT_GRAD.get((dev.id(), Product::InputGrad, *plan, tf32), || {
-        const COUNT: usize =
-            sys::cudnnConvolutionBwdDataAlgo_t::CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT as usize;
+    let key = (dev.id(), Product::InputGrad, *plan, tf32);
+    let ranked = INPUT_GRAD.get(key, || {
+        const COUNT: usize = Algo::CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT as usize;
         // SAFETY: as in `forward`.
         let mut perfs: [sys::cudnnConvolutionBwdDataAlgoPerf_t; COUNT] =
             unsafe { std::mem::zeroed() };
@@ -507,40 +634,48 @@ pub fn input_grad(
             }
             .map_err(cudnn_err("input-gradient workspace"))
         };
-        Ok(usable!(perfs, returned, tf32, size))
+        let default = Algo::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+        Ok(ranking!(perfs, returned, tf32, d, size, default))
     })?;
     // SAFETY: cuDNN writes every element of dx (β = 0).
     let mut dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
-    let (choice, mut ws) = first_that_fits(dev, &ranked)?;
-    d.set_math(choice.math)?;
-    let stream = dev.cuda_stream();
     let (alpha, beta): (f32, f32) = (1.0, 0.0);
     // The pointers' guards end before the output is returned.
     {
+        let stream = dev.cuda_stream();
         let (pdy, _gdy) = dy.device_ptr(&stream);
         let (pw, _gw) = w.device_ptr(&stream);
-        let (wsp, wsl, _gws) = workspace_ptr(&mut ws, &stream);
         let (pdx, _gdx) = dx.device_ptr_mut(&stream);
-        // SAFETY: as in `forward`, with dy described by the output's descriptor and dx by the
-        // input's.
-        unsafe {
-            result::convolution_backward_data(
-                h.raw,
-                &alpha as *const f32 as *const c_void,
-                d.w.0,
-                pw as *const c_void,
-                d.y.0,
-                pdy as *const c_void,
-                d.conv.0,
-                choice.algo,
-                wsp,
-                wsl,
-                &beta as *const f32 as *const c_void,
-                d.x.0,
-                pdx as *mut c_void,
-            )
-        }
-        .map_err(cudnn_err("input gradient"))?;
+        let what = "input gradient";
+        run_ranked(
+            dev,
+            &INPUT_GRAD,
+            &key,
+            &ranked,
+            &d,
+            what,
+            |algo, ws, ws_len| {
+                // SAFETY: as in `forward`, with dy described by the output's descriptor and dx by
+                // the input's.
+                unsafe {
+                    result::convolution_backward_data(
+                        h.raw,
+                        &alpha as *const f32 as *const c_void,
+                        d.w.0,
+                        pw as *const c_void,
+                        d.y.0,
+                        pdy as *const c_void,
+                        d.conv.0,
+                        algo,
+                        ws,
+                        ws_len,
+                        &beta as *const f32 as *const c_void,
+                        d.x.0,
+                        pdx as *mut c_void,
+                    )
+                }
+            },
+        )?;
     }
     Ok(dx)
 }
@@ -552,14 +687,15 @@ pub fn weight_grad(
     x: &CudaView<f32>,
     dy: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
+    use sys::cudnnConvolutionBwdFilterAlgo_t as Algo;
     check_len("x", x.len(), plan.input_len(), plan)?;
     check_len("dy", dy.len(), plan.output_len(), plan)?;
     let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
     let h = handle(dev)?;
     let d = ConvDescriptors::new(plan, tf32)?;
-    let ranked = WEIGHT_GRAD.get((dev.id(), Product::WeightGrad, *plan, tf32), || {
-        const COUNT: usize =
-            sys::cudnnConvolutionBwdFilterAlgo_t::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT as usize;
+    let key = (dev.id(), Product::WeightGrad, *plan, tf32);
+    let ranked = WEIGHT_GRAD.get(key, || {
+        const COUNT: usize = Algo::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT as usize;
         // SAFETY: as in `forward`.
         let mut perfs: [sys::cudnnConvolutionBwdFilterAlgoPerf_t; COUNT] =
             unsafe { std::mem::zeroed() };
@@ -587,40 +723,48 @@ pub fn weight_grad(
             }
             .map_err(cudnn_err("weight-gradient workspace"))
         };
-        Ok(usable!(perfs, returned, tf32, size))
+        let default = Algo::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+        Ok(ranking!(perfs, returned, tf32, d, size, default))
     })?;
     // SAFETY: cuDNN writes every element of dw (β = 0).
     let mut dw = unsafe { dev.alloc::<f32>(plan.weight_len())? };
-    let (choice, mut ws) = first_that_fits(dev, &ranked)?;
-    d.set_math(choice.math)?;
-    let stream = dev.cuda_stream();
     let (alpha, beta): (f32, f32) = (1.0, 0.0);
     // The pointers' guards end before the output is returned.
     {
+        let stream = dev.cuda_stream();
         let (px, _gx) = x.device_ptr(&stream);
         let (pdy, _gdy) = dy.device_ptr(&stream);
-        let (wsp, wsl, _gws) = workspace_ptr(&mut ws, &stream);
         let (pdw, _gdw) = dw.device_ptr_mut(&stream);
-        // SAFETY: as in `forward`, with dy described by the output's descriptor and dw by the
-        // filter's.
-        unsafe {
-            result::convolution_backward_filter(
-                h.raw,
-                &alpha as *const f32 as *const c_void,
-                d.x.0,
-                px as *const c_void,
-                d.y.0,
-                pdy as *const c_void,
-                d.conv.0,
-                choice.algo,
-                wsp,
-                wsl,
-                &beta as *const f32 as *const c_void,
-                d.w.0,
-                pdw as *mut c_void,
-            )
-        }
-        .map_err(cudnn_err("weight gradient"))?;
+        let what = "weight gradient";
+        run_ranked(
+            dev,
+            &WEIGHT_GRAD,
+            &key,
+            &ranked,
+            &d,
+            what,
+            |algo, ws, ws_len| {
+                // SAFETY: as in `forward`, with dy described by the output's descriptor and dw by
+                // the filter's.
+                unsafe {
+                    result::convolution_backward_filter(
+                        h.raw,
+                        &alpha as *const f32 as *const c_void,
+                        d.x.0,
+                        px as *const c_void,
+                        d.y.0,
+                        pdy as *const c_void,
+                        d.conv.0,
+                        algo,
+                        ws,
+                        ws_len,
+                        &beta as *const f32 as *const c_void,
+                        d.w.0,
+                        pdw as *mut c_void,
+                    )
+                }
+            },
+        )?;
     }
     Ok(dw)
 }
@@ -655,6 +799,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn device_cudnn_9_is_told_from_other_versions_and_named() {
+        assert!(is_cudnn_9(92_801));
+        assert!(is_cudnn_9(90_000));
+        // cuDNN 8.9.7 numbers itself 8907; a cuDNN 10 would be 100000 and up.
+        assert!(!is_cudnn_9(8_907));
+        assert!(!is_cudnn_9(100_100));
+        assert_eq!(version_name(92_801), "9.28.1");
+        assert_eq!(version_name(91_002), "9.10.2");
+    }
+
+    #[test]
+    fn device_cudnn_moves_on_only_from_algorithms_it_refuses_to_start() {
+        use sys::cudnnStatus_t as S;
+        for refused_status in [
+            S::CUDNN_STATUS_NOT_SUPPORTED,
+            S::CUDNN_STATUS_NOT_SUPPORTED_SHAPE,
+            S::CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER,
+        ] {
+            assert!(refused(&CudnnError(refused_status)), "{refused_status:?}");
+        }
+        for failed in [
+            S::CUDNN_STATUS_BAD_PARAM,
+            S::CUDNN_STATUS_EXECUTION_FAILED,
+            S::CUDNN_STATUS_INTERNAL_ERROR,
+            S::CUDNN_STATUS_ALLOC_FAILED,
+        ] {
+            assert!(!refused(&CudnnError(failed)), "{failed:?}");
+        }
+    }
+
     /// Without cuDNN (CI has none), asking for it is a clear error, not a panic; with it on the
     /// library path (e.g. `LD_LIBRARY_PATH=…/nvidia/cudnn/lib`, from the `nvidia-cudnn-cu13`
     /// wheel), its descriptors of the UNets' conv shapes give the plans' output sizes. Both run
@@ -685,6 +860,13 @@ mod tests {
         }
         let v = version().expect("cuDNN loads");
         assert!(v.starts_with("9."), "cuDNN {v}: the bindings are cuDNN 9's");
+        // cuDNN's own message joins an error's (the call exists in this cuDNN).
+        let err = cudnn_err("test")(CudnnError(sys::cudnnStatus_t::CUDNN_STATUS_BAD_PARAM));
+        assert!(
+            err.to_string()
+                .starts_with("cuDNN test: CUDNN_STATUS_BAD_PARAM"),
+            "{err}"
+        );
         for p in plans {
             for tf32 in [false, true] {
                 let d = ConvDescriptors::new(&p, tf32).unwrap();
