@@ -347,58 +347,260 @@ impl<A: Copy + PartialEq> Rankings<A> {
     }
 }
 
-static FORWARD: Rankings<sys::cudnnConvolutionFwdAlgo_t> = Rankings::new();
-static INPUT_GRAD: Rankings<sys::cudnnConvolutionBwdDataAlgo_t> = Rankings::new();
-static WEIGHT_GRAD: Rankings<sys::cudnnConvolutionBwdFilterAlgo_t> = Rankings::new();
+/// One of cuDNN's three conv operations: what they share (a ranking of algorithms per shape,
+/// a workspace per algorithm) and where they differ.
+///
+/// # Safety
+/// All-zero bytes must be a valid [`Operation::Perf`] (an algorithm, status and math of 0 are
+/// valid values of their enums), and `rank` and `workspace` must call cuDNN's functions of this
+/// operation with the descriptors in their roles.
+unsafe trait Operation {
+    /// cuDNN's algorithm type for the operation.
+    type Algo: Copy + PartialEq + Debug + Send + 'static;
+    /// cuDNN's ranking entry for it (`cudnn…AlgoPerf_t`).
+    type Perf: Copy;
+    /// How many algorithms cuDNN has for it (at most [`MOST_ALGOS`]).
+    const COUNT: usize;
+    /// The product, as the rankings are kept.
+    const PRODUCT: Product;
+    /// Its name in errors.
+    const WHAT: &'static str;
+    /// The algorithm PyTorch falls back on, run should cuDNN rank none.
+    const DEFAULT: Self::Algo;
+    /// The rankings asked so far.
+    fn rankings() -> &'static Rankings<Self::Algo>;
+    /// An entry's algorithm, status and math.
+    fn entry(p: &Self::Perf) -> (Self::Algo, sys::cudnnStatus_t, sys::cudnnMathType_t);
+    /// cuDNN's ranking for `d` (`cudnnGet…Algorithm_v7`) into `perfs`: how many it filled.
+    ///
+    /// # Safety
+    /// `h` and `d` live.
+    unsafe fn rank(
+        h: &Handle,
+        d: &ConvDescriptors,
+        perfs: &mut [Self::Perf],
+    ) -> std::result::Result<usize, CudnnError>;
+    /// The workspace `algo` needs for `d` with the math set on it.
+    ///
+    /// # Safety
+    /// `h` and `d` live.
+    unsafe fn workspace(
+        h: &Handle,
+        d: &ConvDescriptors,
+        algo: Self::Algo,
+    ) -> std::result::Result<usize, CudnnError>;
+    /// Queues `out = α·op(a, b) + β·out` by `algo` with the workspace `ws` of `ws_len` bytes:
+    /// `(a, b, out)` are `(x, w, y)` for the forward product, `(w, dy, dx)` for the input
+    /// gradient and `(x, dy, dw)` for the weight gradient; `alpha` and `beta` point to f32s.
+    ///
+    /// # Safety
+    /// `h` and `d` live; the pointers are the device buffers that `d` describes in those roles,
+    /// on `h`'s stream, and `ws` holds what `algo` needs under the math set on `d`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn execute(
+        h: &Handle,
+        d: &ConvDescriptors,
+        algo: Self::Algo,
+        ws: *mut c_void,
+        ws_len: usize,
+        scale: (f32, f32),
+        a: *const c_void,
+        b: *const c_void,
+        out: *mut c_void,
+    ) -> std::result::Result<(), CudnnError>;
+}
 
-/// The ranking of a `cudnnGet…Algorithm_v7` answer (`perfs`, the first `returned` filled):
-/// the algorithms cuDNN supports for the shape, in its order, each with the math it will run
-/// with and its workspace under that math (`size(algo)`, asked with the math set on `d`; an
-/// algorithm whose size cannot be asked is left out). With `tf32` an algorithm keeps the math
-/// cuDNN ranked it with (TF32 tensor cores allowed, never a conversion to half precision);
-/// without, only those ranked with FMA or the default math are kept, and they run with
-/// `CUDNN_FMA_MATH`, which keeps the default math's off TF32. Should none be left, `default`
-/// (the algorithm PyTorch falls back on) stands alone.
-macro_rules! ranking {
-    ($perfs:expr, $returned:expr, $tf32:expr, $d:expr, $size:expr, $default:expr) => {{
-        use sys::cudnnMathType_t::{CUDNN_DEFAULT_MATH, CUDNN_FMA_MATH, CUDNN_TENSOR_OP_MATH};
-        let returned = usize::try_from($returned).unwrap_or(0).min($perfs.len());
-        let mut out = Vec::new();
-        for p in &$perfs[..returned] {
-            if p.status != sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
-                continue;
+/// The most algorithms any of the operations has (the forward product's 8).
+const MOST_ALGOS: usize = 8;
+
+/// Implements [`Operation`] for `$op` with cuDNN's functions and types of that operation; the
+/// ranking's and the workspace query's descriptor arguments are given in cuDNN's order, then
+/// the operation's call and the descriptors of its operands `(a, b, out)`.
+macro_rules! operation {
+    ($op:ident, $algo:ty, $perf:ty, $count:expr, $product:expr, $what:expr, $default:expr,
+     $rankings:ident, $get:path, $size:path, ($($desc:ident),+), $exec:path,
+     ($da:ident, $db:ident, $dout:ident)) => {
+        /// The conv operation of its name (an [`Operation`]).
+        struct $op;
+
+        static $rankings: Rankings<$algo> = Rankings::new();
+
+        // SAFETY: the perf structs' fields are enums with a 0 variant, a float and ints; the
+        // functions are this operation's, with the descriptors in the order cuDNN takes them.
+        unsafe impl Operation for $op {
+            type Algo = $algo;
+            type Perf = $perf;
+            const COUNT: usize = $count as usize;
+            const PRODUCT: Product = $product;
+            const WHAT: &'static str = $what;
+            const DEFAULT: $algo = $default;
+
+            fn rankings() -> &'static Rankings<$algo> {
+                &$rankings
             }
-            let math = match (p.mathType, $tf32) {
-                (CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH, false) => CUDNN_FMA_MATH,
-                (m @ (CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH | CUDNN_TENSOR_OP_MATH), true) => m,
-                _ => continue,
-            };
-            if $d.set_math(math).is_err() {
-                continue;
+
+            fn entry(p: &$perf) -> ($algo, sys::cudnnStatus_t, sys::cudnnMathType_t) {
+                (p.algo, p.status, p.mathType)
             }
-            if let Ok(bytes) = $size(p.algo) {
-                out.push(Ranked {
-                    algo: p.algo,
-                    workspace: bytes,
-                    math,
-                });
+
+            unsafe fn rank(
+                h: &Handle,
+                d: &ConvDescriptors,
+                perfs: &mut [$perf],
+            ) -> std::result::Result<usize, CudnnError> {
+                let mut returned: c_int = 0;
+                let room = c_int::try_from(perfs.len()).unwrap_or(c_int::MAX);
+                // SAFETY: live handle and descriptors (the caller's); room for `room` entries.
+                unsafe { $get(h.raw, $(d.$desc.0),+, room, &mut returned, perfs.as_mut_ptr()) }?;
+                Ok(usize::try_from(returned).unwrap_or(0).min(perfs.len()))
+            }
+
+            unsafe fn workspace(
+                h: &Handle,
+                d: &ConvDescriptors,
+                algo: $algo,
+            ) -> std::result::Result<usize, CudnnError> {
+                // SAFETY: live handle and descriptors (the caller's).
+                unsafe { $size(h.raw, $(d.$desc.0),+, algo) }
+            }
+
+            unsafe fn execute(
+                h: &Handle,
+                d: &ConvDescriptors,
+                algo: $algo,
+                ws: *mut c_void,
+                ws_len: usize,
+                (alpha, beta): (f32, f32),
+                a: *const c_void,
+                b: *const c_void,
+                out: *mut c_void,
+            ) -> std::result::Result<(), CudnnError> {
+                // SAFETY: the caller's contract; cuDNN reads the scales as f32 for float data.
+                unsafe {
+                    $exec(
+                        h.raw,
+                        &alpha as *const f32 as *const c_void,
+                        d.$da.0,
+                        a,
+                        d.$db.0,
+                        b,
+                        d.conv.0,
+                        algo,
+                        ws,
+                        ws_len,
+                        &beta as *const f32 as *const c_void,
+                        d.$dout.0,
+                        out,
+                    )
+                }
             }
         }
-        if out.is_empty() {
-            let math = if $tf32 {
-                CUDNN_DEFAULT_MATH
-            } else {
-                CUDNN_FMA_MATH
-            };
-            $d.set_math(math)?;
+    };
+}
+
+operation!(
+    Forward,
+    sys::cudnnConvolutionFwdAlgo_t,
+    sys::cudnnConvolutionFwdAlgoPerf_t,
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+    Product::Forward,
+    "forward",
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+    FORWARD,
+    result::get_convolution_forward_algorithm,
+    result::get_convolution_forward_workspace_size,
+    (x, w, conv, y),
+    result::convolution_forward,
+    (x, w, y)
+);
+operation!(
+    InputGrad,
+    sys::cudnnConvolutionBwdDataAlgo_t,
+    sys::cudnnConvolutionBwdDataAlgoPerf_t,
+    sys::cudnnConvolutionBwdDataAlgo_t::CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+    Product::InputGrad,
+    "input gradient",
+    sys::cudnnConvolutionBwdDataAlgo_t::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+    INPUT_GRAD,
+    result::get_convolution_backward_data_algorithm,
+    result::get_convolution_backward_data_workspace_size,
+    (w, y, conv, x),
+    result::convolution_backward_data,
+    (w, y, x)
+);
+operation!(
+    WeightGrad,
+    sys::cudnnConvolutionBwdFilterAlgo_t,
+    sys::cudnnConvolutionBwdFilterAlgoPerf_t,
+    sys::cudnnConvolutionBwdFilterAlgo_t::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+    Product::WeightGrad,
+    "weight gradient",
+    sys::cudnnConvolutionBwdFilterAlgo_t::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
+    WEIGHT_GRAD,
+    result::get_convolution_backward_filter_algorithm,
+    result::get_convolution_backward_filter_workspace_size,
+    (x, y, conv, w),
+    result::convolution_backward_filter,
+    (x, y, w)
+);
+
+/// The ranking of operation `O` for `d`: the algorithms cuDNN supports for the shape, in its
+/// order, each with the math it will run with and its workspace under that math (an algorithm
+/// whose size cannot be asked is left out). With `tf32` an algorithm keeps the math cuDNN
+/// ranked it with (TF32 tensor cores allowed, never a conversion to half precision); without,
+/// only those ranked with FMA or the default math are kept, and they run with
+/// `CUDNN_FMA_MATH`, which keeps the default math's off TF32. Should none be left,
+/// [`Operation::DEFAULT`] stands alone.
+fn ranking<O: Operation>(
+    h: &Handle,
+    d: &ConvDescriptors,
+    tf32: bool,
+) -> Result<Vec<Ranked<O::Algo>>> {
+    use sys::cudnnMathType_t::{CUDNN_DEFAULT_MATH, CUDNN_FMA_MATH, CUDNN_TENSOR_OP_MATH};
+    // SAFETY: all-zero is a valid Perf (the trait's contract); cuDNN overwrites what it ranks.
+    let mut perfs: [O::Perf; MOST_ALGOS] = unsafe { std::mem::zeroed() };
+    let room = O::COUNT.min(MOST_ALGOS);
+    // SAFETY: live handle and descriptors.
+    let filled = unsafe { O::rank(h, d, &mut perfs[..room]) }.map_err(cudnn_err(O::WHAT))?;
+    let mut out = Vec::new();
+    for p in &perfs[..filled] {
+        let (algo, status, ranked_math) = O::entry(p);
+        if status != sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
+            continue;
+        }
+        let math = match (ranked_math, tf32) {
+            (CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH, false) => CUDNN_FMA_MATH,
+            (m @ (CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH | CUDNN_TENSOR_OP_MATH), true) => m,
+            _ => continue,
+        };
+        if d.set_math(math).is_err() {
+            continue;
+        }
+        // SAFETY: live handle and descriptors.
+        if let Ok(workspace) = unsafe { O::workspace(h, d, algo) } {
             out.push(Ranked {
-                algo: $default,
-                workspace: $size($default)?,
+                algo,
+                workspace,
                 math,
             });
         }
-        out
-    }};
+    }
+    if out.is_empty() {
+        let math = if tf32 {
+            CUDNN_DEFAULT_MATH
+        } else {
+            CUDNN_FMA_MATH
+        };
+        d.set_math(math)?;
+        // SAFETY: live handle and descriptors.
+        let workspace = unsafe { O::workspace(h, d, O::DEFAULT) }.map_err(cudnn_err(O::WHAT))?;
+        out.push(Ranked {
+            algo: O::DEFAULT,
+            workspace,
+            math,
+        });
+    }
+    Ok(out)
 }
 
 /// A workspace of `bytes` (none for 0), or `None` if it cannot be allocated.
@@ -433,50 +635,86 @@ fn refused(e: &CudnnError) -> bool {
         || e.0 == sys::cudnnStatus_t::CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER
 }
 
-/// Runs `call(algo, workspace, workspace bytes)` (one cuDNN call of `what` for the shape `key`)
-/// with the first algorithm of `ranked` whose workspace can be allocated and that cuDNN does
-/// not refuse ([`refused`]: it is then dropped from the shape's ranking), its math set on `d`.
-fn run_ranked<A: Copy + PartialEq + Debug>(
+/// `out = op(a, b) + beta·out` by operation `O` for `plan` (`(a, b, out)` as in
+/// [`Operation::execute`], `out` allocated for the plan), with the first algorithm of the
+/// shape's ranking (asked of cuDNN on the shape's first use) whose workspace can be allocated
+/// and that cuDNN does not refuse ([`refused`]: it is then dropped from the shape's ranking, and
+/// the next tried).
+fn run<O: Operation>(
     dev: &CudaDevice,
-    rankings: &Rankings<A>,
-    key: &Key,
-    ranked: &[Ranked<A>],
-    d: &ConvDescriptors,
-    what: &str,
-    mut call: impl FnMut(A, *mut c_void, usize) -> std::result::Result<(), CudnnError>,
-) -> Result<()> {
+    plan: &BatchedConv,
+    a: &CudaView<f32>,
+    b: &CudaView<f32>,
+    mut out: CudaSlice<f32>,
+    beta: f32,
+) -> Result<CudaSlice<f32>> {
+    let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
+    let h = handle(dev)?;
+    let d = ConvDescriptors::new(plan, tf32)?;
+    let key = (dev.id(), O::PRODUCT, *plan, tf32);
+    let ranked = O::rankings().get(key, || ranking::<O>(&h, &d, tf32))?;
     let stream = dev.cuda_stream();
     let mut skipped = Vec::new();
-    for r in ranked {
-        let Some(mut ws) = workspace(dev, r.workspace) else {
-            skipped.push(format!(
-                "{:?}: {} bytes of workspace not allocated",
-                r.algo, r.workspace
-            ));
-            continue;
-        };
-        d.set_math(r.math)?;
-        let (ws_ptr, ws_len, _ws_guard) = workspace_ptr(&mut ws, &stream);
-        match call(r.algo, ws_ptr, ws_len) {
-            Ok(()) => return Ok(()),
-            Err(e) if refused(&e) => {
-                skipped.push(format!("{:?}: {:?}{}", r.algo, e.0, last_error()));
-                rankings.drop_algo(key, r.algo);
+    let ran = {
+        // The pointers' guards end before the output is returned.
+        let (pa, _ga) = a.device_ptr(&stream);
+        let (pb, _gb) = b.device_ptr(&stream);
+        let (pout, _gout) = out.device_ptr_mut(&stream);
+        let mut left = ranked.iter();
+        loop {
+            let Some(r) = left.next() else {
+                break false;
+            };
+            let Some(mut ws) = workspace(dev, r.workspace) else {
+                skipped.push(format!(
+                    "{:?}: {} bytes of workspace not allocated",
+                    r.algo, r.workspace
+                ));
+                continue;
+            };
+            d.set_math(r.math)?;
+            let (ws_ptr, ws_len, _ws_guard) = workspace_ptr(&mut ws, &stream);
+            // SAFETY: the descriptors describe a, b and out as they are (contiguous f32 NCHW,
+            // their lengths checked by the callers and out allocated for the plan); the
+            // workspace holds what the algorithm asked for under its math, set just above; all
+            // on the handle's stream.
+            let queued = unsafe {
+                O::execute(
+                    &h,
+                    &d,
+                    r.algo,
+                    ws_ptr,
+                    ws_len,
+                    (1.0, beta),
+                    pa as *const c_void,
+                    pb as *const c_void,
+                    pout as *mut c_void,
+                )
+            };
+            match queued {
+                Ok(()) => break true,
+                Err(e) if refused(&e) => {
+                    skipped.push(format!("{:?}: {:?}{}", r.algo, e.0, last_error()));
+                    O::rankings().drop_algo(&key, r.algo);
+                }
+                Err(e) => candle_core::bail!(
+                    "cuDNN {} of {plan:?} with {:?} ({:?}, {} bytes of workspace): {:?}{}",
+                    O::WHAT,
+                    r.algo,
+                    r.math,
+                    r.workspace,
+                    e.0,
+                    last_error()
+                ),
             }
-            Err(e) => candle_core::bail!(
-                "cuDNN {what} of {:?} with {:?} ({:?}, {} bytes of workspace): {:?}{}",
-                key.2,
-                r.algo,
-                r.math,
-                r.workspace,
-                e.0,
-                last_error()
-            ),
         }
+    };
+    if ran {
+        return Ok(out);
     }
     candle_core::bail!(
-        "cuDNN {what} of {:?}: no algorithm ran ({})",
-        key.2,
+        "cuDNN {} of {plan:?}: no algorithm ran ({})",
+        O::WHAT,
         if skipped.is_empty() {
             "none left in the ranking".to_string()
         } else {
@@ -485,6 +723,7 @@ fn run_ranked<A: Copy + PartialEq + Debug>(
     )
 }
 
+/// Errs unless operand `what`, of `have` values, holds the `need` that `plan` reads.
 fn check_len(what: &str, have: usize, need: usize, plan: &BatchedConv) -> Result<()> {
     if have < need {
         candle_core::bail!("cuDNN conv: {what} holds {have} values, {plan:?} needs {need}");
@@ -501,94 +740,19 @@ pub fn forward(
     w: &CudaView<f32>,
     bias: Option<&CudaView<f32>>,
 ) -> Result<CudaSlice<f32>> {
-    use sys::cudnnConvolutionFwdAlgo_t as Algo;
     check_len("x", x.len(), plan.input_len(), plan)?;
     check_len("w", w.len(), plan.weight_len(), plan)?;
-    let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
-    let h = handle(dev)?;
-    let d = ConvDescriptors::new(plan, tf32)?;
-    let key = (dev.id(), Product::Forward, *plan, tf32);
-    let ranked = FORWARD.get(key, || {
-        const COUNT: usize = Algo::CUDNN_CONVOLUTION_FWD_ALGO_COUNT as usize;
-        // SAFETY: all-zero is a valid value of every field (algorithm 0, success, ...); cuDNN
-        // overwrites the first `returned`.
-        let mut perfs: [sys::cudnnConvolutionFwdAlgoPerf_t; COUNT] = unsafe { std::mem::zeroed() };
-        let mut returned: c_int = 0;
-        // SAFETY: live handle and descriptors; room for COUNT results.
-        unsafe {
-            result::get_convolution_forward_algorithm(
-                h.raw,
-                d.x.0,
-                d.w.0,
-                d.conv.0,
-                d.y.0,
-                COUNT as c_int,
-                &mut returned,
-                perfs.as_mut_ptr(),
-            )
-        }
-        .map_err(cudnn_err("forward algorithms"))?;
-        // SAFETY (the size): live handle and descriptors.
-        let size = |algo| {
-            unsafe {
-                result::get_convolution_forward_workspace_size(
-                    h.raw, d.x.0, d.w.0, d.conv.0, d.y.0, algo,
-                )
-            }
-            .map_err(cudnn_err("forward workspace"))
-        };
-        let default = Algo::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
-        Ok(ranking!(perfs, returned, tf32, d, size, default))
-    })?;
     // SAFETY: cuDNN writes every element of y (β = 0), or adds into the bias written over every
     // element first (β = 1).
-    let mut y = unsafe { dev.alloc::<f32>(plan.output_len())? };
-    let beta: f32 = match bias {
+    let y = unsafe { dev.alloc::<f32>(plan.output_len())? };
+    let beta = match bias {
         Some(b) => {
             super::conv::bias_fill(dev, plan, b, &y)?;
             1.0
         }
         None => 0.0,
     };
-    let alpha: f32 = 1.0;
-    // The pointers' guards end before the output is returned.
-    {
-        let stream = dev.cuda_stream();
-        let (px, _gx) = x.device_ptr(&stream);
-        let (pw, _gw) = w.device_ptr(&stream);
-        let (py, _gy) = y.device_ptr_mut(&stream);
-        run_ranked(
-            dev,
-            &FORWARD,
-            &key,
-            &ranked,
-            &d,
-            "forward",
-            |algo, ws, ws_len| {
-                // SAFETY: the descriptors describe x, w and y as they are (contiguous f32 NCHW,
-                // lengths checked above and allocated for the plan); the workspace holds what the
-                // algorithm asked for under its math; all on the handle's stream.
-                unsafe {
-                    result::convolution_forward(
-                        h.raw,
-                        &alpha as *const f32 as *const c_void,
-                        d.x.0,
-                        px as *const c_void,
-                        d.w.0,
-                        pw as *const c_void,
-                        d.conv.0,
-                        algo,
-                        ws,
-                        ws_len,
-                        &beta as *const f32 as *const c_void,
-                        d.y.0,
-                        py as *mut c_void,
-                    )
-                }
-            },
-        )?;
-    }
-    Ok(y)
+    run::<Forward>(dev, plan, x, w, y, beta)
 }
 
 /// `dx (N, C, H, W)` of the output gradient `dy (N, Co, Ho, Wo)` and `w (Co, C, k, k)`.
@@ -598,86 +762,11 @@ pub fn input_grad(
     dy: &CudaView<f32>,
     w: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
-    use sys::cudnnConvolutionBwdDataAlgo_t as Algo;
     check_len("dy", dy.len(), plan.output_len(), plan)?;
     check_len("w", w.len(), plan.weight_len(), plan)?;
-    let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
-    let h = handle(dev)?;
-    let d = ConvDescriptors::new(plan, tf32)?;
-    let key = (dev.id(), Product::InputGrad, *plan, tf32);
-    let ranked = INPUT_GRAD.get(key, || {
-        const COUNT: usize = Algo::CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT as usize;
-        // SAFETY: as in `forward`.
-        let mut perfs: [sys::cudnnConvolutionBwdDataAlgoPerf_t; COUNT] =
-            unsafe { std::mem::zeroed() };
-        let mut returned: c_int = 0;
-        // SAFETY: live handle and descriptors; room for COUNT results.
-        unsafe {
-            result::get_convolution_backward_data_algorithm(
-                h.raw,
-                d.w.0,
-                d.y.0,
-                d.conv.0,
-                d.x.0,
-                COUNT as c_int,
-                &mut returned,
-                perfs.as_mut_ptr(),
-            )
-        }
-        .map_err(cudnn_err("input-gradient algorithms"))?;
-        // SAFETY (the size): live handle and descriptors.
-        let size = |algo| {
-            unsafe {
-                result::get_convolution_backward_data_workspace_size(
-                    h.raw, d.w.0, d.y.0, d.conv.0, d.x.0, algo,
-                )
-            }
-            .map_err(cudnn_err("input-gradient workspace"))
-        };
-        let default = Algo::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
-        Ok(ranking!(perfs, returned, tf32, d, size, default))
-    })?;
     // SAFETY: cuDNN writes every element of dx (β = 0).
-    let mut dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
-    let (alpha, beta): (f32, f32) = (1.0, 0.0);
-    // The pointers' guards end before the output is returned.
-    {
-        let stream = dev.cuda_stream();
-        let (pdy, _gdy) = dy.device_ptr(&stream);
-        let (pw, _gw) = w.device_ptr(&stream);
-        let (pdx, _gdx) = dx.device_ptr_mut(&stream);
-        let what = "input gradient";
-        run_ranked(
-            dev,
-            &INPUT_GRAD,
-            &key,
-            &ranked,
-            &d,
-            what,
-            |algo, ws, ws_len| {
-                // SAFETY: as in `forward`, with dy described by the output's descriptor and dx by
-                // the input's.
-                unsafe {
-                    result::convolution_backward_data(
-                        h.raw,
-                        &alpha as *const f32 as *const c_void,
-                        d.w.0,
-                        pw as *const c_void,
-                        d.y.0,
-                        pdy as *const c_void,
-                        d.conv.0,
-                        algo,
-                        ws,
-                        ws_len,
-                        &beta as *const f32 as *const c_void,
-                        d.x.0,
-                        pdx as *mut c_void,
-                    )
-                }
-            },
-        )?;
-    }
-    Ok(dx)
+    let dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
+    run::<InputGrad>(dev, plan, w, dy, dx, 0.0)
 }
 
 /// `dw (Co, C, k, k)` of the input `x (N, C, H, W)` and the output gradient `dy`.
@@ -687,86 +776,11 @@ pub fn weight_grad(
     x: &CudaView<f32>,
     dy: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
-    use sys::cudnnConvolutionBwdFilterAlgo_t as Algo;
     check_len("x", x.len(), plan.input_len(), plan)?;
     check_len("dy", dy.len(), plan.output_len(), plan)?;
-    let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
-    let h = handle(dev)?;
-    let d = ConvDescriptors::new(plan, tf32)?;
-    let key = (dev.id(), Product::WeightGrad, *plan, tf32);
-    let ranked = WEIGHT_GRAD.get(key, || {
-        const COUNT: usize = Algo::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT as usize;
-        // SAFETY: as in `forward`.
-        let mut perfs: [sys::cudnnConvolutionBwdFilterAlgoPerf_t; COUNT] =
-            unsafe { std::mem::zeroed() };
-        let mut returned: c_int = 0;
-        // SAFETY: live handle and descriptors; room for COUNT results.
-        unsafe {
-            result::get_convolution_backward_filter_algorithm(
-                h.raw,
-                d.x.0,
-                d.y.0,
-                d.conv.0,
-                d.w.0,
-                COUNT as c_int,
-                &mut returned,
-                perfs.as_mut_ptr(),
-            )
-        }
-        .map_err(cudnn_err("weight-gradient algorithms"))?;
-        // SAFETY (the size): live handle and descriptors.
-        let size = |algo| {
-            unsafe {
-                result::get_convolution_backward_filter_workspace_size(
-                    h.raw, d.x.0, d.y.0, d.conv.0, d.w.0, algo,
-                )
-            }
-            .map_err(cudnn_err("weight-gradient workspace"))
-        };
-        let default = Algo::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
-        Ok(ranking!(perfs, returned, tf32, d, size, default))
-    })?;
     // SAFETY: cuDNN writes every element of dw (β = 0).
-    let mut dw = unsafe { dev.alloc::<f32>(plan.weight_len())? };
-    let (alpha, beta): (f32, f32) = (1.0, 0.0);
-    // The pointers' guards end before the output is returned.
-    {
-        let stream = dev.cuda_stream();
-        let (px, _gx) = x.device_ptr(&stream);
-        let (pdy, _gdy) = dy.device_ptr(&stream);
-        let (pdw, _gdw) = dw.device_ptr_mut(&stream);
-        let what = "weight gradient";
-        run_ranked(
-            dev,
-            &WEIGHT_GRAD,
-            &key,
-            &ranked,
-            &d,
-            what,
-            |algo, ws, ws_len| {
-                // SAFETY: as in `forward`, with dy described by the output's descriptor and dw by
-                // the filter's.
-                unsafe {
-                    result::convolution_backward_filter(
-                        h.raw,
-                        &alpha as *const f32 as *const c_void,
-                        d.x.0,
-                        px as *const c_void,
-                        d.y.0,
-                        pdy as *const c_void,
-                        d.conv.0,
-                        algo,
-                        ws,
-                        ws_len,
-                        &beta as *const f32 as *const c_void,
-                        d.w.0,
-                        pdw as *mut c_void,
-                    )
-                }
-            },
-        )?;
-    }
-    Ok(dw)
+    let dw = unsafe { dev.alloc::<f32>(plan.weight_len())? };
+    run::<WeightGrad>(dev, plan, x, dy, dw, 0.0)
 }
 
 #[cfg(test)]
