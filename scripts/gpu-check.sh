@@ -49,7 +49,7 @@
 #                       sample, as `bench` does, for `conv_algo_over_pytorch`, `cudnn` runs
 #                       again with TF32 when TF32=1 (`cudnn_tf32` there), and `auto` gives
 #                       each conv shape's timings: `conv_tuning`); empty skips it
-#   NCU_CONV_ALGO=implicit  the conv algorithm of the last Nsight Compute profile (see NCU);
+#   NCU_CONV_ALGO=cudnn the conv algorithm of the last Nsight Compute profile (see NCU);
 #                       empty skips that profile
 #   KERNEL_AB="conv bias softmax linear_attention gelu depthwise depthwise_bias multi_tensor"
 #                       then, for each of ddpm-lab's CUDA kernels listed, ddpm-lab's training
@@ -71,7 +71,7 @@
 #                       CUDA API summaries of ddpm-lab's training step (NSYS=0 skips it)
 #   NCU=1               then, likewise with `ncu` (Nsight Compute): the GPU time of each kernel
 #                       of one training step, summed by kernel, of ddpm-lab and then of PyTorch,
-#                       then of ddpm-lab with NCU_CONV_ALGO=implicit (NCU=0 skips them)
+#                       then of ddpm-lab with NCU_CONV_ALGO (NCU=0 skips them)
 #   TRAIN_ARGS="..."    extra train flags (default: --batch-size 128, the blog's model)
 #   TRAIN_SECONDS=30  TOTAL_SECONDS=470  PARITY_TOL=1e-4
 #   CUDA_LIB_DIRS=a:b   where libcublas/libcurand/libnvrtc are (default: the nvidia/*/lib folders
@@ -105,7 +105,7 @@ TF32=${TF32:-1}
 BENCH_STOCK=${BENCH_STOCK:-1}
 CUDA_AB=${CUDA_AB-pool=release stream=per-thread}
 CONV_ALGOS=${CONV_ALGOS-cudnn auto implicit implicit-fwd implicit-m32 implicit-m64}
-NCU_CONV_ALGO=${NCU_CONV_ALGO-implicit}
+NCU_CONV_ALGO=${NCU_CONV_ALGO-cudnn}
 KERNEL_AB=${KERNEL_AB-conv bias softmax linear_attention gelu depthwise depthwise_bias multi_tensor}
 KERNEL_NAMES=${KERNEL_NAMES:-conv bias softmax linear_attention gelu depthwise depthwise_bias group_norm multi_tensor}
 CHECK_LARGE_BATCH=${CHECK_LARGE_BATCH-256}
@@ -561,9 +561,10 @@ if [ "$NCU" = 1 ] && [ "$HAVE_TORCH" = 1 ] && command -v ncu >/dev/null 2>&1; th
     --tf32 off $BENCH_ARGS --only train --warmup 0 --repeats 1
 fi
 
-# 13. And ddpm-lab's training step again with NCU_CONV_ALGO (optional, like 11): the implicit
-# conv kernels' times per launch, to tune them by (not `auto`: with no warm-up step, its timing
-# runs would be in the profile).
+# 13. And ddpm-lab's training step again with NCU_CONV_ALGO (optional, like 11): with cuDNN's
+# convs (the default), what the rest of the step costs beside PyTorch's profile of step 12;
+# with NCU_CONV_ALGO=implicit, the implicit kernels' times per launch, to tune them by (not
+# `auto`: with no warm-up step, its timing runs would be in the profile).
 if [ "$NCU" = 1 ] && [ -n "$NCU_CONV_ALGO" ] && [ -n "$BIN" ] && command -v ncu >/dev/null 2>&1; then
   # shellcheck disable=SC2086
   step ncu_train_conv_algo 120 env DDPM_LAB_CONV_ALGO="$NCU_CONV_ALGO" ncu --clock-control none \
