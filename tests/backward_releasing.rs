@@ -125,8 +125,48 @@ fn the_releasing_backward_pass_gives_the_same_gradients_in_less_memory() {
             );
         }
         kept_tensors_stay(route);
+        a_released_graph_is_not_differentiated_again(route);
     }
     force_route(None);
+}
+
+/// A backward pass over a graph that an earlier releasing pass went through (the same loss, or
+/// another loss on a kept output whose graph holds released activations) is an error, not a
+/// read of the one-element stand-ins; a plain pass leaves the graph whole, and a new forward
+/// pass gives a graph that differentiates.
+fn a_released_graph_is_not_differentiated_again(route: Route) {
+    let dev = Device::Cpu;
+    let config = UnetConfig {
+        dim: 8,
+        dim_mults: vec![1, 2],
+        resnet_block_groups: 2,
+        ..UnetConfig::default()
+    };
+    let (model, _) = new_trainable(&config, 5, &dev).unwrap();
+    // Activations of 16 × 8 × 32 × 32 floats: released (64 KiB and more).
+    let x = images(16, 32);
+    let t: Vec<u32> = (0..16).map(|i| i * 13 % 300).collect();
+    let t = Tensor::new(t.as_slice(), &dev).unwrap();
+    let forward = || model.forward(&x, &t).unwrap();
+    // candle's own pass releases nothing: twice is fine.
+    let y = forward();
+    let loss = y.sqr().unwrap().mean_all().unwrap();
+    loss.backward().unwrap();
+    loss.backward().unwrap();
+    // After a releasing pass, neither pass goes through the graph again.
+    let y = forward();
+    let loss = y.sqr().unwrap().mean_all().unwrap();
+    loss.backward_releasing().unwrap();
+    for again in [loss.backward(), loss.backward_releasing()] {
+        let err = again.err().expect("the graph was released").to_string();
+        assert!(err.contains("released"), "{route:?}: {err}");
+    }
+    // The kept output is whole, but its graph is not.
+    let other = y.affine(2.0, 0.0).unwrap().sum_all().unwrap();
+    assert!(other.backward().is_err(), "{route:?}");
+    // A new forward pass is a new graph.
+    let loss = forward().sqr().unwrap().mean_all().unwrap();
+    loss.backward_releasing().unwrap();
 }
 
 /// What the caller keeps of a model's output through a releasing backward pass.

@@ -175,14 +175,25 @@ impl Tensor {
     /// variable, and nothing outside the graph holds any of them or the storage (reference
     /// counts), so a tensor the caller keeps is never released. The peak memory of the backward
     /// pass then falls as it goes instead of holding every activation until the graph is
-    /// dropped. The graph cannot be differentiated a second time, nor its released tensors read
-    /// (they keep their shape on the one-element storage), also after a pass that failed partway.
+    /// dropped. A released tensor keeps its shape on the one-element storage and is marked: a
+    /// later backward pass over a graph that holds one (this loss again, or a loss on a kept
+    /// output of the same forward pass), also after a pass that failed partway, is an error
+    /// rather than a read past the storage. Outside the graph nothing holds a released tensor,
+    /// and only the crate reaches a graph's inner nodes.
     pub fn backward_releasing(&self) -> Result<GradStore> {
         self.backward_with(true)
     }
 
     fn backward_with(&self, release: bool) -> Result<GradStore> {
         let sorted_nodes = self.sorted_nodes();
+        // An earlier `backward_releasing` over (part of) this graph replaced some of its
+        // activations with one-element stand-ins: a pass over it would read past them.
+        if sorted_nodes.iter().any(|node| node.is_released()) {
+            crate::bail!(
+                "backward: this graph was released by an earlier backward_releasing pass (its \
+                 activations are gone); run the forward pass again"
+            )
+        }
         let mut releaser = if release {
             Some(Releaser::new(&sorted_nodes))
         } else {
@@ -820,6 +831,9 @@ impl<'a> Releaser<'a> {
         let one = crate::Shape::from(1usize);
         let stand_in = unsafe { node.device().alloc_uninit(&one, node.dtype())? };
         *node.storage_mut() = stand_in;
+        for sharer in sharers.iter() {
+            sharer.mark_released();
+        }
         Ok(())
     }
 }

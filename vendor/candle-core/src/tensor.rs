@@ -7,6 +7,7 @@ use crate::shape::{Dim, Dims, ShapeWithOneHole};
 use crate::storage::{StorageMutRef, StorageRef};
 use crate::{bail, storage::Storage, DType, Device, Error, Layout, Result, Shape};
 use parking_lot::RwLock;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Unique identifier for tensors.
@@ -40,6 +41,9 @@ pub struct Tensor_ {
     layout: Layout,
     op: BackpropOp,
     is_variable: bool,
+    /// Whether `Tensor::backward_releasing` released this tensor's storage (it then holds a
+    /// one-element stand-in): a backward pass over a graph that holds it again would read it.
+    released: AtomicBool,
     dtype: DType,
     device: Device,
 }
@@ -172,6 +176,7 @@ pub(crate) fn from_storage<S: Into<Shape>>(
         layout: Layout::contiguous(shape),
         op,
         is_variable,
+        released: AtomicBool::new(false),
         dtype,
         device,
     };
@@ -911,6 +916,7 @@ impl Tensor {
                 layout,
                 op,
                 is_variable: false,
+                released: AtomicBool::new(false),
                 dtype: self.dtype,
                 device: self.device.clone(),
             };
@@ -2303,6 +2309,7 @@ impl Tensor {
             layout: self.layout.transpose(dim1, dim2)?,
             op,
             is_variable: false,
+            released: AtomicBool::new(false),
             dtype: self.dtype,
             device: self.device.clone(),
         };
@@ -2339,6 +2346,7 @@ impl Tensor {
             layout: self.layout.permute(&dims)?,
             op,
             is_variable: false,
+            released: AtomicBool::new(false),
             dtype: self.dtype,
             device: self.device.clone(),
         };
@@ -2365,6 +2373,7 @@ impl Tensor {
             layout: self.layout.clone(),
             op,
             is_variable: false,
+            released: AtomicBool::new(false),
             dtype: self.dtype,
             device: self.device.clone(),
         };
@@ -2385,6 +2394,7 @@ impl Tensor {
                 layout: self.layout.clone(),
                 op: BackpropOp::none(),
                 is_variable: false,
+                released: AtomicBool::new(false),
                 dtype: self.dtype,
                 device: self.device.clone(),
             };
@@ -2427,6 +2437,7 @@ impl Tensor {
                 layout: self.layout.clone(),
                 op,
                 is_variable: false,
+                released: AtomicBool::new(false),
                 dtype: self.dtype,
                 device: device.clone(),
             };
@@ -2457,6 +2468,7 @@ impl Tensor {
             layout: self.layout.broadcast_as(shape)?,
             op: BackpropOp::new1(self, Op::Broadcast),
             is_variable: false,
+            released: AtomicBool::new(false),
             dtype: self.dtype,
             device: self.device.clone(),
         };
@@ -2566,6 +2578,7 @@ impl Tensor {
                 layout: Layout::contiguous_with_offset(shape, self.layout.start_offset()),
                 op,
                 is_variable: false,
+                released: AtomicBool::new(false),
                 dtype: self.dtype,
                 device: self.device.clone(),
             };
@@ -2607,6 +2620,7 @@ impl Tensor {
                 layout: Layout::new(dims.into(), strides, self.layout.start_offset()),
                 op: BackpropOp::new1(self, Op::Reshape),
                 is_variable: false,
+                released: AtomicBool::new(false),
                 dtype: self.dtype,
                 device: self.device.clone(),
             };
@@ -2645,6 +2659,7 @@ impl Tensor {
             layout: Layout::new(dims.into(), strides, self.layout.start_offset()),
             op: BackpropOp::new1(self, Op::Reshape),
             is_variable: false,
+            released: AtomicBool::new(false),
             dtype: self.dtype,
             device: self.device.clone(),
         };
@@ -2789,6 +2804,16 @@ impl Tensor {
     /// How many handles to this tensor exist (clones, and the ops that hold it as an argument).
     pub(crate) fn handles(&self) -> usize {
         Arc::strong_count(&self.0)
+    }
+
+    /// Marks this tensor's storage as released (`Tensor::backward_releasing`).
+    pub(crate) fn mark_released(&self) {
+        self.released.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether `Tensor::backward_releasing` released this tensor's storage.
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Unique key for this tensor's storage. Equal keys mean the tensors share the same allocation.
@@ -3009,6 +3034,7 @@ impl Tensor {
             layout: Layout::new(sizes.into(), strides, self.layout.start_offset()),
             op: BackpropOp::new1(self, Op::Reshape),
             is_variable: false,
+            released: AtomicBool::new(false),
             dtype: self.dtype,
             device: self.device.clone(),
         };
