@@ -158,7 +158,7 @@ fn a_released_graph_is_not_differentiated_again(route: Route) {
     let loss = y.sqr().unwrap().mean_all().unwrap();
     loss.backward_releasing().unwrap();
     for again in [loss.backward(), loss.backward_releasing()] {
-        let err = again.err().expect("the graph was released").to_string();
+        let err = again.expect_err("the graph was released").to_string();
         assert!(err.contains("released"), "{route:?}: {err}");
     }
     // The kept output is whole, but its graph is not.

@@ -43,8 +43,10 @@ impl Product {
 /// The algorithms that can compute `product` of the implicit conv `conv` (for the input
 /// gradient, see [`Product::InputGrad`]): im2col first, which a tie keeps, then each channel
 /// tile that the implicit kernels plan a launch for (for the input gradient only a stride-1
-/// conv's, the flipped conv), then cuDNN when its library loads (`cudnn`).
-pub fn candidates(product: Product, conv: &ImplicitConv, cudnn: bool) -> Vec<ConvAlgo> {
+/// conv's, the flipped conv), then cuDNN's algorithms at the places `cudnn_ranks` gives of
+/// its ranking for the shape (none where cuDNN does not load; place 0 is [`ConvAlgo::Cudnn`],
+/// its heuristics' first, a later one [`ConvAlgo::CudnnRank`]).
+pub fn candidates(product: Product, conv: &ImplicitConv, cudnn_ranks: &[u8]) -> Vec<ConvAlgo> {
     let mut out = vec![ConvAlgo::Im2col];
     let implicit = product != Product::InputGrad || conv.flip;
     for tile in CHANNEL_TILES.into_iter().filter(|_| implicit) {
@@ -60,8 +62,12 @@ pub fn candidates(product: Product, conv: &ImplicitConv, cudnn: bool) -> Vec<Con
             out.push(algo);
         }
     }
-    if cudnn {
-        out.push(ConvAlgo::Cudnn);
+    for &k in cudnn_ranks {
+        out.push(if k == 0 {
+            ConvAlgo::Cudnn
+        } else {
+            ConvAlgo::CudnnRank(k)
+        });
     }
     out
 }
@@ -119,8 +125,9 @@ impl Tuner {
 
     /// The algorithm for `product` of `conv` with TF32 products allowed or not (`tf32`: it
     /// changes im2col's speed, so it is part of the shape): the one chosen before, or, on the
-    /// first call for this shape, the [`candidates`] (cuDNN among them when `cudnn`) that `time`
-    /// (milliseconds per run of an algorithm) finds fastest; a timing that is not a number counts as the slowest. With one
+    /// first call for this shape, the [`candidates`] (cuDNN's at the places `cudnn_ranks`
+    /// gives, asked only then) that `time` (milliseconds per run of an algorithm) finds
+    /// fastest; a timing that is not a number counts as the slowest. With one
     /// candidate nothing is timed. A candidate whose run fails (say, im2col's column matrix
     /// does not fit in memory where the implicit kernel needs none) is left out and named in
     /// the record; if every candidate fails, the first error is returned and nothing is kept,
@@ -130,13 +137,13 @@ impl Tuner {
         product: Product,
         conv: &ImplicitConv,
         tf32: bool,
-        cudnn: bool,
+        cudnn_ranks: impl FnOnce() -> Vec<u8>,
         mut time: impl FnMut(ConvAlgo) -> Result<f64, E>,
     ) -> Result<ConvAlgo, E> {
         if let Some(algo) = self.lookup(product, conv, tf32) {
             return Ok(algo);
         }
-        let candidates = candidates(product, conv, cudnn);
+        let candidates = candidates(product, conv, &cudnn_ranks());
         if candidates.len() == 1 {
             return Ok(candidates[0]);
         }
@@ -255,6 +262,11 @@ mod tests {
         }
     }
 
+    /// No cuDNN: no places of its ranking to time.
+    fn none() -> Vec<u8> {
+        Vec::new()
+    }
+
     const M32: ConvAlgo = ConvAlgo::Implicit {
         tile: Some(32),
         weight_grad: true,
@@ -268,35 +280,46 @@ mod tests {
     fn candidates_are_im2col_then_the_tiles_that_have_a_plan_then_cudnn() {
         let c = conv(8, 56, 28, 56, 3);
         assert_eq!(
-            candidates(Product::Forward, &c, false),
+            candidates(Product::Forward, &c, &[]),
             [ConvAlgo::Im2col, M32, M64]
         );
         assert_eq!(
-            candidates(Product::WeightGrad, &c, false),
+            candidates(Product::WeightGrad, &c, &[]),
             [ConvAlgo::Im2col, M32, M64]
         );
         assert_eq!(
-            candidates(Product::WeightGrad, &c, true),
+            candidates(Product::WeightGrad, &c, &[0]),
             [ConvAlgo::Im2col, M32, M64, ConvAlgo::Cudnn]
+        );
+        assert_eq!(
+            candidates(Product::Forward, &c, &[0, 1, 3]),
+            [
+                ConvAlgo::Im2col,
+                M32,
+                M64,
+                ConvAlgo::Cudnn,
+                ConvAlgo::CudnnRank(1),
+                ConvAlgo::CudnnRank(3)
+            ]
         );
         // A 7×7 kernel has no implicit kernel; neither has a flipped conv's weight gradient.
         assert_eq!(
-            candidates(Product::Forward, &conv(8, 1, 28, 28, 7), false),
+            candidates(Product::Forward, &conv(8, 1, 28, 28, 7), &[]),
             [ConvAlgo::Im2col]
         );
         assert_eq!(
-            candidates(Product::Forward, &conv(8, 1, 28, 28, 7), true),
+            candidates(Product::Forward, &conv(8, 1, 28, 28, 7), &[0]),
             [ConvAlgo::Im2col, ConvAlgo::Cudnn]
         );
         let flipped = ImplicitConv { flip: true, ..c };
         assert_eq!(
-            candidates(Product::WeightGrad, &flipped, false),
+            candidates(Product::WeightGrad, &flipped, &[]),
             [ConvAlgo::Im2col]
         );
         // The input gradient: the implicit kernels compute a stride-1 conv's (keyed by the
         // flipped conv), not a strided conv's (keyed by its forward conv); cuDNN both.
         assert_eq!(
-            candidates(Product::InputGrad, &flipped, true),
+            candidates(Product::InputGrad, &flipped, &[0]),
             [ConvAlgo::Im2col, M32, M64, ConvAlgo::Cudnn]
         );
         let strided = ImplicitConv {
@@ -307,11 +330,11 @@ mod tests {
         };
         assert!(strided.forward_plan(M32).is_some());
         assert_eq!(
-            candidates(Product::InputGrad, &strided, false),
+            candidates(Product::InputGrad, &strided, &[]),
             [ConvAlgo::Im2col]
         );
         assert_eq!(
-            candidates(Product::InputGrad, &strided, true),
+            candidates(Product::InputGrad, &strided, &[0]),
             [ConvAlgo::Im2col, ConvAlgo::Cudnn]
         );
         // The plans never launch for `auto` itself: the conv resolves it first.
@@ -333,13 +356,13 @@ mod tests {
             })
         };
         assert_eq!(
-            tuner.choose(Product::Forward, &c, false, false, timer),
+            tuner.choose(Product::Forward, &c, false, none, timer),
             Ok(M64)
         );
         assert_eq!(*calls.borrow(), [ConvAlgo::Im2col, M32, M64]);
         // Remembered: no timing the second time.
         assert_eq!(
-            tuner.choose(Product::Forward, &c, false, false, timer),
+            tuner.choose(Product::Forward, &c, false, none, timer),
             Ok(M64)
         );
         assert_eq!(calls.borrow().len(), 3);
@@ -349,11 +372,11 @@ mod tests {
             Ok(if algo == ConvAlgo::Im2col { 1.0 } else { 3.0 })
         };
         assert_eq!(
-            tuner.choose(Product::WeightGrad, &c, false, false, slow_tiles),
+            tuner.choose(Product::WeightGrad, &c, false, none, slow_tiles),
             Ok(ConvAlgo::Im2col)
         );
         assert_eq!(
-            tuner.choose(Product::Forward, &other, false, false, slow_tiles),
+            tuner.choose(Product::Forward, &other, false, none, slow_tiles),
             Ok(ConvAlgo::Im2col)
         );
         let records = tuner.records();
@@ -380,7 +403,7 @@ mod tests {
         assert!(records.iter().all(|r| !r.tf32));
         // TF32 products make it another shape, timed anew.
         assert_eq!(
-            tuner.choose(Product::Forward, &c, true, false, slow_tiles),
+            tuner.choose(Product::Forward, &c, true, none, slow_tiles),
             Ok(ConvAlgo::Im2col)
         );
         assert_eq!(tuner.records().len(), 4);
@@ -389,19 +412,43 @@ mod tests {
             chosen_counts(&records),
             BTreeMap::from([("im2col", 2), ("implicit-m64", 1)])
         );
-        // With cuDNN loaded it is timed last, and kept when fastest.
-        let cudnn_fastest = |algo: ConvAlgo| -> Result<f64, String> {
-            Ok(if algo == ConvAlgo::Cudnn { 0.25 } else { 1.0 })
+        // With cuDNN loaded, the places of its ranking asked for are timed last, its first
+        // and later ones alike, and the fastest kept.
+        let third_fastest = |algo: ConvAlgo| -> Result<f64, String> {
+            Ok(match algo {
+                ConvAlgo::CudnnRank(2) => 0.25,
+                ConvAlgo::Cudnn => 0.5,
+                _ => 1.0,
+            })
         };
         let wide = ImplicitConv { m: 128, ..c };
         assert_eq!(
-            tuner.choose(Product::Forward, &wide, false, true, cudnn_fastest),
-            Ok(ConvAlgo::Cudnn)
+            tuner.choose(Product::Forward, &wide, false, || vec![0, 2], third_fastest),
+            Ok(ConvAlgo::CudnnRank(2))
         );
         let last = tuner.records().pop().unwrap();
-        assert_eq!(last.chosen, "cudnn");
-        assert_eq!(last.times_ms.len(), 4);
-        assert_eq!(last.times_ms["cudnn"], 0.25);
+        assert_eq!(last.chosen, "cudnn-3");
+        assert_eq!(
+            last.times_ms,
+            BTreeMap::from([
+                ("im2col", 1.0),
+                ("implicit-m32", 1.0),
+                ("implicit-m64", 1.0),
+                ("cudnn", 0.5),
+                ("cudnn-3", 0.25)
+            ])
+        );
+        // The ranking is asked only for a shape not timed yet.
+        let asked = std::cell::Cell::new(false);
+        let ranks = || {
+            asked.set(true);
+            vec![0]
+        };
+        assert_eq!(
+            tuner.choose(Product::Forward, &wide, false, ranks, third_fastest),
+            Ok(ConvAlgo::CudnnRank(2))
+        );
+        assert!(!asked.get());
     }
 
     #[test]
@@ -410,7 +457,7 @@ mod tests {
         let c = conv(4, 28, 14, 28, 3);
         let flat = |_: ConvAlgo| -> Result<f64, String> { Ok(1.0) };
         assert_eq!(
-            tuner.choose(Product::Forward, &c, false, false, flat),
+            tuner.choose(Product::Forward, &c, false, none, flat),
             Ok(ConvAlgo::Im2col)
         );
         let nan_first = |algo: ConvAlgo| -> Result<f64, String> {
@@ -425,7 +472,7 @@ mod tests {
                 Product::InputGrad,
                 &ImplicitConv { flip: true, ..c },
                 false,
-                false,
+                none,
                 nan_first
             ),
             Ok(M32)
@@ -437,13 +484,7 @@ mod tests {
         let tuner = Tuner::new();
         let never = |_: ConvAlgo| -> Result<f64, String> { panic!("timed a single candidate") };
         assert_eq!(
-            tuner.choose(
-                Product::Forward,
-                &conv(4, 1, 28, 28, 7),
-                false,
-                false,
-                never
-            ),
+            tuner.choose(Product::Forward, &conv(4, 1, 28, 28, 7), false, none, never),
             Ok(ConvAlgo::Im2col)
         );
         let c = conv(4, 28, 14, 28, 3);
@@ -457,7 +498,7 @@ mod tests {
             }
         };
         assert_eq!(
-            tuner.choose(Product::WeightGrad, &c, false, false, im2col_fails),
+            tuner.choose(Product::WeightGrad, &c, false, none, im2col_fails),
             Ok(M64)
         );
         let records = tuner.records();
@@ -470,7 +511,7 @@ mod tests {
         let all_fail =
             |algo: ConvAlgo| -> Result<f64, String> { Err(format!("{} failed", algo.name())) };
         assert_eq!(
-            tuner.choose(Product::Forward, &c, false, false, all_fail),
+            tuner.choose(Product::Forward, &c, false, none, all_fail),
             Err("im2col failed".to_string())
         );
         assert_eq!(tuner.records().len(), 1);
@@ -478,7 +519,7 @@ mod tests {
         let fine =
             |algo: ConvAlgo| -> Result<f64, String> { Ok(if algo == M32 { 0.5 } else { 1.0 }) };
         assert_eq!(
-            tuner.choose(Product::Forward, &c, false, false, fine),
+            tuner.choose(Product::Forward, &c, false, none, fine),
             Ok(M32)
         );
         assert_eq!(tuner.records()[1].failed, Vec::<&str>::new());

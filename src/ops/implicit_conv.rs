@@ -77,6 +77,10 @@ pub enum ConvAlgo {
     /// cuDNN's convolution calls (`src/ops/cuda/cudnn.rs`), each product with the algorithm
     /// cuDNN's heuristics rank first, as PyTorch's convs run with `cudnn.benchmark` off.
     Cudnn,
+    /// cuDNN's calls with exactly the algorithm its heuristics rank at this place of the shape's
+    /// ranking (from 1: the second; 0 is [`ConvAlgo::Cudnn`]): `auto`'s candidates beside the
+    /// first, as `cudnn.benchmark` times them. Not a setting of its own.
+    CudnnRank(u8),
     /// The implicit GEMM, with its channel tile chosen per conv (`tile` `None`) or fixed; the
     /// weight gradient too when `weight_grad` is set (else im2col + cuBLAS).
     Implicit {
@@ -86,6 +90,11 @@ pub enum ConvAlgo {
         weight_grad: bool,
     },
 }
+
+/// The names of cuDNN's ranked algorithms, by place in the ranking (the first is `cudnn`).
+pub const CUDNN_RANK_NAMES: [&str; 8] = [
+    "cudnn", "cudnn-2", "cudnn-3", "cudnn-4", "cudnn-5", "cudnn-6", "cudnn-7", "cudnn-8",
+];
 
 /// Every algorithm and its name, as [`ALGO_VAR`] takes them.
 const ALGOS: [(&str, ConvAlgo); 7] = [
@@ -154,8 +163,15 @@ impl ConvAlgo {
         })
     }
 
-    /// Its name as [`Self::parse`] takes it.
+    /// Its name as [`Self::parse`] takes it (`cudnn-2` … `cudnn-8` for
+    /// [`ConvAlgo::CudnnRank`], which is not a setting).
     pub fn name(self) -> &'static str {
+        if let ConvAlgo::CudnnRank(k) = self {
+            return CUDNN_RANK_NAMES
+                .get(usize::from(k))
+                .copied()
+                .unwrap_or("cudnn-ranked");
+        }
         ALGOS
             .iter()
             .find(|(_, algo)| *algo == self)
@@ -533,6 +549,10 @@ mod tests {
             assert_eq!(algo.name(), name);
             assert_eq!(ConvAlgo::parse(Some(name)), Ok(algo));
         }
+        // cuDNN's later-ranked algorithms are `auto`'s candidates, named but not settings.
+        assert_eq!(ConvAlgo::CudnnRank(1).name(), "cudnn-2");
+        assert_eq!(ConvAlgo::CudnnRank(7).name(), "cudnn-8");
+        assert!(ConvAlgo::parse(Some("cudnn-2")).is_err());
     }
 
     #[test]

@@ -441,24 +441,41 @@ const TUNE_WARMUP: usize = 1;
 /// Timed runs of a candidate; `auto` compares the fastest of them.
 const TUNE_RUNS: usize = 3;
 
-/// `run` (`product` of `ic`) by its algorithm: the setting ([`ConvAlgo::current`]), or for
-/// `auto` the tuner's choice for this shape, which on its first use times `run` with each
-/// candidate.
+/// `run` (`product` of the conv `plan`, tuned under `ic`) by its algorithm: the setting
+/// ([`ConvAlgo::current`]), or for `auto` the tuner's choice for this shape, which on its first
+/// use times `run` with each candidate.
 fn run_tuned(
     dev: &CudaDevice,
     product: Product,
+    plan: &BatchedConv,
     ic: &ImplicitConv,
     run: impl Fn(ConvAlgo) -> Result<CudaSlice<f32>>,
 ) -> Result<CudaSlice<f32>> {
     let algo = match ConvAlgo::current() {
         ConvAlgo::Auto => {
             let tf32 = candle_core::cuda::gemm_reduced_precision_f32();
-            let cudnn = super::cudnn::available();
+            // cuDNN's ranking is asked only for a shape not timed yet; should that fail, the
+            // other candidates are timed without it.
+            let cudnn = || {
+                super::cudnn::available()
+                    .then(|| super::cudnn::auto_places(dev, product, plan).ok())
+                    .flatten()
+                    .unwrap_or_default()
+            };
             TUNER.choose(product, ic, tf32, cudnn, |algo| time_ms(dev, || run(algo)))?
         }
         algo => algo,
     };
     run(algo)
+}
+
+/// Which of cuDNN's ranked algorithms `algo` runs, if it is one of cuDNN's.
+fn cudnn_pick(algo: ConvAlgo) -> Option<super::cudnn::Pick> {
+    match algo {
+        ConvAlgo::Cudnn => Some(super::cudnn::Pick::First),
+        ConvAlgo::CudnnRank(k) => Some(super::cudnn::Pick::Place(usize::from(k))),
+        _ => None,
+    }
 }
 
 /// Milliseconds of the fastest of [`TUNE_RUNS`] runs of `run` on `dev`'s stream, each between
@@ -494,7 +511,7 @@ fn forward(
     bias: Option<&CudaView<f32>>,
 ) -> Result<CudaSlice<f32>> {
     let ic = ImplicitConv::forward(plan);
-    run_tuned(dev, Product::Forward, &ic, |algo| {
+    run_tuned(dev, Product::Forward, plan, &ic, |algo| {
         forward_by(dev, plan, &ic, algo, x, w, bias)
     })
 }
@@ -509,8 +526,8 @@ fn forward_by(
     w: &CudaView<f32>,
     bias: Option<&CudaView<f32>>,
 ) -> Result<CudaSlice<f32>> {
-    if algo == ConvAlgo::Cudnn {
-        return super::cudnn::forward(dev, plan, x, w, bias);
+    if let Some(pick) = cudnn_pick(algo) {
+        return super::cudnn::forward(dev, plan, x, w, bias, pick);
     }
     if let Some(fp) = ic.forward_plan(algo) {
         return implicit(dev, ic, &fp, x, w, bias);
@@ -705,7 +722,7 @@ fn input_grad(
 ) -> Result<CudaSlice<f32>> {
     let flipped = ImplicitConv::input_grad(plan);
     let key = flipped.unwrap_or_else(|| ImplicitConv::forward(plan));
-    run_tuned(dev, Product::InputGrad, &key, |algo| {
+    run_tuned(dev, Product::InputGrad, plan, &key, |algo| {
         input_grad_by(dev, plan, flipped.as_ref(), algo, dy, w)
     })
 }
@@ -721,8 +738,8 @@ fn input_grad_by(
     dy: &CudaView<f32>,
     w: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
-    if algo == ConvAlgo::Cudnn {
-        return super::cudnn::input_grad(dev, plan, dy, w);
+    if let Some(pick) = cudnn_pick(algo) {
+        return super::cudnn::input_grad(dev, plan, dy, w, pick);
     }
     if let Some(ic) = flipped {
         if let Some(fp) = ic.forward_plan(algo) {
@@ -781,7 +798,7 @@ fn weight_grad(
     dy: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
     let ic = ImplicitConv::forward(plan);
-    run_tuned(dev, Product::WeightGrad, &ic, |algo| {
+    run_tuned(dev, Product::WeightGrad, plan, &ic, |algo| {
         weight_grad_by(dev, plan, &ic, algo, x, dy)
     })
 }
@@ -796,8 +813,8 @@ fn weight_grad_by(
     x: &CudaView<f32>,
     dy: &CudaView<f32>,
 ) -> Result<CudaSlice<f32>> {
-    if algo == ConvAlgo::Cudnn {
-        return super::cudnn::weight_grad(dev, plan, x, dy);
+    if let Some(pick) = cudnn_pick(algo) {
+        return super::cudnn::weight_grad(dev, plan, x, dy, pick);
     }
     if let Some(wp) = ic.weight_grad_plan(algo) {
         return implicit_weight_grad(dev, ic, &wp, x, dy);

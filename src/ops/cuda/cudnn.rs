@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::fmt::Debug;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use candle_core::cuda_backend::cudarc::driver::{
@@ -309,13 +310,21 @@ struct Ranked<A> {
 /// A shape as the rankings are kept: the device, the product, the conv and TF32.
 type Key = (DeviceId, Product, BatchedConv, bool);
 
+/// A shape's ranking: its algorithms in cuDNN's order (their places never change, so that
+/// `auto`'s choice of a place keeps its algorithm), and the place [`Pick::First`] starts from,
+/// past those cuDNN refused to start for the shape.
+struct Ranking<A> {
+    entries: Vec<Ranked<A>>,
+    first: AtomicUsize,
+}
+
 /// Each shape's ranking.
-type Table<A> = HashMap<Key, Arc<[Ranked<A>]>>;
+type Table<A> = HashMap<Key, Arc<Ranking<A>>>;
 
 /// The rankings asked so far, per product's algorithm type.
 struct Rankings<A>(LazyLock<Mutex<Table<A>>>);
 
-impl<A: Copy + PartialEq> Rankings<A> {
+impl<A: Copy> Rankings<A> {
     const fn new() -> Self {
         Rankings(LazyLock::new(|| Mutex::new(HashMap::new())))
     }
@@ -325,26 +334,30 @@ impl<A: Copy + PartialEq> Rankings<A> {
         &self,
         key: Key,
         rank: impl FnOnce() -> Result<Vec<Ranked<A>>>,
-    ) -> Result<Arc<[Ranked<A>]>> {
+    ) -> Result<Arc<Ranking<A>>> {
         if let Some(r) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(r.clone());
         }
-        let ranked: Arc<[Ranked<A>]> = rank()?.into();
+        let ranking = Arc::new(Ranking {
+            entries: rank()?,
+            first: AtomicUsize::new(0),
+        });
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, ranked.clone());
-        Ok(ranked)
+            .insert(key, ranking.clone());
+        Ok(ranking)
     }
+}
 
-    /// Leaves `algo` out of `key`'s ranking: cuDNN refused to run it for the shape.
-    fn drop_algo(&self, key: &Key, algo: A) {
-        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = table.get_mut(key) {
-            let rest: Vec<Ranked<A>> = r.iter().filter(|x| x.algo != algo).copied().collect();
-            *r = rest.into();
-        }
-    }
+/// Which of a shape's ranked algorithms a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// The first that runs: from the first place cuDNN has not refused, moving past (and from
+    /// then on starting after) each it refuses to start for the shape (`DDPM_LAB_CONV_ALGO=cudnn`).
+    First,
+    /// Exactly the algorithm at this place (from 0), none other: one of `auto`'s candidates.
+    Place(usize),
 }
 
 /// One of cuDNN's three conv operations: what they share (a ranking of algorithms per shape,
@@ -635,24 +648,73 @@ fn refused(e: &CudnnError) -> bool {
         || e.0 == sys::cudnnStatus_t::CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER
 }
 
+/// A shape's ranking, with this thread's handle and the shape's descriptors to run it with.
+struct Ready<A> {
+    ranking: Arc<Ranking<A>>,
+    h: Rc<Handle>,
+    d: ConvDescriptors,
+}
+
+/// The ranking of operation `O` for `plan` with the TF32 setting of now (asked of cuDNN on the
+/// shape's first use), ready to run.
+fn ranking_of<O: Operation>(dev: &CudaDevice, plan: &BatchedConv) -> Result<Ready<O::Algo>> {
+    let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
+    let h = handle(dev)?;
+    let d = ConvDescriptors::new(plan, tf32)?;
+    let key = (dev.id(), O::PRODUCT, *plan, tf32);
+    let ranking = O::rankings().get(key, || ranking::<O>(&h, &d, tf32))?;
+    Ok(Ready { ranking, h, d })
+}
+
+/// The most workspace an algorithm that `auto` times may take: 1 GiB (PyTorch's benchmark
+/// mode likewise leaves out what it cannot allocate; a larger workspace would stay in the
+/// memory pool for the rest of the run).
+const AUTO_WORKSPACE_MAX: usize = 1 << 30;
+
+/// The places of cuDNN's ranking for `product` of `plan` that `auto` times: those whose
+/// workspace is at most [`AUTO_WORKSPACE_MAX`] (at most 8; the first always, as
+/// [`Pick::First`] moves on by itself). Asks the ranking if need be.
+pub fn auto_places(dev: &CudaDevice, product: Product, plan: &BatchedConv) -> Result<Vec<u8>> {
+    Ok(match product {
+        Product::Forward => places(&ranking_of::<Forward>(dev, plan)?.ranking.entries),
+        Product::InputGrad => places(&ranking_of::<InputGrad>(dev, plan)?.ranking.entries),
+        Product::WeightGrad => places(&ranking_of::<WeightGrad>(dev, plan)?.ranking.entries),
+    })
+}
+
+/// The places of `entries` that `auto` times ([`auto_places`]).
+fn places<A>(entries: &[Ranked<A>]) -> Vec<u8> {
+    (0u8..)
+        .zip(entries)
+        .filter(|(k, r)| *k == 0 || r.workspace <= AUTO_WORKSPACE_MAX)
+        .map(|(k, _)| k)
+        .take(8)
+        .collect()
+}
+
 /// `out = op(a, b) + beta·out` by operation `O` for `plan` (`(a, b, out)` as in
-/// [`Operation::execute`], `out` allocated for the plan), with the first algorithm of the
-/// shape's ranking (asked of cuDNN on the shape's first use) whose workspace can be allocated
-/// and that cuDNN does not refuse ([`refused`]: it is then dropped from the shape's ranking, and
-/// the next tried).
+/// [`Operation::execute`], `out` allocated for the plan), with the ranked algorithm `pick`
+/// names: for [`Pick::First`] the first whose workspace can be allocated and that cuDNN does
+/// not refuse ([`refused`]: the shape's later calls then start after it).
 fn run<O: Operation>(
     dev: &CudaDevice,
     plan: &BatchedConv,
+    pick: Pick,
     a: &CudaView<f32>,
     b: &CudaView<f32>,
     mut out: CudaSlice<f32>,
     beta: f32,
 ) -> Result<CudaSlice<f32>> {
-    let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
-    let h = handle(dev)?;
-    let d = ConvDescriptors::new(plan, tf32)?;
-    let key = (dev.id(), O::PRODUCT, *plan, tf32);
-    let ranked = O::rankings().get(key, || ranking::<O>(&h, &d, tf32))?;
+    let Ready { ranking, h, d } = ranking_of::<O>(dev, plan)?;
+    let places = match pick {
+        Pick::First => ranking.first.load(Ordering::Relaxed)..ranking.entries.len(),
+        Pick::Place(k) if k < ranking.entries.len() => k..k + 1,
+        Pick::Place(k) => candle_core::bail!(
+            "cuDNN {} of {plan:?}: no algorithm at place {k} of {}",
+            O::WHAT,
+            ranking.entries.len()
+        ),
+    };
     let stream = dev.cuda_stream();
     let mut skipped = Vec::new();
     let ran = {
@@ -660,11 +722,12 @@ fn run<O: Operation>(
         let (pa, _ga) = a.device_ptr(&stream);
         let (pb, _gb) = b.device_ptr(&stream);
         let (pout, _gout) = out.device_ptr_mut(&stream);
-        let mut left = ranked.iter();
+        let mut left = places.clone();
         loop {
-            let Some(r) = left.next() else {
+            let Some(place) = left.next() else {
                 break false;
             };
+            let r = ranking.entries[place];
             let Some(mut ws) = workspace(dev, r.workspace) else {
                 skipped.push(format!(
                     "{:?}: {} bytes of workspace not allocated",
@@ -695,7 +758,9 @@ fn run<O: Operation>(
                 Ok(()) => break true,
                 Err(e) if refused(&e) => {
                     skipped.push(format!("{:?}: {:?}{}", r.algo, e.0, last_error()));
-                    O::rankings().drop_algo(&key, r.algo);
+                    if pick == Pick::First {
+                        ranking.first.fetch_max(place + 1, Ordering::Relaxed);
+                    }
                 }
                 Err(e) => candle_core::bail!(
                     "cuDNN {} of {plan:?} with {:?} ({:?}, {} bytes of workspace): {:?}{}",
@@ -739,6 +804,7 @@ pub fn forward(
     x: &CudaView<f32>,
     w: &CudaView<f32>,
     bias: Option<&CudaView<f32>>,
+    pick: Pick,
 ) -> Result<CudaSlice<f32>> {
     check_len("x", x.len(), plan.input_len(), plan)?;
     check_len("w", w.len(), plan.weight_len(), plan)?;
@@ -752,7 +818,7 @@ pub fn forward(
         }
         None => 0.0,
     };
-    run::<Forward>(dev, plan, x, w, y, beta)
+    run::<Forward>(dev, plan, pick, x, w, y, beta)
 }
 
 /// `dx (N, C, H, W)` of the output gradient `dy (N, Co, Ho, Wo)` and `w (Co, C, k, k)`.
@@ -761,12 +827,13 @@ pub fn input_grad(
     plan: &BatchedConv,
     dy: &CudaView<f32>,
     w: &CudaView<f32>,
+    pick: Pick,
 ) -> Result<CudaSlice<f32>> {
     check_len("dy", dy.len(), plan.output_len(), plan)?;
     check_len("w", w.len(), plan.weight_len(), plan)?;
     // SAFETY: cuDNN writes every element of dx (β = 0).
     let dx = unsafe { dev.alloc::<f32>(plan.input_len())? };
-    run::<InputGrad>(dev, plan, w, dy, dx, 0.0)
+    run::<InputGrad>(dev, plan, pick, w, dy, dx, 0.0)
 }
 
 /// `dw (Co, C, k, k)` of the input `x (N, C, H, W)` and the output gradient `dy`.
@@ -775,12 +842,13 @@ pub fn weight_grad(
     plan: &BatchedConv,
     x: &CudaView<f32>,
     dy: &CudaView<f32>,
+    pick: Pick,
 ) -> Result<CudaSlice<f32>> {
     check_len("x", x.len(), plan.input_len(), plan)?;
     check_len("dy", dy.len(), plan.output_len(), plan)?;
     // SAFETY: cuDNN writes every element of dw (β = 0).
     let dw = unsafe { dev.alloc::<f32>(plan.weight_len())? };
-    run::<WeightGrad>(dev, plan, x, dy, dw, 0.0)
+    run::<WeightGrad>(dev, plan, pick, x, dy, dw, 0.0)
 }
 
 #[cfg(test)]
@@ -822,6 +890,25 @@ mod tests {
         assert!(!is_cudnn_9(100_100));
         assert_eq!(version_name(92_801), "9.28.1");
         assert_eq!(version_name(91_002), "9.10.2");
+    }
+
+    #[test]
+    fn device_cudnn_auto_times_each_place_whose_workspace_fits_the_first_always() {
+        let ranked = |workspace: usize| Ranked {
+            algo: 0u32,
+            workspace,
+            math: sys::cudnnMathType_t::CUDNN_FMA_MATH,
+        };
+        let big = AUTO_WORKSPACE_MAX + 1;
+        let entries = [
+            ranked(big),
+            ranked(0),
+            ranked(big),
+            ranked(AUTO_WORKSPACE_MAX),
+        ];
+        assert_eq!(places(&entries), [0, 1, 3]);
+        assert_eq!(places(&[ranked(0); 12]).len(), 8);
+        assert!(places::<u32>(&[]).is_empty());
     }
 
     #[test]
