@@ -652,7 +652,39 @@ fn refused(e: &CudnnError) -> bool {
 struct Ready<A> {
     ranking: Arc<Ranking<A>>,
     h: Rc<Handle>,
-    d: ConvDescriptors,
+    d: Rc<ConvDescriptors>,
+}
+
+/// The most shapes whose descriptors a thread keeps ([`descriptors`]).
+const KEPT_DESCRIPTORS: usize = 256;
+
+thread_local! {
+    /// This thread's descriptors of each conv shape (and TF32 setting) it has run, so that a
+    /// conv does not make and free four of them on every call (a few microseconds of host time
+    /// each, many times a step).
+    static DESCRIPTORS: RefCell<HashMap<(BatchedConv, bool), Rc<ConvDescriptors>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// This thread's descriptors of `plan` with `tf32`, made on first use. Each call sets the math
+/// it runs with, so a kept one serves every operation of the shape.
+fn descriptors(plan: &BatchedConv, tf32: bool) -> Result<Rc<ConvDescriptors>> {
+    let kept = DESCRIPTORS
+        .try_with(|d| d.borrow().get(&(*plan, tf32)).cloned())
+        .ok()
+        .flatten();
+    if let Some(d) = kept {
+        return Ok(d);
+    }
+    let d = Rc::new(ConvDescriptors::new(plan, tf32)?);
+    let _ = DESCRIPTORS.try_with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if kept.len() >= KEPT_DESCRIPTORS {
+            kept.clear();
+        }
+        kept.insert((*plan, tf32), d.clone());
+    });
+    Ok(d)
 }
 
 /// The ranking of operation `O` for `plan` with the TF32 setting of now (asked of cuDNN on the
@@ -660,7 +692,7 @@ struct Ready<A> {
 fn ranking_of<O: Operation>(dev: &CudaDevice, plan: &BatchedConv) -> Result<Ready<O::Algo>> {
     let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
     let h = handle(dev)?;
-    let d = ConvDescriptors::new(plan, tf32)?;
+    let d = descriptors(plan, tf32)?;
     let key = (dev.id(), O::PRODUCT, *plan, tf32);
     let ranking = O::rankings().get(key, || ranking::<O>(&h, &d, tf32))?;
     Ok(Ready { ranking, h, d })
@@ -979,6 +1011,11 @@ mod tests {
                 );
             }
         }
+        // A thread keeps a shape's descriptors, one set per TF32 setting.
+        let kept = descriptors(&plans[1], false).unwrap();
+        assert!(Rc::ptr_eq(&kept, &descriptors(&plans[1], false).unwrap()));
+        assert!(!Rc::ptr_eq(&kept, &descriptors(&plans[1], true).unwrap()));
+        assert!(!Rc::ptr_eq(&kept, &descriptors(&plans[2], false).unwrap()));
         // A size past cuDNN's ints is an error, not a wrapped value.
         let huge = BatchedConv {
             n: 1 << 31,
