@@ -15,9 +15,10 @@
 #   the CPU with the same seed (the same images up to rounding) → training resumed on the CPU for 2
 #   steps from that checkpoint, then sampled on DEVICE again → `ddpm-lab bench --json` and the same
 #   workloads in PyTorch (scripts/pytorch_bench.py), strict float32, then both with TF32 (`--tf32`);
-#   then, optional (not part of the report's `ok`), the training and forward times with each CUDA
-#   device setting undone in turn (CUDA_AB), the gradients and the training and forward times with
-#   each other conv algorithm (CONV_ALGOS), ddpm-lab with candle's stock ops (the A/B of
+#   then, optional (not part of the report's `ok`), the gradients and the training and forward
+#   times with each other conv algorithm (CONV_ALGOS, cuDNN's first), the training and forward
+#   times with each CUDA device setting undone in turn (CUDA_AB), training with candle's own
+#   backward pass (BACKWARD_AB), ddpm-lab with candle's stock ops (the A/B of
 #   ops::device_conv), with each of its CUDA kernels switched off in turn (KERNEL_AB), `nsys`
 #   summaries and `ncu` kernel times of its training step, and `ncu` kernel times of PyTorch's.
 #   While each benchmark runs, nvidia-smi reads the GPU's used memory 10 times a second (peak over
@@ -430,31 +431,10 @@ if [ "$TF32" = 1 ] && [ "$DEVICE" != cpu ]; then
   fi
 fi
 
-# 8a. ddpm-lab's CUDA device settings (src/device.rs), each undone in turn: training and
-# forward with that setting as candle and CUDA have it, to set against `bench`; optional, like 9.
-if [ -n "$CUDA_AB" ] && [ -n "$BIN" ]; then
-  for setting in $CUDA_AB; do
-    name=${setting%%=*}
-    value=${setting#*=}
-    var=DDPM_LAB_CUDA_$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')
-    # shellcheck disable=SC2086
-    polled "bench_cuda_$(printf '%s' "$setting" | tr '=-' '__')" 120 env "$var=$value" "$BIN" \
-      bench --device "$DEVICE" --json $BENCH_ARGS --only train,forward --repeats 2
-  done
-fi
-
-# 8a'. Training's backward pass as candle has it (DDPM_LAB_BACKWARD=plain: every activation held
-# to the pass's end) against ddpm-lab's, which releases each once the pass is done with it:
-# the step's time and peak GPU memory (`backward_release_gain`); optional, like 9.
-if [ "$BACKWARD_AB" = 1 ] && [ -n "$BIN" ]; then
-  # shellcheck disable=SC2086
-  polled bench_backward_plain 120 env DDPM_LAB_BACKWARD=plain "$BIN" bench --device "$DEVICE" \
-    --json $BENCH_ARGS --only train --repeats 2
-fi
-
 # 8b. The CUDA conv's other algorithms (DDPM_LAB_CONV_ALGO): the gradients through each
 # against the CPU's, then training and forward with each, to set against `bench` (im2col);
-# optional, like 9.
+# optional, like 9, and first of the optional steps: cuDNN's convs are the figure a visit is
+# most for.
 if [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ]; then
   # cuDNN explains its own errors on stderr (the step's log) should a call fail.
   algo_env() {
@@ -491,6 +471,28 @@ if [ -n "$CONV_ALGOS" ] && [ -n "$BIN" ]; then
       fi
       ;;
   esac
+fi
+
+# 8a. ddpm-lab's CUDA device settings (src/device.rs), each undone in turn: training and
+# forward with that setting as candle and CUDA have it, to set against `bench`; optional, like 9.
+if [ -n "$CUDA_AB" ] && [ -n "$BIN" ]; then
+  for setting in $CUDA_AB; do
+    name=${setting%%=*}
+    value=${setting#*=}
+    var=DDPM_LAB_CUDA_$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')
+    # shellcheck disable=SC2086
+    polled "bench_cuda_$(printf '%s' "$setting" | tr '=-' '__')" 120 env "$var=$value" "$BIN" \
+      bench --device "$DEVICE" --json $BENCH_ARGS --only train,forward --repeats 2
+  done
+fi
+
+# 8a'. Training's backward pass as candle has it (DDPM_LAB_BACKWARD=plain: every activation held
+# to the pass's end) against ddpm-lab's, which releases each once the pass is done with it:
+# the step's time and peak GPU memory (`backward_release_gain`); optional, like 9.
+if [ "$BACKWARD_AB" = 1 ] && [ -n "$BIN" ]; then
+  # shellcheck disable=SC2086
+  polled bench_backward_plain 120 env DDPM_LAB_BACKWARD=plain "$BIN" bench --device "$DEVICE" \
+    --json $BENCH_ARGS --only train --repeats 2
 fi
 
 # 9. ddpm-lab again with candle's stock ops (`--stock-ops`; on a GPU: the convs' backward
