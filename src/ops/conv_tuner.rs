@@ -43,10 +43,9 @@ impl Product {
 /// The algorithms that can compute `product` of the implicit conv `conv` (for the input
 /// gradient, see [`Product::InputGrad`]): im2col first, which a tie keeps, then each channel
 /// tile that the implicit kernels plan a launch for (for the input gradient only a stride-1
-/// conv's, the flipped conv), then cuDNN's algorithms at the places `cudnn_ranks` gives of
-/// its ranking for the shape (none where cuDNN does not load; place 0 is [`ConvAlgo::Cudnn`],
-/// its heuristics' first, a later one [`ConvAlgo::CudnnRank`]).
-pub fn candidates(product: Product, conv: &ImplicitConv, cudnn_ranks: &[u8]) -> Vec<ConvAlgo> {
+/// conv's, the flipped conv), then `cudnn`: cuDNN's candidates for the shape (none where it
+/// does not load; [`ConvAlgo::Cudnn`], its heuristics' first, and [`ConvAlgo::CudnnAlgo`]s).
+pub fn candidates(product: Product, conv: &ImplicitConv, cudnn: &[ConvAlgo]) -> Vec<ConvAlgo> {
     let mut out = vec![ConvAlgo::Im2col];
     let implicit = product != Product::InputGrad || conv.flip;
     for tile in CHANNEL_TILES.into_iter().filter(|_| implicit) {
@@ -62,13 +61,7 @@ pub fn candidates(product: Product, conv: &ImplicitConv, cudnn_ranks: &[u8]) -> 
             out.push(algo);
         }
     }
-    for &k in cudnn_ranks {
-        out.push(if k == 0 {
-            ConvAlgo::Cudnn
-        } else {
-            ConvAlgo::CudnnRank(k)
-        });
-    }
+    out.extend_from_slice(cudnn);
     out
 }
 
@@ -125,9 +118,8 @@ impl Tuner {
 
     /// The algorithm for `product` of `conv` with TF32 products allowed or not (`tf32`: it
     /// changes im2col's speed, so it is part of the shape): the one chosen before, or, on the
-    /// first call for this shape, the [`candidates`] (cuDNN's at the places `cudnn_ranks`
-    /// gives, asked only then) that `time` (milliseconds per run of an algorithm) finds
-    /// fastest; a timing that is not a number counts as the slowest. With one
+    /// first call for this shape, the [`candidates`] (with cuDNN's that `cudnn` gives, asked
+    /// only then) that `time` (milliseconds per run of an algorithm) finds fastest; a timing that is not a number counts as the slowest. With one
     /// candidate nothing is timed. A candidate whose run fails (say, im2col's column matrix
     /// does not fit in memory where the implicit kernel needs none) is left out and named in
     /// the record; if every candidate fails, the first error is returned and nothing is kept,
@@ -137,13 +129,13 @@ impl Tuner {
         product: Product,
         conv: &ImplicitConv,
         tf32: bool,
-        cudnn_ranks: impl FnOnce() -> Vec<u8>,
+        cudnn: impl FnOnce() -> Vec<ConvAlgo>,
         mut time: impl FnMut(ConvAlgo) -> Result<f64, E>,
     ) -> Result<ConvAlgo, E> {
         if let Some(algo) = self.lookup(product, conv, tf32) {
             return Ok(algo);
         }
-        let candidates = candidates(product, conv, &cudnn_ranks());
+        let candidates = candidates(product, conv, &cudnn());
         if candidates.len() == 1 {
             return Ok(candidates[0]);
         }
@@ -262,10 +254,17 @@ mod tests {
         }
     }
 
-    /// No cuDNN: no places of its ranking to time.
-    fn none() -> Vec<u8> {
+    /// No cuDNN: none of its algorithms to time.
+    fn none() -> Vec<ConvAlgo> {
         Vec::new()
     }
+
+    /// cuDNN loaded: its heuristics' first and two algorithms by number.
+    const CUDNN_3: [ConvAlgo; 3] = [
+        ConvAlgo::Cudnn,
+        ConvAlgo::CudnnAlgo(1),
+        ConvAlgo::CudnnAlgo(6),
+    ];
 
     const M32: ConvAlgo = ConvAlgo::Implicit {
         tile: Some(32),
@@ -288,18 +287,18 @@ mod tests {
             [ConvAlgo::Im2col, M32, M64]
         );
         assert_eq!(
-            candidates(Product::WeightGrad, &c, &[0]),
+            candidates(Product::WeightGrad, &c, &[ConvAlgo::Cudnn]),
             [ConvAlgo::Im2col, M32, M64, ConvAlgo::Cudnn]
         );
         assert_eq!(
-            candidates(Product::Forward, &c, &[0, 1, 3]),
+            candidates(Product::Forward, &c, &CUDNN_3),
             [
                 ConvAlgo::Im2col,
                 M32,
                 M64,
                 ConvAlgo::Cudnn,
-                ConvAlgo::CudnnRank(1),
-                ConvAlgo::CudnnRank(3)
+                ConvAlgo::CudnnAlgo(1),
+                ConvAlgo::CudnnAlgo(6)
             ]
         );
         // A 7×7 kernel has no implicit kernel; neither has a flipped conv's weight gradient.
@@ -308,7 +307,7 @@ mod tests {
             [ConvAlgo::Im2col]
         );
         assert_eq!(
-            candidates(Product::Forward, &conv(8, 1, 28, 28, 7), &[0]),
+            candidates(Product::Forward, &conv(8, 1, 28, 28, 7), &[ConvAlgo::Cudnn]),
             [ConvAlgo::Im2col, ConvAlgo::Cudnn]
         );
         let flipped = ImplicitConv { flip: true, ..c };
@@ -319,7 +318,7 @@ mod tests {
         // The input gradient: the implicit kernels compute a stride-1 conv's (keyed by the
         // flipped conv), not a strided conv's (keyed by its forward conv); cuDNN both.
         assert_eq!(
-            candidates(Product::InputGrad, &flipped, &[0]),
+            candidates(Product::InputGrad, &flipped, &[ConvAlgo::Cudnn]),
             [ConvAlgo::Im2col, M32, M64, ConvAlgo::Cudnn]
         );
         let strided = ImplicitConv {
@@ -334,7 +333,7 @@ mod tests {
             [ConvAlgo::Im2col]
         );
         assert_eq!(
-            candidates(Product::InputGrad, &strided, &[0]),
+            candidates(Product::InputGrad, &strided, &[ConvAlgo::Cudnn]),
             [ConvAlgo::Im2col, ConvAlgo::Cudnn]
         );
         // The plans never launch for `auto` itself: the conv resolves it first.
@@ -412,22 +411,28 @@ mod tests {
             chosen_counts(&records),
             BTreeMap::from([("im2col", 2), ("implicit-m64", 1)])
         );
-        // With cuDNN loaded, the places of its ranking asked for are timed last, its first
-        // and later ones alike, and the fastest kept.
+        // With cuDNN loaded, its candidates are timed last, its heuristics' first and its
+        // other algorithms alike, and the fastest kept.
         let third_fastest = |algo: ConvAlgo| -> Result<f64, String> {
             Ok(match algo {
-                ConvAlgo::CudnnRank(2) => 0.25,
+                ConvAlgo::CudnnAlgo(6) => 0.25,
                 ConvAlgo::Cudnn => 0.5,
                 _ => 1.0,
             })
         };
         let wide = ImplicitConv { m: 128, ..c };
         assert_eq!(
-            tuner.choose(Product::Forward, &wide, false, || vec![0, 2], third_fastest),
-            Ok(ConvAlgo::CudnnRank(2))
+            tuner.choose(
+                Product::Forward,
+                &wide,
+                false,
+                || CUDNN_3.to_vec(),
+                third_fastest
+            ),
+            Ok(ConvAlgo::CudnnAlgo(6))
         );
         let last = tuner.records().pop().unwrap();
-        assert_eq!(last.chosen, "cudnn-3");
+        assert_eq!(last.chosen, "cudnn-algo-6");
         assert_eq!(
             last.times_ms,
             BTreeMap::from([
@@ -435,18 +440,19 @@ mod tests {
                 ("implicit-m32", 1.0),
                 ("implicit-m64", 1.0),
                 ("cudnn", 0.5),
-                ("cudnn-3", 0.25)
+                ("cudnn-algo-1", 1.0),
+                ("cudnn-algo-6", 0.25)
             ])
         );
         // The ranking is asked only for a shape not timed yet.
         let asked = std::cell::Cell::new(false);
         let ranks = || {
             asked.set(true);
-            vec![0]
+            vec![ConvAlgo::Cudnn]
         };
         assert_eq!(
             tuner.choose(Product::Forward, &wide, false, ranks, third_fastest),
-            Ok(ConvAlgo::CudnnRank(2))
+            Ok(ConvAlgo::CudnnAlgo(6))
         );
         assert!(!asked.get());
     }

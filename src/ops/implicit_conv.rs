@@ -77,10 +77,12 @@ pub enum ConvAlgo {
     /// cuDNN's convolution calls (`src/ops/cuda/cudnn.rs`), each product with the algorithm
     /// cuDNN's heuristics rank first, as PyTorch's convs run with `cudnn.benchmark` off.
     Cudnn,
-    /// cuDNN's calls with exactly the algorithm its heuristics rank at this place of the shape's
-    /// ranking (from 1: the second; 0 is [`ConvAlgo::Cudnn`]): `auto`'s candidates beside the
-    /// first, as `cudnn.benchmark` times them. Not a setting of its own.
-    CudnnRank(u8),
+    /// cuDNN's calls with the algorithm of this number (cuDNN's own numbering of the product's
+    /// algorithms, e.g. 6 = `CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD` for the forward product),
+    /// where the shape's ranking holds it and cuDNN runs it, else as [`ConvAlgo::Cudnn`]:
+    /// `auto`'s candidates beside the heuristics' first, as `cudnn.benchmark` times them. Not a
+    /// setting of its own.
+    CudnnAlgo(u8),
     /// The implicit GEMM, with its channel tile chosen per conv (`tile` `None`) or fixed; the
     /// weight gradient too when `weight_grad` is set (else im2col + cuBLAS).
     Implicit {
@@ -91,9 +93,16 @@ pub enum ConvAlgo {
     },
 }
 
-/// The names of cuDNN's ranked algorithms, by place in the ranking (the first is `cudnn`).
-pub const CUDNN_RANK_NAMES: [&str; 8] = [
-    "cudnn", "cudnn-2", "cudnn-3", "cudnn-4", "cudnn-5", "cudnn-6", "cudnn-7", "cudnn-8",
+/// The names of cuDNN's algorithms by their number (each product numbers its own, 0 to 7).
+pub const CUDNN_ALGO_NAMES: [&str; 8] = [
+    "cudnn-algo-0",
+    "cudnn-algo-1",
+    "cudnn-algo-2",
+    "cudnn-algo-3",
+    "cudnn-algo-4",
+    "cudnn-algo-5",
+    "cudnn-algo-6",
+    "cudnn-algo-7",
 ];
 
 /// Every algorithm and its name, as [`ALGO_VAR`] takes them.
@@ -163,14 +172,14 @@ impl ConvAlgo {
         })
     }
 
-    /// Its name as [`Self::parse`] takes it (`cudnn-2` … `cudnn-8` for
-    /// [`ConvAlgo::CudnnRank`], which is not a setting).
+    /// Its name as [`Self::parse`] takes it (`cudnn-algo-0` … `cudnn-algo-7` for
+    /// [`ConvAlgo::CudnnAlgo`], which is not a setting).
     pub fn name(self) -> &'static str {
-        if let ConvAlgo::CudnnRank(k) = self {
-            return CUDNN_RANK_NAMES
-                .get(usize::from(k))
+        if let ConvAlgo::CudnnAlgo(id) = self {
+            return CUDNN_ALGO_NAMES
+                .get(usize::from(id))
                 .copied()
-                .unwrap_or("cudnn-ranked");
+                .unwrap_or("cudnn-algo");
         }
         ALGOS
             .iter()
@@ -549,10 +558,10 @@ mod tests {
             assert_eq!(algo.name(), name);
             assert_eq!(ConvAlgo::parse(Some(name)), Ok(algo));
         }
-        // cuDNN's later-ranked algorithms are `auto`'s candidates, named but not settings.
-        assert_eq!(ConvAlgo::CudnnRank(1).name(), "cudnn-2");
-        assert_eq!(ConvAlgo::CudnnRank(7).name(), "cudnn-8");
-        assert!(ConvAlgo::parse(Some("cudnn-2")).is_err());
+        // cuDNN's algorithms by number are `auto`'s candidates, named but not settings.
+        assert_eq!(ConvAlgo::CudnnAlgo(0).name(), "cudnn-algo-0");
+        assert_eq!(ConvAlgo::CudnnAlgo(7).name(), "cudnn-algo-7");
+        assert!(ConvAlgo::parse(Some("cudnn-algo-1")).is_err());
     }
 
     #[test]

@@ -458,7 +458,7 @@ fn run_tuned(
             // other candidates are timed without it.
             let cudnn = || {
                 super::cudnn::available()
-                    .then(|| super::cudnn::auto_places(dev, product, plan).ok())
+                    .then(|| super::cudnn::auto_candidates(dev, product, plan).ok())
                     .flatten()
                     .unwrap_or_default()
             };
@@ -473,7 +473,7 @@ fn run_tuned(
 fn cudnn_pick(algo: ConvAlgo) -> Option<super::cudnn::Pick> {
     match algo {
         ConvAlgo::Cudnn => Some(super::cudnn::Pick::First),
-        ConvAlgo::CudnnRank(k) => Some(super::cudnn::Pick::Place(usize::from(k))),
+        ConvAlgo::CudnnAlgo(id) => Some(super::cudnn::Pick::Algo(u32::from(id))),
         _ => None,
     }
 }

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::fmt::Debug;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use candle_core::cuda_backend::cudarc::driver::{
@@ -38,6 +38,7 @@ use cudarc::cudnn::{result, result::CudnnError, sys};
 
 use crate::ops::batched_conv::BatchedConv;
 use crate::ops::conv_tuner::Product;
+use crate::ops::implicit_conv::ConvAlgo;
 
 /// The cuDNN major version that cudarc's bindings (`cudnn-09021`) are for.
 const MAJOR: usize = 9;
@@ -310,12 +311,12 @@ struct Ranked<A> {
 /// A shape as the rankings are kept: the device, the product, the conv and TF32.
 type Key = (DeviceId, Product, BatchedConv, bool);
 
-/// A shape's ranking: its algorithms in cuDNN's order (their places never change, so that
-/// `auto`'s choice of a place keeps its algorithm), and the place [`Pick::First`] starts from,
-/// past those cuDNN refused to start for the shape.
+/// A shape's ranking: its algorithms in cuDNN's order (at most [`MOST_ALGOS`]), and which of
+/// them cuDNN has refused as not supported for the shape (a bit per place), which no call
+/// tries again.
 struct Ranking<A> {
     entries: Vec<Ranked<A>>,
-    first: AtomicUsize,
+    refused: AtomicU8,
 }
 
 /// Each shape's ranking.
@@ -329,7 +330,8 @@ impl<A: Copy> Rankings<A> {
         Rankings(LazyLock::new(|| Mutex::new(HashMap::new())))
     }
 
-    /// The ranking of `key`, asked of `rank` the first time.
+    /// The ranking of `key`, asked of `rank` the first time (should two threads ask at once,
+    /// the first kept is everyone's).
     fn get(
         &self,
         key: Key,
@@ -338,26 +340,31 @@ impl<A: Copy> Rankings<A> {
         if let Some(r) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(r.clone());
         }
+        let mut entries = rank()?;
+        entries.truncate(MOST_ALGOS);
         let ranking = Arc::new(Ranking {
-            entries: rank()?,
-            first: AtomicUsize::new(0),
+            entries,
+            refused: AtomicU8::new(0),
         });
-        self.0
+        Ok(self
+            .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, ranking.clone());
-        Ok(ranking)
+            .entry(key)
+            .or_insert(ranking)
+            .clone())
     }
 }
 
-/// Which of a shape's ranked algorithms a call runs.
+/// Which of a shape's ranked algorithms a call tries first. Whichever it is, should its
+/// workspace not fit or cuDNN refuse it, the others follow in cuDNN's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
-    /// The first that runs: from the first place cuDNN has not refused, moving past (and from
-    /// then on starting after) each it refuses to start for the shape (`DDPM_LAB_CONV_ALGO=cudnn`).
+    /// The heuristics' first (`DDPM_LAB_CONV_ALGO=cudnn`).
     First,
-    /// Exactly the algorithm at this place (from 0), none other: one of `auto`'s candidates.
-    Place(usize),
+    /// The algorithm of this number (cuDNN's numbering of the product's algorithms), where the
+    /// ranking holds it: one of `auto`'s candidates.
+    Algo(u32),
 }
 
 /// One of cuDNN's three conv operations: what they share (a ranking of algorithms per shape,
@@ -384,6 +391,8 @@ unsafe trait Operation {
     fn rankings() -> &'static Rankings<Self::Algo>;
     /// An entry's algorithm, status and math.
     fn entry(p: &Self::Perf) -> (Self::Algo, sys::cudnnStatus_t, sys::cudnnMathType_t);
+    /// An algorithm's number in cuDNN's numbering.
+    fn id(algo: Self::Algo) -> u32;
     /// cuDNN's ranking for `d` (`cudnnGet…Algorithm_v7`) into `perfs`: how many it filled.
     ///
     /// # Safety
@@ -454,6 +463,10 @@ macro_rules! operation {
 
             fn entry(p: &$perf) -> ($algo, sys::cudnnStatus_t, sys::cudnnMathType_t) {
                 (p.algo, p.status, p.mathType)
+            }
+
+            fn id(algo: $algo) -> u32 {
+                algo as u32
             }
 
             unsafe fn rank(
@@ -703,31 +716,44 @@ fn ranking_of<O: Operation>(dev: &CudaDevice, plan: &BatchedConv) -> Result<Read
 /// memory pool for the rest of the run).
 const AUTO_WORKSPACE_MAX: usize = 1 << 30;
 
-/// The places of cuDNN's ranking for `product` of `plan` that `auto` times: those whose
-/// workspace is at most [`AUTO_WORKSPACE_MAX`] (at most 8; the first always, as
-/// [`Pick::First`] moves on by itself). Asks the ranking if need be.
-pub fn auto_places(dev: &CudaDevice, product: Product, plan: &BatchedConv) -> Result<Vec<u8>> {
+/// cuDNN's candidates for `auto` for `product` of `plan`: [`ConvAlgo::Cudnn`] (the heuristics'
+/// first, whatever its workspace, as `cudnn` runs it) and each other algorithm of the shape's
+/// ranking whose workspace is at most [`AUTO_WORKSPACE_MAX`], by number. Asks the ranking if
+/// need be.
+pub fn auto_candidates(
+    dev: &CudaDevice,
+    product: Product,
+    plan: &BatchedConv,
+) -> Result<Vec<ConvAlgo>> {
     Ok(match product {
-        Product::Forward => places(&ranking_of::<Forward>(dev, plan)?.ranking.entries),
-        Product::InputGrad => places(&ranking_of::<InputGrad>(dev, plan)?.ranking.entries),
-        Product::WeightGrad => places(&ranking_of::<WeightGrad>(dev, plan)?.ranking.entries),
+        Product::Forward => candidates_of::<Forward>(&ranking_of::<Forward>(dev, plan)?.ranking),
+        Product::InputGrad => {
+            candidates_of::<InputGrad>(&ranking_of::<InputGrad>(dev, plan)?.ranking)
+        }
+        Product::WeightGrad => {
+            candidates_of::<WeightGrad>(&ranking_of::<WeightGrad>(dev, plan)?.ranking)
+        }
     })
 }
 
-/// The places of `entries` that `auto` times ([`auto_places`]).
-fn places<A>(entries: &[Ranked<A>]) -> Vec<u8> {
-    (0u8..)
-        .zip(entries)
-        .filter(|(k, r)| *k == 0 || r.workspace <= AUTO_WORKSPACE_MAX)
-        .map(|(k, _)| k)
-        .take(8)
-        .collect()
+/// The candidates of [`auto_candidates`] from a ranking.
+fn candidates_of<O: Operation>(ranking: &Ranking<O::Algo>) -> Vec<ConvAlgo> {
+    let mut out = vec![ConvAlgo::Cudnn];
+    for r in ranking.entries.iter().skip(1) {
+        if let Ok(id) = u8::try_from(O::id(r.algo)) {
+            if r.workspace <= AUTO_WORKSPACE_MAX {
+                out.push(ConvAlgo::CudnnAlgo(id));
+            }
+        }
+    }
+    out
 }
 
 /// `out = op(a, b) + beta·out` by operation `O` for `plan` (`(a, b, out)` as in
 /// [`Operation::execute`], `out` allocated for the plan), with the ranked algorithm `pick`
-/// names: for [`Pick::First`] the first whose workspace can be allocated and that cuDNN does
-/// not refuse ([`refused`]: the shape's later calls then start after it).
+/// names, or should its workspace not fit or cuDNN refuse it ([`refused`]), the next in
+/// cuDNN's order that runs. An algorithm cuDNN refuses as not supported for the shape is not
+/// tried again; one it refuses for a pointer's alignment (the operands of one call) is.
 fn run<O: Operation>(
     dev: &CudaDevice,
     plan: &BatchedConv,
@@ -738,15 +764,18 @@ fn run<O: Operation>(
     beta: f32,
 ) -> Result<CudaSlice<f32>> {
     let Ready { ranking, h, d } = ranking_of::<O>(dev, plan)?;
-    let places = match pick {
-        Pick::First => ranking.first.load(Ordering::Relaxed)..ranking.entries.len(),
-        Pick::Place(k) if k < ranking.entries.len() => k..k + 1,
-        Pick::Place(k) => candle_core::bail!(
-            "cuDNN {} of {plan:?}: no algorithm at place {k} of {}",
-            O::WHAT,
-            ranking.entries.len()
-        ),
+    let n = ranking.entries.len();
+    let wanted = match pick {
+        Pick::First => 0,
+        Pick::Algo(id) => (0..n)
+            .find(|&k| O::id(ranking.entries[k].algo) == id)
+            .unwrap_or(0),
     };
+    let refused_before = ranking.refused.load(Ordering::Relaxed);
+    let places: Vec<usize> = std::iter::once(wanted)
+        .chain((0..n).filter(|&k| k != wanted))
+        .filter(|&k| k < n && refused_before & (1 << k) == 0)
+        .collect();
     let stream = dev.cuda_stream();
     let mut skipped = Vec::new();
     let ran = {
@@ -754,7 +783,7 @@ fn run<O: Operation>(
         let (pa, _ga) = a.device_ptr(&stream);
         let (pb, _gb) = b.device_ptr(&stream);
         let (pout, _gout) = out.device_ptr_mut(&stream);
-        let mut left = places.clone();
+        let mut left = places.into_iter();
         loop {
             let Some(place) = left.next() else {
                 break false;
@@ -790,8 +819,8 @@ fn run<O: Operation>(
                 Ok(()) => break true,
                 Err(e) if refused(&e) => {
                     skipped.push(format!("{:?}: {:?}{}", r.algo, e.0, last_error()));
-                    if pick == Pick::First {
-                        ranking.first.fetch_max(place + 1, Ordering::Relaxed);
+                    if e.0 != sys::cudnnStatus_t::CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER {
+                        ranking.refused.fetch_or(1 << place, Ordering::Relaxed);
                     }
                 }
                 Err(e) => candle_core::bail!(
@@ -925,22 +954,42 @@ mod tests {
     }
 
     #[test]
-    fn device_cudnn_auto_times_each_place_whose_workspace_fits_the_first_always() {
-        let ranked = |workspace: usize| Ranked {
-            algo: 0u32,
+    fn device_cudnn_auto_times_the_first_and_each_other_algorithm_whose_workspace_fits() {
+        use sys::cudnnConvolutionFwdAlgo_t as A;
+        let ranked = |algo: A, workspace: usize| Ranked {
+            algo,
             workspace,
             math: sys::cudnnMathType_t::CUDNN_FMA_MATH,
         };
         let big = AUTO_WORKSPACE_MAX + 1;
-        let entries = [
-            ranked(big),
-            ranked(0),
-            ranked(big),
-            ranked(AUTO_WORKSPACE_MAX),
-        ];
-        assert_eq!(places(&entries), [0, 1, 3]);
-        assert_eq!(places(&[ranked(0); 12]).len(), 8);
-        assert!(places::<u32>(&[]).is_empty());
+        let ranking = Ranking {
+            entries: vec![
+                ranked(A::CUDNN_CONVOLUTION_FWD_ALGO_FFT, big),
+                ranked(A::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, 0),
+                ranked(A::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, big),
+                ranked(A::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD, AUTO_WORKSPACE_MAX),
+            ],
+            refused: AtomicU8::new(0),
+        };
+        // The heuristics' first whatever its workspace (as `cudnn`), then by number.
+        assert_eq!(
+            candidates_of::<Forward>(&ranking),
+            [
+                ConvAlgo::Cudnn,
+                ConvAlgo::CudnnAlgo(1),
+                ConvAlgo::CudnnAlgo(6)
+            ]
+        );
+        assert_eq!(
+            ConvAlgo::CudnnAlgo(6).name(),
+            "cudnn-algo-6",
+            "WINOGRAD is cuDNN's forward algorithm 6"
+        );
+        let empty = Ranking::<A> {
+            entries: Vec::new(),
+            refused: AtomicU8::new(0),
+        };
+        assert_eq!(candidates_of::<Forward>(&empty), [ConvAlgo::Cudnn]);
     }
 
     #[test]

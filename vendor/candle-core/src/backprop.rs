@@ -32,7 +32,10 @@ impl Tensor {
     /// elements having dependencies on the latter ones, e.g. the first element if any is the
     /// argument.
     /// This assumes that the op graph is a DAG.
-    pub fn sorted_nodes(&self) -> Vec<&Tensor> {
+    ///
+    /// Crate-private here (public upstream): its nodes include those a releasing backward pass
+    /// released, which must not be read.
+    pub(crate) fn sorted_nodes(&self) -> Vec<&Tensor> {
         // The vec of sorted nodes is passed as an owned value rather than a mutable reference
         // to get around some lifetime limitations.
         fn walk<'a>(
@@ -179,7 +182,9 @@ impl Tensor {
     /// later backward pass over a graph that holds one (this loss again, or a loss on a kept
     /// output of the same forward pass), also after a pass that failed partway, is an error
     /// rather than a read past the storage. Outside the graph nothing holds a released tensor,
-    /// and only the crate reaches a graph's inner nodes.
+    /// and only the crate reaches a graph's inner nodes (`Tensor::op` and `sorted_nodes` are
+    /// crate-private). The check is made as a pass starts: two passes over one graph at the
+    /// same time, on two threads, are not caught.
     pub fn backward_releasing(&self) -> Result<GradStore> {
         self.backward_with(true)
     }
