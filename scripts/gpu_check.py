@@ -456,8 +456,10 @@ def report(work, out_path):
     }
     if "cudnn" in algos and info.get("tf32_runs"):
         algo_over_pytorch["cudnn_tf32"] = over("bench_conv_cudnn_tf32", "pytorch_bench_tf32")
-    # The cuDNN the `cudnn` algorithm runs (null where it does not load).
+    # The cuDNN the `cudnn` algorithm runs (null where it does not load), and which of its
+    # algorithms ran, shape by shape, in its benchmark.
     cudnn = ((steps.get("bench") or {}).get("result") or {}).get("cudnn")
+    cudnn_ran = cudnn_algos((steps.get("bench_conv_cudnn") or {}).get("result"))
     # The host's share of ddpm-lab's forward pass: near 1, the host's kernel launches bound it
     # rather than the GPU.
     host_queue_share = queue_share((steps.get("bench") or {}).get("result"))
@@ -508,6 +510,7 @@ def report(work, out_path):
         "conv_algo_gain": conv_algo_gain,
         "conv_algo_over_pytorch": algo_over_pytorch,
         "cudnn": cudnn,
+        "cudnn_algos": cudnn_ran,
         "conv_tuning": tuning,
         "host_queue_share": host_queue_share,
         "op_counts": ops,
@@ -530,6 +533,7 @@ def report(work, out_path):
         ("backward release gain (over candle's own backward pass)", backward_gain),
         ("conv algo gain (over im2col)", conv_algo_gain),
         ("cudnn and auto over pytorch", algo_over_pytorch),
+        ("cudnn's algorithms by product (cudnn-algo-N: scripts/README.md)", cudnn_ran),
         ("conv tuning (auto)", tuning),
         ("host queue share of ddpm-lab's forward pass", host_queue_share),
         ("ops per workload", ops),
@@ -656,6 +660,17 @@ def conv_tuning(bench):
         fallback = times.get("im2col", times[r["chosen"]])
         for a in names:
             ms[a] = ms.get(a, 0.0) + times.get(a, fallback)
+    return out
+
+
+def cudnn_algos(bench):
+    """`bench --json`'s `cudnn_algos` (DDPM_LAB_CONV_ALGO=cudnn), per product: how many conv
+    shapes ran each of cuDNN's algorithms, by cuDNN's number (`cudnn-algo-N`)."""
+    out = {}
+    for r in (bench or {}).get("cudnn_algos") or []:
+        per = out.setdefault(r.get("product", "?"), {})
+        key = f"cudnn-algo-{r.get('algo')}"
+        per[key] = per.get(key, 0) + 1
     return out
 
 

@@ -224,6 +224,9 @@ pub struct BenchReport {
     /// With `auto`: each conv shape and product the process timed, every candidate's
     /// milliseconds per run and the one kept (empty otherwise).
     pub conv_tuning: Vec<crate::ops::conv_tuner::TuneRecord>,
+    /// With `cudnn`: which of cuDNN's algorithms ran for each conv shape and product, by
+    /// cuDNN's number (empty otherwise; with `auto`, `conv_tuning` names them).
+    pub cudnn_algos: Vec<crate::ops::conv_tuner::CudnnRecord>,
     /// Worker threads of the CPU kernels.
     pub threads: usize,
     /// Trainable parameters.
@@ -671,6 +674,7 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
             .flatten()
             .map(|setup| setup.to_string()),
         conv_tuning: crate::ops::conv_tuner::TUNER.records(),
+        cudnn_algos: crate::ops::conv_tuner::cudnn_records(),
         cuda_kernels,
         threads: rayon::current_num_threads(),
         params,
@@ -786,6 +790,7 @@ mod tests {
             "tf32",
             "cuda_setup",
             "cudnn",
+            "cudnn_algos",
         ] {
             assert!(json.get(key).is_some(), "json lacks {key}");
         }

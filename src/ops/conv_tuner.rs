@@ -234,6 +234,45 @@ pub fn chosen_counts(records: &[TuneRecord]) -> BTreeMap<&'static str, usize> {
 /// The process's table, which the CUDA conv fills and `bench` reports.
 pub static TUNER: Tuner = Tuner::new();
 
+/// Which of cuDNN's algorithms ran for one conv shape and product with
+/// `DDPM_LAB_CONV_ALGO=cudnn`, as `bench --json` reports them (`cudnn_algos`): the last that
+/// ran, should it have changed (a refusal or a workspace that did not fit moves on to the
+/// next).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CudnnRecord {
+    /// `forward`, `input_grad` or `weight_grad`.
+    pub product: &'static str,
+    /// The forward conv (`flip` false), its fields at the top level of the record.
+    #[serde(flatten)]
+    pub conv: ImplicitConv,
+    /// Whether TF32 was allowed.
+    pub tf32: bool,
+    /// cuDNN's number of the algorithm (`cudnn-algo-N`).
+    pub algo: u32,
+    /// Its workspace in bytes.
+    pub workspace: usize,
+}
+
+/// What cuDNN ran for each shape so far, in the order first run.
+static CUDNN_RAN: Mutex<Vec<CudnnRecord>> = Mutex::new(Vec::new());
+
+/// Notes that cuDNN ran `record.algo` for `record`'s shape, product and TF32 setting.
+pub fn note_cudnn(record: CudnnRecord) {
+    let mut ran = CUDNN_RAN.lock().unwrap_or_else(|e| e.into_inner());
+    match ran
+        .iter_mut()
+        .find(|r| r.product == record.product && r.conv == record.conv && r.tf32 == record.tf32)
+    {
+        Some(r) => *r = record,
+        None => ran.push(record),
+    }
+}
+
+/// What cuDNN ran for each shape so far ([`note_cudnn`]).
+pub fn cudnn_records() -> Vec<CudnnRecord> {
+    CUDNN_RAN.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +494,37 @@ mod tests {
             Ok(ConvAlgo::CudnnAlgo(6))
         );
         assert!(!asked.get());
+    }
+
+    #[test]
+    fn what_cudnn_ran_is_kept_once_per_shape_product_and_tf32_the_last_algorithm() {
+        let c = conv(8, 56, 28, 56, 3);
+        let record = |product, tf32, algo| CudnnRecord {
+            product,
+            conv: c,
+            tf32,
+            algo,
+            workspace: 0,
+        };
+        let before = cudnn_records().len();
+        note_cudnn(record("forward", false, 1));
+        note_cudnn(record("forward", false, 6));
+        note_cudnn(record("forward", true, 1));
+        note_cudnn(record("weight_grad", false, 1));
+        let ran = cudnn_records();
+        assert_eq!(ran.len(), before + 3);
+        let mine = |product, tf32| {
+            ran.iter()
+                .filter(|r| r.conv == c && r.product == product && r.tf32 == tf32)
+                .map(|r| r.algo)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(mine("forward", false), [6]);
+        assert_eq!(mine("forward", true), [1]);
+        assert_eq!(mine("weight_grad", false), [1]);
+        let json = serde_json::to_value(&ran[before]).unwrap();
+        assert_eq!(json["algo"], 6);
+        assert_eq!(json["c"], 56);
     }
 
     #[test]

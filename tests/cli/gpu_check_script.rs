@@ -202,8 +202,13 @@ echo '"2","im2col_f32","gpu__time_duration.sum","usecond","500.00"'
         assert!(report["conv_algo_over_pytorch"][a].is_object(), "{report}");
     }
     assert!(report["conv_algo_over_pytorch"].get("implicit").is_none());
-    // The CPU has no cuDNN to report.
+    // The CPU has no cuDNN to report, nor any of its algorithms.
     assert_eq!(report["cudnn"], serde_json::Value::Null, "{report}");
+    assert_eq!(report["cudnn_algos"], serde_json::json!({}), "{report}");
+    assert_eq!(
+        steps["bench_conv_cudnn"]["result"]["cudnn_algos"],
+        serde_json::json!([])
+    );
     assert_eq!(
         steps["bench_conv_implicit"]["result"]["sample_seconds"],
         serde_json::Value::Null

@@ -317,6 +317,8 @@ type Key = (DeviceId, Product, BatchedConv, bool);
 struct Ranking<A> {
     entries: Vec<Ranked<A>>,
     refused: AtomicU8,
+    /// The place that ran last, plus one (0: none yet), to note a change of algorithm.
+    last_ran: AtomicU8,
 }
 
 /// Each shape's ranking.
@@ -345,6 +347,7 @@ impl<A: Copy> Rankings<A> {
         let ranking = Arc::new(Ranking {
             entries,
             refused: AtomicU8::new(0),
+            last_ran: AtomicU8::new(0),
         });
         Ok(self
             .0
@@ -666,6 +669,7 @@ struct Ready<A> {
     ranking: Arc<Ranking<A>>,
     h: Rc<Handle>,
     d: Rc<ConvDescriptors>,
+    tf32: bool,
 }
 
 /// The most shapes whose descriptors a thread keeps ([`descriptors`]).
@@ -708,7 +712,12 @@ fn ranking_of<O: Operation>(dev: &CudaDevice, plan: &BatchedConv) -> Result<Read
     let d = descriptors(plan, tf32)?;
     let key = (dev.id(), O::PRODUCT, *plan, tf32);
     let ranking = O::rankings().get(key, || ranking::<O>(&h, &d, tf32))?;
-    Ok(Ready { ranking, h, d })
+    Ok(Ready {
+        ranking,
+        h,
+        d,
+        tf32,
+    })
 }
 
 /// The most workspace an algorithm that `auto` times may take: 1 GiB (PyTorch's benchmark
@@ -763,7 +772,12 @@ fn run<O: Operation>(
     mut out: CudaSlice<f32>,
     beta: f32,
 ) -> Result<CudaSlice<f32>> {
-    let Ready { ranking, h, d } = ranking_of::<O>(dev, plan)?;
+    let Ready {
+        ranking,
+        h,
+        d,
+        tf32,
+    } = ranking_of::<O>(dev, plan)?;
     let n = ranking.entries.len();
     let wanted = match pick {
         Pick::First => 0,
@@ -816,7 +830,10 @@ fn run<O: Operation>(
                 )
             };
             match queued {
-                Ok(()) => break true,
+                Ok(()) => {
+                    note_ran::<O>(&ranking, place, plan, tf32);
+                    break true;
+                }
                 Err(e) if refused(&e) => {
                     skipped.push(format!("{:?}: {:?}{}", r.algo, e.0, last_error()));
                     if e.0 != sys::cudnnStatus_t::CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER {
@@ -847,6 +864,30 @@ fn run<O: Operation>(
             skipped.join("; ")
         }
     )
+}
+
+/// Notes for `bench` which algorithm ran (`place` of `ranking`) when it is not the one that
+/// ran last, with `DDPM_LAB_CONV_ALGO=cudnn` (`auto`'s timings name each already).
+fn note_ran<O: Operation>(
+    ranking: &Ranking<O::Algo>,
+    place: usize,
+    plan: &BatchedConv,
+    tf32: bool,
+) {
+    let mark = u8::try_from(place + 1).unwrap_or(u8::MAX);
+    if ranking.last_ran.swap(mark, Ordering::Relaxed) == mark
+        || ConvAlgo::current() != ConvAlgo::Cudnn
+    {
+        return;
+    }
+    let r = ranking.entries[place];
+    crate::ops::conv_tuner::note_cudnn(crate::ops::conv_tuner::CudnnRecord {
+        product: O::PRODUCT.name(),
+        conv: crate::ops::implicit_conv::ImplicitConv::forward(plan),
+        tf32,
+        algo: O::id(r.algo),
+        workspace: r.workspace,
+    });
 }
 
 /// Errs unless operand `what`, of `have` values, holds the `need` that `plan` reads.
@@ -970,6 +1011,7 @@ mod tests {
                 ranked(A::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD, AUTO_WORKSPACE_MAX),
             ],
             refused: AtomicU8::new(0),
+            last_ran: AtomicU8::new(0),
         };
         // The heuristics' first whatever its workspace (as `cudnn`), then by number.
         assert_eq!(
@@ -988,6 +1030,7 @@ mod tests {
         let empty = Ranking::<A> {
             entries: Vec::new(),
             refused: AtomicU8::new(0),
+            last_ran: AtomicU8::new(0),
         };
         assert_eq!(candidates_of::<Forward>(&empty), [ConvAlgo::Cudnn]);
     }
