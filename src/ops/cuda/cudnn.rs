@@ -11,10 +11,12 @@
 //! Each product runs the algorithm cuDNN's heuristics rank first for its shape
 //! (`cudnnGet…Algorithm_v7`), as PyTorch's v7 path does with `cudnn.benchmark` off: the first
 //! that cuDNN supports, whose workspace can be allocated and that cuDNN agrees to run for the
-//! operands (one it refuses is dropped from the shape's ranking and the next runs), with strict
+//! operands (one it refuses as not supported is not tried again for the shape), with strict
 //! float32 math (`CUDNN_FMA_MATH`) unless TF32 is on (`--tf32`, as for cuBLAS). The ranking is
 //! asked once per shape and kept. Like PyTorch's default, that may be an algorithm whose sums
 //! use atomics, so two runs can differ in the last bits; `im2col` keeps a run repeatable.
+//! `auto` times each algorithm of the ranking too ([`auto_candidates`]), as PyTorch's
+//! `cudnn.benchmark` does.
 //!
 //! cuDNN 9 is loaded at run time (cudarc's `dynamic-loading`), from `libcudnn.so.9` (or another
 //! name cudarc tries) on the library path, e.g. the `nvidia/cudnn/lib` folder of a PyTorch install
