@@ -32,21 +32,35 @@ fi
 
 # `forward` opens the device before it reads its (here missing) files: the error says either
 # that CUDA is not available (no driver, no GPU, no CUDA libraries) or, where a GPU opened,
-# that the weights are missing.
-set +e
-out=$(timeout 120 "$bin" forward --device cuda --weights "$tmp/none.safetensors" \
-  --input "$tmp/none.safetensors" --out "$tmp/out.safetensors" 2>&1)
-rc=$?
-set -e
-lines=$(printf '%s\n' "$out" | wc -l)
-case "$out" in
-  *panicked* | *RUST_BACKTRACE* | *"error while loading shared libraries"*)
-    fail "--device cuda crashed (rc $rc): $out" ;;
-esac
-[ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] || fail "--device cuda: expected one error line and exit 1, got rc $rc: $out"
+# that the weights are missing. cuda_forward [VAR=VALUE...] runs it with those variables set,
+# checks it failed with one error line and no crash, and prints the line.
+cuda_forward() {
+  local out rc lines
+  set +e
+  out=$(env "$@" timeout 120 "$bin" forward --device cuda --weights "$tmp/none.safetensors" \
+    --input "$tmp/none.safetensors" --out "$tmp/out.safetensors" 2>&1)
+  rc=$?
+  set -e
+  lines=$(printf '%s\n' "$out" | wc -l)
+  case "$out" in
+    *panicked* | *RUST_BACKTRACE* | *"error while loading shared libraries"*)
+      fail "--device cuda $*: crashed (rc $rc): $out" ;;
+  esac
+  [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] ||
+    fail "--device cuda $*: expected one error line and exit 1, got rc $rc: $out"
+  printf '%s\n' "$out"
+}
+out=$(cuda_forward)
 case "$out" in
   "error: CUDA device 0 is not available: "*) echo "cuda-smoke: no usable GPU here, as expected: $out" ;;
   *none.safetensors*) echo "cuda-smoke: a CUDA device opened (then the missing weights stopped forward)" ;;
   *) fail "--device cuda: unexpected error: $out" ;;
+esac
+# cuDNN's convs asked for: the same, or where a GPU opened and no cuDNN 9 loads, that error.
+out=$(cuda_forward DDPM_LAB_CONV_ALGO=cudnn)
+case "$out" in
+  "error: CUDA device 0 is not available: "* | *"DDPM_LAB_CONV_ALGO=cudnn: "* | *none.safetensors*)
+    echo "cuda-smoke: DDPM_LAB_CONV_ALGO=cudnn: $out" ;;
+  *) fail "--device cuda with DDPM_LAB_CONV_ALGO=cudnn: unexpected error: $out" ;;
 esac
 echo "cuda-smoke: ok ($bin)"
