@@ -135,18 +135,8 @@ fn the_releasing_backward_pass_gives_the_same_gradients_in_less_memory() {
 /// read of the one-element stand-ins; a plain pass leaves the graph whole, and a new forward
 /// pass gives a graph that differentiates.
 fn a_released_graph_is_not_differentiated_again(route: Route) {
-    let dev = Device::Cpu;
-    let config = UnetConfig {
-        dim: 8,
-        dim_mults: vec![1, 2],
-        resnet_block_groups: 2,
-        ..UnetConfig::default()
-    };
-    let (model, _) = new_trainable(&config, 5, &dev).unwrap();
     // Activations of 16 × 8 × 32 × 32 floats: released (64 KiB and more).
-    let x = images(16, 32);
-    let t: Vec<u32> = (0..16).map(|i| i * 13 % 300).collect();
-    let t = Tensor::new(t.as_slice(), &dev).unwrap();
+    let (model, x, t) = small_blog_unet(13);
     let forward = || model.forward(&x, &t).unwrap();
     // candle's own pass releases nothing: twice is fine.
     let y = forward();
@@ -169,6 +159,22 @@ fn a_released_graph_is_not_differentiated_again(route: Route) {
     loss.backward_releasing().unwrap();
 }
 
+/// A blog UNet of width 8 on the CPU, 16 images of 32 × 32 and their timesteps
+/// (`i · t_step mod 300`).
+fn small_blog_unet(t_step: u32) -> (ddpm_lab::model::Unet, Tensor, Tensor) {
+    let dev = Device::Cpu;
+    let config = UnetConfig {
+        dim: 8,
+        dim_mults: vec![1, 2],
+        resnet_block_groups: 2,
+        ..UnetConfig::default()
+    };
+    let (model, _) = new_trainable(&config, 5, &dev).unwrap();
+    let t: Vec<u32> = (0..16).map(|i| i * t_step % 300).collect();
+    let t = Tensor::new(t.as_slice(), &dev).unwrap();
+    (model, images(16, 32), t)
+}
+
 /// What the caller keeps of a model's output through a releasing backward pass.
 #[derive(Debug, Clone, Copy)]
 enum Kept {
@@ -184,18 +190,8 @@ enum Kept {
 /// and pinned by nothing else: the loss's backward reads neither it nor its storage) is left
 /// intact by the releasing pass; one it released would no longer read back.
 fn kept_tensors_stay(route: Route) {
-    let dev = Device::Cpu;
-    let config = UnetConfig {
-        dim: 8,
-        dim_mults: vec![1, 2],
-        resnet_block_groups: 2,
-        ..UnetConfig::default()
-    };
-    let (model, _) = new_trainable(&config, 5, &dev).unwrap();
-    // 16 × 32 × 32 floats: 64 KiB, the smallest storage the pass releases.
-    let x = images(16, 32);
-    let t: Vec<u32> = (0..16).map(|i| i * 17 % 300).collect();
-    let t = Tensor::new(t.as_slice(), &dev).unwrap();
+    // Its output, 16 × 32 × 32 floats: 64 KiB, the smallest storage the pass releases.
+    let (model, x, t) = small_blog_unet(17);
     for kept in [Kept::Output, Kept::View, Kept::Detached] {
         let y = model.forward(&x, &t).unwrap();
         assert_eq!(y.elem_count() * 4, 1 << 16);
