@@ -707,8 +707,10 @@ fn descriptors(plan: &BatchedConv, tf32: bool) -> Result<Rc<ConvDescriptors>> {
 }
 
 /// The ranking of operation `O` for `plan` with the TF32 setting of now (asked of cuDNN on the
-/// shape's first use), ready to run.
+/// shape's first use), ready to run on the thread, with `dev`'s context current.
 fn ranking_of<O: Operation>(dev: &CudaDevice, plan: &BatchedConv) -> Result<Ready<O::Algo>> {
+    // cuDNN works on the thread's current context, as candle's own launches make sure of.
+    dev.cuda_stream().context().bind_to_thread().w()?;
     let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
     let h = handle(dev)?;
     let d = descriptors(plan, tf32)?;
