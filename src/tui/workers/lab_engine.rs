@@ -164,8 +164,15 @@ fn run_sampling(
         req.settings.n.max(1),
         req.settings.seed,
         watch,
-    )?;
-    let quality = score(&loaded.config.dataset).and_then(|s| {
+    );
+    // The memory sampling held, back to the GPU's driver, as after a training run (the pool
+    // keeps what is freed; the lab may sit idle, or another process want the GPU). Nothing to
+    // do off CUDA.
+    let (device, dataset) = (loaded.model.device().clone(), loaded.config.dataset.clone());
+    drop(loaded);
+    let _ = crate::device::release_cached_memory(&device);
+    let d = d?;
+    let quality = score(&dataset).and_then(|s| {
         s.score_images(d.final_images())
             .map_err(|e| format!("{e:#}"))
     });
