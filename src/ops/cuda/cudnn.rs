@@ -588,6 +588,14 @@ fn ranking<O: Operation>(
     tf32: bool,
 ) -> Result<Vec<Ranked<O::Algo>>> {
     use sys::cudnnMathType_t::{CUDNN_DEFAULT_MATH, CUDNN_FMA_MATH, CUDNN_TENSOR_OP_MATH};
+    // The heuristics rank for the math set on the conv: set it here, as a kept descriptor
+    // holds the math of the last algorithm that ran.
+    let base = if tf32 {
+        CUDNN_DEFAULT_MATH
+    } else {
+        CUDNN_FMA_MATH
+    };
+    d.set_math(base)?;
     // SAFETY: all-zero is a valid Perf (the trait's contract); cuDNN overwrites what it ranks.
     let mut perfs: [O::Perf; MOST_ALGOS] = unsafe { std::mem::zeroed() };
     let room = O::COUNT.min(MOST_ALGOS);
@@ -617,18 +625,13 @@ fn ranking<O: Operation>(
         }
     }
     if out.is_empty() {
-        let math = if tf32 {
-            CUDNN_DEFAULT_MATH
-        } else {
-            CUDNN_FMA_MATH
-        };
-        d.set_math(math)?;
+        d.set_math(base)?;
         // SAFETY: live handle and descriptors.
         let workspace = unsafe { O::workspace(h, d, O::DEFAULT) }.map_err(cudnn_err(O::WHAT))?;
         out.push(Ranked {
             algo: O::DEFAULT,
             workspace,
-            math,
+            math: base,
         });
     }
     Ok(out)

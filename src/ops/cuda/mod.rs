@@ -57,8 +57,8 @@ pub fn settings_error() -> Option<String> {
     let kernels = std::env::var(KERNELS_VAR).ok();
     let algo = std::env::var(crate::ops::implicit_conv::ALGO_VAR).ok();
     settings_problem(kernels.as_deref(), algo.as_deref()).or_else(|| {
-        let wants_cudnn = crate::ops::implicit_conv::ConvAlgo::current()
-            == crate::ops::implicit_conv::ConvAlgo::Cudnn;
+        use crate::ops::implicit_conv::ConvAlgo;
+        let wants_cudnn = ConvAlgo::parse(algo.as_deref()) == Ok(ConvAlgo::Cudnn);
         (wants_cudnn && !cudnn::available()).then(|| {
             format!(
                 "{}=cudnn: {}",
@@ -309,17 +309,23 @@ mod tests {
         assert!(err.contains("DDPM_LAB_CONV_ALGO=implict"), "{err}");
     }
 
+    /// The rest of the line of `scripts/gpu-check.sh` that starts with `prefix`.
+    fn gpu_check_line(prefix: &str) -> String {
+        let script =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
+                .unwrap();
+        script
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("gpu-check.sh has no line starting {prefix}"))
+            .to_string()
+    }
+
     /// `scripts/gpu-check.sh` searches these kernels, one at a time, when the first check of a
     /// visit fails: its list is this one.
     #[test]
     fn device_kernels_searched_by_the_gpu_check_script_are_every_kernel() {
-        let script =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
-                .unwrap();
-        let line = script
-            .lines()
-            .find_map(|l| l.strip_prefix("KERNEL_NAMES=${KERNEL_NAMES:-"))
-            .expect("a KERNEL_NAMES default");
+        let line = gpu_check_line("KERNEL_NAMES=${KERNEL_NAMES:-");
         let names: Vec<&str> = line.trim_end_matches('}').split_whitespace().collect();
         assert_eq!(names, super::KERNEL_NAMES);
     }
@@ -361,13 +367,7 @@ mod tests {
     /// table is [`super::KERNEL_NEEDS`].
     #[test]
     fn device_kernel_needs_in_the_gpu_check_script_are_the_crates() {
-        let script =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
-                .unwrap();
-        let line = script
-            .lines()
-            .find_map(|l| l.strip_prefix("KERNEL_NEEDS=\""))
-            .expect("a KERNEL_NEEDS line");
+        let line = gpu_check_line("KERNEL_NEEDS=\"");
         let pairs: Vec<(&str, &str)> = line
             .trim_end_matches('"')
             .split_whitespace()
