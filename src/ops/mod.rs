@@ -143,6 +143,13 @@ pub mod cuda_op_names {
     pub const DEPTHWISE_CONV_PLANE_BIAS: &str = "ddpm-cuda-depthwise-conv-plane-bias";
     /// GroupNorm's backward pass (`cuda::group_norm`).
     pub const GROUP_NORM_BACKWARD: &str = "ddpm-cuda-group-norm-backward";
+    /// Tensors flattened into one (`cuda::multi_tensor`; it launches outside candle's ops, so
+    /// on CUDA too it counts under this name: `ops::multi_tensor`).
+    pub const MULTI_TENSOR_GATHER: &str = "ddpm-cuda-multi-tensor-gather";
+    /// Each tensor less its part of one flat tensor, in place (`cuda::multi_tensor`).
+    pub const MULTI_TENSOR_SUB: &str = "ddpm-cuda-multi-tensor-sub";
+    /// Each tensor's blend with another (`cuda::multi_tensor`).
+    pub const MULTI_TENSOR_LERP: &str = "ddpm-cuda-multi-tensor-lerp";
 }
 
 /// Runs `f`, a composite of candle ops that stands in on the CPU for `cuda_op`, one op of

@@ -5,28 +5,25 @@
 
 use candle_core::{Result, Tensor};
 
+// The names the multi-tensor kernels count under in a census of ops (`candle_core::census`):
+// on CUDA they launch outside candle's ops, and elsewhere candle's ops tensor by tensor stand in
+// for them.
+use crate::ops::cuda_op_names as names;
 use crate::ops::stand_in;
-
-/// The names the multi-tensor kernels count under in a census of ops
-/// (`candle_core::census`): on CUDA they launch outside candle's ops, and elsewhere candle's ops
-/// tensor by tensor stand in for them.
-pub const GATHER: &str = "ddpm-cuda-multi-tensor-gather";
-/// See [`GATHER`].
-pub const SUB: &str = "ddpm-cuda-multi-tensor-sub";
-/// See [`GATHER`].
-pub const LERP: &str = "ddpm-cuda-multi-tensor-lerp";
 
 /// Every tensor of `ts` flattened, concatenated in order into one 1-D tensor (no gradient
 /// tracking: for gradients and weights as data). Errs for an empty list.
 pub fn concat_flat(ts: &[Tensor]) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if crate::ops::cuda::multi_tensor::supports(ts) {
-        return candle_core::census::as_one(GATHER, || crate::ops::cuda::multi_tensor::gather(ts));
+        return candle_core::census::as_one(names::MULTI_TENSOR_GATHER, || {
+            crate::ops::cuda::multi_tensor::gather(ts)
+        });
     }
     let Some(first) = ts.first() else {
         candle_core::bail!("concat_flat: no tensors");
     };
-    stand_in(GATHER, first.device(), || {
+    stand_in(names::MULTI_TENSOR_GATHER, first.device(), || {
         let flat = ts
             .iter()
             .map(Tensor::flatten_all)
@@ -47,7 +44,9 @@ pub fn sub_each_in_place(ts: &[Tensor], flat: &Tensor) -> Result<bool> {
             .iter()
             .all(|t| t.layout().contiguous_offsets() == Some((0, t.elem_count())))
     {
-        candle_core::census::as_one(SUB, || crate::ops::cuda::multi_tensor::sub_each(ts, flat))?;
+        candle_core::census::as_one(names::MULTI_TENSOR_SUB, || {
+            crate::ops::cuda::multi_tensor::sub_each(ts, flat)
+        })?;
         return Ok(true);
     }
     let _ = (ts, flat);
@@ -59,14 +58,14 @@ pub fn sub_each_in_place(ts: &[Tensor], flat: &Tensor) -> Result<bool> {
 pub fn lerp_each(a: &[Tensor], b: &[Tensor], keep: f64) -> Result<Vec<Tensor>> {
     #[cfg(feature = "cuda")]
     if crate::ops::cuda::multi_tensor::supports(a) && crate::ops::cuda::multi_tensor::supports(b) {
-        return candle_core::census::as_one(LERP, || {
+        return candle_core::census::as_one(names::MULTI_TENSOR_LERP, || {
             crate::ops::cuda::multi_tensor::lerp(a, b, keep)
         });
     }
     let Some(first) = a.first() else {
         return Ok(Vec::new());
     };
-    stand_in(LERP, first.device(), || {
+    stand_in(names::MULTI_TENSOR_LERP, first.device(), || {
         a.iter()
             .zip(b)
             .map(|(a, b)| (a * keep)? + (b * (1.0 - keep))?)

@@ -157,7 +157,7 @@ impl Adam {
         let params = || crate::ops::multi_tensor::concat_flat(&tensors);
         let (m, v, update) = self.update(&self.m, &self.v, g, &params)?;
         if !crate::ops::multi_tensor::sub_each_in_place(&tensors, &update)? {
-            let sub = crate::ops::multi_tensor::SUB;
+            let sub = crate::ops::cuda_op_names::MULTI_TENSOR_SUB;
             crate::ops::stand_in(sub, update.device(), || -> Result<()> {
                 for (i, (_, var)) in self.vars.iter().enumerate() {
                     subtract(var, &self.part(&update, i)?)?;
