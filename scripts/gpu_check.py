@@ -406,9 +406,13 @@ def report(work, out_path):
         rec["summaries"] = head(os.path.join(work, "nsys_train.out"), 20000)
         steps["nsys_train"] = rec
 
+    def result(name):
+        """A step's parsed JSON output ({} where it did not run or gave none)."""
+        return (steps.get(name) or {}).get("result") or {}
+
     def over(ours_name, theirs_name, theirs_label="pytorch"):
-        ours = (steps.get(ours_name) or {}).get("result") or {}
-        theirs = (steps.get(theirs_name) or {}).get("result") or {}
+        ours = result(ours_name)
+        theirs = result(theirs_name)
         r = {}
         for key in ("train_images_per_s", "forward_images_per_s"):
             if ours.get(key) and theirs.get(key):
@@ -458,15 +462,15 @@ def report(work, out_path):
         algo_over_pytorch["cudnn_tf32"] = over("bench_conv_cudnn_tf32", "pytorch_bench_tf32")
     # The cuDNN the `cudnn` algorithm runs (null where it does not load), and which of its
     # algorithms ran, shape by shape, in its benchmark.
-    cudnn = ((steps.get("bench") or {}).get("result") or {}).get("cudnn")
-    cudnn_ran = cudnn_algos((steps.get("bench_conv_cudnn") or {}).get("result"))
+    cudnn = result("bench").get("cudnn")
+    cudnn_ran = cudnn_algos(result("bench_conv_cudnn"))
     # The host's share of ddpm-lab's forward pass: near 1, the host's kernel launches bound it
     # rather than the GPU.
-    host_queue_share = queue_share((steps.get("bench") or {}).get("result"))
+    host_queue_share = queue_share(result("bench"))
     # How many ops each workload ran (on a GPU, each a kernel launch or more).
-    ops = op_counts((steps.get("bench") or {}).get("result"))
+    ops = op_counts(result("bench"))
     # `auto`'s timings shape by shape: which algorithm each product of each conv kept.
-    tuning = conv_tuning((steps.get("bench_conv_auto") or {}).get("result"))
+    tuning = conv_tuning(result("bench_conv_auto"))
 
     for name in ("ncu_train", "ncu_torch_train", "ncu_train_conv_algo"):
         rec = step_record(work, name)
