@@ -195,6 +195,18 @@ fn cudnn_version(cuda_kernels: &[String]) -> Option<String> {
     None
 }
 
+/// Which of cuDNN's algorithms ran for each conv shape, with `DDPM_LAB_CONV_ALGO=cudnn` where
+/// ddpm-lab's CUDA conv runs (with `auto`, its timings name them; the records there are the
+/// candidates timed).
+fn cudnn_algos(cuda_kernels: &[String]) -> Vec<crate::ops::conv_tuner::CudnnRecord> {
+    use crate::ops::implicit_conv::ConvAlgo;
+    if cuda_kernels.iter().any(|k| k == "conv") && ConvAlgo::current() == ConvAlgo::Cudnn {
+        crate::ops::conv_tuner::cudnn_records()
+    } else {
+        Vec::new()
+    }
+}
+
 /// Measured figures (times in seconds, medians over the timed runs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
@@ -674,7 +686,7 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
             .flatten()
             .map(|setup| setup.to_string()),
         conv_tuning: crate::ops::conv_tuner::TUNER.records(),
-        cudnn_algos: crate::ops::conv_tuner::cudnn_records(),
+        cudnn_algos: cudnn_algos(&cuda_kernels),
         cuda_kernels,
         threads: rayon::current_num_threads(),
         params,

@@ -234,10 +234,9 @@ pub fn chosen_counts(records: &[TuneRecord]) -> BTreeMap<&'static str, usize> {
 /// The process's table, which the CUDA conv fills and `bench` reports.
 pub static TUNER: Tuner = Tuner::new();
 
-/// Which of cuDNN's algorithms ran for one conv shape and product with
-/// `DDPM_LAB_CONV_ALGO=cudnn`, as `bench --json` reports them (`cudnn_algos`): the last that
-/// ran, should it have changed (a refusal or a workspace that did not fit moves on to the
-/// next).
+/// Which of cuDNN's algorithms ran last for one conv shape and product (a refusal or a
+/// workspace that did not fit moves on to the next), as `bench --json` reports them with
+/// `DDPM_LAB_CONV_ALGO=cudnn` (`cudnn_algos`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CudnnRecord {
     /// `forward`, `input_grad` or `weight_grad`.

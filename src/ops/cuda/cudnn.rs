@@ -216,10 +216,10 @@ pub struct ConvDescriptors {
 }
 
 impl ConvDescriptors {
-    /// The descriptors of `plan`, the conv's math strict float32 (`CUDNN_FMA_MATH`) or, with
-    /// `tf32`, cuDNN's default (TF32 tensor cores allowed). Errs if cuDNN does not load, a size
-    /// does not fit its `int`s, or cuDNN's output size differs from the plan's.
-    pub fn new(plan: &BatchedConv, tf32: bool) -> Result<Self> {
+    /// The descriptors of `plan`, the conv's math strict float32 (`CUDNN_FMA_MATH`) until a
+    /// ranking or a run sets its own. Errs if cuDNN does not load, a size does not fit its
+    /// `int`s, or cuDNN's output size differs from the plan's.
+    pub fn new(plan: &BatchedConv) -> Result<Self> {
         if !available() {
             candle_core::bail!("{}", unavailable_message());
         }
@@ -269,11 +269,7 @@ impl ConvDescriptors {
         }
         .map_err(cudnn_err("conv"))?;
         let descs = ConvDescriptors { x, w, y, conv };
-        descs.set_math(if tf32 {
-            sys::cudnnMathType_t::CUDNN_DEFAULT_MATH
-        } else {
-            sys::cudnnMathType_t::CUDNN_FMA_MATH
-        })?;
+        descs.set_math(sys::cudnnMathType_t::CUDNN_FMA_MATH)?;
         let out = descs.output_dims()?;
         if out != [plan.n, plan.c_out, g.ho, g.wo] {
             candle_core::bail!("cuDNN sizes the output of {plan:?} as {out:?}");
@@ -681,30 +677,31 @@ struct Ready<A> {
 const KEPT_DESCRIPTORS: usize = 256;
 
 thread_local! {
-    /// This thread's descriptors of each conv shape (and TF32 setting) it has run, so that a
-    /// conv does not make and free four of them on every call (a few microseconds of host time
-    /// each, many times a step).
-    static DESCRIPTORS: RefCell<HashMap<(BatchedConv, bool), Rc<ConvDescriptors>>> =
+    /// This thread's descriptors of each conv shape it has run, so that a conv does not make
+    /// and free four of them on every call (a few microseconds of host time each, many times a
+    /// step).
+    static DESCRIPTORS: RefCell<HashMap<BatchedConv, Rc<ConvDescriptors>>> =
         RefCell::new(HashMap::new());
 }
 
-/// This thread's descriptors of `plan` with `tf32`, made on first use. Each call sets the math
-/// it runs with, so a kept one serves every operation of the shape.
-fn descriptors(plan: &BatchedConv, tf32: bool) -> Result<Rc<ConvDescriptors>> {
+/// This thread's descriptors of `plan`, made on first use. Every ranking and run sets the math
+/// it works with, so a kept one serves every operation of the shape under either TF32
+/// setting.
+fn descriptors(plan: &BatchedConv) -> Result<Rc<ConvDescriptors>> {
     let kept = DESCRIPTORS
-        .try_with(|d| d.borrow().get(&(*plan, tf32)).cloned())
+        .try_with(|d| d.borrow().get(plan).cloned())
         .ok()
         .flatten();
     if let Some(d) = kept {
         return Ok(d);
     }
-    let d = Rc::new(ConvDescriptors::new(plan, tf32)?);
+    let d = Rc::new(ConvDescriptors::new(plan)?);
     let _ = DESCRIPTORS.try_with(|kept| {
         let mut kept = kept.borrow_mut();
         if kept.len() >= KEPT_DESCRIPTORS {
             kept.clear();
         }
-        kept.insert((*plan, tf32), d.clone());
+        kept.insert(*plan, d.clone());
     });
     Ok(d)
 }
@@ -716,7 +713,7 @@ fn ranking_of<O: Operation>(dev: &CudaDevice, plan: &BatchedConv) -> Result<Read
     dev.cuda_stream().context().bind_to_thread().w()?;
     let tf32 = candle_core::cuda_backend::gemm_reduced_precision_f32();
     let h = handle(dev)?;
-    let d = descriptors(plan, tf32)?;
+    let d = descriptors(plan)?;
     let key = (dev.id(), O::PRODUCT, *plan, tf32);
     let ranking = O::rankings().get(key, || ranking::<O>(&h, &d, tf32))?;
     Ok(Ready {
@@ -874,7 +871,8 @@ fn run<O: Operation>(
 }
 
 /// Notes for `bench` which algorithm ran (`place` of `ranking`) when it is not the one that
-/// ran last, with `DDPM_LAB_CONV_ALGO=cudnn` (`auto`'s timings name each already).
+/// ran last (`bench` reports them with `DDPM_LAB_CONV_ALGO=cudnn`; `auto`'s timings name each
+/// already).
 fn note_ran<O: Operation>(
     ranking: &Ranking<O::Algo>,
     place: usize,
@@ -882,9 +880,7 @@ fn note_ran<O: Operation>(
     tf32: bool,
 ) {
     let mark = u8::try_from(place + 1).unwrap_or(u8::MAX);
-    if ranking.last_ran.swap(mark, Ordering::Relaxed) == mark
-        || ConvAlgo::current() != ConvAlgo::Cudnn
-    {
+    if ranking.last_ran.swap(mark, Ordering::Relaxed) == mark {
         return;
     }
     let r = ranking.entries[place];
@@ -1083,7 +1079,7 @@ mod tests {
                 "libcudnn.so.9 is on LD_LIBRARY_PATH, but cuDNN did not load"
             );
             assert_eq!(version(), None);
-            let err = ConvDescriptors::new(&plans[0], false)
+            let err = ConvDescriptors::new(&plans[0])
                 .err()
                 .expect("no cuDNN, so no descriptors")
                 .to_string();
@@ -1100,26 +1096,28 @@ mod tests {
             "{err}"
         );
         for p in plans {
-            for tf32 in [false, true] {
-                let d = ConvDescriptors::new(&p, tf32).unwrap();
-                let g = p.geom;
-                assert_eq!(
-                    d.output_dims().unwrap(),
-                    [p.n, p.c_out, g.ho, g.wo],
-                    "{p:?}"
-                );
+            let d = ConvDescriptors::new(&p).unwrap();
+            let g = p.geom;
+            assert_eq!(
+                d.output_dims().unwrap(),
+                [p.n, p.c_out, g.ho, g.wo],
+                "{p:?}"
+            );
+            // Each math a ranking or a run may set is accepted for the shape.
+            use sys::cudnnMathType_t::{CUDNN_DEFAULT_MATH, CUDNN_FMA_MATH, CUDNN_TENSOR_OP_MATH};
+            for math in [CUDNN_DEFAULT_MATH, CUDNN_TENSOR_OP_MATH, CUDNN_FMA_MATH] {
+                d.set_math(math).unwrap();
             }
         }
-        // A thread keeps a shape's descriptors, one set per TF32 setting.
-        let kept = descriptors(&plans[1], false).unwrap();
-        assert!(Rc::ptr_eq(&kept, &descriptors(&plans[1], false).unwrap()));
-        assert!(!Rc::ptr_eq(&kept, &descriptors(&plans[1], true).unwrap()));
-        assert!(!Rc::ptr_eq(&kept, &descriptors(&plans[2], false).unwrap()));
+        // A thread keeps one set of descriptors per shape.
+        let kept = descriptors(&plans[1]).unwrap();
+        assert!(Rc::ptr_eq(&kept, &descriptors(&plans[1]).unwrap()));
+        assert!(!Rc::ptr_eq(&kept, &descriptors(&plans[2]).unwrap()));
         // A size past cuDNN's ints is an error, not a wrapped value.
         let huge = BatchedConv {
             n: 1 << 31,
             ..plans[1]
         };
-        assert!(ConvDescriptors::new(&huge, false).is_err());
+        assert!(ConvDescriptors::new(&huge).is_err());
     }
 }
