@@ -293,6 +293,27 @@ pub struct BenchReport {
     /// The ops a DDPM sampling step runs, its run's setup shared out over its steps (PyTorch
     /// eager: 231, the blog UNet).
     pub ops_sample_step: Option<f64>,
+    /// The same three counts by op name (`examples/op_census` prints them).
+    pub ops_by_name: OpsByName,
+}
+
+/// Ops by name (`candle_core::census`) per run of each workload; empty for a workload not run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OpsByName {
+    /// A training step's.
+    pub train_step: OpCounts,
+    /// A forward pass's.
+    pub forward: OpCounts,
+    /// A DDPM sampling step's (its run's, shared out over the steps).
+    pub sample_step: OpCounts,
+}
+
+/// How often each op ran, by name.
+pub type OpCounts = std::collections::BTreeMap<&'static str, f64>;
+
+/// The ops of `counts`, summed (`None` for a workload not run).
+fn total(counts: &Option<OpCounts>) -> Option<f64> {
+    counts.as_ref().map(|c| c.values().sum())
 }
 
 impl fmt::Display for BenchReport {
@@ -483,9 +504,9 @@ pub struct Runs {
     /// CPU). On a GPU, a queue time close to the wall time means the host, launching kernels,
     /// was the bottleneck rather than the GPU running them.
     pub queued: Vec<f64>,
-    /// The ops one run (one step, for sampling) runs, counted in one more run after the timed
-    /// ones ([`ops_of`]).
-    pub ops: Option<f64>,
+    /// The ops one run (one step, for sampling) runs by name, counted in one more run after
+    /// the timed ones ([`ops_of`]).
+    pub ops: Option<OpCounts>,
 }
 
 /// The ops `f` runs, by name (`candle_core::census`: every op that writes a storage, and each
@@ -500,9 +521,13 @@ pub fn ops_by_name(
     result.map(|()| counts)
 }
 
-/// How many ops `f` runs ([`ops_by_name`], summed).
-fn ops_of(f: impl FnOnce() -> Result<()>) -> Result<f64> {
-    Ok(ops_by_name(f)?.values().sum::<usize>() as f64)
+/// The ops `f` runs by name ([`ops_by_name`]), each count divided by `per` (the steps of a
+/// sampling run).
+fn ops_of(per: usize, f: impl FnOnce() -> Result<()>) -> Result<OpCounts> {
+    Ok(ops_by_name(f)?
+        .into_iter()
+        .map(|(name, n)| (name, n as f64 / per.max(1) as f64))
+        .collect())
 }
 
 /// Runs `f` `warmup` times untimed, then `repeats` times timed (after a device sync each).
@@ -559,7 +584,7 @@ pub fn bench_train(opts: &BenchOptions) -> Result<Runs> {
         trainer.train_step(&x0, 0)?;
         Ok(())
     })?;
-    runs.ops = Some(ops_of(|| trainer.train_step(&x0, 0).map(|_| ()))?);
+    runs.ops = Some(ops_of(1, || trainer.train_step(&x0, 0).map(|_| ()))?);
     Ok(runs)
 }
 
@@ -590,7 +615,7 @@ pub fn bench_forward(opts: &BenchOptions) -> Result<Runs> {
         unet.forward(&x, &t)?;
         Ok(())
     })?;
-    runs.ops = Some(ops_of(|| Ok(unet.forward(&x, &t).map(|_| ())?))?);
+    runs.ops = Some(ops_of(1, || Ok(unet.forward(&x, &t).map(|_| ())?))?);
     Ok(runs)
 }
 
@@ -621,7 +646,7 @@ pub fn bench_sample(opts: &BenchOptions) -> Result<Runs> {
     // Per step: a short run of the same sampler, its setup shared out over its steps.
     let steps = SAMPLE_OPS_STEPS.min(opts.sample_steps);
     let short = ScheduleTables::new(BetaSchedule::Linear, steps)?;
-    let ops = ops_of(|| {
+    runs.ops = Some(ops_of(steps, || {
         let kind = SamplerKind::Ddpm;
         sampler::sample(
             &unet,
@@ -633,8 +658,7 @@ pub fn bench_sample(opts: &BenchOptions) -> Result<Runs> {
             &mut |_, _| {},
         )?;
         Ok(())
-    })?;
-    runs.ops = Some(ops / steps as f64);
+    })?);
     Ok(runs)
 }
 
@@ -708,9 +732,14 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
         peak_gpu_mb_train,
         peak_gpu_mb_forward,
         peak_gpu_mb_sample,
-        ops_train_step: train_runs.ops,
-        ops_forward: forward_runs.ops,
-        ops_sample_step: sample_runs.ops,
+        ops_train_step: total(&train_runs.ops),
+        ops_forward: total(&forward_runs.ops),
+        ops_sample_step: total(&sample_runs.ops),
+        ops_by_name: OpsByName {
+            train_step: train_runs.ops.unwrap_or_default(),
+            forward: forward_runs.ops.unwrap_or_default(),
+            sample_step: sample_runs.ops.unwrap_or_default(),
+        },
     })
 }
 
@@ -796,6 +825,7 @@ mod tests {
             "ops_train_step",
             "ops_forward",
             "ops_sample_step",
+            "ops_by_name",
             "config",
             "device",
             "device_name",

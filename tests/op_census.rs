@@ -92,7 +92,8 @@ fn bench_counts_the_ops_of_each_workload() {
     let t = model::timesteps_tensor(&[0, 1, 2], &dev).unwrap();
     census::open();
     unet.forward(&x, &t).unwrap();
-    let forward: usize = census::close().values().sum();
+    let forward_counts = census::close();
+    let forward: usize = forward_counts.values().sum();
     assert!(forward > 20, "{forward} ops");
     assert_eq!(report.ops_forward, Some(forward as f64));
     let train = report.ops_train_step.unwrap();
@@ -105,5 +106,32 @@ fn bench_counts_the_ops_of_each_workload() {
     assert!(
         step > forward as f64 && step < forward as f64 + 20.0,
         "{step} {forward}"
+    );
+    // By name, the forward pass's counts are the census's here, and each workload's add up to
+    // its total.
+    let by_name = &report.ops_by_name;
+    let counted: BTreeMap<&str, f64> = forward_counts
+        .iter()
+        .map(|(&k, &n)| (k, n as f64))
+        .collect();
+    assert_eq!(by_name.forward, counted);
+    for (counts, total) in [
+        (&by_name.train_step, train),
+        (&by_name.forward, forward as f64),
+        (&by_name.sample_step, step),
+    ] {
+        assert!(counts.len() > 3, "{counts:?}");
+        assert!(
+            (counts.values().sum::<f64>() - total).abs() < 1e-9,
+            "{counts:?}"
+        );
+    }
+    // A training step runs the backward pass's ops, which a forward pass does not.
+    assert!(
+        by_name
+            .train_step
+            .keys()
+            .any(|k| !by_name.forward.contains_key(k)),
+        "{by_name:?}"
     );
 }
