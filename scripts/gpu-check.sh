@@ -27,7 +27,8 @@
 #   DEVICE=cuda         device for every step (DEVICE=cpu tests the script on any machine)
 #   DDPM_LAB=path       the binary (default: gpu-bin/ddpm-lab, else gpu-bin/ddpm-lab.gz or .xz
 #                       unpacked, else target/cuda/release/ddpm-lab, else target/release/ddpm-lab;
-#                       how to build and carry it: scripts/README.md)
+#                       scripts/gpu-pack.sh packs it with gpu-bin/BUILT_FROM, whose commit the
+#                       report gives as `built_from`; how to build and carry it: scripts/README.md)
 #   SHARED=dir          the shared folder with fixtures/ and data/ (default: ../shared, else
 #                       ./shared: only a shared/ inside the checkout travels to the GPU machine)
 #   PYTHON=python3      python for the helpers and for PyTorch (needs torch, and einops or
@@ -156,6 +157,11 @@ if [ -z "$BIN" ]; then
     done
   fi
 fi
+# The commit a carried binary was built from (scripts/gpu-pack.sh writes it beside).
+BUILT_FROM=
+case "$BIN" in
+  "$REPO"/gpu-bin/* | "$WORK"/*) BUILT_FROM=$(head -c 200 "$REPO/gpu-bin/BUILT_FROM" 2>/dev/null) ;;
+esac
 
 # The shared folder (fixtures, Fashion-MNIST): next to the repository on both machines, but
 # look in the other usual places too.
@@ -576,6 +582,7 @@ fi
 
 # The report: what this run was, then every step's result.
 GC_STARTED=$(date -u -d "@$START" +%Y-%m-%dT%H:%M:%SZ) GC_DEVICE=$DEVICE GC_BINARY=$BIN \
+  GC_BUILT_FROM=$BUILT_FROM \
   GC_SHARED=${SHARED:-} GC_FIXTURES=${FIX:-} GC_DATASET=$DATASET GC_LD=${LD_LIBRARY_PATH:-} \
   GC_PYTHONPATH=${PYTHONPATH:-} \
   GC_TRAIN_SECONDS=$TRAIN_SECONDS GC_TRAIN_ARGS=$TRAIN_ARGS GC_BENCH_ARGS=$BENCH_ARGS GC_TF32=$TF32 \
@@ -587,6 +594,7 @@ import json, os, sys
 e = os.environ
 json.dump({
     "started": e["GC_STARTED"], "device": e["GC_DEVICE"], "binary": e["GC_BINARY"],
+    "built_from": e["GC_BUILT_FROM"].strip() or None,
     "shared": e["GC_SHARED"], "fixtures": e["GC_FIXTURES"], "dataset": e["GC_DATASET"],
     "ld_library_path": e["GC_LD"], "pythonpath": e["GC_PYTHONPATH"],
     "train_seconds": float(e["GC_TRAIN_SECONDS"]),

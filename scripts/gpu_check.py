@@ -525,7 +525,8 @@ def report(work, out_path):
         json.dump(doc, f, indent=2)
         f.write("\n")
     os.replace(tmp, out_path)
-    print(f"{out_path}: ok={doc['ok']} failed={doc['failed']}", file=sys.stderr)
+    print(f"{out_path}: ok={doc['ok']} failed={doc['failed']} "
+          f"built_from={doc.get('built_from')}", file=sys.stderr)
     # The figures a visit is for, on one screen (the JSON has the rest).
     print(f"optional_failed={doc['optional_failed']}", file=sys.stderr)
     print(f"cuda_setup_fallback={doc.get('cuda_setup_fallback')} "

@@ -2,6 +2,7 @@
 //! as its device on tiny sizes: every step it can take here runs and reports, so a visit to the
 //! GPU is not spent on a broken script.
 
+use std::path::Path;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ddpm-lab");
@@ -582,4 +583,62 @@ fn the_conv_tuning_summary_adds_each_candidates_times_per_product() {
         },
     });
     assert_eq!(got, want);
+}
+
+/// A binary carried as `scripts/gpu-pack.sh` packs it (`gpu-bin/ddpm-lab.xz` beside
+/// `gpu-bin/BUILT_FROM`) is the one the visit runs, and the report names the commit it was
+/// built from; a binary given by `DDPM_LAB` names none. The script runs from a scratch copy of
+/// `scripts/` (it finds `gpu-bin/` beside them) with no time to run its steps.
+#[test]
+fn a_carried_binary_is_unpacked_and_the_report_names_its_commit() {
+    let repo = tempfile::tempdir().unwrap();
+    let scripts = repo.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    for name in ["gpu-check.sh", "gpu_check.py"] {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scripts")
+                .join(name),
+            scripts.join(name),
+        )
+        .unwrap();
+    }
+    let gpu_bin = repo.path().join("gpu-bin");
+    std::fs::create_dir_all(&gpu_bin).unwrap();
+    // A stand-in binary, xz-compressed as gpu-pack.sh leaves it.
+    let stand_in = gpu_bin.join("ddpm-lab");
+    write_executable(&stand_in, "#!/bin/sh\necho stand-in 0.0\n");
+    let ok = Command::new("xz")
+        .arg(&stand_in)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok && gpu_bin.join("ddpm-lab.xz").is_file());
+    std::fs::write(gpu_bin.join("BUILT_FROM"), "0123abc+changes\n").unwrap();
+    let run = |env: &[(&str, &str)]| -> serde_json::Value {
+        let out = repo.path().join("out");
+        let status = Command::new("bash")
+            .arg(scripts.join("gpu-check.sh"))
+            .arg(&out)
+            .env("DEVICE", "cpu")
+            .env("TF32", "0")
+            .env("PYTHON", "python3")
+            .env("TOTAL_SECONDS", "0")
+            .env_remove("DDPM_LAB")
+            .envs(env.iter().copied())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+        serde_json::from_str(&std::fs::read_to_string(out.join("gpu-check.json")).unwrap()).unwrap()
+    };
+    let report = run(&[]);
+    assert_eq!(report["built_from"], "0123abc+changes", "{report}");
+    let binary = report["binary"].as_str().unwrap();
+    assert!(
+        binary.ends_with("/ddpm-lab") && !binary.contains("gpu-bin"),
+        "{report}"
+    );
+    let given = run(&[("DDPM_LAB", BIN)]);
+    assert_eq!(given["built_from"], serde_json::Value::Null, "{given}");
+    assert_eq!(given["binary"], BIN, "{given}");
 }

@@ -11,5 +11,6 @@ mod cli_hub;
 mod export_files;
 mod export_schedules_cmd;
 mod gpu_check_script;
+mod gpu_pack_script;
 mod reliability_edges;
 mod reliability_signals;
