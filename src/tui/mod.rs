@@ -93,7 +93,13 @@ where
                     if let crossterm::event::KeyCode::Char(c) = key.code {
                         crate::fail_point!("lab-key", c);
                     }
-                    event::handle_key(app, key);
+                    let size = terminal.size()?;
+                    let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+                    if ui::areas(area).is_some() {
+                        event::handle_key(app, key);
+                    } else {
+                        event::handle_key_in_small_terminal(app, key);
+                    }
                 }
                 Event::Mouse(m) => {
                     let size = terminal.size()?;

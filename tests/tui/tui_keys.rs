@@ -343,9 +343,11 @@ fn sample_needs_a_checkpoint_then_steps_and_plays() {
     assert_eq!(req.run_dir, std::path::PathBuf::from("runs/r"));
     assert!(req.settings.ddim);
     assert_eq!(req.settings.ddim_steps, 100);
+    let mut drawn = frames(4, 30);
+    drawn.step = Some(5);
     app.handle_msg(WorkerMsg::Sample {
         slot: Slot::Main,
-        msg: SampleMsg::Done(Box::new(frames(4, 30))),
+        msg: SampleMsg::Done(Box::new(drawn)),
     });
     assert_eq!(app.sample.cursor.index, 30, "shows the final images first");
     handle_key(&mut app, key(KeyCode::Home));
@@ -360,11 +362,25 @@ fn sample_needs_a_checkpoint_then_steps_and_plays() {
     assert_eq!(app.sample.cursor.index, 5);
     handle_key(&mut app, key(KeyCode::End));
     assert_eq!(app.sample.cursor.index, 30);
+    // A new seed and sampler for the next draw: the export is still named after the frames
+    // shown (their checkpoint's step, sampler and seed), and the screen says what they are.
+    handle_key(&mut app, ch('s'));
+    handle_key(&mut app, ch('k'));
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("shown: step 5 · DDIM 100 · seed 0"),
+        "{screen}"
+    );
     handle_key(&mut app, ch('e'));
-    assert!(engine.calls().iter().any(|c| matches!(
-        c,
-        Call::Export(dir, stem) if dir.ends_with("runs/r/exports") && stem == "samples-ddim100-seed0"
-    )));
+    assert!(
+        engine.calls().iter().any(|c| matches!(
+            c,
+            Call::Export(dir, stem)
+                if dir.ends_with("runs/r/exports") && stem == "samples-step5-ddim100-seed0"
+        )),
+        "{:?}",
+        engine.calls()
+    );
     app.handle_msg(WorkerMsg::Exported(Ok(vec!["runs/r/exports/a.png".into()])));
     assert!(app.notice.as_ref().unwrap().text.contains("a.png"));
 }
@@ -583,4 +599,65 @@ fn quitting_gives_up_waiting_after_the_grace_period() {
     assert!(!app.should_exit());
     app.tick(ddpm_lab::tui::state::SHUTDOWN_GRACE);
     assert!(app.should_exit());
+}
+
+#[test]
+fn x_stops_a_paused_run_so_that_another_can_be_opened_or_compared() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 2, 100);
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, vec![TrainEvent::Paused { step: 2 }]);
+    assert_eq!(app.train.run.state, RunState::Paused);
+    // Paused, it still holds the machine: the Compare screen and the run picker say how to
+    // end it, not to pause it.
+    app.tab = Tab::Compare;
+    handle_key(&mut app, ch(' '));
+    let notice = app.notice.as_ref().unwrap().text.clone();
+    assert!(notice.contains("x on Train stops it"), "{notice}");
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('o'));
+    let notice = app.notice.as_ref().unwrap().text.clone();
+    assert!(notice.contains("x on its screen stops it"), "{notice}");
+    // x: checkpoint and stop; once the worker has finished, the run can be continued later.
+    handle_key(&mut app, ch('x'));
+    assert_eq!(
+        engine.commands(Slot::Main),
+        vec![TrainCommand::Pause, TrainCommand::Stop]
+    );
+    assert_eq!(app.train.run.state, RunState::Stopping);
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 2,
+            run_dir: Some("runs/r".into()),
+        }],
+    );
+    assert!(!app.any_active());
+    handle_key(&mut app, ch('x'));
+    let notice = app.notice.as_ref().unwrap().text.clone();
+    assert!(notice.contains("no run is training or paused"), "{notice}");
+    // The Compare screen's x stops its runs and starts no other.
+    app.tab = Tab::Compare;
+    handle_key(&mut app, ch(' '));
+    let linear = Slot::Compare(BetaSchedule::Linear);
+    feed(&mut app, linear, fake_run(0, 3, 50));
+    handle_key(&mut app, ch('x'));
+    assert_eq!(engine.commands(linear), vec![TrainCommand::Stop]);
+    feed(
+        &mut app,
+        linear,
+        vec![TrainEvent::Finished {
+            step: 3,
+            run_dir: Some("runs/c/linear".into()),
+        }],
+    );
+    assert!(!app.compare.any_active());
+    let compare_runs = engine
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Train(Slot::Compare(_), _)))
+        .count();
+    assert_eq!(compare_runs, 1, "no next schedule started after the stop");
 }

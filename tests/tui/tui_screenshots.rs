@@ -407,7 +407,7 @@ fn capture_screenshots() {
     t.wait_for("FINISHED", 3600);
     t.shot("3-train", "lab-mono");
     t.keys(&["4", "g"]);
-    t.wait_for("ready: g draws again", 1800);
+    t.wait_for("shown: step", 1800);
     t.keys(&["Home"]);
     t.wait_for("frame 1/", 10);
     t.keys(&["PageDown"]);

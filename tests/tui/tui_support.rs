@@ -331,6 +331,7 @@ pub fn frames(n: usize, steps: usize) -> Frames {
         frames: (0..=steps).map(frame_at).collect(),
         x0_preds: (0..=steps).map(|_| clean.clone()).collect(),
         quality: Err("not scored".into()),
+        step: None,
     }
 }
 

@@ -9,9 +9,9 @@ use crossterm::event::KeyCode;
 use ddpm_lab::eval::Quality;
 use ddpm_lab::schedule::{BetaSchedule, ScheduleTables};
 use ddpm_lab::train::events::TrainEvent;
-use ddpm_lab::tui::event::handle_key;
+use ddpm_lab::tui::event::{handle_key, handle_key_in_small_terminal};
 use ddpm_lab::tui::settings::TrainSettings;
-use ddpm_lab::tui::state::{App, Tab};
+use ddpm_lab::tui::state::{App, Overlay, Tab};
 use ddpm_lab::tui::workers::{
     DataMsg, LoadStage, RunRecord, RunSummary, SampleMsg, Slot, WorkerMsg,
 };
@@ -366,9 +366,39 @@ fn open_run_dialog_keeps_the_end_of_run_names_at_80x24() {
 
 #[test]
 fn too_small_terminal_says_so() {
-    let (app, _) = app();
+    let (mut app, engine) = app();
+    // Every line shows, down to 40 columns (the sentence wrapped into three rows lost its
+    // third before).
+    for (w, h) in [(60, 20), (40, 12)] {
+        let screen = render(&app, w, h);
+        for part in [
+            format!("too small: {w}×{h}"),
+            "needs at least 80×24".to_string(),
+            "press q to quit".to_string(),
+        ] {
+            assert!(screen.contains(&part), "{part}:\n{screen}");
+        }
+    }
+    // Only the quit keys act: the screens' keys would act on what the user cannot see.
+    app.tab = Tab::Train;
+    assert!(!handle_key_in_small_terminal(&mut app, ch(' ')));
+    assert!(!handle_key_in_small_terminal(&mut app, ch('4')));
+    assert_eq!(app.tab, Tab::Train);
+    assert!(
+        !engine.calls().iter().any(|c| matches!(c, Call::Train(..))),
+        "no run started"
+    );
+    // With a run training, q asks first, and the question shows on the small screen.
+    start_main_run(&mut app, 100, 1);
+    assert!(handle_key_in_small_terminal(&mut app, ch('q')));
+    assert_eq!(app.overlay, Overlay::ConfirmQuit);
     let screen = render(&app, 60, 20);
-    assert!(screen.contains("too small: 60×20"), "{screen}");
+    assert!(
+        screen.contains("Quit? Running runs are checkpointed"),
+        "{screen}"
+    );
+    assert!(handle_key_in_small_terminal(&mut app, ch('n')));
+    assert_eq!(app.overlay, Overlay::None);
 }
 
 #[test]

@@ -303,9 +303,9 @@ pub const KEY_HELP: &[KeyHelp] = &[
     ),
     row(
         TRAIN,
-        "c",
-        "save a checkpoint now",
-        &[b(ch('c'), C::Checkpoint)],
+        "c  ·  x",
+        "save a checkpoint now  ·  stop the run (saved; o continues it)",
+        &[b(ch('c'), C::Checkpoint), b(ch('x'), C::TrainStop)],
     ),
     row(
         TRAIN,
@@ -372,6 +372,12 @@ pub const KEY_HELP: &[KeyHelp] = &[
         "space",
         "train one model per schedule / pause / resume",
         &[b(ch(' '), C::CompareToggle)],
+    ),
+    row(
+        COMPARE,
+        "x",
+        "stop the comparison (each run saved)",
+        &[b(ch('x'), C::CompareStop)],
     ),
     row(
         COMPARE,

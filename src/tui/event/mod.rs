@@ -43,6 +43,8 @@ pub enum Command {
     TrainToggle,
     /// Train: checkpoint now.
     Checkpoint,
+    /// Train: checkpoint and end the run (running or paused), so that another can start.
+    TrainStop,
     /// Train: open an earlier run.
     OpenRun,
     /// Train: highlight another field.
@@ -79,6 +81,8 @@ pub enum Command {
     NewSeed,
     /// Compare: start / pause / resume the four runs.
     CompareToggle,
+    /// Compare: checkpoint and end the comparison's runs.
+    CompareStop,
     /// Compare: in turn ↔ round-robin.
     CompareMode,
     /// Compare: steps per run.
@@ -125,6 +129,27 @@ pub fn map_key(app: &App, key: KeyEvent) -> Option<Command> {
 /// Applies a command to the app (see [`App::apply`]).
 pub fn apply(app: &mut App, cmd: Command) {
     app.apply(cmd);
+}
+
+/// Whether `cmd` may act while the terminal is too small to draw the lab: quitting and the
+/// quit question (which the small screen shows), nothing on a screen the user cannot see.
+pub fn allowed_in_small_terminal(cmd: Command) -> bool {
+    matches!(
+        cmd,
+        Command::Quit | Command::Interrupt | Command::ConfirmQuit(_)
+    )
+}
+
+/// [`handle_key`] while the terminal is too small to draw the lab: only the keys of
+/// [`allowed_in_small_terminal`] act.
+pub fn handle_key_in_small_terminal(app: &mut App, key: KeyEvent) -> bool {
+    match map_key(app, key) {
+        Some(cmd) if allowed_in_small_terminal(cmd) => {
+            apply(app, cmd);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Maps and applies a key; returns whether it did anything.

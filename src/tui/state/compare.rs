@@ -160,6 +160,17 @@ impl CompareState {
     pub fn handle(&mut self, cmd: Command, ctx: &mut Ctx) -> Vec<Effect> {
         match cmd {
             Command::CompareToggle => return self.toggle(ctx),
+            Command::CompareStop => {
+                // Paused, the scheduler hands nothing on when the stopped run ends.
+                self.paused = true;
+                return if self.stop_all() {
+                    vec![Effect::info(
+                        "stopping the comparison: saving each run (space starts a new one)",
+                    )]
+                } else {
+                    vec![Effect::error("no comparison is training or paused")]
+                };
+            }
             Command::CompareMode => {
                 if self.any_active() {
                     return vec![Effect::error(
@@ -194,7 +205,7 @@ impl CompareState {
     fn toggle(&mut self, ctx: &mut Ctx) -> Vec<Effect> {
         if ctx.train_active {
             return vec![Effect::error(
-                "the Train run is training; pause or finish it first",
+                "the Train run is still going (x on Train stops it)",
             )];
         }
         if let Some(i) = self.active {

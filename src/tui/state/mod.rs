@@ -52,6 +52,10 @@ use train::TrainState;
 /// (a step of a big model on a CPU can take a while; Ctrl-C again leaves at once).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(300);
 
+/// Opening a run while another trains or is paused (one run trains at a time).
+pub const RUN_IN_PROGRESS: &str =
+    "a run is still going (training or paused): x on its screen stops it";
+
 /// The whole lab: the screens' states and the router between them.
 pub struct App {
     /// Current screen.
@@ -375,7 +379,7 @@ impl App {
     /// the Train screen (refused while a run trains).
     fn open_highlighted_run(&mut self) -> Vec<Effect> {
         if self.any_active() {
-            return vec![Effect::error("pause and finish the current run first")];
+            return vec![Effect::error(RUN_IN_PROGRESS)];
         }
         match self.runs.highlighted() {
             Some(r) => self.picker_wait.open(RunPicker {

@@ -41,7 +41,7 @@ impl PickerWait {
     /// trains (`busy`); ignored while an answer is awaited.
     pub fn request(&mut self, busy: bool, runs_root: &Path) -> Vec<Effect> {
         if busy {
-            return vec![Effect::error("pause and finish the current run first")];
+            return vec![Effect::error(super::RUN_IN_PROGRESS)];
         }
         if *self != PickerWait::Idle {
             return Vec::new();

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::super::event::Command;
+use super::super::settings::SampleSettings;
 use super::super::workers::{ExportRequest, Frames, SampleMsg, Slot};
 use super::effect::{Ctx, Effect, Topic};
 use super::train::notch;
@@ -122,6 +123,8 @@ pub struct SampleState {
     pub status: SampleStatus,
     /// Run the frames were drawn from.
     pub source: Option<PathBuf>,
+    /// The settings the latest job drew with (the screen's may have changed since).
+    pub drawn_with: Option<SampleSettings>,
     /// Frames of the latest job.
     pub frames: Option<Frames>,
     /// Playback position.
@@ -168,7 +171,10 @@ impl SampleState {
             Command::FirstFrame => self.cursor.home(),
             Command::LastFrame => self.cursor.end(),
             Command::TogglePlay => self.cursor.toggle_play(),
-            Command::Generate => return self.generate(target),
+            Command::Generate => {
+                let drawn_with = s.clone();
+                return self.generate(target, &drawn_with);
+            }
             Command::Export => return self.export(ctx),
             Command::ToggleSampler => s.ddim = !s.ddim,
             Command::DdimSteps(dir) => {
@@ -201,8 +207,8 @@ impl SampleState {
         }
     }
 
-    /// `g`: samples from `target`.
-    fn generate(&mut self, target: SampleTarget) -> Vec<Effect> {
+    /// `g`: samples from `target` with `ctx_settings`.
+    fn generate(&mut self, target: SampleTarget, ctx_settings: &SampleSettings) -> Vec<Effect> {
         if matches!(self.status, SampleStatus::Running { .. }) {
             return Vec::new();
         }
@@ -215,6 +221,7 @@ impl SampleState {
         self.current = None;
         self.elapsed = Duration::ZERO;
         self.source = Some(run_dir.clone());
+        self.drawn_with = Some(ctx_settings.clone());
         self.cursor.playing = false;
         self.exported = None;
         vec![Effect::Sample {
@@ -223,7 +230,9 @@ impl SampleState {
         }]
     }
 
-    /// `e`: exports the frames as a PNG grid and a GIF into the run's `exports` directory.
+    /// `e`: exports the frames as a PNG grid and a GIF into the run's `exports` directory,
+    /// named after what they are: the checkpoint's step (when known), the sampler and the seed
+    /// they were drawn with (not the screen's settings, which may have changed since).
     fn export(&mut self, ctx: &Ctx) -> Vec<Effect> {
         let Some(frames) = &self.frames else {
             return vec![Effect::error(
@@ -238,11 +247,12 @@ impl SampleState {
             .clone()
             .unwrap_or_else(|| ctx.settings.runs_root())
             .join("exports");
-        let s = &ctx.settings.sample;
+        let s = self.drawn_with.as_ref().unwrap_or(&ctx.settings.sample);
+        let step = frames.step.map_or(String::new(), |n| format!("step{n}-"));
         let stem = if s.ddim {
-            format!("samples-ddim{}-seed{}", s.ddim_steps, s.seed)
+            format!("samples-{step}ddim{}-seed{}", s.ddim_steps, s.seed)
         } else {
-            format!("samples-ddpm-seed{}", s.seed)
+            format!("samples-{step}ddpm-seed{}", s.seed)
         };
         let frames = frames.clone();
         self.exporting = true;

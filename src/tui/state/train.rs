@@ -245,6 +245,15 @@ impl TrainState {
                     vec![Effect::error("no run is training")]
                 }
             }
+            Command::TrainStop => {
+                if self.run.stop() {
+                    vec![Effect::info(
+                        "stopping: saving a checkpoint (o continues the run later)",
+                    )]
+                } else {
+                    vec![Effect::error("no run is training or paused")]
+                }
+            }
             Command::SelectField(delta) => {
                 self.select(delta);
                 Vec::new()
@@ -281,7 +290,7 @@ impl TrainState {
         }
         if ctx.compare_active {
             return vec![Effect::error(
-                "the Compare runs are training; pause or finish them first",
+                "the Compare runs are still going (x on Compare stops them)",
             )];
         }
         let run_dir = if resume {

@@ -50,7 +50,7 @@ pub fn picker_area(body: Rect, n: usize) -> Rect {
 pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
     let area = frame.area();
     let Some([tabs_area, body, status_area]) = areas(area) else {
-        too_small(frame, area);
+        too_small(frame, area, app);
         return;
     };
     tabs::draw(frame, tabs_area, app);
@@ -73,22 +73,40 @@ pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
     }
 }
 
-fn too_small(frame: &mut Frame, area: Rect) {
-    let text = vec![
+/// What a terminal too small for the lab shows: its size and the size needed, how to quit,
+/// and the quit question when it is open (only the quit keys act there: see
+/// `event::handle_key_in_small_terminal`). Short lines, so that they fit from 40 columns on;
+/// narrower, they wrap into the rows below.
+fn too_small(frame: &mut Frame, area: Rect, app: &App) {
+    let mut text = vec![
         Line::from("ddpm-lab"),
         Line::from(format!(
-            "The terminal is too small: {}×{}, the lab needs at least {}×{}.",
-            area.width, area.height, MIN_SIZE.0, MIN_SIZE.1
+            "The terminal is too small: {}×{};",
+            area.width, area.height
         )),
-        Line::from("Enlarge the window, or press q to quit."),
+        Line::from(format!(
+            "the lab needs at least {}×{}.",
+            MIN_SIZE.0, MIN_SIZE.1
+        )),
     ];
+    if app.overlay == Overlay::ConfirmQuit {
+        text.push(Line::from(""));
+        text.push(Line::styled(
+            "Quit? Running runs are checkpointed first.",
+            Style::default().add_modifier(Modifier::BOLD),
+        ));
+        text.push(Line::from("y / Enter: save and quit · n / Esc: stay"));
+    } else {
+        text.push(Line::from("Enlarge the window, or press q to quit."));
+    }
+    let rows = text.len() as u16;
     let p = Paragraph::new(text)
         .alignment(Alignment::Center)
         .wrap(Wrap { trim: true });
-    let y = area.height.saturating_sub(3) / 2;
+    let y = area.height.saturating_sub(rows) / 2;
     frame.render_widget(
         p,
-        Rect::new(area.x, area.y + y, area.width, 3.min(area.height)),
+        Rect::new(area.x, area.y + y, area.width, area.height - y),
     );
 }
 
@@ -172,8 +190,15 @@ pub fn block_titled(title: Line<'_>) -> Block<'_> {
 fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     let r = centered(area, 62, 7);
     frame.render_widget(Clear, r);
-    let what = if app.any_active() {
+    // Active and not paused: starting, training or saving.
+    let busy = |r: &crate::tui::state::run::RunProgress| {
+        r.is_active() && r.state != crate::tui::state::run::RunState::Paused
+    };
+    let training = busy(&app.train.run) || app.compare.slots.iter().any(|s| busy(&s.run));
+    let what = if training {
         "A run is training."
+    } else if app.any_active() {
+        "A run is paused."
     } else {
         "A run has steps that are not in a checkpoint."
     };

@@ -79,6 +79,31 @@ fn source_line(run: &str, step: Option<usize>, width: usize) -> String {
     format!("{}{step}", super::ellipsize_middle(run, room))
 }
 
+/// What the frames shown were drawn with (the settings above may have changed since): the
+/// checkpoint's step when known, the sampler and the seed (`step 200 · DDIM 25 · seed 1`).
+fn drawn_label(
+    settings: Option<&crate::tui::settings::SampleSettings>,
+    step: Option<usize>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = step {
+        parts.push(format!("step {n}"));
+    }
+    if let Some(s) = settings {
+        parts.push(if s.ddim {
+            format!("DDIM {}", s.ddim_steps)
+        } else {
+            "DDPM".to_string()
+        });
+        parts.push(format!("seed {}", s.seed));
+    }
+    if parts.is_empty() {
+        "the last samples".to_string()
+    } else {
+        parts.join(" · ")
+    }
+}
+
 /// Timestep label of frame `i` ("noise" for the first frame, "final" after the last step).
 pub fn frame_t(f: &Frames, i: usize) -> String {
     match f.timesteps.get(i) {
@@ -231,8 +256,12 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
             Style::default().fg(theme::ERROR),
         )),
         SampleStatus::Ready => {
+            let step = app.sample.frames.as_ref().and_then(|f| f.step);
             lines.push(Line::styled(
-                "ready: g draws again",
+                format!(
+                    "shown: {}",
+                    drawn_label(app.sample.drawn_with.as_ref(), step)
+                ),
                 Style::default().fg(theme::OK),
             ));
             if let Some(f) = &app.sample.frames {

@@ -24,7 +24,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         run_text = format!("{run_text} {}/{}", run.step(), run.total_steps);
     }
     if app.compare.any_active() {
-        run_text = format!("{run_text} · compare training");
+        let what = if app.compare.paused {
+            "paused"
+        } else {
+            "training"
+        };
+        run_text = format!("{run_text} · compare {what}");
     }
     if let Lifecycle::ShuttingDown(_) = app.lifecycle {
         run_text = "saving before quit".to_string();

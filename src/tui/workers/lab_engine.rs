@@ -169,6 +169,7 @@ fn run_sampling(
     // keeps what is freed; the lab may sit idle, or another process want the GPU). Nothing to
     // do off CUDA.
     let (device, dataset) = (loaded.model.device().clone(), loaded.config.dataset.clone());
+    let step = loaded.step;
     drop(loaded);
     let _ = crate::device::release_cached_memory(&device);
     let d = d?;
@@ -181,6 +182,7 @@ fn run_sampling(
         frames: d.frames,
         x0_preds: d.x0_preds,
         quality,
+        step: Some(step),
     })
 }
 

@@ -111,6 +111,8 @@ pub struct Frames {
     pub x0_preds: Vec<Vec<Image8>>,
     /// The quality of the final images (`Err`: why they could not be scored).
     pub quality: Result<crate::eval::Quality, String>,
+    /// Training steps of the checkpoint they were drawn from, when known.
+    pub step: Option<usize>,
 }
 
 impl Frames {
