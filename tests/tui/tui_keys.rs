@@ -661,3 +661,36 @@ fn x_stops_a_paused_run_so_that_another_can_be_opened_or_compared() {
         .count();
     assert_eq!(compare_runs, 1, "no next schedule started after the stop");
 }
+
+#[test]
+fn opening_a_finished_run_says_to_raise_its_steps_before_space() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let mut train = settings().train;
+    train.steps = 40;
+    let summary = RunSummary {
+        dir: "runs/done".into(),
+        settings: Some(train),
+        dataset: Some("shapes".into()),
+        step: 40,
+    };
+    {
+        let mut rec = engine.0.lock().unwrap();
+        rec.runs = vec![summary.clone()];
+        rec.opened = Some(OpenedRun {
+            summary,
+            history: (1..=40).map(stats).collect(),
+        });
+    }
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('o'));
+    app.pump();
+    handle_key(&mut app, key(KeyCode::Enter));
+    app.pump();
+    assert_eq!(app.train.run.state, RunState::Opened);
+    let notice = app.notice.as_ref().unwrap().text.clone();
+    assert!(
+        notice.contains("at its last step (40): raise steps"),
+        "{notice}"
+    );
+}

@@ -392,3 +392,32 @@ fn the_status_bar_names_the_gpu_where_it_fits() {
     app.settings.train.device = DeviceSpec::Cuda(1);
     assert!(!status(&app, 160, 40).contains("H200"));
 }
+
+#[test]
+fn the_stand_in_notice_gives_the_status_line_back_to_the_keys_after_a_while() {
+    let (mut app, _engine) = app();
+    app.settings.dataset = "fashion_mnist".into();
+    app.start();
+    let mut info = data_info();
+    info.name = "shapes".into();
+    app.handle_msg(WorkerMsg::Data(DataMsg::FellBack {
+        name: "fashion_mnist".into(),
+        reason: "offline".into(),
+        info: Box::new(info),
+    }));
+    app.tick(Duration::from_secs(20));
+    assert_eq!(notice(&app).as_deref(), Some(FALLBACK_NOTICE));
+    app.tick(Duration::from_secs(15));
+    assert_eq!(notice(&app), None);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("keys: "), "{screen}");
+    // The status bar still says which set stands in, and why.
+    assert!(screen.contains("no fashion_mnist: offline"), "{screen}");
+    // A set that failed to load, with nothing standing in, stays said.
+    app.handle_msg(WorkerMsg::Data(DataMsg::Failed {
+        name: "fashion_mnist".into(),
+        message: "no such file".into(),
+    }));
+    app.tick(Duration::from_secs(120));
+    assert!(notice(&app).unwrap().contains("no such file"));
+}

@@ -647,7 +647,10 @@ mod tests {
         assert_eq!(command(&train, ch('g')), None);
         assert_eq!(command(&train, ctrl('c')), Some(Command::Interrupt));
         assert_eq!(command(&[Scope::Always, Scope::Help], ch('3')), None);
-        assert_eq!(help_rows().count(), 33);
+        assert_eq!(command(&train, ch('x')), Some(Command::TrainStop));
+        let compare = [Scope::Always, Scope::Global, Scope::Screen(Tab::Compare)];
+        assert_eq!(command(&compare, ch('x')), Some(Command::CompareStop));
+        assert_eq!(help_rows().count(), 34);
         let row = KEY_HELP.iter().find(|r| r.keys == "1-6 / Tab / Shift-Tab");
         assert!(row.is_some_and(|r| r.unshown().is_empty()));
     }

@@ -158,7 +158,14 @@ impl App {
         match &n.topic {
             Topic::Passing => !n.passed(),
             Topic::TrainStart => self.train.run.state == run::RunState::Starting,
-            Topic::Dataset(name) => self.data.requested == *name && self.data.has_problem(),
+            // A set that failed to load stays said; a stand-in that works gives the line back
+            // to the keys after a while (the status bar and the Data screen keep saying it).
+            Topic::Dataset(name) => {
+                self.data.requested == *name
+                    && self.data.has_problem()
+                    && (matches!(self.data.status, data::DataStatus::Failed(_))
+                        || n.age < notice::FALLBACK_SHOWN)
+            }
             Topic::Sampling => sampling(&self.sample.status),
             Topic::CompareSampling => self
                 .compare

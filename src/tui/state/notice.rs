@@ -9,6 +9,8 @@ use std::time::Duration;
 pub const PASSING_INFO: Duration = Duration::from_secs(8);
 /// How long a passing error stays.
 pub const PASSING_ERROR: Duration = Duration::from_secs(20);
+/// How long the notice that a built-in set stands in for the dataset asked for is shown.
+pub const FALLBACK_SHOWN: Duration = Duration::from_secs(30);
 
 /// What a message is about: it stays while that lasts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -92,6 +92,13 @@ pub struct RunProgress {
     ema: LossEma,
 }
 
+/// `(step, loss)` points smoothed as the Train and Compare screens smooth a run's losses (the
+/// weights of [`SMOOTHING`], corrected for the start): for runs read from disk.
+pub fn smoothed(points: impl IntoIterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    let mut ema = LossEma::default();
+    points.into_iter().map(|(x, l)| (x, ema.push(l))).collect()
+}
+
 /// The running sums `(Σ w·loss, Σ w)` of the smoothed loss, with the weights of [`SMOOTHING`].
 #[derive(Debug, Clone, Default)]
 struct LossEma(f64, f64);
@@ -320,6 +327,21 @@ impl RunProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_read_from_disk_are_smoothed_as_the_screens_smooth_them() {
+        let losses = [0.9, 0.5, 0.4, 0.45, 0.3, 0.35, 0.2];
+        let mut p = RunProgress::default();
+        for (i, &l) in losses.iter().enumerate() {
+            p.apply(step(i + 1, l));
+        }
+        let read = smoothed(losses.iter().enumerate().map(|(i, &l)| ((i + 1) as f64, l)));
+        assert_eq!(read, p.smoothed);
+        // Corrected for its start: the first point is the first loss, and the mean of the
+        // losses so far weighs in at once (not a curve that starts at 0.9 and decays slowly).
+        assert_eq!(read[0].1, 0.9);
+        assert!(read[1].1 < 0.72, "{read:?}");
+    }
 
     fn step(i: usize, loss: f64) -> TrainEvent {
         TrainEvent::Step(StepStats {

@@ -301,8 +301,20 @@ impl SampleState {
         self.exporting = false;
         let notice = match &result {
             Ok(paths) => {
-                let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                Effect::info(format!("exported {}", list.join(", ")))
+                // The files by name, then their folder once (the Sample screen lists the
+                // paths whole).
+                let names: Vec<String> = paths
+                    .iter()
+                    .map(|p| {
+                        p.file_name()
+                            .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
+                    })
+                    .collect();
+                let dir = paths
+                    .first()
+                    .and_then(|p| p.parent())
+                    .map_or(String::new(), |d| format!(" into {}", d.display()));
+                Effect::info(format!("exported {}{dir}", names.join(" and ")))
             }
             Err(e) => Effect::error(format!("export failed: {e}")),
         };

@@ -466,10 +466,19 @@ impl TrainState {
             from_step: start,
         });
         fx.push(Effect::SampleFrom(dir.clone()));
-        fx.push(Effect::info(format!(
-            "opened {} at step {start}: new steps appear live; space continues it here",
-            dir.display(),
-        )));
+        fx.push(Effect::info(
+            if run.total_steps > 0 && start >= run.total_steps {
+                format!(
+                    "opened {} at its last step ({start}): raise steps, then space trains it on",
+                    dir.display(),
+                )
+            } else {
+                format!(
+                    "opened {} at step {start}: new steps appear live; space continues it here",
+                    dir.display(),
+                )
+            },
+        ));
         if let Some(ds) = opened.summary.dataset {
             if ds != ctx.settings.dataset {
                 fx.push(Effect::LoadDataset(ds));

@@ -141,6 +141,9 @@ fn bounds(series: &[Series], f: impl Fn(&(f64, f64)) -> f64) -> [f64; 2] {
 /// Draws `series` as lines in `area` (a bordered block titled `opts.title`).
 pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) {
     let width = area.width.saturating_sub(10).max(4) as usize * 2;
+    // The x axis spans the series' own first and last points, not those of the thinned-out
+    // points drawn (whose x is a bucket's mean).
+    let xb = opts.x_bounds.unwrap_or_else(|| bounds(series, |p| p.0));
     let mut series: Vec<Series> = series
         .iter()
         .map(|s| {
@@ -159,7 +162,6 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
             }
         })
         .collect();
-    let xb = opts.x_bounds.unwrap_or_else(|| bounds(&series, |p| p.0));
     let (yb, y_labels) = if opts.y_log {
         let [lo, hi] = opts
             .y_bounds
@@ -247,6 +249,37 @@ mod tests {
         assert_eq!(fmt_num(0.1234), "0.123");
         assert_eq!(fmt_num(200.0), "200");
         assert_eq!(fmt_num(1e-5), "1.0e-5");
+    }
+
+    #[test]
+    fn the_x_axis_spans_the_first_and_last_step_of_a_thinned_out_series() {
+        use ratatui::backend::TestBackend;
+        let losses = Series {
+            name: String::new(),
+            color: Color::White,
+            points: (2..=200).map(|i| (i as f64, 1.0 / i as f64)).collect(),
+        };
+        let mut term = ratatui::Terminal::new(TestBackend::new(30, 10)).unwrap();
+        term.draw(|f| {
+            draw(
+                f,
+                f.area(),
+                &[losses],
+                &ChartOpts {
+                    title: "Loss".into(),
+                    ..ChartOpts::default()
+                },
+            )
+        })
+        .unwrap();
+        let screen = format!("{}", term.backend());
+        let axis = screen.lines().rev().nth(1).unwrap();
+        let labels: Vec<&str> = axis
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert_eq!(labels.first(), Some(&"2"), "{screen}");
+        assert_eq!(labels.last(), Some(&"200"), "{screen}");
     }
 
     #[test]

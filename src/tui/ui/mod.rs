@@ -141,6 +141,19 @@ pub fn ellipsize_middle(text: &str, max: usize) -> String {
     out
 }
 
+/// `text` cut to `max` characters, its end replaced by `…` when cut (a message that reads
+/// from the left).
+pub fn ellipsize_end(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    if max > 0 {
+        out.push('…');
+    }
+    out
+}
+
 /// A block title with a note (such as `½ scale`) after it, for a block `width` columns wide.
 /// `titles` are the ways to say the title, longest first: the first that fits with the whole
 /// note, or else with the note shrunk to its fraction (`quadratic · ⅓`), is used; else the
@@ -232,6 +245,10 @@ mod tests {
         assert!(short.ends_with("quadratic"), "{short}");
         assert!(short.starts_with("20260"), "{short}");
         assert_eq!(ellipsize_middle(name, 1), "…");
+        // A message keeps its start, and says it was cut.
+        assert_eq!(ellipsize_end("exported a.png", 40), "exported a.png");
+        assert_eq!(ellipsize_end("exported a.png", 8), "exporte…");
+        assert_eq!(ellipsize_end("exported", 0), "");
         let root = std::path::Path::new("runs");
         assert_eq!(run_name(&root.join("a/b"), root), "a/b");
         assert_eq!(run_name(std::path::Path::new("/x/y"), root), "/x/y");

@@ -195,7 +195,10 @@ fn draw_curves(frame: &mut Frame, area: Rect, app: &App) {
     let title = if s.marked.is_empty() {
         "Loss (smoothed) of the highlighted run · space overlays runs".to_string()
     } else {
-        format!("Loss (smoothed) of {} marked runs", s.marked.len())
+        match s.marked.len() {
+            1 => "Loss (smoothed) of the marked run".to_string(),
+            n => format!("Loss (smoothed) of {n} marked runs"),
+        }
     };
     if series.is_empty() {
         let b = block(&title);

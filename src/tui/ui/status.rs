@@ -94,7 +94,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let line1 = Line::from(spans);
     let line2 = match &app.notice {
         Some(n) => Line::styled(
-            format!("{}{}", n.text, progress_of(app, &n.topic)),
+            super::ellipsize_end(
+                &format!("{}{}", n.text, progress_of(app, &n.topic)),
+                area.width as usize,
+            ),
             Style::default().fg(if n.error { theme::ERROR } else { theme::OK }),
         ),
         None => Line::styled(

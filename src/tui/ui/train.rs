@@ -79,7 +79,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             &format!("Loss (last {RECENT_WINDOW} steps)"),
             RECENT_WINDOW,
         );
-        bucket_chart(frame, mids[1], run, app.settings.train.timesteps);
+        bucket_chart(frame, mids[1], run, &app.settings.train);
         if lr {
             lr_chart(frame, mids[2], app);
         }
@@ -101,7 +101,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         } else {
             loss_chart(frame, top, run, "Loss (full history)", 0);
         }
-        bucket_chart(frame, mid, run, app.settings.train.timesteps);
+        bucket_chart(frame, mid, run, &app.settings.train);
         draw_previews(frame, previews, run, images);
     }
 }
@@ -360,14 +360,28 @@ pub fn bar_axis_labels(values: &[usize], bar: u16, gap: u16) -> Vec<(u16, String
         .collect()
 }
 
-fn bucket_chart(frame: &mut Frame, area: Rect, run: &RunProgress, timesteps: usize) {
+/// The smoothed loss per timestep bucket. With min-SNR weighting the Loss panel shows the
+/// weighted loss, and these bars the unweighted one per image (what each t costs), so the
+/// title says so.
+fn bucket_chart(
+    frame: &mut Frame,
+    area: Rect,
+    run: &RunProgress,
+    t: &crate::tui::settings::TrainSettings,
+) {
+    let timesteps = t.timesteps;
     let values: Vec<f64> = run.buckets.iter().flatten().copied().collect();
+    let name = if t.min_snr_gamma.is_some() {
+        "Unweighted loss by t"
+    } else {
+        "Loss by timestep t"
+    };
     let title = match (
         values.iter().copied().reduce(f64::min),
         values.iter().copied().reduce(f64::max),
     ) {
-        (Some(lo), Some(hi)) => format!("Loss by timestep t · {lo:.2}–{hi:.2}"),
-        _ => "Loss by timestep t".to_string(),
+        (Some(lo), Some(hi)) => format!("{name} · {lo:.2}–{hi:.2}"),
+        _ => name.to_string(),
     };
     let b = block(&title);
     let inner = b.inner(area);

@@ -610,14 +610,8 @@ fn read_run(dir: &Path) -> Result<OpenedRun, String> {
 /// smooths them, reduced to a chart's worth of points, and its latest preview score.
 fn record_of(info: &RunInfo) -> RunRecord {
     let history = RunDir::at(&info.dir).read_metrics().unwrap_or_default();
-    let mut smoothed: Vec<(f64, f64)> = Vec::with_capacity(history.len());
-    for s in &history {
-        let prev = smoothed.last().map(|p| p.1);
-        let sm = prev.map_or(s.loss, |p| {
-            p + crate::tui::state::run::SMOOTHING * (s.loss - p)
-        });
-        smoothed.push((s.step as f64, sm));
-    }
+    let smoothed =
+        crate::tui::state::run::smoothed(history.iter().map(|s| (s.step as f64, s.loss)));
     RunRecord {
         summary: summary_of(info),
         last_loss: smoothed.last().map(|p| p.1),
