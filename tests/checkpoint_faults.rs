@@ -297,6 +297,44 @@ fn resume_refuses_what_it_cannot_trust() {
 }
 
 #[test]
+fn a_run_whose_newest_checkpoint_is_damaged_is_kept_and_resumes_from_an_older_one() {
+    let _scenario = FailScenario::setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = trained(tmp.path());
+    let metrics = || std::fs::read_to_string(run.join(METRICS_FILE)).unwrap();
+    let history = metrics();
+    let older = run.join(CHECKPOINTS_DIR).join("step-000002");
+    assert!(older.is_dir());
+    // The newest checkpoint's state is damaged (a disk error, an edit).
+    std::fs::write(latest_dir(&run).join("state.json"), "{ not json").unwrap();
+    // A new run into that directory is refused, and nothing there changes: not the older
+    // checkpoint, not the loss history.
+    let err = format!("{:#}", Trainer::new(cfg(), Some(&run)).err().unwrap());
+    assert!(
+        err.contains("already holds a run whose newest checkpoint cannot be read"),
+        "{err}"
+    );
+    assert!(err.contains("--resume"), "{err}");
+    assert!(older.join("state.json").is_file());
+    assert_eq!(metrics(), history);
+    // Checkpoint folders without a readable `latest` count too.
+    std::fs::remove_file(run.join(ddpm_lab::store::LATEST_FILE)).unwrap();
+    let err = format!("{:#}", Trainer::new(cfg(), Some(&run)).err().unwrap());
+    assert!(err.contains("already holds checkpoints"), "{err}");
+    // Resuming the older checkpoint's folder continues the run itself (no run nested in the
+    // folder): from step 2, its later lines dropped from the log, new checkpoints in the run.
+    let mut t = Trainer::resume_with(&older, ResumeOptions::default()).unwrap();
+    assert_eq!(t.step(), 2);
+    assert_eq!(metrics().lines().count(), 2);
+    train_to(&mut t, 6).unwrap();
+    drop(t);
+    assert!(!older.join(CHECKPOINTS_DIR).exists(), "nothing nested");
+    let resumed = RunDir::open(&run).unwrap().require_checkpoint().unwrap();
+    assert_eq!(resumed.state.step, 6);
+    assert_eq!(resumed.dir().parent().unwrap(), run.join(CHECKPOINTS_DIR));
+}
+
+#[test]
 fn a_run_in_the_flat_layout_still_resumes_and_a_missing_optimizer_needs_the_flag() {
     let _scenario = FailScenario::setup();
     let (at, _) = reference();

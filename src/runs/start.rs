@@ -77,7 +77,8 @@ impl TrainRequest {
                 checkpoint_interval_s,
                 ..
             } => {
-                let mut cfg = RunDir::open(dir)?.require_checkpoint()?.load_config()?;
+                let run = RunDir::open(crate::store::Checkpoint::run_dir_of(dir))?;
+                let mut cfg = run.checkpoint_to_resume(dir)?.load_config()?;
                 if let Some(d) = device {
                     cfg.device = *d;
                 }
@@ -201,10 +202,12 @@ impl PreparedRun {
         &self.config
     }
 
-    /// The run directory (`None` for a throw-away run).
+    /// The run directory (`None` for a throw-away run; the run of a checkpoint folder resumed
+    /// from).
     pub fn dir(&self) -> Option<&Path> {
         match &self.target {
-            Some(Target::New(d) | Target::Resume(d, _)) => Some(d),
+            Some(Target::New(d)) => Some(d),
+            Some(Target::Resume(d, _)) => Some(crate::store::Checkpoint::run_dir_of(d)),
             None => None,
         }
     }

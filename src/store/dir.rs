@@ -133,7 +133,10 @@ impl RunDir {
                 path.display()
             );
         }
-        if !run.file(super::layout::LATEST_FILE).is_file() && !run.file(WEIGHTS_FILE).is_file() {
+        if !run.file(super::layout::LATEST_FILE).is_file()
+            && !run.file(WEIGHTS_FILE).is_file()
+            && !run.has_checkpoint_folders()
+        {
             bail!(
                 "{} has no checkpoint yet (training stopped before its first one)",
                 path.display()

@@ -161,13 +161,42 @@ impl RunDir {
         }
     }
 
+    /// The checkpoint a resume given `path` continues from: `path` itself when it is one
+    /// checkpoint's folder of this run (`RUN/checkpoints/step-N`: to go back, or past a newest
+    /// checkpoint that is damaged), else the run's newest complete one. Open the run with
+    /// `RunDir::open(Checkpoint::run_dir_of(path))`.
+    pub fn checkpoint_to_resume(&self, path: &Path) -> Result<Checkpoint> {
+        if Checkpoint::is_checkpoint_folder(path) {
+            Checkpoint::open(path)
+        } else {
+            self.require_checkpoint()
+        }
+    }
+
+    /// Whether `checkpoints/` holds any checkpoint folder (complete or not).
+    pub fn has_checkpoint_folders(&self) -> bool {
+        fs::read_dir(self.checkpoints_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("step-"))
+    }
+
     /// The newest complete checkpoint, or an error saying there is none yet.
     pub fn require_checkpoint(&self) -> Result<Checkpoint> {
         self.latest_checkpoint()?.with_context(|| {
-            format!(
-                "{} has no complete checkpoint yet (training stopped before its first one)",
-                self.path().display()
-            )
+            if self.has_checkpoint_folders() {
+                format!(
+                    "{} has checkpoints but no {LATEST_FILE} naming the newest: continue from one of them with --resume {}/step-N",
+                    self.path().display(),
+                    self.checkpoints_dir().display()
+                )
+            } else {
+                format!(
+                    "{} has no complete checkpoint yet (training stopped before its first one)",
+                    self.path().display()
+                )
+            }
         })
     }
 

@@ -143,12 +143,25 @@ impl Trainer {
             Some(p) => {
                 let r = RunDir::create(p)?;
                 let lock = RunLock::acquire(r.path())?;
-                if let Some(ck) = r.latest_checkpoint().ok().flatten() {
-                    bail!(
+                // A directory that holds a run is never started over, also when its newest
+                // checkpoint cannot be read: its older checkpoints and its history stay.
+                match r.latest_checkpoint() {
+                    Ok(Some(ck)) => bail!(
                         "{} already holds a run (checkpoint at step {}); continue it with --resume or pick another run directory",
                         r.path().display(),
                         ck.state.step
-                    );
+                    ),
+                    Ok(None) if r.has_checkpoint_folders() => bail!(
+                        "{} already holds checkpoints of a run (in {}); pick another run directory",
+                        r.path().display(),
+                        r.checkpoints_dir().display()
+                    ),
+                    Ok(None) => {}
+                    Err(e) => bail!(
+                        "{} already holds a run whose newest checkpoint cannot be read ({e:#}); nothing was changed: pick another run directory, or continue the run from an older checkpoint with --resume {}/step-N",
+                        r.path().display(),
+                        r.checkpoints_dir().display()
+                    ),
                 }
                 notices.extend(r.remove_leftovers());
                 r.save_config(&cfg)?;
@@ -199,10 +212,14 @@ impl Trainer {
     /// file and the reason) what it cannot trust: no checkpoint, a config that lacks fields,
     /// tensors with NaN or infinities, shapes that do not fit, and a missing optimizer or EMA
     /// state unless `opts.reset_optimizer`.
+    ///
+    /// `run_dir` may also be one checkpoint's folder (`RUN/checkpoints/step-N`): the run
+    /// continues from that checkpoint instead of its newest (when the newest is damaged, or to
+    /// go back), and its later steps are dropped from the logs as for any resume.
     pub fn resume_with(run_dir: &Path, opts: ResumeOptions) -> Result<Self> {
-        let run = RunDir::open(run_dir)?;
+        let run = RunDir::open(store::Checkpoint::run_dir_of(run_dir))?;
         let lock = RunLock::acquire(run.path())?;
-        let ck = run.require_checkpoint()?;
+        let ck = run.checkpoint_to_resume(run_dir)?;
         let mut cfg = ck.load_config()?;
         if let Some(s) = opts.steps {
             cfg.steps = s;
