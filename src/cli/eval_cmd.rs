@@ -53,6 +53,13 @@ pub struct EvalArgs {
 /// Runs the command.
 pub fn run(args: EvalArgs) -> Result<()> {
     eval::check_n(args.n)?;
+    if args.batch_size == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    // Before sampling: a grid that cannot be written would waste the evaluation.
+    if let Some(out) = &args.out {
+        export::check_png_target(out)?;
+    }
     let loaded = runs::open_for_sampling(&args.checkpoint, Some(args.device), !args.no_ema)?;
     let cfg = &loaded.config;
     let kind = args.sampling.kind(cfg.timesteps, cfg.recommended_sampler)?;
@@ -92,8 +99,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let report = eval::evaluate(&scorer, &dataset, &samples)?;
     if let Some(out) = &args.out {
         let k = samples.len().min(100);
-        export::save_grid_png(&samples[..k], (k as f64).sqrt().ceil() as usize, 4, out)
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        export::save_grid_png(&samples[..k], (k as f64).sqrt().ceil() as usize, 4, out)?;
     }
     if args.json {
         let j = serde_json::json!({

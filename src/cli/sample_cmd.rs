@@ -4,7 +4,7 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -58,6 +58,11 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if args.n == 0 {
         anyhow::bail!("--n must be at least 1");
     }
+    // Before loading and sampling: a file that cannot be written would waste the run.
+    export::check_png_target(&args.out)?;
+    if let Some(gif) = &args.gif {
+        export::check_gif_target(gif)?;
+    }
     let loaded = runs::open_for_sampling(&args.checkpoint, Some(args.device), !args.no_ema)?;
     let cfg = &loaded.config;
     let kind = args.sampling.kind(cfg.timesteps, cfg.recommended_sampler)?;
@@ -80,13 +85,11 @@ pub fn run(args: SampleArgs) -> Result<()> {
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let cols = (args.n as f64).sqrt().ceil() as usize;
-    export::save_grid_png(result.final_images(), cols, 4, &args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    export::save_grid_png(result.final_images(), cols, 4, &args.out)?;
     if let Some(gif) = &args.gif {
         let picks = export::pick_frames(result.frames.len(), 60);
         let frames: Vec<_> = picks.iter().map(|&i| result.frames[i].clone()).collect();
-        export::save_denoise_gif(&frames, cols, 4, 80, gif)
-            .with_context(|| format!("cannot write {}", gif.display()))?;
+        export::save_denoise_gif(&frames, cols, 4, 80, gif)?;
     }
     if args.json {
         let j = serde_json::json!({

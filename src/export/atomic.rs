@@ -31,19 +31,37 @@ where
     files::replace_with(path, Some(temp_ext), |tmp| {
         // Creating the file up front turns an unwritable directory into a plain I/O error
         // that names the target, before any rendering work is done.
-        fs::File::create(tmp).map_err(|source| ExportError::Io {
+        fs::File::create(tmp).map_err(|error| ExportError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         render(tmp)
     })
     .map_err(|e| match e {
         ReplaceError::Write(e) => e,
-        ReplaceError::Io(source) => ExportError::Io {
+        ReplaceError::Io(error) => ExportError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         },
     })
+}
+
+/// Errs unless `path` could be written by [`write_atomically`]: not a directory, in a folder
+/// that exists (whether it is writable shows only when writing).
+pub(crate) fn check_folder(path: &Path) -> Result<(), ExportError> {
+    if path.is_dir() {
+        return Err(ExportError::IsADirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    let dir = files::parent_dir(path);
+    if !dir.is_dir() {
+        return Err(ExportError::NoSuchDirectory {
+            path: path.to_path_buf(),
+            dir,
+        });
+    }
+    Ok(())
 }
 
 /// Lower-case extension of `path`, if any.
@@ -96,9 +114,9 @@ mod tests {
         write_atomically(&target, "png", |tmp| {
             assert_eq!(tmp.parent(), Some(dir.path()));
             assert!(tmp.to_string_lossy().ends_with(".png"));
-            fs::write(tmp, b"new").map_err(|source| ExportError::Io {
+            fs::write(tmp, b"new").map_err(|error| ExportError::Io {
                 path: tmp.to_path_buf(),
-                source,
+                error,
             })
         })
         .unwrap();

@@ -66,9 +66,9 @@ pub fn save_denoise_gif(
     }
     let mut grids = Vec::with_capacity(frames.len());
     for frame in frames {
-        let grid = grid_image(frame, cols, scale).map_err(|source| ExportError::Grid {
+        let grid = grid_image(frame, cols, scale).map_err(|error| ExportError::Grid {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let (want_w, want_h) = grids
             .first()

@@ -261,9 +261,9 @@ pub fn save_grid_png(
     path: &Path,
 ) -> Result<(), ExportError> {
     check_extension(path, &["png"], ".png")?;
-    let grid = grid_image(images, cols, scale).map_err(|source| ExportError::Grid {
+    let grid = grid_image(images, cols, scale).map_err(|error| ExportError::Grid {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     write_atomically(path, "png", |tmp| {
         let size = (grid.width as u32, grid.height as u32);

@@ -12,7 +12,7 @@ pub mod gif;
 pub mod grid;
 pub mod show;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use chart::{
     render_loss_chart, render_schedule_chart, save_loss_chart, save_loss_chart_with,
@@ -22,16 +22,29 @@ pub use gif::{pick_frames, save_denoise_gif};
 pub use grid::{grid_image, save_grid_png, GridError, GridLayout};
 pub use show::show_inline;
 
+/// Checks before any work that a PNG grid could be written to `path` (its extension, its
+/// folder), as [`save_grid_png`] would find when it writes it.
+pub fn check_png_target(path: &Path) -> Result<(), ExportError> {
+    atomic::check_extension(path, &["png"], ".png")?;
+    atomic::check_folder(path)
+}
+
+/// Likewise for an animated GIF ([`save_denoise_gif`]).
+pub fn check_gif_target(path: &Path) -> Result<(), ExportError> {
+    atomic::check_extension(path, &["gif"], ".gif")?;
+    atomic::check_folder(path)
+}
+
 /// Why an export failed. Every variant that concerns a file names it.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// The images could not be laid out as a grid (empty list, sizes differ, ...).
-    #[error("cannot export {}: {source}", path.display())]
+    #[error("cannot export {}: {error}", path.display())]
     Grid {
         /// The file that was to be written.
         path: PathBuf,
         /// What was wrong with the images.
-        source: GridError,
+        error: GridError,
     },
     /// A GIF was asked for without any frame.
     #[error("cannot export {}: no frames to animate", path.display())]
@@ -114,12 +127,13 @@ pub enum ExportError {
         path: PathBuf,
     },
     /// Reading or writing the file failed.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {error}", path.display())]
     Io {
         /// The file concerned (the target, or its temporary sibling).
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, so not also a `source`: it would show twice
+        /// in an error chain).
+        error: std::io::Error,
     },
     /// Plotters failed while drawing or encoding.
     #[error("cannot write {}: {message}", path.display())]

@@ -226,6 +226,32 @@ fn bad_input_gets_a_clear_error() {
     let err = fails(&ddpm(&["sample", "--checkpoint", run.to_str().unwrap()], d));
     assert!(err.contains("model.safetensors"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    // Output files that cannot be written are refused before any loading or sampling (here
+    // before the corrupt checkpoint is even read).
+    let run = run.to_str().unwrap();
+    for (args, says) in [
+        (
+            &["sample", "--checkpoint", run, "--out", "s.jpg"][..],
+            "s.jpg",
+        ),
+        (
+            &["sample", "--checkpoint", run, "--gif", "nodir/x.gif"][..],
+            "directory nodir does not exist",
+        ),
+        (
+            &["eval", "--checkpoint", run, "--out", "grid.jpg"][..],
+            "grid.jpg",
+        ),
+        (
+            &["eval", "--checkpoint", run, "--batch-size", "0"][..],
+            "--batch-size must be at least 1",
+        ),
+    ] {
+        let err = fails(&ddpm(args, d));
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("model.safetensors"), "{args:?}: {err}");
+    }
 }
 
 #[test]

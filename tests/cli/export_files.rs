@@ -154,7 +154,7 @@ fn png_errors_name_the_path_and_leave_nothing() {
     assert!(matches!(
         err,
         ExportError::Grid {
-            source: GridError::Empty,
+            error: GridError::Empty,
             ..
         }
     ));
@@ -185,6 +185,37 @@ fn png_errors_name_the_path_and_leave_nothing() {
 
     assert!(!path.exists());
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1); // just "file"
+
+    // The checks that commands make before any work agree with the writer's.
+    use ddpm_lab::export::{check_gif_target, check_png_target};
+    assert!(check_png_target(&path).is_ok());
+    assert!(check_png_target(&dir.path().join("OUT.PNG")).is_ok());
+    for bad in [
+        dir.path().join("out.jpg"),
+        missing.clone(),
+        dir.path().to_path_buf(),
+        file.join("out.png"),
+    ] {
+        let early = check_png_target(&bad).unwrap_err().to_string();
+        let late = save_grid_png(&[ramp(3, 3, 0)], 1, 1, &bad)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(early, late);
+    }
+    assert!(check_gif_target(&dir.path().join("a.gif")).is_ok());
+    assert!(check_gif_target(&dir.path().join("a.png")).is_err());
+    assert!(check_gif_target(&dir.path().join("no/a.gif")).is_err());
+}
+
+/// An I/O error is said once in an error chain (it was both the message's end and its source).
+#[test]
+fn an_io_error_is_said_once() {
+    let err = ExportError::Io {
+        path: "ro/s.png".into(),
+        error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    };
+    let chain = format!("{:#}", anyhow::Error::new(err));
+    assert_eq!(chain.matches("permission denied").count(), 1, "{chain}");
 }
 
 fn gif_frames(path: &Path) -> Vec<image::Frame> {
