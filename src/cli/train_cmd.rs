@@ -23,8 +23,9 @@ use crate::train::events::{TrainCommand, TrainEvent};
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Dataset: fashion_mnist, mnist, cifar10, shapes (built in, offline) or a local PATH
-    #[arg(long, default_value = "fashion_mnist")]
-    pub dataset: String,
+    /// [default: fashion_mnist]
+    #[arg(long)]
+    pub dataset: Option<String>,
     /// Recipe to start from: quick (the lab's CPU default: best samples in 10 minutes on a
     /// 2-core CPU) or blog (the blog's setup, the default); other flags override it
     #[arg(long)]
@@ -45,9 +46,9 @@ pub struct TrainArgs {
     /// Train for this many epochs [default: 1 when neither --steps nor --epochs is given]
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Seed of initialisation, batches, timesteps and noise
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of initialisation, batches, timesteps and noise [default: 0]
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Device: cpu, cuda[:N] or metal
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
@@ -106,6 +107,36 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+/// The flags given that a resumed run does not use (its saved config decides them): the
+/// recipe, the data, the model and the seed.
+pub fn ignored_with_resume(args: &TrainArgs) -> Vec<&'static str> {
+    let r = &args.recipe;
+    [
+        ("--dataset", args.dataset.is_some()),
+        ("--preset", args.preset.is_some()),
+        ("--model", args.model_size.is_some()),
+        ("model flags (--dim …)", args.model.any()),
+        ("--schedule", r.schedule.is_some()),
+        ("--timesteps", r.timesteps.is_some()),
+        ("--loss", r.loss.is_some()),
+        ("--objective", r.objective.is_some()),
+        ("--batch-size", r.batch_size.is_some()),
+        ("--lr", r.lr.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--image-size", args.image_size.is_some()),
+        ("--ema", args.ema.is_some()),
+        ("--grad-clip", args.grad_clip.is_some()),
+        ("--warmup", args.warmup.is_some()),
+        ("--lr-cosine", args.lr_cosine),
+        ("--ema-warmup", args.ema_warmup),
+        ("--min-snr-gamma", args.min_snr_gamma.is_some()),
+        ("--no-flip", args.no_flip),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect()
+}
+
 /// The run layer's request for these arguments.
 pub fn request(args: &TrainArgs) -> TrainRequest {
     let stop = match (args.steps, args.epochs) {
@@ -158,8 +189,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         _ => std::process::exit(signals::EXIT_AT_ONCE),
     });
-    if args.resume.is_some() && args.model.any() {
-        note("note: model flags are ignored with --resume (the run's config is used)");
+    if args.resume.is_some() {
+        let ignored = ignored_with_resume(&args);
+        if !ignored.is_empty() {
+            note(&format!(
+                "note: {} {} ignored with --resume (the run's config is used; start a new run to change {})",
+                ignored.join(", "),
+                if ignored.len() == 1 { "is" } else { "are" },
+                if ignored.len() == 1 { "it" } else { "them" },
+            ));
+        }
     }
     let req = request(&args);
     let cfg = req.base_config()?;
@@ -322,9 +361,12 @@ pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
         (None, Some(Preset::Quick)) => cfg.steps,
         (None, _) => 0,
     };
-    cfg.seed = args.seed;
+    cfg.seed = args.seed.unwrap_or(0);
     cfg.device = args.device;
-    cfg.dataset = args.dataset.clone();
+    cfg.dataset = args
+        .dataset
+        .clone()
+        .unwrap_or_else(|| crate::data::DatasetSpec::FashionMnist.to_string());
     cfg.flip = !args.no_flip;
     cfg.checkpoint_every = args.checkpoint_every;
     cfg.checkpoint_interval_s = interval(args);

@@ -139,10 +139,23 @@ impl TrainRequest {
             TrainRequest::Scratch { .. } => StopAt::Configured,
         };
         match stop {
+            StopAt::Step(0) => bail!("--steps must be at least 1"),
+            StopAt::Epochs(0) => bail!("--epochs must be at least 1"),
             StopAt::Step(s) => cfg.steps = s,
             StopAt::Epochs(e) => cfg.steps = e.saturating_mul(steps_per_epoch),
             StopAt::Configured if !resume && cfg.steps == 0 => cfg.steps = steps_per_epoch,
             StopAt::Configured => {}
+        }
+        if let TrainRequest::Resume { dir, .. } = &self {
+            // A stop step the run has reached already would train nothing.
+            let run = RunDir::open(crate::store::Checkpoint::run_dir_of(dir))?;
+            let at = run.checkpoint_to_resume(dir)?.state.step;
+            if cfg.steps <= at {
+                bail!(
+                    "the run is at step {at} already and stops at step {}: a later stop step (--steps; the lab's steps setting) trains it on",
+                    cfg.steps
+                );
+            }
         }
         cfg.validate()?;
         // Before the trainer allocates anything sized by the batch, the model or the images.

@@ -99,6 +99,30 @@ fn train_sample_and_resume() {
     );
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 40);
+    // A stop step the run has reached trains nothing: refused, not "done"; and flags that
+    // only a new run uses are named as ignored.
+    let out = ddpm(
+        &[
+            "train", "--resume", run_s, "--steps", "40", "--lr", "0.5", "--seed", "3",
+        ],
+        tmp.path(),
+    );
+    let err = fails(&out);
+    assert!(err.contains("at step 40 already"), "{err}");
+    assert!(
+        err.contains("note: --lr, --seed are ignored with --resume"),
+        "{err}"
+    );
+    let err = fails(&ddpm(
+        &["train", "--dataset", "shapes", "--steps", "0"],
+        tmp.path(),
+    ));
+    assert!(err.contains("--steps must be at least 1"), "{err}");
+    let err = fails(&ddpm(
+        &["train", "--dataset", "shapes", "--epochs", "0"],
+        tmp.path(),
+    ));
+    assert!(err.contains("--epochs must be at least 1"), "{err}");
 
     let png = tmp.path().join("grid.png");
     let gif = tmp.path().join("denoise.gif");
