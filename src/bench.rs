@@ -154,6 +154,33 @@ impl BenchOptions {
         if self.sample_steps < 2 {
             bail!("--sample-steps must be at least 2");
         }
+        // Refused in one line before allocating (an allocation failure aborts the process).
+        let train = TrainConfig {
+            model: self.model.unet_config(),
+            batch_size: self.batch_size,
+            image_size: self.model.image_size(),
+            timesteps: self.sample_steps,
+            device: self.device,
+            ema_decay: None,
+            preview_every: 0,
+            ..TrainConfig::default()
+        };
+        train.validate_limits().map_err(|e| {
+            anyhow::anyhow!("{}", e.to_string().replace("--timesteps", "--sample-steps"))
+        })?;
+        let on_cpu = self.device == DeviceSpec::Cpu;
+        if self.train {
+            crate::runs::budget::check_training(&train)?;
+        }
+        let size = self.model.image_size();
+        for (n, on) in [
+            (self.forward_batch, self.forward),
+            (self.sample_batch, self.sample_repeats > 0),
+        ] {
+            if on {
+                crate::runs::budget::check_inference(&train.model, size, n, on_cpu)?;
+            }
+        }
         if !self.train && !self.forward && self.sample_repeats == 0 {
             bail!("nothing to time: training, the forward pass and sampling are all skipped");
         }

@@ -70,6 +70,19 @@ pub fn check_device(
     if batch == 0 {
         anyhow::bail!("the batch must hold at least one image");
     }
+    // Both sides train a step: refused in one line, before allocating, where the CPU's (the
+    // larger, with the device's results copied back) cannot fit.
+    let cpu_step = crate::store::TrainConfig {
+        model: config.clone(),
+        batch_size: batch,
+        image_size: size,
+        device: crate::device::DeviceSpec::Cpu,
+        ema_decay: None,
+        preview_every: 0,
+        ..crate::store::TrainConfig::default()
+    };
+    cpu_step.validate_limits()?;
+    crate::runs::budget::check_training(&cpu_step)?;
     let device_route = if device.is_cpu() {
         Some(Route::Device)
     } else {

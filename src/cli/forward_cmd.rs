@@ -61,6 +61,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let cfg = args.model.apply(&base);
     let (_, _, h, w) = x.dims4()?;
     cfg.validate_for_images(c, h, w)?;
+    crate::runs::budget::check_inference(&cfg, h.max(w), n, args.device == DeviceSpec::Cpu)?;
     let unet = model::load_weights(&args.weights, &cfg, &device)?;
     let cond = match input.get("x_self_cond") {
         Some(c) if cfg.self_condition => {

@@ -467,6 +467,34 @@ pub fn sampling(cfg: &TrainConfig, kind: SamplerKind, n: usize) -> Estimate {
     }
 }
 
+/// Memory of a no-gradient forward pass of `n` images of `size`×`size` through `model` (the
+/// benchmarks', `forward`'s).
+pub fn inference(model: &UnetConfig, size: usize, n: usize) -> Estimate {
+    Estimate {
+        model: param_count(model).saturating_mul(F32),
+        activations: activations(model, size)
+            .inference_peak()
+            .saturating_mul(n as u128)
+            .saturating_mul(F32),
+        frames: 0,
+    }
+}
+
+/// Refuses a forward pass of `n` images of `size`×`size` through `model` that cannot fit in
+/// the host memory available now (`on_cpu`: the model runs on the CPU; on a GPU the host holds
+/// none of it).
+pub fn check_inference(model: &UnetConfig, size: usize, n: usize, on_cpu: bool) -> Result<()> {
+    let what = format!(
+        "a forward pass of {n} images of {size}×{size} through this model ({} parameters)",
+        param_count(model)
+    );
+    check_fits(
+        &what,
+        inference(model, size, n).host(on_cpu),
+        available_memory(),
+    )
+}
+
 /// Refuses a training run of `cfg` that cannot fit in `available` bytes of host memory.
 pub fn check_training_with(cfg: &TrainConfig, available: Option<u128>) -> Result<()> {
     let e = training(cfg);

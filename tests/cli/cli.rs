@@ -251,6 +251,63 @@ fn bad_input_gets_a_clear_error() {
     assert!(err.contains("model.safetensors"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 
+    // Sizes that cannot fit in memory are one line, before any allocation (an allocation
+    // failure aborts the process with a backtrace).
+    for (args, says) in [
+        (
+            &[
+                "check-device",
+                "--device",
+                "cpu",
+                "--dim",
+                "8",
+                "--dim-mults",
+                "1,2",
+                "--batch",
+                "100000",
+                "--size",
+                "1024",
+            ][..],
+            "--batch-size must be at most",
+        ),
+        (
+            &[
+                "check-device",
+                "--device",
+                "cpu",
+                "--dim",
+                "8",
+                "--dim-mults",
+                "1,2",
+                "--batch",
+                "4096",
+                "--size",
+                "1024",
+            ][..],
+            "needs about",
+        ),
+        (
+            &[
+                "bench",
+                "--config",
+                "tiny",
+                "--only",
+                "sample",
+                "--sample-steps",
+                "100000000",
+            ][..],
+            "--sample-steps must be at most",
+        ),
+        (
+            &["bench", "--config", "blog", "--forward-batch", "1000000"][..],
+            "needs about",
+        ),
+    ] {
+        let err = fails(&ddpm(args, d));
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+
     // Output files that cannot be written are refused before any loading or sampling (here
     // before the corrupt checkpoint is even read).
     let run = run.to_str().unwrap();
