@@ -16,7 +16,9 @@ pub struct ModelArgs {
     #[arg(long)]
     pub dim: Option<usize>,
     /// Width multipliers of the stages, comma-separated [default: 1,2,4]
-    #[arg(long, value_delimiter = ',')]
+    // Set, not clap's default Append for a list: given twice, it is an error like any other
+    // flag, not the two lists joined.
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub dim_mults: Option<Vec<usize>>,
     /// Image channels [default: from the data, else 1]
     #[arg(long)]

@@ -66,7 +66,8 @@ pub struct TrainArgs {
     /// unreadable (otherwise resuming refuses)
     #[arg(long, requires = "resume")]
     pub reset_optimizer: bool,
-    /// Resize local images to this size (IDX/parquet data keep their own size)
+    /// Resize (and centre-crop) every training image to this square side [default: the data's
+    /// own size]
     #[arg(long)]
     pub image_size: Option<usize>,
     /// EMA decay of the weights (e.g. 0.995); sampling then uses the EMA weights
@@ -174,6 +175,8 @@ fn note(line: &str) {
 /// Runs the command.
 pub fn run(args: TrainArgs) -> Result<()> {
     crate::device::use_tf32(args.device, args.tf32)?;
+    // A device that cannot open says so before the data is loaded (or downloaded).
+    args.device.open()?;
     // SIGINT, SIGTERM and SIGHUP, from the start: before the trainer exists there is nothing to
     // save and the command ends at once; after, the first one checkpoints and stops, a second
     // one ends the command at once (the last complete checkpoint stays).

@@ -1,6 +1,6 @@
 //! Loading a run's weights for sampling.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Result};
 use candle_core::Device;
@@ -32,11 +32,7 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
     let (dir, weights) = if path.is_dir() {
         (path.to_path_buf(), None)
     } else {
-        let dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        (dir, Some(path.to_path_buf()))
+        (crate::files::parent_dir(path), Some(path.to_path_buf()))
     };
     let ck = if Checkpoint::is_checkpoint_folder(&dir) {
         Checkpoint::open(&dir)?
@@ -52,7 +48,11 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
     };
     let config = ck.load_config()?;
     let (file, ema) = match weights {
-        Some(w) => (w, false),
+        // A weights file named explicitly: the EMA's when it is the EMA's file.
+        Some(w) => {
+            let ema = w.file_name().is_some_and(|n| n == EMA_FILE);
+            (w, ema)
+        }
         None if prefer_ema && ck.file(EMA_FILE).is_file() => (ck.file(EMA_FILE), true),
         None => (ck.file(WEIGHTS_FILE), false),
     };

@@ -173,6 +173,21 @@ fn bad_input_gets_a_clear_error() {
     assert!(err.contains("--frobnicate"), "{err}");
     let err = fails(&ddpm(&["train", "--schedule", "cosinus"], d));
     assert!(err.contains("cosinus"), "{err}");
+    // A list flag given twice is refused like any other flag (not the two lists joined).
+    let err = fails(&ddpm(
+        &["train", "--dim-mults", "1,2", "--dim-mults", "4"],
+        d,
+    ));
+    assert!(err.contains("cannot be used multiple times"), "{err}");
+    // A weights file with no folder in its name: the error names the folder it looked in.
+    std::fs::write(d.join("afile"), b"x").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ddpm-lab"))
+        .args(["sample", "--checkpoint", "afile"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let err = fails(&out);
+    assert!(err.contains("error: . has no config.json"), "{err}");
     // TF32 is a CUDA setting: asked for on the CPU it is an error, not silently nothing.
     let missing = d.join("no-such-run");
     let missing = missing.to_str().unwrap();
@@ -225,6 +240,22 @@ fn bad_input_gets_a_clear_error() {
         err.contains("`cuda` cargo feature") || err.contains("cuda"),
         "{err}"
     );
+    // The device is opened before the data: a dataset that is not cached here (the Hub is
+    // offline in tests) does not hide the device's error.
+    let err = fails(&ddpm(
+        &[
+            "train",
+            "--dataset",
+            "cifar10",
+            "--device",
+            "cuda",
+            "--steps",
+            "1",
+        ],
+        d,
+    ));
+    assert!(err.to_lowercase().contains("cuda"), "{err}");
+    assert!(!err.contains("cifar"), "{err}");
 
     let missing = d.join("nope");
     let err = fails(&ddpm(

@@ -357,6 +357,14 @@ fn warmup_ema_and_gradient_clipping() {
     assert!(loaded.ema, "sampling prefers the EMA weights");
     let raw = ddpm_lab::store::load_checkpoint(&run, &Device::Cpu, false).unwrap();
     assert!(!raw.ema);
+    // A weights file named explicitly is what it is, whatever the preference.
+    let named = |file: &str, prefer_ema| {
+        ddpm_lab::store::load_checkpoint(&ck.file(file), &Device::Cpu, prefer_ema)
+            .unwrap()
+            .ema
+    };
+    assert!(named("ema.safetensors", false));
+    assert!(!named("model.safetensors", true));
     let x = LabRng::new(3).randn(&[1, 1, 8, 8], &Device::Cpu).unwrap();
     let t = model::timesteps_tensor(&[5], &Device::Cpu).unwrap();
     let d = common::max_abs_diff(
