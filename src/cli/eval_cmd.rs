@@ -70,7 +70,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .parse()
         .context("cannot find the dataset to compare with (pass --dataset)")?;
     // Fails early, before sampling, when no classifier fits the data.
-    eval::check_classifier(&spec)?;
+    eval::check_classifier(&spec)
+        .map_err(|e| anyhow::anyhow!("{e}; pass --dataset with Fashion-MNIST images"))?;
     let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)?;
     let scorer = eval::scorer_for(&spec, &dataset.train)?;
 

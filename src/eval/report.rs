@@ -41,7 +41,7 @@ pub fn check_classifier(dataset: &DatasetSpec) -> Result<()> {
     if !fashion {
         bail!(
             "no quality classifier for dataset '{dataset}': ddpm-lab ships one for Fashion-MNIST \
-             (grey 28×28); pass --dataset with Fashion-MNIST images"
+             (grey 28×28) only"
         );
     }
     Ok(())

@@ -79,13 +79,26 @@ fn schedules_screen_shows_every_final_alpha_bar_at_80x24() {
     let screen = snap_both(&app, "schedules");
     assert!(screen.contains("t = 120"), "{screen}");
     assert!(screen.contains("x_T keeps 36% signal"), "{screen}");
+    let big = render(&app, 160, 48);
     for s in BetaSchedule::ALL {
         let tab = ScheduleTables::new(s, 200).unwrap();
-        let last = format!("{:.1e}", tab.alphas_cumprod[199]);
+        // ᾱ_t at the marker beside every schedule's name, at 80×24 too.
+        let now = tab.alphas_cumprod[120];
+        let now = if now >= 1e-3 {
+            format!("{now:.4}")
+        } else {
+            format!("{now:.1e}")
+        };
         assert!(
-            screen.contains(&format!("{:<10}ᾱ_T {last}", s.name())),
-            "{s} ᾱ_T {last}:\n{screen}"
+            screen.contains(&format!("{:<10}ᾱ_t {now}", s.name())),
+            "{s} ᾱ_t {now}:\n{screen}"
         );
+        // ᾱ_T of each: at 80×24 where no warning takes its line, and always at 160×48.
+        let last = format!("ᾱ_T {:.1e}", tab.alphas_cumprod[199]);
+        assert!(big.contains(&last), "{s} {last}:\n{big}");
+        if tab.final_signal() <= ddpm_lab::tui::state::schedules::SIGNAL_FLAG {
+            assert!(screen.contains(&last), "{s} {last}:\n{screen}");
+        }
     }
     // β on a log axis: labelled in decades.
     assert!(screen.contains("β_t log"), "{screen}");

@@ -80,55 +80,50 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     draw_grid(frame, grid, app, images);
 }
 
-/// `√ᾱ_T` compactly (three decimals, or a power of ten when tiny).
-fn fmt_signal(signal: f64) -> String {
-    if signal >= 1e-3 {
-        format!("{signal:.3}")
+/// A value in `[0, 1]` compactly: four decimals, or a power of ten below 1e-3 (so that
+/// `ᾱ_t` near T shows `4.0e-5`, not `0.0000`).
+fn fmt_unit(v: f64) -> String {
+    if v >= 1e-3 {
+        format!("{v:.4}")
     } else {
-        format!("{signal:.1e}")
+        format!("{v:.1e}")
     }
 }
 
-/// The lines beside a schedule's row, most important first (a short row shows the first
-/// ones): name and ᾱ_T, the signal left in x_T (flagged when too much), ᾱ_t at the marker.
+/// The lines beside a schedule's row, most important first: its name with ᾱ_t at the marker
+/// (what the images show), then ᾱ_T, or when x_T keeps too much signal the warning first and
+/// ᾱ_T after it. Every row has the same height; a short one (two lines at 80×24) drops the
+/// last line only.
 fn schedule_lines(tab: &crate::schedule::ScheduleTables, s: &SchedulesState) -> Vec<Line<'static>> {
     let color = theme::schedule_color(tab.schedule);
     let signal = tab.final_signal();
     let ac_t = tab.alphas_cumprod[s.t];
-    let signal_line = if signal > SIGNAL_FLAG {
-        Line::styled(
+    let final_line = Line::from(vec![
+        Span::styled("ᾱ_T ", theme::label()),
+        Span::raw(format!("{:.1e}", tab.alphas_cumprod[s.timesteps - 1])),
+        Span::styled("  √ᾱ_T ", theme::label()),
+        Span::raw(if signal >= 1e-3 {
+            format!("{signal:.3}")
+        } else {
+            format!("{signal:.0e}")
+        }),
+    ]);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            format!("{:<10}", tab.schedule.name()),
+            Style::default().fg(color).add_modifier(Modifier::BOLD),
+        ),
+        Span::styled("ᾱ_t ", theme::label()),
+        Span::raw(fmt_unit(ac_t)),
+    ])];
+    if signal > SIGNAL_FLAG {
+        lines.push(Line::styled(
             format!("⚠ x_T keeps {:.0}% signal", signal * 100.0),
             Style::default().fg(theme::WARN),
-        )
-    } else {
-        Line::from(vec![
-            Span::styled("√ᾱ_T ", theme::label()),
-            Span::raw(fmt_signal(signal)),
-        ])
-    };
-    vec![
-        Line::from(vec![
-            Span::styled(
-                format!("{:<10}", tab.schedule.name()),
-                Style::default().fg(color).add_modifier(Modifier::BOLD),
-            ),
-            Span::styled("ᾱ_T ", theme::label()),
-            Span::raw(format!("{:.1e}", tab.alphas_cumprod[s.timesteps - 1])),
-        ]),
-        signal_line,
-        Line::from(vec![
-            Span::styled("ᾱ_t ", theme::label()),
-            Span::raw(format!("{ac_t:.4}")),
-            Span::styled(
-                if signal > SIGNAL_FLAG {
-                    format!("  √ᾱ_T {}", fmt_signal(signal))
-                } else {
-                    String::new()
-                },
-                theme::label(),
-            ),
-        ]),
-    ]
+        ));
+    }
+    lines.push(final_line);
+    lines
 }
 
 fn draw_grid(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
@@ -156,11 +151,10 @@ fn draw_grid(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         };
         frame.render_widget(Line::styled(text, style).centered(), *r);
     }
-    let rows = Layout::vertical(vec![
-        Constraint::Ratio(1, s.tables.len() as u32);
-        s.tables.len()
-    ])
-    .split(body);
+    // Rows of one height (the rows left over stay empty below), so that every schedule's
+    // images are drawn at the same size.
+    let n = s.tables.len().max(1) as u16;
+    let rows = Layout::vertical(vec![Constraint::Length(body.height / n); n as usize]).split(body);
     let example = app
         .data
         .info
