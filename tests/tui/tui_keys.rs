@@ -693,4 +693,9 @@ fn opening_a_finished_run_says_to_raise_its_steps_before_space() {
         notice.contains("at its last step (40): raise steps"),
         "{notice}"
     );
+    // Its 40 steps never crossed an epoch's end: the epochs come from the images loaded (the
+    // run's own set), so the progress shows its epoch rather than "epoch 1 0%".
+    let batch = app.settings.train.batch_size;
+    assert_eq!(app.train.run.steps_per_epoch, 6000usize.div_ceil(batch));
+    assert!(app.train.run.epoch_progress().is_some());
 }

@@ -461,6 +461,7 @@ mod tests {
         };
         let mut stamp = || "stamp".to_string();
         let mut ctx = Ctx {
+            loaded: None,
             settings: &mut settings,
             data_ready: true,
             n_train: Some(100),

@@ -207,6 +207,9 @@ pub struct Ctx<'a> {
     pub data_ready: bool,
     /// Training images of the loaded dataset.
     pub n_train: Option<usize>,
+    /// Name of the loaded dataset (a built-in set standing in for the one asked for is named
+    /// as itself).
+    pub loaded: Option<&'a str>,
     /// The Train screen's run has a live worker.
     pub train_active: bool,
     /// A Compare run has a live worker.

@@ -10,6 +10,7 @@ macro_rules! ctx {
         Ctx {
             data_ready: $app.data.ready(),
             n_train: $app.data.info.as_ref().map(|i| i.n_train),
+            loaded: $app.data.loaded_name(),
             train_active: $app.train.run.is_active(),
             compare_active: $app.compare.any_active(),
             running: $app.lifecycle == Lifecycle::Running,

@@ -482,6 +482,14 @@ impl TrainState {
         if let Some(ds) = opened.summary.dataset {
             if ds != ctx.settings.dataset {
                 fx.push(Effect::LoadDataset(ds));
+            } else if let (0, Some(n), true) = (
+                self.run.steps_per_epoch,
+                ctx.n_train,
+                ctx.loaded == Some(ds.as_str()),
+            ) {
+                // Its epochs, from the images loaded (the run's own set): a history that
+                // never crossed an epoch's end does not tell them.
+                self.run.steps_per_epoch = n.div_ceil(ctx.settings.train.batch_size.max(1));
             }
         }
         fx
