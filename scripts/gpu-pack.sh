@@ -2,12 +2,13 @@
 # Packs what a visit to the GPU machine carries (scripts/README.md, "Carrying it to the GPU
 # machine"), so that the visit's one run of scripts/gpu-check.sh finds everything:
 #   gpu-bin/ddpm-lab.xz     the CUDA build, debug info stripped (symbol names kept for profilers)
-#   gpu-bin/BUILT_FROM      the commit it was built from (plus "+changes" for a dirty tree)
+#   gpu-bin/BUILT_FROM      the commit it was built from ("+changes" when the checkout had changes;
+#                           for a BINARY given ready-made, $BUILT_FROM or "unknown (...)")
 #   gpu-bin/einops-*.whl    the blog model's einops for PyTorch's side (that machine has no PyPI)
 #   shared/fixtures/, shared/data/fashion-mnist/
 #                           the PyTorch fixtures and the Fashion-MNIST IDX files, from SHARED
 # Both folders are ignored through the clone's info/exclude (added if missing). It checks that
-# they fit the 64 MiB a run carries and prints the `carry` list.
+# they and the working tree fit the 64 MiB a run carries and prints the `carry` list.
 #
 # Usage: scripts/gpu-pack.sh [BINARY]
 #   BINARY              a `--features cuda` release build to pack; without it the script builds
@@ -19,6 +20,7 @@
 #   EINOPS=1            download the einops wheel with pip (0 skips it; a failed download is
 #                       a note, not an error: the GPU machine's python may have einops)
 #   CARRY_MIB=64        what a run may carry (the device tool's limit)
+#   BUILT_FROM=commit   what a given BINARY was built from, for gpu-bin/BUILT_FROM
 set -euo pipefail
 
 if [ $# -gt 1 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
@@ -26,8 +28,11 @@ if [ $# -gt 1 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
   exit 2
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+# Paths given relative to where the script was called from.
+abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+SHARED=$(abs "${SHARED:-$REPO/../shared}")
+bin=${1:+$(abs "$1")}
 cd "$REPO"
-SHARED=${SHARED:-$REPO/../shared}
 EINOPS=${EINOPS:-1}
 CARRY_LIMIT=$((${CARRY_MIB:-64} * 1024 * 1024))
 
@@ -36,7 +41,7 @@ fail() {
   exit 1
 }
 
-bin=${1:-}
+given=${bin:+1}
 if [ -z "$bin" ]; then
   target=${CARGO_TARGET_DIR:-target/cuda}
   eval "$(scripts/cuda-toolkit.sh)"
@@ -55,8 +60,13 @@ mkdir -p gpu-bin
 rm -f gpu-bin/ddpm-lab gpu-bin/ddpm-lab.gz gpu-bin/ddpm-lab.xz
 strip --strip-debug -o gpu-bin/ddpm-lab "$bin"
 xz -9 -T0 gpu-bin/ddpm-lab
+# The commit the binary was built from: this checkout's, with "+changes" when it has changes
+# (new files too); for a binary given ready-made, only the caller knows (BUILT_FROM=...).
 commit=$(git rev-parse HEAD)
-git diff --quiet HEAD -- 2>/dev/null || commit="$commit+changes"
+[ -z "$(git status --porcelain)" ] || commit="$commit+changes"
+if [ -n "$given" ]; then
+  commit=${BUILT_FROM:-"unknown (a given binary; checkout at $commit)"}
+fi
 echo "$commit" >gpu-bin/BUILT_FROM
 
 if [ "$EINOPS" != 0 ]; then
@@ -78,8 +88,12 @@ fi
 carry=(gpu-bin)
 [ -d shared ] && carry+=(shared)
 bytes=$(du -sb "${carry[@]}" | awk '{s += $1} END {print s}')
+# The working tree travels too (tracked files and untracked ones git does not ignore).
+tree=$(git ls-files -z --cached --others --exclude-standard |
+  du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+bytes=$((bytes + ${tree:-0}))
 [ "$bytes" -le "$CARRY_LIMIT" ] ||
-  fail "${carry[*]} hold $bytes bytes, over the $CARRY_LIMIT a run carries"
+  fail "${carry[*]} and the working tree hold $bytes bytes, over the $CARRY_LIMIT a run carries"
 printf 'gpu-pack: %s MiB to carry, built from %s\n' "$((bytes / 1024 / 1024))" "$commit"
 printf 'carry: ["%s"]\n' "$(IFS=,; echo "${carry[*]}" | sed 's/,/", "/g')"
 echo 'then: scripts/gpu-check.sh "$OUT"'

@@ -165,11 +165,16 @@ impl BenchOptions {
             preview_every: 0,
             ..TrainConfig::default()
         };
-        train.validate_limits().map_err(|e| {
-            anyhow::anyhow!("{}", e.to_string().replace("--timesteps", "--sample-steps"))
-        })?;
+        let max_steps = crate::store::config::MAX_TIMESTEPS;
+        if self.sample_steps > max_steps {
+            bail!(
+                "--sample-steps must be at most {max_steps}, got {}",
+                self.sample_steps
+            );
+        }
         let on_cpu = self.device == DeviceSpec::Cpu;
         if self.train {
+            train.validate_limits()?;
             crate::runs::budget::check_training(&train)?;
         }
         let size = self.model.image_size();

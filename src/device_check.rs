@@ -81,8 +81,17 @@ pub fn check_device(
         preview_every: 0,
         ..crate::store::TrainConfig::default()
     };
-    cpu_step.validate_limits()?;
-    crate::runs::budget::check_training(&cpu_step)?;
+    // Said with check-device's own flags.
+    let flags = |e: anyhow::Error| {
+        anyhow::anyhow!(
+            "{}",
+            e.to_string()
+                .replace("--batch-size", "--batch")
+                .replace("--image-size", "--size")
+        )
+    };
+    cpu_step.validate_limits().map_err(flags)?;
+    crate::runs::budget::check_training(&cpu_step).map_err(flags)?;
     let device_route = if device.is_cpu() {
         Some(Route::Device)
     } else {

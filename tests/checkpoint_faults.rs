@@ -326,12 +326,28 @@ fn a_run_whose_newest_checkpoint_is_damaged_is_kept_and_resumes_from_an_older_on
     let mut t = Trainer::resume_with(&older, ResumeOptions::default()).unwrap();
     assert_eq!(t.step(), 2);
     assert_eq!(metrics().lines().count(), 2);
+    // Its first checkpoint keeps the complete one it resumed from as the spare, not the
+    // damaged one at a higher step.
+    train_to(&mut t, 4).unwrap();
+    let names = |run: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(run.join(CHECKPOINTS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&run), ["step-000002", "step-000004.1"]);
     train_to(&mut t, 6).unwrap();
     drop(t);
     assert!(!older.join(CHECKPOINTS_DIR).exists(), "nothing nested");
     let resumed = RunDir::open(&run).unwrap().require_checkpoint().unwrap();
     assert_eq!(resumed.state.step, 6);
     assert_eq!(resumed.dir().parent().unwrap(), run.join(CHECKPOINTS_DIR));
+    // A checkpoint folder named relative to its run (`cd RUN; --resume checkpoints/step-N`)
+    // stands for the run "." itself.
+    let rel = Path::new("checkpoints/step-000004.1");
+    assert_eq!(ddpm_lab::store::Checkpoint::run_dir_of(rel), Path::new("."));
 }
 
 #[test]

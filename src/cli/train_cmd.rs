@@ -92,9 +92,9 @@ pub struct TrainArgs {
     #[arg(long, value_parser = parse_duration)]
     pub time_limit: Option<f64>,
     /// Write a checkpoint every N steps (0 = none by steps; the end and --checkpoint-interval
-    /// still write theirs)
-    #[arg(long, default_value_t = 500)]
-    pub checkpoint_every: usize,
+    /// still write theirs) [default: 500]
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
     /// Also write a checkpoint after this much training time since the last one (e.g. 2m,
     /// 90s; off = by steps only), so a crash loses at most that much work; with --resume, for
     /// this session
@@ -132,6 +132,7 @@ pub fn ignored_with_resume(args: &TrainArgs) -> Vec<&'static str> {
         ("--ema-warmup", args.ema_warmup),
         ("--min-snr-gamma", args.min_snr_gamma.is_some()),
         ("--no-flip", args.no_flip),
+        ("--checkpoint-every", args.checkpoint_every.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, given)| given.then_some(name))
@@ -371,7 +372,7 @@ pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
         .clone()
         .unwrap_or_else(|| crate::data::DatasetSpec::FashionMnist.to_string());
     cfg.flip = !args.no_flip;
-    cfg.checkpoint_every = args.checkpoint_every;
+    cfg.checkpoint_every = args.checkpoint_every.unwrap_or(500);
     cfg.checkpoint_interval_s = interval(args);
     cfg
 }

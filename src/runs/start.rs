@@ -30,7 +30,7 @@ pub enum StopAt {
 /// What to train.
 #[derive(Debug, Clone)]
 pub enum TrainRequest {
-    /// A new run, saved in `dir` (created; an existing run there is started over).
+    /// A new run, saved in `dir` (created; a directory that holds a run is refused).
     New {
         /// The run's configuration (its image size and channels are taken from the data).
         config: TrainConfig,

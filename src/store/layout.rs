@@ -79,6 +79,10 @@ impl Checkpoint {
     /// The run directory a path stands for: the run of a checkpoint folder, else the path.
     pub fn run_dir_of(dir: &Path) -> &Path {
         match dir.parent().and_then(Path::parent) {
+            // `checkpoints/step-N`, relative: the run is the current folder.
+            Some(run) if Self::is_checkpoint_folder(dir) && run.as_os_str().is_empty() => {
+                Path::new(".")
+            }
             Some(run) if Self::is_checkpoint_folder(dir) => run,
             _ => dir,
         }
@@ -299,9 +303,16 @@ impl RunDir {
         // Names sort by step (zero-padded), then by the `.k` suffix.
         complete.sort_by_key(|n| sort_key(n));
         complete.retain(|n| n != latest);
+        // The ones kept: complete ones first, newest first, then any that cannot be opened (a
+        // damaged checkpoint is never kept over a complete one: after a resume from an older
+        // checkpoint past a damaged newer one, the older stays the spare).
+        let (good, bad): (Vec<String>, Vec<String>) = complete
+            .into_iter()
+            .rev()
+            .partition(|n| Checkpoint::open(&root.join(n)).is_ok());
         let keep_others = KEEP_CHECKPOINTS.saturating_sub(1);
-        let drop = complete.len().saturating_sub(keep_others);
-        for n in complete.into_iter().take(drop) {
+        let dropped: Vec<String> = good.into_iter().chain(bad).skip(keep_others).collect();
+        for n in dropped {
             if let Err(e) = fs::remove_dir_all(root.join(&n)) {
                 notices.push(format!("cannot remove old checkpoint {n}: {e}"));
             }

@@ -157,10 +157,14 @@ impl Trainer {
                         r.checkpoints_dir().display()
                     ),
                     Ok(None) => {}
-                    Err(e) => bail!(
+                    Err(e) if r.has_checkpoint_folders() => bail!(
                         "{} already holds a run whose newest checkpoint cannot be read ({e:#}); nothing was changed: pick another run directory, or continue the run from an older checkpoint with --resume {}/step-N",
                         r.path().display(),
                         r.checkpoints_dir().display()
+                    ),
+                    Err(e) => bail!(
+                        "{} already holds a run whose checkpoint cannot be read ({e:#}); nothing was changed: pick another run directory",
+                        r.path().display()
                     ),
                 }
                 notices.extend(r.remove_leftovers());

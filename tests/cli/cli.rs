@@ -299,7 +299,7 @@ fn bad_input_gets_a_clear_error() {
                 "--size",
                 "1024",
             ][..],
-            "--batch-size must be at most",
+            "--batch must be at most",
         ),
         (
             &[

@@ -110,16 +110,18 @@ fn the_gpu_pack_script_packs_the_binary_and_the_shared_files_within_the_carry_li
         .success();
     assert!(ok, "the packed binary does not unpack and run");
     assert!(!bin.join("ddpm-lab").exists(), "left uncompressed");
-    // Built from the scratch repository's commit (clean tree: no "+changes").
+    // A binary given ready-made: what it was built from is the caller's to say (BUILT_FROM),
+    // else unknown, with the checkout's commit beside it.
     let head = Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(repo.path())
         .output()
         .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
     let built_from = std::fs::read_to_string(bin.join("BUILT_FROM")).unwrap();
     assert_eq!(
         built_from.trim(),
-        String::from_utf8_lossy(&head.stdout).trim()
+        format!("unknown (a given binary; checkout at {head})")
     );
     // The fixtures (safetensors only) and the data, in the checkout's shared/.
     let copied = repo.path().join("shared");
@@ -129,8 +131,15 @@ fn the_gpu_pack_script_packs_the_binary_and_the_shared_files_within_the_carry_li
         .join("data/fashion-mnist/train-images-idx3-ubyte.gz")
         .is_file());
     // Both folders ignored, each once, however often it runs.
-    let again = pack(repo.path(), binary, shared.path(), &[]);
+    let again = pack(
+        repo.path(),
+        binary,
+        shared.path(),
+        &[("BUILT_FROM", "abc123")],
+    );
     assert!(again.status.success());
+    let built_from = std::fs::read_to_string(bin.join("BUILT_FROM")).unwrap();
+    assert_eq!(built_from.trim(), "abc123");
     let exclude = std::fs::read_to_string(repo.path().join(".git/info/exclude")).unwrap();
     for line in ["/gpu-bin/", "/shared/"] {
         assert_eq!(

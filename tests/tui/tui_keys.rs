@@ -644,6 +644,8 @@ fn x_stops_a_paused_run_so_that_another_can_be_opened_or_compared() {
     let linear = Slot::Compare(BetaSchedule::Linear);
     feed(&mut app, linear, fake_run(0, 3, 50));
     handle_key(&mut app, ch('x'));
+    // Space while it saves neither resumes it nor lets the next schedule start after it.
+    handle_key(&mut app, ch(' '));
     assert_eq!(engine.commands(linear), vec![TrainCommand::Stop]);
     feed(
         &mut app,
@@ -698,4 +700,45 @@ fn opening_a_finished_run_says_to_raise_its_steps_before_space() {
     let batch = app.settings.train.batch_size;
     assert_eq!(app.train.run.steps_per_epoch, 6000usize.div_ceil(batch));
     assert!(app.train.run.epoch_progress().is_some());
+}
+
+#[test]
+fn frames_keep_the_settings_they_were_drawn_with_until_a_new_job_brings_its_own() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    train_main_run_to_the_end(&mut app, "runs/r");
+    app.tab = Tab::Sample;
+    let seed0 = app.settings.sample.seed;
+    handle_key(&mut app, ch('g'));
+    app.handle_msg(WorkerMsg::Sample {
+        slot: Slot::Main,
+        msg: SampleMsg::Done(Box::new(frames(4, 10))),
+    });
+    // A new seed and a new job: while it runs, nothing is exported (the frames shown are the
+    // old job's, and would be named after the new one).
+    handle_key(&mut app, ch('s'));
+    handle_key(&mut app, ch('g'));
+    handle_key(&mut app, ch('e'));
+    let notice = app.notice.as_ref().unwrap().text.clone();
+    assert!(notice.contains("export once it has finished"), "{notice}");
+    // It fails: the frames shown are still the first job's, and exported under its seed.
+    app.handle_msg(WorkerMsg::Sample {
+        slot: Slot::Main,
+        msg: SampleMsg::Failed("out of memory".into()),
+    });
+    assert_eq!(app.sample.drawn_with.as_ref().unwrap().seed, seed0);
+    handle_key(&mut app, ch('e'));
+    let exports: Vec<String> = engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Export(_, stem) => Some(stem),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exports.len(), 1, "{exports:?}");
+    assert!(
+        exports[0].ends_with(&format!("-seed{seed0}")),
+        "{exports:?}"
+    );
 }

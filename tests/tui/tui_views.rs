@@ -412,6 +412,11 @@ fn too_small_terminal_says_so() {
     );
     assert!(handle_key_in_small_terminal(&mut app, ch('n')));
     assert_eq!(app.overlay, Overlay::None);
+    // A window open when the terminal shrank (help here) closes with q or Esc, as drawn.
+    assert!(!handle_key_in_small_terminal(&mut app, ch('?')));
+    app.overlay = Overlay::Help;
+    assert!(handle_key_in_small_terminal(&mut app, key(KeyCode::Esc)));
+    assert_eq!(app.overlay, Overlay::None);
 }
 
 #[test]

@@ -131,12 +131,13 @@ pub fn apply(app: &mut App, cmd: Command) {
     app.apply(cmd);
 }
 
-/// Whether `cmd` may act while the terminal is too small to draw the lab: quitting and the
-/// quit question (which the small screen shows), nothing on a screen the user cannot see.
+/// Whether `cmd` may act while the terminal is too small to draw the lab: quitting, the quit
+/// question (which the small screen shows) and closing a window (help, the run picker: `q`
+/// and Esc close them first), nothing on a screen the user cannot see.
 pub fn allowed_in_small_terminal(cmd: Command) -> bool {
     matches!(
         cmd,
-        Command::Quit | Command::Interrupt | Command::ConfirmQuit(_)
+        Command::Quit | Command::Interrupt | Command::ConfirmQuit(_) | Command::Close
     )
 }
 

@@ -208,6 +208,10 @@ impl CompareState {
                 "the Train run is still going (x on Train stops it)",
             )];
         }
+        if self.slots.iter().any(|s| s.run.state == RunState::Stopping) {
+            // Stopping (x): its checkpoint is being written, and nothing is handed on after.
+            return Vec::new();
+        }
         if let Some(i) = self.active {
             let run = &self.slots[i].run;
             if run.is_active() {

@@ -123,8 +123,13 @@ pub struct SampleState {
     pub status: SampleStatus,
     /// Run the frames were drawn from.
     pub source: Option<PathBuf>,
-    /// The settings the latest job drew with (the screen's may have changed since).
+    /// The run and settings the frames shown were drawn with (the screen's may have changed
+    /// since).
     pub drawn_with: Option<SampleSettings>,
+    /// The run the frames shown were drawn from.
+    pub drawn_from: Option<PathBuf>,
+    /// The run and settings of the job under way, theirs once it is done.
+    pending: Option<(PathBuf, SampleSettings)>,
     /// Frames of the latest job.
     pub frames: Option<Frames>,
     /// Playback position.
@@ -221,7 +226,7 @@ impl SampleState {
         self.current = None;
         self.elapsed = Duration::ZERO;
         self.source = Some(run_dir.clone());
-        self.drawn_with = Some(ctx_settings.clone());
+        self.pending = Some((run_dir.clone(), ctx_settings.clone()));
         self.cursor.playing = false;
         self.exported = None;
         vec![Effect::Sample {
@@ -242,9 +247,15 @@ impl SampleState {
         if self.exporting {
             return Vec::new();
         }
+        if matches!(self.status, SampleStatus::Running { .. }) {
+            return vec![Effect::error(
+                "sampling is under way: export once it has finished",
+            )];
+        }
         let out_dir = self
-            .source
+            .drawn_from
             .clone()
+            .or_else(|| self.source.clone())
             .unwrap_or_else(|| ctx.settings.runs_root())
             .join("exports");
         let s = self.drawn_with.as_ref().unwrap_or(&ctx.settings.sample);
@@ -281,6 +292,10 @@ impl SampleState {
                 self.current = Some((done, images));
             }
             SampleMsg::Done(frames) => {
+                if let Some((dir, settings)) = self.pending.take() {
+                    self.drawn_from = Some(dir);
+                    self.drawn_with = Some(settings);
+                }
                 self.status = SampleStatus::Ready;
                 self.current = None;
                 self.cursor = FrameCursor::new(frames.len());
@@ -288,6 +303,7 @@ impl SampleState {
                 self.frames = Some(*frames);
             }
             SampleMsg::Failed(e) => {
+                self.pending = None;
                 self.status = SampleStatus::Failed(e.clone());
                 self.current = None;
                 return vec![Effect::error(format!("sampling failed: {e}"))];
