@@ -72,7 +72,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
     // Fails early, before sampling, when no classifier fits the data.
     eval::check_classifier(&spec)
         .map_err(|e| anyhow::anyhow!("{e}; pass --dataset with Fashion-MNIST images"))?;
-    let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)?;
+    // The data layer's offline advice ends with the built-in set, which has no classifier.
+    let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)
+        .map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            format!("{e:#}").replace(
+                crate::data::error::OFFLINE_ADVICE,
+                "connect to the internet, set HF_ENDPOINT to a reachable Hugging Face \
+                     mirror, or pass a local copy of the real images with --dataset PATH"
+            )
+        )
+    })?;
     let scorer = eval::scorer_for(&spec, &dataset.train)?;
 
     let bar = if args.json {

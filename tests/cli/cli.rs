@@ -113,6 +113,21 @@ fn train_sample_and_resume() {
         err.contains("note: --lr, --seed are ignored with --resume"),
         "{err}"
     );
+    // Offline, eval's advice leaves out the built-in set, which has no quality classifier.
+    let err = fails(&ddpm(
+        &[
+            "eval",
+            "--checkpoint",
+            run_s,
+            "--dataset",
+            "fashion_mnist",
+            "--n",
+            "1",
+        ],
+        tmp.path(),
+    ));
+    assert!(err.contains("--dataset PATH"), "{err}");
+    assert!(!err.contains("--dataset shapes"), "{err}");
     let err = fails(&ddpm(
         &["train", "--dataset", "shapes", "--steps", "0"],
         tmp.path(),
