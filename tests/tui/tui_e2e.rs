@@ -396,3 +396,44 @@ fn remembered_settings_follow_their_recipe_where_the_user_left_them() {
     assert_eq!(saved["train"]["lr"], 0.0005);
     assert_eq!(saved["origin"]["recipe"]["name"], "quick", "{saved}");
 }
+
+/// The real binary in a terminal that shrinks below 80×24 while a run trains: the screen says
+/// so with its quit hint, the screens' keys do nothing there (space would pause the run
+/// unseen), and back at full size the run is still training; then `x` stops it with a
+/// checkpoint and the lab quits without asking.
+#[test]
+fn a_shrunk_terminal_ignores_the_screens_keys_and_x_stops_the_run() {
+    if tmux_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let flags = "--dataset shapes --model tiny --timesteps 10 --steps 20000 --batch-size 4";
+    let tmux = start_lab(tmp.path(), "shrink", flags);
+    tmux.wait_for("status   ready", 30);
+    tmux.keys(&["3", "Space"]);
+    tmux.wait("training", 120, |s| {
+        s.contains("RUNNING") && progress_step(s).is_some_and(|n| n >= 1)
+    });
+    tmux.cmd(&["resize-window", "-t", "lab", "-x", "60", "-y", "20"]);
+    let s = tmux.wait_for("too small: 60×20", 10);
+    assert!(s.contains("press q to quit"), "{s}");
+    tmux.keys(&["Space", "4"]);
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.cmd(&["resize-window", "-t", "lab", "-x", "120", "-y", "40"]);
+    let s = tmux.wait_for("Progress RUNNING", 10);
+    assert!(s.contains("Configuration"), "still on Train:\n{s}");
+    tmux.keys(&["x"]);
+    tmux.wait_for("FINISHED", 60);
+    tmux.keys(&["q"]);
+    assert_clean_exit(&tmux);
+    let run = std::fs::read_dir(tmp.path().join("runs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run directory")
+        .path();
+    let ck = ddpm_lab::store::RunDir::open(&run)
+        .and_then(|r| r.require_checkpoint())
+        .expect("checkpoint written by x");
+    assert!(ck.state.step >= 1, "{:?}", ck.state);
+}
