@@ -581,9 +581,9 @@ pub fn hints(scope: &str) -> &'static str {
     match scope {
         "Data" => "d/D dataset · r reload",
         "Schedules" => "←/→ t · +/− T · n image",
-        "Train" => "space start/pause · ↑↓←→ edit · b blog · c ckpt · o open",
+        "Train" => "space start/pause · x stop · ↑↓←→ edit · b blog · c ckpt · o open",
         "Sample" => "g generate · ←/→ PgUp/PgDn frames · p play · e export",
-        "Compare" => "space train all · m mode · g sample · ←/→ p frames",
+        "Compare" => "space train all · x stop · m mode · g sample · ←/→ p frames",
         "Runs" => "↑↓ run · space overlay · a all · o open · r reload",
         _ => "",
     }
