@@ -16,18 +16,7 @@ pub(crate) fn write_atomically<F>(path: &Path, temp_ext: &str, render: F) -> Res
 where
     F: FnOnce(&Path) -> Result<(), ExportError>,
 {
-    if path.is_dir() {
-        return Err(ExportError::IsADirectory {
-            path: path.to_path_buf(),
-        });
-    }
-    let dir = files::parent_dir(path);
-    if !dir.is_dir() {
-        return Err(ExportError::NoSuchDirectory {
-            path: path.to_path_buf(),
-            dir,
-        });
-    }
+    check_folder(path)?;
     files::replace_with(path, Some(temp_ext), |tmp| {
         // Creating the file up front turns an unwritable directory into a plain I/O error
         // that names the target, before any rendering work is done.

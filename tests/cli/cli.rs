@@ -297,8 +297,10 @@ fn bad_input_gets_a_clear_error() {
     assert!(err.contains("model.safetensors"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 
-    // Sizes that cannot fit in memory are one line, before any allocation (an allocation
-    // failure aborts the process with a backtrace).
+    // Refused in one line before any work: sizes that cannot fit in memory (an allocation
+    // failure aborts the process with a backtrace), and output files that cannot be written
+    // (before loading or sampling: here before the corrupt checkpoint is even read).
+    let run = run.to_str().unwrap();
     for (args, says) in [
         (
             &[
@@ -348,16 +350,6 @@ fn bad_input_gets_a_clear_error() {
             &["bench", "--config", "blog", "--forward-batch", "1000000"][..],
             "needs about",
         ),
-    ] {
-        let err = fails(&ddpm(args, d));
-        assert!(err.contains(says), "{args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
-    }
-
-    // Output files that cannot be written are refused before any loading or sampling (here
-    // before the corrupt checkpoint is even read).
-    let run = run.to_str().unwrap();
-    for (args, says) in [
         (
             &["sample", "--checkpoint", run, "--out", "s.jpg"][..],
             "s.jpg",
@@ -377,6 +369,7 @@ fn bad_input_gets_a_clear_error() {
     ] {
         let err = fails(&ddpm(args, d));
         assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
         assert!(!err.contains("model.safetensors"), "{args:?}: {err}");
     }
 }

@@ -126,6 +126,35 @@ fn start_lab_env(dir: &Path, tag: &str, env: &str, flags: &str) -> Tmux {
     tmux
 }
 
+/// Flags of a tiny run that trains for as long as a test needs it.
+const LONG_TINY_RUN: &str =
+    "--dataset shapes --model tiny --timesteps 10 --steps 20000 --batch-size 4";
+
+/// Starts the lab with [`LONG_TINY_RUN`] and a run on the Train screen, once it has trained
+/// `steps` steps.
+fn lab_training(dir: &Path, tag: &str, steps: u64) -> Tmux {
+    let tmux = start_lab(dir, tag, LONG_TINY_RUN);
+    tmux.wait_for("status   ready", 30);
+    tmux.keys(&["3", "Space"]);
+    tmux.wait("training", 120, |s| {
+        s.contains("RUNNING") && progress_step(s).is_some_and(|n| n >= steps)
+    });
+    tmux
+}
+
+/// The newest checkpoint of the one run under `dir/runs`.
+fn the_runs_checkpoint(dir: &Path) -> ddpm_lab::store::Checkpoint {
+    let run = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run directory")
+        .path();
+    ddpm_lab::store::RunDir::open(&run)
+        .and_then(|r| r.require_checkpoint())
+        .expect("a checkpoint")
+}
+
 /// Waits for the lab to exit and checks it exited with 0 and restored the terminal.
 fn assert_clean_exit(tmux: &Tmux) {
     let s = tmux.wait_for("EXIT=", 60);
@@ -271,31 +300,21 @@ fn ctrl_c_checkpoints_a_running_run_which_reopens_and_continues() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let flags = "--dataset shapes --model tiny --timesteps 10 --steps 20000 --batch-size 4";
-    let tmux = start_lab(tmp.path(), "ctrlc", flags);
-    tmux.wait_for("status   ready", 30);
-    tmux.keys(&["3", "Space"]);
-    tmux.wait("two steps", 120, |s| {
-        s.contains("RUNNING") && progress_step(s).is_some_and(|n| n >= 2)
-    });
+    let tmux = lab_training(tmp.path(), "ctrlc", 2);
     tmux.keys(&["C-c"]);
     assert_clean_exit(&tmux);
     assert_exit_message(&tmux.screen(), &tmp.path().join("runs"));
     drop(tmux);
-    let run = std::fs::read_dir(tmp.path().join("runs"))
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("a run directory")
-        .path();
-    let ck = ddpm_lab::store::RunDir::open(&run)
-        .and_then(|r| r.require_checkpoint())
-        .expect("checkpoint written on Ctrl-C");
-    assert!(ck.state.step >= 2, "{:?}", ck.state);
+    let ck = the_runs_checkpoint(tmp.path());
+    assert!(
+        ck.state.step >= 2,
+        "checkpoint written on Ctrl-C: {:?}",
+        ck.state
+    );
     assert!(ck.file("model.safetensors").exists());
 
     // A second session opens the run (o, Enter) and continues it (space).
-    let tmux = start_lab(tmp.path(), "reopen", flags);
+    let tmux = start_lab(tmp.path(), "reopen", LONG_TINY_RUN);
     tmux.wait_for("status   ready", 30);
     tmux.keys(&["3", "o"]);
     tmux.wait_for("Open a run", 10);
@@ -407,13 +426,7 @@ fn a_shrunk_terminal_ignores_the_screens_keys_and_x_stops_the_run() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let flags = "--dataset shapes --model tiny --timesteps 10 --steps 20000 --batch-size 4";
-    let tmux = start_lab(tmp.path(), "shrink", flags);
-    tmux.wait_for("status   ready", 30);
-    tmux.keys(&["3", "Space"]);
-    tmux.wait("training", 120, |s| {
-        s.contains("RUNNING") && progress_step(s).is_some_and(|n| n >= 1)
-    });
+    let tmux = lab_training(tmp.path(), "shrink", 1);
     tmux.cmd(&["resize-window", "-t", "lab", "-x", "60", "-y", "20"]);
     let s = tmux.wait_for("too small: 60×20", 10);
     assert!(s.contains("press q to quit"), "{s}");
@@ -426,14 +439,10 @@ fn a_shrunk_terminal_ignores_the_screens_keys_and_x_stops_the_run() {
     tmux.wait_for("FINISHED", 60);
     tmux.keys(&["q"]);
     assert_clean_exit(&tmux);
-    let run = std::fs::read_dir(tmp.path().join("runs"))
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("a run directory")
-        .path();
-    let ck = ddpm_lab::store::RunDir::open(&run)
-        .and_then(|r| r.require_checkpoint())
-        .expect("checkpoint written by x");
-    assert!(ck.state.step >= 1, "{:?}", ck.state);
+    let ck = the_runs_checkpoint(tmp.path());
+    assert!(
+        ck.state.step >= 1,
+        "checkpoint written by x: {:?}",
+        ck.state
+    );
 }

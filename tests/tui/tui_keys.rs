@@ -471,21 +471,7 @@ fn compare_round_robin_rotates_every_quantum() {
 fn opening_a_run_loads_history_and_space_resumes_it() {
     let (mut app, engine) = app();
     load_data(&mut app);
-    let dir = std::path::PathBuf::from("runs/old");
-    let summary = RunSummary {
-        dir: dir.clone(),
-        settings: Some(settings().train),
-        dataset: Some("shapes".into()),
-        step: 40,
-    };
-    {
-        let mut rec = engine.0.lock().unwrap();
-        rec.runs = vec![summary.clone()];
-        rec.opened = Some(OpenedRun {
-            summary,
-            history: (1..=40).map(stats).collect(),
-        });
-    }
+    let dir = engine.offer_run("runs/old", settings().train, 40).dir;
     app.tab = Tab::Train;
     // The key only asks: the list is read on a worker and the picker opens when it arrives.
     handle_key(&mut app, ch('o'));
@@ -670,20 +656,7 @@ fn opening_a_finished_run_says_to_raise_its_steps_before_space() {
     load_data(&mut app);
     let mut train = settings().train;
     train.steps = 40;
-    let summary = RunSummary {
-        dir: "runs/done".into(),
-        settings: Some(train),
-        dataset: Some("shapes".into()),
-        step: 40,
-    };
-    {
-        let mut rec = engine.0.lock().unwrap();
-        rec.runs = vec![summary.clone()];
-        rec.opened = Some(OpenedRun {
-            summary,
-            history: (1..=40).map(stats).collect(),
-        });
-    }
+    engine.offer_run("runs/done", train, 40);
     app.tab = Tab::Train;
     handle_key(&mut app, ch('o'));
     app.pump();

@@ -226,9 +226,9 @@ fn sampling_shows_its_step_time_left_and_the_images_being_denoised() {
     assert_eq!(app.sample.time_left_s(), None);
 }
 
-#[test]
-fn without_the_hub_the_builtin_set_stands_in_until_a_retry_succeeds() {
-    let (mut app, engine) = app();
+/// Starts `app` asking for Fashion-MNIST, which the Hub cannot give: the built-in shapes set
+/// stands in.
+fn fall_back_to_shapes(app: &mut App) {
     app.settings.dataset = "fashion_mnist".into();
     app.start();
     let mut info = data_info();
@@ -238,6 +238,12 @@ fn without_the_hub_the_builtin_set_stands_in_until_a_retry_succeeds() {
         reason: "cannot download zalando-datasets/fashion_mnist: connection refused".into(),
         info: Box::new(info),
     }));
+}
+
+#[test]
+fn without_the_hub_the_builtin_set_stands_in_until_a_retry_succeeds() {
+    let (mut app, engine) = app();
+    fall_back_to_shapes(&mut app);
     assert!(app.data.ready());
     assert_eq!(notice(&app).as_deref(), Some(FALLBACK_NOTICE));
     assert_eq!(app.data.label(), "shapes (no fashion_mnist: offline)");
@@ -312,23 +318,11 @@ fn a_reopened_run_counts_epochs_as_it_did_while_training() {
     );
     assert_eq!(training.0, 50);
     // Reopened from disk at the same step: the same epoch and the same number of epochs.
-    let dir = std::path::PathBuf::from("runs/20260101-000000-linear");
     let mut saved = settings().train;
     saved.steps = 1000;
-    let summary = RunSummary {
-        dir: dir.clone(),
-        settings: Some(saved),
-        dataset: Some("shapes".into()),
-        step: 120,
-    };
-    {
-        let mut rec = engine.0.lock().unwrap();
-        rec.runs = vec![summary.clone()];
-        rec.opened = Some(OpenedRun {
-            summary,
-            history: (1..=120).map(stats).collect(),
-        });
-    }
+    let dir = engine
+        .offer_run("runs/20260101-000000-linear", saved, 120)
+        .dir;
     feed(
         &mut app,
         Slot::Main,
@@ -396,15 +390,7 @@ fn the_status_bar_names_the_gpu_where_it_fits() {
 #[test]
 fn the_stand_in_notice_gives_the_status_line_back_to_the_keys_after_a_while() {
     let (mut app, _engine) = app();
-    app.settings.dataset = "fashion_mnist".into();
-    app.start();
-    let mut info = data_info();
-    info.name = "shapes".into();
-    app.handle_msg(WorkerMsg::Data(DataMsg::FellBack {
-        name: "fashion_mnist".into(),
-        reason: "offline".into(),
-        info: Box::new(info),
-    }));
+    fall_back_to_shapes(&mut app);
     app.tick(Duration::from_secs(20));
     assert_eq!(notice(&app).as_deref(), Some(FALLBACK_NOTICE));
     app.tick(Duration::from_secs(15));

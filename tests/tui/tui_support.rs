@@ -68,6 +68,27 @@ impl FakeEngine {
     }
 }
 
+impl FakeEngine {
+    /// Offers one run on disk: `dir` at `step`, trained with `settings` on the built-in
+    /// `shapes` set, its history steps 1 to `step` ([`stats`]); the run list holds it and
+    /// opening it reads it.
+    pub fn offer_run(&self, dir: &str, settings: TrainSettings, step: usize) -> RunSummary {
+        let summary = RunSummary {
+            dir: dir.into(),
+            settings: Some(settings),
+            dataset: Some("shapes".into()),
+            step,
+        };
+        let mut rec = self.0.lock().unwrap();
+        rec.runs = vec![summary.clone()];
+        rec.opened = Some(OpenedRun {
+            summary: summary.clone(),
+            history: (1..=step).map(stats).collect(),
+        });
+        summary
+    }
+}
+
 impl Engine for FakeEngine {
     fn load_dataset(&mut self, dataset: &str, _tx: Sender<WorkerMsg>) {
         self.0
