@@ -14,7 +14,7 @@ use ddpm_lab::tui::state::run::RunState;
 use ddpm_lab::tui::state::sample::{NOTHING_TO_SAMPLE, NO_CHECKPOINT_YET};
 use ddpm_lab::tui::state::{Lifecycle, Overlay, PickerWait, Tab};
 use ddpm_lab::tui::workers::lab_engine::LAB_CHECKPOINT_INTERVAL_S;
-use ddpm_lab::tui::workers::{Estimate, OpenedRun, RunSummary, SampleMsg, Slot, WorkerMsg};
+use ddpm_lab::tui::workers::{Estimate, RunSummary, SampleMsg, Slot, WorkerMsg};
 use tui_support::*;
 
 #[test]

@@ -13,7 +13,7 @@ use ddpm_lab::tui::state::data::{DataStatus, FALLBACK_NOTICE};
 use ddpm_lab::tui::state::notice::{PASSING_ERROR, PASSING_INFO};
 use ddpm_lab::tui::state::sample::SampleStatus;
 use ddpm_lab::tui::state::{App, Tab};
-use ddpm_lab::tui::workers::{DataMsg, OpenedRun, RunSummary, SampleMsg, Slot, WorkerMsg};
+use ddpm_lab::tui::workers::{DataMsg, SampleMsg, Slot, WorkerMsg};
 use tui_support::*;
 
 fn notice(app: &App) -> Option<String> {
