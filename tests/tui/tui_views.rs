@@ -451,3 +451,31 @@ fn every_model_fits_the_configuration_panel_at_80x24() {
         "{row:?}"
     );
 }
+
+/// At 80×24 the Progress box has three lines under its gauge; the step of the last checkpoint
+/// shares the speed's, so that it shows while the run trains.
+#[test]
+fn the_last_checkpoint_shows_in_the_progress_box_at_80x24() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 5, 100);
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Checkpointed {
+            step: 5,
+            path: "runs/x/checkpoints/step-000005".into(),
+        }],
+    );
+    let screen = render(&app, 80, 24);
+    let progress: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.contains("Progress"))
+        .take(5)
+        .collect();
+    assert!(
+        progress.iter().any(|l| l.contains("saved step 5")),
+        "{}",
+        progress.join("\n")
+    );
+}

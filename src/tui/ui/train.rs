@@ -235,8 +235,10 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
             Span::raw(v),
         ])
     };
-    // Most important first: at 80×24 the block shows three lines (loss, time, speed).
+    // Most important first: at 80×24 the block shows three lines (loss, time, speed and the
+    // step of the last checkpoint).
     let mut lines = Vec::new();
+    let mut saved_said = false;
     if let RunState::Failed(m) = &run.state {
         lines.push(Line::styled(m.clone(), Style::default().fg(theme::ERROR)));
     }
@@ -255,10 +257,16 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
             Span::raw(run.eta_s(batch).map_or(idle.into(), theme::duration)),
         ]));
         let speed = run.images_per_s(batch);
-        lines.push(kv(
+        let mut line = kv(
             "speed",
             speed.map_or(idle.into(), |v| format!("{v:.0} img/s")),
-        ));
+        );
+        if let Some(step) = run.checkpoint_step {
+            line.spans.push(Span::styled(" · saved ", theme::label()));
+            line.spans.push(Span::raw(format!("step {step}")));
+            saved_said = true;
+        }
+        lines.push(line);
     }
     if let Some(n_train) = app.data.info.as_ref().map(|i| i.n_train) {
         let est = if app.train.estimating {
@@ -273,8 +281,9 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
     if run.num_params > 0 {
         lines.push(kv("params", theme::count(run.num_params)));
     }
-    if let Some(step) = run.checkpoint_step {
-        lines.push(kv("saved", format!("step {step}")));
+    match run.checkpoint_step {
+        Some(step) if !saved_said => lines.push(kv("saved", format!("step {step}"))),
+        _ => {}
     }
     if let Some(dir) = &run.run_dir {
         let w = (text.width as usize).saturating_sub(9);
