@@ -70,28 +70,30 @@ pub fn check_device(
     if batch == 0 {
         anyhow::bail!("the batch must hold at least one image");
     }
-    // Both sides train a step: refused in one line, before allocating, where the CPU's (the
-    // larger, with the device's results copied back) cannot fit.
+    // Both sides train a step: refused in one line, in check-device's own flags, before
+    // allocating, where the CPU's (the larger, with the device's results copied back) cannot
+    // fit.
+    use crate::store::config::{MAX_BATCH_SIZE, MAX_IMAGE_SIZE};
+    if batch > MAX_BATCH_SIZE {
+        anyhow::bail!("--batch must be at most {MAX_BATCH_SIZE}, got {batch}");
+    }
+    if size > MAX_IMAGE_SIZE {
+        anyhow::bail!("--size must be at most {MAX_IMAGE_SIZE} pixels, got {size}");
+    }
     let cpu_step = crate::store::TrainConfig {
         model: config.clone(),
         batch_size: batch,
         image_size: size,
-        device: crate::device::DeviceSpec::Cpu,
         ema_decay: None,
         preview_every: 0,
         ..crate::store::TrainConfig::default()
     };
-    // Said with check-device's own flags.
-    let flags = |e: anyhow::Error| {
-        anyhow::anyhow!(
-            "{}",
-            e.to_string()
-                .replace("--batch-size", "--batch")
-                .replace("--image-size", "--size")
-        )
-    };
-    cpu_step.validate_limits().map_err(flags)?;
-    crate::runs::budget::check_training(&cpu_step).map_err(flags)?;
+    let needed = crate::runs::budget::training(&cpu_step).host(true);
+    crate::runs::budget::check_fits(
+        &format!("checking this model on {batch} images of {size}×{size}"),
+        needed,
+        crate::runs::budget::available_memory(),
+    )?;
     let device_route = if device.is_cpu() {
         Some(Route::Device)
     } else {

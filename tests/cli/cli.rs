@@ -301,39 +301,24 @@ fn bad_input_gets_a_clear_error() {
     // failure aborts the process with a backtrace), and output files that cannot be written
     // (before loading or sampling: here before the corrupt checkpoint is even read).
     let run = run.to_str().unwrap();
+    let check_device = |batch| {
+        [
+            "check-device",
+            "--device",
+            "cpu",
+            "--dim",
+            "8",
+            "--dim-mults",
+            "1,2",
+            "--batch",
+            batch,
+            "--size",
+            "1024",
+        ]
+    };
     for (args, says) in [
-        (
-            &[
-                "check-device",
-                "--device",
-                "cpu",
-                "--dim",
-                "8",
-                "--dim-mults",
-                "1,2",
-                "--batch",
-                "100000",
-                "--size",
-                "1024",
-            ][..],
-            "--batch must be at most",
-        ),
-        (
-            &[
-                "check-device",
-                "--device",
-                "cpu",
-                "--dim",
-                "8",
-                "--dim-mults",
-                "1,2",
-                "--batch",
-                "4096",
-                "--size",
-                "1024",
-            ][..],
-            "needs about",
-        ),
+        (&check_device("100000")[..], "--batch must be at most"),
+        (&check_device("4096")[..], "needs about"),
         (
             &[
                 "bench",
