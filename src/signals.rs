@@ -1,19 +1,26 @@
 //! The termination signals a long run must survive: SIGINT (Ctrl-C outside the lab), SIGTERM
 //! (`kill`, systemd, job schedulers, `tmux kill-server`) and SIGHUP (a closed terminal).
 //!
-//! One handler for all three (the `ctrlc` crate with its `termination` feature), running on a
-//! thread of its own, so it may do anything a thread may: `ddpm-lab train` asks its trainer to
-//! checkpoint and stop; the lab's main loop sees [`received`] grow and starts the same shutdown
-//! as Ctrl-C. A second signal means "now": the handler exits at once (status 130), leaving the
-//! last complete checkpoint.
+//! One handler for all three, running on a thread of its own (signal-hook's iterator on Unix),
+//! so it may do anything a thread may: `ddpm-lab train` asks its trainer to checkpoint and stop;
+//! the lab's main loop sees [`received`] grow and starts the same shutdown as Ctrl-C. A second
+//! signal means "now": the process ends at once, leaving the last complete checkpoint.
+//!
+//! Either way the process then ends as the signal would have ended it ([`end_as_signalled`]):
+//! a shell sees 130 after SIGINT, 143 after SIGTERM, 129 after SIGHUP, so a script's `&&` or
+//! `set -e` stops at an interrupted run instead of going on as if it had finished, and a shell
+//! running a script knows its user pressed Ctrl-C.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 /// Signals received since the handler was installed.
 static RECEIVED: AtomicUsize = AtomicUsize::new(0);
 
-/// Exit status after a second signal (as a shell reports a process stopped by SIGINT).
-pub const EXIT_AT_ONCE: i32 = 130;
+/// The number of the last signal received (0 before the first).
+static LAST: AtomicI32 = AtomicI32::new(0);
+
+/// SIGINT's number, for the exit status where no signal is known.
+const SIGINT: i32 = 2;
 
 /// The signals handled.
 #[cfg(unix)]
@@ -24,21 +31,39 @@ const HANDLED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 /// process was started with ignored stays ignored (`nohup` keeps SIGHUP away, a shell without
 /// job control keeps SIGINT away from background jobs). Fails when a handler is already
 /// installed.
-pub fn install(mut on_signal: impl FnMut(usize) + Send + 'static) -> Result<(), ctrlc::Error> {
+pub fn install(mut on_signal: impl FnMut(usize) + Send + 'static) -> std::io::Result<()> {
     #[cfg(unix)]
-    let ignored: Vec<libc::c_int> = HANDLED.into_iter().filter(|&s| is_ignored(s)).collect();
-    ctrlc::set_handler(move || {
-        let n = RECEIVED.fetch_add(1, Ordering::SeqCst) + 1;
-        on_signal(n);
-    })?;
-    #[cfg(unix)]
-    for s in ignored {
-        // SAFETY: puts back the disposition this process started with, for a valid signal.
-        unsafe {
-            libc::signal(s, libc::SIG_IGN);
+    {
+        use std::sync::atomic::AtomicBool;
+        static INSTALLED: AtomicBool = AtomicBool::new(false);
+        if INSTALLED.swap(true, Ordering::SeqCst) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a signal handler is already installed",
+            ));
         }
+        let handled: Vec<libc::c_int> = HANDLED.into_iter().filter(|&s| !is_ignored(s)).collect();
+        let mut signals = signal_hook::iterator::Signals::new(&handled)?;
+        std::thread::Builder::new()
+            .name("ddpm-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    LAST.store(signal, Ordering::SeqCst);
+                    let n = RECEIVED.fetch_add(1, Ordering::SeqCst) + 1;
+                    on_signal(n);
+                }
+            })?;
+        Ok(())
     }
-    Ok(())
+    #[cfg(not(unix))]
+    {
+        ctrlc::set_handler(move || {
+            LAST.store(SIGINT, Ordering::SeqCst);
+            let n = RECEIVED.fetch_add(1, Ordering::SeqCst) + 1;
+            on_signal(n);
+        })
+        .map_err(std::io::Error::other)
+    }
 }
 
 /// Whether `signal` is ignored (`SIG_IGN`) in this process.
@@ -51,6 +76,21 @@ fn is_ignored(signal: libc::c_int) -> bool {
         libc::sigaction(signal, std::ptr::null(), &mut old) == 0
             && old.sa_sigaction == libc::SIG_IGN
     }
+}
+
+/// Ends the process as the last signal received would have ended it unhandled: its default
+/// action is put back and it is raised again, so the parent sees a process killed by that
+/// signal. Where that cannot be done (no signal recorded, another platform), exits with
+/// 128 + the signal's number (130 for SIGINT). Runs no destructors and flushes nothing: a caller
+/// that printed to stdout flushes it first (not from the handler's thread, where another thread
+/// may hold stdout's lock).
+pub fn end_as_signalled() -> ! {
+    let signal = LAST.load(Ordering::SeqCst);
+    #[cfg(unix)]
+    if signal > 0 {
+        let _ = signal_hook::low_level::emulate_default_handler(signal);
+    }
+    std::process::exit(128 + if signal > 0 { signal } else { SIGINT })
 }
 
 /// How many termination signals have arrived (0 where no handler is installed).

@@ -81,6 +81,13 @@ pub fn main() -> ExitCode {
         Some(Command::TrainClassifier(a)) => classifier_cmd::run(a),
     });
     match result {
+        // A run stopped by a signal (checkpointed): the process ends as that signal would have
+        // ended it, so a script does not take the stopped run for a finished one.
+        Ok(()) if crate::signals::received() > 0 => {
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            crate::signals::end_as_signalled()
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");

@@ -191,7 +191,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
             let _ = commands.send(TrainCommand::Stop);
         }
-        _ => std::process::exit(signals::EXIT_AT_ONCE),
+        _ => signals::end_as_signalled(),
     });
     if args.resume.is_some() {
         let ignored = ignored_with_resume(&args);

@@ -216,7 +216,7 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
     let _ = crate::signals::install(|n| {
         if n >= 2 {
             restore_terminal();
-            std::process::exit(crate::signals::EXIT_AT_ONCE);
+            crate::signals::end_as_signalled();
         }
     });
     let images = picker
