@@ -137,12 +137,40 @@ impl RunDir {
             && !run.file(WEIGHTS_FILE).is_file()
             && !run.has_checkpoint_folders()
         {
-            bail!(
-                "{} has no checkpoint yet (training stopped before its first one)",
-                path.display()
-            );
+            bail!("{}", run.no_checkpoint_yet());
         }
         Ok(run)
+    }
+
+    /// Why a run without a complete checkpoint has none: it is still training towards its
+    /// first (and by whom, and when it comes, as far as its configuration says), or its
+    /// training stopped before writing one.
+    pub fn no_checkpoint_yet(&self) -> String {
+        let dir = self.path.display();
+        let Some(who) = super::RunLock::holder(&self.path) else {
+            return format!("{dir} has no checkpoint yet (training stopped before its first one)");
+        };
+        let when = match self.load_config() {
+            Ok(cfg) => {
+                let mut at = Vec::new();
+                if cfg.checkpoint_every > 0 {
+                    at.push(format!("at step {}", cfg.checkpoint_every));
+                }
+                if let Some(s) = cfg.checkpoint_interval_s {
+                    at.push(format!(
+                        "after {} of training",
+                        crate::clock::human_duration(s)
+                    ));
+                }
+                if at.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it comes {}, whichever is first)", at.join(" or "))
+                }
+            }
+            Err(_) => String::new(),
+        };
+        format!("{dir} has no checkpoint yet: {who} is training it and has not written its first one{when}; try again once it has")
     }
 
     /// A fresh directory name under `root`: `runs/20261125-061500-linear`.
@@ -284,6 +312,41 @@ pub fn list_runs(root: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run without a checkpoint: stopped before its first one, or still training towards it
+    /// (then the message names the trainer and when the first checkpoint comes), from
+    /// `RunDir::open` (resume) and `require_checkpoint` (sampling) alike.
+    #[test]
+    fn a_run_without_a_checkpoint_says_whether_it_is_still_training() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("run");
+        let run = RunDir::create(&path).unwrap();
+        run.save_config(&TrainConfig {
+            checkpoint_every: 500,
+            checkpoint_interval_s: Some(120.0),
+            ..TrainConfig::default()
+        })
+        .unwrap();
+        let stopped = RunDir::open(&path).unwrap_err().to_string();
+        assert!(
+            stopped.ends_with("has no checkpoint yet (training stopped before its first one)"),
+            "{stopped}"
+        );
+        let _trainer = super::super::RunLock::acquire(&path).unwrap();
+        let training = RunDir::open(&path).unwrap_err().to_string();
+        let expected = format!(
+            "has no checkpoint yet: pid {} is training it and has not written its first one \
+             (it comes at step 500 or after 2m00s of training, whichever is first); try again \
+             once it has",
+            std::process::id()
+        );
+        assert!(training.ends_with(&expected), "{training}");
+        let sampling = RunDir::at(&path)
+            .require_checkpoint()
+            .unwrap_err()
+            .to_string();
+        assert!(sampling.ends_with(&expected), "{sampling}");
+    }
 
     /// Weights (written by safetensors through a private temporary file) get the mode of every
     /// other run file: `0666` less the umask, `0644` under the usual umask.

@@ -196,10 +196,7 @@ impl RunDir {
                     self.checkpoints_dir().display()
                 )
             } else {
-                format!(
-                    "{} has no complete checkpoint yet (training stopped before its first one)",
-                    self.path().display()
-                )
+                self.no_checkpoint_yet()
             }
         })
     }

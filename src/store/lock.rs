@@ -34,12 +34,7 @@ impl RunLock {
             Err(fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let who = if holder.is_empty() {
-                    "another process".to_string()
-                } else {
-                    format!("pid {holder}")
-                };
+                let who = describe_holder(holder.trim());
                 bail!(
                     "run {} is being trained by {who}; open it read-only (the lab follows it live) or wait until it stops",
                     dir.display()
@@ -58,16 +53,34 @@ impl RunLock {
 
     /// Whether some process holds the lock of the run in `dir` (without taking it).
     pub fn is_held(dir: &Path) -> bool {
-        match fs::File::open(dir.join(LOCK_FILE)) {
-            Ok(f) => match f.try_lock_shared() {
-                Ok(()) => {
-                    let _ = f.unlock();
-                    false
-                }
-                Err(_) => true,
-            },
-            Err(_) => false,
+        Self::holder(dir).is_some()
+    }
+
+    /// The process that holds the lock of the run in `dir`, as error messages name it
+    /// (`pid 4242`, or `another process` where the file names none); `None` when nobody holds
+    /// it. The lock is not taken.
+    pub fn holder(dir: &Path) -> Option<String> {
+        let mut f = fs::File::open(dir.join(LOCK_FILE)).ok()?;
+        match f.try_lock_shared() {
+            Ok(()) => {
+                let _ = f.unlock();
+                None
+            }
+            Err(_) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                Some(describe_holder(pid.trim()))
+            }
         }
+    }
+}
+
+/// The holder named by the lock file's contents (its pid, or nothing).
+fn describe_holder(pid: &str) -> String {
+    if pid.is_empty() {
+        "another process".to_string()
+    } else {
+        format!("pid {pid}")
     }
 }
 
@@ -91,8 +104,13 @@ mod tests {
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
+        assert_eq!(
+            RunLock::holder(d.path()),
+            Some(format!("pid {}", std::process::id()))
+        );
         drop(first);
         assert!(!RunLock::is_held(d.path()));
+        assert_eq!(RunLock::holder(d.path()), None);
         let _again = RunLock::acquire(d.path()).unwrap();
     }
 }

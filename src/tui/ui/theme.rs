@@ -48,19 +48,7 @@ pub fn selected() -> Style {
 }
 
 /// Formats seconds as `1h02m`, `3m05s` or `12s`.
-pub fn duration(secs: f64) -> String {
-    if !secs.is_finite() || secs < 0.0 {
-        return "—".to_string();
-    }
-    let s = secs.round() as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
+pub use crate::clock::human_duration as duration;
 
 /// Formats a byte count (`12.3 MB`).
 pub fn bytes(n: f64) -> String {
