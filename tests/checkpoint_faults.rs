@@ -329,15 +329,7 @@ fn a_run_whose_newest_checkpoint_is_damaged_is_kept_and_resumes_from_an_older_on
     // Its first checkpoint keeps the complete one it resumed from as the spare, not the
     // damaged one at a higher step.
     train_to(&mut t, 4).unwrap();
-    let names = |run: &Path| {
-        let mut v: Vec<String> = std::fs::read_dir(run.join(CHECKPOINTS_DIR))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(names(&run), ["step-000002", "step-000004.1"]);
+    assert_eq!(checkpoint_names(&run), ["step-000002", "step-000004.1"]);
     train_to(&mut t, 6).unwrap();
     drop(t);
     assert!(!older.join(CHECKPOINTS_DIR).exists(), "nothing nested");
@@ -348,6 +340,71 @@ fn a_run_whose_newest_checkpoint_is_damaged_is_kept_and_resumes_from_an_older_on
     // stands for the run "." itself.
     let rel = Path::new("checkpoints/step-000004.1");
     assert_eq!(ddpm_lab::store::Checkpoint::run_dir_of(rel), Path::new("."));
+}
+
+/// The checkpoint folders of `run`, sorted.
+fn checkpoint_names(run: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(run.join(CHECKPOINTS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn going_back_to_an_older_checkpoint_drops_the_abandoned_branch_at_the_first_new_checkpoint() {
+    let _scenario = FailScenario::setup();
+    let (at, _) = reference();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = trained(tmp.path());
+    let metrics = || std::fs::read_to_string(run.join(METRICS_FILE)).unwrap();
+    assert_eq!(checkpoint_names(&run), ["step-000002", "step-000004"]);
+    // A checkpoint folder that is not there is named as such, with the ones that are.
+    let missing = refused(
+        &run.join(CHECKPOINTS_DIR).join("step-000003"),
+        ResumeOptions::default(),
+    );
+    assert!(
+        missing.ends_with(
+            "step-000003 does not exist; the run's checkpoints are step-000002, step-000004"
+        ),
+        "{missing}"
+    );
+    let older = run.join(CHECKPOINTS_DIR).join("step-000002");
+    let mut t = Trainer::resume_with(&older, ResumeOptions::default()).unwrap();
+    assert_eq!(t.step(), 2);
+    assert_eq!(
+        t.notices(),
+        ["going back to step 2: the later checkpoint step-000004 is removed at this run's next checkpoint, and the logs after step 2 are dropped now"]
+    );
+    // Until the new branch has a checkpoint of its own, the later one stays (a crash now
+    // loses nothing that was there).
+    assert_eq!(checkpoint_names(&run), ["step-000002", "step-000004"]);
+    // Its first checkpoint drops it: the spare is step 2, where this branch came from, and
+    // a resume of the run continues this branch.
+    train_to(&mut t, 4).unwrap();
+    assert_eq!(checkpoint_names(&run), ["step-000002", "step-000004.1"]);
+    assert!(weights(&t) == at[&4], "the same steps again, bit-exact");
+    drop(t);
+    let steps: Vec<u64> = metrics()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [1, 2, 3, 4],
+        "one history, no step of the abandoned branch"
+    );
+    let mut t = Trainer::resume(&run, None, None).unwrap();
+    assert_eq!(t.step(), 4);
+    assert!(t.notices().is_empty(), "{:?}", t.notices());
+    train_to(&mut t, 6).unwrap();
+    assert_eq!(checkpoint_names(&run), ["step-000004.1", "step-000006"]);
 }
 
 #[test]

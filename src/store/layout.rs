@@ -171,6 +171,18 @@ impl RunDir {
     /// `RunDir::open(Checkpoint::run_dir_of(path))`.
     pub fn checkpoint_to_resume(&self, path: &Path) -> Result<Checkpoint> {
         if Checkpoint::is_checkpoint_folder(path) {
+            if !path.is_dir() {
+                let names = self.checkpoint_names();
+                bail!(
+                    "{} does not exist; {}",
+                    path.display(),
+                    if names.is_empty() {
+                        "the run has no checkpoint folder".to_string()
+                    } else {
+                        format!("the run's checkpoints are {}", names.join(", "))
+                    }
+                );
+            }
             Checkpoint::open(path)
         } else {
             self.require_checkpoint()
@@ -179,11 +191,7 @@ impl RunDir {
 
     /// Whether `checkpoints/` holds any checkpoint folder (complete or not).
     pub fn has_checkpoint_folders(&self) -> bool {
-        fs::read_dir(self.checkpoints_dir())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("step-"))
+        !self.checkpoint_names().is_empty()
     }
 
     /// The newest complete checkpoint, or an error saying there is none yet.
@@ -284,22 +292,50 @@ impl RunDir {
         Ok(root.join(name))
     }
 
-    /// Removes checkpoints older than the last [`KEEP_CHECKPOINTS`] (by step, `latest` always
-    /// kept) and temporary folders and files left by interrupted writes; returns a notice for
-    /// each leftover removed.
-    pub fn prune_checkpoints(&self, latest: &str) -> Vec<String> {
-        let root = self.checkpoints_dir();
-        let mut notices = self.remove_leftovers();
-        let mut complete: Vec<String> = fs::read_dir(&root)
+    /// The checkpoint folders (complete or not) at or past `from`'s step other than `from`
+    /// itself, oldest first: what a run resumed from `from` goes back past, and drops at its
+    /// next checkpoint (see [`Self::prune_checkpoints`]).
+    pub fn checkpoints_past(&self, from: &Checkpoint) -> Vec<String> {
+        let own = from
+            .dir()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        self.checkpoint_names()
+            .into_iter()
+            .filter(|n| Some(n) != own.as_ref() && sort_key(n).0 >= from.state.step)
+            .collect()
+    }
+
+    /// The names of the checkpoint folders in `checkpoints/` (complete or not), oldest first.
+    pub fn checkpoint_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.checkpoints_dir())
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with("step-"))
             .collect();
-        // Names sort by step (zero-padded), then by the `.k` suffix.
-        complete.sort_by_key(|n| sort_key(n));
+        names.sort_by_key(|n| sort_key(n));
+        names
+    }
+
+    /// Removes checkpoints older than the last [`KEEP_CHECKPOINTS`] (by step, `latest` always
+    /// kept), checkpoints at or past `latest`'s step (left by a branch the run went back from:
+    /// after `--resume RUN/checkpoints/step-N`, the first new checkpoint drops the later ones,
+    /// so the spare is the newest of this branch's past, never a step of the abandoned one),
+    /// and temporary folders and files left by interrupted writes; returns a notice for each
+    /// leftover removed.
+    pub fn prune_checkpoints(&self, latest: &str) -> Vec<String> {
+        let root = self.checkpoints_dir();
+        let mut notices = self.remove_leftovers();
+        // By step (zero-padded), then by the `.k` suffix.
+        let mut complete = self.checkpoint_names();
         complete.retain(|n| n != latest);
+        let latest_step = sort_key(latest).0;
+        let (past, abandoned): (Vec<String>, Vec<String>) = complete
+            .into_iter()
+            .partition(|n| sort_key(n).0 < latest_step);
+        let complete = past;
         // The ones kept: complete ones first, newest first, then any that cannot be opened (a
         // damaged checkpoint is never kept over a complete one: after a resume from an older
         // checkpoint past a damaged newer one, the older stays the spare).
@@ -308,7 +344,12 @@ impl RunDir {
             .rev()
             .partition(|n| Checkpoint::open(&root.join(n)).is_ok());
         let keep_others = KEEP_CHECKPOINTS.saturating_sub(1);
-        let dropped: Vec<String> = good.into_iter().chain(bad).skip(keep_others).collect();
+        let dropped: Vec<String> = good
+            .into_iter()
+            .chain(bad)
+            .skip(keep_others)
+            .chain(abandoned)
+            .collect();
         for n in dropped {
             if let Err(e) = fs::remove_dir_all(root.join(&n)) {
                 notices.push(format!("cannot remove old checkpoint {n}: {e}"));

@@ -280,6 +280,17 @@ impl Trainer {
             }
             None => None,
         };
+        let later = run.checkpoints_past(&ck);
+        if !later.is_empty() {
+            notices.push(format!(
+                "going back to step {}: the later checkpoint{} {} {} removed at this run's next checkpoint, and the logs after step {} are dropped now",
+                state.step,
+                if later.len() == 1 { "" } else { "s" },
+                later.join(", "),
+                if later.len() == 1 { "is" } else { "are" },
+                state.step,
+            ));
+        }
         run.truncate_log(store::METRICS_FILE, state.step)?;
         run.truncate_log(store::QUALITY_FILE, state.step)?;
         Ok(Self {
