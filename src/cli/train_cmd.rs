@@ -254,19 +254,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 for n in &notices {
                     bar.suspend(|| note(&format!("note: {n}")));
                 }
+                // On stderr in JSON mode too: a script reads the run's directory there (stdout
+                // carries only step objects). Before the bar is drawn, so no stale bar line is
+                // left above it.
+                note(&format!(
+                    "{} parameters, {} steps/epoch, steps {}..{} → {}",
+                    num_params,
+                    steps_per_epoch,
+                    start_step,
+                    total_steps,
+                    run_dir.map(|p| p.display().to_string()).unwrap_or_default()
+                ));
                 bar.set_length(total_steps as u64);
                 bar.set_position(start_step as u64);
                 bar.set_prefix("training");
-                if !json {
-                    note(&format!(
-                        "{} parameters, {} steps/epoch, steps {}..{} → {}",
-                        num_params,
-                        steps_per_epoch,
-                        start_step,
-                        total_steps,
-                        run_dir.map(|p| p.display().to_string()).unwrap_or_default()
-                    ));
-                }
             }
             TrainEvent::Step(s) => {
                 if json {
@@ -307,7 +308,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         "{why}: checkpoint at step {step} saved in {dir}; continue with \
                          `ddpm-lab train --resume {dir}`"
                     ));
-                } else if !json {
+                } else {
                     let why = if step < stop_at && time_limit.is_some() {
                         " (time limit reached)"
                     } else {
