@@ -56,13 +56,28 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     }
     let x = x.to_dtype(DType::F32)?;
     let t = t.to_dtype(DType::I64)?;
-    let mut base = UnetConfig::blog();
-    base.channels = c;
+    // Weights inside a run or checkpoint folder come with the model they were trained as;
+    // other weights (from PyTorch) are the blog's model unless the flags say otherwise.
+    let base = match saved_model_beside(&args.weights) {
+        Some((model, file)) => {
+            note(&format!(
+                "note: the model of {} (model flags change it)",
+                file.display()
+            ));
+            model
+        }
+        None => UnetConfig {
+            channels: c,
+            ..UnetConfig::blog()
+        },
+    };
     let cfg = args.model.apply(&base);
     let (_, _, h, w) = x.dims4()?;
     cfg.validate_for_images(c, h, w)?;
     crate::runs::budget::check_inference(&cfg, h.max(w), n, args.device == DeviceSpec::Cpu)?;
-    let unet = model::load_weights(&args.weights, &cfg, &device)?;
+    let unet = model::load_weights(&args.weights, &cfg, &device).context(
+        "give the model flags the weights were trained with (--unet, --dim, --dim-mults, --block, --init-conv, --self-condition, …; a run's are in its config.json)",
+    )?;
     let cond = match input.get("x_self_cond") {
         Some(c) if cfg.self_condition => {
             if c.dims() != x.dims() {
@@ -84,4 +99,30 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     map.insert("out".to_string(), out);
     crate::store::save_tensors_atomic(&map, &args.out)?;
     Ok(())
+}
+
+/// The model of the ddpm-lab run configuration beside `weights` (a checkpoint folder's or an
+/// old flat run's `config.json`), and that file; `None` where there is none, or where the file
+/// is something else (a diffusers `config.json`, say).
+fn saved_model_beside(weights: &std::path::Path) -> Option<(UnetConfig, PathBuf)> {
+    let file = crate::files::parent_dir(weights).join(crate::store::CONFIG_FILE);
+    if !file.is_file() {
+        return None;
+    }
+    match crate::store::config::read_config_file(&file) {
+        Ok(cfg) => Some((cfg.model, file)),
+        Err(e) => {
+            note(&format!(
+                "note: {} is not used ({e:#}); the model is the blog's unless model flags say otherwise",
+                file.display(),
+            ));
+            None
+        }
+    }
+}
+
+/// A line on stderr.
+fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

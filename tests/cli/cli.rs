@@ -49,7 +49,12 @@ fn train_sample_and_resume() {
     let mut args = vec!["train"];
     args.extend_from_slice(TINY);
     args.extend_from_slice(&["--steps", "30", "--run-dir", run_s, "--json"]);
-    let out = ok(&ddpm(&args, tmp.path()));
+    let trained = ddpm(&args, tmp.path());
+    let out = ok(&trained);
+    // stdout holds only the step objects; stderr names the run for a script.
+    let err = String::from_utf8_lossy(&trained.stderr);
+    assert!(err.contains(&format!("→ {run_s}\n")), "{err}");
+    assert!(err.contains(&format!("run saved in {run_s}\n")), "{err}");
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -79,6 +84,49 @@ fn train_sample_and_resume() {
         let p = run.join("checkpoints/step-000030").join(f);
         assert!(p.is_file(), "{} missing", p.display());
     }
+    // `forward` on a checkpoint's weights takes the model from the config.json beside them
+    // (no model flags: the blog's model would not fit these weights).
+    let case = tmp.path().join("case.safetensors");
+    let dev = candle_core::Device::Cpu;
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([
+            (
+                "x".to_string(),
+                candle_core::Tensor::zeros((2, 1, 28, 28), candle_core::DType::F32, &dev).unwrap(),
+            ),
+            (
+                "t".to_string(),
+                candle_core::Tensor::new(&[1i64, 5], &dev).unwrap(),
+            ),
+        ]),
+        &case,
+    )
+    .unwrap();
+    let weights = run.join("checkpoints/step-000030/model.safetensors");
+    let forward_out = tmp.path().join("forward-out.safetensors");
+    let forward = |extra: &[&str]| {
+        let mut a = vec!["forward", "--weights", weights.to_str().unwrap()];
+        a.extend_from_slice(&["--input", case.to_str().unwrap()]);
+        a.extend_from_slice(&["--out", forward_out.to_str().unwrap()]);
+        a.extend_from_slice(extra);
+        ddpm(&a, tmp.path())
+    };
+    let done = forward(&[]);
+    ok(&done);
+    assert!(
+        String::from_utf8_lossy(&done.stderr).contains("note: the model of "),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let y = candle_core::safetensors::load(&forward_out, &dev).unwrap();
+    assert_eq!(y["out"].dims(), [2, 1, 28, 28]);
+    // Flags still change it, and weights that do not fit say which flags matter.
+    let err = fails(&forward(&["--dim", "8"]));
+    assert!(err.contains("init_conv.weight"), "{err}");
+    assert!(
+        err.contains("give the model flags the weights were trained with"),
+        "{err}"
+    );
 
     let out = ok(&ddpm(
         &["train", "--resume", run_s, "--steps", "40", "--json"],
