@@ -43,7 +43,8 @@ pub struct TrainArgs {
     /// Step at which training stops (with --resume: the new stop step)
     #[arg(long, conflicts_with = "epochs")]
     pub steps: Option<usize>,
-    /// Train for this many epochs [default: 1 when neither --steps nor --epochs is given]
+    /// Train for this many epochs [default, when neither --steps nor --epochs is given: the
+    /// blog's 5 for --preset blog (the default), the quick preset's own stop step]
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Seed of initialisation, batches, timesteps and noise [default: 0]
@@ -144,7 +145,11 @@ pub fn request(args: &TrainArgs) -> TrainRequest {
     let stop = match (args.steps, args.epochs) {
         (Some(s), _) => StopAt::Step(s),
         (None, Some(e)) => StopAt::Epochs(e),
-        (None, None) => StopAt::Configured,
+        // A resumed run stops where it was configured to; a new one where its recipe does.
+        (None, None) => match args.preset.unwrap_or(Preset::Blog).epochs() {
+            Some(e) if args.resume.is_none() => StopAt::Epochs(e),
+            _ => StopAt::Configured,
+        },
     };
     match &args.resume {
         Some(dir) => TrainRequest::Resume {
@@ -360,13 +365,14 @@ pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
     }
     cfg.lr_cosine_decay |= args.lr_cosine;
     cfg.ema_warmup |= args.ema_warmup;
-    // Only the quick preset names a stop step; otherwise one epoch unless told (below).
+    // Only the quick preset names a stop step; the blog's is 5 epochs of the data (see
+    // `request`).
     cfg.steps = match (args.steps, args.preset) {
         (Some(s), _) => s,
         (None, Some(Preset::Quick)) => cfg.steps,
         (None, _) => 0,
     };
-    cfg.seed = args.seed.unwrap_or(0);
+    cfg.seed = args.seed.unwrap_or(crate::presets::DEFAULT_SEED);
     cfg.device = args.device;
     cfg.dataset = args
         .dataset
@@ -454,6 +460,31 @@ mod tests {
         let cli =
             Cli::try_parse_from(std::iter::once("train").chain(args.iter().copied())).unwrap();
         config_from_args(&cli.train)
+    }
+
+    fn stop(args: &[&str]) -> StopAt {
+        let cli =
+            Cli::try_parse_from(std::iter::once("train").chain(args.iter().copied())).unwrap();
+        match request(&cli.train) {
+            TrainRequest::New { stop, .. } | TrainRequest::Resume { stop, .. } => stop,
+            TrainRequest::Scratch { .. } => unreachable!("the CLI trains no scratch run"),
+        }
+    }
+
+    /// The blog's recipe (named or by default) is the blog's run, 5 epochs; quick stops at its
+    /// own step; the flags and a resumed run's own stop step come first.
+    #[test]
+    fn each_recipe_stops_where_its_run_does() {
+        assert_eq!(stop(&[]), StopAt::Epochs(crate::presets::BLOG_EPOCHS));
+        assert_eq!(stop(&["--preset", "blog"]), StopAt::Epochs(5));
+        assert_eq!(stop(&["--preset", "quick"]), StopAt::Configured);
+        assert_eq!(
+            config(&["--preset", "quick"]).steps,
+            crate::presets::QUICK_STEPS
+        );
+        assert_eq!(stop(&["--epochs", "2"]), StopAt::Epochs(2));
+        assert_eq!(stop(&["--steps", "30"]), StopAt::Step(30));
+        assert_eq!(stop(&["--resume", "runs/a"]), StopAt::Configured);
     }
 
     #[test]

@@ -18,8 +18,7 @@ pub const CONFIG_DIR_ENV: &str = "DDPM_LAB_CONFIG_DIR";
 /// File name of the settings inside the config directory.
 pub const SETTINGS_FILE: &str = "settings.json";
 
-/// Epochs the blog trains for.
-pub const BLOG_EPOCHS: usize = 5;
+pub use crate::presets::BLOG_EPOCHS;
 /// Training images of the full Fashion-MNIST (the blog's 469 batches of 128 an epoch).
 pub const FASHION_MNIST_TRAIN: usize = 60_000;
 
@@ -104,7 +103,7 @@ impl Default for TrainSettings {
 impl TrainSettings {
     /// Settings a device trains quickly: the `quick` recipe on a CPU, the blog's on a GPU.
     pub fn for_device(device: DeviceSpec) -> Self {
-        RecipeName::for_device(device).settings(device, 42)
+        RecipeName::for_device(device).settings(device, crate::presets::DEFAULT_SEED)
     }
 
     /// The lab's settings for a recipe's configuration (`preview_every`: steps between
@@ -928,7 +927,7 @@ mod tests {
         );
         assert_eq!(
             s.recipe().unwrap().values,
-            RecipeName::Blog { n_train: 1280 }.settings(DeviceSpec::Cpu, 42)
+            RecipeName::Blog { n_train: 1280 }.settings(DeviceSpec::Cpu, 0)
         );
     }
 
