@@ -77,7 +77,7 @@ impl DeviceSpec {
                 if !cfg!(feature = "metal") {
                     anyhow::bail!(
                         "device 'metal' needs a binary built with the `metal` cargo feature \
-                         (cargo install ddpm-lab --features metal)"
+                         (cargo install --path . --features metal, in the source tree)"
                     );
                 }
                 Device::new_metal(0).map_err(|e| anyhow::anyhow!("cannot open metal: {e}"))
@@ -114,7 +114,7 @@ fn open_cuda(n: usize) -> anyhow::Result<Device> {
 fn open_cuda(n: usize) -> anyhow::Result<Device> {
     anyhow::bail!(
         "device '{}' needs a binary built with the `cuda` cargo feature \
-         (cargo install ddpm-lab --features cuda)",
+         (cargo install --path . --features cuda, in the source tree)",
         DeviceSpec::Cuda(n)
     )
 }

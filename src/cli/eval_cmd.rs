@@ -18,7 +18,8 @@ use crate::runs;
 /// Arguments of `ddpm-lab eval`.
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
-    /// Run directory written by `ddpm-lab train` (or the lab)
+    /// Run directory written by `ddpm-lab train` or the lab (a path, or a run's name under the
+    /// runs directory), one of its checkpoint folders, or a weights file inside either
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Number of images to sample and score
@@ -51,7 +52,8 @@ pub struct EvalArgs {
 }
 
 /// Runs the command.
-pub fn run(args: EvalArgs) -> Result<()> {
+pub fn run(mut args: EvalArgs) -> Result<()> {
+    args.checkpoint = runs::find_run(&args.checkpoint);
     eval::check_n(args.n)?;
     if args.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");

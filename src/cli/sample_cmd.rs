@@ -16,7 +16,8 @@ use crate::runs;
 /// Arguments of `ddpm-lab sample`.
 #[derive(Debug, Clone, Args)]
 pub struct SampleArgs {
-    /// Run directory (or a weights file inside one) written by `ddpm-lab train`
+    /// Run directory written by `ddpm-lab train` or the lab (a path, or a run's name under the
+    /// runs directory), one of its checkpoint folders, or a weights file inside either
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Number of images
@@ -53,7 +54,8 @@ pub struct SampleArgs {
 }
 
 /// Runs the command.
-pub fn run(args: SampleArgs) -> Result<()> {
+pub fn run(mut args: SampleArgs) -> Result<()> {
+    args.checkpoint = runs::find_run(&args.checkpoint);
     crate::device::use_tf32(args.device, args.tf32)?;
     if args.n == 0 {
         anyhow::bail!("--n must be at least 1");

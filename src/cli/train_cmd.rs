@@ -57,10 +57,12 @@ pub struct TrainArgs {
     /// about 1e-3 relative error; off by default, as in PyTorch's matmuls)
     #[arg(long)]
     pub tf32: bool,
-    /// Run directory to write [default: runs/<date>-<time>-<schedule>]
+    /// Run directory to write [default: <runs directory>/<date>-<time>-<schedule>, the runs
+    /// directory being $DDPM_LAB_RUNS or ./runs]
     #[arg(long, conflicts_with = "resume")]
     pub run_dir: Option<PathBuf>,
-    /// Continue the run in this directory
+    /// Continue the run in this directory (a path, or a run's name under the runs directory,
+    /// $DDPM_LAB_RUNS or ./runs), or from one of its checkpoints (DIR/checkpoints/step-N)
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// With --resume: start Adam and the EMA afresh when their saved state is missing or
@@ -179,7 +181,8 @@ fn note(line: &str) {
 }
 
 /// Runs the command.
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(mut args: TrainArgs) -> Result<()> {
+    args.resume = args.resume.map(|p| crate::runs::find_run(&p));
     crate::device::use_tf32(args.device, args.tf32)?;
     // A device that cannot open says so before the data is loaded (or downloaded).
     args.device.open()?;

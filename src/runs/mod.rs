@@ -25,6 +25,6 @@ pub use list::{
     find_all_runs, find_runs, shell_word, steps_per_epoch, steps_per_epoch_between, RunInfo,
 };
 pub use recipe::RecipeFlags;
-pub use root::runs_root;
+pub use root::{find_run, runs_root};
 pub use sample::{open_for_sampling, sample_batch, sample_batch_watching, sample_images};
 pub use start::{check_data_fits, PreparedRun, StopAt, TrainRequest};

@@ -24,7 +24,8 @@ pub struct LabOptions {
     /// Dataset: fashion_mnist, mnist, cifar10, shapes (built-in, offline) or a path.
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Model size: tiny, small or blog (default: what the device trains quickly).
+    /// Model size: tiny, small, quick, blog, current or current-sc (default: what the device
+    /// trains quickly).
     #[arg(long)]
     pub model: Option<ModelPreset>,
     /// Device: cpu, cuda, cuda:N or metal.
@@ -39,7 +40,8 @@ pub struct LabOptions {
     /// Seed of training runs.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Directory holding run directories (default: ./runs).
+    /// Directory holding run directories (default: the remembered one, else $DDPM_LAB_RUNS,
+    /// else ./runs).
     #[arg(long)]
     pub runs_dir: Option<PathBuf>,
     /// Draw images with unicode half-blocks even where the terminal has a graphics protocol.
