@@ -31,6 +31,17 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// The spec naming an opened device (`cpu`, `cuda:1`, `metal`), as the flags spell it.
+    pub fn of(device: &candle_core::Device) -> Self {
+        match device.location() {
+            candle_core::DeviceLocation::Cpu => DeviceSpec::Cpu,
+            candle_core::DeviceLocation::Cuda { gpu_id } => DeviceSpec::Cuda(gpu_id),
+            candle_core::DeviceLocation::Metal { .. } => DeviceSpec::Metal,
+        }
+    }
+}
+
 impl From<DeviceSpec> for String {
     fn from(d: DeviceSpec) -> String {
         d.to_string()

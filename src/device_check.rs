@@ -34,7 +34,7 @@ const EMA_DECAY: f64 = 0.75;
 /// The comparison's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceCheck {
-    /// The device checked (candle's name for it).
+    /// The device checked, as `--device` names it (`cuda`, `cuda:1`, `cpu`).
     pub device: String,
     /// The input's shape `(N, C, H, W)`.
     pub input: [usize; 4],
@@ -137,7 +137,7 @@ pub fn check_device(
         }
     }
     Ok(DeviceCheck {
-        device: format!("{:?}", device.location()),
+        device: crate::device::DeviceSpec::of(device).to_string(),
         input: [batch, config.channels, size, size],
         ok: output_error <= OUTPUT_TOLERANCE
             && over.is_empty()

@@ -44,7 +44,7 @@ pub fn run(args: CheckDeviceArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&check)?);
     } else {
         println!(
-            "{} against the CPU, input {:?}: output {:.2e} (tolerance {OUTPUT_TOLERANCE:.0e}); \
+            "checked {} against the CPU, input {:?}: output {:.2e} (tolerance {OUTPUT_TOLERANCE:.0e}); \
              {} parameter gradients, worst {} at {:.2e} (tolerance {GRADIENT_TOLERANCE:.0e})",
             check.device,
             check.input,

@@ -15,8 +15,8 @@ pub struct ClassifierArgs {
     /// Fashion-MNIST images (the Hub name or a folder with the IDX files)
     #[arg(long, default_value = "fashion_mnist")]
     pub dataset: String,
-    /// Passes over the training split
-    #[arg(long, default_value_t = 12)]
+    /// Passes over the training split (the shipped classifier's 20)
+    #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     /// Seed of initialisation and shuffling
     #[arg(long, default_value_t = 0)]

@@ -161,9 +161,15 @@ pub fn table(r: &EvalReport) -> String {
         "Fréchet distance",
         fd(&r.samples),
         fd(&r.real),
-        r.frechet_ratio
-            .map(|x| format!("   ({x:.1}× real)"))
-            .unwrap_or_default()
+        match (r.frechet_ratio, r.samples.frechet) {
+            (Some(x), _) => format!("   ({x:.1}× real)"),
+            // Too few samples to fit a 64-feature Gaussian: say so, not just "–".
+            (None, None) => format!(
+                "   (needs --n {} or more)",
+                crate::eval::score::MIN_FRECHET_N
+            ),
+            (None, Some(_)) => String::new(),
+        }
     ));
     s.push_str(&format!(
         "{:<28} {:>9.1}% {:>9.1}%\n",
@@ -195,4 +201,43 @@ pub fn table(r: &EvalReport) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quality(n: usize, frechet: Option<f64>) -> Quality {
+        Quality {
+            n,
+            frechet,
+            recognised: 0.5,
+            class_fractions: vec![0.5, 0.5],
+            mean_confidence: 0.7,
+        }
+    }
+
+    /// The Fréchet row gives the ratio to real images, or why there is no distance.
+    #[test]
+    fn the_frechet_row_says_why_it_is_empty() {
+        let report = |samples| EvalReport {
+            samples,
+            real: quality(1000, Some(3.0)),
+            reference_n: 1000,
+            frechet_ratio: None,
+            class_names: vec!["a".into(), "b".into()],
+        };
+        let few = table(&report(quality(16, None)));
+        let row = few.lines().find(|l| l.starts_with("Fréchet")).unwrap();
+        assert!(
+            row.contains("–") && row.ends_with("(needs --n 64 or more)"),
+            "{row}"
+        );
+        let many = table(&EvalReport {
+            frechet_ratio: Some(2.0),
+            ..report(quality(100, Some(6.0)))
+        });
+        let row = many.lines().find(|l| l.starts_with("Fréchet")).unwrap();
+        assert!(row.ends_with("(2.0× real)"), "{row}");
+    }
 }

@@ -477,6 +477,7 @@ fn check_device_compares_the_gpu_route_with_the_cpu() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["input"], serde_json::json!([2, 1, 16, 16]), "{v}");
+    assert_eq!(v["device"], "cpu", "named as --device names it: {v}");
     assert!(v["parameters"].as_u64().unwrap() > 50, "{v}");
     assert!(v["output_error"].as_f64().unwrap() < 1e-4, "{v}");
     assert!(v["worst_gradient"][1].as_f64().unwrap() < 1e-3, "{v}");
@@ -486,7 +487,9 @@ fn check_device_compares_the_gpu_route_with_the_cpu() {
     let args = [&["check-device", "--device", "cpu"][..], &small].concat();
     let out = ok(&ddpm(&args, d));
     assert!(
-        out.contains("Cpu against the CPU") && out.contains("worst") && out.contains("EMA update"),
+        out.contains("checked cpu against the CPU")
+            && out.contains("worst")
+            && out.contains("EMA update"),
         "{out}"
     );
     // A size the UNet cannot halve, and an empty batch: one clear error each.
