@@ -7,6 +7,7 @@
 //! - [`sample`]: a run's weights loaded for sampling, and images drawn from them.
 //! - [`budget`]: the memory a training run or a sampling batch needs, checked before allocating.
 //! - [`list`]: the runs under a runs directory, newest first.
+//! - [`comparison`]: one run per schedule under one directory (the lab's Compare screen).
 //! - [`recipe`]: the recipe flags the CLI and the lab share.
 //! - [`root`]: where runs live (`$DDPM_LAB_RUNS`, else `./runs`).
 //!
@@ -15,6 +16,7 @@
 //! their users' words into requests and show what comes back.
 
 pub mod budget;
+pub mod comparison;
 pub mod list;
 pub mod recipe;
 pub mod root;

@@ -14,7 +14,7 @@ use ddpm_lab::tui::state::run::RunState;
 use ddpm_lab::tui::state::sample::{NOTHING_TO_SAMPLE, NO_CHECKPOINT_YET};
 use ddpm_lab::tui::state::{Lifecycle, Overlay, PickerWait, Tab};
 use ddpm_lab::tui::workers::lab_engine::LAB_CHECKPOINT_INTERVAL_S;
-use ddpm_lab::tui::workers::{Estimate, RunSummary, SampleMsg, Slot, WorkerMsg};
+use ddpm_lab::tui::workers::{Estimate, OpenedComparison, RunSummary, SampleMsg, Slot, WorkerMsg};
 use tui_support::*;
 
 #[test]
@@ -526,6 +526,69 @@ fn opening_a_run_loads_history_and_space_resumes_it() {
         .unwrap();
     assert!(req.is_resume());
     assert_eq!(req.run_dir(), dir.as_path());
+}
+
+/// A run of a comparison, chosen in the run picker, opens the whole comparison on Compare
+/// (the Train screen's settings stay as they were); `c` continues it from each run's checkpoint.
+#[test]
+fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let train_before = app.settings.train.clone();
+    let base = std::path::PathBuf::from("runs/20261206-061500-compare");
+    let mut saved = settings().train;
+    saved.steps = 100;
+    let cosine = engine.offer_run(base.join("cosine").to_str().unwrap(), saved.clone(), 40);
+    let linear = ddpm_lab::tui::workers::OpenedRun {
+        summary: RunSummary {
+            dir: base.join("linear"),
+            settings: Some(saved),
+            dataset: Some("shapes".into()),
+            step: 100,
+        },
+        history: (1..=100).map(stats).collect(),
+    };
+    let opened_cosine = engine.0.lock().unwrap().opened.clone().unwrap();
+    engine.0.lock().unwrap().comparison = Some(OpenedComparison {
+        base: base.clone(),
+        runs: vec![
+            (BetaSchedule::Linear, linear),
+            (BetaSchedule::Cosine, opened_cosine),
+        ],
+    });
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('o'));
+    app.pump();
+    handle_key(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.picker_wait, PickerWait::Opening(base.clone()));
+    assert_eq!(app.pump(), 1);
+    assert!(engine.calls().contains(&Call::OpenComparison(base.clone())));
+    assert!(!engine.calls().contains(&Call::OpenRun(cosine.dir.clone())));
+    assert_eq!(app.tab, Tab::Compare);
+    assert_eq!(
+        app.settings.train, train_before,
+        "Train's settings are kept"
+    );
+    assert_eq!(app.settings.compare_steps, 100);
+    let c = &app.compare;
+    assert_eq!(c.slots[0].run.step(), 100);
+    assert_eq!(c.slots[2].run.step(), 40);
+    assert_eq!(c.slots[2].run.state, RunState::Opened);
+    assert_eq!(c.slots[1].run.state, RunState::Idle, "never reached");
+    // c: linear has its 100 steps; quadratic comes first in turn, from nothing, into its folder.
+    handle_key(&mut app, ch('c'));
+    let req = engine
+        .calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Train(Slot::Compare(s), r) => Some((s, r)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(req.0, BetaSchedule::Quadratic);
+    assert!(!req.1.is_resume());
+    assert_eq!(req.1.run_dir(), base.join("quadratic").as_path());
+    assert_eq!(req.1.settings().steps, 100);
 }
 
 #[test]

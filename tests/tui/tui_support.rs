@@ -15,8 +15,8 @@ use ddpm_lab::tui::settings::{LabSettings, TrainSettings};
 use ddpm_lab::tui::state::{App, Tab};
 use ddpm_lab::tui::ui::{self, ImageRenderer};
 use ddpm_lab::tui::workers::{
-    DataInfo, DataMsg, Engine, ExportRequest, Frames, OpenedRun, RunRecord, RunSummary,
-    SampleRequest, Slot, TrainRequest, WorkerMsg,
+    DataInfo, DataMsg, Engine, ExportRequest, Frames, OpenedComparison, OpenedRun, RunRecord,
+    RunSummary, SampleRequest, Slot, TrainRequest, WorkerMsg,
 };
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -32,6 +32,7 @@ pub enum Call {
     Watch(PathBuf, usize),
     ListRuns,
     OpenRun(PathBuf),
+    OpenComparison(PathBuf),
     ScanRuns,
 }
 
@@ -44,6 +45,8 @@ pub struct Record {
     /// What `scan_runs` answers (the Runs screen's table).
     pub records: Vec<RunRecord>,
     pub opened: Option<OpenedRun>,
+    /// What `open_comparison` answers.
+    pub comparison: Option<OpenedComparison>,
     /// Stop channels of watchers (disconnected once the app drops its handle).
     pub watchers: Vec<Receiver<()>>,
 }
@@ -156,6 +159,17 @@ impl Engine for FakeEngine {
             .filter(|o| o.summary.dir == dir)
             .ok_or_else(|| format!("{} is not a run", dir.display()));
         let _ = tx.send(WorkerMsg::RunOpened(result));
+    }
+    /// Answers at once on `tx`, as a worker would.
+    fn open_comparison(&mut self, base: &Path, tx: Sender<WorkerMsg>) {
+        let mut rec = self.0.lock().unwrap();
+        rec.calls.push(Call::OpenComparison(base.to_path_buf()));
+        let result = rec
+            .comparison
+            .clone()
+            .filter(|c| c.base == base)
+            .ok_or_else(|| format!("{} holds no run of the comparison", base.display()));
+        let _ = tx.send(WorkerMsg::ComparisonOpened(result));
     }
 }
 

@@ -310,7 +310,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         TRAIN,
         "o",
-        "open an earlier run (Enter opens, space continues it)",
+        "open an earlier run (Enter opens, space continues it; a comparison's opens on Compare)",
         &[b(ch('o'), C::OpenRun)],
     ),
     row(
@@ -381,6 +381,12 @@ pub const KEY_HELP: &[KeyHelp] = &[
     ),
     row(
         COMPARE,
+        "c",
+        "continue a stopped or opened comparison (each run to the steps per run)",
+        &[b(ch('c'), C::CompareContinue)],
+    ),
+    row(
+        COMPARE,
         "m  ·  + / −",
         "in turn ↔ round-robin  ·  steps per run",
         &[
@@ -438,7 +444,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         RUNS,
         "o  ·  r",
-        "open the run on Train (space there continues it)  ·  read the runs again",
+        "open the run on Train (a comparison's on Compare; space or c continues it)  ·  read the runs again",
         &[b(ch('o'), C::RunsOpen), b(ch('r'), C::RunsRefresh)],
     ),
     row(
@@ -583,7 +589,7 @@ pub fn hints(scope: &str) -> &'static str {
         "Schedules" => "←/→ t · +/− T · n image",
         "Train" => "space start/pause · x stop · ↑↓←→ edit · b blog · c ckpt · o open",
         "Sample" => "g generate · ←/→ PgUp/PgDn frames · p play · e export",
-        "Compare" => "space train all · x stop · m mode · g sample · ←/→ p frames",
+        "Compare" => "space train all · x stop · c continue · m mode · g sample · ←/→ p frames",
         "Runs" => "↑↓ run · space overlay · a all · o open · r reload",
         _ => "",
     }
@@ -650,7 +656,8 @@ mod tests {
         assert_eq!(command(&train, ch('x')), Some(Command::TrainStop));
         let compare = [Scope::Always, Scope::Global, Scope::Screen(Tab::Compare)];
         assert_eq!(command(&compare, ch('x')), Some(Command::CompareStop));
-        assert_eq!(help_rows().count(), 34);
+        assert_eq!(command(&compare, ch('c')), Some(Command::CompareContinue));
+        assert_eq!(help_rows().count(), 35);
         let row = KEY_HELP.iter().find(|r| r.keys == "1-6 / Tab / Shift-Tab");
         assert!(row.is_some_and(|r| r.unshown().is_empty()));
     }

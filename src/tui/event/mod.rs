@@ -83,6 +83,9 @@ pub enum Command {
     CompareToggle,
     /// Compare: checkpoint and end the comparison's runs.
     CompareStop,
+    /// Compare: continue the comparison on screen (stopped, or opened from disk) to the steps
+    /// per run.
+    CompareContinue,
     /// Compare: in turn ↔ round-robin.
     CompareMode,
     /// Compare: steps per run.

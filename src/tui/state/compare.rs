@@ -8,11 +8,12 @@ use crate::train::events::{TrainCommand, TrainEvent};
 
 use super::super::event::Command;
 use super::super::settings::CompareMode;
-use super::super::workers::{Frames, SampleMsg, Slot};
+use super::super::workers::{Frames, OpenedComparison, SampleMsg, Slot};
 use super::effect::{Ctx, Effect, Topic};
 use super::run::{RunProgress, RunState};
 use super::sample::{FrameCursor, SampleStatus};
 use super::train::notch;
+use crate::runs::comparison;
 
 /// Most steps a round-robin run trains before the next one takes over.
 pub const ROUND_ROBIN_QUANTUM: usize = 20;
@@ -160,12 +161,13 @@ impl CompareState {
     pub fn handle(&mut self, cmd: Command, ctx: &mut Ctx) -> Vec<Effect> {
         match cmd {
             Command::CompareToggle => return self.toggle(ctx),
+            Command::CompareContinue => return self.continue_runs(ctx),
             Command::CompareStop => {
                 // Paused, the scheduler hands nothing on when the stopped run ends.
                 self.paused = true;
                 return if self.stop_all() {
                     vec![Effect::info(
-                        "stopping the comparison: saving each run (space starts a new one)",
+                        "stopping the comparison: saving each run (c continues it, space starts a new one)",
                     )]
                 } else {
                     vec![Effect::error("no comparison is training or paused")]
@@ -233,11 +235,120 @@ impl CompareState {
             quantum: round_robin_quantum(ctx.settings.compare_steps),
             ..CompareState::default()
         };
-        let base = ctx.new_run_dir("compare");
+        let base = ctx.new_run_dir(comparison::TAG);
         for slot in &mut self.slots {
-            slot.run.run_dir = Some(base.join(slot.schedule.name()));
+            slot.run.run_dir = Some(comparison::member(&base, slot.schedule));
         }
         self.start_slot(0)
+    }
+
+    /// Whether the comparison on screen (trained here or opened from disk) has a run short of
+    /// `steps` that `c` would continue.
+    pub fn can_continue(&self, steps: usize) -> bool {
+        !self.any_active()
+            && self.slots.iter().any(|s| s.run.run_dir.is_some())
+            && self
+                .slots
+                .iter()
+                .any(|s| s.run.checkpoint_step.unwrap_or(0) < steps)
+    }
+
+    /// `c`: continues the comparison on screen (stopped, or opened from disk): each run short of
+    /// the steps per run resumes from its checkpoint (or starts, where it has none) and trains
+    /// on to them, in turn or round-robin as a new comparison would.
+    fn continue_runs(&mut self, ctx: &mut Ctx) -> Vec<Effect> {
+        if ctx.train_active {
+            return vec![Effect::error(
+                "the Train run is still going (x on Train stops it)",
+            )];
+        }
+        if self.any_active() {
+            return vec![Effect::error(
+                "the comparison is still training (space pauses it, x stops it)",
+            )];
+        }
+        if self.slots.iter().all(|s| s.run.run_dir.is_none()) {
+            return vec![Effect::error(
+                "no comparison to continue: space starts one, o on Runs opens an earlier one",
+            )];
+        }
+        if !ctx.data_ready {
+            return vec![Effect::error(
+                "the dataset is not loaded yet (see the Data screen)",
+            )];
+        }
+        let steps = ctx.settings.compare_steps;
+        let mut first = None;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.run.checkpoint_step.unwrap_or(0) >= steps {
+                slot.run.state = RunState::Finished;
+            } else {
+                // On disk and not training: the scheduler hands the machine to it in turn.
+                slot.run.state = RunState::Opened;
+                first = first.or(Some(i));
+            }
+        }
+        let Some(first) = first else {
+            return vec![Effect::info(format!(
+                "every run is at {steps} steps already: + raises the steps per run, g samples them"
+            ))];
+        };
+        self.active = None;
+        self.paused = false;
+        self.since_switch = 0;
+        self.quantum = round_robin_quantum(steps);
+        let mut fx = self.start_slot(first);
+        fx.push(Effect::info(format!(
+            "continuing the comparison: each run trains on to {steps} steps"
+        )));
+        fx
+    }
+
+    /// Shows a comparison read from disk: each schedule's run with its history, at its last
+    /// checkpoint (a schedule the comparison never reached is waiting). The steps per run
+    /// become the runs' own stop step; `c` continues them, `g` samples them.
+    pub fn open(&mut self, opened: OpenedComparison, ctx: &mut Ctx) -> Vec<Effect> {
+        *self = CompareState::default();
+        for slot in &mut self.slots {
+            slot.run.run_dir = Some(comparison::member(&opened.base, slot.schedule));
+        }
+        let mut steps = 0;
+        for (schedule, found) in opened.runs {
+            let Some(i) = self.index_of(schedule) else {
+                continue;
+            };
+            let run = &mut self.slots[i].run;
+            run.load_history(&found.history);
+            run.start_step = found.summary.step;
+            run.checkpoint_step = (found.summary.step > 0).then_some(found.summary.step);
+            run.state = RunState::Opened;
+            if let Some(s) = &found.summary.settings {
+                run.total_steps = s.steps;
+                run.timesteps = Some(s.timesteps);
+                steps = steps.max(s.steps);
+            }
+        }
+        if steps > 0 {
+            ctx.settings.compare_steps = steps;
+        }
+        let at: Vec<String> = self
+            .slots
+            .iter()
+            .map(|s| format!("{} {}", s.schedule, s.run.checkpoint_step.unwrap_or(0)))
+            .collect();
+        let next = if self.can_continue(ctx.settings.compare_steps) {
+            format!(
+                "c trains each on to {} steps, g samples them",
+                ctx.settings.compare_steps
+            )
+        } else {
+            "g samples them, + then c trains them further".to_string()
+        };
+        vec![Effect::info(format!(
+            "opened the comparison {} at steps {}: {next}",
+            opened.base.display(),
+            at.join(", "),
+        ))]
     }
 
     fn start_slot(&self, i: usize) -> Vec<Effect> {
@@ -251,7 +362,8 @@ impl CompareState {
         vec![Effect::Train {
             slot: Slot::Compare(slot.schedule),
             run_dir,
-            resume: false,
+            // A run with a checkpoint (stopped, or opened from disk) continues from it.
+            resume: slot.run.checkpoint_step.is_some(),
         }]
     }
 
@@ -645,6 +757,212 @@ mod tests {
                 .on_train(BetaSchedule::Linear, finished(3), ctx)
                 .is_empty());
             assert_eq!(c.active, Some(0));
+        });
+    }
+
+    /// The end of the run in `dir` at `step`.
+    fn finished_in(dir: &std::path::Path, step: usize) -> TrainEvent {
+        TrainEvent::Finished {
+            step,
+            run_dir: Some(dir.to_path_buf()),
+        }
+    }
+
+    /// A checkpoint at `step` of the run in `dir` (the event names its checkpoint folder).
+    fn checkpointed(dir: &std::path::Path, step: usize) -> TrainEvent {
+        TrainEvent::Checkpointed {
+            step,
+            path: dir.join(format!("checkpoints/step-{step:06}")),
+        }
+    }
+
+    /// The runs the effects start, each with whether it resumes.
+    fn trains(fx: &[Effect]) -> Vec<(Slot, PathBuf, bool)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Train {
+                    slot,
+                    run_dir,
+                    resume,
+                } => Some((*slot, run_dir.clone(), *resume)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn notices(fx: &[Effect]) -> Vec<String> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Notify(n) => Some(n.text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn c_continues_a_stopped_comparison_from_each_runs_checkpoint() {
+        with_ctx(CompareMode::InTurn, |ctx| {
+            ctx.settings.compare_steps = 20;
+            let mut c = CompareState::default();
+            let err = notices(&c.handle(Command::CompareContinue, ctx));
+            assert!(err[0].starts_with("no comparison to continue"), "{err:?}");
+            c.handle(Command::CompareToggle, ctx);
+            let _rx = started(&mut c, 0);
+            for i in 1..=5 {
+                c.on_train(BetaSchedule::Linear, step(i), ctx);
+            }
+            let base = PathBuf::from("runs/stamp-compare");
+            c.on_train(
+                BetaSchedule::Linear,
+                checkpointed(&base.join("linear"), 5),
+                ctx,
+            );
+            let err = notices(&c.handle(Command::CompareContinue, ctx));
+            assert!(
+                err[0].starts_with("the comparison is still training"),
+                "{err:?}"
+            );
+            // x: the run saves and ends; nothing is handed on.
+            let said = notices(&c.handle(Command::CompareStop, ctx));
+            assert!(said[0].contains("c continues it"), "{said:?}");
+            assert!(c
+                .on_train(
+                    BetaSchedule::Linear,
+                    finished_in(&base.join("linear"), 5),
+                    ctx
+                )
+                .is_empty());
+            assert!(!c.any_active());
+            assert!(c.can_continue(20));
+            // c: linear resumes from its checkpoint, and the next schedules start after it.
+            let fx = c.handle(Command::CompareContinue, ctx);
+            assert_eq!(
+                trains(&fx),
+                [(
+                    Slot::Compare(BetaSchedule::Linear),
+                    base.join("linear"),
+                    true
+                )]
+            );
+            assert!(notices(&fx)[0].contains("each run trains on to 20 steps"));
+            let _rx = started(&mut c, 0);
+            c.on_train(
+                BetaSchedule::Linear,
+                checkpointed(&base.join("linear"), 20),
+                ctx,
+            );
+            let fx = c.on_train(
+                BetaSchedule::Linear,
+                finished_in(&base.join("linear"), 20),
+                ctx,
+            );
+            assert_eq!(
+                trains(&fx),
+                [(
+                    Slot::Compare(BetaSchedule::Quadratic),
+                    base.join("quadratic"),
+                    false
+                )]
+            );
+        });
+    }
+
+    #[test]
+    fn an_opened_comparison_continues_where_each_run_stopped() {
+        with_ctx(CompareMode::InTurn, |ctx| {
+            let base = PathBuf::from("runs/20261206-061500-compare");
+            let run = |schedule: BetaSchedule, at: usize| {
+                let dir = comparison::member(&base, schedule);
+                let settings = crate::tui::settings::TrainSettings {
+                    steps: 500,
+                    ..Default::default()
+                };
+                let history = (1..=at)
+                    .map(|i| match step(i) {
+                        TrainEvent::Step(s) => s,
+                        _ => unreachable!(),
+                    })
+                    .collect();
+                (
+                    schedule,
+                    crate::tui::workers::OpenedRun {
+                        summary: crate::tui::workers::RunSummary {
+                            dir,
+                            settings: Some(settings),
+                            dataset: Some("shapes".into()),
+                            step: at,
+                        },
+                        history,
+                    },
+                )
+            };
+            let opened = OpenedComparison {
+                base: base.clone(),
+                runs: vec![
+                    run(BetaSchedule::Linear, 500),
+                    run(BetaSchedule::Quadratic, 120),
+                ],
+            };
+            let mut c = CompareState::default();
+            let said = notices(&c.open(opened, ctx));
+            assert_eq!(ctx.settings.compare_steps, 500, "the runs' own stop step");
+            assert!(
+                said[0].contains("at steps linear 500, quadratic 120, cosine 0, sigmoid 0: c trains each on to 500 steps"),
+                "{said:?}"
+            );
+            assert_eq!(c.slots[1].run.step(), 120, "its history is shown");
+            // c: linear has its steps; quadratic resumes, cosine and sigmoid start afterwards.
+            let fx = c.handle(Command::CompareContinue, ctx);
+            assert_eq!(
+                trains(&fx),
+                [(
+                    Slot::Compare(BetaSchedule::Quadratic),
+                    base.join("quadratic"),
+                    true
+                )]
+            );
+            assert_eq!(c.slots[0].run.state, RunState::Finished);
+            let _rx = started(&mut c, 1);
+            c.on_train(
+                BetaSchedule::Quadratic,
+                checkpointed(&base.join("quadratic"), 500),
+                ctx,
+            );
+            let fx = c.on_train(
+                BetaSchedule::Quadratic,
+                finished_in(&base.join("quadratic"), 500),
+                ctx,
+            );
+            assert_eq!(
+                trains(&fx),
+                [(
+                    Slot::Compare(BetaSchedule::Cosine),
+                    base.join("cosine"),
+                    false
+                )]
+            );
+        });
+    }
+
+    #[test]
+    fn c_says_so_when_every_run_has_its_steps() {
+        with_ctx(CompareMode::InTurn, |ctx| {
+            ctx.settings.compare_steps = 20;
+            let mut c = CompareState::default();
+            for slot in &mut c.slots {
+                slot.run.run_dir = Some(PathBuf::from("runs/b").join(slot.schedule.name()));
+                slot.run.checkpoint_step = Some(20);
+                slot.run.state = RunState::Opened;
+            }
+            assert!(!c.can_continue(20));
+            let fx = c.handle(Command::CompareContinue, ctx);
+            assert!(trains(&fx).is_empty());
+            assert!(notices(&fx)[0].starts_with("every run is at 20 steps already"));
+            // More steps per run: each continues.
+            ctx.settings.compare_steps = 50;
+            let fx = c.handle(Command::CompareContinue, ctx);
+            assert_eq!(trains(&fx).len(), 1);
+            assert!(trains(&fx)[0].2, "from its checkpoint");
         });
     }
 }

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use super::super::settings::{LabSettings, TrainSettings};
-use super::super::workers::{ExportRequest, OpenedRun, SampleRequest, Slot, TrainRequest};
+use super::super::workers::{
+    ExportRequest, OpenedComparison, OpenedRun, SampleRequest, Slot, TrainRequest,
+};
 use super::picker::RunPicker;
 use super::schedules::SchedulesState;
 use super::{App, Lifecycle};
@@ -50,10 +52,14 @@ pub enum Effect {
     ScanRuns,
     /// Asks the engine for one run (it arrives as `WorkerMsg::RunOpened`).
     OpenRun(PathBuf),
+    /// Asks the engine for a comparison's runs (they arrive as `WorkerMsg::ComparisonOpened`).
+    OpenComparison(PathBuf),
     /// Opens the run picker over these runs.
     ShowPicker(RunPicker),
     /// Shows a run read from disk on the Train screen.
     ShowRun(Box<OpenedRun>),
+    /// Shows a comparison read from disk on the Compare screen.
+    ShowComparison(Box<OpenedComparison>),
     /// Follows the Train screen's run on disk from a step.
     WatchRun {
         /// Run directory.
@@ -143,6 +149,7 @@ impl App {
             Effect::ListRuns => self.engine.list_runs(tx),
             Effect::ScanRuns => self.engine.scan_runs(tx),
             Effect::OpenRun(dir) => self.engine.open_run(&dir, tx),
+            Effect::OpenComparison(base) => self.engine.open_comparison(&base, tx),
             Effect::ShowPicker(picker) => {
                 self.notice = None;
                 self.picker = Some(picker);
@@ -151,6 +158,12 @@ impl App {
                 // Opened from the picker (on Train) or the Runs screen: Train shows it.
                 self.tab = super::Tab::Train;
                 let effects = self.train.open(*opened, &mut ctx!(self));
+                self.run(effects);
+            }
+            Effect::ShowComparison(opened) => {
+                // A comparison's run chosen in the picker or on Runs: Compare shows them all.
+                self.tab = super::Tab::Compare;
+                let effects = self.compare.open(*opened, &mut ctx!(self));
                 self.run(effects);
             }
             Effect::WatchRun { dir, from_step } => {

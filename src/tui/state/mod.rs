@@ -418,6 +418,9 @@ impl App {
                 self.picker_wait.on_runs(runs, busy, &root)
             }
             WorkerMsg::RunOpened(result) => self.picker_wait.on_opened(result, self.any_active()),
+            WorkerMsg::ComparisonOpened(result) => self
+                .picker_wait
+                .on_comparison_opened(result, self.any_active()),
             WorkerMsg::RunTable(runs) => {
                 self.runs.on_runs(runs);
                 Vec::new()

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::super::workers::{OpenedRun, RunSummary};
+use super::super::workers::{OpenedComparison, OpenedRun, RunSummary};
 use super::effect::Effect;
 
 /// The list of earlier runs, while open.
@@ -72,15 +72,41 @@ impl PickerWait {
     }
 
     /// Enter on `picker`: asks the engine for the highlighted run's configuration and history
-    /// (they arrive at [`PickerWait::on_opened`]).
+    /// (they arrive at [`PickerWait::on_opened`]); for a run of a comparison, for every run of
+    /// that comparison (at [`PickerWait::on_comparison_opened`]).
     pub fn open(&mut self, picker: RunPicker) -> Vec<Effect> {
         let Some(summary) = picker.runs.get(picker.selected) else {
             return Vec::new();
         };
+        if let Some((base, _)) = crate::runs::comparison::comparison_of(&summary.dir) {
+            *self = PickerWait::Opening(base.clone());
+            let notice = Effect::info(format!("opening the comparison {}…", base.display()));
+            return vec![Effect::OpenComparison(base), notice];
+        }
         let dir = summary.dir.clone();
         *self = PickerWait::Opening(dir.clone());
         let notice = Effect::info(format!("opening {}…", dir.display()));
         vec![Effect::OpenRun(dir), notice]
+    }
+
+    /// The engine's answer to [`PickerWait::open`] for a comparison: its runs go to the
+    /// Compare screen unless they could not be read or a run started meanwhile (`busy`).
+    pub fn on_comparison_opened(
+        &mut self,
+        result: Result<OpenedComparison, String>,
+        busy: bool,
+    ) -> Vec<Effect> {
+        let PickerWait::Opening(base) = std::mem::replace(self, PickerWait::Idle) else {
+            return Vec::new();
+        };
+        match result {
+            Err(e) => vec![Effect::error(format!("cannot open the comparison: {e}"))],
+            Ok(_) if busy => vec![Effect::error(format!(
+                "{} not opened: a run started meanwhile",
+                base.display()
+            ))],
+            Ok(opened) => vec![Effect::ShowComparison(Box::new(opened))],
+        }
     }
 
     /// The engine's answer to [`PickerWait::open`]: the run goes to the Train screen unless it
@@ -134,5 +160,30 @@ mod tests {
         ));
         assert_eq!(w, PickerWait::Idle);
         assert!(w.on_opened(Err("late".into()), false).is_empty());
+    }
+
+    /// A run of a comparison opens the whole comparison (on Compare), not the one run.
+    #[test]
+    fn a_comparison_run_opens_its_comparison() {
+        let mut w = PickerWait::Idle;
+        let p = RunPicker {
+            runs: vec![summary("runs/20261206-061500-compare/cosine")],
+            selected: 0,
+        };
+        let base = Path::new("runs/20261206-061500-compare");
+        assert!(matches!(&w.open(p)[..], [Effect::OpenComparison(d), _] if d == base));
+        let opened = OpenedComparison {
+            base: base.to_path_buf(),
+            runs: Vec::new(),
+        };
+        assert!(matches!(
+            &w.on_comparison_opened(Ok(opened.clone()), false)[..],
+            [Effect::ShowComparison(c)] if c.base == base
+        ));
+        assert_eq!(w, PickerWait::Idle);
+        assert!(
+            w.on_comparison_opened(Ok(opened), false).is_empty(),
+            "not asked"
+        );
     }
 }

@@ -119,8 +119,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         "paused: space resumes"
     } else if c.any_active() {
         "space pauses"
-    } else if c.all_finished() {
-        "g samples all four from the same noise"
+    } else if c.can_continue(app.settings.compare_steps) {
+        "c: continue · g: sample · space: new"
+    } else if c.all_finished() || c.slots.iter().any(|s| s.run.checkpoint_step.is_some()) {
+        "g samples all four · +, c trains on"
     } else {
         "space starts · m mode · +/− steps"
     };

@@ -20,8 +20,9 @@ use crate::train::events::{TrainCommand, TrainEvent};
 use crate::tui::settings::{SampleSettings, TrainSettings};
 
 use super::{
-    DataInfo, DataMsg, Engine, Estimate, ExportRequest, Frames, LoadStage, OpenedRun, RunRecord,
-    RunSummary, SampleMsg, SampleRequest, Slot, TrainRequest, WorkerMsg, CURVE_POINTS,
+    DataInfo, DataMsg, Engine, Estimate, ExportRequest, Frames, LoadStage, OpenedComparison,
+    OpenedRun, RunRecord, RunSummary, SampleMsg, SampleRequest, Slot, TrainRequest, WorkerMsg,
+    CURVE_POINTS,
 };
 
 /// Examples kept for the Data and Schedules screens.
@@ -554,6 +555,56 @@ impl Engine for LabEngine {
             })
             .expect("cannot spawn the run-reading thread");
     }
+
+    fn open_comparison(&mut self, base: &Path, tx: Sender<WorkerMsg>) {
+        let base = base.to_path_buf();
+        thread::Builder::new()
+            .name("ddpm-open-comparison".into())
+            .spawn(move || {
+                let _ = tx.send(WorkerMsg::ComparisonOpened(read_comparison(&base)));
+            })
+            .expect("cannot spawn the run-reading thread");
+    }
+}
+
+/// The runs of the comparison at `base` that exist (those whose directory holds a
+/// configuration; a schedule the comparison never reached has none); an error when none does
+/// or one cannot be read.
+fn read_comparison(base: &Path) -> Result<OpenedComparison, String> {
+    let mut runs = Vec::new();
+    for schedule in crate::schedule::BetaSchedule::ALL {
+        let dir = crate::runs::comparison::member(base, schedule);
+        if dir.join(crate::store::CONFIG_FILE).is_file() {
+            let run = RunInfo::with_history(&dir)
+                .map(|(info, history)| OpenedRun {
+                    summary: summary_of(&info),
+                    history,
+                })
+                .or_else(|e| {
+                    // Stopped before its first checkpoint: its configuration still says what
+                    // it trains, and continuing starts it afresh.
+                    let config = RunDir::at(&dir).load_config().map_err(|_| e)?;
+                    Ok::<_, anyhow::Error>(OpenedRun {
+                        summary: RunSummary {
+                            dir: dir.clone(),
+                            settings: Some(settings_of(&config)),
+                            dataset: Some(config.dataset.clone()),
+                            step: 0,
+                        },
+                        history: Vec::new(),
+                    })
+                })
+                .map_err(|e| format!("{e:#}"))?;
+            runs.push((schedule, run));
+        }
+    }
+    if runs.is_empty() {
+        return Err(format!("{} holds no run of the comparison", base.display()));
+    }
+    Ok(OpenedComparison {
+        base: base.to_path_buf(),
+        runs,
+    })
 }
 
 /// How often a watched run directory is read.
@@ -658,6 +709,31 @@ mod tests {
             height: 28,
             width: 28,
         }
+    }
+
+    /// A comparison's runs are read where they exist: one stopped before its first checkpoint
+    /// is there at step 0 with its configuration; a folder without any run is an error.
+    #[test]
+    fn a_comparison_is_read_run_by_run() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().join("20261206-061500-compare");
+        let err = read_comparison(&base).unwrap_err();
+        assert!(err.ends_with("holds no run of the comparison"), "{err}");
+        let cosine = runs::comparison::member(&base, crate::schedule::BetaSchedule::Cosine);
+        let cfg = TrainConfig {
+            steps: 300,
+            ..TrainConfig::default()
+        };
+        RunDir::create(&cosine).unwrap().save_config(&cfg).unwrap();
+        let opened = read_comparison(&base).unwrap();
+        assert_eq!(opened.base, base);
+        assert_eq!(opened.runs.len(), 1);
+        let (schedule, run) = &opened.runs[0];
+        assert_eq!(*schedule, crate::schedule::BetaSchedule::Cosine);
+        assert_eq!(run.summary.dir, cosine);
+        assert_eq!(run.summary.step, 0);
+        assert_eq!(run.summary.settings.as_ref().unwrap().steps, 300);
+        assert!(run.history.is_empty());
     }
 
     #[test]

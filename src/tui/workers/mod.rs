@@ -198,6 +198,9 @@ pub enum WorkerMsg {
     Runs(Vec<RunSummary>),
     /// A run read from disk, or why it could not be (answer to [`Engine::open_run`]).
     RunOpened(Result<OpenedRun, String>),
+    /// A comparison's runs read from disk, or why they could not be (answer to
+    /// [`Engine::open_comparison`]).
+    ComparisonOpened(Result<OpenedComparison, String>),
     /// Every run under the runs directory with its loss curve and score (answer to
     /// [`Engine::scan_runs`]), newest first.
     RunTable(Vec<RunRecord>),
@@ -317,6 +320,15 @@ pub struct OpenedRun {
     pub history: Vec<StepStats>,
 }
 
+/// A comparison opened from disk: the runs of its schedules that exist there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenedComparison {
+    /// The comparison's directory (see [`crate::runs::comparison`]).
+    pub base: PathBuf,
+    /// Each schedule's run found, in [`crate::schedule::BetaSchedule::ALL`] order.
+    pub runs: Vec<(crate::schedule::BetaSchedule, OpenedRun)>,
+}
+
 /// The slow machinery behind the lab. Each call returns at once; results arrive as
 /// [`WorkerMsg`]s on `tx`.
 pub trait Engine {
@@ -340,6 +352,9 @@ pub trait Engine {
     /// Starts reading one run's configuration and metrics: they arrive as
     /// [`WorkerMsg::RunOpened`].
     fn open_run(&mut self, dir: &std::path::Path, tx: Sender<WorkerMsg>);
+    /// Starts reading the runs of the comparison at `base` (each schedule's run that has a
+    /// configuration): they arrive as [`WorkerMsg::ComparisonOpened`].
+    fn open_comparison(&mut self, base: &std::path::Path, tx: Sender<WorkerMsg>);
     /// Starts reading every run under the runs directory with its metrics and score: they
     /// arrive as [`WorkerMsg::RunTable`].
     fn scan_runs(&mut self, tx: Sender<WorkerMsg>);
