@@ -74,17 +74,11 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
     // Fails early, before sampling, when no classifier fits the data.
     eval::check_classifier(&spec)
         .map_err(|e| anyhow::anyhow!("{e}; pass --dataset with Fashion-MNIST images"))?;
-    // The data layer's offline advice ends with the built-in set, which has no classifier.
+    // Only the real images will do: an unreachable Hub's advice leaves the built-in set out.
     let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)
-        .map_err(|e| {
-        anyhow::anyhow!(
-            "{}",
-            format!("{e:#}").replace(
-                crate::data::error::OFFLINE_ADVICE,
-                "connect to the internet, set HF_ENDPOINT to a reachable Hugging Face \
-                     mirror, or pass a local copy of the real images with --dataset PATH"
-            )
-        )
+        .map_err(|e| match e.downcast::<crate::data::DataError>() {
+        Ok(data) => anyhow::Error::from(data.for_real_images()),
+        Err(other) => other,
     })?;
     let scorer = eval::scorer_for(&spec, &dataset.train)?;
 

@@ -7,6 +7,31 @@ pub const OFFLINE_ADVICE: &str = "connect to the internet, set HF_ENDPOINT to a 
 Hugging Face mirror, pass a local copy with --dataset PATH, or use the built-in set with \
 --dataset shapes";
 
+/// The same for a caller that needs the real images (scoring samples against them), where the
+/// built-in set is no way out.
+pub const REAL_IMAGES_ADVICE: &str = "connect to the internet, set HF_ENDPOINT to a reachable \
+Hugging Face mirror, or pass a local copy of the real images with --dataset PATH";
+
+/// Which advice an unreachable-Hub error ends with: the caller knows whether the built-in set
+/// would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Advice {
+    /// Any data will do: the built-in set is offered too ([`OFFLINE_ADVICE`]).
+    #[default]
+    AnyData,
+    /// Only the real images will do ([`REAL_IMAGES_ADVICE`]).
+    RealImages,
+}
+
+impl std::fmt::Display for Advice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Advice::AnyData => OFFLINE_ADVICE,
+            Advice::RealImages => REAL_IMAGES_ADVICE,
+        })
+    }
+}
+
 /// Everything that can go wrong while finding, downloading or decoding a dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -55,7 +80,7 @@ pub enum DataError {
     /// Offline (HF_HUB_OFFLINE=1 or --offline) and the dataset is not in the cache.
     #[error(
         "{repo} ({file}) is not in the Hugging Face cache at {} and offline mode is on \
-         (HF_HUB_OFFLINE=1 or --offline): turn offline mode off and {OFFLINE_ADVICE}",
+         (HF_HUB_OFFLINE=1 or --offline): turn offline mode off and {advice}",
         cache_dir.display()
     )]
     NotCached {
@@ -65,10 +90,12 @@ pub enum DataError {
         file: String,
         /// The cache that was searched.
         cache_dir: PathBuf,
+        /// What the message suggests.
+        advice: Advice,
     },
 
     /// The Hub could not be reached or did not answer in time.
-    #[error("cannot download {repo} from {endpoint}: {detail}; {OFFLINE_ADVICE}")]
+    #[error("cannot download {repo} from {endpoint}: {detail}; {advice}")]
     Network {
         /// The Hub repository.
         repo: String,
@@ -76,6 +103,8 @@ pub enum DataError {
         endpoint: String,
         /// The underlying failure.
         detail: String,
+        /// What the message suggests.
+        advice: Advice,
     },
 
     /// The Hub answered, but with an error (missing file, no access, ...).
@@ -130,11 +159,60 @@ impl DataError {
         )
     }
 
+    /// The error for a caller that needs the real images: an unreachable Hub's message
+    /// leaves the built-in set out of its advice. Other errors are unchanged.
+    pub fn for_real_images(mut self) -> Self {
+        if let DataError::Network { advice, .. } | DataError::NotCached { advice, .. } = &mut self {
+            *advice = Advice::RealImages;
+        }
+        self
+    }
+
     /// Shorthand for [`DataError::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unreachable Hub's message offers the built-in set, unless the caller needs the real
+    /// images; other errors are left as they are.
+    #[test]
+    fn the_advice_is_the_callers() {
+        let offline = DataError::NotCached {
+            repo: "zalando-datasets/fashion_mnist".into(),
+            file: "train/0000.parquet".into(),
+            cache_dir: "/hf".into(),
+            advice: Advice::default(),
+        };
+        assert!(
+            offline.to_string().ends_with("--dataset shapes"),
+            "{offline}"
+        );
+        let real = offline.for_real_images().to_string();
+        assert!(
+            real.ends_with("a local copy of the real images with --dataset PATH"),
+            "{real}"
+        );
+        assert!(!real.contains("shapes"), "{real}");
+        let network = DataError::Network {
+            repo: "r".into(),
+            endpoint: "e".into(),
+            detail: "timed out".into(),
+            advice: Advice::default(),
+        }
+        .for_real_images();
+        assert!(
+            network.to_string().ends_with(REAL_IMAGES_ADVICE),
+            "{network}"
+        );
+        let other = DataError::UnknownDataset("x".into()).for_real_images();
+        assert!(matches!(other, DataError::UnknownDataset(_)));
     }
 }

@@ -165,6 +165,7 @@ impl Fetch<'_> {
             repo: self.ds.repo.to_string(),
             endpoint: self.endpoint.clone(),
             detail,
+            advice: Default::default(),
         }
     }
 
@@ -529,6 +530,7 @@ pub fn load_hub(
                 repo: ds.repo.to_string(),
                 file: missing.to_string(),
                 cache_dir: fetch.cache_dir.clone(),
+                advice: Default::default(),
             });
         }
         None => {}
@@ -559,10 +561,12 @@ fn with_removed_note(e: DataError, note: Option<&str>) -> DataError {
             repo,
             endpoint,
             detail,
+            advice,
         } => DataError::Network {
             repo,
             endpoint,
             detail: format!("{detail}; {note}"),
+            advice,
         },
         DataError::Hub {
             repo,

@@ -233,7 +233,7 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
     std::fs::copy(run.join("config.json"), bare.join("config.json")).unwrap();
     refuse(
         &["eval", "--checkpoint", bare.to_str().unwrap()],
-        "no complete checkpoint",
+        "has no checkpoint yet (training stopped before its first one)",
     );
     refuse(
         &[
