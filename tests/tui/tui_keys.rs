@@ -528,6 +528,77 @@ fn opening_a_run_loads_history_and_space_resumes_it() {
     assert_eq!(req.run_dir(), dir.as_path());
 }
 
+/// Opening a run puts its settings on Train; `u` brings back the user's own (and closes the
+/// opened run, so that space starts a new run with them).
+#[test]
+fn u_brings_back_the_settings_an_opened_run_replaced() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let own = app.settings.train.clone();
+    let own_origin = app.settings.origin.clone();
+    let mut theirs = settings().train;
+    theirs.lr = 5e-4;
+    theirs.steps = 40;
+    assert_ne!(theirs, own);
+    engine.offer_run("runs/old", theirs.clone(), 40);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('u'));
+    assert!(app
+        .notice
+        .as_ref()
+        .unwrap()
+        .text
+        .starts_with("these are your own settings"));
+    handle_key(&mut app, ch('o'));
+    app.pump();
+    handle_key(&mut app, key(KeyCode::Enter));
+    app.pump();
+    assert_eq!(app.train.run.state, RunState::Opened);
+    assert_eq!(app.settings.train, theirs);
+    assert!(
+        app.notice
+            .as_ref()
+            .unwrap()
+            .text
+            .ends_with("(u: your own settings back)"),
+        "{:?}",
+        app.notice
+    );
+    handle_key(&mut app, ch('u'));
+    assert_eq!(app.settings.train, own);
+    assert_eq!(app.settings.origin, own_origin);
+    assert_eq!(
+        app.train.run.state,
+        RunState::Idle,
+        "the opened run is closed"
+    );
+    assert!(
+        matches!(
+            engine.0.lock().unwrap().watchers[0].try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected)
+        ),
+        "and no longer watched"
+    );
+    assert!(app
+        .notice
+        .as_ref()
+        .unwrap()
+        .text
+        .starts_with("your own settings are back"));
+    // Space now starts a new run with them.
+    handle_key(&mut app, ch(' '));
+    let req = engine
+        .calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Train(Slot::Main, r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert!(!req.is_resume());
+    assert_eq!(req.settings(), &own);
+}
+
 /// A run of a comparison, chosen in the run picker, opens the whole comparison on Compare
 /// (the Train screen's settings stay as they were); `c` continues it from each run's checkpoint.
 #[test]

@@ -314,6 +314,12 @@ pub const KEY_HELP: &[KeyHelp] = &[
         &[b(ch('o'), C::OpenRun)],
     ),
     row(
+        TRAIN,
+        "u",
+        "your own settings back after opening a run (closes the run)",
+        &[b(ch('u'), C::OwnSettings)],
+    ),
+    row(
         SAMPLE,
         "g",
         "generate samples from the run",
@@ -657,7 +663,7 @@ mod tests {
         let compare = [Scope::Always, Scope::Global, Scope::Screen(Tab::Compare)];
         assert_eq!(command(&compare, ch('x')), Some(Command::CompareStop));
         assert_eq!(command(&compare, ch('c')), Some(Command::CompareContinue));
-        assert_eq!(help_rows().count(), 35);
+        assert_eq!(help_rows().count(), 36);
         let row = KEY_HELP.iter().find(|r| r.keys == "1-6 / Tab / Shift-Tab");
         assert!(row.is_some_and(|r| r.unshown().is_empty()));
     }

@@ -53,6 +53,8 @@ pub enum Command {
     AdjustField(i32),
     /// Train: blog (`true`) or quick (`false`) configuration.
     Preset(bool),
+    /// Train: the settings from before a run was opened come back.
+    OwnSettings,
     /// Train: measure the time per epoch.
     Estimate,
     /// Run picker: move.

@@ -10,7 +10,7 @@ use crate::schedule::BetaSchedule;
 use crate::train::events::{TrainCommand, TrainEvent};
 
 use super::super::event::Command;
-use super::super::settings::{ModelPreset, RecipeName, TrainSettings};
+use super::super::settings::{ModelPreset, RecipeName, SettingsOrigin, TrainSettings};
 use super::super::workers::{Estimate, OpenedRun, Slot};
 use super::effect::{Ctx, Effect, Topic};
 use super::run::{RunProgress, RunState};
@@ -206,6 +206,9 @@ pub struct TrainState {
     pub opened: bool,
     /// Keeps the watcher of an opened run alive (dropping it stops the watcher).
     pub watch: Option<std::sync::mpsc::Sender<()>>,
+    /// The user's own Train settings (and where they came from) from before the first run
+    /// opened this session replaced them, for `u` to bring back.
+    pub own_settings: Option<Box<(TrainSettings, Option<SettingsOrigin>)>>,
 }
 
 impl TrainState {
@@ -261,8 +264,39 @@ impl TrainState {
             Command::AdjustField(dir) => self.adjust(dir, ctx),
             Command::Preset(blog) => self.preset(blog, ctx),
             Command::Estimate => self.request_estimate(ctx),
+            Command::OwnSettings => self.own_settings(ctx),
             _ => Vec::new(),
         }
+    }
+
+    /// `u`: the settings from before a run was opened come back (an opened run had replaced
+    /// them with its own), and the opened run is closed, so that space starts a new run with
+    /// them.
+    fn own_settings(&mut self, ctx: &mut Ctx) -> Vec<Effect> {
+        if self.run.is_active() {
+            return vec![Effect::error(
+                "the run is still going (x stops it, then u brings your settings back)",
+            )];
+        }
+        let Some(own) = self.own_settings.take() else {
+            return vec![Effect::error(
+                "these are your own settings (u brings them back after o has opened a run)",
+            )];
+        };
+        let (train, origin) = *own;
+        ctx.settings.train = train;
+        ctx.settings.origin = origin;
+        if self.run.state == RunState::Opened {
+            self.run.reset();
+            self.opened = false;
+            self.watch = None;
+        }
+        let mut fx = vec![
+            Effect::Timesteps(ctx.settings.train.timesteps),
+            Effect::info("your own settings are back: space starts a new run with them"),
+        ];
+        fx.extend(self.request_estimate(ctx));
+        fx
     }
 
     /// Space: starts, pauses or resumes the run (an opened run continues from its checkpoint).
@@ -456,11 +490,22 @@ impl TrainState {
         if let Some(s) = &opened.summary.settings {
             run.total_steps = s.steps;
             run.timesteps = Some(s.timesteps);
+            if self.own_settings.is_none() {
+                self.own_settings = Some(Box::new((
+                    ctx.settings.train.clone(),
+                    ctx.settings.origin.clone(),
+                )));
+            }
             ctx.settings.set_from_run(s.clone());
             fx.push(Effect::Timesteps(s.timesteps));
         }
         let start = run.start_step;
         self.opened = true;
+        let own = if self.own_settings.is_some() {
+            " (u: your own settings back)"
+        } else {
+            ""
+        };
         fx.push(Effect::WatchRun {
             dir: dir.clone(),
             from_step: start,
@@ -469,12 +514,12 @@ impl TrainState {
         fx.push(Effect::info(
             if run.total_steps > 0 && start >= run.total_steps {
                 format!(
-                    "opened {} at its last step ({start}): raise steps, then space trains it on",
+                    "opened {} at its last step ({start}): raise steps, then space trains it on{own}",
                     dir.display(),
                 )
             } else {
                 format!(
-                    "opened {} at step {start}: new steps appear live; space continues it here",
+                    "opened {} at step {start}: new steps appear live; space continues it here{own}",
                     dir.display(),
                 )
             },
