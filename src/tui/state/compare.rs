@@ -283,8 +283,12 @@ impl CompareState {
             if slot.run.checkpoint_step.unwrap_or(0) >= steps {
                 slot.run.state = RunState::Finished;
             } else {
-                // On disk and not training: the scheduler hands the machine to it in turn.
-                slot.run.state = RunState::Opened;
+                // Waiting for its turn: from its checkpoint on disk, or from nothing.
+                slot.run.state = if slot.run.checkpoint_step.is_some() {
+                    RunState::Opened
+                } else {
+                    RunState::Idle
+                };
                 first = first.or(Some(i));
             }
         }

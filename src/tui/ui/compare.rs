@@ -77,7 +77,11 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     let mut lines = Vec::new();
     for (i, s) in c.slots.iter().enumerate() {
         let color = theme::schedule_color(s.schedule);
-        let marker = if c.active == Some(i) { "▶ " } else { "  " };
+        let marker = if c.active == Some(i) && s.run.is_active() {
+            "▶ "
+        } else {
+            "  "
+        };
         let loss = s
             .run
             .smoothed
@@ -85,6 +89,11 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             .map_or("—".to_string(), |p| format!("{:.4}", p.1));
         let state = match &s.run.state {
             RunState::Idle => "waiting".to_string(),
+            // At its checkpoint on disk: its turn comes while the comparison trains.
+            RunState::Opened if c.any_active() => "waiting".to_string(),
+            RunState::Opened => "saved".to_string(),
+            // Ended short of its steps: stopped (x, or the lab quit), not done.
+            RunState::Finished if s.run.step() < s.run.total_steps => "stopped".to_string(),
             st => st.label().to_string(),
         };
         lines.push(Line::from(vec![
@@ -115,7 +124,9 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         ]));
     }
     lines.push(Line::from(""));
-    let hint = if c.paused {
+    // Paused by space while a run is alive; `x` pauses the scheduler too, but once its runs
+    // have ended there is nothing to resume.
+    let hint = if c.paused && c.any_active() {
         "paused: space resumes"
     } else if c.any_active() {
         "space pauses"
