@@ -265,11 +265,26 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
 /// commands that continue and sample it (read from the run on disk, so they are what the
 /// run layer will find).
 pub fn exit_message(runs: &[PathBuf]) -> Vec<String> {
+    // The runs on disk (a directory that holds no run is left out).
+    let saved: Vec<crate::runs::RunInfo> = runs
+        .iter()
+        .filter_map(|dir| crate::runs::RunInfo::read(dir).ok())
+        .collect();
     let mut lines = Vec::new();
-    for dir in runs {
-        let Ok(info) = crate::runs::RunInfo::read(dir) else {
-            continue;
-        };
+    // A comparison goes on as a whole in the lab: said once, before its runs.
+    let mut comparisons: Vec<PathBuf> = Vec::new();
+    for info in &saved {
+        if let Some((base, _)) = crate::runs::comparison::comparison_of(&info.dir) {
+            if !comparisons.contains(&base) {
+                lines.push(format!(
+                    "comparison saved in {}: o on the lab's Runs screen opens it, c on Compare continues it",
+                    base.display()
+                ));
+                comparisons.push(base);
+            }
+        }
+    }
+    for info in saved {
         lines.push(format!(
             "run saved in {} (step {} of {})",
             info.dir.display(),
@@ -431,6 +446,51 @@ pub fn run(opts: LabOptions, custom_model: Option<UnetConfig>) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A comparison's runs are named once as a comparison (continued in the lab as a whole),
+    /// then each with its commands; a directory without a run is left out.
+    #[test]
+    fn the_exit_message_names_a_comparison_once() {
+        use crate::runs::comparison::member;
+        use crate::schedule::BetaSchedule;
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().join("20261206-061500-compare");
+        let cfg = crate::store::TrainConfig {
+            model: crate::model::UnetConfig::tiny(),
+            timesteps: 10,
+            batch_size: 2,
+            image_size: 8,
+            steps: 4,
+            ..Default::default()
+        };
+        for s in [BetaSchedule::Linear, BetaSchedule::Cosine] {
+            let mut t = crate::train::Trainer::new(cfg.clone(), Some(&member(&base, s))).unwrap();
+            t.checkpoint().unwrap();
+        }
+        let lines = exit_message(&[
+            member(&base, BetaSchedule::Linear),
+            member(&base, BetaSchedule::Cosine),
+            d.path().join("nothing"),
+        ]);
+        assert_eq!(
+            lines[0],
+            format!(
+                "comparison saved in {}: o on the lab's Runs screen opens it, c on Compare continues it",
+                base.display()
+            )
+        );
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("comparison")).count(),
+            1
+        );
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("run saved in"))
+                .count(),
+            2
+        );
+    }
 
     #[test]
     fn graphics_query_only_where_a_protocol_is_likely() {
