@@ -4,10 +4,35 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Result;
+
 use crate::schedule::BetaSchedule;
+use crate::store::TrainConfig;
 
 /// What a comparison's directory name ends with (after the time stamp).
 pub const TAG: &str = "compare";
+
+/// The file in a comparison's directory holding the configuration its runs train with (the
+/// schedule aside) and the step they train to: written each time one of its runs starts, so
+/// that a comparison opened later goes on with its own settings, data and steps.
+pub const CONFIG_FILE: &str = "comparison.json";
+
+/// Saves the configuration the comparison at `base` trains its runs with (atomically).
+pub fn save_config(base: &Path, config: &TrainConfig) -> Result<()> {
+    std::fs::create_dir_all(base)?;
+    let json = serde_json::to_string_pretty(config)?;
+    crate::store::write_atomic(&base.join(CONFIG_FILE), json.as_bytes())
+}
+
+/// The configuration saved by [`save_config`]; `None` for a comparison written before there
+/// was one.
+pub fn load_config(base: &Path) -> Result<Option<TrainConfig>> {
+    let file = base.join(CONFIG_FILE);
+    if !file.is_file() {
+        return Ok(None);
+    }
+    crate::store::config::read_config_file(&file).map(Some)
+}
 
 /// The run of `schedule` in the comparison at `base`.
 pub fn member(base: &Path, schedule: BetaSchedule) -> PathBuf {
@@ -27,6 +52,24 @@ pub fn comparison_of(run: &Path) -> Option<(PathBuf, BetaSchedule)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_comparisons_configuration_is_saved_beside_its_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().join("20261206-061500-compare");
+        assert!(
+            load_config(&base).unwrap().is_none(),
+            "written before there was one"
+        );
+        let cfg = TrainConfig {
+            steps: 40,
+            lr: 5e-4,
+            dataset: "shapes".into(),
+            ..TrainConfig::default()
+        };
+        save_config(&base, &cfg).unwrap();
+        assert_eq!(load_config(&base).unwrap(), Some(cfg));
+    }
 
     #[test]
     fn a_comparison_run_is_a_schedule_inside_a_compare_folder() {

@@ -609,6 +609,7 @@ fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
     let base = std::path::PathBuf::from("runs/20261206-061500-compare");
     let mut saved = settings().train;
     saved.steps = 100;
+    let saved_settings = saved.clone();
     let cosine = engine.offer_run(base.join("cosine").to_str().unwrap(), saved.clone(), 40);
     let linear = ddpm_lab::tui::workers::OpenedRun {
         summary: RunSummary {
@@ -620,12 +621,16 @@ fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
         history: (1..=100).map(stats).collect(),
     };
     let opened_cosine = engine.0.lock().unwrap().opened.clone().unwrap();
+    let mut own = saved_settings.clone();
+    own.lr = 7e-4;
     engine.0.lock().unwrap().comparison = Some(OpenedComparison {
         base: base.clone(),
         runs: vec![
             (BetaSchedule::Linear, linear),
             (BetaSchedule::Cosine, opened_cosine),
         ],
+        settings: Some(own.clone()),
+        dataset: Some(app.settings.dataset.clone()),
     });
     app.tab = Tab::Train;
     handle_key(&mut app, ch('o'));
@@ -660,6 +665,13 @@ fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
     assert!(!req.1.is_resume());
     assert_eq!(req.1.run_dir(), base.join("quadratic").as_path());
     assert_eq!(req.1.settings().steps, 100);
+    // It trains with the comparison's own settings, not the Train screen's.
+    assert_eq!(req.1.settings().lr, 7e-4);
+    assert_eq!(
+        req.1.settings().schedule,
+        BetaSchedule::Quadratic,
+        "with its own schedule"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::schedule::BetaSchedule;
 use crate::train::events::{TrainCommand, TrainEvent};
 
 use super::super::event::Command;
-use super::super::settings::CompareMode;
+use super::super::settings::{CompareMode, TrainSettings};
 use super::super::workers::{Frames, OpenedComparison, SampleMsg, Slot};
 use super::effect::{Ctx, Effect, Topic};
 use super::run::{RunProgress, RunState};
@@ -98,6 +98,11 @@ pub struct CompareState {
     pub quantum: usize,
     /// Shared playback cursor of the four denoising sequences.
     pub cursor: FrameCursor,
+    /// The settings the comparison's runs train with (each with its own schedule): the Train
+    /// settings when it started, or its own when opened from disk. `None` before the first.
+    pub settings: Option<TrainSettings>,
+    /// The dataset the comparison trains on (as the lab names it).
+    pub dataset: Option<String>,
 }
 
 impl Default for CompareState {
@@ -117,6 +122,8 @@ impl Default for CompareState {
             since_switch: 0,
             quantum: ROUND_ROBIN_QUANTUM,
             cursor: FrameCursor::default(),
+            settings: None,
+            dataset: None,
         }
     }
 }
@@ -233,6 +240,9 @@ impl CompareState {
         }
         *self = CompareState {
             quantum: round_robin_quantum(ctx.settings.compare_steps),
+            // Fixed for this comparison: its runs that start later train as the first did.
+            settings: Some(ctx.settings.train.clone()),
+            dataset: Some(ctx.settings.dataset.clone()),
             ..CompareState::default()
         };
         let base = ctx.new_run_dir(comparison::TAG);
@@ -271,6 +281,18 @@ impl CompareState {
             return vec![Effect::error(
                 "no comparison to continue: space starts one, o on Runs opens an earlier one",
             )];
+        }
+        if let Some(ds) = self
+            .dataset
+            .clone()
+            .filter(|ds| *ds != ctx.settings.dataset)
+        {
+            return vec![
+                Effect::LoadDataset(ds.clone()),
+                Effect::info(format!(
+                    "the comparison trains on {ds}: loading it (c again once it is loaded)"
+                )),
+            ];
         }
         if !ctx.data_ready {
             return vec![Effect::error(
@@ -312,11 +334,15 @@ impl CompareState {
     /// checkpoint (a schedule the comparison never reached is waiting). The steps per run
     /// become the runs' own stop step; `c` continues them, `g` samples them.
     pub fn open(&mut self, opened: OpenedComparison, ctx: &mut Ctx) -> Vec<Effect> {
-        *self = CompareState::default();
+        *self = CompareState {
+            settings: opened.settings.clone(),
+            dataset: opened.dataset.clone(),
+            ..CompareState::default()
+        };
         for slot in &mut self.slots {
             slot.run.run_dir = Some(comparison::member(&opened.base, slot.schedule));
         }
-        let mut steps = 0;
+        let mut steps = opened.settings.as_ref().map_or(0, |s| s.steps);
         for (schedule, found) in opened.runs {
             let Some(i) = self.index_of(schedule) else {
                 continue;
@@ -329,7 +355,9 @@ impl CompareState {
             if let Some(s) = &found.summary.settings {
                 run.total_steps = s.steps;
                 run.timesteps = Some(s.timesteps);
-                steps = steps.max(s.steps);
+                if opened.settings.is_none() {
+                    steps = steps.max(s.steps);
+                }
             }
         }
         if steps > 0 {
@@ -348,11 +376,19 @@ impl CompareState {
         } else {
             "g samples them, + then c trains them further".to_string()
         };
-        vec![Effect::info(format!(
-            "opened the comparison {} at steps {}: {next}",
-            opened.base.display(),
+        let name = opened.base.file_name().map_or_else(
+            || opened.base.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        let mut fx = vec![Effect::info(format!(
+            "opened {name}: {next} (at {})",
             at.join(", "),
-        ))]
+        ))];
+        // Its runs go on with the data they were trained on.
+        if let Some(ds) = opened.dataset.filter(|ds| *ds != ctx.settings.dataset) {
+            fx.push(Effect::LoadDataset(ds));
+        }
+        fx
     }
 
     fn start_slot(&self, i: usize) -> Vec<Effect> {
@@ -838,6 +874,20 @@ mod tests {
                 .is_empty());
             assert!(!c.any_active());
             assert!(c.can_continue(20));
+            // The Train settings change meanwhile: the comparison keeps its own.
+            let started_with = ctx.settings.train.clone();
+            ctx.settings.train.lr *= 2.0;
+            assert_eq!(c.settings.as_ref(), Some(&started_with));
+            // On other data, c loads the comparison's first.
+            let own_data = ctx.settings.dataset.clone();
+            ctx.settings.dataset = "mnist".into();
+            let fx = c.handle(Command::CompareContinue, ctx);
+            assert!(
+                matches!(&fx[0], Effect::LoadDataset(d) if *d == own_data),
+                "{fx:?}"
+            );
+            assert!(trains(&fx).is_empty());
+            ctx.settings.dataset = own_data;
             // c: linear resumes from its checkpoint, and the next schedules start after it.
             let fx = c.handle(Command::CompareContinue, ctx);
             assert_eq!(
@@ -906,12 +956,15 @@ mod tests {
                     run(BetaSchedule::Linear, 500),
                     run(BetaSchedule::Quadratic, 120),
                 ],
+                settings: None,
+                dataset: Some(ctx.settings.dataset.clone()),
             };
             let mut c = CompareState::default();
             let said = notices(&c.open(opened, ctx));
             assert_eq!(ctx.settings.compare_steps, 500, "the runs' own stop step");
             assert!(
-                said[0].contains("at steps linear 500, quadratic 120, cosine 0, sigmoid 0: c trains each on to 500 steps"),
+                said[0]
+                    == "opened 20261206-061500-compare: c trains each on to 500 steps, g samples them (at linear 500, quadratic 120, cosine 0, sigmoid 0)",
                 "{said:?}"
             );
             assert_eq!(c.slots[1].run.step(), 120, "its history is shown");

@@ -184,14 +184,20 @@ impl App {
     }
 
     /// The one place the lab builds a [`TrainRequest`]: the Train screen's run trains the
-    /// settings; a Compare run trains them with its schedule and the comparison's steps.
+    /// settings; a Compare run trains the comparison's with its schedule and steps.
     fn train_request(&self, slot: Slot, run_dir: PathBuf, resume: bool) -> TrainRequest {
         let settings = match slot {
             Slot::Main => self.settings.train.clone(),
+            // The comparison's own settings (fixed when it started, or read with it), so that
+            // a run that starts late trains as the others did.
             Slot::Compare(schedule) => TrainSettings {
                 schedule,
                 steps: self.settings.compare_steps,
-                ..self.settings.train.clone()
+                ..self
+                    .compare
+                    .settings
+                    .clone()
+                    .unwrap_or_else(|| self.settings.train.clone())
             },
         };
         let dataset = self.train_dataset();

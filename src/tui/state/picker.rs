@@ -175,6 +175,8 @@ mod tests {
         let opened = OpenedComparison {
             base: base.to_path_buf(),
             runs: Vec::new(),
+            settings: None,
+            dataset: None,
         };
         assert!(matches!(
             &w.on_comparison_opened(Ok(opened.clone()), false)[..],

@@ -363,6 +363,14 @@ impl Engine for LabEngine {
                 stop,
             },
         };
+        if let (Slot::Compare(_), Some((base, _))) =
+            (slot, runs::comparison::comparison_of(req.run_dir()))
+        {
+            // What the comparison trains with now, for when it is opened again.
+            let cfg = train_config(req.settings(), req.dataset(), &set);
+            runs::comparison::save_config(&base, &cfg)
+                .map_err(|e| format!("cannot save the comparison's settings: {e:#}"))?;
+        }
         let handle = request.prepare(set).map_err(|e| format!("{e:#}"))?.spawn();
         let commands = handle.commands.clone();
         let (cache, loaded) = (self.scorer.clone(), self.loaded.clone());
@@ -601,9 +609,28 @@ fn read_comparison(base: &Path) -> Result<OpenedComparison, String> {
     if runs.is_empty() {
         return Err(format!("{} holds no run of the comparison", base.display()));
     }
+    let (settings, dataset) = match runs::comparison::load_config(base) {
+        Ok(Some(cfg)) => (Some(settings_of(&cfg)), Some(cfg.dataset)),
+        // Written before the comparison kept its own: a run's, with the furthest step any
+        // of them was to train to.
+        _ => {
+            let first = &runs[0].1.summary;
+            let steps = runs
+                .iter()
+                .filter_map(|(_, r)| r.summary.settings.as_ref().map(|s| s.steps))
+                .max();
+            let settings = first.settings.clone().map(|s| TrainSettings {
+                steps: steps.unwrap_or(s.steps),
+                ..s
+            });
+            (settings, first.dataset.clone())
+        }
+    };
     Ok(OpenedComparison {
         base: base.to_path_buf(),
         runs,
+        settings,
+        dataset,
     })
 }
 
@@ -727,6 +754,18 @@ mod tests {
         RunDir::create(&cosine).unwrap().save_config(&cfg).unwrap();
         let opened = read_comparison(&base).unwrap();
         assert_eq!(opened.base, base);
+        // No comparison.json (written before there was one): the run's settings.
+        assert_eq!(opened.settings.as_ref().unwrap().steps, 300);
+        let own = TrainConfig {
+            steps: 40,
+            lr: 5e-4,
+            dataset: "shapes".into(),
+            ..TrainConfig::default()
+        };
+        runs::comparison::save_config(&base, &own).unwrap();
+        let with_own = read_comparison(&base).unwrap();
+        assert_eq!(with_own.settings, Some(settings_of(&own)));
+        assert_eq!(with_own.dataset.as_deref(), Some("shapes"));
         assert_eq!(opened.runs.len(), 1);
         let (schedule, run) = &opened.runs[0];
         assert_eq!(*schedule, crate::schedule::BetaSchedule::Cosine);

@@ -327,6 +327,11 @@ pub struct OpenedComparison {
     pub base: PathBuf,
     /// Each schedule's run found, in [`crate::schedule::BetaSchedule::ALL`] order.
     pub runs: Vec<(crate::schedule::BetaSchedule, OpenedRun)>,
+    /// The settings its runs train with (the schedule aside) and their steps: its
+    /// `comparison.json`, else (written before there was one) a run's own.
+    pub settings: Option<TrainSettings>,
+    /// The dataset it trains on.
+    pub dataset: Option<String>,
 }
 
 /// The slow machinery behind the lab. Each call returns at once; results arrive as
