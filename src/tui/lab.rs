@@ -242,7 +242,7 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
         let _ = writeln!(std::io::stderr(), "{panic}");
     }
     if let Some(dir) = config_dir {
-        if let Err(e) = app.settings.save_to(&dir) {
+        if let Err(e) = app.settings_to_keep().save_to(&dir) {
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "warning: settings not saved: {e}");
         }

@@ -564,6 +564,18 @@ fn u_brings_back_the_settings_an_opened_run_replaced() {
         "{:?}",
         app.notice
     );
+    // Quitting now would remember the user's own settings, not the opened run's.
+    assert_eq!(app.settings_to_keep().train, own);
+    // Only steps, budget and device apply to the opened run.
+    app.train.field = 0;
+    handle_key(&mut app, key(KeyCode::Right));
+    assert!(app
+        .notice
+        .as_ref()
+        .unwrap()
+        .text
+        .starts_with("an opened run keeps its configuration"));
+    assert_eq!(app.settings.train, theirs);
     handle_key(&mut app, ch('u'));
     assert_eq!(app.settings.train, own);
     assert_eq!(app.settings.origin, own_origin);

@@ -310,7 +310,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         TRAIN,
         "o",
-        "open an earlier run (Enter opens, space continues it; a comparison's opens on Compare)",
+        "open an earlier run (Enter opens it, then space continues it; a comparison's opens on Compare)",
         &[b(ch('o'), C::OpenRun)],
     ),
     row(

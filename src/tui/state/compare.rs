@@ -191,9 +191,21 @@ impl CompareState {
                     CompareMode::RoundRobin => CompareMode::InTurn,
                 };
             }
-            Command::CompareSteps(dir) if !self.any_active() => {
+            Command::CompareSteps(_) if self.any_active() => {
+                return vec![Effect::error(
+                    "the steps per run are fixed while the comparison trains (x stops it)",
+                )];
+            }
+            Command::CompareSteps(dir) => {
                 let steps = &mut ctx.settings.compare_steps;
-                *steps = notch(&STEPS, *steps, dir);
+                let before = *steps;
+                *steps = notch(&STEPS, before, dir);
+                if *steps == before {
+                    return vec![Effect::error(format!(
+                        "{before} steps per run is the {} the lab offers",
+                        if dir < 0 { "fewest" } else { "most" }
+                    ))];
+                }
             }
             Command::Generate => return self.sample(),
             Command::StepFrames(delta) => self.cursor.step(delta),
@@ -203,6 +215,10 @@ impl CompareState {
             Command::NewSeed => {
                 let s = &mut ctx.settings.sample;
                 s.seed = s.seed.wrapping_add(1);
+                return vec![Effect::info(format!(
+                    "sampling seed {}: g samples all four with it",
+                    s.seed
+                ))];
             }
             _ => {}
         }

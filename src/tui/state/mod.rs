@@ -234,6 +234,17 @@ impl App {
             .collect()
     }
 
+    /// The settings remembered for the next session: the user's own Train settings where an
+    /// opened run replaced them (the run keeps its own on disk).
+    pub fn settings_to_keep(&self) -> LabSettings {
+        let mut keep = self.settings.clone();
+        if let Some(own) = &self.train.own_settings {
+            keep.train = own.0.clone();
+            keep.origin = own.1.clone();
+        }
+        keep
+    }
+
     /// Whether quitting now would lose training progress.
     pub fn has_unsaved(&self) -> bool {
         self.train.run.unsaved() || self.compare.slots.iter().any(|s| s.run.unsaved())

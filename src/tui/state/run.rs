@@ -119,6 +119,17 @@ impl RunProgress {
         self.last.as_ref().map_or(self.start_step, |s| s.step)
     }
 
+    /// The state as the screens name it: a run that ended short of its stop step (`x`, a
+    /// time limit, the lab quitting) is `stopped`, not `finished`.
+    pub fn state_label(&self) -> &'static str {
+        match self.state {
+            RunState::Finished if self.total_steps > 0 && self.step() < self.total_steps => {
+                "stopped"
+            }
+            ref st => st.label(),
+        }
+    }
+
     /// Whether a worker is alive for this run.
     pub fn is_active(&self) -> bool {
         matches!(

@@ -381,6 +381,15 @@ impl TrainState {
             )];
         }
         let field = self.current_field();
+        // An opened run continues with its own configuration: only where it stops, how long
+        // this session may train it and on which device apply to it.
+        if self.run.state == RunState::Opened
+            && !matches!(field, Field::Steps | Field::Budget | Field::Device)
+        {
+            return vec![Effect::error(
+                "an opened run keeps its configuration (steps, budget and device apply): u brings your settings back for a new run",
+            )];
+        }
         field.adjust(&mut ctx.settings.train, dir);
         if field == Field::Timesteps {
             vec![Effect::Timesteps(ctx.settings.train.timesteps)]
@@ -395,6 +404,12 @@ impl TrainState {
             return vec![Effect::error(
                 "the configuration is fixed while the run trains",
             )];
+        }
+        // A recipe is for a new run: the opened run is closed (it stays on disk).
+        if self.run.state == RunState::Opened {
+            self.run.reset();
+            self.opened = false;
+            self.watch = None;
         }
         let n_train = ctx.n_train;
         let settings = &mut *ctx.settings;

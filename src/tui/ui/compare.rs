@@ -92,9 +92,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             // At its checkpoint on disk: its turn comes while the comparison trains.
             RunState::Opened if c.any_active() => "waiting".to_string(),
             RunState::Opened => "saved".to_string(),
-            // Ended short of its steps: stopped (x, or the lab quit), not done.
-            RunState::Finished if s.run.step() < s.run.total_steps => "stopped".to_string(),
-            st => st.label().to_string(),
+            _ => s.run.state_label().to_string(),
         };
         lines.push(Line::from(vec![
             Span::raw(marker),

@@ -19,7 +19,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let t = &app.settings.train;
     let data = app.data.label();
     let run = &app.train.run;
-    let mut run_text = run.state.label().to_string();
+    let mut run_text = run.state_label().to_string();
     if run.total_steps > 0 {
         run_text = format!("{run_text} {}/{}", run.step(), run.total_steps);
     }

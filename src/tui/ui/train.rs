@@ -175,8 +175,8 @@ fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
-fn state_span(state: &RunState) -> Span<'static> {
-    let color = match state {
+fn state_span(run: &RunProgress) -> Span<'static> {
+    let color = match &run.state {
         RunState::Running => theme::OK,
         RunState::Paused | RunState::Starting | RunState::Stopping | RunState::Opened => {
             theme::WARN
@@ -185,7 +185,7 @@ fn state_span(state: &RunState) -> Span<'static> {
         _ => theme::ACCENT,
     };
     Span::styled(
-        state.label().to_uppercase(),
+        run.state_label().to_uppercase(),
         Style::default().fg(color).add_modifier(Modifier::BOLD),
     )
 }
@@ -194,7 +194,7 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
     let run = &app.train.run;
     let title = Line::from(vec![
         Span::styled(" Progress ", theme::title()),
-        state_span(&run.state),
+        state_span(run),
         Span::styled("  space · c ckpt ", theme::label()),
     ]);
     let b = super::block_titled(title);
