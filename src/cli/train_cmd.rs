@@ -191,6 +191,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     // one ends the command at once (the last complete checkpoint stays).
     let trainer: Arc<OnceLock<Sender<TrainCommand>>> = Arc::new(OnceLock::new());
     let slot = Arc::clone(&trainer);
+    // The run's directory once training has started, for the last line of a second signal.
+    let started_in: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let dir_of_run = Arc::clone(&started_in);
     let _ = signals::install(move |n| match slot.get() {
         Some(commands) if n == 1 => {
             note(
@@ -199,7 +202,15 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             );
             let _ = commands.send(TrainCommand::Stop);
         }
-        _ => signals::end_as_signalled(),
+        _ => {
+            if let Some(dir) = dir_of_run.get() {
+                note(&format!(
+                    "quitting at once: the last complete checkpoint in {dir} stays; continue with \
+                     `ddpm-lab train --resume {dir}`"
+                ));
+            }
+            signals::end_as_signalled()
+        }
     });
     if args.resume.is_some() {
         let ignored = ignored_with_resume(&args);
@@ -262,16 +273,14 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                 for n in &notices {
                     bar.suspend(|| note(&format!("note: {n}")));
                 }
+                let dir = run_dir.map(|p| p.display().to_string()).unwrap_or_default();
+                let _ = started_in.set(crate::runs::shell_word(&dir));
                 // On stderr in JSON mode too: a script reads the run's directory there (stdout
                 // carries only step objects). Before the bar is drawn, so no stale bar line is
                 // left above it.
                 note(&format!(
                     "{} parameters, {} steps/epoch, steps {}..{} → {}",
-                    num_params,
-                    steps_per_epoch,
-                    start_step,
-                    total_steps,
-                    run_dir.map(|p| p.display().to_string()).unwrap_or_default()
+                    num_params, steps_per_epoch, start_step, total_steps, dir
                 ));
                 bar.set_length(total_steps as u64);
                 bar.set_position(start_step as u64);

@@ -271,20 +271,33 @@ pub fn exit_message(runs: &[PathBuf]) -> Vec<String> {
         .filter_map(|dir| crate::runs::RunInfo::read(dir).ok())
         .collect();
     let mut lines = Vec::new();
-    // A comparison goes on as a whole in the lab: said once, before its runs.
+    // A comparison goes on as a whole in the lab (each run with the same steps): said once,
+    // with where each run stands, and no command that would train one run on its own.
     let mut comparisons: Vec<PathBuf> = Vec::new();
     for info in &saved {
         if let Some((base, _)) = crate::runs::comparison::comparison_of(&info.dir) {
-            if !comparisons.contains(&base) {
-                lines.push(format!(
-                    "comparison saved in {}: o on the lab's Runs screen opens it, c on Compare continues it",
-                    base.display()
-                ));
-                comparisons.push(base);
+            if comparisons.contains(&base) {
+                continue;
             }
+            let at: Vec<String> = saved
+                .iter()
+                .filter_map(|i| {
+                    let (b, schedule) = crate::runs::comparison::comparison_of(&i.dir)?;
+                    (b == base).then(|| format!("{schedule} {}/{}", i.step, i.config.steps))
+                })
+                .collect();
+            lines.push(format!(
+                "comparison saved in {} ({}): o on the lab's Runs screen opens it, c on Compare continues it",
+                base.display(),
+                at.join(", ")
+            ));
+            comparisons.push(base);
         }
     }
-    for info in saved {
+    for info in saved
+        .into_iter()
+        .filter(|i| crate::runs::comparison::comparison_of(&i.dir).is_none())
+    {
         lines.push(format!(
             "run saved in {} (step {} of {})",
             info.dir.display(),
@@ -448,7 +461,7 @@ mod tests {
     use super::*;
 
     /// A comparison's runs are named once as a comparison (continued in the lab as a whole),
-    /// then each with its commands; a directory without a run is left out.
+    /// with where each stands; a directory without a run is left out.
     #[test]
     fn the_exit_message_names_a_comparison_once() {
         use crate::runs::comparison::member;
@@ -473,22 +486,12 @@ mod tests {
             d.path().join("nothing"),
         ]);
         assert_eq!(
-            lines[0],
-            format!(
-                "comparison saved in {}: o on the lab's Runs screen opens it, c on Compare continues it",
+            lines,
+            [format!(
+                "comparison saved in {} (linear 0/4, cosine 0/4): o on the lab's Runs screen opens it, c on Compare continues it",
                 base.display()
-            )
-        );
-        assert_eq!(
-            lines.iter().filter(|l| l.starts_with("comparison")).count(),
-            1
-        );
-        assert_eq!(
-            lines
-                .iter()
-                .filter(|l| l.starts_with("run saved in"))
-                .count(),
-            2
+            )],
+            "one line, no command that trains one run alone"
         );
     }
 

@@ -218,6 +218,14 @@ fn a_second_signal_ends_train_at_once() {
         matches!(status.signal(), Some(libc::SIGINT | libc::SIGTERM)),
         "{status:?}; stderr: {err}"
     );
+    // Its last line says what stays and how to go on, whichever signal ended it.
+    let run_s = run.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "quitting at once: the last complete checkpoint in {run_s} stays; continue with `ddpm-lab train --resume {run_s}`"
+        )) || err.contains("stopped by a signal: checkpoint at step"),
+        "{err}"
+    );
     assert!(
         sent.elapsed() < Duration::from_secs(10),
         "{:?}",

@@ -174,7 +174,7 @@ impl CompareState {
                 self.paused = true;
                 return if self.stop_all() {
                     vec![Effect::info(
-                        "stopping the comparison: saving each run (c continues it, space starts a new one)",
+                        "stopping the comparison: each run is saved (c continues it, space starts anew)",
                     )]
                 } else {
                     vec![Effect::error("no comparison is training or paused")]

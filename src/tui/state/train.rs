@@ -526,17 +526,15 @@ impl TrainState {
             from_step: start,
         });
         fx.push(Effect::SampleFrom(dir.clone()));
+        // The run's name (its folder is on Runs): the line has room for what to do next.
+        let name = dir
+            .file_name()
+            .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
         fx.push(Effect::info(
             if run.total_steps > 0 && start >= run.total_steps {
-                format!(
-                    "opened {} at its last step ({start}): raise steps, then space trains it on{own}",
-                    dir.display(),
-                )
+                format!("opened {name} at its last step ({start}): raise steps, then space trains it on{own}")
             } else {
-                format!(
-                    "opened {} at step {start}: new steps appear live; space continues it here{own}",
-                    dir.display(),
-                )
+                format!("opened {name} at step {start}: space continues it (steps trained elsewhere appear live){own}")
             },
         ));
         if let Some(ds) = opened.summary.dataset {
