@@ -103,7 +103,8 @@ pub fn find_all_runs(root: &Path) -> Vec<RunInfo> {
         .collect()
 }
 
-/// Every folder under `root` (and one level further down) with a run's configuration.
+/// Every folder under `root` (and one level further down: a comparison's runs) with a run's
+/// configuration, newest first across both levels (by the configuration's time, then name).
 fn run_dirs(root: &Path) -> Vec<PathBuf> {
     let mut dirs = list_runs(root);
     if let Ok(entries) = std::fs::read_dir(root) {
@@ -114,6 +115,12 @@ fn run_dirs(root: &Path) -> Vec<PathBuf> {
             }
         }
     }
+    let written = |d: &PathBuf| {
+        std::fs::metadata(d.join(CONFIG_FILE))
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH)
+    };
+    dirs.sort_by_cached_key(|d| std::cmp::Reverse((written(d), d.clone())));
     dirs
 }
 
@@ -225,6 +232,31 @@ mod tests {
             v
         };
         assert_eq!(names(find_runs(root.path())), vec![("saved".into(), 7)]);
+        // Newest first across both levels: a comparison's run written last comes first.
+        let now = std::time::SystemTime::now();
+        let touch = |dir: &str, secs: u64| {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(root.path().join(dir).join(CONFIG_FILE))
+                .unwrap();
+            f.set_modified(now - std::time::Duration::from_secs(secs))
+                .unwrap();
+        };
+        touch("saved", 30);
+        touch("early", 20);
+        touch("compare/linear", 10);
+        let order: Vec<PathBuf> = find_all_runs(root.path())
+            .into_iter()
+            .map(|r| r.dir.strip_prefix(root.path()).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                PathBuf::from("compare/linear"),
+                PathBuf::from("early"),
+                PathBuf::from("saved")
+            ]
+        );
         assert_eq!(
             names(find_all_runs(root.path())),
             vec![

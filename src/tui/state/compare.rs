@@ -573,10 +573,16 @@ impl CompareState {
             SampleMsg::Done(frames) => {
                 slot.sample_status = SampleStatus::Ready;
                 slot.frames = Some(*frames);
+                // The final images first, as on Sample (←/Home step back through the
+                // denoising), unless the user has moved the cursor meanwhile.
                 let len = self.frame_len();
-                let index = self.cursor.index;
+                let (index, at_end) = (self.cursor.index, self.cursor.index + 1 >= self.cursor.len);
                 self.cursor = FrameCursor::new(len);
-                self.cursor.index = index.min(len.saturating_sub(1));
+                if at_end {
+                    self.cursor.end();
+                } else {
+                    self.cursor.index = index.min(len.saturating_sub(1));
+                }
             }
             SampleMsg::Failed(e) => {
                 slot.sample_status = SampleStatus::Failed(e.clone());
@@ -1037,5 +1043,32 @@ mod tests {
             assert_eq!(trains(&fx).len(), 1);
             assert!(trains(&fx)[0].2, "from its checkpoint");
         });
+    }
+
+    /// Sampled runs show their final images first, as on Sample; a cursor the user moved
+    /// stays where it is when the next run's frames arrive.
+    #[test]
+    fn sampled_frames_open_at_the_final_images() {
+        let frames = |n: usize| {
+            Box::new(Frames {
+                timesteps: (0..n).rev().collect(),
+                frames: vec![Vec::new(); n],
+                x0_preds: Vec::new(),
+                quality: Err("not scored".into()),
+                step: Some(10),
+            })
+        };
+        let mut c = CompareState::default();
+        c.on_sample(BetaSchedule::Linear, SampleMsg::Done(frames(5)));
+        assert_eq!(c.cursor.index, 4);
+        c.cursor.home();
+        c.on_sample(BetaSchedule::Cosine, SampleMsg::Done(frames(5)));
+        assert_eq!(c.cursor.index, 0, "the user's frame is kept");
+        c.cursor.end();
+        c.on_sample(BetaSchedule::Sigmoid, SampleMsg::Done(frames(7)));
+        assert_eq!(
+            c.cursor.index, 6,
+            "at the end, it follows the longest sequence"
+        );
     }
 }

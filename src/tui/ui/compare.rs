@@ -91,6 +91,11 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             RunState::Idle => "waiting".to_string(),
             // At its checkpoint on disk: its turn comes while the comparison trains.
             RunState::Opened if c.any_active() => "waiting".to_string(),
+            // Round-robin: a run the scheduler paused (or is pausing) waits for its next turn;
+            // only the user's pause is "paused".
+            RunState::Running | RunState::Paused if c.active != Some(i) && !c.paused => {
+                "waiting".to_string()
+            }
             RunState::Opened => "saved".to_string(),
             _ => s.run.state_label().to_string(),
         };
