@@ -237,6 +237,21 @@ impl TrainConfig {
         self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
     }
 
+    /// What a run of this configuration from `step` should be told about its learning rate:
+    /// a warm-up that lasts as long as the run (or longer) never reaches the rate asked for.
+    pub fn learning_rate_notices(&self, step: usize) -> Vec<String> {
+        let warm = self.warmup_steps;
+        if warm == 0 || self.steps == 0 || self.steps >= warm || step >= self.steps {
+            return Vec::new();
+        }
+        vec![format!(
+            "the learning-rate warm-up ({warm} steps) outlasts the run ({} steps): the rate only reaches {:.1e} of its {:.0e}",
+            self.steps,
+            self.learning_rate(self.steps - 1),
+            self.lr
+        )]
+    }
+
     /// The schedule tables of this run.
     pub fn tables(&self) -> Result<ScheduleTables> {
         Ok(ScheduleTables::new(self.schedule, self.timesteps)?)
@@ -311,6 +326,32 @@ pub fn read_config_file(path: &std::path::Path) -> Result<TrainConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A warm-up longer than the run is said, with the rate the run does reach.
+    #[test]
+    fn a_warm_up_that_outlasts_the_run_is_said() {
+        let cfg = TrainConfig {
+            lr: 2e-3,
+            warmup_steps: 50,
+            steps: 20,
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            cfg.learning_rate_notices(0),
+            ["the learning-rate warm-up (50 steps) outlasts the run (20 steps): the rate only reaches 8.0e-4 of its 2e-3"]
+        );
+        assert!(
+            cfg.learning_rate_notices(20).is_empty(),
+            "nothing left to train"
+        );
+        for steps in [50, 570] {
+            let long = TrainConfig {
+                steps,
+                ..cfg.clone()
+            };
+            assert!(long.learning_rate_notices(0).is_empty(), "{steps}");
+        }
+    }
 
     #[test]
     fn previews_come_early_then_every_n_steps() {

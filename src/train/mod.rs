@@ -168,6 +168,7 @@ impl Trainer {
                     ),
                 }
                 notices.extend(r.remove_leftovers());
+                notices.extend(cfg.learning_rate_notices(0));
                 r.save_config(&cfg)?;
                 // A new run starts a new curve.
                 r.truncate_log(store::METRICS_FILE, 0)?;
@@ -291,6 +292,7 @@ impl Trainer {
                 state.step,
             ));
         }
+        notices.extend(cfg.learning_rate_notices(state.step));
         run.truncate_log(store::METRICS_FILE, state.step)?;
         run.truncate_log(store::QUALITY_FILE, state.step)?;
         Ok(Self {
