@@ -385,6 +385,35 @@ fn sample_needs_a_checkpoint_then_steps_and_plays() {
     assert!(app.notice.as_ref().unwrap().text.contains("a.png"));
 }
 
+/// `x` on Compare says the runs are being saved until they are, then gives the line back
+/// (the panel's hint says what comes next).
+#[test]
+fn the_compare_stop_message_lasts_while_the_runs_are_saved() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Compare;
+    handle_key(&mut app, ch(' '));
+    let linear = Slot::Compare(BetaSchedule::Linear);
+    feed(&mut app, linear, fake_run(0, 3, 100));
+    handle_key(&mut app, ch('x'));
+    let said = |app: &ddpm_lab::tui::state::App| app.notice.as_ref().map(|n| n.text.clone());
+    assert!(said(&app)
+        .unwrap()
+        .starts_with("stopping the comparison: each run is saved"));
+    app.tick(Duration::from_secs(30));
+    assert!(said(&app).is_some(), "still saving");
+    feed(
+        &mut app,
+        linear,
+        vec![TrainEvent::Finished {
+            step: 3,
+            run_dir: Some("runs/c/linear".into()),
+        }],
+    );
+    app.tick(Duration::from_millis(10));
+    assert_eq!(said(&app), None);
+}
+
 #[test]
 fn compare_in_turn_starts_the_next_schedule_when_one_finishes() {
     let (mut app, engine) = app();

@@ -173,7 +173,9 @@ impl CompareState {
                 // Paused, the scheduler hands nothing on when the stopped run ends.
                 self.paused = true;
                 return if self.stop_all() {
-                    vec![Effect::info(
+                    // Until the runs are saved; the panel's hint then says what comes next.
+                    vec![Effect::info_about(
+                        Topic::CompareStopping,
                         "stopping the comparison: each run is saved (c continues it, space starts anew)",
                     )]
                 } else {

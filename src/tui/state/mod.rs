@@ -173,6 +173,11 @@ impl App {
                 .slots
                 .iter()
                 .any(|s| sampling(&s.sample_status)),
+            Topic::CompareStopping => self
+                .compare
+                .slots
+                .iter()
+                .any(|s| s.run.state == run::RunState::Stopping),
             Topic::Export => self.sample.exporting,
             Topic::Shutdown => matches!(self.lifecycle, Lifecycle::ShuttingDown(_)),
             Topic::Sticky => true,

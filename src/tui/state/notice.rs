@@ -26,6 +26,8 @@ pub enum Topic {
     Sampling,
     /// Sampling the Compare runs: while any of them samples.
     CompareSampling,
+    /// Stopping the Compare runs (`x`): while any of them is saving.
+    CompareStopping,
     /// An export: while it runs.
     Export,
     /// Quitting: while the lab saves its runs.
