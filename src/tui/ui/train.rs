@@ -569,10 +569,10 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
             let row = Row::new(vec![
                 super::ellipsize_middle(&super::run_name(&run.dir, &root), name_w),
                 super::ellipsize_middle(&dataset, data_w as usize),
-                if wide {
-                    format!("step {}", run.step)
-                } else {
-                    run.step.to_string()
+                // Where it is and, with room, where it stops (as Runs shows it).
+                match &run.settings {
+                    Some(set) if wide => format!("{}/{}", run.step, set.steps),
+                    _ => run.step.to_string(),
                 },
                 cfg,
             ]);
