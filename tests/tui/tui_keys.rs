@@ -545,14 +545,7 @@ fn opening_a_run_loads_history_and_space_resumes_it() {
         ),
         "watching stops when this process continues the run"
     );
-    let req = engine
-        .calls()
-        .into_iter()
-        .find_map(|c| match c {
-            Call::Train(Slot::Main, r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    let req = engine.first_train(Slot::Main).unwrap();
     assert!(req.is_resume());
     assert_eq!(req.run_dir(), dir.as_path());
 }
@@ -628,14 +621,7 @@ fn u_brings_back_the_settings_an_opened_run_replaced() {
         .starts_with("your own settings are back"));
     // Space now starts a new run with them.
     handle_key(&mut app, ch(' '));
-    let req = engine
-        .calls()
-        .into_iter()
-        .find_map(|c| match c {
-            Call::Train(Slot::Main, r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    let req = engine.first_train(Slot::Main).unwrap();
     assert!(!req.is_resume());
     assert_eq!(req.settings(), &own);
 }

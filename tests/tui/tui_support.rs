@@ -60,6 +60,14 @@ impl FakeEngine {
         self.0.lock().unwrap().calls.clone()
     }
 
+    /// The first training request the app made for `slot`.
+    pub fn first_train(&self, slot: Slot) -> Option<TrainRequest> {
+        self.calls().into_iter().find_map(|c| match c {
+            Call::Train(s, r) if s == slot => Some(r),
+            _ => None,
+        })
+    }
+
     /// Commands received so far by the run(s) of `slot`.
     pub fn commands(&self, slot: Slot) -> Vec<TrainCommand> {
         let rec = self.0.lock().unwrap();
