@@ -245,7 +245,7 @@ impl TrainConfig {
             return Vec::new();
         }
         vec![format!(
-            "the learning-rate warm-up ({warm} steps) outlasts the run ({} steps): the rate only reaches {:.1e} of its {:.0e}",
+            "warm-up ({warm} steps) > run ({} steps): lr peaks at {:.1e}, not {:.0e}",
             self.steps,
             self.learning_rate(self.steps - 1),
             self.lr
@@ -338,7 +338,7 @@ mod tests {
         };
         assert_eq!(
             cfg.learning_rate_notices(0),
-            ["the learning-rate warm-up (50 steps) outlasts the run (20 steps): the rate only reaches 8.0e-4 of its 2e-3"]
+            ["warm-up (50 steps) > run (20 steps): lr peaks at 8.0e-4, not 2e-3"]
         );
         assert!(
             cfg.learning_rate_notices(20).is_empty(),

@@ -503,10 +503,26 @@ impl CompareState {
             return Vec::new();
         };
         let tick = Tick::of(&event);
+        // What starting the run cleaned up or found (a warm-up longer than the run, a branch
+        // gone back from), said in the status line as the Train screen says it.
+        let mut said: Vec<Effect> = match &event {
+            TrainEvent::Started { notices, .. } => notices
+                .iter()
+                .map(|n| Effect::info(format!("{schedule}: {n}")))
+                .collect(),
+            _ => Vec::new(),
+        };
         self.slots[i].run.apply(event);
         if !ctx.running {
-            return Vec::new();
+            return said;
         }
+        let fx = self.on_turn(i, tick, ctx);
+        said.extend(fx);
+        said
+    }
+
+    /// Carries out the scheduler's [`turn`](Self::turn) after an event of run `i`.
+    fn on_turn(&mut self, i: usize, tick: Tick, ctx: &Ctx) -> Vec<Effect> {
         match self.turn(i, tick, ctx.settings.compare_mode) {
             Turn::Stay => Vec::new(),
             Turn::Rotate { from, to } => {
@@ -1072,5 +1088,31 @@ mod tests {
             c.cursor.index, 6,
             "at the end, it follows the longest sequence"
         );
+    }
+
+    /// What a run's start found is said, named by its schedule.
+    #[test]
+    fn a_runs_start_notices_are_said() {
+        with_ctx(CompareMode::InTurn, |ctx| {
+            let mut c = CompareState::default();
+            c.handle(Command::CompareToggle, ctx);
+            let _rx = started(&mut c, 0);
+            let fx = c.on_train(
+                BetaSchedule::Linear,
+                TrainEvent::Started {
+                    run_dir: None,
+                    start_step: 0,
+                    total_steps: 20,
+                    steps_per_epoch: 5,
+                    num_params: 10,
+                    notices: vec!["warm-up (50 steps) > run (20 steps)".into()],
+                },
+                ctx,
+            );
+            assert_eq!(
+                notices(&fx),
+                ["linear: warm-up (50 steps) > run (20 steps)"]
+            );
+        });
     }
 }
