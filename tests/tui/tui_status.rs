@@ -347,6 +347,26 @@ fn a_reopened_run_counts_epochs_as_it_did_while_training() {
     assert_eq!(r.steps_per_epoch, 50);
 }
 
+/// Compare's sample panels say which checkpoint they were drawn from where they have room
+/// (training may have gone on since).
+#[test]
+fn compare_samples_name_their_checkpoint_step_where_they_fit() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Compare;
+    for slot in &mut app.compare.slots {
+        slot.frames = Some(ddpm_lab::tui::workers::Frames {
+            step: Some(20),
+            quality: Err("not scored".into()),
+            ..frames(3, 3)
+        });
+    }
+    let wide = render(&app, 160, 48);
+    assert!(wide.contains("linear  t = 3 · step 20"), "{wide}");
+    let narrow = render(&app, 80, 24);
+    assert!(narrow.contains("linear t=3"), "{narrow}");
+}
+
 #[test]
 fn the_session_runs_are_what_the_exit_message_names() {
     let (mut app, _engine) = app();

@@ -174,16 +174,20 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
             if !f.is_empty() {
                 let i = c.cursor.index.min(f.len() - 1);
                 let t = frame_t(f, i);
-                let (long, short) = (format!("{name}  t = {t}"), format!("{name} t={t}"));
-                titles = vec![long.clone(), short.clone()];
+                // The checkpoint drawn from, where there is room: training may have gone on.
+                let at = f.step.map(|s| format!(" · step {s}")).unwrap_or_default();
+                let (long, short) = (format!("{name}  t = {t}{at}"), format!("{name} t={t}"));
+                titles = vec![long.clone(), format!("{short}{at}"), short.clone()];
                 // The score of the final images, the same for every frame.
                 if let Ok(q) = &f.quality {
                     let pct = format!("{:.0}%", q.recognised * 100.0);
-                    let mut scored = format!("{long} · {pct} recognised");
+                    let scored = format!("{long} · {pct} recognised");
+                    titles = vec![scored.clone(), format!("{short}{at} {pct}")];
                     if let Some(fd) = q.frechet {
-                        scored = format!("{scored} · FD {}", crate::eval::score::fmt_fd(fd));
+                        let fd = crate::eval::score::fmt_fd(fd);
+                        titles.insert(0, format!("{scored} · FD {fd}"));
                     }
-                    titles = vec![scored, format!("{short} {pct}"), short];
+                    titles.extend([format!("{short} {pct}"), short]);
                 }
                 if longest.is_none_or(|l: &crate::tui::workers::Frames| l.len() < f.len()) {
                     longest = Some(f);
