@@ -253,7 +253,10 @@ fn run(
         .iter()
         .map(|(name, v)| match store.get(v) {
             Some(g) => Ok((name.clone(), g.to_device(&Device::Cpu)?)),
-            None => anyhow::bail!("no gradient for {name} on {:?}", device.location()),
+            None => anyhow::bail!(
+                "no gradient for {name} on {}",
+                crate::device::DeviceSpec::of(device)
+            ),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let values = |vars: &[(String, candle_core::Var)]| {

@@ -9,6 +9,7 @@ use candle_core::{DType, Device};
 use clap::Args;
 
 use super::model_args::ModelArgs;
+use super::train_cmd::note;
 use crate::device::DeviceSpec;
 use crate::model::{self, UnetConfig};
 
@@ -119,10 +120,4 @@ fn saved_model_beside(weights: &std::path::Path) -> Option<(UnetConfig, PathBuf)
             None
         }
     }
-}
-
-/// A line on stderr.
-fn note(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
 }

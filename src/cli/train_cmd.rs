@@ -176,7 +176,7 @@ pub fn request(args: &TrainArgs) -> TrainRequest {
 
 /// A line on stderr; a closed or hung-up terminal is not worth a panic (as `eprintln!` would),
 /// least of all while a checkpoint is being written.
-fn note(line: &str) {
+pub(super) fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 

@@ -269,6 +269,16 @@ impl TrainState {
         }
     }
 
+    /// Closes an opened run (it stays on disk and is no longer followed), so that space starts
+    /// a new one; anything else is left as it is.
+    fn close_opened(&mut self) {
+        if self.run.state == RunState::Opened {
+            self.run.reset();
+            self.opened = false;
+            self.watch = None;
+        }
+    }
+
     /// `u`: the settings from before a run was opened come back (an opened run had replaced
     /// them with its own), and the opened run is closed, so that space starts a new run with
     /// them.
@@ -286,11 +296,7 @@ impl TrainState {
         let (train, origin) = *own;
         ctx.settings.train = train;
         ctx.settings.origin = origin;
-        if self.run.state == RunState::Opened {
-            self.run.reset();
-            self.opened = false;
-            self.watch = None;
-        }
+        self.close_opened();
         let mut fx = vec![
             Effect::Timesteps(ctx.settings.train.timesteps),
             Effect::info("your own settings are back: space starts a new run with them"),
@@ -406,11 +412,7 @@ impl TrainState {
             )];
         }
         // A recipe is for a new run: the opened run is closed (it stays on disk).
-        if self.run.state == RunState::Opened {
-            self.run.reset();
-            self.opened = false;
-            self.watch = None;
-        }
+        self.close_opened();
         let n_train = ctx.n_train;
         let settings = &mut *ctx.settings;
         settings.set_recipe(if blog {

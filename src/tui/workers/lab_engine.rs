@@ -583,26 +583,16 @@ fn read_comparison(base: &Path) -> Result<OpenedComparison, String> {
     for schedule in crate::schedule::BetaSchedule::ALL {
         let dir = crate::runs::comparison::member(base, schedule);
         if dir.join(crate::store::CONFIG_FILE).is_file() {
-            let run = RunInfo::with_history(&dir)
-                .map(|(info, history)| OpenedRun {
-                    summary: summary_of(&info),
-                    history,
-                })
-                .or_else(|e| {
-                    // Stopped before its first checkpoint: its configuration still says what
-                    // it trains, and continuing starts it afresh.
-                    let config = RunDir::at(&dir).load_config().map_err(|_| e)?;
-                    Ok::<_, anyhow::Error>(OpenedRun {
-                        summary: RunSummary {
-                            dir: dir.clone(),
-                            settings: Some(settings_of(&config)),
-                            dataset: Some(config.dataset.clone()),
-                            step: 0,
-                        },
+            let run = read_run(&dir).or_else(|e| {
+                // Stopped before its first checkpoint: its configuration still says what it
+                // trains (at step 0), and continuing starts it afresh.
+                RunInfo::of(&RunDir::at(&dir))
+                    .map(|info| OpenedRun {
+                        summary: summary_of(&info),
                         history: Vec::new(),
                     })
-                })
-                .map_err(|e| format!("{e:#}"))?;
+                    .map_err(|_| e)
+            })?;
             runs.push((schedule, run));
         }
     }
