@@ -265,39 +265,36 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
 /// commands that continue and sample it (read from the run on disk, so they are what the
 /// run layer will find).
 pub fn exit_message(runs: &[PathBuf]) -> Vec<String> {
-    // The runs on disk (a directory that holds no run is left out).
-    let saved: Vec<crate::runs::RunInfo> = runs
-        .iter()
-        .filter_map(|dir| crate::runs::RunInfo::read(dir).ok())
-        .collect();
-    let mut lines = Vec::new();
     // A comparison goes on as a whole in the lab (each run with the same steps): said once,
     // with where each run stands, and no command that would train one run on its own.
-    let mut comparisons: Vec<PathBuf> = Vec::new();
-    for info in &saved {
-        if let Some((base, _)) = crate::runs::comparison::comparison_of(&info.dir) {
-            if comparisons.contains(&base) {
-                continue;
-            }
-            let at: Vec<String> = saved
-                .iter()
-                .filter_map(|i| {
-                    let (b, schedule) = crate::runs::comparison::comparison_of(&i.dir)?;
-                    (b == base).then(|| format!("{schedule} {}/{}", i.step, i.config.steps))
-                })
-                .collect();
-            lines.push(format!(
+    let mut comparisons: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    let mut single = Vec::new();
+    // The runs on disk (a directory that holds no run is left out).
+    for info in runs
+        .iter()
+        .filter_map(|dir| crate::runs::RunInfo::read(dir).ok())
+    {
+        let Some((base, schedule)) = crate::runs::comparison::comparison_of(&info.dir) else {
+            single.push(info);
+            continue;
+        };
+        let at = format!("{schedule} {}/{}", info.step, info.config.steps);
+        match comparisons.iter_mut().find(|(b, _)| *b == base) {
+            Some((_, runs)) => runs.push(at),
+            None => comparisons.push((base, vec![at])),
+        }
+    }
+    let mut lines: Vec<String> = comparisons
+        .into_iter()
+        .map(|(base, at)| {
+            format!(
                 "comparison saved in {} ({}): o on the lab's Runs screen opens it, c on Compare continues it",
                 base.display(),
                 at.join(", ")
-            ));
-            comparisons.push(base);
-        }
-    }
-    for info in saved
-        .into_iter()
-        .filter(|i| crate::runs::comparison::comparison_of(&i.dir).is_none())
-    {
+            )
+        })
+        .collect();
+    for info in single {
         lines.push(format!(
             "run saved in {} (step {} of {})",
             info.dir.display(),

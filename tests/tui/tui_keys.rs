@@ -396,12 +396,11 @@ fn the_compare_stop_message_lasts_while_the_runs_are_saved() {
     let linear = Slot::Compare(BetaSchedule::Linear);
     feed(&mut app, linear, fake_run(0, 3, 100));
     handle_key(&mut app, ch('x'));
-    let said = |app: &ddpm_lab::tui::state::App| app.notice.as_ref().map(|n| n.text.clone());
-    assert!(said(&app)
+    assert!(notice(&app)
         .unwrap()
         .starts_with("stopping the comparison: each run is saved"));
     app.tick(Duration::from_secs(30));
-    assert!(said(&app).is_some(), "still saving");
+    assert!(notice(&app).is_some(), "still saving");
     feed(
         &mut app,
         linear,
@@ -411,7 +410,7 @@ fn the_compare_stop_message_lasts_while_the_runs_are_saved() {
         }],
     );
     app.tick(Duration::from_millis(10));
-    assert_eq!(said(&app), None);
+    assert_eq!(notice(&app), None);
 }
 
 #[test]

@@ -16,10 +16,6 @@ use ddpm_lab::tui::state::{App, Tab};
 use ddpm_lab::tui::workers::{DataMsg, SampleMsg, Slot, WorkerMsg};
 use tui_support::*;
 
-fn notice(app: &App) -> Option<String> {
-    app.notice.as_ref().map(|n| n.text.clone())
-}
-
 #[test]
 fn starting_goes_once_the_run_trains() {
     let (mut app, _engine) = app();

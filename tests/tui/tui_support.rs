@@ -181,6 +181,11 @@ impl Engine for FakeEngine {
     }
 }
 
+/// The text of the message in the app's status line, if any.
+pub fn notice(app: &App) -> Option<String> {
+    app.notice.as_ref().map(|n| n.text.clone())
+}
+
 /// A deterministic 28×28 grey image: a filled square, disc or cross, by `kind`.
 pub fn shape(kind: usize, shift: usize) -> Image8 {
     let (w, h) = (28, 28);

@@ -96,32 +96,36 @@ impl PickerWait {
         result: Result<OpenedComparison, String>,
         busy: bool,
     ) -> Vec<Effect> {
-        let PickerWait::Opening(base) = std::mem::replace(self, PickerWait::Idle) else {
-            return Vec::new();
-        };
-        match result {
-            Err(e) => vec![Effect::error(format!("cannot open the comparison: {e}"))],
-            Ok(_) if busy => vec![Effect::error(format!(
-                "{} not opened: a run started meanwhile",
-                base.display()
-            ))],
-            Ok(opened) => vec![Effect::ShowComparison(Box::new(opened))],
-        }
+        self.answer(result, busy, "the comparison", |c| {
+            Effect::ShowComparison(Box::new(c))
+        })
     }
 
     /// The engine's answer to [`PickerWait::open`]: the run goes to the Train screen unless it
     /// could not be read or a run started meanwhile (`busy`).
     pub fn on_opened(&mut self, result: Result<OpenedRun, String>, busy: bool) -> Vec<Effect> {
+        self.answer(result, busy, "run", |r| Effect::ShowRun(Box::new(r)))
+    }
+
+    /// An answer to the opening awaited: `show` it, or say why not (`what` could not be read,
+    /// or a run started meanwhile); an answer nobody waits for any more is dropped.
+    fn answer<T>(
+        &mut self,
+        result: Result<T, String>,
+        busy: bool,
+        what: &str,
+        show: impl FnOnce(T) -> Effect,
+    ) -> Vec<Effect> {
         let PickerWait::Opening(dir) = std::mem::replace(self, PickerWait::Idle) else {
             return Vec::new();
         };
         match result {
-            Err(e) => vec![Effect::error(format!("cannot open run: {e}"))],
+            Err(e) => vec![Effect::error(format!("cannot open {what}: {e}"))],
             Ok(_) if busy => vec![Effect::error(format!(
                 "{} not opened: a run started meanwhile",
                 dir.display()
             ))],
-            Ok(opened) => vec![Effect::ShowRun(Box::new(opened))],
+            Ok(opened) => vec![show(opened)],
         }
     }
 }
