@@ -363,14 +363,14 @@ impl Engine for LabEngine {
                 stop,
             },
         };
-        if let (Slot::Compare(_), Some((base, _))) =
-            (slot, runs::comparison::comparison_of(req.run_dir()))
-        {
-            // What the comparison trains with now, for when it is opened again.
-            let cfg = train_config(req.settings(), req.dataset(), &set);
-            runs::comparison::save_config(&base, &cfg)
-                .map_err(|e| format!("cannot save the comparison's settings: {e:#}"))?;
-        }
+        // What a comparison trains with now, for when it is opened again: saved on the events
+        // thread (a file synced to disk is no work for the UI's thread).
+        let comparison = match (slot, runs::comparison::comparison_of(req.run_dir())) {
+            (Slot::Compare(_), Some((base, _))) => {
+                Some((base, train_config(req.settings(), req.dataset(), &set)))
+            }
+            _ => None,
+        };
         let handle = request.prepare(set).map_err(|e| format!("{e:#}"))?.spawn();
         let commands = handle.commands.clone();
         let (cache, loaded) = (self.scorer.clone(), self.loaded.clone());
@@ -379,9 +379,22 @@ impl Engine for LabEngine {
             .name("ddpm-train-events".into())
             .spawn(move || {
                 let mut run_dir: Option<PathBuf> = None;
-                for event in handle.events.iter() {
-                    match &event {
-                        TrainEvent::Started { run_dir: d, .. } => run_dir = d.clone(),
+                for mut event in handle.events.iter() {
+                    match &mut event {
+                        TrainEvent::Started {
+                            run_dir: d,
+                            notices,
+                            ..
+                        } => {
+                            run_dir = d.clone();
+                            if let Some((base, cfg)) = &comparison {
+                                if let Err(e) = runs::comparison::save_config(base, cfg) {
+                                    notices.push(format!(
+                                        "the comparison's settings were not saved ({e:#}): opened again, it takes a run's"
+                                    ));
+                                }
+                            }
+                        }
                         // Scored on a thread of its own: building the scorer classifies the
                         // whole training split once, and step events must not wait for it.
                         TrainEvent::Preview { step, images } => {
