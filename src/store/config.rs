@@ -216,12 +216,15 @@ impl TrainConfig {
     }
 
     /// Whether training draws preview images after `step` steps: every `preview_every` steps,
-    /// and before the first of those at [`EARLY_PREVIEWS`] too, so shapes are seen emerging
-    /// minutes earlier (previews are DDIM with `preview_steps` steps: cheap).
+    /// before the first of those at [`EARLY_PREVIEWS`] too, so shapes are seen emerging
+    /// minutes earlier, and at the run's last step, so a run shorter than the interval still
+    /// shows (and scores) what it learnt (previews are DDIM with `preview_steps` steps: cheap).
     pub fn preview_due(&self, step: usize) -> bool {
         let every = self.preview_every;
         every > 0
-            && (step.is_multiple_of(every) || (step < every && EARLY_PREVIEWS.contains(&step)))
+            && (step.is_multiple_of(every)
+                || (step < every && EARLY_PREVIEWS.contains(&step))
+                || step == self.steps)
     }
 
     /// The learning rate of the step after `step` steps: warm-up, then constant or cosine decay.
@@ -358,6 +361,7 @@ mod tests {
         let at = |every: usize| -> Vec<usize> {
             let cfg = TrainConfig {
                 preview_every: every,
+                steps: 10_000,
                 ..TrainConfig::default()
             };
             (1..=700).filter(|&s| cfg.preview_due(s)).collect()
@@ -373,6 +377,27 @@ mod tests {
             "no extra previews when they come often anyway"
         );
         assert!(at(0).is_empty(), "never means never");
+    }
+
+    #[test]
+    fn a_run_shorter_than_its_preview_interval_previews_its_last_step() {
+        let due = |steps: usize, every: usize| -> Vec<usize> {
+            let cfg = TrainConfig {
+                preview_every: every,
+                steps,
+                ..TrainConfig::default()
+            };
+            (1..=steps).filter(|&s| cfg.preview_due(s)).collect()
+        };
+        assert_eq!(due(20, 200), vec![20]);
+        assert_eq!(due(70, 200), vec![25, 50, 70]);
+        assert_eq!(due(450, 200), vec![25, 50, 100, 200, 400, 450]);
+        assert_eq!(
+            due(400, 200),
+            vec![25, 50, 100, 200, 400],
+            "once at the end"
+        );
+        assert!(due(20, 0).is_empty(), "never still means never");
     }
 
     #[test]
