@@ -33,6 +33,22 @@ pub fn stamp_of(secs: u64) -> String {
     format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}")
 }
 
+/// `name` without the run stamp it starts with (`20260102-093000-cosine` → `cosine`); a name
+/// that does not start with a stamp and a dash comes back whole.
+pub fn without_stamp(name: &str) -> &str {
+    let b = name.as_bytes();
+    let stamped = b.len() > 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'-'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'-';
+    if stamped {
+        &name[16..]
+    } else {
+        name
+    }
+}
+
 /// The stamp `YYYYmmdd-HHMMSS` (UTC) of now.
 pub fn utc_stamp() -> String {
     let secs = SystemTime::now()
@@ -59,6 +75,23 @@ pub fn human_duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_names_lose_their_stamp_and_nothing_else() {
+        assert_eq!(without_stamp("20260102-093000-cosine"), "cosine");
+        assert_eq!(
+            without_stamp("20260101-000000-compare/quadratic"),
+            "compare/quadratic"
+        );
+        for whole in [
+            "20260102-093000-",
+            "my-run",
+            "2026010-0930000-x",
+            "20260102_093000-x",
+        ] {
+            assert_eq!(without_stamp(whole), whole);
+        }
+    }
 
     #[test]
     fn known_dates() {

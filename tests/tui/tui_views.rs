@@ -6,6 +6,7 @@
 use crate::tui_support;
 
 use crossterm::event::KeyCode;
+use ddpm_lab::diffusion::{LossKind, Objective};
 use ddpm_lab::eval::Quality;
 use ddpm_lab::schedule::{BetaSchedule, ScheduleTables};
 use ddpm_lab::train::events::TrainEvent;
@@ -362,6 +363,62 @@ fn runs_screen_lists_runs_and_overlays_the_marked_curves() {
         render(&app, 80, 24)
     };
     assert!(empty.contains("no runs in runs yet"), "{empty}");
+}
+
+#[test]
+fn runs_of_different_losses_say_which_loss_their_value_is() {
+    let (mut app, engine) = app();
+    let mut runs = records();
+    // The lab's default kind (l2 on v, Min-SNR weighted), the blog's (huber on the noise), and
+    // l2 on the noise with Min-SNR.
+    let st = |r: &RunRecord| r.summary.settings.clone().unwrap();
+    let blog = TrainSettings {
+        loss: LossKind::Huber,
+        objective: Objective::Noise,
+        min_snr_gamma: None,
+        ..st(&runs[1])
+    };
+    runs[1].summary.settings = Some(blog);
+    let noise = TrainSettings {
+        objective: Objective::Noise,
+        ..st(&runs[2])
+    };
+    runs[2].summary.settings = Some(noise);
+    engine.0.lock().unwrap().records = runs;
+    handle_key(&mut app, ch('6'));
+    app.pump();
+    // The highlighted (huber) and the l2 run overlaid.
+    handle_key(&mut app, ch(' '));
+    handle_key(&mut app, key(KeyCode::Down));
+    handle_key(&mut app, ch(' '));
+    for (w, h) in [(80, 24), (160, 40)] {
+        let screen = render(&app, w, h);
+        for (end, kind) in [
+            ("cosine-long-name", " l2·v·snr"),
+            ("120000-linear", " huber"),
+            ("ompare/quadratic", " l2·snr"),
+        ] {
+            let line = screen
+                .lines()
+                .find(|l| l.contains(end))
+                .unwrap_or_else(|| panic!("{end}:\n{screen}"));
+            assert!(line.contains(kind), "{w}×{h}: {kind}: {line}");
+        }
+        assert!(
+            screen.contains("not comparable: huber, l2·v·snr"),
+            "{w}×{h}:\n{screen}"
+        );
+    }
+    // Of one kind, the values stand alone.
+    let (mut app, engine) = tui_support::app();
+    engine.0.lock().unwrap().records = records();
+    handle_key(&mut app, ch('6'));
+    app.pump();
+    let screen = render(&app, 80, 24);
+    assert!(
+        !screen.contains("l2·v·snr") && !screen.contains("not comparable"),
+        "{screen}"
+    );
 }
 
 #[test]

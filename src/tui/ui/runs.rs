@@ -9,6 +9,8 @@ use ratatui::Frame;
 
 use super::chart::{self, ChartOpts, Series};
 use super::{block, ellipsize_middle, run_name, theme};
+use crate::diffusion::Objective;
+use crate::tui::settings::TrainSettings;
 use crate::tui::state::App;
 use crate::tui::workers::RunRecord;
 
@@ -27,6 +29,48 @@ pub const PALETTE: [Color; 8] = [
 /// Colour of the `i`-th marked run.
 pub fn color(i: usize) -> Color {
     PALETTE[i % PALETTE.len()]
+}
+
+/// What a run's loss measures: the loss, then the objective and Min-SNR weighting where they
+/// are not the blog's (`l2`, `huber·v`, `huber·snr`). Losses of different kinds are not
+/// comparable, so the table names the kind when the listed runs mix them.
+pub fn loss_kind(st: &TrainSettings) -> String {
+    let mut kind = st.loss.to_string();
+    if st.objective != Objective::Noise {
+        kind = format!("{kind}·{}", st.objective);
+    }
+    if st.min_snr_gamma.is_some() {
+        kind.push_str("·snr");
+    }
+    kind
+}
+
+/// The kinds of loss of `runs` (see [`loss_kind`]), each once, sorted.
+fn loss_kinds<'a>(runs: impl Iterator<Item = &'a RunRecord>) -> Vec<String> {
+    let mut kinds: Vec<String> = runs
+        .filter_map(|r| r.summary.settings.as_ref().map(loss_kind))
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// The legend's names of overlaid runs, at most `width` characters: without their run stamps
+/// where the rest tells them apart (the stamp is what a cut name loses first otherwise).
+fn legend_names(names: Vec<String>, width: usize) -> Vec<String> {
+    let short: Vec<&str> = names
+        .iter()
+        .map(|n| crate::clock::without_stamp(n))
+        .collect();
+    let distinct = short
+        .iter()
+        .enumerate()
+        .all(|(i, a)| short[..i].iter().all(|b| a != b));
+    if distinct {
+        short.iter().map(|n| ellipsize_middle(n, width)).collect()
+    } else {
+        names.iter().map(|n| ellipsize_middle(n, width)).collect()
+    }
 }
 
 /// The table and chart areas of the screen in `body` for `n` runs: the table takes what its
@@ -114,7 +158,15 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     let wide = area.width >= 120;
     // mark, schedule, model, steps, loss, score (+ dataset when wide), with their spacing.
     let (score_w, data_w) = if wide { (14u16, 14u16) } else { (5, 0) };
-    let fixed = 2 + 9 + 6 + 9 + 7 + score_w + data_w + if wide { 7 } else { 6 };
+    // Runs trained on different losses name theirs beside the value.
+    let kinds = loss_kinds(s.runs.iter());
+    let mixed = kinds.len() > 1;
+    let loss_w = if mixed {
+        8 + kinds.iter().map(|k| k.chars().count()).max().unwrap_or(0) as u16
+    } else {
+        7
+    };
+    let fixed = 2 + 9 + 6 + 9 + loss_w + score_w + data_w + if wide { 7 } else { 6 };
     let name_w = super::train::name_width(area.width.saturating_sub(2), fixed);
     let visible = visible_rows(area);
     let first = first_row(visible, s.selected);
@@ -148,7 +200,11 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
                 Line::from(set.map_or("?".into(), |st| st.schedule.to_string())),
                 Line::from(set.map_or("?".into(), |st| ellipsize_middle(&st.model_name(), 6))),
                 Line::from(ellipsize_middle(&steps, 9)),
-                Line::from(r.last_loss.map_or("—".into(), |l| format!("{l:.4}"))),
+                Line::from(match (r.last_loss, set) {
+                    (None, _) => "—".into(),
+                    (Some(l), Some(st)) if mixed => format!("{l:.4} {}", loss_kind(st)),
+                    (Some(l), _) => format!("{l:.4}"),
+                }),
                 Line::from(score(r, wide)),
             ]);
             let row = Row::new(cells);
@@ -169,7 +225,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
         Constraint::Length(9),
         Constraint::Length(6),
         Constraint::Length(9),
-        Constraint::Length(7),
+        Constraint::Length(loss_w),
         Constraint::Min(score_w),
     ]);
     header.extend(["schedule", "model", "saved", "loss", "score"]);
@@ -183,16 +239,27 @@ fn draw_curves(frame: &mut Frame, area: Rect, app: &App) {
     let s = &app.runs;
     let root = app.settings.runs_root();
     let charted = s.charted();
-    let series: Vec<Series> = charted
+    let drawn: Vec<_> = charted
         .iter()
         .filter(|(_, r)| !r.curve.is_empty())
-        .map(|(i, r)| Series {
-            name: ellipsize_middle(&run_name(&r.summary.dir, &root), 18),
+        .collect();
+    let names = legend_names(
+        drawn
+            .iter()
+            .map(|(_, r)| run_name(&r.summary.dir, &root))
+            .collect(),
+        (area.width as usize / 4).clamp(18, 36),
+    );
+    let series: Vec<Series> = drawn
+        .iter()
+        .zip(names)
+        .map(|((i, r), name)| Series {
+            name,
             color: color(*i),
             points: r.curve.clone(),
         })
         .collect();
-    let title = if s.marked.is_empty() {
+    let mut title = if s.marked.is_empty() {
         "Loss (smoothed) of the highlighted run · space overlays runs".to_string()
     } else {
         match s.marked.len() {
@@ -200,6 +267,10 @@ fn draw_curves(frame: &mut Frame, area: Rect, app: &App) {
             n => format!("Loss (smoothed) of {n} marked runs"),
         }
     };
+    let kinds = loss_kinds(charted.iter().map(|(_, r)| *r));
+    if kinds.len() > 1 {
+        title = format!("{title} · not comparable: {}", kinds.join(", "));
+    }
     if series.is_empty() {
         let b = block(&title);
         let inner = b.inner(area);
@@ -232,6 +303,29 @@ fn draw_curves(frame: &mut Frame, area: Rect, app: &App) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legend_names_drop_the_stamp_where_the_rest_tells_runs_apart() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            legend_names(
+                names(&[
+                    "20260102-093000-cosine-long-name",
+                    "20260101-000000-compare/linear"
+                ]),
+                18
+            ),
+            ["cosine-long-name", "compare/linear"]
+        );
+        // Two runs of the same schedule keep their stamps (cut in the middle).
+        assert_eq!(
+            legend_names(
+                names(&["20260102-093000-linear", "20260103-100000-linear"]),
+                18
+            ),
+            ["20260…93000-linear", "20260…00000-linear"]
+        );
+    }
 
     #[test]
     fn rows_are_found_under_the_pointer() {
