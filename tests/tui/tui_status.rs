@@ -91,6 +91,39 @@ fn compare_sampling() -> (App, Vec<Slot>) {
 }
 
 #[test]
+fn compare_frames_say_the_seed_they_were_drawn_with() {
+    let (mut app, slots) = compare_sampling();
+    let seed = app.settings.sample.seed;
+    for slot in &slots {
+        app.handle_msg(WorkerMsg::Sample {
+            slot: *slot,
+            msg: SampleMsg::Done(Box::new(frames(2, 4))),
+        });
+    }
+    let frame_bar = |app: &App| {
+        render(app, 80, 24)
+            .lines()
+            .find(|l| l.contains("frames"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let drawn = format!("seed {seed}");
+    assert!(frame_bar(&app).contains(&drawn), "{}", frame_bar(&app));
+    // A new seed is for the next `g`: the frames shown keep theirs.
+    handle_key(&mut app, ch('s'));
+    assert!(frame_bar(&app).contains(&drawn), "{}", frame_bar(&app));
+    handle_key(&mut app, ch('g'));
+    for slot in &slots {
+        app.handle_msg(WorkerMsg::Sample {
+            slot: *slot,
+            msg: SampleMsg::Done(Box::new(frames(2, 4))),
+        });
+    }
+    let redrawn = format!("seed {}", seed + 1);
+    assert!(frame_bar(&app).contains(&redrawn), "{}", frame_bar(&app));
+}
+
+#[test]
 fn compare_sampling_message_goes_when_the_last_run_is_sampled() {
     let (mut app, slots) = compare_sampling();
     assert_eq!(

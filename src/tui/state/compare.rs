@@ -7,7 +7,7 @@ use crate::schedule::BetaSchedule;
 use crate::train::events::{TrainCommand, TrainEvent};
 
 use super::super::event::Command;
-use super::super::settings::{CompareMode, TrainSettings};
+use super::super::settings::{CompareMode, SampleSettings, TrainSettings};
 use super::super::workers::{Frames, OpenedComparison, SampleMsg, Slot};
 use super::effect::{Ctx, Effect, Topic};
 use super::run::{RunProgress, RunState};
@@ -103,6 +103,9 @@ pub struct CompareState {
     pub settings: Option<TrainSettings>,
     /// The dataset the comparison trains on (as the lab names it).
     pub dataset: Option<String>,
+    /// The sampler and seed the samples shown were drawn with (`s` may have changed the
+    /// seed since).
+    pub drawn_with: Option<SampleSettings>,
 }
 
 impl Default for CompareState {
@@ -124,6 +127,7 @@ impl Default for CompareState {
             cursor: FrameCursor::default(),
             settings: None,
             dataset: None,
+            drawn_with: None,
         }
     }
 }
@@ -209,7 +213,7 @@ impl CompareState {
                     ))];
                 }
             }
-            Command::Generate => return self.sample(),
+            Command::Generate => return self.sample(&ctx.settings.sample),
             Command::StepFrames(delta) => self.cursor.step(delta),
             Command::FirstFrame => self.cursor.home(),
             Command::LastFrame => self.cursor.end(),
@@ -543,8 +547,9 @@ impl CompareState {
         }
     }
 
-    /// `g`: samples every run that has a checkpoint, all from the same noise (same seed).
-    fn sample(&mut self) -> Vec<Effect> {
+    /// `g`: samples every run that has a checkpoint with `settings`, all from the same noise
+    /// (same seed).
+    fn sample(&mut self, settings: &SampleSettings) -> Vec<Effect> {
         if self.any_active() {
             return vec![Effect::error("wait for the runs to finish")];
         }
@@ -569,6 +574,7 @@ impl CompareState {
             ));
         } else {
             self.cursor = FrameCursor::default();
+            self.drawn_with = Some(settings.clone());
             fx.push(Effect::info_about(
                 Topic::CompareSampling,
                 "sampling every schedule from the same noise…",

@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use super::chart::{self, ChartOpts, Series};
 use super::image::ImageRenderer;
-use super::sample::{draw_scrub, frame_t};
+use super::sample::{draw_scrub, drawn_label, frame_t};
 use super::{block, theme};
 use crate::tui::state::run::RunState;
 use crate::tui::state::sample::SampleStatus;
@@ -225,7 +225,11 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
         frame.render_widget(b, *r);
     }
     match longest {
-        Some(f) => draw_scrub(frame, scrub, f, &c.cursor),
+        Some(f) => {
+            // The sampler and seed, so that `s` and `g` say what changed.
+            let drawn = c.drawn_with.as_ref().map(|s| drawn_label(Some(s), None));
+            draw_scrub(frame, scrub, f, &c.cursor, drawn.as_deref())
+        }
         None => frame.render_widget(block("frames (all four step together)"), scrub),
     }
 }

@@ -47,7 +47,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             panel(frame, xt, &[&title, &short], Some(&f.frames[i]), images);
             let x0_titles = ["predicted x̂₀ at this step", "x̂₀ at this step", "x̂₀"];
             panel(frame, x0, &x0_titles, f.x0_at(i), images);
-            draw_scrub(frame, scrub, f, &s.cursor);
+            draw_scrub(frame, scrub, f, &s.cursor, None);
         }
         _ => {
             let msg = match &s.status {
@@ -81,7 +81,7 @@ fn source_line(run: &str, step: Option<usize>, width: usize) -> String {
 
 /// What the frames shown were drawn with (the settings above may have changed since): the
 /// checkpoint's step when known, the sampler and the seed (`step 200 · DDIM 25 · seed 1`).
-fn drawn_label(
+pub(super) fn drawn_label(
     settings: Option<&crate::tui::settings::SampleSettings>,
     step: Option<usize>,
 ) -> String {
@@ -152,12 +152,20 @@ pub fn seek_index(track: Rect, x: u16, len: usize) -> usize {
 }
 
 /// Draws the frame position bar: its label, then a track the mouse can click or drag.
-pub fn draw_scrub(frame: &mut Frame, area: Rect, f: &Frames, cursor: &FrameCursor) {
-    let b = block(if cursor.playing {
-        "frames ▶ playing (p pauses)"
+pub fn draw_scrub(
+    frame: &mut Frame,
+    area: Rect,
+    f: &Frames,
+    cursor: &FrameCursor,
+    drawn: Option<&str>,
+) {
+    let drawn = drawn.map_or(String::new(), |d| format!(" · {d}"));
+    let title = if cursor.playing {
+        format!("frames{drawn} ▶ playing (p pauses)")
     } else {
-        "frames  ←/→ PgUp/PgDn Home/End · p play · drag"
-    });
+        format!("frames{drawn}  ←/→ PgUp/PgDn Home/End · p play · drag")
+    };
+    let b = block(&title);
     let inner = b.inner(area);
     frame.render_widget(b, area);
     let len = f.len().max(1);
