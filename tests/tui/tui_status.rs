@@ -91,6 +91,39 @@ fn compare_sampling() -> (App, Vec<Slot>) {
 }
 
 #[test]
+fn a_refusal_because_a_run_trains_goes_when_the_run_stops() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 5, 10);
+    handle_key(&mut app, key(KeyCode::Right));
+    let refusal = "the configuration is fixed while the run trains";
+    assert_eq!(notice(&app).as_deref(), Some(refusal));
+    app.tick(PASSING_INFO / 2);
+    assert_eq!(notice(&app).as_deref(), Some(refusal), "still training");
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 10,
+            run_dir: Some("runs/r".into()),
+        }],
+    );
+    app.tick(Duration::from_millis(1));
+    assert_ne!(
+        notice(&app).as_deref(),
+        Some(refusal),
+        "the run has stopped: the configuration can change"
+    );
+    // While the run trains on, the refusal passes as any error does.
+    let (mut app, _) = tui_support::app();
+    load_data(&mut app);
+    start_main_run(&mut app, 5, 10);
+    handle_key(&mut app, key(KeyCode::Right));
+    app.tick(PASSING_ERROR);
+    assert_eq!(notice(&app), None);
+}
+
+#[test]
 fn compare_frames_say_the_seed_they_were_drawn_with() {
     let (mut app, slots) = compare_sampling();
     let seed = app.settings.sample.seed;

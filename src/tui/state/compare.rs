@@ -188,7 +188,8 @@ impl CompareState {
             }
             Command::CompareMode => {
                 if self.any_active() {
-                    return vec![Effect::error(
+                    return vec![Effect::error_about(
+                        Topic::WhileTraining,
                         "the mode is fixed while the comparison trains",
                     )];
                 }
@@ -198,7 +199,8 @@ impl CompareState {
                 };
             }
             Command::CompareSteps(_) if self.any_active() => {
-                return vec![Effect::error(
+                return vec![Effect::error_about(
+                    Topic::WhileTraining,
                     "the steps per run are fixed while the comparison trains (x stops it)",
                 )];
             }
@@ -551,7 +553,10 @@ impl CompareState {
     /// (same seed).
     fn sample(&mut self, settings: &SampleSettings) -> Vec<Effect> {
         if self.any_active() {
-            return vec![Effect::error("wait for the runs to finish")];
+            return vec![Effect::error_about(
+                Topic::WhileTraining,
+                "wait for the runs to finish",
+            )];
         }
         let mut fx = Vec::new();
         for slot in &mut self.slots {

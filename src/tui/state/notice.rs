@@ -20,6 +20,9 @@ pub enum Topic {
     Passing,
     /// The Train screen's run is starting: until it trains, fails or stops.
     TrainStart,
+    /// A refusal because runs train (a fixed setting): passing, and gone as soon as no run
+    /// trains, when it no longer holds.
+    WhileTraining,
     /// The dataset `name`: while it is the one asked for and it failed or fell back.
     Dataset(String),
     /// Sampling on the Sample screen: while it runs.
@@ -72,6 +75,6 @@ impl Notice {
         } else {
             PASSING_INFO
         };
-        self.topic == Topic::Passing && self.age >= ttl
+        matches!(self.topic, Topic::Passing | Topic::WhileTraining) && self.age >= ttl
     }
 }

@@ -284,7 +284,8 @@ impl TrainState {
     /// them.
     fn own_settings(&mut self, ctx: &mut Ctx) -> Vec<Effect> {
         if self.run.is_active() {
-            return vec![Effect::error(
+            return vec![Effect::error_about(
+                Topic::WhileTraining,
                 "the run is still going (x stops it, then u brings your settings back)",
             )];
         }
@@ -329,7 +330,8 @@ impl TrainState {
             )];
         }
         if ctx.compare_active {
-            return vec![Effect::error(
+            return vec![Effect::error_about(
+                Topic::WhileTraining,
                 "the Compare runs are still going (x on Compare stops them)",
             )];
         }
@@ -382,7 +384,8 @@ impl TrainState {
 
     fn adjust(&mut self, dir: i32, ctx: &mut Ctx) -> Vec<Effect> {
         if !self.editable() {
-            return vec![Effect::error(
+            return vec![Effect::error_about(
+                Topic::WhileTraining,
                 "the configuration is fixed while the run trains",
             )];
         }
@@ -407,7 +410,8 @@ impl TrainState {
     /// `b`: the blog's configuration; `B`: back to the device's quick default.
     fn preset(&mut self, blog: bool, ctx: &mut Ctx) -> Vec<Effect> {
         if !self.editable() {
-            return vec![Effect::error(
+            return vec![Effect::error_about(
+                Topic::WhileTraining,
                 "the configuration is fixed while the run trains",
             )];
         }
