@@ -778,6 +778,73 @@ mod tests {
         assert!(run.history.is_empty());
     }
 
+    /// A comparison's run, once started, leaves the comparison's settings beside it (what
+    /// opening the comparison again trains its other runs with); a run of the Train screen
+    /// writes no comparison file.
+    #[test]
+    fn a_started_comparison_run_saves_the_comparisons_settings() {
+        let d = tempfile::tempdir().unwrap();
+        let mut engine = LabEngine::new(d.path().to_path_buf());
+        *engine.loaded.lock().unwrap() = Some(Loaded {
+            name: "toy".into(),
+            train: Arc::new(set(8)),
+        });
+        let settings = TrainSettings {
+            model: ModelPreset::Tiny,
+            timesteps: 10,
+            batch_size: 4,
+            steps: 2,
+            lr: 7e-4,
+            preview_every: 0,
+            ..TrainSettings::default()
+        };
+        let base = d.path().join("20261206-090000-compare");
+        let run = |engine: &mut LabEngine, slot: Slot, run_dir: PathBuf| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let req = TrainRequest::New {
+                settings: settings.clone(),
+                dataset: "toy".into(),
+                run_dir,
+            };
+            engine.start_training(slot, req, tx).unwrap();
+            let mut started_notices = None;
+            for msg in rx.iter() {
+                if let WorkerMsg::Train { event, .. } = msg {
+                    match event {
+                        TrainEvent::Started { notices, .. } => started_notices = Some(notices),
+                        TrainEvent::Finished { .. } => break,
+                        TrainEvent::Failed { message, .. } => panic!("{message}"),
+                        _ => {}
+                    }
+                }
+            }
+            started_notices.expect("a Started event")
+        };
+        let cosine = crate::schedule::BetaSchedule::Cosine;
+        let notices = run(
+            &mut engine,
+            Slot::Compare(cosine),
+            runs::comparison::member(&base, cosine),
+        );
+        assert!(
+            notices.iter().all(|n| !n.contains("not saved")),
+            "{notices:?}"
+        );
+        let saved = runs::comparison::load_config(&base)
+            .unwrap()
+            .expect("comparison.json");
+        assert_eq!(saved, train_config(&settings, "toy", &set(8)));
+        assert_eq!(
+            (saved.steps, saved.lr, saved.dataset.as_str()),
+            (2, 7e-4, "toy")
+        );
+        // A Train-screen run is no comparison's.
+        let single = d.path().join("20261206-090100-linear");
+        run(&mut engine, Slot::Main, single.clone());
+        assert!(runs::comparison::load_config(&single).unwrap().is_none());
+        assert!(!d.path().join(runs::comparison::CONFIG_FILE).exists());
+    }
+
     #[test]
     fn settings_survive_the_run_config() {
         let data = set(4);
