@@ -7,6 +7,9 @@
 //! A test binary of its own: failpoints are process-wide, so a crash configured here would fire
 //! in any other test that checkpoints at the same time in the same process.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -387,14 +390,7 @@ fn going_back_to_an_older_checkpoint_drops_the_abandoned_branch_at_the_first_new
     assert_eq!(checkpoint_names(&run), ["step-000002", "step-000004.1"]);
     assert!(weights(&t) == at[&4], "the same steps again, bit-exact");
     drop(t);
-    let steps: Vec<u64> = metrics()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let steps = common::json_steps(&metrics());
     assert_eq!(
         steps,
         [1, 2, 3, 4],

@@ -132,14 +132,7 @@ fn train_sample_and_resume() {
         &["train", "--resume", run_s, "--steps", "40", "--json"],
         tmp.path(),
     ));
-    let steps: Vec<u64> = out
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let steps = common::json_steps(&out);
     assert_eq!(
         steps,
         (31..=40).collect::<Vec<_>>(),

@@ -97,3 +97,17 @@ pub fn ddpm(args: &[&str], runs: &std::path::Path) -> std::process::Output {
         .output()
         .expect("the binary runs")
 }
+
+/// The `step` of each JSON line in `text` (what `train --json` prints and `metrics.jsonl`
+/// holds, one step per line).
+pub fn json_steps(text: &str) -> Vec<u64> {
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            v["step"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no step in {l}"))
+        })
+        .collect()
+}
