@@ -385,6 +385,9 @@ pub struct LabSettings {
     /// not the default's, which would hide what their recipe was).
     #[serde(default, deserialize_with = "lenient_origin")]
     pub origin: Option<SettingsOrigin>,
+    /// The run the last session trained or opened (absolute), named on the Train screen at
+    /// the next start.
+    pub last_run: Option<PathBuf>,
 }
 
 impl Default for LabSettings {
@@ -397,6 +400,7 @@ impl Default for LabSettings {
             compare_mode: CompareMode::InTurn,
             compare_steps: 500,
             runs_dir: None,
+            last_run: None,
         };
         s.set_recipe(RecipeName::Quick);
         s

@@ -9,11 +9,12 @@ use std::time::Duration;
 use crossterm::event::KeyCode;
 use ddpm_lab::train::events::TrainEvent;
 use ddpm_lab::tui::event::handle_key;
+use ddpm_lab::tui::settings::TrainSettings;
 use ddpm_lab::tui::state::data::{DataStatus, FALLBACK_NOTICE};
 use ddpm_lab::tui::state::notice::{PASSING_ERROR, PASSING_INFO};
 use ddpm_lab::tui::state::sample::SampleStatus;
 use ddpm_lab::tui::state::{App, Tab};
-use ddpm_lab::tui::workers::{DataMsg, SampleMsg, Slot, WorkerMsg};
+use ddpm_lab::tui::workers::{DataMsg, RunSummary, SampleMsg, Slot, WorkerMsg};
 use tui_support::*;
 
 #[test]
@@ -441,6 +442,72 @@ fn the_session_runs_are_what_the_exit_message_names() {
     );
     // The message reads the runs on disk: a directory that holds no run is left out.
     assert!(ddpm_lab::tui::lab::exit_message(&app.session_runs()).is_empty());
+}
+
+/// The run a session trained is remembered (absolute, wherever the next start is from), and
+/// the next session's Train screen names it, with where it stands and how to open it, until a
+/// run takes its place.
+#[test]
+fn the_next_start_names_the_run_the_last_session_left() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    assert_eq!(app.settings_to_keep().last_run, None, "nothing trained yet");
+    train_main_run_to_the_end(&mut app, "runs/20261206-082159-cosine");
+    let cwd = std::env::current_dir().unwrap();
+    let kept = app.settings_to_keep().last_run.unwrap();
+    assert_eq!(kept, cwd.join("runs/20261206-082159-cosine"));
+
+    let start_with = |last: &std::path::Path, listed: Vec<RunSummary>| {
+        let engine = FakeEngine::default();
+        engine.0.lock().unwrap().runs = listed;
+        let mut settings = settings();
+        settings.last_run = Some(last.to_path_buf());
+        let mut app = App::new(settings, Box::new(engine.clone()));
+        app.start();
+        app.pump();
+        load_data(&mut app);
+        app.tab = Tab::Train;
+        app
+    };
+    let summary = |dir: &std::path::Path, step: usize| RunSummary {
+        dir: dir.to_path_buf(),
+        settings: Some(TrainSettings {
+            steps: 570,
+            ..TrainSettings::default()
+        }),
+        dataset: Some("shapes".into()),
+        step,
+    };
+    let mut app = start_with(&kept, vec![summary(&kept, 222)]);
+    for (w, h) in [(80, 24), (160, 48)] {
+        let screen = render(&app, w, h);
+        for said in [
+            "last run 20261206-082159-cosine",
+            "stopped at step 222 of 570 · o opens it",
+        ] {
+            assert!(screen.contains(said), "{w}×{h}: {said}:\n{screen}");
+        }
+    }
+    insta::assert_snapshot!("last_run_80x24", render(&app, 80, 24));
+    // Once a run trains, its curve takes the place.
+    start_main_run(&mut app, 3, 10);
+    assert!(!render(&app, 160, 48).contains("last run:"));
+    // Finished; in another runs folder; gone from disk.
+    let app = start_with(&kept, vec![summary(&kept, 570)]);
+    assert!(render(&app, 160, 48).contains("finished at step 570 · o opens it"));
+    let elsewhere = std::path::Path::new("/elsewhere/runs/20261206-082159-cosine");
+    let app = start_with(elsewhere, vec![summary(elsewhere, 222)]);
+    let screen = render(&app, 160, 48);
+    // (Wrapped in the Progress box.)
+    for said in [
+        "in another",
+        "runs folder: ddpm-lab --runs-dir",
+        "│/elsewhere/runs ",
+    ] {
+        assert!(screen.contains(said), "{said}:\n{screen}");
+    }
+    let app = start_with(&kept, Vec::new());
+    assert!(!render(&app, 160, 48).contains("last run"));
 }
 
 /// On a GPU the status bar names it and its memory where the line has room; where it has not,

@@ -34,6 +34,7 @@ pub enum Call {
     OpenRun(PathBuf),
     OpenComparison(PathBuf),
     ScanRuns,
+    ReadLastRun(PathBuf),
 }
 
 /// Shared record of calls and the receivers of every training run's commands.
@@ -156,6 +157,15 @@ impl Engine for FakeEngine {
         let mut rec = self.0.lock().unwrap();
         rec.calls.push(Call::ScanRuns);
         let _ = tx.send(WorkerMsg::RunTable(rec.records.clone()));
+    }
+    /// Answers at once from the listed runs, as a worker would: nothing where the run is not
+    /// among them (gone from disk).
+    fn read_last_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
+        let mut rec = self.0.lock().unwrap();
+        rec.calls.push(Call::ReadLastRun(dir.to_path_buf()));
+        if let Some(run) = rec.runs.iter().find(|r| r.dir == dir) {
+            let _ = tx.send(WorkerMsg::LastRun(run.clone()));
+        }
     }
     /// Answers at once on `tx`, as a worker would.
     fn open_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {

@@ -50,6 +50,9 @@ pub enum Effect {
     /// Asks the engine for every run with its curve and score (they arrive as
     /// `WorkerMsg::RunTable`).
     ScanRuns,
+    /// Asks the engine for the run the last session left (it arrives as
+    /// `WorkerMsg::LastRun`).
+    ReadLastRun(PathBuf),
     /// Asks the engine for one run (it arrives as `WorkerMsg::RunOpened`).
     OpenRun(PathBuf),
     /// Asks the engine for a comparison's runs (they arrive as `WorkerMsg::ComparisonOpened`).
@@ -148,6 +151,7 @@ impl App {
             Effect::Export(req) => self.engine.export(req, tx),
             Effect::ListRuns => self.engine.list_runs(tx),
             Effect::ScanRuns => self.engine.scan_runs(tx),
+            Effect::ReadLastRun(dir) => self.engine.read_last_run(&dir, tx),
             Effect::OpenRun(dir) => self.engine.open_run(&dir, tx),
             Effect::OpenComparison(base) => self.engine.open_comparison(&base, tx),
             Effect::ShowPicker(picker) => {

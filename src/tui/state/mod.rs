@@ -132,9 +132,12 @@ impl App {
         self.tx.clone()
     }
 
-    /// Starts loading the configured dataset.
+    /// Starts loading the configured dataset, and reading the run the last session left (the
+    /// Train screen names it until a run takes its place).
     pub fn start(&mut self) {
-        self.run(vec![Effect::LoadDataset(self.settings.dataset.clone())]);
+        let mut effects = vec![Effect::LoadDataset(self.settings.dataset.clone())];
+        effects.extend(self.settings.last_run.clone().map(Effect::ReadLastRun));
+        self.run(effects);
     }
 
     /// Whether the main loop should exit.
@@ -244,6 +247,10 @@ impl App {
     /// opened run replaced them (the run keeps its own on disk).
     pub fn settings_to_keep(&self) -> LabSettings {
         let mut keep = self.settings.clone();
+        // The run to name at the next start, wherever that starts from.
+        if let Some(dir) = self.session_runs().into_iter().next() {
+            keep.last_run = Some(std::path::absolute(&dir).unwrap_or(dir));
+        }
         if let Some(own) = &self.train.own_settings {
             keep.train = own.0.clone();
             keep.origin = own.1.clone();
@@ -440,6 +447,10 @@ impl App {
                 .on_comparison_opened(result, self.any_active()),
             WorkerMsg::RunTable(runs) => {
                 self.runs.on_runs(runs);
+                Vec::new()
+            }
+            WorkerMsg::LastRun(summary) => {
+                self.train.last_run = Some(summary);
                 Vec::new()
             }
         };

@@ -209,6 +209,8 @@ pub struct TrainState {
     /// The user's own Train settings (and where they came from) from before the first run
     /// opened this session replaced them, for `u` to bring back.
     pub own_settings: Option<Box<(TrainSettings, Option<SettingsOrigin>)>>,
+    /// The run the last session left, as it is on disk (named while no run is shown).
+    pub last_run: Option<crate::tui::workers::RunSummary>,
 }
 
 impl TrainState {

@@ -567,6 +567,18 @@ impl Engine for LabEngine {
             .expect("cannot spawn the run-scanning thread");
     }
 
+    fn read_last_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
+        let dir = dir.to_path_buf();
+        thread::Builder::new()
+            .name("ddpm-last-run".into())
+            .spawn(move || {
+                if let Ok(info) = RunInfo::read(&dir) {
+                    let _ = tx.send(WorkerMsg::LastRun(summary_of(&info)));
+                }
+            })
+            .expect("cannot spawn the run-reading thread");
+    }
+
     fn open_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
         let dir = dir.to_path_buf();
         thread::Builder::new()

@@ -204,6 +204,9 @@ pub enum WorkerMsg {
     /// Every run under the runs directory with its loss curve and score (answer to
     /// [`Engine::scan_runs`]), newest first.
     RunTable(Vec<RunRecord>),
+    /// The run the last session left, as it is on disk now (answer to
+    /// [`Engine::read_last_run`]).
+    LastRun(RunSummary),
 }
 
 /// A request to train: a new run, or the continuation of one on disk. The engine hands it to
@@ -363,6 +366,10 @@ pub trait Engine {
     /// Starts reading every run under the runs directory with its metrics and score: they
     /// arrive as [`WorkerMsg::RunTable`].
     fn scan_runs(&mut self, tx: Sender<WorkerMsg>);
+    /// Starts reading the run in `dir` that the last session left: its summary arrives as
+    /// [`WorkerMsg::LastRun`]; nothing arrives where it is gone or unreadable (there is
+    /// nothing to point at then).
+    fn read_last_run(&mut self, dir: &std::path::Path, tx: Sender<WorkerMsg>);
     /// Follows a run that another process (e.g. `ddpm-lab train`) may be training: steps after
     /// `from_step` and new checkpoints arrive as `Train { slot: Main, .. }` events until the
     /// returned handle is dropped. `None` when the engine cannot watch.
