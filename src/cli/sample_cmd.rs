@@ -89,9 +89,7 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
     let cols = (args.n as f64).sqrt().ceil() as usize;
     export::save_grid_png(result.final_images(), cols, 4, &args.out)?;
     if let Some(gif) = &args.gif {
-        let picks = export::pick_frames(result.frames.len(), 60);
-        let frames: Vec<_> = picks.iter().map(|&i| result.frames[i].clone()).collect();
-        export::save_denoise_gif(&frames, cols, 4, 80, gif)?;
+        export::save_denoising_gif(&result.frames, cols, gif)?;
     }
     if args.json {
         let j = serde_json::json!({

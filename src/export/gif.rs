@@ -34,6 +34,25 @@ pub fn pick_frames(total: usize, max_frames: usize) -> Vec<usize> {
     (0..m).map(|i| (i as f64 * step).round() as usize).collect()
 }
 
+/// Most frames of a denoising GIF ([`save_denoising_gif`]): a 1000-step DDPM sampling keeps
+/// every 17th step, a few seconds of animation and a file of about a megabyte or two.
+pub const DENOISING_GIF_FRAMES: usize = 60;
+
+/// The denoising GIF of a sampling, as `sample --gif` and the lab's export both write it: at
+/// most [`DENOISING_GIF_FRAMES`] of `frames` spread from the noise to the final images, each
+/// a grid of `cols` columns at 4× scale, 80 ms a frame.
+pub fn save_denoising_gif(
+    frames: &[Vec<Image8>],
+    cols: usize,
+    path: &Path,
+) -> Result<(), ExportError> {
+    let picked: Vec<Vec<Image8>> = pick_frames(frames.len(), DENOISING_GIF_FRAMES)
+        .into_iter()
+        .map(|i| frames[i].clone())
+        .collect();
+    save_denoise_gif(&picked, cols, 4, 80, path)
+}
+
 /// The frame delay actually written for a requested `frame_delay_ms`.
 pub fn effective_delay_ms(frame_delay_ms: u32) -> u32 {
     frame_delay_ms.clamp(MIN_FRAME_DELAY_MS, MAX_FRAME_DELAY_MS)

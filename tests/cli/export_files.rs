@@ -7,7 +7,8 @@ use std::path::Path;
 
 use ddpm_lab::export::grid::{GridError, GRID_GAP, GRID_GAP_VALUE};
 use ddpm_lab::export::{
-    gif::hold_repeats, grid_image, pick_frames, save_denoise_gif, save_grid_png, save_loss_chart,
+    gif::{hold_repeats, DENOISING_GIF_FRAMES},
+    grid_image, pick_frames, save_denoise_gif, save_denoising_gif, save_grid_png, save_loss_chart,
     save_loss_chart_with, save_schedule_chart, ExportError, LossChartOptions, SCHEDULE_COLORS,
 };
 use ddpm_lab::imaging::Image8;
@@ -271,6 +272,24 @@ fn gif_with_subsampled_frames() {
         .collect();
     save_denoise_gif(&picked, 1, 1, 1500, &path).unwrap();
     assert_eq!(gif_frames(&path).len(), 8);
+}
+
+#[test]
+fn a_1000_step_denoising_gif_keeps_60_frames_from_noise_to_the_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ddpm.gif");
+    let all: Vec<Vec<Image8>> = (0..1001).map(|s| vec![ramp(4, 4, (s / 4) as u8)]).collect();
+    save_denoising_gif(&all, 1, &path).unwrap();
+    let decoded = gif_frames(&path);
+    assert_eq!(decoded.len(), DENOISING_GIF_FRAMES + hold_repeats(80));
+    let (first, last) = (
+        grid_image(&all[0], 1, 4).unwrap(),
+        grid_image(&all[1000], 1, 4).unwrap(),
+    );
+    let size = |g: &Image8| (g.width as u32, g.height as u32);
+    assert_eq!(decoded[0].buffer().dimensions(), size(&first), "4× scale");
+    assert_ne!(decoded[0].buffer(), decoded.last().unwrap().buffer());
+    assert_eq!(size(&first), size(&last));
 }
 
 #[test]

@@ -267,11 +267,11 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     tmux.wait("last frame", 5, |s| frame_no(s) == Some(last));
     // Export: a PNG grid and a GIF, paths shown.
     tmux.keys(&["e"]);
-    let s = tmux.wait_for("exported:", 60);
+    let s = tmux.wait_for("exported into", 60);
     // The quick recipe recommends DDIM, which the Sample screen starts with; the files are
     // named after the checkpoint's step too.
     assert!(s.contains("samples-step"), "{s}");
-    assert!(s.contains("-ddim50-seed0.png"), "{s}");
+    assert!(s.contains("-ddim50-seed0-n1.png"), "{s}");
     // The images are scored where a classifier exists, and the screen says why not here.
     assert!(s.contains("no quality classifier for"), "{s}");
 

@@ -376,7 +376,7 @@ fn sample_needs_a_checkpoint_then_steps_and_plays() {
         engine.calls().iter().any(|c| matches!(
             c,
             Call::Export(dir, stem)
-                if dir.ends_with("runs/r/exports") && stem == "samples-step5-ddim100-seed0"
+                if dir.ends_with("runs/r/exports") && stem == "samples-step5-ddim100-seed0-n4"
         )),
         "{:?}",
         engine.calls()
@@ -883,7 +883,7 @@ fn frames_keep_the_settings_they_were_drawn_with_until_a_new_job_brings_its_own(
         .collect();
     assert_eq!(exports.len(), 1, "{exports:?}");
     assert!(
-        exports[0].ends_with(&format!("-seed{seed0}")),
+        exports[0].ends_with(&format!("-seed{seed0}-n4")),
         "{exports:?}"
     );
 }

@@ -125,6 +125,83 @@ fn a_refusal_because_a_run_trains_goes_when_the_run_stops() {
 }
 
 #[test]
+fn sample_screen_refusals_while_sampling_go_when_it_ends() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    train_main_run_to_the_end(&mut app, "runs/r");
+    app.tab = Tab::Sample;
+    let done = |app: &mut App| {
+        app.handle_msg(WorkerMsg::Sample {
+            slot: Slot::Main,
+            msg: SampleMsg::Done(Box::new(frames(4, 10))),
+        })
+    };
+    handle_key(&mut app, ch('g'));
+    done(&mut app);
+    handle_key(&mut app, ch('g'));
+    handle_key(&mut app, ch('g'));
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("already sampling: g again once it has finished")
+    );
+    handle_key(&mut app, ch('e'));
+    let refusal = "sampling is under way: export once it has finished";
+    assert_eq!(notice(&app).as_deref(), Some(refusal));
+    app.tick(PASSING_INFO / 2);
+    assert_eq!(notice(&app).as_deref(), Some(refusal), "still sampling");
+    done(&mut app);
+    app.tick(Duration::from_millis(1));
+    assert_eq!(notice(&app), None, "sampled: e exports now");
+}
+
+#[test]
+fn ddim_steps_on_ddpm_say_that_they_switch_the_sampler() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    app.tab = Tab::Sample;
+    app.settings.sample.ddim = false;
+    let steps = app.settings.sample.ddim_steps;
+    handle_key(&mut app, ch('['));
+    assert!(app.settings.sample.ddim);
+    assert_eq!(
+        app.settings.sample.ddim_steps, steps,
+        "switched, not changed"
+    );
+    assert_eq!(
+        notice(&app),
+        Some(format!(
+            "sampler DDIM {steps} steps (DDPM takes all T steps; k switches back)"
+        ))
+    );
+    handle_key(&mut app, ch('['));
+    assert!(
+        app.settings.sample.ddim_steps < steps,
+        "on DDIM, [ takes fewer"
+    );
+}
+
+#[test]
+fn exported_files_are_named_whole_under_their_folder_at_80x24() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    app.tab = Tab::Sample;
+    let dir = "/home/someone/experiments/ddpm/runs/20261206-082159-cosine/exports";
+    let names = [
+        "samples-step570-ddim50-seed0-n16.png",
+        "samples-step570-ddim50-seed0-n16.gif",
+    ];
+    app.handle_msg(WorkerMsg::Exported(Ok(names
+        .iter()
+        .map(|n| format!("{dir}/{n}").into())
+        .collect())));
+    let screen = render(&app, 80, 24);
+    for name in names {
+        assert!(screen.contains(name), "{name}:\n{screen}");
+    }
+    assert!(screen.contains("cosine/exports/"), "{screen}");
+}
+
+#[test]
 fn compare_frames_say_the_seed_they_were_drawn_with() {
     let (mut app, slots) = compare_sampling();
     let seed = app.settings.sample.seed;

@@ -163,6 +163,7 @@ impl App {
             Topic::Passing => !n.passed(),
             Topic::TrainStart => self.train.run.state == run::RunState::Starting,
             Topic::WhileTraining => !n.passed() && self.any_active(),
+            Topic::WhileSampling => !n.passed() && sampling(&self.sample.status),
             // A set that failed to load stays said; a stand-in that works gives the line back
             // to the keys after a while (the status bar and the Data screen keep saying it).
             Topic::Dataset(name) => {

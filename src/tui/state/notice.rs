@@ -23,6 +23,9 @@ pub enum Topic {
     /// A refusal because runs train (a fixed setting): passing, and gone as soon as no run
     /// trains, when it no longer holds.
     WhileTraining,
+    /// A refusal because the Sample screen samples: passing, and gone as soon as the sampling
+    /// has ended.
+    WhileSampling,
     /// The dataset `name`: while it is the one asked for and it failed or fell back.
     Dataset(String),
     /// Sampling on the Sample screen: while it runs.
@@ -75,6 +78,9 @@ impl Notice {
         } else {
             PASSING_INFO
         };
-        matches!(self.topic, Topic::Passing | Topic::WhileTraining) && self.age >= ttl
+        matches!(
+            self.topic,
+            Topic::Passing | Topic::WhileTraining | Topic::WhileSampling
+        ) && self.age >= ttl
     }
 }

@@ -183,7 +183,15 @@ impl SampleState {
             Command::Export => return self.export(ctx),
             Command::ToggleSampler => s.ddim = !s.ddim,
             Command::DdimSteps(dir) => {
+                // Steps are DDIM's: on DDPM (every one of the T steps), the key switches.
+                let switched = !s.ddim;
                 s.ddim = true;
+                if switched {
+                    return vec![Effect::info(format!(
+                        "sampler DDIM {} steps (DDPM takes all T steps; k switches back)",
+                        s.ddim_steps
+                    ))];
+                }
                 s.ddim_steps = notch(&DDIM_STEPS, s.ddim_steps, dir);
             }
             Command::SampleCount(dir) => s.n = notch(&SAMPLE_COUNTS, s.n, dir),
@@ -215,7 +223,10 @@ impl SampleState {
     /// `g`: samples from `target` with `ctx_settings`.
     fn generate(&mut self, target: SampleTarget, ctx_settings: &SampleSettings) -> Vec<Effect> {
         if matches!(self.status, SampleStatus::Running { .. }) {
-            return Vec::new();
+            return vec![Effect::error_about(
+                Topic::WhileSampling,
+                "already sampling: g again once it has finished",
+            )];
         }
         let run_dir = match target {
             SampleTarget::Run { dir, .. } => dir,
@@ -248,7 +259,8 @@ impl SampleState {
             return Vec::new();
         }
         if matches!(self.status, SampleStatus::Running { .. }) {
-            return vec![Effect::error(
+            return vec![Effect::error_about(
+                Topic::WhileSampling,
                 "sampling is under way: export once it has finished",
             )];
         }
@@ -260,10 +272,12 @@ impl SampleState {
             .join("exports");
         let s = self.drawn_with.as_ref().unwrap_or(&ctx.settings.sample);
         let step = frames.step.map_or(String::new(), |n| format!("step{n}-"));
+        // The number of images too: another count from the same seed is other samples.
+        let n = frames.frames.last().map_or(0, Vec::len);
         let stem = if s.ddim {
-            format!("samples-{step}ddim{}-seed{}", s.ddim_steps, s.seed)
+            format!("samples-{step}ddim{}-seed{}-n{n}", s.ddim_steps, s.seed)
         } else {
-            format!("samples-{step}ddpm-seed{}", s.seed)
+            format!("samples-{step}ddpm-seed{}-n{n}", s.seed)
         };
         let frames = frames.clone();
         self.exporting = true;

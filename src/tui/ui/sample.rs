@@ -302,9 +302,26 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
     }
     let exported = match (&app.sample.exported, app.sample.exporting) {
         (_, true) => vec![Line::styled("exporting…", Style::default().fg(theme::WARN))],
+        // The folder once (shortened in the middle where it does not fit), then each file by
+        // name: whole paths wrapped over lines, and the panel's border cut the last.
         (Some(Ok(paths)), _) => {
-            let mut v = vec![Line::styled("exported:", Style::default().fg(theme::OK))];
-            v.extend(paths.iter().map(|p| Line::from(p.display().to_string())));
+            let w = export.width as usize;
+            let mut v = vec![Line::styled(
+                "exported into",
+                Style::default().fg(theme::OK),
+            )];
+            if let Some(dir) = paths.first().and_then(|p| p.parent()) {
+                v.push(Line::from(super::ellipsize_middle(
+                    &format!("{}/", dir.display()),
+                    w,
+                )));
+            }
+            v.extend(paths.iter().map(|p| {
+                let name = p
+                    .file_name()
+                    .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into());
+                Line::from(super::ellipsize_middle(&name, w))
+            }));
             v
         }
         (Some(Err(e)), _) => vec![Line::styled(

@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use crate::data::{load_dataset, DatasetSpec, ImageSet, LoadOptions, LoadProgress};
 use crate::eval::Scorer;
-use crate::export::{save_denoise_gif, save_grid_png};
+use crate::export::{save_denoising_gif, save_grid_png};
 use crate::runs::{self, RunInfo, StopAt};
 use crate::sampler::SamplerKind;
 use crate::store::{read_metrics_file, RunDir, TrainConfig, METRICS_FILE, QUALITY_FILE};
@@ -217,7 +217,8 @@ fn run_export(req: &ExportRequest) -> anyhow::Result<Vec<PathBuf>> {
     let png = req.out_dir.join(format!("{}.png", req.stem));
     save_grid_png(last, cols, 4, &png)?;
     let gif = req.out_dir.join(format!("{}.gif", req.stem));
-    save_denoise_gif(&req.frames.frames, cols, 3, 40, &gif)?;
+    // As `sample --gif` writes it: a 1000-step DDPM sampling is not 1000 GIF frames.
+    save_denoising_gif(&req.frames.frames, cols, &gif)?;
     Ok(vec![png, gif])
 }
 
@@ -855,6 +856,44 @@ mod tests {
         run(&mut engine, Slot::Main, single.clone());
         assert!(runs::comparison::load_config(&single).unwrap().is_none());
         assert!(!d.path().join(runs::comparison::CONFIG_FILE).exists());
+    }
+
+    /// The lab exports what `sample --gif` writes: a 1000-step DDPM sampling makes a GIF of
+    /// at most `DENOISING_GIF_FRAMES` frames (plus the held last one), not 1000.
+    #[test]
+    fn an_export_of_a_long_sampling_keeps_a_gif_of_60_frames() {
+        use image::AnimationDecoder;
+        let d = tempfile::tempdir().unwrap();
+        let image = |v: u8| crate::imaging::Image8 {
+            width: 4,
+            height: 4,
+            channels: 1,
+            pixels: vec![v; 16],
+        };
+        let frames = Frames {
+            timesteps: (0..=1000).rev().collect(),
+            frames: (0..1001).map(|s| vec![image((s / 4) as u8); 4]).collect(),
+            x0_preds: Vec::new(),
+            quality: Err("not scored".into()),
+            step: Some(10),
+        };
+        let req = ExportRequest {
+            frames,
+            out_dir: d.path().to_path_buf(),
+            stem: "s".into(),
+        };
+        let written = run_export(&req).unwrap();
+        assert_eq!(written, [d.path().join("s.png"), d.path().join("s.gif")]);
+        let file = std::io::BufReader::new(std::fs::File::open(&written[1]).unwrap());
+        let decoded = image::codecs::gif::GifDecoder::new(file)
+            .unwrap()
+            .into_frames()
+            .collect_frames()
+            .unwrap();
+        assert_eq!(
+            decoded.len(),
+            crate::export::gif::DENOISING_GIF_FRAMES + crate::export::gif::hold_repeats(80)
+        );
     }
 
     #[test]
