@@ -202,6 +202,65 @@ fn exported_files_are_named_whole_under_their_folder_at_80x24() {
 }
 
 #[test]
+fn a_run_the_budget_ended_says_so_and_only_asked_checkpoints_are_announced() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 5, 100);
+    let run = std::path::PathBuf::from("runs/r");
+    // A checkpoint of the two-minute rhythm: the Progress box says it, the status line not.
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Checkpointed {
+            step: 5,
+            path: run.join("checkpoints/step-000005"),
+        }],
+    );
+    assert_eq!(notice(&app), None);
+    handle_key(&mut app, ch('c'));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Checkpointed {
+            step: 6,
+            path: run.join("checkpoints/step-000006"),
+        }],
+    );
+    assert_eq!(notice(&app).as_deref(), Some("checkpoint saved at step 6"));
+    // Ended at step 8 of 100 without x: the budget.
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 8,
+            run_dir: Some(run.clone()),
+        }],
+    );
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("the training budget is spent at step 8 of 100: space trains on")
+    );
+    // Stopped with x: no budget to speak of.
+    let (mut app, _) = tui_support::app();
+    load_data(&mut app);
+    start_main_run(&mut app, 5, 100);
+    handle_key(&mut app, ch('x'));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 5,
+            run_dir: Some(run),
+        }],
+    );
+    assert!(
+        !notice(&app).unwrap_or_default().contains("budget"),
+        "{:?}",
+        notice(&app)
+    );
+}
+
+#[test]
 fn compare_frames_say_the_seed_they_were_drawn_with() {
     let (mut app, slots) = compare_sampling();
     let seed = app.settings.sample.seed;

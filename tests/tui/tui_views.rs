@@ -117,10 +117,13 @@ fn train_screen_idle_and_running() {
     feed(&mut app, Slot::Main, fake_run(0, 120, 2000));
     let running = snap_both(&app, "train_running");
     assert!(running.contains("step 120/2000"), "{running}");
-    assert!(running.contains("step 120 · 2 of 8 · ½ scale"), "{running}");
+    assert!(
+        running.contains("step 120 · 2 of 8 shown · ½ scale"),
+        "{running}"
+    );
     let big = render(&app, 160, 48);
     assert!(
-        big.contains("Samples at step 120 · 4 of 8 ─"),
+        big.contains("Samples at step 120 · 4 of 8 shown ─"),
         "1:1 at 160×48:\n{big}"
     );
     // Elapsed (12 s at 0.1 s per step) and the ETA are on screen at 80×24.
@@ -419,6 +422,42 @@ fn runs_of_different_losses_say_which_loss_their_value_is() {
         !screen.contains("l2·v·snr") && !screen.contains("not comparable"),
         "{screen}"
     );
+}
+
+#[test]
+fn runs_marks_the_run_this_lab_trains_now() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let mut runs = records();
+    runs[1].summary.dir = "runs/20260101-000000-linear".into();
+    engine.0.lock().unwrap().records = runs;
+    // The Train screen's run (fake runs train in runs/20260101-000000-linear).
+    start_main_run(&mut app, 3, 400);
+    handle_key(&mut app, ch('6'));
+    app.pump();
+    let row = |app: &App, end: &str| {
+        render(app, 80, 24)
+            .lines()
+            .find(|l| l.contains(end))
+            .unwrap_or_else(|| panic!("{end}"))
+            .to_string()
+    };
+    assert!(
+        row(&app, "000000-linear").contains("│▶  2026"),
+        "{}",
+        row(&app, "000000-linear")
+    );
+    assert!(row(&app, "cosine-long-name").contains("│·  2026"));
+    // Stopped and saved: nothing runs.
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 3,
+            run_dir: Some("runs/20260101-000000-linear".into()),
+        }],
+    );
+    assert!(row(&app, "000000-linear").contains("│·  2026"));
 }
 
 #[test]

@@ -232,6 +232,12 @@ pub const KEY_HELP: &[KeyHelp] = &[
         &[b(ch('r'), C::ReloadDataset)],
     ),
     row(
+        DATA,
+        "space",
+        "on to Train, where space trains a model on this data",
+        &[b(ch(' '), C::GoTo(Tab::Train))],
+    ),
+    row(
         SCHEDULES,
         "← / →",
         "move t by one step",
@@ -591,7 +597,7 @@ pub fn markdown_table() -> String {
 /// Short hints for the status bar of a screen.
 pub fn hints(scope: &str) -> &'static str {
     match scope {
-        "Data" => "d/D dataset · r reload",
+        "Data" => "d/D dataset · r reload · space on to Train",
         "Schedules" => "←/→ t · +/− T · n image",
         "Train" => "space start/pause · x stop · ↑↓←→ edit · b blog · c ckpt · o open",
         "Sample" => "g generate · ←/→ PgUp/PgDn frames · p play · e export",
@@ -663,7 +669,7 @@ mod tests {
         let compare = [Scope::Always, Scope::Global, Scope::Screen(Tab::Compare)];
         assert_eq!(command(&compare, ch('x')), Some(Command::CompareStop));
         assert_eq!(command(&compare, ch('c')), Some(Command::CompareContinue));
-        assert_eq!(help_rows().count(), 36);
+        assert_eq!(help_rows().count(), 37);
         let row = KEY_HELP.iter().find(|r| r.keys == "1-6 / Tab / Shift-Tab");
         assert!(row.is_some_and(|r| r.unshown().is_empty()));
     }

@@ -215,6 +215,10 @@ impl App {
         if self.sample.tick(dt) {
             self.dirty = true;
         }
+        self.train.run.tick(dt);
+        for slot in &mut self.compare.slots {
+            slot.run.tick(dt);
+        }
         if let Some(n) = &mut self.notice {
             n.age += dt;
         }
@@ -241,6 +245,15 @@ impl App {
             .chain(self.compare.slots.iter().map(|s| &s.run))
             .filter(|r| r.checkpoint_step.is_some())
             .filter_map(|r| r.run_dir.clone())
+            .collect()
+    }
+
+    /// The directories of the runs this lab trains now (running, paused, starting or saving).
+    pub fn active_run_dirs(&self) -> Vec<&std::path::Path> {
+        std::iter::once(&self.train.run)
+            .chain(self.compare.slots.iter().map(|s| &s.run))
+            .filter(|r| r.is_active())
+            .filter_map(|r| r.run_dir.as_deref())
             .collect()
     }
 

@@ -86,6 +86,9 @@ pub struct RunProgress {
     pub checkpoint_step: Option<usize>,
     /// Control channel of the worker while it runs.
     pub commands: Option<Sender<TrainCommand>>,
+    /// Training time of the current session by the lab's clock, pauses excluded: what the
+    /// budget (`time_limit_s`) counts.
+    pub session: std::time::Duration,
     /// `(step, training seconds)` of the last [`SPEED_WINDOW`] steps, for the speed.
     recent: std::collections::VecDeque<(usize, f64)>,
     /// The smoothed curve's running sums.
@@ -216,6 +219,7 @@ impl RunProgress {
                 if run_dir.is_some() {
                     self.run_dir = run_dir;
                 }
+                self.session = std::time::Duration::ZERO;
                 self.start_step = start_step;
                 self.total_steps = total_steps;
                 self.steps_per_epoch = steps_per_epoch;
@@ -312,6 +316,24 @@ impl RunProgress {
     pub fn eta_s(&self, batch_size: usize) -> Option<f64> {
         let left = self.total_steps.saturating_sub(self.step());
         self.steps_per_s(batch_size).map(|r| left as f64 / r)
+    }
+
+    /// Advances the session's training time by `dt` while the run trains.
+    pub fn tick(&mut self, dt: std::time::Duration) {
+        if self.is_training() {
+            self.session += dt;
+        }
+    }
+
+    /// Estimated seconds to the end of this session: to the last step at the averaged speed,
+    /// or to the end of `budget` (seconds of training a session) where that comes first (then
+    /// `true`); `None` while not training.
+    pub fn eta_with_budget(&self, batch_size: usize, budget: Option<f64>) -> Option<(f64, bool)> {
+        let to_the_end = self.eta_s(batch_size)?;
+        match budget.map(|b| (b - self.session.as_secs_f64()).max(0.0)) {
+            Some(left) if left < to_the_end => Some((left, true)),
+            _ => Some((to_the_end, false)),
+        }
     }
 
     /// Fraction of the run done, in `[0, 1]`.
@@ -465,6 +487,43 @@ mod tests {
         });
         assert!(!r.unsaved());
         assert_eq!(r.checkpoint_step, Some(2));
+    }
+
+    #[test]
+    fn the_eta_ends_at_the_budget_where_that_comes_first() {
+        use std::time::Duration;
+        let mut r = RunProgress::default();
+        let started = |r: &mut RunProgress| {
+            r.apply(TrainEvent::Started {
+                run_dir: None,
+                start_step: 0,
+                total_steps: 10,
+                steps_per_epoch: 4,
+                num_params: 1000,
+                notices: Vec::new(),
+            })
+        };
+        started(&mut r);
+        r.apply(step(1, 1.0));
+        r.apply(step(2, 0.5));
+        // 8 steps left at 2 a second: 4 s; a 10 s budget does not end first.
+        r.tick(Duration::from_secs(7));
+        assert_eq!(r.eta_with_budget(32, None), Some((4.0, false)));
+        assert_eq!(r.eta_with_budget(32, Some(10.0)), Some((3.0, true)));
+        assert_eq!(r.eta_with_budget(32, Some(60.0)), Some((4.0, false)));
+        // Paused: the budget's clock stops (and there is no ETA).
+        r.apply(TrainEvent::Paused { step: 2 });
+        r.tick(Duration::from_secs(100));
+        assert_eq!(r.eta_with_budget(32, Some(10.0)), None);
+        r.apply(TrainEvent::Resumed { step: 2 });
+        assert_eq!(r.session, Duration::from_secs(7));
+        assert_eq!(r.eta_with_budget(32, Some(8.0)), Some((1.0, true)));
+        // Spent: nothing left, not less than nothing.
+        r.tick(Duration::from_secs(5));
+        assert_eq!(r.eta_with_budget(32, Some(8.0)), Some((0.0, true)));
+        // A new session has its budget whole again.
+        started(&mut r);
+        assert_eq!(r.session, Duration::ZERO);
     }
 
     #[test]

@@ -211,6 +211,9 @@ pub struct TrainState {
     pub own_settings: Option<Box<(TrainSettings, Option<SettingsOrigin>)>>,
     /// The run the last session left, as it is on disk (named while no run is shown).
     pub last_run: Option<crate::tui::workers::RunSummary>,
+    /// `c` asked for a checkpoint: the next one is said in the status line (the periodic ones
+    /// only in the Progress box).
+    pub checkpoint_asked: bool,
 }
 
 impl TrainState {
@@ -245,6 +248,7 @@ impl TrainState {
             Command::TrainToggle => self.toggle(ctx),
             Command::Checkpoint => {
                 if self.run.send(TrainCommand::Checkpoint) {
+                    self.checkpoint_asked = true;
                     vec![Effect::info("checkpoint requested")]
                 } else {
                     vec![Effect::error("no run is training")]
@@ -486,11 +490,24 @@ impl TrainState {
             TrainEvent::Started { notices, .. } => notices.clone(),
             _ => Vec::new(),
         };
+        // Ended short of its steps without x (or a quit) asking: the budget ran out.
+        let budget_spent = match &event {
+            TrainEvent::Finished { step, .. } => (self.run.state != RunState::Stopping
+                && *step < self.run.total_steps)
+                .then_some(*step),
+            _ => None,
+        };
         self.run.apply(event);
         let mut fx: Vec<Effect> = notices.into_iter().map(Effect::info).collect();
-        if checkpoint {
+        if checkpoint && std::mem::take(&mut self.checkpoint_asked) {
             let step = self.run.checkpoint_step.unwrap_or(0);
             fx.push(Effect::info(format!("checkpoint saved at step {step}")));
+        }
+        if let Some(step) = budget_spent {
+            fx.push(Effect::info(format!(
+                "the training budget is spent at step {step} of {}: space trains on",
+                self.run.total_steps
+            )));
         }
         if let Some(m) = failed {
             fx.push(Effect::error(format!("training failed: {m}")));

@@ -170,6 +170,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     let name_w = super::train::name_width(area.width.saturating_sub(2), fixed);
     let visible = visible_rows(area);
     let first = first_row(visible, s.selected);
+    let training = app.active_run_dirs();
     let rows: Vec<Row> = s
         .runs
         .iter()
@@ -177,8 +178,13 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
         .skip(first)
         .take(visible)
         .map(|(i, r)| {
+            // Marked for the chart, else ▶ where this lab trains it now (its saved step and
+            // curve lag behind the Train or Compare screen).
             let mark = match s.mark_of(&r.summary.dir) {
                 Some(m) => Span::styled("■", Style::default().fg(color(m))),
+                None if training.contains(&r.summary.dir.as_path()) => {
+                    Span::styled("▶", Style::default().fg(theme::ACCENT))
+                }
                 None => Span::raw("·"),
             };
             let set = r.summary.settings.as_ref();

@@ -83,7 +83,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         if lr {
             lr_chart(frame, mids[2], app);
         }
-        draw_previews(frame, previews, run, images);
+        draw_previews(
+            frame,
+            previews,
+            run,
+            images,
+            app.settings.train.preview_every,
+        );
     } else {
         // 80×24: the full history (with the learning rate beside it when it varies), loss by
         // timestep across the width, and the previews below.
@@ -102,7 +108,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             loss_chart(frame, top, run, "Loss (full history)", 0);
         }
         bucket_chart(frame, mid, run, &app.settings.train);
-        draw_previews(frame, previews, run, images);
+        draw_previews(
+            frame,
+            previews,
+            run,
+            images,
+            app.settings.train.preview_every,
+        );
     }
 }
 
@@ -282,7 +294,13 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled(format!("{:<9}", "elapsed"), theme::label()),
             Span::raw(theme::duration(last.elapsed_s)),
             Span::styled(" · ETA ", theme::label()),
-            Span::raw(run.eta_s(batch).map_or(idle.into(), theme::duration)),
+            Span::raw(
+                match run.eta_with_budget(batch, app.settings.train.time_limit_s) {
+                    Some((s, true)) => format!("{} (budget)", theme::duration(s)),
+                    Some((s, false)) => theme::duration(s),
+                    None => idle.into(),
+                },
+            ),
         ]));
         let speed = run.images_per_s(batch);
         let mut line = kv(
@@ -497,7 +515,33 @@ fn previews_shown(images: &ImageRenderer, inner: Rect, all: &[crate::imaging::Im
         .unwrap_or(n.min(1))
 }
 
-fn draw_previews(frame: &mut Frame, area: Rect, run: &RunProgress, images: &ImageRenderer) {
+/// When previews come, said in the panel before the first (`every`: the setting).
+fn preview_schedule(every: usize) -> String {
+    let early: Vec<String> = crate::store::config::EARLY_PREVIEWS
+        .iter()
+        .filter(|&&s| s < every)
+        .map(|s| s.to_string())
+        .collect();
+    match (every, early.as_slice()) {
+        (0, _) => "no previews: preview every is off".to_string(),
+        (e, []) => format!("previews appear here while training, every {e} steps"),
+        (e, [.., last]) => format!(
+            "previews appear here while training: at steps {}{last}, then every {e}",
+            early[..early.len() - 1]
+                .iter()
+                .map(|s| format!("{s}, "))
+                .collect::<String>()
+        ),
+    }
+}
+
+fn draw_previews(
+    frame: &mut Frame,
+    area: Rect,
+    run: &RunProgress,
+    images: &ImageRenderer,
+    every: usize,
+) {
     let mut title = match (&run.preview, run.quality.last()) {
         (Some((step, _)), Some((qs, q))) if qs == step => {
             format!(
@@ -506,13 +550,15 @@ fn draw_previews(frame: &mut Frame, area: Rect, run: &RunProgress, images: &Imag
             )
         }
         (Some((step, _)), _) => format!("Samples at step {step}"),
-        (None, _) => "Samples (every N steps)".to_string(),
+        (None, _) => "Samples".to_string(),
     };
     let inner = block("").inner(area);
     let Some((_, all)) = &run.preview else {
         frame.render_widget(block(&title), area);
         frame.render_widget(
-            Paragraph::new("previews appear here while training").style(theme::label()),
+            Paragraph::new(preview_schedule(every))
+                .style(theme::label())
+                .wrap(ratatui::widgets::Wrap { trim: true }),
             inner,
         );
         return;
@@ -521,7 +567,7 @@ fn draw_previews(frame: &mut Frame, area: Rect, run: &RunProgress, images: &Imag
     if let Some(scale) = images.render_grid(frame, inner, &all[..shown]) {
         let mut notes = Vec::new();
         if shown < all.len().min(8) {
-            notes.push(format!("{shown} of {}", all.len().min(8)));
+            notes.push(format!("{shown} of {} shown", all.len().min(8)));
         }
         notes.extend(scale.note());
         if !notes.is_empty() {
@@ -554,11 +600,13 @@ fn quality_trend(all: &[(usize, crate::eval::Quality)], last: &crate::eval::Qual
         .frechet
         .map(|f| format!(" · FD {}", crate::eval::score::fmt_fd(f)))
         .unwrap_or_default();
-    format!(
-        "{:.0}% recognised ({}){fd}",
-        last.recognised * 100.0,
-        history.join("→")
-    )
+    // The earlier scores once there are some (one score is no trend).
+    let trend = if history.len() > 1 {
+        format!(" ({})", history.join("→"))
+    } else {
+        String::new()
+    };
+    format!("{:.0}% recognised{trend}{fd}", last.recognised * 100.0)
 }
 
 /// Width of the run column of a table `inner` wide whose other columns take `others`.
@@ -630,4 +678,26 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
     .header(Row::new(vec!["run", "dataset", "saved", "config"]).style(theme::title()))
     .block(block("Open a run  (↑↓ Enter open · Esc close)"));
     frame.render_widget(table, r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preview_panel_says_when_previews_come() {
+        assert_eq!(
+            preview_schedule(200),
+            "previews appear here while training: at steps 25, 50, 100, then every 200"
+        );
+        assert_eq!(
+            preview_schedule(60),
+            "previews appear here while training: at steps 25, 50, then every 60"
+        );
+        assert_eq!(
+            preview_schedule(10),
+            "previews appear here while training, every 10 steps"
+        );
+        assert_eq!(preview_schedule(0), "no previews: preview every is off");
+    }
 }
