@@ -361,6 +361,18 @@ impl RunProgress {
 mod tests {
     use super::*;
 
+    /// The start of a 10-step run (4 steps an epoch) from `start_step`, in `run_dir`.
+    fn started(run_dir: Option<&str>, start_step: usize) -> TrainEvent {
+        TrainEvent::Started {
+            run_dir: run_dir.map(PathBuf::from),
+            start_step,
+            total_steps: 10,
+            steps_per_epoch: 4,
+            num_params: 1000,
+            notices: Vec::new(),
+        }
+    }
+
     #[test]
     fn runs_read_from_disk_are_smoothed_as_the_screens_smooth_them() {
         let losses = [0.9, 0.5, 0.4, 0.45, 0.3, 0.35, 0.2];
@@ -438,14 +450,7 @@ mod tests {
         for (i, l) in [1.0, 0.5, 9.0, 9.0].into_iter().enumerate() {
             r.apply(step(i + 1, l));
         }
-        r.apply(TrainEvent::Started {
-            run_dir: None,
-            start_step: 2,
-            total_steps: 10,
-            steps_per_epoch: 4,
-            num_params: 1000,
-            notices: Vec::new(),
-        });
+        r.apply(started(None, 2));
         r.apply(step(3, 0.25));
         let mut fresh = RunProgress::default();
         for (i, l) in [1.0, 0.5, 0.25].into_iter().enumerate() {
@@ -460,14 +465,7 @@ mod tests {
     #[test]
     fn follows_a_run() {
         let mut r = RunProgress::default();
-        r.apply(TrainEvent::Started {
-            run_dir: None,
-            start_step: 0,
-            total_steps: 10,
-            steps_per_epoch: 4,
-            num_params: 1000,
-            notices: Vec::new(),
-        });
+        r.apply(started(None, 0));
         assert_eq!(r.state, RunState::Running);
         r.apply(step(1, 1.0));
         r.apply(step(2, 0.0));
@@ -493,17 +491,7 @@ mod tests {
     fn the_eta_ends_at_the_budget_where_that_comes_first() {
         use std::time::Duration;
         let mut r = RunProgress::default();
-        let started = |r: &mut RunProgress| {
-            r.apply(TrainEvent::Started {
-                run_dir: None,
-                start_step: 0,
-                total_steps: 10,
-                steps_per_epoch: 4,
-                num_params: 1000,
-                notices: Vec::new(),
-            })
-        };
-        started(&mut r);
+        r.apply(started(None, 0));
         r.apply(step(1, 1.0));
         r.apply(step(2, 0.5));
         // 8 steps left at 2 a second: 4 s; a 10 s budget does not end first.
@@ -522,21 +510,14 @@ mod tests {
         r.tick(Duration::from_secs(5));
         assert_eq!(r.eta_with_budget(32, Some(8.0)), Some((0.0, true)));
         // A new session has its budget whole again.
-        started(&mut r);
+        r.apply(started(None, 0));
         assert_eq!(r.session, Duration::ZERO);
     }
 
     #[test]
     fn a_failed_run_has_nothing_left_to_save() {
         let mut r = RunProgress::default();
-        r.apply(TrainEvent::Started {
-            run_dir: Some("runs/x".into()),
-            start_step: 0,
-            total_steps: 10,
-            steps_per_epoch: 4,
-            num_params: 1000,
-            notices: Vec::new(),
-        });
+        r.apply(started(Some("runs/x"), 0));
         r.apply(step(1, 1.0));
         r.apply(step(2, 0.5));
         r.apply(TrainEvent::Failed {

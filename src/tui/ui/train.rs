@@ -83,13 +83,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         if lr {
             lr_chart(frame, mids[2], app);
         }
-        draw_previews(
-            frame,
-            previews,
-            run,
-            images,
-            app.settings.train.preview_every,
-        );
+        draw_previews(frame, previews, app, images);
     } else {
         // 80×24: the full history (with the learning rate beside it when it varies), loss by
         // timestep across the width, and the previews below.
@@ -108,13 +102,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             loss_chart(frame, top, run, "Loss (full history)", 0);
         }
         bucket_chart(frame, mid, run, &app.settings.train);
-        draw_previews(
-            frame,
-            previews,
-            run,
-            images,
-            app.settings.train.preview_every,
-        );
+        draw_previews(frame, previews, app, images);
     }
 }
 
@@ -535,13 +523,8 @@ fn preview_schedule(every: usize) -> String {
     }
 }
 
-fn draw_previews(
-    frame: &mut Frame,
-    area: Rect,
-    run: &RunProgress,
-    images: &ImageRenderer,
-    every: usize,
-) {
+fn draw_previews(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
+    let (run, every) = (&app.train.run, app.settings.train.preview_every);
     let mut title = match (&run.preview, run.quality.last()) {
         (Some((step, _)), Some((qs, q))) if qs == step => {
             format!(
