@@ -638,6 +638,7 @@ fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
     let saved_settings = saved.clone();
     let cosine = engine.offer_run(base.join("cosine").to_str().unwrap(), saved.clone(), 40);
     let linear = ddpm_lab::tui::workers::OpenedRun {
+        quality: Vec::new(),
         summary: RunSummary {
             dir: base.join("linear"),
             settings: Some(saved),

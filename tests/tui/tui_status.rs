@@ -260,6 +260,35 @@ fn a_run_the_budget_ended_says_so_and_only_asked_checkpoints_are_announced() {
     );
 }
 
+/// A run opened from disk brings its preview scores: the preview panel says the last with
+/// its trend (the images are not kept).
+#[test]
+fn an_opened_run_shows_its_preview_scores() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    engine.offer_run("runs/old", settings().train, 40);
+    let score = |recognised: f64| ddpm_lab::eval::Quality {
+        n: 64,
+        frechet: Some(41.5),
+        recognised,
+        class_fractions: vec![0.1; 10],
+        mean_confidence: 0.7,
+    };
+    engine.0.lock().unwrap().opened.as_mut().unwrap().quality =
+        vec![(25, score(0.12)), (50, score(0.35)), (100, score(0.52))];
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('o'));
+    app.pump();
+    handle_key(&mut app, key(KeyCode::Enter));
+    app.pump();
+    assert_eq!(app.train.run.quality.len(), 3);
+    let screen = render(&app, 160, 48);
+    assert!(
+        screen.contains("scored at step 100: 52% recognised (12→35→52) · FD 41.5"),
+        "{screen}"
+    );
+}
+
 #[test]
 fn compare_frames_say_the_seed_they_were_drawn_with() {
     let (mut app, slots) = compare_sampling();

@@ -94,6 +94,7 @@ impl FakeEngine {
         let mut rec = self.0.lock().unwrap();
         rec.runs = vec![summary.clone()];
         rec.opened = Some(OpenedRun {
+            quality: Vec::new(),
             summary: summary.clone(),
             history: (1..=step).map(stats).collect(),
         });

@@ -373,6 +373,7 @@ impl CompareState {
             };
             let run = &mut self.slots[i].run;
             run.load_history(&found.history);
+            run.quality = found.quality;
             run.start_step = found.summary.step;
             run.checkpoint_step = (found.summary.step > 0).then_some(found.summary.step);
             run.state = RunState::Opened;
@@ -991,6 +992,7 @@ mod tests {
                 (
                     schedule,
                     crate::tui::workers::OpenedRun {
+                        quality: Vec::new(),
                         summary: crate::tui::workers::RunSummary {
                             dir,
                             settings: Some(settings),

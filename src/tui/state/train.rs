@@ -522,6 +522,7 @@ impl TrainState {
         let run = &mut self.run;
         run.reset();
         run.load_history(&opened.history);
+        run.quality = opened.quality.clone();
         run.start_step = opened.summary.step.max(run.step());
         run.checkpoint_step = Some(run.start_step);
         run.run_dir = Some(dir.clone());

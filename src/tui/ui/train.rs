@@ -538,8 +538,16 @@ fn draw_previews(frame: &mut Frame, area: Rect, app: &App, images: &ImageRendere
     let inner = block("").inner(area);
     let Some((_, all)) = &run.preview else {
         frame.render_widget(block(&title), area);
+        // A run opened from disk keeps its scores, not its preview images.
+        let text = match run.quality.last() {
+            Some((step, q)) if run.state == RunState::Opened => format!(
+                "scored at step {step}: {} (preview images are not kept; g on Sample draws new ones)",
+                quality_trend(&run.quality, q)
+            ),
+            _ => preview_schedule(every),
+        };
         frame.render_widget(
-            Paragraph::new(preview_schedule(every))
+            Paragraph::new(text)
                 .style(theme::label())
                 .wrap(ratatui::widgets::Wrap { trim: true }),
             inner,

@@ -616,6 +616,7 @@ fn read_comparison(base: &Path) -> Result<OpenedComparison, String> {
                     .map(|info| OpenedRun {
                         summary: summary_of(&info),
                         history: Vec::new(),
+                        quality: Vec::new(),
                     })
                     .map_err(|_| e)
             })?;
@@ -694,6 +695,7 @@ fn find_runs(root: &Path) -> Vec<RunSummary> {
 fn read_run(dir: &Path) -> Result<OpenedRun, String> {
     RunInfo::with_history(dir)
         .map(|(info, history)| OpenedRun {
+            quality: quality_history(&info.dir),
             summary: summary_of(&info),
             history,
         })
@@ -717,16 +719,39 @@ fn record_of(info: &RunInfo) -> RunRecord {
 
 /// The last readable score of `quality.jsonl` (torn or foreign lines are skipped).
 pub fn last_quality(dir: &Path) -> Option<(usize, crate::eval::Quality)> {
+    quality_lines(dir)?.into_iter().next_back()
+}
+
+/// Every readable score of `quality.jsonl`, by step (one a step: the last written; torn or
+/// foreign lines are skipped); empty where there is no such file.
+pub fn quality_history(dir: &Path) -> Vec<(usize, crate::eval::Quality)> {
+    let mut all = quality_lines(dir).unwrap_or_default();
+    // Stable: of scores at one step, the last written stays last.
+    all.sort_by_key(|(step, _)| *step);
+    let mut by_step: Vec<(usize, crate::eval::Quality)> = Vec::with_capacity(all.len());
+    for (step, q) in all {
+        match by_step.last_mut() {
+            Some(last) if last.0 == step => last.1 = q,
+            _ => by_step.push((step, q)),
+        }
+    }
+    by_step
+}
+
+/// The readable lines of `quality.jsonl` in file order; `None` without the file.
+fn quality_lines(dir: &Path) -> Option<Vec<(usize, crate::eval::Quality)>> {
     #[derive(serde::Deserialize)]
     struct Line {
         step: usize,
         quality: crate::eval::Quality,
     }
     let text = std::fs::read_to_string(dir.join(QUALITY_FILE)).ok()?;
-    text.lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Line>(l).ok())
-        .map(|l| (l.step, l.quality))
+    Some(
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+            .map(|l| (l.step, l.quality))
+            .collect(),
+    )
 }
 
 fn summary_of(info: &RunInfo) -> RunSummary {
@@ -893,6 +918,40 @@ mod tests {
         assert_eq!(
             decoded.len(),
             crate::export::gif::DENOISING_GIF_FRAMES + crate::export::gif::hold_repeats(80)
+        );
+    }
+
+    /// Scores are read by step, the last written of a step kept, torn lines skipped.
+    #[test]
+    fn a_runs_preview_scores_are_read_by_step() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(quality_history(d.path()).is_empty());
+        let line = |step: usize, recognised: f64| {
+            let q = crate::eval::Quality {
+                n: 8,
+                frechet: None,
+                recognised,
+                class_fractions: vec![0.1; 10],
+                mean_confidence: 0.5,
+            };
+            serde_json::json!({ "step": step, "quality": q }).to_string()
+        };
+        let text = [
+            line(50, 0.2),
+            line(25, 0.1),
+            "{\"step\": 75, \"qual".to_string(),
+            line(50, 0.3),
+        ]
+        .join("\n");
+        std::fs::write(d.path().join(QUALITY_FILE), text).unwrap();
+        let got: Vec<(usize, f64)> = quality_history(d.path())
+            .into_iter()
+            .map(|(s, q)| (s, q.recognised))
+            .collect();
+        assert_eq!(got, [(25, 0.1), (50, 0.3)]);
+        assert_eq!(
+            last_quality(d.path()).map(|(s, q)| (s, q.recognised)),
+            Some((50, 0.3))
         );
     }
 

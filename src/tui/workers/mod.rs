@@ -321,6 +321,8 @@ pub struct OpenedRun {
     pub summary: RunSummary,
     /// Its metrics history (`metrics.jsonl`).
     pub history: Vec<StepStats>,
+    /// Its preview scores (`quality.jsonl`), by step.
+    pub quality: Vec<(usize, crate::eval::Quality)>,
 }
 
 /// A comparison opened from disk: the runs of its schedules that exist there.
