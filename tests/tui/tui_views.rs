@@ -79,7 +79,7 @@ fn schedules_screen_shows_every_final_alpha_bar_at_80x24() {
     }
     let screen = snap_both(&app, "schedules");
     assert!(screen.contains("t = 120"), "{screen}");
-    assert!(screen.contains("x_T keeps 36% signal"), "{screen}");
+    assert!(screen.contains("x_T=0.36·x₀+0.93·ε"), "{screen}");
     let big = render(&app, 160, 48);
     for s in BetaSchedule::ALL {
         let tab = ScheduleTables::new(s, 200).unwrap();

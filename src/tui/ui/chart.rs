@@ -144,7 +144,7 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
     // The x axis spans the series' own first and last points, not those of the thinned-out
     // points drawn (whose x is a bucket's mean).
     let xb = opts.x_bounds.unwrap_or_else(|| bounds(series, |p| p.0));
-    let mut series: Vec<Series> = series
+    let plotted: Vec<Series> = series
         .iter()
         .map(|s| {
             let points: Vec<(f64, f64)> = if opts.y_log {
@@ -157,19 +157,29 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
                 s.points.clone()
             };
             Series {
-                points: downsample(&points, width),
+                points,
                 ..s.clone()
             }
+        })
+        .collect();
+    // The y axis too spans the series' own values: a thinned-out point is a bucket's mean, and
+    // the extremes (cosine's log-SNR at T−1, say) are what the axis is read for.
+    let data_yb = bounds(&plotted, |p| p.1);
+    let mut series: Vec<Series> = plotted
+        .into_iter()
+        .map(|s| Series {
+            points: downsample(&s.points, width),
+            ..s
         })
         .collect();
     let (yb, y_labels) = if opts.y_log {
         let [lo, hi] = opts
             .y_bounds
             .map(|[a, b]| [a.max(f64::MIN_POSITIVE).log10(), b.log10()])
-            .unwrap_or_else(|| bounds(&series, |p| p.1));
+            .unwrap_or(data_yb);
         log_axis(lo, hi)
     } else {
-        let yb = opts.y_bounds.unwrap_or_else(|| bounds(&series, |p| p.1));
+        let yb = opts.y_bounds.unwrap_or(data_yb);
         (
             yb,
             [yb[0], (yb[0] + yb[1]) / 2.0, yb[1]].map(fmt_num).to_vec(),
@@ -280,6 +290,37 @@ mod tests {
             .collect();
         assert_eq!(labels.first(), Some(&"2"), "{screen}");
         assert_eq!(labels.last(), Some(&"200"), "{screen}");
+    }
+
+    #[test]
+    fn the_y_axis_spans_the_extremes_of_a_thinned_out_series() {
+        use ratatui::backend::TestBackend;
+        // A log-SNR-like curve that plunges at its last point, which a bucket's mean hides.
+        let mut points: Vec<(f64, f64)> = (0..200)
+            .map(|i| (i as f64, 9.0 - 0.05 * i as f64))
+            .collect();
+        points[199].1 = -18.9;
+        let curve = Series {
+            name: String::new(),
+            color: Color::White,
+            points,
+        };
+        let mut term = ratatui::Terminal::new(TestBackend::new(30, 10)).unwrap();
+        term.draw(|f| {
+            draw(
+                f,
+                f.area(),
+                &[curve],
+                &ChartOpts {
+                    title: "log SNR".into(),
+                    ..ChartOpts::default()
+                },
+            )
+        })
+        .unwrap();
+        let screen = format!("{}", term.backend());
+        assert!(screen.contains("│-18.90│"), "{screen}");
+        assert!(screen.contains("│9     │"), "{screen}");
     }
 
     #[test]

@@ -118,7 +118,11 @@ fn schedule_lines(tab: &crate::schedule::ScheduleTables, s: &SchedulesState) -> 
     ])];
     if signal > SIGNAL_FLAG {
         lines.push(Line::styled(
-            format!("⚠ x_T keeps {:.0}% signal", signal * 100.0),
+            // The amplitudes, as `schedules` prints them: √ᾱ_T is not a share of the variance.
+            format!(
+                "⚠ x_T={signal:.2}·x₀+{:.2}·ε",
+                (1.0 - signal * signal).max(0.0).sqrt()
+            ),
             Style::default().fg(theme::WARN),
         ));
     }
