@@ -231,7 +231,7 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
 
     // Schedules.
     tmux.keys(&["2"]);
-    tmux.wait_for("x_T keeps", 5);
+    tmux.wait_for("⚠ x_T=", 5);
     tmux.keys(&["Right", "+"]);
     // Train: start, pause, resume until finished.
     tmux.keys(&["3"]);

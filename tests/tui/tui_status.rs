@@ -607,6 +607,21 @@ fn the_session_runs_are_what_the_exit_message_names() {
     );
     // The message reads the runs on disk: a directory that holds no run is left out.
     assert!(ddpm_lab::tui::lab::exit_message(&app.session_runs()).is_empty());
+    // A second run of the Train screen: both are named, and the latest is the one the next
+    // start names.
+    train_main_run_to_the_end(&mut app, "runs/again");
+    assert_eq!(
+        app.session_runs(),
+        vec![
+            std::path::PathBuf::from("runs/done"),
+            std::path::PathBuf::from("runs/again")
+        ]
+    );
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        app.settings_to_keep().last_run,
+        Some(cwd.join("runs/again"))
+    );
 }
 
 /// The run a session trained is remembered (absolute, wherever the next start is from), and

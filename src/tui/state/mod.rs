@@ -238,14 +238,24 @@ impl App {
         self.train.run.is_active() || self.compare.any_active()
     }
 
-    /// The runs this session trained or opened that have a checkpoint on disk: the Train
-    /// screen's run and the Compare runs (what the exit message tells how to go on with).
+    /// The runs this session trained or opened that have a checkpoint on disk: every run of
+    /// the Train screen, oldest first, then the Compare runs (what the exit message tells how to
+    /// go on with).
     pub fn session_runs(&self) -> Vec<PathBuf> {
-        std::iter::once(&self.train.run)
-            .chain(self.compare.slots.iter().map(|s| &s.run))
+        let compare = self
+            .compare
+            .slots
+            .iter()
+            .map(|s| &s.run)
             .filter(|r| r.checkpoint_step.is_some())
-            .filter_map(|r| r.run_dir.clone())
-            .collect()
+            .filter_map(|r| r.run_dir.clone());
+        let mut runs = self.train.session_runs.clone();
+        for dir in compare {
+            if !runs.contains(&dir) {
+                runs.push(dir);
+            }
+        }
+        runs
     }
 
     /// The directories of the runs this lab trains now (running, paused, starting or saving).
@@ -261,8 +271,15 @@ impl App {
     /// opened run replaced them (the run keeps its own on disk).
     pub fn settings_to_keep(&self) -> LabSettings {
         let mut keep = self.settings.clone();
-        // The run to name at the next start, wherever that starts from.
-        if let Some(dir) = self.session_runs().into_iter().next() {
+        // The run to name at the next start, wherever that starts from: the Train screen's
+        // latest, else a Compare run.
+        if let Some(dir) = self
+            .train
+            .session_runs
+            .last()
+            .cloned()
+            .or_else(|| self.session_runs().into_iter().next())
+        {
             keep.last_run = Some(std::path::absolute(&dir).unwrap_or(dir));
         }
         if let Some(own) = &self.train.own_settings {

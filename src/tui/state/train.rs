@@ -214,6 +214,9 @@ pub struct TrainState {
     /// `c` asked for a checkpoint: the next one is said in the status line (the periodic ones
     /// only in the Progress box).
     pub checkpoint_asked: bool,
+    /// Every run the Train screen trained or opened this session that has a checkpoint, oldest
+    /// first (the one shown now among them): what the exit message names.
+    pub session_runs: Vec<PathBuf>,
 }
 
 impl TrainState {
@@ -498,6 +501,7 @@ impl TrainState {
             _ => None,
         };
         self.run.apply(event);
+        self.remember_run();
         let mut fx: Vec<Effect> = notices.into_iter().map(Effect::info).collect();
         if checkpoint && std::mem::take(&mut self.checkpoint_asked) {
             let step = self.run.checkpoint_step.unwrap_or(0);
@@ -515,6 +519,15 @@ impl TrainState {
         fx
     }
 
+    /// Adds the run shown to [`Self::session_runs`] once it has a checkpoint.
+    fn remember_run(&mut self) {
+        if let (Some(dir), Some(_)) = (&self.run.run_dir, self.run.checkpoint_step) {
+            if !self.session_runs.contains(dir) {
+                self.session_runs.push(dir.clone());
+            }
+        }
+    }
+
     /// Shows a run read from disk: its history, and its configuration, which becomes the
     /// settings; the run is then followed on disk, and the Sample screen draws from it.
     pub fn open(&mut self, opened: OpenedRun, ctx: &mut Ctx) -> Vec<Effect> {
@@ -527,6 +540,9 @@ impl TrainState {
         run.checkpoint_step = Some(run.start_step);
         run.run_dir = Some(dir.clone());
         run.state = RunState::Opened;
+        if !self.session_runs.contains(&dir) {
+            self.session_runs.push(dir.clone());
+        }
         let mut fx = Vec::new();
         if let Some(s) = &opened.summary.settings {
             run.total_steps = s.steps;
