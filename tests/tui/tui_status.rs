@@ -595,6 +595,38 @@ fn compare_samples_name_their_checkpoint_step_where_they_fit() {
     assert!(narrow.contains("linear t=3"), "{narrow}");
 }
 
+/// The status bar gives the parameters of the run training, not of an ended run whose model
+/// the settings no longer name.
+#[test]
+fn the_status_bar_names_parameters_only_of_the_model_the_settings_name() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    let status = |app: &App| {
+        let screen = render(app, 160, 40);
+        screen.lines().rev().nth(1).unwrap_or_default().to_string()
+    };
+    start_main_run(&mut app, 3, 10);
+    assert!(
+        status(&app).contains("model quick (123.5k)"),
+        "{}",
+        status(&app)
+    );
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Finished {
+            step: 10,
+            run_dir: Some("runs/r".into()),
+        }],
+    );
+    handle_key(&mut app, ch('b'));
+    let after = status(&app);
+    assert!(
+        after.contains("model blog") && !after.contains("123.5k"),
+        "{after}"
+    );
+}
+
 #[test]
 fn the_session_runs_are_what_the_exit_message_names() {
     let (mut app, _engine) = app();

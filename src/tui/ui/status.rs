@@ -11,6 +11,7 @@ use super::image::ImageRenderer;
 use super::theme;
 use crate::tui::event::keys::hints;
 use crate::tui::state::notice::Topic;
+use crate::tui::state::run::RunState;
 use crate::tui::state::sample::SampleStatus;
 use crate::tui::state::{App, Lifecycle};
 
@@ -41,7 +42,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         ]
     };
     let mut model = kv("model ", t.model_name());
-    if run.num_params > 0 {
+    // The run's parameters, where it is the model the settings name (training or opened); a
+    // run that has ended may have another model than the settings now do (after b, say).
+    if run.num_params > 0 && (run.is_active() || run.state == RunState::Opened) {
         model.push(Span::raw(format!(" ({})", theme::count(run.num_params))));
     }
     // In display order, with the order in which they give way on a narrow terminal (80
