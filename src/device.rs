@@ -79,6 +79,19 @@ impl FromStr for DeviceSpec {
 }
 
 impl DeviceSpec {
+    /// The devices this binary is built for: the CPU, then CUDA and Metal where their cargo
+    /// features are on (whether the machine has them is for [`Self::open`] to say).
+    pub fn built_for() -> Vec<DeviceSpec> {
+        let mut all = vec![DeviceSpec::Cpu];
+        if cfg!(feature = "cuda") {
+            all.push(DeviceSpec::Cuda(0));
+        }
+        if cfg!(feature = "metal") {
+            all.push(DeviceSpec::Metal);
+        }
+        all
+    }
+
     /// Opens the device, or says which cargo feature the binary lacks.
     pub fn open(self) -> anyhow::Result<Device> {
         match self {

@@ -627,6 +627,30 @@ fn the_status_bar_names_parameters_only_of_the_model_the_settings_name() {
     );
 }
 
+/// A binary built for the CPU alone offers no GPU to train on (it offered cuda, which then
+/// failed to start), and says how to build one that does.
+#[test]
+fn the_device_setting_offers_what_the_binary_is_built_for() {
+    use ddpm_lab::device::DeviceSpec;
+    use ddpm_lab::tui::state::train::Field;
+    let (mut app, _) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    app.train.field = Field::ALL.iter().position(|f| *f == Field::Device).unwrap();
+    handle_key(&mut app, key(KeyCode::Right));
+    let built = DeviceSpec::built_for();
+    assert_eq!(app.settings.train.device, built[1 % built.len()]);
+    if built.len() == 1 {
+        assert!(
+            notice(&app)
+                .unwrap_or_default()
+                .contains("runs on the CPU only"),
+            "{:?}",
+            notice(&app)
+        );
+    }
+}
+
 #[test]
 fn the_session_runs_are_what_the_exit_message_names() {
     let (mut app, _engine) = app();

@@ -159,11 +159,8 @@ impl Field {
                 let m = notch(&[0, 2, 5, 10, 20, 30, 60, 120], cur, dir);
                 s.time_limit_s = (m > 0).then_some(m as f64 * 60.0);
             }
-            Field::Device => {
-                const DEVICES: [DeviceSpec; 3] =
-                    [DeviceSpec::Cpu, DeviceSpec::Cuda(0), DeviceSpec::Metal];
-                s.device = cycle(&DEVICES, s.device, dir)
-            }
+            // Only what the binary can run on: a CPU build offered cuda, then failed to start.
+            Field::Device => s.device = cycle(&DeviceSpec::built_for(), s.device, dir),
             Field::Seed => s.seed = (s.seed as i64 + dir as i64).max(0) as u64,
             Field::Preview => {
                 s.preview_every = notch(&[0, 50, 100, 200, 469, 500, 1000], s.preview_every, dir)
@@ -409,6 +406,11 @@ impl TrainState {
             )];
         }
         field.adjust(&mut ctx.settings.train, dir);
+        if field == Field::Device && DeviceSpec::built_for().len() == 1 {
+            return vec![Effect::info(
+                "this binary runs on the CPU only: cargo install --path . --features cuda (or metal) builds one for a GPU",
+            )];
+        }
         if field == Field::Timesteps {
             vec![Effect::Timesteps(ctx.settings.train.timesteps)]
         } else {
@@ -625,8 +627,11 @@ mod tests {
         Field::Lr.adjust(&mut s, 1);
         assert_eq!(s.lr, 2e-3);
         assert_eq!(Field::Lr.value(&s), "2e-3");
+        // The devices of this build only (the CPU alone without the cuda and metal features).
+        let built = DeviceSpec::built_for();
         Field::Device.adjust(&mut s, 1);
-        assert_eq!(s.device, DeviceSpec::Cuda(0));
+        assert_eq!(s.device, built[1 % built.len()]);
+        s.device = DeviceSpec::Cpu;
         s.seed = 0;
         Field::Seed.adjust(&mut s, -1);
         assert_eq!(s.seed, 0);
