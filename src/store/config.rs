@@ -255,6 +255,23 @@ impl TrainConfig {
         )]
     }
 
+    /// What a run resumed at `step` with this configuration should be told where its stop step
+    /// is no longer the one of `before` (the configuration it was trained with) and its cosine
+    /// decay is planned to the stop step: the learning rate changes course there. `None` where
+    /// nothing changes.
+    pub fn decay_change_notice(&self, before: &TrainConfig, step: usize) -> Option<String> {
+        if !self.lr_cosine_decay || self.steps == before.steps || step == 0 || step >= self.steps {
+            return None;
+        }
+        let (was, now) = (before.learning_rate(step - 1), self.learning_rate(step));
+        Some(format!(
+            "the cosine decay now runs to step {} (it ran to {}): the lr goes from {was:.2e} at step {step} to {now:.2e} at step {}",
+            self.steps,
+            before.steps,
+            step + 1
+        ))
+    }
+
     /// The schedule tables of this run.
     pub fn tables(&self) -> Result<ScheduleTables> {
         Ok(ScheduleTables::new(self.schedule, self.timesteps)?)
@@ -354,6 +371,39 @@ mod tests {
             };
             assert!(long.learning_rate_notices(0).is_empty(), "{steps}");
         }
+    }
+
+    #[test]
+    fn a_resume_that_moves_the_stop_step_says_where_the_decay_changes_course() {
+        let before = TrainConfig {
+            lr: 2e-3,
+            steps: 500,
+            warmup_steps: 50,
+            lr_cosine_decay: true,
+            ..TrainConfig::default()
+        };
+        let longer = TrainConfig {
+            steps: 1000,
+            ..before.clone()
+        };
+        let said = longer.decay_change_notice(&before, 133).unwrap();
+        let (was, now) = (before.learning_rate(132), longer.learning_rate(133));
+        assert!(
+            now > was,
+            "a later stop step raises the rate: {was} → {now}"
+        );
+        assert_eq!(
+            said,
+            format!("the cosine decay now runs to step 1000 (it ran to 500): the lr goes from {was:.2e} at step 133 to {now:.2e} at step 134")
+        );
+        // The same stop step, a constant rate, or nothing left to train: nothing to say.
+        assert_eq!(before.decay_change_notice(&before, 133), None);
+        let constant = TrainConfig {
+            lr_cosine_decay: false,
+            ..longer.clone()
+        };
+        assert_eq!(constant.decay_change_notice(&before, 133), None);
+        assert_eq!(longer.decay_change_notice(&before, 1000), None);
     }
 
     #[test]

@@ -226,6 +226,7 @@ impl Trainer {
         let lock = RunLock::acquire(run.path())?;
         let ck = run.checkpoint_to_resume(run_dir)?;
         let mut cfg = ck.load_config()?;
+        let trained_with = cfg.clone();
         if let Some(s) = opts.steps {
             cfg.steps = s;
         }
@@ -293,6 +294,7 @@ impl Trainer {
             ));
         }
         notices.extend(cfg.learning_rate_notices(state.step));
+        notices.extend(cfg.decay_change_notice(&trained_with, state.step));
         run.truncate_log(store::METRICS_FILE, state.step)?;
         run.truncate_log(store::QUALITY_FILE, state.step)?;
         Ok(Self {
