@@ -23,10 +23,12 @@ fn starting_goes_once_the_run_trains() {
     load_data(&mut app);
     app.tab = Tab::Train;
     handle_key(&mut app, ch(' '));
-    assert_eq!(notice(&app).as_deref(), Some("starting…"));
+    // The new run by name (space after an opened run may start a new one or continue it).
+    let starting = "starting a new run, 20260101-000000-linear…";
+    assert_eq!(notice(&app).as_deref(), Some(starting));
     // Minutes of building the model: the message stays while the run starts.
     app.tick(Duration::from_secs(120));
-    assert_eq!(notice(&app).as_deref(), Some("starting…"));
+    assert_eq!(notice(&app).as_deref(), Some(starting));
     feed(&mut app, Slot::Main, fake_run(0, 1, 100));
     assert_eq!(notice(&app), None, "the run trains: nothing is starting");
 }

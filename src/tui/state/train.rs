@@ -371,16 +371,23 @@ impl TrainState {
     ) -> Vec<Effect> {
         match started {
             Ok(commands) => {
+                // Named: after an opened or finished run, space may start a new one (other
+                // settings) or continue that one, and the line says which.
+                let name = run_dir
+                    .as_deref()
+                    .and_then(|d| d.file_name())
+                    .map(|n| n.to_string_lossy().into_owned());
                 self.run.commands = Some(commands);
                 self.run.state = RunState::Starting;
                 self.run.run_dir = run_dir;
                 self.opened = false;
                 vec![Effect::info_about(
                     Topic::TrainStart,
-                    if resume {
-                        "continuing the run…"
-                    } else {
-                        "starting…"
+                    match (resume, name) {
+                        (true, Some(n)) => format!("continuing {n}…"),
+                        (true, None) => "continuing the run…".to_string(),
+                        (false, Some(n)) => format!("starting a new run, {n}…"),
+                        (false, None) => "starting…".to_string(),
                     },
                 )]
             }
