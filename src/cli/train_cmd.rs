@@ -91,7 +91,8 @@ pub struct TrainArgs {
     /// Min-SNR-γ loss weighting (e.g. 5)
     #[arg(long)]
     pub min_snr_gamma: Option<f64>,
-    /// Stop after this much training time (e.g. 10m, 90s, 1h), with a checkpoint
+    /// Stop after this much time training in this session (e.g. 10m, 90s, 1h; checkpoints
+    /// and previews count), with a checkpoint
     #[arg(long, value_parser = parse_duration)]
     pub time_limit: Option<f64>,
     /// Write a checkpoint every N steps (0 = none by steps; the end and --checkpoint-interval
