@@ -37,6 +37,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Train a UNet (progress bar, or JSON lines with --json)
+    // `--steps -5` is a bad value (said as such), not an unknown flag `-5`.
+    #[command(allow_negative_numbers = true)]
     Train(Box<train_cmd::TrainArgs>),
     /// Generate images from a trained run: PNG grid and denoising GIF
     Sample(sample_cmd::SampleArgs),

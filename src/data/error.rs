@@ -77,10 +77,10 @@ pub enum DataError {
         path: PathBuf,
     },
 
-    /// Offline (HF_HUB_OFFLINE=1 or --offline) and the dataset is not in the cache.
+    /// Offline (HF_HUB_OFFLINE=1, or `data --offline`) and the dataset is not in the cache.
     #[error(
         "{repo} ({file}) is not in the Hugging Face cache at {} and offline mode is on \
-         (HF_HUB_OFFLINE=1 or --offline): turn offline mode off and {advice}",
+         (HF_HUB_OFFLINE=1, or `data --offline`): turn offline mode off and {advice}",
         cache_dir.display()
     )]
     NotCached {

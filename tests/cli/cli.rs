@@ -229,6 +229,14 @@ fn bad_input_gets_a_clear_error() {
     assert!(err.contains("--frobnicate"), "{err}");
     let err = fails(&ddpm(&["train", "--schedule", "cosinus"], d));
     assert!(err.contains("cosinus"), "{err}");
+    // A negative number is a bad value of its flag, not an unknown flag `-5`.
+    let err = fails(&ddpm(&["train", "--steps", "-5"], d));
+    assert!(err.contains("invalid value '-5' for '--steps"), "{err}");
+    let err = fails(&ddpm(&["train", "--dataset", "shapes", "--lr", "-1"], d));
+    assert!(
+        err.contains("--lr must be a positive number, got -1"),
+        "{err}"
+    );
     // A list flag given twice is refused like any other flag (not the two lists joined).
     let err = fails(&ddpm(
         &["train", "--dim-mults", "1,2", "--dim-mults", "4"],
