@@ -557,8 +557,8 @@ fn draw_previews(frame: &mut Frame, area: Rect, app: &App, images: &ImageRendere
     let shown = previews_shown(images, inner, all);
     if let Some(scale) = images.render_grid(frame, inner, &all[..shown]) {
         let mut notes = Vec::new();
-        if shown < all.len().min(8) {
-            notes.push(format!("{shown} of {} shown", all.len().min(8)));
+        if shown < all.len() {
+            notes.push(format!("{shown} of {} shown", all.len()));
         }
         notes.extend(scale.note());
         if !notes.is_empty() {
