@@ -291,6 +291,24 @@ fn an_opened_run_shows_its_preview_scores() {
     );
 }
 
+/// Where the budget ends the run before its stop step, the ETA says so, and where the line has
+/// room, near which step.
+#[test]
+fn the_eta_says_where_the_budget_ends_the_run() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    app.settings.train.time_limit_s = Some(120.0);
+    start_main_run(&mut app, 30, 5000);
+    // 10 steps a second (0.1 s each); 110 s of this session's budget gone: 10 s left.
+    app.tick(Duration::from_secs(110));
+    for (w, h) in [(80, 24), (160, 48)] {
+        let screen = render(&app, w, h);
+        for said in ["ETA 10s (budget)", "budget   ends near step 130 of 5000"] {
+            assert!(screen.contains(said), "{w}×{h}: {said}:\n{screen}");
+        }
+    }
+}
+
 #[test]
 fn compare_frames_say_the_seed_they_were_drawn_with() {
     let (mut app, slots) = compare_sampling();

@@ -278,18 +278,26 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
             RunState::Paused => "paused",
             _ => "—",
         };
+        let budget = run.eta_with_budget(batch, app.settings.train.time_limit_s);
         lines.push(Line::from(vec![
             Span::styled(format!("{:<9}", "elapsed"), theme::label()),
             Span::raw(theme::duration(last.elapsed_s)),
             Span::styled(" · ETA ", theme::label()),
-            Span::raw(
-                match run.eta_with_budget(batch, app.settings.train.time_limit_s) {
-                    Some((s, true)) => format!("{} (budget)", theme::duration(s)),
-                    Some((s, false)) => theme::duration(s),
-                    None => idle.into(),
-                },
-            ),
+            Span::raw(match budget {
+                Some((s, true)) => format!("{} (budget)", theme::duration(s)),
+                Some((s, false)) => theme::duration(s),
+                None => idle.into(),
+            }),
         ]));
+        // Where the budget ends the run, short of its stop step (a cosine decay planned to
+        // the stop step is cut short there): before the speed, which it is worked out from.
+        if let (Some((s, true)), Some(r)) = (budget, run.steps_per_s(batch)) {
+            let near = run.step() + (s * r).round() as usize;
+            lines.push(kv(
+                "budget",
+                format!("ends near step {near} of {}", run.total_steps),
+            ));
+        }
         let speed = run.images_per_s(batch);
         let mut line = kv(
             "speed",
