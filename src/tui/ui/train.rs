@@ -42,11 +42,15 @@ pub fn config_area(body: Rect) -> Rect {
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let [left, right] =
         Layout::horizontal([Constraint::Length(42), Constraint::Min(30)]).areas(area);
-    let [cfg, progress] = Layout::vertical([
-        Constraint::Length(Field::ALL.len() as u16 + 3),
-        Constraint::Min(6),
-    ])
-    .areas(left);
+    // The recipe's extra settings get rows of their own where the Progress box keeps room
+    // for all its lines (at 80×24 the one spare row shows the first).
+    let fields = Field::ALL.len() as u16 + 3;
+    let extras = recipe_extras(&app.settings.train).len() as u16;
+    let cfg_height = (fields + extras.saturating_sub(1))
+        .min(left.height.saturating_sub(12))
+        .max(fields);
+    let [cfg, progress] =
+        Layout::vertical([Constraint::Length(cfg_height), Constraint::Min(6)]).areas(left);
     draw_config(frame, cfg, app);
     draw_progress(frame, progress, app);
     let run = &app.train.run;
@@ -141,6 +145,31 @@ fn lr_chart(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
+/// The settings a recipe sets that the Configuration keys do not change, as `(label, value)`,
+/// most telling first; empty where the recipe sets none (the blog's).
+fn recipe_extras(s: &crate::tui::settings::TrainSettings) -> Vec<(&'static str, String)> {
+    let mut v = Vec::new();
+    if let Some(g) = s.min_snr_gamma {
+        v.push(("min-SNR γ", format!("{g} (loss weighting)")));
+    }
+    if s.warmup_steps > 0 {
+        v.push(("lr warm-up", format!("{} steps", s.warmup_steps)));
+    }
+    if s.lr_cosine_decay {
+        v.push(("lr decay", "cosine, to the stop step".to_string()));
+    }
+    if let Some(d) = s.ema_decay {
+        v.push((
+            "EMA",
+            format!("{d}{}", if s.ema_warmup { " (warmed up)" } else { "" }),
+        ));
+    }
+    if let Some(c) = s.grad_clip {
+        v.push(("grad clip", format!("{c}")));
+    }
+    v
+}
+
 fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
     let editable = app.train.editable();
     let title = if editable {
@@ -161,6 +190,14 @@ fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
             }
         })
         .collect();
+    // What the recipe sets that the keys do not (shown, not edited), where the box has room:
+    // min-SNR first, since the loss chart is weighted by it.
+    let mut rows = rows;
+    rows.extend(
+        recipe_extras(s)
+            .into_iter()
+            .map(|(k, v)| Row::new(vec![k.to_string(), v]).style(theme::label())),
+    );
     let table = Table::new(rows, [Constraint::Length(13), Constraint::Min(10)]).block(block(title));
     frame.render_widget(table, area);
     let hint = Rect::new(
