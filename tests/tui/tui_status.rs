@@ -671,6 +671,25 @@ fn the_device_setting_offers_what_the_binary_is_built_for() {
     }
 }
 
+/// A dataset given as a long path is shortened in the status bar; the device stays on it.
+#[test]
+fn a_long_dataset_path_leaves_the_device_on_the_status_bar() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    app.data.requested = "/home/someone/datasets/fashion-mnist-idx-files".into();
+    let status = render(&app, 80, 24)
+        .lines()
+        .rev()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert!(status.contains("device cpu"), "{status}");
+    assert!(
+        status.contains("…") && status.contains("idx-files"),
+        "{status}"
+    );
+}
+
 #[test]
 fn the_session_runs_are_what_the_exit_message_names() {
     let (mut app, _engine) = app();

@@ -18,7 +18,9 @@ use crate::tui::state::{App, Lifecycle};
 /// Draws the two status lines.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let t = &app.settings.train;
-    let data = app.data.label();
+    // A dataset given as a long path is shortened in the middle (its end names it), not
+    // let push the device off the line.
+    let data = super::ellipsize_middle(&app.data.label(), 36);
     let run = &app.train.run;
     let mut run_text = run.state_label().to_string();
     if run.total_steps > 0 {
