@@ -621,10 +621,7 @@ fn compare_samples_name_their_checkpoint_step_where_they_fit() {
 fn the_status_bar_names_parameters_only_of_the_model_the_settings_name() {
     let (mut app, _) = app();
     load_data(&mut app);
-    let status = |app: &App| {
-        let screen = render(app, 160, 40);
-        screen.lines().rev().nth(1).unwrap_or_default().to_string()
-    };
+    let status = |app: &App| status_bar(app, 160, 40);
     start_main_run(&mut app, 3, 10);
     assert!(
         status(&app).contains("model quick (123.5k)"),
@@ -677,12 +674,7 @@ fn a_long_dataset_path_leaves_the_device_on_the_status_bar() {
     let (mut app, _) = app();
     load_data(&mut app);
     app.data.requested = "/home/someone/datasets/fashion-mnist-idx-files".into();
-    let status = render(&app, 80, 24)
-        .lines()
-        .rev()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let status = status_bar(&app, 80, 24);
     assert!(status.contains("device cpu"), "{status}");
     assert!(
         status.contains("…") && status.contains("idx-files"),
@@ -794,10 +786,7 @@ fn the_status_bar_names_the_gpu_where_it_fits() {
     load_data(&mut app);
     app.settings.train.device = DeviceSpec::Cuda(0);
     app.device_names = vec![(DeviceSpec::Cuda(0), "NVIDIA H200 · 140 GiB".into())];
-    let status = |app: &App, w: u16, h: u16| {
-        let screen = render(app, w, h);
-        screen.lines().rev().nth(1).unwrap_or_default().to_string()
-    };
+    let status = status_bar;
     let wide = status(&app, 160, 40);
     assert!(
         wide.contains("device cuda · NVIDIA H200 · 140 GiB"),

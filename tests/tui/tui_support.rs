@@ -419,3 +419,13 @@ pub fn ctrl_c() -> crossterm::event::KeyEvent {
 }
 
 pub const ALL: [BetaSchedule; 4] = BetaSchedule::ALL;
+
+/// The status bar (the line above the key hints) of the app drawn at `w`×`h`.
+pub fn status_bar(app: &App, w: u16, h: u16) -> String {
+    render(app, w, h)
+        .lines()
+        .rev()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
