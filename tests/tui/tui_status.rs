@@ -157,6 +157,22 @@ fn sample_screen_refusals_while_sampling_go_when_it_ends() {
 }
 
 #[test]
+fn s_and_shift_s_step_the_seed_both_ways() {
+    let (mut app, _) = app();
+    load_data(&mut app);
+    for tab in [Tab::Sample, Tab::Compare] {
+        app.tab = tab;
+        app.settings.sample.seed = 0;
+        handle_key(&mut app, ch('S'));
+        assert_eq!(app.settings.sample.seed, 0, "{tab:?}: not below 0");
+        handle_key(&mut app, ch('s'));
+        handle_key(&mut app, ch('s'));
+        handle_key(&mut app, ch('S'));
+        assert_eq!(app.settings.sample.seed, 1, "{tab:?}");
+    }
+}
+
+#[test]
 fn ddim_steps_on_ddpm_say_that_they_switch_the_sampler() {
     let (mut app, _) = app();
     load_data(&mut app);

@@ -343,13 +343,14 @@ pub const KEY_HELP: &[KeyHelp] = &[
     ),
     row(
         SAMPLE,
-        "+ / −  ·  s",
-        "more / fewer images  ·  next seed",
+        "+ / −  ·  s / S",
+        "more / fewer images  ·  next / previous seed",
         &[
             b(ch('+'), C::SampleCount(1)),
             b(ch('='), C::SampleCount(1)),
             b(ch('-'), C::SampleCount(-1)),
-            b(ch('s'), C::NewSeed),
+            b(ch('s'), C::NewSeed(1)),
+            b(ch('S'), C::NewSeed(-1)),
         ],
     ),
     row(
@@ -410,9 +411,13 @@ pub const KEY_HELP: &[KeyHelp] = &[
     ),
     row(
         COMPARE,
-        "g  ·  s",
-        "sample every run from the same noise  ·  next seed",
-        &[b(ch('g'), C::Generate), b(ch('s'), C::NewSeed)],
+        "g  ·  s / S",
+        "sample every run from the same noise  ·  next / previous seed",
+        &[
+            b(ch('g'), C::Generate),
+            b(ch('s'), C::NewSeed(1)),
+            b(ch('S'), C::NewSeed(-1)),
+        ],
     ),
     row(
         COMPARE,

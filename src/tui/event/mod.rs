@@ -79,8 +79,8 @@ pub enum Command {
     DdimSteps(i32),
     /// Sample: more / fewer images.
     SampleCount(i32),
-    /// Sample: another seed.
-    NewSeed,
+    /// Sample, Compare: the next (`1`) or previous (`-1`) seed.
+    NewSeed(i32),
     /// Compare: start / pause / resume the four runs.
     CompareToggle,
     /// Compare: checkpoint and end the comparison's runs.

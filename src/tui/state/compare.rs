@@ -220,9 +220,9 @@ impl CompareState {
             Command::FirstFrame => self.cursor.home(),
             Command::LastFrame => self.cursor.end(),
             Command::TogglePlay => self.cursor.toggle_play(),
-            Command::NewSeed => {
+            Command::NewSeed(dir) => {
                 let s = &mut ctx.settings.sample;
-                s.seed = s.seed.wrapping_add(1);
+                s.seed = super::sample::next_seed(s.seed, dir);
                 return vec![Effect::info(format!(
                     "sampling seed {}: g samples all four with it",
                     s.seed

@@ -167,6 +167,15 @@ pub enum SampleTarget {
     Nothing,
 }
 
+/// The seed after `seed` in direction `dir` (`s` up, `S` down, not below 0).
+pub fn next_seed(seed: u64, dir: i32) -> u64 {
+    if dir < 0 {
+        seed.saturating_sub(1)
+    } else {
+        seed.wrapping_add(1)
+    }
+}
+
 impl SampleState {
     /// Handles a command of the Sample screen; `target` is what it draws from.
     pub fn handle(&mut self, cmd: Command, target: SampleTarget, ctx: &mut Ctx) -> Vec<Effect> {
@@ -195,7 +204,7 @@ impl SampleState {
                 s.ddim_steps = notch(&DDIM_STEPS, s.ddim_steps, dir);
             }
             Command::SampleCount(dir) => s.n = notch(&SAMPLE_COUNTS, s.n, dir),
-            Command::NewSeed => s.seed = s.seed.wrapping_add(1),
+            Command::NewSeed(dir) => s.seed = next_seed(s.seed, dir),
             _ => {}
         }
         Vec::new()
