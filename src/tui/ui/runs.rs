@@ -105,13 +105,13 @@ pub fn run_at(table: Rect, y: u16, n: usize, selected: usize) -> Option<usize> {
 /// The score column: share recognised, with the Fréchet distance where wide.
 fn score(r: &RunRecord, wide: bool) -> String {
     match &r.quality {
-        Some((_, q)) if wide => match q.frechet {
+        Some((step, q)) if wide => match q.frechet {
             Some(fd) => format!(
-                "{:.0}% · FD {}",
+                "{:.0}% · FD {} (step {step})",
                 q.recognised * 100.0,
                 crate::eval::score::fmt_fd(fd)
             ),
-            None => format!("{:.0}%", q.recognised * 100.0),
+            None => format!("{:.0}% (step {step})", q.recognised * 100.0),
         },
         Some((_, q)) => format!("{:.0}%", q.recognised * 100.0),
         None => "—".into(),
@@ -157,7 +157,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     let root = app.settings.runs_root();
     let wide = area.width >= 120;
     // mark, schedule, model, steps, loss, score (+ dataset when wide), with their spacing.
-    let (score_w, data_w) = if wide { (14u16, 14u16) } else { (5, 0) };
+    let (score_w, data_w) = if wide { (24u16, 14u16) } else { (5, 0) };
     // Runs trained on different losses name theirs beside the value.
     let kinds = loss_kinds(s.runs.iter());
     let mixed = kinds.len() > 1;
@@ -234,7 +234,10 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
         Constraint::Length(loss_w),
         Constraint::Min(score_w),
     ]);
-    header.extend(["schedule", "model", "saved", "loss", "score"]);
+    // The score is the latest preview's (share recognised, and the Fréchet distance where
+    // there is room): it lags the Sample screen's, drawn from the newest checkpoint.
+    let score_title = if wide { "preview score" } else { "score" };
+    header.extend(["schedule", "model", "saved", "loss", score_title]);
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(theme::title()))
         .block(block(title));
