@@ -124,6 +124,16 @@ fn lr_chart(frame: &mut Frame, area: Rect, app: &App) {
         })
         .collect();
     let hi = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    // In units of the rate's power of ten (`lr ×1e-3`: 0, 1, 2): the chart is narrow, and
+    // labels such as `1.1e-4` were cut to `1.1e-`.
+    let exp = if hi > 0.0 {
+        hi.log10().floor() as i32
+    } else {
+        0
+    };
+    let unit = 10f64.powi(exp);
+    let points: Vec<(f64, f64)> = points.into_iter().map(|(x, y)| (x, y / unit)).collect();
+    let hi = hi / unit;
     let step = app.train.run.step();
     chart::draw(
         frame,
@@ -136,7 +146,11 @@ fn lr_chart(frame: &mut Frame, area: Rect, app: &App) {
         &ChartOpts {
             title: "Learning rate".into(),
             x_title: "step".into(),
-            y_title: "lr".into(),
+            y_title: if exp == 0 {
+                "lr".into()
+            } else {
+                format!("lr ×1e{exp}")
+            },
             x_bounds: Some([0.0, steps as f64]),
             y_bounds: Some([0.0, hi * 1.05]),
             marker: (step > 0).then_some(step as f64),
