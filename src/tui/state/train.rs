@@ -169,6 +169,21 @@ impl Field {
     }
 }
 
+/// `dir` at the end of `runs`, where it is not among them yet.
+fn remember(runs: &mut Vec<PathBuf>, dir: &std::path::Path) {
+    if !runs.iter().any(|r| r == dir) {
+        runs.push(dir.to_path_buf());
+    }
+}
+
+/// The refusal of a configuration edit while the run trains (it goes when the run stops).
+fn fixed_while_training() -> Effect {
+    Effect::error_about(
+        Topic::WhileTraining,
+        "the configuration is fixed while the run trains",
+    )
+}
+
 fn cycle<T: Copy + PartialEq>(all: &[T], cur: T, dir: i32) -> T {
     let i = all.iter().position(|&x| x == cur).unwrap_or(0) as i32;
     all[(i + dir.signum()).rem_euclid(all.len() as i32) as usize]
@@ -397,10 +412,7 @@ impl TrainState {
 
     fn adjust(&mut self, dir: i32, ctx: &mut Ctx) -> Vec<Effect> {
         if !self.editable() {
-            return vec![Effect::error_about(
-                Topic::WhileTraining,
-                "the configuration is fixed while the run trains",
-            )];
+            return vec![fixed_while_training()];
         }
         let field = self.current_field();
         // An opened run continues with its own configuration: only where it stops, how long
@@ -428,10 +440,7 @@ impl TrainState {
     /// `b`: the blog's configuration; `B`: back to the device's quick default.
     fn preset(&mut self, blog: bool, ctx: &mut Ctx) -> Vec<Effect> {
         if !self.editable() {
-            return vec![Effect::error_about(
-                Topic::WhileTraining,
-                "the configuration is fixed while the run trains",
-            )];
+            return vec![fixed_while_training()];
         }
         // A recipe is for a new run: the opened run is closed (it stays on disk).
         self.close_opened();
@@ -531,9 +540,7 @@ impl TrainState {
     /// Adds the run shown to [`Self::session_runs`] once it has a checkpoint.
     fn remember_run(&mut self) {
         if let (Some(dir), Some(_)) = (&self.run.run_dir, self.run.checkpoint_step) {
-            if !self.session_runs.contains(dir) {
-                self.session_runs.push(dir.clone());
-            }
+            remember(&mut self.session_runs, dir);
         }
     }
 
@@ -549,9 +556,7 @@ impl TrainState {
         run.checkpoint_step = Some(run.start_step);
         run.run_dir = Some(dir.clone());
         run.state = RunState::Opened;
-        if !self.session_runs.contains(&dir) {
-            self.session_runs.push(dir.clone());
-        }
+        remember(&mut self.session_runs, &dir);
         let mut fx = Vec::new();
         if let Some(s) = &opened.summary.settings {
             run.total_steps = s.steps;
