@@ -17,7 +17,7 @@ use crate::presets::Preset;
 use crate::runs::{runs_root, RecipeFlags, StopAt, TrainRequest};
 use crate::signals;
 use crate::store::{RunDir, TrainConfig};
-use crate::train::events::{TrainCommand, TrainEvent};
+use crate::train::events::{FinishReason, TrainCommand, TrainEvent};
 
 /// Arguments of `ddpm-lab train`.
 #[derive(Debug, Clone, Args)]
@@ -236,8 +236,6 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     let dataset = load_with_progress(&spec, &opts, args.json)?;
     let prepared = req.prepare(Arc::new(dataset.train))?;
     let json = args.json;
-    let stop_at = prepared.config().steps;
-    let time_limit = prepared.config().time_limit_s;
     let handle = prepared.spawn();
     let _ = trainer.set(handle.commands.clone());
     if signals::received() > 0 {
@@ -313,7 +311,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     bar.println(format!("checkpoint at step {step} → {}", path.display()));
                 }
             }
-            TrainEvent::Finished { step, run_dir } => {
+            TrainEvent::Finished { step, run_dir, why } => {
                 bar.finish_and_clear();
                 let dir = run_dir.map(|p| p.display().to_string()).unwrap_or_default();
                 if signals::received() > 0 || stdout_closed {
@@ -327,10 +325,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                          `ddpm-lab train --resume {dir}`"
                     ));
                 } else {
-                    let why = if step < stop_at && time_limit.is_some() {
-                        " (time limit reached)"
-                    } else {
-                        ""
+                    let why = match why {
+                        FinishReason::TimeLimit => " (time limit reached)",
+                        FinishReason::Steps | FinishReason::Stopped => "",
                     };
                     note(&format!("done at step {step}{why}; run saved in {dir}"));
                 }

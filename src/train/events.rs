@@ -57,12 +57,15 @@ pub enum TrainEvent {
         /// Steps done.
         step: usize,
     },
-    /// Training reached its last step or was stopped; the final checkpoint is written.
+    /// Training reached its last step, its time limit, or was stopped; the final checkpoint is
+    /// written.
     Finished {
         /// Steps done.
         step: usize,
         /// Run directory, when saved to disk.
         run_dir: Option<PathBuf>,
+        /// Why it ended.
+        why: FinishReason,
     },
     /// Training failed (NaN loss, I/O error, ...). The last good checkpoint is kept.
     Failed {
@@ -71,6 +74,17 @@ pub enum TrainEvent {
         /// One-line explanation.
         message: String,
     },
+}
+
+/// Why a training session ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// It reached its stop step.
+    Steps,
+    /// Its time limit (`time_limit_s`, the lab's budget) ran out first.
+    TimeLimit,
+    /// A [`TrainCommand::Stop`] (or its driver going away) ended it.
+    Stopped,
 }
 
 /// What a driver can ask a training worker to do.

@@ -28,7 +28,7 @@ pub use crate::store::TrainConfig;
 
 use adam::{Adam, AdamParams};
 use ema::Ema;
-use events::{StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
+use events::{FinishReason, StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
 
 /// Supplies clean training batches `(B, C, H, W)` in `[-1, 1]`, by global step.
 pub trait BatchSource: Send {
@@ -623,7 +623,7 @@ impl Trainer {
         while self.step < self.cfg.steps {
             if let Some(limit) = self.cfg.time_limit_s {
                 if clock.now().as_secs_f64() >= limit {
-                    return self.finish(events);
+                    return self.finish(events, FinishReason::TimeLimit);
                 }
             }
             // Commands: non-blocking while running, blocking while paused.
@@ -658,7 +658,7 @@ impl Trainer {
                         }
                     }
                     Some(TrainCommand::Stop) => {
-                        return self.finish(events);
+                        return self.finish(events, FinishReason::Stopped);
                     }
                     Some(_) => {}
                 }
@@ -693,10 +693,11 @@ impl Trainer {
                 });
             }
         }
-        self.finish(events)
+        self.finish(events, FinishReason::Steps)
     }
 
-    fn finish(&mut self, events: &Sender<TrainEvent>) -> Result<()> {
+    /// Writes the final checkpoint and says the session ended, and why.
+    fn finish(&mut self, events: &Sender<TrainEvent>, why: FinishReason) -> Result<()> {
         if let Some(p) = self.checkpoint()? {
             let _ = events.send(TrainEvent::Checkpointed {
                 step: self.step,
@@ -706,6 +707,7 @@ impl Trainer {
         let _ = events.send(TrainEvent::Finished {
             step: self.step,
             run_dir: self.run_dir().map(Path::to_path_buf),
+            why,
         });
         Ok(())
     }

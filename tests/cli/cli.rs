@@ -443,6 +443,33 @@ fn forward_reproduces_pytorch_and_names_mismatched_weights() {
 }
 
 #[test]
+fn a_time_limit_ends_training_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = vec!["train"];
+    args.extend_from_slice(TINY);
+    let run_s = run.to_str().unwrap();
+    args.extend_from_slice(&["--steps", "100000", "--time-limit", "0.001s"]);
+    args.extend_from_slice(&["--run-dir", run_s]);
+    let out = ddpm(&args, tmp.path());
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(time limit reached); run saved in"), "{err}");
+    // Training on to the stop step is not a time limit.
+    let mut args = vec!["train", "--resume", run_s, "--steps"];
+    let latest = std::fs::read_to_string(run.join("latest")).unwrap();
+    let stop = (latest.trim()["step-".len()..].parse::<usize>().unwrap() + 1).to_string();
+    args.push(&stop);
+    let out = ddpm(&args, tmp.path());
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("done at step {stop}; run saved in")),
+        "{err}"
+    );
+}
+
+#[test]
 fn schedules_json_has_every_schedule() {
     let tmp = tempfile::tempdir().unwrap();
     let out = ok(&ddpm(

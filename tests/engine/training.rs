@@ -12,7 +12,7 @@ use ddpm_lab::rng::LabRng;
 use ddpm_lab::schedule::{BetaSchedule, ScheduleTables};
 use ddpm_lab::store::{RunDir, METRICS_FILE};
 use ddpm_lab::train::adam::{Adam, AdamParams};
-use ddpm_lab::train::events::TrainEvent;
+use ddpm_lab::train::events::{FinishReason, TrainCommand, TrainEvent};
 use ddpm_lab::train::{named_vars, var_tensors, BatchSource, TrainConfig, Trainer};
 
 /// Synthetic images, the same for a given step.
@@ -226,6 +226,52 @@ fn resume_continues_exactly_where_it_stopped() {
         assert_eq!(x.loss, y.loss, "loss at step {} differs", x.step);
     }
     assert!(split_dir.join(METRICS_FILE).exists());
+}
+
+/// The step and reason of a session's `Finished` event (its last).
+fn finished(events: &[TrainEvent]) -> (usize, FinishReason) {
+    match events.last() {
+        Some(TrainEvent::Finished { step, why, .. }) => (*step, *why),
+        other => panic!("the last event is not Finished: {other:?}"),
+    }
+}
+
+#[test]
+fn a_session_says_why_it_ended() {
+    let mut src = Synthetic {
+        n: 4,
+        size: 8,
+        poison_at: None,
+    };
+    let cfg = TrainConfig {
+        steps: 3,
+        ..tiny_cfg(BlockKind::Resnet)
+    };
+    // All its steps.
+    let mut t = Trainer::new(cfg.clone(), None).unwrap();
+    assert_eq!(
+        finished(&run_steps(&mut t, &mut src)),
+        (3, FinishReason::Steps)
+    );
+    // A time limit already spent: ended before its first step.
+    let spent = TrainConfig {
+        time_limit_s: Some(0.0),
+        ..cfg.clone()
+    };
+    let mut t = Trainer::new(spent, None).unwrap();
+    assert_eq!(
+        finished(&run_steps(&mut t, &mut src)),
+        (0, FinishReason::TimeLimit)
+    );
+    // Asked to stop before it began.
+    let mut t = Trainer::new(cfg, None).unwrap();
+    let (etx, erx) = mpsc::channel();
+    let (ctx, crx) = mpsc::channel();
+    ctx.send(TrainCommand::Stop).unwrap();
+    t.run_loop(&mut src, &etx, &crx).unwrap();
+    drop(etx);
+    let events: Vec<TrainEvent> = erx.iter().collect();
+    assert_eq!(finished(&events), (0, FinishReason::Stopped));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crossterm::event::KeyCode;
 use ddpm_lab::schedule::BetaSchedule;
-use ddpm_lab::train::events::{TrainCommand, TrainEvent};
+use ddpm_lab::train::events::{FinishReason, TrainCommand, TrainEvent};
 use ddpm_lab::tui::event::{handle_key, map_key, Command};
 use ddpm_lab::tui::settings::{CompareMode, ModelPreset};
 use ddpm_lab::tui::state::run::RunState;
@@ -75,6 +75,7 @@ fn quit_with_a_running_run_asks_then_checkpoints() {
         vec![TrainEvent::Finished {
             step: 4,
             run_dir: Some("runs/x".into()),
+            why: FinishReason::Steps,
         }],
     );
     app.tick(Duration::from_millis(10));
@@ -407,6 +408,7 @@ fn the_compare_stop_message_lasts_while_the_runs_are_saved() {
         vec![TrainEvent::Finished {
             step: 3,
             run_dir: Some("runs/c/linear".into()),
+            why: FinishReason::Steps,
         }],
     );
     app.tick(Duration::from_millis(10));
@@ -443,6 +445,7 @@ fn compare_in_turn_starts_the_next_schedule_when_one_finishes() {
             vec![TrainEvent::Finished {
                 step: 3,
                 run_dir: Some(format!("runs/c/{s}").into()),
+                why: FinishReason::Steps,
             }],
         );
         assert_eq!(trains(&engine).len(), (i + 2).min(4));
@@ -791,6 +794,7 @@ fn x_stops_a_paused_run_so_that_another_can_be_opened_or_compared() {
         vec![TrainEvent::Finished {
             step: 2,
             run_dir: Some("runs/r".into()),
+            why: FinishReason::Steps,
         }],
     );
     assert!(!app.any_active());
@@ -812,6 +816,7 @@ fn x_stops_a_paused_run_so_that_another_can_be_opened_or_compared() {
         vec![TrainEvent::Finished {
             step: 3,
             run_dir: Some("runs/c/linear".into()),
+            why: FinishReason::Steps,
         }],
     );
     assert!(!app.compare.any_active());

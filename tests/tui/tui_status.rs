@@ -7,7 +7,7 @@ use crate::tui_support;
 use std::time::Duration;
 
 use crossterm::event::KeyCode;
-use ddpm_lab::train::events::TrainEvent;
+use ddpm_lab::train::events::{FinishReason, TrainEvent};
 use ddpm_lab::tui::event::handle_key;
 use ddpm_lab::tui::settings::TrainSettings;
 use ddpm_lab::tui::state::data::{DataStatus, FALLBACK_NOTICE};
@@ -109,6 +109,7 @@ fn a_refusal_because_a_run_trains_goes_when_the_run_stops() {
         vec![TrainEvent::Finished {
             step: 10,
             run_dir: Some("runs/r".into()),
+            why: FinishReason::Steps,
         }],
     );
     app.tick(Duration::from_millis(1));
@@ -245,13 +246,14 @@ fn a_run_the_budget_ended_says_so_and_only_asked_checkpoints_are_announced() {
         }],
     );
     assert_eq!(notice(&app).as_deref(), Some("checkpoint saved at step 6"));
-    // Ended at step 8 of 100 without x: the budget.
+    // The worker ended it at step 8 of 100: the budget.
     feed(
         &mut app,
         Slot::Main,
         vec![TrainEvent::Finished {
             step: 8,
             run_dir: Some(run.clone()),
+            why: FinishReason::TimeLimit,
         }],
     );
     assert_eq!(
@@ -269,6 +271,7 @@ fn a_run_the_budget_ended_says_so_and_only_asked_checkpoints_are_announced() {
         vec![TrainEvent::Finished {
             step: 5,
             run_dir: Some(run),
+            why: FinishReason::Stopped,
         }],
     );
     assert!(
@@ -534,6 +537,7 @@ fn without_the_hub_the_builtin_set_stands_in_until_a_retry_succeeds() {
         vec![TrainEvent::Finished {
             step: 3,
             run_dir: Some("runs/x".into()),
+            why: FinishReason::Steps,
         }],
     );
     // r retries the download; the notice goes with the fallback, and a success switches.
@@ -593,6 +597,7 @@ fn a_reopened_run_counts_epochs_as_it_did_while_training() {
         vec![TrainEvent::Finished {
             step: 120,
             run_dir: Some(dir.clone()),
+            why: FinishReason::Steps,
         }],
     );
     handle_key(&mut app, ch('o'));
@@ -650,6 +655,7 @@ fn the_status_bar_names_parameters_only_of_the_model_the_settings_name() {
         vec![TrainEvent::Finished {
             step: 10,
             run_dir: Some("runs/r".into()),
+            why: FinishReason::Steps,
         }],
     );
     handle_key(&mut app, ch('b'));

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use ddpm_lab::imaging::Image8;
 use ddpm_lab::schedule::BetaSchedule;
-use ddpm_lab::train::events::{StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
+use ddpm_lab::train::events::{FinishReason, StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
 use ddpm_lab::tui::event::handle_key;
 use ddpm_lab::tui::settings::{LabSettings, TrainSettings};
 use ddpm_lab::tui::state::{App, Tab};
@@ -363,6 +363,7 @@ pub fn train_main_run_to_the_end(app: &mut App, run_dir: &str) {
         vec![TrainEvent::Finished {
             step: 5,
             run_dir: Some(run_dir.into()),
+            why: FinishReason::Steps,
         }],
     );
 }

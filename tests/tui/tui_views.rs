@@ -9,7 +9,7 @@ use crossterm::event::KeyCode;
 use ddpm_lab::diffusion::{LossKind, Objective};
 use ddpm_lab::eval::Quality;
 use ddpm_lab::schedule::{BetaSchedule, ScheduleTables};
-use ddpm_lab::train::events::TrainEvent;
+use ddpm_lab::train::events::{FinishReason, TrainEvent};
 use ddpm_lab::tui::event::{handle_key, handle_key_in_small_terminal};
 use ddpm_lab::tui::settings::TrainSettings;
 use ddpm_lab::tui::state::{App, Overlay, Tab};
@@ -175,6 +175,7 @@ fn sample_screen_steps_through_frames() {
         vec![TrainEvent::Finished {
             step: 10,
             run_dir: Some("runs/20260101-000000-linear".into()),
+            why: FinishReason::Steps,
         }],
     );
     handle_key(&mut app, ch('4'));
@@ -215,13 +216,19 @@ fn compare_screen_training_and_sampled() {
         feed(&mut app, Slot::Compare(*s), run);
     }
     snap_both(&app, "compare_training");
-    for s in ALL {
+    // The first run reached its 60 steps; x stopped the others where they were.
+    for (k, s) in ALL.iter().enumerate() {
         feed(
             &mut app,
-            Slot::Compare(s),
+            Slot::Compare(*s),
             vec![TrainEvent::Finished {
-                step: 60,
+                step: 60 - 10 * k,
                 run_dir: Some(format!("runs/20260101-000000-compare/{s}").into()),
+                why: if k == 0 {
+                    FinishReason::Steps
+                } else {
+                    FinishReason::Stopped
+                },
             }],
         );
     }
@@ -455,6 +462,7 @@ fn runs_marks_the_run_this_lab_trains_now() {
         vec![TrainEvent::Finished {
             step: 3,
             run_dir: Some("runs/20260101-000000-linear".into()),
+            why: FinishReason::Steps,
         }],
     );
     assert!(row(&app, "000000-linear").contains("│·  2026"));

@@ -4,7 +4,7 @@
 use std::sync::mpsc::Sender;
 
 use crate::schedule::BetaSchedule;
-use crate::train::events::{TrainCommand, TrainEvent};
+use crate::train::events::{FinishReason, TrainCommand, TrainEvent};
 
 use super::super::event::Command;
 use super::super::settings::{CompareMode, SampleSettings, TrainSettings};
@@ -145,7 +145,9 @@ impl CompareState {
 
     /// Whether every run finished.
     pub fn all_finished(&self) -> bool {
-        self.slots.iter().all(|s| s.run.state == RunState::Finished)
+        self.slots
+            .iter()
+            .all(|s| matches!(s.run.state, RunState::Finished(_)))
     }
 
     /// The next slot after `from` (cyclically) that has not finished or failed.
@@ -154,7 +156,7 @@ impl CompareState {
         (1..=n).map(|k| (from + k) % n).find(|&i| {
             !matches!(
                 self.slots[i].run.state,
-                RunState::Finished | RunState::Failed(_)
+                RunState::Finished(_) | RunState::Failed(_)
             )
         })
     }
@@ -327,7 +329,7 @@ impl CompareState {
         let mut first = None;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.run.checkpoint_step.unwrap_or(0) >= steps {
-                slot.run.state = RunState::Finished;
+                slot.run.state = RunState::Finished(FinishReason::Steps);
             } else {
                 // Waiting for its turn: from its checkpoint on disk, or from nothing.
                 slot.run.state = if slot.run.checkpoint_step.is_some() {
@@ -657,6 +659,7 @@ mod tests {
         TrainEvent::Finished {
             step,
             run_dir: Some(PathBuf::from("runs/x")),
+            why: FinishReason::Steps,
         }
     }
 
@@ -831,7 +834,7 @@ mod tests {
             Turn::Stay,
             "not active"
         );
-        c.slots[0].run.state = RunState::Finished;
+        c.slots[0].run.state = RunState::Finished(FinishReason::Steps);
         assert_eq!(c.turn(0, Tick::Ended, CompareMode::InTurn), Turn::Stay);
         c.paused = false;
         assert_eq!(c.turn(0, Tick::Ended, CompareMode::InTurn), Turn::Next(1));
@@ -857,6 +860,7 @@ mod tests {
         TrainEvent::Finished {
             step,
             run_dir: Some(dir.to_path_buf()),
+            why: FinishReason::Steps,
         }
     }
 
@@ -1031,7 +1035,10 @@ mod tests {
                     true
                 )]
             );
-            assert_eq!(c.slots[0].run.state, RunState::Finished);
+            assert_eq!(
+                c.slots[0].run.state,
+                RunState::Finished(FinishReason::Steps)
+            );
             let _rx = started(&mut c, 1);
             c.on_train(
                 BetaSchedule::Quadratic,

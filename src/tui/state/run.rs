@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 
 use crate::imaging::Image8;
-use crate::train::events::{StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
+use crate::train::events::{FinishReason, StepStats, TrainCommand, TrainEvent, LOSS_BUCKETS};
 
 /// Weight of the newest loss in the smoothed curve: an exponential moving average, corrected
 /// for its start as TensorBoard's and Adam's are (each point is the mean of the losses so far
@@ -29,8 +29,8 @@ pub enum RunState {
     Paused,
     /// Asked to checkpoint and stop.
     Stopping,
-    /// Reached its last step (or stopped); checkpoint written.
-    Finished,
+    /// Ended (at its last step, its budget or a stop); checkpoint written.
+    Finished(FinishReason),
     /// Failed with a message.
     Failed(String),
     /// Opened from disk, not training (space continues it).
@@ -46,7 +46,8 @@ impl RunState {
             RunState::Running => "running",
             RunState::Paused => "paused",
             RunState::Stopping => "saving",
-            RunState::Finished => "finished",
+            RunState::Finished(FinishReason::Steps) => "finished",
+            RunState::Finished(FinishReason::Stopped | FinishReason::TimeLimit) => "stopped",
             RunState::Failed(_) => "failed",
             RunState::Opened => "opened",
         }
@@ -120,17 +121,6 @@ impl RunProgress {
     /// Steps done so far.
     pub fn step(&self) -> usize {
         self.last.as_ref().map_or(self.start_step, |s| s.step)
-    }
-
-    /// The state as the screens name it: a run that ended short of its stop step (`x`, a
-    /// time limit, the lab quitting) is `stopped`, not `finished`.
-    pub fn state_label(&self) -> &'static str {
-        match self.state {
-            RunState::Finished if self.total_steps > 0 && self.step() < self.total_steps => {
-                "stopped"
-            }
-            ref st => st.label(),
-        }
     }
 
     /// Whether a worker is alive for this run.
@@ -270,8 +260,8 @@ impl RunProgress {
                     self.state = RunState::Running;
                 }
             }
-            TrainEvent::Finished { step, run_dir } => {
-                self.state = RunState::Finished;
+            TrainEvent::Finished { step, run_dir, why } => {
+                self.state = RunState::Finished(why);
                 if run_dir.is_some() {
                     self.run_dir = run_dir;
                     self.checkpoint_step = Some(step);
@@ -482,6 +472,7 @@ mod tests {
         r.apply(TrainEvent::Finished {
             step: 2,
             run_dir: Some("runs/x".into()),
+            why: FinishReason::Steps,
         });
         assert!(!r.unsaved());
         assert_eq!(r.checkpoint_step, Some(2));

@@ -7,7 +7,7 @@ use std::sync::mpsc::Sender;
 use crate::device::DeviceSpec;
 use crate::diffusion::{LossKind, Objective};
 use crate::schedule::BetaSchedule;
-use crate::train::events::{TrainCommand, TrainEvent};
+use crate::train::events::{FinishReason, TrainCommand, TrainEvent};
 
 use super::super::event::Command;
 use super::super::settings::{ModelPreset, RecipeName, SettingsOrigin, TrainSettings};
@@ -340,7 +340,7 @@ impl TrainState {
             }
             RunState::Starting | RunState::Stopping => Vec::new(),
             RunState::Opened => self.start(true, ctx),
-            RunState::Idle | RunState::Finished | RunState::Failed(_) => self.start(false, ctx),
+            RunState::Idle | RunState::Finished(_) | RunState::Failed(_) => self.start(false, ctx),
         }
     }
 
@@ -511,11 +511,12 @@ impl TrainState {
             TrainEvent::Started { notices, .. } => notices.clone(),
             _ => Vec::new(),
         };
-        // Ended short of its steps without x (or a quit) asking: the budget ran out.
         let budget_spent = match &event {
-            TrainEvent::Finished { step, .. } => (self.run.state != RunState::Stopping
-                && *step < self.run.total_steps)
-                .then_some(*step),
+            TrainEvent::Finished {
+                step,
+                why: FinishReason::TimeLimit,
+                ..
+            } => Some(*step),
             _ => None,
         };
         self.run.apply(event);

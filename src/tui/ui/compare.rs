@@ -97,7 +97,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
                 "waiting".to_string()
             }
             RunState::Opened => "saved".to_string(),
-            _ => s.run.state_label().to_string(),
+            _ => s.run.state.label().to_string(),
         };
         lines.push(Line::from(vec![
             Span::raw(marker),

@@ -236,7 +236,7 @@ fn state_span(run: &RunProgress) -> Span<'static> {
         _ => theme::ACCENT,
     };
     Span::styled(
-        run.state_label().to_uppercase(),
+        run.state.label().to_uppercase(),
         Style::default().fg(color).add_modifier(Modifier::BOLD),
     )
 }
