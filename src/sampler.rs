@@ -2,6 +2,7 @@
 //! keeping every intermediate `x_t` and the predicted `x̂_0` at each step.
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -162,6 +163,11 @@ fn next_self_cond(model: &Unet, x0: &Tensor) -> Result<Option<Tensor>> {
     }
 }
 
+/// What a sampler calls after each step with `(done, total, x_t)`, the images as they are
+/// denoised: `Break` stops the sampling, which then ends with an error that says where (see
+/// [`sample_watching`]).
+pub type Watch<'a> = dyn FnMut(usize, usize, &[Image8]) -> ControlFlow<()> + 'a;
+
 /// Generates `shape.0` images with `model`, calling `progress(done, total)` after each step.
 pub fn sample(
     model: &Unet,
@@ -172,7 +178,10 @@ pub fn sample(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Denoising> {
-    let mut watch = |done: usize, total: usize, _: &[Image8]| progress(done, total);
+    let mut watch = |done: usize, total: usize, _: &[Image8]| {
+        progress(done, total);
+        ControlFlow::Continue(())
+    };
     sample_watching(model, tables, objective, shape, kind, seed, &mut watch)
 }
 
@@ -220,13 +229,7 @@ impl Frames {
     }
 
     /// Step `t`'s estimate `x0` and result `x`; converted now, or with the next batch.
-    fn push(
-        &mut self,
-        t: usize,
-        x0: &Tensor,
-        x: &Tensor,
-        watch: &mut dyn FnMut(usize, usize, &[Image8]),
-    ) -> Result<()> {
+    fn push(&mut self, t: usize, x0: &Tensor, x: &Tensor, watch: &mut Watch) -> Result<()> {
         self.pending.push((t, x0.clone(), x.clone()));
         let last = self.timesteps.len() + self.pending.len() == self.total;
         // The values the next step would add (it pushes as many as this one).
@@ -243,7 +246,7 @@ impl Frames {
     }
 
     /// Converts the waiting steps (one copy of all their images), then calls `watch` for each.
-    fn flush(&mut self, watch: &mut dyn FnMut(usize, usize, &[Image8])) -> Result<()> {
+    fn flush(&mut self, watch: &mut Watch) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -257,18 +260,20 @@ impl Frames {
             self.x0_preds.push(x0.to_vec());
             self.frames.push(x.to_vec());
             self.timesteps.push(t);
-            watch(self.timesteps.len(), self.total, x);
+            if watch(self.timesteps.len(), self.total, x).is_break() {
+                return Err(candle_core::Error::Msg(format!(
+                    "sampling was stopped at step {} of {}",
+                    self.timesteps.len(),
+                    self.total
+                )));
+            }
         }
         self.since = Instant::now();
         Ok(())
     }
 
     /// The run's record, with `images` its final batch.
-    fn finish(
-        mut self,
-        images: Tensor,
-        watch: &mut dyn FnMut(usize, usize, &[Image8]),
-    ) -> Result<Denoising> {
+    fn finish(mut self, images: Tensor, watch: &mut Watch) -> Result<Denoising> {
         self.flush(watch)?;
         let mut x0_preds = self.x0_preds;
         x0_preds.push(self.frames.last().cloned().unwrap_or_default());
@@ -336,7 +341,8 @@ impl StepNoise {
 
 /// [`sample`], calling `watch(done, total, x_t)` after each step with the images as they are
 /// denoised (the lab draws them while it waits). On a GPU the calls come in small bursts
-/// ([`Frames`]).
+/// ([`Frames`]). When `watch` answers `Break`, the sampling stops there and returns an error
+/// (`sampling was stopped at step 3 of 50`).
 pub fn sample_watching(
     model: &Unet,
     tables: &ScheduleTables,
@@ -344,7 +350,7 @@ pub fn sample_watching(
     shape: (usize, usize, usize, usize),
     kind: SamplerKind,
     seed: u64,
-    watch: &mut dyn FnMut(usize, usize, &[Image8]),
+    watch: &mut Watch,
 ) -> Result<Denoising> {
     let batched = !model.device().is_cpu();
     sample_recorded(model, tables, objective, shape, kind, seed, watch, batched)
@@ -359,7 +365,7 @@ fn sample_recorded(
     shape: (usize, usize, usize, usize),
     kind: SamplerKind,
     seed: u64,
-    watch: &mut dyn FnMut(usize, usize, &[Image8]),
+    watch: &mut Watch,
     batched: bool,
 ) -> Result<Denoising> {
     let device = model.device().clone();
@@ -434,6 +440,7 @@ mod tests {
         let mut calls = Vec::new();
         let mut watch = |done: usize, total: usize, x: &[Image8]| {
             calls.push((done, total, x.to_vec()));
+            ControlFlow::Continue(())
         };
         let d = sample_recorded(
             &model,
@@ -510,6 +517,44 @@ mod tests {
         }
     }
 
+    /// A watcher that answers `Break` stops the sampling at that step, copied step by step or
+    /// in batches, and the error says where.
+    #[test]
+    fn a_watcher_can_stop_the_sampling() {
+        let cfg = crate::model::UnetConfig::tiny();
+        let (model, _vars) =
+            crate::model::new_trainable(&cfg, 3, &candle_core::Device::Cpu).unwrap();
+        let tables = ScheduleTables::new(crate::schedule::BetaSchedule::Linear, 40).unwrap();
+        for batched in [false, true] {
+            let mut seen = 0;
+            let mut watch = |done: usize, _: usize, _: &[Image8]| {
+                seen = done;
+                if done == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            };
+            let err = sample_recorded(
+                &model,
+                &tables,
+                Objective::Noise,
+                (2, 1, 8, 8),
+                SamplerKind::Ddpm,
+                11,
+                &mut watch,
+                batched,
+            )
+            .unwrap_err()
+            .to_string();
+            assert_eq!(
+                err, "sampling was stopped at step 3 of 40",
+                "batched {batched}"
+            );
+            assert_eq!(seen, 3, "no call after the one that stopped it");
+        }
+    }
+
     #[test]
     fn the_recorder_keeps_each_steps_estimate_and_sample_apart_and_in_order() {
         let dev = candle_core::Device::Cpu;
@@ -522,6 +567,7 @@ mod tests {
             let mut calls = Vec::new();
             let mut watch = |done: usize, all: usize, x: &[Image8]| {
                 calls.push((done, all, x.len(), x[1].pixels[3]));
+                ControlFlow::Continue(())
             };
             for k in 0..total {
                 let x0 = full(-0.9 + 0.01 * k as f32);
@@ -558,15 +604,21 @@ mod tests {
         rec.max_values = 24;
         let mut calls = 0;
         for k in 0..3 {
-            rec.push(9 - k, &full(0.1), &full(0.2), &mut |_, _, _| calls += 1)
-                .unwrap();
+            rec.push(9 - k, &full(0.1), &full(0.2), &mut |_, _, _| {
+                calls += 1;
+                ControlFlow::Continue(())
+            })
+            .unwrap();
             assert_eq!(calls, k + 1);
         }
         // Under the cap they wait (for the step count or the time limit, restarted here).
         rec.max_values = 1000;
         rec.since = Instant::now();
-        rec.push(6, &full(0.1), &full(0.2), &mut |_, _, _| calls += 1)
-            .unwrap();
+        rec.push(6, &full(0.1), &full(0.2), &mut |_, _, _| {
+            calls += 1;
+            ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(calls, 3);
     }
 

@@ -55,18 +55,21 @@ pub fn sample_batch(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Denoising> {
-    let mut watch = |done: usize, total: usize, _: &[Image8]| progress(done, total);
+    let mut watch = |done: usize, total: usize, _: &[Image8]| {
+        progress(done, total);
+        std::ops::ControlFlow::Continue(())
+    };
     sample_batch_watching(loaded, kind, n, seed, &mut watch)
 }
 
 /// [`sample_batch`], calling `watch(done, total, x_t)` after each step with the images being
-/// denoised.
+/// denoised; `watch` can stop it (see [`sampler::sample_watching`]).
 pub fn sample_batch_watching(
     loaded: &LoadedModel,
     kind: SamplerKind,
     n: usize,
     seed: u64,
-    watch: &mut dyn FnMut(usize, usize, &[Image8]),
+    watch: &mut sampler::Watch,
 ) -> Result<Denoising> {
     let cfg = &loaded.config;
     check_config(cfg)?;

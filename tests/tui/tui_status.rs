@@ -14,7 +14,7 @@ use ddpm_lab::tui::state::data::{DataStatus, FALLBACK_NOTICE};
 use ddpm_lab::tui::state::notice::{PASSING_ERROR, PASSING_INFO};
 use ddpm_lab::tui::state::sample::SampleStatus;
 use ddpm_lab::tui::state::{App, Tab};
-use ddpm_lab::tui::workers::{DataMsg, RunSummary, SampleMsg, Slot, WorkerMsg};
+use ddpm_lab::tui::workers::{DataMsg, RunSummary, SampleMsg, Slot, StopFlag, WorkerMsg};
 use tui_support::*;
 
 #[test]
@@ -155,6 +155,124 @@ fn sample_screen_refusals_while_sampling_go_when_it_ends() {
     done(&mut app);
     app.tick(Duration::from_millis(1));
     assert_eq!(notice(&app), None, "sampled: e exports now");
+}
+
+/// The stop flags the engine was given with each sampling it was asked for, in order.
+fn stop_flags(engine: &FakeEngine) -> Vec<StopFlag> {
+    engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Sample(_, req) => Some(req.stop),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn x_stops_a_sampling_and_keeps_the_images_shown_before() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    train_main_run_to_the_end(&mut app, "runs/r");
+    app.tab = Tab::Sample;
+    handle_key(&mut app, ch('x'));
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("nothing is sampling (x stops a sampling under way)")
+    );
+    // A first sampling ends; a second, with another seed, is stopped at step 40 of 200.
+    handle_key(&mut app, ch('g'));
+    app.handle_msg(WorkerMsg::Sample {
+        slot: Slot::Main,
+        msg: SampleMsg::Done(Box::new(frames(4, 10))),
+    });
+    let first_seed = app.settings.sample.seed;
+    handle_key(&mut app, ch('s'));
+    handle_key(&mut app, ch('g'));
+    let flags = stop_flags(&engine);
+    assert_eq!(flags.len(), 2);
+    assert!(!flags[1].is_raised());
+    handle_key(&mut app, ch('x'));
+    assert!(
+        flags[1].is_raised(),
+        "x raises the flag of the sampling under way"
+    );
+    assert!(!flags[0].is_raised(), "and no other");
+    assert_eq!(notice(&app).as_deref(), Some("stopping the sampling…"));
+    app.handle_msg(WorkerMsg::Sample {
+        slot: Slot::Main,
+        msg: SampleMsg::Stopped {
+            done: 40,
+            total: 200,
+        },
+    });
+    assert_eq!(
+        app.sample.status,
+        SampleStatus::Stopped {
+            done: 40,
+            total: 200
+        }
+    );
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("sampling stopped at step 40 of 200: the images shown are the earlier ones")
+    );
+    // The earlier images, named with the seed they were drawn with; g and e work again.
+    assert_eq!(
+        app.sample.frames.as_ref().map(|f| f.len()),
+        Some(frames(4, 10).len())
+    );
+    assert_eq!(
+        app.sample.drawn_with.as_ref().map(|s| s.seed),
+        Some(first_seed)
+    );
+    handle_key(&mut app, ch('g'));
+    assert_eq!(stop_flags(&engine).len(), 3);
+}
+
+#[test]
+fn x_on_compare_stops_the_sampling_of_every_run() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    for slot in &mut app.compare.slots {
+        slot.run.run_dir = Some(format!("runs/c/{}", slot.schedule.name()).into());
+        slot.run.checkpoint_step = Some(20);
+    }
+    app.tab = Tab::Compare;
+    handle_key(&mut app, ch('g'));
+    let slots: Vec<Slot> = engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Sample(s, _) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(slots.len(), 4);
+    let flags = stop_flags(&engine);
+    assert!(flags.iter().all(|f| !f.is_raised()));
+    handle_key(&mut app, ch('x'));
+    assert!(
+        flags.iter().all(StopFlag::is_raised),
+        "one x stops all four"
+    );
+    assert_eq!(notice(&app).as_deref(), Some("stopping the sampling…"));
+    for (k, slot) in slots.iter().enumerate() {
+        app.handle_msg(WorkerMsg::Sample {
+            slot: *slot,
+            msg: SampleMsg::Stopped {
+                done: 10 + k,
+                total: 50,
+            },
+        });
+    }
+    assert!(!app.compare.sampling());
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("sampling stopped (g samples again)")
+    );
+    // The runs were not training: nothing else was stopped.
+    assert!(app.compare.slots.iter().all(|s| !s.run.is_active()));
 }
 
 #[test]

@@ -327,9 +327,9 @@ pub const KEY_HELP: &[KeyHelp] = &[
     ),
     row(
         SAMPLE,
-        "g",
-        "generate samples from the run",
-        &[b(ch('g'), C::Generate)],
+        "g  ·  x",
+        "generate samples from the run  ·  stop the sampling",
+        &[b(ch('g'), C::Generate), b(ch('x'), C::StopSampling)],
     ),
     row(
         SAMPLE,
@@ -389,7 +389,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         COMPARE,
         "x",
-        "stop the comparison (each run saved)",
+        "stop the comparison (each run saved), or its sampling",
         &[b(ch('x'), C::CompareStop)],
     ),
     row(
@@ -605,7 +605,7 @@ pub fn hints(scope: &str) -> &'static str {
         "Data" => "d/D dataset · r reload · space on to Train",
         "Schedules" => "←/→ t · +/− T · n image",
         "Train" => "space start/pause · x stop · ↑↓←→ edit · b blog · c ckpt · o open",
-        "Sample" => "g generate · ←/→ PgUp/PgDn frames · p play · e export",
+        "Sample" => "g generate · x stop · ←/→ PgUp/PgDn frames · p play · e export",
         "Compare" => "space train all · x stop · c continue · m mode · g sample · ←/→ p frames",
         "Runs" => "↑↓ run · space overlay · a all · o open · r reload",
         _ => "",
@@ -673,6 +673,8 @@ mod tests {
         assert_eq!(command(&train, ch('x')), Some(Command::TrainStop));
         let compare = [Scope::Always, Scope::Global, Scope::Screen(Tab::Compare)];
         assert_eq!(command(&compare, ch('x')), Some(Command::CompareStop));
+        let sample = [Scope::Always, Scope::Global, Scope::Screen(Tab::Sample)];
+        assert_eq!(command(&sample, ch('x')), Some(Command::StopSampling));
         assert_eq!(command(&compare, ch('c')), Some(Command::CompareContinue));
         assert_eq!(help_rows().count(), 37);
         let row = KEY_HELP.iter().find(|r| r.keys == "1-6 / Tab / Shift-Tab");

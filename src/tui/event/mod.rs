@@ -73,6 +73,8 @@ pub enum Command {
     Generate,
     /// Sample: export PNG and GIF.
     Export,
+    /// Sample: stop the sampling under way (the images shown before stay).
+    StopSampling,
     /// Sample: DDPM ↔ DDIM.
     ToggleSampler,
     /// Sample: more / fewer DDIM steps.
@@ -83,7 +85,7 @@ pub enum Command {
     NewSeed(i32),
     /// Compare: start / pause / resume the four runs.
     CompareToggle,
-    /// Compare: checkpoint and end the comparison's runs.
+    /// Compare: checkpoint and end the comparison's runs, or stop its sampling.
     CompareStop,
     /// Compare: continue the comparison on screen (stopped, or opened from disk) to the steps
     /// per run.

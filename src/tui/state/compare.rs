@@ -8,7 +8,7 @@ use crate::train::events::{FinishReason, TrainCommand, TrainEvent};
 
 use super::super::event::Command;
 use super::super::settings::{CompareMode, SampleSettings, TrainSettings};
-use super::super::workers::{Frames, OpenedComparison, SampleMsg, Slot};
+use super::super::workers::{Frames, OpenedComparison, SampleMsg, Slot, StopFlag};
 use super::effect::{Ctx, Effect, Topic};
 use super::run::{RunProgress, RunState};
 use super::sample::{FrameCursor, SampleStatus};
@@ -106,6 +106,8 @@ pub struct CompareState {
     /// The sampler and seed the samples shown were drawn with (`s` may have changed the
     /// seed since).
     pub drawn_with: Option<SampleSettings>,
+    /// What stops the sampling under way (`x`), one flag for every run's.
+    sample_stop: Option<StopFlag>,
 }
 
 impl Default for CompareState {
@@ -128,6 +130,7 @@ impl Default for CompareState {
             settings: None,
             dataset: None,
             drawn_with: None,
+            sample_stop: None,
         }
     }
 }
@@ -175,6 +178,15 @@ impl CompareState {
         match cmd {
             Command::CompareToggle => return self.toggle(ctx),
             Command::CompareContinue => return self.continue_runs(ctx),
+            Command::CompareStop if self.sampling() => {
+                if let Some(stop) = &self.sample_stop {
+                    stop.raise();
+                }
+                return vec![Effect::info_about(
+                    Topic::CompareSampling,
+                    "stopping the sampling…",
+                )];
+            }
             Command::CompareStop => {
                 // Paused, the scheduler hands nothing on when the stopped run ends.
                 self.paused = true;
@@ -562,6 +574,7 @@ impl CompareState {
             )];
         }
         let mut fx = Vec::new();
+        let stop = StopFlag::default();
         for slot in &mut self.slots {
             let Some(run_dir) = slot.run.run_dir.clone() else {
                 continue;
@@ -574,6 +587,7 @@ impl CompareState {
             fx.push(Effect::Sample {
                 slot: Slot::Compare(slot.schedule),
                 run_dir,
+                stop: stop.clone(),
             });
         }
         if fx.is_empty() {
@@ -583,6 +597,7 @@ impl CompareState {
         } else {
             self.cursor = FrameCursor::default();
             self.drawn_with = Some(settings.clone());
+            self.sample_stop = Some(stop);
             fx.push(Effect::info_about(
                 Topic::CompareSampling,
                 "sampling every schedule from the same noise…",
@@ -616,12 +631,26 @@ impl CompareState {
                     self.cursor.index = index.min(len.saturating_sub(1));
                 }
             }
+            SampleMsg::Stopped { done, total } => {
+                slot.sample_status = SampleStatus::Stopped { done, total };
+                // Said once, when the last run has stopped.
+                if !self.sampling() {
+                    return vec![Effect::info("sampling stopped (g samples again)")];
+                }
+            }
             SampleMsg::Failed(e) => {
                 slot.sample_status = SampleStatus::Failed(e.clone());
                 return vec![Effect::error(format!("sampling failed: {e}"))];
             }
         }
         Vec::new()
+    }
+
+    /// Whether any run is being sampled.
+    pub fn sampling(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| matches!(s.sample_status, SampleStatus::Running { .. }))
     }
 
     /// Asks every live run to checkpoint and stop; whether any was asked.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::super::settings::{LabSettings, TrainSettings};
 use super::super::workers::{
-    ExportRequest, OpenedComparison, OpenedRun, SampleRequest, Slot, TrainRequest,
+    ExportRequest, OpenedComparison, OpenedRun, SampleRequest, Slot, StopFlag, TrainRequest,
 };
 use super::picker::RunPicker;
 use super::schedules::SchedulesState;
@@ -42,6 +42,8 @@ pub enum Effect {
         slot: Slot,
         /// Its directory.
         run_dir: PathBuf,
+        /// What stops it (kept by the screen that asked).
+        stop: StopFlag,
     },
     /// Exports frames.
     Export(ExportRequest),
@@ -143,9 +145,17 @@ impl App {
                 };
                 self.run(effects);
             }
-            Effect::Sample { slot, run_dir } => {
+            Effect::Sample {
+                slot,
+                run_dir,
+                stop,
+            } => {
                 let settings = self.settings.sample.clone();
-                let req = SampleRequest { run_dir, settings };
+                let req = SampleRequest {
+                    run_dir,
+                    settings,
+                    stop,
+                };
                 self.engine.sample(slot, req, tx);
             }
             Effect::Export(req) => self.engine.export(req, tx),

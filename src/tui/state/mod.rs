@@ -173,11 +173,7 @@ impl App {
                         || n.age < notice::FALLBACK_SHOWN)
             }
             Topic::Sampling => sampling(&self.sample.status),
-            Topic::CompareSampling => self
-                .compare
-                .slots
-                .iter()
-                .any(|s| sampling(&s.sample_status)),
+            Topic::CompareSampling => self.compare.sampling(),
             Topic::CompareStopping => self
                 .compare
                 .slots

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::super::event::Command;
 use super::super::settings::SampleSettings;
-use super::super::workers::{ExportRequest, Frames, SampleMsg, Slot};
+use super::super::workers::{ExportRequest, Frames, SampleMsg, Slot, StopFlag};
 use super::effect::{Ctx, Effect, Topic};
 use super::train::notch;
 
@@ -32,6 +32,13 @@ pub enum SampleStatus {
     },
     /// Frames are ready.
     Ready,
+    /// Stopped (`x`) after `done` of `total` steps; the frames shown are the earlier ones.
+    Stopped {
+        /// Steps done.
+        done: usize,
+        /// Steps in all.
+        total: usize,
+    },
     /// Sampling failed.
     Failed(String),
 }
@@ -130,6 +137,8 @@ pub struct SampleState {
     pub drawn_from: Option<PathBuf>,
     /// The run and settings of the job under way, theirs once it is done.
     pending: Option<(PathBuf, SampleSettings)>,
+    /// What stops the job under way (`x`).
+    stop: Option<StopFlag>,
     /// Frames of the latest job.
     pub frames: Option<Frames>,
     /// Playback position.
@@ -190,6 +199,7 @@ impl SampleState {
                 return self.generate(target, &drawn_with);
             }
             Command::Export => return self.export(ctx),
+            Command::StopSampling => return self.stop(),
             Command::ToggleSampler => s.ddim = !s.ddim,
             Command::DdimSteps(dir) => {
                 // Steps are DDIM's: on DDPM (every one of the T steps), the key switches.
@@ -249,10 +259,29 @@ impl SampleState {
         self.pending = Some((run_dir.clone(), ctx_settings.clone()));
         self.cursor.playing = false;
         self.exported = None;
+        let stop = StopFlag::default();
+        self.stop = Some(stop.clone());
         vec![Effect::Sample {
             slot: Slot::Main,
             run_dir,
+            stop,
         }]
+    }
+
+    /// `x`: stops the sampling under way after its current step.
+    fn stop(&mut self) -> Vec<Effect> {
+        match (&self.status, &self.stop) {
+            (SampleStatus::Running { .. }, Some(stop)) => {
+                stop.raise();
+                vec![Effect::info_about(
+                    Topic::Sampling,
+                    "stopping the sampling…",
+                )]
+            }
+            _ => vec![Effect::error(
+                "nothing is sampling (x stops a sampling under way)",
+            )],
+        }
     }
 
     /// `e`: exports the frames as a PNG grid and a GIF into the run's `exports` directory,
@@ -324,6 +353,19 @@ impl SampleState {
                 self.cursor = FrameCursor::new(frames.len());
                 self.cursor.end();
                 self.frames = Some(*frames);
+            }
+            SampleMsg::Stopped { done, total } => {
+                self.pending = None;
+                self.status = SampleStatus::Stopped { done, total };
+                self.current = None;
+                let kept = if self.frames.is_some() {
+                    ": the images shown are the earlier ones"
+                } else {
+                    " (g samples again)"
+                };
+                return vec![Effect::info(format!(
+                    "sampling stopped at step {done} of {total}{kept}"
+                ))];
             }
             SampleMsg::Failed(e) => {
                 self.pending = None;

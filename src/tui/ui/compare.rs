@@ -133,6 +133,8 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         "paused: space resumes"
     } else if c.any_active() {
         "space pauses"
+    } else if c.sampling() {
+        "sampling: x stops it"
     } else if c.can_continue(app.settings.compare_steps) {
         "c: continue · g: sample · space: new"
     } else if c.all_finished() || c.slots.iter().any(|s| s.run.checkpoint_step.is_some()) {
@@ -206,6 +208,11 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
             }
             (_, SampleStatus::Running { done, total }) => frame.render_widget(
                 Paragraph::new(format!("sampling {done}/{total}…")).style(theme::label()),
+                inner,
+            ),
+            (_, SampleStatus::Stopped { done, total }) => frame.render_widget(
+                Paragraph::new(format!("stopped at {done}/{total} (g samples again)"))
+                    .style(theme::label()),
                 inner,
             ),
             (_, SampleStatus::Failed(e)) => frame.render_widget(

@@ -263,6 +263,21 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
             format!("failed: {e}"),
             Style::default().fg(theme::ERROR),
         )),
+        SampleStatus::Stopped { done, total } => {
+            lines.push(Line::styled(
+                format!("stopped at step {done}/{total}"),
+                theme::label(),
+            ));
+            if let Some(f) = &app.sample.frames {
+                lines.push(Line::styled(
+                    format!(
+                        "shown: {}",
+                        drawn_label(app.sample.drawn_with.as_ref(), f.step)
+                    ),
+                    Style::default().fg(theme::OK),
+                ));
+            }
+        }
         SampleStatus::Ready => {
             let step = app.sample.frames.as_ref().and_then(|f| f.step);
             lines.push(Line::styled(
@@ -278,7 +293,12 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
         }
         _ => {}
     }
-    lines.push(Line::styled("g generate · e export", theme::label()));
+    let keys = if matches!(app.sample.status, SampleStatus::Running { .. }) {
+        "x stops it · g once it ends"
+    } else {
+        "g generate · e export"
+    };
+    lines.push(Line::styled(keys, theme::label()));
     frame.render_widget(
         Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: true }),
         text,

@@ -1,6 +1,7 @@
 //! The real engine behind the lab: dataset loading, training, speed estimates, sampling and
 //! exports, each on its own thread, reporting through the app's channel.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -155,7 +156,7 @@ fn sampler_kind(s: &SampleSettings) -> SamplerKind {
 
 fn run_sampling(
     req: &SampleRequest,
-    watch: &mut dyn FnMut(usize, usize, &[crate::imaging::Image8]),
+    watch: &mut crate::sampler::Watch,
     score: &dyn Fn(&str) -> Result<Arc<Scorer>, String>,
 ) -> anyhow::Result<Frames> {
     let loaded = runs::open_for_sampling(&req.run_dir, None, true)?;
@@ -489,8 +490,15 @@ impl Engine for LabEngine {
             .spawn(move || {
                 let long_ago = Instant::now() - Duration::from_secs(1);
                 let (mut last, mut last_images) = (long_ago, long_ago);
+                // Where the lab's `x` stopped it.
+                let mut stopped_at = None;
+                let stop = req.stop.clone();
                 // Counts at most ~20 times a second, the images being denoised ~5 times.
                 let mut watch = |done: usize, total: usize, xt: &[crate::imaging::Image8]| {
+                    if stop.is_raised() {
+                        stopped_at = Some((done, total));
+                        return ControlFlow::Break(());
+                    }
                     let msg = if done < total && last_images.elapsed() >= SAMPLE_IMAGES_EVERY {
                         last_images = Instant::now();
                         SampleMsg::Denoising {
@@ -501,16 +509,19 @@ impl Engine for LabEngine {
                     } else if done == total || last.elapsed() >= Duration::from_millis(50) {
                         SampleMsg::Progress { done, total }
                     } else {
-                        return;
+                        return ControlFlow::Continue(());
                     };
                     last = Instant::now();
                     let _ = tx.send(WorkerMsg::Sample { slot, msg });
+                    ControlFlow::Continue(())
                 };
                 let score = |dataset: &str| scorer_for(&cache, &loaded, dataset);
-                let msg = match crate::catch_panic(|| run_sampling(&req, &mut watch, &score)) {
-                    Ok(Ok(frames)) => SampleMsg::Done(Box::new(frames)),
-                    Ok(Err(e)) => SampleMsg::Failed(format!("{e:#}")),
-                    Err(panic) => SampleMsg::Failed(format!("sampling crashed: {panic}")),
+                let result = crate::catch_panic(|| run_sampling(&req, &mut watch, &score));
+                let msg = match (result, stopped_at) {
+                    (Ok(Ok(frames)), _) => SampleMsg::Done(Box::new(frames)),
+                    (Ok(Err(_)), Some((done, total))) => SampleMsg::Stopped { done, total },
+                    (Ok(Err(e)), None) => SampleMsg::Failed(format!("{e:#}")),
+                    (Err(panic), _) => SampleMsg::Failed(format!("sampling crashed: {panic}")),
                 };
                 let _ = tx.send(WorkerMsg::Sample { slot, msg });
             })
@@ -768,6 +779,7 @@ mod tests {
     use super::*;
     use crate::data::{DataSource, Dataset};
     use crate::tui::settings::ModelPreset;
+    use crate::tui::workers::StopFlag;
 
     fn set(n: usize) -> ImageSet {
         ImageSet {
@@ -881,6 +893,79 @@ mod tests {
         run(&mut engine, Slot::Main, single.clone());
         assert!(runs::comparison::load_config(&single).unwrap().is_none());
         assert!(!d.path().join(runs::comparison::CONFIG_FILE).exists());
+    }
+
+    /// A sampling whose stop flag is raised ends after its step with `Stopped`, saying where;
+    /// one left alone ends with its frames.
+    #[test]
+    fn a_raised_stop_flag_ends_the_sampling_after_its_step() {
+        let d = tempfile::tempdir().unwrap();
+        let mut engine = LabEngine::new(d.path().to_path_buf());
+        *engine.loaded.lock().unwrap() = Some(Loaded {
+            name: "toy".into(),
+            train: Arc::new(set(8)),
+        });
+        let settings = TrainSettings {
+            model: ModelPreset::Tiny,
+            timesteps: 10,
+            batch_size: 4,
+            steps: 1,
+            preview_every: 0,
+            ..TrainSettings::default()
+        };
+        let run_dir = d.path().join("20261206-110000-linear");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let req = TrainRequest::New {
+            settings,
+            dataset: "toy".into(),
+            run_dir: run_dir.clone(),
+        };
+        engine.start_training(Slot::Main, req, tx).unwrap();
+        for msg in rx.iter() {
+            match msg {
+                WorkerMsg::Train {
+                    event: TrainEvent::Finished { .. },
+                    ..
+                } => break,
+                WorkerMsg::Train {
+                    event: TrainEvent::Failed { message, .. },
+                    ..
+                } => panic!("{message}"),
+                _ => {}
+            }
+        }
+        let sample = |engine: &mut LabEngine, stop: StopFlag| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let req = SampleRequest {
+                run_dir: run_dir.clone(),
+                settings: SampleSettings {
+                    n: 1,
+                    ddim: false,
+                    ..SampleSettings::default()
+                },
+                stop,
+            };
+            engine.sample(Slot::Main, req, tx);
+            rx.iter()
+                .find_map(|m| match m {
+                    WorkerMsg::Sample {
+                        msg: msg @ (SampleMsg::Done(_) | SampleMsg::Stopped { .. } | SampleMsg::Failed(_)),
+                        ..
+                    } => Some(msg),
+                    _ => None,
+                })
+                .expect("the sampling ends")
+        };
+        let stop = StopFlag::default();
+        stop.raise();
+        match sample(&mut engine, stop) {
+            SampleMsg::Stopped { done, total } => assert_eq!((done, total), (1, 10)),
+            other => panic!("not stopped: {other:?}"),
+        }
+        match sample(&mut engine, StopFlag::default()) {
+            SampleMsg::Done(frames) => assert_eq!(frames.len(), 11),
+            other => panic!("not done: {other:?}"),
+        }
     }
 
     /// The lab exports what `sample --gif` writes: a 1000-step DDPM sampling makes a GIF of

@@ -8,7 +8,9 @@
 pub mod lab_engine;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::imaging::Image8;
 use crate::schedule::BetaSchedule;
@@ -158,6 +160,13 @@ pub enum SampleMsg {
     },
     /// Sampling finished.
     Done(Box<Frames>),
+    /// Sampling stopped when asked ([`SampleRequest::stop`]), after `done` of `total` steps.
+    Stopped {
+        /// Steps done.
+        done: usize,
+        /// Steps in all.
+        total: usize,
+    },
     /// Sampling failed.
     Failed(String),
 }
@@ -269,6 +278,31 @@ pub struct SampleRequest {
     pub run_dir: PathBuf,
     /// Sampler settings.
     pub settings: SampleSettings,
+    /// Raised by the lab (`x`) to stop the sampling; the worker looks after each step.
+    pub stop: StopFlag,
+}
+
+/// A flag one side raises and a worker looks at: shared, so a clone raises the same flag.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    /// Raises the flag (for good).
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it was raised.
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for StopFlag {
+    /// The same flag (not merely the same state).
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// A request to export frames (PNG grid of the final images and an animated GIF).
