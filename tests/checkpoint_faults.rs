@@ -379,7 +379,7 @@ fn going_back_to_an_older_checkpoint_drops_the_abandoned_branch_at_the_first_new
     assert_eq!(t.step(), 2);
     assert_eq!(
         t.notices(),
-        ["going back to step 2: the later checkpoint step-000004 is removed at this run's next checkpoint, and the logs after step 2 are dropped now"]
+        ["going back to step 2: the later checkpoint step-000004 is removed at this run's next checkpoint, and the logs and previews after step 2 are dropped now"]
     );
     // Until the new branch has a checkpoint of its own, the later one stays (a crash now
     // loses nothing that was there).

@@ -7,6 +7,7 @@ pub mod config;
 pub mod dir;
 pub mod layout;
 pub mod lock;
+pub mod previews;
 pub mod records;
 
 pub use checkpoint::{load_checkpoint, LoadedModel};

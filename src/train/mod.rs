@@ -285,7 +285,7 @@ impl Trainer {
         let later = run.checkpoints_past(&ck);
         if !later.is_empty() {
             notices.push(format!(
-                "going back to step {}: the later checkpoint{} {} {} removed at this run's next checkpoint, and the logs after step {} are dropped now",
+                "going back to step {}: the later checkpoint{} {} {} removed at this run's next checkpoint, and the logs and previews after step {} are dropped now",
                 state.step,
                 if later.len() == 1 { "" } else { "s" },
                 later.join(", "),
@@ -297,6 +297,7 @@ impl Trainer {
         notices.extend(cfg.decay_change_notice(&trained_with, state.step));
         run.truncate_log(store::METRICS_FILE, state.step)?;
         run.truncate_log(store::QUALITY_FILE, state.step)?;
+        store::previews::remove_after(run.path(), state.step)?;
         Ok(Self {
             tables: cfg.tables()?,
             cfg,
@@ -687,6 +688,11 @@ impl Trainer {
             }
             if self.cfg.preview_due(self.step) {
                 let images = self.preview(self.cfg.preview_count.max(1))?;
+                if let Some(dir) = self.run_dir() {
+                    // Kept for a later look (an opened run shows its last). A grid that cannot
+                    // be written is still shown: training goes on.
+                    let _ = store::previews::save_preview(dir, self.step, &images);
+                }
                 send(TrainEvent::Preview {
                     step: self.step,
                     images,

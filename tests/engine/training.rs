@@ -275,6 +275,48 @@ fn a_session_says_why_it_ended() {
 }
 
 #[test]
+fn previews_are_kept_in_the_run_and_a_resume_drops_the_later_ones() {
+    use ddpm_lab::store::previews;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let cfg = TrainConfig {
+        steps: 4,
+        preview_every: 2,
+        preview_count: 3,
+        preview_steps: 2,
+        checkpoint_every: 2,
+        ..tiny_cfg(BlockKind::Resnet)
+    };
+    let mut src = Synthetic {
+        n: 4,
+        size: 8,
+        poison_at: None,
+    };
+    let mut t = Trainer::new(cfg, Some(&run)).unwrap();
+    let shown: Vec<(usize, Vec<_>)> = run_steps(&mut t, &mut src)
+        .into_iter()
+        .filter_map(|e| match e {
+            TrainEvent::Preview { step, images } => Some((step, images)),
+            _ => None,
+        })
+        .collect();
+    drop(t);
+    assert_eq!(shown.iter().map(|p| p.0).collect::<Vec<_>>(), [2, 4]);
+    for (step, _) in &shown {
+        assert!(
+            previews::preview_path(&run, *step, 3).is_file(),
+            "step {step}"
+        );
+    }
+    // The newest, read back, is the preview the lab was shown.
+    assert_eq!(previews::latest_preview(&run, 1).as_ref(), shown.last());
+    // Going back to step 2 drops step 4's preview with its logs.
+    let older = run.join("checkpoints/step-000002");
+    drop(Trainer::resume(&older, None, None).unwrap());
+    assert_eq!(previews::latest_preview(&run, 1).map(|p| p.0), Some(2));
+}
+
+#[test]
 fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

@@ -642,6 +642,7 @@ fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
     let cosine = engine.offer_run(base.join("cosine").to_str().unwrap(), saved.clone(), 40);
     let linear = ddpm_lab::tui::workers::OpenedRun {
         quality: Vec::new(),
+        preview: None,
         summary: RunSummary {
             dir: base.join("linear"),
             settings: Some(saved),

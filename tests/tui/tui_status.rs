@@ -399,8 +399,9 @@ fn a_run_the_budget_ended_says_so_and_only_asked_checkpoints_are_announced() {
     );
 }
 
-/// A run opened from disk brings its preview scores: the preview panel says the last with
-/// its trend (the images are not kept).
+/// A run opened from disk brings its preview scores and its last preview: the preview panel
+/// shows the images under the last score with its trend, or the score alone where the run
+/// holds no images.
 #[test]
 fn an_opened_run_shows_its_preview_scores() {
     let (mut app, engine) = app();
@@ -426,6 +427,24 @@ fn an_opened_run_shows_its_preview_scores() {
         screen.contains("scored at step 100: 52% recognised (12→35→52) · FD 41.5"),
         "{screen}"
     );
+    assert!(
+        screen.contains("the run holds no preview images"),
+        "{screen}"
+    );
+    // With its last preview on disk.
+    let images = frames(4, 1).frames[0].clone();
+    engine.0.lock().unwrap().opened.as_mut().unwrap().preview = Some((100, images.clone()));
+    handle_key(&mut app, ch('o'));
+    app.pump();
+    handle_key(&mut app, key(KeyCode::Enter));
+    app.pump();
+    assert_eq!(app.train.run.preview, Some((100, images)));
+    let screen = render(&app, 160, 48);
+    assert!(
+        screen.contains("Samples at step 100 · 52% recognised (12→35→52) · FD 41.5"),
+        "{screen}"
+    );
+    assert!(!screen.contains("no preview images"), "{screen}");
 }
 
 /// Where the budget ends the run before its stop step, the ETA says so, and where the line has

@@ -95,6 +95,7 @@ impl FakeEngine {
         rec.runs = vec![summary.clone()];
         rec.opened = Some(OpenedRun {
             quality: Vec::new(),
+            preview: None,
             summary: summary.clone(),
             history: (1..=step).map(stats).collect(),
         });

@@ -1026,6 +1026,7 @@ mod tests {
                     schedule,
                     crate::tui::workers::OpenedRun {
                         quality: Vec::new(),
+                        preview: None,
                         summary: crate::tui::workers::RunSummary {
                             dir,
                             settings: Some(settings),

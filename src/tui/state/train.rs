@@ -553,6 +553,7 @@ impl TrainState {
         run.reset();
         run.load_history(&opened.history);
         run.quality = opened.quality.clone();
+        run.preview = opened.preview.clone();
         run.start_step = opened.summary.step.max(run.step());
         run.checkpoint_step = Some(run.start_step);
         run.run_dir = Some(dir.clone());

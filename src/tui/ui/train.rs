@@ -597,10 +597,11 @@ fn draw_previews(frame: &mut Frame, area: Rect, app: &App, images: &ImageRendere
     let inner = block("").inner(area);
     let Some((_, all)) = &run.preview else {
         frame.render_widget(block(&title), area);
-        // A run opened from disk keeps its scores, not its preview images.
+        // A run opened from disk without preview images (written before runs kept them, or
+        // removed) still has its scores.
         let text = match run.quality.last() {
             Some((step, q)) if run.state == RunState::Opened => format!(
-                "scored at step {step}: {} (preview images are not kept; g on Sample draws new ones)",
+                "scored at step {step}: {} (the run holds no preview images; g on Sample draws new ones)",
                 quality_trend(&run.quality, q)
             ),
             _ => preview_schedule(every),

@@ -16,7 +16,7 @@ use crate::eval::Scorer;
 use crate::export::{save_denoising_gif, save_grid_png};
 use crate::runs::{self, RunInfo, StopAt};
 use crate::sampler::SamplerKind;
-use crate::store::{read_metrics_file, RunDir, TrainConfig, METRICS_FILE, QUALITY_FILE};
+use crate::store::{previews, read_metrics_file, RunDir, TrainConfig, METRICS_FILE, QUALITY_FILE};
 use crate::train::events::{TrainCommand, TrainEvent};
 use crate::tui::settings::{SampleSettings, TrainSettings};
 
@@ -628,6 +628,7 @@ fn read_comparison(base: &Path) -> Result<OpenedComparison, String> {
                         summary: summary_of(&info),
                         history: Vec::new(),
                         quality: Vec::new(),
+                        preview: None,
                     })
                     .map_err(|_| e)
             })?;
@@ -707,6 +708,7 @@ fn read_run(dir: &Path) -> Result<OpenedRun, String> {
     RunInfo::with_history(dir)
         .map(|(info, history)| OpenedRun {
             quality: quality_history(&info.dir),
+            preview: previews::latest_preview(&info.dir, info.config.model.channels),
             summary: summary_of(&info),
             history,
         })
@@ -895,12 +897,10 @@ mod tests {
         assert!(!d.path().join(runs::comparison::CONFIG_FILE).exists());
     }
 
-    /// A sampling whose stop flag is raised ends after its step with `Stopped`, saying where;
-    /// one left alone ends with its frames.
-    #[test]
-    fn a_raised_stop_flag_ends_the_sampling_after_its_step() {
-        let d = tempfile::tempdir().unwrap();
-        let mut engine = LabEngine::new(d.path().to_path_buf());
+    /// An engine over 8 toy images that has trained a tiny run of `steps` steps, without
+    /// previews, in `root/20261206-110000-linear`.
+    fn trained(root: &Path, steps: usize) -> (LabEngine, PathBuf) {
+        let mut engine = LabEngine::new(root.to_path_buf());
         *engine.loaded.lock().unwrap() = Some(Loaded {
             name: "toy".into(),
             train: Arc::new(set(8)),
@@ -909,11 +909,11 @@ mod tests {
             model: ModelPreset::Tiny,
             timesteps: 10,
             batch_size: 4,
-            steps: 1,
+            steps,
             preview_every: 0,
             ..TrainSettings::default()
         };
-        let run_dir = d.path().join("20261206-110000-linear");
+        let run_dir = root.join("20261206-110000-linear");
         let (tx, rx) = std::sync::mpsc::channel();
         let req = TrainRequest::New {
             settings,
@@ -934,6 +934,33 @@ mod tests {
                 _ => {}
             }
         }
+        (engine, run_dir)
+    }
+
+    /// An opened run brings its last preview from `previews/`, in its channels (the
+    /// trainer's writing them is a test of the trainer's).
+    #[test]
+    fn an_opened_run_brings_its_last_preview() {
+        let d = tempfile::tempdir().unwrap();
+        let (_engine, run_dir) = trained(d.path(), 1);
+        assert_eq!(read_run(&run_dir).unwrap().preview, None);
+        let grey = |v: u8| crate::imaging::Image8 {
+            width: 28,
+            height: 28,
+            channels: 1,
+            pixels: vec![v; 28 * 28],
+        };
+        let images: Vec<_> = (0..5).map(|k| grey(40 * k)).collect();
+        previews::save_preview(&run_dir, 1, &images).unwrap();
+        assert_eq!(read_run(&run_dir).unwrap().preview, Some((1, images)));
+    }
+
+    /// A sampling whose stop flag is raised ends after its step with `Stopped`, saying where;
+    /// one left alone ends with its frames.
+    #[test]
+    fn a_raised_stop_flag_ends_the_sampling_after_its_step() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut engine, run_dir) = trained(d.path(), 1);
         let sample = |engine: &mut LabEngine, stop: StopFlag| {
             let (tx, rx) = std::sync::mpsc::channel();
             let req = SampleRequest {

@@ -357,6 +357,8 @@ pub struct OpenedRun {
     pub history: Vec<StepStats>,
     /// Its preview scores (`quality.jsonl`), by step.
     pub quality: Vec<(usize, crate::eval::Quality)>,
+    /// Its newest preview (`previews/`): step and images.
+    pub preview: Option<(usize, Vec<Image8>)>,
 }
 
 /// A comparison opened from disk: the runs of its schedules that exist there.
