@@ -477,7 +477,8 @@ impl App {
                 Vec::new()
             }
             WorkerMsg::LastRun(summary) => {
-                self.train.last_run = Some(summary);
+                let root = self.settings.runs_root();
+                self.train.last_run = Some(train::LastRun::new(summary, &root));
                 Vec::new()
             }
         };

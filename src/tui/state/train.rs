@@ -1,7 +1,7 @@
 //! State of the Train screen: the editable configuration, the run and the epoch estimate, and
 //! how the screen handles its keys and its run's events.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 
 use crate::device::DeviceSpec;
@@ -203,6 +203,28 @@ pub(super) fn notch(values: &[usize], cur: usize, dir: i32) -> usize {
     }
 }
 
+/// The run the last session left, as the Train screen names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastRun {
+    /// The run as it is on disk.
+    pub summary: crate::tui::workers::RunSummary,
+    /// Its path under the runs folder, where it lies there (`o` lists it then).
+    pub under_root: Option<PathBuf>,
+}
+
+impl LastRun {
+    /// `summary`, placed against the runs folder `root` (resolved once, here: the screen
+    /// draws it every frame).
+    pub fn new(summary: crate::tui::workers::RunSummary, root: &Path) -> Self {
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let under_root = summary.dir.strip_prefix(&root).ok().map(Path::to_path_buf);
+        Self {
+            summary,
+            under_root,
+        }
+    }
+}
+
 /// State of the Train screen.
 #[derive(Debug, Clone, Default)]
 pub struct TrainState {
@@ -221,8 +243,8 @@ pub struct TrainState {
     /// The user's own Train settings (and where they came from) from before the first run
     /// opened this session replaced them, for `u` to bring back.
     pub own_settings: Option<Box<(TrainSettings, Option<SettingsOrigin>)>>,
-    /// The run the last session left, as it is on disk (named while no run is shown).
-    pub last_run: Option<crate::tui::workers::RunSummary>,
+    /// The run the last session left (named while no run is shown).
+    pub last_run: Option<LastRun>,
     /// `c` asked for a checkpoint: the next one is said in the status line (the periodic ones
     /// only in the Progress box).
     pub checkpoint_asked: bool,

@@ -244,20 +244,17 @@ fn state_span(run: &RunProgress) -> Span<'static> {
 /// What the Train screen says of the run the last session left: its name (under the runs
 /// folder; the whole path elsewhere), then where it stands and how to open it (`o` under the
 /// runs folder, else the folder to start the lab with).
-fn last_run_lines(
-    last: &crate::tui::workers::RunSummary,
-    root: &std::path::Path,
-) -> (String, String) {
-    let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+fn last_run_lines(shown: &crate::tui::state::train::LastRun) -> (String, String) {
+    let last = &shown.summary;
     let target = last.settings.as_ref().map_or(0, |s| s.steps);
     let at = match last.step {
         0 => "no checkpoint yet".to_string(),
         n if n >= target => format!("finished at step {n}"),
         n => format!("stopped at step {n} of {target}"),
     };
-    match last.dir.strip_prefix(&root) {
-        Ok(name) => (name.display().to_string(), format!("{at} · o opens it")),
-        Err(_) => (
+    match &shown.under_root {
+        Some(name) => (name.display().to_string(), format!("{at} · o opens it")),
+        None => (
             last.dir.display().to_string(),
             format!(
                 "{at}; in another runs folder: ddpm-lab --runs-dir {}",
@@ -374,7 +371,7 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
     // Before this session's first run: the one the last session left, and how to open it.
     if let (RunState::Idle, None, Some(last)) = (&run.state, &run.run_dir, &app.train.last_run) {
         let w = (text.width as usize).saturating_sub(9);
-        let (name, open) = last_run_lines(last, &app.settings.runs_root());
+        let (name, open) = last_run_lines(last);
         lines.push(kv("last run", super::ellipsize_middle(&name, w)));
         lines.push(Line::styled(open, theme::label()));
     }
