@@ -13,25 +13,44 @@ use crate::store::TrainConfig;
 pub const TAG: &str = "compare";
 
 /// The file in a comparison's directory holding the configuration its runs train with (the
-/// schedule aside) and the step they train to: written each time one of its runs starts, so
-/// that a comparison opened later goes on with its own settings, data and steps.
+/// schedule aside: it has no `schedule` field) and the step they train to: written each time
+/// one of its runs starts, so that a comparison opened later goes on with its own settings,
+/// data and steps.
 pub const CONFIG_FILE: &str = "comparison.json";
 
-/// Saves the configuration the comparison at `base` trains its runs with (atomically).
+/// Saves the configuration the comparison at `base` trains its runs with (atomically),
+/// without `config`'s schedule: each run has its own, and the file would otherwise name the
+/// schedule of whichever run started last.
 pub fn save_config(base: &Path, config: &TrainConfig) -> Result<()> {
     std::fs::create_dir_all(base)?;
-    let json = serde_json::to_string_pretty(config)?;
+    let mut value = serde_json::to_value(config)?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("schedule");
+    }
+    let json = serde_json::to_string_pretty(&value)?;
     crate::store::write_atomic(&base.join(CONFIG_FILE), json.as_bytes())
 }
 
-/// The configuration saved by [`save_config`]; `None` for a comparison written before there
-/// was one.
+/// The configuration saved by [`save_config`], with the first schedule standing in for the
+/// runs' own (files written before the field was left out name one; it is not read either);
+/// `None` for a comparison written before there was a file.
 pub fn load_config(base: &Path) -> Result<Option<TrainConfig>> {
     let file = base.join(CONFIG_FILE);
     if !file.is_file() {
         return Ok(None);
     }
-    crate::store::config::read_config_file(&file).map(Some)
+    let what = file.display().to_string();
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {what} ({e})"))?;
+    let mut value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{what} is not valid JSON ({e})"))?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert(
+            "schedule".into(),
+            serde_json::to_value(BetaSchedule::ALL[0])?,
+        );
+    }
+    crate::store::config::parse_config(&value.to_string(), &what).map(Some)
 }
 
 /// The run of `schedule` in the comparison at `base`.
@@ -68,7 +87,26 @@ mod tests {
             ..TrainConfig::default()
         };
         save_config(&base, &cfg).unwrap();
-        assert_eq!(load_config(&base).unwrap(), Some(cfg));
+        assert_eq!(load_config(&base).unwrap(), Some(cfg.clone()));
+        // The runs' schedules are theirs: the file names none, whichever run wrote it.
+        let text = std::fs::read_to_string(base.join(CONFIG_FILE)).unwrap();
+        assert!(!text.contains("schedule"), "{text}");
+        let cosine = TrainConfig {
+            schedule: BetaSchedule::Cosine,
+            ..cfg.clone()
+        };
+        save_config(&base, &cosine).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(base.join(CONFIG_FILE)).unwrap(),
+            text
+        );
+        assert_eq!(load_config(&base).unwrap(), Some(cfg.clone()));
+        // A file written when it named the last run's schedule reads the same.
+        let mut old = serde_json::to_value(&cosine).unwrap();
+        old["steps"] = 41.into();
+        std::fs::write(base.join(CONFIG_FILE), old.to_string()).unwrap();
+        let read = load_config(&base).unwrap().unwrap();
+        assert_eq!((read.schedule, read.steps), (BetaSchedule::Linear, 41));
     }
 
     #[test]
