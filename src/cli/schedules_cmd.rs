@@ -41,6 +41,11 @@ pub fn build_tables(
     schedules: &[BetaSchedule],
     timesteps: usize,
 ) -> anyhow::Result<Vec<ScheduleTables>> {
+    // Said of the flag, before any schedule is built: no schedule has fewer than 2.
+    anyhow::ensure!(
+        timesteps >= 2,
+        "--timesteps must be at least 2, got {timesteps}"
+    );
     anyhow::ensure!(
         timesteps <= MAX_TIMESTEPS,
         "--timesteps {timesteps} is too large (at most {MAX_TIMESTEPS})"
@@ -146,4 +151,21 @@ pub fn run(args: SchedulesArgs) -> anyhow::Result<()> {
         print!("{}", format_table(&tables));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Too few steps is said of the flag, not of the first schedule built.
+    #[test]
+    fn too_few_timesteps_are_said_of_the_flag() {
+        for schedules in [&[][..], &[BetaSchedule::Cosine]] {
+            for t in [0, 1] {
+                let err = build_tables(schedules, t).unwrap_err().to_string();
+                assert_eq!(err, format!("--timesteps must be at least 2, got {t}"));
+            }
+        }
+        assert_eq!(build_tables(&[], 2).unwrap().len(), 4);
+    }
 }

@@ -110,8 +110,10 @@ impl Field {
         }
     }
 
-    /// Changes the field in `s` one notch up (`dir > 0`) or down.
-    pub fn adjust(self, s: &mut TrainSettings, dir: i32) {
+    /// Changes the field in `s` one notch up (`dir > 0`) or down; the steps and the preview
+    /// interval also offer whole epochs of `n_train` images, where the data is loaded.
+    pub fn adjust(self, s: &mut TrainSettings, dir: i32, n_train: Option<usize>) {
+        let epoch = n_train.map(|n| n.max(1).div_ceil(s.batch_size.max(1)));
         match self {
             Field::Schedule => s.schedule = cycle(&BetaSchedule::ALL, s.schedule, dir),
             Field::Timesteps => {
@@ -142,13 +144,10 @@ impl Field {
                 s.lr = LRS[i];
             }
             Field::Steps => {
-                s.steps = notch(
-                    &[
-                        20, 100, 200, 500, 650, 1000, 2000, 2345, 5000, 10000, 20000, 50000,
-                    ],
-                    s.steps,
-                    dir,
-                )
+                const ROUND: [usize; 10] =
+                    [20, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000];
+                let epochs = epoch.map_or(Vec::new(), |e| vec![e, 5 * e, 10 * e]);
+                s.steps = notch(&with_epochs(&ROUND, &epochs), s.steps, dir)
             }
             Field::Budget => {
                 // Minutes; 0 = no budget.
@@ -163,10 +162,23 @@ impl Field {
             Field::Device => s.device = cycle(&DeviceSpec::built_for(), s.device, dir),
             Field::Seed => s.seed = (s.seed as i64 + dir as i64).max(0) as u64,
             Field::Preview => {
-                s.preview_every = notch(&[0, 50, 100, 200, 469, 500, 1000], s.preview_every, dir)
+                let epochs = epoch.map_or(Vec::new(), |e| vec![e]);
+                s.preview_every = notch(
+                    &with_epochs(&[0, 50, 100, 200, 500, 1000], &epochs),
+                    s.preview_every,
+                    dir,
+                )
             }
         }
     }
+}
+
+/// `round` with the step counts of whole epochs added, sorted and without repeats.
+fn with_epochs(round: &[usize], epochs: &[usize]) -> Vec<usize> {
+    let mut v: Vec<usize> = round.iter().chain(epochs).copied().collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// `dir` at the end of `runs`, where it is not among them yet.
@@ -446,7 +458,7 @@ impl TrainState {
                 "an opened run keeps its configuration (steps, budget and device apply): u brings your settings back for a new run",
             )];
         }
-        field.adjust(&mut ctx.settings.train, dir);
+        field.adjust(&mut ctx.settings.train, dir, ctx.n_train);
         if field == Field::Device && DeviceSpec::built_for().len() == 1 {
             return vec![Effect::info(
                 "this binary runs on the CPU only: cargo install --path . --features cuda (or metal) builds one for a GPU",
@@ -649,40 +661,82 @@ mod tests {
             schedule: BetaSchedule::Linear,
             ..TrainSettings::default()
         };
-        Field::Schedule.adjust(&mut s, 1);
+        Field::Schedule.adjust(&mut s, 1, None);
         assert_eq!(s.schedule, BetaSchedule::Quadratic);
-        Field::Schedule.adjust(&mut s, -1);
-        Field::Schedule.adjust(&mut s, -1);
+        Field::Schedule.adjust(&mut s, -1, None);
+        Field::Schedule.adjust(&mut s, -1, None);
         assert_eq!(s.schedule, BetaSchedule::Sigmoid);
         s.batch_size = 256;
-        Field::Batch.adjust(&mut s, 1);
+        Field::Batch.adjust(&mut s, 1, None);
         assert_eq!(s.batch_size, 256);
-        Field::Batch.adjust(&mut s, -1);
+        Field::Batch.adjust(&mut s, -1, None);
         assert_eq!(s.batch_size, 128);
         s.lr = 1e-3;
-        Field::Lr.adjust(&mut s, 1);
+        Field::Lr.adjust(&mut s, 1, None);
         assert_eq!(s.lr, 2e-3);
         assert_eq!(Field::Lr.value(&s), "2e-3");
         // The devices of this build only (the CPU alone without the cuda and metal features).
         let built = DeviceSpec::built_for();
-        Field::Device.adjust(&mut s, 1);
+        Field::Device.adjust(&mut s, 1, None);
         assert_eq!(s.device, built[1 % built.len()]);
         s.device = DeviceSpec::Cpu;
         s.seed = 0;
-        Field::Seed.adjust(&mut s, -1);
+        Field::Seed.adjust(&mut s, -1, None);
         assert_eq!(s.seed, 0);
         // The budget: 10 minutes by default on a CPU, up a notch, down to none.
         assert_eq!(Field::Budget.value(&s), "10 min");
-        Field::Budget.adjust(&mut s, 1);
+        Field::Budget.adjust(&mut s, 1, None);
         assert_eq!(s.time_limit_s, Some(1200.0));
         for _ in 0..5 {
-            Field::Budget.adjust(&mut s, -1);
+            Field::Budget.adjust(&mut s, -1, None);
         }
         assert_eq!(
             (s.time_limit_s, Field::Budget.value(&s).as_str()),
             (None, "none")
         );
-        Field::Budget.adjust(&mut s, 1);
+        Field::Budget.adjust(&mut s, 1, None);
         assert_eq!(s.time_limit_s, Some(120.0));
+    }
+
+    /// The steps and the preview interval offer whole epochs of the data loaded (5 epochs of
+    /// 8 517 images at 128 are 335 steps; Fashion-MNIST's 2345 is not offered on it), and
+    /// round numbers alone before it is loaded.
+    #[test]
+    fn steps_offer_epochs_of_the_data_loaded() {
+        let walk = |field: Field, start: usize, n_train: Option<usize>| {
+            let mut s = TrainSettings {
+                batch_size: 128,
+                steps: start,
+                preview_every: start,
+                ..TrainSettings::default()
+            };
+            let mut seen = Vec::new();
+            for _ in 0..12 {
+                field.adjust(&mut s, 1, n_train);
+                seen.push(match field {
+                    Field::Steps => s.steps,
+                    _ => s.preview_every,
+                });
+            }
+            seen.dedup();
+            seen
+        };
+        assert_eq!(
+            walk(Field::Steps, 20, Some(8517)),
+            [67, 100, 200, 335, 500, 670, 1000, 2000, 5000, 10000, 20000, 50000]
+        );
+        assert_eq!(
+            walk(Field::Steps, 1000, Some(60_000)),
+            [2000, 2345, 4690, 5000, 10000, 20000, 50000]
+        );
+        assert_eq!(
+            walk(Field::Steps, 20, None),
+            [100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000]
+        );
+        assert_eq!(
+            walk(Field::Preview, 0, Some(8517)),
+            [50, 67, 100, 200, 500, 1000]
+        );
+        assert_eq!(walk(Field::Preview, 0, None), [50, 100, 200, 500, 1000]);
     }
 }
