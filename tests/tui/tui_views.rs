@@ -193,11 +193,13 @@ fn sample_screen_steps_through_frames() {
     handle_key(&mut app, key(KeyCode::PageDown));
     let screen = snap_both(&app, "sample_frames");
     assert!(screen.contains("frame 11/21"), "{screen}");
-    // Four 28×28 images do not fit 1:1 in half of 80 columns: the panels say how small, after
-    // what they show.
-    assert!(screen.contains("x_t   t = 10 · ¼"), "{screen}");
+    // Four 28×28 images fit half of 80 columns at ¼ only (7 pixels: blobs): the panels show
+    // two at ½, and say so, the count before the scale where room runs out.
+    assert!(screen.contains("x_t t=10 · 2/4"), "{screen}");
+    assert!(screen.contains("x̂₀ · 2 of 4 · ½"), "{screen}");
     let big = render(&app, 160, 48);
     assert!(!big.contains(" scale"), "1:1 at 160×48:\n{big}");
+    assert!(!big.contains(" of 4"), "all four at 160×48:\n{big}");
 }
 
 #[test]

@@ -400,6 +400,22 @@ impl ImageRenderer {
         fit_grid(imgs.len(), first.width, first.height, w, h)
     }
 
+    /// How many of `all` to draw in `area` (the first ones): per `(ratio, counts)` of `tries`
+    /// in turn, the first of `counts` (at most `all.len()`) whose grid shows at `ratio` or
+    /// larger; one where none does. Fewer images, larger, say more than many at 1/7.
+    pub fn shown_count(&self, area: Rect, all: &[Image8], tries: &[(f64, &[usize])]) -> usize {
+        let fits = |k: usize, ratio: f64| {
+            k <= all.len()
+                && self
+                    .grid_fit(area, &all[..k])
+                    .is_some_and(|g| g.scale.ratio() >= ratio)
+        };
+        tries
+            .iter()
+            .find_map(|(ratio, counts)| counts.iter().copied().find(|&k| fits(k, *ratio)))
+            .unwrap_or(all.len().min(1))
+    }
+
     /// Draws `imgs` as a grid in `area`, each tile as large as the grid allows (reduced tiles
     /// keep one-pixel gaps); returns the scale of the tiles.
     pub fn render_grid(&self, frame: &mut Frame, area: Rect, imgs: &[Image8]) -> Option<Scale> {

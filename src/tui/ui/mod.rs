@@ -160,19 +160,31 @@ pub fn ellipsize_end(text: &str, max: usize) -> String {
 /// shortest title with the fraction; else the shortest title alone (the note goes before the
 /// name is cut).
 pub fn title_with_note(titles: &[&str], note: Option<String>, width: u16) -> String {
+    let notes: Vec<String> = match note {
+        Some(note) => {
+            let short = note.strip_suffix(" scale").unwrap_or(&note).to_string();
+            vec![note, short]
+        }
+        None => Vec::new(),
+    };
+    title_with_notes(titles, &notes, width)
+}
+
+/// [`title_with_note`] with the ways to say the note given, longest first: each title with
+/// each way in turn, then the shortest title with the shortest way, then the shortest title.
+pub fn title_with_notes(titles: &[&str], notes: &[String], width: u16) -> String {
     // Two border cells and the spaces around the title.
     let room = (width as usize).saturating_sub(4);
     let fits = |s: &String| s.chars().count() <= room;
     let shortest = titles.last().copied().unwrap_or_default();
-    let Some(note) = note else {
+    let Some(last) = notes.last() else {
         let fit = titles.iter().map(|t| t.to_string()).find(fits);
         return fit.unwrap_or_else(|| shortest.to_string());
     };
-    let short = note.strip_suffix(" scale").unwrap_or(&note);
     titles
         .iter()
-        .flat_map(|t| [format!("{t} · {note}"), format!("{t} · {short}")])
-        .chain([format!("{shortest} {short}")])
+        .flat_map(|t| notes.iter().map(move |n| format!("{t} · {n}")))
+        .chain([format!("{shortest} {last}")])
         .find(fits)
         .unwrap_or_else(|| shortest.to_string())
 }

@@ -113,8 +113,10 @@ pub fn frame_t(f: &Frames, i: usize) -> String {
     }
 }
 
-/// Draws a titled grid of images (the title says when they are drawn below 1:1; `titles`:
-/// the ways to say it, longest first, see [`super::title_with_note`]).
+/// Draws a titled grid of images: all of them where each shows at ⅓ scale or larger, else the
+/// first 16, 9, 4 or 2 that show at ½, then at ⅓ (16 images at 1/7 in a small terminal are
+/// blobs). The title says how many are shown and when they are drawn below 1:1 (`titles`: the
+/// ways to say it, longest first, see [`super::title_with_note`]).
 pub fn panel(
     frame: &mut Frame,
     area: Rect,
@@ -123,9 +125,41 @@ pub fn panel(
     images: &ImageRenderer,
 ) {
     let inner = block("").inner(area);
-    let scale = imgs.and_then(|v| images.render_grid(frame, inner, v));
-    let title = super::title_with_note(titles, scale.and_then(|s| s.note()), area.width);
+    let mut notes = Vec::new();
+    if let Some(all) = imgs {
+        let n = all.len();
+        let tries: [(f64, &[usize]); 3] = [
+            (1.0 / 3.0, &[n]),
+            (0.5, &[16, 9, 4, 2]),
+            (1.0 / 3.0, &[16, 9, 4, 2]),
+        ];
+        let shown = images.shown_count(inner, all, &tries);
+        let scale = images.render_grid(frame, inner, &all[..shown]);
+        notes = count_notes(shown, n, scale.and_then(|s| s.note()));
+    }
+    let titles: Vec<&str> = titles.to_vec();
+    let title = super::title_with_notes(&titles, &notes, area.width);
     frame.render_widget(block(&title), area);
+}
+
+/// The ways to say, longest first, that `shown` of `n` images are drawn at `scale` (a note
+/// such as `½ scale`, `None` at 1:1): `2 of 16 · ½ scale` … `2/16`. The count outlasts the
+/// scale where room runs out: images left out matter more than their size.
+fn count_notes(shown: usize, n: usize, scale: Option<String>) -> Vec<String> {
+    let short = scale
+        .as_deref()
+        .map(|s| s.strip_suffix(" scale").unwrap_or(s).to_string());
+    match (shown < n, scale, short) {
+        (false, Some(long), Some(short)) => vec![long, short],
+        (false, _, _) => Vec::new(),
+        (true, Some(long), Some(short)) => vec![
+            format!("{shown} of {n} · {long}"),
+            format!("{shown} of {n} · {short}"),
+            format!("{shown}/{n} · {short}"),
+            format!("{shown}/{n}"),
+        ],
+        (true, _, _) => vec![format!("{shown} of {n}"), format!("{shown}/{n}")],
+    }
 }
 
 /// The part of a frame bar's line that stands for the frames (after its label): a click or

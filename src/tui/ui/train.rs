@@ -541,22 +541,12 @@ fn bucket_chart(
 /// many as fit at ½, else at ⅓, else one (at 80×24 two previews at ½ say more than eight at
 /// 1/6).
 fn previews_shown(images: &ImageRenderer, inner: Rect, all: &[crate::imaging::Image8]) -> usize {
-    let n = all.len().min(8);
-    let fits = |k: usize, ratio: f64| {
-        k <= n
-            && images
-                .grid_fit(inner, &all[..k])
-                .is_some_and(|g| g.scale.ratio() >= ratio)
-    };
     let tries: [(f64, &[usize]); 3] = [
         (1.0, &[8, 6, 4]),
         (0.5, &[8, 6, 4, 3, 2]),
         (1.0 / 3.0, &[8, 6, 4, 3, 2]),
     ];
-    tries
-        .iter()
-        .find_map(|(ratio, counts)| counts.iter().copied().find(|&k| fits(k, *ratio)))
-        .unwrap_or(n.min(1))
+    images.shown_count(inner, &all[..all.len().min(8)], &tries)
 }
 
 /// When previews come, said in the panel before the first (`every`: the setting).
