@@ -318,6 +318,58 @@ fn ddim_steps_on_ddpm_say_that_they_switch_the_sampler() {
 }
 
 #[test]
+fn n_changes_the_ddim_eta_which_names_the_samples_and_their_export() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    train_main_run_to_the_end(&mut app, "runs/r");
+    app.tab = Tab::Sample;
+    app.settings.sample.ddim = false;
+    app.settings.sample.eta = 0.0;
+    // On DDPM the key switches, as [ and ] do.
+    handle_key(&mut app, ch('n'));
+    assert!(app.settings.sample.ddim);
+    assert_eq!(app.settings.sample.eta, 0.0, "switched, not changed");
+    let steps = app.settings.sample.ddim_steps;
+    assert_eq!(
+        notice(&app),
+        Some(format!(
+            "sampler DDIM {steps} steps, η = 0 (DDPM has no η; k switches back)"
+        ))
+    );
+    handle_key(&mut app, ch('n'));
+    handle_key(&mut app, ch('n'));
+    handle_key(&mut app, ch('N'));
+    assert_eq!(app.settings.sample.eta, 0.2);
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains(&format!("DDIM {steps} steps η=0.2")),
+        "{screen}"
+    );
+    // The samples drawn with it say so, and their files are named with it.
+    handle_key(&mut app, ch('g'));
+    let eta = engine.calls().into_iter().rev().find_map(|c| match c {
+        Call::Sample(_, req) => Some(req.settings.eta),
+        _ => None,
+    });
+    assert_eq!(eta, Some(0.2));
+    app.handle_msg(WorkerMsg::Sample {
+        slot: Slot::Main,
+        msg: SampleMsg::Done(Box::new(frames(4, 10))),
+    });
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains(&format!("DDIM {steps} η=0.2 · seed")),
+        "{screen}"
+    );
+    handle_key(&mut app, ch('e'));
+    let stem = engine.calls().into_iter().find_map(|c| match c {
+        Call::Export(_, stem) => Some(stem),
+        _ => None,
+    });
+    assert_eq!(stem, Some(format!("samples-ddim{steps}-eta0.2-seed0-n4")));
+}
+
+#[test]
 fn exported_files_are_named_whole_under_their_folder_at_80x24() {
     let (mut app, _) = app();
     load_data(&mut app);

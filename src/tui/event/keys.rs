@@ -333,12 +333,14 @@ pub const KEY_HELP: &[KeyHelp] = &[
     ),
     row(
         SAMPLE,
-        "k  ·  [ / ]",
-        "DDPM ↔ DDIM  ·  fewer / more DDIM steps",
+        "k  ·  [ / ]  ·  n / N",
+        "DDPM ↔ DDIM  ·  fewer / more DDIM steps  ·  DDIM η up / down",
         &[
             b(ch('k'), C::ToggleSampler),
             b(ch('['), C::DdimSteps(-1)),
             b(ch(']'), C::DdimSteps(1)),
+            b(ch('n'), C::DdimEta(1)),
+            b(ch('N'), C::DdimEta(-1)),
         ],
     ),
     row(

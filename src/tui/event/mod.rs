@@ -79,6 +79,8 @@ pub enum Command {
     ToggleSampler,
     /// Sample: more / fewer DDIM steps.
     DdimSteps(i32),
+    /// Sample: a larger / smaller DDIM η (the noise each step adds back).
+    DdimEta(i32),
     /// Sample: more / fewer images.
     SampleCount(i32),
     /// Sample, Compare: the next (`1`) or previous (`-1`) seed.

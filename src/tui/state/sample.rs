@@ -16,6 +16,9 @@ pub const FRAME_INTERVAL: Duration = Duration::from_millis(40);
 const SAMPLE_COUNTS: [usize; 6] = [1, 4, 9, 16, 25, 36];
 /// DDIM step counts that `[` / `]` step through.
 const DDIM_STEPS: [usize; 7] = [10, 20, 25, 50, 100, 200, 500];
+/// DDIM η values that `n` / `N` step through: 0 is deterministic, 1 adds back as much noise as
+/// DDPM's steps do.
+const DDIM_ETAS: [f64; 5] = [0.0, 0.2, 0.5, 0.8, 1.0];
 
 /// Status of a sampling job.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -176,6 +179,17 @@ pub enum SampleTarget {
     Nothing,
 }
 
+/// The η of [`DDIM_ETAS`] after `eta` in direction `dir` (`n` up, `N` down); `eta` at the
+/// ends (a remembered η between two values goes to the next one).
+pub fn next_eta(eta: f64, dir: i32) -> f64 {
+    let found = if dir > 0 {
+        DDIM_ETAS.iter().copied().find(|&v| v > eta + 1e-9)
+    } else {
+        DDIM_ETAS.iter().rev().copied().find(|&v| v < eta - 1e-9)
+    };
+    found.unwrap_or(eta)
+}
+
 /// The seed after `seed` in direction `dir` (`s` up, `S` down, not below 0).
 pub fn next_seed(seed: u64, dir: i32) -> u64 {
     if dir < 0 {
@@ -212,6 +226,18 @@ impl SampleState {
                     ))];
                 }
                 s.ddim_steps = notch(&DDIM_STEPS, s.ddim_steps, dir);
+            }
+            Command::DdimEta(dir) => {
+                // η is DDIM's: on DDPM, the key switches (as [ and ] do).
+                let switched = !s.ddim;
+                s.ddim = true;
+                if switched {
+                    return vec![Effect::info(format!(
+                        "sampler DDIM {} steps, η = {} (DDPM has no η; k switches back)",
+                        s.ddim_steps, s.eta
+                    ))];
+                }
+                s.eta = next_eta(s.eta, dir);
             }
             Command::SampleCount(dir) => s.n = notch(&SAMPLE_COUNTS, s.n, dir),
             Command::NewSeed(dir) => s.seed = next_seed(s.seed, dir),
@@ -313,7 +339,16 @@ impl SampleState {
         // The number of images too: another count from the same seed is other samples.
         let n = frames.frames.last().map_or(0, Vec::len);
         let stem = if s.ddim {
-            format!("samples-{step}ddim{}-seed{}-n{n}", s.ddim_steps, s.seed)
+            // η where it is not DDIM's deterministic 0: other noise, other samples.
+            let eta = if s.eta > 0.0 {
+                format!("-eta{}", s.eta)
+            } else {
+                String::new()
+            };
+            format!(
+                "samples-{step}ddim{}{eta}-seed{}-n{n}",
+                s.ddim_steps, s.seed
+            )
         } else {
             format!("samples-{step}ddpm-seed{}-n{n}", s.seed)
         };
@@ -407,6 +442,17 @@ impl SampleState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eta_steps_through_its_values_and_stops_at_the_ends() {
+        assert_eq!(next_eta(0.0, 1), 0.2);
+        assert_eq!(next_eta(0.2, -1), 0.0);
+        assert_eq!(next_eta(0.0, -1), 0.0);
+        assert_eq!(next_eta(1.0, 1), 1.0);
+        // A remembered value between two goes to the next either way.
+        assert_eq!(next_eta(0.3, 1), 0.5);
+        assert_eq!(next_eta(0.3, -1), 0.2);
+    }
 
     #[test]
     fn cursor_steps_clamps_and_plays_to_the_end() {

@@ -91,7 +91,11 @@ pub(super) fn drawn_label(
     }
     if let Some(s) = settings {
         parts.push(if s.ddim {
-            format!("DDIM {}", s.ddim_steps)
+            if s.eta > 0.0 {
+                format!("DDIM {} η={}", s.ddim_steps, s.eta)
+            } else {
+                format!("DDIM {}", s.ddim_steps)
+            }
         } else {
             "DDPM".to_string()
         });
@@ -267,7 +271,7 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
         source_line(&name, step, (inner.width as usize).saturating_sub(9))
     };
     let mut lines = vec![
-        kv("sampler", sampler, "k [ ]"),
+        kv("sampler", sampler, if s.ddim { "k [ ] n" } else { "k [ ]" }),
         kv("images", s.n.to_string(), "+ −"),
         kv("seed", s.seed.to_string(), "s"),
         Line::from(""),
