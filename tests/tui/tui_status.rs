@@ -182,6 +182,11 @@ fn x_stops_a_sampling_and_keeps_the_images_shown_before() {
     );
     // A first sampling ends; a second, with another seed, is stopped at step 40 of 200.
     handle_key(&mut app, ch('g'));
+    let said = notice(&app).unwrap_or_default();
+    assert!(
+        said.starts_with("sampling ") && said.ends_with("(x stops it)"),
+        "the refusal gives way to the sampling: {said}"
+    );
     app.handle_msg(WorkerMsg::Sample {
         slot: Slot::Main,
         msg: SampleMsg::Done(Box::new(frames(4, 10))),
@@ -226,6 +231,11 @@ fn x_stops_a_sampling_and_keeps_the_images_shown_before() {
         app.sample.drawn_with.as_ref().map(|s| s.seed),
         Some(first_seed)
     );
+    // With their score: it goes with the images.
+    let screen = render(&app, 80, 24);
+    for said in ["stopped at step 40/200", "shown: ", "quality  "] {
+        assert!(screen.contains(said), "{said}:\n{screen}");
+    }
     handle_key(&mut app, ch('g'));
     assert_eq!(stop_flags(&engine).len(), 3);
 }
@@ -273,6 +283,44 @@ fn x_on_compare_stops_the_sampling_of_every_run() {
     );
     // The runs were not training: nothing else was stopped.
     assert!(app.compare.slots.iter().all(|s| !s.run.is_active()));
+    // Sampled once, then stopped on the next seed: the first samples stay, with their seed.
+    handle_key(&mut app, ch('g'));
+    for slot in &slots {
+        app.handle_msg(WorkerMsg::Sample {
+            slot: *slot,
+            msg: SampleMsg::Done(Box::new(frames(4, 10))),
+        });
+    }
+    let seed = app.settings.sample.seed;
+    assert_eq!(app.compare.drawn_with.as_ref().map(|d| d.seed), Some(seed));
+    handle_key(&mut app, ch('s'));
+    handle_key(&mut app, ch('g'));
+    let during = render(&app, 160, 48);
+    assert!(during.contains("sampling 0/0…"), "{during}");
+    handle_key(&mut app, ch('x'));
+    for slot in &slots {
+        app.handle_msg(WorkerMsg::Sample {
+            slot: *slot,
+            msg: SampleMsg::Stopped { done: 3, total: 50 },
+        });
+    }
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("sampling stopped: the images shown are the earlier ones")
+    );
+    assert!(app.compare.slots.iter().all(|s| s.frames.is_some()));
+    assert_eq!(app.compare.drawn_with.as_ref().map(|d| d.seed), Some(seed));
+    let after = render(&app, 160, 48);
+    assert!(
+        !after.contains("stopped at"),
+        "the images, not a note:\n{after}"
+    );
+    // x with nothing to stop says what it stops.
+    handle_key(&mut app, ch('x'));
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("nothing to stop: no comparison is training, paused or sampling")
+    );
 }
 
 #[test]

@@ -108,6 +108,9 @@ pub struct CompareState {
     pub drawn_with: Option<SampleSettings>,
     /// What stops the sampling under way (`x`), one flag for every run's.
     sample_stop: Option<StopFlag>,
+    /// The sampler and seed of the sampling under way: [`Self::drawn_with`] once its frames
+    /// come.
+    pending_drawn: Option<SampleSettings>,
 }
 
 impl Default for CompareState {
@@ -131,6 +134,7 @@ impl Default for CompareState {
             dataset: None,
             drawn_with: None,
             sample_stop: None,
+            pending_drawn: None,
         }
     }
 }
@@ -197,7 +201,9 @@ impl CompareState {
                         "stopping the comparison: each run is saved (c continues it, space starts anew)",
                     )]
                 } else {
-                    vec![Effect::error("no comparison is training or paused")]
+                    vec![Effect::error(
+                        "nothing to stop: no comparison is training, paused or sampling",
+                    )]
                 };
             }
             Command::CompareMode => {
@@ -582,8 +588,8 @@ impl CompareState {
             if slot.run.checkpoint_step.is_none() {
                 continue;
             }
+            // The frames shown stay until the new ones come: a stopped sampling keeps them.
             slot.sample_status = SampleStatus::Running { done: 0, total: 0 };
-            slot.frames = None;
             fx.push(Effect::Sample {
                 slot: Slot::Compare(slot.schedule),
                 run_dir,
@@ -595,8 +601,7 @@ impl CompareState {
                 "no trained run to sample yet (space trains them)",
             ));
         } else {
-            self.cursor = FrameCursor::default();
-            self.drawn_with = Some(settings.clone());
+            self.pending_drawn = Some(settings.clone());
             self.sample_stop = Some(stop);
             fx.push(Effect::info_about(
                 Topic::CompareSampling,
@@ -620,6 +625,9 @@ impl CompareState {
             SampleMsg::Done(frames) => {
                 slot.sample_status = SampleStatus::Ready;
                 slot.frames = Some(*frames);
+                if let Some(drawn) = &self.pending_drawn {
+                    self.drawn_with = Some(drawn.clone());
+                }
                 // The final images first, as on Sample (←/Home step back through the
                 // denoising), unless the user has moved the cursor meanwhile.
                 let len = self.frame_len();
@@ -635,7 +643,13 @@ impl CompareState {
                 slot.sample_status = SampleStatus::Stopped { done, total };
                 // Said once, when the last run has stopped.
                 if !self.sampling() {
-                    return vec![Effect::info("sampling stopped (g samples again)")];
+                    self.pending_drawn = None;
+                    let kept = if self.slots.iter().any(|s| s.frames.is_some()) {
+                        ": the images shown are the earlier ones"
+                    } else {
+                        " (g samples again)"
+                    };
+                    return vec![Effect::info(format!("sampling stopped{kept}"))];
                 }
             }
             SampleMsg::Failed(e) => {

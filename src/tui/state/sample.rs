@@ -287,11 +287,26 @@ impl SampleState {
         self.exported = None;
         let stop = StopFlag::default();
         self.stop = Some(stop.clone());
-        vec![Effect::Sample {
-            slot: Slot::Main,
-            run_dir,
-            stop,
-        }]
+        // Said while it lasts, in place of what an earlier job or key left in the line.
+        let sampler = if ctx_settings.ddim {
+            format!("DDIM {} steps", ctx_settings.ddim_steps)
+        } else {
+            "DDPM".to_string()
+        };
+        vec![
+            Effect::Sample {
+                slot: Slot::Main,
+                run_dir,
+                stop,
+            },
+            Effect::info_about(
+                Topic::Sampling,
+                format!(
+                    "sampling {} images with {sampler}… (x stops it)",
+                    ctx_settings.n
+                ),
+            ),
+        ]
     }
 
     /// `x`: stops the sampling under way after its current step.

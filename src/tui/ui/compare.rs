@@ -199,6 +199,11 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
         let inner = block("").inner(*r);
         let mut note = None;
         match (&slot.frames, &slot.sample_status) {
+            // While sampling, its progress (the earlier frames come back if it is stopped).
+            (_, SampleStatus::Running { done, total }) => frame.render_widget(
+                Paragraph::new(format!("sampling {done}/{total}…")).style(theme::label()),
+                inner,
+            ),
             (Some(f), _) if !f.is_empty() => {
                 let i = c.cursor.index.min(f.len() - 1);
                 let imgs = &f.frames[i];
@@ -206,10 +211,6 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
                     .render_grid(frame, inner, imgs)
                     .and_then(|s| s.note());
             }
-            (_, SampleStatus::Running { done, total }) => frame.render_widget(
-                Paragraph::new(format!("sampling {done}/{total}…")).style(theme::label()),
-                inner,
-            ),
             (_, SampleStatus::Stopped { done, total }) => frame.render_widget(
                 Paragraph::new(format!("stopped at {done}/{total} (g samples again)"))
                     .style(theme::label()),

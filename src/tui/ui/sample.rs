@@ -314,6 +314,7 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
                     ),
                     Style::default().fg(theme::OK),
                 ));
+                lines.push(quality_line(&f.quality));
             }
         }
         SampleStatus::Ready => {
