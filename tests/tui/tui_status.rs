@@ -598,6 +598,33 @@ fn compare_frames_say_the_seed_they_were_drawn_with() {
     assert!(frame_bar(&app).contains(&redrawn), "{}", frame_bar(&app));
 }
 
+/// A run opened while the lab holds another dataset counts its epochs once its own is loaded
+/// (they stayed unknown: `epoch 1 0%` at the run's last step).
+#[test]
+fn a_run_on_another_dataset_counts_its_epochs_once_that_is_loaded() {
+    let (mut app, engine) = app();
+    app.settings.dataset = "fashion_mnist".into();
+    let mut saved = settings().train;
+    saved.batch_size = 128;
+    saved.steps = 100;
+    // 40 steps: its history never crosses an epoch's end.
+    engine.offer_run("runs/20260101-000000-linear", saved, 40);
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('o'));
+    app.pump();
+    handle_key(&mut app, key(KeyCode::Enter));
+    app.pump();
+    assert_eq!(
+        app.settings.dataset, "shapes",
+        "its own data is being loaded"
+    );
+    assert_eq!(app.train.run.steps_per_epoch, 0);
+    load_data(&mut app);
+    // 6000 images, 128 a batch.
+    assert_eq!(app.train.run.steps_per_epoch, 47);
+    assert_eq!(app.train.run.epoch_progress(), Some((0, 40.0 / 47.0)));
+}
+
 #[test]
 fn compare_sampling_message_goes_when_the_last_run_is_sampled() {
     let (mut app, slots) = compare_sampling();

@@ -124,6 +124,7 @@ impl App {
             }
             Effect::DataReady => {
                 self.schedules.image_index = 0;
+                self.train.count_epochs(&ctx!(self));
                 let effects = self.train.request_estimate(&ctx!(self));
                 self.run(effects);
             }

@@ -257,6 +257,8 @@ pub struct TrainState {
     pub own_settings: Option<Box<(TrainSettings, Option<SettingsOrigin>)>>,
     /// The run the last session left (named while no run is shown).
     pub last_run: Option<LastRun>,
+    /// The dataset of the run opened from disk, for its epochs (see [`Self::count_epochs`]).
+    pub opened_dataset: Option<String>,
     /// `c` asked for a checkpoint: the next one is said in the status line (the periodic ones
     /// only in the Progress box).
     pub checkpoint_asked: bool,
@@ -629,20 +631,30 @@ impl TrainState {
                 format!("opened {name} at step {start}: space continues it (steps trained elsewhere appear live){own}")
             },
         ));
+        self.opened_dataset = opened.summary.dataset.clone();
         if let Some(ds) = opened.summary.dataset {
             if ds != ctx.settings.dataset {
+                // Its epochs once its data is loaded (see `count_epochs`).
                 fx.push(Effect::LoadDataset(ds));
-            } else if let (0, Some(n), true) = (
-                self.run.steps_per_epoch,
-                ctx.n_train,
-                ctx.loaded == Some(ds.as_str()),
-            ) {
-                // Its epochs, from the images loaded (the run's own set): a history that
-                // never crossed an epoch's end does not tell them.
-                self.run.steps_per_epoch = n.div_ceil(ctx.settings.train.batch_size.max(1));
+            } else {
+                self.count_epochs(ctx);
             }
         }
         fx
+    }
+
+    /// The epochs of an opened run shown without them (its history never crossed an epoch's
+    /// end), from the images loaded where they are the run's own set; called on opening and
+    /// when a dataset is loaded.
+    pub fn count_epochs(&mut self, ctx: &Ctx) {
+        if let (0, RunState::Opened, Some(n), true) = (
+            self.run.steps_per_epoch,
+            &self.run.state,
+            ctx.n_train,
+            ctx.loaded.is_some() && ctx.loaded == self.opened_dataset.as_deref(),
+        ) {
+            self.run.steps_per_epoch = n.div_ceil(ctx.settings.train.batch_size.max(1));
+        }
     }
 }
 
