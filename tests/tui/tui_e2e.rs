@@ -236,10 +236,10 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     // Train: start, pause, resume until finished.
     tmux.keys(&["3"]);
     tmux.wait_for("Configuration", 5);
-    // No previews (the last field, down to "never"): 64 images each, they would take longer
+    // No previews (the last field, down to "off"): 64 images each, they would take longer
     // than this whole tiny run on a busy machine.
     tmux.keys(&["Up", "Left", "Left", "Left"]);
-    tmux.wait_for("never", 5);
+    tmux.wait_for("preview every off", 5);
     tmux.keys(&["Space"]);
     tmux.wait("training to run", 60, |s| {
         s.contains("RUNNING") && s.contains("loss")

@@ -102,7 +102,7 @@ impl Field {
             Field::Seed => s.seed.to_string(),
             Field::Preview => {
                 if s.preview_every == 0 {
-                    "never".to_string()
+                    "off".to_string()
                 } else {
                     format!("{} steps", s.preview_every)
                 }

@@ -549,23 +549,43 @@ fn previews_shown(images: &ImageRenderer, inner: Rect, all: &[crate::imaging::Im
     images.shown_count(inner, &all[..all.len().min(8)], &tries)
 }
 
-/// When previews come, said in the panel before the first (`every`: the setting).
-fn preview_schedule(every: usize) -> String {
+/// The step the Train screen's run stops at: the run's, else the settings' for the next.
+fn run_stop(app: &App) -> usize {
+    match app.train.run.total_steps {
+        0 => app.settings.train.steps,
+        n => n,
+    }
+}
+
+/// When previews come, said in the panel before the first (`every`: the setting; `steps`:
+/// where the run stops).
+fn preview_schedule(every: usize, steps: usize) -> String {
     let early: Vec<String> = crate::store::config::EARLY_PREVIEWS
         .iter()
-        .filter(|&&s| s < every)
+        .filter(|&&s| s < every && s < steps)
         .map(|s| s.to_string())
         .collect();
-    match (every, early.as_slice()) {
-        (0, _) => "no previews: preview every is off".to_string(),
-        (e, []) => format!("previews appear here while training, every {e} steps"),
-        (e, [.., last]) => format!(
-            "previews appear here while training: at steps {}{last}, then every {e}",
-            early[..early.len() - 1]
-                .iter()
-                .map(|s| format!("{s}, "))
-                .collect::<String>()
+    let listed = match early.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [.., last] => format!("{} and {last}", early[..early.len() - 1].join(", ")),
+    };
+    // Every `every` steps, and the last step where that is not one of them.
+    let end = if every > 0 && steps.is_multiple_of(every) {
+        ""
+    } else {
+        ", and at the last step"
+    };
+    match (every, early.is_empty(), every < steps) {
+        (0, _, _) => "no previews: preview every is off".to_string(),
+        (_, true, false) => format!("a preview appears here at the run's last step ({steps})"),
+        (_, false, false) => format!(
+            "previews appear here while training: at steps {listed}, and at the last ({steps})"
         ),
+        (e, true, true) => format!("previews appear here while training, every {e} steps{end}"),
+        (e, false, true) => {
+            format!("previews appear here while training: at steps {listed}, then every {e}{end}")
+        }
     }
 }
 
@@ -591,7 +611,7 @@ fn draw_previews(frame: &mut Frame, area: Rect, app: &App, images: &ImageRendere
                 "scored at step {step}: {} (the run holds no preview images; g on Sample draws new ones)",
                 quality_trend(&run.quality, q)
             ),
-            _ => preview_schedule(every),
+            _ => preview_schedule(every, run_stop(app)),
         };
         frame.render_widget(
             Paragraph::new(text)
@@ -725,17 +745,26 @@ mod tests {
     #[test]
     fn the_preview_panel_says_when_previews_come() {
         assert_eq!(
-            preview_schedule(200),
-            "previews appear here while training: at steps 25, 50, 100, then every 200"
+            preview_schedule(200, 2000),
+            "previews appear here while training: at steps 25, 50 and 100, then every 200"
         );
         assert_eq!(
-            preview_schedule(60),
-            "previews appear here while training: at steps 25, 50, then every 60"
+            preview_schedule(60, 570),
+            "previews appear here while training: at steps 25 and 50, then every 60, and at the last step"
         );
         assert_eq!(
-            preview_schedule(10),
+            preview_schedule(10, 100),
             "previews appear here while training, every 10 steps"
         );
-        assert_eq!(preview_schedule(0), "no previews: preview every is off");
+        // A run shorter than the interval: the early ones it reaches, and its last step.
+        assert_eq!(
+            preview_schedule(1000, 80),
+            "previews appear here while training: at steps 25 and 50, and at the last (80)"
+        );
+        assert_eq!(
+            preview_schedule(1000, 20),
+            "a preview appears here at the run's last step (20)"
+        );
+        assert_eq!(preview_schedule(0, 20), "no previews: preview every is off");
     }
 }
