@@ -263,7 +263,7 @@ fn a_training_run_is_sampled_from_its_first_checkpoint_on() {
         !screen.contains("waiting for its first checkpoint"),
         "{screen}"
     );
-    assert!(screen.contains("-linear · step 30"), "{screen}");
+    assert!(screen.contains("ckpt     step 30"), "{screen}");
     handle_key(&mut app, ch('g'));
     assert!(
         sampled(&engine),

@@ -71,12 +71,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
 }
 
 /// The run the Sample screen draws from (named as the run lists name it) in `width` columns,
-/// with the step of the checkpoint it would sample when known (`RUN · step 120`); the run's
-/// name is shortened first.
-fn source_line(run: &str, step: Option<usize>, width: usize) -> String {
+/// with the step of the checkpoint it would sample when known (`RUN · step 120`): on one line
+/// where both fit, else the step on a line of its own; the name is shortened only where it
+/// does not fit alone.
+fn source_lines(run: &str, step: Option<usize>, width: usize) -> Vec<String> {
     let step = step.map_or(String::new(), |n| format!(" · step {n}"));
-    let room = width.saturating_sub(step.chars().count());
-    format!("{}{step}", super::ellipsize_middle(run, room))
+    if run.chars().count() + step.chars().count() <= width {
+        return vec![format!("{run}{step}")];
+    }
+    let name = super::ellipsize_middle(run, width);
+    if step.is_empty() {
+        vec![name]
+    } else {
+        vec![name, step.trim_start_matches(" · ").to_string()]
+    }
 }
 
 /// What the frames shown were drawn with (the settings above may have changed since): the
@@ -266,24 +274,29 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
     };
     let target = app.sample_target();
     // The run as the run lists name it, with the step `g` would sample when known.
-    let run_line = |dir: &std::path::Path, step| {
+    let run_lines = |dir: &std::path::Path, step| {
         let name = super::run_name(dir, &app.settings.runs_root());
-        source_line(&name, step, (inner.width as usize).saturating_sub(9))
+        source_lines(&name, step, (inner.width as usize).saturating_sub(9))
     };
     let mut lines = vec![
         kv("sampler", sampler, if s.ddim { "k [ ] n" } else { "k [ ]" }),
         kv("images", s.n.to_string(), "+ −"),
         kv("seed", s.seed.to_string(), "s"),
         Line::from(""),
-        Line::from(vec![
-            Span::styled("run      ", theme::label()),
-            Span::raw(match &target {
-                SampleTarget::Run { dir, step } => run_line(dir, *step),
-                SampleTarget::Awaiting(dir) => run_line(dir, None),
-                SampleTarget::Nothing => "none: train one or open one".to_string(),
-            }),
-        ]),
     ];
+    let source = match &target {
+        SampleTarget::Run { dir, step } => run_lines(dir, *step),
+        SampleTarget::Awaiting(dir) => run_lines(dir, None),
+        SampleTarget::Nothing => vec!["none: train one or open one".to_string()],
+    };
+    for (k, text) in source.into_iter().enumerate() {
+        // (A label on the step's own line too: a wrapped paragraph trims leading blanks.)
+        let label = if k == 0 { "run      " } else { "ckpt     " };
+        lines.push(Line::from(vec![
+            Span::styled(label, theme::label()),
+            Span::raw(text),
+        ]));
+    }
     if matches!(target, SampleTarget::Awaiting(_)) {
         lines.push(Line::styled(
             "waiting for its first checkpoint",
@@ -403,13 +416,18 @@ mod tests {
     fn a_checkpoint_is_shown_as_its_run_and_step() {
         let run = "20261203-133009-cosine";
         assert_eq!(
-            source_line(run, Some(23), 40),
-            "20261203-133009-cosine · step 23"
+            source_lines(run, Some(23), 40),
+            ["20261203-133009-cosine · step 23"]
+        );
+        // The name whole, the step below, where both do not fit one line.
+        assert_eq!(
+            source_lines(run, Some(123), 27),
+            ["20261203-133009-cosine", "step 123"]
         );
         assert_eq!(
-            source_line(run, Some(23), 27),
-            "20261…3009-cosine · step 23"
+            source_lines(run, Some(23), 16),
+            ["20261…009-cosine", "step 23"]
         );
-        assert_eq!(source_line(run, None, 40), "20261203-133009-cosine");
+        assert_eq!(source_lines(run, None, 40), ["20261203-133009-cosine"]);
     }
 }
