@@ -374,7 +374,8 @@ fn going_back_to_an_older_checkpoint_drops_the_abandoned_branch_at_the_first_new
         ),
         "{missing}"
     );
-    let older = run.join(CHECKPOINTS_DIR).join("step-000002");
+    // Named as the step is (`step-2`), or as the folder is (`step-000002`).
+    let older = run.join(CHECKPOINTS_DIR).join("step-2");
     let mut t = Trainer::resume_with(&older, ResumeOptions::default()).unwrap();
     assert_eq!(t.step(), 2);
     assert_eq!(

@@ -173,6 +173,17 @@ impl RunDir {
         if Checkpoint::is_checkpoint_folder(path) {
             if !path.is_dir() {
                 let names = self.checkpoint_names();
+                // `step-100` for `step-000100`: the one folder of that step, where there is one.
+                let asked = path
+                    .file_name()
+                    .and_then(|n| step_of_name(&n.to_string_lossy()));
+                let same: Vec<&String> = names
+                    .iter()
+                    .filter(|n| asked.is_some_and(|(step, k)| sort_key(n) == (step, k)))
+                    .collect();
+                if let [one] = same.as_slice() {
+                    return Checkpoint::open(&self.checkpoints_dir().join(one));
+                }
                 bail!(
                     "{} does not exist; {}",
                     path.display(),
@@ -384,6 +395,18 @@ impl RunDir {
     }
 }
 
+/// The step and branch number a checkpoint folder's name says (`step-100` and `step-000100`
+/// are step 100; `step-000100.1` its branch 1); `None` for any other name.
+fn step_of_name(name: &str) -> Option<(usize, usize)> {
+    let rest = name.strip_prefix("step-")?;
+    let (step, k) = rest.split_once('.').unwrap_or((rest, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(step) && digits(k)) {
+        return None;
+    }
+    Some((step.parse().ok()?, k.parse().ok()?))
+}
+
 fn sort_key(name: &str) -> (usize, usize) {
     let rest = name.trim_start_matches("step-");
     let (step, k) = rest.split_once('.').unwrap_or((rest, "0"));
@@ -403,4 +426,21 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_name_says_its_step_padded_or_not() {
+        assert_eq!(step_of_name("step-000100"), Some((100, 0)));
+        assert_eq!(step_of_name("step-100"), Some((100, 0)));
+        assert_eq!(step_of_name("step-000100.1"), Some((100, 1)));
+        for other in [
+            "step-", "step-x", "step-10a", "step-1.", "stop-100", "step-1.b",
+        ] {
+            assert_eq!(step_of_name(other), None, "{other}");
+        }
+    }
 }
