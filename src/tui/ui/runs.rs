@@ -152,6 +152,34 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     draw_curves(frame, chart_area, app);
 }
 
+/// Width of the Runs screen's `saved` column.
+const SAVED_W: usize = 9;
+
+/// The `saved` cell: the step saved of the steps to train (`2650/5000`), in thousands where
+/// that is too long for the column (`2650/100k`, not `26…100000`).
+fn saved_of(step: usize, steps: usize) -> String {
+    [
+        format!("{step}/{steps}"),
+        format!("{}/{}", steps_short(step, true), steps_short(steps, true)),
+    ]
+    .into_iter()
+    .find(|s| s.chars().count() <= SAVED_W)
+    .unwrap_or_else(|| format!("{}/{}", steps_short(step, false), steps_short(steps, false)))
+}
+
+/// A step count in few characters: exact below 10 000, else in thousands (with a tenth below
+/// 100k where `tenths`) or millions, rounded down: a run at step 99 950 has not reached 100k.
+fn steps_short(n: usize, tenths: bool) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=99_999 if tenths && !n.is_multiple_of(1000) => {
+            format!("{}.{}k", n / 1000, n % 1000 / 100)
+        }
+        10_000..=999_999 => format!("{}k", n / 1000),
+        _ => format!("{}M", n / 1_000_000),
+    }
+}
+
 fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     let s = &app.runs;
     let root = app.settings.runs_root();
@@ -189,7 +217,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
             };
             let set = r.summary.settings.as_ref();
             let steps = match set {
-                Some(st) if st.steps > 0 => format!("{}/{}", r.summary.step, st.steps),
+                Some(st) if st.steps > 0 => saved_of(r.summary.step, st.steps),
                 _ => r.summary.step.to_string(),
             };
             let mut cells = vec![
@@ -205,7 +233,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
             cells.extend([
                 Line::from(set.map_or("?".into(), |st| st.schedule.to_string())),
                 Line::from(set.map_or("?".into(), |st| ellipsize_middle(&st.model_name(), 6))),
-                Line::from(ellipsize_middle(&steps, 9)),
+                Line::from(ellipsize_middle(&steps, SAVED_W)),
                 Line::from(match (r.last_loss, set) {
                     (None, _) => "—".into(),
                     (Some(l), Some(st)) if mixed => format!("{l:.4} {}", loss_kind(st)),
@@ -312,6 +340,19 @@ fn draw_curves(frame: &mut Frame, area: Rect, app: &App) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_step_counts_are_saved_in_thousands() {
+        assert_eq!(saved_of(2650, 5000), "2650/5000");
+        assert_eq!(saved_of(2650, 100_000), "2650/100k");
+        assert_eq!(saved_of(12_345, 50_000), "12.3k/50k");
+        assert_eq!(saved_of(99_950, 100_000), "99k/100k");
+        assert_eq!(saved_of(123_456, 200_000), "123k/200k");
+        assert_eq!(saved_of(2_500_000, 3_000_000), "2M/3M");
+        for (step, steps) in [(99_950, 100_000), (123_456, 999_999), (9_999, 10_001)] {
+            assert!(saved_of(step, steps).chars().count() <= SAVED_W);
+        }
+    }
 
     #[test]
     fn legend_names_drop_the_stamp_where_the_rest_tells_runs_apart() {

@@ -192,11 +192,17 @@ fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
         "Configuration (fixed while training)"
     };
     let s = &app.settings.train;
+    let n_train = app.data.info.as_ref().map(|i| i.n_train);
     let rows: Vec<Row> = Field::ALL
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let row = Row::new(vec![f.label().to_string(), f.value(s)]);
+            let value = match f {
+                Field::Steps => epochs_note(f.value(s), s.steps, s.batch_size, n_train),
+                Field::Preview => epochs_note(f.value(s), s.preview_every, s.batch_size, n_train),
+                _ => f.value(s),
+            };
+            let row = Row::new(vec![f.label().to_string(), value]);
             if editable && i == app.train.field {
                 row.style(theme::selected())
             } else {
@@ -224,6 +230,20 @@ fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
         Line::styled(" b blog config · B quick · e time/epoch ", theme::label()),
         hint,
     );
+}
+
+/// `value` with the whole epochs `steps` make of `n_train` images at `batch` a step, where
+/// they are whole (`335 · 5 epochs`): the values the setting offers for the data loaded.
+fn epochs_note(value: String, steps: usize, batch: usize, n_train: Option<usize>) -> String {
+    let Some(epoch) = n_train.map(|n| n.max(1).div_ceil(batch.max(1))) else {
+        return value;
+    };
+    match steps {
+        0 => value,
+        s if s == epoch => format!("{value} · 1 epoch"),
+        s if s.is_multiple_of(epoch) => format!("{value} · {} epochs", s / epoch),
+        _ => value,
+    }
 }
 
 fn state_span(run: &RunProgress) -> Span<'static> {
@@ -741,6 +761,17 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_epochs_are_named_beside_the_steps() {
+        // 8 517 images at 128: 67 steps an epoch.
+        let note = |steps: usize| epochs_note(steps.to_string(), steps, 128, Some(8517));
+        assert_eq!(note(67), "67 · 1 epoch");
+        assert_eq!(note(335), "335 · 5 epochs");
+        assert_eq!(note(500), "500");
+        assert_eq!(note(0), "0");
+        assert_eq!(epochs_note("335".into(), 335, 128, None), "335");
+    }
 
     #[test]
     fn the_preview_panel_says_when_previews_come() {
