@@ -150,11 +150,11 @@ impl CompareState {
         self.slots.iter().any(|s| s.run.is_active())
     }
 
-    /// Whether every run finished.
+    /// Whether every run reached its steps (a stopped one has not).
     pub fn all_finished(&self) -> bool {
         self.slots
             .iter()
-            .all(|s| matches!(s.run.state, RunState::Finished(_)))
+            .all(|s| s.run.state == RunState::Finished(FinishReason::Steps))
     }
 
     /// The next slot after `from` (cyclically) that has not finished or failed.
@@ -344,6 +344,16 @@ impl CompareState {
             )];
         }
         let steps = ctx.settings.compare_steps;
+        // Nothing to train: said, and the runs keep their states (stopped stays stopped).
+        if !self
+            .slots
+            .iter()
+            .any(|s| s.run.checkpoint_step.unwrap_or(0) < steps)
+        {
+            return vec![Effect::info(format!(
+                "every run is at {steps} steps or more already: + raises the steps per run, g samples them"
+            ))];
+        }
         let mut first = None;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.run.checkpoint_step.unwrap_or(0) >= steps {
@@ -359,9 +369,7 @@ impl CompareState {
             }
         }
         let Some(first) = first else {
-            return vec![Effect::info(format!(
-                "every run is at {steps} steps already: + raises the steps per run, g samples them"
-            ))];
+            return Vec::new();
         };
         self.active = None;
         self.paused = false;
@@ -1105,6 +1113,24 @@ mod tests {
         });
     }
 
+    /// A comparison whose runs were stopped (x, or the lab quitting) has not finished: it
+    /// is not said to be, and c continues it.
+    #[test]
+    fn stopped_runs_have_not_finished() {
+        let mut c = CompareState::default();
+        for slot in &mut c.slots {
+            slot.run.run_dir = Some(PathBuf::from("runs/s").join(slot.schedule.name()));
+            slot.run.checkpoint_step = Some(48);
+            slot.run.state = RunState::Finished(FinishReason::Stopped);
+        }
+        assert!(!c.all_finished());
+        assert!(c.can_continue(100));
+        for slot in &mut c.slots {
+            slot.run.state = RunState::Finished(FinishReason::Steps);
+        }
+        assert!(c.all_finished());
+    }
+
     #[test]
     fn c_says_so_when_every_run_has_its_steps() {
         with_ctx(CompareMode::InTurn, |ctx| {
@@ -1118,7 +1144,11 @@ mod tests {
             assert!(!c.can_continue(20));
             let fx = c.handle(Command::CompareContinue, ctx);
             assert!(trains(&fx).is_empty());
-            assert!(notices(&fx)[0].starts_with("every run is at 20 steps already"));
+            assert!(notices(&fx)[0].starts_with("every run is at 20 steps or more already"));
+            assert!(
+                c.slots.iter().all(|s| s.run.state == RunState::Opened),
+                "the runs keep their states"
+            );
             // More steps per run: each continues.
             ctx.settings.compare_steps = 50;
             let fx = c.handle(Command::CompareContinue, ctx);
