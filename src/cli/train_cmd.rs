@@ -283,6 +283,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                 ));
                 bar.set_length(total_steps as u64);
                 bar.set_position(start_step as u64);
+                // The steps before this session are not this session's pace: a resumed run's
+                // ETA counted the jump to its first step as done in no time.
+                bar.reset_eta();
                 bar.set_prefix("training");
             }
             TrainEvent::Step(s) => {
@@ -293,6 +296,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                         "loss": s.loss,
                         "images_per_s": s.images_per_s,
                         "elapsed_s": s.elapsed_s,
+                        "lr": s.lr,
                     });
                     if !stdout_closed && writeln!(stdout, "{line}").is_err() {
                         stdout_closed = true;

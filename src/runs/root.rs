@@ -23,7 +23,11 @@ fn find_run_in(path: &Path, root: &Path) -> PathBuf {
         return path.to_path_buf();
     }
     let under_root = root.join(path);
-    if under_root.exists() {
+    // A checkpoint of a run there (`RUN/checkpoints/step-60`) goes with its run, even where
+    // the folder is not there as written: resuming then finds it by its step, or names the
+    // run's checkpoints.
+    let run = crate::store::Checkpoint::run_dir_of(path);
+    if under_root.exists() || (run != path && root.join(run).is_dir()) {
         under_root
     } else {
         path.to_path_buf()
@@ -51,6 +55,10 @@ mod tests {
         assert_eq!(find_run_in(name, &root), root.join(name));
         let ck = Path::new("20261206-052012-linear/checkpoints/step-000004");
         assert_eq!(find_run_in(ck, &root), root.join(ck));
+        // A checkpoint named by its step, or one gone: under its run, for resuming to find
+        // or to name the run's checkpoints.
+        let by_step = Path::new("20261206-052012-linear/checkpoints/step-4");
+        assert_eq!(find_run_in(by_step, &root), root.join(by_step));
         // Nothing of that name: the path as given, for the error to name.
         assert_eq!(find_run_in(Path::new("nope"), &root), Path::new("nope"));
         // A path that exists is itself, even where the root holds one of that name.

@@ -264,6 +264,10 @@ impl TrainConfig {
             return None;
         }
         let (was, now) = (before.learning_rate(step - 1), self.learning_rate(step));
+        // A rate that barely moves (a run at its floor trained on by a step) is no news.
+        if (now - was).abs() <= 0.05 * was.abs() {
+            return None;
+        }
         Some(format!(
             "the cosine decay now runs to step {} (it ran to {}): the lr goes from {was:.2e} at step {step} to {now:.2e} at step {}",
             self.steps,
@@ -404,6 +408,12 @@ mod tests {
         };
         assert_eq!(constant.decay_change_notice(&before, 133), None);
         assert_eq!(longer.decay_change_notice(&before, 1000), None);
+        // A run at its floor trained on by a step: the rate barely moves, no news.
+        let one_more = TrainConfig {
+            steps: 501,
+            ..before.clone()
+        };
+        assert_eq!(one_more.decay_change_notice(&before, 500), None);
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn train_sample_and_resume() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 30);
-    for key in ["step", "epoch", "loss", "images_per_s", "elapsed_s"] {
+    for key in ["step", "epoch", "loss", "images_per_s", "elapsed_s", "lr"] {
         assert!(lines[0].get(key).is_some(), "missing {key} in {}", lines[0]);
     }
     assert_eq!(lines[29]["step"], 30);
