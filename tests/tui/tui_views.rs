@@ -421,6 +421,21 @@ fn runs_of_different_losses_say_which_loss_their_value_is() {
             "{w}×{h}:\n{screen}"
         );
     }
+    // Of one kind on other data: not comparable either, and said so.
+    let (mut app, engine) = tui_support::app();
+    let mut runs = records();
+    runs[1].summary.dataset = Some("/data/sets/my-garments".into());
+    engine.0.lock().unwrap().records = runs;
+    handle_key(&mut app, ch('6'));
+    app.pump();
+    handle_key(&mut app, ch(' '));
+    handle_key(&mut app, key(KeyCode::Down));
+    handle_key(&mut app, ch(' '));
+    let screen = render(&app, 160, 40);
+    assert!(
+        screen.contains("not comparable: fashion_mnist, my-garments"),
+        "{screen}"
+    );
     // Of one kind, the values stand alone.
     let (mut app, engine) = tui_support::app();
     engine.0.lock().unwrap().records = records();

@@ -124,6 +124,23 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
 
 /// `text` cut to `max` characters by replacing its middle with `…`, keeping more of the end
 /// (where run names differ: `…000000-linear`).
+/// A run's name in at most `max` characters: whole where it fits, else without its stamp's
+/// date (`…114539-compare/sigmoid`: runs of one day differ in the time), else cut in the
+/// middle. A cut in the middle made two comparisons' runs read alike.
+pub fn run_label(name: &str, max: usize) -> String {
+    if name.chars().count() <= max {
+        return name.to_string();
+    }
+    if crate::clock::without_stamp(name) != name {
+        // `YYYYmmdd-` goes; the time and the rest stay.
+        let timed = format!("…{}", &name[9..]);
+        if timed.chars().count() <= max {
+            return timed;
+        }
+    }
+    ellipsize_middle(name, max)
+}
+
 pub fn ellipsize_middle(text: &str, max: usize) -> String {
     let chars: Vec<char> = text.chars().collect();
     if chars.len() <= max {

@@ -8,7 +8,7 @@ use ratatui::widgets::{LegendPosition, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::chart::{self, ChartOpts, Series};
-use super::{block, ellipsize_middle, run_name, theme};
+use super::{block, ellipsize_middle, run_label, run_name, theme};
 use crate::diffusion::Objective;
 use crate::tui::settings::TrainSettings;
 use crate::tui::state::App;
@@ -55,6 +55,13 @@ fn loss_kinds<'a>(runs: impl Iterator<Item = &'a RunRecord>) -> Vec<String> {
     kinds
 }
 
+/// A dataset as a run list names it: a built-in by its name, a folder by its last part.
+fn dataset_label(dataset: &str) -> String {
+    std::path::Path::new(dataset)
+        .file_name()
+        .map_or_else(|| dataset.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 /// The legend's names of overlaid runs, at most `width` characters: without their run stamps
 /// where the rest tells them apart (the stamp is what a cut name loses first otherwise).
 fn legend_names(names: Vec<String>, width: usize) -> Vec<String> {
@@ -69,7 +76,7 @@ fn legend_names(names: Vec<String>, width: usize) -> Vec<String> {
     if distinct {
         short.iter().map(|n| ellipsize_middle(n, width)).collect()
     } else {
-        names.iter().map(|n| ellipsize_middle(n, width)).collect()
+        names.iter().map(|n| run_label(n, width)).collect()
     }
 }
 
@@ -222,11 +229,14 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
             };
             let mut cells = vec![
                 Line::from(mark),
-                Line::from(ellipsize_middle(&run_name(&r.summary.dir, &root), name_w)),
+                Line::from(run_label(&run_name(&r.summary.dir, &root), name_w)),
             ];
             if wide {
                 cells.push(Line::from(ellipsize_middle(
-                    r.summary.dataset.as_deref().unwrap_or("?"),
+                    &r.summary
+                        .dataset
+                        .as_deref()
+                        .map_or("?".into(), dataset_label),
                     data_w as usize,
                 )));
             }
@@ -304,9 +314,21 @@ fn draw_curves(frame: &mut Frame, area: Rect, app: &App) {
             n => format!("Loss (smoothed) of {n} marked runs"),
         }
     };
+    // Curves of other losses, or of other data, cannot be read against each other.
     let kinds = loss_kinds(charted.iter().map(|(_, r)| *r));
-    if kinds.len() > 1 {
-        title = format!("{title} · not comparable: {}", kinds.join(", "));
+    let mut datasets: Vec<String> = charted
+        .iter()
+        .filter_map(|(_, r)| r.summary.dataset.as_deref().map(dataset_label))
+        .collect();
+    datasets.sort();
+    datasets.dedup();
+    let reasons: Vec<String> = [kinds, datasets]
+        .into_iter()
+        .filter(|v| v.len() > 1)
+        .map(|v| v.join(", "))
+        .collect();
+    if !reasons.is_empty() {
+        title = format!("{title} · not comparable: {}", reasons.join("; "));
     }
     if series.is_empty() {
         let b = block(&title);
@@ -367,13 +389,27 @@ mod tests {
             ),
             ["cosine-long-name", "compare/linear"]
         );
-        // Two runs of the same schedule keep their stamps (cut in the middle).
+        // Two runs of the same schedule keep their stamps' times, which tell them apart.
         assert_eq!(
             legend_names(
                 names(&["20260102-093000-linear", "20260103-100000-linear"]),
                 18
             ),
-            ["20260…93000-linear", "20260…00000-linear"]
+            ["…093000-linear", "…100000-linear"]
+        );
+        // Two comparisons' runs of a schedule, at 80 columns: apart, not alike.
+        let two = legend_names(
+            names(&[
+                "20261206-114539-compare/sigmoid",
+                "20261206-120211-compare/sigmoid",
+            ]),
+            24,
+        );
+        assert_eq!(two, ["…114539-compare/sigmoid", "…120211-compare/sigmoid"]);
+        // Where even the time does not fit: cut in the middle.
+        assert_eq!(
+            super::super::run_label("20261206-114539-compare/sigmoid", 12),
+            "202…/sigmoid"
         );
     }
 
