@@ -47,12 +47,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         let y_max = ys().fold(f64::MIN, f64::max);
         let y_min = ys().fold(f64::MAX, f64::min);
         let pad = ((y_max - y_min) * 0.05).max(1e-4);
+        // The loss the runs train on (min-SNR weighting included), named: each schedule's
+        // loss is over its own noise levels, so the curves say how each learns, and the
+        // samples say which is better.
+        let s = app.compare.settings.as_ref().unwrap_or(&app.settings.train);
         chart::draw(
             frame,
             losses,
             &series,
             &ChartOpts {
-                title: "Loss by schedule (smoothed)".into(),
+                title: format!("Loss by schedule ({}, smoothed)", super::runs::loss_kind(s)),
                 x_title: "step".into(),
                 y_title: "loss".into(),
                 y_bounds: Some([(y_min - pad).max(0.0), y_max + pad]),
