@@ -314,6 +314,7 @@ pub fn record(name: &str, schedule: BetaSchedule, step: usize, scale: f64) -> Ru
             )
         }),
         curve,
+        held: false,
     }
 }
 
@@ -483,6 +484,17 @@ fn runs_marks_the_run_this_lab_trains_now() {
         }],
     );
     assert!(row(&app, "000000-linear").contains("│·  2026"));
+    // A run another process trains (it holds the run's lock) is marked too.
+    let mut runs = records();
+    runs[0].held = true;
+    engine.0.lock().unwrap().records = runs;
+    handle_key(&mut app, ch('r'));
+    app.pump();
+    assert!(
+        row(&app, "cosine-long-name").contains("│▶  2026"),
+        "{}",
+        row(&app, "cosine-long-name")
+    );
 }
 
 #[test]

@@ -213,11 +213,11 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
         .skip(first)
         .take(visible)
         .map(|(i, r)| {
-            // Marked for the chart, else ▶ where this lab trains it now (its saved step and
-            // curve lag behind the Train or Compare screen).
+            // Marked for the chart, else ▶ where a process trains it now: this lab (its saved
+            // step and curve lag behind the Train or Compare screen) or `train` elsewhere.
             let mark = match s.mark_of(&r.summary.dir) {
                 Some(m) => Span::styled("■", Style::default().fg(color(m))),
-                None if training.contains(&r.summary.dir.as_path()) => {
+                None if r.held || training.contains(&r.summary.dir.as_path()) => {
                     Span::styled("▶", Style::default().fg(theme::ACCENT))
                 }
                 None => Span::raw("·"),

@@ -727,6 +727,7 @@ fn record_of(info: &RunInfo) -> RunRecord {
         last_step: history.last().map_or(0, |s| s.step),
         quality: last_quality(&info.dir),
         curve: crate::tui::ui::chart::downsample(&smoothed, CURVE_POINTS),
+        held: crate::store::RunLock::is_held(&info.dir),
     }
 }
 
@@ -958,6 +959,22 @@ mod tests {
         let images: Vec<_> = (0..5).map(|k| grey(40 * k)).collect();
         previews::save_preview(&run_dir, 1, &images).unwrap();
         assert_eq!(read_run(&run_dir).unwrap().preview, Some((1, images)));
+    }
+
+    /// A run whose lock a process holds is listed as trained now.
+    #[test]
+    fn a_held_run_is_listed_as_training() {
+        let d = tempfile::tempdir().unwrap();
+        let (_engine, run_dir) = trained(d.path(), 1);
+        let record = || record_of(&RunInfo::read(&run_dir).unwrap());
+        // The trainer lets go of the run as its thread ends, just after `Finished`.
+        let free = Instant::now() + Duration::from_secs(10);
+        while record().held && Instant::now() < free {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!record().held);
+        let _lock = crate::store::RunLock::acquire(&run_dir).unwrap();
+        assert!(record().held);
     }
 
     /// A sampling whose stop flag is raised ends after its step with `Stopped`, saying where;

@@ -346,6 +346,8 @@ pub struct RunRecord {
     pub quality: Option<(usize, crate::eval::Quality)>,
     /// `(step, smoothed loss)`, reduced to at most [`CURVE_POINTS`] points.
     pub curve: Vec<(f64, f64)>,
+    /// A process trains it now (it holds the run's lock): this lab, or `train` elsewhere.
+    pub held: bool,
 }
 
 /// A run opened from disk: its configuration and metrics so far.
