@@ -56,6 +56,20 @@ macro_rules! named_enum {
 named_enum!(LossKind, "loss", LossKind::Huber => "huber", LossKind::L1 => "l1", LossKind::L2 => "l2");
 named_enum!(Objective, "objective", Objective::Noise => "noise", Objective::X0 => "x0", Objective::V => "v");
 
+/// The loss a run trains on, as run lists name it (`huber`, `l2·v·snr`): the loss, the
+/// objective where it is not the noise, and `snr` with min-SNR weighting. Losses of other
+/// kinds are not comparable.
+pub fn loss_kind_name(loss: LossKind, objective: Objective, min_snr: bool) -> String {
+    let mut kind = loss.to_string();
+    if objective != Objective::Noise {
+        kind = format!("{kind}·{objective}");
+    }
+    if min_snr {
+        kind.push_str("·snr");
+    }
+    kind
+}
+
 /// Tables of one schedule looked up at a batch of timesteps, as `(N, 1, 1, 1)` f32 tensors.
 struct At {
     sqrt_ac: Tensor,

@@ -8,6 +8,7 @@ pub mod eval_cmd;
 pub mod forward_cmd;
 pub mod lab_cmd;
 pub mod model_args;
+pub mod runs_cmd;
 pub mod sample_cmd;
 pub mod sampler_args;
 pub mod schedules_cmd;
@@ -56,6 +57,8 @@ enum Command {
     CheckDevice(check_device_cmd::CheckDeviceArgs),
     /// Score a run's samples against real images (Fréchet distance, share recognised, classes)
     Eval(eval_cmd::EvalArgs),
+    /// List the runs under the runs directory, newest first (JSON lines with --json)
+    Runs(runs_cmd::RunsArgs),
     /// Train the classifier `eval` scores with (writes assets/classifier/)
     #[command(hide = true)]
     TrainClassifier(classifier_cmd::ClassifierArgs),
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(a)) => bench_cmd::run(a),
         Some(Command::CheckDevice(a)) => check_device_cmd::run(a),
         Some(Command::Eval(a)) => eval_cmd::run(a),
+        Some(Command::Runs(a)) => runs_cmd::run(a),
         Some(Command::TrainClassifier(a)) => classifier_cmd::run(a),
     });
     match result {

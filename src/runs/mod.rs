@@ -7,6 +7,7 @@
 //! - [`sample`]: a run's weights loaded for sampling, and images drawn from them.
 //! - [`budget`]: the memory a training run or a sampling batch needs, checked before allocating.
 //! - [`list`]: the runs under a runs directory, newest first.
+//! - [`quality`]: a run's preview scores.
 //! - [`comparison`]: one run per schedule under one directory (the lab's Compare screen).
 //! - [`recipe`]: the recipe flags the CLI and the lab share.
 //! - [`root`]: where runs live (`$DDPM_LAB_RUNS`, else `./runs`).
@@ -18,6 +19,7 @@
 pub mod budget;
 pub mod comparison;
 pub mod list;
+pub mod quality;
 pub mod recipe;
 pub mod root;
 pub mod sample;

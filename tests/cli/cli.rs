@@ -470,6 +470,65 @@ fn a_time_limit_ends_training_and_says_so() {
 }
 
 #[test]
+fn runs_lists_the_runs_for_people_and_scripts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("runs");
+    let root_s = root.to_str().unwrap();
+    let empty = ok(&ddpm(&["runs", "--runs-dir", root_s], tmp.path()));
+    assert_eq!(empty.trim(), format!("no runs in {root_s}"));
+    for (name, schedule) in [("a-linear", "linear"), ("b-cosine", "cosine")] {
+        let dir = root.join(name);
+        let mut args = vec!["train"];
+        args.extend_from_slice(TINY);
+        args.extend_from_slice(&["--steps", "3", "--schedule", schedule]);
+        args.extend_from_slice(&["--run-dir", dir.to_str().unwrap()]);
+        ok(&ddpm(&args, tmp.path()));
+    }
+    // A preview score, as the lab writes it.
+    let q = r#"{"step":3,"quality":{"n":64,"frechet":41.5,"recognised":0.52,"class_fractions":[],"mean_confidence":0.7}}"#;
+    std::fs::write(root.join("b-cosine/quality.jsonl"), format!("{q}\n")).unwrap();
+    let table = ok(&ddpm(&["runs", "--runs-dir", root_s], tmp.path()));
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name}:\n{table}"))
+            .to_string()
+    };
+    for (name, schedule) in [("a-linear", "linear"), ("b-cosine", "cosine")] {
+        let r = row(name);
+        assert!(
+            r.contains(schedule) && r.contains("3/3") && r.contains("shapes"),
+            "{r}"
+        );
+    }
+    assert!(row("b-cosine").contains("52% (step 3)"), "{table}");
+    assert!(row("a-linear").contains("—"), "no score: {table}");
+    // One object per line, each run's.
+    let lines = ok(&ddpm(&["runs", "--runs-dir", root_s, "--json"], tmp.path()));
+    let runs: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 2, "{lines}");
+    let cosine = runs.iter().find(|r| r["name"] == "b-cosine").unwrap();
+    assert_eq!(cosine["schedule"], "cosine");
+    assert_eq!(
+        (cosine["step"].as_u64(), cosine["steps"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(cosine["last_step"], 3);
+    assert!(
+        cosine["loss"].as_f64().is_some_and(f64::is_finite),
+        "{cosine}"
+    );
+    assert_eq!(cosine["score"]["recognised"], 0.52);
+    assert_eq!(cosine["training"], false);
+    let linear = runs.iter().find(|r| r["name"] == "a-linear").unwrap();
+    assert!(linear["score"].is_null(), "{linear}");
+}
+
+#[test]
 fn schedules_json_has_every_schedule() {
     let tmp = tempfile::tempdir().unwrap();
     let out = ok(&ddpm(

@@ -9,7 +9,6 @@ use ratatui::Frame;
 
 use super::chart::{self, ChartOpts, Series};
 use super::{block, ellipsize_middle, run_label, run_name, theme};
-use crate::diffusion::Objective;
 use crate::tui::settings::TrainSettings;
 use crate::tui::state::App;
 use crate::tui::workers::RunRecord;
@@ -35,14 +34,7 @@ pub fn color(i: usize) -> Color {
 /// are not the blog's (`l2`, `huber·v`, `huber·snr`). Losses of different kinds are not
 /// comparable, so the table names the kind when the listed runs mix them.
 pub fn loss_kind(st: &TrainSettings) -> String {
-    let mut kind = st.loss.to_string();
-    if st.objective != Objective::Noise {
-        kind = format!("{kind}·{}", st.objective);
-    }
-    if st.min_snr_gamma.is_some() {
-        kind.push_str("·snr");
-    }
-    kind
+    crate::diffusion::loss_kind_name(st.loss, st.objective, st.min_snr_gamma.is_some())
 }
 
 /// The kinds of loss of `runs` (see [`loss_kind`]), each once, sorted.

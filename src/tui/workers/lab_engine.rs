@@ -14,6 +14,7 @@ use anyhow::Context;
 use crate::data::{load_dataset, DatasetSpec, ImageSet, LoadOptions, LoadProgress};
 use crate::eval::Scorer;
 use crate::export::{save_denoising_gif, save_grid_png};
+use crate::runs::quality::{last_quality, quality_history};
 use crate::runs::{self, RunInfo, StopAt};
 use crate::sampler::SamplerKind;
 use crate::store::{previews, read_metrics_file, RunDir, TrainConfig, METRICS_FILE, QUALITY_FILE};
@@ -729,43 +730,6 @@ fn record_of(info: &RunInfo) -> RunRecord {
         curve: crate::tui::ui::chart::downsample(&smoothed, CURVE_POINTS),
         held: crate::store::RunLock::is_held(&info.dir),
     }
-}
-
-/// The last readable score of `quality.jsonl` (torn or foreign lines are skipped).
-pub fn last_quality(dir: &Path) -> Option<(usize, crate::eval::Quality)> {
-    quality_lines(dir)?.into_iter().next_back()
-}
-
-/// Every readable score of `quality.jsonl`, by step (one a step: the last written; torn or
-/// foreign lines are skipped); empty where there is no such file.
-pub fn quality_history(dir: &Path) -> Vec<(usize, crate::eval::Quality)> {
-    let mut all = quality_lines(dir).unwrap_or_default();
-    // Stable: of scores at one step, the last written stays last.
-    all.sort_by_key(|(step, _)| *step);
-    let mut by_step: Vec<(usize, crate::eval::Quality)> = Vec::with_capacity(all.len());
-    for (step, q) in all {
-        match by_step.last_mut() {
-            Some(last) if last.0 == step => last.1 = q,
-            _ => by_step.push((step, q)),
-        }
-    }
-    by_step
-}
-
-/// The readable lines of `quality.jsonl` in file order; `None` without the file.
-fn quality_lines(dir: &Path) -> Option<Vec<(usize, crate::eval::Quality)>> {
-    #[derive(serde::Deserialize)]
-    struct Line {
-        step: usize,
-        quality: crate::eval::Quality,
-    }
-    let text = std::fs::read_to_string(dir.join(QUALITY_FILE)).ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-            .map(|l| (l.step, l.quality))
-            .collect(),
-    )
 }
 
 fn summary_of(info: &RunInfo) -> RunSummary {

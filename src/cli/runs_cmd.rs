@@ -1,0 +1,154 @@
+//! `ddpm-lab runs`: the runs under the runs directory, newest first, as the lab's Runs screen
+//! lists them; with `--json`, one object per run and line for scripts.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::runs::{self, RunInfo};
+use crate::store::{read_metrics_file, RunLock, METRICS_FILE};
+
+/// Logged steps whose mean loss a run is listed with (the last ones).
+pub const LOSS_WINDOW: usize = 50;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunsArgs {
+    /// Directory holding run directories [default: $DDPM_LAB_RUNS, else ./runs]
+    #[arg(long)]
+    pub runs_dir: Option<PathBuf>,
+    /// One JSON object per run and line: dir, name, dataset, schedule, timesteps, model, step
+    /// (saved), steps (to train), last_step (logged), loss (mean of the last 50 logged),
+    /// loss_kind, training, score (the last preview's: step, recognised, frechet)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One run as listed.
+struct Listed {
+    info: RunInfo,
+    name: String,
+    last_step: usize,
+    loss: Option<f64>,
+    training: bool,
+    score: Option<(usize, crate::eval::Quality)>,
+}
+
+impl Listed {
+    fn read(info: RunInfo, root: &Path) -> Self {
+        let history = read_metrics_file(&info.dir.join(METRICS_FILE)).unwrap_or_default();
+        let tail = &history[history.len().saturating_sub(LOSS_WINDOW)..];
+        let loss = (!tail.is_empty())
+            .then(|| tail.iter().map(|s| s.loss).sum::<f64>() / tail.len() as f64);
+        let name = info
+            .dir
+            .strip_prefix(root)
+            .unwrap_or(&info.dir)
+            .display()
+            .to_string();
+        Self {
+            name,
+            last_step: history.last().map_or(0, |s| s.step),
+            loss,
+            training: RunLock::is_held(&info.dir),
+            score: runs::quality::last_quality(&info.dir),
+            info,
+        }
+    }
+
+    /// The loss the run trains on (`l2·v·snr`): values of other kinds are not comparable.
+    fn loss_kind(&self) -> String {
+        let c = &self.info.config;
+        crate::diffusion::loss_kind_name(c.loss, c.objective, c.min_snr_gamma.is_some())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let c = &self.info.config;
+        json!({
+            "dir": self.info.dir,
+            "name": self.name,
+            "dataset": c.dataset,
+            "schedule": c.schedule.name(),
+            "timesteps": c.timesteps,
+            "model": crate::presets::describe_unet_compact(&c.model),
+            "step": self.info.step,
+            "steps": c.steps,
+            "last_step": self.last_step,
+            "loss": self.loss,
+            "loss_kind": self.loss_kind(),
+            "training": self.training,
+            "score": self.score.as_ref().map(|(step, q)| json!({
+                "step": step,
+                "recognised": q.recognised,
+                "frechet": q.frechet,
+            })),
+        })
+    }
+
+    /// The row's cells, in [`HEADER`] order.
+    fn cells(&self) -> Vec<String> {
+        let c = &self.info.config;
+        let score = self.score.as_ref().map_or("—".to_string(), |(step, q)| {
+            format!("{:.0}% (step {step})", q.recognised * 100.0)
+        });
+        vec![
+            if self.training { "▶" } else { " " }.to_string(),
+            self.name.clone(),
+            c.dataset.clone(),
+            c.schedule.name().to_string(),
+            c.timesteps.to_string(),
+            crate::presets::describe_unet_compact(&c.model),
+            format!("{}/{}", self.info.step, c.steps),
+            self.loss.map_or("—".to_string(), |l| {
+                format!("{l:.4} {}", self.loss_kind())
+            }),
+            score,
+        ]
+    }
+}
+
+/// The table's column names (the first marks runs a process trains now).
+const HEADER: [&str; 9] = [
+    "", "run", "dataset", "schedule", "T", "model", "saved", "loss", "score",
+];
+
+/// Lists the runs.
+pub fn run(args: RunsArgs) -> anyhow::Result<()> {
+    let root = runs::runs_root(args.runs_dir.as_deref());
+    let listed: Vec<Listed> = runs::find_all_runs(&root)
+        .into_iter()
+        .map(|info| Listed::read(info, &root))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for l in &listed {
+            writeln!(out, "{}", l.json()).context("cannot write to stdout")?;
+        }
+        return Ok(());
+    }
+    if listed.is_empty() {
+        writeln!(out, "no runs in {}", root.display()).context("cannot write to stdout")?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = std::iter::once(HEADER.map(String::from).to_vec())
+        .chain(listed.iter().map(Listed::cells))
+        .collect();
+    let widths: Vec<usize> = (0..HEADER.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end()).context("cannot write to stdout")?;
+    }
+    writeln!(
+        out,
+        "\nsaved: the newest checkpoint's step of the steps to train · loss: mean of the last {LOSS_WINDOW} logged steps · score: the last preview's share recognised · ▶ training now"
+    )
+    .context("cannot write to stdout")?;
+    Ok(())
+}
