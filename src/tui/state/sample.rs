@@ -179,6 +179,11 @@ pub enum SampleTarget {
     Nothing,
 }
 
+/// Switches `s` to DDIM; whether it was on DDPM.
+fn switch_to_ddim(s: &mut SampleSettings) -> bool {
+    !std::mem::replace(&mut s.ddim, true)
+}
+
 /// The η of [`DDIM_ETAS`] after `eta` in direction `dir` (`n` up, `N` down); `eta` at the
 /// ends (a remembered η between two values goes to the next one).
 pub fn next_eta(eta: f64, dir: i32) -> f64 {
@@ -215,30 +220,21 @@ impl SampleState {
             Command::Export => return self.export(ctx),
             Command::StopSampling => return self.stop(),
             Command::ToggleSampler => s.ddim = !s.ddim,
-            Command::DdimSteps(dir) => {
-                // Steps are DDIM's: on DDPM (every one of the T steps), the key switches.
-                let switched = !s.ddim;
-                s.ddim = true;
-                if switched {
-                    return vec![Effect::info(format!(
-                        "sampler DDIM {} steps (DDPM takes all T steps; k switches back)",
-                        s.ddim_steps
-                    ))];
-                }
-                s.ddim_steps = notch(&DDIM_STEPS, s.ddim_steps, dir);
+            // Steps and η are DDIM's: on DDPM (every one of the T steps, no η), the keys
+            // switch to DDIM and say so.
+            Command::DdimSteps(_) | Command::DdimEta(_) if switch_to_ddim(s) => {
+                let what = if matches!(cmd, Command::DdimEta(_)) {
+                    format!(", η = {} (DDPM has no η", s.eta)
+                } else {
+                    " (DDPM takes all T steps".to_string()
+                };
+                return vec![Effect::info(format!(
+                    "sampler DDIM {} steps{what}; k switches back)",
+                    s.ddim_steps
+                ))];
             }
-            Command::DdimEta(dir) => {
-                // η is DDIM's: on DDPM, the key switches (as [ and ] do).
-                let switched = !s.ddim;
-                s.ddim = true;
-                if switched {
-                    return vec![Effect::info(format!(
-                        "sampler DDIM {} steps, η = {} (DDPM has no η; k switches back)",
-                        s.ddim_steps, s.eta
-                    ))];
-                }
-                s.eta = next_eta(s.eta, dir);
-            }
+            Command::DdimSteps(dir) => s.ddim_steps = notch(&DDIM_STEPS, s.ddim_steps, dir),
+            Command::DdimEta(dir) => s.eta = next_eta(s.eta, dir),
             Command::SampleCount(dir) => s.n = notch(&SAMPLE_COUNTS, s.n, dir),
             Command::NewSeed(dir) => s.seed = next_seed(s.seed, dir),
             _ => {}

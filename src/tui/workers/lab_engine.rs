@@ -801,19 +801,10 @@ mod tests {
     #[test]
     fn a_started_comparison_run_saves_the_comparisons_settings() {
         let d = tempfile::tempdir().unwrap();
-        let mut engine = LabEngine::new(d.path().to_path_buf());
-        *engine.loaded.lock().unwrap() = Some(Loaded {
-            name: "toy".into(),
-            train: Arc::new(set(8)),
-        });
+        let mut engine = toy_engine(d.path());
         let settings = TrainSettings {
-            model: ModelPreset::Tiny,
-            timesteps: 10,
-            batch_size: 4,
-            steps: 2,
             lr: 7e-4,
-            preview_every: 0,
-            ..TrainSettings::default()
+            ..tiny_settings(2)
         };
         let base = d.path().join("20261206-090000-compare");
         let run = |engine: &mut LabEngine, slot: Slot, run_dir: PathBuf| {
@@ -867,22 +858,33 @@ mod tests {
         assert!(!d.path().join(runs::comparison::CONFIG_FILE).exists());
     }
 
-    /// An engine over 8 toy images that has trained a tiny run of `steps` steps, without
-    /// previews, in `root/20261206-110000-linear`.
-    fn trained(root: &Path, steps: usize) -> (LabEngine, PathBuf) {
-        let mut engine = LabEngine::new(root.to_path_buf());
+    /// An engine with runs under `root` and 8 toy images loaded.
+    fn toy_engine(root: &Path) -> LabEngine {
+        let engine = LabEngine::new(root.to_path_buf());
         *engine.loaded.lock().unwrap() = Some(Loaded {
             name: "toy".into(),
             train: Arc::new(set(8)),
         });
-        let settings = TrainSettings {
+        engine
+    }
+
+    /// A tiny model trained `steps` steps, without previews.
+    fn tiny_settings(steps: usize) -> TrainSettings {
+        TrainSettings {
             model: ModelPreset::Tiny,
             timesteps: 10,
             batch_size: 4,
             steps,
             preview_every: 0,
             ..TrainSettings::default()
-        };
+        }
+    }
+
+    /// An engine over 8 toy images that has trained a tiny run of `steps` steps, without
+    /// previews, in `root/20261206-110000-linear`.
+    fn trained(root: &Path, steps: usize) -> (LabEngine, PathBuf) {
+        let mut engine = toy_engine(root);
+        let settings = tiny_settings(steps);
         let run_dir = root.join("20261206-110000-linear");
         let (tx, rx) = std::sync::mpsc::channel();
         let req = TrainRequest::New {
