@@ -109,6 +109,28 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
         let k = samples.len().min(100);
         export::save_grid_png(&samples[..k], (k as f64).sqrt().ceil() as usize, 4, out)?;
     }
+    // Kept with the run (`ddpm-lab runs` lists it); a result that cannot be kept is still
+    // printed.
+    let kept = runs::quality::run_of(&args.checkpoint).and_then(|run| {
+        let record = runs::quality::EvalRecord {
+            step: loaded.step,
+            ema: loaded.ema,
+            sampler: kind.to_string(),
+            n: args.n,
+            seed: args.seed,
+            dataset: spec.to_string(),
+            samples: report.samples.clone(),
+            real: report.real.clone(),
+            frechet_ratio: report.frechet_ratio,
+        };
+        match runs::quality::record_eval(&run, &record) {
+            Ok(()) => Some(run.join(crate::store::EVAL_FILE)),
+            Err(e) => {
+                eprintln!("note: the result is not kept with the run ({e:#})");
+                None
+            }
+        }
+    });
     if args.json {
         let j = serde_json::json!({
             "checkpoint": args.checkpoint,
@@ -125,6 +147,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
             "reference_n": report.reference_n,
             "frechet_ratio": report.frechet_ratio,
             "class_names": report.class_names,
+            "kept_in": kept,
         });
         println!("{j}");
     } else {
@@ -137,6 +160,9 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
             if loaded.ema { ", EMA" } else { "" },
             report.reference_n
         );
+        if let Some(file) = kept {
+            println!("kept in {}", file.display());
+        }
     }
     Ok(())
 }

@@ -20,7 +20,8 @@ pub struct RunsArgs {
     pub runs_dir: Option<PathBuf>,
     /// One JSON object per run and line: dir, name, dataset, schedule, timesteps, model, step
     /// (saved), steps (to train), last_step (logged), loss (mean of the last 50 logged),
-    /// loss_kind, training, score (the last preview's: step, recognised, frechet)
+    /// loss_kind, training, score (the last preview's: step, recognised, frechet), eval (the
+    /// last `eval`'s: step, sampler, n, recognised, frechet, frechet_ratio)
     #[arg(long)]
     pub json: bool,
 }
@@ -33,6 +34,7 @@ struct Listed {
     loss: Option<f64>,
     training: bool,
     score: Option<(usize, crate::eval::Quality)>,
+    eval: Option<runs::quality::EvalRecord>,
 }
 
 impl Listed {
@@ -53,6 +55,7 @@ impl Listed {
             loss,
             training: RunLock::is_held(&info.dir),
             score: runs::quality::last_quality(&info.dir),
+            eval: runs::quality::last_eval(&info.dir),
             info,
         }
     }
@@ -83,6 +86,14 @@ impl Listed {
                 "recognised": q.recognised,
                 "frechet": q.frechet,
             })),
+            "eval": self.eval.as_ref().map(|e| json!({
+                "step": e.step,
+                "sampler": e.sampler,
+                "n": e.n,
+                "recognised": e.samples.recognised,
+                "frechet": e.samples.frechet,
+                "frechet_ratio": e.frechet_ratio,
+            })),
         })
     }
 
@@ -104,13 +115,24 @@ impl Listed {
                 format!("{l:.4} {}", self.loss_kind())
             }),
             score,
+            self.eval.as_ref().map_or("—".to_string(), |e| {
+                let fd = e.samples.frechet.map_or(String::new(), |f| {
+                    format!(" · FD {}", crate::eval::score::fmt_fd(f))
+                });
+                format!(
+                    "{:.0}%{fd} (step {}, n {})",
+                    e.samples.recognised * 100.0,
+                    e.step,
+                    e.n
+                )
+            }),
         ]
     }
 }
 
 /// The table's column names (the first marks runs a process trains now).
-const HEADER: [&str; 9] = [
-    "", "run", "dataset", "schedule", "T", "model", "saved", "loss", "score",
+const HEADER: [&str; 10] = [
+    "", "run", "dataset", "schedule", "T", "model", "saved", "loss", "score", "eval",
 ];
 
 /// Lists the runs.
@@ -147,7 +169,7 @@ pub fn run(args: RunsArgs) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "\nsaved: the newest checkpoint's step of the steps to train · loss: mean of the last {LOSS_WINDOW} logged steps · score: the last preview's share recognised · ▶ training now"
+        "\nsaved: the newest checkpoint's step of the steps to train · loss: mean of the last {LOSS_WINDOW} logged steps · score: the last preview's share recognised · eval: the last `ddpm-lab eval` · ▶ training now"
     )
     .context("cannot write to stdout")?;
     Ok(())

@@ -1,9 +1,58 @@
-//! A run's preview scores (`quality.jsonl`, written by the lab as previews are scored), read
-//! back by the lab's screens and `ddpm-lab runs`.
+//! A run's scores: its previews' (`quality.jsonl`, written by the lab as previews are scored)
+//! and `ddpm-lab eval`'s (`eval.jsonl`), read back by the lab's screens and `ddpm-lab runs`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::store::QUALITY_FILE;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Checkpoint, RunDir, CONFIG_FILE, EVAL_FILE, QUALITY_FILE};
+
+/// One evaluation of a run, as `eval.jsonl` keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// The checkpoint's step.
+    pub step: usize,
+    /// Whether the EMA weights were sampled.
+    pub ema: bool,
+    /// The sampler, as `sample` names it (`ddim50`, `ddpm`).
+    pub sampler: String,
+    /// Images sampled.
+    pub n: usize,
+    /// Seed of the first batch.
+    pub seed: u64,
+    /// The real images compared with.
+    pub dataset: String,
+    /// The samples' quality.
+    pub samples: crate::eval::Quality,
+    /// Real test images' quality (the baseline).
+    pub real: crate::eval::Quality,
+    /// `samples.frechet / real.frechet`.
+    pub frechet_ratio: Option<f64>,
+}
+
+/// The run a checkpoint path given to `eval` or `sample` belongs to (a run directory, one of
+/// its checkpoint folders, or a weights file in either); `None` for loose weights.
+pub fn run_of(path: &Path) -> Option<PathBuf> {
+    [Some(path), path.parent()]
+        .into_iter()
+        .flatten()
+        .map(Checkpoint::run_dir_of)
+        .find(|r| r.join(CONFIG_FILE).is_file() && !Checkpoint::is_checkpoint_folder(r))
+        .map(Path::to_path_buf)
+}
+
+/// Keeps an evaluation with its run (one line of `eval.jsonl`).
+pub fn record_eval(run: &Path, record: &EvalRecord) -> anyhow::Result<()> {
+    RunDir::at(run).append_line(EVAL_FILE, record)
+}
+
+/// The run's last readable evaluation (torn or foreign lines are skipped).
+pub fn last_eval(dir: &Path) -> Option<EvalRecord> {
+    let text = std::fs::read_to_string(dir.join(EVAL_FILE)).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<EvalRecord>(l).ok())
+        .next_back()
+}
 
 /// The last readable score of `quality.jsonl` (torn or foreign lines are skipped).
 pub fn last_quality(dir: &Path) -> Option<(usize, crate::eval::Quality)> {
@@ -40,4 +89,28 @@ fn quality_lines(dir: &Path) -> Option<Vec<(usize, crate::eval::Quality)>> {
             .map(|l| (l.step, l.quality))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_path_names_its_run() {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("run");
+        let ck = run.join("checkpoints/step-000004");
+        std::fs::create_dir_all(&ck).unwrap();
+        for dir in [&run, &ck] {
+            std::fs::write(dir.join(CONFIG_FILE), "{}").unwrap();
+        }
+        std::fs::write(ck.join("model.safetensors"), b"").unwrap();
+        for path in [run.clone(), ck.clone(), ck.join("model.safetensors")] {
+            assert_eq!(run_of(&path).as_deref(), Some(run.as_path()), "{path:?}");
+        }
+        // Weights beside no run's configuration: no run to keep a result in.
+        let loose = d.path().join("w.safetensors");
+        std::fs::write(&loose, b"").unwrap();
+        assert_eq!(run_of(&loose), None);
+    }
 }

@@ -38,6 +38,8 @@ pub const STATE_FILE: &str = "state.json";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// Quality scores of the lab's training previews, one JSON object per preview.
 pub const QUALITY_FILE: &str = "quality.jsonl";
+/// `ddpm-lab eval`'s results on the run, one JSON object per evaluation.
+pub const EVAL_FILE: &str = "eval.jsonl";
 
 /// A run directory on disk.
 #[derive(Debug, Clone)]

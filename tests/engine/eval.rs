@@ -177,6 +177,9 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
     let sum: f64 = fractions.iter().map(|v| v.as_f64().unwrap()).sum();
     assert!((sum - 1.0).abs() < 1e-9);
     assert!(j["frechet_ratio"].as_f64().is_some());
+    // Kept with the run.
+    let kept = run.join("eval.jsonl");
+    assert_eq!(j["kept_in"], kept.to_str().unwrap());
 
     // The table names the classes and the real baseline.
     let out = ddpm(
@@ -198,6 +201,22 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
         out.status.success() && text.contains("recognised") && text.contains("real"),
         "{text}"
     );
+    assert!(
+        text.contains(&format!("kept in {}", kept.display())),
+        "{text}"
+    );
+    // Both evaluations are kept; `runs` lists the last.
+    assert_eq!(std::fs::read_to_string(&kept).unwrap().lines().count(), 2);
+    let out = ddpm(
+        &["runs", "--runs-dir", tmp.path().to_str().unwrap(), "--json"],
+        tmp.path(),
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (listed["name"].as_str(), listed["eval"]["n"].as_u64()),
+        (Some("run"), Some(4))
+    );
+    assert_eq!(listed["eval"]["step"], 2);
 
     let refuse = |args: &[&str], want: &str| {
         let out = ddpm(args, tmp.path());
