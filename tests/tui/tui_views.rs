@@ -250,6 +250,15 @@ fn compare_screen_training_and_sampled() {
     for s in ALL {
         assert!(screen.contains(s.name()), "{s}:\n{screen}");
     }
+    // At 80×24 each panel shows one of its four at ½, and every title says so.
+    let small = render(&app, 80, 24);
+    for s in ALL {
+        let said = [
+            format!("{} t=7 · 1/4", s.name()),
+            format!("{} · 1/4", s.name()),
+        ];
+        assert!(said.iter().any(|t| small.contains(t)), "{s}:\n{small}");
+    }
 }
 
 #[test]

@@ -195,13 +195,16 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
                     }
                     titles.extend([format!("{short} {pct}"), short]);
                 }
+                // Last, the name alone: the images' count and scale outlast t (the frame bar
+                // says it for all four).
+                titles.push(name.to_string());
                 if longest.is_none_or(|l: &crate::tui::workers::Frames| l.len() < f.len()) {
                     longest = Some(f);
                 }
             }
         }
         let inner = block("").inner(*r);
-        let mut note = None;
+        let mut notes = Vec::new();
         match (&slot.frames, &slot.sample_status) {
             // While sampling, its progress (the earlier frames come back if it is stopped).
             (_, SampleStatus::Running { done, total }) => frame.render_widget(
@@ -210,10 +213,7 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
             ),
             (Some(f), _) if !f.is_empty() => {
                 let i = c.cursor.index.min(f.len() - 1);
-                let imgs = &f.frames[i];
-                note = images
-                    .render_grid(frame, inner, imgs)
-                    .and_then(|s| s.note());
+                notes = super::sample::render_samples(frame, inner, &f.frames[i], images);
             }
             (_, SampleStatus::Stopped { done, total }) => frame.render_widget(
                 Paragraph::new(format!("stopped at {done}/{total} (g samples again)"))
@@ -231,7 +231,7 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
         }
         // The border goes on last, its title saying how small the images are.
         let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
-        let title = super::title_with_note(&titles, note, r.width);
+        let title = super::title_with_notes(&titles, &notes, r.width);
         let b =
             block(&title).border_style(Style::default().fg(theme::schedule_color(slot.schedule)));
         frame.render_widget(b, *r);

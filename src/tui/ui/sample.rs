@@ -137,21 +137,28 @@ pub fn panel(
     images: &ImageRenderer,
 ) {
     let inner = block("").inner(area);
-    let mut notes = Vec::new();
-    if let Some(all) = imgs {
-        let n = all.len();
-        let tries: [(f64, &[usize]); 3] = [
-            (1.0 / 3.0, &[n]),
-            (0.5, &[16, 9, 4, 2]),
-            (1.0 / 3.0, &[16, 9, 4, 2]),
-        ];
-        let shown = images.shown_count(inner, all, &tries);
-        let scale = images.render_grid(frame, inner, &all[..shown]);
-        notes = count_notes(shown, n, scale.and_then(|s| s.note()));
-    }
-    let titles: Vec<&str> = titles.to_vec();
-    let title = super::title_with_notes(&titles, &notes, area.width);
+    let notes = imgs.map_or(Vec::new(), |all| render_samples(frame, inner, all, images));
+    let title = super::title_with_notes(titles, &notes, area.width);
     frame.render_widget(block(&title), area);
+}
+
+/// Draws samples in `inner` as [`panel`] does (all of them, or fewer and larger); returns the
+/// ways to say how many are shown at what scale, for the title (see [`count_notes`]).
+pub(super) fn render_samples(
+    frame: &mut Frame,
+    inner: Rect,
+    all: &[crate::imaging::Image8],
+    images: &ImageRenderer,
+) -> Vec<String> {
+    let n = all.len();
+    let tries: [(f64, &[usize]); 3] = [
+        (1.0 / 3.0, &[n]),
+        (0.5, &[16, 9, 4, 2]),
+        (1.0 / 3.0, &[16, 9, 4, 2]),
+    ];
+    let shown = images.shown_count(inner, all, &tries);
+    let scale = images.render_grid(frame, inner, &all[..shown]);
+    count_notes(shown, n, scale.and_then(|s| s.note()))
 }
 
 /// The ways to say, longest first, that `shown` of `n` images are drawn at `scale` (a note
