@@ -33,6 +33,12 @@ pub struct Batch {
     pub step: usize,
 }
 
+/// Steps an epoch of `n_images` takes at `batch_size` images a step, as a [`Batcher`] counts
+/// them (at least one, for the screens that plan runs before any data is loaded).
+pub fn epoch_steps(n_images: usize, batch_size: usize) -> usize {
+    n_images.max(1).div_ceil(batch_size.max(1))
+}
+
 /// Builds batches from an [`ImageSet`] deterministically from a seed.
 #[derive(Debug)]
 pub struct Batcher {

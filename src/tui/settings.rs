@@ -197,7 +197,7 @@ impl TrainSettings {
     /// a preview every epoch.
     pub fn blog_for(&self, n_train: usize) -> Self {
         let cfg = Preset::Blog.config();
-        let epoch = n_train.max(1).div_ceil(cfg.batch_size.max(1));
+        let epoch = crate::data::epoch_steps(n_train, cfg.batch_size);
         Self {
             steps: BLOG_EPOCHS * epoch,
             device: self.device,

@@ -113,7 +113,7 @@ impl Field {
     /// Changes the field in `s` one notch up (`dir > 0`) or down; the steps and the preview
     /// interval also offer whole epochs of `n_train` images, where the data is loaded.
     pub fn adjust(self, s: &mut TrainSettings, dir: i32, n_train: Option<usize>) {
-        let epoch = n_train.map(|n| n.max(1).div_ceil(s.batch_size.max(1)));
+        let epoch = n_train.map(|n| crate::data::epoch_steps(n, s.batch_size));
         match self {
             Field::Schedule => s.schedule = cycle(&BetaSchedule::ALL, s.schedule, dir),
             Field::Timesteps => {
@@ -653,7 +653,7 @@ impl TrainState {
             ctx.n_train,
             ctx.loaded.is_some() && ctx.loaded == self.opened_dataset.as_deref(),
         ) {
-            self.run.steps_per_epoch = n.div_ceil(ctx.settings.train.batch_size.max(1));
+            self.run.steps_per_epoch = crate::data::epoch_steps(n, ctx.settings.train.batch_size);
         }
     }
 }

@@ -235,7 +235,7 @@ fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
 /// `value` with the whole epochs `steps` make of `n_train` images at `batch` a step, where
 /// they are whole (`335 · 5 epochs`): the values the setting offers for the data loaded.
 fn epochs_note(value: String, steps: usize, batch: usize, n_train: Option<usize>) -> String {
-    let Some(epoch) = n_train.map(|n| n.max(1).div_ceil(batch.max(1))) else {
+    let Some(epoch) = n_train.map(|n| crate::data::epoch_steps(n, batch)) else {
         return value;
     };
     match steps {
