@@ -126,7 +126,9 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
         match runs::quality::record_eval(&run, &record) {
             Ok(()) => Some(run.join(crate::store::EVAL_FILE)),
             Err(e) => {
-                eprintln!("note: the result is not kept with the run ({e:#})");
+                super::train_cmd::note(&format!(
+                    "note: the result is not kept with the run ({e:#})"
+                ));
                 None
             }
         }

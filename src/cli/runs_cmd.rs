@@ -43,14 +43,8 @@ impl Listed {
         let tail = &history[history.len().saturating_sub(LOSS_WINDOW)..];
         let loss = (!tail.is_empty())
             .then(|| tail.iter().map(|s| s.loss).sum::<f64>() / tail.len() as f64);
-        let name = info
-            .dir
-            .strip_prefix(root)
-            .unwrap_or(&info.dir)
-            .display()
-            .to_string();
         Self {
-            name,
+            name: runs::run_name(&info.dir, root),
             last_step: history.last().map_or(0, |s| s.step),
             loss,
             training: RunLock::is_held(&info.dir),

@@ -77,6 +77,17 @@ pub fn steps_per_epoch_between(prev: Option<&StepStats>, next: &StepStats) -> Op
         .filter(|&spe| spe > 0)
 }
 
+/// A run directory as run lists show it (the lab's and `ddpm-lab runs`): relative to the
+/// runs directory `root` when inside it.
+pub fn run_name(dir: &Path, root: &Path) -> String {
+    dir.strip_prefix(root)
+        .ok()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(dir)
+        .display()
+        .to_string()
+}
+
 /// Optimisation steps per epoch of a metrics history, where it crosses an epoch boundary.
 pub fn steps_per_epoch(history: &[StepStats]) -> Option<usize> {
     history

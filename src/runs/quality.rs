@@ -54,6 +54,16 @@ pub fn last_eval(dir: &Path) -> Option<EvalRecord> {
         .next_back()
 }
 
+/// Keeps a preview's score with its run (one line of `quality.jsonl`).
+pub fn record_quality(
+    run: &Path,
+    step: usize,
+    quality: &crate::eval::Quality,
+) -> anyhow::Result<()> {
+    let line = serde_json::json!({ "step": step, "quality": quality });
+    RunDir::at(run).append_line(QUALITY_FILE, &line)
+}
+
 /// The last readable score of `quality.jsonl` (torn or foreign lines are skipped).
 pub fn last_quality(dir: &Path) -> Option<(usize, crate::eval::Quality)> {
     quality_lines(dir)?.into_iter().next_back()

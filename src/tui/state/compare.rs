@@ -652,12 +652,11 @@ impl CompareState {
                 // Said once, when the last run has stopped.
                 if !self.sampling() {
                     self.pending_drawn = None;
-                    let kept = if self.slots.iter().any(|s| s.frames.is_some()) {
-                        ": the images shown are the earlier ones"
-                    } else {
-                        " (g samples again)"
-                    };
-                    return vec![Effect::info(format!("sampling stopped{kept}"))];
+                    let kept = self.slots.iter().any(|s| s.frames.is_some());
+                    return vec![Effect::info(format!(
+                        "sampling stopped{}",
+                        super::sample::what_stays(kept)
+                    ))];
                 }
             }
             SampleMsg::Failed(e) => {

@@ -179,6 +179,16 @@ pub enum SampleTarget {
     Nothing,
 }
 
+/// What a stopped sampling leaves on screen, said after `sampling stopped…`: the images shown
+/// before, where there are some (`kept`).
+pub fn what_stays(kept: bool) -> &'static str {
+    if kept {
+        ": the images shown are the earlier ones"
+    } else {
+        " (g samples again)"
+    }
+}
+
 /// Switches `s` to DDIM; whether it was on DDPM.
 fn switch_to_ddim(s: &mut SampleSettings) -> bool {
     !std::mem::replace(&mut s.ddim, true)
@@ -404,13 +414,9 @@ impl SampleState {
                 self.pending = None;
                 self.status = SampleStatus::Stopped { done, total };
                 self.current = None;
-                let kept = if self.frames.is_some() {
-                    ": the images shown are the earlier ones"
-                } else {
-                    " (g samples again)"
-                };
                 return vec![Effect::info(format!(
-                    "sampling stopped at step {done} of {total}{kept}"
+                    "sampling stopped at step {done} of {total}{}",
+                    what_stays(self.frames.is_some())
                 ))];
             }
             SampleMsg::Failed(e) => {

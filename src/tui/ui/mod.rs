@@ -206,15 +206,7 @@ pub fn title_with_notes(titles: &[&str], notes: &[String], width: u16) -> String
         .unwrap_or_else(|| shortest.to_string())
 }
 
-/// A run directory as lists show it: relative to the runs directory when inside it.
-pub fn run_name(dir: &std::path::Path, root: &std::path::Path) -> String {
-    dir.strip_prefix(root)
-        .ok()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(dir)
-        .display()
-        .to_string()
-}
+pub use crate::runs::run_name;
 
 /// A bordered block with the lab's title style.
 pub fn block(title: &str) -> Block<'_> {

@@ -18,8 +18,8 @@ use crate::tui::state::{App, Lifecycle};
 /// Draws the two status lines.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let t = &app.settings.train;
-    // A dataset given as a long path is shortened in the middle (its end names it), not
-    // let push the device off the line.
+    // A dataset given as a long path is shortened in the middle (its end names it), so that
+    // it does not push the device off the line.
     let data = super::ellipsize_middle(&app.data.label(), 36);
     let run = &app.train.run;
     let mut run_text = run.state.label().to_string();

@@ -17,7 +17,7 @@ use crate::export::{save_denoising_gif, save_grid_png};
 use crate::runs::quality::{last_quality, quality_history};
 use crate::runs::{self, RunInfo, StopAt};
 use crate::sampler::SamplerKind;
-use crate::store::{previews, read_metrics_file, RunDir, TrainConfig, METRICS_FILE, QUALITY_FILE};
+use crate::store::{previews, read_metrics_file, RunDir, TrainConfig, METRICS_FILE};
 use crate::train::events::{TrainCommand, TrainEvent};
 use crate::tui::settings::{SampleSettings, TrainSettings};
 
@@ -204,9 +204,8 @@ fn score_preview(
         .score_images(images)
         .ok()?;
     if let Some(dir) = run_dir {
-        let line = serde_json::json!({ "step": step, "quality": quality });
         // A score that cannot be saved is still shown.
-        let _ = RunDir::at(dir).append_line(QUALITY_FILE, &line);
+        let _ = runs::quality::record_quality(dir, step, &quality);
     }
     Some(TrainEvent::Scored { step, quality })
 }
@@ -745,6 +744,7 @@ fn summary_of(info: &RunInfo) -> RunSummary {
 mod tests {
     use super::*;
     use crate::data::{DataSource, Dataset};
+    use crate::store::QUALITY_FILE;
     use crate::tui::settings::ModelPreset;
     use crate::tui::workers::StopFlag;
 
