@@ -72,11 +72,7 @@ fn quit_with_a_running_run_asks_then_checkpoints() {
     feed(
         &mut app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 4,
-            run_dir: Some("runs/x".into()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(4, "runs/x", FinishReason::Steps)],
     );
     app.tick(Duration::from_millis(10));
     assert!(app.should_exit());
@@ -405,11 +401,7 @@ fn the_compare_stop_message_lasts_while_the_runs_are_saved() {
     feed(
         &mut app,
         linear,
-        vec![TrainEvent::Finished {
-            step: 3,
-            run_dir: Some("runs/c/linear".into()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(3, "runs/c/linear", FinishReason::Steps)],
     );
     app.tick(Duration::from_millis(10));
     assert_eq!(notice(&app), None);
@@ -442,11 +434,7 @@ fn compare_in_turn_starts_the_next_schedule_when_one_finishes() {
         feed(
             &mut app,
             Slot::Compare(*s),
-            vec![TrainEvent::Finished {
-                step: 3,
-                run_dir: Some(format!("runs/c/{s}").into()),
-                why: FinishReason::Steps,
-            }],
+            vec![finished(3, format!("runs/c/{s}"), FinishReason::Steps)],
         );
         assert_eq!(trains(&engine).len(), (i + 2).min(4));
     }
@@ -573,10 +561,7 @@ fn u_brings_back_the_settings_an_opened_run_replaced() {
         .unwrap()
         .text
         .starts_with("these are your own settings"));
-    handle_key(&mut app, ch('o'));
-    app.pump();
-    handle_key(&mut app, key(KeyCode::Enter));
-    app.pump();
+    open_from_picker(&mut app);
     assert_eq!(app.train.run.state, RunState::Opened);
     assert_eq!(app.settings.train, theirs);
     assert!(
@@ -728,10 +713,7 @@ fn run_picker_answers_come_from_the_worker_and_stale_ones_are_dropped() {
         dataset: None,
         step: 3,
     }];
-    handle_key(&mut app, ch('o'));
-    app.pump();
-    handle_key(&mut app, key(KeyCode::Enter));
-    app.pump();
+    open_from_picker(&mut app);
     assert!(notice(&app).error && notice(&app).text.contains("cannot open run"));
     assert_ne!(app.train.run.state, RunState::Opened);
     assert_eq!(app.picker_wait, PickerWait::Idle);
@@ -792,11 +774,7 @@ fn x_stops_a_paused_run_so_that_another_can_be_opened_or_compared() {
     feed(
         &mut app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 2,
-            run_dir: Some("runs/r".into()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(2, "runs/r", FinishReason::Steps)],
     );
     assert!(!app.any_active());
     handle_key(&mut app, ch('x'));
@@ -814,11 +792,7 @@ fn x_stops_a_paused_run_so_that_another_can_be_opened_or_compared() {
     feed(
         &mut app,
         linear,
-        vec![TrainEvent::Finished {
-            step: 3,
-            run_dir: Some("runs/c/linear".into()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(3, "runs/c/linear", FinishReason::Steps)],
     );
     assert!(!app.compare.any_active());
     let compare_runs = engine
@@ -837,10 +811,7 @@ fn opening_a_finished_run_says_to_raise_its_steps_before_space() {
     train.steps = 40;
     engine.offer_run("runs/done", train, 40);
     app.tab = Tab::Train;
-    handle_key(&mut app, ch('o'));
-    app.pump();
-    handle_key(&mut app, key(KeyCode::Enter));
-    app.pump();
+    open_from_picker(&mut app);
     assert_eq!(app.train.run.state, RunState::Opened);
     let notice = app.notice.as_ref().unwrap().text.clone();
     assert!(

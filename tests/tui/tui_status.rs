@@ -106,11 +106,7 @@ fn a_refusal_because_a_run_trains_goes_when_the_run_stops() {
     feed(
         &mut app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 10,
-            run_dir: Some("runs/r".into()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(10, "runs/r", FinishReason::Steps)],
     );
     app.tick(Duration::from_millis(1));
     assert_ne!(
@@ -468,11 +464,7 @@ fn a_run_the_budget_ended_says_so_and_only_asked_checkpoints_are_announced() {
     feed(
         &mut app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 8,
-            run_dir: Some(run.clone()),
-            why: FinishReason::TimeLimit,
-        }],
+        vec![finished(8, run.clone(), FinishReason::TimeLimit)],
     );
     assert_eq!(
         notice(&app).as_deref(),
@@ -486,11 +478,7 @@ fn a_run_the_budget_ended_says_so_and_only_asked_checkpoints_are_announced() {
     feed(
         &mut app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 5,
-            run_dir: Some(run),
-            why: FinishReason::Stopped,
-        }],
+        vec![finished(5, run, FinishReason::Stopped)],
     );
     assert!(
         !notice(&app).unwrap_or_default().contains("budget"),
@@ -517,10 +505,7 @@ fn an_opened_run_shows_its_preview_scores() {
     engine.0.lock().unwrap().opened.as_mut().unwrap().quality =
         vec![(25, score(0.12)), (50, score(0.35)), (100, score(0.52))];
     app.tab = Tab::Train;
-    handle_key(&mut app, ch('o'));
-    app.pump();
-    handle_key(&mut app, key(KeyCode::Enter));
-    app.pump();
+    open_from_picker(&mut app);
     assert_eq!(app.train.run.quality.len(), 3);
     let screen = render(&app, 160, 48);
     assert!(
@@ -534,10 +519,7 @@ fn an_opened_run_shows_its_preview_scores() {
     // With its last preview on disk.
     let images = frames(4, 1).frames[0].clone();
     engine.0.lock().unwrap().opened.as_mut().unwrap().preview = Some((100, images.clone()));
-    handle_key(&mut app, ch('o'));
-    app.pump();
-    handle_key(&mut app, key(KeyCode::Enter));
-    app.pump();
+    open_from_picker(&mut app);
     assert_eq!(app.train.run.preview, Some((100, images)));
     let screen = render(&app, 160, 48);
     assert!(
@@ -610,10 +592,7 @@ fn a_run_on_another_dataset_counts_its_epochs_once_that_is_loaded() {
     // 40 steps: its history never crosses an epoch's end.
     engine.offer_run("runs/20260101-000000-linear", saved, 40);
     app.tab = Tab::Train;
-    handle_key(&mut app, ch('o'));
-    app.pump();
-    handle_key(&mut app, key(KeyCode::Enter));
-    app.pump();
+    open_from_picker(&mut app);
     assert_eq!(
         app.settings.dataset, "shapes",
         "its own data is being loaded"
@@ -798,11 +777,7 @@ fn without_the_hub_the_builtin_set_stands_in_until_a_retry_succeeds() {
     feed(
         &mut app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 3,
-            run_dir: Some("runs/x".into()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(3, "runs/x", FinishReason::Steps)],
     );
     // r retries the download; the notice goes with the fallback, and a success switches.
     app.tab = Tab::Data;
@@ -858,16 +833,9 @@ fn a_reopened_run_counts_epochs_as_it_did_while_training() {
     feed(
         &mut app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 120,
-            run_dir: Some(dir.clone()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(120, dir.clone(), FinishReason::Steps)],
     );
-    handle_key(&mut app, ch('o'));
-    app.pump();
-    handle_key(&mut app, key(KeyCode::Enter));
-    app.pump();
+    open_from_picker(&mut app);
     let reopened = (
         app.train.run.steps_per_epoch,
         app.train.run.epoch_progress(),
@@ -916,11 +884,7 @@ fn the_status_bar_names_parameters_only_of_the_model_the_settings_name() {
     feed(
         &mut app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 10,
-            run_dir: Some("runs/r".into()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(10, "runs/r", FinishReason::Steps)],
     );
     handle_key(&mut app, ch('b'));
     let after = status(&app);

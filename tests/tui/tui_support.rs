@@ -356,16 +356,29 @@ pub fn start_main_run(app: &mut App, to: usize, total: usize) {
 
 /// Starts the main run with space on the Train screen and feeds it five steps to a finish in
 /// `run_dir`.
+/// The worker's `Finished` event of a run saved in `run_dir`.
+pub fn finished(step: usize, run_dir: impl Into<PathBuf>, why: FinishReason) -> TrainEvent {
+    TrainEvent::Finished {
+        step,
+        run_dir: Some(run_dir.into()),
+        why,
+    }
+}
+
+/// `o` on Train, then Enter in the picker: opens the run the engine offers.
+pub fn open_from_picker(app: &mut App) {
+    handle_key(app, ch('o'));
+    app.pump();
+    handle_key(app, key(crossterm::event::KeyCode::Enter));
+    app.pump();
+}
+
 pub fn train_main_run_to_the_end(app: &mut App, run_dir: &str) {
     start_main_run(app, 5, 5);
     feed(
         app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 5,
-            run_dir: Some(run_dir.into()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(5, run_dir, FinishReason::Steps)],
     );
 }
 

@@ -172,11 +172,11 @@ fn sample_screen_steps_through_frames() {
     feed(
         &mut app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 10,
-            run_dir: Some("runs/20260101-000000-linear".into()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(
+            10,
+            "runs/20260101-000000-linear",
+            FinishReason::Steps,
+        )],
     );
     handle_key(&mut app, ch('4'));
     handle_key(&mut app, ch('g'));
@@ -486,11 +486,11 @@ fn runs_marks_the_run_this_lab_trains_now() {
     feed(
         &mut app,
         Slot::Main,
-        vec![TrainEvent::Finished {
-            step: 3,
-            run_dir: Some("runs/20260101-000000-linear".into()),
-            why: FinishReason::Steps,
-        }],
+        vec![finished(
+            3,
+            "runs/20260101-000000-linear",
+            FinishReason::Steps,
+        )],
     );
     assert!(row(&app, "000000-linear").contains("│·  2026"));
     // A run another process trains (it holds the run's lock) is marked too.
