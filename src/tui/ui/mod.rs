@@ -177,14 +177,14 @@ pub fn ellipsize_end(text: &str, max: usize) -> String {
 /// shortest title with the fraction; else the shortest title alone (the note goes before the
 /// name is cut).
 pub fn title_with_note(titles: &[&str], note: Option<String>, width: u16) -> String {
-    let notes: Vec<String> = match note {
-        Some(note) => {
-            let short = note.strip_suffix(" scale").unwrap_or(&note).to_string();
-            vec![note, short]
-        }
-        None => Vec::new(),
-    };
+    let notes = note.map_or(Vec::new(), scale_ways);
     title_with_notes(titles, &notes, width)
+}
+
+/// The ways to say a scale note in a title, longest first: `½ scale`, then `½`.
+pub fn scale_ways(note: String) -> Vec<String> {
+    let short = note.strip_suffix(" scale").unwrap_or(&note).to_string();
+    vec![note, short]
 }
 
 /// [`title_with_note`] with the ways to say the note given, longest first: each title with

@@ -165,19 +165,16 @@ pub(super) fn render_samples(
 /// such as `½ scale`, `None` at 1:1): `2 of 16 · ½ scale` … `2/16`. The count outlasts the
 /// scale where room runs out: images left out matter more than their size.
 fn count_notes(shown: usize, n: usize, scale: Option<String>) -> Vec<String> {
-    let short = scale
-        .as_deref()
-        .map(|s| s.strip_suffix(" scale").unwrap_or(s).to_string());
-    match (shown < n, scale, short) {
-        (false, Some(long), Some(short)) => vec![long, short],
-        (false, _, _) => Vec::new(),
-        (true, Some(long), Some(short)) => vec![
+    let ways = scale.map_or(Vec::new(), super::scale_ways);
+    match (shown < n, ways.as_slice()) {
+        (false, _) => ways,
+        (true, [long, short]) => vec![
             format!("{shown} of {n} · {long}"),
             format!("{shown} of {n} · {short}"),
             format!("{shown}/{n} · {short}"),
             format!("{shown}/{n}"),
         ],
-        (true, _, _) => vec![format!("{shown} of {n}"), format!("{shown}/{n}")],
+        (true, _) => vec![format!("{shown} of {n}"), format!("{shown}/{n}")],
     }
 }
 
