@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::store::{list_runs, RunDir, StepStats, TrainConfig, CONFIG_FILE};
+use crate::store::{is_hidden, list_runs, RunDir, StepStats, TrainConfig, CONFIG_FILE};
 
 /// What a run list shows of one run.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ fn run_dirs(root: &Path) -> Vec<PathBuf> {
     if let Ok(entries) = std::fs::read_dir(root) {
         for e in entries.flatten() {
             let p = e.path();
-            if p.is_dir() && !p.join(CONFIG_FILE).exists() {
+            if p.is_dir() && !is_hidden(&p) && !p.join(CONFIG_FILE).exists() {
                 dirs.extend(list_runs(&p));
             }
         }

@@ -10,6 +10,7 @@
 //! - [`quality`]: a run's preview scores.
 //! - [`comparison`]: one run per schedule under one directory (the lab's Compare screen).
 //! - [`recipe`]: the recipe flags the CLI and the lab share.
+//! - [`remove`]: removing a run for good.
 //! - [`root`]: where runs live (`$DDPM_LAB_RUNS`, else `./runs`).
 //!
 //! Below this layer sit the schema and files of a run ([`crate::store`]) and the training loop
@@ -21,6 +22,7 @@ pub mod comparison;
 pub mod list;
 pub mod quality;
 pub mod recipe;
+pub mod remove;
 pub mod root;
 pub mod sample;
 pub mod start;
@@ -30,6 +32,7 @@ pub use list::{
     RunInfo,
 };
 pub use recipe::RecipeFlags;
+pub use remove::{remove_run, Removed};
 pub use root::{find_run, runs_root};
 pub use sample::{open_for_sampling, sample_batch, sample_batch_watching, sample_images};
 pub use start::{check_data_fits, PreparedRun, StopAt, TrainRequest};

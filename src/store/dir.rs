@@ -292,14 +292,21 @@ pub fn read_metrics_file(path: &Path) -> Result<Vec<StepStats>> {
         .collect())
 }
 
-/// Lists run directories under `root`, newest first.
+/// Whether a folder's name is hidden (`.removing-…`, a run whose removal was cut short, or
+/// anything else run lists skip).
+pub fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// Lists run directories under `root` (hidden folders aside), newest first.
 pub fn list_runs(root: &Path) -> Vec<PathBuf> {
     let mut runs: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(root)
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.join(CONFIG_FILE).is_file())
+        .filter(|p| !is_hidden(p) && p.join(CONFIG_FILE).is_file())
         .map(|p| {
             let t = fs::metadata(p.join(CONFIG_FILE))
                 .and_then(|m| m.modified())

@@ -13,9 +13,9 @@ pub mod records;
 pub use checkpoint::{load_checkpoint, LoadedModel};
 pub use config::TrainConfig;
 pub use dir::{
-    check_finite, list_runs, load_tensors, read_metrics_file, save_tensors_atomic, write_atomic,
-    RunDir, CONFIG_FILE, EMA_FILE, EVAL_FILE, METRICS_FILE, OPTIMIZER_FILE, QUALITY_FILE,
-    STATE_FILE, WEIGHTS_FILE,
+    check_finite, is_hidden, list_runs, load_tensors, read_metrics_file, save_tensors_atomic,
+    write_atomic, RunDir, CONFIG_FILE, EMA_FILE, EVAL_FILE, METRICS_FILE, OPTIMIZER_FILE,
+    QUALITY_FILE, STATE_FILE, WEIGHTS_FILE,
 };
 pub use layout::{Checkpoint, CHECKPOINTS_DIR, KEEP_CHECKPOINTS, LATEST_FILE};
 pub use lock::RunLock;

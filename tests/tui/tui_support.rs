@@ -35,6 +35,7 @@ pub enum Call {
     OpenComparison(PathBuf),
     ScanRuns,
     ReadLastRun(PathBuf),
+    RemoveRun(PathBuf),
 }
 
 /// Shared record of calls and the receivers of every training run's commands.
@@ -168,6 +169,28 @@ impl Engine for FakeEngine {
         if let Some(run) = rec.runs.iter().find(|r| r.dir == dir) {
             let _ = tx.send(WorkerMsg::LastRun(run.clone()));
         }
+    }
+    /// Answers at once on `tx`, as a worker would: the run leaves the listed runs and the
+    /// table (one the table says a process holds stays, with the run layer's error).
+    fn remove_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
+        let mut rec = self.0.lock().unwrap();
+        rec.calls.push(Call::RemoveRun(dir.to_path_buf()));
+        let held = rec.records.iter().any(|r| r.summary.dir == dir && r.held);
+        let result = if held {
+            Err(format!(
+                "run {} is being trained by pid 4242",
+                dir.display()
+            ))
+        } else {
+            rec.runs.retain(|r| r.dir != dir);
+            rec.records.retain(|r| r.summary.dir != dir);
+            Ok(ddpm_lab::runs::Removed {
+                dir: dir.to_path_buf(),
+                bytes: 3_400_000,
+                comparison: None,
+            })
+        };
+        let _ = tx.send(WorkerMsg::RunRemoved(result));
     }
     /// Answers at once on `tx`, as a worker would.
     fn open_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {

@@ -16,6 +16,7 @@ use ddpm_lab::tui::state::{App, Overlay, Tab};
 use ddpm_lab::tui::workers::{
     DataMsg, LoadStage, RunRecord, RunSummary, SampleMsg, Slot, WorkerMsg,
 };
+use std::path::Path;
 use tui_support::*;
 
 /// The advertised minimum and a roomy terminal.
@@ -324,6 +325,7 @@ pub fn record(name: &str, schedule: BetaSchedule, step: usize, scale: f64) -> Ru
         }),
         curve,
         held: false,
+        bytes: 0,
     }
 }
 
@@ -385,6 +387,122 @@ fn runs_screen_lists_runs_and_overlays_the_marked_curves() {
         render(&app, 80, 24)
     };
     assert!(empty.contains("no runs in runs yet"), "{empty}");
+}
+
+/// `d` asks first and only `y` removes (Enter, pressed out of habit, does not); the removed
+/// run leaves the list, and the Train screen that showed it shows it no more.
+#[test]
+fn a_run_is_removed_from_the_runs_screen_after_asking() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let linear = "runs/20260101-120000-linear";
+    train_main_run_to_the_end(&mut app, linear);
+    let mut runs = records();
+    runs[1].bytes = 3_400_000;
+    runs[0].held = true;
+    engine.0.lock().unwrap().records = runs;
+    handle_key(&mut app, ch('6'));
+    app.pump();
+    // A run another process trains is not removed.
+    handle_key(&mut app, ch('d'));
+    assert_eq!(app.overlay, Overlay::None);
+    let why = notice(&app).unwrap();
+    assert!(why.contains("cosine-long-name is being trained"), "{why}");
+
+    handle_key(&mut app, key(KeyCode::Down));
+    handle_key(&mut app, ch('d'));
+    assert_eq!(app.overlay, Overlay::ConfirmRemove(linear.into()));
+    let ask = snap_both(&app, "confirm_remove");
+    for part in [
+        "Remove 20260101-120000-linear?",
+        "200 of 400 steps saved · 4 MB",
+        "go for good",
+        "y: remove",
+    ] {
+        assert!(ask.contains(part), "{part}:\n{ask}");
+    }
+    handle_key(&mut app, key(KeyCode::Enter));
+    handle_key(&mut app, ch('n'));
+    assert_eq!(app.overlay, Overlay::None);
+    let removals = |e: &FakeEngine| {
+        e.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::RemoveRun(_)))
+            .count()
+    };
+    assert_eq!(removals(&engine), 0, "kept");
+
+    handle_key(&mut app, ch('d'));
+    handle_key(&mut app, ch('y'));
+    app.pump();
+    assert_eq!(
+        engine
+            .calls()
+            .iter()
+            .rev()
+            .find(|c| matches!(c, Call::RemoveRun(_))),
+        Some(&Call::RemoveRun(linear.into()))
+    );
+    app.pump();
+    let said = notice(&app).unwrap();
+    assert_eq!(said, "removed 20260101-120000-linear (4 MB)");
+    assert!(app
+        .runs
+        .runs
+        .iter()
+        .all(|r| r.summary.dir != Path::new(linear)));
+    assert_eq!(app.runs.runs.len(), 3);
+    assert_eq!(app.train.run.run_dir, None, "Train no longer shows it");
+    assert!(app.session_runs().is_empty(), "nor offers to go on with it");
+}
+
+/// `s` orders the runs by loss, then by preview score, then newest first again, keeping the
+/// highlighted run highlighted.
+#[test]
+fn runs_are_ordered_by_loss_or_score() {
+    let (mut app, engine) = app();
+    let mut runs = records();
+    for (r, loss) in runs.iter_mut().zip([0.09, 0.03, 0.05, 0.07]) {
+        r.last_loss = Some(loss);
+    }
+    runs[2].quality = runs[0].quality.clone().map(|(s, q)| {
+        (
+            s,
+            Quality {
+                frechet: Some(12.0),
+                ..q
+            },
+        )
+    });
+    engine.0.lock().unwrap().records = runs;
+    handle_key(&mut app, ch('6'));
+    app.pump();
+    let order = |app: &App| -> Vec<String> {
+        app.runs
+            .runs
+            .iter()
+            .map(|r| r.summary.dir.display().to_string())
+            .collect()
+    };
+    let newest = order(&app);
+    handle_key(&mut app, ch('s'));
+    let by_loss = order(&app);
+    assert_eq!(
+        by_loss,
+        [1, 2, 3, 0].map(|i| newest[i].clone()),
+        "lowest loss first"
+    );
+    assert_eq!(app.runs.selected, 3, "the highlight follows its run");
+    assert!(render(&app, 80, 24).contains("by loss"));
+    handle_key(&mut app, ch('s'));
+    assert_eq!(
+        order(&app),
+        [2, 0, 1, 3].map(|i| newest[i].clone()),
+        "lowest Fréchet distance first (12 before 41.5), unscored last"
+    );
+    assert!(render(&app, 80, 24).contains("by preview score"));
+    handle_key(&mut app, ch('s'));
+    assert_eq!(order(&app), newest);
 }
 
 #[test]

@@ -22,6 +22,8 @@ pub enum Scope {
     Help,
     /// In the "quit?" question.
     ConfirmQuit,
+    /// In the "remove this run?" question.
+    ConfirmRemove,
     /// The mouse (rows whose "keys" are gestures, handled by [`super::mouse`]).
     Mouse,
 }
@@ -35,6 +37,7 @@ impl Scope {
             Scope::Picker => "run picker",
             Scope::Help => "help",
             Scope::ConfirmQuit => "quit?",
+            Scope::ConfirmRemove => "remove run?",
             Scope::Mouse => "mouse",
         }
     }
@@ -397,7 +400,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         COMPARE,
         "c",
-        "continue a stopped or opened comparison (each run to the steps per run)",
+        "continue a stopped or opened comparison to its steps per run",
         &[b(ch('c'), C::CompareContinue)],
     ),
     row(
@@ -463,8 +466,18 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         RUNS,
         "o  ·  r",
-        "open the run on Train (a comparison's on Compare; space or c continues it)  ·  read the runs again",
+        "open it on Train (a comparison's on Compare)  ·  read the runs again",
         &[b(ch('o'), C::RunsOpen), b(ch('r'), C::RunsRefresh)],
+    ),
+    row(
+        RUNS,
+        "s  ·  d / Delete",
+        "order by newest, loss or score  ·  remove the run (asks first)",
+        &[
+            b(ch('s'), C::RunsSort),
+            b(ch('d'), C::RunsRemove),
+            b(key(K::Delete), C::RunsRemove),
+        ],
     ),
     row(
         Scope::Mouse,
@@ -561,6 +574,23 @@ pub const KEY_HELP: &[KeyHelp] = &[
             b(key(K::Esc), C::ConfirmQuit(false)),
         ],
     ),
+    row(
+        Scope::ConfirmRemove,
+        "y",
+        "remove the run and its files",
+        &[b(ch('y'), C::ConfirmRemove(true)), b(ch('Y'), C::ConfirmRemove(true))],
+    ),
+    row(
+        Scope::ConfirmRemove,
+        "n / Esc",
+        "keep it",
+        &[
+            b(ch('n'), C::ConfirmRemove(false)),
+            b(ch('N'), C::ConfirmRemove(false)),
+            b(key(K::Esc), C::ConfirmRemove(false)),
+            b(ch('q'), C::ConfirmRemove(false)),
+        ],
+    ),
 ];
 
 /// The command of `key` in the first of `scopes` (in order of precedence) that binds it.
@@ -609,7 +639,7 @@ pub fn hints(scope: &str) -> &'static str {
         "Train" => "space start/pause · x stop · ↑↓←→ edit · b blog · c ckpt · o open",
         "Sample" => "g generate · x stop · ←/→ PgUp/PgDn frames · p play · e export",
         "Compare" => "space train all · x stop · c continue · m mode · g sample · ←/→ p frames",
-        "Runs" => "↑↓ run · space overlay · a all · o open · r reload",
+        "Runs" => "↑↓ run · space overlay · o open · s sort · d remove · r reload",
         _ => "",
     }
 }
@@ -620,10 +650,15 @@ mod tests {
 
     /// The scopes looked up together: each window alone, or a screen with the global keys.
     fn contexts() -> Vec<Vec<Scope>> {
-        let mut v: Vec<Vec<Scope>> = [Scope::Picker, Scope::Help, Scope::ConfirmQuit]
-            .iter()
-            .map(|&w| vec![Scope::Always, w])
-            .collect();
+        let mut v: Vec<Vec<Scope>> = [
+            Scope::Picker,
+            Scope::Help,
+            Scope::ConfirmQuit,
+            Scope::ConfirmRemove,
+        ]
+        .iter()
+        .map(|&w| vec![Scope::Always, w])
+        .collect();
         for tab in Tab::ALL {
             v.push(vec![Scope::Always, Scope::Global, Scope::Screen(tab)]);
         }
@@ -678,7 +713,13 @@ mod tests {
         let sample = [Scope::Always, Scope::Global, Scope::Screen(Tab::Sample)];
         assert_eq!(command(&sample, ch('x')), Some(Command::StopSampling));
         assert_eq!(command(&compare, ch('c')), Some(Command::CompareContinue));
-        assert_eq!(help_rows().count(), 37);
+        let runs = [Scope::Always, Scope::Global, Scope::Screen(Tab::Runs)];
+        assert_eq!(command(&runs, ch('d')), Some(Command::RunsRemove));
+        assert_eq!(command(&train, ch('d')), None);
+        let ask = [Scope::Always, Scope::ConfirmRemove];
+        assert_eq!(command(&ask, ch('y')), Some(Command::ConfirmRemove(true)));
+        assert_eq!(command(&ask, key(K::Enter)), None, "only y removes");
+        assert_eq!(help_rows().count(), 38);
         let row = KEY_HELP.iter().find(|r| r.keys == "1-6 / Tab / Shift-Tab");
         assert!(row.is_some_and(|r| r.unshown().is_empty()));
     }

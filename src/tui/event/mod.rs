@@ -112,6 +112,12 @@ pub enum Command {
     RunsOpen,
     /// Runs: read the runs directory again.
     RunsRefresh,
+    /// Runs: order the list by the next key (newest, loss, score).
+    RunsSort,
+    /// Runs: remove the highlighted run (asks first).
+    RunsRemove,
+    /// Answer to the "remove this run?" question.
+    ConfirmRemove(bool),
 }
 
 /// The command a key stands for in the app's current state (None: the key does nothing): the
@@ -126,6 +132,7 @@ pub fn map_key(app: &App, key: KeyEvent) -> Option<Command> {
     };
     let window = match app.overlay {
         Overlay::ConfirmQuit => Some(Scope::ConfirmQuit),
+        Overlay::ConfirmRemove(_) => Some(Scope::ConfirmRemove),
         Overlay::Help => Some(Scope::Help),
         Overlay::None => app.picker.is_some().then_some(Scope::Picker),
     };
@@ -146,7 +153,11 @@ pub fn apply(app: &mut App, cmd: Command) {
 pub fn allowed_in_small_terminal(cmd: Command) -> bool {
     matches!(
         cmd,
-        Command::Quit | Command::Interrupt | Command::ConfirmQuit(_) | Command::Close
+        Command::Quit
+            | Command::Interrupt
+            | Command::ConfirmQuit(_)
+            | Command::ConfirmRemove(false)
+            | Command::Close
     )
 }
 

@@ -44,7 +44,7 @@ pub fn command(app: &App, ev: MouseEvent, area: Rect) -> Option<Command> {
     };
     // Windows first: they take the mouse while open.
     match app.overlay {
-        Overlay::ConfirmQuit => return None,
+        Overlay::ConfirmQuit | Overlay::ConfirmRemove(_) => return None,
         Overlay::Help => return wheel.map(|d| Command::HelpScroll(d * HELP_WHEEL)),
         Overlay::None => {}
     }

@@ -55,6 +55,8 @@ pub enum Effect {
     /// Asks the engine for the run the last session left (it arrives as
     /// `WorkerMsg::LastRun`).
     ReadLastRun(PathBuf),
+    /// Removes a run for good (the answer arrives as `WorkerMsg::RunRemoved`).
+    RemoveRun(PathBuf),
     /// Asks the engine for one run (it arrives as `WorkerMsg::RunOpened`).
     OpenRun(PathBuf),
     /// Asks the engine for a comparison's runs (they arrive as `WorkerMsg::ComparisonOpened`).
@@ -164,6 +166,7 @@ impl App {
             Effect::ScanRuns => self.engine.scan_runs(tx),
             Effect::ReadLastRun(dir) => self.engine.read_last_run(&dir, tx),
             Effect::OpenRun(dir) => self.engine.open_run(&dir, tx),
+            Effect::RemoveRun(dir) => self.engine.remove_run(&dir, tx),
             Effect::OpenComparison(base) => self.engine.open_comparison(&base, tx),
             Effect::ShowPicker(picker) => {
                 self.notice = None;

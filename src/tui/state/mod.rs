@@ -39,6 +39,7 @@ use std::time::Duration;
 use super::event::Command;
 use super::settings::LabSettings;
 use super::workers::{Engine, Slot, WorkerMsg};
+use crate::runs::run_name;
 use compare::CompareState;
 use data::DataState;
 pub use effect::{utc_stamp, Ctx, Effect, Notice, Topic};
@@ -393,6 +394,11 @@ impl App {
                 Vec::new()
             }
             Command::RunsOpen => self.open_highlighted_run(),
+            Command::RunsRemove => self.ask_to_remove(),
+            Command::ConfirmRemove(yes) => match std::mem::take(&mut self.overlay) {
+                Overlay::ConfirmRemove(dir) if yes => vec![Effect::RemoveRun(dir)],
+                _ => Vec::new(),
+            },
             Command::OpenRun => {
                 let root = self.settings.runs_root();
                 self.picker_wait.request(self.any_active(), &root)
@@ -449,6 +455,66 @@ impl App {
         }
     }
 
+    /// `d` on the Runs screen: asks whether to remove the highlighted run, unless a process
+    /// trains it or the Compare screen holds it (its runs are the comparison's).
+    fn ask_to_remove(&mut self) -> Vec<Effect> {
+        let Some(r) = self.runs.highlighted() else {
+            return Vec::new();
+        };
+        let dir = r.summary.dir.clone();
+        let name = run_name(&dir, &self.settings.runs_root());
+        if r.held || self.active_run_dirs().contains(&dir.as_path()) {
+            return vec![Effect::error(format!(
+                "{name} is being trained: stop it (x) before removing it"
+            ))];
+        }
+        if self
+            .compare
+            .slots
+            .iter()
+            .any(|s| s.run.run_dir.as_ref() == Some(&dir))
+        {
+            return vec![Effect::error(format!(
+                "{name} is open on Compare: open another comparison there before removing it"
+            ))];
+        }
+        if self.sample.source.as_ref() == Some(&dir) && self.sample.is_sampling() {
+            return vec![Effect::error(format!(
+                "the Sample screen is drawing from {name}: x there stops it"
+            ))];
+        }
+        self.notice = None;
+        self.overlay = Overlay::ConfirmRemove(dir);
+        Vec::new()
+    }
+
+    /// A run was removed: no screen points at it any more (Train's view of it closes), and the
+    /// list is read again.
+    fn on_removed(&mut self, result: Result<crate::runs::Removed, String>) -> Vec<Effect> {
+        let removed = match result {
+            Ok(r) => r,
+            Err(e) => return vec![Effect::error(e), Effect::ScanRuns],
+        };
+        let dir = &removed.dir;
+        self.train.forget(dir);
+        if self.sample.source.as_ref() == Some(dir) {
+            self.sample.source = None;
+        }
+        self.runs.marked.retain(|d| d != dir);
+        let root = self.settings.runs_root();
+        let mut text = format!(
+            "removed {} ({})",
+            run_name(dir, &root),
+            crate::memory::human_bytes(removed.bytes.into())
+        );
+        if let Some(base) = &removed.comparison {
+            text += &format!(", and its comparison's folder {}", run_name(base, &root));
+        }
+        let mut fx = vec![Effect::info(text)];
+        fx.extend(self.runs.refresh());
+        fx
+    }
+
     /// Applies one worker message: hands it to the screen it belongs to.
     pub fn handle_msg(&mut self, msg: WorkerMsg) {
         self.dirty = true;
@@ -476,6 +542,7 @@ impl App {
                 self.runs.on_runs(runs);
                 Vec::new()
             }
+            WorkerMsg::RunRemoved(result) => self.on_removed(result),
             WorkerMsg::LastRun(summary) => {
                 let root = self.settings.runs_root();
                 self.train.last_run = Some(train::LastRun::new(summary, &root));

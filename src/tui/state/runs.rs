@@ -7,11 +7,84 @@ use super::super::event::Command;
 use super::super::workers::RunRecord;
 use super::effect::Effect;
 
+/// The order of the Runs screen's list (`s` goes to the next).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunsOrder {
+    /// Newest first, as the runs directory lists them.
+    #[default]
+    Newest,
+    /// Lowest last loss first, runs of one kind of loss together (losses of different kinds
+    /// are not comparable); runs without a loss last.
+    Loss,
+    /// Best latest preview score first: lowest Fréchet distance, then highest share
+    /// recognised; runs without a score last.
+    Score,
+}
+
+impl RunsOrder {
+    /// The next order.
+    pub fn next(self) -> Self {
+        match self {
+            RunsOrder::Newest => RunsOrder::Loss,
+            RunsOrder::Loss => RunsOrder::Score,
+            RunsOrder::Score => RunsOrder::Newest,
+        }
+    }
+
+    /// What the screen's title says of it.
+    pub fn label(self) -> &'static str {
+        match self {
+            RunsOrder::Newest => "newest first",
+            RunsOrder::Loss => "by loss",
+            RunsOrder::Score => "by preview score",
+        }
+    }
+
+    /// Puts `runs` in this order, `listed` being their directories newest first; ties keep
+    /// the newer first.
+    fn arrange(self, runs: &mut [RunRecord], listed: &[PathBuf]) {
+        let age = |r: &RunRecord| listed.iter().position(|d| *d == r.summary.dir);
+        runs.sort_by_key(age);
+        let kind = |r: &RunRecord| {
+            r.summary
+                .settings
+                .as_ref()
+                .map(crate::tui::ui::runs::loss_kind)
+        };
+        match self {
+            RunsOrder::Newest => {}
+            RunsOrder::Loss => runs.sort_by(|a, b| {
+                let key = |r: &RunRecord| (r.last_loss.is_none(), kind(r));
+                key(a).cmp(&key(b)).then_with(|| {
+                    let loss = |r: &RunRecord| r.last_loss.unwrap_or(f64::INFINITY);
+                    loss(a).total_cmp(&loss(b))
+                })
+            }),
+            RunsOrder::Score => runs.sort_by(|a, b| {
+                let fd = |r: &RunRecord| {
+                    r.quality
+                        .as_ref()
+                        .map_or(f64::INFINITY, |(_, q)| q.frechet.unwrap_or(f64::MAX))
+                };
+                let recognised =
+                    |r: &RunRecord| r.quality.as_ref().map_or(-1.0, |(_, q)| q.recognised);
+                fd(a)
+                    .total_cmp(&fd(b))
+                    .then_with(|| recognised(b).total_cmp(&recognised(a)))
+            }),
+        }
+    }
+}
+
 /// State of the Runs screen.
 #[derive(Debug, Clone, Default)]
 pub struct RunsState {
-    /// Runs found, newest first.
+    /// Runs found, in [`Self::order`].
     pub runs: Vec<RunRecord>,
+    /// The list's order.
+    pub order: RunsOrder,
+    /// The runs' directories as the runs directory lists them, newest first.
+    listed: Vec<PathBuf>,
     /// Highlighted row.
     pub selected: usize,
     /// Runs whose curves are overlaid, in the order they were marked (their colours).
@@ -37,12 +110,24 @@ impl RunsState {
         let highlighted = self.highlighted().map(|r| r.summary.dir.clone());
         self.marked
             .retain(|d| runs.iter().any(|r| &r.summary.dir == d));
-        self.selected = highlighted
-            .and_then(|d| runs.iter().position(|r| r.summary.dir == d))
-            .unwrap_or(0);
+        self.listed = runs.iter().map(|r| r.summary.dir.clone()).collect();
         self.runs = runs;
+        self.order.arrange(&mut self.runs, &self.listed);
+        self.selected = highlighted
+            .and_then(|d| self.runs.iter().position(|r| r.summary.dir == d))
+            .unwrap_or(0);
         self.scanning = false;
         self.scanned = true;
+    }
+
+    /// Goes to the next order, keeping the highlighted run highlighted.
+    pub fn next_order(&mut self) {
+        self.order = self.order.next();
+        let highlighted = self.highlighted().map(|r| r.summary.dir.clone());
+        self.order.arrange(&mut self.runs, &self.listed);
+        self.selected = highlighted
+            .and_then(|d| self.runs.iter().position(|r| r.summary.dir == d))
+            .unwrap_or(0);
     }
 
     /// The highlighted run.
@@ -111,6 +196,7 @@ impl RunsState {
             Command::RunsToggle => self.toggle(),
             Command::RunsToggleAll => self.toggle_all(),
             Command::RunsRefresh => return self.refresh(),
+            Command::RunsSort => self.next_order(),
             _ => {}
         }
         Vec::new()
@@ -135,6 +221,7 @@ mod tests {
             quality: None,
             curve: vec![(1.0, 0.5), (10.0, 0.1)],
             held: false,
+            bytes: 0,
         }
     }
 

@@ -252,10 +252,15 @@ impl SampleState {
         Vec::new()
     }
 
+    /// A sampling is under way.
+    pub fn is_sampling(&self) -> bool {
+        matches!(self.status, SampleStatus::Running { .. })
+    }
+
     /// Advances the sampling clock; whether the screen changes (it does not by itself: the
     /// worker's progress redraws it).
     pub fn tick(&mut self, dt: Duration) -> bool {
-        if matches!(self.status, SampleStatus::Running { .. }) {
+        if self.is_sampling() {
             self.elapsed += dt;
         }
         false

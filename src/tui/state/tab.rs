@@ -64,6 +64,8 @@ pub enum Overlay {
     Help,
     /// "A run is unsaved: quit?".
     ConfirmQuit,
+    /// "Remove this run for good?" (the Runs screen's `d`), about the run in this folder.
+    ConfirmRemove(std::path::PathBuf),
 }
 
 /// Where the app is in its life.

@@ -336,6 +336,20 @@ impl TrainState {
         }
     }
 
+    /// The run in `dir` is gone from disk (removed on the Runs screen): the screen no longer
+    /// shows it (unless it trains it: removal refuses those), nor offers to go on with it.
+    pub fn forget(&mut self, dir: &Path) {
+        if self.run.run_dir.as_deref() == Some(dir) && !self.run.is_active() {
+            self.run.reset();
+            self.opened = false;
+            self.watch = None;
+        }
+        self.session_runs.retain(|d| d != dir);
+        if self.last_run.as_ref().is_some_and(|l| l.summary.dir == dir) {
+            self.last_run = None;
+        }
+    }
+
     /// `u`: the settings from before a run was opened come back (an opened run had replaced
     /// them with its own), and the opened run is closed, so that space starts a new run with
     /// them.

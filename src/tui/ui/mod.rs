@@ -70,6 +70,7 @@ pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
         Overlay::None => {}
         Overlay::Help => help::draw(frame, body, app),
         Overlay::ConfirmQuit => confirm_quit(frame, body, app),
+        Overlay::ConfirmRemove(ref dir) => runs::confirm_remove(frame, body, app, dir),
     }
 }
 

@@ -123,9 +123,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let root = app.settings.runs_root();
     let (table_area, chart_area) = layout(area, s.runs.len());
     let title = format!(
-        "Runs in {}  ({} · space overlays · o opens)",
+        "Runs in {}  ({} · {} · space overlays · o opens)",
         root.display(),
-        s.runs.len()
+        s.runs.len(),
+        s.order.label()
     );
     if s.runs.is_empty() {
         let b = block(&title);
@@ -272,6 +273,40 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
         .header(Row::new(header).style(theme::title()))
         .block(block(title));
     frame.render_widget(table, area);
+}
+
+/// The "remove this run?" window: what goes (the run's name, its saved steps, its size on
+/// disk) and the keys. Only `y` removes: Enter, pressed out of habit, keeps the run.
+pub fn confirm_remove(frame: &mut Frame, area: Rect, app: &App, dir: &std::path::Path) {
+    let root = app.settings.runs_root();
+    let record = app.runs.runs.iter().find(|r| r.summary.dir == dir);
+    let w = area.width.saturating_sub(4).min(70);
+    let r = super::centered(area, w, 8);
+    frame.render_widget(ratatui::widgets::Clear, r);
+    let name = ellipsize_middle(&run_name(dir, &root), w.saturating_sub(12) as usize);
+    let mut what = Vec::new();
+    if let Some(rec) = record {
+        if let Some(st) = rec.summary.settings.as_ref().filter(|st| st.steps > 0) {
+            what.push(format!("{} of {} steps saved", rec.summary.step, st.steps));
+        }
+        what.push(crate::memory::human_bytes(rec.bytes.into()));
+    }
+    let text = vec![
+        Line::from(format!("Remove {name}?")),
+        Line::from(what.join(" · ")),
+        Line::from("Its checkpoints, metrics, previews and samples go for good."),
+        Line::from(""),
+        Line::styled(
+            "y: remove     n / Esc: keep it",
+            Style::default().add_modifier(ratatui::style::Modifier::BOLD),
+        ),
+    ];
+    frame.render_widget(
+        Paragraph::new(text)
+            .alignment(ratatui::layout::Alignment::Center)
+            .block(block("Remove run?")),
+        r,
+    );
 }
 
 fn draw_curves(frame: &mut Frame, area: Rect, app: &App) {

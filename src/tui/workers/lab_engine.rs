@@ -591,6 +591,17 @@ impl Engine for LabEngine {
             .expect("cannot spawn the run-reading thread");
     }
 
+    fn remove_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
+        let dir = dir.to_path_buf();
+        thread::Builder::new()
+            .name("ddpm-remove-run".into())
+            .spawn(move || {
+                let result = runs::remove_run(&dir).map_err(|e| format!("{e:#}"));
+                let _ = tx.send(WorkerMsg::RunRemoved(result));
+            })
+            .expect("cannot spawn the run-removing thread");
+    }
+
     fn open_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
         let dir = dir.to_path_buf();
         thread::Builder::new()
@@ -728,6 +739,7 @@ fn record_of(info: &RunInfo) -> RunRecord {
         quality: last_quality(&info.dir),
         curve: crate::tui::ui::chart::downsample(&smoothed, CURVE_POINTS),
         held: crate::store::RunLock::is_held(&info.dir),
+        bytes: runs::remove::size_of(&info.dir),
     }
 }
 

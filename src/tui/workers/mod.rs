@@ -216,6 +216,8 @@ pub enum WorkerMsg {
     /// The run the last session left, as it is on disk now (answer to
     /// [`Engine::read_last_run`]).
     LastRun(RunSummary),
+    /// A run removed, or why it was not (answer to [`Engine::remove_run`]).
+    RunRemoved(Result<crate::runs::Removed, String>),
 }
 
 /// A request to train: a new run, or the continuation of one on disk. The engine hands it to
@@ -348,6 +350,8 @@ pub struct RunRecord {
     pub curve: Vec<(f64, f64)>,
     /// A process trains it now (it holds the run's lock): this lab, or `train` elsewhere.
     pub held: bool,
+    /// Bytes its files take on disk.
+    pub bytes: u64,
 }
 
 /// A run opened from disk: its configuration and metrics so far.
@@ -397,6 +401,9 @@ pub trait Engine {
     fn export(&mut self, req: ExportRequest, tx: Sender<WorkerMsg>);
     /// Starts listing the runs under the runs directory: they arrive as [`WorkerMsg::Runs`].
     fn list_runs(&mut self, tx: Sender<WorkerMsg>);
+    /// Starts removing the run in `dir` with its files ([`crate::runs::remove_run`]): the
+    /// answer arrives as [`WorkerMsg::RunRemoved`].
+    fn remove_run(&mut self, dir: &std::path::Path, tx: Sender<WorkerMsg>);
     /// Starts reading one run's configuration and metrics: they arrive as
     /// [`WorkerMsg::RunOpened`].
     fn open_run(&mut self, dir: &std::path::Path, tx: Sender<WorkerMsg>);
