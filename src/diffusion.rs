@@ -35,7 +35,7 @@ pub enum Objective {
 }
 
 macro_rules! named_enum {
-    ($t:ty, $what:literal, $($v:path => $n:literal),+) => {
+    ($t:ty, $what:literal, $($v:path => $n:literal),+; aliases $($alias:literal => $av:path),*) => {
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(match self { $($v => $n),+ })
@@ -46,6 +46,7 @@ macro_rules! named_enum {
             fn from_str(s: &str) -> std::result::Result<Self, String> {
                 match s.trim().to_ascii_lowercase().as_str() {
                     $($n => Ok($v),)+
+                    $($alias => Ok($av),)*
                     other => Err(format!(concat!("unknown ", $what, " '{}' (expected {})"), other,
                         [$($n),+].join(", "))),
                 }
@@ -53,8 +54,16 @@ macro_rules! named_enum {
         }
     };
 }
-named_enum!(LossKind, "loss", LossKind::Huber => "huber", LossKind::L1 => "l1", LossKind::L2 => "l2");
-named_enum!(Objective, "objective", Objective::Noise => "noise", Objective::X0 => "x0", Objective::V => "v");
+// The aliases are the same things under PyTorch's names: F.smooth_l1_loss (β = 1) is the
+// blog's Huber loss, F.mse_loss is l2; denoising-diffusion-pytorch's objectives are
+// pred_noise, pred_x0 and pred_v, diffusers' prediction types epsilon, sample and
+// v_prediction.
+named_enum!(LossKind, "loss", LossKind::Huber => "huber", LossKind::L1 => "l1", LossKind::L2 => "l2";
+    aliases "smooth_l1" => LossKind::Huber, "mse" => LossKind::L2);
+named_enum!(Objective, "objective", Objective::Noise => "noise", Objective::X0 => "x0", Objective::V => "v";
+    aliases "pred_noise" => Objective::Noise, "epsilon" => Objective::Noise,
+    "pred_x0" => Objective::X0, "sample" => Objective::X0,
+    "pred_v" => Objective::V, "v_prediction" => Objective::V);
 
 /// The loss a run trains on, as run lists name it (`huber`, `l2·v·snr`): the loss, the
 /// objective where it is not the noise, and `snr` with min-SNR weighting. Losses of other
@@ -291,6 +300,12 @@ mod tests {
     fn names_parse() {
         assert_eq!("HUBER".parse::<LossKind>().unwrap(), LossKind::Huber);
         assert_eq!("v".parse::<Objective>().unwrap(), Objective::V);
+        // PyTorch's names for the same things.
+        assert_eq!("pred_noise".parse::<Objective>().unwrap(), Objective::Noise);
+        assert_eq!("v_prediction".parse::<Objective>().unwrap(), Objective::V);
+        assert_eq!("epsilon".parse::<Objective>().unwrap(), Objective::Noise);
+        assert_eq!("smooth_l1".parse::<LossKind>().unwrap(), LossKind::Huber);
+        assert_eq!("mse".parse::<LossKind>().unwrap(), LossKind::L2);
         assert!("l3"
             .parse::<LossKind>()
             .unwrap_err()

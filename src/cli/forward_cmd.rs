@@ -56,6 +56,14 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         bail!("`t` must have shape [{n}] to match `x`, got {:?}", t.dims());
     }
     let x = x.to_dtype(DType::F32)?;
+    // A float `t` must hold whole steps: truncating 50.5 to 50 would answer another question
+    // than PyTorch's embedding of 50.5 does.
+    if t.dtype().is_float() {
+        let t64 = t.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        if let Some(v) = t64.iter().find(|v| v.fract() != 0.0 || !v.is_finite()) {
+            bail!("`t` must hold whole timesteps, got {v} (give `t` as integers)");
+        }
+    }
     let t = t.to_dtype(DType::I64)?;
     // Weights inside a run or checkpoint folder come with the model they were trained as;
     // other weights (from PyTorch) are the blog's model unless the flags say otherwise.
@@ -73,12 +81,27 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         },
     };
     let cfg = args.model.apply(&base);
+    if cfg.channels != c {
+        bail!(
+            "`x` has {c} channel(s) but the model takes {} (the weights decide: give `x` of {} channel(s))",
+            cfg.channels,
+            cfg.channels
+        );
+    }
     let (_, _, h, w) = x.dims4()?;
     cfg.validate_for_images(c, h, w)?;
     crate::runs::budget::check_inference(&cfg, h.max(w), n, args.device == DeviceSpec::Cpu)?;
-    let unet = model::load_weights(&args.weights, &cfg, &device).context(
-        "give the model flags the weights were trained with (--unet, --dim, --dim-mults, --block, --init-conv, --self-condition, …; a run's are in its config.json)",
-    )?;
+    let state = model::state_dict::read_state_dict(&args.weights, &cfg, &device)?;
+    if let Some(p) = &state.prefix {
+        note(&format!(
+            "note: the UNet's tensors are read from under `{p}`{}",
+            match state.ignored.len() {
+                0 => String::new(),
+                n => format!(" ({n} other tensors left out, e.g. {})", state.ignored[0]),
+            }
+        ));
+    }
+    let unet = model::state_dict::unet_from(state, &cfg, &device)?;
     let cond = match input.get("x_self_cond") {
         Some(c) if cfg.self_condition => {
             if c.dims() != x.dims() {

@@ -6,6 +6,7 @@ pub mod classifier_cmd;
 pub mod data_cmd;
 pub mod eval_cmd;
 pub mod forward_cmd;
+pub mod import_cmd;
 pub mod lab_cmd;
 pub mod model_args;
 pub mod runs_cmd;
@@ -42,6 +43,8 @@ enum Command {
     #[command(allow_negative_numbers = true)]
     Train(Box<train_cmd::TrainArgs>),
     /// Generate images from a trained run: PNG grid and denoising GIF
+    // `--n -1` is a bad value (said as such), not an unknown flag `-1`.
+    #[command(allow_negative_numbers = true)]
     Sample(sample_cmd::SampleArgs),
     /// Print or plot the four beta schedules and their derived tables
     Schedules(schedules_cmd::SchedulesArgs),
@@ -56,9 +59,13 @@ enum Command {
     /// Check that a device (a GPU) computes the UNet's output and gradients as the CPU does
     CheckDevice(check_device_cmd::CheckDeviceArgs),
     /// Score a run's samples against real images (Fréchet distance, share recognised, classes)
+    #[command(allow_negative_numbers = true)]
     Eval(eval_cmd::EvalArgs),
     /// List the runs under the runs directory, newest first (JSON lines with --json)
     Runs(runs_cmd::RunsArgs),
+    /// Make a run of weights trained elsewhere (a PyTorch state_dict in safetensors), for
+    /// sample, eval, the lab and train --resume
+    Import(Box<import_cmd::ImportArgs>),
     /// Train the classifier `eval` scores with (writes assets/classifier/)
     #[command(hide = true)]
     TrainClassifier(classifier_cmd::ClassifierArgs),
@@ -84,6 +91,7 @@ pub fn main() -> ExitCode {
         Some(Command::CheckDevice(a)) => check_device_cmd::run(a),
         Some(Command::Eval(a)) => eval_cmd::run(a),
         Some(Command::Runs(a)) => runs_cmd::run(a),
+        Some(Command::Import(a)) => import_cmd::run(*a),
         Some(Command::TrainClassifier(a)) => classifier_cmd::run(a),
     });
     match result {

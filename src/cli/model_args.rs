@@ -8,8 +8,9 @@ use crate::model::{Arch, BlockKind, UnetConfig};
 /// UNet hyper-parameters on the command line (defaults: the blog's model).
 #[derive(Debug, Clone, Args, Default)]
 pub struct ModelArgs {
-    /// Which UNet: blog (the post's first one) or current (today's blog and
-    /// denoising-diffusion-pytorch: 1×1 init conv and 4 groups unless --init-conv/--resnet-groups)
+    /// Which UNet: blog (the post's first one) or current (today's post: 1×1 init conv and 4
+    /// groups unless --init-conv/--resnet-groups; denoising-diffusion-pytorch's Unet has since
+    /// moved on to RMSNorm and a 7×7 init conv, and its weights do not load)
     #[arg(long)]
     pub unet: Option<Arch>,
     /// Base width of the UNet [default: 28]

@@ -132,6 +132,16 @@ const HEADER: [&str; 10] = [
 /// Lists the runs.
 pub fn run(args: RunsArgs) -> anyhow::Result<()> {
     let root = runs::runs_root(args.runs_dir.as_deref());
+    // A name that is not a folder is said as such: a typo must not pass for an empty folder.
+    if root.exists() && !root.is_dir() {
+        anyhow::bail!(
+            "{} is not a folder: name the folder that holds the runs",
+            root.display()
+        );
+    }
+    if !root.exists() && args.runs_dir.is_some() {
+        anyhow::bail!("{} does not exist", root.display());
+    }
     let listed: Vec<Listed> = runs::find_all_runs(&root)
         .into_iter()
         .map(|info| Listed::read(info, &root))

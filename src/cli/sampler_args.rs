@@ -1,5 +1,6 @@
 //! Sampler flags shared by `sample` and `eval` (`--sampler --steps --eta`).
 
+use super::train_cmd::note;
 use anyhow::Result;
 use clap::Args;
 
@@ -41,8 +42,13 @@ impl SamplerArgs {
         match name {
             SamplerName::Ddpm => {
                 if self.steps.is_some() {
-                    eprintln!(
+                    note(&format!(
                         "note: --steps applies to --sampler ddim; ddpm runs all {timesteps} steps"
+                    ));
+                }
+                if self.eta.is_some() {
+                    note(
+                        "note: --eta applies to --sampler ddim; ddpm adds its own noise back at every step",
                     );
                 }
                 Ok(SamplerKind::Ddpm)
@@ -53,8 +59,8 @@ impl SamplerArgs {
                     steps,
                     eta: self.eta.or(rec_eta).unwrap_or(0.0),
                 };
-                if let Some(note) = kind.clamp_note(timesteps) {
-                    eprintln!("note: {note}");
+                if let Some(clamped) = kind.clamp_note(timesteps) {
+                    note(&format!("note: {clamped}"));
                 }
                 kind.checked(timesteps).map_err(anyhow::Error::msg)
             }

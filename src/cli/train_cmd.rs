@@ -73,7 +73,9 @@ pub struct TrainArgs {
     /// own size]
     #[arg(long)]
     pub image_size: Option<usize>,
-    /// EMA decay of the weights (e.g. 0.995); sampling then uses the EMA weights
+    /// EMA decay of the weights (e.g. 0.995), updated every step (denoising-diffusion-pytorch's
+    /// trainer updates every 10: its 0.995 averages over ten times as many steps); sampling
+    /// then uses the EMA weights
     #[arg(long)]
     pub ema: Option<f64>,
     /// Clip the global gradient norm

@@ -8,11 +8,11 @@ pub mod current;
 pub mod embedding;
 pub mod init;
 pub mod layers;
+pub mod state_dict;
 pub mod unet;
 
 use std::path::Path;
 
-use anyhow::Context;
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -39,28 +39,11 @@ pub fn num_params(varmap: &VarMap) -> usize {
     varmap.all_vars().iter().map(|v| v.elem_count()).sum()
 }
 
-/// Loads a UNet for inference from a `safetensors` file with PyTorch names. Shapes that do not
-/// fit `config` are reported with the first mismatching tensor's name.
+/// Loads a UNet for inference from a `safetensors` file with PyTorch names, as strictly as
+/// PyTorch's `load_state_dict` (see [`state_dict::read_state_dict`]).
 pub fn load_weights(path: &Path, config: &UnetConfig, device: &Device) -> anyhow::Result<Unet> {
-    config.validate()?;
-    let tensors = candle_core::safetensors::load(path, device).with_context(|| {
-        format!(
-            "cannot read weights from {} (not a safetensors file?)",
-            path.display()
-        )
-    })?;
-    let tensors = tensors
-        .into_iter()
-        .map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?)))
-        .collect::<candle_core::Result<_>>()?;
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-    Unet::new(config, vb).map_err(|e| {
-        anyhow::anyhow!(
-            "weights in {} do not fit the model config: {}",
-            path.display(),
-            first_line(&e.to_string())
-        )
-    })
+    let state = state_dict::read_state_dict(path, config, device)?;
+    state_dict::unet_from(state, config, device)
 }
 
 /// Copies the current values of trainable variables into a detached UNet (no autograd graph),
@@ -78,8 +61,4 @@ pub fn detached_copy(
     drop(data);
     let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     Ok(Unet::new(config, vb)?)
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
 }

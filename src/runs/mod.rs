@@ -8,6 +8,7 @@
 //! - [`budget`]: the memory a training run or a sampling batch needs, checked before allocating.
 //! - [`list`]: the runs under a runs directory, newest first.
 //! - [`quality`]: a run's preview scores.
+//! - [`import`]: weights trained elsewhere (PyTorch) made a run.
 //! - [`comparison`]: one run per schedule under one directory (the lab's Compare screen).
 //! - [`recipe`]: the recipe flags the CLI and the lab share.
 //! - [`remove`]: removing a run for good.
@@ -19,6 +20,7 @@
 
 pub mod budget;
 pub mod comparison;
+pub mod import;
 pub mod list;
 pub mod quality;
 pub mod recipe;

@@ -408,6 +408,85 @@ fn bad_input_gets_a_clear_error() {
     }
 }
 
+/// Weights from elsewhere (here a run's own, under a GaussianDiffusion's `model.` prefix, as
+/// PyTorch would save them) become a run that samples exactly what the original does.
+#[test]
+fn imported_weights_sample_as_their_run_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = d.join("run");
+    let mut args = vec!["train"];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(&["--steps", "3", "--run-dir", run.to_str().unwrap()]);
+    ok(&ddpm(&args, d));
+    let dev = candle_core::Device::Cpu;
+    let own =
+        candle_core::safetensors::load(run.join("checkpoints/step-000003/model.safetensors"), &dev)
+            .unwrap();
+    let mut wrapped: std::collections::HashMap<String, candle_core::Tensor> = own
+        .into_iter()
+        .map(|(k, v)| (format!("model.{k}"), v))
+        .collect();
+    wrapped.insert(
+        "betas".into(),
+        candle_core::Tensor::zeros(10, candle_core::DType::F32, &dev).unwrap(),
+    );
+    let weights = d.join("diffusion.safetensors");
+    candle_core::safetensors::save(&wrapped, &weights).unwrap();
+
+    let import = |extra: &[&str]| {
+        let mut a = vec!["import", "--weights", weights.to_str().unwrap()];
+        a.extend_from_slice(&["--dataset", "shapes", "--timesteps", "10", "--step", "3"]);
+        a.extend_from_slice(extra);
+        ddpm(&a, d)
+    };
+    // The blog's model does not fit: the run is not made, and the message says why.
+    let nope = d.join("nope");
+    let err = fails(&import(&["--run-dir", nope.to_str().unwrap()]));
+    assert!(err.contains("do not fit the model"), "{err}");
+    assert!(!nope.exists());
+    let done = import(&["--dim", "4", "--dim-mults", "1,2"]);
+    // The run's directory on stdout, named as a run under the runs directory.
+    let imported = ok(&done).trim().to_string();
+    assert!(
+        imported.starts_with(d.to_str().unwrap()) && imported.ends_with("-linear-import"),
+        "{imported}"
+    );
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        err.contains("from under `model.`") && err.contains("betas"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("ddpm-lab sample --checkpoint {imported}")),
+        "{err}"
+    );
+
+    let sample = |run: &str, png: &str| {
+        let a = [
+            "sample",
+            "--checkpoint",
+            run,
+            "--n",
+            "4",
+            "--seed",
+            "7",
+            "--out",
+            png,
+        ];
+        ok(&ddpm(&a, d));
+        std::fs::read(png).unwrap()
+    };
+    let (a, b) = (d.join("a.png"), d.join("b.png"));
+    assert_eq!(
+        sample(run.to_str().unwrap(), a.to_str().unwrap()),
+        sample(&imported, b.to_str().unwrap()),
+        "the same images from the same weights"
+    );
+    let listed = ok(&ddpm(&["runs", "--json"], d));
+    assert!(listed.contains("-linear-import\""), "{listed}");
+}
+
 #[test]
 fn forward_reproduces_pytorch_and_names_mismatched_weights() {
     let (Some(w), Some(case)) = (
@@ -474,6 +553,18 @@ fn runs_lists_the_runs_for_people_and_scripts() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("runs");
     let root_s = root.to_str().unwrap();
+    // A folder named that is not there, or is a file, is said as such (a typo is not an
+    // empty folder); an empty folder has no runs.
+    let err = fails(&ddpm(&["runs", "--runs-dir", root_s], tmp.path()));
+    assert!(err.contains("does not exist"), "{err}");
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let err = fails(&ddpm(
+        &["runs", "--runs-dir", file.to_str().unwrap()],
+        tmp.path(),
+    ));
+    assert!(err.contains("is not a folder"), "{err}");
+    std::fs::create_dir(&root).unwrap();
     let empty = ok(&ddpm(&["runs", "--runs-dir", root_s], tmp.path()));
     assert_eq!(empty.trim(), format!("no runs in {root_s}"));
     for (name, schedule) in [("a-linear", "linear"), ("b-cosine", "cosine")] {

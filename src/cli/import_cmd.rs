@@ -1,0 +1,101 @@
+//! `ddpm-lab import`: makes a run of weights trained elsewhere (a PyTorch `state_dict` saved as
+//! safetensors), so that `sample`, `eval`, the lab and `train --resume` take them.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::model_args::ModelArgs;
+use super::train_cmd::note;
+use crate::data::DatasetSpec;
+use crate::presets::{ModelPreset, Preset};
+use crate::runs::import::{import, ImportRequest};
+use crate::runs::{shell_word, RecipeFlags};
+use crate::store::RunDir;
+
+/// Arguments of `ddpm-lab import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The weights: a UNet's PyTorch state_dict saved with safetensors
+    /// (`safetensors.torch.save_file(model.state_dict(), "unet.safetensors")`); a wrapper's
+    /// prefix (`model.` of a GaussianDiffusion, `module.`, `ema_model.`) is taken off
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The EMA weights beside them, if any (sampling prefers them)
+    #[arg(long)]
+    pub ema_weights: Option<PathBuf>,
+    /// What they were trained on: fashion_mnist, mnist, cifar10, shapes or a PATH (eval's
+    /// real images, and `train --resume`'s data) [default: fashion_mnist]
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Side of the images they make [default: the dataset's, else 28]
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Model size as in the lab: tiny, small, quick, blog, current or current-sc [default:
+    /// the blog's model; model flags below override it]
+    #[arg(long = "model")]
+    pub model_size: Option<ModelPreset>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub recipe: RecipeFlags,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub model: ModelArgs,
+    /// Steps they were trained for (the run's step) [default: 0]
+    #[arg(long, default_value_t = 0)]
+    pub step: usize,
+    /// Run directory to create [default: <runs directory>/<date>-<time>-<schedule>-import,
+    /// the runs directory being $DDPM_LAB_RUNS or ./runs]
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+}
+
+/// Runs the command: the run's directory on stdout (for scripts), what was done on stderr.
+pub fn run(args: ImportArgs) -> Result<()> {
+    let mut config = Preset::Blog.config();
+    if let Some(m) = args.model_size {
+        config.model = m.unet(config.model.channels);
+    }
+    config.model = args.model.apply(&config.model);
+    args.recipe.apply(&mut config);
+    let dataset: DatasetSpec = args.dataset.as_deref().unwrap_or("fashion_mnist").parse()?;
+    config.image_size = args
+        .image_size
+        .or(dataset.hub().map(|h| h.image_size))
+        .unwrap_or(crate::data::shapes::SHAPES_SIZE);
+    config.dataset = dataset.to_string();
+    config.steps = args.step;
+    config.checkpoint_every = 500;
+    config.checkpoint_interval_s = Some(120.0);
+    let dir = args.run_dir.clone().unwrap_or_else(|| {
+        RunDir::fresh_path(
+            &crate::runs::runs_root(None),
+            &format!("{}-import", config.schedule.name()),
+        )
+    });
+    let done = import(ImportRequest {
+        weights: args.weights,
+        ema_weights: args.ema_weights,
+        config,
+        channels_given: args.model.channels.is_some(),
+        step: args.step,
+        dir,
+    })?;
+    for n in &done.notes {
+        note(&format!("note: {n}"));
+    }
+    let cfg = &done.config;
+    let d = shell_word(&done.dir.display().to_string());
+    note(&format!(
+        "imported {} tensors as a run (UNet {}, {} schedule, T = {}, objective {}): sample it with `ddpm-lab sample --checkpoint {d}`, train it on with `ddpm-lab train --resume {d} --reset-optimizer --steps N`",
+        done.tensors,
+        crate::presets::describe_unet(&cfg.model),
+        cfg.schedule.name(),
+        cfg.timesteps,
+        cfg.objective,
+    ));
+    writeln!(std::io::stdout(), "{}", done.dir.display())?;
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! A weights file read as a UNet's `state_dict`, as strictly as PyTorch's
+//! `load_state_dict(strict=True)`: every tensor the model has, of its shape, and nothing else.
+//! The prefixes PyTorch wrappers add (`model.` of a `GaussianDiffusion`, `module.` of
+//! `DataParallel`, `_orig_mod.` of `torch.compile`, `ema_model.` of an EMA) are taken off.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+use super::{Unet, UnetConfig};
+
+/// Prefixes taken off names where the file holds the model inside a wrapper, outermost first.
+const WRAPPER_PREFIXES: [&str; 6] = [
+    "ema_model.",
+    "online_model.",
+    "model.",
+    "module.",
+    "_orig_mod.",
+    "unet.",
+];
+
+/// The weights of a UNet read from a file.
+#[derive(Debug)]
+pub struct StateDict {
+    /// The model's tensors by PyTorch name, as float32.
+    pub tensors: HashMap<String, Tensor>,
+    /// The wrapper prefix taken off the names (`model.`), if any.
+    pub prefix: Option<String>,
+    /// Tensors of the file outside the model that a wrapper holds (a `GaussianDiffusion`'s
+    /// schedule buffers, say): left out.
+    pub ignored: Vec<String>,
+}
+
+/// Reads `path` as the weights of a UNet of `config`: refused, in one message, where the file
+/// is not safetensors (a `torch.save` pickle is named as such), or where tensors are missing,
+/// unexpected or of another shape (up to four of each are named).
+pub fn read_state_dict(path: &Path, config: &UnetConfig, device: &Device) -> Result<StateDict> {
+    if path.is_dir() {
+        bail!(
+            "{} is a folder, not a weights file (a run's weights are RUN/checkpoints/step-N/model.safetensors)",
+            path.display()
+        );
+    }
+    let file = candle_core::safetensors::load(path, device)
+        .map_err(|e| not_safetensors(path, &e.to_string()))?;
+    let expected = expected_shapes(config)?;
+    let prefix = WRAPPER_PREFIXES.iter().map(|p| p.to_string()).find(|p| {
+        !expected.keys().any(|k| file.contains_key(k))
+            && expected
+                .keys()
+                .any(|k| file.contains_key(&format!("{p}{k}")))
+    });
+    let mut tensors = HashMap::new();
+    let mut ignored = Vec::new();
+    let mut unexpected = Vec::new();
+    for (name, t) in file {
+        let own = match &prefix {
+            Some(p) => match name.strip_prefix(p.as_str()) {
+                Some(n) => n.to_string(),
+                None => {
+                    ignored.push(name);
+                    continue;
+                }
+            },
+            None => name,
+        };
+        if expected.contains_key(&own) {
+            tensors.insert(own, t.to_dtype(DType::F32)?);
+        } else {
+            unexpected.push(own);
+        }
+    }
+    let mut missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| !tensors.contains_key(*k))
+        .collect();
+    let mut mismatched: Vec<&String> = tensors
+        .iter()
+        .filter(|(k, t)| expected[*k] != t.dims())
+        .map(|(k, _)| k)
+        .collect();
+    if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
+        ignored.sort();
+        return Ok(StateDict {
+            tensors,
+            prefix,
+            ignored,
+        });
+    }
+    missing.sort_by_key(|k| in_model_order(k));
+    unexpected.sort_by_key(|k| in_model_order(k));
+    mismatched.sort_by_key(|k| in_model_order(k));
+    let mut parts = Vec::new();
+    if let Some(first) = mismatched.first() {
+        parts.push(format!(
+            "{} tensors differ in shape, the first {first}: {:?} in the file, {:?} in the model",
+            mismatched.len(),
+            tensors[*first].dims(),
+            expected[*first]
+        ));
+    }
+    if !missing.is_empty() {
+        parts.push(format!(
+            "{} of the model's {} tensors are missing: {}",
+            missing.len(),
+            expected.len(),
+            some(&missing)
+        ));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!(
+            "{} tensors are not the model's: {}",
+            unexpected.len(),
+            some(&unexpected)
+        ));
+    }
+    bail!(
+        "the weights in {} do not fit the model ({}); give the model flags the weights were trained with (--unet, --dim, --dim-mults, --block, --init-conv, --resnet-groups, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)",
+        path.display(),
+        parts.join("; ")
+    )
+}
+
+/// A UNet of `config` built from weights already read by [`read_state_dict`].
+pub fn unet_from(state: StateDict, config: &UnetConfig, device: &Device) -> Result<Unet> {
+    let vb = VarBuilder::from_tensors(state.tensors, DType::F32, device);
+    Ok(Unet::new(config, vb)?)
+}
+
+/// The name and shape of every tensor a UNet of `config` has.
+fn expected_shapes(config: &UnetConfig) -> Result<HashMap<String, Vec<usize>>> {
+    config.validate()?;
+    let varmap = VarMap::new();
+    Unet::new(
+        config,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )?;
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    Ok(data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().dims().to_vec()))
+        .collect())
+}
+
+/// A name's place in the model, roughly as the forward pass meets it (the first layers
+/// first), for the names an error shows.
+fn in_model_order(name: &str) -> (usize, String, bool) {
+    const STAGES: [&str; 7] = [
+        "init_conv",
+        "time_mlp",
+        "downs",
+        "mid",
+        "ups",
+        "final_res_block",
+        "final_conv",
+    ];
+    let rank = STAGES
+        .iter()
+        .position(|s| name.starts_with(s))
+        .unwrap_or(STAGES.len());
+    // A layer's weight before its bias, as PyTorch lists them.
+    let (module, last) = name.rsplit_once('.').unwrap_or((name, ""));
+    (rank, module.to_string(), last == "bias")
+}
+
+/// Up to four names, then how many more.
+fn some(names: &[impl std::fmt::Display]) -> String {
+    let shown: Vec<String> = names.iter().take(4).map(|n| n.to_string()).collect();
+    match names.len().saturating_sub(4) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+/// Why `path` could not be read as safetensors: a PyTorch pickle (`torch.save`) is named, with
+/// the line that converts it.
+fn not_safetensors(path: &Path, error: &str) -> anyhow::Error {
+    let head = std::fs::read(path)
+        .map(|b| b.into_iter().take(4).collect::<Vec<u8>>())
+        .unwrap_or_default();
+    // torch.save writes a zip archive (PK\x03\x04), or a bare pickle (0x80) before 1.6.
+    if head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80) {
+        return anyhow::anyhow!(
+            "{} is a PyTorch pickle (torch.save), not safetensors: save the weights with safetensors.torch.save_file(model.state_dict(), \"unet.safetensors\")",
+            path.display()
+        );
+    }
+    anyhow::anyhow!(
+        "cannot read weights from {} (not a safetensors file: {error})",
+        path.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::new_trainable;
+
+    fn tiny() -> UnetConfig {
+        UnetConfig {
+            dim: 8,
+            dim_mults: vec![1, 2],
+            ..UnetConfig::blog()
+        }
+    }
+
+    fn saved(
+        prefix: &str,
+        extra: &[(&str, Vec<usize>)],
+    ) -> (tempfile::TempDir, std::path::PathBuf) {
+        let (_, varmap) = new_trainable(&tiny(), 0, &Device::Cpu).unwrap();
+        let mut map: HashMap<String, Tensor> = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v.as_tensor().clone()))
+            .collect();
+        for (k, shape) in extra {
+            map.insert(
+                k.to_string(),
+                Tensor::zeros(shape.as_slice(), DType::F32, &Device::Cpu).unwrap(),
+            );
+        }
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("w.safetensors");
+        candle_core::safetensors::save(&map, &f).unwrap();
+        (d, f)
+    }
+
+    #[test]
+    fn a_state_dict_of_the_model_is_read_whole() {
+        let (_d, f) = saved("", &[]);
+        let sd = read_state_dict(&f, &tiny(), &Device::Cpu).unwrap();
+        assert_eq!(sd.prefix, None);
+        assert!(sd.ignored.is_empty());
+        unet_from(sd, &tiny(), &Device::Cpu).unwrap();
+    }
+
+    /// A `GaussianDiffusion`'s state_dict: the UNet under `model.`, the schedule's buffers
+    /// beside it (left out).
+    #[test]
+    fn a_wrappers_prefix_is_taken_off_and_its_buffers_left_out() {
+        let (_d, f) = saved(
+            "model.",
+            &[("betas", vec![200]), ("alphas_cumprod", vec![200])],
+        );
+        let sd = read_state_dict(&f, &tiny(), &Device::Cpu).unwrap();
+        assert_eq!(sd.prefix.as_deref(), Some("model."));
+        assert_eq!(sd.ignored, ["alphas_cumprod", "betas"]);
+    }
+
+    #[test]
+    fn extra_missing_or_misshapen_tensors_are_named() {
+        let (_d, f) = saved("", &[("extra.weight", vec![3])]);
+        let e = read_state_dict(&f, &tiny(), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1 tensors are not the model's: extra.weight"),
+            "{e}"
+        );
+        let wider = UnetConfig { dim: 12, ..tiny() };
+        let e = read_state_dict(&f, &wider, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("149 tensors differ in shape, the first init_conv.weight: [4, 1, 7, 7] in the file, [8, 1, 7, 7] in the model"),
+            "{e}"
+        );
+        assert!(e.contains("give the model flags"), "{e}");
+        let deeper = UnetConfig {
+            dim_mults: vec![1, 2, 4],
+            ..tiny()
+        };
+        let e = read_state_dict(&f, &deeper, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("are missing: ") && e.contains(" more"), "{e}");
+    }
+
+    #[test]
+    fn a_pickle_or_a_folder_is_named_as_such() {
+        let d = tempfile::tempdir().unwrap();
+        let pt = d.path().join("unet.pt");
+        std::fs::write(&pt, b"PK\x03\x04rest of a zip").unwrap();
+        let e = read_state_dict(&pt, &tiny(), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is a PyTorch pickle") && e.contains("save_file"),
+            "{e}"
+        );
+        let e = read_state_dict(d.path(), &tiny(), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a folder"), "{e}");
+        let junk = d.path().join("junk.safetensors");
+        std::fs::write(&junk, b"nothing").unwrap();
+        let e = read_state_dict(&junk, &tiny(), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a safetensors file"), "{e}");
+    }
+}

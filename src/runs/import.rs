@@ -1,0 +1,253 @@
+//! Importing weights trained elsewhere (PyTorch: the blog's notebook, denoising-diffusion-pytorch
+//! with the blog's UNet) as a run: a run directory with the configuration they were trained
+//! with and one checkpoint holding them, so that `sample`, `eval`, the lab and `train --resume`
+//! take them as they take a run trained here.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+
+use crate::model::state_dict::{read_state_dict, StateDict};
+use crate::store::{RunDir, RunLock, RunState, TrainConfig, CONFIG_FILE, EMA_FILE, WEIGHTS_FILE};
+
+/// What to import.
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    /// The model's weights (safetensors, PyTorch `state_dict` names).
+    pub weights: PathBuf,
+    /// Its EMA weights, where there are some (sampling prefers them, as for a run trained
+    /// here with `--ema`).
+    pub ema_weights: Option<PathBuf>,
+    /// The configuration they were trained with: model, schedule, T, objective, dataset and
+    /// image size; the model's channels are the weights' where `channels_given` is false.
+    pub config: TrainConfig,
+    /// The model flags named the channels (otherwise they are read off the weights).
+    pub channels_given: bool,
+    /// Steps they were trained for (the checkpoint's step; 0 where unknown).
+    pub step: usize,
+    /// The run directory to create (one holding a run is refused).
+    pub dir: PathBuf,
+}
+
+/// A run made by [`import`].
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its configuration.
+    pub config: TrainConfig,
+    /// Tensors of the model.
+    pub tensors: usize,
+    /// What was noticed on the way (a wrapper's prefix taken off, tensors left out).
+    pub notes: Vec<String>,
+}
+
+/// Makes a run of `req`: the weights are checked as strictly as PyTorch's `load_state_dict`
+/// against the model of the configuration (every tensor, of its shape, nothing else) before
+/// anything is written; the checkpoint is written as training writes its own (complete, then
+/// switched to). It holds no optimizer state: `train --resume` of it takes
+/// `--reset-optimizer`.
+pub fn import(req: ImportRequest) -> Result<Imported> {
+    let mut cfg = req.config.clone();
+    if !req.channels_given {
+        // A self-conditioned UNet's first convolution takes its own estimate beside the image.
+        let per_image = if cfg.model.self_condition { 2 } else { 1 };
+        if let Some(c) = channels_of(&req.weights) {
+            cfg.model.channels = (c / per_image).max(1);
+        }
+    }
+    cfg.validate()
+        .context("the run's configuration is not usable")?;
+    let device = Device::Cpu;
+    let mut notes = Vec::new();
+    let model = read_state_dict(&req.weights, &cfg.model, &device)?;
+    notes.extend(wrapper_note(&req.weights, &model));
+    let ema = match &req.ema_weights {
+        Some(p) => {
+            let sd = read_state_dict(p, &cfg.model, &device)
+                .with_context(|| format!("the EMA weights {} do not fit", p.display()))?;
+            notes.extend(wrapper_note(p, &sd));
+            Some(sd)
+        }
+        None => None,
+    };
+    crate::store::check_finite(&model.tensors, &req.weights)?;
+    if let (Some(sd), Some(p)) = (&ema, &req.ema_weights) {
+        crate::store::check_finite(&sd.tensors, p)?;
+    }
+    if req.dir.join(CONFIG_FILE).exists() {
+        bail!(
+            "{} already holds a run: name another folder with --run-dir",
+            req.dir.display()
+        );
+    }
+    let run = RunDir::create(&req.dir)?;
+    let _lock = RunLock::acquire(&req.dir)?;
+    cfg.steps = cfg.steps.max(req.step);
+    // An imported run keeps the ddpm-lab defaults for what training here would add (previews,
+    // checkpoints), so that a resumed import trains as a run started here.
+    run.save_config(&cfg)?;
+    let state = RunState {
+        step: req.step,
+        epoch: 0,
+        seed: cfg.seed,
+        elapsed_s: 0.0,
+    };
+    let tensors = model.tensors.len();
+    let mut files: Vec<(&str, HashMap<String, candle_core::Tensor>)> =
+        vec![(WEIGHTS_FILE, model.tensors)];
+    if let Some(e) = ema {
+        files.push((EMA_FILE, e.tensors));
+    }
+    let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+    run.write_checkpoint(&cfg, &state, &names, &mut |name, path| {
+        let (_, t) = files
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("a file named above");
+        candle_core::safetensors::save(t, path).map_err(anyhow::Error::from)
+    })?;
+    Ok(Imported {
+        dir: req.dir,
+        config: cfg,
+        tensors,
+        notes,
+    })
+}
+
+/// The image channels a UNet's weights take, read off its first convolution (`init_conv`,
+/// whose input is the image, with the self-conditioning image beside it where there is one);
+/// `None` where the file has no such tensor (the strict check then names what is missing).
+fn channels_of(weights: &Path) -> Option<usize> {
+    // The safetensors header (a little-endian length, then JSON naming each tensor's shape):
+    // reading it is enough, and the strict read that follows reports a file that is not one.
+    use std::io::Read as _;
+    let header = (|| -> std::io::Result<serde_json::Value> {
+        let mut f = std::fs::File::open(weights)?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)?;
+        let len = u64::from_le_bytes(len).min(100_000_000) as usize;
+        let mut json = vec![0u8; len];
+        f.read_exact(&mut json)?;
+        Ok(serde_json::from_slice(&json)?)
+    })();
+    let Ok(serde_json::Value::Object(entries)) = header else {
+        return None;
+    };
+    entries
+        .iter()
+        .find(|(name, _)| *name == "init_conv.weight" || name.ends_with(".init_conv.weight"))
+        .and_then(|(_, v)| v["shape"].get(1)?.as_u64())
+        .map(|c| c as usize)
+}
+
+/// The note of a wrapper prefix taken off `path`'s names, if one was.
+fn wrapper_note(path: &Path, sd: &StateDict) -> Option<String> {
+    let p = sd.prefix.as_ref()?;
+    let left = match sd.ignored.len() {
+        0 => String::new(),
+        n => format!(
+            "; {n} other tensors left out ({})",
+            sd.ignored
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Some(format!(
+        "the UNet of {} is read from under `{p}`{left}",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{new_trainable, UnetConfig};
+    use candle_core::Tensor;
+
+    fn tiny() -> UnetConfig {
+        UnetConfig {
+            dim: 8,
+            dim_mults: vec![1, 2],
+            ..UnetConfig::blog()
+        }
+    }
+
+    fn state_dict(cfg: &UnetConfig, prefix: &str) -> HashMap<String, Tensor> {
+        let (_, varmap) = new_trainable(cfg, 1, &Device::Cpu).unwrap();
+        let data = varmap.data().lock().unwrap();
+        data.iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v.as_tensor().clone()))
+            .collect()
+    }
+
+    fn request(weights: &Path, dir: &Path) -> ImportRequest {
+        ImportRequest {
+            weights: weights.to_path_buf(),
+            ema_weights: None,
+            config: TrainConfig {
+                model: UnetConfig {
+                    channels: 7,
+                    ..tiny()
+                },
+                ..TrainConfig::default()
+            },
+            channels_given: false,
+            step: 40,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn imported_weights_are_a_run_that_loads_as_they_were() {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("unet.safetensors");
+        let sd = state_dict(&tiny(), "model.");
+        candle_core::safetensors::save(&sd, &w).unwrap();
+        let dir = d.path().join("runs/imported");
+        let done = import(request(&w, &dir)).unwrap();
+        assert_eq!(done.config.model.channels, 1, "read off init_conv");
+        assert_eq!(done.config.steps, 1000, "the recipe's, past the step");
+        assert!(
+            done.notes[0].contains("from under `model.`"),
+            "{:?}",
+            done.notes
+        );
+        let loaded = crate::store::load_checkpoint(&dir, &Device::Cpu, true).unwrap();
+        assert_eq!(loaded.step, 40);
+        assert!(!loaded.ema);
+        let run = RunDir::open(&dir).unwrap();
+        let ck = run.latest_checkpoint().unwrap().unwrap();
+        let saved = crate::store::load_tensors(&ck.file(WEIGHTS_FILE), &Device::Cpu).unwrap();
+        let key = "init_conv.weight";
+        let diff = (&saved[key] - &sd[&format!("model.{key}")])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0);
+        // A second import into the same folder is refused; nothing there changes.
+        let again = import(request(&w, &dir)).unwrap_err().to_string();
+        assert!(again.contains("already holds a run"), "{again}");
+    }
+
+    #[test]
+    fn weights_of_another_model_write_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("unet.safetensors");
+        let wider = UnetConfig { dim: 12, ..tiny() };
+        candle_core::safetensors::save(&state_dict(&wider, ""), &w).unwrap();
+        let dir = d.path().join("imported");
+        let e = import(request(&w, &dir)).unwrap_err().to_string();
+        assert!(e.contains("do not fit the model"), "{e}");
+        assert!(!dir.exists(), "no run is made");
+    }
+}
