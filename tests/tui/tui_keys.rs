@@ -487,6 +487,35 @@ fn compare_round_robin_rotates_every_quantum() {
 }
 
 #[test]
+/// A run whose log goes past its newest checkpoint (a trainer that crashed, or one training
+/// it now) is shown saved at its checkpoint, not at its last logged step, and says that
+/// continuing goes back there; the lab cannot save those steps, so quitting does not ask.
+#[test]
+fn an_opened_run_is_saved_at_its_checkpoint_not_its_last_logged_step() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    engine.offer_run("runs/crashed", settings().train, 40);
+    if let Some(o) = engine.0.lock().unwrap().opened.as_mut() {
+        o.summary.step = 30;
+    }
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    assert_eq!(app.train.run.state, RunState::Opened);
+    assert_eq!(app.train.run.step(), 40);
+    assert_eq!(app.train.run.checkpoint_step, Some(30));
+    let said = notice(&app).unwrap();
+    assert!(
+        said.contains("step 40 logged, 30 saved; space continues from step 30"),
+        "{said}"
+    );
+    let screen = render(&app, 160, 48);
+    assert!(screen.contains("saved step 30"), "{screen}");
+    assert!(!app.has_unsaved());
+    handle_key(&mut app, ch('q'));
+    assert_eq!(app.lifecycle, ddpm_lab::tui::state::Lifecycle::Done);
+}
+
+#[test]
 fn opening_a_run_loads_history_and_space_resumes_it() {
     let (mut app, engine) = app();
     load_data(&mut app);
@@ -526,7 +555,7 @@ fn opening_a_run_loads_history_and_space_resumes_it() {
     );
     assert_eq!(app.train.run.state, RunState::Opened);
     assert_eq!(app.train.run.step(), 41);
-    assert_eq!(app.train.run.start_step, 41);
+    assert_eq!(app.train.run.checkpoint_step, Some(41));
     handle_key(&mut app, ch(' '));
     assert!(
         matches!(
@@ -688,6 +717,50 @@ fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
         BetaSchedule::Quadratic,
         "with its own schedule"
     );
+}
+
+/// A comparison's run whose log runs past its checkpoint (its lab was killed) is shown at
+/// its checkpoint, towards the steps `c` trains it to.
+#[test]
+fn an_opened_comparison_shows_its_runs_at_their_checkpoints() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let base = std::path::PathBuf::from("runs/20261206-061500-compare");
+    let mut saved = settings().train;
+    saved.steps = 20;
+    let linear = ddpm_lab::tui::workers::OpenedRun {
+        quality: Vec::new(),
+        preview: None,
+        summary: RunSummary {
+            dir: base.join("linear"),
+            settings: Some(saved.clone()),
+            dataset: Some("shapes".into()),
+            step: 20,
+        },
+        history: (1..=69).map(stats).collect(),
+    };
+    engine.0.lock().unwrap().comparison = Some(OpenedComparison {
+        base: base.clone(),
+        runs: vec![(BetaSchedule::Linear, linear)],
+        settings: Some(saved),
+        dataset: Some(app.settings.dataset.clone()),
+    });
+    engine.0.lock().unwrap().runs = vec![RunSummary {
+        dir: base.join("linear"),
+        settings: None,
+        dataset: None,
+        step: 20,
+    }];
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    assert_eq!(app.tab, Tab::Compare);
+    app.settings.compare_steps = 2000;
+    let screen = render(&app, 80, 24);
+    let line = screen
+        .lines()
+        .find(|l| l.contains("linear") && l.contains("saved"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(line.contains("   20/2000"), "{line}");
 }
 
 #[test]

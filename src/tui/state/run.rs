@@ -133,10 +133,11 @@ impl RunProgress {
 
     /// Whether steps were done since the last checkpoint that a checkpoint can still save. A
     /// failed run's worker is gone: its steps since the last checkpoint are lost already, and
-    /// quitting loses nothing more.
+    /// quitting loses nothing more; an opened run's steps past its checkpoint were logged by
+    /// another process, which alone can save them.
     pub fn unsaved(&self) -> bool {
         self.is_active()
-            || (!matches!(self.state, RunState::Failed(_))
+            || (!matches!(self.state, RunState::Failed(_) | RunState::Opened)
                 && self.step() > self.checkpoint_step.unwrap_or(self.start_step))
     }
 
@@ -241,10 +242,6 @@ impl RunProgress {
             }
             TrainEvent::Checkpointed { step, path } => {
                 self.checkpoint_step = Some(step);
-                if self.state == RunState::Opened {
-                    // Saved by the process we watch: that is where a resume starts.
-                    self.start_step = step;
-                }
                 // The run, not the checkpoint's folder: the exit message, sampling (its newest
                 // checkpoint) and a resume go by the run.
                 let run = crate::store::layout::Checkpoint::run_dir_of(&path);

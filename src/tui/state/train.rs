@@ -604,8 +604,11 @@ impl TrainState {
         run.load_history(&opened.history);
         run.quality = opened.quality.clone();
         run.preview = opened.preview.clone();
-        run.start_step = opened.summary.step.max(run.step());
-        run.checkpoint_step = Some(run.start_step);
+        // Followed from its last logged step; saved is what its newest checkpoint holds (the
+        // log may run past it: steps a trainer did before it crashed, or is doing now).
+        let saved = opened.summary.step;
+        run.start_step = saved.max(run.step());
+        run.checkpoint_step = Some(saved);
         run.run_dir = Some(dir.clone());
         run.state = RunState::Opened;
         remember(&mut self.session_runs, &dir);
@@ -638,13 +641,15 @@ impl TrainState {
         let name = dir
             .file_name()
             .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
-        fx.push(Effect::info(
-            if run.total_steps > 0 && start >= run.total_steps {
-                format!("opened {name} at its last step ({start}): raise steps, then space trains it on{own}")
-            } else {
-                format!("opened {name} at step {start}: space continues it (steps trained elsewhere appear live){own}")
-            },
-        ));
+        fx.push(Effect::info(if start > saved {
+            // Logged past its checkpoint: a process trains it now (its checkpoints come), or
+            // one stopped without saving them; continuing goes back to the checkpoint.
+            format!("opened {name}: step {start} logged, {saved} saved; space continues from step {saved} (a run trained elsewhere is followed live){own}")
+        } else if run.total_steps > 0 && saved >= run.total_steps {
+            format!("opened {name} at its last step ({saved}): raise steps, then space trains it on{own}")
+        } else {
+            format!("opened {name} at step {saved}: space continues it (steps trained elsewhere appear live){own}")
+        }));
         self.opened_dataset = opened.summary.dataset.clone();
         if let Some(ds) = opened.summary.dataset {
             if ds != ctx.settings.dataset {

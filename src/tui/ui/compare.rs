@@ -91,6 +91,20 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             .smoothed
             .last()
             .map_or("—".to_string(), |p| format!("{:.4}", p.1));
+        // A run at rest is shown at its checkpoint (its log may run past it: steps of a session
+        // that ended without saving them, which `c` goes back past) and towards the steps `c`
+        // trains it to; a live one at its step, towards its own stop step.
+        let at_rest = matches!(s.run.state, RunState::Opened | RunState::Idle);
+        let shown_step = if s.run.state == RunState::Opened {
+            s.run.checkpoint_step.unwrap_or(0)
+        } else {
+            s.run.step()
+        };
+        let shown_total = if at_rest || s.run.total_steps == 0 {
+            app.settings.compare_steps
+        } else {
+            s.run.total_steps
+        };
         let state = match &s.run.state {
             RunState::Idle => "waiting".to_string(),
             // At its checkpoint on disk: its turn comes while the comparison trains.
@@ -109,15 +123,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
                 format!("{:<10}", s.schedule.name()),
                 Style::default().fg(color).add_modifier(Modifier::BOLD),
             ),
-            Span::raw(format!(
-                "{:>5}/{:<5} ",
-                s.run.step(),
-                if s.run.total_steps > 0 {
-                    s.run.total_steps
-                } else {
-                    app.settings.compare_steps
-                }
-            )),
+            Span::raw(format!("{:>5}/{:<5} ", shown_step, shown_total)),
             Span::styled(format!("{state:<9}"), theme::label()),
             Span::raw(loss),
             Span::styled(
