@@ -938,3 +938,55 @@ fn frames_keep_the_settings_they_were_drawn_with_until_a_new_job_brings_its_own(
         "{exports:?}"
     );
 }
+
+/// Space after `x` (or a spent budget) continues the run, with a new stop step or budget if
+/// those changed; once another setting changes, space starts a new run with it.
+#[test]
+fn space_continues_a_stopped_run_until_the_settings_change() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 5, 100);
+    let dir = std::path::Path::new("runs/20260101-000000-linear");
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![finished(5, dir, FinishReason::Stopped)],
+    );
+    let last_train = |e: &FakeEngine| {
+        e.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Train(Slot::Main, r) => Some(r),
+                _ => None,
+            })
+            .last()
+            .unwrap()
+    };
+    handle_key(&mut app, ch(' '));
+    let req = last_train(&engine);
+    assert!(req.is_resume() && req.run_dir() == dir, "{req:?}");
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![finished(8, dir, FinishReason::TimeLimit)],
+    );
+    // Where it stops applies to the run itself.
+    app.train.field = 7;
+    handle_key(&mut app, key(KeyCode::Right));
+    handle_key(&mut app, ch(' '));
+    let req = last_train(&engine);
+    assert!(req.is_resume() && req.run_dir() == dir, "{req:?}");
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![finished(9, dir, FinishReason::Stopped)],
+    );
+    // Another schedule is another run.
+    app.train.field = 0;
+    handle_key(&mut app, key(KeyCode::Right));
+    let said = notice(&app).unwrap();
+    assert!(said.contains("space now starts a new run"), "{said}");
+    handle_key(&mut app, ch(' '));
+    let req = last_train(&engine);
+    assert!(!req.is_resume() && req.run_dir() != dir, "{req:?}");
+}

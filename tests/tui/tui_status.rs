@@ -468,7 +468,7 @@ fn a_run_the_budget_ended_says_so_and_only_asked_checkpoints_are_announced() {
     );
     assert_eq!(
         notice(&app).as_deref(),
-        Some("the training budget is spent at step 8 of 100: space trains on")
+        Some("the training budget is spent at step 8 of 100: space trains it on")
     );
     // Stopped with x: no budget to speak of.
     let (mut app, _) = tui_support::app();

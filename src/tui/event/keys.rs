@@ -277,7 +277,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         TRAIN,
         "space",
-        "start / pause / resume training",
+        "start / pause / resume training, or continue a stopped run",
         &[b(ch(' '), C::TrainToggle)],
     ),
     row(
@@ -313,13 +313,13 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         TRAIN,
         "c  ·  x",
-        "save a checkpoint now  ·  stop the run (saved; o continues it)",
+        "checkpoint now  ·  stop the run (saved; space continues it)",
         &[b(ch('c'), C::Checkpoint), b(ch('x'), C::TrainStop)],
     ),
     row(
         TRAIN,
         "o",
-        "open an earlier run (Enter opens it, then space continues it; a comparison's opens on Compare)",
+        "open a run from disk (space continues it; comparisons on Compare)",
         &[b(ch('o'), C::OpenRun)],
     ),
     row(
@@ -466,7 +466,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         RUNS,
         "o  ·  r",
-        "open it on Train (a comparison's on Compare)  ·  read the runs again",
+        "open it on Train (a comparison's on Compare)  ·  read again",
         &[b(ch('o'), C::RunsOpen), b(ch('r'), C::RunsRefresh)],
     ),
     row(

@@ -265,6 +265,10 @@ pub struct TrainState {
     /// Every run the Train screen trained or opened this session that has a checkpoint, oldest
     /// first (the one shown now among them): what the exit message names.
     pub session_runs: Vec<PathBuf>,
+    /// A setting other than where the run stops, its budget or its device changed since the
+    /// run shown was stopped: space starts a new run with the settings instead of continuing
+    /// it.
+    pub new_run_next: bool,
 }
 
 impl TrainState {
@@ -308,7 +312,7 @@ impl TrainState {
             Command::TrainStop => {
                 if self.run.stop() {
                     vec![Effect::info(
-                        "stopping: saving a checkpoint (o continues the run later)",
+                        "stopping: saving a checkpoint (space continues the run)",
                     )]
                 } else {
                     vec![Effect::error("no run is training or paused")]
@@ -369,6 +373,7 @@ impl TrainState {
         ctx.settings.train = train;
         ctx.settings.origin = origin;
         self.close_opened();
+        self.new_run_next = true;
         let mut fx = vec![
             Effect::Timesteps(ctx.settings.train.timesteps),
             Effect::info("your own settings are back: space starts a new run with them"),
@@ -390,8 +395,37 @@ impl TrainState {
             }
             RunState::Starting | RunState::Stopping => Vec::new(),
             RunState::Opened => self.start(true, ctx),
+            // Stopped by `x` or its budget: it goes on, unless the settings changed since.
+            RunState::Finished(FinishReason::Stopped | FinishReason::TimeLimit)
+                if self.continues() =>
+            {
+                self.start(true, ctx)
+            }
             RunState::Idle | RunState::Finished(_) | RunState::Failed(_) => self.start(false, ctx),
         }
+    }
+
+    /// Whether space continues the run shown (stopped before its end, saved, and the settings
+    /// unchanged since but for where it stops, its budget and its device).
+    fn continues(&self) -> bool {
+        matches!(
+            self.run.state,
+            RunState::Finished(FinishReason::Stopped | FinishReason::TimeLimit)
+        ) && !self.new_run_next
+            && self.run.run_dir.is_some()
+            && self.run.checkpoint_step.is_some()
+    }
+
+    /// The settings changed for a new run: a stopped run is no longer continued by space; the
+    /// first such change says so.
+    fn settings_for_a_new_run(&mut self) -> Option<Effect> {
+        let said = self.continues().then(|| {
+            Effect::info(
+                "space now starts a new run with these settings (the stopped run stays on disk: o opens it)",
+            )
+        });
+        self.new_run_next = true;
+        said
     }
 
     fn start(&mut self, resume: bool, ctx: &mut Ctx) -> Vec<Effect> {
@@ -419,6 +453,7 @@ impl TrainState {
         };
         // Stop following the run on disk: this process trains it now.
         self.watch = None;
+        self.new_run_next = false;
         vec![Effect::Train {
             slot: Slot::Main,
             run_dir,
@@ -474,17 +509,23 @@ impl TrainState {
                 "an opened run keeps its configuration (steps, budget and device apply): u brings your settings back for a new run",
             )];
         }
+        let before = ctx.settings.train.clone();
         field.adjust(&mut ctx.settings.train, dir, ctx.n_train);
+        let mut said = Vec::new();
+        if ctx.settings.train != before
+            && !matches!(field, Field::Steps | Field::Budget | Field::Device)
+        {
+            said.extend(self.settings_for_a_new_run());
+        }
         if field == Field::Device && DeviceSpec::built_for().len() == 1 {
             return vec![Effect::info(
                 "this binary runs on the CPU only: cargo install --path . --features cuda (or metal) builds one for a GPU",
             )];
         }
         if field == Field::Timesteps {
-            vec![Effect::Timesteps(ctx.settings.train.timesteps)]
-        } else {
-            Vec::new()
+            said.push(Effect::Timesteps(ctx.settings.train.timesteps));
         }
+        said
     }
 
     /// `b`: the blog's configuration; `B`: back to the device's quick default.
@@ -492,8 +533,10 @@ impl TrainState {
         if !self.editable() {
             return vec![fixed_while_training()];
         }
-        // A recipe is for a new run: the opened run is closed (it stays on disk).
+        // A recipe is for a new run: the opened run is closed (it stays on disk), a stopped one
+        // is not continued.
         self.close_opened();
+        self.new_run_next = true;
         let n_train = ctx.n_train;
         let settings = &mut *ctx.settings;
         settings.set_recipe(if blog {
@@ -578,7 +621,7 @@ impl TrainState {
         }
         if let Some(step) = budget_spent {
             fx.push(Effect::info(format!(
-                "the training budget is spent at step {step} of {}: space trains on",
+                "the training budget is spent at step {step} of {}: space trains it on",
                 self.run.total_steps
             )));
         }
