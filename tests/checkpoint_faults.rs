@@ -223,12 +223,11 @@ fn resume_refuses_what_it_cannot_trust() {
     // Failpoints are process-wide: hold the scenario lock so the crash tests do not fire here.
     let _scenario = FailScenario::setup();
     let tmp = tempfile::tempdir().unwrap();
-    let none = ResumeOptions::default();
 
     // A missing state.json in the newest checkpoint.
     let run = trained(&tmp.path().join("a"));
     std::fs::remove_file(latest_dir(&run).join("state.json")).unwrap();
-    assert!(refused(&run, none).contains("state.json is missing"));
+    assert!(refused(&run, ResumeOptions::default()).contains("state.json is missing"));
 
     // A NaN in the EMA weights.
     let run = trained(&tmp.path().join("b"));
@@ -242,7 +241,7 @@ fn resume_refuses_what_it_cannot_trust() {
     let nan = Tensor::full(f32::NAN, first.shape(), &Device::Cpu).unwrap();
     t.insert(name, nan);
     candle_core::safetensors::save(&t, &ema).unwrap();
-    let msg = refused(&run, none);
+    let msg = refused(&run, ResumeOptions::default());
     assert!(
         msg.contains("ema.safetensors") && msg.contains("NaN"),
         "{msg}"
@@ -252,7 +251,7 @@ fn resume_refuses_what_it_cannot_trust() {
         &run,
         ResumeOptions {
             reset_optimizer: true,
-            ..none
+            ..ResumeOptions::default()
         },
     )
     .unwrap();
@@ -270,12 +269,12 @@ fn resume_refuses_what_it_cannot_trust() {
         serde_json::from_str(&std::fs::read_to_string(&cfg_file).unwrap()).unwrap();
     v.as_object_mut().unwrap().remove("timesteps");
     std::fs::write(&cfg_file, v.to_string()).unwrap();
-    assert!(refused(&run, none).contains("lacks \"timesteps\""));
+    assert!(refused(&run, ResumeOptions::default()).contains("lacks \"timesteps\""));
 
     // A pointer to a checkpoint that is gone.
     let run = trained(&tmp.path().join("d"));
     std::fs::remove_dir_all(latest_dir(&run)).unwrap();
-    assert!(refused(&run, none).contains("missing"));
+    assert!(refused(&run, ResumeOptions::default()).contains("missing"));
 
     // A run whose first checkpoint never completed.
     let run = tmp.path().join("e").join("run");
@@ -283,12 +282,12 @@ fn resume_refuses_what_it_cannot_trust() {
     let (x, e) = Synthetic.batch(0).unwrap();
     t.train_step(&x, e).unwrap();
     drop(t);
-    assert!(refused(&run, none).contains("no checkpoint yet"));
+    assert!(refused(&run, ResumeOptions::default()).contains("no checkpoint yet"));
 
     // Two trainers on one run: the second is refused while the first holds it.
     let run = trained(&tmp.path().join("f"));
     let first = Trainer::resume(&run, None, None).unwrap();
-    let msg = refused(&run, none);
+    let msg = refused(&run, ResumeOptions::default());
     assert!(msg.contains("being trained by pid"), "{msg}");
     drop(first);
     Trainer::resume(&run, None, None).unwrap();

@@ -23,7 +23,8 @@ use crate::train::events::{FinishReason, TrainCommand, TrainEvent};
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Dataset: fashion_mnist, mnist, cifar10, shapes (built in, offline) or a local PATH
-    /// [default: fashion_mnist]
+    /// [default: fashion_mnist]; with --resume, other data to train the run on (its folder
+    /// moved, say), checked to fit the run
     #[arg(long)]
     pub dataset: Option<String>,
     /// Recipe to start from: quick (the lab's CPU default: best samples in 10 minutes on a
@@ -119,7 +120,6 @@ pub struct TrainArgs {
 pub fn ignored_with_resume(args: &TrainArgs) -> Vec<&'static str> {
     let r = &args.recipe;
     [
-        ("--dataset", args.dataset.is_some()),
         ("--preset", args.preset.is_some()),
         ("--model", args.model_size.is_some()),
         ("model flags (--dim …)", args.model.any()),
@@ -165,6 +165,7 @@ pub fn request(args: &TrainArgs) -> TrainRequest {
             time_limit_s: args.time_limit,
             checkpoint_interval_s: interval(args),
             reset_optimizer: args.reset_optimizer,
+            dataset: args.dataset.clone(),
         },
         None => {
             let config = config_from_args(args);
@@ -229,7 +230,16 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     let req = request(&args);
     let cfg = req.base_config()?;
     // Data (downloads if needed).
-    let spec: DatasetSpec = cfg.dataset.parse()?;
+    let spec: DatasetSpec = cfg.dataset.parse().map_err(|e| {
+        let e = anyhow::Error::from(e);
+        if args.resume.is_some() && args.dataset.is_none() {
+            e.context(
+                "the run's data is not there: --dataset PATH trains it on data moved elsewhere",
+            )
+        } else {
+            e
+        }
+    })?;
     let opts = req.load_options(LoadOptions {
         image_size: args.image_size,
         channels: args.model.channels,

@@ -55,6 +55,9 @@ pub enum TrainRequest {
         /// Start Adam and the EMA afresh when their saved state is missing or unreadable
         /// (otherwise resuming refuses).
         reset_optimizer: bool,
+        /// Train on this data instead of the run's own (its folder moved, say): checked to fit
+        /// the run, and named by the run's configuration from the next checkpoint on.
+        dataset: Option<String>,
     },
     /// A run that is not saved anywhere (speed estimates): `config.steps` steps.
     Scratch {
@@ -75,10 +78,14 @@ impl TrainRequest {
                 device,
                 time_limit_s,
                 checkpoint_interval_s,
+                dataset,
                 ..
             } => {
                 let run = RunDir::open(crate::store::Checkpoint::run_dir_of(dir))?;
                 let mut cfg = run.checkpoint_to_resume(dir)?.load_config()?;
+                if let Some(ds) = dataset {
+                    cfg.dataset = ds.clone();
+                }
                 if let Some(d) = device {
                     cfg.device = *d;
                 }
@@ -165,8 +172,9 @@ impl TrainRequest {
             TrainRequest::Resume {
                 dir,
                 reset_optimizer,
+                dataset,
                 ..
-            } => Some(Target::Resume(dir, reset_optimizer)),
+            } => Some(Target::Resume(dir, reset_optimizer, dataset)),
             TrainRequest::Scratch { .. } => None,
         };
         Ok(PreparedRun {
@@ -199,7 +207,7 @@ pub fn check_data_fits(cfg: &TrainConfig, set: &ImageSet) -> Result<()> {
 #[derive(Debug, Clone)]
 enum Target {
     New(PathBuf),
-    Resume(PathBuf, bool),
+    Resume(PathBuf, bool, Option<String>),
 }
 
 /// A request resolved against its data, ready to spawn.
@@ -220,7 +228,7 @@ impl PreparedRun {
     pub fn dir(&self) -> Option<&Path> {
         match &self.target {
             Some(Target::New(d)) => Some(d),
-            Some(Target::Resume(d, _)) => Some(crate::store::Checkpoint::run_dir_of(d)),
+            Some(Target::Resume(d, ..)) => Some(crate::store::Checkpoint::run_dir_of(d)),
             None => None,
         }
     }
@@ -234,11 +242,12 @@ impl PreparedRun {
     pub fn build(self) -> Result<(Trainer, Box<dyn BatchSource>)> {
         let cfg = self.config;
         let trainer = match self.target {
-            Some(Target::Resume(dir, reset_optimizer)) => {
+            Some(Target::Resume(dir, reset_optimizer, dataset)) => {
                 let opts = ResumeOptions {
                     steps: Some(cfg.steps),
                     device: Some(cfg.device),
                     reset_optimizer,
+                    dataset,
                 };
                 let mut t = Trainer::resume_with(&dir, opts)?;
                 t.set_time_limit(cfg.time_limit_s);
@@ -343,6 +352,7 @@ mod tests {
             time_limit_s: None,
             checkpoint_interval_s: None,
             reset_optimizer: false,
+            dataset: None,
         };
         let err = missing.prepare(set(4, 1, 28, 28)).err().unwrap();
         assert!(err.to_string().contains("not a run directory"), "{err}");
@@ -360,6 +370,7 @@ mod tests {
             time_limit_s: None,
             checkpoint_interval_s: None,
             reset_optimizer: false,
+            dataset: None,
         }
         .prepare(set(4, 1, 28, 28))
         .err()
@@ -380,14 +391,16 @@ mod tests {
         .unwrap();
         let (mut trainer, _) = first.build().unwrap();
         trainer.checkpoint().unwrap();
-        let resume = |stop| TrainRequest::Resume {
+        let moved = |stop, dataset: Option<&str>| TrainRequest::Resume {
             dir: run.clone(),
             stop,
             device: None,
             time_limit_s: Some(30.0),
             checkpoint_interval_s: Some(60.0),
             reset_optimizer: false,
+            dataset: dataset.map(String::from),
         };
+        let resume = |stop| moved(stop, None);
         let opts = resume(StopAt::Configured)
             .load_options(LoadOptions::default())
             .unwrap();
@@ -402,5 +415,22 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("does not fit the run"), "{err}");
+        drop(trainer);
+        // Other data that fits (the run's folder moved): trained on, and named by the run's
+        // configuration from its next checkpoint on, with a notice.
+        let p = moved(StopAt::Step(4), Some("/data/moved"))
+            .prepare(set(8, 1, 16, 16))
+            .unwrap();
+        assert_eq!(p.config().dataset, "/data/moved");
+        let (trainer, _) = p.build().unwrap();
+        assert!(trainer
+            .notices()
+            .iter()
+            .any(|n| n.contains("trains on /data/moved now")));
+        assert_eq!(
+            trainer.config().dataset,
+            "/data/moved",
+            "what its checkpoints save"
+        );
     }
 }

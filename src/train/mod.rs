@@ -88,7 +88,7 @@ struct StepDraws {
 }
 
 /// How [`Trainer::resume_with`] reopens a run.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ResumeOptions {
     /// The new stop step (`None`: the saved one).
     pub steps: Option<usize>,
@@ -97,6 +97,9 @@ pub struct ResumeOptions {
     /// Start Adam (and the EMA, from the weights) afresh when their saved state is missing or
     /// unreadable, instead of refusing to resume.
     pub reset_optimizer: bool,
+    /// Train on this data instead of the run's own (whose folder moved, say); the run's
+    /// configuration names it from the next checkpoint on. The caller checks that it fits.
+    pub dataset: Option<String>,
 }
 
 /// The environment variable that picks training's backward pass: `release` (the default: each
@@ -209,6 +212,7 @@ impl Trainer {
                 steps,
                 device,
                 reset_optimizer: false,
+                dataset: None,
             },
         )
     }
@@ -251,6 +255,13 @@ impl Trainer {
             },
         )?;
         let mut notices = run.remove_leftovers();
+        if let Some(ds) = opts.dataset.filter(|ds| *ds != cfg.dataset) {
+            notices.push(format!(
+                "it trains on {ds} now (it was trained on {})",
+                cfg.dataset
+            ));
+            cfg.dataset = ds;
+        }
         let opt_file = ck.file(store::OPTIMIZER_FILE);
         let restored = store::load_tensors(&opt_file, &device).and_then(|st| {
             opt.load_state(&st)

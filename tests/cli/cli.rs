@@ -682,3 +682,59 @@ fn check_device_compares_the_gpu_route_with_the_cpu() {
     ));
     assert!(err.contains("batch"), "{err}");
 }
+
+/// A run trained on a folder that moved trains on from its new place: `--dataset` with
+/// `--resume` names it (checked to fit), and the run names it from then on.
+#[test]
+fn a_run_whose_data_folder_moved_resumes_from_its_new_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let old = d.join("imgs");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(old.join(class)).unwrap();
+        for i in 0..4u8 {
+            let img = image::GrayImage::from_fn(28, 28, |x, y| {
+                image::Luma([(x as u8 * 9).wrapping_add(y as u8 * i)])
+            });
+            img.save(old.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let run = d.join("run");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["train", "--dataset", old.to_str().unwrap()];
+    args.extend_from_slice(&["--dim", "4", "--dim-mults", "1,2", "--batch-size", "4"]);
+    args.extend_from_slice(&["--timesteps", "10", "--steps", "2", "--run-dir", run_s]);
+    ok(&ddpm(&args, d));
+    let new = d.join("imgs-moved");
+    std::fs::rename(&old, &new).unwrap();
+    let err = fails(&ddpm(&["train", "--resume", run_s, "--steps", "4"], d));
+    assert!(
+        err.contains("--dataset PATH trains it on data moved elsewhere"),
+        "{err}"
+    );
+    let resumed = ddpm(
+        &[
+            "train",
+            "--resume",
+            run_s,
+            "--steps",
+            "4",
+            "--dataset",
+            new.to_str().unwrap(),
+        ],
+        d,
+    );
+    ok(&resumed);
+    let said = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        said.contains("trains on") && said.contains("imgs-moved now"),
+        "{said}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["dataset"], new.to_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(run.join("latest")).unwrap().trim(),
+        "step-000004"
+    );
+}

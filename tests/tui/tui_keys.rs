@@ -486,7 +486,6 @@ fn compare_round_robin_rotates_every_quantum() {
     );
 }
 
-#[test]
 /// A run whose log goes past its newest checkpoint (a trainer that crashed, or one training
 /// it now) is shown saved at its checkpoint, not at its last logged step, and says that
 /// continuing goes back there; the lab cannot save those steps, so quitting does not ask.
@@ -657,6 +656,7 @@ fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
     let linear = ddpm_lab::tui::workers::OpenedRun {
         quality: Vec::new(),
         preview: None,
+        data_gone: false,
         summary: RunSummary {
             dir: base.join("linear"),
             settings: Some(saved),
@@ -731,6 +731,7 @@ fn an_opened_comparison_shows_its_runs_at_their_checkpoints() {
     let linear = ddpm_lab::tui::workers::OpenedRun {
         quality: Vec::new(),
         preview: None,
+        data_gone: false,
         summary: RunSummary {
             dir: base.join("linear"),
             settings: Some(saved.clone()),
@@ -989,4 +990,39 @@ fn space_continues_a_stopped_run_until_the_settings_change() {
     handle_key(&mut app, ch(' '));
     let req = last_train(&engine);
     assert!(!req.is_resume() && req.run_dir() != dir, "{req:?}");
+}
+
+/// A run whose data folder is gone opens without trying to load it, says so, and space
+/// trains it on the data loaded now (the run layer checks that it fits).
+#[test]
+fn a_run_whose_data_folder_is_gone_trains_on_the_data_loaded() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let dir = engine.offer_run("runs/moved", settings().train, 10).dir;
+    if let Some(o) = engine.0.lock().unwrap().opened.as_mut() {
+        o.summary.dataset = Some("/data/fashion-old".into());
+        o.data_gone = true;
+    }
+    let loads_before = engine
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Load(_)))
+        .count();
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    let said = notice(&app).unwrap();
+    assert!(
+        said.contains("its data /data/fashion-old is gone: space trains it on the data loaded now"),
+        "{said}"
+    );
+    let loads = engine
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Load(_)))
+        .count();
+    assert_eq!(loads, loads_before, "the gone folder is not loaded");
+    handle_key(&mut app, ch(' '));
+    let req = engine.first_train(Slot::Main).unwrap();
+    assert!(req.is_resume() && req.run_dir() == dir.as_path(), "{req:?}");
+    assert_eq!(req.dataset(), app.settings.dataset);
 }

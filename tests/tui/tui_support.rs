@@ -97,6 +97,7 @@ impl FakeEngine {
         rec.opened = Some(OpenedRun {
             quality: Vec::new(),
             preview: None,
+            data_gone: false,
             summary: summary.clone(),
             history: (1..=step).map(stats).collect(),
         });

@@ -1048,6 +1048,7 @@ mod tests {
                     crate::tui::workers::OpenedRun {
                         quality: Vec::new(),
                         preview: None,
+                        data_gone: false,
                         summary: crate::tui::workers::RunSummary {
                             dir,
                             settings: Some(settings),

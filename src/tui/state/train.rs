@@ -694,7 +694,14 @@ impl TrainState {
             format!("opened {name} at step {saved}: space continues it (steps trained elsewhere appear live){own}")
         }));
         self.opened_dataset = opened.summary.dataset.clone();
-        if let Some(ds) = opened.summary.dataset {
+        if let (true, Some(ds)) = (opened.data_gone, &opened.summary.dataset) {
+            // Its folder moved: loading it would only fail. It trains on with the data loaded
+            // (checked to fit when space starts it; the run then names that data).
+            fx.push(Effect::error(format!(
+                "its data {ds} is gone: space trains it on the data loaded now ({}), if that fits; ddpm-lab --dataset PATH loads another",
+                ctx.loaded.unwrap_or("none yet")
+            )));
+        } else if let Some(ds) = opened.summary.dataset {
             if ds != ctx.settings.dataset {
                 // Its epochs once its data is loaded (see `count_epochs`).
                 fx.push(Effect::LoadDataset(ds));

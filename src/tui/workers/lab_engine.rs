@@ -354,6 +354,9 @@ impl Engine for LabEngine {
                 time_limit_s: settings.time_limit_s,
                 checkpoint_interval_s: Some(LAB_CHECKPOINT_INTERVAL_S),
                 reset_optimizer: false,
+                // The data loaded, which is the run's own unless its folder is gone (then the
+                // lab trains it on what is loaded, if that fits, and says so).
+                dataset: Some(req.dataset().to_string()),
             },
             TrainRequest::New {
                 settings,
@@ -640,6 +643,7 @@ fn read_comparison(base: &Path) -> Result<OpenedComparison, String> {
                         history: Vec::new(),
                         quality: Vec::new(),
                         preview: None,
+                        data_gone: false,
                     })
                     .map_err(|_| e)
             })?;
@@ -720,6 +724,11 @@ fn read_run(dir: &Path) -> Result<OpenedRun, String> {
         .map(|(info, history)| OpenedRun {
             quality: quality_history(&info.dir),
             preview: previews::latest_preview(&info.dir, info.config.model.channels),
+            data_gone: info
+                .config
+                .dataset
+                .parse::<crate::data::DatasetSpec>()
+                .is_err(),
             summary: summary_of(&info),
             history,
         })

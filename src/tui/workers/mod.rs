@@ -365,6 +365,9 @@ pub struct OpenedRun {
     pub quality: Vec<(usize, crate::eval::Quality)>,
     /// Its newest preview (`previews/`): step and images.
     pub preview: Option<(usize, Vec<Image8>)>,
+    /// Its data is a folder that is gone (moved or deleted): it trains on with the data
+    /// loaded, if that fits.
+    pub data_gone: bool,
 }
 
 /// A comparison opened from disk: the runs of its schedules that exist there.
