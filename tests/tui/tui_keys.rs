@@ -1026,3 +1026,34 @@ fn a_run_whose_data_folder_is_gone_trains_on_the_data_loaded() {
     assert!(req.is_resume() && req.run_dir() == dir.as_path(), "{req:?}");
     assert_eq!(req.dataset(), app.settings.dataset);
 }
+
+/// An opened run another process trains is followed read-only: the lab says who trains it,
+/// space does not try to take it (its lock would refuse, and the lab would stop following),
+/// and once that process stops, space continues it.
+#[test]
+fn a_run_trained_elsewhere_is_followed_and_space_waits_for_it() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let dir = engine.offer_run("runs/live", settings().train, 10).dir;
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    app.handle_msg(WorkerMsg::RunHolder(Some("pid 4242".into())));
+    let said = notice(&app).unwrap();
+    assert!(
+        said.contains("pid 4242 trains this run now: followed live"),
+        "{said}"
+    );
+    handle_key(&mut app, ch(' '));
+    assert!(engine.first_train(Slot::Main).is_none(), "not started");
+    assert!(notice(&app)
+        .unwrap()
+        .contains("space continues it once that stops"));
+    assert_eq!(app.train.run.state, RunState::Opened);
+    app.handle_msg(WorkerMsg::RunHolder(None));
+    assert!(notice(&app)
+        .unwrap()
+        .contains("nothing trains this run elsewhere"));
+    handle_key(&mut app, ch(' '));
+    let req = engine.first_train(Slot::Main).unwrap();
+    assert!(req.is_resume() && req.run_dir() == dir.as_path());
+}

@@ -543,6 +543,7 @@ impl App {
                 Vec::new()
             }
             WorkerMsg::RunRemoved(result) => self.on_removed(result),
+            WorkerMsg::RunHolder(holder) => self.train.on_holder(holder),
             WorkerMsg::LastRun(summary) => {
                 let root = self.settings.runs_root();
                 self.train.last_run = Some(train::LastRun::new(summary, &root));

@@ -265,6 +265,8 @@ pub struct TrainState {
     /// Every run the Train screen trained or opened this session that has a checkpoint, oldest
     /// first (the one shown now among them): what the exit message names.
     pub session_runs: Vec<PathBuf>,
+    /// The process that trains the opened run now (`pid 4242`), as its watcher last said.
+    pub trained_by: Option<String>,
     /// A setting other than where the run stops, its budget or its device changed since the
     /// run shown was stopped: space starts a new run with the settings instead of continuing
     /// it.
@@ -330,6 +332,20 @@ impl TrainState {
         }
     }
 
+    /// Who trains the followed run changed: said while the run is open here.
+    pub fn on_holder(&mut self, holder: Option<String>) -> Vec<Effect> {
+        let was = std::mem::replace(&mut self.trained_by, holder.clone());
+        if self.run.state != RunState::Opened || was == holder {
+            return Vec::new();
+        }
+        vec![Effect::info(match holder {
+            Some(who) => format!(
+                "{who} trains this run now: followed live, read-only (space continues it once that stops)"
+            ),
+            None => "nothing trains this run elsewhere any more: space continues it".to_string(),
+        })]
+    }
+
     /// Closes an opened run (it stays on disk and is no longer followed), so that space starts
     /// a new one; anything else is left as it is.
     fn close_opened(&mut self) {
@@ -337,6 +353,7 @@ impl TrainState {
             self.run.reset();
             self.opened = false;
             self.watch = None;
+            self.trained_by = None;
         }
     }
 
@@ -347,6 +364,7 @@ impl TrainState {
             self.run.reset();
             self.opened = false;
             self.watch = None;
+            self.trained_by = None;
         }
         self.session_runs.retain(|d| d != dir);
         if self.last_run.as_ref().is_some_and(|l| l.summary.dir == dir) {
@@ -394,7 +412,13 @@ impl TrainState {
                 Vec::new()
             }
             RunState::Starting | RunState::Stopping => Vec::new(),
-            RunState::Opened => self.start(true, ctx),
+            RunState::Opened => match &self.trained_by {
+                // Its trainer's lock would refuse the lab, and the lab would stop following it.
+                Some(who) => vec![Effect::error(format!(
+                    "{who} trains this run now: the lab follows it live, and space continues it once that stops"
+                ))],
+                None => self.start(true, ctx),
+            },
             // Stopped by `x` or its budget: it goes on, unless the settings changed since.
             RunState::Finished(FinishReason::Stopped | FinishReason::TimeLimit)
                 if self.continues() =>
@@ -453,6 +477,7 @@ impl TrainState {
         };
         // Stop following the run on disk: this process trains it now.
         self.watch = None;
+        self.trained_by = None;
         self.new_run_next = false;
         vec![Effect::Train {
             slot: Slot::Main,

@@ -684,7 +684,15 @@ pub const WATCH_INTERVAL: Duration = Duration::from_millis(1000);
 fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiver<()>) {
     let slot = Slot::Main;
     let mut saved = RunDir::at(&dir).saved_step().unwrap_or(0);
+    let mut holder = None;
     loop {
+        let now = crate::store::RunLock::holder(&dir);
+        if now != holder {
+            holder = now.clone();
+            if tx.send(WorkerMsg::RunHolder(now)).is_err() {
+                return;
+            }
+        }
         match stop.recv_timeout(WATCH_INTERVAL) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
@@ -768,6 +776,33 @@ mod tests {
     use crate::store::QUALITY_FILE;
     use crate::tui::settings::ModelPreset;
     use crate::tui::workers::StopFlag;
+
+    /// The watcher of a run says who trains it, and again once nobody does.
+    #[test]
+    fn the_watcher_says_who_trains_the_run() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("run");
+        RunDir::create(&dir)
+            .unwrap()
+            .save_config(&TrainConfig::default())
+            .unwrap();
+        let lock = crate::store::RunLock::acquire(&dir).unwrap();
+        let (tx, rx) = channel();
+        let (stop_tx, stop_rx) = channel();
+        let watched = dir.clone();
+        let watcher = thread::spawn(move || watch_loop(watched, 0, tx, stop_rx));
+        let holder = |rx: &Receiver<WorkerMsg>| loop {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                WorkerMsg::RunHolder(h) => return h,
+                _ => continue,
+            }
+        };
+        assert_eq!(holder(&rx), Some(format!("pid {}", std::process::id())));
+        drop(lock);
+        assert_eq!(holder(&rx), None);
+        drop(stop_tx);
+        watcher.join().unwrap();
+    }
 
     fn set(n: usize) -> ImageSet {
         ImageSet {

@@ -216,6 +216,9 @@ pub enum WorkerMsg {
     /// The run the last session left, as it is on disk now (answer to
     /// [`Engine::read_last_run`]).
     LastRun(RunSummary),
+    /// The process training the run the Train screen follows (`pid 4242`), or `None` once
+    /// none does: sent by [`Engine::watch_run`] when it changes.
+    RunHolder(Option<String>),
     /// A run removed, or why it was not (answer to [`Engine::remove_run`]).
     RunRemoved(Result<crate::runs::Removed, String>),
 }
@@ -421,8 +424,9 @@ pub trait Engine {
     /// nothing to point at then).
     fn read_last_run(&mut self, dir: &std::path::Path, tx: Sender<WorkerMsg>);
     /// Follows a run that another process (e.g. `ddpm-lab train`) may be training: steps after
-    /// `from_step` and new checkpoints arrive as `Train { slot: Main, .. }` events until the
-    /// returned handle is dropped. `None` when the engine cannot watch.
+    /// `from_step` and new checkpoints arrive as `Train { slot: Main, .. }` events, and who
+    /// trains it as [`WorkerMsg::RunHolder`] when that changes, until the returned handle is
+    /// dropped. `None` when the engine cannot watch.
     fn watch_run(
         &mut self,
         dir: &std::path::Path,
