@@ -85,6 +85,7 @@ pub mod data;
 pub mod device;
 pub mod device_check;
 pub mod diffusion;
+pub mod errors;
 pub mod eval;
 pub mod export;
 pub mod files;

@@ -104,7 +104,7 @@ pub fn main() -> ExitCode {
         }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
+            let msg = crate::errors::one_line(&e);
             // Not `eprintln!`, which panics where stderr is gone (the lab's closed terminal).
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "error: {msg}");

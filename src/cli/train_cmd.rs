@@ -184,6 +184,9 @@ pub(super) fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Steps between the progress lines printed where stderr is not a terminal.
+const PLAIN_EVERY: usize = 100;
+
 /// Runs the command.
 pub fn run(mut args: TrainArgs) -> Result<()> {
     args.resume = args.resume.map(|p| crate::runs::find_run(&p));
@@ -271,6 +274,10 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         .expect("valid template"),
     );
     let mut failure = None;
+    // Where stderr is a file or a pipe (`nohup … 2> log`), the bar does not draw: a line every
+    // hundred steps (as the blog prints its loss) and one per checkpoint say how it goes.
+    let plain = !json && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut total = 0;
     for ev in handle.events.iter() {
         match ev {
             TrainEvent::Started {
@@ -293,6 +300,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     "{} parameters, {} steps/epoch, steps {}..{} → {}",
                     num_params, steps_per_epoch, start_step, total_steps, dir
                 ));
+                total = total_steps;
                 bar.set_length(total_steps as u64);
                 bar.set_position(start_step as u64);
                 // The steps before this session are not this session's pace: a resumed run's
@@ -314,6 +322,13 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                         stdout_closed = true;
                         let _ = handle.commands.send(TrainCommand::Stop);
                     }
+                } else if plain {
+                    if s.step % PLAIN_EVERY == 0 || s.step == total {
+                        note(&format!(
+                            "step {}/{total} · epoch {} · loss {:.4} · {:.0} img/s",
+                            s.step, s.epoch, s.loss, s.images_per_s
+                        ));
+                    }
                 } else {
                     bar.set_position(s.step as u64);
                     bar.set_message(format!(
@@ -323,8 +338,11 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                 }
             }
             TrainEvent::Checkpointed { step, path } => {
-                if !json {
-                    bar.println(format!("checkpoint at step {step} → {}", path.display()));
+                let line = format!("checkpoint at step {step} → {}", path.display());
+                if plain {
+                    note(&line);
+                } else if !json {
+                    bar.println(line);
                 }
             }
             TrainEvent::Finished { step, run_dir, why } => {

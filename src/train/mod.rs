@@ -811,7 +811,7 @@ where
             });
             let msg = match result {
                 Ok(Ok(())) => return,
-                Ok(Err(e)) => format!("{e:#}"),
+                Ok(Err(e)) => crate::errors::cause_first(&e),
                 Err(panic) => format!("training crashed: {panic}"),
             };
             let _ = etx2.send(TrainEvent::Failed {

@@ -418,7 +418,12 @@ fn imported_weights_sample_as_their_run_does() {
     let mut args = vec!["train"];
     args.extend_from_slice(TINY);
     args.extend_from_slice(&["--steps", "3", "--run-dir", run.to_str().unwrap()]);
-    ok(&ddpm(&args, d));
+    let trained = ddpm(&args, d);
+    ok(&trained);
+    // stderr is a pipe here: no bar, but lines a log file keeps.
+    let said = String::from_utf8_lossy(&trained.stderr);
+    assert!(said.contains("step 3/3 · epoch 0 · loss "), "{said}");
+    assert!(said.contains("checkpoint at step 3 → "), "{said}");
     let dev = candle_core::Device::Cpu;
     let own =
         candle_core::safetensors::load(run.join("checkpoints/step-000003/model.safetensors"), &dev)
