@@ -51,7 +51,7 @@ if [ "$SKIP_TORCH" = 0 ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip
     # shellcheck disable=SC2086
-    "$VENV/bin/pip" install --quiet ${PIP_ARGS:-} "${TORCH_SPEC:-torch}" einops numpy
+    "$VENV/bin/pip" install --quiet ${PIP_ARGS:-} "${TORCH_SPEC:-torch}" einops numpy safetensors
   fi
   "$VENV/bin/python" scripts/pytorch_bench.py --config "$CONFIG" --batch-size "$BATCH" \
     --threads "$THREADS" --repeats "$REPEATS" --sample-repeats "$SAMPLE_REPEATS" >"$OUT/pytorch.json"

@@ -17,9 +17,16 @@ Usage:
   ~/.cache/ddpm-lab/venv-bench/bin/python scripts/make_current_fixtures.py --check CASE FILE
       loads a ddpm-lab weights file (safetensors) into that case's PyTorch model with
       strict=True and checks its forward against the same file's own fixture inputs.
+  ~/.cache/ddpm-lab/venv-bench/bin/python scripts/make_current_fixtures.py --check FILE
+      the same for any `--unet current` run's weights (RUN/checkpoints/step-N/model.safetensors):
+      the model is built from the config.json beside them.
+
+Needs torch, einops and safetensors (scripts/compare.sh makes that venv; `pip install
+safetensors` where an older one lacks it).
 """
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -426,6 +433,54 @@ def make(out_dir):
         print(f"{path}: {len(model.state_dict())} tensors, {n} parameters, out {tuple(out.shape)}")
 
 
+def model_of_run(weights_file):
+    """The PyTorch model of the ddpm-lab run configuration beside `weights_file`."""
+    path = os.path.join(os.path.dirname(os.path.abspath(weights_file)), "config.json")
+    if not os.path.isfile(path):
+        sys.exit(f"{path} is missing: give a case (001, 001_sc, 002_sc_var) before the file")
+    with open(path) as f:
+        cfg = json.load(f)
+    m = cfg["model"]
+    if m.get("arch") != "current":
+        sys.exit(f"{weights_file} is the blog's first UNet (--unet blog): its PyTorch class is in scripts/pytorch_bench.py")
+    kwargs = dict(
+        dim=m["dim"],
+        init_dim=m.get("init_dim"),
+        out_dim=m.get("out_dim"),
+        dim_mults=tuple(m["dim_mults"]),
+        channels=m["channels"],
+        self_condition=m.get("self_condition", False),
+        resnet_block_groups=m["resnet_block_groups"],
+    )
+    # Seed 002's constructor is the one with the 7x7 init conv and the learned variance.
+    if m.get("init_conv_kernel") == 7 or m.get("learned_variance"):
+        if m.get("init_conv_kernel") not in (None, 7):
+            sys.exit(f"init_conv_kernel {m['init_conv_kernel']} has no PyTorch constructor here")
+        ctor = Unet002
+        kwargs["learned_variance"] = m.get("learned_variance", False)
+    elif m.get("init_conv_kernel") in (None, 1):
+        ctor = Unet001
+    else:
+        sys.exit(f"init_conv_kernel {m['init_conv_kernel']} has no PyTorch constructor here")
+    return ctor(**kwargs).eval(), kwargs, cfg["image_size"], cfg.get("timesteps", 200)
+
+
+def check_run(weights_file):
+    """Loads a run's weights into the PyTorch model its config.json describes, strictly."""
+    model, kwargs, size, timesteps = model_of_run(weights_file)
+    state = load_file(weights_file)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        sys.exit(f"keys differ: missing {missing}, unexpected {unexpected}")
+    model.load_state_dict(state, strict=True)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, kwargs["channels"], size, size, generator=g)
+    t = torch.tensor([0, timesteps - 1], dtype=torch.int64)
+    with torch.no_grad():
+        out = model(x, t, torch.zeros_like(x) if model.self_condition else None)
+    print(f"{weights_file}: {len(state)} tensors load into PyTorch strictly; output {tuple(out.shape)}, finite {bool(torch.isfinite(out).all())}")
+
+
 def check(case, weights_file, fixture_dir):
     """Loads ddpm-lab's weights into PyTorch (strict: same keys, same shapes) and runs it."""
     model, kwargs, size, batch = build(case)
@@ -443,11 +498,15 @@ def check(case, weights_file, fixture_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
-    ap.add_argument("--check", nargs=2, metavar=("CASE", "FILE"))
+    ap.add_argument("--check", nargs="+", metavar="[CASE] FILE")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    if a.check:
+    if a.check and len(a.check) == 1:
+        check_run(a.check[0])
+    elif a.check and len(a.check) == 2:
         check(a.check[0], a.check[1], a.out)
+    elif a.check:
+        ap.error("--check takes FILE, or CASE FILE")
     else:
         make(a.out)
 
