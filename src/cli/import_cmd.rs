@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::model_args::ModelArgs;
-use super::train_cmd::note;
+use super::train_cmd::{note, recipe_config};
 use crate::data::DatasetSpec;
 use crate::presets::{ModelPreset, Preset};
 use crate::runs::import::{import, ImportRequest};
@@ -54,12 +54,7 @@ pub struct ImportArgs {
 
 /// Runs the command: the run's directory on stdout (for scripts), what was done on stderr.
 pub fn run(args: ImportArgs) -> Result<()> {
-    let mut config = Preset::Blog.config();
-    if let Some(m) = args.model_size {
-        config.model = m.unet(config.model.channels);
-    }
-    config.model = args.model.apply(&config.model);
-    args.recipe.apply(&mut config);
+    let mut config = recipe_config(Preset::Blog, args.model_size, &args.model, &args.recipe);
     let dataset: DatasetSpec = args.dataset.as_deref().unwrap_or("fashion_mnist").parse()?;
     config.image_size = args
         .image_size

@@ -128,7 +128,6 @@ pub fn ignored_with_resume(args: &TrainArgs) -> Vec<&'static str> {
         ("--loss", r.loss.is_some()),
         ("--objective", r.objective.is_some()),
         ("--batch-size", r.batch_size.is_some()),
-        ("--lr", r.lr.is_some()),
         ("--seed", args.seed.is_some()),
         ("--image-size", args.image_size.is_some()),
         ("--ema", args.ema.is_some()),
@@ -166,6 +165,7 @@ pub fn request(args: &TrainArgs) -> TrainRequest {
             checkpoint_interval_s: interval(args),
             reset_optimizer: args.reset_optimizer,
             dataset: args.dataset.clone(),
+            lr: args.recipe.lr,
         },
         None => {
             let config = config_from_args(args);
@@ -386,12 +386,12 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
 /// The configuration of a new run: the preset (the blog's setup when none is named), then the
 /// model size, the model flags and every other flag given on top.
 pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
-    let mut cfg = args.preset.unwrap_or(Preset::Blog).config();
-    if let Some(m) = args.model_size {
-        cfg.model = m.unet(cfg.model.channels);
-    }
-    cfg.model = args.model.apply(&cfg.model);
-    args.recipe.apply(&mut cfg);
+    let mut cfg = recipe_config(
+        args.preset.unwrap_or(Preset::Blog),
+        args.model_size,
+        &args.model,
+        &args.recipe,
+    );
     if let Some(v) = args.warmup {
         cfg.warmup_steps = v;
     }
@@ -425,6 +425,23 @@ pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
     cfg.flip = !args.no_flip;
     cfg.checkpoint_every = args.checkpoint_every.unwrap_or(500);
     cfg.checkpoint_interval_s = interval(args);
+    cfg
+}
+
+/// A recipe's configuration with the model size, the model flags and the recipe flags on top
+/// (`train` and `import` name a run's model and recipe alike).
+pub(super) fn recipe_config(
+    preset: Preset,
+    model_size: Option<ModelPreset>,
+    model: &ModelArgs,
+    recipe: &RecipeFlags,
+) -> TrainConfig {
+    let mut cfg = preset.config();
+    if let Some(m) = model_size {
+        cfg.model = m.unet(cfg.model.channels);
+    }
+    cfg.model = model.apply(&cfg.model);
+    recipe.apply(&mut cfg);
     cfg
 }
 

@@ -194,12 +194,13 @@ fn not_safetensors(path: &Path, error: &str) -> anyhow::Error {
     )
 }
 
+/// Small models and their state_dicts, for the tests of reading and importing weights.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use crate::model::new_trainable;
 
-    fn tiny() -> UnetConfig {
+    /// The blog's UNet at width 8 and two stages.
+    pub fn tiny() -> UnetConfig {
         UnetConfig {
             dim: 8,
             dim_mults: vec![1, 2],
@@ -207,18 +208,26 @@ mod tests {
         }
     }
 
+    /// A fresh model's state_dict, its names behind `prefix`.
+    pub fn state_dict(cfg: &UnetConfig, prefix: &str) -> HashMap<String, Tensor> {
+        let (_, varmap) = crate::model::new_trainable(cfg, 1, &Device::Cpu).unwrap();
+        let data = varmap.data().lock().unwrap();
+        data.iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v.as_tensor().clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{state_dict, tiny};
+    use super::*;
+
     fn saved(
         prefix: &str,
         extra: &[(&str, Vec<usize>)],
     ) -> (tempfile::TempDir, std::path::PathBuf) {
-        let (_, varmap) = new_trainable(&tiny(), 0, &Device::Cpu).unwrap();
-        let mut map: HashMap<String, Tensor> = varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (format!("{prefix}{k}"), v.as_tensor().clone()))
-            .collect();
+        let mut map = state_dict(&tiny(), prefix);
         for (k, shape) in extra {
             map.insert(
                 k.to_string(),

@@ -167,24 +167,8 @@ fn wrapper_note(path: &Path, sd: &StateDict) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{new_trainable, UnetConfig};
-    use candle_core::Tensor;
-
-    fn tiny() -> UnetConfig {
-        UnetConfig {
-            dim: 8,
-            dim_mults: vec![1, 2],
-            ..UnetConfig::blog()
-        }
-    }
-
-    fn state_dict(cfg: &UnetConfig, prefix: &str) -> HashMap<String, Tensor> {
-        let (_, varmap) = new_trainable(cfg, 1, &Device::Cpu).unwrap();
-        let data = varmap.data().lock().unwrap();
-        data.iter()
-            .map(|(k, v)| (format!("{prefix}{k}"), v.as_tensor().clone()))
-            .collect()
-    }
+    use crate::model::state_dict::testing::{state_dict, tiny};
+    use crate::model::UnetConfig;
 
     fn request(weights: &Path, dir: &Path) -> ImportRequest {
         ImportRequest {
@@ -224,16 +208,9 @@ mod tests {
         let run = RunDir::open(&dir).unwrap();
         let ck = run.latest_checkpoint().unwrap().unwrap();
         let saved = crate::store::load_tensors(&ck.file(WEIGHTS_FILE), &Device::Cpu).unwrap();
+        let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let key = "init_conv.weight";
-        let diff = (&saved[key] - &sd[&format!("model.{key}")])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(diff, 0.0);
+        assert_eq!(values(&saved[key]), values(&sd[&format!("model.{key}")]));
         // A second import into the same folder is refused; nothing there changes.
         let again = import(request(&w, &dir)).unwrap_err().to_string();
         assert!(again.contains("already holds a run"), "{again}");

@@ -58,6 +58,8 @@ pub enum TrainRequest {
         /// Train on this data instead of the run's own (its folder moved, say): checked to fit
         /// the run, and named by the run's configuration from the next checkpoint on.
         dataset: Option<String>,
+        /// Adam's learning rate from now on, instead of the run's (to fine-tune lower, say).
+        lr: Option<f64>,
     },
     /// A run that is not saved anywhere (speed estimates): `config.steps` steps.
     Scratch {
@@ -79,12 +81,16 @@ impl TrainRequest {
                 time_limit_s,
                 checkpoint_interval_s,
                 dataset,
+                lr,
                 ..
             } => {
                 let run = RunDir::open(crate::store::Checkpoint::run_dir_of(dir))?;
                 let mut cfg = run.checkpoint_to_resume(dir)?.load_config()?;
                 if let Some(ds) = dataset {
                     cfg.dataset = ds.clone();
+                }
+                if let Some(lr) = lr {
+                    cfg.lr = *lr;
                 }
                 if let Some(d) = device {
                     cfg.device = *d;
@@ -173,8 +179,17 @@ impl TrainRequest {
                 dir,
                 reset_optimizer,
                 dataset,
+                lr,
                 ..
-            } => Some(Target::Resume(dir, reset_optimizer, dataset)),
+            } => Some(Target::Resume(
+                dir,
+                ResumeOptions {
+                    reset_optimizer,
+                    dataset,
+                    lr,
+                    ..ResumeOptions::default()
+                },
+            )),
             TrainRequest::Scratch { .. } => None,
         };
         Ok(PreparedRun {
@@ -207,7 +222,9 @@ pub fn check_data_fits(cfg: &TrainConfig, set: &ImageSet) -> Result<()> {
 #[derive(Debug, Clone)]
 enum Target {
     New(PathBuf),
-    Resume(PathBuf, bool, Option<String>),
+    /// The run (or checkpoint folder) and how it reopens (its stop step and device are the
+    /// final configuration's).
+    Resume(PathBuf, ResumeOptions),
 }
 
 /// A request resolved against its data, ready to spawn.
@@ -242,12 +259,11 @@ impl PreparedRun {
     pub fn build(self) -> Result<(Trainer, Box<dyn BatchSource>)> {
         let cfg = self.config;
         let trainer = match self.target {
-            Some(Target::Resume(dir, reset_optimizer, dataset)) => {
+            Some(Target::Resume(dir, opts)) => {
                 let opts = ResumeOptions {
                     steps: Some(cfg.steps),
                     device: Some(cfg.device),
-                    reset_optimizer,
-                    dataset,
+                    ..opts
                 };
                 let mut t = Trainer::resume_with(&dir, opts)?;
                 t.set_time_limit(cfg.time_limit_s);
@@ -353,6 +369,7 @@ mod tests {
             checkpoint_interval_s: None,
             reset_optimizer: false,
             dataset: None,
+            lr: None,
         };
         let err = missing.prepare(set(4, 1, 28, 28)).err().unwrap();
         assert!(err.to_string().contains("not a run directory"), "{err}");
@@ -371,6 +388,7 @@ mod tests {
             checkpoint_interval_s: None,
             reset_optimizer: false,
             dataset: None,
+            lr: None,
         }
         .prepare(set(4, 1, 28, 28))
         .err()
@@ -399,6 +417,7 @@ mod tests {
             checkpoint_interval_s: Some(60.0),
             reset_optimizer: false,
             dataset: dataset.map(String::from),
+            lr: None,
         };
         let resume = |stop| moved(stop, None);
         let opts = resume(StopAt::Configured)
@@ -431,6 +450,24 @@ mod tests {
             trainer.config().dataset,
             "/data/moved",
             "what its checkpoints save"
+        );
+        drop(trainer);
+        // A learning rate of its own from now on (to fine-tune lower).
+        let mut lowered = resume(StopAt::Step(4));
+        if let TrainRequest::Resume { lr, .. } = &mut lowered {
+            *lr = Some(2e-4);
+        }
+        let p = lowered.prepare(set(8, 1, 16, 16)).unwrap();
+        assert_eq!(p.config().lr, 2e-4);
+        let (trainer, _) = p.build().unwrap();
+        assert_eq!(trainer.config().lr, 2e-4);
+        assert!(
+            trainer
+                .notices()
+                .iter()
+                .any(|n| n.contains("learning rate is 2e-4 now (it trained at 1e-3)")),
+            "{:?}",
+            trainer.notices()
         );
     }
 }

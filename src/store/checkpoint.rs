@@ -34,19 +34,22 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
     } else {
         (crate::files::parent_dir(path), Some(path.to_path_buf()))
     };
+    // A damaged checkpoint names the run's others, which may be whole.
+    let run = RunDir::at(Checkpoint::run_dir_of(&dir));
     let ck = if Checkpoint::is_checkpoint_folder(&dir) {
-        Checkpoint::open(&dir)?
+        Checkpoint::open(&dir).map_err(|e| run.with_other_checkpoints(e, Some(&dir)))?
     } else {
-        let run = RunDir::at(&dir);
         if !run.file(CONFIG_FILE).is_file() {
             bail!(
-                "{} has no {CONFIG_FILE}: pass a run directory written by `ddpm-lab train` (for bare weights use `ddpm-lab forward`)",
+                "{} has no {CONFIG_FILE}: pass a run directory written by `ddpm-lab train` (bare weights from PyTorch: `ddpm-lab import` makes them a run)",
                 dir.display()
             );
         }
-        run.require_checkpoint()?
+        run.require_checkpoint()
+            .map_err(|e| run.with_other_checkpoints(e, None))?
     };
-    let config = ck.load_config()?;
+    let damaged = |e: anyhow::Error| run.with_other_checkpoints(e, Some(ck.dir()));
+    let config = ck.load_config().map_err(damaged)?;
     let (file, ema) = match weights {
         // A weights file named explicitly: the EMA's when it is the EMA's file.
         Some(w) => {
@@ -66,8 +69,8 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
         );
     }
     // Refuses NaN or infinite weights instead of drawing black images from them.
-    super::dir::load_tensors(&file, &Device::Cpu)?;
-    let model = crate::model::load_weights(&file, &config.model, device)?;
+    super::dir::load_tensors(&file, &Device::Cpu).map_err(damaged)?;
+    let model = crate::model::load_weights(&file, &config.model, device).map_err(damaged)?;
     Ok(LoadedModel {
         model,
         config,

@@ -330,6 +330,39 @@ impl RunDir {
         names
     }
 
+    /// `e`, with the run's other complete-looking checkpoints named where there are some (newest
+    /// first, `but` aside: the one that failed, else the one `latest` names), so that a damaged
+    /// checkpoint is not the end of the run: `--resume RUN/checkpoints/step-N` (or `sample
+    /// --checkpoint` it) goes on from another.
+    pub fn with_other_checkpoints(&self, e: anyhow::Error, but: Option<&Path>) -> anyhow::Error {
+        // Without `but`, the one `latest` names failed.
+        let named = fs::read_to_string(self.file(LATEST_FILE))
+            .ok()
+            .map(|n| self.checkpoints_dir().join(n.trim()));
+        let failed = but.map(Path::to_path_buf).or(named);
+        let others: Vec<PathBuf> = self
+            .checkpoint_names()
+            .into_iter()
+            .rev()
+            .map(|n| self.checkpoints_dir().join(n))
+            .filter(|d| Some(d) != failed.as_ref() && d.join(STATE_FILE).is_file())
+            .collect();
+        match others.first() {
+            None => e,
+            Some(newest) => {
+                let more = match others.len() {
+                    1 => String::new(),
+                    n => format!(", or one of {} more there", n - 1),
+                };
+                anyhow::anyhow!(
+                    "{}; another checkpoint of the run may be whole: --resume {} (sample --checkpoint takes it too){more}",
+                    crate::errors::one_line(&e),
+                    newest.display()
+                )
+            }
+        }
+    }
+
     /// Removes checkpoints older than the last [`KEEP_CHECKPOINTS`] (by step, `latest` always
     /// kept), checkpoints at or past `latest`'s step (left by a branch the run went back from:
     /// after `--resume RUN/checkpoints/step-N`, the first new checkpoint drops the later ones,

@@ -100,6 +100,9 @@ pub struct ResumeOptions {
     /// Train on this data instead of the run's own (whose folder moved, say); the run's
     /// configuration names it from the next checkpoint on. The caller checks that it fits.
     pub dataset: Option<String>,
+    /// Adam's learning rate from now on (lowered to fine-tune, say), instead of the saved one;
+    /// saved with the next checkpoint.
+    pub lr: Option<f64>,
 }
 
 /// The environment variable that picks training's backward pass: `release` (the default: each
@@ -213,6 +216,7 @@ impl Trainer {
                 device,
                 reset_optimizer: false,
                 dataset: None,
+                lr: None,
             },
         )
     }
@@ -228,11 +232,21 @@ impl Trainer {
     pub fn resume_with(run_dir: &Path, opts: ResumeOptions) -> Result<Self> {
         let run = RunDir::open(store::Checkpoint::run_dir_of(run_dir))?;
         let lock = RunLock::acquire(run.path())?;
-        let ck = run.checkpoint_to_resume(run_dir)?;
-        let mut cfg = ck.load_config()?;
+        // A damaged checkpoint names the run's others, from which it can go on.
+        let asked = store::Checkpoint::is_checkpoint_folder(run_dir).then_some(run_dir);
+        let ck = run.checkpoint_to_resume(run_dir).map_err(|e| match asked {
+            // One that is not there: the error lists the run's checkpoints already.
+            Some(p) if !p.is_dir() => e,
+            _ => run.with_other_checkpoints(e, asked),
+        })?;
+        let damaged = |e: anyhow::Error| run.with_other_checkpoints(e, Some(ck.dir()));
+        let mut cfg = ck.load_config().map_err(damaged)?;
         let trained_with = cfg.clone();
         if let Some(s) = opts.steps {
             cfg.steps = s;
+        }
+        if let Some(lr) = opts.lr {
+            cfg.lr = lr;
         }
         if let Some(d) = opts.device {
             cfg.device = d;
@@ -245,8 +259,8 @@ impl Trainer {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let model = Unet::new(&cfg.model, vb)?;
         let weights_file = ck.file(store::WEIGHTS_FILE);
-        let weights = store::load_tensors(&weights_file, &device)?;
-        load_into_varmap(&varmap, &weights, &weights_file)?;
+        let weights = store::load_tensors(&weights_file, &device).map_err(damaged)?;
+        load_into_varmap(&varmap, &weights, &weights_file).map_err(damaged)?;
         let mut opt = Adam::new(
             named_vars(&varmap),
             AdamParams {
@@ -255,6 +269,12 @@ impl Trainer {
             },
         )?;
         let mut notices = run.remove_leftovers();
+        if cfg.lr != trained_with.lr {
+            notices.push(format!(
+                "Adam's learning rate is {:e} now (it trained at {:e})",
+                cfg.lr, trained_with.lr
+            ));
+        }
         if let Some(ds) = opts.dataset.filter(|ds| *ds != cfg.dataset) {
             notices.push(format!(
                 "it trains on {ds} now (it was trained on {})",

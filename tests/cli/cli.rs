@@ -144,14 +144,15 @@ fn train_sample_and_resume() {
     // only a new run uses are named as ignored.
     let out = ddpm(
         &[
-            "train", "--resume", run_s, "--steps", "40", "--lr", "0.5", "--seed", "3",
+            "train", "--resume", run_s, "--steps", "40", "--lr", "0.5", "--seed", "3", "--loss",
+            "l1",
         ],
         tmp.path(),
     );
     let err = fails(&out);
     assert!(err.contains("at step 40 already"), "{err}");
     assert!(
-        err.contains("note: --lr, --seed are ignored with --resume"),
+        err.contains("note: --loss, --seed are ignored with --resume"),
         "{err}"
     );
     // Offline, eval's advice leaves out the built-in set, which has no quality classifier.
@@ -742,4 +743,64 @@ fn a_run_whose_data_folder_moved_resumes_from_its_new_place() {
         std::fs::read_to_string(run.join("latest")).unwrap().trim(),
         "step-000004"
     );
+}
+
+/// A damaged newest checkpoint is not the end of a run: resuming or sampling it names the
+/// earlier checkpoint, and that one goes on.
+#[test]
+fn a_damaged_checkpoint_names_the_earlier_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = d.join("run");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["train"];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(&[
+        "--steps",
+        "6",
+        "--checkpoint-every",
+        "3",
+        "--run-dir",
+        run_s,
+    ]);
+    ok(&ddpm(&args, d));
+    let newest = run.join("checkpoints/step-000006/model.safetensors");
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    let earlier = run.join("checkpoints/step-000003");
+    let hint = format!(
+        "another checkpoint of the run may be whole: --resume {}",
+        earlier.display()
+    );
+    let err = fails(&ddpm(&["train", "--resume", run_s, "--steps", "9"], d));
+    assert!(err.contains(&hint), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let png = d.join("s.png");
+    let sample = |from: &str| {
+        ddpm(
+            &[
+                "sample",
+                "--checkpoint",
+                from,
+                "--n",
+                "1",
+                "--out",
+                png.to_str().unwrap(),
+            ],
+            d,
+        )
+    };
+    let err = fails(&sample(run_s));
+    assert!(err.contains(&hint), "{err}");
+    ok(&sample(earlier.to_str().unwrap()));
+    ok(&ddpm(
+        &[
+            "train",
+            "--resume",
+            earlier.to_str().unwrap(),
+            "--steps",
+            "9",
+        ],
+        d,
+    ));
 }
