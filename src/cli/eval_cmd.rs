@@ -65,6 +65,17 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
     let loaded = runs::open_for_sampling(&args.checkpoint, Some(args.device), !args.no_ema)?;
     let cfg = &loaded.config;
     let kind = args.sampling.kind(cfg.timesteps, cfg.recommended_sampler)?;
+    // The shipped classifier knows garments: samples of a run on other built-in data would get
+    // scores that mean nothing, whatever real images they are compared with.
+    let own = DatasetSpec::parse_unchecked(&cfg.dataset);
+    if matches!(
+        own,
+        DatasetSpec::Mnist | DatasetSpec::Cifar10 | DatasetSpec::Shapes
+    ) {
+        anyhow::bail!(
+            "this run trained on {own}: eval scores Fashion-MNIST samples only (its classifier knows the ten garments), so its scores of these would mean nothing"
+        );
+    }
     let spec: DatasetSpec = args
         .dataset
         .as_deref()
@@ -72,8 +83,9 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
         .parse()
         .context("cannot find the dataset to compare with (pass --dataset)")?;
     // Fails early, before sampling, when no classifier fits the data.
-    eval::check_classifier(&spec)
-        .map_err(|e| anyhow::anyhow!("{e}; pass --dataset with Fashion-MNIST images"))?;
+    eval::check_classifier(&spec).map_err(|e| {
+        anyhow::anyhow!("{e}; if the run's images are Fashion-MNIST, pass --dataset with them")
+    })?;
     // Only the real images will do: an unreachable Hub's advice leaves the built-in set out.
     let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)
         .map_err(|e| match e.downcast::<crate::data::DataError>() {

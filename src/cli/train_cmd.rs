@@ -203,10 +203,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     let dir_of_run = Arc::clone(&started_in);
     let _ = signals::install(move |n| match slot.get() {
         Some(commands) if n == 1 => {
-            note(
-                "stopping: saving a checkpoint first (signal again to quit at once, keeping the \
-                 last complete checkpoint)",
-            );
+            // Short enough for 80 columns after the terminal's `^C`: a wrapped line would be
+            // drawn over by the progress bar.
+            note("stopping: saving a checkpoint (again: quit at once, keeping the last one)");
             let _ = commands.send(TrainCommand::Stop);
         }
         _ => {

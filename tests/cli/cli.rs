@@ -155,19 +155,45 @@ fn train_sample_and_resume() {
         err.contains("note: --loss, --seed are ignored with --resume"),
         "{err}"
     );
-    // Offline, eval's advice leaves out the built-in set, which has no quality classifier.
-    let err = fails(&ddpm(
-        &[
-            "eval",
-            "--checkpoint",
-            run_s,
-            "--dataset",
-            "fashion_mnist",
-            "--n",
-            "1",
-        ],
-        tmp.path(),
-    ));
+    // The shipped classifier knows garments: a run on shapes is not scored against them.
+    let eval = |run: &str| {
+        fails(&ddpm(
+            &[
+                "eval",
+                "--checkpoint",
+                run,
+                "--dataset",
+                "fashion_mnist",
+                "--n",
+                "1",
+            ],
+            tmp.path(),
+        ))
+    };
+    let err = eval(run_s);
+    assert!(err.contains("this run trained on shapes"), "{err}");
+    // The same run as if it had trained on Fashion-MNIST: offline, eval's advice leaves out
+    // the built-in set, which has no quality classifier.
+    let fashion = tmp.path().join("fashion-run");
+    std::fs::create_dir_all(fashion.join("checkpoints")).unwrap();
+    for f in ["config.json", "latest", "metrics.jsonl"] {
+        std::fs::copy(run.join(f), fashion.join(f)).unwrap();
+    }
+    let ck = std::fs::read_to_string(run.join("latest")).unwrap();
+    let (from, to) = (
+        run.join("checkpoints").join(ck.trim()),
+        fashion.join("checkpoints").join(ck.trim()),
+    );
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(&from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    for cfg in [fashion.join("config.json"), to.join("config.json")] {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(&cfg, text.replace("\"shapes\"", "\"fashion_mnist\"")).unwrap();
+    }
+    let err = eval(fashion.to_str().unwrap());
     assert!(err.contains("--dataset PATH"), "{err}");
     assert!(!err.contains("--dataset shapes"), "{err}");
     let err = fails(&ddpm(

@@ -1057,3 +1057,23 @@ fn a_run_trained_elsewhere_is_followed_and_space_waits_for_it() {
     let req = engine.first_train(Slot::Main).unwrap();
     assert!(req.is_resume() && req.run_dir() == dir.as_path());
 }
+
+/// Space without data says whether the data is still loading or could not be loaded.
+#[test]
+fn space_without_data_says_whether_it_failed() {
+    let (mut app, _engine) = app();
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    assert!(notice(&app).unwrap().contains("not loaded yet"));
+    let requested = app.data.requested.clone();
+    app.handle_msg(WorkerMsg::Data(ddpm_lab::tui::workers::DataMsg::Failed {
+        name: requested,
+        message: "no such folder".into(),
+    }));
+    handle_key(&mut app, ch(' '));
+    let said = notice(&app).unwrap();
+    assert!(
+        said.contains("could not be loaded (the Data screen, 1, says why"),
+        "{said}"
+    );
+}

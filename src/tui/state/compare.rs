@@ -278,9 +278,7 @@ impl CompareState {
             }
         }
         if !ctx.data_ready {
-            return vec![Effect::error(
-                "the dataset is not loaded yet (see the Data screen)",
-            )];
+            return vec![ctx.data_not_ready()];
         }
         *self = CompareState {
             quantum: round_robin_quantum(ctx.settings.compare_steps),
@@ -339,9 +337,7 @@ impl CompareState {
             ];
         }
         if !ctx.data_ready {
-            return vec![Effect::error(
-                "the dataset is not loaded yet (see the Data screen)",
-            )];
+            return vec![ctx.data_not_ready()];
         }
         let steps = ctx.settings.compare_steps;
         // Nothing to train: said, and the runs keep their states (stopped stays stopped).
@@ -725,6 +721,7 @@ mod tests {
             loaded: None,
             settings: &mut settings,
             data_ready: true,
+            data_failed: false,
             n_train: Some(100),
             train_active: false,
             compare_active: false,

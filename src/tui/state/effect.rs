@@ -243,6 +243,8 @@ pub struct Ctx<'a> {
     pub settings: &'a mut LabSettings,
     /// The dataset is loaded.
     pub data_ready: bool,
+    /// Loading the dataset failed.
+    pub data_failed: bool,
     /// Training images of the loaded dataset.
     pub n_train: Option<usize>,
     /// Name of the loaded dataset (a built-in set standing in for the one asked for is named
@@ -259,6 +261,15 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Why a run cannot start without data: still loading, or failed.
+    pub fn data_not_ready(&self) -> Effect {
+        Effect::error(if self.data_failed {
+            "the dataset could not be loaded (the Data screen, 1, says why; d there picks another)"
+        } else {
+            "the dataset is not loaded yet (see the Data screen)"
+        })
+    }
+
     /// A new run directory under the runs root, named after the stamp and `suffix`.
     pub fn new_run_dir(&mut self, suffix: &str) -> PathBuf {
         let stamp = (self.run_stamp)();

@@ -9,6 +9,10 @@ macro_rules! ctx {
     ($app:ident) => {
         Ctx {
             data_ready: $app.data.ready(),
+            data_failed: matches!(
+                $app.data.status,
+                $crate::tui::state::data::DataStatus::Failed(_)
+            ),
             n_train: $app.data.info.as_ref().map(|i| i.n_train),
             loaded: $app.data.loaded_name(),
             train_active: $app.train.run.is_active(),

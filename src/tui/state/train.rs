@@ -454,9 +454,7 @@ impl TrainState {
 
     fn start(&mut self, resume: bool, ctx: &mut Ctx) -> Vec<Effect> {
         if !ctx.data_ready {
-            return vec![Effect::error(
-                "the dataset is not loaded yet (see the Data screen)",
-            )];
+            return vec![ctx.data_not_ready()];
         }
         if ctx.compare_active {
             return vec![Effect::error_about(
