@@ -91,7 +91,8 @@ pub fn sample_batch_watching(
 }
 
 /// `n` final images drawn in batches of at most `batch` (seeds `seed`, `seed + 1`, … per
-/// batch), keeping no intermediate frames; `progress(done, n)` after each batch.
+/// batch), keeping no intermediate frames; `progress(done, n)` after each step, a batch's
+/// images counted done in proportion to its steps.
 pub fn sample_images(
     loaded: &LoadedModel,
     kind: SamplerKind,
@@ -104,7 +105,12 @@ pub fn sample_images(
     let mut out = Vec::with_capacity(n);
     for (k, start) in (0..n).step_by(batch).enumerate() {
         let b = batch.min(n - start);
-        let d = sample_batch(loaded, kind, b, seed.wrapping_add(k as u64), &mut |_, _| {})?;
+        // Within a batch, its images count as done in proportion to its steps, so that a
+        // long batch (1000 images, 200 DDPM steps) does not sit at 0 for minutes.
+        let mut within = |step: usize, steps: usize| {
+            progress(start + b * step / steps.max(1), n);
+        };
+        let d = sample_batch(loaded, kind, b, seed.wrapping_add(k as u64), &mut within)?;
         out.extend_from_slice(d.final_images());
         progress(out.len(), n);
     }
