@@ -127,7 +127,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
         let record = runs::quality::EvalRecord {
             step: loaded.step,
             ema: loaded.ema,
-            sampler: kind.to_string(),
+            sampler: runs::quality::SamplerRecord::Kind(kind),
             n: args.n,
             seed: args.seed,
             dataset: spec.to_string(),

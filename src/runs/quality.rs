@@ -14,8 +14,8 @@ pub struct EvalRecord {
     pub step: usize,
     /// Whether the EMA weights were sampled.
     pub ema: bool,
-    /// The sampler, as `sample` names it (`ddim50`, `ddpm`).
-    pub sampler: String,
+    /// The sampler, as `sample --json` and `eval --json` give it.
+    pub sampler: SamplerRecord,
     /// Images sampled.
     pub n: usize,
     /// Seed of the first batch.
@@ -28,6 +28,17 @@ pub struct EvalRecord {
     pub real: crate::eval::Quality,
     /// `samples.frechet / real.frechet`.
     pub frechet_ratio: Option<f64>,
+}
+
+/// The sampler of an [`EvalRecord`]: as `sample --json` gives it (`{"kind": "ddim", "steps":
+/// 50, "eta": 0.0}`), or, in records kept before, in words (`ddim (50 steps)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SamplerRecord {
+    /// The sampler itself.
+    Kind(crate::sampler::SamplerKind),
+    /// Its name in words (older records).
+    Words(String),
 }
 
 /// The run a checkpoint path given to `eval` or `sample` belongs to (a run directory, one of
@@ -122,5 +133,22 @@ mod tests {
         let loose = d.path().join("w.safetensors");
         std::fs::write(&loose, b"").unwrap();
         assert_eq!(run_of(&loose), None);
+    }
+
+    /// The sampler is kept as `sample --json` gives it; records that said it in words still
+    /// read.
+    #[test]
+    fn an_eval_records_sampler_is_an_object_and_old_words_still_read() {
+        let kind = crate::sampler::SamplerKind::Ddim {
+            steps: 50,
+            eta: 0.0,
+        };
+        let json = serde_json::to_value(SamplerRecord::Kind(kind)).unwrap();
+        assert_eq!(json, serde_json::to_value(kind).unwrap());
+        assert_eq!(json["kind"], "ddim");
+        let back: SamplerRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, SamplerRecord::Kind(kind));
+        let old: SamplerRecord = serde_json::from_str("\"ddim (50 steps)\"").unwrap();
+        assert_eq!(old, SamplerRecord::Words("ddim (50 steps)".into()));
     }
 }
