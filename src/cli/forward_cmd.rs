@@ -36,6 +36,15 @@ pub struct ForwardArgs {
 
 /// Runs the command.
 pub fn run(args: ForwardArgs) -> Result<()> {
+    // Before any work, and in words (the writer's temporary file would be named otherwise).
+    let out_dir = crate::files::parent_dir(&args.out);
+    if !out_dir.is_dir() {
+        bail!(
+            "cannot write {}: the folder {} does not exist",
+            args.out.display(),
+            out_dir.display()
+        );
+    }
     let device: Device = args.device.open()?;
     let input = candle_core::safetensors::load(&args.input, &device).with_context(|| {
         format!(

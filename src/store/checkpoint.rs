@@ -31,6 +31,11 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
     }
     let (dir, weights) = if path.is_dir() {
         (path.to_path_buf(), None)
+    } else if path.extension().is_none_or(|e| e != "safetensors") {
+        bail!(
+            "{} is not a weights file: give a run directory, one of its checkpoint folders, or a .safetensors weights file in one",
+            path.display()
+        );
     } else {
         (crate::files::parent_dir(path), Some(path.to_path_buf()))
     };

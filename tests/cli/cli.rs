@@ -271,9 +271,9 @@ fn bad_input_gets_a_clear_error() {
     ));
     assert!(err.contains("cannot be used multiple times"), "{err}");
     // A weights file with no folder in its name: the error names the folder it looked in.
-    std::fs::write(d.join("afile"), b"x").unwrap();
+    std::fs::write(d.join("afile.safetensors"), b"x").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ddpm-lab"))
-        .args(["sample", "--checkpoint", "afile"])
+        .args(["sample", "--checkpoint", "afile.safetensors"])
         .current_dir(d)
         .output()
         .unwrap();
@@ -392,6 +392,7 @@ fn bad_input_gets_a_clear_error() {
             "1024",
         ]
     };
+    let run_config = format!("{run}/config.json");
     for (args, says) in [
         (&check_device("100000")[..], "--batch must be at most"),
         (&check_device("4096")[..], "needs about"),
@@ -426,6 +427,22 @@ fn bad_input_gets_a_clear_error() {
         (
             &["eval", "--checkpoint", run, "--batch-size", "0"][..],
             "--batch-size must be at least 1",
+        ),
+        (
+            &["sample", "--checkpoint", &run_config][..],
+            "config.json is not a weights file",
+        ),
+        (
+            &[
+                "forward",
+                "--weights",
+                "w.safetensors",
+                "--input",
+                "i.safetensors",
+                "--out",
+                "nodir/o.safetensors",
+            ][..],
+            "the folder nodir does not exist",
         ),
     ] {
         let err = fails(&ddpm(args, d));
