@@ -490,3 +490,75 @@ fn resume_keeps_earlier_metric_lines_byte_for_byte() {
         "lines after the checkpoint dropped"
     );
 }
+
+/// Holding on failed checkpoints (the lab's Train screen), a full disk pauses the run with its
+/// weights in memory instead of ending it; once there is room, `c` saves it and the run goes
+/// on to its end. A driver that goes away ends it with the error.
+#[test]
+fn a_full_disk_pauses_a_holding_run_until_a_checkpoint_can_be_written() {
+    use ddpm_lab::train::events::{TrainCommand, TrainEvent};
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+    let _scenario = FailScenario::setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let config = TrainConfig {
+        checkpoint_every: EVERY,
+        ..cfg()
+    };
+    let mut t = Trainer::new(config, Some(&run)).unwrap();
+    t.hold_on_failed_checkpoints();
+    let point = "checkpoint-before-file:model.safetensors";
+    fail::cfg(point, "return(No space left on device (os error 28))").unwrap();
+    let (etx, erx) = channel();
+    let (ctx, crx) = channel();
+    let worker = std::thread::spawn(move || t.run_loop(&mut Synthetic, &etx, &crx));
+    let until = |want: &dyn Fn(&TrainEvent) -> bool| loop {
+        let e = erx.recv_timeout(Duration::from_secs(60)).unwrap();
+        if want(&e) {
+            return e;
+        }
+    };
+    match until(&|e| matches!(e, TrainEvent::CheckpointFailed { .. })) {
+        TrainEvent::CheckpointFailed { step, message } => {
+            assert_eq!(step, EVERY);
+            assert!(message.starts_with("No space left on device"), "{message}");
+        }
+        _ => unreachable!(),
+    }
+    until(&|e| matches!(e, TrainEvent::Paused { step } if *step == EVERY));
+    // Asked again while the disk is still full: said again, still paused.
+    ctx.send(TrainCommand::Checkpoint).unwrap();
+    until(&|e| matches!(e, TrainEvent::CheckpointFailed { .. }));
+    fail::remove(point);
+    ctx.send(TrainCommand::Checkpoint).unwrap();
+    until(&|e| matches!(e, TrainEvent::Checkpointed { step, .. } if *step == EVERY));
+    ctx.send(TrainCommand::Resume).unwrap();
+    until(&|e| matches!(e, TrainEvent::Finished { step, .. } if *step == LAST));
+    worker.join().unwrap().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(run.join("latest")).unwrap().trim(),
+        format!("step-{LAST:06}")
+    );
+
+    // The final checkpoint cannot be written and the driver goes away: the error, not a hang.
+    let run2 = tmp.path().join("run2");
+    let mut t = Trainer::new(cfg(), Some(&run2)).unwrap();
+    t.hold_on_failed_checkpoints();
+    fail::cfg(point, "return(No space left on device (os error 28))").unwrap();
+    let (etx, erx) = channel();
+    let (ctx, crx) = channel::<TrainCommand>();
+    let worker = std::thread::spawn(move || t.run_loop(&mut Synthetic, &etx, &crx));
+    loop {
+        if let TrainEvent::CheckpointFailed { step, .. } =
+            erx.recv_timeout(Duration::from_secs(60)).unwrap()
+        {
+            assert_eq!(step, LAST);
+            break;
+        }
+    }
+    drop(ctx);
+    let err = worker.join().unwrap().unwrap_err();
+    fail::remove(point);
+    assert!(format!("{err:#}").contains("No space left"), "{err:#}");
+}

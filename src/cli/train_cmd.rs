@@ -372,7 +372,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             TrainEvent::Preview { .. }
             | TrainEvent::Scored { .. }
             | TrainEvent::Paused { .. }
-            | TrainEvent::Resumed { .. } => {}
+            | TrainEvent::Resumed { .. }
+            // Only a trainer told to hold on failed checkpoints (the lab's) says this.
+            | TrainEvent::CheckpointFailed { .. } => {}
         }
     }
     handle.join();

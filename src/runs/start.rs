@@ -196,6 +196,7 @@ impl TrainRequest {
             config: cfg,
             target: dir,
             set,
+            hold: false,
         })
     }
 }
@@ -232,6 +233,7 @@ pub struct PreparedRun {
     config: TrainConfig,
     target: Option<Target>,
     set: Arc<ImageSet>,
+    hold: bool,
 }
 
 impl PreparedRun {
@@ -255,8 +257,16 @@ impl PreparedRun {
         matches!(self.target, Some(Target::Resume(..)))
     }
 
+    /// A checkpoint that cannot be written pauses the run, weights in memory, until one can be
+    /// (see [`Trainer::hold_on_failed_checkpoints`]): for a driver that can ask again.
+    pub fn holding_on_failed_checkpoints(mut self) -> Self {
+        self.hold = true;
+        self
+    }
+
     /// The trainer and its batch source, built on the calling thread.
     pub fn build(self) -> Result<(Trainer, Box<dyn BatchSource>)> {
+        let hold = self.hold;
         let cfg = self.config;
         let trainer = match self.target {
             Some(Target::Resume(dir, opts)) => {
@@ -273,6 +283,10 @@ impl PreparedRun {
             Some(Target::New(dir)) => Trainer::new(cfg, Some(&dir))?,
             None => Trainer::new(cfg, None)?,
         };
+        let mut trainer = trainer;
+        if hold {
+            trainer.hold_on_failed_checkpoints();
+        }
         // The saved configuration was checked against the data in `prepare`; this guards a
         // run directory changed in between.
         check_data_fits(trainer.config(), &self.set)?;

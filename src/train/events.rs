@@ -67,6 +67,18 @@ pub enum TrainEvent {
         /// Why it ended.
         why: FinishReason,
     },
+    /// A checkpoint could not be written (a full disk, say) and the trainer holds its weights
+    /// in memory, paused, until one can be ([`Trainer::hold_on_failed_checkpoints`]): a
+    /// [`TrainCommand::Checkpoint`] or [`TrainCommand::Stop`] tries again, a
+    /// [`TrainCommand::Resume`] trains on without one. The last good checkpoint is kept.
+    ///
+    /// [`Trainer::hold_on_failed_checkpoints`]: super::Trainer::hold_on_failed_checkpoints
+    CheckpointFailed {
+        /// Steps done.
+        step: usize,
+        /// One-line explanation, the operating system's cause first.
+        message: String,
+    },
     /// Training failed (NaN loss, I/O error, ...). The last good checkpoint is kept.
     Failed {
         /// Steps done when it failed.

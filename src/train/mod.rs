@@ -74,6 +74,9 @@ pub struct Trainer {
     notices: Vec<String>,
     /// The next step's random draws, made while the device ran this step's backward pass.
     next_draws: Option<StepDraws>,
+    /// A checkpoint that cannot be written pauses the run, weights in memory, instead of
+    /// ending it (see [`TrainEvent::CheckpointFailed`]).
+    hold_on_failed_checkpoints: bool,
 }
 
 /// A training step's random draws, all from its own stream (seed and step number): the
@@ -199,6 +202,7 @@ impl Trainer {
             _lock: lock,
             notices,
             next_draws: None,
+            hold_on_failed_checkpoints: false,
         })
     }
 
@@ -345,6 +349,7 @@ impl Trainer {
             _lock: Some(lock),
             notices,
             next_draws: None,
+            hold_on_failed_checkpoints: false,
         })
     }
 
@@ -631,6 +636,58 @@ impl Trainer {
 
     /// Trains until the configured stop step, reporting to `events` and obeying `commands`.
     /// Returns when done or stopped (after a final checkpoint) or on the first error.
+    /// Makes a checkpoint that cannot be written (a full disk) pause the run with its weights
+    /// in memory until one can be, instead of ending it: for a driver that can ask again (the
+    /// lab), not for one that cannot (a script would wait forever).
+    pub fn hold_on_failed_checkpoints(&mut self) {
+        self.hold_on_failed_checkpoints = true;
+    }
+
+    /// A checkpoint, or (holding on failed checkpoints) `Ok(None)` after saying why it could
+    /// not be written.
+    fn checkpoint_or_hold(&mut self, events: &Sender<TrainEvent>) -> Result<Option<PathBuf>> {
+        match self.checkpoint() {
+            Err(e) if self.hold_on_failed_checkpoints => {
+                let _ = events.send(TrainEvent::CheckpointFailed {
+                    step: self.step,
+                    message: crate::errors::cause_first(&e),
+                });
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// Ends the session as `why` says once its final checkpoint is written; holding on failed
+    /// checkpoints, a final checkpoint that cannot be written waits, paused, for a command to
+    /// try again (any but `Resume`, which has nothing to train), and fails only once the
+    /// driver is gone.
+    fn finish_or_hold(
+        &mut self,
+        events: &Sender<TrainEvent>,
+        commands: &Receiver<TrainCommand>,
+        why: FinishReason,
+    ) -> Result<()> {
+        loop {
+            let e = match self.finish(events, why) {
+                Err(e) if self.hold_on_failed_checkpoints => e,
+                done => return done,
+            };
+            let _ = events.send(TrainEvent::CheckpointFailed {
+                step: self.step,
+                message: crate::errors::cause_first(&e),
+            });
+            let _ = events.send(TrainEvent::Paused { step: self.step });
+            loop {
+                match commands.recv() {
+                    Ok(TrainCommand::Resume) => {}
+                    Ok(_) => break,
+                    Err(_) => return Err(e),
+                }
+            }
+        }
+    }
+
     pub fn run_loop(
         &mut self,
         source: &mut dyn BatchSource,
@@ -655,7 +712,7 @@ impl Trainer {
         while self.step < self.cfg.steps {
             if let Some(limit) = self.cfg.time_limit_s {
                 if clock.now().as_secs_f64() >= limit {
-                    return self.finish(events, FinishReason::TimeLimit);
+                    return self.finish_or_hold(events, commands, FinishReason::TimeLimit);
                 }
             }
             // Commands: non-blocking while running, blocking while paused.
@@ -680,17 +737,23 @@ impl Trainer {
                         send(TrainEvent::Resumed { step: self.step });
                         break;
                     }
-                    Some(TrainCommand::Checkpoint) => {
-                        if let Some(p) = self.checkpoint()? {
+                    Some(TrainCommand::Checkpoint) => match self.checkpoint_or_hold(events)? {
+                        Some(p) => {
                             checkpointed_at = clock.now();
                             send(TrainEvent::Checkpointed {
                                 step: self.step,
                                 path: p,
                             });
                         }
-                    }
+                        // Not written: the run waits, paused, for space to be made.
+                        None if self.run_dir().is_some() && !clock.paused() => {
+                            clock.pause();
+                            send(TrainEvent::Paused { step: self.step });
+                        }
+                        None => {}
+                    },
                     Some(TrainCommand::Stop) => {
-                        return self.finish(events, FinishReason::Stopped);
+                        return self.finish_or_hold(events, commands, FinishReason::Stopped);
                     }
                     Some(_) => {}
                 }
@@ -710,11 +773,17 @@ impl Trainer {
                 .is_some_and(|s| (now - checkpointed_at).as_secs_f64() >= s);
             if (by_steps || by_time) && self.step < self.cfg.steps {
                 checkpointed_at = now;
-                if let Some(p) = self.checkpoint()? {
-                    send(TrainEvent::Checkpointed {
+                match self.checkpoint_or_hold(events)? {
+                    Some(p) => send(TrainEvent::Checkpointed {
                         step: self.step,
                         path: p,
-                    });
+                    }),
+                    // Not written: the run waits, its weights in memory, for space to be made.
+                    None if self.hold_on_failed_checkpoints && self.run_dir().is_some() => {
+                        clock.pause();
+                        send(TrainEvent::Paused { step: self.step });
+                    }
+                    None => {}
                 }
             }
             if self.cfg.preview_due(self.step) {
@@ -730,7 +799,7 @@ impl Trainer {
                 });
             }
         }
-        self.finish(events, FinishReason::Steps)
+        self.finish_or_hold(events, commands, FinishReason::Steps)
     }
 
     /// Writes the final checkpoint and says the session ended, and why.

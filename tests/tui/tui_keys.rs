@@ -1077,3 +1077,33 @@ fn space_without_data_says_whether_it_failed() {
         "{said}"
     );
 }
+
+/// A checkpoint the disk had no room for: the Train screen says so, cause first, with what to
+/// do; the run is paused (its trainer holds the weights).
+#[test]
+fn a_checkpoint_that_could_not_be_written_is_said_cause_first() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 4, 100);
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![
+            TrainEvent::CheckpointFailed {
+                step: 4,
+                message:
+                    "No space left on device (os error 28): cannot write runs/x/ema.safetensors"
+                        .into(),
+            },
+            TrainEvent::Paused { step: 4 },
+        ],
+    );
+    assert_eq!(app.train.run.state, RunState::Paused);
+    let said = notice(&app).unwrap();
+    assert!(
+        said.starts_with("checkpoint at step 4 not written: No space left on device"),
+        "{said}"
+    );
+    assert!(said.contains("then c saves"), "{said}");
+    assert!(app.has_unsaved(), "quitting asks first");
+}

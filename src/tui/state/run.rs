@@ -247,6 +247,8 @@ impl RunProgress {
                 let run = crate::store::layout::Checkpoint::run_dir_of(&path);
                 self.run_dir = Some(run.to_path_buf());
             }
+            // The pause that follows says what the run does; the screens say why.
+            TrainEvent::CheckpointFailed { .. } => {}
             TrainEvent::Paused { .. } => {
                 if self.state != RunState::Stopping {
                     self.state = RunState::Paused;

@@ -181,6 +181,14 @@ fn with_epochs(round: &[usize], epochs: &[usize]) -> Vec<usize> {
     v
 }
 
+/// What the lab says when a checkpoint could not be written: the cause first (a status line
+/// cut to 80 columns keeps it), then what the run does and what to do.
+pub fn checkpoint_failed(step: usize, message: &str) -> Effect {
+    Effect::error(format!(
+        "checkpoint at step {step} not written: {message}; paused, weights kept in memory: make room, then c saves (x stops and saves, space trains on)"
+    ))
+}
+
 /// `dir` at the end of `runs`, where it is not among them yet.
 fn remember(runs: &mut Vec<PathBuf>, dir: &std::path::Path) {
     if !runs.iter().any(|r| r == dir) {
@@ -621,6 +629,12 @@ impl TrainState {
             TrainEvent::Failed { message, .. } => Some(message.clone()),
             _ => None,
         };
+        let unsaved = match &event {
+            TrainEvent::CheckpointFailed { step, message } => {
+                Some(checkpoint_failed(*step, message))
+            }
+            _ => None,
+        };
         // What opening the run cleaned up or reset (e.g. a checkpoint left half-written by a
         // crash), said once in the status line.
         let notices = match &event {
@@ -651,6 +665,7 @@ impl TrainState {
         if let Some(m) = failed {
             fx.push(Effect::error(format!("training failed: {m}")));
         }
+        fx.extend(unsaved);
         fx
     }
 

@@ -377,7 +377,14 @@ impl Engine for LabEngine {
             }
             _ => None,
         };
-        let handle = request.prepare(set).map_err(|e| format!("{e:#}"))?.spawn();
+        let prepared = request.prepare(set).map_err(|e| format!("{e:#}"))?;
+        // On Train, a full disk pauses the run, weights in memory, until `c` can save it. A
+        // Compare run's pauses are its scheduler's: it ends, keeping its last checkpoint.
+        let handle = match slot {
+            Slot::Main => prepared.holding_on_failed_checkpoints(),
+            Slot::Compare(_) => prepared,
+        }
+        .spawn();
         let commands = handle.commands.clone();
         let (cache, loaded) = (self.scorer.clone(), self.loaded.clone());
         let dataset = req.dataset().to_string();
