@@ -404,6 +404,54 @@ fn going_back_to_an_older_checkpoint_drops_the_abandoned_branch_at_the_first_new
 }
 
 #[test]
+fn the_abandoned_branch_is_dropped_even_below_the_first_new_checkpoint_and_after_a_crash() {
+    let _scenario = FailScenario::setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = trained(tmp.path());
+    assert_eq!(checkpoint_names(&run), ["step-000002", "step-000004"]);
+    // Back to step 2, and the new branch's first checkpoint comes past step 4, the abandoned
+    // branch's newest: the spare must still be step 2, where this branch came from.
+    let older = run.join(CHECKPOINTS_DIR).join("step-2");
+    let mut t = Trainer::resume_with(&older, ResumeOptions::default()).unwrap();
+    while t.step() < 5 {
+        let (x, e) = Synthetic.batch(t.step()).unwrap();
+        t.train_step(&x, e).unwrap();
+    }
+    // The process dies after the new checkpoint is in place, before the old branch is
+    // dropped ...
+    let point = "checkpoint-after-switch:";
+    fail::cfg(point, "return(killed)").unwrap();
+    assert!(t.checkpoint().is_err());
+    fail::remove(point);
+    drop(t);
+    assert_eq!(
+        checkpoint_names(&run),
+        ["step-000002", "step-000004", "step-000005"]
+    );
+    // ... and the run, resumed from its newest, still knows which branch it left.
+    let mut t = Trainer::resume(&run, None, None).unwrap();
+    assert_eq!(t.step(), 5);
+    train_to(&mut t, 6).unwrap();
+    assert_eq!(checkpoint_names(&run), ["step-000005", "step-000006"]);
+    // The same without the crash: step 2 stays the spare.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = trained(tmp.path());
+    let mut t = Trainer::resume_with(
+        &run.join(CHECKPOINTS_DIR).join("step-2"),
+        ResumeOptions::default(),
+    )
+    .unwrap();
+    while t.step() < 5 {
+        let (x, e) = Synthetic.batch(t.step()).unwrap();
+        t.train_step(&x, e).unwrap();
+    }
+    t.checkpoint().unwrap();
+    assert_eq!(checkpoint_names(&run), ["step-000002", "step-000005"]);
+    train_to(&mut t, 6).unwrap();
+    assert_eq!(checkpoint_names(&run), ["step-000005", "step-000006"]);
+}
+
+#[test]
 fn a_run_in_the_flat_layout_still_resumes_and_a_missing_optimizer_needs_the_flag() {
     let _scenario = FailScenario::setup();
     let (at, _) = reference();

@@ -26,6 +26,11 @@ pub struct ImportArgs {
     /// The EMA weights beside them, if any (sampling prefers them)
     #[arg(long)]
     pub ema_weights: Option<PathBuf>,
+    /// EMA decay per step for training the run on (as `train --ema`): the EMA goes on from
+    /// --ema-weights, else starts from the weights [default: with --ema-weights, 0.9995, about
+    /// denoising-diffusion-pytorch's 0.995 every 10 steps; without, no EMA]
+    #[arg(long)]
+    pub ema: Option<f64>,
     /// What they were trained on: fashion_mnist, mnist, cifar10, shapes or a PATH (eval's
     /// real images, and `train --resume`'s data) [default: fashion_mnist]
     #[arg(long)]
@@ -43,7 +48,8 @@ pub struct ImportArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub model: ModelArgs,
-    /// Steps they were trained for (the run's step) [default: 0]
+    /// Steps they were trained for: the run's step, and its stop step where that is past the
+    /// recipe's (training on past it takes a later one)
     #[arg(long, default_value_t = 0)]
     pub step: usize,
     /// Run directory to create [default: <runs directory>/<date>-<time>-<schedule>-import,
@@ -51,6 +57,10 @@ pub struct ImportArgs {
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
 }
+
+/// The EMA decay per step of imported EMA weights where `--ema` names none: about what
+/// denoising-diffusion-pytorch's trainer (0.995, updated every 10 steps) averages over.
+const IMPORTED_EMA_DECAY: f64 = 0.9995;
 
 /// Runs the command: the run's directory on stdout (for scripts), what was done on stderr.
 pub fn run(args: ImportArgs) -> Result<()> {
@@ -61,7 +71,9 @@ pub fn run(args: ImportArgs) -> Result<()> {
         .or(dataset.hub().map(|h| h.image_size))
         .unwrap_or(crate::data::shapes::SHAPES_SIZE);
     config.dataset = dataset.to_string();
-    config.steps = args.step;
+    config.ema_decay = args
+        .ema
+        .or(args.ema_weights.is_some().then_some(IMPORTED_EMA_DECAY));
     config.checkpoint_every = 500;
     config.checkpoint_interval_s = Some(120.0);
     let dir = args.run_dir.clone().unwrap_or_else(|| {
@@ -70,6 +82,11 @@ pub fn run(args: ImportArgs) -> Result<()> {
             &format!("{}-import", config.schedule.name()),
         )
     });
+    if args.ema.is_none() && args.ema_weights.is_some() {
+        note(&format!(
+            "note: training the run on keeps the EMA weights up to date with decay {IMPORTED_EMA_DECAY} per step (--ema sets another)"
+        ));
+    }
     let done = import(ImportRequest {
         weights: args.weights,
         ema_weights: args.ema_weights,
@@ -84,7 +101,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
     let cfg = &done.config;
     let d = shell_word(&done.dir.display().to_string());
     note(&format!(
-        "imported {} tensors as a run (UNet {}, {} schedule, T = {}, objective {}): sample it with `ddpm-lab sample --checkpoint {d}`, train it on with `ddpm-lab train --resume {d} --reset-optimizer --steps N`",
+        "imported {} tensors as a run (UNet {}, {} schedule, T = {}, objective {}): sample it with `ddpm-lab sample --checkpoint {d}`, train it on with `ddpm-lab train --resume {d} --steps N` (Adam starts afresh)",
         done.tensors,
         crate::presets::describe_unet(&cfg.model),
         cfg.schedule.name(),

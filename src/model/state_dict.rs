@@ -32,6 +32,9 @@ pub struct StateDict {
     /// Tensors of the file outside the model that a wrapper holds (a `GaussianDiffusion`'s
     /// schedule buffers, say): left out.
     pub ignored: Vec<String>,
+    /// The wrapper's `betas` buffer (a `GaussianDiffusion`'s noise schedule), where it has
+    /// one: the schedule the weights were trained with.
+    pub betas: Option<Vec<f64>>,
 }
 
 /// Reads `path` as the weights of a UNet of `config`: refused, in one message, where the file
@@ -56,11 +59,15 @@ pub fn read_state_dict(path: &Path, config: &UnetConfig, device: &Device) -> Res
     let mut tensors = HashMap::new();
     let mut ignored = Vec::new();
     let mut unexpected = Vec::new();
+    let mut betas = None;
     for (name, t) in file {
         let own = match &prefix {
             Some(p) => match name.strip_prefix(p.as_str()) {
                 Some(n) => n.to_string(),
                 None => {
+                    if name == "betas" && t.rank() == 1 {
+                        betas = t.to_dtype(DType::F64)?.to_vec1::<f64>().ok();
+                    }
                     ignored.push(name);
                     continue;
                 }
@@ -88,6 +95,7 @@ pub fn read_state_dict(path: &Path, config: &UnetConfig, device: &Device) -> Res
             tensors,
             prefix,
             ignored,
+            betas,
         });
     }
     missing.sort_by_key(|k| in_model_order(k));

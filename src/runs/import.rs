@@ -47,8 +47,7 @@ pub struct Imported {
 /// Makes a run of `req`: the weights are checked as strictly as PyTorch's `load_state_dict`
 /// against the model of the configuration (every tensor, of its shape, nothing else) before
 /// anything is written; the checkpoint is written as training writes its own (complete, then
-/// switched to). It holds no optimizer state: `train --resume` of it takes
-/// `--reset-optimizer`.
+/// switched to). It holds no optimizer state, and says so: training it on starts Adam afresh.
 pub fn import(req: ImportRequest) -> Result<Imported> {
     let mut cfg = req.config.clone();
     if !req.channels_given {
@@ -64,6 +63,9 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
     let mut notes = Vec::new();
     let model = read_state_dict(&req.weights, &cfg.model, &device)?;
     notes.extend(wrapper_note(&req.weights, &model));
+    if let Some(betas) = &model.betas {
+        notes.extend(schedule_check(betas, &cfg)?);
+    }
     let ema = match &req.ema_weights {
         Some(p) => {
             let sd = read_state_dict(p, &cfg.model, &device)
@@ -94,6 +96,8 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
         epoch: 0,
         seed: cfg.seed,
         elapsed_s: 0.0,
+        imported: true,
+        abandoned: Vec::new(),
     };
     let tensors = model.tensors.len();
     let mut files: Vec<(&str, HashMap<String, candle_core::Tensor>)> =
@@ -143,19 +147,53 @@ fn channels_of(weights: &Path) -> Option<usize> {
         .map(|c| c as usize)
 }
 
+/// Checks a wrapper's `betas` buffer (the schedule the weights were trained with) against the
+/// run's schedule: another number of steps is refused (sampling would walk another chain);
+/// other values are noted with how far they are off (denoising-diffusion-pytorch's `linear`
+/// scales β by 1000/T, its `sigmoid` is not the blog's).
+fn schedule_check(betas: &[f64], cfg: &TrainConfig) -> Result<Option<String>> {
+    if betas.len() != cfg.timesteps {
+        bail!(
+            "the weights were trained with T = {} (their `betas` buffer), the run would have T = {}: give --timesteps {} (and the --schedule they used)",
+            betas.len(),
+            cfg.timesteps,
+            betas.len()
+        );
+    }
+    let ours = &cfg.tables()?.betas;
+    let worst = betas
+        .iter()
+        .zip(ours)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1e-12))
+        .fold(0.0_f64, f64::max);
+    Ok((worst > 1e-4).then(|| {
+        format!(
+            "the weights' `betas` buffer is not the {} schedule (off by up to {:.0}%): samples will be poor unless --schedule names the one they were trained with (denoising-diffusion-pytorch's linear scales β by 1000/T; see README, Moving weights)",
+            cfg.schedule.name(),
+            worst * 100.0
+        )
+    }))
+}
+
 /// The note of a wrapper prefix taken off `path`'s names, if one was.
 fn wrapper_note(path: &Path, sd: &StateDict) -> Option<String> {
     let p = sd.prefix.as_ref()?;
+    const NAMED: usize = 3;
     let left = match sd.ignored.len() {
         0 => String::new(),
         n => format!(
-            "; {n} other tensors left out ({})",
+            "; {n} other tensor{} left out ({}{})",
+            if n == 1 { "" } else { "s" },
             sd.ignored
                 .iter()
-                .take(3)
+                .take(NAMED)
                 .cloned()
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            match n.saturating_sub(NAMED) {
+                0 => String::new(),
+                more => format!(" and {more} more"),
+            }
         ),
     };
     Some(format!(
@@ -214,6 +252,101 @@ mod tests {
         // A second import into the same folder is refused; nothing there changes.
         let again = import(request(&w, &dir)).unwrap_err().to_string();
         assert!(again.contains("already holds a run"), "{again}");
+    }
+
+    #[test]
+    fn an_imported_run_trains_on_with_adam_afresh_and_an_ema_from_the_weights() {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("unet.safetensors");
+        candle_core::safetensors::save(&state_dict(&tiny(), ""), &w).unwrap();
+        let dir = d.path().join("imported");
+        let mut req = request(&w, &dir);
+        req.config.ema_decay = Some(0.9);
+        req.config.timesteps = 20;
+        import(req).unwrap();
+        // No --reset-optimizer needed: the checkpoint says why it has no optimizer state.
+        let mut t = crate::train::Trainer::resume(&dir, Some(42), None).unwrap();
+        assert_eq!(t.step(), 40);
+        assert_eq!(
+            t.notices(),
+            [
+                "Adam starts from zero moments: imported weights carry no optimizer state",
+                "the EMA starts from the weights: none were imported beside them"
+            ]
+        );
+        let x = candle_core::Tensor::zeros((2, 1, 28, 28), candle_core::DType::F32, &Device::Cpu)
+            .unwrap();
+        t.train_step(&x, 0).unwrap();
+        t.checkpoint().unwrap();
+        drop(t);
+        // Its own checkpoints are whole again: a damaged optimizer file is refused as for any.
+        let ck = RunDir::open(&dir)
+            .unwrap()
+            .latest_checkpoint()
+            .unwrap()
+            .unwrap();
+        assert_eq!(ck.state.step, 41);
+        assert!(!ck.state.imported);
+        std::fs::remove_file(ck.file(crate::store::OPTIMIZER_FILE)).unwrap();
+        let e = crate::train::Trainer::resume(&dir, Some(42), None)
+            .err()
+            .unwrap();
+        assert!(format!("{e:#}").contains("--reset-optimizer"), "{e:#}");
+    }
+
+    #[test]
+    fn a_wrappers_schedule_is_checked_against_the_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("diffusion.safetensors");
+        let mut sd = state_dict(&tiny(), "model.");
+        let cfg = request(&w, d.path()).config;
+        let ours = cfg.tables().unwrap().betas;
+        let put = |sd: &mut HashMap<String, candle_core::Tensor>, betas: &[f64]| {
+            sd.insert(
+                "betas".into(),
+                candle_core::Tensor::new(betas, &Device::Cpu).unwrap(),
+            );
+            for extra in ["alphas_cumprod", "posterior_variance", "loss_weight"] {
+                sd.insert(
+                    extra.into(),
+                    candle_core::Tensor::new(betas, &Device::Cpu).unwrap(),
+                );
+            }
+            candle_core::safetensors::save(sd, &w).unwrap();
+        };
+        // Its own schedule: nothing to say beyond the buffers left out, all counted.
+        put(&mut sd, &ours);
+        let done = import(request(&w, &d.path().join("a"))).unwrap();
+        assert_eq!(done.notes.len(), 1, "{:?}", done.notes);
+        assert!(
+            done.notes[0].ends_with(
+                "; 4 other tensors left out (alphas_cumprod, betas, loss_weight and 1 more)"
+            ),
+            "{:?}",
+            done.notes
+        );
+        // denoising-diffusion-pytorch's linear at another T is scaled: said, by how much.
+        let scaled: Vec<f64> = ours.iter().map(|b| b * 5.0).collect();
+        put(&mut sd, &scaled);
+        let done = import(request(&w, &d.path().join("b"))).unwrap();
+        assert!(
+            done.notes[1].contains("is not the linear schedule (off by up to 400%)"),
+            "{:?}",
+            done.notes
+        );
+        // Another number of steps: refused, nothing written.
+        put(&mut sd, &ours[..ours.len() / 2]);
+        let e = import(request(&w, &d.path().join("c")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "the weights were trained with T = {}",
+                ours.len() / 2
+            )),
+            "{e}"
+        );
+        assert!(!d.path().join("c").exists());
     }
 
     #[test]

@@ -299,7 +299,7 @@ impl RunDir {
             &self.file(CONFIG_FILE),
             serde_json::to_string_pretty(config)?.as_bytes(),
         )?;
-        self.prune_checkpoints(&name);
+        self.prune_checkpoints(&name, &state.abandoned);
         Ok(root.join(name))
     }
 
@@ -364,12 +364,12 @@ impl RunDir {
     }
 
     /// Removes checkpoints older than the last [`KEEP_CHECKPOINTS`] (by step, `latest` always
-    /// kept), checkpoints at or past `latest`'s step (left by a branch the run went back from:
-    /// after `--resume RUN/checkpoints/step-N`, the first new checkpoint drops the later ones,
-    /// so the spare is the newest of this branch's past, never a step of the abandoned one),
-    /// and temporary folders and files left by interrupted writes; returns a notice for each
-    /// leftover removed.
-    pub fn prune_checkpoints(&self, latest: &str) -> Vec<String> {
+    /// kept), the `abandoned` ones and any at or past `latest`'s step (left by a branch the run
+    /// went back from: after `--resume RUN/checkpoints/step-N`, the first new checkpoint drops
+    /// the later ones, so the spare is the newest of this branch's past, never a step of the
+    /// abandoned one), and temporary folders and files left by interrupted writes; returns a
+    /// notice for each leftover removed.
+    pub fn prune_checkpoints(&self, latest: &str, abandoned: &[String]) -> Vec<String> {
         let root = self.checkpoints_dir();
         let mut notices = self.remove_leftovers();
         // By step (zero-padded), then by the `.k` suffix.
@@ -378,7 +378,7 @@ impl RunDir {
         let latest_step = sort_key(latest).0;
         let (past, abandoned): (Vec<String>, Vec<String>) = complete
             .into_iter()
-            .partition(|n| sort_key(n).0 < latest_step);
+            .partition(|n| sort_key(n).0 < latest_step && !abandoned.contains(n));
         let complete = past;
         // The ones kept: complete ones first, newest first, then any that cannot be opened (a
         // damaged checkpoint is never kept over a complete one: after a resume from an older

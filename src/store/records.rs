@@ -28,7 +28,7 @@ pub struct StepStats {
 pub const LOSS_BUCKETS: usize = 10;
 
 /// Progress saved with a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RunState {
     /// Optimisation steps done.
     pub step: usize,
@@ -38,4 +38,13 @@ pub struct RunState {
     pub seed: u64,
     /// Training seconds so far.
     pub elapsed_s: f64,
+    /// The weights were imported (`ddpm-lab import`): the checkpoint holds no optimizer state
+    /// on purpose, and training on starts Adam afresh (and the EMA from the weights where it
+    /// has none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
+    /// Checkpoints of the branch the run went back from (it was resumed from an earlier
+    /// checkpoint than its newest), removed once this checkpoint is in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub abandoned: Vec<String>,
 }

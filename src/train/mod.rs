@@ -77,6 +77,9 @@ pub struct Trainer {
     /// A checkpoint that cannot be written pauses the run, weights in memory, instead of
     /// ending it (see [`TrainEvent::CheckpointFailed`]).
     hold_on_failed_checkpoints: bool,
+    /// Checkpoints of the branch this run went back from, removed with its next checkpoint
+    /// (see [`RunState::abandoned`]).
+    abandoned: Vec<String>,
 }
 
 /// A training step's random draws, all from its own stream (seed and step number): the
@@ -186,6 +189,7 @@ impl Trainer {
             }
             None => (None, None),
         };
+        let abandoned = Vec::new();
         Ok(Self {
             tables: cfg.tables()?,
             cfg,
@@ -203,6 +207,7 @@ impl Trainer {
             notices,
             next_draws: None,
             hold_on_failed_checkpoints: false,
+            abandoned,
         })
     }
 
@@ -257,7 +262,7 @@ impl Trainer {
         }
         cfg.validate()?;
         releasing_backward()?;
-        let state = ck.state;
+        let state = ck.state.clone();
         let device = cfg.device.open()?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
@@ -291,8 +296,15 @@ impl Trainer {
             opt.load_state(&st)
                 .with_context(|| format!("{} does not fit the model", opt_file.display()))
         });
-        if let Err(e) = restored {
-            if !opts.reset_optimizer {
+        // Imported weights come without Adam's state (and maybe without EMA weights): they
+        // start afresh, as `--reset-optimizer` would make them.
+        let reset = opts.reset_optimizer || state.imported;
+        if state.imported && !opt_file.exists() {
+            notices.push(
+                "Adam starts from zero moments: imported weights carry no optimizer state".into(),
+            );
+        } else if let Err(e) = restored {
+            if !reset {
                 return Err(e.context(
                     "the optimizer state cannot be restored (--reset-optimizer starts Adam afresh)",
                 ));
@@ -304,7 +316,14 @@ impl Trainer {
                 let ema_file = ck.file(store::EMA_FILE);
                 match store::load_tensors(&ema_file, &device) {
                     Ok(t) => Some(Ema::from_tensors(d, t)),
-                    Err(e) if opts.reset_optimizer => {
+                    Err(_) if state.imported && !ema_file.exists() => {
+                        notices.push(
+                            "the EMA starts from the weights: none were imported beside them"
+                                .into(),
+                        );
+                        Some(Ema::new(&varmap, d)?)
+                    }
+                    Err(e) if reset => {
                         notices.push(format!("the EMA restarts from the weights ({e:#})"));
                         Some(Ema::new(&varmap, d)?)
                     }
@@ -318,6 +337,15 @@ impl Trainer {
             None => None,
         };
         let later = run.checkpoints_past(&ck);
+        // Also those a crash left before the checkpoint this one branched from dropped them.
+        let existing = run.checkpoint_names();
+        let abandoned: Vec<String> = later
+            .iter()
+            .chain(state.abandoned.iter().filter(|n| existing.contains(n)))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         if !later.is_empty() {
             notices.push(format!(
                 "going back to step {}: the later checkpoint{} {} {} removed at this run's next checkpoint, and the logs and previews after step {} are dropped now",
@@ -350,6 +378,7 @@ impl Trainer {
             notices,
             next_draws: None,
             hold_on_failed_checkpoints: false,
+            abandoned,
         })
     }
 
@@ -588,6 +617,8 @@ impl Trainer {
             epoch: self.epoch,
             seed: self.cfg.seed,
             elapsed_s: self.elapsed_s,
+            imported: false,
+            abandoned: self.abandoned.clone(),
         };
         let ema = self.ema.as_ref();
         let dir = run.write_checkpoint(&self.cfg, &state, &names, &mut |name, path| {
@@ -599,6 +630,8 @@ impl Trainer {
             Ok(candle_core::safetensors::save(tensors, path)?)
         })?;
         self.last_checkpoint = Some(self.step);
+        // The branch the run went back from is gone now.
+        self.abandoned.clear();
         Ok(Some(dir))
     }
 

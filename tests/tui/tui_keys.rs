@@ -941,7 +941,7 @@ fn frames_keep_the_settings_they_were_drawn_with_until_a_new_job_brings_its_own(
 }
 
 /// Space after `x` (or a spent budget) continues the run, with a new stop step or budget if
-/// those changed; once another setting changes, space starts a new run with it.
+/// those changed; while another setting differs from the run's, space starts a new run.
 #[test]
 fn space_continues_a_stopped_run_until_the_settings_change() {
     let (mut app, engine) = app();
@@ -987,6 +987,11 @@ fn space_continues_a_stopped_run_until_the_settings_change() {
     handle_key(&mut app, key(KeyCode::Right));
     let said = notice(&app).unwrap();
     assert!(said.contains("space now starts a new run"), "{said}");
+    // Taken back, the settings are the run's again: space continues it.
+    handle_key(&mut app, key(KeyCode::Left));
+    let said = notice(&app).unwrap();
+    assert!(said.contains("stopped run's settings again"), "{said}");
+    handle_key(&mut app, key(KeyCode::Right));
     handle_key(&mut app, ch(' '));
     let req = last_train(&engine);
     assert!(!req.is_resume() && req.run_dir() != dir, "{req:?}");
@@ -1047,8 +1052,15 @@ fn a_run_trained_elsewhere_is_followed_and_space_waits_for_it() {
     assert!(engine.first_train(Slot::Main).is_none(), "not started");
     assert!(notice(&app)
         .unwrap()
-        .contains("space continues it once that stops"));
+        .contains("once pid 4242 stops, space continues it here"));
     assert_eq!(app.train.run.state, RunState::Opened);
+    // c and x name who trains it, rather than saying nothing trains.
+    handle_key(&mut app, ch('x'));
+    let said = notice(&app).unwrap();
+    assert!(
+        said.contains("pid 4242 trains this run, not the lab"),
+        "{said}"
+    );
     app.handle_msg(WorkerMsg::RunHolder(None));
     assert!(notice(&app)
         .unwrap()

@@ -176,7 +176,10 @@ impl Engine for FakeEngine {
     fn remove_run(&mut self, dir: &Path, tx: Sender<WorkerMsg>) {
         let mut rec = self.0.lock().unwrap();
         rec.calls.push(Call::RemoveRun(dir.to_path_buf()));
-        let held = rec.records.iter().any(|r| r.summary.dir == dir && r.held);
+        let held = rec
+            .records
+            .iter()
+            .any(|r| r.summary.dir == dir && r.held_by.is_some());
         let result = if held {
             Err(format!(
                 "run {} is being trained by pid 4242",

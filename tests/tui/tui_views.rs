@@ -324,7 +324,7 @@ pub fn record(name: &str, schedule: BetaSchedule, step: usize, scale: f64) -> Ru
             )
         }),
         curve,
-        held: false,
+        held_by: None,
         bytes: 0,
     }
 }
@@ -399,7 +399,7 @@ fn a_run_is_removed_from_the_runs_screen_after_asking() {
     train_main_run_to_the_end(&mut app, linear);
     let mut runs = records();
     runs[1].bytes = 3_400_000;
-    runs[0].held = true;
+    runs[0].held_by = Some("pid 4242".into());
     engine.0.lock().unwrap().records = runs;
     handle_key(&mut app, ch('6'));
     app.pump();
@@ -454,6 +454,45 @@ fn a_run_is_removed_from_the_runs_screen_after_asking() {
     assert_eq!(app.runs.runs.len(), 3);
     assert_eq!(app.train.run.run_dir, None, "Train no longer shows it");
     assert!(app.session_runs().is_empty(), "nor offers to go on with it");
+}
+
+/// A run of the comparison open on Compare is removed once that comparison rests (the dialog
+/// says Compare closes it, and its folder goes with its last run); not while it trains.
+#[test]
+fn a_run_of_the_comparison_on_compare_is_removed_when_it_rests() {
+    let (mut app, engine) = app();
+    let quadratic = Path::new("runs/20260101-000000-compare/quadratic");
+    engine.0.lock().unwrap().records = records();
+    let slot = app.compare.index_of(BetaSchedule::Quadratic).unwrap();
+    app.compare.slots[slot].run.run_dir = Some(quadratic.into());
+    app.compare.slots[slot].run.state = ddpm_lab::tui::state::run::RunState::Running;
+    handle_key(&mut app, ch('6'));
+    app.pump();
+    handle_key(&mut app, key(KeyCode::Down));
+    handle_key(&mut app, key(KeyCode::Down));
+    handle_key(&mut app, ch('d'));
+    assert_eq!(app.overlay, Overlay::None);
+    let why = notice(&app).unwrap();
+    assert!(
+        why.contains("in the comparison training or sampling on Compare: x there stops it"),
+        "{why}"
+    );
+    app.compare.slots[slot].run.state = ddpm_lab::tui::state::run::RunState::Opened;
+    handle_key(&mut app, ch('d'));
+    assert_eq!(app.overlay, Overlay::ConfirmRemove(quadratic.into()));
+    let ask = render(&app, 80, 24);
+    for part in ["comparison's folder goes", "Compare closes the"] {
+        assert!(ask.contains(part), "{part}:\n{ask}");
+    }
+    handle_key(&mut app, ch('y'));
+    app.pump();
+    app.pump();
+    let said = notice(&app).unwrap();
+    assert!(
+        said.ends_with("; the comparison on Compare is closed"),
+        "{said}"
+    );
+    assert!(!app.compare.holds(quadratic));
 }
 
 /// `s` orders the runs by loss, then by preview score, then newest first again, keeping the
@@ -613,7 +652,7 @@ fn runs_marks_the_run_this_lab_trains_now() {
     assert!(row(&app, "000000-linear").contains("│·  2026"));
     // A run another process trains (it holds the run's lock) is marked too.
     let mut runs = records();
-    runs[0].held = true;
+    runs[0].held_by = Some("pid 4242".into());
     engine.0.lock().unwrap().records = runs;
     handle_key(&mut app, ch('r'));
     app.pump();

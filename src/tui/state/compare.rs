@@ -140,6 +140,13 @@ impl Default for CompareState {
 }
 
 impl CompareState {
+    /// Whether one of the runs shown is the one in `dir`.
+    pub fn holds(&self, dir: &std::path::Path) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.run.run_dir.as_deref() == Some(dir))
+    }
+
     /// Index of a schedule's slot.
     pub fn index_of(&self, schedule: BetaSchedule) -> Option<usize> {
         self.slots.iter().position(|s| s.schedule == schedule)

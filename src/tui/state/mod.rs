@@ -460,26 +460,29 @@ impl App {
     }
 
     /// `d` on the Runs screen: asks whether to remove the highlighted run, unless a process
-    /// trains it or the Compare screen holds it (its runs are the comparison's).
+    /// trains it or a screen draws from it (the comparison on Compare, while it trains or
+    /// samples; the Sample screen, while it samples).
     fn ask_to_remove(&mut self) -> Vec<Effect> {
         let Some(r) = self.runs.highlighted() else {
             return Vec::new();
         };
         let dir = r.summary.dir.clone();
         let name = run_name(&dir, &self.settings.runs_root());
-        if r.held || self.active_run_dirs().contains(&dir.as_path()) {
+        // One of the comparison on Compare: removable while that comparison rests (the
+        // screen then closes it).
+        if self.compare.holds(&dir) && (self.compare.any_active() || self.compare.sampling()) {
             return vec![Effect::error(format!(
-                "{name} is being trained: stop it (x) before removing it"
+                "{name} is in the comparison training or sampling on Compare: x there stops it, then it can be removed"
             ))];
         }
-        if self
-            .compare
-            .slots
-            .iter()
-            .any(|s| s.run.run_dir.as_ref() == Some(&dir))
-        {
+        if self.active_run_dirs().contains(&dir.as_path()) {
             return vec![Effect::error(format!(
-                "{name} is open on Compare: open another comparison there before removing it"
+                "{name} is being trained here: stop it (x) before removing it"
+            ))];
+        }
+        if let Some(who) = &r.held_by {
+            return vec![Effect::error(format!(
+                "{name} is being trained by {who}: remove it once that stops"
             ))];
         }
         if self.sample.source.as_ref() == Some(&dir) && self.sample.is_sampling() {
@@ -501,6 +504,10 @@ impl App {
         };
         let dir = &removed.dir;
         self.train.forget(dir);
+        let closed = self.compare.holds(dir);
+        if closed {
+            self.compare = compare::CompareState::default();
+        }
         if self.sample.source.as_ref() == Some(dir) {
             self.sample.source = None;
         }
@@ -513,6 +520,9 @@ impl App {
         );
         if let Some(base) = &removed.comparison {
             text += &format!(", and its comparison's folder {}", run_name(base, &root));
+        }
+        if closed {
+            text += "; the comparison on Compare is closed";
         }
         let mut fx = vec![Effect::info(text)];
         fx.extend(self.runs.refresh());

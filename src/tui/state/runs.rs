@@ -220,7 +220,7 @@ mod tests {
             last_step: 10,
             quality: None,
             curve: vec![(1.0, 0.5), (10.0, 0.1)],
-            held: false,
+            held_by: None,
             bytes: 0,
         }
     }

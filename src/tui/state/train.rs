@@ -275,10 +275,25 @@ pub struct TrainState {
     pub session_runs: Vec<PathBuf>,
     /// The process that trains the opened run now (`pid 4242`), as its watcher last said.
     pub trained_by: Option<String>,
-    /// A setting other than where the run stops, its budget or its device changed since the
-    /// run shown was stopped: space starts a new run with the settings instead of continuing
-    /// it.
+    /// A setting other than where the run stops, its budget or its device differs from the
+    /// run shown (or a recipe or `u` asked for a new run): space starts a new run with the
+    /// settings instead of continuing it.
     pub new_run_next: bool,
+    /// The settings the run shown was started or continued with: edits that bring the
+    /// settings back to them make space continue it again.
+    pub run_settings: Option<TrainSettings>,
+}
+
+/// Whether settings `a` and `b` train the same run: all but where it stops, the session's
+/// budget and the device are the same.
+fn same_run(a: &TrainSettings, b: &TrainSettings) -> bool {
+    let session_only = |s: &TrainSettings| TrainSettings {
+        steps: 0,
+        time_limit_s: None,
+        device: DeviceSpec::default(),
+        ..s.clone()
+    };
+    session_only(a) == session_only(b)
 }
 
 impl TrainState {
@@ -316,7 +331,7 @@ impl TrainState {
                     self.checkpoint_asked = true;
                     vec![Effect::info("checkpoint requested")]
                 } else {
-                    vec![Effect::error("no run is training")]
+                    vec![self.not_trained_here("no run is training")]
                 }
             }
             Command::TrainStop => {
@@ -325,7 +340,7 @@ impl TrainState {
                         "stopping: saving a checkpoint (space continues the run)",
                     )]
                 } else {
-                    vec![Effect::error("no run is training or paused")]
+                    vec![self.not_trained_here("no run is training or paused")]
                 }
             }
             Command::SelectField(delta) => {
@@ -340,6 +355,17 @@ impl TrainState {
         }
     }
 
+    /// Why `c` or `x` do nothing: `otherwise`, or, for an opened run another process trains,
+    /// who does (the lab only follows it).
+    fn not_trained_here(&self, otherwise: &str) -> Effect {
+        match (&self.run.state, &self.trained_by) {
+            (RunState::Opened, Some(who)) => Effect::error(format!(
+                "{who} trains this run, not the lab: its checkpoints and its end are up to {who}"
+            )),
+            _ => Effect::error(otherwise.to_string()),
+        }
+    }
+
     /// Who trains the followed run changed: said while the run is open here.
     pub fn on_holder(&mut self, holder: Option<String>) -> Vec<Effect> {
         let was = std::mem::replace(&mut self.trained_by, holder.clone());
@@ -348,7 +374,7 @@ impl TrainState {
         }
         vec![Effect::info(match holder {
             Some(who) => format!(
-                "{who} trains this run now: followed live, read-only (space continues it once that stops)"
+                "{who} trains this run now: followed live, read-only (once {who} stops, space continues it here)"
             ),
             None => "nothing trains this run elsewhere any more: space continues it".to_string(),
         })]
@@ -423,7 +449,7 @@ impl TrainState {
             RunState::Opened => match &self.trained_by {
                 // Its trainer's lock would refuse the lab, and the lab would stop following it.
                 Some(who) => vec![Effect::error(format!(
-                    "{who} trains this run now: the lab follows it live, and space continues it once that stops"
+                    "{who} trains this run now: the lab follows it live; once {who} stops, space continues it here"
                 ))],
                 None => self.start(true, ctx),
             },
@@ -448,16 +474,23 @@ impl TrainState {
             && self.run.checkpoint_step.is_some()
     }
 
-    /// The settings changed for a new run: a stopped run is no longer continued by space; the
-    /// first such change says so.
-    fn settings_for_a_new_run(&mut self) -> Option<Effect> {
-        let said = self.continues().then(|| {
-            Effect::info(
+    /// The settings changed: a stopped run is continued by space only while they are its
+    /// own (but for where it stops, its budget and device); each change of which says so.
+    fn settings_changed(&mut self, now: &TrainSettings) -> Option<Effect> {
+        let before = self.continues();
+        self.new_run_next = !self
+            .run_settings
+            .as_ref()
+            .is_some_and(|own| same_run(own, now));
+        match (before, self.continues()) {
+            (true, false) => Some(Effect::info(
                 "space now starts a new run with these settings (the stopped run stays on disk: o opens it)",
-            )
-        });
-        self.new_run_next = true;
-        said
+            )),
+            (false, true) => Some(Effect::info(
+                "these are the stopped run's settings again: space continues it",
+            )),
+            _ => None,
+        }
     }
 
     fn start(&mut self, resume: bool, ctx: &mut Ctx) -> Vec<Effect> {
@@ -485,6 +518,7 @@ impl TrainState {
         self.watch = None;
         self.trained_by = None;
         self.new_run_next = false;
+        self.run_settings = Some(ctx.settings.train.clone());
         vec![Effect::Train {
             slot: Slot::Main,
             run_dir,
@@ -546,7 +580,7 @@ impl TrainState {
         if ctx.settings.train != before
             && !matches!(field, Field::Steps | Field::Budget | Field::Device)
         {
-            said.extend(self.settings_for_a_new_run());
+            said.extend(self.settings_changed(&ctx.settings.train.clone()));
         }
         if field == Field::Device && DeviceSpec::built_for().len() == 1 {
             return vec![Effect::info(

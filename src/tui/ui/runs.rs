@@ -210,7 +210,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
             // step and curve lag behind the Train or Compare screen) or `train` elsewhere.
             let mark = match s.mark_of(&r.summary.dir) {
                 Some(m) => Span::styled("■", Style::default().fg(color(m))),
-                None if r.held || training.contains(&r.summary.dir.as_path()) => {
+                None if r.held_by.is_some() || training.contains(&r.summary.dir.as_path()) => {
                     Span::styled("▶", Style::default().fg(theme::ACCENT))
                 }
                 None => Span::raw("·"),
@@ -281,7 +281,7 @@ pub fn confirm_remove(frame: &mut Frame, area: Rect, app: &App, dir: &std::path:
     let root = app.settings.runs_root();
     let record = app.runs.runs.iter().find(|r| r.summary.dir == dir);
     let w = area.width.saturating_sub(4).min(70);
-    let r = super::centered(area, w, 8);
+    let r = super::centered(area, w, 9);
     frame.render_widget(ratatui::widgets::Clear, r);
     let name = ellipsize_middle(&run_name(dir, &root), w.saturating_sub(12) as usize);
     let mut what = Vec::new();
@@ -291,10 +291,34 @@ pub fn confirm_remove(frame: &mut Frame, area: Rect, app: &App, dir: &std::path:
         }
         what.push(crate::memory::human_bytes(rec.bytes.into()));
     }
+    // What goes with it: a comparison's folder with its last run; the comparison on Compare
+    // closes.
+    let mut also = Vec::new();
+    if let Some((base, _)) = crate::runs::comparison::comparison_of(dir) {
+        let siblings = app
+            .runs
+            .runs
+            .iter()
+            .filter(|r| r.summary.dir != dir && r.summary.dir.parent() == Some(base.as_path()))
+            .count();
+        if siblings == 0 {
+            also.push("its comparison's folder goes too".to_string());
+        }
+        if app.compare.holds(dir) {
+            also.push("Compare closes the comparison".to_string());
+        }
+    }
+    let also = if also.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", also.join("; "))
+    };
     let text = vec![
         Line::from(format!("Remove {name}?")),
         Line::from(what.join(" · ")),
-        Line::from("Its checkpoints, metrics, previews and samples go for good."),
+        Line::from(format!(
+            "Its checkpoints, metrics, previews and samples go for good{also}."
+        )),
         Line::from(""),
         Line::styled(
             "y: remove     n / Esc: keep it",
@@ -304,6 +328,7 @@ pub fn confirm_remove(frame: &mut Frame, area: Rect, app: &App, dir: &std::path:
     frame.render_widget(
         Paragraph::new(text)
             .alignment(ratatui::layout::Alignment::Center)
+            .wrap(ratatui::widgets::Wrap { trim: true })
             .block(block("Remove run?")),
         r,
     );

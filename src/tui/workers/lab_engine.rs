@@ -763,7 +763,7 @@ fn record_of(info: &RunInfo) -> RunRecord {
         last_step: history.last().map_or(0, |s| s.step),
         quality: last_quality(&info.dir),
         curve: crate::tui::ui::chart::downsample(&smoothed, CURVE_POINTS),
-        held: crate::store::RunLock::is_held(&info.dir),
+        held_by: crate::store::RunLock::holder(&info.dir),
         bytes: runs::remove::size_of(&info.dir),
     }
 }
@@ -999,12 +999,15 @@ mod tests {
         let record = || record_of(&RunInfo::read(&run_dir).unwrap());
         // The trainer lets go of the run as its thread ends, just after `Finished`.
         let free = Instant::now() + Duration::from_secs(10);
-        while record().held && Instant::now() < free {
+        while record().held_by.is_some() && Instant::now() < free {
             thread::sleep(Duration::from_millis(20));
         }
-        assert!(!record().held);
+        assert!(record().held_by.is_none());
         let _lock = crate::store::RunLock::acquire(&run_dir).unwrap();
-        assert!(record().held);
+        assert_eq!(
+            record().held_by,
+            Some(format!("pid {}", std::process::id()))
+        );
     }
 
     /// A sampling whose stop flag is raised ends after its step with `Stopped`, saying where;

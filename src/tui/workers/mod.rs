@@ -351,8 +351,9 @@ pub struct RunRecord {
     pub quality: Option<(usize, crate::eval::Quality)>,
     /// `(step, smoothed loss)`, reduced to at most [`CURVE_POINTS`] points.
     pub curve: Vec<(f64, f64)>,
-    /// A process trains it now (it holds the run's lock): this lab, or `train` elsewhere.
-    pub held: bool,
+    /// The process that trains it now (it holds the run's lock: `pid 4242`), this lab or
+    /// `train` elsewhere.
+    pub held_by: Option<String>,
     /// Bytes its files take on disk.
     pub bytes: u64,
 }
