@@ -47,8 +47,12 @@ macro_rules! named_enum {
                 match s.trim().to_ascii_lowercase().as_str() {
                     $($n => Ok($v),)+
                     $($alias => Ok($av),)*
-                    other => Err(format!(concat!("unknown ", $what, " '{}' (expected {})"), other,
-                        [$($n),+].join(", "))),
+                    other => Err(format!(
+                        concat!("unknown ", $what, " '{}' (expected {}; PyTorch's names {} are taken too)"),
+                        other,
+                        [$($n),+].join(", "),
+                        [$($alias),*].join(", "),
+                    )),
                 }
             }
         }

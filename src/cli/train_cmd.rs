@@ -233,13 +233,14 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     let cfg = req.base_config()?;
     // Data (downloads if needed).
     let spec: DatasetSpec = cfg.dataset.parse().map_err(|e| {
-        let e = anyhow::Error::from(e);
         if args.resume.is_some() && args.dataset.is_none() {
-            e.context(
-                "the run's data is not there: --dataset PATH trains it on data moved elsewhere",
+            // The run names a folder that moved: what to do about it, not the list of names.
+            anyhow::anyhow!(
+                "the run was trained on {}, which is not there any more: --dataset PATH trains it on that data where it is now",
+                cfg.dataset
             )
         } else {
-            e
+            anyhow::Error::from(e)
         }
     })?;
     let opts = req.load_options(LoadOptions {
@@ -277,6 +278,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     // hundred steps (as the blog prints its loss) and one per checkpoint say how it goes.
     let plain = !json && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut total = 0;
+    // This session's pace, for the plain lines' time left: (its first step, when it started).
+    let mut session = (0, std::time::Instant::now());
+    let mut steps_per_epoch = 0;
     for ev in handle.events.iter() {
         match ev {
             TrainEvent::Started {
@@ -284,7 +288,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                 start_step,
                 total_steps,
                 num_params,
-                steps_per_epoch,
+                steps_per_epoch: spe,
                 notices,
             } => {
                 for n in &notices {
@@ -297,9 +301,11 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                 // left above it.
                 note(&format!(
                     "{} parameters, {} steps/epoch, steps {}..{} → {}",
-                    num_params, steps_per_epoch, start_step, total_steps, dir
+                    num_params, spe, start_step, total_steps, dir
                 ));
                 total = total_steps;
+                session = (start_step, std::time::Instant::now());
+                steps_per_epoch = spe;
                 bar.set_length(total_steps as u64);
                 bar.set_position(start_step as u64);
                 // The steps before this session are not this session's pace: a resumed run's
@@ -323,16 +329,16 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     }
                 } else if plain {
                     if s.step % PLAIN_EVERY == 0 || s.step == total {
-                        note(&format!(
-                            "step {}/{total} · epoch {} · loss {:.4} · {:.0} img/s",
-                            s.step, s.epoch, s.loss, s.images_per_s
-                        ));
+                        note(&plain_line(&s, total, steps_per_epoch, session));
                     }
                 } else {
                     bar.set_position(s.step as u64);
                     bar.set_message(format!(
-                        "epoch {} loss {:.4} {:.1} img/s",
-                        s.epoch, s.loss, s.images_per_s
+                        "epoch {}{} loss {:.4} {:.1} img/s",
+                        s.epoch + 1,
+                        epochs_of(total, steps_per_epoch),
+                        s.loss,
+                        s.images_per_s
                     ));
                 }
             }
@@ -449,6 +455,42 @@ pub(super) fn recipe_config(
 /// The checkpoint interval the arguments ask for (`None`: off).
 fn interval(args: &TrainArgs) -> Option<f64> {
     Some(args.checkpoint_interval).filter(|&s| s > 0.0)
+}
+
+/// `/5`: the epochs a run of `total` steps spans (as the lab shows them: `epoch 2/5`), or
+/// nothing where they are unknown.
+fn epochs_of(total: usize, steps_per_epoch: usize) -> String {
+    match steps_per_epoch {
+        0 => String::new(),
+        n => format!("/{}", total.div_ceil(n)),
+    }
+}
+
+/// A plain progress line (stderr not a terminal): where the run is, its loss and pace, and
+/// this session's time so far and left at its pace (`session`: its first step and start).
+fn plain_line(
+    s: &crate::store::StepStats,
+    total: usize,
+    steps_per_epoch: usize,
+    session: (usize, std::time::Instant),
+) -> String {
+    use crate::clock::human_duration;
+    let epochs = epochs_of(total, steps_per_epoch);
+    let took = session.1.elapsed().as_secs_f64();
+    let done = s.step.saturating_sub(session.0);
+    let left = match (done, total.saturating_sub(s.step)) {
+        (_, 0) => String::new(),
+        (0, _) => String::new(),
+        (d, rest) => format!(", {} left", human_duration(took / d as f64 * rest as f64)),
+    };
+    format!(
+        "step {}/{total} · epoch {}{epochs} · loss {:.4} · {:.0} img/s · {} elapsed{left}",
+        s.step,
+        s.epoch + 1,
+        s.loss,
+        s.images_per_s,
+        human_duration(took)
+    )
 }
 
 /// Parses a checkpoint interval: a duration (see [`parse_duration`]), or `off` / `0` for

@@ -186,6 +186,9 @@ fn some(names: &[impl std::fmt::Display]) -> String {
 /// Why `path` could not be read as safetensors: a PyTorch pickle (`torch.save`) is named, with
 /// the line that converts it.
 fn not_safetensors(path: &Path, error: &str) -> anyhow::Error {
+    if !path.exists() {
+        return anyhow::anyhow!("{} does not exist", path.display());
+    }
     let head = std::fs::read(path)
         .map(|b| b.into_iter().take(4).collect::<Vec<u8>>())
         .unwrap_or_default();
