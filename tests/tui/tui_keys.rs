@@ -382,6 +382,33 @@ fn sample_needs_a_checkpoint_then_steps_and_plays() {
     assert!(app.notice.as_ref().unwrap().text.contains("a.png"));
 }
 
+/// `x` on Train says the run is being saved until it is, then where it stopped (no stale
+/// "stopping" line left behind).
+#[test]
+fn the_train_stop_message_lasts_until_the_run_is_saved() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 3, 100);
+    handle_key(&mut app, ch('x'));
+    assert!(notice(&app)
+        .unwrap()
+        .starts_with("stopping: saving a checkpoint"));
+    app.tick(Duration::from_secs(30));
+    assert!(
+        notice(&app).unwrap().starts_with("stopping"),
+        "still saving"
+    );
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![finished(3, "runs/r", FinishReason::Stopped)],
+    );
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("stopped at step 3, saved: space continues the run")
+    );
+}
+
 /// `x` on Compare says the runs are being saved until they are, then gives the line back
 /// (the panel's hint says what comes next).
 #[test]

@@ -157,6 +157,15 @@ impl App {
 
     /// Shows a message in the status area (it stays while its topic lasts).
     pub fn show(&mut self, notice: Notice) {
+        // While quitting, the line says that the lab saves its runs; only errors cut in.
+        let quitting = matches!(self.lifecycle, Lifecycle::ShuttingDown(_))
+            && self
+                .notice
+                .as_ref()
+                .is_some_and(|n| n.topic == Topic::Shutdown);
+        if quitting && notice.topic != Topic::Shutdown && !notice.error {
+            return;
+        }
         self.notice = Some(notice);
         self.dirty = true;
     }
@@ -184,6 +193,7 @@ impl App {
                 .slots
                 .iter()
                 .any(|s| s.run.state == run::RunState::Stopping),
+            Topic::TrainStopping => self.train.run.state == run::RunState::Stopping,
             Topic::Export => self.sample.exporting,
             Topic::Shutdown => matches!(self.lifecycle, Lifecycle::ShuttingDown(_)),
             Topic::Sticky => true,

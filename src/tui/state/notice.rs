@@ -34,6 +34,8 @@ pub enum Topic {
     CompareSampling,
     /// Stopping the Compare runs (`x`): while any of them is saving.
     CompareStopping,
+    /// Stopping the Train screen's run (`x`): while it saves.
+    TrainStopping,
     /// An export: while it runs.
     Export,
     /// Quitting: while the lab saves its runs.

@@ -113,9 +113,11 @@ impl RunsState {
         self.listed = runs.iter().map(|r| r.summary.dir.clone()).collect();
         self.runs = runs;
         self.order.arrange(&mut self.runs, &self.listed);
+        // A highlighted run that is gone (removed) hands the highlight to the one after it.
+        let place = self.selected.min(self.runs.len().saturating_sub(1));
         self.selected = highlighted
             .and_then(|d| self.runs.iter().position(|r| r.summary.dir == d))
-            .unwrap_or(0);
+            .unwrap_or(place);
         self.scanning = false;
         self.scanned = true;
     }
@@ -266,5 +268,20 @@ mod tests {
         assert!(s.marked.is_empty());
         s.handle(Command::RunsSelect(99));
         assert_eq!(s.selected, 2);
+        // The highlighted run removed: the one that took its place is highlighted, not the
+        // first; the last removed, the one before it.
+        s.handle(Command::RunsSelect(1));
+        s.handle(Command::RunsRefresh);
+        s.on_runs(vec![rec("runs/d"), rec("runs/c")]);
+        assert_eq!(
+            s.highlighted().unwrap().summary.dir,
+            PathBuf::from("runs/c")
+        );
+        s.handle(Command::RunsRefresh);
+        s.on_runs(vec![rec("runs/d")]);
+        assert_eq!(
+            s.highlighted().unwrap().summary.dir,
+            PathBuf::from("runs/d")
+        );
     }
 }

@@ -336,7 +336,8 @@ impl TrainState {
             }
             Command::TrainStop => {
                 if self.run.stop() {
-                    vec![Effect::info(
+                    vec![Effect::info_about(
+                        Topic::TrainStopping,
                         "stopping: saving a checkpoint (space continues the run)",
                     )]
                 } else {
@@ -675,6 +676,14 @@ impl TrainState {
             TrainEvent::Started { notices, .. } => notices.clone(),
             _ => Vec::new(),
         };
+        let stopped = match &event {
+            TrainEvent::Finished {
+                step,
+                why: FinishReason::Stopped,
+                ..
+            } if self.run.state == RunState::Stopping => Some(*step),
+            _ => None,
+        };
         let budget_spent = match &event {
             TrainEvent::Finished {
                 step,
@@ -689,6 +698,11 @@ impl TrainState {
         if checkpoint && std::mem::take(&mut self.checkpoint_asked) {
             let step = self.run.checkpoint_step.unwrap_or(0);
             fx.push(Effect::info(format!("checkpoint saved at step {step}")));
+        }
+        if let Some(step) = stopped {
+            fx.push(Effect::info(format!(
+                "stopped at step {step}, saved: space continues the run"
+            )));
         }
         if let Some(step) = budget_spent {
             fx.push(Effect::info(format!(
