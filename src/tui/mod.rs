@@ -95,7 +95,7 @@ where
                     }
                     let size = terminal.size()?;
                     let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
-                    if ui::areas(area).is_some() {
+                    if ui::fits(area) {
                         event::handle_key(app, key);
                     } else {
                         event::handle_key_in_small_terminal(app, key);

@@ -25,20 +25,27 @@ pub use image::ImageRenderer;
 /// Smallest terminal the lab draws into.
 pub const MIN_SIZE: (u16, u16) = (80, 24);
 
-/// The tab bar, the screen's body and the status lines of a terminal of `area` (`None`: too
-/// small to draw the lab). Drawing and the mouse use the same rectangles.
-pub fn areas(area: Rect) -> Option<[Rect; 3]> {
+/// The tab bar, the screen's body and the status lines of a terminal of `area` as `app` is
+/// drawn now (`None`: too small to draw the lab): a message longer than the status line
+/// takes a line of the body while it shows. Drawing and the mouse use the same rectangles.
+pub fn areas(area: Rect, app: &App) -> Option<[Rect; 3]> {
     if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
         return None;
     }
+    let lines = 1 + status::message_lines(app, area.width);
     Some(
         Layout::vertical([
             Constraint::Length(1),
             Constraint::Min(0),
-            Constraint::Length(2),
+            Constraint::Length(lines),
         ])
         .areas(area),
     )
+}
+
+/// Whether a terminal of `area` is large enough for the lab.
+pub fn fits(area: Rect) -> bool {
+    area.width >= MIN_SIZE.0 && area.height >= MIN_SIZE.1
 }
 
 /// Where the run picker is drawn over `body` with `n` runs.
@@ -49,7 +56,7 @@ pub fn picker_area(body: Rect, n: usize) -> Rect {
 /// Draws the whole lab.
 pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
     let area = frame.area();
-    let Some([tabs_area, body, status_area]) = areas(area) else {
+    let Some([tabs_area, body, status_area]) = areas(area, app) else {
         too_small(frame, area, app);
         return;
     };

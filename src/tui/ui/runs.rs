@@ -185,7 +185,12 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     let root = app.settings.runs_root();
     let wide = area.width >= 120;
     // mark, schedule, model, steps, loss, score (+ dataset when wide), with their spacing.
-    let (score_w, data_w) = if wide { (24u16, 14u16) } else { (5, 0) };
+    // Wide, the model column has room for `current-sc` and most custom UNets' sizes.
+    let (score_w, data_w, model_w) = if wide {
+        (24u16, 14u16, 16u16)
+    } else {
+        (5, 0, 6)
+    };
     // Runs trained on different losses name theirs beside the value.
     let kinds = loss_kinds(s.runs.iter());
     let mixed = kinds.len() > 1;
@@ -194,7 +199,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     } else {
         7
     };
-    let fixed = 2 + 9 + 6 + 9 + loss_w + score_w + data_w + if wide { 7 } else { 6 };
+    let fixed = 2 + 9 + model_w + 9 + loss_w + score_w + data_w + if wide { 7 } else { 6 };
     let name_w = super::train::name_width(area.width.saturating_sub(2), fixed);
     let visible = visible_rows(area);
     let first = first_row(visible, s.selected);
@@ -235,7 +240,9 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
             }
             cells.extend([
                 Line::from(set.map_or("?".into(), |st| st.schedule.to_string())),
-                Line::from(set.map_or("?".into(), |st| ellipsize_middle(&st.model_name(), 6))),
+                Line::from(set.map_or("?".into(), |st| {
+                    ellipsize_middle(&st.model_name(), model_w as usize)
+                })),
                 Line::from(ellipsize_middle(&steps, SAVED_W)),
                 Line::from(match (r.last_loss, set) {
                     (None, _) => "—".into(),
@@ -260,7 +267,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     }
     widths.extend([
         Constraint::Length(9),
-        Constraint::Length(6),
+        Constraint::Length(model_w),
         Constraint::Length(9),
         Constraint::Length(loss_w),
         Constraint::Min(score_w),

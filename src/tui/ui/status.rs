@@ -1,7 +1,7 @@
 //! The status bar: device, dataset, model size, run state, the latest message and the keys of
 //! the current screen.
 
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -15,7 +15,8 @@ use crate::tui::state::run::RunState;
 use crate::tui::state::sample::SampleStatus;
 use crate::tui::state::{App, Lifecycle};
 
-/// Draws the two status lines.
+/// Draws the status lines: the state, then the latest message (two lines where it is long)
+/// or the keys.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let t = &app.settings.train;
     // A dataset given as a long path is shortened in the middle (its end names it), so that
@@ -97,21 +98,73 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         spans.extend(seg);
     }
     let line1 = Line::from(spans);
-    let line2 = match &app.notice {
-        Some(n) => Line::styled(
-            super::ellipsize_end(
-                &format!("{}{}", n.text, progress_of(app, &n.topic)),
-                area.width as usize,
-            ),
-            Style::default().fg(if n.error { theme::ERROR } else { theme::OK }),
-        ),
-        None => Line::styled(
+    let style = Style::default().bg(ratatui::style::Color::Rgb(30, 30, 40));
+    let [first, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    frame.render_widget(Paragraph::new(line1).style(style), first);
+    let message = match &app.notice {
+        // Up to [`MESSAGE_LINES`] lines, the last cut where even they are not enough.
+        Some(n) => {
+            let text = wrap_words(&message_text(app, n), rest.width as usize);
+            let shown = text.len().min(rest.height as usize).max(1);
+            let mut lines: Vec<String> = text.into_iter().take(shown).collect();
+            if let Some(last) = lines.last_mut() {
+                *last = super::ellipsize_end(last, rest.width as usize);
+            }
+            Paragraph::new(lines.into_iter().map(Line::from).collect::<Vec<_>>())
+                .style(Style::default().fg(if n.error { theme::ERROR } else { theme::OK }))
+        }
+        None => Paragraph::new(Line::styled(
             format!("keys: {}", hints(app.tab.title())),
             Style::default().fg(theme::DIM),
-        ),
+        )),
     };
-    let style = Style::default().bg(ratatui::style::Color::Rgb(30, 30, 40));
-    frame.render_widget(Paragraph::new(vec![line1, line2]).style(style), area);
+    frame.render_widget(message.style(style), rest);
+}
+
+/// Lines the message shown may take at most: a longer one is cut at the end.
+const MESSAGE_LINES: u16 = 2;
+
+/// The text of the message `n`, with live progress where it has some.
+fn message_text(app: &App, n: &crate::tui::state::Notice) -> String {
+    format!("{}{}", n.text, progress_of(app, &n.topic))
+}
+
+/// Lines the status message takes on a terminal `width` wide (one, or up to
+/// [`MESSAGE_LINES`] for a message longer than that).
+pub fn message_lines(app: &App, width: u16) -> u16 {
+    match &app.notice {
+        Some(n) => {
+            (wrap_words(&message_text(app, n), width as usize).len() as u16).clamp(1, MESSAGE_LINES)
+        }
+        None => 1,
+    }
+}
+
+/// `text` broken into lines of at most `width` characters, between words where it can be
+/// (a word longer than a line, a path say, is cut).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let (n, w) = (line.chars().count(), word.chars().count());
+        if n > 0 && n + 1 + w > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.chars().count() > width {
+            let head: String = line.chars().take(width).collect();
+            line = line.chars().skip(width).collect();
+            lines.push(head);
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// Live progress after a message about work in steps: Compare's sampling says how far its
@@ -130,4 +183,20 @@ fn progress_of(app: &App, topic: &Topic) -> String {
         .min_by(|a, b| (a.0 * b.1).cmp(&(b.0 * a.1)))
         .map(|(done, total)| format!(" step {done}/{total}"))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap_words;
+
+    #[test]
+    fn messages_break_between_words_and_long_words_are_cut() {
+        assert_eq!(wrap_words("a bb ccc", 4), ["a bb", "ccc"]);
+        assert_eq!(wrap_words("one", 10), ["one"]);
+        assert_eq!(wrap_words("", 10), [""]);
+        assert_eq!(
+            wrap_words("saved in /very/long/path here", 8),
+            ["saved in", "/very/lo", "ng/path", "here"]
+        );
+    }
 }
