@@ -433,6 +433,41 @@ fn the_abandoned_branch_is_dropped_even_below_the_first_new_checkpoint_and_after
     assert_eq!(t.step(), 5);
     train_to(&mut t, 6).unwrap();
     assert_eq!(checkpoint_names(&run), ["step-000005", "step-000006"]);
+    // Killed between writing the new branch's first checkpoint and switching to it: the run
+    // stays on the branch it went back to (switched to when it went back), never on the one
+    // it left, and its log has no gap.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = trained(tmp.path());
+    let mut t = Trainer::resume_with(
+        &run.join(CHECKPOINTS_DIR).join("step-2"),
+        ResumeOptions::default(),
+    )
+    .unwrap();
+    while t.step() < 5 {
+        let (x, e) = Synthetic.batch(t.step()).unwrap();
+        t.train_step(&x, e).unwrap();
+    }
+    let point = "checkpoint-before-switch:";
+    fail::cfg(point, "return(killed)").unwrap();
+    assert!(t.checkpoint().is_err());
+    fail::remove(point);
+    drop(t);
+    assert_eq!(
+        checkpoint_names(&run),
+        ["step-000002", "step-000004", "step-000005"]
+    );
+    let mut t = Trainer::resume(&run, None, None).unwrap();
+    assert_eq!(t.step(), 2, "the branch it went back to");
+    assert!(
+        t.notices()[0].starts_with("continuing from step 2, the run's latest checkpoint: the later checkpoints step-000004, step-000005 (never switched to)"),
+        "{:?}",
+        t.notices()
+    );
+    train_to(&mut t, 6).unwrap();
+    drop(t);
+    assert_eq!(checkpoint_names(&run), ["step-000004.1", "step-000006"]);
+    let steps = common::json_steps(&std::fs::read_to_string(run.join(METRICS_FILE)).unwrap());
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6], "one history, no gap");
     // The same without the crash: step 2 stays the spare.
     let tmp = tempfile::tempdir().unwrap();
     let run = trained(tmp.path());

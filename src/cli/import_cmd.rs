@@ -48,8 +48,8 @@ pub struct ImportArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub model: ModelArgs,
-    /// Steps they were trained for: the run's step, and its stop step where that is past the
-    /// recipe's (training on past it takes a later one)
+    /// Steps they were trained for: the run's step, and its stop step where that is past
+    /// 1000 (training on past it takes a later --steps)
     #[arg(long, default_value_t = 0)]
     pub step: usize,
     /// Run directory to create [default: <runs directory>/<date>-<time>-<schedule>-import,
@@ -82,11 +82,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
             &format!("{}-import", config.schedule.name()),
         )
     });
-    if args.ema.is_none() && args.ema_weights.is_some() {
-        note(&format!(
-            "note: training the run on keeps the EMA weights up to date with decay {IMPORTED_EMA_DECAY} per step (--ema sets another)"
-        ));
-    }
+    let default_ema = args.ema.is_none() && args.ema_weights.is_some();
     let done = import(ImportRequest {
         weights: args.weights,
         ema_weights: args.ema_weights,
@@ -97,6 +93,11 @@ pub fn run(args: ImportArgs) -> Result<()> {
     })?;
     for n in &done.notes {
         note(&format!("note: {n}"));
+    }
+    if default_ema {
+        note(&format!(
+            "note: training the run on keeps the EMA weights up to date with decay {IMPORTED_EMA_DECAY} per step (--ema sets another)"
+        ));
     }
     let cfg = &done.config;
     let d = shell_word(&done.dir.display().to_string());

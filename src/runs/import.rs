@@ -68,6 +68,9 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
     }
     let ema = match &req.ema_weights {
         Some(p) => {
+            if !p.exists() {
+                bail!("the EMA weights {} do not exist", p.display());
+            }
             let sd = read_state_dict(p, &cfg.model, &device)
                 .with_context(|| format!("the EMA weights {} do not fit", p.display()))?;
             notes.extend(wrapper_note(p, &sd));
@@ -168,9 +171,14 @@ fn schedule_check(betas: &[f64], cfg: &TrainConfig) -> Result<Option<String>> {
         .fold(0.0_f64, f64::max);
     Ok((worst > 1e-4).then(|| {
         format!(
-            "the weights' `betas` buffer is not the {} schedule (off by up to {:.0}%): samples will be poor unless --schedule names the one they were trained with (denoising-diffusion-pytorch's linear scales β by 1000/T; see README, Moving weights)",
+            "the weights' `betas` buffer is not the {} schedule (off by up to {:.0}%): samples will be poor unless --schedule names the one they were trained with{}",
             cfg.schedule.name(),
-            worst * 100.0
+            worst * 100.0,
+            if cfg.schedule == crate::schedule::BetaSchedule::Linear {
+                " (denoising-diffusion-pytorch's linear scales β by 1000/T; see README, Moving weights)"
+            } else {
+                ""
+            }
         )
     }))
 }

@@ -303,6 +303,37 @@ impl RunDir {
         Ok(root.join(name))
     }
 
+    /// Makes `ck` (one of this run's checkpoint folders) the run's latest, as a new checkpoint
+    /// would be: a resume that goes back to it commits to it at once, so that a trainer that
+    /// stops before its first new checkpoint leaves the run where it went back to, never at
+    /// the branch it left (whose logs are dropped already).
+    pub fn switch_latest_to(&self, ck: &Checkpoint) -> Result<()> {
+        let Some(name) = ck
+            .dir()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            return Ok(());
+        };
+        if ck.dir().parent() != Some(self.checkpoints_dir().as_path()) {
+            return Ok(());
+        }
+        let now = fs::read_to_string(self.file(LATEST_FILE)).unwrap_or_default();
+        if now.trim() == name {
+            return Ok(());
+        }
+        files::write_bytes(&self.file(LATEST_FILE), format!("{name}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", self.file(LATEST_FILE).display()))?;
+        // The run's own config.json follows its latest checkpoint (listings read it).
+        if let Ok(cfg) = ck.load_config() {
+            super::dir::write_atomic(
+                &self.file(CONFIG_FILE),
+                serde_json::to_string_pretty(&cfg)?.as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
     /// The checkpoint folders (complete or not) at or past `from`'s step other than `from`
     /// itself, oldest first: what a run resumed from `from` goes back past, and drops at its
     /// next checkpoint (see [`Self::prune_checkpoints`]).

@@ -346,18 +346,35 @@ impl Trainer {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        if !later.is_empty() {
+        let (s, are) = if later.len() == 1 {
+            ("", "is")
+        } else {
+            ("s", "are")
+        };
+        if !later.is_empty() && asked.is_some() {
             notices.push(format!(
-                "going back to step {}: the later checkpoint{} {} {} removed at this run's next checkpoint, and the logs and previews after step {} are dropped now",
+                "going back to step {}: the later checkpoint{s} {} {are} removed at this run's next checkpoint, and the logs and previews after step {} are dropped now",
                 state.step,
-                if later.len() == 1 { "" } else { "s" },
                 later.join(", "),
-                if later.len() == 1 { "is" } else { "are" },
                 state.step,
+            ));
+        } else if !later.is_empty() {
+            // Past the one `latest` names: left by a trainer that stopped between writing a
+            // checkpoint and switching to it, or by the branch the run went back from.
+            notices.push(format!(
+                "continuing from step {}, the run's latest checkpoint: the later checkpoint{s} {} (never switched to) {are} removed at its next checkpoint, and the logs after step {} are dropped now; --resume {} continues from {} instead",
+                state.step,
+                later.join(", "),
+                state.step,
+                run.checkpoints_dir().join(later.last().expect("not empty")).display(),
+                if later.len() == 1 { "it" } else { "the newest" },
             ));
         }
         notices.extend(cfg.learning_rate_notices(state.step));
         notices.extend(cfg.decay_change_notice(&trained_with, state.step));
+        if asked.is_some() {
+            run.switch_latest_to(&ck)?;
+        }
         run.truncate_log(store::METRICS_FILE, state.step)?;
         run.truncate_log(store::QUALITY_FILE, state.step)?;
         store::previews::remove_after(run.path(), state.step)?;

@@ -409,6 +409,22 @@ fn the_train_stop_message_lasts_until_the_run_is_saved() {
     );
 }
 
+/// A passing message goes at the next key once it has been up long enough to read (a
+/// refusal about the fewest steps does not stay after the user has moved on).
+#[test]
+fn a_read_message_goes_at_the_next_key() {
+    let (mut app, _engine) = app();
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('c'));
+    assert!(notice(&app).is_some());
+    app.tick(Duration::from_millis(500));
+    handle_key(&mut app, key(KeyCode::Down));
+    assert!(notice(&app).is_some(), "too soon to have been read");
+    app.tick(Duration::from_secs(3));
+    handle_key(&mut app, key(KeyCode::Down));
+    assert_eq!(notice(&app), None);
+}
+
 /// `x` on Compare says the runs are being saved until they are, then gives the line back
 /// (the panel's hint says what comes next).
 #[test]

@@ -416,7 +416,8 @@ fn a_run_is_removed_from_the_runs_screen_after_asking() {
     for part in [
         "Remove 20260101-120000-linear?",
         "200 of 400 steps saved · 4 MB",
-        "go for good",
+        "go for good (the",
+        "Train screen closes it).",
         "y: remove",
     ] {
         assert!(ask.contains(part), "{part}:\n{ask}");
@@ -445,7 +446,10 @@ fn a_run_is_removed_from_the_runs_screen_after_asking() {
     );
     app.pump();
     let said = notice(&app).unwrap();
-    assert_eq!(said, "removed 20260101-120000-linear (4 MB)");
+    assert_eq!(
+        said,
+        "removed 20260101-120000-linear (4 MB); the Train screen no longer shows it"
+    );
     assert!(app
         .runs
         .runs
@@ -474,7 +478,9 @@ fn a_run_of_the_comparison_on_compare_is_removed_when_it_rests() {
     assert_eq!(app.overlay, Overlay::None);
     let why = notice(&app).unwrap();
     assert!(
-        why.contains("in the comparison training or sampling on Compare: x there stops it"),
+        why.contains(
+            "in the comparison on Compare, which is training, paused or sampling: x there stops it"
+        ),
         "{why}"
     );
     app.compare.slots[slot].run.state = ddpm_lab::tui::state::run::RunState::Opened;

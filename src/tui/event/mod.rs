@@ -177,6 +177,7 @@ pub fn handle_key_in_small_terminal(app: &mut App, key: KeyEvent) -> bool {
 pub fn handle_key(app: &mut App, key: KeyEvent) -> bool {
     match map_key(app, key) {
         Some(cmd) => {
+            app.key_handled();
             apply(app, cmd);
             true
         }

@@ -201,6 +201,21 @@ impl App {
     }
 
     /// Drops the message once its cause has ended.
+    /// A key is about to act: a passing message shown long enough to be read goes (the user
+    /// moved on; the key's own message, if any, takes the line).
+    pub fn key_handled(&mut self) {
+        if let Some(n) = &self.notice {
+            let passing = matches!(
+                n.topic,
+                Topic::Passing | Topic::WhileTraining | Topic::WhileSampling
+            );
+            if passing && n.age >= notice::READ_AT_LEAST {
+                self.notice = None;
+                self.dirty = true;
+            }
+        }
+    }
+
     fn expire_notice(&mut self) {
         if self.notice.as_ref().is_some_and(|n| !self.notice_holds(n)) {
             self.notice = None;
@@ -482,7 +497,7 @@ impl App {
         // screen then closes it).
         if self.compare.holds(&dir) && (self.compare.any_active() || self.compare.sampling()) {
             return vec![Effect::error(format!(
-                "{name} is in the comparison training or sampling on Compare: x there stops it, then it can be removed"
+                "{name} is in the comparison on Compare, which is training, paused or sampling: x there stops it, then it can be removed"
             ))];
         }
         if self.active_run_dirs().contains(&dir.as_path()) {
@@ -513,7 +528,7 @@ impl App {
             Err(e) => return vec![Effect::error(e), Effect::ScanRuns],
         };
         let dir = &removed.dir;
-        self.train.forget(dir);
+        let on_train = self.train.forget(dir, &mut ctx!(self));
         let closed = self.compare.holds(dir);
         if closed {
             self.compare = compare::CompareState::default();
@@ -533,6 +548,9 @@ impl App {
         }
         if closed {
             text += "; the comparison on Compare is closed";
+        }
+        if on_train {
+            text += "; the Train screen no longer shows it";
         }
         let mut fx = vec![Effect::info(text)];
         fx.extend(self.runs.refresh());
@@ -567,7 +585,14 @@ impl App {
                 Vec::new()
             }
             WorkerMsg::RunRemoved(result) => self.on_removed(result),
-            WorkerMsg::RunHolder(holder) => self.train.on_holder(holder),
+            WorkerMsg::RunHolder(holder) => {
+                // The Runs screen's ▶ (and what `d` refuses) follow who trains the run.
+                let mut fx = self.train.on_holder(holder);
+                if self.runs.scanned {
+                    fx.extend(self.runs.refresh());
+                }
+                fx
+            }
             WorkerMsg::LastRun(summary) => {
                 let root = self.settings.runs_root();
                 self.train.last_run = Some(train::LastRun::new(summary, &root));

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 /// How long a passing message stays (errors stay longer: they need reading).
 pub const PASSING_INFO: Duration = Duration::from_secs(8);
+/// How long a passing message stays at least before the next key clears it.
+pub const READ_AT_LEAST: Duration = Duration::from_secs(2);
 /// How long a passing error stays.
 pub const PASSING_ERROR: Duration = Duration::from_secs(20);
 /// How long the notice that a built-in set stands in for the dataset asked for is shown.

@@ -393,18 +393,32 @@ impl TrainState {
     }
 
     /// The run in `dir` is gone from disk (removed on the Runs screen): the screen no longer
-    /// shows it (unless it trains it: removal refuses those), nor offers to go on with it.
-    pub fn forget(&mut self, dir: &Path) {
-        if self.run.run_dir.as_deref() == Some(dir) && !self.run.is_active() {
+    /// shows it (unless it trains it: removal refuses those), nor offers to go on with it; the
+    /// settings from before it was opened come back. Returns whether it was shown.
+    pub fn forget(&mut self, dir: &Path, ctx: &mut Ctx) -> bool {
+        let shown = self.run.run_dir.as_deref() == Some(dir) && !self.run.is_active();
+        if shown {
             self.run.reset();
             self.opened = false;
             self.watch = None;
             self.trained_by = None;
+            self.run_settings = None;
+            if let Some(own) = self.own_settings.take() {
+                let (train, origin) = *own;
+                ctx.settings.train = train;
+                ctx.settings.origin = origin;
+            }
         }
         self.session_runs.retain(|d| d != dir);
         if self.last_run.as_ref().is_some_and(|l| l.summary.dir == dir) {
             self.last_run = None;
         }
+        shown
+    }
+
+    /// Whether the screen shows the run in `dir`.
+    pub fn shows(&self, dir: &Path) -> bool {
+        self.run.run_dir.as_deref() == Some(dir)
     }
 
     /// `u`: the settings from before a run was opened come back (an opened run had replaced

@@ -301,6 +301,9 @@ pub fn confirm_remove(frame: &mut Frame, area: Rect, app: &App, dir: &std::path:
     // What goes with it: a comparison's folder with its last run; the comparison on Compare
     // closes.
     let mut also = Vec::new();
+    if app.train.shows(dir) {
+        also.push("the Train screen closes it".to_string());
+    }
     if let Some((base, _)) = crate::runs::comparison::comparison_of(dir) {
         let siblings = app
             .runs
