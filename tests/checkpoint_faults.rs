@@ -403,55 +403,60 @@ fn going_back_to_an_older_checkpoint_drops_the_abandoned_branch_at_the_first_new
     assert_eq!(checkpoint_names(&run), ["step-000004.1", "step-000006"]);
 }
 
-#[test]
-fn the_abandoned_branch_is_dropped_even_below_the_first_new_checkpoint_and_after_a_crash() {
-    let _scenario = FailScenario::setup();
-    let tmp = tempfile::tempdir().unwrap();
-    let run = trained(tmp.path());
+/// A run trained to step 4 (checkpoints at 2 and 4), gone back to step 2 and trained to
+/// step 5 without a checkpoint yet: the new branch's first checkpoint comes past step 4, the
+/// abandoned branch's newest.
+fn gone_back_and_past(tmp: &Path) -> (std::path::PathBuf, Trainer) {
+    let run = trained(tmp);
     assert_eq!(checkpoint_names(&run), ["step-000002", "step-000004"]);
-    // Back to step 2, and the new branch's first checkpoint comes past step 4, the abandoned
-    // branch's newest: the spare must still be step 2, where this branch came from.
     let older = run.join(CHECKPOINTS_DIR).join("step-2");
     let mut t = Trainer::resume_with(&older, ResumeOptions::default()).unwrap();
     while t.step() < 5 {
         let (x, e) = Synthetic.batch(t.step()).unwrap();
         t.train_step(&x, e).unwrap();
     }
-    // The process dies after the new checkpoint is in place, before the old branch is
-    // dropped ...
-    let point = "checkpoint-after-switch:";
+    (run, t)
+}
+
+/// The first checkpoint of `t` fails at failpoint `point`, as if the process died there.
+fn killed_at(t: Trainer, point: &str) {
+    let mut t = t;
     fail::cfg(point, "return(killed)").unwrap();
     assert!(t.checkpoint().is_err());
     fail::remove(point);
-    drop(t);
+}
+
+#[test]
+fn the_abandoned_branch_is_dropped_even_below_the_first_new_checkpoint_and_after_a_crash() {
+    let _scenario = FailScenario::setup();
+    // Without a crash, the spare is step 2, where the new branch came from.
+    let tmp = tempfile::tempdir().unwrap();
+    let (run, mut t) = gone_back_and_past(tmp.path());
+    t.checkpoint().unwrap();
+    assert_eq!(checkpoint_names(&run), ["step-000002", "step-000005"]);
+    train_to(&mut t, 6).unwrap();
+    assert_eq!(checkpoint_names(&run), ["step-000005", "step-000006"]);
+
+    // The process dies after the new checkpoint is in place, before the old branch is
+    // dropped: the run, resumed from its newest, still knows which branch it left.
+    let tmp = tempfile::tempdir().unwrap();
+    let (run, t) = gone_back_and_past(tmp.path());
+    killed_at(t, "checkpoint-after-switch:");
     assert_eq!(
         checkpoint_names(&run),
         ["step-000002", "step-000004", "step-000005"]
     );
-    // ... and the run, resumed from its newest, still knows which branch it left.
     let mut t = Trainer::resume(&run, None, None).unwrap();
     assert_eq!(t.step(), 5);
     train_to(&mut t, 6).unwrap();
     assert_eq!(checkpoint_names(&run), ["step-000005", "step-000006"]);
+
     // Killed between writing the new branch's first checkpoint and switching to it: the run
     // stays on the branch it went back to (switched to when it went back), never on the one
     // it left, and its log has no gap.
     let tmp = tempfile::tempdir().unwrap();
-    let run = trained(tmp.path());
-    let mut t = Trainer::resume_with(
-        &run.join(CHECKPOINTS_DIR).join("step-2"),
-        ResumeOptions::default(),
-    )
-    .unwrap();
-    while t.step() < 5 {
-        let (x, e) = Synthetic.batch(t.step()).unwrap();
-        t.train_step(&x, e).unwrap();
-    }
-    let point = "checkpoint-before-switch:";
-    fail::cfg(point, "return(killed)").unwrap();
-    assert!(t.checkpoint().is_err());
-    fail::remove(point);
-    drop(t);
+    let (run, t) = gone_back_and_past(tmp.path());
+    killed_at(t, "checkpoint-before-switch:");
     assert_eq!(
         checkpoint_names(&run),
         ["step-000002", "step-000004", "step-000005"]
@@ -468,22 +473,6 @@ fn the_abandoned_branch_is_dropped_even_below_the_first_new_checkpoint_and_after
     assert_eq!(checkpoint_names(&run), ["step-000004.1", "step-000006"]);
     let steps = common::json_steps(&std::fs::read_to_string(run.join(METRICS_FILE)).unwrap());
     assert_eq!(steps, [1, 2, 3, 4, 5, 6], "one history, no gap");
-    // The same without the crash: step 2 stays the spare.
-    let tmp = tempfile::tempdir().unwrap();
-    let run = trained(tmp.path());
-    let mut t = Trainer::resume_with(
-        &run.join(CHECKPOINTS_DIR).join("step-2"),
-        ResumeOptions::default(),
-    )
-    .unwrap();
-    while t.step() < 5 {
-        let (x, e) = Synthetic.batch(t.step()).unwrap();
-        t.train_step(&x, e).unwrap();
-    }
-    t.checkpoint().unwrap();
-    assert_eq!(checkpoint_names(&run), ["step-000002", "step-000005"]);
-    train_to(&mut t, 6).unwrap();
-    assert_eq!(checkpoint_names(&run), ["step-000005", "step-000006"]);
 }
 
 #[test]

@@ -1091,6 +1091,19 @@ fn a_run_trained_elsewhere_is_followed_and_space_waits_for_it() {
         said.contains("pid 4242 trains this run now: followed live"),
         "{said}"
     );
+    // Its steps, as the watcher reads them, give its speed and time left.
+    let batch = app.settings.train.batch_size;
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Step(stats(11)), TrainEvent::Step(stats(12))],
+    );
+    assert!(app.train.run.images_per_s(batch).is_some());
+    assert!(app.train.run.eta_s(batch).is_some());
+    // Once that process stops, no stale speed.
+    app.handle_msg(WorkerMsg::RunHolder(None));
+    assert_eq!(app.train.run.images_per_s(batch), None);
+    app.handle_msg(WorkerMsg::RunHolder(Some("pid 4242".into())));
     handle_key(&mut app, ch(' '));
     assert!(engine.first_train(Slot::Main).is_none(), "not started");
     assert!(notice(&app)

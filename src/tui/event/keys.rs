@@ -638,7 +638,7 @@ pub fn hints(scope: &str) -> &'static str {
         "Schedules" => "←/→ t · +/− T · n image",
         "Train" => "space start/pause · x stop · ↑↓←→ edit · b blog · c ckpt · o open",
         "Sample" => "g generate · x stop · ←/→ PgUp/PgDn frames · p play · e export",
-        "Compare" => "space train all · x stop · c continue · m mode · g sample · ←/→ p frames",
+        "Compare" => "space train/pause · x stop · c continue · m mode · g sample · ←/→ p frames",
         "Runs" => "↑↓ run · space overlay · o open · s sort · d remove · r reload",
         _ => "",
     }

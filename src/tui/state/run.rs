@@ -90,6 +90,9 @@ pub struct RunProgress {
     /// Training time of the current session by the lab's clock, pauses excluded: what the
     /// budget (`time_limit_s`) counts.
     pub session: std::time::Duration,
+    /// Another process trains this opened run now (it is followed live): its speed and time
+    /// left are shown as for a run trained here.
+    pub trained_elsewhere: bool,
     /// `(step, training seconds)` of the last [`SPEED_WINDOW`] steps, for the speed.
     recent: std::collections::VecDeque<(usize, f64)>,
     /// The smoothed curve's running sums.
@@ -280,10 +283,10 @@ impl RunProgress {
     }
 
     /// Steps per second over the last [`SPEED_WINDOW`] steps (the latest step's own speed
-    /// until there are two), given the batch size; `None` while the run is not training, so
-    /// a paused run shows no stale speed.
+    /// until there are two), given the batch size; `None` while the run is not training (here,
+    /// or elsewhere while followed), so a paused run shows no stale speed.
     pub fn steps_per_s(&self, batch_size: usize) -> Option<f64> {
-        if !self.is_training() {
+        if !self.is_training() && !(self.trained_elsewhere && self.state == RunState::Opened) {
             return None;
         }
         if let (Some(a), Some(b)) = (self.recent.front(), self.recent.back()) {

@@ -370,6 +370,7 @@ impl TrainState {
     /// Who trains the followed run changed: said while the run is open here.
     pub fn on_holder(&mut self, holder: Option<String>) -> Vec<Effect> {
         let was = std::mem::replace(&mut self.trained_by, holder.clone());
+        self.run.trained_elsewhere = holder.is_some() && self.run.state == RunState::Opened;
         if self.run.state != RunState::Opened || was == holder {
             return Vec::new();
         }
@@ -532,6 +533,7 @@ impl TrainState {
         // Stop following the run on disk: this process trains it now.
         self.watch = None;
         self.trained_by = None;
+        self.run.trained_elsewhere = false;
         self.new_run_next = false;
         self.run_settings = Some(ctx.settings.train.clone());
         vec![Effect::Train {
