@@ -121,7 +121,7 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
     let ds = loaded.with_context(|| format!("cannot load dataset {}", args.dataset))?;
     let summary = summarize(&ds);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!("{}", serde_json::to_string(&summary)?);
         return Ok(());
     }
     print!("{}", summary.to_text());

@@ -87,6 +87,7 @@ impl TrainRequest {
                 let run = RunDir::open(crate::store::Checkpoint::run_dir_of(dir))?;
                 let mut cfg = run.checkpoint_to_resume(dir)?.load_config()?;
                 if let Some(ds) = dataset {
+                    check_same_data(&cfg.dataset, ds)?;
                     cfg.dataset = ds.clone();
                 }
                 if let Some(lr) = lr {
@@ -201,6 +202,29 @@ impl TrainRequest {
     }
 }
 
+/// Checks that `other`, given to resume a run trained on `own`, can be the same data where it
+/// is now (a folder that moved, the Hub's copy of a folder's set): another named set (mnist
+/// for fashion_mnist), or the built-in shapes for a run not trained on them, cannot.
+pub fn check_same_data(own: &str, other: &str) -> Result<()> {
+    use crate::data::DatasetSpec;
+    // A path that is gone does not parse: it names data of its own.
+    let named = |s: &str| match s.parse::<DatasetSpec>() {
+        Ok(DatasetSpec::Path(_)) | Err(_) => None,
+        Ok(d) => Some(d),
+    };
+    let other_data = match (named(own), named(other)) {
+        (Some(a), Some(b)) => a != b,
+        (None, Some(b)) => b == DatasetSpec::Shapes,
+        _ => false,
+    };
+    if other_data {
+        bail!(
+            "the run was trained on {own}: resuming it takes that data where it is now, not other data ({other}); start a new run to train on {other}"
+        );
+    }
+    Ok(())
+}
+
 /// Checks that training images `set` fit the run configured by `cfg` (channels and size).
 pub fn check_data_fits(cfg: &TrainConfig, set: &ImageSet) -> Result<()> {
     if set.channels != cfg.model.channels
@@ -310,6 +334,21 @@ impl PreparedRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resuming_on_other_data_is_refused_and_moved_data_is_not() {
+        assert!(check_same_data("fashion_mnist", "fashion_mnist").is_ok());
+        assert!(check_same_data("/gone/fashion-mnist", "fashion_mnist").is_ok());
+        let e = check_same_data("fashion_mnist", "mnist")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("the run was trained on fashion_mnist: resuming it takes that data"),
+            "{e}"
+        );
+        assert!(check_same_data("/gone/fashion-mnist", "shapes").is_err());
+        assert!(check_same_data("shapes", "shapes").is_ok());
+    }
     use crate::model::UnetConfig;
 
     fn set(n: usize, c: usize, h: usize, w: usize) -> Arc<ImageSet> {

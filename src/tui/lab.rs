@@ -231,6 +231,13 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
         run_guarded(&mut terminal, &mut app, &images, &mut input)
     });
     drop(guard);
+    // The cursor comes back; a terminal that hung up cannot show it, and ratatui's own drop
+    // would print `Failed to show the cursor` over the lab's last words: it is let go silently.
+    if terminal.show_cursor().is_err() {
+        std::mem::forget(terminal);
+    } else {
+        drop(terminal);
+    }
     if result.is_err() {
         // The terminal failed (a hung-up terminal after SIGHUP cannot be drawn on) or the
         // loop panicked: running runs are still checkpointed before the process ends.
