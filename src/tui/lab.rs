@@ -155,6 +155,29 @@ pub struct LabStart {
     pub updates: Vec<String>,
 }
 
+/// What to say where the runs directory the lab remembers (from an earlier `--runs-dir`) is
+/// not the one `$DDPM_LAB_RUNS` names: the remembered one is used, and the user may not
+/// expect that.
+fn remembered_runs_dir_note(
+    flag: Option<&std::path::Path>,
+    remembered: Option<&std::path::Path>,
+    env: Option<&std::ffi::OsStr>,
+) -> Option<String> {
+    let (None, Some(kept), Some(env)) = (flag, remembered, env) else {
+        return None;
+    };
+    let env = std::path::Path::new(env);
+    (kept != env).then(|| {
+        format!(
+            "runs are in {} (remembered from --runs-dir), not ${} = {}: --runs-dir {} uses that",
+            kept.display(),
+            crate::runs::RUNS_ENV,
+            env.display(),
+            env.display()
+        )
+    })
+}
+
 /// The fastest device this binary can use: CUDA or Metal when built in and present, else CPU.
 pub fn best_device() -> DeviceSpec {
     // candle's `cuda_is_available()` only says the feature is compiled in; this one also asks
@@ -206,6 +229,12 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
             updates.join(", ")
         );
         // Said once, so it stays until the next message rather than a few seconds.
+        app.show(Notice::new(text, false).about(Topic::Sticky));
+    } else if let Some(text) = remembered_runs_dir_note(
+        opts.runs_dir.as_deref(),
+        app.settings.runs_dir.as_deref(),
+        std::env::var_os(crate::runs::RUNS_ENV).as_deref(),
+    ) {
         app.show(Notice::new(text, false).about(Topic::Sticky));
     }
     // Data loads in the background while the first frame is drawn.
@@ -463,6 +492,34 @@ pub fn run(opts: LabOptions, custom_model: Option<UnetConfig>) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remembered_runs_dir_other_than_the_environments_is_said() {
+        use std::ffi::OsStr;
+        use std::path::Path;
+        let note = remembered_runs_dir_note(None, Some(Path::new("/a")), Some(OsStr::new("/b")));
+        assert_eq!(
+            note.as_deref(),
+            Some("runs are in /a (remembered from --runs-dir), not $DDPM_LAB_RUNS = /b: --runs-dir /b uses that")
+        );
+        assert_eq!(
+            remembered_runs_dir_note(None, Some(Path::new("/a")), Some(OsStr::new("/a"))),
+            None
+        );
+        assert_eq!(
+            remembered_runs_dir_note(
+                Some(Path::new("/c")),
+                Some(Path::new("/c")),
+                Some(OsStr::new("/b"))
+            ),
+            None,
+            "asked for on the command line"
+        );
+        assert_eq!(
+            remembered_runs_dir_note(None, None, Some(OsStr::new("/b"))),
+            None
+        );
+    }
 
     /// A comparison's runs are named once as a comparison (continued in the lab as a whole),
     /// with where each stands; a directory without a run is left out.
