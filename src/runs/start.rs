@@ -212,10 +212,12 @@ pub fn check_same_data(own: &str, other: &str) -> Result<()> {
         Ok(DatasetSpec::Path(_)) | Err(_) => None,
         Ok(d) => Some(d),
     };
+    // The built-in shapes are nowhere but here: no folder holds them.
     let other_data = match (named(own), named(other)) {
         (Some(a), Some(b)) => a != b,
         (None, Some(b)) => b == DatasetSpec::Shapes,
-        _ => false,
+        (Some(a), None) => a == DatasetSpec::Shapes,
+        (None, None) => false,
     };
     if other_data {
         bail!(
@@ -348,6 +350,8 @@ mod tests {
         );
         assert!(check_same_data("/gone/fashion-mnist", "shapes").is_err());
         assert!(check_same_data("shapes", "shapes").is_ok());
+        assert!(check_same_data("shapes", "/data/fashion-mnist").is_err());
+        assert!(check_same_data("fashion_mnist", "/data/fashion-mnist").is_ok());
     }
     use crate::model::UnetConfig;
 

@@ -425,8 +425,7 @@ fn a_read_message_goes_at_the_next_key() {
     assert_eq!(notice(&app), None);
 }
 
-/// `x` on Compare says the runs are being saved until they are, then gives the line back
-/// (the panel's hint says what comes next).
+/// `x` on Compare says the runs are being saved until they are, then that they are.
 #[test]
 fn the_compare_stop_message_lasts_while_the_runs_are_saved() {
     let (mut app, _engine) = app();
@@ -447,7 +446,10 @@ fn the_compare_stop_message_lasts_while_the_runs_are_saved() {
         vec![finished(3, "runs/c/linear", FinishReason::Steps)],
     );
     app.tick(Duration::from_millis(10));
-    assert_eq!(notice(&app), None);
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("the comparison is stopped, each run saved: c continues it, space starts anew")
+    );
 }
 
 #[test]
@@ -568,11 +570,16 @@ fn opening_a_run_loads_history_and_space_resumes_it() {
     assert!(app.picker.is_none());
     assert_eq!(app.picker_wait, PickerWait::Listing);
     handle_key(&mut app, ch('o'));
+    let listings = engine
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::ListRuns | Call::ScanRuns))
+        .count();
     assert_eq!(
-        app.pump(),
-        1,
-        "a second `o` while listing asks nothing more"
+        listings, 2,
+        "the runs and their table, once: a second `o` while listing asks nothing more"
     );
+    app.pump();
     assert!(app.picker.is_some());
     assert_eq!(app.picker_wait, PickerWait::Idle);
     handle_key(&mut app, key(KeyCode::Enter));

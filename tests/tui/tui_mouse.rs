@@ -66,7 +66,7 @@ fn the_wheel_scrolls_runs_help_and_settings() {
     handle_mouse(&mut app, wheel(false), AREA);
     assert_eq!(app.runs.selected, 1);
     // A click on the fourth row (two lines under the table's top: border, header).
-    let body = ui::areas(AREA, &app).unwrap()[1];
+    let body = ui::areas(AREA).unwrap()[1];
     let (table, _) = ui::runs::layout(body, 4);
     handle_mouse(&mut app, click(10, table.y + 2 + 3), AREA);
     assert_eq!(app.runs.selected, 3);
@@ -97,7 +97,7 @@ fn clicking_and_dragging_the_frame_bar_seeks() {
         slot: Slot::Main,
         msg: SampleMsg::Done(Box::new(frames(4, 20))),
     });
-    let body = ui::areas(AREA, &app).unwrap()[1];
+    let body = ui::areas(AREA).unwrap()[1];
     let bar = ui::sample::areas(body)[2];
     let track = ui::sample::scrub_track(ui::block("").inner(bar));
     let y = bar.y + 1;
@@ -140,7 +140,7 @@ fn the_run_picker_takes_the_mouse_while_open() {
     assert!(app.picker.is_some());
     handle_mouse(&mut app, wheel(true), AREA);
     assert_eq!(app.picker.as_ref().unwrap().selected, 1);
-    let body = ui::areas(AREA, &app).unwrap()[1];
+    let body = ui::areas(AREA).unwrap()[1];
     let r = ui::picker_area(body, 4);
     handle_mouse(&mut app, click(r.x + 5, r.y + 2 + 3), AREA);
     assert_eq!(app.picker.as_ref().unwrap().selected, 3);

@@ -673,6 +673,10 @@ fn runs_marks_the_run_this_lab_trains_now() {
 fn open_run_dialog_keeps_the_end_of_run_names_at_80x24() {
     let (mut app, engine) = app();
     engine.0.lock().unwrap().runs = records().into_iter().map(|r| r.summary).collect();
+    // One of them another process trains: the picker marks it.
+    let mut table = records();
+    table[1].held_by = Some("pid 4242".into());
+    engine.0.lock().unwrap().records = table;
     app.tab = Tab::Train;
     handle_key(&mut app, ch('o'));
     app.pump();
@@ -680,6 +684,9 @@ fn open_run_dialog_keeps_the_end_of_run_names_at_80x24() {
     for end in ["cosine-long-name", "compare/quadratic", "235959-sigmoid"] {
         assert!(screen.contains(end), "{end}:\n{screen}");
     }
+    let marked: Vec<&str> = screen.lines().filter(|l| l.contains('▶')).collect();
+    assert_eq!(marked.len(), 1, "{screen}");
+    assert!(marked[0].contains("120000-linear"), "{screen}");
 }
 
 #[test]
@@ -782,5 +789,32 @@ fn the_last_checkpoint_shows_in_the_progress_box_at_80x24() {
         progress.iter().any(|l| l.contains("saved step 5")),
         "{}",
         progress.join("\n")
+    );
+}
+
+/// A message longer than the status line takes the row above it (the body's last), so the
+/// body does not move; one longer than two lines ends in `…`.
+#[test]
+fn a_long_message_takes_a_second_line_over_the_body_and_is_cut_with_an_ellipsis() {
+    use ddpm_lab::tui::state::Notice;
+    let (mut app, _engine) = app();
+    app.tab = Tab::Train;
+    let rows = |s: &str| s.lines().map(str::to_string).collect::<Vec<_>>();
+    let plain = rows(&render(&app, 80, 24));
+    let long = "word ".repeat(20) + "end-of-the-message";
+    app.show(Notice::new(long.trim_end(), false));
+    let two = rows(&render(&app, 80, 24));
+    assert_eq!(
+        two[..21],
+        plain[..21],
+        "the body above its last row is as it was"
+    );
+    assert!(two[22].contains("word word"), "{two:?}");
+    assert!(two[23].contains("end-of-the-message"), "{two:?}");
+    app.show(Notice::new("word ".repeat(40).trim_end(), false));
+    let cut = rows(&render(&app, 80, 24));
+    assert!(
+        cut[23].trim_end_matches(['"', ' ']).ends_with('…'),
+        "{cut:?}"
     );
 }

@@ -35,7 +35,7 @@ fn frames(app: &App) -> usize {
 
 /// The command of a mouse event on a terminal of `area` (None: it does nothing).
 pub fn command(app: &App, ev: MouseEvent, area: Rect) -> Option<Command> {
-    let [tabs, body, _] = ui::areas(area, app)?;
+    let [tabs, body, _] = ui::areas(area)?;
     let (x, y) = (ev.column, ev.row);
     let wheel = match ev.kind {
         MouseEventKind::ScrollUp => Some(-1),

@@ -550,7 +550,14 @@ impl CompareState {
                 .collect(),
             _ => Vec::new(),
         };
+        let was_stopping = self.slots[i].run.state == RunState::Stopping;
         self.slots[i].run.apply(event);
+        // `x` stopped the comparison: said once the last run is saved.
+        if was_stopping && !self.any_active() {
+            said.push(Effect::info(
+                "the comparison is stopped, each run saved: c continues it, space starts anew",
+            ));
+        }
         if !ctx.running {
             return said;
         }
@@ -972,16 +979,18 @@ mod tests {
                 err[0].starts_with("the comparison is still training"),
                 "{err:?}"
             );
-            // x: the run saves and ends; nothing is handed on.
+            // x: the run saves and ends; nothing is handed on, and that is said.
             let said = notices(&c.handle(Command::CompareStop, ctx));
             assert!(said[0].contains("c continues it"), "{said:?}");
-            assert!(c
-                .on_train(
-                    BetaSchedule::Linear,
-                    finished_in(&base.join("linear"), 5),
-                    ctx
-                )
-                .is_empty());
+            let said = c.on_train(
+                BetaSchedule::Linear,
+                finished_in(&base.join("linear"), 5),
+                ctx,
+            );
+            assert_eq!(
+                notices(&said),
+                ["the comparison is stopped, each run saved: c continues it, space starts anew"]
+            );
             assert!(!c.any_active());
             assert!(c.can_continue(20));
             // The Train settings change meanwhile: the comparison keeps its own.

@@ -201,14 +201,16 @@ impl App {
     }
 
     /// Drops the message once its cause has ended.
-    /// A key is about to act: a passing message shown long enough to be read goes (the user
-    /// moved on; the key's own message, if any, takes the line).
+    /// A key is about to act: a passing message (or a lasting one that is no error) shown
+    /// long enough to be read goes (the user moved on; the key's own message, if any, takes
+    /// the line).
     pub fn key_handled(&mut self) {
         if let Some(n) = &self.notice {
-            let passing = matches!(
-                n.topic,
-                Topic::Passing | Topic::WhileTraining | Topic::WhileSampling
-            );
+            let passing = match n.topic {
+                Topic::Passing | Topic::WhileTraining | Topic::WhileSampling => true,
+                Topic::Sticky => !n.error,
+                _ => false,
+            };
             if passing && n.age >= notice::READ_AT_LEAST {
                 self.notice = None;
                 self.dirty = true;
@@ -266,7 +268,7 @@ impl App {
 
     /// The runs this session trained or opened that have a checkpoint on disk: every run of
     /// the Train screen, oldest first, then the Compare runs (what the exit message tells how to
-    /// go on with).
+    /// go on with), but not one another process trains now.
     pub fn session_runs(&self) -> Vec<PathBuf> {
         let compare = self
             .compare
@@ -276,6 +278,12 @@ impl App {
             .filter(|r| r.checkpoint_step.is_some())
             .filter_map(|r| r.run_dir.clone());
         let mut runs = self.train.session_runs.clone();
+        // A run another process trains now is that process's to save and to name.
+        if self.train.trained_by.is_some() {
+            if let Some(shown) = &self.train.run.run_dir {
+                runs.retain(|d| d != shown);
+            }
+        }
         for dir in compare {
             if !runs.contains(&dir) {
                 runs.push(dir);
@@ -430,7 +438,12 @@ impl App {
             },
             Command::OpenRun => {
                 let root = self.settings.runs_root();
-                self.picker_wait.request(self.any_active(), &root)
+                let mut fx = self.picker_wait.request(self.any_active(), &root);
+                // The picker marks the runs a process trains from the Runs screen's table.
+                if !fx.is_empty() {
+                    fx.extend(self.runs.refresh());
+                }
+                fx
             }
             Command::PickerMove(delta) => {
                 self.picker.iter_mut().for_each(|p| p.move_by(delta));

@@ -793,7 +793,8 @@ impl TrainState {
         } else if run.total_steps > 0 && saved >= run.total_steps {
             format!("opened {name} at its last step ({saved}): raise steps, then space trains it on{own}")
         } else {
-            format!("opened {name} at step {saved}: space continues it (steps trained elsewhere appear live){own}")
+            // Whether a process trains it elsewhere is said when the watcher finds out.
+            format!("opened {name} at step {saved}: space continues it{own}")
         }));
         self.opened_dataset = opened.summary.dataset.clone();
         if let (true, Some(ds)) = (opened.data_gone, &opened.summary.dataset) {

@@ -25,19 +25,17 @@ pub use image::ImageRenderer;
 /// Smallest terminal the lab draws into.
 pub const MIN_SIZE: (u16, u16) = (80, 24);
 
-/// The tab bar, the screen's body and the status lines of a terminal of `area` as `app` is
-/// drawn now (`None`: too small to draw the lab): a message longer than the status line
-/// takes a line of the body while it shows. Drawing and the mouse use the same rectangles.
-pub fn areas(area: Rect, app: &App) -> Option<[Rect; 3]> {
-    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+/// The tab bar, the screen's body and the status lines of a terminal of `area` (`None`: too
+/// small to draw the lab). Drawing and the mouse use the same rectangles.
+pub fn areas(area: Rect) -> Option<[Rect; 3]> {
+    if !fits(area) {
         return None;
     }
-    let lines = 1 + status::message_lines(app, area.width);
     Some(
         Layout::vertical([
             Constraint::Length(1),
             Constraint::Min(0),
-            Constraint::Length(lines),
+            Constraint::Length(2),
         ])
         .areas(area),
     )
@@ -56,7 +54,7 @@ pub fn picker_area(body: Rect, n: usize) -> Rect {
 /// Draws the whole lab.
 pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
     let area = frame.area();
-    let Some([tabs_area, body, status_area]) = areas(area, app) else {
+    let Some([tabs_area, body, status_area]) = areas(area) else {
         too_small(frame, area, app);
         return;
     };
@@ -69,7 +67,6 @@ pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
         Tab::Compare => compare::draw(frame, body, app, images),
         Tab::Runs => runs::draw(frame, body, app),
     }
-    status::draw(frame, status_area, app, images);
     if app.picker.is_some() {
         train::draw_picker(frame, body, app);
     }
@@ -79,6 +76,17 @@ pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
         Overlay::ConfirmQuit => confirm_quit(frame, body, app),
         Overlay::ConfirmRemove(ref dir) => runs::confirm_remove(frame, body, app, dir),
     }
+    // Last, over everything: a message longer than the status line takes the row above it
+    // too, the body's last row (mostly its panels' bottom borders), so that nothing in the
+    // body moves while it shows.
+    let extra = status::message_lines(app, area.width).saturating_sub(1);
+    let status_area = Rect {
+        y: status_area.y - extra,
+        height: status_area.height + extra,
+        ..status_area
+    };
+    frame.render_widget(ratatui::widgets::Clear, status_area);
+    status::draw(frame, status_area, app, images);
 }
 
 /// What a terminal too small for the lab shows: its size and the size needed, how to quit,

@@ -106,9 +106,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         Some(n) => {
             let text = wrap_words(&message_text(app, n), rest.width as usize);
             let shown = text.len().min(rest.height as usize).max(1);
+            let cut = text.len() > shown;
             let mut lines: Vec<String> = text.into_iter().take(shown).collect();
-            if let Some(last) = lines.last_mut() {
-                *last = super::ellipsize_end(last, rest.width as usize);
+            if let (Some(last), true) = (lines.last_mut(), cut) {
+                *last = super::ellipsize_end(&format!("{last} …"), rest.width as usize);
             }
             Paragraph::new(lines.into_iter().map(Line::from).collect::<Vec<_>>())
                 .style(Style::default().fg(if n.error { theme::ERROR } else { theme::OK }))
@@ -146,7 +147,18 @@ fn wrap_words(text: &str, width: usize) -> Vec<String> {
     let width = width.max(1);
     let mut lines = Vec::new();
     let mut line = String::new();
+    // `pid 4242` stays on one line.
+    let mut words: Vec<String> = Vec::new();
     for word in text.split(' ') {
+        match words.last_mut() {
+            Some(last) if last == "pid" && word.starts_with(|c: char| c.is_ascii_digit()) => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => words.push(word.to_string()),
+        }
+    }
+    for word in &words {
         let (n, w) = (line.chars().count(), word.chars().count());
         if n > 0 && n + 1 + w > width {
             lines.push(std::mem::take(&mut line));
@@ -194,6 +206,10 @@ mod tests {
         assert_eq!(wrap_words("a bb ccc", 4), ["a bb", "ccc"]);
         assert_eq!(wrap_words("one", 10), ["one"]);
         assert_eq!(wrap_words("", 10), [""]);
+        assert_eq!(
+            wrap_words("trained by pid 4242 now", 15),
+            ["trained by", "pid 4242 now"]
+        );
         assert_eq!(
             wrap_words("saved in /very/long/path here", 8),
             ["saved in", "/very/lo", "ng/path", "here"]

@@ -701,7 +701,18 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
     let wide = r.width >= 90;
     // Fixed columns: dataset, steps, config (shorter below 90 columns), with their spacing.
     let (data_w, step_w, cfg_w) = if wide { (14, 11, 32) } else { (8, 6, 22) };
-    let name_w = name_width(r.width.saturating_sub(2), data_w + step_w + cfg_w + 3);
+    let name_w = name_width(r.width.saturating_sub(2), 1 + data_w + step_w + cfg_w + 4);
+    // ▶ where a process trains the run now: this lab, or `train` elsewhere (then the lab
+    // follows it live once opened).
+    let training = app.active_run_dirs();
+    let live = |dir: &std::path::Path| {
+        training.contains(&dir)
+            || app
+                .runs
+                .runs
+                .iter()
+                .any(|r| r.summary.dir == dir && r.held_by.is_some())
+    };
     // Rows the table shows (borders and header take three) and the first one, so the
     // highlighted run is always on screen.
     let visible = r.height.saturating_sub(3).max(1) as usize;
@@ -728,6 +739,7 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
             });
             let dataset = run.dataset.clone().unwrap_or_else(|| "?".into());
             let row = Row::new(vec![
+                if live(&run.dir) { "▶" } else { "" }.to_string(),
                 super::ellipsize_middle(&super::run_name(&run.dir, &root), name_w),
                 super::ellipsize_middle(&dataset, data_w as usize),
                 // Where it is and, with room, where it stops (as Runs shows it).
@@ -747,13 +759,14 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
     let table = Table::new(
         rows,
         [
+            Constraint::Length(1),
             Constraint::Length(name_w as u16),
             Constraint::Length(data_w),
             Constraint::Length(step_w),
             Constraint::Min(cfg_w),
         ],
     )
-    .header(Row::new(vec!["run", "dataset", "saved", "config"]).style(theme::title()))
+    .header(Row::new(vec!["", "run", "dataset", "saved", "config"]).style(theme::title()))
     .block(block("Open a run  (↑↓ Enter open · Esc close)"));
     frame.render_widget(table, r);
 }
