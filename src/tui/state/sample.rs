@@ -448,11 +448,12 @@ impl SampleState {
                             .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
                     })
                     .collect();
+                // The folder first: where the long names would cut it, they are cut instead.
                 let dir = paths
                     .first()
                     .and_then(|p| p.parent())
-                    .map_or(String::new(), |d| format!(" into {}", d.display()));
-                Effect::info(format!("exported {}{dir}", names.join(" and ")))
+                    .map_or(String::new(), |d| format!(" into {}:", d.display()));
+                Effect::info(format!("exported{dir} {}", names.join(" and ")))
             }
             Err(e) => Effect::error(format!("export failed: {e}")),
         };
