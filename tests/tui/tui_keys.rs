@@ -1107,6 +1107,11 @@ fn a_run_trained_elsewhere_is_followed_and_space_waits_for_it() {
     );
     assert!(app.train.run.images_per_s(batch).is_some());
     assert!(app.train.run.eta_s(batch).is_some());
+    // It was resumed there with a later stop step: the screen follows once its checkpoint
+    // says so.
+    app.handle_msg(WorkerMsg::RunStopStep(60));
+    assert_eq!(app.train.run.total_steps, 60);
+    assert_eq!(app.settings.train.steps, 60);
     // Once that process stops, no stale speed.
     app.handle_msg(WorkerMsg::RunHolder(None));
     assert_eq!(app.train.run.images_per_s(batch), None);

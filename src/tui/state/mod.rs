@@ -598,6 +598,7 @@ impl App {
                 Vec::new()
             }
             WorkerMsg::RunRemoved(result) => self.on_removed(result),
+            WorkerMsg::RunStopStep(steps) => self.train.on_stop_step(steps, &mut ctx!(self)),
             WorkerMsg::RunHolder(holder) => {
                 // The Runs screen's ▶ (and what `d` refuses) follow who trains the run.
                 let mut fx = self.train.on_holder(holder);

@@ -367,6 +367,17 @@ impl TrainState {
         }
     }
 
+    /// The followed run's stop step changed (another process resumed it with a new one): the
+    /// screen and the opened run's steps setting follow.
+    pub fn on_stop_step(&mut self, steps: usize, ctx: &mut Ctx) -> Vec<Effect> {
+        if self.run.state != RunState::Opened || self.run.total_steps == steps {
+            return Vec::new();
+        }
+        self.run.total_steps = steps;
+        ctx.settings.train.steps = steps;
+        Vec::new()
+    }
+
     /// Who trains the followed run changed: said while the run is open here.
     pub fn on_holder(&mut self, holder: Option<String>) -> Vec<Effect> {
         let was = std::mem::replace(&mut self.trained_by, holder.clone());

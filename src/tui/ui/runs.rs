@@ -156,15 +156,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 const SAVED_W: usize = 9;
 
 /// The `saved` cell: the step saved of the steps to train (`2650/5000`), in thousands where
-/// that is too long for the column (`2650/100k`, not `26…100000`).
+/// that is too long for the column (`2650/100k`, not `26…100000`). A stop step of 10 000 or
+/// more is always in thousands, so that runs read alike down the column (`105/50k` beside
+/// `1000/20k`).
 fn saved_of(step: usize, steps: usize) -> String {
-    [
-        format!("{step}/{steps}"),
-        format!("{}/{}", steps_short(step, true), steps_short(steps, true)),
-    ]
-    .into_iter()
-    .find(|s| s.chars().count() <= SAVED_W)
-    .unwrap_or_else(|| format!("{}/{}", steps_short(step, false), steps_short(steps, false)))
+    let exact = (steps < 10_000).then(|| format!("{step}/{steps}"));
+    exact
+        .into_iter()
+        .chain([format!(
+            "{}/{}",
+            steps_short(step, true),
+            steps_short(steps, true)
+        )])
+        .find(|s| s.chars().count() <= SAVED_W)
+        .unwrap_or_else(|| format!("{}/{}", steps_short(step, false), steps_short(steps, false)))
 }
 
 /// A step count in few characters: exact below 10 000, else in thousands (with a tenth below
@@ -428,6 +433,7 @@ mod tests {
     #[test]
     fn long_step_counts_are_saved_in_thousands() {
         assert_eq!(saved_of(2650, 5000), "2650/5000");
+        assert_eq!(saved_of(105, 50_000), "105/50k");
         assert_eq!(saved_of(2650, 100_000), "2650/100k");
         assert_eq!(saved_of(12_345, 50_000), "12.3k/50k");
         assert_eq!(saved_of(99_950, 100_000), "99k/100k");

@@ -692,6 +692,8 @@ pub const WATCH_INTERVAL: Duration = Duration::from_millis(1000);
 fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiver<()>) {
     let slot = Slot::Main;
     let mut saved = RunDir::at(&dir).saved_step().unwrap_or(0);
+    let stop_step = || RunDir::at(&dir).load_config().ok().map(|c| c.steps);
+    let mut stop_at = stop_step();
     let mut holder = None;
     loop {
         let now = crate::store::RunLock::holder(&dir);
@@ -724,6 +726,16 @@ fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiv
             };
             if tx.send(WorkerMsg::Train { slot, event }).is_err() {
                 return;
+            }
+            // The run's config.json follows its checkpoints, stop step included.
+            let now = stop_step();
+            if now != stop_at {
+                stop_at = now;
+                if let Some(s) = now {
+                    if tx.send(WorkerMsg::RunStopStep(s)).is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -808,6 +820,44 @@ mod tests {
         assert_eq!(holder(&rx), Some(format!("pid {}", std::process::id())));
         drop(lock);
         assert_eq!(holder(&rx), None);
+        drop(stop_tx);
+        watcher.join().unwrap();
+    }
+
+    /// The watcher of a run resumed elsewhere with a later stop step says so at the run's
+    /// next checkpoint (whose config.json carries it).
+    #[test]
+    fn the_watcher_says_when_the_stop_step_moves() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("run");
+        let run = RunDir::create(&dir).unwrap();
+        let checkpoint = |steps: usize, step: usize| {
+            let cfg = TrainConfig {
+                steps,
+                ..TrainConfig::default()
+            };
+            let state = crate::store::RunState {
+                step,
+                ..Default::default()
+            };
+            run.write_checkpoint(&cfg, &state, &[crate::store::WEIGHTS_FILE], &mut |_, p| {
+                Ok(std::fs::write(p, b"weights")?)
+            })
+            .unwrap();
+        };
+        checkpoint(10, 1);
+        let (tx, rx) = channel();
+        let (stop_tx, stop_rx) = channel();
+        let watched = dir.clone();
+        let watcher = thread::spawn(move || watch_loop(watched, 1, tx, stop_rx));
+        checkpoint(20, 2);
+        let moved = loop {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                WorkerMsg::RunStopStep(s) => break s,
+                _ => continue,
+            }
+        };
+        assert_eq!(moved, 20);
         drop(stop_tx);
         watcher.join().unwrap();
     }

@@ -219,6 +219,9 @@ pub enum WorkerMsg {
     /// The process training the run the Train screen follows (`pid 4242`), or `None` once
     /// none does: sent by [`Engine::watch_run`] when it changes.
     RunHolder(Option<String>),
+    /// The stop step of the run the Train screen follows changed (a `train --resume --steps`
+    /// elsewhere): sent by [`Engine::watch_run`] when its checkpoint says so.
+    RunStopStep(usize),
     /// A run removed, or why it was not (answer to [`Engine::remove_run`]).
     RunRemoved(Result<crate::runs::Removed, String>),
 }
