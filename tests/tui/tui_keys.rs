@@ -1187,3 +1187,30 @@ fn a_checkpoint_that_could_not_be_written_is_said_cause_first() {
     assert!(said.contains("then c saves"), "{said}");
     assert!(app.has_unsaved(), "quitting asks first");
 }
+
+/// The opened run removed on the Runs screen: the Train screen closes it and the settings
+/// from before it was opened come back (as `u` would bring them).
+#[test]
+fn removing_the_opened_run_brings_back_the_settings_from_before() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let own_lr = app.settings.train.lr;
+    let mut theirs = settings().train;
+    theirs.lr = own_lr * 3.0;
+    let dir = engine.offer_run("runs/opened", theirs, 10).dir;
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    assert_eq!(app.settings.train.lr, own_lr * 3.0);
+    app.handle_msg(WorkerMsg::RunRemoved(Ok(ddpm_lab::runs::Removed {
+        dir: dir.clone(),
+        bytes: 1_000_000,
+        comparison: None,
+    })));
+    let said = notice(&app).unwrap();
+    assert!(
+        said.ends_with("the Train screen no longer shows it"),
+        "{said}"
+    );
+    assert_eq!(app.settings.train.lr, own_lr);
+    assert_eq!(app.train.run.run_dir, None);
+}

@@ -415,11 +415,7 @@ impl TrainState {
             self.watch = None;
             self.trained_by = None;
             self.run_settings = None;
-            if let Some(own) = self.own_settings.take() {
-                let (train, origin) = *own;
-                ctx.settings.train = train;
-                ctx.settings.origin = origin;
-            }
+            self.bring_back_own_settings(ctx);
         }
         self.session_runs.retain(|d| d != dir);
         if self.last_run.as_ref().is_some_and(|l| l.summary.dir == dir) {
@@ -433,6 +429,18 @@ impl TrainState {
         self.run.run_dir.as_deref() == Some(dir)
     }
 
+    /// The settings from before a run was opened replace the opened run's, where there are
+    /// some; returns whether there were.
+    fn bring_back_own_settings(&mut self, ctx: &mut Ctx) -> bool {
+        let Some(own) = self.own_settings.take() else {
+            return false;
+        };
+        let (train, origin) = *own;
+        ctx.settings.train = train;
+        ctx.settings.origin = origin;
+        true
+    }
+
     /// `u`: the settings from before a run was opened come back (an opened run had replaced
     /// them with its own), and the opened run is closed, so that space starts a new run with
     /// them.
@@ -443,14 +451,11 @@ impl TrainState {
                 "the run is still going (x stops it, then u brings your settings back)",
             )];
         }
-        let Some(own) = self.own_settings.take() else {
+        if !self.bring_back_own_settings(ctx) {
             return vec![Effect::error(
                 "these are your own settings (u brings them back after o has opened a run)",
             )];
-        };
-        let (train, origin) = *own;
-        ctx.settings.train = train;
-        ctx.settings.origin = origin;
+        }
         self.close_opened();
         self.new_run_next = true;
         let mut fx = vec![
