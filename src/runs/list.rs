@@ -105,6 +105,19 @@ pub fn find_runs(root: &Path) -> Vec<RunInfo> {
         .collect()
 }
 
+/// Like [`find_runs`], with the runs a process trains towards their first checkpoint as
+/// well (step 0): what the lab can open and follow live.
+pub fn find_openable_runs(root: &Path) -> Vec<RunInfo> {
+    run_dirs(root)
+        .iter()
+        .filter_map(|d| match RunInfo::read(d) {
+            Ok(info) => Some(info),
+            Err(_) if crate::store::RunLock::is_held(d) => RunInfo::of(&RunDir::at(d)).ok(),
+            Err(_) => None,
+        })
+        .collect()
+}
+
 /// Like [`find_runs`], with the runs that have no checkpoint yet (training, or stopped before
 /// their first) as well: their step is 0.
 pub fn find_all_runs(root: &Path) -> Vec<RunInfo> {

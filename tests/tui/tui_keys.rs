@@ -707,6 +707,7 @@ fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
         quality: Vec::new(),
         preview: None,
         data_gone: false,
+        unsaved: false,
         summary: RunSummary {
             dir: base.join("linear"),
             settings: Some(saved),
@@ -782,6 +783,7 @@ fn an_opened_comparison_shows_its_runs_at_their_checkpoints() {
         quality: Vec::new(),
         preview: None,
         data_gone: false,
+        unsaved: false,
         summary: RunSummary {
             dir: base.join("linear"),
             settings: Some(saved.clone()),
@@ -1213,4 +1215,31 @@ fn removing_the_opened_run_brings_back_the_settings_from_before() {
     );
     assert_eq!(app.settings.train.lr, own_lr);
     assert_eq!(app.train.run.run_dir, None);
+}
+
+/// A run another process trains towards its first checkpoint opens (followed live), and
+/// space does not pretend there is a checkpoint to continue from once that process stops.
+#[test]
+fn a_run_without_a_checkpoint_yet_is_followed_and_space_says_why_it_cannot_continue() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    engine.offer_run("runs/fresh", settings().train, 0);
+    if let Some(o) = engine.0.lock().unwrap().opened.as_mut() {
+        o.unsaved = true;
+    }
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    let said = notice(&app).unwrap();
+    assert!(said.contains("no checkpoint yet: followed live"), "{said}");
+    assert_eq!(app.train.run.checkpoint_step, None);
+    app.handle_msg(WorkerMsg::RunHolder(Some("pid 4242".into())));
+    app.handle_msg(WorkerMsg::RunHolder(None));
+    assert!(notice(&app)
+        .unwrap()
+        .contains("stopped before its first checkpoint"));
+    handle_key(&mut app, ch(' '));
+    assert!(engine.first_train(Slot::Main).is_none(), "not started");
+    assert!(notice(&app)
+        .unwrap()
+        .contains("no checkpoint to continue from"));
 }

@@ -98,6 +98,7 @@ impl FakeEngine {
             quality: Vec::new(),
             preview: None,
             data_gone: false,
+            unsaved: false,
             summary: summary.clone(),
             history: (1..=step).map(stats).collect(),
         });

@@ -1062,6 +1062,7 @@ mod tests {
                         quality: Vec::new(),
                         preview: None,
                         data_gone: false,
+                        unsaved: false,
                         summary: crate::tui::workers::RunSummary {
                             dir,
                             settings: Some(settings),

@@ -389,6 +389,9 @@ impl TrainState {
             Some(who) => format!(
                 "{who} trains this run now: followed live, read-only (once {who} stops, space continues it here)"
             ),
+            None if self.run.checkpoint_step.is_none() => {
+                "nothing trains this run any more, and it stopped before its first checkpoint: u brings your settings back for a new run".to_string()
+            }
             None => "nothing trains this run elsewhere any more: space continues it".to_string(),
         })]
     }
@@ -483,6 +486,9 @@ impl TrainState {
                 Some(who) => vec![Effect::error(format!(
                     "{who} trains this run now: the lab follows it live; once {who} stops, space continues it here"
                 ))],
+                None if self.run.checkpoint_step.is_none() => vec![Effect::error(
+                    "this run has no checkpoint to continue from (its training stopped before its first): u brings your settings back for a new run",
+                )],
                 None => self.start(true, ctx),
             },
             // Stopped by `x` or its budget: it goes on, unless the settings changed since.
@@ -769,7 +775,8 @@ impl TrainState {
         // log may run past it: steps a trainer did before it crashed, or is doing now).
         let saved = opened.summary.step;
         run.start_step = saved.max(run.step());
-        run.checkpoint_step = Some(saved);
+        // A run a process trains towards its first checkpoint has none to continue from yet.
+        run.checkpoint_step = (!opened.unsaved).then_some(saved);
         run.run_dir = Some(dir.clone());
         run.state = RunState::Opened;
         remember(&mut self.session_runs, &dir);
@@ -802,7 +809,9 @@ impl TrainState {
         let name = dir
             .file_name()
             .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
-        fx.push(Effect::info(if start > saved {
+        fx.push(Effect::info(if opened.unsaved {
+            format!("opened {name}: step {start} logged, no checkpoint yet: followed live while it trains elsewhere{own}")
+        } else if start > saved {
             // Logged past its checkpoint: a process trains it now (its checkpoints come), or
             // one stopped without saving them; continuing goes back to the checkpoint.
             format!("opened {name}: step {start} logged, {saved} saved; space continues from step {saved} (a run trained elsewhere is followed live){own}")

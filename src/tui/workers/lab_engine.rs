@@ -652,6 +652,7 @@ fn read_comparison(base: &Path) -> Result<OpenedComparison, String> {
                         quality: Vec::new(),
                         preview: None,
                         data_gone: false,
+                        unsaved: true,
                     })
                     .map_err(|_| e)
             })?;
@@ -743,24 +744,35 @@ fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiv
 
 /// The runs under `root` as the run picker lists them.
 fn find_runs(root: &Path) -> Vec<RunSummary> {
-    runs::find_runs(root).iter().map(summary_of).collect()
+    runs::find_openable_runs(root)
+        .iter()
+        .map(summary_of)
+        .collect()
 }
 
-/// One run's summary and metrics history, the directory opened once.
+/// One run's summary and metrics history, the directory opened once. A run a process trains
+/// towards its first checkpoint is read all the same (followed live until it has one).
 fn read_run(dir: &Path) -> Result<OpenedRun, String> {
-    RunInfo::with_history(dir)
-        .map(|(info, history)| OpenedRun {
-            quality: quality_history(&info.dir),
-            preview: previews::latest_preview(&info.dir, info.config.model.channels),
-            data_gone: info
-                .config
-                .dataset
-                .parse::<crate::data::DatasetSpec>()
-                .is_err(),
-            summary: summary_of(&info),
-            history,
-        })
-        .map_err(|e| format!("{e:#}"))
+    let unsaved = RunDir::open(dir).is_err() && crate::store::RunLock::is_held(dir);
+    let read = if unsaved {
+        let run = RunDir::at(dir);
+        RunInfo::of(&run).and_then(|info| Ok((info, run.read_metrics()?)))
+    } else {
+        RunInfo::with_history(dir)
+    };
+    read.map(|(info, history)| OpenedRun {
+        unsaved,
+        quality: quality_history(&info.dir),
+        preview: previews::latest_preview(&info.dir, info.config.model.channels),
+        data_gone: info
+            .config
+            .dataset
+            .parse::<crate::data::DatasetSpec>()
+            .is_err(),
+        summary: summary_of(&info),
+        history,
+    })
+    .map_err(|e| format!("{e:#}"))
 }
 
 /// One run as the Runs screen lists it: its metrics read and smoothed as the Train screen
@@ -822,6 +834,27 @@ mod tests {
         assert_eq!(holder(&rx), None);
         drop(stop_tx);
         watcher.join().unwrap();
+    }
+
+    /// A run a process trains towards its first checkpoint is listed and read (to follow it
+    /// live); once nobody trains it, it is neither.
+    #[test]
+    fn a_run_trained_before_its_first_checkpoint_opens_while_it_trains() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("run");
+        RunDir::create(&dir)
+            .unwrap()
+            .save_config(&TrainConfig::default())
+            .unwrap();
+        let lock = crate::store::RunLock::acquire(&dir).unwrap();
+        let opened = read_run(&dir).unwrap();
+        assert!(opened.unsaved);
+        assert_eq!(opened.summary.step, 0);
+        assert_eq!(find_runs(d.path()).len(), 1);
+        drop(lock);
+        let e = read_run(&dir).unwrap_err();
+        assert!(e.contains("has no checkpoint yet"), "{e}");
+        assert!(find_runs(d.path()).is_empty());
     }
 
     /// The watcher of a run resumed elsewhere with a later stop step says so at the run's

@@ -375,6 +375,9 @@ pub struct OpenedRun {
     /// Its data is a folder that is gone (moved or deleted): it trains on with the data
     /// loaded, if that fits.
     pub data_gone: bool,
+    /// It has no checkpoint yet: a process trains it towards its first, and it is followed
+    /// live until then.
+    pub unsaved: bool,
 }
 
 /// A comparison opened from disk: the runs of its schedules that exist there.
