@@ -41,14 +41,27 @@ pub struct StateDict {
 /// is not safetensors (a `torch.save` pickle is named as such), or where tensors are missing,
 /// unexpected or of another shape (up to four of each are named).
 pub fn read_state_dict(path: &Path, config: &UnetConfig, device: &Device) -> Result<StateDict> {
+    state_dict_of(load_weights_file(path, device)?, path, config)
+}
+
+/// The tensors of the safetensors file `path`, by name: refused, in one message, where it is
+/// a folder, missing, or not safetensors (a `torch.save` pickle is named as such).
+pub fn load_weights_file(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     if path.is_dir() {
         bail!(
             "{} is a folder, not a weights file (a run's weights are RUN/checkpoints/step-N/model.safetensors)",
             path.display()
         );
     }
-    let file = candle_core::safetensors::load(path, device)
-        .map_err(|e| not_safetensors(path, &e.to_string()))?;
+    candle_core::safetensors::load(path, device).map_err(|e| not_safetensors(path, &e.to_string()))
+}
+
+/// [`read_state_dict`] of the tensors already read from `path` (see [`load_weights_file`]).
+pub fn state_dict_of(
+    file: HashMap<String, Tensor>,
+    path: &Path,
+    config: &UnetConfig,
+) -> Result<StateDict> {
     let expected = expected_shapes(config)?;
     let prefix = WRAPPER_PREFIXES.iter().map(|p| p.to_string()).find(|p| {
         !expected.keys().any(|k| file.contains_key(k))
@@ -115,14 +128,14 @@ pub fn read_state_dict(path: &Path, config: &UnetConfig, device: &Device) -> Res
             "{} of the model's {} tensors are missing: {}",
             missing.len(),
             expected.len(),
-            some(&missing)
+            first_names(&missing, 4)
         ));
     }
     if !unexpected.is_empty() {
         parts.push(format!(
             "{} tensors are not the model's: {}",
             unexpected.len(),
-            some(&unexpected)
+            first_names(&unexpected, 4)
         ));
     }
     bail!(
@@ -174,12 +187,12 @@ fn in_model_order(name: &str) -> (usize, String, bool) {
     (rank, module.to_string(), last == "bias")
 }
 
-/// Up to four names, then how many more.
-fn some(names: &[impl std::fmt::Display]) -> String {
-    let shown: Vec<String> = names.iter().take(4).map(|n| n.to_string()).collect();
-    match names.len().saturating_sub(4) {
-        0 => shown.join(", "),
-        more => format!("{} and {more} more", shown.join(", ")),
+/// The first `shown` of `names`, then how many more there are (`a, b, c and 2 more`).
+pub fn first_names(names: &[impl std::fmt::Display], shown: usize) -> String {
+    let listed: Vec<String> = names.iter().take(shown).map(|n| n.to_string()).collect();
+    match names.len().saturating_sub(shown) {
+        0 => listed.join(", "),
+        more => format!("{} and {more} more", listed.join(", ")),
     }
 }
 

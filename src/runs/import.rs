@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
-use crate::model::state_dict::{read_state_dict, StateDict};
+use crate::model::state_dict::{
+    first_names, load_weights_file, read_state_dict, state_dict_of, StateDict,
+};
 use crate::store::{RunDir, RunLock, RunState, TrainConfig, CONFIG_FILE, EMA_FILE, WEIGHTS_FILE};
 
 /// What to import.
@@ -50,18 +52,19 @@ pub struct Imported {
 /// switched to). It holds no optimizer state, and says so: training it on starts Adam afresh.
 pub fn import(req: ImportRequest) -> Result<Imported> {
     let mut cfg = req.config.clone();
+    let device = Device::Cpu;
+    let file = load_weights_file(&req.weights, &device)?;
     if !req.channels_given {
         // A self-conditioned UNet's first convolution takes its own estimate beside the image.
         let per_image = if cfg.model.self_condition { 2 } else { 1 };
-        if let Some(c) = channels_of(&req.weights) {
+        if let Some(c) = channels_of(&file) {
             cfg.model.channels = (c / per_image).max(1);
         }
     }
     cfg.validate()
         .context("the run's configuration is not usable")?;
-    let device = Device::Cpu;
     let mut notes = Vec::new();
-    let model = read_state_dict(&req.weights, &cfg.model, &device)?;
+    let model = state_dict_of(file, &req.weights, &cfg.model)?;
     notes.extend(wrapper_note(&req.weights, &model));
     if let Some(betas) = &model.betas {
         notes.extend(schedule_check(betas, &cfg)?);
@@ -127,27 +130,10 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
 /// The image channels a UNet's weights take, read off its first convolution (`init_conv`,
 /// whose input is the image, with the self-conditioning image beside it where there is one);
 /// `None` where the file has no such tensor (the strict check then names what is missing).
-fn channels_of(weights: &Path) -> Option<usize> {
-    // The safetensors header (a little-endian length, then JSON naming each tensor's shape):
-    // reading it is enough, and the strict read that follows reports a file that is not one.
-    use std::io::Read as _;
-    let header = (|| -> std::io::Result<serde_json::Value> {
-        let mut f = std::fs::File::open(weights)?;
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len)?;
-        let len = u64::from_le_bytes(len).min(100_000_000) as usize;
-        let mut json = vec![0u8; len];
-        f.read_exact(&mut json)?;
-        Ok(serde_json::from_slice(&json)?)
-    })();
-    let Ok(serde_json::Value::Object(entries)) = header else {
-        return None;
-    };
-    entries
-        .iter()
+fn channels_of(file: &HashMap<String, candle_core::Tensor>) -> Option<usize> {
+    file.iter()
         .find(|(name, _)| *name == "init_conv.weight" || name.ends_with(".init_conv.weight"))
-        .and_then(|(_, v)| v["shape"].get(1)?.as_u64())
-        .map(|c| c as usize)
+        .and_then(|(_, t)| t.dims().get(1).copied())
 }
 
 /// Checks a wrapper's `betas` buffer (the schedule the weights were trained with) against the
@@ -186,22 +172,12 @@ fn schedule_check(betas: &[f64], cfg: &TrainConfig) -> Result<Option<String>> {
 /// The note of a wrapper prefix taken off `path`'s names, if one was.
 fn wrapper_note(path: &Path, sd: &StateDict) -> Option<String> {
     let p = sd.prefix.as_ref()?;
-    const NAMED: usize = 3;
     let left = match sd.ignored.len() {
         0 => String::new(),
         n => format!(
-            "; {n} other tensor{} left out ({}{})",
+            "; {n} other tensor{} left out ({})",
             if n == 1 { "" } else { "s" },
-            sd.ignored
-                .iter()
-                .take(NAMED)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            match n.saturating_sub(NAMED) {
-                0 => String::new(),
-                more => format!(" and {more} more"),
-            }
+            first_names(&sd.ignored, 3)
         ),
     };
     Some(format!(
