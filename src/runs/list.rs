@@ -31,11 +31,15 @@ impl RunInfo {
             step: run.saved_step().unwrap_or(0),
         })
     }
+}
 
-    /// The run with its metrics history (one directory read for both).
-    pub fn with_history(dir: &Path) -> Result<(Self, Vec<StepStats>)> {
-        let run = RunDir::open(dir)?;
-        Ok((Self::of(&run)?, run.read_metrics()?))
+/// The run in `dir` as the lab opens it: one with a checkpoint, or one a process trains
+/// towards its first (then `true`: followed live until it has one).
+pub fn open_openable(dir: &Path) -> Result<(RunDir, bool)> {
+    match RunDir::open(dir) {
+        Ok(run) => Ok((run, false)),
+        Err(_) if crate::store::RunLock::is_held(dir) => Ok((RunDir::at(dir), true)),
+        Err(e) => Err(e),
     }
 }
 
@@ -110,11 +114,7 @@ pub fn find_runs(root: &Path) -> Vec<RunInfo> {
 pub fn find_openable_runs(root: &Path) -> Vec<RunInfo> {
     run_dirs(root)
         .iter()
-        .filter_map(|d| match RunInfo::read(d) {
-            Ok(info) => Some(info),
-            Err(_) if crate::store::RunLock::is_held(d) => RunInfo::of(&RunDir::at(d)).ok(),
-            Err(_) => None,
-        })
+        .filter_map(|d| RunInfo::of(&open_openable(d).ok()?.0).ok())
         .collect()
 }
 

@@ -753,14 +753,9 @@ fn find_runs(root: &Path) -> Vec<RunSummary> {
 /// One run's summary and metrics history, the directory opened once. A run a process trains
 /// towards its first checkpoint is read all the same (followed live until it has one).
 fn read_run(dir: &Path) -> Result<OpenedRun, String> {
-    let unsaved = RunDir::open(dir).is_err() && crate::store::RunLock::is_held(dir);
-    let read = if unsaved {
-        let run = RunDir::at(dir);
-        RunInfo::of(&run).and_then(|info| Ok((info, run.read_metrics()?)))
-    } else {
-        RunInfo::with_history(dir)
-    };
-    read.map(|(info, history)| OpenedRun {
+    let read = runs::open_openable(dir)
+        .and_then(|(run, unsaved)| Ok((RunInfo::of(&run)?, run.read_metrics()?, unsaved)));
+    read.map(|(info, history, unsaved)| OpenedRun {
         unsaved,
         quality: quality_history(&info.dir),
         preview: previews::latest_preview(&info.dir, info.config.model.channels),
