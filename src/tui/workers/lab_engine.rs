@@ -804,20 +804,36 @@ mod tests {
     use crate::tui::settings::ModelPreset;
     use crate::tui::workers::StopFlag;
 
-    /// The watcher of a run says who trains it, and again once nobody does.
-    #[test]
-    fn the_watcher_says_who_trains_the_run() {
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("run");
+    /// A run directory holding only its configuration (no checkpoint yet), in `d`.
+    fn configured_run(d: &Path) -> PathBuf {
+        let dir = d.join("run");
         RunDir::create(&dir)
             .unwrap()
             .save_config(&TrainConfig::default())
             .unwrap();
-        let lock = crate::store::RunLock::acquire(&dir).unwrap();
+        dir
+    }
+
+    /// [`watch_loop`] of `dir` from `from_step` on a thread: what it sends, and what stops it
+    /// (dropped, then the thread joined).
+    fn watching(
+        dir: &Path,
+        from_step: usize,
+    ) -> (Receiver<WorkerMsg>, Sender<()>, thread::JoinHandle<()>) {
         let (tx, rx) = channel();
         let (stop_tx, stop_rx) = channel();
-        let watched = dir.clone();
-        let watcher = thread::spawn(move || watch_loop(watched, 0, tx, stop_rx));
+        let watched = dir.to_path_buf();
+        let watcher = thread::spawn(move || watch_loop(watched, from_step, tx, stop_rx));
+        (rx, stop_tx, watcher)
+    }
+
+    /// The watcher of a run says who trains it, and again once nobody does.
+    #[test]
+    fn the_watcher_says_who_trains_the_run() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = configured_run(d.path());
+        let lock = crate::store::RunLock::acquire(&dir).unwrap();
+        let (rx, stop_tx, watcher) = watching(&dir, 0);
         let holder = |rx: &Receiver<WorkerMsg>| loop {
             match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
                 WorkerMsg::RunHolder(h) => return h,
@@ -836,11 +852,7 @@ mod tests {
     #[test]
     fn a_run_trained_before_its_first_checkpoint_opens_while_it_trains() {
         let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("run");
-        RunDir::create(&dir)
-            .unwrap()
-            .save_config(&TrainConfig::default())
-            .unwrap();
+        let dir = configured_run(d.path());
         let lock = crate::store::RunLock::acquire(&dir).unwrap();
         let opened = read_run(&dir).unwrap();
         assert!(opened.unsaved);
@@ -874,10 +886,7 @@ mod tests {
             .unwrap();
         };
         checkpoint(10, 1);
-        let (tx, rx) = channel();
-        let (stop_tx, stop_rx) = channel();
-        let watched = dir.clone();
-        let watcher = thread::spawn(move || watch_loop(watched, 1, tx, stop_rx));
+        let (rx, stop_tx, watcher) = watching(&dir, 1);
         checkpoint(20, 2);
         let moved = loop {
             match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
