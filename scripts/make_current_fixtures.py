@@ -465,14 +465,21 @@ def model_of_run(weights_file):
     return ctor(**kwargs).eval(), kwargs, cfg["image_size"], cfg.get("timesteps", 200)
 
 
-def check_run(weights_file):
-    """Loads a run's weights into the PyTorch model its config.json describes, strictly."""
-    model, kwargs, size, timesteps = model_of_run(weights_file)
+def load_strictly(model, weights_file):
+    """Loads the safetensors file into `model` as load_state_dict(strict=True) does, saying
+    which keys differ where they do; returns the state loaded."""
     state = load_file(weights_file)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         sys.exit(f"keys differ: missing {missing}, unexpected {unexpected}")
     model.load_state_dict(state, strict=True)
+    return state
+
+
+def check_run(weights_file):
+    """Loads a run's weights into the PyTorch model its config.json describes, strictly."""
+    model, kwargs, size, timesteps = model_of_run(weights_file)
+    state = load_strictly(model, weights_file)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, kwargs["channels"], size, size, generator=g)
     t = torch.tensor([0, timesteps - 1], dtype=torch.int64)
@@ -484,11 +491,7 @@ def check_run(weights_file):
 def check(case, weights_file, fixture_dir):
     """Loads ddpm-lab's weights into PyTorch (strict: same keys, same shapes) and runs it."""
     model, kwargs, size, batch = build(case)
-    state = load_file(weights_file)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        sys.exit(f"keys differ: missing {missing}, unexpected {unexpected}")
-    model.load_state_dict(state, strict=True)
+    state = load_strictly(model, weights_file)
     fx = load_file(os.path.join(fixture_dir, f"current_{case}.safetensors"))
     with torch.no_grad():
         out = model(fx["x"], fx["t"], fx["x_self_cond"] if model.self_condition else None)
