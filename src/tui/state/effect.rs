@@ -185,7 +185,7 @@ impl App {
                 self.run(effects);
             }
             Effect::WatchRun { dir, from_step } => {
-                self.train.trained_by = None;
+                self.train.run.trained_by = None;
                 self.train.watch = self.engine.watch_run(&dir, from_step, tx);
             }
             Effect::Timesteps(t) => self.schedules = SchedulesState::new(t),

@@ -279,7 +279,7 @@ impl App {
             .filter_map(|r| r.run_dir.clone());
         let mut runs = self.train.session_runs.clone();
         // A run another process trains now is that process's to save and to name.
-        if self.train.trained_by.is_some() {
+        if self.train.run.trained_by.is_some() {
             if let Some(shown) = &self.train.run.run_dir {
                 runs.retain(|d| d != shown);
             }

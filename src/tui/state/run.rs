@@ -90,9 +90,9 @@ pub struct RunProgress {
     /// Training time of the current session by the lab's clock, pauses excluded: what the
     /// budget (`time_limit_s`) counts.
     pub session: std::time::Duration,
-    /// Another process trains this opened run now (it is followed live): its speed and time
-    /// left are shown as for a run trained here.
-    pub trained_elsewhere: bool,
+    /// The process that trains this run now (`pid 4242`), as the watcher of an opened run
+    /// last said: its speed and time left are shown as for a run trained here.
+    pub trained_by: Option<String>,
     /// `(step, training seconds)` of the last [`SPEED_WINDOW`] steps, for the speed.
     recent: std::collections::VecDeque<(usize, f64)>,
     /// The smoothed curve's running sums.
@@ -286,7 +286,7 @@ impl RunProgress {
     /// until there are two), given the batch size; `None` while the run is not training (here,
     /// or elsewhere while followed), so a paused run shows no stale speed.
     pub fn steps_per_s(&self, batch_size: usize) -> Option<f64> {
-        if !self.is_training() && !(self.trained_elsewhere && self.state == RunState::Opened) {
+        if !self.is_training() && !(self.trained_by.is_some() && self.state == RunState::Opened) {
             return None;
         }
         if let (Some(a), Some(b)) = (self.recent.front(), self.recent.back()) {

@@ -273,8 +273,6 @@ pub struct TrainState {
     /// Every run the Train screen trained or opened this session that has a checkpoint, oldest
     /// first (the one shown now among them): what the exit message names.
     pub session_runs: Vec<PathBuf>,
-    /// The process that trains the opened run now (`pid 4242`), as its watcher last said.
-    pub trained_by: Option<String>,
     /// A setting other than where the run stops, its budget or its device differs from the
     /// run shown (or a recipe or `u` asked for a new run): space starts a new run with the
     /// settings instead of continuing it.
@@ -359,7 +357,7 @@ impl TrainState {
     /// Why `c` or `x` do nothing: `otherwise`, or, for an opened run another process trains,
     /// who does (the lab only follows it).
     fn not_trained_here(&self, otherwise: &str) -> Effect {
-        match (&self.run.state, &self.trained_by) {
+        match (&self.run.state, &self.run.trained_by) {
             (RunState::Opened, Some(who)) => Effect::error(format!(
                 "{who} trains this run, not the lab: its checkpoints and its end are up to {who}"
             )),
@@ -380,8 +378,7 @@ impl TrainState {
 
     /// Who trains the followed run changed: said while the run is open here.
     pub fn on_holder(&mut self, holder: Option<String>) -> Vec<Effect> {
-        let was = std::mem::replace(&mut self.trained_by, holder.clone());
-        self.run.trained_elsewhere = holder.is_some() && self.run.state == RunState::Opened;
+        let was = std::mem::replace(&mut self.run.trained_by, holder.clone());
         if self.run.state != RunState::Opened || was == holder {
             return Vec::new();
         }
@@ -400,11 +397,15 @@ impl TrainState {
     /// a new one; anything else is left as it is.
     fn close_opened(&mut self) {
         if self.run.state == RunState::Opened {
-            self.run.reset();
-            self.opened = false;
-            self.watch = None;
-            self.trained_by = None;
+            self.let_go();
         }
+    }
+
+    /// Shows no run any more: its progress goes, and it is no longer followed on disk.
+    fn let_go(&mut self) {
+        self.run.reset();
+        self.opened = false;
+        self.watch = None;
     }
 
     /// The run in `dir` is gone from disk (removed on the Runs screen): the screen no longer
@@ -413,10 +414,7 @@ impl TrainState {
     pub fn forget(&mut self, dir: &Path, ctx: &mut Ctx) -> bool {
         let shown = self.run.run_dir.as_deref() == Some(dir) && !self.run.is_active();
         if shown {
-            self.run.reset();
-            self.opened = false;
-            self.watch = None;
-            self.trained_by = None;
+            self.let_go();
             self.run_settings = None;
             self.bring_back_own_settings(ctx);
         }
@@ -481,7 +479,7 @@ impl TrainState {
                 Vec::new()
             }
             RunState::Starting | RunState::Stopping => Vec::new(),
-            RunState::Opened => match &self.trained_by {
+            RunState::Opened => match &self.run.trained_by {
                 // Its trainer's lock would refuse the lab, and the lab would stop following it.
                 Some(who) => vec![Effect::error(format!(
                     "{who} trains this run now: the lab follows it live; once {who} stops, space continues it here"
@@ -554,8 +552,7 @@ impl TrainState {
         };
         // Stop following the run on disk: this process trains it now.
         self.watch = None;
-        self.trained_by = None;
-        self.run.trained_elsewhere = false;
+        self.run.trained_by = None;
         self.new_run_next = false;
         self.run_settings = Some(ctx.settings.train.clone());
         vec![Effect::Train {
