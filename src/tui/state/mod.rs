@@ -294,11 +294,26 @@ impl App {
 
     /// The directories of the runs this lab trains now (running, paused, starting or saving).
     pub fn active_run_dirs(&self) -> Vec<&std::path::Path> {
+        self.active_runs().collect()
+    }
+
+    /// The directories of the runs this lab trains now.
+    fn active_runs(&self) -> impl Iterator<Item = &std::path::Path> {
         std::iter::once(&self.train.run)
             .chain(self.compare.slots.iter().map(|s| &s.run))
             .filter(|r| r.is_active())
             .filter_map(|r| r.run_dir.as_deref())
-            .collect()
+    }
+
+    /// Whether a process trains the run in `dir` now: this lab, or another (its lock is held,
+    /// as the Runs screen's table last read it). The Runs screen and the picker mark it ▶.
+    pub fn trained_now(&self, dir: &std::path::Path) -> bool {
+        self.active_runs().any(|d| d == dir)
+            || self
+                .runs
+                .runs
+                .iter()
+                .any(|r| r.summary.dir == dir && r.held_by.is_some())
     }
 
     /// The settings remembered for the next session: the user's own Train settings where an

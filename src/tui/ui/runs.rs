@@ -208,7 +208,6 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     let name_w = super::train::name_width(area.width.saturating_sub(2), fixed);
     let visible = visible_rows(area);
     let first = first_row(visible, s.selected);
-    let training = app.active_run_dirs();
     let rows: Vec<Row> = s
         .runs
         .iter()
@@ -220,7 +219,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
             // step and curve lag behind the Train or Compare screen) or `train` elsewhere.
             let mark = match s.mark_of(&r.summary.dir) {
                 Some(m) => Span::styled("■", Style::default().fg(color(m))),
-                None if r.held_by.is_some() || training.contains(&r.summary.dir.as_path()) => {
+                None if app.trained_now(&r.summary.dir) => {
                     Span::styled("▶", Style::default().fg(theme::ACCENT))
                 }
                 None => Span::raw("·"),

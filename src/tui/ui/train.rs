@@ -704,15 +704,6 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
     let name_w = name_width(r.width.saturating_sub(2), 1 + data_w + step_w + cfg_w + 4);
     // ▶ where a process trains the run now: this lab, or `train` elsewhere (then the lab
     // follows it live once opened).
-    let training = app.active_run_dirs();
-    let live = |dir: &std::path::Path| {
-        training.contains(&dir)
-            || app
-                .runs
-                .runs
-                .iter()
-                .any(|r| r.summary.dir == dir && r.held_by.is_some())
-    };
     // Rows the table shows (borders and header take three) and the first one, so the
     // highlighted run is always on screen.
     let visible = r.height.saturating_sub(3).max(1) as usize;
@@ -739,7 +730,7 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
             });
             let dataset = run.dataset.clone().unwrap_or_else(|| "?".into());
             let row = Row::new(vec![
-                if live(&run.dir) { "▶" } else { "" }.to_string(),
+                if app.trained_now(&run.dir) { "▶" } else { "" }.to_string(),
                 super::ellipsize_middle(&super::run_name(&run.dir, &root), name_w),
                 super::ellipsize_middle(&dataset, data_w as usize),
                 // Where it is and, with room, where it stops (as Runs shows it).
