@@ -76,16 +76,7 @@ pub fn draw(frame: &mut Frame, app: &App, images: &ImageRenderer) {
         Overlay::ConfirmQuit => confirm_quit(frame, body, app),
         Overlay::ConfirmRemove(ref dir) => runs::confirm_remove(frame, body, app, dir),
     }
-    // Last, over everything: a message longer than the status line takes the row above it
-    // too, the body's last row (mostly its panels' bottom borders), so that nothing in the
-    // body moves while it shows.
-    let extra = status::message_lines(app, area.width).saturating_sub(1);
-    let status_area = Rect {
-        y: status_area.y - extra,
-        height: status_area.height + extra,
-        ..status_area
-    };
-    frame.render_widget(ratatui::widgets::Clear, status_area);
+    // Last, over everything: a long message takes the row above the status lines.
     status::draw(frame, status_area, app, images);
 }
 

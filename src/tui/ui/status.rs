@@ -15,9 +15,24 @@ use crate::tui::state::run::RunState;
 use crate::tui::state::sample::SampleStatus;
 use crate::tui::state::{App, Lifecycle};
 
-/// Draws the status lines: the state, then the latest message (two lines where it is long)
-/// or the keys.
+/// Draws the status lines into `area` (two rows): the state, then the latest message or the
+/// keys. A message longer than a row takes the row above `area` too: the body's last row
+/// (mostly its panels' bottom borders), so that nothing in the body moves while it shows.
+/// Drawn last, over anything there.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
+    let message = app
+        .notice
+        .as_ref()
+        .map(|n| (n, wrap_words(&message_text(app, n), area.width as usize)));
+    let extra = message
+        .as_ref()
+        .map_or(0, |(_, m)| (m.len() as u16).clamp(1, MESSAGE_LINES) - 1);
+    let area = Rect {
+        y: area.y.saturating_sub(extra),
+        height: area.height + extra,
+        ..area
+    };
+    frame.render_widget(ratatui::widgets::Clear, area);
     let t = &app.settings.train;
     // A dataset given as a long path is shortened in the middle (its end names it), so that
     // it does not push the device off the line.
@@ -101,10 +116,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let style = Style::default().bg(ratatui::style::Color::Rgb(30, 30, 40));
     let [first, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
     frame.render_widget(Paragraph::new(line1).style(style), first);
-    let message = match &app.notice {
+    let message = match message {
         // Up to [`MESSAGE_LINES`] lines, the last cut where even they are not enough.
-        Some(n) => {
-            let text = wrap_words(&message_text(app, n), rest.width as usize);
+        Some((n, text)) => {
             let shown = text.len().min(rest.height as usize).max(1);
             let cut = text.len() > shown;
             let mut lines: Vec<String> = text.into_iter().take(shown).collect();
@@ -128,17 +142,6 @@ const MESSAGE_LINES: u16 = 2;
 /// The text of the message `n`, with live progress where it has some.
 fn message_text(app: &App, n: &crate::tui::state::Notice) -> String {
     format!("{}{}", n.text, progress_of(app, &n.topic))
-}
-
-/// Lines the status message takes on a terminal `width` wide (one, or up to
-/// [`MESSAGE_LINES`] for a message longer than that).
-pub fn message_lines(app: &App, width: u16) -> u16 {
-    match &app.notice {
-        Some(n) => {
-            (wrap_words(&message_text(app, n), width as usize).len() as u16).clamp(1, MESSAGE_LINES)
-        }
-        None => 1,
-    }
 }
 
 /// `text` broken into lines of at most `width` characters, between words where it can be
