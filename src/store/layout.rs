@@ -291,14 +291,9 @@ impl RunDir {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        files::write_bytes(&self.file(LATEST_FILE), format!("{name}\n").as_bytes())
-            .with_context(|| format!("cannot write {}", self.file(LATEST_FILE).display()))?;
+        self.point_latest_at(&name)?;
         crate::fail_point!("checkpoint-after-switch", "");
-        // The run's own config.json follows the newest checkpoint (listings read it).
-        super::dir::write_atomic(
-            &self.file(CONFIG_FILE),
-            serde_json::to_string_pretty(config)?.as_bytes(),
-        )?;
+        self.follow_config(config)?;
         self.prune_checkpoints(&name, &state.abandoned);
         Ok(root.join(name))
     }
@@ -322,16 +317,26 @@ impl RunDir {
         if now.trim() == name {
             return Ok(());
         }
-        files::write_bytes(&self.file(LATEST_FILE), format!("{name}\n").as_bytes())
-            .with_context(|| format!("cannot write {}", self.file(LATEST_FILE).display()))?;
-        // The run's own config.json follows its latest checkpoint (listings read it).
+        self.point_latest_at(&name)?;
         if let Ok(cfg) = ck.load_config() {
-            super::dir::write_atomic(
-                &self.file(CONFIG_FILE),
-                serde_json::to_string_pretty(&cfg)?.as_bytes(),
-            )?;
+            self.follow_config(&cfg)?;
         }
         Ok(())
+    }
+
+    /// Switches the run's `latest` pointer to checkpoint folder `name` (the commit of a
+    /// checkpoint: written whole, then renamed into place).
+    fn point_latest_at(&self, name: &str) -> Result<()> {
+        files::write_bytes(&self.file(LATEST_FILE), format!("{name}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", self.file(LATEST_FILE).display()))
+    }
+
+    /// The run's own config.json follows its latest checkpoint's (listings read it).
+    fn follow_config(&self, config: &TrainConfig) -> Result<()> {
+        super::dir::write_atomic(
+            &self.file(CONFIG_FILE),
+            serde_json::to_string_pretty(config)?.as_bytes(),
+        )
     }
 
     /// The checkpoint folders (complete or not) at or past `from`'s step other than `from`
