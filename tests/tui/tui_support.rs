@@ -91,6 +91,7 @@ impl FakeEngine {
             settings: Some(settings),
             dataset: Some("shapes".into()),
             step,
+            held_by: None,
         };
         let mut rec = self.0.lock().unwrap();
         rec.runs = vec![summary.clone()];
@@ -180,7 +181,7 @@ impl Engine for FakeEngine {
         let held = rec
             .records
             .iter()
-            .any(|r| r.summary.dir == dir && r.held_by.is_some());
+            .any(|r| r.summary.dir == dir && r.summary.held_by.is_some());
         let result = if held {
             Err(format!(
                 "run {} is being trained by pid 4242",

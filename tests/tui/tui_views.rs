@@ -308,6 +308,7 @@ pub fn record(name: &str, schedule: BetaSchedule, step: usize, scale: f64) -> Ru
             settings: Some(settings),
             dataset: Some("fashion_mnist".into()),
             step,
+            held_by: None,
         },
         last_loss: curve.last().map(|p| p.1),
         last_step: step,
@@ -324,7 +325,6 @@ pub fn record(name: &str, schedule: BetaSchedule, step: usize, scale: f64) -> Ru
             )
         }),
         curve,
-        held_by: None,
         bytes: 0,
     }
 }
@@ -399,7 +399,7 @@ fn a_run_is_removed_from_the_runs_screen_after_asking() {
     train_main_run_to_the_end(&mut app, linear);
     let mut runs = records();
     runs[1].bytes = 3_400_000;
-    runs[0].held_by = Some("pid 4242".into());
+    runs[0].summary.held_by = Some("pid 4242".into());
     engine.0.lock().unwrap().records = runs;
     handle_key(&mut app, ch('6'));
     app.pump();
@@ -658,7 +658,7 @@ fn runs_marks_the_run_this_lab_trains_now() {
     assert!(row(&app, "000000-linear").contains("│·  2026"));
     // A run another process trains (it holds the run's lock) is marked too.
     let mut runs = records();
-    runs[0].held_by = Some("pid 4242".into());
+    runs[0].summary.held_by = Some("pid 4242".into());
     engine.0.lock().unwrap().records = runs;
     handle_key(&mut app, ch('r'));
     app.pump();
@@ -672,11 +672,10 @@ fn runs_marks_the_run_this_lab_trains_now() {
 #[test]
 fn open_run_dialog_keeps_the_end_of_run_names_at_80x24() {
     let (mut app, engine) = app();
-    engine.0.lock().unwrap().runs = records().into_iter().map(|r| r.summary).collect();
     // One of them another process trains: the picker marks it.
-    let mut table = records();
-    table[1].held_by = Some("pid 4242".into());
-    engine.0.lock().unwrap().records = table;
+    let mut runs: Vec<_> = records().into_iter().map(|r| r.summary).collect();
+    runs[1].held_by = Some("pid 4242".into());
+    engine.0.lock().unwrap().runs = runs;
     app.tab = Tab::Train;
     handle_key(&mut app, ch('o'));
     app.pump();

@@ -1068,6 +1068,7 @@ mod tests {
                             settings: Some(settings),
                             dataset: Some("shapes".into()),
                             step: at,
+                            held_by: None,
                         },
                         history,
                     },

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use super::event::Command;
 use super::settings::LabSettings;
-use super::workers::{Engine, Slot, WorkerMsg};
+use super::workers::{Engine, RunSummary, Slot, WorkerMsg};
 use crate::runs::run_name;
 use compare::CompareState;
 use data::DataState;
@@ -305,15 +305,10 @@ impl App {
             .filter_map(|r| r.run_dir.as_deref())
     }
 
-    /// Whether a process trains the run in `dir` now: this lab, or another (its lock is held,
-    /// as the Runs screen's table last read it). The Runs screen and the picker mark it ▶.
-    pub fn trained_now(&self, dir: &std::path::Path) -> bool {
-        self.active_runs().any(|d| d == dir)
-            || self
-                .runs
-                .runs
-                .iter()
-                .any(|r| r.summary.dir == dir && r.held_by.is_some())
+    /// Whether a process trains `run` now: this lab, or another (its lock was held when the
+    /// run was listed). The Runs screen and the picker mark it ▶.
+    pub fn trained_now(&self, run: &RunSummary) -> bool {
+        run.held_by.is_some() || self.active_runs().any(|d| d == run.dir)
     }
 
     /// The settings remembered for the next session: the user's own Train settings where an
@@ -453,12 +448,7 @@ impl App {
             },
             Command::OpenRun => {
                 let root = self.settings.runs_root();
-                let mut fx = self.picker_wait.request(self.any_active(), &root);
-                // The picker marks the runs a process trains from the Runs screen's table.
-                if !fx.is_empty() {
-                    fx.extend(self.runs.refresh());
-                }
-                fx
+                self.picker_wait.request(self.any_active(), &root)
             }
             Command::PickerMove(delta) => {
                 self.picker.iter_mut().for_each(|p| p.move_by(delta));
@@ -533,7 +523,7 @@ impl App {
                 "{name} is being trained here: stop it (x) before removing it"
             ))];
         }
-        if let Some(who) = &r.held_by {
+        if let Some(who) = &r.summary.held_by {
             return vec![Effect::error(format!(
                 "{name} is being trained by {who}: remove it once that stops"
             ))];

@@ -140,6 +140,7 @@ mod tests {
             settings: None,
             dataset: None,
             step: 1,
+            held_by: None,
         }
     }
 

@@ -217,12 +217,12 @@ mod tests {
                 settings: None,
                 dataset: None,
                 step: 10,
+                held_by: None,
             },
             last_loss: Some(0.1),
             last_step: 10,
             quality: None,
             curve: vec![(1.0, 0.5), (10.0, 0.1)],
-            held_by: None,
             bytes: 0,
         }
     }

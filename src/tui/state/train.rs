@@ -616,7 +616,7 @@ impl TrainState {
         if ctx.settings.train != before
             && !matches!(field, Field::Steps | Field::Budget | Field::Device)
         {
-            said.extend(self.settings_changed(&ctx.settings.train.clone()));
+            said.extend(self.settings_changed(&ctx.settings.train));
         }
         if field == Field::Device && DeviceSpec::built_for().len() == 1 {
             return vec![Effect::info(

@@ -219,7 +219,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
             // step and curve lag behind the Train or Compare screen) or `train` elsewhere.
             let mark = match s.mark_of(&r.summary.dir) {
                 Some(m) => Span::styled("■", Style::default().fg(color(m))),
-                None if app.trained_now(&r.summary.dir) => {
+                None if app.trained_now(&r.summary) => {
                     Span::styled("▶", Style::default().fg(theme::ACCENT))
                 }
                 None => Span::raw("·"),

@@ -730,7 +730,7 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
             });
             let dataset = run.dataset.clone().unwrap_or_else(|| "?".into());
             let row = Row::new(vec![
-                if app.trained_now(&run.dir) { "▶" } else { "" }.to_string(),
+                if app.trained_now(run) { "▶" } else { "" }.to_string(),
                 super::ellipsize_middle(&super::run_name(&run.dir, &root), name_w),
                 super::ellipsize_middle(&dataset, data_w as usize),
                 // Where it is and, with room, where it stops (as Runs shows it).

@@ -782,7 +782,6 @@ fn record_of(info: &RunInfo) -> RunRecord {
         last_step: history.last().map_or(0, |s| s.step),
         quality: last_quality(&info.dir),
         curve: crate::tui::ui::chart::downsample(&smoothed, CURVE_POINTS),
-        held_by: crate::store::RunLock::holder(&info.dir),
         bytes: runs::remove::size_of(&info.dir),
     }
 }
@@ -793,6 +792,7 @@ fn summary_of(info: &RunInfo) -> RunSummary {
         settings: Some(settings_of(&info.config)),
         dataset: Some(info.config.dataset.clone()),
         step: info.step,
+        held_by: crate::store::RunLock::holder(&info.dir),
     }
 }
 
@@ -1086,13 +1086,13 @@ mod tests {
         let record = || record_of(&RunInfo::read(&run_dir).unwrap());
         // The trainer lets go of the run as its thread ends, just after `Finished`.
         let free = Instant::now() + Duration::from_secs(10);
-        while record().held_by.is_some() && Instant::now() < free {
+        while record().summary.held_by.is_some() && Instant::now() < free {
             thread::sleep(Duration::from_millis(20));
         }
-        assert!(record().held_by.is_none());
+        assert!(record().summary.held_by.is_none());
         let _lock = crate::store::RunLock::acquire(&run_dir).unwrap();
         assert_eq!(
-            record().held_by,
+            record().summary.held_by,
             Some(format!("pid {}", std::process::id()))
         );
     }

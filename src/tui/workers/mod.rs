@@ -335,6 +335,9 @@ pub struct RunSummary {
     pub dataset: Option<String>,
     /// Steps saved in its last checkpoint.
     pub step: usize,
+    /// The process that trains it now (it holds the run's lock: `pid 4242`), this lab or
+    /// `train` elsewhere.
+    pub held_by: Option<String>,
 }
 
 /// Points a [`RunRecord`]'s loss curve is reduced to (a chart is never wider).
@@ -354,9 +357,6 @@ pub struct RunRecord {
     pub quality: Option<(usize, crate::eval::Quality)>,
     /// `(step, smoothed loss)`, reduced to at most [`CURVE_POINTS`] points.
     pub curve: Vec<(f64, f64)>,
-    /// The process that trains it now (it holds the run's lock: `pid 4242`), this lab or
-    /// `train` elsewhere.
-    pub held_by: Option<String>,
     /// Bytes its files take on disk.
     pub bytes: u64,
 }
