@@ -336,7 +336,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     bar.set_message(format!(
                         "epoch {}{} loss {:.4} {:.1} img/s",
                         s.epoch + 1,
-                        epochs_of(total, steps_per_epoch),
+                        crate::data::epochs_suffix(total, steps_per_epoch),
                         s.loss,
                         s.images_per_s
                     ));
@@ -457,15 +457,6 @@ fn interval(args: &TrainArgs) -> Option<f64> {
     Some(args.checkpoint_interval).filter(|&s| s > 0.0)
 }
 
-/// `/5`: the epochs a run of `total` steps spans (as the lab shows them: `epoch 2/5`), or
-/// nothing where they are unknown.
-fn epochs_of(total: usize, steps_per_epoch: usize) -> String {
-    match steps_per_epoch {
-        0 => String::new(),
-        n => format!("/{}", total.div_ceil(n)),
-    }
-}
-
 /// A plain progress line (stderr not a terminal): where the run is, its loss and pace, and
 /// this session's time so far and left at its pace (`session`: its first step and start).
 fn plain_line(
@@ -475,7 +466,7 @@ fn plain_line(
     session: (usize, std::time::Instant),
 ) -> String {
     use crate::clock::human_duration;
-    let epochs = epochs_of(total, steps_per_epoch);
+    let epochs = crate::data::epochs_suffix(total, steps_per_epoch);
     let took = session.1.elapsed().as_secs_f64();
     let done = s.step.saturating_sub(session.0);
     let left = match (done, total.saturating_sub(s.step)) {

@@ -39,6 +39,15 @@ pub fn epoch_steps(n_images: usize, batch_size: usize) -> usize {
     n_images.max(1).div_ceil(batch_size.max(1))
 }
 
+/// `/5`: the epochs a run of `total` steps spans at `steps_per_epoch` (as the lab and
+/// `train` show them: `epoch 2/5`), or nothing where the epoch's length is unknown (0).
+pub fn epochs_suffix(total: usize, steps_per_epoch: usize) -> String {
+    match steps_per_epoch {
+        0 => String::new(),
+        n => format!("/{}", total.div_ceil(n)),
+    }
+}
+
 /// Builds batches from an [`ImageSet`] deterministically from a seed.
 #[derive(Debug)]
 pub struct Batcher {

@@ -21,7 +21,7 @@ pub mod shapes;
 pub mod spec;
 pub mod summary;
 
-pub use batcher::{epoch_steps, Batch, Batcher, Prefetcher};
+pub use batcher::{epoch_steps, epochs_suffix, Batch, Batcher, Prefetcher};
 pub use error::DataError;
 pub use imageset::{DataSource, Dataset, ImageSet};
 pub use spec::{DatasetSpec, HubDataset, LoadOptions, LoadProgress, MAX_IMAGE_SIZE};

@@ -172,12 +172,11 @@ impl App {
 
     /// Whether the cause of `n` still lasts (see [`Topic`]).
     pub fn notice_holds(&self, n: &Notice) -> bool {
-        let sampling = |s: &sample::SampleStatus| matches!(s, sample::SampleStatus::Running { .. });
         match &n.topic {
             Topic::Passing => !n.passed(),
             Topic::TrainStart => self.train.run.state == run::RunState::Starting,
             Topic::WhileTraining => !n.passed() && self.any_active(),
-            Topic::WhileSampling => !n.passed() && sampling(&self.sample.status),
+            Topic::WhileSampling => !n.passed() && self.sample.is_sampling(),
             // A set that failed to load stays said; a stand-in that works gives the line back
             // to the keys after a while (the status bar and the Data screen keep saying it).
             Topic::Dataset(name) => {
@@ -186,7 +185,7 @@ impl App {
                     && (matches!(self.data.status, data::DataStatus::Failed(_))
                         || n.age < notice::FALLBACK_SHOWN)
             }
-            Topic::Sampling => sampling(&self.sample.status),
+            Topic::Sampling => self.sample.is_sampling(),
             Topic::CompareSampling => self.compare.sampling(),
             Topic::CompareStopping => self
                 .compare

@@ -115,9 +115,7 @@ impl RunsState {
         self.order.arrange(&mut self.runs, &self.listed);
         // A highlighted run that is gone (removed) hands the highlight to the one after it.
         let place = self.selected.min(self.runs.len().saturating_sub(1));
-        self.selected = highlighted
-            .and_then(|d| self.runs.iter().position(|r| r.summary.dir == d))
-            .unwrap_or(place);
+        self.highlight(highlighted, place);
         self.scanning = false;
         self.scanned = true;
     }
@@ -127,9 +125,14 @@ impl RunsState {
         self.order = self.order.next();
         let highlighted = self.highlighted().map(|r| r.summary.dir.clone());
         self.order.arrange(&mut self.runs, &self.listed);
-        self.selected = highlighted
+        self.highlight(highlighted, 0);
+    }
+
+    /// Highlights the run in `dir` where it is listed, else the one at `otherwise`.
+    fn highlight(&mut self, dir: Option<PathBuf>, otherwise: usize) {
+        self.selected = dir
             .and_then(|d| self.runs.iter().position(|r| r.summary.dir == d))
-            .unwrap_or(0);
+            .unwrap_or(otherwise);
     }
 
     /// The highlighted run.

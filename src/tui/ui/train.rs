@@ -313,11 +313,7 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
         g1,
     );
     let (epoch, ef) = run.epoch_progress().unwrap_or((0, 0.0));
-    let epochs = if run.steps_per_epoch > 0 {
-        format!("/{}", total.div_ceil(run.steps_per_epoch))
-    } else {
-        String::new()
-    };
+    let epochs = crate::data::epochs_suffix(total, run.steps_per_epoch);
     frame.render_widget(
         Gauge::default()
             .ratio(ef)
