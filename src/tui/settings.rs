@@ -178,6 +178,13 @@ impl TrainSettings {
         }
     }
 
+    /// What a run's loss measures: the loss, then the objective and Min-SNR weighting where
+    /// they are not the blog's (`l2`, `huber·v`, `huber·snr`). Losses of different kinds are
+    /// not comparable, so the Runs table names the kind when the listed runs mix them.
+    pub fn loss_kind(&self) -> String {
+        crate::diffusion::loss_kind_name(self.loss, self.objective, self.min_snr_gamma.is_some())
+    }
+
     /// Name of the model shown in the lab.
     pub fn model_name(&self) -> String {
         match &self.custom_model {

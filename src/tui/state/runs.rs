@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::super::event::Command;
+use super::super::settings::TrainSettings;
 use super::super::workers::RunRecord;
 use super::effect::Effect;
 
@@ -45,12 +46,7 @@ impl RunsOrder {
     fn arrange(self, runs: &mut [RunRecord], listed: &[PathBuf]) {
         let age = |r: &RunRecord| listed.iter().position(|d| *d == r.summary.dir);
         runs.sort_by_key(age);
-        let kind = |r: &RunRecord| {
-            r.summary
-                .settings
-                .as_ref()
-                .map(crate::tui::ui::runs::loss_kind)
-        };
+        let kind = |r: &RunRecord| r.summary.settings.as_ref().map(TrainSettings::loss_kind);
         match self {
             RunsOrder::Newest => {}
             RunsOrder::Loss => runs.sort_by(|a, b| {

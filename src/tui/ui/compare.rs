@@ -56,7 +56,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             losses,
             &series,
             &ChartOpts {
-                title: format!("Loss by schedule ({}, smoothed)", super::runs::loss_kind(s)),
+                title: format!("Loss by schedule ({}, smoothed)", s.loss_kind()),
                 x_title: "step".into(),
                 y_title: "loss".into(),
                 y_bounds: Some([(y_min - pad).max(0.0), y_max + pad]),

@@ -30,17 +30,10 @@ pub fn color(i: usize) -> Color {
     PALETTE[i % PALETTE.len()]
 }
 
-/// What a run's loss measures: the loss, then the objective and Min-SNR weighting where they
-/// are not the blog's (`l2`, `huber·v`, `huber·snr`). Losses of different kinds are not
-/// comparable, so the table names the kind when the listed runs mix them.
-pub fn loss_kind(st: &TrainSettings) -> String {
-    crate::diffusion::loss_kind_name(st.loss, st.objective, st.min_snr_gamma.is_some())
-}
-
-/// The kinds of loss of `runs` (see [`loss_kind`]), each once, sorted.
+/// The kinds of loss of `runs` (see [`TrainSettings::loss_kind`]), each once, sorted.
 fn loss_kinds<'a>(runs: impl Iterator<Item = &'a RunRecord>) -> Vec<String> {
     let mut kinds: Vec<String> = runs
-        .filter_map(|r| r.summary.settings.as_ref().map(loss_kind))
+        .filter_map(|r| r.summary.settings.as_ref().map(TrainSettings::loss_kind))
         .collect();
     kinds.sort();
     kinds.dedup();
@@ -250,7 +243,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
                 Line::from(ellipsize_middle(&steps, SAVED_W)),
                 Line::from(match (r.last_loss, set) {
                     (None, _) => "—".into(),
-                    (Some(l), Some(st)) if mixed => format!("{l:.4} {}", loss_kind(st)),
+                    (Some(l), Some(st)) if mixed => format!("{l:.4} {}", st.loss_kind()),
                     (Some(l), _) => format!("{l:.4}"),
                 }),
                 Line::from(score(r, wide)),
