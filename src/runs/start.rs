@@ -56,7 +56,7 @@ pub enum TrainRequest {
         /// (otherwise resuming refuses).
         reset_optimizer: bool,
         /// Train on this data instead of the run's own (its folder moved, say): checked to fit
-        /// the run, and named by the run's configuration from the next checkpoint on.
+        /// the run, and named by the run's configuration from now on.
         dataset: Option<String>,
         /// Adam's learning rate from now on, instead of the run's (to fine-tune lower, say).
         lr: Option<f64>,
@@ -493,7 +493,7 @@ mod tests {
         assert!(err.to_string().contains("does not fit the run"), "{err}");
         drop(trainer);
         // Other data that fits (the run's folder moved): trained on, and named by the run's
-        // configuration from its next checkpoint on, with a notice.
+        // configuration from now on, with a notice.
         let p = moved(StopAt::Step(4), Some("/data/moved"))
             .prepare(set(8, 1, 16, 16))
             .unwrap();
@@ -523,6 +523,27 @@ mod tests {
                 .notices()
                 .iter()
                 .any(|n| n.contains("learning rate is 2e-4 now (it trained at 1e-3)")),
+            "{:?}",
+            trainer.notices()
+        );
+        // Stopped before its next checkpoint: the settings given with the resume are the
+        // run's all the same, in its listing and for the next resume.
+        drop(trainer);
+        let listed = RunDir::open(&run).unwrap().load_config().unwrap();
+        assert_eq!(
+            (listed.lr, listed.steps, listed.dataset.as_str()),
+            (2e-4, 4, "/data/moved")
+        );
+        let again = resume(StopAt::Configured)
+            .prepare(set(8, 1, 16, 16))
+            .unwrap();
+        assert_eq!((again.config().lr, again.config().steps), (2e-4, 4));
+        let (trainer, _) = again.build().unwrap();
+        assert!(
+            !trainer
+                .notices()
+                .iter()
+                .any(|n| n.contains("learning rate")),
             "{:?}",
             trainer.notices()
         );

@@ -324,6 +324,24 @@ impl RunDir {
         Ok(())
     }
 
+    /// Saves `config` as the settings the run goes on with from checkpoint `ck` (a resume's
+    /// new stop step or learning rate) at once, so that a trainer stopped before its next
+    /// checkpoint does not lose them: into `ck`'s config.json and, where `ck` is the run's
+    /// latest, the run's own. Each file is replaced whole.
+    pub fn save_settings_from(&self, ck: &Checkpoint, config: &TrainConfig) -> Result<()> {
+        let json = serde_json::to_string_pretty(config)?;
+        super::dir::write_atomic(&ck.file(CONFIG_FILE), json.as_bytes())?;
+        // In the flat layout the checkpoint's config.json is the run's.
+        let Some(name) = ck.name() else {
+            return Ok(());
+        };
+        let latest = fs::read_to_string(self.file(LATEST_FILE)).unwrap_or_default();
+        if latest.trim() == name {
+            self.follow_config(config)?;
+        }
+        Ok(())
+    }
+
     /// Switches the run's `latest` pointer to checkpoint folder `name` (the commit of a
     /// checkpoint: written whole, then renamed into place).
     fn point_latest_at(&self, name: &str) -> Result<()> {

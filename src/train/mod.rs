@@ -104,10 +104,12 @@ pub struct ResumeOptions {
     /// unreadable, instead of refusing to resume.
     pub reset_optimizer: bool,
     /// Train on this data instead of the run's own (whose folder moved, say); the run's
-    /// configuration names it from the next checkpoint on. The caller checks that it fits.
+    /// configuration names it from now on. The caller checks that it fits.
     pub dataset: Option<String>,
-    /// Adam's learning rate from now on (lowered to fine-tune, say), instead of the saved one;
-    /// saved with the next checkpoint.
+    /// Adam's learning rate from now on (lowered to fine-tune, say), instead of the saved one.
+    ///
+    /// The stop step, data and learning rate a resume changes are saved into the checkpoint
+    /// it continues from at once (see [`crate::store::RunDir::save_settings_from`]).
     pub lr: Option<f64>,
 }
 
@@ -374,6 +376,19 @@ impl Trainer {
         notices.extend(cfg.decay_change_notice(&trained_with, state.step));
         if asked.is_some() {
             run.switch_latest_to(&ck)?;
+        }
+        // The stop step, learning rate and data given with this resume are the run's from now
+        // on, kept even if this trainer stops before its first checkpoint.
+        let mut settings = trained_with.clone();
+        settings.steps = cfg.steps;
+        settings.lr = cfg.lr;
+        settings.dataset = cfg.dataset.clone();
+        if settings != trained_with {
+            if let Err(e) = run.save_settings_from(&ck, &settings) {
+                notices.push(format!(
+                    "the new settings are saved with the next checkpoint ({e:#})"
+                ));
+            }
         }
         run.truncate_log(store::METRICS_FILE, state.step)?;
         run.truncate_log(store::QUALITY_FILE, state.step)?;

@@ -728,14 +728,14 @@ fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiv
             if tx.send(WorkerMsg::Train { slot, event }).is_err() {
                 return;
             }
-            // The run's config.json follows its checkpoints, stop step included.
-            let now = stop_step();
-            if now != stop_at {
-                stop_at = now;
-                if let Some(s) = now {
-                    if tx.send(WorkerMsg::RunStopStep(s)).is_err() {
-                        return;
-                    }
+        }
+        // A trainer saves a new stop step when it resumes, and with each checkpoint.
+        let now = stop_step();
+        if now != stop_at {
+            stop_at = now;
+            if let Some(s) = now {
+                if tx.send(WorkerMsg::RunStopStep(s)).is_err() {
+                    return;
                 }
             }
         }
@@ -895,6 +895,20 @@ mod tests {
             }
         };
         assert_eq!(moved, 20);
+        // A trainer resuming with a later stop step saves it before any new checkpoint.
+        let latest = run.latest_checkpoint().unwrap().unwrap();
+        let later = TrainConfig {
+            steps: 30,
+            ..latest.load_config().unwrap()
+        };
+        run.save_settings_from(&latest, &later).unwrap();
+        let moved = loop {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                WorkerMsg::RunStopStep(s) => break s,
+                _ => continue,
+            }
+        };
+        assert_eq!(moved, 30);
         drop(stop_tx);
         watcher.join().unwrap();
     }
