@@ -15,6 +15,8 @@ pub struct RunInfo {
     pub config: TrainConfig,
     /// Steps of its newest checkpoint (0 before the first).
     pub step: usize,
+    /// Whether it has a checkpoint (one `latest` names).
+    pub checkpointed: bool,
 }
 
 impl RunInfo {
@@ -25,20 +27,22 @@ impl RunInfo {
 
     /// Reads an opened run.
     pub fn of(run: &RunDir) -> Result<Self> {
+        let latest = run.latest_checkpoint().ok().flatten();
         Ok(Self {
             dir: run.path().to_path_buf(),
             config: run.load_config()?,
-            step: run.saved_step().unwrap_or(0),
+            step: latest.as_ref().map_or(0, |c| c.state.step),
+            checkpointed: latest.is_some(),
         })
     }
 }
 
 /// The run in `dir` as the lab opens it: one with a checkpoint, or one a process trains
-/// towards its first (then `true`: followed live until it has one).
-pub fn open_openable(dir: &Path) -> Result<(RunDir, bool)> {
+/// towards its first (followed live until it has one).
+pub fn open_openable(dir: &Path) -> Result<RunDir> {
     match RunDir::open(dir) {
-        Ok(run) => Ok((run, false)),
-        Err(_) if crate::store::RunLock::is_held(dir) => Ok((RunDir::at(dir), true)),
+        Ok(run) => Ok(run),
+        Err(_) if crate::store::RunLock::is_held(dir) => Ok(RunDir::at(dir)),
         Err(e) => Err(e),
     }
 }
@@ -114,7 +118,7 @@ pub fn find_runs(root: &Path) -> Vec<RunInfo> {
 pub fn find_openable_runs(root: &Path) -> Vec<RunInfo> {
     run_dirs(root)
         .iter()
-        .filter_map(|d| RunInfo::of(&open_openable(d).ok()?.0).ok())
+        .filter_map(|d| RunInfo::of(&open_openable(d).ok()?).ok())
         .collect()
 }
 
@@ -207,6 +211,7 @@ mod tests {
                 ..TrainConfig::default()
             },
             step: 100,
+            checkpointed: true,
         };
         assert_eq!(
             info.shell_commands(),

@@ -702,13 +702,13 @@ fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
         quality: Vec::new(),
         preview: None,
         data_gone: false,
-        unsaved: false,
         summary: RunSummary {
             dir: base.join("linear"),
             settings: Some(saved),
             dataset: Some("shapes".into()),
             step: 100,
             held_by: None,
+            unsaved: false,
         },
         history: (1..=100).map(stats).collect(),
     };
@@ -779,13 +779,13 @@ fn an_opened_comparison_shows_its_runs_at_their_checkpoints() {
         quality: Vec::new(),
         preview: None,
         data_gone: false,
-        unsaved: false,
         summary: RunSummary {
             dir: base.join("linear"),
             settings: Some(saved.clone()),
             dataset: Some("shapes".into()),
             step: 20,
             held_by: None,
+            unsaved: false,
         },
         history: (1..=69).map(stats).collect(),
     };
@@ -801,6 +801,7 @@ fn an_opened_comparison_shows_its_runs_at_their_checkpoints() {
         dataset: None,
         step: 20,
         held_by: None,
+        unsaved: false,
     }];
     app.tab = Tab::Train;
     open_from_picker(&mut app);
@@ -837,6 +838,7 @@ fn run_picker_answers_come_from_the_worker_and_stale_ones_are_dropped() {
         dataset: None,
         step: 3,
         held_by: None,
+        unsaved: false,
     }];
     open_from_picker(&mut app);
     assert!(notice(&app).error && notice(&app).text.contains("cannot open run"));
@@ -1224,7 +1226,7 @@ fn a_run_without_a_checkpoint_yet_is_followed_and_space_says_why_it_cannot_conti
     load_data(&mut app);
     engine.offer_run("runs/fresh", settings().train, 0);
     if let Some(o) = engine.0.lock().unwrap().opened.as_mut() {
-        o.unsaved = true;
+        o.summary.unsaved = true;
     }
     app.tab = Tab::Train;
     open_from_picker(&mut app);

@@ -995,6 +995,7 @@ fn the_next_start_names_the_run_the_last_session_left() {
         dataset: Some("shapes".into()),
         step,
         held_by: None,
+        unsaved: false,
     };
     let mut app = start_with(&kept, vec![summary(&kept, 222)]);
     for (w, h) in [(80, 24), (160, 48)] {

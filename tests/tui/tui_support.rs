@@ -92,6 +92,7 @@ impl FakeEngine {
             dataset: Some("shapes".into()),
             step,
             held_by: None,
+            unsaved: false,
         };
         let mut rec = self.0.lock().unwrap();
         rec.runs = vec![summary.clone()];
@@ -99,7 +100,6 @@ impl FakeEngine {
             quality: Vec::new(),
             preview: None,
             data_gone: false,
-            unsaved: false,
             summary: summary.clone(),
             history: (1..=step).map(stats).collect(),
         });

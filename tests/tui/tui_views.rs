@@ -309,6 +309,7 @@ pub fn record(name: &str, schedule: BetaSchedule, step: usize, scale: f64) -> Ru
             dataset: Some("fashion_mnist".into()),
             step,
             held_by: None,
+            unsaved: false,
         },
         last_loss: curve.last().map(|p| p.1),
         last_step: step,
@@ -656,25 +657,29 @@ fn runs_marks_the_run_this_lab_trains_now() {
         )],
     );
     assert!(row(&app, "000000-linear").contains("│·  2026"));
-    // A run another process trains (it holds the run's lock) is marked too.
+    // A run another process trains (it holds the run's lock) is marked too; before its first
+    // checkpoint it has nothing saved, not step 0.
     let mut runs = records();
     runs[0].summary.held_by = Some("pid 4242".into());
+    runs[0].summary.unsaved = true;
+    runs[0].summary.step = 0;
     engine.0.lock().unwrap().records = runs;
     handle_key(&mut app, ch('r'));
     app.pump();
-    assert!(
-        row(&app, "cosine-long-name").contains("│▶  2026"),
-        "{}",
-        row(&app, "cosine-long-name")
-    );
+    let held = row(&app, "cosine-long-name");
+    assert!(held.contains("│▶  2026"), "{held}");
+    assert!(held.contains(" –/"), "{held}");
 }
 
 #[test]
 fn open_run_dialog_keeps_the_end_of_run_names_at_80x24() {
     let (mut app, engine) = app();
-    // One of them another process trains: the picker marks it.
+    // One of them another process trains, towards its first checkpoint: the picker marks it,
+    // and shows nothing saved (not step 0).
     let mut runs: Vec<_> = records().into_iter().map(|r| r.summary).collect();
     runs[1].held_by = Some("pid 4242".into());
+    runs[1].unsaved = true;
+    runs[1].step = 0;
     engine.0.lock().unwrap().runs = runs;
     app.tab = Tab::Train;
     handle_key(&mut app, ch('o'));
@@ -686,6 +691,7 @@ fn open_run_dialog_keeps_the_end_of_run_names_at_80x24() {
     let marked: Vec<&str> = screen.lines().filter(|l| l.contains('▶')).collect();
     assert_eq!(marked.len(), 1, "{screen}");
     assert!(marked[0].contains("120000-linear"), "{screen}");
+    assert!(marked[0].contains(" – "), "{screen}");
 }
 
 #[test]

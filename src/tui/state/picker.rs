@@ -141,6 +141,7 @@ mod tests {
             dataset: None,
             step: 1,
             held_by: None,
+            unsaved: false,
         }
     }
 

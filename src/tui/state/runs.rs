@@ -217,6 +217,7 @@ mod tests {
                 dataset: None,
                 step: 10,
                 held_by: None,
+                unsaved: false,
             },
             last_loss: Some(0.1),
             last_step: 10,

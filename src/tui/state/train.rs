@@ -773,7 +773,7 @@ impl TrainState {
         let saved = opened.summary.step;
         run.start_step = saved.max(run.step());
         // A run a process trains towards its first checkpoint has none to continue from yet.
-        run.checkpoint_step = (!opened.unsaved).then_some(saved);
+        run.checkpoint_step = (!opened.summary.unsaved).then_some(saved);
         run.run_dir = Some(dir.clone());
         run.state = RunState::Opened;
         remember(&mut self.session_runs, &dir);
@@ -806,7 +806,7 @@ impl TrainState {
         let name = dir
             .file_name()
             .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
-        fx.push(Effect::info(if opened.unsaved {
+        fx.push(Effect::info(if opened.summary.unsaved {
             format!("opened {name}: step {start} logged, no checkpoint yet: followed live while it trains elsewhere{own}")
         } else if start > saved {
             // Logged past its checkpoint: a process trains it now (its checkpoints come), or

@@ -218,8 +218,13 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
                 None => Span::raw("·"),
             };
             let set = r.summary.settings.as_ref();
+            // – where nothing is saved yet (the first checkpoint is to come).
             let steps = match set {
+                Some(st) if st.steps > 0 && r.summary.unsaved => {
+                    format!("–/{}", steps_short(st.steps, false))
+                }
                 Some(st) if st.steps > 0 => saved_of(r.summary.step, st.steps),
+                _ if r.summary.unsaved => "–".to_string(),
                 _ => r.summary.step.to_string(),
             };
             let mut cells = vec![

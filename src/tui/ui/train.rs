@@ -729,10 +729,18 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
                 if app.trained_now(run) { "▶" } else { "" }.to_string(),
                 super::ellipsize_middle(&super::run_name(&run.dir, &root), name_w),
                 super::ellipsize_middle(&dataset, data_w as usize),
-                // Where it is and, with room, where it stops (as Runs shows it).
-                match &run.settings {
-                    Some(set) if wide => format!("{}/{}", run.step, set.steps),
-                    _ => run.step.to_string(),
+                // Where it is and, with room, where it stops (as Runs shows it); – before
+                // its first checkpoint.
+                {
+                    let saved = if run.unsaved {
+                        "–".to_string()
+                    } else {
+                        run.step.to_string()
+                    };
+                    match &run.settings {
+                        Some(set) if wide => format!("{saved}/{}", set.steps),
+                        _ => saved,
+                    }
                 },
                 cfg,
             ]);

@@ -652,7 +652,6 @@ fn read_comparison(base: &Path) -> Result<OpenedComparison, String> {
                         quality: Vec::new(),
                         preview: None,
                         data_gone: false,
-                        unsaved: true,
                     })
                     .map_err(|_| e)
             })?;
@@ -753,10 +752,9 @@ fn find_runs(root: &Path) -> Vec<RunSummary> {
 /// One run's summary and metrics history, the directory opened once. A run a process trains
 /// towards its first checkpoint is read all the same (followed live until it has one).
 fn read_run(dir: &Path) -> Result<OpenedRun, String> {
-    let read = runs::open_openable(dir)
-        .and_then(|(run, unsaved)| Ok((RunInfo::of(&run)?, run.read_metrics()?, unsaved)));
-    read.map(|(info, history, unsaved)| OpenedRun {
-        unsaved,
+    let read =
+        runs::open_openable(dir).and_then(|run| Ok((RunInfo::of(&run)?, run.read_metrics()?)));
+    read.map(|(info, history)| OpenedRun {
         quality: quality_history(&info.dir),
         preview: previews::latest_preview(&info.dir, info.config.model.channels),
         data_gone: info
@@ -793,6 +791,7 @@ fn summary_of(info: &RunInfo) -> RunSummary {
         dataset: Some(info.config.dataset.clone()),
         step: info.step,
         held_by: crate::store::RunLock::holder(&info.dir),
+        unsaved: !info.checkpointed,
     }
 }
 
@@ -855,7 +854,7 @@ mod tests {
         let dir = configured_run(d.path());
         let lock = crate::store::RunLock::acquire(&dir).unwrap();
         let opened = read_run(&dir).unwrap();
-        assert!(opened.unsaved);
+        assert!(opened.summary.unsaved);
         assert_eq!(opened.summary.step, 0);
         assert_eq!(find_runs(d.path()).len(), 1);
         drop(lock);

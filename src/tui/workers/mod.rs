@@ -338,6 +338,9 @@ pub struct RunSummary {
     /// The process that trains it now (it holds the run's lock: `pid 4242`), this lab or
     /// `train` elsewhere.
     pub held_by: Option<String>,
+    /// It has no checkpoint yet (its `step` is 0): a process trains it towards its first,
+    /// or one stopped before it.
+    pub unsaved: bool,
 }
 
 /// Points a [`RunRecord`]'s loss curve is reduced to (a chart is never wider).
@@ -375,9 +378,6 @@ pub struct OpenedRun {
     /// Its data is a folder that is gone (moved or deleted): it trains on with the data
     /// loaded, if that fits.
     pub data_gone: bool,
-    /// It has no checkpoint yet: a process trains it towards its first, and it is followed
-    /// live until then.
-    pub unsaved: bool,
 }
 
 /// A comparison opened from disk: the runs of its schedules that exist there.
