@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use ddpm_lab::model::UnetConfig;
 use ddpm_lab::rng::LabRng;
 use ddpm_lab::store::{RunDir, CHECKPOINTS_DIR, KEEP_CHECKPOINTS, METRICS_FILE};
@@ -228,6 +228,25 @@ fn resume_refuses_what_it_cannot_trust() {
     let run = trained(&tmp.path().join("a"));
     std::fs::remove_file(latest_dir(&run).join("state.json")).unwrap();
     assert!(refused(&run, ResumeOptions::default()).contains("state.json is missing"));
+    // `train --resume` reads the configuration first: its error names the older checkpoint
+    // too.
+    let request = ddpm_lab::runs::TrainRequest::Resume {
+        dir: run.clone(),
+        stop: ddpm_lab::runs::StopAt::Configured,
+        device: None,
+        time_limit_s: None,
+        checkpoint_interval_s: None,
+        reset_optimizer: false,
+        dataset: None,
+        lr: None,
+    };
+    let msg = format!("{:#}", request.base_config().unwrap_err());
+    assert!(
+        msg.contains("state.json is missing")
+            && msg.contains("--resume ")
+            && msg.contains("step-000002"),
+        "{msg}"
+    );
 
     // A NaN in the EMA weights.
     let run = trained(&tmp.path().join("b"));
@@ -261,6 +280,43 @@ fn resume_refuses_what_it_cannot_trust() {
         t.notices()
     );
     drop(t);
+
+    // EMA weights that are not the model's (a tensor missing, or one of another shape) are
+    // refused as the weights are, naming the file and the checkpoint before it, instead of
+    // being saved into every later checkpoint.
+    for (case, damage) in [("missing", 0), ("misshapen", 1)] {
+        let run = trained(&tmp.path().join(format!("b-{case}")));
+        let ema = latest_dir(&run).join("ema.safetensors");
+        let mut t = candle_core::safetensors::load(&ema, &Device::Cpu).unwrap();
+        let name = t.keys().min().unwrap().clone();
+        if damage == 0 {
+            t.remove(&name);
+        } else {
+            t.insert(
+                name.clone(),
+                Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+            );
+        }
+        candle_core::safetensors::save(&t, &ema).unwrap();
+        let msg = refused(&run, ResumeOptions::default());
+        assert!(
+            msg.contains("ema.safetensors")
+                && msg.contains(&name)
+                && msg.contains("EMA weights cannot be restored")
+                && msg.contains("--resume ")
+                && msg.contains("step-000002"),
+            "{msg}"
+        );
+        let t = Trainer::resume_with(
+            &run,
+            ResumeOptions {
+                reset_optimizer: true,
+                ..ResumeOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(t.notices().iter().any(|n| n.contains("EMA restarts")));
+    }
 
     // A config without timesteps.
     let run = trained(&tmp.path().join("c"));

@@ -100,7 +100,8 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let (_, _, h, w) = x.dims4()?;
     cfg.validate_for_images(c, h, w)?;
     crate::runs::budget::check_inference(&cfg, h.max(w), n, args.device == DeviceSpec::Cpu)?;
-    let state = model::state_dict::read_state_dict(&args.weights, &cfg, &device)?;
+    let state = model::state_dict::read_state_dict(&args.weights, &cfg, &device)
+        .map_err(model::state_dict::with_model_flags_hint)?;
     if let Some(p) = &state.prefix {
         note(&format!(
             "note: the UNet's tensors are read from under `{p}`{}",

@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
 use crate::model::state_dict::{
-    first_names, load_weights_file, read_state_dict, state_dict_of, StateDict,
+    first_names, load_weights_file, read_state_dict, state_dict_of, with_model_flags_hint,
+    StateDict,
 };
 use crate::store::{RunDir, RunLock, RunState, TrainConfig, CONFIG_FILE, EMA_FILE, WEIGHTS_FILE};
 
@@ -64,7 +65,7 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
     cfg.validate()
         .context("the run's configuration is not usable")?;
     let mut notes = Vec::new();
-    let model = state_dict_of(file, &req.weights, &cfg.model)?;
+    let model = state_dict_of(file, &req.weights, &cfg.model).map_err(with_model_flags_hint)?;
     notes.extend(wrapper_note(&req.weights, &model));
     if let Some(betas) = &model.betas {
         notes.extend(schedule_check(betas, &cfg)?);
@@ -75,6 +76,7 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
                 bail!("the EMA weights {} do not exist", p.display());
             }
             let sd = read_state_dict(p, &cfg.model, &device)
+                .map_err(with_model_flags_hint)
                 .with_context(|| format!("the EMA weights {} do not fit", p.display()))?;
             notes.extend(wrapper_note(p, &sd));
             Some(sd)

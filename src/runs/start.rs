@@ -85,7 +85,7 @@ impl TrainRequest {
                 ..
             } => {
                 let run = RunDir::open(crate::store::Checkpoint::run_dir_of(dir))?;
-                let mut cfg = run.checkpoint_to_resume(dir)?.load_config()?;
+                let mut cfg = run.resume_config(&run.checkpoint_to_resume(dir)?)?;
                 if let Some(ds) = dataset {
                     check_same_data(&cfg.dataset, ds)?;
                     cfg.dataset = ds.clone();

@@ -169,7 +169,28 @@ impl RunDir {
     /// checkpoint's folder of this run (`RUN/checkpoints/step-N`: to go back, or past a newest
     /// checkpoint that is damaged), else the run's newest complete one. Open the run with
     /// `RunDir::open(Checkpoint::run_dir_of(path))`.
+    ///
+    /// An error for a damaged checkpoint names the run's others (see
+    /// [`Self::with_other_checkpoints`]); so does its config.json, read by
+    /// [`Self::resume_config`].
     pub fn checkpoint_to_resume(&self, path: &Path) -> Result<Checkpoint> {
+        let asked = Checkpoint::is_checkpoint_folder(path).then_some(path);
+        self.find_checkpoint_to_resume(path)
+            .map_err(|e| match asked {
+                // One that is not there: the error lists the run's checkpoints already.
+                Some(p) if !p.is_dir() => e,
+                _ => self.with_other_checkpoints(e, asked),
+            })
+    }
+
+    /// The configuration saved with `ck` (one of this run's checkpoints), or an error that
+    /// names the run's other checkpoints.
+    pub fn resume_config(&self, ck: &Checkpoint) -> Result<TrainConfig> {
+        ck.load_config()
+            .map_err(|e| self.with_other_checkpoints(e, Some(ck.dir())))
+    }
+
+    fn find_checkpoint_to_resume(&self, path: &Path) -> Result<Checkpoint> {
         if Checkpoint::is_checkpoint_folder(path) {
             if !path.is_dir() {
                 let names = self.checkpoint_names();

@@ -245,13 +245,9 @@ impl Trainer {
         let lock = RunLock::acquire(run.path())?;
         // A damaged checkpoint names the run's others, from which it can go on.
         let asked = store::Checkpoint::is_checkpoint_folder(run_dir).then_some(run_dir);
-        let ck = run.checkpoint_to_resume(run_dir).map_err(|e| match asked {
-            // One that is not there: the error lists the run's checkpoints already.
-            Some(p) if !p.is_dir() => e,
-            _ => run.with_other_checkpoints(e, asked),
-        })?;
+        let ck = run.checkpoint_to_resume(run_dir)?;
         let damaged = |e: anyhow::Error| run.with_other_checkpoints(e, Some(ck.dir()));
-        let mut cfg = ck.load_config().map_err(damaged)?;
+        let mut cfg = run.resume_config(&ck)?;
         let trained_with = cfg.clone();
         if let Some(s) = opts.steps {
             cfg.steps = s;
@@ -316,7 +312,12 @@ impl Trainer {
         let ema = match cfg.ema_decay {
             Some(d) => {
                 let ema_file = ck.file(store::EMA_FILE);
-                match store::load_tensors(&ema_file, &device) {
+                // Checked to be the model's tensors, each of its shape, as the weights are: an
+                // EMA that does not fit would be saved into every later checkpoint.
+                let loaded = store::load_tensors(&ema_file, &device).and_then(|t| {
+                    Ok(crate::model::state_dict::state_dict_of(t, &ema_file, &cfg.model)?.tensors)
+                });
+                match loaded {
                     Ok(t) => Some(Ema::from_tensors(d, t)),
                     Err(_) if state.imported && !ema_file.exists() => {
                         notices.push(
@@ -330,9 +331,9 @@ impl Trainer {
                         Some(Ema::new(&varmap, d)?)
                     }
                     Err(e) => {
-                        return Err(e.context(
+                        return Err(damaged(e.context(
                             "the EMA weights cannot be restored (--reset-optimizer restarts the EMA from the weights)",
-                        ))
+                        )))
                     }
                 }
             }
