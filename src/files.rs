@@ -82,11 +82,23 @@ pub fn is_temp_name(name: &str) -> bool {
 /// in `.{ext}` when `ext` is given, for encoders that pick the format from the extension);
 /// the file is then fsynced, renamed over `path`, and the directory fsynced. On failure the
 /// temporary file is removed and `path` is left as it was.
+///
+/// A symlink stays a symlink: the file it points to is replaced. A path that is no regular
+/// file (`/dev/stdout`, a FIFO, a device) is written into once the bytes are complete, never
+/// replaced.
 pub fn replace_with<E>(
     path: &Path,
     ext: Option<&str>,
     write: impl FnOnce(&Path) -> Result<(), E>,
 ) -> Result<(), ReplaceError<E>> {
+    // Opened through its links as they are (`/dev/stdout` names a pipe by a link that is no
+    // path).
+    let special = fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir());
+    if special {
+        return write_into(path, ext, write);
+    }
+    let target = link_target(path);
+    let path = target.as_path();
     let name = path
         .file_name()
         .ok_or_else(|| {
@@ -124,6 +136,55 @@ pub fn replace_with<E>(
         return result;
     }
     sync_dir(&dir).map_err(ReplaceError::Io)
+}
+
+/// The path a write to `path` lands on: where a symlink points (followed to its end, relative
+/// links from their own folder, a dangling one to the file it names), `path` otherwise.
+fn link_target(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    // As the kernel does, give up on a loop after 40 links.
+    for _ in 0..40 {
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => match fs::read_link(&p) {
+                Ok(to) => p = parent_dir(&p).join(to),
+                Err(_) => break,
+            },
+            _ => break,
+        }
+    }
+    p
+}
+
+/// [`replace_with`] for a `target` that is no regular file (a FIFO, a terminal, a device):
+/// `write` fills a temporary file in the system's temporary folder, whose bytes are then
+/// written into `target` (opened for writing, neither created nor truncated).
+fn write_into<E>(
+    target: &Path,
+    ext: Option<&str>,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), ReplaceError<E>> {
+    let mut tmp_name = format!(
+        "ddpm-lab{TEMP_MARK}{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    if let Some(ext) = ext {
+        tmp_name.push('.');
+        tmp_name.push_str(ext);
+    }
+    let tmp = std::env::temp_dir().join(tmp_name);
+    let result = write(&tmp).map_err(ReplaceError::Write).and_then(|()| {
+        let mut from = fs::File::open(&tmp).map_err(ReplaceError::Io)?;
+        let mut to = fs::OpenOptions::new()
+            .write(true)
+            .open(target)
+            .map_err(ReplaceError::Io)?;
+        io::copy(&mut from, &mut to)
+            .and_then(|_| to.flush())
+            .map_err(ReplaceError::Io)
+    });
+    let _ = fs::remove_file(&tmp);
+    result
 }
 
 /// Why [`replace_with`] failed: the caller's writer, or the file system.
@@ -169,6 +230,48 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_stays_and_the_file_it_names_is_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("target")).unwrap();
+        let link = d.path().join("link.png");
+        std::os::unix::fs::symlink("target/real.png", &link).unwrap();
+        // Dangling at first: the file it names is created.
+        write_bytes(&link, b"one").unwrap();
+        write_bytes(&link, b"two").unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            fs::read_to_string(d.path().join("target/real.png")).unwrap(),
+            "two"
+        );
+        assert_eq!(names(d.path()), ["link.png", "target"]);
+        assert_eq!(names(&d.path().join("target")), ["real.png"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_written_into_not_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("out.png");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        replace_with(&fifo, Some("png"), |tmp| fs::write(tmp, b"image bytes")).unwrap();
+        assert_eq!(reader.join().unwrap(), b"image bytes");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     }
 
     #[test]
