@@ -61,7 +61,7 @@ impl LabOptions {
         custom_model: Option<UnetConfig>,
     ) -> anyhow::Result<()> {
         if let Some(d) = &self.dataset {
-            s.dataset = d.clone();
+            s.choose_dataset(d);
         }
         if let Some(device) = self.device {
             let new = device != s.train.device;

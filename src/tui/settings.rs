@@ -395,6 +395,9 @@ pub struct LabSettings {
     /// The run the last session trained or opened (absolute), named on the Train screen at
     /// the next start.
     pub last_run: Option<PathBuf>,
+    /// The last dataset chosen that is none of [`BUILTIN_DATASETS`] (a folder given with
+    /// `--dataset PATH`): d/D on the Data screen cycle back to it from the built-in sets.
+    pub own_dataset: Option<String>,
 }
 
 impl Default for LabSettings {
@@ -408,6 +411,7 @@ impl Default for LabSettings {
             compare_steps: 500,
             runs_dir: None,
             last_run: None,
+            own_dataset: None,
         };
         s.set_recipe(RecipeName::Quick);
         s
@@ -596,6 +600,28 @@ impl LabSettings {
             }
             Err(e) => (defaults, vec![format!("{e}: defaults used")]),
         }
+    }
+
+    /// Makes `name` the dataset (a built-in name, or a folder that is then
+    /// [`Self::own_dataset`]).
+    pub fn choose_dataset(&mut self, name: &str) {
+        self.dataset = name.to_string();
+        if !BUILTIN_DATASETS.contains(&name) {
+            self.own_dataset = Some(name.to_string());
+        }
+    }
+
+    /// The datasets d/D cycle through: the built-in sets, then the user's own (settings saved
+    /// before it was remembered name it as their dataset).
+    pub fn dataset_choices(&self) -> Vec<String> {
+        let own = self.own_dataset.clone().or_else(|| {
+            (!BUILTIN_DATASETS.contains(&self.dataset.as_str())).then(|| self.dataset.clone())
+        });
+        BUILTIN_DATASETS
+            .iter()
+            .map(|d| d.to_string())
+            .chain(own)
+            .collect()
     }
 
     /// Puts every value the lab cannot use back to its value in `defaults`; returns what it

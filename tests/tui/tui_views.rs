@@ -823,3 +823,35 @@ fn a_long_message_takes_a_second_line_over_the_body_and_is_cut_with_an_ellipsis(
         "{cut:?}"
     );
 }
+
+/// A folder given with `--dataset PATH` stays one of the Data screen's choices: an arrow key
+/// that moves to a built-in set does not lose it.
+#[test]
+fn the_data_screen_cycles_back_to_the_users_own_folder() {
+    let (mut app, engine) = app();
+    app.settings.choose_dataset("/data/my-set");
+    app.tab = Tab::Data;
+    // From the first built-in set back to the last choice, the folder.
+    assert_eq!(app.data.requested, "shapes");
+    handle_key(&mut app, key(KeyCode::Up));
+    assert_eq!(app.data.requested, "/data/my-set");
+    handle_key(&mut app, key(KeyCode::Down));
+    assert_eq!(
+        (app.data.requested.as_str(), app.settings.dataset.as_str()),
+        ("shapes", "shapes")
+    );
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("path     /data/my-set"), "{screen}");
+    // On through the built-in sets, back to the folder; D goes the other way.
+    for _ in 0..4 {
+        handle_key(&mut app, ch('d'));
+    }
+    assert_eq!(app.data.requested, "/data/my-set");
+    handle_key(&mut app, ch('D'));
+    assert_eq!(app.data.requested, "cifar10");
+    assert_eq!(app.settings.own_dataset.as_deref(), Some("/data/my-set"));
+    assert!(engine
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Load(d) if d == "/data/my-set")));
+}

@@ -1,7 +1,6 @@
 //! State of the Data screen: which dataset is loading or loaded, and what it holds.
 
 use super::super::event::Command;
-use super::super::settings::BUILTIN_DATASETS;
 use super::super::workers::{DataInfo, DataMsg, LoadStage};
 use super::effect::{Effect, Topic};
 
@@ -37,12 +36,13 @@ pub struct DataState {
 }
 
 impl DataState {
-    /// The dataset after (`dir > 0`) or before the requested one among the built-ins.
-    pub fn neighbour(&self, dir: i32) -> &'static str {
-        let n = BUILTIN_DATASETS.len() as i32;
-        match BUILTIN_DATASETS.iter().position(|d| *d == self.requested) {
-            Some(i) => BUILTIN_DATASETS[(i as i32 + dir.signum()).rem_euclid(n) as usize],
-            None => BUILTIN_DATASETS[0],
+    /// The dataset after (`dir > 0`) or before the requested one among `choices` (see
+    /// [`crate::tui::settings::LabSettings::dataset_choices`]).
+    pub fn neighbour(&self, dir: i32, choices: &[String]) -> String {
+        let n = choices.len() as i32;
+        match choices.iter().position(|d| *d == self.requested) {
+            Some(i) => choices[(i as i32 + dir.signum()).rem_euclid(n) as usize].clone(),
+            None => choices.first().cloned().unwrap_or_default(),
         }
     }
 
@@ -81,10 +81,10 @@ impl DataState {
         self.info.as_ref().map_or(0, |i| i.examples.len())
     }
 
-    /// Handles a command of the Data screen.
-    pub fn handle(&mut self, cmd: Command) -> Vec<Effect> {
+    /// Handles a command of the Data screen; d/D cycle through `choices`.
+    pub fn handle(&mut self, cmd: Command, choices: &[String]) -> Vec<Effect> {
         match cmd {
-            Command::CycleDataset(dir) => vec![Effect::LoadDataset(self.neighbour(dir).into())],
+            Command::CycleDataset(dir) => vec![Effect::LoadDataset(self.neighbour(dir, choices))],
             Command::ReloadDataset => vec![Effect::LoadDataset(self.requested.clone())],
             _ => Vec::new(),
         }

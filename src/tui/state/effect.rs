@@ -119,7 +119,7 @@ impl App {
                     self.notify("cannot switch dataset while a run is training", true);
                     return;
                 }
-                self.settings.dataset = name.clone();
+                self.settings.choose_dataset(&name);
                 self.data.begin_load(&name);
                 self.engine.load_dataset(&name, tx);
                 self.dirty = true;

@@ -458,7 +458,7 @@ impl App {
                 None => Vec::new(),
             },
             _ => match self.tab {
-                Tab::Data => self.data.handle(cmd),
+                Tab::Data => self.data.handle(cmd, &self.settings.dataset_choices()),
                 Tab::Schedules => {
                     self.schedules.handle(cmd, self.data.n_examples());
                     Vec::new()

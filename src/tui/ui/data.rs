@@ -68,14 +68,25 @@ fn draw_source(frame: &mut Frame, area: Rect, app: &App) {
         };
         names.push(Span::styled(format!(" {d} "), style));
     }
-    let custom = !BUILTIN_DATASETS.contains(&app.data.requested.as_str());
-    let second = if custom {
-        Line::from(vec![
-            Span::styled("path     ", theme::label()),
-            Span::styled(app.data.requested.clone(), theme::selected()),
-        ])
-    } else {
-        Line::from("")
+    // The user's own dataset (a folder) is one of the choices, picked or not.
+    let own = app
+        .settings
+        .dataset_choices()
+        .into_iter()
+        .find(|d| !BUILTIN_DATASETS.contains(&d.as_str()));
+    let second = match own {
+        Some(own) => {
+            let style = if app.data.requested == own {
+                theme::selected()
+            } else {
+                Style::default().fg(theme::DIM)
+            };
+            Line::from(vec![
+                Span::styled("path     ", theme::label()),
+                Span::styled(own, style),
+            ])
+        }
+        None => Line::from(""),
     };
     frame.render_widget(
         Paragraph::new(vec![Line::from(names), second])
