@@ -105,22 +105,22 @@ impl FrameCursor {
         self.elapsed = Duration::ZERO;
     }
 
-    /// Advances playback by `dt`; returns whether the frame changed.
+    /// Advances playback by `dt`; returns whether the frame, or whether it plays, changed
+    /// (either is drawn). Playback stops on the last frame as it reaches it.
     pub fn tick(&mut self, dt: Duration) -> bool {
         if !self.playing {
             return false;
         }
         self.elapsed += dt;
         let mut changed = false;
-        while self.elapsed >= FRAME_INTERVAL {
+        while self.elapsed >= FRAME_INTERVAL && self.index + 1 < self.len {
             self.elapsed -= FRAME_INTERVAL;
-            if self.index + 1 < self.len {
-                self.index += 1;
-                changed = true;
-            } else {
-                self.playing = false;
-                break;
-            }
+            self.index += 1;
+            changed = true;
+        }
+        if self.index + 1 >= self.len {
+            self.playing = false;
+            changed = true;
         }
         changed
     }
@@ -488,7 +488,14 @@ mod tests {
         assert_eq!(c.index, 0);
         assert!(c.tick(FRAME_INTERVAL * 2));
         assert_eq!(c.index, 2);
-        c.tick(FRAME_INTERVAL * 10);
+        // The tick that reaches the last frame ends playback (and says so, to be drawn).
+        assert!(c.tick(FRAME_INTERVAL * 2));
+        assert_eq!(c.index, 4);
+        assert!(!c.playing);
+        assert!(!c.tick(FRAME_INTERVAL * 10));
+        // Played from the last frame: from the first again.
+        c.toggle_play();
+        assert!(c.tick(FRAME_INTERVAL * 10));
         assert_eq!(c.index, 4);
         assert!(!c.playing);
         c.home();
