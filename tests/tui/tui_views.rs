@@ -855,3 +855,23 @@ fn the_data_screen_cycles_back_to_the_users_own_folder() {
         .iter()
         .any(|c| matches!(c, Call::Load(d) if d == "/data/my-set")));
 }
+
+/// The quit question asked while a run stops says so once the run is saved, instead of
+/// claiming unsaved steps.
+#[test]
+fn the_quit_question_follows_a_run_that_is_saved_meanwhile() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 3, 100);
+    handle_key(&mut app, ch('q'));
+    assert_eq!(app.overlay, Overlay::ConfirmQuit);
+    assert!(render(&app, 80, 24).contains("A run is training."));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![finished(4, "runs/x", FinishReason::Stopped)],
+    );
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Every run is saved now."), "{screen}");
+    assert!(!screen.contains("not in a checkpoint"), "{screen}");
+}

@@ -236,16 +236,22 @@ fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
         r.is_active() && r.state != crate::tui::state::run::RunState::Paused
     };
     let training = busy(&app.train.run) || app.compare.slots.iter().any(|s| busy(&s.run));
-    let what = if training {
-        "A run is training."
+    // Asked while a run was stopping, the question may outlive what it asked about.
+    let (what, then) = if training {
+        ("A run is training.", "Quit? Running runs are checkpointed first.")
     } else if app.any_active() {
-        "A run is paused."
+        ("A run is paused.", "Quit? Running runs are checkpointed first.")
+    } else if app.has_unsaved() {
+        (
+            "A run has steps that are not in a checkpoint.",
+            "Quit? Running runs are checkpointed first.",
+        )
     } else {
-        "A run has steps that are not in a checkpoint."
+        ("Every run is saved now.", "Quit?")
     };
     let text = vec![
         Line::from(what),
-        Line::from("Quit? Running runs are checkpointed first."),
+        Line::from(then),
         Line::from(""),
         Line::styled(
             "y / Enter: save and quit     n / Esc: stay",
