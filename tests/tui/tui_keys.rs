@@ -116,6 +116,11 @@ fn space_starts_pauses_and_resumes() {
     );
     assert!(!train.is_resume());
     assert_eq!(app.train.run.state, RunState::Starting);
+    // Space while it starts says when it can pause the run.
+    handle_key(&mut app, ch(' '));
+    assert!(notice(&app)
+        .unwrap()
+        .contains("space pauses it once it trains"));
     feed(&mut app, Slot::Main, fake_run(0, 2, 100));
     handle_key(&mut app, ch(' '));
     feed(&mut app, Slot::Main, vec![TrainEvent::Paused { step: 2 }]);
@@ -398,6 +403,11 @@ fn the_train_stop_message_lasts_until_the_run_is_saved() {
         notice(&app).unwrap().starts_with("stopping"),
         "still saving"
     );
+    // Space while it saves says it continues once saved.
+    handle_key(&mut app, ch(' '));
+    assert!(notice(&app)
+        .unwrap()
+        .contains("space continues the run once it is saved"));
     feed(
         &mut app,
         Slot::Main,

@@ -15,6 +15,9 @@ use super::super::workers::{Estimate, OpenedRun, Slot};
 use super::effect::{Ctx, Effect, Topic};
 use super::run::{RunProgress, RunState};
 
+/// What the status line says while a stopped run saves its checkpoint.
+const STOPPING: &str = "stopping: saving a checkpoint (space continues the run once it is saved)";
+
 /// One editable line of the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -334,10 +337,7 @@ impl TrainState {
             }
             Command::TrainStop => {
                 if self.run.stop() {
-                    vec![Effect::info_about(
-                        Topic::TrainStopping,
-                        "stopping: saving a checkpoint (space continues the run)",
-                    )]
+                    vec![Effect::info_about(Topic::TrainStopping, STOPPING)]
                 } else {
                     vec![self.not_trained_here("no run is training or paused")]
                 }
@@ -478,7 +478,13 @@ impl TrainState {
                 self.run.send(TrainCommand::Resume);
                 Vec::new()
             }
-            RunState::Starting | RunState::Stopping => Vec::new(),
+            RunState::Starting => vec![Effect::info(
+                "the run is starting: space pauses it once it trains",
+            )],
+            RunState::Stopping => vec![Effect::info_about(
+                Topic::TrainStopping,
+                STOPPING,
+            )],
             RunState::Opened => match &self.run.trained_by {
                 // Its trainer's lock would refuse the lab, and the lab would stop following it.
                 Some(who) => vec![Effect::error(format!(

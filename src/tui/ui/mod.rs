@@ -238,9 +238,15 @@ fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     let training = busy(&app.train.run) || app.compare.slots.iter().any(|s| busy(&s.run));
     // Asked while a run was stopping, the question may outlive what it asked about.
     let (what, then) = if training {
-        ("A run is training.", "Quit? Running runs are checkpointed first.")
+        (
+            "A run is training.",
+            "Quit? Running runs are checkpointed first.",
+        )
     } else if app.any_active() {
-        ("A run is paused.", "Quit? Running runs are checkpointed first.")
+        (
+            "A run is paused.",
+            "Quit? Running runs are checkpointed first.",
+        )
     } else if app.has_unsaved() {
         (
             "A run has steps that are not in a checkpoint.",
