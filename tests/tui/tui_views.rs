@@ -680,6 +680,8 @@ fn open_run_dialog_keeps_the_end_of_run_names_at_80x24() {
     runs[1].held_by = Some("pid 4242".into());
     runs[1].unsaved = true;
     runs[1].step = 0;
+    // A folder's dataset by its own name (`/w…mnist` told no folder from mnist).
+    runs[2].dataset = Some("/data/sets/fashion-mnist".into());
     engine.0.lock().unwrap().runs = runs;
     app.tab = Tab::Train;
     handle_key(&mut app, ch('o'));
@@ -692,6 +694,11 @@ fn open_run_dialog_keeps_the_end_of_run_names_at_80x24() {
     assert_eq!(marked.len(), 1, "{screen}");
     assert!(marked[0].contains("120000-linear"), "{screen}");
     assert!(marked[0].contains(" – "), "{screen}");
+    let wide = render(&app, 160, 48);
+    assert!(
+        wide.contains(" fashion-mnist ") && !wide.contains("/data/sets"),
+        "{wide}"
+    );
 }
 
 #[test]

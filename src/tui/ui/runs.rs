@@ -41,7 +41,7 @@ fn loss_kinds<'a>(runs: impl Iterator<Item = &'a RunRecord>) -> Vec<String> {
 }
 
 /// A dataset as a run list names it: a built-in by its name, a folder by its last part.
-fn dataset_label(dataset: &str) -> String {
+pub fn dataset_label(dataset: &str) -> String {
     std::path::Path::new(dataset)
         .file_name()
         .map_or_else(|| dataset.to_string(), |n| n.to_string_lossy().into_owned())

@@ -724,7 +724,10 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
                     format!("{} T={} {}", s.schedule, s.timesteps, s.model_name())
                 }
             });
-            let dataset = run.dataset.clone().unwrap_or_else(|| "?".into());
+            let dataset = run
+                .dataset
+                .as_deref()
+                .map_or("?".into(), super::runs::dataset_label);
             let row = Row::new(vec![
                 if app.trained_now(run) { "▶" } else { "" }.to_string(),
                 super::ellipsize_middle(&super::run_name(&run.dir, &root), name_w),
