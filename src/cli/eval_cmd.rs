@@ -147,7 +147,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
     });
     if args.json {
         let j = serde_json::json!({
-            "checkpoint": args.checkpoint,
+            "checkpoint": args.checkpoint.display().to_string(),
             "step": loaded.step,
             "ema": loaded.ema,
             "sampler": kind,

@@ -63,7 +63,7 @@ impl Listed {
     fn json(&self) -> serde_json::Value {
         let c = &self.info.config;
         json!({
-            "dir": self.info.dir,
+            "dir": self.info.dir.display().to_string(),
             "name": self.name,
             "dataset": c.dataset,
             "schedule": c.schedule.name(),

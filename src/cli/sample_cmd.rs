@@ -93,15 +93,15 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
     }
     if args.json {
         let j = serde_json::json!({
-            "checkpoint": args.checkpoint,
+            "checkpoint": args.checkpoint.display().to_string(),
             "step": loaded.step,
             "ema": loaded.ema,
             "sampler": kind,
             "n": args.n,
             "seed": args.seed,
             "seconds": seconds,
-            "out": args.out,
-            "gif": args.gif,
+            "out": args.out.display().to_string(),
+            "gif": args.gif.as_ref().map(|g| g.display().to_string()),
         });
         println!("{j}");
     } else {

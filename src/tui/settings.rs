@@ -387,6 +387,7 @@ pub struct LabSettings {
     /// Steps each Compare run trains.
     pub compare_steps: usize,
     /// Directory holding run directories (None = `runs` in the working directory).
+    #[serde(serialize_with = "utf8_path_or_none")]
     pub runs_dir: Option<PathBuf>,
     /// Where the Train settings come from (`None` in files saved before it was remembered:
     /// not the default's, which would hide what their recipe was).
@@ -394,6 +395,7 @@ pub struct LabSettings {
     pub origin: Option<SettingsOrigin>,
     /// The run the last session trained or opened (absolute), named on the Train screen at
     /// the next start.
+    #[serde(serialize_with = "utf8_path_or_none")]
     pub last_run: Option<PathBuf>,
     /// The last dataset chosen that is none of [`BUILTIN_DATASETS`] (a folder given with
     /// `--dataset PATH`): d/D on the Data screen cycle back to it from the built-in sets.
@@ -415,6 +417,15 @@ impl Default for LabSettings {
         };
         s.set_recipe(RecipeName::Quick);
         s
+    }
+}
+
+/// Writes a path as the JSON string it is, or none where it is not UTF-8 (which JSON cannot
+/// hold): such a path is not remembered, instead of the settings not being saved at all.
+fn utf8_path_or_none<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p.as_deref().and_then(Path::to_str) {
+        Some(text) => s.serialize_some(text),
+        None => s.serialize_none(),
     }
 }
 
@@ -775,7 +786,7 @@ impl LabSettings {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let text = serde_json::to_string_pretty(self).expect("settings serialise");
+        let text = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
         crate::files::write_bytes(&path, text.as_bytes()).map_err(io)?;
         Ok(path)
     }
@@ -790,6 +801,24 @@ impl LabSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_runs_folder_that_is_not_utf8_is_not_remembered_and_the_rest_is_saved() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/bad\xffroot"));
+        let s = LabSettings {
+            dataset: "mnist".into(),
+            runs_dir: Some(odd.clone()),
+            last_run: Some(odd.join("run")),
+            ..LabSettings::default()
+        };
+        s.save_to(dir.path()).unwrap();
+        let back = LabSettings::load_from(dir.path()).unwrap();
+        assert_eq!(back.dataset, "mnist");
+        assert_eq!((back.runs_dir, back.last_run), (None, None));
+    }
 
     #[test]
     fn round_trips_and_defaults_missing_fields() {

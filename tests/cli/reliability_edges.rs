@@ -346,3 +346,50 @@ fn a_corrupt_cached_parquet_with_no_network_is_reported_when_removed() {
     );
     assert!(!snapshot.exists());
 }
+
+/// A path that is not UTF-8 (which JSON cannot hold) is printed as it displays by `--json`,
+/// never a panic; and `sample --out` into a symlink keeps the link.
+#[cfg(unix)]
+#[test]
+fn json_output_takes_paths_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let odd = tmp.path().join(std::ffi::OsStr::from_bytes(b"bad\xffroot"));
+    let run = tiny_run(&odd, "r");
+    let listed = output(
+        ddpm(tmp.path())
+            .args(["runs", "--json", "--runs-dir"])
+            .arg(&odd),
+    );
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("bad\u{fffd}root"));
+    std::fs::create_dir(tmp.path().join("images")).unwrap();
+    let link = tmp.path().join("grid.png");
+    std::os::unix::fs::symlink("images/real.png", &link).unwrap();
+    let sampled = output(
+        ddpm(tmp.path())
+            .args(["sample", "--n", "1", "--json", "--checkpoint"])
+            .arg(&run)
+            .arg("--out")
+            .arg(&link),
+    );
+    assert!(
+        sampled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sampled.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&sampled.stdout).unwrap();
+    assert!(line["checkpoint"]
+        .as_str()
+        .unwrap()
+        .contains("bad\u{fffd}root"));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(tmp.path().join("images/real.png").is_file());
+}
