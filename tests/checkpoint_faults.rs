@@ -352,6 +352,33 @@ fn resume_refuses_what_it_cannot_trust() {
     let run = trained(&tmp.path().join("g"));
     let err = Trainer::new(cfg(), Some(&run)).err().unwrap().to_string();
     assert!(err.contains("already holds a run"), "{err}");
+
+    // Nor into a folder of other files, whose files it would overwrite, nor inside a run; an
+    // empty folder is fine.
+    let own = tmp.path().join("project");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(own.join("notes.txt"), "mine").unwrap();
+    let err = format!("{:#}", Trainer::new(cfg(), Some(&own)).err().unwrap());
+    assert!(err.contains("folder of other files (notes.txt)"), "{err}");
+    std::fs::remove_file(own.join("notes.txt")).unwrap();
+    std::fs::write(own.join("config.json"), r#"{"my":"own config"}"#).unwrap();
+    let err = format!("{:#}", Trainer::new(cfg(), Some(&own)).err().unwrap());
+    assert!(err.contains("no ddpm-lab run's"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(own.join("config.json")).unwrap(),
+        r#"{"my":"own config"}"#,
+        "left as it was"
+    );
+    let err = format!(
+        "{:#}",
+        Trainer::new(cfg(), Some(&run.join("checkpoints")))
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("is inside the run"), "{err}");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    Trainer::new(cfg(), Some(&empty)).unwrap();
 }
 
 #[test]

@@ -110,6 +110,69 @@ impl RunDir {
         })
     }
 
+    /// Checks that a new run may be made in `path`: a folder that is missing, empty, or that
+    /// holds a run of this lab stopped before its first checkpoint (started over; a run with
+    /// a checkpoint is refused by the trainer). A folder of other files (a project's own
+    /// config.json, say), or one inside another run, is refused: its files would be
+    /// overwritten.
+    pub fn check_new_run_path(path: &Path) -> Result<()> {
+        Self::check_not_inside_a_run(path)?;
+        let Ok(entries) = fs::read_dir(path) else {
+            // Missing (or not a folder: creating it says why).
+            return Ok(());
+        };
+        let config = path.join(CONFIG_FILE);
+        let checkpointed = path.join(super::layout::LATEST_FILE).exists()
+            || path.join(super::layout::CHECKPOINTS_DIR).exists();
+        if checkpointed {
+            // A run: the trainer says what it holds.
+            return Ok(());
+        }
+        if config.is_file() {
+            return super::config::read_config_file(&config).map(|_| ()).with_context(|| {
+                format!(
+                    "{} holds a config.json that is no ddpm-lab run's: pick a new or empty folder for the run",
+                    path.display()
+                )
+            });
+        }
+        // What a run writes before its config (or a crash left half-written).
+        let run_files = [
+            METRICS_FILE,
+            QUALITY_FILE,
+            super::lock::LOCK_FILE,
+            super::previews::PREVIEWS_DIR,
+        ];
+        let others: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !run_files.contains(&n.as_str()) && !crate::files::is_temp_name(n))
+            .collect();
+        if !others.is_empty() {
+            bail!(
+                "{} is a folder of other files ({}): a run needs a new or empty folder, whose files it would not overwrite",
+                path.display(),
+                crate::model::state_dict::first_names(&others, 3)
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses a `path` inside another run's folder (`RUN/checkpoints`, say).
+    fn check_not_inside_a_run(path: &Path) -> Result<()> {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        for dir in absolute.ancestors().skip(1) {
+            if dir.join(CONFIG_FILE).is_file() && dir.join(super::layout::LATEST_FILE).is_file() {
+                bail!(
+                    "{} is inside the run {}: pick a folder outside it",
+                    path.display(),
+                    dir.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// A handle on `path` without any check (for writers of side logs before the first
     /// checkpoint, and readers that check what they need).
     pub(crate) fn at(path: &Path) -> Self {

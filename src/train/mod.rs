@@ -155,6 +155,7 @@ impl Trainer {
         let mut notices = Vec::new();
         let (run, lock) = match run_dir {
             Some(p) => {
+                RunDir::check_new_run_path(p)?;
                 let r = RunDir::create(p)?;
                 let lock = RunLock::acquire(r.path())?;
                 // A directory that holds a run is never started over, also when its newest
