@@ -336,13 +336,20 @@ impl UnetConfig {
                 // GroupNorm(groups, C) runs on every block's output width.
                 let mut widths: Vec<usize> = self.dims()[1..].to_vec();
                 widths.push(self.dim);
-                for w in widths {
-                    if w % g != 0 {
-                        return bad(format!(
-                            "resnet_block_groups = {g} does not divide the block width {w} \
-                             (GroupNorm({g}, {w}) is invalid; with dim = 28 use 4 groups)"
-                        ));
+                // The most groups up to `g` that divide every width: a divisor of their gcd.
+                let gcd = widths.iter().fold(0, |a, &b| {
+                    let (mut a, mut b) = (a, b);
+                    while b != 0 {
+                        (a, b) = (b, a % b);
                     }
+                    a
+                });
+                let fits = (1..=g.min(gcd)).rev().find(|d| gcd % d == 0).unwrap_or(1);
+                if let Some(w) = widths.iter().find(|&&w| w % g != 0) {
+                    return bad(format!(
+                        "resnet_block_groups = {g} does not divide the block width {w} \
+                         (GroupNorm({g}, {w}) is invalid; {fits} groups divide every block width of this model)"
+                    ));
                 }
             }
         }
@@ -379,6 +386,29 @@ impl UnetConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Groups that do not divide a ResNet block's width are refused with a count that does,
+    /// for this model's widths.
+    #[test]
+    fn resnet_groups_that_do_not_divide_a_width_name_ones_that_do() {
+        let c = UnetConfig {
+            block: BlockKind::Resnet,
+            resnet_block_groups: 3,
+            dim: 8,
+            dim_mults: vec![1, 2],
+            ..UnetConfig::tiny()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("does not divide the block width"), "{e}");
+        assert!(e.contains("2 groups divide every block width"), "{e}");
+        let blog = UnetConfig {
+            block: BlockKind::Resnet,
+            resnet_block_groups: 8,
+            ..UnetConfig::blog()
+        };
+        let e = blog.validate().unwrap_err().to_string();
+        assert!(e.contains("7 groups divide every block width"), "{e}");
+    }
 
     #[test]
     fn blog_dims() {

@@ -91,6 +91,10 @@ impl TrainRequest {
                     cfg.dataset = ds.clone();
                 }
                 if let Some(lr) = lr {
+                    // The user's own value: said as theirs, not as the run's config.json.
+                    if !(lr.is_finite() && *lr > 0.0) {
+                        bail!("--lr must be a positive number, got {lr}");
+                    }
                     cfg.lr = *lr;
                 }
                 if let Some(d) = device {
@@ -509,6 +513,13 @@ mod tests {
             "what its checkpoints save"
         );
         drop(trainer);
+        // A learning rate that is no number is the user's flag, not the run's file.
+        let mut nan = resume(StopAt::Step(4));
+        if let TrainRequest::Resume { lr, .. } = &mut nan {
+            *lr = Some(f64::NAN);
+        }
+        let err = nan.base_config().unwrap_err().to_string();
+        assert_eq!(err, "--lr must be a positive number, got NaN");
         // A learning rate of its own from now on (to fine-tune lower).
         let mut lowered = resume(StopAt::Step(4));
         if let TrainRequest::Resume { lr, .. } = &mut lowered {

@@ -954,9 +954,13 @@ where
             let result = crate::catch_panic(move || {
                 let (mut trainer, mut source) = make()?;
                 // Keep the last good checkpoint; report the step reached.
+                // A divergence names its own step (the one that produced it).
                 let r = trainer
                     .run_loop(source.as_mut(), &etx, &crx)
-                    .map_err(|e| e.context(format!("at step {}", trainer.step())));
+                    .map_err(|e| match e.downcast_ref::<TrainError>() {
+                        Some(TrainError::NonFinite { .. }) => e,
+                        None => e.context(format!("at step {}", trainer.step())),
+                    });
                 // The memory the run held, back to the GPU's driver (the pool keeps what is
                 // freed; the lab may sit idle, or another process want the GPU). Nothing to do
                 // off CUDA.

@@ -393,3 +393,20 @@ fn json_output_takes_paths_that_are_not_utf8() {
         .is_symlink());
     assert!(tmp.path().join("images/real.png").is_file());
 }
+
+/// Resuming a run of a Hub dataset with no network offers what resume takes: not the
+/// built-in set, which it refuses for such a run.
+#[test]
+fn an_offline_resume_does_not_offer_the_built_in_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tiny_run(tmp.path(), "r");
+    let hub_run = edited(&run, "hub", "dataset", serde_json::json!("fashion_mnist"));
+    let out = output(
+        ddpm(tmp.path())
+            .args(["train", "--resume"])
+            .arg(&hub_run)
+            .args(["--steps", "4"]),
+    );
+    let err = refused(&out, "--dataset PATH");
+    assert!(!err.contains("--dataset shapes"), "{err}");
+}

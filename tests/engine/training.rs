@@ -346,6 +346,30 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
         let s = t.sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(s.is_finite(), "{name} is not finite in the kept checkpoint");
     }
+    // On the worker, as `train` and the lab run it, the message names the step that
+    // diverged only (it was `at step 4: loss became NaN at step 5`).
+    let handle = ddpm_lab::train::spawn_training(|| {
+        let trainer = Trainer::new(tiny_cfg(BlockKind::Resnet), None)?;
+        let src: Box<dyn BatchSource> = Box::new(Synthetic {
+            n: 4,
+            size: 8,
+            poison_at: Some(4),
+        });
+        Ok((trainer, src))
+    });
+    let message = handle
+        .events
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::Failed { message, .. } => Some(message),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        message.starts_with("loss became NaN at step 5"),
+        "{message}"
+    );
+    assert!(!message.contains("at step 4"), "{message}");
 }
 
 /// The steps at which a run of `cfg` wrote checkpoints.
