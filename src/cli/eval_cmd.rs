@@ -63,6 +63,9 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
         export::check_png_target(out)?;
     }
     let loaded = runs::open_for_sampling(&args.checkpoint, Some(args.device), !args.no_ema)?;
+    if let Some(why) = loaded.missing_ema(!args.no_ema) {
+        super::train_cmd::note(&why);
+    }
     let cfg = &loaded.config;
     let kind = args.sampling.kind(cfg.timesteps, cfg.recommended_sampler)?;
     // The shipped classifier knows garments: samples of a run on other built-in data would get

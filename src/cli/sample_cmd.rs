@@ -66,6 +66,9 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
         export::check_gif_target(gif)?;
     }
     let loaded = runs::open_for_sampling(&args.checkpoint, Some(args.device), !args.no_ema)?;
+    if let Some(why) = loaded.missing_ema(!args.no_ema) {
+        super::train_cmd::note(&why);
+    }
     let cfg = &loaded.config;
     let kind = args.sampling.kind(cfg.timesteps, cfg.recommended_sampler)?;
     let bar = if args.json {

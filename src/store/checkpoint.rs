@@ -21,6 +21,19 @@ pub struct LoadedModel {
     pub ema: bool,
 }
 
+impl LoadedModel {
+    /// Why the EMA weights asked for (`prefer_ema`) are not the ones loaded, where the run
+    /// keeps an EMA: its checkpoint has none (imported without them, or the file is gone).
+    pub fn missing_ema(&self, prefer_ema: bool) -> Option<String> {
+        (prefer_ema && !self.ema && self.config.ema_decay.is_some()).then(|| {
+            format!(
+                "note: the checkpoint at step {} has no EMA weights ({EMA_FILE}): its raw weights draw the images",
+                self.step
+            )
+        })
+    }
+}
+
 /// Loads a checkpoint for sampling. `path` is a run directory (its newest complete checkpoint
 /// is read), one checkpoint folder (`RUN/checkpoints/step-000120`), or a weights file inside
 /// either (its `config.json` is read from the same folder). With `prefer_ema`, the EMA weights are

@@ -410,3 +410,59 @@ fn an_offline_resume_does_not_offer_the_built_in_set() {
     let err = refused(&out, "--dataset PATH");
     assert!(!err.contains("--dataset shapes"), "{err}");
 }
+
+/// A run that keeps an EMA, sampled from a checkpoint without its EMA file, says that its
+/// raw weights draw the images (it used to say nothing).
+#[test]
+fn sampling_without_the_ema_file_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("ema");
+    let out = output(
+        ddpm(tmp.path())
+            .args([
+                "train",
+                "--dataset",
+                "shapes",
+                "--model",
+                "tiny",
+                "--ema",
+                "0.9",
+            ])
+            .args([
+                "--timesteps",
+                "20",
+                "--batch-size",
+                "4",
+                "--steps",
+                "2",
+                "--json",
+            ])
+            .arg("--run-dir")
+            .arg(&run),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let latest = std::fs::read_to_string(run.join("latest")).unwrap();
+    std::fs::remove_file(
+        run.join("checkpoints")
+            .join(latest.trim())
+            .join("ema.safetensors"),
+    )
+    .unwrap();
+    let out = output(
+        ddpm(tmp.path())
+            .args(["sample", "--n", "1", "--checkpoint"])
+            .arg(&run)
+            .arg("--out")
+            .arg(tmp.path().join("g.png")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("has no EMA weights (ema.safetensors)"),
+        "{err}"
+    );
+}
