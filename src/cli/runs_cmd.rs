@@ -71,6 +71,7 @@ impl Listed {
             "model": crate::presets::describe_unet_compact(&c.model),
             "step": self.info.step,
             "steps": c.steps,
+            "problem": self.info.problem,
             "last_step": self.last_step,
             "loss": self.loss,
             "loss_kind": self.loss_kind(),
@@ -104,7 +105,10 @@ impl Listed {
             c.schedule.name().to_string(),
             c.timesteps.to_string(),
             crate::presets::describe_unet_compact(&c.model),
-            format!("{}/{}", self.info.step, c.steps),
+            match &self.info.problem {
+                Some(_) => format!("?/{}", c.steps),
+                None => format!("{}/{}", self.info.step, c.steps),
+            },
             self.loss.map_or("—".to_string(), |l| {
                 format!("{l:.4} {}", self.loss_kind())
             }),
@@ -170,6 +174,12 @@ pub fn run(args: RunsArgs) -> anyhow::Result<()> {
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         writeln!(out, "{}", line.join("  ").trim_end()).context("cannot write to stdout")?;
+    }
+    // What `?` in `saved` stands for, and what to do about it.
+    for l in &listed {
+        if let Some(p) = &l.info.problem {
+            writeln!(out, "\n{}: {p}", l.name).context("cannot write to stdout")?;
+        }
     }
     writeln!(
         out,

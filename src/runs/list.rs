@@ -17,6 +17,8 @@ pub struct RunInfo {
     pub step: usize,
     /// Whether it has a checkpoint (one `latest` names).
     pub checkpointed: bool,
+    /// Why its newest checkpoint cannot be read (`latest` or the checkpoint damaged), if so.
+    pub problem: Option<String>,
 }
 
 impl RunInfo {
@@ -25,14 +27,28 @@ impl RunInfo {
         Self::of(&RunDir::open(dir)?)
     }
 
-    /// Reads an opened run.
+    /// Reads an opened run. Its configuration is the run's config.json, or where that is
+    /// damaged its newest checkpoint's (which resuming and sampling read).
     pub fn of(run: &RunDir) -> Result<Self> {
-        let latest = run.latest_checkpoint().ok().flatten();
+        let latest = run.latest_checkpoint();
+        let config = match run.load_config() {
+            Ok(c) => c,
+            Err(e) => match latest.as_ref().ok().and_then(Option::as_ref) {
+                Some(ck) => ck.load_config().map_err(|_| e)?,
+                None => return Err(e),
+            },
+        };
+        // With the checkpoint it can go on from, where there is one.
+        let problem = latest.as_ref().err().map(|e| {
+            crate::errors::one_line(&run.with_other_checkpoints(anyhow::anyhow!("{e:#}"), None))
+        });
+        let latest = latest.ok().flatten();
         Ok(Self {
             dir: run.path().to_path_buf(),
-            config: run.load_config()?,
+            config,
             step: latest.as_ref().map_or(0, |c| c.state.step),
             checkpointed: latest.is_some(),
+            problem,
         })
     }
 }
@@ -212,6 +228,7 @@ mod tests {
             },
             step: 100,
             checkpointed: true,
+            problem: None,
         };
         assert_eq!(
             info.shell_commands(),

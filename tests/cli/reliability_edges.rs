@@ -466,3 +466,38 @@ fn sampling_without_the_ema_file_says_so() {
         "{err}"
     );
 }
+
+/// `runs` lists a run whose own config.json is damaged (its checkpoint's says the same), and
+/// marks one whose `latest` is damaged `?` with why, instead of hiding the first and saying
+/// `0` saved for the second.
+#[test]
+fn runs_lists_damaged_runs_and_says_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let run = tiny_run(&runs, "whole");
+    let garbled = runs.join("garbled");
+    copy_tree(&run, &garbled);
+    std::fs::write(garbled.join("config.json"), "garbage").unwrap();
+    let pointer = runs.join("pointer");
+    copy_tree(&run, &pointer);
+    std::fs::write(pointer.join("latest"), "nope\n").unwrap();
+    let out = output(ddpm(tmp.path()).args(["runs"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} is listed:\n{text}"))
+            .to_string()
+    };
+    assert!(row("garbled").contains(" 2/2 "), "{text}");
+    assert!(row("pointer").contains(" ?/2 "), "{text}");
+    assert!(
+        text.contains("pointer: ") && text.contains("names checkpoint nope"),
+        "{text}"
+    );
+}
