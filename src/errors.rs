@@ -27,12 +27,25 @@ pub fn cause_first(e: &anyhow::Error) -> String {
 fn parts(e: &anyhow::Error) -> Vec<String> {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        let text = cause.to_string();
+        let text = without_backtrace(&cause.to_string()).to_string();
         if !parts.last().is_some_and(|p| p.ends_with(&text)) {
             parts.push(text);
         }
     }
     parts
+}
+
+/// `text` without the backtrace candle prints under its message when `RUST_BACKTRACE` is set
+/// (`message\n   0: frame\n             at file:line …`): a one-line error has no room for it.
+fn without_backtrace(text: &str) -> &str {
+    text.match_indices('\n')
+        .map(|(i, _)| i)
+        .find(|&i| {
+            let next = text[i + 1..].trim_start();
+            next.split_once(": ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map_or(text, |i| &text[..i])
 }
 
 #[cfg(test)]
@@ -54,6 +67,17 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.0)
         }
+    }
+
+    #[test]
+    fn a_backtrace_under_a_message_is_left_out() {
+        let text = "shape mismatch in add, lhs: [64], rhs: [32]\n   0: candle_core::error::Error::bt\n             at vendor/candle-core/src/error.rs:260:25\n   1: main";
+        let e = anyhow::anyhow!("{text}").context("cannot restore the EMA");
+        assert_eq!(
+            one_line(&e),
+            "cannot restore the EMA: shape mismatch in add, lhs: [64], rhs: [32]"
+        );
+        assert_eq!(without_backtrace("a: b\nc: d"), "a: b\nc: d");
     }
 
     fn full_disk() -> anyhow::Error {

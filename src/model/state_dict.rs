@@ -149,8 +149,9 @@ pub fn state_dict_of(
 /// is (`import`, `forward`): with which flags to give. A run's checkpoint has no such flags:
 /// its config.json says what it trained.
 pub fn with_model_flags_hint(e: anyhow::Error) -> anyhow::Error {
+    let e = crate::errors::one_line(&e);
     anyhow::anyhow!(
-        "{e:#}; give the model flags the weights were trained with (--unet, --dim, --dim-mults, --block, --init-conv, --resnet-groups, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
+        "{e}; give the model flags the weights were trained with (--unet, --dim, --dim-mults, --block, --init-conv, --resnet-groups, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
     )
 }
 

@@ -308,7 +308,8 @@ impl Trainer {
                     "the optimizer state cannot be restored (--reset-optimizer starts Adam afresh)",
                 ));
             }
-            notices.push(format!("Adam restarts from zero moments ({e:#})"));
+            let why = crate::errors::one_line(&e);
+            notices.push(format!("Adam restarts from zero moments ({why})"));
         }
         let ema = match cfg.ema_decay {
             Some(d) => {
@@ -328,7 +329,8 @@ impl Trainer {
                         Some(Ema::new(&varmap, d)?)
                     }
                     Err(e) if reset => {
-                        notices.push(format!("the EMA restarts from the weights ({e:#})"));
+                        let why = crate::errors::one_line(&e);
+                        notices.push(format!("the EMA restarts from the weights ({why})"));
                         Some(Ema::new(&varmap, d)?)
                     }
                     Err(e) => {

@@ -61,7 +61,8 @@ fn scorer_for(
         _ => return Err(format!("{dataset} is not loaded: no score")),
     };
     let spec = DatasetSpec::parse_unchecked(dataset);
-    let scorer = Arc::new(crate::eval::scorer_for(&spec, &set).map_err(|e| format!("{e:#}"))?);
+    let scorer =
+        Arc::new(crate::eval::scorer_for(&spec, &set).map_err(|e| crate::errors::one_line(&e))?);
     *c = Some((dataset.to_string(), scorer.clone()));
     Ok(scorer)
 }
@@ -178,7 +179,7 @@ fn run_sampling(
     let d = d?;
     let quality = score(&dataset).and_then(|s| {
         s.score_images(d.final_images())
-            .map_err(|e| format!("{e:#}"))
+            .map_err(|e| crate::errors::one_line(&e))
     });
     Ok(Frames {
         timesteps: d.timesteps,
@@ -377,7 +378,9 @@ impl Engine for LabEngine {
             }
             _ => None,
         };
-        let prepared = request.prepare(set).map_err(|e| format!("{e:#}"))?;
+        let prepared = request
+            .prepare(set)
+            .map_err(|e| crate::errors::one_line(&e))?;
         // On Train, a full disk pauses the run, weights in memory, until `c` can save it. A
         // Compare run's pauses are its scheduler's: it ends, keeping its last checkpoint.
         let handle = match slot {
@@ -469,7 +472,7 @@ impl Engine for LabEngine {
                 let handle = match (runs::TrainRequest::Scratch { config: cfg }).prepare(set) {
                     Ok(p) => p.spawn(),
                     Err(e) => {
-                        let result = Err(format!("{e:#}"));
+                        let result = Err(crate::errors::one_line(&e));
                         let _ = tx.send(WorkerMsg::Estimated(Estimate { settings, result }));
                         return;
                     }
@@ -531,7 +534,7 @@ impl Engine for LabEngine {
                 let msg = match (result, stopped_at) {
                     (Ok(Ok(frames)), _) => SampleMsg::Done(Box::new(frames)),
                     (Ok(Err(_)), Some((done, total))) => SampleMsg::Stopped { done, total },
-                    (Ok(Err(e)), None) => SampleMsg::Failed(format!("{e:#}")),
+                    (Ok(Err(e)), None) => SampleMsg::Failed(crate::errors::one_line(&e)),
                     (Err(panic), _) => SampleMsg::Failed(format!("sampling crashed: {panic}")),
                 };
                 let _ = tx.send(WorkerMsg::Sample { slot, msg });
@@ -544,7 +547,7 @@ impl Engine for LabEngine {
             .name("ddpm-export".into())
             .spawn(move || {
                 let result = match crate::catch_panic(|| run_export(&req)) {
-                    Ok(exported) => exported.map_err(|e| format!("{e:#}")),
+                    Ok(exported) => exported.map_err(|e| crate::errors::one_line(&e)),
                     Err(panic) => Err(format!("the export crashed: {panic}")),
                 };
                 let _ = tx.send(WorkerMsg::Exported(result));
@@ -607,7 +610,7 @@ impl Engine for LabEngine {
         thread::Builder::new()
             .name("ddpm-remove-run".into())
             .spawn(move || {
-                let result = runs::remove_run(&dir).map_err(|e| format!("{e:#}"));
+                let result = runs::remove_run(&dir).map_err(|e| crate::errors::one_line(&e));
                 let _ = tx.send(WorkerMsg::RunRemoved(result));
             })
             .expect("cannot spawn the run-removing thread");
@@ -765,7 +768,7 @@ fn read_run(dir: &Path) -> Result<OpenedRun, String> {
         summary: summary_of(&info),
         history,
     })
-    .map_err(|e| format!("{e:#}"))
+    .map_err(|e| crate::errors::one_line(&e))
 }
 
 /// One run as the Runs screen lists it: its metrics read and smoothed as the Train screen
