@@ -376,6 +376,14 @@ fn resume_refuses_what_it_cannot_trust() {
             .unwrap()
     );
     assert!(err.contains("is inside the run"), "{err}");
+    std::fs::write(tmp.path().join("a-file"), "").unwrap();
+    let err = format!(
+        "{:#}",
+        Trainer::new(cfg(), Some(&tmp.path().join("a-file")))
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("is a file, not a folder"), "{err}");
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     Trainer::new(cfg(), Some(&empty)).unwrap();

@@ -57,6 +57,14 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
     let ck = if Checkpoint::is_checkpoint_folder(&dir) {
         Checkpoint::open(&dir).map_err(|e| run.with_other_checkpoints(e, Some(&dir)))?
     } else {
+        let parent = dir.parent().filter(|p| p.join(CONFIG_FILE).is_file());
+        if let (Some(run), true) = (parent, dir.ends_with(super::layout::CHECKPOINTS_DIR)) {
+            bail!(
+                "{} is the run's checkpoints folder: pass the run ({}) or one checkpoint in it",
+                dir.display(),
+                run.display()
+            );
+        }
         if !run.file(CONFIG_FILE).is_file() {
             bail!(
                 "{} has no {CONFIG_FILE}: pass a run directory written by `ddpm-lab train` (bare weights from PyTorch: `ddpm-lab import` makes them a run)",

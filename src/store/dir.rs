@@ -117,8 +117,14 @@ impl RunDir {
     /// overwritten.
     pub fn check_new_run_path(path: &Path) -> Result<()> {
         Self::check_not_inside_a_run(path)?;
+        if path.exists() && !path.is_dir() {
+            bail!(
+                "{} is a file, not a folder: name a new folder for the run",
+                path.display()
+            );
+        }
         let Ok(entries) = fs::read_dir(path) else {
-            // Missing (or not a folder: creating it says why).
+            // Missing (creating it says why it cannot be made).
             return Ok(());
         };
         let config = path.join(CONFIG_FILE);

@@ -465,6 +465,15 @@ fn sampling_without_the_ema_file_says_so() {
         err.contains("has no EMA weights (ema.safetensors)"),
         "{err}"
     );
+    // Its checkpoints folder is no checkpoint: the run is named instead.
+    let out = output(
+        ddpm(tmp.path())
+            .args(["sample", "--n", "1", "--checkpoint"])
+            .arg(run.join("checkpoints"))
+            .arg("--out")
+            .arg(tmp.path().join("g.png")),
+    );
+    refused(&out, "is the run's checkpoints folder: pass the run");
 }
 
 /// `runs` lists a run whose own config.json is damaged (its checkpoint's says the same), and
@@ -500,4 +509,14 @@ fn runs_lists_damaged_runs_and_says_what_is_wrong() {
         text.contains("pointer: ") && text.contains("names checkpoint nope"),
         "{text}"
     );
+}
+
+/// `bench --device cuda` in a CPU-only binary says why in one line, without announcing a
+/// benchmark first.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn bench_on_a_device_the_binary_lacks_is_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = output(ddpm(tmp.path()).args(["bench", "--config", "tiny", "--device", "cuda"]));
+    refused(&out, "needs a binary built with the `cuda` cargo feature");
 }
