@@ -215,6 +215,14 @@ pub fn next_seed(seed: u64, dir: i32) -> u64 {
 }
 
 impl SampleState {
+    /// The settings of the sampling under way (the screen's may have changed since).
+    pub fn sampling_with(&self) -> Option<&SampleSettings> {
+        match self.status {
+            SampleStatus::Running { .. } => self.pending.as_ref().map(|(_, s)| s),
+            _ => None,
+        }
+    }
+
     /// Handles a command of the Sample screen; `target` is what it draws from.
     pub fn handle(&mut self, cmd: Command, target: SampleTarget, ctx: &mut Ctx) -> Vec<Effect> {
         let s = &mut ctx.settings.sample;

@@ -347,6 +347,19 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
                 lines.push(quality_line(&f.quality));
             }
         }
+        SampleStatus::Running { .. } => {
+            // The job's own settings: the ones above are the next `g`'s, and may differ.
+            if let Some(job) = app.sample.sampling_with() {
+                lines.push(Line::styled(
+                    format!(
+                        "drawing: {} · {} images",
+                        drawn_label(Some(job), None),
+                        job.n
+                    ),
+                    Style::default().fg(theme::WARN),
+                ));
+            }
+        }
         _ => {}
     }
     let keys = if matches!(app.sample.status, SampleStatus::Running { .. }) {
