@@ -1254,3 +1254,24 @@ fn a_run_without_a_checkpoint_yet_is_followed_and_space_says_why_it_cannot_conti
         .unwrap()
         .contains("no checkpoint to continue from"));
 }
+
+/// `e` asked for while a run trains says why it measures nothing (it used to be silent).
+#[test]
+fn e_while_training_says_why_it_does_not_measure() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 3, 100);
+    let asked = engine
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Estimate(_)))
+        .count();
+    handle_key(&mut app, ch('e'));
+    assert!(notice(&app).unwrap().contains("while nothing trains"));
+    let now = engine
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Estimate(_)))
+        .count();
+    assert_eq!(now, asked, "nothing measured");
+}

@@ -189,7 +189,10 @@ fn sample_screen_steps_through_frames() {
     // Settings changed meanwhile are the next `g`'s: the job under way is said as it is.
     handle_key(&mut app, ch('s'));
     let screen = render(&app, 80, 24);
-    assert!(screen.contains("drawing: DDPM · seed 0 · 16 images"), "{screen}");
+    assert!(
+        screen.contains("drawing: DDPM · seed 0 · 16 images"),
+        "{screen}"
+    );
     assert!(screen.contains("seed     1"), "{screen}");
     handle_key(&mut app, ch('S'));
     app.handle_msg(WorkerMsg::Sample {

@@ -348,7 +348,17 @@ impl TrainState {
             }
             Command::AdjustField(dir) => self.adjust(dir, ctx),
             Command::Preset(blog) => self.preset(blog, ctx),
-            Command::Estimate => self.request_estimate(ctx),
+            // Asked for by the user, it says why it cannot measure (automatic ones stay quiet).
+            Command::Estimate => match self.request_estimate(ctx) {
+                fx if !fx.is_empty() => fx,
+                _ if self.run.is_active() || ctx.compare_active => vec![Effect::info(
+                    "the time per epoch is measured while nothing trains (a run's own speed shows on Progress)",
+                )],
+                _ if !ctx.data_ready => vec![Effect::info(
+                    "the time per epoch is measured once the data is loaded",
+                )],
+                _ => vec![Effect::info("measuring the time per epoch…")],
+            },
             Command::OwnSettings => self.own_settings(ctx),
             _ => Vec::new(),
         }
