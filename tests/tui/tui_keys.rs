@@ -14,7 +14,9 @@ use ddpm_lab::tui::state::run::RunState;
 use ddpm_lab::tui::state::sample::{NOTHING_TO_SAMPLE, NO_CHECKPOINT_YET};
 use ddpm_lab::tui::state::{Lifecycle, Overlay, PickerWait, Tab};
 use ddpm_lab::tui::workers::lab_engine::LAB_CHECKPOINT_INTERVAL_S;
-use ddpm_lab::tui::workers::{Estimate, OpenedComparison, RunSummary, SampleMsg, Slot, WorkerMsg};
+use ddpm_lab::tui::workers::{
+    DataMsg, Estimate, OpenedComparison, RunSummary, SampleMsg, Slot, WorkerMsg,
+};
 use tui_support::*;
 
 #[test]
@@ -1274,4 +1276,37 @@ fn e_while_training_says_why_it_does_not_measure() {
         .filter(|c| matches!(c, Call::Estimate(_)))
         .count();
     assert_eq!(now, asked, "nothing measured");
+}
+
+/// Space on an opened run after another dataset was loaded (d on Data) loads the run's own
+/// back first, instead of a refusal cut off before its remedy.
+#[test]
+fn an_opened_run_continues_on_its_own_data_loaded_back_first() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    engine.offer_run("runs/r", settings().train, 40);
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    app.tab = Tab::Data;
+    handle_key(&mut app, ch('d'));
+    assert_eq!(app.data.requested, "fashion_mnist");
+    let mut other = data_info();
+    other.name = "fashion_mnist".into();
+    app.handle_msg(WorkerMsg::Data(DataMsg::Ready(Box::new(other))));
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    assert!(
+        engine.first_train(Slot::Main).is_none(),
+        "not started on other data"
+    );
+    assert!(notice(&app)
+        .unwrap()
+        .contains("this run trains on shapes: loading it"));
+    assert_eq!(app.data.requested, "shapes");
+    load_data(&mut app);
+    handle_key(&mut app, ch(' '));
+    let req = engine
+        .first_train(Slot::Main)
+        .expect("started once its data is back");
+    assert_eq!(req.dataset(), "shapes");
 }

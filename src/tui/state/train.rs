@@ -555,6 +555,21 @@ impl TrainState {
                 "the Compare runs are still going (x on Compare stops them)",
             )];
         }
+        // An opened run goes on with its own data: where another set was loaded since (d on
+        // Data), its own is loaded back first, instead of the engine refusing the other.
+        if let (true, RunState::Opened, Some(ds)) =
+            (resume, &self.run.state, self.opened_dataset.clone())
+        {
+            let there = ds.parse::<crate::data::DatasetSpec>().is_ok();
+            if there && ctx.loaded != Some(ds.as_str()) && ctx.settings.dataset != ds {
+                return vec![
+                    Effect::info(format!(
+                        "this run trains on {ds}: loading it; space continues the run once it is loaded"
+                    )),
+                    Effect::LoadDataset(ds),
+                ];
+            }
+        }
         let run_dir = if resume {
             match self.run.run_dir.clone() {
                 Some(d) => d,
