@@ -86,10 +86,14 @@ pub fn log_axis(lo: f64, hi: f64) -> ([f64; 2], Vec<String>) {
 }
 
 /// Three labels of a linear axis: its ends and middle (whole numbers when the ends are whole,
-/// as steps and timesteps are, or when the axis spans ten or more).
+/// as steps and timesteps are, or when the axis spans ten or more). Whole ends one apart get
+/// no middle: step 1.50 is no step.
 pub fn linear_labels(b: [f64; 2]) -> Vec<String> {
-    let whole =
-        b[1] - b[0] >= 10.0 || (b[0].fract() == 0.0 && b[1].fract() == 0.0 && b[1] - b[0] >= 2.0);
+    let whole_ends = b[0].fract() == 0.0 && b[1].fract() == 0.0;
+    if whole_ends && b[1] - b[0] == 1.0 {
+        return vec![format!("{}", b[0] as i64), format!("{}", b[1] as i64)];
+    }
+    let whole = b[1] - b[0] >= 10.0 || (whole_ends && b[1] - b[0] >= 2.0);
     [b[0], (b[0] + b[1]) / 2.0, b[1]]
         .iter()
         .map(|&v| {
@@ -221,7 +225,7 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
         .max()
         .unwrap_or(0);
     let graph_w = (area.width as usize).saturating_sub(3 + y_label_w);
-    if graph_w < 3 * (x_label_w + 2) {
+    if x_labels.len() == 3 && graph_w < 3 * (x_label_w + 2) {
         x_labels.remove(1);
     }
     let x_axis = Axis::default()
@@ -340,5 +344,6 @@ mod tests {
         assert_eq!(linear_labels([0.0, 199.0]), ["0", "100", "199"]);
         assert_eq!(linear_labels([0.0, 0.5]), ["0", "0.250", "0.500"]);
         assert_eq!(linear_labels([1.0, 10.0]), ["1", "6", "10"], "steps");
+        assert_eq!(linear_labels([1.0, 2.0]), ["1", "2"], "no step 1.50");
     }
 }
