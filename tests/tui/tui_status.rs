@@ -385,8 +385,9 @@ fn n_changes_the_ddim_eta_which_names_the_samples_and_their_export() {
     handle_key(&mut app, ch('N'));
     assert_eq!(app.settings.sample.eta, 0.2);
     let screen = render(&app, 80, 24);
+    // On one row with its keys (the `n` used to wrap alone onto the next).
     assert!(
-        screen.contains(&format!("DDIM {steps} steps η=0.2")),
+        screen.contains(&format!("DDIM {steps} η=0.2  k [ ] n")),
         "{screen}"
     );
     // The samples drawn with it say so, and their files are named with it.

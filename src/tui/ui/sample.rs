@@ -271,8 +271,11 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled(format!("  {key}"), theme::label()),
         ])
     };
-    let sampler = if s.ddim {
-        format!("DDIM {} steps η={}", s.ddim_steps, s.eta)
+    // `steps` goes where η is said, so the row and its keys fit 80 columns' panel.
+    let sampler = if s.ddim && s.eta > 0.0 {
+        format!("DDIM {} η={}", s.ddim_steps, s.eta)
+    } else if s.ddim {
+        format!("DDIM {} steps η=0", s.ddim_steps)
     } else {
         format!("DDPM {} steps", app.sample_timesteps())
     };
