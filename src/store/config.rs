@@ -23,6 +23,9 @@ pub const MAX_BATCH_SIZE: usize = 65_536;
 
 /// Largest number of preview images drawn during training (a grid in the lab).
 pub const MAX_PREVIEW_COUNT: usize = 256;
+/// The latest stop step a run may have: a billion steps, years of training on any machine,
+/// so that a typo (`--epochs 100000000000`) is an error, not an ETA of 10⁸ hours.
+pub const MAX_STEPS: usize = 1_000_000_000;
 /// Steps with a preview before the first regular one (see [`TrainConfig::preview_due`]).
 pub const EARLY_PREVIEWS: [usize; 3] = [25, 50, 100];
 
@@ -192,6 +195,12 @@ impl TrainConfig {
         }
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
+        }
+        if self.steps > MAX_STEPS {
+            bail!(
+                "the stop step (--steps, or --epochs of the data) must be at most {MAX_STEPS}, got {}",
+                self.steps
+            );
         }
         if self.batch_size > MAX_BATCH_SIZE {
             bail!(

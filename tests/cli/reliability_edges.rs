@@ -198,6 +198,14 @@ fn absurd_training_values_are_refused_before_allocating() {
         "--batch-size must be at most 65536, got 1000000000",
     );
     refused(&train(&["--dim-mults", "1,2,2,2,2,2,2,2,2"]), "dim_mults");
+    // A stop step of years (a typo) is an error, not an ETA of 10⁸ hours.
+    let out = output(
+        ddpm(tmp.path())
+            .args(["train", "--dataset", "shapes", "--epochs", "100000000000"])
+            .arg("--run-dir")
+            .arg(tmp.path().join("r")),
+    );
+    refused(&out, "must be at most 1000000000");
     refused(&train(&["--image-size", "100000"]), "between 4 and 1024");
     // Within the limits but beyond memory: 65 536 images a batch is ~700 GB of activations.
     if ddpm_lab::memory::available_memory().is_some_and(|m| m < 500_000_000_000) {
