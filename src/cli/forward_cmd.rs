@@ -45,6 +45,17 @@ pub fn run(args: ForwardArgs) -> Result<()> {
             out_dir.display()
         );
     }
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize())
+    {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(&args.out, &args.input) || same(&args.out, &args.weights) {
+        bail!(
+            "--out {} would overwrite an input: name another file",
+            args.out.display()
+        );
+    }
     let device: Device = args.device.open()?;
     let input = candle_core::safetensors::load(&args.input, &device).with_context(|| {
         format!(
@@ -132,6 +143,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let mut map = HashMap::new();
     map.insert("out".to_string(), out);
     crate::store::save_tensors_atomic(&map, &args.out)?;
+    note(&format!("wrote `out` to {}", args.out.display()));
     Ok(())
 }
 

@@ -164,6 +164,14 @@ impl TrainRequest {
             StopAt::Configured if !resume && cfg.steps == 0 => cfg.steps = steps_per_epoch,
             StopAt::Configured => {}
         }
+        // A run's own stop step (a throw-away run may train without end).
+        let max = crate::store::config::MAX_STEPS;
+        if !matches!(self, TrainRequest::Scratch { .. }) && cfg.steps > max {
+            bail!(
+                "the stop step (--steps, or --epochs of the data) must be at most {max}, got {}",
+                cfg.steps
+            );
+        }
         if let TrainRequest::Resume { dir, .. } = &self {
             // A stop step the run has reached already would train nothing.
             let run = RunDir::open(crate::store::Checkpoint::run_dir_of(dir))?;

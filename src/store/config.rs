@@ -196,12 +196,7 @@ impl TrainConfig {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        if self.steps > MAX_STEPS {
-            bail!(
-                "the stop step (--steps, or --epochs of the data) must be at most {MAX_STEPS}, got {}",
-                self.steps
-            );
-        }
+
         if self.batch_size > MAX_BATCH_SIZE {
             bail!(
                 "--batch-size must be at most {MAX_BATCH_SIZE}, got {}",

@@ -118,8 +118,23 @@ fn train_sample_and_resume() {
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
+    assert!(String::from_utf8_lossy(&done.stderr).contains("wrote `out` to "));
     let y = candle_core::safetensors::load(&forward_out, &dev).unwrap();
     assert_eq!(y["out"].dims(), [2, 1, 28, 28]);
+    // Its output is never one of its inputs.
+    let err = fails(&ddpm(
+        &[
+            "forward",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input",
+            case.to_str().unwrap(),
+            "--out",
+            case.to_str().unwrap(),
+        ],
+        tmp.path(),
+    ));
+    assert!(err.contains("would overwrite an input"), "{err}");
     // Flags still change it, and weights that do not fit say which flags matter.
     let err = fails(&forward(&["--dim", "8"]));
     assert!(err.contains("init_conv.weight"), "{err}");
