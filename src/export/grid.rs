@@ -247,7 +247,21 @@ pub(crate) fn rgb_bytes(img: &Image8) -> Vec<u8> {
 pub(crate) fn render_error<E: Display>(path: &Path) -> impl Fn(E) -> ExportError + '_ {
     move |e| ExportError::Render {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: os_error_in_words(&e.to_string()),
+    }
+}
+
+/// plotters prints an encoder's I/O error in Rust's debug form (`Drawing backend error:
+/// GifEncodingError(Io(Os { code: 28, kind: StorageFull, message: "No space left on device"
+/// }))`): the operating system's words instead, where there are some.
+fn os_error_in_words(message: &str) -> String {
+    let code = message
+        .split_once("Os { code: ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<i32>().ok());
+    match code {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => message.to_string(),
     }
 }
 
@@ -277,6 +291,16 @@ pub fn save_grid_png(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_encoders_os_error_is_said_in_words() {
+        let debug = "Drawing backend error: GifEncodingError(Io(Os { code: 28, kind: StorageFull, message: \"No space left on device\" }))";
+        assert_eq!(
+            super::os_error_in_words(debug),
+            "No space left on device (os error 28)"
+        );
+        assert_eq!(super::os_error_in_words("bad size"), "bad size");
+    }
+
     use super::*;
 
     fn grey(w: usize, h: usize, f: impl Fn(usize, usize) -> u8) -> Image8 {
