@@ -19,8 +19,8 @@ pub struct DataArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Draw N training examples in the terminal (text mode only).
-    #[arg(long, value_name = "N")]
+    /// Draw N training examples in the terminal (text mode only; at most 256).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=256))]
     pub show: Option<usize>,
     /// Resize (and centre-crop) the images to this square side.
     #[arg(long)]
