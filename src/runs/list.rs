@@ -151,10 +151,13 @@ pub fn find_all_runs(root: &Path) -> Vec<RunInfo> {
 /// configuration, newest first across both levels (by the configuration's time, then name).
 fn run_dirs(root: &Path) -> Vec<PathBuf> {
     let mut dirs = list_runs(root);
+    // A link back to the runs folder itself would list every run twice.
+    let own = root.canonicalize().ok();
     if let Ok(entries) = std::fs::read_dir(root) {
         for e in entries.flatten() {
             let p = e.path();
-            if p.is_dir() && !is_hidden(&p) && !p.join(CONFIG_FILE).exists() {
+            let back = own.is_some() && p.canonicalize().ok() == own;
+            if p.is_dir() && !is_hidden(&p) && !p.join(CONFIG_FILE).exists() && !back {
                 dirs.extend(list_runs(&p));
             }
         }
@@ -266,6 +269,9 @@ mod tests {
             let run = RunDir::create(&root.path().join(dir)).unwrap();
             run.save_config(&cfg).unwrap();
         }
+        // A link back to the runs folder lists nothing twice.
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(".", root.path().join("self")).unwrap();
         let names = |runs: Vec<RunInfo>| {
             let mut v: Vec<(String, usize)> = runs
                 .iter()
