@@ -522,7 +522,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     ),
     row(
         Scope::Picker,
-        "Esc",
+        "Esc / q",
         "close the picker",
         &[
             b(key(K::Esc), C::Close),
@@ -545,7 +545,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     ),
     row(
         Scope::Help,
-        "? / Esc",
+        "? / Esc / q",
         "close the help",
         &[
             b(ch('?'), C::Close),
@@ -582,7 +582,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     ),
     row(
         Scope::ConfirmRemove,
-        "n / Esc",
+        "n / Esc / q",
         "keep it",
         &[
             b(ch('n'), C::ConfirmRemove(false)),
@@ -632,6 +632,17 @@ pub fn markdown_table() -> String {
 }
 
 /// Short hints for the status bar of a screen.
+/// The keys of a window (help, picker, a question) as the status bar gives them while it is
+/// open: each of its rows, `keys action`.
+pub fn window_hints(scope: Scope) -> String {
+    KEY_HELP
+        .iter()
+        .filter(|r| r.scope == scope)
+        .map(|r| format!("{} {}", r.keys, r.action))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 pub fn hints(scope: &str) -> &'static str {
     match scope {
         "Data" => "d/D dataset · r reload · space on to Train",

@@ -9,11 +9,11 @@ use ratatui::Frame;
 
 use super::image::ImageRenderer;
 use super::theme;
-use crate::tui::event::keys::hints;
+use crate::tui::event::keys::{hints, window_hints, Scope};
 use crate::tui::state::notice::Topic;
 use crate::tui::state::run::RunState;
 use crate::tui::state::sample::SampleStatus;
-use crate::tui::state::{App, Lifecycle};
+use crate::tui::state::{App, Lifecycle, Overlay};
 
 /// Draws the status lines into `area` (two rows): the state, then the latest message or the
 /// keys. A message longer than a row takes the row above `area` too: the body's last row
@@ -128,10 +128,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             Paragraph::new(lines.into_iter().map(Line::from).collect::<Vec<_>>())
                 .style(Style::default().fg(if n.error { theme::ERROR } else { theme::OK }))
         }
-        None => Paragraph::new(Line::styled(
-            format!("keys: {}", hints(app.tab.title())),
-            Style::default().fg(theme::DIM),
-        )),
+        None => {
+            // An open window takes the keys: its own are the ones to give.
+            let keys = match (&app.overlay, app.picker.is_some()) {
+                (Overlay::Help, _) => window_hints(Scope::Help),
+                (Overlay::ConfirmQuit, _) => window_hints(Scope::ConfirmQuit),
+                (Overlay::ConfirmRemove(_), _) => window_hints(Scope::ConfirmRemove),
+                (Overlay::None, true) => window_hints(Scope::Picker),
+                (Overlay::None, false) => hints(app.tab.title()).to_string(),
+            };
+            Paragraph::new(Line::styled(
+                format!("keys: {keys}"),
+                Style::default().fg(theme::DIM),
+            ))
+        }
     };
     frame.render_widget(message.style(style), rest);
 }
