@@ -110,16 +110,7 @@ pub fn replace_with<E>(
         .to_string_lossy()
         .into_owned();
     let dir = parent_dir(path);
-    let mut tmp_name = format!(
-        ".{name}{TEMP_MARK}{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    if let Some(ext) = ext {
-        tmp_name.push('.');
-        tmp_name.push_str(ext);
-    }
-    let tmp = dir.join(tmp_name);
+    let tmp = dir.join(temp_name(&format!(".{name}"), ext));
     let result = write(&tmp).map_err(ReplaceError::Write).and_then(|()| {
         // The same permissions whatever library wrote it (see `use_default_mode`).
         use_default_mode(&tmp).map_err(ReplaceError::Io)?;
@@ -136,6 +127,20 @@ pub fn replace_with<E>(
         return result;
     }
     sync_dir(&dir).map_err(ReplaceError::Io)
+}
+
+/// A fresh temporary file name, `{stem}.tmp-PID-N[.ext]` (see [`TEMP_MARK`]).
+fn temp_name(stem: &str, ext: Option<&str>) -> String {
+    let mut name = format!(
+        "{stem}{TEMP_MARK}{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    if let Some(ext) = ext {
+        name.push('.');
+        name.push_str(ext);
+    }
+    name
 }
 
 /// The path a write to `path` lands on: where a symlink points (followed to its end, relative
@@ -163,16 +168,7 @@ fn write_into<E>(
     ext: Option<&str>,
     write: impl FnOnce(&Path) -> Result<(), E>,
 ) -> Result<(), ReplaceError<E>> {
-    let mut tmp_name = format!(
-        "ddpm-lab{TEMP_MARK}{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    if let Some(ext) = ext {
-        tmp_name.push('.');
-        tmp_name.push_str(ext);
-    }
-    let tmp = std::env::temp_dir().join(tmp_name);
+    let tmp = std::env::temp_dir().join(temp_name("ddpm-lab", ext));
     let result = write(&tmp).map_err(ReplaceError::Write).and_then(|()| {
         let mut from = fs::File::open(&tmp).map_err(ReplaceError::Io)?;
         let mut to = fs::OpenOptions::new()

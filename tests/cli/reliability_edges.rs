@@ -39,10 +39,16 @@ fn refused(out: &Output, want: &str) -> String {
 
 /// A tiny trained run (2 steps, T = 20) in `dir/name`.
 fn tiny_run(dir: &Path, name: &str) -> PathBuf {
+    tiny_run_with(dir, name, &[])
+}
+
+/// [`tiny_run`] with more `train` flags.
+fn tiny_run_with(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let run = dir.join(name);
     let out = output(
         ddpm(dir)
             .args(["train", "--dataset", "shapes", "--model", "tiny"])
+            .args(extra)
             .args([
                 "--timesteps",
                 "20",
@@ -424,35 +430,7 @@ fn an_offline_resume_does_not_offer_the_built_in_set() {
 #[test]
 fn sampling_without_the_ema_file_says_so() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("ema");
-    let out = output(
-        ddpm(tmp.path())
-            .args([
-                "train",
-                "--dataset",
-                "shapes",
-                "--model",
-                "tiny",
-                "--ema",
-                "0.9",
-            ])
-            .args([
-                "--timesteps",
-                "20",
-                "--batch-size",
-                "4",
-                "--steps",
-                "2",
-                "--json",
-            ])
-            .arg("--run-dir")
-            .arg(&run),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = tiny_run_with(tmp.path(), "ema", &["--ema", "0.9"]);
     let latest = std::fs::read_to_string(run.join("latest")).unwrap();
     std::fs::remove_file(
         run.join("checkpoints")
