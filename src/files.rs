@@ -129,6 +129,35 @@ pub fn replace_with<E>(
     sync_dir(&dir).map_err(ReplaceError::Io)
 }
 
+/// Whether `path` is where this process's standard output goes (`/dev/stdout`, or the
+/// terminal or file it is): a file written there and `--json` would mix in one stream.
+pub fn is_stdout(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::metadata(path), fs::metadata("/dev/stdout")) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// Refuses `--json` beside an output file that is standard output (see [`is_stdout`]).
+pub fn check_json_beside(json: bool, outputs: &[&Path]) -> anyhow::Result<()> {
+    if let Some(p) = outputs.iter().find(|p| json && is_stdout(p)) {
+        anyhow::bail!(
+            "--json writes to standard output, and so would {}: drop --json, or write the file elsewhere",
+            p.display()
+        );
+    }
+    Ok(())
+}
+
 /// A fresh temporary file name, `{stem}.tmp-PID-N[.ext]` (see [`TEMP_MARK`]).
 fn temp_name(stem: &str, ext: Option<&str>) -> String {
     let mut name = format!(

@@ -318,6 +318,20 @@ fn resume_refuses_what_it_cannot_trust() {
         assert!(t.notices().iter().any(|n| n.contains("EMA restarts")));
     }
 
+    // A state.json of another step than its folder's.
+    let run = trained(&tmp.path().join("b-step"));
+    let state = latest_dir(&run).join("state.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    v["step"] = serde_json::json!(999);
+    std::fs::write(&state, v.to_string()).unwrap();
+    let msg = refused(&run, ResumeOptions::default());
+    assert!(
+        msg.contains("says step 999, but its checkpoint folder is step 4")
+            && msg.contains("step-000002"),
+        "{msg}"
+    );
+
     // A config without timesteps.
     let run = trained(&tmp.path().join("c"));
     let cfg_file = latest_dir(&run).join("config.json");

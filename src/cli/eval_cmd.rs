@@ -164,7 +164,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
             "reference_n": report.reference_n,
             "frechet_ratio": report.frechet_ratio,
             "class_names": report.class_names,
-            "kept_in": kept,
+            "kept_in": kept.as_ref().map(|k| k.display().to_string()),
         });
         println!("{j}");
     } else {

@@ -69,7 +69,8 @@ impl Listed {
             "schedule": c.schedule.name(),
             "timesteps": c.timesteps,
             "model": crate::presets::describe_unet_compact(&c.model),
-            "step": self.info.step,
+            // Unknown (`?` in the table) where the newest checkpoint cannot be read.
+            "step": self.info.problem.is_none().then_some(self.info.step),
             "steps": c.steps,
             "problem": self.info.problem,
             "last_step": self.last_step,

@@ -62,6 +62,9 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
     }
     // Before loading and sampling: a file that cannot be written would waste the run.
     export::check_png_target(&args.out)?;
+    let mut outputs = vec![args.out.as_path()];
+    outputs.extend(args.gif.as_deref());
+    crate::files::check_json_beside(args.json, &outputs)?;
     if let Some(gif) = &args.gif {
         export::check_gif_target(gif)?;
     }

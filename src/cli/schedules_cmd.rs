@@ -140,6 +140,10 @@ pub fn format_table(tables: &[ScheduleTables]) -> String {
 /// Runs `ddpm-lab schedules`.
 pub fn run(args: SchedulesArgs) -> anyhow::Result<()> {
     let tables = build_tables(&args.schedule, args.timesteps)?;
+    crate::files::check_json_beside(
+        args.json,
+        &args.out.iter().map(|p| p.as_path()).collect::<Vec<_>>(),
+    )?;
     if let Some(path) = &args.out {
         save_schedule_chart(&tables, path)?;
         eprintln!("wrote {}", path.display());

@@ -117,24 +117,26 @@ pub fn state_dict_of(
     let mut parts = Vec::new();
     if let Some(first) = mismatched.first() {
         parts.push(format!(
-            "{} tensors differ in shape, the first {first}: {:?} in the file, {:?} in the model",
-            mismatched.len(),
+            "{} differ in shape, the first {first}: {:?} in the file, {:?} in the model",
+            tensors_counted(mismatched.len()),
             tensors[*first].dims(),
             expected[*first]
         ));
     }
     if !missing.is_empty() {
         parts.push(format!(
-            "{} of the model's {} tensors are missing: {}",
+            "{} of the model's {} tensors {} missing: {}",
             missing.len(),
             expected.len(),
+            if missing.len() == 1 { "is" } else { "are" },
             first_names(&missing, 4)
         ));
     }
     if !unexpected.is_empty() {
         parts.push(format!(
-            "{} tensors are not the model's: {}",
-            unexpected.len(),
+            "{} {} not the model's: {}",
+            tensors_counted(unexpected.len()),
+            if unexpected.len() == 1 { "is" } else { "are" },
             first_names(&unexpected, 4)
         ));
     }
@@ -143,6 +145,11 @@ pub fn state_dict_of(
         path.display(),
         parts.join("; ")
     )
+}
+
+/// `1 tensor`, `3 tensors`.
+fn tensors_counted(n: usize) -> String {
+    format!("{n} tensor{}", if n == 1 { "" } else { "s" })
 }
 
 /// `e` (weights that do not fit the model), for a command whose model flags say what the model
@@ -303,7 +310,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("1 tensors are not the model's: extra.weight"),
+            e.contains("1 tensor is not the model's: extra.weight"),
             "{e}"
         );
         let wider = UnetConfig { dim: 12, ..tiny() };

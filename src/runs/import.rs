@@ -91,6 +91,8 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
     if let (Some(sd), Some(p)) = (&ema, &req.ema_weights) {
         crate::store::check_finite(&sd.tensors, p)?;
     }
+    // As for a new run of `train`: no folder of other files, none inside a run.
+    RunDir::check_new_run_path(&req.dir)?;
     if req.dir.join(CONFIG_FILE).exists() {
         bail!(
             "{} already holds a run: name another folder with --run-dir",

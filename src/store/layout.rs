@@ -104,6 +104,16 @@ impl Checkpoint {
         // opened, naming the file.
         ck.load_config()?;
         let state = read_state(&ck.file(STATE_FILE))?;
+        // A `step-N` folder holds step N: another step is a state.json from elsewhere.
+        if let Some((step, _)) = ck.name.as_deref().and_then(step_of_name) {
+            if step != state.step {
+                bail!(
+                    "{} says step {}, but its checkpoint folder is step {step}: the checkpoint is damaged",
+                    ck.file(STATE_FILE).display(),
+                    state.step
+                );
+            }
+        }
         Ok(Checkpoint { state, ..ck })
     }
 
@@ -427,6 +437,7 @@ impl RunDir {
             Some(newest) => {
                 let more = match others.len() {
                     1 => String::new(),
+                    2 => ", or the other one there".to_string(),
                     n => format!(", or one of {} more there", n - 1),
                 };
                 anyhow::anyhow!(

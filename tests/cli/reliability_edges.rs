@@ -506,3 +506,16 @@ fn bench_on_a_device_the_binary_lacks_is_one_line() {
     let out = output(ddpm(tmp.path()).args(["bench", "--config", "tiny", "--device", "cuda"]));
     refused(&out, "needs a binary built with the `cuda` cargo feature");
 }
+
+/// `--json` and an output file that is standard output would mix in one stream: refused.
+#[cfg(unix)]
+#[test]
+fn json_beside_an_output_on_stdout_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = output(ddpm(tmp.path()).args(["schedules", "--json", "--out", "/dev/stdout"]));
+    refused(
+        &out,
+        "--json writes to standard output, and so would /dev/stdout",
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -889,5 +889,6 @@ fn the_quit_question_follows_a_run_that_is_saved_meanwhile() {
     );
     let screen = render(&app, 80, 24);
     assert!(screen.contains("Every run is saved now."), "{screen}");
+    assert!(screen.contains("y / Enter: quit "), "{screen}");
     assert!(!screen.contains("not in a checkpoint"), "{screen}");
 }

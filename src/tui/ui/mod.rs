@@ -237,32 +237,37 @@ fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     };
     let training = busy(&app.train.run) || app.compare.slots.iter().any(|s| busy(&s.run));
     // Asked while a run was stopping, the question may outlive what it asked about.
-    let (what, then) = if training {
+    let saving = "Quit? Running runs are checkpointed first.";
+    let (what, then, keys) = if training {
         (
             "A run is training.",
-            "Quit? Running runs are checkpointed first.",
+            saving,
+            "y / Enter: save and quit     n / Esc: stay",
         )
     } else if app.any_active() {
         (
             "A run is paused.",
-            "Quit? Running runs are checkpointed first.",
+            saving,
+            "y / Enter: save and quit     n / Esc: stay",
         )
     } else if app.has_unsaved() {
         (
             "A run has steps that are not in a checkpoint.",
-            "Quit? Running runs are checkpointed first.",
+            saving,
+            "y / Enter: save and quit     n / Esc: stay",
         )
     } else {
-        ("Every run is saved now.", "Quit?")
+        (
+            "Every run is saved now.",
+            "Quit?",
+            "y / Enter: quit     n / Esc: stay",
+        )
     };
     let text = vec![
         Line::from(what),
         Line::from(then),
         Line::from(""),
-        Line::styled(
-            "y / Enter: save and quit     n / Esc: stay",
-            Style::default().add_modifier(Modifier::BOLD),
-        ),
+        Line::styled(keys, Style::default().add_modifier(Modifier::BOLD)),
     ];
     frame.render_widget(
         Paragraph::new(text)

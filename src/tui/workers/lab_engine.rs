@@ -794,7 +794,8 @@ fn summary_of(info: &RunInfo) -> RunSummary {
         dataset: Some(info.config.dataset.clone()),
         step: info.step,
         held_by: crate::store::RunLock::holder(&info.dir),
-        unsaved: !info.checkpointed,
+        // None yet: not one whose newest checkpoint is damaged (resuming names its others).
+        unsaved: !info.checkpointed && info.problem.is_none(),
     }
 }
 
@@ -864,6 +865,17 @@ mod tests {
         let e = read_run(&dir).unwrap_err();
         assert!(e.contains("has no checkpoint yet"), "{e}");
         assert!(find_runs(d.path()).is_empty());
+        // One whose `latest` is damaged has checkpoints: not "no checkpoint yet".
+        let run = RunDir::at(&dir);
+        run.write_checkpoint(
+            &TrainConfig::default(),
+            &crate::store::RunState::default(),
+            &[crate::store::WEIGHTS_FILE],
+            &mut |_, p| Ok(std::fs::write(p, b"weights")?),
+        )
+        .unwrap();
+        std::fs::write(dir.join(crate::store::layout::LATEST_FILE), "garbage\n").unwrap();
+        assert!(!read_run(&dir).unwrap().summary.unsaved);
     }
 
     /// The watcher of a run resumed elsewhere with a later stop step says so at the run's
