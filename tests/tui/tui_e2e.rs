@@ -269,9 +269,10 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     tmux.keys(&["e"]);
     let s = tmux.wait_for("exported into", 60);
     // The quick recipe recommends DDIM, which the Sample screen starts with; the files are
-    // named after the checkpoint's step too.
+    // named after the checkpoint's step too, and after the steps DDIM ran: this run's T = 10,
+    // not the 50 the screen asks for.
     assert!(s.contains("samples-step"), "{s}");
-    assert!(s.contains("-ddim50-seed0-n1.png"), "{s}");
+    assert!(s.contains("-ddim10-seed0-n1.png"), "{s}");
     // The images are scored where a classifier exists, and the screen says why not here.
     assert!(s.contains("no quality classifier for"), "{s}");
 

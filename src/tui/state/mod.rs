@@ -466,7 +466,8 @@ impl App {
                 Tab::Train => self.train.handle(cmd, &mut ctx!(self)),
                 Tab::Sample => {
                     let target = self.sample_target();
-                    self.sample.handle(cmd, target, &mut ctx!(self))
+                    let timesteps = self.sample_timesteps();
+                    self.sample.handle(cmd, target, timesteps, &mut ctx!(self))
                 }
                 Tab::Compare => self.compare.handle(cmd, &mut ctx!(self)),
                 Tab::Runs => self.runs.handle(cmd),

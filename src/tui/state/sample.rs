@@ -223,8 +223,15 @@ impl SampleState {
         }
     }
 
-    /// Handles a command of the Sample screen; `target` is what it draws from.
-    pub fn handle(&mut self, cmd: Command, target: SampleTarget, ctx: &mut Ctx) -> Vec<Effect> {
+    /// Handles a command of the Sample screen; `target` is what it draws from, a run of
+    /// `timesteps` steps (DDIM takes at most that many).
+    pub fn handle(
+        &mut self,
+        cmd: Command,
+        target: SampleTarget,
+        timesteps: usize,
+        ctx: &mut Ctx,
+    ) -> Vec<Effect> {
         let s = &mut ctx.settings.sample;
         match cmd {
             Command::StepFrames(delta) => self.cursor.step(delta),
@@ -232,7 +239,9 @@ impl SampleState {
             Command::LastFrame => self.cursor.end(),
             Command::TogglePlay => self.cursor.toggle_play(),
             Command::Generate => {
-                let drawn_with = s.clone();
+                // What the sampler runs, and so what the frames and their files are named by.
+                let mut drawn_with = s.clone();
+                drawn_with.ddim_steps = drawn_with.ddim_steps.min(timesteps.max(1));
                 return self.generate(target, &drawn_with);
             }
             Command::Export => return self.export(ctx),

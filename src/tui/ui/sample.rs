@@ -272,10 +272,12 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
         ])
     };
     // `steps` goes where η is said, so the row and its keys fit 80 columns' panel.
+    // DDIM takes at most the run's T steps.
+    let ddim_steps = s.ddim_steps.min(app.sample_timesteps().max(1));
     let sampler = if s.ddim && s.eta > 0.0 {
-        format!("DDIM {} η={}", s.ddim_steps, s.eta)
+        format!("DDIM {ddim_steps} η={}", s.eta)
     } else if s.ddim {
-        format!("DDIM {} steps η=0", s.ddim_steps)
+        format!("DDIM {ddim_steps} steps η=0")
     } else {
         format!("DDPM {} steps", app.sample_timesteps())
     };
