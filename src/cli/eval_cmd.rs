@@ -169,13 +169,22 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
         println!("{j}");
     } else {
         print!("{}", table(&report));
+        // Where the FD row is `–`, why: too few samples for a Fréchet distance.
+        let min = crate::eval::MIN_FRECHET_N;
+        let fd = if args.n < min {
+            format!("no Fréchet distance below {min} samples (--n {min} or more gives one)")
+        } else {
+            format!(
+                "Fréchet distances on the classifier's features against {} training images",
+                report.reference_n
+            )
+        };
         println!(
-            "{} samples from {} (step {}{}) with {kind} in {sample_seconds:.1}s; Fréchet distances on the classifier's features against {} training images",
+            "{} samples from {} (step {}{}) with {kind} in {sample_seconds:.1}s; {fd}",
             args.n,
             args.checkpoint.display(),
             loaded.step,
             if loaded.ema { ", EMA" } else { "" },
-            report.reference_n
         );
         if let Some(file) = kept {
             println!("kept in {}", file.display());

@@ -10,4 +10,4 @@ pub mod score;
 pub use classifier::Classifier;
 pub use frechet::{frechet_distance, Gaussian};
 pub use report::{check_classifier, check_n, classifier_for, evaluate, scorer_for, EvalReport};
-pub use score::{Quality, Scorer, RECOGNISED_CONFIDENCE};
+pub use score::{Quality, Scorer, MIN_FRECHET_N, RECOGNISED_CONFIDENCE};
