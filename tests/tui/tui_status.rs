@@ -433,6 +433,9 @@ fn exported_files_are_named_whole_under_their_folder_at_80x24() {
         assert!(screen.contains(name), "{name}:\n{screen}");
     }
     assert!(screen.contains("cosine/exports/"), "{screen}");
+    // The status line says the shared stem once, so the GIF is not cut off.
+    let said = notice(&app).unwrap();
+    assert!(said.ends_with("seed0-n16.png and .gif"), "{said}");
 }
 
 #[test]

@@ -470,7 +470,18 @@ impl SampleState {
                     .first()
                     .and_then(|p| p.parent())
                     .map_or(String::new(), |d| format!(" into {}:", d.display()));
-                Effect::info(format!("exported{dir} {}", names.join(" and ")))
+                // One stem said once: `samples-….png and .gif`.
+                let stem = |p: &PathBuf| p.file_stem().map(|s| s.to_os_string());
+                let names = match paths.as_slice() {
+                    [a, b] if stem(a) == stem(b) => {
+                        let ext = b
+                            .extension()
+                            .map_or(String::new(), |e| e.to_string_lossy().into());
+                        format!("{} and .{ext}", names[0])
+                    }
+                    _ => names.join(" and "),
+                };
+                Effect::info(format!("exported{dir} {names}"))
             }
             Err(e) => Effect::error(format!("export failed: {e}")),
         };
