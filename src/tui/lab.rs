@@ -373,6 +373,13 @@ pub fn restore_terminal() {
     // overwrite what was printed since.
     if IN_LAB_MODE.swap(false, std::sync::atomic::Ordering::SeqCst) {
         let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        // An empty alternate screen to leave: a terminal that grew while the lab ran (tmux)
+        // can carry rows of it over into the main screen.
+        let _ = crossterm::execute!(
+            std::io::stdout(),
+            crossterm::terminal::Clear(crossterm::terminal::ClearType::All),
+            crossterm::cursor::MoveTo(0, 0)
+        );
         let _ = ratatui::try_restore();
     }
 }

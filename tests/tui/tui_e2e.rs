@@ -92,6 +92,11 @@ fn start_lab(dir: &Path, tag: &str, flags: &str) -> Tmux {
 
 /// [`start_lab`] with more environment variables (`env`: `NAME='value' …`).
 fn start_lab_env(dir: &Path, tag: &str, env: &str, flags: &str) -> Tmux {
+    start_lab_sized(dir, tag, env, flags, (120, 40))
+}
+
+/// [`start_lab_env`] in a terminal of `(columns, rows)`.
+fn start_lab_sized(dir: &Path, tag: &str, env: &str, flags: &str, size: (u16, u16)) -> Tmux {
     let bin = env!("CARGO_BIN_EXE_ddpm-lab");
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
@@ -111,9 +116,9 @@ fn start_lab_env(dir: &Path, tag: &str, env: &str, flags: &str) -> Tmux {
         "-s",
         "lab",
         "-x",
-        "120",
+        &size.0.to_string(),
         "-y",
-        "40",
+        &size.1.to_string(),
         "sh",
         "-c",
         &script,
@@ -446,5 +451,27 @@ fn a_shrunk_terminal_ignores_the_screens_keys_and_x_stops_the_run() {
         ck.state.step >= 1,
         "checkpoint written by x: {:?}",
         ck.state
+    );
+}
+
+/// A lab started in a small terminal that then grows leaves nothing of its screen in the
+/// shell's after quitting (tmux carried rows of it over: the lab now leaves an empty screen).
+#[test]
+fn a_terminal_that_grew_gets_its_screen_back_clean() {
+    if tmux_missing() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tmux = start_lab_sized(tmp.path(), "grew", "", "--dataset shapes", (60, 20));
+    tmux.wait_for("too small: 60×20", 20);
+    tmux.cmd(&["resize-window", "-t", "lab", "-x", "80", "-y", "24"]);
+    tmux.wait_for("Label counts", 20);
+    tmux.keys(&["q"]);
+    assert_clean_exit(&tmux);
+    let s = tmux.screen();
+    assert!(
+        !s.lines()
+            .any(|l| l.contains('│') || l.contains("Label counts")),
+        "lab rows left behind:\n{s}"
     );
 }
