@@ -288,10 +288,16 @@ fn last_run_lines(shown: &crate::tui::state::train::LastRun) -> (String, String)
 
 fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
     let run = &app.train.run;
+    // `c` only where a run trains here: elsewhere it answers that none does.
+    let keys = if run.is_active() {
+        "  space · c ckpt "
+    } else {
+        "  space "
+    };
     let title = Line::from(vec![
         Span::styled(" Progress ", theme::title()),
         state_span(run),
-        Span::styled("  space · c ckpt ", theme::label()),
+        Span::styled(keys, theme::label()),
     ]);
     let b = super::block_titled(title);
     let inner = b.inner(area);
