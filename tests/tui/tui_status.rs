@@ -1076,3 +1076,37 @@ fn the_stand_in_notice_gives_the_status_line_back_to_the_keys_after_a_while() {
     app.tick(Duration::from_secs(120));
     assert!(notice(&app).unwrap().contains("no such file"));
 }
+
+/// Compare's samples are labelled with the steps DDIM ran: at most the runs' T.
+#[test]
+fn compare_samples_name_the_ddim_steps_that_ran() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.settings.sample.ddim = true;
+    app.settings.sample.ddim_steps = 50;
+    for slot in &mut app.compare.slots {
+        slot.run.run_dir = Some(format!("runs/c/{}", slot.schedule.name()).into());
+        slot.run.checkpoint_step = Some(20);
+        slot.run.timesteps = Some(20);
+    }
+    app.tab = Tab::Compare;
+    handle_key(&mut app, ch('g'));
+    let slots: Vec<Slot> = engine
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Sample(s, _) => Some(s),
+            _ => None,
+        })
+        .collect();
+    for slot in &slots {
+        app.handle_msg(WorkerMsg::Sample {
+            slot: *slot,
+            msg: SampleMsg::Done(Box::new(frames(4, 10))),
+        });
+    }
+    assert_eq!(
+        app.compare.drawn_with.as_ref().map(|d| d.ddim_steps),
+        Some(20)
+    );
+}

@@ -619,7 +619,12 @@ impl CompareState {
                 "no trained run to sample yet (space trains them)",
             ));
         } else {
-            self.pending_drawn = Some(settings.clone());
+            // Labelled with the steps DDIM runs: at most the runs' T.
+            let mut drawn = settings.clone();
+            if let Some(t) = self.slots.iter().find_map(|s| s.run.timesteps) {
+                drawn.ddim_steps = drawn.ddim_steps.min(t.max(1));
+            }
+            self.pending_drawn = Some(drawn);
             self.sample_stop = Some(stop);
             fx.push(Effect::info_about(
                 Topic::CompareSampling,
