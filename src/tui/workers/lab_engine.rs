@@ -212,6 +212,12 @@ fn score_preview(
 }
 
 fn run_export(req: &ExportRequest) -> anyhow::Result<Vec<PathBuf>> {
+    if req.out_dir.exists() && !req.out_dir.is_dir() {
+        anyhow::bail!(
+            "{} is a file, not the folder exports go to: move it away, then e again",
+            req.out_dir.display()
+        );
+    }
     std::fs::create_dir_all(&req.out_dir)
         .with_context(|| format!("cannot create {}", req.out_dir.display()))?;
     let last = req.frames.frames.last().context("no frames to export")?;
@@ -1201,6 +1207,15 @@ mod tests {
             decoded.len(),
             crate::export::gif::DENOISING_GIF_FRAMES + crate::export::gif::hold_repeats(80)
         );
+        // An `exports` that is a file is said as such, not as `File exists (os error 17)`.
+        let file = d.path().join("exports");
+        std::fs::write(&file, "x").unwrap();
+        let req = ExportRequest {
+            out_dir: file,
+            ..req
+        };
+        let e = run_export(&req).unwrap_err().to_string();
+        assert!(e.contains("is a file, not the folder exports go to"), "{e}");
     }
 
     /// Scores are read by step, the last written of a step kept, torn lines skipped.
