@@ -92,18 +92,29 @@ impl DeviceSpec {
         all
     }
 
+    /// Says which cargo feature the binary lacks for this device, if it lacks one (without
+    /// opening anything: whether the machine has the device is for [`Self::open`] to say).
+    pub fn check_built(self) -> anyhow::Result<()> {
+        let feature = match self {
+            DeviceSpec::Cpu => return Ok(()),
+            DeviceSpec::Cuda(_) if cfg!(feature = "cuda") => return Ok(()),
+            DeviceSpec::Metal if cfg!(feature = "metal") => return Ok(()),
+            DeviceSpec::Cuda(_) => "cuda",
+            DeviceSpec::Metal => "metal",
+        };
+        anyhow::bail!(
+            "device '{self}' needs a binary built with the `{feature}` cargo feature \
+             (cargo install --path . --features {feature}, in the source tree)"
+        )
+    }
+
     /// Opens the device, or says which cargo feature the binary lacks.
     pub fn open(self) -> anyhow::Result<Device> {
+        self.check_built()?;
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             DeviceSpec::Cuda(n) => open_cuda(n),
             DeviceSpec::Metal => {
-                if !cfg!(feature = "metal") {
-                    anyhow::bail!(
-                        "device 'metal' needs a binary built with the `metal` cargo feature \
-                         (cargo install --path . --features metal, in the source tree)"
-                    );
-                }
                 Device::new_metal(0).map_err(|e| anyhow::anyhow!("cannot open metal: {e}"))
             }
         }
@@ -133,14 +144,12 @@ fn open_cuda(n: usize) -> anyhow::Result<Device> {
     }
 }
 
-/// What `--device cuda` says in a binary built without the `cuda` feature.
+/// In a binary built without the `cuda` feature, [`DeviceSpec::check_built`] has refused
+/// CUDA before this is reached.
 #[cfg(not(feature = "cuda"))]
 fn open_cuda(n: usize) -> anyhow::Result<Device> {
-    anyhow::bail!(
-        "device '{}' needs a binary built with the `cuda` cargo feature \
-         (cargo install --path . --features cuda, in the source tree)",
-        DeviceSpec::Cuda(n)
-    )
+    DeviceSpec::Cuda(n).check_built()?;
+    unreachable!("check_built refuses CUDA in a build without it")
 }
 
 /// The value kept for `key` in `cache`, or, the first time, what `open` makes of it (kept only

@@ -99,12 +99,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let opts = args.options();
     opts.validate()?;
     // A device this binary is not built for is said before any "benchmarking … on cuda".
-    let built = crate::device::DeviceSpec::built_for()
-        .iter()
-        .any(|d| std::mem::discriminant(d) == std::mem::discriminant(&opts.device));
-    if !built {
-        opts.device.open()?;
-    }
+    opts.device.check_built()?;
     if !args.json {
         let mut what = Vec::new();
         if opts.train {

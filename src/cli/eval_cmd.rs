@@ -91,10 +91,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
     })?;
     // Only the real images will do: an unreachable Hub's advice leaves the built-in set out.
     let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)
-        .map_err(|e| match e.downcast::<crate::data::DataError>() {
-        Ok(data) => anyhow::Error::from(data.for_real_images()),
-        Err(other) => other,
-    })?;
+        .map_err(crate::data::DataError::for_real_images_in)?;
     let scorer = eval::scorer_for(&spec, &dataset.train)?;
 
     let bar = if args.json {

@@ -250,12 +250,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     })?;
     // A resumed run takes its own data only: an unreachable Hub's advice leaves the built-in
     // set out (resume would refuse it).
-    let dataset = load_with_progress(&spec, &opts, args.json).map_err(|e| {
-        match e.downcast::<crate::data::DataError>() {
-            Ok(data) if args.resume.is_some() => anyhow::Error::from(data.for_real_images()),
-            Ok(data) => anyhow::Error::from(data),
-            Err(other) => other,
-        }
+    let dataset = load_with_progress(&spec, &opts, args.json).map_err(|e| match args.resume {
+        Some(_) => crate::data::DataError::for_real_images_in(e),
+        None => e,
     })?;
     let prepared = req.prepare(Arc::new(dataset.train))?;
     let json = args.json;

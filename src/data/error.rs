@@ -159,6 +159,14 @@ impl DataError {
         )
     }
 
+    /// [`Self::for_real_images`] of `e` where it is a data error; any other error as it is.
+    pub fn for_real_images_in(e: anyhow::Error) -> anyhow::Error {
+        match e.downcast::<DataError>() {
+            Ok(data) => anyhow::Error::from(data.for_real_images()),
+            Err(other) => other,
+        }
+    }
+
     /// The error for a caller that needs the real images: an unreachable Hub's message
     /// leaves the built-in set out of its advice. Other errors are unchanged.
     pub fn for_real_images(mut self) -> Self {

@@ -336,16 +336,16 @@ impl UnetConfig {
                 // GroupNorm(groups, C) runs on every block's output width.
                 let mut widths: Vec<usize> = self.dims()[1..].to_vec();
                 widths.push(self.dim);
-                // The most groups up to `g` that divide every width: a divisor of their gcd.
-                let gcd = widths.iter().fold(0, |a, &b| {
-                    let (mut a, mut b) = (a, b);
-                    while b != 0 {
-                        (a, b) = (b, a % b);
-                    }
-                    a
-                });
-                let fits = (1..=g.min(gcd)).rev().find(|d| gcd % d == 0).unwrap_or(1);
                 if let Some(w) = widths.iter().find(|&&w| w % g != 0) {
+                    // The most groups up to `g` that divide every width: a divisor of their gcd.
+                    let gcd = widths.iter().fold(0, |a, &b| {
+                        let (mut a, mut b) = (a, b);
+                        while b != 0 {
+                            (a, b) = (b, a % b);
+                        }
+                        a
+                    });
+                    let fits = (1..=g.min(gcd)).rev().find(|d| gcd % d == 0).unwrap_or(1);
                     return bad(format!(
                         "resnet_block_groups = {g} does not divide the block width {w} \
                          (GroupNorm({g}, {w}) is invalid; {fits} groups divide every block width of this model)"

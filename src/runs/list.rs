@@ -30,19 +30,21 @@ impl RunInfo {
     /// Reads an opened run. Its configuration is the run's config.json, or where that is
     /// damaged its newest checkpoint's (which resuming and sampling read).
     pub fn of(run: &RunDir) -> Result<Self> {
-        let latest = run.latest_checkpoint();
-        let config = match run.load_config() {
-            Ok(c) => c,
-            Err(e) => match latest.as_ref().ok().and_then(Option::as_ref) {
-                Some(ck) => ck.load_config().map_err(|_| e)?,
-                None => return Err(e),
-            },
+        // A damaged newest checkpoint is said with the checkpoint it can go on from.
+        let (latest, problem) = match run.latest_checkpoint() {
+            Ok(latest) => (latest, None),
+            Err(e) => (
+                None,
+                Some(crate::errors::one_line(
+                    &run.with_other_checkpoints(e, None),
+                )),
+            ),
         };
-        // With the checkpoint it can go on from, where there is one.
-        let problem = latest.as_ref().err().map(|e| {
-            crate::errors::one_line(&run.with_other_checkpoints(anyhow::anyhow!("{e:#}"), None))
-        });
-        let latest = latest.ok().flatten();
+        let config = match (run.load_config(), &latest) {
+            (Ok(c), _) => c,
+            (Err(e), Some(ck)) => ck.load_config().map_err(|_| e)?,
+            (Err(e), None) => return Err(e),
+        };
         Ok(Self {
             dir: run.path().to_path_buf(),
             config,

@@ -358,6 +358,15 @@ impl SampleSettings {
             },
         }
     }
+
+    /// These settings as a run of `timesteps` steps samples them: DDIM takes at most T steps
+    /// (as [`SamplerKind::checked`] makes it), so that what is shown and named is what runs.
+    pub fn for_run(&self, timesteps: usize) -> Self {
+        Self {
+            ddim_steps: self.ddim_steps.min(timesteps.max(1)),
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for SampleSettings {

@@ -620,10 +620,10 @@ impl CompareState {
             ));
         } else {
             // Labelled with the steps DDIM runs: at most the runs' T.
-            let mut drawn = settings.clone();
-            if let Some(t) = self.slots.iter().find_map(|s| s.run.timesteps) {
-                drawn.ddim_steps = drawn.ddim_steps.min(t.max(1));
-            }
+            let drawn = match self.slots.iter().find_map(|s| s.run.timesteps) {
+                Some(t) => settings.for_run(t),
+                None => settings.clone(),
+            };
             self.pending_drawn = Some(drawn);
             self.sample_stop = Some(stop);
             fx.push(Effect::info_about(

@@ -240,8 +240,7 @@ impl SampleState {
             Command::TogglePlay => self.cursor.toggle_play(),
             Command::Generate => {
                 // What the sampler runs, and so what the frames and their files are named by.
-                let mut drawn_with = s.clone();
-                drawn_with.ddim_steps = drawn_with.ddim_steps.min(timesteps.max(1));
+                let drawn_with = s.for_run(timesteps);
                 return self.generate(target, &drawn_with);
             }
             Command::Export => return self.export(ctx),

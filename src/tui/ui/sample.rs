@@ -273,7 +273,7 @@ fn draw_settings(frame: &mut Frame, area: Rect, app: &App) {
     };
     // `steps` goes where η is said, so the row and its keys fit 80 columns' panel.
     // DDIM takes at most the run's T steps.
-    let ddim_steps = s.ddim_steps.min(app.sample_timesteps().max(1));
+    let ddim_steps = s.for_run(app.sample_timesteps()).ddim_steps;
     let sampler = if s.ddim && s.eta > 0.0 {
         format!("DDIM {ddim_steps} η={}", s.eta)
     } else if s.ddim {
