@@ -209,6 +209,23 @@ fn refused(run: &Path, opts: ResumeOptions) -> String {
     }
 }
 
+/// Checks that `--reset-optimizer` resumes `run`, restarting its EMA from the weights.
+fn assert_ema_restarts(run: &Path) {
+    let t = Trainer::resume_with(
+        run,
+        ResumeOptions {
+            reset_optimizer: true,
+            ..ResumeOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        t.notices().iter().any(|n| n.contains("EMA restarts")),
+        "{:?}",
+        t.notices()
+    );
+}
+
 fn latest_dir(run: &Path) -> std::path::PathBuf {
     RunDir::open(run)
         .unwrap()
@@ -266,30 +283,17 @@ fn resume_refuses_what_it_cannot_trust() {
         "{msg}"
     );
     // ... which --reset-optimizer accepts, restarting the EMA from the weights.
-    let t = Trainer::resume_with(
-        &run,
-        ResumeOptions {
-            reset_optimizer: true,
-            ..ResumeOptions::default()
-        },
-    )
-    .unwrap();
-    assert!(
-        t.notices().iter().any(|n| n.contains("EMA restarts")),
-        "{:?}",
-        t.notices()
-    );
-    drop(t);
+    assert_ema_restarts(&run);
 
     // EMA weights that are not the model's (a tensor missing, or one of another shape) are
     // refused as the weights are, naming the file and the checkpoint before it, instead of
     // being saved into every later checkpoint.
-    for (case, damage) in [("missing", 0), ("misshapen", 1)] {
+    for (case, missing) in [("missing", true), ("misshapen", false)] {
         let run = trained(&tmp.path().join(format!("b-{case}")));
         let ema = latest_dir(&run).join("ema.safetensors");
         let mut t = candle_core::safetensors::load(&ema, &Device::Cpu).unwrap();
         let name = t.keys().min().unwrap().clone();
-        if damage == 0 {
+        if missing {
             t.remove(&name);
         } else {
             t.insert(
@@ -307,15 +311,7 @@ fn resume_refuses_what_it_cannot_trust() {
                 && msg.contains("step-000002"),
             "{msg}"
         );
-        let t = Trainer::resume_with(
-            &run,
-            ResumeOptions {
-                reset_optimizer: true,
-                ..ResumeOptions::default()
-            },
-        )
-        .unwrap();
-        assert!(t.notices().iter().any(|n| n.contains("EMA restarts")));
+        assert_ema_restarts(&run);
     }
 
     // A state.json of another step than its folder's.

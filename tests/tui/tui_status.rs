@@ -74,12 +74,18 @@ fn a_retry_clears_the_error_it_retries() {
 /// An app whose four Compare runs have checkpoints, after `g` on Compare: the slots the engine
 /// was asked to sample.
 fn compare_sampling() -> (App, Vec<Slot>) {
+    compare_sampling_with(|_| {})
+}
+
+/// [`compare_sampling`], with `setup` applied to the app before `g`.
+fn compare_sampling_with(setup: impl FnOnce(&mut App)) -> (App, Vec<Slot>) {
     let (mut app, engine) = app();
     load_data(&mut app);
     for slot in &mut app.compare.slots {
         slot.run.run_dir = Some(format!("runs/c/{}", slot.schedule.name()).into());
         slot.run.checkpoint_step = Some(20);
     }
+    setup(&mut app);
     app.tab = Tab::Compare;
     handle_key(&mut app, ch('g'));
     let slots = engine
@@ -1080,25 +1086,13 @@ fn the_stand_in_notice_gives_the_status_line_back_to_the_keys_after_a_while() {
 /// Compare's samples are labelled with the steps DDIM ran: at most the runs' T.
 #[test]
 fn compare_samples_name_the_ddim_steps_that_ran() {
-    let (mut app, engine) = app();
-    load_data(&mut app);
-    app.settings.sample.ddim = true;
-    app.settings.sample.ddim_steps = 50;
-    for slot in &mut app.compare.slots {
-        slot.run.run_dir = Some(format!("runs/c/{}", slot.schedule.name()).into());
-        slot.run.checkpoint_step = Some(20);
-        slot.run.timesteps = Some(20);
-    }
-    app.tab = Tab::Compare;
-    handle_key(&mut app, ch('g'));
-    let slots: Vec<Slot> = engine
-        .calls()
-        .into_iter()
-        .filter_map(|c| match c {
-            Call::Sample(s, _) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let (mut app, slots) = compare_sampling_with(|app| {
+        app.settings.sample.ddim = true;
+        app.settings.sample.ddim_steps = 50;
+        for slot in &mut app.compare.slots {
+            slot.run.timesteps = Some(20);
+        }
+    });
     for slot in &slots {
         app.handle_msg(WorkerMsg::Sample {
             slot: *slot,
