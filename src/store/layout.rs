@@ -344,8 +344,7 @@ impl RunDir {
         if ck.dir().parent() != Some(self.checkpoints_dir().as_path()) {
             return Ok(());
         }
-        let now = fs::read_to_string(self.file(LATEST_FILE)).unwrap_or_default();
-        if now.trim() == name {
+        if self.latest_is(&name) {
             return Ok(());
         }
         self.point_latest_at(&name)?;
@@ -366,11 +365,15 @@ impl RunDir {
         let Some(name) = ck.name() else {
             return Ok(());
         };
-        let latest = fs::read_to_string(self.file(LATEST_FILE)).unwrap_or_default();
-        if latest.trim() == name {
+        if self.latest_is(name) {
             self.follow_config(config)?;
         }
         Ok(())
+    }
+
+    /// Whether the run's `latest` pointer names checkpoint folder `name`.
+    fn latest_is(&self, name: &str) -> bool {
+        fs::read_to_string(self.file(LATEST_FILE)).is_ok_and(|now| now.trim() == name)
     }
 
     /// Switches the run's `latest` pointer to checkpoint folder `name` (the commit of a
