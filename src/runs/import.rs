@@ -64,10 +64,7 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
     }
     cfg.validate()
         .context("the run's configuration is not usable")?;
-    let max = crate::store::config::MAX_STEPS;
-    if req.step > max {
-        bail!("--step must be at most {max}, got {}", req.step);
-    }
+    crate::store::config::check_stop_step(req.step, "--step")?;
     let mut notes = Vec::new();
     let model = state_dict_of(file, &req.weights, &cfg.model).map_err(with_model_flags_hint)?;
     notes.extend(wrapper_note(&req.weights, &model));

@@ -165,12 +165,11 @@ impl TrainRequest {
             StopAt::Configured => {}
         }
         // A run's own stop step (a throw-away run may train without end).
-        let max = crate::store::config::MAX_STEPS;
-        if !matches!(self, TrainRequest::Scratch { .. }) && cfg.steps > max {
-            bail!(
-                "the stop step (--steps, or --epochs of the data) must be at most {max}, got {}",
-                cfg.steps
-            );
+        if !matches!(self, TrainRequest::Scratch { .. }) {
+            crate::store::config::check_stop_step(
+                cfg.steps,
+                "the stop step (--steps, or --epochs of the data)",
+            )?;
         }
         if let TrainRequest::Resume { dir, .. } = &self {
             // A stop step the run has reached already would train nothing.

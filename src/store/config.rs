@@ -26,6 +26,14 @@ pub const MAX_PREVIEW_COUNT: usize = 256;
 /// The latest stop step a run may have: a billion steps, years of training on any machine,
 /// so that a typo (`--epochs 100000000000`) is an error, not an ETA of 10⁸ hours.
 pub const MAX_STEPS: usize = 1_000_000_000;
+/// Refuses a stop step past [`MAX_STEPS`]; `what` names where it came from (a flag).
+pub fn check_stop_step(steps: usize, what: &str) -> Result<()> {
+    if steps > MAX_STEPS {
+        bail!("{what} must be at most {MAX_STEPS}, got {steps}");
+    }
+    Ok(())
+}
+
 /// Steps with a preview before the first regular one (see [`TrainConfig::preview_due`]).
 pub const EARLY_PREVIEWS: [usize; 3] = [25, 50, 100];
 
