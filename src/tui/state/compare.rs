@@ -81,6 +81,9 @@ pub struct CompareSlot {
     pub sample_status: SampleStatus,
     /// Its frames.
     pub frames: Option<Frames>,
+    /// A checkpoint of its run could not be written (a full disk): the run waits, paused,
+    /// its weights in memory, until `c` saves it (or space trains on unsaved).
+    pub held: bool,
 }
 
 /// State of the Compare screen.
@@ -123,6 +126,7 @@ impl Default for CompareState {
                     run: RunProgress::default(),
                     sample_status: SampleStatus::Idle,
                     frames: None,
+                    held: false,
                 })
                 .collect(),
             active: None,
@@ -272,6 +276,17 @@ impl CompareState {
             // Stopping (x): its checkpoint is being written, and nothing is handed on after.
             return Vec::new();
         }
+        if let Some(i) = self.active.filter(|&i| self.slots[i].held && !self.paused) {
+            // Its checkpoint was not written: space trains on, as on the Train screen.
+            let slot = &mut self.slots[i];
+            slot.held = false;
+            slot.run.send(TrainCommand::Resume);
+            return vec![Effect::info(format!(
+                "the {} run trains on, its steps since step {} unsaved until a checkpoint is written",
+                slot.schedule,
+                slot.run.checkpoint_step.unwrap_or(0)
+            ))];
+        }
         if let Some(i) = self.active {
             let run = &self.slots[i].run;
             if run.is_active() {
@@ -316,6 +331,19 @@ impl CompareState {
     /// the steps per run resumes from its checkpoint (or starts, where it has none) and trains
     /// on to them, in turn or round-robin as a new comparison would.
     fn continue_runs(&mut self, ctx: &mut Ctx) -> Vec<Effect> {
+        // A run whose checkpoint was not written: `c` tries again (the run goes on once it is
+        // saved, or ends where it was stopping).
+        let held: Vec<&CompareSlot> = self.slots.iter().filter(|s| s.held).collect();
+        if !held.is_empty() {
+            for slot in &held {
+                slot.run.send(TrainCommand::Checkpoint);
+            }
+            let names: Vec<String> = held.iter().map(|s| s.schedule.to_string()).collect();
+            return vec![Effect::info(format!(
+                "saving the {} run's checkpoint again…",
+                names.join(" and ")
+            ))];
+        }
         if ctx.train_active {
             return vec![Effect::error(
                 "the Train run is still going (x on Train stops it)",
@@ -551,6 +579,7 @@ impl CompareState {
             _ => Vec::new(),
         };
         let was_stopping = self.slots[i].run.state == RunState::Stopping;
+        said.extend(self.on_checkpoint_news(i, &event));
         self.slots[i].run.apply(event);
         // `x` stopped the comparison: said once the last run is saved.
         if was_stopping && !self.any_active() {
@@ -564,6 +593,50 @@ impl CompareState {
         let fx = self.on_turn(i, tick, ctx);
         said.extend(fx);
         said
+    }
+
+    /// What a checkpoint of run `i` that was not written, or one written after that, means: a
+    /// run that could not save waits, paused with its weights in memory (the trainer holds
+    /// it), and the comparison with it; saved at last, it goes on unless it was stopping or
+    /// the comparison was paused meanwhile.
+    fn on_checkpoint_news(&mut self, i: usize, event: &TrainEvent) -> Vec<Effect> {
+        let paused = self.paused;
+        let slot = &mut self.slots[i];
+        match event {
+            TrainEvent::CheckpointFailed { step, message } => {
+                slot.held = true;
+                let keys = if slot.run.state == RunState::Stopping {
+                    "make room, then c saves"
+                } else {
+                    "make room, then c saves (x stops and saves, space trains on)"
+                };
+                vec![Effect::error(format!(
+                    "{}: checkpoint at step {step} not written: {message}; the comparison waits, weights kept in memory: {keys}",
+                    slot.schedule
+                ))]
+            }
+            TrainEvent::Checkpointed { step, .. } | TrainEvent::Finished { step, .. }
+                if slot.held =>
+            {
+                slot.held = false;
+                let goes_on = matches!(event, TrainEvent::Checkpointed { .. })
+                    && slot.run.state == RunState::Paused
+                    && !paused;
+                if goes_on {
+                    slot.run.send(TrainCommand::Resume);
+                }
+                vec![Effect::info(format!(
+                    "{}: checkpoint saved at step {step}{}",
+                    slot.schedule,
+                    if goes_on {
+                        "; the comparison goes on"
+                    } else {
+                        ""
+                    }
+                ))]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Carries out the scheduler's [`turn`](Self::turn) after an event of run `i`.
@@ -1227,6 +1300,118 @@ mod tests {
                 notices(&fx),
                 ["linear: warm-up (50 steps) > run (20 steps)"]
             );
+        });
+    }
+
+    /// The events of a checkpoint that a full disk kept from being written: the failure, then
+    /// the pause the trainer holds the run in.
+    fn disk_full(c: &mut CompareState, step: usize, ctx: &Ctx) -> Vec<Effect> {
+        let mut fx = c.on_train(
+            BetaSchedule::Linear,
+            TrainEvent::CheckpointFailed {
+                step,
+                message: "No space left on device (os error 28)".into(),
+            },
+            ctx,
+        );
+        fx.extend(c.on_train(BetaSchedule::Linear, TrainEvent::Paused { step }, ctx));
+        fx
+    }
+
+    #[test]
+    fn a_checkpoint_not_written_holds_the_comparison_until_c_saves_it() {
+        with_ctx(CompareMode::RoundRobin, |ctx| {
+            let mut c = CompareState::default();
+            c.handle(Command::CompareToggle, ctx);
+            let rx = started(&mut c, 0);
+            let dir = c.slots[0].run.run_dir.clone().unwrap();
+            c.slots[0].run.state = RunState::Running;
+            assert!(c.on_train(BetaSchedule::Linear, step(1), ctx).is_empty());
+            let said = notices(&disk_full(&mut c, 1, ctx));
+            assert_eq!(said.len(), 1, "{said:?}");
+            assert!(
+                said[0].starts_with(
+                    "linear: checkpoint at step 1 not written: No space left on device"
+                ) && said[0].contains("c saves"),
+                "{said:?}"
+            );
+            assert!(c.slots[0].held);
+            assert_eq!(c.slots[0].run.state, RunState::Paused);
+            // Held, the run is still the comparison's: nothing else starts, and the quit
+            // dialog knows its steps are unsaved.
+            assert_eq!(c.active, Some(0));
+            assert!(c.slots[0].run.unsaved());
+            // `c` asks the run to save again (not to continue the comparison afresh).
+            let fx = c.handle(Command::CompareContinue, ctx);
+            assert!(trains(&fx).is_empty());
+            assert_eq!(notices(&fx), ["saving the linear run's checkpoint again…"]);
+            assert_eq!(
+                rx.try_iter().collect::<Vec<_>>(),
+                vec![TrainCommand::Checkpoint]
+            );
+            // Still full: it waits on.
+            disk_full(&mut c, 1, ctx);
+            assert!(c.slots[0].held);
+            c.handle(Command::CompareContinue, ctx);
+            let fx = c.on_train(BetaSchedule::Linear, checkpointed(&dir, 1), ctx);
+            assert_eq!(
+                notices(&fx),
+                ["linear: checkpoint saved at step 1; the comparison goes on"]
+            );
+            assert!(!c.slots[0].held);
+            assert_eq!(
+                rx.try_iter().collect::<Vec<_>>(),
+                vec![TrainCommand::Checkpoint, TrainCommand::Resume]
+            );
+        });
+    }
+
+    #[test]
+    fn space_trains_a_held_run_on_and_a_stopped_one_only_saves() {
+        with_ctx(CompareMode::InTurn, |ctx| {
+            let mut c = CompareState::default();
+            c.handle(Command::CompareToggle, ctx);
+            let rx = started(&mut c, 0);
+            c.slots[0].run.state = RunState::Running;
+            c.on_train(BetaSchedule::Linear, step(1), ctx);
+            disk_full(&mut c, 1, ctx);
+            let fx = c.handle(Command::CompareToggle, ctx);
+            assert_eq!(
+                notices(&fx),
+                ["the linear run trains on, its steps since step 0 unsaved until a checkpoint is written"]
+            );
+            assert!(!c.slots[0].held && !c.paused);
+            assert_eq!(
+                rx.try_iter().collect::<Vec<_>>(),
+                vec![TrainCommand::Resume]
+            );
+            // `x`: the final checkpoint fails too; `c` saves it, and the stopped comparison
+            // hands nothing on once it is written.
+            c.on_train(BetaSchedule::Linear, TrainEvent::Resumed { step: 1 }, ctx);
+            c.handle(Command::CompareStop, ctx);
+            let said = notices(&disk_full(&mut c, 1, ctx));
+            assert!(
+                said[0].ends_with("make room, then c saves"),
+                "stopping, space cannot train on: {said:?}"
+            );
+            assert!(c.handle(Command::CompareToggle, ctx).is_empty());
+            c.handle(Command::CompareContinue, ctx);
+            let fx = c.on_train(
+                BetaSchedule::Linear,
+                TrainEvent::Finished {
+                    step: 1,
+                    run_dir: c.slots[0].run.run_dir.clone(),
+                    why: FinishReason::Stopped,
+                },
+                ctx,
+            );
+            assert!(trains(&fx).is_empty(), "paused: nothing handed on");
+            assert!(notices(&fx).contains(&"linear: checkpoint saved at step 1".to_string()));
+            assert_eq!(
+                rx.try_iter().collect::<Vec<_>>(),
+                vec![TrainCommand::Stop, TrainCommand::Checkpoint]
+            );
+            assert!(!c.slots[0].held);
         });
     }
 }

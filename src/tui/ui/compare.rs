@@ -106,6 +106,8 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             s.run.total_steps
         };
         let state = match &s.run.state {
+            // Its checkpoint could not be written: it waits, weights in memory.
+            _ if s.held => "unsaved".to_string(),
             RunState::Idle => "waiting".to_string(),
             // At its checkpoint on disk: its turn comes while the comparison trains.
             RunState::Opened if c.any_active() => "waiting".to_string(),
@@ -139,7 +141,15 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     lines.push(Line::from(""));
     // Paused by space while a run is alive; `x` pauses the scheduler too, but once its runs
     // have ended there is nothing to resume.
-    let hint = if c.paused && c.any_active() {
+    let held = c.slots.iter().find(|s| s.held && s.run.is_active());
+    let hint = if let Some(h) = held {
+        // Stopping, it can only be saved; paused by the failure, it may also train on.
+        if h.run.state == RunState::Stopping {
+            "not saved: make room, c saves"
+        } else {
+            "not saved: make room, c saves · space trains on"
+        }
+    } else if c.paused && c.any_active() {
         "paused: space resumes"
     } else if c.any_active() {
         "space pauses"

@@ -387,13 +387,9 @@ impl Engine for LabEngine {
         let prepared = request
             .prepare(set)
             .map_err(|e| crate::errors::one_line(&e))?;
-        // On Train, a full disk pauses the run, weights in memory, until `c` can save it. A
-        // Compare run's pauses are its scheduler's: it ends, keeping its last checkpoint.
-        let handle = match slot {
-            Slot::Main => prepared.holding_on_failed_checkpoints(),
-            Slot::Compare(_) => prepared,
-        }
-        .spawn();
+        // A full disk pauses the run, weights in memory, until `c` can save it (on Compare,
+        // the comparison waits with it).
+        let handle = prepared.holding_on_failed_checkpoints().spawn();
         let commands = handle.commands.clone();
         let (cache, loaded) = (self.scorer.clone(), self.loaded.clone());
         let dataset = req.dataset().to_string();
