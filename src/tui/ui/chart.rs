@@ -238,13 +238,83 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
     if !opts.y_title.is_empty() {
         y_axis = y_axis.title(Span::styled(opts.y_title.clone(), dim));
     }
+    // Where the legend's box does not fit beside the curves (a short chart at 80×24), the
+    // names go in the bottom border instead, each after a mark in its colour.
+    let mut b = block(&opts.title);
+    let mut legend = opts.legend;
+    if legend.is_some()
+        && !legend_box_fits(
+            &series,
+            b.inner(area),
+            y_label_w,
+            &opts.x_title,
+            &opts.y_title,
+        )
+    {
+        legend = None;
+        b = b.title_bottom(legend_line(&series, area.width.saturating_sub(2) as usize));
+    }
     let chart = Chart::new(datasets)
-        .block(block(&opts.title))
+        .block(b)
         .x_axis(x_axis)
         .y_axis(y_axis)
-        .legend_position(opts.legend)
+        .legend_position(legend)
         .hidden_legend_constraints((Constraint::Percentage(60), Constraint::Percentage(100)));
     frame.render_widget(chart, area);
+}
+
+/// Whether ratatui draws the legend box of the named `series` in a chart whose block's inside
+/// is `inner` (as its layout decides: the graph is `inner` less the x axis and its labels and
+/// the y labels and axis; the box, one line per name and its borders, must fit below the axis
+/// titles and in 60 % of the graph's width). On the safe side where unsure.
+fn legend_box_fits(
+    series: &[Series],
+    inner: Rect,
+    y_label_w: usize,
+    x_title: &str,
+    y_title: &str,
+) -> bool {
+    let names: Vec<usize> = series
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .map(|s| Line::from(s.name.as_str()).width())
+        .collect();
+    let Some(&widest) = names.iter().max() else {
+        return true;
+    };
+    let graph_h = (inner.height as usize).saturating_sub(2);
+    let graph_w = (inner.width as usize).saturating_sub(y_label_w + 2);
+    let titles = usize::from(!x_title.is_empty()) + usize::from(!y_title.is_empty());
+    names.len() + 2 + titles <= graph_h && (widest + 2) * 10 <= graph_w * 6
+}
+
+/// The legend as one line for a chart's bottom border, at most `width` columns: ` ■ name`
+/// per named series, the mark in its colour; where that is too long, the marks go without
+/// their space, then the longest names lose their ends first.
+fn legend_line(series: &[Series], width: usize) -> Line<'static> {
+    let named: Vec<&Series> = series.iter().filter(|s| !s.name.is_empty()).collect();
+    let mut lens: Vec<usize> = named.iter().map(|s| s.name.chars().count()).collect();
+    let n = named.len();
+    // A space before each entry and one after the last, the mark, and its own space if kept.
+    let total = |lens: &[usize], gap: usize| n + 1 + n * (1 + gap) + lens.iter().sum::<usize>();
+    let gap = usize::from(total(&lens, 1) <= width);
+    while total(&lens, gap) > width {
+        let Some(longest) = (0..n).filter(|&i| lens[i] > 1).max_by_key(|&i| lens[i]) else {
+            break;
+        };
+        lens[longest] -= 1;
+    }
+    let mut spans = Vec::with_capacity(2 * n + 1);
+    for (s, &len) in named.iter().zip(&lens) {
+        let mark = if gap == 1 { " ■ " } else { " ■" };
+        spans.push(Span::styled(mark, Style::default().fg(s.color)));
+        spans.push(Span::styled(
+            super::ellipsize_end(&s.name, len),
+            Style::default().fg(theme::DIM),
+        ));
+    }
+    spans.push(Span::raw(" "));
+    Line::from(spans)
 }
 
 #[cfg(test)]
@@ -325,6 +395,72 @@ mod tests {
         let screen = format!("{}", term.backend());
         assert!(screen.contains("│-18.90│"), "{screen}");
         assert!(screen.contains("│9     │"), "{screen}");
+    }
+
+    #[test]
+    fn every_name_is_shown_once_in_the_box_or_the_bottom_border() {
+        use ratatui::backend::TestBackend;
+        let names = ["alpha-run", "beta-run", "gamma-run", "delta-run"];
+        for n in 1..=names.len() {
+            let series: Vec<Series> = names[..n]
+                .iter()
+                .enumerate()
+                .map(|(i, name)| Series {
+                    name: name.to_string(),
+                    color: Color::Indexed(i as u8 + 1),
+                    points: (0..50).map(|x| (x as f64, (x * (i + 1)) as f64)).collect(),
+                })
+                .collect();
+            for (w, h) in [
+                (40, 6),
+                (60, 8),
+                (60, 9),
+                (60, 10),
+                (60, 12),
+                (80, 20),
+                (24, 12),
+            ] {
+                let mut term = ratatui::Terminal::new(TestBackend::new(w, h)).unwrap();
+                term.draw(|f| {
+                    draw(
+                        f,
+                        f.area(),
+                        &series,
+                        &ChartOpts {
+                            title: "Loss".into(),
+                            x_title: "step".into(),
+                            y_title: "loss".into(),
+                            legend: Some(LegendPosition::TopRight),
+                            ..ChartOpts::default()
+                        },
+                    )
+                })
+                .unwrap();
+                let screen = format!("{}", term.backend());
+                let bottom = screen.lines().last().unwrap().to_string();
+                for name in &names[..n] {
+                    let shown = screen.matches(name).count();
+                    // Cut in the middle where the border is short, each still after its mark.
+                    let cut = bottom.matches('■').count() == n;
+                    assert!(
+                        shown == 1 || (shown == 0 && cut),
+                        "{n} names at {w}×{h}: {name} shown {shown} times\n{screen}"
+                    );
+                }
+                if h >= 12 && w >= 60 {
+                    assert!(
+                        !bottom.contains('■'),
+                        "room for the box at {w}×{h}\n{screen}"
+                    );
+                }
+                if h <= 8 {
+                    assert!(
+                        bottom.contains('■'),
+                        "no room for the box at {w}×{h}\n{screen}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

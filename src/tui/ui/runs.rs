@@ -183,11 +183,24 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     let root = app.settings.runs_root();
     let wide = area.width >= 120;
     // mark, schedule, model, steps, loss, score (+ dataset when wide), with their spacing.
-    // Wide, the model column has room for `current-sc` and most custom UNets' sizes.
+    // Wide, the model column has room for most custom UNets' descriptions; narrow, as much
+    // as the names listed take, up to every size's (`current-sc`), a custom UNet named by its
+    // size alone (`16×(1,2)`), so the run names keep their room.
+    let model_label = |st: &TrainSettings| match &st.custom_model {
+        Some(c) if !wide => crate::presets::describe_unet_compact(c),
+        _ => st.model_name(),
+    };
     let (score_w, data_w, model_w) = if wide {
         (24u16, 14u16, 16u16)
     } else {
-        (5, 0, 6)
+        let longest = s
+            .runs
+            .iter()
+            .filter_map(|r| r.summary.settings.as_ref())
+            .map(|st| model_label(st).chars().count())
+            .max()
+            .unwrap_or(0);
+        (5, 0, longest.clamp(5, 10) as u16)
     };
     // Runs trained on different losses name theirs beside the value.
     let kinds = loss_kinds(s.runs.iter());
@@ -243,7 +256,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
             cells.extend([
                 Line::from(set.map_or("?".into(), |st| st.schedule.to_string())),
                 Line::from(set.map_or("?".into(), |st| {
-                    ellipsize_middle(&st.model_name(), model_w as usize)
+                    ellipsize_middle(&model_label(st), model_w as usize)
                 })),
                 Line::from(ellipsize_middle(&steps, SAVED_W)),
                 Line::from(match (r.last_loss, set) {
