@@ -101,6 +101,31 @@ impl Default for TrainSettings {
 }
 
 impl TrainSettings {
+    /// The settings a recipe sets that the Configuration keys do not change, as `(label, value)`,
+    /// most telling first; empty where the recipe sets none (the blog's).
+    pub fn recipe_extras(&self) -> Vec<(&'static str, String)> {
+        let mut v = Vec::new();
+        if let Some(g) = self.min_snr_gamma {
+            v.push(("min-SNR γ", format!("{g} (loss weighting)")));
+        }
+        if self.warmup_steps > 0 {
+            v.push(("lr warm-up", format!("{} steps", self.warmup_steps)));
+        }
+        if self.lr_cosine_decay {
+            v.push(("lr decay", "cosine, to the stop step".to_string()));
+        }
+        if let Some(d) = self.ema_decay {
+            v.push((
+                "EMA",
+                format!("{d}{}", if self.ema_warmup { " (warmed up)" } else { "" }),
+            ));
+        }
+        if let Some(c) = self.grad_clip {
+            v.push(("grad clip", format!("{c}")));
+        }
+        v
+    }
+
     /// Settings a device trains quickly: the `quick` recipe on a CPU, the blog's on a GPU.
     pub fn for_device(device: DeviceSpec) -> Self {
         RecipeName::for_device(device).settings(device, crate::presets::DEFAULT_SEED)

@@ -192,6 +192,38 @@ fn configuration_edits_only_while_idle() {
 }
 
 #[test]
+fn down_past_the_last_setting_says_what_the_grey_rows_are() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    // The quick recipe weights the loss by min-SNR: a grey row under the settings.
+    handle_key(&mut app, ch('B'));
+    assert!(!app.settings.train.recipe_extras().is_empty());
+    let n = ddpm_lab::tui::state::train::Field::ALL.len();
+    for _ in 0..n - 1 {
+        handle_key(&mut app, key(KeyCode::Down));
+        assert!(
+            !notice(&app).unwrap_or_default().contains("grey rows"),
+            "only past the last setting"
+        );
+    }
+    handle_key(&mut app, key(KeyCode::Down));
+    let said = notice(&app).unwrap_or_default();
+    assert!(
+        said.starts_with("the grey rows (min-SNR γ") && said.contains("b and B set them"),
+        "{said}"
+    );
+    assert_eq!(app.train.field, 0, "the highlight wraps to the top");
+    // The blog's recipe has none: nothing to say.
+    handle_key(&mut app, ch('b'));
+    assert!(app.settings.train.recipe_extras().is_empty());
+    for _ in 0..n {
+        handle_key(&mut app, key(KeyCode::Down));
+    }
+    assert!(!notice(&app).unwrap_or_default().contains("grey rows"));
+}
+
+#[test]
 fn schedules_keys_move_t_and_t_max() {
     let (mut app, _) = app();
     load_data(&mut app);

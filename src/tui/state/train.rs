@@ -343,7 +343,18 @@ impl TrainState {
                 }
             }
             Command::SelectField(delta) => {
+                // ↓ past the last setting, towards the grey rows under it: they cannot be
+                // picked, and the user is told why (the highlight wraps to the top).
+                let past_last = delta > 0 && self.field + 1 == Field::ALL.len();
                 self.select(delta);
+                let extras = ctx.settings.train.recipe_extras();
+                if past_last && self.editable() && !extras.is_empty() {
+                    let names: Vec<&str> = extras.iter().map(|(k, _)| *k).collect();
+                    return vec![Effect::info(format!(
+                        "the grey rows ({}) are the recipe's: b and B set them, `ddpm-lab train` flags too; no key here changes them",
+                        names.join(", ")
+                    ))];
+                }
                 Vec::new()
             }
             Command::AdjustField(dir) => self.adjust(dir, ctx),

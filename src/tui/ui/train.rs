@@ -45,7 +45,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     // The recipe's extra settings get rows of their own where the Progress box keeps room
     // for all its lines (at 80×24 the one spare row shows the first).
     let fields = Field::ALL.len() as u16 + 3;
-    let extras = recipe_extras(&app.settings.train).len() as u16;
+    let extras = app.settings.train.recipe_extras().len() as u16;
     let cfg_height = (fields + extras.saturating_sub(1))
         .min(left.height.saturating_sub(12))
         .max(fields);
@@ -159,31 +159,6 @@ fn lr_chart(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
-/// The settings a recipe sets that the Configuration keys do not change, as `(label, value)`,
-/// most telling first; empty where the recipe sets none (the blog's).
-fn recipe_extras(s: &crate::tui::settings::TrainSettings) -> Vec<(&'static str, String)> {
-    let mut v = Vec::new();
-    if let Some(g) = s.min_snr_gamma {
-        v.push(("min-SNR γ", format!("{g} (loss weighting)")));
-    }
-    if s.warmup_steps > 0 {
-        v.push(("lr warm-up", format!("{} steps", s.warmup_steps)));
-    }
-    if s.lr_cosine_decay {
-        v.push(("lr decay", "cosine, to the stop step".to_string()));
-    }
-    if let Some(d) = s.ema_decay {
-        v.push((
-            "EMA",
-            format!("{d}{}", if s.ema_warmup { " (warmed up)" } else { "" }),
-        ));
-    }
-    if let Some(c) = s.grad_clip {
-        v.push(("grad clip", format!("{c}")));
-    }
-    v
-}
-
 fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
     let editable = app.train.editable();
     let title = if editable {
@@ -214,7 +189,7 @@ fn draw_config(frame: &mut Frame, area: Rect, app: &App) {
     // min-SNR first, since the loss chart is weighted by it.
     let mut rows = rows;
     rows.extend(
-        recipe_extras(s)
+        s.recipe_extras()
             .into_iter()
             .map(|(k, v)| Row::new(vec![k.to_string(), v]).style(theme::label())),
     );
