@@ -693,7 +693,7 @@ fn a_full_disk_pauses_a_holding_run_until_a_checkpoint_can_be_written() {
         }
     };
     match until(&|e| matches!(e, TrainEvent::CheckpointFailed { .. })) {
-        TrainEvent::CheckpointFailed { step, message } => {
+        TrainEvent::CheckpointFailed { step, message, .. } => {
             assert_eq!(step, EVERY);
             assert!(message.starts_with("No space left on device"), "{message}");
         }
@@ -734,4 +734,119 @@ fn a_full_disk_pauses_a_holding_run_until_a_checkpoint_can_be_written() {
     let err = worker.join().unwrap().unwrap_err();
     fail::remove(point);
     assert!(format!("{err:#}").contains("No space left"), "{err:#}");
+}
+
+/// The steps of the run's metrics log, in file order.
+fn logged_steps(run: &Path) -> Vec<usize> {
+    ddpm_lab::store::read_metrics_file(&run.join(METRICS_FILE))
+        .unwrap()
+        .iter()
+        .map(|s| s.step)
+        .collect()
+}
+
+#[test]
+fn a_disk_that_fills_up_between_checkpoints_holds_the_run_with_its_whole_history() {
+    use ddpm_lab::train::events::{TrainCommand, TrainEvent};
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+    let _scenario = FailScenario::setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    // No checkpoint is due before the end: only the metrics line meets the full disk.
+    let config = TrainConfig {
+        checkpoint_every: 0,
+        ..cfg()
+    };
+    let mut t = Trainer::new(config, Some(&run)).unwrap();
+    t.hold_on_failed_checkpoints();
+    let point = "append-line:metrics.jsonl";
+    fail::cfg(
+        point,
+        "3*off->return(No space left on device (os error 28))",
+    )
+    .unwrap();
+    let (etx, erx) = channel();
+    let (ctx, crx) = channel();
+    let worker = std::thread::spawn(move || t.run_loop(&mut Synthetic, &etx, &crx));
+    let until = |want: &dyn Fn(&TrainEvent) -> bool| loop {
+        let e = erx.recv_timeout(Duration::from_secs(60)).unwrap();
+        if want(&e) {
+            return e;
+        }
+    };
+    // Step 4's line is not written: the run is held at once, not at its next checkpoint.
+    match until(&|e| matches!(e, TrainEvent::CheckpointFailed { .. })) {
+        TrainEvent::CheckpointFailed { step, message, .. } => {
+            assert_eq!(step, 4);
+            assert!(message.starts_with("No space left on device"), "{message}");
+        }
+        _ => unreachable!(),
+    }
+    until(&|e| matches!(e, TrainEvent::Paused { step } if *step == 4));
+    assert_eq!(logged_steps(&run), [1, 2, 3]);
+    // Room made: the checkpoint writes the missing line first.
+    fail::remove(point);
+    ctx.send(TrainCommand::Checkpoint).unwrap();
+    until(&|e| matches!(e, TrainEvent::Checkpointed { step, .. } if *step == 4));
+    assert_eq!(logged_steps(&run), [1, 2, 3, 4]);
+    ctx.send(TrainCommand::Resume).unwrap();
+    until(&|e| matches!(e, TrainEvent::Finished { step, .. } if *step == LAST));
+    worker.join().unwrap().unwrap();
+    assert_eq!(logged_steps(&run), (1..=LAST).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_trainer_that_cannot_ask_trains_on_and_writes_the_lines_it_kept_once_it_can() {
+    let _scenario = FailScenario::setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut t = Trainer::new(cfg(), Some(&run)).unwrap();
+    let point = "append-line:metrics.jsonl";
+    // Steps 1 and 2 are written, then the disk is full for two tries (steps 3 and 4, whose
+    // line waits behind 3's), then it has room again.
+    fail::cfg(
+        point,
+        "2*off->2*return(No space left on device (os error 28))->off",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let (x, e) = Synthetic.batch(t.step()).unwrap();
+        t.train_step(&x, e).unwrap();
+    }
+    assert_eq!(logged_steps(&run), [1, 2]);
+    // A checkpoint cannot leave its steps out of the log: it fails while they cannot be
+    // written, and writes them first once they can.
+    let err = t.checkpoint().unwrap_err();
+    assert!(format!("{err:#}").contains("No space left"), "{err:#}");
+    assert!(!run.join("latest").exists());
+    t.checkpoint().unwrap();
+    assert_eq!(logged_steps(&run), [1, 2, 3]);
+    train_to(&mut t, LAST).unwrap();
+    fail::remove(point);
+    assert_eq!(logged_steps(&run), (1..=LAST).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_line_the_disk_cut_short_is_taken_back_and_written_whole_later() {
+    let _scenario = FailScenario::setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut t = Trainer::new(cfg(), Some(&run)).unwrap();
+    // Step 2's line is half written when the disk fills up.
+    let point = "append-line-torn:metrics.jsonl";
+    fail::cfg(point, "1*off->1*return(No space left on device (os error 28))->off").unwrap();
+    for _ in 0..3 {
+        let (x, e) = Synthetic.batch(t.step()).unwrap();
+        t.train_step(&x, e).unwrap();
+    }
+    fail::remove(point);
+    let text = std::fs::read_to_string(run.join(METRICS_FILE)).unwrap();
+    assert_eq!(text.lines().count(), 3, "no torn line left:\n{text}");
+    assert_eq!(logged_steps(&run), [1, 2, 3]);
+    // A fragment a crash left at the end stays a line of its own, which readers skip.
+    std::fs::write(run.join(METRICS_FILE), text + "{\"step\":4,\"epo").unwrap();
+    let (x, e) = Synthetic.batch(t.step()).unwrap();
+    t.train_step(&x, e).unwrap();
+    assert_eq!(logged_steps(&run), [1, 2, 3, 4]);
 }

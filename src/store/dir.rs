@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -289,18 +289,47 @@ impl RunDir {
         self.append_line(METRICS_FILE, stats)
     }
 
-    /// Appends `value` as one JSON line to the log `name` (created when missing).
+    /// Appends `value` as one JSON line to the log `name` (created when missing). A line the
+    /// disk has no room for is taken back whole, so that trying again later (see
+    /// [`crate::train::Trainer`]) leaves no torn line before it.
     pub fn append_line(&self, name: &str, value: &impl Serialize) -> Result<()> {
+        crate::fail_point!("append-line", name);
         let p = self.file(name);
-        let line = serde_json::to_string(value)? + "\n";
+        let mut line = serde_json::to_string(value)? + "\n";
+        let cannot = || format!("cannot append to {}", p.display());
         let mut f = fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&p)
-            .with_context(|| format!("cannot append to {}", p.display()))?;
+            .with_context(cannot)?;
+        let before = f.metadata().with_context(cannot)?.len();
+        // A torn last line (a crash mid-write, or a fragment that could not be taken back)
+        // stays a line of its own, which readers skip, instead of spoiling this one.
+        if before > 0 {
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::End(-1)).with_context(cannot)?;
+            f.read_exact(&mut last).with_context(cannot)?;
+            if last[0] != b'\n' {
+                line.insert(0, '\n');
+            }
+        }
         // One write per line, so a crash can tear only the last line (readers skip it).
-        f.write_all(line.as_bytes())
-            .with_context(|| format!("cannot append to {}", p.display()))
+        let written = (|| -> Result<()> {
+            // A disk that fills up part-way through the line (a test's stand-in).
+            if let Some(msg) = fail::eval(&format!("append-line-torn:{name}"), |a| {
+                a.unwrap_or_default()
+            }) {
+                f.write_all(&line.as_bytes()[..line.len() / 2])?;
+                anyhow::bail!("{msg}");
+            }
+            f.write_all(line.as_bytes())?;
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = f.set_len(before);
+        }
+        written.with_context(cannot)
     }
 
     /// Reads the metrics log (lines that do not parse, e.g. a torn last line, are skipped).

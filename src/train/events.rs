@@ -70,7 +70,8 @@ pub enum TrainEvent {
     /// A checkpoint could not be written (a full disk, say) and the trainer holds its weights
     /// in memory, paused, until one can be ([`Trainer::hold_on_failed_checkpoints`]): a
     /// [`TrainCommand::Checkpoint`] or [`TrainCommand::Stop`] tries again, a
-    /// [`TrainCommand::Resume`] trains on without one. The last good checkpoint is kept.
+    /// [`TrainCommand::Resume`] trains on without one (not past the session's last). The last
+    /// good checkpoint is kept.
     ///
     /// [`Trainer::hold_on_failed_checkpoints`]: super::Trainer::hold_on_failed_checkpoints
     CheckpointFailed {
@@ -78,6 +79,9 @@ pub enum TrainEvent {
         step: usize,
         /// One-line explanation, the operating system's cause first.
         message: String,
+        /// It was the session's last (at the stop step, the time limit, or stopping): the
+        /// run can only be saved, not train on.
+        last: bool,
     },
     /// Training failed (NaN loss, I/O error, ...). The last good checkpoint is kept.
     Failed {

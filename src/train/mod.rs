@@ -80,7 +80,15 @@ pub struct Trainer {
     /// Checkpoints of the branch this run went back from, removed with its next checkpoint
     /// (see [`RunState::abandoned`]).
     abandoned: Vec<String>,
+    /// Steps whose metrics line could not be written yet (a full disk), oldest first: tried
+    /// again after every step and written before the next checkpoint, which fails while they
+    /// cannot be (a checkpoint's history has no gap). Training goes on meanwhile.
+    unlogged: Vec<StepStats>,
 }
+
+/// Metrics lines a run keeps in memory while they cannot be written before it fails (about
+/// 30 MB; a full disk is met at the next checkpoint long before).
+const MAX_UNLOGGED: usize = 100_000;
 
 /// A training step's random draws, all from its own stream (seed and step number): the
 /// timesteps, then the noise, then (with self-conditioning) the coin.
@@ -211,6 +219,7 @@ impl Trainer {
             next_draws: None,
             hold_on_failed_checkpoints: false,
             abandoned,
+            unlogged: Vec::new(),
         })
     }
 
@@ -415,6 +424,7 @@ impl Trainer {
             next_draws: None,
             hold_on_failed_checkpoints: false,
             abandoned,
+            unlogged: Vec::new(),
         })
     }
 
@@ -589,10 +599,36 @@ impl Trainer {
             lr,
             bucket_losses: bucket_losses(&t, &per, self.cfg.timesteps),
         };
-        if let Some(r) = &self.run {
-            r.append_metrics(&stats)?;
-        }
+        self.log_metrics(&stats)?;
         Ok(stats)
+    }
+
+    /// Writes `stats` to the run's metrics log after the lines still unwritten; a line that
+    /// cannot be written (a full disk) waits in memory (see [`Self::unlogged`]) instead of
+    /// ending the run.
+    fn log_metrics(&mut self, stats: &StepStats) -> Result<()> {
+        if self.run.is_none() {
+            return Ok(());
+        }
+        self.unlogged.push(stats.clone());
+        match self.flush_metrics() {
+            Err(e) if self.unlogged.len() > MAX_UNLOGGED => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes the metrics lines still unwritten, in step order; those it cannot write stay.
+    fn flush_metrics(&mut self) -> Result<()> {
+        let Some(run) = &self.run else {
+            return Ok(());
+        };
+        let mut written = 0;
+        let result = self
+            .unlogged
+            .iter()
+            .try_for_each(|s| run.append_metrics(s).map(|()| written += 1));
+        self.unlogged.drain(..written);
+        result
     }
 
     /// Step `step`'s random draws for a batch of shape `dims`, from its own stream.
@@ -618,6 +654,8 @@ impl Trainer {
     /// before anything is written, so the newest checkpoint is always one training can go on
     /// from.
     pub fn checkpoint(&mut self) -> Result<Option<PathBuf>> {
+        // The history up to this step first: a checkpoint never has steps its log lacks.
+        self.flush_metrics()?;
         let Some(run) = &self.run else {
             return Ok(None);
         };
@@ -720,6 +758,7 @@ impl Trainer {
                 let _ = events.send(TrainEvent::CheckpointFailed {
                     step: self.step,
                     message: crate::errors::cause_first(&e),
+                    last: false,
                 });
                 Ok(None)
             }
@@ -745,6 +784,7 @@ impl Trainer {
             let _ = events.send(TrainEvent::CheckpointFailed {
                 step: self.step,
                 message: crate::errors::cause_first(&e),
+                last: true,
             });
             let _ = events.send(TrainEvent::Paused { step: self.step });
             loop {
@@ -831,6 +871,7 @@ impl Trainer {
                 }
             }
             let (x0, epoch) = source.batch(self.step)?;
+            let logged = self.unlogged.is_empty();
             let stats = self.train_step(&x0, epoch)?;
             send(TrainEvent::Step(stats));
             let every = self.cfg.checkpoint_every;
@@ -840,7 +881,11 @@ impl Trainer {
                 .cfg
                 .checkpoint_interval_s
                 .is_some_and(|s| (now - checkpointed_at).as_secs_f64() >= s);
-            if (by_steps || by_time) && self.step < self.cfg.steps {
+            // The disk just filled up (the step's metrics line was not written): a driver
+            // that can ask again hears of it now, its run held with its weights in memory,
+            // rather than at the next checkpoint.
+            let by_disk = logged && !self.unlogged.is_empty() && self.hold_on_failed_checkpoints;
+            if (by_steps || by_time || by_disk) && self.step < self.cfg.steps {
                 checkpointed_at = now;
                 match self.checkpoint_or_hold(events)? {
                     Some(p) => send(TrainEvent::Checkpointed {

@@ -1221,6 +1221,7 @@ fn a_checkpoint_that_could_not_be_written_is_said_cause_first() {
                 message:
                     "No space left on device (os error 28): cannot write runs/x/ema.safetensors"
                         .into(),
+                last: false,
             },
             TrainEvent::Paused { step: 4 },
         ],
@@ -1233,6 +1234,83 @@ fn a_checkpoint_that_could_not_be_written_is_said_cause_first() {
     );
     assert!(said.contains("then c saves"), "{said}");
     assert!(app.has_unsaved(), "quitting asks first");
+}
+
+/// The session's last checkpoint (at the stop step) not written: space cannot train past it
+/// and says so instead of doing nothing; `c` tries again, and the run finishes once saved.
+#[test]
+fn a_last_checkpoint_that_could_not_be_written_can_only_be_saved() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 4, 4);
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![
+            TrainEvent::CheckpointFailed {
+                step: 4,
+                message: "No space left on device (os error 28)".into(),
+                last: true,
+            },
+            TrainEvent::Paused { step: 4 },
+        ],
+    );
+    let said = notice(&app).unwrap();
+    assert!(said.ends_with("make room, then c saves"), "{said}");
+    handle_key(&mut app, ch(' '));
+    assert_eq!(
+        notice(&app).unwrap(),
+        ddpm_lab::tui::state::train::LAST_CHECKPOINT_HELD
+    );
+    handle_key(&mut app, ch('c'));
+    assert_eq!(engine.commands(Slot::Main), vec![TrainCommand::Checkpoint]);
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![finished(
+            4,
+            "runs/20260101-000000-linear",
+            FinishReason::Steps,
+        )],
+    );
+    assert_eq!(app.train.run.held, None);
+    assert!(!app.has_unsaved());
+}
+
+/// Quitting with a run whose last checkpoint a full disk keeps from being written: the lab
+/// tries again by itself every few seconds (room made in another shell saves it), and only
+/// for runs that are held.
+#[test]
+fn quitting_tries_a_held_checkpoint_again_by_itself() {
+    use ddpm_lab::tui::state::HELD_RETRY;
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 4, 100);
+    handle_key(&mut app, ch('q'));
+    handle_key(&mut app, ch('y'));
+    assert_eq!(engine.commands(Slot::Main), vec![TrainCommand::Stop]);
+    app.tick(HELD_RETRY * 2);
+    assert!(
+        engine.commands(Slot::Main).is_empty(),
+        "not held: nothing to retry"
+    );
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![
+            TrainEvent::CheckpointFailed {
+                step: 4,
+                message: "No space left on device (os error 28)".into(),
+                last: true,
+            },
+            TrainEvent::Paused { step: 4 },
+        ],
+    );
+    app.tick(HELD_RETRY / 2);
+    assert!(engine.commands(Slot::Main).is_empty());
+    app.tick(HELD_RETRY);
+    assert_eq!(engine.commands(Slot::Main), vec![TrainCommand::Checkpoint]);
+    assert!(!app.should_exit(), "the lab waits for the run");
 }
 
 /// The opened run removed on the Runs screen: the Train screen closes it and the settings

@@ -81,9 +81,6 @@ pub struct CompareSlot {
     pub sample_status: SampleStatus,
     /// Its frames.
     pub frames: Option<Frames>,
-    /// A checkpoint of its run could not be written (a full disk): the run waits, paused,
-    /// its weights in memory, until `c` saves it (or space trains on unsaved).
-    pub held: bool,
 }
 
 /// State of the Compare screen.
@@ -126,7 +123,6 @@ impl Default for CompareState {
                     run: RunProgress::default(),
                     sample_status: SampleStatus::Idle,
                     frames: None,
-                    held: false,
                 })
                 .collect(),
             active: None,
@@ -276,10 +272,15 @@ impl CompareState {
             // Stopping (x): its checkpoint is being written, and nothing is handed on after.
             return Vec::new();
         }
-        if let Some(i) = self.active.filter(|&i| self.slots[i].held && !self.paused) {
-            // Its checkpoint was not written: space trains on, as on the Train screen.
+        if let Some(i) = self.active.filter(|&i| self.slots[i].run.held.is_some()) {
             let slot = &mut self.slots[i];
-            slot.held = false;
+            if !slot.run.can_train_on() {
+                return vec![Effect::error(format!(
+                    "the {} run's last checkpoint is not written: make room, then c saves it (space cannot train past it)",
+                    slot.schedule
+                ))];
+            }
+            // Its checkpoint was not written: space trains on, as on the Train screen.
             slot.run.send(TrainCommand::Resume);
             return vec![Effect::info(format!(
                 "the {} run trains on, its steps since step {} unsaved until a checkpoint is written",
@@ -333,7 +334,7 @@ impl CompareState {
     fn continue_runs(&mut self, ctx: &mut Ctx) -> Vec<Effect> {
         // A run whose checkpoint was not written: `c` tries again (the run goes on once it is
         // saved, or ends where it was stopping).
-        let held: Vec<&CompareSlot> = self.slots.iter().filter(|s| s.held).collect();
+        let held: Vec<&CompareSlot> = self.slots.iter().filter(|s| s.run.held.is_some()).collect();
         if !held.is_empty() {
             for slot in &held {
                 slot.run.send(TrainCommand::Checkpoint);
@@ -595,17 +596,20 @@ impl CompareState {
         said
     }
 
-    /// What a checkpoint of run `i` that was not written, or one written after that, means: a
-    /// run that could not save waits, paused with its weights in memory (the trainer holds
-    /// it), and the comparison with it; saved at last, it goes on unless it was stopping or
-    /// the comparison was paused meanwhile.
+    /// What a checkpoint of run `i` that was not written, or one written after that, means
+    /// (said before the event is applied): a run that could not save waits, paused with its
+    /// weights in memory (the trainer holds it), and the comparison with it; saved at last, it
+    /// goes on unless it was stopping or the comparison was paused meanwhile.
     fn on_checkpoint_news(&mut self, i: usize, event: &TrainEvent) -> Vec<Effect> {
         let paused = self.paused;
-        let slot = &mut self.slots[i];
+        let slot = &self.slots[i];
         match event {
-            TrainEvent::CheckpointFailed { step, message } => {
-                slot.held = true;
-                let keys = if slot.run.state == RunState::Stopping {
+            TrainEvent::CheckpointFailed {
+                step,
+                message,
+                last,
+            } => {
+                let keys = if *last || slot.run.state == RunState::Stopping {
                     "make room, then c saves"
                 } else {
                     "make room, then c saves (x stops and saves, space trains on)"
@@ -616,9 +620,8 @@ impl CompareState {
                 ))]
             }
             TrainEvent::Checkpointed { step, .. } | TrainEvent::Finished { step, .. }
-                if slot.held =>
+                if slot.run.held.is_some() =>
             {
-                slot.held = false;
                 let goes_on = matches!(event, TrainEvent::Checkpointed { .. })
                     && slot.run.state == RunState::Paused
                     && !paused;
@@ -1305,12 +1308,13 @@ mod tests {
 
     /// The events of a checkpoint that a full disk kept from being written: the failure, then
     /// the pause the trainer holds the run in.
-    fn disk_full(c: &mut CompareState, step: usize, ctx: &Ctx) -> Vec<Effect> {
+    fn disk_full(c: &mut CompareState, step: usize, last: bool, ctx: &Ctx) -> Vec<Effect> {
         let mut fx = c.on_train(
             BetaSchedule::Linear,
             TrainEvent::CheckpointFailed {
                 step,
                 message: "No space left on device (os error 28)".into(),
+                last,
             },
             ctx,
         );
@@ -1327,7 +1331,7 @@ mod tests {
             let dir = c.slots[0].run.run_dir.clone().unwrap();
             c.slots[0].run.state = RunState::Running;
             assert!(c.on_train(BetaSchedule::Linear, step(1), ctx).is_empty());
-            let said = notices(&disk_full(&mut c, 1, ctx));
+            let said = notices(&disk_full(&mut c, 1, false, ctx));
             assert_eq!(said.len(), 1, "{said:?}");
             assert!(
                 said[0].starts_with(
@@ -1335,7 +1339,7 @@ mod tests {
                 ) && said[0].contains("c saves"),
                 "{said:?}"
             );
-            assert!(c.slots[0].held);
+            assert!(c.slots[0].run.held.is_some());
             assert_eq!(c.slots[0].run.state, RunState::Paused);
             // Held, the run is still the comparison's: nothing else starts, and the quit
             // dialog knows its steps are unsaved.
@@ -1350,15 +1354,15 @@ mod tests {
                 vec![TrainCommand::Checkpoint]
             );
             // Still full: it waits on.
-            disk_full(&mut c, 1, ctx);
-            assert!(c.slots[0].held);
+            disk_full(&mut c, 1, false, ctx);
+            assert!(c.slots[0].run.held.is_some());
             c.handle(Command::CompareContinue, ctx);
             let fx = c.on_train(BetaSchedule::Linear, checkpointed(&dir, 1), ctx);
             assert_eq!(
                 notices(&fx),
                 ["linear: checkpoint saved at step 1; the comparison goes on"]
             );
-            assert!(!c.slots[0].held);
+            assert_eq!(c.slots[0].run.held, None);
             assert_eq!(
                 rx.try_iter().collect::<Vec<_>>(),
                 vec![TrainCommand::Checkpoint, TrainCommand::Resume]
@@ -1374,13 +1378,13 @@ mod tests {
             let rx = started(&mut c, 0);
             c.slots[0].run.state = RunState::Running;
             c.on_train(BetaSchedule::Linear, step(1), ctx);
-            disk_full(&mut c, 1, ctx);
+            disk_full(&mut c, 1, false, ctx);
             let fx = c.handle(Command::CompareToggle, ctx);
             assert_eq!(
                 notices(&fx),
                 ["the linear run trains on, its steps since step 0 unsaved until a checkpoint is written"]
             );
-            assert!(!c.slots[0].held && !c.paused);
+            assert!(!c.paused);
             assert_eq!(
                 rx.try_iter().collect::<Vec<_>>(),
                 vec![TrainCommand::Resume]
@@ -1388,8 +1392,9 @@ mod tests {
             // `x`: the final checkpoint fails too; `c` saves it, and the stopped comparison
             // hands nothing on once it is written.
             c.on_train(BetaSchedule::Linear, TrainEvent::Resumed { step: 1 }, ctx);
+            assert_eq!(c.slots[0].run.held, None, "trains on: no longer held");
             c.handle(Command::CompareStop, ctx);
-            let said = notices(&disk_full(&mut c, 1, ctx));
+            let said = notices(&disk_full(&mut c, 1, true, ctx));
             assert!(
                 said[0].ends_with("make room, then c saves"),
                 "stopping, space cannot train on: {said:?}"
@@ -1411,7 +1416,36 @@ mod tests {
                 rx.try_iter().collect::<Vec<_>>(),
                 vec![TrainCommand::Stop, TrainCommand::Checkpoint]
             );
-            assert!(!c.slots[0].held);
+            assert_eq!(c.slots[0].run.held, None);
+        });
+    }
+
+    #[test]
+    fn a_run_held_at_its_stop_step_can_only_be_saved() {
+        with_ctx(CompareMode::InTurn, |ctx| {
+            let mut c = CompareState::default();
+            c.handle(Command::CompareToggle, ctx);
+            let rx = started(&mut c, 0);
+            c.slots[0].run.state = RunState::Running;
+            c.on_train(BetaSchedule::Linear, step(1), ctx);
+            c.on_train(BetaSchedule::Linear, step(2), ctx);
+            let said = notices(&disk_full(&mut c, 2, true, ctx));
+            assert!(said[0].ends_with("make room, then c saves"), "{said:?}");
+            assert!(!c.slots[0].run.can_train_on());
+            // Space cannot train past the stop step: it says what can be done.
+            let fx = c.handle(Command::CompareToggle, ctx);
+            assert_eq!(
+                notices(&fx),
+                ["the linear run's last checkpoint is not written: make room, then c saves it (space cannot train past it)"]
+            );
+            assert!(rx.try_iter().next().is_none());
+            c.handle(Command::CompareContinue, ctx);
+            let fx = c.on_train(BetaSchedule::Linear, finished(2), ctx);
+            assert_eq!(starts(&fx), vec![Slot::Compare(BetaSchedule::Quadratic)]);
+            assert_eq!(
+                rx.try_iter().collect::<Vec<_>>(),
+                vec![TrainCommand::Checkpoint]
+            );
         });
     }
 }

@@ -44,6 +44,7 @@ use super::event::Command;
 use super::settings::LabSettings;
 use super::workers::{Engine, RunSummary, Slot, WorkerMsg};
 use crate::runs::run_name;
+use crate::train::events::TrainCommand;
 use compare::CompareState;
 use data::DataState;
 pub use effect::{utc_stamp, Ctx, Effect, Notice, Topic};
@@ -57,6 +58,11 @@ use train::TrainState;
 /// How long quitting waits for running runs to finish their step and write their checkpoint
 /// (a step of a big model on a CPU can take a while; Ctrl-C again leaves at once).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(300);
+
+/// While quitting, how often a run held by a checkpoint a full disk kept from being written
+/// tries again by itself: room made meanwhile (in another shell, after a hang-up where no key
+/// can ask) saves it before the lab ends.
+pub const HELD_RETRY: Duration = Duration::from_secs(5);
 
 /// Opening a run while another trains or is paused (one run trains at a time).
 pub const RUN_IN_PROGRESS: &str =
@@ -250,8 +256,17 @@ impl App {
             n.age += dt;
         }
         self.expire_notice();
-        if let Lifecycle::ShuttingDown(waited) = self.lifecycle {
-            let waited = waited + dt;
+        if let Lifecycle::ShuttingDown(before) = self.lifecycle {
+            let waited = before + dt;
+            let retry = HELD_RETRY.as_millis();
+            if waited.as_millis() / retry > before.as_millis() / retry {
+                for run in std::iter::once(&self.train.run)
+                    .chain(self.compare.slots.iter().map(|s| &s.run))
+                    .filter(|r| r.held.is_some())
+                {
+                    run.send(TrainCommand::Checkpoint);
+                }
+            }
             self.lifecycle = if waited >= SHUTDOWN_GRACE || !self.any_active() {
                 Lifecycle::Done
             } else {

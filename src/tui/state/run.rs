@@ -93,6 +93,10 @@ pub struct RunProgress {
     /// The process that trains this run now (`pid 4242`), as the watcher of an opened run
     /// last said: its speed and time left are shown as for a run trained here.
     pub trained_by: Option<String>,
+    /// A checkpoint of the run could not be written (a full disk): its worker holds it,
+    /// paused with its weights in memory, until one can be. `Some(true)` where it was the
+    /// session's last, which can only be saved (see [`Self::can_train_on`]).
+    pub held: Option<bool>,
     /// `(step, training seconds)` of the last [`SPEED_WINDOW`] steps, for the speed.
     recent: std::collections::VecDeque<(usize, f64)>,
     /// The smoothed curve's running sums.
@@ -244,6 +248,7 @@ impl RunProgress {
                 self.quality.insert(at, (step, quality));
             }
             TrainEvent::Checkpointed { step, path } => {
+                self.held = None;
                 self.checkpoint_step = Some(step);
                 // The run, not the checkpoint's folder: the exit message, sampling (its newest
                 // checkpoint) and a resume go by the run.
@@ -251,18 +256,20 @@ impl RunProgress {
                 self.run_dir = Some(run.to_path_buf());
             }
             // The pause that follows says what the run does; the screens say why.
-            TrainEvent::CheckpointFailed { .. } => {}
+            TrainEvent::CheckpointFailed { last, .. } => self.held = Some(last),
             TrainEvent::Paused { .. } => {
                 if self.state != RunState::Stopping {
                     self.state = RunState::Paused;
                 }
             }
             TrainEvent::Resumed { .. } => {
+                self.held = None;
                 if self.state != RunState::Stopping {
                     self.state = RunState::Running;
                 }
             }
             TrainEvent::Finished { step, run_dir, why } => {
+                self.held = None;
                 self.state = RunState::Finished(why);
                 if run_dir.is_some() {
                     self.run_dir = run_dir;
@@ -271,10 +278,17 @@ impl RunProgress {
                 self.commands = None;
             }
             TrainEvent::Failed { message, .. } => {
+                self.held = None;
                 self.state = RunState::Failed(message);
                 self.commands = None;
             }
         }
+    }
+
+    /// Whether a run held by a checkpoint that was not written may train on unsaved (space):
+    /// not when that checkpoint was its session's last, nor while it is stopping.
+    pub fn can_train_on(&self) -> bool {
+        self.held == Some(false) && self.state != RunState::Stopping
     }
 
     /// Whether the run is training now (not paused, starting, stopped or only opened).

@@ -185,12 +185,22 @@ fn with_epochs(round: &[usize], epochs: &[usize]) -> Vec<usize> {
 }
 
 /// What the lab says when a checkpoint could not be written: the cause first (a status line
-/// cut to 80 columns keeps it), then what the run does and what to do.
-pub fn checkpoint_failed(step: usize, message: &str) -> Effect {
+/// cut to 80 columns keeps it), then what the run does and what to do (`last`: the session's
+/// last checkpoint, which can only be saved).
+pub fn checkpoint_failed(step: usize, message: &str, last: bool) -> Effect {
+    let keys = if last {
+        "make room, then c saves"
+    } else {
+        "make room, then c saves (x stops and saves, space trains on)"
+    };
     Effect::error(format!(
-        "checkpoint at step {step} not written: {message}; paused, weights kept in memory: make room, then c saves (x stops and saves, space trains on)"
+        "checkpoint at step {step} not written: {message}; paused, weights kept in memory: {keys}"
     ))
 }
+
+/// What space says on a run held by its last checkpoint, which was not written.
+pub const LAST_CHECKPOINT_HELD: &str =
+    "the run's last checkpoint is not written: make room, then c saves it (space cannot train past it)";
 
 /// `dir` at the end of `runs`, where it is not among them yet.
 fn remember(runs: &mut Vec<PathBuf>, dir: &std::path::Path) {
@@ -495,6 +505,9 @@ impl TrainState {
                 self.run.send(TrainCommand::Pause);
                 Vec::new()
             }
+            RunState::Paused if self.run.held == Some(true) => {
+                vec![Effect::error(LAST_CHECKPOINT_HELD)]
+            }
             RunState::Paused => {
                 self.run.send(TrainCommand::Resume);
                 Vec::new()
@@ -742,9 +755,15 @@ impl TrainState {
             _ => None,
         };
         let unsaved = match &event {
-            TrainEvent::CheckpointFailed { step, message } => {
-                Some(checkpoint_failed(*step, message))
-            }
+            TrainEvent::CheckpointFailed {
+                step,
+                message,
+                last,
+            } => Some(checkpoint_failed(
+                *step,
+                message,
+                *last || self.run.state == RunState::Stopping,
+            )),
             _ => None,
         };
         // What opening the run cleaned up or reset (e.g. a checkpoint left half-written by a

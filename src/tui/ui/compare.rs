@@ -107,7 +107,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         };
         let state = match &s.run.state {
             // Its checkpoint could not be written: it waits, weights in memory.
-            _ if s.held => "unsaved".to_string(),
+            _ if s.run.held.is_some() => "unsaved".to_string(),
             RunState::Idle => "waiting".to_string(),
             // At its checkpoint on disk: its turn comes while the comparison trains.
             RunState::Opened if c.any_active() => "waiting".to_string(),
@@ -141,13 +141,16 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     lines.push(Line::from(""));
     // Paused by space while a run is alive; `x` pauses the scheduler too, but once its runs
     // have ended there is nothing to resume.
-    let held = c.slots.iter().find(|s| s.held && s.run.is_active());
+    let held = c
+        .slots
+        .iter()
+        .find(|s| s.run.held.is_some() && s.run.is_active());
     let hint = if let Some(h) = held {
-        // Stopping, it can only be saved; paused by the failure, it may also train on.
-        if h.run.state == RunState::Stopping {
-            "not saved: make room, c saves"
+        // Its last checkpoint can only be saved; one on the way may also train on.
+        if h.run.can_train_on() {
+            "not saved: c saves · space trains on"
         } else {
-            "not saved: make room, c saves · space trains on"
+            "not saved: make room, c saves"
         }
     } else if c.paused && c.any_active() {
         "paused: space resumes"
