@@ -835,7 +835,11 @@ fn a_line_the_disk_cut_short_is_taken_back_and_written_whole_later() {
     let mut t = Trainer::new(cfg(), Some(&run)).unwrap();
     // Step 2's line is half written when the disk fills up.
     let point = "append-line-torn:metrics.jsonl";
-    fail::cfg(point, "1*off->1*return(No space left on device (os error 28))->off").unwrap();
+    fail::cfg(
+        point,
+        "1*off->1*return(No space left on device (os error 28))->off",
+    )
+    .unwrap();
     for _ in 0..3 {
         let (x, e) = Synthetic.batch(t.step()).unwrap();
         t.train_step(&x, e).unwrap();

@@ -254,7 +254,11 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         Some(_) => crate::data::DataError::for_real_images_in(e),
         None => e,
     })?;
-    let prepared = req.prepare(Arc::new(dataset.train))?;
+    // A checkpoint the disk has no room for pauses the run, weights in memory, and this
+    // driver tries again for a while (see `DiskWait`) before giving up.
+    let prepared = req
+        .prepare(Arc::new(dataset.train))?
+        .holding_on_failed_checkpoints();
     let json = args.json;
     let handle = prepared.spawn();
     let _ = trainer.set(handle.commands.clone());
@@ -286,7 +290,30 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     // This session's pace, for the plain lines' time left: (its first step, when it started).
     let mut session = (0, std::time::Instant::now());
     let mut steps_per_epoch = 0;
-    for ev in handle.events.iter() {
+    let mut disk = DiskWait::default();
+    loop {
+        let ev = match handle
+            .events
+            .recv_timeout(std::time::Duration::from_millis(200))
+        {
+            Ok(ev) => ev,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                match disk.tick() {
+                    DiskTick::Wait => {}
+                    DiskTick::Retry => {
+                        let _ = handle.commands.send(TrainCommand::Checkpoint);
+                    }
+                    // The trainer waits, paused, for a command that will not come: the
+                    // process ends with the error, the last complete checkpoint kept.
+                    DiskTick::GiveUp(message) => {
+                        bar.abandon();
+                        bail!("{message}");
+                    }
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         match ev {
             TrainEvent::Started {
                 run_dir,
@@ -348,6 +375,10 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                 }
             }
             TrainEvent::Checkpointed { step, path } => {
+                if disk.saved() {
+                    // Saved at last: the run goes on from where the full disk paused it.
+                    let _ = handle.commands.send(TrainCommand::Resume);
+                }
                 let line = format!("checkpoint at step {step} → {}", path.display());
                 if plain {
                     note(&line);
@@ -380,18 +411,105 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                 bar.abandon();
                 failure = Some(message);
             }
+            TrainEvent::CheckpointFailed { step, message, .. } => {
+                if let Some(line) = disk.failed(step, &message) {
+                    bar.suspend(|| note(&line));
+                }
+            }
             TrainEvent::Preview { .. }
             | TrainEvent::Scored { .. }
             | TrainEvent::Paused { .. }
-            | TrainEvent::Resumed { .. }
-            // Only a trainer told to hold on failed checkpoints (the lab's) says this.
-            | TrainEvent::CheckpointFailed { .. } => {}
+            | TrainEvent::Resumed { .. } => {}
         }
     }
     handle.join();
     match failure {
         Some(m) => bail!("{m}"),
         None => Ok(()),
+    }
+}
+
+/// How long `train` waits for room on a full disk, its run paused with its weights in memory,
+/// before it gives up (keeping the last complete checkpoint): long enough for someone to
+/// notice and make room, bounded so that a script is not left waiting for ever.
+pub const DISK_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Seconds between tries of a checkpoint a full disk kept from being written: soon at first
+/// (a temporary file of another program going away), then every half minute.
+const DISK_RETRY_S: [u64; 4] = [2, 5, 10, 30];
+
+/// The wait of `train` for room on a full disk: when the run's checkpoint is tried again,
+/// and when it is given up.
+#[derive(Debug, Default)]
+struct DiskWait {
+    /// Since when the run waits, the tries so far, and the last try.
+    held: Option<(std::time::Instant, usize, std::time::Instant)>,
+    /// The reason of the last failure, for giving up.
+    message: String,
+}
+
+/// What [`DiskWait::tick`] asks of the driver.
+#[derive(Debug, PartialEq)]
+enum DiskTick {
+    /// Nothing now.
+    Wait,
+    /// Ask the trainer to try the checkpoint again.
+    Retry,
+    /// Give up with this error.
+    GiveUp(String),
+}
+
+impl DiskWait {
+    /// A checkpoint at `step` was not written; the note to print (at the first failure only).
+    fn failed(&mut self, step: usize, message: &str) -> Option<String> {
+        self.failed_at(step, message, std::time::Instant::now())
+    }
+
+    fn failed_at(&mut self, step: usize, message: &str, now: std::time::Instant) -> Option<String> {
+        self.message = format!(
+            "checkpoint at step {step} not written for {} min: {message}; the last complete checkpoint is kept",
+            DISK_WAIT.as_secs() / 60
+        );
+        match &mut self.held {
+            Some((_, tries, last)) => {
+                *tries += 1;
+                *last = now;
+                None
+            }
+            None => {
+                self.held = Some((now, 0, now));
+                Some(format!(
+                    "checkpoint at step {step} not written: {message}; paused with the weights in memory, trying again for up to {} min: make room (Ctrl-C stops)",
+                    DISK_WAIT.as_secs() / 60
+                ))
+            }
+        }
+    }
+
+    /// A checkpoint was written: whether the run was waiting (and so goes on now).
+    fn saved(&mut self) -> bool {
+        self.held.take().is_some()
+    }
+
+    /// What to do now.
+    fn tick(&mut self) -> DiskTick {
+        self.tick_at(std::time::Instant::now())
+    }
+
+    fn tick_at(&mut self, now: std::time::Instant) -> DiskTick {
+        let Some((since, tries, last)) = &mut self.held else {
+            return DiskTick::Wait;
+        };
+        if now.duration_since(*since) >= DISK_WAIT {
+            return DiskTick::GiveUp(self.message.clone());
+        }
+        let delay = DISK_RETRY_S[(*tries).min(DISK_RETRY_S.len() - 1)];
+        if now.duration_since(*last).as_secs() >= delay {
+            // Counted as tried now, so that one answer is waited for.
+            *last = now;
+            return DiskTick::Retry;
+        }
+        DiskTick::Wait
     }
 }
 
@@ -549,6 +667,39 @@ pub fn load_with_progress(
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn a_full_disk_is_tried_again_sooner_then_later_and_given_up_after_the_wait() {
+        use std::time::{Duration, Instant};
+        let mut w = DiskWait::default();
+        let t0 = Instant::now();
+        assert_eq!(w.tick_at(t0), DiskTick::Wait, "nothing held");
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(w.failed_at(4, "No space left", t0).is_some(), "said once");
+        // The note of the first failure; tries after 2 s, then 5, 10 and every 30 s.
+        assert_eq!(w.tick_at(at(1)), DiskTick::Wait);
+        assert_eq!(w.tick_at(at(3)), DiskTick::Retry);
+        assert!(
+            w.failed_at(4, "No space left", at(3)).is_none(),
+            "not said again"
+        );
+        assert_eq!(w.tick_at(at(5)), DiskTick::Wait);
+        assert_eq!(w.tick_at(at(9)), DiskTick::Retry);
+        w.failed_at(4, "No space left", at(9));
+        assert_eq!(w.tick_at(at(25)), DiskTick::Retry);
+        w.failed_at(4, "No space left", at(25));
+        assert_eq!(w.tick_at(at(40)), DiskTick::Wait);
+        assert_eq!(w.tick_at(at(60)), DiskTick::Retry);
+        match w.tick_at(t0 + DISK_WAIT) {
+            DiskTick::GiveUp(m) => assert!(
+                m.starts_with("checkpoint at step 4 not written for 60 min: No space left"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(w.saved(), "a checkpoint written ends the wait");
+        assert_eq!(w.tick_at(t0 + DISK_WAIT), DiskTick::Wait);
+    }
 
     #[derive(Parser)]
     struct Cli {

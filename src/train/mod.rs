@@ -744,8 +744,8 @@ impl Trainer {
     /// Trains until the configured stop step, reporting to `events` and obeying `commands`.
     /// Returns when done or stopped (after a final checkpoint) or on the first error.
     /// Makes a checkpoint that cannot be written (a full disk) pause the run with its weights
-    /// in memory until one can be, instead of ending it: for a driver that can ask again (the
-    /// lab), not for one that cannot (a script would wait forever).
+    /// in memory until one can be, instead of ending it: for a driver that asks again (the lab
+    /// when told to, `train` by itself for a while) and gives up by going away.
     pub fn hold_on_failed_checkpoints(&mut self) {
         self.hold_on_failed_checkpoints = true;
     }

@@ -519,3 +519,45 @@ fn json_beside_an_output_on_stdout_is_refused() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn train_waits_for_room_on_a_full_disk_and_goes_on_with_its_whole_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("full");
+    // Steps 1–3 are logged, then the disk is "full" for step 4's line and the checkpoint
+    // that tries to write it, then there is room again.
+    let out = output(
+        ddpm(tmp.path())
+            .env(
+                "FAILPOINTS",
+                "append-line:metrics.jsonl=3*off->2*return(No space left on device (os error 28))->off",
+            )
+            .args(["train", "--dataset", "shapes", "--model", "tiny"])
+            .args(["--timesteps", "20", "--batch-size", "4", "--steps", "6"])
+            .args(["--checkpoint-every", "0", "--json", "--run-dir"])
+            .arg(&run),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("checkpoint at step 4 not written: No space left on device")
+            && err.contains("paused with the weights in memory, trying again"),
+        "{err}"
+    );
+    let steps: Vec<usize> = ddpm_lab::store::read_metrics_file(&run.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|s| s.step)
+        .collect();
+    assert_eq!(steps, (1..=6).collect::<Vec<_>>());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        6,
+        "one JSON line per step:\n{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("latest")).unwrap().trim(),
+        "step-000006"
+    );
+}
