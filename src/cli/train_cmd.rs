@@ -376,8 +376,11 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             }
             TrainEvent::Checkpointed { step, path } => {
                 if disk.saved() {
-                    // Saved at last: the run goes on from where the full disk paused it.
+                    // Saved at last: the run goes on from where the full disk paused it, its
+                    // pace (and so the time left) counted from now, not across the pause.
                     let _ = handle.commands.send(TrainCommand::Resume);
+                    session = (step, std::time::Instant::now());
+                    bar.reset_eta();
                 }
                 let line = format!("checkpoint at step {step} → {}", path.display());
                 if plain {
