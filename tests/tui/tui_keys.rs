@@ -1234,6 +1234,10 @@ fn a_checkpoint_that_could_not_be_written_is_said_cause_first() {
     );
     assert!(said.contains("then c saves"), "{said}");
     assert!(app.has_unsaved(), "quitting asks first");
+    // The Progress box and the status bar call it unsaved, not merely paused.
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Progress UNSAVED"), "{screen}");
+    assert!(screen.contains("│ run unsaved 4/100"), "{screen}");
 }
 
 /// The session's last checkpoint (at the stop step) not written: space cannot train past it

@@ -285,6 +285,16 @@ impl RunProgress {
         }
     }
 
+    /// What the screens call the run's state: `unsaved` while a checkpoint that was not
+    /// written holds it (paused, its weights in memory), else its state's label.
+    pub fn label(&self) -> &'static str {
+        if self.held.is_some() && self.is_active() {
+            "unsaved"
+        } else {
+            self.state.label()
+        }
+    }
+
     /// Whether a run held by a checkpoint that was not written may train on unsaved (space):
     /// not when that checkpoint was its session's last, nor while it is stopping.
     pub fn can_train_on(&self) -> bool {

@@ -107,7 +107,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         };
         let state = match &s.run.state {
             // Its checkpoint could not be written: it waits, weights in memory.
-            _ if s.run.held.is_some() => "unsaved".to_string(),
+            _ if s.run.held.is_some() => s.run.label().to_string(),
             RunState::Idle => "waiting".to_string(),
             // At its checkpoint on disk: its turn comes while the comparison trains.
             RunState::Opened if c.any_active() => "waiting".to_string(),

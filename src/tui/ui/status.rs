@@ -38,7 +38,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     // it does not push the device off the line.
     let data = super::ellipsize_middle(&app.data.label(), 36);
     let run = &app.train.run;
-    let mut run_text = run.state.label().to_string();
+    let mut run_text = run.label().to_string();
     if run.total_steps > 0 {
         run_text = format!("{run_text} {}/{}", run.step(), run.total_steps);
     }

@@ -223,6 +223,7 @@ fn epochs_note(value: String, steps: usize, batch: usize, n_train: Option<usize>
 
 fn state_span(run: &RunProgress) -> Span<'static> {
     let color = match &run.state {
+        _ if run.held.is_some() => theme::ERROR,
         RunState::Running => theme::OK,
         RunState::Paused | RunState::Starting | RunState::Stopping | RunState::Opened => {
             theme::WARN
@@ -231,7 +232,7 @@ fn state_span(run: &RunProgress) -> Span<'static> {
         _ => theme::ACCENT,
     };
     Span::styled(
-        run.state.label().to_uppercase(),
+        run.label().to_uppercase(),
         Style::default().fg(color).add_modifier(Modifier::BOLD),
     )
 }
