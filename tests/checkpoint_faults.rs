@@ -736,6 +736,14 @@ fn a_full_disk_pauses_a_holding_run_until_a_checkpoint_can_be_written() {
     assert!(format!("{err:#}").contains("No space left"), "{err:#}");
 }
 
+/// Trains `n` steps, with no checkpoint.
+fn train_steps(t: &mut Trainer, n: usize) {
+    for _ in 0..n {
+        let (x, e) = Synthetic.batch(t.step()).unwrap();
+        t.train_step(&x, e).unwrap();
+    }
+}
+
 /// The steps of the run's metrics log, in file order.
 fn logged_steps(run: &Path) -> Vec<usize> {
     ddpm_lab::store::read_metrics_file(&run.join(METRICS_FILE))
@@ -810,10 +818,7 @@ fn a_trainer_that_cannot_ask_trains_on_and_writes_the_lines_it_kept_once_it_can(
         "2*off->2*return(No space left on device (os error 28))->off",
     )
     .unwrap();
-    for _ in 0..3 {
-        let (x, e) = Synthetic.batch(t.step()).unwrap();
-        t.train_step(&x, e).unwrap();
-    }
+    train_steps(&mut t, 3);
     assert_eq!(logged_steps(&run), [1, 2]);
     // A checkpoint cannot leave its steps out of the log: it fails while they cannot be
     // written, and writes them first once they can.
@@ -840,17 +845,13 @@ fn a_line_the_disk_cut_short_is_taken_back_and_written_whole_later() {
         "1*off->1*return(No space left on device (os error 28))->off",
     )
     .unwrap();
-    for _ in 0..3 {
-        let (x, e) = Synthetic.batch(t.step()).unwrap();
-        t.train_step(&x, e).unwrap();
-    }
+    train_steps(&mut t, 3);
     fail::remove(point);
     let text = std::fs::read_to_string(run.join(METRICS_FILE)).unwrap();
     assert_eq!(text.lines().count(), 3, "no torn line left:\n{text}");
     assert_eq!(logged_steps(&run), [1, 2, 3]);
     // A fragment a crash left at the end stays a line of its own, which readers skip.
     std::fs::write(run.join(METRICS_FILE), text + "{\"step\":4,\"epo").unwrap();
-    let (x, e) = Synthetic.batch(t.step()).unwrap();
-    t.train_step(&x, e).unwrap();
+    train_steps(&mut t, 1);
     assert_eq!(logged_steps(&run), [1, 2, 3, 4]);
 }

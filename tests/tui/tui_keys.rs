@@ -1205,6 +1205,23 @@ fn space_without_data_says_whether_it_failed() {
     );
 }
 
+/// The Train run's worker says a checkpoint at `step` was not written (`message`; `last`:
+/// the session's last) and that it holds the run, paused.
+fn held_by_full_disk(app: &mut ddpm_lab::tui::state::App, step: usize, message: &str, last: bool) {
+    feed(
+        app,
+        Slot::Main,
+        vec![
+            TrainEvent::CheckpointFailed {
+                step,
+                message: message.into(),
+                last,
+            },
+            TrainEvent::Paused { step },
+        ],
+    );
+}
+
 /// A checkpoint the disk had no room for: the Train screen says so, cause first, with what to
 /// do; the run is paused (its trainer holds the weights).
 #[test]
@@ -1212,19 +1229,11 @@ fn a_checkpoint_that_could_not_be_written_is_said_cause_first() {
     let (mut app, _engine) = app();
     load_data(&mut app);
     start_main_run(&mut app, 4, 100);
-    feed(
+    held_by_full_disk(
         &mut app,
-        Slot::Main,
-        vec![
-            TrainEvent::CheckpointFailed {
-                step: 4,
-                message:
-                    "No space left on device (os error 28): cannot write runs/x/ema.safetensors"
-                        .into(),
-                last: false,
-            },
-            TrainEvent::Paused { step: 4 },
-        ],
+        4,
+        "No space left on device (os error 28): cannot write runs/x/ema.safetensors",
+        false,
     );
     assert_eq!(app.train.run.state, RunState::Paused);
     let said = notice(&app).unwrap();
@@ -1247,18 +1256,7 @@ fn a_last_checkpoint_that_could_not_be_written_can_only_be_saved() {
     let (mut app, engine) = app();
     load_data(&mut app);
     start_main_run(&mut app, 4, 4);
-    feed(
-        &mut app,
-        Slot::Main,
-        vec![
-            TrainEvent::CheckpointFailed {
-                step: 4,
-                message: "No space left on device (os error 28)".into(),
-                last: true,
-            },
-            TrainEvent::Paused { step: 4 },
-        ],
-    );
+    held_by_full_disk(&mut app, 4, "No space left on device (os error 28)", true);
     let said = notice(&app).unwrap();
     assert!(said.ends_with("make room, then c saves"), "{said}");
     handle_key(&mut app, ch(' '));
@@ -1298,18 +1296,7 @@ fn quitting_tries_a_held_checkpoint_again_by_itself() {
         engine.commands(Slot::Main).is_empty(),
         "not held: nothing to retry"
     );
-    feed(
-        &mut app,
-        Slot::Main,
-        vec![
-            TrainEvent::CheckpointFailed {
-                step: 4,
-                message: "No space left on device (os error 28)".into(),
-                last: true,
-            },
-            TrainEvent::Paused { step: 4 },
-        ],
-    );
+    held_by_full_disk(&mut app, 4, "No space left on device (os error 28)", true);
     app.tick(HELD_RETRY / 2);
     assert!(engine.commands(Slot::Main).is_empty());
     app.tick(HELD_RETRY);

@@ -1306,6 +1306,15 @@ mod tests {
         });
     }
 
+    /// A fresh comparison whose first run (linear) trains, and that run's command receiver.
+    fn linear_running(ctx: &mut Ctx) -> (CompareState, Receiver<TrainCommand>) {
+        let mut c = CompareState::default();
+        c.handle(Command::CompareToggle, ctx);
+        let rx = started(&mut c, 0);
+        c.slots[0].run.state = RunState::Running;
+        (c, rx)
+    }
+
     /// The events of a checkpoint that a full disk kept from being written: the failure, then
     /// the pause the trainer holds the run in.
     fn disk_full(c: &mut CompareState, step: usize, last: bool, ctx: &Ctx) -> Vec<Effect> {
@@ -1325,11 +1334,8 @@ mod tests {
     #[test]
     fn a_checkpoint_not_written_holds_the_comparison_until_c_saves_it() {
         with_ctx(CompareMode::RoundRobin, |ctx| {
-            let mut c = CompareState::default();
-            c.handle(Command::CompareToggle, ctx);
-            let rx = started(&mut c, 0);
+            let (mut c, rx) = linear_running(ctx);
             let dir = c.slots[0].run.run_dir.clone().unwrap();
-            c.slots[0].run.state = RunState::Running;
             assert!(c.on_train(BetaSchedule::Linear, step(1), ctx).is_empty());
             let said = notices(&disk_full(&mut c, 1, false, ctx));
             assert_eq!(said.len(), 1, "{said:?}");
@@ -1373,10 +1379,7 @@ mod tests {
     #[test]
     fn space_trains_a_held_run_on_and_a_stopped_one_only_saves() {
         with_ctx(CompareMode::InTurn, |ctx| {
-            let mut c = CompareState::default();
-            c.handle(Command::CompareToggle, ctx);
-            let rx = started(&mut c, 0);
-            c.slots[0].run.state = RunState::Running;
+            let (mut c, rx) = linear_running(ctx);
             c.on_train(BetaSchedule::Linear, step(1), ctx);
             disk_full(&mut c, 1, false, ctx);
             let fx = c.handle(Command::CompareToggle, ctx);
@@ -1423,10 +1426,7 @@ mod tests {
     #[test]
     fn a_run_held_at_its_stop_step_can_only_be_saved() {
         with_ctx(CompareMode::InTurn, |ctx| {
-            let mut c = CompareState::default();
-            c.handle(Command::CompareToggle, ctx);
-            let rx = started(&mut c, 0);
-            c.slots[0].run.state = RunState::Running;
+            let (mut c, rx) = linear_running(ctx);
             c.on_train(BetaSchedule::Linear, step(1), ctx);
             c.on_train(BetaSchedule::Linear, step(2), ctx);
             let said = notices(&disk_full(&mut c, 2, true, ctx));
