@@ -581,6 +581,24 @@ impl CompareState {
         };
         let was_stopping = self.slots[i].run.state == RunState::Stopping;
         said.extend(self.on_checkpoint_news(i, &event));
+        // A run that fails is said; one that could not even start (a full disk, a folder it
+        // may not write) pauses the comparison: the next would fail alike, one after another.
+        if let TrainEvent::Failed { message, .. } = &event {
+            let trained = matches!(
+                self.slots[i].run.state,
+                RunState::Running | RunState::Paused | RunState::Stopping
+            );
+            if !trained {
+                self.paused = true;
+                said.push(Effect::error(format!(
+                    "the {schedule} run could not start: {message}; the comparison is paused (c continues it)"
+                )));
+            } else {
+                said.push(Effect::error(format!(
+                    "the {schedule} run failed: {message}"
+                )));
+            }
+        }
         self.slots[i].run.apply(event);
         // `x` stopped the comparison: said once the last run is saved.
         if was_stopping && !self.any_active() {
@@ -1446,6 +1464,45 @@ mod tests {
                 rx.try_iter().collect::<Vec<_>>(),
                 vec![TrainCommand::Checkpoint]
             );
+        });
+    }
+
+    #[test]
+    fn a_run_that_cannot_start_pauses_the_comparison_one_that_fails_later_is_said() {
+        with_ctx(CompareMode::InTurn, |ctx| {
+            let mut c = CompareState::default();
+            c.handle(Command::CompareToggle, ctx);
+            let _rx = started(&mut c, 0);
+            let fx = c.on_train(
+                BetaSchedule::Linear,
+                TrainEvent::Failed {
+                    step: 0,
+                    message: "cannot create runs/x: No space left on device (os error 28)".into(),
+                },
+                ctx,
+            );
+            assert!(trains(&fx).is_empty(), "the next would fail alike");
+            assert_eq!(
+                notices(&fx),
+                ["the linear run could not start: cannot create runs/x: No space left on device (os error 28); the comparison is paused (c continues it)"]
+            );
+            assert!(c.paused);
+            // `c` starts it again (from nothing: it has no checkpoint).
+            let fx = c.handle(Command::CompareContinue, ctx);
+            assert_eq!(trains(&fx).len(), 1, "{fx:?}");
+            let _rx = started(&mut c, 0);
+            c.slots[0].run.state = RunState::Running;
+            c.on_train(BetaSchedule::Linear, step(1), ctx);
+            let fx = c.on_train(
+                BetaSchedule::Linear,
+                TrainEvent::Failed {
+                    step: 1,
+                    message: "loss is NaN".into(),
+                },
+                ctx,
+            );
+            assert_eq!(notices(&fx)[0], "the linear run failed: loss is NaN");
+            assert_eq!(starts(&fx), vec![Slot::Compare(BetaSchedule::Quadratic)]);
         });
     }
 }
