@@ -375,11 +375,11 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                 }
             }
             TrainEvent::Checkpointed { step, path } => {
-                if disk.saved() {
-                    // Saved at last: the run goes on from where the full disk paused it, its
-                    // pace (and so the time left) counted from now, not across the pause.
+                if let Some(waited) = disk.saved() {
+                    // Saved at last: the run goes on from where the full disk paused it. The
+                    // pause is not training time: the time elapsed and left leave it out.
                     let _ = handle.commands.send(TrainCommand::Resume);
-                    session = (step, std::time::Instant::now());
+                    session.1 += waited;
                     bar.reset_eta();
                 }
                 let line = format!("checkpoint at step {step} → {}", path.display());
@@ -489,9 +489,9 @@ impl DiskWait {
         }
     }
 
-    /// A checkpoint was written: whether the run was waiting (and so goes on now).
-    fn saved(&mut self) -> bool {
-        self.held.take().is_some()
+    /// A checkpoint was written: how long the run waited, if it did (it goes on now).
+    fn saved(&mut self) -> Option<std::time::Duration> {
+        self.held.take().map(|(since, ..)| since.elapsed())
     }
 
     /// What to do now.
@@ -700,7 +700,7 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        assert!(w.saved(), "a checkpoint written ends the wait");
+        assert!(w.saved().is_some(), "a checkpoint written ends the wait");
         assert_eq!(w.tick_at(t0 + DISK_WAIT), DiskTick::Wait);
     }
 
