@@ -400,7 +400,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         COMPARE,
         "c",
-        "continue a stopped or opened comparison to its steps per run",
+        "continue a stopped or opened comparison · save a held run",
         &[b(ch('c'), C::CompareContinue)],
     ),
     row(
