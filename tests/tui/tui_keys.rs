@@ -1247,6 +1247,13 @@ fn a_checkpoint_that_could_not_be_written_is_said_cause_first() {
     let screen = render(&app, 80, 24);
     assert!(screen.contains("Progress UNSAVED"), "{screen}");
     assert!(screen.contains("│ run unsaved 4/100"), "{screen}");
+    // Quitting asks, saying what holds the run.
+    handle_key(&mut app, ch('q'));
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("A run is not saved: its checkpoint could not be written."),
+        "{screen}"
+    );
 }
 
 /// The session's last checkpoint (at the stop step) not written: space cannot train past it

@@ -238,7 +238,18 @@ fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     let training = busy(&app.train.run) || app.compare.slots.iter().any(|s| busy(&s.run));
     // Asked while a run was stopping, the question may outlive what it asked about.
     let saving = "Quit? Running runs are checkpointed first.";
-    let (what, then, keys) = if training {
+    // A run a full disk holds: quitting waits for its checkpoint, tried again every few
+    // seconds, for the shutdown's grace period.
+    let held = std::iter::once(&app.train.run)
+        .chain(app.compare.slots.iter().map(|s| &s.run))
+        .any(|r| r.held.is_some() && r.is_active());
+    let (what, then, keys) = if held {
+        (
+            "A run is not saved: its checkpoint could not be written.",
+            "Quit? It is tried again first (Ctrl-C then quits now).",
+            "y / Enter: save and quit     n / Esc: stay",
+        )
+    } else if training {
         (
             "A run is training.",
             saving,
