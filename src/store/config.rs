@@ -204,7 +204,6 @@ impl TrainConfig {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-
         if self.batch_size > MAX_BATCH_SIZE {
             bail!(
                 "--batch-size must be at most {MAX_BATCH_SIZE}, got {}",

@@ -272,7 +272,7 @@ impl CompareState {
             // Stopping (x): its checkpoint is being written, and nothing is handed on after.
             return Vec::new();
         }
-        if let Some(i) = self.active.filter(|&i| self.slots[i].run.held.is_some()) {
+        if let Some(i) = self.active.filter(|&i| self.slots[i].run.is_held()) {
             let slot = &mut self.slots[i];
             if !slot.run.can_train_on() {
                 return vec![Effect::error(format!(
@@ -334,7 +334,7 @@ impl CompareState {
     fn continue_runs(&mut self, ctx: &mut Ctx) -> Vec<Effect> {
         // A run whose checkpoint was not written: `c` tries again (the run goes on once it is
         // saved, or ends where it was stopping).
-        let held: Vec<&CompareSlot> = self.slots.iter().filter(|s| s.run.held.is_some()).collect();
+        let held: Vec<&CompareSlot> = self.slots.iter().filter(|s| s.run.is_held()).collect();
         if !held.is_empty() {
             for slot in &held {
                 slot.run.send(TrainCommand::Checkpoint);
@@ -627,18 +627,14 @@ impl CompareState {
                 message,
                 last,
             } => {
-                let keys = if *last || slot.run.state == RunState::Stopping {
-                    "make room, then c saves"
-                } else {
-                    "make room, then c saves (x stops and saves, space trains on)"
-                };
                 vec![Effect::error(format!(
-                    "{}: checkpoint at step {step} not written: {message}; the comparison waits, weights kept in memory: {keys}",
-                    slot.schedule
+                    "{}: checkpoint at step {step} not written: {message}; the comparison waits, weights kept in memory: {}",
+                    slot.schedule,
+                    super::train::held_keys(slot.run.trains_on_after(*last))
                 ))]
             }
             TrainEvent::Checkpointed { step, .. } | TrainEvent::Finished { step, .. }
-                if slot.run.held.is_some() =>
+                if slot.run.is_held() =>
             {
                 let goes_on = matches!(event, TrainEvent::Checkpointed { .. })
                     && slot.run.state == RunState::Paused

@@ -260,10 +260,7 @@ impl App {
             let waited = before + dt;
             let retry = HELD_RETRY.as_millis();
             if waited.as_millis() / retry > before.as_millis() / retry {
-                for run in std::iter::once(&self.train.run)
-                    .chain(self.compare.slots.iter().map(|s| &s.run))
-                    .filter(|r| r.held.is_some())
-                {
+                for run in self.runs().filter(|r| r.is_held()) {
                     run.send(TrainCommand::Checkpoint);
                 }
             }
@@ -278,6 +275,11 @@ impl App {
     /// Whether any training worker is alive.
     pub fn any_active(&self) -> bool {
         self.train.run.is_active() || self.compare.any_active()
+    }
+
+    /// The runs of the lab's screens: the Train run, then each Compare run.
+    pub fn runs(&self) -> impl Iterator<Item = &run::RunProgress> {
+        std::iter::once(&self.train.run).chain(self.compare.slots.iter().map(|s| &s.run))
     }
 
     /// The runs this session trained or opened that have a checkpoint on disk: every run of
@@ -349,7 +351,7 @@ impl App {
 
     /// Whether quitting now would lose training progress.
     pub fn has_unsaved(&self) -> bool {
-        self.train.run.unsaved() || self.compare.slots.iter().any(|s| s.run.unsaved())
+        self.runs().any(|r| r.unsaved())
     }
 
     /// Quits: checkpoints and stops every running run, then exits once they are saved; asked

@@ -288,17 +288,28 @@ impl RunProgress {
     /// What the screens call the run's state: `unsaved` while a checkpoint that was not
     /// written holds it (paused, its weights in memory), else its state's label.
     pub fn label(&self) -> &'static str {
-        if self.held.is_some() && self.is_active() {
+        if self.is_held() {
             "unsaved"
         } else {
             self.state.label()
         }
     }
 
-    /// Whether a run held by a checkpoint that was not written may train on unsaved (space):
-    /// not when that checkpoint was its session's last, nor while it is stopping.
+    /// Whether a checkpoint that was not written holds the run: its worker keeps it paused,
+    /// weights in memory, until one can be.
+    pub fn is_held(&self) -> bool {
+        self.held.is_some() && self.is_active()
+    }
+
+    /// Whether a checkpoint that was not written (`last`: the session's last) leaves the run
+    /// free to train on unsaved (space): not past its last one, nor while it is stopping.
+    pub fn trains_on_after(&self, last: bool) -> bool {
+        !last && self.state != RunState::Stopping
+    }
+
+    /// Whether the run, held by a checkpoint that was not written, may train on unsaved.
     pub fn can_train_on(&self) -> bool {
-        self.held == Some(false) && self.state != RunState::Stopping
+        self.held.is_some_and(|last| self.trains_on_after(last))
     }
 
     /// Whether the run is training now (not paused, starting, stopped or only opened).

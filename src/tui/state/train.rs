@@ -185,17 +185,25 @@ fn with_epochs(round: &[usize], epochs: &[usize]) -> Vec<usize> {
 }
 
 /// What the lab says when a checkpoint could not be written: the cause first (a status line
-/// cut to 80 columns keeps it), then what the run does and what to do (`last`: the session's
-/// last checkpoint, which can only be saved).
-pub fn checkpoint_failed(step: usize, message: &str, last: bool) -> Effect {
-    let keys = if last {
-        "make room, then c saves"
-    } else {
-        "make room, then c saves (x stops and saves, space trains on)"
-    };
+/// cut to 80 columns keeps it), then what the run does and what to do (`trains_on`: see
+/// [`RunProgress::trains_on_after`]).
+///
+/// [`RunProgress::trains_on_after`]: super::run::RunProgress::trains_on_after
+pub fn checkpoint_failed(step: usize, message: &str, trains_on: bool) -> Effect {
     Effect::error(format!(
-        "checkpoint at step {step} not written: {message}; paused, weights kept in memory: {keys}"
+        "checkpoint at step {step} not written: {message}; paused, weights kept in memory: {}",
+        held_keys(trains_on)
     ))
+}
+
+/// The keys for a run a checkpoint that was not written holds (Train and Compare alike);
+/// `trains_on`: it may also train on unsaved.
+pub fn held_keys(trains_on: bool) -> &'static str {
+    if trains_on {
+        "make room, then c saves (x stops and saves, space trains on)"
+    } else {
+        "make room, then c saves"
+    }
 }
 
 /// What space says on a run held by its last checkpoint, which was not written.
@@ -762,7 +770,7 @@ impl TrainState {
             } => Some(checkpoint_failed(
                 *step,
                 message,
-                *last || self.run.state == RunState::Stopping,
+                self.run.trains_on_after(*last),
             )),
             _ => None,
         };

@@ -107,7 +107,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         };
         let state = match &s.run.state {
             // Its checkpoint could not be written: it waits, weights in memory.
-            _ if s.run.held.is_some() => s.run.label().to_string(),
+            _ if s.run.is_held() => s.run.label().to_string(),
             RunState::Idle => "waiting".to_string(),
             // At its checkpoint on disk: its turn comes while the comparison trains.
             RunState::Opened if c.any_active() => "waiting".to_string(),
@@ -141,10 +141,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     lines.push(Line::from(""));
     // Paused by space while a run is alive; `x` pauses the scheduler too, but once its runs
     // have ended there is nothing to resume.
-    let held = c
-        .slots
-        .iter()
-        .find(|s| s.run.held.is_some() && s.run.is_active());
+    let held = c.slots.iter().find(|s| s.run.is_held());
     let hint = if let Some(h) = held {
         // Its last checkpoint can only be saved; one on the way may also train on.
         if h.run.can_train_on() {

@@ -232,40 +232,29 @@ fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     let r = centered(area, 62, 7);
     frame.render_widget(Clear, r);
     // Active and not paused: starting, training or saving.
-    let busy = |r: &crate::tui::state::run::RunProgress| {
-        r.is_active() && r.state != crate::tui::state::run::RunState::Paused
-    };
-    let training = busy(&app.train.run) || app.compare.slots.iter().any(|s| busy(&s.run));
+    let training = app
+        .runs()
+        .any(|r| r.is_active() && r.state != crate::tui::state::run::RunState::Paused);
     // Asked while a run was stopping, the question may outlive what it asked about.
     let saving = "Quit? Running runs are checkpointed first.";
-    // A run a full disk holds: quitting waits for its checkpoint, tried again every few
-    // seconds, for the shutdown's grace period.
-    let held = std::iter::once(&app.train.run)
-        .chain(app.compare.slots.iter().map(|s| &s.run))
-        .any(|r| r.held.is_some() && r.is_active());
-    let (what, then, keys) = if held {
+    let save_keys = "y / Enter: save and quit     n / Esc: stay";
+    let (what, then, keys) = if app.runs().any(|r| r.is_held()) {
+        // A run a full disk holds: quitting waits for its checkpoint, tried again every few
+        // seconds, for the shutdown's grace period.
         (
             "A run is not saved: its checkpoint could not be written.",
             "Quit? It is tried again first (Ctrl-C then quits now).",
-            "y / Enter: save and quit     n / Esc: stay",
+            save_keys,
         )
     } else if training {
-        (
-            "A run is training.",
-            saving,
-            "y / Enter: save and quit     n / Esc: stay",
-        )
+        ("A run is training.", saving, save_keys)
     } else if app.any_active() {
-        (
-            "A run is paused.",
-            saving,
-            "y / Enter: save and quit     n / Esc: stay",
-        )
+        ("A run is paused.", saving, save_keys)
     } else if app.has_unsaved() {
         (
             "A run has steps that are not in a checkpoint.",
             saving,
-            "y / Enter: save and quit     n / Esc: stay",
+            save_keys,
         )
     } else {
         (

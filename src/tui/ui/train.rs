@@ -223,7 +223,7 @@ fn epochs_note(value: String, steps: usize, batch: usize, n_train: Option<usize>
 
 fn state_span(run: &RunProgress) -> Span<'static> {
     let color = match &run.state {
-        _ if run.held.is_some() => theme::ERROR,
+        _ if run.is_held() => theme::ERROR,
         RunState::Running => theme::OK,
         RunState::Paused | RunState::Starting | RunState::Stopping | RunState::Opened => {
             theme::WARN
