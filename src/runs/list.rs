@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::schedule::BetaSchedule;
 use crate::store::{is_hidden, list_runs, RunDir, StepStats, TrainConfig, CONFIG_FILE};
 
 /// What a run list shows of one run.
@@ -150,7 +151,9 @@ pub fn find_all_runs(root: &Path) -> Vec<RunInfo> {
 }
 
 /// Every folder under `root` (and one level further down: a comparison's runs) with a run's
-/// configuration, newest first across both levels (by the configuration's time, then name).
+/// configuration, newest first across both levels (by the configuration's time, then name); a
+/// comparison's runs together, where its newest is, in the schedules' order (linear,
+/// quadratic, cosine, sigmoid) as the Compare screen shows them.
 fn run_dirs(root: &Path) -> Vec<PathBuf> {
     let mut dirs = list_runs(root);
     // A link back to the runs folder itself would list every run twice.
@@ -169,7 +172,32 @@ fn run_dirs(root: &Path) -> Vec<PathBuf> {
             .and_then(|m| m.modified())
             .unwrap_or(std::time::UNIX_EPOCH)
     };
-    dirs.sort_by_cached_key(|d| std::cmp::Reverse((written(d), d.clone())));
+    // Each run's group: its comparison's folder, or the run itself; a group is as new as its
+    // newest run.
+    let mut keyed: Vec<(PathBuf, usize, std::time::SystemTime, PathBuf)> = dirs
+        .into_iter()
+        .map(|d| {
+            let (group, rank) =
+                super::comparison::comparison_of(&d).map_or((d.clone(), 0), |(base, schedule)| {
+                    let rank = BetaSchedule::ALL.iter().position(|&s| s == schedule);
+                    (base, rank.unwrap_or(0))
+                });
+            (group, rank, written(&d), d)
+        })
+        .collect();
+    let mut newest: std::collections::HashMap<PathBuf, std::time::SystemTime> =
+        std::collections::HashMap::new();
+    for (group, _, time, _) in &keyed {
+        let t = newest.entry(group.clone()).or_insert(*time);
+        *t = (*t).max(*time);
+    }
+    keyed.sort_by(|a, b| {
+        let key = |k: &(PathBuf, usize, std::time::SystemTime, PathBuf)| {
+            (std::cmp::Reverse((newest[&k.0], k.0.clone())), k.1)
+        };
+        key(a).cmp(&key(b))
+    });
+    let dirs: Vec<PathBuf> = keyed.into_iter().map(|(_, _, _, d)| d).collect();
     dirs
 }
 
@@ -247,6 +275,54 @@ mod tests {
         assert_eq!(
             info.shell_commands()[0],
             r"ddpm-lab train --resume 'my runs/it'\''s' --steps 300"
+        );
+    }
+
+    #[test]
+    fn a_comparisons_runs_are_listed_together_in_the_schedules_order() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig::default();
+        let now = std::time::SystemTime::now();
+        // Seconds ago each run's configuration was written: the comparison's runs out of
+        // order and either side of a lone run's.
+        let runs = [
+            ("old", 50),
+            ("1-compare/linear", 40),
+            ("1-compare/cosine", 25),
+            ("1-compare/quadratic", 15),
+            ("mid", 10),
+            ("1-compare/sigmoid", 5),
+        ];
+        for (dir, secs) in runs {
+            let run = RunDir::create(&root.path().join(dir)).unwrap();
+            run.save_config(&cfg).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(root.path().join(dir).join(CONFIG_FILE))
+                .unwrap()
+                .set_modified(now - std::time::Duration::from_secs(secs))
+                .unwrap();
+        }
+        let order: Vec<String> = find_all_runs(root.path())
+            .into_iter()
+            .map(|r| {
+                r.dir
+                    .strip_prefix(root.path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "1-compare/linear",
+                "1-compare/quadratic",
+                "1-compare/cosine",
+                "1-compare/sigmoid",
+                "mid",
+                "old"
+            ]
         );
     }
 

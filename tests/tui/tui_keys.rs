@@ -1418,3 +1418,111 @@ fn an_opened_run_continues_on_its_own_data_loaded_back_first() {
         .expect("started once its data is back");
     assert_eq!(req.dataset(), "shapes");
 }
+
+/// A run trained to its end goes on where its steps are raised since (instead of space
+/// starting the same run again from scratch), and the Progress title says which space does.
+#[test]
+fn a_finished_run_trains_on_once_its_steps_are_raised() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.settings.train.steps = 20;
+    let dir = std::path::Path::new("runs/20260101-000000-linear");
+    start_main_run(&mut app, 20, 20);
+    assert_eq!(app.train.space_does(20), Some("pause"));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![finished(20, dir, FinishReason::Steps)],
+    );
+    assert_eq!(app.train.space_does(20), Some("new run"));
+    app.train.field = 7;
+    handle_key(&mut app, key(KeyCode::Right));
+    let steps = app.settings.train.steps;
+    assert!(steps > 20);
+    assert_eq!(
+        notice(&app).unwrap(),
+        format!("space now trains this run on to step {steps}")
+    );
+    assert_eq!(app.train.space_does(steps), Some("continue"));
+    // Back to where it stopped: space starts a new run again, and says so.
+    handle_key(&mut app, key(KeyCode::Left));
+    assert!(notice(&app)
+        .unwrap()
+        .starts_with("space now starts a new run"));
+    handle_key(&mut app, key(KeyCode::Right));
+    handle_key(&mut app, ch(' '));
+    let req = engine.calls().into_iter().filter_map(|c| match c {
+        Call::Train(Slot::Main, r) => Some(r),
+        _ => None,
+    });
+    let req = req.last().unwrap();
+    assert!(req.is_resume() && req.run_dir() == dir, "{req:?}");
+}
+
+/// An opened run trains on from its checkpoint: its steps stop short of it, saying why, and
+/// Progress counts towards the steps set.
+#[test]
+fn an_opened_runs_steps_stay_past_its_checkpoint() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let mut theirs = settings().train;
+    theirs.steps = 570;
+    engine.offer_run("runs/r", theirs, 53);
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    assert_eq!(app.train.space_does(570), Some("continue"));
+    app.train.field = 7;
+    for _ in 0..10 {
+        handle_key(&mut app, key(KeyCode::Left));
+    }
+    assert!(
+        app.settings.train.steps > 53,
+        "{}",
+        app.settings.train.steps
+    );
+    assert_eq!(
+        notice(&app).unwrap(),
+        "this run is at step 53: it trains on to a later step (u brings your settings back for a new run)"
+    );
+}
+
+/// `u` after an opened run was trained on and stopped: the screen shows no run any more, and
+/// the last run is read again (as it now stands) to be named there.
+#[test]
+fn u_after_training_an_opened_run_clears_the_screen() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let mut theirs = settings().train;
+    theirs.steps = 40;
+    engine.offer_run("runs/old", theirs, 10);
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    handle_key(&mut app, ch(' '));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![finished(12, "runs/old", FinishReason::Stopped)],
+    );
+    handle_key(&mut app, ch('u'));
+    assert_eq!(app.train.run.state, RunState::Idle);
+    assert_eq!(app.train.run.run_dir, None);
+    assert_eq!(app.train.space_does(40), Some("start"));
+    assert!(engine
+        .calls()
+        .contains(&Call::ReadLastRun("runs/old".into())));
+}
+
+/// A setting at the end of what the lab offers says so instead of doing nothing.
+#[test]
+fn a_setting_at_its_limit_says_so() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    app.train.field = 1;
+    app.settings.train.timesteps = 1000;
+    handle_key(&mut app, key(KeyCode::Right));
+    assert_eq!(
+        notice(&app).unwrap(),
+        "T 1000: no higher setting in the lab"
+    );
+}

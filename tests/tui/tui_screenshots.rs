@@ -418,7 +418,7 @@ fn capture_screenshots() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3600);
-    t.wait_for("g samples all four", compare_wait);
+    t.wait_for("+,c: train on", compare_wait);
     t.keys(&["g"]);
     t.wait_for("frame ", 1800);
     std::thread::sleep(Duration::from_secs(20));

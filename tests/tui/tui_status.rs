@@ -12,6 +12,7 @@ use ddpm_lab::tui::event::handle_key;
 use ddpm_lab::tui::settings::TrainSettings;
 use ddpm_lab::tui::state::data::{DataStatus, FALLBACK_NOTICE};
 use ddpm_lab::tui::state::notice::{PASSING_ERROR, PASSING_INFO};
+use ddpm_lab::tui::state::run::RunState;
 use ddpm_lab::tui::state::sample::SampleStatus;
 use ddpm_lab::tui::state::{App, Tab};
 use ddpm_lab::tui::workers::{DataMsg, RunSummary, SampleMsg, Slot, StopFlag, WorkerMsg};
@@ -298,7 +299,8 @@ fn x_on_compare_stops_the_sampling_of_every_run() {
     handle_key(&mut app, ch('s'));
     handle_key(&mut app, ch('g'));
     let during = render(&app, 160, 48);
-    assert!(during.contains("sampling 0/0…"), "{during}");
+    // The samplers take turns: those not begun say they wait.
+    assert!(during.contains("waiting to sample…"), "{during}");
     handle_key(&mut app, ch('x'));
     for slot in &slots {
         app.handle_msg(WorkerMsg::Sample {
@@ -1081,6 +1083,57 @@ fn the_stand_in_notice_gives_the_status_line_back_to_the_keys_after_a_while() {
     }));
     app.tick(Duration::from_secs(120));
     assert!(notice(&app).unwrap().contains("no such file"));
+}
+
+/// A key read after the stand-in notice has been up a while gives the line back to the keys
+/// (the status bar and the Data screen keep saying which set stands in).
+#[test]
+fn a_key_gives_the_stand_in_notices_line_back() {
+    let (mut app, _engine) = app();
+    fall_back_to_shapes(&mut app);
+    app.tab = Tab::Schedules;
+    handle_key(&mut app, key(KeyCode::Right));
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some(FALLBACK_NOTICE),
+        "not before it could be read"
+    );
+    app.tick(Duration::from_secs(3));
+    handle_key(&mut app, key(KeyCode::Right));
+    assert_eq!(notice(&app), None);
+}
+
+/// A paused comparison says so of each of its runs, and while `x` saves them, that it stops.
+#[test]
+fn a_paused_comparisons_runs_read_paused() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Compare;
+    handle_key(&mut app, ch(' '));
+    app.compare.active = Some(0);
+    app.compare.slots[0].run.state = RunState::Running;
+    app.compare.slots[1].run.state = RunState::Paused;
+    app.compare.slots[2].run.state = RunState::Running;
+    app.compare.paused = true;
+    let screen = render(&app, 80, 24);
+    let row = |name: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("linear").contains("pausing"), "{screen}");
+    assert!(row("quadratic").contains("paused"), "{screen}");
+    assert!(row("cosine").contains("paused"), "{screen}");
+    assert!(!screen.contains("running"), "{screen}");
+    assert!(screen.contains("paused: space resumes"), "{screen}");
+    app.compare.slots[0].run.state = RunState::Stopping;
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("stopping: writing the checkpoints"),
+        "{screen}"
+    );
 }
 
 /// Compare's samples are labelled with the steps DDIM ran: at most the runs' T.

@@ -631,18 +631,28 @@ pub fn markdown_table() -> String {
     out
 }
 
-/// Short hints for the status bar of a screen.
 /// The keys of a window (help, picker, a question) as the status bar gives them while it is
-/// open: each of its rows, `keys action`.
-pub fn window_hints(scope: Scope) -> String {
-    KEY_HELP
-        .iter()
-        .filter(|r| r.scope == scope)
+/// open: each of its rows, `keys action`, within `width` characters where they fit (each
+/// action cut to its first word where the whole rows do not).
+pub fn window_hints(scope: Scope, width: usize) -> String {
+    let rows = || KEY_HELP.iter().filter(move |r| r.scope == scope);
+    let whole = rows()
         .map(|r| format!("{} {}", r.keys, r.action))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    if whole.chars().count() <= width {
+        return whole;
+    }
+    rows()
+        .map(|r| {
+            let first = r.action.split([' ', ',']).next().unwrap_or(r.action);
+            format!("{} {first}", r.keys)
+        })
         .collect::<Vec<_>>()
         .join(" · ")
 }
 
+/// Short hints for the status bar of a screen.
 pub fn hints(scope: &str) -> &'static str {
     match scope {
         "Data" => "d/D dataset · r reload · space on to Train",
@@ -674,6 +684,29 @@ mod tests {
             v.push(vec![Scope::Always, Scope::Global, Scope::Screen(tab)]);
         }
         v
+    }
+
+    #[test]
+    fn a_windows_keys_fit_the_status_bar_at_80_columns() {
+        // `keys: ` takes 6 of the 80.
+        for scope in [
+            Scope::Picker,
+            Scope::Help,
+            Scope::ConfirmQuit,
+            Scope::ConfirmRemove,
+        ] {
+            let hint = window_hints(scope, 74);
+            assert!(hint.chars().count() <= 74, "{scope:?}: {hint}");
+            // Each of its keys is still given.
+            for row in KEY_HELP.iter().filter(|r| r.scope == scope) {
+                assert!(hint.contains(row.keys), "{scope:?}: {hint}");
+            }
+        }
+        assert_eq!(
+            window_hints(Scope::Picker, 74),
+            "↑ / ↓ highlight · Enter open · Esc / q close"
+        );
+        assert!(window_hints(Scope::Picker, 200).contains("open the highlighted run"));
     }
 
     #[test]

@@ -314,7 +314,14 @@ impl CompareState {
         for slot in &mut self.slots {
             slot.run.run_dir = Some(comparison::member(&base, slot.schedule));
         }
-        self.start_slot(0)
+        // Named: after a finished or opened comparison, space starts another beside it.
+        let name = base.file_name().map(|n| n.to_string_lossy().into_owned());
+        let mut fx: Vec<Effect> = name
+            .map(|n| Effect::info(format!("starting a new comparison, {n}…")))
+            .into_iter()
+            .collect();
+        fx.extend(self.start_slot(0));
+        fx
     }
 
     /// Whether the comparison on screen (trained here or opened from disk) has a run short of
@@ -866,8 +873,9 @@ mod tests {
             let fx = c.handle(Command::CompareToggle, ctx);
             assert!(matches!(
                 &fx[..],
-                [Effect::Train { slot: Slot::Compare(BetaSchedule::Linear), run_dir: d, .. }]
+                [Effect::Notify(n), Effect::Train { slot: Slot::Compare(BetaSchedule::Linear), run_dir: d, .. }]
                     if d == &PathBuf::from("runs/stamp-compare/linear")
+                        && n.text == "starting a new comparison, stamp-compare…"
             ));
             let rx = started(&mut c, 0);
             assert_eq!(c.active, Some(0));

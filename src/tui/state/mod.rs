@@ -214,6 +214,9 @@ impl App {
             let passing = match n.topic {
                 Topic::Passing | Topic::WhileTraining | Topic::WhileSampling => true,
                 Topic::Sticky => !n.error,
+                // A stand-in set that works: the status bar and the Data screen keep saying
+                // so, and the line goes back to the keys (a set that failed stays said).
+                Topic::Dataset(_) => !matches!(self.data.status, data::DataStatus::Failed(_)),
                 _ => false,
             };
             if passing && n.age >= notice::READ_AT_LEAST {
@@ -589,6 +592,10 @@ impl App {
         }
         let mut fx = vec![Effect::info(text)];
         fx.extend(self.runs.refresh());
+        if self.train.run.run_dir.is_none() {
+            // Train names the last run while it shows none: as it now stands.
+            fx.extend(self.train.refresh_last_run());
+        }
         fx
     }
 

@@ -363,24 +363,18 @@ impl RunProgress {
         }
     }
 
-    /// Fraction of the run done, in `[0, 1]`.
-    pub fn fraction(&self) -> f64 {
-        if self.total_steps == 0 {
-            0.0
-        } else {
-            (self.step() as f64 / self.total_steps as f64).clamp(0.0, 1.0)
-        }
-    }
-
     /// `(epoch, fraction of that epoch)` of the latest step.
     pub fn epoch_progress(&self) -> Option<(usize, f64)> {
         if self.steps_per_epoch == 0 {
             return None;
         }
+        // The epoch of the last step taken (batch `step − 1`, as `train` counts it), so the
+        // last step of an epoch shows it whole (`epoch 1/1 100%`), not the next at 0 %.
         let step = self.step();
-        let epoch = step / self.steps_per_epoch;
-        let within = step % self.steps_per_epoch;
-        Some((epoch, within as f64 / self.steps_per_epoch as f64))
+        let spe = self.steps_per_epoch;
+        let epoch = step.saturating_sub(1) / spe;
+        let within = step - epoch * spe;
+        Some((epoch, within as f64 / spe as f64))
     }
 }
 
@@ -502,6 +496,10 @@ mod tests {
         // 2 steps a second (averaged over the steps so far), 8 steps left.
         assert_eq!(r.eta_s(32), Some(4.0));
         assert_eq!(r.epoch_progress(), Some((0, 0.5)));
+        // The last step of an epoch completes it; the next begins the next one.
+        r.steps_per_epoch = 2;
+        assert_eq!(r.epoch_progress(), Some((0, 1.0)));
+        r.steps_per_epoch = 4;
         assert!(r.unsaved());
         r.apply(TrainEvent::Paused { step: 2 });
         assert_eq!(r.state, RunState::Paused);

@@ -440,6 +440,18 @@ impl TrainState {
         }
     }
 
+    /// What names the last run while no run is shown, read again from disk (it may have
+    /// trained on since it was read): the newest run of this session, else the one the last
+    /// session left.
+    pub fn refresh_last_run(&self) -> Option<Effect> {
+        let dir = self
+            .session_runs
+            .last()
+            .cloned()
+            .or_else(|| self.last_run.as_ref().map(|l| l.summary.dir.clone()))?;
+        Some(Effect::ReadLastRun(dir))
+    }
+
     /// Shows no run any more: its progress goes, and it is no longer followed on disk.
     fn let_go(&mut self) {
         self.run.reset();
@@ -496,12 +508,15 @@ impl TrainState {
                 "these are your own settings (u brings them back after o has opened a run)",
             )];
         }
-        self.close_opened();
+        // The run shown (opened, or trained on and ended) goes from the panels: space starts a
+        // new one, and the last run is named as it now stands.
+        self.let_go();
         self.new_run_next = true;
         let mut fx = vec![
             Effect::Timesteps(ctx.settings.train.timesteps),
             Effect::info("your own settings are back: space starts a new run with them"),
         ];
+        fx.extend(self.refresh_last_run());
         fx.extend(self.request_estimate(ctx));
         fx
     }
@@ -537,36 +552,73 @@ impl TrainState {
                 )],
                 None => self.start(true, ctx),
             },
-            // Stopped by `x` or its budget: it goes on, unless the settings changed since.
-            RunState::Finished(FinishReason::Stopped | FinishReason::TimeLimit)
-                if self.continues() =>
-            {
+            // Stopped by `x` or its budget, or finished and its steps raised since: it goes
+            // on, unless the settings changed since.
+            RunState::Finished(_) if self.continues(ctx.settings.train.steps) => {
                 self.start(true, ctx)
             }
             RunState::Idle | RunState::Finished(_) | RunState::Failed(_) => self.start(false, ctx),
         }
     }
 
-    /// Whether space continues the run shown (stopped before its end, saved, and the settings
-    /// unchanged since but for where it stops, its budget and its device).
-    fn continues(&self) -> bool {
-        matches!(
-            self.run.state,
-            RunState::Finished(FinishReason::Stopped | FinishReason::TimeLimit)
-        ) && !self.new_run_next
-            && self.run.run_dir.is_some()
-            && self.run.checkpoint_step.is_some()
+    /// What space does now, as the Progress panel's title says it (`None`: nothing, or a
+    /// refusal that says why).
+    pub fn space_does(&self, steps: usize) -> Option<&'static str> {
+        match self.run.state {
+            RunState::Running => Some("pause"),
+            RunState::Paused if self.run.is_held() => self.run.can_train_on().then_some("train on"),
+            RunState::Paused => Some("resume"),
+            RunState::Starting | RunState::Stopping => None,
+            RunState::Opened => (self.run.trained_by.is_none()
+                && self.run.checkpoint_step.is_some())
+            .then_some("continue"),
+            RunState::Finished(_) if self.continues(steps) => Some("continue"),
+            RunState::Idle => Some("start"),
+            RunState::Finished(_) | RunState::Failed(_) => Some("new run"),
+        }
+    }
+
+    /// Whether space continues the run shown: saved, the settings unchanged since but for
+    /// where it stops, its budget and its device, and stopped before its end (by `x` or its
+    /// budget) or finished with `steps` raised since it started.
+    fn continues(&self, steps: usize) -> bool {
+        let own =
+            !self.new_run_next && self.run.run_dir.is_some() && self.run.checkpoint_step.is_some();
+        own && match self.run.state {
+            RunState::Finished(FinishReason::Stopped | FinishReason::TimeLimit) => true,
+            // Raised past where it was set to stop when it started.
+            RunState::Finished(FinishReason::Steps) => {
+                self.run_settings
+                    .as_ref()
+                    .is_some_and(|own| steps > own.steps)
+                    && steps > self.run.step()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether space would train the run shown on from its checkpoint (opened, or stopped
+    /// and continued), so its steps may not be set at or below the step it is at.
+    fn trains_on_from_checkpoint(&self) -> Option<usize> {
+        let on = match self.run.state {
+            RunState::Opened => self.run.trained_by.is_none(),
+            RunState::Finished(FinishReason::Stopped | FinishReason::TimeLimit) => {
+                self.continues(usize::MAX)
+            }
+            _ => false,
+        };
+        on.then_some(self.run.checkpoint_step).flatten()
     }
 
     /// The settings changed: a stopped run is continued by space only while they are its
     /// own (but for where it stops, its budget and device); each change of which says so.
     fn settings_changed(&mut self, now: &TrainSettings) -> Option<Effect> {
-        let before = self.continues();
+        let before = self.continues(now.steps);
         self.new_run_next = !self
             .run_settings
             .as_ref()
             .is_some_and(|own| same_run(own, now));
-        match (before, self.continues()) {
+        match (before, self.continues(now.steps)) {
             (true, false) => Some(Effect::info(
                 "space now starts a new run with these settings (the stopped run stays on disk: o opens it)",
             )),
@@ -675,16 +727,53 @@ impl TrainState {
         }
         let before = ctx.settings.train.clone();
         field.adjust(&mut ctx.settings.train, dir, ctx.n_train);
+        if field == Field::Device && DeviceSpec::built_for().len() == 1 {
+            return vec![Effect::info(
+                "this binary runs on the CPU only: cargo install --path . --features cuda (or metal) builds one for a GPU",
+            )];
+        }
+        if ctx.settings.train == before {
+            return vec![Effect::info(format!(
+                "{} {}: no {} setting in the lab",
+                field.label(),
+                field.value(&before),
+                if dir > 0 { "higher" } else { "lower" }
+            ))];
+        }
+        if field == Field::Steps {
+            // A run trained on from its checkpoint stops after it.
+            if let Some(at) = self
+                .trains_on_from_checkpoint()
+                .filter(|&at| ctx.settings.train.steps <= at)
+            {
+                ctx.settings.train = before;
+                return vec![Effect::info(format!(
+                    "this run is at step {at}: it trains on to a later step (u brings your settings back for a new run)"
+                ))];
+            }
+            // A finished run: raising its steps trains it on, instead of a new run.
+            if self.run.state == RunState::Finished(FinishReason::Steps) {
+                let (was, now) = (
+                    self.continues(before.steps),
+                    self.continues(ctx.settings.train.steps),
+                );
+                if was != now {
+                    return vec![Effect::info(if now {
+                        format!(
+                            "space now trains this run on to step {}",
+                            ctx.settings.train.steps
+                        )
+                    } else {
+                        "space now starts a new run (the finished one stays on disk)".to_string()
+                    })];
+                }
+            }
+        }
         let mut said = Vec::new();
         if ctx.settings.train != before
             && !matches!(field, Field::Steps | Field::Budget | Field::Device)
         {
             said.extend(self.settings_changed(&ctx.settings.train));
-        }
-        if field == Field::Device && DeviceSpec::built_for().len() == 1 {
-            return vec![Effect::info(
-                "this binary runs on the CPU only: cargo install --path . --features cuda (or metal) builds one for a GPU",
-            )];
         }
         if field == Field::Timesteps {
             said.push(Effect::Timesteps(ctx.settings.train.timesteps));

@@ -116,6 +116,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             RunState::Running | RunState::Paused if c.active != Some(i) && !c.paused => {
                 "waiting".to_string()
             }
+            // The user paused the comparison: every run waits for space; the one whose turn it
+            // is pauses after the step it is on.
+            RunState::Running if c.paused && c.active == Some(i) => "pausing".to_string(),
+            RunState::Running | RunState::Paused if c.paused => "paused".to_string(),
             RunState::Opened => "saved".to_string(),
             _ => s.run.state.label().to_string(),
         };
@@ -142,6 +146,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     // Paused by space while a run is alive; `x` pauses the scheduler too, but once its runs
     // have ended there is nothing to resume.
     let held = c.slots.iter().find(|s| s.run.is_held());
+    let stopping = c.slots.iter().any(|s| s.run.state == RunState::Stopping);
     let hint = if let Some(h) = held {
         // Its last checkpoint can only be saved; one on the way may also train on.
         if h.run.can_train_on() {
@@ -149,6 +154,8 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             "not saved: make room, c saves"
         }
+    } else if stopping {
+        "stopping: writing the checkpoints"
     } else if c.paused && c.any_active() {
         "paused: space resumes"
     } else if c.any_active() {
@@ -158,7 +165,8 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     } else if c.can_continue(app.settings.compare_steps) {
         "c: continue · g: sample · space: new"
     } else if c.all_finished() || c.slots.iter().any(|s| s.run.checkpoint_step.is_some()) {
-        "g samples all four · +, c trains on"
+        // Space starts a new comparison (this one stays on disk).
+        "g: sample · +,c: train on · space: new"
     } else {
         "space starts · m mode · +/− steps"
     };
@@ -224,7 +232,13 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
         match (&slot.frames, &slot.sample_status) {
             // While sampling, its progress (the earlier frames come back if it is stopped).
             (_, SampleStatus::Running { done, total }) => frame.render_widget(
-                Paragraph::new(format!("sampling {done}/{total}…")).style(theme::label()),
+                Paragraph::new(if *total == 0 {
+                    // The samplers take turns: this one has not begun.
+                    "waiting to sample…".to_string()
+                } else {
+                    format!("sampling {done}/{total}…")
+                })
+                .style(theme::label()),
                 inner,
             ),
             (Some(f), _) if !f.is_empty() => {

@@ -130,11 +130,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         }
         None => {
             // An open window takes the keys: its own are the ones to give.
+            // What follows `keys: `.
+            let width = (rest.width as usize).saturating_sub(6);
             let keys = match (&app.overlay, app.picker.is_some()) {
-                (Overlay::Help, _) => window_hints(Scope::Help),
-                (Overlay::ConfirmQuit, _) => window_hints(Scope::ConfirmQuit),
-                (Overlay::ConfirmRemove(_), _) => window_hints(Scope::ConfirmRemove),
-                (Overlay::None, true) => window_hints(Scope::Picker),
+                (Overlay::Help, _) => window_hints(Scope::Help, width),
+                (Overlay::ConfirmQuit, _) => window_hints(Scope::ConfirmQuit, width),
+                (Overlay::ConfirmRemove(_), _) => window_hints(Scope::ConfirmRemove, width),
+                (Overlay::None, true) => window_hints(Scope::Picker, width),
                 (Overlay::None, false) => hints(app.tab.title()).to_string(),
             };
             Paragraph::new(Line::styled(

@@ -264,11 +264,17 @@ fn last_run_lines(shown: &crate::tui::state::train::LastRun) -> (String, String)
 
 fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
     let run = &app.train.run;
-    // `c` only where a run trains here: elsewhere it answers that none does.
-    let keys = if run.is_active() {
-        "  space · c ckpt "
-    } else {
-        "  space "
+    // What space does now; `c` only where a run trains here (elsewhere it answers that none
+    // does).
+    let space = app
+        .train
+        .space_does(app.settings.train.steps)
+        .map(|does| format!("space {does}"));
+    let keys = match (space, run.is_active()) {
+        (Some(space), true) => format!("  {space} · c ckpt "),
+        (None, true) => "  c ckpt ".to_string(),
+        (Some(space), false) => format!("  {space} "),
+        (None, false) => String::new(),
     };
     let title = Line::from(vec![
         Span::styled(" Progress ", theme::title()),
@@ -282,14 +288,19 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
     let [gauges, text] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
     let [g1, g2] =
         Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(gauges);
-    let total = if run.total_steps > 0 {
+    // A run at rest on its checkpoint is shown towards the steps space trains it to.
+    let total = if run.total_steps > 0 && run.state != RunState::Opened {
         run.total_steps
     } else {
         app.settings.train.steps
     };
     frame.render_widget(
         Gauge::default()
-            .ratio(run.fraction())
+            .ratio(if total > 0 {
+                (run.step() as f64 / total as f64).clamp(0.0, 1.0)
+            } else {
+                0.0
+            })
             .label(format!("step {}/{}", run.step(), total))
             .gauge_style(Style::default().fg(theme::ACCENT)),
         g1,
