@@ -238,21 +238,31 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
     if !opts.y_title.is_empty() {
         y_axis = y_axis.title(Span::styled(opts.y_title.clone(), dim));
     }
-    // Where the legend's box does not fit beside the curves (a short chart at 80×24), the
-    // names go in the bottom border instead, each after a mark in its colour.
+    // The legend's box goes in a corner the curves leave free. Where every corner has some
+    // curve, or the box does not fit beside the curves (a short chart at 80×24), the names go
+    // in the bottom border instead, each after a mark in its colour; only where the border
+    // would cut them does the box go over the curves, in the corner it hides least of.
     let mut b = block(&opts.title);
-    let mut legend = opts.legend;
-    if legend.is_some()
-        && !legend_box_fits(
-            &series,
-            b.inner(area),
-            y_label_w,
-            &opts.x_title,
-            &opts.y_title,
-        )
-    {
-        legend = None;
-        b = b.title_bottom(legend_line(&series, area.width.saturating_sub(2) as usize));
+    let mut legend = None;
+    if opts.legend.is_some() {
+        let inner = b.inner(area);
+        let border_width = area.width.saturating_sub(2) as usize;
+        let fits = legend_box_fits(&series, inner, y_label_w, &opts.x_title, &opts.y_title);
+        let corner = fits
+            .then(|| {
+                let graph = graph_area(inner, y_label_w);
+                let cells = covered_cells(&series, graph, xb, yb);
+                quietest_corner(&series, graph, &cells, &opts.x_title, &opts.y_title)
+            })
+            .flatten();
+        legend = match corner {
+            Some((corner, 0)) => Some(corner),
+            Some((corner, _)) if !legend_line_is_whole(&series, border_width) => Some(corner),
+            _ => None,
+        };
+        if legend.is_none() {
+            b = b.title_bottom(legend_line(&series, border_width));
+        }
     }
     let chart = Chart::new(datasets)
         .block(b)
@@ -286,6 +296,128 @@ fn legend_box_fits(
     let graph_w = (inner.width as usize).saturating_sub(y_label_w + 2);
     let titles = usize::from(!x_title.is_empty()) + usize::from(!y_title.is_empty());
     names.len() + 2 + titles <= graph_h && (widest + 2) * 10 <= graph_w * 6
+}
+
+/// The graph's cells of a chart whose block's inside is `inner`, as ratatui lays it out: less
+/// the y labels and the y axis on the left, the x axis and its labels at the bottom.
+fn graph_area(inner: Rect, y_label_w: usize) -> Rect {
+    let left = (y_label_w as u16 + 1).min(inner.width);
+    Rect::new(
+        inner.x + left,
+        inner.y,
+        inner.width - left,
+        inner.height.saturating_sub(2),
+    )
+}
+
+/// Which cells of `graph` the curves of `series` pass through (row-major, `graph.width` a
+/// row), with `xb` and `yb` the axes' bounds.
+fn covered_cells(series: &[Series], graph: Rect, xb: [f64; 2], yb: [f64; 2]) -> Vec<bool> {
+    let (w, h) = (graph.width as usize, graph.height as usize);
+    let mut cells = vec![false; w * h];
+    if w == 0 || h == 0 {
+        return cells;
+    }
+    // A point's cell, in fractional columns and rows (row 0 at the top).
+    let at = |(x, y): (f64, f64)| {
+        let cx = (x - xb[0]) / (xb[1] - xb[0]) * (w as f64 - 1.0);
+        let cy = (yb[1] - y) / (yb[1] - yb[0]) * (h as f64 - 1.0);
+        (cx, cy)
+    };
+    let mut mark = |(cx, cy): (f64, f64)| {
+        let (c, r) = (cx.round(), cy.round());
+        if c >= 0.0 && r >= 0.0 && (c as usize) < w && (r as usize) < h {
+            cells[r as usize * w + c as usize] = true;
+        }
+    };
+    for s in series {
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .map(at)
+            .collect();
+        if let [only] = pts[..] {
+            mark(only);
+        }
+        // Each segment walked at half a cell a sample.
+        for pair in pts.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            let n = ((b.0 - a.0).abs().max((b.1 - a.1).abs()) * 2.0)
+                .ceil()
+                .min(4096.0) as usize;
+            for k in 0..=n.max(1) {
+                let t = k as f64 / n.max(1) as f64;
+                mark((a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1)));
+            }
+        }
+    }
+    cells
+}
+
+/// The corner of `graph` where the legend box of `series` hides the fewest `cells` of the
+/// curves (top right, top left, bottom right, bottom left: the first of equals), with how
+/// many it hides; placed as ratatui places it (below the y title, above the x title).
+fn quietest_corner(
+    series: &[Series],
+    graph: Rect,
+    cells: &[bool],
+    x_title: &str,
+    y_title: &str,
+) -> Option<(LegendPosition, usize)> {
+    let names: Vec<usize> = series
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .map(|s| Line::from(s.name.as_str()).width())
+        .collect();
+    let box_w = names.iter().max()? + 2;
+    let box_h = names.len() + 2;
+    let (w, h) = (graph.width as usize, graph.height as usize);
+    if box_w > w || box_h > h {
+        return None;
+    }
+    let (x_title_w, y_title_w) = (Line::from(x_title).width(), Line::from(y_title).width());
+    let top = |right: bool| {
+        let below_title = if right {
+            box_w + y_title_w > w
+        } else {
+            y_title_w != 0
+        };
+        usize::from(below_title)
+    };
+    let bottom = |right: bool| {
+        let above_title = if right {
+            x_title_w != 0
+        } else {
+            x_title_w + box_w > w
+        };
+        (h - box_h).saturating_sub(usize::from(above_title))
+    };
+    let corners = [
+        (LegendPosition::TopRight, w - box_w, top(true)),
+        (LegendPosition::TopLeft, 0, top(false)),
+        (LegendPosition::BottomRight, w - box_w, bottom(true)),
+        (LegendPosition::BottomLeft, 0, bottom(false)),
+    ];
+    corners
+        .into_iter()
+        .map(|(corner, x, y)| {
+            let hidden = (y..(y + box_h).min(h))
+                .flat_map(|r| (x..x + box_w).map(move |c| r * w + c))
+                .filter(|&i| cells.get(i).copied().unwrap_or(false))
+                .count();
+            (corner, hidden)
+        })
+        .min_by_key(|&(_, hidden)| hidden)
+}
+
+/// Whether the bottom border of `width` columns shows every name of `series` whole.
+fn legend_line_is_whole(series: &[Series], width: usize) -> bool {
+    let named = series.iter().filter(|s| !s.name.is_empty());
+    let n = named.clone().count();
+    // As `legend_line` counts: ` ■ name` each, and a space after the last.
+    named.map(|s| s.name.chars().count() + 3).sum::<usize>() + 1 <= width || n == 0
 }
 
 /// The legend as one line for a chart's bottom border, at most `width` columns: ` ■ name`
@@ -448,10 +580,10 @@ mod tests {
                     );
                 }
                 if h >= 12 && w >= 60 {
-                    assert!(
-                        !bottom.contains('■'),
-                        "room for the box at {w}×{h}\n{screen}"
-                    );
+                    // A corner free of curves, or the border: the names are whole either way.
+                    for name in &names[..n] {
+                        assert_eq!(screen.matches(name).count(), 1, "{w}×{h}\n{screen}");
+                    }
                 }
                 if h <= 8 {
                     assert!(
@@ -461,6 +593,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `series` drawn at `w`×`h` with a top-right legend asked for.
+    fn drawn(series: &[Series], w: u16, h: u16) -> String {
+        use ratatui::backend::TestBackend;
+        let mut term = ratatui::Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| {
+            draw(
+                f,
+                f.area(),
+                series,
+                &ChartOpts {
+                    title: "Loss".into(),
+                    x_title: "step".into(),
+                    legend: Some(LegendPosition::TopRight),
+                    ..ChartOpts::default()
+                },
+            )
+        })
+        .unwrap();
+        format!("{}", term.backend())
+    }
+
+    #[test]
+    fn the_legend_box_goes_where_no_curve_is_and_else_in_the_border() {
+        let series = |name: &str, color: u8, f: &dyn Fn(f64) -> f64| Series {
+            name: name.into(),
+            color: Color::Indexed(color),
+            points: (0..100).map(|x| (x as f64, f(x as f64))).collect(),
+        };
+        // A loss falling from the top left: the box goes top right, over no curve.
+        let falling = [series("falling", 1, &|x| 100.0 / (1.0 + x))];
+        let screen = drawn(&falling, 60, 16);
+        let lines: Vec<&str> = screen.lines().collect();
+        let top = lines[1..5].join("\n");
+        assert!(top.contains("│falling│"), "{screen}");
+        assert!(!lines.last().unwrap().contains('■'), "{screen}");
+        // A rising one: top right is taken, top left is free.
+        let rising = [series("rising", 2, &|x| x)];
+        let screen = drawn(&rising, 60, 16);
+        let row = screen.lines().find(|l| l.contains("rising")).unwrap();
+        let (graph_left, name) = (row.find('│').unwrap(), row.find("rising").unwrap());
+        assert!(name < row.len() / 2, "box on the left: {row}\n{screen}");
+        assert!(name > graph_left);
+        // Curves in every corner: the names go in the border, whole.
+        let everywhere = [series("up", 3, &|x| x), series("down", 4, &|x| 99.0 - x)];
+        let screen = drawn(&everywhere, 60, 16);
+        let bottom = screen.lines().last().unwrap();
+        assert!(
+            bottom.contains("■ up") && bottom.contains("■ down"),
+            "{screen}"
+        );
+        assert_eq!(screen.matches("down").count(), 1, "{screen}");
     }
 
     #[test]
