@@ -145,8 +145,14 @@ impl Default for BenchOptions {
 impl BenchOptions {
     /// Rejects sizes that cannot run.
     pub fn validate(&self) -> Result<()> {
-        if self.batch_size == 0 || self.forward_batch == 0 || self.sample_batch == 0 {
-            bail!("batch sizes must be at least 1");
+        for (flag, n) in [
+            ("--batch-size", self.batch_size),
+            ("--forward-batch", self.forward_batch),
+            ("--sample-batch", self.sample_batch),
+        ] {
+            if n == 0 {
+                bail!("{flag} must be at least 1");
+            }
         }
         if self.repeats == 0 {
             bail!("--repeats must be at least 1");

@@ -3,24 +3,53 @@
 //! loaders' resize check use it.
 
 /// Bytes of memory available to this process: `MemAvailable`, lowered to what a cgroup v2
-/// limit leaves; `None` where neither can be read (not Linux).
+/// limit leaves and to what its address-space limit (`ulimit -v`) leaves; `None` where none
+/// can be read (not Linux).
 pub fn available_memory() -> Option<u128> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
     let host = meminfo.as_deref().and_then(parse_meminfo);
-    let cgroup = cgroup_headroom();
-    match (host, cgroup) {
-        (Some(h), Some(c)) => Some(h.min(c)),
-        (h, c) => h.or(c),
+    [host, cgroup_headroom(), address_space_headroom()]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// What the address-space limit of this process (`RLIMIT_AS`, `ulimit -v`) still allows past
+/// the address space it holds now (`VmSize`), when it has one: an allocation past it fails,
+/// whatever memory the machine has free.
+fn address_space_headroom() -> Option<u128> {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `getrlimit` writes one `rlimit` into the valid struct passed.
+        if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } != 0
+            || lim.rlim_cur == libc::RLIM_INFINITY
+        {
+            return None;
+        }
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let held = parse_status_kb(&status, "VmSize:").unwrap_or(0);
+        Some((lim.rlim_cur as u128).saturating_sub(held))
     }
+    #[cfg(not(unix))]
+    None
+}
+
+/// A `kB` field (`VmSize:`, say) of a `/proc/self/status` text, in bytes.
+fn parse_status_kb(text: &str, field: &str) -> Option<u128> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(field)?;
+        let kb: u128 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb.saturating_mul(1024))
+    })
 }
 
 /// `MemAvailable` of a `/proc/meminfo` text, in bytes.
 pub fn parse_meminfo(text: &str) -> Option<u128> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix("MemAvailable:")?;
-        let kb: u128 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-        Some(kb.saturating_mul(1024))
-    })
+    parse_status_kb(text, "MemAvailable:")
 }
 
 /// What the cgroup v2 memory limit of this process still allows, when it has one.
@@ -83,5 +112,7 @@ mod tests {
         assert_eq!(human_bytes(3_200_000_000), "3.2 GB");
         assert_eq!(human_bytes(u128::MAX), "3.4e29 GB");
         assert!(available_memory().is_none_or(|m| m > 0));
+        let status = "Name:\tddpm-lab\nVmPeak:\t  900 kB\nVmSize:\t  800 kB\n";
+        assert_eq!(parse_status_kb(status, "VmSize:"), Some(800 * 1024));
     }
 }

@@ -47,7 +47,13 @@ pub fn install(mut on_signal: impl FnMut(usize) + Send + 'static) -> std::io::Re
         std::thread::Builder::new()
             .name("ddpm-signals".into())
             .spawn(move || {
+                let mut previous: Option<(libc::c_int, std::time::Instant)> = None;
                 for signal in signals.forever() {
+                    let now = std::time::Instant::now();
+                    if is_echo(previous, signal, now) {
+                        continue;
+                    }
+                    previous = Some((signal, now));
                     LAST.store(signal, Ordering::SeqCst);
                     let n = RECEIVED.fetch_add(1, Ordering::SeqCst) + 1;
                     on_signal(n);
@@ -64,6 +70,27 @@ pub fn install(mut on_signal: impl FnMut(usize) + Send + 'static) -> std::io::Re
         })
         .map_err(std::io::Error::other)
     }
+}
+
+/// How soon after a SIGTERM or SIGHUP the same signal is taken for an echo of it rather than
+/// a second request ("now"): GNU `timeout` sends its SIGTERM to the process and then to its
+/// whole group, and a closed terminal's SIGHUP comes from the kernel and again from the shell
+/// that forwards it to its jobs, microseconds apart. A person asking twice takes longer.
+#[cfg(unix)]
+pub const ECHO_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether `signal`, arriving `now`, repeats the `previous` one within [`ECHO_WINDOW`]: the
+/// same SIGTERM or SIGHUP sent twice by one sender. A second SIGINT always counts (Ctrl-C
+/// twice, however fast, means "now").
+#[cfg(unix)]
+fn is_echo(
+    previous: Option<(libc::c_int, std::time::Instant)>,
+    signal: libc::c_int,
+    now: std::time::Instant,
+) -> bool {
+    previous.is_some_and(|(sig, at)| {
+        sig == signal && signal != libc::SIGINT && now.saturating_duration_since(at) < ECHO_WINDOW
+    })
 }
 
 /// Whether `signal` is ignored (`SIG_IGN`) in this process.
@@ -93,6 +120,18 @@ pub fn end_as_signalled() -> ! {
     std::process::exit(128 + if signal > 0 { signal } else { SIGINT })
 }
 
+/// Ends the process as a write to a closed pipe ends one that does not handle it (SIGPIPE; a
+/// shell sees 141): for `train`, whose trainer checkpoints first when its stdout is closed.
+pub fn end_as_broken_pipe() -> ! {
+    #[cfg(unix)]
+    {
+        let _ = signal_hook::low_level::emulate_default_handler(libc::SIGPIPE);
+        std::process::exit(128 + libc::SIGPIPE)
+    }
+    #[cfg(not(unix))]
+    std::process::exit(1)
+}
+
 /// How many termination signals have arrived (0 where no handler is installed).
 pub fn received() -> usize {
     RECEIVED.load(Ordering::SeqCst)
@@ -108,5 +147,25 @@ pub fn die_on_closed_stdout() {
     // disposition of SIGPIPE; no handler of ours is replaced.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_repeated_sigterm_or_sighup_is_an_echo_and_a_second_ctrl_c_is_not() {
+        let t0 = Instant::now();
+        let soon = t0 + Duration::from_millis(2);
+        let later = t0 + ECHO_WINDOW + Duration::from_millis(1);
+        for sig in [libc::SIGTERM, libc::SIGHUP] {
+            assert!(is_echo(Some((sig, t0)), sig, soon));
+            assert!(!is_echo(Some((sig, t0)), sig, later), "asked again");
+        }
+        assert!(!is_echo(Some((libc::SIGINT, t0)), libc::SIGINT, soon));
+        assert!(!is_echo(Some((libc::SIGTERM, t0)), libc::SIGHUP, soon));
+        assert!(!is_echo(None, libc::SIGTERM, soon));
     }
 }

@@ -855,3 +855,23 @@ fn a_line_the_disk_cut_short_is_taken_back_and_written_whole_later() {
     train_steps(&mut t, 1);
     assert_eq!(logged_steps(&run), [1, 2, 3, 4]);
 }
+
+/// A run whose own `config.json` is gone still has a config in each checkpoint: sampling the
+/// run says to pass one of them (not to import bare weights), and that one samples.
+#[test]
+fn a_run_without_its_own_config_points_at_its_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = trained(tmp.path());
+    let newest = latest_dir(&run);
+    std::fs::remove_file(run.join("config.json")).unwrap();
+    let err = ddpm_lab::store::load_checkpoint(&run, &Device::Cpu, true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("its checkpoints keep theirs, so pass one of them")
+            && err.contains("checkpoints/step-N"),
+        "{err}"
+    );
+    assert!(ddpm_lab::store::load_checkpoint(&newest, &Device::Cpu, true).is_ok());
+}

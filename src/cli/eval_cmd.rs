@@ -86,9 +86,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
         .parse()
         .context("cannot find the dataset to compare with (pass --dataset)")?;
     // Fails early, before sampling, when no classifier fits the data.
-    eval::check_classifier(&spec).map_err(|e| {
-        anyhow::anyhow!("{e}; if the run's images are Fashion-MNIST, pass --dataset with them")
-    })?;
+    eval::check_classifier(&spec)?;
     // Only the real images will do: an unreachable Hub's advice leaves the built-in set out.
     let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)
         .map_err(crate::data::DataError::for_real_images_in)?;

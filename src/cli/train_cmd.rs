@@ -235,10 +235,20 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     let spec: DatasetSpec = cfg.dataset.parse().map_err(|e| {
         if args.resume.is_some() && args.dataset.is_none() {
             // The run names a folder that moved: what to do about it, not the list of names.
-            anyhow::anyhow!(
-                "the run was trained on {}, which is not there any more: --dataset PATH trains it on that data where it is now",
-                cfg.dataset
-            )
+            // (Runs saved before folders were recorded whole may name one relative to the
+            // folder they were trained from.)
+            if std::path::Path::new(&cfg.dataset).is_relative() {
+                anyhow::anyhow!(
+                    "the run names its data by the relative path {}, which is not under this folder ({}): resume it from the folder it was trained from, or --dataset PATH trains it on that data where it is",
+                    cfg.dataset,
+                    std::env::current_dir().map_or("?".into(), |d| d.display().to_string())
+                )
+            } else {
+                anyhow::anyhow!(
+                    "the run was trained on {}, which is not there any more: --dataset PATH trains it on that data where it is now",
+                    cfg.dataset
+                )
+            }
         } else {
             anyhow::Error::from(e)
         }
@@ -428,6 +438,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     handle.join();
     match failure {
         Some(m) => bail!("{m}"),
+        // Stopped short of its steps because its reader went away: it ends as a write to a
+        // closed pipe ends a program (141 in a shell), so `set -o pipefail` sees it.
+        None if stdout_closed && signals::received() == 0 => signals::end_as_broken_pipe(),
         None => Ok(()),
     }
 }

@@ -44,6 +44,16 @@ fn dataset_name(path: &Path) -> String {
         .unwrap_or_else(|| "local".to_string())
 }
 
+/// Whether the path of a dataset folder (or file) names Fashion-MNIST: a folder on its way (the
+/// links resolved) is called so (`fashion-mnist`, `fashion_mnist`, `FashionMNIST`, ...).
+pub fn names_fashion_mnist(path: &Path) -> bool {
+    let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    canon.components().any(|c| {
+        let s = c.as_os_str().to_string_lossy().to_ascii_lowercase();
+        s.contains("fashion")
+    })
+}
+
 /// Class names for IDX data: `labels.txt` (one per line) when present, the Fashion-MNIST names
 /// when the folder is called so, else none (the label numbers are used).
 fn idx_label_names(dir: &Path) -> Vec<String> {
@@ -55,12 +65,7 @@ fn idx_label_names(dir: &Path) -> Vec<String> {
             .map(str::to_string)
             .collect();
     }
-    let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let looks_fashion = canon.components().any(|c| {
-        let s = c.as_os_str().to_string_lossy().to_ascii_lowercase();
-        s.contains("fashion")
-    });
-    if looks_fashion {
+    if names_fashion_mnist(dir) {
         FASHION_MNIST_LABELS.iter().map(|s| s.to_string()).collect()
     } else {
         Vec::new()

@@ -23,7 +23,8 @@ pub mod summary;
 
 pub use batcher::{epoch_steps, epochs_suffix, Batch, Batcher, Prefetcher};
 pub use error::DataError;
-pub use imageset::{DataSource, Dataset, ImageSet};
+pub use folder::names_fashion_mnist;
+pub use imageset::{DataFingerprint, DataSource, Dataset, ImageSet};
 pub use spec::{DatasetSpec, HubDataset, LoadOptions, LoadProgress, MAX_IMAGE_SIZE};
 pub use summary::{summarize, DataSummary};
 

@@ -370,8 +370,13 @@ impl UnetConfig {
                 self.channels
             )));
         }
+        if height == 0 || width == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "image size {height}×{width}: images need at least one pixel a side"
+            )));
+        }
         let f = 1usize << self.downsamplings();
-        if !height.is_multiple_of(f) || !width.is_multiple_of(f) || height == 0 || width == 0 {
+        if !height.is_multiple_of(f) || !width.is_multiple_of(f) {
             return Err(ConfigError::Invalid(format!(
                 "image size {height}×{width} must be divisible by 2^{} = {f} ({} downsamplings for dim_mults {:?})",
                 self.downsamplings(),

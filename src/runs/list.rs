@@ -33,6 +33,14 @@ impl RunInfo {
     pub fn of(run: &RunDir) -> Result<Self> {
         // A damaged newest checkpoint is said with the checkpoint it can go on from.
         let (latest, problem) = match run.latest_checkpoint() {
+            // Checkpoint folders without the pointer to the newest: what sampling and resuming
+            // say of it (which one to go on from).
+            Ok(None) if run.has_checkpoint_folders() => (
+                None,
+                run.require_checkpoint()
+                    .err()
+                    .map(|e| crate::errors::one_line(&e)),
+            ),
             Ok(latest) => (latest, None),
             Err(e) => (
                 None,

@@ -185,6 +185,20 @@ impl TrainRequest {
         cfg.validate()?;
         // Before the trainer allocates anything sized by the batch, the model or the images.
         super::budget::check_training(&cfg)?;
+        // A saved run knows its images: a resume goes on with those alone, and a new run
+        // records them (a throw-away run has nothing to resume).
+        let fingerprint = match &self {
+            TrainRequest::Scratch { .. } => None,
+            _ => Some(set.fingerprint()),
+        };
+        if let (true, Some(own), Some(now)) = (resume, &cfg.data_fingerprint, &fingerprint) {
+            check_same_images(&cfg.dataset, own, now)?;
+        }
+        if cfg.data_fingerprint.is_none() {
+            cfg.data_fingerprint = fingerprint.clone();
+        }
+        // A folder is named by its whole path, so the run finds it again from anywhere.
+        cfg.dataset = absolute_dataset(&cfg.dataset);
         let dir = match self {
             TrainRequest::New { dir, .. } => Some(Target::New(dir)),
             TrainRequest::Resume {
@@ -197,7 +211,8 @@ impl TrainRequest {
                 dir,
                 ResumeOptions {
                     reset_optimizer,
-                    dataset,
+                    dataset: dataset.map(|d| absolute_dataset(&d)),
+                    data_fingerprint: fingerprint,
                     lr,
                     ..ResumeOptions::default()
                 },
@@ -236,6 +251,34 @@ pub fn check_same_data(own: &str, other: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Checks that the images a run resumes on (`now`) are those it was trained on (`own`, as its
+/// configuration records them, with `dataset` its name for them).
+pub fn check_same_images(
+    dataset: &str,
+    own: &crate::data::DataFingerprint,
+    now: &crate::data::DataFingerprint,
+) -> Result<()> {
+    if own != now {
+        bail!(
+            "these are not the images the run was trained on ({dataset}: {own}; loaded: {now}): resuming on other images would not go on with its training; start a new run to train on them"
+        );
+    }
+    Ok(())
+}
+
+/// `dataset` with a relative folder's path made whole (against the current folder), so a run
+/// records where its data is wherever it is resumed from; a name (or a path that does not
+/// parse) is kept as given.
+pub fn absolute_dataset(dataset: &str) -> String {
+    use crate::data::DatasetSpec;
+    match dataset.parse::<DatasetSpec>() {
+        Ok(DatasetSpec::Path(p)) if p.is_relative() => std::path::absolute(&p)
+            .map(|a| a.display().to_string())
+            .unwrap_or_else(|_| dataset.to_string()),
+        _ => dataset.to_string(),
+    }
 }
 
 /// Checks that training images `set` fit the run configured by `cfg` (channels and size).
@@ -565,5 +608,76 @@ mod tests {
             "{:?}",
             trainer.notices()
         );
+        drop(trainer);
+        // Other images of the same size and number, under the run's own name or another
+        // folder's: refused, naming both.
+        let mut other = (*set(8, 1, 16, 16)).clone();
+        other.images[5] = 3;
+        let other = Arc::new(other);
+        for dataset in [None, Some("/data/other")] {
+            let err = moved(StopAt::Step(4), dataset)
+                .prepare(other.clone())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.starts_with("these are not the images the run was trained on")
+                    && err.contains("8 images of 1×16×16"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_records_its_images_and_a_folders_whole_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("r");
+        // A folder given relative to the current one (which exists: the path parses).
+        let here = std::env::current_dir().unwrap();
+        let rel = "src";
+        let p = TrainRequest::New {
+            config: TrainConfig {
+                dataset: rel.into(),
+                ..tiny()
+            },
+            dir: run.clone(),
+            stop: StopAt::Step(2),
+        }
+        .prepare(set(8, 1, 16, 16))
+        .unwrap();
+        assert_eq!(p.config().dataset, here.join(rel).display().to_string());
+        let recorded = p.config().data_fingerprint.clone().unwrap();
+        assert_eq!(recorded, set(8, 1, 16, 16).fingerprint());
+        assert_ne!(recorded.blake3, set(8, 1, 16, 17).fingerprint().blake3);
+        // Names stay names.
+        assert_eq!(absolute_dataset("fashion_mnist"), "fashion_mnist");
+        assert_eq!(absolute_dataset("/data/x"), "/data/x");
+        // A run saved before fingerprints (or imported) records one at its first resume.
+        let (mut trainer, _) = p.build().unwrap();
+        trainer.checkpoint().unwrap();
+        drop(trainer);
+        let saved = RunDir::open(&run).unwrap();
+        let mut cfg = saved.load_config().unwrap();
+        assert_eq!(cfg.data_fingerprint.as_ref(), Some(&recorded));
+        cfg.data_fingerprint = None;
+        let ck = saved.checkpoint_to_resume(&run).unwrap();
+        saved.save_settings_from(&ck, &cfg).unwrap();
+        let p = TrainRequest::Resume {
+            dir: run.clone(),
+            stop: StopAt::Step(4),
+            device: None,
+            time_limit_s: None,
+            checkpoint_interval_s: None,
+            reset_optimizer: false,
+            dataset: None,
+            lr: None,
+        }
+        .prepare(set(8, 1, 16, 16))
+        .unwrap();
+        let (trainer, _) = p.build().unwrap();
+        assert_eq!(trainer.config().data_fingerprint.as_ref(), Some(&recorded));
+        drop(trainer);
+        let listed = RunDir::open(&run).unwrap().load_config().unwrap();
+        assert_eq!(listed.data_fingerprint, Some(recorded));
     }
 }

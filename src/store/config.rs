@@ -63,6 +63,10 @@ pub struct TrainConfig {
     pub device: DeviceSpec,
     /// Dataset name or path (for display and for reopening the run).
     pub dataset: String,
+    /// The training images' fingerprint, recorded when the run starts (or first resumes, for
+    /// a run saved before there was one, or imported): a resume on other images is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_fingerprint: Option<crate::data::DataFingerprint>,
     /// Side of the (square) training images.
     pub image_size: usize,
     /// Random horizontal flip of training images.
@@ -118,6 +122,7 @@ impl Default for TrainConfig {
             seed: 0,
             device: DeviceSpec::Cpu,
             dataset: "fashion_mnist".into(),
+            data_fingerprint: None,
             image_size: 28,
             flip: true,
             ema_decay: None,

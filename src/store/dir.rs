@@ -352,15 +352,19 @@ impl RunDir {
         struct Step {
             step: usize,
         }
-        let mut keep = 0;
+        // Kept: up to the last line of a step at or before `step`. A torn last line (no
+        // newline) or a line of a later step ends the kept part, and a line that is no step's
+        // (a fragment a crash left) is kept only where a kept step's line follows it.
+        let (mut keep, mut read) = (0, 0);
         for line in bytes.split_inclusive(|&b| b == b'\n') {
-            // A torn last line (no newline) or a line after the step ends the kept part.
             if !line.ends_with(b"\n") {
                 break;
             }
+            read += line.len();
             match serde_json::from_slice::<Step>(line) {
                 Ok(s) if s.step > step => break,
-                _ => keep += line.len(),
+                Ok(_) => keep = read,
+                Err(_) => {}
             }
         }
         if keep < bytes.len() {
@@ -419,6 +423,24 @@ pub fn list_runs(root: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_is_cut_after_the_last_line_of_the_step_resumed_from() {
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&d.path().join("run")).unwrap();
+        let write = |text: &str| std::fs::write(run.file(METRICS_FILE), text).unwrap();
+        let read = || std::fs::read_to_string(run.file(METRICS_FILE)).unwrap();
+        // A fragment between kept steps stays (readers skip it); one after the last is cut,
+        // as are later steps and a torn last line.
+        write("{\"step\":1}\nbroken\n{\"step\":2}\ngarbage\n{\"step\":3}\n{\"ste");
+        run.truncate_log(METRICS_FILE, 2).unwrap();
+        assert_eq!(read(), "{\"step\":1}\nbroken\n{\"step\":2}\n");
+        write("{\"step\":1}\n{\"step\":2}\ngarbage\n");
+        run.truncate_log(METRICS_FILE, 2).unwrap();
+        assert_eq!(read(), "{\"step\":1}\n{\"step\":2}\n");
+        run.truncate_log(METRICS_FILE, 0).unwrap();
+        assert_eq!(read(), "");
+    }
 
     /// A run without a checkpoint: stopped before its first one, or still training towards it
     /// (then the message names the trainer and when the first checkpoint comes), from

@@ -114,6 +114,9 @@ pub struct ResumeOptions {
     /// Train on this data instead of the run's own (whose folder moved, say); the run's
     /// configuration names it from now on. The caller checks that it fits.
     pub dataset: Option<String>,
+    /// The fingerprint of the images it trains on now, recorded where the run has none yet
+    /// (saved before there was one, or imported). The caller checks it against the run's.
+    pub data_fingerprint: Option<crate::data::DataFingerprint>,
     /// Adam's learning rate from now on (lowered to fine-tune, say), instead of the saved one.
     ///
     /// The stop step, data and learning rate a resume changes are saved into the checkpoint
@@ -237,6 +240,7 @@ impl Trainer {
                 device,
                 reset_optimizer: false,
                 dataset: None,
+                data_fingerprint: None,
                 lr: None,
             },
         )
@@ -298,6 +302,9 @@ impl Trainer {
                 cfg.dataset
             ));
             cfg.dataset = ds;
+        }
+        if cfg.data_fingerprint.is_none() {
+            cfg.data_fingerprint = opts.data_fingerprint;
         }
         let opt_file = ck.file(store::OPTIMIZER_FILE);
         let restored = store::load_tensors(&opt_file, &device).and_then(|st| {
@@ -396,6 +403,7 @@ impl Trainer {
         settings.steps = cfg.steps;
         settings.lr = cfg.lr;
         settings.dataset = cfg.dataset.clone();
+        settings.data_fingerprint = cfg.data_fingerprint.clone();
         if settings != trained_with {
             if let Err(e) = run.save_settings_from(&ck, &settings) {
                 notices.push(format!(

@@ -89,10 +89,49 @@ fn other_datasets_have_no_classifier() {
     assert!(eval::classifier_for(&DatasetSpec::FashionMnist).is_ok());
 }
 
+/// A folder whose path does not say Fashion-MNIST is taken for it by its images: real ones
+/// (copied under another name) are scored, patterned ones with the same shape are refused.
+#[test]
+fn a_folder_is_taken_for_fashion_mnist_by_its_images_where_its_path_does_not_say() {
+    let tmp = tempfile::tempdir().unwrap();
+    let load = |dir: &Path| {
+        let spec = DatasetSpec::Path(dir.to_path_buf());
+        let ds = load_dataset(&spec, &LoadOptions::default(), &mut |_| {}).unwrap();
+        (spec, ds)
+    };
+    let other = fake_idx(tmp.path(), "mydata-patterns");
+    let (spec, ds) = load(&other);
+    let err = eval::scorer_for(&spec, &ds.train)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("do not look like Fashion-MNIST"), "{err}");
+    // The same folder under a name that says it is taken at its word.
+    let named = tmp.path().join("fashion-named");
+    std::fs::rename(&other, &named).unwrap();
+    let (spec, ds) = load(&named);
+    assert!(eval::scorer_for(&spec, &ds.train).is_ok());
+    let Some(real) = common::shared("data/fashion-mnist") else {
+        return;
+    };
+    let copy = tmp.path().join("mydata");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
+        std::fs::copy(real.join(f), copy.join(f)).unwrap();
+    }
+    let (spec, ds) = load(&copy);
+    assert!(eval::scorer_for(&spec, &ds.train).is_ok());
+}
+
 /// A small Fashion-MNIST-shaped folder (grey 28×28, ten labels) made here, so the test needs no
 /// download: `eval` picks the classifier by the folder's name.
 fn fake_fashion(root: &Path) -> PathBuf {
-    let dir = root.join("fashion-mini");
+    fake_idx(root, "fashion-mini")
+}
+
+/// Grey 28×28 IDX images of a pattern, labelled 0–9 in turn, in folder `name` under `root`.
+fn fake_idx(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let n = 80u32;
     let pixels: Vec<u8> = (0..n as usize * 784)

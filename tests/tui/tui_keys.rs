@@ -1526,3 +1526,24 @@ fn a_setting_at_its_limit_says_so() {
         "T 1000: no higher setting in the lab"
     );
 }
+
+/// The speed a run trains at becomes the epoch estimate for its settings (a short measurement
+/// at another moment said otherwise).
+#[test]
+fn a_running_runs_speed_is_the_epoch_estimate() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    start_main_run(&mut app, 5, 100);
+    assert_eq!(app.train.run.state, RunState::Running);
+    let batch = app.settings.train.batch_size;
+    let ips = app.train.run.images_per_s(batch).expect("a measured speed");
+    let secs = app
+        .train
+        .epoch_seconds(&app.settings.train, 6000)
+        .expect("an estimate");
+    assert!(
+        (secs - 6000.0 / ips).abs() < 1e-9,
+        "{secs} vs {}",
+        6000.0 / ips
+    );
+}

@@ -232,6 +232,18 @@ impl SampleState {
         timesteps: usize,
         ctx: &mut Ctx,
     ) -> Vec<Effect> {
+        let frame_keys = matches!(
+            cmd,
+            Command::StepFrames(_) | Command::FirstFrame | Command::LastFrame | Command::TogglePlay
+        );
+        if frame_keys && self.frames.as_ref().is_none_or(|f| f.is_empty()) {
+            // Nothing to step through yet: say what brings frames.
+            return vec![Effect::info(if self.is_sampling() {
+                "the frames come once the sampling ends"
+            } else {
+                "no frames yet: g generates images (and their denoising to step through)"
+            })];
+        }
         let s = &mut ctx.settings.sample;
         match cmd {
             Command::StepFrames(delta) => self.cursor.step(delta),

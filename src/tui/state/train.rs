@@ -887,6 +887,16 @@ impl TrainState {
         };
         self.run.apply(event);
         self.remember_run();
+        // The speed the run trains at is the estimate for its settings from now on: it counts
+        // what a short measurement leaves out (previews, checkpoints, a busier machine).
+        if let (RunState::Running, Some(own)) = (&self.run.state, &self.run_settings) {
+            if let Some(ips) = self.run.images_per_s(own.batch_size) {
+                self.estimate = Some(Estimate {
+                    settings: own.clone(),
+                    result: Ok(ips),
+                });
+            }
+        }
         let mut fx: Vec<Effect> = notices.into_iter().map(Effect::info).collect();
         if checkpoint && std::mem::take(&mut self.checkpoint_asked) {
             let step = self.run.checkpoint_step.unwrap_or(0);
