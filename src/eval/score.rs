@@ -45,7 +45,8 @@ impl Quality {
         (min, max)
     }
 
-    /// One line: `FD 12.3 · 61% recognised · classes 3–15%`.
+    /// One line: `FD 12.3 · 61% recognised · each class 3–15%` (the smallest and the largest
+    /// share of the images a class takes: 10 % each where the ten garments come equally).
     pub fn summary(&self) -> String {
         let (lo, hi) = self.class_range();
         let fd = match self.frechet {
@@ -53,7 +54,7 @@ impl Quality {
             None => String::new(),
         };
         format!(
-            "{fd}{:.0}% recognised · classes {:.0}–{:.0}%",
+            "{fd}{:.0}% recognised · each class {:.0}–{:.0}%",
             self.recognised * 100.0,
             lo * 100.0,
             hi * 100.0

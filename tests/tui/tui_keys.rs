@@ -857,6 +857,15 @@ fn an_opened_comparison_shows_its_runs_at_their_checkpoints() {
         .find(|l| l.contains("linear") && l.contains("saved"))
         .unwrap_or_else(|| panic!("{screen}"));
     assert!(line.contains("   20/2000"), "{line}");
+    // At the steps asked it reads as a run trained here does at its end.
+    app.settings.compare_steps = 20;
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("linear") && l.contains("20/20") && l.contains("finished")),
+        "{screen}"
+    );
 }
 
 #[test]

@@ -120,6 +120,9 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             // is pauses after the step it is on.
             RunState::Running if c.paused && c.active == Some(i) => "pausing".to_string(),
             RunState::Running | RunState::Paused if c.paused => "paused".to_string(),
+            // As a run trained here reads at its end: finished at the steps asked, else saved
+            // short of them (`c` trains it on).
+            RunState::Opened if shown_step >= shown_total => "finished".to_string(),
             RunState::Opened => "saved".to_string(),
             _ => s.run.state.label().to_string(),
         };
