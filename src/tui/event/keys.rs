@@ -277,7 +277,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         TRAIN,
         "space",
-        "start / pause / resume training, or continue a stopped run",
+        "start · pause · resume · continue (Progress's title says which)",
         &[b(ch(' '), C::TrainToggle)],
     ),
     row(
