@@ -419,6 +419,20 @@ mod tests {
         })
     }
 
+    /// A resume of `dir` to `stop` with nothing else asked.
+    fn plain_resume(dir: PathBuf, stop: StopAt) -> TrainRequest {
+        TrainRequest::Resume {
+            dir,
+            stop,
+            device: None,
+            time_limit_s: None,
+            checkpoint_interval_s: None,
+            reset_optimizer: false,
+            dataset: None,
+            lr: None,
+        }
+    }
+
     fn tiny() -> TrainConfig {
         TrainConfig {
             model: UnetConfig::tiny(),
@@ -472,16 +486,7 @@ mod tests {
             ..tiny()
         };
         assert!(new(bad).prepare(set(4, 1, 28, 28)).is_err());
-        let missing = TrainRequest::Resume {
-            dir: dir.path().join("nothing"),
-            stop: StopAt::Configured,
-            device: None,
-            time_limit_s: None,
-            checkpoint_interval_s: None,
-            reset_optimizer: false,
-            dataset: None,
-            lr: None,
-        };
+        let missing = plain_resume(dir.path().join("nothing"), StopAt::Configured);
         let err = missing.prepare(set(4, 1, 28, 28)).err().unwrap();
         assert!(err.to_string().contains("not a run directory"), "{err}");
         // A run directory whose first checkpoint never completed is refused, not step 0.
@@ -491,19 +496,10 @@ mod tests {
             .unwrap()
             .save_config(&tiny())
             .unwrap();
-        let err = TrainRequest::Resume {
-            dir: fresh,
-            stop: StopAt::Configured,
-            device: None,
-            time_limit_s: None,
-            checkpoint_interval_s: None,
-            reset_optimizer: false,
-            dataset: None,
-            lr: None,
-        }
-        .prepare(set(4, 1, 28, 28))
-        .err()
-        .unwrap();
+        let err = plain_resume(fresh, StopAt::Configured)
+            .prepare(set(4, 1, 28, 28))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("no checkpoint yet"), "{err}");
     }
 
@@ -662,18 +658,9 @@ mod tests {
         cfg.data_fingerprint = None;
         let ck = saved.checkpoint_to_resume(&run).unwrap();
         saved.save_settings_from(&ck, &cfg).unwrap();
-        let p = TrainRequest::Resume {
-            dir: run.clone(),
-            stop: StopAt::Step(4),
-            device: None,
-            time_limit_s: None,
-            checkpoint_interval_s: None,
-            reset_optimizer: false,
-            dataset: None,
-            lr: None,
-        }
-        .prepare(set(8, 1, 16, 16))
-        .unwrap();
+        let p = plain_resume(run.clone(), StopAt::Step(4))
+            .prepare(set(8, 1, 16, 16))
+            .unwrap();
         let (trainer, _) = p.build().unwrap();
         assert_eq!(trainer.config().data_fingerprint.as_ref(), Some(&recorded));
         drop(trainer);
