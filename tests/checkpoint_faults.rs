@@ -874,4 +874,16 @@ fn a_run_without_its_own_config_points_at_its_checkpoints() {
         "{err}"
     );
     assert!(ddpm_lab::store::load_checkpoint(&newest, &Device::Cpu, true).is_ok());
+    // Its raw weights, named: what was asked for, without a word about the EMA's.
+    let raw = ddpm_lab::store::load_checkpoint(
+        &newest.join(ddpm_lab::store::WEIGHTS_FILE),
+        &Device::Cpu,
+        true,
+    )
+    .unwrap();
+    assert!(!raw.ema);
+    assert_eq!(raw.missing_ema(true), None);
+    std::fs::remove_file(newest.join("ema.safetensors")).unwrap();
+    let picked = ddpm_lab::store::load_checkpoint(&newest, &Device::Cpu, true).unwrap();
+    assert!(picked.missing_ema(true).is_some(), "asked for, and gone");
 }

@@ -20,7 +20,7 @@ use crate::store::RunDir;
 pub struct ImportArgs {
     /// The weights: a UNet's PyTorch state_dict saved with safetensors
     /// (`safetensors.torch.save_file(model.state_dict(), "unet.safetensors")`); a wrapper's
-    /// prefix (`model.` of a GaussianDiffusion, `module.`, `ema_model.`) is taken off
+    /// prefix (`model.` of a GaussianDiffusion, `module.`, `ema_model.`, `_orig_mod.`) is taken off
     #[arg(long)]
     pub weights: PathBuf,
     /// The EMA weights beside them, if any (sampling prefers them)
@@ -70,7 +70,8 @@ pub fn run(args: ImportArgs) -> Result<()> {
         .image_size
         .or(dataset.hub().map(|h| h.image_size))
         .unwrap_or(crate::data::shapes::SHAPES_SIZE);
-    config.dataset = dataset.to_string();
+    // A folder by its whole path, as `train` records it, so the run finds it from anywhere.
+    config.dataset = crate::runs::start::absolute_dataset(&dataset.to_string());
     config.ema_decay = args
         .ema
         .or(args.ema_weights.is_some().then_some(IMPORTED_EMA_DECAY));

@@ -210,10 +210,21 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         }
         _ => {
             if let Some(dir) = dir_of_run.get() {
-                note(&format!(
-                    "quitting at once: the last complete checkpoint in {dir} stays; continue with \
-                     `ddpm-lab train --resume {dir}`"
-                ));
+                // Before its first checkpoint there is nothing to continue from.
+                let saved = crate::store::RunDir::at(std::path::Path::new(dir))
+                    .latest_checkpoint()
+                    .is_ok_and(|c| c.is_some());
+                note(&if saved {
+                    format!(
+                        "quitting at once: the last complete checkpoint in {dir} stays; continue \
+                         with `ddpm-lab train --resume {dir}`"
+                    )
+                } else {
+                    format!(
+                        "quitting at once, before the run's first checkpoint: nothing of {dir} \
+                         can be continued; start it again"
+                    )
+                });
             }
             signals::end_as_signalled()
         }

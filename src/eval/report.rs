@@ -124,8 +124,11 @@ pub fn evaluate(scorer: &Scorer, dataset: &Dataset, samples: &[Image8]) -> Resul
         (Some(s), Some(r)) if r > 0.0 => Some(s / r),
         _ => None,
     };
-    let mut class_names = dataset.label_names.clone();
-    class_names.truncate(super::classifier::NUM_CLASSES);
+    // The classifier's classes: the ten garments, whatever the folder calls its labels.
+    let class_names: Vec<String> = crate::data::spec::FASHION_MNIST_LABELS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     Ok(EvalReport {
         samples: quality,
         real,

@@ -19,13 +19,16 @@ pub struct LoadedModel {
     pub step: usize,
     /// Whether the EMA weights were loaded.
     pub ema: bool,
+    /// Whether the weights file was named (not picked from a run or checkpoint folder).
+    pub named: bool,
 }
 
 impl LoadedModel {
     /// Why the EMA weights asked for (`prefer_ema`) are not the ones loaded, where the run
-    /// keeps an EMA: its checkpoint has none (imported without them, or the file is gone).
+    /// keeps an EMA: its checkpoint has none (imported without them, or the file is gone). A
+    /// weights file named is the one asked for.
     pub fn missing_ema(&self, prefer_ema: bool) -> Option<String> {
-        (prefer_ema && !self.ema && self.config.ema_decay.is_some()).then(|| {
+        (prefer_ema && !self.ema && !self.named && self.config.ema_decay.is_some()).then(|| {
             format!(
                 "note: the checkpoint at step {} has no EMA weights ({EMA_FILE}): its raw weights draw the images",
                 self.step
@@ -84,6 +87,7 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
     };
     let damaged = |e: anyhow::Error| run.with_other_checkpoints(e, Some(ck.dir()));
     let config = ck.load_config().map_err(damaged)?;
+    let named = weights.is_some();
     let (file, ema) = match weights {
         // A weights file named explicitly: the EMA's when it is the EMA's file.
         Some(w) => {
@@ -110,5 +114,6 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
         config,
         step: ck.state.step,
         ema,
+        named,
     })
 }

@@ -525,6 +525,29 @@ fn imported_weights_sample_as_their_run_does() {
         err.contains(&format!("ddpm-lab sample --checkpoint {imported}")),
         "{err}"
     );
+    // A folder of data given relative to where the command runs (here, the crate's) is
+    // recorded by its whole path, as `train` records it.
+    let rel = d.join("rel");
+    let a = [
+        "import",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--dataset",
+        "tests",
+        "--timesteps",
+        "10",
+        "--dim",
+        "4",
+        "--dim-mults",
+        "1,2",
+        "--run-dir",
+        rel.to_str().unwrap(),
+    ];
+    ok(&ddpm(&a, d));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rel.join("config.json")).unwrap()).unwrap();
+    let whole = std::env::current_dir().unwrap().join("tests");
+    assert_eq!(cfg["dataset"].as_str(), whole.to_str());
 
     let sample = |run: &str, png: &str| {
         let a = [

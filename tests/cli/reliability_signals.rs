@@ -226,11 +226,12 @@ fn a_second_signal_ends_train_at_once() {
         matches!(status.signal(), Some(libc::SIGINT | libc::SIGTERM)),
         "{status:?}; stderr: {err}"
     );
-    // Its last line says what stays and how to go on, whichever signal ended it.
+    // Its last line says what stays, whichever signal ended it: at step 2 the run has no
+    // checkpoint yet (every 500 steps or 2 minutes), so nothing to continue from.
     let run_s = run.display().to_string();
     assert!(
         err.contains(&format!(
-            "quitting at once: the last complete checkpoint in {run_s} stays; continue with `ddpm-lab train --resume {run_s}`"
+            "quitting at once, before the run's first checkpoint: nothing of {run_s} can be continued; start it again"
         )) || err.contains("stopped by a signal: checkpoint at step"),
         "{err}"
     );

@@ -1085,6 +1085,25 @@ fn the_stand_in_notice_gives_the_status_line_back_to_the_keys_after_a_while() {
     assert!(notice(&app).unwrap().contains("no such file"));
 }
 
+/// What was wrong with the settings file stays said when a stand-in set comes in (the status
+/// bar says which set stands in); a set that fails to load cuts in.
+#[test]
+fn the_settings_files_problems_stay_said_over_a_stand_in_notice() {
+    use ddpm_lab::tui::state::notice::{Notice, Topic};
+    let (mut app, _engine) = app();
+    app.show(Notice::new("settings: settings.json is not valid", true).about(Topic::Sticky));
+    fall_back_to_shapes(&mut app);
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("settings: settings.json is not valid")
+    );
+    app.handle_msg(WorkerMsg::Data(DataMsg::Failed {
+        name: "fashion_mnist".into(),
+        message: "no such file".into(),
+    }));
+    assert!(notice(&app).unwrap().contains("no such file"));
+}
+
 /// A key read after the stand-in notice has been up a while gives the line back to the keys
 /// (the status bar and the Data screen keep saying which set stands in).
 #[test]

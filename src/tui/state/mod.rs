@@ -172,6 +172,18 @@ impl App {
         if quitting && notice.topic != Topic::Shutdown && !notice.error {
             return;
         }
+        // What was wrong with the settings file stays said over a stand-in set's notice (the
+        // status bar and the Data screen say which set stands in; a set that failed cuts in).
+        let stand_in = matches!(notice.topic, Topic::Dataset(_))
+            && !matches!(self.data.status, data::DataStatus::Failed(_));
+        if stand_in
+            && self
+                .notice
+                .as_ref()
+                .is_some_and(|n| n.topic == Topic::Sticky && n.error)
+        {
+            return;
+        }
         self.notice = Some(notice);
         self.dirty = true;
     }
