@@ -157,6 +157,11 @@ impl CompareState {
         self.slots.iter().any(|s| s.run.is_active())
     }
 
+    /// Whether a run is stopping (`x`: its checkpoint is being written).
+    pub fn stopping(&self) -> bool {
+        self.slots.iter().any(|s| s.run.state == RunState::Stopping)
+    }
+
     /// Whether every run reached its steps (a stopped one has not).
     pub fn all_finished(&self) -> bool {
         self.slots
@@ -268,7 +273,7 @@ impl CompareState {
                 "the Train run is still going (x on Train stops it)",
             )];
         }
-        if self.slots.iter().any(|s| s.run.state == RunState::Stopping) {
+        if self.stopping() {
             // Stopping (x): its checkpoint is being written, and nothing is handed on after.
             return Vec::new();
         }

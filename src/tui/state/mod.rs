@@ -205,11 +205,7 @@ impl App {
             }
             Topic::Sampling => self.sample.is_sampling(),
             Topic::CompareSampling => self.compare.sampling(),
-            Topic::CompareStopping => self
-                .compare
-                .slots
-                .iter()
-                .any(|s| s.run.state == run::RunState::Stopping),
+            Topic::CompareStopping => self.compare.stopping(),
             Topic::TrainStopping => self.train.run.state == run::RunState::Stopping,
             Topic::Export => self.sample.exporting,
             Topic::Shutdown => matches!(self.lifecycle, Lifecycle::ShuttingDown(_)),

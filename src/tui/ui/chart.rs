@@ -284,18 +284,24 @@ fn legend_box_fits(
     x_title: &str,
     y_title: &str,
 ) -> bool {
-    let names: Vec<usize> = series
-        .iter()
-        .filter(|s| !s.name.is_empty())
-        .map(|s| Line::from(s.name.as_str()).width())
-        .collect();
-    let Some(&widest) = names.iter().max() else {
+    let Some((box_w, box_h)) = legend_box_size(series) else {
         return true;
     };
     let graph_h = (inner.height as usize).saturating_sub(2);
     let graph_w = (inner.width as usize).saturating_sub(y_label_w + 2);
     let titles = usize::from(!x_title.is_empty()) + usize::from(!y_title.is_empty());
-    names.len() + 2 + titles <= graph_h && (widest + 2) * 10 <= graph_w * 6
+    box_h + titles <= graph_h && box_w * 10 <= graph_w * 6
+}
+
+/// The size of ratatui's legend box for the named `series`: the widest name and one line per
+/// name, inside a border (`None` where no series is named).
+fn legend_box_size(series: &[Series]) -> Option<(usize, usize)> {
+    let names: Vec<usize> = series
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .map(|s| Line::from(s.name.as_str()).width())
+        .collect();
+    Some((names.iter().max()? + 2, names.len() + 2))
 }
 
 /// The graph's cells of a chart whose block's inside is `inner`, as ratatui lays it out: less
@@ -366,13 +372,7 @@ fn quietest_corner(
     x_title: &str,
     y_title: &str,
 ) -> Option<(LegendPosition, usize)> {
-    let names: Vec<usize> = series
-        .iter()
-        .filter(|s| !s.name.is_empty())
-        .map(|s| Line::from(s.name.as_str()).width())
-        .collect();
-    let box_w = names.iter().max()? + 2;
-    let box_h = names.len() + 2;
+    let (box_w, box_h) = legend_box_size(series)?;
     let (w, h) = (graph.width as usize, graph.height as usize);
     if box_w > w || box_h > h {
         return None;
@@ -414,10 +414,23 @@ fn quietest_corner(
 
 /// Whether the bottom border of `width` columns shows every name of `series` whole.
 fn legend_line_is_whole(series: &[Series], width: usize) -> bool {
-    let named = series.iter().filter(|s| !s.name.is_empty());
-    let n = named.clone().count();
-    // As `legend_line` counts: ` ■ name` each, and a space after the last.
-    named.map(|s| s.name.chars().count() + 3).sum::<usize>() + 1 <= width || n == 0
+    legend_line_len(&legend_name_lens(series), 1) <= width
+}
+
+/// The length of each named series' name, as the bottom border's legend counts it.
+fn legend_name_lens(series: &[Series]) -> Vec<usize> {
+    series
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .map(|s| s.name.chars().count())
+        .collect()
+}
+
+/// The columns of a bottom-border legend of names `lens` long: a space before each entry and
+/// one after the last, the mark, and its own space (`gap` 1) or none (0).
+fn legend_line_len(lens: &[usize], gap: usize) -> usize {
+    let n = lens.len();
+    n + 1 + n * (1 + gap) + lens.iter().sum::<usize>()
 }
 
 /// The legend as one line for a chart's bottom border, at most `width` columns: ` ■ name`
@@ -425,12 +438,10 @@ fn legend_line_is_whole(series: &[Series], width: usize) -> bool {
 /// their space, then the longest names lose their ends first.
 fn legend_line(series: &[Series], width: usize) -> Line<'static> {
     let named: Vec<&Series> = series.iter().filter(|s| !s.name.is_empty()).collect();
-    let mut lens: Vec<usize> = named.iter().map(|s| s.name.chars().count()).collect();
+    let mut lens = legend_name_lens(series);
     let n = named.len();
-    // A space before each entry and one after the last, the mark, and its own space if kept.
-    let total = |lens: &[usize], gap: usize| n + 1 + n * (1 + gap) + lens.iter().sum::<usize>();
-    let gap = usize::from(total(&lens, 1) <= width);
-    while total(&lens, gap) > width {
+    let gap = usize::from(legend_line_len(&lens, 1) <= width);
+    while legend_line_len(&lens, gap) > width {
         let Some(longest) = (0..n).filter(|&i| lens[i] > 1).max_by_key(|&i| lens[i]) else {
             break;
         };

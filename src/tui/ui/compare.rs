@@ -149,7 +149,6 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     // Paused by space while a run is alive; `x` pauses the scheduler too, but once its runs
     // have ended there is nothing to resume.
     let held = c.slots.iter().find(|s| s.run.is_held());
-    let stopping = c.slots.iter().any(|s| s.run.state == RunState::Stopping);
     let hint = if let Some(h) = held {
         // Its last checkpoint can only be saved; one on the way may also train on.
         if h.run.can_train_on() {
@@ -157,7 +156,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             "not saved: make room, c saves"
         }
-    } else if stopping {
+    } else if c.stopping() {
         "stopping: writing the checkpoints"
     } else if c.paused && c.any_active() {
         "paused: space resumes"
