@@ -110,7 +110,8 @@ pub struct TrainArgs {
     /// No random horizontal flips
     #[arg(long)]
     pub no_flip: bool,
-    /// One JSON object per step on stdout instead of a progress bar
+    /// JSON lines on stdout instead of a progress bar: one object per event ("event": start,
+    /// step, checkpoint, checkpoint_failed, end or error)
     #[arg(long)]
     pub json: bool,
 }
@@ -289,8 +290,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     }
     // JSON lines go to stdout; a reader that goes away (`| head`) stops training with a
     // checkpoint, as a signal does.
-    let mut stdout = std::io::stdout().lock();
-    let mut stdout_closed = false;
+    let mut out = JsonLines::new(json, &handle.commands);
 
     let bar = if json {
         ProgressBar::hidden()
@@ -328,6 +328,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     // process ends with the error, the last complete checkpoint kept.
                     DiskTick::GiveUp(message) => {
                         bar.abandon();
+                        out.emit(serde_json::json!({ "event": "error", "message": message }));
                         bail!("{message}");
                     }
                 }
@@ -356,6 +357,14 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     "{} parameters, {} steps/epoch, steps {}..{} → {}",
                     num_params, spe, start_step, total_steps, dir
                 ));
+                out.emit(serde_json::json!({
+                    "event": "start",
+                    "run_dir": dir,
+                    "start_step": start_step,
+                    "total_steps": total_steps,
+                    "steps_per_epoch": spe,
+                    "parameters": num_params,
+                }));
                 total = total_steps;
                 session = (start_step, std::time::Instant::now());
                 steps_per_epoch = spe;
@@ -368,18 +377,15 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             }
             TrainEvent::Step(s) => {
                 if json {
-                    let line = serde_json::json!({
+                    out.emit(serde_json::json!({
+                        "event": "step",
                         "step": s.step,
                         "epoch": s.epoch,
                         "loss": s.loss,
                         "images_per_s": s.images_per_s,
                         "elapsed_s": s.elapsed_s,
                         "lr": s.lr,
-                    });
-                    if !stdout_closed && writeln!(stdout, "{line}").is_err() {
-                        stdout_closed = true;
-                        let _ = handle.commands.send(TrainCommand::Stop);
-                    }
+                    }));
                 } else if plain {
                     if s.step % PLAIN_EVERY == 0 || s.step == total {
                         note(&plain_line(&s, total, steps_per_epoch, session));
@@ -403,6 +409,11 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     session.1 += waited;
                     bar.reset_eta();
                 }
+                out.emit(serde_json::json!({
+                    "event": "checkpoint",
+                    "step": step,
+                    "path": path.display().to_string(),
+                }));
                 let line = format!("checkpoint at step {step} → {}", path.display());
                 if plain {
                     note(&line);
@@ -413,8 +424,25 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             TrainEvent::Finished { step, run_dir, why } => {
                 bar.finish_and_clear();
                 let dir = run_dir.map(|p| p.display().to_string()).unwrap_or_default();
-                if signals::received() > 0 || stdout_closed {
-                    let why = if stdout_closed {
+                let reason = if out.closed {
+                    "stdout_closed"
+                } else if signals::received() > 0 {
+                    "signal"
+                } else {
+                    match why {
+                        FinishReason::Steps => "steps",
+                        FinishReason::TimeLimit => "time_limit",
+                        FinishReason::Stopped => "stopped",
+                    }
+                };
+                out.emit(serde_json::json!({
+                    "event": "end",
+                    "step": step,
+                    "run_dir": dir,
+                    "reason": reason,
+                }));
+                if signals::received() > 0 || out.closed {
+                    let why = if out.closed {
                         "stdout was closed"
                     } else {
                         "stopped by a signal"
@@ -433,9 +461,15 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             }
             TrainEvent::Failed { message, .. } => {
                 bar.abandon();
+                out.emit(serde_json::json!({ "event": "error", "message": message }));
                 failure = Some(message);
             }
             TrainEvent::CheckpointFailed { step, message, .. } => {
+                out.emit(serde_json::json!({
+                    "event": "checkpoint_failed",
+                    "step": step,
+                    "message": message,
+                }));
                 if let Some(line) = disk.failed(step, &message) {
                     bar.suspend(|| note(&line));
                 }
@@ -446,6 +480,8 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             | TrainEvent::Resumed { .. } => {}
         }
     }
+    let stdout_closed = out.closed;
+    drop(out);
     handle.join();
     match failure {
         Some(m) => bail!("{m}"),
@@ -453,6 +489,45 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         // closed pipe ends a program (141 in a shell), so `set -o pipefail` sees it.
         None if stdout_closed && signals::received() == 0 => signals::end_as_broken_pipe(),
         None => Ok(()),
+    }
+}
+
+/// `train --json`'s stdout: one JSON object per line, nothing where JSON was not asked for.
+/// When its reader goes away, the first failed write asks the trainer to stop (with its
+/// checkpoint) and later objects are dropped.
+struct JsonLines<'a> {
+    /// Where the lines go, when JSON was asked for.
+    stdout: Option<std::io::StdoutLock<'static>>,
+    /// The trainer, told to stop when stdout closes.
+    commands: &'a std::sync::mpsc::Sender<TrainCommand>,
+    /// Whether a write failed (the reader is gone).
+    closed: bool,
+}
+
+impl<'a> JsonLines<'a> {
+    fn new(json: bool, commands: &'a std::sync::mpsc::Sender<TrainCommand>) -> Self {
+        JsonLines {
+            stdout: json.then(|| std::io::stdout().lock()),
+            commands,
+            closed: false,
+        }
+    }
+
+    /// Writes `value` as one line (flushed, so a reader sees each event as it happens).
+    fn emit(&mut self, value: serde_json::Value) {
+        let Some(stdout) = self.stdout.as_mut() else {
+            return;
+        };
+        if self.closed {
+            return;
+        }
+        if writeln!(stdout, "{value}")
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
+            self.closed = true;
+            let _ = self.commands.send(TrainCommand::Stop);
+        }
     }
 }
 

@@ -51,14 +51,43 @@ fn train_sample_and_resume() {
     args.extend_from_slice(&["--steps", "30", "--run-dir", run_s, "--json"]);
     let trained = ddpm(&args, tmp.path());
     let out = ok(&trained);
-    // stdout holds only the step objects; stderr names the run for a script.
+    // stdout holds JSON events (start, steps, checkpoints, end); stderr names the run for a
+    // person too.
     let err = String::from_utf8_lossy(&trained.stderr);
     assert!(err.contains(&format!("→ {run_s}\n")), "{err}");
     assert!(err.contains(&format!("run saved in {run_s}\n")), "{err}");
-    let lines: Vec<serde_json::Value> = out
+    let events: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"start"), "{kinds:?}");
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        ["checkpoint", "end"],
+        "{kinds:?}"
+    );
+    assert_eq!(events[0]["run_dir"], run_s);
+    assert_eq!(events[0]["start_step"], 0);
+    assert_eq!(events[0]["total_steps"], 30);
+    let end = events.last().unwrap();
+    assert_eq!(
+        (&end["step"], &end["run_dir"], &end["reason"]),
+        (&30.into(), &run_s.into(), &"steps".into())
+    );
+    let checkpoint = &events[events.len() - 2];
+    assert_eq!(checkpoint["step"], 30);
+    assert!(
+        checkpoint["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("step-000030"),
+        "{checkpoint}"
+    );
+    let lines: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "step").collect();
     assert_eq!(lines.len(), 30);
     for key in ["step", "epoch", "loss", "images_per_s", "elapsed_s", "lr"] {
         assert!(lines[0].get(key).is_some(), "missing {key} in {}", lines[0]);

@@ -80,7 +80,11 @@ fn data_downloads_then_answers_from_cache_and_trains() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let steps = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(r#""event":"step""#))
+        .count();
+    assert_eq!(steps, 2);
     let cfg = std::fs::read_to_string(run.join("config.json")).unwrap();
     assert!(cfg.contains("fashion_mnist"));
 }

@@ -54,9 +54,9 @@ fn send(pid: u32, signal: libc::c_int) {
     assert_eq!(r, 0, "kill({pid}, {signal})");
 }
 
-/// Starts a long tiny training run with JSON lines; the steps arrive on the receiver (read to
+/// Starts a long tiny training run with JSON lines; its events arrive on the receiver (read to
 /// the end on a thread, so the child never blocks on a full pipe).
-fn start_training(dir: &Path, run: &Path) -> (Child, Receiver<u64>) {
+fn start_training(dir: &Path, run: &Path) -> (Child, Receiver<serde_json::Value>) {
     let mut child = ddpm(dir)
         .args([
             "train",
@@ -85,7 +85,7 @@ fn start_training(dir: &Path, run: &Path) -> (Child, Receiver<u64>) {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
-            if tx.send(v["step"].as_u64().expect("a step")).is_err() {
+            if tx.send(v).is_err() {
                 return; // the receiver is gone: close the pipe
             }
         }
@@ -93,11 +93,15 @@ fn start_training(dir: &Path, run: &Path) -> (Child, Receiver<u64>) {
     (child, rx)
 }
 
-fn wait_for_step(rx: &Receiver<u64>, at_least: u64) -> u64 {
+fn wait_for_step(rx: &Receiver<serde_json::Value>, at_least: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let step = rx.recv_timeout(left).expect("training steps");
+        let event = rx.recv_timeout(left).expect("training events");
+        if event["event"] != "step" {
+            continue;
+        }
+        let step = event["step"].as_u64().expect("a step");
         if step >= at_least {
             return step;
         }
@@ -175,6 +179,13 @@ fn signal_checkpoints_and_resumes(signal: libc::c_int, name: &str, copies: usize
     );
     assert!(!err.contains("panicked"), "{err}");
     let step = sampled_step(tmp.path(), &run);
+    // Its last JSON line says so too.
+    let end = steps.iter().last().expect("JSON events to the end");
+    assert_eq!(
+        (&end["event"], &end["reason"], end["step"].as_u64()),
+        (&"end".into(), &"signal".into(), Some(step)),
+        "{end}"
+    );
     assert!(step >= 2, "{name}: checkpoint at step {step}");
     // The run continues from there.
     let out = run_ok(
@@ -186,8 +197,9 @@ fn signal_checkpoints_and_resumes(signal: libc::c_int, name: &str, copies: usize
     );
     let last: serde_json::Value = String::from_utf8_lossy(&out.stdout)
         .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "step")
         .last()
-        .map(|l| serde_json::from_str(l).unwrap())
         .expect("steps after the resume");
     assert_eq!(last["step"].as_u64(), Some(step + 2), "{last}");
     assert_eq!(sampled_step(tmp.path(), &run), step + 2);

@@ -98,16 +98,21 @@ pub fn ddpm(args: &[&str], runs: &std::path::Path) -> std::process::Output {
         .expect("the binary runs")
 }
 
-/// The `step` of each JSON line in `text` (what `train --json` prints and `metrics.jsonl`
-/// holds, one step per line).
+/// The `step` of each step in `text`: the `"event": "step"` lines of `train --json`, or every
+/// line of `metrics.jsonl` (one step per line, no `event`).
 pub fn json_steps(text: &str) -> Vec<u64> {
     text.lines()
-        .map(|l| {
+        .filter_map(|l| {
             let v: serde_json::Value =
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
-            v["step"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("no step in {l}"))
+            if v.get("event").is_some_and(|e| e != "step") {
+                return None;
+            }
+            Some(
+                v["step"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no step in {l}")),
+            )
         })
         .collect()
 }
