@@ -13,7 +13,7 @@ use crate::eval::classifier::{self, Classifier};
 #[derive(Debug, Clone, Args)]
 pub struct ClassifierArgs {
     /// Fashion-MNIST images (the Hub name or a folder with the IDX files)
-    #[arg(long, default_value = "fashion_mnist")]
+    #[arg(long, value_parser = super::dataset_arg(), default_value = "fashion_mnist")]
     pub dataset: String,
     /// Passes over the training split (the shipped classifier's 20)
     #[arg(long, default_value_t = 20)]

@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::builder::TypedValueParser as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::{load_dataset, summarize, Dataset, DatasetSpec, LoadOptions, LoadProgress};
@@ -14,7 +15,7 @@ use crate::data::{load_dataset, summarize, Dataset, DatasetSpec, LoadOptions, Lo
 pub struct DataArgs {
     /// fashion_mnist, mnist, cifar10, shapes (built-in, offline), or a local path (IDX files,
     /// parquet files, or a folder of images).
-    #[arg(long, default_value = "fashion_mnist")]
+    #[arg(long, default_value = "fashion_mnist", value_parser = super::dataset_arg().try_map(|s| s.parse::<DatasetSpec>()))]
     pub dataset: DatasetSpec,
     /// Print the summary as JSON.
     #[arg(long)]

@@ -35,7 +35,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 250)]
     pub batch_size: usize,
     /// Real images to compare with [default: the run's dataset]
-    #[arg(long)]
+    #[arg(long, value_parser = super::dataset_arg())]
     pub dataset: Option<String>,
     /// Also write a PNG grid of the first 100 samples
     #[arg(long)]

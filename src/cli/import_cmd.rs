@@ -33,7 +33,7 @@ pub struct ImportArgs {
     pub ema: Option<f64>,
     /// What they were trained on: fashion_mnist, mnist, cifar10, shapes or a PATH (eval's
     /// real images, and `train --resume`'s data) [default: fashion_mnist]
-    #[arg(long)]
+    #[arg(long, value_parser = super::dataset_arg())]
     pub dataset: Option<String>,
     /// Side of the images they make [default: the dataset's, else 28]
     #[arg(long)]

@@ -17,7 +17,20 @@ pub mod train_cmd;
 
 use std::process::ExitCode;
 
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Parser, Subcommand};
+
+/// `--dataset`'s parser: a name or a path, as text. A path that is not UTF-8 is refused with
+/// the reason (a run records its data's path in its config.json, which is JSON text), where
+/// clap's own check named no flag.
+pub fn dataset_arg() -> impl TypedValueParser<Value = String> {
+    OsStringValueParser::new().try_map(|s| {
+        s.into_string().map_err(|_| {
+            "not valid UTF-8, and a run records its data's path as text: give a link to it \
+             with a UTF-8 name (ln -s)"
+        })
+    })
+}
 
 /// A terminal lab for denoising diffusion models (DDPM): train a UNet on Fashion-MNIST, compare
 /// beta schedules and step through denoising. Run without a command to open the lab.

@@ -25,7 +25,7 @@ pub struct TrainArgs {
     /// Dataset: fashion_mnist, mnist, cifar10, shapes (built in, offline) or a local PATH
     /// [default: fashion_mnist]; with --resume, other data to train the run on (its folder
     /// moved, say), checked to fit the run
-    #[arg(long)]
+    #[arg(long, value_parser = super::dataset_arg())]
     pub dataset: Option<String>,
     /// Recipe to start from: quick (the lab's CPU default: best samples in 10 minutes on a
     /// 2-core CPU) or blog (the blog's setup, the default); other flags override it

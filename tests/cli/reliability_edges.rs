@@ -180,6 +180,23 @@ fn show_draws_only_on_a_terminal() {
 }
 
 #[test]
+fn a_dataset_path_that_is_not_utf8_is_refused_with_its_flag_and_why() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(std::ffi::OsStr::from_bytes(b"images-\xff"));
+    std::fs::create_dir(&path).unwrap();
+    for cmd in ["train", "data", "eval", "import"] {
+        let out = output(ddpm(tmp.path()).args([cmd, "--dataset"]).arg(&path));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("for '--dataset <DATASET>': not valid UTF-8, and a run records its data's path as text"),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+#[test]
 fn absurd_training_values_are_refused_before_allocating() {
     let tmp = tempfile::tempdir().unwrap();
     let train = |extra: &[&str]| {
