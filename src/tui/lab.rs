@@ -22,7 +22,7 @@ use ratatui::{DefaultTerminal, Terminal};
 #[derive(Args, Debug, Clone, Default, PartialEq)]
 pub struct LabOptions {
     /// Dataset: fashion_mnist, mnist, cifar10, shapes (built-in, offline) or a path.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::dataset_arg())]
     pub dataset: Option<String>,
     /// Model size: tiny, small, quick, blog, current or current-sc (default: what the device
     /// trains quickly).

@@ -185,8 +185,14 @@ fn a_dataset_path_that_is_not_utf8_is_refused_with_its_flag_and_why() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join(std::ffi::OsStr::from_bytes(b"images-\xff"));
     std::fs::create_dir(&path).unwrap();
-    for cmd in ["train", "data", "eval", "import"] {
-        let out = output(ddpm(tmp.path()).args([cmd, "--dataset"]).arg(&path));
+    for cmd in ["train", "data", "eval", "import", "--model"] {
+        // `--model tiny --dataset …` opens the lab (no command).
+        let args: &[&str] = if cmd == "--model" {
+            &[cmd, "tiny"]
+        } else {
+            &[cmd]
+        };
+        let out = output(ddpm(tmp.path()).args(args).arg("--dataset").arg(&path));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
         assert!(
