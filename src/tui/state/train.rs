@@ -210,6 +210,53 @@ pub fn held_keys(trains_on: bool) -> &'static str {
 pub const LAST_CHECKPOINT_HELD: &str =
     "the run's last checkpoint is not written: make room, then c saves it (space cannot train past it)";
 
+/// What space does on the Train screen, decided in one place ([`TrainState::space_action`])
+/// for the key and the Progress panel's title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpaceAction {
+    /// Pause the training run.
+    Pause,
+    /// Resume the paused run.
+    Resume,
+    /// Train on a run a checkpoint that could not be written holds (unsaved).
+    TrainOn,
+    /// Nothing: the run's last checkpoint was not written, and only `c` can save it.
+    SaveOnly,
+    /// Nothing yet: the run is starting.
+    WaitStarting,
+    /// Nothing yet: the run is saving its checkpoint to stop.
+    WaitStopping,
+    /// Nothing: another process trains the opened run, which the lab follows.
+    FollowOther,
+    /// Nothing: the opened run has no checkpoint to continue from.
+    NoCheckpoint,
+    /// Continue the run shown from its checkpoint.
+    Continue,
+    /// Start the first run.
+    Start,
+    /// Start a new run after the one shown.
+    NewRun,
+}
+
+impl SpaceAction {
+    /// The Progress panel's word for it (`None` where space does nothing but say why).
+    fn label(self) -> Option<&'static str> {
+        match self {
+            SpaceAction::Pause => Some("pause"),
+            SpaceAction::Resume => Some("resume"),
+            SpaceAction::TrainOn => Some("train on"),
+            SpaceAction::Continue => Some("continue"),
+            SpaceAction::Start => Some("start"),
+            SpaceAction::NewRun => Some("new run"),
+            SpaceAction::SaveOnly
+            | SpaceAction::WaitStarting
+            | SpaceAction::WaitStopping
+            | SpaceAction::FollowOther
+            | SpaceAction::NoCheckpoint => None,
+        }
+    }
+}
+
 /// `dir` at the end of `runs`, where it is not among them yet.
 fn remember(runs: &mut Vec<PathBuf>, dir: &std::path::Path) {
     if !runs.iter().any(|r| r == dir) {
@@ -523,59 +570,65 @@ impl TrainState {
 
     /// Space: starts, pauses or resumes the run (an opened run continues from its checkpoint).
     fn toggle(&mut self, ctx: &mut Ctx) -> Vec<Effect> {
-        match self.run.state {
-            RunState::Running => {
+        match self.space_action(ctx.settings.train.steps) {
+            SpaceAction::Pause => {
                 self.run.send(TrainCommand::Pause);
                 Vec::new()
             }
-            RunState::Paused if self.run.held == Some(true) => {
-                vec![Effect::error(LAST_CHECKPOINT_HELD)]
-            }
-            RunState::Paused => {
+            SpaceAction::Resume | SpaceAction::TrainOn => {
                 self.run.send(TrainCommand::Resume);
                 Vec::new()
             }
-            RunState::Starting => vec![Effect::info(
+            SpaceAction::SaveOnly => vec![Effect::error(LAST_CHECKPOINT_HELD)],
+            SpaceAction::WaitStarting => vec![Effect::info(
                 "the run is starting: space pauses it once it trains",
             )],
-            RunState::Stopping => vec![Effect::info_about(
-                Topic::TrainStopping,
-                STOPPING,
-            )],
-            RunState::Opened => match &self.run.trained_by {
-                // Its trainer's lock would refuse the lab, and the lab would stop following it.
-                Some(who) => vec![Effect::error(format!(
+            SpaceAction::WaitStopping => vec![Effect::info_about(Topic::TrainStopping, STOPPING)],
+            SpaceAction::FollowOther => {
+                let who = self.run.trained_by.as_deref().unwrap_or("another process");
+                vec![Effect::error(format!(
                     "{who} trains this run now: the lab follows it live; once {who} stops, space continues it here"
-                ))],
-                None if self.run.checkpoint_step.is_none() => vec![Effect::error(
-                    "this run has no checkpoint to continue from (its training stopped before its first): u brings your settings back for a new run",
-                )],
-                None => self.start(true, ctx),
-            },
+                ))]
+            }
+            SpaceAction::NoCheckpoint => vec![Effect::error(
+                "this run has no checkpoint to continue from (its training stopped before its first): u brings your settings back for a new run",
+            )],
+            SpaceAction::Continue => self.start(true, ctx),
+            SpaceAction::Start | SpaceAction::NewRun => self.start(false, ctx),
+        }
+    }
+
+    /// What space does now, with the run's state and `steps` (the steps setting): the one
+    /// place that decides it, for the key and for the Progress panel's title.
+    fn space_action(&self, steps: usize) -> SpaceAction {
+        match self.run.state {
+            RunState::Running => SpaceAction::Pause,
+            RunState::Paused if self.run.is_held() => {
+                if self.run.can_train_on() {
+                    SpaceAction::TrainOn
+                } else {
+                    SpaceAction::SaveOnly
+                }
+            }
+            RunState::Paused => SpaceAction::Resume,
+            RunState::Starting => SpaceAction::WaitStarting,
+            RunState::Stopping => SpaceAction::WaitStopping,
+            // Its trainer's lock would refuse the lab, and the lab would stop following it.
+            RunState::Opened if self.run.trained_by.is_some() => SpaceAction::FollowOther,
+            RunState::Opened if self.run.checkpoint_step.is_none() => SpaceAction::NoCheckpoint,
+            RunState::Opened => SpaceAction::Continue,
             // Stopped by `x` or its budget, or finished and its steps raised since: it goes
             // on, unless the settings changed since.
-            RunState::Finished(_) if self.continues(ctx.settings.train.steps) => {
-                self.start(true, ctx)
-            }
-            RunState::Idle | RunState::Finished(_) | RunState::Failed(_) => self.start(false, ctx),
+            RunState::Finished(_) if self.continues(steps) => SpaceAction::Continue,
+            RunState::Idle => SpaceAction::Start,
+            RunState::Finished(_) | RunState::Failed(_) => SpaceAction::NewRun,
         }
     }
 
     /// What space does now, as the Progress panel's title says it (`None`: nothing, or a
     /// refusal that says why).
     pub fn space_does(&self, steps: usize) -> Option<&'static str> {
-        match self.run.state {
-            RunState::Running => Some("pause"),
-            RunState::Paused if self.run.is_held() => self.run.can_train_on().then_some("train on"),
-            RunState::Paused => Some("resume"),
-            RunState::Starting | RunState::Stopping => None,
-            RunState::Opened => (self.run.trained_by.is_none()
-                && self.run.checkpoint_step.is_some())
-            .then_some("continue"),
-            RunState::Finished(_) if self.continues(steps) => Some("continue"),
-            RunState::Idle => Some("start"),
-            RunState::Finished(_) | RunState::Failed(_) => Some("new run"),
-        }
+        self.space_action(steps).label()
     }
 
     /// Whether space continues the run shown: saved, the settings unchanged since but for
