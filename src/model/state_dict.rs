@@ -1,7 +1,9 @@
 //! A weights file read as a UNet's `state_dict`, as strictly as PyTorch's
 //! `load_state_dict(strict=True)`: every tensor the model has, of its shape, and nothing else.
 //! The prefixes PyTorch wrappers add (`model.` of a `GaussianDiffusion`, `module.` of
-//! `DataParallel`, `_orig_mod.` of `torch.compile`, `ema_model.` of an EMA) are taken off.
+//! `DataParallel`, `_orig_mod.` of `torch.compile`, `ema_model.` of an EMA) are taken off, one
+//! or several (`ema_model.model.`: the EMA of a `GaussianDiffusion`, as lucidrains' trainer
+//! saves it).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,7 +14,9 @@ use candle_nn::{VarBuilder, VarMap};
 
 use super::{Unet, UnetConfig};
 
-/// Prefixes taken off names where the file holds the model inside a wrapper, outermost first.
+/// Prefixes taken off names where the file holds the model inside wrappers (one wrapper, or
+/// one inside another); where a file holds the model twice (an EMA's `ema_model.` and
+/// `online_model.`), the first listed is read.
 const WRAPPER_PREFIXES: [&str; 6] = [
     "ema_model.",
     "online_model.",
@@ -27,7 +31,7 @@ const WRAPPER_PREFIXES: [&str; 6] = [
 pub struct StateDict {
     /// The model's tensors by PyTorch name, as float32.
     pub tensors: HashMap<String, Tensor>,
-    /// The wrapper prefix taken off the names (`model.`), if any.
+    /// The wrapper prefixes taken off the names (`model.`, `ema_model.model.`), if any.
     pub prefix: Option<String>,
     /// Tensors of the file outside the model that a wrapper holds (a `GaussianDiffusion`'s
     /// schedule buffers, say): left out.
@@ -53,7 +57,24 @@ pub fn load_weights_file(path: &Path, device: &Device) -> Result<HashMap<String,
             path.display()
         );
     }
-    candle_core::safetensors::load(path, device).map_err(|e| not_safetensors(path, &e.to_string()))
+    let data = std::fs::read(path).map_err(|e| not_safetensors(path, &e.to_string()))?;
+    let file = safetensors::SafeTensors::deserialize(&data)
+        .map_err(|e| not_safetensors(path, &e.to_string()))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in file.tensors() {
+        let t = match view.dtype() {
+            // A wrapper's flag (ema-pytorch's `initted`), never a weight: kept as bytes, so it
+            // is left out with the wrapper's other buffers.
+            safetensors::Dtype::BOOL => {
+                Tensor::from_raw_buffer(view.data(), DType::U8, view.shape(), device)?
+            }
+            _ => candle_core::safetensors::Load::load(&view, device).map_err(|e| {
+                anyhow::anyhow!("cannot read tensor {name} of {}: {e}", path.display())
+            })?,
+        };
+        tensors.insert(name, t);
+    }
+    Ok(tensors)
 }
 
 /// [`read_state_dict`] of the tensors already read from `path` (see [`load_weights_file`]).
@@ -63,12 +84,7 @@ pub fn state_dict_of(
     config: &UnetConfig,
 ) -> Result<StateDict> {
     let expected = expected_shapes(config)?;
-    let prefix = WRAPPER_PREFIXES.iter().map(|p| p.to_string()).find(|p| {
-        !expected.keys().any(|k| file.contains_key(k))
-            && expected
-                .keys()
-                .any(|k| file.contains_key(&format!("{p}{k}")))
-    });
+    let prefix = model_prefix(file.keys().map(String::as_str), &expected);
     let mut tensors = HashMap::new();
     let mut ignored = Vec::new();
     let mut unexpected = Vec::new();
@@ -78,7 +94,7 @@ pub fn state_dict_of(
             Some(p) => match name.strip_prefix(p.as_str()) {
                 Some(n) => n.to_string(),
                 None => {
-                    if name == "betas" && t.rank() == 1 {
+                    if &name[wrapper_path(&name).len()..] == "betas" && t.rank() == 1 {
                         betas = t.to_dtype(DType::F64)?.to_vec1::<f64>().ok();
                     }
                     ignored.push(name);
@@ -117,8 +133,13 @@ pub fn state_dict_of(
     let mut parts = Vec::new();
     if let Some(first) = mismatched.first() {
         parts.push(format!(
-            "{} differ in shape, the first {first}: {:?} in the file, {:?} in the model",
+            "{} {} in shape, the first {first}: {:?} in the file, {:?} in the model",
             tensors_counted(mismatched.len()),
+            if mismatched.len() == 1 {
+                "differs"
+            } else {
+                "differ"
+            },
             tensors[*first].dims(),
             expected[*first]
         ));
@@ -140,11 +161,71 @@ pub fn state_dict_of(
             first_names(&unexpected, 4)
         ));
     }
-    bail!(
-        "the weights in {} do not fit the model ({})",
-        path.display(),
-        parts.join("; ")
-    )
+    // lucidrains' released `Unet` normalises with gains named `g` (its LayerNorm and
+    // RMSNorm), a layout no model flag gives.
+    let lucidrains = unexpected.iter().any(|n| n.ends_with(".g"));
+    if lucidrains {
+        parts.push(
+            "tensors named `….g` are the norm gains of denoising-diffusion-pytorch's released `Unet`, \
+             whose layers differ from the blog's UNets (RMSNorm or LayerNorm where the blog has \
+             GroupNorm): ddpm-lab loads the blog's UNets (--unet blog, --unet current), not that one"
+                .to_string(),
+        );
+    }
+    Err(WeightsMisfit {
+        message: format!(
+            "the weights in {} do not fit the model ({})",
+            path.display(),
+            parts.join("; ")
+        ),
+        flags_can_help: !lucidrains,
+    }
+    .into())
+}
+
+/// Weights whose tensors are not the model's (missing, extra or of another shape).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct WeightsMisfit {
+    /// What differs, naming the first tensors.
+    message: String,
+    /// Whether other model flags may make them fit (not for a layout ddpm-lab lacks).
+    flags_can_help: bool,
+}
+
+/// The wrapper prefixes `name` starts with (`ema_model.model.` of
+/// `ema_model.model.downs.0.…`; empty where none).
+fn wrapper_path(name: &str) -> &str {
+    let mut rest = name;
+    while let Some(p) = WRAPPER_PREFIXES.iter().find(|p| rest.starts_with(**p)) {
+        rest = &rest[p.len()..];
+    }
+    &name[..name.len() - rest.len()]
+}
+
+/// The wrapper prefixes before the model's names in a file of `names`: none where any of the
+/// model's names is there bare, else the prefixes before most of them (ties go to the
+/// outermost wrapper listed first in [`WRAPPER_PREFIXES`]: an EMA's `ema_model.` before its
+/// `online_model.`).
+fn model_prefix<'a>(
+    names: impl Iterator<Item = &'a str> + Clone,
+    expected: &HashMap<String, Vec<usize>>,
+) -> Option<String> {
+    if names.clone().any(|n| expected.contains_key(n)) {
+        return None;
+    }
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for name in names {
+        let p = wrapper_path(name);
+        if !p.is_empty() && expected.contains_key(&name[p.len()..]) {
+            *counts.entry(p).or_default() += 1;
+        }
+    }
+    let rank = |p: &str| WRAPPER_PREFIXES.iter().position(|w| p.starts_with(w));
+    counts
+        .into_iter()
+        .max_by_key(|&(p, n)| (n, std::cmp::Reverse((rank(p), p))))
+        .map(|(p, _)| p.to_string())
 }
 
 /// `1 tensor`, `3 tensors`.
@@ -155,7 +236,14 @@ fn tensors_counted(n: usize) -> String {
 /// `e` (weights that do not fit the model), for a command whose model flags say what the model
 /// is (`import`, `forward`): with which flags to give. A run's checkpoint has no such flags:
 /// its config.json says what it trained.
+/// Other errors (no such file, not safetensors) are left as they are: no flag mends them.
 pub fn with_model_flags_hint(e: anyhow::Error) -> anyhow::Error {
+    if !e
+        .downcast_ref::<WeightsMisfit>()
+        .is_some_and(|m| m.flags_can_help)
+    {
+        return e;
+    }
     let e = crate::errors::one_line(&e);
     anyhow::anyhow!(
         "{e}; give the model flags the weights were trained with (--unet, --dim, --dim-mults, --block, --init-conv, --resnet-groups, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
@@ -303,6 +391,65 @@ mod tests {
         assert_eq!(sd.ignored, ["alphas_cumprod", "betas"]);
     }
 
+    /// lucidrains' trainer saves an ema-pytorch `EMA` of a `GaussianDiffusion`: the UNet twice
+    /// under two wrappers each (`ema_model.model.`, `online_model.model.`), the schedule's
+    /// buffers, a step count and a bool flag (`initted`), which candle cannot read.
+    #[test]
+    fn an_ema_of_a_gaussian_diffusion_reads_the_ema_and_leaves_the_rest_out() {
+        let cfg = tiny();
+        let mut map = state_dict(&cfg, "online_model.model.");
+        let ema = state_dict(&cfg, "");
+        for (k, t) in &ema {
+            map.insert(format!("ema_model.model.{k}"), (t + 1.0).unwrap());
+        }
+        let betas = Tensor::new(&[0.1f32, 0.2], &Device::Cpu).unwrap();
+        map.insert("ema_model.betas".into(), betas.clone());
+        map.insert("online_model.betas".into(), betas);
+        map.insert("step".into(), Tensor::new(&[7i64], &Device::Cpu).unwrap());
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("ema.safetensors");
+        candle_core::safetensors::save(&map, &f).unwrap();
+        // Add the bool flag as ema-pytorch writes it.
+        let bytes = std::fs::read(&f).unwrap();
+        let read = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut views = read.tensors();
+        let flag = [1u8];
+        views.push((
+            "initted".into(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::BOOL, vec![1], &flag).unwrap(),
+        ));
+        safetensors::serialize_to_file(views, None, &f).unwrap();
+
+        let sd = read_state_dict(&f, &cfg, &Device::Cpu).unwrap();
+        assert_eq!(sd.prefix.as_deref(), Some("ema_model.model."));
+        let first = "init_conv.weight";
+        let want = (&ema[first] + 1.0).unwrap().flatten_all().unwrap();
+        let got = sd.tensors[first].flatten_all().unwrap();
+        assert_eq!(
+            want.to_vec1::<f32>().unwrap(),
+            got.to_vec1::<f32>().unwrap()
+        );
+        assert_eq!(sd.betas.as_deref().map(|b| b.len()), Some(2));
+        assert!(
+            sd.ignored.contains(&"initted".to_string()),
+            "{:?}",
+            sd.ignored
+        );
+        assert!(sd.ignored.contains(&"step".to_string()));
+        assert!(sd
+            .ignored
+            .iter()
+            .any(|n| n.starts_with("online_model.model.")));
+        unet_from(sd, &cfg, &Device::Cpu).unwrap();
+
+        // DataParallel around a GaussianDiffusion, and torch.compile around that.
+        for prefix in ["module.model.", "_orig_mod.model.", "model.module."] {
+            let (_d, f) = saved(prefix, &[]);
+            let sd = read_state_dict(&f, &cfg, &Device::Cpu).unwrap();
+            assert_eq!(sd.prefix.as_deref(), Some(prefix));
+        }
+    }
+
     #[test]
     fn extra_missing_or_misshapen_tensors_are_named() {
         let (_d, f) = saved("", &[("extra.weight", vec![3])]);
@@ -330,6 +477,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("are missing: ") && e.contains(" more"), "{e}");
+    }
+
+    /// Flags can mend weights of another size, not a missing file nor another library's layout.
+    #[test]
+    fn the_model_flags_hint_is_given_where_flags_can_help() {
+        let hint = |e: anyhow::Error| with_model_flags_hint(e).to_string();
+        let (_d, f) = saved("", &[]);
+        let wider = UnetConfig { dim: 12, ..tiny() };
+        let e = hint(read_state_dict(&f, &wider, &Device::Cpu).unwrap_err());
+        assert!(
+            e.contains("1 tensor differs in shape") || e.contains("tensors differ in shape"),
+            "{e}"
+        );
+        assert!(e.contains("; give the model flags"), "{e}");
+        let e = hint(read_state_dict(f.parent().unwrap(), &tiny(), &Device::Cpu).unwrap_err());
+        assert!(
+            e.contains("is a folder") && !e.contains("model flags"),
+            "{e}"
+        );
+        // lucidrains' released Unet: RMSNorm gains `g` where the blog has GroupNorm.
+        let d = tempfile::tempdir().unwrap();
+        let g = d.path().join("lucidrains.safetensors");
+        let cfg = UnetConfig {
+            block: crate::model::BlockKind::Resnet,
+            ..tiny()
+        };
+        let mut map = state_dict(&cfg, "");
+        let w = map.remove("downs.0.0.block1.norm.weight").unwrap();
+        map.remove("downs.0.0.block1.norm.bias");
+        map.insert("downs.0.0.block1.norm.g".into(), w);
+        candle_core::safetensors::save(&map, &g).unwrap();
+        let e = hint(read_state_dict(&g, &cfg, &Device::Cpu).unwrap_err());
+        assert!(
+            e.contains("norm gains of denoising-diffusion-pytorch's released `Unet`")
+                && !e.contains("give the model flags"),
+            "{e}"
+        );
     }
 
     #[test]
