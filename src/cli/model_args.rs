@@ -46,7 +46,8 @@ pub struct ModelArgs {
     /// Without self-conditioning (for the quick preset, which has it)
     #[arg(long, overrides_with = "self_condition")]
     pub no_self_condition: bool,
-    /// Twice the output channels for a learned variance (load and forward only)
+    /// Twice the output channels for a learned variance (`forward` only: training, sampling
+    /// and `import` refuse it)
     #[arg(long)]
     pub learned_variance: bool,
 }

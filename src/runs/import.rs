@@ -61,6 +61,22 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
         if let Some(c) = channels_of(&file) {
             cfg.model.channels = (c / per_image).max(1);
         }
+        // A named set's images have known channels: weights for others were not trained on
+        // it (a folder's are known once loaded, when the run samples or trains).
+        let spec = crate::data::DatasetSpec::parse_unchecked(&cfg.dataset);
+        let data_channels = match &spec {
+            crate::data::DatasetSpec::Shapes => Some(1),
+            other => other.hub().map(|h| h.channels),
+        };
+        if let Some(dc) = data_channels.filter(|&dc| dc != cfg.model.channels) {
+            bail!(
+                "the weights take images of {} channel(s) but {} has {dc}: give the --dataset they were trained on (or --channels {} to use them on that data, {})",
+                cfg.model.channels,
+                cfg.dataset,
+                cfg.model.channels,
+                if dc == 1 { "its grey images repeated as RGB" } else { "its images made grey" }
+            );
+        }
     }
     cfg.validate()
         .context("the run's configuration is not usable")?;
@@ -144,7 +160,9 @@ fn channels_of(file: &HashMap<String, candle_core::Tensor>) -> Option<usize> {
 /// Checks a wrapper's `betas` buffer (the schedule the weights were trained with) against the
 /// run's schedule: another number of steps is refused (sampling would walk another chain);
 /// other values are noted with how far they are off (denoising-diffusion-pytorch's `linear`
-/// scales β by 1000/T, its `sigmoid` is not the blog's).
+/// scales β by 1000/T, its `sigmoid` is not the blog's). What sampling feels is the noising's
+/// √ᾱ and √(1−ᾱ): where those agree to [`SIGNAL_GAP`], the difference is said to be harmless
+/// (diffusers' cosine clips its last β at 0.999, the blog's at 0.9999).
 fn schedule_check(betas: &[f64], cfg: &TrainConfig) -> Result<Option<String>> {
     if betas.len() != cfg.timesteps {
         bail!(
@@ -154,17 +172,39 @@ fn schedule_check(betas: &[f64], cfg: &TrainConfig) -> Result<Option<String>> {
             betas.len()
         );
     }
-    let ours = &cfg.tables()?.betas;
-    let worst = betas
+    let tables = cfg.tables()?;
+    let (at, worst) = betas
         .iter()
-        .zip(ours)
+        .zip(&tables.betas)
         .map(|(a, b)| (a - b).abs() / b.abs().max(1e-12))
+        .enumerate()
+        .fold((0, 0.0_f64), |m, (t, d)| if d > m.1 { (t, d) } else { m });
+    if worst <= 1e-4 {
+        return Ok(None);
+    }
+    let mut cumprod = 1.0;
+    let gap = betas
+        .iter()
+        .zip(&tables.alphas_cumprod)
+        .map(|(b, ours)| {
+            cumprod *= 1.0 - b;
+            let signal = (cumprod.max(0.0).sqrt() - ours.sqrt()).abs();
+            let noise = ((1.0 - cumprod).max(0.0).sqrt() - (1.0 - ours).sqrt()).abs();
+            signal.max(noise)
+        })
         .fold(0.0_f64, f64::max);
-    Ok((worst > 1e-4).then(|| {
+    let schedule = cfg.schedule.name();
+    if gap < SIGNAL_GAP {
+        return Ok(Some(format!(
+            "the weights' `betas` buffer differs slightly from the {schedule} schedule (β off by {} at step {}, √ᾱ and √(1−ᾱ) within {gap:.0e}): no visible effect on samples",
+            percent(worst),
+            at + 1
+        )));
+    }
+    Ok(Some({
         format!(
-            "the weights' `betas` buffer is not the {} schedule (off by up to {:.0}%): samples will be poor unless --schedule names the one they were trained with{}",
-            cfg.schedule.name(),
-            worst * 100.0,
+            "the weights' `betas` buffer is not the {schedule} schedule (β off by up to {}, √ᾱ by up to {gap:.2}): samples will be poor unless --schedule names the one they were trained with{}",
+            percent(worst),
             if cfg.schedule == crate::schedule::BetaSchedule::Linear {
                 " (denoising-diffusion-pytorch's linear scales β by 1000/T; see README, Moving weights)"
             } else {
@@ -172,6 +212,21 @@ fn schedule_check(betas: &[f64], cfg: &TrainConfig) -> Result<Option<String>> {
             }
         )
     }))
+}
+
+/// Largest difference of √ᾱ_t or √(1−ᾱ_t) (the noising's coefficients) between two schedules
+/// that sampling does not show.
+const SIGNAL_GAP: f64 = 1e-3;
+
+/// A share as a percentage, with the decimals a small one needs (`400%`, `2.5%`, `0.09%`).
+fn percent(share: f64) -> String {
+    let p = share * 100.0;
+    match p {
+        p if p >= 10.0 => format!("{p:.0}%"),
+        p if p >= 1.0 => format!("{p:.1}%"),
+        // One significant digit (the check starts at 0.01 %).
+        p => format!("{p:.*}%", (-p.log10().floor()).clamp(1.0, 6.0) as usize),
+    }
 }
 
 /// The note of a wrapper prefix taken off `path`'s names, if one was.
@@ -212,6 +267,33 @@ mod tests {
             step: 40,
             dir: dir.to_path_buf(),
         }
+    }
+
+    #[test]
+    fn weights_for_other_channels_than_the_named_data_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("rgb.safetensors");
+        let rgb = UnetConfig {
+            channels: 3,
+            ..tiny()
+        };
+        candle_core::safetensors::save(&state_dict(&rgb, ""), &w).unwrap();
+        let mut req = request(&w, &d.path().join("a"));
+        req.config.dataset = "fashion_mnist".into();
+        let e = import(req.clone()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("the weights take images of 3 channel(s) but fashion_mnist has 1: give the --dataset they were trained on (or --channels 3"),
+            "{e}"
+        );
+        assert!(!d.path().join("a").exists());
+        req.config.dataset = "cifar10".into();
+        assert_eq!(import(req.clone()).unwrap().config.model.channels, 3);
+        // Asked for: the data is converted to the model's channels.
+        let mut req = request(&w, &d.path().join("b"));
+        req.config.dataset = "fashion_mnist".into();
+        req.config.model.channels = 3;
+        req.channels_given = true;
+        import(req).unwrap();
     }
 
     #[test]
@@ -319,7 +401,21 @@ mod tests {
         put(&mut sd, &scaled);
         let done = import(request(&w, &d.path().join("b"))).unwrap();
         assert!(
-            done.notes[1].contains("is not the linear schedule (off by up to 400%)"),
+            done.notes[1]
+                .contains("is not the linear schedule (β off by up to 400%, √ᾱ by up to 0."),
+            "{:?}",
+            done.notes
+        );
+        // Only the last β clipped otherwise (diffusers' cosine): said to be harmless.
+        let mut clipped = ours.clone();
+        *clipped.last_mut().unwrap() *= 1.0009;
+        put(&mut sd, &clipped);
+        let done = import(request(&w, &d.path().join("d"))).unwrap();
+        assert!(
+            done.notes[1].contains(&format!(
+                "differs slightly from the linear schedule (β off by 0.09% at step {}",
+                ours.len()
+            )) && done.notes[1].ends_with("no visible effect on samples"),
             "{:?}",
             done.notes
         );
