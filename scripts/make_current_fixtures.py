@@ -17,9 +17,12 @@ Usage:
   ~/.cache/ddpm-lab/venv-bench/bin/python scripts/make_current_fixtures.py --check CASE FILE
       loads a ddpm-lab weights file (safetensors) into that case's PyTorch model with
       strict=True and checks its forward against the same file's own fixture inputs.
-  ~/.cache/ddpm-lab/venv-bench/bin/python scripts/make_current_fixtures.py --check FILE
-      the same for any `--unet current` run's weights (RUN/checkpoints/step-N/model.safetensors):
-      the model is built from the config.json beside them.
+  ~/.cache/ddpm-lab/venv-bench/bin/python scripts/make_current_fixtures.py --check FILE \
+      [--ddpm-lab target/release/ddpm-lab]
+      the same for any run's weights (RUN/checkpoints/step-N/model.safetensors or
+      ema.safetensors; either UNet, the lab's `quick` recipe included): the model is built from
+      the config.json beside them (the blog's first UNet from scripts/pytorch_bench.py), and
+      with --ddpm-lab its output is compared with `ddpm-lab forward` on the same inputs.
 
 Needs torch, einops and safetensors (scripts/compare.sh makes that venv; `pip install
 safetensors` where an older one lacks it).
@@ -442,7 +445,7 @@ def model_of_run(weights_file):
         cfg = json.load(f)
     m = cfg["model"]
     if m.get("arch") != "current":
-        sys.exit(f"{weights_file} is the blog's first UNet (--unet blog): its PyTorch class is in scripts/pytorch_bench.py")
+        return blog_model_of(m), {"channels": m["channels"]}, cfg["image_size"], cfg.get("timesteps", 200)
     kwargs = dict(
         dim=m["dim"],
         init_dim=m.get("init_dim"),
@@ -465,6 +468,31 @@ def model_of_run(weights_file):
     return ctor(**kwargs).eval(), kwargs, cfg["image_size"], cfg.get("timesteps", 200)
 
 
+def blog_model_of(m):
+    """The blog's first UNet (scripts/pytorch_bench.py's class) of a run's `model` config:
+    ConvNeXt or ResNet blocks, and ddpm-lab's options (self-conditioning, attention in the
+    middle only, the init conv's kernel), as the lab's `quick` recipe trains it."""
+    if m.get("learned_variance"):
+        sys.exit("a learned variance is seed 002's option: the blog's first UNet has none")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from pytorch_bench import Unet as BlogUnet
+
+    return BlogUnet(
+        dim=m["dim"],
+        init_dim=m.get("init_dim"),
+        out_dim=m.get("out_dim"),
+        dim_mults=tuple(m["dim_mults"]),
+        channels=m["channels"],
+        with_time_emb=m.get("with_time_emb", True),
+        resnet_block_groups=m.get("resnet_block_groups", 8),
+        use_convnext=m.get("block", "convnext") == "convnext",
+        convnext_mult=m.get("convnext_mult", 2),
+        self_condition=m.get("self_condition", False),
+        stage_attention=m.get("stage_attention", True),
+        init_conv_kernel=m.get("init_conv_kernel") or 7,
+    ).eval()
+
+
 def load_strictly(model, weights_file):
     """Loads the safetensors file into `model` as load_state_dict(strict=True) does, saying
     which keys differ where they do; returns the state loaded."""
@@ -476,16 +504,34 @@ def load_strictly(model, weights_file):
     return state
 
 
-def check_run(weights_file):
-    """Loads a run's weights into the PyTorch model its config.json describes, strictly."""
+def check_run(weights_file, ddpm_lab=None):
+    """Loads a run's weights into the PyTorch model its config.json describes, strictly, and
+    (given the ddpm-lab binary) compares its output with `ddpm-lab forward` on the same x, t
+    and x_self_cond; exits with an error where they differ by more than 1e-4 of the largest."""
     model, kwargs, size, timesteps = model_of_run(weights_file)
     state = load_strictly(model, weights_file)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, kwargs["channels"], size, size, generator=g)
     t = torch.tensor([0, timesteps - 1], dtype=torch.int64)
+    cond = torch.randn(x.shape, generator=g) if model.self_condition else None
     with torch.no_grad():
-        out = model(x, t, torch.zeros_like(x) if model.self_condition else None)
+        out = model(x, t, cond)
     print(f"{weights_file}: {len(state)} tensors load into PyTorch strictly; output {tuple(out.shape)}, finite {bool(torch.isfinite(out).all())}")
+    if not ddpm_lab:
+        return
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        case, got = os.path.join(d, "case.safetensors"), os.path.join(d, "out.safetensors")
+        save_file({"x": x, "t": t, **({"x_self_cond": cond} if cond is not None else {})}, case)
+        subprocess.run([ddpm_lab, "forward", "--weights", weights_file, "--input", case, "--out", got], check=True)
+        theirs = load_file(got)["out"]
+    diff = (theirs - out).abs().max().item()
+    scale = out.abs().max().item()
+    print(f"ddpm-lab forward vs PyTorch: max |diff| {diff:.2e} (largest output {scale:.3g})")
+    if diff > 1e-4 * max(scale, 1.0):
+        sys.exit("the outputs differ")
 
 
 def check(case, weights_file, fixture_dir):
@@ -502,10 +548,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
     ap.add_argument("--check", nargs="+", metavar="[CASE] FILE")
+    ap.add_argument("--ddpm-lab", metavar="BIN", help="with --check FILE: compare with this binary's `forward`")
     a = ap.parse_args()
     torch.set_num_threads(1)
     if a.check and len(a.check) == 1:
-        check_run(a.check[0])
+        check_run(a.check[0], a.ddpm_lab)
     elif a.check and len(a.check) == 2:
         check(a.check[0], a.check[1], a.out)
     elif a.check:

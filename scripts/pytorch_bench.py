@@ -232,13 +232,24 @@ class Unet(nn.Module):
         resnet_block_groups=8,
         use_convnext=True,
         convnext_mult=2,
+        # Beyond the blog (ddpm-lab's model options; the defaults are the blog's model):
+        # `self_condition` reads cat(x_self_cond or zeros, x), `stage_attention=False` keeps
+        # attention to the middle (the stages' `.2` entries hold no weights), and the init
+        # conv's kernel.
+        self_condition=False,
+        stage_attention=True,
+        init_conv_kernel=7,
     ):
         super().__init__()
 
         self.channels = channels
+        self.self_condition = self_condition
 
         init_dim = default(init_dim, dim // 3 * 2)
-        self.init_conv = nn.Conv2d(channels, init_dim, 7, padding=3)
+        input_channels = channels * (2 if self_condition else 1)
+        self.init_conv = nn.Conv2d(
+            input_channels, init_dim, init_conv_kernel, padding=init_conv_kernel // 2
+        )
 
         dims = [init_dim, *map(lambda m: dim * m, dim_mults)]
         in_out = list(zip(dims[:-1], dims[1:]))
@@ -272,7 +283,9 @@ class Unet(nn.Module):
                     [
                         block_klass(dim_in, dim_out, time_emb_dim=time_dim),
                         block_klass(dim_out, dim_out, time_emb_dim=time_dim),
-                        Residual(PreNorm(dim_out, LinearAttention(dim_out))),
+                        Residual(PreNorm(dim_out, LinearAttention(dim_out)))
+                        if stage_attention
+                        else nn.Identity(),
                         Downsample(dim_out) if not is_last else nn.Identity(),
                     ]
                 )
@@ -291,7 +304,9 @@ class Unet(nn.Module):
                     [
                         block_klass(dim_out * 2, dim_in, time_emb_dim=time_dim),
                         block_klass(dim_in, dim_in, time_emb_dim=time_dim),
-                        Residual(PreNorm(dim_in, LinearAttention(dim_in))),
+                        Residual(PreNorm(dim_in, LinearAttention(dim_in)))
+                        if stage_attention
+                        else nn.Identity(),
                         Upsample(dim_in) if not is_last else nn.Identity(),
                     ]
                 )
@@ -300,7 +315,10 @@ class Unet(nn.Module):
         out_dim = default(out_dim, channels)
         self.final_conv = nn.Sequential(block_klass(dim, dim), nn.Conv2d(dim, out_dim, 1))
 
-    def forward(self, x, time):
+    def forward(self, x, time, x_self_cond=None):
+        if self.self_condition:
+            x_self_cond = default(x_self_cond, lambda: torch.zeros_like(x))
+            x = torch.cat((x_self_cond, x), dim=1)
         x = self.init_conv(x)
 
         t = self.time_mlp(time) if exists(self.time_mlp) else None
