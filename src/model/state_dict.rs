@@ -39,6 +39,9 @@ pub struct StateDict {
     /// The wrapper's `betas` buffer (a `GaussianDiffusion`'s noise schedule), where it has
     /// one: the schedule the weights were trained with.
     pub betas: Option<Vec<f64>>,
+    /// The wrapper's `loss_weight` buffer (a `GaussianDiffusion`'s per-step loss weight, which
+    /// its objective decides), where it has one.
+    pub loss_weight: Option<Vec<f64>>,
 }
 
 /// Reads `path` as the weights of a UNet of `config`: refused, in one message, where the file
@@ -89,13 +92,19 @@ pub fn state_dict_of(
     let mut ignored = Vec::new();
     let mut unexpected = Vec::new();
     let mut betas = None;
+    let mut loss_weight = None;
     for (name, t) in file {
         let own = match &prefix {
             Some(p) => match name.strip_prefix(p.as_str()) {
                 Some(n) => n.to_string(),
                 None => {
-                    if &name[wrapper_path(&name).len()..] == "betas" && t.rank() == 1 {
-                        betas = t.to_dtype(DType::F64)?.to_vec1::<f64>().ok();
+                    let buffer = match &name[wrapper_path(&name).len()..] {
+                        "betas" => Some(&mut betas),
+                        "loss_weight" => Some(&mut loss_weight),
+                        _ => None,
+                    };
+                    if let (Some(b), 1) = (buffer, t.rank()) {
+                        *b = t.to_dtype(DType::F64)?.to_vec1::<f64>().ok();
                     }
                     ignored.push(name);
                     continue;
@@ -125,6 +134,7 @@ pub fn state_dict_of(
             prefix,
             ignored,
             betas,
+            loss_weight,
         });
     }
     missing.sort_by_key(|k| in_model_order(k));

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::diffusion::Objective;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
@@ -86,6 +87,9 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
     notes.extend(wrapper_note(&req.weights, &model));
     if let Some(betas) = &model.betas {
         notes.extend(schedule_check(betas, &cfg)?);
+        if let Some(weights) = &model.loss_weight {
+            objective_check(betas, weights, cfg.objective)?;
+        }
     }
     let ema = match &req.ema_weights {
         Some(p) => {
@@ -214,6 +218,58 @@ fn schedule_check(betas: &[f64], cfg: &TrainConfig) -> Result<Option<String>> {
     }))
 }
 
+/// Checks a `GaussianDiffusion`'s `loss_weight` buffer against the run's objective: its
+/// objective decides it (with SNR_t = ᾱ_t/(1−ᾱ_t), clipped at γ under min-SNR weighting: 1 ⋅
+/// clip/SNR for the noise, clip for x0, clip/(SNR+1) for v), and a run sampling with another
+/// objective than its weights were trained for draws noise. Refused, naming the flag.
+fn objective_check(betas: &[f64], loss_weight: &[f64], ours: Objective) -> Result<()> {
+    if loss_weight.len() != betas.len() {
+        return Ok(());
+    }
+    let mut cumprod = 1.0;
+    let snr: Vec<f64> = betas
+        .iter()
+        .map(|b| {
+            cumprod *= 1.0 - b;
+            cumprod / (1.0 - cumprod).max(1e-20)
+        })
+        .collect();
+    // The SNR each objective's weight implies (clipped at γ, or not at all).
+    let fits = |factor: &dyn Fn(f64) -> f64| {
+        let clipped: Vec<f64> = loss_weight
+            .iter()
+            .zip(&snr)
+            .map(|(w, s)| w * factor(*s))
+            .collect();
+        let gamma = clipped.iter().copied().fold(0.0_f64, f64::max);
+        clipped
+            .iter()
+            .zip(&snr)
+            .all(|(c, s)| (c - s.min(gamma)).abs() <= 1e-3 * s.min(gamma).max(1e-6))
+    };
+    let trained = [
+        (Objective::Noise, &(|s: f64| s) as &dyn Fn(f64) -> f64),
+        (Objective::X0, &|_| 1.0),
+        (Objective::V, &|s: f64| s + 1.0),
+    ]
+    .into_iter()
+    .find(|(_, factor)| fits(*factor))
+    .map(|(o, _)| o);
+    match trained {
+        Some(theirs) if theirs != ours => bail!(
+            "the weights' `loss_weight` buffer is a GaussianDiffusion's for the {} objective ({}), the run would predict {}: give --objective {theirs}",
+            theirs,
+            match theirs {
+                Objective::Noise => "pred_noise",
+                Objective::X0 => "pred_x0",
+                Objective::V => "pred_v",
+            },
+            ours
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Largest difference of √ᾱ_t or √(1−ᾱ_t) (the noising's coefficients) between two schedules
 /// that sampling does not show.
 const SIGNAL_GAP: f64 = 1e-3;
@@ -267,6 +323,41 @@ mod tests {
             step: 40,
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// denoising-diffusion-pytorch's `loss_weight` buffer names the objective: 1 for the noise
+    /// (min(SNR, γ)/SNR under min-SNR weighting), SNR/(SNR+1) = ᾱ for v.
+    #[test]
+    fn a_wrappers_loss_weight_names_the_objective_the_run_needs() {
+        let cfg = TrainConfig::default();
+        let tables = cfg.tables().unwrap();
+        let (betas, ac) = (&tables.betas, &tables.alphas_cumprod);
+        let snr: Vec<f64> = ac.iter().map(|a| a / (1.0 - a)).collect();
+        let ones = vec![1.0; betas.len()];
+        let clipped_noise: Vec<f64> = snr.iter().map(|s| s.min(5.0) / s).collect();
+        let v: Vec<f64> = ac.iter().map(|a| *a as f32 as f64).collect();
+        let clipped_v: Vec<f64> = snr.iter().map(|s| s.min(5.0) / (s + 1.0)).collect();
+        let x0: Vec<f64> = snr.clone();
+        assert!(objective_check(betas, &ones, Objective::Noise).is_ok());
+        assert!(objective_check(betas, &clipped_noise, Objective::Noise).is_ok());
+        for (w, theirs) in [(&v, "v"), (&clipped_v, "v"), (&x0, "x0")] {
+            let e = objective_check(betas, w, Objective::Noise)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.ends_with(&format!(
+                    "the run would predict noise: give --objective {theirs}"
+                )),
+                "{e}"
+            );
+        }
+        assert!(objective_check(betas, &v, Objective::V).is_ok());
+        let e = objective_check(betas, &ones, Objective::V)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("for the noise objective (pred_noise)"), "{e}");
+        // Weights of no objective's form (another library's): nothing is said.
+        assert!(objective_check(betas, betas, Objective::V).is_ok());
     }
 
     #[test]
