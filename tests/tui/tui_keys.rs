@@ -1428,6 +1428,36 @@ fn an_opened_run_continues_on_its_own_data_loaded_back_first() {
     assert_eq!(req.dataset(), "shapes");
 }
 
+/// The loss-by-timestep chart describes the run it draws: a recipe picked after the run
+/// (another T, no min-SNR weighting) does not relabel its buckets.
+#[test]
+fn the_bucket_chart_keeps_the_runs_own_timesteps_and_weighting() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.settings.train.timesteps = 1000;
+    app.settings.train.min_snr_gamma = Some(5.0);
+    app.settings.train.steps = 20;
+    let dir = std::path::Path::new("runs/20260101-000000-cosine");
+    start_main_run(&mut app, 20, 20);
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![finished(20, dir, FinishReason::Steps)],
+    );
+    let before = render(&app, 120, 40);
+    assert!(before.contains("Unweighted loss by t"), "{before}");
+    handle_key(&mut app, ch('b'));
+    assert_eq!(app.settings.train.timesteps, 200, "b picks the blog's recipe");
+    assert_eq!(app.settings.train.min_snr_gamma, None);
+    let after = render(&app, 120, 40);
+    assert!(after.contains("Unweighted loss by t"), "{after}");
+    // The axis still runs to T = 1000 (to 160 for the blog's T = 200).
+    assert!(
+        after.lines().any(|l| l.contains("200   400   600   800")),
+        "{after}"
+    );
+}
+
 /// A run trained to its end goes on where its steps are raised since (instead of space
 /// starting the same run again from scratch), and the Progress title says which space does.
 #[test]

@@ -452,6 +452,7 @@ impl CompareState {
             if let Some(s) = &found.summary.settings {
                 run.total_steps = s.steps;
                 run.timesteps = Some(s.timesteps);
+                run.min_snr = Some(s.min_snr_gamma.is_some());
                 if opened.settings.is_none() {
                     steps = steps.max(s.steps);
                 }

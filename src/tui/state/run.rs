@@ -63,6 +63,8 @@ pub struct RunProgress {
     pub run_dir: Option<PathBuf>,
     /// T of the run's noise schedule, once known (edits to the settings do not change it).
     pub timesteps: Option<usize>,
+    /// Whether the run's loss is min-SNR weighted, once known (as `timesteps`).
+    pub min_snr: Option<bool>,
     /// Step the current session started from.
     pub start_step: usize,
     /// Step at which the run stops.

@@ -716,6 +716,7 @@ impl TrainState {
             let s = ctx.settings.train.schedule.name().to_string();
             self.run.reset();
             self.run.timesteps = Some(ctx.settings.train.timesteps);
+            self.run.min_snr = Some(ctx.settings.train.min_snr_gamma.is_some());
             ctx.new_run_dir(&s)
         };
         // Stop following the run on disk: this process trains it now.
@@ -1002,6 +1003,7 @@ impl TrainState {
         if let Some(s) = &opened.summary.settings {
             run.total_steps = s.steps;
             run.timesteps = Some(s.timesteps);
+            run.min_snr = Some(s.min_snr_gamma.is_some());
             if self.own_settings.is_none() {
                 self.own_settings = Some(Box::new((
                     ctx.settings.train.clone(),

@@ -477,16 +477,17 @@ pub fn bar_axis_labels(values: &[usize], bar: u16, gap: u16) -> Vec<(u16, String
 
 /// The smoothed loss per timestep bucket. With min-SNR weighting the Loss panel shows the
 /// weighted loss, and these bars the unweighted one per image (what each t costs), so the
-/// title says so.
+/// title says so. T and the weighting are the run's (the settings `t` only before it has
+/// any): edits after it started describe another run.
 fn bucket_chart(
     frame: &mut Frame,
     area: Rect,
     run: &RunProgress,
     t: &crate::tui::settings::TrainSettings,
 ) {
-    let timesteps = t.timesteps;
+    let timesteps = run.timesteps.unwrap_or(t.timesteps);
     let values: Vec<f64> = run.buckets.iter().flatten().copied().collect();
-    let name = if t.min_snr_gamma.is_some() {
+    let name = if run.min_snr.unwrap_or(t.min_snr_gamma.is_some()) {
         "Unweighted loss by t"
     } else {
         "Loss by timestep t"
