@@ -1447,7 +1447,10 @@ fn the_bucket_chart_keeps_the_runs_own_timesteps_and_weighting() {
     let before = render(&app, 120, 40);
     assert!(before.contains("Unweighted loss by t"), "{before}");
     handle_key(&mut app, ch('b'));
-    assert_eq!(app.settings.train.timesteps, 200, "b picks the blog's recipe");
+    assert_eq!(
+        app.settings.train.timesteps, 200,
+        "b picks the blog's recipe"
+    );
     assert_eq!(app.settings.train.min_snr_gamma, None);
     let after = render(&app, 120, 40);
     assert!(after.contains("Unweighted loss by t"), "{after}");

@@ -624,7 +624,9 @@ impl App {
             WorkerMsg::Estimated(e) => self.train.on_estimate(e, &ctx!(self)),
             WorkerMsg::Runs(runs) => {
                 let (busy, root) = (self.any_active(), self.settings.runs_root());
-                self.picker_wait.on_runs(runs, busy, &root)
+                let named = self.train.last_run.as_ref().map(|l| l.summary.dir.clone());
+                self.picker_wait
+                    .on_runs(runs, busy, &root, named.as_deref())
             }
             WorkerMsg::RunOpened(result) => self.picker_wait.on_opened(result, self.any_active()),
             WorkerMsg::ComparisonOpened(result) => self

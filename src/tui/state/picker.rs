@@ -53,8 +53,15 @@ impl PickerWait {
         ]
     }
 
-    /// The engine's list of runs: opens the picker on it, unless a run started meanwhile.
-    pub fn on_runs(&mut self, runs: Vec<RunSummary>, busy: bool, runs_root: &Path) -> Vec<Effect> {
+    /// The engine's list of runs: opens the picker on it, unless a run started meanwhile, with
+    /// `named` highlighted where it is listed (the last run Train names, "o opens it").
+    pub fn on_runs(
+        &mut self,
+        runs: Vec<RunSummary>,
+        busy: bool,
+        runs_root: &Path,
+        named: Option<&Path>,
+    ) -> Vec<Effect> {
         if *self != PickerWait::Listing {
             return Vec::new();
         }
@@ -68,7 +75,10 @@ impl PickerWait {
                 runs_root.display()
             ))];
         }
-        vec![Effect::ShowPicker(RunPicker { runs, selected: 0 })]
+        let selected = named
+            .and_then(|n| runs.iter().position(|r| r.dir == n))
+            .unwrap_or(0);
+        vec![Effect::ShowPicker(RunPicker { runs, selected })]
     }
 
     /// Enter on `picker`: asks the engine for the highlighted run's configuration and history
@@ -145,6 +155,19 @@ mod tests {
         }
     }
 
+    /// The run Train names as its last ("o opens it") is highlighted where it is listed.
+    #[test]
+    fn the_picker_starts_on_the_run_train_names() {
+        let root = Path::new("runs");
+        let two = || vec![summary("runs/a"), summary("runs/b")];
+        let mut w = PickerWait::Listing;
+        let fx = w.on_runs(two(), false, root, Some(Path::new("runs/b")));
+        assert!(matches!(&fx[..], [Effect::ShowPicker(p)] if p.selected == 1));
+        let mut w = PickerWait::Listing;
+        let fx = w.on_runs(two(), false, root, Some(Path::new("runs/gone")));
+        assert!(matches!(&fx[..], [Effect::ShowPicker(p)] if p.selected == 0));
+    }
+
     #[test]
     fn lists_then_opens_and_drops_stale_answers() {
         let root = Path::new("runs");
@@ -152,14 +175,22 @@ mod tests {
         assert!(matches!(w.request(true, root)[..], [Effect::Notify(_)]));
         assert!(matches!(w.request(false, root)[..], [Effect::ListRuns, _]));
         assert!(w.request(false, root).is_empty(), "already listing");
-        let fx = w.on_runs(vec![summary("runs/a"), summary("runs/b")], false, root);
+        let fx = w.on_runs(
+            vec![summary("runs/a"), summary("runs/b")],
+            false,
+            root,
+            None,
+        );
         let Ok::<[Effect; 1], _>([Effect::ShowPicker(mut p)]) = fx.try_into() else {
             panic!("no picker")
         };
+        assert_eq!(p.selected, 0);
         p.move_by(5);
         assert_eq!(p.selected, 1);
         assert!(matches!(&w.open(p)[..], [Effect::OpenRun(d), _] if d == Path::new("runs/b")));
-        assert!(w.on_runs(vec![summary("runs/c")], false, root).is_empty());
+        assert!(w
+            .on_runs(vec![summary("runs/c")], false, root, None)
+            .is_empty());
         assert!(matches!(
             w.on_opened(Err("x".into()), false)[..],
             [Effect::Notify(_)]
