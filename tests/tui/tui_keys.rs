@@ -1428,6 +1428,23 @@ fn an_opened_run_continues_on_its_own_data_loaded_back_first() {
     assert_eq!(req.dataset(), "shapes");
 }
 
+/// Why a run stopped short stays on Progress after the status line's word on it has passed.
+#[test]
+fn a_run_stopped_by_its_budget_says_so_on_progress() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.settings.train.steps = 20;
+    let dir = std::path::Path::new("runs/20260101-000000-linear");
+    start_main_run(&mut app, 5, 20);
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![finished(5, dir, FinishReason::TimeLimit)],
+    );
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("ETA — (budget spent)"), "{screen}");
+}
+
 /// The loss-by-timestep chart describes the run it draws: a recipe picked after the run
 /// (another T, no min-SNR weighting) does not relabel its buckets.
 #[test]

@@ -12,7 +12,7 @@ use ratatui::Frame;
 use super::chart::{self, ChartOpts, Series};
 use super::image::ImageRenderer;
 use super::{block, theme};
-use crate::train::events::LOSS_BUCKETS;
+use crate::train::events::{FinishReason, LOSS_BUCKETS};
 use crate::tui::state::run::{RunProgress, RunState};
 use crate::tui::state::train::Field;
 use crate::tui::state::App;
@@ -340,10 +340,13 @@ fn draw_progress(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled(format!("{:<9}", "elapsed"), theme::label()),
             Span::raw(theme::duration(last.elapsed_s)),
             Span::styled(" · ETA ", theme::label()),
-            Span::raw(match budget {
-                Some((s, true)) => format!("{} (budget)", theme::duration(s)),
-                Some((s, false)) => theme::duration(s),
-                None => idle.into(),
+            Span::raw(match (budget, &run.state) {
+                (Some((s, true)), _) => format!("{} (budget)", theme::duration(s)),
+                (Some((s, false)), _) => theme::duration(s),
+                // Why it stopped short, for as long as it is shown (the status line's word
+                // on it passes).
+                (None, RunState::Finished(FinishReason::TimeLimit)) => "— (budget spent)".into(),
+                (None, _) => idle.into(),
             }),
         ]));
         // Where the budget ends the run, short of its stop step (a cosine decay planned to
