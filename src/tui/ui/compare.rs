@@ -202,6 +202,8 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
         let name = slot.schedule.name();
         // The ways to say the title, longest first (see `title_with_note`).
         let mut titles = vec![name.to_string()];
+        // How many titles carry the score (kept before the images' count and scale).
+        let mut scored_titles = 0;
         if let Some(f) = &slot.frames {
             if !f.is_empty() {
                 let i = c.cursor.index.min(f.len() - 1);
@@ -220,6 +222,7 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
                         titles.insert(0, format!("{scored} · FD {fd}"));
                     }
                     titles.extend([format!("{short} {pct}"), short]);
+                    scored_titles = titles.len() - 1;
                 }
                 // Last, the name alone: the images' count and scale outlast t (the frame bar
                 // says it for all four).
@@ -263,7 +266,7 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
         }
         // The border goes on last, its title saying how small the images are.
         let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
-        let title = super::title_with_notes(&titles, &notes, r.width);
+        let title = super::title_with_notes_keeping(&titles, &notes, r.width, scored_titles);
         let b =
             block(&title).border_style(Style::default().fg(theme::schedule_color(slot.schedule)));
         frame.render_widget(b, *r);

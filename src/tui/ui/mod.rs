@@ -197,6 +197,18 @@ pub fn scale_ways(note: String) -> Vec<String> {
 /// [`title_with_note`] with the ways to say the note given, longest first: each title with
 /// each way in turn, then the shortest title with the shortest way, then the shortest title.
 pub fn title_with_notes(titles: &[&str], notes: &[String], width: u16) -> String {
+    title_with_notes_keeping(titles, notes, width, 0)
+}
+
+/// [`title_with_notes`] where the first `keep` titles say more than the note: the `keep`-th
+/// alone is tried before a shorter title with the note (a schedule's score outlasts how many
+/// of its images are shown).
+pub fn title_with_notes_keeping(
+    titles: &[&str],
+    notes: &[String],
+    width: u16,
+    keep: usize,
+) -> String {
     // Two border cells and the spaces around the title.
     let room = (width as usize).saturating_sub(4);
     let fits = |s: &String| s.chars().count() <= room;
@@ -207,7 +219,11 @@ pub fn title_with_notes(titles: &[&str], notes: &[String], width: u16) -> String
     };
     titles
         .iter()
-        .flat_map(|t| notes.iter().map(move |n| format!("{t} · {n}")))
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let alone = (i + 1 == keep).then(|| t.to_string());
+            notes.iter().map(move |n| format!("{t} · {n}")).chain(alone)
+        })
         .chain([format!("{shortest} {last}")])
         .find(fits)
         .unwrap_or_else(|| shortest.to_string())
@@ -297,6 +313,36 @@ mod tests {
         let root = std::path::Path::new("runs");
         assert_eq!(run_name(&root.join("a/b"), root), "a/b");
         assert_eq!(run_name(std::path::Path::new("/x/y"), root), "/x/y");
+    }
+
+    /// On Compare the score outlasts the count of images shown: the longest title found the
+    /// note fitting a shorter title without the score first.
+    #[test]
+    fn a_kept_title_goes_alone_before_a_shorter_one_with_the_note() {
+        let titles = [
+            "quadratic  t = final · 6% recognised",
+            "quadratic t=final 6%",
+            "quadratic t=final",
+            "quadratic",
+        ];
+        let notes = ["2/16".to_string()];
+        // 28 columns leave 24: "quadratic t=final 6% · 2/16" needs 27.
+        assert_eq!(
+            title_with_notes(&titles, &notes, 28),
+            "quadratic t=final · 2/16"
+        );
+        assert_eq!(
+            title_with_notes_keeping(&titles, &notes, 28, 2),
+            "quadratic t=final 6%"
+        );
+        assert_eq!(
+            title_with_notes_keeping(&titles, &notes, 40, 2),
+            "quadratic t=final 6% · 2/16"
+        );
+        assert_eq!(
+            title_with_notes_keeping(&titles, &notes, 48, 2),
+            "quadratic  t = final · 6% recognised · 2/16"
+        );
     }
 
     #[test]
