@@ -10,9 +10,6 @@ use serde_json::json;
 use crate::runs::{self, RunInfo};
 use crate::store::{read_metrics_file, RunLock, METRICS_FILE};
 
-/// Logged steps whose mean loss a run is listed with (the last ones).
-pub const LOSS_WINDOW: usize = 50;
-
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunsArgs {
     /// Directory holding run directories [default: $DDPM_LAB_RUNS, else ./runs]
@@ -40,9 +37,7 @@ struct Listed {
 impl Listed {
     fn read(info: RunInfo, root: &Path) -> Self {
         let history = read_metrics_file(&info.dir.join(METRICS_FILE)).unwrap_or_default();
-        let tail = &history[history.len().saturating_sub(LOSS_WINDOW)..];
-        let loss = (!tail.is_empty())
-            .then(|| tail.iter().map(|s| s.loss).sum::<f64>() / tail.len() as f64);
+        let loss = runs::recent_loss(&history);
         Self {
             name: runs::run_name(&info.dir, root),
             last_step: history.last().map_or(0, |s| s.step),
@@ -184,7 +179,8 @@ pub fn run(args: RunsArgs) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "\nsaved: the newest checkpoint's step of the steps to train · loss: mean of the last {LOSS_WINDOW} logged steps · score: the last preview's share recognised · eval: the last `ddpm-lab eval` · ▶ training now"
+        "\nsaved: the newest checkpoint's step of the steps to train · loss: mean of the last {} logged steps · score: the last preview's share recognised · eval: the last `ddpm-lab eval` · ▶ training now",
+        runs::RECENT_LOSS_STEPS
     )
     .context("cannot write to stdout")?;
     Ok(())

@@ -7,6 +7,16 @@ use anyhow::Result;
 use crate::schedule::BetaSchedule;
 use crate::store::{is_hidden, list_runs, RunDir, StepStats, TrainConfig, CONFIG_FILE};
 
+/// Logged steps a run's loss in a list is the mean of (`runs`, the lab's Runs screen).
+pub const RECENT_LOSS_STEPS: usize = 50;
+
+/// A run's loss as its list shows it: the mean of its last [`RECENT_LOSS_STEPS`] logged steps
+/// (`None` before its first).
+pub fn recent_loss(history: &[StepStats]) -> Option<f64> {
+    let tail = &history[history.len().saturating_sub(RECENT_LOSS_STEPS)..];
+    (!tail.is_empty()).then(|| tail.iter().map(|s| s.loss).sum::<f64>() / tail.len() as f64)
+}
+
 /// What a run list shows of one run.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -231,6 +241,18 @@ mod tests {
         (from + 1..=steps)
             .map(|n| stats(n, (n - 1) / spe))
             .collect()
+    }
+
+    #[test]
+    fn a_runs_loss_is_the_mean_of_its_last_logged_steps() {
+        assert_eq!(recent_loss(&[]), None);
+        let mut h = history(10, 0, 120);
+        for (i, s) in h.iter_mut().enumerate() {
+            s.loss = i as f64;
+        }
+        // Steps 71..=120 logged losses 70..=119: their mean.
+        assert_eq!(recent_loss(&h), Some(94.5));
+        assert_eq!(recent_loss(&h[..3]), Some(1.0));
     }
 
     #[test]

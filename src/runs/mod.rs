@@ -30,8 +30,8 @@ pub mod sample;
 pub mod start;
 
 pub use list::{
-    find_all_runs, find_openable_runs, find_runs, open_openable, run_name, shell_word,
-    steps_per_epoch, steps_per_epoch_between, RunInfo,
+    find_all_runs, find_openable_runs, find_runs, open_openable, recent_loss, run_name, shell_word,
+    steps_per_epoch, steps_per_epoch_between, RunInfo, RECENT_LOSS_STEPS,
 };
 pub use recipe::RecipeFlags;
 pub use remove::{remove_run, Removed};

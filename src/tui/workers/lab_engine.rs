@@ -773,15 +773,16 @@ fn read_run(dir: &Path) -> Result<OpenedRun, String> {
     .map_err(|e| crate::errors::one_line(&e))
 }
 
-/// One run as the Runs screen lists it: its metrics read and smoothed as the Train screen
-/// smooths them, reduced to a chart's worth of points, and its latest preview score.
+/// One run as the Runs screen lists it: its loss as `ddpm-lab runs` gives it, its metrics
+/// smoothed as the Train screen smooths them and reduced to a chart's worth of points, and its
+/// latest preview score.
 fn record_of(info: &RunInfo) -> RunRecord {
     let history = RunDir::at(&info.dir).read_metrics().unwrap_or_default();
     let smoothed =
         crate::tui::state::run::smoothed(history.iter().map(|s| (s.step as f64, s.loss)));
     RunRecord {
         summary: summary_of(info),
-        last_loss: smoothed.last().map(|p| p.1),
+        last_loss: runs::recent_loss(&history),
         last_step: history.last().map_or(0, |s| s.step),
         quality: last_quality(&info.dir),
         curve: crate::tui::ui::chart::downsample(&smoothed, CURVE_POINTS),
