@@ -55,6 +55,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     draw_progress(frame, progress, app);
     let run = &app.train.run;
     let lr = lr_varies(&app.settings.train);
+    // Under min-SNR weighting the loss trained on is weighted (the run's own setting, once it
+    // has one): said beside the bucket chart's unweighted one.
+    let loss = if run
+        .min_snr
+        .unwrap_or(app.settings.train.min_snr_gamma.is_some())
+    {
+        "Weighted loss"
+    } else {
+        "Loss"
+    };
     let h = right.height;
     if right.width >= WIDE {
         // Previews get 16 lines where the height allows: 28-pixel images at 1:1.
@@ -75,12 +85,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             ];
         }
         let mids = Layout::horizontal(cols).split(mid);
-        loss_chart(frame, full, run, "Loss (full history)", 0);
+        loss_chart(frame, full, run, &format!("{loss} (full history)"), 0);
         loss_chart(
             frame,
             mids[0],
             run,
-            &format!("Loss (last {RECENT_WINDOW} steps)"),
+            &format!("{loss} (last {RECENT_WINDOW} steps)"),
             RECENT_WINDOW,
         );
         bucket_chart(frame, mids[1], run, &app.settings.train);
@@ -100,10 +110,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         if lr {
             let [full, lr_area] =
                 Layout::horizontal([Constraint::Percentage(55), Constraint::Min(15)]).areas(top);
-            loss_chart(frame, full, run, "Loss", 0);
+            loss_chart(frame, full, run, loss, 0);
             lr_chart(frame, lr_area, app);
         } else {
-            loss_chart(frame, top, run, "Loss (full history)", 0);
+            loss_chart(frame, top, run, &format!("{loss} (full history)"), 0);
         }
         bucket_chart(frame, mid, run, &app.settings.train);
         draw_previews(frame, previews, app, images);
