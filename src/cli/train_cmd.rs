@@ -185,6 +185,26 @@ pub(super) fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// The last line of a `train` that ends without its checkpoint (a second signal, or a stop
+/// whose checkpoint a full disk refuses): `why`, then what of the run in `dir` can go on.
+fn quitting_at_once(dir: &str, why: &str) -> String {
+    // Before its first checkpoint there is nothing to continue from.
+    let saved = crate::store::RunDir::at(std::path::Path::new(dir))
+        .latest_checkpoint()
+        .is_ok_and(|c| c.is_some());
+    if saved {
+        format!(
+            "{why}: the last complete checkpoint in {dir} stays; continue with `ddpm-lab train \
+             --resume {dir}`"
+        )
+    } else {
+        format!(
+            "{why}, before the run's first checkpoint: nothing of {dir} can be continued; start \
+             it again"
+        )
+    }
+}
+
 /// Steps between the progress lines printed where stderr is not a terminal.
 const PLAIN_EVERY: usize = 100;
 
@@ -211,21 +231,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         }
         _ => {
             if let Some(dir) = dir_of_run.get() {
-                // Before its first checkpoint there is nothing to continue from.
-                let saved = crate::store::RunDir::at(std::path::Path::new(dir))
-                    .latest_checkpoint()
-                    .is_ok_and(|c| c.is_some());
-                note(&if saved {
-                    format!(
-                        "quitting at once: the last complete checkpoint in {dir} stays; continue \
-                         with `ddpm-lab train --resume {dir}`"
-                    )
-                } else {
-                    format!(
-                        "quitting at once, before the run's first checkpoint: nothing of {dir} \
-                         can be continued; start it again"
-                    )
-                });
+                note(&quitting_at_once(dir, "quitting at once"));
             }
             signals::end_as_signalled()
         }
@@ -470,6 +476,21 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     "step": step,
                     "message": message,
                 }));
+                // Asked to stop (a signal, or the JSON reader gone), and the checkpoint that
+                // stops it cannot be written either: waiting for room would keep the one who
+                // asked waiting; the last complete checkpoint stays.
+                if signals::received() > 0 || out.closed {
+                    bar.abandon();
+                    let dir = started_in.get().cloned().unwrap_or_default();
+                    note(&quitting_at_once(
+                        &dir,
+                        &format!("stopping, and the checkpoint at step {step} cannot be written ({message})"),
+                    ));
+                    if signals::received() > 0 {
+                        signals::end_as_signalled();
+                    }
+                    signals::end_as_broken_pipe();
+                }
                 if let Some(line) = disk.failed(step, &message) {
                     bar.suspend(|| note(&line));
                 }

@@ -574,11 +574,14 @@ fn train_waits_for_room_on_a_full_disk_and_goes_on_with_its_whole_history() {
         .collect();
     assert_eq!(steps, (1..=6).collect::<Vec<_>>());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        stdout.lines().count(),
-        6,
-        "one JSON line per step:\n{stdout}"
-    );
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str| events.iter().filter(|e| e["event"] == kind).count();
+    assert_eq!(of("step"), 6, "one JSON line per step:\n{stdout}");
+    assert_eq!(of("checkpoint_failed"), 1, "{stdout}");
+    assert_eq!(events.last().unwrap()["reason"], "steps", "{stdout}");
     assert_eq!(
         std::fs::read_to_string(run.join("latest")).unwrap().trim(),
         "step-000006"

@@ -220,6 +220,56 @@ fn sighup_during_train_checkpoints_and_resumes_and_the_status_says_sighup() {
     signal_checkpoints_and_resumes(libc::SIGHUP, "hup", 1);
 }
 
+/// A signal while `train` waits for room on a full disk: the checkpoint that would stop it
+/// cannot be written either, so it ends at once (the last complete checkpoint stays) instead
+/// of waiting for room for up to an hour after a Ctrl-C.
+#[test]
+fn a_signal_while_the_disk_is_full_ends_train_with_the_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("full");
+    // Steps 1-2 and their checkpoint are written; from step 3 on the disk is "full" (its
+    // line is held and checkpointed at once, which fails).
+    let mut child = ddpm(tmp.path())
+        .env(
+            "FAILPOINTS",
+            "append-line:metrics.jsonl=2*off->return(No space left on device (os error 28))",
+        )
+        .args(["train", "--dataset", "shapes", "--model", "tiny"])
+        .args(["--timesteps", "20", "--batch-size", "4", "--steps", "1000"])
+        .args(["--checkpoint-every", "2", "--run-dir"])
+        .arg(&run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ddpm-lab train");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut said = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !said.iter().any(|l: &String| l.contains("paused with the weights in memory")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        said.push(rx.recv_timeout(left).expect("the full disk said"));
+    }
+    send(child.id(), libc::SIGTERM);
+    let status = wait_exit(&mut child, 30);
+    said.extend(rx.iter());
+    let err = said.join("\n");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}: {err}");
+    assert!(
+        err.contains("stopping, and the checkpoint at step 3 cannot be written")
+            && err.contains("the last complete checkpoint in"),
+        "{err}"
+    );
+    assert_eq!(sampled_step(tmp.path(), &run), 2);
+}
+
 #[test]
 fn a_second_signal_ends_train_at_once() {
     let tmp = tempfile::tempdir().unwrap();
