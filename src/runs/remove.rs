@@ -26,13 +26,14 @@ pub struct Removed {
 
 /// Removes the run in `dir` with every file in it (checkpoints, metrics, previews, samples).
 ///
-/// Refused where `dir` is not a run (no configuration) or a process trains it (its lock is
+/// Refused where `dir` is not a run (no configuration, nor checkpoints keeping one) or a
+/// process trains it (its lock is
 /// held; the error names the process). The run is renamed to a hidden folder first, under its
 /// lock, so a trainer that comes later finds no run there, and a removal cut short leaves a
 /// hidden folder (removed by the next removal beside it) rather than half a run. The folder of
 /// a comparison goes with its last run.
 pub fn remove_run(dir: &Path) -> Result<Removed> {
-    if !dir.join(CONFIG_FILE).is_file() {
+    if !dir.join(CONFIG_FILE).is_file() && !crate::store::RunDir::at(dir).has_checkpoints() {
         bail!(
             "{} is not a run (it holds no {CONFIG_FILE}); nothing was removed",
             dir.display()

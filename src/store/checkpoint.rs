@@ -68,15 +68,8 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
                 run.display()
             );
         }
-        if !run.file(CONFIG_FILE).is_file() && run.has_checkpoint_folders() {
-            // Its checkpoints keep a config.json each: one of them samples.
-            bail!(
-                "{} has no {CONFIG_FILE} of its own (it may have been lost): its checkpoints keep theirs, so pass one of them, {}/step-N",
-                dir.display(),
-                run.checkpoints_dir().display()
-            );
-        }
-        if !run.file(CONFIG_FILE).is_file() {
+        // A run whose own config.json was lost samples from its checkpoints' copies.
+        if !run.file(CONFIG_FILE).is_file() && !run.has_checkpoints() {
             bail!(
                 "{} has no {CONFIG_FILE}: pass a run directory written by `ddpm-lab train` (bare weights from PyTorch: `ddpm-lab import` makes them a run)",
                 dir.display()

@@ -187,7 +187,9 @@ impl RunDir {
         }
     }
 
-    /// Opens an existing run directory, checking that it holds a checkpoint.
+    /// Opens an existing run directory, checking that it holds a checkpoint. A run whose own
+    /// config.json was lost opens on its checkpoints (each keeps a copy; the next one written
+    /// puts it back).
     pub fn open(path: &Path) -> Result<Self> {
         if !path.is_dir() {
             bail!(
@@ -198,7 +200,7 @@ impl RunDir {
         let run = Self {
             path: path.to_path_buf(),
         };
-        if !run.file(CONFIG_FILE).is_file() {
+        if !run.file(CONFIG_FILE).is_file() && !run.has_checkpoints() {
             bail!(
                 "{} is not a run directory: {CONFIG_FILE} is missing",
                 path.display()
@@ -408,11 +410,19 @@ pub fn list_runs(root: &Path) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| !is_hidden(p) && p.join(CONFIG_FILE).is_file())
+        .filter(|p| {
+            !is_hidden(p) && (p.join(CONFIG_FILE).is_file() || RunDir::at(p).has_checkpoints())
+        })
         .map(|p| {
-            let t = fs::metadata(p.join(CONFIG_FILE))
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH);
+            // A run without its own config.json (lost) is dated by its newest checkpoint.
+            let t = [
+                p.join(CONFIG_FILE),
+                p.join(super::layout::LATEST_FILE),
+                p.clone(),
+            ]
+            .iter()
+            .find_map(|f| fs::metadata(f).and_then(|m| m.modified()).ok())
+            .unwrap_or(std::time::UNIX_EPOCH);
             (t, p)
         })
         .collect();

@@ -236,6 +236,12 @@ impl RunDir {
         !self.checkpoint_names().is_empty()
     }
 
+    /// Whether the run has checkpoints (`latest`, or checkpoint folders), whatever else it
+    /// lacks: what makes a folder a run whose own config.json was lost.
+    pub fn has_checkpoints(&self) -> bool {
+        self.file(LATEST_FILE).is_file() || self.has_checkpoint_folders()
+    }
+
     /// The newest complete checkpoint, or an error saying there is none yet.
     pub fn require_checkpoint(&self) -> Result<Checkpoint> {
         self.latest_checkpoint()?.with_context(|| {

@@ -202,6 +202,51 @@ fn a_dataset_path_that_is_not_utf8_is_refused_with_its_flag_and_why() {
     }
 }
 
+/// A run whose own config.json was lost is still a run: each checkpoint keeps a copy, which
+/// listing, sampling and resuming read, and the next checkpoint writes it back.
+#[test]
+fn a_run_that_lost_its_config_is_listed_sampled_and_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tiny_run(tmp.path(), "lost");
+    std::fs::remove_file(run.join("config.json")).unwrap();
+    let listed = output(
+        ddpm(tmp.path())
+            .args(["runs", "--json", "--runs-dir"])
+            .arg(tmp.path()),
+    );
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let row: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["name"] == "lost")
+        .unwrap_or_else(|| panic!("the run is listed: {text}"));
+    assert_eq!(row["step"], 2, "{row}");
+    let sampled = output(
+        ddpm(tmp.path())
+            .args(["sample", "--n", "1", "--sampler", "ddim", "--steps", "2"])
+            .arg("--checkpoint")
+            .arg(&run)
+            .arg("--out")
+            .arg(tmp.path().join("s.png")),
+    );
+    assert!(
+        sampled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sampled.stderr)
+    );
+    let resumed = output(
+        ddpm(tmp.path())
+            .args(["train", "--steps", "3", "--resume"])
+            .arg(&run),
+    );
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(run.join("config.json").is_file(), "written back");
+}
+
 #[test]
 fn absurd_training_values_are_refused_before_allocating() {
     let tmp = tempfile::tempdir().unwrap();

@@ -253,7 +253,10 @@ fn a_signal_while_the_disk_is_full_ends_train_with_the_last_checkpoint() {
     });
     let mut said = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !said.iter().any(|l: &String| l.contains("paused with the weights in memory")) {
+    while !said
+        .iter()
+        .any(|l: &String| l.contains("paused with the weights in memory"))
+    {
         let left = deadline.saturating_duration_since(Instant::now());
         said.push(rx.recv_timeout(left).expect("the full disk said"));
     }
