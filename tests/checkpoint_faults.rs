@@ -265,6 +265,19 @@ fn resume_refuses_what_it_cannot_trust() {
         "{msg}"
     );
 
+    // A damaged optimizer state: --reset-optimizer, or the checkpoint before it, whole, which
+    // goes on exactly.
+    let run = trained(&tmp.path().join("opt"));
+    let opt = latest_dir(&run).join("optimizer.safetensors");
+    std::fs::write(&opt, b"cut short").unwrap();
+    let msg = refused(&run, ResumeOptions::default());
+    assert!(
+        msg.contains("--reset-optimizer")
+            && msg.contains("another checkpoint of the run may be whole: --resume ")
+            && msg.contains("step-000002"),
+        "{msg}"
+    );
+
     // A NaN in the EMA weights.
     let run = trained(&tmp.path().join("b"));
     let ema = latest_dir(&run).join("ema.safetensors");

@@ -221,7 +221,10 @@ impl RunDir {
     pub fn no_checkpoint_yet(&self) -> String {
         let dir = self.path.display();
         let Some(who) = super::RunLock::holder(&self.path) else {
-            return format!("{dir} has no checkpoint yet (training stopped before its first one)");
+            return format!(
+                "{dir} has no checkpoint yet (training stopped before its first one): nothing of it can be continued; `ddpm-lab train --run-dir {}` with the flags it was started with starts it again",
+                crate::runs::shell_word(&dir.to_string())
+            );
         };
         let when = match self.load_config() {
             Ok(cfg) => {
@@ -468,7 +471,7 @@ mod tests {
         .unwrap();
         let stopped = RunDir::open(&path).unwrap_err().to_string();
         assert!(
-            stopped.ends_with("has no checkpoint yet (training stopped before its first one)"),
+            stopped.contains("has no checkpoint yet (training stopped before its first one): nothing of it can be continued; `ddpm-lab train --run-dir "),
             "{stopped}"
         );
         let _trainer = super::super::RunLock::acquire(&path).unwrap();

@@ -320,9 +320,12 @@ impl Trainer {
             );
         } else if let Err(e) = restored {
             if !reset {
-                return Err(e.context(
+                let e = e.context(
                     "the optimizer state cannot be restored (--reset-optimizer starts Adam afresh)",
-                ));
+                );
+                // An earlier checkpoint whose state is whole goes on exactly.
+                let run = store::RunDir::at(store::Checkpoint::run_dir_of(ck.dir()));
+                return Err(run.with_other_checkpoints(e, Some(ck.dir())));
             }
             let why = crate::errors::one_line(&e);
             notices.push(format!("Adam restarts from zero moments ({why})"));
