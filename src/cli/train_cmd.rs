@@ -601,8 +601,16 @@ impl DiskWait {
             }
             None => {
                 self.held = Some((now, 0, now));
+                // A full disk wants room; a folder made read-only (or another failure) wants
+                // what stops the write mended.
+                let lower = message.to_lowercase();
+                let fix = if lower.contains("no space left") || lower.contains("quota") {
+                    "make room"
+                } else {
+                    "mend what stops the write"
+                };
                 Some(format!(
-                    "checkpoint at step {step} not written: {message}; paused with the weights in memory, trying again for up to {} min: make room (Ctrl-C stops)",
+                    "checkpoint at step {step} not written: {message}; paused with the weights in memory, trying again for up to {} min: {fix} (Ctrl-C stops)",
                     DISK_WAIT.as_secs() / 60
                 ))
             }
@@ -790,6 +798,21 @@ pub fn load_with_progress(
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn the_wait_asks_for_room_only_where_the_disk_is_full() {
+        let t0 = std::time::Instant::now();
+        let said = |message| DiskWait::default().failed_at(34, message, t0).unwrap();
+        assert!(
+            said("No space left on device (os error 28)").contains(": make room (Ctrl-C stops)")
+        );
+        assert!(said("Disk quota exceeded (os error 122)").contains(": make room"));
+        let ro = said("Read-only file system (os error 30)");
+        assert!(
+            ro.contains(": mend what stops the write (Ctrl-C stops)"),
+            "{ro}"
+        );
+    }
 
     #[test]
     fn a_full_disk_is_tried_again_sooner_then_later_and_given_up_after_the_wait() {
