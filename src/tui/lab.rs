@@ -212,6 +212,9 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
         .then(Picker::from_query_stdio)
         .and_then(Result::ok);
     let mut app = App::new(settings, engine);
+    app.autosave = config_dir
+        .clone()
+        .and_then(|dir| crate::tui::autosave::SettingsSaver::start(dir).ok());
     // The GPU the settings train on, and the first one (where cycling the device leads).
     let mut specs = vec![app.settings.train.device, DeviceSpec::Cuda(0)];
     specs.dedup();
@@ -276,6 +279,10 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
     for panic in take_worker_panics() {
         use std::io::Write;
         let _ = writeln!(std::io::stderr(), "{panic}");
+    }
+    // The saves asked while the lab ran come before the last one.
+    if let Some(saver) = app.autosave.take() {
+        saver.finish();
     }
     if let Some(dir) = config_dir {
         if let Err(e) = app.settings_to_keep().save_to(&dir) {

@@ -12,6 +12,7 @@
 //! [`run_app`] is the main loop, generic over the ratatui backend so tests can drive the real
 //! app with a `TestBackend` and a scripted [`EventSource`].
 
+pub mod autosave;
 pub mod event;
 pub mod input;
 pub mod lab;

@@ -974,6 +974,35 @@ fn the_session_runs_are_what_the_exit_message_names() {
 }
 
 /// The run a session trained is remembered (absolute, wherever the next start is from), and
+/// A lab killed outright (no quit, no save on exit) still names its last run at the next
+/// start: the settings are saved as soon as a run has its first checkpoint.
+#[test]
+fn the_run_to_name_next_is_saved_once_it_has_a_checkpoint() {
+    let (mut app, _engine) = app();
+    let config = tempfile::tempdir().unwrap();
+    app.autosave =
+        Some(ddpm_lab::tui::autosave::SettingsSaver::start(config.path().to_path_buf()).unwrap());
+    load_data(&mut app);
+    start_main_run(&mut app, 5, 20);
+    assert!(!config.path().join("settings.json").exists(), "no checkpoint yet");
+    let dir = std::path::PathBuf::from("runs/20261207-040000-cosine");
+    app.sender()
+        .send(WorkerMsg::Train {
+            slot: Slot::Main,
+            event: TrainEvent::Checkpointed {
+                step: 5,
+                path: dir.join("checkpoints/step-000005"),
+            },
+        })
+        .unwrap();
+    app.pump();
+    // The saver's thread writes it (finish waits for it, as the lab's exit does).
+    app.autosave.take().unwrap().finish();
+    let saved = ddpm_lab::tui::settings::LabSettings::load_from(config.path()).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(saved.last_run, Some(cwd.join(&dir)));
+}
+
 /// the next session's Train screen names it, with where it stands and how to open it, until a
 /// run takes its place.
 #[test]

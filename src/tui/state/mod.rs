@@ -105,6 +105,11 @@ pub struct App {
     pub dirty: bool,
     /// Base name for new run directories (tests fix it; the lab uses the clock).
     pub run_stamp: Box<dyn FnMut() -> String + Send>,
+    /// Saves the settings whenever the run to name at the next start changes (the lab; tests
+    /// leave it out), so a lab killed outright still names it.
+    pub autosave: Option<crate::tui::autosave::SettingsSaver>,
+    /// The last run the settings were saved naming.
+    saved_last_run: Option<std::path::PathBuf>,
     engine: Box<dyn Engine>,
     tx: Sender<WorkerMsg>,
     rx: Receiver<WorkerMsg>,
@@ -131,6 +136,8 @@ impl App {
             device_names: Vec::new(),
             dirty: true,
             run_stamp: Box::new(utc_stamp),
+            autosave: None,
+            saved_last_run: settings.last_run.clone(),
             settings,
             engine,
             tx,
@@ -248,7 +255,34 @@ impl App {
             self.handle_msg(msg);
             n += 1;
         }
+        if n > 0 {
+            self.autosave_last_run();
+        }
         n
+    }
+
+    /// Saves the settings (on the saver's thread) where the run to name at the next start
+    /// has changed since they were last saved.
+    fn autosave_last_run(&mut self) {
+        let Some(saver) = &self.autosave else {
+            return;
+        };
+        let last = self.last_run_to_keep();
+        if last.is_some() && last != self.saved_last_run {
+            self.saved_last_run = last;
+            saver.save(self.settings_to_keep());
+        }
+    }
+
+    /// The run to name at the next start, wherever that starts from: the Train screen's
+    /// latest, else a Compare run (as an absolute path).
+    fn last_run_to_keep(&self) -> Option<std::path::PathBuf> {
+        self.train
+            .session_runs
+            .last()
+            .cloned()
+            .or_else(|| self.session_runs().into_iter().next())
+            .map(|dir| std::path::absolute(&dir).unwrap_or(dir))
     }
 
     /// Advances time-driven state (playback, shutdown timeout) by `dt`.
@@ -342,16 +376,8 @@ impl App {
     /// opened run replaced them (the run keeps its own on disk).
     pub fn settings_to_keep(&self) -> LabSettings {
         let mut keep = self.settings.clone();
-        // The run to name at the next start, wherever that starts from: the Train screen's
-        // latest, else a Compare run.
-        if let Some(dir) = self
-            .train
-            .session_runs
-            .last()
-            .cloned()
-            .or_else(|| self.session_runs().into_iter().next())
-        {
-            keep.last_run = Some(std::path::absolute(&dir).unwrap_or(dir));
+        if let Some(dir) = self.last_run_to_keep() {
+            keep.last_run = Some(dir);
         }
         if let Some(own) = &self.train.own_settings {
             keep.train = own.0.clone();
