@@ -984,7 +984,10 @@ fn the_run_to_name_next_is_saved_once_it_has_a_checkpoint() {
         Some(ddpm_lab::tui::autosave::SettingsSaver::start(config.path().to_path_buf()).unwrap());
     load_data(&mut app);
     start_main_run(&mut app, 5, 20);
-    assert!(!config.path().join("settings.json").exists(), "no checkpoint yet");
+    assert!(
+        !config.path().join("settings.json").exists(),
+        "no checkpoint yet"
+    );
     let dir = std::path::PathBuf::from("runs/20261207-040000-cosine");
     app.sender()
         .send(WorkerMsg::Train {

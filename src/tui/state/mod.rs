@@ -513,10 +513,12 @@ impl App {
             },
             _ => match self.tab {
                 Tab::Data => self.data.handle(cmd, &self.settings.dataset_choices()),
-                Tab::Schedules => {
-                    self.schedules.handle(cmd, self.data.n_examples());
-                    Vec::new()
-                }
+                Tab::Schedules => self
+                    .schedules
+                    .handle(cmd, self.data.n_examples())
+                    .map(Effect::error)
+                    .into_iter()
+                    .collect(),
                 Tab::Train => self.train.handle(cmd, &mut ctx!(self)),
                 Tab::Sample => {
                     let target = self.sample_target();

@@ -45,14 +45,29 @@ impl SchedulesState {
             .collect()
     }
 
-    /// Handles a command of the Schedules screen (`n_examples`: images of the dataset).
-    pub fn handle(&mut self, cmd: Command, n_examples: usize) {
+    /// Handles a command of the Schedules screen (`n_examples`: images of the dataset); what
+    /// to say, where a key does nothing.
+    pub fn handle(&mut self, cmd: Command, n_examples: usize) -> Option<String> {
         match cmd {
             Command::MoveT(delta) => self.move_t(delta),
-            Command::ChangeT(dir) => self.change_timesteps(dir),
+            Command::ChangeT(dir) => {
+                let before = self.timesteps;
+                self.change_timesteps(dir);
+                if self.timesteps == before {
+                    return Some(format!(
+                        "T = {before} is the {} the Schedules screen shows",
+                        if dir < 0 {
+                            "fewest steps"
+                        } else {
+                            "most steps"
+                        }
+                    ));
+                }
+            }
             Command::NextImage => self.next_image(n_examples),
             _ => {}
         }
+        None
     }
 
     /// Moves `t` by `delta`, clamped to `0 … T−1`.
@@ -128,6 +143,20 @@ mod tests {
             s.change_timesteps(-1);
         }
         assert_eq!(s.timesteps, 10);
+        // At either end the key says why it does nothing.
+        let said = s.handle(Command::ChangeT(-1), 0).unwrap();
+        assert_eq!(
+            said,
+            "T = 10 is the fewest steps the Schedules screen shows"
+        );
+        assert_eq!(s.handle(Command::ChangeT(1), 0), None);
+        for _ in 0..10 {
+            s.change_timesteps(1);
+        }
+        assert!(s
+            .handle(Command::ChangeT(1), 0)
+            .unwrap()
+            .contains("2000 is the most"));
     }
 
     #[test]
