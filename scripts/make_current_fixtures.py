@@ -444,8 +444,7 @@ def model_of_run(weights_file):
     with open(path) as f:
         cfg = json.load(f)
     m = cfg["model"]
-    if m.get("arch") != "current":
-        return blog_model_of(m), {"channels": m["channels"]}, cfg["image_size"], cfg.get("timesteps", 200)
+    # The arguments both UNets' constructors share.
     kwargs = dict(
         dim=m["dim"],
         init_dim=m.get("init_dim"),
@@ -453,8 +452,10 @@ def model_of_run(weights_file):
         dim_mults=tuple(m["dim_mults"]),
         channels=m["channels"],
         self_condition=m.get("self_condition", False),
-        resnet_block_groups=m["resnet_block_groups"],
+        resnet_block_groups=m.get("resnet_block_groups", 8),
     )
+    if m.get("arch") != "current":
+        return blog_model_of(m, kwargs), kwargs, cfg["image_size"], cfg.get("timesteps", 200)
     # Seed 002's constructor is the one with the 7x7 init conv and the learned variance.
     if m.get("init_conv_kernel") == 7 or m.get("learned_variance"):
         if m.get("init_conv_kernel") not in (None, 7):
@@ -468,26 +469,21 @@ def model_of_run(weights_file):
     return ctor(**kwargs).eval(), kwargs, cfg["image_size"], cfg.get("timesteps", 200)
 
 
-def blog_model_of(m):
-    """The blog's first UNet (scripts/pytorch_bench.py's class) of a run's `model` config:
-    ConvNeXt or ResNet blocks, and ddpm-lab's options (self-conditioning, attention in the
-    middle only, the init conv's kernel), as the lab's `quick` recipe trains it."""
+def blog_model_of(m, shared):
+    """The blog's first UNet (scripts/pytorch_bench.py's class) of a run's `model` config
+    (`shared`: the arguments both UNets take): ConvNeXt or ResNet blocks, and ddpm-lab's
+    options (self-conditioning, attention in the middle only, the init conv's kernel), as the
+    lab's `quick` recipe trains it."""
     if m.get("learned_variance"):
         sys.exit("a learned variance is seed 002's option: the blog's first UNet has none")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from pytorch_bench import Unet as BlogUnet
 
     return BlogUnet(
-        dim=m["dim"],
-        init_dim=m.get("init_dim"),
-        out_dim=m.get("out_dim"),
-        dim_mults=tuple(m["dim_mults"]),
-        channels=m["channels"],
+        **shared,
         with_time_emb=m.get("with_time_emb", True),
-        resnet_block_groups=m.get("resnet_block_groups", 8),
         use_convnext=m.get("block", "convnext") == "convnext",
         convnext_mult=m.get("convnext_mult", 2),
-        self_condition=m.get("self_condition", False),
         stage_attention=m.get("stage_attention", True),
         init_conv_kernel=m.get("init_conv_kernel") or 7,
     ).eval()
