@@ -869,24 +869,28 @@ fn a_line_the_disk_cut_short_is_taken_back_and_written_whole_later() {
     assert_eq!(logged_steps(&run), [1, 2, 3, 4]);
 }
 
-/// A run whose own `config.json` is gone still has a config in each checkpoint: sampling the
-/// run says to pass one of them (not to import bare weights), and that one samples.
+/// A run whose own `config.json` is gone still has a config in each checkpoint: the run
+/// samples from its newest, as one of them named does.
 #[test]
-fn a_run_without_its_own_config_points_at_its_checkpoints() {
+fn a_run_without_its_own_config_samples_from_its_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
     let run = trained(tmp.path());
     let newest = latest_dir(&run);
     std::fs::remove_file(run.join("config.json")).unwrap();
-    let err = ddpm_lab::store::load_checkpoint(&run, &Device::Cpu, true)
+    let whole = ddpm_lab::store::load_checkpoint(&run, &Device::Cpu, true).unwrap();
+    let named = ddpm_lab::store::load_checkpoint(&newest, &Device::Cpu, true).unwrap();
+    assert_eq!((whole.step, whole.ema), (named.step, named.ema));
+    // A folder with neither is not a run: bare weights are imported.
+    let bare = tmp.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    let err = ddpm_lab::store::load_checkpoint(&bare, &Device::Cpu, true)
         .err()
         .unwrap()
         .to_string();
     assert!(
-        err.contains("its checkpoints keep theirs, so pass one of them")
-            && err.contains("checkpoints/step-N"),
+        err.contains("has no config.json: pass a run directory"),
         "{err}"
     );
-    assert!(ddpm_lab::store::load_checkpoint(&newest, &Device::Cpu, true).is_ok());
     // Its raw weights, named: what was asked for, without a word about the EMA's.
     let raw = ddpm_lab::store::load_checkpoint(
         &newest.join(ddpm_lab::store::WEIGHTS_FILE),
