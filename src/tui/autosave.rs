@@ -55,9 +55,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let saver = SettingsSaver::start(d.path().to_path_buf()).unwrap();
         for i in 0..5 {
-            let mut s = LabSettings::default();
-            s.last_run = Some(PathBuf::from(format!("/runs/{i}")));
-            saver.save(s);
+            saver.save(LabSettings {
+                last_run: Some(PathBuf::from(format!("/runs/{i}"))),
+                ..LabSettings::default()
+            });
         }
         saver.finish();
         let read = LabSettings::load_from(d.path()).unwrap();

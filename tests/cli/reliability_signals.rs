@@ -197,9 +197,9 @@ fn signal_checkpoints_and_resumes(signal: libc::c_int, name: &str, copies: usize
     );
     let last: serde_json::Value = String::from_utf8_lossy(&out.stdout)
         .lines()
+        .rev()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["event"] == "step")
-        .last()
+        .find(|e| e["event"] == "step")
         .expect("steps after the resume");
     assert_eq!(last["step"].as_u64(), Some(step + 2), "{last}");
     assert_eq!(sampled_step(tmp.path(), &run), step + 2);

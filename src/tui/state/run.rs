@@ -323,7 +323,8 @@ impl RunProgress {
     /// until there are two), given the batch size; `None` while the run is not training (here,
     /// or elsewhere while followed), so a paused run shows no stale speed.
     pub fn steps_per_s(&self, batch_size: usize) -> Option<f64> {
-        if !self.is_training() && !(self.trained_by.is_some() && self.state == RunState::Opened) {
+        let followed = self.trained_by.is_some() && self.state == RunState::Opened;
+        if !self.is_training() && !followed {
             return None;
         }
         if let (Some(a), Some(b)) = (self.recent.front(), self.recent.back()) {
