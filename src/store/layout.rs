@@ -245,11 +245,11 @@ impl RunDir {
     /// The newest complete checkpoint, or an error saying there is none yet.
     pub fn require_checkpoint(&self) -> Result<Checkpoint> {
         self.latest_checkpoint()?.with_context(|| {
-            if self.has_checkpoint_folders() {
+            if let Some(newest) = self.checkpoint_names().last() {
                 format!(
-                    "{} has checkpoints but no {LATEST_FILE} naming the newest: continue from one of them with --resume {}/step-N",
+                    "{} has checkpoints but no {LATEST_FILE} naming the newest: continue from one of them, the newest with --resume {} (sample --checkpoint takes it too)",
                     self.path().display(),
-                    self.checkpoints_dir().display()
+                    self.checkpoints_dir().join(newest).display()
                 )
             } else {
                 self.no_checkpoint_yet()
@@ -434,12 +434,16 @@ impl RunDir {
             .ok()
             .map(|n| self.checkpoints_dir().join(n.trim()));
         let failed = but.map(Path::to_path_buf).or(named);
+        // Without `latest` no checkpoint failed: the error says which to go on from already.
+        let Some(failed) = failed else {
+            return e;
+        };
         let others: Vec<PathBuf> = self
             .checkpoint_names()
             .into_iter()
             .rev()
             .map(|n| self.checkpoints_dir().join(n))
-            .filter(|d| Some(d) != failed.as_ref() && d.join(STATE_FILE).is_file())
+            .filter(|d| *d != failed && d.join(STATE_FILE).is_file())
             .collect();
         match others.first() {
             None => e,

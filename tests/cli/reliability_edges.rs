@@ -247,6 +247,26 @@ fn a_run_that_lost_its_config_is_listed_sampled_and_resumed() {
     assert!(run.join("config.json").is_file(), "written back");
 }
 
+/// Without `latest`, the error names the newest checkpoint to go on from, once.
+#[test]
+fn a_run_without_latest_names_its_newest_checkpoint_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tiny_run(tmp.path(), "nolatest");
+    std::fs::remove_file(run.join("latest")).unwrap();
+    let out = output(
+        ddpm(tmp.path())
+            .args(["train", "--steps", "3", "--resume"])
+            .arg(&run),
+    );
+    let err = refused(&out, "has checkpoints but no latest naming the newest");
+    let newest = run.join("checkpoints/step-000002");
+    assert!(
+        err.contains(&format!("the newest with --resume {}", newest.display()))
+            && !err.contains("another checkpoint"),
+        "{err}"
+    );
+}
+
 #[test]
 fn absurd_training_values_are_refused_before_allocating() {
     let tmp = tempfile::tempdir().unwrap();
