@@ -62,7 +62,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
     if let Some(out) = &args.out {
         export::check_png_target(out)?;
     }
-    let loaded = runs::open_for_sampling(&args.checkpoint, Some(args.device), !args.no_ema)?;
+    let loaded = super::sampler_args::open_run(&args.checkpoint, args.device, args.no_ema)?;
     if let Some(why) = loaded.missing_ema(!args.no_ema) {
         super::train_cmd::note(&why);
     }

@@ -68,7 +68,7 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
     if let Some(gif) = &args.gif {
         export::check_gif_target(gif)?;
     }
-    let loaded = runs::open_for_sampling(&args.checkpoint, Some(args.device), !args.no_ema)?;
+    let loaded = super::sampler_args::open_run(&args.checkpoint, args.device, args.no_ema)?;
     if let Some(why) = loaded.missing_ema(!args.no_ema) {
         super::train_cmd::note(&why);
     }

@@ -247,6 +247,38 @@ fn a_run_that_lost_its_config_is_listed_sampled_and_resumed() {
     assert!(run.join("config.json").is_file(), "written back");
 }
 
+/// A damaged EMA: `sample` and `eval` say that `--no-ema` samples the raw weights, which do.
+#[test]
+fn a_damaged_ema_points_sample_at_the_raw_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tiny_run_with(tmp.path(), "ema", &["--ema", "0.99"]);
+    let ema = run.join("checkpoints/step-000002/ema.safetensors");
+    std::fs::write(&ema, b"cut short").unwrap();
+    let sample = |extra: &[&str]| {
+        output(
+            ddpm(tmp.path())
+                .args(["sample", "--n", "1", "--sampler", "ddim", "--steps", "2"])
+                .args(extra)
+                .arg("--checkpoint")
+                .arg(&run)
+                .arg("--out")
+                .arg(tmp.path().join("s.png")),
+        )
+    };
+    let err = refused(&sample(&[]), "ema.safetensors");
+    assert!(
+        err.trim_end()
+            .ends_with("; --no-ema samples the checkpoint's raw weights"),
+        "{err}"
+    );
+    let raw = sample(&["--no-ema"]);
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+}
+
 /// Without `latest`, the error names the newest checkpoint to go on from, once.
 #[test]
 fn a_run_without_latest_names_its_newest_checkpoint_once() {
