@@ -694,11 +694,44 @@ fn read_comparison(base: &Path) -> Result<OpenedComparison, String> {
 /// How often a watched run directory is read.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(1000);
 
-fn watch_loop(dir: PathBuf, mut last: usize, tx: Sender<WorkerMsg>, stop: Receiver<()>) {
+/// What a watcher compares a run with: the step of its newest checkpoint and its stop step
+/// when the watch began.
+#[derive(Debug, Clone, Copy)]
+struct WatchBaseline {
+    saved: usize,
+    stop_at: Option<usize>,
+}
+
+impl WatchBaseline {
+    fn read(dir: &Path) -> Self {
+        Self {
+            saved: RunDir::at(dir).saved_step().unwrap_or(0),
+            stop_at: RunDir::at(dir).load_config().ok().map(|c| c.steps),
+        }
+    }
+}
+
+/// Watches the run in `dir` (read on the watcher's thread, so the UI's never waits on it).
+fn watch_loop(dir: PathBuf, last: usize, tx: Sender<WorkerMsg>, stop: Receiver<()>) {
+    let baseline = WatchBaseline::read(&dir);
+    watch_from(dir, last, baseline, tx, stop);
+}
+
+/// Follows the run in `dir` from `last` (its last step seen) and `baseline`: its new steps,
+/// checkpoints, stop step and trainer, until told to stop.
+fn watch_from(
+    dir: PathBuf,
+    mut last: usize,
+    baseline: WatchBaseline,
+    tx: Sender<WorkerMsg>,
+    stop: Receiver<()>,
+) {
     let slot = Slot::Main;
-    let mut saved = RunDir::at(&dir).saved_step().unwrap_or(0);
+    let WatchBaseline {
+        mut saved,
+        mut stop_at,
+    } = baseline;
     let stop_step = || RunDir::at(&dir).load_config().ok().map(|c| c.steps);
-    let mut stop_at = stop_step();
     let mut holder = None;
     loop {
         let now = crate::store::RunLock::holder(&dir);
@@ -829,7 +862,10 @@ mod tests {
         let (tx, rx) = channel();
         let (stop_tx, stop_rx) = channel();
         let watched = dir.to_path_buf();
-        let watcher = thread::spawn(move || watch_loop(watched, from_step, tx, stop_rx));
+        // The baseline is read before the test changes the run: the watcher's thread may
+        // start late on a busy machine, and would take those changes for where it began.
+        let baseline = WatchBaseline::read(dir);
+        let watcher = thread::spawn(move || watch_from(watched, from_step, baseline, tx, stop_rx));
         (rx, stop_tx, watcher)
     }
 
