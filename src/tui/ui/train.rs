@@ -500,16 +500,24 @@ fn bucket_chart(
 ) {
     let timesteps = run.timesteps.unwrap_or(t.timesteps);
     let values: Vec<f64> = run.buckets.iter().flatten().copied().collect();
-    let name = if run.min_snr.unwrap_or(t.min_snr_gamma.is_some()) {
-        "Unweighted loss by t"
+    let weighted = run.min_snr.unwrap_or(t.min_snr_gamma.is_some());
+    let (name, short) = if weighted {
+        ("Unweighted loss by t", "Unweighted by t")
     } else {
-        "Loss by timestep t"
+        ("Loss by timestep t", "Loss by t")
     };
+    // The range, where the title has room for it (with a shorter name first).
     let title = match (
         values.iter().copied().reduce(f64::min),
         values.iter().copied().reduce(f64::max),
     ) {
-        (Some(lo), Some(hi)) => format!("{name} · {lo:.2}–{hi:.2}"),
+        (Some(lo), Some(hi)) => {
+            let (long, brief) = (
+                format!("{name} · {lo:.2}–{hi:.2}"),
+                format!("{short} · {lo:.2}–{hi:.2}"),
+            );
+            super::title_with_notes(&[&long, &brief, name], &[], area.width)
+        }
         _ => name.to_string(),
     };
     let b = block(&title);
