@@ -539,6 +539,13 @@ fn an_opened_run_shows_its_preview_scores() {
         "{screen}"
     );
     assert!(!screen.contains("no preview images"), "{screen}");
+    // At 120×40 with 64 previews, too narrow for the score and the note on what is shown: the
+    // score stays.
+    let many = frames(64, 1).frames[0].clone();
+    engine.0.lock().unwrap().opened.as_mut().unwrap().preview = Some((100, many));
+    open_from_picker(&mut app);
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("step 100 · 52% recognised"), "{screen}");
 }
 
 /// Where the budget ends the run before its stop step, the ETA says so, and where the line has

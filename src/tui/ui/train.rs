@@ -660,16 +660,22 @@ fn draw_previews(frame: &mut Frame, area: Rect, app: &App, images: &ImageRendere
         }
         notes.extend(scale.note());
         if !notes.is_empty() {
-            let note = notes.join(" · ");
-            title = match &run.preview {
-                // Too narrow for both: the step and the note.
-                Some((step, _))
-                    if title.chars().count() + note.chars().count() + 7 > area.width as usize =>
-                {
-                    format!("step {step} · {note}")
-                }
-                _ => format!("{title} · {note}"),
-            };
+            // Too narrow for both: the step and the note; a score outlasts the note.
+            let step = run.preview.as_ref().map_or(0, |p| p.0);
+            let mut titles = vec![title.clone()];
+            let mut keep = 0;
+            if let Some((_, q)) = run.quality.last().filter(|(qs, _)| *qs == step) {
+                titles.push(format!("step {step} · {}", quality_trend(&run.quality, q)));
+                titles.push(format!(
+                    "step {step} · {:.0}% recognised",
+                    q.recognised * 100.0
+                ));
+                keep = titles.len();
+            }
+            titles.push(format!("step {step}"));
+            let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+            let note = [notes.join(" · ")];
+            title = super::title_with_notes_keeping(&titles, &note, area.width, keep);
         }
     }
     frame.render_widget(block(&title), area);
