@@ -33,7 +33,7 @@ pub struct Removed {
 /// hidden folder (removed by the next removal beside it) rather than half a run. The folder of
 /// a comparison goes with its last run.
 pub fn remove_run(dir: &Path) -> Result<Removed> {
-    if !dir.join(CONFIG_FILE).is_file() && !crate::store::RunDir::at(dir).has_checkpoints() {
+    if !crate::store::RunDir::at(dir).is_run() {
         bail!(
             "{} is not a run (it holds no {CONFIG_FILE}); nothing was removed",
             dir.display()

@@ -69,7 +69,7 @@ pub fn load_checkpoint(path: &Path, device: &Device, prefer_ema: bool) -> Result
             );
         }
         // A run whose own config.json was lost samples from its checkpoints' copies.
-        if !run.file(CONFIG_FILE).is_file() && !run.has_checkpoints() {
+        if !run.is_run() {
             bail!(
                 "{} has no {CONFIG_FILE}: pass a run directory written by `ddpm-lab train` (bare weights from PyTorch: `ddpm-lab import` makes them a run)",
                 dir.display()

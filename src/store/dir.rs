@@ -200,7 +200,7 @@ impl RunDir {
         let run = Self {
             path: path.to_path_buf(),
         };
-        if !run.file(CONFIG_FILE).is_file() && !run.has_checkpoints() {
+        if !run.is_run() {
             bail!(
                 "{} is not a run directory: {CONFIG_FILE} is missing",
                 path.display()
@@ -413,9 +413,7 @@ pub fn list_runs(root: &Path) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| {
-            !is_hidden(p) && (p.join(CONFIG_FILE).is_file() || RunDir::at(p).has_checkpoints())
-        })
+        .filter(|p| !is_hidden(p) && RunDir::at(p).is_run())
         .map(|p| {
             // A run without its own config.json (lost) is dated by its newest checkpoint.
             let t = [

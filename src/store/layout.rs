@@ -237,9 +237,15 @@ impl RunDir {
     }
 
     /// Whether the run has checkpoints (`latest`, or checkpoint folders), whatever else it
-    /// lacks: what makes a folder a run whose own config.json was lost.
+    /// lacks.
     pub fn has_checkpoints(&self) -> bool {
         self.file(LATEST_FILE).is_file() || self.has_checkpoint_folders()
+    }
+
+    /// Whether the folder is a run: its own config.json, or checkpoints that keep one each (a
+    /// run whose config.json was lost). What listing, opening, sampling and removing go by.
+    pub fn is_run(&self) -> bool {
+        self.file(CONFIG_FILE).is_file() || self.has_checkpoints()
     }
 
     /// The newest complete checkpoint, or an error saying there is none yet.
