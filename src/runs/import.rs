@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::diffusion::Objective;
+use crate::schedule::ScheduleTables;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
@@ -86,9 +87,11 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
     let model = state_dict_of(file, &req.weights, &cfg.model).map_err(with_model_flags_hint)?;
     notes.extend(wrapper_note(&req.weights, &model));
     if let Some(betas) = &model.betas {
-        notes.extend(schedule_check(betas, &cfg)?);
+        // Their schedule's tables (ᾱ, SNR), for both checks.
+        let theirs = ScheduleTables::from_betas(cfg.schedule, betas.clone());
+        notes.extend(schedule_check(&theirs, &cfg)?);
         if let Some(weights) = &model.loss_weight {
-            objective_check(betas, weights, cfg.objective)?;
+            objective_check(&theirs, weights, cfg.objective)?;
         }
     }
     let ema = match &req.ema_weights {
@@ -167,7 +170,8 @@ fn channels_of(file: &HashMap<String, candle_core::Tensor>) -> Option<usize> {
 /// scales β by 1000/T, its `sigmoid` is not the blog's). What sampling feels is the noising's
 /// √ᾱ and √(1−ᾱ): where those agree to [`SIGNAL_GAP`], the difference is said to be harmless
 /// (diffusers' cosine clips its last β at 0.999, the blog's at 0.9999).
-fn schedule_check(betas: &[f64], cfg: &TrainConfig) -> Result<Option<String>> {
+fn schedule_check(theirs: &ScheduleTables, cfg: &TrainConfig) -> Result<Option<String>> {
+    let betas = &theirs.betas;
     if betas.len() != cfg.timesteps {
         bail!(
             "the weights were trained with T = {} (their `betas` buffer), the run would have T = {}: give --timesteps {} (and the --schedule they used)",
@@ -186,14 +190,13 @@ fn schedule_check(betas: &[f64], cfg: &TrainConfig) -> Result<Option<String>> {
     if worst <= 1e-4 {
         return Ok(None);
     }
-    let mut cumprod = 1.0;
-    let gap = betas
+    let gap = theirs
+        .alphas_cumprod
         .iter()
         .zip(&tables.alphas_cumprod)
-        .map(|(b, ours)| {
-            cumprod *= 1.0 - b;
-            let signal = (cumprod.max(0.0).sqrt() - ours.sqrt()).abs();
-            let noise = ((1.0 - cumprod).max(0.0).sqrt() - (1.0 - ours).sqrt()).abs();
+        .map(|(a, ours)| {
+            let signal = (a.max(0.0).sqrt() - ours.sqrt()).abs();
+            let noise = ((1.0 - a).max(0.0).sqrt() - (1.0 - ours).sqrt()).abs();
             signal.max(noise)
         })
         .fold(0.0_f64, f64::max);
@@ -222,17 +225,15 @@ fn schedule_check(betas: &[f64], cfg: &TrainConfig) -> Result<Option<String>> {
 /// objective decides it (with SNR_t = ᾱ_t/(1−ᾱ_t), clipped at γ under min-SNR weighting: 1 ⋅
 /// clip/SNR for the noise, clip for x0, clip/(SNR+1) for v), and a run sampling with another
 /// objective than its weights were trained for draws noise. Refused, naming the flag.
-fn objective_check(betas: &[f64], loss_weight: &[f64], ours: Objective) -> Result<()> {
-    if loss_weight.len() != betas.len() {
+fn objective_check(theirs: &ScheduleTables, loss_weight: &[f64], ours: Objective) -> Result<()> {
+    if loss_weight.len() != theirs.betas.len() {
         return Ok(());
     }
-    let mut cumprod = 1.0;
-    let snr: Vec<f64> = betas
+    // SNR_t, kept finite where ᾱ_t is 1.
+    let snr: Vec<f64> = theirs
+        .alphas_cumprod
         .iter()
-        .map(|b| {
-            cumprod *= 1.0 - b;
-            cumprod / (1.0 - cumprod).max(1e-20)
-        })
+        .map(|a| a / (1.0 - a).max(1e-20))
         .collect();
     // The SNR each objective's weight implies (clipped at γ, or not at all).
     let fits = |factor: &dyn Fn(f64) -> f64| {
@@ -338,10 +339,10 @@ mod tests {
         let v: Vec<f64> = ac.iter().map(|a| *a as f32 as f64).collect();
         let clipped_v: Vec<f64> = snr.iter().map(|s| s.min(5.0) / (s + 1.0)).collect();
         let x0: Vec<f64> = snr.clone();
-        assert!(objective_check(betas, &ones, Objective::Noise).is_ok());
-        assert!(objective_check(betas, &clipped_noise, Objective::Noise).is_ok());
+        assert!(objective_check(&tables, &ones, Objective::Noise).is_ok());
+        assert!(objective_check(&tables, &clipped_noise, Objective::Noise).is_ok());
         for (w, theirs) in [(&v, "v"), (&clipped_v, "v"), (&x0, "x0")] {
-            let e = objective_check(betas, w, Objective::Noise)
+            let e = objective_check(&tables, w, Objective::Noise)
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -351,13 +352,13 @@ mod tests {
                 "{e}"
             );
         }
-        assert!(objective_check(betas, &v, Objective::V).is_ok());
-        let e = objective_check(betas, &ones, Objective::V)
+        assert!(objective_check(&tables, &v, Objective::V).is_ok());
+        let e = objective_check(&tables, &ones, Objective::V)
             .unwrap_err()
             .to_string();
         assert!(e.contains("for the noise objective (pred_noise)"), "{e}");
         // Weights of no objective's form (another library's): nothing is said.
-        assert!(objective_check(betas, betas, Objective::V).is_ok());
+        assert!(objective_check(&tables, betas, Objective::V).is_ok());
     }
 
     #[test]
