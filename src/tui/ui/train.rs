@@ -56,15 +56,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     let run = &app.train.run;
     let lr = lr_varies(&app.settings.train);
     // Under min-SNR weighting the loss trained on is weighted (the run's own setting, once it
-    // has one): said beside the bucket chart's unweighted one.
-    let loss = if run
+    // has one): said beside the bucket chart's unweighted one. T likewise is the run's.
+    let weighted = run
         .min_snr
-        .unwrap_or(app.settings.train.min_snr_gamma.is_some())
-    {
-        "Weighted loss"
-    } else {
-        "Loss"
-    };
+        .unwrap_or(app.settings.train.min_snr_gamma.is_some());
+    let timesteps = run.timesteps.unwrap_or(app.settings.train.timesteps);
+    let loss = if weighted { "Weighted loss" } else { "Loss" };
     let h = right.height;
     if right.width >= WIDE {
         // Previews get 16 lines where the height allows: 28-pixel images at 1:1.
@@ -93,7 +90,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
             &format!("{loss} (last {RECENT_WINDOW} steps)"),
             RECENT_WINDOW,
         );
-        bucket_chart(frame, mids[1], run, &app.settings.train);
+        bucket_chart(frame, mids[1], run, timesteps, weighted);
         if lr {
             lr_chart(frame, mids[2], app);
         }
@@ -115,7 +112,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         } else {
             loss_chart(frame, top, run, &format!("{loss} (full history)"), 0);
         }
-        bucket_chart(frame, mid, run, &app.settings.train);
+        bucket_chart(frame, mid, run, timesteps, weighted);
         draw_previews(frame, previews, app, images);
     }
 }
@@ -490,17 +487,16 @@ pub fn bar_axis_labels(values: &[usize], bar: u16, gap: u16) -> Vec<(u16, String
 
 /// The smoothed loss per timestep bucket. With min-SNR weighting the Loss panel shows the
 /// weighted loss, and these bars the unweighted one per image (what each t costs), so the
-/// title says so. T and the weighting are the run's (the settings `t` only before it has
+/// title says so. `timesteps` and `weighted` are the run's (the settings' only before it has
 /// any): edits after it started describe another run.
 fn bucket_chart(
     frame: &mut Frame,
     area: Rect,
     run: &RunProgress,
-    t: &crate::tui::settings::TrainSettings,
+    timesteps: usize,
+    weighted: bool,
 ) {
-    let timesteps = run.timesteps.unwrap_or(t.timesteps);
     let values: Vec<f64> = run.buckets.iter().flatten().copied().collect();
-    let weighted = run.min_snr.unwrap_or(t.min_snr_gamma.is_some());
     let (name, short) = if weighted {
         ("Unweighted loss by t", "Unweighted by t")
     } else {
