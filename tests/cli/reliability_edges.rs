@@ -37,6 +37,28 @@ fn refused(out: &Output, want: &str) -> String {
     err
 }
 
+/// Checks that `out` succeeded, showing its stderr where it did not.
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One image of `run` by DDIM in two steps, into `dir/s.png`, with `extra` flags.
+fn sample_one(dir: &Path, run: &Path, extra: &[&str]) -> Output {
+    output(
+        ddpm(dir)
+            .args(["sample", "--n", "1", "--sampler", "ddim", "--steps", "2"])
+            .args(extra)
+            .arg("--checkpoint")
+            .arg(run)
+            .arg("--out")
+            .arg(dir.join("s.png")),
+    )
+}
+
 /// A tiny trained run (2 steps, T = 20) in `dir/name`.
 fn tiny_run(dir: &Path, name: &str) -> PathBuf {
     tiny_run_with(dir, name, &[])
@@ -221,29 +243,12 @@ fn a_run_that_lost_its_config_is_listed_sampled_and_resumed() {
         .find(|r| r["name"] == "lost")
         .unwrap_or_else(|| panic!("the run is listed: {text}"));
     assert_eq!(row["step"], 2, "{row}");
-    let sampled = output(
-        ddpm(tmp.path())
-            .args(["sample", "--n", "1", "--sampler", "ddim", "--steps", "2"])
-            .arg("--checkpoint")
-            .arg(&run)
-            .arg("--out")
-            .arg(tmp.path().join("s.png")),
-    );
-    assert!(
-        sampled.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sampled.stderr)
-    );
-    let resumed = output(
+    succeeded(&sample_one(tmp.path(), &run, &[]));
+    succeeded(&output(
         ddpm(tmp.path())
             .args(["train", "--steps", "3", "--resume"])
             .arg(&run),
-    );
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    ));
     assert!(run.join("config.json").is_file(), "written back");
 }
 
@@ -254,29 +259,13 @@ fn a_damaged_ema_points_sample_at_the_raw_weights() {
     let run = tiny_run_with(tmp.path(), "ema", &["--ema", "0.99"]);
     let ema = run.join("checkpoints/step-000002/ema.safetensors");
     std::fs::write(&ema, b"cut short").unwrap();
-    let sample = |extra: &[&str]| {
-        output(
-            ddpm(tmp.path())
-                .args(["sample", "--n", "1", "--sampler", "ddim", "--steps", "2"])
-                .args(extra)
-                .arg("--checkpoint")
-                .arg(&run)
-                .arg("--out")
-                .arg(tmp.path().join("s.png")),
-        )
-    };
-    let err = refused(&sample(&[]), "ema.safetensors");
+    let err = refused(&sample_one(tmp.path(), &run, &[]), "ema.safetensors");
     assert!(
         err.trim_end()
             .ends_with("; --no-ema samples the checkpoint's raw weights"),
         "{err}"
     );
-    let raw = sample(&["--no-ema"]);
-    assert!(
-        raw.status.success(),
-        "{}",
-        String::from_utf8_lossy(&raw.stderr)
-    );
+    succeeded(&sample_one(tmp.path(), &run, &["--no-ema"]));
 }
 
 /// Without `latest`, the error names the newest checkpoint to go on from, once.
