@@ -68,6 +68,27 @@ impl SamplerArgs {
     }
 }
 
+/// [`crate::runs::open_for_sampling`] for `sample` and `eval`: where the EMA weights it picked
+/// are damaged but the checkpoint's raw weights load, the error says that `--no-ema` samples
+/// those.
+pub fn open_run(
+    path: &std::path::Path,
+    device: crate::device::DeviceSpec,
+    no_ema: bool,
+) -> Result<crate::store::LoadedModel> {
+    let e = match crate::runs::open_for_sampling(path, Some(device), !no_ema) {
+        Ok(loaded) => return Ok(loaded),
+        Err(e) => e,
+    };
+    if !no_ema && crate::runs::open_for_sampling(path, Some(device), false).is_ok() {
+        anyhow::bail!(
+            "{}; --no-ema samples the checkpoint's raw weights",
+            crate::errors::one_line(&e)
+        );
+    }
+    Err(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,25 +164,4 @@ mod tests {
             assert!(a.kind(200, None).unwrap_err().to_string().contains("--eta"));
         }
     }
-}
-
-/// [`crate::runs::open_for_sampling`] for `sample` and `eval`: where the EMA weights it picked
-/// are damaged but the checkpoint's raw weights load, the error says that `--no-ema` samples
-/// those.
-pub fn open_run(
-    path: &std::path::Path,
-    device: crate::device::DeviceSpec,
-    no_ema: bool,
-) -> Result<crate::store::LoadedModel> {
-    let e = match crate::runs::open_for_sampling(path, Some(device), !no_ema) {
-        Ok(loaded) => return Ok(loaded),
-        Err(e) => e,
-    };
-    if !no_ema && crate::runs::open_for_sampling(path, Some(device), false).is_ok() {
-        anyhow::bail!(
-            "{}; --no-ema samples the checkpoint's raw weights",
-            crate::errors::one_line(&e)
-        );
-    }
-    Err(e)
 }
