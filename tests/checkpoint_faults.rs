@@ -273,8 +273,8 @@ fn resume_refuses_what_it_cannot_trust() {
     let msg = refused(&run, ResumeOptions::default());
     assert!(
         msg.contains("--reset-optimizer")
-            && msg.contains("another checkpoint of the run may be whole: --resume ")
-            && msg.contains("step-000002"),
+            && msg.contains("another checkpoint of the run may be whole: ")
+            && msg.contains("step-000002 (train goes on from it with --resume"),
         "{msg}"
     );
 

@@ -98,9 +98,10 @@ pub fn schedules_json(tables: &[ScheduleTables]) -> Value {
     Value::Object(root)
 }
 
-/// A compact human-readable summary: per schedule β_0, β_{T−1}, ᾱ_{T−1} and √ᾱ_{T−1} (the
-/// share of the image left in x_T), flagging schedules whose x_T still carries signal
-/// (√ᾱ_{T−1} > [`SIGNAL_LEFT_THRESHOLD`]).
+/// A compact human-readable summary: per schedule β_1, β_T, ᾱ_T and √ᾱ_T (the share of the
+/// image left in x_T), flagging schedules whose x_T still carries signal (√ᾱ_T >
+/// [`SIGNAL_LEFT_THRESHOLD`]). Steps are counted 1 … T as in the paper, README and the lab
+/// (`betas[0]` is β_1; the JSON's arrays are indexed from 0).
 pub fn format_table(tables: &[ScheduleTables]) -> String {
     let mut s = String::new();
     let mut ts: Vec<usize> = tables.iter().map(|t| t.timesteps()).collect();
@@ -110,7 +111,7 @@ pub fn format_table(tables: &[ScheduleTables]) -> String {
     let _ = writeln!(
         s,
         "{:<10} {:>10} {:>10} {:>10} {:>10}",
-        "schedule", "β_0", "β_T−1", "ᾱ_T−1", "√ᾱ_T−1"
+        "schedule", "β_1", "β_T", "ᾱ_T", "√ᾱ_T"
     );
     for t in tables {
         let last = t.timesteps() - 1;
@@ -171,5 +172,18 @@ mod tests {
             }
         }
         assert_eq!(build_tables(&[], 2).unwrap().len(), 4);
+    }
+
+    /// The table counts steps 1 … T, as the lab does: its last column is the lab's √ᾱ_T.
+    #[test]
+    fn the_table_names_the_last_step_t_as_the_lab_does() {
+        let tables = build_tables(&[BetaSchedule::Linear], 200).unwrap();
+        let text = format_table(&tables);
+        let header: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(header, ["schedule", "β_1", "β_T", "ᾱ_T", "√ᾱ_T"]);
+        let row: Vec<&str> = text.lines().nth(2).unwrap().split_whitespace().collect();
+        let ac = tables[0].alphas_cumprod[199];
+        assert_eq!(row[3], format!("{ac:.3e}"));
+        assert_eq!(row[4], format!("{:.4}", ac.sqrt()));
     }
 }

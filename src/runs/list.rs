@@ -185,6 +185,11 @@ fn run_dirs(root: &Path) -> Vec<PathBuf> {
             }
         }
     }
+    // A link to a run that is listed under its own name too (`best -> 20261207-…`) is that
+    // run: listed once, under its own name (under the link's where the run is elsewhere).
+    dirs.sort_by_key(|d| d.is_symlink());
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| seen.insert(d.canonicalize().unwrap_or_else(|_| d.clone())));
     let written = |d: &PathBuf| {
         std::fs::metadata(d.join(CONFIG_FILE))
             .and_then(|m| m.modified())
@@ -377,9 +382,13 @@ mod tests {
             let run = RunDir::create(&root.path().join(dir)).unwrap();
             run.save_config(&cfg).unwrap();
         }
-        // A link back to the runs folder lists nothing twice.
+        // A link back to the runs folder lists nothing twice, nor does a link to a run (its
+        // name sorts first); a link to a run kept elsewhere is listed.
         #[cfg(unix)]
-        std::os::unix::fs::symlink(".", root.path().join("self")).unwrap();
+        {
+            std::os::unix::fs::symlink(".", root.path().join("self")).unwrap();
+            std::os::unix::fs::symlink("saved", root.path().join("a-link")).unwrap();
+        }
         let names = |runs: Vec<RunInfo>| {
             let mut v: Vec<(String, usize)> = runs
                 .iter()
@@ -425,5 +434,16 @@ mod tests {
                 ("saved".into(), 7)
             ]
         );
+        #[cfg(unix)]
+        {
+            let elsewhere = tempfile::tempdir().unwrap();
+            let run = RunDir::create(&elsewhere.path().join("kept")).unwrap();
+            run.save_config(&cfg).unwrap();
+            std::os::unix::fs::symlink(elsewhere.path().join("kept"), root.path().join("kept"))
+                .unwrap();
+            let listed = names(find_all_runs(root.path()));
+            assert_eq!(listed.len(), 4, "{listed:?}");
+            assert!(listed.contains(&("kept".into(), 0)), "{listed:?}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use crate::data::{ImageSet, LoadOptions};
+use crate::data::{DataFingerprint, ImageSet, LoadOptions};
 use crate::device::DeviceSpec;
 use crate::store::{RunDir, TrainConfig};
 use crate::train::source::ImageSetSource;
@@ -136,6 +136,17 @@ impl TrainRequest {
     /// (image size, channels and stop step filled in, everything validated) and the checks
     /// that the data fits the run.
     pub fn prepare(self, set: Arc<ImageSet>) -> Result<PreparedRun> {
+        self.prepare_known(set, None)
+    }
+
+    /// [`prepare`](Self::prepare) with `set`'s fingerprint worked out already, where it is
+    /// given (the lab hashes a set on its data thread when it loads, so that starting a run
+    /// does not hash 47 MB on the UI's thread).
+    pub fn prepare_known(
+        self,
+        set: Arc<ImageSet>,
+        fingerprint: Option<DataFingerprint>,
+    ) -> Result<PreparedRun> {
         let mut cfg = self.base_config()?;
         let resume = matches!(self, TrainRequest::Resume { .. });
         if resume {
@@ -189,7 +200,7 @@ impl TrainRequest {
         // records them (a throw-away run has nothing to resume).
         let fingerprint = match &self {
             TrainRequest::Scratch { .. } => None,
-            _ => Some(set.fingerprint()),
+            _ => Some(fingerprint.unwrap_or_else(|| set.fingerprint())),
         };
         if let (true, Some(own), Some(now)) = (resume, &cfg.data_fingerprint, &fingerprint) {
             check_same_images(&cfg.dataset, own, now)?;
@@ -257,8 +268,8 @@ pub fn check_same_data(own: &str, other: &str) -> Result<()> {
 /// configuration records them, with `dataset` its name for them).
 pub fn check_same_images(
     dataset: &str,
-    own: &crate::data::DataFingerprint,
-    now: &crate::data::DataFingerprint,
+    own: &DataFingerprint,
+    now: &DataFingerprint,
 ) -> Result<()> {
     if own != now {
         bail!(

@@ -33,6 +33,11 @@ use crate::files;
 
 /// Folder of a run's checkpoints.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
+/// Where a checkpoint named by an error goes: errors of the store are read by `train`,
+/// `sample` and `eval` alike, so each user finds the flag of the command they ran.
+const FLAGS_TAKING_A_CHECKPOINT: &str =
+    "train goes on from it with --resume, sample and eval draw from it with --checkpoint";
+
 /// The pointer file naming the newest complete checkpoint.
 pub const LATEST_FILE: &str = "latest";
 /// Complete checkpoints kept (the newest and the one before, in case the newest is damaged
@@ -253,7 +258,7 @@ impl RunDir {
         self.latest_checkpoint()?.with_context(|| {
             if let Some(newest) = self.checkpoint_names().last() {
                 format!(
-                    "{} has checkpoints but no {LATEST_FILE} naming the newest: continue from one of them, the newest with --resume {} (sample --checkpoint takes it too)",
+                    "{} has checkpoints but no {LATEST_FILE} naming the newest: the newest is {} ({FLAGS_TAKING_A_CHECKPOINT})",
                     self.path().display(),
                     self.checkpoints_dir().join(newest).display()
                 )
@@ -432,8 +437,8 @@ impl RunDir {
 
     /// `e`, with the run's other complete-looking checkpoints named where there are some (newest
     /// first, `but` aside: the one that failed, else the one `latest` names), so that a damaged
-    /// checkpoint is not the end of the run: `--resume RUN/checkpoints/step-N` (or `sample
-    /// --checkpoint` it) goes on from another.
+    /// checkpoint is not the end of the run: `--resume RUN/checkpoints/step-N` goes on from
+    /// another (`sample --checkpoint` draws from it).
     pub fn with_other_checkpoints(&self, e: anyhow::Error, but: Option<&Path>) -> anyhow::Error {
         // Without `but`, the one `latest` names failed.
         let named = fs::read_to_string(self.file(LATEST_FILE))
@@ -460,7 +465,7 @@ impl RunDir {
                     n => format!(", or one of {} more there", n - 1),
                 };
                 anyhow::anyhow!(
-                    "{}; another checkpoint of the run may be whole: --resume {} (sample --checkpoint takes it too){more}",
+                    "{}; another checkpoint of the run may be whole: {}{more} ({FLAGS_TAKING_A_CHECKPOINT})",
                     crate::errors::one_line(&e),
                     newest.display()
                 )

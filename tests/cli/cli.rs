@@ -882,7 +882,7 @@ fn a_damaged_checkpoint_names_the_earlier_one() {
     std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
     let earlier = run.join("checkpoints/step-000003");
     let hint = format!(
-        "another checkpoint of the run may be whole: --resume {}",
+        "another checkpoint of the run may be whole: {} (train goes on from it with --resume, sample and eval draw from it with --checkpoint)",
         earlier.display()
     );
     let err = fails(&ddpm(&["train", "--resume", run_s, "--steps", "9"], d));

@@ -282,7 +282,10 @@ fn a_run_without_latest_names_its_newest_checkpoint_once() {
     let err = refused(&out, "has checkpoints but no latest naming the newest");
     let newest = run.join("checkpoints/step-000002");
     assert!(
-        err.contains(&format!("the newest with --resume {}", newest.display()))
+        err.contains(&format!(
+            "the newest is {} (train goes on from it with --resume, sample and eval draw from it with --checkpoint)",
+            newest.display()
+        ))
             && !err.contains("another checkpoint"),
         "{err}"
     );

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::data::{load_dataset, DatasetSpec, ImageSet, LoadOptions, LoadProgress};
+use crate::data::{
+    load_dataset, DataFingerprint, DatasetSpec, ImageSet, LoadOptions, LoadProgress,
+};
 use crate::eval::Scorer;
 use crate::export::{save_denoising_gif, save_grid_png};
 use crate::runs::quality::{last_quality, quality_history};
@@ -67,11 +69,26 @@ fn scorer_for(
     Ok(scorer)
 }
 
-/// The loaded dataset: its name and training images.
+/// The loaded dataset: its name, training images and their fingerprint (hashed on the data
+/// thread, for the runs started on them).
 #[derive(Clone)]
 struct Loaded {
     name: String,
     train: Arc<ImageSet>,
+    fingerprint: DataFingerprint,
+}
+
+impl Loaded {
+    /// `train` loaded as `name`, fingerprinted (tens of milliseconds for 60 000 images: call
+    /// it on a worker).
+    fn new(name: String, train: ImageSet) -> Self {
+        let fingerprint = train.fingerprint();
+        Loaded {
+            name,
+            train: Arc::new(train),
+            fingerprint,
+        }
+    }
 }
 
 /// Engine running the real data layer, trainer and sampler on threads.
@@ -93,9 +110,9 @@ impl LabEngine {
         }
     }
 
-    fn train_set(&self, dataset: &str) -> Result<Arc<ImageSet>, String> {
+    fn train_set(&self, dataset: &str) -> Result<Loaded, String> {
         match &*self.loaded.lock().expect("dataset lock") {
-            Some(l) if l.name == dataset => Ok(l.train.clone()),
+            Some(l) if l.name == dataset => Ok(l.clone()),
             Some(l) => Err(format!("{dataset} is not loaded ({} is)", l.name)),
             None => Err(format!("{dataset} is not loaded yet")),
         }
@@ -322,10 +339,8 @@ impl Engine for LabEngine {
                             info.notes.push("Hub unreachable; r retries".into());
                         }
                         info.notes.extend(notices);
-                        *loaded.lock().expect("dataset lock") = Some(Loaded {
-                            name: info.name.clone(),
-                            train: Arc::new(ds.train),
-                        });
+                        *loaded.lock().expect("dataset lock") =
+                            Some(Loaded::new(info.name.clone(), ds.train));
                         let info = Box::new(info);
                         let msg = match fell_back {
                             Some(reason) => DataMsg::FellBack {
@@ -349,7 +364,11 @@ impl Engine for LabEngine {
         req: TrainRequest,
         tx: Sender<WorkerMsg>,
     ) -> Result<Sender<TrainCommand>, String> {
-        let set = self.train_set(req.dataset())?;
+        let Loaded {
+            train: set,
+            fingerprint,
+            ..
+        } = self.train_set(req.dataset())?;
         let stop = StopAt::Step(req.settings().steps);
         let request = match &req {
             TrainRequest::Resume {
@@ -385,7 +404,7 @@ impl Engine for LabEngine {
             _ => None,
         };
         let prepared = request
-            .prepare(set)
+            .prepare_known(set, Some(fingerprint))
             .map_err(|e| crate::errors::one_line(&e))?;
         // A full disk pauses the run, weights in memory, until `c` can save it (on Compare,
         // the comparison waits with it).
@@ -451,7 +470,7 @@ impl Engine for LabEngine {
 
     fn estimate(&mut self, settings: TrainSettings, dataset: &str, tx: Sender<WorkerMsg>) {
         let set = match self.train_set(dataset) {
-            Ok(s) => s,
+            Ok(l) => l.train,
             Err(e) => {
                 let _ = tx.send(WorkerMsg::Estimated(Estimate {
                     settings,
@@ -1079,10 +1098,7 @@ mod tests {
     /// An engine with runs under `root` and 8 toy images loaded.
     fn toy_engine(root: &Path) -> LabEngine {
         let engine = LabEngine::new(root.to_path_buf());
-        *engine.loaded.lock().unwrap() = Some(Loaded {
-            name: "toy".into(),
-            train: Arc::new(set(8)),
-        });
+        *engine.loaded.lock().unwrap() = Some(Loaded::new("toy".into(), set(8)));
         engine
     }
 
@@ -1125,6 +1141,48 @@ mod tests {
             }
         }
         (engine, run_dir)
+    }
+
+    /// A lab run records the fingerprint its loaded set was given on the data thread: starting
+    /// it (on the UI's thread) does not hash the images again.
+    #[test]
+    fn a_lab_run_records_the_fingerprint_hashed_when_its_data_loaded() {
+        let d = tempfile::tempdir().unwrap();
+        let mut engine = toy_engine(d.path());
+        let hashed = engine
+            .loaded
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .fingerprint
+            .clone();
+        assert_eq!(hashed, set(8).fingerprint());
+        // A marker only the loaded record holds: hashing again would record the real digest.
+        let marker = DataFingerprint {
+            blake3: "0".repeat(64),
+            ..hashed
+        };
+        engine.loaded.lock().unwrap().as_mut().unwrap().fingerprint = marker.clone();
+        let run_dir = d.path().join("20261207-060000-linear");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let req = TrainRequest::New {
+            settings: tiny_settings(1),
+            dataset: "toy".into(),
+            run_dir: run_dir.clone(),
+        };
+        engine.start_training(Slot::Main, req, tx).unwrap();
+        for msg in rx.iter() {
+            if let WorkerMsg::Train {
+                event: TrainEvent::Finished { .. } | TrainEvent::Failed { .. },
+                ..
+            } = msg
+            {
+                break;
+            }
+        }
+        let cfg = RunDir::open(&run_dir).unwrap().load_config().unwrap();
+        assert_eq!(cfg.data_fingerprint, Some(marker));
     }
 
     /// An opened run brings its last preview from `previews/`, in its channels (the
