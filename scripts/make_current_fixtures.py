@@ -21,7 +21,8 @@ Usage:
       [--ddpm-lab target/release/ddpm-lab]
       the same for any run's weights (RUN/checkpoints/step-N/model.safetensors or
       ema.safetensors; either UNet, the lab's `quick` recipe included): the model is built from
-      the config.json beside them (the blog's first UNet from scripts/pytorch_bench.py), and
+      the config.json beside them (the blog's first UNet from scripts/pytorch_bench.py,
+      `--unet lucidrains` from the denoising-diffusion-pytorch package), and
       with --ddpm-lab its output is compared with `ddpm-lab forward` on the same inputs.
 
 Needs torch, einops and safetensors (scripts/compare.sh makes that venv; `pip install
@@ -454,6 +455,17 @@ def model_of_run(weights_file):
         self_condition=m.get("self_condition", False),
         resnet_block_groups=m.get("resnet_block_groups", 8),
     )
+    if m.get("arch") == "lucidrains":
+        # The package itself (pip install denoising-diffusion-pytorch; see
+        # scripts/make_lucidrains_fixtures.py for the rest of what it imports).
+        from denoising_diffusion_pytorch import Unet as LucidrainsUnet
+
+        del kwargs["resnet_block_groups"]
+        kwargs.update(
+            learned_variance=m.get("learned_variance", False),
+            full_attn=tuple(m["full_attn"]) if m.get("full_attn") else None,
+        )
+        return LucidrainsUnet(**kwargs).eval(), kwargs, cfg["image_size"], cfg.get("timesteps", 200)
     if m.get("arch") != "current":
         return blog_model_of(m, kwargs), kwargs, cfg["image_size"], cfg.get("timesteps", 200)
     # Seed 002's constructor is the one with the 7x7 init conv and the learned variance.

@@ -162,17 +162,21 @@ pub enum ModelPreset {
     /// [`Self::Current`] with self-conditioning (seed 002's training and sampling).
     #[serde(rename = "current-sc")]
     CurrentSc,
+    /// lucidrains' released `Unet(dim=28, channels=1, dim_mults=(1,2,4))`
+    /// (denoising-diffusion-pytorch 2.x).
+    Lucidrains,
 }
 
 impl ModelPreset {
     /// All presets, smallest first.
-    pub const ALL: [ModelPreset; 6] = [
+    pub const ALL: [ModelPreset; 7] = [
         ModelPreset::Tiny,
         ModelPreset::Small,
         ModelPreset::Quick,
         ModelPreset::Blog,
         ModelPreset::Current,
         ModelPreset::CurrentSc,
+        ModelPreset::Lucidrains,
     ];
 
     /// Lower-case name used on the command line and in files.
@@ -184,6 +188,7 @@ impl ModelPreset {
             ModelPreset::Blog => "blog",
             ModelPreset::Current => "current",
             ModelPreset::CurrentSc => "current-sc",
+            ModelPreset::Lucidrains => "lucidrains",
         }
     }
 
@@ -203,6 +208,7 @@ impl ModelPreset {
                 self_condition: true,
                 ..UnetConfig::current()
             },
+            ModelPreset::Lucidrains => UnetConfig::lucidrains(),
         };
         UnetConfig { channels, ..base }
     }
@@ -218,7 +224,7 @@ impl ModelPreset {
     pub fn describe_compact(self) -> String {
         let c = self.unet(1);
         match self {
-            ModelPreset::Current | ModelPreset::CurrentSc => {
+            ModelPreset::Current | ModelPreset::CurrentSc | ModelPreset::Lucidrains => {
                 format!("{}×({})", c.dim, dim_mults(&c))
             }
             _ => describe_unet_compact(&c),
@@ -250,6 +256,7 @@ pub fn describe_unet_compact(c: &UnetConfig) -> String {
 fn unet_shape_and_options(c: &UnetConfig) -> String {
     let block = match (c.arch, c.block) {
         (crate::model::Arch::Current, _) => " current",
+        (crate::model::Arch::Lucidrains, _) => " lucidrains",
         (_, crate::model::BlockKind::Convnext) => "",
         (_, crate::model::BlockKind::Resnet) => " res",
     };
@@ -278,7 +285,7 @@ impl std::str::FromStr for ModelPreset {
             .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 format!(
-                    "unknown model size '{s}' (expected tiny, small, quick, blog, current or current-sc)"
+                    "unknown model size '{s}' (expected tiny, small, quick, blog, current, current-sc or lucidrains)"
                 )
             })
     }

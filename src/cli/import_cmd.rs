@@ -38,7 +38,7 @@ pub struct ImportArgs {
     /// Side of the images they make [default: the dataset's, else 28]
     #[arg(long)]
     pub image_size: Option<usize>,
-    /// Model size as in the lab: tiny, small, quick, blog, current or current-sc [default:
+    /// Model size as in the lab: tiny, small, quick, blog, current, current-sc or lucidrains [default:
     /// the blog's model; model flags below override it]
     #[arg(long = "model")]
     pub model_size: Option<ModelPreset>,

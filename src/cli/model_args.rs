@@ -1,5 +1,6 @@
 //! Model flags shared by `train`, `forward` and the lab (`--unet --dim --dim-mults --channels
-//! --block --convnext-mult --resnet-groups --init-conv --self-condition --learned-variance`).
+//! --block --convnext-mult --resnet-groups --init-conv --full-attn --self-condition
+//! --learned-variance`).
 
 use clap::Args;
 
@@ -8,9 +9,9 @@ use crate::model::{Arch, BlockKind, UnetConfig};
 /// UNet hyper-parameters on the command line (defaults: the blog's model).
 #[derive(Debug, Clone, Args, Default)]
 pub struct ModelArgs {
-    /// Which UNet: blog (the post's first one) or current (today's post: 1×1 init conv and 4
-    /// groups unless --init-conv/--resnet-groups; denoising-diffusion-pytorch's Unet has since
-    /// moved on to RMSNorm and a 7×7 init conv, and its weights do not load)
+    /// Which UNet: blog (the post's first one), current (today's post: 1×1 init conv and 4
+    /// groups unless --init-conv/--resnet-groups) or lucidrains (denoising-diffusion-pytorch's
+    /// Unet as released: RMSNorm, attention memory, a 7×7 init conv)
     #[arg(long)]
     pub unet: Option<Arch>,
     /// Base width of the UNet [default: 28]
@@ -39,6 +40,10 @@ pub struct ModelArgs {
     /// Kernel of the init conv (7: the first blog and lucidrains' Unet; 1: today's blog)
     #[arg(long)]
     pub init_conv: Option<usize>,
+    /// Per stage, full attention instead of linear, comma-separated (`--unet lucidrains`'s
+    /// `full_attn`, e.g. false,false,true) [default: the last stage only]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub full_attn: Option<Vec<bool>>,
     /// Self-conditioning: the UNet also sees its previous x̂0 (trained on half the steps; the
     /// quick preset has it)
     #[arg(long, overrides_with = "no_self_condition")]
@@ -64,6 +69,7 @@ impl ModelArgs {
             || self.mid_attention_only
             || self.unet.is_some()
             || self.init_conv.is_some()
+            || self.full_attn.is_some()
             || self.self_condition
             || self.no_self_condition
             || self.learned_variance
@@ -78,12 +84,9 @@ impl ModelArgs {
             if switched {
                 // The other UNet's own defaults (init width, init kernel, groups, attention in
                 // every stage: a preset's `stage_attention: false` is the blog UNet's lever).
-                let other = if a == Arch::Current {
-                    UnetConfig::current()
-                } else {
-                    UnetConfig::blog()
-                };
+                let other = UnetConfig::of_arch(a);
                 c.init_dim = other.init_dim;
+                c.full_attn = other.full_attn;
                 c.init_conv_kernel = other.init_conv_kernel;
                 c.block = other.block;
                 c.resnet_block_groups = other.resnet_block_groups;
@@ -92,6 +95,9 @@ impl ModelArgs {
         }
         if let Some(k) = self.init_conv {
             c.init_conv_kernel = Some(k);
+        }
+        if let Some(f) = &self.full_attn {
+            c.full_attn = Some(f.clone());
         }
         if self.self_condition {
             c.self_condition = true;
@@ -176,6 +182,31 @@ mod tests {
         }
         .apply(&UnetConfig::blog());
         assert_eq!(odd.resnet_block_groups, 2);
+    }
+
+    #[test]
+    fn unet_lucidrains_takes_the_packages_defaults_and_full_attn_per_stage() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            model: ModelArgs,
+        }
+        let l = Cli::parse_from(["x", "--unet", "lucidrains"]).model;
+        assert_eq!(l.apply(&UnetConfig::blog()), UnetConfig::lucidrains());
+        let c = Cli::parse_from(["x", "--unet", "lucidrains", "--full-attn", "true,false,1"])
+            .model
+            .apply(&UnetConfig::current());
+        assert_eq!(c.full_attention(), vec![true, false, true]);
+        assert_eq!((c.arch, c.init_kernel()), (Arch::Lucidrains, 7));
+        // Back to another UNet, the package's attention pattern goes with it.
+        let blog = ModelArgs {
+            unet: Some(Arch::Blog),
+            ..ModelArgs::default()
+        }
+        .apply(&c);
+        assert_eq!(blog.full_attn, None);
+        assert!(Cli::try_parse_from(["x", "--full-attn", "maybe"]).is_err());
     }
 
     #[test]

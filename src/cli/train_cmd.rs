@@ -31,7 +31,7 @@ pub struct TrainArgs {
     /// 2-core CPU) or blog (the blog's setup, the default); other flags override it
     #[arg(long)]
     pub preset: Option<Preset>,
-    /// Model size as in the lab: tiny, small, quick, blog, current or current-sc (model flags
+    /// Model size as in the lab: tiny, small, quick, blog, current, current-sc or lucidrains (model flags
     /// below override it)
     #[arg(long = "model")]
     pub model_size: Option<ModelPreset>,

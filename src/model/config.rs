@@ -27,8 +27,8 @@ impl std::str::FromStr for BlockKind {
     }
 }
 
-/// Which UNet of the blog: the first version's (seeds 000/004) or today's (seed 001, the
-/// notebook and lucidrains' `denoising-diffusion-pytorch`, seed 002).
+/// Which UNet: the blog's first version (seeds 000/004), today's blog (seed 001, the notebook,
+/// and seed 002's constructor), or lucidrains' `denoising-diffusion-pytorch` as released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
@@ -40,6 +40,15 @@ pub enum Arch {
     /// blocks and two skips per stage, pixel-unshuffle downsampling, nearest upsampling,
     /// `init_dim = dim`, a final ResNet block on `cat(x, init)`.
     Current,
+    /// lucidrains' released `Unet` (denoising-diffusion-pytorch 2.x): today's wiring with
+    /// RMSNorm, plain convs, attention with memory key/values and its own input norm, full
+    /// attention in the lowest stage, a 7×7 init conv.
+    Lucidrains,
+}
+
+impl Arch {
+    /// Every UNet, in the order help texts list them.
+    pub const ALL: [Arch; 3] = [Arch::Blog, Arch::Current, Arch::Lucidrains];
 }
 
 impl std::str::FromStr for Arch {
@@ -48,7 +57,10 @@ impl std::str::FromStr for Arch {
         match s.trim().to_ascii_lowercase().as_str() {
             "blog" => Ok(Arch::Blog),
             "current" => Ok(Arch::Current),
-            other => Err(format!("unknown UNet '{other}' (expected blog or current)")),
+            "lucidrains" => Ok(Arch::Lucidrains),
+            other => Err(format!(
+                "unknown UNet '{other}' (expected blog, current or lucidrains)"
+            )),
         }
     }
 }
@@ -58,6 +70,7 @@ impl std::fmt::Display for Arch {
         f.write_str(match self {
             Arch::Blog => "blog",
             Arch::Current => "current",
+            Arch::Lucidrains => "lucidrains",
         })
     }
 }
@@ -110,6 +123,9 @@ pub struct UnetConfig {
     /// to the middle (lowest resolution) only, which is cheaper at 28×28. Parameter names are
     /// unchanged; the stages' `.2` attention entries are simply absent.
     pub stage_attention: bool,
+    /// `full_attn` of the `lucidrains` UNet: per stage, full attention instead of linear;
+    /// `None` is the package's default, full attention in the last (lowest) stage only.
+    pub full_attn: Option<Vec<bool>>,
 }
 
 impl Default for UnetConfig {
@@ -130,6 +146,7 @@ impl Default for UnetConfig {
             self_condition: false,
             learned_variance: false,
             stage_attention: true,
+            full_attn: None,
         }
     }
 }
@@ -180,12 +197,43 @@ impl UnetConfig {
         }
     }
 
+    /// lucidrains' `Unet(dim=28, channels=1, dim_mults=(1, 2, 4))` as released.
+    pub fn lucidrains() -> Self {
+        Self {
+            arch: Arch::Lucidrains,
+            block: BlockKind::Resnet,
+            ..Self::default()
+        }
+    }
+
+    /// The configuration of `arch` with its own defaults (widths, kernel, norms) otherwise the
+    /// blog's.
+    pub fn of_arch(arch: Arch) -> Self {
+        match arch {
+            Arch::Blog => Self::blog(),
+            Arch::Current => Self::current(),
+            Arch::Lucidrains => Self::lucidrains(),
+        }
+    }
+
     /// `init_dim` resolved.
     pub fn init_dim(&self) -> usize {
         self.init_dim.unwrap_or(match self.arch {
             Arch::Blog => self.dim / 3 * 2,
-            Arch::Current => self.dim,
+            Arch::Current | Arch::Lucidrains => self.dim,
         })
+    }
+
+    /// Per stage, whether the `lucidrains` UNet's attention there is full (`full_attn`
+    /// resolved: the last stage's only by default).
+    pub fn full_attention(&self) -> Vec<bool> {
+        match &self.full_attn {
+            Some(f) => f.clone(),
+            None => {
+                let n = self.dim_mults.len();
+                (0..n).map(|i| i + 1 == n).collect()
+            }
+        }
     }
 
     /// `out_dim` resolved.
@@ -202,7 +250,7 @@ impl UnetConfig {
     /// Kernel of `init_conv` resolved (padding is `kernel / 2`).
     pub fn init_kernel(&self) -> usize {
         self.init_conv_kernel.unwrap_or(match self.arch {
-            Arch::Blog => 7,
+            Arch::Blog | Arch::Lucidrains => 7,
             Arch::Current => 1,
         })
     }
@@ -296,6 +344,30 @@ impl UnetConfig {
             return bad(format!(
                 "init_conv_kernel must be odd and at most 15 (1 or 7 in the seeds), got {k}"
             ));
+        }
+        if let Some(f) = &self.full_attn {
+            if self.arch != Arch::Lucidrains {
+                return bad("full_attn is the lucidrains UNet's".into());
+            }
+            if f.len() != self.dim_mults.len() {
+                return bad(format!(
+                    "full_attn must have one entry per stage ({}), got {}",
+                    self.dim_mults.len(),
+                    f.len()
+                ));
+            }
+        }
+        if self.arch == Arch::Lucidrains {
+            if !self.with_time_emb {
+                return bad("the lucidrains UNet always has a time embedding".into());
+            }
+            if !self.stage_attention {
+                return bad(
+                    "the lucidrains UNet has attention in every stage (--mid-attention-only is the blog UNet's)"
+                        .into(),
+                );
+            }
+            return Ok(());
         }
         if self.arch == Arch::Current {
             if !self.with_time_emb {

@@ -2,7 +2,8 @@
 //!
 //! `nn.Conv2d`, `nn.ConvTranspose2d` and `nn.Linear` draw weights and biases from
 //! `U(−1/√fan_in, 1/√fan_in)` (kaiming_uniform with a = √5), where `fan_in` is
-//! `weight.size(1) · kernel area`; `nn.GroupNorm` starts at weight 1, bias 0. candle-nn's own
+//! `weight.size(1) · kernel area`; `nn.GroupNorm` starts at weight 1, bias 0, an `RMSNorm` gain
+//! `g` at 1 and lucidrains' attention memory `mem_kv` at standard normal values. candle-nn's own
 //! initialisation is about 2.4× larger and starts the blog's model at a loss of 2–5 instead of
 //! ≈ 0.46.
 
@@ -47,6 +48,8 @@ pub fn pytorch_default_init(varmap: &VarMap, seed: u64) -> Result<()> {
                 Tensor::zeros(shape.as_slice(), var.dtype(), var.device())?
             }
             ("weight", _) => uniform(&mut rng, &shape, fan_in(&shape), var)?,
+            // lucidrains' attention memory: `nn.Parameter(torch.randn(...))`.
+            ("mem_kv", _) => rng.randn(&shape, var.device())?.to_dtype(var.dtype())?,
             ("bias", Some(ws)) => uniform(&mut rng, &shape, fan_in(ws), var)?,
             _ => continue,
         };

@@ -8,6 +8,7 @@ pub mod current;
 pub mod embedding;
 pub mod init;
 pub mod layers;
+pub mod lucidrains;
 pub mod state_dict;
 pub mod unet;
 

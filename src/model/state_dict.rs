@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
-use super::{Unet, UnetConfig};
+use super::{Arch, Unet, UnetConfig};
 
 /// Prefixes taken off names where the file holds the model inside wrappers (one wrapper, or
 /// one inside another); where a file holds the model twice (an EMA's `ema_model.` and
@@ -171,14 +171,13 @@ pub fn state_dict_of(
             first_names(&unexpected, 4)
         ));
     }
-    // lucidrains' released `Unet` normalises with gains named `g` (its LayerNorm and
-    // RMSNorm), a layout no model flag gives.
-    let lucidrains = unexpected.iter().any(|n| n.ends_with(".g"));
-    if lucidrains {
+    // lucidrains' released `Unet` normalises with gains named `g` (RMSNorm; LayerNorm before
+    // 2.0) and its 2.x attention keeps `mem_kv`, names the blog's UNets lack.
+    let released = |n: &String| n.ends_with(".g") || n.ends_with(".mem_kv");
+    if config.arch != Arch::Lucidrains && unexpected.iter().any(released) {
         parts.push(
-            "tensors named `….g` are the norm gains of denoising-diffusion-pytorch's released `Unet`, \
-             whose layers differ from the blog's UNets (RMSNorm or LayerNorm where the blog has \
-             GroupNorm): ddpm-lab loads the blog's UNets (--unet blog, --unet current), not that one"
+            "tensors named `….g` and `….mem_kv` are denoising-diffusion-pytorch's released `Unet`'s \
+             (RMSNorm where the blog has GroupNorm, attention memory): give --unet lucidrains"
                 .to_string(),
         );
     }
@@ -188,7 +187,6 @@ pub fn state_dict_of(
             path.display(),
             parts.join("; ")
         ),
-        flags_can_help: !lucidrains,
     }
     .into())
 }
@@ -199,8 +197,6 @@ pub fn state_dict_of(
 pub struct WeightsMisfit {
     /// What differs, naming the first tensors.
     message: String,
-    /// Whether other model flags may make them fit (not for a layout ddpm-lab lacks).
-    flags_can_help: bool,
 }
 
 /// The wrapper prefixes `name` starts with (`ema_model.model.` of
@@ -248,15 +244,12 @@ fn tensors_counted(n: usize) -> String {
 /// its config.json says what it trained.
 /// Other errors (no such file, not safetensors) are left as they are: no flag mends them.
 pub fn with_model_flags_hint(e: anyhow::Error) -> anyhow::Error {
-    if !e
-        .downcast_ref::<WeightsMisfit>()
-        .is_some_and(|m| m.flags_can_help)
-    {
+    if !e.is::<WeightsMisfit>() {
         return e;
     }
     let e = crate::errors::one_line(&e);
     anyhow::anyhow!(
-        "{e}; give the model flags the weights were trained with (--unet, --dim, --dim-mults, --block, --init-conv, --resnet-groups, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
+        "{e}; give the model flags the weights were trained with (--unet, --dim, --dim-mults, --block, --init-conv, --resnet-groups, --full-attn, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
     )
 }
 
@@ -520,10 +513,17 @@ mod tests {
         candle_core::safetensors::save(&map, &g).unwrap();
         let e = hint(read_state_dict(&g, &cfg, &Device::Cpu).unwrap_err());
         assert!(
-            e.contains("norm gains of denoising-diffusion-pytorch's released `Unet`")
-                && !e.contains("give the model flags"),
+            e.contains("denoising-diffusion-pytorch's released `Unet`'s")
+                && e.contains("give --unet lucidrains"),
             "{e}"
         );
+        // Given that, the message no longer says it.
+        let lucid = UnetConfig {
+            dim_mults: vec![1, 2],
+            ..UnetConfig::lucidrains()
+        };
+        let e = hint(read_state_dict(&g, &lucid, &Device::Cpu).unwrap_err());
+        assert!(!e.contains("give --unet lucidrains"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::config::{Arch, BlockKind, UnetConfig};
 use super::current::CurrentUnet;
 use super::embedding::TimeMlp;
 use super::layers::{conv2d, conv_transpose2d, Conv2d, ConvTranspose2d};
+use super::lucidrains::LucidrainsUnet;
 
 /// One down stage `downs.i`: two blocks, linear attention, and a 4×4 stride-2 conv (not in the
 /// last stage).
@@ -48,6 +49,7 @@ pub struct Unet {
 enum Net {
     Blog(Box<BlogUnet>),
     Current(Box<CurrentUnet>),
+    Lucidrains(Box<LucidrainsUnet>),
 }
 
 impl Unet {
@@ -60,6 +62,7 @@ impl Unet {
         let net = match config.arch {
             Arch::Blog => Net::Blog(Box::new(BlogUnet::new(config, vb)?)),
             Arch::Current => Net::Current(Box::new(CurrentUnet::new(config, vb)?)),
+            Arch::Lucidrains => Net::Lucidrains(Box::new(LucidrainsUnet::new(config, vb)?)),
         };
         Ok(Self {
             config: config.clone(),
@@ -77,6 +80,7 @@ impl Unet {
         match &self.net {
             Net::Blog(n) => n.init_conv.weight().device(),
             Net::Current(n) => n.first_weight().device(),
+            Net::Lucidrains(n) => n.first_weight().device(),
         }
     }
 
@@ -113,6 +117,7 @@ impl Unet {
             match &self.net {
                 Net::Blog(n) => n.forward(&input, time),
                 Net::Current(n) => n.forward(&input, time),
+                Net::Lucidrains(n) => n.forward(&input, time),
             }
         })
     }

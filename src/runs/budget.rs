@@ -100,7 +100,7 @@ fn attention(dim: u128, linear_attention: bool) -> u128 {
 /// Number of scalar parameters of the UNet `c` builds (as [`crate::model::num_params`] counts
 /// them on a built model), without building it.
 pub fn param_count(c: &UnetConfig) -> u128 {
-    if c.arch == Arch::Current {
+    if matches!(c.arch, Arch::Current | Arch::Lucidrains) {
         return param_count_current(c);
     }
     let u = |v: usize| v as u128;
@@ -155,11 +155,29 @@ pub fn param_count(c: &UnetConfig) -> u128 {
         .saturating_add(conv(u(c.dim), u(c.out_dim()), 1, 1, true))
 }
 
-/// Parameters of today's UNet (`model::current`), layer by layer as it builds them.
+/// Parameters of today's UNet (`model::current`) or lucidrains' (`model::lucidrains`: RMSNorm
+/// gains instead of GroupNorm's two vectors, attention with its own norm and memory), layer by
+/// layer as they build them.
 fn param_count_current(c: &UnetConfig) -> u128 {
     let u = |v: usize| v as u128;
     let t = u(c.dim).saturating_mul(4);
-    // ResnetBlock: mlp to scale and shift, two WS convs 3×3 with GroupNorm, res_conv.
+    let lucidrains = c.arch == Arch::Lucidrains;
+    let norm = |ch: u128| if lucidrains { ch } else { norm(ch) };
+    let full = c.full_attention();
+    let attention = |dim: u128, stage: Option<usize>| {
+        if !lucidrains {
+            return attention(dim, stage.is_some());
+        }
+        let hidden = (HEADS * DIM_HEAD) as u128;
+        let memory = 2 * hidden * crate::model::lucidrains::NUM_MEM_KV as u128;
+        let linear = stage.is_some_and(|i| !full.get(i).copied().unwrap_or(false));
+        norm(dim)
+            .saturating_add(memory)
+            .saturating_add(conv(dim, hidden * 3, 1, 1, false))
+            .saturating_add(conv(hidden, dim, 1, 1, true))
+            .saturating_add(if linear { norm(dim) } else { 0 })
+    };
+    // ResnetBlock: mlp to scale and shift, two convs 3×3 with their norms, res_conv.
     let block = |d_in: u128, d_out: u128| {
         let res = if d_in != d_out {
             conv(d_in, d_out, 1, 1, true)
@@ -193,23 +211,25 @@ fn param_count_current(c: &UnetConfig) -> u128 {
         };
         p = p
             .saturating_add(block(d_in, d_in).saturating_mul(2))
-            .saturating_add(attention(d_in, true))
+            .saturating_add(attention(d_in, Some(i)))
             .saturating_add(resample);
     }
     let mid = u(*c.dims().last().unwrap_or(&c.dim));
     p = p
         .saturating_add(block(mid, mid).saturating_mul(2))
-        .saturating_add(attention(mid, false));
-    for &(d_in, d_out) in in_out.iter().rev() {
+        .saturating_add(attention(mid, None));
+    for (i, &(d_in, d_out)) in in_out.iter().enumerate().rev() {
         let (d_in, d_out) = (u(d_in), u(d_out));
         // Upsample's conv and the last stage's plain conv are both 3×3 d_out → d_in.
         p = p
             .saturating_add(block(d_out.saturating_add(d_in), d_out).saturating_mul(2))
-            .saturating_add(attention(d_out, true))
+            .saturating_add(attention(d_out, Some(i)))
             .saturating_add(conv(d_out, d_in, 3, 1, true));
     }
-    p.saturating_add(block(u(c.dim) * 2, u(c.dim)))
-        .saturating_add(conv(u(c.dim), u(c.out_dim()), 1, 1, true))
+    // Today's blog ends on `dim`, lucidrains' on `init_dim`.
+    let last = u(if lucidrains { c.init_dim() } else { c.dim });
+    p.saturating_add(block(last * 2, last))
+        .saturating_add(conv(last, u(c.out_dim()), 1, 1, true))
 }
 
 /// The activations of one forward pass of one image, in floats: every tensor made (what a
@@ -281,7 +301,11 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
     };
     a.add(px(side).saturating_mul(u(c.input_channels())));
     a.add(px(side).saturating_mul(u(c.init_dim())));
-    if c.arch == Arch::Current {
+    if matches!(c.arch, Arch::Current | Arch::Lucidrains) {
+        // lucidrains' stages may attend fully (the last by default), at their resolution.
+        let full_at = c.full_attention();
+        let stage_full =
+            |i: usize| c.arch == Arch::Lucidrains && full_at.get(i).copied().unwrap_or(false);
         let full = |a: &mut Activations, p: u128, mid: u128| {
             // Full attention: the (heads, p, p) similarity matrix, its transposed copy and its
             // softmax, between the tensors of the qkv projection and the output.
@@ -307,7 +331,11 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
             let p = px(side);
             block(&mut a, p, u(d_in));
             block(&mut a, p, u(d_in));
-            linear_attention(&mut a, p, u(d_in));
+            if stage_full(i) {
+                full(&mut a, p, u(d_in));
+            } else {
+                linear_attention(&mut a, p, u(d_in));
+            }
             a.skips = a
                 .skips
                 .saturating_add(p.saturating_mul(u(d_in)).saturating_mul(2));
@@ -328,7 +356,11 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
                 a.add(p.saturating_mul(u(d_out) + u(d_in)));
                 block(&mut a, p, u(d_out));
             }
-            linear_attention(&mut a, p, u(d_out));
+            if stage_full(n_res - 1 - i) {
+                full(&mut a, p, u(d_out));
+            } else {
+                linear_attention(&mut a, p, u(d_out));
+            }
             if i + 1 < n_res {
                 side = side.saturating_mul(2);
                 a.add(px(side).saturating_mul(u(d_out)));

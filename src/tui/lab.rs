@@ -24,7 +24,7 @@ pub struct LabOptions {
     /// Dataset: fashion_mnist, mnist, cifar10, shapes (built-in, offline) or a path.
     #[arg(long, value_parser = crate::cli::dataset_arg())]
     pub dataset: Option<String>,
-    /// Model size: tiny, small, quick, blog, current or current-sc (default: what the device
+    /// Model size: tiny, small, quick, blog, current, current-sc or lucidrains (default: what the device
     /// trains quickly).
     #[arg(long)]
     pub model: Option<ModelPreset>,

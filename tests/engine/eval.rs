@@ -349,7 +349,7 @@ fn preset_quick_and_time_limit_from_the_cli() {
         tmp.path(),
     );
     assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("tiny, small, quick, blog, current or current-sc"));
+        .contains("tiny, small, quick, blog, current, current-sc or lucidrains"));
     let out = ddpm(
         &["train", "--time-limit", "soon", "--dataset", "shapes"],
         tmp.path(),

@@ -6,6 +6,7 @@ mod common;
 
 mod current_unet;
 mod eval;
+mod lucidrains_unet;
 mod parity;
 mod reliability_props;
 mod resnet_variant;

@@ -1,0 +1,402 @@
+//! lucidrains' `denoising-diffusion-pytorch` `Unet` as released (2.x, checked against 2.3.4):
+//! today's blog UNet with RMSNorm (`F.normalize(x, dim=1) · g · √C`) where it has GroupNorm,
+//! plain 3×3 convs in the blocks (no weight standardisation), attention that normalises its own
+//! input and attends to four learned memory key/value pairs (`mem_kv`) besides the image, full
+//! attention in the lowest stage (`full_attn`'s default) and a 7×7 init conv. Parameters are
+//! read under the package's `state_dict` names, so its checkpoints load one to one.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{Init, Linear, VarBuilder};
+
+use super::attention::{DIM_HEAD, HEADS};
+use super::config::UnetConfig;
+use super::current::{pixel_unshuffle, upsample_nearest2x};
+use super::embedding::TimeMlp;
+use super::layers::{conv2d, linear, silu, Conv2d};
+use crate::ops::softmax::softmax;
+
+/// Memory key/value pairs of each attention layer (`num_mem_kv`'s default).
+pub const NUM_MEM_KV: usize = 4;
+
+/// `F.normalize`'s floor on the norm.
+const NORMALIZE_EPS: f64 = 1e-12;
+
+/// `RMSNorm(dim)`: each pixel's channel vector scaled to unit length, times `g · √dim`.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    /// `g` as `(1, C, 1, 1)` times `√C`.
+    gain: Tensor,
+}
+
+impl RmsNorm {
+    /// Reads `g` `(1, dim, 1, 1)` under `vb` (ones when new).
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        let g = vb.get_with_hints((1, dim, 1, 1), "g", Init::Const(1.0))?;
+        Ok(Self {
+            gain: (g * (dim as f64).sqrt())?,
+        })
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(NORMALIZE_EPS)?;
+        x.broadcast_div(&norm)?.broadcast_mul(&self.gain)
+    }
+}
+
+/// `Block(dim, dim_out)`: conv 3×3 → RMSNorm → (scale-shift) → SiLU (dropout 0, the default).
+#[derive(Debug, Clone)]
+struct Block {
+    proj: Conv2d,
+    norm: RmsNorm,
+}
+
+impl Block {
+    fn new(dim: usize, dim_out: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            proj: conv2d(dim, dim_out, 3, 1, 1, 1, true, vb.pp("proj"))?,
+            norm: RmsNorm::new(dim_out, vb.pp("norm"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, scale_shift: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
+        let h = self.norm.forward(&self.proj.forward(x)?)?;
+        let h = match scale_shift {
+            Some((scale, shift)) => {
+                let (n, c) = scale.dims2()?;
+                let scale = (scale.reshape((n, c, 1, 1))? + 1.0)?;
+                h.broadcast_mul(&scale)?
+                    .broadcast_add(&shift.reshape((n, c, 1, 1))?)?
+            }
+            None => h,
+        };
+        silu(&h)
+    }
+}
+
+/// `ResnetBlock(dim, dim_out, time_emb_dim)`: `mlp = (SiLU, Linear(t, 2·dim_out))` gives scale
+/// and shift for `block1`; `res_conv` is a 1×1 conv where the widths differ.
+#[derive(Debug, Clone)]
+struct ResnetBlock {
+    mlp: Linear,
+    block1: Block,
+    block2: Block,
+    res_conv: Option<Conv2d>,
+}
+
+impl ResnetBlock {
+    fn new(dim: usize, dim_out: usize, time_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            mlp: linear(time_dim, dim_out * 2, vb.pp("mlp").pp("1"))?,
+            block1: Block::new(dim, dim_out, vb.pp("block1"))?,
+            block2: Block::new(dim_out, dim_out, vb.pp("block2"))?,
+            res_conv: if dim != dim_out {
+                Some(conv2d(dim, dim_out, 1, 1, 0, 1, true, vb.pp("res_conv"))?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Given `SiLU(t)` (the first layer of `mlp`, the same for every block).
+    fn forward(&self, x: &Tensor, t_act: &Tensor) -> Result<Tensor> {
+        let emb = self.mlp.forward(t_act)?;
+        let half = emb.dim(1)? / 2;
+        let (scale, shift) = (emb.narrow(1, 0, half)?, emb.narrow(1, half, half)?);
+        let h = self.block1.forward(x, Some((&scale, &shift)))?;
+        let h = self.block2.forward(&h, None)?;
+        match &self.res_conv {
+            Some(c) => h + c.forward(x)?,
+            None => h + x,
+        }
+    }
+}
+
+/// `to_qkv(norm(x))` as q, k, v of shape `(b, heads, dim_head, h·w)`.
+fn qkv(norm: &RmsNorm, to_qkv: &Conv2d, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, _, h, w) = x.dims4()?;
+    let qkv = to_qkv.forward(&norm.forward(x)?)?;
+    let qkv = qkv.reshape((b, 3, HEADS, DIM_HEAD, h * w))?;
+    let part = |i: usize| qkv.narrow(1, i, 1)?.squeeze(1)?.contiguous();
+    Ok((part(0)?, part(1)?, part(2)?))
+}
+
+/// `mem_kv[i]` repeated over the batch.
+fn memory(mem_kv: &Tensor, i: usize, b: usize) -> Result<Tensor> {
+    let m = mem_kv.get(i)?.unsqueeze(0)?;
+    let dims: Vec<usize> = std::iter::once(b)
+        .chain(m.dims()[1..].iter().copied())
+        .collect();
+    m.broadcast_as(dims)?.contiguous()
+}
+
+/// `LinearAttention(dim)`: `norm`, then q softmaxed over features and k over positions and
+/// memory (`mem_kv (2, heads, dim_head, 4)` before the image's keys and values), and
+/// `to_out = (conv 1×1, RMSNorm)`.
+#[derive(Debug, Clone)]
+struct LinearAttention {
+    norm: RmsNorm,
+    mem_kv: Tensor,
+    to_qkv: Conv2d,
+    to_out_conv: Conv2d,
+    to_out_norm: RmsNorm,
+}
+
+impl LinearAttention {
+    fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        let hidden = HEADS * DIM_HEAD;
+        Ok(Self {
+            norm: RmsNorm::new(dim, vb.pp("norm"))?,
+            mem_kv: vb.get_with_hints(
+                (2, HEADS, DIM_HEAD, NUM_MEM_KV),
+                "mem_kv",
+                Init::Const(0.0),
+            )?,
+            to_qkv: conv2d(dim, hidden * 3, 1, 1, 0, 1, false, vb.pp("to_qkv"))?,
+            to_out_conv: conv2d(hidden, dim, 1, 1, 0, 1, true, vb.pp("to_out").pp("0"))?,
+            to_out_norm: RmsNorm::new(dim, vb.pp("to_out").pp("1"))?,
+        })
+    }
+}
+
+impl Module for LinearAttention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, _, h, w) = x.dims4()?;
+        let (q, k, v) = qkv(&self.norm, &self.to_qkv, x)?;
+        let k = Tensor::cat(&[&memory(&self.mem_kv, 0, b)?, &k], D::Minus1)?;
+        let v = Tensor::cat(&[&memory(&self.mem_kv, 1, b)?, &v], D::Minus1)?;
+        let q = (softmax(&q, 2)? * (DIM_HEAD as f64).powf(-0.5))?;
+        let k = softmax(&k, 3)?;
+        // context[d, e] = Σ_n k[d, n] v[e, n]; out[e, n] = Σ_d context[d, e] q[d, n]
+        let context = k.matmul(&v.t()?)?;
+        let out = context.t()?.matmul(&q)?;
+        let out = out.reshape((b, HEADS * DIM_HEAD, h, w))?;
+        self.to_out_norm.forward(&self.to_out_conv.forward(&out)?)
+    }
+}
+
+/// `Attention(dim)`: `norm`, then softmax(q·kᵀ/√d) over the image's positions and the memory
+/// (`mem_kv (2, heads, 4, dim_head)`), and `to_out`, a 1×1 conv.
+#[derive(Debug, Clone)]
+struct Attention {
+    norm: RmsNorm,
+    mem_kv: Tensor,
+    to_qkv: Conv2d,
+    to_out: Conv2d,
+}
+
+impl Attention {
+    fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        let hidden = HEADS * DIM_HEAD;
+        Ok(Self {
+            norm: RmsNorm::new(dim, vb.pp("norm"))?,
+            mem_kv: vb.get_with_hints(
+                (2, HEADS, NUM_MEM_KV, DIM_HEAD),
+                "mem_kv",
+                Init::Const(0.0),
+            )?,
+            to_qkv: conv2d(dim, hidden * 3, 1, 1, 0, 1, false, vb.pp("to_qkv"))?,
+            to_out: conv2d(hidden, dim, 1, 1, 0, 1, true, vb.pp("to_out"))?,
+        })
+    }
+}
+
+impl Module for Attention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, _, h, w) = x.dims4()?;
+        let (q, k, v) = qkv(&self.norm, &self.to_qkv, x)?;
+        // "b (h c) x y -> b h (x y) c", memory first.
+        let q = q.t()?.contiguous()?;
+        let k = Tensor::cat(&[&memory(&self.mem_kv, 0, b)?, &k.t()?], 2)?;
+        let v = Tensor::cat(&[&memory(&self.mem_kv, 1, b)?, &v.t()?], 2)?.contiguous()?;
+        let sim = (q.matmul(&k.t()?.contiguous()?)? * (DIM_HEAD as f64).powf(-0.5))?;
+        let attn = softmax(&sim, 3)?;
+        // "b h (x y) d -> b (h d) x y"
+        let out = attn.matmul(&v)?.t()?.contiguous()?;
+        let out = out.reshape((b, HEADS * DIM_HEAD, h, w))?;
+        self.to_out.forward(&out)
+    }
+}
+
+/// A stage's attention, `x + attn(x)`: linear, or full where `full_attn` says.
+#[derive(Debug, Clone)]
+enum StageAttention {
+    Linear(LinearAttention),
+    Full(Attention),
+}
+
+impl StageAttention {
+    fn new(full: bool, dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(if full {
+            StageAttention::Full(Attention::new(dim, vb)?)
+        } else {
+            StageAttention::Linear(LinearAttention::new(dim, vb)?)
+        })
+    }
+
+    fn residual(&self, x: &Tensor) -> Result<Tensor> {
+        let a = match self {
+            StageAttention::Linear(a) => a.forward(x)?,
+            StageAttention::Full(a) => a.forward(x)?,
+        };
+        a + x
+    }
+}
+
+/// A stage's `.3`: a resolution change followed by a conv, or a 3×3 conv at the last stage.
+#[derive(Debug, Clone)]
+enum Resample {
+    /// `Downsample`: pixel unshuffle + 1×1 conv (`.1`).
+    Down(Conv2d),
+    /// `Upsample`: nearest ×2 + 3×3 conv (`.1`).
+    Up(Conv2d),
+    /// `nn.Conv2d(dim_in, dim_out, 3, padding=1)`.
+    Same(Conv2d),
+}
+
+impl Module for Resample {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Resample::Down(c) => c.forward(&pixel_unshuffle(x)?),
+            Resample::Up(c) => c.forward(&upsample_nearest2x(x)?),
+            Resample::Same(c) => c.forward(x),
+        }
+    }
+}
+
+/// One stage `downs.i` or `ups.i`: two blocks, attention, resample.
+#[derive(Debug, Clone)]
+struct Stage {
+    block1: ResnetBlock,
+    block2: ResnetBlock,
+    attn: StageAttention,
+    resample: Resample,
+}
+
+/// The released `Unet` (without the `self_condition` concatenation, which [`super::Unet`] does
+/// for every architecture).
+#[derive(Debug, Clone)]
+pub struct LucidrainsUnet {
+    init_conv: Conv2d,
+    time_mlp: TimeMlp,
+    downs: Vec<Stage>,
+    mid_block1: ResnetBlock,
+    mid_attn: Attention,
+    mid_block2: ResnetBlock,
+    ups: Vec<Stage>,
+    final_res_block: ResnetBlock,
+    final_conv: Conv2d,
+}
+
+impl LucidrainsUnet {
+    /// Builds the network of `c` (validated by the caller), reading every parameter under its
+    /// PyTorch name from `vb`.
+    pub fn new(c: &UnetConfig, vb: VarBuilder) -> Result<Self> {
+        let init_dim = c.init_dim();
+        let time_dim = c.dim * 4;
+        let in_out = c.in_out();
+        let n_res = in_out.len();
+        let full = c.full_attention();
+        let block =
+            |d_in: usize, d_out: usize, vb: VarBuilder| ResnetBlock::new(d_in, d_out, time_dim, vb);
+        let k = c.init_kernel();
+        let init_conv = conv2d(
+            c.input_channels(),
+            init_dim,
+            k,
+            1,
+            k / 2,
+            1,
+            true,
+            vb.pp("init_conv"),
+        )?;
+        let time_mlp = TimeMlp::new(c.dim, time_dim, vb.pp("time_mlp"))?;
+
+        let mut downs = Vec::with_capacity(n_res);
+        for (i, &(d_in, d_out)) in in_out.iter().enumerate() {
+            let vb = vb.pp("downs").pp(i);
+            let rvb = vb.pp("3");
+            downs.push(Stage {
+                block1: block(d_in, d_in, vb.pp("0"))?,
+                block2: block(d_in, d_in, vb.pp("1"))?,
+                attn: StageAttention::new(full[i], d_in, vb.pp("2"))?,
+                resample: if i + 1 >= n_res {
+                    Resample::Same(conv2d(d_in, d_out, 3, 1, 1, 1, true, rvb)?)
+                } else {
+                    Resample::Down(conv2d(d_in * 4, d_out, 1, 1, 0, 1, true, rvb.pp("1"))?)
+                },
+            });
+        }
+
+        let mid = *c.dims().last().expect("dims is never empty");
+        let mid_block1 = block(mid, mid, vb.pp("mid_block1"))?;
+        let mid_attn = Attention::new(mid, vb.pp("mid_attn"))?;
+        let mid_block2 = block(mid, mid, vb.pp("mid_block2"))?;
+
+        let mut ups = Vec::with_capacity(n_res);
+        for (i, &(d_in, d_out)) in in_out.iter().rev().enumerate() {
+            let vb = vb.pp("ups").pp(i);
+            let rvb = vb.pp("3");
+            ups.push(Stage {
+                block1: block(d_out + d_in, d_out, vb.pp("0"))?,
+                block2: block(d_out + d_in, d_out, vb.pp("1"))?,
+                attn: StageAttention::new(full[n_res - 1 - i], d_out, vb.pp("2"))?,
+                resample: if i + 1 == n_res {
+                    Resample::Same(conv2d(d_out, d_in, 3, 1, 1, 1, true, rvb)?)
+                } else {
+                    Resample::Up(conv2d(d_out, d_in, 3, 1, 1, 1, true, rvb.pp("1"))?)
+                },
+            });
+        }
+
+        let final_res_block = block(init_dim * 2, init_dim, vb.pp("final_res_block"))?;
+        let final_conv = conv2d(init_dim, c.out_dim(), 1, 1, 0, 1, true, vb.pp("final_conv"))?;
+        Ok(Self {
+            init_conv,
+            time_mlp,
+            downs,
+            mid_block1,
+            mid_attn,
+            mid_block2,
+            ups,
+            final_res_block,
+            final_conv,
+        })
+    }
+
+    /// The init conv's weight (its device is the model's).
+    pub fn first_weight(&self) -> &Tensor {
+        self.init_conv.weight()
+    }
+
+    /// `Unet.forward` after the self-conditioning concatenation: `x` has `input_channels`.
+    pub fn forward(&self, x: &Tensor, time: &Tensor) -> Result<Tensor> {
+        let mut x = self.init_conv.forward(x)?;
+        let r = x.clone();
+        let t = silu(&self.time_mlp.forward(time)?)?;
+        let mut h = Vec::with_capacity(self.downs.len() * 2);
+        for s in &self.downs {
+            x = s.block1.forward(&x, &t)?;
+            h.push(x.clone());
+            x = s.block2.forward(&x, &t)?;
+            x = s.attn.residual(&x)?;
+            h.push(x.clone());
+            x = s.resample.forward(&x)?;
+        }
+        x = self.mid_block1.forward(&x, &t)?;
+        x = (self.mid_attn.forward(&x)? + &x)?;
+        x = self.mid_block2.forward(&x, &t)?;
+        for s in &self.ups {
+            let skip = h.pop().expect("two skips per down stage");
+            x = s.block1.forward(&Tensor::cat(&[&x, &skip], 1)?, &t)?;
+            let skip = h.pop().expect("two skips per down stage");
+            x = s.block2.forward(&Tensor::cat(&[&x, &skip], 1)?, &t)?;
+            x = s.attn.residual(&x)?;
+            x = s.resample.forward(&x)?;
+        }
+        let x = Tensor::cat(&[&x, &r], 1)?;
+        let x = self.final_res_block.forward(&x, &t)?;
+        self.final_conv.forward(&x)
+    }
+}
