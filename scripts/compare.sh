@@ -2,7 +2,7 @@
 # Runs the PyTorch reference (scripts/pytorch_bench.py, the blog's model) and `ddpm-lab bench`
 # side by side on the same workloads and prints ddpm-lab / PyTorch throughput ratios.
 #
-# Usage: scripts/compare.sh [--config blog|resnet|current|tiny] [--batch-size N] [--threads N]
+# Usage: scripts/compare.sh [--config blog|resnet|current|lucidrains|tiny] [--batch-size N] [--threads N]
 #                           [--repeats N] [--sample-repeats N] [--skip-torch]
 #   VENV=path        virtualenv for PyTorch (default: ~/.cache/ddpm-lab/venv-bench, made once)
 #   TORCH_SPEC=spec  what pip installs (default: torch, from PyPI)
@@ -52,6 +52,11 @@ if [ "$SKIP_TORCH" = 0 ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
     # shellcheck disable=SC2086
     "$VENV/bin/pip" install --quiet ${PIP_ARGS:-} "${TORCH_SPEC:-torch}" einops numpy safetensors
+  fi
+  # lucidrains' Unet is timed from the package itself.
+  if [ "$CONFIG" = lucidrains ] && ! "$VENV/bin/python" -c 'import denoising_diffusion_pytorch' 2>/dev/null; then
+    # shellcheck disable=SC2086
+    "$VENV/bin/pip" install --quiet ${PIP_ARGS:-} denoising-diffusion-pytorch
   fi
   "$VENV/bin/python" scripts/pytorch_bench.py --config "$CONFIG" --batch-size "$BATCH" \
     --threads "$THREADS" --repeats "$REPEATS" --sample-repeats "$SAMPLE_REPEATS" >"$OUT/pytorch.json"

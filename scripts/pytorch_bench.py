@@ -4,7 +4,7 @@ Hugging Face), timed on the same workloads (training step = forward + backward +
 forward pass, DDPM sampling over all T steps), medians after warm-up, printed as one JSON object
 with the same keys as `ddpm-lab bench --json`.
 
-Usage: python3 scripts/pytorch_bench.py [--config blog|resnet|current|tiny] [--batch-size 128]
+Usage: python3 scripts/pytorch_bench.py [--config blog|resnet|current|lucidrains|tiny] [--batch-size 128]
        [--threads 2] [--repeats 3] [--sample-repeats 1] [--device cpu|cuda[:N]] ...
 
 On a GPU (`--device cuda`) every timed run ends with `torch.cuda.synchronize()`, and the JSON
@@ -425,7 +425,16 @@ def make_model(config):
         from make_current_fixtures import Unet001
 
         return Unet001(dim=28, channels=1, dim_mults=(1, 2, 4)), 28
-    raise SystemExit(f"unknown config {config!r} (expected blog, resnet, current or tiny)")
+    if config == "lucidrains":
+        # The package itself (scripts/compare.sh installs it for this config).
+        try:
+            from denoising_diffusion_pytorch import Unet as LucidrainsUnet
+        except ImportError as e:
+            raise SystemExit(f"--config lucidrains needs denoising-diffusion-pytorch ({e})")
+        return LucidrainsUnet(dim=28, channels=1, dim_mults=(1, 2, 4)), 28
+    raise SystemExit(
+        f"unknown config {config!r} (expected blog, resnet, current, lucidrains or tiny)"
+    )
 
 
 def time_runs(fn, warmup, repeats, sync=lambda: None):

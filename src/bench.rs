@@ -32,6 +32,9 @@ pub enum BenchModel {
     Quick,
     /// Today's blog UNet (seed 001: dim 28, mults 1,2,4, 4 groups, 1×1 init conv) on 28×28×1.
     Current,
+    /// lucidrains' released UNet (denoising-diffusion-pytorch 2.x: dim 28, mults 1,2,4) on
+    /// 28×28×1.
+    Lucidrains,
     /// A tiny UNet on 8×8 images: a smoke test of the benchmark, not a figure for 28×28 data.
     Tiny,
 }
@@ -48,6 +51,7 @@ impl BenchModel {
             },
             BenchModel::Quick => crate::presets::Preset::Quick.unet(),
             BenchModel::Current => UnetConfig::current(),
+            BenchModel::Lucidrains => UnetConfig::lucidrains(),
             BenchModel::Tiny => UnetConfig::tiny(),
         }
     }
@@ -55,7 +59,11 @@ impl BenchModel {
     /// Side of the square images.
     pub fn image_size(self) -> usize {
         match self {
-            BenchModel::Blog | BenchModel::Resnet | BenchModel::Quick | BenchModel::Current => 28,
+            BenchModel::Blog
+            | BenchModel::Resnet
+            | BenchModel::Quick
+            | BenchModel::Current
+            | BenchModel::Lucidrains => 28,
             BenchModel::Tiny => 8,
         }
     }
@@ -68,6 +76,7 @@ impl fmt::Display for BenchModel {
             BenchModel::Resnet => "resnet",
             BenchModel::Quick => "quick",
             BenchModel::Current => "current",
+            BenchModel::Lucidrains => "lucidrains",
             BenchModel::Tiny => "tiny",
         })
     }
@@ -81,9 +90,10 @@ impl FromStr for BenchModel {
             "resnet" => Ok(BenchModel::Resnet),
             "quick" => Ok(BenchModel::Quick),
             "current" => Ok(BenchModel::Current),
+            "lucidrains" => Ok(BenchModel::Lucidrains),
             "tiny" => Ok(BenchModel::Tiny),
             o => Err(format!(
-                "unknown bench config '{o}' (expected blog, resnet, quick, current or tiny)"
+                "unknown bench config '{o}' (expected blog, resnet, quick, current, lucidrains or tiny)"
             )),
         }
     }

@@ -16,7 +16,7 @@ pub struct BenchArgs {
     /// Images per training step
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
-    /// Model: blog (the blog's ConvNeXt UNet), resnet (ResNet blocks), quick (the lab's CPU default, 28×28), current (today's blog UNet, seed 001) or tiny (8×8 smoke test)
+    /// Model: blog (the blog's ConvNeXt UNet), resnet (ResNet blocks), quick (the lab's CPU default, 28×28), current (today's blog UNet, seed 001), lucidrains (denoising-diffusion-pytorch's released Unet) or tiny (8×8 smoke test)
     #[arg(long, default_value = "blog")]
     pub config: BenchModel,
     /// Device: cpu, cuda[:N] or metal
