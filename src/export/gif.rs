@@ -1,13 +1,16 @@
 //! Denoising animations: one GIF frame per sampled step, each frame a grid of the whole batch,
-//! written with plotters' GIF bitmap backend. The last frame (the finished samples) is held
-//! on screen for about [`LAST_FRAME_HOLD_MS`] before the animation loops.
+//! every frame indexed into one global palette (the 256 greys for grey images, exactly; for
+//! RGB, a palette quantised from the first and last frames). The last frame (the finished
+//! samples) is held on screen for about [`LAST_FRAME_HOLD_MS`] before the animation loops.
 
+use std::borrow::Cow;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use plotters::backend::{BitMapBackend, DrawingBackend};
+use color_quant::NeuQuant;
 
 use super::atomic::{check_extension, write_atomically};
-use super::grid::{grid_image, render_error, rgb_bytes};
+use super::grid::{grid_image, rgb_bytes};
 use super::ExportError;
 use crate::imaging::Image8;
 
@@ -114,23 +117,89 @@ pub fn save_denoise_gif(
             limit: "GIF stores at most 65535 px a side",
         });
     }
-    let delay = effective_delay_ms(frame_delay_ms);
+    // GIF delays are in hundredths of a second.
+    let delay = effective_delay_ms(frame_delay_ms).div_ceil(10) as u16;
     let extra = hold_repeats(frame_delay_ms);
+    let palette = Palette::of(&grids);
+    let indexed: Vec<Vec<u8>> = grids.iter().map(|g| palette.indices(g)).collect();
     write_atomically(path, "gif", |tmp| {
-        let size = (w as u32, h as u32);
-        let mut backend = BitMapBackend::gif(tmp, size, delay).map_err(render_error(path))?;
-        let last = grids.len() - 1;
-        let order = (0..grids.len()).chain(std::iter::repeat_n(last, extra));
-        for i in order {
-            backend
-                .blit_bitmap((0, 0), size, &rgb_bytes(&grids[i]))
-                .map_err(render_error(path))?;
-            backend.present().map_err(render_error(path))?;
+        let io = |error: std::io::Error| ExportError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let encoding = |e: gif::EncodingError| match e {
+            gif::EncodingError::Io(error) => io(error),
+            other => ExportError::Render {
+                path: path.to_path_buf(),
+                message: other.to_string(),
+            },
+        };
+        let file = BufWriter::new(std::fs::File::create(tmp).map_err(io)?);
+        let mut encoder =
+            gif::Encoder::new(file, w as u16, h as u16, &palette.colors()).map_err(encoding)?;
+        encoder
+            .set_repeat(gif::Repeat::Infinite)
+            .map_err(encoding)?;
+        let last = indexed.len() - 1;
+        for i in (0..indexed.len()).chain(std::iter::repeat_n(last, extra)) {
+            let frame = gif::Frame {
+                width: w as u16,
+                height: h as u16,
+                delay,
+                buffer: Cow::Borrowed(&indexed[i]),
+                ..gif::Frame::default()
+            };
+            encoder.write_frame(&frame).map_err(encoding)?;
         }
-        // Dropping the backend drops the encoder, which writes the GIF trailer.
-        drop(backend);
-        Ok(())
+        encoder.into_inner().map_err(encoding)?.flush().map_err(io)
     })
+}
+
+/// The one palette of a GIF's frames.
+enum Palette {
+    /// Grey frames: index `v` is grey level `v`, so the frames are stored exactly.
+    Grey,
+    /// RGB frames: 256 colours quantised from the first and last frames (the noise and the
+    /// samples), every frame mapped to the nearest.
+    Quantised(Box<NeuQuant>),
+}
+
+impl Palette {
+    fn of(grids: &[Image8]) -> Self {
+        if grids.iter().all(|g| g.channels == 1) {
+            return Palette::Grey;
+        }
+        let rgba: Vec<u8> = [&grids[0], &grids[grids.len() - 1]]
+            .into_iter()
+            .flat_map(|g| {
+                rgb_bytes(g)
+                    .chunks_exact(3)
+                    .flat_map(|p| [p[0], p[1], p[2], 255])
+                    .collect::<Vec<u8>>()
+            })
+            .collect();
+        Palette::Quantised(Box::new(NeuQuant::new(10, 256, &rgba)))
+    }
+
+    /// `[r, g, b, …]` of the global colour table.
+    fn colors(&self) -> Vec<u8> {
+        match self {
+            Palette::Grey => (0..=255u8).flat_map(|v| [v, v, v]).collect(),
+            Palette::Quantised(q) => q.color_map_rgb(),
+        }
+    }
+
+    /// The palette index of each pixel of `img`.
+    fn indices(&self, img: &Image8) -> Vec<u8> {
+        match self {
+            Palette::Grey if img.channels == 1 => img.pixels.clone(),
+            Palette::Grey => unreachable!("a grey palette is made for grey frames only"),
+            Palette::Quantised(q) => rgb_bytes(img)
+                .chunks_exact(3)
+                .map(|p| q.index_of(&[p[0], p[1], p[2], 255]) as u8)
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +223,70 @@ mod tests {
                 assert!(p.windows(2).all(|w| w[0] < w[1]), "{p:?}");
             }
         }
+    }
+
+    /// Every frame, decoded, is the grid it was made from: grey frames exactly, through one
+    /// global palette and no frame palette (which Pillow decoded as black frames).
+    #[test]
+    fn frames_use_one_global_palette_and_grey_ones_are_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = |seed: u8, channels: usize| Image8 {
+            width: 5,
+            height: 3,
+            channels,
+            pixels: (0..15 * channels)
+                .map(|i| (i as u8).wrapping_mul(37).wrapping_add(seed))
+                .collect(),
+        };
+        let frames: Vec<Vec<Image8>> = (0..3u8)
+            .map(|k| vec![img(k * 80, 1), img(k * 80 + 1, 1)])
+            .collect();
+        let path = dir.path().join("grey.gif");
+        save_denoise_gif(&frames, 2, 1, 1500, &path).unwrap();
+        let mut opts = gif::DecodeOptions::new();
+        opts.set_color_output(gif::ColorOutput::Indexed);
+        let mut d = opts.read_info(std::fs::File::open(&path).unwrap()).unwrap();
+        assert_eq!(d.global_palette().map(|p| p.len()), Some(256 * 3));
+        let mut n = 0;
+        while let Some(f) = d.read_next_frame().unwrap() {
+            assert!(f.palette.is_none(), "frame {n} has a palette of its own");
+            let want = grid_image(&frames[n], 2, 1).unwrap();
+            assert_eq!(f.buffer.to_vec(), want.pixels, "frame {n}");
+            assert_eq!(f.delay, 150);
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        // RGB frames: one quantised global palette, no frame palette, colours close.
+        let smooth = |shift: usize| Image8 {
+            width: 16,
+            height: 16,
+            channels: 3,
+            pixels: (0..16 * 16 * 3)
+                .map(|i| ((i / 3 % 16) * 16 + (i % 3) * 40 + shift) as u8)
+                .collect(),
+        };
+        let frames: Vec<Vec<Image8>> = vec![vec![smooth(0)], vec![smooth(7)]];
+        let path = dir.path().join("rgb.gif");
+        save_denoise_gif(&frames, 1, 1, 1500, &path).unwrap();
+        let mut opts = gif::DecodeOptions::new();
+        opts.set_color_output(gif::ColorOutput::RGBA);
+        let mut d = opts.read_info(std::fs::File::open(&path).unwrap()).unwrap();
+        assert!(d.global_palette().is_some());
+        let f = d.read_next_frame().unwrap().unwrap();
+        assert!(f.palette.is_none());
+        let want = &frames[0][0].pixels;
+        let got: Vec<u8> = f
+            .buffer
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        let worst = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst <= 48, "RGB off by {worst}");
     }
 
     #[test]
