@@ -31,7 +31,8 @@ pub struct EvalArgs {
     /// Seed of the initial noise
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Images sampled at once
+    /// Images sampled at once; the samples after the first batch depend on it (it is kept with
+    /// the result)
     #[arg(long, default_value_t = 250)]
     pub batch_size: usize,
     /// Real images to compare with [default: the run's dataset]
@@ -84,7 +85,11 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
         .as_deref()
         .unwrap_or(&cfg.dataset)
         .parse()
-        .context("cannot find the dataset to compare with (pass --dataset)")?;
+        .context(if args.dataset.is_some() {
+            "cannot find the dataset to compare with"
+        } else {
+            "cannot find the run's dataset to compare with (pass --dataset)"
+        })?;
     // Fails early, before sampling, when no classifier fits the data.
     eval::check_classifier(&spec)?;
     // Only the real images will do: an unreachable Hub's advice leaves the built-in set out.
@@ -115,10 +120,11 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
     bar.finish_and_clear();
     let sample_seconds = started.elapsed().as_secs_f64();
     let report = eval::evaluate(&scorer, &dataset, &samples)?;
-    if let Some(out) = &args.out {
-        let k = samples.len().min(100);
-        export::save_grid_png(&samples[..k], (k as f64).sqrt().ceil() as usize, 4, out)?;
-    }
+    let real_split = if report.real_from_train {
+        "train"
+    } else {
+        "test"
+    };
     // Kept with the run (`ddpm-lab runs` lists it); a result that cannot be kept is still
     // printed.
     let kept = runs::quality::run_of(&args.checkpoint).and_then(|run| {
@@ -128,7 +134,9 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
             sampler: runs::quality::SamplerRecord::Kind(kind),
             n: args.n,
             seed: args.seed,
+            batch_size: Some(args.batch_size),
             dataset: spec.to_string(),
+            real_split: Some(real_split.to_string()),
             samples: report.samples.clone(),
             real: report.real.clone(),
             frechet_ratio: report.frechet_ratio,
@@ -151,7 +159,9 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
             "sampler": kind,
             "n": args.n,
             "seed": args.seed,
+            "batch_size": args.batch_size,
             "dataset": spec.to_string(),
+            "real_split": real_split,
             "sample_seconds": sample_seconds,
             "recognised_confidence": RECOGNISED_CONFIDENCE,
             "samples": report.samples,
@@ -181,9 +191,19 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
             loaded.step,
             if loaded.ema { ", EMA" } else { "" },
         );
+        if report.real_from_train {
+            println!(
+                "real: training images ({spec} has no test split): the classifier learnt them and they are in the reference, so this baseline is better than unseen images would be"
+            );
+        }
         if let Some(file) = kept {
             println!("kept in {}", file.display());
         }
+    }
+    // Last: the result is printed and kept whatever becomes of the grid.
+    if let Some(out) = &args.out {
+        let k = samples.len().min(100);
+        export::save_grid_png(&samples[..k], (k as f64).sqrt().ceil() as usize, 4, out)?;
     }
     Ok(())
 }
@@ -267,6 +287,7 @@ mod tests {
             reference_n: 1000,
             frechet_ratio: None,
             class_names: vec!["a".into(), "b".into()],
+            real_from_train: false,
         };
         let few = table(&report(quality(16, None)));
         let row = few.lines().find(|l| l.starts_with("Fréchet")).unwrap();

@@ -17,6 +17,10 @@ pub struct ModelArgs {
     /// Base width of the UNet [default: 28]
     #[arg(long)]
     pub dim: Option<usize>,
+    /// Width after the init conv (`init_dim`) [default: dim / 3 · 2 for the blog's UNet, dim for
+    /// the others]
+    #[arg(long)]
+    pub init_dim: Option<usize>,
     /// Width multipliers of the stages, comma-separated [default: 1,2,4]
     // Set, not clap's default Append for a list: given twice, it is an error like any other
     // flag, not the two lists joined.
@@ -41,7 +45,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub init_conv: Option<usize>,
     /// Per stage, full attention instead of linear, comma-separated (`--unet lucidrains`'s
-    /// `full_attn`, e.g. false,false,true) [default: the last stage only]
+    /// `full_attn`, e.g. false,false,true; one value for every stage) [default: the last stage
+    /// only]
     #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub full_attn: Option<Vec<bool>>,
     /// Self-conditioning: the UNet also sees its previous x̂0 (trained on half the steps; the
@@ -70,6 +75,7 @@ impl ModelArgs {
             || self.unet.is_some()
             || self.init_conv.is_some()
             || self.full_attn.is_some()
+            || self.init_dim.is_some()
             || self.self_condition
             || self.no_self_condition
             || self.learned_variance
@@ -98,6 +104,9 @@ impl ModelArgs {
         }
         if let Some(f) = &self.full_attn {
             c.full_attn = Some(f.clone());
+        }
+        if let Some(d) = self.init_dim {
+            c.init_dim = Some(d);
         }
         if self.self_condition {
             c.self_condition = true;
@@ -206,6 +215,21 @@ mod tests {
         }
         .apply(&c);
         assert_eq!(blog.full_attn, None);
+        // One value stands for every stage (the package's `cast_tuple`); --init-dim sets it.
+        let one = Cli::parse_from([
+            "x",
+            "--unet",
+            "lucidrains",
+            "--full-attn",
+            "true",
+            "--init-dim",
+            "24",
+        ])
+        .model
+        .apply(&UnetConfig::blog());
+        assert_eq!(one.full_attention(), vec![true, true, true]);
+        assert_eq!(one.init_dim(), 24);
+        assert!(one.validate().is_ok(), "{:?}", one.validate());
         assert!(Cli::try_parse_from(["x", "--full-attn", "maybe"]).is_err());
     }
 

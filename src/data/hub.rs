@@ -158,6 +158,18 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// What an I/O error in the Hub's cache means to the user: the cache is where downloads are
+/// written, so a folder that exists but cannot be written (another user's, read-only) fails
+/// as much as one that cannot be read. Says where the cache is and how to put it elsewhere.
+fn cache_trouble(cache_dir: &std::path::Path, io: &std::io::Error) -> String {
+    format!(
+        "cannot use the Hugging Face cache {} ({io}): it must be a folder you can read and write; \
+         set HF_HOME (or HF_HUB_CACHE) to another, or give --dataset PATH (a local copy) or \
+         --dataset shapes",
+        cache_dir.display()
+    )
+}
+
 impl Fetch<'_> {
     /// A network-level failure.
     fn network(&self, detail: String) -> DataError {
@@ -204,10 +216,7 @@ impl Fetch<'_> {
                 "another download holds the cache lock {}; wait for it to finish or delete the lock",
                 path.display()
             )),
-            HFError::Io(io) => DataError::Io {
-                path: self.cache_dir.clone(),
-                source: std::io::Error::new(io.kind(), io.to_string()),
-            },
+            HFError::Io(io) => hub(cache_trouble(&self.cache_dir, io)),
             _ => hub(chain(&e)),
         }
     }
@@ -580,5 +589,22 @@ fn with_removed_note(e: DataError, note: Option<&str>) -> DataError {
             detail: format!("{detail}; {note}"),
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A cache that cannot be written is not called unreadable, and the way out is said.
+    #[test]
+    fn cache_trouble_names_the_cache_and_the_way_out() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
+        let m = super::cache_trouble(std::path::Path::new("/ro/hub"), &io);
+        assert!(
+            m.starts_with("cannot use the Hugging Face cache /ro/hub (Permission denied)")
+                && m.contains("read and write")
+                && m.contains("HF_HOME")
+                && m.contains("--dataset PATH"),
+            "{m}"
+        );
     }
 }

@@ -25,6 +25,9 @@ pub struct EvalReport {
     pub frechet_ratio: Option<f64>,
     /// Class names by label.
     pub class_names: Vec<String>,
+    /// Whether the real images are the training split's (the data has no test split): the
+    /// classifier learnt them and they are in the reference, so that baseline flatters.
+    pub real_from_train: bool,
 }
 
 /// Whether a shipped classifier may score images of `dataset` (an error saying why not),
@@ -117,6 +120,7 @@ pub fn evaluate(scorer: &Scorer, dataset: &Dataset, samples: &[Image8]) -> Resul
         .score_images(samples)
         .context("cannot score the samples")?;
     let real_set = dataset.test.as_ref().unwrap_or(&dataset.train);
+    let real_from_train = dataset.test.is_none();
     let k = samples.len().min(real_set.len());
     let real_views: Vec<&[u8]> = (0..k).map(|i| real_set.pixels(i)).collect();
     let real = scorer.score_pixels(&real_views)?;
@@ -135,5 +139,6 @@ pub fn evaluate(scorer: &Scorer, dataset: &Dataset, samples: &[Image8]) -> Resul
         reference_n: scorer.reference_len(),
         frechet_ratio,
         class_names,
+        real_from_train,
     })
 }

@@ -53,6 +53,32 @@ pub(crate) fn check_folder(path: &Path) -> Result<(), ExportError> {
     Ok(())
 }
 
+/// Errs where no file can be made in `path`'s folder (read-only, not permitted, a file system
+/// that takes none), so that a command finds out before the work whose result it would hold.
+/// A file is made there and removed at once.
+pub(crate) fn check_writable(path: &Path) -> Result<(), ExportError> {
+    let dir = files::parent_dir(path);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let probe = dir.join(format!(".ddpm-lab-probe-{}-{nanos}", std::process::id()));
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(ExportError::Io {
+            path: path.to_path_buf(),
+            error,
+        }),
+    }
+}
+
 /// Lower-case extension of `path`, if any.
 pub(crate) fn extension(path: &Path) -> Option<String> {
     path.extension()
@@ -111,6 +137,40 @@ mod tests {
         .unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A folder no file can be made in is found before any work: as root permissions do
+    /// not stop a write, /sys (which takes no new file) stands in where it exists.
+    #[test]
+    fn an_unwritable_folder_is_found_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        check_writable(&dir.path().join("x.png")).unwrap();
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "probe left behind"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let ro = dir.path().join("ro");
+            fs::create_dir(&ro).unwrap();
+            fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+            let readonly_refuses = fs::File::create(ro.join("t")).is_err();
+            let target = if readonly_refuses {
+                ro.join("x.png")
+            } else {
+                std::path::PathBuf::from("/sys/ddpm-lab-x.png")
+            };
+            if target.parent().unwrap().is_dir() {
+                let e = check_writable(&target).unwrap_err().to_string();
+                assert!(
+                    e.starts_with(&format!("cannot write {}", target.display())),
+                    "{e}"
+                );
+            }
+            fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
 
     #[test]

@@ -23,16 +23,18 @@ pub use grid::{grid_image, save_grid_png, GridError, GridLayout};
 pub use show::show_inline;
 
 /// Checks before any work that a PNG grid could be written to `path` (its extension, its
-/// folder), as [`save_grid_png`] would find when it writes it.
+/// folder, that a file can be made there), as [`save_grid_png`] would find when it writes it.
 pub fn check_png_target(path: &Path) -> Result<(), ExportError> {
     atomic::check_extension(path, &["png"], ".png")?;
-    atomic::check_folder(path)
+    atomic::check_folder(path)?;
+    atomic::check_writable(path)
 }
 
 /// Likewise for an animated GIF ([`save_denoise_gif`]).
 pub fn check_gif_target(path: &Path) -> Result<(), ExportError> {
     atomic::check_extension(path, &["gif"], ".gif")?;
-    atomic::check_folder(path)
+    atomic::check_folder(path)?;
+    atomic::check_writable(path)
 }
 
 /// Why an export failed. Every variant that concerns a file names it.

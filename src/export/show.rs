@@ -70,14 +70,49 @@ pub fn show_inline(images: &[Image8], cols: usize) -> anyhow::Result<()> {
         absolute_offset: false,
         width: Some(w_cells as u32),
         height: Some(h_cells as u32),
+        use_kitty: kitty_by_environment(|k| std::env::var(k).ok()),
         ..Default::default()
     };
     viuer::print(&img, &config).context("cannot print images to the terminal")?;
     Ok(())
 }
 
+/// Whether the terminal's environment says it speaks kitty's graphics protocol (kitty,
+/// Ghostty, WezTerm). viuer would otherwise ask the terminal itself, and wait without end for
+/// an answer that a terminal without the protocol never gives (`script`'s pseudo-terminal,
+/// some CI runners); `var` reads the environment.
+pub fn kitty_by_environment(var: impl Fn(&str) -> Option<String>) -> bool {
+    let term = var("TERM").unwrap_or_default();
+    var("KITTY_WINDOW_ID").is_some()
+        || term.contains("kitty")
+        || term.contains("ghostty")
+        || matches!(var("TERM_PROGRAM").as_deref(), Some("WezTerm" | "ghostty"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kitty_graphics_are_used_where_the_environment_says_so_only() {
+        use super::kitty_by_environment;
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(kitty_by_environment(env(&[("TERM", "xterm-kitty")])));
+        assert!(kitty_by_environment(env(&[("KITTY_WINDOW_ID", "1")])));
+        assert!(kitty_by_environment(env(&[("TERM_PROGRAM", "WezTerm")])));
+        assert!(kitty_by_environment(env(&[("TERM", "xterm-ghostty")])));
+        assert!(!kitty_by_environment(env(&[("TERM", "xterm-256color")])));
+        assert!(!kitty_by_environment(env(&[
+            ("TERM", "screen"),
+            ("TERM_PROGRAM", "tmux")
+        ])));
+    }
+
     use super::*;
 
     #[test]

@@ -227,12 +227,12 @@ impl UnetConfig {
     /// Per stage, whether the `lucidrains` UNet's attention there is full (`full_attn`
     /// resolved: the last stage's only by default).
     pub fn full_attention(&self) -> Vec<bool> {
+        let n = self.dim_mults.len();
         match &self.full_attn {
+            // One value for every stage, as the package's `cast_tuple(full_attn, stages)`.
+            Some(f) if f.len() == 1 => vec![f[0]; n],
             Some(f) => f.clone(),
-            None => {
-                let n = self.dim_mults.len();
-                (0..n).map(|i| i + 1 == n).collect()
-            }
+            None => (0..n).map(|i| i + 1 == n).collect(),
         }
     }
 
@@ -349,9 +349,9 @@ impl UnetConfig {
             if self.arch != Arch::Lucidrains {
                 return bad("full_attn is the lucidrains UNet's".into());
             }
-            if f.len() != self.dim_mults.len() {
+            if f.len() != self.dim_mults.len() && f.len() != 1 {
                 return bad(format!(
-                    "full_attn must have one entry per stage ({}), got {}",
+                    "full_attn must have one entry per stage ({}), or one for all, got {}",
                     self.dim_mults.len(),
                     f.len()
                 ));

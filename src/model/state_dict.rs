@@ -171,6 +171,7 @@ pub fn state_dict_of(
             first_names(&unexpected, 4)
         ));
     }
+    parts.extend(shape_hints(&tensors, &expected));
     // lucidrains' released `Unet` normalises with gains named `g` (RMSNorm; LayerNorm before
     // 2.0) and its 2.x attention keeps `mem_kv`, names the blog's UNets lack.
     let released = |n: &String| n.ends_with(".g") || n.ends_with(".mem_kv");
@@ -189,6 +190,58 @@ pub fn state_dict_of(
         ),
     }
     .into())
+}
+
+/// What the shapes in a file say of the flags it needs, where they differ from the model's:
+/// the init conv's widths and kernel, and a stage whose attention is full in one and linear in
+/// the other (lucidrains' `mem_kv` is `(2, heads, 4, d)` for full attention, `(2, heads, d, 4)`
+/// for linear).
+fn shape_hints(
+    tensors: &HashMap<String, Tensor>,
+    expected: &HashMap<String, Vec<usize>>,
+) -> Vec<String> {
+    let mut hints = Vec::new();
+    let differs = |name: &str| {
+        tensors
+            .get(name)
+            .zip(expected.get(name))
+            .filter(|(t, want)| t.dims() != want.as_slice())
+            .map(|(t, want)| (t.dims().to_vec(), want.clone()))
+    };
+    if let Some((file, model)) = differs("init_conv.weight").filter(|(f, _)| f.len() == 4) {
+        if file[0] != model[0] {
+            hints.push(format!(
+                "the file's init conv makes {} channels (--init-dim {0}, or --dim where the init width is dim)",
+                file[0]
+            ));
+        }
+        if file[1] != model[1] {
+            hints.push(format!(
+                "it reads {} input channels (--channels; --self-condition doubles them)",
+                file[1]
+            ));
+        }
+        if file[2] != model[2] {
+            hints.push(format!("its kernel is {0}×{0} (--init-conv {0})", file[2]));
+        }
+    }
+    let mut flipped: Vec<&String> = expected
+        .keys()
+        .filter(|k| k.ends_with(".mem_kv"))
+        .filter(|k| {
+            differs(k).is_some_and(|(f, m)| {
+                f.len() == 4 && m.len() == 4 && (f[0], f[1], f[2], f[3]) == (m[0], m[1], m[3], m[2])
+            })
+        })
+        .collect();
+    flipped.sort_by_key(|k| in_model_order(k));
+    if let Some(first) = flipped.first() {
+        hints.push(format!(
+            "the attention at {} is full in one and linear in the other (--full-attn, one true or false per stage)",
+            first.trim_end_matches(".mem_kv")
+        ));
+    }
+    hints
 }
 
 /// Weights whose tensors are not the model's (missing, extra or of another shape).
@@ -249,7 +302,7 @@ pub fn with_model_flags_hint(e: anyhow::Error) -> anyhow::Error {
     }
     let e = crate::errors::one_line(&e);
     anyhow::anyhow!(
-        "{e}; give the model flags the weights were trained with (--unet, --dim, --dim-mults, --block, --init-conv, --resnet-groups, --full-attn, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
+        "{e}; give the model flags the weights were trained with (--unet, --dim, --init-dim, --dim-mults, --block, --init-conv, --resnet-groups, --full-attn, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
     )
 }
 
@@ -316,7 +369,7 @@ fn not_safetensors(path: &Path, error: &str) -> anyhow::Error {
     // torch.save writes a zip archive (PK\x03\x04), or a bare pickle (0x80) before 1.6.
     if head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80) {
         return anyhow::anyhow!(
-            "{} is a PyTorch pickle (torch.save), not safetensors: save the weights with safetensors.torch.save_file(model.state_dict(), \"unet.safetensors\")",
+            "{} is a PyTorch pickle (torch.save), not safetensors: save the weights with safetensors.torch.save_file(model.state_dict(), \"unet.safetensors\") (from denoising-diffusion-pytorch's Trainer checkpoint, model-N.pt: d = torch.load(\"model-N.pt\"); save_file(d[\"model\"], \"diffusion.safetensors\"), and d[\"ema\"] for its EMA)",
             path.display()
         );
     }
@@ -535,7 +588,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("is a PyTorch pickle") && e.contains("save_file"),
+            e.contains("is a PyTorch pickle")
+                && e.contains("save_file")
+                && e.contains("save_file(d[\"model\"]"),
             "{e}"
         );
         let e = read_state_dict(d.path(), &tiny(), &Device::Cpu)

@@ -190,16 +190,21 @@ fn schedule_check(theirs: &ScheduleTables, cfg: &TrainConfig) -> Result<Option<S
     if worst <= 1e-4 {
         return Ok(None);
     }
-    let gap = theirs
-        .alphas_cumprod
-        .iter()
-        .zip(&tables.alphas_cumprod)
-        .map(|(a, ours)| {
-            let signal = (a.max(0.0).sqrt() - ours.sqrt()).abs();
-            let noise = ((1.0 - a).max(0.0).sqrt() - (1.0 - ours).sqrt()).abs();
-            signal.max(noise)
-        })
-        .fold(0.0_f64, f64::max);
+    // The largest gap in √ᾱ or √(1−ᾱ) between their schedule and `tables`, and its step.
+    let gap_to = |tables: &ScheduleTables| {
+        theirs
+            .alphas_cumprod
+            .iter()
+            .zip(&tables.alphas_cumprod)
+            .map(|(a, ours)| {
+                let signal = (a.max(0.0).sqrt() - ours.sqrt()).abs();
+                let noise = ((1.0 - a).max(0.0).sqrt() - (1.0 - ours).sqrt()).abs();
+                signal.max(noise)
+            })
+            .enumerate()
+            .fold((0, 0.0_f64), |m, (t, g)| if g > m.1 { (t, g) } else { m })
+    };
+    let (gap_at, gap) = gap_to(&tables);
     let schedule = cfg.schedule.name();
     if gap < SIGNAL_GAP {
         return Ok(Some(format!(
@@ -208,17 +213,53 @@ fn schedule_check(theirs: &ScheduleTables, cfg: &TrainConfig) -> Result<Option<S
             at + 1
         )));
     }
-    Ok(Some({
-        format!(
-            "the weights' `betas` buffer is not the {schedule} schedule (β off by up to {}, √ᾱ by up to {gap:.2}): samples will be poor unless --schedule names the one they were trained with{}",
-            percent(worst),
-            if cfg.schedule == crate::schedule::BetaSchedule::Linear {
-                " (denoising-diffusion-pytorch's linear scales β by 1000/T; see README, Moving weights)"
+    let off = format!(
+        "β off by up to {} (step {}), √ᾱ or √(1−ᾱ) by up to {} (step {})",
+        percent(worst),
+        at + 1,
+        significant(gap),
+        gap_at + 1
+    );
+    // Another of ddpm-lab's schedules may be the one they were trained with, or nearer.
+    let nearest = crate::schedule::BetaSchedule::ALL
+        .into_iter()
+        .filter(|&s| s != cfg.schedule)
+        .filter_map(|s| Some((s, gap_to(&ScheduleTables::new(s, cfg.timesteps).ok()?).1)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .filter(|(_, g)| *g < gap / 2.0);
+    Ok(Some(match nearest {
+        Some((other, g)) => format!(
+            "the weights' `betas` buffer is not the {schedule} schedule ({off}): samples will be poor; --schedule {other} is nearer (within {})",
+            significant(g)
+        ),
+        None => format!(
+            "the weights' `betas` buffer is not exactly the {schedule} schedule ({off}), and none of ddpm-lab's schedules is nearer: the run samples with the blog's {schedule}, {} the schedule the weights learnt{}",
+            if gap < COARSE_GAP {
+                "a little off from"
             } else {
-                ""
+                "too far for good samples from"
+            },
+            match cfg.schedule {
+                crate::schedule::BetaSchedule::Linear => " (denoising-diffusion-pytorch's linear scales β by 1000/T; see README, Moving weights)",
+                crate::schedule::BetaSchedule::Cosine => " (the blog clips the cosine's β to [1e-4, 0.9999], denoising-diffusion-pytorch to [0, 0.999])",
+                crate::schedule::BetaSchedule::Sigmoid => " (denoising-diffusion-pytorch's sigmoid is Chen's, not the blog's)",
+                crate::schedule::BetaSchedule::Quadratic => "",
             }
-        )
+        ),
     }))
+}
+
+/// A gap in √ᾱ or √(1−ᾱ) past which samples of another schedule are poor, not just a little
+/// off (a tenth of the noise's or the signal's share).
+const COARSE_GAP: f64 = 0.1;
+
+/// `v` with two significant digits (`0.0036`, `0.21`).
+fn significant(v: f64) -> String {
+    if v >= 0.1 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.1e}")
+    }
 }
 
 /// Checks a `GaussianDiffusion`'s `loss_weight` buffer against the run's objective: its
@@ -494,7 +535,22 @@ mod tests {
         let done = import(request(&w, &d.path().join("b"))).unwrap();
         assert!(
             done.notes[1]
-                .contains("is not the linear schedule (β off by up to 400%, √ᾱ by up to 0."),
+                .contains("is not exactly the linear schedule (β off by up to 400% (step ")
+                && done.notes[1].contains("none of ddpm-lab's schedules is nearer")
+                && done.notes[1]
+                    .contains("too far for good samples from the schedule the weights learnt")
+                && done.notes[1].contains("scales β by 1000/T"),
+            "{:?}",
+            done.notes
+        );
+        // Another of ddpm-lab's schedules: named, as the nearer one.
+        let cosine = ScheduleTables::new(crate::schedule::BetaSchedule::Cosine, ours.len())
+            .unwrap()
+            .betas;
+        put(&mut sd, &cosine);
+        let done = import(request(&w, &d.path().join("e"))).unwrap();
+        assert!(
+            done.notes[1].contains("samples will be poor; --schedule cosine is nearer (within 0"),
             "{:?}",
             done.notes
         );

@@ -36,5 +36,7 @@ pub use list::{
 pub use recipe::RecipeFlags;
 pub use remove::{remove_run, Removed};
 pub use root::{find_run, runs_root, RUNS_ENV};
-pub use sample::{open_for_sampling, sample_batch, sample_batch_watching, sample_images};
+pub use sample::{
+    batch_seed, open_for_sampling, sample_batch, sample_batch_watching, sample_images,
+};
 pub use start::{check_data_fits, PreparedRun, StopAt, TrainRequest};

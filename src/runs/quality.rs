@@ -20,8 +20,16 @@ pub struct EvalRecord {
     pub n: usize,
     /// Seed of the first batch.
     pub seed: u64,
+    /// Images sampled at once: the samples after the first batch depend on it (absent in
+    /// records kept before it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
     /// The real images compared with.
     pub dataset: String,
+    /// The split the real baseline came from: `test`, or `train` where the data has no test
+    /// split (absent in records kept before it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_split: Option<String>,
     /// The samples' quality.
     pub samples: crate::eval::Quality,
     /// Real test images' quality (the baseline).

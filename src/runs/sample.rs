@@ -45,6 +45,22 @@ fn check_config(cfg: &crate::store::TrainConfig) -> Result<()> {
     Ok(())
 }
 
+/// The seed of batch `k` of a sampling from `seed`: `seed` itself for the first, a hash of both
+/// for the others, so that the batches of one seed are not those of the next (`seed + k`
+/// made seed 1's first batches seed 0's later ones).
+pub fn batch_seed(seed: u64, k: usize) -> u64 {
+    // SplitMix64's finaliser: consecutive inputs give unrelated outputs.
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    match k {
+        0 => seed,
+        k => mix(seed ^ mix(k as u64).rotate_left(17)),
+    }
+}
+
 /// One batch of `n` images with every intermediate frame (for grids, GIFs and the lab's
 /// frame slider). `kind` is checked against the run's T first, and `n` against
 /// [`budget::MAX_SAMPLE_BATCH`] and the memory available (see [`budget::check_sampling`]).
@@ -90,9 +106,10 @@ pub fn sample_batch_watching(
     .context("sampling failed")
 }
 
-/// `n` final images drawn in batches of at most `batch` (seeds `seed`, `seed + 1`, … per
-/// batch), keeping no intermediate frames; `progress(done, n)` after each step, a batch's
-/// images counted done in proportion to its steps.
+/// `n` final images drawn in batches of at most `batch` (the first batch from `seed`, as
+/// [`sample_batch`] draws it; the others from seeds [`batch_seed`] derives), keeping no
+/// intermediate frames; `progress(done, n)` after each step, a batch's images counted done in
+/// proportion to its steps.
 pub fn sample_images(
     loaded: &LoadedModel,
     kind: SamplerKind,
@@ -110,9 +127,28 @@ pub fn sample_images(
         let mut within = |step: usize, steps: usize| {
             progress(start + b * step / steps.max(1), n);
         };
-        let d = sample_batch(loaded, kind, b, seed.wrapping_add(k as u64), &mut within)?;
+        let d = sample_batch(loaded, kind, b, batch_seed(seed, k), &mut within)?;
         out.extend_from_slice(d.final_images());
         progress(out.len(), n);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_seed;
+
+    /// A seed's batches are not the next seed's (they were `seed + k`), and the first batch
+    /// is the seed's own, as `sample` draws it.
+    #[test]
+    fn batch_seeds_of_two_seeds_do_not_overlap() {
+        let of = |s: u64| (0..64).map(|k| batch_seed(s, k)).collect::<Vec<_>>();
+        assert_eq!(of(7)[0], 7);
+        let (a, b) = (of(0), of(1));
+        assert!(a.iter().all(|x| !b.contains(x)), "{a:?} {b:?}");
+        let mut all = a.clone();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 64);
+    }
 }

@@ -273,7 +273,7 @@ pub fn check_same_images(
 ) -> Result<()> {
     if own != now {
         bail!(
-            "these are not the images the run was trained on ({dataset}: {own}; loaded: {now}): resuming on other images would not go on with its training; start a new run to train on them"
+            "these are not the images the run was trained on (it trained on {own}; {dataset} holds {now}): resuming on other images would not go on with its training; start a new run to train on them"
         );
     }
     Ok(())
@@ -627,9 +627,14 @@ mod tests {
                 .err()
                 .unwrap()
                 .to_string();
+            // The run's images are named as the run's, the other folder's by its name.
+            let holds = match dataset {
+                Some(name) => format!("; {name} holds 8 images"),
+                None => " holds 8 images".to_string(),
+            };
             assert!(
-                err.starts_with("these are not the images the run was trained on")
-                    && err.contains("8 images of 1×16×16"),
+                err.starts_with("these are not the images the run was trained on (it trained on 8 images of 1×16×16")
+                    && err.contains(&holds),
                 "{err}"
             );
         }

@@ -829,9 +829,19 @@ impl Trainer {
         let mut clock = ActiveClock::start();
         // Training time at the last checkpoint, for `checkpoint_interval_s`.
         let mut checkpointed_at = Duration::ZERO;
+        // The step of this session's last preview.
+        let mut previewed_at = None;
         while self.step < self.cfg.steps {
             if let Some(limit) = self.cfg.time_limit_s {
                 if clock.now().as_secs_f64() >= limit {
+                    // The budget's end is the session's last step: where previews are on, one
+                    // shows where it stopped (a slow machine may stop far from the next one).
+                    if self.cfg.preview_every > 0
+                        && self.step > 0
+                        && previewed_at != Some(self.step)
+                    {
+                        self.send_preview(events)?;
+                    }
                     return self.finish_or_hold(events, commands, FinishReason::TimeLimit);
                 }
             }
@@ -912,19 +922,26 @@ impl Trainer {
                 }
             }
             if self.cfg.preview_due(self.step) {
-                let images = self.preview(self.cfg.preview_count.max(1))?;
-                if let Some(dir) = self.run_dir() {
-                    // Kept for a later look (an opened run shows its last). A grid that cannot
-                    // be written is still shown: training goes on.
-                    let _ = store::previews::save_preview(dir, self.step, &images);
-                }
-                send(TrainEvent::Preview {
-                    step: self.step,
-                    images,
-                });
+                self.send_preview(events)?;
+                previewed_at = Some(self.step);
             }
         }
         self.finish_or_hold(events, commands, FinishReason::Steps)
+    }
+
+    /// Draws the preview of the current step, keeps it with the run and sends it.
+    fn send_preview(&self, events: &Sender<TrainEvent>) -> Result<()> {
+        let images = self.preview(self.cfg.preview_count.max(1))?;
+        if let Some(dir) = self.run_dir() {
+            // Kept for a later look (an opened run shows its last). A grid that cannot be
+            // written is still shown: training goes on.
+            let _ = store::previews::save_preview(dir, self.step, &images);
+        }
+        let _ = events.send(TrainEvent::Preview {
+            step: self.step,
+            images,
+        });
+        Ok(())
     }
 
     /// Writes the final checkpoint and says the session ended, and why.

@@ -31,6 +31,10 @@ pub struct LabOptions {
     /// Device: cpu, cuda, cuda:N or metal.
     #[arg(long)]
     pub device: Option<DeviceSpec>,
+    /// Resize (and centre-crop) every dataset's images to this square side (a folder of images
+    /// of several sizes loads only so).
+    #[arg(long)]
+    pub image_size: Option<usize>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub recipe: RecipeFlags,
@@ -499,7 +503,8 @@ pub fn graphics_terminal_likely(env: impl Fn(&str) -> Option<String>) -> bool {
 /// Opens the lab with the real engine.
 pub fn run(opts: LabOptions, custom_model: Option<UnetConfig>) -> anyhow::Result<()> {
     let start = opts.settings(custom_model)?;
-    let engine = crate::tui::workers::lab_engine::LabEngine::new(start.settings.runs_root());
+    let engine = crate::tui::workers::lab_engine::LabEngine::new(start.settings.runs_root())
+        .with_image_size(opts.image_size);
     run_with(opts, start, Box::new(engine))
 }
 

@@ -201,6 +201,61 @@ fn show_draws_only_on_a_terminal() {
     assert!(tmp.path().join("s.png").is_file());
 }
 
+/// On a terminal that answers no query (`script`'s pseudo-terminal, with nobody typing),
+/// `--show` draws half-blocks and ends: it waited without end for an answer about kitty's
+/// graphics protocol.
+#[test]
+fn show_ends_on_a_terminal_that_answers_no_query() {
+    let Ok(script) = which_script() else {
+        crate::common::skip("no `script` (util-linux) to make a silent terminal", None);
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cmd = format!("{BIN} data --dataset shapes --show 2");
+    let mut child = Command::new(script)
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("DDPM_LAB_RUNS", tmp.path().join("runs"))
+        .env("HF_HOME", tmp.path().join("hf-home"))
+        .env("TERM", "xterm-256color")
+        .env_remove("KITTY_WINDOW_ID")
+        .env_remove("TERM_PROGRAM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`data --show` on a silent terminal did not end in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut text = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {text}");
+    assert!(text.contains("first 2 training images"), "{text}");
+    assert!(!text.contains("\x1b_G"), "no kitty query: {text:?}");
+}
+
+/// `script`, where the machine has it.
+fn which_script() -> Result<PathBuf, ()> {
+    ["/usr/bin/script", "/bin/script"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
 #[test]
 fn a_dataset_path_that_is_not_utf8_is_refused_with_its_flag_and_why() {
     use std::os::unix::ffi::OsStrExt;

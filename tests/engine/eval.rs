@@ -216,6 +216,12 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
     let sum: f64 = fractions.iter().map(|v| v.as_f64().unwrap()).sum();
     assert!((sum - 1.0).abs() < 1e-9);
     assert!(j["frechet_ratio"].as_f64().is_some());
+    // What the samples and the baseline depend on is said (the batch size: samples after the
+    // first batch differ with it).
+    assert_eq!(
+        (j["batch_size"].as_u64(), j["real_split"].as_str()),
+        (Some(250), Some("test"))
+    );
     // Kept with the run.
     let kept = run.join("eval.jsonl");
     assert_eq!(j["kept_in"], kept.to_str().unwrap());
@@ -256,6 +262,49 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
         (Some("run"), Some(4))
     );
     assert_eq!(listed["eval"]["step"], 2);
+    let kept_line: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&kept)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            kept_line["batch_size"].as_u64(),
+            kept_line["real_split"].as_str()
+        ),
+        (Some(250), Some("test"))
+    );
+
+    // Data without a test split: the baseline is the training split's, and the table says so.
+    let train_only = fake_idx(tmp.path(), "fashion-train-only");
+    for f in ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+        std::fs::remove_file(train_only.join(f)).unwrap();
+    }
+    let out = ddpm(
+        &[
+            "eval",
+            "--checkpoint",
+            run_s,
+            "--n",
+            "4",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "2",
+            "--dataset",
+            train_only.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("real: training images ("),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let refuse = |args: &[&str], want: &str| {
         let out = ddpm(args, tmp.path());
@@ -285,6 +334,38 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
         &["eval", "--checkpoint", run_s, "--dataset", "shapes"],
         "no quality classifier",
     );
+    // A grid that cannot be written is refused before sampling: nothing is scored or kept.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = tmp.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        // As root a read-only folder takes files anyway: /sys, which takes none, stands in.
+        let target = if std::fs::File::create(ro.join("t")).is_err() {
+            ro.join("g.png")
+        } else {
+            PathBuf::from("/sys/ddpm-lab-g.png")
+        };
+        if target.parent().unwrap().is_dir() {
+            let before = std::fs::read_to_string(&kept).unwrap().lines().count();
+            refuse(
+                &[
+                    "eval",
+                    "--checkpoint",
+                    run_s,
+                    "--n",
+                    "4",
+                    "--out",
+                    target.to_str().unwrap(),
+                ],
+                &format!("cannot write {}", target.display()),
+            );
+            let after = std::fs::read_to_string(&kept).unwrap().lines().count();
+            assert_eq!(before, after, "nothing was scored");
+        }
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     // A run without weights.
     let bare = tmp.path().join("bare");
     std::fs::create_dir_all(&bare).unwrap();

@@ -146,8 +146,27 @@ fn the_packages_weights_load_from_a_file_and_a_wrong_attention_is_named() {
         full_attn: None,
         ..cfg
     };
-    let e = model::load_weights(&file, &wrong, &Device::Cpu).unwrap_err();
-    assert!(e.to_string().contains("downs.0.2"), "{e}");
+    let e = model::load_weights(&file, &wrong, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "the attention at downs.0.2 is full in one and linear in the other (--full-attn"
+        ),
+        "{e}"
+    );
+    // Nor does the default init width: the file's is named, with its flag.
+    let wrong = UnetConfig {
+        init_dim: None,
+        ..config("options")
+    };
+    let e = model::load_weights(&file, &wrong, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("init conv makes 12 channels (--init-dim 12"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -213,11 +232,14 @@ fn lucidrains_configs_round_trip_and_need_one_full_attn_entry_per_stage() {
     let back: UnetConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
     let short = UnetConfig {
-        full_attn: Some(vec![true]),
+        full_attn: Some(vec![true, false]),
         ..UnetConfig::lucidrains()
     };
     let e = short.validate().unwrap_err().to_string();
-    assert!(e.contains("one entry per stage (3), got 1"), "{e}");
+    assert!(
+        e.contains("one entry per stage (3), or one for all, got 2"),
+        "{e}"
+    );
     let blog = UnetConfig {
         full_attn: Some(vec![false, false, true]),
         ..UnetConfig::blog()

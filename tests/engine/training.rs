@@ -263,6 +263,49 @@ fn a_session_says_why_it_ended() {
         finished(&run_steps(&mut t, &mut src)),
         (0, FinishReason::TimeLimit)
     );
+    // A budget spent between previews ends with one of the step it stopped at (previews
+    // every 100 steps here: none was due at step 1). The first batch takes longer than the
+    // budget, so the session stops before its second step.
+    struct SlowFirst(Synthetic);
+    impl BatchSource for SlowFirst {
+        fn steps_per_epoch(&self) -> usize {
+            self.0.steps_per_epoch()
+        }
+        fn batch(&mut self, step: usize) -> Result<(Tensor, usize)> {
+            if step == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(600));
+            }
+            self.0.batch(step)
+        }
+    }
+    let mut t = Trainer::new(
+        TrainConfig {
+            steps: 50,
+            preview_every: 100,
+            preview_count: 2,
+            time_limit_s: Some(0.3),
+            ..cfg.clone()
+        },
+        None,
+    )
+    .unwrap();
+    let (etx, erx) = mpsc::channel();
+    let (_ctx, crx) = mpsc::channel();
+    let mut slow = SlowFirst(Synthetic {
+        n: 4,
+        size: 8,
+        poison_at: None,
+    });
+    t.run_loop(&mut slow, &etx, &crx).unwrap();
+    drop(etx);
+    let events: Vec<TrainEvent> = erx.iter().collect();
+    assert_eq!(finished(&events), (1, FinishReason::TimeLimit));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TrainEvent::Preview { step: 1, images } if images.len() == 2)),
+        "{events:?}"
+    );
     // Asked to stop before it began.
     let mut t = Trainer::new(cfg, None).unwrap();
     let (etx, erx) = mpsc::channel();

@@ -72,7 +72,9 @@ impl PickerWait {
         if runs.is_empty() {
             return vec![Effect::error(format!(
                 "no runs found in {}",
-                runs_root.display()
+                std::path::absolute(runs_root)
+                    .unwrap_or_else(|_| runs_root.to_path_buf())
+                    .display()
             ))];
         }
         let selected = named

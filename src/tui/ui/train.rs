@@ -246,7 +246,8 @@ fn state_span(run: &RunProgress) -> Span<'static> {
 
 /// What the Train screen says of the run the last session left: its name (under the runs
 /// folder; the whole path elsewhere), then where it stands and how to open it (`o` under the
-/// runs folder, else the folder to start the lab with).
+/// runs folder, else the folder to start the lab with, first: at 80×24 the panel has room for
+/// two lines of it).
 fn last_run_lines(shown: &crate::tui::state::train::LastRun) -> (String, String) {
     let last = &shown.summary;
     let target = last.settings.as_ref().map_or(0, |s| s.steps);
@@ -260,7 +261,7 @@ fn last_run_lines(shown: &crate::tui::state::train::LastRun) -> (String, String)
         None => (
             last.dir.display().to_string(),
             format!(
-                "{at}; in another runs folder: ddpm-lab --runs-dir {}",
+                "in another runs folder: ddpm-lab --runs-dir {} · {at}",
                 last.dir
                     .parent()
                     .map_or(String::new(), |p| p.display().to_string())

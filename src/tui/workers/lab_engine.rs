@@ -97,9 +97,20 @@ pub struct LabEngine {
     loaded: Arc<Mutex<Option<Loaded>>>,
     generation: Arc<AtomicU64>,
     scorer: ScorerCache,
+    /// Every dataset's images resized to this side (`--image-size`: a folder of mixed sizes).
+    image_size: Option<usize>,
 }
 
 impl LabEngine {
+    /// The engine, loading every dataset with its images resized to `size` square (a folder of
+    /// mixed sizes loads only so), or at their own size (`None`).
+    pub fn with_image_size(self, size: Option<usize>) -> Self {
+        Self {
+            image_size: size,
+            ..self
+        }
+    }
+
     /// An engine listing runs under `runs_root`.
     pub fn new(runs_root: PathBuf) -> Self {
         Self {
@@ -107,6 +118,7 @@ impl LabEngine {
             loaded: Arc::new(Mutex::new(None)),
             generation: Arc::new(AtomicU64::new(0)),
             scorer: Arc::new(Mutex::new(None)),
+            image_size: None,
         }
     }
 
@@ -253,6 +265,7 @@ impl Engine for LabEngine {
         let generation = self.generation.clone();
         let loaded = self.loaded.clone();
         let name = dataset.to_string();
+        let image_size = self.image_size;
         thread::Builder::new()
             .name("ddpm-data".into())
             .spawn(move || {
@@ -312,7 +325,10 @@ impl Engine for LabEngine {
                         stage,
                     }));
                 };
-                let opts = LoadOptions::default();
+                let opts = LoadOptions {
+                    image_size,
+                    ..LoadOptions::default()
+                };
                 let result = match crate::catch_panic(|| load_dataset(&spec, &opts, &mut progress))
                 {
                     Ok(r) => r,
@@ -1370,6 +1386,38 @@ mod tests {
             settings_of(&train_config(&custom, "x", &data)).custom_model,
             custom.custom_model
         );
+    }
+
+    /// A folder of images of two sizes loads only resized: refused at their own sizes with a
+    /// message naming `--image-size`, which the lab takes.
+    #[test]
+    fn a_folder_of_mixed_sizes_loads_at_the_labs_image_size() {
+        let d = tempfile::tempdir().unwrap();
+        for (class, side) in [("a", 12u32), ("b", 20u32)] {
+            let dir = d.path().join("imgs").join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..3u8 {
+                image::GrayImage::from_pixel(side, side, image::Luma([40 * i]))
+                    .save(dir.join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+        let folder = d.path().join("imgs").display().to_string();
+        let load = |engine: &mut LabEngine| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            engine.load_dataset(&folder, tx);
+            loop {
+                match rx.recv_timeout(Duration::from_secs(30)).unwrap() {
+                    WorkerMsg::Data(DataMsg::Ready(info)) => return Ok(info.shape),
+                    WorkerMsg::Data(DataMsg::Failed { message, .. }) => return Err(message),
+                    _ => {}
+                }
+            }
+        };
+        let e = load(&mut LabEngine::new(d.path().to_path_buf())).unwrap_err();
+        assert!(e.contains("--image-size"), "{e}");
+        let mut sized = LabEngine::new(d.path().to_path_buf()).with_image_size(Some(16));
+        assert_eq!(load(&mut sized), Ok((1, 16, 16)));
     }
 
     #[test]
