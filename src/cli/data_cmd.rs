@@ -136,12 +136,8 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         let grid = image::DynamicImage::ImageRgb8(examples_grid(&ds, n));
-        let conf = viuer::Config {
-            absolute_offset: false,
-            width: Some((n.min(8) * 10) as u32),
-            ..Default::default()
-        };
-        viuer::print(&grid, &conf).context("cannot draw the examples in this terminal")?;
+        crate::export::show::print_image(&grid, Some((n.min(8) * 10) as u32), None)
+            .context("cannot draw the examples in this terminal")?;
     }
     Ok(())
 }

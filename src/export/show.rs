@@ -66,14 +66,26 @@ pub fn show_inline(images: &[Image8], cols: usize) -> anyhow::Result<()> {
     .context("cannot show images: no grid layout")?;
     let grid = grid_image(images, cols, scale).context("cannot show images")?;
     let img = image::DynamicImage::ImageRgb8(grid.to_rgb_image());
+    print_image(&img, Some(w_cells as u32), Some(h_cells as u32))
+        .context("cannot print images to the terminal")
+}
+
+/// Prints `img` at the cursor, `width`×`height` cells where given, with viuer: kitty or iTerm
+/// graphics where the environment says the terminal has them, half-blocks otherwise (see
+/// [`kitty_by_environment`]: nothing is asked of the terminal).
+pub fn print_image(
+    img: &image::DynamicImage,
+    width: Option<u32>,
+    height: Option<u32>,
+) -> anyhow::Result<()> {
     let config = viuer::Config {
         absolute_offset: false,
-        width: Some(w_cells as u32),
-        height: Some(h_cells as u32),
+        width,
+        height,
         use_kitty: kitty_by_environment(|k| std::env::var(k).ok()),
         ..Default::default()
     };
-    viuer::print(&img, &config).context("cannot print images to the terminal")?;
+    viuer::print(img, &config)?;
     Ok(())
 }
 

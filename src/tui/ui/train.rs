@@ -244,10 +244,9 @@ fn state_span(run: &RunProgress) -> Span<'static> {
     )
 }
 
-/// What the Train screen says of the run the last session left: its name (under the runs
-/// folder; the whole path elsewhere), then where it stands and how to open it (`o` under the
-/// runs folder, else the folder to start the lab with, first: at 80×24 the panel has room for
-/// two lines of it).
+/// What the Train screen says of the run the last session left: its name, then how to open it
+/// and where it stands (`o` under the runs folder; elsewhere the command that starts the lab
+/// on its folder, first: at 80×24 the panel has room for one line of it).
 fn last_run_lines(shown: &crate::tui::state::train::LastRun) -> (String, String) {
     let last = &shown.summary;
     let target = last.settings.as_ref().map_or(0, |s| s.steps);
@@ -259,9 +258,12 @@ fn last_run_lines(shown: &crate::tui::state::train::LastRun) -> (String, String)
     match &shown.under_root {
         Some(name) => (name.display().to_string(), format!("{at} · o opens it")),
         None => (
-            last.dir.display().to_string(),
+            last.dir.file_name().map_or_else(
+                || last.dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
             format!(
-                "in another runs folder: ddpm-lab --runs-dir {} · {at}",
+                "ddpm-lab --runs-dir {} opens it · {at}",
                 last.dir
                     .parent()
                     .map_or(String::new(), |p| p.display().to_string())
