@@ -40,6 +40,9 @@ impl RmsNorm {
 
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if crate::ops::fast_path(x) && crate::ops::fast_path(&self.gain) {
+            return crate::ops::rms_norm::rms_norm(x, &self.gain.flatten_all()?);
+        }
         let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(NORMALIZE_EPS)?;
         x.broadcast_div(&norm)?.broadcast_mul(&self.gain)
     }
@@ -63,6 +66,9 @@ impl Block {
     fn forward(&self, x: &Tensor, scale_shift: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
         let h = self.norm.forward(&self.proj.forward(x)?)?;
         let h = match scale_shift {
+            Some((scale, shift)) if crate::ops::fast_path(&h) => {
+                return crate::ops::scale_shift_silu::scale_shift_silu(&h, scale, shift);
+            }
             Some((scale, shift)) => {
                 let (n, c) = scale.dims2()?;
                 let scale = (scale.reshape((n, c, 1, 1))? + 1.0)?;

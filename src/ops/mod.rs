@@ -33,6 +33,7 @@ pub mod linear_attention;
 pub mod multi_tensor;
 mod reduce;
 pub mod resample;
+pub mod rms_norm;
 pub mod scale_shift_silu;
 pub mod scratch;
 pub mod sgemm;
