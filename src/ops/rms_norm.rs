@@ -60,10 +60,9 @@ impl CustomOp2 for RmsNormOp {
             .zip(x.par_chunks((c * s).max(1)))
             .for_each(|(o, xi)| {
                 let inv = inverse_norms(xi, c, s);
-                for ch in 0..c {
-                    let r = ch * s..(ch + 1) * s;
-                    for ((y, &v), &k) in o[r.clone()].iter_mut().zip(&xi[r]).zip(&inv) {
-                        *y = v * k * g[ch];
+                for ((oc, xc), &gc) in o.chunks_mut(s.max(1)).zip(xi.chunks(s.max(1))).zip(g) {
+                    for ((y, &v), &k) in oc.iter_mut().zip(xc).zip(&inv) {
+                        *y = v * k * gc;
                     }
                 }
             });
@@ -101,18 +100,17 @@ impl CustomOp2 for RmsNormOp {
                         }
                         dg[ch] = gsum;
                     }
-                    for ch in 0..c {
-                        let r = ch * s..(ch + 1) * s;
-                        for ((((o, &v), &dy), &k), &d) in dxi[r.clone()]
-                            .iter_mut()
-                            .zip(&xi[r.clone()])
-                            .zip(&gi[r])
-                            .zip(&inv)
-                            .zip(&dot)
+                    let planes = dxi
+                        .chunks_mut(s.max(1))
+                        .zip(xi.chunks(s.max(1)))
+                        .zip(gi.chunks(s.max(1)));
+                    for (((dxc, xc), gc), &gain) in planes.zip(g) {
+                        for ((((o, &v), &dy), &k), &d) in
+                            dxc.iter_mut().zip(xc).zip(gc).zip(&inv).zip(&dot)
                         {
                             // Where the floor holds, the norm is a constant: no projection.
                             let d = if k >= 1.0 / EPS { 0.0 } else { d };
-                            *o = k * (dy * g[ch] - v * k * d);
+                            *o = k * (dy * gain - v * k * d);
                         }
                     }
                     dg
