@@ -166,7 +166,7 @@ pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
 /// A stage's `downs.i.3` / `ups.i.3`: a resolution change followed by a conv, or a 3×3 conv
 /// at the last stage.
 #[derive(Debug, Clone)]
-enum Resample {
+pub(super) enum Resample {
     /// `Downsample`: pixel unshuffle + 1×1 conv (`.1`).
     Down(Conv2d),
     /// `Upsample`: nearest ×2 + 3×3 conv (`.1`).

@@ -10,7 +10,7 @@ use candle_nn::{Init, Linear, VarBuilder};
 
 use super::attention::{DIM_HEAD, HEADS};
 use super::config::UnetConfig;
-use super::current::{pixel_unshuffle, upsample_nearest2x};
+use super::current::Resample;
 use super::embedding::TimeMlp;
 use super::layers::{conv2d, linear, silu, Conv2d};
 use crate::ops::softmax::softmax;
@@ -247,27 +247,6 @@ impl StageAttention {
             StageAttention::Full(a) => a.forward(x)?,
         };
         a + x
-    }
-}
-
-/// A stage's `.3`: a resolution change followed by a conv, or a 3×3 conv at the last stage.
-#[derive(Debug, Clone)]
-enum Resample {
-    /// `Downsample`: pixel unshuffle + 1×1 conv (`.1`).
-    Down(Conv2d),
-    /// `Upsample`: nearest ×2 + 3×3 conv (`.1`).
-    Up(Conv2d),
-    /// `nn.Conv2d(dim_in, dim_out, 3, padding=1)`.
-    Same(Conv2d),
-}
-
-impl Module for Resample {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Resample::Down(c) => c.forward(&pixel_unshuffle(x)?),
-            Resample::Up(c) => c.forward(&upsample_nearest2x(x)?),
-            Resample::Same(c) => c.forward(x),
-        }
     }
 }
 

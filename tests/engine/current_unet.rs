@@ -14,15 +14,20 @@ use ddpm_lab::train::var_tensors;
 
 /// The fixture of `case`: the PyTorch state_dict (without the `w.` prefix) and the rest.
 fn fixture(case: &str) -> (HashMap<String, Tensor>, HashMap<String, Tensor>) {
+    fixture_file(&format!("current_{case}"), "make_current_fixtures.py")
+}
+
+/// `tests/fixtures/NAME.safetensors` (made by `scripts/SCRIPT`): the state_dict under `w.`,
+/// without that prefix, and the rest (inputs and outputs).
+pub(crate) fn fixture_file(
+    name: &str,
+    script: &str,
+) -> (HashMap<String, Tensor>, HashMap<String, Tensor>) {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
-        .join(format!("current_{case}.safetensors"));
-    let all = candle_core::safetensors::load(&p, &Device::Cpu).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run scripts/make_current_fixtures.py)",
-            p.display()
-        )
-    });
+        .join(format!("{name}.safetensors"));
+    let all = candle_core::safetensors::load(&p, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/{script})", p.display()));
     let (mut w, mut rest) = (HashMap::new(), HashMap::new());
     for (k, v) in all {
         match k.strip_prefix("w.") {
@@ -63,7 +68,8 @@ fn config(case: &str) -> UnetConfig {
 
 const CASES: [&str; 3] = ["001", "001_sc", "002_sc_var"];
 
-fn shapes(t: &HashMap<String, Tensor>) -> BTreeMap<String, Vec<usize>> {
+/// Each tensor's shape, by name.
+pub(crate) fn shapes(t: &HashMap<String, Tensor>) -> BTreeMap<String, Vec<usize>> {
     t.iter()
         .map(|(k, v)| (k.clone(), v.dims().to_vec()))
         .collect()

@@ -3,9 +3,9 @@
 //! 2.3.4's `Unet` (its defaults, and every option ddpm-lab takes).
 
 use crate::common::max_abs_diff;
+use crate::current_unet::{fixture_file, shapes};
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -18,23 +18,7 @@ use ddpm_lab::train::{named_vars, var_tensors};
 
 /// The fixture of `case`: the package's state_dict (without the `w.` prefix) and the rest.
 fn fixture(case: &str) -> (HashMap<String, Tensor>, HashMap<String, Tensor>) {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("lucidrains_{case}.safetensors"));
-    let all = candle_core::safetensors::load(&p, &Device::Cpu).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run scripts/make_lucidrains_fixtures.py)",
-            p.display()
-        )
-    });
-    let (mut w, mut rest) = (HashMap::new(), HashMap::new());
-    for (k, v) in all {
-        match k.strip_prefix("w.") {
-            Some(name) => w.insert(name.to_string(), v),
-            None => rest.insert(k, v),
-        };
-    }
-    (w, rest)
+    fixture_file(&format!("lucidrains_{case}"), "make_lucidrains_fixtures.py")
 }
 
 /// The ddpm-lab config of each fixture case (as the script's `CASES`).
@@ -60,12 +44,6 @@ fn config(case: &str) -> UnetConfig {
 }
 
 const CASES: [&str; 2] = ["default", "options"];
-
-fn shapes(t: &HashMap<String, Tensor>) -> BTreeMap<String, Vec<usize>> {
-    t.iter()
-        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
-        .collect()
-}
 
 #[test]
 fn forward_matches_the_package_with_and_without_self_conditioning() {
