@@ -100,7 +100,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     opts.validate()?;
     // A device this binary is not built for is said before any "benchmarking … on cuda".
     opts.device.check_built()?;
-    if !args.json {
+    // Said on stderr with --json as well: a benchmark runs for minutes, and stdout stays the
+    // one JSON object.
+    {
         let mut what = Vec::new();
         if opts.train {
             what.push(format!("training batch {}", opts.batch_size));

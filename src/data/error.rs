@@ -159,6 +159,16 @@ impl DataError {
         )
     }
 
+    /// Why the Hub could not be reached, in a few words (the failure's own, without the
+    /// advice), where [`Self::hub_unreachable`].
+    pub fn unreachable_why(&self) -> Option<String> {
+        match self {
+            DataError::Network { detail, .. } => Some(detail.clone()),
+            DataError::NotCached { file, .. } => Some(format!("offline, {file} not cached")),
+            _ => None,
+        }
+    }
+
     /// [`Self::for_real_images`] of `e` where it is a data error; any other error as it is.
     pub fn for_real_images_in(e: anyhow::Error) -> anyhow::Error {
         match e.downcast::<DataError>() {

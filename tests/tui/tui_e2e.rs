@@ -359,7 +359,10 @@ fn without_a_hub_the_lab_trains_on_the_builtin_set_and_switches_when_it_answers(
         s.contains("source   built-in procedural set, no files"),
         "{s}"
     );
-    assert!(s.contains("note     Hub unreachable; r retries"), "{s}");
+    assert!(
+        s.contains("note     Hub unreachable (cannot connect"),
+        "{s}"
+    );
     // Space trains at once, on the built-in set.
     tmux.keys(&["3", "Space"]);
     tmux.wait_for("FINISHED", 180);

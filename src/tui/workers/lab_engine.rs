@@ -336,12 +336,13 @@ impl Engine for LabEngine {
                 };
                 // A Hub dataset that cannot be reached: the built-in set stands in (the README's
                 // promise), so training can start at once; `r` on the Data screen retries.
-                let (result, fell_back) = match result {
+                let (result, fell_back, why) = match result {
                     Err(e) if spec.hub().is_some() && e.hub_unreachable() => (
                         crate::data::shapes::generate(&opts, &mut |_| {}),
                         Some(e.to_string()),
+                        e.unreachable_why(),
                     ),
-                    other => (other, None),
+                    other => (other, None, None),
                 };
                 match result {
                     Ok(ds) => {
@@ -352,7 +353,12 @@ impl Engine for LabEngine {
                         if fell_back.is_none() {
                             info.name = name.clone();
                         } else {
-                            info.notes.push("Hub unreachable; r retries".into());
+                            // The failure's own words: a drop mid-download is not a Hub that
+                            // never answered.
+                            info.notes.push(match &why {
+                                Some(why) => format!("Hub unreachable ({why}); r retries"),
+                                None => "Hub unreachable; r retries".into(),
+                            });
                         }
                         info.notes.extend(notices);
                         *loaded.lock().expect("dataset lock") =
