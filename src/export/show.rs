@@ -72,7 +72,7 @@ pub fn show_inline(images: &[Image8], cols: usize) -> anyhow::Result<()> {
 
 /// Prints `img` at the cursor, `width`×`height` cells where given, with viuer: kitty or iTerm
 /// graphics where the environment says the terminal has them, half-blocks otherwise (see
-/// [`kitty_by_environment`]: nothing is asked of the terminal).
+/// [`graphics_terminal_likely`]: elsewhere nothing is asked of the terminal).
 pub fn print_image(
     img: &image::DynamicImage,
     width: Option<u32>,
@@ -82,30 +82,45 @@ pub fn print_image(
         absolute_offset: false,
         width,
         height,
-        use_kitty: kitty_by_environment(|k| std::env::var(k).ok()),
+        use_kitty: graphics_terminal_likely(|k| std::env::var(k).ok()),
         ..Default::default()
     };
     viuer::print(img, &config)?;
     Ok(())
 }
 
-/// Whether the terminal's environment says it speaks kitty's graphics protocol (kitty,
-/// Ghostty, WezTerm). viuer would otherwise ask the terminal itself, and wait without end for
-/// an answer that a terminal without the protocol never gives (`script`'s pseudo-terminal,
-/// some CI runners); `var` reads the environment.
-pub fn kitty_by_environment(var: impl Fn(&str) -> Option<String>) -> bool {
-    let term = var("TERM").unwrap_or_default();
-    var("KITTY_WINDOW_ID").is_some()
-        || term.contains("kitty")
-        || term.contains("ghostty")
-        || matches!(var("TERM_PROGRAM").as_deref(), Some("WezTerm" | "ghostty"))
+/// Whether the environment names a terminal that speaks kitty, iTerm2 or sixel graphics
+/// (and we are not inside tmux or screen, which do not pass them through by default): where
+/// not, the lab and `--show` ask the terminal nothing (a terminal that answers no query would
+/// keep them waiting, or its reader would swallow keys) and draw half-blocks.
+/// `DDPM_LAB_IMAGES=query` forces the query, `DDPM_LAB_IMAGES=halfblocks` skips it.
+pub fn graphics_terminal_likely(env: impl Fn(&str) -> Option<String>) -> bool {
+    match env("DDPM_LAB_IMAGES").as_deref() {
+        Some("query") => return true,
+        Some("halfblocks") => return false,
+        _ => {}
+    }
+    if env("TMUX").is_some() || env("STY").is_some() {
+        return false;
+    }
+    let term = env("TERM").unwrap_or_default().to_ascii_lowercase();
+    let program = env("TERM_PROGRAM").unwrap_or_default().to_ascii_lowercase();
+    env("KITTY_WINDOW_ID").is_some()
+        || env("WEZTERM_EXECUTABLE").is_some()
+        || env("KONSOLE_VERSION").is_some()
+        || ["kitty", "ghostty", "foot", "mlterm", "contour", "wezterm"]
+            .iter()
+            .any(|t| term.contains(t))
+        || ["iterm.app", "wezterm", "ghostty", "rio"]
+            .iter()
+            .any(|p| program == *p)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn kitty_graphics_are_used_where_the_environment_says_so_only() {
-        use super::kitty_by_environment;
+    fn graphics_are_asked_for_where_the_environment_names_such_a_terminal_only() {
+        use super::graphics_terminal_likely;
         let env = |pairs: &'static [(&'static str, &'static str)]| {
             move |k: &str| {
                 pairs
@@ -114,12 +129,18 @@ mod tests {
                     .map(|(_, v)| v.to_string())
             }
         };
-        assert!(kitty_by_environment(env(&[("TERM", "xterm-kitty")])));
-        assert!(kitty_by_environment(env(&[("KITTY_WINDOW_ID", "1")])));
-        assert!(kitty_by_environment(env(&[("TERM_PROGRAM", "WezTerm")])));
-        assert!(kitty_by_environment(env(&[("TERM", "xterm-ghostty")])));
-        assert!(!kitty_by_environment(env(&[("TERM", "xterm-256color")])));
-        assert!(!kitty_by_environment(env(&[
+        assert!(graphics_terminal_likely(env(&[("TERM", "xterm-kitty")])));
+        assert!(graphics_terminal_likely(env(&[("KITTY_WINDOW_ID", "1")])));
+        assert!(graphics_terminal_likely(env(&[(
+            "TERM_PROGRAM",
+            "WezTerm"
+        )])));
+        assert!(graphics_terminal_likely(env(&[("TERM", "xterm-ghostty")])));
+        assert!(!graphics_terminal_likely(env(&[(
+            "TERM",
+            "xterm-256color"
+        )])));
+        assert!(!graphics_terminal_likely(env(&[
             ("TERM", "screen"),
             ("TERM_PROGRAM", "tmux")
         ])));

@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::Args;
 use ratatui_image::picker::Picker;
 
+use crate::export::show::graphics_terminal_likely;
+
 use crate::device::DeviceSpec;
 use crate::model::UnetConfig;
 use crate::runs::RecipeFlags;
@@ -473,31 +475,6 @@ fn finish_runs(app: &mut App) {
         app.tick(step);
         std::thread::sleep(step);
     }
-}
-
-/// Whether the environment names a terminal that speaks kitty, iTerm2 or sixel graphics
-/// (and we are not inside tmux or screen, which do not pass them through by default).
-/// `DDPM_LAB_IMAGES=query` forces the query, `DDPM_LAB_IMAGES=halfblocks` skips it.
-pub fn graphics_terminal_likely(env: impl Fn(&str) -> Option<String>) -> bool {
-    match env("DDPM_LAB_IMAGES").as_deref() {
-        Some("query") => return true,
-        Some("halfblocks") => return false,
-        _ => {}
-    }
-    if env("TMUX").is_some() || env("STY").is_some() {
-        return false;
-    }
-    let term = env("TERM").unwrap_or_default().to_ascii_lowercase();
-    let program = env("TERM_PROGRAM").unwrap_or_default().to_ascii_lowercase();
-    env("KITTY_WINDOW_ID").is_some()
-        || env("WEZTERM_EXECUTABLE").is_some()
-        || env("KONSOLE_VERSION").is_some()
-        || ["kitty", "ghostty", "foot", "mlterm", "contour", "wezterm"]
-            .iter()
-            .any(|t| term.contains(t))
-        || ["iterm.app", "wezterm", "ghostty", "rio"]
-            .iter()
-            .any(|p| program == *p)
 }
 
 /// Opens the lab with the real engine.
