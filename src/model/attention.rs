@@ -13,7 +13,7 @@ pub const HEADS: usize = 4;
 pub const DIM_HEAD: usize = 32;
 
 /// Splits `to_qkv(x)` `(b, 3·heads·d, h, w)` into q, k, v of shape `(b, heads, d, h·w)`.
-fn split_qkv(qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+pub(super) fn split_qkv(qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     let (b, _, h, w) = qkv.dims4()?;
     let qkv = qkv.reshape((b, 3, HEADS, DIM_HEAD, h * w))?;
     let part = |i: usize| qkv.narrow(1, i, 1)?.squeeze(1)?.contiguous();

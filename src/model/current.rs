@@ -11,6 +11,7 @@ use super::attention::{Attention, LinearAttention, PreNormResidual};
 use super::config::UnetConfig;
 use super::embedding::TimeMlp;
 use super::layers::{conv2d, group_norm, linear, silu, Conv2d, GroupNorm};
+use super::unet::init_conv;
 
 /// `WeightStandardizedConv2d`: the weight is standardised per output channel
 /// (`(w − mean) / √(var + eps)`, biased variance) on every forward pass, then convolved.
@@ -75,15 +76,23 @@ impl WsBlock {
     }
 
     /// `act(norm(proj(x)) · (scale + 1) + shift)`.
-    pub fn forward(&self, x: &Tensor, scale_shift_: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
-        let h = self.norm.forward(&self.proj.forward(x)?)?;
-        match scale_shift_ {
-            Some((scale, shift)) if crate::ops::fast_path(&h) => {
-                crate::ops::scale_shift_silu::scale_shift_silu(&h, scale, shift)
-            }
-            Some((scale, shift)) => silu(&scale_shift(&h, scale, shift)?),
-            None => silu(&h),
+    pub fn forward(&self, x: &Tensor, scale_shift: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
+        scale_shift_silu(&self.norm.forward(&self.proj.forward(x)?)?, scale_shift)
+    }
+}
+
+/// The end of a `Block` (this UNet's and lucidrains'): `silu(h · (scale + 1) + shift)`, in one
+/// fused op on the CPU, or `silu(h)` without time conditioning.
+pub(super) fn scale_shift_silu(
+    h: &Tensor,
+    scale_shift: Option<(&Tensor, &Tensor)>,
+) -> Result<Tensor> {
+    match scale_shift {
+        Some((scale, shift)) if crate::ops::fast_path(h) => {
+            crate::ops::scale_shift_silu::scale_shift_silu(h, scale, shift)
         }
+        Some((scale, shift)) => silu(&self::scale_shift(h, scale, shift)?),
+        None => silu(h),
     }
 }
 
@@ -213,7 +222,6 @@ impl CurrentUnet {
     /// Builds the network of `c` (validated by the caller), reading every parameter under its
     /// PyTorch name from `vb`.
     pub fn new(c: &UnetConfig, vb: VarBuilder) -> Result<Self> {
-        let init_dim = c.init_dim();
         let time_dim = c.dim * 4;
         let groups = c.resnet_block_groups;
         let in_out = c.in_out();
@@ -224,17 +232,7 @@ impl CurrentUnet {
         let lin_attn = |d: usize, vb: VarBuilder| {
             PreNormResidual::new(d, vb, |vb| LinearAttention::new(d, vb))
         };
-        let k = c.init_kernel();
-        let init_conv = conv2d(
-            c.input_channels(),
-            init_dim,
-            k,
-            1,
-            k / 2,
-            1,
-            true,
-            vb.pp("init_conv"),
-        )?;
+        let init_conv = init_conv(c, &vb)?;
         let time_mlp = TimeMlp::new(c.dim, time_dim, vb.pp("time_mlp"))?;
 
         let mut downs = Vec::with_capacity(n_res);

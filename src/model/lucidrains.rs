@@ -8,11 +8,12 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 
-use super::attention::{DIM_HEAD, HEADS};
+use super::attention::{split_qkv, DIM_HEAD, HEADS};
 use super::config::UnetConfig;
-use super::current::Resample;
+use super::current::{scale_shift_silu, Resample};
 use super::embedding::TimeMlp;
 use super::layers::{conv2d, linear, silu, Conv2d};
+use super::unet::init_conv;
 use crate::ops::softmax::softmax;
 
 /// Memory key/value pairs of each attention layer (`num_mem_kv`'s default).
@@ -64,20 +65,7 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, scale_shift: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
-        let h = self.norm.forward(&self.proj.forward(x)?)?;
-        let h = match scale_shift {
-            Some((scale, shift)) if crate::ops::fast_path(&h) => {
-                return crate::ops::scale_shift_silu::scale_shift_silu(&h, scale, shift);
-            }
-            Some((scale, shift)) => {
-                let (n, c) = scale.dims2()?;
-                let scale = (scale.reshape((n, c, 1, 1))? + 1.0)?;
-                h.broadcast_mul(&scale)?
-                    .broadcast_add(&shift.reshape((n, c, 1, 1))?)?
-            }
-            None => h,
-        };
-        silu(&h)
+        scale_shift_silu(&self.norm.forward(&self.proj.forward(x)?)?, scale_shift)
     }
 }
 
@@ -119,32 +107,55 @@ impl ResnetBlock {
     }
 }
 
-/// `to_qkv(norm(x))` as q, k, v of shape `(b, heads, dim_head, h·w)`.
-fn qkv(norm: &RmsNorm, to_qkv: &Conv2d, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let (b, _, h, w) = x.dims4()?;
-    let qkv = to_qkv.forward(&norm.forward(x)?)?;
-    let qkv = qkv.reshape((b, 3, HEADS, DIM_HEAD, h * w))?;
-    let part = |i: usize| qkv.narrow(1, i, 1)?.squeeze(1)?.contiguous();
-    Ok((part(0)?, part(1)?, part(2)?))
-}
-
-/// `mem_kv[i]` repeated over the batch.
-fn memory(mem_kv: &Tensor, i: usize, b: usize) -> Result<Tensor> {
-    let m = mem_kv.get(i)?.unsqueeze(0)?;
-    let dims: Vec<usize> = std::iter::once(b)
-        .chain(m.dims()[1..].iter().copied())
-        .collect();
-    m.broadcast_as(dims)?.contiguous()
-}
-
-/// `LinearAttention(dim)`: `norm`, then q softmaxed over features and k over positions and
-/// memory (`mem_kv (2, heads, dim_head, 4)` before the image's keys and values), and
-/// `to_out = (conv 1×1, RMSNorm)`.
+/// What both attentions read their input with: `norm`, the memory `mem_kv` (keys `[0]` and
+/// values `[1]`, per head) and the 1×1 conv `to_qkv`.
 #[derive(Debug, Clone)]
-struct LinearAttention {
+struct AttentionInput {
     norm: RmsNorm,
     mem_kv: Tensor,
     to_qkv: Conv2d,
+}
+
+impl AttentionInput {
+    /// Reads `norm`, `mem_kv` of shape `(2, heads, a, b)` and `to_qkv` (no bias) under `vb`.
+    fn new(dim: usize, mem_kv: (usize, usize, usize, usize), vb: &VarBuilder) -> Result<Self> {
+        Ok(Self {
+            norm: RmsNorm::new(dim, vb.pp("norm"))?,
+            mem_kv: vb.get_with_hints(mem_kv, "mem_kv", Init::Const(0.0))?,
+            to_qkv: conv2d(
+                dim,
+                HEADS * DIM_HEAD * 3,
+                1,
+                1,
+                0,
+                1,
+                false,
+                vb.pp("to_qkv"),
+            )?,
+        })
+    }
+
+    /// q, k, v of `to_qkv(norm(x))`, each `(b, heads, dim_head, h·w)`.
+    fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        split_qkv(&self.to_qkv.forward(&self.norm.forward(x)?)?)
+    }
+
+    /// `mem_kv[i]` repeated over a batch of `b`.
+    fn memory(&self, i: usize, b: usize) -> Result<Tensor> {
+        let m = self.mem_kv.get(i)?.unsqueeze(0)?;
+        let dims: Vec<usize> = std::iter::once(b)
+            .chain(m.dims()[1..].iter().copied())
+            .collect();
+        m.broadcast_as(dims)?.contiguous()
+    }
+}
+
+/// `LinearAttention(dim)`: the input read, then q softmaxed over features and k over positions
+/// and memory (`mem_kv (2, heads, dim_head, 4)` before the image's keys and values), and
+/// `to_out = (conv 1×1, RMSNorm)`.
+#[derive(Debug, Clone)]
+struct LinearAttention {
+    input: AttentionInput,
     to_out_conv: Conv2d,
     to_out_norm: RmsNorm,
 }
@@ -153,13 +164,7 @@ impl LinearAttention {
     fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
         let hidden = HEADS * DIM_HEAD;
         Ok(Self {
-            norm: RmsNorm::new(dim, vb.pp("norm"))?,
-            mem_kv: vb.get_with_hints(
-                (2, HEADS, DIM_HEAD, NUM_MEM_KV),
-                "mem_kv",
-                Init::Const(0.0),
-            )?,
-            to_qkv: conv2d(dim, hidden * 3, 1, 1, 0, 1, false, vb.pp("to_qkv"))?,
+            input: AttentionInput::new(dim, (2, HEADS, DIM_HEAD, NUM_MEM_KV), &vb)?,
             to_out_conv: conv2d(hidden, dim, 1, 1, 0, 1, true, vb.pp("to_out").pp("0"))?,
             to_out_norm: RmsNorm::new(dim, vb.pp("to_out").pp("1"))?,
         })
@@ -169,9 +174,9 @@ impl LinearAttention {
 impl Module for LinearAttention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, h, w) = x.dims4()?;
-        let (q, k, v) = qkv(&self.norm, &self.to_qkv, x)?;
-        let k = Tensor::cat(&[&memory(&self.mem_kv, 0, b)?, &k], D::Minus1)?;
-        let v = Tensor::cat(&[&memory(&self.mem_kv, 1, b)?, &v], D::Minus1)?;
+        let (q, k, v) = self.input.qkv(x)?;
+        let k = Tensor::cat(&[&self.input.memory(0, b)?, &k], D::Minus1)?;
+        let v = Tensor::cat(&[&self.input.memory(1, b)?, &v], D::Minus1)?;
         let q = (softmax(&q, 2)? * (DIM_HEAD as f64).powf(-0.5))?;
         let k = softmax(&k, 3)?;
         // context[d, e] = Σ_n k[d, n] v[e, n]; out[e, n] = Σ_d context[d, e] q[d, n]
@@ -182,28 +187,19 @@ impl Module for LinearAttention {
     }
 }
 
-/// `Attention(dim)`: `norm`, then softmax(q·kᵀ/√d) over the image's positions and the memory
-/// (`mem_kv (2, heads, 4, dim_head)`), and `to_out`, a 1×1 conv.
+/// `Attention(dim)`: the input read, then softmax(q·kᵀ/√d) over the image's positions and the
+/// memory (`mem_kv (2, heads, 4, dim_head)`), and `to_out`, a 1×1 conv.
 #[derive(Debug, Clone)]
 struct Attention {
-    norm: RmsNorm,
-    mem_kv: Tensor,
-    to_qkv: Conv2d,
+    input: AttentionInput,
     to_out: Conv2d,
 }
 
 impl Attention {
     fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
-        let hidden = HEADS * DIM_HEAD;
         Ok(Self {
-            norm: RmsNorm::new(dim, vb.pp("norm"))?,
-            mem_kv: vb.get_with_hints(
-                (2, HEADS, NUM_MEM_KV, DIM_HEAD),
-                "mem_kv",
-                Init::Const(0.0),
-            )?,
-            to_qkv: conv2d(dim, hidden * 3, 1, 1, 0, 1, false, vb.pp("to_qkv"))?,
-            to_out: conv2d(hidden, dim, 1, 1, 0, 1, true, vb.pp("to_out"))?,
+            input: AttentionInput::new(dim, (2, HEADS, NUM_MEM_KV, DIM_HEAD), &vb)?,
+            to_out: conv2d(HEADS * DIM_HEAD, dim, 1, 1, 0, 1, true, vb.pp("to_out"))?,
         })
     }
 }
@@ -211,11 +207,11 @@ impl Attention {
 impl Module for Attention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, h, w) = x.dims4()?;
-        let (q, k, v) = qkv(&self.norm, &self.to_qkv, x)?;
+        let (q, k, v) = self.input.qkv(x)?;
         // "b (h c) x y -> b h (x y) c", memory first.
         let q = q.t()?.contiguous()?;
-        let k = Tensor::cat(&[&memory(&self.mem_kv, 0, b)?, &k.t()?], 2)?;
-        let v = Tensor::cat(&[&memory(&self.mem_kv, 1, b)?, &v.t()?], 2)?.contiguous()?;
+        let k = Tensor::cat(&[&self.input.memory(0, b)?, &k.t()?], 2)?;
+        let v = Tensor::cat(&[&self.input.memory(1, b)?, &v.t()?], 2)?.contiguous()?;
         let sim = (q.matmul(&k.t()?.contiguous()?)? * (DIM_HEAD as f64).powf(-0.5))?;
         let attn = softmax(&sim, 3)?;
         // "b h (x y) d -> b (h d) x y"
@@ -285,17 +281,7 @@ impl LucidrainsUnet {
         let full = c.full_attention();
         let block =
             |d_in: usize, d_out: usize, vb: VarBuilder| ResnetBlock::new(d_in, d_out, time_dim, vb);
-        let k = c.init_kernel();
-        let init_conv = conv2d(
-            c.input_channels(),
-            init_dim,
-            k,
-            1,
-            k / 2,
-            1,
-            true,
-            vb.pp("init_conv"),
-        )?;
+        let init_conv = init_conv(c, &vb)?;
         let time_mlp = TimeMlp::new(c.dim, time_dim, vb.pp("time_mlp"))?;
 
         let mut downs = Vec::with_capacity(n_res);

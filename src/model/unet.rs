@@ -123,6 +123,23 @@ impl Unet {
     }
 }
 
+/// `init_conv` of every UNet: the input's channels to `init_dim`, with the configured kernel
+/// (padding `kernel / 2`, so the size is kept).
+pub(super) fn init_conv(c: &UnetConfig, vb: &VarBuilder) -> Result<Conv2d> {
+    let k = c.init_kernel();
+    let channels = (c.input_channels(), c.init_dim());
+    conv2d(
+        channels.0,
+        channels.1,
+        k,
+        1,
+        k / 2,
+        1,
+        true,
+        vb.pp("init_conv"),
+    )
+}
+
 /// The blog's first `Unet` (seeds 000/004).
 #[derive(Debug, Clone)]
 pub struct BlogUnet {
@@ -143,7 +160,6 @@ impl BlogUnet {
     /// Builds the network of `c` (validated by the caller), reading every parameter under its
     /// PyTorch `state_dict` name from `vb`.
     pub fn new(c: &UnetConfig, vb: VarBuilder) -> Result<Self> {
-        let init_dim = c.init_dim();
         let time_dim = c.time_dim();
         let in_out = c.in_out();
         let n_res = in_out.len();
@@ -159,17 +175,7 @@ impl BlogUnet {
             )
         };
 
-        let k = c.init_kernel();
-        let init_conv = conv2d(
-            c.input_channels(),
-            init_dim,
-            k,
-            1,
-            k / 2,
-            1,
-            true,
-            vb.pp("init_conv"),
-        )?;
+        let init_conv = init_conv(c, &vb)?;
         let time_mlp = match time_dim {
             Some(td) => Some(TimeMlp::new(c.dim, td, vb.pp("time_mlp"))?),
             None => None,
