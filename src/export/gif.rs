@@ -165,19 +165,18 @@ enum Palette {
 }
 
 impl Palette {
+    /// The palette of `grids`: the greys where every one is grey, else a quantised one.
     fn of(grids: &[Image8]) -> Self {
         if grids.iter().all(|g| g.channels == 1) {
             return Palette::Grey;
         }
-        let rgba: Vec<u8> = [&grids[0], &grids[grids.len() - 1]]
-            .into_iter()
-            .flat_map(|g| {
-                rgb_bytes(g)
-                    .chunks_exact(3)
-                    .flat_map(|p| [p[0], p[1], p[2], 255])
-                    .collect::<Vec<u8>>()
-            })
-            .collect();
+        // NeuQuant learns from RGBA pixels.
+        let mut rgba = Vec::new();
+        for g in [&grids[0], &grids[grids.len() - 1]] {
+            for p in rgb_bytes(g).chunks_exact(3) {
+                rgba.extend_from_slice(&[p[0], p[1], p[2], 255]);
+            }
+        }
         Palette::Quantised(Box::new(NeuQuant::new(10, 256, &rgba)))
     }
 
@@ -189,11 +188,11 @@ impl Palette {
         }
     }
 
-    /// The palette index of each pixel of `img`.
+    /// The palette index of each pixel of `img` (grey for [`Palette::Grey`], which
+    /// [`Palette::of`] makes for grey frames only).
     fn indices(&self, img: &Image8) -> Vec<u8> {
         match self {
-            Palette::Grey if img.channels == 1 => img.pixels.clone(),
-            Palette::Grey => unreachable!("a grey palette is made for grey frames only"),
+            Palette::Grey => img.pixels.clone(),
             Palette::Quantised(q) => rgb_bytes(img)
                 .chunks_exact(3)
                 .map(|p| q.index_of(&[p[0], p[1], p[2], 255]) as u8)

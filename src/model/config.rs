@@ -357,28 +357,23 @@ impl UnetConfig {
                 ));
             }
         }
-        if self.arch == Arch::Lucidrains {
+        // Today's UNet and lucidrains' always embed the time and attend in every stage.
+        if matches!(self.arch, Arch::Current | Arch::Lucidrains) {
+            let arch = self.arch;
             if !self.with_time_emb {
-                return bad("the lucidrains UNet always has a time embedding".into());
+                return bad(format!("the {arch} UNet always has a time embedding"));
             }
             if !self.stage_attention {
-                return bad(
-                    "the lucidrains UNet has attention in every stage (--mid-attention-only is the blog UNet's)"
-                        .into(),
-                );
+                return bad(format!(
+                    "the {arch} UNet has attention in every stage (--mid-attention-only is the blog UNet's)"
+                ));
             }
+        }
+        if self.arch == Arch::Lucidrains {
+            // RMSNorm: no groups to check.
             return Ok(());
         }
         if self.arch == Arch::Current {
-            if !self.with_time_emb {
-                return bad("the current UNet always has a time embedding".into());
-            }
-            if !self.stage_attention {
-                return bad(
-                    "the current UNet has attention in every stage (--mid-attention-only is the blog UNet's)"
-                        .into(),
-                );
-            }
             let g = self.resnet_block_groups;
             if g == 0 {
                 return bad("resnet_block_groups must be at least 1".into());

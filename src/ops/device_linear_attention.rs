@@ -130,6 +130,7 @@ impl CustomOp3 for LinearAttentionCore {
 
 #[cfg(test)]
 mod tests {
+    use crate::ops::max_abs_diff;
     use candle_core::{DType, Device, Tensor, Var};
 
     use super::{linear_attention_core, LinearAttentionCore};
@@ -158,21 +159,6 @@ mod tests {
             .unwrap();
         let t = ((t * 0.731).unwrap() + phase).unwrap().sin().unwrap() * 3.0;
         Var::from_tensor(&t.unwrap().reshape(shape).unwrap().to_dtype(dtype).unwrap()).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
     }
 
     /// The op's output and the gradients of `q`, `k` and `v` against the composite's, in

@@ -208,3 +208,18 @@ pub fn configure_cpu_threads() {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
+
+/// The largest absolute difference between two tensors of one shape (the ops' tests compare
+/// each kernel with its stock composite by it).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .and_then(|d| {
+            d.abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()
+        })
+        .expect("tensors of one shape")
+}

@@ -154,18 +154,7 @@ mod tests {
         let w = rng.randn(&[3, 5, 4, 3], &dev).unwrap();
         let ours = rms_norm(x.as_tensor(), g.as_tensor()).unwrap();
         let theirs = composite(x.as_tensor(), g.as_tensor()).unwrap();
-        let diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
+        let diff = crate::ops::max_abs_diff;
         assert!(diff(&ours, &theirs) < 1e-5);
         let ga = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let gb = (theirs * &w)

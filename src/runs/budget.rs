@@ -164,7 +164,8 @@ fn param_count_current(c: &UnetConfig) -> u128 {
     let lucidrains = c.arch == Arch::Lucidrains;
     let norm = |ch: u128| if lucidrains { ch } else { norm(ch) };
     let full = c.full_attention();
-    let attention = |dim: u128, stage: Option<usize>| {
+    // The attention of stage `i` (`None`: the middle's, full attention).
+    let attention_at = |dim: u128, stage: Option<usize>| {
         if !lucidrains {
             return attention(dim, stage.is_some());
         }
@@ -211,19 +212,19 @@ fn param_count_current(c: &UnetConfig) -> u128 {
         };
         p = p
             .saturating_add(block(d_in, d_in).saturating_mul(2))
-            .saturating_add(attention(d_in, Some(i)))
+            .saturating_add(attention_at(d_in, Some(i)))
             .saturating_add(resample);
     }
     let mid = u(*c.dims().last().unwrap_or(&c.dim));
     p = p
         .saturating_add(block(mid, mid).saturating_mul(2))
-        .saturating_add(attention(mid, None));
+        .saturating_add(attention_at(mid, None));
     for (i, &(d_in, d_out)) in in_out.iter().enumerate().rev() {
         let (d_in, d_out) = (u(d_in), u(d_out));
         // Upsample's conv and the last stage's plain conv are both 3×3 d_out → d_in.
         p = p
             .saturating_add(block(d_out.saturating_add(d_in), d_out).saturating_mul(2))
-            .saturating_add(attention(d_out, Some(i)))
+            .saturating_add(attention_at(d_out, Some(i)))
             .saturating_add(conv(d_out, d_in, 3, 1, true));
     }
     // Today's blog ends on `dim`, lucidrains' on `init_dim`.
