@@ -22,6 +22,9 @@ from safetensors.torch import save_file
 
 from denoising_diffusion_pytorch import Unet
 
+# The same inputs as today's blog UNet's fixtures (this script's folder is on sys.path).
+from make_current_fixtures import inputs
+
 CASES = {
     # The package's defaults: linear attention, full attention in the last stage and the
     # middle; three stages (both Downsample and the last stage's conv, Upsample).
@@ -53,15 +56,6 @@ def build(case):
             if name.endswith(".g"):
                 p.add_(0.1 * torch.randn_like(p))
     return model, kwargs, size, batch
-
-
-def inputs(kwargs, size, batch):
-    g = torch.Generator().manual_seed(3)
-    c = kwargs["channels"]
-    x = torch.randn(batch, c, size, size, generator=g)
-    t = torch.tensor([3, 250][:batch], dtype=torch.int64)
-    cond = torch.randn(batch, c, size, size, generator=g).clamp(-1, 1)
-    return x, t, cond
 
 
 def main():
