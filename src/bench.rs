@@ -687,6 +687,8 @@ pub fn bench_sample(opts: &BenchOptions) -> Result<Runs> {
             shape,
             SamplerKind::Ddpm,
             opts.seed,
+            // As `sample` without `--gif` draws: no step but the last leaves the device.
+            &sampler::KeepFrames::last(),
             &mut |_, _| {},
         )?;
         Ok(())
@@ -703,6 +705,8 @@ pub fn bench_sample(opts: &BenchOptions) -> Result<Runs> {
             shape,
             kind,
             opts.seed,
+            // As `sample` without `--gif` draws: no step but the last leaves the device.
+            &sampler::KeepFrames::last(),
             &mut |_, _| {},
         )?;
         Ok(())

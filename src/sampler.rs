@@ -1,5 +1,6 @@
 //! Reverse process: the blog's Algorithm 2 (ancestral DDPM sampling) and DDIM (Song et al. 2021),
-//! keeping every intermediate `x_t` and the predicted `x̂_0` at each step.
+//! keeping the intermediate `x_t` and the predicted `x̂_0` of the steps the caller asks for
+//! ([`KeepFrames`]).
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -100,15 +101,51 @@ impl FromStr for SamplerName {
     }
 }
 
-/// The whole trajectory of a sampling run.
+/// Which frames of a sampling run a [`Denoising`] keeps. Frame `k` is the batch after `k`
+/// steps (frame 0 the initial noise x_T); the last frame, the generated images, is always kept.
+/// Each kept frame costs `n·C·H·W` bytes twice (the frame and the x̂₀ made from it): every
+/// frame of a 10 000-image DDPM run of 300 steps would take 4.7 GB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeepFrames {
+    /// Every frame (the lab's frame slider).
+    All,
+    /// These frames and the last (a GIF's frames; none: the generated images only).
+    Only(Vec<usize>),
+}
+
+impl KeepFrames {
+    /// The generated images and nothing before them.
+    pub fn last() -> Self {
+        KeepFrames::Only(Vec::new())
+    }
+
+    /// Whether frame `k` of a run of `total` steps is kept.
+    pub fn keeps(&self, k: usize, total: usize) -> bool {
+        k == total
+            || match self {
+                KeepFrames::All => k < total,
+                KeepFrames::Only(frames) => frames.contains(&k),
+            }
+    }
+
+    /// How many frames of a run of `total` steps are kept.
+    pub fn count(&self, total: usize) -> usize {
+        (0..=total).filter(|&k| self.keeps(k, total)).count()
+    }
+}
+
+/// The trajectory of a sampling run: the frames [`KeepFrames`] asked for.
 #[derive(Debug, Clone)]
 pub struct Denoising {
     /// The timestep the network saw at each step (descending); `timesteps.len()` steps in all.
     pub timesteps: Vec<usize>,
-    /// `frames[0]` is the initial noise x_T, `frames[k]` the batch after `k` steps; the last
-    /// frame is the generated images.
+    /// The kept frames in order: `frames[i]` is the batch after `frame_steps[i]` steps (with
+    /// every frame kept, `frames[0]` is the initial noise x_T and `frames[k]` the batch after
+    /// `k` steps); the last frame is the generated images.
     pub frames: Vec<Vec<Image8>>,
-    /// `x0_preds[k]` is the network's estimate of x̂_0 made from `frames[k]`; the last entry
+    /// The number of steps each kept frame comes after (0: the noise).
+    pub frame_steps: Vec<usize>,
+    /// `x0_preds[i]` is the network's estimate of x̂_0 made from `frames[i]`; the last entry
     /// repeats the final images so both lists have one entry per frame.
     pub x0_preds: Vec<Vec<Image8>>,
     /// The generated batch as a tensor `(N, C, H, W)` in about `[-1, 1]`.
@@ -116,7 +153,7 @@ pub struct Denoising {
 }
 
 impl Denoising {
-    /// Number of frames (`steps + 1`).
+    /// Number of kept frames (`steps + 1` when every frame is kept).
     pub fn len(&self) -> usize {
         self.frames.len()
     }
@@ -168,7 +205,10 @@ fn next_self_cond(model: &Unet, x0: &Tensor) -> Result<Option<Tensor>> {
 /// [`sample_watching`]).
 pub type Watch<'a> = dyn FnMut(usize, usize, &[Image8]) -> ControlFlow<()> + 'a;
 
-/// Generates `shape.0` images with `model`, calling `progress(done, total)` after each step.
+/// Generates `shape.0` images with `model`, keeping the frames `keep` names and calling
+/// `progress(done, total)` after each step. A step whose frame is not kept is never copied
+/// from the device nor converted.
+#[allow(clippy::too_many_arguments)]
 pub fn sample(
     model: &Unet,
     tables: &ScheduleTables,
@@ -176,13 +216,22 @@ pub fn sample(
     shape: (usize, usize, usize, usize),
     kind: SamplerKind,
     seed: u64,
+    keep: &KeepFrames,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Denoising> {
     let mut watch = |done: usize, total: usize, _: &[Image8]| {
         progress(done, total);
         ControlFlow::Continue(())
     };
-    sample_watching(model, tables, objective, shape, kind, seed, &mut watch)
+    let batched = !model.device().is_cpu();
+    let observe = Observe {
+        keep,
+        watch_images: false,
+        batched,
+    };
+    sample_recorded(
+        model, tables, objective, shape, kind, seed, &mut watch, observe,
+    )
 }
 
 /// At most this many steps' images wait on a GPU before one copy brings them to the host.
@@ -193,36 +242,63 @@ const MAX_PENDING_TIME: Duration = Duration::from_millis(200);
 /// device and on the host), so that a large batch (`--n 10000`) copies every step or two.
 const MAX_PENDING_VALUES: usize = 1 << 24;
 
+/// What a sampling run hands back as it goes: the frames kept, whether `watch` is shown each
+/// step's images (else it gets an empty slice), and whether the images wait to be copied in
+/// batches (on a GPU, see [`Frames`]).
+#[derive(Debug, Clone, Copy)]
+struct Observe<'a> {
+    keep: &'a KeepFrames,
+    watch_images: bool,
+    batched: bool,
+}
+
+/// A step's tensors waiting to be copied: its timestep, the x̂₀ when the frame it was made
+/// from is kept, the x_t when its frame is kept or watched.
+type PendingStep = (usize, Option<Tensor>, Option<Tensor>);
+
 /// The images of each step (x̂₀ and x_t) on their way to the host, and the `watch` calls made
 /// once they are there. On the CPU every step is converted at once. On a GPU the steps' tensors
 /// wait (up to [`MAX_PENDING_STEPS`], [`MAX_PENDING_TIME`] or [`MAX_PENDING_VALUES`]) and go
 /// over in one copy, since
 /// each copy waits for the device to finish everything queued, which would leave it idle
-/// twice a step while the host converts images and queues the next step.
+/// twice a step while the host converts images and queues the next step. Images neither kept
+/// nor watched are not copied at all.
 struct Frames {
     batched: bool,
     /// [`MAX_PENDING_VALUES`] (a field, so that a test can make it small).
     max_values: usize,
     n: usize,
     total: usize,
-    pending: Vec<(usize, Tensor, Tensor)>,
+    keep: KeepFrames,
+    watch_images: bool,
+    pending: Vec<PendingStep>,
     since: Instant,
     frames: Vec<Vec<Image8>>,
+    frame_steps: Vec<usize>,
     x0_preds: Vec<Vec<Image8>>,
     timesteps: Vec<usize>,
 }
 
 impl Frames {
     /// A recorder of `total` steps of `n` images, starting from the noise `x_t`.
-    fn new(x_t: &Tensor, total: usize, batched: bool) -> Result<Self> {
+    fn new(x_t: &Tensor, total: usize, observe: Observe) -> Result<Self> {
+        let keep = observe.keep.clone();
+        let (frames, frame_steps) = if keep.keeps(0, total) {
+            (vec![tensor_to_images(x_t)?], vec![0])
+        } else {
+            (Vec::new(), Vec::new())
+        };
         Ok(Frames {
-            batched,
+            batched: observe.batched,
             max_values: MAX_PENDING_VALUES,
             n: x_t.dim(0)?,
             total,
+            keep,
+            watch_images: observe.watch_images,
             pending: Vec::new(),
             since: Instant::now(),
-            frames: vec![tensor_to_images(x_t)?],
+            frames,
+            frame_steps,
             x0_preds: Vec::new(),
             timesteps: Vec::with_capacity(total),
         })
@@ -230,10 +306,19 @@ impl Frames {
 
     /// Step `t`'s estimate `x0` and result `x`; converted now, or with the next batch.
     fn push(&mut self, t: usize, x0: &Tensor, x: &Tensor, watch: &mut Watch) -> Result<()> {
-        self.pending.push((t, x0.clone(), x.clone()));
-        let last = self.timesteps.len() + self.pending.len() == self.total;
-        // The values the next step would add (it pushes as many as this one).
-        let values = (self.pending.len() + 1) * (x0.elem_count() + x.elem_count());
+        // This step makes frame `step` from frame `step - 1`.
+        let step = self.timesteps.len() + self.pending.len() + 1;
+        let x0 = self.keep.keeps(step - 1, self.total).then(|| x0.clone());
+        let x = (self.watch_images || self.keep.keeps(step, self.total)).then(|| x.clone());
+        let step_values = |p: &PendingStep| {
+            p.1.as_ref().map_or(0, Tensor::elem_count) + p.2.as_ref().map_or(0, Tensor::elem_count)
+        };
+        let this = (t, x0, x);
+        let one = step_values(&this);
+        self.pending.push(this);
+        let last = step == self.total;
+        // The values the next step would add (about as many as this one).
+        let values = self.pending.iter().map(step_values).sum::<usize>() + one;
         if !self.batched
             || last
             || self.pending.len() >= MAX_PENDING_STEPS
@@ -250,17 +335,40 @@ impl Frames {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let tensors: Vec<&Tensor> = self.pending.iter().flat_map(|(_, a, b)| [a, b]).collect();
-        let images = tensor_to_images(&Tensor::cat(&tensors, 0)?)?;
+        let tensors: Vec<&Tensor> = self
+            .pending
+            .iter()
+            .flat_map(|(_, a, b)| [a.as_ref(), b.as_ref()])
+            .flatten()
+            .collect();
+        let images = if tensors.is_empty() {
+            Vec::new()
+        } else {
+            tensor_to_images(&Tensor::cat(&tensors, 0)?)?
+        };
         let mut chunks = images.chunks(self.n.max(1));
-        for (t, _, _) in self.pending.drain(..) {
-            let (Some(x0), Some(x)) = (chunks.next(), chunks.next()) else {
-                candle_core::bail!("sampler: a step's images are missing from the copy");
-            };
-            self.x0_preds.push(x0.to_vec());
-            self.frames.push(x.to_vec());
+        let mut next = |wanted: bool| -> Result<Option<&[Image8]>> {
+            if !wanted {
+                return Ok(None);
+            }
+            match chunks.next() {
+                Some(c) => Ok(Some(c)),
+                None => candle_core::bail!("sampler: a step's images are missing from the copy"),
+            }
+        };
+        for (t, x0, x) in self.pending.drain(..) {
+            let step = self.timesteps.len() + 1;
+            if let Some(x0) = next(x0.is_some())? {
+                self.x0_preds.push(x0.to_vec());
+            }
+            let x = next(x.is_some())?.unwrap_or(&[]);
+            if self.keep.keeps(step, self.total) {
+                self.frames.push(x.to_vec());
+                self.frame_steps.push(step);
+            }
             self.timesteps.push(t);
-            if watch(self.timesteps.len(), self.total, x).is_break() {
+            let shown = if self.watch_images { x } else { &[] };
+            if watch(step, self.total, shown).is_break() {
                 return Err(candle_core::Error::Msg(format!(
                     "sampling was stopped at step {} of {}",
                     self.timesteps.len(),
@@ -280,6 +388,7 @@ impl Frames {
         Ok(Denoising {
             timesteps: self.timesteps,
             frames: self.frames,
+            frame_steps: self.frame_steps,
             x0_preds,
             images,
         })
@@ -343,6 +452,7 @@ impl StepNoise {
 /// denoised (the lab draws them while it waits). On a GPU the calls come in small bursts
 /// ([`Frames`]). When `watch` answers `Break`, the sampling stops there and returns an error
 /// (`sampling was stopped at step 3 of 50`).
+#[allow(clippy::too_many_arguments)]
 pub fn sample_watching(
     model: &Unet,
     tables: &ScheduleTables,
@@ -350,13 +460,18 @@ pub fn sample_watching(
     shape: (usize, usize, usize, usize),
     kind: SamplerKind,
     seed: u64,
+    keep: &KeepFrames,
     watch: &mut Watch,
 ) -> Result<Denoising> {
-    let batched = !model.device().is_cpu();
-    sample_recorded(model, tables, objective, shape, kind, seed, watch, batched)
+    let observe = Observe {
+        keep,
+        watch_images: true,
+        batched: !model.device().is_cpu(),
+    };
+    sample_recorded(model, tables, objective, shape, kind, seed, watch, observe)
 }
 
-/// [`sample_watching`] with the images copied step by step (`batched` false) or in batches.
+/// [`sample_watching`] with what is kept, shown and copied when set by `observe`.
 #[allow(clippy::too_many_arguments)]
 fn sample_recorded(
     model: &Unet,
@@ -366,7 +481,7 @@ fn sample_recorded(
     kind: SamplerKind,
     seed: u64,
     watch: &mut Watch,
-    batched: bool,
+    observe: Observe,
 ) -> Result<Denoising> {
     let device = model.device().clone();
     let (n, c, h, w) = shape;
@@ -376,8 +491,9 @@ fn sample_recorded(
         SamplerKind::Ddpm => tables.timesteps(),
         SamplerKind::Ddim { steps, .. } => ddim_timesteps(tables.timesteps(), steps).len(),
     };
-    let mut record = Frames::new(&x, total, batched)?;
+    let mut record = Frames::new(&x, total, observe)?;
     // Every step but the last may add noise.
+    let batched = observe.batched;
     let mut noise = StepNoise::new(rng, [n, c, h, w], total.saturating_sub(1), batched, &device);
     // The previous step's x̂₀ for a self-conditioned model.
     let mut self_cond: Option<Tensor> = None;
@@ -433,6 +549,15 @@ mod tests {
     type Calls = Vec<(usize, usize, Vec<Image8>)>;
 
     fn run(kind: SamplerKind, batched: bool) -> (Denoising, Calls) {
+        run_keeping(kind, &KeepFrames::All, true, batched)
+    }
+
+    fn run_keeping(
+        kind: SamplerKind,
+        keep: &KeepFrames,
+        watch_images: bool,
+        batched: bool,
+    ) -> (Denoising, Calls) {
         let cfg = crate::model::UnetConfig::tiny();
         let (model, _vars) =
             crate::model::new_trainable(&cfg, 3, &candle_core::Device::Cpu).unwrap();
@@ -450,7 +575,11 @@ mod tests {
             kind,
             11,
             &mut watch,
-            batched,
+            Observe {
+                keep,
+                watch_images,
+                batched,
+            },
         )
         .unwrap();
         (d, calls)
@@ -517,6 +646,42 @@ mod tests {
         }
     }
 
+    /// Keeping some frames keeps exactly those of the full record (each with the x̂₀ made
+    /// from it) and the last, copied step by step or in batches; a watcher not shown images
+    /// is still called at every step.
+    #[test]
+    fn kept_frames_are_those_of_the_full_record() {
+        for kind in [SamplerKind::Ddpm, SamplerKind::Ddim { steps: 7, eta: 0.5 }] {
+            let (all, all_calls) = run(kind, false);
+            let total = all.timesteps.len();
+            assert_eq!(all.frame_steps, (0..=total).collect::<Vec<_>>());
+            for (keep, want) in [
+                (KeepFrames::last(), vec![total]),
+                (KeepFrames::Only(vec![0, 3, total]), vec![0, 3, total]),
+                (KeepFrames::Only(vec![5, 1]), vec![1, 5, total]),
+            ] {
+                assert_eq!(keep.count(total), want.len());
+                for batched in [false, true] {
+                    let (d, calls) = run_keeping(kind, &keep, false, batched);
+                    let what = format!("{kind:?} {keep:?} batched {batched}");
+                    assert_eq!(d.frame_steps, want, "{what}");
+                    assert_eq!(d.timesteps, all.timesteps, "{what}");
+                    let frames: Vec<_> = want.iter().map(|&k| all.frames[k].clone()).collect();
+                    let x0s: Vec<_> = want.iter().map(|&k| all.x0_preds[k].clone()).collect();
+                    assert_eq!(d.frames, frames, "{what}");
+                    assert_eq!(d.x0_preds, x0s, "{what}");
+                    assert_eq!(d.final_images(), all.final_images(), "{what}");
+                    let steps: Vec<_> = calls.iter().map(|c| (c.0, c.1, c.2.len())).collect();
+                    let want_calls: Vec<_> = (1..=total).map(|k| (k, total, 0)).collect();
+                    assert_eq!(steps, want_calls, "{what}");
+                }
+            }
+            // Shown the images, the watcher sees every step's, whatever is kept.
+            let (_, calls) = run_keeping(kind, &KeepFrames::last(), true, true);
+            assert_eq!(calls, all_calls);
+        }
+    }
+
     /// A watcher that answers `Break` stops the sampling at that step, copied step by step or
     /// in batches, and the error says where.
     #[test]
@@ -543,7 +708,11 @@ mod tests {
                 SamplerKind::Ddpm,
                 11,
                 &mut watch,
-                batched,
+                Observe {
+                    keep: &KeepFrames::All,
+                    watch_images: true,
+                    batched,
+                },
             )
             .unwrap_err()
             .to_string();
@@ -563,7 +732,12 @@ mod tests {
         let pixel = |v: f32| ((v + 1.0) * 127.5).round() as u8;
         for batched in [false, true] {
             let total = 20;
-            let mut rec = Frames::new(&full(0.0), total, batched).unwrap();
+            let observe = Observe {
+                keep: &KeepFrames::All,
+                watch_images: true,
+                batched,
+            };
+            let mut rec = Frames::new(&full(0.0), total, observe).unwrap();
             let mut calls = Vec::new();
             let mut watch = |done: usize, all: usize, x: &[Image8]| {
                 calls.push((done, all, x.len(), x[1].pixels[3]));
@@ -599,7 +773,12 @@ mod tests {
     fn large_batches_are_copied_before_they_pass_the_cap() {
         let dev = candle_core::Device::Cpu;
         let full = |v: f32| Tensor::full(v, (2, 1, 2, 2), &dev).unwrap();
-        let mut rec = Frames::new(&full(0.0), 10, true).unwrap();
+        let observe = Observe {
+            keep: &KeepFrames::All,
+            watch_images: true,
+            batched: true,
+        };
+        let mut rec = Frames::new(&full(0.0), 10, observe).unwrap();
         // Two steps' x̂₀ and x_t hold 32 values: past a cap of 24, each step goes at once.
         rec.max_values = 24;
         let mut calls = 0;

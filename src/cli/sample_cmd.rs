@@ -12,6 +12,7 @@ use super::sampler_args::SamplerArgs;
 use crate::device::DeviceSpec;
 use crate::export;
 use crate::runs;
+use crate::sampler::KeepFrames;
 
 /// Arguments of `ddpm-lab sample`.
 #[derive(Debug, Clone, Args)]
@@ -20,9 +21,13 @@ pub struct SampleArgs {
     /// runs directory), one of its checkpoint folders, or a weights file inside either
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Number of images
+    /// Number of images (at most 10000, a 100×100 grid)
     #[arg(long, default_value_t = 16)]
     pub n: usize,
+    /// Images drawn at once [default: all of them]; the images after the first batch depend
+    /// on it (each batch has its own seed, as `eval --batch-size` draws them)
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub sampling: SamplerArgs,
@@ -60,6 +65,17 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
     if args.n == 0 {
         anyhow::bail!("--n must be at least 1");
     }
+    if args.n > runs::budget::MAX_SAMPLE_BATCH {
+        anyhow::bail!(
+            "--n must be at most {} (a 100×100 grid), got {} (`ddpm-lab eval --n` scores \
+             larger sets)",
+            runs::budget::MAX_SAMPLE_BATCH,
+            args.n
+        );
+    }
+    if args.batch_size == Some(0) {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
     // Before loading and sampling: a file that cannot be written would waste the run.
     export::check_png_target(&args.out)?;
     let mut outputs = vec![args.out.as_path()];
@@ -79,23 +95,58 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
     } else {
         ProgressBar::new(0)
     };
+    // The GIF's frames, or none: every frame of a large batch would not fit in memory.
+    let keep = match &args.gif {
+        Some(_) => {
+            let steps = runs::budget::sampling_steps(kind, cfg.timesteps);
+            KeepFrames::Only(export::pick_frames(steps + 1, export::DENOISING_GIF_FRAMES))
+        }
+        None => KeepFrames::last(),
+    };
+    let batch = args.batch_size.unwrap_or(args.n);
+    let on_cpu = loaded.model.device().is_cpu();
+    runs::budget::check_sampling(cfg, kind, args.n, batch, &keep, on_cpu).map_err(|e| {
+        if args.batch_size.is_none() && args.n > 1 {
+            anyhow::anyhow!("{e} (--batch-size draws them a few at a time)")
+        } else {
+            e
+        }
+    })?;
+    let started = std::time::Instant::now();
+    // One batch counts steps; several count images, each batch's in proportion to its steps.
+    let unit = if batch >= args.n { "steps" } else { "images" };
     bar.set_style(
-        ProgressStyle::with_template(
-            "sampling {bar:40.cyan/blue} {pos}/{len} steps {elapsed} (eta {eta})",
-        )
+        ProgressStyle::with_template(&format!(
+            "sampling {{bar:40.cyan/blue}} {{pos}}/{{len}} {unit} {{elapsed}} (eta {{eta}})"
+        ))
         .expect("valid template"),
     );
-    let started = std::time::Instant::now();
-    let result = runs::sample_batch(&loaded, kind, args.n, args.seed, &mut |done, total| {
+    let mut progress = |done: usize, total: usize| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
-    })?;
+    };
+    let result = if batch >= args.n {
+        let d = runs::sample_batch(&loaded, kind, args.n, args.seed, &keep, &mut progress);
+        d.map(|d| d.frames)
+    } else {
+        runs::sample_in_batches(
+            &loaded,
+            kind,
+            args.n,
+            batch,
+            args.seed,
+            &keep,
+            &mut progress,
+        )
+        .map(|d| d.frames)
+    }?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    let images = result.last().map(Vec::as_slice).unwrap_or(&[]);
     let cols = (args.n as f64).sqrt().ceil() as usize;
-    export::save_grid_png(result.final_images(), cols, 4, &args.out)?;
+    export::save_grid_png(images, cols, 4, &args.out)?;
     if let Some(gif) = &args.gif {
-        export::save_denoising_gif(&result.frames, cols, gif)?;
+        export::save_denoising_gif(&result, cols, gif)?;
     }
     if args.json {
         let j = serde_json::json!({
@@ -104,6 +155,7 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
             "ema": loaded.ema,
             "sampler": kind,
             "n": args.n,
+            "batch_size": batch,
             "seed": args.seed,
             "seconds": seconds,
             "out": args.out.display().to_string(),
@@ -126,7 +178,7 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
     }
     if args.show {
         if std::io::stdout().is_terminal() {
-            export::show_inline(result.final_images(), cols)?;
+            export::show_inline(images, cols)?;
         } else {
             // viuer would write its terminal queries and escape codes into the file or pipe.
             eprintln!("note: --show draws in a terminal and stdout is not one: grid not drawn");

@@ -30,11 +30,11 @@ pub use crate::memory::{available_memory, check_fits, human_bytes};
 use crate::device::DeviceSpec;
 use crate::model::attention::{DIM_HEAD, HEADS};
 use crate::model::{Arch, BlockKind, UnetConfig};
-use crate::sampler::SamplerKind;
+use crate::sampler::{KeepFrames, SamplerKind};
 use crate::store::TrainConfig;
 
-/// Images `ddpm-lab sample` (and the lab) draws in one batch, every frame kept: a 100×100 grid.
-/// Larger sets are for `ddpm-lab eval`, which samples in batches and keeps final images only.
+/// Images drawn in one batch at most, and `ddpm-lab sample`'s most (a 100×100 grid). Larger
+/// sets are for `ddpm-lab eval`, which samples them in batches and scores them.
 pub const MAX_SAMPLE_BATCH: usize = 10_000;
 
 /// Bytes of an `f32`.
@@ -481,20 +481,28 @@ pub fn sampling_steps(kind: SamplerKind, timesteps: usize) -> usize {
     }
 }
 
-/// Memory of drawing `n` images from a run configured by `cfg` with `kind` in one batch, every
-/// frame kept (see [`crate::sampler::Denoising`]).
-pub fn sampling(cfg: &TrainConfig, kind: SamplerKind, n: usize) -> Estimate {
-    let n = n as u128;
-    let steps = sampling_steps(kind, cfg.timesteps) as u128;
+/// Memory of drawing `n` images from a run configured by `cfg` with `kind`, `batch` at a time,
+/// keeping the frames `keep` names of each (see [`crate::sampler::Denoising`]).
+pub fn sampling(
+    cfg: &TrainConfig,
+    kind: SamplerKind,
+    n: usize,
+    batch: usize,
+    keep: &KeepFrames,
+) -> Estimate {
+    let kept = keep.count(sampling_steps(kind, cfg.timesteps)) as u128;
     let s = cfg.image_size as u128;
     let image = (cfg.model.channels as u128).saturating_mul(s.saturating_mul(s));
     let act = activations(&cfg.model, cfg.image_size);
     Estimate {
         model: param_count(&cfg.model).saturating_mul(F32),
-        activations: act.inference_peak().saturating_mul(n).saturating_mul(F32),
-        // frames and x0_preds: steps + 1 entries each, n images of C×H×W bytes.
-        frames: (steps + 1)
-            .saturating_mul(n)
+        activations: act
+            .inference_peak()
+            .saturating_mul(batch.min(n) as u128)
+            .saturating_mul(F32),
+        // frames and x0_preds: an entry each per kept frame, n images of C×H×W bytes.
+        frames: kept
+            .saturating_mul(n as u128)
             .saturating_mul(image)
             .saturating_mul(2),
     }
@@ -547,36 +555,59 @@ pub fn check_training(cfg: &TrainConfig) -> Result<()> {
     check_training_with(cfg, available_memory())
 }
 
-/// Refuses drawing `n` images in one batch with `kind` from a run configured by `cfg` when
-/// `n` is beyond [`MAX_SAMPLE_BATCH`] or the batch cannot fit in `available` bytes of host
-/// memory (`on_cpu`: the model runs on the CPU).
+/// Refuses drawing `n` images with `kind` from a run configured by `cfg`, `batch` at a time and
+/// keeping `keep`'s frames, when a batch is beyond [`MAX_SAMPLE_BATCH`] or the drawing cannot
+/// fit in `available` bytes of host memory (`on_cpu`: the model runs on the CPU).
 pub fn check_sampling_with(
     cfg: &TrainConfig,
     kind: SamplerKind,
     n: usize,
+    batch: usize,
+    keep: &KeepFrames,
     on_cpu: bool,
     available: Option<u128>,
 ) -> Result<()> {
     if n == 0 {
         bail!("--n must be at least 1");
     }
-    if n > MAX_SAMPLE_BATCH {
+    if n > MAX_SAMPLE_BATCH && batch >= n {
         bail!(
             "--n must be at most {MAX_SAMPLE_BATCH} images in one batch, got {n} (use \
-             `ddpm-lab eval --n`, which samples in batches, for larger sets)"
+             `ddpm-lab eval --n`, which scores larger sets)"
         );
     }
+    if batch.min(n) > MAX_SAMPLE_BATCH {
+        bail!("--batch-size must be at most {MAX_SAMPLE_BATCH}, got {batch}");
+    }
     let steps = sampling_steps(kind, cfg.timesteps);
+    let kept = match keep.count(steps) {
+        k if k == steps + 1 => "every frame kept".to_string(),
+        1 => "final images kept".to_string(),
+        k => format!("{k} frames kept"),
+    };
+    let at_once = if batch < n {
+        format!(", {batch} at a time")
+    } else {
+        String::new()
+    };
     let what = format!(
-        "sampling --n {n} images of {}×{}×{} over {steps} steps (every frame kept)",
+        "sampling --n {n} images of {}×{}×{} over {steps} steps ({kept}{at_once})",
         cfg.model.channels, cfg.image_size, cfg.image_size
     );
-    check_fits(&what, sampling(cfg, kind, n).host(on_cpu), available)
+    let e = sampling(cfg, kind, n, batch, keep);
+    check_fits(&what, e.host(on_cpu), available)
 }
 
 /// [`check_sampling_with`] against the memory available now.
-pub fn check_sampling(cfg: &TrainConfig, kind: SamplerKind, n: usize, on_cpu: bool) -> Result<()> {
-    check_sampling_with(cfg, kind, n, on_cpu, available_memory())
+pub fn check_sampling(
+    cfg: &TrainConfig,
+    kind: SamplerKind,
+    n: usize,
+    batch: usize,
+    keep: &KeepFrames,
+    on_cpu: bool,
+) -> Result<()> {
+    check_sampling_with(cfg, kind, n, batch, keep, on_cpu, available_memory())
 }
 
 #[cfg(test)]
@@ -665,18 +696,25 @@ mod tests {
         assert!(bigger(&|c| c.image_size = 56) > base);
         assert!(bigger(&|c| c.model.dim = 16) > base);
         assert!(bigger(&|c| c.ema_decay = Some(0.99)) > base);
-        let ddpm = sampling(&cfg, SamplerKind::Ddpm, 4);
+        let all = KeepFrames::All;
+        let ddpm = sampling(&cfg, SamplerKind::Ddpm, 4, 4, &all);
         assert_eq!(ddpm.frames, 201 * 4 * 28 * 28 * 2);
-        let ddim = sampling(
-            &cfg,
-            SamplerKind::Ddim {
-                steps: 10,
-                eta: 0.0,
-            },
-            4,
-        );
-        assert_eq!(ddim.frames, 11 * 4 * 28 * 28 * 2);
-        assert_eq!(ddpm.model, ddim.model);
+        let ddim = SamplerKind::Ddim {
+            steps: 10,
+            eta: 0.0,
+        };
+        let ddim_all = sampling(&cfg, ddim, 4, 4, &all);
+        assert_eq!(ddim_all.frames, 11 * 4 * 28 * 28 * 2);
+        assert_eq!(ddpm.model, ddim_all.model);
+        // Kept frames and the images drawn at once are what scale.
+        let two = sampling(&cfg, ddim, 4, 4, &KeepFrames::Only(vec![0])).frames;
+        assert_eq!(two, 2 * 4 * 28 * 28 * 2);
+        let last = sampling(&cfg, SamplerKind::Ddpm, 4, 4, &KeepFrames::last());
+        assert_eq!(last.frames, 4 * 28 * 28 * 2);
+        assert_eq!(last.activations, ddpm.activations);
+        let by_one = sampling(&cfg, SamplerKind::Ddpm, 4, 1, &KeepFrames::last());
+        assert_eq!(by_one.activations * 4, ddpm.activations);
+        assert_eq!(by_one.frames, last.frames);
     }
 
     #[test]
@@ -701,22 +739,41 @@ mod tests {
         );
         assert!(err.contains("only 64.0 GB is available"), "{err}");
         check_training_with(&huge, None).unwrap();
-        // Sampling keeps every frame: 10 000 images of 28×28 over 200 steps are ~3 GB.
-        let s = sampling(&blog, SamplerKind::Ddpm, 10_000).frames;
+        // Every frame of 10 000 images of 28×28 over 200 steps is ~3 GB; the final images
+        // alone 16 MB.
+        let (ddpm, all, last) = (SamplerKind::Ddpm, KeepFrames::All, KeepFrames::last());
+        let s = sampling(&blog, ddpm, 10_000, 10_000, &all).frames;
         assert!(s > 3 * gb && s < 4 * gb, "{}", human_bytes(s));
-        let err = check_sampling_with(&blog, SamplerKind::Ddpm, 10_000, true, Some(gb))
+        let s = sampling(&blog, ddpm, 10_000, 10_000, &last).frames;
+        assert_eq!(s, 10_000 * 28 * 28 * 2);
+        let err = check_sampling_with(&blog, ddpm, 10_000, 10_000, &all, true, Some(gb))
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("--n 10000") && err.contains("200 steps"),
+            err.contains("--n 10000") && err.contains("200 steps (every frame kept)"),
             "{err}"
         );
-        let err = check_sampling_with(&blog, SamplerKind::Ddpm, 100_000, true, None)
+        let err = check_sampling_with(&blog, ddpm, 10_000, 500, &last, true, Some(gb / 100))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(final images kept, 500 at a time)"), "{err}");
+        let gif = KeepFrames::Only((0..60).collect());
+        let err = check_sampling_with(&blog, ddpm, 10_000, 500, &gif, true, Some(gb / 100))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(61 frames kept, 500 at a time)"), "{err}");
+        let err = check_sampling_with(&blog, ddpm, 100_000, 100_000, &last, true, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("at most 10000"), "{err}");
+        // In batches, a large set is checked by its batches and its kept frames.
+        check_sampling_with(&blog, ddpm, 100_000, 250, &last, true, Some(8 * gb)).unwrap();
+        let err = check_sampling_with(&blog, ddpm, 100_000, 20_000, &last, true, None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "--batch-size must be at most 10000, got 20000");
         // On a GPU only the frames are host memory.
-        let gpu = sampling(&huge, SamplerKind::Ddpm, 1);
+        let gpu = sampling(&huge, ddpm, 1, 1, &all);
         assert_eq!(gpu.host(false), gpu.frames);
     }
 }

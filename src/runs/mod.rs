@@ -38,5 +38,6 @@ pub use remove::{remove_run, Removed};
 pub use root::{find_run, runs_root, RUNS_ENV};
 pub use sample::{
     batch_seed, open_for_sampling, sample_batch, sample_batch_watching, sample_images,
+    sample_in_batches, SampledFrames,
 };
 pub use start::{check_data_fits, PreparedRun, StopAt, TrainRequest};

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use super::budget;
 use crate::device::DeviceSpec;
 use crate::imaging::Image8;
-use crate::sampler::{self, Denoising, SamplerKind};
+use crate::sampler::{self, Denoising, KeepFrames, SamplerKind};
 use crate::store::{load_checkpoint, LoadedModel, RunDir};
 
 /// Loads the run at `path` (a run directory, or a weights file inside one) for sampling on
@@ -61,21 +61,35 @@ pub fn batch_seed(seed: u64, k: usize) -> u64 {
     }
 }
 
-/// One batch of `n` images with every intermediate frame (for grids, GIFs and the lab's
-/// frame slider). `kind` is checked against the run's T first, and `n` against
-/// [`budget::MAX_SAMPLE_BATCH`] and the memory available (see [`budget::check_sampling`]).
+/// One batch of `n` images keeping the frames `keep` names (every frame for the lab's frame
+/// slider, a GIF's frames, or the images only). `kind` is checked against the run's T first,
+/// and `n` against [`budget::MAX_SAMPLE_BATCH`] and the memory available (see
+/// [`budget::check_sampling`]).
 pub fn sample_batch(
     loaded: &LoadedModel,
     kind: SamplerKind,
     n: usize,
     seed: u64,
+    keep: &KeepFrames,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Denoising> {
-    let mut watch = |done: usize, total: usize, _: &[Image8]| {
-        progress(done, total);
-        std::ops::ControlFlow::Continue(())
-    };
-    sample_batch_watching(loaded, kind, n, seed, &mut watch)
+    let kind = checked(loaded, kind, n, n, keep)?;
+    let cfg = &loaded.config;
+    let tables = cfg.tables()?;
+    let (c, s) = (cfg.model.channels, cfg.image_size);
+    let shape = (n, c, s, s);
+    let model = &loaded.model;
+    sampler::sample(
+        model,
+        &tables,
+        cfg.objective,
+        shape,
+        kind,
+        seed,
+        keep,
+        progress,
+    )
+    .context("sampling failed")
 }
 
 /// [`sample_batch`], calling `watch(done, total, x_t)` after each step with the images being
@@ -85,31 +99,101 @@ pub fn sample_batch_watching(
     kind: SamplerKind,
     n: usize,
     seed: u64,
+    keep: &KeepFrames,
     watch: &mut sampler::Watch,
 ) -> Result<Denoising> {
+    let kind = checked(loaded, kind, n, n, keep)?;
     let cfg = &loaded.config;
-    check_config(cfg)?;
-    let kind = kind.checked(cfg.timesteps).map_err(anyhow::Error::msg)?;
-    // Every frame is kept: refuse what cannot fit before the first one is drawn.
-    budget::check_sampling(cfg, kind, n, loaded.model.device().is_cpu())?;
     let tables = cfg.tables()?;
     let (c, s) = (cfg.model.channels, cfg.image_size);
+    let shape = (n, c, s, s);
+    let model = &loaded.model;
     sampler::sample_watching(
-        &loaded.model,
+        model,
         &tables,
         cfg.objective,
-        (n, c, s, s),
+        shape,
         kind,
         seed,
+        keep,
         watch,
     )
     .context("sampling failed")
 }
 
-/// `n` final images drawn in batches of at most `batch` (the first batch from `seed`, as
-/// [`sample_batch`] draws it; the others from seeds [`batch_seed`] derives), keeping no
-/// intermediate frames; `progress(done, n)` after each step, a batch's images counted done in
-/// proportion to its steps.
+/// `kind` checked against the run's T, and drawing `n` images `batch` at a time keeping
+/// `keep`'s frames against the memory available, before the first step is drawn.
+fn checked(
+    loaded: &LoadedModel,
+    kind: SamplerKind,
+    n: usize,
+    batch: usize,
+    keep: &KeepFrames,
+) -> Result<SamplerKind> {
+    let cfg = &loaded.config;
+    check_config(cfg)?;
+    let kind = kind.checked(cfg.timesteps).map_err(anyhow::Error::msg)?;
+    let on_cpu = loaded.model.device().is_cpu();
+    budget::check_sampling(cfg, kind, n, batch, keep, on_cpu)?;
+    Ok(kind)
+}
+
+/// The frames kept of images drawn in several batches (see [`sample_in_batches`]).
+#[derive(Debug, Clone, Default)]
+pub struct SampledFrames {
+    /// `frames[i]` holds every image after `frame_steps[i]` steps, batch after batch; the last
+    /// frame is the generated images.
+    pub frames: Vec<Vec<Image8>>,
+    /// The number of steps each frame comes after (0: the noise).
+    pub frame_steps: Vec<usize>,
+}
+
+impl SampledFrames {
+    /// The generated images.
+    pub fn final_images(&self) -> &[Image8] {
+        self.frames.last().map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// `n` images drawn in batches of at most `batch` (the first batch from `seed`, as
+/// [`sample_batch`] draws it; the others from seeds [`batch_seed`] derives), keeping the
+/// frames `keep` names of each; `progress(done, n)` after each step, a batch's images counted
+/// done in proportion to its steps. The whole drawing is checked against the memory
+/// available before the first batch.
+pub fn sample_in_batches(
+    loaded: &LoadedModel,
+    kind: SamplerKind,
+    n: usize,
+    batch: usize,
+    seed: u64,
+    keep: &KeepFrames,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<SampledFrames> {
+    let batch = batch.max(1);
+    checked(loaded, kind, n, batch, keep)?;
+    let mut out = SampledFrames::default();
+    for (k, start) in (0..n).step_by(batch).enumerate() {
+        let b = batch.min(n - start);
+        // Within a batch, its images count as done in proportion to its steps, so that a
+        // long batch (1000 images, 200 DDPM steps) does not sit at 0 for minutes.
+        let mut within = |step: usize, steps: usize| {
+            progress(start + b * step / steps.max(1), n);
+        };
+        let d = sample_batch(loaded, kind, b, batch_seed(seed, k), keep, &mut within)?;
+        if out.frames.is_empty() {
+            out.frames = vec![Vec::with_capacity(n); d.frames.len()];
+            out.frame_steps = d.frame_steps;
+        }
+        for (all, these) in out.frames.iter_mut().zip(d.frames) {
+            all.extend(these);
+        }
+        progress(start + b, n);
+    }
+    Ok(out)
+}
+
+/// `n` final images drawn in batches of at most `batch` (see [`sample_in_batches`]), keeping
+/// no intermediate frame.
 pub fn sample_images(
     loaded: &LoadedModel,
     kind: SamplerKind,
@@ -118,25 +202,68 @@ pub fn sample_images(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Image8>> {
-    let batch = batch.max(1);
-    let mut out = Vec::with_capacity(n);
-    for (k, start) in (0..n).step_by(batch).enumerate() {
-        let b = batch.min(n - start);
-        // Within a batch, its images count as done in proportion to its steps, so that a
-        // long batch (1000 images, 200 DDPM steps) does not sit at 0 for minutes.
-        let mut within = |step: usize, steps: usize| {
-            progress(start + b * step / steps.max(1), n);
-        };
-        let d = sample_batch(loaded, kind, b, batch_seed(seed, k), &mut within)?;
-        out.extend_from_slice(d.final_images());
-        progress(out.len(), n);
-    }
-    Ok(out)
+    let keep = KeepFrames::last();
+    let mut drawn = sample_in_batches(loaded, kind, n, batch, seed, &keep, progress)?;
+    Ok(drawn.frames.pop().unwrap_or_default())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::batch_seed;
+    use super::*;
+    use candle_core::Device;
+
+    /// A tiny untrained run on the CPU (10 steps, 8×8 images).
+    fn tiny_run() -> LoadedModel {
+        let cfg = crate::store::TrainConfig {
+            model: crate::model::UnetConfig::tiny(),
+            image_size: 8,
+            timesteps: 10,
+            ..Default::default()
+        };
+        let (_, vars) = crate::model::new_trainable(&cfg.model, 3, &Device::Cpu).unwrap();
+        let model = crate::model::detached_copy(&vars, &cfg.model, &Device::Cpu).unwrap();
+        LoadedModel {
+            model,
+            config: cfg,
+            step: 0,
+            ema: false,
+            named: false,
+        }
+    }
+
+    /// Batches are drawn from their own seeds, as `eval` draws them, and their kept frames
+    /// are put together frame by frame; one batch is [`sample_batch`] itself.
+    #[test]
+    fn batches_are_the_batches_drawn_alone_put_together() {
+        let run = tiny_run();
+        let kind = SamplerKind::Ddim { steps: 4, eta: 1.0 };
+        let keep = KeepFrames::Only(vec![0, 2]);
+        let alone =
+            |n: usize, seed: u64| sample_batch(&run, kind, n, seed, &keep, &mut |_, _| {}).unwrap();
+        let mut seen = Vec::new();
+        let drawn =
+            sample_in_batches(&run, kind, 5, 2, 9, &keep, &mut |d, n| seen.push((d, n))).unwrap();
+        assert_eq!(drawn.frame_steps, vec![0, 2, 4]);
+        let parts = [
+            alone(2, 9),
+            alone(2, batch_seed(9, 1)),
+            alone(1, batch_seed(9, 2)),
+        ];
+        for (i, frame) in drawn.frames.iter().enumerate() {
+            let want: Vec<Image8> = parts.iter().flat_map(|d| d.frames[i].clone()).collect();
+            assert_eq!(frame, &want, "frame {i}");
+        }
+        assert_eq!(drawn.final_images().len(), 5);
+        assert_ne!(drawn.final_images()[0], drawn.final_images()[2]);
+        // Progress counts images, never backwards, to all of them.
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+        assert_eq!(seen.last(), Some(&(5, 5)));
+        // One batch of all: the same images as one `sample_batch`.
+        let one = sample_in_batches(&run, kind, 5, 5, 9, &keep, &mut |_, _| {}).unwrap();
+        assert_eq!(one.frames, alone(5, 9).frames);
+        let finals = sample_images(&run, kind, 5, 2, 9, &mut |_, _| {}).unwrap();
+        assert_eq!(finals, drawn.final_images());
+    }
 
     /// A seed's batches are not the next seed's (they were `seed + k`), and the first batch
     /// is the seed's own, as `sample` draws it.

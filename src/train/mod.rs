@@ -747,6 +747,7 @@ impl Trainer {
                 eta: 0.0,
             },
             self.cfg.seed,
+            &sampler::KeepFrames::last(),
             &mut |_, _| {},
         )?;
         Ok(d.final_images().to_vec())

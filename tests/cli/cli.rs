@@ -270,6 +270,45 @@ fn train_sample_and_resume() {
     let img = image::open(&png).unwrap();
     assert!(img.width() > 28 && img.height() > 28);
     assert!(std::fs::metadata(&gif).unwrap().len() > 100);
+    // All in one batch is the default; two at a time draws other images, GIF included.
+    let in_batches = |batch: &str, name: &str| {
+        let (p, g) = (
+            tmp.path().join(format!("{name}.png")),
+            tmp.path().join(format!("{name}.gif")),
+        );
+        let out = ok(&ddpm(
+            &[
+                "sample",
+                "--checkpoint",
+                run_s,
+                "--n",
+                "4",
+                "--batch-size",
+                batch,
+                "--out",
+                p.to_str().unwrap(),
+                "--gif",
+                g.to_str().unwrap(),
+                "--json",
+            ],
+            tmp.path(),
+        ));
+        let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(j["batch_size"], batch.parse::<u64>().unwrap());
+        (std::fs::read(p).unwrap(), std::fs::read(g).unwrap())
+    };
+    let (png4, gif4) = in_batches("4", "four");
+    assert_eq!(png4, std::fs::read(&png).unwrap());
+    assert_eq!(gif4, std::fs::read(&gif).unwrap());
+    let (png2, gif2) = in_batches("2", "two");
+    assert_ne!(png2, png4);
+    assert_eq!(image::load_from_memory(&png2).unwrap().width(), img.width());
+    let frames = |g: &[u8]| {
+        use image::AnimationDecoder as _;
+        let d = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(g)).unwrap();
+        d.into_frames().count()
+    };
+    assert_eq!(frames(&gif2), frames(&gif4));
 
     let out = ok(&ddpm(
         &[

@@ -423,13 +423,20 @@ fn a_run_config_with_absurd_sizes_is_refused_by_sample_and_resume() {
         let large = edited(&run, "large", "image_size", 1024.into());
         let err = refused(
             &sample(&large, "1"),
-            "sampling --n 1 images of 1×1024×1024 over 20 steps (every frame kept) needs about",
+            "sampling --n 1 images of 1×1024×1024 over 20 steps (final images kept) needs about",
         );
         assert!(err.contains("of memory but only"), "{err}");
+        // More than one image: the error says how to draw fewer at a time.
+        let err = refused(&sample(&large, "2"), "sampling --n 2 images");
+        assert!(
+            err.trim_end()
+                .ends_with("available (--batch-size draws them a few at a time)"),
+            "{err}"
+        );
     }
     refused(
         &sample(&run, "100000"),
-        "--n must be at most 10000 images in one batch",
+        "--n must be at most 10000 (a 100×100 grid), got 100000",
     );
 }
 

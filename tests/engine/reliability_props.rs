@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use ddpm_lab::model::{BlockKind, UnetConfig};
 use ddpm_lab::runs::budget::{self, MAX_SAMPLE_BATCH};
-use ddpm_lab::sampler::SamplerKind;
+use ddpm_lab::sampler::{KeepFrames, SamplerKind};
 use ddpm_lab::store::{read_metrics_file, RunState, StepStats, TrainConfig};
 
 /// Any JSON value, a few levels deep, with the numbers that break things (huge, negative,
@@ -228,6 +228,8 @@ proptest! {
     fn any_sampling_request_fits_the_budget_or_is_refused(
         cfg in any_config(),
         n in prop_oneof![4 => 0usize..=64, 1 => any::<usize>()],
+        batch in 1usize..=64,
+        every_frame in any::<bool>(),
         ddim in prop::option::of(0usize..=1000),
         limit in prop_oneof![Just(1u128 << 20), Just(8u128 << 30), Just(1u128 << 40)],
     ) {
@@ -235,13 +237,14 @@ proptest! {
             Some(steps) => SamplerKind::Ddim { steps, eta: 0.0 },
             None => SamplerKind::Ddpm,
         };
+        let keep = if every_frame { KeepFrames::All } else { KeepFrames::last() };
         let ok = cfg.validate_limits().is_ok()
             && cfg.validate().is_ok()
             && kind.checked(cfg.timesteps).is_ok()
-            && budget::check_sampling_with(&cfg, kind, n, true, Some(limit)).is_ok();
+            && budget::check_sampling_with(&cfg, kind, n, batch, &keep, true, Some(limit)).is_ok();
         if ok {
-            prop_assert!((1..=MAX_SAMPLE_BATCH).contains(&n));
-            prop_assert!(budget::sampling(&cfg, kind, n).total() <= limit);
+            prop_assert!(n >= 1 && batch.min(n) <= MAX_SAMPLE_BATCH);
+            prop_assert!(budget::sampling(&cfg, kind, n, batch, &keep).total() <= limit);
         }
     }
 }

@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 use ddpm_lab::diffusion::{posterior_mean, predict_x0_and_noise, Objective};
 use ddpm_lab::model::{self, timesteps_tensor, UnetConfig};
 use ddpm_lab::rng::LabRng;
-use ddpm_lab::sampler::{sample, SamplerKind};
+use ddpm_lab::sampler::{sample, KeepFrames, SamplerKind};
 use ddpm_lab::schedule::{BetaSchedule, ScheduleTables};
 
 fn tiny() -> model::Unet {
@@ -26,6 +26,7 @@ fn ddpm_is_algorithm_2() {
         (2, 1, 8, 8),
         SamplerKind::Ddpm,
         5,
+        &KeepFrames::All,
         &mut |_, _| {},
     )
     .unwrap();
@@ -69,6 +70,7 @@ fn x0_predictions_follow_the_objective() {
         (1, 1, 8, 8),
         SamplerKind::Ddpm,
         1,
+        &KeepFrames::All,
         &mut |_, _| {},
     )
     .unwrap();
@@ -97,6 +99,7 @@ fn sampling_is_deterministic_per_seed() {
             (2, 1, 8, 8),
             kind,
             seed,
+            &KeepFrames::All,
             &mut |_, _| {},
         )
         .unwrap()
@@ -118,6 +121,7 @@ fn sampling_is_deterministic_per_seed() {
         (1, 1, 8, 8),
         ddim,
         3,
+        &KeepFrames::All,
         &mut |a, b| calls.push((a, b)),
     )
     .unwrap();
@@ -138,6 +142,7 @@ fn ddim_with_eta_zero_is_the_deterministic_update() {
         (1, 1, 8, 8),
         kind,
         4,
+        &KeepFrames::All,
         &mut |_, _| {},
     )
     .unwrap();

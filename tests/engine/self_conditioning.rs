@@ -56,6 +56,7 @@ fn ddim_passes_the_previous_x0_to_the_model() {
         (2, 1, 8, 8),
         kind,
         5,
+        &sampler::KeepFrames::last(),
         &mut |_, _| {},
     )
     .unwrap();
@@ -103,6 +104,7 @@ fn ddpm_feeds_the_condition_to_the_model() {
             (2, 1, 8, 8),
             SamplerKind::Ddpm,
             5,
+            &sampler::KeepFrames::last(),
             &mut |_, _| {},
         )
         .unwrap()

@@ -196,6 +196,8 @@ fn run_sampling(
         sampler_kind(&req.settings),
         req.settings.n.max(1),
         req.settings.seed,
+        // Every frame: the Sample screen steps through them.
+        &crate::sampler::KeepFrames::All,
         watch,
     );
     // The memory sampling held, back to the GPU's driver, as after a training run (the pool
