@@ -465,6 +465,10 @@ def model_of_run(weights_file):
             learned_variance=m.get("learned_variance", False),
             full_attn=tuple(m["full_attn"]) if m.get("full_attn") else None,
         )
+        # Heads per stage (one value: every stage), where the run set them.
+        for key in ("attn_heads", "attn_dim_head"):
+            if m.get(key):
+                kwargs[key] = tuple(m[key])
         return LucidrainsUnet(**kwargs).eval(), kwargs, cfg["image_size"], cfg.get("timesteps", 200)
     if m.get("arch") != "current":
         return blog_model_of(m, kwargs), kwargs, cfg["image_size"], cfg.get("timesteps", 200)

@@ -44,6 +44,13 @@ CASES = {
         8,
         2,
     ),
+    # Other heads per stage (`attn_heads`, `attn_dim_head`); the middle attention takes the
+    # last stage's.
+    "heads": (
+        dict(dim=8, dim_mults=(1, 2), channels=1, attn_heads=(2, 3), attn_dim_head=(8, 16)),
+        8,
+        2,
+    ),
 }
 
 

@@ -1,6 +1,6 @@
 //! Model flags shared by `train`, `forward` and the lab (`--unet --dim --dim-mults --channels
-//! --block --convnext-mult --resnet-groups --init-conv --full-attn --self-condition
-//! --learned-variance`).
+//! --block --convnext-mult --resnet-groups --init-conv --full-attn --attn-heads --attn-dim-head
+//! --self-condition --learned-variance`).
 
 use clap::Args;
 
@@ -49,6 +49,14 @@ pub struct ModelArgs {
     /// only]
     #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub full_attn: Option<Vec<bool>>,
+    /// Per stage, the heads of the attention, comma-separated (`--unet lucidrains`'s
+    /// `attn_heads`; one value for every stage; the middle takes the last) [default: 4]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
+    pub attn_heads: Option<Vec<usize>>,
+    /// Per stage, the width of each attention head, comma-separated (`--unet lucidrains`'s
+    /// `attn_dim_head`; one value for every stage) [default: 32]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
+    pub attn_dim_head: Option<Vec<usize>>,
     /// Self-conditioning: the UNet also sees its previous x̂0 (trained on half the steps; the
     /// quick preset has it)
     #[arg(long, overrides_with = "no_self_condition")]
@@ -75,6 +83,8 @@ impl ModelArgs {
             || self.unet.is_some()
             || self.init_conv.is_some()
             || self.full_attn.is_some()
+            || self.attn_heads.is_some()
+            || self.attn_dim_head.is_some()
             || self.init_dim.is_some()
             || self.self_condition
             || self.no_self_condition
@@ -93,6 +103,8 @@ impl ModelArgs {
                 let other = UnetConfig::of_arch(a);
                 c.init_dim = other.init_dim;
                 c.full_attn = other.full_attn;
+                c.attn_heads = other.attn_heads;
+                c.attn_dim_head = other.attn_dim_head;
                 c.init_conv_kernel = other.init_conv_kernel;
                 c.block = other.block;
                 c.resnet_block_groups = other.resnet_block_groups;
@@ -104,6 +116,12 @@ impl ModelArgs {
         }
         if let Some(f) = &self.full_attn {
             c.full_attn = Some(f.clone());
+        }
+        if let Some(h) = &self.attn_heads {
+            c.attn_heads = Some(h.clone());
+        }
+        if let Some(d) = &self.attn_dim_head {
+            c.attn_dim_head = Some(d.clone());
         }
         if let Some(d) = self.init_dim {
             c.init_dim = Some(d);
@@ -231,6 +249,52 @@ mod tests {
         assert_eq!(one.init_dim(), 24);
         assert!(one.validate().is_ok(), "{:?}", one.validate());
         assert!(Cli::try_parse_from(["x", "--full-attn", "maybe"]).is_err());
+        // Heads per stage, or one value for all; the middle attention has the last stage's.
+        let heads = Cli::parse_from([
+            "x",
+            "--unet",
+            "lucidrains",
+            "--attn-heads",
+            "2,4,8",
+            "--attn-dim-head",
+            "16",
+        ])
+        .model
+        .apply(&UnetConfig::blog());
+        let h: Vec<_> = heads
+            .attention_heads()
+            .iter()
+            .map(|h| (h.heads, h.dim_head))
+            .collect();
+        assert_eq!(h, vec![(2, 16), (4, 16), (8, 16)]);
+        assert!(heads.validate().is_ok(), "{:?}", heads.validate());
+        let defaults = UnetConfig::lucidrains().attention_heads();
+        assert!(defaults.iter().all(|h| (h.heads, h.dim_head) == (4, 32)));
+        // Given to another UNet, or one per stage short, they are refused.
+        let blog = ModelArgs {
+            attn_heads: Some(vec![2]),
+            ..ModelArgs::default()
+        }
+        .apply(&UnetConfig::blog());
+        let err = blog.validate().unwrap_err().to_string();
+        assert!(err.contains("attn_heads is the lucidrains UNet's"), "{err}");
+        let short = ModelArgs {
+            attn_dim_head: Some(vec![16, 16]),
+            ..ModelArgs::default()
+        }
+        .apply(&UnetConfig::lucidrains());
+        let err = short.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("attn_dim_head must have one entry per stage (3)"),
+            "{err}"
+        );
+        let zero = ModelArgs {
+            attn_heads: Some(vec![0]),
+            ..ModelArgs::default()
+        }
+        .apply(&UnetConfig::lucidrains());
+        let err = zero.validate().unwrap_err().to_string();
+        assert!(err.contains("between 1 and 256, got 0"), "{err}");
     }
 
     #[test]

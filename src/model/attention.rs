@@ -12,10 +12,20 @@ pub const HEADS: usize = 4;
 /// Width of each head.
 pub const DIM_HEAD: usize = 32;
 
-/// Splits `to_qkv(x)` `(b, 3·heads·d, h, w)` into q, k, v of shape `(b, heads, d, h·w)`.
+/// Splits `to_qkv(x)` `(b, 3·heads·d, h, w)` into q, k, v of shape `(b, heads, d, h·w)`, with
+/// the blog's [`HEADS`] heads of [`DIM_HEAD`].
 pub(super) fn split_qkv(qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    split_qkv_heads(qkv, HEADS, DIM_HEAD)
+}
+
+/// [`split_qkv`] with `heads` heads of `dim_head`.
+pub(super) fn split_qkv_heads(
+    qkv: &Tensor,
+    heads: usize,
+    dim_head: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let (b, _, h, w) = qkv.dims4()?;
-    let qkv = qkv.reshape((b, 3, HEADS, DIM_HEAD, h * w))?;
+    let qkv = qkv.reshape((b, 3, heads, dim_head, h * w))?;
     let part = |i: usize| qkv.narrow(1, i, 1)?.squeeze(1)?.contiguous();
     Ok((part(0)?, part(1)?, part(2)?))
 }

@@ -126,6 +126,14 @@ pub struct UnetConfig {
     /// `full_attn` of the `lucidrains` UNet: per stage, full attention instead of linear;
     /// `None` is the package's default, full attention in the last (lowest) stage only.
     pub full_attn: Option<Vec<bool>>,
+    /// `attn_heads` of the `lucidrains` UNet: per stage (or one for all), the heads of its
+    /// attention; the middle attention takes the last stage's. `None`: 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_heads: Option<Vec<usize>>,
+    /// `attn_dim_head` of the `lucidrains` UNet: per stage (or one for all), the width of each
+    /// head. `None`: 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_dim_head: Option<Vec<usize>>,
 }
 
 impl Default for UnetConfig {
@@ -147,6 +155,8 @@ impl Default for UnetConfig {
             learned_variance: false,
             stage_attention: true,
             full_attn: None,
+            attn_heads: None,
+            attn_dim_head: None,
         }
     }
 }
@@ -156,6 +166,8 @@ impl Default for UnetConfig {
 pub const MAX_DIM: usize = 1024;
 /// Most stages (`dim_mults` entries): 7 halvings take a 1024-pixel image down to 8 pixels.
 pub const MAX_STAGES: usize = 8;
+/// Largest `attn_heads` and `attn_dim_head` entry (the package's defaults are 4 and 32).
+pub const MAX_ATTN_HEADS_OR_WIDTH: usize = 256;
 /// Largest entry of `dim_mults` and largest `convnext_mult` (published UNets use up to 8).
 pub const MAX_MULT: usize = 64;
 /// Largest `channels` and `out_dim`: images have 1 or 3 channels (an output may double them,
@@ -234,6 +246,24 @@ impl UnetConfig {
             Some(f) => f.clone(),
             None => (0..n).map(|i| i + 1 == n).collect(),
         }
+    }
+
+    /// Per stage, the heads of the `lucidrains` UNet's attention (`attn_heads` and
+    /// `attn_dim_head` resolved, one value for all stages as the package's `cast_tuple`); the
+    /// middle attention has the last stage's.
+    pub fn attention_heads(&self) -> Vec<super::lucidrains::Heads> {
+        let n = self.dim_mults.len();
+        let per_stage = |v: &Option<Vec<usize>>, default: usize, i: usize| match v {
+            Some(v) if v.len() == 1 => v[0],
+            Some(v) => v.get(i).copied().unwrap_or(default),
+            None => default,
+        };
+        (0..n)
+            .map(|i| super::lucidrains::Heads {
+                heads: per_stage(&self.attn_heads, super::attention::HEADS, i),
+                dim_head: per_stage(&self.attn_dim_head, super::attention::DIM_HEAD, i),
+            })
+            .collect()
     }
 
     /// `out_dim` resolved.
@@ -344,6 +374,27 @@ impl UnetConfig {
             return bad(format!(
                 "init_conv_kernel must be odd and at most 15 (1 or 7 in the seeds), got {k}"
             ));
+        }
+        for (name, v) in [
+            ("attn_heads", &self.attn_heads),
+            ("attn_dim_head", &self.attn_dim_head),
+        ] {
+            let Some(v) = v else { continue };
+            if self.arch != Arch::Lucidrains {
+                return bad(format!("{name} is the lucidrains UNet's"));
+            }
+            if v.len() != self.dim_mults.len() && v.len() != 1 {
+                return bad(format!(
+                    "{name} must have one entry per stage ({}), or one for all, got {}",
+                    self.dim_mults.len(),
+                    v.len()
+                ));
+            }
+            if let Some(bad_value) = v.iter().find(|&&x| x == 0 || x > MAX_ATTN_HEADS_OR_WIDTH) {
+                return bad(format!(
+                    "{name} entries must be between 1 and {MAX_ATTN_HEADS_OR_WIDTH}, got {bad_value}"
+                ));
+            }
         }
         if let Some(f) = &self.full_attn {
             if self.arch != Arch::Lucidrains {

@@ -8,7 +8,7 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 
-use super::attention::{split_qkv, DIM_HEAD, HEADS};
+use super::attention::split_qkv_heads;
 use super::config::UnetConfig;
 use super::current::{scale_shift_silu, Resample};
 use super::embedding::TimeMlp;
@@ -107,37 +107,54 @@ impl ResnetBlock {
     }
 }
 
+/// An attention's heads: how many (`heads`) and how wide (`dim_head`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    /// Number of heads.
+    pub heads: usize,
+    /// Width of each head.
+    pub dim_head: usize,
+}
+
+impl Heads {
+    /// `heads · dim_head`, the width q, k and v are projected to.
+    pub fn hidden(&self) -> usize {
+        self.heads * self.dim_head
+    }
+}
+
 /// What both attentions read their input with: `norm`, the memory `mem_kv` (keys `[0]` and
 /// values `[1]`, per head) and the 1×1 conv `to_qkv`.
 #[derive(Debug, Clone)]
 struct AttentionInput {
+    heads: Heads,
     norm: RmsNorm,
     mem_kv: Tensor,
     to_qkv: Conv2d,
 }
 
 impl AttentionInput {
-    /// Reads `norm`, `mem_kv` of shape `(2, heads, a, b)` and `to_qkv` (no bias) under `vb`.
-    fn new(dim: usize, mem_kv: (usize, usize, usize, usize), vb: &VarBuilder) -> Result<Self> {
+    /// Reads `norm`, `mem_kv` (`(2, heads, dim_head, 4)` for linear attention, `(2, heads, 4,
+    /// dim_head)` for full) and `to_qkv` (no bias) under `vb`.
+    fn new(dim: usize, heads: Heads, linear: bool, vb: &VarBuilder) -> Result<Self> {
+        let (h, d) = (heads.heads, heads.dim_head);
+        let mem_kv = if linear {
+            (2, h, d, NUM_MEM_KV)
+        } else {
+            (2, h, NUM_MEM_KV, d)
+        };
         Ok(Self {
+            heads,
             norm: RmsNorm::new(dim, vb.pp("norm"))?,
             mem_kv: vb.get_with_hints(mem_kv, "mem_kv", Init::Const(0.0))?,
-            to_qkv: conv2d(
-                dim,
-                HEADS * DIM_HEAD * 3,
-                1,
-                1,
-                0,
-                1,
-                false,
-                vb.pp("to_qkv"),
-            )?,
+            to_qkv: conv2d(dim, heads.hidden() * 3, 1, 1, 0, 1, false, vb.pp("to_qkv"))?,
         })
     }
 
     /// q, k, v of `to_qkv(norm(x))`, each `(b, heads, dim_head, h·w)`.
     fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        split_qkv(&self.to_qkv.forward(&self.norm.forward(x)?)?)
+        let qkv = self.to_qkv.forward(&self.norm.forward(x)?)?;
+        split_qkv_heads(&qkv, self.heads.heads, self.heads.dim_head)
     }
 
     /// `mem_kv[i]` repeated over a batch of `b`.
@@ -161,10 +178,10 @@ struct LinearAttention {
 }
 
 impl LinearAttention {
-    fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
-        let hidden = HEADS * DIM_HEAD;
+    fn new(dim: usize, heads: Heads, vb: VarBuilder) -> Result<Self> {
+        let hidden = heads.hidden();
         Ok(Self {
-            input: AttentionInput::new(dim, (2, HEADS, DIM_HEAD, NUM_MEM_KV), &vb)?,
+            input: AttentionInput::new(dim, heads, true, &vb)?,
             to_out_conv: conv2d(hidden, dim, 1, 1, 0, 1, true, vb.pp("to_out").pp("0"))?,
             to_out_norm: RmsNorm::new(dim, vb.pp("to_out").pp("1"))?,
         })
@@ -177,12 +194,13 @@ impl Module for LinearAttention {
         let (q, k, v) = self.input.qkv(x)?;
         let k = Tensor::cat(&[&self.input.memory(0, b)?, &k], D::Minus1)?;
         let v = Tensor::cat(&[&self.input.memory(1, b)?, &v], D::Minus1)?;
-        let q = (softmax(&q, 2)? * (DIM_HEAD as f64).powf(-0.5))?;
+        let heads = self.input.heads;
+        let q = (softmax(&q, 2)? * (heads.dim_head as f64).powf(-0.5))?;
         let k = softmax(&k, 3)?;
         // context[d, e] = Σ_n k[d, n] v[e, n]; out[e, n] = Σ_d context[d, e] q[d, n]
         let context = k.matmul(&v.t()?)?;
         let out = context.t()?.matmul(&q)?;
-        let out = out.reshape((b, HEADS * DIM_HEAD, h, w))?;
+        let out = out.reshape((b, heads.hidden(), h, w))?;
         self.to_out_norm.forward(&self.to_out_conv.forward(&out)?)
     }
 }
@@ -196,10 +214,10 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(dim: usize, heads: Heads, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            input: AttentionInput::new(dim, (2, HEADS, NUM_MEM_KV, DIM_HEAD), &vb)?,
-            to_out: conv2d(HEADS * DIM_HEAD, dim, 1, 1, 0, 1, true, vb.pp("to_out"))?,
+            input: AttentionInput::new(dim, heads, false, &vb)?,
+            to_out: conv2d(heads.hidden(), dim, 1, 1, 0, 1, true, vb.pp("to_out"))?,
         })
     }
 }
@@ -212,11 +230,12 @@ impl Module for Attention {
         let q = q.t()?.contiguous()?;
         let k = Tensor::cat(&[&self.input.memory(0, b)?, &k.t()?], 2)?;
         let v = Tensor::cat(&[&self.input.memory(1, b)?, &v.t()?], 2)?.contiguous()?;
-        let sim = (q.matmul(&k.t()?.contiguous()?)? * (DIM_HEAD as f64).powf(-0.5))?;
+        let heads = self.input.heads;
+        let sim = (q.matmul(&k.t()?.contiguous()?)? * (heads.dim_head as f64).powf(-0.5))?;
         let attn = softmax(&sim, 3)?;
         // "b h (x y) d -> b (h d) x y"
         let out = attn.matmul(&v)?.t()?.contiguous()?;
-        let out = out.reshape((b, HEADS * DIM_HEAD, h, w))?;
+        let out = out.reshape((b, heads.hidden(), h, w))?;
         self.to_out.forward(&out)
     }
 }
@@ -229,11 +248,11 @@ enum StageAttention {
 }
 
 impl StageAttention {
-    fn new(full: bool, dim: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(full: bool, dim: usize, heads: Heads, vb: VarBuilder) -> Result<Self> {
         Ok(if full {
-            StageAttention::Full(Attention::new(dim, vb)?)
+            StageAttention::Full(Attention::new(dim, heads, vb)?)
         } else {
-            StageAttention::Linear(LinearAttention::new(dim, vb)?)
+            StageAttention::Linear(LinearAttention::new(dim, heads, vb)?)
         })
     }
 
@@ -279,6 +298,7 @@ impl LucidrainsUnet {
         let in_out = c.in_out();
         let n_res = in_out.len();
         let full = c.full_attention();
+        let heads = c.attention_heads();
         let block =
             |d_in: usize, d_out: usize, vb: VarBuilder| ResnetBlock::new(d_in, d_out, time_dim, vb);
         let init_conv = init_conv(c, &vb)?;
@@ -291,7 +311,7 @@ impl LucidrainsUnet {
             downs.push(Stage {
                 block1: block(d_in, d_in, vb.pp("0"))?,
                 block2: block(d_in, d_in, vb.pp("1"))?,
-                attn: StageAttention::new(full[i], d_in, vb.pp("2"))?,
+                attn: StageAttention::new(full[i], d_in, heads[i], vb.pp("2"))?,
                 resample: if i + 1 >= n_res {
                     Resample::Same(conv2d(d_in, d_out, 3, 1, 1, 1, true, rvb)?)
                 } else {
@@ -302,7 +322,9 @@ impl LucidrainsUnet {
 
         let mid = *c.dims().last().expect("dims is never empty");
         let mid_block1 = block(mid, mid, vb.pp("mid_block1"))?;
-        let mid_attn = Attention::new(mid, vb.pp("mid_attn"))?;
+        // The package's `mid_attn` takes the last stage's heads.
+        let last_heads = *heads.last().expect("a stage at least");
+        let mid_attn = Attention::new(mid, last_heads, vb.pp("mid_attn"))?;
         let mid_block2 = block(mid, mid, vb.pp("mid_block2"))?;
 
         let mut ups = Vec::with_capacity(n_res);
@@ -312,7 +334,12 @@ impl LucidrainsUnet {
             ups.push(Stage {
                 block1: block(d_out + d_in, d_out, vb.pp("0"))?,
                 block2: block(d_out + d_in, d_out, vb.pp("1"))?,
-                attn: StageAttention::new(full[n_res - 1 - i], d_out, vb.pp("2"))?,
+                attn: StageAttention::new(
+                    full[n_res - 1 - i],
+                    d_out,
+                    heads[n_res - 1 - i],
+                    vb.pp("2"),
+                )?,
                 resample: if i + 1 == n_res {
                     Resample::Same(conv2d(d_out, d_in, 3, 1, 1, 1, true, rvb)?)
                 } else {

@@ -241,6 +241,29 @@ fn shape_hints(
             first.trim_end_matches(".mem_kv")
         ));
     }
+    // Same kind of attention, other heads: `(2, heads, dim_head, 4)` linear, `(2, heads, 4,
+    // dim_head)` full.
+    let mem = crate::model::lucidrains::NUM_MEM_KV;
+    let mut reheaded: Vec<(&String, usize, usize)> = expected
+        .keys()
+        .filter(|k| k.ends_with(".mem_kv") && !flipped.contains(k))
+        .filter_map(|k| {
+            let (f, m) = differs(k).filter(|(f, m)| f.len() == 4 && m.len() == 4)?;
+            match (m[3] == mem, f[2] == mem, f[3] == mem) {
+                (true, _, true) => Some((k, f[1], f[2])),
+                (false, true, _) => Some((k, f[1], f[3])),
+                _ => None,
+            }
+        })
+        .collect();
+    reheaded.sort_by_key(|(k, _, _)| in_model_order(k));
+    if let Some((first, heads, dim_head)) = reheaded.first() {
+        hints.push(format!(
+            "the attention at {} has {heads} heads of {dim_head} (--attn-heads {heads} \
+             --attn-dim-head {dim_head}; a comma list gives each stage its own)",
+            first.trim_end_matches(".mem_kv")
+        ));
+    }
     hints
 }
 

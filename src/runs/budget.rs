@@ -29,6 +29,7 @@ pub use crate::memory::{available_memory, check_fits, human_bytes};
 
 use crate::device::DeviceSpec;
 use crate::model::attention::{DIM_HEAD, HEADS};
+use crate::model::lucidrains::Heads;
 use crate::model::{Arch, BlockKind, UnetConfig};
 use crate::sampler::{KeepFrames, SamplerKind};
 use crate::store::TrainConfig;
@@ -164,12 +165,15 @@ fn param_count_current(c: &UnetConfig) -> u128 {
     let lucidrains = c.arch == Arch::Lucidrains;
     let norm = |ch: u128| if lucidrains { ch } else { norm(ch) };
     let full = c.full_attention();
-    // The attention of stage `i` (`None`: the middle's, full attention).
+    let heads = c.attention_heads();
+    // The attention of stage `i` (`None`: the middle's, full attention with the last stage's
+    // heads).
     let attention_at = |dim: u128, stage: Option<usize>| {
         if !lucidrains {
             return attention(dim, stage.is_some());
         }
-        let hidden = (HEADS * DIM_HEAD) as u128;
+        let at = stage.unwrap_or(heads.len().saturating_sub(1));
+        let hidden = heads.get(at).map_or(HEADS * DIM_HEAD, Heads::hidden) as u128;
         let memory = 2 * hidden * crate::model::lucidrains::NUM_MEM_KV as u128;
         let linear = stage.is_some_and(|i| !full.get(i).copied().unwrap_or(false));
         norm(dim)
@@ -283,7 +287,7 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
             }
         }
     };
-    let linear_attention = |a: &mut Activations, p: u128, d: u128| {
+    let linear_attention = |a: &mut Activations, p: u128, d: u128, hidden: u128| {
         // prenorm; qkv and its split; softmax q, k; scaled q; out; to_out conv, norm; residual.
         for w in [
             d,
@@ -307,7 +311,15 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
         let full_at = c.full_attention();
         let stage_full =
             |i: usize| c.arch == Arch::Lucidrains && full_at.get(i).copied().unwrap_or(false);
-        let full = |a: &mut Activations, p: u128, mid: u128| {
+        // Each stage's heads (lucidrains' may differ; today's UNet has the blog's).
+        let heads_at = c.attention_heads();
+        let default_heads = Heads {
+            heads: HEADS,
+            dim_head: DIM_HEAD,
+        };
+        let hidden_at = |i: usize| heads_at.get(i).map_or(hidden, |h| h.hidden() as u128);
+        let full = |a: &mut Activations, p: u128, mid: u128, h: Heads| {
+            let (hidden, heads) = (h.hidden() as u128, h.heads as u128);
             // Full attention: the (heads, p, p) similarity matrix, its transposed copy and its
             // softmax, between the tensors of the qkv projection and the output.
             for w in [mid, 3 * hidden, 3 * hidden, hidden] {
@@ -333,9 +345,9 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
             block(&mut a, p, u(d_in));
             block(&mut a, p, u(d_in));
             if stage_full(i) {
-                full(&mut a, p, u(d_in));
+                full(&mut a, p, u(d_in), heads_at[i]);
             } else {
-                linear_attention(&mut a, p, u(d_in));
+                linear_attention(&mut a, p, u(d_in), hidden_at(i));
             }
             a.skips = a
                 .skips
@@ -349,7 +361,7 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
         let mid = u(*c.dims().last().unwrap_or(&c.dim));
         let p = px(side);
         block(&mut a, p, mid);
-        full(&mut a, p, mid);
+        full(&mut a, p, mid, *heads_at.last().unwrap_or(&default_heads));
         block(&mut a, p, mid);
         for (i, &(d_in, d_out)) in in_out.iter().rev().enumerate() {
             let p = px(side);
@@ -357,10 +369,11 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
                 a.add(p.saturating_mul(u(d_out) + u(d_in)));
                 block(&mut a, p, u(d_out));
             }
-            if stage_full(n_res - 1 - i) {
-                full(&mut a, p, u(d_out));
+            let stage = n_res - 1 - i;
+            if stage_full(stage) {
+                full(&mut a, p, u(d_out), heads_at[stage]);
             } else {
-                linear_attention(&mut a, p, u(d_out));
+                linear_attention(&mut a, p, u(d_out), hidden_at(stage));
             }
             if i + 1 < n_res {
                 side = side.saturating_mul(2);
@@ -381,7 +394,7 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
         block(&mut a, p, u(d_in), u(d_out));
         block(&mut a, p, u(d_out), u(d_out));
         if c.stage_attention {
-            linear_attention(&mut a, p, u(d_out));
+            linear_attention(&mut a, p, u(d_out), hidden);
         }
         a.skips = a.skips.saturating_add(p.saturating_mul(u(d_out)));
         if i + 1 < n_res {
@@ -409,7 +422,7 @@ pub fn activations(c: &UnetConfig, size: usize) -> Activations {
         block(&mut a, p, u(d_out) * 2, u(d_in));
         block(&mut a, p, u(d_in), u(d_in));
         if c.stage_attention {
-            linear_attention(&mut a, p, u(d_in));
+            linear_attention(&mut a, p, u(d_in), hidden);
         }
         side = side.saturating_mul(2);
         a.add(px(side).saturating_mul(u(d_in)));

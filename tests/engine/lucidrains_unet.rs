@@ -39,11 +39,18 @@ fn config(case: &str) -> UnetConfig {
             full_attn: Some(vec![true, false]),
             ..UnetConfig::lucidrains()
         },
+        "heads" => UnetConfig {
+            dim: 8,
+            dim_mults: vec![1, 2],
+            attn_heads: Some(vec![2, 3]),
+            attn_dim_head: Some(vec![8, 16]),
+            ..UnetConfig::lucidrains()
+        },
         other => panic!("no case {other}"),
     }
 }
 
-const CASES: [&str; 2] = ["default", "options"];
+const CASES: [&str; 3] = ["default", "options", "heads"];
 
 #[test]
 fn forward_matches_the_package_with_and_without_self_conditioning() {
@@ -143,6 +150,23 @@ fn the_packages_weights_load_from_a_file_and_a_wrong_attention_is_named() {
         .to_string();
     assert!(
         e.contains("init conv makes 12 channels (--init-dim 12"),
+        "{e}"
+    );
+    // Other heads: the first attention that differs is named, with the flags.
+    let (w, _) = fixture("heads");
+    candle_core::safetensors::save(&w, &file).unwrap();
+    let wrong = UnetConfig {
+        attn_heads: None,
+        ..config("heads")
+    };
+    let e = model::load_weights(&file, &wrong, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "the attention at downs.0.2 has 2 heads of 8 (--attn-heads 2 --attn-dim-head 8; a \
+             comma list gives each stage its own)"
+        ),
         "{e}"
     );
 }
