@@ -17,8 +17,9 @@ pub struct RunsArgs {
     pub runs_dir: Option<PathBuf>,
     /// One JSON object per run and line: dir, name, dataset, schedule, timesteps, model, step
     /// (saved), steps (to train), last_step (logged), loss (mean of the last 50 logged),
-    /// loss_kind, training, score (the last preview's: step, recognised, frechet), eval (the
-    /// last `eval`'s: step, sampler, n, recognised, frechet, frechet_ratio)
+    /// loss_kind, training, score (the last preview's: step, recognised, frechet), eval (that of
+    /// the newest step evaluated, its largest: step, sampler, n, recognised, frechet,
+    /// frechet_ratio)
     #[arg(long)]
     pub json: bool,
 }
@@ -44,7 +45,7 @@ impl Listed {
             loss,
             training: RunLock::is_held(&info.dir),
             score: runs::quality::last_quality(&info.dir),
-            eval: runs::quality::last_eval(&info.dir),
+            eval: runs::quality::headline_eval(&info.dir),
             info,
         }
     }
@@ -179,7 +180,7 @@ pub fn run(args: RunsArgs) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "\nsaved: the newest checkpoint's step of the steps to train · loss: mean of the last {} logged steps · score: the last preview's share recognised · eval: the last `ddpm-lab eval` · ▶ training now",
+        "\nsaved: the newest checkpoint's step of the steps to train · loss: mean of the last {} logged steps · score: the last preview's share recognised · eval: `ddpm-lab eval`'s of the newest step evaluated (its largest) · ▶ training now",
         runs::RECENT_LOSS_STEPS
     )
     .context("cannot write to stdout")?;

@@ -65,12 +65,16 @@ pub fn record_eval(run: &Path, record: &EvalRecord) -> anyhow::Result<()> {
     RunDir::at(run).append_line(EVAL_FILE, record)
 }
 
-/// The run's last readable evaluation (torn or foreign lines are skipped).
-pub fn last_eval(dir: &Path) -> Option<EvalRecord> {
+/// The evaluation that says most of the run as it is: of those of its newest evaluated step,
+/// the one of the most images (the last of equals), so that a quick `eval --n 50` after a
+/// thorough one does not stand for the run. Torn or foreign lines are skipped.
+pub fn headline_eval(dir: &Path) -> Option<EvalRecord> {
     let text = std::fs::read_to_string(dir.join(EVAL_FILE)).ok()?;
     text.lines()
         .filter_map(|l| serde_json::from_str::<EvalRecord>(l).ok())
-        .next_back()
+        .enumerate()
+        .max_by_key(|(i, e)| (e.step, e.n, *i))
+        .map(|(_, e)| e)
 }
 
 /// Keeps a preview's score with its run (one line of `quality.jsonl`).
@@ -141,6 +145,51 @@ mod tests {
         let loose = d.path().join("w.safetensors");
         std::fs::write(&loose, b"").unwrap();
         assert_eq!(run_of(&loose), None);
+    }
+
+    /// The newest step's evaluation of the most images stands for the run.
+    #[test]
+    fn the_headline_eval_is_the_newest_steps_largest() {
+        let d = tempfile::tempdir().unwrap();
+        let quality = |recognised: f64| crate::eval::Quality {
+            n: 1,
+            frechet: None,
+            recognised,
+            class_fractions: vec![1.0],
+            mean_confidence: 0.5,
+        };
+        let record = |step: usize, n: usize, recognised: f64| EvalRecord {
+            step,
+            ema: true,
+            sampler: SamplerRecord::Words("ddpm".into()),
+            n,
+            seed: 0,
+            batch_size: None,
+            dataset: "shapes".into(),
+            real_split: None,
+            samples: quality(recognised),
+            real: quality(1.0),
+            frechet_ratio: None,
+        };
+        assert_eq!(headline_eval(d.path()), None);
+        let seen = |want: f64| headline_eval(d.path()).map(|e| e.samples.recognised) == Some(want);
+        record_eval(d.path(), &record(100, 1000, 0.1)).unwrap();
+        record_eval(d.path(), &record(100, 50, 0.2)).unwrap();
+        assert!(
+            seen(0.1),
+            "a smaller eval of the same step does not replace it"
+        );
+        record_eval(d.path(), &record(100, 1000, 0.3)).unwrap();
+        assert!(seen(0.3), "of equals, the last");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.path().join(EVAL_FILE))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"torn"))
+            .unwrap();
+        record_eval(d.path(), &record(200, 20, 0.4)).unwrap();
+        assert!(seen(0.4), "a newer step, however small");
+        record_eval(d.path(), &record(100, 5000, 0.5)).unwrap();
+        assert!(seen(0.4), "an older step, however large");
     }
 
     /// The sampler is kept as `sample --json` gives it; records that said it in words still

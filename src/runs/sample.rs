@@ -73,23 +73,15 @@ pub fn sample_batch(
     keep: &KeepFrames,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Denoising> {
-    let kind = checked(loaded, kind, n, n, keep)?;
-    let cfg = &loaded.config;
-    let tables = cfg.tables()?;
-    let (c, s) = (cfg.model.channels, cfg.image_size);
-    let shape = (n, c, s, s);
-    let model = &loaded.model;
-    sampler::sample(
-        model,
-        &tables,
-        cfg.objective,
-        shape,
+    in_one_batch(
+        loaded,
         kind,
-        seed,
+        n,
         keep,
-        progress,
+        |model, tables, objective, shape, kind| {
+            sampler::sample(model, tables, objective, shape, kind, seed, keep, progress)
+        },
     )
-    .context("sampling failed")
 }
 
 /// [`sample_batch`], calling `watch(done, total, x_t)` after each step with the images being
@@ -102,23 +94,37 @@ pub fn sample_batch_watching(
     keep: &KeepFrames,
     watch: &mut sampler::Watch,
 ) -> Result<Denoising> {
+    in_one_batch(
+        loaded,
+        kind,
+        n,
+        keep,
+        |model, tables, objective, shape, kind| {
+            sampler::sample_watching(model, tables, objective, shape, kind, seed, keep, watch)
+        },
+    )
+}
+
+/// Runs `draw(model, tables, objective, shape, kind)` for one batch of `n` images of the run,
+/// once `kind` and the memory it takes are checked (see [`checked`]).
+fn in_one_batch(
+    loaded: &LoadedModel,
+    kind: SamplerKind,
+    n: usize,
+    keep: &KeepFrames,
+    draw: impl FnOnce(
+        &crate::model::Unet,
+        &crate::schedule::ScheduleTables,
+        crate::diffusion::Objective,
+        (usize, usize, usize, usize),
+        SamplerKind,
+    ) -> candle_core::Result<Denoising>,
+) -> Result<Denoising> {
     let kind = checked(loaded, kind, n, n, keep)?;
     let cfg = &loaded.config;
     let tables = cfg.tables()?;
     let (c, s) = (cfg.model.channels, cfg.image_size);
-    let shape = (n, c, s, s);
-    let model = &loaded.model;
-    sampler::sample_watching(
-        model,
-        &tables,
-        cfg.objective,
-        shape,
-        kind,
-        seed,
-        keep,
-        watch,
-    )
-    .context("sampling failed")
+    draw(&loaded.model, &tables, cfg.objective, (n, c, s, s), kind).context("sampling failed")
 }
 
 /// `kind` checked against the run's T, and drawing `n` images `batch` at a time keeping
