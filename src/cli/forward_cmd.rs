@@ -101,6 +101,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         },
     };
     let cfg = args.model.apply(&base);
+    args.model.check_against(&cfg)?;
     if cfg.channels != c {
         bail!(
             "`x` has {c} channel(s) but the model takes {} (the weights decide: give `x` of {} channel(s))",

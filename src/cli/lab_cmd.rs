@@ -31,6 +31,9 @@ impl LabArgs {
 /// Opens the lab.
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
     let custom = args.custom_model();
+    if let Some(c) = &custom {
+        args.model.check_against(c)?;
+    }
     crate::tui::lab::run(args.options, custom)
 }
 

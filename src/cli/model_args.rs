@@ -170,6 +170,31 @@ impl ModelArgs {
         }
         c
     }
+
+    /// Refuses flags that `cfg` (these flags applied) has no use for: the blog UNet's block
+    /// kinds and GroupNorm groups, and an init conv other than 7×7, given to lucidrains' UNet,
+    /// whose weights the package could then not load (it would train and say nothing).
+    pub fn check_against(&self, cfg: &UnetConfig) -> anyhow::Result<()> {
+        if cfg.arch != Arch::Lucidrains {
+            return Ok(());
+        }
+        let why = "the lucidrains UNet has ResNet blocks with RMSNorm";
+        if let Some(b) = self.block.filter(|&b| b != BlockKind::Resnet) {
+            anyhow::bail!("--block {b} is not the lucidrains UNet's ({why})");
+        }
+        if self.convnext_mult.is_some() {
+            anyhow::bail!("--convnext-mult is not the lucidrains UNet's ({why})");
+        }
+        if self.resnet_groups.is_some() {
+            anyhow::bail!("--resnet-groups is not the lucidrains UNet's ({why}, no GroupNorm)");
+        }
+        if let Some(k) = self.init_conv.filter(|&k| k != 7) {
+            anyhow::bail!(
+                "--init-conv {k} is not the lucidrains UNet's (the package's init conv is 7×7)"
+            );
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +320,61 @@ mod tests {
         .apply(&UnetConfig::lucidrains());
         let err = zero.validate().unwrap_err().to_string();
         assert!(err.contains("between 1 and 256, got 0"), "{err}");
+        // The blog UNet's levers, given to lucidrains', are refused, each by name.
+        let lucidrains = || ModelArgs {
+            unet: Some(Arch::Lucidrains),
+            ..ModelArgs::default()
+        };
+        for (args, says) in [
+            (
+                ModelArgs {
+                    block: Some(BlockKind::Convnext),
+                    ..lucidrains()
+                },
+                "--block convnext is not the lucidrains UNet's",
+            ),
+            (
+                ModelArgs {
+                    convnext_mult: Some(3),
+                    ..lucidrains()
+                },
+                "--convnext-mult",
+            ),
+            (
+                ModelArgs {
+                    resnet_groups: Some(2),
+                    ..lucidrains()
+                },
+                "--resnet-groups",
+            ),
+            (
+                ModelArgs {
+                    init_conv: Some(3),
+                    ..lucidrains()
+                },
+                "--init-conv 3 is not the lucidrains UNet's (the package's init conv is 7×7)",
+            ),
+        ] {
+            let err = args
+                .check_against(&args.apply(&UnetConfig::blog()))
+                .unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+            // The same flags for the blog's UNet are its own.
+            let blog = ModelArgs {
+                unet: Some(Arch::Blog),
+                ..args
+            };
+            blog.check_against(&blog.apply(&UnetConfig::blog()))
+                .unwrap();
+        }
+        let seven = ModelArgs {
+            init_conv: Some(7),
+            block: Some(BlockKind::Resnet),
+            ..lucidrains()
+        };
+        seven
+            .check_against(&seven.apply(&UnetConfig::blog()))
+            .unwrap();
     }
 
     #[test]

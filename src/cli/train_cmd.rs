@@ -248,6 +248,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         }
     }
     let req = request(&args);
+    if let TrainRequest::New { config, .. } = &req {
+        args.model.check_against(&config.model)?;
+    }
     let cfg = req.base_config()?;
     // Data (downloads if needed).
     let spec: DatasetSpec = cfg.dataset.parse().map_err(|e| {

@@ -171,7 +171,40 @@ pub fn state_dict_of(
             first_names(&unexpected, 4)
         ));
     }
-    parts.extend(shape_hints(&tensors, &expected));
+    // Names of the file's tensors, the model's and not.
+    let file_names = || tensors.keys().chain(unexpected.iter());
+    let stages = |names: &mut dyn Iterator<Item = &String>| {
+        names
+            .filter_map(|n| {
+                n.strip_prefix("downs.")?
+                    .split('.')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max()
+            .map_or(0, |i| i + 1)
+    };
+    let (in_file, in_model) = (stages(&mut file_names()), stages(&mut expected.keys()));
+    if in_file > 0 && in_file != in_model {
+        // Every other shape follows from the stages: the hints below would mislead.
+        parts.push(format!(
+            "the file's UNet has {in_file} stages and the model {in_model} (--dim-mults, one \
+             entry per stage)"
+        ));
+    } else {
+        parts.extend(shape_hints(&tensors, &expected));
+    }
+    // lucidrains' time embedding of learned (or random) Fourier features: no flag gives it.
+    let fourier = file_names().any(|n| n == "time_mlp.0.weights");
+    if fourier {
+        parts.push(
+            "`time_mlp.0.weights` is the package's learned_sinusoidal_cond or \
+             random_fourier_features time embedding (for its continuous-time diffusions; its \
+             GaussianDiffusion refuses it), which ddpm-lab does not have"
+                .to_string(),
+        );
+    }
     // lucidrains' released `Unet` normalises with gains named `g` (RMSNorm; LayerNorm before
     // 2.0) and its 2.x attention keeps `mem_kv`, names the blog's UNets lack.
     let released = |n: &String| n.ends_with(".g") || n.ends_with(".mem_kv");
@@ -188,6 +221,7 @@ pub fn state_dict_of(
             path.display(),
             parts.join("; ")
         ),
+        flags_help: !fourier,
     }
     .into())
 }
@@ -237,7 +271,7 @@ fn shape_hints(
     flipped.sort_by_key(|k| in_model_order(k));
     if let Some(first) = flipped.first() {
         hints.push(format!(
-            "the attention at {} is full in one and linear in the other (--full-attn, one true or false per stage)",
+            "the attention at {} is full in one and linear in the other (--full-attn, one true or false per stage; the package's full_attn=False is its default, the last stage full)",
             first.trim_end_matches(".mem_kv")
         ));
     }
@@ -273,6 +307,8 @@ fn shape_hints(
 pub struct WeightsMisfit {
     /// What differs, naming the first tensors.
     message: String,
+    /// Whether some model flags could make a model they fit.
+    flags_help: bool,
 }
 
 /// The wrapper prefixes `name` starts with (`ema_model.model.` of
@@ -320,12 +356,15 @@ fn tensors_counted(n: usize) -> String {
 /// its config.json says what it trained.
 /// Other errors (no such file, not safetensors) are left as they are: no flag mends them.
 pub fn with_model_flags_hint(e: anyhow::Error) -> anyhow::Error {
-    if !e.is::<WeightsMisfit>() {
+    if !e
+        .downcast_ref::<WeightsMisfit>()
+        .is_some_and(|m| m.flags_help)
+    {
         return e;
     }
     let e = crate::errors::one_line(&e);
     anyhow::anyhow!(
-        "{e}; give the model flags the weights were trained with (--unet, --dim, --init-dim, --dim-mults, --block, --init-conv, --resnet-groups, --full-attn, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
+        "{e}; give the model flags the weights were trained with (--unet, --dim, --init-dim, --dim-mults, --block, --init-conv, --resnet-groups, --full-attn, --attn-heads, --attn-dim-head, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
     )
 }
 

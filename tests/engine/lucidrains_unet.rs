@@ -152,6 +152,35 @@ fn the_packages_weights_load_from_a_file_and_a_wrong_attention_is_named() {
         e.contains("init conv makes 12 channels (--init-dim 12"),
         "{e}"
     );
+    // Another number of stages: said first, not as attention that differs.
+    let (w, _) = fixture("default");
+    candle_core::safetensors::save(&w, &file).unwrap();
+    let two = UnetConfig {
+        dim_mults: vec![1, 2],
+        ..config("default")
+    };
+    let e = model::load_weights(&file, &two, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the file's UNet has 3 stages and the model 2 (--dim-mults"),
+        "{e}"
+    );
+    assert!(!e.contains("full in one and linear"), "{e}");
+    // A learned Fourier time embedding: named as what no flag gives.
+    let mut fourier = w.clone();
+    fourier.insert(
+        "time_mlp.0.weights".into(),
+        Tensor::zeros(8, DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&fourier, &file).unwrap();
+    let e = model::load_weights(&file, &config("default"), &Device::Cpu).unwrap_err();
+    let e = model::state_dict::with_model_flags_hint(e).to_string();
+    assert!(
+        e.contains("learned_sinusoidal_cond or random_fourier_features"),
+        "{e}"
+    );
+    assert!(!e.contains("give the model flags"), "{e}");
     // Other heads: the first attention that differs is named, with the flags.
     let (w, _) = fixture("heads");
     candle_core::safetensors::save(&w, &file).unwrap();
