@@ -250,7 +250,7 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
         text.contains(&format!("kept in {}", kept.display())),
         "{text}"
     );
-    // Both evaluations are kept; `runs` lists the last.
+    // Both evaluations are kept; `runs` lists the larger of the step's (70 images, not 4).
     assert_eq!(std::fs::read_to_string(&kept).unwrap().lines().count(), 2);
     let out = ddpm(
         &["runs", "--runs-dir", tmp.path().to_str().unwrap(), "--json"],
@@ -259,7 +259,7 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (listed["name"].as_str(), listed["eval"]["n"].as_u64()),
-        (Some("run"), Some(4))
+        (Some("run"), Some(70))
     );
     assert_eq!(listed["eval"]["step"], 2);
     let kept_line: serde_json::Value = serde_json::from_str(

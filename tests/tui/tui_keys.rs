@@ -730,6 +730,36 @@ fn u_brings_back_the_settings_an_opened_run_replaced() {
     assert_eq!(req.settings(), &own);
 }
 
+/// An opened run on other data loads its data; `u` loads the user's back (and quitting while
+/// the run is open remembers the user's data, not the run's).
+#[test]
+fn u_brings_back_the_data_an_opened_run_replaced() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    app.settings.dataset = "mnist".into();
+    let loads = |engine: &FakeEngine| -> Vec<String> {
+        let rec = engine.0.lock().unwrap();
+        rec.calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Load(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let before = loads(&engine).len();
+    engine.offer_run("runs/old", settings().train, 40);
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    assert_eq!(loads(&engine)[before..], ["shapes"]);
+    assert_eq!(app.settings.dataset, "shapes");
+    assert_eq!(app.settings_to_keep().dataset, "mnist");
+    handle_key(&mut app, ch('u'));
+    assert_eq!(loads(&engine)[before..], ["shapes", "mnist"]);
+    assert_eq!(app.settings.dataset, "mnist");
+    assert_eq!(app.settings_to_keep().dataset, "mnist");
+}
+
 /// A run of a comparison, chosen in the run picker, opens the whole comparison on Compare
 /// (the Train screen's settings stay as they were); `c` continues it from each run's checkpoint.
 #[test]
@@ -1192,6 +1222,30 @@ fn a_run_trained_elsewhere_is_followed_and_space_waits_for_it() {
     handle_key(&mut app, ch(' '));
     let req = engine.first_train(Slot::Main).unwrap();
     assert!(req.is_resume() && req.run_dir() == dir.as_path());
+}
+
+/// A followed run that finished elsewhere is not offered to space as it stands: the lab says
+/// to raise its steps first.
+#[test]
+fn a_run_that_finished_elsewhere_asks_for_more_steps() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    engine.offer_run("runs/live", settings().train, 10);
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    app.handle_msg(WorkerMsg::RunHolder(Some("pid 4242".into())));
+    app.handle_msg(WorkerMsg::RunStopStep(12));
+    feed(
+        &mut app,
+        Slot::Main,
+        vec![TrainEvent::Step(stats(11)), TrainEvent::Step(stats(12))],
+    );
+    app.handle_msg(WorkerMsg::RunHolder(None));
+    let said = notice(&app).unwrap();
+    assert!(
+        said.contains("it is at its last step (12): raise steps, then space trains it on"),
+        "{said}"
+    );
 }
 
 /// Space without data says whether the data is still loading or could not be loaded.

@@ -380,8 +380,9 @@ impl App {
             keep.last_run = Some(dir);
         }
         if let Some(own) = &self.train.own_settings {
-            keep.train = own.0.clone();
-            keep.origin = own.1.clone();
+            keep.train = own.train.clone();
+            keep.origin = own.origin.clone();
+            keep.dataset = own.dataset.clone();
         }
         keep
     }
@@ -602,7 +603,8 @@ impl App {
             Err(e) => return vec![Effect::error(e), Effect::ScanRuns],
         };
         let dir = &removed.dir;
-        let on_train = self.train.forget(dir, &mut ctx!(self));
+        let data_back = self.train.forget(dir, &mut ctx!(self));
+        let on_train = data_back.is_some();
         let closed = self.compare.holds(dir);
         if closed {
             self.compare = compare::CompareState::default();
@@ -627,6 +629,7 @@ impl App {
             text += "; the Train screen no longer shows it";
         }
         let mut fx = vec![Effect::info(text)];
+        fx.extend(data_back.unwrap_or_default());
         fx.extend(self.runs.refresh());
         if self.train.run.run_dir.is_none() {
             // Train names the last run while it shows none: as it now stands.

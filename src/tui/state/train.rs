@@ -313,6 +313,17 @@ impl LastRun {
     }
 }
 
+/// What an opened run replaced, for `u` (and the run's removal) to bring back.
+#[derive(Debug, Clone)]
+pub struct OwnSettings {
+    /// The Train settings.
+    pub train: TrainSettings,
+    /// Where they came from.
+    pub origin: Option<SettingsOrigin>,
+    /// The dataset chosen.
+    pub dataset: String,
+}
+
 /// State of the Train screen.
 #[derive(Debug, Clone, Default)]
 pub struct TrainState {
@@ -328,9 +339,9 @@ pub struct TrainState {
     pub opened: bool,
     /// Keeps the watcher of an opened run alive (dropping it stops the watcher).
     pub watch: Option<std::sync::mpsc::Sender<()>>,
-    /// The user's own Train settings (and where they came from) from before the first run
-    /// opened this session replaced them, for `u` to bring back.
-    pub own_settings: Option<Box<(TrainSettings, Option<SettingsOrigin>)>>,
+    /// The user's own Train settings (and where they came from) and dataset from before the
+    /// first run opened this session replaced them, for `u` to bring back.
+    pub own_settings: Option<Box<OwnSettings>>,
     /// The run the last session left (named while no run is shown).
     pub last_run: Option<LastRun>,
     /// The dataset of the run opened from disk, for its epochs (see [`Self::count_epochs`]).
@@ -475,6 +486,11 @@ impl TrainState {
             None if self.run.checkpoint_step.is_none() => {
                 "nothing trains this run any more, and it stopped before its first checkpoint: u brings your settings back for a new run".to_string()
             }
+            // Finished there: space would be refused until steps are raised.
+            None if self.run.total_steps > 0 && self.run.step() >= self.run.total_steps => format!(
+                "nothing trains this run elsewhere any more, and it is at its last step ({}): raise steps, then space trains it on",
+                self.run.step()
+            ),
             None => "nothing trains this run elsewhere any more: space continues it".to_string(),
         })]
     }
@@ -508,19 +524,21 @@ impl TrainState {
 
     /// The run in `dir` is gone from disk (removed on the Runs screen): the screen no longer
     /// shows it (unless it trains it: removal refuses those), nor offers to go on with it; the
-    /// settings from before it was opened come back. Returns whether it was shown.
-    pub fn forget(&mut self, dir: &Path, ctx: &mut Ctx) -> bool {
+    /// settings (and data) from before it was opened come back. Returns `None` where it was not
+    /// shown, else the effects that bring the user's data back.
+    pub fn forget(&mut self, dir: &Path, ctx: &mut Ctx) -> Option<Vec<Effect>> {
         let shown = self.run.run_dir.as_deref() == Some(dir) && !self.run.is_active();
+        let mut back = None;
         if shown {
             self.let_go();
             self.run_settings = None;
-            self.bring_back_own_settings(ctx);
+            back = Some(self.bring_back_own_settings(ctx).unwrap_or_default());
         }
         self.session_runs.retain(|d| d != dir);
         if self.last_run.as_ref().is_some_and(|l| l.summary.dir == dir) {
             self.last_run = None;
         }
-        shown
+        back
     }
 
     /// Whether the screen shows the run in `dir`.
@@ -529,15 +547,17 @@ impl TrainState {
     }
 
     /// The settings from before a run was opened replace the opened run's, where there are
-    /// some; returns whether there were.
-    fn bring_back_own_settings(&mut self, ctx: &mut Ctx) -> bool {
-        let Some(own) = self.own_settings.take() else {
-            return false;
-        };
-        let (train, origin) = *own;
-        ctx.settings.train = train;
-        ctx.settings.origin = origin;
-        true
+    /// some (`None` where not), with the effect that loads the user's data again where the
+    /// run's replaced it.
+    fn bring_back_own_settings(&mut self, ctx: &mut Ctx) -> Option<Vec<Effect>> {
+        let own = *self.own_settings.take()?;
+        ctx.settings.train = own.train;
+        ctx.settings.origin = own.origin;
+        Some(if own.dataset != ctx.settings.dataset {
+            vec![Effect::LoadDataset(own.dataset)]
+        } else {
+            Vec::new()
+        })
     }
 
     /// `u`: the settings from before a run was opened come back (an opened run had replaced
@@ -550,19 +570,20 @@ impl TrainState {
                 "the run is still going (x stops it, then u brings your settings back)",
             )];
         }
-        if !self.bring_back_own_settings(ctx) {
+        let Some(data) = self.bring_back_own_settings(ctx) else {
             return vec![Effect::error(
                 "these are your own settings (u brings them back after o has opened a run)",
             )];
-        }
+        };
         // The run shown (opened, or trained on and ended) goes from the panels: space starts a
         // new one, and the last run is named as it now stands.
         self.let_go();
         self.new_run_next = true;
-        let mut fx = vec![
+        let mut fx = data;
+        fx.extend([
             Effect::Timesteps(ctx.settings.train.timesteps),
             Effect::info("your own settings are back: space starts a new run with them"),
-        ];
+        ]);
         fx.extend(self.refresh_last_run());
         fx.extend(self.request_estimate(ctx));
         fx
@@ -1005,10 +1026,11 @@ impl TrainState {
             run.timesteps = Some(s.timesteps);
             run.min_snr = Some(s.min_snr_gamma.is_some());
             if self.own_settings.is_none() {
-                self.own_settings = Some(Box::new((
-                    ctx.settings.train.clone(),
-                    ctx.settings.origin.clone(),
-                )));
+                self.own_settings = Some(Box::new(OwnSettings {
+                    train: ctx.settings.train.clone(),
+                    origin: ctx.settings.origin.clone(),
+                    dataset: ctx.settings.dataset.clone(),
+                }));
             }
             ctx.settings.set_from_run(s.clone());
             fx.push(Effect::Timesteps(s.timesteps));

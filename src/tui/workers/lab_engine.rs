@@ -243,6 +243,18 @@ fn score_preview(
 }
 
 fn run_export(req: &ExportRequest) -> anyhow::Result<Vec<PathBuf>> {
+    // The run the images came from (or the runs folder) is gone: making it again would leave
+    // a folder of exports no listing shows, in the way of a run of that name.
+    if let Some(run) = req
+        .out_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.is_dir())
+    {
+        anyhow::bail!(
+            "{} is gone (removed?): nothing exported; draw from a run that is there, then e",
+            run.display()
+        );
+    }
     if req.out_dir.exists() && !req.out_dir.is_dir() {
         anyhow::bail!(
             "{} is a file, not the folder exports go to: move it away, then e again",
@@ -1331,6 +1343,18 @@ mod tests {
         };
         let e = run_export(&req).unwrap_err().to_string();
         assert!(e.contains("is a file, not the folder exports go to"), "{e}");
+        // A run removed since its images were drawn is not made again.
+        let gone = d.path().join("removed-run");
+        let req = ExportRequest {
+            out_dir: gone.join("exports"),
+            ..req
+        };
+        let e = run_export(&req).unwrap_err().to_string();
+        assert!(
+            e.contains("removed-run is gone (removed?): nothing exported"),
+            "{e}"
+        );
+        assert!(!gone.exists());
     }
 
     /// Scores are read by step, the last written of a step kept, torn lines skipped.
