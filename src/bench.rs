@@ -291,6 +291,8 @@ pub struct BenchReport {
     pub threads: usize,
     /// Trainable parameters.
     pub params: usize,
+    /// Side of the (square) images every workload runs on (`tiny`'s are 8×8).
+    pub image_size: usize,
     /// Images per training step.
     pub batch_size: usize,
     /// Median seconds per training step (`None` when skipped).
@@ -368,7 +370,7 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "config {} on {}{}{} ({} params, custom CPU ops {}, {} threads)",
+            "config {} on {}{}{} ({}×{} images, {} params, custom CPU ops {}, {} threads)",
             self.config,
             self.device,
             self.device_name
@@ -376,6 +378,8 @@ impl fmt::Display for BenchReport {
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default(),
             if self.tf32 { ", TF32" } else { "" },
+            self.image_size,
+            self.image_size,
             self.params,
             if self.custom_ops { "on" } else { "off" },
             self.threads
@@ -751,6 +755,7 @@ fn run_all(opts: &BenchOptions) -> Result<BenchReport> {
     let fwd = median_of(&forward_runs.wall);
     Ok(BenchReport {
         config: opts.model.to_string(),
+        image_size: opts.model.image_size(),
         device: opts.device.to_string(),
         device_name: crate::device::describe(opts.device),
         tf32: opts.tf32,

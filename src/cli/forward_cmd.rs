@@ -16,7 +16,8 @@ use crate::model::{self, UnetConfig};
 /// Arguments of `ddpm-lab forward`.
 #[derive(Debug, Clone, Args)]
 pub struct ForwardArgs {
-    /// Weights (safetensors with PyTorch state_dict names)
+    /// Weights (safetensors with PyTorch state_dict names), or a run (path or name) or one of
+    /// its checkpoint folders: its newest checkpoint's model.safetensors (not the EMA's)
     #[arg(long)]
     pub weights: PathBuf,
     /// Input safetensors holding `x` (f32, N×C×H×W) and `t` (integer, N), and for a
@@ -35,7 +36,10 @@ pub struct ForwardArgs {
 }
 
 /// Runs the command.
-pub fn run(args: ForwardArgs) -> Result<()> {
+pub fn run(mut args: ForwardArgs) -> Result<()> {
+    // A run (by path or name) or a checkpoint folder stands for its newest weights file.
+    args.weights =
+        crate::store::checkpoint::weights_file_of(&crate::runs::find_run(&args.weights))?;
     // Before any work, and in words (the writer's temporary file would be named otherwise).
     let out_dir = crate::files::parent_dir(&args.out);
     if !out_dir.is_dir() {

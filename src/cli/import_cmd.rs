@@ -90,6 +90,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
         ema_weights: args.ema_weights,
         config,
         channels_given: args.model.channels.is_some(),
+        loss_given: args.recipe.loss.is_some(),
         step: args.step,
         dir,
     })?;
@@ -107,7 +108,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
         "imported {} tensors as a run (UNet {}, {} schedule, T = {}, objective {}): sample it with `ddpm-lab sample --checkpoint {d}`, train it on with `ddpm-lab train --resume {d} --steps N` (Adam starts afresh)",
         done.tensors,
         crate::presets::describe_unet(&cfg.model),
-        cfg.schedule.name(),
+        cfg.schedule_label(),
         cfg.timesteps,
         cfg.objective,
     ));

@@ -15,9 +15,9 @@ pub struct RunsArgs {
     /// Directory holding run directories [default: $DDPM_LAB_RUNS, else ./runs]
     #[arg(long)]
     pub runs_dir: Option<PathBuf>,
-    /// One JSON object per run and line: dir, name, dataset, schedule, timesteps, model, step
-    /// (saved), steps (to train), last_step (logged), loss (mean of the last 50 logged),
-    /// loss_kind, training, score (the last preview's: step, recognised, frechet), eval (that of
+    /// One JSON object per run and line: dir, name, dataset, schedule, imported_betas (β of
+    /// its own, from imported weights), timesteps, model, step (saved), steps (to train),
+    /// last_step (logged), loss (mean of the last 50 logged), loss_kind, training, score (the last preview's: step, recognised, frechet), eval (that of
     /// the newest step evaluated, its largest: step, sampler, n, recognised, frechet,
     /// frechet_ratio)
     #[arg(long)]
@@ -63,6 +63,8 @@ impl Listed {
             "name": self.name,
             "dataset": c.dataset,
             "schedule": c.schedule.name(),
+            // β of its own (imported weights' `betas`): `schedule` is only the name it has.
+            "imported_betas": c.betas.is_some(),
             "timesteps": c.timesteps,
             "model": crate::presets::describe_unet_compact(&c.model),
             // Unknown (`?` in the table) where the newest checkpoint cannot be read.
@@ -99,7 +101,7 @@ impl Listed {
             if self.training { "▶" } else { " " }.to_string(),
             self.name.clone(),
             c.dataset.clone(),
-            c.schedule.name().to_string(),
+            c.schedule_label(),
             c.timesteps.to_string(),
             crate::presets::describe_unet_compact(&c.model),
             match &self.info.problem {

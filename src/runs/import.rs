@@ -30,6 +30,8 @@ pub struct ImportRequest {
     pub config: TrainConfig,
     /// The model flags named the channels (otherwise they are read off the weights).
     pub channels_given: bool,
+    /// `--loss` was given (otherwise a `GaussianDiffusion`'s weights train on with its MSE).
+    pub loss_given: bool,
     /// Steps they were trained for (the checkpoint's step; 0 where unknown).
     pub step: usize,
     /// The run directory to create (one holding a run is refused).
@@ -89,7 +91,22 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
     if let Some(betas) = &model.betas {
         // Their schedule's tables (ᾱ, SNR), for both checks.
         let theirs = ScheduleTables::from_betas(cfg.schedule, betas.clone());
-        notes.extend(schedule_check(&theirs, &cfg)?);
+        // β no chain can walk (0, 1 or beyond) are only said; the others the run keeps.
+        let keeps = crate::store::config::check_betas(betas, cfg.timesteps).is_ok();
+        let note = schedule_check(&theirs, &cfg, keeps)?;
+        if note.is_some() && keeps {
+            cfg.betas = Some(betas.clone());
+        }
+        notes.extend(note);
+        // A wrapper with a `betas` buffer is denoising-diffusion-pytorch's GaussianDiffusion,
+        // whose loss is the mean squared error.
+        if !req.loss_given && cfg.loss != crate::diffusion::LossKind::L2 {
+            notes.push(format!(
+                "training the run on uses the l2 loss, GaussianDiffusion's mean squared error, not the recipe's {} (--loss names another)",
+                cfg.loss
+            ));
+            cfg.loss = crate::diffusion::LossKind::L2;
+        }
         if let Some(weights) = &model.loss_weight {
             objective_check(&theirs, weights, cfg.objective)?;
         }
@@ -167,10 +184,15 @@ fn channels_of(file: &HashMap<String, candle_core::Tensor>) -> Option<usize> {
 /// Checks a wrapper's `betas` buffer (the schedule the weights were trained with) against the
 /// run's schedule: another number of steps is refused (sampling would walk another chain);
 /// other values are noted with how far they are off (denoising-diffusion-pytorch's `linear`
-/// scales β by 1000/T, its `sigmoid` is not the blog's). What sampling feels is the noising's
-/// √ᾱ and √(1−ᾱ): where those agree to [`SIGNAL_GAP`], the difference is said to be harmless
-/// (diffusers' cosine clips its last β at 0.999, the blog's at 0.9999).
-fn schedule_check(theirs: &ScheduleTables, cfg: &TrainConfig) -> Result<Option<String>> {
+/// scales β by 1000/T, its `sigmoid` is not the blog's), and with `keeps` (the caller keeps
+/// the file's β with the run), that the run samples with them. What sampling feels is the
+/// noising's √ᾱ and √(1−ᾱ): where those agree to [`SIGNAL_GAP`], the difference is said to
+/// be harmless (diffusers' cosine clips its last β at 0.999, the blog's at 0.9999).
+fn schedule_check(
+    theirs: &ScheduleTables,
+    cfg: &TrainConfig,
+    keeps: bool,
+) -> Result<Option<String>> {
     let betas = &theirs.betas;
     if betas.len() != cfg.timesteps {
         bail!(
@@ -206,11 +228,14 @@ fn schedule_check(theirs: &ScheduleTables, cfg: &TrainConfig) -> Result<Option<S
     };
     let (gap_at, gap) = gap_to(&tables);
     let schedule = cfg.schedule.name();
+    let kept =
+        "the run keeps the file's β, so it samples (and trains on) as the weights were trained";
     if gap < SIGNAL_GAP {
         return Ok(Some(format!(
-            "the weights' `betas` buffer differs slightly from the {schedule} schedule (β off by {} at step {}, √ᾱ and √(1−ᾱ) within {gap:.0e}): no visible effect on samples",
+            "the weights' `betas` buffer differs slightly from the {schedule} schedule (β off by {} at step {}, √ᾱ and √(1−ᾱ) within {gap:.0e}): {}",
             percent(worst),
-            at + 1
+            at + 1,
+            if keeps { kept } else { "no visible effect on samples" }
         )));
     }
     let off = format!(
@@ -227,6 +252,24 @@ fn schedule_check(theirs: &ScheduleTables, cfg: &TrainConfig) -> Result<Option<S
         .filter_map(|s| Some((s, gap_to(&ScheduleTables::new(s, cfg.timesteps).ok()?).1)))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .filter(|(_, g)| *g < gap / 2.0);
+    let why = match cfg.schedule {
+        crate::schedule::BetaSchedule::Linear => " (denoising-diffusion-pytorch's linear scales β by 1000/T; see README, Moving weights)",
+        crate::schedule::BetaSchedule::Cosine => " (the blog clips the cosine's β to [1e-4, 0.9999], denoising-diffusion-pytorch to [0, 0.999])",
+        crate::schedule::BetaSchedule::Sigmoid => " (denoising-diffusion-pytorch's sigmoid is Chen's, not the blog's)",
+        crate::schedule::BetaSchedule::Quadratic => "",
+    };
+    if keeps {
+        let nearest = match nearest {
+            Some((other, g)) => format!(
+                "; of ddpm-lab's schedules, {other} is the nearest (within {})",
+                significant(g)
+            ),
+            None => String::new(),
+        };
+        return Ok(Some(format!(
+            "the weights' `betas` buffer is not the {schedule} schedule ({off}){why}: {kept}{nearest}"
+        )));
+    }
     Ok(Some(match nearest {
         Some((other, g)) => format!(
             "the weights' `betas` buffer is not the {schedule} schedule ({off}): samples will be poor; --schedule {other} is nearer (within {})",
@@ -239,12 +282,7 @@ fn schedule_check(theirs: &ScheduleTables, cfg: &TrainConfig) -> Result<Option<S
             } else {
                 "too far for good samples from"
             },
-            match cfg.schedule {
-                crate::schedule::BetaSchedule::Linear => " (denoising-diffusion-pytorch's linear scales β by 1000/T; see README, Moving weights)",
-                crate::schedule::BetaSchedule::Cosine => " (the blog clips the cosine's β to [1e-4, 0.9999], denoising-diffusion-pytorch to [0, 0.999])",
-                crate::schedule::BetaSchedule::Sigmoid => " (denoising-diffusion-pytorch's sigmoid is Chen's, not the blog's)",
-                crate::schedule::BetaSchedule::Quadratic => "",
-            }
+            why
         ),
     }))
 }
@@ -362,6 +400,7 @@ mod tests {
                 ..TrainConfig::default()
             },
             channels_given: false,
+            loss_given: false,
             step: 40,
             dir: dir.to_path_buf(),
         }
@@ -521,7 +560,7 @@ mod tests {
         // Its own schedule: nothing to say beyond the buffers left out, all counted.
         put(&mut sd, &ours);
         let done = import(request(&w, &d.path().join("a"))).unwrap();
-        assert_eq!(done.notes.len(), 1, "{:?}", done.notes);
+        assert_eq!(done.notes.len(), 2, "{:?}", done.notes);
         assert!(
             done.notes[0].ends_with(
                 "; 4 other tensors left out (alphas_cumprod, betas, loss_weight and 1 more)"
@@ -529,32 +568,57 @@ mod tests {
             "{:?}",
             done.notes
         );
-        // denoising-diffusion-pytorch's linear at another T is scaled: said, by how much.
+        // GaussianDiffusion's loss is the mean squared error: the run trains on with it,
+        // unless --loss named one.
+        assert!(
+            done.notes[1].starts_with("training the run on uses the l2 loss"),
+            "{:?}",
+            done.notes
+        );
+        assert_eq!(done.config.loss, crate::diffusion::LossKind::L2);
+        let given = import(ImportRequest {
+            loss_given: true,
+            ..request(&w, &d.path().join("a2"))
+        })
+        .unwrap();
+        assert_eq!(given.config.loss, crate::diffusion::LossKind::Huber);
+        assert_eq!(given.notes.len(), 1, "{:?}", given.notes);
+        assert_eq!(done.config.betas, None);
+        let kept =
+            "the run keeps the file's β, so it samples (and trains on) as the weights were trained";
+        // denoising-diffusion-pytorch's linear at another T is scaled: said, by how much, and
+        // the run keeps the file's β (its tables are theirs, through config.json too).
         let scaled: Vec<f64> = ours.iter().map(|b| b * 5.0).collect();
         put(&mut sd, &scaled);
         let done = import(request(&w, &d.path().join("b"))).unwrap();
         assert!(
-            done.notes[1]
-                .contains("is not exactly the linear schedule (β off by up to 400% (step ")
-                && done.notes[1].contains("none of ddpm-lab's schedules is nearer")
-                && done.notes[1]
-                    .contains("too far for good samples from the schedule the weights learnt")
-                && done.notes[1].contains("scales β by 1000/T"),
+            done.notes[1].contains("is not the linear schedule (β off by up to 400% (step ")
+                && done.notes[1].contains("scales β by 1000/T")
+                && done.notes[1].ends_with(kept),
             "{:?}",
             done.notes
         );
-        // Another of ddpm-lab's schedules: named, as the nearer one.
+        assert_eq!(done.config.betas.as_deref(), Some(scaled.as_slice()));
+        assert_eq!(done.config.tables().unwrap().betas, scaled);
+        assert_eq!(done.config.schedule_label(), "imported β");
+        let json = serde_json::to_string(&done.config).unwrap();
+        let back: TrainConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.tables().unwrap().betas, scaled);
+        // Another of ddpm-lab's schedules: kept, and named as the nearest.
         let cosine = ScheduleTables::new(crate::schedule::BetaSchedule::Cosine, ours.len())
             .unwrap()
             .betas;
         put(&mut sd, &cosine);
         let done = import(request(&w, &d.path().join("e"))).unwrap();
         assert!(
-            done.notes[1].contains("samples will be poor; --schedule cosine is nearer (within 0"),
+            done.notes[1].contains(&format!(
+                "{kept}; of ddpm-lab's schedules, cosine is the nearest (within 0"
+            )),
             "{:?}",
             done.notes
         );
-        // Only the last β clipped otherwise (diffusers' cosine): said to be harmless.
+        assert_eq!(done.config.betas.as_deref(), Some(cosine.as_slice()));
+        // Only the last β clipped otherwise (diffusers' cosine): kept too, said to be slight.
         let mut clipped = ours.clone();
         *clipped.last_mut().unwrap() *= 1.0009;
         put(&mut sd, &clipped);
@@ -563,10 +627,21 @@ mod tests {
             done.notes[1].contains(&format!(
                 "differs slightly from the linear schedule (β off by 0.09% at step {}",
                 ours.len()
-            )) && done.notes[1].ends_with("no visible effect on samples"),
+            )) && done.notes[1].ends_with(kept),
             "{:?}",
             done.notes
         );
+        // β no chain can walk (a 1): said, not kept.
+        let mut broken = scaled.clone();
+        *broken.last_mut().unwrap() = 1.0;
+        put(&mut sd, &broken);
+        let done = import(request(&w, &d.path().join("f"))).unwrap();
+        assert!(
+            done.notes[1].contains("too far for good samples from the schedule the weights learnt"),
+            "{:?}",
+            done.notes
+        );
+        assert_eq!(done.config.betas, None);
         // Another number of steps: refused, nothing written.
         put(&mut sd, &ours[..ours.len() / 2]);
         let e = import(request(&w, &d.path().join("c")))

@@ -37,6 +37,28 @@ impl LoadedModel {
     }
 }
 
+/// The weights file `path` names: itself where it is a file, a checkpoint folder's
+/// `model.safetensors`, or a run's newest complete checkpoint's (raw weights, not the EMA's,
+/// which the run keeps beside them as `ema.safetensors`).
+pub fn weights_file_of(path: &Path) -> Result<std::path::PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let file = if Checkpoint::is_checkpoint_folder(path) {
+        Checkpoint::open(path)?.file(WEIGHTS_FILE)
+    } else {
+        let run = RunDir::at(path);
+        if !run.is_run() {
+            bail!(
+                "{} is a folder, not a weights file (a run's weights are RUN/checkpoints/step-N/model.safetensors)",
+                path.display()
+            );
+        }
+        run.require_checkpoint()?.file(WEIGHTS_FILE)
+    };
+    Ok(file)
+}
+
 /// Loads a checkpoint for sampling. `path` is a run directory (its newest complete checkpoint
 /// is read), one checkpoint folder (`RUN/checkpoints/step-000120`), or a weights file inside
 /// either (its `config.json` is read from the same folder). With `prefer_ema`, the EMA weights are

@@ -45,6 +45,12 @@ pub struct TrainConfig {
     pub model: UnetConfig,
     /// Beta schedule.
     pub schedule: BetaSchedule,
+    /// The β of each step where they are not [`Self::schedule`]'s: the `betas` buffer of
+    /// weights imported from a PyTorch wrapper that trained with another schedule
+    /// (denoising-diffusion-pytorch's sigmoid, say), so that the run samples as they were
+    /// trained. `None`: the schedule's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub betas: Option<Vec<f64>>,
     /// Number of diffusion steps T.
     pub timesteps: usize,
     /// Loss function.
@@ -113,6 +119,7 @@ impl Default for TrainConfig {
         Self {
             model: UnetConfig::blog(),
             schedule: BetaSchedule::Linear,
+            betas: None,
             timesteps: 200,
             loss: LossKind::Huber,
             objective: Objective::Noise,
@@ -206,6 +213,9 @@ impl TrainConfig {
                 self.timesteps
             );
         }
+        if let Some(betas) = &self.betas {
+            check_betas(betas, self.timesteps)?;
+        }
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
@@ -294,8 +304,45 @@ impl TrainConfig {
 
     /// The schedule tables of this run.
     pub fn tables(&self) -> Result<ScheduleTables> {
-        Ok(ScheduleTables::new(self.schedule, self.timesteps)?)
+        match &self.betas {
+            Some(betas) => {
+                check_betas(betas, self.timesteps)?;
+                Ok(ScheduleTables::from_betas(self.schedule, betas.clone()))
+            }
+            None => Ok(ScheduleTables::new(self.schedule, self.timesteps)?),
+        }
     }
+
+    /// The schedule as said to a person: its name, or where the run has β of its own,
+    /// `imported β` (see [`Self::betas`]).
+    pub fn schedule_label(&self) -> String {
+        match self.betas {
+            Some(_) => "imported β".to_string(),
+            None => self.schedule.name().to_string(),
+        }
+    }
+}
+
+/// Refuses β that no chain can be walked with: one per step of `timesteps`, each finite and
+/// strictly between 0 and 1.
+pub fn check_betas(betas: &[f64], timesteps: usize) -> Result<()> {
+    if betas.len() != timesteps {
+        bail!(
+            "betas holds {} values for T = {timesteps}: one per step is needed",
+            betas.len()
+        );
+    }
+    if let Some((t, b)) = betas
+        .iter()
+        .enumerate()
+        .find(|(_, b)| !(b.is_finite() && **b > 0.0 && **b < 1.0))
+    {
+        bail!(
+            "betas must each be strictly between 0 and 1, got {b} at step {}",
+            t + 1
+        );
+    }
+    Ok(())
 }
 
 /// Fields every `config.json` has held since the first release. A file without one is refused
@@ -366,6 +413,39 @@ pub fn read_config_file(path: &std::path::Path) -> Result<TrainConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run's own β replace its schedule's, and β no chain can walk are refused.
+    #[test]
+    fn a_runs_own_betas_are_its_tables_and_bad_ones_are_refused() {
+        let own: Vec<f64> = (1..=4).map(|t| 0.1 * t as f64).collect();
+        let cfg = TrainConfig {
+            timesteps: 4,
+            betas: Some(own.clone()),
+            ..TrainConfig::default()
+        };
+        cfg.validate_limits().unwrap();
+        let tables = cfg.tables().unwrap();
+        assert_eq!(tables.betas, own);
+        assert!((tables.alphas_cumprod[1] - 0.9 * 0.8).abs() < 1e-12);
+        assert_eq!(cfg.schedule_label(), "imported β");
+        for (betas, says) in [
+            (vec![0.1, 0.2, 0.3], "betas holds 3 values for T = 4"),
+            (
+                vec![0.1, 0.2, 1.0, 0.3],
+                "strictly between 0 and 1, got 1 at step 3",
+            ),
+            (vec![0.0, 0.2, 0.3, 0.3], "got 0 at step 1"),
+            (vec![0.1, f64::NAN, 0.3, 0.3], "got NaN at step 2"),
+        ] {
+            let bad = TrainConfig {
+                betas: Some(betas),
+                ..cfg.clone()
+            };
+            let e = bad.validate_limits().unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+            assert!(bad.tables().is_err());
+        }
+    }
 
     /// A warm-up longer than the run is said, with the rate the run does reach.
     #[test]

@@ -150,6 +150,16 @@ fn train_sample_and_resume() {
     assert!(String::from_utf8_lossy(&done.stderr).contains("wrote `out` to "));
     let y = candle_core::safetensors::load(&forward_out, &dev).unwrap();
     assert_eq!(y["out"].dims(), [2, 1, 28, 28]);
+    // The run itself, or its checkpoint folder, stands for that weights file.
+    for given in [run.clone(), run.join("checkpoints/step-000030")] {
+        let other = tmp.path().join("forward-run.safetensors");
+        let mut a = vec!["forward", "--weights", given.to_str().unwrap()];
+        a.extend_from_slice(&["--input", case.to_str().unwrap()]);
+        a.extend_from_slice(&["--out", other.to_str().unwrap()]);
+        ok(&ddpm(&a, tmp.path()));
+        let z = candle_core::safetensors::load(&other, &dev).unwrap();
+        assert_eq!(common::max_abs_diff(&z["out"], &y["out"]), 0.0, "{given:?}");
+    }
     // Its output is never one of its inputs.
     let err = fails(&ddpm(
         &[

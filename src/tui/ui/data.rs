@@ -45,6 +45,39 @@ fn kv(k: &str, v: String) -> Line<'static> {
     ])
 }
 
+/// `kv(k, text)` with `text` wrapped at word boundaries to `width` columns under the value
+/// column, in at most `max_lines` lines (the last cut with `…` where more was left).
+fn kv_wrapped(k: &str, text: &str, width: usize, max_lines: usize) -> Vec<Line<'static>> {
+    let width = width.max(8);
+    let mut rows: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match rows.last_mut() {
+            Some(row) if row.chars().count() + 1 + word.chars().count() <= width => {
+                row.push(' ');
+                row.push_str(word);
+            }
+            _ => rows.push(word.to_string()),
+        }
+    }
+    // A word wider than the column is cut there.
+    for row in &mut rows {
+        if row.chars().count() > width {
+            *row = super::ellipsize_middle(row, width);
+        }
+    }
+    if rows.len() > max_lines.max(1) {
+        rows.truncate(max_lines.max(1));
+        let last = rows.last_mut().expect("at least one row");
+        let mut cut: String = last.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        *last = cut;
+    }
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, row)| kv(if i == 0 { k } else { "" }, row))
+        .collect()
+}
+
 fn draw_source(frame: &mut Frame, area: Rect, app: &App) {
     let b = block("Dataset");
     let inner = b.inner(area);
@@ -121,7 +154,11 @@ fn draw_source(frame: &mut Frame, area: Rect, app: &App) {
         }
         let w = (info_area_width(area) as usize).saturating_sub(9);
         lines.push(kv("source", super::ellipsize_middle(&info.source, w)));
-        lines.extend(info.notes.iter().map(|n| kv("note", n.clone())));
+        // A note wraps in the value column, two lines at most, so that the lines after it
+        // stay in a short block (a Hub error's reason can be 100 characters).
+        for n in &info.notes {
+            lines.extend(kv_wrapped("note", n, w, 2));
+        }
         lines.push(kv(
             "train",
             format!(
@@ -307,6 +344,41 @@ fn draw_examples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRendere
         frame.render_widget(
             Line::styled(name, Style::default().add_modifier(Modifier::ITALIC)).centered(),
             text,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kv_wrapped;
+
+    fn text(lines: &[ratatui::text::Line]) -> Vec<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    /// A long note stays in the value column, two lines at most, cut with `…`.
+    #[test]
+    fn a_long_note_wraps_under_its_value_column() {
+        let why = "Hub unreachable (cannot connect (failed to lookup address information: \
+                   Name or service not known)); r retries";
+        let lines = text(&kv_wrapped("note", why, 33, 2));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("note     Hub unreachable"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("         ") && lines[1].ends_with('…'),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().all(|l| l.chars().count() <= 9 + 33),
+            "{lines:?}"
+        );
+        // A short one is one line, as it was.
+        assert_eq!(
+            text(&kv_wrapped("note", "a note", 33, 2)),
+            ["note     a note"]
         );
     }
 }
