@@ -19,6 +19,15 @@ pub fn open_for_sampling(
     device: Option<DeviceSpec>,
     prefer_ema: bool,
 ) -> Result<LoadedModel> {
+    // A name found neither here nor under the runs folder: say both places.
+    if !path.exists() && path.is_relative() {
+        let root = super::runs_root(None);
+        anyhow::bail!(
+            "no run or checkpoint {}: not in this folder, nor in the runs folder {} (`ddpm-lab runs` lists those)",
+            path.display(),
+            root.display()
+        );
+    }
     let device = match device {
         Some(d) => d,
         None => {

@@ -447,6 +447,16 @@ fn bad_input_gets_a_clear_error() {
         d,
     ));
     assert!(err.contains("does not exist"), "{err}");
+    // A name found nowhere: both places looked in are said.
+    for cmd in ["sample", "eval"] {
+        let err = fails(&ddpm(&[cmd, "--checkpoint", "nosuchrun"], d));
+        assert!(
+            err.contains(
+                "no run or checkpoint nosuchrun: not in this folder, nor in the runs folder"
+            ),
+            "{cmd}: {err}"
+        );
+    }
 
     // A corrupt checkpoint: config present, weights garbage.
     let run = d.join("corrupt");

@@ -555,7 +555,14 @@ fn runs_are_ordered_by_loss_or_score() {
         [2, 0, 1, 3].map(|i| newest[i].clone()),
         "lowest Fréchet distance first (12 before 41.5), unscored last"
     );
-    assert!(render(&app, 80, 24).contains("by preview score"));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("by preview score"));
+    // At 80 columns the score column shows the Fréchet distance the order follows.
+    assert!(
+        screen.contains(" FD") && screen.contains("12.0") && screen.contains("41.5"),
+        "{screen}"
+    );
+    assert!(render(&app, 200, 50).contains("preview score"));
     handle_key(&mut app, ch('s'));
     assert_eq!(order(&app), newest);
 }

@@ -265,7 +265,11 @@ fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     } else if training {
         ("A run is training.", saving, save_keys)
     } else if app.any_active() {
-        ("A run is paused.", saving, save_keys)
+        (
+            "A run is paused.",
+            "Quit? Paused runs are checkpointed first.",
+            save_keys,
+        )
     } else if app.has_unsaved() {
         (
             "A run has steps that are not in a checkpoint.",

@@ -94,9 +94,15 @@ pub fn run_at(table: Rect, y: u16, n: usize, selected: usize) -> Option<usize> {
     (i < n).then_some(i)
 }
 
-/// The score column: share recognised, with the Fréchet distance where wide.
-fn score(r: &RunRecord, wide: bool) -> String {
+/// The score column: share recognised, with the Fréchet distance where wide; narrow and
+/// sorted by score (`by_fd`), the Fréchet distance the order follows (the share where a
+/// preview had too few images for one).
+fn score(r: &RunRecord, wide: bool, by_fd: bool) -> String {
     match &r.quality {
+        Some((_, q)) if by_fd && !wide => match q.frechet {
+            Some(fd) => crate::eval::score::fmt_fd(fd),
+            None => format!("{:.0}%", q.recognised * 100.0),
+        },
         Some((step, q)) if wide => match q.frechet {
             Some(fd) => format!(
                 "{:.0}% · FD {} (step {step})",
@@ -202,6 +208,8 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
             .unwrap_or(0);
         (5, 0, longest.clamp(5, 10) as u16)
     };
+    // Sorted by score, the narrow column shows what the order follows first.
+    let by_fd = s.order == crate::tui::state::runs::RunsOrder::Score;
     // Runs trained on different losses name theirs beside the value.
     let kinds = loss_kinds(s.runs.iter());
     let mixed = kinds.len() > 1;
@@ -264,7 +272,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
                     (Some(l), Some(st)) if mixed => format!("{l:.4} {}", st.loss_kind()),
                     (Some(l), _) => format!("{l:.4}"),
                 }),
-                Line::from(score(r, wide)),
+                Line::from(score(r, wide, by_fd)),
             ]);
             let row = Row::new(cells);
             if i == s.selected {
@@ -289,7 +297,11 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     ]);
     // The score is the latest preview's (share recognised, and the Fréchet distance where
     // there is room): it lags the Sample screen's, drawn from the newest checkpoint.
-    let score_title = if wide { "preview score" } else { "score" };
+    let score_title = match (wide, by_fd) {
+        (true, _) => "preview score",
+        (false, true) => "FD",
+        (false, false) => "score",
+    };
     header.extend(["schedule", "model", "saved", "loss", score_title]);
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(theme::title()))
