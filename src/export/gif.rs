@@ -41,9 +41,21 @@ pub fn pick_frames(total: usize, max_frames: usize) -> Vec<usize> {
 /// every 17th step, a few seconds of animation and a file of about a megabyte or two.
 pub const DENOISING_GIF_FRAMES: usize = 60;
 
+/// The widest a denoising GIF's grid is scaled up to, in pixels (before the gaps between
+/// images): 16 Fashion-MNIST images at 4×, 64 at 2×, 100 or more at 1×.
+pub const DENOISING_GIF_WIDTH: usize = 512;
+
+/// The scale of a denoising GIF of `cols` columns of images `width` pixels wide: 4× where it
+/// fits [`DENOISING_GIF_WIDTH`], less for wider grids (never below 1×). Every frame is the
+/// whole grid, so a 64-image GIF at 4× was 22 MB.
+pub fn denoising_gif_scale(cols: usize, width: usize) -> usize {
+    let grid = cols.max(1) * width.max(1);
+    (DENOISING_GIF_WIDTH / grid).clamp(1, 4)
+}
+
 /// The denoising GIF of a sampling, as `sample --gif` and the lab's export both write it: at
 /// most [`DENOISING_GIF_FRAMES`] of `frames` spread from the noise to the final images, each
-/// a grid of `cols` columns at 4× scale, 80 ms a frame.
+/// a grid of `cols` columns at [`denoising_gif_scale`], 80 ms a frame.
 pub fn save_denoising_gif(
     frames: &[Vec<Image8>],
     cols: usize,
@@ -53,7 +65,11 @@ pub fn save_denoising_gif(
         .into_iter()
         .map(|i| frames[i].clone())
         .collect();
-    save_denoise_gif(&picked, cols, 4, 80, path)
+    let width = frames
+        .first()
+        .and_then(|f| f.first())
+        .map_or(1, |i| i.width);
+    save_denoise_gif(&picked, cols, denoising_gif_scale(cols, width), 80, path)
 }
 
 /// The frame delay actually written for a requested `frame_delay_ms`.
@@ -204,6 +220,17 @@ impl Palette {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_denoising_gif_is_scaled_down_as_its_grid_widens() {
+        // Fashion-MNIST's 28 pixels: 4 columns (16 images) at 4×, 8 (64) at 2×, 10 at 1×.
+        assert_eq!(denoising_gif_scale(4, 28), 4);
+        assert_eq!(denoising_gif_scale(8, 28), 2);
+        assert_eq!(denoising_gif_scale(10, 28), 1);
+        assert_eq!(denoising_gif_scale(100, 28), 1);
+        assert_eq!(denoising_gif_scale(1, 8), 4);
+        assert_eq!(denoising_gif_scale(0, 0), 4);
+    }
 
     #[test]
     fn pick_frames_spans_first_to_last() {
