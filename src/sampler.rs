@@ -130,7 +130,17 @@ impl KeepFrames {
 
     /// How many frames of a run of `total` steps are kept.
     pub fn count(&self, total: usize) -> usize {
-        (0..=total).filter(|&k| self.keeps(k, total)).count()
+        match self {
+            KeepFrames::All => total + 1,
+            // The distinct frames before the last, and the last.
+            KeepFrames::Only(frames) => {
+                let mut before: Vec<usize> =
+                    frames.iter().copied().filter(|&k| k < total).collect();
+                before.sort_unstable();
+                before.dedup();
+                before.len() + 1
+            }
+        }
     }
 }
 
@@ -654,6 +664,12 @@ mod tests {
         for kind in [SamplerKind::Ddpm, SamplerKind::Ddim { steps: 7, eta: 0.5 }] {
             let (all, all_calls) = run(kind, false);
             let total = all.timesteps.len();
+            // Repeated frames, and frames past the last, count once or not at all.
+            assert_eq!(
+                KeepFrames::Only(vec![2, 2, total, total + 5]).count(total),
+                2
+            );
+            assert_eq!(KeepFrames::All.count(total), total + 1);
             assert_eq!(all.frame_steps, (0..=total).collect::<Vec<_>>());
             for (keep, want) in [
                 (KeepFrames::last(), vec![total]),

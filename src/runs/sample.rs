@@ -82,15 +82,11 @@ pub fn sample_batch(
     keep: &KeepFrames,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Denoising> {
-    in_one_batch(
-        loaded,
-        kind,
-        n,
-        keep,
-        |model, tables, objective, shape, kind| {
-            sampler::sample(model, tables, objective, shape, kind, seed, keep, progress)
-        },
-    )
+    let (kind, tables) = prepared(loaded, kind, n, n, keep)?;
+    let (model, objective) = (&loaded.model, loaded.config.objective);
+    let shape = shape_of(loaded, n);
+    sampler::sample(model, &tables, objective, shape, kind, seed, keep, progress)
+        .context("sampling failed")
 }
 
 /// [`sample_batch`], calling `watch(done, total, x_t)` after each step with the images being
@@ -103,54 +99,35 @@ pub fn sample_batch_watching(
     keep: &KeepFrames,
     watch: &mut sampler::Watch,
 ) -> Result<Denoising> {
-    in_one_batch(
-        loaded,
-        kind,
-        n,
-        keep,
-        |model, tables, objective, shape, kind| {
-            sampler::sample_watching(model, tables, objective, shape, kind, seed, keep, watch)
-        },
-    )
-}
-
-/// Runs `draw(model, tables, objective, shape, kind)` for one batch of `n` images of the run,
-/// once `kind` and the memory it takes are checked (see [`checked`]).
-fn in_one_batch(
-    loaded: &LoadedModel,
-    kind: SamplerKind,
-    n: usize,
-    keep: &KeepFrames,
-    draw: impl FnOnce(
-        &crate::model::Unet,
-        &crate::schedule::ScheduleTables,
-        crate::diffusion::Objective,
-        (usize, usize, usize, usize),
-        SamplerKind,
-    ) -> candle_core::Result<Denoising>,
-) -> Result<Denoising> {
-    let kind = checked(loaded, kind, n, n, keep)?;
-    let cfg = &loaded.config;
-    let tables = cfg.tables()?;
-    let (c, s) = (cfg.model.channels, cfg.image_size);
-    draw(&loaded.model, &tables, cfg.objective, (n, c, s, s), kind).context("sampling failed")
+    let (kind, tables) = prepared(loaded, kind, n, n, keep)?;
+    let (model, objective) = (&loaded.model, loaded.config.objective);
+    let shape = shape_of(loaded, n);
+    sampler::sample_watching(model, &tables, objective, shape, kind, seed, keep, watch)
+        .context("sampling failed")
 }
 
 /// `kind` checked against the run's T, and drawing `n` images `batch` at a time keeping
-/// `keep`'s frames against the memory available, before the first step is drawn.
-fn checked(
+/// `keep`'s frames against the memory available, before the first step is drawn; with the
+/// run's schedule tables.
+fn prepared(
     loaded: &LoadedModel,
     kind: SamplerKind,
     n: usize,
     batch: usize,
     keep: &KeepFrames,
-) -> Result<SamplerKind> {
+) -> Result<(SamplerKind, crate::schedule::ScheduleTables)> {
     let cfg = &loaded.config;
     check_config(cfg)?;
     let kind = kind.checked(cfg.timesteps).map_err(anyhow::Error::msg)?;
     let on_cpu = loaded.model.device().is_cpu();
     budget::check_sampling(cfg, kind, n, batch, keep, on_cpu)?;
-    Ok(kind)
+    Ok((kind, cfg.tables()?))
+}
+
+/// The shape of a batch of `n` of the run's images.
+fn shape_of(loaded: &LoadedModel, n: usize) -> (usize, usize, usize, usize) {
+    let (c, s) = (loaded.config.model.channels, loaded.config.image_size);
+    (n, c, s, s)
 }
 
 /// The frames kept of images drawn in several batches (see [`sample_in_batches`]).
@@ -185,7 +162,9 @@ pub fn sample_in_batches(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<SampledFrames> {
     let batch = batch.max(1);
-    checked(loaded, kind, n, batch, keep)?;
+    // Checked once for the whole drawing; each batch is then drawn as `sample_batch` would.
+    let (kind, tables) = prepared(loaded, kind, n, batch, keep)?;
+    let (model, objective) = (&loaded.model, loaded.config.objective);
     let mut out = SampledFrames::default();
     for (k, start) in (0..n).step_by(batch).enumerate() {
         let b = batch.min(n - start);
@@ -194,7 +173,18 @@ pub fn sample_in_batches(
         let mut within = |step: usize, steps: usize| {
             progress(start + b * step / steps.max(1), n);
         };
-        let d = sample_batch(loaded, kind, b, batch_seed(seed, k), keep, &mut within)?;
+        let (shape, seed) = (shape_of(loaded, b), batch_seed(seed, k));
+        let d = sampler::sample(
+            model,
+            &tables,
+            objective,
+            shape,
+            kind,
+            seed,
+            keep,
+            &mut within,
+        )
+        .context("sampling failed")?;
         if out.frames.is_empty() {
             out.frames = vec![Vec::with_capacity(n); d.frames.len()];
             out.frame_steps = d.frame_steps;
