@@ -173,19 +173,18 @@ pub fn state_dict_of(
     }
     // Names of the file's tensors, the model's and not.
     let file_names = || tensors.keys().chain(unexpected.iter());
-    let stages = |names: &mut dyn Iterator<Item = &String>| {
-        names
-            .filter_map(|n| {
-                n.strip_prefix("downs.")?
-                    .split('.')
-                    .next()?
-                    .parse::<usize>()
-                    .ok()
-            })
-            .max()
-            .map_or(0, |i| i + 1)
-    };
-    let (in_file, in_model) = (stages(&mut file_names()), stages(&mut expected.keys()));
+    // The file's stages, counted by its `downs.{i}`; the model has one per `dim_mults` entry.
+    let in_file = file_names()
+        .filter_map(|n| {
+            n.strip_prefix("downs.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map_or(0, |i| i + 1);
+    let in_model = config.dim_mults.len();
     if in_file > 0 && in_file != in_model {
         // Every other shape follows from the stages: the hints below would mislead.
         parts.push(format!(
