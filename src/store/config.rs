@@ -316,10 +316,17 @@ impl TrainConfig {
     /// The schedule as said to a person: its name, or where the run has β of its own,
     /// `imported β` (see [`Self::betas`]).
     pub fn schedule_label(&self) -> String {
-        match self.betas {
-            Some(_) => "imported β".to_string(),
-            None => self.schedule.name().to_string(),
-        }
+        schedule_label(self.schedule, self.betas.is_some())
+    }
+}
+
+/// A schedule as said to a person: its name, or `imported β` where the run has β of its own
+/// (`own_betas`) that the name no longer describes.
+pub fn schedule_label(schedule: BetaSchedule, own_betas: bool) -> String {
+    if own_betas {
+        "imported β".to_string()
+    } else {
+        schedule.name().to_string()
     }
 }
 

@@ -54,6 +54,10 @@ impl CompareMode {
 pub struct TrainSettings {
     /// Beta schedule.
     pub schedule: BetaSchedule,
+    /// The β of each step where they are not the schedule's (an imported run's, see
+    /// [`TrainConfig::betas`]); choosing a schedule or T drops them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub betas: Option<Vec<f64>>,
     /// Number of diffusion steps T.
     pub timesteps: usize,
     /// Training loss.
@@ -139,6 +143,7 @@ impl TrainSettings {
             .find(|p| p.unet(cfg.model.channels) == cfg.model);
         Self {
             schedule: cfg.schedule,
+            betas: cfg.betas.clone(),
             timesteps: cfg.timesteps,
             loss: cfg.loss,
             objective: cfg.objective,
@@ -171,6 +176,7 @@ impl TrainSettings {
         TrainConfig {
             model: self.unet(channels),
             schedule: self.schedule,
+            betas: self.betas.clone(),
             timesteps: self.timesteps,
             loss: self.loss,
             objective: self.objective,
@@ -208,6 +214,11 @@ impl TrainSettings {
     /// not comparable, so the Runs table names the kind when the listed runs mix them.
     pub fn loss_kind(&self) -> String {
         crate::diffusion::loss_kind_name(self.loss, self.objective, self.min_snr_gamma.is_some())
+    }
+
+    /// The schedule as shown: its name, or `imported β` (see [`TrainConfig::schedule_label`]).
+    pub fn schedule_label(&self) -> String {
+        crate::store::config::schedule_label(self.schedule, self.betas.is_some())
     }
 
     /// Name of the model shown in the lab.
@@ -1114,6 +1125,15 @@ mod tests {
         assert!(sample.ddim && sample.ddim_steps == 50);
         // A run's settings read back from its configuration give the same recipe.
         assert_eq!(TrainSettings::from_recipe(&cpu.recipe(1), 200), cpu);
+        // A run's own β go to the settings and back to the run they start.
+        let own = TrainConfig {
+            betas: Some(vec![0.01; 200]),
+            timesteps: 200,
+            ..cpu.recipe(1)
+        };
+        let settings = TrainSettings::from_recipe(&own, 200);
+        assert_eq!(settings.schedule_label(), "imported β");
+        assert_eq!(settings.recipe(1).betas, own.betas);
         let gpu = TrainSettings::for_device(DeviceSpec::Cuda(0));
         assert_eq!((gpu.model, gpu.time_limit_s), (ModelPreset::Blog, None));
         assert!(

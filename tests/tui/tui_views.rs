@@ -638,6 +638,61 @@ fn runs_of_different_losses_say_which_loss_their_value_is() {
     );
 }
 
+/// A run imported with β of its own (a PyTorch wrapper's sigmoid, say) is not called by the
+/// schedule name its config keeps: the Runs table, the Train screen's panel and its run line
+/// say `imported β`, whole, at 80×24 and wide; choosing a schedule drops the β.
+#[test]
+fn an_imported_runs_own_betas_are_named_so_not_by_a_schedule() {
+    let (mut app, engine) = app();
+    let mut runs = records();
+    let own = TrainSettings {
+        betas: Some(vec![0.01; 400]),
+        ..runs[1].summary.settings.clone().unwrap()
+    };
+    runs[1].summary.settings = Some(own.clone());
+    engine.0.lock().unwrap().records = runs;
+    handle_key(&mut app, ch('6'));
+    app.pump();
+    for (w, h) in [(80, 24), (160, 40)] {
+        let screen = render(&app, w, h);
+        let line = screen
+            .lines()
+            .find(|l| l.contains("120000-linear"))
+            .unwrap_or_else(|| panic!("{screen}"));
+        assert!(
+            line.contains("imported β") && !line.contains(" linear "),
+            "{w}×{h}: {line}"
+        );
+        let cosine = screen.lines().find(|l| l.contains("cosine-long-name"));
+        assert!(cosine.is_some_and(|l| l.contains(" cosine ")), "{screen}");
+    }
+    load_data(&mut app);
+    app.settings.train = own;
+    app.tab = Tab::Train;
+    let schedule_row = |app: &App| {
+        let screen = render(app, 80, 24);
+        screen
+            .lines()
+            .find(|l| l.contains("│schedule "))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        schedule_row(&app).contains("imported β"),
+        "{}",
+        schedule_row(&app)
+    );
+    // The field cycles to a named schedule, and the run it starts trains that one's β.
+    app.train.field = 0;
+    handle_key(&mut app, key(KeyCode::Right));
+    assert!(app.settings.train.betas.is_none());
+    let row = schedule_row(&app);
+    assert!(
+        !row.contains("imported") && row.contains("│schedule "),
+        "{row}"
+    );
+}
+
 #[test]
 fn runs_marks_the_run_this_lab_trains_now() {
     let (mut app, engine) = app();

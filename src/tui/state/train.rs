@@ -85,7 +85,7 @@ impl Field {
     /// The field's value in `s`, as shown.
     pub fn value(self, s: &TrainSettings) -> String {
         match self {
-            Field::Schedule => s.schedule.name().to_string(),
+            Field::Schedule => s.schedule_label(),
             Field::Timesteps => s.timesteps.to_string(),
             Field::Loss => s.loss.to_string(),
             Field::Objective => s.objective.to_string(),
@@ -118,9 +118,14 @@ impl Field {
     pub fn adjust(self, s: &mut TrainSettings, dir: i32, n_train: Option<usize>) {
         let epoch = n_train.map(|n| crate::data::epoch_steps(n, s.batch_size));
         match self {
-            Field::Schedule => s.schedule = cycle(&BetaSchedule::ALL, s.schedule, dir),
+            // A schedule or T chosen replaces an imported run's own β (one per step of its T).
+            Field::Schedule => {
+                s.schedule = cycle(&BetaSchedule::ALL, s.schedule, dir);
+                s.betas = None;
+            }
             Field::Timesteps => {
-                s.timesteps = notch(&[10, 50, 100, 200, 300, 500, 1000], s.timesteps, dir)
+                s.timesteps = notch(&[10, 50, 100, 200, 300, 500, 1000], s.timesteps, dir);
+                s.betas = None;
             }
             Field::Loss => {
                 s.loss = cycle(&[LossKind::Huber, LossKind::L1, LossKind::L2], s.loss, dir)
@@ -1117,6 +1122,14 @@ mod tests {
         Field::Schedule.adjust(&mut s, -1, None);
         Field::Schedule.adjust(&mut s, -1, None);
         assert_eq!(s.schedule, BetaSchedule::Sigmoid);
+        // An imported run's own β hold for its T only: a T chosen drops them, as a schedule does.
+        s.betas = Some(vec![0.02; s.timesteps]);
+        assert_eq!(s.schedule_label(), "imported β");
+        Field::Timesteps.adjust(&mut s, 1, None);
+        assert_eq!(
+            (s.betas.as_ref(), s.schedule_label().as_str()),
+            (None, "sigmoid")
+        );
         s.batch_size = 256;
         Field::Batch.adjust(&mut s, 1, None);
         assert_eq!(s.batch_size, 256);

@@ -218,7 +218,23 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     } else {
         7
     };
-    let fixed = 2 + 9 + model_w + 9 + loss_w + score_w + data_w + if wide { 7 } else { 6 };
+    // As wide as the schedules listed take (`quadratic`, `imported β`), the header at least.
+    let sched_w = s
+        .runs
+        .iter()
+        .filter_map(|r| r.summary.settings.as_ref())
+        .map(|st| st.schedule_label().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("schedule".len()) as u16;
+    let fixed = 2
+        + sched_w
+        + model_w
+        + SAVED_W as u16
+        + loss_w
+        + score_w
+        + data_w
+        + if wide { 7 } else { 6 };
     let name_w = super::train::name_width(area.width.saturating_sub(2), fixed);
     let visible = visible_rows(area);
     let first = first_row(visible, s.selected);
@@ -262,7 +278,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
                 )));
             }
             cells.extend([
-                Line::from(set.map_or("?".into(), |st| st.schedule.to_string())),
+                Line::from(set.map_or("?".into(), |st| st.schedule_label())),
                 Line::from(set.map_or("?".into(), |st| {
                     ellipsize_middle(&model_label(st), model_w as usize)
                 })),
@@ -289,9 +305,9 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
         header.push("dataset");
     }
     widths.extend([
-        Constraint::Length(9),
+        Constraint::Length(sched_w),
         Constraint::Length(model_w),
-        Constraint::Length(9),
+        Constraint::Length(SAVED_W as u16),
         Constraint::Length(loss_w),
         Constraint::Min(score_w),
     ]);

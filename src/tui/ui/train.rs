@@ -735,13 +735,18 @@ pub fn draw_picker(frame: &mut Frame, area: Rect, app: &App) {
                 if wide {
                     format!(
                         "{} T={} {} {}",
-                        s.schedule,
+                        s.schedule_label(),
                         s.timesteps,
                         s.model_name(),
                         s.loss
                     )
                 } else {
-                    format!("{} T={} {}", s.schedule, s.timesteps, s.model_name())
+                    format!(
+                        "{} T={} {}",
+                        s.schedule_label(),
+                        s.timesteps,
+                        s.model_name()
+                    )
                 }
             });
             let dataset = run
