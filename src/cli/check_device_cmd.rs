@@ -38,8 +38,7 @@ pub struct CheckDeviceArgs {
 /// Runs the command.
 pub fn run(args: CheckDeviceArgs) -> Result<()> {
     let device = args.device.open()?;
-    let config = args.model.apply(&UnetConfig::blog());
-    args.model.check_against(&config)?;
+    let config = args.model.apply(&UnetConfig::blog())?;
     let check = device_check::check_device(&config, &device, args.batch, args.size, args.seed)?;
     if args.json {
         println!("{}", serde_json::to_string(&check)?);

@@ -104,8 +104,7 @@ pub fn run(mut args: ForwardArgs) -> Result<()> {
             ..UnetConfig::blog()
         },
     };
-    let cfg = args.model.apply(&base);
-    args.model.check_against(&cfg)?;
+    let cfg = args.model.apply(&base)?;
     if cfg.channels != c {
         bail!(
             "`x` has {c} channel(s) but the model takes {} (the weights decide: give `x` of {} channel(s))",

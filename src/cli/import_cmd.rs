@@ -64,8 +64,7 @@ const IMPORTED_EMA_DECAY: f64 = 0.9995;
 
 /// Runs the command: the run's directory on stdout (for scripts), what was done on stderr.
 pub fn run(args: ImportArgs) -> Result<()> {
-    let mut config = recipe_config(Preset::Blog, args.model_size, &args.model, &args.recipe);
-    args.model.check_against(&config.model)?;
+    let mut config = recipe_config(Preset::Blog, args.model_size, &args.model, &args.recipe)?;
     let dataset: DatasetSpec = args.dataset.as_deref().unwrap_or("fashion_mnist").parse()?;
     config.image_size = args
         .image_size

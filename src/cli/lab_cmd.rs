@@ -19,21 +19,20 @@ pub struct LabArgs {
 }
 
 impl LabArgs {
-    /// The explicit UNet the model flags ask for (on top of `--model`'s preset), if any.
-    pub fn custom_model(&self) -> Option<UnetConfig> {
-        self.model.any().then(|| {
-            let preset = self.options.model.unwrap_or_default();
-            self.model.apply(&preset.unet(1))
-        })
+    /// The explicit UNet the model flags ask for (on top of `--model`'s preset), if any;
+    /// refuses flags that UNet has no use for.
+    pub fn custom_model(&self) -> anyhow::Result<Option<UnetConfig>> {
+        if !self.model.any() {
+            return Ok(None);
+        }
+        let preset = self.options.model.unwrap_or_default();
+        self.model.apply(&preset.unet(1)).map(Some)
     }
 }
 
 /// Opens the lab.
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
-    let custom = args.custom_model();
-    if let Some(c) = &custom {
-        args.model.check_against(c)?;
-    }
+    let custom = args.custom_model()?;
     crate::tui::lab::run(args.options, custom)
 }
 
@@ -54,11 +53,11 @@ mod tests {
     fn model_flags_refine_the_preset() {
         let cli = Cli::parse_from(["ddpm-lab", "--dataset", "shapes", "--model", "small"]);
         assert_eq!(cli.lab.options.model, Some(ModelPreset::Small));
-        assert_eq!(cli.lab.custom_model(), None);
+        assert_eq!(cli.lab.custom_model().unwrap(), None);
         let cli = Cli::parse_from([
             "ddpm-lab", "--model", "blog", "--dim", "32", "--device", "cpu",
         ]);
-        let custom = cli.lab.custom_model().unwrap();
+        let custom = cli.lab.custom_model().unwrap().unwrap();
         assert_eq!(custom.dim, 32);
         assert_eq!(custom.dim_mults, ModelPreset::Blog.unet(1).dim_mults);
         assert!(Cli::try_parse_from(["ddpm-lab", "--model", "huge"]).is_err());

@@ -91,8 +91,9 @@ impl ModelArgs {
             || self.learned_variance
     }
 
-    /// Applies the flags on top of `base`.
-    pub fn apply(&self, base: &UnetConfig) -> UnetConfig {
+    /// The UNet these flags make of `base`; refuses flags the UNet they make has no use for
+    /// (see [`Self::check_against`]).
+    pub fn apply(&self, base: &UnetConfig) -> anyhow::Result<UnetConfig> {
         let mut c = base.clone();
         let switched = self.unet.is_some_and(|a| a != base.arch);
         if let Some(a) = self.unet {
@@ -168,13 +169,14 @@ impl ModelArgs {
             }
             None => {}
         }
-        c
+        self.check_against(&c)?;
+        Ok(c)
     }
 
     /// Refuses flags that `cfg` (these flags applied) has no use for: the blog UNet's block
     /// kinds and GroupNorm groups, and an init conv other than 7×7, given to lucidrains' UNet,
     /// whose weights the package could then not load (it would train and say nothing).
-    pub fn check_against(&self, cfg: &UnetConfig) -> anyhow::Result<()> {
+    fn check_against(&self, cfg: &UnetConfig) -> anyhow::Result<()> {
         if cfg.arch != Arch::Lucidrains {
             return Ok(());
         }
@@ -208,7 +210,10 @@ mod tests {
             ..ModelArgs::default()
         };
         assert!(cur.any());
-        assert_eq!(cur.apply(&UnetConfig::blog()), UnetConfig::current());
+        assert_eq!(
+            cur.apply(&UnetConfig::blog()).unwrap(),
+            UnetConfig::current()
+        );
         let lucidrains = ModelArgs {
             dim: Some(32),
             init_conv: Some(7),
@@ -216,7 +221,8 @@ mod tests {
             self_condition: true,
             ..cur.clone()
         }
-        .apply(&UnetConfig::blog());
+        .apply(&UnetConfig::blog())
+        .unwrap();
         assert_eq!(
             (lucidrains.init_kernel(), lucidrains.resnet_block_groups),
             (7, 8)
@@ -226,13 +232,17 @@ mod tests {
             unet: Some(Arch::Blog),
             ..ModelArgs::default()
         };
-        assert_eq!(blog.apply(&UnetConfig::current()), UnetConfig::blog());
+        assert_eq!(
+            blog.apply(&UnetConfig::current()).unwrap(),
+            UnetConfig::blog()
+        );
         // A width 4 groups do not divide falls back to the largest that does.
         let odd = ModelArgs {
             dim: Some(6),
             ..cur
         }
-        .apply(&UnetConfig::blog());
+        .apply(&UnetConfig::blog())
+        .unwrap();
         assert_eq!(odd.resnet_block_groups, 2);
     }
 
@@ -245,10 +255,14 @@ mod tests {
             model: ModelArgs,
         }
         let l = Cli::parse_from(["x", "--unet", "lucidrains"]).model;
-        assert_eq!(l.apply(&UnetConfig::blog()), UnetConfig::lucidrains());
+        assert_eq!(
+            l.apply(&UnetConfig::blog()).unwrap(),
+            UnetConfig::lucidrains()
+        );
         let c = Cli::parse_from(["x", "--unet", "lucidrains", "--full-attn", "true,false,1"])
             .model
-            .apply(&UnetConfig::current());
+            .apply(&UnetConfig::current())
+            .unwrap();
         assert_eq!(c.full_attention(), vec![true, false, true]);
         assert_eq!((c.arch, c.init_kernel()), (Arch::Lucidrains, 7));
         // Back to another UNet, the package's attention pattern goes with it.
@@ -256,7 +270,8 @@ mod tests {
             unet: Some(Arch::Blog),
             ..ModelArgs::default()
         }
-        .apply(&c);
+        .apply(&c)
+        .unwrap();
         assert_eq!(blog.full_attn, None);
         // One value stands for every stage (the package's `cast_tuple`); --init-dim sets it.
         let one = Cli::parse_from([
@@ -269,7 +284,8 @@ mod tests {
             "24",
         ])
         .model
-        .apply(&UnetConfig::blog());
+        .apply(&UnetConfig::blog())
+        .unwrap();
         assert_eq!(one.full_attention(), vec![true, true, true]);
         assert_eq!(one.init_dim(), 24);
         assert!(one.validate().is_ok(), "{:?}", one.validate());
@@ -285,7 +301,8 @@ mod tests {
             "16",
         ])
         .model
-        .apply(&UnetConfig::blog());
+        .apply(&UnetConfig::blog())
+        .unwrap();
         let h: Vec<_> = heads
             .attention_heads()
             .iter()
@@ -300,14 +317,16 @@ mod tests {
             attn_heads: Some(vec![2]),
             ..ModelArgs::default()
         }
-        .apply(&UnetConfig::blog());
+        .apply(&UnetConfig::blog())
+        .unwrap();
         let err = blog.validate().unwrap_err().to_string();
         assert!(err.contains("attn_heads is the lucidrains UNet's"), "{err}");
         let short = ModelArgs {
             attn_dim_head: Some(vec![16, 16]),
             ..ModelArgs::default()
         }
-        .apply(&UnetConfig::lucidrains());
+        .apply(&UnetConfig::lucidrains())
+        .unwrap();
         let err = short.validate().unwrap_err().to_string();
         assert!(
             err.contains("attn_dim_head must have one entry per stage (3)"),
@@ -317,7 +336,8 @@ mod tests {
             attn_heads: Some(vec![0]),
             ..ModelArgs::default()
         }
-        .apply(&UnetConfig::lucidrains());
+        .apply(&UnetConfig::lucidrains())
+        .unwrap();
         let err = zero.validate().unwrap_err().to_string();
         assert!(err.contains("between 1 and 256, got 0"), "{err}");
         // The blog UNet's levers, given to lucidrains', are refused, each by name.
@@ -355,26 +375,21 @@ mod tests {
                 "--init-conv 3 is not the lucidrains UNet's (the package's init conv is 7×7)",
             ),
         ] {
-            let err = args
-                .check_against(&args.apply(&UnetConfig::blog()))
-                .unwrap_err();
+            let err = args.apply(&UnetConfig::blog()).unwrap_err();
             assert!(err.to_string().contains(says), "{err}");
             // The same flags for the blog's UNet are its own.
             let blog = ModelArgs {
                 unet: Some(Arch::Blog),
                 ..args
             };
-            blog.check_against(&blog.apply(&UnetConfig::blog()))
-                .unwrap();
+            blog.apply(&UnetConfig::blog()).unwrap();
         }
         let seven = ModelArgs {
             init_conv: Some(7),
             block: Some(BlockKind::Resnet),
             ..lucidrains()
         };
-        seven
-            .check_against(&seven.apply(&UnetConfig::blog()))
-            .unwrap();
+        seven.apply(&UnetConfig::blog()).unwrap();
     }
 
     #[test]
@@ -389,11 +404,11 @@ mod tests {
         assert!(quick.self_condition, "the quick preset self-conditions");
         let off = Cli::parse_from(["x", "--no-self-condition"]).model;
         assert!(off.any());
-        assert!(!off.apply(&quick).self_condition);
+        assert!(!off.apply(&quick).unwrap().self_condition);
         let on_again = Cli::parse_from(["x", "--no-self-condition", "--self-condition"]).model;
-        assert!(on_again.apply(&UnetConfig::blog()).self_condition);
+        assert!(on_again.apply(&UnetConfig::blog()).unwrap().self_condition);
         let off_again = Cli::parse_from(["x", "--self-condition", "--no-self-condition"]).model;
-        assert!(!off_again.apply(&quick).self_condition);
+        assert!(!off_again.apply(&quick).unwrap().self_condition);
     }
 
     #[test]
@@ -407,7 +422,8 @@ mod tests {
             unet: Some(Arch::Current),
             ..ModelArgs::default()
         }
-        .apply(&quick);
+        .apply(&quick)
+        .unwrap();
         assert_eq!(
             (c.arch, c.dim, c.dim_mults.clone()),
             (Arch::Current, 16, vec![1, 2, 4])

@@ -146,7 +146,7 @@ pub fn ignored_with_resume(args: &TrainArgs) -> Vec<&'static str> {
 }
 
 /// The run layer's request for these arguments.
-pub fn request(args: &TrainArgs) -> TrainRequest {
+pub fn request(args: &TrainArgs) -> anyhow::Result<TrainRequest> {
     let stop = match (args.steps, args.epochs) {
         (Some(s), _) => StopAt::Step(s),
         (None, Some(e)) => StopAt::Epochs(e),
@@ -156,7 +156,7 @@ pub fn request(args: &TrainArgs) -> TrainRequest {
             _ => StopAt::Configured,
         },
     };
-    match &args.resume {
+    Ok(match &args.resume {
         Some(dir) => TrainRequest::Resume {
             dir: dir.clone(),
             stop,
@@ -169,14 +169,14 @@ pub fn request(args: &TrainArgs) -> TrainRequest {
             lr: args.recipe.lr,
         },
         None => {
-            let config = config_from_args(args);
+            let config = config_from_args(args)?;
             let dir = args
                 .run_dir
                 .clone()
                 .unwrap_or_else(|| RunDir::fresh_path(&runs_root(None), config.schedule.name()));
             TrainRequest::New { config, dir, stop }
         }
-    }
+    })
 }
 
 /// A line on stderr; a closed or hung-up terminal is not worth a panic (as `eprintln!` would),
@@ -247,10 +247,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             ));
         }
     }
-    let req = request(&args);
-    if let TrainRequest::New { config, .. } = &req {
-        args.model.check_against(&config.model)?;
-    }
+    let req = request(&args)?;
     let cfg = req.base_config()?;
     // Data (downloads if needed).
     let spec: DatasetSpec = cfg.dataset.parse().map_err(|e| {
@@ -649,13 +646,13 @@ impl DiskWait {
 
 /// The configuration of a new run: the preset (the blog's setup when none is named), then the
 /// model size, the model flags and every other flag given on top.
-pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
+pub fn config_from_args(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     let mut cfg = recipe_config(
         args.preset.unwrap_or(Preset::Blog),
         args.model_size,
         &args.model,
         &args.recipe,
-    );
+    )?;
     if let Some(v) = args.warmup {
         cfg.warmup_steps = v;
     }
@@ -689,24 +686,25 @@ pub fn config_from_args(args: &TrainArgs) -> TrainConfig {
     cfg.flip = !args.no_flip;
     cfg.checkpoint_every = args.checkpoint_every.unwrap_or(500);
     cfg.checkpoint_interval_s = interval(args);
-    cfg
+    Ok(cfg)
 }
 
 /// A recipe's configuration with the model size, the model flags and the recipe flags on top
-/// (`train` and `import` name a run's model and recipe alike).
+/// (`train` and `import` name a run's model and recipe alike); refuses model flags the UNet
+/// has no use for.
 pub(super) fn recipe_config(
     preset: Preset,
     model_size: Option<ModelPreset>,
     model: &ModelArgs,
     recipe: &RecipeFlags,
-) -> TrainConfig {
+) -> anyhow::Result<TrainConfig> {
     let mut cfg = preset.config();
     if let Some(m) = model_size {
         cfg.model = m.unet(cfg.model.channels);
     }
-    cfg.model = model.apply(&cfg.model);
+    cfg.model = model.apply(&cfg.model)?;
     recipe.apply(&mut cfg);
-    cfg
+    Ok(cfg)
 }
 
 /// The checkpoint interval the arguments ask for (`None`: off).
@@ -859,13 +857,13 @@ mod tests {
     fn config(args: &[&str]) -> TrainConfig {
         let cli =
             Cli::try_parse_from(std::iter::once("train").chain(args.iter().copied())).unwrap();
-        config_from_args(&cli.train)
+        config_from_args(&cli.train).unwrap()
     }
 
     fn stop(args: &[&str]) -> StopAt {
         let cli =
             Cli::try_parse_from(std::iter::once("train").chain(args.iter().copied())).unwrap();
-        match request(&cli.train) {
+        match request(&cli.train).unwrap() {
             TrainRequest::New { stop, .. } | TrainRequest::Resume { stop, .. } => stop,
             TrainRequest::Scratch { .. } => unreachable!("the CLI trains no scratch run"),
         }
