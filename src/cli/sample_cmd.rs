@@ -99,7 +99,7 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
     let keep = match &args.gif {
         Some(_) => {
             let steps = runs::budget::sampling_steps(kind, cfg.timesteps);
-            KeepFrames::Only(export::pick_frames(steps + 1, export::DENOISING_GIF_FRAMES))
+            KeepFrames::Only(export::denoising_gif_frames(steps + 1))
         }
         None => KeepFrames::last(),
     };

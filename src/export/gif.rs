@@ -41,6 +41,13 @@ pub fn pick_frames(total: usize, max_frames: usize) -> Vec<usize> {
 /// every 17th step, a few seconds of animation and a file of about a megabyte or two.
 pub const DENOISING_GIF_FRAMES: usize = 60;
 
+/// The frames of a sampling of `total` frames (the noise, then one per step) that its
+/// denoising GIF shows: at most [`DENOISING_GIF_FRAMES`], spread from the noise to the final
+/// images. A sampling that keeps only these hands [`save_denoising_gif`] all it shows.
+pub fn denoising_gif_frames(total: usize) -> Vec<usize> {
+    pick_frames(total, DENOISING_GIF_FRAMES)
+}
+
 /// The widest a denoising GIF's grid is scaled up to, in pixels (before the gaps between
 /// images): 16 Fashion-MNIST images at 4×, 64 at 2×, 100 or more at 1×.
 pub const DENOISING_GIF_WIDTH: usize = 512;
@@ -53,15 +60,15 @@ pub fn denoising_gif_scale(cols: usize, width: usize) -> usize {
     (DENOISING_GIF_WIDTH / grid).clamp(1, 4)
 }
 
-/// The denoising GIF of a sampling, as `sample --gif` and the lab's export both write it: at
-/// most [`DENOISING_GIF_FRAMES`] of `frames` spread from the noise to the final images, each
+/// The denoising GIF of a sampling, as `sample --gif` and the lab's export both write it: the
+/// [`denoising_gif_frames`] of `frames` (all of them where it holds only those), each
 /// a grid of `cols` columns at [`denoising_gif_scale`], 80 ms a frame.
 pub fn save_denoising_gif(
     frames: &[Vec<Image8>],
     cols: usize,
     path: &Path,
 ) -> Result<(), ExportError> {
-    let picked: Vec<Vec<Image8>> = pick_frames(frames.len(), DENOISING_GIF_FRAMES)
+    let picked: Vec<Vec<Image8>> = denoising_gif_frames(frames.len())
         .into_iter()
         .map(|i| frames[i].clone())
         .collect();
@@ -248,6 +255,13 @@ mod tests {
                 assert_eq!(*p.last().unwrap(), total - 1);
                 assert!(p.windows(2).all(|w| w[0] < w[1]), "{p:?}");
             }
+        }
+        // A sampling that kept only its GIF's frames gives the GIF every one of them.
+        for total in [2, 51, 61, 201, 1001] {
+            let kept = denoising_gif_frames(total);
+            assert_eq!(kept.len(), total.min(DENOISING_GIF_FRAMES));
+            let all: Vec<usize> = (0..kept.len()).collect();
+            assert_eq!(denoising_gif_frames(kept.len()), all, "{total}");
         }
     }
 

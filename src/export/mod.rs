@@ -18,7 +18,9 @@ pub use chart::{
     render_loss_chart, render_schedule_chart, save_loss_chart, save_loss_chart_with,
     save_schedule_chart, schedule_color, LossChartOptions, SCHEDULE_COLORS,
 };
-pub use gif::{pick_frames, save_denoise_gif, save_denoising_gif, DENOISING_GIF_FRAMES};
+pub use gif::{
+    denoising_gif_frames, pick_frames, save_denoise_gif, save_denoising_gif, DENOISING_GIF_FRAMES,
+};
 pub use grid::{grid_image, save_grid_png, GridError, GridLayout};
 pub use show::show_inline;
 
