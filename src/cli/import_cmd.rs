@@ -77,12 +77,20 @@ pub fn run(args: ImportArgs) -> Result<()> {
         .or(args.ema_weights.is_some().then_some(IMPORTED_EMA_DECAY));
     config.checkpoint_every = 500;
     config.checkpoint_interval_s = Some(120.0);
-    let dir = args.run_dir.clone().unwrap_or_else(|| {
-        RunDir::fresh_path(
+    // A folder made now under a name no other process has taken (see `RunDir::claim_fresh`),
+    // removed again if the import fails.
+    let claimed = match &args.run_dir {
+        Some(_) => None,
+        None => Some(RunDir::claim_fresh(
             &crate::runs::runs_root(None),
             &format!("{}-import", config.schedule.name()),
-        )
-    });
+        )?),
+    };
+    let dir = args
+        .run_dir
+        .clone()
+        .or(claimed.clone())
+        .expect("given or made");
     let default_ema = args.ema.is_none() && args.ema_weights.is_some();
     let done = import(ImportRequest {
         weights: args.weights,
@@ -92,6 +100,11 @@ pub fn run(args: ImportArgs) -> Result<()> {
         loss_given: args.recipe.loss.is_some(),
         step: args.step,
         dir,
+    })
+    .inspect_err(|_| {
+        if let Some(dir) = &claimed {
+            let _ = std::fs::remove_dir(dir);
+        }
     })?;
     for n in &done.notes {
         note(&format!("note: {n}"));

@@ -208,36 +208,14 @@ fn quitting_at_once(dir: &str, why: &str) -> String {
 /// Steps between the progress lines printed where stderr is not a terminal.
 const PLAIN_EVERY: usize = 100;
 
-/// Runs the command.
-pub fn run(mut args: TrainArgs) -> Result<()> {
-    args.resume = args.resume.map(|p| crate::runs::find_run(&p));
+/// Everything before training: the device, the request, the data, and the run checked
+/// against it (a new run's folder made).
+fn prepare(args: &TrainArgs) -> Result<crate::runs::start::PreparedRun> {
     crate::device::use_tf32(args.device, args.tf32)?;
     // A device that cannot open says so before the data is loaded (or downloaded).
     args.device.open()?;
-    // SIGINT, SIGTERM and SIGHUP, from the start: before the trainer exists there is nothing to
-    // save and the command ends at once; after, the first one checkpoints and stops, a second
-    // one ends the command at once (the last complete checkpoint stays).
-    let trainer: Arc<OnceLock<Sender<TrainCommand>>> = Arc::new(OnceLock::new());
-    let slot = Arc::clone(&trainer);
-    // The run's directory once training has started, for the last line of a second signal.
-    let started_in: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
-    let dir_of_run = Arc::clone(&started_in);
-    let _ = signals::install(move |n| match slot.get() {
-        Some(commands) if n == 1 => {
-            // Short enough for 80 columns after the terminal's `^C`: a wrapped line would be
-            // drawn over by the progress bar.
-            note("stopping: saving a checkpoint (again: quit at once, keeping the last one)");
-            let _ = commands.send(TrainCommand::Stop);
-        }
-        _ => {
-            if let Some(dir) = dir_of_run.get() {
-                note(&quitting_at_once(dir, "quitting at once"));
-            }
-            signals::end_as_signalled()
-        }
-    });
     if args.resume.is_some() {
-        let ignored = ignored_with_resume(&args);
+        let ignored = ignored_with_resume(args);
         if !ignored.is_empty() {
             note(&format!(
                 "note: {} {} ignored with --resume (the run's config is used; start a new run to change {})",
@@ -247,7 +225,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             ));
         }
     }
-    let req = request(&args)?;
+    let mut req = request(args)?;
     let cfg = req.base_config()?;
     // Data (downloads if needed).
     let spec: DatasetSpec = cfg.dataset.parse().map_err(|e| {
@@ -282,11 +260,63 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         Some(_) => crate::data::DataError::for_real_images_in(e),
         None => e,
     })?;
+    // The new run's folder, made now under a name no other process has taken: runs started
+    // in the same second (a seed sweep) each get their own. Left empty by a run that does not
+    // start, it is removed again.
+    let claimed = match (&mut req, &args.run_dir) {
+        (TrainRequest::New { dir, config, .. }, None) => {
+            *dir = RunDir::claim_fresh(&runs_root(None), config.schedule.name())?;
+            Some(dir.clone())
+        }
+        _ => None,
+    };
+    req.prepare(Arc::new(dataset.train)).inspect_err(|_| {
+        if let Some(dir) = &claimed {
+            let _ = std::fs::remove_dir(dir);
+        }
+    })
+}
+
+/// Runs the command.
+pub fn run(mut args: TrainArgs) -> Result<()> {
+    args.resume = args.resume.map(|p| crate::runs::find_run(&p));
+    // SIGINT, SIGTERM and SIGHUP, from the start: before the trainer exists there is nothing to
+    // save and the command ends at once; after, the first one checkpoints and stops, a second
+    // one ends the command at once (the last complete checkpoint stays).
+    let trainer: Arc<OnceLock<Sender<TrainCommand>>> = Arc::new(OnceLock::new());
+    let slot = Arc::clone(&trainer);
+    // The run's directory once training has started, for the last line of a second signal.
+    let started_in: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let dir_of_run = Arc::clone(&started_in);
+    let _ = signals::install(move |n| match slot.get() {
+        Some(commands) if n == 1 => {
+            // Short enough for 80 columns after the terminal's `^C`: a wrapped line would be
+            // drawn over by the progress bar.
+            note("stopping: saving a checkpoint (again: quit at once, keeping the last one)");
+            let _ = commands.send(TrainCommand::Stop);
+        }
+        _ => {
+            if let Some(dir) = dir_of_run.get() {
+                note(&quitting_at_once(dir, "quitting at once"));
+            }
+            signals::end_as_signalled()
+        }
+    });
     // A checkpoint the disk has no room for pauses the run, weights in memory, and this
     // driver tries again for a while (see `DiskWait`) before giving up.
-    let prepared = req
-        .prepare(Arc::new(dataset.train))?
-        .holding_on_failed_checkpoints();
+    let prepared = match prepare(&args) {
+        Ok(p) => p.holding_on_failed_checkpoints(),
+        Err(e) => {
+            // A script reading `--json` learns of every failure on stdout, not only of those
+            // after training started.
+            if args.json {
+                let message = crate::errors::one_line(&e);
+                let line = serde_json::json!({ "event": "error", "message": message });
+                let _ = writeln!(std::io::stdout(), "{line}");
+            }
+            return Err(e);
+        }
+    };
     let json = args.json;
     let handle = prepared.spawn();
     let _ = trainer.set(handle.commands.clone());

@@ -100,6 +100,15 @@ pub fn save_tensors_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Re
     .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The names a new run under `root` may take, in order: `{stamp}-{tag}`, then `-2`, `-3`, ….
+fn fresh_names<'a>(root: &'a Path, tag: &str) -> impl Iterator<Item = PathBuf> + 'a {
+    let base = format!("{}-{tag}", crate::clock::utc_stamp());
+    (1usize..).map(move |i| match i {
+        1 => root.join(&base),
+        i => root.join(format!("{base}-{i}")),
+    })
+}
+
 impl RunDir {
     /// Creates (or reuses) a run directory at `path`.
     pub fn create(path: &Path) -> Result<Self> {
@@ -249,16 +258,31 @@ impl RunDir {
         format!("{dir} has no checkpoint yet: {who} is training it and has not written its first one{when}; try again once it has")
     }
 
-    /// A fresh directory name under `root`: `runs/20261125-061500-linear`.
+    /// A fresh directory name under `root`: `runs/20261125-061500-linear`, or `…-linear-2`
+    /// where that is taken. Only a name: [`Self::claim_fresh`] makes the folder.
     pub fn fresh_path(root: &Path, tag: &str) -> PathBuf {
-        let base = format!("{}-{tag}", crate::clock::utc_stamp());
-        let mut p = root.join(&base);
-        let mut i = 1;
-        while p.exists() {
-            i += 1;
-            p = root.join(format!("{base}-{i}"));
+        fresh_names(root, tag)
+            .find(|p| !p.exists())
+            .expect("the names never run out")
+    }
+
+    /// Makes a new, empty run folder under `root` named as [`Self::fresh_path`] names one, and
+    /// returns its path. The folder is made at once (never one that exists), so runs started
+    /// in the same second by several processes (a seed sweep) each get their own.
+    pub fn claim_fresh(root: &Path, tag: &str) -> Result<PathBuf> {
+        fs::create_dir_all(root)
+            .with_context(|| format!("cannot create the runs folder {}", root.display()))?;
+        for p in fresh_names(root, tag) {
+            match fs::create_dir(&p) {
+                Ok(()) => return Ok(p),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot create run directory {}", p.display()))
+                }
+            }
         }
-        p
+        unreachable!("the names never run out")
     }
 
     /// The directory.
@@ -434,6 +458,43 @@ pub fn list_runs(root: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs started in the same second (a seed sweep of eight) each make a folder of their
+    /// own; none is handed one that was there (an old run's, or another's just made).
+    #[test]
+    fn runs_started_together_each_claim_their_own_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("runs");
+        let old = RunDir::fresh_path(&root, "linear");
+        fs::create_dir_all(&old).unwrap();
+        let claimed: Vec<PathBuf> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| RunDir::claim_fresh(&root, "linear").unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut unique = claimed.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 8, "{claimed:?}");
+        for p in &claimed {
+            assert_ne!(p, &old);
+            assert!(
+                p.is_dir() && fs::read_dir(p).unwrap().next().is_none(),
+                "{p:?}"
+            );
+            let name = p.file_name().unwrap().to_string_lossy();
+            assert!(name.contains("-linear"), "{name}");
+        }
+        // A runs folder that cannot be made says which.
+        let file = d.path().join("a-file");
+        fs::write(&file, "").unwrap();
+        let err = RunDir::claim_fresh(&file.join("runs"), "linear").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cannot create the runs folder"),
+            "{err:#}"
+        );
+    }
 
     #[test]
     fn a_log_is_cut_after_the_last_line_of_the_step_resumed_from() {

@@ -205,6 +205,23 @@ fn train_sample_and_resume() {
     );
     let err = fails(&out);
     assert!(err.contains("at step 40 already"), "{err}");
+    // With --json a refusal before training is an `error` event on stdout too.
+    let out = ddpm(
+        &["train", "--resume", run_s, "--steps", "40", "--json"],
+        tmp.path(),
+    );
+    fails(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_default();
+    assert_eq!(last["event"], "error", "{stdout}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("at step 40 already"),
+        "{stdout}"
+    );
     assert!(
         err.contains("note: --loss, --seed are ignored with --resume"),
         "{err}"
