@@ -122,7 +122,6 @@ impl LabOptions {
             let mut s = LabSettings::default();
             s.train.device = best_device();
             s.set_recipe(RecipeName::for_device(s.train.device));
-            s.sample = s.sample.with_recommended(s.train.recommended_sampler);
             s
         };
         let (mut settings, problems) = match remembered {

@@ -512,10 +512,12 @@ pub fn config_dir() -> Result<PathBuf, SettingsError> {
 }
 
 impl LabSettings {
-    /// Sets the Train settings from the recipe `name` as it is now (keeping device and seed)
-    /// and remembers it as their origin.
+    /// Sets the Train settings from the recipe `name` as it is now (keeping device and seed),
+    /// and the Sample screen's sampler to the one it recommends; remembers it as their origin.
     pub fn set_recipe(&mut self, name: RecipeName) {
         self.train = name.settings(self.train.device, self.train.seed);
+        // The Sample screen follows with the sampler the recipe recommends.
+        self.sample = self.sample.with_recommended(self.train.recommended_sampler);
         self.origin = Some(SettingsOrigin::Recipe(Box::new(RecipeBase {
             name,
             values: self.train.clone(),
@@ -524,6 +526,9 @@ impl LabSettings {
 
     /// Sets the Train settings to an opened run's: they follow no recipe from now on.
     pub fn set_from_run(&mut self, train: TrainSettings) {
+        // The Sample screen draws from it as `sample` and `eval` do: with the sampler its
+        // recipe recommends, DDPM over its T where it names none (the blog's, an import).
+        self.sample = self.sample.with_recommended(train.recommended_sampler);
         self.train = train;
         self.origin = Some(SettingsOrigin::Run);
     }
@@ -975,6 +980,29 @@ mod tests {
         assert!(s.follow_recipe().is_empty());
         assert_eq!(s.train, run);
         assert!(s.recipe().is_none());
+    }
+
+    /// The Sample screen draws from an opened run as `sample` and `eval` do: the blog's run,
+    /// or an imported one, recommends no sampler (DDPM over its T); the quick one its DDIM.
+    #[test]
+    fn an_opened_run_is_sampled_with_the_sampler_it_recommends() {
+        let mut s = LabSettings::default();
+        s.sample.n = 9;
+        assert!(s.sample.ddim, "the quick recipe's DDIM 50");
+        s.set_from_run(TrainSettings {
+            recommended_sampler: None,
+            ..TrainSettings::default()
+        });
+        assert!(!s.sample.ddim);
+        assert_eq!(s.sample.n, 9, "the rest stays the user's");
+        s.set_from_run(TrainSettings {
+            recommended_sampler: Some(SamplerKind::Ddim {
+                steps: 20,
+                eta: 0.0,
+            }),
+            ..TrainSettings::default()
+        });
+        assert!(s.sample.ddim && s.sample.ddim_steps == 20, "{:?}", s.sample);
     }
 
     #[test]

@@ -665,9 +665,13 @@ fn u_brings_back_the_settings_an_opened_run_replaced() {
     load_data(&mut app);
     let own = app.settings.train.clone();
     let own_origin = app.settings.origin.clone();
+    app.settings.sample.ddim = true;
+    let own_sample = app.settings.sample.clone();
     let mut theirs = settings().train;
     theirs.lr = 5e-4;
     theirs.steps = 40;
+    // The blog's run: it recommends no sampler, and is sampled with DDPM, as `sample` does.
+    theirs.recommended_sampler = None;
     assert_ne!(theirs, own);
     engine.offer_run("runs/old", theirs.clone(), 40);
     app.tab = Tab::Train;
@@ -690,8 +694,10 @@ fn u_brings_back_the_settings_an_opened_run_replaced() {
         "{:?}",
         app.notice
     );
+    assert!(!app.settings.sample.ddim, "{:?}", app.settings.sample);
     // Quitting now would remember the user's own settings, not the opened run's.
     assert_eq!(app.settings_to_keep().train, own);
+    assert_eq!(app.settings_to_keep().sample, own_sample);
     // Only steps, budget and device apply to the opened run.
     app.train.field = 0;
     handle_key(&mut app, key(KeyCode::Right));
@@ -705,6 +711,7 @@ fn u_brings_back_the_settings_an_opened_run_replaced() {
     handle_key(&mut app, ch('u'));
     assert_eq!(app.settings.train, own);
     assert_eq!(app.settings.origin, own_origin);
+    assert_eq!(app.settings.sample, own_sample);
     assert_eq!(
         app.train.run.state,
         RunState::Idle,

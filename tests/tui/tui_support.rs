@@ -310,6 +310,8 @@ pub fn settings() -> LabSettings {
     };
     s.train.schedule = ddpm_lab::schedule::BetaSchedule::Linear;
     s.train.timesteps = 200;
+    // The tests draw with DDPM unless they say (the quick recipe recommends DDIM).
+    s.sample.ddim = false;
     s
 }
 

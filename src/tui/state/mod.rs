@@ -383,6 +383,7 @@ impl App {
             keep.train = own.train.clone();
             keep.origin = own.origin.clone();
             keep.dataset = own.dataset.clone();
+            keep.sample = own.sample.clone();
         }
         keep
     }

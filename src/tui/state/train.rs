@@ -10,7 +10,9 @@ use crate::schedule::BetaSchedule;
 use crate::train::events::{FinishReason, TrainCommand, TrainEvent};
 
 use super::super::event::Command;
-use super::super::settings::{ModelPreset, RecipeName, SettingsOrigin, TrainSettings};
+use super::super::settings::{
+    ModelPreset, RecipeName, SampleSettings, SettingsOrigin, TrainSettings,
+};
 use super::super::workers::{Estimate, OpenedRun, Slot};
 use super::effect::{Ctx, Effect, Topic};
 use super::run::{RunProgress, RunState};
@@ -327,6 +329,8 @@ pub struct OwnSettings {
     pub origin: Option<SettingsOrigin>,
     /// The dataset chosen.
     pub dataset: String,
+    /// The Sample settings (an opened run sets its recommended sampler).
+    pub sample: SampleSettings,
 }
 
 /// State of the Train screen.
@@ -558,6 +562,7 @@ impl TrainState {
         let own = *self.own_settings.take()?;
         ctx.settings.train = own.train;
         ctx.settings.origin = own.origin;
+        ctx.settings.sample = own.sample;
         Some(if own.dataset != ctx.settings.dataset {
             vec![Effect::LoadDataset(own.dataset)]
         } else {
@@ -880,10 +885,6 @@ impl TrainState {
         } else {
             RecipeName::for_device(settings.train.device)
         });
-        // The Sample screen follows with the sampler the recipe recommends.
-        settings.sample = settings
-            .sample
-            .with_recommended(settings.train.recommended_sampler);
         let mut fx = vec![Effect::info(match (blog, n_train) {
             (true, Some(n)) => format!(
                 "blog configuration: {} epochs of these {n} images = {} steps",
@@ -1035,6 +1036,7 @@ impl TrainState {
                     train: ctx.settings.train.clone(),
                     origin: ctx.settings.origin.clone(),
                     dataset: ctx.settings.dataset.clone(),
+                    sample: ctx.settings.sample.clone(),
                 }));
             }
             ctx.settings.set_from_run(s.clone());
