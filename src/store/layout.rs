@@ -339,9 +339,21 @@ impl RunDir {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        self.point_latest_at(&name)?;
+        // The run's config.json before the switch (it only follows the checkpoints' own, which
+        // resumes read): a failure either way leaves `latest` where it was.
+        let switched = self
+            .follow_config(config)
+            .and_then(|()| self.point_latest_at(&name));
+        if let Err(e) = switched {
+            // A pointer written whole but not synced still names the new folder: it is the
+            // run's latest. Otherwise nothing names it, and it goes, so that trying again
+            // writes the same folder, not one more beside it on every try.
+            if !self.latest_is(&name) {
+                let _ = fs::remove_dir_all(root.join(&name));
+                return Err(e);
+            }
+        }
         crate::fail_point!("checkpoint-after-switch", "");
-        self.follow_config(config)?;
         self.prune_checkpoints(&name, &state.abandoned);
         Ok(root.join(name))
     }
@@ -574,6 +586,46 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A checkpoint whose switch fails (the run's `latest` or config.json cannot be replaced:
+    /// here folders stand in their way) leaves `latest` where it was and no folder behind:
+    /// trying again, as a trainer does for an hour, writes the same folder, not one more on
+    /// every try.
+    #[test]
+    fn a_failed_switch_leaves_no_folder_and_tries_again_in_the_same_one() {
+        use crate::store::{RunDir, RunState};
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&d.path().join("run")).unwrap();
+        let cfg = TrainConfig::default();
+        let write = |step: usize| {
+            let state = RunState {
+                step,
+                ..RunState::default()
+            };
+            run.write_checkpoint(&cfg, &state, &["w.txt"], &mut |_, p| {
+                Ok(fs::write(p, format!("{step}"))?)
+            })
+        };
+        write(10).unwrap();
+        let latest = || fs::read_to_string(run.file(LATEST_FILE)).unwrap_or_default();
+        assert_eq!(latest().trim(), "step-000010");
+        for blocked in [LATEST_FILE, CONFIG_FILE] {
+            let kept = fs::read(run.file(blocked)).unwrap();
+            fs::remove_file(run.file(blocked)).unwrap();
+            fs::create_dir_all(run.file(blocked).join("in-the-way")).unwrap();
+            for _ in 0..3 {
+                let err = write(20).unwrap_err();
+                assert!(format!("{err:#}").contains(blocked), "{err:#}");
+                assert_eq!(run.checkpoint_names(), ["step-000010"], "{blocked}");
+            }
+            fs::remove_dir_all(run.file(blocked)).unwrap();
+            fs::write(run.file(blocked), kept).unwrap();
+            assert_eq!(latest().trim(), "step-000010", "{blocked}");
+        }
+        write(20).unwrap();
+        assert_eq!(latest().trim(), "step-000020");
+        assert!(run.checkpoint_names().contains(&"step-000020".to_string()));
+    }
 
     #[test]
     fn a_checkpoint_name_says_its_step_padded_or_not() {
