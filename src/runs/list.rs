@@ -39,7 +39,9 @@ impl RunInfo {
     }
 
     /// Reads an opened run. Its configuration is the run's config.json, or where that is
-    /// damaged its newest checkpoint's (which resuming and sampling read).
+    /// damaged its newest checkpoint's (which resuming and sampling read), else the newest
+    /// readable one of its checkpoint folders' (said as its problem): a run is listed, damaged
+    /// as it may be, while anything of it can be read, so that it can be mended or removed.
     pub fn of(run: &RunDir) -> Result<Self> {
         // A damaged newest checkpoint is said with the checkpoint it can go on from.
         let (latest, problem) = match run.latest_checkpoint() {
@@ -59,10 +61,32 @@ impl RunInfo {
                 )),
             ),
         };
-        let config = match (run.load_config(), &latest) {
-            (Ok(c), _) => c,
-            (Err(e), Some(ck)) => ck.load_config().map_err(|_| e)?,
-            (Err(e), None) => return Err(e),
+        let (config, problem) = match (run.load_config(), &latest) {
+            (Ok(c), _) => (c, problem),
+            (Err(e), latest) => match latest.as_ref().and_then(|ck| ck.load_config().ok()) {
+                Some(c) => (c, problem),
+                None => {
+                    // The newest checkpoint folder whose configuration reads.
+                    let (name, c) = run
+                        .checkpoint_names()
+                        .into_iter()
+                        .rev()
+                        .find_map(|n| {
+                            let ck =
+                                crate::store::Checkpoint::open(&run.checkpoints_dir().join(&n));
+                            Some((n, ck.ok()?.load_config().ok()?))
+                        })
+                        .ok_or(e)?;
+                    let why = format!(
+                        "its config.json and newest checkpoint's cannot be read; shown with the settings of {name}"
+                    );
+                    let problem = Some(match problem {
+                        Some(p) => format!("{p}; {why}"),
+                        None => why,
+                    });
+                    (c, problem)
+                }
+            },
         };
         Ok(Self {
             dir: run.path().to_path_buf(),
@@ -359,6 +383,44 @@ mod tests {
                 "old"
             ]
         );
+    }
+
+    /// A run whose config.json is garbage, and whose newest checkpoint's cannot be read
+    /// either (`latest` gone, or its config damaged), is still listed: with an older
+    /// checkpoint's settings and a problem that says so, not left out without a word.
+    #[test]
+    fn a_run_whose_every_newest_config_is_damaged_is_listed_with_its_problem() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig::default();
+        let run = RunDir::create(&root.path().join("damaged")).unwrap();
+        run.save_config(&cfg).unwrap();
+        let names = [crate::store::WEIGHTS_FILE];
+        for step in [7, 9] {
+            let state = crate::store::RunState {
+                step,
+                ..Default::default()
+            };
+            run.write_checkpoint(&cfg, &state, &names, &mut |_, p| {
+                Ok(std::fs::write(p, b"weights")?)
+            })
+            .unwrap();
+        }
+        std::fs::write(run.file(CONFIG_FILE), "garbage").unwrap();
+        let newest = run.checkpoints_dir().join("step-000009").join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&newest).unwrap();
+        std::fs::write(&newest, text.replace("\"seed\": 0", "\"seed\": -1")).unwrap();
+        let listed = find_all_runs(root.path());
+        assert_eq!(listed.len(), 1, "listed");
+        let problem = listed[0].problem.clone().unwrap_or_default();
+        assert!(problem.contains("shown with the settings of step-000007"), "{problem}");
+        // `latest` gone as well: the same.
+        std::fs::remove_file(run.file(crate::store::LATEST_FILE)).unwrap();
+        let listed = find_all_runs(root.path());
+        let problem = listed[0].problem.clone().unwrap_or_default();
+        assert!(problem.contains("step-000007"), "{problem}");
+        // Nothing readable at all: left out (there is nothing to show it with).
+        std::fs::remove_dir_all(run.checkpoints_dir().join("step-000007")).unwrap();
+        assert!(find_all_runs(root.path()).is_empty());
     }
 
     #[test]
