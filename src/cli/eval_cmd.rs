@@ -119,6 +119,8 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     let sample_seconds = started.elapsed().as_secs_f64();
+    // The batches the images were drawn in (fewer images than --batch-size: one of them all).
+    let batch_size = args.batch_size.min(args.n);
     let report = eval::evaluate(&scorer, &dataset, &samples)?;
     let real_split = if report.real_from_train {
         "train"
@@ -134,7 +136,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
             sampler: runs::quality::SamplerRecord::Kind(kind),
             n: args.n,
             seed: args.seed,
-            batch_size: Some(args.batch_size),
+            batch_size: Some(batch_size),
             dataset: spec.to_string(),
             real_split: Some(real_split.to_string()),
             samples: report.samples.clone(),
@@ -159,7 +161,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
             "sampler": kind,
             "n": args.n,
             "seed": args.seed,
-            "batch_size": args.batch_size,
+            "batch_size": batch_size,
             "dataset": spec.to_string(),
             "real_split": real_split,
             "sample_seconds": sample_seconds,

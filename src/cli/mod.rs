@@ -79,8 +79,8 @@ enum Command {
     /// Make a run of weights trained elsewhere (a PyTorch state_dict in safetensors), for
     /// sample, eval, the lab and train --resume
     Import(Box<import_cmd::ImportArgs>),
-    /// Train the classifier `eval` scores with (writes assets/classifier/)
-    #[command(hide = true)]
+    /// Train the classifier `eval` scores with (for developers: writes assets/classifier/,
+    /// which ships inside the binary)
     TrainClassifier(classifier_cmd::ClassifierArgs),
 }
 

@@ -17,9 +17,10 @@ pub struct RunsArgs {
     pub runs_dir: Option<PathBuf>,
     /// One JSON object per run and line: dir, name, dataset, schedule, imported_betas (β of
     /// its own, from imported weights), timesteps, model, step (saved), steps (to train),
-    /// last_step (logged), loss (mean of the last 50 logged), loss_kind, training, score (the last preview's: step, recognised, frechet), eval (that of
-    /// the newest step evaluated, its largest: step, sampler, n, recognised, frechet,
-    /// frechet_ratio)
+    /// last_step (logged), loss (mean of the last 50 logged), loss_kind, training, problem
+    /// (why its newest checkpoint cannot be used, else null), score (the last preview's: step,
+    /// recognised, frechet), eval (that of the newest step evaluated, its largest: step,
+    /// sampler, n, recognised, frechet, frechet_ratio)
     #[arg(long)]
     pub json: bool,
 }

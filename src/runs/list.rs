@@ -61,6 +61,17 @@ impl RunInfo {
                 )),
             ),
         };
+        // Weights cut off or zeroed (a disk that filled under another program, a copy
+        // interrupted) are said here, not first by `sample` or a resume.
+        let problem = problem.or_else(|| {
+            let ck = latest.as_ref()?;
+            [crate::store::WEIGHTS_FILE, crate::store::EMA_FILE]
+                .iter()
+                .map(|f| ck.file(f))
+                .filter(|p| p.exists())
+                .find_map(|p| crate::store::checkpoint::check_safetensors_whole(&p).err())
+                .map(|e| crate::errors::one_line(&run.with_other_checkpoints(e, Some(ck.dir()))))
+        });
         let (config, problem) = match (run.load_config(), &latest) {
             (Ok(c), _) => (c, problem),
             (Err(e), latest) => match latest.as_ref().and_then(|ck| ck.load_config().ok()) {
@@ -412,7 +423,10 @@ mod tests {
         let listed = find_all_runs(root.path());
         assert_eq!(listed.len(), 1, "listed");
         let problem = listed[0].problem.clone().unwrap_or_default();
-        assert!(problem.contains("shown with the settings of step-000007"), "{problem}");
+        assert!(
+            problem.contains("shown with the settings of step-000007"),
+            "{problem}"
+        );
         // `latest` gone as well: the same.
         std::fs::remove_file(run.file(crate::store::LATEST_FILE)).unwrap();
         let listed = find_all_runs(root.path());
@@ -421,6 +435,50 @@ mod tests {
         // Nothing readable at all: left out (there is nothing to show it with).
         std::fs::remove_dir_all(run.checkpoints_dir().join("step-000007")).unwrap();
         assert!(find_all_runs(root.path()).is_empty());
+    }
+
+    /// Weights cut short, or zeroed, in the newest checkpoint are the run's problem in the
+    /// listing (with the checkpoint to go on from), found from the file's header and length.
+    #[test]
+    fn cut_off_weights_are_a_runs_problem_in_the_listing() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig::default();
+        let run = RunDir::create(&root.path().join("cut")).unwrap();
+        run.save_config(&cfg).unwrap();
+        let t = candle_core::Tensor::ones(64, candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+        let tensors = std::collections::HashMap::from([("w".to_string(), t)]);
+        for step in [7, 9] {
+            let state = crate::store::RunState {
+                step,
+                ..Default::default()
+            };
+            run.write_checkpoint(&cfg, &state, &[crate::store::WEIGHTS_FILE], &mut |_, p| {
+                Ok(candle_core::safetensors::save(&tensors, p)?)
+            })
+            .unwrap();
+        }
+        let problem = || find_all_runs(root.path())[0].problem.clone();
+        assert_eq!(problem(), None, "whole weights");
+        let weights = run
+            .checkpoints_dir()
+            .join("step-000009")
+            .join(crate::store::WEIGHTS_FILE);
+        let whole = std::fs::read(&weights).unwrap();
+        for damaged in [
+            whole[..whole.len() - 10].to_vec(),
+            whole[..10].to_vec(),
+            vec![0u8; whole.len()],
+            Vec::new(),
+        ] {
+            std::fs::write(&weights, &damaged).unwrap();
+            let p = problem().unwrap_or_default();
+            assert!(
+                p.contains("is damaged") && p.contains("step-000007"),
+                "{} bytes: {p}",
+                damaged.len()
+            );
+        }
     }
 
     #[test]

@@ -37,6 +37,44 @@ impl LoadedModel {
     }
 }
 
+/// Checks, without reading the tensors, that the safetensors file at `path` is whole: its
+/// header reads and the file is as long as the header says. A listing can afford it for each
+/// run (a few kilobytes read); a cut-off or zeroed file is said before `sample` or `--resume`
+/// is tried. (Values damaged in place, at the right length, are found only on loading.)
+pub fn check_safetensors_whole(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let damaged = |why: String| anyhow::anyhow!("{} is damaged ({why})", path.display());
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {} ({e})", path.display()))?;
+    let len = f.metadata()?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)
+        .map_err(|_| damaged(format!("{len} bytes, shorter than a header")))?;
+    let n = u64::from_le_bytes(n);
+    // safetensors' own limit on a header.
+    if n > 100_000_000 || 8 + n > len {
+        return Err(damaged(format!("a header of {n} bytes in a file of {len}")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|e| damaged(format!("its header cannot be read: {e}")))?;
+    let header: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| damaged(format!("its header: {e}")))?;
+    let data_end = header
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__metadata__")
+        .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    if 8 + n + data_end != len {
+        return Err(damaged(format!(
+            "{len} bytes where its header says {}",
+            8 + n + data_end
+        )));
+    }
+    Ok(())
+}
+
 /// The weights file `path` names: itself where it is a file, a checkpoint folder's
 /// `model.safetensors`, or a run's newest complete checkpoint's (raw weights, not the EMA's,
 /// which the run keeps beside them as `ema.safetensors`).

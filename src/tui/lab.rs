@@ -309,8 +309,8 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
     result
 }
 
-/// What the lab prints when it ends: each run of the session that has a checkpoint, with the
-/// commands that continue and sample it (read from the run on disk, so they are what the
+/// What the lab prints when it ends: each run of the session (trained or opened) that has a
+/// checkpoint, with the commands that continue and sample it, or what is wrong with it (read from the run on disk, so they are what the
 /// run layer will find).
 pub fn exit_message(runs: &[PathBuf]) -> Vec<String> {
     // A comparison goes on as a whole in the lab (each run with the same steps): said once,
@@ -343,8 +343,14 @@ pub fn exit_message(runs: &[PathBuf]) -> Vec<String> {
         })
         .collect();
     for info in single {
+        // Where it stands on disk (it may only have been opened): what was saved, or what is
+        // wrong with it and which checkpoint goes on.
+        if let Some(problem) = &info.problem {
+            lines.push(format!("run in {}: {problem}", info.dir.display()));
+            continue;
+        }
         lines.push(format!(
-            "run saved in {} (step {} of {})",
+            "run in {} (step {} of {} saved)",
             info.dir.display(),
             info.step,
             info.config.steps
@@ -549,6 +555,36 @@ mod tests {
             )],
             "one line, no command that trains one run alone"
         );
+    }
+
+    /// A run of the session is said as it stands on disk: saved at its step, with the
+    /// commands; with weights cut off, what is wrong, and no `sample` that would fail.
+    #[test]
+    fn the_exit_message_says_a_damaged_run_is_damaged() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("20261206-061500-linear");
+        let cfg = crate::store::TrainConfig {
+            model: crate::model::UnetConfig::tiny(),
+            timesteps: 10,
+            batch_size: 2,
+            image_size: 8,
+            steps: 4,
+            ..Default::default()
+        };
+        let mut t = crate::train::Trainer::new(cfg, Some(&dir)).unwrap();
+        let ck = t.checkpoint().unwrap().unwrap();
+        let lines = exit_message(std::slice::from_ref(&dir));
+        assert_eq!(
+            lines[0],
+            format!("run in {} (step 0 of 4 saved)", dir.display())
+        );
+        assert!(lines[2].contains("sample:"), "{lines:?}");
+        let weights = ck.join(crate::store::WEIGHTS_FILE);
+        let bytes = std::fs::read(&weights).unwrap();
+        std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+        let lines = exit_message(std::slice::from_ref(&dir));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("is damaged"), "{lines:?}");
     }
 
     #[test]

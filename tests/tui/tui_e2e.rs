@@ -185,7 +185,7 @@ fn assert_exit_message(screen: &str, runs: &Path) {
             .to_string()
     };
     assert!(
-        line("run saved in").contains(&runs.display().to_string()),
+        line("run in ").contains(&runs.display().to_string()),
         "{screen}"
     );
     let cont = line("continue: ddpm-lab train --resume ");
@@ -384,7 +384,7 @@ fn without_a_hub_the_lab_trains_on_the_builtin_set_and_switches_when_it_answers(
     assert_exit_message(&s, &tmp.path().join("runs"));
     let run = s
         .lines()
-        .find_map(|l| l.trim().strip_prefix("run saved in "))
+        .find_map(|l| l.trim().strip_prefix("run in "))
         .and_then(|l| l.split(" (step").next())
         .unwrap()
         .to_string();

@@ -790,6 +790,7 @@ fn opening_a_comparison_run_shows_the_comparison_and_c_continues_it() {
             step: 100,
             held_by: None,
             unsaved: false,
+            problem: None,
         },
         history: (1..=100).map(stats).collect(),
     };
@@ -867,6 +868,7 @@ fn an_opened_comparison_shows_its_runs_at_their_checkpoints() {
             step: 20,
             held_by: None,
             unsaved: false,
+            problem: None,
         },
         history: (1..=69).map(stats).collect(),
     };
@@ -883,6 +885,7 @@ fn an_opened_comparison_shows_its_runs_at_their_checkpoints() {
         step: 20,
         held_by: None,
         unsaved: false,
+        problem: None,
     }];
     app.tab = Tab::Train;
     open_from_picker(&mut app);
@@ -929,6 +932,7 @@ fn run_picker_answers_come_from_the_worker_and_stale_ones_are_dropped() {
         step: 3,
         held_by: None,
         unsaved: false,
+        problem: None,
     }];
     open_from_picker(&mut app);
     assert!(notice(&app).error && notice(&app).text.contains("cannot open run"));

@@ -1047,6 +1047,7 @@ fn the_next_start_names_the_run_the_last_session_left() {
         step,
         held_by: None,
         unsaved: false,
+        problem: None,
     };
     let mut app = start_with(&kept, vec![summary(&kept, 222)]);
     for (w, h) in [(80, 24), (160, 48)] {

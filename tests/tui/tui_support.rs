@@ -93,6 +93,7 @@ impl FakeEngine {
             step,
             held_by: None,
             unsaved: false,
+            problem: None,
         };
         let mut rec = self.0.lock().unwrap();
         rec.runs = vec![summary.clone()];

@@ -319,6 +319,7 @@ pub fn record(name: &str, schedule: BetaSchedule, step: usize, scale: f64) -> Ru
             step,
             held_by: None,
             unsaved: false,
+            problem: None,
         },
         last_loss: curve.last().map(|p| p.1),
         last_step: step,
@@ -691,6 +692,37 @@ fn an_imported_runs_own_betas_are_named_so_not_by_a_schedule() {
         !row.contains("imported") && row.contains("│schedule "),
         "{row}"
     );
+}
+
+/// A run whose newest checkpoint cannot be used reads `?/steps` on Runs, as `ddpm-lab runs`
+/// has it, and opening it says what is wrong and which checkpoint goes on, not a step it
+/// would continue from.
+#[test]
+fn a_run_whose_newest_checkpoint_is_damaged_says_so() {
+    let (mut app, engine) = app();
+    let mut runs = records();
+    let why = "runs/x/checkpoints/step-000200/model.safetensors is damaged (10 bytes, shorter than a header); the run's other checkpoints: step-000180";
+    runs[1].summary.problem = Some(why.into());
+    engine.0.lock().unwrap().records = runs;
+    handle_key(&mut app, ch('6'));
+    app.pump();
+    let screen = render(&app, 80, 24);
+    let line = screen.lines().find(|l| l.contains("120000-linear")).unwrap();
+    assert!(line.contains("?/400") && !line.contains("200/400"), "{line}");
+    let (mut app, engine) = tui_support::app();
+    load_data(&mut app);
+    let mut summary = engine.offer_run("runs/x", settings().train, 200);
+    summary.problem = Some(why.into());
+    {
+        let mut rec = engine.0.lock().unwrap();
+        rec.runs = vec![summary.clone()];
+        rec.opened.as_mut().unwrap().summary = summary;
+    }
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    let notice = app.notice.as_ref().unwrap();
+    assert!(notice.text.starts_with("opened x: runs/x/checkpoints"), "{notice:?}");
+    assert!(notice.error && notice.text.contains("step-000180"), "{notice:?}");
 }
 
 #[test]

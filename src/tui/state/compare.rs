@@ -1178,6 +1178,7 @@ mod tests {
                             step: at,
                             held_by: None,
                             unsaved: false,
+                            problem: None,
                         },
                         history,
                     },

@@ -154,6 +154,7 @@ mod tests {
             step: 1,
             held_by: None,
             unsaved: false,
+            problem: None,
         }
     }
 

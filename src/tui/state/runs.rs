@@ -218,6 +218,7 @@ mod tests {
                 step: 10,
                 held_by: None,
                 unsaved: false,
+                problem: None,
             },
             last_loss: Some(0.1),
             last_step: 10,

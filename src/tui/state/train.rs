@@ -1058,7 +1058,12 @@ impl TrainState {
         let name = dir
             .file_name()
             .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
-        fx.push(Effect::info(if opened.summary.unsaved {
+        fx.push(if let Some(problem) = &opened.summary.problem {
+            // Its newest checkpoint cannot be used: what is wrong and which one can, not a
+            // step it would continue from.
+            Effect::error(format!("opened {name}: {problem}"))
+        } else {
+            Effect::info(if opened.summary.unsaved {
             format!("opened {name}: step {start} logged, no checkpoint yet: followed live while it trains elsewhere{own}")
         } else if start > saved {
             // Logged past its checkpoint: a process trains it now (its checkpoints come), or
@@ -1069,7 +1074,8 @@ impl TrainState {
         } else {
             // Whether a process trains it elsewhere is said when the watcher finds out.
             format!("opened {name} at step {saved}: space continues it{own}")
-        }));
+        })
+        });
         self.opened_dataset = opened.summary.dataset.clone();
         if let (true, Some(ds)) = (opened.data_gone, &opened.summary.dataset) {
             // Its folder moved: loading it would only fail. It trains on with the data loaded

@@ -255,10 +255,14 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
                 None => Span::raw("·"),
             };
             let set = r.summary.settings.as_ref();
-            // – where nothing is saved yet (the first checkpoint is to come).
+            // – where nothing is saved yet (the first checkpoint is to come); ? where the newest
+            // checkpoint cannot be used (opening the run says why), as `ddpm-lab runs` says it.
             let steps = match set {
                 Some(st) if st.steps > 0 && r.summary.unsaved => {
                     format!("–/{}", steps_short(st.steps, false))
+                }
+                Some(st) if st.steps > 0 && r.summary.problem.is_some() => {
+                    format!("?/{}", steps_short(st.steps, false))
                 }
                 Some(st) if st.steps > 0 => saved_of(r.summary.step, st.steps),
                 _ if r.summary.unsaved => "–".to_string(),

@@ -887,6 +887,7 @@ fn summary_of(info: &RunInfo) -> RunSummary {
         held_by: crate::store::RunLock::holder(&info.dir),
         // None yet: not one whose newest checkpoint is damaged (resuming names its others).
         unsaved: !info.checkpointed && info.problem.is_none(),
+        problem: info.problem.clone(),
     }
 }
 

@@ -341,6 +341,10 @@ pub struct RunSummary {
     /// It has no checkpoint yet (its `step` is 0): a process trains it towards its first,
     /// or one stopped before it.
     pub unsaved: bool,
+    /// Why its newest checkpoint cannot be used, and which one can (see [`RunInfo::problem`]).
+    ///
+    /// [`RunInfo::problem`]: crate::runs::RunInfo::problem
+    pub problem: Option<String>,
 }
 
 /// Points a [`RunRecord`]'s loss curve is reduced to (a chart is never wider).
