@@ -269,6 +269,27 @@ fn compare_screen_training_and_sampled() {
         ];
         assert!(said.iter().any(|t| small.contains(t)), "{s}:\n{small}");
     }
+    // Scored, the score outlasts t and the images' count there: the four compare at a glance.
+    handle_key(&mut app, ch('g'));
+    for (k, s) in ALL.iter().enumerate() {
+        let mut scored = frames(4, 10);
+        scored.quality = Ok(Quality {
+            n: 16,
+            frechet: Some(40.0 + k as f64),
+            recognised: 0.25 + 0.1 * k as f64,
+            class_fractions: vec![0.1; 10],
+            mean_confidence: 0.7,
+        });
+        app.handle_msg(WorkerMsg::Sample {
+            slot: Slot::Compare(*s),
+            msg: SampleMsg::Done(Box::new(scored)),
+        });
+    }
+    let small = render(&app, 80, 24);
+    for (k, s) in ALL.iter().enumerate() {
+        let score = format!("{} {}%", s.name(), 25 + 10 * k);
+        assert!(small.contains(&score), "{score}:\n{small}");
+    }
 }
 
 #[test]

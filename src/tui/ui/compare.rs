@@ -215,13 +215,16 @@ fn draw_samples(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer
                 // The score of the final images, the same for every frame.
                 if let Ok(q) = &f.quality {
                     let pct = format!("{:.0}%", q.recognised * 100.0);
-                    let scored = format!("{long} · {pct} recognised");
+                    // Of how many images: a point or two between schedules may be one image.
+                    let scored = format!("{long} · {pct} of {} recognised", q.n);
                     titles = vec![scored.clone(), format!("{short}{at} {pct}")];
                     if let Some(fd) = q.frechet {
                         let fd = crate::eval::score::fmt_fd(fd);
                         titles.insert(0, format!("{scored} · FD {fd}"));
                     }
-                    titles.extend([format!("{short} {pct}"), short]);
+                    // Narrow (80 columns: 16 cells a title), the score without t (the frame bar
+                    // says t for all four) outlasts the images' count and scale.
+                    titles.extend([format!("{short} {pct}"), format!("{name} {pct}"), short]);
                     scored_titles = titles.len() - 1;
                 }
                 // Last, the name alone: the images' count and scale outlast t (the frame bar
