@@ -728,8 +728,14 @@ fn a_run_whose_newest_checkpoint_is_damaged_says_so() {
     handle_key(&mut app, ch('6'));
     app.pump();
     let screen = render(&app, 80, 24);
-    let line = screen.lines().find(|l| l.contains("120000-linear")).unwrap();
-    assert!(line.contains("?/400") && !line.contains("200/400"), "{line}");
+    let line = screen
+        .lines()
+        .find(|l| l.contains("120000-linear"))
+        .unwrap();
+    assert!(
+        line.contains("?/400") && !line.contains("200/400"),
+        "{line}"
+    );
     let (mut app, engine) = tui_support::app();
     load_data(&mut app);
     let mut summary = engine.offer_run("runs/x", settings().train, 200);
@@ -742,8 +748,14 @@ fn a_run_whose_newest_checkpoint_is_damaged_says_so() {
     app.tab = Tab::Train;
     open_from_picker(&mut app);
     let notice = app.notice.as_ref().unwrap();
-    assert!(notice.text.starts_with("opened x: runs/x/checkpoints"), "{notice:?}");
-    assert!(notice.error && notice.text.contains("step-000180"), "{notice:?}");
+    assert!(
+        notice.text.starts_with("opened x: runs/x/checkpoints"),
+        "{notice:?}"
+    );
+    assert!(
+        notice.error && notice.text.contains("step-000180"),
+        "{notice:?}"
+    );
 }
 
 #[test]

@@ -48,7 +48,9 @@ pub fn dataset_label(dataset: &str) -> String {
 }
 
 /// The legend's names of overlaid runs, at most `width` characters: without their run stamps
-/// where the rest tells them apart (the stamp is what a cut name loses first otherwise).
+/// where the rest tells them apart (the stamp is what a cut name loses first otherwise), and
+/// without the start they share (`compare/`: a comparison's runs are their schedules), so that
+/// a legend line that cuts each name's end keeps what tells them apart.
 fn legend_names(names: Vec<String>, width: usize) -> Vec<String> {
     let short: Vec<&str> = names
         .iter()
@@ -59,10 +61,41 @@ fn legend_names(names: Vec<String>, width: usize) -> Vec<String> {
         .enumerate()
         .all(|(i, a)| short[..i].iter().all(|b| a != b));
     if distinct {
-        short.iter().map(|n| ellipsize_middle(n, width)).collect()
+        without_shared_start(&short)
+            .iter()
+            .map(|n| ellipsize_middle(n, width))
+            .collect()
     } else {
-        names.iter().map(|n| run_label(n, width)).collect()
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        without_shared_start(&names)
+            .iter()
+            .map(|n| run_label(n, width))
+            .collect()
     }
+}
+
+/// `names` without the start all of them share, cut after a `/` or `-` (whole words go), where
+/// there are two or more; each keeps something.
+fn without_shared_start<'a>(names: &[&'a str]) -> Vec<&'a str> {
+    let [first, rest @ ..] = names else {
+        return Vec::new();
+    };
+    if rest.is_empty() {
+        return vec![first];
+    }
+    let shared = rest.iter().fold(first.len(), |n, other| {
+        first
+            .char_indices()
+            .zip(other.chars())
+            .take_while(|((i, a), b)| *i < n && a == b)
+            .last()
+            .map_or(0, |((i, a), _)| i + a.len_utf8())
+    });
+    let cut = first[..shared].rfind(['/', '-']).map_or(0, |i| i + 1);
+    if names.iter().any(|n| n.len() <= cut) {
+        return names.to_vec();
+    }
+    names.iter().map(|n| &n[cut..]).collect()
 }
 
 /// The table and chart areas of the screen in `body` for `n` runs: the table takes what its
@@ -515,7 +548,26 @@ mod tests {
             ]),
             24,
         );
-        assert_eq!(two, ["…114539-compare/sigmoid", "…120211-compare/sigmoid"]);
+        assert_eq!(two, ["114539-compare/sigmoid", "120211-compare/sigmoid"]);
+        // A comparison's four runs are their schedules: a legend line that cuts each name's
+        // end keeps them apart (`■compa… ■compa…` told nothing).
+        let four = legend_names(
+            names(&[
+                "20261206-114539-compare/linear",
+                "20261206-114539-compare/quadratic",
+                "20261206-114539-compare/cosine",
+                "20261206-114539-compare/sigmoid",
+            ]),
+            18,
+        );
+        assert_eq!(four, ["linear", "quadratic", "cosine", "sigmoid"]);
+        assert_eq!(
+            without_shared_start(&["run-a", "run-b"]),
+            ["a", "b"],
+            "after the last separator shared"
+        );
+        assert_eq!(without_shared_start(&["ab/c", "ab"]), ["ab/c", "ab"]);
+        assert_eq!(without_shared_start(&["linear"]), ["linear"]);
         // Where even the time does not fit: cut in the middle.
         assert_eq!(
             super::super::run_label("20261206-114539-compare/sigmoid", 12),
