@@ -217,10 +217,10 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
     assert!((sum - 1.0).abs() < 1e-9);
     assert!(j["frechet_ratio"].as_f64().is_some());
     // What the samples and the baseline depend on is said (the batch size: samples after the
-    // first batch differ with it).
+    // first batch differ with it): the batch drawn, all 70 at once under the default 250.
     assert_eq!(
         (j["batch_size"].as_u64(), j["real_split"].as_str()),
-        (Some(250), Some("test"))
+        (Some(70), Some("test"))
     );
     // Kept with the run.
     let kept = run.join("eval.jsonl");
@@ -275,7 +275,8 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
             kept_line["batch_size"].as_u64(),
             kept_line["real_split"].as_str()
         ),
-        (Some(250), Some("test"))
+        (Some(4), Some("test")),
+        "the last eval's 4 images, drawn in one batch"
     );
 
     // Data without a test split: the baseline is the training split's, and the table says so.
