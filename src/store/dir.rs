@@ -369,12 +369,13 @@ impl RunDir {
     /// Drops the lines of the log `name` whose step is after `step` (written after the last
     /// checkpoint by a run that then crashed), so a resumed run continues its history exactly
     /// where the checkpoint left it. The file is cut at a line boundary; earlier lines are
-    /// never rewritten, so they stay byte for byte what was first written.
-    pub fn truncate_log(&self, name: &str, step: usize) -> Result<()> {
+    /// never rewritten, so they stay byte for byte what was first written. Returns the step of
+    /// the last line kept (`None`: none, or no file).
+    pub fn truncate_log(&self, name: &str, step: usize) -> Result<Option<usize>> {
         let p = self.file(name);
         let bytes = match fs::read(&p) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
         };
         #[derive(serde::Deserialize)]
@@ -384,7 +385,7 @@ impl RunDir {
         // Kept: up to the last line of a step at or before `step`. A torn last line (no
         // newline) or a line of a later step ends the kept part, and a line that is no step's
         // (a fragment a crash left) is kept only where a kept step's line follows it.
-        let (mut keep, mut read) = (0, 0);
+        let (mut keep, mut read, mut last) = (0, 0, None);
         for line in bytes.split_inclusive(|&b| b == b'\n') {
             if !line.ends_with(b"\n") {
                 break;
@@ -392,7 +393,7 @@ impl RunDir {
             read += line.len();
             match serde_json::from_slice::<Step>(line) {
                 Ok(s) if s.step > step => break,
-                Ok(_) => keep = read,
+                Ok(s) => (keep, last) = (read, Some(s.step)),
                 Err(_) => {}
             }
         }
@@ -405,7 +406,7 @@ impl RunDir {
                 .and_then(|()| f.sync_all())
                 .with_context(|| format!("cannot truncate {}", p.display()))?;
         }
-        Ok(())
+        Ok(last)
     }
 }
 

@@ -414,7 +414,20 @@ impl Trainer {
                 ));
             }
         }
-        run.truncate_log(store::METRICS_FILE, state.step)?;
+        let logged = run.truncate_log(store::METRICS_FILE, state.step)?;
+        // Steps the loss log lacks (cut or deleted by hand, or lost with a disk): the curve
+        // jumps over them, which is said rather than drawn as if trained so. An imported run's
+        // log starts at its import.
+        if logged.unwrap_or(0) < state.step && !(state.imported && logged.is_none()) {
+            notices.push(format!(
+                "the loss log ({}) {} and the checkpoint is at step {}: steps {}–{} are missing from it, and its curve jumps there",
+                store::METRICS_FILE,
+                logged.map_or("is empty".to_string(), |l| format!("ends at step {l}")),
+                state.step,
+                logged.unwrap_or(0) + 1,
+                state.step
+            ));
+        }
         run.truncate_log(store::QUALITY_FILE, state.step)?;
         store::previews::remove_after(run.path(), state.step)?;
         Ok(Self {

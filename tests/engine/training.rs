@@ -198,6 +198,29 @@ fn resume_continues_exactly_where_it_stopped() {
     .unwrap();
     run_steps(&mut first, &mut src);
     drop(first);
+    // The loss log as the checkpoint left it: nothing said of it.
+    let log = split_dir.join(ddpm_lab::store::METRICS_FILE);
+    let whole = std::fs::read_to_string(&log).unwrap();
+    let missing = |t: &Trainer| t.notices().iter().find(|n| n.contains("missing")).cloned();
+    assert_eq!(
+        missing(&Trainer::resume(&split_dir, Some(10), None).unwrap()),
+        None
+    );
+    // Cut by hand, or deleted: the gap the curve jumps is said.
+    let two: String = whole.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, two).unwrap();
+    let said = missing(&Trainer::resume(&split_dir, Some(10), None).unwrap()).unwrap();
+    assert!(
+        said.contains("ends at step 2 and the checkpoint is at step 6: steps 3–6"),
+        "{said}"
+    );
+    std::fs::remove_file(&log).unwrap();
+    let said = missing(&Trainer::resume(&split_dir, Some(10), None).unwrap()).unwrap();
+    assert!(
+        said.contains("is empty") && said.contains("steps 1–6"),
+        "{said}"
+    );
+    std::fs::write(&log, whole).unwrap();
     let mut second = Trainer::resume(&split_dir, Some(10), None).unwrap();
     assert_eq!(second.step(), 6);
     let events = run_steps(&mut second, &mut src);
