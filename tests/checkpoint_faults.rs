@@ -226,6 +226,17 @@ fn assert_ema_restarts(run: &Path) {
     );
 }
 
+/// Rewrites a checkpoint's state.json without the digests of its files, as checkpoints
+/// written before digests were kept have it: the checks a file's contents get on loading
+/// (NaN, the model's tensors) are then what finds a bad file, not its digest.
+fn as_written_before_digests(ck: &Path) {
+    let path = ck.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(state.as_object_mut().unwrap().remove("digests").is_some());
+    std::fs::write(&path, state.to_string()).unwrap();
+}
+
 fn latest_dir(run: &Path) -> std::path::PathBuf {
     RunDir::open(run)
         .unwrap()
@@ -289,6 +300,14 @@ fn resume_refuses_what_it_cannot_trust() {
     let nan = Tensor::full(f32::NAN, first.shape(), &Device::Cpu).unwrap();
     t.insert(name, nan);
     candle_core::safetensors::save(&t, &ema).unwrap();
+    // Today's checkpoint knows its file was changed…
+    let msg = refused(&run, ResumeOptions::default());
+    assert!(
+        msg.contains("ema.safetensors") && msg.contains("is not the file its checkpoint wrote"),
+        "{msg}"
+    );
+    // … and one from before digests finds the NaN.
+    as_written_before_digests(&latest_dir(&run));
     let msg = refused(&run, ResumeOptions::default());
     assert!(
         msg.contains("ema.safetensors") && msg.contains("NaN"),
@@ -314,6 +333,7 @@ fn resume_refuses_what_it_cannot_trust() {
             );
         }
         candle_core::safetensors::save(&t, &ema).unwrap();
+        as_written_before_digests(&latest_dir(&run));
         let msg = refused(&run, ResumeOptions::default());
         assert!(
             msg.contains("ema.safetensors")

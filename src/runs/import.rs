@@ -148,7 +148,7 @@ pub fn import(req: ImportRequest) -> Result<Imported> {
         seed: cfg.seed,
         elapsed_s: 0.0,
         imported: true,
-        abandoned: Vec::new(),
+        ..RunState::default()
     };
     let tensors = model.tensors.len();
     let mut files: Vec<(&str, HashMap<String, candle_core::Tensor>)> =

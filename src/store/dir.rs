@@ -53,17 +53,48 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The BLAKE3 digest of the file at `path`, in hex (see [`crate::store::RunState::digests`]).
+pub fn file_digest(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(fs::File::open(path)?)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
 /// Loads a safetensors file onto `device`, refusing one that holds a NaN or an infinity
-/// (sampling it would draw black images; resuming it would diverge at once).
+/// (sampling it would draw black images; resuming it would diverge at once), and one of a
+/// checkpoint that is not what the checkpoint wrote (its digest, kept in the `state.json`
+/// beside it, differs).
 pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let tensors = candle_core::safetensors::load(path, device).with_context(|| {
+    let unreadable = || {
         format!(
             "cannot read {} (missing or corrupt checkpoint)",
             path.display()
         )
-    })?;
+    };
+    let bytes = fs::read(path).with_context(unreadable)?;
+    if let Some(kept) = kept_digest(path) {
+        let now = blake3::hash(&bytes).to_hex().to_string();
+        if now != kept {
+            bail!(
+                "{} is damaged: it is not the file its checkpoint wrote (its BLAKE3 digest differs from the one in {STATE_FILE}); refusing to use it",
+                path.display()
+            );
+        }
+    }
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device).with_context(unreadable)?;
     check_finite(&tensors, path)?;
     Ok(tensors)
+}
+
+/// The digest the checkpoint beside `path` kept for it, if it kept one (`None` also where its
+/// state cannot be read: opening the checkpoint says why).
+fn kept_digest(path: &Path) -> Option<String> {
+    let state = fs::read_to_string(path.with_file_name(STATE_FILE)).ok()?;
+    let state: crate::store::RunState = serde_json::from_str(&state).ok()?;
+    let name = path.file_name()?.to_str()?;
+    state.digests.get(name).cloned()
 }
 
 /// Checks that every floating-point tensor of `tensors` is finite; `source` names them in the

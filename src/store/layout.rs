@@ -305,6 +305,7 @@ impl RunDir {
             .find(|n| !root.join(n).exists())
             .expect("a free name");
         let tmp = root.join(format!("{TEMP_PREFIX}{name}-{}", std::process::id()));
+        let mut state = state.clone();
         let result = (|| -> Result<()> {
             if tmp.exists() {
                 fs::remove_dir_all(&tmp)?;
@@ -320,11 +321,15 @@ impl RunDir {
                 crate::fail_point!("checkpoint-before-sync", f);
                 sync_file(&path)?;
                 crate::fail_point!("checkpoint-after-file", f);
+                // What was written, read back: loading checks the file is still this.
+                state
+                    .digests
+                    .insert(f.to_string(), super::dir::file_digest(&path)?);
             }
             let cfg_json = serde_json::to_string_pretty(config)?;
             write_synced(&tmp.join(CONFIG_FILE), cfg_json.as_bytes())?;
             crate::fail_point!("checkpoint-after-file", CONFIG_FILE);
-            let state_json = serde_json::to_string_pretty(state)?;
+            let state_json = serde_json::to_string_pretty(&state)?;
             write_synced(&tmp.join(STATE_FILE), state_json.as_bytes())?;
             crate::fail_point!("checkpoint-after-file", STATE_FILE);
             files::sync_dir(&tmp)?;

@@ -47,4 +47,10 @@ pub struct RunState {
     /// checkpoint than its newest), removed once this checkpoint is in place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub abandoned: Vec<String>,
+    /// The BLAKE3 digest (hex) of each file the checkpoint wrote beside this state, by name:
+    /// a file changed after it was written (a bit flipped on disk, a copy gone wrong, values
+    /// overwritten at the same length) is refused on loading instead of sampled or trained
+    /// on. Empty in checkpoints written before digests were kept (nothing to check).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub digests: std::collections::BTreeMap<String, String>,
 }

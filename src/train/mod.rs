@@ -717,6 +717,8 @@ impl Trainer {
             elapsed_s: self.elapsed_s,
             imported: false,
             abandoned: self.abandoned.clone(),
+            // Filled in as the files are written.
+            digests: Default::default(),
         };
         let ema = self.ema.as_ref();
         let dir = run.write_checkpoint(&self.cfg, &state, &names, &mut |name, path| {

@@ -578,3 +578,40 @@ fn clipping_bounds_the_global_gradient_norm() {
     let after = ddpm_lab::train::clip_grad_norm(&varmap, &mut grads, 1e9).unwrap();
     assert!((after - 0.01).abs() < 1e-4, "norm after clipping {after}");
 }
+
+/// Weights changed after their checkpoint wrote them, at the same length and with finite
+/// values (a bit flipped on disk, a copy gone wrong), are refused by sampling and resuming
+/// alike: the digest kept in the checkpoint's state.json no longer matches. Before digests,
+/// such weights sampled black images and resumed "from the last good checkpoint".
+#[test]
+fn weights_changed_after_their_checkpoint_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut t = Trainer::new(tiny_cfg(BlockKind::Resnet), Some(&run)).unwrap();
+    let ck = t.checkpoint().unwrap().unwrap();
+    drop(t);
+    let weights = ck.join(ddpm_lab::store::WEIGHTS_FILE);
+    // Both load while the file is what was written.
+    ddpm_lab::store::checkpoint::load_checkpoint(&run, &Device::Cpu, true).unwrap();
+    drop(Trainer::resume(&run, None, None).unwrap());
+    // Every value after the header 1000.0: finite, the same length.
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    for chunk in bytes[8 + n..].chunks_exact_mut(4) {
+        chunk.copy_from_slice(&1000.0f32.to_le_bytes());
+    }
+    std::fs::write(&weights, &bytes).unwrap();
+    let refused = |e: anyhow::Error| format!("{e:#}");
+    let sampling = refused(
+        ddpm_lab::store::checkpoint::load_checkpoint(&run, &Device::Cpu, false)
+            .err()
+            .expect("refused"),
+    );
+    let resuming = refused(Trainer::resume(&run, None, None).err().expect("refused"));
+    for said in [sampling, resuming] {
+        assert!(
+            said.contains("is damaged: it is not the file its checkpoint wrote"),
+            "{said}"
+        );
+    }
+}
