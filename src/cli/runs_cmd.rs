@@ -113,17 +113,7 @@ impl Listed {
                 format!("{l:.4} {}", self.loss_kind())
             }),
             score,
-            self.eval.as_ref().map_or("—".to_string(), |e| {
-                let fd = e.samples.frechet.map_or(String::new(), |f| {
-                    format!(" · FD {}", crate::eval::score::fmt_fd(f))
-                });
-                format!(
-                    "{:.0}%{fd} (step {}, n {})",
-                    e.samples.recognised * 100.0,
-                    e.step,
-                    e.n
-                )
-            }),
+            self.eval.as_ref().map_or("—".to_string(), |e| e.cell()),
         ]
     }
 }

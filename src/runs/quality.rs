@@ -38,6 +38,23 @@ pub struct EvalRecord {
     pub frechet_ratio: Option<f64>,
 }
 
+impl EvalRecord {
+    /// The evaluation in a table cell: share recognised, the Fréchet distance where there is
+    /// one, its step and images (`48% · FD 77.1 (step 600, n 1000)`), as `runs` and the lab's
+    /// Runs screen show it.
+    pub fn cell(&self) -> String {
+        let fd = self.samples.frechet.map_or(String::new(), |f| {
+            format!(" · FD {}", crate::eval::score::fmt_fd(f))
+        });
+        format!(
+            "{:.0}%{fd} (step {}, n {})",
+            self.samples.recognised * 100.0,
+            self.step,
+            self.n
+        )
+    }
+}
+
 /// The sampler of an [`EvalRecord`]: as `sample --json` gives it (`{"kind": "ddim", "steps":
 /// 50, "eta": 0.0}`), or, in records kept before, in words (`ddim (50 steps)`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -342,6 +342,7 @@ pub fn record(name: &str, schedule: BetaSchedule, step: usize, scale: f64) -> Ru
             unsaved: false,
             problem: None,
         },
+        eval: None,
         last_loss: curve.last().map(|p| p.1),
         last_step: step,
         quality: (step >= 200).then(|| {
@@ -713,6 +714,50 @@ fn an_imported_runs_own_betas_are_named_so_not_by_a_schedule() {
         !row.contains("imported") && row.contains("│schedule "),
         "{row}"
     );
+}
+
+/// Very wide, the Runs table shows `ddpm-lab eval`'s result of each run, as `ddpm-lab runs`
+/// does; narrower, the preview score alone.
+#[test]
+fn runs_show_their_eval_where_the_terminal_is_very_wide() {
+    use ddpm_lab::runs::quality::{EvalRecord, SamplerRecord};
+    let (mut app, engine) = app();
+    let mut runs = records();
+    let q = |recognised: f64, frechet: f64| Quality {
+        n: 1000,
+        frechet: Some(frechet),
+        recognised,
+        class_fractions: vec![0.1; 10],
+        mean_confidence: 0.7,
+    };
+    runs[0].eval = Some(EvalRecord {
+        step: 400,
+        ema: true,
+        sampler: SamplerRecord::Words("ddim (50 steps)".into()),
+        n: 1000,
+        seed: 0,
+        batch_size: Some(250),
+        dataset: "fashion_mnist".into(),
+        real_split: Some("test".into()),
+        samples: q(0.48, 77.1),
+        real: q(0.77, 3.25),
+        frechet_ratio: Some(23.7),
+    });
+    engine.0.lock().unwrap().records = runs;
+    handle_key(&mut app, ch('6'));
+    app.pump();
+    let cell = "48% · FD 77.1 (step 400, n 1000)";
+    let wide = render(&app, 200, 50);
+    let line = wide
+        .lines()
+        .find(|l| l.contains("cosine-long-name"))
+        .unwrap();
+    assert!(line.contains(cell), "{line}");
+    assert!(wide.lines().any(|l| l.contains(" eval")), "{wide}");
+    for (w, h) in [(80, 24), (120, 40)] {
+        let screen = render(&app, w, h);
+        assert!(!screen.contains("n 1000"), "{w}×{h}:\n{screen}");
+    }
 }
 
 /// A run whose newest checkpoint cannot be used reads `?/steps` on Runs, as `ddpm-lab runs`

@@ -211,6 +211,7 @@ mod tests {
 
     fn rec(dir: &str) -> RunRecord {
         RunRecord {
+            eval: None,
             summary: RunSummary {
                 dir: dir.into(),
                 settings: None,

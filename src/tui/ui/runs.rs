@@ -127,6 +127,9 @@ pub fn run_at(table: Rect, y: u16, n: usize, selected: usize) -> Option<usize> {
     (i < n).then_some(i)
 }
 
+/// The terminal width from which the Runs table shows `ddpm-lab eval`'s results as a column.
+pub const EVAL_COLUMN_FROM: u16 = 150;
+
 /// The score column: share recognised, with the Fréchet distance where wide; narrow and
 /// sorted by score (`by_fd`), the Fréchet distance the order follows (the share where a
 /// preview had too few images for one).
@@ -260,6 +263,12 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
         .max()
         .unwrap_or(0)
         .max("schedule".len()) as u16;
+    // Very wide, `ddpm-lab eval`'s result too (`48% · FD 77.1 (step 600, n 1000)`).
+    let eval_w: u16 = if area.width >= EVAL_COLUMN_FROM {
+        33
+    } else {
+        0
+    };
     let fixed = 2
         + sched_w
         + model_w
@@ -267,7 +276,9 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
         + loss_w
         + score_w
         + data_w
-        + if wide { 7 } else { 6 };
+        + eval_w
+        + if wide { 7 } else { 6 }
+        + u16::from(eval_w > 0);
     let name_w = super::train::name_width(area.width.saturating_sub(2), fixed);
     let visible = visible_rows(area);
     let first = first_row(visible, s.selected);
@@ -327,6 +338,11 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
                 }),
                 Line::from(score(r, wide, by_fd)),
             ]);
+            if eval_w > 0 {
+                cells.push(Line::from(
+                    r.eval.as_ref().map_or("—".to_string(), |e| e.cell()),
+                ));
+            }
             let row = Row::new(cells);
             if i == s.selected {
                 row.style(theme::selected())
@@ -348,6 +364,9 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
         Constraint::Length(loss_w),
         Constraint::Min(score_w),
     ]);
+    if eval_w > 0 {
+        widths.push(Constraint::Length(eval_w));
+    }
     // The score is the latest preview's (share recognised, and the Fréchet distance where
     // there is room): it lags the Sample screen's, drawn from the newest checkpoint.
     let score_title = match (wide, by_fd) {
@@ -356,6 +375,9 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
         (false, false) => "score",
     };
     header.extend(["schedule", "model", "saved", "loss", score_title]);
+    if eval_w > 0 {
+        header.push("eval");
+    }
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(theme::title()))
         .block(block(title));

@@ -873,6 +873,7 @@ fn record_of(info: &RunInfo) -> RunRecord {
         last_loss: runs::recent_loss(&history),
         last_step: history.last().map_or(0, |s| s.step),
         quality: last_quality(&info.dir),
+        eval: runs::quality::headline_eval(&info.dir),
         curve: crate::tui::ui::chart::downsample(&smoothed, CURVE_POINTS),
         bytes: runs::remove::size_of(&info.dir),
     }

@@ -362,6 +362,9 @@ pub struct RunRecord {
     pub last_step: usize,
     /// The latest preview score (`quality.jsonl`): step and quality.
     pub quality: Option<(usize, crate::eval::Quality)>,
+    /// `ddpm-lab eval`'s evaluation that says most of it (see
+    /// [`crate::runs::quality::headline_eval`]).
+    pub eval: Option<crate::runs::quality::EvalRecord>,
     /// `(step, smoothed loss)`, reduced to at most [`CURVE_POINTS`] points.
     pub curve: Vec<(f64, f64)>,
     /// Bytes its files take on disk.
