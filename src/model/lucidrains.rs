@@ -191,10 +191,21 @@ impl LinearAttention {
 impl Module for LinearAttention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, h, w) = x.dims4()?;
+        let heads = self.input.heads;
+        if crate::ops::route(x) == crate::ops::Route::Cpu {
+            // One op from `to_qkv(norm(x))` to what enters `to_out`, memory included.
+            let qkv = self.input.to_qkv.forward(&self.input.norm.forward(x)?)?;
+            let out = crate::ops::linear_attention::linear_attention_with_memory(
+                &qkv,
+                &self.input.mem_kv,
+                heads.heads,
+                heads.dim_head,
+            )?;
+            return self.to_out_norm.forward(&self.to_out_conv.forward(&out)?);
+        }
         let (q, k, v) = self.input.qkv(x)?;
         let k = Tensor::cat(&[&self.input.memory(0, b)?, &k], D::Minus1)?;
         let v = Tensor::cat(&[&self.input.memory(1, b)?, &v], D::Minus1)?;
-        let heads = self.input.heads;
         let q = (softmax(&q, 2)? * (heads.dim_head as f64).powf(-0.5))?;
         let k = softmax(&k, 3)?;
         // context[d, e] = Σ_n k[d, n] v[e, n]; out[e, n] = Σ_d context[d, e] q[d, n]
