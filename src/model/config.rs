@@ -311,16 +311,13 @@ impl UnetConfig {
     /// Checks the configuration on its own (widths, groups).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.dim < 2 || !self.dim.is_multiple_of(2) {
+        // The sinusoidal embedding has dim/2 frequencies and divides by dim/2 − 1: one rule,
+        // said whole, so that a second try is not refused for the other half of it.
+        if self.dim < 4 || !self.dim.is_multiple_of(2) {
             return bad(format!(
-                "dim must be an even number ≥ 2 (the sinusoidal embedding has dim/2 frequencies), got {}",
+                "dim must be an even number ≥ 4 (the sinusoidal embedding has dim/2 frequencies and divides by dim/2 − 1), got {}",
                 self.dim
             ));
-        }
-        if self.dim == 2 {
-            return bad(
-                "dim must be at least 4 (the sinusoidal embedding divides by dim/2 − 1)".into(),
-            );
         }
         if self.dim > MAX_DIM {
             return bad(format!("dim must be at most {MAX_DIM}, got {}", self.dim));

@@ -241,6 +241,15 @@ fn shape_hints(
             .filter(|(t, want)| t.dims() != want.as_slice())
             .map(|(t, want)| (t.dims().to_vec(), want.clone()))
     };
+    // The time embedding's first linear reads the sinusoidal embedding of `dim` values, in
+    // every UNet here: the file's dim, which sets the other widths (the blog's init width
+    // is dim/3·2), so it goes first.
+    if let Some((file, _)) = differs("time_mlp.1.weight").filter(|(f, _)| f.len() == 2) {
+        hints.push(format!(
+            "its time embedding is for dim = {0} (--dim {0})",
+            file[1]
+        ));
+    }
     if let Some((file, model)) = differs("init_conv.weight").filter(|(f, _)| f.len() == 4) {
         if file[0] != model[0] {
             hints.push(format!(
@@ -363,7 +372,7 @@ pub fn with_model_flags_hint(e: anyhow::Error) -> anyhow::Error {
     }
     let e = crate::errors::one_line(&e);
     anyhow::anyhow!(
-        "{e}; give the model flags the weights were trained with (--unet, --dim, --init-dim, --dim-mults, --block, --init-conv, --resnet-groups, --full-attn, --attn-heads, --attn-dim-head, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
+        "{e}; give the model flags the weights were trained with (--unet, --dim, --init-dim, --dim-mults, --block, --convnext-mult, --init-conv, --resnet-groups, --full-attn, --attn-heads, --attn-dim-head, --self-condition, --learned-variance, --channels; a ddpm-lab run's are in its config.json)"
     )
 }
 
@@ -608,6 +617,10 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("; give the model flags"), "{e}");
+        assert!(
+            e.contains("--block, --convnext-mult,"),
+            "every model flag: {e}"
+        );
         let e = hint(read_state_dict(f.parent().unwrap(), &tiny(), &Device::Cpu).unwrap_err());
         assert!(
             e.contains("is a folder") && !e.contains("model flags"),

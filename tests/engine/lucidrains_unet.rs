@@ -167,6 +167,21 @@ fn the_packages_weights_load_from_a_file_and_a_wrong_attention_is_named() {
         "{e}"
     );
     assert!(!e.contains("full in one and linear"), "{e}");
+    // Another width: the file's dim is named first (it sets the init width too), with its flag.
+    let default = config("default");
+    let wider = UnetConfig {
+        dim: default.dim + 4,
+        ..default.clone()
+    };
+    let e = model::load_weights(&file, &wider, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    let hint = format!(
+        "its time embedding is for dim = {0} (--dim {0})",
+        default.dim
+    );
+    let at = e.find(&hint).unwrap_or_else(|| panic!("{e}"));
+    assert!(e.find("init conv makes").is_none_or(|i| at < i), "{e}");
     // A learned Fourier time embedding: named as what no flag gives.
     let mut fourier = w.clone();
     fourier.insert(

@@ -32,7 +32,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     // While sampling, the images as they are being denoised.
     if let (SampleStatus::Running { done, total }, Some((_, now))) = (&s.status, &s.current) {
         let title = format!("x_t   denoising step {done}/{total}");
-        let short = format!("x_t {done}/{total}");
+        // A step counter, not t (which counts down): said so, short as it is.
+        let short = format!("x_t step {done}/{total}");
         panel(frame, xt, &[&title, &short], Some(now), images);
         let x0_titles = ["predicted x̂₀ (when sampling ends)", "x̂₀ (at the end)"];
         panel(frame, x0, &x0_titles, None, images);
