@@ -215,6 +215,13 @@ fn a_sigterm_sent_twice_at_once_is_one_request_and_checkpoints() {
     signal_checkpoints_and_resumes(libc::SIGTERM, "echo", 2);
 }
 
+/// `timeout -s INT` sends its SIGINT to the process and then to its group: one request, not
+/// Ctrl-C pressed twice (which lost a run before its first checkpoint).
+#[test]
+fn a_sigint_sent_twice_at_once_is_one_request_and_checkpoints() {
+    signal_checkpoints_and_resumes(libc::SIGINT, "int-echo", 2);
+}
+
 #[test]
 fn sighup_during_train_checkpoints_and_resumes_and_the_status_says_sighup() {
     signal_checkpoints_and_resumes(libc::SIGHUP, "hup", 1);
