@@ -93,7 +93,14 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
     // Fails early, before sampling, when no classifier fits the data.
     eval::check_classifier(&spec)?;
     // Only the real images will do: an unreachable Hub's advice leaves the built-in set out.
-    let dataset = super::train_cmd::load_with_progress(&spec, &LoadOptions::default(), args.json)
+    // They are read as the run read them (its size and channels: a folder of mixed sizes
+    // trained with --image-size loads only so), to be compared with its samples.
+    let opts = LoadOptions {
+        image_size: Some(cfg.image_size),
+        channels: Some(cfg.model.channels),
+        ..LoadOptions::default()
+    };
+    let dataset = super::train_cmd::load_with_progress(&spec, &opts, args.json)
         .map_err(crate::data::DataError::for_real_images_in)?;
     let scorer = eval::scorer_for(&spec, &dataset.train)?;
 

@@ -438,3 +438,82 @@ fn preset_quick_and_time_limit_from_the_cli() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
 }
+
+/// A run trained on a folder of images of several sizes (read at `--image-size`) is scored
+/// against that folder read at the run's size: `eval` has no `--image-size`, and the folder
+/// read as it is would be refused for its mixed sizes.
+#[test]
+fn eval_reads_a_mixed_size_folder_at_the_runs_size() {
+    // Real garments (eval refuses images its classifier does not take for Fashion-MNIST).
+    let Some((_, real)) = fashion() else {
+        eprintln!("SKIP: ../shared/data/fashion-mnist not found");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("garments");
+    let train = &real.train;
+    for c in 0..10usize {
+        // Class folders in label order (`0-T-shirt-top`, …).
+        let d = data.join(format!(
+            "{c}-{}",
+            real.label_name(c as u32).replace('/', "-")
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        let of_class = (0..train.len()).filter(|&i| train.labels[i] as usize == c);
+        for (k, i) in of_class.take(8).enumerate() {
+            let img = image::GrayImage::from_raw(28, 28, train.image(i).pixels).unwrap();
+            // One image of another size among the 28×28 ones.
+            let img = if c == 0 && k == 0 {
+                image::imageops::resize(&img, 32, 32, image::imageops::FilterType::Triangle)
+            } else {
+                img
+            };
+            img.save(d.join(format!("{k}.png"))).unwrap();
+        }
+    }
+    let (data_s, run) = (data.to_str().unwrap(), tmp.path().join("run"));
+    let run_s = run.to_str().unwrap();
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(ddpm(
+        &[
+            "train",
+            "--dataset",
+            data_s,
+            "--image-size",
+            "28",
+            "--dim",
+            "4",
+            "--dim-mults",
+            "1,2",
+            "--batch-size",
+            "4",
+            "--timesteps",
+            "10",
+            "--steps",
+            "1",
+            "--run-dir",
+            run_s,
+        ],
+        tmp.path(),
+    ));
+    ok(ddpm(
+        &[
+            "eval",
+            "--checkpoint",
+            run_s,
+            "--n",
+            "4",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "2",
+        ],
+        tmp.path(),
+    ));
+}
