@@ -11,22 +11,22 @@ use crate::store::TrainConfig;
 /// Recipe flags common to `ddpm-lab train` and `ddpm-lab` (the lab).
 #[derive(Args, Debug, Clone, Default, PartialEq)]
 pub struct RecipeFlags {
-    /// Beta schedule: linear, quadratic, cosine or sigmoid [default: the preset's]
+    /// Beta schedule: linear, quadratic, cosine or sigmoid [default: the recipe's: train's --preset, the blog's for import]
     #[arg(long)]
     pub schedule: Option<BetaSchedule>,
-    /// Diffusion steps T [default: the preset's]
+    /// Diffusion steps T [default: the recipe's: train's --preset, the blog's for import]
     #[arg(long)]
     pub timesteps: Option<usize>,
-    /// Loss: huber, l1 or l2 [default: the preset's]
+    /// Loss: huber, l1 or l2 [default: the recipe's: train's --preset, the blog's for import]
     #[arg(long)]
     pub loss: Option<LossKind>,
-    /// What the network predicts: noise, x0 or v [default: the preset's]
+    /// What the network predicts: noise, x0 or v [default: the recipe's: train's --preset, the blog's for import]
     #[arg(long)]
     pub objective: Option<Objective>,
-    /// Images per batch [default: the preset's]
+    /// Images per batch [default: the recipe's: train's --preset, the blog's for import]
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Adam learning rate [default: the preset's]
+    /// Adam learning rate [default: the recipe's: train's --preset, the blog's for import]
     #[arg(long)]
     pub lr: Option<f64>,
 }
