@@ -121,14 +121,29 @@ fn head_forward(
     let (kms, rest) = rest.split_at_mut(d * m);
     let (c, tmp) = rest.split_at_mut(d * d);
     softmaxes(q, k, mem, d, n, scale, qs, ks, kms, tmp);
+    context(ks, v, kms, mem, d, n, c);
+    // out (e×n) = Cᵀ (e×d) · q̃ (d×n)
+    sgemm(
+        d,
+        n,
+        d,
+        out,
+        n,
+        false,
+        MatRef::rows_t(c, d),
+        MatRef::rows(qs, n),
+        false,
+    );
+}
+
+/// `C (d×e) = k̃ (d×n) · vᵀ (n×e) [+ k̃ₘ (d×m) · vₘᵀ (m×e)]`: the context the queries read.
+fn context(ks: &[f32], v: &[f32], kms: &[f32], mem: Memory, d: usize, n: usize, c: &mut [f32]) {
     let (rows, rows_t) = (MatRef::rows, MatRef::rows_t);
-    // C (d×e) = k̃ (d×n) · vᵀ (n×e) [+ k̃ₘ (d×m) · vₘᵀ (m×e)]
     sgemm(d, d, n, c, d, false, rows(ks, n), rows_t(v, n), false);
-    if m > 0 {
+    if mem.m > 0 {
+        let m = mem.m;
         sgemm(d, d, m, c, d, true, rows(kms, m), rows_t(mem.v, m), false);
     }
-    // out (e×n) = Cᵀ (e×d) · q̃ (d×n)
-    sgemm(d, n, d, out, n, false, rows_t(c, d), rows(qs, n), false);
 }
 
 /// Scratch values [`head_backward`] needs.
@@ -171,11 +186,8 @@ fn head_backward(
     let (c, rest) = rest.split_at_mut(d * d);
     let (dc, tmp) = rest.split_at_mut(d * d);
     softmaxes(q, k, mem, d, n, scale, qs, ks, kms, tmp);
+    context(ks, v, kms, mem, d, n, c);
     let (rows, rows_t) = (MatRef::rows, MatRef::rows_t);
-    sgemm(d, d, n, c, d, false, rows(ks, n), rows_t(v, n), false);
-    if m > 0 {
-        sgemm(d, d, m, c, d, true, rows(kms, m), rows_t(mem.v, m), false);
-    }
     // dC (d×e) = q̃ (d×n) · Gᵀ (n×e)
     sgemm(d, d, n, dc, d, false, rows(qs, n), rows_t(go, n), false);
     // dq̃ (d×n) = C (d×e) · G (e×n)

@@ -522,6 +522,18 @@ mod tests {
         );
     }
 
+    /// A tiny run's configuration: 4 steps, checkpointed in milliseconds.
+    fn tiny_run() -> crate::store::TrainConfig {
+        crate::store::TrainConfig {
+            model: crate::model::UnetConfig::tiny(),
+            timesteps: 10,
+            batch_size: 2,
+            image_size: 8,
+            steps: 4,
+            ..Default::default()
+        }
+    }
+
     /// A comparison's runs are named once as a comparison (continued in the lab as a whole),
     /// with where each stands; a directory without a run is left out.
     #[test]
@@ -530,14 +542,7 @@ mod tests {
         use crate::schedule::BetaSchedule;
         let d = tempfile::tempdir().unwrap();
         let base = d.path().join("20261206-061500-compare");
-        let cfg = crate::store::TrainConfig {
-            model: crate::model::UnetConfig::tiny(),
-            timesteps: 10,
-            batch_size: 2,
-            image_size: 8,
-            steps: 4,
-            ..Default::default()
-        };
+        let cfg = tiny_run();
         for s in [BetaSchedule::Linear, BetaSchedule::Cosine] {
             let mut t = crate::train::Trainer::new(cfg.clone(), Some(&member(&base, s))).unwrap();
             t.checkpoint().unwrap();
@@ -563,14 +568,7 @@ mod tests {
     fn the_exit_message_says_a_damaged_run_is_damaged() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("20261206-061500-linear");
-        let cfg = crate::store::TrainConfig {
-            model: crate::model::UnetConfig::tiny(),
-            timesteps: 10,
-            batch_size: 2,
-            image_size: 8,
-            steps: 4,
-            ..Default::default()
-        };
+        let cfg = tiny_run();
         let mut t = crate::train::Trainer::new(cfg, Some(&dir)).unwrap();
         let ck = t.checkpoint().unwrap().unwrap();
         let lines = exit_message(std::slice::from_ref(&dir));
