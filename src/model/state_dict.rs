@@ -194,6 +194,16 @@ pub fn state_dict_of(
     } else {
         parts.extend(shape_hints(&tensors, &expected));
     }
+    // The blog's `Unet(with_time_emb=False)`: no time MLP at all, which no flag gives (every
+    // UNet here is told its timestep).
+    let timeless = !file_names().any(|n| n.starts_with("time_mlp."))
+        && missing.iter().any(|n| n.starts_with("time_mlp."));
+    if timeless {
+        parts.push(
+            "the file's UNet has no time embedding (the blog's with_time_emb=False), which              ddpm-lab's UNets all have"
+                .to_string(),
+        );
+    }
     // lucidrains' time embedding of learned (or random) Fourier features: no flag gives it.
     let fourier = file_names().any(|n| n == "time_mlp.0.weights");
     if fourier {
@@ -265,6 +275,19 @@ fn shape_hints(
         }
         if file[2] != model[2] {
             hints.push(format!("its kernel is {0}×{0} (--init-conv {0})", file[2]));
+        }
+    }
+    // Twice the image channels out: a learned variance beside the mean (the blog's out_dim).
+    // The blog's final conv follows a ResNet block (`final_conv.1`), the others' stands alone.
+    let final_conv = ["final_conv.1.weight", "final_conv.weight"]
+        .into_iter()
+        .find_map(|name| differs(name));
+    if let Some((file, model)) = final_conv.filter(|(f, _)| f.len() == 4) {
+        if file[0] == 2 * model[0] {
+            hints.push(format!(
+                "its final conv makes {} channels, a variance beside the mean (--learned-variance)",
+                file[0]
+            ));
         }
     }
     let mut flipped: Vec<&String> = expected
@@ -603,6 +626,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("are missing: ") && e.contains(" more"), "{e}");
+        // A variance beside the mean (the blog's out_dim = 2): the flag that loads it is named.
+        let mut t = candle_core::safetensors::load(&f, &Device::Cpu).unwrap();
+        for name in ["final_conv.1.weight", "final_conv.1.bias"] {
+            if let Some(w) = t.get(name) {
+                let mut dims = w.dims().to_vec();
+                dims[0] *= 2;
+                let doubled = Tensor::zeros(dims, candle_core::DType::F32, &Device::Cpu).unwrap();
+                t.insert(name.to_string(), doubled);
+            }
+        }
+        let variance = f.with_file_name("variance.safetensors");
+        candle_core::safetensors::save(&t, &variance).unwrap();
+        let e = read_state_dict(&variance, &tiny(), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a variance beside the mean (--learned-variance)"),
+            "{e}"
+        );
+        // No time MLP at all (the blog's with_time_emb=False): said as what no flag gives.
+        let mut t = candle_core::safetensors::load(&f, &Device::Cpu).unwrap();
+        t.retain(|name, _| !name.starts_with("time_mlp."));
+        let timeless = f.with_file_name("timeless.safetensors");
+        candle_core::safetensors::save(&t, &timeless).unwrap();
+        let e = read_state_dict(&timeless, &tiny(), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("has no time embedding (the blog's with_time_emb=False)"),
+            "{e}"
+        );
     }
 
     /// Flags can mend weights of another size, not a missing file nor another library's layout.
