@@ -281,7 +281,7 @@ fn shape_hints(
     // The blog's final conv follows a ResNet block (`final_conv.1`), the others' stands alone.
     let final_conv = ["final_conv.1.weight", "final_conv.weight"]
         .into_iter()
-        .find_map(|name| differs(name));
+        .find_map(&differs);
     if let Some((file, model)) = final_conv.filter(|(f, _)| f.len() == 4) {
         if file[0] == 2 * model[0] {
             hints.push(format!(
