@@ -84,9 +84,28 @@ enum Command {
     TrainClassifier(classifier_cmd::ClassifierArgs),
 }
 
+/// Whether the arguments (after the program's name) ask for `train --json`.
+fn json_train(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<std::ffi::OsString> = args.collect();
+    args.first().is_some_and(|a| a == "train") && args.iter().any(|a| a == "--json")
+}
+
 /// Parses the command line and runs it; errors are printed as one line on stderr.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // `train --json` promises its reader an `error` event for every failure: a usage
+        // error too (`--steps 3 --epochs 1`), before clap says it on stderr (exit status 2).
+        if e.use_stderr() && json_train(std::env::args_os().skip(1)) {
+            use std::io::Write;
+            // clap's first line, without its `error: ` (the rest is usage and a tip).
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let message = first.trim_start_matches("error: ");
+            let line = serde_json::json!({ "event": "error", "message": message });
+            let _ = writeln!(std::io::stdout(), "{line}");
+        }
+        e.exit()
+    });
     // A closed stdout ends a command that only prints or writes files, as it ends `cat`. Not
     // `train` (whose trainer must checkpoint first: it stops on a closed stdout by itself) nor
     // the lab (a terminal, with its own shutdown).

@@ -205,6 +205,19 @@ fn train_sample_and_resume() {
     );
     let err = fails(&out);
     assert!(err.contains("at step 40 already"), "{err}");
+    // With --json a usage error is an `error` event on stdout too (clap's exit status 2).
+    let out = ddpm(
+        &["train", "--json", "--steps", "3", "--epochs", "1"],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let event: serde_json::Value =
+        serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_default();
+    assert_eq!(event["event"], "error", "{out:?}");
+    assert!(
+        event["message"].as_str().unwrap_or("").contains("--epochs"),
+        "{event}"
+    );
     // With --json a refusal before training is an `error` event on stdout too.
     let out = ddpm(
         &["train", "--resume", run_s, "--steps", "40", "--json"],
