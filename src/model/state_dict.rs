@@ -200,7 +200,8 @@ pub fn state_dict_of(
         && missing.iter().any(|n| n.starts_with("time_mlp."));
     if timeless {
         parts.push(
-            "the file's UNet has no time embedding (the blog's with_time_emb=False), which              ddpm-lab's UNets all have"
+            "the file's UNet has no time embedding (the blog's with_time_emb=False), which \
+             ddpm-lab's UNets all have"
                 .to_string(),
         );
     }
@@ -654,7 +655,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("has no time embedding (the blog's with_time_emb=False)"),
+            e.contains("has no time embedding (the blog's with_time_emb=False), which ddpm-lab's"),
             "{e}"
         );
     }

@@ -310,8 +310,8 @@ pub fn run_with(opts: LabOptions, start: LabStart, engine: Box<dyn Engine>) -> a
 }
 
 /// What the lab prints when it ends: each run of the session (trained or opened) that has a
-/// checkpoint, with the commands that continue and sample it, or what is wrong with it (read from the run on disk, so they are what the
-/// run layer will find).
+/// checkpoint, with the commands that continue and sample it, or what is wrong with it (read
+/// from the run on disk, so they are what the run layer will find).
 pub fn exit_message(runs: &[PathBuf]) -> Vec<String> {
     // A comparison goes on as a whole in the lab (each run with the same steps): said once,
     // with where each run stands, and no command that would train one run on its own.
