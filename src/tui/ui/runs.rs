@@ -269,17 +269,34 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     } else {
         0
     };
-    let fixed = 2
-        + sched_w
-        + model_w
-        + SAVED_W as u16
-        + loss_w
-        + score_w
-        + data_w
-        + eval_w
-        + if wide { 7 } else { 6 }
-        + u16::from(eval_w > 0);
-    let name_w = super::train::name_width(area.width.saturating_sub(2), fixed);
+    // The columns; the name's (second) takes what the others and the cell between each two
+    // leave.
+    let mut widths = vec![Constraint::Length(2), Constraint::Length(0)];
+    let mut header = vec!["", "run"];
+    if wide {
+        widths.push(Constraint::Length(data_w));
+        header.push("dataset");
+    }
+    widths.extend([
+        Constraint::Length(sched_w),
+        Constraint::Length(model_w),
+        Constraint::Length(SAVED_W as u16),
+        Constraint::Length(loss_w),
+        Constraint::Min(score_w),
+    ]);
+    if eval_w > 0 {
+        widths.push(Constraint::Length(eval_w));
+    }
+    let others: u16 = widths
+        .iter()
+        .map(|c| match c {
+            Constraint::Length(w) | Constraint::Min(w) => *w,
+            _ => 0,
+        })
+        .sum();
+    let gaps = widths.len() as u16 - 1;
+    let name_w = super::train::name_width(area.width.saturating_sub(2), others + gaps);
+    widths[1] = Constraint::Length(name_w as u16);
     let visible = visible_rows(area);
     let first = first_row(visible, s.selected);
     let rows: Vec<Row> = s
@@ -351,22 +368,6 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
             }
         })
         .collect();
-    let mut widths = vec![Constraint::Length(2), Constraint::Length(name_w as u16)];
-    let mut header = vec!["", "run"];
-    if wide {
-        widths.push(Constraint::Length(data_w));
-        header.push("dataset");
-    }
-    widths.extend([
-        Constraint::Length(sched_w),
-        Constraint::Length(model_w),
-        Constraint::Length(SAVED_W as u16),
-        Constraint::Length(loss_w),
-        Constraint::Min(score_w),
-    ]);
-    if eval_w > 0 {
-        widths.push(Constraint::Length(eval_w));
-    }
     // The score is the latest preview's (share recognised, and the Fréchet distance where
     // there is room): it lags the Sample screen's, drawn from the newest checkpoint.
     let score_title = match (wide, by_fd) {
