@@ -79,18 +79,16 @@ pub fn run(args: ImportArgs) -> Result<()> {
     config.checkpoint_interval_s = Some(120.0);
     // A folder made now under a name no other process has taken (see `RunDir::claim_fresh`),
     // removed again if the import fails.
-    let claimed = match &args.run_dir {
-        Some(_) => None,
-        None => Some(RunDir::claim_fresh(
-            &crate::runs::runs_root(None),
-            &format!("{}-import", config.schedule.name()),
-        )?),
+    let (dir, claimed) = match &args.run_dir {
+        Some(dir) => (dir.clone(), false),
+        None => {
+            let tag = format!("{}-import", config.schedule.name());
+            (
+                RunDir::claim_fresh(&crate::runs::runs_root(None), &tag)?,
+                true,
+            )
+        }
     };
-    let dir = args
-        .run_dir
-        .clone()
-        .or(claimed.clone())
-        .expect("given or made");
     let default_ema = args.ema.is_none() && args.ema_weights.is_some();
     let done = import(ImportRequest {
         weights: args.weights,
@@ -99,11 +97,11 @@ pub fn run(args: ImportArgs) -> Result<()> {
         channels_given: args.model.channels.is_some(),
         loss_given: args.recipe.loss.is_some(),
         step: args.step,
-        dir,
+        dir: dir.clone(),
     })
     .inspect_err(|_| {
-        if let Some(dir) = &claimed {
-            let _ = std::fs::remove_dir(dir);
+        if claimed {
+            let _ = std::fs::remove_dir(&dir);
         }
     })?;
     for n in &done.notes {

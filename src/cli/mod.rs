@@ -96,13 +96,10 @@ pub fn main() -> ExitCode {
         // `train --json` promises its reader an `error` event for every failure: a usage
         // error too (`--steps 3 --epochs 1`), before clap says it on stderr (exit status 2).
         if e.use_stderr() && json_train(std::env::args_os().skip(1)) {
-            use std::io::Write;
             // clap's first line, without its `error: ` (the rest is usage and a tip).
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let message = first.trim_start_matches("error: ");
-            let line = serde_json::json!({ "event": "error", "message": message });
-            let _ = writeln!(std::io::stdout(), "{line}");
+            train_cmd::print_json_error(first.trim_start_matches("error: "));
         }
         e.exit()
     });

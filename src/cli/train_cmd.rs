@@ -205,6 +205,18 @@ fn quitting_at_once(dir: &str, why: &str) -> String {
     }
 }
 
+/// `train --json`'s `error` event, printed on stdout before training starts (a reader that is
+/// gone is no reason to fail louder).
+pub(super) fn print_json_error(message: &str) {
+    let line = error_event(message);
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// The `error` event of `train --json`.
+fn error_event(message: &str) -> serde_json::Value {
+    serde_json::json!({ "event": "error", "message": message })
+}
+
 /// Steps between the progress lines printed where stderr is not a terminal.
 const PLAIN_EVERY: usize = 100;
 
@@ -310,9 +322,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             // A script reading `--json` learns of every failure on stdout, not only of those
             // after training started.
             if args.json {
-                let message = crate::errors::one_line(&e);
-                let line = serde_json::json!({ "event": "error", "message": message });
-                let _ = writeln!(std::io::stdout(), "{line}");
+                print_json_error(&crate::errors::one_line(&e));
             }
             return Err(e);
         }
@@ -364,7 +374,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     // process ends with the error, the last complete checkpoint kept.
                     DiskTick::GiveUp(message) => {
                         bar.abandon();
-                        out.emit(serde_json::json!({ "event": "error", "message": message }));
+                        out.emit(error_event(&message));
                         bail!("{message}");
                     }
                 }
@@ -497,7 +507,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             }
             TrainEvent::Failed { message, .. } => {
                 bar.abandon();
-                out.emit(serde_json::json!({ "event": "error", "message": message }));
+                out.emit(error_event(&message));
                 failure = Some(message);
             }
             TrainEvent::CheckpointFailed { step, message, .. } => {
