@@ -72,32 +72,20 @@ impl RunInfo {
                 .find_map(|p| crate::store::checkpoint::check_safetensors_whole(&p).err())
                 .map(|e| crate::errors::one_line(&run.with_other_checkpoints(e, Some(ck.dir()))))
         });
-        let (config, problem) = match (run.load_config(), &latest) {
-            (Ok(c), _) => (c, problem),
-            (Err(e), latest) => match latest.as_ref().and_then(|ck| ck.load_config().ok()) {
-                Some(c) => (c, problem),
-                None => {
-                    // The newest checkpoint folder whose configuration reads.
-                    let (name, c) = run
-                        .checkpoint_names()
-                        .into_iter()
-                        .rev()
-                        .find_map(|n| {
-                            let ck =
-                                crate::store::Checkpoint::open(&run.checkpoints_dir().join(&n));
-                            Some((n, ck.ok()?.load_config().ok()?))
-                        })
-                        .ok_or(e)?;
-                    let why = format!(
-                        "its config.json and newest checkpoint's cannot be read; shown with the settings of {name}"
-                    );
-                    let problem = Some(match problem {
-                        Some(p) => format!("{p}; {why}"),
-                        None => why,
-                    });
-                    (c, problem)
-                }
-            },
+        let newest = || latest.as_ref().and_then(|ck| ck.load_config().ok());
+        let (config, problem) = match run.load_config().map_err(|e| (e, newest())) {
+            Ok(c) | Err((_, Some(c))) => (c, problem),
+            Err((e, None)) => {
+                let (name, c) = newest_readable_config(run).ok_or(e)?;
+                let why = format!(
+                    "its config.json and newest checkpoint's cannot be read; shown with the settings of {name}"
+                );
+                let problem = Some(match problem {
+                    Some(p) => format!("{p}; {why}"),
+                    None => why,
+                });
+                (c, problem)
+            }
         };
         Ok(Self {
             dir: run.path().to_path_buf(),
@@ -107,6 +95,14 @@ impl RunInfo {
             problem,
         })
     }
+}
+
+/// The newest of `run`'s checkpoint folders whose configuration reads, with its name.
+fn newest_readable_config(run: &RunDir) -> Option<(String, TrainConfig)> {
+    run.checkpoint_names().into_iter().rev().find_map(|n| {
+        let ck = crate::store::Checkpoint::open(&run.checkpoints_dir().join(&n)).ok()?;
+        Some((n, ck.load_config().ok()?))
+    })
 }
 
 /// The run in `dir` as the lab opens it: one with a checkpoint, or one a process trains
