@@ -266,7 +266,7 @@ fn resume_refuses_what_it_cannot_trust() {
         checkpoint_interval_s: None,
         reset_optimizer: false,
         dataset: None,
-        lr: None,
+        changes: Default::default(),
     };
     let msg = format!("{:#}", request.base_config().unwrap_err());
     assert!(

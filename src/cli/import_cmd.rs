@@ -115,7 +115,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
     let cfg = &done.config;
     let d = shell_word(&done.dir.display().to_string());
     note(&format!(
-        "imported {} tensors as a run (UNet {}, {} schedule, T = {}, objective {}): sample it with `ddpm-lab sample --checkpoint {d}`, train it on with `ddpm-lab train --resume {d} --steps N` (Adam starts afresh)",
+        "imported {} tensors as a run (UNet {}, {} schedule, T = {}, objective {}): sample it with `ddpm-lab sample --checkpoint {d}`, train it on with `ddpm-lab train --resume {d} --steps N` (Adam starts afresh; --ema, --min-snr-gamma, --lr-cosine … give it a recipe of its own)",
         done.tensors,
         crate::presets::describe_unet(&cfg.model),
         cfg.schedule_label(),

@@ -16,7 +16,7 @@ use crate::presets::ModelPreset;
 use crate::presets::Preset;
 use crate::runs::{runs_root, RecipeFlags, StopAt, TrainRequest};
 use crate::signals;
-use crate::store::{RunDir, TrainConfig};
+use crate::store::{ResumeChanges, RunDir, TrainConfig};
 use crate::train::events::{FinishReason, TrainCommand, TrainEvent};
 
 /// Arguments of `ddpm-lab train`.
@@ -76,13 +76,15 @@ pub struct TrainArgs {
     pub image_size: Option<usize>,
     /// EMA decay of the weights (e.g. 0.995), updated every step (denoising-diffusion-pytorch's
     /// trainer updates every 10: its 0.995 averages over ten times as many steps); sampling
-    /// then uses the EMA weights
+    /// then uses the EMA weights. With --resume, this and the flags down to --min-snr-gamma,
+    /// --lr and --checkpoint-every are the run's from then on (a run without an EMA gets one,
+    /// started from its weights)
     #[arg(long)]
     pub ema: Option<f64>,
     /// Clip the global gradient norm
     #[arg(long)]
     pub grad_clip: Option<f64>,
-    /// Linear learning-rate warm-up steps [default: the preset's, 0]
+    /// Linear learning-rate warm-up over the run's first N steps [default: the preset's, 0]
     #[arg(long)]
     pub warmup: Option<usize>,
     /// Cosine decay of the learning rate to 10% at the stop step
@@ -117,7 +119,8 @@ pub struct TrainArgs {
 }
 
 /// The flags given that a resumed run does not use (its saved config decides them): the
-/// recipe, the data, the model and the seed.
+/// recipe, the model, the seed and the flips (the training settings of [`resume_changes`] it
+/// takes).
 pub fn ignored_with_resume(args: &TrainArgs) -> Vec<&'static str> {
     let r = &args.recipe;
     [
@@ -131,14 +134,7 @@ pub fn ignored_with_resume(args: &TrainArgs) -> Vec<&'static str> {
         ("--batch-size", r.batch_size.is_some()),
         ("--seed", args.seed.is_some()),
         ("--image-size", args.image_size.is_some()),
-        ("--ema", args.ema.is_some()),
-        ("--grad-clip", args.grad_clip.is_some()),
-        ("--warmup", args.warmup.is_some()),
-        ("--lr-cosine", args.lr_cosine),
-        ("--ema-warmup", args.ema_warmup),
-        ("--min-snr-gamma", args.min_snr_gamma.is_some()),
         ("--no-flip", args.no_flip),
-        ("--checkpoint-every", args.checkpoint_every.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, given)| given.then_some(name))
@@ -166,7 +162,7 @@ pub fn request(args: &TrainArgs) -> anyhow::Result<TrainRequest> {
             checkpoint_interval_s: interval(args),
             reset_optimizer: args.reset_optimizer,
             dataset: args.dataset.clone(),
-            lr: args.recipe.lr,
+            changes: resume_changes(args),
         },
         None => {
             let config = config_from_args(args)?;
@@ -177,6 +173,20 @@ pub fn request(args: &TrainArgs) -> anyhow::Result<TrainRequest> {
             TrainRequest::New { config, dir, stop }
         }
     })
+}
+
+/// The training settings given with `--resume`, the run's own from then on.
+fn resume_changes(args: &TrainArgs) -> ResumeChanges {
+    ResumeChanges {
+        lr: args.recipe.lr,
+        ema_decay: args.ema,
+        grad_clip: args.grad_clip,
+        warmup_steps: args.warmup,
+        lr_cosine_decay: args.lr_cosine,
+        ema_warmup: args.ema_warmup,
+        min_snr_gamma: args.min_snr_gamma,
+        checkpoint_every: args.checkpoint_every,
+    }
 }
 
 /// A line on stderr; a closed or hung-up terminal is not worth a panic (as `eprintln!` would),

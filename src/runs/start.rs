@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::data::{DataFingerprint, ImageSet, LoadOptions};
 use crate::device::DeviceSpec;
-use crate::store::{RunDir, TrainConfig};
+use crate::store::{ResumeChanges, RunDir, TrainConfig};
 use crate::train::source::ImageSetSource;
 use crate::train::{spawn_training, BatchSource, ResumeOptions, TrainHandle, Trainer};
 
@@ -58,8 +58,9 @@ pub enum TrainRequest {
         /// Train on this data instead of the run's own (its folder moved, say): checked to fit
         /// the run, and named by the run's configuration from now on.
         dataset: Option<String>,
-        /// Adam's learning rate from now on, instead of the run's (to fine-tune lower, say).
-        lr: Option<f64>,
+        /// Training settings from now on, instead of the run's (a lower learning rate to
+        /// fine-tune, an EMA for an imported run, say): the run's own from then on.
+        changes: ResumeChanges,
     },
     /// A run that is not saved anywhere (speed estimates): `config.steps` steps.
     Scratch {
@@ -81,22 +82,19 @@ impl TrainRequest {
                 time_limit_s,
                 checkpoint_interval_s,
                 dataset,
-                lr,
+                changes,
                 ..
             } => {
                 let run = RunDir::open(crate::store::Checkpoint::run_dir_of(dir))?;
-                let mut cfg = run.resume_config(&run.checkpoint_to_resume(dir)?)?;
+                let ck = run.checkpoint_to_resume(dir)?;
+                let mut cfg = run.resume_config(&ck)?;
                 if let Some(ds) = dataset {
                     check_same_data(&cfg.dataset, ds)?;
                     cfg.dataset = ds.clone();
                 }
-                if let Some(lr) = lr {
-                    // The user's own value: said as theirs, not as the run's config.json.
-                    if !(lr.is_finite() && *lr > 0.0) {
-                        bail!("--lr must be a positive number, got {lr}");
-                    }
-                    cfg.lr = *lr;
-                }
+                // The user's own values: said as theirs, not as the run's config.json.
+                changes.check(ck.state.step)?;
+                changes.apply_to(&mut cfg);
                 if let Some(d) = device {
                     cfg.device = *d;
                 }
@@ -216,17 +214,17 @@ impl TrainRequest {
                 dir,
                 reset_optimizer,
                 dataset,
-                lr,
+                changes,
                 ..
             } => Some(Target::Resume(
                 dir,
-                ResumeOptions {
+                Box::new(ResumeOptions {
                     reset_optimizer,
                     dataset: dataset.map(|d| absolute_dataset(&d)),
                     data_fingerprint: fingerprint,
-                    lr,
+                    changes,
                     ..ResumeOptions::default()
-                },
+                }),
             )),
             TrainRequest::Scratch { .. } => None,
         };
@@ -316,7 +314,7 @@ enum Target {
     New(PathBuf),
     /// The run (or checkpoint folder) and how it reopens (its stop step and device are the
     /// final configuration's).
-    Resume(PathBuf, ResumeOptions),
+    Resume(PathBuf, Box<ResumeOptions>),
 }
 
 /// A request resolved against its data, ready to spawn.
@@ -364,7 +362,7 @@ impl PreparedRun {
                 let opts = ResumeOptions {
                     steps: Some(cfg.steps),
                     device: Some(cfg.device),
-                    ..opts
+                    ..*opts
                 };
                 let mut t = Trainer::resume_with(&dir, opts)?;
                 t.set_time_limit(cfg.time_limit_s);
@@ -440,7 +438,7 @@ mod tests {
             checkpoint_interval_s: None,
             reset_optimizer: false,
             dataset: None,
-            lr: None,
+            changes: ResumeChanges::default(),
         }
     }
 
@@ -515,6 +513,125 @@ mod tests {
     }
 
     #[test]
+    fn a_resume_gives_a_run_training_settings_of_its_own_from_then_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("r");
+        let first = TrainRequest::New {
+            config: tiny(),
+            dir: run.clone(),
+            stop: StopAt::Step(2),
+        }
+        .prepare(set(8, 1, 16, 16))
+        .unwrap();
+        let (mut trainer, mut source) = first.build().unwrap();
+        for step in 0..2 {
+            let (x, epoch) = source.batch(step).unwrap();
+            trainer.train_step(&x, epoch).unwrap();
+        }
+        trainer.checkpoint().unwrap();
+        drop(trainer);
+        let with = |given: ResumeChanges| {
+            let mut req = plain_resume(run.clone(), StopAt::Step(6));
+            if let TrainRequest::Resume { changes, .. } = &mut req {
+                *changes = given;
+            }
+            req
+        };
+        // The user's values are checked in the words of their flags.
+        for (bad, said) in [
+            (
+                ResumeChanges {
+                    ema_decay: Some(1.5),
+                    ..Default::default()
+                },
+                "--ema must be in [0, 1), got 1.5",
+            ),
+            (
+                ResumeChanges {
+                    grad_clip: Some(-1.0),
+                    ..Default::default()
+                },
+                "--grad-clip must be a positive number, got -1",
+            ),
+            (
+                ResumeChanges {
+                    min_snr_gamma: Some(0.0),
+                    ..Default::default()
+                },
+                "--min-snr-gamma must be a positive number, got 0",
+            ),
+            (
+                ResumeChanges {
+                    warmup_steps: Some(2),
+                    ..Default::default()
+                },
+                "--warmup 2 counts from the run's step 0 and the run is at step 2: it would change nothing (--lr sets the rate from now on)",
+            ),
+        ] {
+            let err = with(bad).prepare(set(8, 1, 16, 16)).err().unwrap();
+            assert_eq!(err.to_string(), said);
+        }
+        let changes = ResumeChanges {
+            ema_decay: Some(0.99),
+            grad_clip: Some(1.0),
+            warmup_steps: Some(4),
+            lr_cosine_decay: true,
+            ema_warmup: true,
+            min_snr_gamma: Some(5.0),
+            checkpoint_every: Some(3),
+            ..Default::default()
+        };
+        let p = with(changes).prepare(set(8, 1, 16, 16)).unwrap();
+        let (mut trainer, mut source) = p.build().unwrap();
+        let c = trainer.config().clone();
+        assert_eq!(
+            (c.ema_decay, c.grad_clip, c.warmup_steps, c.min_snr_gamma),
+            (Some(0.99), Some(1.0), 4, Some(5.0))
+        );
+        assert!(c.lr_cosine_decay && c.ema_warmup && c.checkpoint_every == 3);
+        let notices = trainer.notices().join("\n");
+        for said in [
+            "an EMA of the weights (decay 0.99) starts from them now (the run had none)",
+            "gradients are clipped at norm 1 now (before: none)",
+            "the learning rate warms up over the run's first 4 steps now (before: 0)",
+            "the learning rate decays on a cosine to 10 % at step 6 now (it was constant)",
+            "the EMA warms up now (it did not)",
+            "the loss is weighted by Min-SNR (γ = 5) now (before: none)",
+            "checkpoints are written every 3 steps now (before: at the end and by time only)",
+            "the cosine decay to step 6 starts now",
+        ] {
+            assert!(notices.contains(said), "{said:?} in {notices}");
+        }
+        // The run's own from then on, before its next checkpoint too.
+        let saved = RunDir::open(&run).unwrap().load_config().unwrap();
+        assert_eq!(saved.ema_decay, Some(0.99));
+        assert_eq!(saved.min_snr_gamma, Some(5.0));
+        // The new EMA trains and is saved with the weights.
+        let (x, epoch) = source.batch(2).unwrap();
+        trainer.train_step(&x, epoch).unwrap();
+        trainer.checkpoint().unwrap();
+        let ck = RunDir::open(&run)
+            .unwrap()
+            .latest_checkpoint()
+            .unwrap()
+            .unwrap();
+        assert_eq!(ck.state.step, 3);
+        assert!(ck.file(crate::store::EMA_FILE).exists());
+        drop(trainer);
+        // Resumed again without flags: the settings stay and nothing is announced.
+        let again = plain_resume(run.clone(), StopAt::Configured)
+            .prepare(set(8, 1, 16, 16))
+            .unwrap();
+        let (trainer, _) = again.build().unwrap();
+        assert_eq!(trainer.config().ema_decay, Some(0.99));
+        assert!(
+            !trainer.notices().iter().any(|n| n.contains(" now (")),
+            "{:?}",
+            trainer.notices()
+        );
+    }
+
+    #[test]
     fn a_resumed_run_keeps_its_config_and_refuses_other_data() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("r");
@@ -535,7 +652,7 @@ mod tests {
             checkpoint_interval_s: Some(60.0),
             reset_optimizer: false,
             dataset: dataset.map(String::from),
-            lr: None,
+            changes: ResumeChanges::default(),
         };
         let resume = |stop| moved(stop, None);
         let opts = resume(StopAt::Configured)
@@ -572,15 +689,15 @@ mod tests {
         drop(trainer);
         // A learning rate that is no number is the user's flag, not the run's file.
         let mut nan = resume(StopAt::Step(4));
-        if let TrainRequest::Resume { lr, .. } = &mut nan {
-            *lr = Some(f64::NAN);
+        if let TrainRequest::Resume { changes, .. } = &mut nan {
+            changes.lr = Some(f64::NAN);
         }
         let err = nan.base_config().unwrap_err().to_string();
         assert_eq!(err, "--lr must be a positive number, got NaN");
         // A learning rate of its own from now on (to fine-tune lower).
         let mut lowered = resume(StopAt::Step(4));
-        if let TrainRequest::Resume { lr, .. } = &mut lowered {
-            *lr = Some(2e-4);
+        if let TrainRequest::Resume { changes, .. } = &mut lowered {
+            changes.lr = Some(2e-4);
         }
         let p = lowered.prepare(set(8, 1, 16, 16)).unwrap();
         assert_eq!(p.config().lr, 2e-4);

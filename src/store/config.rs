@@ -149,6 +149,158 @@ impl Default for TrainConfig {
     }
 }
 
+/// The training settings a resume may change, the run's own from then on (`train --resume`
+/// with `--lr`, `--ema`, `--grad-clip`, `--warmup`, `--lr-cosine`, `--ema-warmup`,
+/// `--min-snr-gamma` or `--checkpoint-every`): how an imported run gets a training recipe of
+/// its own. `None` (or `false`) keeps the run's; the rest of a run's configuration (model,
+/// schedule, objective, batch, seed, data) stays as it was trained.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResumeChanges {
+    /// Adam's learning rate (lowered to fine-tune, say).
+    pub lr: Option<f64>,
+    /// EMA decay: a run without an EMA gets one, started from its weights.
+    pub ema_decay: Option<f64>,
+    /// Clip the global gradient norm to this value.
+    pub grad_clip: Option<f64>,
+    /// Linear warm-up of the learning rate over the run's first N steps.
+    pub warmup_steps: Option<usize>,
+    /// Turn on the cosine decay of the learning rate to 10 % at the stop step.
+    pub lr_cosine_decay: bool,
+    /// Turn on the EMA's warm-up.
+    pub ema_warmup: bool,
+    /// Min-SNR-γ loss weighting.
+    pub min_snr_gamma: Option<f64>,
+    /// Checkpoint every N steps.
+    pub checkpoint_every: Option<usize>,
+}
+
+impl ResumeChanges {
+    /// Checks the values as the user's own, in the words of their flags, for a run resumed at
+    /// `step`: a warm-up counts from the run's step 0, so one that is over by `step` would
+    /// change nothing and is refused rather than ignored.
+    pub fn check(&self, step: usize) -> Result<()> {
+        let positive = |v: Option<f64>, flag: &str| match v {
+            Some(x) if !(x.is_finite() && x > 0.0) => {
+                bail!("{flag} must be a positive number, got {x}")
+            }
+            _ => Ok(()),
+        };
+        positive(self.lr, "--lr")?;
+        positive(self.grad_clip, "--grad-clip")?;
+        positive(self.min_snr_gamma, "--min-snr-gamma")?;
+        if let Some(d) = self.ema_decay {
+            if !(0.0..1.0).contains(&d) {
+                bail!("--ema must be in [0, 1), got {d}");
+            }
+        }
+        if let Some(w) = self.warmup_steps {
+            if w > 0 && w <= step {
+                bail!(
+                    "--warmup {w} counts from the run's step 0 and the run is at step {step}: it \
+                     would change nothing (--lr sets the rate from now on)"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `cfg` with these changes.
+    pub fn apply_to(&self, cfg: &mut TrainConfig) {
+        if let Some(lr) = self.lr {
+            cfg.lr = lr;
+        }
+        if let Some(d) = self.ema_decay {
+            cfg.ema_decay = Some(d);
+        }
+        if let Some(c) = self.grad_clip {
+            cfg.grad_clip = Some(c);
+        }
+        if let Some(w) = self.warmup_steps {
+            cfg.warmup_steps = w;
+        }
+        cfg.lr_cosine_decay |= self.lr_cosine_decay;
+        cfg.ema_warmup |= self.ema_warmup;
+        if let Some(g) = self.min_snr_gamma {
+            cfg.min_snr_gamma = Some(g);
+        }
+        if let Some(n) = self.checkpoint_every {
+            cfg.checkpoint_every = n;
+        }
+    }
+
+    /// One line per training setting that `now` (the configuration a resume goes on with)
+    /// changes from `before` (the one the run was trained with), said as a resume's notice.
+    pub fn notices(before: &TrainConfig, now: &TrainConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut changed = |what: String, was: String| out.push(format!("{what} now ({was})"));
+        if now.lr != before.lr {
+            changed(
+                format!("Adam's learning rate is {:e}", now.lr),
+                format!("it trained at {:e}", before.lr),
+            );
+        }
+        match (before.ema_decay, now.ema_decay) {
+            (None, Some(d)) => changed(
+                format!("an EMA of the weights (decay {d}) starts from them"),
+                "the run had none".into(),
+            ),
+            (Some(a), Some(b)) if a != b => {
+                changed(format!("the EMA decay is {b}"), format!("it was {a}"))
+            }
+            _ => {}
+        }
+        let clip = |c: Option<f64>| c.map_or("none".to_string(), |c| format!("norm {c}"));
+        if now.grad_clip != before.grad_clip {
+            changed(
+                format!("gradients are clipped at {}", clip(now.grad_clip)),
+                format!("before: {}", clip(before.grad_clip)),
+            );
+        }
+        if now.warmup_steps != before.warmup_steps {
+            changed(
+                format!(
+                    "the learning rate warms up over the run's first {} steps",
+                    now.warmup_steps
+                ),
+                format!("before: {}", before.warmup_steps),
+            );
+        }
+        if now.lr_cosine_decay && !before.lr_cosine_decay {
+            changed(
+                format!(
+                    "the learning rate decays on a cosine to 10 % at step {}",
+                    now.steps
+                ),
+                "it was constant".into(),
+            );
+        }
+        if now.ema_warmup && !before.ema_warmup {
+            changed("the EMA warms up".into(), "it did not".into());
+        }
+        let snr = |g: Option<f64>| g.map_or("none".to_string(), |g| format!("γ = {g}"));
+        if now.min_snr_gamma != before.min_snr_gamma {
+            changed(
+                format!(
+                    "the loss is weighted by Min-SNR ({})",
+                    snr(now.min_snr_gamma)
+                ),
+                format!("before: {}", snr(before.min_snr_gamma)),
+            );
+        }
+        let every = |n: usize| match n {
+            0 => "at the end and by time only".to_string(),
+            n => format!("every {n} steps"),
+        };
+        if now.checkpoint_every != before.checkpoint_every {
+            changed(
+                format!("checkpoints are written {}", every(now.checkpoint_every)),
+                format!("before: {}", every(before.checkpoint_every)),
+            );
+        }
+        out
+    }
+}
+
 impl TrainConfig {
     /// Checks values that would make training meaningless or crash.
     pub fn validate(&self) -> Result<()> {
@@ -281,12 +433,12 @@ impl TrainConfig {
         )]
     }
 
-    /// What a run resumed at `step` with this configuration should be told where its stop step
-    /// is no longer the one of `before` (the configuration it was trained with) and its cosine
-    /// decay is planned to the stop step: the learning rate changes course there. `None` where
-    /// nothing changes.
+    /// What a run resumed at `step` with this configuration should be told where its cosine
+    /// decay is new, or planned to another stop step than in `before` (the configuration it was
+    /// trained with): the learning rate changes course there. `None` where nothing changes.
     pub fn decay_change_notice(&self, before: &TrainConfig, step: usize) -> Option<String> {
-        if !self.lr_cosine_decay || self.steps == before.steps || step == 0 || step >= self.steps {
+        let replanned = self.steps != before.steps || !before.lr_cosine_decay;
+        if !self.lr_cosine_decay || !replanned || step == 0 || step >= self.steps {
             return None;
         }
         let (was, now) = (before.learning_rate(step - 1), self.learning_rate(step));
@@ -294,10 +446,16 @@ impl TrainConfig {
         if (now - was).abs() <= 0.05 * was.abs() {
             return None;
         }
+        let course = if before.lr_cosine_decay {
+            format!(
+                "the cosine decay now runs to step {} (it ran to {})",
+                self.steps, before.steps
+            )
+        } else {
+            format!("the cosine decay to step {} starts now", self.steps)
+        };
         Some(format!(
-            "the cosine decay now runs to step {} (it ran to {}): the lr goes from {was:.2e} at step {step} to {now:.2e} at step {}",
-            self.steps,
-            before.steps,
+            "{course}: the lr goes from {was:.2e} at step {step} to {now:.2e} at step {}",
             step + 1
         ))
     }

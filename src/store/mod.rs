@@ -11,7 +11,7 @@ pub mod previews;
 pub mod records;
 
 pub use checkpoint::{load_checkpoint, LoadedModel};
-pub use config::TrainConfig;
+pub use config::{ResumeChanges, TrainConfig};
 pub use dir::{
     check_finite, is_hidden, list_runs, load_tensors, read_metrics_file, save_tensors_atomic,
     write_atomic, RunDir, CONFIG_FILE, EMA_FILE, EVAL_FILE, METRICS_FILE, OPTIMIZER_FILE,

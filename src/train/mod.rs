@@ -117,11 +117,12 @@ pub struct ResumeOptions {
     /// The fingerprint of the images it trains on now, recorded where the run has none yet
     /// (saved before there was one, or imported). The caller checks it against the run's.
     pub data_fingerprint: Option<crate::data::DataFingerprint>,
-    /// Adam's learning rate from now on (lowered to fine-tune, say), instead of the saved one.
+    /// Training settings from now on (a lower learning rate to fine-tune, an EMA or Min-SNR
+    /// for an imported run, say), instead of the saved ones; checked by the caller.
     ///
-    /// The stop step, data and learning rate a resume changes are saved into the checkpoint
-    /// it continues from at once (see [`crate::store::RunDir::save_settings_from`]).
-    pub lr: Option<f64>,
+    /// The stop step, data and settings a resume changes are saved into the checkpoint it
+    /// continues from at once (see [`crate::store::RunDir::save_settings_from`]).
+    pub changes: crate::store::ResumeChanges,
 }
 
 /// The environment variable that picks training's backward pass: `release` (the default: each
@@ -241,7 +242,7 @@ impl Trainer {
                 reset_optimizer: false,
                 dataset: None,
                 data_fingerprint: None,
-                lr: None,
+                changes: Default::default(),
             },
         )
     }
@@ -266,9 +267,7 @@ impl Trainer {
         if let Some(s) = opts.steps {
             cfg.steps = s;
         }
-        if let Some(lr) = opts.lr {
-            cfg.lr = lr;
-        }
+        opts.changes.apply_to(&mut cfg);
         if let Some(d) = opts.device {
             cfg.device = d;
         }
@@ -290,12 +289,7 @@ impl Trainer {
             },
         )?;
         let mut notices = run.remove_leftovers();
-        if cfg.lr != trained_with.lr {
-            notices.push(format!(
-                "Adam's learning rate is {:e} now (it trained at {:e})",
-                cfg.lr, trained_with.lr
-            ));
-        }
+        notices.extend(store::ResumeChanges::notices(&trained_with, &cfg));
         if let Some(ds) = opts.dataset.filter(|ds| *ds != cfg.dataset) {
             notices.push(format!(
                 "it trains on {ds} now (it was trained on {})",
@@ -331,6 +325,8 @@ impl Trainer {
             notices.push(format!("Adam restarts from zero moments ({why})"));
         }
         let ema = match cfg.ema_decay {
+            // An EMA new with this resume starts from the weights (its notice says so).
+            Some(d) if trained_with.ema_decay.is_none() => Some(Ema::new(&varmap, d)?),
             Some(d) => {
                 let ema_file = ck.file(store::EMA_FILE);
                 // Checked to be the model's tensors, each of its shape, as the weights are: an
@@ -400,11 +396,11 @@ impl Trainer {
         if asked.is_some() {
             run.switch_latest_to(&ck)?;
         }
-        // The stop step, learning rate and data given with this resume are the run's from now
-        // on, kept even if this trainer stops before its first checkpoint.
+        // The stop step, training settings and data given with this resume are the run's from
+        // now on, kept even if this trainer stops before its first checkpoint.
         let mut settings = trained_with.clone();
+        opts.changes.apply_to(&mut settings);
         settings.steps = cfg.steps;
-        settings.lr = cfg.lr;
         settings.dataset = cfg.dataset.clone();
         settings.data_fingerprint = cfg.data_fingerprint.clone();
         if settings != trained_with {

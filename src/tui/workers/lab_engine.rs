@@ -419,7 +419,7 @@ impl Engine for LabEngine {
                 // The data loaded, which is the run's own unless its folder is gone (then the
                 // lab trains it on what is loaded, if that fits, and says so).
                 dataset: Some(req.dataset().to_string()),
-                lr: None,
+                changes: Default::default(),
             },
             TrainRequest::New {
                 settings,
