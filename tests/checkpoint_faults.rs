@@ -267,6 +267,7 @@ fn resume_refuses_what_it_cannot_trust() {
         reset_optimizer: false,
         dataset: None,
         changes: Default::default(),
+        branch: None,
     };
     let msg = format!("{:#}", request.base_config().unwrap_err());
     assert!(

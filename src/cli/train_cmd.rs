@@ -66,6 +66,11 @@ pub struct TrainArgs {
     /// $DDPM_LAB_RUNS or ./runs), or from one of its checkpoints (DIR/checkpoints/step-N)
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// With --resume: train a copy of the run (of the checkpoint named) in a new folder DIR
+    /// [default: beside the run, NAME-from-STEP], leaving the run and its later checkpoints
+    /// as they are
+    #[arg(long, requires = "resume", num_args = 0..=1, value_name = "DIR")]
+    pub branch: Option<Option<PathBuf>>,
     /// With --resume: start Adam and the EMA afresh when their saved state is missing or
     /// unreadable (otherwise resuming refuses)
     #[arg(long, requires = "resume")]
@@ -163,6 +168,11 @@ pub fn request(args: &TrainArgs) -> anyhow::Result<TrainRequest> {
             reset_optimizer: args.reset_optimizer,
             dataset: args.dataset.clone(),
             changes: resume_changes(args),
+            branch: match &args.branch {
+                None => None,
+                Some(Some(to)) => Some(to.clone()),
+                Some(None) => Some(branch_beside(dir)?),
+            },
         },
         None => {
             let config = config_from_args(args)?;
@@ -173,6 +183,13 @@ pub fn request(args: &TrainArgs) -> anyhow::Result<TrainRequest> {
             TrainRequest::New { config, dir, stop }
         }
     })
+}
+
+/// Where `--branch` without a folder puts the branch of the run (or checkpoint) `dir`.
+fn branch_beside(dir: &std::path::Path) -> Result<PathBuf> {
+    let run_dir = crate::store::Checkpoint::run_dir_of(dir);
+    let step = RunDir::open(run_dir)?.checkpoint_to_resume(dir)?.state.step;
+    Ok(crate::store::branch::default_branch_path(run_dir, step))
 }
 
 /// The training settings given with `--resume`, the run's own from then on.

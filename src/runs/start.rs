@@ -61,6 +61,9 @@ pub enum TrainRequest {
         /// Training settings from now on, instead of the run's (a lower learning rate to
         /// fine-tune, an EMA for an imported run, say): the run's own from then on.
         changes: ResumeChanges,
+        /// Train a copy of the checkpoint in this new run folder (missing or empty) instead,
+        /// leaving the run as it is (see [`RunDir::branch_to`]).
+        branch: Option<PathBuf>,
     },
     /// A run that is not saved anywhere (speed estimates): `config.steps` steps.
     Scratch {
@@ -215,17 +218,19 @@ impl TrainRequest {
                 reset_optimizer,
                 dataset,
                 changes,
+                branch,
                 ..
-            } => Some(Target::Resume(
+            } => Some(Target::Resume {
                 dir,
-                Box::new(ResumeOptions {
+                opts: Box::new(ResumeOptions {
                     reset_optimizer,
                     dataset: dataset.map(|d| absolute_dataset(&d)),
                     data_fingerprint: fingerprint,
                     changes,
                     ..ResumeOptions::default()
                 }),
-            )),
+                branch,
+            }),
             TrainRequest::Scratch { .. } => None,
         };
         Ok(PreparedRun {
@@ -313,8 +318,27 @@ pub fn check_data_fits(cfg: &TrainConfig, set: &ImageSet) -> Result<()> {
 enum Target {
     New(PathBuf),
     /// The run (or checkpoint folder) and how it reopens (its stop step and device are the
-    /// final configuration's).
-    Resume(PathBuf, Box<ResumeOptions>),
+    /// final configuration's), in place or as a copy in `branch`.
+    Resume {
+        dir: PathBuf,
+        opts: Box<ResumeOptions>,
+        branch: Option<PathBuf>,
+    },
+}
+
+/// Copies the checkpoint `dir` names (a run: its latest) into the new run folder `dest` and
+/// reopens that to train on; the copy goes again where the trainer cannot start on it.
+fn resume_branch(dir: &Path, dest: &Path, opts: ResumeOptions) -> Result<Trainer> {
+    let run = RunDir::open(crate::store::Checkpoint::run_dir_of(dir))?;
+    let ck = run.checkpoint_to_resume(dir)?;
+    let made = run.branch_to(&ck, dest)?;
+    let mut trainer = Trainer::resume_with(dest, opts).inspect_err(|_| made.undo())?;
+    trainer.add_notice(format!(
+        "a branch of {} at step {}, which stays as it is",
+        run.path().display(),
+        ck.state.step
+    ));
+    Ok(trainer)
 }
 
 /// A request resolved against its data, ready to spawn.
@@ -336,14 +360,17 @@ impl PreparedRun {
     pub fn dir(&self) -> Option<&Path> {
         match &self.target {
             Some(Target::New(d)) => Some(d),
-            Some(Target::Resume(d, ..)) => Some(crate::store::Checkpoint::run_dir_of(d)),
+            Some(Target::Resume {
+                branch: Some(b), ..
+            }) => Some(b),
+            Some(Target::Resume { dir, .. }) => Some(crate::store::Checkpoint::run_dir_of(dir)),
             None => None,
         }
     }
 
     /// Whether the run continues a saved one.
     pub fn is_resume(&self) -> bool {
-        matches!(self.target, Some(Target::Resume(..)))
+        matches!(self.target, Some(Target::Resume { .. }))
     }
 
     /// A checkpoint that cannot be written pauses the run, weights in memory, until one can be
@@ -358,13 +385,16 @@ impl PreparedRun {
         let hold = self.hold;
         let cfg = self.config;
         let trainer = match self.target {
-            Some(Target::Resume(dir, opts)) => {
+            Some(Target::Resume { dir, opts, branch }) => {
                 let opts = ResumeOptions {
                     steps: Some(cfg.steps),
                     device: Some(cfg.device),
                     ..*opts
                 };
-                let mut t = Trainer::resume_with(&dir, opts)?;
+                let mut t = match branch {
+                    Some(dest) => resume_branch(&dir, &dest, opts)?,
+                    None => Trainer::resume_with(&dir, opts)?,
+                };
                 t.set_time_limit(cfg.time_limit_s);
                 t.set_checkpoint_interval(cfg.checkpoint_interval_s);
                 t
@@ -439,6 +469,7 @@ mod tests {
             reset_optimizer: false,
             dataset: None,
             changes: ResumeChanges::default(),
+            branch: None,
         }
     }
 
@@ -629,6 +660,122 @@ mod tests {
             "{:?}",
             trainer.notices()
         );
+        drop(trainer);
+        // Back to the checkpoint the EMA was added at, which has no EMA of its own: it
+        // starts from the weights again, rather than being taken for a damaged one.
+        let back = RunDir::open(&run)
+            .unwrap()
+            .checkpoints_dir()
+            .join("step-000002");
+        let (trainer, _) = plain_resume(back, StopAt::Configured)
+            .prepare(set(8, 1, 16, 16))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(
+            trainer.notices().iter().any(|n| n
+                == "the EMA starts from the weights: the checkpoint at step 2 was written before the run had one"),
+            "{:?}",
+            trainer.notices()
+        );
+    }
+
+    #[test]
+    fn a_branch_trains_a_copy_and_leaves_the_run_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("r");
+        let first = TrainRequest::New {
+            config: tiny(),
+            dir: run.clone(),
+            stop: StopAt::Step(4),
+        }
+        .prepare(set(8, 1, 16, 16))
+        .unwrap();
+        let (mut trainer, mut source) = first.build().unwrap();
+        for step in 0..4 {
+            let (x, epoch) = source.batch(step).unwrap();
+            trainer.train_step(&x, epoch).unwrap();
+            if step % 2 == 1 {
+                trainer.checkpoint().unwrap();
+            }
+        }
+        drop(trainer);
+        let original = RunDir::open(&run).unwrap();
+        let metrics_before = std::fs::read(original.file(crate::store::METRICS_FILE)).unwrap();
+        let from = original.checkpoints_dir().join("step-000002");
+        let branch_of = |to: &Path| {
+            let mut req = plain_resume(from.clone(), StopAt::Step(6));
+            if let TrainRequest::Resume { branch, .. } = &mut req {
+                *branch = Some(to.to_path_buf());
+            }
+            req
+        };
+        // A folder that is not empty, or the run itself, is refused and left alone.
+        let busy = dir.path().join("busy");
+        std::fs::create_dir(&busy).unwrap();
+        std::fs::write(busy.join("notes.txt"), "mine").unwrap();
+        let err = branch_of(&busy)
+            .prepare(set(8, 1, 16, 16))
+            .unwrap()
+            .build()
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("needs a new or empty folder"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
+        let err = branch_of(&run)
+            .prepare(set(8, 1, 16, 16))
+            .unwrap()
+            .build()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("is the run itself"), "{err}");
+        // The branch starts at step 2 with the run's log up to there.
+        let to = dir.path().join("b");
+        let p = branch_of(&to).prepare(set(8, 1, 16, 16)).unwrap();
+        assert_eq!(p.dir(), Some(to.as_path()));
+        let (trainer, _) = p.build().unwrap();
+        assert_eq!(trainer.step(), 2);
+        assert!(
+            trainer.notices()[0].starts_with("a branch of ")
+                && trainer.notices()[0].ends_with("at step 2, which stays as it is"),
+            "{:?}",
+            trainer.notices()
+        );
+        assert!(
+            !trainer.notices().iter().any(|n| n.contains("going back")),
+            "{:?}",
+            trainer.notices()
+        );
+        drop(trainer);
+        let branch = RunDir::open(&to).unwrap();
+        let logged = branch.read_metrics().unwrap();
+        assert_eq!(logged.last().map(|s| s.step), Some(2));
+        assert_eq!(branch.latest_checkpoint().unwrap().unwrap().state.step, 2);
+        // The run itself: untouched, its later checkpoint still its latest.
+        assert_eq!(original.checkpoint_names(), ["step-000002", "step-000004"]);
+        assert_eq!(original.latest_checkpoint().unwrap().unwrap().state.step, 4);
+        assert_eq!(
+            std::fs::read(original.file(crate::store::METRICS_FILE)).unwrap(),
+            metrics_before
+        );
+        // A checkpoint changed in place is not carried over: refused, and no folder is left.
+        let weights = from.join(crate::store::WEIGHTS_FILE);
+        let mut bytes = std::fs::read(&weights).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&weights, bytes).unwrap();
+        let damaged = dir.path().join("d");
+        let err = branch_of(&damaged)
+            .prepare(set(8, 1, 16, 16))
+            .unwrap()
+            .build()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("is damaged"), "{err:#}");
+        assert!(!damaged.exists());
     }
 
     #[test]
@@ -653,6 +800,7 @@ mod tests {
             reset_optimizer: false,
             dataset: dataset.map(String::from),
             changes: ResumeChanges::default(),
+            branch: None,
         };
         let resume = |stop| moved(stop, None);
         let opts = resume(StopAt::Configured)

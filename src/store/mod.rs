@@ -2,6 +2,7 @@
 //! the run directory and its checkpoints. Everything above (training, the run layer, the CLI
 //! and the lab) builds on these types; nothing here knows how training works.
 
+pub mod branch;
 pub mod checkpoint;
 pub mod config;
 pub mod dir;

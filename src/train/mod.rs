@@ -343,6 +343,15 @@ impl Trainer {
                         );
                         Some(Ema::new(&varmap, d)?)
                     }
+                    // A checkpoint written before a resume gave the run its EMA (its digests
+                    // list every file it wrote) has none to restore: not a damaged one.
+                    Err(_) if written_without(&state, store::EMA_FILE) && !ema_file.exists() => {
+                        notices.push(format!(
+                            "the EMA starts from the weights: the checkpoint at step {} was written before the run had one",
+                            state.step
+                        ));
+                        Some(Ema::new(&varmap, d)?)
+                    }
                     Err(e) if reset => {
                         let why = crate::errors::one_line(&e);
                         notices.push(format!("the EMA restarts from the weights ({why})"));
@@ -452,6 +461,11 @@ impl Trainer {
     /// optimizer restarted on request).
     pub fn notices(&self) -> &[String] {
         &self.notices
+    }
+
+    /// Puts `notice` first among [`Self::notices`] (what the caller did to open the run).
+    pub fn add_notice(&mut self, notice: String) {
+        self.notices.insert(0, notice);
     }
 
     /// Replaces the checkpoint interval of this session (see
@@ -1107,6 +1121,12 @@ pub fn bucket_losses(t: &[usize], per_example: &[f32], timesteps: usize) -> Vec<
     (0..LOSS_BUCKETS)
         .map(|b| (count[b] > 0).then(|| sum[b] / count[b] as f64))
         .collect()
+}
+
+/// Whether the checkpoint whose state is `state` was written without the file `name`: its
+/// digests list every file it wrote (a checkpoint from before digests cannot say).
+fn written_without(state: &store::RunState, name: &str) -> bool {
+    !state.digests.is_empty() && !state.digests.contains_key(name)
 }
 
 /// The variables of `varmap` with their names.

@@ -239,6 +239,31 @@ fn train_sample_and_resume() {
         err.contains("note: --loss, --seed are ignored with --resume"),
         "{err}"
     );
+    // A branch from the earlier checkpoint trains beside the run, which keeps its later one.
+    let from = run.join("checkpoints/step-000030");
+    let out = ok(&ddpm(
+        &[
+            "train",
+            "--resume",
+            from.to_str().unwrap(),
+            "--branch",
+            "--steps",
+            "32",
+            "--json",
+        ],
+        tmp.path(),
+    ));
+    assert_eq!(common::json_steps(&out), [31, 32]);
+    let branch = run.with_file_name(format!(
+        "{}-from-30",
+        run.file_name().unwrap().to_string_lossy()
+    ));
+    assert!(branch.join("checkpoints/step-000032").is_dir(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(run.join("latest")).unwrap().trim(),
+        "step-000040"
+    );
+    assert!(from.is_dir());
     // The shipped classifier knows garments: a run on shapes is not scored against them.
     let eval = |run: &str| {
         fails(&ddpm(

@@ -420,6 +420,7 @@ impl Engine for LabEngine {
                 // lab trains it on what is loaded, if that fits, and says so).
                 dataset: Some(req.dataset().to_string()),
                 changes: Default::default(),
+                branch: None,
             },
             TrainRequest::New {
                 settings,
