@@ -549,6 +549,19 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                 if signals::received() > 0 || out.closed {
                     bar.abandon();
                     let dir = started_in.get().cloned().unwrap_or_default();
+                    // The stream ends as every run's does: with the step a resume goes on
+                    // from (the last complete checkpoint's; null before the first).
+                    let kept = RunDir::at(std::path::Path::new(&dir))
+                        .latest_checkpoint()
+                        .ok()
+                        .flatten()
+                        .map(|c| c.state.step);
+                    out.emit(serde_json::json!({
+                        "event": "end",
+                        "step": kept,
+                        "run_dir": dir,
+                        "reason": "signal",
+                    }));
                     note(&quitting_at_once(
                         &dir,
                         &format!("stopping, and the checkpoint at step {step} cannot be written ({message})"),

@@ -243,12 +243,18 @@ fn a_signal_while_the_disk_is_full_ends_train_with_the_last_checkpoint() {
         )
         .args(["train", "--dataset", "shapes", "--model", "tiny"])
         .args(["--timesteps", "20", "--batch-size", "4", "--steps", "1000"])
-        .args(["--checkpoint-every", "2", "--run-dir"])
+        .args(["--checkpoint-every", "2", "--json", "--run-dir"])
         .arg(&run)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ddpm-lab train");
+    let mut stdout = child.stdout.take().unwrap();
+    let events = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = channel();
     std::thread::spawn(move || {
@@ -278,6 +284,15 @@ fn a_signal_while_the_disk_is_full_ends_train_with_the_last_checkpoint() {
         "{err}"
     );
     assert_eq!(sampled_step(tmp.path(), &run), 2);
+    // The JSON stream ends as every run's does, with the step a resume goes on from.
+    let events = events.join().unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(events.lines().last().unwrap_or("")).unwrap_or_default();
+    assert_eq!(
+        (&last["event"], &last["reason"], &last["step"]),
+        (&"end".into(), &"signal".into(), &2.into()),
+        "{events}"
+    );
 }
 
 #[test]
