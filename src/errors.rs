@@ -3,6 +3,32 @@
 //! root is the operating system's (a full disk, a denied permission), that cause first, where
 //! a status line cut to the terminal's width still shows it.
 
+/// The exit status of a command that failed.
+pub const EXIT_FAILURE: u8 = 1;
+/// The exit status of a command line that does not parse (clap's: an unknown flag, a value
+/// that is no number).
+pub const EXIT_USAGE: u8 = 2;
+/// The exit status of a command refused because another process is using the run (training
+/// it, or not yet done with its first checkpoint): trying again later may succeed
+/// (`EX_TEMPFAIL` of sysexits.h).
+pub const EXIT_BUSY: u8 = 75;
+
+/// A refusal that lasts only while another process uses the run: its message is the whole
+/// error, and the command exits with [`EXIT_BUSY`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Busy(pub String);
+
+/// The exit status for `e`: [`EXIT_BUSY`] where a [`Busy`] refusal is anywhere in its chain,
+/// [`EXIT_FAILURE`] otherwise.
+pub fn exit_status(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.downcast_ref::<Busy>().is_some()) {
+        EXIT_BUSY
+    } else {
+        EXIT_FAILURE
+    }
+}
+
 /// `e`'s chain joined by `: `, each message once (one that ends the message before it is
 /// left out).
 pub fn one_line(e: &anyhow::Error) -> String {

@@ -84,22 +84,64 @@ enum Command {
     TrainClassifier(classifier_cmd::ClassifierArgs),
 }
 
-/// Whether the arguments (after the program's name) ask for `train --json`.
-fn json_train(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+/// The `error` event of `--json`: what failed, on stdout for a script that reads only that.
+fn error_event(message: &str) -> serde_json::Value {
+    serde_json::json!({ "event": "error", "message": message })
+}
+
+/// Prints the `error` event of `--json` on stdout (a reader that is gone is no reason to fail
+/// louder).
+fn print_json_error(message: &str) {
+    use std::io::Write as _;
+    let line = error_event(message);
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// Whether the arguments (after the program's name) ask for JSON of a command that has it.
+fn json_asked(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     let args: Vec<std::ffi::OsString> = args.collect();
-    args.first().is_some_and(|a| a == "train") && args.iter().any(|a| a == "--json")
+    args.first()
+        .is_some_and(|a| JSON_COMMANDS.iter().any(|c| a == *c))
+        && args.iter().any(|a| a == "--json")
+}
+
+/// The subcommands with `--json`.
+const JSON_COMMANDS: [&str; 8] = [
+    "train",
+    "sample",
+    "schedules",
+    "data",
+    "bench",
+    "check-device",
+    "eval",
+    "runs",
+];
+
+/// Whether `command` asked for JSON on stdout and leaves its errors to [`main`] (`train` prints
+/// its own `error` event, in the order of its other events).
+fn json_errors_here(command: &Option<Command>) -> bool {
+    match command {
+        Some(Command::Sample(a)) => a.json,
+        Some(Command::Schedules(a)) => a.json,
+        Some(Command::Data(a)) => a.json,
+        Some(Command::Bench(a)) => a.json,
+        Some(Command::CheckDevice(a)) => a.json,
+        Some(Command::Eval(a)) => a.json,
+        Some(Command::Runs(a)) => a.json,
+        _ => false,
+    }
 }
 
 /// Parses the command line and runs it; errors are printed as one line on stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::try_parse().unwrap_or_else(|e| {
-        // `train --json` promises its reader an `error` event for every failure: a usage
-        // error too (`--steps 3 --epochs 1`), before clap says it on stderr (exit status 2).
-        if e.use_stderr() && json_train(std::env::args_os().skip(1)) {
+        // `--json` promises its reader an `error` event for every failure: a usage error too
+        // (`--steps 3 --epochs 1`), before clap says it on stderr (exit status 2).
+        if e.use_stderr() && json_asked(std::env::args_os().skip(1)) {
             // clap's first line, without its `error: ` (the rest is usage and a tip).
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid arguments");
-            train_cmd::print_json_error(first.trim_start_matches("error: "));
+            print_json_error(first.trim_start_matches("error: "));
         }
         e.exit()
     });
@@ -109,6 +151,7 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, None | Some(Command::Train(_))) {
         crate::signals::die_on_closed_stdout();
     }
+    let json_errors = json_errors_here(&cli.command);
     let result = crate::failpoints_from_env().and_then(|()| match cli.command {
         None => lab_cmd::run(cli.lab),
         Some(Command::Train(a)) => train_cmd::run(*a),
@@ -137,7 +180,10 @@ pub fn main() -> ExitCode {
             // Not `eprintln!`, which panics where stderr is gone (the lab's closed terminal).
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "error: {msg}");
-            ExitCode::FAILURE
+            if json_errors {
+                print_json_error(&msg);
+            }
+            ExitCode::from(crate::errors::exit_status(&e))
         }
     }
 }

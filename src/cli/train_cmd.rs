@@ -10,6 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::model_args::ModelArgs;
+use super::{error_event, print_json_error};
 use crate::data::{self, DatasetSpec, LoadOptions};
 use crate::device::DeviceSpec;
 use crate::presets::ModelPreset;
@@ -232,18 +233,6 @@ fn quitting_at_once(dir: &str, why: &str) -> String {
     }
 }
 
-/// `train --json`'s `error` event, printed on stdout before training starts (a reader that is
-/// gone is no reason to fail louder).
-pub(super) fn print_json_error(message: &str) {
-    let line = error_event(message);
-    let _ = writeln!(std::io::stdout(), "{line}");
-}
-
-/// The `error` event of `train --json`.
-fn error_event(message: &str) -> serde_json::Value {
-    serde_json::json!({ "event": "error", "message": message })
-}
-
 /// Steps between the progress lines printed where stderr is not a terminal.
 const PLAIN_EVERY: usize = 100;
 
@@ -253,6 +242,11 @@ fn prepare(args: &TrainArgs) -> Result<crate::runs::start::PreparedRun> {
     crate::device::use_tf32(args.device, args.tf32)?;
     // A device that cannot open says so before the data is loaded (or downloaded).
     args.device.open()?;
+    if let Some(dir) = args.resume.as_deref().filter(|_| args.branch.is_none()) {
+        // Said before the data is loaded (the trainer takes the lock; a branch only reads the
+        // run, which may go on training meanwhile).
+        crate::store::RunLock::check_free(crate::store::Checkpoint::run_dir_of(dir))?;
+    }
     if args.resume.is_some() {
         let ignored = ignored_with_resume(args);
         if !ignored.is_empty() {

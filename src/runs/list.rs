@@ -72,6 +72,18 @@ impl RunInfo {
                 .find_map(|p| crate::store::checkpoint::check_safetensors_whole(&p).err())
                 .map(|e| crate::errors::one_line(&run.with_other_checkpoints(e, Some(ck.dir()))))
         });
+        // A run whose training stopped before its first checkpoint holds nothing to go on
+        // from (one a process trains now is on its way to it).
+        let problem = problem.or_else(|| {
+            let dead = latest.is_none()
+                && !run.has_checkpoint_folders()
+                && !crate::store::RunLock::is_held(run.path());
+            dead.then(|| {
+                "no checkpoint: training stopped before its first one, so nothing of it can be \
+                 sampled or continued"
+                    .to_string()
+            })
+        });
         let newest = || latest.as_ref().and_then(|ck| ck.load_config().ok());
         let (config, problem) = match run.load_config().map_err(|e| (e, newest())) {
             Ok(c) | Err((_, Some(c))) => (c, problem),
@@ -431,6 +443,27 @@ mod tests {
         // Nothing readable at all: left out (there is nothing to show it with).
         std::fs::remove_dir_all(run.checkpoints_dir().join("step-000007")).unwrap();
         assert!(find_all_runs(root.path()).is_empty());
+    }
+
+    /// A run whose training stopped before its first checkpoint is listed with that as its
+    /// problem (a script picking runs without one would take it); one a process trains
+    /// towards its first is not.
+    #[test]
+    fn a_run_stopped_before_its_first_checkpoint_says_so() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("dead");
+        RunDir::create(&dir)
+            .unwrap()
+            .save_config(&TrainConfig::default())
+            .unwrap();
+        let problem = || find_all_runs(root.path())[0].problem.clone();
+        assert!(
+            problem().is_some_and(|p| p.starts_with("no checkpoint: training stopped")),
+            "{:?}",
+            problem()
+        );
+        let _training = crate::store::RunLock::acquire(&dir).unwrap();
+        assert_eq!(problem(), None);
     }
 
     /// Weights cut short, or zeroed, in the newest checkpoint are the run's problem in the

@@ -250,9 +250,20 @@ impl RunDir {
             && !run.file(WEIGHTS_FILE).is_file()
             && !run.has_checkpoint_folders()
         {
-            bail!("{}", run.no_checkpoint_yet());
+            return Err(run.no_checkpoint_error());
         }
         Ok(run)
+    }
+
+    /// [`Self::no_checkpoint_yet`] as an error: a [`crate::errors::Busy`] one while a process
+    /// trains the run towards its first checkpoint (trying again later may succeed).
+    pub fn no_checkpoint_error(&self) -> anyhow::Error {
+        let why = self.no_checkpoint_yet();
+        if super::RunLock::is_held(&self.path) {
+            crate::errors::Busy(why).into()
+        } else {
+            anyhow::anyhow!(why)
+        }
     }
 
     /// Why a run without a complete checkpoint has none: it is still training towards its

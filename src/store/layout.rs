@@ -255,17 +255,17 @@ impl RunDir {
 
     /// The newest complete checkpoint, or an error saying there is none yet.
     pub fn require_checkpoint(&self) -> Result<Checkpoint> {
-        self.latest_checkpoint()?.with_context(|| {
-            if let Some(newest) = self.checkpoint_names().last() {
-                format!(
-                    "{} has checkpoints but no {LATEST_FILE} naming the newest: the newest is {} ({FLAGS_TAKING_A_CHECKPOINT})",
-                    self.path().display(),
-                    self.checkpoints_dir().join(newest).display()
-                )
-            } else {
-                self.no_checkpoint_yet()
-            }
-        })
+        if let Some(ck) = self.latest_checkpoint()? {
+            return Ok(ck);
+        }
+        match self.checkpoint_names().last() {
+            Some(newest) => bail!(
+                "{} has checkpoints but no {LATEST_FILE} naming the newest: the newest is {} ({FLAGS_TAKING_A_CHECKPOINT})",
+                self.path().display(),
+                self.checkpoints_dir().join(newest).display()
+            ),
+            None => Err(self.no_checkpoint_error()),
+        }
     }
 
     /// The checkpoint of a run in the flat layout (before `checkpoints/`), if any.

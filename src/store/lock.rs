@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 /// The lock file inside a run directory.
 pub const LOCK_FILE: &str = "lock";
@@ -34,11 +34,7 @@ impl RunLock {
             Err(fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                let who = describe_holder(holder.trim());
-                bail!(
-                    "run {} is being trained by {who}; open it read-only (the lab follows it live) or wait until it stops",
-                    dir.display()
-                );
+                return Err(busy(dir, &describe_holder(holder.trim())));
             }
             Err(fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()));
@@ -49,6 +45,15 @@ impl RunLock {
             .and_then(|()| write!(file, "{}", std::process::id()))
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self { file })
+    }
+
+    /// Refuses, as [`Self::acquire`] would, a run in `dir` that a process trains now (without
+    /// taking the lock): to say so before the work that comes before taking it.
+    pub fn check_free(dir: &Path) -> Result<()> {
+        match Self::holder(dir) {
+            Some(who) => Err(busy(dir, &who)),
+            None => Ok(()),
+        }
     }
 
     /// Whether some process holds the lock of the run in `dir` (without taking it).
@@ -73,6 +78,15 @@ impl RunLock {
             }
         }
     }
+}
+
+/// The refusal of a run in `dir` that `who` trains (trying again later may succeed).
+fn busy(dir: &Path, who: &str) -> anyhow::Error {
+    crate::errors::Busy(format!(
+        "run {} is being trained by {who}; open it read-only (the lab follows it live) or wait until it stops",
+        dir.display()
+    ))
+    .into()
 }
 
 /// The holder named by the lock file's contents (its pid, or nothing).

@@ -691,7 +691,10 @@ fn json_beside_an_output_on_stdout_is_refused() {
         &out,
         "--json writes to standard output, and so would /dev/stdout",
     );
-    assert!(out.stdout.is_empty());
+    // Nothing but the failure's own JSON line.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let event: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_default();
+    assert_eq!(event["event"], "error", "{stdout}");
 }
 
 #[test]
@@ -737,4 +740,82 @@ fn train_waits_for_room_on_a_full_disk_and_goes_on_with_its_whole_history() {
         std::fs::read_to_string(run.join("latest")).unwrap().trim(),
         "step-000006"
     );
+}
+
+/// A script reads why a command failed from its exit status and, with `--json`, from stdout:
+/// 2 for a command line that does not parse, 75 while another process uses the run (trying
+/// again later may work), 1 for every other failure, each with an `error` event.
+#[test]
+fn failures_have_distinct_exit_statuses_and_json_error_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let error_event = |out: &Output| -> String {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_default();
+        assert_eq!(last["event"], "error", "{stdout}");
+        last["message"].as_str().unwrap_or_default().to_string()
+    };
+    // Usage: a value that is no number.
+    let out = output(ddpm(tmp.path()).args(["sample", "--json", "--n", "abc"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(error_event(&out).contains("--n"));
+    // Failure: no such run.
+    let out = output(ddpm(tmp.path()).args(["sample", "--json", "--checkpoint", "nosuchrun"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(error_event(&out).contains("nosuchrun"));
+    let out = output(ddpm(tmp.path()).args(["eval", "--json", "--checkpoint", "nosuchrun"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(error_event(&out).contains("nosuchrun"));
+    // Busy: a run another process trains, before its first checkpoint and after.
+    let run = tmp.path().join("busy");
+    let cfg = ddpm_lab::store::TrainConfig {
+        model: ddpm_lab::model::UnetConfig::tiny(),
+        ..Default::default()
+    };
+    ddpm_lab::store::RunDir::create(&run)
+        .unwrap()
+        .save_config(&cfg)
+        .unwrap();
+    let lock = ddpm_lab::store::RunLock::acquire(&run).unwrap();
+    let out = output(
+        ddpm(tmp.path())
+            .args(["sample", "--json", "--checkpoint"])
+            .arg(&run),
+    );
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert!(error_event(&out).contains("has no checkpoint yet"));
+    drop(lock);
+    let out = output(
+        ddpm(tmp.path())
+            .args(["sample", "--json", "--checkpoint"])
+            .arg(&run),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not busy once it stopped: {out:?}"
+    );
+    let trained = tmp.path().join("trained");
+    succeeded(&output(
+        ddpm(tmp.path())
+            .args([
+                "train",
+                "--dataset",
+                "shapes",
+                "--model",
+                "tiny",
+                "--timesteps",
+                "10",
+            ])
+            .args(["--batch-size", "4", "--steps", "1", "--run-dir"])
+            .arg(&trained),
+    ));
+    let _lock = ddpm_lab::store::RunLock::acquire(&trained).unwrap();
+    let out = output(
+        ddpm(tmp.path())
+            .args(["train", "--json", "--steps", "2", "--resume"])
+            .arg(&trained),
+    );
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert!(error_event(&out).contains("is being trained by pid"));
 }
