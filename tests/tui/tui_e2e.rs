@@ -351,8 +351,11 @@ fn without_a_hub_the_lab_trains_on_the_builtin_set_and_switches_when_it_answers(
     let flags =
         "--dataset fashion_mnist --model tiny --device cpu --timesteps 10 --steps 20 --batch-size 4";
     let tmux = start_lab_env(tmp.path(), "offline", &env, flags);
-    let s = tmux.wait_for("Hub unreachable: using the built-in shapes set", 90);
-    assert!(s.contains("r retries the download"), "{s}");
+    let s = tmux.wait_for("Hub unreachable: shapes stand in", 90);
+    assert!(
+        s.contains("r retries · your copy: ddpm-lab --dataset DIR"),
+        "{s}"
+    );
     assert!(s.contains("status   ready") && s.contains("shapes"), "{s}");
     // The Data screen says it whole: where the images come from, and why.
     assert!(

@@ -737,6 +737,29 @@ fn u_brings_back_the_settings_an_opened_run_replaced() {
     assert_eq!(req.settings(), &own);
 }
 
+/// Sample settings changed after a run was opened are the user's own: `u` (and quitting)
+/// keeps them rather than going back to those from before the run was opened.
+#[test]
+fn u_keeps_sample_settings_changed_after_the_run_was_opened() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    let mut theirs = settings().train;
+    theirs.steps = 40;
+    theirs.recommended_sampler = None;
+    engine.offer_run("runs/old", theirs, 40);
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    assert_eq!(app.train.run.state, RunState::Opened);
+    app.tab = Tab::Sample;
+    handle_key(&mut app, ch('s'));
+    handle_key(&mut app, ch('-'));
+    let chosen = app.settings.sample.clone();
+    assert_eq!(app.settings_to_keep().sample, chosen, "kept on quitting");
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch('u'));
+    assert_eq!(app.settings.sample, chosen);
+}
+
 /// An opened run on other data loads its data; `u` loads the user's back (and quitting while
 /// the run is open remembers the user's data, not the run's).
 #[test]

@@ -10,7 +10,7 @@ use crossterm::event::KeyCode;
 use ddpm_lab::train::events::{FinishReason, TrainEvent};
 use ddpm_lab::tui::event::handle_key;
 use ddpm_lab::tui::settings::TrainSettings;
-use ddpm_lab::tui::state::data::{DataStatus, FALLBACK_NOTICE};
+use ddpm_lab::tui::state::data::{fallback_notice, DataStatus};
 use ddpm_lab::tui::state::notice::{PASSING_ERROR, PASSING_INFO};
 use ddpm_lab::tui::state::run::RunState;
 use ddpm_lab::tui::state::sample::SampleStatus;
@@ -769,12 +769,34 @@ fn fall_back_to_shapes(app: &mut App) {
     }));
 }
 
+/// Offline, the notice points at the user's folder where the lab knows one (d picks it),
+/// else at the flag that opens one.
+#[test]
+fn without_the_hub_the_notice_says_how_to_train_on_a_local_copy() {
+    let (mut lab, _engine) = app();
+    fall_back_to_shapes(&mut lab);
+    let said = notice(&lab).unwrap_or_default();
+    assert!(
+        said.ends_with("your copy: ddpm-lab --dataset DIR"),
+        "{said}"
+    );
+    let (mut app, _engine) = app();
+    app.settings.own_dataset = Some("/data/fashion".into());
+    fall_back_to_shapes(&mut app);
+    let said = notice(&app).unwrap_or_default();
+    assert!(said.ends_with("d picks your folder"), "{said}");
+    assert!(said.chars().count() <= 80, "{said}");
+}
+
 #[test]
 fn without_the_hub_the_builtin_set_stands_in_until_a_retry_succeeds() {
     let (mut app, engine) = app();
     fall_back_to_shapes(&mut app);
     assert!(app.data.ready());
-    assert_eq!(notice(&app).as_deref(), Some(FALLBACK_NOTICE));
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some(fallback_notice(None).as_str())
+    );
     assert_eq!(app.data.label(), "shapes (no fashion_mnist: offline)");
     assert_eq!(
         app.settings.dataset, "fashion_mnist",
@@ -1110,7 +1132,10 @@ fn the_stand_in_notice_gives_the_status_line_back_to_the_keys_after_a_while() {
     let (mut app, _engine) = app();
     fall_back_to_shapes(&mut app);
     app.tick(Duration::from_secs(20));
-    assert_eq!(notice(&app).as_deref(), Some(FALLBACK_NOTICE));
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some(fallback_notice(None).as_str())
+    );
     app.tick(Duration::from_secs(15));
     assert_eq!(notice(&app), None);
     let screen = render(&app, 80, 24);
@@ -1155,7 +1180,7 @@ fn a_key_gives_the_stand_in_notices_line_back() {
     handle_key(&mut app, key(KeyCode::Right));
     assert_eq!(
         notice(&app).as_deref(),
-        Some(FALLBACK_NOTICE),
+        Some(fallback_notice(None).as_str()),
         "not before it could be read"
     );
     app.tick(Duration::from_secs(3));
@@ -1216,4 +1241,17 @@ fn compare_samples_name_the_ddim_steps_that_ran() {
         app.compare.drawn_with.as_ref().map(|d| d.ddim_steps),
         Some(20)
     );
+}
+
+/// The lab makes each new run's folder as it names it, so that a `train` started in the same
+/// second (which claims its folder the same way) takes another name rather than this one.
+#[test]
+fn the_lab_claims_each_new_run_folder_as_it_names_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mut lab = App::new(settings(), Box::new(FakeEngine::default()));
+    let first = (lab.make_run_dir)(root.path(), "linear");
+    let taken = ddpm_lab::store::RunDir::claim_fresh(root.path(), "linear").unwrap();
+    let next = (lab.make_run_dir)(root.path(), "linear");
+    assert!(first.is_dir() && next.is_dir());
+    assert!(first != taken && next != taken && first != next);
 }

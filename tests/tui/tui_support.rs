@@ -320,7 +320,7 @@ pub fn settings() -> LabSettings {
 pub fn app() -> (App, FakeEngine) {
     let engine = FakeEngine::default();
     let mut app = App::new(settings(), Box::new(engine.clone()));
-    app.run_stamp = Box::new(|| "20260101-000000".to_string());
+    app.make_run_dir = Box::new(|root, tag| root.join(format!("20260101-000000-{tag}")));
     app.start();
     (app, engine)
 }

@@ -218,7 +218,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         DATA,
         "d / →  ·  D / ←",
-        "next / previous dataset (and your folder)",
+        "next / previous dataset (and the folder of --dataset DIR)",
         &[
             b(ch('d'), C::CycleDataset(1)),
             b(key(K::Right), C::CycleDataset(1)),

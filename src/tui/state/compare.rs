@@ -838,7 +838,7 @@ mod tests {
             runs_dir: Some("runs".into()),
             ..LabSettings::default()
         };
-        let mut stamp = || "stamp".to_string();
+        let mut make = |root: &std::path::Path, tag: &str| root.join(format!("stamp-{tag}"));
         let mut ctx = Ctx {
             loaded: None,
             settings: &mut settings,
@@ -848,7 +848,7 @@ mod tests {
             train_active: false,
             compare_active: false,
             running: true,
-            run_stamp: &mut stamp,
+            make_run_dir: &mut make,
         };
         f(&mut ctx)
     }

@@ -4,9 +4,16 @@ use super::super::event::Command;
 use super::super::workers::{DataInfo, DataMsg, LoadStage};
 use super::effect::{Effect, Topic};
 
-/// What the lab says when a Hub dataset could not be reached and the built-in set stands in.
-pub const FALLBACK_NOTICE: &str =
-    "Hub unreachable: using the built-in shapes set; r retries the download";
+/// What the lab says when a Hub dataset could not be reached and the built-in set stands in:
+/// how to try again, and how to train on a local copy instead (the user's folder where the
+/// lab knows one: `d` picks it). Each fits an 80-column status line.
+pub fn fallback_notice(own_folder: Option<&str>) -> String {
+    match own_folder {
+        Some(_) => "Hub unreachable: shapes stand in · r retries · d picks your folder".into(),
+        None => "Hub unreachable: shapes stand in · r retries · your copy: ddpm-lab --dataset DIR"
+            .into(),
+    }
+}
 
 /// Loading status of the dataset.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -99,7 +106,7 @@ impl DataState {
     }
 
     /// Handles a message of the dataset loader; answers to earlier requests are dropped.
-    pub fn on_msg(&mut self, msg: DataMsg) -> Vec<Effect> {
+    pub fn on_msg(&mut self, msg: DataMsg, own_folder: Option<&str>) -> Vec<Effect> {
         match msg {
             DataMsg::Progress { name, stage } => {
                 if name == self.requested {
@@ -138,7 +145,7 @@ impl DataState {
                 self.fallback = Some(reason);
                 vec![
                     Effect::DataReady,
-                    Effect::error_about(Topic::Dataset(name), FALLBACK_NOTICE),
+                    Effect::error_about(Topic::Dataset(name), fallback_notice(own_folder)),
                 ]
             }
         }

@@ -256,8 +256,9 @@ pub struct Ctx<'a> {
     pub compare_active: bool,
     /// The lab runs normally (it is not quitting).
     pub running: bool,
-    /// Base name for new run directories.
-    pub run_stamp: &'a mut (dyn FnMut() -> String + Send),
+    /// Makes a new run directory under a root, named after a tag (see
+    /// [`claim_run_dir`]).
+    pub make_run_dir: &'a mut (dyn FnMut(&std::path::Path, &str) -> PathBuf + Send),
 }
 
 impl Ctx<'_> {
@@ -270,11 +271,17 @@ impl Ctx<'_> {
         })
     }
 
-    /// A new run directory under the runs root, named after the stamp and `suffix`.
+    /// A new run directory under the runs root, named after the time and `suffix`.
     pub fn new_run_dir(&mut self, suffix: &str) -> PathBuf {
-        let stamp = (self.run_stamp)();
-        self.settings.runs_root().join(format!("{stamp}-{suffix}"))
+        let root = self.settings.runs_root();
+        (self.make_run_dir)(&root, suffix)
     }
 }
 
-pub use crate::clock::utc_stamp;
+/// The lab's new run directory under `root`: made at once under a name no other process has
+/// taken (`…-linear-2` where a `train` started in the same second has `…-linear`), one mkdir.
+/// Where it cannot be made, only named: starting the run then says why.
+pub fn claim_run_dir(root: &std::path::Path, tag: &str) -> PathBuf {
+    crate::store::RunDir::claim_fresh(root, tag)
+        .unwrap_or_else(|_| crate::store::RunDir::fresh_path(root, tag))
+}

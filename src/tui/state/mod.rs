@@ -19,7 +19,7 @@ macro_rules! ctx {
             compare_active: $app.compare.any_active(),
             running: $app.lifecycle == Lifecycle::Running,
             settings: &mut $app.settings,
-            run_stamp: &mut *$app.run_stamp,
+            make_run_dir: &mut *$app.make_run_dir,
         }
     };
 }
@@ -47,7 +47,7 @@ use crate::runs::run_name;
 use crate::train::events::TrainCommand;
 use compare::CompareState;
 use data::DataState;
-pub use effect::{utc_stamp, Ctx, Effect, Notice, Topic};
+pub use effect::{claim_run_dir, Ctx, Effect, Notice, Topic};
 pub use picker::{PickerWait, RunPicker};
 use runs::RunsState;
 use sample::SampleState;
@@ -103,8 +103,10 @@ pub struct App {
     pub device_names: Vec<(crate::device::DeviceSpec, String)>,
     /// A redraw is needed.
     pub dirty: bool,
-    /// Base name for new run directories (tests fix it; the lab uses the clock).
-    pub run_stamp: Box<dyn FnMut() -> String + Send>,
+    /// Makes a new run directory under a root, named after the clock and a tag (see
+    /// [`crate::store::RunDir::claim_fresh`]: the folder is made at once, so that a `train`
+    /// started in the same second takes another name); tests only name one.
+    pub make_run_dir: Box<dyn FnMut(&std::path::Path, &str) -> std::path::PathBuf + Send>,
     /// Saves the settings whenever the run to name at the next start changes (the lab; tests
     /// leave it out), so a lab killed outright still names it.
     pub autosave: Option<crate::tui::autosave::SettingsSaver>,
@@ -135,7 +137,7 @@ impl App {
             notice: None,
             device_names: Vec::new(),
             dirty: true,
-            run_stamp: Box::new(utc_stamp),
+            make_run_dir: Box::new(claim_run_dir),
             autosave: None,
             saved_last_run: settings.last_run.clone(),
             settings,
@@ -383,7 +385,7 @@ impl App {
             keep.train = own.train.clone();
             keep.origin = own.origin.clone();
             keep.dataset = own.dataset.clone();
-            keep.sample = own.sample.clone();
+            keep.sample = own.sample_to_keep(&self.settings.sample);
         }
         keep
     }
@@ -643,7 +645,7 @@ impl App {
     pub fn handle_msg(&mut self, msg: WorkerMsg) {
         self.dirty = true;
         let effects = match msg {
-            WorkerMsg::Data(m) => self.data.on_msg(m),
+            WorkerMsg::Data(m) => self.data.on_msg(m, self.settings.own_dataset.as_deref()),
             WorkerMsg::Train { slot, event } => match slot {
                 Slot::Main => self.train.on_event(event),
                 Slot::Compare(s) => self.compare.on_train(s, event, &ctx!(self)),

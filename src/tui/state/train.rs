@@ -331,6 +331,20 @@ pub struct OwnSettings {
     pub dataset: String,
     /// The Sample settings (an opened run sets its recommended sampler).
     pub sample: SampleSettings,
+    /// The Sample settings the opened run set: changed since, they are the user's own.
+    pub run_sample: SampleSettings,
+}
+
+impl OwnSettings {
+    /// The Sample settings to keep where `now` are the Sample screen's: the user's own from
+    /// before the run was opened, unless they changed them after (then those).
+    pub fn sample_to_keep(&self, now: &SampleSettings) -> SampleSettings {
+        if *now == self.run_sample {
+            self.sample.clone()
+        } else {
+            now.clone()
+        }
+    }
 }
 
 /// State of the Train screen.
@@ -560,9 +574,9 @@ impl TrainState {
     /// run's replaced it.
     fn bring_back_own_settings(&mut self, ctx: &mut Ctx) -> Option<Vec<Effect>> {
         let own = *self.own_settings.take()?;
+        ctx.settings.sample = own.sample_to_keep(&ctx.settings.sample);
         ctx.settings.train = own.train;
         ctx.settings.origin = own.origin;
-        ctx.settings.sample = own.sample;
         Some(if own.dataset != ctx.settings.dataset {
             vec![Effect::LoadDataset(own.dataset)]
         } else {
@@ -1037,9 +1051,13 @@ impl TrainState {
                     origin: ctx.settings.origin.clone(),
                     dataset: ctx.settings.dataset.clone(),
                     sample: ctx.settings.sample.clone(),
+                    run_sample: ctx.settings.sample.clone(),
                 }));
             }
             ctx.settings.set_from_run(s.clone());
+            if let Some(own) = self.own_settings.as_mut() {
+                own.run_sample = ctx.settings.sample.clone();
+            }
             fx.push(Effect::Timesteps(s.timesteps));
         }
         let start = run.start_step;

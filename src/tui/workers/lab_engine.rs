@@ -440,9 +440,18 @@ impl Engine for LabEngine {
             }
             _ => None,
         };
-        let prepared = request
-            .prepare_known(set, Some(fingerprint))
-            .map_err(|e| crate::errors::one_line(&e))?;
+        // A new run's folder is made when it is named (see `claim_run_dir`): left empty by a
+        // run that does not start, it goes again (a folder with anything in it stays).
+        let new_dir = (!req.is_resume()).then(|| req.run_dir().to_path_buf());
+        let forget_new_dir = move |dir: &Option<PathBuf>| {
+            if let Some(d) = dir {
+                let _ = std::fs::remove_dir(d);
+            }
+        };
+        let prepared = request.prepare_known(set, Some(fingerprint)).map_err(|e| {
+            forget_new_dir(&new_dir);
+            crate::errors::one_line(&e)
+        })?;
         // A full disk pauses the run, weights in memory, until `c` can save it (on Compare,
         // the comparison waits with it).
         let handle = prepared.holding_on_failed_checkpoints().spawn();
@@ -469,6 +478,7 @@ impl Engine for LabEngine {
                                 }
                             }
                         }
+                        TrainEvent::Failed { .. } if run_dir.is_none() => forget_new_dir(&new_dir),
                         // Scored on a thread of its own: building the scorer classifies the
                         // whole training split once, and step events must not wait for it.
                         TrainEvent::Preview { step, images } => {
