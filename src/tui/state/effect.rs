@@ -258,7 +258,7 @@ pub struct Ctx<'a> {
     pub running: bool,
     /// Makes a new run directory under a root, named after a tag (see
     /// [`claim_run_dir`]).
-    pub make_run_dir: &'a mut (dyn FnMut(&std::path::Path, &str) -> PathBuf + Send),
+    pub make_run_dir: &'a mut MakeRunDir,
 }
 
 impl Ctx<'_> {
@@ -277,6 +277,9 @@ impl Ctx<'_> {
         (self.make_run_dir)(&root, suffix)
     }
 }
+
+/// What makes a new run directory under a root, named after a tag.
+pub type MakeRunDir = dyn FnMut(&std::path::Path, &str) -> PathBuf + Send;
 
 /// The lab's new run directory under `root`: made at once under a name no other process has
 /// taken (`…-linear-2` where a `train` started in the same second has `…-linear`), one mkdir.

@@ -106,7 +106,7 @@ pub struct App {
     /// Makes a new run directory under a root, named after the clock and a tag (see
     /// [`crate::store::RunDir::claim_fresh`]: the folder is made at once, so that a `train`
     /// started in the same second takes another name); tests only name one.
-    pub make_run_dir: Box<dyn FnMut(&std::path::Path, &str) -> std::path::PathBuf + Send>,
+    pub make_run_dir: Box<effect::MakeRunDir>,
     /// Saves the settings whenever the run to name at the next start changes (the lab; tests
     /// leave it out), so a lab killed outright still names it.
     pub autosave: Option<crate::tui::autosave::SettingsSaver>,
