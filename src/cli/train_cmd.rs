@@ -186,6 +186,15 @@ pub fn request(args: &TrainArgs) -> anyhow::Result<TrainRequest> {
     })
 }
 
+/// The step of the newest complete checkpoint of the run in `dir` (`None` before the first).
+fn last_checkpoint_step(dir: &str) -> Option<usize> {
+    RunDir::at(std::path::Path::new(dir))
+        .latest_checkpoint()
+        .ok()
+        .flatten()
+        .map(|c| c.state.step)
+}
+
 /// Where `--branch` without a folder puts the branch of the run (or checkpoint) `dir`.
 fn branch_beside(dir: &std::path::Path) -> Result<PathBuf> {
     let run_dir = crate::store::Checkpoint::run_dir_of(dir);
@@ -217,9 +226,8 @@ pub(super) fn note(line: &str) {
 /// whose checkpoint a full disk refuses): `why`, then what of the run in `dir` can go on.
 fn quitting_at_once(dir: &str, why: &str) -> String {
     // Before its first checkpoint there is nothing to continue from.
-    let saved = crate::store::RunDir::at(std::path::Path::new(dir))
-        .latest_checkpoint()
-        .is_ok_and(|c| c.is_some());
+    let saved = last_checkpoint_step(dir).is_some();
+    let dir = crate::runs::shell_word(dir);
     if saved {
         format!(
             "{why}: the last complete checkpoint in {dir} stays; continue with `ddpm-lab train \
@@ -416,7 +424,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     bar.suspend(|| note(&format!("note: {n}")));
                 }
                 let dir = run_dir.map(|p| p.display().to_string()).unwrap_or_default();
-                let _ = started_in.set(crate::runs::shell_word(&dir));
+                let _ = started_in.set(dir.clone());
                 // On stderr in JSON mode too: a script reads the run's directory there (stdout
                 // carries only step objects). Before the bar is drawn, so no stale bar line is
                 // left above it.
@@ -526,9 +534,17 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     note(&format!("done at step {step}{why}; run saved in {dir}"));
                 }
             }
-            TrainEvent::Failed { message, .. } => {
+            TrainEvent::Failed { step, message } => {
                 bar.abandon();
-                out.emit(error_event(&message));
+                // Where the run stands, for a script: the steps done, and the step a resume
+                // goes on from (null before the first checkpoint).
+                let mut event = error_event(&message);
+                if let Some(dir) = started_in.get() {
+                    event["step"] = step.into();
+                    event["run_dir"] = dir.as_str().into();
+                    event["checkpoint_step"] = last_checkpoint_step(dir).into();
+                }
+                out.emit(event);
                 failure = Some(message);
             }
             TrainEvent::CheckpointFailed { step, message, .. } => {
@@ -545,14 +561,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     let dir = started_in.get().cloned().unwrap_or_default();
                     // The stream ends as every run's does: with the step a resume goes on
                     // from (the last complete checkpoint's; null before the first).
-                    let kept = RunDir::at(std::path::Path::new(&dir))
-                        .latest_checkpoint()
-                        .ok()
-                        .flatten()
-                        .map(|c| c.state.step);
                     out.emit(serde_json::json!({
                         "event": "end",
-                        "step": kept,
+                        "step": last_checkpoint_step(&dir),
                         "run_dir": dir,
                         "reason": "signal",
                     }));

@@ -819,3 +819,46 @@ fn failures_have_distinct_exit_statuses_and_json_error_events() {
     assert_eq!(out.status.code(), Some(75), "{out:?}");
     assert!(error_event(&out).contains("is being trained by pid"));
 }
+
+/// A run that fails after it started says where it stands in its `error` event: the steps
+/// done, its folder, and the step a resume goes on from (null: no checkpoint yet).
+#[test]
+fn a_failed_runs_error_event_says_where_the_run_stands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("diverged run");
+    let out = output(
+        ddpm(tmp.path())
+            .args([
+                "train",
+                "--dataset",
+                "shapes",
+                "--model",
+                "tiny",
+                "--timesteps",
+                "10",
+            ])
+            .args([
+                "--batch-size",
+                "4",
+                "--steps",
+                "50",
+                "--lr",
+                "1e12",
+                "--json",
+            ])
+            .arg("--run-dir")
+            .arg(&run),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_default();
+    assert_eq!(last["event"], "error", "{stdout}");
+    assert!(last["step"].as_u64().is_some_and(|s| s < 50), "{last}");
+    assert_eq!(
+        last["run_dir"],
+        run.display().to_string(),
+        "no shell quoting"
+    );
+    assert!(last["checkpoint_step"].is_null(), "{last}");
+}
