@@ -40,8 +40,8 @@ pub struct SampleArgs {
     /// Animated GIF of the denoising
     #[arg(long)]
     pub gif: Option<PathBuf>,
-    /// Print the grid in the terminal
-    #[arg(long)]
+    /// Print the grid in the terminal (not with --json, whose stdout is JSON alone)
+    #[arg(long, conflicts_with = "json")]
     pub show: bool,
     /// Use the raw weights even when the run has EMA weights
     #[arg(long)]
@@ -149,6 +149,13 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
         export::save_denoising_gif(&result, cols, gif)?;
     }
     if args.json {
+        // Whole paths, as the checkpoint's: a script may read them from another folder.
+        let whole = |p: &std::path::Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        };
         let j = serde_json::json!({
             "checkpoint": args.checkpoint.display().to_string(),
             "step": loaded.step,
@@ -158,8 +165,8 @@ pub fn run(mut args: SampleArgs) -> Result<()> {
             "batch_size": batch,
             "seed": args.seed,
             "seconds": seconds,
-            "out": args.out.display().to_string(),
-            "gif": args.gif.as_ref().map(|g| g.display().to_string()),
+            "out": whole(&args.out),
+            "gif": args.gif.as_deref().map(whole),
         });
         println!("{j}");
     } else {

@@ -360,6 +360,7 @@ fn train_sample_and_resume() {
         ));
         let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(j["batch_size"], batch.parse::<u64>().unwrap());
+
         (std::fs::read(p).unwrap(), std::fs::read(g).unwrap())
     };
     let (png4, gif4) = in_batches("4", "four");

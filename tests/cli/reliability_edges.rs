@@ -580,6 +580,24 @@ fn json_output_takes_paths_that_are_not_utf8() {
         .file_type()
         .is_symlink());
     assert!(tmp.path().join("images/real.png").is_file());
+    // An output named relative to the folder it ran in is said whole.
+    let sampled = output(
+        ddpm(tmp.path())
+            .current_dir(tmp.path())
+            .args([
+                "sample",
+                "--n",
+                "1",
+                "--json",
+                "--out",
+                "rel.png",
+                "--checkpoint",
+            ])
+            .arg(&run),
+    );
+    let line: serde_json::Value = serde_json::from_slice(&sampled.stdout).unwrap_or_default();
+    let whole = std::path::absolute(tmp.path().join("rel.png")).unwrap();
+    assert_eq!(line["out"], whole.display().to_string(), "{sampled:?}");
 }
 
 /// Resuming a run of a Hub dataset with no network offers what resume takes: not the
