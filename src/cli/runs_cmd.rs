@@ -83,6 +83,11 @@ impl Listed {
             })),
             "eval": self.eval.as_ref().map(|e| json!({
                 "step": e.step,
+                // The weights evaluated, to sample them (`null` once the run has moved past
+                // them and their checkpoint went: `dir` is then another step's).
+                "checkpoint": crate::store::RunDir::at(&self.info.dir)
+                    .checkpoint_of_step(e.step)
+                    .map(|p| p.display().to_string()),
                 "sampler": e.sampler,
                 "n": e.n,
                 "recognised": e.samples.recognised,

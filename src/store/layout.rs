@@ -439,6 +439,17 @@ impl RunDir {
             .collect()
     }
 
+    /// The run's checkpoint folder of step `step`, where it is still there (the newest of that
+    /// step: a run that went back and trained past it again writes `step-N.1`).
+    pub fn checkpoint_of_step(&self, step: usize) -> Option<PathBuf> {
+        self.checkpoint_names()
+            .into_iter()
+            .rev()
+            .find(|n| sort_key(n).0 == step && !n.starts_with(TEMP_PREFIX))
+            .map(|n| self.checkpoints_dir().join(n))
+            .filter(|p| p.join(super::dir::STATE_FILE).is_file())
+    }
+
     /// The names of the checkpoint folders in `checkpoints/` (complete or not), oldest first.
     pub fn checkpoint_names(&self) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(self.checkpoints_dir())
@@ -591,6 +602,36 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step's checkpoint is found while it is kept, the newest of that step where a run went
+    /// back and wrote it again, and not once pruned.
+    #[test]
+    fn a_steps_checkpoint_is_found_while_it_is_kept() {
+        use crate::store::{RunDir, RunState};
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&d.path().join("run")).unwrap();
+        let cfg = TrainConfig::default();
+        let write = |step: usize| {
+            let state = RunState {
+                step,
+                ..RunState::default()
+            };
+            run.write_checkpoint(&cfg, &state, &["w.txt"], &mut |_, p| {
+                Ok(fs::write(p, format!("{step}"))?)
+            })
+            .unwrap()
+        };
+        let ten = write(10);
+        assert_eq!(run.checkpoint_of_step(10), Some(ten));
+        assert_eq!(run.checkpoint_of_step(11), None);
+        write(20);
+        let again = write(20);
+        assert!(again.ends_with("step-000020.1"), "{again:?}");
+        assert_eq!(run.checkpoint_of_step(20), Some(again));
+        write(30);
+        write(40);
+        assert_eq!(run.checkpoint_of_step(10), None, "pruned");
+    }
 
     /// A checkpoint whose switch fails (the run's `latest` or config.json cannot be replaced:
     /// here folders stand in their way) leaves `latest` where it was and no folder behind:

@@ -262,6 +262,11 @@ fn eval_cli_scores_a_tiny_run_and_refuses_bad_input() {
         (Some("run"), Some(70))
     );
     assert_eq!(listed["eval"]["step"], 2);
+    // The weights evaluated, to sample them.
+    assert_eq!(
+        listed["eval"]["checkpoint"],
+        run.join("checkpoints/step-000002").display().to_string()
+    );
     let kept_line: serde_json::Value = serde_json::from_str(
         std::fs::read_to_string(&kept)
             .unwrap()
