@@ -191,6 +191,43 @@ fn configuration_edits_only_while_idle() {
     assert_eq!(app.settings.train, before);
 }
 
+/// `e`'s result is said in the status line too: at 80×24 after a run the Progress box has no
+/// room for its estimate row.
+#[test]
+fn an_asked_for_estimate_is_said_when_it_comes() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Train;
+    assert!(app.train.estimating, "measured when the data arrived");
+    handle_key(&mut app, ch('e'));
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("measuring the time per epoch…")
+    );
+    app.handle_msg(WorkerMsg::Estimated(Estimate {
+        settings: app.settings.train.clone(),
+        result: Ok(500.0),
+    }));
+    let n = app.data.info.as_ref().unwrap().n_train;
+    let said = notice(&app).unwrap_or_default();
+    assert_eq!(
+        said,
+        format!(
+            "estimate: ≈ {} / epoch with these settings",
+            ddpm_lab::clock::human_duration(n as f64 / 500.0)
+        )
+    );
+    // One not asked for stays in the Progress box.
+    app.notice = None;
+    handle_key(&mut app, ch('b'));
+    app.notice = None;
+    app.handle_msg(WorkerMsg::Estimated(Estimate {
+        settings: app.settings.train.clone(),
+        result: Ok(400.0),
+    }));
+    assert_eq!(notice(&app), None);
+}
+
 #[test]
 fn down_past_the_last_setting_says_what_the_grey_rows_are() {
     let (mut app, _engine) = app();
@@ -234,6 +271,15 @@ fn schedules_keys_move_t_and_t_max() {
     assert_eq!(app.schedules.t, 189);
     handle_key(&mut app, ch('-'));
     assert_eq!(app.schedules.timesteps, 100);
+    // T here is the view's, and the screen says a new run's is Train's.
+    assert_eq!(app.settings.train.timesteps, 200);
+    let said = &app.notice.as_ref().unwrap().text;
+    assert_eq!(
+        said,
+        "T = 100 on this screen; a new run's T is Train's, 200 (set there)"
+    );
+    handle_key(&mut app, ch('+'));
+    assert_eq!(app.schedules.timesteps, 200);
     handle_key(&mut app, ch('n'));
     assert_eq!(app.schedules.image_index, 1);
 }

@@ -260,7 +260,7 @@ pub const KEY_HELP: &[KeyHelp] = &[
     row(
         SCHEDULES,
         "+ / −",
-        "change T",
+        "change the T shown (a new run's T is set on Train)",
         &[
             b(ch('+'), C::ChangeT(1)),
             b(ch('='), C::ChangeT(1)),

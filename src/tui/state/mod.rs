@@ -517,12 +517,23 @@ impl App {
             },
             _ => match self.tab {
                 Tab::Data => self.data.handle(cmd, &self.settings.dataset_choices()),
-                Tab::Schedules => self
-                    .schedules
-                    .handle(cmd, self.data.n_examples())
-                    .map(Effect::error)
-                    .into_iter()
-                    .collect(),
+                Tab::Schedules => {
+                    let said = self.schedules.handle(cmd, self.data.n_examples());
+                    match said {
+                        Some(why) => vec![Effect::error(why)],
+                        // T here is the view's: a new run's T is Train's, and a student who
+                        // changed it here should not take it for that one.
+                        None if matches!(cmd, Command::ChangeT(_))
+                            && self.schedules.timesteps != self.settings.train.timesteps =>
+                        {
+                            vec![Effect::info(format!(
+                                "T = {} on this screen; a new run's T is Train's, {} (set there)",
+                                self.schedules.timesteps, self.settings.train.timesteps
+                            ))]
+                        }
+                        None => Vec::new(),
+                    }
+                }
                 Tab::Train => self.train.handle(cmd, &mut ctx!(self)),
                 Tab::Sample => {
                     let target = self.sample_target();

@@ -358,6 +358,9 @@ pub struct TrainState {
     pub estimate: Option<Estimate>,
     /// An estimate is being measured.
     pub estimating: bool,
+    /// The estimate being measured was asked for (`e`): its result is said in the status
+    /// line too, where the Progress box may have no room for it (80×24 after a run).
+    pub estimate_asked: bool,
     /// Whether the current run was opened from disk (continue with resume).
     pub opened: bool,
     /// Keeps the watcher of an opened run alive (dropping it stops the watcher).
@@ -460,7 +463,14 @@ impl TrainState {
             Command::Preset(blog) => self.preset(blog, ctx),
             // Asked for by the user, it says why it cannot measure (automatic ones stay quiet).
             Command::Estimate => match self.request_estimate(ctx) {
-                fx if !fx.is_empty() => fx,
+                fx if !fx.is_empty() => {
+                    self.estimate_asked = true;
+                    fx
+                }
+                _ if self.estimating => {
+                    self.estimate_asked = true;
+                    vec![Effect::info("measuring the time per epoch…")]
+                }
                 _ if self.run.is_active() || ctx.compare_active => vec![Effect::info(
                     "the time per epoch is measured while nothing trains (a run's own speed shows on Progress)",
                 )],
@@ -935,6 +945,16 @@ impl TrainState {
         self.estimate = Some(e);
         if stale {
             fx.extend(self.request_estimate(ctx));
+        } else if std::mem::take(&mut self.estimate_asked) {
+            let secs = ctx
+                .n_train
+                .and_then(|n| self.epoch_seconds(&ctx.settings.train, n));
+            if let Some(secs) = secs {
+                fx.push(Effect::info(format!(
+                    "estimate: ≈ {} / epoch with these settings",
+                    crate::clock::human_duration(secs)
+                )));
+            }
         }
         fx
     }
