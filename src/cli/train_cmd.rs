@@ -63,6 +63,11 @@ pub struct TrainArgs {
     /// directory being $DDPM_LAB_RUNS or ./runs]
     #[arg(long, conflicts_with = "resume")]
     pub run_dir: Option<PathBuf>,
+    /// Name of the new run: its folder under the runs directory ($DDPM_LAB_RUNS or ./runs),
+    /// instead of the date, time and schedule (as with --run-dir, a folder that holds a run
+    /// is refused)
+    #[arg(long, conflicts_with_all = ["resume", "run_dir"])]
+    pub name: Option<String>,
     /// Continue the run in this directory (a path, or a run's name under the runs directory,
     /// $DDPM_LAB_RUNS or ./runs), or from one of its checkpoints (DIR/checkpoints/step-N)
     #[arg(long)]
@@ -177,10 +182,11 @@ pub fn request(args: &TrainArgs) -> anyhow::Result<TrainRequest> {
         },
         None => {
             let config = config_from_args(args)?;
-            let dir = args
-                .run_dir
-                .clone()
-                .unwrap_or_else(|| RunDir::fresh_path(&runs_root(None), config.schedule.name()));
+            let dir = match named_dir(args)? {
+                Some(d) => d,
+                // Only a name: `prepare` makes the folder under a name nobody has taken.
+                None => RunDir::fresh_path(&runs_root(None), config.schedule.name()),
+            };
             TrainRequest::New { config, dir, stop }
         }
     })
@@ -193,6 +199,21 @@ fn last_checkpoint_step(dir: &str) -> Option<usize> {
         .ok()
         .flatten()
         .map(|c| c.state.step)
+}
+
+/// The folder the user named for a new run: `--run-dir`, or `--name` under the runs directory
+/// (`None`: the lab's kind of name is made).
+fn named_dir(args: &TrainArgs) -> Result<Option<PathBuf>> {
+    if let Some(name) = &args.name {
+        let plain = std::path::Path::new(name).components().count() == 1
+            && !matches!(name.as_str(), "" | "." | "..")
+            && !name.contains(std::path::MAIN_SEPARATOR);
+        if !plain {
+            bail!("--name takes a plain folder name, got {name:?} (--run-dir takes a path)");
+        }
+        return Ok(Some(runs_root(None).join(name)));
+    }
+    Ok(args.run_dir.clone())
 }
 
 /// Where `--branch` without a folder puts the branch of the run (or checkpoint) `dir`.
@@ -304,7 +325,7 @@ fn prepare(args: &TrainArgs) -> Result<crate::runs::start::PreparedRun> {
     // The new run's folder, made now under a name no other process has taken: runs started
     // in the same second (a seed sweep) each get their own. Left empty by a run that does not
     // start, it is removed again.
-    let claimed = match (&mut req, &args.run_dir) {
+    let claimed = match (&mut req, named_dir(args)?) {
         (TrainRequest::New { dir, config, .. }, None) => {
             *dir = RunDir::claim_fresh(&runs_root(None), config.schedule.name())?;
             Some(dir.clone())

@@ -1032,3 +1032,36 @@ fn a_damaged_checkpoint_names_the_earlier_one() {
         d,
     ));
 }
+
+/// `--name` puts a new run under the runs directory by that name; a path is refused.
+#[test]
+fn a_named_run_goes_under_the_runs_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = |name: &str| {
+        ddpm(
+            &[
+                "train",
+                "--dataset",
+                "shapes",
+                "--model",
+                "tiny",
+                "--timesteps",
+                "10",
+                "--batch-size",
+                "4",
+                "--steps",
+                "1",
+                "--name",
+                name,
+            ],
+            tmp.path(),
+        )
+    };
+    ok(&train("lr-sweep-1"));
+    let run = tmp.path().join("lr-sweep-1");
+    assert!(run.join("checkpoints/step-000001").is_dir());
+    let err = fails(&train("lr-sweep-1"));
+    assert!(err.contains("lr-sweep-1"), "a run there is refused: {err}");
+    let err = fails(&train("../elsewhere"));
+    assert!(err.contains("--name takes a plain folder name"), "{err}");
+}
