@@ -383,6 +383,13 @@ impl TrainConfig {
                 self.image_size
             );
         }
+        // Images are grey or RGB: a run of other channels has no data to train or show.
+        if !matches!(self.model.channels, 1 | 3) {
+            bail!(
+                "channels must be 1 (grey) or 3 (RGB), got {}",
+                self.model.channels
+            );
+        }
         if self.preview_count > MAX_PREVIEW_COUNT {
             bail!(
                 "preview_count must be at most {MAX_PREVIEW_COUNT}, got {}",
@@ -610,6 +617,20 @@ mod tests {
             assert!(e.contains(says), "{e}");
             assert!(bad.tables().is_err());
         }
+    }
+
+    /// A config.json of other channels than grey or RGB is refused as the run's (the file
+    /// then named by its reader), not left to the data loader.
+    #[test]
+    fn a_run_has_grey_or_rgb_images() {
+        let mut cfg = TrainConfig::default();
+        for ok in [1, 3] {
+            cfg.model.channels = ok;
+            cfg.validate_limits().unwrap();
+        }
+        cfg.model.channels = 7;
+        let e = cfg.validate_limits().unwrap_err().to_string();
+        assert_eq!(e, "channels must be 1 (grey) or 3 (RGB), got 7");
     }
 
     /// A warm-up longer than the run is said, with the rate the run does reach.
