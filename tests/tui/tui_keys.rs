@@ -191,6 +191,24 @@ fn configuration_edits_only_while_idle() {
     assert_eq!(app.settings.train, before);
 }
 
+/// A letter a screen has no use for says so, and where the screen's keys are listed.
+#[test]
+fn a_key_a_screen_has_no_use_for_says_so() {
+    let (mut app, _engine) = app();
+    load_data(&mut app);
+    app.tab = Tab::Compare;
+    assert!(!handle_key(&mut app, ch('e')));
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("e does nothing on Compare: ? lists the keys")
+    );
+    // Inside a window, nothing is said (the window's own keys are shown in it).
+    handle_key(&mut app, ch('?'));
+    app.notice = None;
+    handle_key(&mut app, ch('e'));
+    assert_eq!(notice(&app), None);
+}
+
 /// `e`'s result is said in the status line too: at 80×24 after a run the Progress box has no
 /// room for its estimate row.
 #[test]

@@ -5,7 +5,7 @@
 pub mod keys;
 pub mod mouse;
 
-use crossterm::event::{KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::state::{App, Overlay, Tab};
 
@@ -181,6 +181,24 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> bool {
             apply(app, cmd);
             true
         }
-        None => false,
+        None => {
+            // A letter a screen has no use for is said to do nothing, rather than seem broken
+            // (`e` exports on Sample, not on Compare), with where the screen's keys are.
+            let plain = key.kind != KeyEventKind::Release
+                && !key.modifiers.contains(KeyModifiers::CONTROL)
+                && !key.modifiers.contains(KeyModifiers::ALT);
+            let on_screen = app.overlay == Overlay::None && app.picker.is_none();
+            match key.code {
+                KeyCode::Char(c) if plain && on_screen && c.is_ascii_graphic() => {
+                    app.key_handled();
+                    app.notify(
+                        format!("{c} does nothing on {}: ? lists the keys", app.tab.title()),
+                        false,
+                    );
+                }
+                _ => {}
+            }
+            false
+        }
     }
 }

@@ -467,13 +467,13 @@ impl TrainState {
                     self.estimate_asked = true;
                     fx
                 }
+                _ if self.run.is_active() || ctx.compare_active => vec![Effect::info(
+                    "the time per epoch is measured while nothing trains (a run's own speed shows on Progress)",
+                )],
                 _ if self.estimating => {
                     self.estimate_asked = true;
                     vec![Effect::info("measuring the time per epoch…")]
                 }
-                _ if self.run.is_active() || ctx.compare_active => vec![Effect::info(
-                    "the time per epoch is measured while nothing trains (a run's own speed shows on Progress)",
-                )],
                 _ if !ctx.data_ready => vec![Effect::info(
                     "the time per epoch is measured once the data is loaded",
                 )],
