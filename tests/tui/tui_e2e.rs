@@ -366,6 +366,8 @@ fn without_a_hub_the_lab_trains_on_the_builtin_set_and_switches_when_it_answers(
         s.contains("note     Hub unreachable (cannot connect"),
         "{s}"
     );
+    // Its second line stays under the value column, as a person reads it.
+    assert!(s.contains("│         (Connection refused"), "{s}");
     // Space trains at once, on the built-in set.
     tmux.keys(&["3", "Space"]);
     tmux.wait_for("FINISHED", 180);

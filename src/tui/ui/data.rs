@@ -188,8 +188,9 @@ fn draw_source(frame: &mut Frame, area: Rect, app: &App) {
             ));
         }
     }
+    // Not trimmed: a wrapped note's second line keeps its indent under the value column.
     frame.render_widget(
-        Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: true }),
+        Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }),
         info,
     );
     if let DataStatus::Loading(LoadStage::Downloading {
