@@ -543,24 +543,31 @@ mod tests {
         assert!(err.to_string().contains("no checkpoint yet"), "{err}");
     }
 
-    #[test]
-    fn a_resume_gives_a_run_training_settings_of_its_own_from_then_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = dir.path().join("r");
+    /// A tiny run in `run` trained for `steps` steps on 8 images of 16×16, with a checkpoint
+    /// at each step of `checkpoints`.
+    fn trained(run: &Path, steps: usize, checkpoints: &[usize]) {
         let first = TrainRequest::New {
             config: tiny(),
-            dir: run.clone(),
-            stop: StopAt::Step(2),
+            dir: run.to_path_buf(),
+            stop: StopAt::Step(steps),
         }
         .prepare(set(8, 1, 16, 16))
         .unwrap();
         let (mut trainer, mut source) = first.build().unwrap();
-        for step in 0..2 {
+        for step in 0..steps {
             let (x, epoch) = source.batch(step).unwrap();
             trainer.train_step(&x, epoch).unwrap();
+            if checkpoints.contains(&(step + 1)) {
+                trainer.checkpoint().unwrap();
+            }
         }
-        trainer.checkpoint().unwrap();
-        drop(trainer);
+    }
+
+    #[test]
+    fn a_resume_gives_a_run_training_settings_of_its_own_from_then_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("r");
+        trained(&run, 2, &[2]);
         let with = |given: ResumeChanges| {
             let mut req = plain_resume(run.clone(), StopAt::Step(6));
             if let TrainRequest::Resume { changes, .. } = &mut req {
@@ -684,22 +691,7 @@ mod tests {
     fn a_branch_trains_a_copy_and_leaves_the_run_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("r");
-        let first = TrainRequest::New {
-            config: tiny(),
-            dir: run.clone(),
-            stop: StopAt::Step(4),
-        }
-        .prepare(set(8, 1, 16, 16))
-        .unwrap();
-        let (mut trainer, mut source) = first.build().unwrap();
-        for step in 0..4 {
-            let (x, epoch) = source.batch(step).unwrap();
-            trainer.train_step(&x, epoch).unwrap();
-            if step % 2 == 1 {
-                trainer.checkpoint().unwrap();
-            }
-        }
-        drop(trainer);
+        trained(&run, 4, &[2, 4]);
         let original = RunDir::open(&run).unwrap();
         let metrics_before = std::fs::read(original.file(crate::store::METRICS_FILE)).unwrap();
         let from = original.checkpoints_dir().join("step-000002");

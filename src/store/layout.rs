@@ -603,24 +603,24 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A checkpoint of `run` at `step` holding one small file.
+    fn write_step(run: &crate::store::RunDir, step: usize) -> Result<PathBuf> {
+        let state = crate::store::RunState {
+            step,
+            ..Default::default()
+        };
+        run.write_checkpoint(&TrainConfig::default(), &state, &["w.txt"], &mut |_, p| {
+            Ok(fs::write(p, format!("{step}"))?)
+        })
+    }
+
     /// A step's checkpoint is found while it is kept, the newest of that step where a run went
     /// back and wrote it again, and not once pruned.
     #[test]
     fn a_steps_checkpoint_is_found_while_it_is_kept() {
-        use crate::store::{RunDir, RunState};
         let d = tempfile::tempdir().unwrap();
-        let run = RunDir::create(&d.path().join("run")).unwrap();
-        let cfg = TrainConfig::default();
-        let write = |step: usize| {
-            let state = RunState {
-                step,
-                ..RunState::default()
-            };
-            run.write_checkpoint(&cfg, &state, &["w.txt"], &mut |_, p| {
-                Ok(fs::write(p, format!("{step}"))?)
-            })
-            .unwrap()
-        };
+        let run = crate::store::RunDir::create(&d.path().join("run")).unwrap();
+        let write = |step: usize| write_step(&run, step).unwrap();
         let ten = write(10);
         assert_eq!(run.checkpoint_of_step(10), Some(ten));
         assert_eq!(run.checkpoint_of_step(11), None);
@@ -639,19 +639,9 @@ mod tests {
     /// every try.
     #[test]
     fn a_failed_switch_leaves_no_folder_and_tries_again_in_the_same_one() {
-        use crate::store::{RunDir, RunState};
         let d = tempfile::tempdir().unwrap();
-        let run = RunDir::create(&d.path().join("run")).unwrap();
-        let cfg = TrainConfig::default();
-        let write = |step: usize| {
-            let state = RunState {
-                step,
-                ..RunState::default()
-            };
-            run.write_checkpoint(&cfg, &state, &["w.txt"], &mut |_, p| {
-                Ok(fs::write(p, format!("{step}"))?)
-            })
-        };
+        let run = crate::store::RunDir::create(&d.path().join("run")).unwrap();
+        let write = |step: usize| write_step(&run, step);
         write(10).unwrap();
         let latest = || fs::read_to_string(run.file(LATEST_FILE)).unwrap_or_default();
         assert_eq!(latest().trim(), "step-000010");

@@ -813,25 +813,11 @@ fn failures_have_distinct_exit_statuses_and_json_error_events() {
         Some(1),
         "not busy once it stopped: {out:?}"
     );
-    let trained = tmp.path().join("trained");
-    succeeded(&output(
-        ddpm(tmp.path())
-            .args([
-                "train",
-                "--dataset",
-                "shapes",
-                "--model",
-                "tiny",
-                "--timesteps",
-                "10",
-            ])
-            .args(["--batch-size", "4", "--steps", "1", "--run-dir"])
-            .arg(&trained),
-    ));
+    let trained = tiny_run(tmp.path(), "trained");
     let _lock = ddpm_lab::store::RunLock::acquire(&trained).unwrap();
     let out = output(
         ddpm(tmp.path())
-            .args(["train", "--json", "--steps", "2", "--resume"])
+            .args(["train", "--json", "--steps", "3", "--resume"])
             .arg(&trained),
     );
     assert_eq!(out.status.code(), Some(75), "{out:?}");
