@@ -123,6 +123,11 @@ pub struct TrainArgs {
     /// No random horizontal flips
     #[arg(long)]
     pub no_flip: bool,
+    /// How long a run whose checkpoint cannot be written (a full disk) waits, paused with its
+    /// weights in memory and trying again, before it gives up keeping the last complete
+    /// checkpoint (e.g. 5m for a CI job; 0 or off: at once)
+    #[arg(long, value_parser = parse_interval, default_value = "60m")]
+    pub disk_wait: f64,
     /// JSON lines on stdout instead of a progress bar: one object per event ("event": start,
     /// step, checkpoint, checkpoint_failed, end or error)
     #[arg(long)]
@@ -407,7 +412,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     // This session's pace, for the plain lines' time left: (its first step, when it started).
     let mut session = (0, std::time::Instant::now());
     let mut steps_per_epoch = 0;
-    let mut disk = DiskWait::default();
+    let mut disk = DiskWait::new(std::time::Duration::from_secs_f64(args.disk_wait));
     loop {
         let ev = match handle
             .events
@@ -658,9 +663,10 @@ impl<'a> JsonLines<'a> {
     }
 }
 
-/// How long `train` waits for room on a full disk, its run paused with its weights in memory,
-/// before it gives up (keeping the last complete checkpoint): long enough for someone to
-/// notice and make room, bounded so that a script is not left waiting for ever.
+/// How long `train` waits for room on a full disk by default (`--disk-wait`), its run paused
+/// with its weights in memory, before it gives up (keeping the last complete checkpoint): long
+/// enough for someone to notice and make room, bounded so that a script is not left waiting
+/// for ever.
 pub const DISK_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Seconds between tries of a checkpoint a full disk kept from being written: soon at first
@@ -669,12 +675,20 @@ const DISK_RETRY_S: [u64; 4] = [2, 5, 10, 30];
 
 /// The wait of `train` for room on a full disk: when the run's checkpoint is tried again,
 /// and when it is given up.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct DiskWait {
+    /// How long it waits before it gives up.
+    limit: std::time::Duration,
     /// Since when the run waits, the tries so far, and the last try.
     held: Option<(std::time::Instant, usize, std::time::Instant)>,
     /// The reason of the last failure, for giving up.
     message: String,
+}
+
+impl Default for DiskWait {
+    fn default() -> Self {
+        Self::new(DISK_WAIT)
+    }
 }
 
 /// What [`DiskWait::tick`] asks of the driver.
@@ -689,20 +703,49 @@ enum DiskTick {
 }
 
 impl DiskWait {
+    /// A wait that gives up after `limit` (at the first failure where it is zero).
+    fn new(limit: std::time::Duration) -> Self {
+        DiskWait {
+            limit,
+            held: None,
+            message: String::new(),
+        }
+    }
+
+    /// The wait said to a person: `60 min`, `1m30s`.
+    fn limit_said(&self) -> String {
+        let secs = self.limit.as_secs();
+        if secs > 0 && secs % 60 == 0 {
+            format!("{} min", secs / 60)
+        } else {
+            crate::clock::human_duration(self.limit.as_secs_f64())
+        }
+    }
+
     /// A checkpoint at `step` was not written; the note to print (at the first failure only).
     fn failed(&mut self, step: usize, message: &str) -> Option<String> {
         self.failed_at(step, message, std::time::Instant::now())
     }
 
     fn failed_at(&mut self, step: usize, message: &str, now: std::time::Instant) -> Option<String> {
-        self.message = format!(
-            "checkpoint at step {step} not written for {} min: {message}; the last complete checkpoint is kept",
-            DISK_WAIT.as_secs() / 60
-        );
+        self.message = if self.limit.is_zero() {
+            format!(
+                "checkpoint at step {step} not written: {message}; the last complete checkpoint is kept (--disk-wait 0: no waiting for room)"
+            )
+        } else {
+            format!(
+                "checkpoint at step {step} not written for {}: {message}; the last complete checkpoint is kept",
+                self.limit_said()
+            )
+        };
         match &mut self.held {
             Some((_, tries, last)) => {
                 *tries += 1;
                 *last = now;
+                None
+            }
+            None if self.limit.is_zero() => {
+                self.held = Some((now, 0, now));
                 None
             }
             None => {
@@ -716,8 +759,8 @@ impl DiskWait {
                     "mend what stops the write"
                 };
                 Some(format!(
-                    "checkpoint at step {step} not written: {message}; paused with the weights in memory, trying again for up to {} min: {fix} (Ctrl-C stops)",
-                    DISK_WAIT.as_secs() / 60
+                    "checkpoint at step {step} not written: {message}; paused with the weights in memory, trying again for up to {}: {fix} (Ctrl-C stops)",
+                    self.limit_said()
                 ))
             }
         }
@@ -737,7 +780,7 @@ impl DiskWait {
         let Some((since, tries, last)) = &mut self.held else {
             return DiskTick::Wait;
         };
-        if now.duration_since(*since) >= DISK_WAIT {
+        if now.duration_since(*since) >= self.limit {
             return DiskTick::GiveUp(self.message.clone());
         }
         let delay = DISK_RETRY_S[(*tries).min(DISK_RETRY_S.len() - 1)];
@@ -952,6 +995,19 @@ mod tests {
         }
         assert!(w.saved().is_some(), "a checkpoint written ends the wait");
         assert_eq!(w.tick_at(t0 + DISK_WAIT), DiskTick::Wait);
+        // --disk-wait 5m gives up after five minutes; 0 at once, with nothing to wait for said.
+        let mut short = DiskWait::new(Duration::from_secs(300));
+        let said = short.failed_at(4, "No space left", t0).unwrap_or_default();
+        assert!(said.contains("trying again for up to 5 min"), "{said}");
+        assert!(matches!(short.tick_at(at(300)), DiskTick::GiveUp(_)));
+        let mut none = DiskWait::new(Duration::ZERO);
+        assert_eq!(none.failed_at(4, "No space left", t0), None);
+        match none.tick_at(t0) {
+            DiskTick::GiveUp(m) => {
+                assert!(m.ends_with("(--disk-wait 0: no waiting for room)"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[derive(Parser)]

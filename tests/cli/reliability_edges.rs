@@ -866,3 +866,40 @@ fn a_failed_runs_error_event_says_where_the_run_stands() {
     );
     assert!(last["checkpoint_step"].is_null(), "{last}");
 }
+
+/// `--disk-wait 0` (a CI job that must not hang an hour): a checkpoint a full disk refuses
+/// ends `train` at once, with an `error` event and the last complete checkpoint kept.
+#[test]
+fn train_with_no_disk_wait_gives_up_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("full");
+    let started = std::time::Instant::now();
+    let out = output(
+        ddpm(tmp.path())
+            .env(
+                "FAILPOINTS",
+                "append-line:metrics.jsonl=2*off->return(No space left on device (os error 28))",
+            )
+            .args(["train", "--dataset", "shapes", "--model", "tiny"])
+            .args(["--timesteps", "20", "--batch-size", "4", "--steps", "50"])
+            .args(["--checkpoint-every", "2", "--disk-wait", "0", "--json", "--run-dir"])
+            .arg(&run),
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_default();
+    assert_eq!(last["event"], "error", "{stdout}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("(--disk-wait 0: no waiting for room)"),
+        "{last}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("latest")).unwrap().trim(),
+        "step-000002"
+    );
+}
