@@ -715,7 +715,7 @@ impl DiskWait {
     /// The wait said to a person: `60 min`, `1m30s`.
     fn limit_said(&self) -> String {
         let secs = self.limit.as_secs();
-        if secs > 0 && secs % 60 == 0 {
+        if secs > 0 && secs.is_multiple_of(60) {
             format!("{} min", secs / 60)
         } else {
             crate::clock::human_duration(self.limit.as_secs_f64())
