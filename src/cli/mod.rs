@@ -99,23 +99,16 @@ fn print_json_error(message: &str) {
 
 /// Whether the arguments (after the program's name) ask for JSON of a command that has it.
 fn json_asked(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    use clap::CommandFactory as _;
     let args: Vec<std::ffi::OsString> = args.collect();
-    args.first()
-        .is_some_and(|a| JSON_COMMANDS.iter().any(|c| a == *c))
-        && args.iter().any(|a| a == "--json")
+    let cli = Cli::command();
+    // The subcommand named first, where it has a `--json` flag (clap's own list).
+    let has_json = args
+        .first()
+        .and_then(|a| cli.find_subcommand(a.to_str()?))
+        .is_some_and(|sub| sub.get_arguments().any(|a| a.get_id() == "json"));
+    has_json && args.iter().any(|a| a == "--json")
 }
-
-/// The subcommands with `--json`.
-const JSON_COMMANDS: [&str; 8] = [
-    "train",
-    "sample",
-    "schedules",
-    "data",
-    "bench",
-    "check-device",
-    "eval",
-    "runs",
-];
 
 /// Whether `command` asked for JSON on stdout and leaves its errors to [`main`] (`train` prints
 /// its own `error` event, in the order of its other events).
@@ -185,5 +178,31 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(crate::errors::exit_status(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A usage error gets its `error` event where the subcommand has `--json` (clap's list,
+    /// not one kept by hand) and `--json` was given.
+    #[test]
+    fn json_is_asked_of_the_subcommands_that_have_it() {
+        let asked = |args: &[&str]| json_asked(args.iter().map(std::ffi::OsString::from));
+        for sub in [
+            "train",
+            "sample",
+            "eval",
+            "runs",
+            "schedules",
+            "data",
+            "bench",
+        ] {
+            assert!(asked(&[sub, "--bogus", "--json"]), "{sub}");
+            assert!(!asked(&[sub, "--bogus"]), "{sub}");
+        }
+        assert!(!asked(&["import", "--json"]), "import has no --json");
+        assert!(!asked(&["--json"]), "the lab has none");
     }
 }

@@ -882,7 +882,14 @@ fn train_with_no_disk_wait_gives_up_at_once() {
             )
             .args(["train", "--dataset", "shapes", "--model", "tiny"])
             .args(["--timesteps", "20", "--batch-size", "4", "--steps", "50"])
-            .args(["--checkpoint-every", "2", "--disk-wait", "0", "--json", "--run-dir"])
+            .args([
+                "--checkpoint-every",
+                "2",
+                "--disk-wait",
+                "0",
+                "--json",
+                "--run-dir",
+            ])
             .arg(&run),
     );
     assert!(started.elapsed() < Duration::from_secs(60));
