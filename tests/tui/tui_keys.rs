@@ -809,11 +809,13 @@ fn u_keeps_sample_settings_changed_after_the_run_was_opened() {
     load_data(&mut app);
     let mut theirs = settings().train;
     theirs.steps = 40;
+    theirs.timesteps = 1000;
     theirs.recommended_sampler = None;
     engine.offer_run("runs/old", theirs, 40);
     app.tab = Tab::Train;
     open_from_picker(&mut app);
     assert_eq!(app.train.run.state, RunState::Opened);
+    assert_eq!(app.sample_timesteps(), 1000);
     app.tab = Tab::Sample;
     handle_key(&mut app, ch('s'));
     handle_key(&mut app, ch('-'));
@@ -822,6 +824,10 @@ fn u_keeps_sample_settings_changed_after_the_run_was_opened() {
     app.tab = Tab::Train;
     handle_key(&mut app, ch('u'));
     assert_eq!(app.settings.sample, chosen);
+    // The Sample screen goes on drawing from the run `u` closed, with that run's T (not the
+    // T of the settings that came back).
+    assert_eq!(app.settings.train.timesteps, 200);
+    assert_eq!(app.sample_timesteps(), 1000);
 }
 
 /// An opened run on other data loads its data; `u` loads the user's back (and quitting while

@@ -189,7 +189,10 @@ impl App {
                 self.train.watch = self.engine.watch_run(&dir, from_step, tx);
             }
             Effect::Timesteps(t) => self.schedules = SchedulesState::new(t),
-            Effect::SampleFrom(dir) => self.sample.source = Some(dir),
+            Effect::SampleFrom(dir) => {
+                self.sample.source = Some(dir);
+                self.sample.source_timesteps = self.train.run.timesteps;
+            }
         }
     }
 

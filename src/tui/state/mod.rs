@@ -450,9 +450,14 @@ impl App {
     /// Train screen (editing T afterwards only prepares the next run), else the settings' T.
     pub fn sample_timesteps(&self) -> usize {
         let run = &self.train.run;
+        let source = self.sample_source();
         match (run.timesteps, &run.run_dir) {
-            (Some(t), Some(dir)) if self.sample_source().as_ref() == Some(dir) => t,
-            _ => self.settings.train.timesteps,
+            (Some(t), Some(dir)) if source.as_ref() == Some(dir) => t,
+            // A run the Train screen no longer shows (`u` closed it) keeps the T it said.
+            _ => match self.sample.source_timesteps {
+                Some(t) if source.is_some() && source == self.sample.source => t,
+                _ => self.settings.train.timesteps,
+            },
         }
     }
 
@@ -625,6 +630,7 @@ impl App {
         }
         if self.sample.source.as_ref() == Some(dir) {
             self.sample.source = None;
+            self.sample.source_timesteps = None;
         }
         self.runs.marked.retain(|d| d != dir);
         let root = self.settings.runs_root();

@@ -133,6 +133,9 @@ pub struct SampleState {
     pub status: SampleStatus,
     /// Run the frames were drawn from.
     pub source: Option<PathBuf>,
+    /// T of [`Self::source`] where the Train screen said it (a run opened there, which `u`
+    /// may close while this screen goes on drawing from it).
+    pub source_timesteps: Option<usize>,
     /// The run and settings the frames shown were drawn with (the screen's may have changed
     /// since).
     pub drawn_with: Option<SampleSettings>,
@@ -320,6 +323,9 @@ impl SampleState {
         self.status = SampleStatus::Running { done: 0, total: 0 };
         self.current = None;
         self.elapsed = Duration::ZERO;
+        if self.source.as_ref() != Some(&run_dir) {
+            self.source_timesteps = None;
+        }
         self.source = Some(run_dir.clone());
         self.pending = Some((run_dir.clone(), ctx_settings.clone()));
         self.cursor.playing = false;

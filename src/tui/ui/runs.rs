@@ -157,12 +157,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let s = &app.runs;
     let root = app.settings.runs_root();
     let (table_area, chart_area) = layout(area, s.runs.len());
-    let title = format!(
-        "Runs in {}  ({} · {} · space overlays · o opens)",
-        root.display(),
-        s.runs.len(),
-        s.order.label()
-    );
+    let title = runs_title(app, &s.runs.len().to_string());
     if s.runs.is_empty() {
         let b = block(&title);
         let inner = b.inner(area);
@@ -183,8 +178,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
-    draw_table(frame, table_area, app, &title);
+    draw_table(frame, table_area, app);
     draw_curves(frame, chart_area, app);
+}
+
+/// The Runs screen's title: where the runs are, how many (`shown`), in which order, and the
+/// keys.
+fn runs_title(app: &App, shown: &str) -> String {
+    format!(
+        "Runs in {}  ({shown} · {} · space overlays · o opens)",
+        app.settings.runs_root().display(),
+        app.runs.order.label()
+    )
 }
 
 /// Width of the Runs screen's `saved` column.
@@ -220,7 +225,7 @@ fn steps_short(n: usize, tenths: bool) -> String {
     }
 }
 
-fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
+fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
     let s = &app.runs;
     let root = app.settings.runs_root();
     let wide = area.width >= 120;
@@ -299,6 +304,17 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, title: &str) {
     widths[1] = Constraint::Length(name_w as u16);
     let visible = visible_rows(area);
     let first = first_row(visible, s.selected);
+    // Where the table holds fewer rows than there are runs, which of them it shows (↑↓
+    // scroll to the others).
+    let n = s.runs.len();
+    let title = &if visible < n {
+        runs_title(
+            app,
+            &format!("{}–{} of {n}", first + 1, (first + visible).min(n)),
+        )
+    } else {
+        runs_title(app, &n.to_string())
+    };
     let rows: Vec<Row> = s
         .runs
         .iter()
