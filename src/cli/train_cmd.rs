@@ -197,6 +197,19 @@ pub fn request(args: &TrainArgs) -> anyhow::Result<TrainRequest> {
     })
 }
 
+/// `train --json`'s `error` event of a run that failed at `step`: where it had started (in
+/// `dir`), also where it stands, for a script: the steps done, its folder, and the step a
+/// resume goes on from (null before the first checkpoint).
+fn run_error_event(message: &str, step: usize, dir: Option<&String>) -> serde_json::Value {
+    let mut event = error_event(message);
+    if let Some(dir) = dir {
+        event["step"] = step.into();
+        event["run_dir"] = dir.as_str().into();
+        event["checkpoint_step"] = last_checkpoint_step(dir).into();
+    }
+    event
+}
+
 /// The step of the newest complete checkpoint of the run in `dir` (`None` before the first).
 fn last_checkpoint_step(dir: &str) -> Option<usize> {
     RunDir::at(std::path::Path::new(dir))
@@ -429,7 +442,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     // process ends with the error, the last complete checkpoint kept.
                     DiskTick::GiveUp(message) => {
                         bar.abandon();
-                        out.emit(error_event(&message));
+                        out.emit(run_error_event(&message, disk.step, started_in.get()));
                         bail!("{message}");
                     }
                 }
@@ -562,15 +575,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             }
             TrainEvent::Failed { step, message } => {
                 bar.abandon();
-                // Where the run stands, for a script: the steps done, and the step a resume
-                // goes on from (null before the first checkpoint).
-                let mut event = error_event(&message);
-                if let Some(dir) = started_in.get() {
-                    event["step"] = step.into();
-                    event["run_dir"] = dir.as_str().into();
-                    event["checkpoint_step"] = last_checkpoint_step(dir).into();
-                }
-                out.emit(event);
+                out.emit(run_error_event(&message, step, started_in.get()));
                 failure = Some(message);
             }
             TrainEvent::CheckpointFailed { step, message, .. } => {
@@ -679,6 +684,8 @@ const DISK_RETRY_S: [u64; 4] = [2, 5, 10, 30];
 struct DiskWait {
     /// How long it waits before it gives up.
     limit: std::time::Duration,
+    /// The step of the checkpoint that failed last.
+    step: usize,
     /// Since when the run waits, the tries so far, and the last try.
     held: Option<(std::time::Instant, usize, std::time::Instant)>,
     /// The reason of the last failure, for giving up.
@@ -707,6 +714,7 @@ impl DiskWait {
     fn new(limit: std::time::Duration) -> Self {
         DiskWait {
             limit,
+            step: 0,
             held: None,
             message: String::new(),
         }
@@ -728,6 +736,7 @@ impl DiskWait {
     }
 
     fn failed_at(&mut self, step: usize, message: &str, now: std::time::Instant) -> Option<String> {
+        self.step = step;
         self.message = if self.limit.is_zero() {
             format!(
                 "checkpoint at step {step} not written: {message}; the last complete checkpoint is kept (--disk-wait 0: no waiting for room)"

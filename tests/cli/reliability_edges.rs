@@ -909,4 +909,11 @@ fn train_with_no_disk_wait_gives_up_at_once() {
         std::fs::read_to_string(run.join("latest")).unwrap().trim(),
         "step-000002"
     );
+    // Where the run stands, as for any failure after the start.
+    assert_eq!(
+        (&last["step"], &last["checkpoint_step"]),
+        (&3.into(), &2.into()),
+        "{last}"
+    );
+    assert_eq!(last["run_dir"], run.display().to_string());
 }
