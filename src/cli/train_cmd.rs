@@ -294,6 +294,12 @@ fn prepare(args: &TrainArgs) -> Result<crate::runs::start::PreparedRun> {
         // run, which may go on training meanwhile).
         crate::store::RunLock::check_free(crate::store::Checkpoint::run_dir_of(dir))?;
     }
+    // A folder named for a new run that holds one is refused before the data is loaded (or
+    // downloaded); the trainer checks again as it takes the folder.
+    if let Some(dir) = named_dir(args)?.filter(|d| d.is_dir()) {
+        RunDir::check_new_run_path(&dir)?;
+        RunDir::at(&dir).check_holds_no_run()?;
+    }
     if args.resume.is_some() {
         let ignored = ignored_with_resume(args);
         if !ignored.is_empty() {

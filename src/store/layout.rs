@@ -439,6 +439,30 @@ impl RunDir {
             .collect()
     }
 
+    /// Refuses a folder that holds a run, as a new run's: it is never started over, also when
+    /// its newest checkpoint cannot be read (its older checkpoints and its history stay).
+    pub fn check_holds_no_run(&self) -> Result<()> {
+        let dir = self.path().display();
+        match self.latest_checkpoint() {
+            Ok(Some(ck)) => bail!(
+                "{dir} already holds a run (checkpoint at step {}); continue it with --resume or pick another run directory",
+                ck.state.step
+            ),
+            Ok(None) if self.has_checkpoint_folders() => bail!(
+                "{dir} already holds checkpoints of a run (in {}); pick another run directory",
+                self.checkpoints_dir().display()
+            ),
+            Ok(None) => Ok(()),
+            Err(e) if self.has_checkpoint_folders() => bail!(
+                "{dir} already holds a run whose newest checkpoint cannot be read ({e:#}); nothing was changed: pick another run directory, or continue the run from an older checkpoint with --resume {}/step-N",
+                self.checkpoints_dir().display()
+            ),
+            Err(e) => bail!(
+                "{dir} already holds a run whose checkpoint cannot be read ({e:#}); nothing was changed: pick another run directory"
+            ),
+        }
+    }
+
     /// The run's checkpoint folder of step `step`, where it is still there (the newest of that
     /// step: a run that went back and trained past it again writes `step-N.1`).
     pub fn checkpoint_of_step(&self, step: usize) -> Option<PathBuf> {

@@ -170,30 +170,7 @@ impl Trainer {
                 RunDir::check_new_run_path(p)?;
                 let r = RunDir::create(p)?;
                 let lock = RunLock::acquire(r.path())?;
-                // A directory that holds a run is never started over, also when its newest
-                // checkpoint cannot be read: its older checkpoints and its history stay.
-                match r.latest_checkpoint() {
-                    Ok(Some(ck)) => bail!(
-                        "{} already holds a run (checkpoint at step {}); continue it with --resume or pick another run directory",
-                        r.path().display(),
-                        ck.state.step
-                    ),
-                    Ok(None) if r.has_checkpoint_folders() => bail!(
-                        "{} already holds checkpoints of a run (in {}); pick another run directory",
-                        r.path().display(),
-                        r.checkpoints_dir().display()
-                    ),
-                    Ok(None) => {}
-                    Err(e) if r.has_checkpoint_folders() => bail!(
-                        "{} already holds a run whose newest checkpoint cannot be read ({e:#}); nothing was changed: pick another run directory, or continue the run from an older checkpoint with --resume {}/step-N",
-                        r.path().display(),
-                        r.checkpoints_dir().display()
-                    ),
-                    Err(e) => bail!(
-                        "{} already holds a run whose checkpoint cannot be read ({e:#}); nothing was changed: pick another run directory",
-                        r.path().display()
-                    ),
-                }
+                r.check_holds_no_run()?;
                 notices.extend(r.remove_leftovers());
                 notices.extend(cfg.learning_rate_notices(0));
                 r.save_config(&cfg)?;

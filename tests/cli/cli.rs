@@ -1062,6 +1062,12 @@ fn a_named_run_goes_under_the_runs_directory() {
     assert!(run.join("checkpoints/step-000001").is_dir());
     let err = fails(&train("lr-sweep-1"));
     assert!(err.contains("lr-sweep-1"), "a run there is refused: {err}");
+    // Before the data is loaded: offline, the default set's download would fail first.
+    let err = fails(&ddpm(
+        &["train", "--name", "lr-sweep-1", "--steps", "1"],
+        tmp.path(),
+    ));
+    assert!(err.contains("already holds a run"), "{err}");
     let err = fails(&train("../elsewhere"));
     assert!(err.contains("--name takes a plain folder name"), "{err}");
 }
