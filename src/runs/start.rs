@@ -636,7 +636,7 @@ mod tests {
             "the EMA warms up now (it did not)",
             "the loss is weighted by Min-SNR (γ = 5) now (before: none)",
             "checkpoints are written every 3 steps now (before: at the end and by time only)",
-            "the cosine decay to step 6 starts now",
+            "the warm-up over the run's first 4 steps applies from here: the lr goes from 1.00e-3 at step 2 to 7.50e-4 at step 3",
         ] {
             assert!(notices.contains(said), "{said:?} in {notices}");
         }

@@ -440,12 +440,15 @@ impl TrainConfig {
         )]
     }
 
-    /// What a run resumed at `step` with this configuration should be told where its cosine
-    /// decay is new, or planned to another stop step than in `before` (the configuration it was
-    /// trained with): the learning rate changes course there. `None` where nothing changes.
+    /// What a run resumed at `step` with this configuration should be told where the course of
+    /// its learning rate changes from `before` (the configuration it was trained with): a
+    /// warm-up new with the resume that is not over yet, a cosine decay new or planned to
+    /// another stop step. `None` where the rate goes on as it was (within 5 %).
     pub fn decay_change_notice(&self, before: &TrainConfig, step: usize) -> Option<String> {
-        let replanned = self.steps != before.steps || !before.lr_cosine_decay;
-        if !self.lr_cosine_decay || !replanned || step == 0 || step >= self.steps {
+        let warm_up_now = self.warmup_steps != before.warmup_steps && step < self.warmup_steps;
+        let replanned =
+            self.lr_cosine_decay && (self.steps != before.steps || !before.lr_cosine_decay);
+        if !(warm_up_now || replanned) || step == 0 || step >= self.steps {
             return None;
         }
         let (was, now) = (before.learning_rate(step - 1), self.learning_rate(step));
@@ -453,7 +456,12 @@ impl TrainConfig {
         if (now - was).abs() <= 0.05 * was.abs() {
             return None;
         }
-        let course = if before.lr_cosine_decay {
+        let course = if warm_up_now {
+            format!(
+                "the warm-up over the run's first {} steps applies from here",
+                self.warmup_steps
+            )
+        } else if before.lr_cosine_decay {
             format!(
                 "the cosine decay now runs to step {} (it ran to {})",
                 self.steps, before.steps
@@ -631,6 +639,37 @@ mod tests {
         cfg.model.channels = 7;
         let e = cfg.validate_limits().unwrap_err().to_string();
         assert_eq!(e, "channels must be 1 (grey) or 3 (RGB), got 7");
+    }
+
+    /// A warm-up given with a resume before it is over changes the rate's course there, and
+    /// says so as the warm-up's doing (not the cosine decay's, new with it).
+    #[test]
+    fn a_warm_up_new_with_a_resume_says_the_rate_drops() {
+        let before = TrainConfig {
+            lr: 1e-3,
+            steps: 40,
+            ..TrainConfig::default()
+        };
+        let now = TrainConfig {
+            steps: 60,
+            warmup_steps: 50,
+            lr_cosine_decay: true,
+            ..before.clone()
+        };
+        assert_eq!(
+            now.decay_change_notice(&before, 40).as_deref(),
+            Some("the warm-up over the run's first 50 steps applies from here: the lr goes from 1.00e-3 at step 40 to 8.20e-4 at step 41")
+        );
+        // Without the warm-up: the cosine's doing.
+        let cosine = TrainConfig {
+            warmup_steps: 0,
+            ..now.clone()
+        };
+        let said = cosine.decay_change_notice(&before, 40).unwrap_or_default();
+        assert!(
+            said.starts_with("the cosine decay to step 60 starts now"),
+            "{said}"
+        );
     }
 
     /// A warm-up longer than the run is said, with the rate the run does reach.
