@@ -5,7 +5,6 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::builder::TypedValueParser as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::{load_dataset, summarize, Dataset, DatasetSpec, LoadOptions, LoadProgress};
@@ -15,8 +14,8 @@ use crate::data::{load_dataset, summarize, Dataset, DatasetSpec, LoadOptions, Lo
 pub struct DataArgs {
     /// fashion_mnist, mnist, cifar10, shapes (built-in, offline), or a local path (IDX files,
     /// parquet files, or a folder of images).
-    #[arg(long, default_value = "fashion_mnist", value_parser = super::dataset_arg().try_map(|s| s.parse::<DatasetSpec>()))]
-    pub dataset: DatasetSpec,
+    #[arg(long, default_value = "fashion_mnist", value_parser = super::dataset_arg())]
+    pub dataset: String,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -115,11 +114,14 @@ pub fn examples_grid(ds: &Dataset, n: usize) -> image::RgbImage {
 
 /// Runs `ddpm-lab data`.
 pub fn run(args: DataArgs) -> anyhow::Result<()> {
+    // Parsed here, not by the command line's parser: a path that is not there is bad input
+    // (exit status 1, as `train` says it), not a command line that does not parse (2).
+    let spec: DatasetSpec = args.dataset.parse()?;
     let opts = args.load_options();
     let (bar, mut report) = console_progress();
-    let loaded = load_dataset(&args.dataset, &opts, &mut report);
+    let loaded = load_dataset(&spec, &opts, &mut report);
     bar.finish_and_clear();
-    let ds = loaded.with_context(|| format!("cannot load dataset {}", args.dataset))?;
+    let ds = loaded.with_context(|| format!("cannot load dataset {spec}"))?;
     let summary = summarize(&ds);
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);

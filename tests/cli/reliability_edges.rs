@@ -784,6 +784,10 @@ fn failures_have_distinct_exit_statuses_and_json_error_events() {
     let out = output(ddpm(tmp.path()).args(["eval", "--json", "--checkpoint", "nosuchrun"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(error_event(&out).contains("nosuchrun"));
+    // A data path that is not there is bad input, as for `train`, not a usage error.
+    let out = output(ddpm(tmp.path()).args(["data", "--json", "--dataset", "/no/such/data"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(error_event(&out).contains("/no/such/data"));
     // Busy: a run another process trains, before its first checkpoint and after.
     let run = tmp.path().join("busy");
     let cfg = ddpm_lab::store::TrainConfig {
