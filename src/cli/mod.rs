@@ -125,6 +125,27 @@ fn json_errors_here(command: &Option<Command>) -> bool {
     }
 }
 
+/// What to try instead of a command line clap refuses, where there is a likelier meaning:
+/// `train --resume RUN --run-dir DIR` (a copy of the run trained elsewhere) is `--branch DIR`.
+fn usage_tip(e: &clap::Error, args: impl Iterator<Item = std::ffi::OsString>) -> Option<String> {
+    let args: Vec<std::ffi::OsString> = args.collect();
+    let given = |flag: &str| {
+        args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        })
+    };
+    let branch = e.kind() == clap::error::ErrorKind::ArgumentConflict
+        && args.first().is_some_and(|a| a == "train")
+        && given("--resume")
+        && given("--run-dir");
+    branch.then(|| {
+        "tip: to train a copy of the run in another folder, leaving the run as it is, give \
+         --branch DIR instead of --run-dir DIR"
+            .to_string()
+    })
+}
+
 /// Parses the command line and runs it; errors are printed as one line on stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::try_parse().unwrap_or_else(|e| {
@@ -135,6 +156,12 @@ pub fn main() -> ExitCode {
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid arguments");
             print_json_error(first.trim_start_matches("error: "));
+        }
+        if let Some(tip) = usage_tip(&e, std::env::args_os().skip(1)) {
+            use std::io::Write as _;
+            let _ = e.print();
+            let _ = writeln!(std::io::stderr(), "\n{tip}");
+            std::process::exit(e.exit_code());
         }
         e.exit()
     });
@@ -204,5 +231,21 @@ mod tests {
         }
         assert!(!asked(&["import", "--json"]), "import has no --json");
         assert!(!asked(&["--json"]), "the lab has none");
+    }
+
+    /// `train --resume RUN --run-dir DIR` is refused by clap with a tip towards `--branch`.
+    #[test]
+    fn a_resume_into_another_folder_points_at_branch() {
+        let tip = |args: &[&str]| {
+            let full = std::iter::once("ddpm-lab").chain(args.iter().copied());
+            let e = Cli::try_parse_from(full).unwrap_err();
+            usage_tip(&e, args.iter().map(std::ffi::OsString::from))
+        };
+        let said = tip(&["train", "--resume", "runs/a", "--run-dir", "runs/b"]).unwrap();
+        assert!(
+            said.contains("--branch DIR instead of --run-dir DIR"),
+            "{said}"
+        );
+        assert_eq!(tip(&["train", "--steps", "3", "--epochs", "1"]), None);
     }
 }
