@@ -91,12 +91,7 @@ pub fn default_branch_path(run: &Path, step: usize) -> PathBuf {
     let name = run
         .file_name()
         .map_or("run".into(), |n| n.to_string_lossy().into_owned());
-    let base = run.with_file_name(format!("{name}-from-{step}"));
-    (1usize..)
-        .map(|i| match i {
-            1 => base.clone(),
-            i => PathBuf::from(format!("{}-{i}", base.display())),
-        })
+    super::dir::numbered(run.with_file_name(format!("{name}-from-{step}")))
         .find(|p| !p.exists())
         .expect("the names never run out")
 }

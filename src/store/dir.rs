@@ -132,11 +132,19 @@ pub fn save_tensors_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Re
 }
 
 /// The names a new run under `root` may take, in order: `{stamp}-{tag}`, then `-2`, `-3`, ….
-fn fresh_names<'a>(root: &'a Path, tag: &str) -> impl Iterator<Item = PathBuf> + 'a {
-    let base = format!("{}-{tag}", crate::clock::utc_stamp());
+fn fresh_names(root: &Path, tag: &str) -> impl Iterator<Item = PathBuf> {
+    numbered(root.join(format!("{}-{tag}", crate::clock::utc_stamp())))
+}
+
+/// `base`, then `base-2`, `base-3` …: the names a new folder takes where `base` is taken.
+pub(crate) fn numbered(base: PathBuf) -> impl Iterator<Item = PathBuf> {
     (1usize..).map(move |i| match i {
-        1 => root.join(&base),
-        i => root.join(format!("{base}-{i}")),
+        1 => base.clone(),
+        i => {
+            let mut name = base.clone().into_os_string();
+            name.push(format!("-{i}"));
+            PathBuf::from(name)
+        }
     })
 }
 
@@ -255,24 +263,14 @@ impl RunDir {
         Ok(run)
     }
 
-    /// [`Self::no_checkpoint_yet`] as an error: a [`crate::errors::Busy`] one while a process
-    /// trains the run towards its first checkpoint (trying again later may succeed).
+    /// Why a run without a complete checkpoint has none, as an error: it is still training
+    /// towards its first (by whom, and when it comes, as far as its configuration says: a
+    /// [`crate::errors::Busy`] refusal, trying again later may succeed), or its training
+    /// stopped before writing one.
     pub fn no_checkpoint_error(&self) -> anyhow::Error {
-        let why = self.no_checkpoint_yet();
-        if super::RunLock::is_held(&self.path) {
-            crate::errors::Busy(why).into()
-        } else {
-            anyhow::anyhow!(why)
-        }
-    }
-
-    /// Why a run without a complete checkpoint has none: it is still training towards its
-    /// first (and by whom, and when it comes, as far as its configuration says), or its
-    /// training stopped before writing one.
-    pub fn no_checkpoint_yet(&self) -> String {
         let dir = self.path.display();
         let Some(who) = super::RunLock::holder(&self.path) else {
-            return format!(
+            return anyhow::anyhow!(
                 "{dir} has no checkpoint yet (training stopped before its first one): nothing of it can be continued; `ddpm-lab train --run-dir {}` with the flags it was started with starts it again",
                 crate::runs::shell_word(&dir.to_string())
             );
@@ -297,7 +295,7 @@ impl RunDir {
             }
             Err(_) => String::new(),
         };
-        format!("{dir} has no checkpoint yet: {who} is training it and has not written its first one{when}; try again once it has")
+        crate::errors::Busy(format!("{dir} has no checkpoint yet: {who} is training it and has not written its first one{when}; try again once it has")).into()
     }
 
     /// A fresh directory name under `root`: `runs/20261125-061500-linear`, or `…-linear-2`
