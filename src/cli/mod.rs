@@ -110,21 +110,6 @@ fn json_asked(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     has_json && args.iter().any(|a| a == "--json")
 }
 
-/// Whether `command` asked for JSON on stdout and leaves its errors to [`main`] (`train` prints
-/// its own `error` event, in the order of its other events).
-fn json_errors_here(command: &Option<Command>) -> bool {
-    match command {
-        Some(Command::Sample(a)) => a.json,
-        Some(Command::Schedules(a)) => a.json,
-        Some(Command::Data(a)) => a.json,
-        Some(Command::Bench(a)) => a.json,
-        Some(Command::CheckDevice(a)) => a.json,
-        Some(Command::Eval(a)) => a.json,
-        Some(Command::Runs(a)) => a.json,
-        _ => false,
-    }
-}
-
 /// What to try instead of a command line clap refuses, where there is a likelier meaning:
 /// `train --resume RUN --run-dir DIR` (a copy of the run trained elsewhere) is `--branch DIR`.
 fn usage_tip(e: &clap::Error, args: impl Iterator<Item = std::ffi::OsString>) -> Option<String> {
@@ -171,7 +156,10 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, None | Some(Command::Train(_))) {
         crate::signals::die_on_closed_stdout();
     }
-    let json_errors = json_errors_here(&cli.command);
+    // JSON asked of a command that leaves its errors to this function (`train` prints its own
+    // `error` event, in the order of its other events).
+    let json_errors =
+        !matches!(cli.command, Some(Command::Train(_))) && json_asked(std::env::args_os().skip(1));
     let result = crate::failpoints_from_env().and_then(|()| match cli.command {
         None => lab_cmd::run(cli.lab),
         Some(Command::Train(a)) => train_cmd::run(*a),
