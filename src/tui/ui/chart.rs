@@ -86,14 +86,16 @@ pub fn log_axis(lo: f64, hi: f64) -> ([f64; 2], Vec<String>) {
 }
 
 /// Three labels of a linear axis: its ends and middle (whole numbers when the ends are whole,
-/// as steps and timesteps are, or when the axis spans ten or more). Whole ends one apart get
-/// no middle: step 1.50 is no step.
+/// as steps and timesteps are, or when the axis spans ten or more). Whole ends an odd number
+/// under ten apart get no middle: step 2.5 is no step, and rounding it would put `3` where 2.5
+/// is.
 pub fn linear_labels(b: [f64; 2]) -> Vec<String> {
     let whole_ends = b[0].fract() == 0.0 && b[1].fract() == 0.0;
-    if whole_ends && b[1] - b[0] == 1.0 {
+    let span = b[1] - b[0];
+    if whole_ends && span < 10.0 && span % 2.0 == 1.0 {
         return vec![format!("{}", b[0] as i64), format!("{}", b[1] as i64)];
     }
-    let whole = b[1] - b[0] >= 10.0 || (whole_ends && b[1] - b[0] >= 2.0);
+    let whole = span >= 10.0 || (whole_ends && span >= 2.0);
     [b[0], (b[0] + b[1]) / 2.0, b[1]]
         .iter()
         .map(|&v| {
@@ -675,7 +677,10 @@ mod tests {
         );
         assert_eq!(linear_labels([0.0, 199.0]), ["0", "100", "199"]);
         assert_eq!(linear_labels([0.0, 0.5]), ["0", "0.250", "0.500"]);
-        assert_eq!(linear_labels([1.0, 10.0]), ["1", "6", "10"], "steps");
+        assert_eq!(linear_labels([1.0, 11.0]), ["1", "6", "11"], "steps");
+        assert_eq!(linear_labels([1.0, 5.0]), ["1", "3", "5"], "steps");
         assert_eq!(linear_labels([1.0, 2.0]), ["1", "2"], "no step 1.50");
+        assert_eq!(linear_labels([1.0, 4.0]), ["1", "4"], "no `3` where 2.5 is");
+        assert_eq!(linear_labels([1.0, 10.0]), ["1", "10"], "no `6` where 5.5 is");
     }
 }

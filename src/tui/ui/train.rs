@@ -130,7 +130,9 @@ fn lr_chart(frame: &mut Frame, area: Rect, app: &App) {
             (step as f64, cfg.learning_rate(step.min(steps - 1)))
         })
         .collect();
-    let hi = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    // The rate asked is the schedule's peak (warm-up rises to it, the decay falls from it),
+    // whether or not a sampled step lands on it.
+    let hi = cfg.lr;
     // In units of the rate's power of ten (`lr ×1e-3`: 0, 1, 2): the chart is narrow, and
     // labels such as `1.1e-4` were cut to `1.1e-`.
     let exp = if hi > 0.0 {
@@ -140,7 +142,8 @@ fn lr_chart(frame: &mut Frame, area: Rect, app: &App) {
     };
     let unit = 10f64.powi(exp);
     let points: Vec<(f64, f64)> = points.into_iter().map(|(x, y)| (x, y / unit)).collect();
-    let hi = hi / unit;
+    // Rounded off so that 2e-3 over 1e-3 labels `2` rather than `2.00` (it is 1.9999…).
+    let hi = (hi / unit * 1e9).round() / 1e9;
     let step = app.train.run.step();
     chart::draw(
         frame,
@@ -159,7 +162,8 @@ fn lr_chart(frame: &mut Frame, area: Rect, app: &App) {
                 format!("lr ×1e{exp}")
             },
             x_bounds: Some([0.0, steps as f64]),
-            y_bounds: Some([0.0, hi * 1.05]),
+            // The peak rate on the top line, so the top label is the rate asked (2 for 2e-3).
+            y_bounds: Some([0.0, hi]),
             marker: (step > 0).then_some(step as f64),
             ..ChartOpts::default()
         },
