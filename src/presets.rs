@@ -180,6 +180,13 @@ impl ModelPreset {
         ModelPreset::Lucidrains,
     ];
 
+    /// The preset whose UNet `model` is (for its channel count), if any.
+    pub fn of_unet(model: &UnetConfig) -> Option<ModelPreset> {
+        ModelPreset::ALL
+            .into_iter()
+            .find(|p| p.unet(model.channels) == *model)
+    }
+
     /// Lower-case name used on the command line and in files.
     pub fn name(self) -> &'static str {
         match self {
@@ -319,7 +326,15 @@ mod tests {
         for m in ModelPreset::ALL {
             m.unet(1).validate().unwrap();
             assert_eq!(m.name().parse::<ModelPreset>(), Ok(m));
+            // Each preset's UNet names it back, at either channel count (no two alike).
+            assert_eq!(ModelPreset::of_unet(&m.unet(1)), Some(m));
+            assert_eq!(ModelPreset::of_unet(&m.unet(3)), Some(m));
         }
+        let custom = UnetConfig {
+            dim: 12,
+            ..ModelPreset::Quick.unet(1)
+        };
+        assert_eq!(ModelPreset::of_unet(&custom), None);
         assert_eq!(ModelPreset::Current.unet(1), UnetConfig::current());
         assert!(ModelPreset::CurrentSc.unet(3).self_condition);
         assert_eq!(

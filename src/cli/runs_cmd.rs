@@ -68,6 +68,10 @@ impl Listed {
             "imported_betas": c.betas.is_some(),
             "timesteps": c.timesteps,
             "model": crate::presets::describe_unet_compact(&c.model),
+            // The `--model` name that makes this UNet (`null`: a custom one), and the UNet in
+            // full, as run.json keeps it.
+            "model_preset": crate::presets::ModelPreset::of_unet(&c.model).map(|p| p.name()),
+            "model_config": c.model,
             // Unknown (`?` in the table) where the newest checkpoint cannot be read.
             "step": self.info.problem.is_none().then_some(self.info.step),
             "steps": c.steps,

@@ -138,9 +138,7 @@ impl TrainSettings {
     /// The lab's settings for a recipe's configuration (`preview_every`: steps between
     /// previews). The model preset is the one whose UNet the recipe trains, else custom.
     pub fn from_recipe(cfg: &TrainConfig, preview_every: usize) -> Self {
-        let preset = ModelPreset::ALL
-            .into_iter()
-            .find(|p| p.unet(cfg.model.channels) == cfg.model);
+        let preset = ModelPreset::of_unet(&cfg.model);
         Self {
             schedule: cfg.schedule,
             betas: cfg.betas.clone(),

@@ -846,6 +846,9 @@ fn runs_lists_the_runs_for_people_and_scripts() {
     );
     assert_eq!(cosine["score"]["recognised"], 0.52);
     assert_eq!(cosine["training"], false);
+    // `--dim 4` makes a UNet no `--model` names; its config says what it is.
+    assert!(cosine["model_preset"].is_null(), "{cosine}");
+    assert_eq!(cosine["model_config"]["dim"], 4, "{cosine}");
     let linear = runs.iter().find(|r| r["name"] == "a-linear").unwrap();
     assert!(linear["score"].is_null(), "{linear}");
 }

@@ -681,6 +681,10 @@ mod tests {
         assert_eq!(linear_labels([1.0, 5.0]), ["1", "3", "5"], "steps");
         assert_eq!(linear_labels([1.0, 2.0]), ["1", "2"], "no step 1.50");
         assert_eq!(linear_labels([1.0, 4.0]), ["1", "4"], "no `3` where 2.5 is");
-        assert_eq!(linear_labels([1.0, 10.0]), ["1", "10"], "no `6` where 5.5 is");
+        assert_eq!(
+            linear_labels([1.0, 10.0]),
+            ["1", "10"],
+            "no `6` where 5.5 is"
+        );
     }
 }
