@@ -126,16 +126,26 @@ pub fn format_table(tables: &[ScheduleTables]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<10} {:>10.3e} {:>10.3e} {:>10.3e} {:>10.4}{}",
+            "{:<10} {:>10.3e} {:>10.3e} {:>10.3e} {:>10}{}",
             t.schedule.name(),
             t.betas[0],
             t.betas[last],
             t.alphas_cumprod[last],
-            signal,
+            signal_text(signal),
             flag
         );
     }
     s
+}
+
+/// √ᾱ_T to four decimals, or in powers of ten under 0.001, where four decimals would say
+/// `0.0000` of a schedule that leaves 1.6e-5 of the image (cosine at T = 1000).
+fn signal_text(signal: f64) -> String {
+    if signal >= 1e-3 {
+        format!("{signal:.4}")
+    } else {
+        format!("{signal:.3e}")
+    }
 }
 
 /// Runs `ddpm-lab schedules`.
@@ -185,5 +195,27 @@ mod tests {
         let ac = tables[0].alphas_cumprod[199];
         assert_eq!(row[3], format!("{ac:.3e}"));
         assert_eq!(row[4], format!("{:.4}", ac.sqrt()));
+    }
+
+    /// Every number ends where its header ends (`2.428e-10` beside `4.036e-5` included), and
+    /// a √ᾱ_T under 0.001 is not rounded to zero.
+    #[test]
+    fn the_columns_line_up_with_their_headers_at_t_1000() {
+        let tables = build_tables(&[], 1000).unwrap();
+        let text = format_table(&tables);
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        // The end column of each whitespace-separated word, by displayed columns.
+        let ends = |l: &str| -> Vec<usize> {
+            let cols: Vec<char> = l.chars().collect();
+            (0..cols.len())
+                .filter(|&i| cols[i] != ' ' && cols.get(i + 1).is_none_or(|c| *c == ' '))
+                .collect()
+        };
+        let header = ends(lines[0]);
+        for row in &lines[1..] {
+            assert_eq!(ends(row)[1..5], header[1..], "{text}");
+        }
+        let cosine = lines.iter().find(|l| l.starts_with("cosine")).unwrap();
+        assert!(cosine.ends_with("1.558e-5"), "{text}");
     }
 }
