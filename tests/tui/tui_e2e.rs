@@ -243,7 +243,7 @@ fn lab_in_tmux_trains_samples_and_quits_cleanly() {
     tmux.wait_for("Configuration", 5);
     // No previews (the last field, down to "off"): 64 images each, they would take longer
     // than this whole tiny run on a busy machine.
-    tmux.keys(&["Up", "Left", "Left", "Left"]);
+    tmux.keys(&["Up", "Left", "Left", "Left", "Left"]);
     tmux.wait_for("preview every off", 5);
     tmux.keys(&["Space"]);
     tmux.wait("training to run", 60, |s| {
@@ -405,8 +405,9 @@ fn remembered_settings_follow_their_recipe_where_the_user_left_them() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    // Settings saved by a lab from before 2026-12-03: the quick recipe had 650 steps then (and
-    // files did not say which recipe they came from); the user had changed the learning rate.
+    // Settings saved by a lab from before 2026-12-03: the quick recipe had 650 steps of batch
+    // 128 then (and files did not say which recipe they came from); the user had changed the
+    // learning rate.
     std::fs::create_dir_all(tmp.path().join("config")).unwrap();
     let legacy = r#"{"dataset": "shapes", "train": {"model": "quick", "steps": 650, "lr": 0.0005,
         "schedule": "cosine", "timesteps": 1000, "loss": "l2", "objective": "v",
@@ -415,17 +416,20 @@ fn remembered_settings_follow_their_recipe_where_the_user_left_them() {
     let tmux = start_lab(tmp.path(), "recipe", "");
     tmux.keys(&["3"]);
     // The notice, and the Train screen drawn whole (a capture can catch it half drawn).
-    let notice = "the quick recipe changed: steps 650 → 570 (your own settings are kept)";
+    let notice =
+        "the quick recipe changed: batch 128 → 32, steps 650 → 2100 (your own settings are kept)";
     let s = tmux.wait("the notice on the Train screen", 60, |s| {
         s.contains(notice) && s.contains("preview every")
     });
-    assert!(s.contains("steps         570"), "{s}");
+    assert!(s.contains("steps         2100"), "{s}");
+    assert!(s.contains("batch         32"), "{s}");
     assert!(s.contains("lr            5e-4"), "{s}");
     tmux.keys(&["q"]);
     assert_clean_exit(&tmux);
     let saved = std::fs::read_to_string(tmp.path().join("config/settings.json")).unwrap();
     let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
-    assert_eq!(saved["train"]["steps"], 570);
+    assert_eq!(saved["train"]["steps"], 2100);
+    assert_eq!(saved["train"]["batch_size"], 32);
     assert_eq!(saved["train"]["lr"], 0.0005);
     assert_eq!(saved["origin"]["recipe"]["name"], "quick", "{saved}");
 }

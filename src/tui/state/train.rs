@@ -174,7 +174,7 @@ impl Field {
             Field::Preview => {
                 let epochs = epoch.map_or(Vec::new(), |e| vec![e]);
                 s.preview_every = notch(
-                    &with_epochs(&[0, 50, 100, 200, 500, 1000], &epochs),
+                    &with_epochs(&[0, 50, 100, 200, 300, 500, 1000], &epochs),
                     s.preview_every,
                     dir,
                 )
