@@ -1245,8 +1245,11 @@ mod tests {
         );
         assert_eq!(
             walk(Field::Preview, 0, Some(8517)),
-            [50, 67, 100, 200, 500, 1000]
+            [50, 67, 100, 200, 300, 500, 1000]
         );
-        assert_eq!(walk(Field::Preview, 0, None), [50, 100, 200, 500, 1000]);
+        assert_eq!(
+            walk(Field::Preview, 0, None),
+            [50, 100, 200, 300, 500, 1000]
+        );
     }
 }
