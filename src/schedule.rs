@@ -222,6 +222,17 @@ impl ScheduleTables {
     }
 }
 
+/// A schedule's value in `[0, 1]` (ᾱ, √ᾱ) with `digits` decimals, or in powers of ten with
+/// `exp_digits` below 0.001, where fixed decimals would say `0.000…` (√ᾱ_T of cosine at
+/// T = 1000 is 1.6e-5).
+pub fn fmt_fraction(v: f64, digits: usize, exp_digits: usize) -> String {
+    if v >= 1e-3 {
+        format!("{v:.digits$}")
+    } else {
+        format!("{v:.exp_digits$e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,21 +131,11 @@ pub fn format_table(tables: &[ScheduleTables]) -> String {
             t.betas[0],
             t.betas[last],
             t.alphas_cumprod[last],
-            signal_text(signal),
+            crate::schedule::fmt_fraction(signal, 4, 3),
             flag
         );
     }
     s
-}
-
-/// √ᾱ_T to four decimals, or in powers of ten under 0.001, where four decimals would say
-/// `0.0000` of a schedule that leaves 1.6e-5 of the image (cosine at T = 1000).
-fn signal_text(signal: f64) -> String {
-    if signal >= 1e-3 {
-        format!("{signal:.4}")
-    } else {
-        format!("{signal:.3e}")
-    }
 }
 
 /// Runs `ddpm-lab schedules`.

@@ -10,6 +10,7 @@ use ratatui::Frame;
 use super::chart::{self, ChartOpts, Series};
 use super::image::{ImageRenderer, Scale};
 use super::{block, theme};
+use crate::schedule::fmt_fraction;
 use crate::tui::noise;
 use crate::tui::state::schedules::{SchedulesState, SIGNAL_FLAG};
 use crate::tui::state::App;
@@ -80,16 +81,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     draw_grid(frame, grid, app, images);
 }
 
-/// A value in `[0, 1]` compactly: four decimals, or a power of ten below 1e-3 (so that
-/// `ᾱ_t` near T shows `4.0e-5`, not `0.0000`).
-fn fmt_unit(v: f64) -> String {
-    if v >= 1e-3 {
-        format!("{v:.4}")
-    } else {
-        format!("{v:.1e}")
-    }
-}
-
 /// The lines beside a schedule's row, most important first: its name with ᾱ_t at the marker
 /// (what the images show), then ᾱ_T, or when x_T keeps too much signal the warning first and
 /// ᾱ_T after it. Every row has the same height; a short one (two lines at 80×24) drops the
@@ -102,11 +93,7 @@ fn schedule_lines(tab: &crate::schedule::ScheduleTables, s: &SchedulesState) -> 
         Span::styled("ᾱ_T ", theme::label()),
         Span::raw(format!("{:.1e}", tab.alphas_cumprod[s.timesteps - 1])),
         Span::styled("  √ᾱ_T ", theme::label()),
-        Span::raw(if signal >= 1e-3 {
-            format!("{signal:.3}")
-        } else {
-            format!("{signal:.0e}")
-        }),
+        Span::raw(fmt_fraction(signal, 3, 0)),
     ]);
     let mut lines = vec![Line::from(vec![
         Span::styled(
@@ -114,7 +101,8 @@ fn schedule_lines(tab: &crate::schedule::ScheduleTables, s: &SchedulesState) -> 
             Style::default().fg(color).add_modifier(Modifier::BOLD),
         ),
         Span::styled("ᾱ_t ", theme::label()),
-        Span::raw(fmt_unit(ac_t)),
+        // `ᾱ_t` near T shows `4.0e-5`, not `0.0000`.
+        Span::raw(fmt_fraction(ac_t, 4, 1)),
     ])];
     if signal > SIGNAL_FLAG {
         lines.push(Line::styled(
