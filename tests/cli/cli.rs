@@ -225,8 +225,7 @@ fn train_sample_and_resume() {
     );
     fails(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_default();
+    let last = crate::common::last_json(&stdout);
     assert_eq!(last["event"], "error", "{stdout}");
     assert!(
         last["message"]
@@ -360,7 +359,6 @@ fn train_sample_and_resume() {
         ));
         let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(j["batch_size"], batch.parse::<u64>().unwrap());
-
         (std::fs::read(p).unwrap(), std::fs::read(g).unwrap())
     };
     let (png4, gif4) = in_batches("4", "four");

@@ -768,8 +768,7 @@ fn failures_have_distinct_exit_statuses_and_json_error_events() {
     let tmp = tempfile::tempdir().unwrap();
     let error_event = |out: &Output| -> String {
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let last: serde_json::Value =
-            serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_default();
+        let last = crate::common::last_json(&stdout);
         assert_eq!(last["event"], "error", "{stdout}");
         last["message"].as_str().unwrap_or_default().to_string()
     };
@@ -859,8 +858,7 @@ fn a_failed_runs_error_event_says_where_the_run_stands() {
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_default();
+    let last = crate::common::last_json(&stdout);
     assert_eq!(last["event"], "error", "{stdout}");
     assert!(last["step"].as_u64().is_some_and(|s| s < 50), "{last}");
     assert_eq!(
@@ -899,8 +897,7 @@ fn train_with_no_disk_wait_gives_up_at_once() {
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_default();
+    let last = crate::common::last_json(&stdout);
     assert_eq!(last["event"], "error", "{stdout}");
     assert!(
         last["message"]

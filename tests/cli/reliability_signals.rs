@@ -286,8 +286,7 @@ fn a_signal_while_the_disk_is_full_ends_train_with_the_last_checkpoint() {
     assert_eq!(sampled_step(tmp.path(), &run), 2);
     // The JSON stream ends as every run's does, with the step a resume goes on from.
     let events = events.join().unwrap();
-    let last: serde_json::Value =
-        serde_json::from_str(events.lines().last().unwrap_or("")).unwrap_or_default();
+    let last = crate::common::last_json(&events);
     assert_eq!(
         (&last["event"], &last["reason"], &last["step"]),
         (&"end".into(), &"signal".into(), &2.into()),

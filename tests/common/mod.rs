@@ -98,6 +98,12 @@ pub fn ddpm(args: &[&str], runs: &std::path::Path) -> std::process::Output {
         .expect("the binary runs")
 }
 
+/// The last line of `text` (a `--json` command's stdout) as JSON; `Null` where there is none or
+/// it is not JSON, so that the caller's assertion shows the whole text.
+pub fn last_json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.lines().last().unwrap_or("")).unwrap_or_default()
+}
+
 /// The `step` of each step in `text`: the `"event": "step"` lines of `train --json`, or every
 /// line of `metrics.jsonl` (one step per line, no `event`).
 pub fn json_steps(text: &str) -> Vec<u64> {
