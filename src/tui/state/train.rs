@@ -154,8 +154,21 @@ impl Field {
                 s.lr = LRS[i];
             }
             Field::Steps => {
-                const ROUND: [usize; 10] =
-                    [20, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000];
+                // Round counts, the quick recipe's (so ← → come back to it), and whole
+                // epochs (the blog recipe's 5 among them).
+                const ROUND: [usize; 11] = [
+                    20,
+                    100,
+                    200,
+                    500,
+                    1000,
+                    2000,
+                    crate::presets::QUICK_STEPS,
+                    5000,
+                    10000,
+                    20000,
+                    50000,
+                ];
                 let epochs = epoch.map_or(Vec::new(), |e| vec![e, 5 * e, 10 * e]);
                 s.steps = notch(&with_epochs(&ROUND, &epochs), s.steps, dir)
             }
@@ -1221,7 +1234,7 @@ mod tests {
                 ..TrainSettings::default()
             };
             let mut seen = Vec::new();
-            for _ in 0..12 {
+            for _ in 0..16 {
                 field.adjust(&mut s, 1, n_train);
                 seen.push(match field {
                     Field::Steps => s.steps,
@@ -1233,15 +1246,15 @@ mod tests {
         };
         assert_eq!(
             walk(Field::Steps, 20, Some(8517)),
-            [67, 100, 200, 335, 500, 670, 1000, 2000, 5000, 10000, 20000, 50000]
+            [67, 100, 200, 335, 500, 670, 1000, 2000, 2100, 5000, 10000, 20000, 50000]
         );
         assert_eq!(
             walk(Field::Steps, 1000, Some(60_000)),
-            [2000, 2345, 4690, 5000, 10000, 20000, 50000]
+            [2000, 2100, 2345, 4690, 5000, 10000, 20000, 50000]
         );
         assert_eq!(
             walk(Field::Steps, 20, None),
-            [100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000]
+            [100, 200, 500, 1000, 2000, 2100, 5000, 10000, 20000, 50000]
         );
         assert_eq!(
             walk(Field::Preview, 0, Some(8517)),

@@ -230,31 +230,45 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
     if x_labels.len() == 3 && graph_w < 3 * (x_label_w + 2) {
         x_labels.remove(1);
     }
-    let x_axis = Axis::default()
-        .title(Span::styled(opts.x_title.clone(), dim))
+    // ratatui draws the axis titles inside the graph (the y title on its top row, the x title
+    // at the right of its bottom row), over the curves. In a short graph (an 80×24 terminal's)
+    // they would hide a third of it, where the curves matter most (the lr's peak, the last
+    // losses): there the x title is left out (the labels are steps, t) and the y title goes in
+    // a border, unless the chart's title says it already.
+    let mut b = block(&opts.title);
+    let short = graph_area(b.inner(area), y_label_w).height < SHORT_GRAPH_ROWS;
+    let (x_title, y_title) = if short {
+        ("", "")
+    } else {
+        (opts.x_title.as_str(), opts.y_title.as_str())
+    };
+    let mut x_axis = Axis::default()
         .bounds(xb)
         .labels(x_labels.into_iter().map(label));
+    if !x_title.is_empty() {
+        x_axis = x_axis.title(Span::styled(x_title.to_string(), dim));
+    }
     let mut y_axis = Axis::default()
         .bounds(yb)
         .labels(y_labels.into_iter().map(label));
-    if !opts.y_title.is_empty() {
-        y_axis = y_axis.title(Span::styled(opts.y_title.clone(), dim));
+    if !y_title.is_empty() {
+        y_axis = y_axis.title(Span::styled(y_title.to_string(), dim));
     }
     // The legend's box goes in a corner the curves leave free. Where every corner has some
     // curve, or the box does not fit beside the curves (a short chart at 80×24), the names go
     // in the bottom border instead, each after a mark in its colour; only where the border
     // would cut them does the box go over the curves, in the corner it hides least of.
-    let mut b = block(&opts.title);
     let mut legend = None;
+    let border_width = area.width.saturating_sub(2) as usize;
+    let mut bottom_border_free = true;
     if opts.legend.is_some() {
         let inner = b.inner(area);
-        let border_width = area.width.saturating_sub(2) as usize;
-        let fits = legend_box_fits(&series, inner, y_label_w, &opts.x_title, &opts.y_title);
+        let fits = legend_box_fits(&series, inner, y_label_w, x_title, y_title);
         let corner = fits
             .then(|| {
                 let graph = graph_area(inner, y_label_w);
                 let cells = covered_cells(&series, graph, xb, yb);
-                quietest_corner(&series, graph, &cells, &opts.x_title, &opts.y_title)
+                quietest_corner(&series, graph, &cells, x_title, y_title)
             })
             .flatten();
         legend = match corner {
@@ -264,7 +278,11 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
         };
         if legend.is_none() {
             b = b.title_bottom(legend_line(&series, border_width));
+            bottom_border_free = false;
         }
+    }
+    if short && !opts.y_title.is_empty() {
+        b = with_y_title_in_border(b, opts, border_width, bottom_border_free);
     }
     let chart = Chart::new(datasets)
         .block(b)
@@ -273,6 +291,40 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
         .legend_position(legend)
         .hidden_legend_constraints((Constraint::Percentage(60), Constraint::Percentage(100)));
     frame.render_widget(chart, area);
+}
+
+/// Graphs with fewer rows than this draw their axis titles outside the graph (see [`draw`]).
+const SHORT_GRAPH_ROWS: u16 = 6;
+
+/// `b` with a short graph's y title (`lr ×1e-3`) in a border: the bottom one where nothing
+/// else is there, else at the right of the top one after the chart's title; left out where
+/// the chart's title names it already (`Weighted loss`, `β_t log`) or where it fits in
+/// neither.
+fn with_y_title_in_border<'a>(
+    b: ratatui::widgets::Block<'a>,
+    opts: &ChartOpts,
+    border_width: usize,
+    bottom_border_free: bool,
+) -> ratatui::widgets::Block<'a> {
+    if opts
+        .title
+        .to_lowercase()
+        .contains(&opts.y_title.to_lowercase())
+    {
+        return b;
+    }
+    let caption = Line::styled(
+        format!(" {} ", opts.y_title),
+        Style::default().fg(theme::DIM),
+    );
+    let title_w = Line::from(format!(" {} ", opts.title)).width();
+    if bottom_border_free && caption.width() <= border_width {
+        b.title_bottom(caption)
+    } else if title_w + 1 + caption.width() <= border_width {
+        b.title_top(caption.right_aligned())
+    } else {
+        b
+    }
 }
 
 /// Whether ratatui draws the legend box of the named `series` in a chart whose block's inside
@@ -627,6 +679,68 @@ mod tests {
         })
         .unwrap();
         format!("{}", term.backend())
+    }
+
+    /// A short graph (the lr chart at 80×24) shows its curve's top and right end, not the
+    /// axis titles drawn over them, and says its y title in a border instead; a tall one
+    /// keeps them on its axes; a y title the chart's title names is not said twice.
+    #[test]
+    fn a_short_graph_puts_its_y_title_in_a_border_and_leaves_out_the_x_title() {
+        use ratatui::backend::TestBackend;
+        let draw_at = |title: &str, y_title: &str, legend: bool, w: u16, h: u16| {
+            let series = [Series {
+                name: if legend { "lr".into() } else { String::new() },
+                color: Color::White,
+                // Flat at its top, then down to 0 at the right: curve in both title cells.
+                points: (0..=100)
+                    .map(|x| (x as f64, if x < 50 { 2.0 } else { (100 - x) as f64 / 25.0 }))
+                    .collect(),
+            }];
+            let mut term = ratatui::Terminal::new(TestBackend::new(w, h)).unwrap();
+            term.draw(|f| {
+                draw(
+                    f,
+                    f.area(),
+                    &series,
+                    &ChartOpts {
+                        title: title.into(),
+                        x_title: "step".into(),
+                        y_title: y_title.into(),
+                        legend: legend.then_some(LegendPosition::TopRight),
+                        ..ChartOpts::default()
+                    },
+                )
+            })
+            .unwrap();
+            format!("{}", term.backend())
+        };
+        // 80×24's lr chart: 17×7, a 3-row graph.
+        let screen = draw_at("Learning rate", "lr ×1e-3", false, 17, 7);
+        let lines: Vec<&str> = screen.lines().collect();
+        assert!(!screen.contains("step"), "{screen}");
+        assert_eq!(screen.matches("lr ×1e-3").count(), 1, "{screen}");
+        assert!(lines.last().unwrap().contains(" lr ×1e-3 "), "{screen}");
+        // The curve's flat top shows on the top row, its end on the bottom one.
+        assert!(lines[1].contains('⠉') || lines[1].contains('⠒'), "{screen}");
+        // With a legend in the bottom border, the y title goes top right where it fits.
+        let screen = draw_at("LR", "lr ×1e-3", true, 40, 7);
+        let lines: Vec<&str> = screen.lines().collect();
+        assert!(
+            lines[0].contains(" LR ") && lines[0].contains(" lr ×1e-3 "),
+            "{screen}"
+        );
+        // Named by the chart's title: said once.
+        let screen = draw_at("Weighted loss", "loss", false, 30, 7);
+        assert_eq!(screen.matches("loss").count(), 1, "{screen}");
+        // A tall graph keeps both titles on its axes, inside the block.
+        let screen = draw_at("Learning rate", "lr ×1e-3", false, 40, 16);
+        let lines: Vec<&str> = screen.lines().collect();
+        assert!(
+            lines[1..lines.len() - 1].join("\n").contains("lr ×1e-3"),
+            "{screen}"
+        );
+        assert!(screen.contains("step"), "{screen}");
+        assert!(!lines.last().unwrap().contains("lr"), "{screen}");
     }
 
     #[test]
