@@ -363,6 +363,30 @@ fn prepare(args: &TrainArgs) -> Result<crate::runs::start::PreparedRun> {
     })
 }
 
+/// Writes `train --json`'s last line when a signal ends it at once (a second one, or one before
+/// training started): an `end` event, as every run's stream ends, with the step a resume goes
+/// on from (the last complete checkpoint's in `dir`; null before the first). Waits at most a
+/// second for stdout: a reader that stopped reading must not keep the process from ending.
+fn end_at_once(dir: &str) {
+    use std::io::Write as _;
+    let line = serde_json::json!({
+        "event": "end",
+        "step": last_checkpoint_step(dir),
+        "run_dir": dir,
+        "reason": "signal",
+    })
+    .to_string();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let writer = std::thread::Builder::new().spawn(move || {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}").and_then(|_| stdout.flush());
+        let _ = done_tx.send(());
+    });
+    if writer.is_ok() {
+        let _ = done_rx.recv_timeout(std::time::Duration::from_secs(1));
+    }
+}
+
 /// Runs the command.
 pub fn run(mut args: TrainArgs) -> Result<()> {
     args.resume = args.resume.map(|p| crate::runs::find_run(&p));
@@ -374,6 +398,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     // The run's directory once training has started, for the last line of a second signal.
     let started_in: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
     let dir_of_run = Arc::clone(&started_in);
+    let json = args.json;
     let _ = signals::install(move |n| match slot.get() {
         Some(commands) if n == 1 => {
             // Short enough for 80 columns after the terminal's `^C`: a wrapped line would be
@@ -384,6 +409,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         _ => {
             if let Some(dir) = dir_of_run.get() {
                 note(&quitting_at_once(dir, "quitting at once"));
+            }
+            if json {
+                end_at_once(dir_of_run.get().map_or("", String::as_str));
             }
             signals::end_as_signalled()
         }
@@ -401,7 +429,6 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             return Err(e);
         }
     };
-    let json = args.json;
     let handle = prepared.spawn();
     let _ = trainer.set(handle.commands.clone());
     if signals::received() > 0 {
@@ -639,8 +666,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
 /// When its reader goes away, the first failed write asks the trainer to stop (with its
 /// checkpoint) and later objects are dropped.
 struct JsonLines<'a> {
-    /// Where the lines go, when JSON was asked for.
-    stdout: Option<std::io::StdoutLock<'static>>,
+    /// Where the lines go, when JSON was asked for. Locked a line at a time, not for the
+    /// run: a second signal's thread writes the stream's last line too ([`end_at_once`]).
+    stdout: Option<std::io::Stdout>,
     /// The trainer, told to stop when stdout closes.
     commands: &'a std::sync::mpsc::Sender<TrainCommand>,
     /// Whether a write failed (the reader is gone).
@@ -650,7 +678,7 @@ struct JsonLines<'a> {
 impl<'a> JsonLines<'a> {
     fn new(json: bool, commands: &'a std::sync::mpsc::Sender<TrainCommand>) -> Self {
         JsonLines {
-            stdout: json.then(|| std::io::stdout().lock()),
+            stdout: json.then(std::io::stdout),
             commands,
             closed: false,
         }
@@ -664,6 +692,7 @@ impl<'a> JsonLines<'a> {
         if self.closed {
             return;
         }
+        let mut stdout = stdout.lock();
         if writeln!(stdout, "{value}")
             .and_then(|_| stdout.flush())
             .is_err()

@@ -327,6 +327,18 @@ fn a_second_signal_ends_train_at_once() {
         sent.elapsed()
     );
     assert!(!err.contains("panicked"), "{err}");
+    // The JSON stream ends as every run's does, whole lines to the last: an `end` event with
+    // the step a resume goes on from (none at step 2, unless the stopping checkpoint won).
+    let last = steps.iter().last().expect("JSON lines");
+    assert_eq!(
+        (&last["event"], &last["reason"], &last["run_dir"]),
+        (&"end".into(), &"signal".into(), &run_s.as_str().into()),
+        "{last}"
+    );
+    assert!(
+        last["step"].is_null() || err.contains("stopped by a signal: checkpoint at step"),
+        "{last}; {err}"
+    );
 }
 
 #[test]
