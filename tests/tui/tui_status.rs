@@ -971,6 +971,33 @@ fn a_long_dataset_path_leaves_the_device_on_the_status_bar() {
         status.contains("…") && status.contains("idx-files"),
         "{status}"
     );
+    // While a run trains its progress takes room too: the path gets shorter still (to its
+    // last component, cut in the middle where even that is too long), and the device and the
+    // model stay.
+    app.tab = Tab::Train;
+    handle_key(&mut app, ch(' '));
+    feed(&mut app, Slot::Main, fake_run(0, 120, 2000));
+    for (path, shown) in [
+        (
+            "/home/someone/datasets/fashion-mnist",
+            "data …/fashion-mnist │",
+        ),
+        (
+            "/home/someone/datasets/fashion-mnist-idx-files",
+            "data fashi…-idx-files │",
+        ),
+    ] {
+        app.data.requested = path.into();
+        let status = status_bar(&app, 80, 24);
+        let first = status.lines().next().unwrap();
+        assert!(
+            first.contains("device cpu │")
+                && first.contains(shown)
+                && first.contains("│ model quick")
+                && first.contains("│ run running 120/2000"),
+            "{status}"
+        );
+    }
 }
 
 #[test]

@@ -34,9 +34,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     };
     frame.render_widget(ratatui::widgets::Clear, area);
     let t = &app.settings.train;
-    // A dataset given as a long path is shortened in the middle (its end names it), so that
-    // it does not push the device off the line.
-    let data = super::ellipsize_middle(&app.data.label(), 36);
+    // A dataset given as a long path is shortened (its end names it), so that it does not
+    // push the device off the line: to 36 columns, and further, down to its last component,
+    // before anything else gives way.
+    let data_label = app.data.label();
+    let data = shorten_data_label(&data_label, DATA_WIDTH);
     let run = &app.train.run;
     let mut run_text = run.label().to_string();
     if run.total_steps > 0 {
@@ -67,10 +69,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     }
     // In display order, with the order in which they give way on a narrow terminal (80
     // columns): the image protocol first, then the device, then the model.
-    let build = |device: String| {
+    let build = |device: String, data: &str| {
         [
             (kv("device ", device), 1),
-            (kv("data ", data.clone()), 3),
+            (kv("data ", data.to_string()), 3),
             (model.clone(), 2),
             (kv("run ", run_text.clone()), 4),
             (kv("images ", images.protocol_name().to_string()), 0),
@@ -93,12 +95,22 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         .device_names
         .iter()
         .find(|(d, _)| *d == t.device)
-        .map(|(_, name)| build(format!("{short} · {name}")))
+        .map(|(_, name)| build(format!("{short} · {name}"), &data))
         .filter(|long| total(long, &keep) <= area.width as usize)
-        .unwrap_or_else(|| build(short));
+        .unwrap_or_else(|| build(short.clone(), &data));
+    let mut segments = segments;
     for rank in 0..segments.len() {
         if total(&segments, &keep) <= area.width as usize {
             break;
+        }
+        if rank == 1 {
+            // After the image protocol, before the device: a long path gets shorter.
+            let over = total(&segments, &keep) - area.width as usize;
+            let narrower = data.chars().count().saturating_sub(over);
+            segments = build(short.clone(), &shorten_data_label(&data_label, narrower));
+            if total(&segments, &keep) <= area.width as usize {
+                break;
+            }
         }
         if let Some(i) = segments.iter().position(|(_, r)| *r == rank) {
             keep[i] = false;
@@ -146,6 +158,36 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         }
     };
     frame.render_widget(message.style(style), rest);
+}
+
+/// Columns the status bar gives a dataset's name where everything fits.
+const DATA_WIDTH: usize = 36;
+
+/// `label` (a dataset's name or path) in at most `max` characters where it can be: a path
+/// keeps as many of its last components whole as fit after `…/` (`…/data/fashion-mnist`);
+/// a last component that does not fit, or another name, is cut in the middle, to no less
+/// than 12.
+fn shorten_data_label(label: &str, max: usize) -> String {
+    if label.chars().count() <= max {
+        return label.to_string();
+    }
+    let parts: Vec<&str> = label.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.len() < 2 {
+        return super::ellipsize_middle(label, max.max(12));
+    }
+    let last = parts[parts.len() - 1];
+    if last.chars().count() + 2 > max {
+        return super::ellipsize_middle(last, max.max(12));
+    }
+    let mut tail = format!("…/{last}");
+    for part in parts[..parts.len() - 1].iter().rev() {
+        let longer = format!("…/{part}/{}", &tail["…/".len()..]);
+        if longer.chars().count() > max {
+            break;
+        }
+        tail = longer;
+    }
+    tail
 }
 
 /// Lines the message shown may take at most: a longer one is cut at the end.
@@ -214,7 +256,21 @@ fn progress_of(app: &App, topic: &Topic) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::wrap_words;
+    use super::{shorten_data_label, wrap_words};
+
+    #[test]
+    fn a_long_data_path_keeps_its_last_components_whole() {
+        let path = "/work/shared/data/fashion-mnist";
+        assert_eq!(shorten_data_label(path, 40), path);
+        assert_eq!(shorten_data_label(path, 20), "…/data/fashion-mnist");
+        assert_eq!(shorten_data_label(path, 19), "…/fashion-mnist");
+        // The last component alone, cut in the middle, to 12 at the least.
+        assert_eq!(shorten_data_label(path, 14), "fashion-mnist");
+        assert_eq!(shorten_data_label(path, 5), "fas…on-mnist");
+        assert_eq!(shorten_data_label("fashion_mnist", 40), "fashion_mnist");
+        assert_eq!(shorten_data_label("shapes", 0), "shapes");
+        assert_eq!(shorten_data_label("abcdefghijklmnopq", 7), "abc…jklmnopq");
+    }
 
     #[test]
     fn messages_break_between_words_and_long_words_are_cut() {
