@@ -230,45 +230,31 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
     if x_labels.len() == 3 && graph_w < 3 * (x_label_w + 2) {
         x_labels.remove(1);
     }
-    // ratatui draws the axis titles inside the graph (the y title on its top row, the x title
-    // at the right of its bottom row), over the curves. In a short graph (an 80×24 terminal's)
-    // they would hide a third of it, where the curves matter most (the lr's peak, the last
-    // losses): there the x title is left out (the labels are steps, t) and the y title goes in
-    // a border, unless the chart's title says it already.
+    // The axis titles go in the borders: ratatui draws them inside the graph (the y title on
+    // its top row, the x title at the right of its bottom row), over the curves where they
+    // matter most (the lr's peak, the first and the latest losses).
     let mut b = block(&opts.title);
-    let short = graph_area(b.inner(area), y_label_w).height < SHORT_GRAPH_ROWS;
-    let (x_title, y_title) = if short {
-        ("", "")
-    } else {
-        (opts.x_title.as_str(), opts.y_title.as_str())
-    };
-    let mut x_axis = Axis::default()
+    let x_axis = Axis::default()
         .bounds(xb)
         .labels(x_labels.into_iter().map(label));
-    if !x_title.is_empty() {
-        x_axis = x_axis.title(Span::styled(x_title.to_string(), dim));
-    }
-    let mut y_axis = Axis::default()
+    let y_axis = Axis::default()
         .bounds(yb)
         .labels(y_labels.into_iter().map(label));
-    if !y_title.is_empty() {
-        y_axis = y_axis.title(Span::styled(y_title.to_string(), dim));
-    }
     // The legend's box goes in a corner the curves leave free. Where every corner has some
     // curve, or the box does not fit beside the curves (a short chart at 80×24), the names go
     // in the bottom border instead, each after a mark in its colour; only where the border
     // would cut them does the box go over the curves, in the corner it hides least of.
     let mut legend = None;
     let border_width = area.width.saturating_sub(2) as usize;
-    let mut bottom_border_free = true;
+    let mut bottom_used = 0;
     if opts.legend.is_some() {
         let inner = b.inner(area);
-        let fits = legend_box_fits(&series, inner, y_label_w, x_title, y_title);
+        let fits = legend_box_fits(&series, inner, y_label_w);
         let corner = fits
             .then(|| {
                 let graph = graph_area(inner, y_label_w);
                 let cells = covered_cells(&series, graph, xb, yb);
-                quietest_corner(&series, graph, &cells, x_title, y_title)
+                quietest_corner(&series, graph, &cells)
             })
             .flatten();
         legend = match corner {
@@ -277,13 +263,12 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
             _ => None,
         };
         if legend.is_none() {
-            b = b.title_bottom(legend_line(&series, border_width));
-            bottom_border_free = false;
+            let line = legend_line(&series, border_width);
+            bottom_used = line.width();
+            b = b.title_bottom(line);
         }
     }
-    if short && !opts.y_title.is_empty() {
-        b = with_y_title_in_border(b, opts, border_width, bottom_border_free);
-    }
+    let b = with_axis_titles(b, opts, border_width, bottom_used);
     let chart = Chart::new(datasets)
         .block(b)
         .x_axis(x_axis)
@@ -293,58 +278,53 @@ pub fn draw(frame: &mut Frame, area: Rect, series: &[Series], opts: &ChartOpts) 
     frame.render_widget(chart, area);
 }
 
-/// Graphs with fewer rows than this draw their axis titles outside the graph (see [`draw`]).
-const SHORT_GRAPH_ROWS: u16 = 6;
-
-/// `b` with a short graph's y title (`lr ×1e-3`) in a border: the bottom one where nothing
-/// else is there, else at the right of the top one after the chart's title; left out where
-/// the chart's title names it already (`Weighted loss`, `β_t log`) or where it fits in
-/// neither.
-fn with_y_title_in_border<'a>(
-    b: ratatui::widgets::Block<'a>,
+/// `b` with the axis titles in its borders: the y title (`lr ×1e-3`) at the right of the top
+/// border after the chart's title, else at the left of the bottom one where that is free; the
+/// x title (`step`) at the right of the bottom border, after what is there already
+/// (`bottom_used` columns: the legend's names). A title that fits nowhere is left out (the
+/// labels still say the values), and so is a y title the chart's title names already
+/// (`Weighted loss`, `β_t log`).
+fn with_axis_titles<'a>(
+    mut b: ratatui::widgets::Block<'a>,
     opts: &ChartOpts,
     border_width: usize,
-    bottom_border_free: bool,
+    mut bottom_used: usize,
 ) -> ratatui::widgets::Block<'a> {
-    if opts
+    let caption = |text: &str| Line::styled(format!(" {text} "), Style::default().fg(theme::DIM));
+    let named = opts
         .title
         .to_lowercase()
-        .contains(&opts.y_title.to_lowercase())
-    {
-        return b;
+        .contains(&opts.y_title.to_lowercase());
+    if !opts.y_title.is_empty() && !named {
+        let y = caption(&opts.y_title);
+        let title_w = Line::from(format!(" {} ", opts.title)).width();
+        if title_w + 1 + y.width() <= border_width {
+            b = b.title_top(y.right_aligned());
+        } else if bottom_used == 0 && y.width() <= border_width {
+            bottom_used = y.width();
+            b = b.title_bottom(y);
+        }
     }
-    let caption = Line::styled(
-        format!(" {} ", opts.y_title),
-        Style::default().fg(theme::DIM),
-    );
-    let title_w = Line::from(format!(" {} ", opts.title)).width();
-    if bottom_border_free && caption.width() <= border_width {
-        b.title_bottom(caption)
-    } else if title_w + 1 + caption.width() <= border_width {
-        b.title_top(caption.right_aligned())
-    } else {
-        b
+    if !opts.x_title.is_empty() {
+        let x = caption(&opts.x_title);
+        if bottom_used + usize::from(bottom_used > 0) + x.width() <= border_width {
+            b = b.title_bottom(x.right_aligned());
+        }
     }
+    b
 }
 
 /// Whether ratatui draws the legend box of the named `series` in a chart whose block's inside
 /// is `inner` (as its layout decides: the graph is `inner` less the x axis and its labels and
-/// the y labels and axis; the box, one line per name and its borders, must fit below the axis
-/// titles and in 60 % of the graph's width). On the safe side where unsure.
-fn legend_box_fits(
-    series: &[Series],
-    inner: Rect,
-    y_label_w: usize,
-    x_title: &str,
-    y_title: &str,
-) -> bool {
+/// the y labels and axis; the box, one line per name and its borders, must fit in its height
+/// and in 60 % of its width). On the safe side where unsure.
+fn legend_box_fits(series: &[Series], inner: Rect, y_label_w: usize) -> bool {
     let Some((box_w, box_h)) = legend_box_size(series) else {
         return true;
     };
     let graph_h = (inner.height as usize).saturating_sub(2);
     let graph_w = (inner.width as usize).saturating_sub(y_label_w + 2);
-    let titles = usize::from(!x_title.is_empty()) + usize::from(!y_title.is_empty());
-    box_h + titles <= graph_h && box_w * 10 <= graph_w * 6
+    box_h <= graph_h && box_w * 10 <= graph_w * 6
 }
 
 /// The size of ratatui's legend box for the named `series`: the widest name and one line per
@@ -418,41 +398,22 @@ fn covered_cells(series: &[Series], graph: Rect, xb: [f64; 2], yb: [f64; 2]) -> 
 
 /// The corner of `graph` where the legend box of `series` hides the fewest `cells` of the
 /// curves (top right, top left, bottom right, bottom left: the first of equals), with how
-/// many it hides; placed as ratatui places it (below the y title, above the x title).
+/// many it hides; placed as ratatui places it (the axes have no titles inside the graph).
 fn quietest_corner(
     series: &[Series],
     graph: Rect,
     cells: &[bool],
-    x_title: &str,
-    y_title: &str,
 ) -> Option<(LegendPosition, usize)> {
     let (box_w, box_h) = legend_box_size(series)?;
     let (w, h) = (graph.width as usize, graph.height as usize);
     if box_w > w || box_h > h {
         return None;
     }
-    let (x_title_w, y_title_w) = (Line::from(x_title).width(), Line::from(y_title).width());
-    let top = |right: bool| {
-        let below_title = if right {
-            box_w + y_title_w > w
-        } else {
-            y_title_w != 0
-        };
-        usize::from(below_title)
-    };
-    let bottom = |right: bool| {
-        let above_title = if right {
-            x_title_w != 0
-        } else {
-            x_title_w + box_w > w
-        };
-        (h - box_h).saturating_sub(usize::from(above_title))
-    };
     let corners = [
-        (LegendPosition::TopRight, w - box_w, top(true)),
-        (LegendPosition::TopLeft, 0, top(false)),
-        (LegendPosition::BottomRight, w - box_w, bottom(true)),
-        (LegendPosition::BottomLeft, 0, bottom(false)),
+        (LegendPosition::TopRight, w - box_w, 0),
+        (LegendPosition::TopLeft, 0, 0),
+        (LegendPosition::BottomRight, w - box_w, h - box_h),
+        (LegendPosition::BottomLeft, 0, h - box_h),
     ];
     corners
         .into_iter()
@@ -681,11 +642,12 @@ mod tests {
         format!("{}", term.backend())
     }
 
-    /// A short graph (the lr chart at 80×24) shows its curve's top and right end, not the
-    /// axis titles drawn over them, and says its y title in a border instead; a tall one
-    /// keeps them on its axes; a y title the chart's title names is not said twice.
+    /// The axis titles go in the borders, never over the curves: the lr chart's peak (its top
+    /// left) and its end (bottom right) show at every height; the y title goes top right after
+    /// the chart's title, else bottom left; the x title bottom right; a y title the chart's
+    /// title names is not said twice.
     #[test]
-    fn a_short_graph_puts_its_y_title_in_a_border_and_leaves_out_the_x_title() {
+    fn axis_titles_go_in_the_borders_and_leave_the_curves_whole() {
         use ratatui::backend::TestBackend;
         let draw_at = |title: &str, y_title: &str, legend: bool, w: u16, h: u16| {
             let series = [Series {
@@ -714,17 +676,42 @@ mod tests {
             .unwrap();
             format!("{}", term.backend())
         };
-        // 80×24's lr chart: 17×7, a 3-row graph.
-        let screen = draw_at("Learning rate", "lr ×1e-3", false, 17, 7);
-        let lines: Vec<&str> = screen.lines().collect();
-        assert!(!screen.contains("step"), "{screen}");
-        assert_eq!(screen.matches("lr ×1e-3").count(), 1, "{screen}");
-        assert!(lines.last().unwrap().contains(" lr ×1e-3 "), "{screen}");
-        // The curve's flat top shows on the top row, its end on the bottom one.
-        assert!(lines[1].contains('⠉') || lines[1].contains('⠒'), "{screen}");
-        // With a legend in the bottom border, the y title goes top right where it fits.
+        // TestBackend shows each row in quotes.
+        let rows = |screen: &str| -> Vec<String> {
+            screen
+                .lines()
+                .map(|l| l.trim_matches('"').to_string())
+                .collect()
+        };
+        // Inside the block, no title: the top row shows the flat peak, the graph's last row
+        // the curve's end (above the x axis and its labels).
+        let curve_whole = |screen: &str| {
+            let lines = rows(screen);
+            let inside = lines[1..lines.len() - 1].join("\n");
+            let (top, end) = (&lines[1], &lines[lines.len() - 4]);
+            !inside.contains("lr ×1e-3")
+                && !inside.contains("step")
+                && top.contains('⠉')
+                && !end.trim_end_matches('│').ends_with(' ')
+        };
+        for (w, h) in [(17, 7), (40, 7), (40, 16), (60, 30)] {
+            let screen = draw_at("Learning rate", "lr ×1e-3", false, w, h);
+            assert!(curve_whole(&screen), "{w}×{h}\n{screen}");
+            assert_eq!(screen.matches("lr ×1e-3").count(), 1, "{w}×{h}\n{screen}");
+            let lines = rows(&screen);
+            if w >= 40 {
+                // Beside the chart's title, and the x title at the bottom right.
+                assert!(lines[0].ends_with(" lr ×1e-3 ┐"), "{screen}");
+                assert!(lines.last().unwrap().ends_with(" step ┘"), "{screen}");
+            } else {
+                // 80×24's lr chart (17 columns): bottom left, no room for the x title.
+                assert!(lines.last().unwrap().starts_with("└ lr ×1e-3 "), "{screen}");
+                assert!(!screen.contains("step"), "{screen}");
+            }
+        }
+        // With the legend's names in the bottom border, the x title goes after them.
         let screen = draw_at("LR", "lr ×1e-3", true, 40, 7);
-        let lines: Vec<&str> = screen.lines().collect();
+        let lines = rows(&screen);
         assert!(
             lines[0].contains(" LR ") && lines[0].contains(" lr ×1e-3 "),
             "{screen}"
@@ -732,15 +719,6 @@ mod tests {
         // Named by the chart's title: said once.
         let screen = draw_at("Weighted loss", "loss", false, 30, 7);
         assert_eq!(screen.matches("loss").count(), 1, "{screen}");
-        // A tall graph keeps both titles on its axes, inside the block.
-        let screen = draw_at("Learning rate", "lr ×1e-3", false, 40, 16);
-        let lines: Vec<&str> = screen.lines().collect();
-        assert!(
-            lines[1..lines.len() - 1].join("\n").contains("lr ×1e-3"),
-            "{screen}"
-        );
-        assert!(screen.contains("step"), "{screen}");
-        assert!(!lines.last().unwrap().contains("lr"), "{screen}");
     }
 
     #[test]
