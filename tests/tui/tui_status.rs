@@ -998,6 +998,19 @@ fn a_long_dataset_path_leaves_the_device_on_the_status_bar() {
             "{status}"
         );
     }
+    // With a comparison training too, the device and then the model give way, and the path
+    // gets the room back (it was left cut to 12 columns in the middle of its name).
+    app.data.requested = "/home/someone/datasets/fashion-mnist".into();
+    app.compare.active = Some(0);
+    app.compare.slots[0].run.state = RunState::Running;
+    let status = status_bar(&app, 80, 24);
+    let first = status.lines().next().unwrap();
+    assert!(
+        first.contains("/fashion-mnist │")
+            && !first.contains("fas…")
+            && first.contains("compare training"),
+        "{status}"
+    );
 }
 
 #[test]

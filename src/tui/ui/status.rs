@@ -90,27 +90,30 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
     };
     // A GPU's name and memory where everything fits with them ("cuda · NVIDIA H200 · 140 GiB").
     let mut keep = [true; 5];
+    let width = area.width as usize;
     let short = t.device.to_string();
-    let segments = app
+    let device = app
         .device_names
         .iter()
         .find(|(d, _)| *d == t.device)
-        .map(|(_, name)| build(format!("{short} · {name}"), &data))
-        .filter(|long| total(long, &keep) <= area.width as usize)
-        .unwrap_or_else(|| build(short.clone(), &data));
-    let mut segments = segments;
+        .map(|(_, name)| format!("{short} · {name}"))
+        .filter(|long| total(&build(long.clone(), &data), &keep) <= width)
+        .unwrap_or(short);
+    let mut segments = build(device.clone(), &data);
+    // The data's name in the room the segments kept leave it (36 columns at most).
+    let fit_data = |keep: &[bool]| {
+        let others = total(&build(device.clone(), ""), keep);
+        let room = width.saturating_sub(others).min(DATA_WIDTH);
+        build(device.clone(), &shorten_data_label(&data_label, room))
+    };
     for rank in 0..segments.len() {
-        if total(&segments, &keep) <= area.width as usize {
-            break;
+        // After the image protocol, before each of the others: a long path gets shorter (and
+        // longer again as each gives way).
+        if rank >= 1 {
+            segments = fit_data(&keep);
         }
-        if rank == 1 {
-            // After the image protocol, before the device: a long path gets shorter.
-            let over = total(&segments, &keep) - area.width as usize;
-            let narrower = data.chars().count().saturating_sub(over);
-            segments = build(short.clone(), &shorten_data_label(&data_label, narrower));
-            if total(&segments, &keep) <= area.width as usize {
-                break;
-            }
+        if total(&segments, &keep) <= width {
+            break;
         }
         if let Some(i) = segments.iter().position(|(_, r)| *r == rank) {
             keep[i] = false;
