@@ -46,24 +46,28 @@ while [ $# -gt 0 ]; do
 done
 
 declare -A TRAIN PER_MIN
-# The quick preset (the lab's CPU default): batch 32 since 2026-12-07, 2100 steps in 10 minutes.
+# The quick preset (the lab's CPU default): batch 32 and T = 500 since 2026-12-07, 2100 steps in
+# 10 minutes. The recipes of the quick preset below are pinned to the T = 1000 of their time.
 # Batch 32 trains 3.72× the steps per minute of batch 128 (two interleaved runs of 30 steps
 # each on the 2-core Intel Xeon, 2026-12-07: 120/401 and 106/440 steps per minute), so 57 × 3.72.
 TRAIN[quick]="--preset quick"
 PER_MIN[quick]=212
+# The quick preset at T = 1000, as it was on 2026-12-07 before T = 500 (T costs nothing per step).
+TRAIN[quick-t1000]="--preset quick --timesteps 1000"
+PER_MIN[quick-t1000]=212
 # The quick preset at batch 128, as it was from 2026-12-03 to 2026-12-07: self-conditioned, 570
 # steps in 10 minutes (0.878× the 65 steps per minute without, measured below).
-TRAIN[quick-b128]="--preset quick --batch-size 128"
+TRAIN[quick-b128]="--preset quick --batch-size 128 --timesteps 1000"
 PER_MIN[quick-b128]=57
 # Other batch sizes of today's preset, from the same measurements: batch 64 1.72× batch 128's
 # steps per minute (two runs of 30 steps), batch 16 6.45× (the interleaved runs above).
-TRAIN[quick-sc-b64]="--preset quick --batch-size 64"
+TRAIN[quick-sc-b64]="--preset quick --batch-size 64 --timesteps 1000"
 PER_MIN[quick-sc-b64]=98
-TRAIN[quick-sc-b16]="--preset quick --batch-size 16"
+TRAIN[quick-sc-b16]="--preset quick --batch-size 16 --timesteps 1000"
 PER_MIN[quick-sc-b16]=368
 # The quick preset as it was before: without self-conditioning, 650 steps in 10 minutes. The
 # levers below were measured against it, so they keep it.
-TRAIN[quick-nosc]="--preset quick --no-self-condition --batch-size 128"
+TRAIN[quick-nosc]="--preset quick --no-self-condition --batch-size 128 --timesteps 1000"
 PER_MIN[quick-nosc]=65
 # The blog's recipe: its UNet, linear T=200, Huber, batch 128, Adam 1e-3 (462 steps in 35 min).
 TRAIN[blog]="--preset blog"
@@ -74,9 +78,9 @@ TRAIN[old-tiny]="--model tiny --batch-size 64"
 PER_MIN[old-tiny]=63.6
 # Levers, one at a time against the quick preset of the time (batch 128, as are the recipes
 # below: the preset's batch changed after they were measured).
-TRAIN[quick-b64]="--preset quick --no-self-condition --batch-size 64"
+TRAIN[quick-b64]="--preset quick --no-self-condition --batch-size 64 --timesteps 1000"
 PER_MIN[quick-b64]=110
-TRAIN[quick-eps]="--preset quick --no-self-condition --objective noise --batch-size 128"
+TRAIN[quick-eps]="--preset quick --no-self-condition --objective noise --batch-size 128 --timesteps 1000"
 PER_MIN[quick-eps]=65
 
 # Today's blog UNet (seed 001: two scale-shift ResNet blocks and linear attention per stage)
@@ -88,11 +92,11 @@ PER_MIN[quick-eps]=65
 # on quick's UNet 0.77–1.05× over four runs, then 0.844× and 0.912× in two runs of 30 steps at
 # load 0.5 (2026-12-03): 0.878× is the median of the six, 57.1 steps/min on the reference scale
 # (quick's 57 above; `quick-sc` is kept as a name for the runs of that day).
-TRAIN[quick-current]="--preset quick --no-self-condition --unet current --batch-size 128"
+TRAIN[quick-current]="--preset quick --no-self-condition --unet current --batch-size 128 --timesteps 1000"
 PER_MIN[quick-current]=${PER_MIN_QUICK_CURRENT:-21.8}
-TRAIN[quick-current-sc]="--preset quick --unet current --self-condition --batch-size 128"
+TRAIN[quick-current-sc]="--preset quick --unet current --self-condition --batch-size 128 --timesteps 1000"
 PER_MIN[quick-current-sc]=${PER_MIN_QUICK_CURRENT_SC:-21.2}
-TRAIN[quick-sc]="--preset quick --self-condition --batch-size 128"
+TRAIN[quick-sc]="--preset quick --self-condition --batch-size 128 --timesteps 1000"
 PER_MIN[quick-sc]=${PER_MIN_QUICK_SC:-57.1}
 
 [ ${#picked[@]} -gt 0 ] || picked=(quick blog old-tiny)

@@ -628,10 +628,15 @@ impl LabSettings {
         (t.model == ModelPreset::Quick && t.custom_model.is_none()).then(|| RecipeBase {
             name: RecipeName::Quick,
             values: TrainSettings {
-                // Its UNet is saved by name, so only the steps, the batch and the previews'
-                // interval are left behind.
+                // Its UNet is saved by name, so only the steps, the batch, T, the sampler and
+                // the previews' interval are left behind.
                 steps: crate::presets::QUICK_STEPS_WITHOUT_SELF_CONDITIONING,
                 batch_size: 128,
+                timesteps: 1000,
+                recommended_sampler: Some(crate::sampler::SamplerKind::Ddim {
+                    steps: 50,
+                    eta: 0.0,
+                }),
                 preview_every: 200,
                 ..RecipeName::Quick.settings(t.device, t.seed)
             },
@@ -1027,7 +1032,7 @@ mod tests {
     fn an_opened_run_is_sampled_with_the_sampler_it_recommends() {
         let mut s = LabSettings::default();
         s.sample.n = 9;
-        assert!(s.sample.ddim, "the quick recipe's DDIM 50");
+        assert!(s.sample.ddim, "the quick recipe's DDIM 100");
         s.set_from_run(TrainSettings {
             recommended_sampler: None,
             ..TrainSettings::default()
@@ -1184,12 +1189,12 @@ mod tests {
         assert_eq!(
             cpu.recommended_sampler,
             Some(SamplerKind::Ddim {
-                steps: 50,
+                steps: 100,
                 eta: 0.0
             })
         );
         let sample = SampleSettings::default().with_recommended(cpu.recommended_sampler);
-        assert!(sample.ddim && sample.ddim_steps == 50);
+        assert!(sample.ddim && sample.ddim_steps == 100);
         // A run's settings read back from its configuration give the same recipe.
         assert_eq!(
             TrainSettings::from_recipe(&cpu.recipe(1), QUICK_PREVIEW_EVERY),

@@ -406,7 +406,7 @@ fn remembered_settings_follow_their_recipe_where_the_user_left_them() {
     }
     let tmp = tempfile::tempdir().unwrap();
     // Settings saved by a lab from before 2026-12-03: the quick recipe had 650 steps of batch
-    // 128 then (and files did not say which recipe they came from); the user had changed the
+    // 128 and T = 1000 then (and files did not say which recipe they came from); the user had changed the
     // learning rate.
     std::fs::create_dir_all(tmp.path().join("config")).unwrap();
     let legacy = r#"{"dataset": "shapes", "train": {"model": "quick", "steps": 650, "lr": 0.0005,
@@ -417,12 +417,13 @@ fn remembered_settings_follow_their_recipe_where_the_user_left_them() {
     tmux.keys(&["3"]);
     // The notice, and the Train screen drawn whole (a capture can catch it half drawn).
     let notice =
-        "the quick recipe changed: batch 128 → 32, steps 650 → 2100 (your own settings are kept)";
+        "the quick recipe changed: batch 128 → 32, steps 650 → 2100, T 1000 → 500 (your own settings are kept)";
     let s = tmux.wait("the notice on the Train screen", 60, |s| {
         s.contains(notice) && s.contains("preview every")
     });
     assert!(s.contains("steps         2100"), "{s}");
     assert!(s.contains("batch         32"), "{s}");
+    assert!(s.contains("T             500"), "{s}");
     assert!(s.contains("lr            5e-4"), "{s}");
     tmux.keys(&["q"]);
     assert_clean_exit(&tmux);
@@ -430,6 +431,7 @@ fn remembered_settings_follow_their_recipe_where_the_user_left_them() {
     let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
     assert_eq!(saved["train"]["steps"], 2100);
     assert_eq!(saved["train"]["batch_size"], 32);
+    assert_eq!(saved["train"]["timesteps"], 500);
     assert_eq!(saved["train"]["lr"], 0.0005);
     assert_eq!(saved["origin"]["recipe"]["name"], "quick", "{saved}");
 }

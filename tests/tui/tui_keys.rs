@@ -442,7 +442,10 @@ fn sample_needs_a_checkpoint_then_steps_and_plays() {
         .expect("sampling requested");
     assert_eq!(req.run_dir, std::path::PathBuf::from("runs/r"));
     assert!(req.settings.ddim);
-    assert_eq!(req.settings.ddim_steps, 100);
+    assert_eq!(
+        req.settings.ddim_steps, 200,
+        "the recipe's 100, one notch up"
+    );
     let mut drawn = frames(4, 30);
     drawn.step = Some(5);
     app.handle_msg(WorkerMsg::Sample {
@@ -468,7 +471,7 @@ fn sample_needs_a_checkpoint_then_steps_and_plays() {
     handle_key(&mut app, ch('k'));
     let screen = render(&app, 80, 24);
     assert!(
-        screen.contains("shown: step 5 · DDIM 100 · seed 0"),
+        screen.contains("shown: step 5 · DDIM 200 · seed 0"),
         "{screen}"
     );
     handle_key(&mut app, ch('e'));
@@ -476,7 +479,7 @@ fn sample_needs_a_checkpoint_then_steps_and_plays() {
         engine.calls().iter().any(|c| matches!(
             c,
             Call::Export(dir, stem)
-                if dir.ends_with("runs/r/exports") && stem == "samples-step5-ddim100-seed0-n4"
+                if dir.ends_with("runs/r/exports") && stem == "samples-step5-ddim200-seed0-n4"
         )),
         "{:?}",
         engine.calls()
