@@ -286,6 +286,8 @@ const PLAIN_EVERY: usize = 100;
 /// Everything before training: the device, the request, the data, and the run checked
 /// against it (a new run's folder made).
 fn prepare(args: &TrainArgs) -> Result<crate::runs::start::PreparedRun> {
+    // Tests hold the set-up here (`sleep(ms)`) to signal a `train` that has not started.
+    crate::fail_point!("train-prepare", 0);
     crate::device::use_tf32(args.device, args.tf32)?;
     // A device that cannot open says so before the data is loaded (or downloaded).
     args.device.open()?;
@@ -365,13 +367,14 @@ fn prepare(args: &TrainArgs) -> Result<crate::runs::start::PreparedRun> {
 
 /// Writes `train --json`'s last line when a signal ends it at once (a second one, or one before
 /// training started): an `end` event, as every run's stream ends, with the step a resume goes
-/// on from (the last complete checkpoint's in `dir`; null before the first). Waits at most a
-/// second for stdout: a reader that stopped reading must not keep the process from ending.
-fn end_at_once(dir: &str) {
+/// on from (the last complete checkpoint's in `dir`; null before the first) and the run's
+/// directory (null before training started). Waits at most a second for stdout: a reader
+/// that stopped reading must not keep the process from ending.
+fn end_at_once(dir: Option<&str>) {
     use std::io::Write as _;
     let line = serde_json::json!({
         "event": "end",
-        "step": last_checkpoint_step(dir),
+        "step": dir.and_then(last_checkpoint_step),
         "run_dir": dir,
         "reason": "signal",
     })
@@ -407,11 +410,12 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             let _ = commands.send(TrainCommand::Stop);
         }
         _ => {
-            if let Some(dir) = dir_of_run.get() {
-                note(&quitting_at_once(dir, "quitting at once"));
+            match dir_of_run.get() {
+                Some(dir) => note(&quitting_at_once(dir, "quitting at once")),
+                None => note("stopped before training started: nothing was trained or saved"),
             }
             if json {
-                end_at_once(dir_of_run.get().map_or("", String::as_str));
+                end_at_once(dir_of_run.get().map(String::as_str));
             }
             signals::end_as_signalled()
         }

@@ -5,7 +5,7 @@
 //!
 //! The lab tests skip (with a notice; a failure under CI=true) where tmux is not installed.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -338,6 +338,52 @@ fn a_second_signal_ends_train_at_once() {
     assert!(
         last["step"].is_null() || err.contains("stopped by a signal: checkpoint at step"),
         "{last}; {err}"
+    );
+}
+
+/// A signal while `train` is still setting up (its set-up held by a failpoint) ends it at once:
+/// stderr says nothing was trained, and the JSON stream still ends with an `end` event, its
+/// run and step null.
+#[test]
+fn a_signal_before_training_starts_ends_train_with_an_end_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = ddpm(tmp.path())
+        .args([
+            "train",
+            "--dataset",
+            "shapes",
+            "--model",
+            "tiny",
+            "--steps",
+            "100",
+            "--json",
+        ])
+        .env("FAILPOINTS", "train-prepare:0=sleep(20000)")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ddpm-lab train");
+    std::thread::sleep(Duration::from_millis(500));
+    send(child.id(), libc::SIGTERM);
+    let status = wait_exit(&mut child, 10);
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    let err = stderr_of(&mut child);
+    assert!(
+        err.contains("stopped before training started: nothing was trained or saved"),
+        "{err}"
+    );
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let last = crate::common::last_json(&out);
+    assert_eq!(
+        last,
+        serde_json::json!({"event": "end", "reason": "signal", "run_dir": null, "step": null}),
+        "{out}"
     );
 }
 
