@@ -448,11 +448,33 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     } else {
         ProgressBar::new(0)
     };
+    // When the time limit comes before the last step, the time left is the limit's.
+    let deadline: Arc<std::sync::Mutex<Option<std::time::Instant>>> = Arc::default();
+    let bar_deadline = Arc::clone(&deadline);
     bar.set_style(
         ProgressStyle::with_template(
-            "{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+            "{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {left}] {msg}",
         )
-        .expect("valid template"),
+        .expect("valid template")
+        .with_key(
+            "left",
+            move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let by_limit = bar_deadline
+                    .lock()
+                    .ok()
+                    .and_then(|d| *d)
+                    .map(|d| d.saturating_duration_since(std::time::Instant::now()));
+                let left = by_limit.map_or(state.eta(), |l| l.min(state.eta()));
+                let secs = left.as_secs();
+                let _ = write!(
+                    w,
+                    "{:02}:{:02}:{:02}",
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60
+                );
+            },
+        ),
     );
     let mut failure = None;
     // Where stderr is a file or a pipe (`nohup … 2> log`), the bar does not draw: a line every
@@ -518,6 +540,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                 }));
                 total = total_steps;
                 session = (start_step, std::time::Instant::now());
+                if let (Some(limit), Ok(mut d)) = (args.time_limit, deadline.lock()) {
+                    *d = Some(session.1 + std::time::Duration::from_secs_f64(limit));
+                }
                 steps_per_epoch = spe;
                 bar.set_length(total_steps as u64);
                 bar.set_position(start_step as u64);
@@ -539,7 +564,13 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     }));
                 } else if plain {
                     if s.step % PLAIN_EVERY == 0 || s.step == total {
-                        note(&plain_line(&s, total, steps_per_epoch, session));
+                        note(&plain_line(
+                            &s,
+                            total,
+                            steps_per_epoch,
+                            session,
+                            args.time_limit,
+                        ));
                     }
                 } else {
                     bar.set_position(s.step as u64);
@@ -558,6 +589,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     // pause is not training time: the time elapsed and left leave it out.
                     let _ = handle.commands.send(TrainCommand::Resume);
                     session.1 += waited;
+                    if let Ok(mut d) = deadline.lock() {
+                        *d = d.map(|d| d + waited);
+                    }
                     bar.reset_eta();
                 }
                 out.emit(serde_json::json!({
@@ -602,12 +636,15 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                         "{why}: checkpoint at step {step} saved in {dir}; continue with \
                          `ddpm-lab train --resume {dir}`"
                     ));
+                } else if matches!(why, FinishReason::TimeLimit) && step < total {
+                    // Stopped short of its steps: it can go on, as after a signal.
+                    note(&format!(
+                        "time limit reached at step {step} of {total}: run saved in {dir}; \
+                         continue with `ddpm-lab train --resume {}`",
+                        crate::runs::shell_word(&dir)
+                    ));
                 } else {
-                    let why = match why {
-                        FinishReason::TimeLimit => " (time limit reached)",
-                        FinishReason::Steps | FinishReason::Stopped => "",
-                    };
-                    note(&format!("done at step {step}{why}; run saved in {dir}"));
+                    note(&format!("done at step {step}; run saved in {dir}"));
                 }
             }
             TrainEvent::Failed { step, message } => {
@@ -910,21 +947,43 @@ fn interval(args: &TrainArgs) -> Option<f64> {
 }
 
 /// A plain progress line (stderr not a terminal): where the run is, its loss and pace, and
-/// this session's time so far and left at its pace (`session`: its first step and start).
+/// this session's time so far and left at its pace (`session`: its first step and start), or
+/// to its time limit (`limit`, seconds) where that comes first.
 fn plain_line(
     s: &crate::store::StepStats,
     total: usize,
     steps_per_epoch: usize,
     session: (usize, std::time::Instant),
+    limit: Option<f64>,
+) -> String {
+    let took = session.1.elapsed().as_secs_f64();
+    plain_line_after(s, total, steps_per_epoch, session.0, took, limit)
+}
+
+/// [`plain_line`] `took` seconds into the session that began at step `first`.
+fn plain_line_after(
+    s: &crate::store::StepStats,
+    total: usize,
+    steps_per_epoch: usize,
+    first: usize,
+    took: f64,
+    limit: Option<f64>,
 ) -> String {
     use crate::clock::human_duration;
     let epochs = crate::data::epochs_suffix(total, steps_per_epoch);
-    let took = session.1.elapsed().as_secs_f64();
-    let done = s.step.saturating_sub(session.0);
+    let done = s.step.saturating_sub(first);
     let left = match (done, total.saturating_sub(s.step)) {
         (_, 0) => String::new(),
         (0, _) => String::new(),
-        (d, rest) => format!(", {} left", human_duration(took / d as f64 * rest as f64)),
+        (d, rest) => {
+            let by_pace = took / d as f64 * rest as f64;
+            match limit.map(|l| (l - took).max(0.0)) {
+                Some(by_limit) if by_limit < by_pace => {
+                    format!(", {} left (time limit)", human_duration(by_limit))
+                }
+                _ => format!(", {} left", human_duration(by_pace)),
+            }
+        }
     };
     format!(
         "step {}/{total} · epoch {}{epochs} · loss {:.4} · {:.0} img/s · {} elapsed{left}",
@@ -994,6 +1053,32 @@ pub fn load_with_progress(
 
 #[cfg(test)]
 mod tests {
+    /// The plain lines' time left is the time limit's where it comes before the last step.
+    #[test]
+    fn plain_lines_say_the_time_left_to_a_nearer_time_limit() {
+        let s = crate::store::StepStats {
+            step: 200,
+            epoch: 0,
+            loss: 0.1,
+            images_per_s: 160.0,
+            elapsed_s: 40.0,
+            lr: 2e-3,
+            bucket_losses: Vec::new(),
+        };
+        // 200 steps in 40 s: 1900 more take 6m20s at this pace.
+        let line = plain_line_after(&s, 2100, 267, 0, 40.0, None);
+        assert!(line.ends_with("40s elapsed, 6m20s left"), "{line}");
+        let line = plain_line_after(&s, 2100, 267, 0, 40.0, Some(60.0));
+        assert!(
+            line.ends_with("40s elapsed, 20s left (time limit)"),
+            "{line}"
+        );
+        // Past the limit: none left; a far limit changes nothing.
+        let line = plain_line_after(&s, 2100, 267, 0, 40.0, Some(30.0));
+        assert!(line.ends_with(", 0s left (time limit)"), "{line}");
+        let line = plain_line_after(&s, 2100, 267, 0, 40.0, Some(3600.0));
+        assert!(line.ends_with("6m20s left"), "{line}");
+    }
     use super::*;
     use clap::Parser;
 

@@ -762,7 +762,13 @@ fn a_time_limit_ends_training_and_says_so() {
     let out = ddpm(&args, tmp.path());
     ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("(time limit reached); run saved in"), "{err}");
+    // Stopped short of its steps, it says how to go on.
+    assert!(
+        err.contains("time limit reached at step ")
+            && err.contains(" of 100000: run saved in ")
+            && err.contains(&format!("continue with `ddpm-lab train --resume {run_s}`")),
+        "{err}"
+    );
     // Training on to the stop step is not a time limit.
     let mut args = vec!["train", "--resume", run_s, "--steps"];
     let latest = std::fs::read_to_string(run.join("latest")).unwrap();
