@@ -1120,6 +1120,31 @@ fn x_stops_a_paused_run_so_that_another_can_be_opened_or_compared() {
     assert_eq!(compare_runs, 1, "no next schedule started after the stop");
 }
 
+/// `B` and `b` close the run shown (space would have trained it on) and say so: space now
+/// starts a new run. Without one shown, the notice names the recipe alone.
+#[test]
+fn a_recipe_key_says_that_it_closes_the_opened_run() {
+    let (mut app, engine) = app();
+    load_data(&mut app);
+    engine.offer_run("runs/old", settings().train, 40);
+    app.tab = Tab::Train;
+    open_from_picker(&mut app);
+    assert_eq!(app.train.run.state, RunState::Opened);
+    handle_key(&mut app, ch('B'));
+    assert_ne!(app.train.run.state, RunState::Opened);
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some(
+            "quick configuration for this device · space starts a new run (the run shown stays on disk: o opens it)"
+        )
+    );
+    handle_key(&mut app, ch('B'));
+    assert_eq!(
+        notice(&app).as_deref(),
+        Some("quick configuration for this device")
+    );
+}
+
 #[test]
 fn opening_a_finished_run_says_to_raise_its_steps_before_space() {
     let (mut app, engine) = app();

@@ -909,7 +909,8 @@ impl TrainState {
             return vec![fixed_while_training()];
         }
         // A recipe is for a new run: the opened run is closed (it stays on disk), a stopped one
-        // is not continued.
+        // is not continued; the notice says so where space would have trained it on.
+        let was_next = self.run.state == RunState::Opened || self.continues(usize::MAX);
         self.close_opened();
         self.new_run_next = true;
         let n_train = ctx.n_train;
@@ -922,7 +923,7 @@ impl TrainState {
         } else {
             RecipeName::for_device(settings.train.device)
         });
-        let mut fx = vec![Effect::info(match (blog, n_train) {
+        let mut said = match (blog, n_train) {
             (true, Some(n)) => format!(
                 "blog configuration: {} epochs of these {n} images = {} steps",
                 super::super::settings::BLOG_EPOCHS,
@@ -930,7 +931,11 @@ impl TrainState {
             ),
             (true, None) => "blog configuration (5 epochs of Fashion-MNIST)".to_string(),
             (false, _) => "quick configuration for this device".to_string(),
-        })];
+        };
+        if was_next {
+            said.push_str(" · space starts a new run (the run shown stays on disk: o opens it)");
+        }
+        let mut fx = vec![Effect::info(said)];
         fx.extend(self.request_estimate(ctx));
         fx
     }
