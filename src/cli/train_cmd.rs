@@ -692,7 +692,6 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         }
     }
     let stdout_closed = out.closed;
-    drop(out);
     handle.join();
     match failure {
         Some(m) => bail!("{m}"),
