@@ -660,6 +660,16 @@ impl Trainer {
         })
     }
 
+    /// The newest checkpoint, where this trainer wrote it (or resumed from it) at this step.
+    fn checkpoint_of_this_step(&self) -> Option<PathBuf> {
+        let run = self.run.as_ref()?;
+        if self.last_checkpoint != Some(self.step) {
+            return None;
+        }
+        let ck = run.latest_checkpoint().ok()??;
+        (ck.state.step == self.step).then(|| ck.dir().to_path_buf())
+    }
+
     /// Writes weights, optimiser, EMA, configuration and progress to the run directory (if
     /// any) as one checkpoint (see [`crate::store::layout`]). Everything is checked finite
     /// before anything is written, so the newest checkpoint is always one training can go on
@@ -672,12 +682,8 @@ impl Trainer {
         };
         // Asked again at the step of the newest checkpoint (the time limit right after a timed
         // checkpoint, `c` twice): it is that one, not a second copy.
-        if self.last_checkpoint == Some(self.step) {
-            if let Ok(Some(ck)) = run.latest_checkpoint() {
-                if ck.state.step == self.step {
-                    return Ok(Some(ck.dir().to_path_buf()));
-                }
-            }
+        if let Some(dir) = self.checkpoint_of_this_step() {
+            return Ok(Some(dir));
         }
         let weights = var_tensors(&self.varmap);
         let optimizer = self.opt.state_tensors()?;
@@ -949,11 +955,16 @@ impl Trainer {
 
     /// Writes the final checkpoint and says the session ended, and why.
     fn finish(&mut self, events: &Sender<TrainEvent>, why: FinishReason) -> Result<()> {
+        // A stop right after a scheduled checkpoint (or at the step resumed from) writes
+        // nothing new: it is not announced twice.
+        let said = self.checkpoint_of_this_step().is_some();
         if let Some(p) = self.checkpoint()? {
-            let _ = events.send(TrainEvent::Checkpointed {
-                step: self.step,
-                path: p,
-            });
+            if !said {
+                let _ = events.send(TrainEvent::Checkpointed {
+                    step: self.step,
+                    path: p,
+                });
+            }
         }
         let _ = events.send(TrainEvent::Finished {
             step: self.step,

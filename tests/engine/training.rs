@@ -484,6 +484,33 @@ fn checkpoints_follow_training_time_as_well_as_steps() {
     assert_eq!(trainer.checkpoint().unwrap().unwrap(), first);
     let folders = std::fs::read_dir(run.join("checkpoints")).unwrap().count();
     assert_eq!(folders, 1, "one checkpoint folder for one step");
+    // Stopped at the step of its newest checkpoint (here the one it resumed from; a stop
+    // right after a scheduled one alike), a run writes and announces no second one.
+    drop(trainer);
+    let mut resumed = Trainer::resume(&run, Some(4), None).unwrap();
+    let (etx, erx) = mpsc::channel();
+    let (ctx, crx) = mpsc::channel();
+    ctx.send(TrainCommand::Stop).unwrap();
+    let mut src = Synthetic {
+        n: 4,
+        size: 8,
+        poison_at: None,
+    };
+    resumed.run_loop(&mut src, &etx, &crx).unwrap();
+    drop(etx);
+    let events: Vec<TrainEvent> = erx.iter().collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, TrainEvent::Checkpointed { .. })),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TrainEvent::Finished { step: 0, .. })),
+        "{events:?}"
+    );
     let bad = TrainConfig {
         checkpoint_interval_s: Some(0.0),
         ..base
