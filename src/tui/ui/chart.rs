@@ -623,22 +623,20 @@ mod tests {
 
     /// `series` drawn at `w`×`h` with a top-right legend asked for.
     fn drawn(series: &[Series], w: u16, h: u16) -> String {
+        let opts = ChartOpts {
+            title: "Loss".into(),
+            x_title: "step".into(),
+            legend: Some(LegendPosition::TopRight),
+            ..ChartOpts::default()
+        };
+        drawn_with(series, w, h, &opts)
+    }
+
+    /// `series` drawn at `w`×`h` with `opts`, as TestBackend shows it.
+    fn drawn_with(series: &[Series], w: u16, h: u16, opts: &ChartOpts) -> String {
         use ratatui::backend::TestBackend;
         let mut term = ratatui::Terminal::new(TestBackend::new(w, h)).unwrap();
-        term.draw(|f| {
-            draw(
-                f,
-                f.area(),
-                series,
-                &ChartOpts {
-                    title: "Loss".into(),
-                    x_title: "step".into(),
-                    legend: Some(LegendPosition::TopRight),
-                    ..ChartOpts::default()
-                },
-            )
-        })
-        .unwrap();
+        term.draw(|f| draw(f, f.area(), series, opts)).unwrap();
         format!("{}", term.backend())
     }
 
@@ -648,7 +646,6 @@ mod tests {
     /// title names is not said twice.
     #[test]
     fn axis_titles_go_in_the_borders_and_leave_the_curves_whole() {
-        use ratatui::backend::TestBackend;
         let draw_at = |title: &str, y_title: &str, legend: bool, w: u16, h: u16| {
             let series = [Series {
                 name: if legend { "lr".into() } else { String::new() },
@@ -658,23 +655,14 @@ mod tests {
                     .map(|x| (x as f64, if x < 50 { 2.0 } else { (100 - x) as f64 / 25.0 }))
                     .collect(),
             }];
-            let mut term = ratatui::Terminal::new(TestBackend::new(w, h)).unwrap();
-            term.draw(|f| {
-                draw(
-                    f,
-                    f.area(),
-                    &series,
-                    &ChartOpts {
-                        title: title.into(),
-                        x_title: "step".into(),
-                        y_title: y_title.into(),
-                        legend: legend.then_some(LegendPosition::TopRight),
-                        ..ChartOpts::default()
-                    },
-                )
-            })
-            .unwrap();
-            format!("{}", term.backend())
+            let opts = ChartOpts {
+                title: title.into(),
+                x_title: "step".into(),
+                y_title: y_title.into(),
+                legend: legend.then_some(LegendPosition::TopRight),
+                ..ChartOpts::default()
+            };
+            drawn_with(&series, w, h, &opts)
         };
         // TestBackend shows each row in quotes.
         let rows = |screen: &str| -> Vec<String> {
