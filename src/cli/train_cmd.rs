@@ -302,6 +302,9 @@ fn prepare(args: &TrainArgs) -> Result<crate::runs::start::PreparedRun> {
         RunDir::check_new_run_path(&dir)?;
         RunDir::at(&dir).check_holds_no_run()?;
     }
+    let mut req = request(args)?;
+    let cfg = req.base_config()?;
+    // Said once the run is known to be one: a run that is not there is the error alone.
     if args.resume.is_some() {
         let ignored = ignored_with_resume(args);
         if !ignored.is_empty() {
@@ -313,8 +316,6 @@ fn prepare(args: &TrainArgs) -> Result<crate::runs::start::PreparedRun> {
             ));
         }
     }
-    let mut req = request(args)?;
-    let cfg = req.base_config()?;
     // Data (downloads if needed).
     let spec: DatasetSpec = cfg.dataset.parse().map_err(|e| {
         if args.resume.is_some() && args.dataset.is_none() {

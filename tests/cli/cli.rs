@@ -429,6 +429,11 @@ fn bad_input_gets_a_clear_error() {
     // TF32 is a CUDA setting: asked for on the CPU it is an error, not silently nothing.
     let missing = d.join("no-such-run");
     let missing = missing.to_str().unwrap();
+    // A run that is not there is the error alone, without a note on the flags a resume
+    // would ignore.
+    let err = fails(&ddpm(&["train", "--resume", missing, "--model", "tiny"], d));
+    assert!(err.contains("is not a run directory"), "{err}");
+    assert!(!err.contains("ignored with --resume"), "{err}");
     for args in [
         &["train", "--tf32", "--device", "cpu"][..],
         &["sample", "--checkpoint", missing, "--tf32"][..],
