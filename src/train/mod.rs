@@ -675,15 +675,20 @@ impl Trainer {
     /// before anything is written, so the newest checkpoint is always one training can go on
     /// from.
     pub fn checkpoint(&mut self) -> Result<Option<PathBuf>> {
+        Ok(self.checkpoint_once()?.map(|(dir, _)| dir))
+    }
+
+    /// [`Self::checkpoint`], with whether it wrote one now: asked again at the step of the
+    /// newest checkpoint (the time limit right after a timed checkpoint, `c` twice), the
+    /// checkpoint is that one, not a second copy.
+    fn checkpoint_once(&mut self) -> Result<Option<(PathBuf, bool)>> {
         // The history up to this step first: a checkpoint never has steps its log lacks.
         self.flush_metrics()?;
         let Some(run) = &self.run else {
             return Ok(None);
         };
-        // Asked again at the step of the newest checkpoint (the time limit right after a timed
-        // checkpoint, `c` twice): it is that one, not a second copy.
         if let Some(dir) = self.checkpoint_of_this_step() {
-            return Ok(Some(dir));
+            return Ok(Some((dir, false)));
         }
         let weights = var_tensors(&self.varmap);
         let optimizer = self.opt.state_tensors()?;
@@ -725,7 +730,7 @@ impl Trainer {
         self.last_checkpoint = Some(self.step);
         // The branch the run went back from is gone now.
         self.abandoned.clear();
-        Ok(Some(dir))
+        Ok(Some((dir, true)))
     }
 
     /// A detached copy of the network for sampling (the EMA weights when enabled).
@@ -957,14 +962,11 @@ impl Trainer {
     fn finish(&mut self, events: &Sender<TrainEvent>, why: FinishReason) -> Result<()> {
         // A stop right after a scheduled checkpoint (or at the step resumed from) writes
         // nothing new: it is not announced twice.
-        let said = self.checkpoint_of_this_step().is_some();
-        if let Some(p) = self.checkpoint()? {
-            if !said {
-                let _ = events.send(TrainEvent::Checkpointed {
-                    step: self.step,
-                    path: p,
-                });
-            }
+        if let Some((p, true)) = self.checkpoint_once()? {
+            let _ = events.send(TrainEvent::Checkpointed {
+                step: self.step,
+                path: p,
+            });
         }
         let _ = events.send(TrainEvent::Finished {
             step: self.step,
