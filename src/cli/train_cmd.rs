@@ -266,18 +266,24 @@ pub(super) fn note(line: &str) {
 fn quitting_at_once(dir: &str, why: &str) -> String {
     // Before its first checkpoint there is nothing to continue from.
     let saved = last_checkpoint_step(dir).is_some();
+    let hint = resume_hint(dir);
     let dir = crate::runs::shell_word(dir);
     if saved {
-        format!(
-            "{why}: the last complete checkpoint in {dir} stays; continue with `ddpm-lab train \
-             --resume {dir}`"
-        )
+        format!("{why}: the last complete checkpoint in {dir} stays; {hint}")
     } else {
         format!(
             "{why}, before the run's first checkpoint: nothing of {dir} can be continued; start \
              it again"
         )
     }
+}
+
+/// How to go on with the run in `dir` (its path quoted for a shell where it needs it).
+fn resume_hint(dir: &str) -> String {
+    format!(
+        "continue with `ddpm-lab train --resume {}`",
+        crate::runs::shell_word(dir)
+    )
 }
 
 /// Steps between the progress lines printed where stderr is not a terminal.
@@ -460,12 +466,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         .with_key(
             "left",
             move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let by_limit = bar_deadline
-                    .lock()
-                    .ok()
-                    .and_then(|d| *d)
-                    .map(|d| d.saturating_duration_since(std::time::Instant::now()));
-                let left = by_limit.map_or(state.eta(), |l| l.min(state.eta()));
+                let left = time_to(&bar_deadline).map_or(state.eta(), |l| l.min(state.eta()));
                 let secs = left.as_secs();
                 let _ = write!(
                     w,
@@ -565,13 +566,8 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     }));
                 } else if plain {
                     if s.step % PLAIN_EVERY == 0 || s.step == total {
-                        note(&plain_line(
-                            &s,
-                            total,
-                            steps_per_epoch,
-                            session,
-                            args.time_limit,
-                        ));
+                        let to_limit = time_to(&deadline).map(|d| d.as_secs_f64());
+                        note(&plain_line(&s, total, steps_per_epoch, session, to_limit));
                     }
                 } else {
                     bar.set_position(s.step as u64);
@@ -634,15 +630,14 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                         "stopped by a signal"
                     };
                     note(&format!(
-                        "{why}: checkpoint at step {step} saved in {dir}; continue with \
-                         `ddpm-lab train --resume {dir}`"
+                        "{why}: checkpoint at step {step} saved in {dir}; {}",
+                        resume_hint(&dir)
                     ));
                 } else if matches!(why, FinishReason::TimeLimit) && step < total {
                     // Stopped short of its steps: it can go on, as after a signal.
                     note(&format!(
-                        "time limit reached at step {step} of {total}: run saved in {dir}; \
-                         continue with `ddpm-lab train --resume {}`",
-                        crate::runs::shell_word(&dir)
+                        "time limit reached at step {step} of {total}: run saved in {dir}; {}",
+                        resume_hint(&dir)
                     ));
                 } else {
                     note(&format!("done at step {step}; run saved in {dir}"));
@@ -946,18 +941,25 @@ fn interval(args: &TrainArgs) -> Option<f64> {
     Some(args.checkpoint_interval).filter(|&s| s > 0.0)
 }
 
+/// The time left to the time limit's `deadline` (none without a limit, or before the session
+/// started): the progress bar and the plain lines both say it where it comes first.
+fn time_to(deadline: &std::sync::Mutex<Option<std::time::Instant>>) -> Option<std::time::Duration> {
+    let deadline = (*deadline.lock().ok()?)?;
+    Some(deadline.saturating_duration_since(std::time::Instant::now()))
+}
+
 /// A plain progress line (stderr not a terminal): where the run is, its loss and pace, and
 /// this session's time so far and left at its pace (`session`: its first step and start), or
-/// to its time limit (`limit`, seconds) where that comes first.
+/// to its time limit (`to_limit`, seconds) where that comes first.
 fn plain_line(
     s: &crate::store::StepStats,
     total: usize,
     steps_per_epoch: usize,
     session: (usize, std::time::Instant),
-    limit: Option<f64>,
+    to_limit: Option<f64>,
 ) -> String {
     let took = session.1.elapsed().as_secs_f64();
-    plain_line_after(s, total, steps_per_epoch, session.0, took, limit)
+    plain_line_after(s, total, steps_per_epoch, session.0, took, to_limit)
 }
 
 /// [`plain_line`] `took` seconds into the session that began at step `first`.
@@ -967,7 +969,7 @@ fn plain_line_after(
     steps_per_epoch: usize,
     first: usize,
     took: f64,
-    limit: Option<f64>,
+    to_limit: Option<f64>,
 ) -> String {
     use crate::clock::human_duration;
     let epochs = crate::data::epochs_suffix(total, steps_per_epoch);
@@ -977,7 +979,7 @@ fn plain_line_after(
         (0, _) => String::new(),
         (d, rest) => {
             let by_pace = took / d as f64 * rest as f64;
-            match limit.map(|l| (l - took).max(0.0)) {
+            match to_limit {
                 Some(by_limit) if by_limit < by_pace => {
                     format!(", {} left (time limit)", human_duration(by_limit))
                 }
@@ -1053,6 +1055,9 @@ pub fn load_with_progress(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use clap::Parser;
+
     /// The plain lines' time left is the time limit's where it comes before the last step.
     #[test]
     fn plain_lines_say_the_time_left_to_a_nearer_time_limit() {
@@ -1068,19 +1073,18 @@ mod tests {
         // 200 steps in 40 s: 1900 more take 6m20s at this pace.
         let line = plain_line_after(&s, 2100, 267, 0, 40.0, None);
         assert!(line.ends_with("40s elapsed, 6m20s left"), "{line}");
-        let line = plain_line_after(&s, 2100, 267, 0, 40.0, Some(60.0));
+        // The limit 20 s away, before the last step: its time is the time left.
+        let line = plain_line_after(&s, 2100, 267, 0, 40.0, Some(20.0));
         assert!(
             line.ends_with("40s elapsed, 20s left (time limit)"),
             "{line}"
         );
-        // Past the limit: none left; a far limit changes nothing.
-        let line = plain_line_after(&s, 2100, 267, 0, 40.0, Some(30.0));
+        // At the limit: none left; a far limit changes nothing.
+        let line = plain_line_after(&s, 2100, 267, 0, 40.0, Some(0.0));
         assert!(line.ends_with(", 0s left (time limit)"), "{line}");
-        let line = plain_line_after(&s, 2100, 267, 0, 40.0, Some(3600.0));
+        let line = plain_line_after(&s, 2100, 267, 0, 40.0, Some(3560.0));
         assert!(line.ends_with("6m20s left"), "{line}");
     }
-    use super::*;
-    use clap::Parser;
 
     #[test]
     fn the_wait_asks_for_room_only_where_the_disk_is_full() {
