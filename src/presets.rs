@@ -3,9 +3,9 @@
 //! - `quick`: the lab's CPU default, chosen by measurement (`scripts/quality-recipes.sh`, the
 //!   README's quality table) as the recipe with the best samples after 10 minutes of training on
 //!   a 2-core CPU: a UNet with ResNet blocks and attention only at the lowest resolution, the
-//!   cosine schedule with T = 1000, the v objective with min-SNR-5 weighting, batch 32 (four
+//!   cosine schedule with T = 500, the v objective with min-SNR-5 weighting, batch 32 (3.7
 //!   times the steps of batch 128 in the same time), Adam 2e-3 with warm-up and cosine decay, a
-//!   warmed-up EMA, and DDIM-50 sampling.
+//!   warmed-up EMA, and DDIM-100 sampling.
 //! - `blog`: the blog's exact setup (its UNet, linear schedule, T = 200, Huber loss, batch 128,
 //!   Adam 1e-3, DDPM sampling).
 

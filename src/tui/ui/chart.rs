@@ -26,9 +26,9 @@ pub struct Series {
 pub struct ChartOpts {
     /// Title of the surrounding block.
     pub title: String,
-    /// X axis title.
+    /// X axis title (at the right of the bottom border; empty: none).
     pub x_title: String,
-    /// Y axis title (drawn at the top of the axis; empty: none).
+    /// Y axis title (in the top border after the title, else the bottom one; empty: none).
     pub y_title: String,
     /// Logarithmic y axis (decades labelled `1e-4` … `1`); values ≤ 0 are left out.
     pub y_log: bool,

@@ -68,7 +68,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, images: &ImageRenderer) {
         model.push(Span::raw(format!(" ({})", theme::count(run.num_params))));
     }
     // In display order, with the order in which they give way on a narrow terminal (80
-    // columns): the image protocol first, then the device, then the model.
+    // columns): the image protocol first, then the device, then the model (a long data path
+    // shortens before each of them, see below).
     let build = |device: String, data: &str| {
         [
             (kv("device ", device), 1),
